@@ -1,1 +1,6 @@
+//! perstack-sandbox: run Perstack Experts in Docker.
+//!
+//! See ARCHITECTURE.md for the parts and the path of one run.
 
+pub mod config;
+pub mod skill;

@@ -1,0 +1,445 @@
+//! The typed model of `perstack.toml` (PERSTACK-COMPAT.md §1) plus our `[sandbox]` table.
+//!
+//! These types mirror the file and nothing else: parsing with positions lives in `parse.rs`, the
+//! rules in `validate.rs`. They serialize with Perstack's camelCase names, so the resolved config
+//! baked into a runtime image reads like the file it came from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// Perstack's default model when neither the CLI nor the file names one.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+/// Perstack's effective default step limit.
+pub const DEFAULT_MAX_STEPS: u32 = 100;
+/// Perstack's default retry budget per generation.
+pub const DEFAULT_MAX_RETRIES: u32 = 5;
+/// Perstack's code default for the per-generation timeout, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+/// The skill every Expert gets when it declares no `skills` table.
+pub const BASE_SKILL_NAME: &str = "@perstack/base";
+
+/// A whole `perstack.toml`, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    /// Default model (`model`); CLI `--model` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Default reasoning budget (`reasoningBudget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_budget: Option<ReasoningBudget>,
+    /// Perstack's `runtime` selector. We always run in Docker, but keep the value for fidelity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Step limit for a job (`maxSteps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+    /// Retries per generation (`maxRetries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Per-generation timeout in milliseconds (`timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// Dotenv files to read (`envPath`), relative to the current folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_path: Option<Vec<String>>,
+    /// `perstackApiBaseUrl` (must be `https://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perstack_api_base_url: Option<String>,
+    /// `perstackBaseSkillCommand`: replaces the command of an npx-based `@perstack/base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perstack_base_skill_command: Option<Vec<String>>,
+    /// `[provider]`; absent means Perstack's default, anthropic with no settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderConfig>,
+    /// `[experts.*]`, in file order.
+    #[serde(default)]
+    pub experts: IndexMap<String, Expert>,
+    /// `[sandbox]`: our own table, which Perstack ignores.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+}
+
+/// `reasoningBudget`: a named level or a token count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReasoningBudget {
+    /// `none|minimal|low|medium|high`.
+    Level(ReasoningLevel),
+    /// An explicit token budget (≥ 0).
+    Tokens(u64),
+}
+
+/// The named reasoning levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasoningLevel {
+    /// Reasoning off.
+    None,
+    /// 1024 tokens.
+    Minimal,
+    /// 2048 tokens (Perstack's default).
+    Low,
+    /// 5000 tokens.
+    Medium,
+    /// 10000 tokens.
+    High,
+}
+
+/// `[provider]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderConfig {
+    /// `providerName`, the discriminator.
+    pub provider_name: ProviderName,
+    /// `[provider.setting]`. Which keys apply depends on the provider (§1); the others are ignored.
+    #[serde(default)]
+    pub setting: ProviderSetting,
+}
+
+/// Every provider Perstack knows, plus our scripted `mock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProviderName {
+    /// Anthropic Messages API.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+    /// Google Gemini.
+    #[serde(rename = "google")]
+    Google,
+    /// OpenAI.
+    #[serde(rename = "openai")]
+    Openai,
+    /// Ollama (OpenAI-compatible, plain HTTP allowed).
+    #[serde(rename = "ollama")]
+    Ollama,
+    /// Azure OpenAI.
+    #[serde(rename = "azure-openai")]
+    AzureOpenai,
+    /// Amazon Bedrock.
+    #[serde(rename = "amazon-bedrock")]
+    AmazonBedrock,
+    /// Google Vertex AI.
+    #[serde(rename = "google-vertex")]
+    GoogleVertex,
+    /// DeepSeek.
+    #[serde(rename = "deepseek")]
+    Deepseek,
+    /// perstack-sandbox's scripted provider: replays a script file, needs no key and no network.
+    #[serde(rename = "mock")]
+    Mock,
+}
+
+impl ProviderName {
+    /// Every accepted `providerName`, in the order error messages list them.
+    pub const ALL: [ProviderName; 9] = [
+        ProviderName::Anthropic,
+        ProviderName::Google,
+        ProviderName::Openai,
+        ProviderName::Ollama,
+        ProviderName::AzureOpenai,
+        ProviderName::AmazonBedrock,
+        ProviderName::GoogleVertex,
+        ProviderName::Deepseek,
+        ProviderName::Mock,
+    ];
+
+    /// The name as written in `perstack.toml` and on the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderName::Anthropic => "anthropic",
+            ProviderName::Google => "google",
+            ProviderName::Openai => "openai",
+            ProviderName::Ollama => "ollama",
+            ProviderName::AzureOpenai => "azure-openai",
+            ProviderName::AmazonBedrock => "amazon-bedrock",
+            ProviderName::GoogleVertex => "google-vertex",
+            ProviderName::Deepseek => "deepseek",
+            ProviderName::Mock => "mock",
+        }
+    }
+
+    /// Parses a name as written in `perstack.toml` or on the CLI.
+    pub fn parse(s: &str) -> Option<ProviderName> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ProviderName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[provider.setting]`: the union of every provider's settings (§1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderSetting {
+    /// All providers but bedrock: API base URL (`https://` except for ollama).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Extra HTTP headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// openai: organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// openai / google-vertex: project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// openai: provider name override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// azure-openai: resource name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
+    /// azure-openai: `api-version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// azure-openai: use `/deployments/<model>/…` URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_deployment_based_urls: Option<bool>,
+    /// amazon-bedrock: region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// google-vertex: location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// mock: the script file, relative to the folder of `perstack.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+}
+
+/// `[experts."<key>"]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Expert {
+    /// The key of the table; also the Expert's name locally.
+    pub key: String,
+    /// Same as `key` for local Experts (Perstack derives the name from the key).
+    pub name: String,
+    /// Semver version, default `1.0.0`.
+    pub version: String,
+    /// The instruction (1..=20480 chars).
+    pub instruction: String,
+    /// Description (1..=2048 chars); the delegate tool's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `minRuntimeVersion`: parsed, unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_runtime_version: Option<String>,
+    /// Keys of the Experts this one may delegate to.
+    #[serde(default)]
+    pub delegates: Vec<String>,
+    /// Tags (`^[a-z0-9][a-z0-9_-]*$`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Skills by name, in file order. When the file has no `skills` table this holds the implicit
+    /// `@perstack/base`.
+    pub skills: IndexMap<String, Skill>,
+}
+
+/// One skill of an Expert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Skill {
+    /// `type = "mcpStdioSkill"`.
+    #[serde(rename = "mcpStdioSkill")]
+    McpStdio(McpStdioSkill),
+    /// `type = "mcpSseSkill"`.
+    #[serde(rename = "mcpSseSkill")]
+    McpSse(McpSseSkill),
+    /// `type = "interactiveSkill"`.
+    #[serde(rename = "interactiveSkill")]
+    Interactive(InteractiveSkill),
+}
+
+impl Skill {
+    /// The skill's name (its key in `skills`).
+    pub fn name(&self) -> &str {
+        match self {
+            Skill::McpStdio(s) => &s.name,
+            Skill::McpSse(s) => &s.name,
+            Skill::Interactive(s) => &s.name,
+        }
+    }
+
+    /// The `rule` added to the system prompt, if any.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Skill::McpStdio(s) => s.rule.as_deref(),
+            Skill::McpSse(s) => s.rule.as_deref(),
+            Skill::Interactive(s) => s.rule.as_deref(),
+        }
+    }
+}
+
+/// `mcpStdioSkill`: an MCP server spoken to over stdio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct McpStdioSkill {
+    /// The skill's name (its key).
+    pub name: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Added to the system prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The program to run (`npx`, `uvx`, `python3`, …).
+    pub command: String,
+    /// The package to run; exclusive with a non-empty `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_name: Option<String>,
+    /// Arguments; exclusive with `packageName`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Tools to offer (whitelist when non-empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pick: Vec<String>,
+    /// Tools to hide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub omit: Vec<String>,
+    /// Environment variables the skill receives — and the only ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_env: Vec<String>,
+    /// Domains the skill may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_domains: Vec<String>,
+    /// Connect in the background, awaited by the first tool listing.
+    #[serde(default)]
+    pub lazy_init: bool,
+}
+
+impl McpStdioSkill {
+    /// The argv after `command`: `args`, else `[packageName]`; `npx` gets `-y` when absent (§1).
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv = if self.args.is_empty() {
+            self.package_name.iter().cloned().collect()
+        } else {
+            self.args.clone()
+        };
+        if self.command == "npx" && !argv.iter().any(|a| a == "-y" || a == "--yes") {
+            argv.insert(0, "-y".to_string());
+        }
+        argv
+    }
+
+    /// True for the `@perstack/base` skill, which we run as our own base-skill container.
+    pub fn is_base(&self) -> bool {
+        self.name == BASE_SKILL_NAME
+    }
+}
+
+/// `mcpSseSkill`: a remote MCP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct McpSseSkill {
+    /// The skill's name (its key).
+    pub name: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Added to the system prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The `https://` endpoint (no private or loopback hosts).
+    pub endpoint: String,
+    /// Tools to offer (whitelist when non-empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pick: Vec<String>,
+    /// Tools to hide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub omit: Vec<String>,
+    /// Domains the skill may reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_domains: Vec<String>,
+}
+
+/// `interactiveSkill`: tools answered by the user, not by a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InteractiveSkill {
+    /// The skill's name (its key).
+    pub name: String,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Added to the system prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `tools.<name>`, in file order.
+    #[serde(default)]
+    pub tools: IndexMap<String, InteractiveTool>,
+}
+
+/// One tool of an interactive skill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InteractiveTool {
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The input schema, parsed from the JSON string in the file.
+    pub input_json_schema: serde_json::Value,
+}
+
+/// `[sandbox]`: how perstack-sandbox builds and runs containers. Perstack ignores this table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxConfig {
+    /// Base image of the base-skill (workspace tools) container. Unset: `scratch`, which is enough
+    /// for the file tools; set an image with a shell for a useful `exec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_image: Option<String>,
+    /// Base image for skills whose command is `npx` or `node`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_image: Option<String>,
+    /// Base image for skills whose command is `uvx`, `python` or `python3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_image: Option<String>,
+    /// Base image for skills with any other command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill_image: Option<String>,
+    /// Memory limit per container (`512m`, `2g`, or bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// CPU limit per container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Process limit per container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+    /// Per-skill overrides, by skill name: `[sandbox.skills."<name>"]`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub skills: IndexMap<String, SandboxSkill>,
+}
+
+/// `[sandbox.skills."<name>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxSkill {
+    /// Base image for this skill's container, whatever its command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// Where a value came from in the file: for errors that are found after loading (a missing
+/// variable, a script that does not parse) and still want to point at the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub col: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
