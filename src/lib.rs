@@ -3,4 +3,7 @@
 //! See ARCHITECTURE.md for the parts and the path of one run.
 
 pub mod config;
+pub mod event;
+pub mod ids;
+pub mod llm;
 pub mod skill;

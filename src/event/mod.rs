@@ -1,0 +1,509 @@
+//! The event stream: perstack-sandbox's one wire format.
+//!
+//! `perstack-sandbox run --json` writes one JSON object per line to stdout (JSON Lines, UTF-8,
+//! `\n`-terminated), and nothing else goes to stdout. The objects are Perstack's events
+//! (PERSTACK-COMPAT.md §3), so a consumer of `perstack run` reads ours unchanged.
+//!
+//! There are two families, told apart by the presence of `expertKey`:
+//!
+//! * **Run events** — keys `type, id, expertKey, timestamp, jobId, runId, stepNumber`, then the
+//!   payload. They describe the agent loop: `startRun`, `startGeneration`, `retry`, `callTools`,
+//!   `callInteractiveTool`, `callDelegate`, `resolveToolResults`, `attemptCompletion`,
+//!   `finishToolCall`, `resumeToolCalls`, `finishAllToolCalls`, `continueToNextStep`, the stops
+//!   `stopRunByInteractiveTool`, `stopRunByDelegate`, `stopRunByExceededMaxSteps`,
+//!   `stopRunByError`, and `completeRun`; plus the streaming events `startStreamingReasoning`,
+//!   `streamReasoning`, `completeStreamingReasoning`, `startStreamingRunResult`,
+//!   `streamRunResult`, `completeStreamingRunResult`.
+//! * **Runtime events** — keys `type, id, timestamp, jobId, runId`, then the payload. They describe
+//!   the machinery: `initializeRuntime`, `skillStarting`, `skillConnected`, `skillStderr`,
+//!   `skillDisconnected`, `dockerBuildProgress`, `dockerContainerStatus`, `proxyAccess`.
+//!
+//! Who writes what: the runtime container emits the run events, `initializeRuntime` and the
+//! `skill*` connection events on its stdout; the host controller relays each line as it arrives
+//! and adds its own `dockerBuildProgress`, `dockerContainerStatus` and `skillStderr` (read from
+//! the skill containers' stderr), with the same `jobId` and `runId`.
+//!
+//! Timestamps are milliseconds since the Unix epoch. Ids are opaque strings.
+
+mod types;
+
+pub use types::*;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One event: the common header and a payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Unique id.
+    pub id: String,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+    /// The job.
+    pub job_id: String,
+    /// The run segment.
+    pub run_id: String,
+    /// Run or runtime payload.
+    pub body: EventBody,
+}
+
+/// The two families of events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    /// An event of the agent loop, tied to an Expert and a step.
+    Run {
+        /// Which Expert's run.
+        expert_key: String,
+        /// Job-global step number.
+        step_number: u32,
+        /// What happened.
+        payload: RunPayload,
+    },
+    /// An event of the machinery around the loop.
+    Runtime(RuntimePayload),
+}
+
+/// Payloads of run events (§3 "State events" and "Streaming").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+#[allow(missing_docs)] // Field names are Perstack's; §3 documents them.
+pub enum RunPayload {
+    #[serde(rename_all = "camelCase")]
+    StartRun {
+        initial_checkpoint: Checkpoint,
+        input_messages: Vec<Message>,
+    },
+    #[serde(rename_all = "camelCase")]
+    StartGeneration { messages: Vec<Message> },
+    #[serde(rename_all = "camelCase")]
+    Retry {
+        reason: String,
+        new_messages: Vec<Message>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_calls: Option<Vec<ToolCall>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_results: Option<Vec<ToolResult>>,
+        usage: Usage,
+    },
+    #[serde(rename_all = "camelCase")]
+    CallTools {
+        new_message: Message,
+        tool_calls: Vec<ToolCall>,
+        usage: Usage,
+    },
+    #[serde(rename_all = "camelCase")]
+    CallInteractiveTool {
+        new_message: Message,
+        tool_call: ToolCall,
+        usage: Usage,
+    },
+    #[serde(rename_all = "camelCase")]
+    CallDelegate {
+        new_message: Message,
+        tool_calls: Vec<ToolCall>,
+        usage: Usage,
+    },
+    #[serde(rename_all = "camelCase")]
+    ResolveToolResults { tool_results: Vec<ToolResult> },
+    #[serde(rename_all = "camelCase")]
+    AttemptCompletion { tool_result: ToolResult },
+    #[serde(rename_all = "camelCase")]
+    FinishToolCall { new_messages: Vec<Message> },
+    #[serde(rename_all = "camelCase")]
+    ResumeToolCalls {
+        pending_tool_calls: Vec<ToolCall>,
+        partial_tool_results: Vec<ToolResult>,
+    },
+    #[serde(rename_all = "camelCase")]
+    FinishAllToolCalls { new_messages: Vec<Message> },
+    #[serde(rename_all = "camelCase")]
+    ContinueToNextStep {
+        checkpoint: Checkpoint,
+        step: Step,
+        next_checkpoint: Checkpoint,
+    },
+    #[serde(rename_all = "camelCase")]
+    StopRunByInteractiveTool { checkpoint: Checkpoint, step: Step },
+    #[serde(rename_all = "camelCase")]
+    StopRunByDelegate { checkpoint: Checkpoint, step: Step },
+    #[serde(rename_all = "camelCase")]
+    StopRunByExceededMaxSteps { checkpoint: Checkpoint, step: Step },
+    #[serde(rename_all = "camelCase")]
+    StopRunByError {
+        checkpoint: Checkpoint,
+        step: Step,
+        error: RunError,
+    },
+    #[serde(rename_all = "camelCase")]
+    CompleteRun {
+        checkpoint: Checkpoint,
+        step: Step,
+        text: String,
+        usage: Usage,
+    },
+    StartStreamingReasoning {},
+    StreamReasoning { delta: String },
+    CompleteStreamingReasoning { text: String },
+    StartStreamingRunResult {},
+    StreamRunResult { delta: String },
+    CompleteStreamingRunResult { text: String },
+}
+
+/// Payloads of runtime events (§3 "Runtime").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+#[allow(missing_docs)] // Field names are Perstack's; §3 documents them.
+pub enum RuntimePayload {
+    #[serde(rename_all = "camelCase")]
+    InitializeRuntime {
+        runtime_version: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runtime: Option<String>,
+        expert_name: String,
+        experts: Vec<String>,
+        model: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_steps: Option<u32>,
+        max_retries: u32,
+        timeout: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    SkillStarting {
+        skill_name: String,
+        command: String,
+        args: Vec<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    SkillConnected {
+        skill_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_info: Option<ServerInfo>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spawn_duration_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handshake_duration_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_discovery_duration_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connect_duration_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total_duration_ms: Option<u64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    SkillStderr { skill_name: String, message: String },
+    #[serde(rename_all = "camelCase")]
+    SkillDisconnected { skill_name: String },
+    #[serde(rename_all = "camelCase")]
+    DockerBuildProgress {
+        stage: BuildStage,
+        service: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress: Option<f64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    DockerContainerStatus {
+        status: ContainerStatus,
+        service: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    ProxyAccess {
+        action: ProxyAction,
+        domain: String,
+        port: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// An MCP server's self-description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Server name.
+    pub name: String,
+    /// Server version.
+    pub version: String,
+}
+
+/// Stages of `dockerBuildProgress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildStage {
+    /// Fetching a base image.
+    Pulling,
+    /// Building.
+    Building,
+    /// Done (built, or found in the cache).
+    Complete,
+    /// Failed.
+    Error,
+}
+
+/// States of `dockerContainerStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStatus {
+    /// Being created.
+    Starting,
+    /// Started.
+    Running,
+    /// Passed its readiness check.
+    Healthy,
+    /// Failed its readiness check.
+    Unhealthy,
+    /// Exited or removed.
+    Stopped,
+    /// Failed.
+    Error,
+}
+
+/// Decisions of `proxyAccess`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyAction {
+    /// Let through.
+    Allowed,
+    /// Refused.
+    Blocked,
+}
+
+/// Why a line could not be read as an event.
+#[derive(Debug, thiserror::Error)]
+pub enum EventParseError {
+    /// Not JSON at all.
+    #[error("not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// JSON, but not an object with our header fields and a known `type`.
+    #[error("not a perstack event: {0}")]
+    NotEvent(String),
+}
+
+impl Event {
+    /// A run event stamped now, with a fresh id.
+    pub fn run(
+        job_id: &str,
+        run_id: &str,
+        expert_key: &str,
+        step_number: u32,
+        payload: RunPayload,
+    ) -> Event {
+        Event {
+            id: crate::ids::new_id(),
+            timestamp: crate::ids::now_ms(),
+            job_id: job_id.to_string(),
+            run_id: run_id.to_string(),
+            body: EventBody::Run {
+                expert_key: expert_key.to_string(),
+                step_number,
+                payload,
+            },
+        }
+    }
+
+    /// A runtime event stamped now, with a fresh id.
+    pub fn runtime(job_id: &str, run_id: &str, payload: RuntimePayload) -> Event {
+        Event {
+            id: crate::ids::new_id(),
+            timestamp: crate::ids::now_ms(),
+            job_id: job_id.to_string(),
+            run_id: run_id.to_string(),
+            body: EventBody::Runtime(payload),
+        }
+    }
+
+    /// The event's `type`, e.g. `completeRun`.
+    pub fn type_name(&self) -> String {
+        let value = match &self.body {
+            EventBody::Run { payload, .. } => serde_json::to_value(payload),
+            EventBody::Runtime(payload) => serde_json::to_value(payload),
+        };
+        value
+            .ok()
+            .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// The event as a JSON object with Perstack's key order: `type`, the header, the payload.
+    pub fn to_value(&self) -> Value {
+        let (payload, run_header) = match &self.body {
+            EventBody::Run {
+                expert_key,
+                step_number,
+                payload,
+            } => (
+                serde_json::to_value(payload),
+                Some((expert_key, *step_number)),
+            ),
+            EventBody::Runtime(payload) => (serde_json::to_value(payload), None),
+        };
+        let mut payload = match payload {
+            Ok(Value::Object(map)) => map,
+            // Every payload is a struct variant of an internally tagged enum, which always
+            // serializes to an object; keep the header even if that ever changed.
+            _ => Map::new(),
+        };
+        let mut out = Map::new();
+        out.insert(
+            "type".into(),
+            payload.shift_remove("type").unwrap_or(Value::Null),
+        );
+        out.insert("id".into(), Value::from(self.id.clone()));
+        if let Some((expert_key, _)) = run_header {
+            out.insert("expertKey".into(), Value::from(expert_key.clone()));
+        }
+        out.insert("timestamp".into(), Value::from(self.timestamp));
+        out.insert("jobId".into(), Value::from(self.job_id.clone()));
+        out.insert("runId".into(), Value::from(self.run_id.clone()));
+        if let Some((_, step_number)) = run_header {
+            out.insert("stepNumber".into(), Value::from(step_number));
+        }
+        out.extend(payload);
+        Value::Object(out)
+    }
+
+    /// The event as one JSON Lines record, without the trailing newline.
+    pub fn to_line(&self) -> String {
+        self.to_value().to_string()
+    }
+
+    /// Reads one JSON Lines record.
+    pub fn from_line(line: &str) -> Result<Event, EventParseError> {
+        let value: Value = serde_json::from_str(line).map_err(EventParseError::NotJson)?;
+        Event::from_value(value)
+    }
+
+    /// Reads an event from a JSON object.
+    pub fn from_value(value: Value) -> Result<Event, EventParseError> {
+        let Value::Object(map) = &value else {
+            return Err(EventParseError::NotEvent("expected a JSON object".into()));
+        };
+        let field = |name: &str| {
+            map.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| EventParseError::NotEvent(format!("missing string field `{name}`")))
+        };
+        let id = field("id")?;
+        let job_id = field("jobId")?;
+        let run_id = field("runId")?;
+        let timestamp = map
+            .get("timestamp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| EventParseError::NotEvent("missing numeric `timestamp`".into()))?;
+        let expert_key = map
+            .get("expertKey")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let body = match expert_key {
+            Some(expert_key) => {
+                let step_number = map
+                    .get("stepNumber")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| EventParseError::NotEvent("missing `stepNumber`".into()))?;
+                let payload = RunPayload::deserialize(&value)
+                    .map_err(|e| EventParseError::NotEvent(e.to_string()))?;
+                EventBody::Run {
+                    expert_key,
+                    step_number,
+                    payload,
+                }
+            }
+            None => EventBody::Runtime(
+                RuntimePayload::deserialize(&value)
+                    .map_err(|e| EventParseError::NotEvent(e.to_string()))?,
+            ),
+        };
+        Ok(Event {
+            id,
+            timestamp,
+            job_id,
+            run_id,
+            body,
+        })
+    }
+
+    /// The run payload, if this is a run event.
+    pub fn run_payload(&self) -> Option<&RunPayload> {
+        match &self.body {
+            EventBody::Run { payload, .. } => Some(payload),
+            EventBody::Runtime(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_events_put_type_then_header_then_payload() {
+        let event = Event {
+            id: "e1".into(),
+            timestamp: 1_735_000_000_000,
+            job_id: "j1".into(),
+            run_id: "r1".into(),
+            body: EventBody::Run {
+                expert_key: "rev".into(),
+                step_number: 1,
+                payload: RunPayload::ResolveToolResults {
+                    tool_results: vec![ToolResult {
+                        id: "t1".into(),
+                        skill_name: "@perstack/base".into(),
+                        tool_name: "readTextFile".into(),
+                        result: vec![Part::TextPart {
+                            id: "p4".into(),
+                            text: "{}".into(),
+                        }],
+                    }],
+                },
+            },
+        };
+        assert_eq!(
+            event.to_line(),
+            r#"{"type":"resolveToolResults","id":"e1","expertKey":"rev","timestamp":1735000000000,"jobId":"j1","runId":"r1","stepNumber":1,"toolResults":[{"id":"t1","skillName":"@perstack/base","toolName":"readTextFile","result":[{"type":"textPart","id":"p4","text":"{}"}]}]}"#
+        );
+        assert_eq!(Event::from_line(&event.to_line()).ok(), Some(event));
+    }
+
+    #[test]
+    fn runtime_events_have_no_expert_key() {
+        let line = r#"{"type":"skillConnected","id":"e2","timestamp":1,"jobId":"j1","runId":"r1","skillName":"web","serverInfo":{"name":"exa","version":"1.0.0"},"spawnDurationMs":5,"handshakeDurationMs":850,"toolDiscoveryDurationMs":30,"connectDurationMs":855,"totalDurationMs":890}"#;
+        let event = Event::from_line(line).expect("parses");
+        assert!(matches!(
+            event.body,
+            EventBody::Runtime(RuntimePayload::SkillConnected { .. })
+        ));
+        assert_eq!(event.to_line(), line);
+        assert_eq!(event.type_name(), "skillConnected");
+    }
+
+    #[test]
+    fn perstack_examples_parse() {
+        for line in [
+            r#"{"type":"initializeRuntime","id":"e0","timestamp":1735000000000,"jobId":"j1","runId":"r1","runtimeVersion":"0.0.76","runtime":"local","expertName":"rev","experts":["rev"],"model":"claude-sonnet-4-5","maxSteps":100,"maxRetries":5,"timeout":300000,"query":"Review README.md"}"#,
+            r#"{"type":"dockerBuildProgress","id":"x","timestamp":1,"jobId":"j1","runId":"r1","stage":"building","service":"runtime","message":"Building Docker images..."}"#,
+            r#"{"type":"proxyAccess","id":"x","timestamp":1,"jobId":"j1","runId":"r1","action":"blocked","domain":"evil.example.com","port":443,"reason":"Domain not in allowlist"}"#,
+            r#"{"type":"callTools","id":"e3","expertKey":"rev","timestamp":1735000002000,"jobId":"j1","runId":"r1","stepNumber":1,"newMessage":{"type":"expertMessage","id":"m3","contents":[{"type":"toolCallPart","id":"p3","toolCallId":"t1","toolName":"readTextFile","args":{"path":"README.md"}}]},"toolCalls":[{"id":"t1","skillName":"@perstack/base","toolName":"readTextFile","args":{"path":"README.md"}}],"usage":{"inputTokens":1,"outputTokens":2,"reasoningTokens":0,"totalTokens":3,"cachedInputTokens":0}}"#,
+        ] {
+            let event = Event::from_line(line).expect(line);
+            assert_eq!(event.to_line(), line);
+        }
+    }
+
+    #[test]
+    fn garbage_is_reported_not_panicked_on() {
+        assert!(matches!(
+            Event::from_line("hello"),
+            Err(EventParseError::NotJson(_))
+        ));
+        assert!(matches!(
+            Event::from_line(r#"{"type":"nope"}"#),
+            Err(EventParseError::NotEvent(_))
+        ));
+    }
+}

@@ -1,0 +1,308 @@
+//! LLM providers: one request/response shape for the agent loop, one client per wire format.
+//!
+//! The agent loop speaks Perstack messages ([`crate::event::Message`]); each provider turns them
+//! into its own wire format and turns the answer back into a [`Generation`].
+
+pub mod anthropic;
+pub mod mock;
+pub mod models;
+mod retry;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::{ProviderConfig, ProviderName};
+use crate::event::{Message, Usage};
+
+pub use retry::RetryPolicy;
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    /// The name the model calls it by.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub input_schema: Value,
+}
+
+/// One generation request.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest<'a> {
+    /// The Expert generating (the mock provider picks its turns by it).
+    pub expert_key: &'a str,
+    /// The model id.
+    pub model: &'a str,
+    /// The conversation, instruction message first.
+    pub messages: &'a [Message],
+    /// Tools on offer; empty for the final-result generation.
+    pub tools: &'a [ToolSpec],
+    /// Reasoning budget in tokens; `None` turns reasoning off.
+    pub reasoning_budget: Option<u64>,
+}
+
+/// A piece of the model's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GeneratedPart {
+    /// Reasoning, with the provider's signature when it has one.
+    Thinking {
+        /// The reasoning text.
+        text: String,
+        /// Signature to send it back with.
+        signature: Option<String>,
+    },
+    /// Text.
+    Text(String),
+    /// A tool call.
+    ToolCall {
+        /// The provider's call id.
+        id: String,
+        /// The tool's name.
+        name: String,
+        /// The arguments (a JSON object).
+        args: Value,
+    },
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    /// It finished its answer.
+    Stop,
+    /// It wants tools to run.
+    ToolCalls,
+    /// It ran out of output tokens.
+    Length,
+    /// Anything else the provider reported.
+    Other(String),
+}
+
+/// The model's answer to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Thinking, text and tool calls, in the order the model produced them.
+    pub parts: Vec<GeneratedPart>,
+    /// Why it stopped.
+    pub finish_reason: FinishReason,
+    /// Tokens used by this generation.
+    pub usage: Usage,
+}
+
+impl Generation {
+    /// All text parts, joined.
+    pub fn text(&self) -> String {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                GeneratedPart::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// True when the answer holds at least one tool call.
+    pub fn has_tool_calls(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, GeneratedPart::ToolCall { .. }))
+    }
+}
+
+/// A failed generation, in the shape `stopRunByError` reports.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct LlmError {
+    /// Error class, e.g. `AI_APICallError`.
+    pub name: String,
+    /// What went wrong.
+    pub message: String,
+    /// HTTP status, when there was one.
+    pub status_code: Option<u16>,
+    /// Whether trying again could help.
+    pub is_retryable: bool,
+    /// How long the server asked us to wait (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl LlmError {
+    /// An error that retrying will not fix.
+    pub fn fatal(name: &str, message: impl Into<String>) -> LlmError {
+        LlmError {
+            name: name.to_string(),
+            message: message.into(),
+            status_code: None,
+            is_retryable: false,
+            retry_after: None,
+        }
+    }
+
+    /// An HTTP API error, retryable per PERSTACK-COMPAT.md §7.
+    pub fn api(status: u16, message: impl Into<String>, retry_after: Option<Duration>) -> LlmError {
+        let message = message.into();
+        LlmError {
+            name: "AI_APICallError".to_string(),
+            is_retryable: is_retryable_status(status) || is_retryable_message(&message),
+            message,
+            status_code: Some(status),
+            retry_after,
+        }
+    }
+}
+
+/// HTTP statuses worth retrying (§7), plus Anthropic's 529 "overloaded".
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429 | 500 | 502 | 503 | 504 | 529)
+}
+
+/// Error messages worth retrying whatever the status (§7).
+pub fn is_retryable_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "rate limit",
+        "overloaded",
+        "timeout",
+        "timed out",
+        "service unavailable",
+        "internal server error",
+        "bad gateway",
+        "gateway timeout",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
+/// The environment variable holding a provider's API key, when it needs one (§7).
+pub fn api_key_var(provider: ProviderName) -> &'static [&'static str] {
+    match provider {
+        ProviderName::Anthropic => &["ANTHROPIC_API_KEY"],
+        ProviderName::Google => &["GOOGLE_GENERATIVE_AI_API_KEY"],
+        ProviderName::Openai => &["OPENAI_API_KEY"],
+        ProviderName::Deepseek => &["DEEPSEEK_API_KEY"],
+        ProviderName::AzureOpenai => &["AZURE_API_KEY"],
+        ProviderName::AmazonBedrock => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+        ProviderName::Ollama | ProviderName::GoogleVertex | ProviderName::Mock => &[],
+    }
+}
+
+/// Optional variables a provider reads when they are set (§7).
+pub fn optional_vars(provider: ProviderName) -> &'static [&'static str] {
+    match provider {
+        ProviderName::Anthropic => &["ANTHROPIC_BASE_URL"],
+        ProviderName::Google => &["GOOGLE_GENERATIVE_AI_BASE_URL"],
+        ProviderName::Openai => &["OPENAI_BASE_URL", "OPENAI_ORGANIZATION", "OPENAI_PROJECT"],
+        ProviderName::Deepseek => &["DEEPSEEK_BASE_URL"],
+        ProviderName::Ollama => &["OLLAMA_BASE_URL"],
+        ProviderName::AzureOpenai => &["AZURE_RESOURCE_NAME", "AZURE_API_VERSION", "AZURE_BASE_URL"],
+        ProviderName::AmazonBedrock => &["AWS_REGION", "AWS_SESSION_TOKEN"],
+        ProviderName::GoogleVertex => &[
+            "GOOGLE_VERTEX_PROJECT",
+            "GOOGLE_VERTEX_LOCATION",
+            "GOOGLE_VERTEX_BASE_URL",
+        ],
+        ProviderName::Mock => &[],
+    }
+}
+
+/// Providers this build can talk to. The others are accepted by `validate` (the file is
+/// Perstack's) but refused by `run` with a clear message.
+pub fn is_supported(provider: ProviderName) -> bool {
+    matches!(provider, ProviderName::Anthropic | ProviderName::Mock)
+}
+
+/// A ready client for one provider.
+#[derive(Debug)]
+pub enum Provider {
+    /// Anthropic Messages API.
+    Anthropic(anthropic::AnthropicClient),
+    /// The scripted provider.
+    Mock(mock::MockProvider),
+}
+
+/// Why a provider could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    /// A required variable is missing.
+    #[error("{var} is not set (provider `{provider}` needs it)")]
+    MissingVar {
+        /// The provider.
+        provider: ProviderName,
+        /// The variable.
+        var: String,
+    },
+    /// This build cannot talk to the provider yet.
+    #[error(
+        "provider `{0}` is not supported yet by perstack-sandbox (supported: anthropic, mock)"
+    )]
+    Unsupported(ProviderName),
+    /// `mock` without a script.
+    #[error("provider `mock` needs a script (`[provider.setting] script = \"…\"`)")]
+    MissingScript,
+    /// The HTTP client could not be built.
+    #[error("could not set up the HTTP client: {0}")]
+    Http(String),
+}
+
+impl Provider {
+    /// Builds the client for `config`, reading keys from `env`.
+    pub fn new(
+        config: &ProviderConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        script: Option<mock::MockScript>,
+        http: &HttpSettings,
+    ) -> Result<Provider, ProviderSetupError> {
+        match config.provider_name {
+            ProviderName::Anthropic => Ok(Provider::Anthropic(anthropic::AnthropicClient::new(
+                &config.setting,
+                env,
+                http,
+            )?)),
+            ProviderName::Mock => Ok(Provider::Mock(mock::MockProvider::new(
+                script.ok_or(ProviderSetupError::MissingScript)?,
+            ))),
+            other => Err(ProviderSetupError::Unsupported(other)),
+        }
+    }
+
+    /// Asks the model for its next turn.
+    pub async fn generate(&self, request: &GenerateRequest<'_>) -> Result<Generation, LlmError> {
+        match self {
+            Provider::Anthropic(client) => client.generate(request).await,
+            Provider::Mock(mock) => mock.generate(request),
+        }
+    }
+}
+
+/// HTTP settings shared by the real providers.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// PEM bundle of trusted roots. `None`: the platform's trust store.
+    pub ca_bundle: Option<Vec<u8>>,
+    /// Abort a request after this long.
+    pub timeout: Option<Duration>,
+}
+
+pub(crate) fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, ProviderSetupError> {
+    // Exactly one rustls crypto provider is compiled in (ring); make it the process default.
+    // Installing twice is harmless: the second attempt just reports the first one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder().user_agent(concat!(
+        "perstack-sandbox/",
+        env!("CARGO_PKG_VERSION")
+    ));
+    if let Some(pem) = &settings.ca_bundle {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| ProviderSetupError::Http(format!("bad CA bundle: {e}")))?;
+        builder = builder.tls_certs_only(certs);
+    }
+    if let Some(timeout) = settings.timeout {
+        builder = builder.timeout(timeout);
+    }
+    builder
+        .build()
+        .map_err(|e| ProviderSetupError::Http(e.to_string()))
+}
+
+#[cfg(test)]
+pub(crate) mod test_server;
