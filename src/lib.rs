@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the parts and the path of one run.
 
+pub mod agent;
 pub mod config;
 pub mod event;
 pub mod ids;

@@ -25,7 +25,10 @@
 //!
 //! Timestamps are milliseconds since the Unix epoch. Ids are opaque strings.
 
+mod sink;
 mod types;
+
+pub use sink::EventSink;
 
 pub use types::*;
 

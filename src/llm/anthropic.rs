@@ -14,7 +14,7 @@ use super::{
     ProviderSetupError, http_client, models,
 };
 use crate::config::{ProviderName, ProviderSetting};
-use crate::event::{Message, MessageKind, Part, Usage};
+use crate::event::{MessageKind, Part, Usage};
 
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 const API_VERSION: &str = "2023-06-01";
@@ -306,6 +306,7 @@ pub fn parse_response(value: &Value) -> Result<Generation, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Message;
     use crate::llm::ToolSpec;
     use crate::llm::test_server::{Reply, TestServer};
 
