@@ -7,4 +7,6 @@ pub mod config;
 pub mod event;
 pub mod ids;
 pub mod llm;
+pub mod runtime;
+pub mod sandbox;
 pub mod skill;

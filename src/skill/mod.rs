@@ -2,4 +2,5 @@
 //! the servers we ship (base-skill, the test fixture).
 
 pub mod client;
+pub mod host;
 pub mod result;

@@ -1,0 +1,462 @@
+//! The only file that talks to the Docker engine (through bollard).
+//!
+//! Every call here maps engine errors to [`DockerError`] values that name what we were doing;
+//! the callers decide what a failure means for the run.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::container::{AttachContainerResults, LogOutput};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, SystemVersion, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    AttachContainerOptions, BuildImageOptions, CreateContainerOptions, ListContainersOptions,
+    ListImagesOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions, WaitContainerOptions,
+};
+use futures::{Stream, StreamExt};
+
+use super::images::ImageSpec;
+use super::labels;
+use super::plan::{ContainerPlan, MountSource, VolumePlan};
+
+/// Engine failures, each naming what we were doing.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    /// Nothing answered at the endpoint.
+    #[error(
+        "no Docker engine answered at {endpoint}: {source}\n  hint: start it (`sudo systemctl start docker`, or `dockerd &`) or point DOCKER_HOST at a running engine"
+    )]
+    Unreachable {
+        /// Where we looked.
+        endpoint: String,
+        /// Why it failed.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// A call failed.
+    #[error("Docker {action} failed: {source}")]
+    Call {
+        /// What we were doing, e.g. `create container psbx-…-runtime`.
+        action: String,
+        /// The engine's answer.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// An image build reported an error.
+    #[error("building image {tag} failed: {message}")]
+    Build {
+        /// The tag being built.
+        tag: String,
+        /// The builder's message.
+        message: String,
+    },
+}
+
+fn call(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+    let action = action.into();
+    move |source| DockerError::Call { action, source }
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// The engine version and the API version we settled on.
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    /// Where we connected.
+    pub endpoint: String,
+    /// The engine's `/version`.
+    pub version: SystemVersion,
+    /// The API version negotiated with it.
+    pub api_version: String,
+}
+
+/// What removing a run's resources found and removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Containers removed.
+    pub containers: usize,
+    /// Volumes removed.
+    pub volumes: usize,
+    /// Networks removed.
+    pub networks: usize,
+}
+
+/// A connected, version-negotiated engine client.
+#[derive(Debug, Clone)]
+pub struct DockerClient {
+    docker: Docker,
+    endpoint: String,
+}
+
+impl DockerClient {
+    /// Connects to `DOCKER_HOST`, else the local socket, and negotiates the API version (the
+    /// engines we meet speak older APIs than bollard's default, e.g. 1.41).
+    pub async fn connect() -> Result<DockerClient, DockerError> {
+        let endpoint = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let unreachable = |source| DockerError::Unreachable {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(DockerClient { docker, endpoint })
+    }
+
+    /// Where we connected.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Engine and API versions.
+    pub async fn info(&self) -> Result<EngineInfo, DockerError> {
+        let version = self.docker.version().await.map_err(call("version"))?;
+        Ok(EngineInfo {
+            endpoint: self.endpoint.clone(),
+            version,
+            api_version: self.docker.client_version().to_string(),
+        })
+    }
+
+    /// The id of a local image, or `None` if there is none by that reference.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, DockerError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.id),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(call(format!("inspect image {reference}"))(e)),
+        }
+    }
+
+    /// Local images whose labels match all of `label_filters` (`key=value` or `key`).
+    pub async fn images_with_labels(
+        &self,
+        label_filters: &[&str],
+    ) -> Result<Vec<bollard::models::ImageSummary>, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            label_filters.iter().map(|s| s.to_string()).collect(),
+        )]);
+        self.docker
+            .list_images(Some(ListImagesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(call("list images"))
+    }
+
+    /// Builds `spec` as `tag` from its in-memory context with the classic builder (no registry,
+    /// no BuildKit session). Each line of builder output goes to `on_line`.
+    pub async fn build_image(
+        &self,
+        spec: &ImageSpec,
+        tag: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), DockerError> {
+        let context = spec.context_tar().map_err(|e| DockerError::Build {
+            tag: tag.to_string(),
+            message: format!("cannot assemble build context: {e}"),
+        })?;
+        let options = BuildImageOptions {
+            dockerfile: "Dockerfile".to_string(),
+            t: Some(tag.to_string()),
+            rm: true,
+            forcerm: true,
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.build_image(
+            options,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| DockerError::Build {
+                tag: tag.to_string(),
+                message: e.to_string(),
+            })?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(DockerError::Build {
+                    tag: tag.to_string(),
+                    message: error,
+                });
+            }
+            if let Some(line) = info.stream {
+                for l in line.lines().filter(|l| !l.trim().is_empty()) {
+                    on_line(l.trim_end());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an image (tests and `gc`).
+    pub async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                Some(RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(call(format!("remove image {reference}"))(e)),
+        }
+    }
+
+    /// Creates a per-run volume.
+    pub async fn create_volume(&self, plan: &VolumePlan) -> Result<(), DockerError> {
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(plan.name.clone()),
+                driver: Some("local".to_string()),
+                driver_opts: Some(plan.driver_opts.clone().into_iter().collect()),
+                labels: Some(plan.labels.clone().into_iter().collect()),
+                ..Default::default()
+            })
+            .await
+            .map_err(call(format!("create volume {}", plan.name)))?;
+        Ok(())
+    }
+
+    /// Creates a container from its plan, hardened (DESIGN.md, "Hardening defaults").
+    pub async fn create_container(
+        &self,
+        plan: &ContainerPlan,
+        image: &str,
+    ) -> Result<String, DockerError> {
+        let mounts = plan
+            .mounts
+            .iter()
+            .map(|m| {
+                let (typ, source) = match &m.source {
+                    MountSource::Volume { name } => (MountType::VOLUME, name.clone()),
+                    MountSource::Bind { host } => (MountType::BIND, host.clone()),
+                };
+                Mount {
+                    target: Some(m.target.clone()),
+                    source: Some(source),
+                    typ: Some(typ),
+                    read_only: Some(m.read_only),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let host_config = HostConfig {
+            mounts: Some(mounts),
+            network_mode: Some(plan.network.mode().to_string()),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_string(),
+                "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
+            )])),
+            memory: Some(plan.limits.memory),
+            nano_cpus: Some((plan.limits.cpus * 1e9) as i64),
+            pids_limit: Some(plan.limits.pids),
+            // Our binary is PID 1 and reaps; Docker's init would only add a process.
+            init: Some(false),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            user: Some(plan.user.clone()),
+            env: Some(plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: (!plan.cmd.is_empty()).then(|| plan.cmd.clone()),
+            labels: Some(plan.labels.clone().into_iter().collect()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            open_stdin: Some(false),
+            stop_timeout: Some(5),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let response = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(plan.name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(call(format!("create container {}", plan.name)))?;
+        Ok(response.id)
+    }
+
+    /// Attaches to a container's stdout and stderr (before it starts, so nothing is missed).
+    pub async fn attach(
+        &self,
+        id: &str,
+    ) -> Result<impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + use<>, DockerError>
+    {
+        let AttachContainerResults { output, .. } = self
+            .docker
+            .attach_container(
+                id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdout: true,
+                    stderr: true,
+                    logs: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(call(format!("attach to container {id}")))?;
+        Ok(output)
+    }
+
+    /// Starts a container.
+    pub async fn start(&self, id: &str, name: &str) -> Result<(), DockerError> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(call(format!("start container {name}")))
+    }
+
+    /// Waits for a container to exit; returns its exit code.
+    pub async fn wait(&self, id: &str) -> Result<i64, DockerError> {
+        let mut stream = self
+            .docker
+            .wait_container(id, None::<WaitContainerOptions>);
+        match stream.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard reports a non-zero exit as an error value carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(call(format!("wait for container {id}"))(e)),
+            None => Ok(0),
+        }
+    }
+
+    /// Stops a container, giving it `grace` seconds before SIGKILL.
+    pub async fn stop(&self, id: &str, grace: i32) -> Result<(), DockerError> {
+        match self
+            .docker
+            .stop_container(
+                id,
+                Some(StopContainerOptions {
+                    t: Some(grace),
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already stopped. 404: already gone. Both are what we wanted.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(call(format!("stop container {id}"))(e)),
+        }
+    }
+
+    /// Names of the containers, volumes and networks that match a label filter.
+    pub async fn labelled(
+        &self,
+        filter: &str,
+    ) -> Result<(Vec<String>, Vec<String>, Vec<String>), DockerError> {
+        let filters = HashMap::from([("label".to_string(), vec![filter.to_string()])]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(call("list containers"))?
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect();
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters.clone()),
+            }))
+            .await
+            .map_err(call("list volumes"))?
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(call("list networks"))?
+            .into_iter()
+            .filter_map(|n| n.id)
+            .collect();
+        Ok((containers, volumes, networks))
+    }
+
+    /// Removes every container, volume and network labelled with `run_id`: containers first
+    /// (force, so running ones are killed), then what they used.
+    pub async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
+        let (containers, volumes, networks) = self.labelled(&labels::run_filter(run_id)).await?;
+        let mut removed = Removed::default();
+        let results = futures::future::join_all(containers.iter().map(|id| {
+            self.docker.remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+        }))
+        .await;
+        for (id, result) in containers.iter().zip(results) {
+            match result {
+                Ok(()) => removed.containers += 1,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(call(format!("remove container {id}"))(e)),
+            }
+        }
+        for name in &volumes {
+            match self
+                .docker
+                .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
+                .await
+            {
+                Ok(()) => removed.volumes += 1,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(call(format!("remove volume {name}"))(e)),
+            }
+        }
+        for id in &networks {
+            match self.docker.remove_network(id).await {
+                Ok(()) => removed.networks += 1,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(call(format!("remove network {id}"))(e)),
+            }
+        }
+        Ok(removed)
+    }
+}

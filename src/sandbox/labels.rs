@@ -1,0 +1,25 @@
+//! The labels on everything we create, so a run (or `gc`) can find and remove its resources.
+
+/// Present (`true`) on every image, container and volume perstack-sandbox makes.
+pub const MANAGED: &str = "io.perstack.sandbox.managed";
+/// The run that created a container or volume.
+pub const RUN_ID: &str = "io.perstack.sandbox.run-id";
+/// The job of that run.
+pub const JOB_ID: &str = "io.perstack.sandbox.job-id";
+/// `runtime`, `skill` or `base-skill`.
+pub const ROLE: &str = "io.perstack.sandbox.role";
+/// The service name used in events (`runtime`, `skill:<name>`, `base-skill`).
+pub const SERVICE: &str = "io.perstack.sandbox.service";
+/// The pid of the controller that owns a container, so `gc` can tell live runs from orphans.
+pub const CONTROLLER_PID: &str = "io.perstack.sandbox.controller-pid";
+/// The content digest an image tag was derived from.
+pub const DIGEST: &str = "io.perstack.sandbox.digest";
+/// The Expert an image belongs to.
+pub const EXPERT: &str = "io.perstack.expert";
+/// That Expert's version.
+pub const EXPERT_VERSION: &str = "io.perstack.expert.version";
+
+/// The label filter matching every resource of `run_id`.
+pub fn run_filter(run_id: &str) -> String {
+    format!("{RUN_ID}={run_id}")
+}

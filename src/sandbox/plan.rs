@@ -1,0 +1,605 @@
+//! Which images, volumes and containers one run needs, as pure data.
+//!
+//! `plan(&request)` does no I/O, so every isolation decision — who gets which variable, which
+//! mount, which user, which network — is visible in a unit test (and pinned by snapshots).
+//! `docker.rs` then applies the plan.
+//!
+//! Topology (DESIGN.md, "Per-run topology"):
+//! - one skill container per stdio skill of every Expert in the delegation closure, with exactly
+//!   its `requiredEnv`, no network, and a socket volume shared with the runtime alone;
+//! - one base-skill container per Expert that has `@perstack/base`: the workspace mounted
+//!   read-write, running as the invoking user, no secrets, no network;
+//! - the runtime container: the provider key(s) and `--env` extras, every socket volume, no
+//!   workspace, and network only when the provider needs it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::images::{
+    BINARY_PATH, CA_BUNDLE_PATH, ContextFile, ImageRole, ImageSpec, SCRATCH_PATH, SPEC_PATH,
+    base_labels, exec_form, passwd_files, slug,
+};
+use super::labels;
+use crate::config::{Config, McpStdioSkill, ProviderName, Skill};
+use crate::llm::mock::MockScript;
+use crate::runtime::spec::{RuntimeSpec, SkillEndpoint};
+
+/// The runtime's user inside its container.
+pub const RUNTIME_UID: u32 = 10001;
+/// The group of the runtime's user; owns every socket volume so the runtime can connect.
+pub const RUNTIME_GID: u32 = 10001;
+/// The user MCP skills run as.
+pub const SKILL_UID: u32 = 10002;
+/// Where a skill container sees its socket volume.
+pub const SKILL_SOCKET_DIR: &str = "/run/perstack/skill";
+/// Where the runtime sees the socket volumes, one folder per skill.
+pub const RUNTIME_SOCKETS_DIR: &str = "/run/perstack/skills";
+/// Where base-skill sees the workspace.
+pub const WORKSPACE_MOUNT: &str = "/workspace";
+
+/// Default limits per container (DESIGN.md, "Hardening defaults").
+pub const DEFAULT_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
+/// Default process limit per container.
+pub const DEFAULT_PIDS: i64 = 256;
+/// Default CPU limit per container.
+pub const DEFAULT_CPUS: f64 = 2.0;
+
+/// The run's settings after CLI > file > default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    /// The provider.
+    pub provider: ProviderName,
+    /// The model.
+    pub model: String,
+    /// Step limit.
+    pub max_steps: u32,
+    /// Retry limit.
+    pub max_retries: u32,
+    /// Per-generation timeout in ms.
+    pub timeout_ms: u64,
+    /// Reasoning budget as given (`low`, `2048`, …), if any.
+    pub reasoning_budget: Option<String>,
+}
+
+/// Resource limits for every container of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Limits {
+    /// Memory in bytes.
+    pub memory: i64,
+    /// CPUs.
+    pub cpus: f64,
+    /// Processes.
+    pub pids: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            memory: DEFAULT_MEMORY,
+            cpus: DEFAULT_CPUS,
+            pids: DEFAULT_PIDS,
+        }
+    }
+}
+
+/// Files the images are made of, read once per run.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// Our own static executable.
+    pub binary: Bytes,
+    /// The host's CA bundle (PEM), for the runtime's TLS.
+    pub ca_bundle: Bytes,
+}
+
+/// Everything `plan` needs.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// This run.
+    pub run_id: String,
+    /// Its job.
+    pub job_id: String,
+    /// The Expert to run.
+    pub expert_key: String,
+    /// The user's query.
+    pub query: String,
+    /// The validated config.
+    pub config: Config,
+    /// Resolved settings.
+    pub settings: RunSettings,
+    /// The workspace on the Docker host (absolute, canonical).
+    pub workspace: PathBuf,
+    /// The invoking user (base-skill runs as them).
+    pub user: (u32, u32),
+    /// Environment for the runtime container: provider variables and `--env` extras.
+    pub runtime_env: Vec<(String, String)>,
+    /// The env map, where skills' `requiredEnv` values come from.
+    pub env: BTreeMap<String, String>,
+    /// The mock script, when the provider is `mock`.
+    pub mock_script: Option<MockScript>,
+    /// Binary and CA bundle.
+    pub artifacts: Artifacts,
+    /// Container limits.
+    pub limits: Limits,
+    /// The controller's pid, recorded on containers for `gc`.
+    pub controller_pid: u32,
+}
+
+/// Where a mount comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum MountSource {
+    /// A named volume of this run.
+    Volume {
+        /// Its name.
+        name: String,
+    },
+    /// A host folder.
+    Bind {
+        /// The host path.
+        host: String,
+    },
+}
+
+/// One mount of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountPlan {
+    /// What is mounted.
+    pub source: MountSource,
+    /// Where.
+    pub target: String,
+    /// Read-only?
+    pub read_only: bool,
+}
+
+/// A per-run volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumePlan {
+    /// Its name.
+    pub name: String,
+    /// `local` driver options (a tmpfs owned by the skill's user, group = the runtime's).
+    pub driver_opts: BTreeMap<String, String>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The network a container joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NetworkPlan {
+    /// No network at all.
+    None,
+    /// Docker's default bridge (open egress until the egress proxy lands).
+    Bridge,
+}
+
+impl NetworkPlan {
+    /// Docker's `NetworkMode` value.
+    pub fn mode(self) -> &'static str {
+        match self {
+            NetworkPlan::None => "none",
+            NetworkPlan::Bridge => "bridge",
+        }
+    }
+}
+
+/// One container to create.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPlan {
+    /// Container name.
+    pub name: String,
+    /// `runtime`, `skill:<name>` or `base-skill` (+ `:<expert>` when several Experts have one).
+    pub service: String,
+    /// Skill name, for `skillStderr` events.
+    pub skill: Option<String>,
+    /// Index into [`RunPlan::images`].
+    pub image: usize,
+    /// `uid:gid`.
+    pub user: String,
+    /// Environment, exactly.
+    pub env: Vec<(String, String)>,
+    /// Arguments after the image's ENTRYPOINT.
+    pub cmd: Vec<String>,
+    /// Mounts.
+    pub mounts: Vec<MountPlan>,
+    /// Network.
+    pub network: NetworkPlan,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// Everything one run creates.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// Images to find or build.
+    pub images: Vec<ImageSpec>,
+    /// Socket volumes.
+    pub volumes: Vec<VolumePlan>,
+    /// Skill containers (started first).
+    pub skills: Vec<ContainerPlan>,
+    /// The runtime container.
+    pub runtime: ContainerPlan,
+    /// The spec baked into the runtime image.
+    pub spec: RuntimeSpec,
+}
+
+/// Plans one run.
+pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
+    let config = &request.config;
+    let short_run: String = request.run_id.chars().take(12).collect();
+    let resource_labels = |role: &str, service: &str| {
+        BTreeMap::from([
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::RUN_ID.to_string(), request.run_id.clone()),
+            (labels::JOB_ID.to_string(), request.job_id.clone()),
+            (labels::ROLE.to_string(), role.to_string()),
+            (labels::SERVICE.to_string(), service.to_string()),
+            (
+                labels::CONTROLLER_PID.to_string(),
+                request.controller_pid.to_string(),
+            ),
+        ])
+    };
+
+    let closure = delegation_closure(config, &request.expert_key);
+    let several = closure.len() > 1;
+    let mut images: Vec<ImageSpec> = Vec::new();
+    let mut image_index = |spec: ImageSpec| -> usize {
+        if let Some(i) = images.iter().position(|s| *s == spec) {
+            return i;
+        }
+        images.push(spec);
+        images.len() - 1
+    };
+    let mut volumes = Vec::new();
+    let mut skills = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut runtime_mounts = Vec::new();
+
+    for expert_key in &closure {
+        let Some(expert) = config.experts.get(expert_key) else {
+            continue;
+        };
+        for skill in expert.skills.values() {
+            let Skill::McpStdio(stdio) = skill else {
+                continue;
+            };
+            let index = skills.len();
+            let base = stdio.is_base();
+            let skill_slug = slug(&stdio.name);
+            let dir = format!("{index}-{skill_slug}");
+            let service = match (base, several) {
+                (true, false) => "base-skill".to_string(),
+                (true, true) => format!("base-skill:{expert_key}"),
+                (false, false) => format!("skill:{}", stdio.name),
+                (false, true) => format!("skill:{}:{expert_key}", stdio.name),
+            };
+            let volume_name = format!("psbx-{short_run}-{dir}");
+            let (uid, gid) = if base {
+                request.user
+            } else {
+                (SKILL_UID, SKILL_UID)
+            };
+            volumes.push(VolumePlan {
+                name: volume_name.clone(),
+                driver_opts: BTreeMap::from([
+                    ("type".to_string(), "tmpfs".to_string()),
+                    ("device".to_string(), "tmpfs".to_string()),
+                    (
+                        "o".to_string(),
+                        format!("uid={uid},gid={RUNTIME_GID},mode=0750,size=1m"),
+                    ),
+                ]),
+                labels: resource_labels("socket-volume", &service),
+            });
+            runtime_mounts.push(MountPlan {
+                source: MountSource::Volume {
+                    name: volume_name.clone(),
+                },
+                target: format!("{RUNTIME_SOCKETS_DIR}/{dir}"),
+                read_only: false,
+            });
+            let mut mounts = vec![MountPlan {
+                source: MountSource::Volume { name: volume_name },
+                target: SKILL_SOCKET_DIR.to_string(),
+                read_only: false,
+            }];
+            let (image, command, args, env, role) = if base {
+                mounts.push(MountPlan {
+                    source: MountSource::Bind {
+                        host: request.workspace.display().to_string(),
+                    },
+                    target: WORKSPACE_MOUNT.to_string(),
+                    read_only: false,
+                });
+                (
+                    base_skill_image(config, &request.artifacts),
+                    BINARY_PATH.to_string(),
+                    vec![
+                        "base-skill".to_string(),
+                        "--workspace".to_string(),
+                        WORKSPACE_MOUNT.to_string(),
+                    ],
+                    vec![],
+                    "base-skill",
+                )
+            } else {
+                let env = stdio
+                    .required_env
+                    .iter()
+                    .filter_map(|name| request.env.get(name).map(|v| (name.clone(), v.clone())))
+                    .collect();
+                (
+                    skill_image(config, stdio, &request.artifacts),
+                    stdio.command.clone(),
+                    stdio.argv(),
+                    env,
+                    "skill",
+                )
+            };
+            endpoints.push(SkillEndpoint {
+                expert: expert_key.clone(),
+                skill: stdio.name.clone(),
+                socket: format!("{RUNTIME_SOCKETS_DIR}/{dir}/mcp.sock"),
+                command,
+                args,
+            });
+            skills.push(ContainerPlan {
+                name: format!("psbx-{short_run}-{dir}"),
+                service: service.clone(),
+                skill: Some(stdio.name.clone()),
+                image: image_index(image),
+                user: format!("{uid}:{gid}"),
+                env,
+                cmd: vec![],
+                mounts,
+                network: NetworkPlan::None,
+                labels: resource_labels(role, &service),
+                limits: request.limits,
+            });
+        }
+    }
+
+    let spec = RuntimeSpec {
+        expert_key: request.expert_key.clone(),
+        experts: closure
+            .iter()
+            .filter_map(|k| config.experts.get(k).map(|e| (k.clone(), e.clone())))
+            .collect(),
+        provider_name: config
+            .provider
+            .as_ref()
+            .map(|p| p.provider_name.as_str().to_string()),
+        provider_setting: config
+            .provider
+            .as_ref()
+            .map(|p| p.setting.clone())
+            .unwrap_or_default(),
+        skills: endpoints,
+        mock_script: request.mock_script.clone(),
+    };
+    let runtime_image = runtime_image(config, &request.expert_key, &spec, &request.artifacts)?;
+    let mut mounts = runtime_mounts;
+    mounts.sort_by(|a, b| a.target.cmp(&b.target));
+    let settings = &request.settings;
+    let mut cmd = vec![
+        "--job-id".to_string(),
+        request.job_id.clone(),
+        "--run-id".to_string(),
+        request.run_id.clone(),
+        "--provider".to_string(),
+        settings.provider.as_str().to_string(),
+        "--model".to_string(),
+        settings.model.clone(),
+        "--max-steps".to_string(),
+        settings.max_steps.to_string(),
+        "--max-retries".to_string(),
+        settings.max_retries.to_string(),
+        "--timeout".to_string(),
+        settings.timeout_ms.to_string(),
+    ];
+    if let Some(budget) = &settings.reasoning_budget {
+        cmd.extend(["--reasoning-budget".to_string(), budget.clone()]);
+    }
+    cmd.extend([
+        "--".to_string(),
+        request.expert_key.clone(),
+        request.query.clone(),
+    ]);
+    let runtime = ContainerPlan {
+        name: format!("psbx-{short_run}-runtime"),
+        service: "runtime".to_string(),
+        skill: None,
+        image: image_index(runtime_image),
+        user: format!("{RUNTIME_UID}:{RUNTIME_GID}"),
+        env: request.runtime_env.clone(),
+        cmd,
+        mounts,
+        // The mock provider needs no network at all; real providers get the default bridge
+        // until the egress proxy restricts it to the provider's domain.
+        network: if settings.provider == ProviderName::Mock {
+            NetworkPlan::None
+        } else {
+            NetworkPlan::Bridge
+        },
+        labels: resource_labels("runtime", "runtime"),
+        limits: request.limits,
+    };
+    Ok(RunPlan {
+        images,
+        volumes,
+        skills,
+        runtime,
+        spec,
+    })
+}
+
+/// The Expert and every Expert it can reach through `delegates`, each once, in BFS order.
+pub fn delegation_closure(config: &Config, key: &str) -> Vec<String> {
+    let mut order = vec![key.to_string()];
+    let mut i = 0;
+    while i < order.len() {
+        if let Some(expert) = config.experts.get(&order[i]) {
+            for delegate in &expert.delegates {
+                if !order.contains(delegate) {
+                    order.push(delegate.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    order
+}
+
+fn binary_file(artifacts: &Artifacts) -> ContextFile {
+    ContextFile {
+        path: "perstack-sandbox".into(),
+        mode: 0o755,
+        contents: artifacts.binary.clone(),
+    }
+}
+
+fn runtime_image(
+    config: &Config,
+    expert_key: &str,
+    spec: &RuntimeSpec,
+    artifacts: &Artifacts,
+) -> Result<ImageSpec, serde_json::Error> {
+    let mut files = vec![binary_file(artifacts)];
+    files.extend(passwd_files());
+    files.push(ContextFile {
+        path: "ca-certificates.crt".into(),
+        mode: 0o644,
+        contents: artifacts.ca_bundle.clone(),
+    });
+    files.push(ContextFile {
+        path: "runtime.json".into(),
+        mode: 0o644,
+        contents: Bytes::from(serde_json::to_vec_pretty(spec)?),
+    });
+    let entrypoint = exec_form(&[BINARY_PATH.to_string(), "runtime".to_string()]);
+    let dockerfile = format!(
+        "FROM scratch\n\
+         COPY perstack-sandbox {BINARY_PATH}\n\
+         COPY passwd /etc/passwd\n\
+         COPY group /etc/group\n\
+         COPY ca-certificates.crt {CA_BUNDLE_PATH}\n\
+         COPY runtime.json {SPEC_PATH}\n\
+         ENV PATH={SCRATCH_PATH} SSL_CERT_FILE={CA_BUNDLE_PATH} HOME=/tmp\n\
+         USER {RUNTIME_UID}:{RUNTIME_GID}\n\
+         ENTRYPOINT {entrypoint}\n"
+    );
+    let mut labels = base_labels(ImageRole::Runtime);
+    if let Some(expert) = config.experts.get(expert_key) {
+        labels.insert(labels::EXPERT.to_string(), expert.key.clone());
+        labels.insert(labels::EXPERT_VERSION.to_string(), expert.version.clone());
+    }
+    Ok(ImageSpec {
+        role: ImageRole::Runtime,
+        service: "runtime".into(),
+        repository: format!("perstack-sandbox/runtime-{}", slug(expert_key)),
+        base: "scratch".into(),
+        dockerfile,
+        files,
+        labels,
+    })
+}
+
+/// The base image for a stdio skill: `[sandbox.skills.<name>] image`, else by command.
+pub fn skill_base_image(config: &Config, skill: &McpStdioSkill) -> Option<String> {
+    let sandbox = &config.sandbox;
+    if let Some(image) = sandbox.skills.get(&skill.name).and_then(|s| s.image.clone()) {
+        return Some(image);
+    }
+    let program = skill.command.rsplit('/').next().unwrap_or(&skill.command);
+    match program {
+        // Our own binary is in every image already and is static: nothing else is needed.
+        "perstack-sandbox" => Some("scratch".to_string()),
+        "npx" | "node" => sandbox.node_image.clone(),
+        "uvx" | "python" | "python3" => sandbox.python_image.clone(),
+        _ => sandbox.skill_image.clone(),
+    }
+}
+
+fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) -> ImageSpec {
+    let base = skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string());
+    let mut files = vec![binary_file(artifacts)];
+    let mut dockerfile = format!("FROM {base}\nCOPY perstack-sandbox {BINARY_PATH}\n");
+    if base == "scratch" {
+        files.extend(passwd_files());
+        dockerfile.push_str(&format!(
+            "COPY passwd /etc/passwd\nCOPY group /etc/group\nENV PATH={SCRATCH_PATH} HOME=/tmp\n"
+        ));
+    }
+    let mut entrypoint = vec![
+        BINARY_PATH.to_string(),
+        "skill-host".to_string(),
+        "--socket".to_string(),
+        format!("{SKILL_SOCKET_DIR}/mcp.sock"),
+    ];
+    for name in &skill.required_env {
+        entrypoint.extend(["--pass-env".to_string(), name.clone()]);
+    }
+    entrypoint.push("--".to_string());
+    entrypoint.push(skill.command.clone());
+    entrypoint.extend(skill.argv());
+    dockerfile.push_str(&format!(
+        "USER {SKILL_UID}:{SKILL_UID}\nENTRYPOINT {}\n",
+        exec_form(&entrypoint)
+    ));
+    ImageSpec {
+        role: ImageRole::Skill,
+        service: format!("skill:{}", skill.name),
+        repository: format!("perstack-sandbox/skill-{}", slug(&skill.name)),
+        base,
+        dockerfile,
+        files,
+        labels: base_labels(ImageRole::Skill),
+    }
+}
+
+fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
+    let base = config
+        .sandbox
+        .workspace_image
+        .clone()
+        .unwrap_or_else(|| "scratch".to_string());
+    let mut files = vec![binary_file(artifacts)];
+    let mut dockerfile = format!("FROM {base}\nCOPY perstack-sandbox {BINARY_PATH}\n");
+    if base == "scratch" {
+        files.extend(passwd_files());
+        dockerfile.push_str(&format!(
+            "COPY passwd /etc/passwd\nCOPY group /etc/group\nENV PATH={SCRATCH_PATH} HOME=/tmp\n"
+        ));
+    }
+    let entrypoint = exec_form(&[
+        BINARY_PATH.to_string(),
+        "skill-host".to_string(),
+        "--socket".to_string(),
+        format!("{SKILL_SOCKET_DIR}/mcp.sock"),
+        "--".to_string(),
+        BINARY_PATH.to_string(),
+        "base-skill".to_string(),
+        "--workspace".to_string(),
+        WORKSPACE_MOUNT.to_string(),
+    ]);
+    dockerfile.push_str(&format!(
+        "WORKDIR {WORKSPACE_MOUNT}\nENTRYPOINT {entrypoint}\n"
+    ));
+    ImageSpec {
+        role: ImageRole::BaseSkill,
+        service: "base-skill".into(),
+        repository: "perstack-sandbox/base-skill".into(),
+        base,
+        dockerfile,
+        files,
+        labels: base_labels(ImageRole::BaseSkill),
+    }
+}
