@@ -61,7 +61,7 @@ fn private_v4(ip: Ipv4Addr) -> Option<&'static str> {
     } else if ip.is_private() {
         Some("a private-network address")
     } else if ip.is_link_local() {
-        Some("a link-local address (cloud metadata lives there)")
+        Some("a link-local address, where cloud metadata services live")
     } else if ip.octets()[0] == 0 {
         Some("an unspecified (\"this network\") address")
     } else {

@@ -121,6 +121,18 @@ fn kind(value: &DeValue<'_>) -> &'static str {
     }
 }
 
+/// "a JSON string", …: the type of a JSON value, for messages.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "JSON null",
+        serde_json::Value::Bool(_) => "a JSON boolean",
+        serde_json::Value::Number(_) => "a JSON number",
+        serde_json::Value::String(_) => "a JSON string",
+        serde_json::Value::Array(_) => "a JSON array",
+        serde_json::Value::Object(_) => "a JSON object",
+    }
+}
+
 fn header_name(path: &str) -> String {
     format!("[{path}]")
 }
@@ -209,6 +221,21 @@ impl<'i> Walker<'_, '_> {
                 None
             }
         }
+    }
+
+    /// Any integer that fits in an `i64`; range rules are for `validate.rs`.
+    fn i64(&mut self, t: &Table<'_, 'i>, key: &str) -> Option<i64> {
+        let (path, pos, value) = self.get(t, key)?;
+        let DeValue::Integer(int) = value.get_ref() else {
+            self.mismatch(&path, pos, "an integer", value.get_ref());
+            return None;
+        };
+        let parsed = i64::from_str_radix(int.as_str(), int.radix()).ok();
+        if parsed.is_none() {
+            let message = format!("{int} is out of range for a 64-bit integer");
+            self.report.push(&path, pos, message);
+        }
+        parsed
     }
 
     fn u32(&mut self, t: &Table<'_, 'i>, key: &str) -> Option<u32> {
@@ -521,8 +548,11 @@ impl<'i> Walker<'_, '_> {
                     };
                     tools.insert(name, tool);
                 }
-                Ok(_) => {
-                    let message = "expected a JSON Schema object (\"{ ... }\"), found other JSON";
+                Ok(other) => {
+                    let message = format!(
+                        "expected a JSON Schema object ({{\"type\": \"object\", ...}}), found {}",
+                        json_kind(&other)
+                    );
                     self.report.push(&path, pos, message);
                 }
                 Err(e) => {
@@ -543,9 +573,7 @@ impl<'i> Walker<'_, '_> {
             skill_image: self.string(t, "skillImage"),
             memory: self.string(t, "memory"),
             cpus: self.number(t, "cpus"),
-            pids: self
-                .unsigned(t, "pids", i64::MAX.unsigned_abs())
-                .and_then(|n| i64::try_from(n).ok()),
+            pids: self.i64(t, "pids"),
             skills: self
                 .table(t, "skills")
                 .map(|s| self.sandbox_skills(&s))
@@ -591,11 +619,14 @@ impl<'i> Walker<'_, '_> {
             let path = child(&t.path, k.get_ref());
             self.record(&path, Some(&k.span()), value);
             let key_pos = self.pos(&k.span());
+            let expected = match known {
+                [only] => (*only).to_string(),
+                _ => format!("one of {}", known.join(", ")),
+            };
             let message = format!(
-                "unknown key \"{}\" in {}; expected one of {}",
+                "unknown key \"{}\" in {}; expected {expected}",
                 k.get_ref(),
-                t.name,
-                known.join(", ")
+                t.name
             );
             self.report.push(&path, key_pos, message);
         }
@@ -617,4 +648,194 @@ fn default_base_skill() -> Skill {
         allowed_domains: Vec::new(),
         lazy_init: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConfigError, LoadedConfig, load_str};
+
+    use super::*;
+
+    fn load(text: &str) -> LoadedConfig {
+        load_str(Path::new("/p/perstack.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `line:col path: message` of every diagnostic.
+    fn problems(text: &str) -> Vec<String> {
+        match load_str(Path::new("/p/perstack.toml"), text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
+                .iter()
+                .map(|d| format!("{}:{} {}: {}", d.line, d.col, d.path, d.message))
+                .collect(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn skill_names(loaded: &LoadedConfig, expert: &str) -> Vec<String> {
+        loaded.config.experts[expert]
+            .skills
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn unknown_keys_are_ignored_everywhere_but_sandbox() {
+        let loaded = load(
+            r#"
+            temperature = 0.3
+            [provider]
+            providerName = "anthropic"
+            envPath = [".env"]
+            [provider.setting]
+            futureSetting = 1
+            [experts.a]
+            instruction = "x"
+            providerTools = ["webSearch"]
+            [experts.a.skills.web]
+            type = "mcpStdioSkill"
+            command = "npx"
+            packageName = "exa-mcp-server"
+            somethingNew = { nested = true }
+            "#,
+        );
+        assert_eq!(skill_names(&loaded, "a"), ["@perstack/base", "web"]);
+        assert_eq!(
+            problems("[sandbox]\nmemory = \"2g\"\nimages = {}\n"),
+            [
+                "3:1 sandbox.images: unknown key \"images\" in [sandbox]; expected one of \
+                 workspaceImage, nodeImage, pythonImage, skillImage, memory, cpus, pids, skills"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_base_skill_is_implicit_first_unless_declared() {
+        let loaded = load(
+            r#"
+            [experts.none]
+            instruction = "x"
+            [experts.empty]
+            instruction = "x"
+            skills = {}
+            [experts.other]
+            instruction = "x"
+            [experts.other.skills.web]
+            type = "mcpSseSkill"
+            endpoint = "https://mcp.example.com/sse"
+            [experts.declared-last]
+            instruction = "x"
+            [experts.declared-last.skills.web]
+            type = "mcpSseSkill"
+            endpoint = "https://mcp.example.com/sse"
+            [experts.declared-last.skills."@perstack/base"]
+            type = "mcpStdioSkill"
+            command = "node"
+            args = ["/opt/base.js"]
+            "#,
+        );
+        assert_eq!(skill_names(&loaded, "none"), ["@perstack/base"]);
+        assert_eq!(skill_names(&loaded, "empty"), ["@perstack/base"]);
+        assert_eq!(skill_names(&loaded, "other"), ["@perstack/base", "web"]);
+        assert_eq!(
+            skill_names(&loaded, "declared-last"),
+            ["web", "@perstack/base"]
+        );
+        let Skill::McpStdio(base) = &loaded.config.experts["declared-last"].skills[BASE_SKILL_NAME]
+        else {
+            panic!("base is not stdio");
+        };
+        assert_eq!(base.command, "node");
+        let Skill::McpStdio(implicit) = &loaded.config.experts["none"].skills[BASE_SKILL_NAME]
+        else {
+            panic!("base is not stdio");
+        };
+        assert_eq!(implicit.argv(), ["-y", "@perstack/base"]);
+    }
+
+    #[test]
+    fn integers_in_any_radix_and_range_checks() {
+        let loaded = load("maxSteps = 0x10\ntimeout = 1_000\nreasoningBudget = 4096\n");
+        assert_eq!(loaded.config.max_steps, Some(16));
+        assert_eq!(loaded.config.timeout, Some(1000));
+        assert_eq!(
+            loaded.config.reasoning_budget,
+            Some(ReasoningBudget::Tokens(4096))
+        );
+        assert_eq!(
+            problems("maxSteps = 5_000_000_000\nreasoningBudget = -1\n"),
+            [
+                "1:12 maxSteps: expected an integer no larger than 4294967295, found 5000000000",
+                "2:19 reasoningBudget: expected a non-negative integer, found -1",
+            ]
+        );
+        let loaded = load("[sandbox]\ncpus = 2\n");
+        assert_eq!(loaded.config.sandbox.cpus, Some(2.0));
+    }
+
+    #[test]
+    fn every_level_of_reasoning_budget_parses() {
+        for (text, level) in [
+            ("none", ReasoningLevel::None),
+            ("minimal", ReasoningLevel::Minimal),
+            ("low", ReasoningLevel::Low),
+            ("medium", ReasoningLevel::Medium),
+            ("high", ReasoningLevel::High),
+        ] {
+            let loaded = load(&format!("reasoningBudget = \"{text}\""));
+            assert_eq!(
+                loaded.config.reasoning_budget,
+                Some(ReasoningBudget::Level(level))
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_alone_are_reported() {
+        // The duplicate key is a syntax error; the missing instruction must not be reported on
+        // top of it, since the tree it would be found in is not what the user wrote.
+        let got = problems("[experts.a]\ndescription = \"x\"\ndescription = \"y\"\n");
+        assert_eq!(got, ["3:1 (syntax): duplicate key"]);
+    }
+
+    #[test]
+    fn a_bad_array_item_drops_the_whole_array_so_indices_stay_true() {
+        // tags[1] is reported as a type error; the pattern rule must not then report "Bad" as
+        // tags[1] after the integer was dropped.
+        let got = problems("[experts.a]\ninstruction = \"x\"\ntags = [\"ok\", 1, \"Bad\"]\n");
+        assert_eq!(
+            got,
+            ["3:15 experts.a.tags[1]: expected a string, found an integer"]
+        );
+    }
+
+    #[test]
+    fn locations_cover_keys_values_and_array_items() {
+        let loaded = load(
+            "[experts.\"@org/x\"]\ninstruction = \"x\"\ndelegates = [\"@org/x\"]\n\
+             skills = { web = { type = \"mcpSseSkill\", endpoint = \"https://e.example.com\" } }\n",
+        );
+        let at = |path: &str| loaded.location(path).map(|l| (l.line, l.col));
+        assert_eq!(at(r#"experts."@org/x""#), Some((1, 1)));
+        assert_eq!(at(r#"experts."@org/x".delegates[0]"#), Some((3, 14)));
+        assert_eq!(at(r#"experts."@org/x".skills.web"#), Some((4, 18)));
+        assert_eq!(at(r#"experts."@org/x".skills.web.endpoint"#), Some((4, 53)));
+        assert_eq!(
+            loaded.locations.key(r#"experts."@org/x".skills.web"#),
+            Some(Pos { line: 4, col: 12 })
+        );
+    }
+
+    #[test]
+    fn experts_keep_file_order() {
+        let loaded = load(
+            "[experts.zeta]\ninstruction = \"x\"\n[experts.alpha]\ninstruction = \"x\"\n\
+             [experts.mid]\ninstruction = \"x\"\n",
+        );
+        let keys: Vec<&str> = loaded.config.experts.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["zeta", "alpha", "mid"]);
+    }
 }

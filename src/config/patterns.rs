@@ -5,9 +5,6 @@
 
 /// The regex of an Expert name, as quoted in messages.
 pub const EXPERT_NAME_PATTERN: &str = "^(@[a-z0-9][a-z0-9_-]*/)?[a-z0-9][a-z0-9_-]*$";
-/// The regex of an Expert key, as quoted in messages.
-pub const EXPERT_KEY_PATTERN: &str =
-    "^((?:@[a-z0-9][a-z0-9_.-]*/)?[a-z0-9][a-z0-9_.-]*)(?:@semver|@[a-z0-9][a-z0-9_.-]*)?$";
 /// The regex of a tag, as quoted in messages.
 pub const TAG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
 /// The regex of an environment variable name, as quoted in messages.

@@ -87,10 +87,10 @@ impl Validator<'_> {
         let message = match check_url(value, schemes) {
             Ok(_) => return,
             Err(UrlProblem::Malformed(why)) => {
-                format!("\"{value}\" is not a valid URL ({why}); expected a {wanted} URL")
+                format!("\"{value}\" is not a valid URL ({why}); expected an {wanted} URL")
             }
             Err(UrlProblem::Scheme(scheme)) => {
-                format!("\"{value}\" uses {scheme}:; expected a {wanted} URL")
+                format!("\"{value}\" uses {scheme}:; expected an {wanted} URL")
             }
             Err(UrlProblem::PrivateHost(why)) => format!("\"{value}\": {why}"),
         };
@@ -209,9 +209,9 @@ impl Validator<'_> {
             )
         } else if !is_expert_name(key) {
             format!(
-                "\"{key}\" is a valid reference to a published Expert ({EXPERT_KEY_PATTERN}) but \
-                 not a valid name for one defined here: {EXPERT_NAME_PATTERN} \
-                 (no '.', no @version or @tag suffix)"
+                "\"{key}\" does not match {EXPERT_NAME_PATTERN}: an Expert defined here is named \
+                 by its key, which cannot contain '.' or end in @version or @tag (only references \
+                 to published Experts can)"
             )
         } else if key.chars().count() > MAX_EXPERT_NAME_LEN {
             format!(
@@ -361,5 +361,147 @@ impl Validator<'_> {
             let message = format!("\"{image}\" is not an image reference: it contains whitespace");
             self.at_value(path, message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConfigError, load_str};
+
+    fn problems(text: &str) -> Vec<String> {
+        match load_str(Path::new("/p/perstack.toml"), text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
+                .iter()
+                .map(|d| format!("{}:{} {}: {}", d.line, d.col, d.path, d.message))
+                .collect(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn provider(name: &str, setting: &str) -> Vec<String> {
+        problems(&format!(
+            "[provider]\nproviderName = \"{name}\"\n[provider.setting]\n{setting}\n"
+        ))
+    }
+
+    #[test]
+    fn only_ollama_may_use_plain_http() {
+        assert!(provider("ollama", "baseUrl = \"http://localhost:11434\"").is_empty());
+        assert!(provider("ollama", "baseUrl = \"https://ollama.example.com\"").is_empty());
+        assert_eq!(
+            provider("ollama", "baseUrl = \"ftp://host\""),
+            [
+                "4:11 provider.setting.baseUrl: \"ftp://host\" uses ftp:; expected an http:// or https:// URL"
+            ]
+        );
+        assert_eq!(
+            provider("deepseek", "baseUrl = \"http://api.deepseek.com\""),
+            [
+                "4:11 provider.setting.baseUrl: \"http://api.deepseek.com\" uses http:; expected an https:// URL"
+            ]
+        );
+        // Private hosts are fine for a provider: a company gateway often is one.
+        assert!(provider("anthropic", "baseUrl = \"https://10.0.0.2/v1\"").is_empty());
+    }
+
+    #[test]
+    fn the_mock_provider_needs_a_script_string() {
+        assert!(provider("mock", "script = \"script.json\"").is_empty());
+        assert_eq!(
+            provider("mock", "script = 1"),
+            ["4:10 provider.setting.script: expected a string, found an integer"]
+        );
+        let got = provider("mock", "");
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("3:1 provider.setting.script: the mock provider needs"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        let instruction = "é".repeat(20480);
+        let text = format!(
+            "[experts.a]\ninstruction = \"{instruction}\"\ndescription = \"{}\"\n",
+            "ü".repeat(2048)
+        );
+        assert!(problems(&text).is_empty());
+    }
+
+    #[test]
+    fn expert_keys_get_one_message_each() {
+        assert!(problems("[experts.\"@my-org/my_expert-2\"]\ninstruction = \"x\"\n").is_empty());
+        let got = problems("[experts.\"a.b@1.0.0\"]\ninstruction = \"x\"\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("cannot contain '.' or end in @version or @tag"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn sandbox_values() {
+        let sandbox = |body: &str| problems(&format!("[sandbox]\n{body}\n"));
+        for ok in [
+            "memory = \"6m\"",
+            "memory = \"2GiB\"",
+            "memory = \"1073741824\"",
+            "cpus = 0.5",
+            "pids = 1",
+        ] {
+            assert!(sandbox(ok).is_empty(), "{ok}");
+        }
+        assert_eq!(
+            sandbox("memory = \"1m\""),
+            ["2:10 sandbox.memory: \"1m\" is below Docker's minimum memory limit of 6m"]
+        );
+        assert_eq!(
+            sandbox("cpus = inf"),
+            ["2:8 sandbox.cpus: must be a number of CPUs greater than 0, like 2 or 0.5; found inf"]
+        );
+        assert_eq!(sandbox("cpus = -1.5").len(), 1);
+        assert_eq!(
+            sandbox("pids = 99999999999999999999"),
+            ["2:8 sandbox.pids: 99999999999999999999 is out of range for a 64-bit integer"]
+        );
+    }
+
+    #[test]
+    fn sandbox_skill_names_may_name_the_implicit_base_skill() {
+        let text = "[experts.a]\ninstruction = \"x\"\n[sandbox.skills.\"@perstack/base\"]\nimage = \"debian\"\n";
+        assert!(problems(text).is_empty());
+    }
+
+    #[test]
+    fn the_base_skill_command_must_name_a_program() {
+        assert!(problems("perstackBaseSkillCommand = [\"node\", \"base.js\"]").is_empty());
+        assert_eq!(problems("perstackBaseSkillCommand = [\"\"]").len(), 1);
+    }
+
+    #[test]
+    fn delegates_to_self_and_to_later_experts_are_fine() {
+        let text = "[experts.a]\ninstruction = \"x\"\ndelegates = [\"a\", \"b\"]\n[experts.b]\ninstruction = \"y\"\n";
+        assert!(problems(text).is_empty());
+    }
+
+    #[test]
+    fn an_endpoint_problem_and_a_domain_problem_are_both_reported() {
+        let text = "[experts.a]\ninstruction = \"x\"\n[experts.a.skills.s]\ntype = \"mcpSseSkill\"\n\
+                    endpoint = \"https://[::1]/\"\nallowedDomains = [\"xn--e1afmkfd.xn--p1ai\"]\n";
+        let got = problems(text);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0].starts_with("5:12 experts.a.skills.s.endpoint:"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with("6:19 experts.a.skills.s.allowedDomains[0]:"),
+            "{got:?}"
+        );
+        assert!(got[1].contains("punycode"), "{got:?}");
     }
 }
