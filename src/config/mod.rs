@@ -1,5 +1,167 @@
 //! `perstack.toml`: the model, its validation with file:line:col errors, discovery, env files.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use perstack_sandbox::config;
+//!
+//! let cwd = Path::new(".");
+//! let path = config::discover(None, cwd)?;
+//! let loaded = config::load(&path)?;
+//! for expert in loaded.config.delegation_closure("reviewer") {
+//!     println!("{} {}", expert.key, expert.version);
+//! }
+//! # Ok::<(), config::ConfigError>(())
+//! ```
 
+pub mod discover;
+pub mod env;
 pub mod schema;
 
+mod diagnostic;
+mod dotted;
+mod net;
+mod parse;
+mod patterns;
+mod validate;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{ConfigError, Diagnostic, SYNTAX_PATH};
+pub use discover::discover;
+pub use dotted::dotted_path;
+pub use patterns::parse_memory_size;
 pub use schema::*;
+
+/// A validated config and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// Absolute path of the file.
+    pub path: PathBuf,
+    /// The validated model, defaults applied (`version`, `@perstack/base`).
+    pub config: Config,
+    locations: parse::Locations,
+}
+
+impl LoadedConfig {
+    /// The folder holding the file: relative paths in the config (the mock script) start here.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// Where the value at `dotted` is in the file, for errors found after loading. `dotted` uses
+    /// the syntax of diagnostics; build it with [`dotted_path`]. A table's location is its
+    /// `[header]`; an implicit `@perstack/base` is located at the Expert (or its `skills` table).
+    pub fn location(&self, dotted: &str) -> Option<Location> {
+        self.locations.value(dotted).map(|pos| Location {
+            file: self.path.clone(),
+            line: pos.line,
+            col: pos.col,
+        })
+    }
+}
+
+/// Reads and validates the config at `path` (see [`load_str`]).
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let path = discover::absolute(path)?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    load_str(&path, &text)
+}
+
+/// Validates `text` as if read from `path`. Every problem in the file is reported at once, in
+/// [`ConfigError::Invalid`].
+pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
+    let path = discover::absolute(path)?;
+    let mut report = diagnostic::Report::new(&path);
+    let parsed = parse::parse(text, &mut report);
+    if let Some(parsed) = &parsed {
+        validate::validate(&parsed.config, &parsed.locations, &mut report);
+    }
+    match parsed {
+        Some(parsed) if report.is_empty() => Ok(LoadedConfig {
+            path,
+            config: parsed.config,
+            locations: parsed.locations,
+        }),
+        _ => Err(report.into_error()),
+    }
+}
+
+impl Config {
+    /// The Expert `key` and every Expert it can reach through `delegates`, each once, breadth
+    /// first (the Expert itself first). Empty when `key` is not defined; delegates that are not
+    /// defined are skipped (validation has rejected them already).
+    pub fn delegation_closure(&self, key: &str) -> Vec<&Expert> {
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([key]);
+        let mut out = Vec::new();
+        while let Some(key) = queue.pop_front() {
+            if !seen.insert(key) {
+                continue;
+            }
+            if let Some(expert) = self.experts.get(key) {
+                out.push(expert);
+                queue.extend(expert.delegates.iter().map(String::as_str));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delegation_closure_is_breadth_first_and_visits_each_expert_once() {
+        let text = r#"
+            [experts.lead]
+            instruction = "lead"
+            delegates = ["writer", "checker"]
+            [experts.writer]
+            instruction = "write"
+            delegates = ["researcher", "lead"]
+            [experts.checker]
+            instruction = "check"
+            delegates = ["researcher"]
+            [experts.researcher]
+            instruction = "research"
+            [experts.loner]
+            instruction = "alone"
+        "#;
+        let loaded = load_str(Path::new("/p/perstack.toml"), text).unwrap();
+        let keys = |key| -> Vec<&str> {
+            loaded
+                .config
+                .delegation_closure(key)
+                .iter()
+                .map(|e| e.key.as_str())
+                .collect()
+        };
+        assert_eq!(keys("lead"), ["lead", "writer", "checker", "researcher"]);
+        assert_eq!(keys("checker"), ["checker", "researcher"]);
+        assert_eq!(keys("loner"), ["loner"]);
+        assert!(keys("nobody").is_empty());
+    }
+
+    #[test]
+    fn locations_point_into_the_file() {
+        let text = "[experts.a]\ninstruction = \"x\"\n\n[experts.a.skills.web]\ntype = \"mcpSseSkill\"\nendpoint = \"https://mcp.example.com\"\n";
+        let loaded = load_str(Path::new("/p/perstack.toml"), text).unwrap();
+        assert_eq!(loaded.dir(), Path::new("/p"));
+        let at = |path: &str| loaded.location(path).map(|l| (l.line, l.col));
+        assert_eq!(at("experts.a"), Some((1, 1)));
+        assert_eq!(at("experts.a.instruction"), Some((2, 15)));
+        let endpoint = dotted_path(&["experts", "a", "skills", "web", "endpoint"]);
+        assert_eq!(at(&endpoint), Some((6, 12)));
+        // The implicit base skill is located at the skills table that implied it; that table is
+        // itself implicit here, so it sits at its key in `[experts.a.skills.web]`.
+        assert_eq!(at(r#"experts.a.skills."@perstack/base""#), Some((4, 12)));
+        assert_eq!(at("experts.b"), None);
+        let location = loaded.location("experts.a.instruction").unwrap();
+        assert_eq!(location.to_string(), "/p/perstack.toml:2:15");
+    }
+}

@@ -1,0 +1,507 @@
+//! Perstack's rules on the values of a parsed config (PERSTACK-COMPAT.md §1), plus ours for
+//! `[sandbox]`. Each problem becomes a diagnostic at the offending value, or at the key when the
+//! key itself is wrong.
+
+use super::diagnostic::{Pos, Report};
+use super::dotted::{child, item};
+use super::net::{UrlProblem, check_public_https_url, check_url};
+use super::parse::Locations;
+use super::patterns::*;
+use super::schema::*;
+
+/// The values of `runtime` Perstack accepts.
+const RUNTIMES: [&str; 5] = ["local", "cursor", "claude-code", "gemini", "docker"];
+const MAX_INSTRUCTION_CHARS: usize = 20480;
+const MAX_DESCRIPTION_CHARS: usize = 2048;
+/// Docker refuses a memory limit below 6 MiB; better to say so while loading.
+const MIN_MEMORY_BYTES: u64 = 6 << 20;
+
+/// Adds a diagnostic to `report` for every rule `config` breaks.
+pub(crate) fn validate(config: &Config, locations: &Locations, report: &mut Report) {
+    let mut v = Validator { locations, report };
+    v.top_level(config);
+    if let Some(provider) = &config.provider {
+        v.provider(provider);
+    }
+    for (key, expert) in &config.experts {
+        v.expert(config, key, expert);
+    }
+    v.sandbox(config);
+}
+
+struct Validator<'a> {
+    locations: &'a Locations,
+    report: &'a mut Report,
+}
+
+fn quoted_list<'s>(items: impl IntoIterator<Item = &'s str>) -> String {
+    let items: Vec<String> = items.into_iter().map(|s| format!("\"{s}\"")).collect();
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+impl Validator<'_> {
+    /// Reports at the value of `path`.
+    fn at_value(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self
+            .locations
+            .value(path)
+            .unwrap_or(Pos { line: 1, col: 1 });
+        self.report.push(path, pos, message);
+    }
+
+    /// Reports at the key of `path`.
+    fn at_key(&mut self, path: &str, message: impl Into<String>) {
+        let pos = self.locations.key(path).unwrap_or(Pos { line: 1, col: 1 });
+        self.report.push(path, pos, message);
+    }
+
+    fn semver(&mut self, path: &str, value: &str) {
+        if let Err(e) = semver::Version::parse(value) {
+            let message = format!(
+                "\"{value}\" is not a valid semver version ({e}); expected MAJOR.MINOR.PATCH like \"1.0.0\""
+            );
+            self.at_value(path, message);
+        }
+    }
+
+    fn char_len(&mut self, path: &str, value: &str, max: usize) {
+        let len = value.chars().count();
+        if len == 0 {
+            self.at_value(path, format!("must not be empty (1 to {max} characters)"));
+        } else if len > max {
+            let message = format!("is {len} characters long; at most {max} are allowed");
+            self.at_value(path, message);
+        }
+    }
+
+    fn https_url(&mut self, path: &str, value: &str, schemes: &[&str]) {
+        let wanted = schemes
+            .iter()
+            .map(|s| format!("{s}://"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let message = match check_url(value, schemes) {
+            Ok(_) => return,
+            Err(UrlProblem::Malformed(why)) => {
+                format!("\"{value}\" is not a valid URL ({why}); expected an {wanted} URL")
+            }
+            Err(UrlProblem::Scheme(scheme)) => {
+                format!("\"{value}\" uses {scheme}:; expected an {wanted} URL")
+            }
+            Err(UrlProblem::PrivateHost(why)) => format!("\"{value}\": {why}"),
+        };
+        self.at_value(path, message);
+    }
+
+    fn top_level(&mut self, config: &Config) {
+        if let Some(runtime) = &config.runtime
+            && !RUNTIMES.contains(&runtime.as_str())
+        {
+            let message = format!(
+                "unknown runtime \"{runtime}\"; expected one of {}",
+                RUNTIMES.join(", ")
+            );
+            self.at_value("runtime", message);
+        }
+        if config.max_steps == Some(0) {
+            self.at_value("maxSteps", "must be at least 1, found 0");
+        }
+        if let Some(url) = &config.perstack_api_base_url {
+            self.https_url("perstackApiBaseUrl", url, &["https"]);
+        }
+        if config
+            .perstack_base_skill_command
+            .as_ref()
+            .is_some_and(|c| c.first().is_none_or(|program| program.is_empty()))
+        {
+            let message =
+                "must start with the program to run, e.g. [\"node\", \"/opt/base/index.js\"]";
+            self.at_value("perstackBaseSkillCommand", message);
+        }
+    }
+
+    fn provider(&mut self, provider: &ProviderConfig) {
+        let setting = &provider.setting;
+        if let Some(url) = &setting.base_url {
+            let schemes: &[&str] = if provider.provider_name == ProviderName::Ollama {
+                &["http", "https"]
+            } else {
+                &["https"]
+            };
+            self.https_url("provider.setting.baseUrl", url, schemes);
+        }
+        if provider.provider_name == ProviderName::Mock && setting.script.is_none() {
+            let message = "the mock provider needs setting.script, the path of its script file \
+                           (relative to the folder of perstack.toml)";
+            let path = "provider.setting.script";
+            // A script of the wrong type was reported already; an absent one points at the table
+            // that should hold it.
+            let pos = self
+                .locations
+                .value(path)
+                .or_else(|| self.locations.value("provider.setting"))
+                .or_else(|| self.locations.value("provider"))
+                .unwrap_or(Pos { line: 1, col: 1 });
+            self.report.push(path, pos, message);
+        }
+    }
+
+    fn expert(&mut self, config: &Config, key: &str, expert: &Expert) {
+        let path = child("experts", key);
+        self.expert_key(&path, key);
+        self.semver(&child(&path, "version"), &expert.version);
+        self.char_len(
+            &child(&path, "instruction"),
+            &expert.instruction,
+            MAX_INSTRUCTION_CHARS,
+        );
+        if let Some(description) = &expert.description {
+            self.char_len(
+                &child(&path, "description"),
+                description,
+                MAX_DESCRIPTION_CHARS,
+            );
+        }
+        if let Some(version) = &expert.min_runtime_version {
+            self.semver(&child(&path, "minRuntimeVersion"), version);
+        }
+        let tags = child(&path, "tags");
+        for (i, tag) in expert.tags.iter().enumerate() {
+            if !is_tag(tag) {
+                let message = format!(
+                    "tag \"{tag}\" does not match {TAG_PATTERN} (lowercase letters, digits, '-' and '_')"
+                );
+                self.at_value(&item(&tags, i), message);
+            }
+        }
+        let delegates = child(&path, "delegates");
+        for (i, delegate) in expert.delegates.iter().enumerate() {
+            if !config.experts.contains_key(delegate) {
+                let message = format!(
+                    "delegate \"{delegate}\" is not an Expert defined in this file (defined: {})",
+                    quoted_list(config.experts.keys().map(String::as_str))
+                );
+                self.at_value(&item(&delegates, i), message);
+            }
+        }
+        let skills = child(&path, "skills");
+        for (name, skill) in &expert.skills {
+            let skill_path = child(&skills, name);
+            match skill {
+                Skill::McpStdio(s) => self.stdio_skill(&skill_path, s),
+                Skill::McpSse(s) => self.sse_skill(&skill_path, s),
+                Skill::Interactive(_) => {}
+            }
+        }
+    }
+
+    /// One diagnostic per bad key, the most specific one: locally a key is also the name, and the
+    /// name pattern is the stricter of the two.
+    fn expert_key(&mut self, path: &str, key: &str) {
+        let message = if !is_expert_key(key) {
+            format!(
+                "\"{key}\" does not match {EXPERT_NAME_PATTERN} \
+                 (lowercase letters, digits, '-' and '_'; an optional @scope/)"
+            )
+        } else if !is_expert_name(key) {
+            format!(
+                "\"{key}\" does not match {EXPERT_NAME_PATTERN}: an Expert defined here is named \
+                 by its key, which cannot contain '.' or end in @version or @tag (only references \
+                 to published Experts can)"
+            )
+        } else if key.chars().count() > MAX_EXPERT_NAME_LEN {
+            format!(
+                "Expert name is {} characters long; at most {MAX_EXPERT_NAME_LEN} are allowed",
+                key.chars().count()
+            )
+        } else {
+            return;
+        };
+        self.at_key(path, message);
+    }
+
+    fn stdio_skill(&mut self, path: &str, skill: &McpStdioSkill) {
+        let name = &skill.name;
+        if skill.command.is_empty() {
+            self.at_value(&child(path, "command"), "must name a program, e.g. \"npx\"");
+        }
+        match (&skill.package_name, skill.args.is_empty()) {
+            (None, true) => {
+                let message = format!(
+                    "skill \"{name}\" has no packageName or args; set one of them \
+                     (packageName = \"<npm package>\" or args = [...])"
+                );
+                self.at_value(path, message);
+            }
+            (Some(_), false) => {
+                let message = format!(
+                    "skill \"{name}\" has both packageName and args; keep only one of them"
+                );
+                self.at_value(path, message);
+            }
+            _ => {}
+        }
+        let required_env = child(path, "requiredEnv");
+        for (i, var) in skill.required_env.iter().enumerate() {
+            if !is_env_name(var) {
+                let message = format!(
+                    "\"{var}\" is not a valid environment variable name ({ENV_NAME_PATTERN})"
+                );
+                self.at_value(&item(&required_env, i), message);
+            }
+        }
+        self.allowed_domains(path, &skill.allowed_domains);
+    }
+
+    fn sse_skill(&mut self, path: &str, skill: &McpSseSkill) {
+        let endpoint = &skill.endpoint;
+        let message = match check_public_https_url(endpoint) {
+            Ok(_) => None,
+            Err(UrlProblem::Malformed(why)) => Some(format!(
+                "\"{endpoint}\" is not a valid URL ({why}); expected an https:// URL"
+            )),
+            Err(UrlProblem::Scheme(scheme)) => Some(format!(
+                "\"{endpoint}\" uses {scheme}:; SSE skill endpoints must be https:// URLs"
+            )),
+            Err(UrlProblem::PrivateHost(why)) => Some(format!(
+                "\"{endpoint}\" points at a private or loopback host ({why}); \
+                 SSE skill endpoints must be public"
+            )),
+        };
+        if let Some(message) = message {
+            self.at_value(&child(path, "endpoint"), message);
+        }
+        self.allowed_domains(path, &skill.allowed_domains);
+    }
+
+    fn allowed_domains(&mut self, skill_path: &str, domains: &[String]) {
+        let path = child(skill_path, "allowedDomains");
+        for (i, domain) in domains.iter().enumerate() {
+            let message = match check_allowed_domain(domain) {
+                Ok(()) => continue,
+                Err(DomainProblem::Shape) => format!(
+                    "\"{domain}\" is not a domain name: expected labels of letters, digits and \
+                     '-' joined by '.', with an optional leading \"*.\" (like \"*.github.com\")"
+                ),
+                Err(DomainProblem::Punycode) => format!(
+                    "\"{domain}\" has a punycode (xn--) label; internationalized domains are \
+                     rejected because they can imitate other names"
+                ),
+            };
+            self.at_value(&item(&path, i), message);
+        }
+    }
+
+    fn sandbox(&mut self, config: &Config) {
+        let sandbox = &config.sandbox;
+        let images = [
+            ("workspaceImage", &sandbox.workspace_image),
+            ("nodeImage", &sandbox.node_image),
+            ("pythonImage", &sandbox.python_image),
+            ("skillImage", &sandbox.skill_image),
+        ];
+        for (key, image) in images {
+            if let Some(image) = image {
+                self.image(&child("sandbox", key), image);
+            }
+        }
+        if let Some(memory) = &sandbox.memory {
+            match parse_memory_size(memory) {
+                None => {
+                    let message = format!(
+                        "\"{memory}\" is not a memory size; expected a number of bytes or a \
+                         number with a unit, like \"512m\", \"2g\" or \"1.5g\""
+                    );
+                    self.at_value("sandbox.memory", message);
+                }
+                Some(bytes) if bytes < MIN_MEMORY_BYTES => {
+                    let message =
+                        format!("\"{memory}\" is below Docker's minimum memory limit of 6m");
+                    self.at_value("sandbox.memory", message);
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(cpus) = sandbox.cpus
+            && !(cpus.is_finite() && cpus > 0.0)
+        {
+            let message =
+                format!("must be a number of CPUs greater than 0, like 2 or 0.5; found {cpus}");
+            self.at_value("sandbox.cpus", message);
+        }
+        if let Some(pids) = sandbox.pids
+            && pids < 1
+        {
+            self.at_value("sandbox.pids", format!("must be at least 1, found {pids}"));
+        }
+        for (name, skill) in &sandbox.skills {
+            let path = child("sandbox.skills", name);
+            let exists = config.experts.values().any(|e| e.skills.contains_key(name));
+            if !exists {
+                let message = format!(
+                    "no Expert in this file has a skill named \"{name}\", so these settings would \
+                     never apply"
+                );
+                self.at_key(&path, message);
+            }
+            if let Some(image) = &skill.image {
+                self.image(&child(&path, "image"), image);
+            }
+        }
+    }
+
+    fn image(&mut self, path: &str, image: &str) {
+        if image.trim().is_empty() {
+            self.at_value(path, "must name an image, like \"node:22-bookworm-slim\"");
+        } else if image.chars().any(char::is_whitespace) {
+            let message = format!("\"{image}\" is not an image reference: it contains whitespace");
+            self.at_value(path, message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{ConfigError, load_str};
+
+    fn problems(text: &str) -> Vec<String> {
+        match load_str(Path::new("/p/perstack.toml"), text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
+                .iter()
+                .map(|d| format!("{}:{} {}: {}", d.line, d.col, d.path, d.message))
+                .collect(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn provider(name: &str, setting: &str) -> Vec<String> {
+        problems(&format!(
+            "[provider]\nproviderName = \"{name}\"\n[provider.setting]\n{setting}\n"
+        ))
+    }
+
+    #[test]
+    fn only_ollama_may_use_plain_http() {
+        assert!(provider("ollama", "baseUrl = \"http://localhost:11434\"").is_empty());
+        assert!(provider("ollama", "baseUrl = \"https://ollama.example.com\"").is_empty());
+        assert_eq!(
+            provider("ollama", "baseUrl = \"ftp://host\""),
+            [
+                "4:11 provider.setting.baseUrl: \"ftp://host\" uses ftp:; expected an http:// or https:// URL"
+            ]
+        );
+        assert_eq!(
+            provider("deepseek", "baseUrl = \"http://api.deepseek.com\""),
+            [
+                "4:11 provider.setting.baseUrl: \"http://api.deepseek.com\" uses http:; expected an https:// URL"
+            ]
+        );
+        // Private hosts are fine for a provider: a company gateway often is one.
+        assert!(provider("anthropic", "baseUrl = \"https://10.0.0.2/v1\"").is_empty());
+    }
+
+    #[test]
+    fn the_mock_provider_needs_a_script_string() {
+        assert!(provider("mock", "script = \"script.json\"").is_empty());
+        assert_eq!(
+            provider("mock", "script = 1"),
+            ["4:10 provider.setting.script: expected a string, found an integer"]
+        );
+        let got = provider("mock", "");
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].starts_with("3:1 provider.setting.script: the mock provider needs"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        let instruction = "é".repeat(20480);
+        let text = format!(
+            "[experts.a]\ninstruction = \"{instruction}\"\ndescription = \"{}\"\n",
+            "ü".repeat(2048)
+        );
+        assert!(problems(&text).is_empty());
+    }
+
+    #[test]
+    fn expert_keys_get_one_message_each() {
+        assert!(problems("[experts.\"@my-org/my_expert-2\"]\ninstruction = \"x\"\n").is_empty());
+        let got = problems("[experts.\"a.b@1.0.0\"]\ninstruction = \"x\"\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("cannot contain '.' or end in @version or @tag"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn sandbox_values() {
+        let sandbox = |body: &str| problems(&format!("[sandbox]\n{body}\n"));
+        for ok in [
+            "memory = \"6m\"",
+            "memory = \"2GiB\"",
+            "memory = \"1073741824\"",
+            "cpus = 0.5",
+            "pids = 1",
+        ] {
+            assert!(sandbox(ok).is_empty(), "{ok}");
+        }
+        assert_eq!(
+            sandbox("memory = \"1m\""),
+            ["2:10 sandbox.memory: \"1m\" is below Docker's minimum memory limit of 6m"]
+        );
+        assert_eq!(
+            sandbox("cpus = inf"),
+            ["2:8 sandbox.cpus: must be a number of CPUs greater than 0, like 2 or 0.5; found inf"]
+        );
+        assert_eq!(sandbox("cpus = -1.5").len(), 1);
+        assert_eq!(
+            sandbox("pids = 99999999999999999999"),
+            ["2:8 sandbox.pids: 99999999999999999999 is out of range for a 64-bit integer"]
+        );
+    }
+
+    #[test]
+    fn sandbox_skill_names_may_name_the_implicit_base_skill() {
+        let text = "[experts.a]\ninstruction = \"x\"\n[sandbox.skills.\"@perstack/base\"]\nimage = \"debian\"\n";
+        assert!(problems(text).is_empty());
+    }
+
+    #[test]
+    fn the_base_skill_command_must_name_a_program() {
+        assert!(problems("perstackBaseSkillCommand = [\"node\", \"base.js\"]").is_empty());
+        assert_eq!(problems("perstackBaseSkillCommand = [\"\"]").len(), 1);
+    }
+
+    #[test]
+    fn delegates_to_self_and_to_later_experts_are_fine() {
+        let text = "[experts.a]\ninstruction = \"x\"\ndelegates = [\"a\", \"b\"]\n[experts.b]\ninstruction = \"y\"\n";
+        assert!(problems(text).is_empty());
+    }
+
+    #[test]
+    fn an_endpoint_problem_and_a_domain_problem_are_both_reported() {
+        let text = "[experts.a]\ninstruction = \"x\"\n[experts.a.skills.s]\ntype = \"mcpSseSkill\"\n\
+                    endpoint = \"https://[::1]/\"\nallowedDomains = [\"xn--e1afmkfd.xn--p1ai\"]\n";
+        let got = problems(text);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0].starts_with("5:12 experts.a.skills.s.endpoint:"),
+            "{got:?}"
+        );
+        assert!(
+            got[1].starts_with("6:19 experts.a.skills.s.allowedDomains[0]:"),
+            "{got:?}"
+        );
+        assert!(got[1].contains("punycode"), "{got:?}");
+    }
+}
