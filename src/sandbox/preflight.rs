@@ -1,0 +1,290 @@
+//! Everything checked before a run starts anything: the Expert exists, every variable the
+//! provider and the skills need is set, the workspace is a folder, the mock script is valid.
+//! All problems are reported together.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::{ConfigError, LoadedConfig, ProviderName, Skill, dotted_path};
+use crate::llm::mock::MockScript;
+use crate::llm::{api_key_var, is_supported, optional_vars};
+
+use super::plan::{delegation_closure, skill_base_image};
+
+/// One problem found before the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `file:line:col` when the problem has a place in the config.
+    pub location: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "{location}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The problems found; `Display` lists them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "cannot start the run ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the checks need to know.
+pub struct Preflight<'a> {
+    /// The loaded config.
+    pub config: &'a LoadedConfig,
+    /// The Expert to run.
+    pub expert_key: &'a str,
+    /// The provider the run will use.
+    pub provider: ProviderName,
+    /// The env map (process + dotenv files).
+    pub env: &'a BTreeMap<String, String>,
+    /// `--env` names.
+    pub extra_env: &'a [String],
+    /// `--workspace`, or the current folder.
+    pub workspace: &'a Path,
+}
+
+/// What the checks produce for the plan.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Canonical workspace path.
+    pub workspace: PathBuf,
+    /// Variables for the runtime container (provider variables and `--env` extras).
+    pub runtime_env: Vec<(String, String)>,
+    /// The mock script, when the provider is `mock`.
+    pub mock_script: Option<MockScript>,
+}
+
+impl Preflight<'_> {
+    /// Runs every check; returns what the plan needs, or every problem found.
+    pub fn check(&self) -> Result<Checked, Problems> {
+        let mut problems = Vec::new();
+        let loaded = self.config;
+        let config = &loaded.config;
+        let here = |dotted: &str| loaded.location(dotted).map(|l| l.to_string());
+
+        if !config.experts.contains_key(self.expert_key) {
+            let known: Vec<&str> = config.experts.keys().map(String::as_str).collect();
+            problems.push(Problem {
+                location: None,
+                message: if known.is_empty() {
+                    format!(
+                        "unknown expert `{}`: {} defines no Experts",
+                        self.expert_key,
+                        loaded.path.display()
+                    )
+                } else {
+                    format!(
+                        "unknown expert `{}`; Experts in {}: {}",
+                        self.expert_key,
+                        loaded.path.display(),
+                        known.join(", ")
+                    )
+                },
+            });
+        }
+
+        if !is_supported(self.provider) {
+            problems.push(Problem {
+                location: here("provider.providerName"),
+                message: format!(
+                    "provider `{}` is not supported by perstack-sandbox yet (supported: anthropic, mock)",
+                    self.provider
+                ),
+            });
+        }
+        let mut runtime_env = Vec::new();
+        for var in api_key_var(self.provider) {
+            match self.env.get(*var) {
+                Some(value) => runtime_env.push((var.to_string(), value.clone())),
+                None => problems.push(Problem {
+                    location: None,
+                    message: format!(
+                        "{var} is not set; provider `{}` needs it (export it or add it to .env)",
+                        self.provider
+                    ),
+                }),
+            }
+        }
+        for var in optional_vars(self.provider) {
+            if let Some(value) = self.env.get(*var) {
+                runtime_env.push((var.to_string(), value.clone()));
+            }
+        }
+        for name in self.extra_env {
+            match self.env.get(name) {
+                Some(value) => runtime_env.push((name.clone(), value.clone())),
+                None => problems.push(Problem {
+                    location: None,
+                    message: format!(
+                        "--env {name}: {name} is not set (export it or add it to .env)"
+                    ),
+                }),
+            }
+        }
+
+        if config.experts.contains_key(self.expert_key) {
+            for key in delegation_closure(config, self.expert_key) {
+                let Some(expert) = config.experts.get(&key) else {
+                    continue;
+                };
+                for skill in expert.skills.values() {
+                    let path = dotted_path(&["experts", &key, "skills", skill.name()]);
+                    match skill {
+                        Skill::McpStdio(stdio) => {
+                            for (i, var) in stdio.required_env.iter().enumerate() {
+                                if !self.env.contains_key(var) {
+                                    problems.push(Problem {
+                                        location: here(&format!("{path}.requiredEnv[{i}]"))
+                                            .or_else(|| here(&path)),
+                                        message: format!(
+                                            "skill `{}` of expert `{key}` needs {var}, which is not set (export it or add it to .env)",
+                                            stdio.name
+                                        ),
+                                    });
+                                }
+                            }
+                            if !stdio.is_base() && skill_base_image(config, stdio).is_none() {
+                                problems.push(Problem {
+                                    location: here(&format!("{path}.command")),
+                                    message: format!(
+                                        "skill `{}` runs `{}`, and no base image is configured for it; set {} or [sandbox.skills.\"{}\"] image (there is no registry to pull a default from)",
+                                        stdio.name,
+                                        stdio.command,
+                                        base_setting(&stdio.command),
+                                        stdio.name
+                                    ),
+                                });
+                            }
+                        }
+                        Skill::McpSse(_) | Skill::Interactive(_) => problems.push(Problem {
+                            location: here(&path),
+                            message: format!(
+                                "skill `{}` of expert `{key}` is an {}, which perstack-sandbox does not run yet (only mcpStdioSkill)",
+                                skill.name(),
+                                match skill {
+                                    Skill::McpSse(_) => "mcpSseSkill",
+                                    _ => "interactiveSkill",
+                                }
+                            ),
+                        }),
+                    }
+                }
+            }
+        }
+
+        let workspace = match std::fs::canonicalize(self.workspace) {
+            Ok(path) if path.is_dir() => Some(path),
+            Ok(path) => {
+                problems.push(Problem {
+                    location: None,
+                    message: format!("workspace {} is not a folder", path.display()),
+                });
+                None
+            }
+            Err(error) => {
+                problems.push(Problem {
+                    location: None,
+                    message: format!(
+                        "workspace {} does not exist or cannot be read: {error}",
+                        self.workspace.display()
+                    ),
+                });
+                None
+            }
+        };
+
+        let mock_script = if self.provider == ProviderName::Mock {
+            self.mock_script(&mut problems)
+        } else {
+            None
+        };
+
+        match (problems.is_empty(), workspace) {
+            (true, Some(workspace)) => Ok(Checked {
+                workspace,
+                runtime_env,
+                mock_script,
+            }),
+            _ => Err(Problems(problems)),
+        }
+    }
+
+    fn mock_script(&self, problems: &mut Vec<Problem>) -> Option<MockScript> {
+        let loaded = self.config;
+        let setting = loaded
+            .config
+            .provider
+            .as_ref()
+            .filter(|p| p.provider_name == ProviderName::Mock)
+            .and_then(|p| p.setting.script.as_ref());
+        let Some(script) = setting else {
+            problems.push(Problem {
+                location: loaded
+                    .location("provider")
+                    .map(|l| l.to_string()),
+                message: "provider `mock` needs a script: add `[provider] providerName = \"mock\"` with `setting = { script = \"<file>\" }` to perstack.toml".to_string(),
+            });
+            return None;
+        };
+        let path = loaded.dir().join(script);
+        match MockScript::load(&path) {
+            Ok(script) => {
+                for expert in script.named_experts() {
+                    if !loaded.config.experts.contains_key(expert) {
+                        problems.push(Problem {
+                            location: Some(path.display().to_string()),
+                            message: format!(
+                                "mock script names expert `{expert}`, which perstack.toml does not define"
+                            ),
+                        });
+                    }
+                }
+                Some(script)
+            }
+            Err(error) => {
+                problems.push(Problem {
+                    location: loaded
+                        .location("provider.setting.script")
+                        .map(|l| l.to_string()),
+                    message: error.to_string(),
+                });
+                None
+            }
+        }
+    }
+}
+
+fn base_setting(command: &str) -> &'static str {
+    match command.rsplit('/').next().unwrap_or(command) {
+        "npx" | "node" => "[sandbox] nodeImage",
+        "uvx" | "python" | "python3" => "[sandbox] pythonImage",
+        _ => "[sandbox] skillImage",
+    }
+}
+
+/// Turns a config error into problems for the same listing (used by callers that want one
+/// format for everything).
+pub fn config_problems(error: &ConfigError) -> String {
+    error.to_string()
+}

@@ -1,0 +1,374 @@
+//! Applying a [`RunPlan`]: images, volumes, skill containers, then the runtime container, whose
+//! stdout is relayed line by line as it arrives.
+//!
+//! This function never cleans up: the caller removes everything labelled with the run id
+//! afterwards, whatever happened here (success, error, Ctrl-C dropping this future midway), so
+//! there is exactly one cleanup path.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use futures::StreamExt;
+
+use super::docker::{DockerClient, DockerError};
+use super::images::ImageSpec;
+use super::plan::{ContainerPlan, RunPlan};
+use super::relay::{Line, LineSplitter, classify};
+use crate::event::{
+    BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload,
+};
+use crate::render::Output;
+
+/// How many lines of runtime stderr to keep for error messages.
+const STDERR_TAIL: usize = 40;
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The engine failed us.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// A configured base image is not on this machine (and there is no registry to pull from).
+    #[error(
+        "{service}: base image `{image}` is not available locally\n  hint: build or load it first (e.g. `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change {setting} in perstack.toml"
+    )]
+    BaseImageMissing {
+        /// The service needing it.
+        service: String,
+        /// The image.
+        image: String,
+        /// Which setting chooses it.
+        setting: String,
+    },
+    /// The whole run took longer than allowed.
+    #[error("the run did not finish within {0:?}; it was stopped")]
+    TimedOut(Duration),
+}
+
+/// How the coordinator's run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    /// `completeRun`.
+    Completed,
+    /// `stopRunByError`, with its message.
+    StoppedByError(String),
+    /// `stopRunByExceededMaxSteps`.
+    StoppedByMaxSteps,
+    /// `stopRunByInteractiveTool`.
+    WaitingForInteractiveTool,
+    /// The runtime exited without a terminal event.
+    RuntimeFailed {
+        /// Its exit code.
+        code: i64,
+        /// The end of its stderr.
+        stderr: String,
+    },
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// How it ended.
+    pub end: RunEnd,
+    /// Images built (not found in the cache).
+    pub built: Vec<String>,
+    /// Images reused from the cache.
+    pub cached: Vec<String>,
+}
+
+/// Ids and names of the run, for the events the controller emits itself.
+#[derive(Debug, Clone)]
+pub struct RunIds {
+    /// The job.
+    pub job_id: String,
+    /// The run.
+    pub run_id: String,
+    /// The coordinator Expert.
+    pub expert_key: String,
+}
+
+impl RunIds {
+    fn event(&self, payload: RuntimePayload) -> Event {
+        Event::runtime(&self.job_id, &self.run_id, payload)
+    }
+}
+
+/// Carries out `plan`. `limit` bounds the time from the runtime's start to its exit.
+pub async fn execute(
+    docker: &DockerClient,
+    plan: &RunPlan,
+    ids: &RunIds,
+    output: &Output,
+    verbose: bool,
+    limit: Duration,
+) -> Result<RunReport, RunError> {
+    let (tags, built, cached) = ensure_images(docker, &plan.images, ids, output, verbose).await?;
+
+    for volume in &plan.volumes {
+        docker.create_volume(volume).await?;
+    }
+
+    // Skill containers start in parallel; each one's stderr becomes skillStderr events.
+    let started = futures::future::join_all(
+        plan.skills
+            .iter()
+            .map(|skill| start_skill(docker, skill, &tags[skill.image], ids, output)),
+    )
+    .await;
+    let mut skill_tasks = Vec::new();
+    for result in started {
+        skill_tasks.push(result?);
+    }
+
+    let runtime = &plan.runtime;
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Starting,
+        service: runtime.service.clone(),
+        message: Some(format!("Creating {}", runtime.name)),
+    }));
+    let id = docker.create_container(runtime, &tags[runtime.image]).await?;
+    let stream = docker.attach(&id).await?;
+    docker.start(&id, &runtime.name).await?;
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Running,
+        service: runtime.service.clone(),
+        message: Some("Runtime container started".to_string()),
+    }));
+
+    let relay = relay_runtime(stream, ids, output, verbose);
+    let (end_event, stderr_tail) = match tokio::time::timeout(limit, relay).await {
+        Ok(result) => result,
+        Err(_) => return Err(RunError::TimedOut(limit)),
+    };
+    let code = docker.wait(&id).await?;
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: if code == 0 {
+            ContainerStatus::Stopped
+        } else {
+            ContainerStatus::Error
+        },
+        service: runtime.service.clone(),
+        message: Some(format!("Runtime container exited with code {code}")),
+    }));
+    for task in skill_tasks {
+        task.abort();
+    }
+    let end = match end_event {
+        Some(end) => end,
+        None => RunEnd::RuntimeFailed {
+            code,
+            stderr: stderr_tail.into_iter().collect::<Vec<_>>().join("\n"),
+        },
+    };
+    Ok(RunReport { end, built, cached })
+}
+
+/// Finds or builds every image; returns their tags in plan order, and which were built.
+async fn ensure_images(
+    docker: &DockerClient,
+    images: &[ImageSpec],
+    ids: &RunIds,
+    output: &Output,
+    verbose: bool,
+) -> Result<(Vec<String>, Vec<String>, Vec<String>), RunError> {
+    let mut tags = Vec::new();
+    let mut built = Vec::new();
+    let mut cached = Vec::new();
+    for spec in images {
+        let base_id = if spec.base == "scratch" {
+            "scratch".to_string()
+        } else {
+            docker
+                .image_id(&spec.base)
+                .await?
+                .ok_or_else(|| RunError::BaseImageMissing {
+                    service: spec.service.clone(),
+                    image: spec.base.clone(),
+                    setting: base_image_setting(spec),
+                })?
+        };
+        let tag = spec.tag(&base_id);
+        let progress = |stage, message: String| {
+            output.event(ids.event(RuntimePayload::DockerBuildProgress {
+                stage,
+                service: spec.service.clone(),
+                message,
+                progress: None,
+            }))
+        };
+        if docker.image_id(&tag).await?.is_some() {
+            progress(BuildStage::Complete, format!("Using cached image {tag}"));
+            cached.push(tag.clone());
+        } else {
+            progress(BuildStage::Building, format!("Building image {tag}"));
+            let started = Instant::now();
+            let result = docker
+                .build_image(spec, &tag, |line| {
+                    if verbose {
+                        progress(BuildStage::Building, line.to_string());
+                    }
+                })
+                .await;
+            if let Err(error) = result {
+                progress(BuildStage::Error, error.to_string());
+                return Err(error.into());
+            }
+            progress(
+                BuildStage::Complete,
+                format!(
+                    "Built image {tag} in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+            built.push(tag.clone());
+        }
+        tags.push(tag);
+    }
+    Ok((tags, built, cached))
+}
+
+fn base_image_setting(spec: &ImageSpec) -> String {
+    match spec.role {
+        super::images::ImageRole::BaseSkill => "[sandbox] workspaceImage".to_string(),
+        _ => format!(
+            "[sandbox] nodeImage/pythonImage/skillImage or [sandbox.skills.\"{}\"] image",
+            spec.service.trim_start_matches("skill:")
+        ),
+    }
+}
+
+/// Creates, attaches to and starts one skill container; the returned task turns its output into
+/// `skillStderr` events until the container ends.
+async fn start_skill(
+    docker: &DockerClient,
+    plan: &ContainerPlan,
+    image: &str,
+    ids: &RunIds,
+    output: &Output,
+) -> Result<tokio::task::JoinHandle<()>, RunError> {
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Starting,
+        service: plan.service.clone(),
+        message: Some(format!("Creating {}", plan.name)),
+    }));
+    let id = docker.create_container(plan, image).await?;
+    let mut stream = docker.attach(&id).await?;
+    docker.start(&id, &plan.name).await?;
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Running,
+        service: plan.service.clone(),
+        message: Some(format!("Skill container {} started", plan.name)),
+    }));
+    let skill_name = plan.skill.clone().unwrap_or_else(|| plan.service.clone());
+    let ids = ids.clone();
+    let output = output.clone();
+    Ok(tokio::spawn(async move {
+        let mut splitter = LineSplitter::default();
+        while let Some(Ok(chunk)) = stream.next().await {
+            let bytes = match &chunk {
+                LogOutput::StdErr { message } | LogOutput::StdOut { message } => message,
+                _ => continue,
+            };
+            for line in splitter.push(bytes) {
+                if !line.trim().is_empty() {
+                    output.event(ids.event(RuntimePayload::SkillStderr {
+                        skill_name: skill_name.clone(),
+                        message: line,
+                    }));
+                }
+            }
+        }
+        if let Some(line) = splitter.finish() {
+            output.event(ids.event(RuntimePayload::SkillStderr {
+                skill_name: skill_name.clone(),
+                message: line,
+            }));
+        }
+    }))
+}
+
+/// Relays the runtime's stdout until it closes. Returns how the coordinator's run ended (if it
+/// did) and the tail of the runtime's stderr. Stderr never enters the event stream: with
+/// `--verbose` it is copied to our stderr.
+async fn relay_runtime(
+    mut stream: impl futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
+    ids: &RunIds,
+    output: &Output,
+    verbose: bool,
+) -> (Option<RunEnd>, VecDeque<String>) {
+    let mut stdout = LineSplitter::default();
+    let mut stderr = LineSplitter::default();
+    let mut tail = VecDeque::new();
+    let mut end = None;
+    let mut handle = |line: String, end: &mut Option<RunEnd>| match classify(line) {
+        Line::Event(raw, event) => {
+            if let EventBody::Run {
+                expert_key,
+                payload,
+                ..
+            } = &event.body
+                && *expert_key == ids.expert_key
+            {
+                let this_end = match payload {
+                    RunPayload::CompleteRun { .. } => Some(RunEnd::Completed),
+                    RunPayload::StopRunByError { error, .. } => {
+                        Some(RunEnd::StoppedByError(error.message.clone()))
+                    }
+                    RunPayload::StopRunByExceededMaxSteps { .. } => Some(RunEnd::StoppedByMaxSteps),
+                    RunPayload::StopRunByInteractiveTool { .. } => {
+                        Some(RunEnd::WaitingForInteractiveTool)
+                    }
+                    _ => None,
+                };
+                if this_end.is_some() {
+                    *end = this_end;
+                }
+            }
+            output.relayed(raw, Some(*event));
+        }
+        Line::OtherJson(raw) => output.relayed(raw, None),
+        Line::NotJson(raw, error) => {
+            eprintln!(
+                "warning: the runtime wrote a line that is not JSON ({error}); skipped: {}",
+                raw.chars().take(200).collect::<String>()
+            );
+        }
+        Line::Blank => {}
+    };
+    let mut keep_stderr = |line: String| {
+        if verbose {
+            eprintln!("[runtime] {line}");
+        }
+        if tail.len() == STDERR_TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    };
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(LogOutput::StdOut { message }) => {
+                for line in stdout.push(&message) {
+                    handle(line, &mut end);
+                }
+            }
+            Ok(LogOutput::StdErr { message }) => {
+                for line in stderr.push(&message) {
+                    keep_stderr(line);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                eprintln!("warning: lost the runtime's output stream: {error}");
+                break;
+            }
+        }
+    }
+    if let Some(line) = stdout.finish() {
+        handle(line, &mut end);
+    }
+    if let Some(line) = stderr.finish() {
+        keep_stderr(line);
+    }
+    (end, tail)
+}
