@@ -1,0 +1,414 @@
+//! A fixture MCP server for isolation tests (`perstack-sandbox fixture-mcp`).
+//!
+//! Run as a skill inside a sandbox, it reports what the skill can see (environment, user,
+//! hostname) and misbehaves on request (protocol errors, crashes, stderr output, slow calls), so
+//! the Docker tests can check isolation and error relaying from the outside.
+//!
+//! Tools:
+//! - `echo {text}` → text content `text`
+//! - `get_env {}` → JSON object of the whole process environment
+//! - `whoami {}` → `{"uid","gid","hostname"}`
+//! - `fail {message?}` → a JSON-RPC error (internal error) with the message
+//! - `crash {code?}` → `fixture-mcp: crashing on request` on stderr, then exit with `code`
+//!   (default 1) at once, without answering
+//! - `stderr {text}` → the text as one line on stderr; result `{}`
+//! - `sleep {ms}` → waits, then `{"slept": ms}`
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::skill::server::{
+    self, ServeError, ToolDef, json_result, object_schema, parse_args, text_result,
+};
+
+/// The fixture's MCP server name.
+pub const SERVER_NAME: &str = "perstack-sandbox-fixture";
+
+/// Message of `fail` when none is given.
+pub const DEFAULT_FAIL_MESSAGE: &str = "fixture failure requested";
+
+/// What `crash` writes to stderr before exiting.
+pub const CRASH_MESSAGE: &str = "fixture-mcp: crashing on request";
+
+/// The fixture MCP server. Stateless.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FixtureServer;
+
+#[derive(Deserialize)]
+struct TextArgs {
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct FailArgs {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CrashArgs {
+    #[serde(default)]
+    code: Option<i32>,
+}
+
+#[derive(Deserialize)]
+struct SleepArgs {
+    ms: u64,
+}
+
+impl FixtureServer {
+    async fn call(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
+        match name {
+            "echo" => {
+                let TextArgs { text } = parse_args(name, args)?;
+                Ok(text_result(text))
+            }
+            "get_env" => {
+                // Sorted, so a test failure diff is readable; lossy so odd bytes cannot fail it.
+                let env: BTreeMap<String, String> = std::env::vars_os()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string_lossy().into_owned(),
+                            v.to_string_lossy().into_owned(),
+                        )
+                    })
+                    .collect();
+                Ok(json_result(&json!(env)))
+            }
+            "whoami" => {
+                let hostname = nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .map_err(|e| {
+                        ErrorData::internal_error(format!("gethostname failed: {e}"), None)
+                    })?;
+                Ok(json_result(&json!({
+                    "uid": nix::unistd::getuid().as_raw(),
+                    "gid": nix::unistd::getgid().as_raw(),
+                    "hostname": hostname,
+                })))
+            }
+            "fail" => {
+                let FailArgs { message } = parse_args(name, args)?;
+                Err(ErrorData::internal_error(
+                    message.unwrap_or_else(|| DEFAULT_FAIL_MESSAGE.to_owned()),
+                    None,
+                ))
+            }
+            "crash" => {
+                let CrashArgs { code } = parse_args(name, args)?;
+                let mut stderr = std::io::stderr().lock();
+                // Nothing useful can be done if stderr is gone; exit anyway.
+                let _ = writeln!(stderr, "{CRASH_MESSAGE}");
+                let _ = stderr.flush();
+                // Deliberately abrupt: no reply, no shutdown, like a skill that dies mid-call.
+                std::process::exit(code.unwrap_or(1));
+            }
+            "stderr" => {
+                let TextArgs { text } = parse_args(name, args)?;
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+                Ok(json_result(&json!({})))
+            }
+            "sleep" => {
+                let SleepArgs { ms } = parse_args(name, args)?;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(json_result(&json!({ "slept": ms })))
+            }
+            _ => Err(server::unknown_tool(name)),
+        }
+    }
+}
+
+impl ServerHandler for FixtureServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(server::tools(TOOLS)))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        Ok(self.call(&request.name, request.arguments).await?.into())
+    }
+}
+
+/// Serves the fixture on stdin/stdout until the client hangs up (or `crash` is called).
+pub async fn serve_stdio() -> Result<(), ServeError> {
+    server::serve_stdio(FixtureServer).await
+}
+
+fn text_schema(description: &'static str) -> JsonObject {
+    object_schema(
+        json!({ "text": { "type": "string", "description": description } }),
+        &["text"],
+    )
+}
+
+/// The fixture's tools, in the order `tools/list` shows them.
+pub const TOOLS: &[ToolDef] = &[
+    ToolDef {
+        name: "echo",
+        title: "Echo",
+        description: "Return the given text unchanged.",
+        input_schema: || text_schema("Text to return."),
+    },
+    ToolDef {
+        name: "get_env",
+        title: "Get environment",
+        description: "Return this server's whole process environment as a JSON object.",
+        input_schema: || object_schema(json!({}), &[]),
+    },
+    ToolDef {
+        name: "whoami",
+        title: "Who am I",
+        description: "Return the server process's uid, gid and hostname as JSON.",
+        input_schema: || object_schema(json!({}), &[]),
+    },
+    ToolDef {
+        name: "fail",
+        title: "Fail",
+        description: "Answer with a JSON-RPC error carrying the message (not an isError result).",
+        input_schema: || {
+            object_schema(
+                json!({ "message": { "type": "string", "description": "Error message; default \"fixture failure requested\"." } }),
+                &[],
+            )
+        },
+    },
+    ToolDef {
+        name: "crash",
+        title: "Crash",
+        description: "Write a line to stderr and exit the server process at once with the code, \
+            without answering.",
+        input_schema: || {
+            object_schema(
+                json!({ "code": { "type": "integer", "description": "Exit code; default 1." } }),
+                &[],
+            )
+        },
+    },
+    ToolDef {
+        name: "stderr",
+        title: "Write to stderr",
+        description: "Write the text as one line to the server's stderr and return {}.",
+        input_schema: || text_schema("Line to write."),
+    },
+    ToolDef {
+        name: "sleep",
+        title: "Sleep",
+        description: "Wait the given number of milliseconds, then return {\"slept\": ms}.",
+        input_schema: || {
+            object_schema(
+                json!({ "ms": { "type": "integer", "minimum": 0, "description": "Milliseconds to wait." } }),
+                &["ms"],
+            )
+        },
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    use rmcp::{ServiceError, ServiceExt};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+    use crate::skill::server::testing::connect;
+
+    #[tokio::test]
+    async fn lists_its_tools() {
+        let client = connect(FixtureServer).await;
+        let info = client.service.peer_info().unwrap();
+        assert_eq!(info.server_info.as_ref().unwrap().name, SERVER_NAME);
+        assert_eq!(
+            client.tool_names().await,
+            [
+                "echo", "get_env", "whoami", "fail", "crash", "stderr", "sleep"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn echo_returns_the_text() {
+        let client = connect(FixtureServer).await;
+        assert_eq!(
+            client
+                .call_text("echo", json!({"text": "hi {there}"}))
+                .await,
+            "hi {there}"
+        );
+    }
+
+    #[tokio::test]
+    async fn get_env_returns_the_whole_environment() {
+        let client = connect(FixtureServer).await;
+        let env = client.call_json("get_env", json!({})).await;
+        let expected: BTreeMap<String, String> = std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(env, json!(expected));
+    }
+
+    #[tokio::test]
+    async fn whoami_reports_ids_and_hostname() {
+        let client = connect(FixtureServer).await;
+        let who = client.call_json("whoami", json!({})).await;
+        assert_eq!(who["uid"], nix::unistd::getuid().as_raw());
+        assert_eq!(who["gid"], nix::unistd::getgid().as_raw());
+        assert_eq!(
+            who["hostname"],
+            nix::unistd::gethostname()
+                .unwrap()
+                .to_string_lossy()
+                .as_ref()
+        );
+    }
+
+    #[tokio::test]
+    async fn fail_is_a_json_rpc_error() {
+        let client = connect(FixtureServer).await;
+        let Err(ServiceError::McpError(e)) =
+            client.call_raw("fail", json!({"message": "boom"})).await
+        else {
+            panic!("fail must answer with an error");
+        };
+        assert_eq!(e.message, "boom");
+        let Err(ServiceError::McpError(e)) = client.call_raw("fail", json!({})).await else {
+            panic!("fail must answer with an error");
+        };
+        assert_eq!(e.message, DEFAULT_FAIL_MESSAGE);
+    }
+
+    #[tokio::test]
+    async fn stderr_returns_an_empty_object() {
+        let client = connect(FixtureServer).await;
+        assert_eq!(
+            client
+                .call_text("stderr", json!({"text": "from a test"}))
+                .await,
+            "{}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sleep_waits() {
+        let client = connect(FixtureServer).await;
+        let started = Instant::now();
+        assert_eq!(
+            client.call_text("sleep", json!({"ms": 50})).await,
+            r#"{"slept":50}"#
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn unknown_tool_is_an_error() {
+        let client = connect(FixtureServer).await;
+        assert!(client.call_raw("nope", json!({})).await.is_err());
+    }
+
+    /// Env var that turns [`child_server`] from a no-op into the server of [`crash_exits_the_process`].
+    const CHILD_ENV: &str = "PERSTACK_SANDBOX_FIXTURE_CHILD";
+
+    /// Not a test of its own: when re-executed by [`crash_exits_the_process`] with [`CHILD_ENV`]
+    /// set, this test binary serves the fixture on its real stdin/stdout.
+    #[tokio::test]
+    async fn child_server() {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            serve_stdio().await.unwrap();
+        }
+    }
+
+    /// `crash` and `stderr` act on the process itself, so they run the fixture in a child process:
+    /// this test binary again, running only [`child_server`].
+    #[tokio::test]
+    async fn crash_exits_the_process() {
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "skill::fixture::tests::child_server",
+                "--nocapture",
+                "-q",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let mut stderr = child.stderr.take().unwrap();
+
+        // libtest prints its own lines on the same stdout; pass on only the JSON-RPC messages.
+        let (mut to_client, from_child) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(start) = line.find('{') {
+                    let message = format!("{}\n", &line[start..]);
+                    if to_client.write_all(message.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let client = ().serve((from_child, stdin)).await.unwrap();
+
+        let mut params = rmcp::model::CallToolRequestParams::new("stderr");
+        params =
+            params.with_arguments(json!({"text": "relayed line"}).as_object().unwrap().clone());
+        client.call_tool(params).await.unwrap();
+
+        let mut params = rmcp::model::CallToolRequestParams::new("crash");
+        params = params.with_arguments(json!({"code": 3}).as_object().unwrap().clone());
+        let crashed = tokio::time::timeout(Duration::from_secs(30), client.call_tool(params)).await;
+        assert!(
+            matches!(crashed, Ok(Err(_))),
+            "crash must end the connection: {crashed:?}"
+        );
+
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(3));
+        let mut err = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err)
+            .await
+            .unwrap();
+        assert!(err.contains("relayed line\n"), "{err}");
+        assert!(err.contains(CRASH_MESSAGE), "{err}");
+    }
+}
