@@ -3,10 +3,14 @@
 //! See ARCHITECTURE.md for the parts and the path of one run.
 
 pub mod agent;
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod event;
+pub mod exit;
 pub mod ids;
 pub mod llm;
+pub mod render;
 pub mod runtime;
 pub mod sandbox;
 pub mod skill;

@@ -165,7 +165,9 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
                 BuildStage::Complete | BuildStage::Error => {
                     Some(format!("▸ {service}: {message}"))
                 }
-                BuildStage::Building | BuildStage::Pulling if verbose => {
+                // Without --verbose only the controller's own "Building image …" line shows;
+                // builder output lines are only emitted with --verbose.
+                BuildStage::Building | BuildStage::Pulling if verbose || message.starts_with("Building image") => {
                     Some(format!("  {service}: {message}"))
                 }
                 _ => None,

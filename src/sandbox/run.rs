@@ -301,7 +301,7 @@ async fn relay_runtime(
     let mut stderr = LineSplitter::default();
     let mut tail = VecDeque::new();
     let mut end = None;
-    let mut handle = |line: String, end: &mut Option<RunEnd>| match classify(line) {
+    let handle = |line: String, end: &mut Option<RunEnd>| match classify(line) {
         Line::Event(raw, event) => {
             if let EventBody::Run {
                 expert_key,

@@ -1,0 +1,153 @@
+//! Command-line definitions (clap). Only the shape of the CLI lives here; `commands/` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run Perstack Experts in Docker: the agent runtime, each MCP skill and the workspace tools in
+/// their own hardened containers.
+#[derive(Debug, Parser)]
+#[command(name = "perstack-sandbox", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an Expert on a query, in containers.
+    Run(RunArgs),
+    /// Check perstack.toml and list its Experts, delegates and skills.
+    Validate(ValidateArgs),
+    /// Check the Docker engine and the images a run needs.
+    Doctor(ValidateArgs),
+    /// (inside the runtime container) Run the agent loop.
+    #[command(hide = true)]
+    Runtime(RuntimeRoleArgs),
+    /// (PID 1 of a skill container) Relay a unix socket to an MCP server's stdio.
+    #[command(hide = true)]
+    SkillHost(SkillHostArgs),
+    /// (inside the base-skill container) Serve the workspace tools over stdio.
+    #[command(hide = true)]
+    BaseSkill(BaseSkillArgs),
+    /// (tests) Serve the fixture MCP server over stdio.
+    #[command(hide = true)]
+    FixtureMcp,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The Expert's key in perstack.toml.
+    pub expert: String,
+    /// What to ask it.
+    pub query: String,
+    /// perstack.toml to use (default: the nearest one in this folder or a parent).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Folder the base skill works in, mounted read-write (default: the current folder).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Provider (anthropic, google, openai, ollama, azure-openai, amazon-bedrock, google-vertex,
+    /// deepseek, mock).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Model id.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Reasoning budget: none, minimal, low, medium, high, or a token count.
+    #[arg(long, value_name = "BUDGET")]
+    pub reasoning_budget: Option<String>,
+    /// Stop after this many steps.
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u32>,
+    /// Retries per generation.
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Time limit per generation, in milliseconds (the whole run is bounded by timeout × max-steps).
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
+    /// Job id to use (default: a new one).
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<String>,
+    /// Dotenv file to read (repeatable; default: envPath, else .env and .env.local).
+    #[arg(long, value_name = "PATH")]
+    pub env_path: Vec<PathBuf>,
+    /// Pass this variable to the runtime container too (repeatable).
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Vec<String>,
+    /// Write JSON Lines events (the default when stdout is not a terminal).
+    #[arg(long)]
+    pub json: bool,
+    /// Show build output, skill stderr and container states.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `validate` and `doctor`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// perstack.toml to use (default: the nearest one in this folder or a parent).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// The hidden `runtime` role.
+#[derive(Debug, Args)]
+pub struct RuntimeRoleArgs {
+    /// The runtime spec.
+    #[arg(long, default_value = crate::sandbox::images::SPEC_PATH)]
+    pub spec: PathBuf,
+    /// Job id.
+    #[arg(long)]
+    pub job_id: String,
+    /// Run id.
+    #[arg(long)]
+    pub run_id: String,
+    /// Provider.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Step limit.
+    #[arg(long)]
+    pub max_steps: Option<u32>,
+    /// Retries.
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// Per-generation timeout, ms.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Reasoning budget.
+    #[arg(long)]
+    pub reasoning_budget: Option<String>,
+    /// The Expert.
+    pub expert: String,
+    /// The query.
+    pub query: String,
+}
+
+/// The hidden `skill-host` role.
+#[derive(Debug, Args)]
+pub struct SkillHostArgs {
+    /// The unix socket to listen on.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// A variable to pass to the server (repeatable).
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
+    /// The server command and its arguments.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// The hidden `base-skill` role.
+#[derive(Debug, Args)]
+pub struct BaseSkillArgs {
+    /// The workspace folder.
+    #[arg(long)]
+    pub workspace: PathBuf,
+}

@@ -1,0 +1,219 @@
+//! `perstack-sandbox doctor`: is this machine ready to run Experts?
+//!
+//! Reports the Docker endpoint, the engine and negotiated API versions, whether an image can be
+//! built (by building and removing a tiny one), whether our executable can go into images, and
+//! which base images the config asks for exist locally. Every failed finding says how to fix it.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::cli::ValidateArgs;
+use crate::config::{self, Config, Skill};
+use crate::exit::Exit;
+use crate::sandbox::docker::DockerClient;
+use crate::sandbox::images::{ContextFile, ImageRole, ImageSpec, base_labels};
+use crate::sandbox::plan::skill_base_image;
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn ok(&mut self, what: &str, detail: impl AsRef<str>) {
+        println!("  ✔ {what:<16} {}", detail.as_ref());
+    }
+
+    fn fail(&mut self, what: &str, detail: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.failed = true;
+        println!("  ✘ {what:<16} {}", detail.as_ref());
+        println!("    fix: {}", fix.as_ref());
+    }
+}
+
+/// Runs the command.
+pub async fn run(args: ValidateArgs) -> Exit {
+    let mut report = Report { failed: false };
+    println!("perstack-sandbox {} doctor", env!("CARGO_PKG_VERSION"));
+
+    match super::artifacts::load() {
+        Ok(artifacts) => report.ok(
+            "executable",
+            format!(
+                "static, {:.1} MB: copied into every image as is",
+                artifacts.binary.len() as f64 / 1e6
+            ),
+        ),
+        Err(error) => report.fail(
+            "executable",
+            error.to_string(),
+            "build with `make build` (static target from .cargo/config.toml)",
+        ),
+    }
+
+    let how = if std::env::var_os("DOCKER_HOST").is_some() {
+        "from DOCKER_HOST"
+    } else {
+        "default socket; set DOCKER_HOST to use another engine"
+    };
+    let docker = match DockerClient::connect().await {
+        Ok(docker) => {
+            report.ok("docker endpoint", format!("{} ({how})", docker.endpoint()));
+            docker
+        }
+        Err(error) => {
+            report.fail(
+                "docker endpoint",
+                error.to_string(),
+                "start the engine (`sudo systemctl start docker`, or `sudo dockerd &`), or set DOCKER_HOST",
+            );
+            return Exit::Docker;
+        }
+    };
+    match docker.info().await {
+        Ok(info) => {
+            let v = &info.version;
+            report.ok(
+                "engine",
+                format!(
+                    "Docker {} on {}/{}, API {} (minimum {})",
+                    v.version.as_deref().unwrap_or("?"),
+                    v.os.as_deref().unwrap_or("?"),
+                    v.arch.as_deref().unwrap_or("?"),
+                    v.api_version.as_deref().unwrap_or("?"),
+                    v.min_api_version.as_deref().unwrap_or("?")
+                ),
+            );
+            report.ok("negotiated API", info.api_version.clone());
+        }
+        Err(error) => report.fail(
+            "engine",
+            error.to_string(),
+            "check that the engine is healthy: `docker version`",
+        ),
+    }
+
+    let probe = probe_image();
+    let tag = probe.tag("scratch");
+    let started = Instant::now();
+    match docker.build_image(&probe, &tag, |_| {}).await {
+        Ok(()) => {
+            let elapsed = started.elapsed();
+            let _ = docker.remove_image(&tag).await;
+            report.ok(
+                "image build",
+                format!(
+                    "built and removed a test image in {:.2} s (no registry needed)",
+                    elapsed.as_secs_f64()
+                ),
+            );
+        }
+        Err(error) => report.fail(
+            "image build",
+            error.to_string(),
+            "the engine must be able to build `FROM scratch` images; check `docker build` works and the disk is not full",
+        ),
+    }
+
+    println!("  base images:");
+    let cwd = std::env::current_dir().unwrap_or_default();
+    match config::discover(args.config.as_deref(), &cwd).and_then(|p| config::load(&p)) {
+        Ok(loaded) => {
+            for (image, users) in base_images(&loaded.config) {
+                if image == "scratch" {
+                    report.ok("  scratch", format!("built in · {users}"));
+                    continue;
+                }
+                match docker.image_id(&image).await {
+                    Ok(Some(id)) => report.ok(
+                        &format!("  {image}"),
+                        format!("{} · {users}", &id[..id.len().min(19)]),
+                    ),
+                    Ok(None) => report.fail(
+                        &format!("  {image}"),
+                        format!("not found locally · {users}"),
+                        "there is no registry to pull from: build or load it (`docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change the setting in [sandbox]",
+                    ),
+                    Err(error) => report.fail(&format!("  {image}"), error.to_string(), "check the engine"),
+                }
+            }
+        }
+        Err(config::ConfigError::NotFound { .. }) => {
+            println!("    (no perstack.toml here; only scratch-based images are needed by default)");
+        }
+        Err(error) => report.fail(
+            "perstack.toml",
+            error.to_string(),
+            "fix the file (`perstack-sandbox validate` lists every problem)",
+        ),
+    }
+
+    if report.failed {
+        Exit::RunFailed
+    } else {
+        println!("ready.");
+        Exit::Success
+    }
+}
+
+/// Base images the config needs, with who needs them.
+fn base_images(config: &Config) -> Vec<(String, String)> {
+    let mut images: Vec<(String, Vec<String>)> = vec![(
+        "scratch".to_string(),
+        vec!["runtime".to_string()],
+    )];
+    let mut add = |image: String, user: String| match images.iter_mut().find(|(i, _)| *i == image)
+    {
+        Some((_, users)) => {
+            if !users.contains(&user) {
+                users.push(user)
+            }
+        }
+        None => images.push((image, vec![user])),
+    };
+    for expert in config.experts.values() {
+        for skill in expert.skills.values() {
+            let Skill::McpStdio(stdio) = skill else {
+                continue;
+            };
+            if stdio.is_base() {
+                add(
+                    config
+                        .sandbox
+                        .workspace_image
+                        .clone()
+                        .unwrap_or_else(|| "scratch".to_string()),
+                    "base-skill".to_string(),
+                );
+            } else {
+                match skill_base_image(config, stdio) {
+                    Some(image) => add(image, format!("skill {}", stdio.name)),
+                    None => add(
+                        format!("(none configured for `{}`)", stdio.command),
+                        format!("skill {}", stdio.name),
+                    ),
+                }
+            }
+        }
+    }
+    images
+        .into_iter()
+        .map(|(i, users)| (i, users.join(", ")))
+        .collect()
+}
+
+fn probe_image() -> ImageSpec {
+    ImageSpec {
+        role: ImageRole::Runtime,
+        service: "doctor".to_string(),
+        repository: "perstack-sandbox/doctor-probe".to_string(),
+        base: "scratch".to_string(),
+        dockerfile: "FROM scratch\nCOPY probe /probe\n".to_string(),
+        files: vec![ContextFile {
+            path: "probe".to_string(),
+            mode: 0o644,
+            contents: Bytes::from_static(b"perstack-sandbox doctor\n"),
+        }],
+        labels: base_labels(ImageRole::Runtime),
+    }
+}

@@ -1,0 +1,262 @@
+//! `perstack-sandbox run <expert> <query>`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::RunArgs;
+use crate::config::{
+    self, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, ProviderName,
+    ReasoningBudget, ReasoningLevel,
+};
+use crate::exit::Exit;
+use crate::render::{Mode, Output};
+use crate::sandbox::docker::DockerClient;
+use crate::sandbox::plan::{Limits, RunRequest, RunSettings, plan};
+use crate::sandbox::preflight::Preflight;
+use crate::sandbox::run::{RunEnd, RunError, RunIds, execute};
+
+use super::artifacts;
+
+/// Runs the command; returns the exit code. Errors are printed here, to stderr.
+pub async fn run(args: RunArgs) -> Exit {
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(e) => {
+            eprintln!("error: cannot read the current folder: {e}");
+            return Exit::Usage;
+        }
+    };
+    let loaded = match config::discover(args.config.as_deref(), &cwd).and_then(|p| config::load(&p))
+    {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Usage;
+        }
+    };
+    let env_map = match config::env::load(
+        &cwd,
+        &args.env_path,
+        loaded.config.env_path.as_deref(),
+        std::env::vars(),
+    ) {
+        Ok(env) => env,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Usage;
+        }
+    };
+    let env: BTreeMap<String, String> = env_map
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+
+    let settings = match resolve_settings(&args, &loaded.config) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Usage;
+        }
+    };
+    let workspace = args.workspace.clone().unwrap_or_else(|| cwd.clone());
+    let checked = match (Preflight {
+        config: &loaded,
+        expert_key: &args.expert,
+        provider: settings.provider,
+        env: &env,
+        extra_env: &args.env,
+        workspace: &workspace,
+    })
+    .check()
+    {
+        Ok(checked) => checked,
+        Err(problems) => {
+            eprint!("error: {problems}");
+            return Exit::Usage;
+        }
+    };
+    let artifacts = match artifacts::load() {
+        Ok(artifacts) => artifacts,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Usage;
+        }
+    };
+
+    let run_id = crate::ids::new_id();
+    let job_id = args.job_id.clone().unwrap_or_else(crate::ids::new_id);
+    let limit = Duration::from_millis(settings.timeout_ms.saturating_mul(u64::from(settings.max_steps)));
+    let request = RunRequest {
+        run_id: run_id.clone(),
+        job_id: job_id.clone(),
+        expert_key: args.expert.clone(),
+        query: args.query.clone(),
+        config: loaded.config.clone(),
+        settings,
+        workspace: checked.workspace,
+        user: (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()),
+        runtime_env: checked.runtime_env,
+        env,
+        mock_script: checked.mock_script,
+        artifacts,
+        limits: limits(&loaded.config),
+        controller_pid: std::process::id(),
+    };
+    let run_plan = match plan(&request) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("error: cannot write the runtime spec: {error}");
+            return Exit::Usage;
+        }
+    };
+
+    let docker = match DockerClient::connect().await {
+        Ok(docker) => docker,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Docker;
+        }
+    };
+    let (output, writer) = Output::spawn(
+        Mode::detect(args.json, args.verbose),
+        tokio::io::stdout(),
+    );
+    let ids = RunIds {
+        job_id,
+        run_id: run_id.clone(),
+        expert_key: args.expert.clone(),
+    };
+
+    let (mut sigterm, mut sigint) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        _ => {
+            eprintln!("error: cannot install signal handlers");
+            return Exit::RunFailed;
+        }
+    };
+    let result = tokio::select! {
+        result = execute(&docker, &run_plan, &ids, &output, args.verbose, limit) => Ok(result),
+        _ = sigint.recv() => Err(Exit::Interrupted),
+        _ = sigterm.recv() => Err(Exit::Terminated),
+    };
+
+    // The one cleanup path: whatever happened above, remove everything labelled with this run.
+    if let Err(error) = docker.remove_run(&run_id).await {
+        eprintln!(
+            "warning: could not remove every resource of run {run_id}: {error}\n  hint: `docker ps -a --filter label={}` shows what is left",
+            crate::sandbox::labels::run_filter(&run_id)
+        );
+    }
+    drop(output);
+    let _ = writer.await;
+
+    match result {
+        Err(signal_exit) => {
+            eprintln!("stopped; containers of run {run_id} removed");
+            signal_exit
+        }
+        Ok(Ok(report)) => match report.end {
+            RunEnd::Completed => Exit::Success,
+            RunEnd::StoppedByError(_) => Exit::RunFailed,
+            RunEnd::StoppedByMaxSteps => Exit::MaxSteps,
+            RunEnd::WaitingForInteractiveTool => Exit::Interactive,
+            RunEnd::RuntimeFailed { code, stderr } => {
+                eprintln!(
+                    "error: the runtime container exited with code {code} before the run finished{}",
+                    if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(":\n{stderr}")
+                    }
+                );
+                Exit::RunFailed
+            }
+        },
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            match error {
+                RunError::Docker(_) => Exit::Docker,
+                RunError::BaseImageMissing { .. } => Exit::Usage,
+                RunError::TimedOut(_) => Exit::RunFailed,
+            }
+        }
+    }
+}
+
+/// CLI > perstack.toml > Perstack's defaults.
+fn resolve_settings(args: &RunArgs, config: &config::Config) -> Result<RunSettings, String> {
+    let provider = match &args.provider {
+        Some(name) => ProviderName::parse(name).ok_or_else(|| {
+            format!(
+                "--provider {name}: unknown provider (one of: {})",
+                ProviderName::ALL.map(|p| p.as_str()).join(", ")
+            )
+        })?,
+        None => config
+            .provider
+            .as_ref()
+            .map(|p| p.provider_name)
+            .unwrap_or(ProviderName::Anthropic),
+    };
+    if let Some(budget) = &args.reasoning_budget {
+        crate::runtime::reasoning_tokens(Some(budget)).map_err(|e| e.to_string())?;
+    }
+    let reasoning_budget = args.reasoning_budget.clone().or_else(|| {
+        config.reasoning_budget.map(|b| match b {
+            ReasoningBudget::Tokens(n) => n.to_string(),
+            ReasoningBudget::Level(level) => match level {
+                ReasoningLevel::None => "none",
+                ReasoningLevel::Minimal => "minimal",
+                ReasoningLevel::Low => "low",
+                ReasoningLevel::Medium => "medium",
+                ReasoningLevel::High => "high",
+            }
+            .to_string(),
+        })
+    });
+    if args.max_steps == Some(0) {
+        return Err("--max-steps must be at least 1".to_string());
+    }
+    Ok(RunSettings {
+        provider,
+        model: args
+            .model
+            .clone()
+            .or_else(|| config.model.clone())
+            .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+        max_steps: args
+            .max_steps
+            .or(config.max_steps)
+            .unwrap_or(DEFAULT_MAX_STEPS),
+        max_retries: args
+            .max_retries
+            .or(config.max_retries)
+            .unwrap_or(DEFAULT_MAX_RETRIES),
+        timeout_ms: args
+            .timeout
+            .or(config.timeout)
+            .unwrap_or(DEFAULT_TIMEOUT_MS),
+        // Perstack's default budget is `low`.
+        reasoning_budget: reasoning_budget.or_else(|| Some("low".to_string())),
+    })
+}
+
+fn limits(config: &config::Config) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        memory: config
+            .sandbox
+            .memory
+            .as_deref()
+            .and_then(config::parse_memory_size)
+            .and_then(|m| i64::try_from(m).ok())
+            .unwrap_or(defaults.memory),
+        cpus: config.sandbox.cpus.unwrap_or(defaults.cpus),
+        pids: config.sandbox.pids.unwrap_or(defaults.pids),
+    }
+}
