@@ -188,8 +188,8 @@ impl Run<'_> {
     }
 
     fn add_usage(&mut self, step: &mut Step, usage: Usage) {
-        step.usage = step.usage.add(usage);
-        self.checkpoint.usage = self.checkpoint.usage.add(usage);
+        step.usage = step.usage + usage;
+        self.checkpoint.usage = self.checkpoint.usage + usage;
         if let Some(window) = self.checkpoint.context_window.filter(|w| *w > 0) {
             let used = usage.input_tokens + usage.cached_input_tokens + usage.output_tokens;
             self.checkpoint.context_window_usage = Some(used as f64 / window as f64);
@@ -481,7 +481,11 @@ fn remaining_todos(output: &ToolOutput) -> bool {
         .iter()
         .filter_map(Part::as_text)
         .filter_map(|t| serde_json::from_str::<Value>(t).ok())
-        .any(|v| v["remainingTodos"].as_array().is_some_and(|a| !a.is_empty()))
+        .any(|v| {
+            v["remainingTodos"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
 }
 
 fn expert_message(generation: &Generation) -> Message {
@@ -662,7 +666,8 @@ mod tests {
 
     #[tokio::test]
     async fn max_steps_stops_the_run() {
-        let script = "[[turn]]\n[[turn.toolCalls]]\nname = \"nope\"\n\n[[turn]]\ntext = \"never\"\n";
+        let script =
+            "[[turn]]\n[[turn.toolCalls]]\nname = \"nope\"\n\n[[turn]]\ntext = \"never\"\n";
         let (outcome, events) = run(script, 1).await;
         assert_eq!(outcome, RunOutcome::StoppedByMaxSteps);
         assert_eq!(
@@ -688,9 +693,15 @@ mod tests {
 
     #[tokio::test]
     async fn truncated_output_is_retried_in_the_next_step() {
-        let script = "[[turn]]\ntext = \"cut\"\nfinishReason = \"length\"\n\n[[turn]]\ntext = \"fine\"\n";
+        let script =
+            "[[turn]]\ntext = \"cut\"\nfinishReason = \"length\"\n\n[[turn]]\ntext = \"fine\"\n";
         let (outcome, events) = run(script, 10).await;
-        assert_eq!(outcome, RunOutcome::Completed { text: "fine".into() });
+        assert_eq!(
+            outcome,
+            RunOutcome::Completed {
+                text: "fine".into()
+            }
+        );
         assert_eq!(
             types(&events),
             [

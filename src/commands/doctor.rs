@@ -139,7 +139,9 @@ pub async fn run(args: ValidateArgs) -> Exit {
             }
         }
         Err(config::ConfigError::NotFound { .. }) => {
-            println!("    (no perstack.toml here; only scratch-based images are needed by default)");
+            println!(
+                "    (no perstack.toml here; only scratch-based images are needed by default)"
+            );
         }
         Err(error) => report.fail(
             "perstack.toml",
@@ -158,12 +160,9 @@ pub async fn run(args: ValidateArgs) -> Exit {
 
 /// Base images the config needs, with who needs them.
 fn base_images(config: &Config) -> Vec<(String, String)> {
-    let mut images: Vec<(String, Vec<String>)> = vec![(
-        "scratch".to_string(),
-        vec!["runtime".to_string()],
-    )];
-    let mut add = |image: String, user: String| match images.iter_mut().find(|(i, _)| *i == image)
-    {
+    let mut images: Vec<(String, Vec<String>)> =
+        vec![("scratch".to_string(), vec!["runtime".to_string()])];
+    let mut add = |image: String, user: String| match images.iter_mut().find(|(i, _)| *i == image) {
         Some((_, users)) => {
             if !users.contains(&user) {
                 users.push(user)

@@ -87,7 +87,11 @@ pub async fn run(args: RunArgs) -> Exit {
 
     let run_id = crate::ids::new_id();
     let job_id = args.job_id.clone().unwrap_or_else(crate::ids::new_id);
-    let limit = Duration::from_millis(settings.timeout_ms.saturating_mul(u64::from(settings.max_steps)));
+    let limit = Duration::from_millis(
+        settings
+            .timeout_ms
+            .saturating_mul(u64::from(settings.max_steps)),
+    );
     let request = RunRequest {
         run_id: run_id.clone(),
         job_id: job_id.clone(),
@@ -96,7 +100,10 @@ pub async fn run(args: RunArgs) -> Exit {
         config: loaded.config.clone(),
         settings,
         workspace: checked.workspace,
-        user: (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw()),
+        user: (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        ),
         runtime_env: checked.runtime_env,
         env,
         mock_script: checked.mock_script,
@@ -119,10 +126,8 @@ pub async fn run(args: RunArgs) -> Exit {
             return Exit::Docker;
         }
     };
-    let (output, writer) = Output::spawn(
-        Mode::detect(args.json, args.verbose),
-        tokio::io::stdout(),
-    );
+    let (output, writer) =
+        Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
     let ids = RunIds {
         job_id,
         run_id: run_id.clone(),

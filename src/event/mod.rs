@@ -51,6 +51,9 @@ pub struct Event {
 }
 
 /// The two families of events.
+// Events are built once and moved once (to the writer); boxing the big variants would only add
+// allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     /// An event of the agent loop, tied to an Expert and a step.
@@ -70,6 +73,7 @@ pub enum EventBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 #[allow(missing_docs)] // Field names are Perstack's; §3 documents them.
+#[allow(clippy::large_enum_variant)] // See `EventBody`.
 pub enum RunPayload {
     #[serde(rename_all = "camelCase")]
     StartRun {
@@ -77,7 +81,9 @@ pub enum RunPayload {
         input_messages: Vec<Message>,
     },
     #[serde(rename_all = "camelCase")]
-    StartGeneration { messages: Vec<Message> },
+    StartGeneration {
+        messages: Vec<Message>,
+    },
     #[serde(rename_all = "camelCase")]
     Retry {
         reason: String,
@@ -107,18 +113,26 @@ pub enum RunPayload {
         usage: Usage,
     },
     #[serde(rename_all = "camelCase")]
-    ResolveToolResults { tool_results: Vec<ToolResult> },
+    ResolveToolResults {
+        tool_results: Vec<ToolResult>,
+    },
     #[serde(rename_all = "camelCase")]
-    AttemptCompletion { tool_result: ToolResult },
+    AttemptCompletion {
+        tool_result: ToolResult,
+    },
     #[serde(rename_all = "camelCase")]
-    FinishToolCall { new_messages: Vec<Message> },
+    FinishToolCall {
+        new_messages: Vec<Message>,
+    },
     #[serde(rename_all = "camelCase")]
     ResumeToolCalls {
         pending_tool_calls: Vec<ToolCall>,
         partial_tool_results: Vec<ToolResult>,
     },
     #[serde(rename_all = "camelCase")]
-    FinishAllToolCalls { new_messages: Vec<Message> },
+    FinishAllToolCalls {
+        new_messages: Vec<Message>,
+    },
     #[serde(rename_all = "camelCase")]
     ContinueToNextStep {
         checkpoint: Checkpoint,
@@ -126,11 +140,20 @@ pub enum RunPayload {
         next_checkpoint: Checkpoint,
     },
     #[serde(rename_all = "camelCase")]
-    StopRunByInteractiveTool { checkpoint: Checkpoint, step: Step },
+    StopRunByInteractiveTool {
+        checkpoint: Checkpoint,
+        step: Step,
+    },
     #[serde(rename_all = "camelCase")]
-    StopRunByDelegate { checkpoint: Checkpoint, step: Step },
+    StopRunByDelegate {
+        checkpoint: Checkpoint,
+        step: Step,
+    },
     #[serde(rename_all = "camelCase")]
-    StopRunByExceededMaxSteps { checkpoint: Checkpoint, step: Step },
+    StopRunByExceededMaxSteps {
+        checkpoint: Checkpoint,
+        step: Step,
+    },
     #[serde(rename_all = "camelCase")]
     StopRunByError {
         checkpoint: Checkpoint,
@@ -145,11 +168,19 @@ pub enum RunPayload {
         usage: Usage,
     },
     StartStreamingReasoning {},
-    StreamReasoning { delta: String },
-    CompleteStreamingReasoning { text: String },
+    StreamReasoning {
+        delta: String,
+    },
+    CompleteStreamingReasoning {
+        text: String,
+    },
     StartStreamingRunResult {},
-    StreamRunResult { delta: String },
-    CompleteStreamingRunResult { text: String },
+    StreamRunResult {
+        delta: String,
+    },
+    CompleteStreamingRunResult {
+        text: String,
+    },
 }
 
 /// Payloads of runtime events (§3 "Runtime").

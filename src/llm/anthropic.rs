@@ -187,7 +187,9 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
 
 fn content_block(part: &Part) -> Option<Value> {
     match part {
-        Part::TextPart { text, .. } if !text.is_empty() => Some(json!({"type": "text", "text": text})),
+        Part::TextPart { text, .. } if !text.is_empty() => {
+            Some(json!({"type": "text", "text": text}))
+        }
         Part::TextPart { .. } => None,
         Part::ImageInlinePart {
             encoded_data,

@@ -408,20 +408,21 @@ text = "Done."
         let helper = mock.generate(&request("helper", &msgs)).expect("turn 2");
         assert_eq!(helper.text(), "helper's answer");
         assert_eq!(
-            mock.generate(&request("main", &msgs)).expect("turn 4").text(),
+            mock.generate(&request("main", &msgs))
+                .expect("turn 4")
+                .text(),
             "Done."
         );
-        let exhausted = mock.generate(&request("main", &msgs)).expect_err("none left");
+        let exhausted = mock
+            .generate(&request("main", &msgs))
+            .expect_err("none left");
         assert_eq!(exhausted.name, "MockScriptExhausted");
     }
 
     #[test]
     fn bad_scripts_name_line_and_column() {
         let err = MockScript::parse(Path::new("s.toml"), "[[turn]]\ntext = 1\n").expect_err("bad");
-        assert!(
-            err.to_string().starts_with("s.toml:2:8: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("s.toml:2:8: "), "{err}");
         let err = MockScript::parse(Path::new("s.toml"), "[[turn]]\ntxt = \"x\"\n")
             .expect_err("unknown field");
         assert!(err.to_string().contains("s.toml:2:1"), "{err}");

@@ -194,7 +194,9 @@ pub fn optional_vars(provider: ProviderName) -> &'static [&'static str] {
         ProviderName::Openai => &["OPENAI_BASE_URL", "OPENAI_ORGANIZATION", "OPENAI_PROJECT"],
         ProviderName::Deepseek => &["DEEPSEEK_BASE_URL"],
         ProviderName::Ollama => &["OLLAMA_BASE_URL"],
-        ProviderName::AzureOpenai => &["AZURE_RESOURCE_NAME", "AZURE_API_VERSION", "AZURE_BASE_URL"],
+        ProviderName::AzureOpenai => {
+            &["AZURE_RESOURCE_NAME", "AZURE_API_VERSION", "AZURE_BASE_URL"]
+        }
         ProviderName::AmazonBedrock => &["AWS_REGION", "AWS_SESSION_TOKEN"],
         ProviderName::GoogleVertex => &[
             "GOOGLE_VERTEX_PROJECT",
@@ -232,9 +234,7 @@ pub enum ProviderSetupError {
         var: String,
     },
     /// This build cannot talk to the provider yet.
-    #[error(
-        "provider `{0}` is not supported yet by perstack-sandbox (supported: anthropic, mock)"
-    )]
+    #[error("provider `{0}` is not supported yet by perstack-sandbox (supported: anthropic, mock)")]
     Unsupported(ProviderName),
     /// `mock` without a script.
     #[error("provider `mock` needs a script (`[provider.setting] script = \"…\"`)")]
@@ -287,10 +287,8 @@ pub(crate) fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, Pr
     // Exactly one rustls crypto provider is compiled in (ring); make it the process default.
     // Installing twice is harmless: the second attempt just reports the first one.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder().user_agent(concat!(
-        "perstack-sandbox/",
-        env!("CARGO_PKG_VERSION")
-    ));
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("perstack-sandbox/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = &settings.ca_bundle {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|e| ProviderSetupError::Http(format!("bad CA bundle: {e}")))?;

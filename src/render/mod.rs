@@ -134,7 +134,9 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
                 ..
             } => Some(format!(
                 "▸ running {expert_name} · model {model} · up to {} steps",
-                max_steps.map(|m| m.to_string()).unwrap_or_else(|| "∞".into())
+                max_steps
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "∞".into())
             )),
             RuntimePayload::SkillConnected {
                 skill_name,
@@ -162,12 +164,12 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
                 message,
                 ..
             } => match stage {
-                BuildStage::Complete | BuildStage::Error => {
-                    Some(format!("▸ {service}: {message}"))
-                }
+                BuildStage::Complete | BuildStage::Error => Some(format!("▸ {service}: {message}")),
                 // Without --verbose only the controller's own "Building image …" line shows;
                 // builder output lines are only emitted with --verbose.
-                BuildStage::Building | BuildStage::Pulling if verbose || message.starts_with("Building image") => {
+                BuildStage::Building | BuildStage::Pulling
+                    if verbose || message.starts_with("Building image") =>
+                {
                     Some(format!("  {service}: {message}"))
                 }
                 _ => None,
@@ -197,7 +199,10 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
             } => verbose.then(|| {
                 format!(
                     "  proxy {action:?} {domain}:{port}{}",
-                    reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 )
                 .to_lowercase()
             }),
@@ -227,10 +232,7 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
                         Value::Object(map) if map.is_empty() => String::new(),
                         other => format!(" {}", clip(&other.to_string(), MAX_INLINE)),
                     };
-                    lines.push(format!(
-                        "● step {step_number} · {}{args}",
-                        call.tool_name
-                    ));
+                    lines.push(format!("● step {step_number} · {}{args}", call.tool_name));
                 }
                 Some(lines.join("\n"))
             }

@@ -90,8 +90,7 @@ pub async fn run(args: RuntimeArgs) -> i32 {
             let mut line = event.to_line();
             line.push('\n');
             // Flush per line: the controller relays each event as it arrives.
-            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err()
-            {
+            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
                 break;
             }
         }

@@ -338,9 +338,7 @@ impl DockerClient {
 
     /// Waits for a container to exit; returns its exit code.
     pub async fn wait(&self, id: &str) -> Result<i64, DockerError> {
-        let mut stream = self
-            .docker
-            .wait_container(id, None::<WaitContainerOptions>);
+        let mut stream = self.docker.wait_container(id, None::<WaitContainerOptions>);
         match stream.next().await {
             Some(Ok(response)) => Ok(response.status_code),
             // bollard reports a non-zero exit as an error value carrying the code.

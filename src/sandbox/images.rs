@@ -216,7 +216,10 @@ mod tests {
         moved.files[0].mode = 0o755;
         assert_ne!(a.digest("scratch"), moved.digest("scratch"));
         assert!(a.tag("scratch").starts_with("perstack-sandbox/runtime-x:"));
-        assert_eq!(a.tag("scratch").len(), "perstack-sandbox/runtime-x:".len() + 16);
+        assert_eq!(
+            a.tag("scratch").len(),
+            "perstack-sandbox/runtime-x:".len() + 16
+        );
     }
 
     #[test]
@@ -228,7 +231,13 @@ mod tests {
         let names: Vec<String> = archive
             .entries()
             .expect("entries")
-            .map(|e| e.expect("entry").path().expect("path").display().to_string())
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
             .collect();
         assert_eq!(names, ["Dockerfile", "a"]);
     }

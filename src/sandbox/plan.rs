@@ -515,7 +515,11 @@ fn runtime_image(
 /// The base image for a stdio skill: `[sandbox.skills.<name>] image`, else by command.
 pub fn skill_base_image(config: &Config, skill: &McpStdioSkill) -> Option<String> {
     let sandbox = &config.sandbox;
-    if let Some(image) = sandbox.skills.get(&skill.name).and_then(|s| s.image.clone()) {
+    if let Some(image) = sandbox
+        .skills
+        .get(&skill.name)
+        .and_then(|s| s.image.clone())
+    {
         return Some(image);
     }
     let program = skill.command.rsplit('/').next().unwrap_or(&skill.command);
@@ -601,5 +605,155 @@ fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
         dockerfile,
         files,
         labels: base_labels(ImageRole::BaseSkill),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    const CONFIG: &str = r#"
+[provider]
+providerName = "mock"
+setting = { script = "s.toml" }
+
+[experts.main]
+instruction = "Lead."
+delegates = ["helper"]
+
+[experts.main.skills.web]
+type = "mcpStdioSkill"
+command = "perstack-sandbox"
+args = ["fixture-mcp"]
+requiredEnv = ["WEB_KEY"]
+
+[experts.helper]
+instruction = "Help."
+description = "Helps."
+"#;
+
+    fn request() -> RunRequest {
+        let loaded = load_str(std::path::Path::new("/cfg/perstack.toml"), CONFIG).expect("valid");
+        RunRequest {
+            run_id: "runid0000000abcdef".into(),
+            job_id: "job1".into(),
+            expert_key: "main".into(),
+            query: "hello".into(),
+            config: loaded.config,
+            settings: RunSettings {
+                provider: ProviderName::Mock,
+                model: "mock-model".into(),
+                max_steps: 7,
+                max_retries: 1,
+                timeout_ms: 1000,
+                reasoning_budget: Some("low".into()),
+            },
+            workspace: PathBuf::from("/home/me/project"),
+            user: (1000, 1000),
+            runtime_env: vec![("EXTRA".into(), "extra-value".into())],
+            env: BTreeMap::from([
+                ("WEB_KEY".to_string(), "web-secret".to_string()),
+                ("ANTHROPIC_API_KEY".to_string(), "sk-ant".to_string()),
+                ("UNRELATED".to_string(), "x".to_string()),
+            ]),
+            mock_script: None,
+            artifacts: Artifacts {
+                binary: Bytes::from_static(b"\x7fELF fake"),
+                ca_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----"),
+            },
+            limits: Limits::default(),
+            controller_pid: 42,
+        }
+    }
+
+    #[test]
+    fn the_plan_gives_each_container_only_what_it_declared() {
+        let plan = plan(&request()).expect("plan");
+        // main: base + web; helper (delegate): base.
+        let names: Vec<&str> = plan.skills.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(
+            names,
+            ["base-skill:main", "skill:web:main", "base-skill:helper"]
+        );
+
+        let web = &plan.skills[1];
+        assert_eq!(web.env, [("WEB_KEY".to_string(), "web-secret".to_string())]);
+        assert_eq!(web.user, "10002:10002");
+        assert_eq!(web.network, NetworkPlan::None);
+        assert!(
+            web.mounts
+                .iter()
+                .all(|m| matches!(m.source, MountSource::Volume { .. }))
+        );
+
+        for base in [&plan.skills[0], &plan.skills[2]] {
+            assert!(base.env.is_empty(), "base-skill gets no variables");
+            assert_eq!(base.user, "1000:1000");
+            assert_eq!(base.network, NetworkPlan::None);
+            assert!(base.mounts.contains(&MountPlan {
+                source: MountSource::Bind {
+                    host: "/home/me/project".into()
+                },
+                target: "/workspace".into(),
+                read_only: false,
+            }));
+        }
+
+        let runtime = &plan.runtime;
+        assert_eq!(
+            runtime.env,
+            [("EXTRA".to_string(), "extra-value".to_string())]
+        );
+        assert!(
+            runtime
+                .mounts
+                .iter()
+                .all(|m| matches!(m.source, MountSource::Volume { .. })),
+            "the runtime never sees the workspace"
+        );
+        assert_eq!(runtime.mounts.len(), 3, "one socket volume per skill");
+        assert_eq!(runtime.network, NetworkPlan::None, "mock needs no network");
+
+        // Each socket volume is a tmpfs owned by its skill's user, readable by the runtime's group.
+        assert_eq!(
+            plan.volumes[1].driver_opts["o"],
+            "uid=10002,gid=10001,mode=0750,size=1m"
+        );
+        assert_eq!(
+            plan.volumes[0].driver_opts["o"],
+            "uid=1000,gid=10001,mode=0750,size=1m"
+        );
+
+        insta::assert_json_snapshot!("containers", (&plan.skills, &plan.runtime));
+        insta::assert_json_snapshot!("volumes", &plan.volumes);
+        insta::assert_json_snapshot!("spec_skills", &plan.spec.skills);
+        let dockerfiles: Vec<(&str, &str)> = plan
+            .images
+            .iter()
+            .map(|i| (i.repository.as_str(), i.dockerfile.as_str()))
+            .collect();
+        insta::assert_debug_snapshot!("dockerfiles", dockerfiles);
+    }
+
+    #[test]
+    fn real_providers_get_a_network_and_images_dedupe() {
+        let mut request = request();
+        request.settings.provider = ProviderName::Anthropic;
+        let plan = plan(&request).expect("plan");
+        assert_eq!(plan.runtime.network, NetworkPlan::Bridge);
+        // Both Experts' base skills share one image; web has its own; plus the runtime.
+        assert_eq!(plan.images.len(), 3);
+        assert_eq!(plan.skills[0].image, plan.skills[2].image);
+    }
+
+    #[test]
+    fn the_closure_follows_delegates_once_each() {
+        let text = "[experts.a]\ninstruction = \"x\"\ndelegates = [\"b\", \"c\"]\n\
+                    [experts.b]\ninstruction = \"x\"\ndelegates = [\"c\", \"a\"]\n\
+                    [experts.c]\ninstruction = \"x\"\n";
+        let loaded = load_str(std::path::Path::new("/p.toml"), text).expect("valid");
+        assert_eq!(delegation_closure(&loaded.config, "a"), ["a", "b", "c"]);
+        assert_eq!(delegation_closure(&loaded.config, "c"), ["c"]);
     }
 }

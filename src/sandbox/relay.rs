@@ -96,8 +96,14 @@ mod tests {
     fn lines_are_classified() {
         let event = r#"{"type":"skillStderr","id":"e","timestamp":1,"jobId":"j","runId":"r","skillName":"s","message":"m"}"#;
         assert!(matches!(classify(event.into()), Line::Event(raw, _) if raw == event));
-        assert!(matches!(classify(r#"{"hello":1}"#.into()), Line::OtherJson(_)));
-        assert!(matches!(classify("panic at the disco".into()), Line::NotJson(..)));
+        assert!(matches!(
+            classify(r#"{"hello":1}"#.into()),
+            Line::OtherJson(_)
+        ));
+        assert!(matches!(
+            classify("panic at the disco".into()),
+            Line::NotJson(..)
+        ));
         assert!(matches!(classify("  ".into()), Line::Blank));
     }
 }

@@ -15,9 +15,7 @@ use super::docker::{DockerClient, DockerError};
 use super::images::ImageSpec;
 use super::plan::{ContainerPlan, RunPlan};
 use super::relay::{Line, LineSplitter, classify};
-use crate::event::{
-    BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload,
-};
+use crate::event::{BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload};
 use crate::render::Output;
 
 /// How many lines of runtime stderr to keep for error messages.
@@ -127,7 +125,9 @@ pub async fn execute(
         service: runtime.service.clone(),
         message: Some(format!("Creating {}", runtime.name)),
     }));
-    let id = docker.create_container(runtime, &tags[runtime.image]).await?;
+    let id = docker
+        .create_container(runtime, &tags[runtime.image])
+        .await?;
     let stream = docker.attach(&id).await?;
     docker.start(&id, &runtime.name).await?;
     output.event(ids.event(RuntimePayload::DockerContainerStatus {
@@ -371,4 +371,72 @@ async fn relay_runtime(
         keep_stderr(line);
     }
     (end, tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::Mode;
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+
+    fn ids() -> RunIds {
+        RunIds {
+            job_id: "j".into(),
+            run_id: "r".into(),
+            expert_key: "main".into(),
+        }
+    }
+
+    fn out(text: &str) -> Result<LogOutput, bollard::errors::Error> {
+        Ok(LogOutput::StdOut {
+            message: Bytes::from(text.to_string()),
+        })
+    }
+
+    fn err(text: &str) -> Result<LogOutput, bollard::errors::Error> {
+        Ok(LogOutput::StdErr {
+            message: Bytes::from(text.to_string()),
+        })
+    }
+
+    #[tokio::test]
+    async fn relay_splits_lines_skips_garbage_keeps_stderr_apart_and_finds_the_end() {
+        let start = r#"{"type":"startGeneration","id":"e1","expertKey":"main","timestamp":1,"jobId":"j","runId":"r","stepNumber":1,"messages":[]}"#;
+        let foreign = r#"{"note":"not an event, still JSON"}"#;
+        let error = r#"{"type":"stopRunByError","id":"e2","expertKey":"main","timestamp":2,"jobId":"j","runId":"r","stepNumber":1,"checkpoint":{"id":"c","jobId":"j","runId":"r","status":"stoppedByError","stepNumber":1,"messages":[],"expert":{"key":"main","name":"main","version":"1.0.0"},"usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}},"step":{"stepNumber":1,"newMessages":[],"usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0},"startedAt":1},"error":{"name":"AI_APICallError","message":"boom","isRetryable":false}}"#;
+        let (half_a, half_b) = start.split_at(40);
+        let stream = futures::stream::iter(vec![
+            out(half_a),
+            err("a panic message on stderr\n"),
+            out(&format!("{half_b}\nthis is not json\n{foreign}\n")),
+            out(&format!("{error}\n")),
+            err("last words"),
+        ]);
+        let (writer, mut reader) = tokio::io::duplex(1 << 20);
+        let (output, task) = Output::spawn(Mode::Json, writer);
+        let (end, tail) = relay_runtime(stream, &ids(), &output, false).await;
+        drop(output);
+        task.await.expect("writer");
+        let mut written = String::new();
+        reader.read_to_string(&mut written).await.expect("read");
+
+        // Our events and other JSON pass through byte for byte, in order; the garbage line and
+        // stderr do not enter the stream.
+        assert_eq!(written, format!("{start}\n{foreign}\n{error}\n"));
+        assert_eq!(end, Some(RunEnd::StoppedByError("boom".into())));
+        assert_eq!(
+            tail.into_iter().collect::<Vec<_>>(),
+            ["a panic message on stderr", "last words"]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_coordinators_terminal_event_ends_the_run() {
+        let child_done = r#"{"type":"completeRun","id":"e1","expertKey":"helper","timestamp":1,"jobId":"j","runId":"r2","stepNumber":1,"checkpoint":{"id":"c","jobId":"j","runId":"r2","status":"completed","stepNumber":1,"messages":[],"expert":{"key":"helper","name":"helper","version":"1.0.0"},"usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}},"step":{"stepNumber":1,"newMessages":[],"usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0},"startedAt":1},"text":"","usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}}"#;
+        let stream = futures::stream::iter(vec![out(&format!("{child_done}\n"))]);
+        let (output, _task) = Output::spawn(Mode::Json, tokio::io::sink());
+        let (end, _) = relay_runtime(stream, &ids(), &output, false).await;
+        assert_eq!(end, None);
+    }
 }

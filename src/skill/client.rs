@@ -135,13 +135,14 @@ impl McpSkill {
             Implementation::new("perstack-sandbox", env!("CARGO_PKG_VERSION")),
         );
         let (read, write) = tokio::io::split(stream);
-        let service = client
-            .serve((read, write))
-            .await
-            .map_err(|e| SkillConnectError::Handshake {
-                skill: name.to_string(),
-                message: e.to_string(),
-            })?;
+        let service =
+            client
+                .serve((read, write))
+                .await
+                .map_err(|e| SkillConnectError::Handshake {
+                    skill: name.to_string(),
+                    message: e.to_string(),
+                })?;
         let handshake_ms = ms(started.elapsed());
         let server_info = service.peer_info().and_then(|info| {
             serde_json::to_value(&*info).ok().and_then(|v| {

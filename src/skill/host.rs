@@ -129,11 +129,15 @@ pub async fn run(options: HostOptions) -> Result<i32, HostError> {
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err(HostError::Setup(std::io::Error::other("child pipes missing")));
+        return Err(HostError::Setup(std::io::Error::other(
+            "child pipes missing",
+        )));
     };
     let server_in = pipe::Sender::from_owned_fd(OwnedFd::from(stdin)).map_err(HostError::Setup)?;
-    let server_out = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(HostError::Setup)?;
-    let server_err = pipe::Receiver::from_owned_fd(OwnedFd::from(stderr)).map_err(HostError::Setup)?;
+    let server_out =
+        pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(HostError::Setup)?;
+    let server_err =
+        pipe::Receiver::from_owned_fd(OwnedFd::from(stderr)).map_err(HostError::Setup)?;
     // `child` is never waited on through std: the reaper below collects its status.
     drop(child);
 
@@ -172,7 +176,11 @@ pub async fn run(options: HostOptions) -> Result<i32, HostError> {
             let mut server_in = server_in;
             let mut lines = BufReader::new(socket_read).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if server_in.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                if server_in
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -180,7 +188,11 @@ pub async fn run(options: HostOptions) -> Result<i32, HostError> {
         let from_server = async {
             let mut lines = BufReader::new(server_out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if socket_write.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                if socket_write
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -1,1 +1,8 @@
+//! Integration tests, compiled into one binary so the build stays fast on two cores.
+//!
+//! Docker-dependent tests run against the real engine; see `support::require_docker`.
+
+mod cli;
 mod config_rules;
+mod docker_run;
+mod support;

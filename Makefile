@@ -1,0 +1,41 @@
+# perstack-sandbox — see README.md.
+CARGO ?= cargo
+TARGET := x86_64-unknown-linux-gnu
+BIN := target/$(TARGET)/release/perstack-sandbox
+DEMO_WORKSPACE ?= demo-workspace
+
+.PHONY: build test demo lint fmt doctor clean-docker
+
+## build: the static release binary (target/x86_64-unknown-linux-gnu/release/perstack-sandbox)
+build:
+	$(CARGO) build --release --locked
+
+## test: unit and integration tests; the Docker tests run against the local engine
+test:
+	$(CARGO) test --locked --all-targets
+
+## demo: run the demo Expert (mock provider: no API key, no network) in ./demo-workspace
+demo: build
+	@mkdir -p $(DEMO_WORKSPACE)
+	DEMO_TOKEN=demo-token-visible-only-to-the-inspector-skill \
+		$(BIN) run --config examples/demo/perstack.toml --workspace $(DEMO_WORKSPACE) \
+		demo "Show me what runs where, and leave a note in the workspace."
+	@printf '\n--- %s/hello.md ---\n' "$(DEMO_WORKSPACE)"; cat $(DEMO_WORKSPACE)/hello.md
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+## doctor: check the Docker engine and the images a run needs
+doctor: build
+	$(BIN) doctor --config examples/demo/perstack.toml
+
+## clean-docker: remove every container, volume and image perstack-sandbox made
+clean-docker:
+	-docker ps -aq --filter label=io.perstack.sandbox.managed=true | xargs -r docker rm -f -v
+	-docker volume ls -q --filter label=io.perstack.sandbox.managed=true | xargs -r docker volume rm -f
+	-docker images -q --filter label=io.perstack.sandbox.managed=true | sort -u | xargs -r docker rmi -f

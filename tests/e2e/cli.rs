@@ -1,0 +1,149 @@
+//! The CLI's own output: validation listings and the errors users hit before anything starts.
+
+use std::process::Command;
+
+use crate::support::{JobGuard, TestRun, binary, fixture};
+
+fn perstack(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("ANTHROPIC_API_KEY")
+        .output()
+        .expect("run the binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_lists_experts_delegates_and_skills() {
+    let (code, stdout, stderr) = perstack(&["validate", "--config", "examples/demo/perstack.toml"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    insta::assert_snapshot!(stdout);
+}
+
+#[test]
+fn validate_reports_every_mistake_with_its_position_and_exits_2() {
+    let path = "tests/fixtures/config/invalid/many-mistakes.toml";
+    let (code, stdout, stderr) = perstack(&["validate", "--config", path]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty());
+    let abs = regex::escape(
+        &fixture("config/invalid/many-mistakes.toml")
+            .display()
+            .to_string(),
+    );
+    insta::with_settings!({filters => vec![(abs.as_str(), "[FILE]")]}, {
+        insta::assert_snapshot!(stderr);
+    });
+}
+
+#[test]
+fn a_missing_config_says_where_it_looked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(binary())
+        .args(["validate"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("perstack.toml not found"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_to_start_without_required_variables_and_names_each_one() {
+    // Needs no Docker: nothing may start when validation fails.
+    let guard = JobGuard::new();
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let config = fixture("e2e/isolation/perstack.toml");
+    let out = Command::new(binary())
+        .args([
+            "run",
+            "--json",
+            "--provider",
+            "anthropic",
+            "--job-id",
+            &guard.job_id,
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--workspace")
+        .arg(workspace.path())
+        .args(["isolation", "go"])
+        .current_dir(workspace.path())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("FIXTURE_TOKEN")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing may be emitted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ANTHROPIC_API_KEY is not set; provider `anthropic` needs it"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "skill `fixture` of expert `isolation` needs FIXTURE_TOKEN, which is not set"
+        ),
+        "{stderr}"
+    );
+    // …pointing at the line that asks for it.
+    assert!(
+        stderr.contains(&format!("{}:16:16:", config.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_expert_lists_the_known_ones() {
+    let run = TestRun::new("e2e/isolation/perstack.toml", "isolaton");
+    let done = run.run();
+    done.assert_code(2);
+    assert!(
+        done.stderr
+            .contains("unknown expert `isolaton`; Experts in ")
+            && done.stderr.contains(": isolation"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn a_workspace_that_is_not_a_folder_is_refused() {
+    let run = TestRun::new("e2e/isolation/perstack.toml", "isolation")
+        .host_env("FIXTURE_TOKEN", "x")
+        .workspace_arg("/etc/hostname");
+    let done = run.run();
+    done.assert_code(2);
+    assert!(
+        done.stderr
+            .contains("workspace /etc/hostname is not a folder"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn doctor_reports_endpoint_engine_api_and_build() {
+    if !crate::support::require_docker() {
+        return;
+    }
+    let (code, stdout, stderr) = perstack(&["doctor", "--config", "examples/demo/perstack.toml"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for needle in [
+        "✔ docker endpoint",
+        "✔ engine",
+        "✔ negotiated API",
+        "✔ image build",
+        "✔ executable",
+        "scratch",
+        "ready.",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+}

@@ -1,0 +1,246 @@
+//! End-to-end runs against the real Docker engine: the runtime, base-skill and the fixture skill
+//! each in their own container.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Finished, TestRun, read_until, require_docker};
+
+fn isolation_run() -> TestRun {
+    TestRun::new("e2e/isolation/perstack.toml", "isolation")
+        .host_env("FIXTURE_TOKEN", "fixture-secret")
+        .host_env("UNRELATED_TOKEN", "must-not-leak")
+        // A provider key in the controller's environment must not reach any skill either.
+        .host_env("ANTHROPIC_API_KEY", "sk-ant-must-not-leak")
+}
+
+#[test]
+fn a_run_writes_through_base_skill_isolates_the_skill_and_leaves_nothing() {
+    if !require_docker() {
+        return;
+    }
+    let run = isolation_run();
+    let done = run.run();
+    done.assert_code(0);
+
+    // The agent loop, step by step, exactly.
+    assert_eq!(
+        done.run_event_types(),
+        [
+            "startRun@1",
+            "startGeneration@1",
+            "callTools@1",
+            "resolveToolResults@1",
+            "finishToolCall@1",
+            "continueToNextStep@1",
+            "startGeneration@2",
+            "callTools@2",
+            "resolveToolResults@2",
+            "finishToolCall@2",
+            "continueToNextStep@2",
+            "startGeneration@3",
+            "callTools@3",
+            "resolveToolResults@3",
+            "finishToolCall@3",
+            "continueToNextStep@3",
+            "startGeneration@4",
+            "callTools@4",
+            "resolveToolResults@4",
+            "finishToolCall@4",
+            "continueToNextStep@4",
+            "startGeneration@5",
+            "callTools@5",
+            "resolveToolResults@5",
+            "finishToolCall@5",
+            "continueToNextStep@5",
+            "startGeneration@6",
+            "callTools@6",
+            "resolveToolResults@6",
+            "finishToolCall@6",
+            "continueToNextStep@6",
+            "startGeneration@7",
+            "callTools@7",
+            "attemptCompletion@7",
+            "completeRun@7",
+        ]
+    );
+    // Runtime events: the runtime announced itself and connected both skills before step 1.
+    let types: Vec<&str> = done
+        .events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or(""))
+        .collect();
+    let first_run_event = types
+        .iter()
+        .position(|t| *t == "startRun")
+        .expect("startRun");
+    let before: Vec<&str> = types[..first_run_event].to_vec();
+    assert!(before.contains(&"initializeRuntime"), "{before:?}");
+    assert_eq!(before.iter().filter(|t| **t == "skillStarting").count(), 2);
+    assert_eq!(before.iter().filter(|t| **t == "skillConnected").count(), 2);
+    assert!(before.contains(&"dockerContainerStatus"));
+    let complete = done.of_type("completeRun");
+    assert_eq!(complete[0]["text"], "All checks done.");
+
+    // The file is in the workspace, owned by the invoking user.
+    let report = run.workspace.path().join("report.txt");
+    assert_eq!(
+        std::fs::read_to_string(&report).expect("report.txt"),
+        "written by base-skill\n"
+    );
+    let meta = std::fs::metadata(&report).expect("metadata");
+    assert_eq!(meta.uid(), nix::unistd::getuid().as_raw());
+    assert_eq!(meta.gid(), nix::unistd::getgid().as_raw());
+
+    // The skill saw exactly its requiredEnv (plus the PATH and HOME every process needs).
+    let env: Value = serde_json::from_str(&done.tool_result("get_env")).expect("env JSON");
+    assert_eq!(
+        Finished::keys(&env),
+        ["FIXTURE_TOKEN", "HOME", "PATH"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    assert_eq!(env["FIXTURE_TOKEN"], "fixture-secret");
+    assert!(!done.tool_result("get_env").contains("sk-ant-must-not-leak"));
+    assert!(!done.tool_result("get_env").contains("must-not-leak"));
+    // …as the skill user, not root and not the invoking user.
+    let who: Value = serde_json::from_str(&done.tool_result("whoami")).expect("whoami JSON");
+    assert_eq!(who["uid"], 10002);
+
+    // An MCP error reaches the model as a tool error.
+    assert_eq!(
+        done.tool_result("fail"),
+        "Error calling tool fail: failing on purpose"
+    );
+    // The skill's stderr came back as skillStderr events.
+    let stderr_lines: Vec<&str> = done
+        .of_type("skillStderr")
+        .iter()
+        .filter(|e| e["skillName"] == "fixture")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        stderr_lines.contains(&"hello on stderr"),
+        "{stderr_lines:?}"
+    );
+    assert!(
+        stderr_lines.contains(&"fixture-mcp: crashing on request"),
+        "{stderr_lines:?}"
+    );
+    // A crashed skill is a tool error, for the crashing call and every call after it; the run
+    // went on and completed.
+    assert!(
+        done.tool_result("crash")
+            .starts_with("Error calling tool crash:"),
+        "{}",
+        done.tool_result("crash")
+    );
+    assert!(
+        done.tool_result("echo")
+            .starts_with("Error calling tool echo: skill `fixture` is unavailable"),
+        "{}",
+        done.tool_result("echo")
+    );
+
+    // Nothing with this job's labels is left in Docker.
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn the_second_run_of_an_expert_builds_nothing() {
+    if !require_docker() {
+        return;
+    }
+    let first = isolation_run().run();
+    first.assert_code(0);
+    let second = isolation_run().run();
+    second.assert_code(0);
+    let stages: Vec<(String, String)> = second
+        .of_type("dockerBuildProgress")
+        .iter()
+        .map(|e| {
+            (
+                e["stage"].as_str().unwrap_or("").to_string(),
+                e["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(stages.len(), 3, "runtime, base-skill and skill: {stages:?}");
+    for (stage, message) in &stages {
+        assert_eq!(stage, "complete", "{stages:?}");
+        assert!(message.starts_with("Using cached image "), "{stages:?}");
+    }
+    // …and it used the very images the first run ended up with.
+    let tags = |done: &Finished| -> Vec<String> {
+        let mut tags: Vec<String> = done
+            .of_type("dockerBuildProgress")
+            .iter()
+            .filter(|e| e["stage"] == "complete")
+            .filter_map(|e| e["message"].as_str())
+            .filter_map(|m| {
+                m.split_whitespace()
+                    .find(|w| w.starts_with("perstack-sandbox/"))
+            })
+            .map(str::to_string)
+            .collect();
+        tags.sort();
+        tags
+    };
+    assert_eq!(tags(&first), tags(&second));
+}
+
+#[test]
+fn max_steps_stops_the_run_with_its_exit_code() {
+    if !require_docker() {
+        return;
+    }
+    let run = isolation_run().arg("--max-steps").arg("2");
+    let done = run.run();
+    done.assert_code(3);
+    assert_eq!(
+        done.run_event_types().last().map(String::as_str),
+        Some("stopRunByExceededMaxSteps@2")
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+fn interrupt(signal: nix::sys::signal::Signal, expected: i32) {
+    let run = TestRun::new("e2e/slow/perstack.toml", "slow");
+    let mut child = run.spawn();
+    // Once the sleep call is under way, every container of the run exists.
+    let mut seen = read_until(&mut child, "\"callTools\"", Duration::from_secs(180));
+    // Events stream while the run is still going, not at its end.
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the run ended before it was interrupted"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    seen.extend_from_slice(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(expected),
+        "stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_stops_the_containers_and_exits_130() {
+    if !require_docker() {
+        return;
+    }
+    interrupt(nix::sys::signal::Signal::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_stops_the_containers_and_exits_143() {
+    if !require_docker() {
+        return;
+    }
+    interrupt(nix::sys::signal::Signal::SIGTERM, 143);
+}

@@ -1,0 +1,317 @@
+//! Shared helpers for the integration tests: running the real binary, reading its events, and
+//! making sure nothing a test created stays in Docker.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_perstack-sandbox")
+}
+
+/// A fixture folder under tests/fixtures.
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
+}
+
+/// Docker must answer: in CI a missing engine is a failure, never a skip. Locally too — set
+/// `PERSTACK_SANDBOX_SKIP_DOCKER_TESTS=1` to skip on purpose (refused when `CI` is set).
+pub fn require_docker() -> bool {
+    static CHECK: Once = Once::new();
+    let skip = std::env::var_os("PERSTACK_SANDBOX_SKIP_DOCKER_TESTS").is_some();
+    if skip && std::env::var_os("CI").is_none() {
+        eprintln!("PERSTACK_SANDBOX_SKIP_DOCKER_TESTS is set: skipping a Docker test");
+        return false;
+    }
+    CHECK.call_once(|| {
+        let ok = Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "no Docker engine answers (`docker version` failed). These tests need one; start dockerd."
+        );
+    });
+    true
+}
+
+/// Removes every container and volume labelled with a job id when dropped, panics included.
+pub struct JobGuard {
+    pub job_id: String,
+}
+
+impl JobGuard {
+    pub fn new() -> JobGuard {
+        JobGuard {
+            job_id: format!("test-{}", perstack_sandbox::ids::new_id()),
+        }
+    }
+
+    fn filter(&self) -> String {
+        format!("label=io.perstack.sandbox.job-id={}", self.job_id)
+    }
+
+    /// Containers, volumes and networks of this job still in Docker.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for (kind, args) in [
+            ("container", vec!["ps", "-aq", "--filter"]),
+            ("volume", vec!["volume", "ls", "-q", "--filter"]),
+            ("network", vec!["network", "ls", "-q", "--filter"]),
+        ] {
+            let out = Command::new("docker")
+                .args(&args)
+                .arg(self.filter())
+                .output()
+                .expect("docker");
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if !line.trim().is_empty() {
+                    left.push(format!("{kind} {line}"));
+                }
+            }
+        }
+        left
+    }
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        let ids = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(args)
+                .arg(self.filter())
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .map(str::to_string)
+                        .filter(|l| !l.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let containers = ids(&["ps", "-aq", "--filter"]);
+        if !containers.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", "-v"])
+                .args(&containers)
+                .output();
+        }
+        let volumes = ids(&["volume", "ls", "-q", "--filter"]);
+        if !volumes.is_empty() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f"])
+                .args(&volumes)
+                .output();
+        }
+        let networks = ids(&["network", "ls", "-q", "--filter"]);
+        if !networks.is_empty() {
+            let _ = Command::new("docker")
+                .args(["network", "rm"])
+                .args(&networks)
+                .output();
+        }
+    }
+}
+
+/// One invocation of `perstack-sandbox run`.
+pub struct TestRun {
+    pub config: PathBuf,
+    pub expert: String,
+    pub query: String,
+    pub workspace: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+    /// `--workspace` value; the temporary workspace when `None`.
+    pub workspace_arg: Option<PathBuf>,
+    pub guard: JobGuard,
+}
+
+/// What a finished run left.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub events: Vec<Value>,
+}
+
+impl TestRun {
+    pub fn new(config: &str, expert: &str) -> TestRun {
+        TestRun {
+            config: fixture(config),
+            expert: expert.to_string(),
+            query: "go".to_string(),
+            workspace: tempfile::tempdir().expect("tempdir"),
+            env: Vec::new(),
+            args: Vec::new(),
+            workspace_arg: None,
+            guard: JobGuard::new(),
+        }
+    }
+
+    /// A variable in the controller's environment.
+    pub fn host_env(mut self, name: &str, value: &str) -> TestRun {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Passes this `--workspace` instead of the temporary one.
+    pub fn workspace_arg(mut self, path: &str) -> TestRun {
+        self.workspace_arg = Some(PathBuf::from(path));
+        self
+    }
+
+    /// An extra CLI argument.
+    pub fn arg(mut self, arg: &str) -> TestRun {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--workspace")
+            .arg(
+                self.workspace_arg
+                    .as_deref()
+                    .unwrap_or(self.workspace.path()),
+            )
+            .arg("--job-id")
+            .arg(&self.guard.job_id)
+            .arg("--json")
+            .args(&self.args)
+            .arg(&self.expert)
+            .arg(&self.query)
+            // The test process's own dotenv lookups must not depend on where tests run from.
+            .current_dir(self.workspace.path())
+            .env_remove("ANTHROPIC_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs to the end.
+    pub fn run(&self) -> Finished {
+        let out = self.command().output().expect("run the binary");
+        finished(out.status.code(), out.stdout, out.stderr)
+    }
+
+    /// Starts without waiting.
+    pub fn spawn(&self) -> Child {
+        self.command().spawn().expect("spawn the binary")
+    }
+}
+
+pub fn finished(code: Option<i32>, stdout: Vec<u8>, stderr: Vec<u8>) -> Finished {
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let events = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}\nstderr:\n{stderr}"))
+        })
+        .collect();
+    Finished {
+        code,
+        stdout,
+        stderr,
+        events,
+    }
+}
+
+impl Finished {
+    /// `type` of each run event (those with an `expertKey`), with its step: `callTools@2`.
+    pub fn run_event_types(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e.get("expertKey").is_some())
+            .map(|e| format!("{}@{}", e["type"].as_str().unwrap_or("?"), e["stepNumber"]))
+            .collect()
+    }
+
+    /// All events of a type.
+    pub fn of_type(&self, kind: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["type"] == kind).collect()
+    }
+
+    /// The text of the result of the first call to `tool`.
+    pub fn tool_result(&self, tool: &str) -> String {
+        self.of_type("resolveToolResults")
+            .iter()
+            .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["toolName"] == tool)
+            .map(|r| {
+                r["result"]
+                    .as_array()
+                    .map(|parts| {
+                        parts
+                            .iter()
+                            .filter_map(|p| p["text"].as_str())
+                            .collect::<Vec<_>>()
+                            .join("")
+                    })
+                    .unwrap_or_default()
+            })
+            .unwrap_or_else(|| panic!("no result for tool {tool}; events:\n{}", self.stdout))
+    }
+
+    /// The keys of a JSON object.
+    pub fn keys(value: &Value) -> BTreeSet<String> {
+        value
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Asserts the exit code, showing stderr when it differs.
+    pub fn assert_code(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "unexpected exit code; stderr:\n{}\nstdout:\n{}",
+            self.stderr,
+            self.stdout
+        );
+    }
+}
+
+/// Waits until `child`'s stdout shows a line containing `needle`; returns what was read.
+pub fn read_until(child: &mut Child, needle: &str, limit: Duration) -> Vec<u8> {
+    use std::io::Read;
+    let stdout = child.stdout.as_mut().expect("piped stdout");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        let n = stdout.read(&mut buf).expect("read stdout");
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&seen).contains(needle) {
+            return seen;
+        }
+    }
+    panic!(
+        "`{needle}` did not appear within {limit:?}; got:\n{}",
+        String::from_utf8_lossy(&seen)
+    );
+}
