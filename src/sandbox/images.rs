@@ -142,25 +142,19 @@ pub fn slug(name: &str) -> String {
     if out.is_empty() { "x".to_string() } else { out }
 }
 
-/// `/etc/passwd` and `/etc/group` for `scratch` images: the runtime and skill users.
+/// `/etc/passwd` and `/etc/group` for `scratch` images: the runtime and skill users
+/// (images/passwd, images/group).
 pub fn passwd_files() -> Vec<ContextFile> {
     vec![
         ContextFile {
             path: "passwd".into(),
             mode: 0o644,
-            contents: Bytes::from_static(
-                b"root:x:0:0:root:/root:/sbin/nologin\n\
-                  perstack:x:10001:10001:perstack runtime:/tmp:/sbin/nologin\n\
-                  skill:x:10002:10002:perstack skill:/tmp:/sbin/nologin\n\
-                  nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n",
-            ),
+            contents: Bytes::from_static(include_bytes!("../../images/passwd")),
         },
         ContextFile {
             path: "group".into(),
             mode: 0o644,
-            contents: Bytes::from_static(
-                b"root:x:0:\nperstack:x:10001:\nskill:x:10002:\nnogroup:x:65534:\n",
-            ),
+            contents: Bytes::from_static(include_bytes!("../../images/group")),
         },
     ]
 }
