@@ -109,3 +109,101 @@ impl ToolSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::skill::base::BaseSkill;
+    use crate::skill::fixture::FixtureServer;
+    use rmcp::ServiceExt;
+
+    /// A real MCP server on one end of an in-process pipe, our client on the other.
+    async fn connect<H: rmcp::ServerHandler>(name: &str, handler: H) -> Arc<McpSkill> {
+        let (client_end, server_end) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            if let Ok(service) = handler.serve(server_end).await {
+                let _ = service.waiting().await;
+            }
+        });
+        let (skill, _) = McpSkill::handshake(name, client_end)
+            .await
+            .expect("handshake");
+        Arc::new(skill)
+    }
+
+    fn names(set: &ToolSet) -> Vec<String> {
+        set.specs().into_iter().map(|s| s.name).collect()
+    }
+
+    #[tokio::test]
+    async fn pick_whitelists_and_omit_hides() {
+        let fixture = connect("fixture", FixtureServer).await;
+        let mut picked = ToolSet::new();
+        picked
+            .add_mcp(
+                fixture.clone(),
+                &["echo".into(), "whoami".into(), "think".into()],
+                &[],
+            )
+            .expect("no duplicates");
+        // Unknown picks (Perstack's e2e picks a nonexistent `think`) are ignored.
+        assert_eq!(names(&picked), ["echo", "whoami"]);
+
+        let mut omitted = ToolSet::new();
+        omitted
+            .add_mcp(fixture, &[], &["crash".into(), "sleep".into()])
+            .expect("no duplicates");
+        let all = names(&omitted);
+        assert!(all.contains(&"echo".to_string()) && all.contains(&"get_env".to_string()));
+        assert!(!all.contains(&"crash".to_string()) && !all.contains(&"sleep".to_string()));
+    }
+
+    #[tokio::test]
+    async fn calls_route_to_their_skill_and_unknown_tools_are_errors() {
+        let workspace = tempfile::tempdir().expect("tempdir");
+        let base = connect(
+            "@perstack/base",
+            BaseSkill::new(workspace.path()).expect("workspace"),
+        )
+        .await;
+        let fixture = connect("fixture", FixtureServer).await;
+        let mut set = ToolSet::new();
+        set.add_mcp(base, &[], &[]).expect("base");
+        set.add_mcp(fixture, &[], &[]).expect("fixture");
+        assert_eq!(set.skill_of("writeTextFile"), Some("@perstack/base"));
+        assert_eq!(set.skill_of("echo"), Some("fixture"));
+
+        let out = set.call("echo", &serde_json::json!({"text": "ping"})).await;
+        assert_eq!(out.parts[0].as_text(), Some("ping"));
+        assert!(!out.is_error);
+
+        let out = set.call("fail", &serde_json::json!({})).await;
+        assert!(out.is_error);
+        assert!(
+            out.parts[0]
+                .as_text()
+                .is_some_and(|t| t.starts_with("Error calling tool fail: "))
+        );
+
+        let out = set.call("nope", &serde_json::json!({})).await;
+        assert!(out.is_error);
+    }
+
+    #[tokio::test]
+    async fn the_same_tool_name_from_two_skills_is_refused() {
+        let mut set = ToolSet::new();
+        set.add_mcp(connect("one", FixtureServer).await, &[], &[])
+            .expect("first");
+        let err = set
+            .add_mcp(connect("two", FixtureServer).await, &[], &[])
+            .expect_err("duplicate");
+        assert_eq!(err.first, "one");
+        assert_eq!(err.second, "two");
+        // …unless one side hides it.
+        let mut set = ToolSet::new();
+        set.add_mcp(connect("one", FixtureServer).await, &["echo".into()], &[])
+            .expect("first");
+        set.add_mcp(connect("two", FixtureServer).await, &[], &["echo".into()])
+            .expect("disjoint");
+    }
+}

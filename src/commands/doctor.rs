@@ -12,7 +12,7 @@ use crate::cli::ValidateArgs;
 use crate::config::{self, Config, Skill};
 use crate::exit::Exit;
 use crate::sandbox::docker::DockerClient;
-use crate::sandbox::images::{ContextFile, ImageRole, ImageSpec, base_labels};
+use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
 use crate::sandbox::plan::skill_base_image;
 
 struct Report {
@@ -93,25 +93,31 @@ pub async fn run(args: ValidateArgs) -> Exit {
         ),
     }
 
+    // Both ways images reach the engine: a classic build (images on a real base) and an import
+    // (scratch images).
     let probe = probe_image();
     let tag = probe.tag("scratch");
     let started = Instant::now();
-    match docker.build_image(&probe, &tag, |_| {}).await {
-        Ok(()) => {
-            let elapsed = started.elapsed();
-            let _ = docker.remove_image(&tag).await;
-            report.ok(
-                "image build",
-                format!(
-                    "built and removed a test image in {:.2} s (no registry needed)",
-                    elapsed.as_secs_f64()
-                ),
-            );
-        }
-        Err(error) => report.fail(
+    let built = docker.build_image(&probe, &tag, |_| {}).await;
+    let build_time = started.elapsed();
+    let _ = docker.remove_image(&tag).await;
+    let started = Instant::now();
+    let imported = docker.import_image(&probe, &tag).await;
+    let import_time = started.elapsed();
+    let _ = docker.remove_image(&tag).await;
+    match (built, imported) {
+        (Ok(()), Ok(())) => report.ok(
+            "image build",
+            format!(
+                "built a test image in {:.2} s and imported one in {:.2} s, then removed them (no registry needed)",
+                build_time.as_secs_f64(),
+                import_time.as_secs_f64()
+            ),
+        ),
+        (Err(error), _) | (_, Err(error)) => report.fail(
             "image build",
             error.to_string(),
-            "the engine must be able to build `FROM scratch` images; check `docker build` works and the disk is not full",
+            "the engine must be able to build and import `FROM scratch` images; check `docker build` and `docker import` work and the disk is not full",
         ),
     }
 
@@ -207,12 +213,12 @@ fn probe_image() -> ImageSpec {
         service: "doctor".to_string(),
         repository: "perstack-sandbox/doctor-probe".to_string(),
         base: "scratch".to_string(),
-        dockerfile: "FROM scratch\nCOPY probe /probe\n".to_string(),
         files: vec![ContextFile {
-            path: "probe".to_string(),
+            path: "/probe".to_string(),
             mode: 0o644,
             contents: Bytes::from_static(b"perstack-sandbox doctor\n"),
         }],
+        config: ImageConfig::default(),
         labels: base_labels(ImageRole::Runtime),
     }
 }

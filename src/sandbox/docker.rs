@@ -11,9 +11,10 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, SystemVersion, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, BuildImageOptions, CreateContainerOptions, ListContainersOptions,
-    ListImagesOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
@@ -157,8 +158,54 @@ impl DockerClient {
             .map_err(call("list images"))
     }
 
+    /// Makes the image for `spec` as `tag`: imported when it is based on `scratch`, built
+    /// otherwise (see `images.rs`). Builder output lines go to `on_line`.
+    pub async fn create_image(
+        &self,
+        spec: &ImageSpec,
+        tag: &str,
+        on_line: impl FnMut(&str),
+    ) -> Result<(), DockerError> {
+        if spec.is_scratch() {
+            self.import_image(spec, tag).await
+        } else {
+            self.build_image(spec, tag, on_line).await
+        }
+    }
+
+    /// Imports `spec`'s root filesystem as a one-layer image with its config as `changes`.
+    pub async fn import_image(&self, spec: &ImageSpec, tag: &str) -> Result<(), DockerError> {
+        let build_error = |message: String| DockerError::Build {
+            tag: tag.to_string(),
+            message,
+        };
+        let rootfs = spec
+            .rootfs_tar()
+            .map_err(|e| build_error(format!("cannot assemble the root filesystem: {e}")))?;
+        let (repo, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options = CreateImageOptions {
+            from_src: Some("-".to_string()),
+            repo: Some(repo.to_string()),
+            tag: Some(version.to_string()),
+            changes: spec.import_changes(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(
+            Some(options),
+            Some(bollard::body_full(bytes::Bytes::from(rootfs))),
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| build_error(e.to_string()))?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(build_error(error));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds `spec` as `tag` from its in-memory context with the classic builder (no registry,
-    /// no BuildKit session). Each line of builder output goes to `on_line`.
+    /// no BuildKit session, never pulls). Each line of builder output goes to `on_line`.
     pub async fn build_image(
         &self,
         spec: &ImageSpec,

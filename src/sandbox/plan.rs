@@ -19,8 +19,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::images::{
-    BINARY_PATH, CA_BUNDLE_PATH, ContextFile, ImageRole, ImageSpec, SCRATCH_PATH, SPEC_PATH,
-    base_labels, exec_form, passwd_files, slug,
+    BINARY_PATH, CA_BUNDLE_PATH, ContextFile, ImageConfig, ImageRole, ImageSpec, SCRATCH_PATH,
+    SPEC_PATH, base_labels, passwd_files, slug,
 };
 use super::labels;
 use crate::config::{Config, McpStdioSkill, ProviderName, Skill};
@@ -460,10 +460,31 @@ pub fn delegation_closure(config: &Config, key: &str) -> Vec<String> {
 
 fn binary_file(artifacts: &Artifacts) -> ContextFile {
     ContextFile {
-        path: "perstack-sandbox".into(),
+        path: BINARY_PATH.into(),
         mode: 0o755,
         contents: artifacts.binary.clone(),
     }
+}
+
+/// `PATH` and `HOME` for images on `scratch`, which has neither; a real base keeps its own.
+fn scratch_env(base: &str) -> Vec<(String, String)> {
+    if base == "scratch" {
+        vec![
+            ("PATH".to_string(), SCRATCH_PATH.to_string()),
+            ("HOME".to_string(), "/tmp".to_string()),
+        ]
+    } else {
+        vec![]
+    }
+}
+
+/// Our binary, plus `passwd`/`group` when the base has none.
+fn binary_files(base: &str, artifacts: &Artifacts) -> Vec<ContextFile> {
+    let mut files = vec![binary_file(artifacts)];
+    if base == "scratch" {
+        files.extend(passwd_files());
+    }
+    files
 }
 
 fn runtime_image(
@@ -472,30 +493,19 @@ fn runtime_image(
     spec: &RuntimeSpec,
     artifacts: &Artifacts,
 ) -> Result<ImageSpec, serde_json::Error> {
-    let mut files = vec![binary_file(artifacts)];
-    files.extend(passwd_files());
+    let mut files = binary_files("scratch", artifacts);
     files.push(ContextFile {
-        path: "ca-certificates.crt".into(),
+        path: CA_BUNDLE_PATH.into(),
         mode: 0o644,
         contents: artifacts.ca_bundle.clone(),
     });
     files.push(ContextFile {
-        path: "runtime.json".into(),
+        path: SPEC_PATH.into(),
         mode: 0o644,
         contents: Bytes::from(serde_json::to_vec_pretty(spec)?),
     });
-    let entrypoint = exec_form(&[BINARY_PATH.to_string(), "runtime".to_string()]);
-    let dockerfile = format!(
-        "FROM scratch\n\
-         COPY perstack-sandbox {BINARY_PATH}\n\
-         COPY passwd /etc/passwd\n\
-         COPY group /etc/group\n\
-         COPY ca-certificates.crt {CA_BUNDLE_PATH}\n\
-         COPY runtime.json {SPEC_PATH}\n\
-         ENV PATH={SCRATCH_PATH} SSL_CERT_FILE={CA_BUNDLE_PATH} HOME=/tmp\n\
-         USER {RUNTIME_UID}:{RUNTIME_GID}\n\
-         ENTRYPOINT {entrypoint}\n"
-    );
+    let mut env = scratch_env("scratch");
+    env.push(("SSL_CERT_FILE".to_string(), CA_BUNDLE_PATH.to_string()));
     let mut labels = base_labels(ImageRole::Runtime);
     if let Some(expert) = config.experts.get(expert_key) {
         labels.insert(labels::EXPERT.to_string(), expert.key.clone());
@@ -506,8 +516,13 @@ fn runtime_image(
         service: "runtime".into(),
         repository: format!("perstack-sandbox/runtime-{}", slug(expert_key)),
         base: "scratch".into(),
-        dockerfile,
         files,
+        config: ImageConfig {
+            env,
+            user: Some(format!("{RUNTIME_UID}:{RUNTIME_GID}")),
+            workdir: None,
+            entrypoint: vec![BINARY_PATH.to_string(), "runtime".to_string()],
+        },
         labels,
     })
 }
@@ -534,14 +549,6 @@ pub fn skill_base_image(config: &Config, skill: &McpStdioSkill) -> Option<String
 
 fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) -> ImageSpec {
     let base = skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string());
-    let mut files = vec![binary_file(artifacts)];
-    let mut dockerfile = format!("FROM {base}\nCOPY perstack-sandbox {BINARY_PATH}\n");
-    if base == "scratch" {
-        files.extend(passwd_files());
-        dockerfile.push_str(&format!(
-            "COPY passwd /etc/passwd\nCOPY group /etc/group\nENV PATH={SCRATCH_PATH} HOME=/tmp\n"
-        ));
-    }
     let mut entrypoint = vec![
         BINARY_PATH.to_string(),
         "skill-host".to_string(),
@@ -554,17 +561,18 @@ fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) ->
     entrypoint.push("--".to_string());
     entrypoint.push(skill.command.clone());
     entrypoint.extend(skill.argv());
-    dockerfile.push_str(&format!(
-        "USER {SKILL_UID}:{SKILL_UID}\nENTRYPOINT {}\n",
-        exec_form(&entrypoint)
-    ));
     ImageSpec {
         role: ImageRole::Skill,
         service: format!("skill:{}", skill.name),
         repository: format!("perstack-sandbox/skill-{}", slug(&skill.name)),
+        files: binary_files(&base, artifacts),
+        config: ImageConfig {
+            env: scratch_env(&base),
+            user: Some(format!("{SKILL_UID}:{SKILL_UID}")),
+            workdir: None,
+            entrypoint,
+        },
         base,
-        dockerfile,
-        files,
         labels: base_labels(ImageRole::Skill),
     }
 }
@@ -575,35 +583,29 @@ fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
         .workspace_image
         .clone()
         .unwrap_or_else(|| "scratch".to_string());
-    let mut files = vec![binary_file(artifacts)];
-    let mut dockerfile = format!("FROM {base}\nCOPY perstack-sandbox {BINARY_PATH}\n");
-    if base == "scratch" {
-        files.extend(passwd_files());
-        dockerfile.push_str(&format!(
-            "COPY passwd /etc/passwd\nCOPY group /etc/group\nENV PATH={SCRATCH_PATH} HOME=/tmp\n"
-        ));
-    }
-    let entrypoint = exec_form(&[
-        BINARY_PATH.to_string(),
-        "skill-host".to_string(),
-        "--socket".to_string(),
-        format!("{SKILL_SOCKET_DIR}/mcp.sock"),
-        "--".to_string(),
-        BINARY_PATH.to_string(),
-        "base-skill".to_string(),
-        "--workspace".to_string(),
-        WORKSPACE_MOUNT.to_string(),
-    ]);
-    dockerfile.push_str(&format!(
-        "WORKDIR {WORKSPACE_MOUNT}\nENTRYPOINT {entrypoint}\n"
-    ));
     ImageSpec {
         role: ImageRole::BaseSkill,
         service: "base-skill".into(),
         repository: "perstack-sandbox/base-skill".into(),
+        files: binary_files(&base, artifacts),
+        config: ImageConfig {
+            env: scratch_env(&base),
+            // The user is the invoking user's, set when the container is created.
+            user: None,
+            workdir: Some(WORKSPACE_MOUNT.to_string()),
+            entrypoint: vec![
+                BINARY_PATH.to_string(),
+                "skill-host".to_string(),
+                "--socket".to_string(),
+                format!("{SKILL_SOCKET_DIR}/mcp.sock"),
+                "--".to_string(),
+                BINARY_PATH.to_string(),
+                "base-skill".to_string(),
+                "--workspace".to_string(),
+                WORKSPACE_MOUNT.to_string(),
+            ],
+        },
         base,
-        dockerfile,
-        files,
         labels: base_labels(ImageRole::BaseSkill),
     }
 }
@@ -728,10 +730,10 @@ description = "Helps."
         insta::assert_json_snapshot!("containers", (&plan.skills, &plan.runtime));
         insta::assert_json_snapshot!("volumes", &plan.volumes);
         insta::assert_json_snapshot!("spec_skills", &plan.spec.skills);
-        let dockerfiles: Vec<(&str, &str)> = plan
+        let dockerfiles: Vec<(String, String)> = plan
             .images
             .iter()
-            .map(|i| (i.repository.as_str(), i.dockerfile.as_str()))
+            .map(|i| (i.repository.clone(), i.dockerfile()))
             .collect();
         insta::assert_debug_snapshot!("dockerfiles", dockerfiles);
     }

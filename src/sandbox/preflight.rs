@@ -288,3 +288,189 @@ fn base_setting(command: &str) -> &'static str {
 pub fn config_problems(error: &ConfigError) -> String {
     error.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    const CONFIG: &str = r#"
+[provider]
+providerName = "mock"
+setting = { script = "script.toml" }
+
+[experts.main]
+instruction = "x"
+delegates = ["helper"]
+
+[experts.main.skills.web]
+type = "mcpStdioSkill"
+command = "perstack-sandbox"
+args = ["fixture-mcp"]
+requiredEnv = ["WEB_KEY"]
+
+[experts.helper]
+instruction = "x"
+
+[experts.helper.skills.npm]
+type = "mcpStdioSkill"
+command = "npx"
+packageName = "some-mcp"
+requiredEnv = ["NPM_KEY"]
+
+[experts.helper.skills.remote]
+type = "mcpSseSkill"
+endpoint = "https://mcp.example.com/sse"
+"#;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        loaded: LoadedConfig,
+    }
+
+    fn fixture(script: Option<&str>) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(script) = script {
+            std::fs::write(dir.path().join("script.toml"), script).expect("script");
+        }
+        let loaded = load_str(&dir.path().join("perstack.toml"), CONFIG).expect("valid");
+        Fixture { dir, loaded }
+    }
+
+    fn check(
+        f: &Fixture,
+        expert: &str,
+        provider: ProviderName,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Result<Checked, Vec<String>> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Preflight {
+            config: &f.loaded,
+            expert_key: expert,
+            provider,
+            env: &env,
+            extra_env: &extra,
+            workspace: f.dir.path(),
+        }
+        .check()
+        .map_err(|p| p.0.iter().map(|p| p.message.clone()).collect())
+    }
+
+    #[test]
+    fn every_problem_of_the_closure_is_reported_together() {
+        let f = fixture(Some("[[turn]]\ntext = \"hi\"\n"));
+        let problems =
+            check(&f, "main", ProviderName::Anthropic, &[], &["EXTRA"]).expect_err("problems");
+        assert_eq!(
+            problems,
+            [
+                "ANTHROPIC_API_KEY is not set; provider `anthropic` needs it (export it or add it to .env)".to_string(),
+                "--env EXTRA: EXTRA is not set (export it or add it to .env)".to_string(),
+                "skill `web` of expert `main` needs WEB_KEY, which is not set (export it or add it to .env)".to_string(),
+                "skill `npm` of expert `helper` needs NPM_KEY, which is not set (export it or add it to .env)".to_string(),
+                "skill `npm` runs `npx`, and no base image is configured for it; set [sandbox] nodeImage or [sandbox.skills.\"npm\"] image (there is no registry to pull a default from)".to_string(),
+                "skill `remote` of expert `helper` is an mcpSseSkill, which perstack-sandbox does not run yet (only mcpStdioSkill)".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_variables_point_at_the_line_that_asks_for_them() {
+        let f = fixture(Some("[[turn]]\ntext = \"hi\"\n"));
+        let env: BTreeMap<String, String> = BTreeMap::new();
+        let problems = Preflight {
+            config: &f.loaded,
+            expert_key: "main",
+            provider: ProviderName::Mock,
+            env: &env,
+            extra_env: &[],
+            workspace: f.dir.path(),
+        }
+        .check()
+        .expect_err("problems");
+        let web = problems
+            .0
+            .iter()
+            .find(|p| p.message.contains("WEB_KEY"))
+            .expect("WEB_KEY problem");
+        let location = web.location.as_deref().expect("a location");
+        assert!(location.ends_with("perstack.toml:14:16"), "{location}");
+    }
+
+    #[test]
+    fn a_ready_run_gets_its_runtime_env_and_script() {
+        let f = fixture(Some("[[turn]]\ntext = \"hi\"\n"));
+        let checked = check(
+            &f,
+            "main",
+            ProviderName::Mock,
+            &[("WEB_KEY", "w"), ("NPM_KEY", "n"), ("EXTRA", "e")],
+            &["EXTRA"],
+        );
+        // The helper's SSE skill and npx skill still block the closure.
+        assert!(checked.is_err());
+        let problems = checked.expect_err("sse and npx");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn unknown_experts_list_the_known_ones() {
+        let f = fixture(Some("[[turn]]\ntext = \"hi\"\n"));
+        let problems = check(&f, "mian", ProviderName::Mock, &[], &[]).expect_err("unknown");
+        assert!(
+            problems[0].starts_with("unknown expert `mian`; Experts in ")
+                && problems[0].ends_with(": main, helper"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_or_missing_mock_script_is_a_problem() {
+        let f = fixture(None);
+        let problems = check(&f, "mian", ProviderName::Mock, &[], &[]).expect_err("no script");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("cannot read mock script ")),
+            "{problems:?}"
+        );
+        let f = fixture(Some("[[turn]]\nexpert = \"ghost\"\ntext = \"x\"\n"));
+        let problems = check(&f, "mian", ProviderName::Mock, &[], &[]).expect_err("ghost");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p
+                    == "mock script names expert `ghost`, which perstack.toml does not define"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_workspace_must_be_a_folder() {
+        let f = fixture(Some("[[turn]]\ntext = \"hi\"\n"));
+        let file = f.dir.path().join("script.toml");
+        let env = BTreeMap::new();
+        let problems = Preflight {
+            config: &f.loaded,
+            expert_key: "mian",
+            provider: ProviderName::Mock,
+            env: &env,
+            extra_env: &[],
+            workspace: &file,
+        }
+        .check()
+        .expect_err("not a folder");
+        assert!(
+            problems
+                .0
+                .iter()
+                .any(|p| p.message.ends_with("script.toml is not a folder")),
+            "{problems}"
+        );
+    }
+}

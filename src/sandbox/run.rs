@@ -204,7 +204,7 @@ async fn ensure_images(
             progress(BuildStage::Building, format!("Building image {tag}"));
             let started = Instant::now();
             let result = docker
-                .build_image(spec, &tag, |line| {
+                .create_image(spec, &tag, |line| {
                     if verbose {
                         progress(BuildStage::Building, line.to_string());
                     }
