@@ -244,3 +244,127 @@ fn sigterm_stops_the_containers_and_exits_143() {
     }
     interrupt(nix::sys::signal::Signal::SIGTERM, 143);
 }
+
+#[test]
+fn a_run_that_fails_midway_exits_1_and_leaves_nothing() {
+    if !require_docker() {
+        return;
+    }
+    let run = TestRun::new("e2e/failing/perstack.toml", "failing");
+    let done = run.run();
+    done.assert_code(1);
+    let stop = done.of_type("stopRunByError");
+    assert_eq!(stop.len(), 1, "{}", done.stdout);
+    assert_eq!(
+        stop[0]["error"],
+        serde_json::json!({
+            "name": "AI_APICallError",
+            "message": "invalid request: the mock says no",
+            "statusCode": 400,
+            "isRetryable": false
+        })
+    );
+    assert_eq!(stop[0]["stepNumber"], 2);
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+/// A local image made with `docker import`, removed on drop together with the images a test
+/// built on it (and only those: other tests run in parallel).
+struct LocalBase {
+    tag: String,
+    derived: Vec<String>,
+}
+
+impl LocalBase {
+    fn new(marker: &str) -> LocalBase {
+        let tag = format!(
+            "perstack-sandbox-test/base:{}",
+            perstack_sandbox::ids::new_id()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("etc");
+        std::fs::write(dir.path().join("etc/base-marker"), marker).expect("marker");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {} -cf - . | docker import --change 'LABEL io.perstack.sandbox.test=true' - {tag}",
+                dir.path().display()
+            ))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("docker import");
+        assert!(status.success());
+        LocalBase {
+            tag,
+            derived: Vec::new(),
+        }
+    }
+}
+
+impl Drop for LocalBase {
+    fn drop(&mut self) {
+        for tag in self.derived.iter().chain(std::iter::once(&self.tag)) {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", tag])
+                .output();
+        }
+    }
+}
+
+#[test]
+fn a_configured_base_image_is_built_upon() {
+    if !require_docker() {
+        return;
+    }
+    let mut base = LocalBase::new("from the configured base");
+    // The isolation Expert, with its skill's image based on the local base.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = crate::support::fixture("e2e/isolation");
+    std::fs::copy(source.join("script.toml"), dir.path().join("script.toml")).expect("script");
+    let config = std::fs::read_to_string(source.join("perstack.toml")).expect("config")
+        + &format!("\n[sandbox.skills.\"fixture\"]\nimage = \"{}\"\n", base.tag);
+    std::fs::write(dir.path().join("perstack.toml"), config).expect("config");
+
+    let mut run = isolation_run();
+    run.config = dir.path().join("perstack.toml");
+    let done = run.run();
+    done.assert_code(0);
+    // The skill still sees only its own variables: the base adds nothing of the host's.
+    let env: Value = serde_json::from_str(&done.tool_result("get_env")).expect("env JSON");
+    assert_eq!(env["FIXTURE_TOKEN"], "fixture-secret");
+    assert!(env.get("UNRELATED_TOKEN").is_none());
+
+    // The skill image was built FROM the base: the base's file is in it.
+    let tag = done
+        .of_type("dockerBuildProgress")
+        .iter()
+        .filter(|e| e["service"] == "skill:fixture" && e["stage"] == "complete")
+        .filter_map(|e| e["message"].as_str())
+        .filter_map(|m| {
+            m.split_whitespace()
+                .find(|w| w.starts_with("perstack-sandbox/skill-"))
+        })
+        .map(str::to_string)
+        .next()
+        .expect("the skill image's tag");
+    base.derived.push(tag.clone());
+    let created = std::process::Command::new("docker")
+        .args(["create", "--label"])
+        .arg(format!("io.perstack.sandbox.job-id={}", run.guard.job_id))
+        .arg(&tag)
+        .output()
+        .expect("docker create");
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let marker = std::process::Command::new("docker")
+        .args(["cp", &format!("{id}:/etc/base-marker"), "-"])
+        .output()
+        .expect("docker cp");
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &id])
+        .output();
+    assert!(
+        String::from_utf8_lossy(&marker.stdout).contains("from the configured base"),
+        "{}",
+        String::from_utf8_lossy(&marker.stderr)
+    );
+}
