@@ -12,7 +12,7 @@ build:
 
 ## test: unit and integration tests; the Docker tests run against the local engine
 test:
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked
 
 ## demo: run the demo Expert (mock provider: no API key, no network) in ./demo-workspace
 demo: build
