@@ -21,20 +21,13 @@ use super::artifacts;
 
 /// Runs the command; returns the exit code. Errors are printed here, to stderr.
 pub async fn run(args: RunArgs) -> Exit {
-    let cwd = match std::env::current_dir() {
+    let cwd = match super::current_dir() {
         Ok(cwd) => cwd,
-        Err(e) => {
-            eprintln!("error: cannot read the current folder: {e}");
-            return Exit::Usage;
-        }
+        Err(exit) => return exit,
     };
-    let loaded = match config::discover(args.config.as_deref(), &cwd).and_then(|p| config::load(&p))
-    {
+    let loaded = match super::load_config(args.config.as_deref(), &cwd) {
         Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Usage;
-        }
+        Err(exit) => return exit,
     };
     let env_map = match config::env::load(
         &cwd,

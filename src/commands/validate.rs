@@ -4,26 +4,19 @@
 use std::fmt::Write as _;
 
 use crate::cli::ValidateArgs;
-use crate::config::{self, LoadedConfig, ProviderName, Skill};
+use crate::config::{LoadedConfig, ProviderName, Skill};
 use crate::exit::Exit;
 use crate::llm::mock::MockScript;
 
 /// Runs the command.
 pub fn run(args: ValidateArgs) -> Exit {
-    let cwd = match std::env::current_dir() {
+    let cwd = match super::current_dir() {
         Ok(cwd) => cwd,
-        Err(e) => {
-            eprintln!("error: cannot read the current folder: {e}");
-            return Exit::Usage;
-        }
+        Err(exit) => return exit,
     };
-    let loaded = match config::discover(args.config.as_deref(), &cwd).and_then(|p| config::load(&p))
-    {
+    let loaded = match super::load_config(args.config.as_deref(), &cwd) {
         Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Usage;
-        }
+        Err(exit) => return exit,
     };
     if let Some(script) = mock_script_path(&loaded)
         && let Err(error) = MockScript::load(&script)

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{ConfigError, LoadedConfig, ProviderName, Skill, dotted_path};
+use crate::config::{LoadedConfig, ProviderName, Skill, dotted_path};
 use crate::llm::mock::MockScript;
 use crate::llm::{api_key_var, is_supported, optional_vars};
 
@@ -281,12 +281,6 @@ fn base_setting(command: &str) -> &'static str {
         "uvx" | "python" | "python3" => "[sandbox] pythonImage",
         _ => "[sandbox] skillImage",
     }
-}
-
-/// Turns a config error into problems for the same listing (used by callers that want one
-/// format for everything).
-pub fn config_problems(error: &ConfigError) -> String {
-    error.to_string()
 }
 
 #[cfg(test)]

@@ -148,36 +148,30 @@ pub fn write_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, Too
     Ok(json!({ "path": lossy(&r.target), "text": args.text }))
 }
 
-/// `appendTextFile`: appends to an existing file.
-pub fn append_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, ToolError> {
-    let r = ws.resolve(&args.path)?;
+/// The checks of every tool that changes an existing file: it exists, is not a symlink, and is
+/// owner-writable.
+fn existing_writable_file(ws: &Workspace, path: &str) -> Result<Resolved, ToolError> {
+    let r = ws.resolve(path)?;
     if !r.exists {
-        return Err(ToolError::new(format!(
-            "File {} does not exist.",
-            args.path
-        )));
+        return Err(ToolError::new(format!("File {path} does not exist.")));
     }
     refuse_symlink(&r)?;
     if !owner_writable(&r.target)? {
-        return Err(not_writable("File", &args.path));
+        return Err(not_writable("File", path));
     }
+    Ok(r)
+}
+
+/// `appendTextFile`: appends to an existing file.
+pub fn append_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, ToolError> {
+    let r = existing_writable_file(ws, &args.path)?;
     write_file(&r.target, args.text.as_bytes(), WriteMode::Append)?;
     Ok(json!({ "path": lossy(&r.target), "text": args.text }))
 }
 
 /// `editTextFile`: replaces the first occurrence of `oldText`, after CRLF → LF on file and texts.
 pub fn edit_text_file(ws: &Workspace, args: EditTextArgs) -> Result<Value, ToolError> {
-    let r = ws.resolve(&args.path)?;
-    if !r.exists {
-        return Err(ToolError::new(format!(
-            "File {} does not exist.",
-            args.path
-        )));
-    }
-    refuse_symlink(&r)?;
-    if !owner_writable(&r.target)? {
-        return Err(not_writable("File", &args.path));
-    }
+    let r = existing_writable_file(ws, &args.path)?;
     let content = read_to_string(&r)?.replace("\r\n", "\n");
     let (old, new) = (
         args.old_text.replace("\r\n", "\n"),
