@@ -121,10 +121,19 @@ pub async fn run(options: HostOptions) -> Result<i32, HostError> {
         .stderr(Stdio::piped())
         // Its own process group, so a forwarded signal reaches everything it started.
         .process_group(0);
-    let mut child = command.spawn().map_err(|source| HostError::Spawn {
-        command: options.command.to_string_lossy().into_owned(),
-        source,
-    })?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(source) => {
+            let error = HostError::Spawn {
+                command: options.command.to_string_lossy().into_owned(),
+                source,
+            };
+            eprintln!("skill-host: {error}");
+            // Tell the runtime instead of leaving it to wait for a socket that never answers.
+            refuse_handshake(&listener, &error.to_string(), &mut sigterm, &mut sigint).await;
+            return Err(error);
+        }
+    };
     let pid = Pid::from_raw(child.id() as i32);
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -220,6 +229,44 @@ pub async fn run(options: HostOptions) -> Result<i32, HostError> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), stderr_task).await;
     Ok(exit.unwrap_or(1))
+}
+
+/// Answers the runtime's first request (MCP `initialize`) with a JSON-RPC error saying why the
+/// server could not start, so the run fails at once with the cause instead of timing out.
+async fn refuse_handshake(
+    listener: &UnixListener,
+    reason: &str,
+    sigterm: &mut tokio::signal::unix::Signal,
+    sigint: &mut tokio::signal::unix::Signal,
+) {
+    let answer = async {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let Ok(Some(line)) = lines.next_line().await else {
+            return;
+        };
+        let id = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v.get("id").cloned())
+            .unwrap_or(serde_json::Value::Null);
+        let reply = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": -32000, "message": format!("the skill's server could not start: {reason}")},
+        });
+        let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
+        let _ = write.shutdown().await;
+    };
+    // The runtime normally connects within a second; don't outlive a run that never comes.
+    tokio::select! {
+        _ = answer => {}
+        _ = tokio::time::sleep(Duration::from_secs(120)) => {}
+        _ = sigterm.recv() => {}
+        _ = sigint.recv() => {}
+    }
 }
 
 fn listen(path: &Path) -> Result<UnixListener, HostError> {

@@ -368,3 +368,35 @@ fn a_configured_base_image_is_built_upon() {
         String::from_utf8_lossy(&marker.stderr)
     );
 }
+
+#[test]
+fn a_skill_that_cannot_start_fails_the_run_at_once_with_the_cause() {
+    if !require_docker() {
+        return;
+    }
+    let run = TestRun::new("e2e/broken-skill/perstack.toml", "broken");
+    let started = std::time::Instant::now();
+    let done = run.run();
+    done.assert_code(1);
+    // Not the 60 s the runtime would wait for a socket: the skill host answers with the cause.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        done.stderr.contains("skill `ghost`: MCP handshake failed")
+            && done.stderr.contains("cannot start `no-such-mcp-server`"),
+        "{}",
+        done.stderr
+    );
+    // The skill host's own message also came through as skillStderr.
+    assert!(
+        done.of_type("skillStderr").iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no-such-mcp-server"))),
+        "{}",
+        done.stdout
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
