@@ -147,3 +147,13 @@ fn doctor_reports_endpoint_engine_api_and_build() {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
 }
+
+#[test]
+fn help_lists_the_commands_and_run_flags() {
+    let (code, top, _) = perstack(&["--help"]);
+    assert_eq!(code, Some(0));
+    insta::assert_snapshot!("help", top);
+    let (code, run, _) = perstack(&["run", "--help"]);
+    assert_eq!(code, Some(0));
+    insta::assert_snapshot!("run_help", run);
+}
