@@ -258,3 +258,98 @@ fn limits(config: &config::Config) -> Limits {
         pids: config.sandbox.pids.unwrap_or(defaults.pids),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["perstack-sandbox", "run"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["expert", "query"]);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Run(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn config(text: &str) -> config::Config {
+        config::load_str(std::path::Path::new("/p/perstack.toml"), text)
+            .expect("valid")
+            .config
+    }
+
+    #[test]
+    fn cli_beats_the_file_which_beats_the_defaults() {
+        let file = config(
+            "model = \"file-model\"\nmaxSteps = 9\nmaxRetries = 2\ntimeout = 1234\nreasoningBudget = \"high\"\n\
+             [provider]\nproviderName = \"mock\"\nsetting = { script = \"s.toml\" }\n",
+        );
+        let from_file = resolve_settings(&args(&[]), &file).expect("settings");
+        assert_eq!(
+            from_file,
+            RunSettings {
+                provider: ProviderName::Mock,
+                model: "file-model".into(),
+                max_steps: 9,
+                max_retries: 2,
+                timeout_ms: 1234,
+                reasoning_budget: Some("high".into()),
+            }
+        );
+        let from_cli = resolve_settings(
+            &args(&[
+                "--provider",
+                "anthropic",
+                "--model",
+                "cli-model",
+                "--max-steps",
+                "3",
+                "--max-retries",
+                "0",
+                "--timeout",
+                "50",
+                "--reasoning-budget",
+                "1500",
+            ]),
+            &file,
+        )
+        .expect("settings");
+        assert_eq!(
+            from_cli,
+            RunSettings {
+                provider: ProviderName::Anthropic,
+                model: "cli-model".into(),
+                max_steps: 3,
+                max_retries: 0,
+                timeout_ms: 50,
+                reasoning_budget: Some("1500".into()),
+            }
+        );
+        let defaults = resolve_settings(&args(&[]), &config("")).expect("settings");
+        assert_eq!(
+            defaults,
+            RunSettings {
+                provider: ProviderName::Anthropic,
+                model: DEFAULT_MODEL.into(),
+                max_steps: DEFAULT_MAX_STEPS,
+                max_retries: DEFAULT_MAX_RETRIES,
+                timeout_ms: DEFAULT_TIMEOUT_MS,
+                reasoning_budget: Some("low".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_flag_values_are_usage_errors() {
+        let file = config("");
+        assert!(
+            resolve_settings(&args(&["--provider", "openia"]), &file)
+                .expect_err("unknown provider")
+                .starts_with("--provider openia: unknown provider (one of: anthropic, google,")
+        );
+        assert!(resolve_settings(&args(&["--reasoning-budget", "lots"]), &file).is_err());
+        assert!(resolve_settings(&args(&["--max-steps", "0"]), &file).is_err());
+    }
+}

@@ -217,6 +217,7 @@ fn interrupt(signal: nix::sys::signal::Signal, expected: i32) {
         child.try_wait().expect("try_wait").is_none(),
         "the run ended before it was interrupted"
     );
+    assert_live_containers_are_isolated(&run);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal");
     let out = child.wait_with_output().expect("wait");
     seen.extend_from_slice(&out.stdout);
@@ -399,4 +400,70 @@ fn a_skill_that_cannot_start_fails_the_run_at_once_with_the_cause() {
         done.stdout
     );
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+/// Inspects the live containers of a run: no network anywhere (mock provider), no host path but
+/// the workspace and only in base-skill, and the hardening defaults on each.
+fn assert_live_containers_are_isolated(run: &TestRun) {
+    let ids = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter"])
+        .arg(format!(
+            "label=io.perstack.sandbox.job-id={}",
+            run.guard.job_id
+        ))
+        .output()
+        .expect("docker ps");
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids.len(), 3, "runtime, base-skill and the fixture skill");
+    let out = std::process::Command::new("docker")
+        .arg("inspect")
+        .args(&ids)
+        .output()
+        .expect("docker inspect");
+    let containers: Vec<Value> = serde_json::from_slice(&out.stdout).expect("inspect JSON");
+    let workspace = std::fs::canonicalize(run.workspace.path()).expect("workspace");
+    for c in &containers {
+        let role = c["Config"]["Labels"]["io.perstack.sandbox.role"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        let host = &c["HostConfig"];
+        assert_eq!(host["NetworkMode"], "none", "{role}");
+        assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{role}");
+        assert_eq!(host["ReadonlyRootfs"], true, "{role}");
+        assert_eq!(
+            host["SecurityOpt"],
+            serde_json::json!(["no-new-privileges:true"]),
+            "{role}"
+        );
+        assert_ne!(
+            c["Config"]["User"], "",
+            "{role} must not run as the image default"
+        );
+        let binds: Vec<String> = c["Mounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .filter(|m| m["Type"] == "bind")
+            .map(|m| m["Source"].as_str().unwrap_or("").to_string())
+            .collect();
+        if role == "base-skill" {
+            assert_eq!(binds, [workspace.display().to_string()], "{role}");
+            assert_eq!(
+                c["Config"]["User"],
+                format!(
+                    "{}:{}",
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw()
+                )
+            );
+        } else {
+            assert!(binds.is_empty(), "{role} must see no host path: {binds:?}");
+        }
+        // Nobody gets the Docker socket.
+        assert!(!c["Mounts"].to_string().contains("docker.sock"), "{role}");
+    }
 }
