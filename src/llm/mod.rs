@@ -101,13 +101,6 @@ impl Generation {
             })
             .collect()
     }
-
-    /// True when the answer holds at least one tool call.
-    pub fn has_tool_calls(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|p| matches!(p, GeneratedPart::ToolCall { .. }))
-    }
 }
 
 /// A failed generation, in the shape `stopRunByError` reports.

@@ -12,9 +12,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
-    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions,
-    WaitContainerOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
@@ -138,24 +137,6 @@ impl DockerClient {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(call(format!("inspect image {reference}"))(e)),
         }
-    }
-
-    /// Local images whose labels match all of `label_filters` (`key=value` or `key`).
-    pub async fn images_with_labels(
-        &self,
-        label_filters: &[&str],
-    ) -> Result<Vec<bollard::models::ImageSummary>, DockerError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            label_filters.iter().map(|s| s.to_string()).collect(),
-        )]);
-        self.docker
-            .list_images(Some(ListImagesOptions {
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(call("list images"))
     }
 
     /// Makes the image for `spec` as `tag`: imported when it is based on `scratch`, built

@@ -69,10 +69,6 @@ pub enum RunEnd {
 pub struct RunReport {
     /// How it ended.
     pub end: RunEnd,
-    /// Images built (not found in the cache).
-    pub built: Vec<String>,
-    /// Images reused from the cache.
-    pub cached: Vec<String>,
 }
 
 /// Ids and names of the run, for the events the controller emits itself.
@@ -101,7 +97,7 @@ pub async fn execute(
     verbose: bool,
     limit: Duration,
 ) -> Result<RunReport, RunError> {
-    let (tags, built, cached) = ensure_images(docker, &plan.images, ids, output, verbose).await?;
+    let tags = ensure_images(docker, &plan.images, ids, output, verbose).await?;
 
     for volume in &plan.volumes {
         docker.create_volume(volume).await?;
@@ -161,20 +157,19 @@ pub async fn execute(
             stderr: stderr_tail.into_iter().collect::<Vec<_>>().join("\n"),
         },
     };
-    Ok(RunReport { end, built, cached })
+    Ok(RunReport { end })
 }
 
-/// Finds or builds every image; returns their tags in plan order, and which were built.
+/// Finds or builds every image; returns their tags in plan order. Whether each was cached or
+/// built is reported in `dockerBuildProgress` events.
 async fn ensure_images(
     docker: &DockerClient,
     images: &[ImageSpec],
     ids: &RunIds,
     output: &Output,
     verbose: bool,
-) -> Result<(Vec<String>, Vec<String>, Vec<String>), RunError> {
+) -> Result<Vec<String>, RunError> {
     let mut tags = Vec::new();
-    let mut built = Vec::new();
-    let mut cached = Vec::new();
     for spec in images {
         let base_id = if spec.base == "scratch" {
             "scratch".to_string()
@@ -199,7 +194,6 @@ async fn ensure_images(
         };
         if docker.image_id(&tag).await?.is_some() {
             progress(BuildStage::Complete, format!("Using cached image {tag}"));
-            cached.push(tag.clone());
         } else {
             progress(BuildStage::Building, format!("Building image {tag}"));
             let started = Instant::now();
@@ -221,11 +215,10 @@ async fn ensure_images(
                     started.elapsed().as_secs_f64()
                 ),
             );
-            built.push(tag.clone());
         }
         tags.push(tag);
     }
-    Ok((tags, built, cached))
+    Ok(tags)
 }
 
 fn base_image_setting(spec: &ImageSpec) -> String {

@@ -204,11 +204,6 @@ impl McpSkill {
             ))),
         }
     }
-
-    /// Closes the connection; the skill host then ends the server.
-    pub async fn close(self) {
-        let _ = self.service.cancel().await;
-    }
 }
 
 fn ms(d: Duration) -> u64 {
