@@ -527,24 +527,58 @@ fn runtime_image(
     })
 }
 
+/// Which base a skill's command needs, by the program's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkillBase {
+    /// `perstack-sandbox`: our own binary is in every image already and is static, so `scratch`.
+    Own,
+    /// `npx`, `node`: `[sandbox] nodeImage`.
+    Node,
+    /// `uvx`, `python`, `python3`: `[sandbox] pythonImage`.
+    Python,
+    /// Anything else: `[sandbox] skillImage`.
+    Other,
+}
+
+impl SkillBase {
+    /// Classifies a command (a path's last segment counts).
+    pub fn of(command: &str) -> SkillBase {
+        match command.rsplit('/').next().unwrap_or(command) {
+            "perstack-sandbox" => SkillBase::Own,
+            "npx" | "node" => SkillBase::Node,
+            "uvx" | "python" | "python3" => SkillBase::Python,
+            _ => SkillBase::Other,
+        }
+    }
+
+    /// The `[sandbox]` setting that chooses this base (`None` for our own binary).
+    pub fn setting(self) -> Option<&'static str> {
+        match self {
+            SkillBase::Own => None,
+            SkillBase::Node => Some("[sandbox] nodeImage"),
+            SkillBase::Python => Some("[sandbox] pythonImage"),
+            SkillBase::Other => Some("[sandbox] skillImage"),
+        }
+    }
+
+    fn image(self, sandbox: &crate::config::SandboxConfig) -> Option<String> {
+        match self {
+            SkillBase::Own => Some("scratch".to_string()),
+            SkillBase::Node => sandbox.node_image.clone(),
+            SkillBase::Python => sandbox.python_image.clone(),
+            SkillBase::Other => sandbox.skill_image.clone(),
+        }
+    }
+}
+
 /// The base image for a stdio skill: `[sandbox.skills.<name>] image`, else by command.
 pub fn skill_base_image(config: &Config, skill: &McpStdioSkill) -> Option<String> {
     let sandbox = &config.sandbox;
-    if let Some(image) = sandbox
+    sandbox
         .skills
         .get(&skill.name)
         .and_then(|s| s.image.clone())
-    {
-        return Some(image);
-    }
-    let program = skill.command.rsplit('/').next().unwrap_or(&skill.command);
-    match program {
-        // Our own binary is in every image already and is static: nothing else is needed.
-        "perstack-sandbox" => Some("scratch".to_string()),
-        "npx" | "node" => sandbox.node_image.clone(),
-        "uvx" | "python" | "python3" => sandbox.python_image.clone(),
-        _ => sandbox.skill_image.clone(),
-    }
+        .or_else(|| SkillBase::of(&skill.command).image(sandbox))
 }
 
 fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) -> ImageSpec {

@@ -9,7 +9,7 @@ use crate::config::{LoadedConfig, ProviderName, Skill, dotted_path};
 use crate::llm::mock::MockScript;
 use crate::llm::{api_key_var, is_supported, optional_vars};
 
-use super::plan::{delegation_closure, skill_base_image};
+use super::plan::{SkillBase, delegation_closure, skill_base_image};
 
 /// One problem found before the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +171,11 @@ impl Preflight<'_> {
                                         "skill `{}` runs `{}`, and no base image is configured for it; set {} or [sandbox.skills.\"{}\"] image (there is no registry to pull a default from)",
                                         stdio.name,
                                         stdio.command,
-                                        base_setting(&stdio.command),
+                                        // Only our own binary has no setting, and it never
+                                        // lacks a base (scratch).
+                                        SkillBase::of(&stdio.command)
+                                            .setting()
+                                            .unwrap_or("[sandbox] skillImage"),
                                         stdio.name
                                     ),
                                 });
@@ -272,14 +276,6 @@ impl Preflight<'_> {
                 None
             }
         }
-    }
-}
-
-fn base_setting(command: &str) -> &'static str {
-    match command.rsplit('/').next().unwrap_or(command) {
-        "npx" | "node" => "[sandbox] nodeImage",
-        "uvx" | "python" | "python3" => "[sandbox] pythonImage",
-        _ => "[sandbox] skillImage",
     }
 }
 
