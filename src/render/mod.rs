@@ -265,12 +265,7 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
             RunPayload::StopRunByInteractiveTool { .. } => Some(format!(
                 "■ {expert_key} is waiting for your answer to an interactive tool"
             )),
-            RunPayload::StreamRunResult { .. }
-            | RunPayload::StreamReasoning { .. }
-            | RunPayload::StartStreamingReasoning {}
-            | RunPayload::StartStreamingRunResult {}
-            | RunPayload::CompleteStreamingReasoning { .. }
-            | RunPayload::CompleteStreamingRunResult { .. } => None,
+            // Streaming deltas and the other state events have no line of their own.
             _ => None,
         },
     }

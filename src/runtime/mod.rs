@@ -15,8 +15,8 @@ use tokio::io::AsyncWriteExt;
 use crate::agent::tools::ToolSet;
 use crate::agent::{Agent, RunOutcome, RunSettings};
 use crate::config::{
-    DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, ProviderConfig,
-    ProviderName, ReasoningBudget, ReasoningLevel, Skill,
+    DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, Expert,
+    ProviderConfig, ProviderName, ReasoningBudget, ReasoningLevel, Skill,
 };
 use crate::event::{Event, EventSink, RuntimePayload};
 use crate::llm::{HttpSettings, Provider};
@@ -146,7 +146,7 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
         },
     ));
 
-    let tools = connect_skills(args, &spec, &args.expert_key, sink).await?;
+    let tools = connect_skills(args, &spec, expert, sink).await?;
 
     let provider_name = args
         .provider
@@ -195,16 +195,13 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
 async fn connect_skills(
     args: &RuntimeArgs,
     spec: &RuntimeSpec,
-    expert_key: &str,
+    expert: &Expert,
     sink: &EventSink,
 ) -> Result<ToolSet, RuntimeError> {
-    let Some(expert) = spec.experts.get(expert_key) else {
-        return Err(RuntimeError::UnknownExpert(expert_key.to_string()));
-    };
     let endpoints: Vec<_> = spec
         .skills
         .iter()
-        .filter(|e| e.expert == expert_key)
+        .filter(|e| e.expert == expert.key)
         .collect();
     let connections = futures::future::join_all(endpoints.iter().map(|endpoint| async move {
         sink.emit(Event::runtime(

@@ -143,56 +143,55 @@ impl Preflight<'_> {
             }
         }
 
-        if config.experts.contains_key(self.expert_key) {
-            for key in delegation_closure(config, self.expert_key) {
-                let Some(expert) = config.experts.get(&key) else {
-                    continue;
-                };
-                for skill in expert.skills.values() {
-                    let path = dotted_path(&["experts", &key, "skills", skill.name()]);
-                    match skill {
-                        Skill::McpStdio(stdio) => {
-                            for (i, var) in stdio.required_env.iter().enumerate() {
-                                if !self.env.contains_key(var) {
-                                    problems.push(Problem {
-                                        location: here(&format!("{path}.requiredEnv[{i}]"))
-                                            .or_else(|| here(&path)),
-                                        message: format!(
-                                            "skill `{}` of expert `{key}` needs {var}, which is not set (export it or add it to .env)",
-                                            stdio.name
-                                        ),
-                                    });
-                                }
-                            }
-                            if !stdio.is_base() && skill_base_image(config, stdio).is_none() {
+        // An unknown Expert was reported above; its "closure" is just its key, which `get` skips.
+        for key in delegation_closure(config, self.expert_key) {
+            let Some(expert) = config.experts.get(&key) else {
+                continue;
+            };
+            for skill in expert.skills.values() {
+                let path = dotted_path(&["experts", &key, "skills", skill.name()]);
+                match skill {
+                    Skill::McpStdio(stdio) => {
+                        for (i, var) in stdio.required_env.iter().enumerate() {
+                            if !self.env.contains_key(var) {
                                 problems.push(Problem {
-                                    location: here(&format!("{path}.command")),
+                                    location: here(&format!("{path}.requiredEnv[{i}]"))
+                                        .or_else(|| here(&path)),
                                     message: format!(
-                                        "skill `{}` runs `{}`, and no base image is configured for it; set {} or [sandbox.skills.\"{}\"] image (there is no registry to pull a default from)",
-                                        stdio.name,
-                                        stdio.command,
-                                        // Only our own binary has no setting, and it never
-                                        // lacks a base (scratch).
-                                        SkillBase::of(&stdio.command)
-                                            .setting()
-                                            .unwrap_or("[sandbox] skillImage"),
+                                        "skill `{}` of expert `{key}` needs {var}, which is not set (export it or add it to .env)",
                                         stdio.name
                                     ),
                                 });
                             }
                         }
-                        Skill::McpSse(_) | Skill::Interactive(_) => problems.push(Problem {
-                            location: here(&path),
-                            message: format!(
-                                "skill `{}` of expert `{key}` is an {}, which perstack-sandbox does not run yet (only mcpStdioSkill)",
-                                skill.name(),
-                                match skill {
-                                    Skill::McpSse(_) => "mcpSseSkill",
-                                    _ => "interactiveSkill",
-                                }
-                            ),
-                        }),
+                        if !stdio.is_base() && skill_base_image(config, stdio).is_none() {
+                            problems.push(Problem {
+                                location: here(&format!("{path}.command")),
+                                message: format!(
+                                    "skill `{}` runs `{}`, and no base image is configured for it; set {} or [sandbox.skills.\"{}\"] image (there is no registry to pull a default from)",
+                                    stdio.name,
+                                    stdio.command,
+                                    // Only our own binary has no setting, and it never
+                                    // lacks a base (scratch).
+                                    SkillBase::of(&stdio.command)
+                                        .setting()
+                                        .unwrap_or("[sandbox] skillImage"),
+                                    stdio.name
+                                ),
+                            });
+                        }
                     }
+                    Skill::McpSse(_) | Skill::Interactive(_) => problems.push(Problem {
+                        location: here(&path),
+                        message: format!(
+                            "skill `{}` of expert `{key}` is an {}, which perstack-sandbox does not run yet (only mcpStdioSkill)",
+                            skill.name(),
+                            match skill {
+                                Skill::McpSse(_) => "mcpSseSkill",
+                                _ => "interactiveSkill",
+                            }
+                        ),
+                    }),
                 }
             }
         }
