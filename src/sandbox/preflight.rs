@@ -392,7 +392,7 @@ endpoint = "https://mcp.example.com/sse"
     }
 
     #[test]
-    fn a_ready_run_gets_its_runtime_env_and_script() {
+    fn delegates_skills_block_the_run_even_when_every_variable_is_set() {
         let f = fixture(Some("[[turn]]\ntext = \"hi\"\n"));
         let checked = check(
             &f,
@@ -405,6 +405,61 @@ endpoint = "https://mcp.example.com/sse"
         assert!(checked.is_err());
         let problems = checked.expect_err("sse and npx");
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn a_ready_run_gets_exactly_its_runtime_env_the_script_and_the_workspace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("script.toml"), "[[turn]]\ntext = \"hi\"\n")
+            .expect("script");
+        let text = "[provider]\nproviderName = \"mock\"\nsetting = { script = \"script.toml\" }\n\
+                    [experts.solo]\ninstruction = \"x\"\n\
+                    [experts.solo.skills.web]\ntype = \"mcpStdioSkill\"\ncommand = \"perstack-sandbox\"\n\
+                    args = [\"fixture-mcp\"]\nrequiredEnv = [\"WEB_KEY\"]\n";
+        let loaded = load_str(&dir.path().join("perstack.toml"), text).expect("valid");
+        let env: BTreeMap<String, String> = [
+            ("WEB_KEY", "w"),
+            ("EXTRA", "e"),
+            ("ANTHROPIC_API_KEY", "sk"),
+            ("ANTHROPIC_BASE_URL", "https://proxy.example.com/v1"),
+            ("UNRELATED", "u"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let extra = ["EXTRA".to_string()];
+        let check = |provider| {
+            Preflight {
+                config: &loaded,
+                expert_key: "solo",
+                provider,
+                env: &env,
+                extra_env: &extra,
+                workspace: dir.path(),
+            }
+            .check()
+        };
+        let mock = check(ProviderName::Mock).expect("ready");
+        // No provider variable for mock; the skill's WEB_KEY is the skill's, not the runtime's.
+        assert_eq!(mock.runtime_env, [("EXTRA".to_string(), "e".to_string())]);
+        assert_eq!(mock.mock_script.map(|s| s.turns.len()), Some(1));
+        assert_eq!(
+            mock.workspace,
+            std::fs::canonicalize(dir.path()).expect("canonical")
+        );
+        let anthropic = check(ProviderName::Anthropic).expect("ready");
+        assert_eq!(
+            anthropic.runtime_env,
+            [
+                ("ANTHROPIC_API_KEY".to_string(), "sk".to_string()),
+                (
+                    "ANTHROPIC_BASE_URL".to_string(),
+                    "https://proxy.example.com/v1".to_string()
+                ),
+                ("EXTRA".to_string(), "e".to_string()),
+            ]
+        );
+        assert!(anthropic.mock_script.is_none());
     }
 
     #[test]
