@@ -124,6 +124,14 @@ pub struct RuntimeRoleArgs {
     /// Reasoning budget.
     #[arg(long)]
     pub reasoning_budget: Option<String>,
+    /// Continue from the checkpoint JSON the controller writes to stdin (then closes it),
+    /// instead of starting a fresh run.
+    #[arg(long)]
+    pub checkpoint_stdin: bool,
+    /// Resume a stopped run with this answer to its pending tool call:
+    /// `{"toolCallId","toolName","skillName","text"}`. Needs `--checkpoint-stdin`.
+    #[arg(long, short = 'i', value_name = "JSON", requires = "checkpoint_stdin")]
+    pub interactive_tool_call_result: Option<String>,
     /// The Expert.
     pub expert: String,
     /// The query.

@@ -42,8 +42,20 @@ async fn dispatch(command: Command) -> i32 {
                     }
                 },
             };
+            let interactive_tool_call_result = match args.interactive_tool_call_result.as_deref() {
+                None => None,
+                Some(json) => match serde_json::from_str(json) {
+                    Ok(result) => Some(result),
+                    Err(e) => {
+                        eprintln!("error: --interactive-tool-call-result: {e}");
+                        return Exit::Usage.code();
+                    }
+                },
+            };
             let args = RuntimeArgs {
                 spec: args.spec,
+                checkpoint_stdin: args.checkpoint_stdin,
+                interactive_tool_call_result,
                 job_id: args.job_id,
                 run_id: args.run_id,
                 provider,

@@ -450,8 +450,11 @@ impl Run<'_> {
         };
         RetryPolicy::new(settings.max_retries)
             .run(|| async {
-                match tokio::time::timeout(settings.timeout, self.agent.provider.generate(&request))
-                    .await
+                match tokio::time::timeout(
+                    settings.timeout,
+                    self.agent.provider.generate(&request, &|_| {}),
+                )
+                .await
                 {
                     Ok(result) => result,
                     Err(_) => Err(LlmError {

@@ -313,3 +313,20 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<u64>,
 }
+
+/// The answer to a pending tool call, given with `-i/--interactive-tool-call-result`
+/// (PERSTACK-COMPAT.md §2, §5). It resumes a run stopped by an interactive tool (or, inside the
+/// runtime, a parent waiting on its delegate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InteractiveToolCallResult {
+    /// The pending call it answers.
+    pub tool_call_id: String,
+    /// That call's tool.
+    pub tool_name: String,
+    /// The skill the tool belongs to ("" when unknown).
+    #[serde(default)]
+    pub skill_name: String,
+    /// The answer.
+    pub text: String,
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{
-    FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
+    DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
     ProviderSetupError, http_client, models,
 };
 use crate::config::{ProviderName, ProviderSetting};
@@ -56,8 +56,12 @@ impl AnthropicClient {
         })
     }
 
-    /// One non-streaming generation.
-    pub async fn generate(&self, request: &GenerateRequest<'_>) -> Result<Generation, LlmError> {
+    /// One non-streaming generation (`on_delta` is not called yet).
+    pub async fn generate(
+        &self,
+        request: &GenerateRequest<'_>,
+        _on_delta: DeltaSink<'_>,
+    ) -> Result<Generation, LlmError> {
         let body = request_body(request);
         let mut call = self
             .http
@@ -420,13 +424,16 @@ mod tests {
             AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client");
         let messages = conversation();
         let generation = client
-            .generate(&GenerateRequest {
-                expert_key: "x",
-                model: "claude-haiku-4-5",
-                messages: &messages,
-                tools: &[],
-                reasoning_budget: None,
-            })
+            .generate(
+                &GenerateRequest {
+                    expert_key: "x",
+                    model: "claude-haiku-4-5",
+                    messages: &messages,
+                    tools: &[],
+                    reasoning_budget: None,
+                },
+                &|_| {},
+            )
             .await
             .expect("generation");
         assert_eq!(generation.finish_reason, FinishReason::ToolCalls);
@@ -468,13 +475,16 @@ mod tests {
         let client =
             AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client");
         let err = client
-            .generate(&GenerateRequest {
-                expert_key: "x",
-                model: "m",
-                messages: &[],
-                tools: &[],
-                reasoning_budget: None,
-            })
+            .generate(
+                &GenerateRequest {
+                    expert_key: "x",
+                    model: "m",
+                    messages: &[],
+                    tools: &[],
+                    reasoning_budget: None,
+                },
+                &|_| {},
+            )
             .await
             .expect_err("529");
         assert_eq!(err.status_code, Some(529));

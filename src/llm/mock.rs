@@ -34,6 +34,8 @@
 //! - `finishReason`: `stop`, `toolCalls`, `length` or anything else; defaults to `toolCalls` when
 //!   the turn calls tools, else `stop`.
 //! - `usage`: `{ inputTokens?, outputTokens? }`; defaults to a count of characters / 4.
+//! - `delayMs`: wait this long before answering (to test timeouts, interruptions and
+//!   concurrency). Text and thinking then stream in word by word over the same time.
 //!
 //! When an Expert asks for a turn and none is left for it, the generation fails with
 //! `MockScriptExhausted` and the run stops with an error naming the turn count.
@@ -45,7 +47,9 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{FinishReason, GenerateRequest, GeneratedPart, Generation, LlmError};
+use super::{
+    DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, LlmError, StreamDelta,
+};
 use crate::event::{Message, Part, Usage};
 
 /// A parsed script.
@@ -82,6 +86,9 @@ pub struct MockTurn {
     /// Override the token counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<MockUsage>,
+    /// Take this long to answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 /// A scripted tool call.
@@ -252,8 +259,13 @@ impl MockProvider {
         }
     }
 
-    /// Plays the next turn meant for `request.expert_key`.
-    pub fn generate(&self, request: &GenerateRequest<'_>) -> Result<Generation, LlmError> {
+    /// Plays the next turn meant for `request.expert_key`, streaming its thinking and text to
+    /// `on_delta` word by word (spread over `delayMs` when the turn has one).
+    pub async fn generate(
+        &self,
+        request: &GenerateRequest<'_>,
+        on_delta: DeltaSink<'_>,
+    ) -> Result<Generation, LlmError> {
         let turn = {
             let mut turns = self
                 .turns
@@ -273,6 +285,23 @@ impl MockProvider {
                 ),
             ));
         };
+        let chunks: Vec<StreamDelta> = turn
+            .thinking
+            .iter()
+            .flat_map(|t| words(t).map(|w| StreamDelta::Reasoning(w.to_string())))
+            .chain(
+                turn.text
+                    .iter()
+                    .flat_map(|t| words(t).map(|w| StreamDelta::Text(w.to_string()))),
+            )
+            .collect();
+        let delay = std::time::Duration::from_millis(turn.delay_ms.unwrap_or(0));
+        let pause = delay / (chunks.len() as u32 + 1);
+        tokio::time::sleep(pause).await;
+        for chunk in chunks {
+            on_delta(chunk);
+            tokio::time::sleep(pause).await;
+        }
         if let Some(error) = turn.error {
             let mut err = LlmError::api(error.status.unwrap_or(500), error.message, None);
             if let Some(retryable) = error.retryable {
@@ -353,6 +382,24 @@ fn estimate_tokens(messages: &[Message]) -> u64 {
     (chars as u64).div_ceil(4)
 }
 
+/// Splits `text` into chunks that end after each run of whitespace, so the chunks join back
+/// into `text` exactly.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let end = rest[word_end..]
+            .find(|c: char| !c.is_whitespace())
+            .map_or(rest.len(), |i| word_end + i);
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,12 +433,15 @@ error = { status = 529, message = "Overloaded" }
 text = "Done."
 "#;
 
-    #[test]
-    fn plays_turns_in_order_and_by_expert() {
+    #[tokio::test]
+    async fn plays_turns_in_order_and_by_expert() {
         let script = MockScript::parse(Path::new("s.toml"), SCRIPT).expect("valid");
         let mock = MockProvider::new(script);
         let msgs = [];
-        let first = mock.generate(&request("main", &msgs)).expect("turn 1");
+        let first = mock
+            .generate(&request("main", &msgs), &|_| {})
+            .await
+            .expect("turn 1");
         assert_eq!(first.finish_reason, FinishReason::ToolCalls);
         assert_eq!(
             first.parts[1],
@@ -402,21 +452,58 @@ text = "Done."
             }
         );
         // `main` skips the helper's turn and gets the scripted error.
-        let err = mock.generate(&request("main", &msgs)).expect_err("turn 3");
+        let err = mock
+            .generate(&request("main", &msgs), &|_| {})
+            .await
+            .expect_err("turn 3");
         assert_eq!(err.status_code, Some(529));
         assert!(err.is_retryable);
-        let helper = mock.generate(&request("helper", &msgs)).expect("turn 2");
+        let helper = mock
+            .generate(&request("helper", &msgs), &|_| {})
+            .await
+            .expect("turn 2");
         assert_eq!(helper.text(), "helper's answer");
         assert_eq!(
-            mock.generate(&request("main", &msgs))
+            mock.generate(&request("main", &msgs), &|_| {})
+                .await
                 .expect("turn 4")
                 .text(),
             "Done."
         );
         let exhausted = mock
-            .generate(&request("main", &msgs))
+            .generate(&request("main", &msgs), &|_| {})
+            .await
             .expect_err("none left");
         assert_eq!(exhausted.name, "MockScriptExhausted");
+    }
+
+    #[tokio::test]
+    async fn thinking_and_text_stream_word_by_word_and_join_back() {
+        let script = MockScript::parse(
+            Path::new("s.toml"),
+            "[[turn]]\nthinking = \"Let me see.\"\ntext = \"All  done.\\n\"\n",
+        )
+        .expect("valid");
+        let mock = MockProvider::new(script);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let generation = mock
+            .generate(&request("main", &[]), &|d| {
+                seen.lock().expect("lock").push(d)
+            })
+            .await
+            .expect("turn");
+        let seen = seen.into_inner().expect("lock");
+        assert_eq!(
+            seen,
+            [
+                StreamDelta::Reasoning("Let ".into()),
+                StreamDelta::Reasoning("me ".into()),
+                StreamDelta::Reasoning("see.".into()),
+                StreamDelta::Text("All  ".into()),
+                StreamDelta::Text("done.\n".into()),
+            ]
+        );
+        assert_eq!(generation.text(), "All  done.\n");
     }
 
     #[test]

@@ -66,6 +66,21 @@ pub enum GeneratedPart {
     },
 }
 
+/// A piece of a generation as it streams in, before the whole [`Generation`] is known.
+///
+/// Providers call the delta callback for every chunk they receive, in order; the agent turns
+/// the chunks into `streamReasoning` / `streamRunResult` events (§3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamDelta {
+    /// A chunk of reasoning ("thinking") text.
+    Reasoning(String),
+    /// A chunk of answer text.
+    Text(String),
+}
+
+/// Where a provider reports [`StreamDelta`]s.
+pub type DeltaSink<'a> = &'a (dyn Fn(StreamDelta) + Send + Sync);
+
 /// Why the model stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FinishReason {
@@ -258,11 +273,16 @@ impl Provider {
         }
     }
 
-    /// Asks the model for its next turn.
-    pub async fn generate(&self, request: &GenerateRequest<'_>) -> Result<Generation, LlmError> {
+    /// Asks the model for its next turn, reporting text and reasoning to `on_delta` as they
+    /// stream in. The returned [`Generation`] holds everything that was streamed.
+    pub async fn generate(
+        &self,
+        request: &GenerateRequest<'_>,
+        on_delta: DeltaSink<'_>,
+    ) -> Result<Generation, LlmError> {
         match self {
-            Provider::Anthropic(client) => client.generate(request).await,
-            Provider::Mock(mock) => mock.generate(request),
+            Provider::Anthropic(client) => client.generate(request, on_delta).await,
+            Provider::Mock(mock) => mock.generate(request, on_delta).await,
         }
     }
 }

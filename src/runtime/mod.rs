@@ -4,27 +4,22 @@
 //! sockets, runs the agent loop, and writes every event as one JSON line on stdout — the only
 //! thing it writes there. Diagnostics go to stderr, which the controller keeps apart.
 
+pub mod skills;
 pub mod spec;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::agent::tools::ToolSet;
 use crate::agent::{Agent, RunOutcome, RunSettings};
 use crate::config::{
-    DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, Expert,
-    ProviderConfig, ProviderName, ReasoningBudget, ReasoningLevel, Skill,
+    DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, ProviderConfig,
+    ProviderName, ReasoningBudget, ReasoningLevel,
 };
 use crate::event::{Event, EventSink, RuntimePayload};
 use crate::llm::{HttpSettings, Provider};
-use crate::skill::client::McpSkill;
 use spec::RuntimeSpec;
-
-/// How long the runtime waits for a skill container to open its socket.
-const SKILL_CONNECT_WAIT: Duration = Duration::from_secs(60);
 
 /// Arguments of the runtime role (set by the controller).
 #[derive(Debug, Clone)]
@@ -47,6 +42,10 @@ pub struct RuntimeArgs {
     pub timeout_ms: Option<u64>,
     /// Reasoning budget.
     pub reasoning_budget: Option<String>,
+    /// Continue from a checkpoint read from stdin (JSON, until EOF) instead of starting fresh.
+    pub checkpoint_stdin: bool,
+    /// The answer to the checkpoint's pending tool call (with `checkpoint_stdin`).
+    pub interactive_tool_call_result: Option<crate::event::InteractiveToolCallResult>,
     /// The Expert.
     pub expert_key: String,
     /// The query.
@@ -146,7 +145,7 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
         },
     ));
 
-    let tools = connect_skills(args, &spec, expert, sink).await?;
+    let tools = skills::connect_skills(args, &spec, expert, sink).await?;
 
     let provider_name = args
         .provider
@@ -188,69 +187,6 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
     };
     let outcome = agent.run(expert, &delegates, &args.query, 1).await;
     Ok(outcome)
-}
-
-/// Connects every MCP skill of `expert_key` in parallel, emitting `skillStarting` and
-/// `skillConnected`, and builds its tool set with `pick`/`omit` applied.
-async fn connect_skills(
-    args: &RuntimeArgs,
-    spec: &RuntimeSpec,
-    expert: &Expert,
-    sink: &EventSink,
-) -> Result<ToolSet, RuntimeError> {
-    let endpoints: Vec<_> = spec
-        .skills
-        .iter()
-        .filter(|e| e.expert == expert.key)
-        .collect();
-    let connections = futures::future::join_all(endpoints.iter().map(|endpoint| async move {
-        sink.emit(Event::runtime(
-            &args.job_id,
-            &args.run_id,
-            RuntimePayload::SkillStarting {
-                skill_name: endpoint.skill.clone(),
-                command: endpoint.command.clone(),
-                args: endpoint.args.clone(),
-            },
-        ));
-        let (skill, timings) = McpSkill::connect_unix(
-            &endpoint.skill,
-            std::path::Path::new(&endpoint.socket),
-            SKILL_CONNECT_WAIT,
-        )
-        .await?;
-        sink.emit(Event::runtime(
-            &args.job_id,
-            &args.run_id,
-            RuntimePayload::SkillConnected {
-                skill_name: endpoint.skill.clone(),
-                server_info: skill.server_info.clone(),
-                // The server process is started by its container, before we connect.
-                spawn_duration_ms: Some(0),
-                handshake_duration_ms: Some(timings.handshake_ms),
-                tool_discovery_duration_ms: Some(timings.discovery_ms),
-                connect_duration_ms: Some(timings.connect_ms + timings.handshake_ms),
-                total_duration_ms: Some(timings.total_ms),
-            },
-        ));
-        Ok::<_, RuntimeError>(skill)
-    }))
-    .await;
-    let mut tools = ToolSet::new();
-    let mut connected = Vec::new();
-    for connection in connections {
-        connected.push(Arc::new(connection?));
-    }
-    // Skill order in the file decides routing order (§5).
-    for skill in expert.skills.values() {
-        let Skill::McpStdio(stdio) = skill else {
-            continue;
-        };
-        if let Some(client) = connected.iter().find(|c| c.name == stdio.name) {
-            tools.add_mcp(client.clone(), &stdio.pick, &stdio.omit)?;
-        }
-    }
-    Ok(tools)
 }
 
 /// Token budget of `--reasoning-budget` (§7): minimal 1024, low 2048, medium 5000, high 10000.
