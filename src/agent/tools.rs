@@ -115,10 +115,12 @@ mod tests {
     use super::*;
     use crate::skill::base::BaseSkill;
     use crate::skill::fixture::FixtureServer;
+    use crate::skill::server::{Handler, ToolServer};
     use rmcp::ServiceExt;
 
     /// A real MCP server on one end of an in-process pipe, our client on the other.
-    async fn connect<H: rmcp::ServerHandler>(name: &str, handler: H) -> Arc<McpSkill> {
+    async fn connect<T: ToolServer>(name: &str, server: T) -> Arc<McpSkill> {
+        let handler = Handler(server);
         let (client_end, server_end) = tokio::io::duplex(1 << 16);
         tokio::spawn(async move {
             if let Ok(service) = handler.serve(server_end).await {

@@ -18,17 +18,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-};
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, ServerHandler};
+use rmcp::ErrorData;
+use rmcp::model::{CallToolResult, JsonObject};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::skill::server::{
-    self, ServeError, ToolDef, json_result, object_schema, parse_args, text_result,
+    self, ServeError, ToolDef, ToolServer, json_result, object_schema, parse_args, text_result,
 };
 
 /// The fixture's MCP server name.
@@ -66,8 +62,11 @@ struct SleepArgs {
     ms: u64,
 }
 
-impl FixtureServer {
-    async fn call(
+impl ToolServer for FixtureServer {
+    const NAME: &'static str = SERVER_NAME;
+    const TOOLS: &'static [ToolDef] = TOOLS;
+
+    async fn call_tool(
         &self,
         name: &str,
         args: Option<JsonObject>,
@@ -129,29 +128,6 @@ impl FixtureServer {
             }
             _ => Err(server::unknown_tool(name)),
         }
-    }
-}
-
-impl ServerHandler for FixtureServer {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(server::tools(TOOLS)))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        Ok(self.call(&request.name, request.arguments).await?.into())
     }
 }
 

@@ -1,14 +1,19 @@
 //! Plumbing shared by the MCP servers we ship: tools declared as data, argument parsing, result
 //! builders, and running a handler on stdin/stdout.
 //!
-//! Both servers implement [`rmcp::ServerHandler`] by hand (rmcp's macros are off): `list_tools`
-//! returns the [`ToolDef`] table as [`Tool`]s and `call_tool` matches on the name.
+//! Each server is a [`ToolServer`]: a name, a [`ToolDef`] table and a dispatch on the tool's
+//! name. [`Handler`] turns one into an [`rmcp::ServerHandler`] (rmcp's macros are off), so the
+//! MCP glue is written once.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
-use rmcp::service::{QuitReason, ServerInitializeError};
-use rmcp::{ErrorData, ServerHandler, ServiceExt};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{QuitReason, RequestContext, ServerInitializeError};
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -54,6 +59,53 @@ impl ToolDef {
     pub fn to_tool(&self) -> Tool {
         Tool::new(self.name, self.description, Arc::new((self.input_schema)()))
             .with_title(self.title)
+    }
+}
+
+/// An MCP server whose tools are a [`ToolDef`] table and a dispatch on the tool's name.
+pub trait ToolServer: Send + Sync + 'static {
+    /// The server name `initialize` reports.
+    const NAME: &'static str;
+    /// The tools, in the order `tools/list` shows them.
+    const TOOLS: &'static [ToolDef];
+
+    /// Runs tool `name`. Protocol errors (an unknown tool, bad arguments) are `Err`; a tool that
+    /// ran and failed is an `Ok` result in the server's own failure shape.
+    fn call_tool(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+    ) -> impl Future<Output = Result<CallToolResult, ErrorData>> + Send;
+}
+
+/// Serves a [`ToolServer`] as an rmcp [`ServerHandler`] with the tools capability only.
+#[derive(Debug)]
+pub struct Handler<T>(pub T);
+
+impl<T: ToolServer> ServerHandler for Handler<T> {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(T::NAME, env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools(T::TOOLS)))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        Ok(self
+            .0
+            .call_tool(&request.name, request.arguments)
+            .await?
+            .into())
     }
 }
 
@@ -109,11 +161,12 @@ pub fn json_result(value: &Value) -> CallToolResult {
     text_result(value.to_string())
 }
 
-/// Serves `handler` on this process's stdin/stdout until the client closes the connection.
+/// Serves `server` on this process's stdin/stdout until the client closes the connection.
 ///
 /// stdout carries only newline-delimited JSON-RPC; anything else the process prints must go to
 /// stderr.
-pub async fn serve_stdio<H: ServerHandler>(handler: H) -> Result<(), ServeError> {
+pub async fn serve_stdio<T: ToolServer>(server: T) -> Result<(), ServeError> {
+    let handler = Handler(server);
     // `stdio_pipes` drives pipes through the reactor when both ends are FIFOs (how the skill host
     // starts us), so a pending stdin read does not hold up shutdown; otherwise it falls back to
     // tokio's blocking stdio.
@@ -135,16 +188,19 @@ pub(crate) mod testing {
 
     use rmcp::model::{CallToolRequestParams, CallToolResult};
     use rmcp::service::RunningService;
-    use rmcp::{RoleClient, ServerHandler, ServiceError, ServiceExt};
+    use rmcp::{RoleClient, ServiceError, ServiceExt};
     use serde_json::Value;
+
+    use super::{Handler, ToolServer};
 
     /// A connected client; the server task runs until the client is dropped.
     pub struct Client {
         pub service: RunningService<RoleClient, ()>,
     }
 
-    /// Starts `handler` on an in-memory pipe and connects a client to it.
-    pub async fn connect<H: ServerHandler>(handler: H) -> Client {
+    /// Starts `server` on an in-memory pipe and connects a client to it.
+    pub async fn connect<T: ToolServer>(server: T) -> Client {
+        let handler = Handler(server);
         let (server_io, client_io) = tokio::io::duplex(1 << 20);
         let server = tokio::spawn(async move {
             let (read, write) = tokio::io::split(server_io);

@@ -18,19 +18,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, JsonObject, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig,
-};
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, ServerHandler};
+use rmcp::ErrorData;
+use rmcp::model::{CallToolResult, JsonObject};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use self::error::ToolError;
 use self::paths::{Workspace, WorkspaceError};
 use self::todo::Todos;
-use crate::skill::server::{self, ServeError, ToolDef, json_result, object_schema, parse_args};
+use crate::skill::server::{
+    self, ServeError, ToolDef, ToolServer, json_result, object_schema, parse_args,
+};
 
 /// The server name Perstack knows the base skill by.
 pub const SERVER_NAME: &str = "@perstack/base";
@@ -120,27 +118,16 @@ where
     Ok(outcome.unwrap_or_else(|e| e.to_json()))
 }
 
-impl ServerHandler for BaseSkill {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(server::tools(TOOLS)))
-    }
+impl ToolServer for BaseSkill {
+    const NAME: &'static str = SERVER_NAME;
+    const TOOLS: &'static [ToolDef] = TOOLS;
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let value = self.call(&request.name, request.arguments).await?;
-        Ok(json_result(&value).into())
+        name: &str,
+        args: Option<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(json_result(&self.call(name, args).await?))
     }
 }
 
