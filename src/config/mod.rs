@@ -112,6 +112,27 @@ impl Config {
 }
 
 #[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the config tests.
+
+    use std::path::Path;
+
+    use super::{ConfigError, load_str};
+
+    /// `line:col path: message` of every diagnostic of `text` (empty when it is valid).
+    pub fn problems(text: &str) -> Vec<String> {
+        match load_str(Path::new("/p/perstack.toml"), text) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
+                .iter()
+                .map(|d| format!("{}:{} {}: {}", d.line, d.col, d.path, d.message))
+                .collect(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

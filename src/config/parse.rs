@@ -654,24 +654,13 @@ fn default_base_skill() -> Skill {
 mod tests {
     use std::path::Path;
 
-    use crate::config::{ConfigError, LoadedConfig, load_str};
+    use crate::config::testing::problems;
+    use crate::config::{LoadedConfig, load_str};
 
     use super::*;
 
     fn load(text: &str) -> LoadedConfig {
         load_str(Path::new("/p/perstack.toml"), text).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// `line:col path: message` of every diagnostic.
-    fn problems(text: &str) -> Vec<String> {
-        match load_str(Path::new("/p/perstack.toml"), text) {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
-                .iter()
-                .map(|d| format!("{}:{} {}: {}", d.line, d.col, d.path, d.message))
-                .collect(),
-            Err(other) => panic!("{other}"),
-        }
     }
 
     fn skill_names(loaded: &LoadedConfig, expert: &str) -> Vec<String> {

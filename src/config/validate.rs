@@ -366,20 +366,7 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use crate::config::{ConfigError, load_str};
-
-    fn problems(text: &str) -> Vec<String> {
-        match load_str(Path::new("/p/perstack.toml"), text) {
-            Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics
-                .iter()
-                .map(|d| format!("{}:{} {}: {}", d.line, d.col, d.path, d.message))
-                .collect(),
-            Err(other) => panic!("{other}"),
-        }
-    }
+    use crate::config::testing::problems;
 
     fn provider(name: &str, setting: &str) -> Vec<String> {
         problems(&format!(
