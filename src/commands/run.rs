@@ -21,12 +21,8 @@ use super::artifacts;
 
 /// Runs the command; returns the exit code. Errors are printed here, to stderr.
 pub async fn run(args: RunArgs) -> Exit {
-    let cwd = match super::current_dir() {
-        Ok(cwd) => cwd,
-        Err(exit) => return exit,
-    };
-    let loaded = match super::load_config(args.config.as_deref(), &cwd) {
-        Ok(loaded) => loaded,
+    let (cwd, loaded) = match super::load_config(args.config.as_deref()) {
+        Ok(found) => found,
         Err(exit) => return exit,
     };
     let env_map = match config::env::load(

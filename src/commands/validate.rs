@@ -10,12 +10,8 @@ use crate::llm::mock::MockScript;
 
 /// Runs the command.
 pub fn run(args: ValidateArgs) -> Exit {
-    let cwd = match super::current_dir() {
-        Ok(cwd) => cwd,
-        Err(exit) => return exit,
-    };
-    let loaded = match super::load_config(args.config.as_deref(), &cwd) {
-        Ok(loaded) => loaded,
+    let (cwd, loaded) = match super::load_config(args.config.as_deref()) {
+        Ok(found) => found,
         Err(exit) => return exit,
     };
     if let Some(script) = mock_script_path(&loaded)
