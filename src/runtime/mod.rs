@@ -78,6 +78,11 @@ pub enum RuntimeError {
     /// `--reasoning-budget` is not a level or a number.
     #[error("invalid reasoning budget `{0}` (none, minimal, low, medium, high, or a token count)")]
     ReasoningBudget(String),
+    /// `--checkpoint-stdin` was given, but this runtime cannot continue a checkpoint yet.
+    #[error(
+        "continuing from a checkpoint (--checkpoint-stdin) is not supported by this runtime yet; start a new run instead"
+    )]
+    ContinueUnsupported,
 }
 
 /// Runs the role; returns the process exit code. Events go to stdout as they happen.
@@ -107,6 +112,10 @@ pub async fn run(args: RuntimeArgs) -> i32 {
 }
 
 async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, RuntimeError> {
+    // Refuse rather than silently start afresh: the caller asked to continue.
+    if args.checkpoint_stdin {
+        return Err(RuntimeError::ContinueUnsupported);
+    }
     let text = std::fs::read_to_string(&args.spec).map_err(|e| RuntimeError::Spec {
         path: args.spec.display().to_string(),
         message: e.to_string(),
@@ -214,4 +223,34 @@ pub fn reasoning_tokens(budget: Option<&str>) -> Result<Option<u64>, RuntimeErro
         ReasoningBudget::Level(ReasoningLevel::High) => Some(10000),
         ReasoningBudget::Tokens(n) => Some(n),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_checkpoint_to_continue_is_refused_not_ignored() {
+        let args = RuntimeArgs {
+            spec: PathBuf::from("/nonexistent/runtime.json"),
+            job_id: "j".into(),
+            run_id: "r".into(),
+            provider: None,
+            model: None,
+            max_steps: None,
+            max_retries: None,
+            timeout_ms: None,
+            reasoning_budget: None,
+            checkpoint_stdin: true,
+            interactive_tool_call_result: None,
+            expert_key: "main".into(),
+            query: "go".into(),
+        };
+        let (sink, _events) = EventSink::channel();
+        let error = run_inner(&args, &sink).await.expect_err("refused");
+        assert!(
+            matches!(error, RuntimeError::ContinueUnsupported),
+            "{error}"
+        );
+    }
 }
