@@ -202,6 +202,8 @@ pub enum RuntimePayload {
         timeout: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         query: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interactive_tool_call: Option<InteractiveToolCall>,
     },
     #[serde(rename_all = "camelCase")]
     SkillStarting {
@@ -252,6 +254,18 @@ pub enum RuntimePayload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+}
+
+/// The answer a continued run starts with (`initializeRuntime.interactiveToolCall`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InteractiveToolCall {
+    /// The tool answered.
+    pub tool_name: String,
+    /// The call answered.
+    pub tool_call_id: String,
+    /// The answer.
+    pub text: String,
 }
 
 /// An MCP server's self-description.
