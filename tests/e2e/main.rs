@@ -4,5 +4,6 @@
 
 mod cli;
 mod config_rules;
+mod delegation;
 mod docker_run;
 mod support;
