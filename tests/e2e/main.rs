@@ -6,4 +6,5 @@ mod cli;
 mod config_rules;
 mod delegation;
 mod docker_run;
+mod interactive;
 mod support;
