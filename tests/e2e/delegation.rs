@@ -127,5 +127,9 @@ fn delegates_run_in_parallel_nest_and_use_their_own_skills() {
         complete["text"],
         "Research says verified; the draft is in intro.md."
     );
-    assert!(run.guard.leftovers().is_empty(), "{:?}", run.guard.leftovers());
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
 }

@@ -34,6 +34,13 @@ fn an_interactive_tool_stops_the_run_waiting_for_the_user() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(prompt.contains("Ask the user before choosing a colour."), "{prompt}");
-    assert!(run.guard.leftovers().is_empty(), "{:?}", run.guard.leftovers());
+    assert!(
+        prompt.contains("Ask the user before choosing a colour."),
+        "{prompt}"
+    );
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
 }
