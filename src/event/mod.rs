@@ -23,6 +23,15 @@
 //! and adds its own `dockerBuildProgress`, `dockerContainerStatus` and `skillStderr` (read from
 //! the skill containers' stderr), with the same `jobId` and `runId`.
 //!
+//! Where we differ from Perstack, on purpose:
+//! * `retry` is also emitted before each backoff after a retryable API error (429, 5xx,
+//!   overloaded…): `reason` names the error, the retry's number and the wait; `newMessages` is
+//!   empty and no step is spent, because the model saw nothing of the failed attempt. The
+//!   `retry` that costs a step (Perstack's) is kept for generations with nothing usable in them.
+//! * A parent whose sequential delegate fails or runs out of steps emits its own
+//!   `stopRunByError` / `stopRunByExceededMaxSteps` after the child's, so the coordinator's
+//!   terminal event always says how the job ended.
+//!
 //! Timestamps are milliseconds since the Unix epoch. Ids are opaque strings.
 
 mod sink;

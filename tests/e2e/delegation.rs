@@ -83,8 +83,7 @@ fn delegates_run_in_parallel_nest_and_use_their_own_skills() {
     let child_start = &events[index("fact-checker", "startRun")];
     let parent_stop = events
         .iter()
-        .filter(|e| e["expertKey"] == "researcher" && e["type"] == "stopRunByDelegate")
-        .next_back()
+        .rfind(|e| e["expertKey"] == "researcher" && e["type"] == "stopRunByDelegate")
         .expect("researcher stopped for its delegate");
     assert_eq!(
         child_start["initialCheckpoint"]["delegatedBy"]["checkpointId"],
