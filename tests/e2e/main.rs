@@ -7,4 +7,5 @@ mod config_rules;
 mod delegation;
 mod docker_run;
 mod interactive;
+mod streaming;
 mod support;
