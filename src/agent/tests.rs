@@ -1023,3 +1023,79 @@ text = "Report written."
         .collect();
     assert_eq!(streamed, "Report written.");
 }
+
+/// A tool server whose `meet` returns "met" only once two calls are inside it at the same time
+/// (and "alone" if the other never comes): proof that calls run concurrently, without timing.
+#[derive(Default)]
+struct Rendezvous {
+    inside: std::sync::atomic::AtomicUsize,
+    both: tokio::sync::Notify,
+}
+
+impl crate::skill::server::ToolServer for Rendezvous {
+    const NAME: &'static str = "rendezvous";
+    const TOOLS: &'static [crate::skill::server::ToolDef] = &[crate::skill::server::ToolDef {
+        name: "meet",
+        title: "Meet",
+        description: "Wait for the other caller.",
+        input_schema: || crate::skill::server::object_schema(serde_json::json!({}), &[]),
+    }];
+
+    async fn call_tool(
+        &self,
+        _name: &str,
+        _args: Option<rmcp::model::JsonObject>,
+    ) -> Result<rmcp::model::CallToolResult, rmcp::ErrorData> {
+        // Registered before counting, so a partner arriving in between still wakes us.
+        let notified = self.both.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let arrived = self
+            .inside
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if arrived >= 2 {
+            self.both.notify_waiters();
+            return Ok(crate::skill::server::text_result("met"));
+        }
+        let met = tokio::time::timeout(Duration::from_secs(10), notified).await;
+        Ok(crate::skill::server::text_result(if met.is_ok() {
+            "met"
+        } else {
+            "alone"
+        }))
+    }
+}
+
+#[tokio::test]
+async fn mcp_calls_of_one_step_run_concurrently() {
+    let skill = crate::skill::server::testing::skill("rendezvous", Rendezvous::default()).await;
+    let script = r#"
+[[turn]]
+[[turn.toolCalls]]
+name = "meet"
+[[turn.toolCalls]]
+name = "meet"
+
+[[turn]]
+text = "We met."
+"#;
+    let mut job = TestJob::new(vec![expert()], script, 5);
+    let mut set = ToolSet::new();
+    set.add_mcp(skill, &[], &[]).expect("skill");
+    job.tools.insert("main".into(), set);
+    let (_, events) = job.query("meet").await;
+    let results: Vec<String> = events
+        .iter()
+        .find_map(|e| match e.run_payload() {
+            Some(RunPayload::ResolveToolResults { tool_results }) => Some(
+                tool_results
+                    .iter()
+                    .map(|r| r.result[0].as_text().unwrap_or("").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .expect("results");
+    assert_eq!(results, ["met", "met"]);
+}
