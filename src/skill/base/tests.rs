@@ -312,3 +312,63 @@ fn workspace_must_exist() {
     let err = BaseSkill::new(dir.path().join("missing")).unwrap_err();
     assert!(err.to_string().contains("--workspace"), "{err}");
 }
+
+/// readImageFile / readPdfFile send the bytes themselves (the runtime has no workspace mount),
+/// and the runtime's result mapping turns them into inline parts for the model.
+#[tokio::test]
+async fn image_and_pdf_bytes_reach_the_model_as_inline_parts() {
+    use crate::event::Part;
+    use crate::skill::result::map_call_result;
+    use base64::Engine as _;
+
+    let f = fixture().await;
+    let png: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRpixels";
+    let pdf: &[u8] = b"%PDF-1.7\n1 0 obj\n%%EOF\n";
+    fs::write(f.root().join("shot.png"), png).unwrap();
+    fs::write(f.root().join("paper.pdf"), pdf).unwrap();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+    for (tool, file, bytes, mime) in [
+        ("readImageFile", "shot.png", png, "image/png"),
+        ("readPdfFile", "paper.pdf", pdf, "application/pdf"),
+    ] {
+        let args = json!({ "path": file });
+        let result = f.client.call_raw(tool, args.clone()).await.unwrap();
+        let wire = serde_json::to_value(&result).unwrap();
+        let output = map_call_result(tool, &args, &wire);
+        assert!(!output.is_error);
+        let [Part::TextPart { text, .. }, inline] = output.parts.as_slice() else {
+            panic!(
+                "{tool}: text + inline part expected, got {:?}",
+                output.parts
+            );
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(text).unwrap(),
+            json!({ "path": f.root().join(file), "mimeType": mime, "size": bytes.len() })
+        );
+        match inline {
+            Part::ImageInlinePart {
+                encoded_data,
+                mime_type,
+                ..
+            } if tool == "readImageFile" => {
+                assert_eq!(
+                    (encoded_data.as_str(), mime_type.as_str()),
+                    (b64(bytes).as_str(), mime)
+                );
+            }
+            Part::FileInlinePart {
+                encoded_data,
+                mime_type,
+                ..
+            } if tool == "readPdfFile" => {
+                assert_eq!(
+                    (encoded_data.as_str(), mime_type.as_str()),
+                    (b64(bytes).as_str(), mime)
+                );
+            }
+            other => panic!("{tool}: wrong inline part {other:?}"),
+        }
+    }
+}
