@@ -6,3 +6,4 @@ mod cli;
 mod config_rules;
 mod docker_run;
 mod support;
+mod workspace_image;
