@@ -52,7 +52,7 @@ fn exec_on_the_bookworm_image_has_a_shell_but_no_secrets_no_network_and_no_run_d
     done.assert_code(0);
     assert_eq!(done.of_type("completeRun")[0]["text"], "Shell checks done.");
     let exec = exec_results(&done);
-    assert_eq!(exec.len(), 8, "{exec:#?}");
+    assert_eq!(exec.len(), 9, "{exec:#?}");
 
     // 1, 2: neither `env` nor any process's environment holds a secret.
     let env = exec[0]["output"].as_str().expect("env output");
@@ -104,6 +104,14 @@ fn exec_on_the_bookworm_image_has_a_shell_but_no_secrets_no_network_and_no_run_d
         r#"{"checkpoint":"host only"}"#
     );
     assert!(ws.join("perstack/jobs").is_dir());
+
+    // 9: the image's root is read-only; /tmp is a writable tmpfs.
+    let fs = exec[8]["output"].as_str().expect("fs output");
+    assert!(
+        fs.contains("touch: cannot touch '/etc/x': Read-only file system"),
+        "{fs}"
+    );
+    assert!(fs.ends_with("tmp-ok\n"), "{fs}");
 
     // The image and the PDF came back as inline parts, bytes intact, across the containers.
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
