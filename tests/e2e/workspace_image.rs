@@ -14,7 +14,13 @@ use crate::support::{TestRun, require_bookworm_image, require_docker};
 const FIXTURE_SECRET: &str = "fixture-secret-value-7f3a";
 const PROVIDER_SECRET: &str = "sk-ant-provider-secret-9c1e";
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRtest-pixels";
-const PDF: &[u8] = b"%PDF-1.4\n%test document\n%%EOF\n";
+/// A PDF over 16 MiB: as base64 it is larger than rmcp's default message limit, so it checks
+/// the runtime's MCP client takes the messages the base skill sends at its limits.
+fn pdf() -> Vec<u8> {
+    let mut pdf = b"%PDF-1.4\n%test document\n".to_vec();
+    pdf.resize(17 * 1024 * 1024, b'%');
+    pdf
+}
 
 /// The `{output}` or `{error, stdout?, stderr?}` object of each `exec` call, in order.
 fn exec_results(done: &crate::support::Finished) -> Vec<Value> {
@@ -46,7 +52,8 @@ fn exec_on_the_bookworm_image_has_a_shell_but_no_secrets_no_network_and_no_run_d
     )
     .unwrap();
     std::fs::write(ws.join("shot.png"), PNG).unwrap();
-    std::fs::write(ws.join("paper.pdf"), PDF).unwrap();
+    let pdf_bytes = pdf();
+    std::fs::write(ws.join("paper.pdf"), &pdf_bytes).unwrap();
 
     let done = run.run();
     done.assert_code(0);
@@ -122,7 +129,10 @@ fn exec_on_the_bookworm_image_has_a_shell_but_no_secrets_no_network_and_no_run_d
     let pdf = &done.tool_results("readPdfFile")[0];
     assert_eq!(pdf[1]["type"], "fileInlinePart", "{pdf:?}");
     assert_eq!(pdf[1]["mimeType"], "application/pdf");
-    assert_eq!(pdf[1]["encodedData"], b64(PDF));
+    assert!(
+        pdf[1]["encodedData"] == b64(&pdf_bytes),
+        "the PDF's bytes changed"
+    );
 
     // writeTextFile made the missing folders, as the invoking user.
     let notes = ws.join("deep/er/notes.md");

@@ -372,3 +372,35 @@ async fn image_and_pdf_bytes_reach_the_model_as_inline_parts() {
         }
     }
 }
+
+/// The largest files the tools accept fit in one MCP message: a 30 MiB PDF is 40 MiB of base64,
+/// more than rmcp's default line limit (16 MiB).
+#[tokio::test]
+async fn the_largest_image_and_pdf_cross_mcp_whole() {
+    use crate::skill::base::files::{MAX_IMAGE_SIZE, MAX_PDF_SIZE};
+
+    let f = fixture().await;
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(usize::try_from(MAX_IMAGE_SIZE).unwrap(), 7);
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.resize(usize::try_from(MAX_PDF_SIZE).unwrap(), b' ');
+    fs::write(f.root().join("big.png"), &png).unwrap();
+    fs::write(f.root().join("big.pdf"), &pdf).unwrap();
+    for (tool, file, size) in [
+        ("readImageFile", "big.png", MAX_IMAGE_SIZE),
+        ("readPdfFile", "big.pdf", MAX_PDF_SIZE),
+    ] {
+        // rmcp drops an oversized line and waits on: the timeout turns that hang into a failure.
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            f.client.call_raw(tool, json!({ "path": file })),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{tool}: no answer (message dropped?)"))
+        .unwrap();
+        assert_eq!(result.content.len(), 2, "{tool}");
+        let info: serde_json::Value =
+            serde_json::from_str(&result.content[0].as_text().unwrap().text).unwrap();
+        assert_eq!(info["size"], size, "{tool}");
+    }
+}
