@@ -4,8 +4,10 @@
 //! speaks MCP on stdio. Tools, arguments and result shapes follow PERSTACK-COMPAT.md §6: a success
 //! is one text item holding the result as JSON, a failure is one text item
 //! `{"error":"Error","message":"…"}` (not an `isError` result), except `exec`, whose failure is
-//! `{"error":"<message>","stdout"?,"stderr"?}`. Arguments that do not match a tool's schema are a
-//! JSON-RPC `invalid params` error. Path rules: [`paths`].
+//! `{"error":"<message>","stdout"?,"stderr"?}`. `readImageFile` and `readPdfFile` add the file's
+//! bytes after the JSON text (an `image` item, or an embedded `resource` blob), because the
+//! runtime container cannot read the workspace. Arguments that do not match a tool's schema are a
+//! JSON-RPC `invalid params` error. Path rules: [`paths`]; user docs: docs/base-skill.md.
 
 pub mod error;
 pub mod exec;
