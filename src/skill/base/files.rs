@@ -189,11 +189,7 @@ fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
 /// before reading, and the read stops after `max + 1` bytes in case the file grows meanwhile.
 fn read_capped(r: &Resolved, max: u64, kind: &str, noun: &str) -> Result<Vec<u8>, ToolError> {
     refuse_symlink(r)?;
-    let file = open_nofollow(&r.target, OpenOptions::new().read(true))?;
-    let size = file
-        .metadata()
-        .map_err(|e| ToolError::io(&e, "fstat", &r.target))?
-        .len();
+    let (file, size) = open_regular_file(&r.target)?;
     let too_large = |size: u64| {
         const MIB: f64 = 1024.0 * 1024.0;
         ToolError::new(format!(
@@ -459,11 +455,29 @@ fn owner_writable(path: &Path) -> Result<bool, ToolError> {
 /// Reads a file as UTF-8 (invalid sequences become U+FFFD, as Node does), never through a symlink.
 fn read_to_string(r: &Resolved) -> Result<String, ToolError> {
     refuse_symlink(r)?;
-    let mut file = open_nofollow(&r.target, OpenOptions::new().read(true))?;
+    let (mut file, _) = open_regular_file(&r.target)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| ToolError::io(&e, "read", &r.target))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Opens a regular file for reading, with `O_NOFOLLOW`, and returns it with its size. Opened
+/// non-blocking so a FIFO (which `exec` can make) fails here instead of blocking the tool for
+/// ever; a regular file reads the same either way.
+fn open_regular_file(path: &Path) -> Result<(File, u64), ToolError> {
+    let file = open_with_flags(
+        path,
+        OpenOptions::new().read(true),
+        nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK,
+    )?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ToolError::io(&e, "fstat", path))?;
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
+    Ok((file, meta.len()))
 }
 
 enum WriteMode {
@@ -477,23 +491,41 @@ fn write_file(path: &Path, bytes: &[u8], mode: WriteMode) -> Result<(), ToolErro
         WriteMode::Truncate => options.write(true).create(true).truncate(true).mode(0o644),
         WriteMode::Append => options.append(true),
     };
-    let mut file = open_nofollow(path, &mut options)?;
+    // Non-blocking, so a FIFO fails (ENXIO without a reader) instead of blocking for ever.
+    let mut file = open_with_flags(
+        path,
+        &mut options,
+        nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK,
+    )?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ToolError::io(&e, "fstat", path))?;
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
     file.write_all(bytes)
         .map_err(|e| ToolError::io(&e, "write", path))
 }
 
+fn not_regular(path: &Path) -> ToolError {
+    ToolError::new(format!("{} is not a regular file", path.display()))
+}
+
 /// Opens with `O_NOFOLLOW`, so a symlink swapped in after the checks is refused (ELOOP).
 fn open_nofollow(path: &Path, options: &mut OpenOptions) -> Result<File, ToolError> {
-    options
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                symlink_denied()
-            } else {
-                ToolError::io(&e, "open", path)
-            }
-        })
+    open_with_flags(path, options, nix::libc::O_NOFOLLOW)
+}
+
+/// Opens with these `open(2)` flags (replacing any set before), mapping ELOOP to the symlink
+/// refusal.
+fn open_with_flags(path: &Path, options: &mut OpenOptions, flags: i32) -> Result<File, ToolError> {
+    options.custom_flags(flags).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(nix::libc::ELOOP) {
+            symlink_denied()
+        } else {
+            ToolError::io(&e, "open", path)
+        }
+    })
 }
 
 /// `Array.prototype.slice` index: truncated toward zero, negative from the end, clamped.
@@ -638,6 +670,34 @@ mod tests {
             fs::read_to_string(f.outside.join("secret.txt")).unwrap(),
             "secret"
         );
+    }
+
+    #[test]
+    fn reads_and_writes_refuse_a_fifo_instead_of_blocking() {
+        let f = fixture();
+        for name in ["pipe.txt", "pipe.png", "pipe.pdf"] {
+            nix::unistd::mkfifo(&f.path(name), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        }
+        let expected = |name: &str| format!("{} is not a regular file", f.path(name).display());
+        assert_eq!(
+            message(read_text_file(&f.ws, read("pipe.txt", None, None))),
+            expected("pipe.txt")
+        );
+        assert_eq!(
+            message(read_image_file(&f.ws, path("pipe.png"))),
+            expected("pipe.png")
+        );
+        assert_eq!(
+            message(read_pdf_file(&f.ws, path("pipe.pdf"))),
+            expected("pipe.pdf")
+        );
+        // Writing: no reader, so the open fails at once.
+        for result in [
+            write_text_file(&f.ws, write("pipe.txt", "x")),
+            append_text_file(&f.ws, write("pipe.txt", "x")),
+        ] {
+            assert!(message(result).starts_with("ENXIO"));
+        }
     }
 
     #[test]
