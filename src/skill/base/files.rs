@@ -511,13 +511,8 @@ fn not_regular(path: &Path) -> ToolError {
     ToolError::new(format!("{} is not a regular file", path.display()))
 }
 
-/// Opens with `O_NOFOLLOW`, so a symlink swapped in after the checks is refused (ELOOP).
-fn open_nofollow(path: &Path, options: &mut OpenOptions) -> Result<File, ToolError> {
-    open_with_flags(path, options, nix::libc::O_NOFOLLOW)
-}
-
 /// Opens with these `open(2)` flags (replacing any set before), mapping ELOOP to the symlink
-/// refusal.
+/// refusal: callers pass `O_NOFOLLOW`, so a symlink swapped in after the checks is refused.
 fn open_with_flags(path: &Path, options: &mut OpenOptions, flags: i32) -> Result<File, ToolError> {
     options.custom_flags(flags).open(path).map_err(|e| {
         if e.raw_os_error() == Some(nix::libc::ELOOP) {
