@@ -826,6 +826,23 @@ description = "Helps."
     }
 
     #[test]
+    fn base_skill_on_a_workspace_image_keeps_its_path_and_gets_a_writable_home() {
+        let mut request = request();
+        request.config.sandbox.workspace_image = Some("perstack-sandbox/bookworm:local".into());
+        let plan = plan(&request).expect("plan");
+        let image = &plan.images[plan.skills[0].image];
+        assert_eq!(image.role, ImageRole::BaseSkill);
+        assert_eq!(image.base, "perstack-sandbox/bookworm:local");
+        // The image's own PATH stays; HOME is the /tmp tmpfs (the root is read-only).
+        assert_eq!(image.config.env, [("HOME".to_string(), "/tmp".to_string())]);
+        // No passwd of ours on a real base, and the user is set per container: the invoker's.
+        assert!(image.files.iter().all(|f| f.path == BINARY_PATH));
+        assert_eq!(image.config.user, None);
+        assert_eq!(plan.skills[0].user, "1000:1000");
+        assert_eq!(plan.skills[0].env, []);
+    }
+
+    #[test]
     fn real_providers_get_a_network_and_images_dedupe() {
         let mut request = request();
         request.settings.provider = ProviderName::Anthropic;
