@@ -9,3 +9,4 @@ mod docker_run;
 mod interactive;
 mod streaming;
 mod support;
+mod workspace_image;
