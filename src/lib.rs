@@ -10,6 +10,7 @@ pub mod event;
 pub mod exit;
 pub mod ids;
 pub mod llm;
+pub mod proxy;
 pub mod render;
 pub mod runtime;
 pub mod sandbox;
