@@ -11,5 +11,8 @@ pub mod base;
 pub mod client;
 pub mod fixture;
 pub mod host;
+#[cfg(test)]
+pub mod http_fixture;
+pub mod legacy_sse;
 pub mod result;
 pub mod server;
