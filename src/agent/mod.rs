@@ -204,6 +204,11 @@ impl Run<'_> {
     /// One generation and whatever it asks for.
     async fn step(&mut self, input_messages: Option<Vec<Message>>) -> StepEnd {
         let mut step = self.new_step(input_messages);
+        // `lazyInit` skills connect in the background; the first listing waits for them.
+        if let Err(error) = self.agent.tools.ready().await {
+            let error = LlmError::fatal("SkillError", error.to_string());
+            return StepEnd::Finished(self.stop_by_error(step, (error, 0)));
+        }
         self.emit(RunPayload::StartGeneration {
             messages: self.checkpoint.messages.clone(),
         });

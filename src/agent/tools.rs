@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::llm::ToolSpec;
-use crate::skill::client::McpSkill;
+use crate::skill::client::{McpSkill, SkillConnectError};
+use crate::skill::lazy::LazySkill;
 use crate::skill::result::{ToolOutput, map_call_result};
 
 /// Two skills offer a tool of the same name; the model could not tell them apart.
@@ -22,6 +23,17 @@ pub struct DuplicateTool {
     pub second: String,
 }
 
+/// A skill connecting in the background (`lazyInit`) could not be added at the first listing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LazySkillError {
+    /// It failed to connect.
+    #[error(transparent)]
+    Connect(std::sync::Arc<SkillConnectError>),
+    /// One of its tools clashes with another skill's.
+    #[error(transparent)]
+    Duplicate(DuplicateTool),
+}
+
 struct Entry {
     skill_name: String,
     spec: ToolSpec,
@@ -32,15 +44,19 @@ struct Entry {
 #[derive(Default)]
 pub struct ToolSet {
     entries: Vec<Entry>,
+    /// `lazyInit` skills, still connecting.
+    lazy: Vec<LazySkill>,
+    /// Their tools, once [`ToolSet::ready`] has seen them connect; after `entries`.
+    late: tokio::sync::OnceCell<Vec<Entry>>,
 }
 
 impl std::fmt::Debug for ToolSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
             .entries(
-                self.entries
-                    .iter()
-                    .map(|e| format!("{}/{}", e.skill_name, e.spec.name)),
+                self.all()
+                    .map(|e| format!("{}/{}", e.skill_name, e.spec.name))
+                    .chain(self.lazy.iter().map(|l| format!("{}/… (connecting)", l.name))),
             )
             .finish()
     }
@@ -60,35 +76,48 @@ impl ToolSet {
         pick: &[String],
         omit: &[String],
     ) -> Result<(), DuplicateTool> {
-        for spec in &skill.tools {
-            if (!pick.is_empty() && !pick.contains(&spec.name)) || omit.contains(&spec.name) {
-                continue;
-            }
-            if let Some(existing) = self.entries.iter().find(|e| e.spec.name == spec.name) {
-                return Err(DuplicateTool {
-                    tool: spec.name.clone(),
-                    first: existing.skill_name.clone(),
-                    second: skill.name.clone(),
-                });
-            }
-            self.entries.push(Entry {
-                skill_name: skill.name.clone(),
-                spec: spec.clone(),
-                skill: skill.clone(),
-            });
+        add_filtered(&mut self.entries, &[], skill, pick, omit)
+    }
+
+    /// Adds a skill that is still connecting (`lazyInit`). Its tools join the set — after the
+    /// others, `pick`/`omit` applied — when [`ToolSet::ready`] has seen it connect.
+    pub fn add_lazy(&mut self, skill: LazySkill) {
+        self.lazy.push(skill);
+    }
+
+    /// Waits for the `lazyInit` skills and adds their tools. Call it before listing tools for a
+    /// generation; after the first success it returns at once.
+    pub async fn ready(&self) -> Result<(), LazySkillError> {
+        if self.lazy.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.late
+            .get_or_try_init(|| async {
+                let mut late = Vec::new();
+                for pending in &self.lazy {
+                    let skill = pending.connected().await.map_err(LazySkillError::Connect)?;
+                    add_filtered(&mut late, &self.entries, skill, &pending.pick, &pending.omit)
+                        .map_err(LazySkillError::Duplicate)?;
+                }
+                Ok(late)
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Every tool that can be called now: the connected skills', then the lazy ones' once ready.
+    fn all(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().chain(self.late.get().into_iter().flatten())
     }
 
     /// The tools to offer the model, in skill order.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.entries.iter().map(|e| e.spec.clone()).collect()
+        self.all().map(|e| e.spec.clone()).collect()
     }
 
     /// The skill that owns `tool`.
     pub fn skill_of(&self, tool: &str) -> Option<&str> {
-        self.entries
-            .iter()
+        self.all()
             .find(|e| e.spec.name == tool)
             .map(|e| e.skill_name.as_str())
     }
@@ -96,8 +125,8 @@ impl ToolSet {
     /// Runs one call. Unknown tools, MCP errors and dead skills all come back as error output,
     /// so the model can react and the run goes on.
     pub async fn call(&self, tool: &str, args: &Value) -> ToolOutput {
-        let Some(entry) = self.entries.iter().find(|e| e.spec.name == tool) else {
-            let known: Vec<&str> = self.entries.iter().map(|e| e.spec.name.as_str()).collect();
+        let Some(entry) = self.all().find(|e| e.spec.name == tool) else {
+            let known: Vec<&str> = self.all().map(|e| e.spec.name.as_str()).collect();
             return ToolOutput::error(format!(
                 "Error calling tool {tool}: no such tool (available: {})",
                 known.join(", ")
@@ -108,6 +137,39 @@ impl ToolSet {
             Err(failure) => ToolOutput::error(failure.0),
         }
     }
+}
+
+/// Appends `skill`'s tools to `entries`, filtered by `pick` (a whitelist when non-empty; unknown
+/// names are ignored) and `omit`, refusing a name already in `entries` or `before`.
+fn add_filtered(
+    entries: &mut Vec<Entry>,
+    before: &[Entry],
+    skill: Arc<McpSkill>,
+    pick: &[String],
+    omit: &[String],
+) -> Result<(), DuplicateTool> {
+    for spec in &skill.tools {
+        if (!pick.is_empty() && !pick.contains(&spec.name)) || omit.contains(&spec.name) {
+            continue;
+        }
+        if let Some(existing) = before
+            .iter()
+            .chain(entries.iter())
+            .find(|e| e.spec.name == spec.name)
+        {
+            return Err(DuplicateTool {
+                tool: spec.name.clone(),
+                first: existing.skill_name.clone(),
+                second: skill.name.clone(),
+            });
+        }
+        entries.push(Entry {
+            skill_name: skill.name.clone(),
+            spec: spec.clone(),
+            skill: skill.clone(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod fixture;
 pub mod host;
 #[cfg(test)]
 pub mod http_fixture;
+pub mod lazy;
 pub mod legacy_sse;
 pub mod result;
 pub mod server;
