@@ -56,7 +56,11 @@ impl std::fmt::Debug for ToolSet {
             .entries(
                 self.all()
                     .map(|e| format!("{}/{}", e.skill_name, e.spec.name))
-                    .chain(self.lazy.iter().map(|l| format!("{}/… (connecting)", l.name))),
+                    .chain(
+                        self.lazy
+                            .iter()
+                            .map(|l| format!("{}/… (connecting)", l.name)),
+                    ),
             )
             .finish()
     }
@@ -96,8 +100,14 @@ impl ToolSet {
                 let mut late = Vec::new();
                 for pending in &self.lazy {
                     let skill = pending.connected().await.map_err(LazySkillError::Connect)?;
-                    add_filtered(&mut late, &self.entries, skill, &pending.pick, &pending.omit)
-                        .map_err(LazySkillError::Duplicate)?;
+                    add_filtered(
+                        &mut late,
+                        &self.entries,
+                        skill,
+                        &pending.pick,
+                        &pending.omit,
+                    )
+                    .map_err(LazySkillError::Duplicate)?;
                 }
                 Ok(late)
             })
@@ -107,7 +117,9 @@ impl ToolSet {
 
     /// Every tool that can be called now: the connected skills', then the lazy ones' once ready.
     fn all(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().chain(self.late.get().into_iter().flatten())
+        self.entries
+            .iter()
+            .chain(self.late.get().into_iter().flatten())
     }
 
     /// The tools to offer the model, in skill order.

@@ -316,7 +316,8 @@ mod tests {
         events
             .iter()
             .position(|e| {
-                e["type"] == kind && skill.is_none_or(|s| e["skillName"] == s || e["skillName"].is_null())
+                e["type"] == kind
+                    && skill.is_none_or(|s| e["skillName"] == s || e["skillName"].is_null())
             })
             .unwrap_or_else(|| panic!("no {kind} for {skill:?} in {events:#?}"))
     }
@@ -381,13 +382,20 @@ text = "done"
         assert_eq!(call["stepNumber"], 1);
         assert_eq!(call["toolCalls"][0]["skillName"], "late");
         let results = &events[position(&events, "resolveToolResults", None)];
-        assert_eq!(results["toolResults"][0]["result"][0]["text"], "late but here");
+        assert_eq!(
+            results["toolResults"][0]["result"][0]["text"],
+            "late but here"
+        );
     }
 
     #[tokio::test]
     async fn a_lazy_skill_that_fails_to_connect_stops_the_run_with_the_cause() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let args = runtime(dir.path(), vec![stdio_skill("late", true, &[])], ECHO_THEN_DONE);
+        let args = runtime(
+            dir.path(),
+            vec![stdio_skill("late", true, &[])],
+            ECHO_THEN_DONE,
+        );
         // Something listens, but hangs up without speaking MCP.
         let listener = UnixListener::bind(dir.path().join("late")).expect("bind");
         let _rude = tokio::spawn(async move {
@@ -396,7 +404,9 @@ text = "done"
             }
         });
         let (sink, mut rx) = EventSink::channel();
-        let outcome = run_inner(&args, &sink).await.expect("the run itself starts");
+        let outcome = run_inner(&args, &sink)
+            .await
+            .expect("the run itself starts");
         drop(sink);
         let mut events = Vec::new();
         while let Some(event) = rx.recv().await {
@@ -407,14 +417,21 @@ text = "done"
         };
         assert_eq!(error.name, "SkillError");
         assert!(
-            error.message.starts_with("skill `late`: MCP handshake failed"),
+            error
+                .message
+                .starts_with("skill `late`: MCP handshake failed"),
             "{}",
             error.message
         );
         let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
         assert_eq!(
             types,
-            ["initializeRuntime", "skillStarting", "startRun", "stopRunByError"]
+            [
+                "initializeRuntime",
+                "skillStarting",
+                "startRun",
+                "stopRunByError"
+            ]
         );
     }
 
@@ -458,7 +475,11 @@ text = "done"
         assert_eq!(events[0]["args"], json!([]));
         assert_eq!(events[1]["type"], "skillConnected");
         assert_eq!(events[1]["serverInfo"]["name"], "perstack-sandbox-fixture");
-        assert!(events[1].get("spawnDurationMs").is_none(), "{:#}", events[1]);
+        assert!(
+            events[1].get("spawnDurationMs").is_none(),
+            "{:#}",
+            events[1]
+        );
         assert!(events[1]["totalDurationMs"].is_u64());
     }
 }

@@ -184,13 +184,12 @@ impl McpSkill {
     {
         let started = Instant::now();
         let (read, write) = tokio::io::split(stream);
-        let service = client_config()
-            .serve((read, write))
-            .await
-            .map_err(|e| SkillConnectError::Handshake {
+        let service = client_config().serve((read, write)).await.map_err(|e| {
+            SkillConnectError::Handshake {
                 skill: name.to_string(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         McpSkill::discover(name, service, started).await
     }
 
@@ -355,11 +354,13 @@ fn describe_init_error(error: &ClientInitializeError) -> String {
     };
     let mut words = error.error.to_string();
     // rmcp's `Client(reqwest::Error)` does not expose the reqwest error as its source.
-    let mut cause: Option<&(dyn std::error::Error + 'static)> =
-        match error.error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
-            Some(StreamableHttpError::Client(inner)) => inner.source(),
-            _ => error.error.source(),
-        };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = match error
+        .error
+        .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+    {
+        Some(StreamableHttpError::Client(inner)) => inner.source(),
+        _ => error.error.source(),
+    };
     while let Some(inner) = cause {
         let text = inner.to_string();
         if !words.contains(&text) {
@@ -417,7 +418,10 @@ mod tests {
             Some(SERVER_NAME)
         );
         let names: Vec<&str> = skill.tools.iter().map(|t| t.name.as_str()).collect();
-        assert!(names.contains(&"echo") && names.contains(&"fail"), "{names:?}");
+        assert!(
+            names.contains(&"echo") && names.contains(&"fail"),
+            "{names:?}"
+        );
         let echoed = skill
             .call("echo", &json!({"text": "over http"}))
             .await

@@ -158,7 +158,9 @@ async fn connection(socket: tokio::net::TcpStream, state: Arc<State>) {
             log.push(format!("{method} {path}"));
         }
         let keep_open = match (state.mode, method.as_str(), path.as_str()) {
-            (Mode::StreamableHttp, "POST", "/mcp") => streamable_post(&state, &body, &mut write).await,
+            (Mode::StreamableHttp, "POST", "/mcp") => {
+                streamable_post(&state, &body, &mut write).await
+            }
             (Mode::StreamableHttp, "DELETE", "/mcp") => respond(&mut write, 200, "", &[]).await,
             (Mode::LegacySse, "GET", "/mcp") => {
                 event_stream(&state, &mut write).await;

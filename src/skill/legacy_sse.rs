@@ -213,13 +213,16 @@ impl Transport<RoleClient> for LegacySseTransport {
         let http = self.http.clone();
         let url = self.post_url.clone();
         async move {
-            let response = http.post(url.clone()).json(&item).send().await.map_err(|source| {
-                LegacySseError::Request {
+            let response = http
+                .post(url.clone())
+                .json(&item)
+                .send()
+                .await
+                .map_err(|source| LegacySseError::Request {
                     method: "POST",
                     url: url.to_string(),
                     source,
-                }
-            })?;
+                })?;
             if !response.status().is_success() {
                 return Err(LegacySseError::Status {
                     method: "POST",
@@ -269,7 +272,9 @@ mod tests {
             "https://mcp.example.com/messages?sessionId=abc"
         );
         assert_eq!(
-            same_origin_join(&base, "messages").expect("relative").as_str(),
+            same_origin_join(&base, "messages")
+                .expect("relative")
+                .as_str(),
             "https://mcp.example.com/v1/messages"
         );
         assert!(same_origin_join(&base, "https://mcp.example.com/m").is_ok());
