@@ -115,6 +115,23 @@ impl ToolSet {
             .map(|_| ())
     }
 
+    /// Closes every skill's connection (the end of a run segment) and waits until each has
+    /// ended. Skills still connecting are abandoned when the set is dropped.
+    pub async fn close(&self) {
+        let mut skills: Vec<Arc<McpSkill>> = Vec::new();
+        let connected = self.all().map(|e| e.skill.clone());
+        for skill in connected.chain(self.lazy.iter().filter_map(LazySkill::peek)) {
+            if !skills.iter().any(|s| Arc::ptr_eq(s, &skill)) {
+                skills.push(skill);
+            }
+        }
+        futures::future::join_all(skills.iter().map(|skill| {
+            skill.close();
+            skill.ended()
+        }))
+        .await;
+    }
+
     /// Every tool that can be called now: the connected skills', then the lazy ones' once ready.
     fn all(&self) -> impl Iterator<Item = &Entry> {
         self.entries

@@ -195,6 +195,8 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
         run_id: &args.run_id,
     };
     let outcome = agent.run(expert, &delegates, &args.query, 1).await;
+    // Skills are closed at the end of each run segment (`skillDisconnected`).
+    tools.close().await;
     Ok(outcome)
 }
 

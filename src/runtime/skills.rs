@@ -187,7 +187,19 @@ impl SkillEvents {
         ));
     }
 
+    /// `skillConnected` now, and `skillDisconnected` when the connection ends: closed at the
+    /// end of the run segment, or the server went away.
     fn connected(&self, skill: &McpSkill, timings: &ConnectTimings, spawn_ms: Option<u64>) {
+        let ended = skill.ended();
+        let (events, name) = (self.clone(), skill.name.clone());
+        tokio::spawn(async move {
+            ended.await;
+            events.sink.emit(Event::runtime(
+                &events.job_id,
+                &events.run_id,
+                RuntimePayload::SkillDisconnected { skill_name: name },
+            ));
+        });
         self.sink.emit(Event::runtime(
             &self.job_id,
             &self.run_id,
@@ -386,6 +398,10 @@ text = "done"
             results["toolResults"][0]["result"][0]["text"],
             "late but here"
         );
+        // Both are closed at the end of the run segment.
+        let complete = position(&events, "completeRun", None);
+        assert!(complete < position(&events, "skillDisconnected", Some("eager")));
+        assert!(complete < position(&events, "skillDisconnected", Some("late")));
     }
 
     #[tokio::test]
@@ -465,6 +481,8 @@ text = "done"
         assert_eq!(tools.skill_of("echo"), Some("remote"));
         let out = tools.call("echo", &json!({"text": "from afar"})).await;
         assert_eq!(out.parts[0].as_text(), Some("from afar"));
+        tools.close().await;
+        drop(tools);
 
         let mut events = Vec::new();
         while let Some(event) = rx.recv().await {
@@ -481,5 +499,52 @@ text = "done"
             events[1]
         );
         assert!(events[1]["totalDurationMs"].is_u64());
+        assert_eq!(events[2]["type"], "skillDisconnected");
+        assert_eq!(events[2]["skillName"], "remote");
+        assert_eq!(events.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_skill_whose_server_goes_away_is_reported_disconnected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = runtime(
+            dir.path(),
+            vec![stdio_skill("flaky", false, &[])],
+            ECHO_THEN_DONE,
+        );
+        let spec: RuntimeSpec =
+            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
+        // One connection, served on this one task.
+        let listener = UnixListener::bind(dir.path().join("flaky")).expect("bind");
+        let server = tokio::spawn(async move {
+            if let Ok((stream, _)) = listener.accept().await
+                && let Ok(service) = Handler(FixtureServer).serve(stream).await
+            {
+                let _ = service.waiting().await;
+            }
+        });
+        let (sink, mut rx) = EventSink::channel();
+        let tools = connect_skills(&args, &spec, &spec.experts["main"], &sink)
+            .await
+            .expect("connects");
+        let mut types = Vec::new();
+        while types.last().map(String::as_str) != Some("skillConnected") {
+            let event = json_of(&rx.recv().await.expect("event"));
+            types.push(event["type"].as_str().unwrap_or("").to_string());
+        }
+        // The server dies (its task, with the socket's server end, is gone).
+        server.abort();
+        let disconnected = json_of(&rx.recv().await.expect("skillDisconnected"));
+        assert_eq!(disconnected["type"], "skillDisconnected");
+        assert_eq!(disconnected["skillName"], "flaky");
+        // A call now is an error result for the model, not a crash of the run.
+        let out = tools.call("echo", &json!({"text": "anyone?"})).await;
+        assert!(out.is_error);
+        drop(tools);
+        drop(sink);
+        assert!(
+            rx.recv().await.is_none(),
+            "nothing more, and no second disconnect"
+        );
     }
 }

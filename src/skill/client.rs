@@ -128,7 +128,12 @@ pub struct McpSkill {
     pub server_info: Option<ServerInfo>,
     /// The tools it offers (before `pick`/`omit`).
     pub tools: Vec<ToolSpec>,
-    service: RunningService<RoleClient, ClientConfig>,
+    /// Sends requests; the connection itself runs on a task that owns the rmcp service.
+    peer: rmcp::service::Peer<RoleClient>,
+    /// Cancels that task (taken by the first close).
+    cancel: std::sync::Mutex<Option<rmcp::service::RunningServiceCancellationToken>>,
+    /// Becomes true when the connection has ended, for whatever reason.
+    ended: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for McpSkill {
@@ -259,12 +264,21 @@ impl McpSkill {
             discovery_ms: ms(discovery_started.elapsed()),
             total_ms: ms(started.elapsed()),
         };
+        let peer = service.peer().clone();
+        let cancel = std::sync::Mutex::new(Some(service.cancellation_token()));
+        let (ended_tx, ended) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _ = service.waiting().await;
+            let _ = ended_tx.send(true);
+        });
         Ok((
             McpSkill {
                 name: name.to_string(),
                 server_info,
                 tools,
-                service,
+                peer,
+                cancel,
+                ended,
             },
             timings,
         ))
@@ -277,7 +291,7 @@ impl McpSkill {
         if let Value::Object(map) = args {
             params.arguments = Some(map.clone());
         }
-        match self.service.call_tool(params).await {
+        match self.peer.call_tool(params).await {
             Ok(result) => serde_json::to_value(&result)
                 .map_err(|e| CallFailure(format!("Error calling tool {tool}: {e}"))),
             Err(rmcp::service::ServiceError::McpError(error)) => Err(CallFailure(format!(
@@ -392,6 +406,29 @@ fn refused_with_client_error(error: &ClientInitializeError) -> Option<u16> {
     }?;
     // 401 and 403 are about credentials, not the transport.
     ((400..500).contains(&status) && status != 401 && status != 403).then_some(status)
+}
+
+impl McpSkill {
+    /// Ends the connection (a server that outlives it sees its transport close).
+    pub fn close(&self) {
+        if let Some(cancel) = self.cancel.lock().ok().and_then(|mut c| c.take()) {
+            cancel.cancel();
+        }
+    }
+
+    /// Resolves once the connection has ended: closed by us, or the server went away.
+    pub fn ended(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut ended = self.ended.clone();
+        async move {
+            let _ = ended.wait_for(|ended| *ended).await;
+        }
+    }
+}
+
+impl Drop for McpSkill {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 fn ms(d: Duration) -> u64 {

@@ -12,8 +12,7 @@ use super::client::{McpSkill, SkillConnectError};
 /// The outcome of a background connection, shareable by everyone who awaits it.
 pub type Connection = Result<Arc<McpSkill>, Arc<SkillConnectError>>;
 
-/// A skill whose connection is under way.
-#[derive(Clone)]
+/// A skill whose connection is under way. Dropping it abandons a connection still under way.
 pub struct LazySkill {
     /// The skill's name in `perstack.toml`.
     pub name: String,
@@ -22,6 +21,7 @@ pub struct LazySkill {
     /// Its `omit` list.
     pub omit: Vec<String>,
     connection: Shared<BoxFuture<'static, Connection>>,
+    task: tokio::task::AbortHandle,
 }
 
 impl std::fmt::Debug for LazySkill {
@@ -39,6 +39,7 @@ impl LazySkill {
         F: Future<Output = Result<McpSkill, SkillConnectError>> + Send + 'static,
     {
         let task = tokio::spawn(connect);
+        let abort = task.abort_handle();
         let skill = name.to_string();
         let connection = async move {
             match task.await {
@@ -57,11 +58,26 @@ impl LazySkill {
             pick: pick.to_vec(),
             omit: omit.to_vec(),
             connection,
+            task: abort,
         }
     }
 
     /// Waits until the skill is connected (or has failed to).
     pub async fn connected(&self) -> Connection {
         self.connection.clone().await
+    }
+
+    /// The skill, if it has connected by now and someone has awaited it.
+    pub fn peek(&self) -> Option<Arc<McpSkill>> {
+        self.connection
+            .peek()
+            .and_then(|c| c.as_ref().ok().cloned())
+    }
+}
+
+impl Drop for LazySkill {
+    fn drop(&mut self) {
+        // The run segment is over: do not keep a connecting task (and its events) alive.
+        self.task.abort();
     }
 }
