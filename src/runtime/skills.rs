@@ -452,6 +452,32 @@ text = "done"
     }
 
     #[tokio::test]
+    async fn a_lazy_skill_clashing_with_another_stops_the_run_naming_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = runtime(
+            dir.path(),
+            vec![
+                stdio_skill("eager", false, &[]),
+                stdio_skill("late", true, &[]),
+            ],
+            ECHO_THEN_DONE,
+        );
+        let _eager = listen(&dir.path().join("eager"));
+        let _late = listen(&dir.path().join("late"));
+        let (sink, _rx) = EventSink::channel();
+        let outcome = run_inner(&args, &sink)
+            .await
+            .expect("the run itself starts");
+        let RunOutcome::StoppedByError(error) = outcome else {
+            panic!("expected a stop by error, got {outcome:?}");
+        };
+        assert_eq!(
+            error.message,
+            "tool `echo` is offered by both skill `eager` and skill `late`; hide one with `pick` or `omit` in perstack.toml"
+        );
+    }
+
+    #[tokio::test]
     async fn a_remote_skill_is_connected_with_its_endpoint_and_pick_applied() {
         let dir = tempfile::tempdir().expect("tempdir");
         let server = serve(FixtureServer, Mode::LegacySse).await;
