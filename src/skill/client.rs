@@ -490,6 +490,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn streamable_http_responses_may_come_as_event_streams() {
+        let server = serve(FixtureServer, Mode::StreamableHttpEvents).await;
+        let (skill, _, transport) = McpSkill::connect_http("remote", &server.url, &http(), WAIT)
+            .await
+            .expect("connects");
+        assert_eq!(transport, RemoteTransport::StreamableHttp);
+        exercise(&skill).await;
+    }
+
+    #[tokio::test]
     async fn a_server_that_refuses_streamable_http_is_reached_over_legacy_sse() {
         let server = serve(FixtureServer, Mode::LegacySse).await;
         let (skill, _, transport) = McpSkill::connect_http("remote", &server.url, &http(), WAIT)

@@ -5,6 +5,8 @@
 //! - [`Mode::StreamableHttp`]: `POST /mcp` carries one JSON-RPC message; a request is answered
 //!   with its JSON-RPC response as `application/json`, anything else with `202`. The first answer
 //!   carries an `mcp-session-id`. `GET /mcp` (the optional server stream) is refused with `405`.
+//! - [`Mode::StreamableHttpEvents`]: the same, but a request's response comes as a one-event
+//!   `text/event-stream` (what many servers send).
 //! - [`Mode::LegacySse`]: `GET /mcp` opens the event stream, which first names the message URL in
 //!   an `endpoint` event; `POST /messages?sessionId=1` is answered `202` and the server's reply
 //!   comes as a `message` event. `POST /mcp` is refused with `405`, as a server that predates
@@ -27,8 +29,10 @@ use rmcp::ServiceExt;
 /// Which transport the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Streamable HTTP only.
+    /// Streamable HTTP only, responses as JSON.
     StreamableHttp,
+    /// Streamable HTTP only, responses as an event stream.
+    StreamableHttpEvents,
     /// The older HTTP+SSE transport only.
     LegacySse,
 }
@@ -92,7 +96,7 @@ pub async fn serve<T: ToolServer>(server: T, mode: Mode) -> McpHttpServer {
                 Mode::LegacySse => {
                     let _ = events_tx.send(line);
                 }
-                Mode::StreamableHttp => {
+                Mode::StreamableHttp | Mode::StreamableHttpEvents => {
                     let Ok(message) = serde_json::from_str::<Value>(&line) else {
                         continue;
                     };
@@ -158,10 +162,12 @@ async fn connection(socket: tokio::net::TcpStream, state: Arc<State>) {
             log.push(format!("{method} {path}"));
         }
         let keep_open = match (state.mode, method.as_str(), path.as_str()) {
-            (Mode::StreamableHttp, "POST", "/mcp") => {
+            (Mode::StreamableHttp | Mode::StreamableHttpEvents, "POST", "/mcp") => {
                 streamable_post(&state, &body, &mut write).await
             }
-            (Mode::StreamableHttp, "DELETE", "/mcp") => respond(&mut write, 200, "", &[]).await,
+            (Mode::StreamableHttp | Mode::StreamableHttpEvents, "DELETE", "/mcp") => {
+                respond(&mut write, 200, "", &[]).await
+            }
             (Mode::LegacySse, "GET", "/mcp") => {
                 event_stream(&state, &mut write).await;
                 return;
@@ -199,6 +205,15 @@ async fn streamable_post(state: &State, body: &str, write: &mut OwnedWriteHalf) 
     let Ok(response) = rx.await else {
         return respond(write, 500, "server gone", &[]).await;
     };
+    if state.mode == Mode::StreamableHttpEvents {
+        return respond(
+            write,
+            200,
+            &format!("event: message\ndata: {response}\n\n"),
+            &[("content-type", "text/event-stream"), session[0]],
+        )
+        .await;
+    }
     respond(
         write,
         200,
