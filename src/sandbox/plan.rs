@@ -457,9 +457,11 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         env: request.runtime_env.clone(),
         cmd,
         mounts,
-        // The mock provider needs no network at all; real providers get the default bridge
-        // until the egress proxy restricts it to the provider's domain.
-        network: if settings.provider == ProviderName::Mock {
+        // The mock provider needs no network at all; real providers and remote (`mcpSseSkill`)
+        // skills get the default bridge until the egress proxy restricts it to their domains.
+        network: if settings.provider == ProviderName::Mock
+            && !reaches_remote_skills(config, &closure)
+        {
             NetworkPlan::None
         } else {
             NetworkPlan::Bridge
@@ -474,6 +476,19 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         runtime,
         spec,
     })
+}
+
+/// Whether an Expert of the closure has an `mcpSseSkill`, which the runtime reaches over HTTP.
+fn reaches_remote_skills(config: &Config, closure: &[String]) -> bool {
+    closure
+        .iter()
+        .filter_map(|key| config.experts.get(key))
+        .any(|expert| {
+            expert
+                .skills
+                .values()
+                .any(|s| matches!(s, Skill::McpSse(_)))
+        })
 }
 
 /// The Expert and every Expert it can reach through `delegates`, each once, in BFS order.
@@ -851,6 +866,32 @@ description = "Helps."
         // Both Experts' base skills share one image; web has its own; plus the runtime.
         assert_eq!(plan.images.len(), 3);
         assert_eq!(plan.skills[0].image, plan.skills[2].image);
+    }
+
+    #[test]
+    fn a_remote_skill_in_the_closure_gives_the_runtime_a_network_and_no_container() {
+        let mut request = request();
+        let remote = "[experts.helper.skills.remote]\ntype = \"mcpSseSkill\"\n\
+                      endpoint = \"https://mcp.example.com/mcp\"\n";
+        let text = format!("{CONFIG}{remote}");
+        request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+            .expect("valid")
+            .config;
+        let plan = plan(&request).expect("plan");
+        // Even with the mock provider: the helper's remote skill is reached from the runtime.
+        assert_eq!(plan.runtime.network, NetworkPlan::Bridge);
+        assert!(
+            plan.skills
+                .iter()
+                .all(|s| s.skill.as_deref() != Some("remote"))
+        );
+        assert!(plan.spec.skills.iter().all(|e| e.skill != "remote"));
+        // The runtime finds its endpoint in the Expert it carries.
+        let helper = &plan.spec.experts["helper"];
+        assert!(matches!(
+            &helper.skills["remote"],
+            Skill::McpSse(sse) if sse.endpoint == "https://mcp.example.com/mcp"
+        ));
     }
 
     #[test]

@@ -16,5 +16,9 @@ pub mod client;
 pub const MAX_MESSAGE_BYTES: usize = 48 * 1024 * 1024;
 pub mod fixture;
 pub mod host;
+#[cfg(test)]
+pub mod http_fixture;
+pub mod lazy;
+pub mod legacy_sse;
 pub mod result;
 pub mod server;
