@@ -45,7 +45,7 @@ pub struct Job {
     pub status: JobStatus,
     /// The Expert the job was started with; only its checkpoints are continued.
     pub coordinator_expert_key: String,
-    /// The highest step number reached (steps are job-global).
+    /// The highest step number of a stored checkpoint (steps are job-global).
     pub total_steps: u32,
     /// The step limit of the latest run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,10 +74,11 @@ impl Job {
         }
     }
 
-    /// The job as a new run of it begins: running again, with that run's step limit; steps,
-    /// usage and the start time carry on.
-    pub fn resumed(mut self, max_steps: u32) -> Job {
+    /// The job as a new run of it begins: running again, with that run's coordinator and step
+    /// limit; steps, usage and the start time carry on.
+    pub fn resumed(mut self, coordinator_expert_key: &str, max_steps: u32) -> Job {
         self.status = JobStatus::Running;
+        self.coordinator_expert_key = coordinator_expert_key.to_string();
         self.max_steps = Some(max_steps);
         self.finished_at = None;
         self

@@ -102,14 +102,20 @@ impl Writer {
             event_type,
             line,
         )?;
-        self.job.total_steps = self
-            .job
-            .total_steps
-            .max(u32::try_from(step).unwrap_or(u32::MAX));
         let Some(checkpoint) = value.get("checkpoint") else {
             return Ok(());
         };
         self.store.write_checkpoint(&self.job.id, checkpoint)?;
+        // Steps the job has taken = the highest step a stored checkpoint finished (steps are
+        // job-global, so a delegate's count too).
+        let finished = checkpoint
+            .get("stepNumber")
+            .and_then(Value::as_u64)
+            .unwrap_or(step);
+        self.job.total_steps = self
+            .job
+            .total_steps
+            .max(u32::try_from(finished).unwrap_or(u32::MAX));
         if text("expertKey") == self.job.coordinator_expert_key {
             if let Some(usage) = checkpoint
                 .get("usage")

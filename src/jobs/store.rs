@@ -257,7 +257,7 @@ impl JobStore {
                     .ok()
             })
             .collect();
-        jobs.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.started_at));
         jobs
     }
 
@@ -267,7 +267,7 @@ impl JobStore {
             return Vec::new();
         }
         let mut runs = runs_in(&self.job_dir(job_id));
-        runs.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        runs.sort_by_key(|run| std::cmp::Reverse(run.updated_at));
         runs
     }
 
@@ -277,7 +277,7 @@ impl JobStore {
             .iter()
             .flat_map(|dir| runs_in(dir))
             .collect();
-        runs.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        runs.sort_by_key(|run| std::cmp::Reverse(run.updated_at));
         runs
     }
 
