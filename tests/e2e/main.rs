@@ -4,6 +4,8 @@
 
 mod cli;
 mod config_rules;
+mod delegation;
 mod docker_run;
+mod interactive;
 mod jobs;
 mod support;
