@@ -334,6 +334,60 @@ fn continue_job_with_resume_from_continues_from_the_chosen_checkpoint() {
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
 
+#[test]
+fn a_run_stopped_by_an_interactive_tool_is_answered_with_i() {
+    if !require_docker() {
+        return;
+    }
+    let mut run = TestRun::new("e2e/interactive/perstack.toml", "painter");
+    run.run().assert_code(4);
+    let job = read_json(&job_dir(&run).join("job.json"));
+    assert_eq!(job["status"], "stoppedByInteractiveTool");
+
+    // Continuing without the answer is refused before anything starts.
+    let refused = run.run_with(&["--continue"]);
+    refused.assert_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("waits for the answer to `askColour`"),
+        "{}",
+        refused.stderr
+    );
+
+    // The query is the answer to the pending call, found in the checkpoint.
+    run.query = "blue".to_string();
+    let answered = run.run_with(&["--continue", "-i"]);
+    answered.assert_code(0);
+    assert_eq!(
+        answered.of_type("completeRun")[0]["text"],
+        "Painted it as asked."
+    );
+    assert_eq!(
+        answered.of_type("startRun")[0]["stepNumber"],
+        2,
+        "steps go on"
+    );
+    let runs = names(&job_dir(&run).join("runs"));
+    let answered_run = run_id(&answered);
+    assert!(runs.contains(&answered_run), "{runs:?}");
+    let setting = read_json(
+        &job_dir(&run)
+            .join("runs")
+            .join(&answered_run)
+            .join("run-setting.json"),
+    );
+    assert_eq!(
+        setting["input"],
+        serde_json::json!({"interactiveToolCallResult": {
+            "toolCallId": "ask-colour-1", "toolName": "askColour", "skillName": "user", "text": "blue"
+        }})
+    );
+    let job = read_json(&job_dir(&run).join("job.json"));
+    assert_eq!(job["status"], "completed");
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
 // ---- usage errors: nothing starts ----
 
 fn usage_error(run: &TestRun, extra: &[&str]) -> String {
