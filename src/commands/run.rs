@@ -300,7 +300,11 @@ fn resume_from(
     args: &RunArgs,
 ) -> Result<(String, Resume), crate::jobs::JobsError> {
     let stored = select_checkpoint(store, from, &args.expert)?;
-    check_input(&stored.checkpoint, args.interactive_tool_call_result)?;
+    check_input(
+        &stored.checkpoint,
+        args.interactive_tool_call_result,
+        &args.query,
+    )?;
     let answer = if args.interactive_tool_call_result {
         Some(interactive_answer(&stored.checkpoint, &args.query)?)
     } else {

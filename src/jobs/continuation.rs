@@ -7,8 +7,8 @@
 //! - `--continue`: the same, for the job of the most recently updated run in this workspace.
 //!
 //! The checkpoint must belong to the Expert being run. Its status decides the input: a run
-//! stopped by an interactive tool (or waiting on a delegate) needs the answer (`-i`); any other
-//! needs a query, which becomes a new user message.
+//! stopped by an interactive tool needs the answer (`-i`); a run interrupted while its delegates
+//! worked runs them again; any other needs a query, which becomes a new user message.
 
 use serde_json::Value;
 
@@ -103,33 +103,43 @@ fn latest_of_coordinator(
         .rfind(|c| c.checkpoint.expert.key == coordinator))
 }
 
-/// Whether a run continuing from `checkpoint` needs the answer to a pending tool call rather
-/// than a query.
-pub fn needs_tool_answer(checkpoint: &Checkpoint) -> bool {
-    matches!(
-        checkpoint.status,
-        CheckpointStatus::StoppedByInteractiveTool | CheckpointStatus::StoppedByDelegate
-    )
-}
-
-/// Checks that the input fits the checkpoint: `-i` exactly when it waits for a tool's answer.
-pub fn check_input(checkpoint: &Checkpoint, interactive: bool) -> Result<(), JobsError> {
-    match (needs_tool_answer(checkpoint), interactive) {
-        (true, false) => Err(JobsError::AnswerNeeded {
+/// Checks that the input fits the checkpoint (§5 `Init`), as the runtime will:
+/// - a run stopped by an interactive tool needs its answer (`-i`);
+/// - `-i` needs a run that waits for an answer (stopped by an interactive tool, or interrupted
+///   while its delegates worked);
+/// - otherwise the query becomes a new message, so it must not be blank — except for a run
+///   interrupted while its delegates worked, whose delegates simply run again.
+pub fn check_input(
+    checkpoint: &Checkpoint,
+    interactive: bool,
+    query: &str,
+) -> Result<(), JobsError> {
+    let status = checkpoint.status;
+    let waits_for_delegates = status == CheckpointStatus::StoppedByDelegate;
+    let waits_for_user = status == CheckpointStatus::StoppedByInteractiveTool;
+    if waits_for_user && !interactive {
+        return Err(JobsError::AnswerNeeded {
             checkpoint_id: checkpoint.id.clone(),
             tool: first_tool_call(checkpoint)
                 .map(|(_, name)| name)
                 .unwrap_or_else(|| "a tool".to_string()),
-        }),
-        (false, true) => Err(JobsError::NothingToAnswer {
+        });
+    }
+    if interactive && !(waits_for_user || waits_for_delegates) {
+        return Err(JobsError::NothingToAnswer {
             checkpoint_id: checkpoint.id.clone(),
-            status: serde_json::to_value(checkpoint.status)
+            status: serde_json::to_value(status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
-        }),
-        _ => Ok(()),
+        });
     }
+    if !interactive && !waits_for_delegates && query.trim().is_empty() {
+        return Err(JobsError::QueryNeeded {
+            checkpoint_id: checkpoint.id.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// The `-i` answer: the query itself when it is the JSON object

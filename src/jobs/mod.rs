@@ -109,6 +109,14 @@ pub enum JobsError {
         /// Its status.
         status: String,
     },
+    /// A continuation that needs a query got a blank one.
+    #[error(
+        "continuing from checkpoint `{checkpoint_id}` needs a query: what should the Expert do next?"
+    )]
+    QueryNeeded {
+        /// The checkpoint.
+        checkpoint_id: String,
+    },
     /// `-i` with a plain-text answer, but the checkpoint has no tool call to answer.
     #[error(
         "checkpoint `{checkpoint_id}` has no tool call to answer\n  hint: give the answer as JSON: {{\"toolCallId\",\"toolName\",\"skillName\",\"text\"}}"

@@ -565,23 +565,38 @@ fn a_json_answer_is_taken_as_it_is() {
 
 #[test]
 fn the_input_must_fit_the_checkpoints_status() {
+    use crate::event::CheckpointStatus;
     let waiting = stopped_by_interactive_tool();
-    assert!(check_input(&waiting, true).is_ok());
+    assert!(check_input(&waiting, true, "blue").is_ok());
     assert_eq!(
-        check_input(&waiting, false)
+        check_input(&waiting, false, "blue")
             .expect_err("needs -i")
             .to_string(),
         "checkpoint `cp` waits for the answer to `askUser`\n  hint: pass the answer as the query with -i/--interactive-tool-call-result"
     );
-    let mut proceeding = waiting.clone();
-    proceeding.status = crate::event::CheckpointStatus::Proceeding;
-    assert!(check_input(&proceeding, false).is_ok());
+    let with_status = |status| {
+        let mut checkpoint = waiting.clone();
+        checkpoint.status = status;
+        checkpoint
+    };
+    let proceeding = with_status(CheckpointStatus::Proceeding);
+    assert!(check_input(&proceeding, false, "go on").is_ok());
     assert!(
-        check_input(&proceeding, true)
+        check_input(&proceeding, true, "blue")
             .expect_err("nothing to answer")
             .to_string()
             .contains("has status `proceeding`")
     );
+    assert!(matches!(
+        check_input(&with_status(CheckpointStatus::Completed), false, "  "),
+        Err(JobsError::QueryNeeded { .. })
+    ));
+    // Interrupted while its delegates worked: they run again, with or without a query; an
+    // answer for the delegate call is taken too.
+    let delegating = with_status(CheckpointStatus::StoppedByDelegate);
+    assert!(check_input(&delegating, false, "").is_ok());
+    assert!(check_input(&delegating, true, "their answer").is_ok());
+
     let mut no_calls = waiting;
     no_calls.messages.clear();
     assert!(matches!(
