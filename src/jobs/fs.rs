@@ -19,14 +19,24 @@ impl Owner {
         Owner(None)
     }
 
+    /// This user and group.
+    pub fn user(uid: u32, gid: u32) -> Owner {
+        Owner(Some((uid, gid)))
+    }
+
     /// The sudo invoker when we are root through `sudo`, else the process itself.
     pub fn detect() -> Owner {
-        if !nix::unistd::geteuid().is_root() {
-            return Owner(None);
-        }
-        let id = |name: &str| std::env::var(name).ok()?.parse::<u32>().ok();
-        match (id("SUDO_UID"), id("SUDO_GID")) {
-            (Some(uid), Some(gid)) if uid != 0 => Owner(Some((uid, gid))),
+        Owner::from_sudo(
+            nix::unistd::geteuid().is_root(),
+            std::env::var("SUDO_UID").ok().as_deref(),
+            std::env::var("SUDO_GID").ok().as_deref(),
+        )
+    }
+
+    fn from_sudo(root: bool, sudo_uid: Option<&str>, sudo_gid: Option<&str>) -> Owner {
+        let id = |value: Option<&str>| value?.parse::<u32>().ok();
+        match (root, id(sudo_uid), id(sudo_gid)) {
+            (true, Some(uid), Some(gid)) if uid != 0 => Owner::user(uid, gid),
             _ => Owner(None),
         }
     }
@@ -127,6 +137,60 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["blocked", "job.json"]);
+    }
+
+    #[test]
+    fn files_go_to_the_sudo_invoker_only_when_we_are_root_through_sudo() {
+        assert_eq!(
+            Owner::from_sudo(true, Some("1000"), Some("1001")),
+            Owner::user(1000, 1001)
+        );
+        assert_eq!(
+            Owner::from_sudo(false, Some("1000"), Some("1001")),
+            Owner::process()
+        );
+        assert_eq!(Owner::from_sudo(true, None, None), Owner::process());
+        assert_eq!(
+            Owner::from_sudo(true, Some("0"), Some("0")),
+            Owner::process()
+        );
+        assert_eq!(
+            Owner::from_sudo(true, Some("x"), Some("1")),
+            Owner::process()
+        );
+    }
+
+    #[test]
+    fn an_owner_gets_the_files_and_the_folders_created_for_them() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let other = nix::unistd::getuid().as_raw() + 4242;
+        let owner = Owner::user(other, other);
+        let folder = dir.path().join("perstack/jobs");
+        let result = create_dir_all(&folder, owner)
+            .and_then(|()| write_atomic(&folder.join("job.json"), b"{}", owner));
+        if nix::unistd::geteuid().is_root() {
+            result.expect("root may give files away");
+            for path in [
+                dir.path().join("perstack"),
+                folder.clone(),
+                folder.join("job.json"),
+            ] {
+                let meta = std::fs::metadata(&path).expect("metadata");
+                assert_eq!(
+                    (meta.uid(), meta.gid()),
+                    (other, other),
+                    "{}",
+                    path.display()
+                );
+            }
+            // The folder that existed before keeps its owner.
+            assert_ne!(std::fs::metadata(dir.path()).expect("meta").uid(), other);
+        } else {
+            // Anyone else cannot, and is told so rather than left with a stray file.
+            assert!(result.is_err());
+            assert!(!folder.join("job.json").exists());
+        }
     }
 
     #[test]
