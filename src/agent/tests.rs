@@ -5,6 +5,7 @@ use crate::config::{InteractiveSkill, InteractiveTool, Skill};
 use crate::event::{EventBody, Message};
 use crate::llm::mock::{MockProvider, MockScript};
 use indexmap::IndexMap;
+use serde_json::Value;
 
 fn expert_with(key: &str, delegates: &[&str]) -> Expert {
     Expert {
@@ -926,4 +927,175 @@ async fn a_retryable_api_error_is_retried_with_a_retry_event_and_no_step_spent()
         reason.contains("rate limited") && reason.contains("retry 1 of 1"),
         "{reason}"
     );
+}
+
+#[tokio::test]
+async fn attempt_completion_with_open_todos_sends_the_model_back_to_work() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let base = crate::skill::server::testing::skill(
+        crate::config::BASE_SKILL_NAME,
+        crate::skill::base::BaseSkill::new(workspace.path()).expect("workspace"),
+    )
+    .await;
+    let script = r#"
+[[turn]]
+[[turn.toolCalls]]
+name = "todo"
+args = { newTodos = ["write the report"] }
+
+[[turn]]
+[[turn.toolCalls]]
+name = "attemptCompletion"
+[[turn.toolCalls]]
+name = "healthCheck"
+
+[[turn]]
+[[turn.toolCalls]]
+name = "todo"
+args = { completedTodos = [0] }
+
+[[turn]]
+[[turn.toolCalls]]
+name = "attemptCompletion"
+
+[[turn]]
+text = "Report written."
+"#;
+    let mut job = TestJob::new(vec![expert()], script, 20);
+    let mut set = ToolSet::new();
+    set.add_mcp(base, &[], &[]).expect("base");
+    job.tools.insert("main".into(), set);
+    let (outcome, all) = job.query("Write the report").await;
+    assert_eq!(
+        outcome,
+        RunOutcome::Completed {
+            text: "Report written.".into()
+        }
+    );
+    let events = state_events(&all);
+    assert_eq!(
+        types(&events),
+        [
+            "startRun@1",
+            "startGeneration@1",
+            "callTools@1",
+            "resolveToolResults@1",
+            "finishToolCall@1",
+            "continueToNextStep@1",
+            // attemptCompletion with an open todo: it answers with the todo, the sibling call
+            // is not run, and the loop goes on.
+            "startGeneration@2",
+            "callTools@2",
+            "resolveToolResults@2",
+            "finishToolCall@2",
+            "continueToNextStep@2",
+            "startGeneration@3",
+            "callTools@3",
+            "resolveToolResults@3",
+            "finishToolCall@3",
+            "continueToNextStep@3",
+            // Nothing left: the final-result generation writes the answer.
+            "startGeneration@4",
+            "callTools@4",
+            "attemptCompletion@4",
+            "completeRun@4",
+        ]
+    );
+    let Some(RunPayload::ResolveToolResults { tool_results }) = events[8].run_payload() else {
+        panic!("resolveToolResults");
+    };
+    let completion: Value =
+        serde_json::from_str(tool_results[0].result[0].as_text().expect("text")).expect("json");
+    assert_eq!(completion["remainingTodos"][0]["title"], "write the report");
+    assert!(
+        tool_results[1].result[0]
+            .as_text()
+            .is_some_and(|t| t.starts_with("Not executed: healthCheck")),
+        "{tool_results:?}"
+    );
+    // The answer streamed as the run's result.
+    let streamed: String = all
+        .iter()
+        .filter_map(|e| match e.run_payload() {
+            Some(RunPayload::StreamRunResult { delta }) => Some(delta.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streamed, "Report written.");
+}
+
+/// A tool server whose `meet` returns "met" only once two calls are inside it at the same time
+/// (and "alone" if the other never comes): proof that calls run concurrently, without timing.
+#[derive(Default)]
+struct Rendezvous {
+    inside: std::sync::atomic::AtomicUsize,
+    both: tokio::sync::Notify,
+}
+
+impl crate::skill::server::ToolServer for Rendezvous {
+    const NAME: &'static str = "rendezvous";
+    const TOOLS: &'static [crate::skill::server::ToolDef] = &[crate::skill::server::ToolDef {
+        name: "meet",
+        title: "Meet",
+        description: "Wait for the other caller.",
+        input_schema: || crate::skill::server::object_schema(serde_json::json!({}), &[]),
+    }];
+
+    async fn call_tool(
+        &self,
+        _name: &str,
+        _args: Option<rmcp::model::JsonObject>,
+    ) -> Result<rmcp::model::CallToolResult, rmcp::ErrorData> {
+        // Registered before counting, so a partner arriving in between still wakes us.
+        let notified = self.both.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let arrived = self
+            .inside
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if arrived >= 2 {
+            self.both.notify_waiters();
+            return Ok(crate::skill::server::text_result("met"));
+        }
+        let met = tokio::time::timeout(Duration::from_secs(10), notified).await;
+        Ok(crate::skill::server::text_result(if met.is_ok() {
+            "met"
+        } else {
+            "alone"
+        }))
+    }
+}
+
+#[tokio::test]
+async fn mcp_calls_of_one_step_run_concurrently() {
+    let skill = crate::skill::server::testing::skill("rendezvous", Rendezvous::default()).await;
+    let script = r#"
+[[turn]]
+[[turn.toolCalls]]
+name = "meet"
+[[turn.toolCalls]]
+name = "meet"
+
+[[turn]]
+text = "We met."
+"#;
+    let mut job = TestJob::new(vec![expert()], script, 5);
+    let mut set = ToolSet::new();
+    set.add_mcp(skill, &[], &[]).expect("skill");
+    job.tools.insert("main".into(), set);
+    let (_, events) = job.query("meet").await;
+    let results: Vec<String> = events
+        .iter()
+        .find_map(|e| match e.run_payload() {
+            Some(RunPayload::ResolveToolResults { tool_results }) => Some(
+                tool_results
+                    .iter()
+                    .map(|r| r.result[0].as_text().unwrap_or("").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .expect("results");
+    assert_eq!(results, ["met", "met"]);
 }

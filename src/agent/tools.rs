@@ -201,22 +201,11 @@ mod tests {
     use super::*;
     use crate::skill::base::BaseSkill;
     use crate::skill::fixture::FixtureServer;
-    use crate::skill::server::{Handler, ToolServer};
-    use rmcp::ServiceExt;
+    use crate::skill::server::ToolServer;
 
     /// A real MCP server on one end of an in-process pipe, our client on the other.
     async fn connect<T: ToolServer>(name: &str, server: T) -> Arc<McpSkill> {
-        let handler = Handler(server);
-        let (client_end, server_end) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move {
-            if let Ok(service) = handler.serve(server_end).await {
-                let _ = service.waiting().await;
-            }
-        });
-        let (skill, _) = McpSkill::handshake(name, client_end)
-            .await
-            .expect("handshake");
-        Arc::new(skill)
+        crate::skill::server::testing::skill(name, server).await
     }
 
     fn names(set: &ToolSet) -> Vec<String> {

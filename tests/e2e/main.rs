@@ -8,4 +8,5 @@ mod delegation;
 mod docker_run;
 mod interactive;
 mod jobs;
+mod streaming;
 mod support;
