@@ -220,32 +220,46 @@ fn runtime_container(run: &TestRun) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Starts `run`, waits until a stored checkpoint satisfies `ready`, kills the runtime container
+/// and gives what the controller did.
+fn kill_runtime_once(run: &TestRun, ready: impl Fn(&Value) -> bool) -> Finished {
+    let child = run.spawn();
+    let checkpoints = job_dir(run).join("checkpoints");
+    let started = Instant::now();
+    let is_ready = || {
+        checkpoints.is_dir()
+            && names(&checkpoints)
+                .iter()
+                .filter(|n| !n.starts_with('.'))
+                .filter_map(|n| std::fs::read_to_string(checkpoints.join(n)).ok())
+                .filter_map(|text| serde_json::from_str::<Value>(&text).ok())
+                .any(|c| ready(&c))
+    };
+    while !is_ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "no such checkpoint was stored"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runtime = runtime_container(run).expect("the runtime container runs");
+    let killed = Command::new("docker")
+        .args(["kill", &runtime])
+        .output()
+        .expect("docker kill");
+    assert!(killed.status.success());
+    let out = child.wait_with_output().expect("wait");
+    finished(out.status.code(), out.stdout, out.stderr)
+}
+
 #[test]
 fn a_run_whose_runtime_is_killed_fails_leaves_nothing_and_continues_from_its_last_checkpoint() {
     if !require_docker() {
         return;
     }
     let run = jobs_run();
-    let child = run.spawn();
     // Step 1's checkpoint is stored as step 2's slow generation begins: kill the runtime then.
-    let checkpoints = job_dir(&run).join("checkpoints");
-    let started = Instant::now();
-    while !checkpoints.is_dir() || names(&checkpoints).iter().all(|n| n.starts_with('.')) {
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "no checkpoint was stored"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let runtime = runtime_container(&run).expect("the runtime container runs");
-    let killed = Command::new("docker")
-        .args(["kill", &runtime])
-        .output()
-        .expect("docker kill");
-    assert!(killed.status.success());
-
-    let out = child.wait_with_output().expect("wait");
-    let first = finished(out.status.code(), out.stdout, out.stderr);
+    let first = kill_runtime_once(&run, |_| true);
     first.assert_code(1);
     assert!(
         first
@@ -383,6 +397,90 @@ fn a_run_stopped_by_an_interactive_tool_is_answered_with_i() {
             "toolCallId": "ask-colour-1", "toolName": "askColour", "skillName": "user", "text": "blue"
         }})
     );
+    let job = read_json(&job_dir(&run).join("job.json"));
+    assert_eq!(job["status"], "completed");
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn each_run_of_a_delegating_job_is_stored_under_its_own_run_id() {
+    if !require_docker() {
+        return;
+    }
+    let run = TestRun::new("e2e/delegation/perstack.toml", "lead");
+    let done = run.run();
+    done.assert_code(0);
+    let dir = job_dir(&run);
+    let mut by_run: std::collections::BTreeMap<String, usize> = Default::default();
+    for event in done.events.iter().filter(|e| e.get("expertKey").is_some()) {
+        *by_run
+            .entry(event["runId"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    assert!(by_run.len() >= 4, "lead and three delegates: {by_run:?}");
+    assert_eq!(
+        names(&dir.join("runs")),
+        by_run.keys().cloned().collect::<Vec<_>>()
+    );
+    for (run_id, count) in &by_run {
+        let files = names(&dir.join("runs").join(run_id));
+        let events = files.iter().filter(|n| n.starts_with("event-")).count();
+        assert_eq!(events, *count, "events of run {run_id}");
+    }
+    let checkpoints: Vec<String> = names(&dir.join("checkpoints"))
+        .into_iter()
+        .map(|n| n.trim_end_matches(".json").to_string())
+        .collect();
+    assert_eq!(checkpoints, checkpoint_ids(&done));
+    let job = read_json(&dir.join("job.json"));
+    assert_eq!(job["coordinatorExpertKey"], "lead");
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["totalSteps"], 8);
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_run_killed_while_its_delegate_works_continues_from_the_coordinators_checkpoint() {
+    if !require_docker() {
+        return;
+    }
+    let run = TestRun::new("e2e/jobs-delegation/perstack.toml", "boss");
+    // Kill once the helper has a checkpoint of its own, at a later step than the boss's.
+    let first = kill_runtime_once(&run, |c| c["expert"]["key"] == "helper");
+    first.assert_code(1);
+    assert!(first.of_type("completeRun").is_empty());
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+
+    let again = run.run_with(&["--continue"]);
+    again.assert_code(0);
+    // The boss resumes from its stopRunByDelegate checkpoint and the helper works again.
+    let starts: Vec<(String, String)> = again
+        .of_type("startRun")
+        .iter()
+        .map(|e| {
+            (
+                e["expertKey"].as_str().unwrap_or("").to_string(),
+                e["initialCheckpoint"]["status"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(starts.first().map(|s| s.0.as_str()), Some("boss"));
+    assert!(
+        starts
+            .iter()
+            .any(|(key, status)| key == "helper" && status == "init"),
+        "{starts:?}"
+    );
+    let done: Vec<&Value> = again
+        .of_type("completeRun")
+        .into_iter()
+        .filter(|e| e["expertKey"] == "boss")
+        .collect();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["text"], "All done with help.");
     let job = read_json(&job_dir(&run).join("job.json"));
     assert_eq!(job["status"], "completed");
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
