@@ -99,38 +99,12 @@ pub async fn run(args: RunArgs) -> Exit {
         },
     };
     let run_id = crate::ids::new_id();
-    // The continued checkpoint's job, else --job-id, else a new one (§2).
-    let job_id = match (&resume, &args.job_id) {
-        (Some((checkpoint_job, _)), given) => {
-            if let Some(given) = given.as_ref().filter(|g| *g != checkpoint_job) {
-                eprintln!(
-                    "warning: --job-id {given} ignored: the run continues job {checkpoint_job}"
-                );
-            }
-            checkpoint_job.clone()
+    let (job_id, resume) = match job_id(resume, args.job_id.as_deref()) {
+        Ok(chosen) => chosen,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Usage;
         }
-        (None, Some(given)) => given.clone(),
-        (None, None) => crate::ids::new_id(),
-    };
-    if !crate::jobs::store::is_safe_id(&job_id) {
-        eprintln!(
-            "error: --job-id {job_id}: a job id is a folder name: letters, digits, `_`, `-` and `.`, not starting with `.`"
-        );
-        return Exit::Usage;
-    }
-    let resume = resume.map(|(_, resume)| resume);
-    let input = match &resume {
-        Some(Resume {
-            interactive_tool_call_result: Some(answer),
-            ..
-        }) => RunInput {
-            text: None,
-            interactive_tool_call_result: Some(answer.clone()),
-        },
-        _ => RunInput {
-            text: Some(args.query.clone()),
-            interactive_tool_call_result: None,
-        },
     };
     let now = crate::ids::now_ms();
     let run_setting = RunSetting::new(RunSettingSource {
@@ -140,7 +114,7 @@ pub async fn run(args: RunArgs) -> Exit {
         run_id: &run_id,
         expert_key: &args.expert,
         closure: &delegation_closure(&loaded.config, &args.expert),
-        input,
+        input: run_input(resume.as_ref(), &args.query),
         env: &env,
         runtime_env: &checked.runtime_env,
         verbose: args.verbose,
@@ -148,7 +122,11 @@ pub async fn run(args: RunArgs) -> Exit {
     });
     let job = match store.read_job(&job_id) {
         Ok(Some(job)) => job.resumed(&args.expert, settings.max_steps),
-        _ => Job::new(&job_id, &args.expert, settings.max_steps, now),
+        Ok(None) => Job::new(&job_id, &args.expert, settings.max_steps, now),
+        Err(error) => {
+            eprintln!("warning: {error}; job.json starts afresh");
+            Job::new(&job_id, &args.expert, settings.max_steps, now)
+        }
     };
     let limit = Duration::from_millis(
         settings
@@ -291,6 +269,44 @@ fn continue_from(args: &RunArgs) -> Result<Option<ContinueFrom>, String> {
         );
     }
     Ok(from)
+}
+
+/// The job of the run: the continued checkpoint's, else `--job-id`, else a new one (§2). Gives
+/// the resume without its job.
+fn job_id(
+    resume: Option<(String, Resume)>,
+    given: Option<&str>,
+) -> Result<(String, Option<Resume>), String> {
+    let (job_id, resume) = match (resume, given) {
+        (Some((continued, resume)), given) => {
+            if let Some(given) = given.filter(|g| *g != continued) {
+                eprintln!("warning: --job-id {given} ignored: the run continues job {continued}");
+            }
+            (continued, Some(resume))
+        }
+        (None, Some(given)) => (given.to_string(), None),
+        (None, None) => (crate::ids::new_id(), None),
+    };
+    if !crate::jobs::store::is_safe_id(&job_id) {
+        return Err(format!(
+            "--job-id {job_id}: a job id is a folder name: letters, digits, `_`, `-` and `.`, not starting with `.`"
+        ));
+    }
+    Ok((job_id, resume))
+}
+
+/// What the run is asked, as its run setting records it: the answer with `-i`, else the query.
+fn run_input(resume: Option<&Resume>, query: &str) -> RunInput {
+    match resume.and_then(|r| r.interactive_tool_call_result.clone()) {
+        Some(answer) => RunInput {
+            text: None,
+            interactive_tool_call_result: Some(answer),
+        },
+        None => RunInput {
+            text: Some(query.to_string()),
+            interactive_tool_call_result: None,
+        },
+    }
 }
 
 /// The stored checkpoint to continue from (with its job) and the runtime's input.

@@ -545,3 +545,15 @@ fn a_checkpoint_of_another_expert_is_refused_before_anything_starts() {
         &["--continue-job", &job_id, "--resume-from", "cp-other"]
     ));
 }
+
+#[test]
+fn a_job_id_that_is_not_a_folder_name_is_refused() {
+    let mut run = jobs_run();
+    run.guard.job_id = "../outside".to_string();
+    let stderr = usage_error(&run, &[]);
+    assert!(
+        stderr.contains("--job-id ../outside: a job id is a folder name"),
+        "{stderr}"
+    );
+    assert!(!run.workspace.path().join("perstack").exists());
+}
