@@ -35,6 +35,10 @@ pub enum Command {
     /// (tests) Serve the fixture MCP server over stdio.
     #[command(hide = true)]
     FixtureMcp,
+    /// (inside the egress-proxy container) Carry allowlisted traffic out of a run's internal
+    /// networks; configured by PERSTACK_PROXY_CONFIG.
+    #[command(hide = true)]
+    EgressProxy,
 }
 
 /// `run`.

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod ids;
 pub mod jobs;
 pub mod llm;
+pub mod proxy;
 pub mod render;
 pub mod runtime;
 pub mod sandbox;

@@ -241,7 +241,7 @@ pub async fn run(args: RunArgs) -> Exit {
             eprintln!("error: {error}");
             match error {
                 RunError::Docker(_) => Exit::Docker,
-                RunError::BaseImageMissing { .. } => Exit::Usage,
+                RunError::BaseImageMissing { .. } | RunError::MountPoint { .. } => Exit::Usage,
                 RunError::TimedOut(_) => Exit::RunFailed,
             }
         }

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use bollard::Docker;
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, SystemVersion, VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, Mount, MountTmpfsOptions, MountType, SystemVersion,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
@@ -275,15 +276,25 @@ impl DockerClient {
             .mounts
             .iter()
             .map(|m| {
-                let (typ, source) = match &m.source {
-                    MountSource::Volume { name } => (MountType::VOLUME, name.clone()),
-                    MountSource::Bind { host } => (MountType::BIND, host.clone()),
+                let (typ, source, tmpfs_options) = match &m.source {
+                    MountSource::Volume { name } => (MountType::VOLUME, Some(name.clone()), None),
+                    MountSource::Bind { host } => (MountType::BIND, Some(host.clone()), None),
+                    MountSource::EmptyTmpfs => (
+                        MountType::TMPFS,
+                        None,
+                        Some(MountTmpfsOptions {
+                            size_bytes: Some(4096),
+                            mode: Some(0o555),
+                            ..Default::default()
+                        }),
+                    ),
                 };
                 Mount {
                     target: Some(m.target.clone()),
-                    source: Some(source),
+                    source,
                     typ: Some(typ),
                     read_only: Some(m.read_only),
+                    tmpfs_options,
                     ..Default::default()
                 }
             })

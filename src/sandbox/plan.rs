@@ -39,6 +39,10 @@ pub const SKILL_SOCKET_DIR: &str = "/run/perstack/skill";
 pub const RUNTIME_SOCKETS_DIR: &str = "/run/perstack/skills";
 /// Where base-skill sees the workspace.
 pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// The workspace's run-data folder (checkpoints, jobs), which the controller alone writes.
+/// Base-skill sees an empty read-only tmpfs there, so neither the tools nor `exec`'d programs
+/// can read or change it.
+pub const RESERVED_DIR: &str = "perstack";
 
 /// Default limits per container (DESIGN.md, "Hardening defaults").
 pub const DEFAULT_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
@@ -152,6 +156,8 @@ pub enum MountSource {
         /// The host path.
         host: String,
     },
+    /// A small empty tmpfs, mounted read-only to hide what is below the mount point.
+    EmptyTmpfs,
 }
 
 /// One mount of a container.
@@ -227,6 +233,30 @@ pub struct ContainerPlan {
     /// What to write to the container's stdin (then close it); `None`: no stdin at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
+}
+
+impl ContainerPlan {
+    /// Host folders that must exist before the container is created: mount points inside a
+    /// bind-mounted host folder (the workspace's `perstack/`). Created by the controller, as the
+    /// invoking user; Docker would otherwise create them as root.
+    pub fn host_mount_points(&self) -> Vec<PathBuf> {
+        let mut points = Vec::new();
+        for inner in self
+            .mounts
+            .iter()
+            .filter(|m| m.source == MountSource::EmptyTmpfs)
+        {
+            for outer in &self.mounts {
+                let MountSource::Bind { host } = &outer.source else {
+                    continue;
+                };
+                if let Ok(rel) = std::path::Path::new(&inner.target).strip_prefix(&outer.target) {
+                    points.push(PathBuf::from(host).join(rel));
+                }
+            }
+        }
+        points
+    }
 }
 
 /// Everything one run creates.
@@ -332,6 +362,11 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
                     },
                     target: WORKSPACE_MOUNT.to_string(),
                     read_only: false,
+                });
+                mounts.push(MountPlan {
+                    source: MountSource::EmptyTmpfs,
+                    target: format!("{WORKSPACE_MOUNT}/{RESERVED_DIR}"),
+                    read_only: true,
                 });
                 (
                     base_skill_image(config, &request.artifacts),
@@ -642,13 +677,19 @@ fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
         .workspace_image
         .clone()
         .unwrap_or_else(|| "scratch".to_string());
+    let mut env = scratch_env(&base);
+    if base != "scratch" {
+        // The root file system is read-only and the invoking user has no home in the image:
+        // programs `exec` runs (git, pip, …) get the writable tmpfs as their home.
+        env.push(("HOME".to_string(), "/tmp".to_string()));
+    }
     ImageSpec {
         role: ImageRole::BaseSkill,
         service: "base-skill".into(),
         repository: "perstack-sandbox/base-skill".into(),
         files: binary_files(&base, artifacts),
         config: ImageConfig {
-            env: scratch_env(&base),
+            env,
             // The user is the invoking user's, set when the container is created.
             user: None,
             workdir: Some(WORKSPACE_MOUNT.to_string()),
@@ -760,7 +801,19 @@ description = "Helps."
                 target: "/workspace".into(),
                 read_only: false,
             }));
+            // The run data below the workspace is hidden by an empty read-only tmpfs, and its
+            // mount point is created on the host beforehand.
+            assert!(base.mounts.contains(&MountPlan {
+                source: MountSource::EmptyTmpfs,
+                target: "/workspace/perstack".into(),
+                read_only: true,
+            }));
+            assert_eq!(
+                base.host_mount_points(),
+                [PathBuf::from("/home/me/project/perstack")]
+            );
         }
+        assert!(web.host_mount_points().is_empty());
 
         let runtime = &plan.runtime;
         assert_eq!(
@@ -796,6 +849,23 @@ description = "Helps."
             .map(|i| (i.repository.clone(), i.dockerfile()))
             .collect();
         insta::assert_debug_snapshot!("dockerfiles", dockerfiles);
+    }
+
+    #[test]
+    fn base_skill_on_a_workspace_image_keeps_its_path_and_gets_a_writable_home() {
+        let mut request = request();
+        request.config.sandbox.workspace_image = Some("perstack-sandbox/bookworm:local".into());
+        let plan = plan(&request).expect("plan");
+        let image = &plan.images[plan.skills[0].image];
+        assert_eq!(image.role, ImageRole::BaseSkill);
+        assert_eq!(image.base, "perstack-sandbox/bookworm:local");
+        // The image's own PATH stays; HOME is the /tmp tmpfs (the root is read-only).
+        assert_eq!(image.config.env, [("HOME".to_string(), "/tmp".to_string())]);
+        // No passwd of ours on a real base, and the user is set per container: the invoker's.
+        assert!(image.files.iter().all(|f| f.path == BINARY_PATH));
+        assert_eq!(image.config.user, None);
+        assert_eq!(plan.skills[0].user, "1000:1000");
+        assert_eq!(plan.skills[0].env, []);
     }
 
     #[test]

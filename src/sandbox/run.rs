@@ -29,7 +29,7 @@ pub enum RunError {
     Docker(#[from] DockerError),
     /// A configured base image is not on this machine (and there is no registry to pull from).
     #[error(
-        "{service}: base image `{image}` is not available locally\n  hint: build or load it first (e.g. `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change {setting} in perstack.toml"
+        "{service}: base image `{image}` is not available locally\n  hint: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change {setting} in perstack.toml"
     )]
     BaseImageMissing {
         /// The service needing it.
@@ -38,6 +38,18 @@ pub enum RunError {
         image: String,
         /// Which setting chooses it.
         setting: String,
+    },
+    /// A mount point inside the workspace could not be made.
+    #[error(
+        "cannot create {} (base-skill's view of the run data is mounted there): {source}\n  hint: make sure the workspace is writable and `perstack` in it is a folder",
+        path.display()
+    )]
+    MountPoint {
+        /// The host folder.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The whole run took longer than allowed.
     #[error("the run did not finish within {0:?}; it was stopped")]
@@ -267,6 +279,9 @@ async fn start_skill(
         service: plan.service.clone(),
         message: Some(format!("Creating {}", plan.name)),
     }));
+    for path in plan.host_mount_points() {
+        std::fs::create_dir_all(&path).map_err(|source| RunError::MountPoint { path, source })?;
+    }
     let id = docker.create_container(plan, image).await?;
     let mut stream = docker.attach(&id).await?;
     docker.start(&id, &plan.name).await?;

@@ -135,14 +135,15 @@ impl McpSkill {
             Implementation::new("perstack-sandbox", env!("CARGO_PKG_VERSION")),
         );
         let (read, write) = tokio::io::split(stream);
-        let service =
-            client
-                .serve((read, write))
-                .await
-                .map_err(|e| SkillConnectError::Handshake {
-                    skill: name.to_string(),
-                    message: e.to_string(),
-                })?;
+        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_client(read, write)
+            .with_max_line_length(super::MAX_MESSAGE_BYTES);
+        let service = client
+            .serve(transport)
+            .await
+            .map_err(|e| SkillConnectError::Handshake {
+                skill: name.to_string(),
+                message: e.to_string(),
+            })?;
         let handshake_ms = ms(started.elapsed());
         let server_info = service.peer_info().and_then(|info| {
             serde_json::to_value(&*info).ok().and_then(|v| {

@@ -112,6 +112,11 @@ fn a_run_writes_through_base_skill_isolates_the_skill_and_leaves_nothing() {
     let meta = std::fs::metadata(&report).expect("metadata");
     assert_eq!(meta.uid(), nix::unistd::getuid().as_raw());
     assert_eq!(meta.gid(), nix::unistd::getgid().as_raw());
+    // The run-data folder base-skill sees as an empty tmpfs was made beforehand by the
+    // controller, as the invoking user (Docker would have made it as root).
+    let reserved = std::fs::metadata(run.workspace.path().join("perstack")).expect("perstack/");
+    assert!(reserved.is_dir());
+    assert_eq!(reserved.uid(), nix::unistd::getuid().as_raw());
 
     // The skill saw exactly its requiredEnv (plus the PATH and HOME every process needs).
     let env: Value = serde_json::from_str(&done.tool_result("get_env")).expect("env JSON");

@@ -10,3 +10,4 @@ mod interactive;
 mod jobs;
 mod streaming;
 mod support;
+mod workspace_image;
