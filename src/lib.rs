@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod exit;
 pub mod ids;
+pub mod jobs;
 pub mod llm;
 pub mod proxy;
 pub mod render;

@@ -325,7 +325,11 @@ impl DockerClient {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
-            open_stdin: Some(false),
+            // A container fed on stdin (a continued runtime gets its checkpoint there) sees EOF
+            // when we close our end: StdinOnce.
+            attach_stdin: Some(plan.stdin.is_some()),
+            open_stdin: Some(plan.stdin.is_some()),
+            stdin_once: Some(plan.stdin.is_some()),
             stop_timeout: Some(5),
             host_config: Some(host_config),
             ..Default::default()
@@ -365,6 +369,36 @@ impl DockerClient {
             .await
             .map_err(call(format!("attach to container {id}")))?;
         Ok(output)
+    }
+
+    /// Attaches to a container's stdin, stdout and stderr (before it starts); gives the output
+    /// stream and the stdin writer. Shutting the writer down closes the container's stdin.
+    pub async fn attach_with_stdin(
+        &self,
+        id: &str,
+    ) -> Result<
+        (
+            impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + use<>,
+            std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+        ),
+        DockerError,
+    > {
+        let AttachContainerResults { output, input } = self
+            .docker
+            .attach_container(
+                id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdin: true,
+                    stdout: true,
+                    stderr: true,
+                    logs: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(call(format!("attach to container {id}")))?;
+        Ok((output, input))
     }
 
     /// Starts a container.

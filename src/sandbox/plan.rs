@@ -129,6 +129,17 @@ pub struct RunRequest {
     pub limits: Limits,
     /// The controller's pid, recorded on containers for `gc`.
     pub controller_pid: u32,
+    /// Continue from a stored checkpoint instead of starting afresh.
+    pub resume: Option<Resume>,
+}
+
+/// What a continued run starts from (`--continue`, `--continue-job`, `--resume-from`, `-i`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    /// The stored checkpoint, exactly as stored: written to the runtime's stdin.
+    pub checkpoint_json: String,
+    /// The answer to the checkpoint's pending tool call (`-i`).
+    pub interactive_tool_call_result: Option<crate::event::InteractiveToolCallResult>,
 }
 
 /// Where a mount comes from.
@@ -219,6 +230,9 @@ pub struct ContainerPlan {
     pub labels: BTreeMap<String, String>,
     /// Limits.
     pub limits: Limits,
+    /// What to write to the container's stdin (then close it); `None`: no stdin at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
 }
 
 impl ContainerPlan {
@@ -398,6 +412,7 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
                 network: NetworkPlan::None,
                 labels: resource_labels(role, &service),
                 limits: request.limits,
+                stdin: None,
             });
         }
     }
@@ -443,6 +458,15 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
     if let Some(budget) = &settings.reasoning_budget {
         cmd.extend(["--reasoning-budget".to_string(), budget.clone()]);
     }
+    if let Some(resume) = &request.resume {
+        cmd.push("--checkpoint-stdin".to_string());
+        if let Some(answer) = &resume.interactive_tool_call_result {
+            cmd.extend([
+                "--interactive-tool-call-result".to_string(),
+                serde_json::to_string(answer)?,
+            ]);
+        }
+    }
     cmd.extend([
         "--".to_string(),
         request.expert_key.clone(),
@@ -468,6 +492,7 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         },
         labels: resource_labels("runtime", "runtime"),
         limits: request.limits,
+        stdin: request.resume.as_ref().map(|r| r.checkpoint_json.clone()),
     };
     Ok(RunPlan {
         images,
@@ -756,6 +781,7 @@ description = "Helps."
             },
             limits: Limits::default(),
             controller_pid: 42,
+            resume: None,
         }
     }
 
@@ -892,6 +918,57 @@ description = "Helps."
             &helper.skills["remote"],
             Skill::McpSse(sse) if sse.endpoint == "https://mcp.example.com/mcp"
         ));
+    }
+
+    #[test]
+    fn a_continued_run_gets_the_checkpoint_on_stdin_and_the_answer_as_an_argument() {
+        let fresh = plan(&request()).expect("plan");
+        assert_eq!(fresh.runtime.stdin, None, "a fresh run has no stdin");
+        assert!(
+            !fresh
+                .runtime
+                .cmd
+                .contains(&"--checkpoint-stdin".to_string())
+        );
+
+        let mut request = request();
+        request.resume = Some(Resume {
+            checkpoint_json: r#"{"id":"cp1"}"#.into(),
+            interactive_tool_call_result: Some(crate::event::InteractiveToolCallResult {
+                tool_call_id: "call-1".into(),
+                tool_name: "askUser".into(),
+                skill_name: "ask".into(),
+                text: "blue".into(),
+            }),
+        });
+        let plan = plan(&request).expect("plan");
+        assert_eq!(plan.runtime.stdin.as_deref(), Some(r#"{"id":"cp1"}"#));
+        assert!(plan.skills.iter().all(|s| s.stdin.is_none()));
+        // The flags go before `--`; the query stays the last positional.
+        let cmd = &plan.runtime.cmd;
+        let tail: Vec<&str> = cmd[cmd.len() - 6..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "--checkpoint-stdin",
+                "--interactive-tool-call-result",
+                r#"{"toolCallId":"call-1","toolName":"askUser","skillName":"ask","text":"blue"}"#,
+                "--",
+                "main",
+                "hello"
+            ]
+        );
+        // The runtime's own parser reads them back.
+        let mut argv = vec!["perstack-sandbox".to_string(), "runtime".to_string()];
+        argv.extend(cmd.iter().cloned());
+        let crate::cli::Command::Runtime(args) =
+            <crate::cli::Cli as clap::Parser>::parse_from(argv).command
+        else {
+            panic!("not the runtime role");
+        };
+        assert!(args.checkpoint_stdin);
+        assert_eq!(args.query, "hello");
+        assert!(args.interactive_tool_call_result.is_some());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod config_rules;
 mod delegation;
 mod docker_run;
 mod interactive;
+mod jobs;
 mod streaming;
 mod support;
 mod workspace_image;

@@ -202,6 +202,11 @@ impl TestRun {
     }
 
     fn command(&self) -> Command {
+        self.command_with(&[])
+    }
+
+    /// The command with `extra` arguments after this run's own (before the Expert and query).
+    fn command_with(&self, extra: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         cmd.arg("run")
             .arg("--config")
@@ -216,6 +221,7 @@ impl TestRun {
             .arg(&self.guard.job_id)
             .arg("--json")
             .args(&self.args)
+            .args(extra)
             .arg(&self.expert)
             .arg(&self.query)
             // The test process's own dotenv lookups must not depend on where tests run from.
@@ -233,6 +239,13 @@ impl TestRun {
     /// Runs to the end.
     pub fn run(&self) -> Finished {
         let out = self.command().output().expect("run the binary");
+        finished(out.status.code(), out.stdout, out.stderr)
+    }
+
+    /// Runs to the end again, in the same workspace and job, with `extra` arguments (e.g.
+    /// `--continue`).
+    pub fn run_with(&self, extra: &[&str]) -> Finished {
+        let out = self.command_with(extra).output().expect("run the binary");
         finished(out.status.code(), out.stdout, out.stderr)
     }
 
