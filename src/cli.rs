@@ -23,6 +23,11 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Check the Docker engine and the images a run needs.
     Doctor(ValidateArgs),
+    /// List perstack-sandbox's images: Expert, version, size and age.
+    Images,
+    /// Remove containers, volumes and networks whose controller is gone (and, with --images,
+    /// superseded image versions).
+    Gc(GcArgs),
     /// (inside the runtime container) Run the agent loop.
     #[command(hide = true)]
     Runtime(RuntimeRoleArgs),
@@ -102,6 +107,18 @@ pub struct RunArgs {
     /// Show build output, skill stderr and container states.
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// `gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Also remove image versions that a newer build of the same image superseded (never one a
+    /// container uses).
+    #[arg(long)]
+    pub images: bool,
+    /// Only report what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `validate` and `doctor`.

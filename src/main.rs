@@ -31,6 +31,8 @@ async fn dispatch(command: Command) -> i32 {
         Command::Run(args) => commands::run::run(args).await.code(),
         Command::Validate(args) => commands::validate::run(args).code(),
         Command::Doctor(args) => commands::doctor::run(args).await.code(),
+        Command::Images => commands::images::run().await.code(),
+        Command::Gc(args) => commands::gc::run(args).await.code(),
         Command::Runtime(args) => {
             let provider = match args.provider.as_deref() {
                 None => None,

@@ -3,6 +3,8 @@
 
 mod artifacts;
 pub mod doctor;
+pub mod gc;
+pub mod images;
 pub mod run;
 pub mod validate;
 

@@ -150,7 +150,7 @@ pub async fn run(args: RunArgs) -> Exit {
         mock_script: checked.mock_script,
         artifacts,
         limits: limits(&loaded.config),
-        controller_pid: std::process::id(),
+        controller: crate::sandbox::controller::ControllerId::current().to_string(),
         resume,
     };
     let run_plan = match plan(&request) {
@@ -168,6 +168,17 @@ pub async fn run(args: RunArgs) -> Exit {
             return Exit::Docker;
         }
     };
+    // Whatever earlier runs left behind (their controller was killed) goes first, so stale
+    // containers never pile up even when nobody runs `gc`.
+    match crate::sandbox::gc::sweep(&docker, Default::default()).await {
+        Ok(report) if !report.stale.is_empty() => eprintln!(
+            "note: removed {} leftover resource(s) of {} earlier run(s) whose controller is gone",
+            report.removed.containers + report.removed.volumes + report.removed.networks,
+            report.stale.len()
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("warning: could not sweep leftovers of earlier runs: {error}"),
+    }
     let (mut sigterm, mut sigint) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

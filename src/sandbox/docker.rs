@@ -13,8 +13,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
-    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions, WaitContainerOptions,
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
@@ -90,6 +91,41 @@ pub struct Removed {
     pub volumes: usize,
     /// Networks removed.
     pub networks: usize,
+}
+
+/// A container, volume or network of ours, with its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labelled {
+    /// Id (volumes: name).
+    pub id: String,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+}
+
+/// Everything of ours the engine holds, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct Managed {
+    /// Containers, running or not.
+    pub containers: Vec<Labelled>,
+    /// Volumes.
+    pub volumes: Vec<Labelled>,
+    /// Networks.
+    pub networks: Vec<Labelled>,
+}
+
+/// One of our images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedImage {
+    /// Image id.
+    pub id: String,
+    /// Its `repo:tag` references.
+    pub tags: Vec<String>,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// Size in bytes.
+    pub size: i64,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
 }
 
 /// A connected, version-negotiated engine client.
@@ -485,6 +521,113 @@ impl DockerClient {
             .filter_map(|n| n.id)
             .collect();
         Ok((containers, volumes, networks))
+    }
+
+    /// Every container, volume and network carrying our `managed` label.
+    pub async fn managed(&self) -> Result<Managed, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED)],
+        )]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(call("list containers"))?
+            .into_iter()
+            .filter_map(|c| {
+                Some(Labelled {
+                    id: c.id?,
+                    labels: c.labels.unwrap_or_default(),
+                })
+            })
+            .collect();
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters.clone()),
+            }))
+            .await
+            .map_err(call("list volumes"))?
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| Labelled {
+                id: v.name,
+                labels: v.labels,
+            })
+            .collect();
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(call("list networks"))?
+            .into_iter()
+            .filter_map(|n| {
+                Some(Labelled {
+                    id: n.id?,
+                    labels: n.labels.unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Managed {
+            containers,
+            volumes,
+            networks,
+        })
+    }
+
+    /// Our images (label `managed`), newest first.
+    pub async fn managed_images(&self) -> Result<Vec<ManagedImage>, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{}=true", labels::MANAGED)],
+        )]);
+        let mut images: Vec<ManagedImage> = self
+            .docker
+            .list_images(Some(ListImagesOptions {
+                all: false,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(call("list images"))?
+            .into_iter()
+            .map(|i| ManagedImage {
+                id: i.id,
+                tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                labels: i.labels,
+                size: i.size,
+                created: i.created,
+            })
+            .collect();
+        images.sort_by_key(|i| std::cmp::Reverse(i.created));
+        Ok(images)
+    }
+
+    /// Ids of the images any container (running or not) was created from.
+    pub async fn images_in_use(&self) -> Result<std::collections::HashSet<String>, DockerError> {
+        Ok(self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                ..Default::default()
+            }))
+            .await
+            .map_err(call("list containers"))?
+            .into_iter()
+            .filter_map(|c| c.image_id)
+            .collect())
     }
 
     /// Removes every container, volume and network labelled with `run_id`: containers first

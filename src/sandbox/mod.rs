@@ -8,7 +8,9 @@
 //! - [`preflight`]: the checks made before anything starts.
 //! - [`labels`]: the labels that let a run find everything it made.
 
+pub mod controller;
 pub mod docker;
+pub mod gc;
 pub mod images;
 pub mod labels;
 pub mod plan;

@@ -127,8 +127,8 @@ pub struct RunRequest {
     pub artifacts: Artifacts,
     /// Container limits.
     pub limits: Limits,
-    /// The controller's pid, recorded on containers for `gc`.
-    pub controller_pid: u32,
+    /// The controller (`ControllerId` as a label value), recorded on containers for `gc`.
+    pub controller: String,
     /// Continue from a stored checkpoint instead of starting afresh.
     pub resume: Option<Resume>,
 }
@@ -285,10 +285,7 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
             (labels::JOB_ID.to_string(), request.job_id.clone()),
             (labels::ROLE.to_string(), role.to_string()),
             (labels::SERVICE.to_string(), service.to_string()),
-            (
-                labels::CONTROLLER_PID.to_string(),
-                request.controller_pid.to_string(),
-            ),
+            (labels::CONTROLLER.to_string(), request.controller.clone()),
         ])
     };
 
@@ -780,7 +777,7 @@ description = "Helps."
                 ca_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----"),
             },
             limits: Limits::default(),
-            controller_pid: 42,
+            controller: "host/boot/42/7".into(),
             resume: None,
         }
     }

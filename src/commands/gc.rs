@@ -1,0 +1,66 @@
+//! `perstack-sandbox gc`: remove what runs whose controller is gone left behind.
+
+use crate::cli::GcArgs;
+use crate::exit::Exit;
+use crate::sandbox::docker::DockerClient;
+use crate::sandbox::gc::{GcOptions, sweep};
+
+/// Runs the command; prints what it found and removed.
+pub async fn run(args: GcArgs) -> Exit {
+    let docker = match DockerClient::connect().await {
+        Ok(docker) => docker,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Docker;
+        }
+    };
+    let options = GcOptions {
+        images: args.images,
+        dry_run: args.dry_run,
+    };
+    let report = match sweep(&docker, options).await {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Docker;
+        }
+    };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for run in &report.stale {
+        println!(
+            "{verb} run {} (job {}): {} resource(s), its controller is gone",
+            run.run_id,
+            run.job_id.as_deref().unwrap_or("?"),
+            run.resources
+        );
+    }
+    for image in &report.images {
+        println!(
+            "{verb} image {} ({}), superseded by a newer build",
+            image.tags.first().map_or(image.id.as_str(), String::as_str),
+            crate::commands::images::human_size(image.size)
+        );
+    }
+    if report.elsewhere > 0 {
+        println!(
+            "left {} resource(s) of controllers on other machines sharing this engine",
+            report.elsewhere
+        );
+    }
+    if report.stale.is_empty() && report.images.is_empty() {
+        println!("nothing to remove");
+    } else if !args.dry_run {
+        println!(
+            "removed {} container(s), {} volume(s), {} network(s), {} image(s)",
+            report.removed.containers,
+            report.removed.volumes,
+            report.removed.networks,
+            report.images.len()
+        );
+    }
+    Exit::Success
+}

@@ -1,0 +1,243 @@
+//! Finding and removing what runs left behind: containers, volumes and networks whose
+//! controller is gone (killed, crashed, or the machine rebooted), and — on request — image
+//! versions that newer builds of the same image superseded.
+//!
+//! `run` sweeps stale resources when it starts; `perstack-sandbox gc` does it on demand.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use super::controller::{ControllerId, Liveness};
+use super::docker::{DockerClient, DockerError, Managed, ManagedImage, Removed};
+use super::labels;
+
+/// What `gc` is asked to do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcOptions {
+    /// Also remove superseded image versions.
+    pub images: bool,
+    /// Report, remove nothing.
+    pub dry_run: bool,
+}
+
+/// A run whose resources are orphans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRun {
+    /// The run.
+    pub run_id: String,
+    /// Its job, when labelled.
+    pub job_id: Option<String>,
+    /// How many containers, volumes and networks it left.
+    pub resources: usize,
+}
+
+/// What a sweep found and did.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    /// Runs whose controller is gone.
+    pub stale: Vec<StaleRun>,
+    /// Resources of controllers on other machines sharing this engine, left alone.
+    pub elsewhere: usize,
+    /// What was removed (nothing on a dry run).
+    pub removed: Removed,
+    /// Superseded images (removed unless a dry run).
+    pub images: Vec<ManagedImage>,
+}
+
+/// Runs whose resources no live controller owns, and how many resources belong to
+/// controllers elsewhere. `liveness` judges a controller label (injected for tests).
+pub fn stale_runs(
+    managed: &Managed,
+    liveness: impl Fn(&str) -> Liveness,
+) -> (Vec<StaleRun>, usize) {
+    let mut runs: BTreeMap<&str, (Option<&str>, Option<&str>, usize)> = BTreeMap::new();
+    for resource in managed
+        .containers
+        .iter()
+        .chain(&managed.volumes)
+        .chain(&managed.networks)
+    {
+        let Some(run_id) = resource.labels.get(labels::RUN_ID) else {
+            continue;
+        };
+        let entry = runs.entry(run_id).or_default();
+        entry.2 += 1;
+        if let Some(job) = resource.labels.get(labels::JOB_ID) {
+            entry.0 = Some(job);
+        }
+        if let Some(controller) = resource.labels.get(labels::CONTROLLER) {
+            entry.1 = Some(controller);
+        }
+    }
+    let mut stale = Vec::new();
+    let mut elsewhere = 0;
+    for (run_id, (job_id, controller, resources)) in runs {
+        // A resource without an owner was made by a version that did not record one, or its
+        // labels were lost: nobody will ever clean it up but us.
+        let state = controller.map_or(Liveness::Gone, &liveness);
+        match state {
+            Liveness::Alive => {}
+            Liveness::Elsewhere => elsewhere += resources,
+            Liveness::Gone => stale.push(StaleRun {
+                run_id: run_id.to_string(),
+                job_id: job_id.map(str::to_string),
+                resources,
+            }),
+        }
+    }
+    (stale, elsewhere)
+}
+
+/// Images that a newer image of the same repository superseded and no container uses. The
+/// newest of each repository is always kept.
+pub fn superseded_images(images: &[ManagedImage], in_use: &HashSet<String>) -> Vec<ManagedImage> {
+    let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+    for image in images {
+        for repository in repositories(image) {
+            let created = newest.entry(repository).or_insert(image.created);
+            *created = (*created).max(image.created);
+        }
+    }
+    images
+        .iter()
+        .filter(|image| {
+            let repositories = repositories(image);
+            !repositories.is_empty()
+                && !in_use.contains(&image.id)
+                && repositories
+                    .iter()
+                    .all(|r| newest.get(r).is_some_and(|n| *n > image.created))
+        })
+        .cloned()
+        .collect()
+}
+
+fn repositories(image: &ManagedImage) -> BTreeSet<String> {
+    image
+        .tags
+        .iter()
+        .filter_map(|t| t.rsplit_once(':').map(|(repo, _)| repo.to_string()))
+        .collect()
+}
+
+/// The liveness of a controller label as seen from this machine.
+pub fn label_liveness(label: &str) -> Liveness {
+    ControllerId::parse(label).map_or(Liveness::Gone, |id| id.liveness())
+}
+
+/// Finds, and unless `dry_run` removes, what dead controllers left behind.
+pub async fn sweep(client: &DockerClient, options: GcOptions) -> Result<GcReport, DockerError> {
+    let managed = client.managed().await?;
+    let (stale, elsewhere) = stale_runs(&managed, label_liveness);
+    let mut report = GcReport {
+        stale,
+        elsewhere,
+        ..GcReport::default()
+    };
+    if !options.dry_run {
+        for run in &report.stale {
+            let removed = client.remove_run(&run.run_id).await?;
+            report.removed.containers += removed.containers;
+            report.removed.volumes += removed.volumes;
+            report.removed.networks += removed.networks;
+        }
+    }
+    if options.images {
+        let images = client.managed_images().await?;
+        let in_use = client.images_in_use().await?;
+        report.images = superseded_images(&images, &in_use);
+        if !options.dry_run {
+            for image in &report.images {
+                client.remove_image(&image.id).await?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::docker::Labelled;
+    use std::collections::HashMap;
+
+    fn resource(run: &str, controller: Option<&str>) -> Labelled {
+        let mut labels = HashMap::from([
+            (labels::MANAGED.to_string(), "true".to_string()),
+            (labels::RUN_ID.to_string(), run.to_string()),
+            (labels::JOB_ID.to_string(), format!("job-of-{run}")),
+        ]);
+        if let Some(c) = controller {
+            labels.insert(labels::CONTROLLER.to_string(), c.to_string());
+        }
+        Labelled {
+            id: format!("{run}-{}", labels.len()),
+            labels,
+        }
+    }
+
+    #[test]
+    fn runs_of_dead_controllers_are_stale_live_and_remote_ones_are_not() {
+        let managed = Managed {
+            containers: vec![
+                resource("live", Some("alive")),
+                resource("dead", Some("gone")),
+                resource("remote", Some("elsewhere")),
+            ],
+            volumes: vec![
+                resource("dead", Some("gone")),
+                resource("live", Some("alive")),
+                // Only a volume is left of this one, and it has no owner label.
+                resource("ownerless", None),
+            ],
+            networks: vec![resource("remote", Some("elsewhere"))],
+        };
+        let (stale, elsewhere) = stale_runs(&managed, |label| match label {
+            "alive" => Liveness::Alive,
+            "elsewhere" => Liveness::Elsewhere,
+            _ => Liveness::Gone,
+        });
+        assert_eq!(
+            stale,
+            [
+                StaleRun {
+                    run_id: "dead".into(),
+                    job_id: Some("job-of-dead".into()),
+                    resources: 2
+                },
+                StaleRun {
+                    run_id: "ownerless".into(),
+                    job_id: Some("job-of-ownerless".into()),
+                    resources: 1
+                },
+            ]
+        );
+        assert_eq!(elsewhere, 2);
+    }
+
+    fn image(id: &str, tags: &[&str], created: i64) -> ManagedImage {
+        ManagedImage {
+            id: id.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            labels: HashMap::new(),
+            size: 1,
+            created,
+        }
+    }
+
+    #[test]
+    fn only_older_unused_versions_of_a_repository_are_superseded() {
+        let images = [
+            image("new-runtime", &["perstack-sandbox/runtime-demo:bbb"], 30),
+            image("old-runtime", &["perstack-sandbox/runtime-demo:aaa"], 10),
+            image("older-in-use", &["perstack-sandbox/runtime-demo:000"], 5),
+            image("only-skill", &["perstack-sandbox/skill-web:ccc"], 1),
+            image("untagged", &[], 0),
+        ];
+        let in_use = HashSet::from(["older-in-use".to_string()]);
+        let ids: Vec<String> = superseded_images(&images, &in_use)
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(ids, ["old-runtime"]);
+    }
+}
