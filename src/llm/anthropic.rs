@@ -5,13 +5,15 @@
 //! `ANTHROPIC_BASE_URL`, which beats the default.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::http::{self, StreamRequest};
+use super::sse::Framing;
 use super::{
     DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
-    ProviderSetupError, http_client, models,
+    ProviderSetupError, StreamDelta, http_client, is_retryable_message, models, required_var,
+    setting_or_env,
 };
 use crate::config::{ProviderName, ProviderSetting};
 use crate::event::{MessageKind, Part, Usage};
@@ -37,16 +39,8 @@ impl AnthropicClient {
         env: &dyn Fn(&str) -> Option<String>,
         http: &HttpSettings,
     ) -> Result<AnthropicClient, ProviderSetupError> {
-        let api_key = env("ANTHROPIC_API_KEY").filter(|k| !k.is_empty()).ok_or(
-            ProviderSetupError::MissingVar {
-                provider: ProviderName::Anthropic,
-                var: "ANTHROPIC_API_KEY".into(),
-            },
-        )?;
-        let base_url = setting
-            .base_url
-            .clone()
-            .or_else(|| env("ANTHROPIC_BASE_URL").filter(|u| !u.is_empty()))
+        let api_key = required_var(ProviderName::Anthropic, "ANTHROPIC_API_KEY", env)?;
+        let base_url = setting_or_env(&setting.base_url, "ANTHROPIC_BASE_URL", env)
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
         Ok(AnthropicClient {
             http: http_client(http)?,
@@ -56,64 +50,32 @@ impl AnthropicClient {
         })
     }
 
-    /// One non-streaming generation (`on_delta` is not called yet).
+    /// One streamed generation: text and thinking go to `on_delta` chunk by chunk.
     pub async fn generate(
         &self,
         request: &GenerateRequest<'_>,
-        _on_delta: DeltaSink<'_>,
+        on_delta: DeltaSink<'_>,
     ) -> Result<Generation, LlmError> {
         let body = request_body(request);
-        let mut call = self
-            .http
-            .post(format!("{}/messages", self.base_url))
-            .header("x-api-key", &self.api_key)
-            .header("anthropic-version", API_VERSION)
-            .json(&body);
-        for (name, value) in &self.headers {
-            call = call.header(name, value);
-        }
-        let response = call.send().await.map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
-        let text = response.text().await.map_err(transport_error)?;
-        if !(200..300).contains(&status) {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| truncate(&text, 500));
-            return Err(LlmError::api(status, message, retry_after));
-        }
-        let value: Value = serde_json::from_str(&text).map_err(|e| {
-            LlmError::fatal(
-                "AI_APICallError",
-                format!("invalid JSON from the Messages API: {e}"),
-            )
-        })?;
-        parse_response(&value)
-    }
-}
-
-fn transport_error(error: reqwest::Error) -> LlmError {
-    LlmError {
-        name: "AI_APICallError".into(),
-        message: format!("request failed: {error}"),
-        status_code: None,
-        // Connection resets and timeouts are the network's fault, not the request's.
-        is_retryable: error.is_timeout() || error.is_connect() || error.is_request(),
-        retry_after: None,
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+        let mut headers = vec![
+            ("x-api-key".to_string(), self.api_key.clone()),
+            ("anthropic-version".to_string(), API_VERSION.to_string()),
+            ("accept".to_string(), "text/event-stream".to_string()),
+        ];
+        headers.extend(self.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
+        let mut stream = MessageStream::new(on_delta);
+        http::post_streaming(
+            &self.http,
+            StreamRequest {
+                url: format!("{}/messages", self.base_url),
+                headers,
+                body: &body,
+                framing: Framing::Sse,
+            },
+            |event| stream.event(&event.data),
+        )
+        .await?;
+        stream.finish()
     }
 }
 
@@ -160,6 +122,7 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
         "model": request.model,
         "max_tokens": max_output,
         "messages": messages,
+        "stream": true,
     });
     if !system.is_empty() {
         body["system"] = Value::Array(system);
@@ -254,59 +217,217 @@ fn content_block(part: &Part) -> Option<Value> {
     }
 }
 
-/// Turns a Messages API response into a [`Generation`].
-pub fn parse_response(value: &Value) -> Result<Generation, LlmError> {
-    let blocks = value["content"].as_array().ok_or_else(|| {
-        LlmError::fatal(
-            "AI_APICallError",
-            "Messages API response has no `content` array",
-        )
-    })?;
-    let mut parts = Vec::new();
-    for block in blocks {
-        match block["type"].as_str() {
-            Some("text") => parts.push(GeneratedPart::Text(
-                block["text"].as_str().unwrap_or_default().to_string(),
-            )),
-            Some("thinking") => parts.push(GeneratedPart::Thinking {
-                text: block["thinking"].as_str().unwrap_or_default().to_string(),
-                signature: block["signature"].as_str().map(str::to_string),
-            }),
-            Some("tool_use") => parts.push(GeneratedPart::ToolCall {
-                id: block["id"].as_str().unwrap_or_default().to_string(),
-                name: block["name"].as_str().unwrap_or_default().to_string(),
-                args: match &block["input"] {
-                    Value::Object(_) => block["input"].clone(),
-                    _ => json!({}),
-                },
-            }),
-            // redacted_thinking and server tools carry nothing the loop can use.
-            _ => {}
+/// A content block as it builds up.
+#[derive(Debug)]
+enum Block {
+    Text(String),
+    Thinking {
+        text: String,
+        signature: Option<String>,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        json: String,
+    },
+    /// redacted_thinking, server tools: nothing the loop can use.
+    Ignored,
+}
+
+/// The state of one streamed Messages API answer.
+struct MessageStream<'a> {
+    on_delta: DeltaSink<'a>,
+    blocks: Vec<Block>,
+    stop_reason: Option<String>,
+    input: u64,
+    cache_creation: u64,
+    cache_read: u64,
+    output: u64,
+    stopped: bool,
+}
+
+impl<'a> MessageStream<'a> {
+    fn new(on_delta: DeltaSink<'a>) -> MessageStream<'a> {
+        MessageStream {
+            on_delta,
+            blocks: Vec::new(),
+            stop_reason: None,
+            input: 0,
+            cache_creation: 0,
+            cache_read: 0,
+            output: 0,
+            stopped: false,
         }
     }
-    let finish_reason = match value["stop_reason"].as_str() {
-        Some("end_turn") | Some("stop_sequence") => FinishReason::Stop,
-        Some("tool_use") => FinishReason::ToolCalls,
-        Some("max_tokens") => FinishReason::Length,
-        Some(other) => FinishReason::Other(other.to_string()),
-        None => FinishReason::Other("unknown".into()),
-    };
-    let u = &value["usage"];
-    let count = |k: &str| u[k].as_u64().unwrap_or(0);
-    let cached = count("cache_read_input_tokens");
-    let input = count("input_tokens") + count("cache_creation_input_tokens");
-    let output = count("output_tokens");
-    Ok(Generation {
-        parts,
-        finish_reason,
-        usage: Usage {
-            input_tokens: input,
-            output_tokens: output,
-            reasoning_tokens: 0,
-            total_tokens: input + cached + output,
-            cached_input_tokens: cached,
-        },
-    })
+
+    fn usage(&mut self, usage: &Value) {
+        let set = |field: &mut u64, key: &str| {
+            if let Some(n) = usage[key].as_u64() {
+                *field = n;
+            }
+        };
+        set(&mut self.input, "input_tokens");
+        set(&mut self.cache_creation, "cache_creation_input_tokens");
+        set(&mut self.cache_read, "cache_read_input_tokens");
+        set(&mut self.output, "output_tokens");
+    }
+
+    fn block(&mut self, index: &Value) -> Option<&mut Block> {
+        self.blocks.get_mut(usize::try_from(index.as_u64()?).ok()?)
+    }
+
+    /// One `data:` payload. The event's `type` field names it, like the `event:` line does.
+    fn event(&mut self, data: &str) -> Result<(), LlmError> {
+        let value: Value =
+            serde_json::from_str(data).map_err(|e| http::bad_chunk("Anthropic", data, e))?;
+        match value["type"].as_str().unwrap_or_default() {
+            "message_start" => self.usage(&value["message"]["usage"]),
+            "content_block_start" => {
+                let block = &value["content_block"];
+                let new = match block["type"].as_str() {
+                    Some("text") => {
+                        let text = block["text"].as_str().unwrap_or_default().to_string();
+                        if !text.is_empty() {
+                            (self.on_delta)(StreamDelta::Text(text.clone()));
+                        }
+                        Block::Text(text)
+                    }
+                    Some("thinking") => Block::Thinking {
+                        text: block["thinking"].as_str().unwrap_or_default().to_string(),
+                        signature: block["signature"]
+                            .as_str()
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string),
+                    },
+                    Some("tool_use") => Block::ToolUse {
+                        id: block["id"].as_str().unwrap_or_default().to_string(),
+                        name: block["name"].as_str().unwrap_or_default().to_string(),
+                        json: String::new(),
+                    },
+                    _ => Block::Ignored,
+                };
+                let index = value["index"].as_u64().unwrap_or(self.blocks.len() as u64);
+                let index = usize::try_from(index).unwrap_or(usize::MAX);
+                while self.blocks.len() < index {
+                    self.blocks.push(Block::Ignored);
+                }
+                if index < self.blocks.len() {
+                    self.blocks[index] = new;
+                } else {
+                    self.blocks.push(new);
+                }
+            }
+            "content_block_delta" => {
+                let delta = &value["delta"];
+                let on_delta = self.on_delta;
+                let Some(block) = self.block(&value["index"]) else {
+                    return Ok(());
+                };
+                match (delta["type"].as_str().unwrap_or_default(), block) {
+                    ("text_delta", Block::Text(text)) => {
+                        let chunk = delta["text"].as_str().unwrap_or_default();
+                        text.push_str(chunk);
+                        on_delta(StreamDelta::Text(chunk.to_string()));
+                    }
+                    ("thinking_delta", Block::Thinking { text, .. }) => {
+                        let chunk = delta["thinking"].as_str().unwrap_or_default();
+                        text.push_str(chunk);
+                        on_delta(StreamDelta::Reasoning(chunk.to_string()));
+                    }
+                    ("signature_delta", Block::Thinking { signature, .. }) => {
+                        let chunk = delta["signature"].as_str().unwrap_or_default();
+                        signature.get_or_insert_with(String::new).push_str(chunk);
+                    }
+                    ("input_json_delta", Block::ToolUse { json, .. }) => {
+                        json.push_str(delta["partial_json"].as_str().unwrap_or_default());
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = value["delta"]["stop_reason"].as_str() {
+                    self.stop_reason = Some(reason.to_string());
+                }
+                self.usage(&value["usage"]);
+            }
+            "message_stop" => self.stopped = true,
+            "error" => return Err(stream_error(&value["error"])),
+            // ping, content_block_stop and event types added later carry nothing we need.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Generation, LlmError> {
+        if !self.stopped && self.stop_reason.is_none() {
+            return Err(LlmError {
+                name: http::API_CALL_ERROR.into(),
+                message: "the Messages API stream ended before message_stop".into(),
+                status_code: None,
+                is_retryable: true,
+                retry_after: None,
+            });
+        }
+        let mut parts = Vec::new();
+        for block in self.blocks {
+            match block {
+                Block::Text(text) => parts.push(GeneratedPart::Text(text)),
+                Block::Thinking { text, signature } => {
+                    parts.push(GeneratedPart::Thinking { text, signature })
+                }
+                Block::ToolUse { id, name, json } => {
+                    let args = if json.trim().is_empty() {
+                        json!({})
+                    } else {
+                        serde_json::from_str::<Value>(&json).map_err(|e| {
+                            LlmError::fatal(
+                                "AI_InvalidToolArgumentsError",
+                                format!("arguments of tool call `{name}` are not valid JSON ({e}): {json}"),
+                            )
+                        })?
+                    };
+                    let args = if args.is_object() { args } else { json!({}) };
+                    parts.push(GeneratedPart::ToolCall { id, name, args });
+                }
+                Block::Ignored => {}
+            }
+        }
+        let finish_reason = match self.stop_reason.as_deref() {
+            Some("end_turn") | Some("stop_sequence") => FinishReason::Stop,
+            Some("tool_use") => FinishReason::ToolCalls,
+            Some("max_tokens") => FinishReason::Length,
+            Some(other) => FinishReason::Other(other.to_string()),
+            None => FinishReason::Other("unknown".into()),
+        };
+        let input = self.input + self.cache_creation;
+        let cached = self.cache_read;
+        Ok(Generation {
+            parts,
+            finish_reason,
+            usage: Usage {
+                input_tokens: input,
+                output_tokens: self.output,
+                reasoning_tokens: 0,
+                total_tokens: input + cached + self.output,
+                cached_input_tokens: cached,
+            },
+        })
+    }
+}
+
+/// An `error` event in the middle of a stream: `{type: "overloaded_error", message}`. The HTTP
+/// status was 200, so there is no status code; the type says whether trying again can help.
+fn stream_error(error: &Value) -> LlmError {
+    let kind = error["type"].as_str().unwrap_or("error");
+    let message = error["message"].as_str().unwrap_or(kind).to_string();
+    LlmError {
+        name: http::API_CALL_ERROR.into(),
+        is_retryable: matches!(kind, "overloaded_error" | "rate_limit_error" | "api_error")
+            || is_retryable_message(&message),
+        message,
+        status_code: None,
+        retry_after: None,
+    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,14 @@
 //! into its own wire format and turns the answer back into a [`Generation`].
 
 pub mod anthropic;
+pub mod google;
+mod http;
 pub mod mock;
 pub mod models;
+pub mod ollama;
+pub mod openai;
 mod retry;
+mod sse;
 
 use std::time::Duration;
 
@@ -215,10 +220,47 @@ pub fn optional_vars(provider: ProviderName) -> &'static [&'static str] {
     }
 }
 
-/// Providers this build can talk to. The others are accepted by `validate` (the file is
-/// Perstack's) but refused by `run` with a clear message.
+/// Providers this build can talk to. `amazon-bedrock` and `google-vertex` are refused by
+/// `validate` and `run` with [`unsupported_message`].
 pub fn is_supported(provider: ProviderName) -> bool {
-    matches!(provider, ProviderName::Anthropic | ProviderName::Mock)
+    !matches!(
+        provider,
+        ProviderName::AmazonBedrock | ProviderName::GoogleVertex
+    )
+}
+
+/// Why `provider` cannot be used, for `validate` and preflight.
+pub fn unsupported_message(provider: ProviderName) -> String {
+    format!(
+        "provider `{provider}` is not supported yet by perstack-sandbox; use anthropic, openai, \
+         google, deepseek, ollama or azure-openai"
+    )
+}
+
+/// A required variable from `env`, non-empty.
+pub(crate) fn required_var(
+    provider: ProviderName,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ProviderSetupError> {
+    env(var)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ProviderSetupError::MissingVar {
+            provider,
+            var: var.to_string(),
+        })
+}
+
+/// A `[provider.setting]` value, else the variable `var` (§7: setting beats env).
+pub(crate) fn setting_or_env(
+    setting: &Option<String>,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    setting
+        .clone()
+        .filter(|v| !v.is_empty())
+        .or_else(|| env(var).filter(|v| !v.is_empty()))
 }
 
 /// A ready client for one provider.
@@ -226,6 +268,12 @@ pub fn is_supported(provider: ProviderName) -> bool {
 pub enum Provider {
     /// Anthropic Messages API.
     Anthropic(anthropic::AnthropicClient),
+    /// OpenAI Chat Completions: openai, deepseek, azure-openai.
+    OpenAi(openai::OpenAiClient),
+    /// Ollama's native chat API.
+    Ollama(ollama::OllamaClient),
+    /// Google Gemini.
+    Google(google::GoogleClient),
     /// The scripted provider.
     Mock(mock::MockProvider),
 }
@@ -242,8 +290,16 @@ pub enum ProviderSetupError {
         var: String,
     },
     /// This build cannot talk to the provider yet.
-    #[error("provider `{0}` is not supported yet by perstack-sandbox (supported: anthropic, mock)")]
+    #[error("{}", unsupported_message(*.0))]
     Unsupported(ProviderName),
+    /// A provider setting is missing or wrong.
+    #[error("provider `{provider}`: {message}")]
+    Setting {
+        /// The provider.
+        provider: ProviderName,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// `mock` without a script.
     #[error("provider `mock` needs a script (`[provider.setting] script = \"…\"`)")]
     MissingScript,
@@ -266,10 +322,30 @@ impl Provider {
                 env,
                 http,
             )?)),
+            ProviderName::Openai | ProviderName::Deepseek | ProviderName::AzureOpenai => {
+                Ok(Provider::OpenAi(openai::OpenAiClient::new(
+                    config.provider_name,
+                    &config.setting,
+                    env,
+                    http,
+                )?))
+            }
+            ProviderName::Ollama => Ok(Provider::Ollama(ollama::OllamaClient::new(
+                &config.setting,
+                env,
+                http,
+            )?)),
+            ProviderName::Google => Ok(Provider::Google(google::GoogleClient::new(
+                &config.setting,
+                env,
+                http,
+            )?)),
             ProviderName::Mock => Ok(Provider::Mock(mock::MockProvider::new(
                 script.ok_or(ProviderSetupError::MissingScript)?,
             ))),
-            other => Err(ProviderSetupError::Unsupported(other)),
+            other @ (ProviderName::AmazonBedrock | ProviderName::GoogleVertex) => {
+                Err(ProviderSetupError::Unsupported(other))
+            }
         }
     }
 
@@ -282,6 +358,9 @@ impl Provider {
     ) -> Result<Generation, LlmError> {
         match self {
             Provider::Anthropic(client) => client.generate(request, on_delta).await,
+            Provider::OpenAi(client) => client.generate(request, on_delta).await,
+            Provider::Ollama(client) => client.generate(request, on_delta).await,
+            Provider::Google(client) => client.generate(request, on_delta).await,
             Provider::Mock(mock) => mock.generate(request, on_delta).await,
         }
     }
