@@ -436,6 +436,8 @@ mod tests {
     use crate::event::Message;
     use crate::llm::ToolSpec;
     use crate::llm::test_server::{Reply, TestServer};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     fn text_message(kind: MessageKind, text: &str) -> Message {
         Message {
@@ -516,57 +518,118 @@ mod tests {
                 "tools": [{"name": "readTextFile", "description": "Read a file", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}],
                 "tool_choice": {"type": "auto"},
                 "thinking": {"type": "enabled", "budget_tokens": 2048},
+                "stream": true,
             })
         );
     }
 
-    #[tokio::test]
-    async fn sends_key_version_and_custom_headers_and_parses_tool_use() {
-        let server = TestServer::start(vec![Reply::json(
-            200,
-            json!({
-                "content": [
-                    {"type": "thinking", "thinking": "hmm", "signature": "sig"},
-                    {"type": "text", "text": "Reading."},
-                    {"type": "tool_use", "id": "toolu_9", "name": "readTextFile", "input": {"path": "b"}}
-                ],
-                "stop_reason": "tool_use",
-                "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 3}
-            }),
-        )])
-        .await;
+    /// The events of one streamed answer: thinking (signed), text, a tool call whose
+    /// arguments arrive in three pieces.
+    fn tool_use_stream() -> String {
+        let events = [
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": "claude-haiku-4-5", "stop_reason": null, "usage": {"input_tokens": 10, "cache_read_input_tokens": 3, "cache_creation_input_tokens": 0, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Need the "}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "file."}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "ping"}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Read"}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "ing."}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "toolu_9", "name": "readTextFile", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ""}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"path\": "}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "\"b.txt\"}"}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 5}}),
+            json!({"type": "message_stop"}),
+        ];
+        events
+            .iter()
+            .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+            .collect()
+    }
+
+    /// Cuts `body` into pieces of `n` bytes, so events (and UTF-8) straddle TCP writes.
+    fn pieces(body: &str, n: usize) -> Vec<String> {
+        body.as_bytes()
+            .chunks(n)
+            .map(|c| ascii(c))
+            .collect()
+    }
+
+    /// The test server writes strings, so test bodies are ASCII and any cut is a valid one.
+    fn ascii(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).expect("ASCII test body")
+    }
+
+    fn client(server: &TestServer) -> AnthropicClient {
         let setting = ProviderSetting {
             base_url: Some(format!("{}/v1", server.url())),
             headers: [("x-team".to_string(), "core".to_string())].into(),
             ..Default::default()
         };
         let env = |k: &str| (k == "ANTHROPIC_API_KEY").then(|| "sk-test".to_string());
-        let client =
-            AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client");
+        AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client")
+    }
+
+    fn request<'a>(messages: &'a [Message], tools: &'a [ToolSpec]) -> GenerateRequest<'a> {
+        GenerateRequest {
+            expert_key: "x",
+            model: "claude-haiku-4-5",
+            messages,
+            tools,
+            reasoning_budget: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_thinking_text_and_a_tool_call_split_across_reads() {
+        let server = TestServer::start(vec![Reply::stream(pieces(&tool_use_stream(), 7))]).await;
+        let deltas = Mutex::new(Vec::new());
         let messages = conversation();
-        let generation = client
-            .generate(
-                &GenerateRequest {
-                    expert_key: "x",
-                    model: "claude-haiku-4-5",
-                    messages: &messages,
-                    tools: &[],
-                    reasoning_budget: None,
-                },
-                &|_| {},
-            )
+        let generation = client(&server)
+            .generate(&request(&messages, &[]), &|d| {
+                deltas.lock().unwrap().push(d)
+            })
             .await
             .expect("generation");
-        assert_eq!(generation.finish_reason, FinishReason::ToolCalls);
-        assert_eq!(generation.text(), "Reading.");
         assert_eq!(
-            generation.parts[0],
-            GeneratedPart::Thinking {
-                text: "hmm".into(),
-                signature: Some("sig".into())
+            *deltas.lock().unwrap(),
+            [
+                StreamDelta::Reasoning("Need the ".into()),
+                StreamDelta::Reasoning("file.".into()),
+                StreamDelta::Text("Read".into()),
+                StreamDelta::Text("ing.".into()),
+            ]
+        );
+        assert_eq!(
+            generation,
+            Generation {
+                parts: vec![
+                    GeneratedPart::Thinking {
+                        text: "Need the file.".into(),
+                        signature: Some("EqQBCgIYAhIM".into()),
+                    },
+                    GeneratedPart::Text("Reading.".into()),
+                    GeneratedPart::ToolCall {
+                        id: "toolu_9".into(),
+                        name: "readTextFile".into(),
+                        args: json!({"path": "b.txt"}),
+                    },
+                ],
+                finish_reason: FinishReason::ToolCalls,
+                usage: Usage {
+                    input_tokens: 10,
+                    output_tokens: 5,
+                    reasoning_tokens: 0,
+                    total_tokens: 18,
+                    cached_input_tokens: 3,
+                },
             }
         );
-        assert_eq!(generation.usage.total_tokens, 18);
         let requests = server.requests().await;
         assert_eq!(requests.len(), 1);
         let r = &requests[0];
@@ -577,41 +640,139 @@ mod tests {
         assert_eq!(r.header("x-team"), Some("core"));
         assert_eq!(r.json()["model"], "claude-haiku-4-5");
         assert_eq!(r.json()["max_tokens"], 8192);
+        assert_eq!(r.json()["stream"], true);
+    }
+
+    #[tokio::test]
+    async fn each_delta_is_reported_before_the_stream_ends() {
+        // The server sends the first text delta, then holds the rest of the answer until the
+        // client has reported that delta. A client that only reports at the end never gets
+        // the rest, and the guard below fails the test.
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let first = [
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 1, "output_tokens": 0}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
+        ];
+        let rest = [
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+            json!({"type": "message_stop"}),
+        ];
+        let sse = |events: &[Value]| -> String {
+            events.iter().map(|e| format!("data: {e}\n\n")).collect()
+        };
+        let server = TestServer::start(vec![
+            Reply::stream(vec![sse(&first), sse(&rest)]).gated(gate.clone()),
+        ])
+        .await;
+        let deltas = Mutex::new(Vec::new());
+        let on_delta = |d: StreamDelta| {
+            deltas.lock().unwrap().push(d);
+            gate.notify_one();
+        };
+        let client = client(&server);
+        let generation = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.generate(&request(&[], &[]), &on_delta),
+        )
+        .await
+        .expect("the first delta was not reported while the stream was open")
+        .expect("generation");
+        assert_eq!(generation.text(), "Hello");
+        assert_eq!(generation.finish_reason, FinishReason::Stop);
+        assert_eq!(
+            *deltas.lock().unwrap(),
+            [StreamDelta::Text("Hel".into()), StreamDelta::Text("lo".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_error_event_mid_stream_is_retryable() {
+        let body = format!(
+            "event: message_start\ndata: {}\n\nevent: error\ndata: {}\n\n",
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 1}}}),
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        );
+        let server = TestServer::start(vec![Reply::stream(vec![body])]).await;
+        let err = client(&server)
+            .generate(&request(&[], &[]), &|_| {})
+            .await
+            .expect_err("error event");
+        assert_eq!(err.name, "AI_APICallError");
+        assert_eq!(err.message, "Overloaded");
+        assert!(err.is_retryable);
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_before_message_stop_is_retryable() {
+        let body = format!(
+            "data: {}\n\n",
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 1}}})
+        );
+        let server = TestServer::start(vec![Reply::stream(vec![body])]).await;
+        let err = client(&server)
+            .generate(&request(&[], &[]), &|_| {})
+            .await
+            .expect_err("cut");
+        assert!(err.is_retryable, "{err}");
     }
 
     #[tokio::test]
     async fn api_errors_keep_status_message_and_retry_after() {
-        let server = TestServer::start(vec![Reply {
-            status: 529,
-            headers: vec![("retry-after".into(), "2".into())],
-            body: r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
-                .into(),
-        }])
+        let server = TestServer::start(vec![Reply::raw(
+            529,
+            vec![("retry-after", "2")],
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )])
         .await;
-        let setting = ProviderSetting {
-            base_url: Some(server.url()),
-            ..Default::default()
-        };
-        let env = |_: &str| Some("sk".to_string());
-        let client =
-            AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client");
-        let err = client
-            .generate(
-                &GenerateRequest {
-                    expert_key: "x",
-                    model: "m",
-                    messages: &[],
-                    tools: &[],
-                    reasoning_budget: None,
-                },
-                &|_| {},
-            )
+        let err = client(&server)
+            .generate(&request(&[], &[]), &|_| {})
             .await
             .expect_err("529");
         assert_eq!(err.status_code, Some(529));
         assert_eq!(err.message, "Overloaded");
         assert!(err.is_retryable);
         assert_eq!(err.retry_after, Some(Duration::from_secs(2)));
+    }
+
+    #[tokio::test]
+    async fn base_url_from_the_environment_unless_the_setting_has_one() {
+        let server = TestServer::start(vec![Reply::stream(vec![tool_use_stream()])]).await;
+        let url = format!("{}/gateway", server.url());
+        let env = |k: &str| match k {
+            "ANTHROPIC_API_KEY" => Some("sk".to_string()),
+            "ANTHROPIC_BASE_URL" => Some(url.clone()),
+            _ => None,
+        };
+        let client = AnthropicClient::new(&ProviderSetting::default(), &env, &HttpSettings::default())
+            .expect("client");
+        client
+            .generate(&request(&[], &[]), &|_| {})
+            .await
+            .expect("generation");
+        assert_eq!(server.requests().await[0].path, "/gateway/messages");
+
+        let setting = ProviderSetting {
+            base_url: Some("https://setting.example/v1".into()),
+            ..Default::default()
+        };
+        let client = AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client");
+        assert_eq!(client.base_url, "https://setting.example/v1");
+    }
+
+    #[test]
+    fn thinking_budget_is_at_least_1024_and_below_max_tokens() {
+        let mut req = request(&[], &[]);
+        req.reasoning_budget = Some(10_000);
+        let body = request_body(&req);
+        assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 10000}));
+        assert_eq!(body["max_tokens"], 18192, "haiku's 8192 would not exceed the budget");
+        req.reasoning_budget = Some(100);
+        assert_eq!(request_body(&req)["thinking"]["budget_tokens"], 1024);
+        req.reasoning_budget = None;
+        assert!(request_body(&req).get("thinking").is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName, Skill, dotted_path};
 use crate::llm::mock::MockScript;
-use crate::llm::{api_key_var, is_supported, optional_vars};
+use crate::llm::{api_key_var, is_supported, optional_vars, unsupported_message};
 
 use super::plan::{SkillBase, delegation_closure, skill_base_image};
 
@@ -46,6 +46,32 @@ impl std::fmt::Display for Problems {
         }
         Ok(())
     }
+}
+
+/// azure-openai needs to know where the resource is: `resourceName` or `baseUrl` in the file, or
+/// `AZURE_RESOURCE_NAME` / `AZURE_BASE_URL`.
+fn missing_endpoint(
+    config: &crate::config::Config,
+    provider: ProviderName,
+    env: &BTreeMap<String, String>,
+) -> Option<String> {
+    if provider != ProviderName::AzureOpenai {
+        return None;
+    }
+    let setting = config
+        .provider
+        .as_ref()
+        .filter(|p| p.provider_name == provider)
+        .map(|p| &p.setting);
+    let in_file = setting.is_some_and(|s| s.resource_name.is_some() || s.base_url.is_some());
+    let in_env = ["AZURE_RESOURCE_NAME", "AZURE_BASE_URL"]
+        .iter()
+        .any(|v| env.get(*v).is_some_and(|value| !value.is_empty()));
+    (!in_file && !in_env).then(|| {
+        "AZURE_RESOURCE_NAME is not set; provider `azure-openai` needs the resource name \
+         (or a base URL: AZURE_BASE_URL, or resourceName / baseUrl in [provider.setting])"
+            .to_string()
+    })
 }
 
 /// What the checks need to know.
@@ -105,12 +131,20 @@ impl Preflight<'_> {
         }
 
         if !is_supported(self.provider) {
+            let from_file = config.provider.as_ref().map(|p| p.provider_name) == Some(self.provider);
             problems.push(Problem {
-                location: here("provider.providerName"),
-                message: format!(
-                    "provider `{}` is not supported by perstack-sandbox yet (supported: anthropic, mock)",
-                    self.provider
-                ),
+                location: if from_file {
+                    here("provider.providerName")
+                } else {
+                    None
+                },
+                message: unsupported_message(self.provider),
+            });
+        }
+        if let Some(message) = missing_endpoint(config, self.provider, self.env) {
+            problems.push(Problem {
+                location: None,
+                message,
             });
         }
         let mut runtime_env = Vec::new();
