@@ -409,7 +409,14 @@ mod tests {
                 )]
             );
         }
-        for name in ["anthropic", "openai", "google", "deepseek", "ollama", "azure-openai"] {
+        for name in [
+            "anthropic",
+            "openai",
+            "google",
+            "deepseek",
+            "ollama",
+            "azure-openai",
+        ] {
             assert!(problems(&format!("[provider]\nproviderName = \"{name}\"\n")).is_empty());
         }
     }

@@ -435,7 +435,7 @@ mod tests {
     use super::*;
     use crate::event::Message;
     use crate::llm::ToolSpec;
-    use crate::llm::test_server::{Reply, TestServer};
+    use crate::llm::test_server::{Reply, TestServer, pieces};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -550,19 +550,6 @@ mod tests {
             .iter()
             .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
             .collect()
-    }
-
-    /// Cuts `body` into pieces of `n` bytes, so events (and UTF-8) straddle TCP writes.
-    fn pieces(body: &str, n: usize) -> Vec<String> {
-        body.as_bytes()
-            .chunks(n)
-            .map(|c| ascii(c))
-            .collect()
-    }
-
-    /// The test server writes strings, so test bodies are ASCII and any cut is a valid one.
-    fn ascii(bytes: &[u8]) -> String {
-        String::from_utf8(bytes.to_vec()).expect("ASCII test body")
     }
 
     fn client(server: &TestServer) -> AnthropicClient {
@@ -684,7 +671,10 @@ mod tests {
         assert_eq!(generation.finish_reason, FinishReason::Stop);
         assert_eq!(
             *deltas.lock().unwrap(),
-            [StreamDelta::Text("Hel".into()), StreamDelta::Text("lo".into())]
+            [
+                StreamDelta::Text("Hel".into()),
+                StreamDelta::Text("lo".into())
+            ]
         );
     }
 
@@ -746,8 +736,9 @@ mod tests {
             "ANTHROPIC_BASE_URL" => Some(url.clone()),
             _ => None,
         };
-        let client = AnthropicClient::new(&ProviderSetting::default(), &env, &HttpSettings::default())
-            .expect("client");
+        let client =
+            AnthropicClient::new(&ProviderSetting::default(), &env, &HttpSettings::default())
+                .expect("client");
         client
             .generate(&request(&[], &[]), &|_| {})
             .await
@@ -758,7 +749,8 @@ mod tests {
             base_url: Some("https://setting.example/v1".into()),
             ..Default::default()
         };
-        let client = AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client");
+        let client =
+            AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client");
         assert_eq!(client.base_url, "https://setting.example/v1");
     }
 
@@ -767,8 +759,14 @@ mod tests {
         let mut req = request(&[], &[]);
         req.reasoning_budget = Some(10_000);
         let body = request_body(&req);
-        assert_eq!(body["thinking"], json!({"type": "enabled", "budget_tokens": 10000}));
-        assert_eq!(body["max_tokens"], 18192, "haiku's 8192 would not exceed the budget");
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 10000})
+        );
+        assert_eq!(
+            body["max_tokens"], 18192,
+            "haiku's 8192 would not exceed the budget"
+        );
         req.reasoning_budget = Some(100);
         assert_eq!(request_body(&req)["thinking"]["budget_tokens"], 1024);
         req.reasoning_budget = None;

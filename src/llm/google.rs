@@ -178,7 +178,8 @@ fn user_parts(parts: &[Part]) -> Vec<Value> {
                 mime_type,
                 ..
             } => Some(json!({"inlineData": {"mimeType": mime_type, "data": encoded_data}})),
-            Part::ImageUrlPart { url, mime_type, .. } | Part::FileUrlPart { url, mime_type, .. } => {
+            Part::ImageUrlPart { url, mime_type, .. }
+            | Part::FileUrlPart { url, mime_type, .. } => {
                 Some(json!({"fileData": {"mimeType": mime_type, "fileUri": url}}))
             }
             _ => None,
@@ -322,7 +323,11 @@ fn convert_schema(schema: &Value) -> Value {
 enum Piece {
     Thought(String, Option<String>),
     Text(String),
-    Call { id: String, name: String, args: Value },
+    Call {
+        id: String,
+        name: String,
+        args: Value,
+    },
 }
 
 struct GeminiStream<'a> {
@@ -348,16 +353,18 @@ impl<'a> GeminiStream<'a> {
         if chunk["error"].is_object() {
             let error = &chunk["error"];
             let message = error["message"].as_str().unwrap_or("error").to_string();
-            return Err(match error["code"].as_u64().and_then(|c| u16::try_from(c).ok()) {
-                Some(code) => LlmError::api(code, message, None),
-                None => LlmError {
-                    name: http::API_CALL_ERROR.into(),
-                    is_retryable: is_retryable_message(&message),
-                    message,
-                    status_code: None,
-                    retry_after: None,
+            return Err(
+                match error["code"].as_u64().and_then(|c| u16::try_from(c).ok()) {
+                    Some(code) => LlmError::api(code, message, None),
+                    None => LlmError {
+                        name: http::API_CALL_ERROR.into(),
+                        is_retryable: is_retryable_message(&message),
+                        message,
+                        status_code: None,
+                        retry_after: None,
+                    },
                 },
-            });
+            );
         }
         if let Some(u) = chunk.get("usageMetadata").filter(|u| u.is_object()) {
             let n = |k: &str| u[k].as_u64().unwrap_or(0);
@@ -378,7 +385,11 @@ impl<'a> GeminiStream<'a> {
             self.finish_reason = Some(reason.to_string());
         }
         let candidate = &chunk["candidates"][0];
-        for part in candidate["content"]["parts"].as_array().into_iter().flatten() {
+        for part in candidate["content"]["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             self.part(part);
         }
         if let Some(reason) = candidate["finishReason"].as_str() {
@@ -422,7 +433,9 @@ impl<'a> GeminiStream<'a> {
                     t.push_str(text);
                     *sig = signature;
                 }
-                _ => self.pieces.push(Piece::Thought(text.to_string(), signature)),
+                _ => self
+                    .pieces
+                    .push(Piece::Thought(text.to_string(), signature)),
             }
             return;
         }
@@ -474,5 +487,286 @@ impl<'a> GeminiStream<'a> {
             finish_reason,
             usage: self.usage,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Message;
+    use crate::llm::ToolSpec;
+    use crate::llm::test_server::{Reply, TestServer, pieces};
+    use std::sync::Mutex;
+
+    fn message(kind: MessageKind, contents: Vec<Part>) -> Message {
+        Message {
+            kind,
+            id: "m".into(),
+            contents,
+            cache: None,
+        }
+    }
+
+    fn call(id: &str, name: &str, args: Value) -> Part {
+        Part::ToolCallPart {
+            id: "p".into(),
+            tool_call_id: id.into(),
+            tool_name: name.into(),
+            args,
+        }
+    }
+
+    fn result(id: &str, name: &str, text: &str) -> Part {
+        Part::ToolResultPart {
+            id: "p".into(),
+            tool_call_id: id.into(),
+            tool_name: name.into(),
+            contents: vec![Part::text(text)],
+            is_error: None,
+        }
+    }
+
+    fn request<'a>(
+        messages: &'a [Message],
+        tools: &'a [ToolSpec],
+        budget: Option<u64>,
+    ) -> GenerateRequest<'a> {
+        GenerateRequest {
+            expert_key: "x",
+            model: "gemini-2.5-flash",
+            messages,
+            tools,
+            reasoning_budget: budget,
+        }
+    }
+
+    #[test]
+    fn request_body_maps_system_tools_calls_responses_and_thinking() {
+        let messages = vec![
+            message(
+                MessageKind::InstructionMessage,
+                vec![Part::text("You are terse.")],
+            ),
+            message(MessageKind::UserMessage, vec![Part::text("Read a and b")]),
+            message(
+                MessageKind::ExpertMessage,
+                vec![
+                    Part::ThinkingPart {
+                        id: "t".into(),
+                        thinking: "Both.".into(),
+                        signature: None,
+                    },
+                    Part::ThinkingPart {
+                        id: "t".into(),
+                        thinking: String::new(),
+                        signature: Some("sig-1".into()),
+                    },
+                    call("c1", "readTextFile", json!({"path": "a"})),
+                    call("c2", "readTextFile", json!({"path": "b"})),
+                ],
+            ),
+            message(
+                MessageKind::ToolMessage,
+                vec![
+                    result("c1", "readTextFile", "A"),
+                    result("c2", "readTextFile", "B"),
+                ],
+            ),
+        ];
+        let tools = [
+            ToolSpec {
+                name: "readTextFile".into(),
+                description: "Read a file".into(),
+                input_schema: json!({
+                    "$schema": "http://json-schema.org/draft-07/schema#",
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "path": {"type": "string", "description": "Where"},
+                        "from": {"type": ["integer", "null"]},
+                        "mode": {"const": "text"},
+                    },
+                    "required": ["path"],
+                }),
+            },
+            ToolSpec {
+                name: "healthCheck".into(),
+                description: "Check".into(),
+                input_schema: json!({"type": "object", "properties": {}}),
+            },
+        ];
+        let body = request_body(&request(&messages, &tools, Some(2048)));
+        assert_eq!(
+            body,
+            json!({
+                "contents": [
+                    {"role": "user", "parts": [{"text": "Read a and b"}]},
+                    {"role": "model", "parts": [
+                        {"text": "Both.", "thought": true},
+                        {"functionCall": {"name": "readTextFile", "args": {"path": "a"}}, "thoughtSignature": "sig-1"},
+                        {"functionCall": {"name": "readTextFile", "args": {"path": "b"}}},
+                    ]},
+                    {"role": "user", "parts": [
+                        {"functionResponse": {"name": "readTextFile", "response": {"name": "readTextFile", "content": "A"}}},
+                        {"functionResponse": {"name": "readTextFile", "response": {"name": "readTextFile", "content": "B"}}},
+                    ]},
+                ],
+                "systemInstruction": {"parts": [{"text": "You are terse."}]},
+                "tools": [{"functionDeclarations": [
+                    {"name": "readTextFile", "description": "Read a file", "parameters": {
+                        "type": "object",
+                        "properties": {
+                            "path": {"type": "string", "description": "Where"},
+                            "from": {"nullable": true, "type": "integer"},
+                            "mode": {"enum": ["text"]},
+                        },
+                        "required": ["path"],
+                    }},
+                    {"name": "healthCheck", "description": "Check"},
+                ]}],
+                "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+                "generationConfig": {"thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": true}},
+            })
+        );
+        assert!(
+            request_body(&request(&messages, &[], None))
+                .get("generationConfig")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn streams_thoughts_text_and_function_calls_with_made_up_ids() {
+        let chunks = [
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Plan", "thought": true}]}}]}),
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "ning.", "thought": true}]}}]}),
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Reading "}]}}]}),
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "both."}]}}]}),
+            json!({"candidates": [{"content": {"role": "model", "parts": [
+                {"functionCall": {"name": "readTextFile", "args": {"path": "a"}}, "thoughtSignature": "sig-9"},
+                {"functionCall": {"name": "readTextFile", "args": {"path": "b"}}},
+            ]}, "finishReason": "STOP"}],
+             "usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 12, "thoughtsTokenCount": 7, "totalTokenCount": 49, "cachedContentTokenCount": 5}}),
+        ];
+        let body: String = chunks
+            .iter()
+            .map(|c| format!("data: {c}\r\n\r\n"))
+            .collect();
+        let server = TestServer::start(vec![Reply::stream(pieces(&body, 13))]).await;
+        let setting = ProviderSetting {
+            base_url: Some(format!("{}/v1beta", server.url())),
+            headers: [("x-team".to_string(), "core".to_string())].into(),
+            ..Default::default()
+        };
+        let env = |k: &str| (k == "GOOGLE_GENERATIVE_AI_API_KEY").then(|| "g-key".to_string());
+        let client = GoogleClient::new(&setting, &env, &HttpSettings::default()).expect("client");
+        let deltas = Mutex::new(Vec::new());
+        let generation = client
+            .generate(&request(&[], &[], None), &|d| {
+                deltas.lock().unwrap().push(d)
+            })
+            .await
+            .expect("generation");
+        assert_eq!(
+            *deltas.lock().unwrap(),
+            [
+                StreamDelta::Reasoning("Plan".into()),
+                StreamDelta::Reasoning("ning.".into()),
+                StreamDelta::Text("Reading ".into()),
+                StreamDelta::Text("both.".into()),
+            ]
+        );
+        let ids: Vec<&str> = generation
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                GeneratedPart::ToolCall { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1], "each call needs its own id");
+        assert_eq!(
+            generation.parts,
+            [
+                GeneratedPart::Thinking {
+                    text: "Planning.".into(),
+                    signature: None
+                },
+                GeneratedPart::Text("Reading both.".into()),
+                GeneratedPart::Thinking {
+                    text: String::new(),
+                    signature: Some("sig-9".into())
+                },
+                GeneratedPart::ToolCall {
+                    id: ids[0].into(),
+                    name: "readTextFile".into(),
+                    args: json!({"path": "a"})
+                },
+                GeneratedPart::ToolCall {
+                    id: ids[1].into(),
+                    name: "readTextFile".into(),
+                    args: json!({"path": "b"})
+                },
+            ]
+        );
+        assert_eq!(generation.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(
+            generation.usage,
+            Usage {
+                input_tokens: 30,
+                output_tokens: 12,
+                reasoning_tokens: 7,
+                total_tokens: 49,
+                cached_input_tokens: 5
+            }
+        );
+        let r = &server.requests().await[0];
+        assert_eq!(
+            r.path,
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(r.header("x-goog-api-key"), Some("g-key"));
+        assert_eq!(r.header("x-team"), Some("core"));
+    }
+
+    #[tokio::test]
+    async fn http_errors_keep_status_and_a_stream_without_finish_reason_is_retryable() {
+        let server = TestServer::start(vec![
+            Reply::raw(503, vec![("retry-after", "1")], r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#),
+            Reply::sse(&[("", json!({"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]}))]),
+        ])
+        .await;
+        let setting = ProviderSetting {
+            base_url: Some(server.url()),
+            ..Default::default()
+        };
+        let env = |_: &str| Some("k".to_string());
+        let client = GoogleClient::new(&setting, &env, &HttpSettings::default()).expect("client");
+        let err = client
+            .generate(&request(&[], &[], None), &|_| {})
+            .await
+            .expect_err("503");
+        assert_eq!((err.status_code, err.is_retryable), (Some(503), true));
+        assert_eq!(err.message, "The model is overloaded.");
+        let cut = client
+            .generate(&request(&[], &[], None), &|_| {})
+            .await
+            .expect_err("cut");
+        assert!(cut.is_retryable);
+    }
+
+    #[test]
+    fn missing_key_names_the_variable() {
+        let err = GoogleClient::new(
+            &ProviderSetting::default(),
+            &|_| None,
+            &HttpSettings::default(),
+        )
+        .expect_err("no key");
+        assert_eq!(
+            err.to_string(),
+            "GOOGLE_GENERATIVE_AI_API_KEY is not set (provider `google` needs it)"
+        );
     }
 }

@@ -88,7 +88,11 @@ pub fn bad_chunk(provider: &str, data: &str, error: serde_json::Error) -> LlmErr
 /// `error` (Ollama), else the body itself, shortened.
 pub fn error_message(body: &str) -> String {
     let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
-        let error = if v.is_array() { &v[0]["error"] } else { &v["error"] };
+        let error = if v.is_array() {
+            &v[0]["error"]
+        } else {
+            &v["error"]
+        };
         error["message"]
             .as_str()
             .or_else(|| error.as_str())
@@ -105,12 +109,13 @@ pub fn error_message(body: &str) -> String {
 /// How long the server asked us to wait: `retry-after-ms` (OpenAI, Anthropic), else
 /// `Retry-After` as seconds or as an HTTP date.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let seconds = |s: &str| {
-        s.parse::<f64>()
-            .ok()
-            .filter(|n| n.is_finite() && *n >= 0.0)
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
     };
+    let seconds = |s: &str| s.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0);
     if let Some(ms) = get("retry-after-ms").and_then(seconds) {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
@@ -175,14 +180,21 @@ mod tests {
     #[test]
     fn error_messages_from_each_vendor_shape() {
         assert_eq!(
-            error_message(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#),
+            error_message(
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+            ),
             "Overloaded"
         );
         assert_eq!(
-            error_message(r#"[{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}]"#),
+            error_message(
+                r#"[{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}]"#
+            ),
             "Quota exceeded"
         );
-        assert_eq!(error_message(r#"{"error":"model not found"}"#), "model not found");
+        assert_eq!(
+            error_message(r#"{"error":"model not found"}"#),
+            "model not found"
+        );
         assert_eq!(error_message("Bad Gateway\n"), "Bad Gateway");
         assert_eq!(
             error_message(""),

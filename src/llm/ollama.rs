@@ -282,3 +282,100 @@ impl<'a> ChatStream<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Message;
+    use crate::llm::ToolSpec;
+    use crate::llm::test_server::{Reply, TestServer, pieces};
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn native_chat_with_think_tools_and_streamed_lines() {
+        let lines = [
+            json!({"model": "gpt-oss:20b", "message": {"role": "assistant", "content": "", "thinking": "Hmm"}, "done": false}),
+            json!({"model": "gpt-oss:20b", "message": {"role": "assistant", "content": "Reading."}, "done": false}),
+            json!({"model": "gpt-oss:20b", "message": {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "readTextFile", "arguments": {"path": "a"}}}]}, "done": false}),
+            json!({"model": "gpt-oss:20b", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 6}),
+        ];
+        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let server = TestServer::start(vec![Reply::stream(pieces(&body, 9))]).await;
+        let url = format!("{}/api", server.url());
+        let env = |k: &str| (k == "OLLAMA_BASE_URL").then(|| url.clone());
+        let client = OllamaClient::new(&ProviderSetting::default(), &env, &HttpSettings::default())
+            .expect("client");
+        let messages = vec![
+            Message {
+                kind: MessageKind::InstructionMessage,
+                id: "m".into(),
+                contents: vec![Part::text("Be brief.")],
+                cache: Some(true),
+            },
+            Message {
+                kind: MessageKind::UserMessage,
+                id: "m".into(),
+                contents: vec![Part::text("Read a")],
+                cache: None,
+            },
+        ];
+        let tools = [ToolSpec {
+            name: "readTextFile".into(),
+            description: "Read".into(),
+            input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+        }];
+        let deltas = Mutex::new(Vec::new());
+        let generation = client
+            .generate(
+                &GenerateRequest {
+                    expert_key: "x",
+                    model: "gpt-oss:20b",
+                    messages: &messages,
+                    tools: &tools,
+                    reasoning_budget: Some(2048),
+                },
+                &|d| deltas.lock().unwrap().push(d),
+            )
+            .await
+            .expect("generation");
+        assert_eq!(
+            *deltas.lock().unwrap(),
+            [
+                StreamDelta::Reasoning("Hmm".into()),
+                StreamDelta::Text("Reading.".into())
+            ]
+        );
+        assert_eq!(generation.finish_reason, FinishReason::ToolCalls);
+        assert!(matches!(
+            &generation.parts[2],
+            GeneratedPart::ToolCall { name, args, id } if name == "readTextFile" && args == &json!({"path": "a"}) && !id.is_empty()
+        ));
+        assert_eq!(generation.usage.total_tokens, 17);
+        let r = &server.requests().await[0];
+        assert_eq!(r.path, "/api/chat");
+        assert_eq!(
+            r.json(),
+            json!({
+                "model": "gpt-oss:20b",
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Read a"},
+                ],
+                "stream": true,
+                "tools": [{"type": "function", "function": {"name": "readTextFile", "description": "Read", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}],
+                "think": true,
+            })
+        );
+    }
+
+    #[test]
+    fn default_base_url_is_the_local_native_api() {
+        let client = OllamaClient::new(
+            &ProviderSetting::default(),
+            &|_| None,
+            &HttpSettings::default(),
+        )
+        .expect("client");
+        assert_eq!(client.base_url, "http://localhost:11434/api");
+    }
+}

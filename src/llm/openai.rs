@@ -100,8 +100,7 @@ impl OpenAiClient {
             _ => {
                 let key = required_var(ProviderName::Openai, "OPENAI_API_KEY", env)?;
                 headers.push(("authorization".to_string(), format!("Bearer {key}")));
-                if let Some(org) =
-                    setting_or_env(&setting.organization, "OPENAI_ORGANIZATION", env)
+                if let Some(org) = setting_or_env(&setting.organization, "OPENAI_ORGANIZATION", env)
                 {
                     headers.push(("openai-organization".to_string(), org));
                 }
@@ -526,11 +525,465 @@ fn stream_error(error: &Value) -> LlmError {
             name: http::API_CALL_ERROR.into(),
             is_retryable: is_retryable_message(&message)
                 || error["type"].as_str().is_some_and(|t| {
-                    t.contains("server_error") || t.contains("rate_limit") || t.contains("overloaded")
+                    t.contains("server_error")
+                        || t.contains("rate_limit")
+                        || t.contains("overloaded")
                 }),
             message,
             status_code: None,
             retry_after: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Message;
+    use crate::llm::ToolSpec;
+    use crate::llm::test_server::{Reply, TestServer, pieces};
+    use std::sync::Mutex;
+
+    fn message(kind: MessageKind, contents: Vec<Part>) -> Message {
+        Message {
+            kind,
+            id: "m".into(),
+            contents,
+            cache: None,
+        }
+    }
+
+    fn conversation() -> Vec<Message> {
+        vec![
+            message(
+                MessageKind::InstructionMessage,
+                vec![Part::text("You are terse.")],
+            ),
+            message(MessageKind::UserMessage, vec![Part::text("Read a.txt")]),
+            message(
+                MessageKind::ExpertMessage,
+                vec![
+                    Part::ThinkingPart {
+                        id: "p".into(),
+                        thinking: "need it".into(),
+                        signature: None,
+                    },
+                    Part::ToolCallPart {
+                        id: "p".into(),
+                        tool_call_id: "call_1".into(),
+                        tool_name: "readTextFile".into(),
+                        args: json!({"path": "a.txt"}),
+                    },
+                ],
+            ),
+            message(
+                MessageKind::ToolMessage,
+                vec![Part::ToolResultPart {
+                    id: "p".into(),
+                    tool_call_id: "call_1".into(),
+                    tool_name: "readTextFile".into(),
+                    contents: vec![
+                        Part::text("hello"),
+                        Part::ImageInlinePart {
+                            id: "i".into(),
+                            encoded_data: "iVBOR".into(),
+                            mime_type: "image/png".into(),
+                        },
+                    ],
+                    is_error: None,
+                }],
+            ),
+        ]
+    }
+
+    fn tools() -> Vec<ToolSpec> {
+        vec![ToolSpec {
+            name: "readTextFile".into(),
+            description: "Read a file".into(),
+            input_schema: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
+        }]
+    }
+
+    fn request<'a>(
+        messages: &'a [Message],
+        tools: &'a [ToolSpec],
+        budget: Option<u64>,
+    ) -> GenerateRequest<'a> {
+        GenerateRequest {
+            expert_key: "x",
+            model: "gpt-5",
+            messages,
+            tools,
+            reasoning_budget: budget,
+        }
+    }
+
+    fn sse(chunks: &[Value]) -> String {
+        let mut body: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+        body.push_str("data: [DONE]\n\n");
+        body
+    }
+
+    /// Text, then two tool calls whose names and arguments arrive in pieces, by index.
+    fn tool_call_stream() -> String {
+        let chunk = |delta: Value, finish: Value| json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        sse(&[
+            chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            chunk(json!({"reasoning_content": "Think"}), Value::Null),
+            chunk(json!({"content": "Let me "}), Value::Null),
+            chunk(json!({"content": "look."}), Value::Null),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "readTextFile", "arguments": ""}}]}),
+                Value::Null,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "listDirectory", "arguments": "{\"path\":"}}]}),
+                Value::Null,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"path\": \"a"}}]}),
+                Value::Null,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": ".txt\"}"}}]}),
+                Value::Null,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "function": {"arguments": " \".\"}"}}]}),
+                Value::Null,
+            ),
+            chunk(json!({}), json!("tool_calls")),
+            json!({"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28, "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}}),
+        ])
+    }
+
+    #[test]
+    fn request_body_maps_system_tools_results_and_reasoning_effort() {
+        let messages = conversation();
+        let tools = tools();
+        let body = request_body(
+            ProviderName::Openai,
+            &request(&messages, &tools, Some(5000)),
+        );
+        assert_eq!(
+            body,
+            json!({
+                "model": "gpt-5",
+                "messages": [
+                    {"role": "system", "content": "You are terse."},
+                    {"role": "user", "content": "Read a.txt"},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "readTextFile", "arguments": "{\"path\":\"a.txt\"}"}}
+                    ]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "hello"},
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]},
+                ],
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "tools": [{"type": "function", "function": {"name": "readTextFile", "description": "Read a file", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}],
+                "tool_choice": "auto",
+                "reasoning_effort": "medium",
+            })
+        );
+    }
+
+    #[test]
+    fn reasoning_effort_follows_the_budget_and_only_openai_gets_it() {
+        assert_eq!(reasoning_effort(1024), "low"); // minimal
+        assert_eq!(reasoning_effort(2048), "low");
+        assert_eq!(reasoning_effort(2049), "medium");
+        assert_eq!(reasoning_effort(5000), "medium");
+        assert_eq!(reasoning_effort(5001), "high");
+        let messages = conversation();
+        for provider in [ProviderName::Deepseek, ProviderName::AzureOpenai] {
+            let body = request_body(provider, &request(&messages, &[], Some(10_000)));
+            assert!(body.get("reasoning_effort").is_none(), "{provider}");
+        }
+        assert!(
+            request_body(ProviderName::Openai, &request(&messages, &[], None))
+                .get("reasoning_effort")
+                .is_none()
+        );
+        // DeepSeek wants its reasoning back during a tool-call loop.
+        let body = request_body(ProviderName::Deepseek, &request(&messages, &[], None));
+        assert_eq!(body["messages"][2]["reasoning_content"], "need it");
+    }
+
+    #[tokio::test]
+    async fn openai_streams_text_and_assembles_tool_calls_by_index() {
+        let server = TestServer::start(vec![Reply::stream(pieces(&tool_call_stream(), 11))]).await;
+        let setting = ProviderSetting {
+            base_url: Some(format!("{}/v1", server.url())),
+            organization: Some("org-setting".into()),
+            headers: [("x-team".to_string(), "core".to_string())].into(),
+            ..Default::default()
+        };
+        let env = |k: &str| match k {
+            "OPENAI_API_KEY" => Some("sk-openai".to_string()),
+            "OPENAI_ORGANIZATION" => Some("org-env".to_string()),
+            "OPENAI_PROJECT" => Some("proj-env".to_string()),
+            "OPENAI_BASE_URL" => Some("https://ignored.example/v1".to_string()),
+            _ => None,
+        };
+        let client = OpenAiClient::new(
+            ProviderName::Openai,
+            &setting,
+            &env,
+            &HttpSettings::default(),
+        )
+        .expect("client");
+        let deltas = Mutex::new(Vec::new());
+        let messages = conversation();
+        let tools = tools();
+        let generation = client
+            .generate(&request(&messages, &tools, None), &|d| {
+                deltas.lock().unwrap().push(d)
+            })
+            .await
+            .expect("generation");
+        assert_eq!(
+            *deltas.lock().unwrap(),
+            [
+                StreamDelta::Reasoning("Think".into()),
+                StreamDelta::Text("Let me ".into()),
+                StreamDelta::Text("look.".into()),
+            ]
+        );
+        assert_eq!(
+            generation.parts,
+            [
+                GeneratedPart::Thinking {
+                    text: "Think".into(),
+                    signature: None
+                },
+                GeneratedPart::Text("Let me look.".into()),
+                GeneratedPart::ToolCall {
+                    id: "call_a".into(),
+                    name: "readTextFile".into(),
+                    args: json!({"path": "a.txt"})
+                },
+                GeneratedPart::ToolCall {
+                    id: "call_b".into(),
+                    name: "listDirectory".into(),
+                    args: json!({"path": "."})
+                },
+            ]
+        );
+        assert_eq!(generation.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(
+            generation.usage,
+            Usage {
+                input_tokens: 20,
+                output_tokens: 8,
+                reasoning_tokens: 2,
+                total_tokens: 28,
+                cached_input_tokens: 4
+            }
+        );
+        let r = &server.requests().await[0];
+        assert_eq!(r.path, "/v1/chat/completions");
+        assert_eq!(r.header("authorization"), Some("Bearer sk-openai"));
+        assert_eq!(
+            r.header("openai-organization"),
+            Some("org-setting"),
+            "setting beats env"
+        );
+        assert_eq!(r.header("openai-project"), Some("proj-env"));
+        assert_eq!(r.header("x-team"), Some("core"));
+        assert_eq!(r.json()["stream_options"], json!({"include_usage": true}));
+    }
+
+    #[tokio::test]
+    async fn deepseek_uses_its_key_and_base_url() {
+        let server = TestServer::start(vec![Reply::stream(vec![tool_call_stream()])]).await;
+        let url = server.url();
+        let env = |k: &str| match k {
+            "DEEPSEEK_API_KEY" => Some("sk-ds".to_string()),
+            "DEEPSEEK_BASE_URL" => Some(url.clone()),
+            _ => None,
+        };
+        let client = OpenAiClient::new(
+            ProviderName::Deepseek,
+            &ProviderSetting::default(),
+            &env,
+            &HttpSettings::default(),
+        )
+        .expect("client");
+        client
+            .generate(&request(&[], &[], Some(10_000)), &|_| {})
+            .await
+            .expect("generation");
+        let r = &server.requests().await[0];
+        assert_eq!(r.path, "/chat/completions");
+        assert_eq!(r.header("authorization"), Some("Bearer sk-ds"));
+        assert!(r.json().get("reasoning_effort").is_none());
+    }
+
+    #[tokio::test]
+    async fn azure_v1_and_deployment_urls_with_api_key_header() {
+        let server = TestServer::start(vec![
+            Reply::stream(vec![tool_call_stream()]),
+            Reply::stream(vec![tool_call_stream()]),
+        ])
+        .await;
+        let url = format!("{}/openai", server.url());
+        let env = |k: &str| match k {
+            "AZURE_API_KEY" => Some("az-key".to_string()),
+            "AZURE_BASE_URL" => Some(url.clone()),
+            _ => None,
+        };
+        let v1 = OpenAiClient::new(
+            ProviderName::AzureOpenai,
+            &ProviderSetting::default(),
+            &env,
+            &HttpSettings::default(),
+        )
+        .expect("client");
+        v1.generate(&request(&[], &[], None), &|_| {})
+            .await
+            .expect("v1");
+        let setting = ProviderSetting {
+            use_deployment_based_urls: Some(true),
+            api_version: Some("2025-01-01-preview".into()),
+            ..Default::default()
+        };
+        let deployment = OpenAiClient::new(
+            ProviderName::AzureOpenai,
+            &setting,
+            &env,
+            &HttpSettings::default(),
+        )
+        .expect("client");
+        deployment
+            .generate(&request(&[], &[], None), &|_| {})
+            .await
+            .expect("deployment");
+        let requests = server.requests().await;
+        assert_eq!(
+            requests[0].path,
+            "/openai/v1/chat/completions?api-version=v1"
+        );
+        assert_eq!(
+            requests[1].path,
+            "/openai/deployments/gpt-5/chat/completions?api-version=2025-01-01-preview"
+        );
+        for r in &requests {
+            assert_eq!(r.header("api-key"), Some("az-key"));
+            assert_eq!(r.header("authorization"), None);
+        }
+    }
+
+    #[test]
+    fn azure_resource_name_makes_the_url_and_is_required_without_a_base_url() {
+        let env = |k: &str| match k {
+            "AZURE_API_KEY" => Some("k".to_string()),
+            "AZURE_RESOURCE_NAME" => Some("env-res".to_string()),
+            _ => None,
+        };
+        let setting = ProviderSetting {
+            resource_name: Some("my-res".into()),
+            ..Default::default()
+        };
+        let client = OpenAiClient::new(
+            ProviderName::AzureOpenai,
+            &setting,
+            &env,
+            &HttpSettings::default(),
+        )
+        .expect("client");
+        assert_eq!(
+            client.url("gpt-4.1"),
+            "https://my-res.openai.azure.com/openai/v1/chat/completions?api-version=v1"
+        );
+        let only_key = |k: &str| (k == "AZURE_API_KEY").then(|| "k".to_string());
+        let err = OpenAiClient::new(
+            ProviderName::AzureOpenai,
+            &ProviderSetting::default(),
+            &only_key,
+            &HttpSettings::default(),
+        )
+        .expect_err("no resource");
+        assert_eq!(
+            err.to_string(),
+            "AZURE_RESOURCE_NAME is not set (provider `azure-openai` needs it)"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_errors_and_error_chunks_map_to_llm_errors() {
+        let server = TestServer::start(vec![
+            Reply::raw(
+                429,
+                vec![("retry-after-ms", "250")],
+                r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,
+            ),
+            Reply::stream(vec![format!(
+                "data: {}\n\n",
+                json!({"error": {"message": "The server had an error", "type": "server_error"}})
+            )]),
+            Reply::raw(
+                401,
+                vec![],
+                r#"{"error":{"message":"Incorrect API key provided"}}"#,
+            ),
+        ])
+        .await;
+        let env = |_: &str| Some("k".to_string());
+        let setting = ProviderSetting {
+            base_url: Some(server.url()),
+            ..Default::default()
+        };
+        let client = OpenAiClient::new(
+            ProviderName::Openai,
+            &setting,
+            &env,
+            &HttpSettings::default(),
+        )
+        .expect("client");
+        let limited = client
+            .generate(&request(&[], &[], None), &|_| {})
+            .await
+            .expect_err("429");
+        assert_eq!(
+            (limited.status_code, limited.is_retryable),
+            (Some(429), true)
+        );
+        assert_eq!(
+            limited.retry_after,
+            Some(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(limited.message, "Rate limit reached");
+        let mid = client
+            .generate(&request(&[], &[], None), &|_| {})
+            .await
+            .expect_err("chunk");
+        assert!(mid.is_retryable, "{mid:?}");
+        let auth = client
+            .generate(&request(&[], &[], None), &|_| {})
+            .await
+            .expect_err("401");
+        assert_eq!((auth.status_code, auth.is_retryable), (Some(401), false));
+    }
+
+    #[test]
+    fn missing_keys_name_their_variables() {
+        let env = |_: &str| None;
+        for (provider, var) in [
+            (ProviderName::Openai, "OPENAI_API_KEY"),
+            (ProviderName::Deepseek, "DEEPSEEK_API_KEY"),
+            (ProviderName::AzureOpenai, "AZURE_API_KEY"),
+        ] {
+            let err = OpenAiClient::new(
+                provider,
+                &ProviderSetting::default(),
+                &env,
+                &HttpSettings::default(),
+            )
+            .expect_err("no key");
+            assert!(
+                err.to_string().starts_with(&format!("{var} is not set")),
+                "{err}"
+            );
+        }
     }
 }

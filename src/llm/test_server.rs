@@ -22,11 +22,6 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A JSON response.
-    pub fn json(status: u16, body: Value) -> Reply {
-        Reply::raw(status, vec![("content-type", "application/json")], body.to_string())
-    }
-
     /// Any response in one piece.
     pub fn raw(status: u16, headers: Vec<(&str, &str)>, body: impl Into<String>) -> Reply {
         Reply {
@@ -71,6 +66,14 @@ impl Reply {
         self.gate = Some(gate);
         self
     }
+}
+
+/// Cuts an ASCII `body` into pieces of `n` bytes, so events straddle TCP writes.
+pub fn pieces(body: &str, n: usize) -> Vec<String> {
+    body.as_bytes()
+        .chunks(n)
+        .map(|c| String::from_utf8(c.to_vec()).expect("ASCII test body"))
+        .collect()
 }
 
 /// A request as received.

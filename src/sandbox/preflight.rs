@@ -131,7 +131,8 @@ impl Preflight<'_> {
         }
 
         if !is_supported(self.provider) {
-            let from_file = config.provider.as_ref().map(|p| p.provider_name) == Some(self.provider);
+            let from_file =
+                config.provider.as_ref().map(|p| p.provider_name) == Some(self.provider);
             problems.push(Problem {
                 location: if from_file {
                     here("provider.providerName")
