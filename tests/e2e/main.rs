@@ -5,4 +5,5 @@
 mod cli;
 mod config_rules;
 mod docker_run;
+mod providers;
 mod support;
