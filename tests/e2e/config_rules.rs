@@ -393,7 +393,7 @@ fn bedrock_and_vertex_parse_but_are_refused_as_not_supported_yet() {
         let error = config::load(&path).expect_err(name).to_string();
         assert!(
             error.contains(&format!(
-                "perstack.toml:2:16 provider.providerName: provider `{name}` is not supported yet \
+                "perstack.toml:2:16: provider.providerName: provider `{name}` is not supported yet \
                  by perstack-sandbox; use anthropic, openai, google, deepseek, ollama or azure-openai"
             )),
             "{error}"
