@@ -15,12 +15,15 @@ const INSTRUCTION: &str = "You keep the user's notes in the workspace.";
 struct Case {
     provider: &'static str,
     model: &'static str,
+    /// Empty when the provider needs no key.
     key_var: &'static str,
     base_var: &'static str,
     /// What the SDK's base URL ends with (the path the client appends to).
     base_path: &'static str,
     /// Where the requests must go.
     path: &'static str,
+    /// Extra `[provider.setting]` lines.
+    setting: &'static str,
 }
 
 const ANTHROPIC: Case = Case {
@@ -30,6 +33,7 @@ const ANTHROPIC: Case = Case {
     base_var: "ANTHROPIC_BASE_URL",
     base_path: "/v1",
     path: "/v1/messages",
+    setting: "",
 };
 
 const OPENAI: Case = Case {
@@ -39,6 +43,7 @@ const OPENAI: Case = Case {
     base_var: "OPENAI_BASE_URL",
     base_path: "/v1",
     path: "/v1/chat/completions",
+    setting: "",
 };
 
 const GOOGLE: Case = Case {
@@ -48,6 +53,37 @@ const GOOGLE: Case = Case {
     base_var: "GOOGLE_GENERATIVE_AI_BASE_URL",
     base_path: "/v1beta",
     path: "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+    setting: "",
+};
+
+const DEEPSEEK: Case = Case {
+    provider: "deepseek",
+    model: "deepseek-chat",
+    key_var: "DEEPSEEK_API_KEY",
+    base_var: "DEEPSEEK_BASE_URL",
+    base_path: "/v1",
+    path: "/v1/chat/completions",
+    setting: "",
+};
+
+const AZURE: Case = Case {
+    provider: "azure-openai",
+    model: "notes-gpt-41",
+    key_var: "AZURE_API_KEY",
+    base_var: "AZURE_BASE_URL",
+    base_path: "/openai",
+    path: "/openai/deployments/notes-gpt-41/chat/completions",
+    setting: "useDeploymentBasedUrls = true\napiVersion = \"2024-10-21\"",
+};
+
+const OLLAMA: Case = Case {
+    provider: "ollama",
+    model: "gpt-oss:20b",
+    key_var: "",
+    base_var: "OLLAMA_BASE_URL",
+    base_path: "/api",
+    path: "/api/chat",
+    setting: "",
 };
 
 /// Writes a perstack.toml for `case` (with a custom header and `top` lines) into a temp dir.
@@ -56,22 +92,26 @@ fn config(case: &Case, top: &str) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join("perstack.toml");
     let text = format!(
         "model = \"{model}\"\n{top}\n\n[provider]\nproviderName = \"{provider}\"\n\n\
-         [provider.setting]\nheaders = {{ \"x-e2e-run\" = \"mock-llm\" }}\n\n\
+         [provider.setting]\nheaders = {{ \"x-e2e-run\" = \"mock-llm\" }}\n{setting}\n\n\
          [experts.\"notes\"]\ninstruction = \"{INSTRUCTION}\"\n",
         model = case.model,
         provider = case.provider,
+        setting = case.setting,
     );
     std::fs::write(&path, text).expect("write perstack.toml");
     (dir, path)
 }
 
 fn run(case: &Case, config: &std::path::Path, server: &MockLlm) -> TestRun {
-    TestRun::with_config(config, "notes")
-        .host_env(case.key_var, "sk-e2e-key")
-        .host_env(
-            case.base_var,
-            &format!("{}{}", server.url_for_containers(), case.base_path),
-        )
+    let run = TestRun::with_config(config, "notes").host_env(
+        case.base_var,
+        &format!("{}{}", server.url_for_containers(), case.base_path),
+    );
+    if case.key_var.is_empty() {
+        run
+    } else {
+        run.host_env(case.key_var, "sk-e2e-key")
+    }
 }
 
 fn complete_run_text(done: &Finished) -> String {
@@ -338,4 +378,63 @@ fn a_persistent_529_stops_the_run_after_max_retries() {
     );
     assert_eq!(server.requests().len(), 2, "one try and one retry");
     assert_eq!(server.turns_left(), 1);
+}
+
+#[test]
+fn deepseek_speaks_chat_completions_with_its_key_and_no_reasoning_parameter() {
+    if !require_docker() {
+        return;
+    }
+    let (requests, _done, _dir) = tool_step_then_answer(&DEEPSEEK);
+    let first = &requests[0];
+    assert_eq!(first.header("authorization"), Some("Bearer sk-e2e-key"));
+    assert_eq!(first.body["model"], "deepseek-chat");
+    assert!(first.body.get("reasoning_effort").is_none());
+    // Its streamed reasoning_content goes back with the assistant turn of the tool-call loop.
+    let messages = requests[1].body["messages"].as_array().expect("messages");
+    let assistant = &messages[messages.len() - 2];
+    assert_eq!(assistant["reasoning_content"], "The user wants a note.");
+}
+
+#[test]
+fn azure_openai_deployment_urls_carry_the_api_version_and_the_api_key_header() {
+    if !require_docker() {
+        return;
+    }
+    let (requests, _done, _dir) = tool_step_then_answer(&AZURE);
+    for r in &requests {
+        assert_eq!(r.query, "api-version=2024-10-21");
+        assert_eq!(r.header("api-key"), Some("sk-e2e-key"));
+        assert_eq!(r.header("authorization"), None);
+        assert!(r.body.get("reasoning_effort").is_none());
+    }
+}
+
+#[test]
+fn ollama_native_chat_with_think_and_no_key() {
+    if !require_docker() {
+        return;
+    }
+    let (requests, _done, _dir) = tool_step_then_answer(&OLLAMA);
+    let first = &requests[0];
+    assert_eq!(first.header("authorization"), None);
+    assert_eq!(first.body["think"], true);
+    assert_eq!(first.body["stream"], true);
+    assert_eq!(first.body["messages"][0]["role"], "system");
+    let write = tool(
+        &first.body["tools"],
+        |t| &t["function"]["name"],
+        "writeTextFile",
+    );
+    assert_eq!(write["function"]["parameters"]["type"], "object");
+    let messages = requests[1].body["messages"].as_array().expect("messages");
+    let assistant = &messages[messages.len() - 2];
+    assert_eq!(assistant["thinking"], "The user wants a note.");
+    assert_eq!(
+        assistant["tool_calls"][0]["function"]["arguments"],
+        json!({"path": "note.txt", "text": "milk, eggs"})
+    );
+    let result = &messages[messages.len() - 1];
+    assert_eq!(result["role"], "tool");
+    assert_eq!(result["tool_name"], "writeTextFile");
 }

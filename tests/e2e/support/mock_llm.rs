@@ -7,8 +7,9 @@
 //! the runtime at it with the provider's base-URL variable (`ANTHROPIC_BASE_URL`, …).
 //!
 //! The format of an answer follows the request path: `…/messages` → Anthropic,
-//! `…/chat/completions` → OpenAI, `…:streamGenerateContent` → Gemini. Bodies go out with
-//! `transfer-encoding: chunked`, one SSE event per chunk, optionally with a pause between chunks.
+//! `…/chat/completions` → OpenAI, `…:streamGenerateContent` → Gemini, `…/api/chat` → Ollama's
+//! JSON lines. Bodies go out with `transfer-encoding: chunked`, one event per chunk, optionally
+//! with a pause between chunks.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -132,6 +133,8 @@ pub enum Wire {
     OpenAi,
     /// Gemini streamGenerateContent.
     Gemini,
+    /// Ollama's native `/api/chat` (JSON lines).
+    Ollama,
 }
 
 impl Wire {
@@ -142,6 +145,8 @@ impl Wire {
             Some(Wire::OpenAi)
         } else if path.ends_with(":streamGenerateContent") {
             Some(Wire::Gemini)
+        } else if path.ends_with("/api/chat") {
+            Some(Wire::Ollama)
         } else {
             None
         }
@@ -308,8 +313,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         out.write_all(body.as_bytes())?;
         return out.flush();
     }
-    out.write_all(
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    let content_type = if wire == Wire::Ollama {
+        "application/x-ndjson"
+    } else {
+        "text/event-stream"
+    };
+    write!(
+        out,
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
     )?;
     for (i, event) in events(wire, &turn, call).iter().enumerate() {
         if i > 0 && !turn.chunk_delay.is_zero() {
@@ -339,6 +350,7 @@ fn error_body(wire: Wire, error: &HttpError) -> Value {
         Wire::Gemini => {
             json!({"error": {"code": error.status, "message": error.message, "status": "UNAVAILABLE"}})
         }
+        Wire::Ollama => json!({"error": error.message}),
     }
 }
 
@@ -381,6 +393,7 @@ fn events(wire: Wire, turn: &Turn, call: u64) -> Vec<String> {
         Wire::Anthropic => anthropic_events(turn, call),
         Wire::OpenAi => openai_events(turn, call),
         Wire::Gemini => gemini_events(turn, call),
+        Wire::Ollama => ollama_lines(turn),
     }
 }
 
@@ -507,5 +520,44 @@ fn gemini_events(turn: &Turn, _call: u64) -> Vec<String> {
             "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 20, "totalTokenCount": 120},
         }),
     ));
+    out
+}
+
+fn ollama_lines(turn: &Turn) -> Vec<String> {
+    let line = |message: Value, done: bool| {
+        let mut v = json!({"model": "mock", "created_at": "2025-01-01T00:00:00Z", "message": message, "done": done});
+        if done {
+            v["done_reason"] = json!("stop");
+            v["prompt_eval_count"] = json!(100);
+            v["eval_count"] = json!(20);
+        }
+        format!("{v}\n")
+    };
+    let mut out = Vec::new();
+    if let Some(thinking) = &turn.thinking {
+        for piece in words(thinking) {
+            out.push(line(
+                json!({"role": "assistant", "content": "", "thinking": piece}),
+                false,
+            ));
+        }
+    }
+    if let Some(text) = &turn.text {
+        for piece in words(text) {
+            out.push(line(json!({"role": "assistant", "content": piece}), false));
+        }
+    }
+    if !turn.tool_calls.is_empty() {
+        let calls: Vec<Value> = turn
+            .tool_calls
+            .iter()
+            .map(|(name, args)| json!({"function": {"name": name, "arguments": args}}))
+            .collect();
+        out.push(line(
+            json!({"role": "assistant", "content": "", "tool_calls": calls}),
+            false,
+        ));
+    }
+    out.push(line(json!({"role": "assistant", "content": ""}), true));
     out
 }
