@@ -142,7 +142,10 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
         body["tool_choice"] = json!({"type": "auto"});
     }
     // Anthropic's minimum thinking budget is 1024 tokens, and it must stay below max_tokens.
-    if let Some(budget) = request.reasoning_budget.filter(|b| *b > 0) {
+    if let Some(budget) = request
+        .reasoning_budget
+        .filter(|b| *b > 0 && supports_thinking(request.model))
+    {
         let budget = budget.max(1024);
         body["thinking"] = json!({"type": "enabled", "budget_tokens": budget});
         if budget >= max_output {
@@ -150,6 +153,13 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
         }
     }
     body
+}
+
+/// Whether the model takes `thinking`: every Claude from 3.7 Sonnet on. The older Claude 3 and
+/// 3.5 models answer 400 to it, so with the default budget (`low`) they would never work.
+/// Unknown names (a gateway's aliases) get what the config asks for.
+pub fn supports_thinking(model: &str) -> bool {
+    !(model.starts_with("claude-3-") && !model.starts_with("claude-3-7"))
 }
 
 fn content_block(part: &Part) -> Option<Value> {
@@ -771,6 +781,12 @@ mod tests {
         assert_eq!(request_body(&req)["thinking"]["budget_tokens"], 1024);
         req.reasoning_budget = None;
         assert!(request_body(&req).get("thinking").is_none());
+        // Claude 3.5 and older refuse `thinking`: it is left out rather than failing every run.
+        req.reasoning_budget = Some(2048);
+        req.model = "claude-3-5-haiku-latest";
+        assert!(request_body(&req).get("thinking").is_none());
+        req.model = "claude-3-7-sonnet-20250219";
+        assert!(request_body(&req).get("thinking").is_some());
     }
 
     #[test]

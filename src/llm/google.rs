@@ -155,12 +155,22 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
         body["tools"] = json!([{ "functionDeclarations": declarations }]);
         body["toolConfig"] = json!({"functionCallingConfig": {"mode": "AUTO"}});
     }
-    if let Some(budget) = request.reasoning_budget.filter(|b| *b > 0) {
+    if let Some(budget) = request
+        .reasoning_budget
+        .filter(|b| *b > 0 && supports_thinking(request.model))
+    {
         body["generationConfig"] = json!({
             "thinkingConfig": {"thinkingBudget": budget, "includeThoughts": true}
         });
     }
     body
+}
+
+/// Whether the model takes `thinkingConfig`: Gemini 2.5 and later. Gemini 1.x and 2.0 answer
+/// 400 to it, so with the default budget (`low`) they would never work.
+pub fn supports_thinking(model: &str) -> bool {
+    let model = model.trim_start_matches("models/");
+    !(model.starts_with("gemini-1") || model.starts_with("gemini-2.0"))
 }
 
 fn user_parts(parts: &[Part]) -> Vec<Value> {

@@ -48,20 +48,37 @@ impl OllamaClient {
         })
     }
 
-    /// One streamed generation.
+    /// One streamed generation. A model that cannot think (Ollama answers 400 "… does not
+    /// support thinking") is asked again without `think`: the default budget turns reasoning
+    /// on, and most local models have none.
     pub async fn generate(
         &self,
         request: &GenerateRequest<'_>,
         on_delta: DeltaSink<'_>,
     ) -> Result<Generation, LlmError> {
-        let body = request_body(request);
+        let mut body = request_body(request);
+        match self.chat(&body, on_delta).await {
+            Err(error)
+                if body.get("think").is_some()
+                    && error.message.contains("does not support thinking") =>
+            {
+                if let Some(map) = body.as_object_mut() {
+                    map.remove("think");
+                }
+                self.chat(&body, on_delta).await
+            }
+            result => result,
+        }
+    }
+
+    async fn chat(&self, body: &Value, on_delta: DeltaSink<'_>) -> Result<Generation, LlmError> {
         let mut stream = ChatStream::new(on_delta);
         http::post_streaming(
             &self.http,
             StreamRequest {
                 url: format!("{}/chat", self.base_url),
                 headers: self.headers.clone(),
-                body: &body,
+                body,
                 framing: Framing::JsonLines,
             },
             |event| stream.line(&event.data),
@@ -366,6 +383,44 @@ mod tests {
                 "think": true,
             })
         );
+    }
+
+    #[tokio::test]
+    async fn a_model_that_cannot_think_is_asked_again_without_think() {
+        let done = json!({"message": {"role": "assistant", "content": "Hi"}, "done": true, "done_reason": "stop"});
+        let server = TestServer::start(vec![
+            Reply::raw(
+                400,
+                vec![],
+                r#"{"error":"\"gemma3:1b\" does not support thinking"}"#,
+            ),
+            Reply::stream(vec![format!("{done}\n")]),
+        ])
+        .await;
+        let setting = ProviderSetting {
+            base_url: Some(format!("{}/api", server.url())),
+            ..Default::default()
+        };
+        let client =
+            OllamaClient::new(&setting, &|_| None, &HttpSettings::default()).expect("client");
+        let generation = client
+            .generate(
+                &GenerateRequest {
+                    expert_key: "x",
+                    model: "gemma3:1b",
+                    messages: &[],
+                    tools: &[],
+                    reasoning_budget: Some(2048),
+                },
+                &|_| {},
+            )
+            .await
+            .expect("second try");
+        assert_eq!(generation.text(), "Hi");
+        let requests = server.requests().await;
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].json()["think"], true);
+        assert!(requests[1].json().get("think").is_none());
     }
 
     #[test]

@@ -169,6 +169,14 @@ pub fn reasoning_effort(budget: u64) -> &'static str {
     }
 }
 
+/// Whether an OpenAI model takes `reasoning_effort`: the o-series and GPT-5 (not
+/// `gpt-5-chat-*`). Others (gpt-4.1, gpt-4o) answer 400 "Unsupported parameter", so with the
+/// default budget (`low`) they would never work.
+pub fn is_reasoning_model(model: &str) -> bool {
+    let o_series = model.starts_with('o') && model[1..].starts_with(|c: char| c.is_ascii_digit());
+    o_series || (model.starts_with("gpt-5") && !model.starts_with("gpt-5-chat"))
+}
+
 /// The JSON body of a streamed Chat Completions request.
 pub fn request_body(provider: ProviderName, request: &GenerateRequest<'_>) -> Value {
     let mut body = json!({
@@ -195,6 +203,7 @@ pub fn request_body(provider: ProviderName, request: &GenerateRequest<'_>) -> Va
         body["tool_choice"] = json!("auto");
     }
     if provider == ProviderName::Openai
+        && is_reasoning_model(request.model)
         && let Some(budget) = request.reasoning_budget.filter(|b| *b > 0)
     {
         body["reasoning_effort"] = json!(reasoning_effort(budget));
