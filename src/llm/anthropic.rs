@@ -43,7 +43,7 @@ impl AnthropicClient {
         let base_url = setting_or_env(&setting.base_url, "ANTHROPIC_BASE_URL", env)
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
         Ok(AnthropicClient {
-            http: http_client(http)?,
+            http: http_client(http, env)?,
             base_url: base_url.trim_end_matches('/').to_string(),
             api_key,
             headers: setting.headers.clone(),

@@ -44,7 +44,7 @@ impl GoogleClient {
         let mut headers = vec![("x-goog-api-key".to_string(), key)];
         headers.extend(setting.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
         Ok(GoogleClient {
-            http: http_client(http)?,
+            http: http_client(http, env)?,
             base_url: base_url.trim_end_matches('/').to_string(),
             headers,
         })

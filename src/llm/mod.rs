@@ -375,7 +375,12 @@ pub struct HttpSettings {
     pub timeout: Option<Duration>,
 }
 
-pub(crate) fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, ProviderSetupError> {
+/// The HTTP client of a real provider. `PERSTACK_PROXY_URL`, when set, routes every request
+/// through that proxy (§7); otherwise the usual `HTTPS_PROXY` / `NO_PROXY` variables apply.
+pub(crate) fn http_client(
+    settings: &HttpSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<reqwest::Client, ProviderSetupError> {
     // Exactly one rustls crypto provider is compiled in (ring); make it the process default.
     // Installing twice is harmless: the second attempt just reports the first one.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -389,6 +394,14 @@ pub(crate) fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, Pr
     if let Some(timeout) = settings.timeout {
         builder = builder.timeout(timeout);
     }
+    if let Some(url) = env("PERSTACK_PROXY_URL").filter(|u| !u.is_empty()) {
+        let proxy = reqwest::Proxy::all(&url).map_err(|e| {
+            ProviderSetupError::Http(format!(
+                "PERSTACK_PROXY_URL \"{url}\" is not a usable proxy URL ({e}); expect http://host:port"
+            ))
+        })?;
+        builder = builder.proxy(proxy);
+    }
     builder
         .build()
         .map_err(|e| ProviderSetupError::Http(e.to_string()))
@@ -396,3 +409,78 @@ pub(crate) fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, Pr
 
 #[cfg(test)]
 pub(crate) mod test_server;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderSetting;
+    use test_server::{Reply, TestServer};
+
+    fn config(provider_name: ProviderName) -> ProviderConfig {
+        ProviderConfig {
+            provider_name,
+            setting: ProviderSetting::default(),
+        }
+    }
+
+    #[test]
+    fn each_provider_name_gets_its_client_and_bedrock_and_vertex_are_refused() {
+        let env = |k: &str| (k != "PERSTACK_PROXY_URL").then(|| "x".to_string());
+        let http = HttpSettings::default();
+        let kind = |name| match Provider::new(&config(name), &env, None, &http) {
+            Ok(Provider::Anthropic(_)) => "anthropic".to_string(),
+            Ok(Provider::OpenAi(_)) => "openai".to_string(),
+            Ok(Provider::Ollama(_)) => "ollama".to_string(),
+            Ok(Provider::Google(_)) => "google".to_string(),
+            Ok(Provider::Mock(_)) => "mock".to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(kind(ProviderName::Anthropic), "anthropic");
+        assert_eq!(kind(ProviderName::Openai), "openai");
+        assert_eq!(kind(ProviderName::Deepseek), "openai");
+        assert_eq!(kind(ProviderName::AzureOpenai), "openai");
+        assert_eq!(kind(ProviderName::Ollama), "ollama");
+        assert_eq!(kind(ProviderName::Google), "google");
+        for name in [ProviderName::AmazonBedrock, ProviderName::GoogleVertex] {
+            assert!(!is_supported(name));
+            assert_eq!(
+                kind(name),
+                format!(
+                    "provider `{name}` is not supported yet by perstack-sandbox; use anthropic, \
+                     openai, google, deepseek, ollama or azure-openai"
+                )
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn perstack_proxy_url_routes_requests_through_the_proxy() {
+        // The test server plays the proxy: a proxied plain-HTTP request names the whole URL.
+        let proxy = TestServer::start(vec![Reply::raw(503, vec![], "{}")]).await;
+        let proxy_url = proxy.url();
+        let env = |k: &str| match k {
+            "ANTHROPIC_API_KEY" => Some("sk".to_string()),
+            "ANTHROPIC_BASE_URL" => Some("http://llm.example.invalid/v1".to_string()),
+            "PERSTACK_PROXY_URL" => Some(proxy_url.clone()),
+            _ => None,
+        };
+        let provider = Provider::new(
+            &config(ProviderName::Anthropic),
+            &env,
+            None,
+            &HttpSettings::default(),
+        )
+        .expect("provider");
+        let request = GenerateRequest {
+            expert_key: "x",
+            model: "m",
+            messages: &[],
+            tools: &[],
+            reasoning_budget: None,
+        };
+        let err = provider.generate(&request, &|_| {}).await.expect_err("503");
+        assert_eq!(err.status_code, Some(503));
+        let requests = proxy.requests().await;
+        assert_eq!(requests[0].path, "http://llm.example.invalid/v1/messages");
+    }
+}

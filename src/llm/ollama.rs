@@ -38,7 +38,7 @@ impl OllamaClient {
         let base_url = setting_or_env(&setting.base_url, "OLLAMA_BASE_URL", env)
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
         Ok(OllamaClient {
-            http: http_client(http)?,
+            http: http_client(http, env)?,
             base_url: base_url.trim_end_matches('/').to_string(),
             headers: setting
                 .headers

@@ -114,7 +114,7 @@ impl OpenAiClient {
         };
         headers.extend(setting.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
         Ok(OpenAiClient {
-            http: http_client(http)?,
+            http: http_client(http, env)?,
             provider,
             base_url: base_url.trim_end_matches('/').to_string(),
             route,
