@@ -1,37 +1,58 @@
 //! The agent loop (PERSTACK-COMPAT.md §5): instruction + query → model → tool calls → results →
-//! … until `attemptCompletion` or a final answer, with `maxSteps` enforced.
+//! … until `attemptCompletion` or a final answer, with `maxSteps` enforced — and delegation,
+//! interactive tools and continuation from a checkpoint.
 //!
-//! Each state of the loop emits exactly one event, in Perstack's order:
+//! A *job* runs one coordinator Expert; each *run segment* (one `runId`) emits `startRun` and
+//! ends with a stop or a completion. Each state of the loop emits exactly one event, in
+//! Perstack's order:
 //!
 //! ```text
 //! startRun
-//! ┌─► startGeneration ─┬─► callTools ─► resolveToolResults ─► finishToolCall ─┐
-//! │                    ├─► callTools [attemptCompletion] ─► (attemptCompletion ─► final generation) ─► completeRun
+//! ┌─► startGeneration ─┬─► callTools ─┬─► resolveToolResults ─► finishToolCall ───────────────┐
+//! │                    │              ├─► [attemptCompletion] ─► (attemptCompletion ─► final) ─► completeRun
+//! │                    │              ├─► callDelegate ─► stopRunByDelegate   (children run; the parent resumes)
+//! │                    │              └─► callInteractiveTool ─► stopRunByInteractiveTool
 //! │                    ├─► completeRun                      (text without tool calls)
-//! │                    ├─► retry                            (nothing usable generated) ─┐
-//! │                    └─► stopRunByError                                               │
-//! └──────────── continueToNextStep ◄─┬───────────────────────────────────────────────────┘
+//! │                    ├─► retry                            (nothing usable generated) ───────┤
+//! │                    └─► stopRunByError                                                      │
+//! ├── resumeToolCalls ─► (pending calls, as after callTools)                                   │
+//! ├── finishAllToolCalls ───────────────────────────────────────────────────────────────────────┤
+//! └──────────── continueToNextStep ◄─┬──────────────────────────────────────────────────────────┘
 //!                                    └─► stopRunByExceededMaxSteps (step = maxSteps)
 //! ```
+//!
+//! Streaming events (`startStreamingReasoning` …) are emitted inside a generation as the
+//! provider's deltas arrive (`stream.rs`). A generation that fails with a retryable error emits
+//! `retry` (no new messages, no step spent) before each backoff.
+//!
+//! **Delegation.** Delegates are tools taking `{query}`. One delegate call runs its child
+//! sequentially; two or more in one step run concurrently. A child is a fresh run (new
+//! `runId`, its own context window, `delegatedBy` pointing at the parent's checkpoint) whose
+//! events carry the child's `expertKey`. Its answer — the first text of its last expert
+//! message — becomes the tool result (skill name `delegate/<key>`), and the parent resumes in a
+//! new run segment. Steps are job-global: children go on from the parent's step, and the parent
+//! resumes after the highest step a child reached. A sequential child that fails or runs out of
+//! steps stops the parent the same way; a parallel child's failure becomes its tool result.
 
 pub mod prompt;
+mod segment;
+mod stream;
 pub mod tools;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use futures::future::BoxFuture;
+use indexmap::IndexMap;
 
-use crate::config::{BASE_SKILL_NAME, Expert};
+use crate::config::Expert;
 use crate::event::{
-    Checkpoint, CheckpointStatus, Event, EventSink, ExpertRef, Message, MessageKind, Part,
-    RunError, RunPayload, Step, ToolCall, ToolResult, Usage,
+    Checkpoint, CheckpointStatus, DelegatedBy, Event, InteractiveToolCallResult, MessageKind, Part,
+    RunError, RunPayload, Step, ToolResult, Usage,
 };
 use crate::ids::{new_id, now_ms};
-use crate::llm::{
-    FinishReason, GenerateRequest, GeneratedPart, Generation, LlmError, Provider, RetryPolicy,
-    ToolSpec, models,
-};
-use crate::skill::result::ToolOutput;
+use crate::llm::Provider;
+use segment::{Segment, SegmentEnd};
 use tools::ToolSet;
 
 /// The knobs of one run.
@@ -59,662 +80,329 @@ pub enum RunOutcome {
     },
     /// `stopRunByExceededMaxSteps`.
     StoppedByMaxSteps,
+    /// `stopRunByInteractiveTool`: waiting for the user's answer (`-i`).
+    StoppedByInteractiveTool,
     /// `stopRunByError`.
     StoppedByError(RunError),
 }
 
-/// Everything one run of one Expert needs.
-pub struct Agent<'a> {
+/// Where a run starts.
+// Built once per run segment and moved straight in; boxing the checkpoint would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A new run on a query: a new job's coordinator, or a delegate's child run.
+    Fresh {
+        /// What the Expert is asked.
+        query: String,
+        /// The job-global step the run starts at.
+        step_number: u32,
+        /// Usage carried over (a sequential child continues its parent's).
+        usage: Usage,
+        /// The parent, for a child run.
+        delegated_by: Option<DelegatedBy>,
+    },
+    /// A new run segment continuing a checkpoint (§5 `Init`): it is cloned with a new id, the
+    /// next step number and this segment's run id.
+    Resume {
+        /// The checkpoint to continue.
+        checkpoint: Checkpoint,
+        /// What the continuation brings.
+        input: ResumeInput,
+    },
+}
+
+/// What a continued run brings (§5 `Init`).
+#[derive(Debug, Clone)]
+pub enum ResumeInput {
+    /// A new user message (for a completed or stopped run), or nothing new for a run that was
+    /// interrupted while its delegates worked (they run again).
+    Query(String),
+    /// The answer to one pending interactive tool call.
+    Answer(InteractiveToolCallResult),
+    /// Nothing: the delegates' results are already on the checkpoint.
+    Continue,
+}
+
+/// Why a checkpoint cannot be continued the way it was asked to.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ResumeError {
+    /// The checkpoint belongs to another Expert.
+    #[error(
+        "the checkpoint is `{checkpoint}`'s, not `{expert}`'s; continue it with `{checkpoint}`"
+    )]
+    OtherExpert {
+        /// The checkpoint's Expert.
+        checkpoint: String,
+        /// The Expert asked for.
+        expert: String,
+    },
+    /// The run waits for an interactive answer but got a query.
+    #[error(
+        "the run is waiting for the answer to {}; continue it with -i and the answer",
+        .0.join(", ")
+    )]
+    NeedsAnswer(Vec<String>),
+    /// An answer for a call that is not pending.
+    #[error("tool call `{tool_call_id}` is not pending (pending: {})", if .pending.is_empty() { "none".to_string() } else { .pending.join(", ") })]
+    NotPending {
+        /// The answered call.
+        tool_call_id: String,
+        /// What is pending.
+        pending: Vec<String>,
+    },
+    /// An answer, but the run is not waiting for one.
+    #[error(
+        "the run is not waiting for a tool call answer (its status is {0:?}); continue it with a query instead of -i"
+    )]
+    NotWaiting(CheckpointStatus),
+    /// A continuation of a finished run without a query.
+    #[error("continuing this run needs a query: what should the Expert do next?")]
+    NeedsQuery,
+    /// The Expert is not part of this runtime's closure.
+    #[error("expert `{0}` is not known to this runtime")]
+    UnknownExpert(String),
+}
+
+/// One job: the coordinator's runs and its delegates', sharing a provider, the tools of every
+/// Expert of the closure, the event sink and the settings.
+pub struct Job<'a> {
     /// The model client.
     pub provider: &'a Provider,
-    /// The Expert's tools.
-    pub tools: &'a ToolSet,
+    /// Every Expert of the delegation closure, by key.
+    pub experts: &'a IndexMap<String, Expert>,
+    /// Each Expert's tools (its skills, interactive tools and delegates), by key.
+    pub tools: &'a HashMap<String, ToolSet>,
     /// Where events go.
     pub sink: &'a EventSink,
     /// Limits and model.
     pub settings: &'a RunSettings,
     /// The job.
     pub job_id: &'a str,
-    /// This run segment.
-    pub run_id: &'a str,
 }
 
-/// The state carried from step to step.
-struct Run<'a> {
-    agent: &'a Agent<'a>,
-    expert: &'a Expert,
-    checkpoint: Checkpoint,
-    retry_count: u32,
-}
+use crate::event::EventSink;
 
-/// What a step decided.
-enum StepEnd {
-    /// Go on to the next step (or stop at `maxSteps`).
-    Continue(Step),
-    /// The run is over.
-    Finished(RunOutcome),
-}
-
-impl Agent<'_> {
-    /// Runs `expert` on `query` from step `first_step` until it completes or stops.
+impl<'a> Job<'a> {
+    /// Runs `expert_key` from `start` in run segment `run_id` (and, with delegation, the
+    /// segments after it) until it completes or stops.
     pub async fn run(
-        &self,
-        expert: &Expert,
-        delegates: &[&Expert],
-        query: &str,
-        first_step: u32,
-    ) -> RunOutcome {
-        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let instruction = Message {
-            kind: MessageKind::InstructionMessage,
-            id: new_id(),
-            contents: vec![Part::text(prompt::system_prompt(expert, delegates, &now))],
-            cache: Some(true),
-        };
-        let user = Message {
-            kind: MessageKind::UserMessage,
-            id: new_id(),
-            contents: vec![Part::text(query)],
-            cache: None,
-        };
-        let context_window = models::lookup(&self.settings.model).map(|m| m.context_window);
-        let mut run = Run {
-            agent: self,
-            expert,
-            checkpoint: Checkpoint {
-                id: new_id(),
-                job_id: self.job_id.to_string(),
-                run_id: self.run_id.to_string(),
-                status: CheckpointStatus::Init,
-                step_number: first_step,
-                messages: vec![],
-                expert: ExpertRef {
-                    key: expert.key.clone(),
-                    name: expert.name.clone(),
-                    version: expert.version.clone(),
-                },
-                usage: Usage::default(),
-                context_window,
-                context_window_usage: context_window.map(|_| 0.0),
-                pending_tool_calls: None,
-                partial_tool_results: None,
-                retry_count: None,
-                metadata: Some(json!({"runtime": "docker"})),
-            },
-            retry_count: 0,
-        };
-        let input = vec![instruction, user];
-        run.emit(RunPayload::StartRun {
-            initial_checkpoint: run.checkpoint.clone(),
-            input_messages: input.clone(),
-        });
-        run.checkpoint.messages = input.clone();
-        run.checkpoint.status = CheckpointStatus::Proceeding;
-        let mut input_messages = Some(input);
-        loop {
-            let step = match run.step(input_messages.take()).await {
-                StepEnd::Continue(step) => step,
-                StepEnd::Finished(outcome) => return outcome,
+        &'a self,
+        expert_key: &str,
+        run_id: &str,
+        start: Start,
+    ) -> Result<RunOutcome, ResumeError> {
+        self.run_expert(expert_key.to_string(), run_id.to_string(), start)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// One Expert's run through all its segments. Boxed: a child run is a nested call.
+    fn run_expert(
+        &'a self,
+        expert_key: String,
+        run_id: String,
+        start: Start,
+    ) -> BoxFuture<'a, Result<(RunOutcome, Checkpoint), ResumeError>> {
+        Box::pin(async move {
+            let (expert, tools) = match (self.experts.get(&expert_key), self.tools.get(&expert_key))
+            {
+                (Some(expert), Some(tools)) => (expert, tools),
+                _ => return Err(ResumeError::UnknownExpert(expert_key)),
             };
-            if let Some(outcome) = run.finish_step(step) {
-                return outcome;
+            let (mut segment, mut input) = Segment::start(self, expert, tools, run_id, start)?;
+            loop {
+                let checkpoint = match segment.drive(input.take()).await {
+                    SegmentEnd::Finished(outcome, checkpoint) => return Ok((outcome, checkpoint)),
+                    SegmentEnd::Delegated(checkpoint) => checkpoint,
+                };
+                let resumed = match self.delegate(checkpoint).await? {
+                    Ok(resumed) => resumed,
+                    Err(stopped) => return Ok(stopped),
+                };
+                (segment, input) = Segment::start(
+                    self,
+                    expert,
+                    tools,
+                    new_id(),
+                    Start::Resume {
+                        checkpoint: resumed,
+                        input: ResumeInput::Continue,
+                    },
+                )?;
             }
+        })
+    }
+
+    /// Runs the children a `stopRunByDelegate` checkpoint waits on. Returns the checkpoint to
+    /// resume the parent from (results added, delegates no longer pending), or — when a
+    /// sequential child did not complete — the parent's own stop.
+    async fn delegate(
+        &'a self,
+        parent: Checkpoint,
+    ) -> Result<Result<Checkpoint, (RunOutcome, Checkpoint)>, ResumeError> {
+        let delegations = parent.delegate_to.clone().unwrap_or_default();
+        let children = delegations.iter().map(|d| {
+            let delegated_by = DelegatedBy {
+                expert: parent.expert.clone(),
+                tool_call_id: d.tool_call_id.clone(),
+                tool_name: d.tool_name.clone(),
+                checkpoint_id: parent.id.clone(),
+                run_id: parent.run_id.clone(),
+            };
+            // A single child continues the parent's usage; parallel ones count from zero and
+            // are summed afterwards.
+            let usage = if delegations.len() == 1 {
+                parent.usage
+            } else {
+                Usage::default()
+            };
+            self.run_expert(
+                d.expert.key.clone(),
+                new_id(),
+                Start::Fresh {
+                    query: d.query.clone(),
+                    step_number: parent.step_number + 1,
+                    usage,
+                    delegated_by: Some(delegated_by),
+                },
+            )
+        });
+        let finished = futures::future::join_all(children).await;
+
+        let mut resumed = parent.clone();
+        let mut last_step = parent.step_number;
+        let mut usage = if delegations.len() == 1 {
+            Usage::default()
+        } else {
+            parent.usage
+        };
+        let mut results = Vec::new();
+        for (delegation, child) in delegations.iter().zip(finished) {
+            let (outcome, checkpoint) = child?;
+            last_step = last_step.max(checkpoint.step_number);
+            usage = usage + checkpoint.usage;
+            let text = match &outcome {
+                RunOutcome::Completed { text } => text.clone(),
+                _ if delegations.len() == 1 => {
+                    let mut stopped = parent.clone();
+                    stopped.step_number = checkpoint.step_number;
+                    stopped.usage = checkpoint.usage;
+                    return Ok(Err(self.stop_parent(
+                        stopped,
+                        &delegation.expert.key,
+                        outcome,
+                    )));
+                }
+                RunOutcome::StoppedByError(error) => last_text(&checkpoint).unwrap_or_else(|| {
+                    format!(
+                        "Error: delegate `{}` failed: {}",
+                        delegation.expert.key, error.message
+                    )
+                }),
+                _ => last_text(&checkpoint).unwrap_or_default(),
+            };
+            results.push(ToolResult {
+                id: delegation.tool_call_id.clone(),
+                skill_name: format!("delegate/{}", delegation.expert.key),
+                tool_name: delegation.tool_name.clone(),
+                result: vec![Part::text(text)],
+            });
         }
+        let done: Vec<&str> = delegations
+            .iter()
+            .map(|d| d.tool_call_id.as_str())
+            .collect();
+        if let Some(pending) = resumed.pending_tool_calls.as_mut() {
+            pending.retain(|c| !done.contains(&c.id.as_str()));
+        }
+        resumed
+            .partial_tool_results
+            .get_or_insert_with(Vec::new)
+            .extend(results);
+        resumed.step_number = last_step;
+        resumed.usage = usage;
+        resumed.delegate_to = None;
+        Ok(Ok(resumed))
     }
-}
 
-impl Run<'_> {
-    fn emit(&self, payload: RunPayload) {
-        self.agent.sink.emit(Event::run(
-            self.agent.job_id,
-            self.agent.run_id,
-            &self.expert.key,
-            self.checkpoint.step_number,
-            payload,
-        ));
-    }
-
-    fn new_step(&self, input_messages: Option<Vec<Message>>) -> Step {
-        Step {
-            step_number: self.checkpoint.step_number,
-            input_messages,
+    /// A sequential child ended without an answer: the parent stops the same way, so the
+    /// coordinator always reports how the job ended.
+    fn stop_parent(
+        &self,
+        mut checkpoint: Checkpoint,
+        child: &str,
+        outcome: RunOutcome,
+    ) -> (RunOutcome, Checkpoint) {
+        let step = Step {
+            step_number: checkpoint.step_number,
+            input_messages: None,
             new_messages: vec![],
             tool_calls: None,
             tool_results: None,
             usage: Usage::default(),
             started_at: now_ms(),
-            finished_at: None,
-        }
-    }
-
-    fn add_usage(&mut self, step: &mut Step, usage: Usage) {
-        step.usage = step.usage + usage;
-        self.checkpoint.usage = self.checkpoint.usage + usage;
-        if let Some(window) = self.checkpoint.context_window.filter(|w| *w > 0) {
-            let used = usage.input_tokens + usage.cached_input_tokens + usage.output_tokens;
-            self.checkpoint.context_window_usage = Some(used as f64 / window as f64);
-        }
-    }
-
-    fn push(&mut self, step: &mut Step, message: Message) {
-        self.checkpoint.messages.push(message.clone());
-        step.new_messages.push(message);
-    }
-
-    /// One generation and whatever it asks for.
-    async fn step(&mut self, input_messages: Option<Vec<Message>>) -> StepEnd {
-        let mut step = self.new_step(input_messages);
-        self.emit(RunPayload::StartGeneration {
-            messages: self.checkpoint.messages.clone(),
-        });
-        let specs = self.agent.tools.specs();
-        let generation = match self.generate(&specs).await {
-            Ok(generation) => generation,
-            Err(error) => return StepEnd::Finished(self.stop_by_error(step, error)),
+            finished_at: Some(now_ms()),
         };
-        self.add_usage(&mut step, generation.usage);
-        let expert_message = expert_message(&generation);
-        let calls: Vec<ToolCall> = generation
-            .parts
-            .iter()
-            .filter_map(|p| match p {
-                GeneratedPart::ToolCall { id, name, args } => Some(ToolCall {
-                    id: id.clone(),
-                    skill_name: self.agent.tools.skill_of(name).unwrap_or("").to_string(),
-                    tool_name: name.clone(),
-                    args: args.clone(),
-                }),
-                _ => None,
-            })
-            .collect();
-        let text = generation.text();
-
-        if calls.is_empty() {
-            if text.trim().is_empty() || generation.finish_reason == FinishReason::Length {
-                return self.retry(step, &generation);
-            }
-            self.retry_count = 0;
-            self.push(&mut step, expert_message);
-            return StepEnd::Finished(self.complete(step, text, generation.usage));
-        }
-
-        self.retry_count = 0;
-        self.emit(RunPayload::CallTools {
-            new_message: expert_message.clone(),
-            tool_calls: calls.clone(),
-            usage: generation.usage,
-        });
-        self.push(&mut step, expert_message);
-        step.tool_calls = Some(calls.clone());
-
-        let results = match calls.iter().find(|c| is_attempt_completion(c)) {
-            Some(completion) => {
-                let output = self
-                    .agent
-                    .tools
-                    .call(&completion.tool_name, &completion.args)
-                    .await;
-                if remaining_todos(&output) {
-                    // Unfinished todos: the model must go on. Its other calls were not run, and
-                    // each still needs a result or the provider rejects the next request.
-                    calls
-                        .iter()
-                        .map(|c| {
-                            if c.id == completion.id {
-                                (c.clone(), output.clone())
-                            } else {
-                                (c.clone(), ToolOutput::error(format!(
-                                    "Not executed: {} was called together with attemptCompletion.",
-                                    c.tool_name
-                                )))
-                            }
-                        })
-                        .collect()
-                } else {
-                    return StepEnd::Finished(
-                        self.complete_after_attempt(step, completion, output, &text)
-                            .await,
-                    );
-                }
-            }
-            None => {
-                let outputs = futures::future::join_all(
-                    calls
-                        .iter()
-                        .map(|c| self.agent.tools.call(&c.tool_name, &c.args)),
+        let (payload, outcome) = match outcome {
+            RunOutcome::StoppedByMaxSteps => {
+                checkpoint.status = CheckpointStatus::StoppedByExceededMaxSteps;
+                (
+                    RunPayload::StopRunByExceededMaxSteps {
+                        checkpoint: checkpoint.clone(),
+                        step,
+                    },
+                    RunOutcome::StoppedByMaxSteps,
                 )
-                .await;
-                calls.iter().cloned().zip(outputs).collect::<Vec<_>>()
             }
-        };
-        let tool_results: Vec<ToolResult> = results.iter().map(tool_result).collect();
-        self.emit(RunPayload::ResolveToolResults {
-            tool_results: tool_results.clone(),
-        });
-        let message = tool_message(&results);
-        self.emit(RunPayload::FinishToolCall {
-            new_messages: vec![message.clone()],
-        });
-        self.push(&mut step, message);
-        step.tool_results = Some(tool_results);
-        StepEnd::Continue(step)
-    }
-
-    /// `attemptCompletion` with nothing left to do: the text the model gave with it is the
-    /// answer; without text, one more generation (no tools) writes the answer.
-    async fn complete_after_attempt(
-        &mut self,
-        mut step: Step,
-        completion: &ToolCall,
-        output: ToolOutput,
-        text: &str,
-    ) -> RunOutcome {
-        let usage = step.usage;
-        if !text.trim().is_empty() {
-            return self.complete(step, text.to_string(), usage);
-        }
-        let pair = (completion.clone(), output);
-        self.emit(RunPayload::AttemptCompletion {
-            tool_result: tool_result(&pair),
-        });
-        self.push(&mut step, tool_message(std::slice::from_ref(&pair)));
-        let generation = match self.generate(&[]).await {
-            Ok(generation) => generation,
-            Err(error) => return self.stop_by_error(step, error),
-        };
-        self.add_usage(&mut step, generation.usage);
-        let text = generation.text();
-        let answer = Message {
-            kind: MessageKind::ExpertMessage,
-            id: new_id(),
-            contents: vec![Part::text(text.clone())],
-            cache: None,
-        };
-        self.push(&mut step, answer);
-        self.complete(step, text, generation.usage)
-    }
-
-    /// Nothing usable came back: tell the model and try again in the next step (§5: a retry
-    /// costs a step).
-    fn retry(&mut self, mut step: Step, generation: &Generation) -> StepEnd {
-        self.retry_count += 1;
-        let (error, message) = if generation.finish_reason == FinishReason::Length {
-            (
-                "OutputLengthExceeded",
-                "Your reply hit the output token limit and was cut off. Reply again, shorter, or split the work into several tool calls.",
-            )
-        } else {
-            (
-                "NoToolCallOrText",
-                "Your reply had neither a tool call nor text. Call a tool, or call attemptCompletion when you are done.",
-            )
-        };
-        if self.retry_count > self.agent.settings.max_retries {
-            let error = LlmError::fatal(
-                "MaxRetriesExceeded",
-                format!(
-                    "Max retries ({}) exceeded: {message}",
-                    self.agent.settings.max_retries
-                ),
-            );
-            return StepEnd::Finished(self.stop_by_error(step, (error, 0)));
-        }
-        let notice = Message {
-            kind: MessageKind::UserMessage,
-            id: new_id(),
-            contents: vec![Part::text(
-                json!({"error": error, "message": message}).to_string(),
-            )],
-            cache: None,
-        };
-        self.checkpoint.retry_count = Some(self.retry_count);
-        self.emit(RunPayload::Retry {
-            reason: message.to_string(),
-            new_messages: vec![notice.clone()],
-            tool_calls: None,
-            tool_results: None,
-            usage: generation.usage,
-        });
-        self.push(&mut step, notice);
-        StepEnd::Continue(step)
-    }
-
-    /// `FinishingStep`: stop at `maxSteps`, else `continueToNextStep`.
-    fn finish_step(&mut self, mut step: Step) -> Option<RunOutcome> {
-        step.finished_at = Some(now_ms());
-        if self.checkpoint.step_number >= self.agent.settings.max_steps {
-            self.checkpoint.status = CheckpointStatus::StoppedByExceededMaxSteps;
-            self.emit(RunPayload::StopRunByExceededMaxSteps {
-                checkpoint: self.checkpoint.clone(),
-                step,
-            });
-            return Some(RunOutcome::StoppedByMaxSteps);
-        }
-        let next = Checkpoint {
-            id: new_id(),
-            step_number: self.checkpoint.step_number + 1,
-            ..self.checkpoint.clone()
-        };
-        self.emit(RunPayload::ContinueToNextStep {
-            checkpoint: self.checkpoint.clone(),
-            step,
-            next_checkpoint: next.clone(),
-        });
-        self.checkpoint = next;
-        None
-    }
-
-    fn complete(&mut self, mut step: Step, text: String, usage: Usage) -> RunOutcome {
-        step.finished_at = Some(now_ms());
-        self.checkpoint.status = CheckpointStatus::Completed;
-        self.emit(RunPayload::CompleteRun {
-            checkpoint: self.checkpoint.clone(),
-            step,
-            text: text.clone(),
-            usage,
-        });
-        RunOutcome::Completed { text }
-    }
-
-    fn stop_by_error(&mut self, mut step: Step, (error, retries): (LlmError, u32)) -> RunOutcome {
-        step.finished_at = Some(now_ms());
-        let message = if error.is_retryable && retries > 0 {
-            format!("Max retries ({retries}) exceeded: {}", error.message)
-        } else {
-            error.message
-        };
-        let error = RunError {
-            name: error.name,
-            message,
-            status_code: error.status_code,
-            is_retryable: false,
-        };
-        self.checkpoint.status = CheckpointStatus::StoppedByError;
-        self.emit(RunPayload::StopRunByError {
-            checkpoint: self.checkpoint.clone(),
-            step,
-            error: error.clone(),
-        });
-        RunOutcome::StoppedByError(error)
-    }
-
-    /// One generation with the run's retry policy and per-generation timeout.
-    async fn generate(&self, tools: &[ToolSpec]) -> Result<Generation, (LlmError, u32)> {
-        let settings = self.agent.settings;
-        let request = GenerateRequest {
-            expert_key: &self.expert.key,
-            model: &settings.model,
-            messages: &self.checkpoint.messages,
-            tools,
-            reasoning_budget: settings.reasoning_budget,
-        };
-        RetryPolicy::new(settings.max_retries)
-            .run(|| async {
-                match tokio::time::timeout(
-                    settings.timeout,
-                    self.agent.provider.generate(&request, &|_| {}),
-                )
-                .await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err(LlmError {
-                        name: "TimeoutError".into(),
-                        message: format!(
-                            "generation timed out after {} ms",
-                            settings.timeout.as_millis()
-                        ),
+            other => {
+                let error = match other {
+                    RunOutcome::StoppedByError(error) => RunError {
+                        message: format!("delegate `{child}` failed: {}", error.message),
+                        ..error
+                    },
+                    _ => RunError {
+                        name: "DelegateError".into(),
+                        message: format!("delegate `{child}` stopped without an answer"),
                         status_code: None,
-                        is_retryable: true,
-                        retry_after: None,
-                    }),
-                }
-            })
-            .await
+                        is_retryable: false,
+                    },
+                };
+                checkpoint.status = CheckpointStatus::StoppedByError;
+                (
+                    RunPayload::StopRunByError {
+                        checkpoint: checkpoint.clone(),
+                        step,
+                        error: error.clone(),
+                    },
+                    RunOutcome::StoppedByError(error),
+                )
+            }
+        };
+        self.sink.emit(Event::run(
+            self.job_id,
+            &checkpoint.run_id,
+            &checkpoint.expert.key,
+            checkpoint.step_number,
+            payload,
+        ));
+        if let RunOutcome::StoppedByError(error) = &outcome {
+            checkpoint.error = Some(error.clone());
+        }
+        (outcome, checkpoint)
     }
 }
 
-fn is_attempt_completion(call: &ToolCall) -> bool {
-    call.tool_name == "attemptCompletion" && call.skill_name == BASE_SKILL_NAME
-}
-
-/// `attemptCompletion` answers `{}` or `{"remainingTodos":[…]}` (§6).
-fn remaining_todos(output: &ToolOutput) -> bool {
-    output
-        .parts
+/// The first text of a run's last expert message (a delegate's answer).
+fn last_text(checkpoint: &Checkpoint) -> Option<String> {
+    checkpoint
+        .messages
         .iter()
-        .filter_map(Part::as_text)
-        .filter_map(|t| serde_json::from_str::<Value>(t).ok())
-        .any(|v| {
-            v["remainingTodos"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-        })
-}
-
-fn expert_message(generation: &Generation) -> Message {
-    let contents = generation
-        .parts
-        .iter()
-        .filter_map(|p| match p {
-            GeneratedPart::Thinking { text, signature } => Some(Part::ThinkingPart {
-                id: new_id(),
-                thinking: text.clone(),
-                signature: signature.clone(),
-            }),
-            GeneratedPart::Text(text) if text.is_empty() => None,
-            GeneratedPart::Text(text) => Some(Part::text(text.clone())),
-            GeneratedPart::ToolCall { id, name, args } => Some(Part::ToolCallPart {
-                id: new_id(),
-                tool_call_id: id.clone(),
-                tool_name: name.clone(),
-                args: args.clone(),
-            }),
-        })
-        .collect();
-    Message {
-        kind: MessageKind::ExpertMessage,
-        id: new_id(),
-        contents,
-        cache: None,
-    }
-}
-
-fn tool_result((call, output): &(ToolCall, ToolOutput)) -> ToolResult {
-    ToolResult {
-        id: call.id.clone(),
-        skill_name: call.skill_name.clone(),
-        tool_name: call.tool_name.clone(),
-        result: output.parts.clone(),
-    }
-}
-
-fn tool_message(results: &[(ToolCall, ToolOutput)]) -> Message {
-    Message {
-        kind: MessageKind::ToolMessage,
-        id: new_id(),
-        contents: results
-            .iter()
-            .map(|(call, output)| Part::ToolResultPart {
-                id: new_id(),
-                tool_call_id: call.id.clone(),
-                tool_name: call.tool_name.clone(),
-                contents: output.parts.clone(),
-                is_error: output.is_error.then_some(true),
-            })
-            .collect(),
-        cache: None,
-    }
+        .rev()
+        .find(|m| m.kind == MessageKind::ExpertMessage)
+        .and_then(|m| m.contents.iter().find_map(Part::as_text))
+        .map(str::to_string)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::llm::mock::{MockProvider, MockScript};
-    use indexmap::IndexMap;
-
-    fn expert() -> Expert {
-        Expert {
-            key: "main".into(),
-            name: "main".into(),
-            version: "1.0.0".into(),
-            instruction: "Do it.".into(),
-            description: None,
-            min_runtime_version: None,
-            delegates: vec![],
-            tags: vec![],
-            skills: IndexMap::new(),
-        }
-    }
-
-    async fn run(script: &str, max_steps: u32) -> (RunOutcome, Vec<Event>) {
-        let script = MockScript::parse(std::path::Path::new("s.toml"), script).expect("script");
-        let provider = Provider::Mock(MockProvider::new(script));
-        let tools = ToolSet::new();
-        let (sink, mut rx) = EventSink::channel();
-        let settings = RunSettings {
-            model: "mock".into(),
-            max_steps,
-            max_retries: 1,
-            timeout: Duration::from_secs(5),
-            reasoning_budget: None,
-        };
-        let agent = Agent {
-            provider: &provider,
-            tools: &tools,
-            sink: &sink,
-            settings: &settings,
-            job_id: "j",
-            run_id: "r",
-        };
-        let outcome = agent.run(&expert(), &[], "go", 1).await;
-        drop(sink);
-        let mut events = vec![];
-        while let Some(e) = rx.recv().await {
-            events.push(e);
-        }
-        (outcome, events)
-    }
-
-    fn types(events: &[Event]) -> Vec<String> {
-        events
-            .iter()
-            .map(|e| match &e.body {
-                crate::event::EventBody::Run { step_number, .. } => {
-                    format!("{}@{step_number}", e.type_name())
-                }
-                crate::event::EventBody::Runtime(_) => e.type_name(),
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn text_without_tool_calls_completes() {
-        let (outcome, events) = run("[[turn]]\ntext = \"All done.\"\n", 10).await;
-        assert_eq!(
-            outcome,
-            RunOutcome::Completed {
-                text: "All done.".into()
-            }
-        );
-        assert_eq!(
-            types(&events),
-            ["startRun@1", "startGeneration@1", "completeRun@1"]
-        );
-    }
-
-    #[tokio::test]
-    async fn unknown_tools_become_error_results_and_steps_continue() {
-        let script = "[[turn]]\n[[turn.toolCalls]]\nname = \"nope\"\n\n[[turn]]\ntext = \"ok\"\n";
-        let (outcome, events) = run(script, 10).await;
-        assert!(matches!(outcome, RunOutcome::Completed { .. }));
-        assert_eq!(
-            types(&events),
-            [
-                "startRun@1",
-                "startGeneration@1",
-                "callTools@1",
-                "resolveToolResults@1",
-                "finishToolCall@1",
-                "continueToNextStep@1",
-                "startGeneration@2",
-                "completeRun@2"
-            ]
-        );
-        let Some(RunPayload::ResolveToolResults { tool_results }) = events[3].run_payload() else {
-            panic!("expected resolveToolResults");
-        };
-        assert!(
-            tool_results[0].result[0]
-                .as_text()
-                .is_some_and(|t| t.starts_with("Error calling tool nope: no such tool"))
-        );
-        // The completed checkpoint holds the whole conversation.
-        let Some(RunPayload::CompleteRun { checkpoint, .. }) = events[7].run_payload() else {
-            panic!("expected completeRun");
-        };
-        let kinds: Vec<MessageKind> = checkpoint.messages.iter().map(|m| m.kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                MessageKind::InstructionMessage,
-                MessageKind::UserMessage,
-                MessageKind::ExpertMessage,
-                MessageKind::ToolMessage,
-                MessageKind::ExpertMessage
-            ]
-        );
-        assert_eq!(checkpoint.status, CheckpointStatus::Completed);
-        assert_eq!(checkpoint.step_number, 2);
-    }
-
-    #[tokio::test]
-    async fn max_steps_stops_the_run() {
-        let script =
-            "[[turn]]\n[[turn.toolCalls]]\nname = \"nope\"\n\n[[turn]]\ntext = \"never\"\n";
-        let (outcome, events) = run(script, 1).await;
-        assert_eq!(outcome, RunOutcome::StoppedByMaxSteps);
-        assert_eq!(
-            types(&events).last().map(String::as_str),
-            Some("stopRunByExceededMaxSteps@1")
-        );
-    }
-
-    #[tokio::test]
-    async fn fatal_api_errors_stop_with_the_error_shape() {
-        let script = "[[turn]]\nerror = { status = 400, message = \"bad request\" }\n";
-        let (outcome, events) = run(script, 10).await;
-        let RunOutcome::StoppedByError(error) = outcome else {
-            panic!("expected an error");
-        };
-        assert_eq!(error.status_code, Some(400));
-        assert_eq!(error.message, "bad request");
-        assert_eq!(
-            types(&events),
-            ["startRun@1", "startGeneration@1", "stopRunByError@1"]
-        );
-    }
-
-    #[tokio::test]
-    async fn truncated_output_is_retried_in_the_next_step() {
-        let script =
-            "[[turn]]\ntext = \"cut\"\nfinishReason = \"length\"\n\n[[turn]]\ntext = \"fine\"\n";
-        let (outcome, events) = run(script, 10).await;
-        assert_eq!(
-            outcome,
-            RunOutcome::Completed {
-                text: "fine".into()
-            }
-        );
-        assert_eq!(
-            types(&events),
-            [
-                "startRun@1",
-                "startGeneration@1",
-                "retry@1",
-                "continueToNextStep@1",
-                "startGeneration@2",
-                "completeRun@2"
-            ]
-        );
-    }
-}
+mod tests;

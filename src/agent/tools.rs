@@ -1,4 +1,5 @@
-//! The flat tool namespace the model sees, and routing each call to the skill that owns it.
+//! The flat tool namespace the model sees, and routing each call to what owns it: an MCP skill,
+//! an interactive skill (the user answers) or a delegate Expert (a child run answers).
 
 use std::sync::Arc;
 
@@ -22,10 +23,21 @@ pub struct DuplicateTool {
     pub second: String,
 }
 
+/// What answers calls to a tool.
+#[derive(Clone)]
+pub enum ToolKind {
+    /// An MCP skill's tool, run by its server.
+    Mcp(Arc<McpSkill>),
+    /// A tool of an `interactiveSkill`: the run stops and the user answers it.
+    Interactive,
+    /// A delegate Expert, by key: a child run answers it.
+    Delegate(String),
+}
+
 struct Entry {
     skill_name: String,
     spec: ToolSpec,
-    skill: Arc<McpSkill>,
+    kind: ToolKind,
 }
 
 /// Every tool of an Expert's skills, by name.
@@ -64,25 +76,86 @@ impl ToolSet {
             if (!pick.is_empty() && !pick.contains(&spec.name)) || omit.contains(&spec.name) {
                 continue;
             }
-            if let Some(existing) = self.entries.iter().find(|e| e.spec.name == spec.name) {
-                return Err(DuplicateTool {
-                    tool: spec.name.clone(),
-                    first: existing.skill_name.clone(),
-                    second: skill.name.clone(),
-                });
-            }
-            self.entries.push(Entry {
-                skill_name: skill.name.clone(),
-                spec: spec.clone(),
-                skill: skill.clone(),
-            });
+            self.push(&skill.name, spec.clone(), ToolKind::Mcp(skill.clone()))?;
         }
         Ok(())
     }
 
-    /// The tools to offer the model, in skill order.
-    pub fn specs(&self) -> Vec<ToolSpec> {
-        self.entries.iter().map(|e| e.spec.clone()).collect()
+    /// Adds the tools of an `interactiveSkill`.
+    pub fn add_interactive(
+        &mut self,
+        skill: &crate::config::InteractiveSkill,
+    ) -> Result<(), DuplicateTool> {
+        for (name, tool) in &skill.tools {
+            let spec = ToolSpec {
+                name: name.clone(),
+                description: tool.description.clone().unwrap_or_default(),
+                input_schema: tool.input_json_schema.clone(),
+            };
+            self.push(&skill.name, spec, ToolKind::Interactive)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a delegate: a tool named after the last `/` segment of its name, described by its
+    /// description, taking `{query}` (§5 "Delegation"). Calls carry the delegate's name as
+    /// their skill name.
+    pub fn add_delegate(&mut self, delegate: &crate::config::Expert) -> Result<(), DuplicateTool> {
+        let spec = ToolSpec {
+            name: delegate_tool_name(&delegate.name).to_string(),
+            description: delegate.description.clone().unwrap_or_default(),
+            input_schema: serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "What to ask the delegate."}
+                },
+                "required": ["query"],
+            }),
+        };
+        self.push(
+            &delegate.name,
+            spec,
+            ToolKind::Delegate(delegate.key.clone()),
+        )
+    }
+
+    fn push(
+        &mut self,
+        skill_name: &str,
+        spec: ToolSpec,
+        kind: ToolKind,
+    ) -> Result<(), DuplicateTool> {
+        if let Some(existing) = self.entries.iter().find(|e| e.spec.name == spec.name) {
+            return Err(DuplicateTool {
+                tool: spec.name,
+                first: existing.skill_name.clone(),
+                second: skill_name.to_string(),
+            });
+        }
+        self.entries.push(Entry {
+            skill_name: skill_name.to_string(),
+            spec,
+            kind,
+        });
+        Ok(())
+    }
+
+    /// The tools to offer the model, in skill order; interactive tools only when `interactive`
+    /// (delegated runs get none, §5).
+    pub fn specs(&self, interactive: bool) -> Vec<ToolSpec> {
+        self.entries
+            .iter()
+            .filter(|e| interactive || !matches!(e.kind, ToolKind::Interactive))
+            .map(|e| e.spec.clone())
+            .collect()
+    }
+
+    /// What answers `tool`; `None` for a tool nobody offers.
+    pub fn kind_of(&self, tool: &str) -> Option<&ToolKind> {
+        self.entries
+            .iter()
+            .find(|e| e.spec.name == tool)
+            .map(|e| &e.kind)
     }
 
     /// The skill that owns `tool`.
@@ -96,18 +169,31 @@ impl ToolSet {
     /// Runs one call. Unknown tools, MCP errors and dead skills all come back as error output,
     /// so the model can react and the run goes on.
     pub async fn call(&self, tool: &str, args: &Value) -> ToolOutput {
-        let Some(entry) = self.entries.iter().find(|e| e.spec.name == tool) else {
-            let known: Vec<&str> = self.entries.iter().map(|e| e.spec.name.as_str()).collect();
-            return ToolOutput::error(format!(
-                "Error calling tool {tool}: no such tool (available: {})",
-                known.join(", ")
-            ));
-        };
-        match entry.skill.call(tool, args).await {
-            Ok(result) => map_call_result(tool, args, &result),
-            Err(failure) => ToolOutput::error(failure.0),
+        let entry = self.entries.iter().find(|e| e.spec.name == tool);
+        match entry.map(|e| &e.kind) {
+            Some(ToolKind::Mcp(skill)) => match skill.call(tool, args).await {
+                Ok(result) => map_call_result(tool, args, &result),
+                Err(failure) => ToolOutput::error(failure.0),
+            },
+            // The loop answers these itself; reaching here is a routing bug, reported to the
+            // model rather than crashing the run.
+            Some(ToolKind::Interactive | ToolKind::Delegate(_)) => ToolOutput::error(format!(
+                "Error calling tool {tool}: it is answered by the user or a delegate, not run"
+            )),
+            None => {
+                let known: Vec<&str> = self.entries.iter().map(|e| e.spec.name.as_str()).collect();
+                ToolOutput::error(format!(
+                    "Error calling tool {tool}: no such tool (available: {})",
+                    known.join(", ")
+                ))
+            }
         }
     }
+}
+
+/// The tool name of a delegate: the last `/` segment of its name (`@acme/writer` → `writer`).
+pub fn delegate_tool_name(name: &str) -> &str {
+    name.rsplit('/').next().unwrap_or(name)
 }
 
 #[cfg(test)]
@@ -115,26 +201,15 @@ mod tests {
     use super::*;
     use crate::skill::base::BaseSkill;
     use crate::skill::fixture::FixtureServer;
-    use crate::skill::server::{Handler, ToolServer};
-    use rmcp::ServiceExt;
+    use crate::skill::server::ToolServer;
 
     /// A real MCP server on one end of an in-process pipe, our client on the other.
     async fn connect<T: ToolServer>(name: &str, server: T) -> Arc<McpSkill> {
-        let handler = Handler(server);
-        let (client_end, server_end) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move {
-            if let Ok(service) = handler.serve(server_end).await {
-                let _ = service.waiting().await;
-            }
-        });
-        let (skill, _) = McpSkill::handshake(name, client_end)
-            .await
-            .expect("handshake");
-        Arc::new(skill)
+        crate::skill::server::testing::skill(name, server).await
     }
 
     fn names(set: &ToolSet) -> Vec<String> {
-        set.specs().into_iter().map(|s| s.name).collect()
+        set.specs(true).into_iter().map(|s| s.name).collect()
     }
 
     #[tokio::test]

@@ -23,6 +23,15 @@
 //! and adds its own `dockerBuildProgress`, `dockerContainerStatus` and `skillStderr` (read from
 //! the skill containers' stderr), with the same `jobId` and `runId`.
 //!
+//! Where we differ from Perstack, on purpose:
+//! * `retry` is also emitted before each backoff after a retryable API error (429, 5xx,
+//!   overloaded…): `reason` names the error, the retry's number and the wait; `newMessages` is
+//!   empty and no step is spent, because the model saw nothing of the failed attempt. The
+//!   `retry` that costs a step (Perstack's) is kept for generations with nothing usable in them.
+//! * A parent whose sequential delegate fails or runs out of steps emits its own
+//!   `stopRunByError` / `stopRunByExceededMaxSteps` after the child's, so the coordinator's
+//!   terminal event always says how the job ended.
+//!
 //! Timestamps are milliseconds since the Unix epoch. Ids are opaque strings.
 
 mod sink;
@@ -202,6 +211,8 @@ pub enum RuntimePayload {
         timeout: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         query: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interactive_tool_call: Option<InteractiveToolCall>,
     },
     #[serde(rename_all = "camelCase")]
     SkillStarting {
@@ -252,6 +263,18 @@ pub enum RuntimePayload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+}
+
+/// The answer a continued run starts with (`initializeRuntime.interactiveToolCall`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InteractiveToolCall {
+    /// The tool answered.
+    pub tool_name: String,
+    /// The call answered.
+    pub tool_call_id: String,
+    /// The answer.
+    pub text: String,
 }
 
 /// An MCP server's self-description.

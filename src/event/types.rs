@@ -266,6 +266,12 @@ pub struct Checkpoint {
     pub messages: Vec<Message>,
     /// Whose run this is.
     pub expert: ExpertRef,
+    /// The delegates this run waits on (`stoppedByDelegate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate_to: Option<Vec<DelegateTo>>,
+    /// The parent run, when this run is a delegate's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegated_by: Option<DelegatedBy>,
     /// Cumulative usage.
     pub usage: Usage,
     /// The model's context window, when known.
@@ -280,12 +286,46 @@ pub struct Checkpoint {
     /// Results already gathered when resuming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_tool_results: Option<Vec<ToolResult>>,
-    /// Consecutive failed generations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_count: Option<u32>,
     /// Free-form metadata (`runtime`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Value>,
+    /// Why the run failed (`stoppedByError`, on stored checkpoints; the event's own checkpoint
+    /// leaves it out, as Perstack's does, and carries `error` beside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    /// Consecutive failed generations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_count: Option<u32>,
+}
+
+/// A delegate a run waits on (§4 `delegateTo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegateTo {
+    /// The delegate.
+    pub expert: ExpertRef,
+    /// The parent's tool call that asked for it.
+    pub tool_call_id: String,
+    /// That call's tool name.
+    pub tool_name: String,
+    /// What the delegate is asked.
+    pub query: String,
+}
+
+/// The parent of a delegated run (§4 `delegatedBy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegatedBy {
+    /// The parent Expert.
+    pub expert: ExpertRef,
+    /// The parent's tool call.
+    pub tool_call_id: String,
+    /// That call's tool name.
+    pub tool_name: String,
+    /// The parent's checkpoint that stopped for the delegation.
+    pub checkpoint_id: String,
+    /// The parent's run segment.
+    pub run_id: String,
 }
 
 /// One step of a run (§3 "Step").

@@ -37,6 +37,9 @@
 //! - `delayMs`: wait this long before answering (to test timeouts, interruptions and
 //!   concurrency). Text and thinking then stream in word by word over the same time.
 //!
+//! A continued run (`--continue`, `-i`) replays the same script: before it starts, the turns
+//! its Expert already played — as many as the checkpoint has expert messages — are dropped.
+//!
 //! When an Expert asks for a turn and none is left for it, the generation fails with
 //! `MockScriptExhausted` and the run stops with an error naming the turn count.
 
@@ -256,6 +259,26 @@ impl MockProvider {
         MockProvider {
             total: script.turns.len(),
             turns: Mutex::new(script.turns.into()),
+        }
+    }
+
+    /// Drops the first `played` turns `expert_key` would take: a continued run has already
+    /// played them (they are its checkpoint's expert messages), so one script serves a run and
+    /// its continuations.
+    pub fn skip_played(&self, expert_key: &str, played: usize) {
+        let Ok(mut turns) = self.turns.lock() else {
+            return;
+        };
+        for _ in 0..played {
+            let next = turns
+                .iter()
+                .position(|t| t.expert.as_deref().is_none_or(|e| e == expert_key));
+            match next {
+                Some(i) => {
+                    turns.remove(i);
+                }
+                None => break,
+            }
         }
     }
 

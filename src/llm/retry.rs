@@ -42,7 +42,21 @@ impl RetryPolicy {
 
     /// Runs `attempt` until it succeeds, fails with a non-retryable error, or the retries are
     /// spent. The error of the last attempt is returned with the number of retries made.
-    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, (LlmError, u32)>
+    pub async fn run<T, F, Fut>(&self, attempt: F) -> Result<T, (LlmError, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, LlmError>>,
+    {
+        self.run_notifying(attempt, |_, _, _| {}).await
+    }
+
+    /// [`RetryPolicy::run`], telling `on_retry` about each failed attempt that will be retried:
+    /// its error, the retry's number (1-based) and the wait before it.
+    pub async fn run_notifying<T, F, Fut>(
+        &self,
+        mut attempt: F,
+        mut on_retry: impl FnMut(&LlmError, u32, Duration),
+    ) -> Result<T, (LlmError, u32)>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, LlmError>>,
@@ -55,6 +69,7 @@ impl RetryPolicy {
                     retries += 1;
                     let delay = self.delay(retries, error.retry_after);
                     tracing::warn!(%error, retry = retries, ?delay, "generation failed; retrying");
+                    on_retry(&error, retries, delay);
                     tokio::time::sleep(delay).await;
                 }
                 Err(error) => return Err((error, retries)),

@@ -244,6 +244,37 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
                     .join("\n"),
             ),
             RunPayload::Retry { reason, .. } => Some(format!("  ↻ retry: {reason}")),
+            RunPayload::StartRun {
+                initial_checkpoint,
+                input_messages,
+            } => initial_checkpoint.delegated_by.as_ref().and_then(|by| {
+                // A child run: say who asked what. (A resumed parent has no new input.)
+                let query = input_messages
+                    .last()?
+                    .contents
+                    .iter()
+                    .find_map(|p| p.as_text())?;
+                Some(format!(
+                    "▸ {expert_key} (delegated by {}): {}",
+                    by.expert.key,
+                    clip(query, MAX_INLINE)
+                ))
+            }),
+            RunPayload::CompleteRun {
+                text, checkpoint, ..
+            } if checkpoint.delegated_by.is_some() => Some(format!(
+                "  ↳ {expert_key} answered in step {step_number}: {}",
+                clip(text, MAX_INLINE)
+            )),
+            RunPayload::CompleteStreamingReasoning { text } => {
+                verbose.then(|| format!("  {expert_key} thought: {}", clip(text, MAX_INLINE)))
+            }
+            RunPayload::CallInteractiveTool { tool_call, .. } => Some(format!(
+                "? {} asks via {}: {}",
+                expert_key,
+                tool_call.tool_name,
+                clip(&tool_call.args.to_string(), MAX_INLINE)
+            )),
             RunPayload::CompleteRun {
                 text, checkpoint, ..
             } => Some(format!(
@@ -263,7 +294,7 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
                 "■ {expert_key} stopped: reached the step limit ({step_number})"
             )),
             RunPayload::StopRunByInteractiveTool { .. } => Some(format!(
-                "■ {expert_key} is waiting for your answer to an interactive tool"
+                "■ {expert_key} is waiting for your answer; reply with\n  perstack-sandbox run {expert_key} --continue -i \"<answer>\""
             )),
             // Streaming deltas and the other state events have no line of their own.
             _ => None,
@@ -283,6 +314,7 @@ pub fn style(text: &str, color: bool) -> String {
                 Some('✘') => "1;31",
                 Some('■') => "1;33",
                 Some('●') => "1;36",
+                Some('?') => "1;35",
                 Some('▸') => "2",
                 _ if line.starts_with("  ↳") || line.starts_with("  [") => "2",
                 _ => return line.to_string(),
@@ -291,4 +323,150 @@ pub fn style(text: &str, color: bool) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{
+        Checkpoint, CheckpointStatus, DelegatedBy, ExpertRef, Message, MessageKind, Part, Step,
+        ToolCall, Usage,
+    };
+
+    fn expert(key: &str) -> ExpertRef {
+        ExpertRef {
+            key: key.into(),
+            name: key.into(),
+            version: "1.0.0".into(),
+        }
+    }
+
+    fn checkpoint(key: &str, delegated_by: Option<&str>) -> Checkpoint {
+        Checkpoint {
+            id: "c".into(),
+            job_id: "j".into(),
+            run_id: "r".into(),
+            status: CheckpointStatus::Completed,
+            step_number: 3,
+            messages: vec![],
+            expert: expert(key),
+            delegate_to: None,
+            delegated_by: delegated_by.map(|parent| DelegatedBy {
+                expert: expert(parent),
+                tool_call_id: "t".into(),
+                tool_name: key.into(),
+                checkpoint_id: "pc".into(),
+                run_id: "pr".into(),
+            }),
+            usage: Usage::default(),
+            context_window: None,
+            context_window_usage: None,
+            pending_tool_calls: None,
+            partial_tool_results: None,
+            metadata: None,
+            error: None,
+            retry_count: None,
+        }
+    }
+
+    fn step() -> Step {
+        Step {
+            step_number: 3,
+            input_messages: None,
+            new_messages: vec![],
+            tool_calls: None,
+            tool_results: None,
+            usage: Usage::default(),
+            started_at: 0,
+            finished_at: None,
+        }
+    }
+
+    fn line(key: &str, payload: RunPayload) -> Option<String> {
+        render(&Event::run("j", "r", key, 3, payload), false)
+    }
+
+    #[test]
+    fn a_child_run_says_who_asked_and_answers_in_one_line() {
+        let query = Message {
+            kind: MessageKind::UserMessage,
+            id: "m".into(),
+            contents: vec![Part::text("Is water wet?")],
+            cache: None,
+        };
+        assert_eq!(
+            line(
+                "researcher",
+                RunPayload::StartRun {
+                    initial_checkpoint: checkpoint("researcher", Some("lead")),
+                    input_messages: vec![query.clone()],
+                }
+            )
+            .as_deref(),
+            Some("▸ researcher (delegated by lead): Is water wet?")
+        );
+        // The coordinator's own start has no line: initializeRuntime said it all.
+        assert_eq!(
+            line(
+                "lead",
+                RunPayload::StartRun {
+                    initial_checkpoint: checkpoint("lead", None),
+                    input_messages: vec![query],
+                }
+            ),
+            None
+        );
+        assert_eq!(
+            line(
+                "researcher",
+                RunPayload::CompleteRun {
+                    checkpoint: checkpoint("researcher", Some("lead")),
+                    step: step(),
+                    text: "Yes.".into(),
+                    usage: Usage::default(),
+                }
+            )
+            .as_deref(),
+            Some("  ↳ researcher answered in step 3: Yes.")
+        );
+    }
+
+    #[test]
+    fn an_interactive_stop_shows_the_question_and_how_to_answer() {
+        let call = ToolCall {
+            id: "t".into(),
+            skill_name: "user".into(),
+            tool_name: "askColour".into(),
+            args: serde_json::json!({"question": "Which colour?"}),
+        };
+        assert_eq!(
+            line(
+                "painter",
+                RunPayload::CallInteractiveTool {
+                    new_message: Message {
+                        kind: MessageKind::ExpertMessage,
+                        id: "m".into(),
+                        contents: vec![],
+                        cache: None,
+                    },
+                    tool_call: call,
+                    usage: Usage::default(),
+                }
+            )
+            .as_deref(),
+            Some("? painter asks via askColour: {\"question\":\"Which colour?\"}")
+        );
+        let stop = line(
+            "painter",
+            RunPayload::StopRunByInteractiveTool {
+                checkpoint: checkpoint("painter", None),
+                step: step(),
+            },
+        )
+        .expect("a line");
+        assert!(
+            stop.contains("perstack-sandbox run painter --continue -i"),
+            "{stop}"
+        );
+    }
 }

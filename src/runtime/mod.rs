@@ -12,12 +12,17 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::agent::{Agent, RunOutcome, RunSettings};
+use std::collections::HashMap;
+
+use crate::agent::tools::ToolSet;
+use crate::agent::{Job, ResumeError, ResumeInput, RunOutcome, RunSettings, Start};
 use crate::config::{
     DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, ProviderConfig,
     ProviderName, ReasoningBudget, ReasoningLevel,
 };
-use crate::event::{Event, EventSink, RuntimePayload};
+use crate::event::{
+    Checkpoint, Event, EventSink, InteractiveToolCall, MessageKind, RuntimePayload, Usage,
+};
 use crate::llm::{HttpSettings, Provider};
 use spec::RuntimeSpec;
 
@@ -78,11 +83,17 @@ pub enum RuntimeError {
     /// `--reasoning-budget` is not a level or a number.
     #[error("invalid reasoning budget `{0}` (none, minimal, low, medium, high, or a token count)")]
     ReasoningBudget(String),
-    /// `--checkpoint-stdin` was given, but this runtime cannot continue a checkpoint yet.
+    /// The checkpoint on stdin could not be read.
+    #[error("cannot read the checkpoint to continue from stdin: {0}")]
+    Checkpoint(String),
+    /// The checkpoint cannot be continued as asked.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+    /// `-i` without a checkpoint.
     #[error(
-        "continuing from a checkpoint (--checkpoint-stdin) is not supported by this runtime yet; start a new run instead"
+        "-i/--interactive-tool-call-result needs --checkpoint-stdin: an answer continues a checkpoint"
     )]
-    ContinueUnsupported,
+    AnswerWithoutCheckpoint,
 }
 
 /// Runs the role; returns the process exit code. Events go to stdout as they happen.
@@ -112,10 +123,6 @@ pub async fn run(args: RuntimeArgs) -> i32 {
 }
 
 async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, RuntimeError> {
-    // Refuse rather than silently start afresh: the caller asked to continue.
-    if args.checkpoint_stdin {
-        return Err(RuntimeError::ContinueUnsupported);
-    }
     let text = std::fs::read_to_string(&args.spec).map_err(|e| RuntimeError::Spec {
         path: args.spec.display().to_string(),
         message: e.to_string(),
@@ -128,6 +135,13 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
         .experts
         .get(&args.expert_key)
         .ok_or_else(|| RuntimeError::UnknownExpert(args.expert_key.clone()))?;
+    let checkpoint = if args.checkpoint_stdin {
+        Some(read_checkpoint(tokio::io::stdin()).await?)
+    } else if args.interactive_tool_call_result.is_some() {
+        return Err(RuntimeError::AnswerWithoutCheckpoint);
+    } else {
+        None
+    };
     let settings = RunSettings {
         model: args
             .model
@@ -138,6 +152,7 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
         timeout: Duration::from_millis(args.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
         reasoning_budget: reasoning_tokens(args.reasoning_budget.as_deref())?,
     };
+    let answer = args.interactive_tool_call_result.clone();
     sink.emit(Event::runtime(
         &args.job_id,
         &args.run_id,
@@ -150,11 +165,16 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
             max_steps: Some(settings.max_steps),
             max_retries: settings.max_retries,
             timeout: settings.timeout.as_millis() as u64,
-            query: Some(args.query.clone()),
+            query: answer.is_none().then(|| args.query.clone()),
+            interactive_tool_call: answer.as_ref().map(|a| InteractiveToolCall {
+                tool_name: a.tool_name.clone(),
+                tool_call_id: a.tool_call_id.clone(),
+                text: a.text.clone(),
+            }),
         },
     ));
 
-    let tools = skills::connect_skills(args, &spec, expert, sink).await?;
+    let tools = connect_closure(args, &spec, sink).await?;
 
     let provider_name = args
         .provider
@@ -181,21 +201,88 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
             timeout: None,
         },
     )?;
-    let delegates: Vec<_> = expert
-        .delegates
-        .iter()
-        .filter_map(|k| spec.experts.get(k))
-        .collect();
-    let agent = Agent {
+    let start = match checkpoint {
+        None => Start::Fresh {
+            query: args.query.clone(),
+            step_number: 1,
+            usage: Usage::default(),
+            delegated_by: None,
+        },
+        Some(checkpoint) => {
+            if let Provider::Mock(mock) = &provider {
+                // One script serves the first run and its continuations: the turns the
+                // Expert already played are in the checkpoint as its expert messages.
+                let played = checkpoint
+                    .messages
+                    .iter()
+                    .filter(|m| m.kind == MessageKind::ExpertMessage)
+                    .count();
+                mock.skip_played(&checkpoint.expert.key, played);
+            }
+            Start::Resume {
+                checkpoint,
+                input: match answer {
+                    Some(answer) => ResumeInput::Answer(answer),
+                    None => ResumeInput::Query(args.query.clone()),
+                },
+            }
+        }
+    };
+    let job = Job {
         provider: &provider,
+        experts: &spec.experts,
         tools: &tools,
         sink,
         settings: &settings,
         job_id: &args.job_id,
-        run_id: &args.run_id,
     };
-    let outcome = agent.run(expert, &delegates, &args.query, 1).await;
-    Ok(outcome)
+    Ok(job.run(&args.expert_key, &args.run_id, start).await?)
+}
+
+/// Reads the checkpoint the controller writes to stdin (one JSON object, until EOF).
+async fn read_checkpoint(
+    mut input: impl tokio::io::AsyncRead + Unpin,
+) -> Result<Checkpoint, RuntimeError> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(RuntimeError::Checkpoint("stdin was empty".into()));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Checkpoint(e.to_string()))
+}
+
+/// Connects the skills of every Expert in the closure, in parallel, and builds each Expert's
+/// tool set: its MCP skills (file order), its interactive skills, then its delegates. A tool
+/// name offered twice to one Expert is refused before anything runs.
+async fn connect_closure(
+    args: &RuntimeArgs,
+    spec: &RuntimeSpec,
+    sink: &EventSink,
+) -> Result<HashMap<String, ToolSet>, RuntimeError> {
+    let connected = futures::future::join_all(
+        spec.experts
+            .values()
+            .map(|expert| skills::connect_skills(args, spec, expert, sink)),
+    )
+    .await;
+    let mut tools = HashMap::new();
+    for (expert, set) in spec.experts.values().zip(connected) {
+        let mut set = set?;
+        for skill in expert.skills.values() {
+            if let crate::config::Skill::Interactive(interactive) = skill {
+                set.add_interactive(interactive)?;
+            }
+        }
+        for delegate in expert.delegates.iter().filter_map(|k| spec.experts.get(k)) {
+            set.add_delegate(delegate)?;
+        }
+        tools.insert(expert.key.clone(), set);
+    }
+    Ok(tools)
 }
 
 /// Token budget of `--reasoning-budget` (§7): minimal 1024, low 2048, medium 5000, high 10000.
@@ -230,27 +317,20 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_checkpoint_to_continue_is_refused_not_ignored() {
-        let args = RuntimeArgs {
-            spec: PathBuf::from("/nonexistent/runtime.json"),
-            job_id: "j".into(),
-            run_id: "r".into(),
-            provider: None,
-            model: None,
-            max_steps: None,
-            max_retries: None,
-            timeout_ms: None,
-            reasoning_budget: None,
-            checkpoint_stdin: true,
-            interactive_tool_call_result: None,
-            expert_key: "main".into(),
-            query: "go".into(),
-        };
-        let (sink, _events) = EventSink::channel();
-        let error = run_inner(&args, &sink).await.expect_err("refused");
-        assert!(
-            matches!(error, RuntimeError::ContinueUnsupported),
-            "{error}"
-        );
+    async fn the_checkpoint_on_stdin_is_read_whole_and_empty_input_is_refused() {
+        let checkpoint = serde_json::json!({
+            "id": "c1", "jobId": "j", "runId": "r", "status": "completed", "stepNumber": 2,
+            "messages": [], "expert": {"key": "main", "name": "main", "version": "1.0.0"},
+            "usage": {"inputTokens": 1, "outputTokens": 2, "reasoningTokens": 0,
+                      "totalTokens": 3, "cachedInputTokens": 0}
+        });
+        let text = checkpoint.to_string();
+        let read = read_checkpoint(text.as_bytes()).await.expect("parsed");
+        assert_eq!(read.id, "c1");
+        assert_eq!(read.step_number, 2);
+        let error = read_checkpoint(&b"  \n"[..]).await.expect_err("empty");
+        assert!(error.to_string().contains("stdin was empty"), "{error}");
+        let error = read_checkpoint(&b"{not json"[..]).await.expect_err("bad");
+        assert!(matches!(error, RuntimeError::Checkpoint(_)), "{error}");
     }
 }

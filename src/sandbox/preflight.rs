@@ -216,15 +216,13 @@ impl Preflight<'_> {
                             });
                         }
                     }
-                    Skill::McpSse(_) | Skill::Interactive(_) => problems.push(Problem {
+                    // Answered by the user through `-i`; nothing to start.
+                    Skill::Interactive(_) => {}
+                    Skill::McpSse(_) => problems.push(Problem {
                         location: here(&path),
                         message: format!(
-                            "skill `{}` of expert `{key}` is an {}, which perstack-sandbox does not run yet (only mcpStdioSkill)",
+                            "skill `{}` of expert `{key}` is an mcpSseSkill, which perstack-sandbox does not run yet (only mcpStdioSkill)",
                             skill.name(),
-                            match skill {
-                                Skill::McpSse(_) => "mcpSseSkill",
-                                _ => "interactiveSkill",
-                            }
                         ),
                     }),
                 }

@@ -217,6 +217,25 @@ pub(crate) mod testing {
         Client { service }
     }
 
+    /// Starts `server` on an in-memory pipe and connects our own MCP client (the runtime's) to
+    /// it as skill `name`.
+    pub async fn skill<T: ToolServer>(
+        name: &str,
+        server: T,
+    ) -> std::sync::Arc<crate::skill::client::McpSkill> {
+        let handler = Handler(server);
+        let (client_end, server_end) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            if let Ok(service) = handler.serve(server_end).await {
+                let _ = service.waiting().await;
+            }
+        });
+        let (skill, _) = crate::skill::client::McpSkill::handshake(name, client_end)
+            .await
+            .expect("handshake");
+        std::sync::Arc::new(skill)
+    }
+
     impl Client {
         /// Calls `name` with `args` (a JSON object) and returns the raw result or error.
         pub async fn call_raw(

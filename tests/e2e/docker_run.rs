@@ -63,9 +63,28 @@ fn a_run_writes_through_base_skill_isolates_the_skill_and_leaves_nothing() {
             "startGeneration@7",
             "callTools@7",
             "attemptCompletion@7",
+            // The final-result generation streams its answer through the relay.
+            "startStreamingRunResult@7",
+            "streamRunResult@7",
+            "streamRunResult@7",
+            "streamRunResult@7",
+            "completeStreamingRunResult@7",
             "completeRun@7",
         ]
     );
+    // The streamed chunks make up the answer, and arrived before the run's end.
+    let streamed: String = done
+        .events
+        .iter()
+        .filter(|e| e["type"] == "streamRunResult")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    let complete = done
+        .events
+        .iter()
+        .find(|e| e["type"] == "completeRun")
+        .expect("completeRun");
+    assert_eq!(Some(streamed.as_str()), complete["text"].as_str());
     // Runtime events: the runtime announced itself and connected both skills before step 1.
     let types: Vec<&str> = done
         .events

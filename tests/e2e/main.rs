@@ -4,6 +4,9 @@
 
 mod cli;
 mod config_rules;
+mod delegation;
 mod docker_run;
+mod interactive;
 mod providers;
+mod streaming;
 mod support;

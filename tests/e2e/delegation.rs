@@ -1,0 +1,134 @@
+//! Delegation through Docker: parallel children, nesting two deep, and delegates' own skills
+//! each in their own containers.
+
+use serde_json::Value;
+
+use crate::support::{TestRun, require_docker};
+
+/// `type@step` of one Expert's state events (streaming left out).
+fn types_of(events: &[Value], key: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["expertKey"] == key)
+        .filter(|e| {
+            let t = e["type"].as_str().unwrap_or("");
+            !t.contains("Stream") && !t.starts_with("stream")
+        })
+        .map(|e| format!("{}@{}", e["type"].as_str().unwrap_or("?"), e["stepNumber"]))
+        .collect()
+}
+
+#[test]
+fn delegates_run_in_parallel_nest_and_use_their_own_skills() {
+    if !require_docker() {
+        return;
+    }
+    let run = TestRun::new("e2e/delegation/perstack.toml", "lead");
+    let done = run.run();
+    done.assert_code(0);
+    let events = &done.events;
+
+    // Every Expert of the closure had its skills connected before the first step.
+    let connected: Vec<&str> = done
+        .of_type("skillConnected")
+        .iter()
+        .filter_map(|e| e["skillName"].as_str())
+        .collect();
+    assert!(connected.contains(&"checker"), "{connected:?}");
+
+    // The lead hands out two delegations in one step and resumes once both are back.
+    assert_eq!(
+        types_of(events, "lead"),
+        [
+            "startRun@1",
+            "startGeneration@1",
+            "callTools@1",
+            "callDelegate@1",
+            "stopRunByDelegate@1",
+            // After the researcher's nested work (steps 2–6) and the writer's (2–3).
+            "startRun@7",
+            "finishAllToolCalls@7",
+            "continueToNextStep@7",
+            "startGeneration@8",
+            "completeRun@8",
+        ]
+    );
+    // Both children started before either finished: they ran concurrently.
+    let index = |key: &str, ty: &str| {
+        events
+            .iter()
+            .position(|e| e["expertKey"] == key && e["type"] == ty)
+            .unwrap_or_else(|| panic!("no {ty} of {key}"))
+    };
+    let first_done = index("researcher", "completeRun").min(index("writer", "completeRun"));
+    assert!(index("researcher", "startRun") < first_done);
+    assert!(index("writer", "startRun") < first_done);
+
+    // Nested: the researcher's own delegate ran its skill in its own container.
+    assert_eq!(
+        types_of(events, "fact-checker"),
+        [
+            "startRun@3",
+            "startGeneration@3",
+            "callTools@3",
+            "resolveToolResults@3",
+            "finishToolCall@3",
+            "continueToNextStep@3",
+            "startGeneration@4",
+            "completeRun@4",
+        ]
+    );
+    assert_eq!(done.tool_result("echo"), "checked: water is wet");
+    // Each child's events carry its own run id, and the child points back at its parent.
+    let child_start = &events[index("fact-checker", "startRun")];
+    let parent_stop = events
+        .iter()
+        .rfind(|e| e["expertKey"] == "researcher" && e["type"] == "stopRunByDelegate")
+        .expect("researcher stopped for its delegate");
+    assert_eq!(
+        child_start["initialCheckpoint"]["delegatedBy"]["checkpointId"],
+        parent_stop["checkpoint"]["id"]
+    );
+    assert_ne!(child_start["runId"], parent_stop["runId"]);
+
+    // The writer's base skill wrote into the shared workspace.
+    let draft = std::fs::read_to_string(run.workspace.path().join("intro.md")).expect("draft");
+    assert_eq!(draft, "# Intro\n");
+
+    // The answers came back as the lead's tool results, in call order.
+    let finish = events
+        .iter()
+        .find(|e| e["expertKey"] == "lead" && e["type"] == "finishAllToolCalls")
+        .expect("finishAllToolCalls");
+    let results: Vec<(String, String)> = finish["newMessages"][0]["contents"]
+        .as_array()
+        .expect("tool results")
+        .iter()
+        .map(|p| {
+            (
+                p["toolName"].as_str().unwrap_or("").to_string(),
+                p["contents"][0]["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("researcher".to_string(), "research: verified".to_string()),
+            ("writer".to_string(), "draft written".to_string()),
+        ]
+    );
+    let complete = events
+        .iter()
+        .find(|e| e["expertKey"] == "lead" && e["type"] == "completeRun")
+        .expect("lead completed");
+    assert_eq!(
+        complete["text"],
+        "Research says verified; the draft is in intro.md."
+    );
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
+}
