@@ -751,7 +751,7 @@ mod tests {
             base_url: Some(server.url()),
             ..Default::default()
         };
-        let env = |_: &str| Some("k".to_string());
+        let env = |k: &str| (k == "GOOGLE_GENERATIVE_AI_API_KEY").then(|| "k".to_string());
         let client = GoogleClient::new(&setting, &env, &HttpSettings::default()).expect("client");
         let err = client
             .generate(&request(&[], &[], None), &|_| {})

@@ -937,7 +937,7 @@ mod tests {
             ),
         ])
         .await;
-        let env = |_: &str| Some("k".to_string());
+        let env = |k: &str| (k == "OPENAI_API_KEY").then(|| "k".to_string());
         let setting = ProviderSetting {
             base_url: Some(server.url()),
             ..Default::default()
