@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::mock_llm::{MockLlm, Recorded, Turn};
-use crate::support::{Finished, TestRun, require_docker};
+use crate::support::{Finished, TestRun, finished, read_until, require_docker};
 
 const INSTRUCTION: &str = "You keep the user's notes in the workspace.";
 
@@ -345,6 +345,20 @@ fn retries_429_529_and_500_honouring_retry_after() {
     assert!(gap(1) >= Duration::from_millis(750), "{:?}", gap(1));
     assert!(gap(2) >= Duration::from_millis(1500), "{:?}", gap(2));
     assert!(done.of_type("stopRunByError").is_empty());
+    // A `retry` event before each new attempt says why and how long it waits.
+    let reasons: Vec<&str> = done
+        .of_type("retry")
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("Rate limit exceeded"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("in 1000 ms"),
+        "Retry-After: {reasons:?}"
+    );
+    assert!(reasons[1].contains("Overloaded"), "{reasons:?}");
+    assert!(reasons[2].contains("Internal server error"), "{reasons:?}");
 }
 
 #[test]
@@ -437,4 +451,51 @@ fn ollama_native_chat_with_think_and_no_key() {
     let result = &messages[messages.len() - 1];
     assert_eq!(result["role"], "tool");
     assert_eq!(result["tool_name"], "writeTextFile");
+}
+
+#[test]
+fn anthropic_thinking_streams_to_the_caller_while_the_model_is_still_answering() {
+    if !require_docker() {
+        return;
+    }
+    // Ten thinking chunks 300 ms apart: the whole answer takes about 4 s.
+    let server = MockLlm::start(vec![
+        Turn::text("All done.")
+            .thinking("one two three four five six seven eight nine ten")
+            .delay(Duration::from_millis(300)),
+    ]);
+    let (_dir, path) = config(&ANTHROPIC, "reasoningBudget = \"low\"");
+    let run = run(&ANTHROPIC, &path, &server);
+    let mut child = run.spawn();
+    let seen = read_until(&mut child, "\"streamReasoning\"", Duration::from_secs(120));
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(
+        !seen.contains("completeRun"),
+        "the run ended first:\n{seen}"
+    );
+    assert!(
+        server.requests().len() == 1 && child.try_wait().expect("poll").is_none(),
+        "the first delta must arrive while the answer is still streaming"
+    );
+    let output = child.wait_with_output().expect("wait");
+    let mut stdout = seen.into_bytes();
+    stdout.extend_from_slice(&output.stdout);
+    let done = finished(output.status.code(), stdout, output.stderr);
+    done.assert_code(0);
+    let deltas: Vec<&str> = done
+        .of_type("streamReasoning")
+        .iter()
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(deltas.len(), 10, "{deltas:?}");
+    assert_eq!(
+        deltas.concat(),
+        "one two three four five six seven eight nine ten"
+    );
+    assert_eq!(complete_run_text(&done), "All done.");
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
 }
