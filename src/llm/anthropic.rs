@@ -159,7 +159,7 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
 /// 3.5 models answer 400 to it, so with the default budget (`low`) they would never work.
 /// Unknown names (a gateway's aliases) get what the config asks for.
 pub fn supports_thinking(model: &str) -> bool {
-    !(model.starts_with("claude-3-") && !model.starts_with("claude-3-7"))
+    !model.starts_with("claude-3-") || model.starts_with("claude-3-7")
 }
 
 fn content_block(part: &Part) -> Option<Value> {
