@@ -291,6 +291,8 @@ impl<'a> MessageStream<'a> {
         let value: Value =
             serde_json::from_str(data).map_err(|e| http::bad_chunk("Anthropic", data, e))?;
         match value["type"].as_str().unwrap_or_default() {
+            // A whole, non-streamed message (a gateway ignoring `stream`): replay it as events.
+            "message" => return self.whole_message(&value),
             "message_start" => self.usage(&value["message"]["usage"]),
             "content_block_start" => {
                 let block = &value["content_block"];
@@ -364,6 +366,46 @@ impl<'a> MessageStream<'a> {
             "error" => return Err(stream_error(&value["error"])),
             // ping, content_block_stop and event types added later carry nothing we need.
             _ => {}
+        }
+        Ok(())
+    }
+
+    fn whole_message(&mut self, message: &Value) -> Result<(), LlmError> {
+        let mut events =
+            vec![json!({"type": "message_start", "message": {"usage": message["usage"]}})];
+        for (index, block) in message["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let mut start = block.clone();
+            let mut deltas = Vec::new();
+            match block["type"].as_str() {
+                Some("text") => {
+                    start["text"] = json!("");
+                    deltas.push(json!({"type": "text_delta", "text": block["text"]}));
+                }
+                Some("thinking") => {
+                    start["thinking"] = json!("");
+                    deltas.push(json!({"type": "thinking_delta", "thinking": block["thinking"]}));
+                }
+                Some("tool_use") => {
+                    deltas.push(json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}));
+                }
+                _ => {}
+            }
+            events.push(
+                json!({"type": "content_block_start", "index": index, "content_block": start}),
+            );
+            for delta in deltas {
+                events.push(json!({"type": "content_block_delta", "index": index, "delta": delta}));
+            }
+        }
+        events.push(json!({"type": "message_delta", "delta": {"stop_reason": message["stop_reason"]}, "usage": message["usage"]}));
+        events.push(json!({"type": "message_stop"}));
+        for event in events {
+            self.event(&event.to_string())?;
         }
         Ok(())
     }
@@ -762,6 +804,55 @@ mod tests {
         let client =
             AnthropicClient::new(&setting, &env, &HttpSettings::default()).expect("client");
         assert_eq!(client.base_url, "https://setting.example/v1");
+    }
+
+    #[tokio::test]
+    async fn a_gateway_answering_with_one_json_message_still_works() {
+        let server = TestServer::start(vec![Reply::raw(
+            200,
+            vec![("content-type", "application/json")],
+            json!({
+                "type": "message",
+                "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                    {"type": "text", "text": "Reading."},
+                    {"type": "tool_use", "id": "toolu_9", "name": "readTextFile", "input": {"path": "b"}}
+                ],
+                "stop_reason": "tool_use",
+                "usage": {"input_tokens": 10, "output_tokens": 5}
+            })
+            .to_string(),
+        )])
+        .await;
+        let deltas = Mutex::new(Vec::new());
+        let generation = client(&server)
+            .generate(&request(&[], &[]), &|d| deltas.lock().unwrap().push(d))
+            .await
+            .expect("generation");
+        assert_eq!(
+            generation.parts,
+            [
+                GeneratedPart::Thinking {
+                    text: "hmm".into(),
+                    signature: Some("sig".into())
+                },
+                GeneratedPart::Text("Reading.".into()),
+                GeneratedPart::ToolCall {
+                    id: "toolu_9".into(),
+                    name: "readTextFile".into(),
+                    args: json!({"path": "b"})
+                },
+            ]
+        );
+        assert_eq!(generation.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(generation.usage.total_tokens, 15);
+        assert_eq!(
+            *deltas.lock().unwrap(),
+            [
+                StreamDelta::Reasoning("hmm".into()),
+                StreamDelta::Text("Reading.".into())
+            ]
+        );
     }
 
     #[test]

@@ -46,6 +46,27 @@ pub async fn post_streaming(
         let text = response.text().await.unwrap_or_default();
         return Err(LlmError::api(status, error_message(&text), retry_after));
     }
+    // A gateway that ignores `stream: true` answers with the whole JSON document; hand it over
+    // as one event (each element, for a JSON array) and let the provider read it as such.
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if is_json {
+        let text = response.text().await.map_err(transport_error)?;
+        let documents = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Array(items)) => items.iter().map(Value::to_string).collect(),
+            _ => vec![text],
+        };
+        for data in documents {
+            on_event(SseEvent {
+                event: String::new(),
+                data,
+            })?;
+        }
+        return Ok(());
+    }
     let mut decoder = Decoder::new(request.framing);
     while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
         for event in decoder.feed(&chunk) {

@@ -292,14 +292,6 @@ pub enum ProviderSetupError {
     /// This build cannot talk to the provider yet.
     #[error("{}", unsupported_message(*.0))]
     Unsupported(ProviderName),
-    /// A provider setting is missing or wrong.
-    #[error("provider `{provider}`: {message}")]
-    Setting {
-        /// The provider.
-        provider: ProviderName,
-        /// What is wrong and what to do.
-        message: String,
-    },
     /// `mock` without a script.
     #[error("provider `mock` needs a script (`[provider.setting] script = \"…\"`)")]
     MissingScript,

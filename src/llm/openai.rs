@@ -403,7 +403,12 @@ impl<'a> ChatStream<'a> {
         let Some(choice) = chunk["choices"].get(0) else {
             return Ok(());
         };
-        let delta = &choice["delta"];
+        // A non-streamed answer (a gateway ignoring `stream`) has the whole `message` instead.
+        let delta = if choice["message"].is_object() {
+            &choice["message"]
+        } else {
+            &choice["delta"]
+        };
         // DeepSeek calls it reasoning_content; Ollama, vLLM and OpenRouter call it reasoning.
         for key in ["reasoning_content", "reasoning"] {
             if let Some(chunk) = delta[key].as_str().filter(|c| !c.is_empty()) {
@@ -972,6 +977,54 @@ mod tests {
             .await
             .expect_err("401");
         assert_eq!((auth.status_code, auth.is_retryable), (Some(401), false));
+    }
+
+    #[tokio::test]
+    async fn a_gateway_answering_with_one_chat_completion_still_works() {
+        let server = TestServer::start(vec![Reply::raw(
+            200,
+            vec![("content-type", "application/json; charset=utf-8")],
+            json!({
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                    "role": "assistant",
+                    "content": "Looking.",
+                    "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "readTextFile", "arguments": "{\"path\":\"a\"}"}}]
+                }}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            })
+            .to_string(),
+        )])
+        .await;
+        let env = |k: &str| (k == "OPENAI_API_KEY").then(|| "k".to_string());
+        let setting = ProviderSetting {
+            base_url: Some(server.url()),
+            ..Default::default()
+        };
+        let client = OpenAiClient::new(
+            ProviderName::Openai,
+            &setting,
+            &env,
+            &HttpSettings::default(),
+        )
+        .expect("client");
+        let generation = client
+            .generate(&request(&[], &[], None), &|_| {})
+            .await
+            .expect("generation");
+        assert_eq!(
+            generation.parts,
+            [
+                GeneratedPart::Text("Looking.".into()),
+                GeneratedPart::ToolCall {
+                    id: "call_1".into(),
+                    name: "readTextFile".into(),
+                    args: json!({"path": "a"})
+                },
+            ]
+        );
+        assert_eq!(generation.usage.total_tokens, 5);
     }
 
     #[test]
