@@ -3,6 +3,14 @@
 //! `baseUrl` follows the Vercel AI SDK that Perstack uses: it includes the version segment, so the
 //! default is `https://api.anthropic.com/v1`. `[provider.setting] baseUrl` beats
 //! `ANTHROPIC_BASE_URL`, which beats the default.
+//!
+//! Streamed (`stream: true`): `content_block_delta`s are reported to the delta sink as they
+//! arrive, tool arguments are assembled from `input_json_delta` pieces, and an `error` event
+//! mid-stream becomes an [`LlmError`] (retryable for `overloaded_error`, `rate_limit_error`,
+//! `api_error`). Extended thinking is `thinking: {type: "enabled", budget_tokens}` with the
+//! API's rules: the budget is at least 1024 and below `max_tokens` (raised when needed), no
+//! `temperature` is sent (thinking allows no other), and `tool_choice` stays `auto` (thinking
+//! refuses forced tool use). Signed thinking blocks go back on later turns.
 
 use std::collections::BTreeMap;
 
