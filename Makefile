@@ -4,15 +4,22 @@ TARGET := x86_64-unknown-linux-gnu
 BIN := target/$(TARGET)/release/perstack-sandbox
 DEMO_WORKSPACE ?= demo-workspace
 
-.PHONY: build test demo lint fmt doctor clean-docker
+.PHONY: build test test-images demo lint fmt doctor clean-docker
 
 ## build: the static release binary (target/x86_64-unknown-linux-gnu/release/perstack-sandbox)
 build:
 	$(CARGO) build --release --locked
 
 ## test: unit and integration tests; the Docker tests run against the local engine
+## (some need the image of `make test-images`, and fail saying so when it is missing)
 test:
 	$(CARGO) test --locked
+
+## test-images: the local Debian image perstack-sandbox/bookworm:local (debootstrap + docker
+## import, no registry; root needed; skipped when up to date). Base-skill's workspace image in
+## the tests, and a base with a shell and python3 for your own [sandbox] settings.
+test-images:
+	scripts/build-bookworm-image.sh
 
 ## demo: run the demo Expert (mock provider: no API key, no network) in ./demo-workspace
 demo: build

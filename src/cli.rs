@@ -35,6 +35,10 @@ pub enum Command {
     /// (tests) Serve the fixture MCP server over stdio.
     #[command(hide = true)]
     FixtureMcp,
+    /// (inside the egress-proxy container) Carry allowlisted traffic out of a run's internal
+    /// networks; configured by PERSTACK_PROXY_CONFIG.
+    #[command(hide = true)]
+    EgressProxy,
 }
 
 /// `run`.
@@ -72,6 +76,20 @@ pub struct RunArgs {
     /// Job id to use (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
+    /// Continue the job of the most recent run in this workspace from its coordinator's last
+    /// checkpoint; the query becomes a new message.
+    #[arg(long = "continue", conflicts_with = "continue_job")]
+    pub continue_latest: bool,
+    /// Continue this job from its coordinator's last checkpoint.
+    #[arg(long, value_name = "JOB_ID")]
+    pub continue_job: Option<String>,
+    /// With --continue-job: continue from this checkpoint instead of the last one.
+    #[arg(long, value_name = "CHECKPOINT_ID")]
+    pub resume_from: Option<String>,
+    /// The query answers the continued run's pending interactive tool call: plain text, or JSON
+    /// `{"toolCallId","toolName","skillName","text"}`.
+    #[arg(long, short = 'i')]
+    pub interactive_tool_call_result: bool,
     /// Dotenv file to read (repeatable; default: envPath, else .env and .env.local).
     #[arg(long, value_name = "PATH")]
     pub env_path: Vec<PathBuf>,

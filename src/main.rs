@@ -106,6 +106,15 @@ async fn dispatch(command: Command) -> i32 {
                 Exit::RunFailed.code()
             }
         },
+        Command::EgressProxy => {
+            match perstack_sandbox::proxy::run(std::env::var("PERSTACK_PROXY_CONFIG").ok()).await {
+                Ok(()) => 0,
+                Err(error) => {
+                    eprintln!("egress-proxy: {error}");
+                    Exit::RunFailed.code()
+                }
+            }
+        }
         Command::FixtureMcp => match fixture::serve_stdio().await {
             Ok(()) => 0,
             Err(error) => {

@@ -204,6 +204,11 @@ impl<'a> Segment<'a> {
 
     /// `GeneratingToolCall`: one generation and whatever it asks for.
     async fn generate_step(&mut self, mut step: Step) -> StepEnd {
+        // `lazyInit` skills connect in the background; the first listing waits for them.
+        if let Err(error) = self.tools.ready().await {
+            let error = LlmError::fatal("SkillError", error.to_string());
+            return StepEnd::Finished(self.stop_by_error(step, (error, 0)));
+        }
         self.emit(RunPayload::StartGeneration {
             messages: self.checkpoint.messages.clone(),
         });

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::llm::ToolSpec;
-use crate::skill::client::McpSkill;
+use crate::skill::client::{McpSkill, SkillConnectError};
+use crate::skill::lazy::LazySkill;
 use crate::skill::result::{ToolOutput, map_call_result};
 
 /// Two skills offer a tool of the same name; the model could not tell them apart.
@@ -21,6 +22,17 @@ pub struct DuplicateTool {
     pub first: String,
     /// The skill that offered it again.
     pub second: String,
+}
+
+/// A skill connecting in the background (`lazyInit`) could not be added at the first listing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LazySkillError {
+    /// It failed to connect.
+    #[error(transparent)]
+    Connect(std::sync::Arc<SkillConnectError>),
+    /// One of its tools clashes with another skill's.
+    #[error(transparent)]
+    Duplicate(DuplicateTool),
 }
 
 /// What answers calls to a tool.
@@ -44,15 +56,23 @@ struct Entry {
 #[derive(Default)]
 pub struct ToolSet {
     entries: Vec<Entry>,
+    /// `lazyInit` skills, still connecting.
+    lazy: Vec<LazySkill>,
+    /// Their tools, once [`ToolSet::ready`] has seen them connect; after `entries`.
+    late: tokio::sync::OnceCell<Vec<Entry>>,
 }
 
 impl std::fmt::Debug for ToolSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
             .entries(
-                self.entries
-                    .iter()
-                    .map(|e| format!("{}/{}", e.skill_name, e.spec.name)),
+                self.all()
+                    .map(|e| format!("{}/{}", e.skill_name, e.spec.name))
+                    .chain(
+                        self.lazy
+                            .iter()
+                            .map(|l| format!("{}/… (connecting)", l.name)),
+                    ),
             )
             .finish()
     }
@@ -72,13 +92,66 @@ impl ToolSet {
         pick: &[String],
         omit: &[String],
     ) -> Result<(), DuplicateTool> {
-        for spec in &skill.tools {
-            if (!pick.is_empty() && !pick.contains(&spec.name)) || omit.contains(&spec.name) {
-                continue;
-            }
-            self.push(&skill.name, spec.clone(), ToolKind::Mcp(skill.clone()))?;
+        add_filtered(&mut self.entries, &[], skill, pick, omit)
+    }
+
+    /// Adds a skill that is still connecting (`lazyInit`). Its tools join the set — after the
+    /// others, `pick`/`omit` applied — when [`ToolSet::ready`] has seen it connect.
+    pub fn add_lazy(&mut self, skill: LazySkill) {
+        self.lazy.push(skill);
+    }
+
+    /// Waits for the `lazyInit` skills and adds their tools. Call it before listing tools for a
+    /// generation; after the first success it returns at once.
+    pub async fn ready(&self) -> Result<(), LazySkillError> {
+        if self.lazy.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.late
+            .get_or_try_init(|| async {
+                let mut late = Vec::new();
+                for pending in &self.lazy {
+                    let skill = pending.connected().await.map_err(LazySkillError::Connect)?;
+                    add_filtered(
+                        &mut late,
+                        &self.entries,
+                        skill,
+                        &pending.pick,
+                        &pending.omit,
+                    )
+                    .map_err(LazySkillError::Duplicate)?;
+                }
+                Ok(late)
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Closes every skill's connection (the end of a run segment) and waits until each has
+    /// ended. Skills still connecting are abandoned when the set is dropped.
+    pub async fn close(&self) {
+        let mut skills: Vec<Arc<McpSkill>> = Vec::new();
+        let connected = self.all().filter_map(|e| match &e.kind {
+            ToolKind::Mcp(skill) => Some(skill.clone()),
+            _ => None,
+        });
+        for skill in connected.chain(self.lazy.iter().filter_map(LazySkill::peek)) {
+            if !skills.iter().any(|s| Arc::ptr_eq(s, &skill)) {
+                skills.push(skill);
+            }
+        }
+        futures::future::join_all(skills.iter().map(|skill| {
+            skill.close();
+            skill.ended()
+        }))
+        .await;
+    }
+
+    /// Every tool that can be called now: the connected skills', then the lazy ones' once ready.
+    fn all(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .chain(self.late.get().into_iter().flatten())
     }
 
     /// Adds the tools of an `interactiveSkill`.
@@ -125,7 +198,7 @@ impl ToolSet {
         spec: ToolSpec,
         kind: ToolKind,
     ) -> Result<(), DuplicateTool> {
-        if let Some(existing) = self.entries.iter().find(|e| e.spec.name == spec.name) {
+        if let Some(existing) = self.all().find(|e| e.spec.name == spec.name) {
             return Err(DuplicateTool {
                 tool: spec.name,
                 first: existing.skill_name.clone(),
@@ -143,8 +216,7 @@ impl ToolSet {
     /// The tools to offer the model, in skill order; interactive tools only when `interactive`
     /// (delegated runs get none, §5).
     pub fn specs(&self, interactive: bool) -> Vec<ToolSpec> {
-        self.entries
-            .iter()
+        self.all()
             .filter(|e| interactive || !matches!(e.kind, ToolKind::Interactive))
             .map(|e| e.spec.clone())
             .collect()
@@ -152,16 +224,12 @@ impl ToolSet {
 
     /// What answers `tool`; `None` for a tool nobody offers.
     pub fn kind_of(&self, tool: &str) -> Option<&ToolKind> {
-        self.entries
-            .iter()
-            .find(|e| e.spec.name == tool)
-            .map(|e| &e.kind)
+        self.all().find(|e| e.spec.name == tool).map(|e| &e.kind)
     }
 
     /// The skill that owns `tool`.
     pub fn skill_of(&self, tool: &str) -> Option<&str> {
-        self.entries
-            .iter()
+        self.all()
             .find(|e| e.spec.name == tool)
             .map(|e| e.skill_name.as_str())
     }
@@ -169,8 +237,7 @@ impl ToolSet {
     /// Runs one call. Unknown tools, MCP errors and dead skills all come back as error output,
     /// so the model can react and the run goes on.
     pub async fn call(&self, tool: &str, args: &Value) -> ToolOutput {
-        let entry = self.entries.iter().find(|e| e.spec.name == tool);
-        match entry.map(|e| &e.kind) {
+        match self.kind_of(tool) {
             Some(ToolKind::Mcp(skill)) => match skill.call(tool, args).await {
                 Ok(result) => map_call_result(tool, args, &result),
                 Err(failure) => ToolOutput::error(failure.0),
@@ -181,7 +248,7 @@ impl ToolSet {
                 "Error calling tool {tool}: it is answered by the user or a delegate, not run"
             )),
             None => {
-                let known: Vec<&str> = self.entries.iter().map(|e| e.spec.name.as_str()).collect();
+                let known: Vec<&str> = self.all().map(|e| e.spec.name.as_str()).collect();
                 ToolOutput::error(format!(
                     "Error calling tool {tool}: no such tool (available: {})",
                     known.join(", ")
@@ -194,6 +261,39 @@ impl ToolSet {
 /// The tool name of a delegate: the last `/` segment of its name (`@acme/writer` → `writer`).
 pub fn delegate_tool_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
+}
+
+/// Appends `skill`'s tools to `entries`, filtered by `pick` (a whitelist when non-empty; unknown
+/// names are ignored) and `omit`, refusing a name already in `entries` or `before`.
+fn add_filtered(
+    entries: &mut Vec<Entry>,
+    before: &[Entry],
+    skill: Arc<McpSkill>,
+    pick: &[String],
+    omit: &[String],
+) -> Result<(), DuplicateTool> {
+    for spec in &skill.tools {
+        if (!pick.is_empty() && !pick.contains(&spec.name)) || omit.contains(&spec.name) {
+            continue;
+        }
+        if let Some(existing) = before
+            .iter()
+            .chain(entries.iter())
+            .find(|e| e.spec.name == spec.name)
+        {
+            return Err(DuplicateTool {
+                tool: spec.name.clone(),
+                first: existing.skill_name.clone(),
+                second: skill.name.clone(),
+            });
+        }
+        entries.push(Entry {
+            skill_name: skill.name.clone(),
+            spec: spec.clone(),
+            kind: ToolKind::Mcp(skill.clone()),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

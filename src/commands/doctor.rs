@@ -138,7 +138,7 @@ pub async fn run(args: ValidateArgs) -> Exit {
                     Ok(None) => report.fail(
                         &format!("  {image}"),
                         format!("not found locally · {users}"),
-                        "there is no registry to pull from: build or load it (`docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change the setting in [sandbox]",
+                        "there is no registry to pull from: build or load it (`make test-images` builds perstack-sandbox/bookworm:local; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change the setting in [sandbox]",
                     ),
                     Err(error) => report.fail(&format!("  {image}"), error.to_string(), "check the engine"),
                 }

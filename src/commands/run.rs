@@ -11,9 +11,13 @@ use crate::config::{
     ReasoningBudget, ReasoningLevel,
 };
 use crate::exit::Exit;
+use crate::jobs::{
+    ContinueFrom, Job, JobStore, Recorder, RunInput, RunSetting, RunSettingSource, check_input,
+    interactive_answer, select_checkpoint,
+};
 use crate::render::{Mode, Output};
 use crate::sandbox::docker::DockerClient;
-use crate::sandbox::plan::{Limits, RunRequest, RunSettings, plan};
+use crate::sandbox::plan::{Limits, Resume, RunRequest, RunSettings, delegation_closure, plan};
 use crate::sandbox::preflight::Preflight;
 use crate::sandbox::run::{RunEnd, RunError, RunIds, execute};
 
@@ -21,6 +25,13 @@ use super::artifacts;
 
 /// Runs the command; returns the exit code. Errors are printed here, to stderr.
 pub async fn run(args: RunArgs) -> Exit {
+    let continue_from = match continue_from(&args) {
+        Ok(from) => from,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Usage;
+        }
+    };
     let (cwd, loaded) = match super::load_config(args.config.as_deref()) {
         Ok(found) => found,
         Err(exit) => return exit,
@@ -74,8 +85,49 @@ pub async fn run(args: RunArgs) -> Exit {
         }
     };
 
+    // Which checkpoint a continued run starts from, and what it is asked: all checked here,
+    // before anything touches Docker.
+    let store = JobStore::in_workspace(&checked.workspace);
+    let resume = match &continue_from {
+        None => None,
+        Some(from) => match resume_from(&store, from, &args) {
+            Ok(resume) => Some(resume),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Exit::Usage;
+            }
+        },
+    };
     let run_id = crate::ids::new_id();
-    let job_id = args.job_id.clone().unwrap_or_else(crate::ids::new_id);
+    let (job_id, resume) = match job_id(resume, args.job_id.as_deref()) {
+        Ok(chosen) => chosen,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Usage;
+        }
+    };
+    let now = crate::ids::now_ms();
+    let run_setting = RunSetting::new(RunSettingSource {
+        config: &loaded.config,
+        settings: &settings,
+        job_id: &job_id,
+        run_id: &run_id,
+        expert_key: &args.expert,
+        closure: &delegation_closure(&loaded.config, &args.expert),
+        input: run_input(resume.as_ref(), &args.query),
+        env: &env,
+        runtime_env: &checked.runtime_env,
+        verbose: args.verbose,
+        now,
+    });
+    let job = match store.read_job(&job_id) {
+        Ok(Some(job)) => job.resumed(&args.expert, settings.max_steps),
+        Ok(None) => Job::new(&job_id, &args.expert, settings.max_steps, now),
+        Err(error) => {
+            eprintln!("warning: {error}; job.json starts afresh");
+            Job::new(&job_id, &args.expert, settings.max_steps, now)
+        }
+    };
     let limit = Duration::from_millis(
         settings
             .timeout_ms
@@ -99,6 +151,7 @@ pub async fn run(args: RunArgs) -> Exit {
         artifacts,
         limits: limits(&loaded.config),
         controller_pid: std::process::id(),
+        resume,
     };
     let run_plan = match plan(&request) {
         Ok(plan) => plan,
@@ -115,14 +168,6 @@ pub async fn run(args: RunArgs) -> Exit {
             return Exit::Docker;
         }
     };
-    let (output, writer) =
-        Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
-    let ids = RunIds {
-        job_id,
-        run_id: run_id.clone(),
-        expert_key: args.expert.clone(),
-    };
-
     let (mut sigterm, mut sigint) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -133,8 +178,28 @@ pub async fn run(args: RunArgs) -> Exit {
             return Exit::RunFailed;
         }
     };
+    // Recording starts before any container exists: `perstack/` is then the user's own folder
+    // before the workspace is mounted anywhere.
+    let recorder = match Recorder::start(store, job, &run_setting) {
+        Ok(recorder) => recorder,
+        Err(error) => {
+            eprintln!(
+                "error: cannot store the job: {error}\n  hint: the workspace must be writable; choose another with --workspace"
+            );
+            return Exit::Usage;
+        }
+    };
+    let (output, writer) =
+        Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
+    let ids = RunIds {
+        job_id,
+        run_id: run_id.clone(),
+        expert_key: args.expert.clone(),
+    };
+
+    let record = |line: &str, event: &crate::event::Event| recorder.record(line, event);
     let result = tokio::select! {
-        result = execute(&docker, &run_plan, &ids, &output, args.verbose, limit) => Ok(result),
+        result = execute(&docker, &run_plan, &ids, &output, args.verbose, limit, &record) => Ok(result),
         _ = sigint.recv() => Err(Exit::Interrupted),
         _ = sigterm.recv() => Err(Exit::Terminated),
     };
@@ -148,6 +213,7 @@ pub async fn run(args: RunArgs) -> Exit {
     }
     drop(output);
     let _ = writer.await;
+    recorder.finish().await;
 
     match result {
         Err(signal_exit) => {
@@ -175,11 +241,98 @@ pub async fn run(args: RunArgs) -> Exit {
             eprintln!("error: {error}");
             match error {
                 RunError::Docker(_) => Exit::Docker,
-                RunError::BaseImageMissing { .. } => Exit::Usage,
+                RunError::BaseImageMissing { .. } | RunError::MountPoint { .. } => Exit::Usage,
                 RunError::TimedOut(_) => Exit::RunFailed,
             }
         }
     }
+}
+
+/// What `--continue`, `--continue-job` and `--resume-from` ask for; usage errors for the
+/// combinations that make no sense.
+fn continue_from(args: &RunArgs) -> Result<Option<ContinueFrom>, String> {
+    if args.resume_from.is_some() && args.continue_job.is_none() {
+        return Err("--resume-from requires --continue-job".to_string());
+    }
+    let from = match (&args.continue_job, args.continue_latest) {
+        (Some(job_id), _) => Some(ContinueFrom::Job {
+            job_id: job_id.clone(),
+            checkpoint_id: args.resume_from.clone(),
+        }),
+        (None, true) => Some(ContinueFrom::LatestJob),
+        (None, false) => None,
+    };
+    if args.interactive_tool_call_result && from.is_none() {
+        return Err(
+            "-i/--interactive-tool-call-result requires --continue or --continue-job\n  hint: -i answers the pending tool call of a stopped run; say which run to continue"
+                .to_string(),
+        );
+    }
+    Ok(from)
+}
+
+/// The job of the run: the continued checkpoint's, else `--job-id`, else a new one (§2). Gives
+/// the resume without its job.
+fn job_id(
+    resume: Option<(String, Resume)>,
+    given: Option<&str>,
+) -> Result<(String, Option<Resume>), String> {
+    let (job_id, resume) = match (resume, given) {
+        (Some((continued, resume)), given) => {
+            if let Some(given) = given.filter(|g| *g != continued) {
+                eprintln!("warning: --job-id {given} ignored: the run continues job {continued}");
+            }
+            (continued, Some(resume))
+        }
+        (None, Some(given)) => (given.to_string(), None),
+        (None, None) => (crate::ids::new_id(), None),
+    };
+    if !crate::jobs::store::is_safe_id(&job_id) {
+        return Err(format!(
+            "--job-id {job_id}: a job id is a folder name: letters, digits, `_`, `-` and `.`, not starting with `.`"
+        ));
+    }
+    Ok((job_id, resume))
+}
+
+/// What the run is asked, as its run setting records it: the answer with `-i`, else the query.
+fn run_input(resume: Option<&Resume>, query: &str) -> RunInput {
+    match resume.and_then(|r| r.interactive_tool_call_result.clone()) {
+        Some(answer) => RunInput {
+            text: None,
+            interactive_tool_call_result: Some(answer),
+        },
+        None => RunInput {
+            text: Some(query.to_string()),
+            interactive_tool_call_result: None,
+        },
+    }
+}
+
+/// The stored checkpoint to continue from (with its job) and the runtime's input.
+fn resume_from(
+    store: &JobStore,
+    from: &ContinueFrom,
+    args: &RunArgs,
+) -> Result<(String, Resume), crate::jobs::JobsError> {
+    let stored = select_checkpoint(store, from, &args.expert)?;
+    check_input(
+        &stored.checkpoint,
+        args.interactive_tool_call_result,
+        &args.query,
+    )?;
+    let answer = if args.interactive_tool_call_result {
+        Some(interactive_answer(&stored.checkpoint, &args.query)?)
+    } else {
+        None
+    };
+    Ok((
+        stored.checkpoint.job_id.clone(),
+        Resume {
+            checkpoint_json: stored.json,
+            interactive_tool_call_result: answer,
+        },
+    ))
 }
 
 /// CLI > perstack.toml > Perstack's defaults.

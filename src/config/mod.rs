@@ -21,7 +21,7 @@ mod diagnostic;
 mod dotted;
 mod net;
 mod parse;
-mod patterns;
+pub(crate) mod patterns;
 mod validate;
 
 use std::collections::{BTreeSet, VecDeque};

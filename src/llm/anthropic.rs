@@ -20,8 +20,8 @@ use super::http::{self, StreamRequest};
 use super::sse::Framing;
 use super::{
     DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
-    ProviderSetupError, StreamDelta, http_client, is_retryable_message, models, required_var,
-    setting_or_env,
+    ProviderSetupError, StreamDelta, is_retryable_message, models, provider_http_client,
+    required_var, setting_or_env,
 };
 use crate::config::{ProviderName, ProviderSetting};
 use crate::event::{MessageKind, Part, Usage};
@@ -51,7 +51,7 @@ impl AnthropicClient {
         let base_url = setting_or_env(&setting.base_url, "ANTHROPIC_BASE_URL", env)
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
         Ok(AnthropicClient {
-            http: http_client(http, env)?,
+            http: provider_http_client(http, env)?,
             base_url: base_url.trim_end_matches('/').to_string(),
             api_key,
             headers: setting.headers.clone(),

@@ -367,12 +367,35 @@ pub struct HttpSettings {
     pub timeout: Option<Duration>,
 }
 
-/// The HTTP client of a real provider. `PERSTACK_PROXY_URL`, when set, routes every request
-/// through that proxy (§7); otherwise the usual `HTTPS_PROXY` / `NO_PROXY` variables apply.
-pub(crate) fn http_client(
+/// An HTTP client with our user agent, trust roots and timeout.
+pub(crate) fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, ProviderSetupError> {
+    client_builder(settings)?
+        .build()
+        .map_err(|e| ProviderSetupError::Http(e.to_string()))
+}
+
+/// The HTTP client of a real provider: [`http_client`], and when `PERSTACK_PROXY_URL` is set
+/// every request goes through that proxy (§7); otherwise the usual `HTTPS_PROXY` / `NO_PROXY`
+/// variables apply.
+pub(crate) fn provider_http_client(
     settings: &HttpSettings,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<reqwest::Client, ProviderSetupError> {
+    let mut builder = client_builder(settings)?;
+    if let Some(url) = env("PERSTACK_PROXY_URL").filter(|u| !u.is_empty()) {
+        let proxy = reqwest::Proxy::all(&url).map_err(|e| {
+            ProviderSetupError::Http(format!(
+                "PERSTACK_PROXY_URL \"{url}\" is not a usable proxy URL ({e}); expect http://host:port"
+            ))
+        })?;
+        builder = builder.proxy(proxy);
+    }
+    builder
+        .build()
+        .map_err(|e| ProviderSetupError::Http(e.to_string()))
+}
+
+fn client_builder(settings: &HttpSettings) -> Result<reqwest::ClientBuilder, ProviderSetupError> {
     // Exactly one rustls crypto provider is compiled in (ring); make it the process default.
     // Installing twice is harmless: the second attempt just reports the first one.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -386,17 +409,7 @@ pub(crate) fn http_client(
     if let Some(timeout) = settings.timeout {
         builder = builder.timeout(timeout);
     }
-    if let Some(url) = env("PERSTACK_PROXY_URL").filter(|u| !u.is_empty()) {
-        let proxy = reqwest::Proxy::all(&url).map_err(|e| {
-            ProviderSetupError::Http(format!(
-                "PERSTACK_PROXY_URL \"{url}\" is not a usable proxy URL ({e}); expect http://host:port"
-            ))
-        })?;
-        builder = builder.proxy(proxy);
-    }
-    builder
-        .build()
-        .map_err(|e| ProviderSetupError::Http(e.to_string()))
+    Ok(builder)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::openai::joined_text;
 use super::sse::Framing;
 use super::{
     DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
-    ProviderSetupError, StreamDelta, http_client, setting_or_env,
+    ProviderSetupError, StreamDelta, provider_http_client, setting_or_env,
 };
 use crate::config::ProviderSetting;
 use crate::event::{MessageKind, Part, Usage};
@@ -38,7 +38,7 @@ impl OllamaClient {
         let base_url = setting_or_env(&setting.base_url, "OLLAMA_BASE_URL", env)
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
         Ok(OllamaClient {
-            http: http_client(http, env)?,
+            http: provider_http_client(http, env)?,
             base_url: base_url.trim_end_matches('/').to_string(),
             headers: setting
                 .headers

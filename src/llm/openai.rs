@@ -20,7 +20,7 @@ use super::http::{self, StreamRequest};
 use super::sse::Framing;
 use super::{
     DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
-    ProviderSetupError, StreamDelta, http_client, is_retryable_message, required_var,
+    ProviderSetupError, StreamDelta, is_retryable_message, provider_http_client, required_var,
     setting_or_env,
 };
 use crate::config::{ProviderName, ProviderSetting};
@@ -114,7 +114,7 @@ impl OpenAiClient {
         };
         headers.extend(setting.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
         Ok(OpenAiClient {
-            http: http_client(http, env)?,
+            http: provider_http_client(http, env)?,
             provider,
             base_url: base_url.trim_end_matches('/').to_string(),
             route,

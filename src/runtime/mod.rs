@@ -236,7 +236,10 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
         settings: &settings,
         job_id: &args.job_id,
     };
-    Ok(job.run(&args.expert_key, &args.run_id, start).await?)
+    let outcome = job.run(&args.expert_key, &args.run_id, start).await;
+    // Skills are closed when the job ends (`skillDisconnected`), whatever happened.
+    futures::future::join_all(tools.values().map(ToolSet::close)).await;
+    Ok(outcome?)
 }
 
 /// Reads the checkpoint the controller writes to stdin (one JSON object, until EOF).

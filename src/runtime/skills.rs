@@ -1,78 +1,576 @@
-//! Connecting an Expert's skills: one MCP client per skill container, in parallel, with the
-//! `skillStarting` / `skillConnected` events of PERSTACK-COMPAT.md §3.
+//! Connecting an Expert's skills, with the `skillStarting` / `skillConnected` events of
+//! PERSTACK-COMPAT.md §3.
+//!
+//! - `mcpStdioSkill`: one skill container each, reached over its unix socket. All of them connect
+//!   in parallel before the run starts — except `lazyInit` ones (never `@perstack/base`), which
+//!   connect in the background; the first tool listing waits for them ([`ToolSet::ready`]).
+//! - `mcpSseSkill`: a remote server, reached from the runtime container over HTTP (streamable
+//!   HTTP, else the older HTTP+SSE transport). Its `skillStarting` names the endpoint URL as
+//!   `command` (there is no process to start) with no `args`, and its `skillConnected` has no
+//!   `spawnDurationMs`.
+//!
+//! Tools join the set in the file's skill order (which decides routing), `lazyInit` skills' after
+//! the rest.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::spec::RuntimeSpec;
+use super::spec::{RuntimeSpec, SkillEndpoint};
 use super::{RuntimeArgs, RuntimeError};
 use crate::agent::tools::ToolSet;
-use crate::config::{Expert, Skill};
+use crate::config::{Expert, McpSseSkill, Skill};
 use crate::event::{Event, EventSink, RuntimePayload};
-use crate::skill::client::McpSkill;
+use crate::skill::client::{ConnectTimings, McpSkill, SkillConnectError};
+use crate::skill::lazy::LazySkill;
 
-/// How long the runtime waits for a skill container to open its socket.
+/// How long the runtime waits for a skill container to open its socket, or for a remote skill
+/// to complete its handshake.
 const SKILL_CONNECT_WAIT: Duration = Duration::from_secs(60);
 
-/// Connects every MCP skill of `expert_key` in parallel, emitting `skillStarting` and
-/// `skillConnected`, and builds its tool set with `pick`/`omit` applied.
+/// Connects every MCP skill of `expert_key`, emitting `skillStarting` and `skillConnected`, and
+/// builds its tool set with `pick`/`omit` applied. `lazyInit` skills are still connecting when
+/// this returns.
 pub async fn connect_skills(
     args: &RuntimeArgs,
     spec: &RuntimeSpec,
     expert: &Expert,
     sink: &EventSink,
 ) -> Result<ToolSet, RuntimeError> {
-    let endpoints: Vec<_> = spec
+    let events = SkillEvents {
+        sink: sink.clone(),
+        job_id: args.job_id.clone(),
+        run_id: args.run_id.clone(),
+    };
+    let socket_of = |name: &str| -> Option<&SkillEndpoint> {
+        spec.skills
+            .iter()
+            .find(|e| e.expert == expert.key && e.skill == name)
+    };
+    let remote: Vec<&McpSseSkill> = expert
         .skills
-        .iter()
-        .filter(|e| e.expert == expert.key)
+        .values()
+        .filter_map(|s| match s {
+            Skill::McpSse(sse) => Some(sse),
+            _ => None,
+        })
         .collect();
-    let connections = futures::future::join_all(endpoints.iter().map(|endpoint| async move {
-        sink.emit(Event::runtime(
-            &args.job_id,
-            &args.run_id,
-            RuntimePayload::SkillStarting {
-                skill_name: endpoint.skill.clone(),
-                command: endpoint.command.clone(),
-                args: endpoint.args.clone(),
+    // One HTTP client (a cheap handle) for all remote skills, built only when there are some.
+    let remote: Vec<(&McpSseSkill, reqwest::Client)> = match remote.first() {
+        None => vec![],
+        Some(first) => {
+            let http = remote_http_client(first)?;
+            remote.iter().map(|sse| (*sse, http.clone())).collect()
+        }
+    };
+
+    // Lazy skills first, so they get going while the others connect.
+    let mut lazy = Vec::new();
+    for skill in expert.skills.values() {
+        let Skill::McpStdio(stdio) = skill else {
+            continue;
+        };
+        let Some(endpoint) = socket_of(&stdio.name).filter(|_| is_lazy(skill)) else {
+            continue;
+        };
+        events.starting(&endpoint.skill, &endpoint.command, &endpoint.args);
+        let (events, name, socket) = (
+            events.clone(),
+            endpoint.skill.clone(),
+            PathBuf::from(&endpoint.socket),
+        );
+        lazy.push(LazySkill::spawn(
+            &stdio.name,
+            &stdio.pick,
+            &stdio.omit,
+            async move {
+                let (skill, timings) =
+                    McpSkill::connect_unix(&name, &socket, SKILL_CONNECT_WAIT).await?;
+                events.connected(&skill, &timings, Some(0));
+                Ok(skill)
             },
         ));
-        let (skill, timings) = McpSkill::connect_unix(
-            &endpoint.skill,
-            std::path::Path::new(&endpoint.socket),
-            SKILL_CONNECT_WAIT,
-        )
-        .await?;
-        sink.emit(Event::runtime(
-            &args.job_id,
-            &args.run_id,
+    }
+
+    let stdio = expert.skills.values().filter_map(|skill| match skill {
+        Skill::McpStdio(stdio) if !is_lazy(skill) => socket_of(&stdio.name),
+        _ => None,
+    });
+    let local = futures::future::join_all(stdio.map(|endpoint| {
+        let events = &events;
+        async move {
+            events.starting(&endpoint.skill, &endpoint.command, &endpoint.args);
+            let (skill, timings) = McpSkill::connect_unix(
+                &endpoint.skill,
+                std::path::Path::new(&endpoint.socket),
+                SKILL_CONNECT_WAIT,
+            )
+            .await?;
+            // The server process is started by its container, before we connect.
+            events.connected(&skill, &timings, Some(0));
+            Ok::<_, SkillConnectError>(skill)
+        }
+    }));
+    let remote = futures::future::join_all(remote.iter().map(|(sse, http)| {
+        let events = &events;
+        async move {
+            events.starting(&sse.name, &sse.endpoint, &[]);
+            let (skill, timings, _transport) =
+                McpSkill::connect_http(&sse.name, &sse.endpoint, http, SKILL_CONNECT_WAIT).await?;
+            events.connected(&skill, &timings, None);
+            Ok(skill)
+        }
+    }));
+    let (local, remote) = futures::future::join(local, remote).await;
+    let mut connected = Vec::new();
+    for connection in local.into_iter().chain(remote) {
+        connected.push(Arc::new(connection?));
+    }
+
+    // Skill order in the file decides routing order (§5).
+    let mut tools = ToolSet::new();
+    for skill in expert.skills.values() {
+        let (pick, omit) = match skill {
+            Skill::McpStdio(s) if !is_lazy(skill) => (&s.pick, &s.omit),
+            Skill::McpSse(s) => (&s.pick, &s.omit),
+            _ => continue,
+        };
+        if let Some(client) = connected.iter().find(|c| c.name == skill.name()) {
+            tools.add_mcp(client.clone(), pick, omit)?;
+        }
+    }
+    for pending in lazy {
+        tools.add_lazy(pending);
+    }
+    Ok(tools)
+}
+
+/// `lazyInit = true` on a stdio skill other than `@perstack/base`, which is never lazy (§5).
+fn is_lazy(skill: &Skill) -> bool {
+    matches!(skill, Skill::McpStdio(stdio) if stdio.lazy_init && !stdio.is_base())
+}
+
+/// The HTTP client for remote skills: it trusts the CA bundle baked into the runtime image.
+fn remote_http_client(first: &McpSseSkill) -> Result<reqwest::Client, SkillConnectError> {
+    let settings = crate::llm::HttpSettings {
+        ca_bundle: std::fs::read(crate::sandbox::images::CA_BUNDLE_PATH)
+            .ok()
+            .filter(|b| !b.is_empty()),
+        // Event streams stay open for the whole run; the handshake has its own deadline.
+        timeout: None,
+    };
+    crate::llm::http_client(&settings).map_err(|e| SkillConnectError::Remote {
+        skill: first.name.clone(),
+        endpoint: first.endpoint.clone(),
+        message: format!("cannot set up an HTTP client: {e}"),
+    })
+}
+
+/// Emits a run segment's skill events.
+#[derive(Clone)]
+struct SkillEvents {
+    sink: EventSink,
+    job_id: String,
+    run_id: String,
+}
+
+impl SkillEvents {
+    fn starting(&self, skill: &str, command: &str, args: &[String]) {
+        self.sink.emit(Event::runtime(
+            &self.job_id,
+            &self.run_id,
+            RuntimePayload::SkillStarting {
+                skill_name: skill.to_string(),
+                command: command.to_string(),
+                args: args.to_vec(),
+            },
+        ));
+    }
+
+    /// `skillConnected` now, and `skillDisconnected` when the connection ends: closed at the
+    /// end of the run segment, or the server went away.
+    fn connected(&self, skill: &McpSkill, timings: &ConnectTimings, spawn_ms: Option<u64>) {
+        let ended = skill.ended();
+        let (events, name) = (self.clone(), skill.name.clone());
+        tokio::spawn(async move {
+            ended.await;
+            events.sink.emit(Event::runtime(
+                &events.job_id,
+                &events.run_id,
+                RuntimePayload::SkillDisconnected { skill_name: name },
+            ));
+        });
+        self.sink.emit(Event::runtime(
+            &self.job_id,
+            &self.run_id,
             RuntimePayload::SkillConnected {
-                skill_name: endpoint.skill.clone(),
+                skill_name: skill.name.clone(),
                 server_info: skill.server_info.clone(),
-                // The server process is started by its container, before we connect.
-                spawn_duration_ms: Some(0),
+                spawn_duration_ms: spawn_ms,
                 handshake_duration_ms: Some(timings.handshake_ms),
                 tool_discovery_duration_ms: Some(timings.discovery_ms),
                 connect_duration_ms: Some(timings.connect_ms + timings.handshake_ms),
                 total_duration_ms: Some(timings.total_ms),
             },
         ));
-        Ok::<_, RuntimeError>(skill)
-    }))
-    .await;
-    let mut tools = ToolSet::new();
-    let mut connected = Vec::new();
-    for connection in connections {
-        connected.push(Arc::new(connection?));
     }
-    // Skill order in the file decides routing order (§5).
-    for skill in expert.skills.values() {
-        let Skill::McpStdio(stdio) = skill else {
-            continue;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::run_inner;
+    use super::*;
+    use crate::agent::RunOutcome;
+    use crate::config::{McpStdioSkill, ProviderName};
+    use crate::llm::mock::MockScript;
+    use crate::skill::fixture::FixtureServer;
+    use crate::skill::http_fixture::{Mode, serve};
+    use crate::skill::server::Handler;
+    use indexmap::IndexMap;
+    use rmcp::ServiceExt;
+    use serde_json::{Value, json};
+    use tokio::net::UnixListener;
+
+    fn stdio_skill(name: &str, lazy_init: bool, pick: &[&str]) -> Skill {
+        Skill::McpStdio(McpStdioSkill {
+            name: name.into(),
+            description: None,
+            rule: None,
+            command: "perstack-sandbox".into(),
+            package_name: None,
+            args: vec!["fixture-mcp".into()],
+            pick: pick.iter().map(|p| p.to_string()).collect(),
+            omit: vec![],
+            required_env: vec![],
+            allowed_domains: vec![],
+            lazy_init,
+        })
+    }
+
+    /// A runtime spec for expert `main` with `skills`, the stdio ones listening under `dir`,
+    /// and a mock script; and the runtime's arguments to run it.
+    fn runtime(dir: &std::path::Path, skills: Vec<Skill>, script: &str) -> RuntimeArgs {
+        let endpoints = skills
+            .iter()
+            .filter_map(|s| match s {
+                Skill::McpStdio(stdio) => Some(SkillEndpoint {
+                    expert: "main".into(),
+                    skill: stdio.name.clone(),
+                    socket: dir.join(&stdio.name).display().to_string(),
+                    command: stdio.command.clone(),
+                    args: stdio.argv(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let expert = Expert {
+            key: "main".into(),
+            name: "main".into(),
+            version: "1.0.0".into(),
+            instruction: "Do it.".into(),
+            description: None,
+            min_runtime_version: None,
+            delegates: vec![],
+            tags: vec![],
+            skills: skills
+                .into_iter()
+                .map(|s| (s.name().to_string(), s))
+                .collect(),
         };
-        if let Some(client) = connected.iter().find(|c| c.name == stdio.name) {
-            tools.add_mcp(client.clone(), &stdio.pick, &stdio.omit)?;
+        let spec = RuntimeSpec {
+            expert_key: "main".into(),
+            experts: IndexMap::from([("main".to_string(), expert)]),
+            provider_name: Some("mock".into()),
+            provider_setting: Default::default(),
+            skills: endpoints,
+            mock_script: Some(
+                MockScript::parse(std::path::Path::new("test.mock.toml"), script).expect("script"),
+            ),
+        };
+        let path = dir.join("runtime.json");
+        std::fs::write(&path, serde_json::to_vec(&spec).expect("spec")).expect("write spec");
+        RuntimeArgs {
+            spec: path,
+            job_id: "j".into(),
+            run_id: "r".into(),
+            provider: Some(ProviderName::Mock),
+            model: None,
+            max_steps: Some(5),
+            max_retries: Some(0),
+            timeout_ms: None,
+            reasoning_budget: None,
+            checkpoint_stdin: false,
+            interactive_tool_call_result: None,
+            expert_key: "main".into(),
+            query: "go".into(),
         }
     }
-    Ok(tools)
+
+    /// Serves the fixture on every connection to `socket`.
+    fn listen(socket: &std::path::Path) -> tokio::task::JoinHandle<()> {
+        let listener = UnixListener::bind(socket).expect("bind");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(service) = Handler(FixtureServer).serve(stream).await {
+                        let _ = service.waiting().await;
+                    }
+                });
+            }
+        })
+    }
+
+    fn json_of(event: &Event) -> Value {
+        serde_json::from_str(&event.to_line()).expect("event JSON")
+    }
+
+    fn position(events: &[Value], kind: &str, skill: Option<&str>) -> usize {
+        events
+            .iter()
+            .position(|e| {
+                e["type"] == kind
+                    && skill.is_none_or(|s| e["skillName"] == s || e["skillName"].is_null())
+            })
+            .unwrap_or_else(|| panic!("no {kind} for {skill:?} in {events:#?}"))
+    }
+
+    const ECHO_THEN_DONE: &str = r#"
+[[turn]]
+[[turn.toolCalls]]
+name = "echo"
+args = { text = "late but here" }
+
+[[turn]]
+text = "done"
+"#;
+
+    #[tokio::test]
+    async fn a_lazy_skill_connects_after_the_run_starts_and_is_in_the_first_generation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = runtime(
+            dir.path(),
+            // Both are the fixture: each offers a different tool of it.
+            vec![
+                stdio_skill("eager", false, &["whoami"]),
+                stdio_skill("late", true, &["echo"]),
+            ],
+            ECHO_THEN_DONE,
+        );
+        let _eager = listen(&dir.path().join("eager"));
+        let (sink, mut rx) = EventSink::channel();
+        let run = tokio::spawn(async move { run_inner(&args, &sink).await });
+
+        // The lazy skill's socket only starts listening once the run has started: a run that
+        // waited for it at start would never get there.
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            let event = json_of(&event);
+            let started = event["type"] == "startRun";
+            events.push(event);
+            if started {
+                break;
+            }
+        }
+        let _late = listen(&dir.path().join("late"));
+        let outcome = run.await.expect("joined").expect("runs");
+        while let Some(event) = rx.recv().await {
+            events.push(json_of(&event));
+        }
+
+        assert_eq!(
+            outcome,
+            RunOutcome::Completed {
+                text: "done".into()
+            }
+        );
+        let start_run = position(&events, "startRun", None);
+        assert!(position(&events, "skillStarting", Some("late")) < start_run);
+        assert!(position(&events, "skillConnected", Some("eager")) < start_run);
+        let late_connected = position(&events, "skillConnected", Some("late"));
+        assert!(start_run < late_connected, "{events:#?}");
+        assert!(late_connected < position(&events, "startGeneration", None));
+        // The first generation already had the lazy skill's tool, routed to it.
+        let call = &events[position(&events, "callTools", None)];
+        assert_eq!(call["stepNumber"], 1);
+        assert_eq!(call["toolCalls"][0]["skillName"], "late");
+        let results = &events[position(&events, "resolveToolResults", None)];
+        assert_eq!(
+            results["toolResults"][0]["result"][0]["text"],
+            "late but here"
+        );
+        // Both are closed at the end of the run segment.
+        let complete = position(&events, "completeRun", None);
+        assert!(complete < position(&events, "skillDisconnected", Some("eager")));
+        assert!(complete < position(&events, "skillDisconnected", Some("late")));
+    }
+
+    #[tokio::test]
+    async fn a_lazy_skill_that_fails_to_connect_stops_the_run_with_the_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = runtime(
+            dir.path(),
+            vec![stdio_skill("late", true, &[])],
+            ECHO_THEN_DONE,
+        );
+        // Something listens, but hangs up without speaking MCP.
+        let listener = UnixListener::bind(dir.path().join("late")).expect("bind");
+        let _rude = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        let (sink, mut rx) = EventSink::channel();
+        let outcome = run_inner(&args, &sink)
+            .await
+            .expect("the run itself starts");
+        drop(sink);
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            events.push(json_of(&event));
+        }
+        let RunOutcome::StoppedByError(error) = outcome else {
+            panic!("expected a stop by error, got {outcome:?}");
+        };
+        assert_eq!(error.name, "SkillError");
+        assert!(
+            error
+                .message
+                .starts_with("skill `late`: MCP handshake failed"),
+            "{}",
+            error.message
+        );
+        let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "initializeRuntime",
+                "skillStarting",
+                "startRun",
+                "stopRunByError"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lazy_skill_clashing_with_another_stops_the_run_naming_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = runtime(
+            dir.path(),
+            vec![
+                stdio_skill("eager", false, &[]),
+                stdio_skill("late", true, &[]),
+            ],
+            ECHO_THEN_DONE,
+        );
+        let _eager = listen(&dir.path().join("eager"));
+        let _late = listen(&dir.path().join("late"));
+        let (sink, _rx) = EventSink::channel();
+        let outcome = run_inner(&args, &sink)
+            .await
+            .expect("the run itself starts");
+        let RunOutcome::StoppedByError(error) = outcome else {
+            panic!("expected a stop by error, got {outcome:?}");
+        };
+        assert_eq!(
+            error.message,
+            "tool `echo` is offered by both skill `eager` and skill `late`; hide one with `pick` or `omit` in perstack.toml"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remote_skill_is_connected_with_its_endpoint_and_pick_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = serve(FixtureServer, Mode::LegacySse).await;
+        let remote = Skill::McpSse(McpSseSkill {
+            name: "remote".into(),
+            description: None,
+            rule: None,
+            endpoint: server.url.clone(),
+            pick: vec!["echo".into(), "fail".into()],
+            omit: vec!["fail".into()],
+            allowed_domains: vec![],
+        });
+        let args = runtime(
+            dir.path(),
+            vec![remote],
+            &ECHO_THEN_DONE.replace("late but here", "from afar"),
+        );
+        let spec: RuntimeSpec =
+            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
+        let (sink, mut rx) = EventSink::channel();
+        let tools = connect_skills(&args, &spec, &spec.experts["main"], &sink)
+            .await
+            .expect("connects");
+        drop(sink);
+        let names: Vec<String> = tools.specs(true).into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["echo"]);
+        assert_eq!(tools.skill_of("echo"), Some("remote"));
+        let out = tools.call("echo", &json!({"text": "from afar"})).await;
+        assert_eq!(out.parts[0].as_text(), Some("from afar"));
+        tools.close().await;
+        drop(tools);
+
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            events.push(json_of(&event));
+        }
+        assert_eq!(events[0]["type"], "skillStarting");
+        assert_eq!(events[0]["command"], server.url.as_str());
+        assert_eq!(events[0]["args"], json!([]));
+        assert_eq!(events[1]["type"], "skillConnected");
+        assert_eq!(events[1]["serverInfo"]["name"], "perstack-sandbox-fixture");
+        assert!(
+            events[1].get("spawnDurationMs").is_none(),
+            "{:#}",
+            events[1]
+        );
+        assert!(events[1]["totalDurationMs"].is_u64());
+        assert_eq!(events[2]["type"], "skillDisconnected");
+        assert_eq!(events[2]["skillName"], "remote");
+        assert_eq!(events.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_skill_whose_server_goes_away_is_reported_disconnected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = runtime(
+            dir.path(),
+            vec![stdio_skill("flaky", false, &[])],
+            ECHO_THEN_DONE,
+        );
+        let spec: RuntimeSpec =
+            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
+        // One connection, served on this one task.
+        let listener = UnixListener::bind(dir.path().join("flaky")).expect("bind");
+        let server = tokio::spawn(async move {
+            if let Ok((stream, _)) = listener.accept().await
+                && let Ok(service) = Handler(FixtureServer).serve(stream).await
+            {
+                let _ = service.waiting().await;
+            }
+        });
+        let (sink, mut rx) = EventSink::channel();
+        let tools = connect_skills(&args, &spec, &spec.experts["main"], &sink)
+            .await
+            .expect("connects");
+        let mut types = Vec::new();
+        while types.last().map(String::as_str) != Some("skillConnected") {
+            let event = json_of(&rx.recv().await.expect("event"));
+            types.push(event["type"].as_str().unwrap_or("").to_string());
+        }
+        // The server dies (its task, with the socket's server end, is gone).
+        server.abort();
+        let disconnected = json_of(&rx.recv().await.expect("skillDisconnected"));
+        assert_eq!(disconnected["type"], "skillDisconnected");
+        assert_eq!(disconnected["skillName"], "flaky");
+        // A call now is an error result for the model, not a crash of the run.
+        let out = tools.call("echo", &json!({"text": "anyone?"})).await;
+        assert!(out.is_error);
+        drop(tools);
+        drop(sink);
+        assert!(
+            rx.recv().await.is_none(),
+            "nothing more, and no second disconnect"
+        );
+    }
 }

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use bollard::Docker;
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, SystemVersion, VolumeCreateRequest,
+    ContainerCreateBody, HostConfig, Mount, MountTmpfsOptions, MountType, SystemVersion,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
@@ -275,15 +276,25 @@ impl DockerClient {
             .mounts
             .iter()
             .map(|m| {
-                let (typ, source) = match &m.source {
-                    MountSource::Volume { name } => (MountType::VOLUME, name.clone()),
-                    MountSource::Bind { host } => (MountType::BIND, host.clone()),
+                let (typ, source, tmpfs_options) = match &m.source {
+                    MountSource::Volume { name } => (MountType::VOLUME, Some(name.clone()), None),
+                    MountSource::Bind { host } => (MountType::BIND, Some(host.clone()), None),
+                    MountSource::EmptyTmpfs => (
+                        MountType::TMPFS,
+                        None,
+                        Some(MountTmpfsOptions {
+                            size_bytes: Some(4096),
+                            mode: Some(0o555),
+                            ..Default::default()
+                        }),
+                    ),
                 };
                 Mount {
                     target: Some(m.target.clone()),
-                    source: Some(source),
+                    source,
                     typ: Some(typ),
                     read_only: Some(m.read_only),
+                    tmpfs_options,
                     ..Default::default()
                 }
             })
@@ -314,7 +325,11 @@ impl DockerClient {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
-            open_stdin: Some(false),
+            // A container fed on stdin (a continued runtime gets its checkpoint there) sees EOF
+            // when we close our end: StdinOnce.
+            attach_stdin: Some(plan.stdin.is_some()),
+            open_stdin: Some(plan.stdin.is_some()),
+            stdin_once: Some(plan.stdin.is_some()),
             stop_timeout: Some(5),
             host_config: Some(host_config),
             ..Default::default()
@@ -354,6 +369,36 @@ impl DockerClient {
             .await
             .map_err(call(format!("attach to container {id}")))?;
         Ok(output)
+    }
+
+    /// Attaches to a container's stdin, stdout and stderr (before it starts); gives the output
+    /// stream and the stdin writer. Shutting the writer down closes the container's stdin.
+    pub async fn attach_with_stdin(
+        &self,
+        id: &str,
+    ) -> Result<
+        (
+            impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + use<>,
+            std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+        ),
+        DockerError,
+    > {
+        let AttachContainerResults { output, input } = self
+            .docker
+            .attach_container(
+                id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdin: true,
+                    stdout: true,
+                    stderr: true,
+                    logs: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(call(format!("attach to container {id}")))?;
+        Ok((output, input))
     }
 
     /// Starts a container.

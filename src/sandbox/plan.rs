@@ -39,6 +39,10 @@ pub const SKILL_SOCKET_DIR: &str = "/run/perstack/skill";
 pub const RUNTIME_SOCKETS_DIR: &str = "/run/perstack/skills";
 /// Where base-skill sees the workspace.
 pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// The workspace's run-data folder (checkpoints, jobs), which the controller alone writes.
+/// Base-skill sees an empty read-only tmpfs there, so neither the tools nor `exec`'d programs
+/// can read or change it.
+pub const RESERVED_DIR: &str = "perstack";
 
 /// Default limits per container (DESIGN.md, "Hardening defaults").
 pub const DEFAULT_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
@@ -125,6 +129,17 @@ pub struct RunRequest {
     pub limits: Limits,
     /// The controller's pid, recorded on containers for `gc`.
     pub controller_pid: u32,
+    /// Continue from a stored checkpoint instead of starting afresh.
+    pub resume: Option<Resume>,
+}
+
+/// What a continued run starts from (`--continue`, `--continue-job`, `--resume-from`, `-i`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    /// The stored checkpoint, exactly as stored: written to the runtime's stdin.
+    pub checkpoint_json: String,
+    /// The answer to the checkpoint's pending tool call (`-i`).
+    pub interactive_tool_call_result: Option<crate::event::InteractiveToolCallResult>,
 }
 
 /// Where a mount comes from.
@@ -141,6 +156,8 @@ pub enum MountSource {
         /// The host path.
         host: String,
     },
+    /// A small empty tmpfs, mounted read-only to hide what is below the mount point.
+    EmptyTmpfs,
 }
 
 /// One mount of a container.
@@ -213,6 +230,33 @@ pub struct ContainerPlan {
     pub labels: BTreeMap<String, String>,
     /// Limits.
     pub limits: Limits,
+    /// What to write to the container's stdin (then close it); `None`: no stdin at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+impl ContainerPlan {
+    /// Host folders that must exist before the container is created: mount points inside a
+    /// bind-mounted host folder (the workspace's `perstack/`). Created by the controller, as the
+    /// invoking user; Docker would otherwise create them as root.
+    pub fn host_mount_points(&self) -> Vec<PathBuf> {
+        let mut points = Vec::new();
+        for inner in self
+            .mounts
+            .iter()
+            .filter(|m| m.source == MountSource::EmptyTmpfs)
+        {
+            for outer in &self.mounts {
+                let MountSource::Bind { host } = &outer.source else {
+                    continue;
+                };
+                if let Ok(rel) = std::path::Path::new(&inner.target).strip_prefix(&outer.target) {
+                    points.push(PathBuf::from(host).join(rel));
+                }
+            }
+        }
+        points
+    }
 }
 
 /// Everything one run creates.
@@ -319,6 +363,11 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
                     target: WORKSPACE_MOUNT.to_string(),
                     read_only: false,
                 });
+                mounts.push(MountPlan {
+                    source: MountSource::EmptyTmpfs,
+                    target: format!("{WORKSPACE_MOUNT}/{RESERVED_DIR}"),
+                    read_only: true,
+                });
                 (
                     base_skill_image(config, &request.artifacts),
                     BINARY_PATH.to_string(),
@@ -363,6 +412,7 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
                 network: NetworkPlan::None,
                 labels: resource_labels(role, &service),
                 limits: request.limits,
+                stdin: None,
             });
         }
     }
@@ -408,6 +458,15 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
     if let Some(budget) = &settings.reasoning_budget {
         cmd.extend(["--reasoning-budget".to_string(), budget.clone()]);
     }
+    if let Some(resume) = &request.resume {
+        cmd.push("--checkpoint-stdin".to_string());
+        if let Some(answer) = &resume.interactive_tool_call_result {
+            cmd.extend([
+                "--interactive-tool-call-result".to_string(),
+                serde_json::to_string(answer)?,
+            ]);
+        }
+    }
     cmd.extend([
         "--".to_string(),
         request.expert_key.clone(),
@@ -422,15 +481,18 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         env: request.runtime_env.clone(),
         cmd,
         mounts,
-        // The mock provider needs no network at all; real providers get the default bridge
-        // until the egress proxy restricts it to the provider's domain.
-        network: if settings.provider == ProviderName::Mock {
+        // The mock provider needs no network at all; real providers and remote (`mcpSseSkill`)
+        // skills get the default bridge until the egress proxy restricts it to their domains.
+        network: if settings.provider == ProviderName::Mock
+            && !reaches_remote_skills(config, &closure)
+        {
             NetworkPlan::None
         } else {
             NetworkPlan::Bridge
         },
         labels: resource_labels("runtime", "runtime"),
         limits: request.limits,
+        stdin: request.resume.as_ref().map(|r| r.checkpoint_json.clone()),
     };
     Ok(RunPlan {
         images,
@@ -439,6 +501,19 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         runtime,
         spec,
     })
+}
+
+/// Whether an Expert of the closure has an `mcpSseSkill`, which the runtime reaches over HTTP.
+fn reaches_remote_skills(config: &Config, closure: &[String]) -> bool {
+    closure
+        .iter()
+        .filter_map(|key| config.experts.get(key))
+        .any(|expert| {
+            expert
+                .skills
+                .values()
+                .any(|s| matches!(s, Skill::McpSse(_)))
+        })
 }
 
 /// The Expert and every Expert it can reach through `delegates`, each once, in BFS order.
@@ -617,13 +692,19 @@ fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
         .workspace_image
         .clone()
         .unwrap_or_else(|| "scratch".to_string());
+    let mut env = scratch_env(&base);
+    if base != "scratch" {
+        // The root file system is read-only and the invoking user has no home in the image:
+        // programs `exec` runs (git, pip, …) get the writable tmpfs as their home.
+        env.push(("HOME".to_string(), "/tmp".to_string()));
+    }
     ImageSpec {
         role: ImageRole::BaseSkill,
         service: "base-skill".into(),
         repository: "perstack-sandbox/base-skill".into(),
         files: binary_files(&base, artifacts),
         config: ImageConfig {
-            env: scratch_env(&base),
+            env,
             // The user is the invoking user's, set when the container is created.
             user: None,
             workdir: Some(WORKSPACE_MOUNT.to_string()),
@@ -700,6 +781,7 @@ description = "Helps."
             },
             limits: Limits::default(),
             controller_pid: 42,
+            resume: None,
         }
     }
 
@@ -734,7 +816,19 @@ description = "Helps."
                 target: "/workspace".into(),
                 read_only: false,
             }));
+            // The run data below the workspace is hidden by an empty read-only tmpfs, and its
+            // mount point is created on the host beforehand.
+            assert!(base.mounts.contains(&MountPlan {
+                source: MountSource::EmptyTmpfs,
+                target: "/workspace/perstack".into(),
+                read_only: true,
+            }));
+            assert_eq!(
+                base.host_mount_points(),
+                [PathBuf::from("/home/me/project/perstack")]
+            );
         }
+        assert!(web.host_mount_points().is_empty());
 
         let runtime = &plan.runtime;
         assert_eq!(
@@ -773,6 +867,23 @@ description = "Helps."
     }
 
     #[test]
+    fn base_skill_on_a_workspace_image_keeps_its_path_and_gets_a_writable_home() {
+        let mut request = request();
+        request.config.sandbox.workspace_image = Some("perstack-sandbox/bookworm:local".into());
+        let plan = plan(&request).expect("plan");
+        let image = &plan.images[plan.skills[0].image];
+        assert_eq!(image.role, ImageRole::BaseSkill);
+        assert_eq!(image.base, "perstack-sandbox/bookworm:local");
+        // The image's own PATH stays; HOME is the /tmp tmpfs (the root is read-only).
+        assert_eq!(image.config.env, [("HOME".to_string(), "/tmp".to_string())]);
+        // No passwd of ours on a real base, and the user is set per container: the invoker's.
+        assert!(image.files.iter().all(|f| f.path == BINARY_PATH));
+        assert_eq!(image.config.user, None);
+        assert_eq!(plan.skills[0].user, "1000:1000");
+        assert_eq!(plan.skills[0].env, []);
+    }
+
+    #[test]
     fn real_providers_get_a_network_and_images_dedupe() {
         let mut request = request();
         request.settings.provider = ProviderName::Anthropic;
@@ -781,6 +892,83 @@ description = "Helps."
         // Both Experts' base skills share one image; web has its own; plus the runtime.
         assert_eq!(plan.images.len(), 3);
         assert_eq!(plan.skills[0].image, plan.skills[2].image);
+    }
+
+    #[test]
+    fn a_remote_skill_in_the_closure_gives_the_runtime_a_network_and_no_container() {
+        let mut request = request();
+        let remote = "[experts.helper.skills.remote]\ntype = \"mcpSseSkill\"\n\
+                      endpoint = \"https://mcp.example.com/mcp\"\n";
+        let text = format!("{CONFIG}{remote}");
+        request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+            .expect("valid")
+            .config;
+        let plan = plan(&request).expect("plan");
+        // Even with the mock provider: the helper's remote skill is reached from the runtime.
+        assert_eq!(plan.runtime.network, NetworkPlan::Bridge);
+        assert!(
+            plan.skills
+                .iter()
+                .all(|s| s.skill.as_deref() != Some("remote"))
+        );
+        assert!(plan.spec.skills.iter().all(|e| e.skill != "remote"));
+        // The runtime finds its endpoint in the Expert it carries.
+        let helper = &plan.spec.experts["helper"];
+        assert!(matches!(
+            &helper.skills["remote"],
+            Skill::McpSse(sse) if sse.endpoint == "https://mcp.example.com/mcp"
+        ));
+    }
+
+    #[test]
+    fn a_continued_run_gets_the_checkpoint_on_stdin_and_the_answer_as_an_argument() {
+        let fresh = plan(&request()).expect("plan");
+        assert_eq!(fresh.runtime.stdin, None, "a fresh run has no stdin");
+        assert!(
+            !fresh
+                .runtime
+                .cmd
+                .contains(&"--checkpoint-stdin".to_string())
+        );
+
+        let mut request = request();
+        request.resume = Some(Resume {
+            checkpoint_json: r#"{"id":"cp1"}"#.into(),
+            interactive_tool_call_result: Some(crate::event::InteractiveToolCallResult {
+                tool_call_id: "call-1".into(),
+                tool_name: "askUser".into(),
+                skill_name: "ask".into(),
+                text: "blue".into(),
+            }),
+        });
+        let plan = plan(&request).expect("plan");
+        assert_eq!(plan.runtime.stdin.as_deref(), Some(r#"{"id":"cp1"}"#));
+        assert!(plan.skills.iter().all(|s| s.stdin.is_none()));
+        // The flags go before `--`; the query stays the last positional.
+        let cmd = &plan.runtime.cmd;
+        let tail: Vec<&str> = cmd[cmd.len() - 6..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "--checkpoint-stdin",
+                "--interactive-tool-call-result",
+                r#"{"toolCallId":"call-1","toolName":"askUser","skillName":"ask","text":"blue"}"#,
+                "--",
+                "main",
+                "hello"
+            ]
+        );
+        // The runtime's own parser reads them back.
+        let mut argv = vec!["perstack-sandbox".to_string(), "runtime".to_string()];
+        argv.extend(cmd.iter().cloned());
+        let crate::cli::Command::Runtime(args) =
+            <crate::cli::Cli as clap::Parser>::parse_from(argv).command
+        else {
+            panic!("not the runtime role");
+        };
+        assert!(args.checkpoint_stdin);
+        assert_eq!(args.query, "hello");
+        assert!(args.interactive_tool_call_result.is_some());
     }
 
     #[test]

@@ -216,15 +216,9 @@ impl Preflight<'_> {
                             });
                         }
                     }
-                    // Answered by the user through `-i`; nothing to start.
-                    Skill::Interactive(_) => {}
-                    Skill::McpSse(_) => problems.push(Problem {
-                        location: here(&path),
-                        message: format!(
-                            "skill `{}` of expert `{key}` is an mcpSseSkill, which perstack-sandbox does not run yet (only mcpStdioSkill)",
-                            skill.name(),
-                        ),
-                    }),
+                    // Answered by the user through `-i`, or reached by the runtime over HTTP
+                    // (config validation checked the URL): nothing to start.
+                    Skill::Interactive(_) | Skill::McpSse(_) => {}
                 }
             }
         }
@@ -396,7 +390,6 @@ endpoint = "https://mcp.example.com/sse"
                 "skill `web` of expert `main` needs WEB_KEY, which is not set (export it or add it to .env)".to_string(),
                 "skill `npm` of expert `helper` needs NPM_KEY, which is not set (export it or add it to .env)".to_string(),
                 "skill `npm` runs `npx`, and no base image is configured for it; set [sandbox] nodeImage or [sandbox.skills.\"npm\"] image (there is no registry to pull a default from)".to_string(),
-                "skill `remote` of expert `helper` is an mcpSseSkill, which perstack-sandbox does not run yet (only mcpStdioSkill)".to_string(),
             ]
         );
     }
@@ -434,10 +427,13 @@ endpoint = "https://mcp.example.com/sse"
             &[("WEB_KEY", "w"), ("NPM_KEY", "n"), ("EXTRA", "e")],
             &["EXTRA"],
         );
-        // The helper's SSE skill and npx skill still block the closure.
-        assert!(checked.is_err());
-        let problems = checked.expect_err("sse and npx");
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        // The helper's npx skill still blocks the closure (its SSE skill does not).
+        let problems = checked.expect_err("npx");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("skill `npm` runs `npx`"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub enum RunError {
     Docker(#[from] DockerError),
     /// A configured base image is not on this machine (and there is no registry to pull from).
     #[error(
-        "{service}: base image `{image}` is not available locally\n  hint: build or load it first (e.g. `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change {setting} in perstack.toml"
+        "{service}: base image `{image}` is not available locally\n  hint: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change {setting} in perstack.toml"
     )]
     BaseImageMissing {
         /// The service needing it.
@@ -38,6 +38,18 @@ pub enum RunError {
         image: String,
         /// Which setting chooses it.
         setting: String,
+    },
+    /// A mount point inside the workspace could not be made.
+    #[error(
+        "cannot create {} (base-skill's view of the run data is mounted there): {source}\n  hint: make sure the workspace is writable and `perstack` in it is a folder",
+        path.display()
+    )]
+    MountPoint {
+        /// The host folder.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The whole run took longer than allowed.
     #[error("the run did not finish within {0:?}; it was stopped")]
@@ -88,7 +100,11 @@ impl RunIds {
     }
 }
 
-/// Carries out `plan`. `limit` bounds the time from the runtime's start to its exit.
+/// Sees each event line the runtime writes, as it is relayed (the job store records them).
+pub type EventTap<'a> = &'a (dyn Fn(&str, &Event) + Sync);
+
+/// Carries out `plan`. `limit` bounds the time from the runtime's start to its exit. Every
+/// event line relayed from the runtime also goes to `tap`.
 pub async fn execute(
     docker: &DockerClient,
     plan: &RunPlan,
@@ -96,6 +112,7 @@ pub async fn execute(
     output: &Output,
     verbose: bool,
     limit: Duration,
+    tap: EventTap<'_>,
 ) -> Result<RunReport, RunError> {
     let tags = ensure_images(docker, &plan.images, ids, output, verbose).await?;
 
@@ -124,15 +141,26 @@ pub async fn execute(
     let id = docker
         .create_container(runtime, &tags[runtime.image])
         .await?;
-    let stream = docker.attach(&id).await?;
+    let (stream, stdin) = match &runtime.stdin {
+        Some(_) => {
+            let (stream, input) = docker.attach_with_stdin(&id).await?;
+            (stream.boxed(), Some(input))
+        }
+        None => (docker.attach(&id).await?.boxed(), None),
+    };
     docker.start(&id, &runtime.name).await?;
     output.event(ids.event(RuntimePayload::DockerContainerStatus {
         status: ContainerStatus::Running,
         service: runtime.service.clone(),
         message: Some("Runtime container started".to_string()),
     }));
+    // The checkpoint goes in while the output is relayed, so neither side waits on the other.
+    let feeding = match (stdin, &runtime.stdin) {
+        (Some(input), Some(bytes)) => Some(tokio::spawn(feed_stdin(input, bytes.clone()))),
+        _ => None,
+    };
 
-    let relay = relay_runtime(stream, ids, output, verbose);
+    let relay = relay_runtime(stream, ids, output, verbose, tap);
     let (end_event, stderr_tail) = match tokio::time::timeout(limit, relay).await {
         Ok(result) => result,
         Err(_) => return Err(RunError::TimedOut(limit)),
@@ -149,6 +177,12 @@ pub async fn execute(
     }));
     for task in skill_tasks {
         task.abort();
+    }
+    if let Some(Ok(Err(error))) = match feeding {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        eprintln!("warning: could not hand the checkpoint to the runtime: {error}");
     }
     let end = match end_event {
         Some(end) => end,
@@ -245,6 +279,9 @@ async fn start_skill(
         service: plan.service.clone(),
         message: Some(format!("Creating {}", plan.name)),
     }));
+    for path in plan.host_mount_points() {
+        std::fs::create_dir_all(&path).map_err(|source| RunError::MountPoint { path, source })?;
+    }
     let id = docker.create_container(plan, image).await?;
     let mut stream = docker.attach(&id).await?;
     docker.start(&id, &plan.name).await?;
@@ -281,6 +318,17 @@ async fn start_skill(
     }))
 }
 
+/// Writes `bytes` to a container's stdin, then closes it: the runtime reads to EOF.
+async fn feed_stdin(
+    mut input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    bytes: String,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    input.write_all(bytes.as_bytes()).await?;
+    input.flush().await?;
+    input.shutdown().await
+}
+
 /// Relays the runtime's stdout until it closes. Returns how the coordinator's run ended (if it
 /// did) and the tail of the runtime's stderr. Stderr never enters the event stream: with
 /// `--verbose` it is copied to our stderr.
@@ -289,6 +337,7 @@ async fn relay_runtime(
     ids: &RunIds,
     output: &Output,
     verbose: bool,
+    tap: EventTap<'_>,
 ) -> (Option<RunEnd>, VecDeque<String>) {
     let mut stdout = LineSplitter::default();
     let mut stderr = LineSplitter::default();
@@ -318,6 +367,7 @@ async fn relay_runtime(
                     *end = this_end;
                 }
             }
+            tap(&raw, &event);
             output.relayed(raw, Some(*event));
         }
         Line::OtherJson(raw) => output.relayed(raw, None),
@@ -408,7 +458,7 @@ mod tests {
         ]);
         let (writer, mut reader) = tokio::io::duplex(1 << 20);
         let (output, task) = Output::spawn(Mode::Json, writer);
-        let (end, tail) = relay_runtime(stream, &ids(), &output, false).await;
+        let (end, tail) = relay_runtime(stream, &ids(), &output, false, &|_, _| {}).await;
         drop(output);
         task.await.expect("writer");
         let mut written = String::new();
@@ -429,7 +479,7 @@ mod tests {
         let child_done = r#"{"type":"completeRun","id":"e1","expertKey":"helper","timestamp":1,"jobId":"j","runId":"r2","stepNumber":1,"checkpoint":{"id":"c","jobId":"j","runId":"r2","status":"completed","stepNumber":1,"messages":[],"expert":{"key":"helper","name":"helper","version":"1.0.0"},"usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}},"step":{"stepNumber":1,"newMessages":[],"usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0},"startedAt":1},"text":"","usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}}"#;
         let stream = futures::stream::iter(vec![out(&format!("{child_done}\n"))]);
         let (output, _task) = Output::spawn(Mode::Json, tokio::io::sink());
-        let (end, _) = relay_runtime(stream, &ids(), &output, false).await;
+        let (end, _) = relay_runtime(stream, &ids(), &output, false, &|_, _| {}).await;
         assert_eq!(end, None);
     }
 }

@@ -9,7 +9,16 @@
 
 pub mod base;
 pub mod client;
+
+/// The largest JSON-RPC message (one line) our MCP clients accept from a skill. rmcp's default,
+/// 16 MiB, is too small for what the base skill returns at its limits: a 30 MiB PDF is 40 MiB of
+/// base64. The runtime relays events up to 64 MiB a line (`sandbox/relay.rs`).
+pub const MAX_MESSAGE_BYTES: usize = 48 * 1024 * 1024;
 pub mod fixture;
 pub mod host;
+#[cfg(test)]
+pub mod http_fixture;
+pub mod lazy;
+pub mod legacy_sse;
 pub mod result;
 pub mod server;

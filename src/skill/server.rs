@@ -211,7 +211,10 @@ pub(crate) mod testing {
             let _ = running.waiting().await;
         });
         let (read, write) = tokio::io::split(client_io);
-        let service = ().serve((read, write)).await.expect("client handshake");
+        // Like the runtime's client (`skill::client`).
+        let transport = rmcp::transport::async_rw::AsyncRwTransport::new_client(read, write)
+            .with_max_line_length(crate::skill::MAX_MESSAGE_BYTES);
+        let service = ().serve(transport).await.expect("client handshake");
         // The server task ends on its own once the client side closes.
         drop(server);
         Client { service }

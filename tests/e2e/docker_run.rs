@@ -102,6 +102,26 @@ fn a_run_writes_through_base_skill_isolates_the_skill_and_leaves_nothing() {
     assert!(before.contains(&"dockerContainerStatus"));
     let complete = done.of_type("completeRun");
     assert_eq!(complete[0]["text"], "All checks done.");
+    // Each skill's connection ended once: the crashed fixture's mid-run (below), base-skill's
+    // when the run closed it after completing.
+    let complete_at = types.iter().position(|t| *t == "completeRun").expect("end");
+    let disconnected: Vec<(usize, &Value)> = done
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["type"] == "skillDisconnected")
+        .collect();
+    let mut names: Vec<&str> = disconnected
+        .iter()
+        .filter_map(|(_, e)| e["skillName"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["@perstack/base", "fixture"], "{types:?}");
+    let base_at = disconnected
+        .iter()
+        .find(|(_, e)| e["skillName"] == "@perstack/base")
+        .map(|(i, _)| *i);
+    assert!(base_at > Some(complete_at), "{types:?}");
 
     // The file is in the workspace, owned by the invoking user.
     let report = run.workspace.path().join("report.txt");
@@ -112,6 +132,11 @@ fn a_run_writes_through_base_skill_isolates_the_skill_and_leaves_nothing() {
     let meta = std::fs::metadata(&report).expect("metadata");
     assert_eq!(meta.uid(), nix::unistd::getuid().as_raw());
     assert_eq!(meta.gid(), nix::unistd::getgid().as_raw());
+    // The run-data folder base-skill sees as an empty tmpfs was made beforehand by the
+    // controller, as the invoking user (Docker would have made it as root).
+    let reserved = std::fs::metadata(run.workspace.path().join("perstack")).expect("perstack/");
+    assert!(reserved.is_dir());
+    assert_eq!(reserved.uid(), nix::unistd::getuid().as_raw());
 
     // The skill saw exactly its requiredEnv (plus the PATH and HOME every process needs).
     let env: Value = serde_json::from_str(&done.tool_result("get_env")).expect("env JSON");

@@ -7,6 +7,8 @@ mod config_rules;
 mod delegation;
 mod docker_run;
 mod interactive;
+mod jobs;
 mod providers;
 mod streaming;
 mod support;
+mod workspace_image;

@@ -13,15 +13,13 @@ use serde::Deserialize;
 use serde_json::{Number, Value, json};
 
 use super::error::ToolError;
-use super::info::{iso_time, mime_type};
+use super::info::iso_time;
 use super::paths::{Resolved, Workspace, lossy};
 
 /// Largest image `readImageFile` accepts.
 pub const MAX_IMAGE_SIZE: u64 = 15 * 1024 * 1024;
 /// Largest PDF `readPdfFile` accepts.
 pub const MAX_PDF_SIZE: u64 = 30 * 1024 * 1024;
-/// Image types a model can take inline.
-const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 /// Arguments of the tools that take only a path.
 #[derive(Debug, Deserialize)]
@@ -109,41 +107,118 @@ pub fn read_text_file(ws: &Workspace, args: ReadTextArgs) -> Result<Value, ToolE
     Ok(json!({ "path": args.path, "content": selected, "from": from, "to": to }))
 }
 
-/// `readImageFile`: checks type and size; the runtime inlines the bytes later.
-pub fn read_image_file(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
+/// A file whose bytes go back to the model inline: `readImageFile` and `readPdfFile`.
+///
+/// The runtime container has no workspace mount, so it cannot read the file the way Perstack's
+/// runtime does from `{path, mimeType, size}`; the base skill sends the bytes along instead (an MCP
+/// `image` item, or an embedded `resource` with a `blob`), and the runtime maps those to
+/// `imageInlinePart` / `fileInlinePart` (PERSTACK-COMPAT.md §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    /// The resolved path.
+    pub path: std::path::PathBuf,
+    /// The type found from the file's first bytes.
+    pub mime_type: &'static str,
+    /// The whole file.
+    pub bytes: Vec<u8>,
+}
+
+impl InlineFile {
+    /// `{path, mimeType, size}`, the JSON text Perstack's tool returns.
+    pub fn info(&self) -> Value {
+        json!({ "path": lossy(&self.path), "mimeType": self.mime_type, "size": self.bytes.len() })
+    }
+
+    /// Whether the model takes it as an image (else as a document).
+    pub fn is_image(&self) -> bool {
+        self.mime_type.starts_with("image/")
+    }
+}
+
+/// `readImageFile`: a PNG, JPEG, GIF or WebP image of at most 15 MiB, recognized by its first
+/// bytes (the extension is not trusted: a provider rejects data that is not what it claims).
+pub fn read_image_file(ws: &Workspace, args: PathArgs) -> Result<InlineFile, ToolError> {
     let r = existing_file(ws, &args.path)?;
-    let mime = mime_type(&r.target).filter(|m| IMAGE_TYPES.contains(m));
-    let Some(mime) = mime else {
+    let bytes = read_capped(&r, MAX_IMAGE_SIZE, "Image", "image")?;
+    let Some(mime_type) = sniff_image(&bytes) else {
         return Err(ToolError::new(format!(
-            "File {} is not supported.",
+            "File {} is not supported. Only PNG, JPEG, GIF and WebP images can be read.",
             args.path
         )));
     };
-    let size = size_within(&r, MAX_IMAGE_SIZE, "Image", "image")?;
-    Ok(json!({ "path": lossy(&r.target), "mimeType": mime, "size": size }))
+    Ok(InlineFile {
+        path: r.target,
+        mime_type,
+        bytes,
+    })
 }
 
-/// `readPdfFile`: checks type and size; the runtime inlines the bytes later.
-pub fn read_pdf_file(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
+/// `readPdfFile`: a PDF of at most 30 MiB, recognized by its `%PDF-` header.
+pub fn read_pdf_file(ws: &Workspace, args: PathArgs) -> Result<InlineFile, ToolError> {
     let r = existing_file(ws, &args.path)?;
-    if mime_type(&r.target) != Some("application/pdf") {
+    let bytes = read_capped(&r, MAX_PDF_SIZE, "PDF", "PDF")?;
+    if !bytes.starts_with(b"%PDF-") {
         return Err(ToolError::new(format!(
             "File {} is not a PDF file.",
             args.path
         )));
     }
-    let size = size_within(&r, MAX_PDF_SIZE, "PDF", "PDF")?;
-    Ok(json!({ "path": lossy(&r.target), "mimeType": "application/pdf", "size": size }))
+    Ok(InlineFile {
+        path: r.target,
+        mime_type: "application/pdf",
+        bytes,
+    })
 }
 
-/// `writeTextFile`: creates (mode 0644) or overwrites a file.
+/// The image type by magic bytes, for the types a model can take inline.
+fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// Reads a whole file of at most `max` bytes, never through a symlink. The size is checked
+/// before reading, and the read stops after `max + 1` bytes in case the file grows meanwhile.
+fn read_capped(r: &Resolved, max: u64, kind: &str, noun: &str) -> Result<Vec<u8>, ToolError> {
+    refuse_symlink(r)?;
+    let (file, size) = open_regular_file(&r.target)?;
+    let too_large = |size: u64| {
+        const MIB: f64 = 1024.0 * 1024.0;
+        ToolError::new(format!(
+            "{kind} file too large ({:.1}MB). Maximum supported size is {}MB. Please use a smaller {noun} file.",
+            size as f64 / MIB,
+            max / (1024 * 1024),
+        ))
+    };
+    if size > max {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ToolError::io(&e, "read", &r.target))?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// `writeTextFile`: creates (mode 0644, missing parents too) or overwrites a file.
 pub fn write_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, ToolError> {
+    ws.create_parents(&args.path)?;
     let r = ws.resolve(&args.path)?;
     refuse_symlink(&r)?;
     if r.exists && !owner_writable(&r.target)? {
         return Err(not_writable("File", &args.path));
     }
-    // No `mkdir -p`: the path rules already require the parent to exist.
     write_file(&r.target, args.text.as_bytes(), WriteMode::Truncate)?;
     Ok(json!({ "path": lossy(&r.target), "text": args.text }))
 }
@@ -189,18 +264,20 @@ pub fn edit_text_file(ws: &Workspace, args: EditTextArgs) -> Result<Value, ToolE
     Ok(json!({ "path": lossy(&r.target), "newText": args.new_text, "oldText": args.old_text }))
 }
 
-/// `moveFile`: renames a file or directory; the destination must not exist.
+/// `moveFile`: renames a file or directory; the destination must not exist. Missing parents of
+/// the destination are created once the source has been checked.
 ///
 /// A symlink is moved as the link itself (Perstack would move its target).
 pub fn move_file(ws: &Workspace, args: MoveArgs) -> Result<Value, ToolError> {
     let source = ws.resolve(&args.source)?;
-    let destination = ws.resolve(&args.destination)?;
     if !source.exists {
         return Err(ToolError::new(format!(
             "Source file {} does not exist.",
             args.source
         )));
     }
+    ws.create_parents(&args.destination)?;
+    let destination = ws.resolve(&args.destination)?;
     if !owner_writable(&source.target)? {
         return Err(not_writable("Source file", &args.source));
     }
@@ -353,22 +430,6 @@ fn existing_file(ws: &Workspace, path: &str) -> Result<Resolved, ToolError> {
     Ok(r)
 }
 
-/// The file's size, or the "too large" error (`kind` starts the sentence, `noun` ends it).
-fn size_within(r: &Resolved, max: u64, kind: &str, noun: &str) -> Result<u64, ToolError> {
-    let size = fs::metadata(&r.target)
-        .map_err(|e| ToolError::io(&e, "stat", &r.target))?
-        .len();
-    if size > max {
-        const MIB: f64 = 1024.0 * 1024.0;
-        return Err(ToolError::new(format!(
-            "{kind} file too large ({:.1}MB). Maximum supported size is {}MB. Please use a smaller {noun} file.",
-            size as f64 / MIB,
-            max / (1024 * 1024),
-        )));
-    }
-    Ok(size)
-}
-
 fn refuse_symlink(r: &Resolved) -> Result<(), ToolError> {
     if r.is_symlink {
         Err(symlink_denied())
@@ -394,11 +455,29 @@ fn owner_writable(path: &Path) -> Result<bool, ToolError> {
 /// Reads a file as UTF-8 (invalid sequences become U+FFFD, as Node does), never through a symlink.
 fn read_to_string(r: &Resolved) -> Result<String, ToolError> {
     refuse_symlink(r)?;
-    let mut file = open_nofollow(&r.target, OpenOptions::new().read(true))?;
+    let (mut file, _) = open_regular_file(&r.target)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| ToolError::io(&e, "read", &r.target))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Opens a regular file for reading, with `O_NOFOLLOW`, and returns it with its size. Opened
+/// non-blocking so a FIFO (which `exec` can make) fails here instead of blocking the tool for
+/// ever; a regular file reads the same either way.
+fn open_regular_file(path: &Path) -> Result<(File, u64), ToolError> {
+    let file = open_with_flags(
+        path,
+        OpenOptions::new().read(true),
+        nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK,
+    )?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ToolError::io(&e, "fstat", path))?;
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
+    Ok((file, meta.len()))
 }
 
 enum WriteMode {
@@ -412,23 +491,36 @@ fn write_file(path: &Path, bytes: &[u8], mode: WriteMode) -> Result<(), ToolErro
         WriteMode::Truncate => options.write(true).create(true).truncate(true).mode(0o644),
         WriteMode::Append => options.append(true),
     };
-    let mut file = open_nofollow(path, &mut options)?;
+    // Non-blocking, so a FIFO fails (ENXIO without a reader) instead of blocking for ever.
+    let mut file = open_with_flags(
+        path,
+        &mut options,
+        nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK,
+    )?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ToolError::io(&e, "fstat", path))?;
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
     file.write_all(bytes)
         .map_err(|e| ToolError::io(&e, "write", path))
 }
 
-/// Opens with `O_NOFOLLOW`, so a symlink swapped in after the checks is refused (ELOOP).
-fn open_nofollow(path: &Path, options: &mut OpenOptions) -> Result<File, ToolError> {
-    options
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::ELOOP) {
-                symlink_denied()
-            } else {
-                ToolError::io(&e, "open", path)
-            }
-        })
+fn not_regular(path: &Path) -> ToolError {
+    ToolError::new(format!("{} is not a regular file", path.display()))
+}
+
+/// Opens with these `open(2)` flags (replacing any set before), mapping ELOOP to the symlink
+/// refusal: callers pass `O_NOFOLLOW`, so a symlink swapped in after the checks is refused.
+fn open_with_flags(path: &Path, options: &mut OpenOptions, flags: i32) -> Result<File, ToolError> {
+    options.custom_flags(flags).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(nix::libc::ELOOP) {
+            symlink_denied()
+        } else {
+            ToolError::io(&e, "open", path)
+        }
+    })
 }
 
 /// `Array.prototype.slice` index: truncated toward zero, negative from the end, clamped.
@@ -505,7 +597,7 @@ mod tests {
         }
     }
 
-    fn message(result: Result<Value, ToolError>) -> String {
+    fn message<T: std::fmt::Debug>(result: Result<T, ToolError>) -> String {
         result.expect_err("tool should fail").message
     }
 
@@ -576,6 +668,34 @@ mod tests {
     }
 
     #[test]
+    fn reads_and_writes_refuse_a_fifo_instead_of_blocking() {
+        let f = fixture();
+        for name in ["pipe.txt", "pipe.png", "pipe.pdf"] {
+            nix::unistd::mkfifo(&f.path(name), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        }
+        let expected = |name: &str| format!("{} is not a regular file", f.path(name).display());
+        assert_eq!(
+            message(read_text_file(&f.ws, read("pipe.txt", None, None))),
+            expected("pipe.txt")
+        );
+        assert_eq!(
+            message(read_image_file(&f.ws, path("pipe.png"))),
+            expected("pipe.png")
+        );
+        assert_eq!(
+            message(read_pdf_file(&f.ws, path("pipe.pdf"))),
+            expected("pipe.pdf")
+        );
+        // Writing: no reader, so the open fails at once.
+        for result in [
+            write_text_file(&f.ws, write("pipe.txt", "x")),
+            append_text_file(&f.ws, write("pipe.txt", "x")),
+        ] {
+            assert!(message(result).starts_with("ENXIO"));
+        }
+    }
+
+    #[test]
     fn open_nofollow_refuses_a_symlink_swapped_in_late() {
         let f = fixture();
         symlink(f.outside.join("secret.txt"), f.path("late")).unwrap();
@@ -601,13 +721,33 @@ mod tests {
     }
 
     #[test]
-    fn write_into_a_missing_directory_is_refused() {
+    fn write_creates_missing_parent_directories() {
         let f = fixture();
-        let msg = message(write_text_file(&f.ws, write("no/such/dir.txt", "x")));
-        assert!(
-            msg.starts_with("Parent directory does not exist: "),
-            "{msg}"
+        let out = write_text_file(&f.ws, write("no/such/dir.txt", "x")).unwrap();
+        assert_eq!(out["path"], json!(f.path("no/such/dir.txt")));
+        assert_eq!(f.read("no/such/dir.txt"), "x");
+        assert!(f.path("no/such").is_dir());
+    }
+
+    #[test]
+    fn move_creates_missing_parent_directories_of_the_destination() {
+        let f = fixture();
+        let args = MoveArgs {
+            source: "a.txt".into(),
+            destination: "x/y/b.txt".into(),
+        };
+        move_file(&f.ws, args).unwrap();
+        assert_eq!(f.read("x/y/b.txt"), "l0\nl1\nl2\nl3");
+        // A missing source creates nothing.
+        let args = MoveArgs {
+            source: "nope".into(),
+            destination: "z/b.txt".into(),
+        };
+        assert_eq!(
+            message(move_file(&f.ws, args)),
+            "Source file nope does not exist."
         );
+        assert!(!f.path("z").exists());
     }
 
     #[test]
@@ -807,36 +947,84 @@ mod tests {
         assert!(f.path("sub").is_dir());
     }
 
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
     #[test]
-    fn image_and_pdf_checks() {
+    fn images_are_recognized_by_their_bytes_and_returned_whole() {
         let f = fixture();
-        fs::write(f.path("p.PNG"), [0u8; 10]).unwrap();
+        // The extension says PNG; the bytes decide.
+        fs::write(f.path("p.PNG"), PNG).unwrap();
+        let png = read_image_file(&f.ws, path("p.PNG")).unwrap();
         assert_eq!(
-            read_image_file(&f.ws, path("p.PNG")).unwrap(),
-            json!({"path": f.path("p.PNG"), "mimeType": "image/png", "size": 10})
+            png.info(),
+            json!({"path": f.path("p.PNG"), "mimeType": "image/png", "size": PNG.len()})
         );
+        assert_eq!(png.bytes, PNG);
+        assert!(png.is_image());
+        fs::write(f.path("photo.png"), [0xFF, 0xD8, 0xFF, 0xE0, 1, 2]).unwrap();
         assert_eq!(
-            message(read_image_file(&f.ws, path("a.txt"))),
-            "File a.txt is not supported."
+            read_image_file(&f.ws, path("photo.png")).unwrap().mime_type,
+            "image/jpeg"
+        );
+        fs::write(f.path("anim"), b"GIF89a....").unwrap();
+        assert_eq!(
+            read_image_file(&f.ws, path("anim")).unwrap().mime_type,
+            "image/gif"
+        );
+        fs::write(f.path("w.webp"), b"RIFF\x10\0\0\0WEBPVP8 ").unwrap();
+        assert_eq!(
+            read_image_file(&f.ws, path("w.webp")).unwrap().mime_type,
+            "image/webp"
+        );
+        fs::write(f.path("fake.png"), "not an image").unwrap();
+        assert_eq!(
+            message(read_image_file(&f.ws, path("fake.png"))),
+            "File fake.png is not supported. Only PNG, JPEG, GIF and WebP images can be read."
         );
         assert_eq!(
             message(read_image_file(&f.ws, path("x.png"))),
             "File x.png does not exist."
         );
-        let big = File::create(f.path("big.gif")).unwrap();
+    }
+
+    #[test]
+    fn images_over_15_mib_are_refused() {
+        let f = fixture();
+        let mut big = File::create(f.path("big.png")).unwrap();
+        big.write_all(PNG).unwrap();
         big.set_len(MAX_IMAGE_SIZE + 1).unwrap();
         assert_eq!(
-            message(read_image_file(&f.ws, path("big.gif"))),
+            message(read_image_file(&f.ws, path("big.png"))),
             "Image file too large (15.0MB). Maximum supported size is 15MB. Please use a smaller image file."
         );
-        fs::write(f.path("d.pdf"), "%PDF").unwrap();
+        big.set_len(MAX_IMAGE_SIZE).unwrap();
         assert_eq!(
-            read_pdf_file(&f.ws, path("d.pdf")).unwrap(),
-            json!({"path": f.path("d.pdf"), "mimeType": "application/pdf", "size": 4})
+            read_image_file(&f.ws, path("big.png")).unwrap().bytes.len() as u64,
+            MAX_IMAGE_SIZE
         );
+    }
+
+    #[test]
+    fn pdfs_are_recognized_by_their_header_and_limited_to_30_mib() {
+        let f = fixture();
+        fs::write(f.path("d.bin"), "%PDF-1.7\n%%EOF").unwrap();
+        let pdf = read_pdf_file(&f.ws, path("d.bin")).unwrap();
         assert_eq!(
-            message(read_pdf_file(&f.ws, path("a.txt"))),
-            "File a.txt is not a PDF file."
+            pdf.info(),
+            json!({"path": f.path("d.bin"), "mimeType": "application/pdf", "size": 14})
+        );
+        assert!(!pdf.is_image());
+        fs::write(f.path("fake.pdf"), "hello").unwrap();
+        assert_eq!(
+            message(read_pdf_file(&f.ws, path("fake.pdf"))),
+            "File fake.pdf is not a PDF file."
+        );
+        let mut big = File::create(f.path("big.pdf")).unwrap();
+        big.write_all(b"%PDF-1.7").unwrap();
+        big.set_len(MAX_PDF_SIZE + 1).unwrap();
+        assert_eq!(
+            message(read_pdf_file(&f.ws, path("big.pdf"))),
+            "PDF file too large (30.0MB). Maximum supported size is 30MB. Please use a smaller PDF file."
         );
     }
 

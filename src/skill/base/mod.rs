@@ -4,8 +4,10 @@
 //! speaks MCP on stdio. Tools, arguments and result shapes follow PERSTACK-COMPAT.md §6: a success
 //! is one text item holding the result as JSON, a failure is one text item
 //! `{"error":"Error","message":"…"}` (not an `isError` result), except `exec`, whose failure is
-//! `{"error":"<message>","stdout"?,"stderr"?}`. Arguments that do not match a tool's schema are a
-//! JSON-RPC `invalid params` error. Path rules: [`paths`].
+//! `{"error":"<message>","stdout"?,"stderr"?}`. `readImageFile` and `readPdfFile` add the file's
+//! bytes after the JSON text (an `image` item, or an embedded `resource` blob), because the
+//! runtime container cannot read the workspace. Arguments that do not match a tool's schema are a
+//! JSON-RPC `invalid params` error. Path rules: [`paths`]; user docs: docs/base-skill.md.
 
 pub mod error;
 pub mod exec;
@@ -18,12 +20,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use rmcp::ErrorData;
-use rmcp::model::{CallToolResult, JsonObject};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, ResourceContents};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use self::error::ToolError;
+use self::files::InlineFile;
 use self::paths::{Workspace, WorkspaceError};
 use self::todo::Todos;
 use crate::skill::server::{
@@ -70,18 +75,18 @@ impl BaseSkill {
         f(&mut todos)
     }
 
-    /// Runs one tool and returns its result object (success or failure shape).
-    async fn call(&self, name: &str, args: Option<JsonObject>) -> Result<Value, ErrorData> {
+    /// Runs one tool and returns its result (success or failure shape).
+    async fn call(&self, name: &str, args: Option<JsonObject>) -> Result<Reply, ErrorData> {
         let ws = &self.workspace;
         Ok(match name {
-            "attemptCompletion" => self.with_todos(|t| t.attempt_completion()),
+            "attemptCompletion" => self.with_todos(|t| t.attempt_completion()).into(),
             "todo" => {
                 let args = parse_args(name, args)?;
-                self.with_todos(|t| t.update(args))
+                self.with_todos(|t| t.update(args)).into()
             }
-            "clearTodo" => self.with_todos(Todos::clear),
-            "healthCheck" => info::health_check(ws, self.started),
-            "exec" => exec::exec(ws, parse_args(name, args)?).await,
+            "clearTodo" => self.with_todos(Todos::clear).into(),
+            "healthCheck" => info::health_check(ws, self.started).into(),
+            "exec" => exec::exec(ws, parse_args(name, args)?).await.into(),
             "getFileInfo" => blocking(ws, name, args, info::get_file_info).await?,
             "readTextFile" => blocking(ws, name, args, files::read_text_file).await?,
             "readImageFile" => blocking(ws, name, args, files::read_image_file).await?,
@@ -99,23 +104,65 @@ impl BaseSkill {
     }
 }
 
+/// What a tool returns: a result object (sent as one JSON text item), or a file sent inline.
+#[derive(Debug)]
+enum Reply {
+    Json(Value),
+    Inline(InlineFile),
+}
+
+impl From<Value> for Reply {
+    fn from(value: Value) -> Reply {
+        Reply::Json(value)
+    }
+}
+
+impl From<InlineFile> for Reply {
+    fn from(file: InlineFile) -> Reply {
+        Reply::Inline(file)
+    }
+}
+
+impl Reply {
+    /// The MCP result: one JSON text item; for an inline file, the `{path, mimeType, size}` text
+    /// followed by an `image` item or an embedded `resource` with a base64 `blob`.
+    fn into_result(self) -> CallToolResult {
+        match self {
+            Reply::Json(value) => json_result(&value),
+            Reply::Inline(file) => {
+                let data = BASE64.encode(&file.bytes);
+                let item = if file.is_image() {
+                    ContentBlock::image(data, file.mime_type)
+                } else {
+                    let uri = format!("file://{}", paths::lossy(&file.path));
+                    ContentBlock::resource(
+                        ResourceContents::blob(data, uri).with_mime_type(file.mime_type),
+                    )
+                };
+                CallToolResult::success(vec![ContentBlock::text(file.info().to_string()), item])
+            }
+        }
+    }
+}
+
 /// Parses the arguments, then runs a file tool on the blocking pool (file system calls block).
-async fn blocking<A, F>(
+async fn blocking<A, T, F>(
     ws: &Arc<Workspace>,
     name: &str,
     args: Option<JsonObject>,
     tool: F,
-) -> Result<Value, ErrorData>
+) -> Result<Reply, ErrorData>
 where
     A: DeserializeOwned + Send + 'static,
-    F: FnOnce(&Workspace, A) -> Result<Value, ToolError> + Send + 'static,
+    T: Into<Reply> + Send + 'static,
+    F: FnOnce(&Workspace, A) -> Result<T, ToolError> + Send + 'static,
 {
     let args: A = parse_args(name, args)?;
     let ws = Arc::clone(ws);
     let outcome = tokio::task::spawn_blocking(move || tool(&ws, args))
         .await
         .map_err(|e| ErrorData::internal_error(format!("tool {name} did not finish: {e}"), None))?;
-    Ok(outcome.unwrap_or_else(|e| e.to_json()))
+    Ok(outcome.map_or_else(|e| Reply::Json(e.to_json()), Into::into))
 }
 
 impl ToolServer for BaseSkill {
@@ -127,7 +174,7 @@ impl ToolServer for BaseSkill {
         name: &str,
         args: Option<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(json_result(&self.call(name, args).await?))
+        Ok(self.call(name, args).await?.into_result())
     }
 }
 
@@ -254,7 +301,8 @@ pub const TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "readImageFile",
         title: "Read image file",
-        description: "Load a PNG, JPEG, GIF or WebP image (at most 15 MB) so you can see it.",
+        description: "Load a PNG, JPEG, GIF or WebP image (at most 15 MB) so you can see it. \
+            The type is recognized from the file's contents.",
         input_schema: || path_only("Image file to read."),
     },
     ToolDef {
@@ -267,8 +315,8 @@ pub const TOOLS: &[ToolDef] = &[
         name: "writeTextFile",
         title: "Write text file",
         description: "Create a text file or overwrite an existing one with the given UTF-8 text. \
-            The parent directory must exist (use createDirectory first). Overwrites without \
-            asking; to change part of a file use editTextFile, to add to its end appendTextFile.",
+            Missing parent directories are created. Overwrites without asking; to change part \
+            of a file use editTextFile, to add to its end appendTextFile.",
         input_schema: || {
             object_schema(
                 json!({
@@ -314,8 +362,8 @@ pub const TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "moveFile",
         title: "Move file",
-        description: "Move or rename a file or directory. The destination must not exist yet and \
-            its parent directory must.",
+        description: "Move or rename a file or directory. The destination must not exist yet; \
+            missing parent directories of it are created.",
         input_schema: || {
             object_schema(
                 json!({
@@ -365,3 +413,6 @@ pub const TOOLS: &[ToolDef] = &[
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod path_safety_tests;

@@ -14,8 +14,11 @@
 //!    symlinks are resolved, so `ln -s perstack p` does not open the run data.
 //! 4. An existing path's realpath must be the workspace or below it. (Perstack falls back to the
 //!    parent check when this fails, which lets a symlink to outside through; we do not.)
-//! 5. A path that does not exist yet must have an existing parent whose realpath is inside.
-//!    Nothing creates missing parents: `Parent directory does not exist: …`.
+//! 5. A path that does not exist yet must have an existing parent whose realpath is inside
+//!    (`Parent directory does not exist: …`). `writeTextFile` and `moveFile` first create missing
+//!    parents with [`Workspace::create_parents`] (`mkdir -p`), which applies the same rules to
+//!    every directory it makes: the nearest existing ancestor's realpath must be inside the
+//!    workspace and outside `perstack/`, so nothing is created through a symlink leading out.
 //! 6. A dangling symlink cannot be resolved, so it cannot be shown to stay inside: denied.
 //!
 //! These rules keep Perstack's semantics and stop accidental escapes. The security boundary is
@@ -131,6 +134,81 @@ impl Workspace {
             }
             Err(e) => Err(ToolError::io(&e, "lstat", &lexical)),
         }
+    }
+
+    /// `mkdir -p` of the parent of `requested`, under the path rules: the nearest existing
+    /// ancestor is resolved with `realpath` and must be inside the workspace (so a symlink leading
+    /// out is never created through) and outside the reserved directory, and so must every
+    /// directory created below it. Each one is made with `mkdir` (mode 0755 before the umask),
+    /// which never follows a symlink at the created name. Does nothing when the parent exists.
+    pub fn create_parents(&self, requested: &str) -> Result<(), ToolError> {
+        let expanded = self.expand_home(Path::new(requested));
+        let lexical = normalize(&self.root.join(expanded));
+        if self.is_reserved(&lexical) {
+            return Err(reserved_denied());
+        }
+        let Some(parent) = lexical.parent() else {
+            return Ok(());
+        };
+        // Walk up to the nearest ancestor that exists (as anything, a symlink included).
+        let mut missing = Vec::new();
+        let mut ancestor = parent;
+        loop {
+            match fs::symlink_metadata(ancestor) {
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let (Some(up), Some(name)) = (ancestor.parent(), ancestor.file_name()) else {
+                        return Ok(());
+                    };
+                    missing.push(name.to_owned());
+                    ancestor = up;
+                }
+                // ENOTDIR and the like: the later resolve reports it.
+                Err(_) => return Ok(()),
+            }
+        }
+        // Resolved even when nothing is missing, so a dangling symlink as the parent is reported
+        // as what it is rather than as a missing directory.
+        let real = match fs::canonicalize(ancestor) {
+            Ok(real) => real,
+            Err(_) if !self.contains(ancestor) => return Err(self.outside(&lexical)),
+            Err(_) => {
+                return Err(ToolError::new(format!(
+                    "Access denied - symlink target cannot be resolved: {}",
+                    ancestor.display()
+                )));
+            }
+        };
+        if !self.contains(&real) {
+            return Err(if self.contains(&lexical) {
+                ToolError::new("Access denied - parent directory outside allowed directories")
+            } else {
+                self.outside(&lexical)
+            });
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut dir = real;
+        for name in missing.iter().rev() {
+            dir.push(name);
+            if self.is_reserved(&dir) {
+                return Err(reserved_denied());
+            }
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                // Made by someone else meanwhile: fine if it is a real directory.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let meta =
+                        fs::symlink_metadata(&dir).map_err(|e| ToolError::io(&e, "lstat", &dir))?;
+                    if !meta.is_dir() {
+                        return Err(ToolError::io(&e, "mkdir", &dir));
+                    }
+                }
+                Err(e) => return Err(ToolError::io(&e, "mkdir", &dir)),
+            }
+        }
+        Ok(())
     }
 
     /// Whether `path` is the workspace or below it (component-wise, so `/ws2` is not in `/ws`).

@@ -312,3 +312,95 @@ fn workspace_must_exist() {
     let err = BaseSkill::new(dir.path().join("missing")).unwrap_err();
     assert!(err.to_string().contains("--workspace"), "{err}");
 }
+
+/// readImageFile / readPdfFile send the bytes themselves (the runtime has no workspace mount),
+/// and the runtime's result mapping turns them into inline parts for the model.
+#[tokio::test]
+async fn image_and_pdf_bytes_reach_the_model_as_inline_parts() {
+    use crate::event::Part;
+    use crate::skill::result::map_call_result;
+    use base64::Engine as _;
+
+    let f = fixture().await;
+    let png: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRpixels";
+    let pdf: &[u8] = b"%PDF-1.7\n1 0 obj\n%%EOF\n";
+    fs::write(f.root().join("shot.png"), png).unwrap();
+    fs::write(f.root().join("paper.pdf"), pdf).unwrap();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+    for (tool, file, bytes, mime) in [
+        ("readImageFile", "shot.png", png, "image/png"),
+        ("readPdfFile", "paper.pdf", pdf, "application/pdf"),
+    ] {
+        let args = json!({ "path": file });
+        let result = f.client.call_raw(tool, args.clone()).await.unwrap();
+        let wire = serde_json::to_value(&result).unwrap();
+        let output = map_call_result(tool, &args, &wire);
+        assert!(!output.is_error);
+        let [Part::TextPart { text, .. }, inline] = output.parts.as_slice() else {
+            panic!(
+                "{tool}: text + inline part expected, got {:?}",
+                output.parts
+            );
+        };
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(text).unwrap(),
+            json!({ "path": f.root().join(file), "mimeType": mime, "size": bytes.len() })
+        );
+        match inline {
+            Part::ImageInlinePart {
+                encoded_data,
+                mime_type,
+                ..
+            } if tool == "readImageFile" => {
+                assert_eq!(
+                    (encoded_data.as_str(), mime_type.as_str()),
+                    (b64(bytes).as_str(), mime)
+                );
+            }
+            Part::FileInlinePart {
+                encoded_data,
+                mime_type,
+                ..
+            } if tool == "readPdfFile" => {
+                assert_eq!(
+                    (encoded_data.as_str(), mime_type.as_str()),
+                    (b64(bytes).as_str(), mime)
+                );
+            }
+            other => panic!("{tool}: wrong inline part {other:?}"),
+        }
+    }
+}
+
+/// The largest files the tools accept fit in one MCP message: a 30 MiB PDF is 40 MiB of base64,
+/// more than rmcp's default line limit (16 MiB).
+#[tokio::test]
+async fn the_largest_image_and_pdf_cross_mcp_whole() {
+    use crate::skill::base::files::{MAX_IMAGE_SIZE, MAX_PDF_SIZE};
+
+    let f = fixture().await;
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(usize::try_from(MAX_IMAGE_SIZE).unwrap(), 7);
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.resize(usize::try_from(MAX_PDF_SIZE).unwrap(), b' ');
+    fs::write(f.root().join("big.png"), &png).unwrap();
+    fs::write(f.root().join("big.pdf"), &pdf).unwrap();
+    for (tool, file, size) in [
+        ("readImageFile", "big.png", MAX_IMAGE_SIZE),
+        ("readPdfFile", "big.pdf", MAX_PDF_SIZE),
+    ] {
+        // rmcp drops an oversized line and waits on: the timeout turns that hang into a failure.
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            f.client.call_raw(tool, json!({ "path": file })),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{tool}: no answer (message dropped?)"))
+        .unwrap();
+        assert_eq!(result.content.len(), 2, "{tool}");
+        let info: serde_json::Value =
+            serde_json::from_str(&result.content[0].as_text().unwrap().text).unwrap();
+        assert_eq!(info["size"], size, "{tool}");
+    }
+}

@@ -48,6 +48,29 @@ pub fn require_docker() -> bool {
     true
 }
 
+/// The local Debian image `make test-images` builds; the workspace image of the tests that need
+/// a shell in base-skill.
+pub const BOOKWORM_IMAGE: &str = "perstack-sandbox/bookworm:local";
+
+/// Docker (see [`require_docker`]) and [`BOOKWORM_IMAGE`]. A missing image is a failure that says
+/// how to build it, never a skip.
+pub fn require_bookworm_image() -> bool {
+    if !require_docker() {
+        return false;
+    }
+    let found = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", BOOKWORM_IMAGE])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "the image {BOOKWORM_IMAGE} is missing; build it with `make test-images` (as root: it \
+         runs debootstrap), then run the tests again"
+    );
+    true
+}
+
 /// Removes every container and volume labelled with a job id when dropped, panics included.
 pub struct JobGuard {
     pub job_id: String,
@@ -189,6 +212,11 @@ impl TestRun {
     }
 
     fn command(&self) -> Command {
+        self.command_with(&[])
+    }
+
+    /// The command with `extra` arguments after this run's own (before the Expert and query).
+    fn command_with(&self, extra: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         cmd.arg("run")
             .arg("--config")
@@ -203,6 +231,7 @@ impl TestRun {
             .arg(&self.guard.job_id)
             .arg("--json")
             .args(&self.args)
+            .args(extra)
             .arg(&self.expert)
             .arg(&self.query)
             // The test process's own dotenv lookups must not depend on where tests run from.
@@ -220,6 +249,13 @@ impl TestRun {
     /// Runs to the end.
     pub fn run(&self) -> Finished {
         let out = self.command().output().expect("run the binary");
+        finished(out.status.code(), out.stdout, out.stderr)
+    }
+
+    /// Runs to the end again, in the same workspace and job, with `extra` arguments (e.g.
+    /// `--continue`).
+    pub fn run_with(&self, extra: &[&str]) -> Finished {
+        let out = self.command_with(extra).output().expect("run the binary");
         finished(out.status.code(), out.stdout, out.stderr)
     }
 
@@ -281,6 +317,16 @@ impl Finished {
                     .unwrap_or_default()
             })
             .unwrap_or_else(|| panic!("no result for tool {tool}; events:\n{}", self.stdout))
+    }
+
+    /// The result parts of every call to `tool`, in the order the results were resolved.
+    pub fn tool_results(&self, tool: &str) -> Vec<Vec<Value>> {
+        self.of_type("resolveToolResults")
+            .iter()
+            .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+            .filter(|r| r["toolName"] == tool)
+            .map(|r| r["result"].as_array().cloned().unwrap_or_default())
+            .collect()
     }
 
     /// The keys of a JSON object.

@@ -1,0 +1,244 @@
+//! The `egress-proxy` role: the one way out of a run's internal networks.
+//!
+//! It carries HTTP `CONNECT` tunnels to allowlisted `host:port`s, and forwards plain HTTP only
+//! to a provider endpoint the user configured explicitly (Ollama on `http://host:11434`).
+//! A client is identified by the network its connection arrived on: every principal (the
+//! runtime, each skill with `allowedDomains`) has an internal network of its own, shared only
+//! with the proxy, so the proxy's own address on that network says who is asking — nothing the
+//! client sends can claim another identity.
+//!
+//! Names are resolved by the proxy itself, every address is checked ([`address`]) and the
+//! connection goes to an address that was checked, so DNS rebinding gets nowhere. The one
+//! exception to the address check is a provider endpoint configured explicitly, which may well
+//! live on the host or the LAN.
+//!
+//! Every decision is written to stdout as one JSON line (an [`Access`]); the controller turns
+//! them into `proxyAccess` events.
+
+pub mod address;
+pub mod rules;
+mod server;
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+pub use server::{Resolver, serve, system_resolver};
+
+use rules::Allowlist;
+
+/// The port the proxy listens on.
+pub const PROXY_PORT: u16 = 3128;
+
+/// What the controller tells the proxy (JSON, passed in the `PERSTACK_PROXY_CONFIG` variable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyConfig {
+    /// Who may use the proxy, each by the network it comes from.
+    pub principals: Vec<Principal>,
+}
+
+/// One client of the proxy and what it may reach.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Principal {
+    /// `runtime`, or the skill's name: reported in every access record.
+    pub name: String,
+    /// The principal's internal network (CIDR, e.g. `172.30.4.0/24`). A connection whose local
+    /// address — the proxy's own address on that network — lies in it is this principal's.
+    pub subnet: Subnet,
+    /// The domains it may reach over `CONNECT`.
+    #[serde(default)]
+    pub allow: Allowlist,
+    /// Provider endpoints configured explicitly: reachable whatever they resolve to, and — when
+    /// `plainHttp` — over plain HTTP.
+    #[serde(default)]
+    pub trusted: Vec<TrustedEndpoint>,
+}
+
+/// A provider endpoint the user configured explicitly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedEndpoint {
+    /// Host name or IP literal, as in the configured URL.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The URL is `http://`: forward plain HTTP requests to it.
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
+/// An IP network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Subnet {
+    /// The network address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Subnet {
+    /// Whether `ip` is in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl TryFrom<String> for Subnet {
+    type Error = String;
+    fn try_from(text: String) -> Result<Subnet, String> {
+        let bad = || format!("`{text}` is not a CIDR network (e.g. 172.30.4.0/24)");
+        let (addr, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Subnet { addr, prefix })
+    }
+}
+
+impl From<Subnet> for String {
+    fn from(subnet: Subnet) -> String {
+        format!("{}/{}", subnet.addr, subnet.prefix)
+    }
+}
+
+impl ProxyConfig {
+    /// The principal whose network `local` (the proxy's address the connection arrived at)
+    /// belongs to.
+    pub fn principal_at(&self, local: SocketAddr) -> Option<&Principal> {
+        let ip = match local.ip() {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        self.principals.iter().find(|p| p.subnet.contains(ip))
+    }
+}
+
+/// One decision of the proxy: a line of its stdout, a `proxyAccess` event for the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Access {
+    /// `allowed` or `blocked`.
+    pub action: crate::event::ProxyAction,
+    /// The host asked for, as asked.
+    pub domain: String,
+    /// The port asked for.
+    pub port: u16,
+    /// Why (always given when blocked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who asked: `runtime` or a skill's name (`unknown` for a connection from no known network).
+    pub client: String,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No or a bad configuration.
+    #[error("bad egress proxy configuration in PERSTACK_PROXY_CONFIG: {0}")]
+    Config(String),
+    /// The port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the role: listens on every interface on [`PROXY_PORT`] and serves until killed.
+/// Access records go to stdout, one JSON line each.
+pub async fn run(config_json: Option<String>) -> Result<(), ProxyError> {
+    let text = config_json.ok_or_else(|| ProxyError::Config("not set".into()))?;
+    let config: ProxyConfig =
+        serde_json::from_str(&text).map_err(|e| ProxyError::Config(e.to_string()))?;
+    let addr = SocketAddr::from(([0, 0, 0, 0], PROXY_PORT));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Listen { addr, source })?;
+    let (log, mut records) = tokio::sync::mpsc::unbounded_channel::<Access>();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stdout = tokio::io::stdout();
+        while let Some(record) = records.recv().await {
+            let Ok(mut line) = serde_json::to_string(&record) else {
+                continue;
+            };
+            line.push('\n');
+            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    serve(
+        listener,
+        std::sync::Arc::new(config),
+        log,
+        system_resolver(),
+    )
+    .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principals_are_found_by_the_network_a_connection_arrived_on() {
+        let config: ProxyConfig = serde_json::from_value(serde_json::json!({
+            "principals": [
+                {"name": "runtime", "subnet": "172.30.1.0/24", "allow": {"rules": ["api.anthropic.com"]}},
+                {"name": "web", "subnet": "172.30.2.0/24", "allow": {"rules": ["*.exa.ai"]}}
+            ]
+        }))
+        .expect("config");
+        let at = |ip: &str| {
+            config
+                .principal_at(SocketAddr::new(ip.parse().expect("ip"), PROXY_PORT))
+                .map(|p| p.name.as_str())
+        };
+        assert_eq!(at("172.30.1.2"), Some("runtime"));
+        assert_eq!(at("172.30.2.254"), Some("web"));
+        assert_eq!(at("::ffff:172.30.2.3"), Some("web"));
+        assert_eq!(at("172.30.3.2"), None);
+        assert_eq!(at("10.0.0.1"), None);
+    }
+
+    #[test]
+    fn subnets_parse_and_contain() {
+        let net = Subnet::try_from("10.1.0.0/16".to_string()).expect("subnet");
+        assert!(net.contains("10.1.200.3".parse().expect("ip")));
+        assert!(!net.contains("10.2.0.1".parse().expect("ip")));
+        let all = Subnet::try_from("0.0.0.0/0".to_string()).expect("subnet");
+        assert!(all.contains("8.8.8.8".parse().expect("ip")));
+        let v6 = Subnet::try_from("fd00:1::/64".to_string()).expect("subnet");
+        assert!(v6.contains("fd00:1::5".parse().expect("ip")));
+        assert!(!v6.contains("10.1.0.1".parse().expect("ip")));
+        assert!(Subnet::try_from("10.0.0.0/33".to_string()).is_err());
+        assert!(Subnet::try_from("10.0.0.0".to_string()).is_err());
+    }
+}

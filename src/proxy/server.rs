@@ -1,0 +1,561 @@
+//! Accepting connections, reading one request head, deciding, and splicing bytes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+
+use super::rules::normalize_host;
+use super::{Access, Principal, ProxyConfig, address};
+use crate::event::ProxyAction;
+
+/// Longest request head read before giving up.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting upstream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait.
+const MAX_CONNECTIONS: usize = 512;
+
+/// Resolves `host:port` to addresses (injectable so tests can play DNS rebinding).
+pub type Resolver =
+    Arc<dyn Fn(String, u16) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> + Send + Sync>;
+
+/// The system resolver (getaddrinfo).
+pub fn system_resolver() -> Resolver {
+    Arc::new(|host, port| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    })
+}
+
+/// Serves `listener` until the process ends.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<ProxyConfig>,
+    log: mpsc::UnboundedSender<Access>,
+    resolver: Resolver,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (client, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (config, log, resolver) = (config.clone(), log.clone(), resolver.clone());
+        tokio::spawn(async move {
+            handle(client, &config, &log, &resolver).await;
+            drop(permit);
+        });
+    }
+}
+
+/// A request the proxy understood.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    /// `CONNECT host:port`.
+    Connect { host: String, port: u16 },
+    /// An absolute-form plain HTTP request, to forward as origin-form.
+    Forward {
+        host: String,
+        port: u16,
+        /// The head rewritten for the origin server.
+        head: Vec<u8>,
+    },
+}
+
+async fn handle(
+    mut client: TcpStream,
+    config: &ProxyConfig,
+    log: &mpsc::UnboundedSender<Access>,
+    resolver: &Resolver,
+) {
+    let principal = client
+        .local_addr()
+        .ok()
+        .and_then(|local| config.principal_at(local));
+    let (head, rest) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await {
+        Ok(Ok(read)) => read,
+        _ => {
+            let _ = respond(&mut client, 400, "Bad Request", "could not read a request").await;
+            return;
+        }
+    };
+    let request = match parse_head(&head) {
+        Ok(request) => request,
+        Err(why) => {
+            let _ = respond(&mut client, 400, "Bad Request", why).await;
+            return;
+        }
+    };
+    let (host, port) = match &request {
+        Request::Connect { host, port } | Request::Forward { host, port, .. } => {
+            (host.clone(), *port)
+        }
+    };
+    let record = |action, reason: Option<String>| Access {
+        action,
+        domain: host.clone(),
+        port,
+        reason,
+        client: principal.map_or_else(|| "unknown".to_string(), |p| p.name.clone()),
+    };
+    let Some(principal) = principal else {
+        let why = "connection from a network the proxy does not serve";
+        let _ = log.send(record(ProxyAction::Blocked, Some(why.into())));
+        let _ = respond(&mut client, 403, "Forbidden", why).await;
+        return;
+    };
+    let plain = matches!(request, Request::Forward { .. });
+    let targets = match decide(principal, &host, port, plain, resolver).await {
+        Ok(targets) => targets,
+        Err(why) => {
+            let _ = log.send(record(ProxyAction::Blocked, Some(why.clone())));
+            let _ = respond(&mut client, 403, "Forbidden", &why).await;
+            return;
+        }
+    };
+    let mut upstream = match connect_any(&targets).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            let why = format!("cannot connect: {error}");
+            let _ = log.send(record(ProxyAction::Blocked, Some(why.clone())));
+            let _ = respond(&mut client, 502, "Bad Gateway", &why).await;
+            return;
+        }
+    };
+    let _ = log.send(record(ProxyAction::Allowed, None));
+    let ready = match &request {
+        Request::Connect { .. } => {
+            client
+                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await
+        }
+        Request::Forward { head, .. } => upstream.write_all(head).await,
+    };
+    if ready.is_err() || upstream.write_all(&rest).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+/// Where `principal` may go for `host:port`: checked addresses, or why not.
+async fn decide(
+    principal: &Principal,
+    host: &str,
+    port: u16,
+    plain_http: bool,
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, String> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let trusted = principal.trusted.iter().find(|t| {
+        t.port == port
+            && t.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .eq_ignore_ascii_case(bare)
+    });
+    if let Some(trusted) = trusted {
+        if plain_http && !trusted.plain_http {
+            return Err("plain HTTP to this endpoint is not configured; use HTTPS".into());
+        }
+        // The user named this endpoint: it may resolve anywhere, the host or the LAN included.
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        return resolver(bare.to_string(), port)
+            .await
+            .map_err(|e| format!("cannot resolve: {e}"));
+    }
+    if plain_http {
+        return Err(
+            "plain HTTP is only forwarded to a provider endpoint configured explicitly".into(),
+        );
+    }
+    if bare.parse::<IpAddr>().is_ok() {
+        return Err("IP address literals are refused; the allowlist names domains".into());
+    }
+    let name = normalize_host(bare).map_err(|e| e.to_string())?;
+    if principal.allow.find(&name, port).is_none() {
+        return Err(
+            if principal
+                .allow
+                .find(&name, super::rules::DEFAULT_PORT)
+                .is_some()
+            {
+                format!("port {port} is not allowed for this domain")
+            } else {
+                "Domain not in allowlist".into()
+            },
+        );
+    }
+    let resolved = resolver(name, port)
+        .await
+        .map_err(|e| format!("cannot resolve: {e}"))?;
+    let mut refusal = None;
+    let public: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|a| match address::check(a.ip()) {
+            Ok(()) => true,
+            Err(why) => {
+                refusal.get_or_insert(why);
+                false
+            }
+        })
+        .collect();
+    match (public.is_empty(), refusal) {
+        (false, _) => Ok(public),
+        (true, Some(why)) => Err(why.reason().to_string()),
+        (true, None) => Err("cannot resolve: no addresses".into()),
+    }
+}
+
+async fn connect_any(targets: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses");
+    for target in targets {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(error)) => last = error,
+            Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+        }
+    }
+    Err(last)
+}
+
+/// Reads up to the blank line ending the head; returns the head and any bytes after it.
+async fn read_head(client: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(end + 4);
+            return Ok((buf, rest));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+    }
+}
+
+/// Parses a request head: `CONNECT host:port`, or an absolute-form `http://` request.
+fn parse_head(head: &[u8]) -> Result<Request, &'static str> {
+    let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8")?;
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    let mut parts = first.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("malformed request line");
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err("only HTTP/1.x is spoken here");
+    }
+    if method.eq_ignore_ascii_case("CONNECT") {
+        let (host, port) = split_host_port(target).ok_or("CONNECT needs host:port")?;
+        return Ok(Request::Connect { host, port });
+    }
+    let url = url::Url::parse(target).map_err(|_| "expected an absolute http:// URL")?;
+    if url.scheme() != "http" {
+        return Err("only http:// URLs are forwarded; use CONNECT for HTTPS");
+    }
+    let host = url.host_str().ok_or("the URL has no host")?.to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut path = url.path().to_string();
+    if let Some(query) = url.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let mut rewritten = format!("{method} {path} {version}\r\n");
+    for line in lines.filter(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or_default().trim();
+        // Hop-by-hop and proxy headers stay here; one request per connection keeps the
+        // decision per request.
+        if [
+            "proxy-connection",
+            "proxy-authorization",
+            "connection",
+            "keep-alive",
+        ]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+        {
+            continue;
+        }
+        rewritten.push_str(line);
+        rewritten.push_str("\r\n");
+    }
+    rewritten.push_str("Connection: close\r\n\r\n");
+    Ok(Request::Forward {
+        host,
+        port,
+        head: rewritten.into_bytes(),
+    })
+}
+
+/// `host:port` or `[v6]:port`.
+fn split_host_port(target: &str) -> Option<(String, u16)> {
+    let (host, port) = target.rsplit_once(':')?;
+    let port = port.parse().ok().filter(|p| *p != 0)?;
+    if host.is_empty() || (host.contains(':') && !host.starts_with('[')) {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+async fn respond(
+    client: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let body = format!("perstack-sandbox egress proxy: {body}\n");
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(response.as_bytes()).await?;
+    client.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::TrustedEndpoint;
+    use crate::proxy::rules::{Allowlist, DomainRule};
+
+    fn principal(rules: &[&str], trusted: Vec<TrustedEndpoint>) -> Principal {
+        Principal {
+            name: "runtime".into(),
+            subnet: "127.0.0.0/8".to_string().try_into().expect("subnet"),
+            allow: Allowlist {
+                rules: rules
+                    .iter()
+                    .map(|r| DomainRule::parse(r).expect("rule"))
+                    .collect(),
+            },
+            trusted,
+        }
+    }
+
+    /// A resolver that answers every name with `ip`.
+    fn resolving_to(ip: &str) -> Resolver {
+        let ip: IpAddr = ip.parse().expect("ip");
+        Arc::new(move |_, port| Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) }))
+    }
+
+    #[tokio::test]
+    async fn allowlisted_names_resolving_to_public_addresses_are_allowed() {
+        let p = principal(&["api.anthropic.com"], vec![]);
+        let targets = decide(
+            &p,
+            "api.anthropic.com",
+            443,
+            false,
+            &resolving_to("160.79.104.10"),
+        )
+        .await
+        .expect("allowed");
+        assert_eq!(targets, [SocketAddr::from(([160, 79, 104, 10], 443))]);
+    }
+
+    #[tokio::test]
+    async fn what_the_allowlist_does_not_name_is_blocked() {
+        let p = principal(&["api.anthropic.com"], vec![]);
+        let public = resolving_to("1.1.1.1");
+        let blocked = |host: &'static str, port: u16| {
+            let (p, public) = (p.clone(), public.clone());
+            async move {
+                decide(&p, host, port, false, &public)
+                    .await
+                    .expect_err(host)
+            }
+        };
+        assert_eq!(
+            blocked("evil.example.com", 443).await,
+            "Domain not in allowlist"
+        );
+        assert_eq!(
+            blocked("api.anthropic.com", 80).await,
+            "port 80 is not allowed for this domain"
+        );
+        assert!(
+            blocked("1.1.1.1", 443)
+                .await
+                .contains("IP address literals")
+        );
+        assert!(
+            blocked("[2606:4700::1111]", 443)
+                .await
+                .contains("IP address literals")
+        );
+        assert!(
+            blocked("xn--nthropic-5ya.com", 443)
+                .await
+                .contains("punycode")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_allowed_name_that_resolves_inside_is_refused_dns_rebinding() {
+        let p = principal(&["*.example.com"], vec![]);
+        for (ip, why) in [
+            ("127.0.0.1", "loopback"),
+            ("169.254.169.254", "link-local"),
+            ("172.17.0.1", "private"),
+            ("::ffff:10.0.0.1", "IPv4-mapped"),
+        ] {
+            let error = decide(&p, "rebind.example.com", 443, false, &resolving_to(ip))
+                .await
+                .expect_err(ip);
+            assert!(error.contains(why), "{ip}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn plain_http_goes_only_to_a_configured_provider_endpoint() {
+        let ollama = TrustedEndpoint {
+            host: "host.docker.internal".into(),
+            port: 11434,
+            plain_http: true,
+        };
+        let p = principal(&["example.com:80"], vec![ollama]);
+        // The configured endpoint may be on the host: no address check for it.
+        let targets = decide(
+            &p,
+            "host.docker.internal",
+            11434,
+            true,
+            &resolving_to("172.17.0.1"),
+        )
+        .await
+        .expect("allowed");
+        assert_eq!(targets, [SocketAddr::from(([172, 17, 0, 1], 11434))]);
+        let error = decide(&p, "example.com", 80, true, &resolving_to("1.1.1.1"))
+            .await
+            .expect_err("plain http elsewhere");
+        assert!(error.contains("plain HTTP is only forwarded"), "{error}");
+        let error = decide(
+            &p,
+            "host.docker.internal",
+            11435,
+            true,
+            &resolving_to("172.17.0.1"),
+        )
+        .await
+        .expect_err("other port");
+        assert!(error.contains("plain HTTP"), "{error}");
+    }
+
+    #[test]
+    fn request_heads_parse() {
+        assert_eq!(
+            parse_head(b"CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n"),
+            Ok(Request::Connect {
+                host: "api.github.com".into(),
+                port: 443
+            })
+        );
+        assert_eq!(
+            parse_head(b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n"),
+            Ok(Request::Connect {
+                host: "[::1]".into(),
+                port: 443
+            })
+        );
+        let Ok(Request::Forward { host, port, head }) = parse_head(
+            b"POST http://ollama:11434/api/chat?x=1 HTTP/1.1\r\nHost: ollama:11434\r\nProxy-Connection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+        ) else {
+            panic!("forward");
+        };
+        assert_eq!((host.as_str(), port), ("ollama", 11434));
+        assert_eq!(
+            String::from_utf8(head).expect("utf8"),
+            "POST /api/chat?x=1 HTTP/1.1\r\nHost: ollama:11434\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        );
+        assert!(parse_head(b"GET https://x.com/ HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_head(b"CONNECT x.com HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_head(b"CONNECT x.com:443 SPDY/3\r\n\r\n").is_err());
+        assert!(parse_head(b"GET / HTTP/1.1\r\n\r\n").is_err());
+    }
+
+    /// The whole path over real sockets: a tunnel to a configured endpoint carries bytes both
+    /// ways; a refused request gets a 403 and an access record.
+    #[tokio::test]
+    async fn tunnels_carry_bytes_and_refusals_are_logged() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream_port = upstream.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (mut s, _) = upstream.accept().await.expect("accept");
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.expect("read");
+            s.write_all(&buf.map(|b| b.to_ascii_uppercase()))
+                .await
+                .expect("write");
+        });
+        let trusted = TrustedEndpoint {
+            host: "127.0.0.1".into(),
+            port: upstream_port,
+            plain_http: false,
+        };
+        let config = Arc::new(ProxyConfig {
+            principals: vec![principal(&["api.example.com"], vec![trusted])],
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let proxy = listener.local_addr().expect("addr");
+        let (log, mut records) = mpsc::unbounded_channel();
+        tokio::spawn(serve(listener, config, log, resolving_to("1.1.1.1")));
+
+        let mut client = TcpStream::connect(proxy).await.expect("connect");
+        client
+            .write_all(format!("CONNECT 127.0.0.1:{upstream_port} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut established = [0u8; 39];
+        client.read_exact(&mut established).await.expect("200");
+        assert!(established.starts_with(b"HTTP/1.1 200"));
+        client.write_all(b"ping").await.expect("write");
+        let mut pong = [0u8; 4];
+        client.read_exact(&mut pong).await.expect("read");
+        assert_eq!(&pong, b"PING");
+        let allowed = records.recv().await.expect("record");
+        assert_eq!(allowed.action, ProxyAction::Allowed);
+        assert_eq!(allowed.client, "runtime");
+
+        let mut client = TcpStream::connect(proxy).await.expect("connect");
+        client
+            .write_all(b"CONNECT evil.example.net:443 HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+        let blocked = records.recv().await.expect("record");
+        assert_eq!(
+            blocked,
+            Access {
+                action: ProxyAction::Blocked,
+                domain: "evil.example.net".into(),
+                port: 443,
+                reason: Some("Domain not in allowlist".into()),
+                client: "runtime".into(),
+            }
+        );
+    }
+}
