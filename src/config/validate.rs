@@ -125,6 +125,10 @@ impl Validator<'_> {
     }
 
     fn provider(&mut self, provider: &ProviderConfig) {
+        if !crate::llm::is_supported(provider.provider_name) {
+            let message = crate::llm::unsupported_message(provider.provider_name);
+            self.at_value("provider.providerName", message);
+        }
         let setting = &provider.setting;
         if let Some(url) = &setting.base_url {
             let schemes: &[&str] = if provider.provider_name == ProviderName::Ollama {
@@ -392,6 +396,29 @@ mod tests {
         );
         // Private hosts are fine for a provider: a company gateway often is one.
         assert!(provider("anthropic", "baseUrl = \"https://10.0.0.2/v1\"").is_empty());
+    }
+
+    #[test]
+    fn bedrock_and_vertex_are_refused_at_provider_name() {
+        for name in ["amazon-bedrock", "google-vertex"] {
+            assert_eq!(
+                problems(&format!("[provider]\nproviderName = \"{name}\"\n")),
+                [format!(
+                    "2:16 provider.providerName: provider `{name}` is not supported yet by \
+                     perstack-sandbox; use anthropic, openai, google, deepseek, ollama or azure-openai"
+                )]
+            );
+        }
+        for name in [
+            "anthropic",
+            "openai",
+            "google",
+            "deepseek",
+            "ollama",
+            "azure-openai",
+        ] {
+            assert!(problems(&format!("[provider]\nproviderName = \"{name}\"\n")).is_empty());
+        }
     }
 
     #[test]

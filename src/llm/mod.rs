@@ -4,9 +4,14 @@
 //! into its own wire format and turns the answer back into a [`Generation`].
 
 pub mod anthropic;
+pub mod google;
+mod http;
 pub mod mock;
 pub mod models;
+pub mod ollama;
+pub mod openai;
 mod retry;
+mod sse;
 
 use std::time::Duration;
 
@@ -215,10 +220,47 @@ pub fn optional_vars(provider: ProviderName) -> &'static [&'static str] {
     }
 }
 
-/// Providers this build can talk to. The others are accepted by `validate` (the file is
-/// Perstack's) but refused by `run` with a clear message.
+/// Providers this build can talk to. `amazon-bedrock` and `google-vertex` are refused by
+/// `validate` and `run` with [`unsupported_message`].
 pub fn is_supported(provider: ProviderName) -> bool {
-    matches!(provider, ProviderName::Anthropic | ProviderName::Mock)
+    !matches!(
+        provider,
+        ProviderName::AmazonBedrock | ProviderName::GoogleVertex
+    )
+}
+
+/// Why `provider` cannot be used, for `validate` and preflight.
+pub fn unsupported_message(provider: ProviderName) -> String {
+    format!(
+        "provider `{provider}` is not supported yet by perstack-sandbox; use anthropic, openai, \
+         google, deepseek, ollama or azure-openai"
+    )
+}
+
+/// A required variable from `env`, non-empty.
+pub(crate) fn required_var(
+    provider: ProviderName,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ProviderSetupError> {
+    env(var)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ProviderSetupError::MissingVar {
+            provider,
+            var: var.to_string(),
+        })
+}
+
+/// A `[provider.setting]` value, else the variable `var` (§7: setting beats env).
+pub(crate) fn setting_or_env(
+    setting: &Option<String>,
+    var: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    setting
+        .clone()
+        .filter(|v| !v.is_empty())
+        .or_else(|| env(var).filter(|v| !v.is_empty()))
 }
 
 /// A ready client for one provider.
@@ -226,6 +268,12 @@ pub fn is_supported(provider: ProviderName) -> bool {
 pub enum Provider {
     /// Anthropic Messages API.
     Anthropic(anthropic::AnthropicClient),
+    /// OpenAI Chat Completions: openai, deepseek, azure-openai.
+    OpenAi(openai::OpenAiClient),
+    /// Ollama's native chat API.
+    Ollama(ollama::OllamaClient),
+    /// Google Gemini.
+    Google(google::GoogleClient),
     /// The scripted provider.
     Mock(mock::MockProvider),
 }
@@ -242,7 +290,7 @@ pub enum ProviderSetupError {
         var: String,
     },
     /// This build cannot talk to the provider yet.
-    #[error("provider `{0}` is not supported yet by perstack-sandbox (supported: anthropic, mock)")]
+    #[error("{}", unsupported_message(*.0))]
     Unsupported(ProviderName),
     /// `mock` without a script.
     #[error("provider `mock` needs a script (`[provider.setting] script = \"…\"`)")]
@@ -266,10 +314,30 @@ impl Provider {
                 env,
                 http,
             )?)),
+            ProviderName::Openai | ProviderName::Deepseek | ProviderName::AzureOpenai => {
+                Ok(Provider::OpenAi(openai::OpenAiClient::new(
+                    config.provider_name,
+                    &config.setting,
+                    env,
+                    http,
+                )?))
+            }
+            ProviderName::Ollama => Ok(Provider::Ollama(ollama::OllamaClient::new(
+                &config.setting,
+                env,
+                http,
+            )?)),
+            ProviderName::Google => Ok(Provider::Google(google::GoogleClient::new(
+                &config.setting,
+                env,
+                http,
+            )?)),
             ProviderName::Mock => Ok(Provider::Mock(mock::MockProvider::new(
                 script.ok_or(ProviderSetupError::MissingScript)?,
             ))),
-            other => Err(ProviderSetupError::Unsupported(other)),
+            other @ (ProviderName::AmazonBedrock | ProviderName::GoogleVertex) => {
+                Err(ProviderSetupError::Unsupported(other))
+            }
         }
     }
 
@@ -282,6 +350,9 @@ impl Provider {
     ) -> Result<Generation, LlmError> {
         match self {
             Provider::Anthropic(client) => client.generate(request, on_delta).await,
+            Provider::OpenAi(client) => client.generate(request, on_delta).await,
+            Provider::Ollama(client) => client.generate(request, on_delta).await,
+            Provider::Google(client) => client.generate(request, on_delta).await,
             Provider::Mock(mock) => mock.generate(request, on_delta).await,
         }
     }
@@ -296,7 +367,35 @@ pub struct HttpSettings {
     pub timeout: Option<Duration>,
 }
 
+/// An HTTP client with our user agent, trust roots and timeout.
 pub(crate) fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, ProviderSetupError> {
+    client_builder(settings)?
+        .build()
+        .map_err(|e| ProviderSetupError::Http(e.to_string()))
+}
+
+/// The HTTP client of a real provider: [`http_client`], and when `PERSTACK_PROXY_URL` is set
+/// every request goes through that proxy (§7); otherwise the usual `HTTPS_PROXY` / `NO_PROXY`
+/// variables apply.
+pub(crate) fn provider_http_client(
+    settings: &HttpSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<reqwest::Client, ProviderSetupError> {
+    let mut builder = client_builder(settings)?;
+    if let Some(url) = env("PERSTACK_PROXY_URL").filter(|u| !u.is_empty()) {
+        let proxy = reqwest::Proxy::all(&url).map_err(|e| {
+            ProviderSetupError::Http(format!(
+                "PERSTACK_PROXY_URL \"{url}\" is not a usable proxy URL ({e}); expect http://host:port"
+            ))
+        })?;
+        builder = builder.proxy(proxy);
+    }
+    builder
+        .build()
+        .map_err(|e| ProviderSetupError::Http(e.to_string()))
+}
+
+fn client_builder(settings: &HttpSettings) -> Result<reqwest::ClientBuilder, ProviderSetupError> {
     // Exactly one rustls crypto provider is compiled in (ring); make it the process default.
     // Installing twice is harmless: the second attempt just reports the first one.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -310,10 +409,83 @@ pub(crate) fn http_client(settings: &HttpSettings) -> Result<reqwest::Client, Pr
     if let Some(timeout) = settings.timeout {
         builder = builder.timeout(timeout);
     }
-    builder
-        .build()
-        .map_err(|e| ProviderSetupError::Http(e.to_string()))
+    Ok(builder)
 }
 
 #[cfg(test)]
 pub(crate) mod test_server;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderSetting;
+    use test_server::{Reply, TestServer};
+
+    fn config(provider_name: ProviderName) -> ProviderConfig {
+        ProviderConfig {
+            provider_name,
+            setting: ProviderSetting::default(),
+        }
+    }
+
+    #[test]
+    fn each_provider_name_gets_its_client_and_bedrock_and_vertex_are_refused() {
+        let env = |k: &str| (k != "PERSTACK_PROXY_URL").then(|| "x".to_string());
+        let http = HttpSettings::default();
+        let kind = |name| match Provider::new(&config(name), &env, None, &http) {
+            Ok(Provider::Anthropic(_)) => "anthropic".to_string(),
+            Ok(Provider::OpenAi(_)) => "openai".to_string(),
+            Ok(Provider::Ollama(_)) => "ollama".to_string(),
+            Ok(Provider::Google(_)) => "google".to_string(),
+            Ok(Provider::Mock(_)) => "mock".to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(kind(ProviderName::Anthropic), "anthropic");
+        assert_eq!(kind(ProviderName::Openai), "openai");
+        assert_eq!(kind(ProviderName::Deepseek), "openai");
+        assert_eq!(kind(ProviderName::AzureOpenai), "openai");
+        assert_eq!(kind(ProviderName::Ollama), "ollama");
+        assert_eq!(kind(ProviderName::Google), "google");
+        for name in [ProviderName::AmazonBedrock, ProviderName::GoogleVertex] {
+            assert!(!is_supported(name));
+            assert_eq!(
+                kind(name),
+                format!(
+                    "provider `{name}` is not supported yet by perstack-sandbox; use anthropic, \
+                     openai, google, deepseek, ollama or azure-openai"
+                )
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn perstack_proxy_url_routes_requests_through_the_proxy() {
+        // The test server plays the proxy: a proxied plain-HTTP request names the whole URL.
+        let proxy = TestServer::start(vec![Reply::raw(503, vec![], "{}")]).await;
+        let proxy_url = proxy.url();
+        let env = |k: &str| match k {
+            "ANTHROPIC_API_KEY" => Some("sk".to_string()),
+            "ANTHROPIC_BASE_URL" => Some("http://llm.example.invalid/v1".to_string()),
+            "PERSTACK_PROXY_URL" => Some(proxy_url.clone()),
+            _ => None,
+        };
+        let provider = Provider::new(
+            &config(ProviderName::Anthropic),
+            &env,
+            None,
+            &HttpSettings::default(),
+        )
+        .expect("provider");
+        let request = GenerateRequest {
+            expert_key: "x",
+            model: "m",
+            messages: &[],
+            tools: &[],
+            reasoning_budget: None,
+        };
+        let err = provider.generate(&request, &|_| {}).await.expect_err("503");
+        assert_eq!(err.status_code, Some(503));
+        let requests = proxy.requests().await;
+        assert_eq!(requests[0].path, "http://llm.example.invalid/v1/messages");
+    }
+}

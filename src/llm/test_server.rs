@@ -5,28 +5,75 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
-/// One scripted response.
+/// One scripted response. The body goes out in `pieces`, each in its own write, and ends when
+/// the server closes the connection.
 #[derive(Debug, Clone)]
 pub struct Reply {
     /// HTTP status.
     pub status: u16,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: String,
+    /// The body, piece by piece.
+    pub pieces: Vec<String>,
+    /// When set, the server waits for it after the first piece before sending the rest.
+    pub gate: Option<Arc<Notify>>,
 }
 
 impl Reply {
-    /// A JSON response.
-    pub fn json(status: u16, body: Value) -> Reply {
+    /// Any response in one piece.
+    pub fn raw(status: u16, headers: Vec<(&str, &str)>, body: impl Into<String>) -> Reply {
         Reply {
             status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string(),
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            pieces: vec![body.into()],
+            gate: None,
         }
     }
+
+    /// A `text/event-stream` of raw pieces (each may hold part of an event or several).
+    pub fn stream(pieces: Vec<String>) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            pieces,
+            gate: None,
+        }
+    }
+
+    /// Server-Sent Events, one piece per event: `(event name or "", JSON data)`.
+    pub fn sse(events: &[(&str, Value)]) -> Reply {
+        Reply::stream(
+            events
+                .iter()
+                .map(|(name, data)| {
+                    if name.is_empty() {
+                        format!("data: {data}\n\n")
+                    } else {
+                        format!("event: {name}\ndata: {data}\n\n")
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Holds everything after the first piece until `gate` is notified.
+    pub fn gated(mut self, gate: Arc<Notify>) -> Reply {
+        self.gate = Some(gate);
+        self
+    }
+}
+
+/// Cuts an ASCII `body` into pieces of `n` bytes, so events straddle TCP writes.
+pub fn pieces(body: &str, n: usize) -> Vec<String> {
+    body.as_bytes()
+        .chunks(n)
+        .map(|c| String::from_utf8(c.to_vec()).expect("ASCII test body"))
+        .collect()
 }
 
 /// A request as received.
@@ -78,22 +125,27 @@ impl TestServer {
                     continue;
                 };
                 recorded.lock().await.push(request);
-                let reply = replies.lock().await.pop_front().unwrap_or(Reply {
-                    status: 500,
-                    headers: vec![],
-                    body: "test server: no reply left".into(),
-                });
-                let mut head = format!(
-                    "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-                    reply.status,
-                    reply.body.len()
-                );
+                let reply = replies
+                    .lock()
+                    .await
+                    .pop_front()
+                    .unwrap_or_else(|| Reply::raw(500, vec![], "test server: no reply left"));
+                // No content-length: the body ends when the connection closes.
+                let mut head = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", reply.status);
                 for (n, v) in &reply.headers {
                     head.push_str(&format!("{n}: {v}\r\n"));
                 }
                 head.push_str("\r\n");
                 let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(reply.body.as_bytes()).await;
+                for (i, piece) in reply.pieces.iter().enumerate() {
+                    let _ = stream.write_all(piece.as_bytes()).await;
+                    let _ = stream.flush().await;
+                    if i == 0
+                        && let Some(gate) = &reply.gate
+                    {
+                        gate.notified().await;
+                    }
+                }
                 let _ = stream.shutdown().await;
             }
         });

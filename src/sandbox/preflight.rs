@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName, Skill, dotted_path};
 use crate::llm::mock::MockScript;
-use crate::llm::{api_key_var, is_supported, optional_vars};
+use crate::llm::{api_key_var, is_supported, optional_vars, unsupported_message};
 
 use super::plan::{SkillBase, delegation_closure, skill_base_image};
 
@@ -46,6 +46,32 @@ impl std::fmt::Display for Problems {
         }
         Ok(())
     }
+}
+
+/// azure-openai needs to know where the resource is: `resourceName` or `baseUrl` in the file, or
+/// `AZURE_RESOURCE_NAME` / `AZURE_BASE_URL`.
+fn missing_endpoint(
+    config: &crate::config::Config,
+    provider: ProviderName,
+    env: &BTreeMap<String, String>,
+) -> Option<String> {
+    if provider != ProviderName::AzureOpenai {
+        return None;
+    }
+    let setting = config
+        .provider
+        .as_ref()
+        .filter(|p| p.provider_name == provider)
+        .map(|p| &p.setting);
+    let in_file = setting.is_some_and(|s| s.resource_name.is_some() || s.base_url.is_some());
+    let in_env = ["AZURE_RESOURCE_NAME", "AZURE_BASE_URL"]
+        .iter()
+        .any(|v| env.get(*v).is_some_and(|value| !value.is_empty()));
+    (!in_file && !in_env).then(|| {
+        "AZURE_RESOURCE_NAME is not set; provider `azure-openai` needs the resource name \
+         (or a base URL: AZURE_BASE_URL, or resourceName / baseUrl in [provider.setting])"
+            .to_string()
+    })
 }
 
 /// What the checks need to know.
@@ -105,12 +131,21 @@ impl Preflight<'_> {
         }
 
         if !is_supported(self.provider) {
+            let from_file =
+                config.provider.as_ref().map(|p| p.provider_name) == Some(self.provider);
             problems.push(Problem {
-                location: here("provider.providerName"),
-                message: format!(
-                    "provider `{}` is not supported by perstack-sandbox yet (supported: anthropic, mock)",
-                    self.provider
-                ),
+                location: if from_file {
+                    here("provider.providerName")
+                } else {
+                    None
+                },
+                message: unsupported_message(self.provider),
+            });
+        }
+        if let Some(message) = missing_endpoint(config, self.provider, self.env) {
+            problems.push(Problem {
+                location: None,
+                message,
             });
         }
         let mut runtime_env = Vec::new();
@@ -454,6 +489,122 @@ endpoint = "https://mcp.example.com/sse"
             ]
         );
         assert!(anthropic.mock_script.is_none());
+    }
+
+    /// The problems of a run of `helper` (whose skills need nothing but NPM_KEY and a base
+    /// image, so only provider problems differ between cases).
+    fn provider_problems(provider: ProviderName, env: &[(&str, &str)]) -> Vec<String> {
+        let f = fixture(Some("[[turn]]\ntext = \"hi\"\n"));
+        let mut env = env.to_vec();
+        env.push(("NPM_KEY", "n"));
+        match check(&f, "helper", provider, &env, &[]) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems
+                .into_iter()
+                .filter(|p| p.contains("provider") || p.contains("AZURE"))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn bedrock_and_vertex_from_the_command_line_are_refused() {
+        for provider in [ProviderName::AmazonBedrock, ProviderName::GoogleVertex] {
+            let problems = provider_problems(
+                provider,
+                &[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")],
+            );
+            assert_eq!(
+                problems,
+                [format!(
+                    "provider `{provider}` is not supported yet by perstack-sandbox; use anthropic, \
+                     openai, google, deepseek, ollama or azure-openai"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn azure_needs_a_resource_name_or_a_base_url() {
+        assert_eq!(
+            provider_problems(ProviderName::AzureOpenai, &[("AZURE_API_KEY", "k")]),
+            [
+                "AZURE_RESOURCE_NAME is not set; provider `azure-openai` needs the resource name \
+              (or a base URL: AZURE_BASE_URL, or resourceName / baseUrl in [provider.setting])"
+            ]
+        );
+        for var in ["AZURE_RESOURCE_NAME", "AZURE_BASE_URL"] {
+            assert!(
+                provider_problems(
+                    ProviderName::AzureOpenai,
+                    &[("AZURE_API_KEY", "k"), (var, "x")]
+                )
+                .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn each_provider_gets_its_key_and_optional_variables_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let loaded = load_str(
+            &dir.path().join("perstack.toml"),
+            "[experts.solo]\ninstruction = \"x\"\n",
+        )
+        .expect("valid");
+        let env: BTreeMap<String, String> = [
+            ("OPENAI_API_KEY", "o"),
+            ("OPENAI_BASE_URL", "https://gw/v1"),
+            ("OPENAI_ORGANIZATION", "org"),
+            ("OPENAI_PROJECT", "proj"),
+            ("ANTHROPIC_API_KEY", "a"),
+            ("GOOGLE_GENERATIVE_AI_API_KEY", "g"),
+            ("GOOGLE_GENERATIVE_AI_BASE_URL", "https://g/v1beta"),
+            ("OLLAMA_BASE_URL", "http://ollama:11434/api"),
+            ("AZURE_API_KEY", "z"),
+            ("AZURE_RESOURCE_NAME", "res"),
+            ("AZURE_API_VERSION", "v1"),
+            ("DEEPSEEK_API_KEY", "d"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let names = |provider| -> Vec<String> {
+            let checked = Preflight {
+                config: &loaded,
+                expert_key: "solo",
+                provider,
+                env: &env,
+                extra_env: &[],
+                workspace: dir.path(),
+            }
+            .check()
+            .unwrap_or_else(|p| panic!("{p}"));
+            let mut names: Vec<String> = checked.runtime_env.into_iter().map(|(k, _)| k).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(ProviderName::Openai),
+            [
+                "OPENAI_API_KEY",
+                "OPENAI_BASE_URL",
+                "OPENAI_ORGANIZATION",
+                "OPENAI_PROJECT"
+            ]
+        );
+        assert_eq!(
+            names(ProviderName::Google),
+            [
+                "GOOGLE_GENERATIVE_AI_API_KEY",
+                "GOOGLE_GENERATIVE_AI_BASE_URL"
+            ]
+        );
+        assert_eq!(names(ProviderName::Ollama), ["OLLAMA_BASE_URL"]);
+        assert_eq!(
+            names(ProviderName::AzureOpenai),
+            ["AZURE_API_KEY", "AZURE_API_VERSION", "AZURE_RESOURCE_NAME"]
+        );
+        assert_eq!(names(ProviderName::Deepseek), ["DEEPSEEK_API_KEY"]);
     }
 
     #[test]

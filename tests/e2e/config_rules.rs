@@ -352,10 +352,9 @@ fn every_provider_and_its_settings_load() {
             "organization = \"org\"\nproject = \"proj\"\nname = \"openai-compat\"",
         ),
         ("deepseek", "baseUrl = \"https://api.deepseek.com\""),
-        ("amazon-bedrock", "region = \"eu-west-1\""),
         (
-            "google-vertex",
-            "project = \"p\"\nlocation = \"us-central1\"\nbaseUrl = \"https://v.example.com\"",
+            "azure-openai",
+            "resourceName = \"r\"\napiVersion = \"2024-10-21\"\nuseDeploymentBasedUrls = true",
         ),
         ("mock", "script = \"scripts/review.json\""),
     ];
@@ -374,6 +373,31 @@ fn every_provider_and_its_settings_load() {
             );
             assert_eq!(loaded.dir(), dir.path());
         }
+    }
+}
+
+#[test]
+fn bedrock_and_vertex_parse_but_are_refused_as_not_supported_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, setting) in [
+        ("amazon-bedrock", "region = \"eu-west-1\""),
+        (
+            "google-vertex",
+            "project = \"p\"\nlocation = \"us-central1\"\nbaseUrl = \"https://v.example.com\"",
+        ),
+    ] {
+        let text =
+            format!("[provider]\nproviderName = \"{name}\"\n[provider.setting]\n{setting}\n");
+        let path = dir.path().join("perstack.toml");
+        std::fs::write(&path, &text).unwrap();
+        let error = config::load(&path).expect_err(name).to_string();
+        assert!(
+            error.contains(&format!(
+                "perstack.toml:2:16: provider.providerName: provider `{name}` is not supported yet \
+                 by perstack-sandbox; use anthropic, openai, google, deepseek, ollama or azure-openai"
+            )),
+            "{error}"
+        );
     }
 }
 

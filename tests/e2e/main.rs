@@ -9,6 +9,7 @@ mod docker_run;
 mod gc;
 mod interactive;
 mod jobs;
+mod providers;
 mod streaming;
 mod support;
 mod workspace_image;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod mock_llm;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -180,6 +182,14 @@ impl TestRun {
             args: Vec::new(),
             workspace_arg: None,
             guard: JobGuard::new(),
+        }
+    }
+
+    /// A run of the config at `config` (a file the test wrote) rather than a fixture.
+    pub fn with_config(config: &Path, expert: &str) -> TestRun {
+        TestRun {
+            config: config.to_path_buf(),
+            ..TestRun::new("unused", expert)
         }
     }
 

@@ -1,0 +1,563 @@
+//! A mock LLM HTTP server for end-to-end runs: it speaks the streamed wire formats of Anthropic
+//! Messages, OpenAI Chat Completions and Gemini `streamGenerateContent`, answers from a per-test
+//! script of turns, and records every request.
+//!
+//! It listens on `0.0.0.0` on an ephemeral port of the host; runtime containers on Docker's
+//! default bridge reach it through the bridge gateway ([`MockLlm::url_for_containers`]). Point
+//! the runtime at it with the provider's base-URL variable (`ANTHROPIC_BASE_URL`, …).
+//!
+//! The format of an answer follows the request path: `…/messages` → Anthropic,
+//! `…/chat/completions` → OpenAI, `…:streamGenerateContent` → Gemini, `…/api/chat` → Ollama's
+//! JSON lines. Bodies go out with `transfer-encoding: chunked`, one event per chunk, optionally
+//! with a pause between chunks.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// One scripted answer.
+#[derive(Debug, Clone, Default)]
+pub struct Turn {
+    /// Reasoning streamed before everything else (Anthropic: a signed thinking block; OpenAI:
+    /// `reasoning_content`; Gemini: thought parts).
+    pub thinking: Option<String>,
+    /// Answer text, streamed word by word.
+    pub text: Option<String>,
+    /// Tool calls: name and arguments.
+    pub tool_calls: Vec<(String, Value)>,
+    /// Answer with this HTTP error instead.
+    pub error: Option<HttpError>,
+    /// Pause between streamed chunks.
+    pub chunk_delay: Duration,
+}
+
+/// An HTTP error answer.
+#[derive(Debug, Clone)]
+pub struct HttpError {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers, e.g. `retry-after`.
+    pub headers: Vec<(String, String)>,
+    /// The error message, wrapped in the provider's error body.
+    pub message: String,
+}
+
+impl Turn {
+    /// A text answer.
+    pub fn text(text: &str) -> Turn {
+        Turn {
+            text: Some(text.to_string()),
+            ..Turn::default()
+        }
+    }
+
+    /// One tool call.
+    pub fn tool_call(name: &str, args: Value) -> Turn {
+        Turn {
+            tool_calls: vec![(name.to_string(), args)],
+            ..Turn::default()
+        }
+    }
+
+    /// An HTTP error with `message` in the provider's error body.
+    pub fn error(status: u16, message: &str) -> Turn {
+        Turn {
+            error: Some(HttpError {
+                status,
+                headers: Vec::new(),
+                message: message.to_string(),
+            }),
+            ..Turn::default()
+        }
+    }
+
+    /// Adds a header to an error answer.
+    pub fn header(mut self, name: &str, value: &str) -> Turn {
+        if let Some(error) = &mut self.error {
+            error.headers.push((name.to_string(), value.to_string()));
+        }
+        self
+    }
+
+    /// Streams `thinking` first.
+    pub fn thinking(mut self, thinking: &str) -> Turn {
+        self.thinking = Some(thinking.to_string());
+        self
+    }
+
+    /// Pauses this long between chunks.
+    pub fn delay(mut self, delay: Duration) -> Turn {
+        self.chunk_delay = delay;
+        self
+    }
+}
+
+/// A request as the server received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// When it arrived (all of it).
+    pub at: Instant,
+    /// `POST`, …
+    pub method: String,
+    /// The path without the query.
+    pub path: String,
+    /// The query string, without `?` (empty when none).
+    pub query: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: Value,
+}
+
+impl Recorded {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The wire format of a request, from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Anthropic Messages.
+    Anthropic,
+    /// OpenAI Chat Completions.
+    OpenAi,
+    /// Gemini streamGenerateContent.
+    Gemini,
+    /// Ollama's native `/api/chat` (JSON lines).
+    Ollama,
+}
+
+impl Wire {
+    fn of(path: &str) -> Option<Wire> {
+        if path.ends_with("/messages") {
+            Some(Wire::Anthropic)
+        } else if path.ends_with("/chat/completions") {
+            Some(Wire::OpenAi)
+        } else if path.ends_with(":streamGenerateContent") {
+            Some(Wire::Gemini)
+        } else if path.ends_with("/api/chat") {
+            Some(Wire::Ollama)
+        } else {
+            None
+        }
+    }
+}
+
+struct State {
+    turns: VecDeque<Turn>,
+    requests: Vec<Recorded>,
+    calls: u64,
+}
+
+/// The running server; stops accepting when dropped.
+pub struct MockLlm {
+    port: u16,
+    state: Arc<Mutex<State>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MockLlm {
+    /// Starts answering with `turns`, in order (a 500 once they run out).
+    pub fn start(turns: Vec<Turn>) -> MockLlm {
+        let listener = TcpListener::bind("0.0.0.0:0").expect("bind the mock LLM server");
+        let port = listener.local_addr().expect("local addr").port();
+        let state = Arc::new(Mutex::new(State {
+            turns: turns.into(),
+            requests: Vec::new(),
+            calls: 0,
+        }));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if sp.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &st);
+                });
+            }
+        });
+        MockLlm { port, state, stop }
+    }
+
+    /// `http://<docker bridge gateway>:<port>`: the address containers on the default bridge
+    /// reach this server at.
+    pub fn url_for_containers(&self) -> String {
+        format!("http://{}:{}", bridge_gateway(), self.port)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url_local(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().expect("state").requests.clone()
+    }
+
+    /// Turns not used yet.
+    pub fn turns_left(&self) -> usize {
+        self.state.lock().expect("state").turns.len()
+    }
+}
+
+impl Drop for MockLlm {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// The gateway of Docker's default bridge network (usually 172.17.0.1).
+pub fn bridge_gateway() -> String {
+    let out = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
+        ])
+        .output()
+        .expect("docker network inspect bridge");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|g| g.parse::<std::net::Ipv4Addr>().is_ok())
+        .unwrap_or("172.17.0.1")
+        .to_string()
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target.clone(), String::new()),
+    };
+    let wire = Wire::of(&path);
+    let (turn, call) = {
+        let mut st = state.lock().expect("state");
+        st.requests.push(Recorded {
+            at: Instant::now(),
+            method,
+            path,
+            query,
+            headers,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        });
+        st.calls += 1;
+        (st.turns.pop_front(), st.calls)
+    };
+    let mut out = stream;
+    let (Some(wire), Some(turn)) = (wire, turn) else {
+        let body = "mock LLM: unknown path or no scripted turn left";
+        write!(
+            out,
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return out.flush();
+    };
+    if let Some(error) = &turn.error {
+        let body = error_body(wire, error).to_string();
+        let mut head = format!(
+            "HTTP/1.1 {} Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            error.status,
+            body.len()
+        );
+        for (n, v) in &error.headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        out.write_all(head.as_bytes())?;
+        out.write_all(body.as_bytes())?;
+        return out.flush();
+    }
+    let content_type = if wire == Wire::Ollama {
+        "application/x-ndjson"
+    } else {
+        "text/event-stream"
+    };
+    write!(
+        out,
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    )?;
+    for (i, event) in events(wire, &turn, call).iter().enumerate() {
+        if i > 0 && !turn.chunk_delay.is_zero() {
+            std::thread::sleep(turn.chunk_delay);
+        }
+        write!(out, "{:x}\r\n{event}\r\n", event.len())?;
+        out.flush()?;
+    }
+    out.write_all(b"0\r\n\r\n")?;
+    out.flush()
+}
+
+fn error_body(wire: Wire, error: &HttpError) -> Value {
+    match wire {
+        Wire::Anthropic => {
+            let kind = match error.status {
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                400 => "invalid_request_error",
+                _ => "api_error",
+            };
+            json!({"type": "error", "error": {"type": kind, "message": error.message}})
+        }
+        Wire::OpenAi => {
+            json!({"error": {"message": error.message, "type": "server_error", "code": null}})
+        }
+        Wire::Gemini => {
+            json!({"error": {"code": error.status, "message": error.message, "status": "UNAVAILABLE"}})
+        }
+        Wire::Ollama => json!({"error": error.message}),
+    }
+}
+
+/// Text in pieces of one word (with its following space).
+fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        current.push(c);
+        if c == ' ' {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Arguments as JSON text, cut in two so clients must assemble them.
+fn split_args(args: &Value) -> (String, String) {
+    let text = args.to_string();
+    let mid = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .nth(text.chars().count() / 2)
+        .unwrap_or(0);
+    (text[..mid].to_string(), text[mid..].to_string())
+}
+
+fn sse(event: Option<&str>, data: &Value) -> String {
+    match event {
+        Some(name) => format!("event: {name}\ndata: {data}\n\n"),
+        None => format!("data: {data}\n\n"),
+    }
+}
+
+fn events(wire: Wire, turn: &Turn, call: u64) -> Vec<String> {
+    match wire {
+        Wire::Anthropic => anthropic_events(turn, call),
+        Wire::OpenAi => openai_events(turn, call),
+        Wire::Gemini => gemini_events(turn, call),
+        Wire::Ollama => ollama_lines(turn),
+    }
+}
+
+fn anthropic_events(turn: &Turn, call: u64) -> Vec<String> {
+    let ev = |data: Value| sse(data["type"].as_str(), &data);
+    let mut out = vec![ev(json!({
+        "type": "message_start",
+        "message": {"id": format!("msg_{call}"), "type": "message", "role": "assistant", "content": [],
+                    "model": "mock", "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 100, "output_tokens": 1}},
+    }))];
+    let mut index = 0;
+    if let Some(thinking) = &turn.thinking {
+        out.push(ev(json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}})));
+        for piece in words(thinking) {
+            out.push(ev(json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": piece}})));
+        }
+        out.push(ev(json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": format!("sig-{call}")}})));
+        out.push(ev(json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
+    if let Some(text) = &turn.text {
+        out.push(ev(json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}})));
+        for piece in words(text) {
+            out.push(ev(json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}})));
+        }
+        out.push(ev(json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
+    for (n, (name, args)) in turn.tool_calls.iter().enumerate() {
+        let (a, b) = split_args(args);
+        out.push(ev(json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": format!("toolu_{call}_{n}"), "name": name, "input": {}}})));
+        out.push(ev(json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": a}})));
+        out.push(ev(json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": b}})));
+        out.push(ev(json!({"type": "content_block_stop", "index": index})));
+        index += 1;
+    }
+    let stop = if turn.tool_calls.is_empty() {
+        "end_turn"
+    } else {
+        "tool_use"
+    };
+    out.push(ev(json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": 20}})));
+    out.push(ev(json!({"type": "message_stop"})));
+    out
+}
+
+fn openai_events(turn: &Turn, call: u64) -> Vec<String> {
+    let id = format!("chatcmpl-{call}");
+    let chunk = |delta: Value, finish: Value| {
+        sse(
+            None,
+            &json!({"id": id, "object": "chat.completion.chunk", "created": 1, "model": "mock",
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let mut out = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    if let Some(thinking) = &turn.thinking {
+        for piece in words(thinking) {
+            out.push(chunk(json!({"reasoning_content": piece}), Value::Null));
+        }
+    }
+    if let Some(text) = &turn.text {
+        for piece in words(text) {
+            out.push(chunk(json!({"content": piece}), Value::Null));
+        }
+    }
+    for (n, (name, args)) in turn.tool_calls.iter().enumerate() {
+        let (a, b) = split_args(args);
+        out.push(chunk(
+            json!({"tool_calls": [{"index": n, "id": format!("call_{call}_{n}"), "type": "function", "function": {"name": name, "arguments": a}}]}),
+            Value::Null,
+        ));
+        out.push(chunk(
+            json!({"tool_calls": [{"index": n, "function": {"arguments": b}}]}),
+            Value::Null,
+        ));
+    }
+    let finish = if turn.tool_calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    out.push(chunk(json!({}), json!(finish)));
+    out.push(sse(
+        None,
+        &json!({"id": id, "object": "chat.completion.chunk", "choices": [],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}}),
+    ));
+    out.push("data: [DONE]\n\n".to_string());
+    out
+}
+
+fn gemini_events(turn: &Turn, _call: u64) -> Vec<String> {
+    let chunk = |parts: Value| {
+        sse(
+            None,
+            &json!({"candidates": [{"content": {"role": "model", "parts": parts}, "index": 0}]}),
+        )
+    };
+    let mut out = Vec::new();
+    if let Some(thinking) = &turn.thinking {
+        for piece in words(thinking) {
+            out.push(chunk(json!([{"text": piece, "thought": true}])));
+        }
+    }
+    if let Some(text) = &turn.text {
+        for piece in words(text) {
+            out.push(chunk(json!([{"text": piece}])));
+        }
+    }
+    let calls: Vec<Value> = turn
+        .tool_calls
+        .iter()
+        .map(|(name, args)| json!({"functionCall": {"name": name, "args": args}}))
+        .collect();
+    out.push(sse(
+        None,
+        &json!({
+            "candidates": [{"content": {"role": "model", "parts": calls}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 20, "totalTokenCount": 120},
+        }),
+    ));
+    out
+}
+
+fn ollama_lines(turn: &Turn) -> Vec<String> {
+    let line = |message: Value, done: bool| {
+        let mut v = json!({"model": "mock", "created_at": "2025-01-01T00:00:00Z", "message": message, "done": done});
+        if done {
+            v["done_reason"] = json!("stop");
+            v["prompt_eval_count"] = json!(100);
+            v["eval_count"] = json!(20);
+        }
+        format!("{v}\n")
+    };
+    let mut out = Vec::new();
+    if let Some(thinking) = &turn.thinking {
+        for piece in words(thinking) {
+            out.push(line(
+                json!({"role": "assistant", "content": "", "thinking": piece}),
+                false,
+            ));
+        }
+    }
+    if let Some(text) = &turn.text {
+        for piece in words(text) {
+            out.push(line(json!({"role": "assistant", "content": piece}), false));
+        }
+    }
+    if !turn.tool_calls.is_empty() {
+        let calls: Vec<Value> = turn
+            .tool_calls
+            .iter()
+            .map(|(name, args)| json!({"function": {"name": name, "arguments": args}}))
+            .collect();
+        out.push(line(
+            json!({"role": "assistant", "content": "", "tool_calls": calls}),
+            false,
+        ));
+    }
+    out.push(line(json!({"role": "assistant", "content": ""}), true));
+    out
+}
