@@ -253,7 +253,7 @@ pub async fn run(args: RunArgs) -> Exit {
             match error {
                 RunError::Docker(_) => Exit::Docker,
                 RunError::BaseImageMissing { .. } | RunError::MountPoint { .. } => Exit::Usage,
-                RunError::TimedOut(_) => Exit::RunFailed,
+                RunError::TimedOut(_) | RunError::ProxyConfig(_) => Exit::RunFailed,
             }
         }
     }

@@ -262,6 +262,9 @@ pub enum RuntimePayload {
         port: u16,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Ours: who asked, `runtime` or the skill's service name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
 }
 

@@ -196,15 +196,20 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
                 domain,
                 port,
                 reason,
+                client,
             } => verbose.then(|| {
                 format!(
-                    "  proxy {action:?} {domain}:{port}{}",
+                    "  proxy: {} {domain}:{port}{}{}",
+                    format!("{action:?}").to_lowercase(),
+                    client
+                        .as_ref()
+                        .map(|c| format!(" for {c}"))
+                        .unwrap_or_default(),
                     reason
                         .as_ref()
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
                 )
-                .to_lowercase()
             }),
         },
         EventBody::Run {

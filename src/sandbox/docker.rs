@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt};
 
 use super::images::ImageSpec;
 use super::labels;
-use super::plan::{ContainerPlan, MountSource, VolumePlan};
+use super::plan::{ContainerPlan, InternalNetworkPlan, MountSource, VolumePlan};
 
 /// Engine failures, each naming what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,12 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// A network came without an IPv4 subnet, so the egress proxy could not tell its clients
+    /// apart.
+    #[error(
+        "the engine created network {0} without an IPv4 subnet; the egress proxy needs one (check the daemon's default-address-pools)"
+    )]
+    NoSubnet(String),
     /// An image build reported an error.
     #[error("building image {tag} failed: {message}")]
     Build {
@@ -285,6 +291,60 @@ impl DockerClient {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(call(format!("remove image {reference}"))(e)),
         }
+    }
+
+    /// Creates one of the run's internal networks (no route out) and returns its subnet, which
+    /// tells the egress proxy who a connection comes from.
+    pub async fn create_internal_network(
+        &self,
+        plan: &InternalNetworkPlan,
+    ) -> Result<String, DockerError> {
+        let action = || format!("create network {}", plan.name);
+        let created = self
+            .docker
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: plan.name.clone(),
+                driver: Some("bridge".into()),
+                internal: Some(true),
+                labels: Some(plan.labels.clone().into_iter().collect()),
+                ..Default::default()
+            })
+            .await
+            .map_err(call(action()))?;
+        let inspected = self
+            .docker
+            .inspect_network(&created.id, None)
+            .await
+            .map_err(call(format!("inspect network {}", plan.name)))?;
+        inspected
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.subnet.filter(|s| s.contains('.')))
+            .ok_or_else(|| DockerError::NoSubnet(plan.name.clone()))
+    }
+
+    /// Connects a created container to a network, reachable there as `alias`.
+    pub async fn connect_network(
+        &self,
+        container: &str,
+        network: &str,
+        alias: &str,
+    ) -> Result<(), DockerError> {
+        self.docker
+            .connect_network(
+                network,
+                bollard::models::NetworkConnectRequest {
+                    container: container.to_string(),
+                    endpoint_config: Some(bollard::models::EndpointSettings {
+                        aliases: Some(vec![alias.to_string()]),
+                        ..Default::default()
+                    }),
+                },
+            )
+            .await
+            .map_err(call(format!("connect {container} to network {network}")))
     }
 
     /// Creates a per-run volume.

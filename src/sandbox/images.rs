@@ -41,6 +41,8 @@ pub enum ImageRole {
     Skill,
     /// The workspace tools.
     BaseSkill,
+    /// The egress proxy.
+    EgressProxy,
 }
 
 impl ImageRole {
@@ -50,6 +52,7 @@ impl ImageRole {
             ImageRole::Runtime => "runtime",
             ImageRole::Skill => "skill",
             ImageRole::BaseSkill => "base-skill",
+            ImageRole::EgressProxy => "egress-proxy",
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod controller;
 pub mod docker;
+pub mod egress;
 pub mod gc;
 pub mod images;
 pub mod labels;

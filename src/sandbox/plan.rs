@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::egress::{self, PrincipalPlan};
 use super::images::{
     BINARY_PATH, CA_BUNDLE_PATH, ContextFile, ImageConfig, ImageRole, ImageSpec, SCRATCH_PATH,
     SPEC_PATH, base_labels, passwd_files, slug,
@@ -33,6 +34,8 @@ pub const RUNTIME_UID: u32 = 10001;
 pub const RUNTIME_GID: u32 = 10001;
 /// The user MCP skills run as.
 pub const SKILL_UID: u32 = 10002;
+/// The egress proxy's uid and gid (`nobody`): it owns nothing and needs nothing.
+pub const PROXY_UID: u32 = 65534;
 /// Where a skill container sees its socket volume.
 pub const SKILL_SOCKET_DIR: &str = "/run/perstack/skill";
 /// Where the runtime sees the socket volumes, one folder per skill.
@@ -185,23 +188,47 @@ pub struct VolumePlan {
 }
 
 /// The network a container joins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum NetworkPlan {
     /// No network at all.
     None,
-    /// Docker's default bridge (open egress until the egress proxy lands).
+    /// Docker's default bridge: only the egress proxy joins it.
     Bridge,
+    /// One of the run's internal networks (no route out), shared only with the egress proxy.
+    Internal(String),
 }
 
 impl NetworkPlan {
     /// Docker's `NetworkMode` value.
-    pub fn mode(self) -> &'static str {
+    pub fn mode(&self) -> &str {
         match self {
             NetworkPlan::None => "none",
             NetworkPlan::Bridge => "bridge",
+            NetworkPlan::Internal(name) => name,
         }
     }
+}
+
+/// An internal network of the run (`internal: true`: no gateway out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalNetworkPlan {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The egress proxy of a run: its container (on the default bridge; the controller connects it
+/// to every internal network) and the principals it serves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyPlan {
+    /// The proxy container.
+    pub container: ContainerPlan,
+    /// Who may use it, and for what.
+    pub principals: Vec<super::egress::PrincipalPlan>,
 }
 
 /// One container to create.
@@ -272,6 +299,10 @@ pub struct RunPlan {
     pub runtime: ContainerPlan,
     /// The spec baked into the runtime image.
     pub spec: RuntimeSpec,
+    /// Internal networks, one per principal of the egress proxy.
+    pub networks: Vec<InternalNetworkPlan>,
+    /// The egress proxy; `None` when nothing in the run may reach outside.
+    pub proxy: Option<ProxyPlan>,
 }
 
 /// Plans one run.
@@ -301,6 +332,8 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
     };
     let mut volumes = Vec::new();
     let mut skills = Vec::new();
+    let mut networks: Vec<InternalNetworkPlan> = Vec::new();
+    let mut principals: Vec<PrincipalPlan> = Vec::new();
     let mut endpoints = Vec::new();
     let mut runtime_mounts = Vec::new();
 
@@ -397,6 +430,28 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
                 command,
                 args,
             });
+            // A skill with `allowedDomains` reaches exactly those, through the proxy, from a
+            // network of its own; every other skill (and base-skill) has no network at all.
+            let mut env: Vec<(String, String)> = env;
+            let network = if !base && !stdio.allowed_domains.is_empty() {
+                let name = format!("psbx-{short_run}-net-{dir}");
+                networks.push(InternalNetworkPlan {
+                    name: name.clone(),
+                    labels: resource_labels("network", &service),
+                });
+                principals.push(PrincipalPlan {
+                    name: service.clone(),
+                    network: name.clone(),
+                    allow: egress::skill_rules(&stdio.allowed_domains),
+                    trusted: vec![],
+                });
+                env.extend(egress::proxy_env(
+                    SkillBase::of(&stdio.command) == SkillBase::Node,
+                ));
+                NetworkPlan::Internal(name)
+            } else {
+                NetworkPlan::None
+            };
             skills.push(ContainerPlan {
                 name: format!("psbx-{short_run}-{dir}"),
                 service: service.clone(),
@@ -406,7 +461,7 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
                 env,
                 cmd: vec![],
                 mounts,
-                network: NetworkPlan::None,
+                network,
                 labels: resource_labels(role, &service),
                 limits: request.limits,
                 stdin: None,
@@ -469,24 +524,76 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         request.expert_key.clone(),
         request.query.clone(),
     ]);
+    // The runtime reaches its provider and the closure's remote skills through the proxy; with
+    // the mock provider and no remote skill it has no network at all.
+    let mut runtime_env = request.runtime_env.clone();
+    let runtime_network =
+        if settings.provider == ProviderName::Mock && !reaches_remote_skills(config, &closure) {
+            NetworkPlan::None
+        } else {
+            let file_setting = config
+                .provider
+                .as_ref()
+                .filter(|p| p.provider_name == settings.provider)
+                .map(|p| &p.setting);
+            let env_value = |name: &str| {
+                request
+                    .runtime_env
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let (mut allow, trusted) =
+                egress::provider_egress(settings.provider, file_setting, &env_value);
+            for rule in egress::remote_skill_rules(config, &closure) {
+                if !allow.contains(&rule) {
+                    allow.push(rule);
+                }
+            }
+            let name = format!("psbx-{short_run}-net-runtime");
+            networks.push(InternalNetworkPlan {
+                name: name.clone(),
+                labels: resource_labels("network", "runtime"),
+            });
+            principals.insert(
+                0,
+                PrincipalPlan {
+                    name: egress::RUNTIME.to_string(),
+                    network: name.clone(),
+                    allow,
+                    trusted,
+                },
+            );
+            runtime_env.extend(egress::proxy_env(false));
+            NetworkPlan::Internal(name)
+        };
+    let proxy = (!principals.is_empty()).then(|| ProxyPlan {
+        container: ContainerPlan {
+            name: format!("psbx-{short_run}-egress-proxy"),
+            service: "egress-proxy".to_string(),
+            skill: None,
+            image: image_index(proxy_image(&request.artifacts)),
+            user: format!("{PROXY_UID}:{PROXY_UID}"),
+            env: vec![],
+            cmd: vec![],
+            mounts: vec![],
+            network: NetworkPlan::Bridge,
+            labels: resource_labels("egress-proxy", "egress-proxy"),
+            limits: request.limits,
+            stdin: None,
+        },
+        principals,
+    });
     let runtime = ContainerPlan {
         name: format!("psbx-{short_run}-runtime"),
         service: "runtime".to_string(),
         skill: None,
         image: image_index(runtime_image),
         user: format!("{RUNTIME_UID}:{RUNTIME_GID}"),
-        env: request.runtime_env.clone(),
+        env: runtime_env,
         cmd,
         mounts,
-        // The mock provider needs no network at all; real providers and remote (`mcpSseSkill`)
-        // skills get the default bridge until the egress proxy restricts it to their domains.
-        network: if settings.provider == ProviderName::Mock
-            && !reaches_remote_skills(config, &closure)
-        {
-            NetworkPlan::None
-        } else {
-            NetworkPlan::Bridge
-        },
+        network: runtime_network,
         labels: resource_labels("runtime", "runtime"),
         limits: request.limits,
         stdin: request.resume.as_ref().map(|r| r.checkpoint_json.clone()),
@@ -497,6 +604,8 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         skills,
         runtime,
         spec,
+        networks,
+        proxy,
     })
 }
 
@@ -599,6 +708,25 @@ fn runtime_image(
     })
 }
 
+/// The egress proxy: our binary on `scratch`, nothing else (it needs no CA bundle: it never
+/// looks inside TLS).
+fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
+    ImageSpec {
+        role: ImageRole::EgressProxy,
+        service: "egress-proxy".into(),
+        repository: "perstack-sandbox/egress-proxy".into(),
+        base: "scratch".into(),
+        files: binary_files("scratch", artifacts),
+        config: ImageConfig {
+            env: scratch_env("scratch"),
+            user: Some(format!("{PROXY_UID}:{PROXY_UID}")),
+            workdir: None,
+            entrypoint: vec![BINARY_PATH.to_string(), "egress-proxy".to_string()],
+        },
+        labels: base_labels(ImageRole::EgressProxy),
+    }
+}
+
 /// Which base a skill's command needs, by the program's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkillBase {
@@ -663,6 +791,14 @@ fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) ->
     ];
     for name in &skill.required_env {
         entrypoint.extend(["--pass-env".to_string(), name.clone()]);
+    }
+    // The proxy settings reach the server only where the plan sets them (skills with
+    // `allowedDomains`); elsewhere these names are unset and pass nothing.
+    if !skill.allowed_domains.is_empty() {
+        for (name, _) in super::egress::proxy_env(SkillBase::of(&skill.command) == SkillBase::Node)
+        {
+            entrypoint.extend(["--pass-env".to_string(), name]);
+        }
     }
     entrypoint.push("--".to_string());
     entrypoint.push(skill.command.clone());
@@ -881,14 +1017,111 @@ description = "Helps."
     }
 
     #[test]
-    fn real_providers_get_a_network_and_images_dedupe() {
+    fn real_providers_reach_their_host_through_the_proxy_and_images_dedupe() {
         let mut request = request();
         request.settings.provider = ProviderName::Anthropic;
         let plan = plan(&request).expect("plan");
-        assert_eq!(plan.runtime.network, NetworkPlan::Bridge);
-        // Both Experts' base skills share one image; web has its own; plus the runtime.
-        assert_eq!(plan.images.len(), 3);
+        // The runtime sits on a network of its own, shared only with the proxy.
+        let runtime_net = "psbx-runid0000000-net-runtime";
+        assert_eq!(
+            plan.runtime.network,
+            NetworkPlan::Internal(runtime_net.into())
+        );
+        assert_eq!(
+            plan.networks
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>(),
+            [runtime_net]
+        );
+        assert!(plan.runtime.env.contains(&(
+            "HTTPS_PROXY".to_string(),
+            "http://egress-proxy:3128".to_string()
+        )));
+        let proxy = plan.proxy.as_ref().expect("a proxy");
+        assert_eq!(proxy.container.network, NetworkPlan::Bridge);
+        assert_eq!(proxy.container.user, "65534:65534");
+        assert_eq!(
+            plan.images[proxy.container.image].role,
+            ImageRole::EgressProxy
+        );
+        assert_eq!(proxy.principals.len(), 1);
+        assert_eq!(proxy.principals[0].name, "runtime");
+        assert_eq!(proxy.principals[0].network, runtime_net);
+        let allow: Vec<String> = proxy.principals[0]
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(allow, ["api.anthropic.com"]);
+        // Skills without allowedDomains stay off every network.
+        assert!(plan.skills.iter().all(|s| s.network == NetworkPlan::None));
+        // Both Experts' base skills share one image; web has its own; the runtime; the proxy.
+        assert_eq!(plan.images.len(), 4);
         assert_eq!(plan.skills[0].image, plan.skills[2].image);
+    }
+
+    #[test]
+    fn a_mock_run_without_remote_skills_starts_no_proxy_and_no_network() {
+        let plan = plan(&request()).expect("plan");
+        assert!(plan.proxy.is_none());
+        assert!(plan.networks.is_empty());
+        assert_eq!(plan.runtime.network, NetworkPlan::None);
+        assert!(!plan.runtime.env.iter().any(|(k, _)| k == "HTTPS_PROXY"));
+    }
+
+    #[test]
+    fn a_skill_with_allowed_domains_gets_its_own_network_and_exactly_its_domains() {
+        let mut request = request();
+        let text = CONFIG.replace(
+            "requiredEnv = [\"WEB_KEY\"]",
+            "requiredEnv = [\"WEB_KEY\"]\nallowedDomains = [\"api.github.com\", \"*.github.com\"]",
+        );
+        request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+            .expect("valid")
+            .config;
+        let plan = plan(&request).expect("plan");
+        let web = plan
+            .skills
+            .iter()
+            .find(|s| s.skill.as_deref() == Some("web"))
+            .expect("web");
+        let NetworkPlan::Internal(net) = &web.network else {
+            panic!("web has no network of its own: {:?}", web.network);
+        };
+        assert!(web.env.contains(&(
+            "HTTPS_PROXY".to_string(),
+            "http://egress-proxy:3128".to_string()
+        )));
+        // Our own binary is not Node: no NODE_OPTIONS.
+        assert!(!web.env.iter().any(|(k, _)| k == "NODE_OPTIONS"));
+        // The skill host passes the proxy settings to the server.
+        let image = &plan.images[web.image];
+        assert!(
+            image
+                .config
+                .entrypoint
+                .windows(2)
+                .any(|w| w == ["--pass-env", "HTTPS_PROXY"])
+        );
+        // Base skills stay offline; the mock runtime needs no network.
+        assert!(
+            plan.skills
+                .iter()
+                .filter(|s| s.skill.as_deref() != Some("web"))
+                .all(|s| s.network == NetworkPlan::None)
+        );
+        assert_eq!(plan.runtime.network, NetworkPlan::None);
+        let proxy = plan.proxy.as_ref().expect("a proxy");
+        assert_eq!(proxy.principals.len(), 1);
+        assert_eq!(proxy.principals[0].name, "skill:web:main");
+        assert_eq!(&proxy.principals[0].network, net);
+        let allow: Vec<String> = proxy.principals[0]
+            .allow
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(allow, ["api.github.com", "*.github.com"]);
     }
 
     #[test]
@@ -901,8 +1134,14 @@ description = "Helps."
             .expect("valid")
             .config;
         let plan = plan(&request).expect("plan");
-        // Even with the mock provider: the helper's remote skill is reached from the runtime.
-        assert_eq!(plan.runtime.network, NetworkPlan::Bridge);
+        // Even with the mock provider: the helper's remote skill is reached from the runtime,
+        // through the proxy, which lets it reach exactly that endpoint.
+        assert_eq!(
+            plan.runtime.network,
+            NetworkPlan::Internal("psbx-runid0000000-net-runtime".into())
+        );
+        let proxy = plan.proxy.as_ref().expect("a proxy");
+        assert_eq!(proxy.principals[0].allow[0].to_string(), "mcp.example.com");
         assert!(
             plan.skills
                 .iter()

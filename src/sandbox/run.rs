@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use super::docker::{DockerClient, DockerError};
 use super::images::ImageSpec;
-use super::plan::{ContainerPlan, RunPlan};
+use super::plan::{ContainerPlan, ProxyPlan, RunPlan};
 use super::relay::{Line, LineSplitter, classify};
 use crate::event::{BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload};
 use crate::render::Output;
@@ -51,6 +51,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The egress proxy's configuration could not be written.
+    #[error("cannot write the egress proxy's configuration: {0}")]
+    ProxyConfig(String),
     /// The whole run took longer than allowed.
     #[error("the run did not finish within {0:?}; it was stopped")]
     TimedOut(Duration),
@@ -119,6 +122,27 @@ pub async fn execute(
     for volume in &plan.volumes {
         docker.create_volume(volume).await?;
     }
+    // Internal networks first, then the proxy on them: it must be listening before anything
+    // that talks through it starts.
+    let mut subnets = std::collections::HashMap::new();
+    for network in &plan.networks {
+        let subnet = docker.create_internal_network(network).await?;
+        subnets.insert(network.name.clone(), subnet);
+    }
+    let proxy_task = match &plan.proxy {
+        Some(proxy) => Some(
+            start_proxy(
+                docker,
+                proxy,
+                &subnets,
+                &tags[proxy.container.image],
+                ids,
+                output,
+            )
+            .await?,
+        ),
+        None => None,
+    };
 
     // Skill containers start in parallel; each one's stderr becomes skillStderr events.
     let started = futures::future::join_all(
@@ -177,6 +201,15 @@ pub async fn execute(
     }));
     for task in skill_tasks {
         task.abort();
+    }
+    if let Some(mut task) = proxy_task {
+        // Records of the last requests may still be on their way from the proxy container.
+        if tokio::time::timeout(Duration::from_millis(200), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
     }
     if let Some(Ok(Err(error))) = match feeding {
         Some(task) => Some(task.await),
@@ -314,6 +347,87 @@ async fn start_skill(
                 skill_name: skill_name.clone(),
                 message: line,
             }));
+        }
+    }))
+}
+
+/// Creates the egress proxy with its principals' subnets, connects it to each of their
+/// networks (as `egress-proxy`), starts it, and turns its access records into `proxyAccess`
+/// events.
+async fn start_proxy(
+    docker: &DockerClient,
+    proxy: &ProxyPlan,
+    subnets: &std::collections::HashMap<String, String>,
+    image: &str,
+    ids: &RunIds,
+    output: &Output,
+) -> Result<tokio::task::JoinHandle<()>, RunError> {
+    let mut principals = Vec::new();
+    for principal in &proxy.principals {
+        let subnet = subnets
+            .get(&principal.network)
+            .cloned()
+            .and_then(|s| crate::proxy::Subnet::try_from(s).ok())
+            .ok_or_else(|| DockerError::NoSubnet(principal.network.clone()))?;
+        principals.push(crate::proxy::Principal {
+            name: principal.name.clone(),
+            subnet,
+            allow: crate::proxy::rules::Allowlist {
+                rules: principal.allow.clone(),
+            },
+            trusted: principal.trusted.clone(),
+        });
+    }
+    let config = serde_json::to_string(&crate::proxy::ProxyConfig { principals })
+        .map_err(|e| RunError::ProxyConfig(e.to_string()))?;
+    let mut plan = proxy.container.clone();
+    plan.env.push(("PERSTACK_PROXY_CONFIG".to_string(), config));
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Starting,
+        service: plan.service.clone(),
+        message: Some(format!("Creating {}", plan.name)),
+    }));
+    let id = docker.create_container(&plan, image).await?;
+    for principal in &proxy.principals {
+        docker
+            .connect_network(&id, &principal.network, super::egress::PROXY_ALIAS)
+            .await?;
+    }
+    let mut stream = docker.attach(&id).await?;
+    docker.start(&id, &plan.name).await?;
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Running,
+        service: plan.service.clone(),
+        message: Some(format!("Egress proxy {} started", plan.name)),
+    }));
+    let ids = ids.clone();
+    let output = output.clone();
+    Ok(tokio::spawn(async move {
+        let mut out = LineSplitter::default();
+        let mut err = LineSplitter::default();
+        while let Some(Ok(chunk)) = stream.next().await {
+            match &chunk {
+                LogOutput::StdOut { message } => {
+                    for line in out.push(message) {
+                        match serde_json::from_str::<crate::proxy::Access>(&line) {
+                            Ok(access) => output.event(ids.event(RuntimePayload::ProxyAccess {
+                                action: access.action,
+                                domain: access.domain,
+                                port: access.port,
+                                reason: access.reason,
+                                client: Some(access.client),
+                            })),
+                            Err(_) => tracing::warn!(%line, "egress proxy wrote a non-record line"),
+                        }
+                    }
+                }
+                LogOutput::StdErr { message } => {
+                    for line in err.push(message) {
+                        eprintln!("egress-proxy: {line}");
+                    }
+                }
+                _ => {}
+            }
         }
     }))
 }

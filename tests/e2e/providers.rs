@@ -200,7 +200,17 @@ fn anthropic_tool_call_then_answer_over_the_messages_api() {
     if !require_docker() {
         return;
     }
-    let (requests, _done, _dir) = tool_step_then_answer(&ANTHROPIC);
+    let (requests, done, _dir) = tool_step_then_answer(&ANTHROPIC);
+    // The runtime has no route out of its network: every request went through the egress
+    // proxy, which let the configured base URL through — and reported it.
+    let access = done.of_type("proxyAccess");
+    assert!(!access.is_empty(), "no proxyAccess events");
+    assert!(
+        access
+            .iter()
+            .all(|a| a["action"] == "allowed" && a["client"] == "runtime"),
+        "{access:?}"
+    );
     let first = &requests[0];
     assert_eq!(first.header("x-api-key"), Some("sk-e2e-key"));
     assert_eq!(first.header("anthropic-version"), Some("2023-06-01"));
