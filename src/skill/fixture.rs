@@ -13,6 +13,14 @@
 //!   (default 1) at once, without answering
 //! - `stderr {text}` → the text as one line on stderr; result `{}`
 //! - `sleep {ms}` → waits, then `{"slept": ms}`
+//!
+//! And the probes of the security tests (`skill/probe.rs`), each answering with the concrete
+//! outcome as JSON:
+//! - `tcp_connect {host, port}` → `{"connected", "error"?}`, ignoring proxy settings
+//! - `resolve {host}` → `{"addresses", "error"?}`
+//! - `proxy_connect {host, port}` → the `HTTPS_PROXY`'s answer to `CONNECT`: `{"status", "body"}`
+//! - `read_file {path}` → `{"content"}` or `{"error", "kind"}`
+//! - `symlink_read {target}` → the same, read through a fresh symlink to `target`
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,6 +31,7 @@ use rmcp::model::{CallToolResult, JsonObject};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::skill::probe;
 use crate::skill::server::{
     self, ServeError, ToolDef, ToolServer, json_result, object_schema, parse_args, text_result,
 };
@@ -60,6 +69,18 @@ struct CrashArgs {
 #[derive(Deserialize)]
 struct SleepArgs {
     ms: u64,
+}
+
+#[derive(Deserialize)]
+struct HostPortArgs {
+    host: String,
+    #[serde(default)]
+    port: u16,
+}
+
+#[derive(Deserialize)]
+struct PathArgs {
+    path: String,
 }
 
 impl ToolServer for FixtureServer {
@@ -125,6 +146,26 @@ impl ToolServer for FixtureServer {
                 let SleepArgs { ms } = parse_args(name, args)?;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(json_result(&json!({ "slept": ms })))
+            }
+            "tcp_connect" => {
+                let HostPortArgs { host, port } = parse_args(name, args)?;
+                Ok(json_result(&probe::tcp_connect(&host, port).await))
+            }
+            "resolve" => {
+                let HostPortArgs { host, .. } = parse_args(name, args)?;
+                Ok(json_result(&probe::resolve(&host).await))
+            }
+            "proxy_connect" => {
+                let HostPortArgs { host, port } = parse_args(name, args)?;
+                Ok(json_result(&probe::proxy_connect(&host, port).await))
+            }
+            "read_file" => {
+                let PathArgs { path } = parse_args(name, args)?;
+                Ok(json_result(&probe::read_file(&path)))
+            }
+            "symlink_read" => {
+                let PathArgs { path } = parse_args(name, args)?;
+                Ok(json_result(&probe::symlink_read(&path)))
             }
             _ => Err(server::unknown_tool(name)),
         }
@@ -203,7 +244,59 @@ pub const TOOLS: &[ToolDef] = &[
             )
         },
     },
+    ToolDef {
+        name: "tcp_connect",
+        title: "TCP connect",
+        description: "Open a TCP connection to host:port directly (no proxy); report whether it connected.",
+        input_schema: host_port_schema,
+    },
+    ToolDef {
+        name: "resolve",
+        title: "Resolve",
+        description: "Resolve a host name; report its addresses or the error.",
+        input_schema: || {
+            object_schema(
+                json!({ "host": { "type": "string", "description": "Name to resolve." } }),
+                &["host"],
+            )
+        },
+    },
+    ToolDef {
+        name: "proxy_connect",
+        title: "Proxy CONNECT",
+        description: "Ask the HTTPS_PROXY for a tunnel to host:port; report its status and body.",
+        input_schema: host_port_schema,
+    },
+    ToolDef {
+        name: "read_file",
+        title: "Read file",
+        description: "Read up to 64 KiB of a file; report its content or the error.",
+        input_schema: || path_schema("File to read."),
+    },
+    ToolDef {
+        name: "symlink_read",
+        title: "Read through a symlink",
+        description: "Make a symlink to the path in the temporary folder and read through it.",
+        input_schema: || path_schema("Symlink target."),
+    },
 ];
+
+fn host_port_schema() -> JsonObject {
+    object_schema(
+        json!({
+            "host": { "type": "string", "description": "Host name or address." },
+            "port": { "type": "integer", "minimum": 1, "maximum": 65535 }
+        }),
+        &["host", "port"],
+    )
+}
+
+fn path_schema(description: &'static str) -> JsonObject {
+    object_schema(
+        json!({ "path": { "type": "string", "description": description } }),
+        &["path"],
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -224,7 +317,18 @@ mod tests {
         assert_eq!(
             client.tool_names().await,
             [
-                "echo", "get_env", "whoami", "fail", "crash", "stderr", "sleep"
+                "echo",
+                "get_env",
+                "whoami",
+                "fail",
+                "crash",
+                "stderr",
+                "sleep",
+                "tcp_connect",
+                "resolve",
+                "proxy_connect",
+                "read_file",
+                "symlink_read"
             ]
         );
     }

@@ -20,5 +20,6 @@ pub mod host;
 pub mod http_fixture;
 pub mod lazy;
 pub mod legacy_sse;
+pub mod probe;
 pub mod result;
 pub mod server;

@@ -1,0 +1,132 @@
+//! Probes for the security tests: what an attacker who controls a skill would try. The fixture
+//! server exposes them as tools; every answer is a JSON object stating the concrete outcome
+//! (`connected`, `status`, `addresses`, `content`, or `error`), so tests assert facts, not
+//! words.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long any one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a TCP connection to `host:port` directly, ignoring any proxy settings.
+pub async fn tcp_connect(host: &str, port: u16) -> Value {
+    match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await {
+        Ok(Ok(stream)) => json!({
+            "connected": true,
+            "peer": stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+        }),
+        Ok(Err(error)) => json!({"connected": false, "error": error.to_string()}),
+        Err(_) => json!({"connected": false, "error": "timed out"}),
+    }
+}
+
+/// Resolves `host` with the system resolver.
+pub async fn resolve(host: &str) -> Value {
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::lookup_host((host, 0))).await {
+        Ok(Ok(addresses)) => {
+            let addresses: Vec<String> = addresses.map(|a| a.ip().to_string()).collect();
+            json!({"addresses": addresses})
+        }
+        Ok(Err(error)) => json!({"addresses": [], "error": error.to_string()}),
+        Err(_) => json!({"addresses": [], "error": "timed out"}),
+    }
+}
+
+/// Asks the proxy named by `HTTPS_PROXY` (or `https_proxy`) for a tunnel to `host:port` and
+/// reports its answer: `status` 200 means the tunnel is open.
+pub async fn proxy_connect(host: &str, port: u16) -> Value {
+    let Some(proxy) = ["HTTPS_PROXY", "https_proxy"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    else {
+        return json!({"error": "no HTTPS_PROXY in this environment"});
+    };
+    let Some(address) = proxy
+        .strip_prefix("http://")
+        .map(|a| a.trim_end_matches('/').to_string())
+    else {
+        return json!({"proxy": proxy, "error": "HTTPS_PROXY is not an http:// URL"});
+    };
+    let attempt = async {
+        let mut stream = TcpStream::connect(address.as_str()).await?;
+        let request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = vec![0u8; 1024];
+        let n = stream.read(&mut answer).await?;
+        answer.truncate(n);
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+        Ok(Ok(answer)) => {
+            let status = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+            let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+            json!({"proxy": proxy, "status": status, "body": body})
+        }
+        Ok(Err(error)) => json!({"proxy": proxy, "error": error.to_string()}),
+        Err(_) => json!({"proxy": proxy, "error": "timed out"}),
+    }
+}
+
+/// Reads up to 64 KiB of `path`.
+pub fn read_file(path: &str) -> Value {
+    use std::io::Read;
+    let mut content = Vec::new();
+    match std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_end(&mut content)) {
+        Ok(_) => json!({"content": String::from_utf8_lossy(&content)}),
+        Err(error) => json!({"error": error.to_string(), "kind": format!("{:?}", error.kind())}),
+    }
+}
+
+/// Makes a symlink to `target` in the temporary folder and reads through it.
+pub fn symlink_read(target: &str) -> Value {
+    let link = std::env::temp_dir().join(format!("probe-{}", crate::ids::new_id()));
+    if let Err(error) = std::os::unix::fs::symlink(target, &link) {
+        return json!({"error": format!("cannot make a symlink: {error}")});
+    }
+    let result = read_file(&link.display().to_string());
+    let _ = std::fs::remove_file(&link);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_port_is_reported_as_not_connected() {
+        // Bind, learn the port, close: nothing listens there any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let out = tcp_connect("127.0.0.1", port).await;
+        assert_eq!(out["connected"], false);
+        assert!(out["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn a_listening_port_connects() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert_eq!(tcp_connect("127.0.0.1", port).await["connected"], true);
+    }
+
+    #[test]
+    fn files_and_symlinks_report_content_or_the_error_kind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f.txt");
+        std::fs::write(&file, "hello").expect("write");
+        assert_eq!(read_file(&file.display().to_string())["content"], "hello");
+        assert_eq!(
+            symlink_read(&file.display().to_string())["content"],
+            "hello"
+        );
+        assert_eq!(read_file("/nonexistent/x")["kind"], "NotFound");
+    }
+}

@@ -1,0 +1,156 @@
+//! The security suite: what a skill under an attacker's control can reach, read and see, run
+//! against the real engine. Each probe answers with the concrete outcome (connected or not, the
+//! proxy's status, the addresses, the file's content or error kind), and each test asserts that
+//! outcome — never a search for failure words.
+
+use serde_json::Value;
+
+use crate::support::{Finished, TestRun, require_docker};
+
+const PROVIDER_KEY: &str = "sk-ant-security-suite-must-not-leak";
+const EGRESS_TOKEN: &str = "egress-token-for-the-skill-only";
+
+fn probe_run(expert: &str) -> (TestRun, Finished) {
+    let run = TestRun::new("e2e/security/perstack.toml", expert)
+        .host_env("EGRESS_TOKEN", EGRESS_TOKEN)
+        .host_env("ANTHROPIC_API_KEY", PROVIDER_KEY)
+        .host_env("AWS_SECRET_ACCESS_KEY", "aws-secret-must-not-leak");
+    let done = run.run();
+    done.assert_code(0);
+    (run, done)
+}
+
+/// The JSON a probe answered with, by the call's id.
+fn probe(done: &Finished, id: &str) -> Value {
+    done.of_type("resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["id"] == id)
+        .and_then(|r| r["result"][0]["text"].as_str().map(str::to_string))
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| panic!("no JSON result for {id}; events:\n{}", done.stdout))
+}
+
+fn access(done: &Finished, domain: &str, port: u16) -> Value {
+    done.of_type("proxyAccess")
+        .into_iter()
+        .find(|a| a["domain"] == domain && a["port"] == port)
+        .cloned()
+        .unwrap_or_else(|| panic!("no proxyAccess for {domain}:{port}"))
+}
+
+#[test]
+fn a_skill_reaches_exactly_its_allowed_domains_through_the_proxy() {
+    if !require_docker() {
+        return;
+    }
+    let (run, done) = probe_run("attacker");
+
+    // The allowed domain really works: the proxy opened the tunnel.
+    assert_eq!(
+        probe(&done, "allowed")["status"],
+        200,
+        "{}",
+        probe(&done, "allowed")
+    );
+    let allowed = access(&done, "pypi.org", 443);
+    assert_eq!(allowed["action"], "allowed");
+    assert_eq!(allowed["client"], "skill:egress");
+
+    // Everything else is refused by the proxy, and each refusal is reported with its reason.
+    for (id, domain, port) in [
+        ("not-listed", "example.com", 443),
+        ("other-port", "pypi.org", 8443),
+        ("lookalike", "pypi.org.evil.example", 443),
+        ("punycode", "xn--pyp-ona.org", 443),
+        ("metadata-ip", "169.254.169.254", 80),
+        ("metadata-name", "metadata.google.internal", 80),
+        ("docker-host", "host.docker.internal", 2375),
+    ] {
+        assert_eq!(
+            probe(&done, id)["status"],
+            403,
+            "{id}: {}",
+            probe(&done, id)
+        );
+        let record = access(&done, domain, port);
+        assert_eq!(record["action"], "blocked", "{id}");
+        assert_eq!(record["client"], "skill:egress", "{id}");
+        assert!(
+            record["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        access(&done, "example.com", 443)["reason"],
+        "Domain not in allowlist"
+    );
+
+    // Around the proxy there is nothing: no route out, no DNS.
+    for id in ["direct-ip", "direct-gateway"] {
+        assert_eq!(
+            probe(&done, id)["connected"],
+            false,
+            "{id}: {}",
+            probe(&done, id)
+        );
+    }
+    assert_eq!(probe(&done, "dns")["addresses"], serde_json::json!([]));
+
+    // The skill sees its own variable and the proxy settings, never the provider key.
+    let env = probe(&done, "env");
+    assert_eq!(env["EGRESS_TOKEN"], EGRESS_TOKEN);
+    assert_eq!(env["HTTPS_PROXY"], "http://egress-proxy:3128");
+    assert!(env.get("ANTHROPIC_API_KEY").is_none(), "{env}");
+    assert!(env.get("AWS_SECRET_ACCESS_KEY").is_none(), "{env}");
+    let environ = probe(&done, "environ");
+    let environ = environ["content"].as_str().unwrap_or_default();
+    assert!(!environ.contains(PROVIDER_KEY) && !environ.contains("aws-secret"));
+
+    // Host secrets are not in the container at all.
+    for id in ["shadow", "docker-sock", "ssh-key"] {
+        let read = probe(&done, id);
+        assert!(read.get("content").is_none(), "{id}: {read}");
+    }
+    // A symlink to /etc/passwd reads the container's own, which knows no host user.
+    let passwd = probe(&done, "passwd-link");
+    let passwd = passwd["content"].as_str().unwrap_or_default();
+    assert!(passwd.contains("skill:x:10002:10002"), "{passwd}");
+    let host_passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for user in host_passwd.lines().filter_map(|l| l.split(':').next()) {
+        if !["root", "nobody"].contains(&user) {
+            assert!(
+                !passwd.contains(&format!("\n{user}:")),
+                "host user {user} visible"
+            );
+        }
+    }
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
+}
+
+#[test]
+fn a_skill_without_allowed_domains_has_no_network_at_all() {
+    if !require_docker() {
+        return;
+    }
+    let (run, done) = probe_run("bystander");
+    // No proxy settings, and the proxy itself is out of reach (no proxy runs for this run).
+    assert!(probe(&done, "no-proxy")["error"].is_string());
+    assert_eq!(probe(&done, "reach-proxy")["connected"], false);
+    assert_eq!(probe(&done, "direct-ip")["connected"], false);
+    let env = probe(&done, "env");
+    assert!(
+        env.get("HTTPS_PROXY").is_none() && env.get("EGRESS_TOKEN").is_none(),
+        "{env}"
+    );
+    assert!(done.of_type("proxyAccess").is_empty());
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
+}
