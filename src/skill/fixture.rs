@@ -19,6 +19,7 @@
 //! - `tcp_connect {host, port}` → `{"connected", "error"?}`, ignoring proxy settings
 //! - `resolve {host}` → `{"addresses", "error"?}`
 //! - `proxy_connect {host, port}` → the `HTTPS_PROXY`'s answer to `CONNECT`: `{"status", "body"}`
+//! - `proxy_get {url}` → the `HTTP_PROXY`'s answer to a plain-HTTP `GET url`: `{"status"}`
 //! - `read_file {path}` → `{"content"}` or `{"error", "kind"}`
 //! - `symlink_read {target}` → the same, read through a fresh symlink to `target`
 
@@ -76,6 +77,11 @@ struct HostPortArgs {
     host: String,
     #[serde(default)]
     port: u16,
+}
+
+#[derive(Deserialize)]
+struct UrlArgs {
+    url: String,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +164,10 @@ impl ToolServer for FixtureServer {
             "proxy_connect" => {
                 let HostPortArgs { host, port } = parse_args(name, args)?;
                 Ok(json_result(&probe::proxy_connect(&host, port).await))
+            }
+            "proxy_get" => {
+                let UrlArgs { url } = parse_args(name, args)?;
+                Ok(json_result(&probe::proxy_get(&url).await))
             }
             "read_file" => {
                 let PathArgs { path } = parse_args(name, args)?;
@@ -268,6 +278,17 @@ pub const TOOLS: &[ToolDef] = &[
         input_schema: host_port_schema,
     },
     ToolDef {
+        name: "proxy_get",
+        title: "Plain HTTP through the proxy",
+        description: "Send GET url (plain http://) to the HTTP_PROXY; report its status.",
+        input_schema: || {
+            object_schema(
+                json!({ "url": { "type": "string", "description": "An http:// URL." } }),
+                &["url"],
+            )
+        },
+    },
+    ToolDef {
         name: "read_file",
         title: "Read file",
         description: "Read up to 64 KiB of a file; report its content or the error.",
@@ -327,6 +348,7 @@ mod tests {
                 "tcp_connect",
                 "resolve",
                 "proxy_connect",
+                "proxy_get",
                 "read_file",
                 "symlink_read"
             ]

@@ -71,6 +71,44 @@ pub async fn proxy_connect(host: &str, port: u16) -> Value {
     }
 }
 
+/// Sends a plain-HTTP `GET url` (absolute form) to the proxy named by `HTTP_PROXY` (or
+/// `http_proxy`) and reports the status it answered with.
+pub async fn proxy_get(url: &str) -> Value {
+    let Some(proxy) = ["HTTP_PROXY", "http_proxy"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    else {
+        return json!({"error": "no HTTP_PROXY in this environment"});
+    };
+    let Some(address) = proxy
+        .strip_prefix("http://")
+        .map(|a| a.trim_end_matches('/').to_string())
+    else {
+        return json!({"proxy": proxy, "error": "HTTP_PROXY is not an http:// URL"});
+    };
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let attempt = async {
+        let mut stream = TcpStream::connect(address.as_str()).await?;
+        let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = vec![0u8; 1024];
+        let n = stream.read(&mut answer).await?;
+        answer.truncate(n);
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+        Ok(Ok(answer)) => {
+            let status = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+            json!({"proxy": proxy, "status": status})
+        }
+        Ok(Err(error)) => json!({"proxy": proxy, "error": error.to_string()}),
+        Err(_) => json!({"proxy": proxy, "error": "timed out"}),
+    }
+}
+
 /// Reads up to 64 KiB of `path`.
 pub fn read_file(path: &str) -> Value {
     use std::io::Read;

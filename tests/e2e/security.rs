@@ -66,6 +66,9 @@ fn a_skill_reaches_exactly_its_allowed_domains_through_the_proxy() {
         ("metadata-ip", "169.254.169.254", 80),
         ("metadata-name", "metadata.google.internal", 80),
         ("docker-host", "host.docker.internal", 2375),
+        ("loopback", "127.0.0.1", 80),
+        ("kubernetes", "kubernetes.default.svc", 443),
+        ("exfiltrate", "attacker-server.example.com", 443),
     ] {
         assert_eq!(
             probe(&done, id)["status"],
@@ -85,6 +88,20 @@ fn a_skill_reaches_exactly_its_allowed_domains_through_the_proxy() {
         access(&done, "example.com", 443)["reason"],
         "Domain not in allowlist"
     );
+
+    // Plain HTTP is never forwarded to a skill's domains, allowed name or not.
+    for (id, domain) in [
+        ("plain-http", "example.com"),
+        ("plain-http-allowed-name", "pypi.org"),
+    ] {
+        assert_eq!(
+            probe(&done, id)["status"],
+            403,
+            "{id}: {}",
+            probe(&done, id)
+        );
+        assert_eq!(access(&done, domain, 80)["action"], "blocked", "{id}");
+    }
 
     // Around the proxy there is nothing: no route out, no DNS.
     for id in ["direct-ip", "direct-gateway"] {
@@ -108,7 +125,14 @@ fn a_skill_reaches_exactly_its_allowed_domains_through_the_proxy() {
     assert!(!environ.contains(PROVIDER_KEY) && !environ.contains("aws-secret"));
 
     // Host secrets are not in the container at all.
-    for id in ["shadow", "docker-sock", "ssh-key"] {
+    for id in [
+        "shadow",
+        "docker-sock",
+        "ssh-key",
+        "aws-creds",
+        "shadow-link",
+        "host-root-link",
+    ] {
         let read = probe(&done, id);
         assert!(read.get("content").is_none(), "{id}: {read}");
     }
