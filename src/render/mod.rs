@@ -437,6 +437,26 @@ mod tests {
     }
 
     #[test]
+    fn proxy_decisions_show_with_verbose_only_and_name_who_asked() {
+        let event = Event::runtime(
+            "j",
+            "r",
+            RuntimePayload::ProxyAccess {
+                action: crate::event::ProxyAction::Blocked,
+                domain: "evil.example.com".into(),
+                port: 443,
+                reason: Some("Domain not in allowlist".into()),
+                client: Some("skill:web".into()),
+            },
+        );
+        assert_eq!(render(&event, false), None);
+        assert_eq!(
+            render(&event, true).as_deref(),
+            Some("  proxy: blocked evil.example.com:443 for skill:web (Domain not in allowlist)")
+        );
+    }
+
+    #[test]
     fn an_interactive_stop_shows_the_question_and_how_to_answer() {
         let call = ToolCall {
             id: "t".into(),

@@ -178,3 +178,103 @@ fn a_skill_without_allowed_domains_has_no_network_at_all() {
         run.guard.leftovers()
     );
 }
+
+/// `docker inspect` of a live run's networks and containers, by the job's label.
+fn inspect(kind: &str, job_id: &str) -> Vec<Value> {
+    let list = std::process::Command::new("docker")
+        .args(match kind {
+            "network" => vec!["network", "ls", "-q"],
+            _ => vec!["ps", "-q"],
+        })
+        .args([
+            "--filter",
+            &format!("label=io.perstack.sandbox.job-id={job_id}"),
+        ])
+        .output()
+        .expect("docker ls");
+    let ids: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return vec![];
+    }
+    let out = std::process::Command::new("docker")
+        .arg(kind)
+        .arg("inspect")
+        .args(&ids)
+        .output()
+        .expect("docker inspect");
+    serde_json::from_slice(&out.stdout).expect("inspect JSON")
+}
+
+#[test]
+fn the_live_topology_gives_each_principal_an_internal_network_shared_only_with_the_proxy() {
+    if !require_docker() {
+        return;
+    }
+    let run = TestRun::new("e2e/security/perstack.toml", "inspected")
+        .host_env("EGRESS_TOKEN", EGRESS_TOKEN);
+    let mut child = run.spawn();
+    crate::support::read_until(
+        &mut child,
+        "\"callTools\"",
+        std::time::Duration::from_secs(180),
+    );
+    let networks = inspect("network", &run.guard.job_id);
+    let containers = inspect("container", &run.guard.job_id);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+
+    // One network: the egress skill's (the mock runtime needs none); internal, no route out.
+    assert_eq!(networks.len(), 1, "{networks:#?}");
+    let network = &networks[0];
+    assert_eq!(network["Internal"], true);
+    let name = network["Name"].as_str().expect("name").to_string();
+    let on = |c: &Value| -> Vec<String> {
+        c["NetworkSettings"]["Networks"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let service = |c: &Value| {
+        c["Config"]["Labels"]["io.perstack.sandbox.service"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    for container in &containers {
+        let mut nets = on(container);
+        nets.sort();
+        match service(container).as_str() {
+            // The proxy alone has a route out, and joins the skill's network.
+            "egress-proxy" => assert_eq!(nets, ["bridge".to_string(), name.clone()]),
+            "skill:egress" => {
+                assert_eq!(nets, [name.clone()]);
+                assert_eq!(container["HostConfig"]["NetworkMode"], name.as_str());
+            }
+            // The offline skill, base-skill and the mock runtime: no network at all.
+            other => assert_eq!(
+                container["HostConfig"]["NetworkMode"], "none",
+                "{other}: {nets:?}"
+            ),
+        }
+    }
+    let services: Vec<String> = containers.iter().map(service).collect();
+    assert!(
+        services.contains(&"egress-proxy".to_string()),
+        "{services:?}"
+    );
+    assert!(
+        services.contains(&"skill:offline".to_string()),
+        "{services:?}"
+    );
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
+}
