@@ -253,7 +253,7 @@ fn the_live_topology_gives_each_principal_an_internal_network_shared_only_with_t
             // The proxy alone has a route out, and joins the skill's network.
             "egress-proxy" => assert_eq!(nets, ["bridge".to_string(), name.clone()]),
             "skill:egress" => {
-                assert_eq!(nets, [name.clone()]);
+                assert_eq!(nets, std::slice::from_ref(&name));
                 assert_eq!(container["HostConfig"]["NetworkMode"], name.as_str());
             }
             // The offline skill, base-skill and the mock runtime: no network at all.
