@@ -151,20 +151,7 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
         "stream": true,
     });
     if !request.tools.is_empty() {
-        body["tools"] = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.input_schema,
-                    },
-                })
-            })
-            .collect();
+        body["tools"] = super::openai::function_tools(request.tools);
     }
     if request.reasoning_budget.is_some_and(|b| b > 0) {
         body["think"] = json!(true);

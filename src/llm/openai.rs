@@ -177,6 +177,23 @@ pub fn is_reasoning_model(model: &str) -> bool {
     o_series || (model.starts_with("gpt-5") && !model.starts_with("gpt-5-chat"))
 }
 
+/// Tools in the function-calling shape that Chat Completions and Ollama share.
+pub fn function_tools(tools: &[super::ToolSpec]) -> Value {
+    tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.input_schema,
+                },
+            })
+        })
+        .collect()
+}
+
 /// The JSON body of a streamed Chat Completions request.
 pub fn request_body(provider: ProviderName, request: &GenerateRequest<'_>) -> Value {
     let mut body = json!({
@@ -186,20 +203,7 @@ pub fn request_body(provider: ProviderName, request: &GenerateRequest<'_>) -> Va
         "stream_options": {"include_usage": true},
     });
     if !request.tools.is_empty() {
-        body["tools"] = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.input_schema,
-                    },
-                })
-            })
-            .collect();
+        body["tools"] = function_tools(request.tools);
         body["tool_choice"] = json!("auto");
     }
     if provider == ProviderName::Openai

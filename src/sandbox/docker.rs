@@ -540,55 +540,14 @@ impl DockerClient {
         }
     }
 
-    /// Names of the containers, volumes and networks that match a label filter.
-    pub async fn labelled(
-        &self,
-        filter: &str,
-    ) -> Result<(Vec<String>, Vec<String>, Vec<String>), DockerError> {
-        let filters = HashMap::from([("label".to_string(), vec![filter.to_string()])]);
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .map_err(call("list containers"))?
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect();
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await
-            .map_err(call("list volumes"))?
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(call("list networks"))?
-            .into_iter()
-            .filter_map(|n| n.id)
-            .collect();
-        Ok((containers, volumes, networks))
-    }
-
     /// Every container, volume and network carrying our `managed` label.
     pub async fn managed(&self) -> Result<Managed, DockerError> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{}=true", labels::MANAGED)],
-        )]);
+        self.labelled(&format!("{}=true", labels::MANAGED)).await
+    }
+
+    /// The containers, volumes and networks that match a label filter, with their labels.
+    pub async fn labelled(&self, filter: &str) -> Result<Managed, DockerError> {
+        let filters = HashMap::from([("label".to_string(), vec![filter.to_string()])]);
         let containers = self
             .docker
             .list_containers(Some(ListContainersOptions {
@@ -693,7 +652,13 @@ impl DockerClient {
     /// Removes every container, volume and network labelled with `run_id`: containers first
     /// (force, so running ones are killed), then what they used.
     pub async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
-        let (containers, volumes, networks) = self.labelled(&labels::run_filter(run_id)).await?;
+        let found = self.labelled(&labels::run_filter(run_id)).await?;
+        let ids = |list: Vec<Labelled>| list.into_iter().map(|l| l.id).collect::<Vec<_>>();
+        let (containers, volumes, networks) = (
+            ids(found.containers),
+            ids(found.volumes),
+            ids(found.networks),
+        );
         let mut removed = Removed::default();
         let results = futures::future::join_all(containers.iter().map(|id| {
             self.docker.remove_container(

@@ -39,21 +39,38 @@ pub async fn resolve(host: &str) -> Value {
 /// Asks the proxy named by `HTTPS_PROXY` (or `https_proxy`) for a tunnel to `host:port` and
 /// reports its answer: `status` 200 means the tunnel is open.
 pub async fn proxy_connect(host: &str, port: u16) -> Value {
-    let Some(proxy) = ["HTTPS_PROXY", "https_proxy"]
+    let request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
+    ask_proxy(&["HTTPS_PROXY", "https_proxy"], &request).await
+}
+
+/// Sends a plain-HTTP `GET url` (absolute form) to the proxy named by `HTTP_PROXY` (or
+/// `http_proxy`) and reports the status it answered with.
+pub async fn proxy_get(url: &str) -> Value {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    ask_proxy(&["HTTP_PROXY", "http_proxy"], &request).await
+}
+
+/// Sends `request` to the proxy the first of `vars` names, and reads its answer:
+/// `{"proxy", "status", "body"}`, or `{"error"}`.
+async fn ask_proxy(vars: &[&str], request: &str) -> Value {
+    let Some(proxy) = vars
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     else {
-        return json!({"error": "no HTTPS_PROXY in this environment"});
+        return json!({"error": format!("no {} in this environment", vars[0])});
     };
     let Some(address) = proxy
         .strip_prefix("http://")
         .map(|a| a.trim_end_matches('/').to_string())
     else {
-        return json!({"proxy": proxy, "error": "HTTPS_PROXY is not an http:// URL"});
+        return json!({"proxy": proxy, "error": "the proxy is not an http:// URL"});
     };
     let attempt = async {
         let mut stream = TcpStream::connect(address.as_str()).await?;
-        let request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut answer = vec![0u8; 1024];
         let n = stream.read(&mut answer).await?;
@@ -65,44 +82,6 @@ pub async fn proxy_connect(host: &str, port: u16) -> Value {
             let status = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
             let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").trim();
             json!({"proxy": proxy, "status": status, "body": body})
-        }
-        Ok(Err(error)) => json!({"proxy": proxy, "error": error.to_string()}),
-        Err(_) => json!({"proxy": proxy, "error": "timed out"}),
-    }
-}
-
-/// Sends a plain-HTTP `GET url` (absolute form) to the proxy named by `HTTP_PROXY` (or
-/// `http_proxy`) and reports the status it answered with.
-pub async fn proxy_get(url: &str) -> Value {
-    let Some(proxy) = ["HTTP_PROXY", "http_proxy"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-    else {
-        return json!({"error": "no HTTP_PROXY in this environment"});
-    };
-    let Some(address) = proxy
-        .strip_prefix("http://")
-        .map(|a| a.trim_end_matches('/').to_string())
-    else {
-        return json!({"proxy": proxy, "error": "HTTP_PROXY is not an http:// URL"});
-    };
-    let host = url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default();
-    let attempt = async {
-        let mut stream = TcpStream::connect(address.as_str()).await?;
-        let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = vec![0u8; 1024];
-        let n = stream.read(&mut answer).await?;
-        answer.truncate(n);
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
-    };
-    match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
-        Ok(Ok(answer)) => {
-            let status = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
-            json!({"proxy": proxy, "status": status})
         }
         Ok(Err(error)) => json!({"proxy": proxy, "error": error.to_string()}),
         Err(_) => json!({"proxy": proxy, "error": "timed out"}),
