@@ -45,6 +45,9 @@ pub async fn run(args: GcArgs) -> Exit {
             crate::commands::images::human_size(image.size)
         );
     }
+    for failure in &report.failures {
+        eprintln!("warning: could not remove {failure}");
+    }
     if report.elsewhere > 0 {
         println!(
             "left {} resource(s) of controllers on other machines sharing this engine",

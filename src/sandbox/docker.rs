@@ -67,6 +67,17 @@ fn call(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Doc
     move |source| DockerError::Call { action, source }
 }
 
+/// 409 "removal … is already in progress": another sweep got there first.
+fn is_being_removed(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } if message.contains("already in progress")
+    )
+}
+
 fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
         error,
@@ -674,7 +685,7 @@ impl DockerClient {
         for (id, result) in containers.iter().zip(results) {
             match result {
                 Ok(()) => removed.containers += 1,
-                Err(e) if is_not_found(&e) => {}
+                Err(e) if is_not_found(&e) || is_being_removed(&e) => {}
                 Err(e) => return Err(call(format!("remove container {id}"))(e)),
             }
         }

@@ -41,6 +41,9 @@ pub struct GcReport {
     pub removed: Removed,
     /// Superseded images (removed unless a dry run).
     pub images: Vec<ManagedImage>,
+    /// Runs or images that could not be removed this time (another sweep at work, an image
+    /// just put to use…), with why; the next sweep tries again.
+    pub failures: Vec<String>,
 }
 
 /// Runs whose resources no live controller owns, and how many resources belong to
@@ -135,10 +138,14 @@ pub async fn sweep(client: &DockerClient, options: GcOptions) -> Result<GcReport
     };
     if !options.dry_run {
         for run in &report.stale {
-            let removed = client.remove_run(&run.run_id).await?;
-            report.removed.containers += removed.containers;
-            report.removed.volumes += removed.volumes;
-            report.removed.networks += removed.networks;
+            match client.remove_run(&run.run_id).await {
+                Ok(removed) => {
+                    report.removed.containers += removed.containers;
+                    report.removed.volumes += removed.volumes;
+                    report.removed.networks += removed.networks;
+                }
+                Err(error) => report.failures.push(format!("run {}: {error}", run.run_id)),
+            }
         }
     }
     if options.images {
@@ -147,7 +154,9 @@ pub async fn sweep(client: &DockerClient, options: GcOptions) -> Result<GcReport
         report.images = superseded_images(&images, &in_use);
         if !options.dry_run {
             for image in &report.images {
-                client.remove_image(&image.id).await?;
+                if let Err(error) = client.remove_image(&image.id).await {
+                    report.failures.push(format!("image {}: {error}", image.id));
+                }
             }
         }
     }
