@@ -128,11 +128,7 @@ pub async fn run(args: RunArgs) -> Exit {
             Job::new(&job_id, &args.expert, settings.max_steps, now)
         }
     };
-    let limit = Duration::from_millis(
-        settings
-            .timeout_ms
-            .saturating_mul(u64::from(settings.max_steps)),
-    );
+    let limit = run_limit(&args, &settings);
     let request = RunRequest {
         run_id: run_id.clone(),
         job_id: job_id.clone(),
@@ -149,7 +145,7 @@ pub async fn run(args: RunArgs) -> Exit {
         env,
         mock_script: checked.mock_script,
         artifacts,
-        limits: limits(&loaded.config),
+        limits: limits(&args, &loaded.config),
         controller: crate::sandbox::controller::ControllerId::current().to_string(),
         resume,
     };
@@ -404,19 +400,40 @@ fn resolve_settings(args: &RunArgs, config: &config::Config) -> Result<RunSettin
     })
 }
 
-fn limits(config: &config::Config) -> Limits {
+/// Container limits: `--memory`/`--cpus`/`--pids` > `[sandbox]` > the defaults in `plan.rs`.
+fn limits(args: &RunArgs, config: &config::Config) -> Limits {
     let defaults = Limits::default();
     Limits {
-        memory: config
-            .sandbox
-            .memory
-            .as_deref()
-            .and_then(config::parse_memory_size)
-            .and_then(|m| i64::try_from(m).ok())
-            .unwrap_or(defaults.memory),
-        cpus: config.sandbox.cpus.unwrap_or(defaults.cpus),
-        pids: config.sandbox.pids.unwrap_or(defaults.pids),
+        memory: args.memory.unwrap_or_else(|| {
+            config
+                .sandbox
+                .memory
+                .as_deref()
+                .and_then(config::parse_memory_size)
+                .and_then(|m| i64::try_from(m).ok())
+                .unwrap_or(defaults.memory)
+        }),
+        cpus: args
+            .cpus
+            .or(config.sandbox.cpus)
+            .unwrap_or(defaults.cpus),
+        pids: args
+            .pids
+            .or(config.sandbox.pids)
+            .unwrap_or(defaults.pids),
     }
+}
+
+/// How long the whole run may take: `--run-timeout`, else Perstack's docker bound of
+/// timeout × max-steps (PERSTACK-COMPAT.md §8).
+fn run_limit(args: &RunArgs, settings: &RunSettings) -> Duration {
+    args.run_timeout.unwrap_or_else(|| {
+        Duration::from_millis(
+            settings
+                .timeout_ms
+                .saturating_mul(u64::from(settings.max_steps)),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -499,6 +516,63 @@ mod tests {
                 reasoning_budget: Some("low".into()),
             }
         );
+    }
+
+    #[test]
+    fn limit_flags_beat_the_sandbox_table_which_beats_the_defaults() {
+        let file = config("[sandbox]\nmemory = \"1g\"\ncpus = 1.5\npids = 100\n");
+        assert_eq!(
+            limits(&args(&[]), &file),
+            Limits {
+                memory: 1 << 30,
+                cpus: 1.5,
+                pids: 100
+            }
+        );
+        assert_eq!(
+            limits(
+                &args(&["--memory", "64m", "--cpus", "0.5", "--pids", "32"]),
+                &file
+            ),
+            Limits {
+                memory: 64 << 20,
+                cpus: 0.5,
+                pids: 32
+            }
+        );
+        assert_eq!(limits(&args(&[]), &config("")), Limits::default());
+    }
+
+    #[test]
+    fn the_run_limit_is_run_timeout_else_timeout_times_max_steps() {
+        let settings = resolve_settings(&args(&[]), &config("")).expect("settings");
+        assert_eq!(
+            run_limit(&args(&["--timeout", "1000", "--max-steps", "7"]), &RunSettings {
+                timeout_ms: 1000,
+                max_steps: 7,
+                ..settings.clone()
+            }),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            run_limit(&args(&["--run-timeout", "30m"]), &settings),
+            Duration::from_secs(1800)
+        );
+    }
+
+    #[test]
+    fn bad_limit_flags_are_refused_by_the_parser() {
+        for bad in [
+            &["--memory", "1m"][..],
+            &["--cpus", "0"],
+            &["--pids", "0"],
+            &["--run-timeout", "0s"],
+        ] {
+            let mut argv = vec!["perstack-sandbox", "run"];
+            argv.extend_from_slice(bad);
+            argv.extend_from_slice(&["expert", "query"]);
+            assert!(crate::cli::Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -406,6 +406,10 @@ impl DockerClient {
                 "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
             )])),
             memory: Some(plan.limits.memory),
+            // Swap equal to the limit means no swap at all: a process over the limit is
+            // OOM-killed at once instead of thrashing the host's swap (Docker's default allows
+            // as much swap again).
+            memory_swap: Some(plan.limits.memory),
             nano_cpus: Some((plan.limits.cpus * 1e9) as i64),
             pids_limit: Some(plan.limits.pids),
             // Our binary is PID 1 and reaps; Docker's init would only add a process.
