@@ -205,10 +205,45 @@ pub async fn run(args: RunArgs) -> Exit {
     };
 
     let record = |line: &str, event: &crate::event::Event| recorder.record(line, event);
-    let result = tokio::select! {
-        result = execute(&docker, &run_plan, &ids, &output, args.verbose, limit, &record) => Ok(result),
-        _ = sigint.recv() => Err(Exit::Interrupted),
-        _ = sigterm.recv() => Err(Exit::Terminated),
+    // First Ctrl-C: the runtime gets SIGINT and stops after the step under way, whose
+    // checkpoint is relayed and stored like any other; we go on relaying until it ends. Second
+    // Ctrl-C, SIGTERM, or a Ctrl-C before the runtime runs: stop at once (the run future is
+    // dropped and everything is removed below).
+    let mut interrupted = false;
+    let result = {
+        let run = execute(
+            &docker,
+            &run_plan,
+            &ids,
+            &output,
+            args.verbose,
+            limit,
+            &record,
+        );
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                result = &mut run => break Ok(result),
+                _ = sigint.recv() => {
+                    if interrupted {
+                        eprintln!("interrupted again: stopping at once");
+                        break Err(Exit::Interrupted);
+                    }
+                    interrupted = true;
+                    match docker.signal(&run_plan.runtime.name, "SIGINT").await {
+                        Ok(true) => eprintln!(
+                            "interrupted: the run stops after the step under way and keeps its checkpoint (continue with --continue); press Ctrl-C again to stop at once"
+                        ),
+                        Ok(false) => break Err(Exit::Interrupted),
+                        Err(error) => {
+                            eprintln!("warning: could not ask the runtime to stop: {error}");
+                            break Err(Exit::Interrupted);
+                        }
+                    }
+                }
+                _ = sigterm.recv() => break Err(Exit::Terminated),
+            }
+        }
     };
 
     // The one cleanup path: whatever happened above, remove everything labelled with this run.
@@ -226,6 +261,23 @@ pub async fn run(args: RunArgs) -> Exit {
         Err(signal_exit) => {
             eprintln!("stopped; containers of run {run_id} removed");
             signal_exit
+        }
+        // Stopped on request: interrupted, unless it ended some other way first.
+        Ok(Ok(report))
+            if interrupted
+                && matches!(
+                    report.end,
+                    RunEnd::StoppedByError(_) | RunEnd::RuntimeFailed { .. }
+                ) =>
+        {
+            eprintln!(
+                "stopped on request; the job keeps its last checkpoint: continue with --continue"
+            );
+            Exit::Interrupted
+        }
+        Ok(Err(error)) if interrupted => {
+            eprintln!("stopped on request: {error}");
+            Exit::Interrupted
         }
         Ok(Ok(report)) => match report.end {
             RunEnd::Completed => Exit::Success,
@@ -413,14 +465,8 @@ fn limits(args: &RunArgs, config: &config::Config) -> Limits {
                 .and_then(|m| i64::try_from(m).ok())
                 .unwrap_or(defaults.memory)
         }),
-        cpus: args
-            .cpus
-            .or(config.sandbox.cpus)
-            .unwrap_or(defaults.cpus),
-        pids: args
-            .pids
-            .or(config.sandbox.pids)
-            .unwrap_or(defaults.pids),
+        cpus: args.cpus.or(config.sandbox.cpus).unwrap_or(defaults.cpus),
+        pids: args.pids.or(config.sandbox.pids).unwrap_or(defaults.pids),
     }
 }
 
@@ -547,11 +593,14 @@ mod tests {
     fn the_run_limit_is_run_timeout_else_timeout_times_max_steps() {
         let settings = resolve_settings(&args(&[]), &config("")).expect("settings");
         assert_eq!(
-            run_limit(&args(&["--timeout", "1000", "--max-steps", "7"]), &RunSettings {
-                timeout_ms: 1000,
-                max_steps: 7,
-                ..settings.clone()
-            }),
+            run_limit(
+                &args(&["--timeout", "1000", "--max-steps", "7"]),
+                &RunSettings {
+                    timeout_ms: 1000,
+                    max_steps: 7,
+                    ..settings.clone()
+                }
+            ),
             Duration::from_secs(7)
         );
         assert_eq!(

@@ -3,8 +3,8 @@
 //! key itself is wrong.
 
 use super::diagnostic::{Pos, Report};
-use super::limits::MIN_MEMORY_BYTES;
 use super::dotted::{child, item};
+use super::limits::MIN_MEMORY_BYTES;
 use super::net::{UrlProblem, check_public_https_url, check_url};
 use super::parse::Locations;
 use super::patterns::*;

@@ -13,9 +13,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
-    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions,
-    WaitContainerOptions,
+    KillContainerOptions, ListContainersOptions, ListImagesOptions, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
@@ -518,6 +518,29 @@ impl DockerClient {
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(e)) => Err(call(format!("wait for container {id}"))(e)),
             None => Ok(0),
+        }
+    }
+
+    /// Sends `signal` (e.g. `SIGINT`) to a container's PID 1. `Ok(false)`: there is no such
+    /// container, or it is not running, so nobody got it.
+    pub async fn signal(&self, container: &str, signal: &str) -> Result<bool, DockerError> {
+        match self
+            .docker
+            .kill_container(
+                container,
+                Some(KillContainerOptions {
+                    signal: signal.to_string(),
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            // 404: no such container. 409: created but not running (or already gone).
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(call(format!("send {signal} to container {container}"))(e)),
         }
     }
 

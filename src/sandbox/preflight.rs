@@ -163,9 +163,7 @@ pub fn check_workspace(given: &Path) -> Result<PathBuf, String> {
         .and_then(|h| std::fs::canonicalize(h).ok());
     let shared = SHARED_ROOTS.iter().any(|root| resolved == Path::new(root))
         || home.as_deref() == Some(resolved.as_path());
-    let system = SYSTEM_TREES
-        .iter()
-        .any(|tree| resolved.starts_with(tree));
+    let system = SYSTEM_TREES.iter().any(|tree| resolved.starts_with(tree));
     if shared || system {
         let via = if resolved.as_path() == given {
             String::new()
