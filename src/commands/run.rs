@@ -129,6 +129,10 @@ pub async fn run(args: RunArgs) -> Exit {
         }
     };
     let limit = run_limit(&args, &settings);
+    let base_skill_user = crate::sandbox::workspace_user::workspace_user(&checked.workspace);
+    if let Some(warning) = &base_skill_user.warning {
+        eprintln!("note: {warning}");
+    }
     let request = RunRequest {
         run_id: run_id.clone(),
         job_id: job_id.clone(),
@@ -137,10 +141,7 @@ pub async fn run(args: RunArgs) -> Exit {
         config: loaded.config.clone(),
         settings,
         workspace: checked.workspace,
-        user: (
-            nix::unistd::getuid().as_raw(),
-            nix::unistd::getgid().as_raw(),
-        ),
+        user: base_skill_user.user,
         runtime_env: checked.runtime_env,
         env,
         mock_script: checked.mock_script,
@@ -284,7 +285,17 @@ pub async fn run(args: RunArgs) -> Exit {
             RunEnd::StoppedByError(_) => Exit::RunFailed,
             RunEnd::StoppedByMaxSteps => Exit::MaxSteps,
             RunEnd::WaitingForInteractiveTool => Exit::Interactive,
-            RunEnd::RuntimeFailed { code, stderr } => {
+            RunEnd::RuntimeFailed {
+                code,
+                stderr,
+                oom_killed,
+            } => {
+                if oom_killed {
+                    eprintln!(
+                        "error: the runtime container ran out of memory ({} bytes per container) and was killed\n  hint: raise --memory (or [sandbox] memory); the job keeps its last checkpoint: continue with --continue",
+                        run_plan.runtime.limits.memory
+                    );
+                }
                 eprintln!(
                     "error: the runtime container exited with code {code} before the run finished{}",
                     if stderr.is_empty() {

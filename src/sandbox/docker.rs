@@ -521,6 +521,19 @@ impl DockerClient {
         }
     }
 
+    /// Whether the kernel killed a container for exceeding its memory limit.
+    pub async fn oom_killed(&self, id: &str) -> Result<bool, DockerError> {
+        let inspected = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(call(format!("inspect container {id}")))?;
+        Ok(inspected
+            .state
+            .and_then(|state| state.oom_killed)
+            .unwrap_or(false))
+    }
+
     /// Sends `signal` (e.g. `SIGINT`) to a container's PID 1. `Ok(false)`: there is no such
     /// container, or it is not running, so nobody got it.
     pub async fn signal(&self, container: &str, signal: &str) -> Result<bool, DockerError> {

@@ -78,6 +78,8 @@ pub enum RunEnd {
         code: i64,
         /// The end of its stderr.
         stderr: String,
+        /// The kernel killed it for exceeding its memory limit.
+        oom_killed: bool,
     },
 }
 
@@ -236,6 +238,7 @@ async fn apply(
         None => RunEnd::RuntimeFailed {
             code,
             stderr: stderr_tail.into_iter().collect::<Vec<_>>().join("\n"),
+            oom_killed: docker.oom_killed(&id).await.unwrap_or(false),
         },
     };
     Ok(RunReport { end })
