@@ -87,7 +87,17 @@ pub async fn run(args: RunArgs) -> Exit {
 
     // Which checkpoint a continued run starts from, and what it is asked: all checked here,
     // before anything touches Docker.
-    let store = JobStore::in_workspace(&checked.workspace);
+    // base-skill and the job store write into the workspace as the same user.
+    let base_skill_user = crate::sandbox::workspace_user::workspace_user(&checked.workspace);
+    let store = if nix::unistd::getuid().is_root() && base_skill_user.user.0 != 0 {
+        let (uid, gid) = base_skill_user.user;
+        JobStore::at(
+            checked.workspace.join(crate::jobs::store::JOBS_DIR),
+            crate::jobs::fs::Owner::user(uid, gid),
+        )
+    } else {
+        JobStore::in_workspace(&checked.workspace)
+    };
     let resume = match &continue_from {
         None => None,
         Some(from) => match resume_from(&store, from, &args) {
@@ -129,7 +139,6 @@ pub async fn run(args: RunArgs) -> Exit {
         }
     };
     let limit = run_limit(&args, &settings);
-    let base_skill_user = crate::sandbox::workspace_user::workspace_user(&checked.workspace);
     if let Some(warning) = &base_skill_user.warning {
         eprintln!("note: {warning}");
     }

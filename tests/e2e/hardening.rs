@@ -174,6 +174,23 @@ fn every_container_of_a_run_is_hardened_with_the_limits_asked_for() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(143));
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+    // The job store writes into the workspace as the same user as base-skill.
+    let perstack = run.workspace.path().join("perstack");
+    for path in [
+        perstack.clone(),
+        perstack
+            .join("jobs")
+            .join(&run.guard.job_id)
+            .join("job.json"),
+    ] {
+        let meta = std::fs::metadata(&path).expect("stored");
+        assert_eq!(
+            format!("{}:{}", meta.uid(), meta.gid()),
+            base_skill_user,
+            "{}",
+            path.display()
+        );
+    }
 }
 
 #[test]
