@@ -85,8 +85,6 @@ pub async fn run(args: RunArgs) -> Exit {
         }
     };
 
-    // Which checkpoint a continued run starts from, and what it is asked: all checked here,
-    // before anything touches Docker.
     // base-skill and the job store write into the workspace as the same user.
     let base_skill_user = crate::sandbox::workspace_user::workspace_user(&checked.workspace);
     let store = if nix::unistd::getuid().is_root() && base_skill_user.user.0 != 0 {
@@ -98,6 +96,8 @@ pub async fn run(args: RunArgs) -> Exit {
     } else {
         JobStore::in_workspace(&checked.workspace)
     };
+    // Which checkpoint a continued run starts from, and what it is asked: all checked here,
+    // before anything touches Docker.
     let resume = match &continue_from {
         None => None,
         Some(from) => match resume_from(&store, from, &args) {
