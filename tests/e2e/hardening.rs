@@ -468,3 +468,30 @@ fn run_timeout_bounds_the_whole_run() {
     );
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn timeout_stays_perstacks_limit_per_generation() {
+    if !require_docker() {
+        return;
+    }
+    // Step 1's generation is instant, step 2's takes 4 s: a one-second --timeout fails only
+    // the second, however much time the whole run would still have.
+    let run = TestRun::new("e2e/jobs/perstack.toml", "jobs")
+        .host_env("JOBS_TOKEN", "t")
+        .arg("--timeout")
+        .arg("1000")
+        .arg("--max-retries")
+        .arg("0");
+    let done = run.run();
+    done.assert_code(1);
+    let types = done.run_event_types();
+    assert!(types.contains(&"finishToolCall@1".to_string()), "{types:?}");
+    assert_eq!(types.last().map(String::as_str), Some("stopRunByError@2"));
+    let stop = &done.of_type("stopRunByError")[0];
+    assert_eq!(stop["error"]["name"], "TimeoutError");
+    assert_eq!(
+        stop["error"]["message"],
+        "generation timed out after 1000 ms"
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
