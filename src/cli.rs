@@ -75,9 +75,22 @@ pub struct RunArgs {
     /// Retries per generation.
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
-    /// Time limit per generation, in milliseconds (the whole run is bounded by timeout × max-steps).
+    /// Time limit per generation, in milliseconds (Perstack's meaning; default 300000).
     #[arg(long, value_name = "MS")]
     pub timeout: Option<u64>,
+    /// Time limit for the whole run, from the first image lookup to the runtime's exit:
+    /// `90s`, `30m`, `2h`, or seconds (default: timeout × max-steps).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub run_timeout: Option<std::time::Duration>,
+    /// Memory limit per container: `512m`, `2g`, or bytes (default: `[sandbox] memory`, else 2g).
+    #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_memory_limit)]
+    pub memory: Option<i64>,
+    /// CPU limit per container, like 2 or 0.5 (default: `[sandbox] cpus`, else 2).
+    #[arg(long, value_name = "N", value_parser = crate::config::parse_cpus)]
+    pub cpus: Option<f64>,
+    /// Process limit per container (default: `[sandbox] pids`, else 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub pids: Option<i64>,
     /// Job id to use (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,

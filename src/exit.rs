@@ -5,9 +5,11 @@
 pub enum Exit {
     /// The run completed (or the command succeeded).
     Success,
-    /// The run stopped with an error, or the runtime failed.
+    /// The run stopped with an error, the runtime failed (or ran out of memory), or
+    /// `--run-timeout` struck.
     RunFailed,
-    /// Bad usage or an invalid `perstack.toml`: nothing was started.
+    /// Bad usage, an invalid `perstack.toml`, a refused workspace or a failed preflight check:
+    /// nothing was started.
     Usage,
     /// The run hit `maxSteps`.
     MaxSteps,
@@ -15,9 +17,9 @@ pub enum Exit {
     Interactive,
     /// Docker is unavailable or failed.
     Docker,
-    /// Stopped by SIGINT (Ctrl-C).
+    /// Stopped by SIGINT (Ctrl-C): after the step under way, or at once on the second Ctrl-C.
     Interrupted,
-    /// Stopped by SIGTERM.
+    /// Stopped at once by SIGTERM.
     Terminated,
 }
 

@@ -70,6 +70,27 @@ pub struct RunSettings {
     pub reasoning_budget: Option<u64>,
 }
 
+/// A request to stop the job at the next step boundary: the runtime's answer to the first
+/// Ctrl-C. The step under way finishes and its checkpoint is emitted, so a continuation starts
+/// from a complete step; no new step begins.
+#[derive(Debug, Clone, Default)]
+pub struct StopRequest(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl StopRequest {
+    /// Asks every run of the job to stop after its step under way.
+    pub fn request(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The `error.name` of the `stopRunByError` a stop request ends a run with.
+pub const INTERRUPTED: &str = "Interrupted";
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
@@ -179,6 +200,8 @@ pub struct Job<'a> {
     pub settings: &'a RunSettings,
     /// The job.
     pub job_id: &'a str,
+    /// Set when the job should stop at the next step boundary.
+    pub stop: &'a StopRequest,
 }
 
 use crate::event::EventSink;

@@ -592,7 +592,7 @@ impl<'a> Segment<'a> {
         StepEnd::Continue(step)
     }
 
-    /// `FinishingStep`: stop at `maxSteps`, else `continueToNextStep`.
+    /// `FinishingStep`: stop at `maxSteps` or on a stop request, else `continueToNextStep`.
     fn finish_step(&mut self, mut step: Step) -> Option<RunOutcome> {
         step.finished_at = Some(now_ms());
         if self.checkpoint.step_number >= self.job.settings.max_steps {
@@ -602,6 +602,27 @@ impl<'a> Segment<'a> {
                 step,
             });
             return Some(RunOutcome::StoppedByMaxSteps);
+        }
+        if self.job.stop.requested() {
+            // Like the max-steps stop: this finished step's checkpoint is where a continuation
+            // starts (`--continue` clones it into the next step).
+            let error = RunError {
+                name: super::INTERRUPTED.into(),
+                message: format!(
+                    "stopped on request after step {}; continue with --continue",
+                    self.checkpoint.step_number
+                ),
+                status_code: None,
+                is_retryable: false,
+            };
+            self.checkpoint.status = CheckpointStatus::StoppedByError;
+            self.emit(RunPayload::StopRunByError {
+                checkpoint: self.checkpoint.clone(),
+                step,
+                error: error.clone(),
+            });
+            self.checkpoint.error = Some(error.clone());
+            return Some(RunOutcome::StoppedByError(error));
         }
         let next = Checkpoint {
             id: new_id(),

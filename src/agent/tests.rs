@@ -51,6 +51,7 @@ struct TestJob {
     tools: HashMap<String, ToolSet>,
     provider: Provider,
     settings: RunSettings,
+    stop: StopRequest,
 }
 
 impl TestJob {
@@ -82,6 +83,7 @@ impl TestJob {
                 timeout: Duration::from_secs(5),
                 reasoning_budget: None,
             },
+            stop: StopRequest::default(),
         }
     }
 
@@ -102,6 +104,7 @@ impl TestJob {
             sink: &sink,
             settings: &self.settings,
             job_id: "j",
+            stop: &self.stop,
         };
         let run_id = match start {
             Start::Fresh { .. } => "r",
@@ -222,6 +225,38 @@ async fn text_without_tool_calls_completes() {
     assert_eq!(
         types(&events),
         ["startRun@1", "startGeneration@1", "completeRun@1"]
+    );
+}
+
+#[tokio::test]
+async fn a_stop_request_ends_the_run_after_the_step_under_way_with_its_checkpoint() {
+    let script =
+        "[[turn]]\n[[turn.toolCalls]]\nname = \"nope\"\n\n[[turn]]\ntext = \"never asked\"\n";
+    let job = TestJob::new(vec![expert()], script, 10);
+    job.stop.request();
+    let (outcome, events) = job.query("go").await;
+    let RunOutcome::StoppedByError(error) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(error.name, INTERRUPTED);
+    // Step 1 finished (its tool result is in), then the run stopped instead of going on.
+    assert_eq!(
+        types(&events),
+        [
+            "startRun@1",
+            "startGeneration@1",
+            "callTools@1",
+            "resolveToolResults@1",
+            "finishToolCall@1",
+            "stopRunByError@1"
+        ]
+    );
+    let checkpoint = last_checkpoint(&events, "main");
+    assert_eq!(checkpoint.status, CheckpointStatus::StoppedByError);
+    assert_eq!(checkpoint.step_number, 1);
+    assert_eq!(
+        checkpoint.messages.last().map(|m| m.kind),
+        Some(MessageKind::ToolMessage)
     );
 }
 

@@ -85,9 +85,19 @@ pub async fn run(args: RunArgs) -> Exit {
         }
     };
 
+    // base-skill and the job store write into the workspace as the same user.
+    let base_skill_user = crate::sandbox::workspace_user::workspace_user(&checked.workspace);
+    let store = if nix::unistd::getuid().is_root() && base_skill_user.user.0 != 0 {
+        let (uid, gid) = base_skill_user.user;
+        JobStore::at(
+            checked.workspace.join(crate::jobs::store::JOBS_DIR),
+            crate::jobs::fs::Owner::user(uid, gid),
+        )
+    } else {
+        JobStore::in_workspace(&checked.workspace)
+    };
     // Which checkpoint a continued run starts from, and what it is asked: all checked here,
     // before anything touches Docker.
-    let store = JobStore::in_workspace(&checked.workspace);
     let resume = match &continue_from {
         None => None,
         Some(from) => match resume_from(&store, from, &args) {
@@ -128,11 +138,10 @@ pub async fn run(args: RunArgs) -> Exit {
             Job::new(&job_id, &args.expert, settings.max_steps, now)
         }
     };
-    let limit = Duration::from_millis(
-        settings
-            .timeout_ms
-            .saturating_mul(u64::from(settings.max_steps)),
-    );
+    let limit = run_limit(&args, &settings);
+    if let Some(warning) = &base_skill_user.warning {
+        eprintln!("note: {warning}");
+    }
     let request = RunRequest {
         run_id: run_id.clone(),
         job_id: job_id.clone(),
@@ -141,15 +150,12 @@ pub async fn run(args: RunArgs) -> Exit {
         config: loaded.config.clone(),
         settings,
         workspace: checked.workspace,
-        user: (
-            nix::unistd::getuid().as_raw(),
-            nix::unistd::getgid().as_raw(),
-        ),
+        user: base_skill_user.user,
         runtime_env: checked.runtime_env,
         env,
         mock_script: checked.mock_script,
         artifacts,
-        limits: limits(&loaded.config),
+        limits: limits(&args, &loaded.config),
         controller: crate::sandbox::controller::ControllerId::current().to_string(),
         resume,
     };
@@ -209,10 +215,45 @@ pub async fn run(args: RunArgs) -> Exit {
     };
 
     let record = |line: &str, event: &crate::event::Event| recorder.record(line, event);
-    let result = tokio::select! {
-        result = execute(&docker, &run_plan, &ids, &output, args.verbose, limit, &record) => Ok(result),
-        _ = sigint.recv() => Err(Exit::Interrupted),
-        _ = sigterm.recv() => Err(Exit::Terminated),
+    // First Ctrl-C: the runtime gets SIGINT and stops after the step under way, whose
+    // checkpoint is relayed and stored like any other; we go on relaying until it ends. Second
+    // Ctrl-C, SIGTERM, or a Ctrl-C before the runtime runs: stop at once (the run future is
+    // dropped and everything is removed below).
+    let mut interrupted = false;
+    let result = {
+        let run = execute(
+            &docker,
+            &run_plan,
+            &ids,
+            &output,
+            args.verbose,
+            limit,
+            &record,
+        );
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                result = &mut run => break Ok(result),
+                _ = sigint.recv() => {
+                    if interrupted {
+                        eprintln!("interrupted again: stopping at once");
+                        break Err(Exit::Interrupted);
+                    }
+                    interrupted = true;
+                    match docker.signal(&run_plan.runtime.name, "SIGINT").await {
+                        Ok(true) => eprintln!(
+                            "interrupted: the run stops after the step under way and keeps its checkpoint (continue with --continue); press Ctrl-C again to stop at once"
+                        ),
+                        Ok(false) => break Err(Exit::Interrupted),
+                        Err(error) => {
+                            eprintln!("warning: could not ask the runtime to stop: {error}");
+                            break Err(Exit::Interrupted);
+                        }
+                    }
+                }
+                _ = sigterm.recv() => break Err(Exit::Terminated),
+            }
+        }
     };
 
     // The one cleanup path: whatever happened above, remove everything labelled with this run.
@@ -231,12 +272,39 @@ pub async fn run(args: RunArgs) -> Exit {
             eprintln!("stopped; containers of run {run_id} removed");
             signal_exit
         }
+        // Stopped on request: interrupted, unless it ended some other way first.
+        Ok(Ok(report))
+            if interrupted
+                && matches!(
+                    report.end,
+                    RunEnd::StoppedByError(_) | RunEnd::RuntimeFailed { .. }
+                ) =>
+        {
+            eprintln!(
+                "stopped on request; the job keeps its last checkpoint: continue with --continue"
+            );
+            Exit::Interrupted
+        }
+        Ok(Err(error)) if interrupted => {
+            eprintln!("stopped on request: {error}");
+            Exit::Interrupted
+        }
         Ok(Ok(report)) => match report.end {
             RunEnd::Completed => Exit::Success,
             RunEnd::StoppedByError(_) => Exit::RunFailed,
             RunEnd::StoppedByMaxSteps => Exit::MaxSteps,
             RunEnd::WaitingForInteractiveTool => Exit::Interactive,
-            RunEnd::RuntimeFailed { code, stderr } => {
+            RunEnd::RuntimeFailed {
+                code,
+                stderr,
+                oom_killed,
+            } => {
+                if oom_killed {
+                    eprintln!(
+                        "error: the runtime container ran out of memory ({} bytes per container) and was killed\n  hint: raise --memory (or [sandbox] memory); the job keeps its last checkpoint: continue with --continue",
+                        run_plan.runtime.limits.memory
+                    );
+                }
                 eprintln!(
                     "error: the runtime container exited with code {code} before the run finished{}",
                     if stderr.is_empty() {
@@ -404,19 +472,34 @@ fn resolve_settings(args: &RunArgs, config: &config::Config) -> Result<RunSettin
     })
 }
 
-fn limits(config: &config::Config) -> Limits {
+/// Container limits: `--memory`/`--cpus`/`--pids` > `[sandbox]` > the defaults in `plan.rs`.
+fn limits(args: &RunArgs, config: &config::Config) -> Limits {
     let defaults = Limits::default();
     Limits {
-        memory: config
-            .sandbox
-            .memory
-            .as_deref()
-            .and_then(config::parse_memory_size)
-            .and_then(|m| i64::try_from(m).ok())
-            .unwrap_or(defaults.memory),
-        cpus: config.sandbox.cpus.unwrap_or(defaults.cpus),
-        pids: config.sandbox.pids.unwrap_or(defaults.pids),
+        memory: args.memory.unwrap_or_else(|| {
+            config
+                .sandbox
+                .memory
+                .as_deref()
+                .and_then(config::parse_memory_size)
+                .and_then(|m| i64::try_from(m).ok())
+                .unwrap_or(defaults.memory)
+        }),
+        cpus: args.cpus.or(config.sandbox.cpus).unwrap_or(defaults.cpus),
+        pids: args.pids.or(config.sandbox.pids).unwrap_or(defaults.pids),
     }
+}
+
+/// How long the whole run may take: `--run-timeout`, else Perstack's docker bound of
+/// timeout × max-steps (PERSTACK-COMPAT.md §8).
+fn run_limit(args: &RunArgs, settings: &RunSettings) -> Duration {
+    args.run_timeout.unwrap_or_else(|| {
+        Duration::from_millis(
+            settings
+                .timeout_ms
+                .saturating_mul(u64::from(settings.max_steps)),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -499,6 +582,66 @@ mod tests {
                 reasoning_budget: Some("low".into()),
             }
         );
+    }
+
+    #[test]
+    fn limit_flags_beat_the_sandbox_table_which_beats_the_defaults() {
+        let file = config("[sandbox]\nmemory = \"1g\"\ncpus = 1.5\npids = 100\n");
+        assert_eq!(
+            limits(&args(&[]), &file),
+            Limits {
+                memory: 1 << 30,
+                cpus: 1.5,
+                pids: 100
+            }
+        );
+        assert_eq!(
+            limits(
+                &args(&["--memory", "64m", "--cpus", "0.5", "--pids", "32"]),
+                &file
+            ),
+            Limits {
+                memory: 64 << 20,
+                cpus: 0.5,
+                pids: 32
+            }
+        );
+        assert_eq!(limits(&args(&[]), &config("")), Limits::default());
+    }
+
+    #[test]
+    fn the_run_limit_is_run_timeout_else_timeout_times_max_steps() {
+        let settings = resolve_settings(&args(&[]), &config("")).expect("settings");
+        assert_eq!(
+            run_limit(
+                &args(&["--timeout", "1000", "--max-steps", "7"]),
+                &RunSettings {
+                    timeout_ms: 1000,
+                    max_steps: 7,
+                    ..settings.clone()
+                }
+            ),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            run_limit(&args(&["--run-timeout", "30m"]), &settings),
+            Duration::from_secs(1800)
+        );
+    }
+
+    #[test]
+    fn bad_limit_flags_are_refused_by_the_parser() {
+        for bad in [
+            &["--memory", "1m"][..],
+            &["--cpus", "0"],
+            &["--pids", "0"],
+            &["--run-timeout", "0s"],
+        ] {
+            let mut argv = vec!["perstack-sandbox", "run"];
+            argv.extend_from_slice(bad);
+            argv.extend_from_slice(&["expert", "query"]);
+            assert!(crate::cli::Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod discover;
 pub mod env;
+pub mod limits;
 pub mod schema;
 
 mod diagnostic;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 pub use diagnostic::{ConfigError, Diagnostic, SYNTAX_PATH};
 pub use discover::discover;
 pub use dotted::dotted_path;
+pub use limits::{parse_cpus, parse_duration, parse_memory_limit};
 pub use patterns::parse_memory_size;
 pub use schema::*;
 

@@ -4,6 +4,7 @@
 
 use super::diagnostic::{Pos, Report};
 use super::dotted::{child, item};
+use super::limits::MIN_MEMORY_BYTES;
 use super::net::{UrlProblem, check_public_https_url, check_url};
 use super::parse::Locations;
 use super::patterns::*;
@@ -13,8 +14,6 @@ use super::schema::*;
 const RUNTIMES: [&str; 5] = ["local", "cursor", "claude-code", "gemini", "docker"];
 const MAX_INSTRUCTION_CHARS: usize = 20480;
 const MAX_DESCRIPTION_CHARS: usize = 2048;
-/// Docker refuses a memory limit below 6 MiB; better to say so while loading.
-const MIN_MEMORY_BYTES: u64 = 6 << 20;
 
 /// Adds a diagnostic to `report` for every rule `config` breaks.
 pub(crate) fn validate(config: &Config, locations: &Locations, report: &mut Report) {

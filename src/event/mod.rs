@@ -31,6 +31,9 @@
 //! * A parent whose sequential delegate fails or runs out of steps emits its own
 //!   `stopRunByError` / `stopRunByExceededMaxSteps` after the child's, so the coordinator's
 //!   terminal event always says how the job ended.
+//! * A run stopped by the user's first Ctrl-C ends, after the step under way, with
+//!   `stopRunByError` whose `error.name` is `"Interrupted"`, in place of that step's
+//!   `continueToNextStep`: its checkpoint is the finished step's, which `--continue` resumes.
 //!
 //! Timestamps are milliseconds since the Unix epoch. Ids are opaque strings.
 

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use std::collections::HashMap;
 
 use crate::agent::tools::ToolSet;
-use crate::agent::{Job, ResumeError, ResumeInput, RunOutcome, RunSettings, Start};
+use crate::agent::{Job, ResumeError, ResumeInput, RunOutcome, RunSettings, Start, StopRequest};
 use crate::config::{
     DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, ProviderConfig,
     ProviderName, ReasoningBudget, ReasoningLevel,
@@ -98,6 +98,22 @@ pub enum RuntimeError {
 
 /// Runs the role; returns the process exit code. Events go to stdout as they happen.
 pub async fn run(args: RuntimeArgs) -> i32 {
+    // SIGINT (the controller's first Ctrl-C) asks the job to stop after the step under way;
+    // SIGTERM (`docker stop`, a second Ctrl-C) ends the process at once (`main.rs`). As PID 1 a
+    // signal without a handler would be ignored, so the handler goes in first.
+    let stop = StopRequest::default();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        Ok(mut sigint) => {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if sigint.recv().await.is_some() {
+                    eprintln!("perstack-sandbox runtime: stopping after the step under way");
+                    stop.request();
+                }
+            });
+        }
+        Err(error) => eprintln!("perstack-sandbox runtime: cannot handle SIGINT: {error}"),
+    }
     let (sink, mut events) = EventSink::channel();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
@@ -110,7 +126,7 @@ pub async fn run(args: RuntimeArgs) -> i32 {
             }
         }
     });
-    let code = match run_inner(&args, &sink).await {
+    let code = match run_inner(&args, &sink, &stop).await {
         Ok(_) => 0,
         Err(error) => {
             eprintln!("perstack-sandbox runtime: {error}");
@@ -122,7 +138,11 @@ pub async fn run(args: RuntimeArgs) -> i32 {
     code
 }
 
-async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, RuntimeError> {
+async fn run_inner(
+    args: &RuntimeArgs,
+    sink: &EventSink,
+    stop: &StopRequest,
+) -> Result<RunOutcome, RuntimeError> {
     let text = std::fs::read_to_string(&args.spec).map_err(|e| RuntimeError::Spec {
         path: args.spec.display().to_string(),
         message: e.to_string(),
@@ -235,6 +255,7 @@ async fn run_inner(args: &RuntimeArgs, sink: &EventSink) -> Result<RunOutcome, R
         sink,
         settings: &settings,
         job_id: &args.job_id,
+        stop,
     };
     let outcome = job.run(&args.expert_key, &args.run_id, start).await;
     // Skills are closed when the job ends (`skillDisconnected`), whatever happened.

@@ -358,7 +358,9 @@ text = "done"
         );
         let _eager = listen(&dir.path().join("eager"));
         let (sink, mut rx) = EventSink::channel();
-        let run = tokio::spawn(async move { run_inner(&args, &sink).await });
+        let run = tokio::spawn(async move {
+            run_inner(&args, &sink, &crate::agent::StopRequest::default()).await
+        });
 
         // The lazy skill's socket only starts listening once the run has started: a run that
         // waited for it at start would never get there.
@@ -420,7 +422,7 @@ text = "done"
             }
         });
         let (sink, mut rx) = EventSink::channel();
-        let outcome = run_inner(&args, &sink)
+        let outcome = run_inner(&args, &sink, &crate::agent::StopRequest::default())
             .await
             .expect("the run itself starts");
         drop(sink);
@@ -465,7 +467,7 @@ text = "done"
         let _eager = listen(&dir.path().join("eager"));
         let _late = listen(&dir.path().join("late"));
         let (sink, _rx) = EventSink::channel();
-        let outcome = run_inner(&args, &sink)
+        let outcome = run_inner(&args, &sink, &crate::agent::StopRequest::default())
             .await
             .expect("the run itself starts");
         let RunOutcome::StoppedByError(error) = outcome else {

@@ -13,9 +13,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
-    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions,
-    WaitContainerOptions,
+    KillContainerOptions, ListContainersOptions, ListImagesOptions, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
@@ -417,6 +417,10 @@ impl DockerClient {
                 "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
             )])),
             memory: Some(plan.limits.memory),
+            // Swap equal to the limit means no swap at all: a process over the limit is
+            // OOM-killed at once instead of thrashing the host's swap (Docker's default allows
+            // as much swap again).
+            memory_swap: Some(plan.limits.memory),
             nano_cpus: Some((plan.limits.cpus * 1e9) as i64),
             pids_limit: Some(plan.limits.pids),
             // Our binary is PID 1 and reaps; Docker's init would only add a process.
@@ -525,6 +529,42 @@ impl DockerClient {
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(e)) => Err(call(format!("wait for container {id}"))(e)),
             None => Ok(0),
+        }
+    }
+
+    /// Whether the kernel killed a container for exceeding its memory limit.
+    pub async fn oom_killed(&self, id: &str) -> Result<bool, DockerError> {
+        let inspected = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(call(format!("inspect container {id}")))?;
+        Ok(inspected
+            .state
+            .and_then(|state| state.oom_killed)
+            .unwrap_or(false))
+    }
+
+    /// Sends `signal` (e.g. `SIGINT`) to a container's PID 1. `Ok(false)`: there is no such
+    /// container, or it is not running, so nobody got it.
+    pub async fn signal(&self, container: &str, signal: &str) -> Result<bool, DockerError> {
+        match self
+            .docker
+            .kill_container(
+                container,
+                Some(KillContainerOptions {
+                    signal: signal.to_string(),
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            // 404: no such container. 409: created but not running (or already gone).
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(call(format!("send {signal} to container {container}"))(e)),
         }
     }
 

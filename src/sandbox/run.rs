@@ -55,7 +55,9 @@ pub enum RunError {
     #[error("cannot write the egress proxy's configuration: {0}")]
     ProxyConfig(String),
     /// The whole run took longer than allowed.
-    #[error("the run did not finish within {0:?}; it was stopped")]
+    #[error(
+        "the run did not finish within {0:?}; it was stopped (the job keeps its last checkpoint: continue with --continue, or allow more with --run-timeout)"
+    )]
     TimedOut(Duration),
 }
 
@@ -76,6 +78,8 @@ pub enum RunEnd {
         code: i64,
         /// The end of its stderr.
         stderr: String,
+        /// The kernel killed it for exceeding its memory limit.
+        oom_killed: bool,
     },
 }
 
@@ -106,8 +110,9 @@ impl RunIds {
 /// Sees each event line the runtime writes, as it is relayed (the job store records them).
 pub type EventTap<'a> = &'a (dyn Fn(&str, &Event) + Sync);
 
-/// Carries out `plan`. `limit` bounds the time from the runtime's start to its exit. Every
-/// event line relayed from the runtime also goes to `tap`.
+/// Carries out `plan`. `limit` bounds the whole of it: finding or building the images,
+/// starting the containers and the run itself, to the runtime's exit. Every event line
+/// relayed from the runtime also goes to `tap`.
 pub async fn execute(
     docker: &DockerClient,
     plan: &RunPlan,
@@ -115,6 +120,20 @@ pub async fn execute(
     output: &Output,
     verbose: bool,
     limit: Duration,
+    tap: EventTap<'_>,
+) -> Result<RunReport, RunError> {
+    match tokio::time::timeout(limit, apply(docker, plan, ids, output, verbose, tap)).await {
+        Ok(result) => result,
+        Err(_) => Err(RunError::TimedOut(limit)),
+    }
+}
+
+async fn apply(
+    docker: &DockerClient,
+    plan: &RunPlan,
+    ids: &RunIds,
+    output: &Output,
+    verbose: bool,
     tap: EventTap<'_>,
 ) -> Result<RunReport, RunError> {
     let tags = ensure_images(docker, &plan.images, ids, output, verbose).await?;
@@ -185,10 +204,7 @@ pub async fn execute(
     };
 
     let relay = relay_runtime(stream, ids, output, verbose, tap);
-    let (end_event, stderr_tail) = match tokio::time::timeout(limit, relay).await {
-        Ok(result) => result,
-        Err(_) => return Err(RunError::TimedOut(limit)),
-    };
+    let (end_event, stderr_tail) = relay.await;
     let code = docker.wait(&id).await?;
     output.event(ids.event(RuntimePayload::DockerContainerStatus {
         status: if code == 0 {
@@ -222,6 +238,7 @@ pub async fn execute(
         None => RunEnd::RuntimeFailed {
             code,
             stderr: stderr_tail.into_iter().collect::<Vec<_>>().join("\n"),
+            oom_killed: docker.oom_killed(&id).await.unwrap_or(false),
         },
     };
     Ok(RunReport { end })

@@ -7,6 +7,7 @@ mod config_rules;
 mod delegation;
 mod docker_run;
 mod gc;
+mod hardening;
 mod interactive;
 mod jobs;
 mod providers;

@@ -229,7 +229,11 @@ async fn run(
     let error = match ending {
         Ending::Exited(status) if status.success() => return Ok((stdout, stderr)),
         // Node puts stderr into the message too (and again in the `stderr` field).
-        Ending::Exited(_) => format!("Command failed: {}\n{stderr}", command_line(args)),
+        Ending::Exited(status) => format!(
+            "Command failed: {}\n{}{stderr}",
+            command_line(args),
+            killed_note(status)
+        ),
         Ending::TimedOut => {
             let shown = args
                 .timeout
@@ -245,6 +249,25 @@ async fn run(
         stdout,
         stderr,
     })
+}
+
+/// What the model should know about a command a signal ended: which signal, and for SIGKILL
+/// (which nobody in the sandbox but the kernel sends) the usual cause, the container's memory
+/// limit. Empty for a command that exited.
+fn killed_note(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        None => String::new(),
+        Some(9) => "Killed by SIGKILL: the command most likely ran out of memory (the sandbox's \
+                    memory limit); use less memory, or ask the user to raise --memory\n"
+            .to_string(),
+        Some(signal) => {
+            let name = Signal::try_from(signal)
+                .map(Signal::as_str)
+                .unwrap_or("a signal");
+            format!("Killed by {name} ({signal})\n")
+        }
+    }
 }
 
 /// The timeout as a duration (`None`: wait forever), or a failure for a negative one.
@@ -529,6 +552,20 @@ mod tests {
         assert_eq!(
             exec(&ws, big).await,
             json!({"error": "stdout maxBuffer length exceeded"})
+        );
+    }
+
+    #[test]
+    fn a_killed_command_is_reported_with_its_signal_and_sigkill_with_its_likely_cause() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(killed_note(ExitStatus::from_raw(3 << 8)), "");
+        assert!(
+            killed_note(ExitStatus::from_raw(9))
+                .starts_with("Killed by SIGKILL: the command most likely ran out of memory")
+        );
+        assert_eq!(
+            killed_note(ExitStatus::from_raw(15)),
+            "Killed by SIGTERM (15)\n"
         );
     }
 

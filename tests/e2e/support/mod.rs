@@ -371,3 +371,26 @@ pub fn read_until(child: &mut Child, needle: &str, limit: Duration) -> Vec<u8> {
         String::from_utf8_lossy(&seen)
     );
 }
+
+/// Waits until `child`'s stderr shows `needle`; returns what was read.
+pub fn read_stderr_until(child: &mut Child, needle: &str, limit: Duration) -> Vec<u8> {
+    use std::io::Read;
+    let stderr = child.stderr.as_mut().expect("piped stderr");
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        let n = stderr.read(&mut buf).expect("read stderr");
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&seen).contains(needle) {
+            return seen;
+        }
+    }
+    panic!(
+        "`{needle}` did not appear on stderr within {limit:?}; got:\n{}",
+        String::from_utf8_lossy(&seen)
+    );
+}
