@@ -17,8 +17,13 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an Expert on a query, in containers.
+    /// Run an Expert on a query, in containers (or, with --image, the Expert of a versioned
+    /// image: `run --image REF "query"`).
+    #[command(allow_missing_positional = true)]
     Run(RunArgs),
+    /// Build every image of an Expert's delegation closure and tag it as a version (with
+    /// --push, push it).
+    Build(BuildArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
     Validate(ValidateArgs),
     /// Check the Docker engine and the images a run needs.
@@ -49,10 +54,15 @@ pub enum Command {
 /// `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The Expert's key in perstack.toml.
+    /// The Expert's key in perstack.toml (with --image, leave it out: the image fixes it).
+    #[arg(required_unless_present = "image", default_value = "")]
     pub expert: String,
     /// What to ask it.
     pub query: String,
+    /// Run the Expert of this versioned image (`perstack-sandbox build --tag REF`) instead of
+    /// one from perstack.toml; images that are not here are pulled.
+    #[arg(long, value_name = "REF", conflicts_with = "config")]
+    pub image: Option<String>,
     /// perstack.toml to use (default: the nearest one in this folder or a parent).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -105,6 +115,26 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Show build output, skill stderr and container states.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Expert's key in perstack.toml.
+    pub expert: String,
+    /// Tag the runtime image REF and the others `REF-skill-<name>`, `REF-base-skill`,
+    /// `REF-egress-proxy` (repeatable; default: `<expert>:<version>`).
+    #[arg(long = "tag", short = 't', value_name = "REF")]
+    pub tags: Vec<String>,
+    /// Push every tagged image to its registry.
+    #[arg(long)]
+    pub push: bool,
+    /// perstack.toml to use (default: the nearest one in this folder or a parent).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Show build and push output.
     #[arg(long, short)]
     pub verbose: bool,
 }

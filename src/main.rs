@@ -29,6 +29,7 @@ fn main() {
 async fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => commands::run::run(args).await.code(),
+        Command::Build(args) => commands::build::run(args).await.code(),
         Command::Validate(args) => commands::validate::run(args).code(),
         Command::Doctor(args) => commands::doctor::run(args).await.code(),
         Command::Images => commands::images::run().await.code(),

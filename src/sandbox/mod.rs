@@ -7,6 +7,7 @@
 //! - [`relay`]: reassembling and classifying the runtime's stdout lines.
 //! - [`preflight`]: the checks made before anything starts.
 //! - [`labels`]: the labels that let a run find everything it made.
+//! - [`versioned`]: images built once under a version tag, and runs from them alone.
 
 pub mod controller;
 pub mod docker;
@@ -18,3 +19,4 @@ pub mod plan;
 pub mod preflight;
 pub mod relay;
 pub mod run;
+pub mod versioned;

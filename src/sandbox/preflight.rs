@@ -104,6 +104,16 @@ pub struct Checked {
 impl Preflight<'_> {
     /// Runs every check; returns what the plan needs, or every problem found.
     pub fn check(&self) -> Result<Checked, Problems> {
+        self.check_all(None)
+    }
+
+    /// [`Preflight::check`] for an Expert whose mock script is loaded already (`run --image`:
+    /// it is baked into the image, and there is no file to read it from).
+    pub fn check_with_mock_script(&self, script: Option<MockScript>) -> Result<Checked, Problems> {
+        self.check_all(Some(script))
+    }
+
+    fn check_all(&self, baked_script: Option<Option<MockScript>>) -> Result<Checked, Problems> {
         let mut problems = Vec::new();
         let loaded = self.config;
         let config = &loaded.config;
@@ -244,10 +254,20 @@ impl Preflight<'_> {
             }
         };
 
-        let mock_script = if self.provider == ProviderName::Mock {
-            self.mock_script(&mut problems)
-        } else {
-            None
+        let mock_script = match (self.provider == ProviderName::Mock, baked_script) {
+            (false, _) => None,
+            (true, None) => self.mock_script(&mut problems),
+            (true, Some(Some(script))) => Some(script),
+            (true, Some(None)) => {
+                problems.push(Problem {
+                    location: None,
+                    message: format!(
+                        "provider `mock` needs a script, and {} was built without one (its perstack.toml's provider is not `mock`)",
+                        loaded.path.display()
+                    ),
+                });
+                None
+            }
         };
 
         match (problems.is_empty(), workspace) {
