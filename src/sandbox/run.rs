@@ -122,7 +122,9 @@ pub async fn execute(
     tap: EventTap<'_>,
 ) -> Result<RunReport, RunError> {
     let tags = match &plan.prebuilt {
-        Some(prebuilt) => use_prebuilt(docker, prebuilt, ids, output, verbose).await?,
+        Some(prebuilt) => {
+            use_prebuilt(docker, &plan.images, prebuilt, ids, output, verbose).await?
+        }
         None => ensure_images(docker, &plan.images, ids, output, verbose).await?,
     };
 
@@ -304,17 +306,18 @@ pub async fn content_tag(docker: &DockerClient, spec: &ImageSpec) -> Result<Stri
 /// recorded, pulled when it is missing, and refused when it is another image.
 async fn use_prebuilt(
     docker: &DockerClient,
+    specs: &[ImageSpec],
     prebuilt: &[PrebuiltImage],
     ids: &RunIds,
     output: &Output,
     verbose: bool,
 ) -> Result<Vec<String>, RunError> {
     let mut tags = Vec::new();
-    for image in prebuilt {
+    for (spec, image) in specs.iter().zip(prebuilt) {
         let progress = |stage, message: String| {
             output.event(ids.event(RuntimePayload::DockerBuildProgress {
                 stage,
-                service: image.reference.clone(),
+                service: spec.service.clone(),
                 message,
                 progress: None,
             }))
