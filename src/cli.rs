@@ -197,6 +197,10 @@ pub struct RuntimeRoleArgs {
     /// `{"toolCallId","toolName","skillName","text"}`. Needs `--checkpoint-stdin`.
     #[arg(long, short = 'i', value_name = "JSON", requires = "checkpoint_stdin")]
     pub interactive_tool_call_result: Option<String>,
+    /// The one Expert this image runs: a versioned image's ENTRYPOINT sets it, and any other
+    /// Expert (a delegate of its closure included) is refused.
+    #[arg(long, value_name = "KEY")]
+    pub only_expert: Option<String>,
     /// The Expert.
     pub expert: String,
     /// The query.

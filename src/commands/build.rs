@@ -147,6 +147,11 @@ pub async fn run(args: BuildArgs) -> Exit {
         return Exit::RunFailed;
     };
     runtime.labels.extend(labels);
+    // The ENTRYPOINT fixes the Expert: the runtime refuses any other.
+    runtime
+        .config
+        .entrypoint
+        .extend(["--only-expert".to_string(), args.expert.clone()]);
     let runtime_tag = match ensure(&docker, runtime, args.verbose).await {
         Ok((tag, _)) => tag,
         Err(exit) => return exit,

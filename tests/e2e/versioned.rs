@@ -296,6 +296,33 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         String::from_utf8_lossy(&other.stderr)
             .contains("runs Expert `versioned`, not `someone-else`")
     );
+    // The image's ENTRYPOINT fixes the Expert: started by hand with another one, it refuses.
+    let entrypoint = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Entrypoint}}",
+            &reference,
+        ])
+        .output()
+        .expect("inspect");
+    let entrypoint: Vec<String> = serde_json::from_slice(&entrypoint.stdout).expect("JSON");
+    assert_eq!(
+        entrypoint[entrypoint.len() - 2..],
+        ["--only-expert".to_string(), "versioned".to_string()]
+    );
+    let by_hand = Command::new("docker")
+        .args(["run", "--rm", "--network", "none"])
+        .args(["--label", "io.perstack.sandbox.managed=true", &reference])
+        .args(["--job-id", "j", "--run-id", "r", "--", "someone-else", "q"])
+        .output()
+        .expect("docker run");
+    assert_eq!(by_hand.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&by_hand.stderr)
+            .contains("this image runs Expert `versioned` only, not `someone-else`")
+    );
     // Nothing was started; the container that read the spec is gone too.
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("ancestor={reference}")])
