@@ -398,6 +398,42 @@ endpoint = "https://mcp.example.com/sse"
     }
 
     #[test]
+    fn a_versioned_image_brings_its_own_mock_script() {
+        // No script file next to the config: `run --image` has only what the image carries.
+        let f = fixture(None);
+        let env = BTreeMap::from([
+            ("WEB_KEY".to_string(), "w".to_string()),
+            ("NPM_KEY".to_string(), "n".to_string()),
+        ]);
+        let mut loaded = f.loaded.clone();
+        loaded.config.sandbox.node_image = Some("node:local".into());
+        let preflight = Preflight {
+            config: &loaded,
+            expert_key: "main",
+            provider: ProviderName::Mock,
+            env: &env,
+            extra_env: &[],
+            workspace: f.dir.path(),
+        };
+        assert!(preflight.check().is_err(), "the file's script is missing");
+        let baked = MockScript::parse(Path::new("baked"), "[[turn]]\ntext = \"hi\"\n")
+            .expect("script");
+        let checked = preflight
+            .check_with_mock_script(Some(baked.clone()))
+            .expect("the baked script is enough");
+        assert_eq!(checked.mock_script, Some(baked));
+        let problems = preflight
+            .check_with_mock_script(None)
+            .expect_err("an image built without a script");
+        assert!(
+            problems.0[0]
+                .message
+                .starts_with("provider `mock` needs a script, and "),
+            "{problems}"
+        );
+    }
+
+    #[test]
     fn every_problem_of_the_closure_is_reported_together() {
         let f = fixture(Some("[[turn]]\ntext = \"hi\"\n"));
         let problems =
