@@ -55,7 +55,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The Expert's key in perstack.toml (with --image, leave it out: the image fixes it).
-    #[arg(required_unless_present = "image", default_value = "")]
+    #[arg(
+        required_unless_present = "image",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub expert: String,
     /// What to ask it.
     pub query: String,

@@ -416,8 +416,8 @@ endpoint = "https://mcp.example.com/sse"
             workspace: f.dir.path(),
         };
         assert!(preflight.check().is_err(), "the file's script is missing");
-        let baked = MockScript::parse(Path::new("baked"), "[[turn]]\ntext = \"hi\"\n")
-            .expect("script");
+        let baked =
+            MockScript::parse(Path::new("baked"), "[[turn]]\ntext = \"hi\"\n").expect("script");
         let checked = preflight
             .check_with_mock_script(Some(baked.clone()))
             .expect("the baked script is enough");
