@@ -17,12 +17,10 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an Expert on a query, in containers (or, with --image, the Expert of a versioned
-    /// image: `run --image REF "query"`).
+    /// Run an Expert on a query, in containers (with --image, a versioned image's Expert).
     #[command(allow_missing_positional = true)]
     Run(RunArgs),
-    /// Build every image of an Expert's delegation closure and tag it as a version (with
-    /// --push, push it).
+    /// Build an Expert's images and tag them as a version (--tag); --push pushes them.
     Build(BuildArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
     Validate(ValidateArgs),
