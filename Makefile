@@ -4,7 +4,7 @@ TARGET := x86_64-unknown-linux-gnu
 BIN := target/$(TARGET)/release/perstack-sandbox
 DEMO_WORKSPACE ?= demo-workspace
 
-.PHONY: build test test-images demo lint fmt doctor clean-docker
+.PHONY: build test test-images test-registry demo lint fmt doctor clean-docker
 
 ## build: the static release binary (target/x86_64-unknown-linux-gnu/release/perstack-sandbox)
 build:
@@ -20,6 +20,11 @@ test:
 ## the tests, and a base with a shell and python3 for your own [sandbox] settings.
 test-images:
 	scripts/build-bookworm-image.sh
+
+## test-registry: a registry on 127.0.0.1:5000 for the versioned-image tests (Debian's
+## docker-registry, no auth, storage in /tmp; skipped when one answers already)
+test-registry:
+	scripts/start-test-registry.sh
 
 ## demo: run the demo Expert (mock provider: no API key, no network) in ./demo-workspace
 demo: build

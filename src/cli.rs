@@ -17,8 +17,11 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run an Expert on a query, in containers.
+    /// Run an Expert on a query, in containers (with --image, a versioned image's Expert).
+    #[command(allow_missing_positional = true)]
     Run(RunArgs),
+    /// Build an Expert's images and tag them as a version (--tag); --push pushes them.
+    Build(BuildArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
     Validate(ValidateArgs),
     /// Check the Docker engine and the images a run needs.
@@ -49,10 +52,19 @@ pub enum Command {
 /// `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The Expert's key in perstack.toml.
+    /// The Expert's key in perstack.toml (with --image, leave it out: the image fixes it).
+    #[arg(
+        required_unless_present = "image",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub expert: String,
     /// What to ask it.
     pub query: String,
+    /// Run the Expert of this versioned image (`perstack-sandbox build --tag REF`) instead of
+    /// one from perstack.toml; images that are not here are pulled.
+    #[arg(long, value_name = "REF", conflicts_with = "config")]
+    pub image: Option<String>,
     /// perstack.toml to use (default: the nearest one in this folder or a parent).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -122,6 +134,26 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
+/// `build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Expert's key in perstack.toml.
+    pub expert: String,
+    /// Tag the runtime image REF and the others `REF-skill-<name>`, `REF-base-skill`,
+    /// `REF-egress-proxy` (repeatable; default: `<expert>:<version>`).
+    #[arg(long = "tag", short = 't', value_name = "REF")]
+    pub tags: Vec<String>,
+    /// Push every tagged image to its registry.
+    #[arg(long)]
+    pub push: bool,
+    /// perstack.toml to use (default: the nearest one in this folder or a parent).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Show build and push output.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
 /// `gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -180,6 +212,10 @@ pub struct RuntimeRoleArgs {
     /// `{"toolCallId","toolName","skillName","text"}`. Needs `--checkpoint-stdin`.
     #[arg(long, short = 'i', value_name = "JSON", requires = "checkpoint_stdin")]
     pub interactive_tool_call_result: Option<String>,
+    /// The one Expert this image runs: a versioned image's ENTRYPOINT sets it, and any other
+    /// Expert (a delegate of its closure included) is refused.
+    #[arg(long, value_name = "KEY")]
+    pub only_expert: Option<String>,
     /// The Expert.
     pub expert: String,
     /// The query.

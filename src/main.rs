@@ -29,11 +29,19 @@ fn main() {
 async fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => commands::run::run(args).await.code(),
+        Command::Build(args) => commands::build::run(args).await.code(),
         Command::Validate(args) => commands::validate::run(args).code(),
         Command::Doctor(args) => commands::doctor::run(args).await.code(),
         Command::Images => commands::images::run().await.code(),
         Command::Gc(args) => commands::gc::run(args).await.code(),
         Command::Runtime(args) => {
+            if let Some(only) = args.only_expert.as_deref().filter(|o| *o != args.expert) {
+                eprintln!(
+                    "error: this image runs Expert `{only}` only, not `{}`",
+                    args.expert
+                );
+                return Exit::Usage.code();
+            }
             let provider = match args.provider.as_deref() {
                 None => None,
                 Some(name) => match perstack_sandbox::config::ProviderName::parse(name) {

@@ -2,10 +2,12 @@
 //! errors, so `main` stays a dispatcher.
 
 mod artifacts;
+pub mod build;
 pub mod doctor;
 pub mod gc;
 pub mod images;
 pub mod run;
+mod run_image;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

@@ -22,9 +22,27 @@ use crate::sandbox::preflight::Preflight;
 use crate::sandbox::run::{RunEnd, RunError, RunIds, execute};
 
 use super::artifacts;
+use super::run_image::ImageSource;
 
 /// Runs the command; returns the exit code. Errors are printed here, to stderr.
-pub async fn run(args: RunArgs) -> Exit {
+pub async fn run(mut args: RunArgs) -> Exit {
+    // `--image`: the Expert and its config come from a versioned image, not perstack.toml.
+    let image = match &args.image {
+        None => None,
+        Some(reference) => match ImageSource::open(reference, args.verbose).await {
+            Ok(source) => Some(source),
+            Err(exit) => return exit,
+        },
+    };
+    if let Some(source) = &image {
+        match source.expert(&args.expert) {
+            Ok(expert) => args.expert = expert,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Exit::Usage;
+            }
+        }
+    }
     let continue_from = match continue_from(&args) {
         Ok(from) => from,
         Err(message) => {
@@ -32,9 +50,18 @@ pub async fn run(args: RunArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let (cwd, loaded) = match super::load_config(args.config.as_deref()) {
-        Ok(found) => found,
-        Err(exit) => return exit,
+    let (cwd, loaded) = match &image {
+        Some(source) => match std::env::current_dir() {
+            Ok(cwd) => (cwd, source.loaded.clone()),
+            Err(error) => {
+                eprintln!("error: cannot read the current folder: {error}");
+                return Exit::Usage;
+            }
+        },
+        None => match super::load_config(args.config.as_deref()) {
+            Ok(found) => found,
+            Err(exit) => return exit,
+        },
     };
     let env_map = match config::env::load(
         &cwd,
@@ -61,28 +88,37 @@ pub async fn run(args: RunArgs) -> Exit {
         }
     };
     let workspace = args.workspace.clone().unwrap_or_else(|| cwd.clone());
-    let checked = match (Preflight {
+    let preflight = Preflight {
         config: &loaded,
         expert_key: &args.expert,
         provider: settings.provider,
         env: &env,
         extra_env: &args.env,
         workspace: &workspace,
-    })
-    .check()
-    {
+    };
+    let checked = match match &image {
+        Some(source) => preflight.check_with_mock_script(source.mock_script.clone()),
+        None => preflight.check(),
+    } {
         Ok(checked) => checked,
         Err(problems) => {
             eprint!("error: {problems}");
             return Exit::Usage;
         }
     };
-    let artifacts = match artifacts::load() {
-        Ok(artifacts) => artifacts,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Usage;
-        }
+    // A versioned run builds nothing: its images carry their own binary.
+    let artifacts = match &image {
+        Some(_) => crate::sandbox::plan::Artifacts {
+            binary: bytes::Bytes::new(),
+            ca_bundle: bytes::Bytes::new(),
+        },
+        None => match artifacts::load() {
+            Ok(artifacts) => artifacts,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return Exit::Usage;
+            }
+        },
     };
 
     // base-skill and the job store write into the workspace as the same user.
@@ -159,13 +195,17 @@ pub async fn run(args: RunArgs) -> Exit {
         controller: crate::sandbox::controller::ControllerId::current().to_string(),
         resume,
     };
-    let run_plan = match plan(&request) {
+    let mut run_plan = match plan(&request) {
         Ok(plan) => plan,
         Err(error) => {
             eprintln!("error: cannot write the runtime spec: {error}");
             return Exit::Usage;
         }
     };
+    if let Some(Err(error)) = image.as_ref().map(|source| source.pin(&mut run_plan)) {
+        eprintln!("error: {error}");
+        return Exit::Usage;
+    }
 
     let docker = match DockerClient::connect().await {
         Ok(docker) => docker,
@@ -320,7 +360,9 @@ pub async fn run(args: RunArgs) -> Exit {
             eprintln!("error: {error}");
             match error {
                 RunError::Docker(_) => Exit::Docker,
-                RunError::BaseImageMissing { .. } | RunError::MountPoint { .. } => Exit::Usage,
+                RunError::BaseImageMissing { .. }
+                | RunError::MountPoint { .. }
+                | RunError::Versioned(_) => Exit::Usage,
                 RunError::TimedOut(_) | RunError::ProxyConfig(_) => Exit::RunFailed,
             }
         }
@@ -642,6 +684,33 @@ mod tests {
             argv.extend_from_slice(&["expert", "query"]);
             assert!(crate::cli::Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn with_an_image_only_the_query_is_given() {
+        let parse = |argv: &[&str]| {
+            let mut full = vec!["perstack-sandbox", "run"];
+            full.extend_from_slice(argv);
+            crate::cli::Cli::try_parse_from(full).map(|cli| match cli.command {
+                crate::cli::Command::Run(args) => (args.image, args.expert, args.query),
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(
+            parse(&["--image", "127.0.0.1:5000/demo:1.0", "Say hi"]).expect("parses"),
+            (
+                Some("127.0.0.1:5000/demo:1.0".to_string()),
+                String::new(),
+                "Say hi".to_string()
+            )
+        );
+        assert_eq!(
+            parse(&["demo", "Say hi"]).expect("parses"),
+            (None, "demo".to_string(), "Say hi".to_string())
+        );
+        // Without an image the Expert is required; an image replaces perstack.toml.
+        assert!(parse(&["Say hi"]).is_err());
+        assert!(parse(&["--image", "demo:1", "--config", "p.toml", "q"]).is_err());
     }
 
     #[test]

@@ -46,6 +46,16 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// A config that was not read from a file (`run --image` rebuilds one from an image's
+    /// labels and spec); `path` names its origin in messages and nothing has a location.
+    pub fn from_config(path: PathBuf, config: Config) -> LoadedConfig {
+        LoadedConfig {
+            path,
+            config,
+            locations: parse::Locations::default(),
+        }
+    }
+
     /// The folder holding the file: relative paths in the config (the mock script) start here.
     pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("/"))

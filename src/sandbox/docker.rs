@@ -3,7 +3,7 @@
 //! Every call here maps engine errors to [`DockerError`] values that name what we were doing;
 //! the callers decide what a failure means for the run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
 use bollard::container::{AttachContainerResults, LogOutput};
@@ -52,6 +52,26 @@ pub enum DockerError {
         "the engine created network {0} without an IPv4 subnet; the egress proxy needs one (check the daemon's default-address-pools)"
     )]
     NoSubnet(String),
+    /// A registry refused or failed a push or pull.
+    #[error(
+        "Docker {action} failed: {message}\n  hint: check that the registry answers and the reference is right; a registry on another host than localhost must be listed in the daemon's insecure-registries or serve TLS"
+    )]
+    Registry {
+        /// What we were doing, e.g. `push 127.0.0.1:5000/demo:1.0`.
+        action: String,
+        /// The engine's or registry's message.
+        message: String,
+    },
+    /// A file copied out of an image could not be read.
+    #[error("cannot read {path} from image {image}: {message}")]
+    Archive {
+        /// The image.
+        image: String,
+        /// The file in it.
+        path: String,
+        /// Why.
+        message: String,
+    },
     /// An image build reported an error.
     #[error("building image {tag} failed: {message}")]
     Build {
@@ -748,5 +768,200 @@ impl DockerClient {
             }
         }
         Ok(removed)
+    }
+
+    /// The id and labels of a local image, or `None` if there is none by that reference.
+    pub async fn image_labels(
+        &self,
+        reference: &str,
+    ) -> Result<Option<(String, HashMap<String, String>)>, DockerError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some((
+                image.id.unwrap_or_default(),
+                image.config.and_then(|c| c.labels).unwrap_or_default(),
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(call(format!("inspect image {reference}"))(e)),
+        }
+    }
+
+    /// Gives the local image `source` the reference `target` (`repo:tag`).
+    pub async fn tag_image(&self, source: &str, target: &str) -> Result<(), DockerError> {
+        let (repo, tag) = split_reference(target);
+        self.docker
+            .tag_image(
+                source,
+                Some(bollard::query_parameters::TagImageOptions {
+                    repo: Some(repo.to_string()),
+                    tag: Some(tag.to_string()),
+                }),
+            )
+            .await
+            .map_err(call(format!("tag image {source} as {target}")))
+    }
+
+    /// Pushes `reference` (`registry/repo:tag`) to its registry, anonymously. Progress lines go
+    /// to `on_line`.
+    pub async fn push_image(
+        &self,
+        reference: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), DockerError> {
+        let (repo, tag) = split_reference(reference);
+        let mut stream = self.docker.push_image(
+            repo,
+            Some(bollard::query_parameters::PushImageOptions {
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            }),
+            None,
+        );
+        let failed = |message: String| DockerError::Registry {
+            action: format!("push {reference}"),
+            message,
+        };
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| failed(e.to_string()))?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(failed(error));
+            }
+            if let Some(status) = info.status {
+                on_line(&status);
+            }
+        }
+        Ok(())
+    }
+
+    /// Pulls `reference` from its registry, anonymously. Progress lines go to `on_line`.
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), DockerError> {
+        let (repo, tag) = split_reference(reference);
+        let mut stream = self.docker.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(repo.to_string()),
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        let failed = |message: String| DockerError::Registry {
+            action: format!("pull {reference}"),
+            message,
+        };
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| failed(e.to_string()))?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(failed(error));
+            }
+            if let Some(status) = info.status {
+                on_line(&status);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one file out of an image without running it: creates a container that never
+    /// starts (labelled like a run's, so the run's cleanup and `gc` find it), copies the file
+    /// out through the archive endpoint, and removes the container.
+    pub async fn read_image_file(
+        &self,
+        image: &str,
+        path: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, DockerError> {
+        let created = self
+            .docker
+            .create_container(
+                None::<CreateContainerOptions>,
+                ContainerCreateBody {
+                    image: Some(image.to_string()),
+                    labels: Some(labels.clone().into_iter().collect()),
+                    network_disabled: Some(true),
+                    host_config: Some(HostConfig {
+                        network_mode: Some("none".to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(call(format!(
+                "create a container of {image} to read {path}"
+            )))?;
+        let mut archive = Vec::new();
+        let mut stream = self.docker.download_from_container(
+            &created.id,
+            Some(bollard::query_parameters::DownloadFromContainerOptions {
+                path: path.to_string(),
+            }),
+        );
+        let mut failure = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => archive.extend_from_slice(&bytes),
+                Err(e) => {
+                    failure = Some(call(format!("read {path} from image {image}"))(e));
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        let removed = self
+            .docker
+            .remove_container(
+                &created.id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        removed.map_err(call(format!("remove container {}", created.id)))?;
+        let mut tar = tar::Archive::new(&archive[..]);
+        let entries = tar.entries().map_err(|e| DockerError::Archive {
+            image: image.to_string(),
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| DockerError::Archive {
+                image: image.to_string(),
+                path: path.to_string(),
+                message: e.to_string(),
+            })?;
+            if entry.header().entry_type().is_file() {
+                let mut contents = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut contents).map_err(|e| {
+                    DockerError::Archive {
+                        image: image.to_string(),
+                        path: path.to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
+                return Ok(contents);
+            }
+        }
+        Err(DockerError::Archive {
+            image: image.to_string(),
+            path: path.to_string(),
+            message: "the archive holds no file".to_string(),
+        })
+    }
+}
+
+/// `repo:tag` split at the tag's colon (a registry's port has a `/` after it); `latest` when
+/// there is no tag.
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
     }
 }

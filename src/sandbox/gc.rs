@@ -91,7 +91,9 @@ pub fn stale_runs(
 }
 
 /// Images that a newer image of the same repository superseded and no container uses. The
-/// newest of each repository is always kept.
+/// newest of each repository is always kept, and so is every image with a tag outside our
+/// content-addressed `perstack-sandbox/…` repositories: a version someone named (`build --tag`,
+/// or pulled by `run --image`) is theirs to remove.
 pub fn superseded_images(images: &[ManagedImage], in_use: &HashSet<String>) -> Vec<ManagedImage> {
     let mut newest: BTreeMap<String, i64> = BTreeMap::new();
     for image in images {
@@ -105,6 +107,7 @@ pub fn superseded_images(images: &[ManagedImage], in_use: &HashSet<String>) -> V
         .filter(|image| {
             let repositories = repositories(image);
             !repositories.is_empty()
+                && repositories.iter().all(|r| r.starts_with(OUR_REPOSITORIES))
                 && !in_use.contains(&image.id)
                 && repositories
                     .iter()
@@ -113,6 +116,9 @@ pub fn superseded_images(images: &[ManagedImage], in_use: &HashSet<String>) -> V
         .cloned()
         .collect()
 }
+
+/// The prefix of the repositories our content-addressed tags live in.
+const OUR_REPOSITORIES: &str = "perstack-sandbox/";
 
 fn repositories(image: &ManagedImage) -> BTreeSet<String> {
     image
@@ -248,5 +254,36 @@ mod tests {
             .map(|i| i.id)
             .collect();
         assert_eq!(ids, ["old-runtime"]);
+    }
+
+    #[test]
+    fn versions_someone_tagged_are_never_superseded() {
+        let images = [
+            image(
+                "v2",
+                &[
+                    "perstack-sandbox/runtime-demo:bbb",
+                    "127.0.0.1:5000/demo:2.0",
+                ],
+                30,
+            ),
+            // Also tagged as a version: kept, although its content tag is superseded.
+            image(
+                "v1",
+                &[
+                    "perstack-sandbox/runtime-demo:aaa",
+                    "127.0.0.1:5000/demo:1.0",
+                ],
+                20,
+            ),
+            // Pulled: only the version's tag, older than the newest of its repository.
+            image("v1-skill", &["127.0.0.1:5000/demo:1.0-skill-web"], 10),
+            image("plain-old", &["perstack-sandbox/runtime-demo:000"], 5),
+        ];
+        let ids: Vec<String> = superseded_images(&images, &HashSet::new())
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(ids, ["plain-old"]);
     }
 }

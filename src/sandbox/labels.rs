@@ -15,6 +15,13 @@ pub const SERVICE: &str = "io.perstack.sandbox.service";
 pub const CONTROLLER: &str = "io.perstack.sandbox.controller";
 /// The content digest an image tag was derived from.
 pub const DIGEST: &str = "io.perstack.sandbox.digest";
+/// On a versioned runtime image: `sha256:<hex>` of the perstack.toml it was built from.
+pub const CONFIG_DIGEST: &str = "io.perstack.sandbox.config-digest";
+/// On a versioned runtime image: the images its run needs, as JSON (see
+/// [`super::versioned::Manifest`]).
+pub const NEEDED_IMAGES: &str = "io.perstack.sandbox.images";
+/// On a versioned runtime image: the file's settings outside its Experts, as JSON.
+pub const SETTINGS: &str = "io.perstack.sandbox.settings";
 /// The Expert an image belongs to.
 pub const EXPERT: &str = "io.perstack.expert";
 /// That Expert's version.

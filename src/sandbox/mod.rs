@@ -8,6 +8,7 @@
 //! - [`preflight`]: the checks made before anything starts.
 //! - [`labels`]: the labels that let a run find everything it made.
 //! - [`workspace_user`]: who base-skill runs as.
+//! - [`versioned`]: images built once under a version tag, and runs from them alone.
 
 pub mod controller;
 pub mod docker;
@@ -19,4 +20,5 @@ pub mod plan;
 pub mod preflight;
 pub mod relay;
 pub mod run;
+pub mod versioned;
 pub mod workspace_user;

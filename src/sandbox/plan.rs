@@ -303,6 +303,9 @@ pub struct RunPlan {
     pub networks: Vec<InternalNetworkPlan>,
     /// The egress proxy; `None` when nothing in the run may reach outside.
     pub proxy: Option<ProxyPlan>,
+    /// `run --image`: the images exist already (or are pulled), one per entry of `images`;
+    /// nothing is built.
+    pub prebuilt: Option<Vec<super::versioned::PrebuiltImage>>,
 }
 
 /// Plans one run.
@@ -606,6 +609,7 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         spec,
         networks,
         proxy,
+        prebuilt: None,
     })
 }
 

@@ -185,6 +185,16 @@ pub fn check_workspace(given: &Path) -> Result<PathBuf, String> {
 impl Preflight<'_> {
     /// Runs every check; returns what the plan needs, or every problem found.
     pub fn check(&self) -> Result<Checked, Problems> {
+        self.check_all(None)
+    }
+
+    /// [`Preflight::check`] for an Expert whose mock script is loaded already (`run --image`:
+    /// it is baked into the image, and there is no file to read it from).
+    pub fn check_with_mock_script(&self, script: Option<MockScript>) -> Result<Checked, Problems> {
+        self.check_all(Some(script))
+    }
+
+    fn check_all(&self, baked_script: Option<Option<MockScript>>) -> Result<Checked, Problems> {
         let mut problems = Vec::new();
         let loaded = self.config;
         let config = &loaded.config;
@@ -315,10 +325,20 @@ impl Preflight<'_> {
             }
         };
 
-        let mock_script = if self.provider == ProviderName::Mock {
-            self.mock_script(&mut problems)
-        } else {
-            None
+        let mock_script = match (self.provider == ProviderName::Mock, baked_script) {
+            (false, _) => None,
+            (true, None) => self.mock_script(&mut problems),
+            (true, Some(Some(script))) => Some(script),
+            (true, Some(None)) => {
+                problems.push(Problem {
+                    location: None,
+                    message: format!(
+                        "provider `mock` needs a script, and {} was built without one (its perstack.toml's provider is not `mock`)",
+                        loaded.path.display()
+                    ),
+                });
+                None
+            }
         };
 
         match (problems.is_empty(), workspace) {
@@ -446,6 +466,42 @@ endpoint = "https://mcp.example.com/sse"
         }
         .check()
         .map_err(|p| p.0.iter().map(|p| p.message.clone()).collect())
+    }
+
+    #[test]
+    fn a_versioned_image_brings_its_own_mock_script() {
+        // No script file next to the config: `run --image` has only what the image carries.
+        let f = fixture(None);
+        let env = BTreeMap::from([
+            ("WEB_KEY".to_string(), "w".to_string()),
+            ("NPM_KEY".to_string(), "n".to_string()),
+        ]);
+        let mut loaded = f.loaded.clone();
+        loaded.config.sandbox.node_image = Some("node:local".into());
+        let preflight = Preflight {
+            config: &loaded,
+            expert_key: "main",
+            provider: ProviderName::Mock,
+            env: &env,
+            extra_env: &[],
+            workspace: f.dir.path(),
+        };
+        assert!(preflight.check().is_err(), "the file's script is missing");
+        let baked =
+            MockScript::parse(Path::new("baked"), "[[turn]]\ntext = \"hi\"\n").expect("script");
+        let checked = preflight
+            .check_with_mock_script(Some(baked.clone()))
+            .expect("the baked script is enough");
+        assert_eq!(checked.mock_script, Some(baked));
+        let problems = preflight
+            .check_with_mock_script(None)
+            .expect_err("an image built without a script");
+        assert!(
+            problems.0[0]
+                .message
+                .starts_with("provider `mock` needs a script, and "),
+            "{problems}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::docker::{DockerClient, DockerError};
 use super::images::ImageSpec;
 use super::plan::{ContainerPlan, ProxyPlan, RunPlan};
 use super::relay::{Line, LineSplitter, classify};
+use super::versioned::{PrebuiltImage, VersionedError};
 use crate::event::{BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload};
 use crate::render::Output;
 
@@ -54,6 +55,9 @@ pub enum RunError {
     /// The egress proxy's configuration could not be written.
     #[error("cannot write the egress proxy's configuration: {0}")]
     ProxyConfig(String),
+    /// A versioned image is missing something or is not the one it should be.
+    #[error(transparent)]
+    Versioned(#[from] super::versioned::VersionedError),
     /// The whole run took longer than allowed.
     #[error(
         "the run did not finish within {0:?}; it was stopped (the job keeps its last checkpoint: continue with --continue, or allow more with --run-timeout)"
@@ -136,7 +140,12 @@ async fn apply(
     verbose: bool,
     tap: EventTap<'_>,
 ) -> Result<RunReport, RunError> {
-    let tags = ensure_images(docker, &plan.images, ids, output, verbose).await?;
+    let tags = match &plan.prebuilt {
+        Some(prebuilt) => {
+            use_prebuilt(docker, &plan.images, prebuilt, ids, output, verbose).await?
+        }
+        None => ensure_images(docker, &plan.images, ids, output, verbose).await?,
+    };
 
     for volume in &plan.volumes {
         docker.create_volume(volume).await?;
@@ -255,19 +264,7 @@ async fn ensure_images(
 ) -> Result<Vec<String>, RunError> {
     let mut tags = Vec::new();
     for spec in images {
-        let base_id = if spec.base == "scratch" {
-            "scratch".to_string()
-        } else {
-            docker
-                .image_id(&spec.base)
-                .await?
-                .ok_or_else(|| RunError::BaseImageMissing {
-                    service: spec.service.clone(),
-                    image: spec.base.clone(),
-                    setting: base_image_setting(spec),
-                })?
-        };
-        let tag = spec.tag(&base_id);
+        let tag = content_tag(docker, spec).await?;
         let progress = |stage, message: String| {
             output.event(ids.event(RuntimePayload::DockerBuildProgress {
                 stage,
@@ -301,6 +298,77 @@ async fn ensure_images(
             );
         }
         tags.push(tag);
+    }
+    Ok(tags)
+}
+
+/// The content-addressed tag of `spec` on this engine (it covers the base image's id).
+pub async fn content_tag(docker: &DockerClient, spec: &ImageSpec) -> Result<String, RunError> {
+    let base_id = if spec.base == "scratch" {
+        "scratch".to_string()
+    } else {
+        docker
+            .image_id(&spec.base)
+            .await?
+            .ok_or_else(|| RunError::BaseImageMissing {
+                service: spec.service.clone(),
+                image: spec.base.clone(),
+                setting: base_image_setting(spec),
+            })?
+    };
+    Ok(spec.tag(&base_id))
+}
+
+/// The images of a versioned run: each is used when it is here with the id the runtime image
+/// recorded, pulled when it is missing, and refused when it is another image.
+async fn use_prebuilt(
+    docker: &DockerClient,
+    specs: &[ImageSpec],
+    prebuilt: &[PrebuiltImage],
+    ids: &RunIds,
+    output: &Output,
+    verbose: bool,
+) -> Result<Vec<String>, RunError> {
+    let mut tags = Vec::new();
+    for (spec, image) in specs.iter().zip(prebuilt) {
+        let progress = |stage, message: String| {
+            output.event(ids.event(RuntimePayload::DockerBuildProgress {
+                stage,
+                service: spec.service.clone(),
+                message,
+                progress: None,
+            }))
+        };
+        let id = match docker.image_id(&image.reference).await? {
+            Some(id) => id,
+            None => {
+                progress(
+                    BuildStage::Pulling,
+                    format!("Pulling image {}", image.reference),
+                );
+                docker
+                    .pull_image(&image.reference, |line| {
+                        if verbose {
+                            progress(BuildStage::Pulling, line.to_string());
+                        }
+                    })
+                    .await?;
+                docker.image_id(&image.reference).await?.unwrap_or_default()
+            }
+        };
+        if id != image.id {
+            return Err(VersionedError::WrongImage {
+                reference: image.reference.clone(),
+                found: id,
+                expected: image.id.clone(),
+            }
+            .into());
+        }
+        progress(
+            BuildStage::Complete,
+            format!("Using image {}", image.reference),
+        );
+        tags.push(image.reference.clone());
     }
     Ok(tags)
 }

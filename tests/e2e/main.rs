@@ -14,4 +14,5 @@ mod providers;
 mod security;
 mod streaming;
 mod support;
+mod versioned;
 mod workspace_image;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Starts the registry the versioned-image tests push to: Debian's `docker-registry` on
+# 127.0.0.1:5000 with scripts/test-registry.yml (no auth, storage in /tmp). Does nothing when a
+# registry answers there already. Docker allows plain HTTP to registries on localhost.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+url=http://127.0.0.1:5000/v2/
+if curl -fsS -m 2 "$url" >/dev/null 2>&1; then
+    echo "a registry answers on 127.0.0.1:5000"
+    exit 0
+fi
+if ! command -v docker-registry >/dev/null; then
+    echo "error: docker-registry is not installed; \`apt-get install docker-registry\` (Debian)" >&2
+    exit 1
+fi
+# Debian's service uses /etc/docker/registry/config.yml, which asks for htpasswd auth; ours
+# does not, so start it ourselves (also where there is no systemd).
+nohup docker-registry serve scripts/test-registry.yml >/tmp/perstack-sandbox-test-registry.log 2>&1 &
+for _ in $(seq 1 30); do
+    if curl -fsS -m 2 "$url" >/dev/null 2>&1; then
+        echo "registry started on 127.0.0.1:5000 (log: /tmp/perstack-sandbox-test-registry.log)"
+        exit 0
+    fi
+    sleep 0.5
+done
+echo "error: the registry did not answer on 127.0.0.1:5000:" >&2
+tail -n 20 /tmp/perstack-sandbox-test-registry.log >&2 || true
+exit 1
