@@ -152,15 +152,23 @@ fn a_run_is_stored_in_its_workspace_with_perstacks_layout_and_no_secret() {
         .map(|n| {
             let path = run_dir.join(&n);
             let event: Value = read_json(&path);
-            assert_eq!(
-                n,
-                format!(
-                    "event-{}-{}-{}.json",
-                    event["timestamp"],
-                    event["stepNumber"],
-                    event["type"].as_str().unwrap_or("")
-                ),
-                "file name of {n}"
+            // `event-<ms>-<step>-<type>.json`; two events of one type, step and millisecond
+            // (streamed deltas) cannot share a name, so the later takes the next free
+            // millisecond: the name's time is the event's, or a few ms after it.
+            let suffix = format!(
+                "-{}-{}.json",
+                event["stepNumber"],
+                event["type"].as_str().unwrap_or("")
+            );
+            let named_ms: u64 = n
+                .strip_prefix("event-")
+                .and_then(|rest| rest.strip_suffix(&suffix))
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or_else(|| panic!("file name of {n} does not end in {suffix}"));
+            let event_ms = event["timestamp"].as_u64().expect("timestamp");
+            assert!(
+                (event_ms..event_ms + 50).contains(&named_ms),
+                "file name of {n}: event at {event_ms}"
             );
             std::fs::read_to_string(path).expect("event file")
         })
