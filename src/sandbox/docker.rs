@@ -246,6 +246,13 @@ impl DockerClient {
             rm: true,
             forcerm: true,
             labels: Some(spec.labels.clone().into_iter().collect()),
+            // Installing a skill's packages needs the network (the default bridge) and, behind
+            // a proxy, the controller's proxy settings.
+            buildargs: spec.install.as_ref().map(|_| {
+                super::images::proxy_build_args(|name| std::env::var(name).ok())
+                    .into_iter()
+                    .collect()
+            }),
             ..Default::default()
         };
         let mut stream = self.docker.build_image(

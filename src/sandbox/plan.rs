@@ -20,10 +20,11 @@ use serde::Serialize;
 
 use super::egress::{self, PrincipalPlan};
 use super::images::{
-    BINARY_PATH, CA_BUNDLE_PATH, ContextFile, ImageConfig, ImageRole, ImageSpec, SCRATCH_PATH,
-    SPEC_PATH, base_labels, passwd_files, slug,
+    BINARY_PATH, CA_BUNDLE_PATH, ContextFile, ImageConfig, ImageRole, ImageSpec, InstallStage,
+    SCRATCH_PATH, SPEC_PATH, base_labels, passwd_files, slug,
 };
 use super::labels;
+use super::packages;
 use crate::config::{Config, McpStdioSkill, ProviderName, Skill};
 use crate::llm::mock::MockScript;
 use crate::runtime::spec::{RuntimeSpec, SkillEndpoint};
@@ -705,6 +706,7 @@ fn runtime_image(
             entrypoint: vec![BINARY_PATH.to_string(), "runtime".to_string()],
         },
         labels,
+        install: None,
     })
 }
 
@@ -724,6 +726,7 @@ fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
             entrypoint: vec![BINARY_PATH.to_string(), "egress-proxy".to_string()],
         },
         labels: base_labels(ImageRole::EgressProxy),
+        install: None,
     }
 }
 
@@ -781,8 +784,18 @@ pub fn skill_base_image(config: &Config, skill: &McpStdioSkill) -> Option<String
         .or_else(|| SkillBase::of(&skill.command).image(sandbox))
 }
 
+/// A stdio skill's image: its base, our binary as the skill host (ENTRYPOINT), and — for commands
+/// that fetch packages (`uvx`, `npx`, …) — those packages, installed while the image is built,
+/// with the skill host starting the installed program instead (`packages.rs`).
 fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) -> ImageSpec {
     let base = skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string());
+    // Preflight refuses a command that cannot be prepared, before any plan is made; a caller
+    // that skipped it gets the command as written, which fails at start with its own error.
+    let prepared = packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
+        install: None,
+        command: skill.command.clone(),
+        args: skill.argv(),
+    });
     let mut entrypoint = vec![
         BINARY_PATH.to_string(),
         "skill-host".to_string(),
@@ -801,19 +814,29 @@ fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) ->
         }
     }
     entrypoint.push("--".to_string());
-    entrypoint.push(skill.command.clone());
-    entrypoint.extend(skill.argv());
+    entrypoint.push(prepared.command);
+    entrypoint.extend(prepared.args);
+    let mut env = scratch_env(&base);
+    if base != "scratch" {
+        // The skill's user has no home in a real base and the root is read-only: interpreters
+        // and their caches get the writable /tmp tmpfs.
+        env.push(("HOME".to_string(), "/tmp".to_string()));
+    }
     ImageSpec {
         role: ImageRole::Skill,
         service: format!("skill:{}", skill.name),
         repository: format!("perstack-sandbox/skill-{}", slug(&skill.name)),
         files: binary_files(&base, artifacts),
         config: ImageConfig {
-            env: scratch_env(&base),
+            env,
             user: Some(format!("{SKILL_UID}:{SKILL_UID}")),
             workdir: None,
             entrypoint,
         },
+        install: prepared.install.map(|install| InstallStage {
+            install,
+            ca_bundle: artifacts.ca_bundle.clone(),
+        }),
         base,
         labels: base_labels(ImageRole::Skill),
     }
@@ -855,6 +878,7 @@ fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
         },
         base,
         labels: base_labels(ImageRole::BaseSkill),
+        install: None,
     }
 }
 

@@ -9,6 +9,8 @@ use crate::config::{LoadedConfig, ProviderName, Skill, dotted_path};
 use crate::llm::mock::MockScript;
 use crate::llm::{api_key_var, is_supported, optional_vars, unsupported_message};
 
+use super::docker::{DockerClient, DockerError};
+use super::packages;
 use super::plan::{SkillBase, delegation_closure, skill_base_image};
 
 /// One problem found before the run.
@@ -199,7 +201,39 @@ impl Preflight<'_> {
                                 });
                             }
                         }
-                        if !stdio.is_base() && skill_base_image(config, stdio).is_none() {
+                        let prepared = if stdio.is_base() {
+                            None
+                        } else {
+                            match packages::prepare(stdio) {
+                                Ok(prepared) => Some(prepared),
+                                Err(error) => {
+                                    problems.push(Problem {
+                                        location: here(&format!("{path}.args"))
+                                            .or_else(|| here(&format!("{path}.command"))),
+                                        message: format!("skill `{}`: {error}", stdio.name),
+                                    });
+                                    None
+                                }
+                            }
+                        };
+                        let base = skill_base_image(config, stdio);
+                        if let (Some(prepared), Some("scratch")) = (&prepared, base.as_deref())
+                            && prepared.install.is_some()
+                        {
+                            problems.push(Problem {
+                                location: here(&format!("{path}.command")),
+                                message: format!(
+                                    "skill `{}` runs `{}`, whose packages are installed when its image is built, but its base image is `scratch`, which has no {}; choose a base with one",
+                                    stdio.name,
+                                    stdio.command,
+                                    match SkillBase::of(&stdio.command) {
+                                        SkillBase::Node => "node and npm",
+                                        _ => "python3",
+                                    },
+                                ),
+                            });
+                        }
+                        if !stdio.is_base() && base.is_none() {
                             problems.push(Problem {
                                 location: here(&format!("{path}.command")),
                                 message: format!(
@@ -303,6 +337,119 @@ impl Preflight<'_> {
             }
         }
     }
+}
+
+/// The base images the run's skill containers are built on, with who needs each and the
+/// setting that chose it; `scratch` (built in) is left out.
+pub fn base_images(config: &crate::config::Config, expert_key: &str) -> Vec<BaseImageUse> {
+    let mut uses: Vec<BaseImageUse> = Vec::new();
+    for key in delegation_closure(config, expert_key) {
+        let Some(expert) = config.experts.get(&key) else {
+            continue;
+        };
+        for skill in expert.skills.values() {
+            let Skill::McpStdio(stdio) = skill else {
+                continue;
+            };
+            let (image, user, setting) = if stdio.is_base() {
+                (
+                    config.sandbox.workspace_image.clone(),
+                    "base-skill".to_string(),
+                    "[sandbox] workspaceImage".to_string(),
+                )
+            } else {
+                let own = config
+                    .sandbox
+                    .skills
+                    .get(&stdio.name)
+                    .is_some_and(|s| s.image.is_some());
+                let setting = if own {
+                    format!("[sandbox.skills.\"{}\"] image", stdio.name)
+                } else {
+                    SkillBase::of(&stdio.command)
+                        .setting()
+                        .unwrap_or("[sandbox] skillImage")
+                        .to_string()
+                };
+                (
+                    skill_base_image(config, stdio),
+                    format!("skill `{}`", stdio.name),
+                    setting,
+                )
+            };
+            let Some(image) = image.filter(|i| i != "scratch") else {
+                continue;
+            };
+            match uses.iter_mut().find(|u| u.image == image) {
+                Some(found) => {
+                    if !found.users.contains(&user) {
+                        found.users.push(user);
+                    }
+                    if !found.settings.contains(&setting) {
+                        found.settings.push(setting);
+                    }
+                }
+                None => uses.push(BaseImageUse {
+                    image,
+                    users: vec![user],
+                    settings: vec![setting],
+                }),
+            }
+        }
+    }
+    uses
+}
+
+/// A base image, who needs it, and which settings chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImageUse {
+    /// The image reference.
+    pub image: String,
+    /// `base-skill`, ``skill `x` ``.
+    pub users: Vec<String>,
+    /// The settings that name it.
+    pub settings: Vec<String>,
+}
+
+/// What to do about a missing base image: there is no registry to pull it from.
+pub const MISSING_BASE_IMAGE_HINT: &str = "there is no registry to pull it from: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar` saved on a machine that has it)";
+
+/// The missing-image problems for `uses`, given which images the engine has (`present`).
+pub fn missing_base_images(uses: &[BaseImageUse], present: impl Fn(&str) -> bool) -> Vec<Problem> {
+    uses.iter()
+        .filter(|u| !present(&u.image))
+        .map(|u| Problem {
+            location: None,
+            message: format!(
+                "base image `{}` is not available locally (needed by {}); {MISSING_BASE_IMAGE_HINT}, or change {} in perstack.toml",
+                u.image,
+                u.users.join(", "),
+                u.settings.join(" / ")
+            ),
+        })
+        .collect()
+}
+
+/// The engine check of preflight: every base image the run builds on is on this engine. Runs
+/// before anything is created or recorded.
+pub async fn check_base_images(
+    docker: &DockerClient,
+    config: &crate::config::Config,
+    expert_key: &str,
+) -> Result<Result<(), Problems>, DockerError> {
+    let uses = base_images(config, expert_key);
+    let mut present = std::collections::HashSet::new();
+    for u in &uses {
+        if docker.image_id(&u.image).await?.is_some() {
+            present.insert(u.image.clone());
+        }
+    }
+    let problems = missing_base_images(&uses, |image| present.contains(image));
+    Ok(if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(problems))
+    })
 }
 
 #[cfg(test)]

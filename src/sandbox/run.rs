@@ -264,14 +264,22 @@ async fn ensure_images(
         } else {
             progress(BuildStage::Building, format!("Building image {tag}"));
             let started = Instant::now();
+            let mut tail: VecDeque<String> = VecDeque::new();
             let result = docker
                 .create_image(spec, &tag, |line| {
                     if verbose {
                         progress(BuildStage::Building, line.to_string());
                     }
+                    if tail.len() == BUILD_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.to_string());
                 })
                 .await;
-            if let Err(error) = result {
+            if let Err(mut error) = result {
+                if spec.install.is_some() {
+                    explain_install_failure(&mut error, &tail);
+                }
                 progress(BuildStage::Error, error.to_string());
                 return Err(error.into());
             }
@@ -286,6 +294,20 @@ async fn ensure_images(
         tags.push(tag);
     }
     Ok(tags)
+}
+
+/// How many lines of builder output a failed package install shows.
+const BUILD_TAIL: usize = 15;
+
+/// A failed package install says what the installer said and what the build needed.
+fn explain_install_failure(error: &mut DockerError, tail: &VecDeque<String>) {
+    if let DockerError::Build { message, .. } = error {
+        let output: Vec<&str> = tail.iter().map(String::as_str).collect();
+        message.push_str(&format!(
+            "\n  the skill's packages are installed while its image is built; the builder's last lines:\n    {}\n  hint: the build needs the package index (PyPI or npm) from the engine's default bridge network; behind a proxy, export HTTP_PROXY/HTTPS_PROXY for the controller (they are passed as build args), and a TLS-intercepting proxy's CA must be in the bundle at SSL_CERT_FILE (or /etc/ssl/certs/ca-certificates.crt), which the build trusts",
+            output.join("\n    ")
+        ));
+    }
 }
 
 fn base_image_setting(spec: &ImageSpec) -> String {
