@@ -245,7 +245,7 @@ impl DockerClient {
             t: Some(tag.to_string()),
             rm: true,
             forcerm: true,
-            labels: Some(spec.labels.clone().into_iter().collect()),
+            // The labels are a LABEL line of the Dockerfile (one layer, not one per label).
             // Installing a skill's packages needs the network (the default bridge) and, behind
             // a proxy, the controller's proxy settings.
             buildargs: spec.install.as_ref().map(|_| {

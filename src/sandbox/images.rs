@@ -169,8 +169,10 @@ rm -rf /tmp/perstack-build /tmp/perstack-npm-cache
 impl InstallStage {
     /// The stage's Dockerfile lines, `FROM` included.
     fn dockerfile(&self, base: &str) -> String {
-        let mut text = format!("FROM {base} AS install
-");
+        let mut text = format!(
+            "FROM {base} AS install
+"
+        );
         text.push_str(&format!(
             "LABEL {}=true {}={INSTALL_STAGE_ROLE}
 ",
@@ -178,8 +180,10 @@ impl InstallStage {
             labels::ROLE
         ));
         if !self.ca_bundle.is_empty() {
-            text.push_str(&format!("COPY build/ {BUILD_DIR}/
-"));
+            text.push_str(&format!(
+                "COPY build/ {BUILD_DIR}/
+"
+            ));
         }
         let mut run = vec!["/bin/sh".to_string(), "-c".to_string()];
         match self.install.installer {
@@ -191,8 +195,11 @@ impl InstallStage {
             run.push(self.install.entry_package.clone().unwrap_or_default());
         }
         run.extend(self.install.packages.iter().cloned());
-        text.push_str(&format!("RUN {}
-", exec_form(&run)));
+        text.push_str(&format!(
+            "RUN {}
+",
+            exec_form(&run)
+        ));
         text
     }
 }
@@ -268,20 +275,32 @@ impl ImageSpec {
             text.push_str(&line);
             text.push('\n');
         }
+        // One LABEL instruction: the builder's `labels` option would commit one layer per label
+        // (seconds each on fuse-overlayfs). Imports set them with `import_changes`.
+        if !self.is_scratch() {
+            if let Some(line) = self.label_instruction() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
         text
     }
 
-    /// `changes` for an import: the instructions plus the labels.
-    pub fn import_changes(&self) -> Vec<String> {
-        let mut changes = self.instructions();
-        if !self.labels.is_empty() {
+    fn label_instruction(&self) -> Option<String> {
+        (!self.labels.is_empty()).then(|| {
             let labels: Vec<String> = self
                 .labels
                 .iter()
                 .map(|(k, v)| format!("{k}={}", quote_env(v)))
                 .collect();
-            changes.push(format!("LABEL {}", labels.join(" ")));
-        }
+            format!("LABEL {}", labels.join(" "))
+        })
+    }
+
+    /// `changes` for an import: the instructions plus the labels.
+    pub fn import_changes(&self) -> Vec<String> {
+        let mut changes = self.instructions();
+        changes.extend(self.label_instruction());
         changes
     }
 
@@ -345,11 +364,7 @@ impl ImageSpec {
             if let Some(stage) = self.install.as_ref().filter(|s| !s.ca_bundle.is_empty()) {
                 let mut h = header(tar::EntryType::Directory, 0o755, 0);
                 builder.append_data(&mut h, "build/", std::io::empty())?;
-                let mut h = header(
-                    tar::EntryType::Regular,
-                    0o644,
-                    stage.ca_bundle.len() as u64,
-                );
+                let mut h = header(tar::EntryType::Regular, 0o644, stage.ca_bundle.len() as u64);
                 builder.append_data(&mut h, "build/ca.pem", &stage.ca_bundle[..])?;
             }
         }
@@ -541,6 +556,131 @@ mod tests {
         assert_eq!(
             context.last().map(|e| e.0.as_str()),
             Some("rootfs/usr/local/bin/a")
+        );
+    }
+
+    fn with_install(installer: Installer, packages: &[&str], ca: &'static [u8]) -> ImageSpec {
+        let mut spec = spec(b"one");
+        spec.role = ImageRole::Skill;
+        spec.base = "perstack-sandbox/bookworm:local".into();
+        spec.install = Some(InstallStage {
+            install: Install {
+                installer,
+                packages: packages.iter().map(|p| p.to_string()).collect(),
+                entry_package: (installer == Installer::Npm).then(|| packages[0].to_string()),
+            },
+            ca_bundle: Bytes::from_static(ca),
+        });
+        spec
+    }
+
+    fn names(tar: Vec<u8>) -> Vec<String> {
+        let mut archive = tar::Archive::new(&tar[..]);
+        archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packages_are_installed_in_a_stage_of_their_own_and_only_the_prefix_is_copied() {
+        let pip = with_install(Installer::Pip, &["mcp-server-time"], b"PEM");
+        let dockerfile = pip.dockerfile();
+        let (stage, image) = dockerfile
+            .split_once("FROM perstack-sandbox/bookworm:local\n")
+            .expect("a final stage");
+        // The stage: labelled (so its leftover image is ours), the CA, one RUN with the
+        // requirements as arguments — never as shell text.
+        assert!(stage.starts_with(
+            "FROM perstack-sandbox/bookworm:local AS install\n\
+             LABEL io.perstack.sandbox.managed=true io.perstack.sandbox.role=skill-install\n\
+             COPY build/ /tmp/perstack-build/\n\
+             RUN [\"/bin/sh\",\"-c\",\"set -eu\\n"
+        ));
+        assert!(stage.ends_with("\",\"perstack-install\",\"mcp-server-time\"]\n"));
+        assert!(stage.contains("PIP_CERT"));
+        // The image: the installed prefix and our files, nothing from the build context's build/.
+        assert_eq!(
+            image,
+            "COPY --from=install /opt/perstack-skill /opt/perstack-skill\nCOPY rootfs/ /\n\
+             ENV PATH=/usr/local/bin\nUSER 1:1\nENTRYPOINT [\"/usr/local/bin/a\"]\n\
+             LABEL k=\"v w\"\n"
+        );
+        assert!(!image.contains("perstack-build"));
+
+        // npm: the package whose bin becomes the entry goes first.
+        let npm = with_install(Installer::Npm, &["@scope/server@1"], b"PEM").dockerfile();
+        assert!(
+            npm.contains("\"perstack-install\",\"@scope/server@1\",\"@scope/server@1\"]"),
+            "{npm}"
+        );
+        let script = serde_json::to_string(NPM_SCRIPT).expect("json");
+        assert!(npm.contains(&script), "{npm}");
+        assert!(NPM_SCRIPT.contains("NODE_EXTRA_CA_CERTS"));
+        assert!(NPM_SCRIPT.contains("ln -s \"bin/$bin\" /opt/perstack-skill/entry"));
+    }
+
+    #[test]
+    fn the_ca_bundle_is_in_the_build_context_only_and_not_in_the_digest() {
+        let a = with_install(Installer::Pip, &["mcp-server-time"], b"PEM one");
+        let b = with_install(Installer::Pip, &["mcp-server-time"], b"PEM two");
+        assert_eq!(a.digest("sha256:base"), b.digest("sha256:base"));
+        // The packages are: another one is another image.
+        let c = with_install(Installer::Pip, &["mcp-server-fetch"], b"PEM one");
+        assert_ne!(a.digest("sha256:base"), c.digest("sha256:base"));
+
+        let context = names(a.context_tar().expect("tar"));
+        assert_eq!(&context[..3], ["Dockerfile", "build/", "build/ca.pem"]);
+        assert!(context[3..].iter().all(|n| n.starts_with("rootfs/")));
+        let mut archive = tar::Archive::new(std::io::Cursor::new(a.context_tar().expect("tar")));
+        let mut ca = archive
+            .entries()
+            .expect("entries")
+            .map(|e| e.expect("entry"))
+            .find(|e| e.path().expect("path").ends_with("ca.pem"))
+            .expect("ca.pem");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut ca, &mut text).expect("read");
+        assert_eq!(text, "PEM one");
+
+        // No CA on the host: no build/ folder and no COPY of it.
+        let bare = with_install(Installer::Pip, &["mcp-server-time"], b"");
+        assert!(!bare.dockerfile().contains("COPY build/"));
+        assert!(
+            names(bare.context_tar().expect("tar"))
+                .iter()
+                .all(|n| !n.starts_with("build"))
+        );
+        // And images without packages never carry it.
+        assert!(
+            names(spec(b"one").context_tar().expect("tar"))
+                .iter()
+                .all(|n| !n.starts_with("build"))
+        );
+    }
+
+    #[test]
+    fn the_proxy_settings_become_build_args_when_set() {
+        let env = BTreeMap::from([
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("no_proxy", "localhost"),
+            ("HTTP_PROXY", ""),
+            ("UNRELATED", "x"),
+        ]);
+        let args = proxy_build_args(|name| env.get(name).map(|v| v.to_string()));
+        assert_eq!(
+            args,
+            BTreeMap::from([
+                ("HTTPS_PROXY".to_string(), "http://proxy:3128".to_string()),
+                ("no_proxy".to_string(), "localhost".to_string()),
+            ])
         );
     }
 

@@ -141,10 +141,12 @@ fn value_of(
         return Ok(value.to_string());
     }
     *i += 1;
-    argv.get(*i).cloned().ok_or_else(|| PackageError::MissingValue {
-        command: command.to_string(),
-        option: option.to_string(),
-    })
+    argv.get(*i)
+        .cloned()
+        .ok_or_else(|| PackageError::MissingValue {
+            command: command.to_string(),
+            option: option.to_string(),
+        })
 }
 
 /// The option of `names` that `arg` is, as `--opt` or `--opt=value`.
@@ -193,7 +195,10 @@ fn uvx(argv: &[String]) -> Result<Prepared, PackageError> {
                     .map(str::to_string),
             );
         } else if let Some(option) = matches_option(arg, &["--index-url", "--default-index"]) {
-            index.push(format!("--index-url={}", value_of(command, argv, &mut i, option)?));
+            index.push(format!(
+                "--index-url={}",
+                value_of(command, argv, &mut i, option)?
+            ));
         } else if let Some(option) = matches_option(arg, &["--extra-index-url", "--index"]) {
             index.push(format!(
                 "--extra-index-url={}",
@@ -257,7 +262,9 @@ fn python_request(target: &str) -> Result<(String, String), PackageError> {
         .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
         .unwrap_or(name_part.len());
     let name = &name_part[..name_end];
-    if name.is_empty() {
+    let rest = &name_part[name_end..];
+    // After the name only extras (`[…]`) or a version specifier may follow, never a path.
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) || rest.contains(['/', '\\', ':']) {
         return Err(PackageError::BadSpec {
             command: "uvx".to_string(),
             spec: target.to_string(),
@@ -289,7 +296,14 @@ fn python_module(package: &str) -> Result<Prepared, PackageError> {
 }
 
 /// `npx` flags that change nothing about what gets installed or run.
-const NPX_HARMLESS: &[&str] = &["-y", "--yes", "-q", "--quiet", "--no-install", "--prefer-offline"];
+const NPX_HARMLESS: &[&str] = &[
+    "-y",
+    "--yes",
+    "-q",
+    "--quiet",
+    "--no-install",
+    "--prefer-offline",
+];
 
 fn npx(argv: &[String]) -> Result<Prepared, PackageError> {
     let command = "npx";

@@ -1232,6 +1232,72 @@ description = "Helps."
     }
 
     #[test]
+    fn uvx_and_npx_skills_get_their_packages_at_build_time_and_start_the_installed_program() {
+        let mut request = request();
+        let text = format!(
+            "{CONFIG}\
+             [experts.helper.skills.time]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+             args = [\"mcp-server-time\", \"--local-timezone=UTC\"]\n\
+             [experts.helper.skills.files]\ntype = \"mcpStdioSkill\"\ncommand = \"npx\"\n\
+             packageName = \"@modelcontextprotocol/server-filesystem\"\n\
+             [sandbox]\npythonImage = \"perstack-sandbox/bookworm:local\"\n\
+             nodeImage = \"local/node:22\"\n"
+        );
+        request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+            .expect("valid")
+            .config;
+        let plan = plan(&request).expect("plan");
+        let image_of = |name: &str| {
+            let container = plan
+                .skills
+                .iter()
+                .find(|s| s.skill.as_deref() == Some(name))
+                .expect("skill container");
+            // Installed at build time: nothing may be fetched at run time, and nothing can.
+            assert_eq!(container.network, NetworkPlan::None, "{name}");
+            &plan.images[container.image]
+        };
+
+        let time = image_of("time");
+        assert_eq!(time.base, "perstack-sandbox/bookworm:local");
+        let stage = time.install.as_ref().expect("an install stage");
+        assert_eq!(stage.install.packages, ["mcp-server-time"]);
+        assert_eq!(stage.ca_bundle, request.artifacts.ca_bundle);
+        let after = |image: &ImageSpec| -> Vec<String> {
+            let entry = &image.config.entrypoint;
+            let at = entry.iter().position(|a| a == "--").expect("--");
+            entry[at + 1..].to_vec()
+        };
+        assert_eq!(
+            after(time),
+            [
+                "/opt/perstack-skill/bin/mcp-server-time",
+                "--local-timezone=UTC"
+            ]
+        );
+        assert_eq!(time.config.env, [("HOME".to_string(), "/tmp".to_string())]);
+
+        let files = image_of("files");
+        assert_eq!(files.base, "local/node:22");
+        assert_eq!(after(files), ["/opt/perstack-skill/entry"]);
+
+        // The runtime still reports the commands as configured (skillStarting).
+        let endpoint = plan
+            .spec
+            .skills
+            .iter()
+            .find(|e| e.skill == "time")
+            .expect("endpoint");
+        assert_eq!(endpoint.command, "uvx");
+        assert_eq!(endpoint.args, ["mcp-server-time", "--local-timezone=UTC"]);
+
+        // The skill without packages is unchanged: no stage.
+        assert!(plan.images.iter().filter(|i| i.install.is_some()).count() == 2);
+        insta::assert_snapshot!("uvx_dockerfile", time.dockerfile());
+        insta::assert_snapshot!("npx_dockerfile", files.dockerfile());
+    }
+
+    #[test]
     fn the_closure_follows_delegates_once_each() {
         let text = "[experts.a]\ninstruction = \"x\"\ndelegates = [\"b\", \"c\"]\n\
                     [experts.b]\ninstruction = \"x\"\ndelegates = [\"c\", \"a\"]\n\

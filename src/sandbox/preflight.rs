@@ -237,7 +237,7 @@ impl Preflight<'_> {
                             problems.push(Problem {
                                 location: here(&format!("{path}.command")),
                                 message: format!(
-                                    "skill `{}` runs `{}`, and no base image is configured for it; set {} or [sandbox.skills.\"{}\"] image (there is no registry to pull a default from)",
+                                    "skill `{}` runs `{}`, and no base image is configured for it; set {} or [sandbox.skills.\"{}\"] image (there is no registry to pull a default from){}",
                                     stdio.name,
                                     stdio.command,
                                     // Only our own binary has no setting, and it never
@@ -245,7 +245,8 @@ impl Preflight<'_> {
                                     SkillBase::of(&stdio.command)
                                         .setting()
                                         .unwrap_or("[sandbox] skillImage"),
-                                    stdio.name
+                                    stdio.name,
+                                    base_hint(SkillBase::of(&stdio.command)),
                                 ),
                             });
                         }
@@ -336,6 +337,19 @@ impl Preflight<'_> {
                 None
             }
         }
+    }
+}
+
+/// What a base image for each kind of command must hold, and where to get one offline.
+fn base_hint(base: SkillBase) -> &'static str {
+    match base {
+        SkillBase::Node => {
+            "; it needs node and npm (the package is installed with `npm install -g` when the image is built): `docker load -i` an image like node:22-bookworm-slim saved on a machine with a registry, or build one FROM perstack-sandbox/bookworm:local with Debian's nodejs and npm (README, \"Skills from PyPI and npm\")"
+        }
+        SkillBase::Python => {
+            "; it needs python3 with venv (the package is pip-installed when the image is built): `make test-images` builds perstack-sandbox/bookworm:local, which has both"
+        }
+        SkillBase::Own | SkillBase::Other => "",
     }
 }
 
@@ -536,9 +550,113 @@ endpoint = "https://mcp.example.com/sse"
                 "--env EXTRA: EXTRA is not set (export it or add it to .env)".to_string(),
                 "skill `web` of expert `main` needs WEB_KEY, which is not set (export it or add it to .env)".to_string(),
                 "skill `npm` of expert `helper` needs NPM_KEY, which is not set (export it or add it to .env)".to_string(),
-                "skill `npm` runs `npx`, and no base image is configured for it; set [sandbox] nodeImage or [sandbox.skills.\"npm\"] image (there is no registry to pull a default from)".to_string(),
+                format!("skill `npm` runs `npx`, and no base image is configured for it; set [sandbox] nodeImage or [sandbox.skills.\"npm\"] image (there is no registry to pull a default from){}", base_hint(SkillBase::Node)),
             ]
         );
+        assert!(base_hint(SkillBase::Node).contains("npm install -g"));
+    }
+
+    fn problems_of(config: &str) -> Vec<Problem> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("script.toml"), "[[turn]]\ntext = \"hi\"\n")
+            .expect("script");
+        let text = format!(
+            "[provider]\nproviderName = \"mock\"\nsetting = {{ script = \"script.toml\" }}\n{config}"
+        );
+        let loaded = load_str(&dir.path().join("perstack.toml"), &text).expect("valid");
+        let env = BTreeMap::new();
+        match (Preflight {
+            config: &loaded,
+            expert_key: "main",
+            provider: ProviderName::Mock,
+            env: &env,
+            extra_env: &[],
+            workspace: dir.path(),
+        })
+        .check()
+        {
+            Ok(_) => vec![],
+            Err(problems) => problems.0,
+        }
+    }
+
+    #[test]
+    fn package_commands_that_cannot_be_installed_at_build_time_stop_the_run_before_it_starts() {
+        let problems = problems_of(
+            "[sandbox]\npythonImage = \"py:local\"\n\
+             [sandbox.skills.pinned]\nimage = \"scratch\"\n\
+             [experts.main]\ninstruction = \"x\"\n\
+             [experts.main.skills.old]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+             args = [\"--python\", \"3.9\", \"mcp-server-time\"]\n\
+             [experts.main.skills.pinned]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+             args = [\"mcp-server-time\"]\n\
+             [experts.main.skills.fine]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+             args = [\"mcp-server-time\"]\n",
+        );
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(
+            messages[0].starts_with("skill `old`: `uvx` option `--python` is not supported here"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[0].contains("[sandbox] pythonImage"),
+            "{}",
+            messages[0]
+        );
+        // The problem points at the skill's args.
+        let location = problems[0].location.as_deref().expect("a location");
+        assert!(location.contains("perstack.toml:"), "{location}");
+        assert_eq!(
+            messages[1],
+            "skill `pinned` runs `uvx`, whose packages are installed when its image is built, but its base image is `scratch`, which has no python3; choose a base with one"
+        );
+    }
+
+    #[test]
+    fn missing_base_images_are_listed_once_each_with_who_needs_them_and_the_setting() {
+        let text = "[sandbox]\npythonImage = \"py:local\"\nworkspaceImage = \"py:local\"\n\
+                    [sandbox.skills.own]\nimage = \"own:1\"\n\
+                    [experts.main]\ninstruction = \"x\"\ndelegates = [\"helper\"]\n\
+                    [experts.main.skills.time]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+                    args = [\"mcp-server-time\"]\n\
+                    [experts.helper]\ninstruction = \"x\"\ndescription = \"h\"\n\
+                    [experts.helper.skills.own]\ntype = \"mcpStdioSkill\"\ncommand = \"x\"\n\
+                    args = [\"y\"]\n\
+                    [experts.other]\ninstruction = \"x\"\n\
+                    [experts.other.skills.far]\ntype = \"mcpStdioSkill\"\ncommand = \"npx\"\n\
+                    args = [\"z\"]\n";
+        let loaded = load_str(std::path::Path::new("/p/perstack.toml"), text).expect("valid");
+        let uses = base_images(&loaded.config, "main");
+        // The closure only (`other` is not reached), scratch left out.
+        assert_eq!(
+            uses,
+            [
+                BaseImageUse {
+                    image: "py:local".into(),
+                    users: vec!["base-skill".into(), "skill `time`".into()],
+                    settings: vec![
+                        "[sandbox] workspaceImage".into(),
+                        "[sandbox] pythonImage".into()
+                    ],
+                },
+                BaseImageUse {
+                    image: "own:1".into(),
+                    users: vec!["skill `own`".into()],
+                    settings: vec!["[sandbox.skills.\"own\"] image".into()],
+                },
+            ]
+        );
+        let problems = missing_base_images(&uses, |image| image == "own:1");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].message,
+            format!(
+                "base image `py:local` is not available locally (needed by base-skill, skill `time`); {MISSING_BASE_IMAGE_HINT}, or change [sandbox] workspaceImage / [sandbox] pythonImage in perstack.toml"
+            )
+        );
+        assert!(MISSING_BASE_IMAGE_HINT.contains("make test-images"));
     }
 
     #[test]
