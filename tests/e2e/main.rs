@@ -10,6 +10,7 @@ mod gc;
 mod interactive;
 mod jobs;
 mod providers;
+mod pypi_skill;
 mod security;
 mod streaming;
 mod support;
