@@ -610,6 +610,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_failed_package_install_shows_the_installer_and_what_the_build_needs() {
+        let mut error = DockerError::Build {
+            tag: "perstack-sandbox/skill-time:0123".into(),
+            message: "The command '/bin/sh -c …' returned a non-zero code: 1".into(),
+        };
+        let tail = VecDeque::from([
+            "Collecting mcp-server-time".to_string(),
+            "ERROR: Could not find a version that satisfies the requirement".to_string(),
+        ]);
+        explain_install_failure(&mut error, &tail);
+        let text = error.to_string();
+        assert!(
+            text.starts_with("building image perstack-sandbox/skill-time:0123 failed: The command")
+        );
+        assert!(
+            text.contains("\n    Collecting mcp-server-time\n    ERROR: Could not find a version")
+        );
+        assert!(text.contains("HTTPS_PROXY"), "{text}");
+        assert!(text.contains("SSL_CERT_FILE"), "{text}");
+    }
+
     #[tokio::test]
     async fn only_the_coordinators_terminal_event_ends_the_run() {
         let child_done = r#"{"type":"completeRun","id":"e1","expertKey":"helper","timestamp":1,"jobId":"j","runId":"r2","stepNumber":1,"checkpoint":{"id":"c","jobId":"j","runId":"r2","status":"completed","stepNumber":1,"messages":[],"expert":{"key":"helper","name":"helper","version":"1.0.0"},"usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}},"step":{"stepNumber":1,"newMessages":[],"usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0},"startedAt":1},"text":"","usage":{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}}"#;
