@@ -204,8 +204,7 @@ fn uvx(argv: &[String]) -> Result<Prepared, PackageError> {
                 "--extra-index-url={}",
                 value_of(command, argv, &mut i, option)?
             ));
-        } else if UVX_HARMLESS.contains(&arg) {
-        } else {
+        } else if !UVX_HARMLESS.contains(&arg) {
             let hint = if arg == "--python" || arg == "-p" || arg.starts_with("--python=") {
                 "; choose the Python version with the base image instead ([sandbox] pythonImage or [sandbox.skills.\"<name>\"] image) and drop the option"
             } else {
