@@ -214,6 +214,20 @@ pub async fn run(mut args: RunArgs) -> Exit {
             return Exit::Docker;
         }
     };
+    // The last preflight check needs the engine: every base image must be here already (there
+    // is no registry), said before anything is created or recorded.
+    match crate::sandbox::preflight::check_base_images(&docker, &loaded.config, &args.expert).await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(problems)) => {
+            eprint!("error: {problems}");
+            return Exit::Usage;
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Docker;
+        }
+    }
     // Whatever earlier runs left behind (their controller was killed) goes first, so stale
     // containers never pile up even when nobody runs `gc`.
     match crate::sandbox::gc::sweep(&docker, Default::default()).await {

@@ -276,7 +276,18 @@ impl DockerClient {
             t: Some(tag.to_string()),
             rm: true,
             forcerm: true,
-            labels: Some(spec.labels.clone().into_iter().collect()),
+            // On a real base the labels are one LABEL line of the Dockerfile (this option commits
+            // a layer per label); only a `scratch` build (doctor's probe) needs the option.
+            labels: spec
+                .is_scratch()
+                .then(|| spec.labels.clone().into_iter().collect()),
+            // Installing a skill's packages needs the network (the default bridge) and, behind
+            // a proxy, the controller's proxy settings.
+            buildargs: spec.install.as_ref().map(|_| {
+                super::images::proxy_build_args(|name| std::env::var(name).ok())
+                    .into_iter()
+                    .collect()
+            }),
             ..Default::default()
         };
         let mut stream = self.docker.build_image(

@@ -11,6 +11,16 @@
 //! - images on a real base are *built* from a context holding the Dockerfile and `rootfs/`, with
 //!   a single `COPY rootfs/ /`.
 //!
+//! A skill whose command fetches packages (`uvx`, `npx`, see `packages.rs`) gets them at build
+//! time, in a first build stage (`FROM <base> AS install`) that creates
+//! [`INSTALL_PREFIX`](super::packages::INSTALL_PREFIX) with the network of the engine's default
+//! bridge. The host's CA bundle is in that stage only (`build/ca.pem` in the context, for
+//! TLS-intercepting proxies); the image itself starts again `FROM <base>` and copies just the
+//! installed prefix, so neither the CA file nor the installers' caches reach any of its layers.
+//! The classic builder (API 1.41, no BuildKit needed) supports such multi-stage Dockerfiles; the
+//! stage stays behind as an untagged image labelled `skill-install`, which is the engine's build
+//! cache: a new controller version rebuilds the skill image without downloading again.
+//!
 //! Tags are content-addressed: the digest covers the base image's id, the Dockerfile (which spells
 //! out the config), every file and the labels, so the same inputs never build twice and changed
 //! inputs always do.
@@ -21,6 +31,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::labels;
+use super::packages::{INSTALL_PREFIX, Install, Installer};
 
 /// Where our binary lives in every image.
 pub const BINARY_PATH: &str = "/usr/local/bin/perstack-sandbox";
@@ -98,6 +109,123 @@ pub struct ImageSpec {
     pub config: ImageConfig,
     /// Image labels.
     pub labels: BTreeMap<String, String>,
+    /// Packages installed in a build stage of their own (skills run with `uvx`, `npx`, …).
+    pub install: Option<InstallStage>,
+}
+
+/// A build stage that installs a skill's packages; only [`INSTALL_PREFIX`] is copied from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallStage {
+    /// What to install, and how.
+    pub install: Install,
+    /// The host's CA bundle (PEM), trusted by the installers during the build only (empty: none).
+    /// Not part of the digest: it never reaches the image.
+    pub ca_bundle: Bytes,
+}
+
+/// The label role of the untagged image the install stage leaves (the engine's build cache).
+pub const INSTALL_STAGE_ROLE: &str = "skill-install";
+/// Where the install stage sees the build-only files (the CA bundle).
+const BUILD_DIR: &str = "/tmp/perstack-build";
+
+/// The install stage's script for pip: a venv at [`INSTALL_PREFIX`], then `pip install "$@"`.
+/// Run with `sh -c SCRIPT perstack-install <requirement>…`: the requirements are arguments, never
+/// shell text.
+const PIP_SCRIPT: &str = r#"set -eu
+ca=/tmp/perstack-build/ca.pem
+if [ -s "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca" REQUESTS_CA_BUNDLE="$ca"; fi
+command -v python3 >/dev/null || { echo "perstack-sandbox: the base image has no python3; choose a Python base image ([sandbox] pythonImage)" >&2; exit 1; }
+python3 -m venv /opt/perstack-skill || { echo "perstack-sandbox: python3 -m venv failed; the base image needs the venv module (Debian: python3-venv)" >&2; exit 1; }
+/opt/perstack-skill/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --progress-bar off "$@"
+rm -rf /tmp/perstack-build
+"#;
+
+/// The install stage's script for npm: `npm install -g --prefix` [`INSTALL_PREFIX`], then — when
+/// the first argument names a package — a link `entry` to the bin `npx` would run: the only
+/// one, else the one named like the package. Run with `sh -c SCRIPT perstack-install <entry or
+/// ""> <spec>…`.
+const NPM_SCRIPT: &str = r#"set -eu
+ca=/tmp/perstack-build/ca.pem
+if [ -s "$ca" ]; then export NODE_EXTRA_CA_CERTS="$ca"; fi
+command -v npm >/dev/null || { echo "perstack-sandbox: the base image has no npm; choose a Node base image ([sandbox] nodeImage)" >&2; exit 1; }
+entry=$1; shift
+npm install -g --prefix /opt/perstack-skill --cache /tmp/perstack-npm-cache --no-audit --no-fund --no-update-notifier "$@"
+if [ -n "$entry" ]; then
+  bin=$(node -e '
+const p = require(process.argv[1] + "/package.json");
+const own = p.name.split("/").pop();
+let bin = p.bin;
+if (typeof bin === "string") bin = { [own]: bin };
+const names = Object.keys(bin || {});
+const pick = names.length === 1 ? names[0] : names.includes(own) ? own : null;
+if (!pick) { console.error(`perstack-sandbox: ${p.name} has ${names.length ? "several bins (" + names.join(", ") + ") and none named " + own : "no bin"}; name the one to run: npx --package ${p.name} <bin>`); process.exit(1); }
+console.log(pick);
+' "/opt/perstack-skill/lib/node_modules/$entry")
+  ln -s "bin/$bin" /opt/perstack-skill/entry
+fi
+rm -rf /tmp/perstack-build /tmp/perstack-npm-cache
+"#;
+
+impl InstallStage {
+    /// The stage's Dockerfile lines, `FROM` included.
+    fn dockerfile(&self, base: &str) -> String {
+        let mut text = format!(
+            "FROM {base} AS install
+"
+        );
+        text.push_str(&format!(
+            "LABEL {}=true {}={INSTALL_STAGE_ROLE}
+",
+            labels::MANAGED,
+            labels::ROLE
+        ));
+        if !self.ca_bundle.is_empty() {
+            text.push_str(&format!(
+                "COPY build/ {BUILD_DIR}/
+"
+            ));
+        }
+        let mut run = vec!["/bin/sh".to_string(), "-c".to_string()];
+        match self.install.installer {
+            Installer::Pip => run.push(PIP_SCRIPT.to_string()),
+            Installer::Npm => run.push(NPM_SCRIPT.to_string()),
+        }
+        run.push("perstack-install".to_string());
+        if self.install.installer == Installer::Npm {
+            run.push(self.install.entry_package.clone().unwrap_or_default());
+        }
+        run.extend(self.install.packages.iter().cloned());
+        text.push_str(&format!(
+            "RUN {}
+",
+            exec_form(&run)
+        ));
+        text
+    }
+}
+
+/// The build args that give the install stage the controller's proxy settings. Docker predefines
+/// these names, so they need no `ARG` and stay out of the image's history.
+pub fn proxy_build_args(lookup: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
+    [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "FTP_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "ftp_proxy",
+        "all_proxy",
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        lookup(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| (name.to_string(), v))
+    })
+    .collect()
 }
 
 impl ImageSpec {
@@ -132,30 +260,53 @@ impl ImageSpec {
 
     /// The Dockerfile that describes this image (and builds it when it has a real base).
     pub fn dockerfile(&self) -> String {
-        let mut text = format!("FROM {}\nCOPY rootfs/ /\n", self.base);
+        let mut text = String::new();
+        if let Some(stage) = &self.install {
+            text.push_str(&stage.dockerfile(&self.base));
+        }
+        text.push_str(&format!("FROM {}\n", self.base));
+        if self.install.is_some() {
+            text.push_str(&format!(
+                "COPY --from=install {INSTALL_PREFIX} {INSTALL_PREFIX}\n"
+            ));
+        }
+        text.push_str("COPY rootfs/ /\n");
         for line in self.instructions() {
             text.push_str(&line);
             text.push('\n');
         }
+        // One LABEL instruction: the builder's `labels` option would commit one layer per label
+        // (seconds each on fuse-overlayfs). Imports set them with `import_changes`.
+        if !self.is_scratch() {
+            if let Some(line) = self.label_instruction() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
         text
     }
 
-    /// `changes` for an import: the instructions plus the labels.
-    pub fn import_changes(&self) -> Vec<String> {
-        let mut changes = self.instructions();
-        if !self.labels.is_empty() {
+    fn label_instruction(&self) -> Option<String> {
+        (!self.labels.is_empty()).then(|| {
             let labels: Vec<String> = self
                 .labels
                 .iter()
                 .map(|(k, v)| format!("{k}={}", quote_env(v)))
                 .collect();
-            changes.push(format!("LABEL {}", labels.join(" ")));
-        }
+            format!("LABEL {}", labels.join(" "))
+        })
+    }
+
+    /// `changes` for an import: the instructions plus the labels.
+    pub fn import_changes(&self) -> Vec<String> {
+        let mut changes = self.instructions();
+        changes.extend(self.label_instruction());
         changes
     }
 
-    /// The content digest: sha256 over the base image id, the Dockerfile, every file (path,
-    /// mode, contents) and the labels, each length-prefixed so no two inputs hash alike.
+    /// The content digest: sha256 over the base image id, the Dockerfile (which names the
+    /// packages installed), every file (path, mode, contents) and the labels, each
+    /// length-prefixed so no two inputs hash alike. The build-only CA bundle is left out.
     pub fn digest(&self, base_id: &str) -> String {
         let mut hasher = Sha256::new();
         let mut feed = |bytes: &[u8]| {
@@ -187,7 +338,8 @@ impl ImageSpec {
         self.tar("")
     }
 
-    /// The build context (for a build on a real base): the Dockerfile and `rootfs/`.
+    /// The build context (for a build on a real base): the Dockerfile, `rootfs/`, and the
+    /// install stage's `build/ca.pem` when there is one.
     pub fn context_tar(&self) -> std::io::Result<Vec<u8>> {
         self.tar("rootfs/")
     }
@@ -209,6 +361,12 @@ impl ImageSpec {
             let dockerfile = self.dockerfile();
             let mut h = header(tar::EntryType::Regular, 0o644, dockerfile.len() as u64);
             builder.append_data(&mut h, "Dockerfile", dockerfile.as_bytes())?;
+            if let Some(stage) = self.install.as_ref().filter(|s| !s.ca_bundle.is_empty()) {
+                let mut h = header(tar::EntryType::Directory, 0o755, 0);
+                builder.append_data(&mut h, "build/", std::io::empty())?;
+                let mut h = header(tar::EntryType::Regular, 0o644, stage.ca_bundle.len() as u64);
+                builder.append_data(&mut h, "build/ca.pem", &stage.ca_bundle[..])?;
+            }
         }
         let mut dirs: Vec<String> = Vec::new();
         for file in &self.files {
@@ -330,6 +488,7 @@ mod tests {
                 entrypoint: vec!["/usr/local/bin/a".into()],
             },
             labels: BTreeMap::from([("k".to_string(), "v w".to_string())]),
+            install: None,
         }
     }
 
@@ -397,6 +556,131 @@ mod tests {
         assert_eq!(
             context.last().map(|e| e.0.as_str()),
             Some("rootfs/usr/local/bin/a")
+        );
+    }
+
+    fn with_install(installer: Installer, packages: &[&str], ca: &'static [u8]) -> ImageSpec {
+        let mut spec = spec(b"one");
+        spec.role = ImageRole::Skill;
+        spec.base = "perstack-sandbox/bookworm:local".into();
+        spec.install = Some(InstallStage {
+            install: Install {
+                installer,
+                packages: packages.iter().map(|p| p.to_string()).collect(),
+                entry_package: (installer == Installer::Npm).then(|| packages[0].to_string()),
+            },
+            ca_bundle: Bytes::from_static(ca),
+        });
+        spec
+    }
+
+    fn names(tar: Vec<u8>) -> Vec<String> {
+        let mut archive = tar::Archive::new(&tar[..]);
+        archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packages_are_installed_in_a_stage_of_their_own_and_only_the_prefix_is_copied() {
+        let pip = with_install(Installer::Pip, &["mcp-server-time"], b"PEM");
+        let dockerfile = pip.dockerfile();
+        let (stage, image) = dockerfile
+            .split_once("FROM perstack-sandbox/bookworm:local\n")
+            .expect("a final stage");
+        // The stage: labelled (so its leftover image is ours), the CA, one RUN with the
+        // requirements as arguments — never as shell text.
+        assert!(stage.starts_with(
+            "FROM perstack-sandbox/bookworm:local AS install\n\
+             LABEL io.perstack.sandbox.managed=true io.perstack.sandbox.role=skill-install\n\
+             COPY build/ /tmp/perstack-build/\n\
+             RUN [\"/bin/sh\",\"-c\",\"set -eu\\n"
+        ));
+        assert!(stage.ends_with("\",\"perstack-install\",\"mcp-server-time\"]\n"));
+        assert!(stage.contains("PIP_CERT"));
+        // The image: the installed prefix and our files, nothing from the build context's build/.
+        assert_eq!(
+            image,
+            "COPY --from=install /opt/perstack-skill /opt/perstack-skill\nCOPY rootfs/ /\n\
+             ENV PATH=/usr/local/bin\nUSER 1:1\nENTRYPOINT [\"/usr/local/bin/a\"]\n\
+             LABEL k=\"v w\"\n"
+        );
+        assert!(!image.contains("perstack-build"));
+
+        // npm: the package whose bin becomes the entry goes first.
+        let npm = with_install(Installer::Npm, &["@scope/server@1"], b"PEM").dockerfile();
+        assert!(
+            npm.contains("\"perstack-install\",\"@scope/server@1\",\"@scope/server@1\"]"),
+            "{npm}"
+        );
+        let script = serde_json::to_string(NPM_SCRIPT).expect("json");
+        assert!(npm.contains(&script), "{npm}");
+        assert!(NPM_SCRIPT.contains("NODE_EXTRA_CA_CERTS"));
+        assert!(NPM_SCRIPT.contains("ln -s \"bin/$bin\" /opt/perstack-skill/entry"));
+    }
+
+    #[test]
+    fn the_ca_bundle_is_in_the_build_context_only_and_not_in_the_digest() {
+        let a = with_install(Installer::Pip, &["mcp-server-time"], b"PEM one");
+        let b = with_install(Installer::Pip, &["mcp-server-time"], b"PEM two");
+        assert_eq!(a.digest("sha256:base"), b.digest("sha256:base"));
+        // The packages are: another one is another image.
+        let c = with_install(Installer::Pip, &["mcp-server-fetch"], b"PEM one");
+        assert_ne!(a.digest("sha256:base"), c.digest("sha256:base"));
+
+        let context = names(a.context_tar().expect("tar"));
+        assert_eq!(&context[..3], ["Dockerfile", "build/", "build/ca.pem"]);
+        assert!(context[3..].iter().all(|n| n.starts_with("rootfs/")));
+        let mut archive = tar::Archive::new(std::io::Cursor::new(a.context_tar().expect("tar")));
+        let mut ca = archive
+            .entries()
+            .expect("entries")
+            .map(|e| e.expect("entry"))
+            .find(|e| e.path().expect("path").ends_with("ca.pem"))
+            .expect("ca.pem");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut ca, &mut text).expect("read");
+        assert_eq!(text, "PEM one");
+
+        // No CA on the host: no build/ folder and no COPY of it.
+        let bare = with_install(Installer::Pip, &["mcp-server-time"], b"");
+        assert!(!bare.dockerfile().contains("COPY build/"));
+        assert!(
+            names(bare.context_tar().expect("tar"))
+                .iter()
+                .all(|n| !n.starts_with("build"))
+        );
+        // And images without packages never carry it.
+        assert!(
+            names(spec(b"one").context_tar().expect("tar"))
+                .iter()
+                .all(|n| !n.starts_with("build"))
+        );
+    }
+
+    #[test]
+    fn the_proxy_settings_become_build_args_when_set() {
+        let env = BTreeMap::from([
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("no_proxy", "localhost"),
+            ("HTTP_PROXY", ""),
+            ("UNRELATED", "x"),
+        ]);
+        let args = proxy_build_args(|name| env.get(name).map(|v| v.to_string()));
+        assert_eq!(
+            args,
+            BTreeMap::from([
+                ("HTTPS_PROXY".to_string(), "http://proxy:3128".to_string()),
+                ("no_proxy".to_string(), "localhost".to_string()),
+            ])
         );
     }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`plan`]: which images, volumes and containers a run needs (pure data).
 //! - [`images`]: what goes into an image, its content digest and build context.
+//! - [`packages`]: what a skill's `uvx`/`npx`/`python3` command installs at build time, and what then runs.
 //! - [`docker`]: the only file that talks to the engine.
 //! - [`run`]: applying a plan and relaying the runtime's events.
 //! - [`relay`]: reassembling and classifying the runtime's stdout lines.
@@ -16,6 +17,7 @@ pub mod egress;
 pub mod gc;
 pub mod images;
 pub mod labels;
+pub mod packages;
 pub mod plan;
 pub mod preflight;
 pub mod relay;

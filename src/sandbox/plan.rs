@@ -20,10 +20,11 @@ use serde::Serialize;
 
 use super::egress::{self, PrincipalPlan};
 use super::images::{
-    BINARY_PATH, CA_BUNDLE_PATH, ContextFile, ImageConfig, ImageRole, ImageSpec, SCRATCH_PATH,
-    SPEC_PATH, base_labels, passwd_files, slug,
+    BINARY_PATH, CA_BUNDLE_PATH, ContextFile, ImageConfig, ImageRole, ImageSpec, InstallStage,
+    SCRATCH_PATH, SPEC_PATH, base_labels, passwd_files, slug,
 };
 use super::labels;
+use super::packages;
 use crate::config::{Config, McpStdioSkill, ProviderName, Skill};
 use crate::llm::mock::MockScript;
 use crate::runtime::spec::{RuntimeSpec, SkillEndpoint};
@@ -709,6 +710,7 @@ fn runtime_image(
             entrypoint: vec![BINARY_PATH.to_string(), "runtime".to_string()],
         },
         labels,
+        install: None,
     })
 }
 
@@ -728,6 +730,7 @@ fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
             entrypoint: vec![BINARY_PATH.to_string(), "egress-proxy".to_string()],
         },
         labels: base_labels(ImageRole::EgressProxy),
+        install: None,
     }
 }
 
@@ -785,8 +788,18 @@ pub fn skill_base_image(config: &Config, skill: &McpStdioSkill) -> Option<String
         .or_else(|| SkillBase::of(&skill.command).image(sandbox))
 }
 
+/// A stdio skill's image: its base, our binary as the skill host (ENTRYPOINT), and — for commands
+/// that fetch packages (`uvx`, `npx`, …) — those packages, installed while the image is built,
+/// with the skill host starting the installed program instead (`packages.rs`).
 fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) -> ImageSpec {
     let base = skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string());
+    // Preflight refuses a command that cannot be prepared, before any plan is made; a caller
+    // that skipped it gets the command as written, which fails at start with its own error.
+    let prepared = packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
+        install: None,
+        command: skill.command.clone(),
+        args: skill.argv(),
+    });
     let mut entrypoint = vec![
         BINARY_PATH.to_string(),
         "skill-host".to_string(),
@@ -805,19 +818,29 @@ fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) ->
         }
     }
     entrypoint.push("--".to_string());
-    entrypoint.push(skill.command.clone());
-    entrypoint.extend(skill.argv());
+    entrypoint.push(prepared.command);
+    entrypoint.extend(prepared.args);
+    let mut env = scratch_env(&base);
+    if base != "scratch" {
+        // The skill's user has no home in a real base and the root is read-only: interpreters
+        // and their caches get the writable /tmp tmpfs.
+        env.push(("HOME".to_string(), "/tmp".to_string()));
+    }
     ImageSpec {
         role: ImageRole::Skill,
         service: format!("skill:{}", skill.name),
         repository: format!("perstack-sandbox/skill-{}", slug(&skill.name)),
         files: binary_files(&base, artifacts),
         config: ImageConfig {
-            env: scratch_env(&base),
+            env,
             user: Some(format!("{SKILL_UID}:{SKILL_UID}")),
             workdir: None,
             entrypoint,
         },
+        install: prepared.install.map(|install| InstallStage {
+            install,
+            ca_bundle: artifacts.ca_bundle.clone(),
+        }),
         base,
         labels: base_labels(ImageRole::Skill),
     }
@@ -859,6 +882,7 @@ fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
         },
         base,
         labels: base_labels(ImageRole::BaseSkill),
+        install: None,
     }
 }
 
@@ -1209,6 +1233,72 @@ description = "Helps."
         assert!(args.checkpoint_stdin);
         assert_eq!(args.query, "hello");
         assert!(args.interactive_tool_call_result.is_some());
+    }
+
+    #[test]
+    fn uvx_and_npx_skills_get_their_packages_at_build_time_and_start_the_installed_program() {
+        let mut request = request();
+        let text = format!(
+            "{CONFIG}\
+             [experts.helper.skills.time]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+             args = [\"mcp-server-time\", \"--local-timezone=UTC\"]\n\
+             [experts.helper.skills.files]\ntype = \"mcpStdioSkill\"\ncommand = \"npx\"\n\
+             packageName = \"@modelcontextprotocol/server-filesystem\"\n\
+             [sandbox]\npythonImage = \"perstack-sandbox/bookworm:local\"\n\
+             nodeImage = \"local/node:22\"\n"
+        );
+        request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+            .expect("valid")
+            .config;
+        let plan = plan(&request).expect("plan");
+        let image_of = |name: &str| {
+            let container = plan
+                .skills
+                .iter()
+                .find(|s| s.skill.as_deref() == Some(name))
+                .expect("skill container");
+            // Installed at build time: nothing may be fetched at run time, and nothing can.
+            assert_eq!(container.network, NetworkPlan::None, "{name}");
+            &plan.images[container.image]
+        };
+
+        let time = image_of("time");
+        assert_eq!(time.base, "perstack-sandbox/bookworm:local");
+        let stage = time.install.as_ref().expect("an install stage");
+        assert_eq!(stage.install.packages, ["mcp-server-time"]);
+        assert_eq!(stage.ca_bundle, request.artifacts.ca_bundle);
+        let after = |image: &ImageSpec| -> Vec<String> {
+            let entry = &image.config.entrypoint;
+            let at = entry.iter().position(|a| a == "--").expect("--");
+            entry[at + 1..].to_vec()
+        };
+        assert_eq!(
+            after(time),
+            [
+                "/opt/perstack-skill/bin/mcp-server-time",
+                "--local-timezone=UTC"
+            ]
+        );
+        assert_eq!(time.config.env, [("HOME".to_string(), "/tmp".to_string())]);
+
+        let files = image_of("files");
+        assert_eq!(files.base, "local/node:22");
+        assert_eq!(after(files), ["/opt/perstack-skill/entry"]);
+
+        // The runtime still reports the commands as configured (skillStarting).
+        let endpoint = plan
+            .spec
+            .skills
+            .iter()
+            .find(|e| e.skill == "time")
+            .expect("endpoint");
+        assert_eq!(endpoint.command, "uvx");
+        assert_eq!(endpoint.args, ["mcp-server-time", "--local-timezone=UTC"]);
+
+        // The skill without packages is unchanged: no stage.
+        assert!(plan.images.iter().filter(|i| i.install.is_some()).count() == 2);
+        insta::assert_snapshot!("uvx_dockerfile", time.dockerfile());
+        insta::assert_snapshot!("npx_dockerfile", files.dockerfile());
     }
 
     #[test]

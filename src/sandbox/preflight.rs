@@ -9,6 +9,8 @@ use crate::config::{LoadedConfig, ProviderName, Skill, dotted_path};
 use crate::llm::mock::MockScript;
 use crate::llm::{api_key_var, is_supported, optional_vars, unsupported_message};
 
+use super::docker::{DockerClient, DockerError};
+use super::packages;
 use super::plan::{SkillBase, delegation_closure, skill_base_image};
 
 /// One problem found before the run.
@@ -290,11 +292,43 @@ impl Preflight<'_> {
                                 });
                             }
                         }
-                        if !stdio.is_base() && skill_base_image(config, stdio).is_none() {
+                        let prepared = if stdio.is_base() {
+                            None
+                        } else {
+                            match packages::prepare(stdio) {
+                                Ok(prepared) => Some(prepared),
+                                Err(error) => {
+                                    problems.push(Problem {
+                                        location: here(&format!("{path}.args"))
+                                            .or_else(|| here(&format!("{path}.command"))),
+                                        message: format!("skill `{}`: {error}", stdio.name),
+                                    });
+                                    None
+                                }
+                            }
+                        };
+                        let base = skill_base_image(config, stdio);
+                        if let (Some(prepared), Some("scratch")) = (&prepared, base.as_deref())
+                            && prepared.install.is_some()
+                        {
                             problems.push(Problem {
                                 location: here(&format!("{path}.command")),
                                 message: format!(
-                                    "skill `{}` runs `{}`, and no base image is configured for it; set {} or [sandbox.skills.\"{}\"] image (there is no registry to pull a default from)",
+                                    "skill `{}` runs `{}`, whose packages are installed when its image is built, but its base image is `scratch`, which has no {}; choose a base with one",
+                                    stdio.name,
+                                    stdio.command,
+                                    match SkillBase::of(&stdio.command) {
+                                        SkillBase::Node => "node and npm",
+                                        _ => "python3",
+                                    },
+                                ),
+                            });
+                        }
+                        if !stdio.is_base() && base.is_none() {
+                            problems.push(Problem {
+                                location: here(&format!("{path}.command")),
+                                message: format!(
+                                    "skill `{}` runs `{}`, and no base image is configured for it; set {} or [sandbox.skills.\"{}\"] image (there is no registry to pull a default from){}",
                                     stdio.name,
                                     stdio.command,
                                     // Only our own binary has no setting, and it never
@@ -302,7 +336,8 @@ impl Preflight<'_> {
                                     SkillBase::of(&stdio.command)
                                         .setting()
                                         .unwrap_or("[sandbox] skillImage"),
-                                    stdio.name
+                                    stdio.name,
+                                    base_hint(SkillBase::of(&stdio.command)),
                                 ),
                             });
                         }
@@ -394,6 +429,132 @@ impl Preflight<'_> {
             }
         }
     }
+}
+
+/// What a base image for each kind of command must hold, and where to get one offline.
+fn base_hint(base: SkillBase) -> &'static str {
+    match base {
+        SkillBase::Node => {
+            "; it needs node and npm (the package is installed with `npm install -g` when the image is built): `docker load -i` an image like node:22-bookworm-slim saved on a machine with a registry, or build one FROM perstack-sandbox/bookworm:local with Debian's nodejs and npm (README, \"Skills from PyPI and npm\")"
+        }
+        SkillBase::Python => {
+            "; it needs python3 with venv (the package is pip-installed when the image is built): `make test-images` builds perstack-sandbox/bookworm:local, which has both"
+        }
+        SkillBase::Own | SkillBase::Other => "",
+    }
+}
+
+/// The base images the run's skill containers are built on, with who needs each and the
+/// setting that chose it; `scratch` (built in) is left out.
+pub fn base_images(config: &crate::config::Config, expert_key: &str) -> Vec<BaseImageUse> {
+    let mut uses: Vec<BaseImageUse> = Vec::new();
+    for key in delegation_closure(config, expert_key) {
+        let Some(expert) = config.experts.get(&key) else {
+            continue;
+        };
+        for skill in expert.skills.values() {
+            let Skill::McpStdio(stdio) = skill else {
+                continue;
+            };
+            let (image, user, setting) = if stdio.is_base() {
+                (
+                    config.sandbox.workspace_image.clone(),
+                    "base-skill".to_string(),
+                    "[sandbox] workspaceImage".to_string(),
+                )
+            } else {
+                let own = config
+                    .sandbox
+                    .skills
+                    .get(&stdio.name)
+                    .is_some_and(|s| s.image.is_some());
+                let setting = if own {
+                    format!("[sandbox.skills.\"{}\"] image", stdio.name)
+                } else {
+                    SkillBase::of(&stdio.command)
+                        .setting()
+                        .unwrap_or("[sandbox] skillImage")
+                        .to_string()
+                };
+                (
+                    skill_base_image(config, stdio),
+                    format!("skill `{}`", stdio.name),
+                    setting,
+                )
+            };
+            let Some(image) = image.filter(|i| i != "scratch") else {
+                continue;
+            };
+            match uses.iter_mut().find(|u| u.image == image) {
+                Some(found) => {
+                    if !found.users.contains(&user) {
+                        found.users.push(user);
+                    }
+                    if !found.settings.contains(&setting) {
+                        found.settings.push(setting);
+                    }
+                }
+                None => uses.push(BaseImageUse {
+                    image,
+                    users: vec![user],
+                    settings: vec![setting],
+                }),
+            }
+        }
+    }
+    uses
+}
+
+/// A base image, who needs it, and which settings chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseImageUse {
+    /// The image reference.
+    pub image: String,
+    /// `base-skill`, ``skill `x` ``.
+    pub users: Vec<String>,
+    /// The settings that name it.
+    pub settings: Vec<String>,
+}
+
+/// What to do about a missing base image: there is no registry to pull it from.
+pub const MISSING_BASE_IMAGE_HINT: &str = "there is no registry to pull it from: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar` saved on a machine that has it)";
+
+/// The missing-image problems for `uses`, given which images the engine has (`present`).
+pub fn missing_base_images(uses: &[BaseImageUse], present: impl Fn(&str) -> bool) -> Vec<Problem> {
+    uses.iter()
+        .filter(|u| !present(&u.image))
+        .map(|u| Problem {
+            location: None,
+            message: format!(
+                "base image `{}` is not available locally (needed by {}); {MISSING_BASE_IMAGE_HINT}, or change {} in perstack.toml",
+                u.image,
+                u.users.join(", "),
+                u.settings.join(" / ")
+            ),
+        })
+        .collect()
+}
+
+/// The engine check of preflight: every base image the run builds on is on this engine. Runs
+/// before anything is created or recorded.
+pub async fn check_base_images(
+    docker: &DockerClient,
+    config: &crate::config::Config,
+    expert_key: &str,
+) -> Result<Result<(), Problems>, DockerError> {
+    let uses = base_images(config, expert_key);
+    let mut present = std::collections::HashSet::new();
+    for u in &uses {
+        if docker.image_id(&u.image).await?.is_some() {
+            present.insert(u.image.clone());
+        }
+    }
+    let problems = missing_base_images(&uses, |image| present.contains(image));
+    Ok(if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(problems))
+    })
 }
 
 #[cfg(test)]
@@ -516,9 +677,113 @@ endpoint = "https://mcp.example.com/sse"
                 "--env EXTRA: EXTRA is not set (export it or add it to .env)".to_string(),
                 "skill `web` of expert `main` needs WEB_KEY, which is not set (export it or add it to .env)".to_string(),
                 "skill `npm` of expert `helper` needs NPM_KEY, which is not set (export it or add it to .env)".to_string(),
-                "skill `npm` runs `npx`, and no base image is configured for it; set [sandbox] nodeImage or [sandbox.skills.\"npm\"] image (there is no registry to pull a default from)".to_string(),
+                format!("skill `npm` runs `npx`, and no base image is configured for it; set [sandbox] nodeImage or [sandbox.skills.\"npm\"] image (there is no registry to pull a default from){}", base_hint(SkillBase::Node)),
             ]
         );
+        assert!(base_hint(SkillBase::Node).contains("npm install -g"));
+    }
+
+    fn problems_of(config: &str) -> Vec<Problem> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("script.toml"), "[[turn]]\ntext = \"hi\"\n")
+            .expect("script");
+        let text = format!(
+            "[provider]\nproviderName = \"mock\"\nsetting = {{ script = \"script.toml\" }}\n{config}"
+        );
+        let loaded = load_str(&dir.path().join("perstack.toml"), &text).expect("valid");
+        let env = BTreeMap::new();
+        match (Preflight {
+            config: &loaded,
+            expert_key: "main",
+            provider: ProviderName::Mock,
+            env: &env,
+            extra_env: &[],
+            workspace: dir.path(),
+        })
+        .check()
+        {
+            Ok(_) => vec![],
+            Err(problems) => problems.0,
+        }
+    }
+
+    #[test]
+    fn package_commands_that_cannot_be_installed_at_build_time_stop_the_run_before_it_starts() {
+        let problems = problems_of(
+            "[sandbox]\npythonImage = \"py:local\"\n\
+             [sandbox.skills.pinned]\nimage = \"scratch\"\n\
+             [experts.main]\ninstruction = \"x\"\n\
+             [experts.main.skills.old]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+             args = [\"--python\", \"3.9\", \"mcp-server-time\"]\n\
+             [experts.main.skills.pinned]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+             args = [\"mcp-server-time\"]\n\
+             [experts.main.skills.fine]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+             args = [\"mcp-server-time\"]\n",
+        );
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(
+            messages[0].starts_with("skill `old`: `uvx` option `--python` is not supported here"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[0].contains("[sandbox] pythonImage"),
+            "{}",
+            messages[0]
+        );
+        // The problem points at the skill's args.
+        let location = problems[0].location.as_deref().expect("a location");
+        assert!(location.contains("perstack.toml:"), "{location}");
+        assert_eq!(
+            messages[1],
+            "skill `pinned` runs `uvx`, whose packages are installed when its image is built, but its base image is `scratch`, which has no python3; choose a base with one"
+        );
+    }
+
+    #[test]
+    fn missing_base_images_are_listed_once_each_with_who_needs_them_and_the_setting() {
+        let text = "[sandbox]\npythonImage = \"py:local\"\nworkspaceImage = \"py:local\"\n\
+                    [sandbox.skills.own]\nimage = \"own:1\"\n\
+                    [experts.main]\ninstruction = \"x\"\ndelegates = [\"helper\"]\n\
+                    [experts.main.skills.time]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+                    args = [\"mcp-server-time\"]\n\
+                    [experts.helper]\ninstruction = \"x\"\ndescription = \"h\"\n\
+                    [experts.helper.skills.own]\ntype = \"mcpStdioSkill\"\ncommand = \"x\"\n\
+                    args = [\"y\"]\n\
+                    [experts.other]\ninstruction = \"x\"\n\
+                    [experts.other.skills.far]\ntype = \"mcpStdioSkill\"\ncommand = \"npx\"\n\
+                    args = [\"z\"]\n";
+        let loaded = load_str(std::path::Path::new("/p/perstack.toml"), text).expect("valid");
+        let uses = base_images(&loaded.config, "main");
+        // The closure only (`other` is not reached), scratch left out.
+        assert_eq!(
+            uses,
+            [
+                BaseImageUse {
+                    image: "py:local".into(),
+                    users: vec!["base-skill".into(), "skill `time`".into()],
+                    settings: vec![
+                        "[sandbox] workspaceImage".into(),
+                        "[sandbox] pythonImage".into()
+                    ],
+                },
+                BaseImageUse {
+                    image: "own:1".into(),
+                    users: vec!["skill `own`".into()],
+                    settings: vec!["[sandbox.skills.\"own\"] image".into()],
+                },
+            ]
+        );
+        let problems = missing_base_images(&uses, |image| image == "own:1");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            problems[0].message,
+            format!(
+                "base image `py:local` is not available locally (needed by base-skill, skill `time`); {MISSING_BASE_IMAGE_HINT}, or change [sandbox] workspaceImage / [sandbox] pythonImage in perstack.toml"
+            )
+        );
+        assert!(MISSING_BASE_IMAGE_HINT.contains("make test-images"));
     }
 
     #[test]

@@ -278,14 +278,22 @@ async fn ensure_images(
         } else {
             progress(BuildStage::Building, format!("Building image {tag}"));
             let started = Instant::now();
+            let mut tail: VecDeque<String> = VecDeque::new();
             let result = docker
                 .create_image(spec, &tag, |line| {
                     if verbose {
                         progress(BuildStage::Building, line.to_string());
                     }
+                    if tail.len() == BUILD_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.to_string());
                 })
                 .await;
-            if let Err(error) = result {
+            if let Err(mut error) = result {
+                if spec.install.is_some() {
+                    explain_install_failure(&mut error, &tail);
+                }
                 progress(BuildStage::Error, error.to_string());
                 return Err(error.into());
             }
@@ -371,6 +379,46 @@ async fn use_prebuilt(
         tags.push(image.reference.clone());
     }
     Ok(tags)
+}
+
+/// How many lines of builder output a failed package install shows.
+const BUILD_TAIL: usize = 15;
+
+/// A failed package install says what the installer said and what the build needed.
+fn explain_install_failure(error: &mut DockerError, tail: &VecDeque<String>) {
+    if let DockerError::Build { message, .. } = error {
+        // The builder quotes the whole install script; its exit code is what matters.
+        if let Some(at) = message.rfind("' returned a non-zero code") {
+            *message = format!("the package install{}", &message[at + 1..]);
+        }
+        let output: Vec<String> = tail
+            .iter()
+            .map(|l| strip_ansi(l))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        message.push_str(&format!(
+            "\n  the skill's packages are installed while its image is built; the builder's last lines:\n    {}\n  hint: the build needs the package index (PyPI or npm) from the engine's default bridge network; behind a proxy, export HTTP_PROXY/HTTPS_PROXY for the controller (they are passed as build args), and a TLS-intercepting proxy's CA must be in the bundle at SSL_CERT_FILE (or /etc/ssl/certs/ca-certificates.crt), which the build trusts",
+            output.join("\n    ")
+        ));
+    }
+}
+
+/// The builder colours what a RUN writes to stderr; error messages want plain text.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn base_image_setting(spec: &ImageSpec) -> String {
@@ -671,6 +719,35 @@ mod tests {
             tail.into_iter().collect::<Vec<_>>(),
             ["a panic message on stderr", "last words"]
         );
+    }
+
+    #[test]
+    fn a_failed_package_install_shows_the_installer_and_what_the_build_needs() {
+        let mut error = DockerError::Build {
+            tag: "perstack-sandbox/skill-time:0123".into(),
+            message: "Docker stream error: The command '/bin/sh -c set -eu\nca=…\n perstack-install mcp-server-time' returned a non-zero code: 1".into(),
+        };
+        let tail = VecDeque::from([
+            "Collecting mcp-server-time".to_string(),
+            "\u{1b}[91mERROR: Could not find a version that satisfies the requirement".to_string(),
+            "\u{1b}[0m".to_string(),
+        ]);
+        explain_install_failure(&mut error, &tail);
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "building image perstack-sandbox/skill-time:0123 failed: the package install returned a non-zero code: 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n    Collecting mcp-server-time\n    ERROR: Could not find a version that satisfies the requirement\n  hint:"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("HTTPS_PROXY"), "{text}");
+        assert!(text.contains("SSL_CERT_FILE"), "{text}");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ mod hardening;
 mod interactive;
 mod jobs;
 mod providers;
+mod pypi_skill;
 mod security;
 mod streaming;
 mod support;

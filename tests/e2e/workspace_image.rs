@@ -167,5 +167,10 @@ fn a_missing_workspace_image_stops_the_run_before_any_container_and_says_how_to_
         "{}",
         done.stdout
     );
+    // Found before anything was recorded either: no job in the workspace.
+    assert!(
+        !run.workspace.path().join("perstack").exists(),
+        "the run recorded a job before checking its base images"
+    );
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
