@@ -37,10 +37,12 @@ pub async fn resolve(host: &str) -> Value {
 }
 
 /// Asks the proxy named by `HTTPS_PROXY` (or `https_proxy`) for a tunnel to `host:port` and
-/// reports its answer: `status` 200 means the tunnel is open.
+/// reports its answer: `status` 200 means the tunnel is open. Through an open tunnel it then
+/// sends a TLS ClientHello for `host` and reports whether a TLS server answered
+/// (`tlsServerHello`): bytes really flow both ways to the destination.
 pub async fn proxy_connect(host: &str, port: u16) -> Value {
     let request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
-    ask_proxy(&["HTTPS_PROXY", "https_proxy"], &request).await
+    ask_proxy(&["HTTPS_PROXY", "https_proxy"], &request, Some(host)).await
 }
 
 /// Sends a plain-HTTP `GET url` (absolute form) to the proxy named by `HTTP_PROXY` (or
@@ -51,12 +53,12 @@ pub async fn proxy_get(url: &str) -> Value {
         .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_default();
     let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    ask_proxy(&["HTTP_PROXY", "http_proxy"], &request).await
+    ask_proxy(&["HTTP_PROXY", "http_proxy"], &request, None).await
 }
 
 /// Sends `request` to the proxy the first of `vars` names, and reads its answer:
 /// `{"proxy", "status", "body"}`, or `{"error"}`.
-async fn ask_proxy(vars: &[&str], request: &str) -> Value {
+async fn ask_proxy(vars: &[&str], request: &str, tls_host: Option<&str>) -> Value {
     let Some(proxy) = vars
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
@@ -75,17 +77,54 @@ async fn ask_proxy(vars: &[&str], request: &str) -> Value {
         let mut answer = vec![0u8; 1024];
         let n = stream.read(&mut answer).await?;
         answer.truncate(n);
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+        let server_hello = match tls_host {
+            Some(host) if status == Some(200) => Some(tls_server_hello(&mut stream, host).await),
+            _ => None,
+        };
+        Ok::<_, std::io::Error>((answer, status, server_hello))
     };
     match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
-        Ok(Ok(answer)) => {
-            let status = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+        Ok(Ok((answer, status, server_hello))) => {
             let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").trim();
-            json!({"proxy": proxy, "status": status, "body": body})
+            let mut out = json!({"proxy": proxy, "status": status, "body": body});
+            if let Some(hello) = server_hello {
+                out["tlsServerHello"] = json!(hello);
+            }
+            out
         }
         Ok(Err(error)) => json!({"proxy": proxy, "error": error.to_string()}),
         Err(_) => json!({"proxy": proxy, "error": "timed out"}),
     }
+}
+
+/// Sends a TLS ClientHello for `host` and reports whether the answer is a TLS handshake record
+/// (what a TLS server sends back). No certificate is checked: the probe only shows that a TLS
+/// server is at the other end.
+async fn tls_server_hello(stream: &mut TcpStream, host: &str) -> bool {
+    let Ok(config) = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions() else {
+        return false;
+    };
+    let config = config
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let Ok(name) = rustls::pki_types::ServerName::try_from(host.to_string()) else {
+        return false;
+    };
+    let Ok(mut client) = rustls::ClientConnection::new(std::sync::Arc::new(config), name) else {
+        return false;
+    };
+    let mut hello = Vec::new();
+    if client.write_tls(&mut hello).is_err() || stream.write_all(&hello).await.is_err() {
+        return false;
+    }
+    let mut first = [0u8; 1];
+    // 0x16: a TLS handshake record (the ServerHello).
+    matches!(stream.read(&mut first).await, Ok(1) if first[0] == 0x16)
 }
 
 /// Reads up to 64 KiB of `path`.

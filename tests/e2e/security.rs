@@ -46,13 +46,11 @@ fn a_skill_reaches_exactly_its_allowed_domains_through_the_proxy() {
     }
     let (run, done) = probe_run("attacker");
 
-    // The allowed domain really works: the proxy opened the tunnel.
-    assert_eq!(
-        probe(&done, "allowed")["status"],
-        200,
-        "{}",
-        probe(&done, "allowed")
-    );
+    // The allowed domain really works: the proxy opened the tunnel, and a TLS server answered
+    // a ClientHello through it.
+    let tunnel = probe(&done, "allowed");
+    assert_eq!(tunnel["status"], 200, "{tunnel}");
+    assert_eq!(tunnel["tlsServerHello"], true, "{tunnel}");
     let allowed = access(&done, "pypi.org", 443);
     assert_eq!(allowed["action"], "allowed");
     assert_eq!(allowed["client"], "skill:egress");
