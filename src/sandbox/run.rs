@@ -119,16 +119,17 @@ pub async fn execute(
 ) -> Result<RunReport, RunError> {
     let tags = ensure_images(docker, &plan.images, ids, output, verbose).await?;
 
-    for volume in &plan.volumes {
-        docker.create_volume(volume).await?;
-    }
+    futures::future::try_join_all(plan.volumes.iter().map(|v| docker.create_volume(v))).await?;
     // Internal networks first, then the proxy on them: it must be listening before anything
     // that talks through it starts.
-    let mut subnets = std::collections::HashMap::new();
-    for network in &plan.networks {
-        let subnet = docker.create_internal_network(network).await?;
-        subnets.insert(network.name.clone(), subnet);
-    }
+    let subnets: std::collections::HashMap<String, String> =
+        futures::future::try_join_all(plan.networks.iter().map(|network| async move {
+            let subnet = docker.create_internal_network(network).await?;
+            Ok::<_, DockerError>((network.name.clone(), subnet))
+        }))
+        .await?
+        .into_iter()
+        .collect();
     let proxy_task = match &plan.proxy {
         Some(proxy) => Some(
             start_proxy(
@@ -144,40 +145,20 @@ pub async fn execute(
         None => None,
     };
 
-    // Skill containers start in parallel; each one's stderr becomes skillStderr events.
-    let started = futures::future::join_all(
+    // Every skill container and the runtime start at once: the runtime connects to the skill
+    // sockets as they appear (it waits for them), so nothing here waits for another container.
+    // Each skill's stderr becomes skillStderr events.
+    let skills = futures::future::try_join_all(
         plan.skills
             .iter()
             .map(|skill| start_skill(docker, skill, &tags[skill.image], ids, output)),
-    )
-    .await;
-    let mut skill_tasks = Vec::new();
-    for result in started {
-        skill_tasks.push(result?);
-    }
-
+    );
     let runtime = &plan.runtime;
-    output.event(ids.event(RuntimePayload::DockerContainerStatus {
-        status: ContainerStatus::Starting,
-        service: runtime.service.clone(),
-        message: Some(format!("Creating {}", runtime.name)),
-    }));
-    let id = docker
-        .create_container(runtime, &tags[runtime.image])
-        .await?;
-    let (stream, stdin) = match &runtime.stdin {
-        Some(_) => {
-            let (stream, input) = docker.attach_with_stdin(&id).await?;
-            (stream.boxed(), Some(input))
-        }
-        None => (docker.attach(&id).await?.boxed(), None),
-    };
-    docker.start(&id, &runtime.name).await?;
-    output.event(ids.event(RuntimePayload::DockerContainerStatus {
-        status: ContainerStatus::Running,
-        service: runtime.service.clone(),
-        message: Some("Runtime container started".to_string()),
-    }));
+    let (skill_tasks, (id, stream, stdin)) = futures::future::try_join(
+        skills,
+        start_runtime(docker, runtime, &tags[runtime.image], ids, output),
+    )
+    .await?;
     // The checkpoint goes in while the output is relayed, so neither side waits on the other.
     let feeding = match (stdin, &runtime.stdin) {
         (Some(input), Some(bytes)) => Some(tokio::spawn(feed_stdin(input, bytes.clone()))),
@@ -227,8 +208,8 @@ pub async fn execute(
     Ok(RunReport { end })
 }
 
-/// Finds or builds every image; returns their tags in plan order. Whether each was cached or
-/// built is reported in `dockerBuildProgress` events.
+/// Finds or builds every image, all at once; returns their tags in plan order. Whether each was
+/// cached or built is reported in `dockerBuildProgress` events.
 async fn ensure_images(
     docker: &DockerClient,
     images: &[ImageSpec],
@@ -236,56 +217,68 @@ async fn ensure_images(
     output: &Output,
     verbose: bool,
 ) -> Result<Vec<String>, RunError> {
-    let mut tags = Vec::new();
-    for spec in images {
-        let base_id = if spec.base == "scratch" {
-            "scratch".to_string()
-        } else {
-            docker
-                .image_id(&spec.base)
-                .await?
-                .ok_or_else(|| RunError::BaseImageMissing {
-                    service: spec.service.clone(),
-                    image: spec.base.clone(),
-                    setting: base_image_setting(spec),
-                })?
-        };
-        let tag = spec.tag(&base_id);
-        let progress = |stage, message: String| {
-            output.event(ids.event(RuntimePayload::DockerBuildProgress {
-                stage,
+    futures::future::try_join_all(
+        images
+            .iter()
+            .map(|spec| ensure_image(docker, spec, ids, output, verbose)),
+    )
+    .await
+}
+
+/// Finds or builds one image; returns its tag.
+async fn ensure_image(
+    docker: &DockerClient,
+    spec: &ImageSpec,
+    ids: &RunIds,
+    output: &Output,
+    verbose: bool,
+) -> Result<String, RunError> {
+    let base_id = if spec.base == "scratch" {
+        "scratch".to_string()
+    } else {
+        docker
+            .image_id(&spec.base)
+            .await?
+            .ok_or_else(|| RunError::BaseImageMissing {
                 service: spec.service.clone(),
-                message,
-                progress: None,
-            }))
-        };
-        if docker.image_id(&tag).await?.is_some() {
-            progress(BuildStage::Complete, format!("Using cached image {tag}"));
-        } else {
-            progress(BuildStage::Building, format!("Building image {tag}"));
-            let started = Instant::now();
-            let result = docker
-                .create_image(spec, &tag, |line| {
-                    if verbose {
-                        progress(BuildStage::Building, line.to_string());
-                    }
-                })
-                .await;
-            if let Err(error) = result {
-                progress(BuildStage::Error, error.to_string());
-                return Err(error.into());
-            }
-            progress(
-                BuildStage::Complete,
-                format!(
-                    "Built image {tag} in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                ),
-            );
+                image: spec.base.clone(),
+                setting: base_image_setting(spec),
+            })?
+    };
+    let tag = spec.tag(&base_id);
+    let progress = |stage, message: String| {
+        output.event(ids.event(RuntimePayload::DockerBuildProgress {
+            stage,
+            service: spec.service.clone(),
+            message,
+            progress: None,
+        }))
+    };
+    if docker.image_id(&tag).await?.is_some() {
+        progress(BuildStage::Complete, format!("Using cached image {tag}"));
+    } else {
+        progress(BuildStage::Building, format!("Building image {tag}"));
+        let started = Instant::now();
+        let result = docker
+            .create_image(spec, &tag, |line| {
+                if verbose {
+                    progress(BuildStage::Building, line.to_string());
+                }
+            })
+            .await;
+        if let Err(error) = result {
+            progress(BuildStage::Error, error.to_string());
+            return Err(error.into());
         }
-        tags.push(tag);
+        progress(
+            BuildStage::Complete,
+            format!(
+                "Built image {tag} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+        );
     }
-    Ok(tags)
+    Ok(tag)
 }
 
 fn base_image_setting(spec: &ImageSpec) -> String {
@@ -297,6 +290,42 @@ fn base_image_setting(spec: &ImageSpec) -> String {
         ),
     }
 }
+
+/// Creates, attaches to and starts the runtime container; returns its id, its output and, when
+/// it is fed a checkpoint, its stdin.
+async fn start_runtime(
+    docker: &DockerClient,
+    runtime: &ContainerPlan,
+    image: &str,
+    ids: &RunIds,
+    output: &Output,
+) -> Result<(String, RuntimeOutput, Option<RuntimeInput>), RunError> {
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Starting,
+        service: runtime.service.clone(),
+        message: Some(format!("Creating {}", runtime.name)),
+    }));
+    let id = docker.create_container(runtime, image).await?;
+    let (stream, stdin) = match &runtime.stdin {
+        Some(_) => {
+            let (stream, input) = docker.attach_with_stdin(&id).await?;
+            (stream.boxed(), Some(input))
+        }
+        None => (docker.attach(&id).await?.boxed(), None),
+    };
+    docker.start(&id, &runtime.name).await?;
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Running,
+        service: runtime.service.clone(),
+        message: Some("Runtime container started".to_string()),
+    }));
+    Ok((id, stream, stdin))
+}
+
+/// The runtime container's demultiplexed output.
+type RuntimeOutput = futures::stream::BoxStream<'static, Result<LogOutput, bollard::errors::Error>>;
+/// The runtime container's stdin.
+type RuntimeInput = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
 /// Creates, attaches to and starts one skill container; the returned task turns its output into
 /// `skillStderr` events until the container ends.
