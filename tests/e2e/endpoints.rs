@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use crate::support::forward::TcpForwarder;
+use crate::support::forward::{TcpForwarder, UnixForwarder};
 use crate::support::{TestRun, binary, fixture, require_docker};
 
 fn doctor(docker_host: &str) -> Output {
@@ -107,6 +107,71 @@ fn a_tcp_docker_host_where_nothing_listens_says_so() {
         stdout.contains(
             "- tcp://127.0.0.1:9 (DOCKER_HOST is set): connection refused (nothing listens there)"
         ),
+        "{stdout}"
+    );
+}
+
+/// `doctor` with no DOCKER_HOST, no Docker context and `XDG_RUNTIME_DIR` at `runtime_dir`.
+fn doctor_looking_around(runtime_dir: &std::path::Path) -> String {
+    let docker_config = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(binary())
+        .args(["doctor", "--config"])
+        .arg(fixture("e2e/streaming/perstack.toml"))
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .env("DOCKER_CONFIG", docker_config.path())
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .output()
+        .expect("run doctor");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    stdout
+}
+
+#[test]
+fn a_rootless_docker_socket_comes_before_podman_and_the_default_socket() {
+    if !require_docker() {
+        return;
+    }
+    let runtime_dir = tempfile::tempdir().expect("tempdir");
+    let rootless = runtime_dir.path().join("docker.sock");
+    let podman = runtime_dir.path().join("podman/podman.sock");
+
+    // Only Podman's socket: it is found, before the default socket.
+    let podman_engine = UnixForwarder::start(&podman);
+    let stdout = doctor_looking_around(runtime_dir.path());
+    assert!(
+        stdout.contains(&format!(
+            "docker endpoint  unix://{} (rootless Podman socket found; set DOCKER_HOST to use another engine)",
+            podman.display()
+        )),
+        "{stdout}"
+    );
+
+    // A rootless Docker socket too: it comes first.
+    let _rootless_engine = UnixForwarder::start(&rootless);
+    let stdout = doctor_looking_around(runtime_dir.path());
+    assert!(
+        stdout.contains(&format!(
+            "docker endpoint  unix://{} (rootless Docker socket found",
+            rootless.display()
+        )),
+        "{stdout}"
+    );
+
+    // A stale Podman socket (nothing behind it) is passed over, and said so.
+    drop(podman_engine);
+    std::fs::remove_file(&rootless).expect("remove the rootless socket");
+    let stdout = doctor_looking_around(runtime_dir.path());
+    assert!(
+        stdout.contains(&format!(
+            "passed over: unix://{} (rootless Podman socket): connection refused",
+            podman.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("docker endpoint  unix:///var/run/docker.sock (default Docker socket"),
         "{stdout}"
     );
 }
