@@ -753,6 +753,12 @@ fn machine(binary: &Path) -> Result<String> {
     ])?;
     let driver = docker(&["info", "--format", "{{.Driver}}"])?;
     let date = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     let ours = run(&binary.to_string_lossy(), &["--version"]);
     let size = std::fs::metadata(binary).map_or(0, |m| m.len());
     Ok(format!(
@@ -762,6 +768,7 @@ fn machine(binary: &Path) -> Result<String> {
          | cores | {cores} |\n\
          | RAM | {:.1} GiB |\n\
          | kernel | {kernel} |\n\
+         | load average (1, 5, 15 min) at the end | {load} |\n\
          | Docker | {} , storage driver {} |\n\
          | perstack-sandbox | {ours}, release binary {:.1} MB |\n",
         ram_kb / 1024.0 / 1024.0,

@@ -582,40 +582,44 @@ impl DockerClient {
         filter: &str,
     ) -> Result<(Vec<String>, Vec<String>, Vec<String>), DockerError> {
         let filters = HashMap::from([("label".to_string(), vec![filter.to_string()])]);
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .map_err(call("list containers"))?
-            .into_iter()
-            .filter_map(|c| c.id)
-            .collect();
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await
-            .map_err(call("list volumes"))?
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(call("list networks"))?
-            .into_iter()
-            .filter_map(|n| n.id)
-            .collect();
+        let containers = async {
+            let listed = self
+                .docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(call("list containers"))?;
+            Ok::<_, DockerError>(listed.into_iter().filter_map(|c| c.id).collect())
+        };
+        let volumes = async {
+            let listed = self
+                .docker
+                .list_volumes(Some(ListVolumesOptions {
+                    filters: Some(filters.clone()),
+                }))
+                .await
+                .map_err(call("list volumes"))?;
+            Ok(listed
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.name)
+                .collect())
+        };
+        let networks = async {
+            let listed = self
+                .docker
+                .list_networks(Some(ListNetworksOptions {
+                    filters: Some(filters.clone()),
+                }))
+                .await
+                .map_err(call("list networks"))?;
+            Ok(listed.into_iter().filter_map(|n| n.id).collect())
+        };
+        let (containers, volumes, networks) = futures::try_join!(containers, volumes, networks)?;
         Ok((containers, volumes, networks))
     }
 
@@ -625,53 +629,66 @@ impl DockerClient {
             "label".to_string(),
             vec![format!("{}=true", labels::MANAGED)],
         )]);
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .map_err(call("list containers"))?
-            .into_iter()
-            .filter_map(|c| {
-                Some(Labelled {
-                    id: c.id?,
-                    labels: c.labels.unwrap_or_default(),
+        // Every run sweeps first, so the three lists are asked for at once.
+        let containers = async {
+            let listed = self
+                .docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(call("list containers"))?;
+            Ok::<_, DockerError>(
+                listed
+                    .into_iter()
+                    .filter_map(|c| {
+                        Some(Labelled {
+                            id: c.id?,
+                            labels: c.labels.unwrap_or_default(),
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let volumes = async {
+            let listed = self
+                .docker
+                .list_volumes(Some(ListVolumesOptions {
+                    filters: Some(filters.clone()),
+                }))
+                .await
+                .map_err(call("list volumes"))?;
+            Ok(listed
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| Labelled {
+                    id: v.name,
+                    labels: v.labels,
                 })
-            })
-            .collect();
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await
-            .map_err(call("list volumes"))?
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| Labelled {
-                id: v.name,
-                labels: v.labels,
-            })
-            .collect();
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(call("list networks"))?
-            .into_iter()
-            .filter_map(|n| {
-                Some(Labelled {
-                    id: n.id?,
-                    labels: n.labels.unwrap_or_default(),
+                .collect::<Vec<_>>())
+        };
+        let networks = async {
+            let listed = self
+                .docker
+                .list_networks(Some(ListNetworksOptions {
+                    filters: Some(filters.clone()),
+                }))
+                .await
+                .map_err(call("list networks"))?;
+            Ok(listed
+                .into_iter()
+                .filter_map(|n| {
+                    Some(Labelled {
+                        id: n.id?,
+                        labels: n.labels.unwrap_or_default(),
+                    })
                 })
-            })
-            .collect();
+                .collect::<Vec<_>>())
+        };
+        let (containers, volumes, networks) = futures::try_join!(containers, volumes, networks)?;
         Ok(Managed {
             containers,
             volumes,
@@ -749,19 +766,24 @@ impl DockerClient {
                 Err(e) => return Err(call(format!("remove container {id}"))(e)),
             }
         }
-        for name in &volumes {
-            match self
-                .docker
+        // Volumes and networks are free once the containers are gone: all of them at once.
+        let volume_results = futures::future::join_all(volumes.iter().map(|name| {
+            self.docker
                 .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
-                .await
-            {
+        }));
+        let network_results =
+            futures::future::join_all(networks.iter().map(|id| self.docker.remove_network(id)));
+        let (volume_results, network_results) =
+            futures::future::join(volume_results, network_results).await;
+        for (name, result) in volumes.iter().zip(volume_results) {
+            match result {
                 Ok(()) => removed.volumes += 1,
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(call(format!("remove volume {name}"))(e)),
             }
         }
-        for id in &networks {
-            match self.docker.remove_network(id).await {
+        for (id, result) in networks.iter().zip(network_results) {
+            match result {
                 Ok(()) => removed.networks += 1,
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(call(format!("remove network {id}"))(e)),
