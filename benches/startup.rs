@@ -603,19 +603,19 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
         .ok_or("the containers were not inspected")?;
     let tags = prepared.tags;
 
-    eprintln!("warm runs ({})…", options.runs);
+    // Ours and the two baselines take turns, so a change in the machine's load hits all three.
+    eprintln!(
+        "{} rounds of: a warm run, the docker CLI sequential, the docker CLI parallel…",
+        options.runs
+    );
     let mut warm = Vec::new();
     let mut teardown = Vec::new();
-    for _ in 0..options.runs {
-        let timed = bench.run("bench", false)?;
-        warm.push(need(timed.first_event, "first event")?);
-        teardown.push(need(timed.teardown, "teardown")?);
-    }
-
-    eprintln!("docker CLI baseline ({} + {})…", options.runs, options.runs);
     let mut sequential = Vec::new();
     let mut parallel = Vec::new();
     for round in 0..options.runs {
+        let timed = bench.run("bench", false)?;
+        warm.push(need(timed.first_event, "first event")?);
+        teardown.push(need(timed.teardown, "teardown")?);
         sequential.push(baseline(
             &inspected,
             &format!("{}s{round}", bench.nonce),
@@ -699,6 +699,9 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
          limits; timed to the runtime's first output line (its `initializeRuntime`). \
          *Sequential* runs one command after the other, like a shell script; *parallel* starts \
          the volume commands at once, then every `docker run` at once.\n\n\
+         The machine may be shared with other work (its load average is in the table above): \
+         absolute times move with it, the ratios less so: each round is one warm run of ours, \
+         then the sequential and the parallel baseline, so load changes hit all three.\n\n\
          ## Results\n\n\
          | measure | median | min | max | runs |\n|---|---|---|---|---|\n"
     );
@@ -769,7 +772,7 @@ fn machine(binary: &Path) -> Result<String> {
          | RAM | {:.1} GiB |\n\
          | kernel | {kernel} |\n\
          | load average (1, 5, 15 min) at the end | {load} |\n\
-         | Docker | {} , storage driver {} |\n\
+         | Docker | {}, storage driver {} |\n\
          | perstack-sandbox | {ours}, release binary {:.1} MB |\n",
         ram_kb / 1024.0 / 1024.0,
         engine.trim(),
