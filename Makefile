@@ -4,7 +4,7 @@ TARGET := x86_64-unknown-linux-gnu
 BIN := target/$(TARGET)/release/perstack-sandbox
 DEMO_WORKSPACE ?= demo-workspace
 
-.PHONY: build test test-images test-registry demo lint fmt doctor clean-docker
+.PHONY: build test test-images test-registry demo lint fmt doctor bench clean-docker
 
 ## build: the static release binary (target/x86_64-unknown-linux-gnu/release/perstack-sandbox)
 build:
@@ -45,6 +45,14 @@ fmt:
 ## doctor: check the Docker engine and the images a run needs
 doctor: build
 	$(BIN) doctor --config examples/demo/perstack.toml
+
+## bench: warm and cold start, teardown and image sizes of a two-skill Expert, against the same
+## containers started with the docker CLI; writes BENCHMARKS.md (BENCH_RUNS, BENCH_COLD_RUNS)
+BENCH_RUNS ?= 10
+BENCH_COLD_RUNS ?= 3
+bench: build
+	$(CARGO) bench --locked --bench startup -- --binary $(BIN) --out BENCHMARKS.md \
+		--runs $(BENCH_RUNS) --cold-runs $(BENCH_COLD_RUNS)
 
 ## clean-docker: remove every container, volume and image perstack-sandbox made
 clean-docker:

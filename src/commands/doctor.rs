@@ -1,7 +1,8 @@
 //! `perstack-sandbox doctor`: is this machine ready to run Experts?
 //!
-//! Reports the Docker endpoint, the engine and negotiated API versions, whether an image can be
-//! built (by building and removing a tiny one), whether our executable can go into images, and
+//! Reports the Docker endpoint and why it is that one (and the places passed over on the way),
+//! the engine and negotiated API versions, whether an image can be built (by building and
+//! removing a tiny one), whether our executable can go into images, and
 //! which base images the config asks for exist locally. Every failed finding says how to fix it.
 
 use std::time::Instant;
@@ -11,7 +12,8 @@ use bytes::Bytes;
 use crate::cli::ValidateArgs;
 use crate::config::{self, Config, Skill};
 use crate::exit::Exit;
-use crate::sandbox::docker::DockerClient;
+use crate::sandbox::docker::{DockerClient, DockerError};
+use crate::sandbox::endpoint::Why;
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
 use crate::sandbox::plan::skill_base_image;
 
@@ -51,22 +53,28 @@ pub async fn run(args: ValidateArgs) -> Exit {
         ),
     }
 
-    let how = if std::env::var_os("DOCKER_HOST").is_some() {
-        "from DOCKER_HOST"
-    } else {
-        "default socket; set DOCKER_HOST to use another engine"
-    };
     let docker = match DockerClient::connect().await {
         Ok(docker) => {
-            report.ok("docker endpoint", format!("{} ({how})", docker.endpoint()));
+            let endpoint = docker.endpoint();
+            report.ok(
+                "docker endpoint",
+                format!("{} ({})", endpoint.address, because(&endpoint.why)),
+            );
+            for looked in &endpoint.passed_over {
+                println!("    passed over: {looked}");
+            }
             docker
         }
-        Err(error) => {
+        Err(DockerError::Unreachable(none)) => {
             report.fail(
                 "docker endpoint",
-                error.to_string(),
-                "start the engine (`sudo systemctl start docker`, or `sudo dockerd &`), or set DOCKER_HOST",
+                none.places().replace('\n', "\n    "),
+                none.hint(),
             );
+            return Exit::Docker;
+        }
+        Err(error) => {
+            report.fail("docker endpoint", error.to_string(), "check the engine");
             return Exit::Docker;
         }
     };
@@ -161,6 +169,19 @@ pub async fn run(args: ValidateArgs) -> Exit {
     } else {
         println!("ready.");
         Exit::Success
+    }
+}
+
+/// Why this endpoint, in the words of the doctor's report.
+fn because(why: &Why) -> String {
+    match why {
+        Why::DockerHost | Why::Context { .. } => why.to_string(),
+        Why::RootlessDocker | Why::RootlessPodman | Why::SystemPodman => {
+            format!("{why} found; set DOCKER_HOST to use another engine")
+        }
+        Why::DefaultDocker => format!(
+            "{why}; no DOCKER_HOST, Docker context or rootless socket — set DOCKER_HOST to use another engine"
+        ),
     }
 }
 

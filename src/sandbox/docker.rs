@@ -19,6 +19,7 @@ use bollard::query_parameters::{
 };
 use futures::{Stream, StreamExt};
 
+use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 use super::images::ImageSpec;
 use super::labels;
 use super::plan::{ContainerPlan, InternalNetworkPlan, MountSource, VolumePlan};
@@ -26,17 +27,9 @@ use super::plan::{ContainerPlan, InternalNetworkPlan, MountSource, VolumePlan};
 /// Engine failures, each naming what we were doing.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    /// Nothing answered at the endpoint.
-    #[error(
-        "no Docker engine answered at {endpoint}: {source}\n  hint: start it (`sudo systemctl start docker`, or `dockerd &`) or point DOCKER_HOST at a running engine"
-    )]
-    Unreachable {
-        /// Where we looked.
-        endpoint: String,
-        /// Why it failed.
-        #[source]
-        source: bollard::errors::Error,
-    },
+    /// No engine answered at any place we looked; says each place and what to do.
+    #[error(transparent)]
+    Unreachable(#[from] NoEngine),
     /// A call failed.
     #[error("Docker {action} failed: {source}")]
     Call {
@@ -169,28 +162,71 @@ pub struct ManagedImage {
 #[derive(Debug, Clone)]
 pub struct DockerClient {
     docker: Docker,
-    endpoint: String,
+    endpoint: Endpoint,
+}
+
+/// How long one place may take to answer `/version` before we look further.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// The per-request timeout bollard applies (its default).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// Connects to one address and negotiates the API version; the error says what happened there.
+async fn connect_to(address: Address) -> Result<Docker, String> {
+    let docker = match &address {
+        Address::Unix(path) => Docker::connect_with_unix(
+            &path.to_string_lossy(),
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        ),
+        Address::Tcp(host) => Docker::connect_with_http(
+            &format!("tcp://{host}"),
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        ),
+    }
+    .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(ANSWER_WITHIN, docker.negotiate_version()).await {
+        Ok(Ok(docker)) => Ok(docker),
+        Ok(Err(error)) => Err(describe_connect_error(&error)),
+        Err(_) => Err(format!("no answer within {} s", ANSWER_WITHIN.as_secs())),
+    }
+}
+
+/// The cause of a failed connection, in words (bollard's own are `error trying to connect`).
+fn describe_connect_error(error: &bollard::errors::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    let mut deepest = error.to_string();
+    while let Some(e) = source {
+        deepest = e.to_string();
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    "permission denied (your user may not use this socket)".to_string()
+                }
+                std::io::ErrorKind::ConnectionRefused => {
+                    "connection refused (nothing listens there)".to_string()
+                }
+                _ => io.to_string(),
+            };
+        }
+        source = e.source();
+    }
+    deepest
 }
 
 impl DockerClient {
-    /// Connects to `DOCKER_HOST`, else the local socket, and negotiates the API version (the
-    /// engines we meet speak older APIs than bollard's default, e.g. 1.41).
+    /// Finds the engine (`DOCKER_HOST`, a Docker context, rootless Docker or Podman, the
+    /// default socket: [`super::endpoint`] has the order), connects and negotiates the API
+    /// version (the engines we meet speak older APIs than bollard's default, e.g. 1.41).
     pub async fn connect() -> Result<DockerClient, DockerError> {
-        let endpoint = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let unreachable = |source| DockerError::Unreachable {
-            endpoint: endpoint.clone(),
-            source,
-        };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let host = RealHost;
+        let (docker, endpoint) =
+            endpoint::first_answering(&host, endpoint::candidates(&host), connect_to).await?;
         Ok(DockerClient { docker, endpoint })
     }
 
-    /// Where we connected.
-    pub fn endpoint(&self) -> &str {
+    /// Where we connected, and why there.
+    pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
@@ -198,7 +234,7 @@ impl DockerClient {
     pub async fn info(&self) -> Result<EngineInfo, DockerError> {
         let version = self.docker.version().await.map_err(call("version"))?;
         Ok(EngineInfo {
-            endpoint: self.endpoint.clone(),
+            endpoint: self.endpoint.to_string(),
             version,
             api_version: self.docker.client_version().to_string(),
         })
@@ -627,56 +663,69 @@ impl DockerClient {
         self.labelled(&format!("{}=true", labels::MANAGED)).await
     }
 
-    /// The containers, volumes and networks that match a label filter, with their labels.
+    /// The containers, volumes and networks that match a label filter, with their labels. Every
+    /// run sweeps first, so the three lists are asked for at once.
     pub async fn labelled(&self, filter: &str) -> Result<Managed, DockerError> {
         let filters = HashMap::from([("label".to_string(), vec![filter.to_string()])]);
-        let containers = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters.clone()),
-                ..Default::default()
-            }))
-            .await
-            .map_err(call("list containers"))?
-            .into_iter()
-            .filter_map(|c| {
-                Some(Labelled {
-                    id: c.id?,
-                    labels: c.labels.unwrap_or_default(),
+        let containers = async {
+            let listed = self
+                .docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(call("list containers"))?;
+            Ok::<_, DockerError>(
+                listed
+                    .into_iter()
+                    .filter_map(|c| {
+                        Some(Labelled {
+                            id: c.id?,
+                            labels: c.labels.unwrap_or_default(),
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let volumes = async {
+            let listed = self
+                .docker
+                .list_volumes(Some(ListVolumesOptions {
+                    filters: Some(filters.clone()),
+                }))
+                .await
+                .map_err(call("list volumes"))?;
+            Ok(listed
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| Labelled {
+                    id: v.name,
+                    labels: v.labels,
                 })
-            })
-            .collect();
-        let volumes = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await
-            .map_err(call("list volumes"))?
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| Labelled {
-                id: v.name,
-                labels: v.labels,
-            })
-            .collect();
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(call("list networks"))?
-            .into_iter()
-            .filter_map(|n| {
-                Some(Labelled {
-                    id: n.id?,
-                    labels: n.labels.unwrap_or_default(),
+                .collect::<Vec<_>>())
+        };
+        let networks = async {
+            let listed = self
+                .docker
+                .list_networks(Some(ListNetworksOptions {
+                    filters: Some(filters.clone()),
+                }))
+                .await
+                .map_err(call("list networks"))?;
+            Ok(listed
+                .into_iter()
+                .filter_map(|n| {
+                    Some(Labelled {
+                        id: n.id?,
+                        labels: n.labels.unwrap_or_default(),
+                    })
                 })
-            })
-            .collect();
+                .collect::<Vec<_>>())
+        };
+        let (containers, volumes, networks) = futures::try_join!(containers, volumes, networks)?;
         Ok(Managed {
             containers,
             volumes,
@@ -760,19 +809,24 @@ impl DockerClient {
                 Err(e) => return Err(call(format!("remove container {id}"))(e)),
             }
         }
-        for name in &volumes {
-            match self
-                .docker
+        // Volumes and networks are free once the containers are gone: all of them at once.
+        let volume_results = futures::future::join_all(volumes.iter().map(|name| {
+            self.docker
                 .remove_volume(name, Some(RemoveVolumeOptions { force: true }))
-                .await
-            {
+        }));
+        let network_results =
+            futures::future::join_all(networks.iter().map(|id| self.docker.remove_network(id)));
+        let (volume_results, network_results) =
+            futures::future::join(volume_results, network_results).await;
+        for (name, result) in volumes.iter().zip(volume_results) {
+            match result {
                 Ok(()) => removed.volumes += 1,
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(call(format!("remove volume {name}"))(e)),
             }
         }
-        for id in &networks {
-            match self.docker.remove_network(id).await {
+        for (id, result) in networks.iter().zip(network_results) {
+            match result {
                 Ok(()) => removed.networks += 1,
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(call(format!("remove network {id}"))(e)),

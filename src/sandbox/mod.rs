@@ -4,6 +4,7 @@
 //! - [`images`]: what goes into an image, its content digest and build context.
 //! - [`packages`]: what a skill's `uvx`/`npx`/`python3` command installs at build time, and what then runs.
 //! - [`docker`]: the only file that talks to the engine.
+//! - [`endpoint`]: where the engine is (`DOCKER_HOST`, contexts, rootless Docker, Podman).
 //! - [`run`]: applying a plan and relaying the runtime's events.
 //! - [`relay`]: reassembling and classifying the runtime's stdout lines.
 //! - [`preflight`]: the checks made before anything starts.
@@ -14,6 +15,7 @@
 pub mod controller;
 pub mod docker;
 pub mod egress;
+pub mod endpoint;
 pub mod gc;
 pub mod images;
 pub mod labels;

@@ -147,16 +147,17 @@ async fn apply(
         None => ensure_images(docker, &plan.images, ids, output, verbose).await?,
     };
 
-    for volume in &plan.volumes {
-        docker.create_volume(volume).await?;
-    }
+    futures::future::try_join_all(plan.volumes.iter().map(|v| docker.create_volume(v))).await?;
     // Internal networks first, then the proxy on them: it must be listening before anything
     // that talks through it starts.
-    let mut subnets = std::collections::HashMap::new();
-    for network in &plan.networks {
-        let subnet = docker.create_internal_network(network).await?;
-        subnets.insert(network.name.clone(), subnet);
-    }
+    let subnets: std::collections::HashMap<String, String> =
+        futures::future::try_join_all(plan.networks.iter().map(|network| async move {
+            let subnet = docker.create_internal_network(network).await?;
+            Ok::<_, DockerError>((network.name.clone(), subnet))
+        }))
+        .await?
+        .into_iter()
+        .collect();
     let proxy_task = match &plan.proxy {
         Some(proxy) => Some(
             start_proxy(
@@ -172,40 +173,20 @@ async fn apply(
         None => None,
     };
 
-    // Skill containers start in parallel; each one's stderr becomes skillStderr events.
-    let started = futures::future::join_all(
+    // Every skill container and the runtime start at once: the runtime connects to the skill
+    // sockets as they appear (it waits for them), so nothing here waits for another container.
+    // Each skill's stderr becomes skillStderr events.
+    let skills = futures::future::try_join_all(
         plan.skills
             .iter()
             .map(|skill| start_skill(docker, skill, &tags[skill.image], ids, output)),
-    )
-    .await;
-    let mut skill_tasks = Vec::new();
-    for result in started {
-        skill_tasks.push(result?);
-    }
-
+    );
     let runtime = &plan.runtime;
-    output.event(ids.event(RuntimePayload::DockerContainerStatus {
-        status: ContainerStatus::Starting,
-        service: runtime.service.clone(),
-        message: Some(format!("Creating {}", runtime.name)),
-    }));
-    let id = docker
-        .create_container(runtime, &tags[runtime.image])
-        .await?;
-    let (stream, stdin) = match &runtime.stdin {
-        Some(_) => {
-            let (stream, input) = docker.attach_with_stdin(&id).await?;
-            (stream.boxed(), Some(input))
-        }
-        None => (docker.attach(&id).await?.boxed(), None),
-    };
-    docker.start(&id, &runtime.name).await?;
-    output.event(ids.event(RuntimePayload::DockerContainerStatus {
-        status: ContainerStatus::Running,
-        service: runtime.service.clone(),
-        message: Some("Runtime container started".to_string()),
-    }));
+    let (skill_tasks, (id, stream, stdin)) = futures::future::try_join(
+        skills,
+        start_runtime(docker, runtime, &tags[runtime.image], ids, output),
+    )
+    .await?;
     // The checkpoint goes in while the output is relayed, so neither side waits on the other.
     let feeding = match (stdin, &runtime.stdin) {
         (Some(input), Some(bytes)) => Some(tokio::spawn(feed_stdin(input, bytes.clone()))),
@@ -253,8 +234,8 @@ async fn apply(
     Ok(RunReport { end })
 }
 
-/// Finds or builds every image; returns their tags in plan order. Whether each was cached or
-/// built is reported in `dockerBuildProgress` events.
+/// Finds or builds every image, all at once; returns their tags in plan order. Whether each was
+/// cached or built is reported in `dockerBuildProgress` events.
 async fn ensure_images(
     docker: &DockerClient,
     images: &[ImageSpec],
@@ -262,52 +243,64 @@ async fn ensure_images(
     output: &Output,
     verbose: bool,
 ) -> Result<Vec<String>, RunError> {
-    let mut tags = Vec::new();
-    for spec in images {
-        let tag = content_tag(docker, spec).await?;
-        let progress = |stage, message: String| {
-            output.event(ids.event(RuntimePayload::DockerBuildProgress {
-                stage,
-                service: spec.service.clone(),
-                message,
-                progress: None,
-            }))
-        };
-        if docker.image_id(&tag).await?.is_some() {
-            progress(BuildStage::Complete, format!("Using cached image {tag}"));
-        } else {
-            progress(BuildStage::Building, format!("Building image {tag}"));
-            let started = Instant::now();
-            let mut tail: VecDeque<String> = VecDeque::new();
-            let result = docker
-                .create_image(spec, &tag, |line| {
-                    if verbose {
-                        progress(BuildStage::Building, line.to_string());
-                    }
-                    if tail.len() == BUILD_TAIL {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line.to_string());
-                })
-                .await;
-            if let Err(mut error) = result {
-                if spec.install.is_some() {
-                    explain_install_failure(&mut error, &tail);
+    futures::future::try_join_all(
+        images
+            .iter()
+            .map(|spec| ensure_image(docker, spec, ids, output, verbose)),
+    )
+    .await
+}
+
+/// Finds or builds one image; returns its tag.
+async fn ensure_image(
+    docker: &DockerClient,
+    spec: &ImageSpec,
+    ids: &RunIds,
+    output: &Output,
+    verbose: bool,
+) -> Result<String, RunError> {
+    let tag = content_tag(docker, spec).await?;
+    let progress = |stage, message: String| {
+        output.event(ids.event(RuntimePayload::DockerBuildProgress {
+            stage,
+            service: spec.service.clone(),
+            message,
+            progress: None,
+        }))
+    };
+    if docker.image_id(&tag).await?.is_some() {
+        progress(BuildStage::Complete, format!("Using cached image {tag}"));
+    } else {
+        progress(BuildStage::Building, format!("Building image {tag}"));
+        let started = Instant::now();
+        let mut tail: VecDeque<String> = VecDeque::new();
+        let result = docker
+            .create_image(spec, &tag, |line| {
+                if verbose {
+                    progress(BuildStage::Building, line.to_string());
                 }
-                progress(BuildStage::Error, error.to_string());
-                return Err(error.into());
+                if tail.len() == BUILD_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line.to_string());
+            })
+            .await;
+        if let Err(mut error) = result {
+            if spec.install.is_some() {
+                explain_install_failure(&mut error, &tail);
             }
-            progress(
-                BuildStage::Complete,
-                format!(
-                    "Built image {tag} in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                ),
-            );
+            progress(BuildStage::Error, error.to_string());
+            return Err(error.into());
         }
-        tags.push(tag);
+        progress(
+            BuildStage::Complete,
+            format!(
+                "Built image {tag} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ),
+        );
     }
-    Ok(tags)
+    Ok(tag)
 }
 
 /// The content-addressed tag of `spec` on this engine (it covers the base image's id).
@@ -430,6 +423,42 @@ fn base_image_setting(spec: &ImageSpec) -> String {
         ),
     }
 }
+
+/// Creates, attaches to and starts the runtime container; returns its id, its output and, when
+/// it is fed a checkpoint, its stdin.
+async fn start_runtime(
+    docker: &DockerClient,
+    runtime: &ContainerPlan,
+    image: &str,
+    ids: &RunIds,
+    output: &Output,
+) -> Result<(String, RuntimeOutput, Option<RuntimeInput>), RunError> {
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Starting,
+        service: runtime.service.clone(),
+        message: Some(format!("Creating {}", runtime.name)),
+    }));
+    let id = docker.create_container(runtime, image).await?;
+    let (stream, stdin) = match &runtime.stdin {
+        Some(_) => {
+            let (stream, input) = docker.attach_with_stdin(&id).await?;
+            (stream.boxed(), Some(input))
+        }
+        None => (docker.attach(&id).await?.boxed(), None),
+    };
+    docker.start(&id, &runtime.name).await?;
+    output.event(ids.event(RuntimePayload::DockerContainerStatus {
+        status: ContainerStatus::Running,
+        service: runtime.service.clone(),
+        message: Some("Runtime container started".to_string()),
+    }));
+    Ok((id, stream, stdin))
+}
+
+/// The runtime container's demultiplexed output.
+type RuntimeOutput = futures::stream::BoxStream<'static, Result<LogOutput, bollard::errors::Error>>;
+/// The runtime container's stdin.
+type RuntimeInput = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
 
 /// Creates, attaches to and starts one skill container; the returned task turns its output into
 /// `skillStderr` events until the container ends.

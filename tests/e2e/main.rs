@@ -6,6 +6,7 @@ mod cli;
 mod config_rules;
 mod delegation;
 mod docker_run;
+mod endpoints;
 mod gc;
 mod hardening;
 mod interactive;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod forward;
 pub mod mock_llm;
 
 use std::collections::BTreeSet;
