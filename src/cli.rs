@@ -132,6 +132,9 @@ pub struct RunArgs {
     /// Show build output, skill stderr and container states.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Base images.
+    #[command(flatten)]
+    pub base_images: BaseImageArgs,
 }
 
 /// `build`.
@@ -152,6 +155,43 @@ pub struct BuildArgs {
     /// Show build and push output.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Base images.
+    #[command(flatten)]
+    pub base_images: BaseImageArgs,
+}
+
+/// Base images chosen on the command line; each beats its `[sandbox]` setting in perstack.toml.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BaseImageArgs {
+    /// Base image of skills run with `npx` or `node` (beats `[sandbox] nodeImage`).
+    #[arg(long, value_name = "IMAGE")]
+    pub node_image: Option<String>,
+    /// Base image of skills run with `uvx`, `python` or `python3` (beats `[sandbox] pythonImage`).
+    #[arg(long, value_name = "IMAGE")]
+    pub python_image: Option<String>,
+    /// Base image of skills with any other command (beats `[sandbox] skillImage`).
+    #[arg(long, value_name = "IMAGE")]
+    pub skill_image: Option<String>,
+    /// Base image of the workspace tools, for a useful `exec` (beats `[sandbox] workspaceImage`).
+    #[arg(long, value_name = "IMAGE")]
+    pub workspace_image: Option<String>,
+}
+
+impl BaseImageArgs {
+    /// Puts the images given on the command line in place of the file's.
+    pub fn apply(&self, sandbox: &mut crate::config::SandboxConfig) {
+        let pairs = [
+            (&self.node_image, &mut sandbox.node_image),
+            (&self.python_image, &mut sandbox.python_image),
+            (&self.skill_image, &mut sandbox.skill_image),
+            (&self.workspace_image, &mut sandbox.workspace_image),
+        ];
+        for (flag, setting) in pairs {
+            if let Some(image) = flag {
+                *setting = Some(image.clone());
+            }
+        }
+    }
 }
 
 /// `gc`.
@@ -242,4 +282,37 @@ pub struct BaseSkillArgs {
     /// The workspace folder.
     #[arg(long)]
     pub workspace: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn base_image_flags_beat_the_sandbox_table_and_leave_the_rest() {
+        let cli = Cli::parse_from([
+            "perstack-sandbox",
+            "run",
+            "--python-image",
+            "py:cli",
+            "--workspace-image",
+            "ws:cli",
+            "main",
+            "q",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("run");
+        };
+        let mut sandbox = crate::config::SandboxConfig {
+            python_image: Some("py:file".into()),
+            node_image: Some("node:file".into()),
+            ..Default::default()
+        };
+        args.base_images.apply(&mut sandbox);
+        assert_eq!(sandbox.python_image.as_deref(), Some("py:cli"));
+        assert_eq!(sandbox.workspace_image.as_deref(), Some("ws:cli"));
+        assert_eq!(sandbox.node_image.as_deref(), Some("node:file"));
+        assert_eq!(sandbox.skill_image, None);
+    }
 }

@@ -28,10 +28,11 @@ use super::artifacts;
 /// Runs the command: prints each reference it tagged (and pushed) on stdout, progress on
 /// stderr.
 pub async fn run(args: BuildArgs) -> Exit {
-    let (_, loaded) = match super::load_config(args.config.as_deref()) {
+    let (_, mut loaded) = match super::load_config(args.config.as_deref()) {
         Ok(found) => found,
         Err(exit) => return exit,
     };
+    args.base_images.apply(&mut loaded.config.sandbox);
     let config = &loaded.config;
     let Some(expert) = config.experts.get(&args.expert) else {
         let known: Vec<&str> = config.experts.keys().map(String::as_str).collect();

@@ -50,7 +50,7 @@ pub async fn run(mut args: RunArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let (cwd, loaded) = match &image {
+    let (cwd, mut loaded) = match &image {
         Some(source) => match std::env::current_dir() {
             Ok(cwd) => (cwd, source.loaded.clone()),
             Err(error) => {
@@ -63,6 +63,10 @@ pub async fn run(mut args: RunArgs) -> Exit {
             Err(exit) => return exit,
         },
     };
+    // A versioned image pins its own images; only a run from perstack.toml takes other bases.
+    if image.is_none() {
+        args.base_images.apply(&mut loaded.config.sandbox);
+    }
     let env_map = match config::env::load(
         &cwd,
         &args.env_path,

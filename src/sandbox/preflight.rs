@@ -526,7 +526,7 @@ pub fn missing_base_images(uses: &[BaseImageUse], present: impl Fn(&str) -> bool
         .map(|u| Problem {
             location: None,
             message: format!(
-                "base image `{}` is not available locally (needed by {}); {MISSING_BASE_IMAGE_HINT}, or change {} in perstack.toml",
+                "base image `{}` is not available locally (needed by {}); {MISSING_BASE_IMAGE_HINT}, or change {} in perstack.toml (or override it with --workspace-image, --node-image, --python-image or --skill-image)",
                 u.image,
                 u.users.join(", "),
                 u.settings.join(" / ")
@@ -780,7 +780,7 @@ endpoint = "https://mcp.example.com/sse"
         assert_eq!(
             problems[0].message,
             format!(
-                "base image `py:local` is not available locally (needed by base-skill, skill `time`); {MISSING_BASE_IMAGE_HINT}, or change [sandbox] workspaceImage / [sandbox] pythonImage in perstack.toml"
+                "base image `py:local` is not available locally (needed by base-skill, skill `time`); {MISSING_BASE_IMAGE_HINT}, or change [sandbox] workspaceImage / [sandbox] pythonImage in perstack.toml (or override it with --workspace-image, --node-image, --python-image or --skill-image)"
             )
         );
         assert!(MISSING_BASE_IMAGE_HINT.contains("make test-images"));

@@ -174,3 +174,22 @@ fn a_missing_workspace_image_stops_the_run_before_any_container_and_says_how_to_
     );
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
+
+#[test]
+fn a_base_image_flag_beats_the_files_setting() {
+    if !crate::support::require_bookworm_image() {
+        return;
+    }
+    // The file names an image that is not here; the flag names one that is.
+    let run = TestRun::new("e2e/missing-workspace-image/perstack.toml", "nothing")
+        .arg("--workspace-image")
+        .arg(crate::support::BOOKWORM_IMAGE);
+    let done = run.run();
+    done.assert_code(0);
+    assert!(
+        !done.stderr.contains("not available locally"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
