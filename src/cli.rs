@@ -16,6 +16,8 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process; boxing the big `run` arguments would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run an Expert on a query, in containers (with --image, a versioned image's Expert).
     #[command(allow_missing_positional = true)]
