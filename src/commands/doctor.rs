@@ -237,7 +237,12 @@ fn probe_image() -> ImageSpec {
         files: vec![ContextFile {
             path: "/probe".to_string(),
             mode: 0o644,
-            contents: Bytes::from_static(b"perstack-sandbox doctor\n"),
+            // Unique per check: two doctors at once (CI runs them in parallel) must not build
+            // and remove the same tag under each other.
+            contents: Bytes::from(format!(
+                "perstack-sandbox doctor {}\n",
+                crate::ids::new_id()
+            )),
         }],
         config: ImageConfig::default(),
         labels: base_labels(ImageRole::Runtime),

@@ -329,8 +329,10 @@ fn an_unreachable_docker_engine_exits_5_naming_where_we_looked() {
     let done = run.run();
     done.assert_code(5);
     assert!(
-        done.stderr
-            .contains("no Docker engine answered at unix:///nonexistent.sock"),
+        done.stderr.contains("no Docker engine answered")
+            && done
+                .stderr
+                .contains("unix:///nonexistent.sock (DOCKER_HOST is set)"),
         "{}",
         done.stderr
     );
