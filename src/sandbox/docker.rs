@@ -91,6 +91,30 @@ fn is_being_removed(error: &bollard::errors::Error) -> bool {
     )
 }
 
+/// Reads a push or pull progress stream to its end: each status line goes to `on_line`; an
+/// error in the stream (`errorDetail`) or of the stream fails `action`.
+async fn drain_registry_stream<T>(
+    stream: &mut (impl Stream<Item = Result<T, bollard::errors::Error>> + Unpin),
+    action: &str,
+    parts: impl Fn(T) -> (Option<String>, Option<String>),
+    on_line: &mut impl FnMut(&str),
+) -> Result<(), DockerError> {
+    let failed = |message: String| DockerError::Registry {
+        action: action.to_string(),
+        message,
+    };
+    while let Some(item) = stream.next().await {
+        let (error, status) = parts(item.map_err(|e| failed(e.to_string()))?);
+        if let Some(error) = error {
+            return Err(failed(error));
+        }
+        if let Some(status) = status {
+            on_line(&status);
+        }
+    }
+    Ok(())
+}
+
 fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
         error,
@@ -881,20 +905,13 @@ impl DockerClient {
             }),
             None,
         );
-        let failed = |message: String| DockerError::Registry {
-            action: format!("push {reference}"),
-            message,
-        };
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| failed(e.to_string()))?;
-            if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                return Err(failed(error));
-            }
-            if let Some(status) = info.status {
-                on_line(&status);
-            }
-        }
-        Ok(())
+        drain_registry_stream(
+            &mut stream,
+            &format!("push {reference}"),
+            |info| (info.error_detail.and_then(|d| d.message), info.status),
+            &mut on_line,
+        )
+        .await
     }
 
     /// Pulls `reference` from its registry, anonymously. Progress lines go to `on_line`.
@@ -913,20 +930,13 @@ impl DockerClient {
             None,
             None,
         );
-        let failed = |message: String| DockerError::Registry {
-            action: format!("pull {reference}"),
-            message,
-        };
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| failed(e.to_string()))?;
-            if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                return Err(failed(error));
-            }
-            if let Some(status) = info.status {
-                on_line(&status);
-            }
-        }
-        Ok(())
+        drain_registry_stream(
+            &mut stream,
+            &format!("pull {reference}"),
+            |info| (info.error_detail.and_then(|d| d.message), info.status),
+            &mut on_line,
+        )
+        .await
     }
 
     /// Reads one file out of an image without running it: creates a container that never

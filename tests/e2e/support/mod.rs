@@ -352,36 +352,27 @@ impl Finished {
 
 /// Waits until `child`'s stdout shows a line containing `needle`; returns what was read.
 pub fn read_until(child: &mut Child, needle: &str, limit: Duration) -> Vec<u8> {
-    use std::io::Read;
     let stdout = child.stdout.as_mut().expect("piped stdout");
-    let started = Instant::now();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while started.elapsed() < limit {
-        let n = stdout.read(&mut buf).expect("read stdout");
-        if n == 0 {
-            break;
-        }
-        seen.extend_from_slice(&buf[..n]);
-        if String::from_utf8_lossy(&seen).contains(needle) {
-            return seen;
-        }
-    }
-    panic!(
-        "`{needle}` did not appear within {limit:?}; got:\n{}",
-        String::from_utf8_lossy(&seen)
-    );
+    read_stream_until(stdout, "stdout", needle, limit)
 }
 
 /// Waits until `child`'s stderr shows `needle`; returns what was read.
 pub fn read_stderr_until(child: &mut Child, needle: &str, limit: Duration) -> Vec<u8> {
-    use std::io::Read;
     let stderr = child.stderr.as_mut().expect("piped stderr");
+    read_stream_until(stderr, "stderr", needle, limit)
+}
+
+fn read_stream_until(
+    stream: &mut impl std::io::Read,
+    name: &str,
+    needle: &str,
+    limit: Duration,
+) -> Vec<u8> {
     let started = Instant::now();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while started.elapsed() < limit {
-        let n = stderr.read(&mut buf).expect("read stderr");
+        let n = stream.read(&mut buf).expect("read the child's output");
         if n == 0 {
             break;
         }
@@ -391,7 +382,7 @@ pub fn read_stderr_until(child: &mut Child, needle: &str, limit: Duration) -> Ve
         }
     }
     panic!(
-        "`{needle}` did not appear on stderr within {limit:?}; got:\n{}",
+        "`{needle}` did not appear on {name} within {limit:?}; got:\n{}",
         String::from_utf8_lossy(&seen)
     );
 }
