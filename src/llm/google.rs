@@ -505,17 +505,8 @@ mod tests {
     use super::*;
     use crate::event::Message;
     use crate::llm::ToolSpec;
-    use crate::llm::test_server::{Reply, TestServer, pieces};
+    use crate::llm::test_server::{Reply, TestServer, message, pieces};
     use std::sync::Mutex;
-
-    fn message(kind: MessageKind, contents: Vec<Part>) -> Message {
-        Message {
-            kind,
-            id: "m".into(),
-            contents,
-            cache: None,
-        }
-    }
 
     fn call(id: &str, name: &str, args: Value) -> Part {
         Part::ToolCallPart {

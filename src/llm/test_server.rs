@@ -7,6 +7,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, Notify};
 
+/// A message with a fixed id, for building request conversations in provider tests.
+pub fn message(
+    kind: crate::event::MessageKind,
+    contents: Vec<crate::event::Part>,
+) -> crate::event::Message {
+    crate::event::Message {
+        kind,
+        id: "m".into(),
+        contents,
+        cache: None,
+    }
+}
+
 /// One scripted response. The body goes out in `pieces`, each in its own write, and ends when
 /// the server closes the connection.
 #[derive(Debug, Clone)]
