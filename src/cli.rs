@@ -89,13 +89,15 @@ pub struct RunArgs {
     /// Retries per generation.
     #[arg(long, value_name = "N")]
     pub max_retries: Option<u32>,
-    /// Time limit per generation, in milliseconds (Perstack's meaning; default 300000).
-    #[arg(long, value_name = "MS")]
-    pub timeout: Option<u64>,
-    /// Time limit for the whole run, from the first image lookup to the runtime's exit:
-    /// `90s`, `30m`, `2h`, or seconds (default: timeout × max-steps).
+    /// Time limit for the whole run, from the first image lookup to the runtime's exit: a
+    /// number of milliseconds (`60000`) or `90s`, `30m`, `2h`. No generation may take longer
+    /// either (default: the generation timeout × max-steps).
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
-    pub run_timeout: Option<std::time::Duration>,
+    pub timeout: Option<std::time::Duration>,
+    /// Time limit per generation, milliseconds or `90s`, `5m` (default: `timeout` in
+    /// perstack.toml, else 300000).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub generation_timeout: Option<std::time::Duration>,
     /// Memory limit per container: `512m`, `2g`, or bytes (default: `[sandbox] memory`, else 2g).
     #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_memory_limit)]
     pub memory: Option<i64>,

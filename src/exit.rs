@@ -5,8 +5,7 @@
 pub enum Exit {
     /// The run completed (or the command succeeded).
     Success,
-    /// The run stopped with an error, the runtime failed (or ran out of memory), or
-    /// `--run-timeout` struck.
+    /// The run stopped with an error, or the runtime failed (or ran out of memory).
     RunFailed,
     /// Bad usage, an invalid `perstack.toml`, a refused workspace or a failed preflight check:
     /// nothing was started.
@@ -17,6 +16,9 @@ pub enum Exit {
     Interactive,
     /// Docker is unavailable or failed.
     Docker,
+    /// The whole run's time limit (`--timeout`, else generation timeout × max-steps) struck;
+    /// 124 as with coreutils' `timeout`.
+    TimedOut,
     /// Stopped by SIGINT (Ctrl-C): after the step under way, or at once on the second Ctrl-C.
     Interrupted,
     /// Stopped at once by SIGTERM.
@@ -33,8 +35,48 @@ impl Exit {
             Exit::MaxSteps => 3,
             Exit::Interactive => 4,
             Exit::Docker => 5,
+            Exit::TimedOut => 124,
             Exit::Interrupted => 130,
             Exit::Terminated => 143,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Exit; 9] = [
+        Exit::Success,
+        Exit::RunFailed,
+        Exit::Usage,
+        Exit::MaxSteps,
+        Exit::Interactive,
+        Exit::Docker,
+        Exit::TimedOut,
+        Exit::Interrupted,
+        Exit::Terminated,
+    ];
+
+    #[test]
+    fn every_ending_has_its_own_code_and_the_readme_lists_exactly_these() {
+        let mut codes: Vec<i32> = ALL.iter().map(|exit| exit.code()).collect();
+        codes.sort_unstable();
+        let mut distinct = codes.clone();
+        distinct.dedup();
+        assert_eq!(codes, distinct, "two endings share a code");
+
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("## Exit codes")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has an \"Exit codes\" section");
+        let mut documented: Vec<i32> = table
+            .lines()
+            .filter_map(|line| line.strip_prefix("| ")?.split(' ').next()?.parse().ok())
+            .collect();
+        documented.sort_unstable();
+        assert_eq!(documented, codes);
     }
 }

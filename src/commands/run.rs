@@ -381,7 +381,8 @@ pub async fn run(mut args: RunArgs) -> Exit {
                 RunError::BaseImageMissing { .. }
                 | RunError::MountPoint { .. }
                 | RunError::Versioned(_) => Exit::Usage,
-                RunError::TimedOut(_) | RunError::ProxyConfig(_) => Exit::RunFailed,
+                RunError::TimedOut(_) => Exit::TimedOut,
+                RunError::ProxyConfig(_) => Exit::RunFailed,
             }
         }
     }
@@ -523,10 +524,7 @@ fn resolve_settings(args: &RunArgs, config: &config::Config) -> Result<RunSettin
             .max_retries
             .or(config.max_retries)
             .unwrap_or(DEFAULT_MAX_RETRIES),
-        timeout_ms: args
-            .timeout
-            .or(config.timeout)
-            .unwrap_or(DEFAULT_TIMEOUT_MS),
+        timeout_ms: generation_timeout_ms(args, config),
         // Perstack's default budget is `low`.
         reasoning_budget: reasoning_budget.or_else(|| Some("low".to_string())),
     })
@@ -550,10 +548,29 @@ fn limits(args: &RunArgs, config: &config::Config) -> Limits {
     }
 }
 
-/// How long the whole run may take: `--run-timeout`, else Perstack's docker bound of
-/// timeout × max-steps (PERSTACK-COMPAT.md §8).
+/// How long one generation may take: `--generation-timeout` > `timeout` in perstack.toml > the
+/// default; never longer than `--timeout`, the whole run's limit, so a Perstack command line's
+/// `--timeout 60000` still bounds each generation to a minute too.
+fn generation_timeout_ms(args: &RunArgs, config: &config::Config) -> u64 {
+    let generation = args
+        .generation_timeout
+        .map(millis)
+        .or(config.timeout)
+        .unwrap_or(DEFAULT_TIMEOUT_MS);
+    match args.timeout {
+        Some(run) => generation.min(millis(run)),
+        None => generation,
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long the whole run may take: `--timeout`, else Perstack's docker bound of
+/// generation timeout × max-steps (PERSTACK-COMPAT.md §8).
 fn run_limit(args: &RunArgs, settings: &RunSettings) -> Duration {
-    args.run_timeout.unwrap_or_else(|| {
+    args.timeout.unwrap_or_else(|| {
         Duration::from_millis(
             settings
                 .timeout_ms
@@ -611,7 +628,7 @@ mod tests {
                 "3",
                 "--max-retries",
                 "0",
-                "--timeout",
+                "--generation-timeout",
                 "50",
                 "--reasoning-budget",
                 "1500",
@@ -670,23 +687,39 @@ mod tests {
     }
 
     #[test]
-    fn the_run_limit_is_run_timeout_else_timeout_times_max_steps() {
-        let settings = resolve_settings(&args(&[]), &config("")).expect("settings");
+    fn timeout_bounds_the_whole_run_else_generation_timeout_times_max_steps() {
+        let file = config("timeout = 1000\nmaxSteps = 7\n");
+        let settings = |argv: &[&str]| resolve_settings(&args(argv), &file).expect("settings");
+        let limit = |argv: &[&str]| run_limit(&args(argv), &settings(argv));
+        // No --timeout: Perstack's docker bound, generation timeout × max-steps.
+        assert_eq!(limit(&[]), Duration::from_secs(7));
         assert_eq!(
-            run_limit(
-                &args(&["--timeout", "1000", "--max-steps", "7"]),
-                &RunSettings {
-                    timeout_ms: 1000,
-                    max_steps: 7,
-                    ..settings.clone()
-                }
-            ),
-            Duration::from_secs(7)
+            limit(&["--generation-timeout", "2s", "--max-steps", "3"]),
+            Duration::from_secs(6)
         );
+        // --timeout is the whole run's limit, in Perstack's milliseconds or with a unit.
+        assert_eq!(limit(&["--timeout", "60000"]), Duration::from_secs(60));
+        assert_eq!(limit(&["--timeout", "30m"]), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn no_generation_outlives_the_run() {
+        let file = config("timeout = 90000\n");
+        let generation = |argv: &[&str]| {
+            resolve_settings(&args(argv), &file)
+                .expect("settings")
+                .timeout_ms
+        };
+        assert_eq!(generation(&[]), 90_000);
+        assert_eq!(generation(&["--generation-timeout", "2m"]), 120_000);
+        // A run limit shorter than a generation's caps the generation too.
+        assert_eq!(generation(&["--timeout", "5000"]), 5_000);
         assert_eq!(
-            run_limit(&args(&["--run-timeout", "30m"]), &settings),
-            Duration::from_secs(1800)
+            generation(&["--timeout", "5000", "--generation-timeout", "1s"]),
+            1_000
         );
+        // A longer one leaves the generation's limit alone.
+        assert_eq!(generation(&["--timeout", "1h"]), 90_000);
     }
 
     #[test]
@@ -695,7 +728,9 @@ mod tests {
             &["--memory", "1m"][..],
             &["--cpus", "0"],
             &["--pids", "0"],
-            &["--run-timeout", "0s"],
+            &["--timeout", "0"],
+            &["--timeout", "soon"],
+            &["--generation-timeout", "0s"],
         ] {
             let mut argv = vec!["perstack-sandbox", "run"];
             argv.extend_from_slice(bad);

@@ -1,4 +1,5 @@
-//! Values of the run's limit flags (`--memory`, `--cpus`, `--run-timeout`), parsed with the same
+//! Values of the run's limit flags (`--memory`, `--cpus`, `--timeout`, `--generation-timeout`), parsed
+//! with the same
 //! rules `[sandbox]` uses, so a flag and the file accept the same spellings.
 
 use std::time::Duration;
@@ -31,24 +32,29 @@ pub fn parse_cpus(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `--run-timeout`: `500ms`, `90s`, `30m`, `2h`, or a bare number of seconds; more than zero.
+/// `--timeout` and `--generation-timeout`: `500ms`, `90s`, `30m`, `2h`, or a bare number of
+/// milliseconds (Perstack's spelling, `--timeout 60000`); more than zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let trimmed = s.trim();
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
-    let bad = || format!("\"{s}\" is not a duration; expected e.g. 90s, 30m, 2h or 500ms");
+    let bad = || {
+        format!(
+            "\"{s}\" is not a duration; expected milliseconds like 60000, or 90s, 30m, 2h, 500ms"
+        )
+    };
     let n: u64 = number.parse().map_err(|_| bad())?;
     let duration = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
+        "" | "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
         "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
         _ => return Err(bad()),
     };
     if duration.is_zero() {
-        return Err(format!("\"{s}\": the run needs more than no time at all"));
+        return Err(format!("\"{s}\": a time limit must be more than zero"));
     }
     Ok(duration)
 }
@@ -78,8 +84,9 @@ mod tests {
     }
 
     #[test]
-    fn durations_have_a_unit_or_mean_seconds() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+    fn durations_have_a_unit_or_mean_milliseconds_as_in_perstack() {
+        assert_eq!(parse_duration("60000"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1500"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));

@@ -60,7 +60,7 @@ pub enum RunError {
     Versioned(#[from] super::versioned::VersionedError),
     /// The whole run took longer than allowed.
     #[error(
-        "the run did not finish within {0:?}; it was stopped (the job keeps its last checkpoint: continue with --continue, or allow more with --run-timeout)"
+        "the run did not finish within {0:?}; it was stopped (the job keeps its last checkpoint: continue with --continue, or allow more with --timeout)"
     )]
     TimedOut(Duration),
 }

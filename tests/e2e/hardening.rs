@@ -1,7 +1,8 @@
 //! Hardening, limits, signals and exit codes, against the real engine: every container a run
 //! makes carries every hardening setting; programs that try to take the machine are held by the
 //! limits; a workspace that would expose the host is refused; Ctrl-C stops gracefully once and
-//! at once the second time; `--run-timeout` bounds the run; each ending has its exit code.
+//! at once the second time; `--timeout` bounds the whole run and `--generation-timeout` each
+//! generation; each ending has its exit code.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -447,17 +448,17 @@ fn a_second_ctrl_c_stops_at_once() {
 }
 
 #[test]
-fn run_timeout_bounds_the_whole_run() {
+fn timeout_bounds_the_whole_run() {
     if !require_docker() {
         return;
     }
     // Per generation the mock is instant and the tool call is not a generation: only the
     // whole-run bound can stop this minute-long sleep.
     let run = TestRun::new("e2e/slow/perstack.toml", "slow")
-        .arg("--run-timeout")
+        .arg("--timeout")
         .arg("20s");
     let done = run.run();
-    done.assert_code(1);
+    done.assert_code(124);
     assert!(
         done.stderr.contains("the run did not finish within 20s"),
         "{}",
@@ -468,19 +469,21 @@ fn run_timeout_bounds_the_whole_run() {
         "{}",
         done.stdout
     );
+    // No generation may outlive the run either.
+    assert_eq!(done.of_type("initializeRuntime")[0]["timeout"], 20_000);
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
 
 #[test]
-fn timeout_stays_perstacks_limit_per_generation() {
+fn generation_timeout_bounds_each_generation() {
     if !require_docker() {
         return;
     }
-    // Step 1's generation is instant, step 2's takes 4 s: a one-second --timeout fails only
-    // the second, however much time the whole run would still have.
+    // Step 1's generation is instant, step 2's takes 4 s: a one-second --generation-timeout
+    // fails only the second, however much time the whole run would still have.
     let run = TestRun::new("e2e/jobs/perstack.toml", "jobs")
         .host_env("JOBS_TOKEN", "t")
-        .arg("--timeout")
+        .arg("--generation-timeout")
         .arg("1000")
         .arg("--max-retries")
         .arg("0");
