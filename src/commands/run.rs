@@ -26,13 +26,26 @@ use super::run_image::ImageSource;
 
 /// Runs the command; returns the exit code. Errors are printed here, to stderr.
 pub async fn run(mut args: RunArgs) -> Exit {
+    // `--timeout` counts from here: pulling a versioned image is part of the run.
+    let started = std::time::Instant::now();
     // `--image`: the Expert and its config come from a versioned image, not perstack.toml.
     let image = match &args.image {
         None => None,
-        Some(reference) => match ImageSource::open(reference, args.verbose).await {
-            Ok(source) => Some(source),
-            Err(exit) => return exit,
-        },
+        Some(reference) => {
+            let open = ImageSource::open(reference, args.verbose);
+            let opened = match args.timeout {
+                Some(limit) => tokio::time::timeout(limit, open).await.map_err(|_| limit),
+                None => Ok(open.await),
+            };
+            match opened {
+                Ok(Ok(source)) => Some(source),
+                Ok(Err(exit)) => return exit,
+                Err(limit) => {
+                    eprintln!("error: {}", RunError::TimedOut(limit));
+                    return Exit::TimedOut;
+                }
+            }
+        }
     };
     if let Some(source) = &image {
         match source.expert(&args.expert) {
@@ -178,7 +191,9 @@ pub async fn run(mut args: RunArgs) -> Exit {
             Job::new(&job_id, &args.expert, settings.max_steps, now)
         }
     };
-    let limit = run_limit(&args, &settings);
+    let run_limit = run_limit(&args, &settings);
+    // What is left of it: a versioned image's pull counted.
+    let limit = run_limit.saturating_sub(started.elapsed());
     if let Some(warning) = &base_skill_user.warning {
         eprintln!("note: {warning}");
     }
@@ -375,6 +390,11 @@ pub async fn run(mut args: RunArgs) -> Exit {
             }
         },
         Ok(Err(error)) => {
+            let error = match error {
+                // Said with the limit the user set, not what was left of it at the start.
+                RunError::TimedOut(_) => RunError::TimedOut(run_limit),
+                other => other,
+            };
             eprintln!("error: {error}");
             match error {
                 RunError::Docker(_) => Exit::Docker,

@@ -330,3 +330,38 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         .expect("ps");
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "");
 }
+
+#[test]
+fn timeout_bounds_the_pull_of_a_versioned_image_too() {
+    if !require_docker() {
+        return;
+    }
+    // A "registry" that accepts connections and never answers: the engine's pull would hang
+    // for as long as its own timeouts allow; --timeout stops the run, pull included.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in silent.incoming().take(8).flatten() {
+            open.push(stream);
+        }
+    });
+    let reference = format!("127.0.0.1:{port}/perstack-sandbox-e2e/silent:1");
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(binary())
+        .args(["run", "--image", &reference, "--timeout", "3s", "--json"])
+        .arg("Anyone there?")
+        .current_dir(elsewhere.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let done = finished(out.status.code(), out.stdout, out.stderr);
+    done.assert_code(124);
+    assert!(
+        done.stderr.contains("the run did not finish within 3s"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(image_id(&reference), None);
+    drop(held);
+}
