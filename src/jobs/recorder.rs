@@ -1,17 +1,20 @@
 //! Storing a run as its events are relayed: every run event as a file, every checkpoint an event
-//! carries, and `job.json` kept up to date.
+//! carries, `job.json` kept up to date, and a `run-setting.json` for every run segment — the
+//! controller writes the first one; delegates' runs and the segments a parent resumes in after
+//! its delegates get theirs when their `startRun` arrives.
 //!
 //! The relay hands each line over and goes on at once; a thread of the recorder's own does the
 //! file I/O, in arrival order, so a slow disk never holds up the event stream. A file that cannot
 //! be written is reported on stderr and the run goes on: stdout stays the complete record.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc;
 
 use serde_json::Value;
 
 use super::JobsError;
 use super::job::{Job, JobStatus};
-use super::run_setting::RunSetting;
+use super::run_setting::{RunInput, RunSetting};
 use super::store::JobStore;
 use crate::event::{Event, EventBody, Usage};
 
@@ -25,7 +28,10 @@ pub struct Recorder {
 struct Writer {
     store: JobStore,
     job: Job,
-    run_id: String,
+    /// The controller's run setting: the other segments' are made from it.
+    setting: RunSetting,
+    /// Runs whose `run-setting.json` is stored.
+    runs: BTreeSet<String>,
     failures: usize,
 }
 
@@ -38,7 +44,8 @@ impl Recorder {
         let mut writer = Writer {
             store,
             job,
-            run_id: setting.run_id.clone(),
+            setting: setting.clone(),
+            runs: BTreeSet::from([setting.run_id.clone()]),
             failures: 0,
         };
         let (lines, received) = mpsc::channel::<String>();
@@ -94,6 +101,9 @@ impl Writer {
         let text = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("");
         let number = |name: &str| value.get(name).and_then(Value::as_u64).unwrap_or(0);
         let (event_type, step) = (text("type"), number("stepNumber"));
+        if event_type == "startRun" && !self.runs.contains(text("runId")) {
+            self.store_run_setting(&value)?;
+        }
         self.store.write_event(
             &self.job.id,
             text("runId"),
@@ -131,6 +141,30 @@ impl Writer {
         self.store.write_job(&self.job)
     }
 
+    /// A new segment's `run-setting.json`: the controller's, with this run's id, Expert, start
+    /// and query (a delegate's query; a parent resuming after its delegates has none).
+    fn store_run_setting(&mut self, start_run: &Value) -> Result<(), JobsError> {
+        let text = |name: &str| start_run.get(name).and_then(Value::as_str).unwrap_or("");
+        let started = start_run
+            .get("timestamp")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(crate::ids::now_ms);
+        let setting = RunSetting {
+            run_id: text("runId").to_string(),
+            expert_key: text("expertKey").to_string(),
+            input: RunInput {
+                text: query(start_run),
+                interactive_tool_call_result: None,
+            },
+            started_at: started,
+            updated_at: started,
+            ..self.setting.clone()
+        };
+        self.store.store_run_setting(&setting)?;
+        self.runs.insert(setting.run_id);
+        Ok(())
+    }
+
     fn failed(&mut self, error: &JobsError) {
         self.failures += 1;
         if self.failures == 1 {
@@ -150,11 +184,10 @@ impl Writer {
         if let Err(error) = self.store.write_job(&self.job) {
             self.failed(&error);
         }
-        if let Err(error) = self
-            .store
-            .touch_run_setting(&self.job.id, &self.run_id, now)
-        {
-            self.failed(&error);
+        for run_id in std::mem::take(&mut self.runs) {
+            if let Err(error) = self.store.touch_run_setting(&self.job.id, &run_id, now) {
+                self.failed(&error);
+            }
         }
         if self.failures > 1 {
             eprintln!(
@@ -163,4 +196,22 @@ impl Writer {
             );
         }
     }
+}
+
+/// The text of a `startRun`'s user message: what the run was asked.
+fn query(start_run: &Value) -> Option<String> {
+    let message = start_run
+        .get("inputMessages")?
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m.get("type").and_then(Value::as_str) == Some("userMessage"))?;
+    let text: Vec<&str> = message
+        .get("contents")?
+        .as_array()?
+        .iter()
+        .filter(|part| part.get("type").and_then(Value::as_str) == Some("textPart"))
+        .filter_map(|part| part.get("text").and_then(Value::as_str))
+        .collect();
+    (!text.is_empty()).then(|| text.join("\n"))
 }

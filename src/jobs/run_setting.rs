@@ -49,7 +49,7 @@ pub struct RunSetting {
     pub job_id: String,
     /// This run.
     pub run_id: String,
-    /// The coordinator Expert.
+    /// The Expert this run runs: the coordinator, or a delegate in a delegate's run.
     pub expert_key: String,
     /// What the run was asked.
     pub input: RunInput,

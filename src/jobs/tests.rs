@@ -262,10 +262,22 @@ async fn a_recorded_run_has_perstacks_layout() {
             "step": step(1),
             "nextCheckpoint": checkpoint("cp1-next", "j1", "r1", "main", 2, "proceeding"),
         })),
-        // A delegate's run: its own runId and Expert.
+        // A delegate's run: its own runId and Expert, and its own run setting.
+        line("startRun", "helper", "child", 2, 25, json!({
+            "initialCheckpoint": checkpoint("cp-child-0", "j1", "child", "helper", 2, "init"),
+            "inputMessages": [
+                {"type": "instructionMessage", "id": "m1", "contents": [{"type": "textPart", "id": "p1", "text": "You help."}]},
+                {"type": "userMessage", "id": "m2", "contents": [{"type": "textPart", "id": "p2", "text": "Help with this"}]},
+            ],
+        })),
         line("completeRun", "helper", "child", 2, 30, json!({
             "checkpoint": checkpoint("cp-child", "j1", "child", "helper", 2, "completed"),
             "step": step(2), "text": "helped", "usage": usage(1),
+        })),
+        // The coordinator resumes in a new segment, with nothing new to say.
+        line("startRun", "main", "r2", 3, 35, json!({
+            "initialCheckpoint": checkpoint("cp2", "j1", "r2", "main", 3, "proceeding"),
+            "inputMessages": [],
         })),
         line("streamRunResult", "main", "r1", 3, 40, json!({"delta": "Do"})),
         line("completeRun", "main", "r1", 3, 50, json!({
@@ -302,8 +314,36 @@ async fn a_recorded_run_has_perstacks_layout() {
     );
     assert_eq!(
         names(&store.run_dir("j1", "child")),
-        ["event-30-2-completeRun.json"]
+        [
+            "event-25-2-startRun.json",
+            "event-30-2-completeRun.json",
+            "run-setting.json"
+        ]
     );
+    // Every segment has its run setting: the controller's, with the segment's run, Expert and
+    // query.
+    let stored = |run: &str| -> Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(store.run_dir("j1", run).join("run-setting.json"))
+                .expect("run-setting.json"),
+        )
+        .expect("json")
+    };
+    let (coordinator, child, resumed) = (stored("r1"), stored("child"), stored("r2"));
+    assert_eq!(child["runId"], "child");
+    assert_eq!(child["expertKey"], "helper");
+    assert_eq!(child["input"], json!({"text": "Help with this"}));
+    assert_eq!(child["startedAt"], 25);
+    assert_eq!(resumed["expertKey"], "main");
+    assert_eq!(resumed["input"], json!({}));
+    for (key, value) in coordinator.as_object().expect("object") {
+        if !["runId", "expertKey", "input", "startedAt", "updatedAt"].contains(&key.as_str()) {
+            assert_eq!(&child[key], value, "{key}");
+        }
+    }
+    // The end of the job touches them all.
+    assert_eq!(child["updatedAt"], coordinator["updatedAt"]);
+    assert_eq!(resumed["updatedAt"], coordinator["updatedAt"]);
     // Event files hold the line exactly as relayed.
     assert_eq!(
         std::fs::read_to_string(
@@ -312,7 +352,7 @@ async fn a_recorded_run_has_perstacks_layout() {
                 .join("event-40-3-streamRunResult.json")
         )
         .expect("read"),
-        lines[4]
+        lines[6]
     );
     // job.json: pretty, completed by the coordinator's terminal event, with its usage.
     let text = std::fs::read_to_string(store.job_dir("j1").join("job.json")).expect("job.json");

@@ -126,6 +126,49 @@ fn delegates_run_in_parallel_nest_and_use_their_own_skills() {
         complete["text"],
         "Research says verified; the draft is in intro.md."
     );
+
+    // Every run segment — the lead's two, the researcher's two, the others' one each — is stored
+    // with its own run setting: its Expert, and a child's query.
+    let runs = run
+        .workspace
+        .path()
+        .join("perstack/jobs")
+        .join(&run.guard.job_id)
+        .join("runs");
+    let mut segments: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "startRun")
+        .map(|e| {
+            (
+                e["runId"].as_str().unwrap_or("").to_string(),
+                e["expertKey"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(segments.len(), 6, "{segments:?}");
+    for (run_id, expert) in &segments {
+        let path = runs.join(run_id).join("run-setting.json");
+        let setting: Value = serde_json::from_str(
+            &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        )
+        .expect("run setting");
+        assert_eq!(setting["runId"], run_id.as_str());
+        assert_eq!(&setting["expertKey"], expert.as_str());
+        assert_eq!(setting["providerConfig"]["providerName"], "mock");
+    }
+    segments.retain(|(_, expert)| expert == "fact-checker");
+    let asked = events
+        .iter()
+        .find(|e| e["expertKey"] == "researcher" && e["type"] == "callDelegate")
+        .expect("the researcher delegated");
+    let setting: Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join(&segments[0].0).join("run-setting.json")).expect("read"),
+    )
+    .expect("json");
+    assert_eq!(
+        setting["input"]["text"],
+        asked["toolCalls"][0]["args"]["query"]
+    );
     assert!(
         run.guard.leftovers().is_empty(),
         "{:?}",
