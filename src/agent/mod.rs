@@ -2,8 +2,9 @@
 //! … until `attemptCompletion` or a final answer, with `maxSteps` enforced — and delegation,
 //! interactive tools and continuation from a checkpoint.
 //!
-//! A *job* runs one coordinator Expert; each *run segment* (one `runId`) emits `startRun` and
-//! ends with a stop or a completion. Each state of the loop emits exactly one event, in
+//! A *job* runs one coordinator Expert; each *run segment* (one `runId`) is announced by
+//! `initializeRuntime` ([`initialize_runtime`]), emits `startRun` and ends with a stop or a
+//! completion. Each state of the loop emits exactly one event, in
 //! Perstack's order:
 //!
 //! ```text
@@ -47,8 +48,9 @@ use indexmap::IndexMap;
 
 use crate::config::Expert;
 use crate::event::{
-    Checkpoint, CheckpointStatus, DelegatedBy, Event, InteractiveToolCallResult, MessageKind, Part,
-    RunError, RunPayload, Step, ToolResult, Usage,
+    Checkpoint, CheckpointStatus, DelegatedBy, Event, InteractiveToolCall,
+    InteractiveToolCallResult, MessageKind, Part, RunError, RunPayload, RuntimePayload, Step,
+    ToolResult, Usage,
 };
 use crate::ids::{new_id, now_ms};
 use crate::llm::Provider;
@@ -185,6 +187,57 @@ pub enum ResumeError {
     UnknownExpert(String),
 }
 
+/// The `initializeRuntime` that announces run segment `run_id` of `expert`: Perstack emits one
+/// per segment (PERSTACK-COMPAT.md §3), carrying what the segment starts with — a query, or the
+/// answer to an interactive tool call; a parent resuming with its delegates' results has neither.
+pub fn initialize_runtime(
+    job_id: &str,
+    run_id: &str,
+    expert: &Expert,
+    experts: &IndexMap<String, Expert>,
+    settings: &RunSettings,
+    start: &Start,
+) -> Event {
+    let (query, answer) = match start {
+        Start::Fresh { query, .. }
+        | Start::Resume {
+            input: ResumeInput::Query(query),
+            ..
+        } => (Some(query.clone()), None),
+        Start::Resume {
+            input: ResumeInput::Answer(answer),
+            ..
+        } => (
+            None,
+            Some(InteractiveToolCall {
+                tool_name: answer.tool_name.clone(),
+                tool_call_id: answer.tool_call_id.clone(),
+                text: answer.text.clone(),
+            }),
+        ),
+        Start::Resume {
+            input: ResumeInput::Continue,
+            ..
+        } => (None, None),
+    };
+    Event::runtime(
+        job_id,
+        run_id,
+        RuntimePayload::InitializeRuntime {
+            runtime_version: env!("CARGO_PKG_VERSION").to_string(),
+            runtime: Some("docker".to_string()),
+            expert_name: expert.name.clone(),
+            experts: experts.keys().cloned().collect(),
+            model: settings.model.clone(),
+            max_steps: Some(settings.max_steps),
+            max_retries: settings.max_retries,
+            timeout: u64::try_from(settings.timeout.as_millis()).unwrap_or(u64::MAX),
+            query,
+            interactive_tool_call: answer,
+        },
+    )
+}
+
 /// One job: the coordinator's runs and its delegates', sharing a provider, the tools of every
 /// Expert of the closure, the event sink and the settings.
 pub struct Job<'a> {
@@ -208,14 +261,15 @@ use crate::event::EventSink;
 
 impl<'a> Job<'a> {
     /// Runs `expert_key` from `start` in run segment `run_id` (and, with delegation, the
-    /// segments after it) until it completes or stops.
+    /// segments after it) until it completes or stops. The first segment's `initializeRuntime`
+    /// is the caller's (it comes before the skills connect); every later one's is emitted here.
     pub async fn run(
         &'a self,
         expert_key: &str,
         run_id: &str,
         start: Start,
     ) -> Result<RunOutcome, ResumeError> {
-        self.run_expert(expert_key.to_string(), run_id.to_string(), start)
+        self.run_expert(expert_key.to_string(), run_id.to_string(), start, false)
             .await
             .map(|(outcome, _)| outcome)
     }
@@ -226,6 +280,7 @@ impl<'a> Job<'a> {
         expert_key: String,
         run_id: String,
         start: Start,
+        announce: bool,
     ) -> BoxFuture<'a, Result<(RunOutcome, Checkpoint), ResumeError>> {
         Box::pin(async move {
             let (expert, tools) = match (self.experts.get(&expert_key), self.tools.get(&expert_key))
@@ -233,6 +288,9 @@ impl<'a> Job<'a> {
                 (Some(expert), Some(tools)) => (expert, tools),
                 _ => return Err(ResumeError::UnknownExpert(expert_key)),
             };
+            if announce {
+                self.announce(expert, &run_id, &start);
+            }
             let (mut segment, mut input) = Segment::start(self, expert, tools, run_id, start)?;
             loop {
                 let checkpoint = match segment.drive(input.take()).await {
@@ -243,18 +301,29 @@ impl<'a> Job<'a> {
                     Ok(resumed) => resumed,
                     Err(stopped) => return Ok(stopped),
                 };
-                (segment, input) = Segment::start(
-                    self,
-                    expert,
-                    tools,
+                let (run_id, start) = (
                     new_id(),
                     Start::Resume {
                         checkpoint: resumed,
                         input: ResumeInput::Continue,
                     },
-                )?;
+                );
+                self.announce(expert, &run_id, &start);
+                (segment, input) = Segment::start(self, expert, tools, run_id, start)?;
             }
         })
+    }
+
+    /// Emits the `initializeRuntime` of a segment.
+    fn announce(&self, expert: &Expert, run_id: &str, start: &Start) {
+        self.sink.emit(initialize_runtime(
+            self.job_id,
+            run_id,
+            expert,
+            self.experts,
+            self.settings,
+            start,
+        ));
     }
 
     /// Runs the children a `stopRunByDelegate` checkpoint waits on. Returns the checkpoint to
@@ -289,6 +358,7 @@ impl<'a> Job<'a> {
                     usage,
                     delegated_by: Some(delegated_by),
                 },
+                true,
             )
         });
         let finished = futures::future::join_all(children).await;

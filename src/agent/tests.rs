@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::{InteractiveSkill, InteractiveTool, Skill};
-use crate::event::{EventBody, Message};
+use crate::event::{EventBody, Message, RuntimePayload};
 use crate::llm::mock::{MockProvider, MockScript};
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -397,10 +397,12 @@ async fn one_delegate_runs_as_a_child_and_the_parent_resumes_with_its_answer() {
             "callDelegate@1",
             "stopRunByDelegate@1",
             // The child: its own run, steps going on from the parent's.
+            "initializeRuntime",
             "startRun@2",
             "startGeneration@2",
             "completeRun@2",
             // The parent, resumed in a new segment after the child's last step.
+            "initializeRuntime",
             "startRun@3",
             "finishAllToolCalls@3",
             "continueToNextStep@3",
@@ -410,9 +412,32 @@ async fn one_delegate_runs_as_a_child_and_the_parent_resumes_with_its_answer() {
     );
     let runs: Vec<&str> = events.iter().map(|e| e.run_id.as_str()).collect();
     assert_eq!(runs[0], "r");
-    let child_run = runs[5];
-    let resumed_run = runs[8];
+    let child_run = runs[6];
+    let resumed_run = runs[10];
     assert!(child_run != "r" && resumed_run != "r" && child_run != resumed_run);
+    // Each later segment is announced by its own initializeRuntime (the first one is the
+    // runtime's, before its skills connect): the child's with its query, the resumed parent's
+    // with nothing new.
+    let announced: Vec<(&str, &str, Option<&str>)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Runtime(RuntimePayload::InitializeRuntime {
+                expert_name,
+                query,
+                interactive_tool_call: None,
+                max_steps: Some(10),
+                ..
+            }) => Some((e.run_id.as_str(), expert_name.as_str(), query.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        announced,
+        [
+            (child_run, "helper", Some("Find X")),
+            (resumed_run, "main", None)
+        ]
+    );
     assert_eq!(
         types_of(&events, "helper").len(),
         3,
@@ -429,7 +454,7 @@ async fn one_delegate_runs_as_a_child_and_the_parent_resumes_with_its_answer() {
     let Some(RunPayload::StartRun {
         initial_checkpoint,
         input_messages,
-    }) = events[5].run_payload()
+    }) = events[6].run_payload()
     else {
         panic!("child startRun");
     };
@@ -452,7 +477,7 @@ async fn one_delegate_runs_as_a_child_and_the_parent_resumes_with_its_answer() {
     );
 
     // The answer comes back as the delegate tool's result.
-    let Some(RunPayload::FinishAllToolCalls { new_messages }) = events[9].run_payload() else {
+    let Some(RunPayload::FinishAllToolCalls { new_messages }) = events[11].run_payload() else {
         panic!("finishAllToolCalls");
     };
     assert_eq!(
@@ -678,6 +703,7 @@ error = { status = 400, message = "bad request" }
     assert_eq!(
         types(&events)[5..],
         [
+            "initializeRuntime",
             "startRun@2",
             "startGeneration@2",
             "stopRunByError@2",

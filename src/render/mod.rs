@@ -65,13 +65,21 @@ impl Output {
         let (tx, mut rx) = mpsc::unbounded_channel::<Item>();
         let task = tokio::spawn(async move {
             let mut out = out;
+            let mut initialized = false;
             while let Some(item) = rx.recv().await {
                 let text = match (&item, mode) {
                     (Item::Event(e), Mode::Json) => Some(e.to_line() + "\n"),
                     (Item::Relayed(line, _), Mode::Json) => Some(format!("{line}\n")),
                     (Item::Event(e), Mode::Human { verbose, color })
                     | (Item::Relayed(_, Some(e)), Mode::Human { verbose, color }) => {
-                        render(e, verbose).map(|t| style(&t, color) + "\n")
+                        // Every run segment has its `initializeRuntime`; the first says what
+                        // runs, a child's `startRun` line says the rest.
+                        let again = is_initialize(e) && std::mem::replace(&mut initialized, true);
+                        if again {
+                            None
+                        } else {
+                            render(e, verbose).map(|t| style(&t, color) + "\n")
+                        }
                     }
                     (Item::Relayed(_, None), Mode::Human { .. }) => None,
                 };
@@ -101,6 +109,13 @@ impl Output {
 }
 
 const MAX_INLINE: usize = 160;
+
+fn is_initialize(event: &Event) -> bool {
+    matches!(
+        event.body,
+        EventBody::Runtime(RuntimePayload::InitializeRuntime { .. })
+    )
+}
 
 fn clip(s: &str, max: usize) -> String {
     let one_line = s.replace('\n', "⏎");
@@ -434,6 +449,56 @@ mod tests {
             .as_deref(),
             Some("  ↳ researcher answered in step 3: Yes.")
         );
+    }
+
+    #[tokio::test]
+    async fn only_the_first_segments_initialize_runtime_has_a_line() {
+        let initialize = |run: &str, name: &str| {
+            Event::runtime(
+                "j",
+                run,
+                RuntimePayload::InitializeRuntime {
+                    runtime_version: "0".into(),
+                    runtime: None,
+                    expert_name: name.into(),
+                    experts: vec![],
+                    model: "m".into(),
+                    max_steps: Some(5),
+                    max_retries: 1,
+                    timeout: 1,
+                    query: Some("q".into()),
+                    interactive_tool_call: None,
+                },
+            )
+        };
+        let human = Mode::Human {
+            verbose: false,
+            color: false,
+        };
+        let (writer, mut reader) = tokio::io::duplex(4096);
+        let (output, task) = Output::spawn(human, writer);
+        output.event(initialize("r1", "lead"));
+        output.relayed(String::new(), Some(initialize("r2", "helper")));
+        output.relayed(String::new(), Some(initialize("r3", "lead")));
+        drop(output);
+        task.await.expect("writer");
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut reader, &mut text)
+            .await
+            .expect("read");
+        assert_eq!(text, "▸ running lead · model m · up to 5 steps\n");
+        // JSON keeps every one of them.
+        let (writer, mut reader) = tokio::io::duplex(4096);
+        let (output, task) = Output::spawn(Mode::Json, writer);
+        output.event(initialize("r1", "lead"));
+        output.event(initialize("r2", "helper"));
+        drop(output);
+        task.await.expect("writer");
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut reader, &mut text)
+            .await
+            .expect("read");
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 
     #[test]

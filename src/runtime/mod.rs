@@ -15,14 +15,14 @@ use tokio::io::AsyncWriteExt;
 use std::collections::HashMap;
 
 use crate::agent::tools::ToolSet;
-use crate::agent::{Job, ResumeError, ResumeInput, RunOutcome, RunSettings, Start, StopRequest};
+use crate::agent::{
+    Job, ResumeError, ResumeInput, RunOutcome, RunSettings, Start, StopRequest, initialize_runtime,
+};
 use crate::config::{
     DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, ProviderConfig,
     ProviderName, ReasoningBudget, ReasoningLevel,
 };
-use crate::event::{
-    Checkpoint, Event, EventSink, InteractiveToolCall, MessageKind, RuntimePayload, Usage,
-};
+use crate::event::{Checkpoint, EventSink, MessageKind, Usage};
 use crate::llm::{HttpSettings, Provider};
 use spec::RuntimeSpec;
 
@@ -172,26 +172,28 @@ async fn run_inner(
         timeout: Duration::from_millis(args.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
         reasoning_budget: reasoning_tokens(args.reasoning_budget.as_deref())?,
     };
-    let answer = args.interactive_tool_call_result.clone();
-    sink.emit(Event::runtime(
+    let start = match checkpoint {
+        None => Start::Fresh {
+            query: args.query.clone(),
+            step_number: 1,
+            usage: Usage::default(),
+            delegated_by: None,
+        },
+        Some(checkpoint) => Start::Resume {
+            checkpoint,
+            input: match args.interactive_tool_call_result.clone() {
+                Some(answer) => ResumeInput::Answer(answer),
+                None => ResumeInput::Query(args.query.clone()),
+            },
+        },
+    };
+    sink.emit(initialize_runtime(
         &args.job_id,
         &args.run_id,
-        RuntimePayload::InitializeRuntime {
-            runtime_version: env!("CARGO_PKG_VERSION").to_string(),
-            runtime: Some("docker".to_string()),
-            expert_name: expert.name.clone(),
-            experts: spec.experts.keys().cloned().collect(),
-            model: settings.model.clone(),
-            max_steps: Some(settings.max_steps),
-            max_retries: settings.max_retries,
-            timeout: settings.timeout.as_millis() as u64,
-            query: answer.is_none().then(|| args.query.clone()),
-            interactive_tool_call: answer.as_ref().map(|a| InteractiveToolCall {
-                tool_name: a.tool_name.clone(),
-                tool_call_id: a.tool_call_id.clone(),
-                text: a.text.clone(),
-            }),
-        },
+        expert,
+        &spec.experts,
+        &settings,
+        &start,
     ));
 
     let tools = connect_closure(args, &spec, sink).await?;
@@ -221,33 +223,16 @@ async fn run_inner(
             timeout: None,
         },
     )?;
-    let start = match checkpoint {
-        None => Start::Fresh {
-            query: args.query.clone(),
-            step_number: 1,
-            usage: Usage::default(),
-            delegated_by: None,
-        },
-        Some(checkpoint) => {
-            if let Provider::Mock(mock) = &provider {
-                // One script serves the first run and its continuations: the turns the
-                // Expert already played are in the checkpoint as its expert messages.
-                let played = checkpoint
-                    .messages
-                    .iter()
-                    .filter(|m| m.kind == MessageKind::ExpertMessage)
-                    .count();
-                mock.skip_played(&checkpoint.expert.key, played);
-            }
-            Start::Resume {
-                checkpoint,
-                input: match answer {
-                    Some(answer) => ResumeInput::Answer(answer),
-                    None => ResumeInput::Query(args.query.clone()),
-                },
-            }
-        }
-    };
+    if let (Provider::Mock(mock), Start::Resume { checkpoint, .. }) = (&provider, &start) {
+        // One script serves the first run and its continuations: the turns the Expert already
+        // played are in the checkpoint as its expert messages.
+        let played = checkpoint
+            .messages
+            .iter()
+            .filter(|m| m.kind == MessageKind::ExpertMessage)
+            .count();
+        mock.skip_played(&checkpoint.expert.key, played);
+    }
     let job = Job {
         provider: &provider,
         experts: &spec.experts,
