@@ -451,6 +451,20 @@ mod tests {
         );
     }
 
+    /// What an [`Output`] in `mode` writes for the events `emit` gives it.
+    async fn written(mode: Mode, emit: impl FnOnce(&Output)) -> String {
+        let (writer, mut reader) = tokio::io::duplex(4096);
+        let (output, task) = Output::spawn(mode, writer);
+        emit(&output);
+        drop(output);
+        task.await.expect("writer");
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut reader, &mut text)
+            .await
+            .expect("read");
+        text
+    }
+
     #[tokio::test]
     async fn only_the_first_segments_initialize_runtime_has_a_line() {
         let initialize = |run: &str, name: &str| {
@@ -475,29 +489,19 @@ mod tests {
             verbose: false,
             color: false,
         };
-        let (writer, mut reader) = tokio::io::duplex(4096);
-        let (output, task) = Output::spawn(human, writer);
-        output.event(initialize("r1", "lead"));
-        output.relayed(String::new(), Some(initialize("r2", "helper")));
-        output.relayed(String::new(), Some(initialize("r3", "lead")));
-        drop(output);
-        task.await.expect("writer");
-        let mut text = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut reader, &mut text)
-            .await
-            .expect("read");
+        let text = written(human, |output| {
+            output.event(initialize("r1", "lead"));
+            output.relayed(String::new(), Some(initialize("r2", "helper")));
+            output.relayed(String::new(), Some(initialize("r3", "lead")));
+        })
+        .await;
         assert_eq!(text, "▸ running lead · model m · up to 5 steps\n");
         // JSON keeps every one of them.
-        let (writer, mut reader) = tokio::io::duplex(4096);
-        let (output, task) = Output::spawn(Mode::Json, writer);
-        output.event(initialize("r1", "lead"));
-        output.event(initialize("r2", "helper"));
-        drop(output);
-        task.await.expect("writer");
-        let mut text = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut reader, &mut text)
-            .await
-            .expect("read");
+        let text = written(Mode::Json, |output| {
+            output.event(initialize("r1", "lead"));
+            output.event(initialize("r2", "helper"));
+        })
+        .await;
         assert_eq!(text.lines().count(), 2, "{text}");
     }
 

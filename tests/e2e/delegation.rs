@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{TestRun, require_docker};
+use crate::support::{TestRun, read_json, require_docker};
 
 /// `type@step` of one Expert's state events (streaming left out).
 fn types_of(events: &[Value], key: &str) -> Vec<String> {
@@ -147,11 +147,7 @@ fn delegates_run_in_parallel_nest_and_use_their_own_skills() {
         .collect();
     assert_eq!(segments.len(), 6, "{segments:?}");
     for (run_id, expert) in &segments {
-        let path = runs.join(run_id).join("run-setting.json");
-        let setting: Value = serde_json::from_str(
-            &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-        )
-        .expect("run setting");
+        let setting = read_json(&runs.join(run_id).join("run-setting.json"));
         assert_eq!(setting["runId"], run_id.as_str());
         assert_eq!(&setting["expertKey"], expert.as_str());
         assert_eq!(setting["providerConfig"]["providerName"], "mock");
@@ -161,10 +157,7 @@ fn delegates_run_in_parallel_nest_and_use_their_own_skills() {
         .iter()
         .find(|e| e["expertKey"] == "researcher" && e["type"] == "callDelegate")
         .expect("the researcher delegated");
-    let setting: Value = serde_json::from_str(
-        &std::fs::read_to_string(runs.join(&segments[0].0).join("run-setting.json")).expect("read"),
-    )
-    .expect("json");
+    let setting = read_json(&runs.join(&segments[0].0).join("run-setting.json"));
     assert_eq!(
         setting["input"]["text"],
         asked["toolCalls"][0]["args"]["query"]

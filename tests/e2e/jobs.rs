@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Finished, TestRun, finished, require_docker};
+use crate::support::{Finished, TestRun, finished, read_json, require_docker};
 
 const JOBS_TOKEN: &str = "jobs-token-must-not-be-stored";
 const PROVIDER_KEY: &str = "sk-ant-must-not-be-stored";
@@ -31,12 +31,6 @@ fn job_dir(run: &TestRun) -> PathBuf {
         .path()
         .join("perstack/jobs")
         .join(&run.guard.job_id)
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn names(dir: &Path) -> Vec<String> {

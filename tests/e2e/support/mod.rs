@@ -20,6 +20,13 @@ pub fn binary() -> &'static str {
 }
 
 /// A fixture folder under tests/fixtures.
+/// A JSON file's contents; panics naming the file when it is missing or not JSON.
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 pub fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
