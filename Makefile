@@ -15,9 +15,10 @@ build:
 test:
 	$(CARGO) test --locked
 
-## test-images: the local Debian image perstack-sandbox/bookworm:local (debootstrap + docker
-## import, no registry; root needed; skipped when up to date). Base-skill's workspace image in
-## the tests, and a base with a shell and python3 for your own [sandbox] settings.
+## test-images: the local Debian images perstack-sandbox/bookworm:local and
+## perstack-sandbox/bookworm-node:local (debootstrap + docker import, no registry; root needed;
+## skipped when up to date). Base-skill's workspace image and the Python and Node skill bases in
+## the tests; bases with a shell and python3 (+ node and npm) for your own [sandbox] settings.
 test-images:
 	scripts/build-bookworm-image.sh
 

@@ -23,11 +23,13 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// The skill types Perstack knows, as listed in messages.
 pub(crate) const SKILL_TYPES: [&str; 3] = ["mcpStdioSkill", "mcpSseSkill", "interactiveSkill"];
 
-const SANDBOX_KEYS: [&str; 8] = [
+const SANDBOX_KEYS: [&str; 10] = [
     "workspaceImage",
     "nodeImage",
     "pythonImage",
     "skillImage",
+    "npmRegistry",
+    "pipIndexUrl",
     "memory",
     "cpus",
     "pids",
@@ -571,6 +573,8 @@ impl<'i> Walker<'_, '_> {
             node_image: self.string(t, "nodeImage"),
             python_image: self.string(t, "pythonImage"),
             skill_image: self.string(t, "skillImage"),
+            npm_registry: self.string(t, "npmRegistry"),
+            pip_index_url: self.string(t, "pipIndexUrl"),
             memory: self.string(t, "memory"),
             cpus: self.number(t, "cpus"),
             pids: self.i64(t, "pids"),
@@ -696,7 +700,8 @@ mod tests {
             problems("[sandbox]\nmemory = \"2g\"\nimages = {}\n"),
             [
                 "3:1 sandbox.images: unknown key \"images\" in [sandbox]; expected one of \
-                 workspaceImage, nodeImage, pythonImage, skillImage, memory, cpus, pids, skills"
+                 workspaceImage, nodeImage, pythonImage, skillImage, npmRegistry, pipIndexUrl, memory, \
+                 cpus, pids, skills"
             ]
         );
     }
@@ -763,6 +768,23 @@ mod tests {
         );
         let loaded = load("[sandbox]\ncpus = 2\n");
         assert_eq!(loaded.config.sandbox.cpus, Some(2.0));
+    }
+
+    #[test]
+    fn package_indexes_for_image_builds_are_read_from_sandbox() {
+        let loaded = load(
+            "[sandbox]\nnpmRegistry = \"http://172.17.0.1:4873/\"\n\
+             pipIndexUrl = \"https://pypi.example.com/simple\"\n",
+        );
+        assert_eq!(
+            loaded.config.sandbox.npm_registry.as_deref(),
+            Some("http://172.17.0.1:4873/")
+        );
+        assert_eq!(
+            loaded.config.sandbox.pip_index_url.as_deref(),
+            Some("https://pypi.example.com/simple")
+        );
+        assert_eq!(load("[sandbox]\n").config.sandbox.npm_registry, None);
     }
 
     #[test]

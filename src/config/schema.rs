@@ -403,6 +403,14 @@ pub struct SandboxConfig {
     /// Base image for skills with any other command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skill_image: Option<String>,
+    /// The npm registry that `npx`/`node` skills' packages are installed from when their image is
+    /// built (`npm_config_registry` of the install step only). Unset: npm's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub npm_registry: Option<String>,
+    /// The Python package index that `uvx`/`python` skills' packages are installed from when
+    /// their image is built (`PIP_INDEX_URL` of the install step only). Unset: pip's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pip_index_url: Option<String>,
     /// Memory limit per container (`512m`, `2g`, or bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,

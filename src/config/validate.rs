@@ -312,6 +312,15 @@ impl Validator<'_> {
                 self.image(&child("sandbox", key), image);
             }
         }
+        let indexes = [
+            ("npmRegistry", &sandbox.npm_registry),
+            ("pipIndexUrl", &sandbox.pip_index_url),
+        ];
+        for (key, url) in indexes {
+            if let Some(url) = url {
+                self.package_index(&child("sandbox", key), url);
+            }
+        }
         if let Some(memory) = &sandbox.memory {
             match parse_memory_size(memory) {
                 None => {
@@ -354,6 +363,22 @@ impl Validator<'_> {
             if let Some(image) = &skill.image {
                 self.image(&child(&path, "image"), image);
             }
+        }
+    }
+
+    /// A registry or index URL for image builds: http(s), any host (mirrors are often on the
+    /// LAN), and no credentials, which would be kept in the install stage's image and history.
+    fn package_index(&mut self, path: &str, value: &str) {
+        match check_url(value, &["http", "https"]) {
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                let message = format!(
+                    "\"{value}\" carries credentials, which would be stored in the image build's \
+                     history; use a mirror that the build network may read without them"
+                );
+                self.at_value(path, message);
+            }
+            Ok(_) => {}
+            Err(_) => self.https_url(path, value, &["http", "https"]),
         }
     }
 
@@ -477,6 +502,40 @@ mod tests {
             ["2:8 sandbox.cpus: must be a number of CPUs greater than 0, like 2 or 0.5; found inf"]
         );
         assert_eq!(sandbox("cpus = -1.5").len(), 1);
+        for ok in [
+            "npmRegistry = \"http://172.17.0.1:4873/\"",
+            "npmRegistry = \"https://npm.example.com/repository/npm-proxy/\"",
+            "pipIndexUrl = \"https://pypi.example.com/simple\"",
+            "pipIndexUrl = \"http://10.0.0.5:3141/root/pypi/+simple/\"",
+        ] {
+            assert!(sandbox(ok).is_empty(), "{ok}");
+        }
+        assert_eq!(
+            sandbox("npmRegistry = \"registry.npmjs.org\""),
+            [
+                "2:15 sandbox.npmRegistry: \"registry.npmjs.org\" is not a valid URL (relative URL \
+                 without a base); expected an http:// or https:// URL"
+            ]
+        );
+        assert_eq!(
+            sandbox("pipIndexUrl = \"file:///srv/wheels\""),
+            [
+                "2:15 sandbox.pipIndexUrl: \"file:///srv/wheels\" uses file:; expected an http:// or \
+                 https:// URL"
+            ]
+        );
+        assert_eq!(
+            sandbox("npmRegistry = \"https://ci:s3cret@npm.example.com/\""),
+            [
+                "2:15 sandbox.npmRegistry: \"https://ci:s3cret@npm.example.com/\" carries \
+                 credentials, which would be stored in the image build's history; use a mirror \
+                 that the build network may read without them"
+            ]
+        );
+        assert_eq!(
+            sandbox("pipIndexUrl = 3"),
+            ["2:15 sandbox.pipIndexUrl: expected a string, found an integer"]
+        );
         assert_eq!(
             sandbox("pids = 99999999999999999999"),
             ["2:8 sandbox.pids: 99999999999999999999 is out of range for a 64-bit integer"]

@@ -142,9 +142,16 @@ fn dedup(rules: Vec<DomainRule>) -> Vec<DomainRule> {
     out
 }
 
-/// The environment that sends a principal's traffic through the proxy. Node's `fetch` ignores
-/// `HTTPS_PROXY` unless told (`--use-env-proxy`, Node ≥ 22.?): Perstack misses this, so its
-/// allowlisted Node skills cannot actually reach their domains.
+/// The environment that sends a principal's traffic through the proxy.
+///
+/// Node's `fetch` (and, in newer versions, `http`/`https`) ignores `HTTPS_PROXY` unless told;
+/// Perstack misses this, so its allowlisted Node skills cannot actually reach their domains. We
+/// tell it with `NODE_USE_ENV_PROXY=1` (understood since Node 24.0 and 22.21), not
+/// `NODE_OPTIONS=--use-env-proxy`: that flag only exists since 24.5 and 22.21, and a Node that
+/// does not know a flag in `NODE_OPTIONS` refuses to start at all ("is not allowed in
+/// NODE_OPTIONS", exit 9 — measured with Debian bookworm's Node 18), while an unknown variable is
+/// ignored. On an older Node the server starts, and only libraries that read the proxy variables
+/// themselves use the proxy.
 pub fn proxy_env(node: bool) -> Vec<(String, String)> {
     let url = format!("http://{}:{}", PROXY_ALIAS, crate::proxy::PROXY_PORT);
     let mut env = vec![
@@ -156,10 +163,13 @@ pub fn proxy_env(node: bool) -> Vec<(String, String)> {
         ("no_proxy".to_string(), "localhost,127.0.0.1".to_string()),
     ];
     if node {
-        env.push(("NODE_OPTIONS".to_string(), "--use-env-proxy".to_string()));
+        env.push((NODE_USE_ENV_PROXY.to_string(), "1".to_string()));
     }
     env
 }
+
+/// The variable that makes Node's own HTTP clients use `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`.
+pub const NODE_USE_ENV_PROXY: &str = "NODE_USE_ENV_PROXY";
 
 /// The proxy's name on every internal network.
 pub const PROXY_ALIAS: &str = "egress-proxy";
@@ -245,13 +255,17 @@ mod tests {
     }
 
     #[test]
-    fn node_skills_are_told_to_use_the_proxy() {
+    fn node_skills_are_told_to_use_the_proxy_in_a_way_every_node_starts_with() {
         let env = proxy_env(true);
         assert!(env.contains(&(
             "HTTPS_PROXY".to_string(),
             "http://egress-proxy:3128".to_string()
         )));
-        assert!(env.contains(&("NODE_OPTIONS".to_string(), "--use-env-proxy".to_string())));
-        assert!(!proxy_env(false).iter().any(|(k, _)| k == "NODE_OPTIONS"));
+        assert!(env.contains(&("NODE_USE_ENV_PROXY".to_string(), "1".to_string())));
+        // A flag in NODE_OPTIONS that Node does not know stops it before any code runs (Node 18:
+        // "--use-env-proxy is not allowed in NODE_OPTIONS", exit 9); a variable it does not know
+        // is ignored.
+        assert!(!env.iter().any(|(k, _)| k == "NODE_OPTIONS"));
+        assert!(!proxy_env(false).iter().any(|(k, _)| k.starts_with("NODE_")));
     }
 }

@@ -17,6 +17,10 @@
 //! bridge. The host's CA bundle is in that stage only (`build/ca.pem` in the context, for
 //! TLS-intercepting proxies); the image itself starts again `FROM <base>` and copies just the
 //! installed prefix, so neither the CA file nor the installers' caches reach any of its layers.
+//! A configured package index (`[sandbox] npmRegistry`, `pipIndexUrl`) is an argument of that
+//! stage's install step, which exports it for the installer (`npm_config_registry`,
+//! `PIP_INDEX_URL`): it is part of the Dockerfile, so of the digest, and the final stage never
+//! sees it.
 //! The classic builder (API 1.41, no BuildKit needed) supports such multi-stage Dockerfiles; the
 //! stage stays behind as an untagged image labelled `skill-install`, which is the engine's build
 //! cache: a new controller version rebuilds the skill image without downloading again.
@@ -121,6 +125,10 @@ pub struct InstallStage {
     /// The host's CA bundle (PEM), trusted by the installers during the build only (empty: none).
     /// Not part of the digest: it never reaches the image.
     pub ca_bundle: Bytes,
+    /// The package index to install from (`[sandbox] npmRegistry` or `pipIndexUrl`, by
+    /// installer); `None`: the installer's default. Set for the install step only, and part of
+    /// the digest: another index may serve other code under the same name.
+    pub index: Option<String>,
 }
 
 /// The label role of the untagged image the install stage leaves (the engine's build cache).
@@ -129,9 +137,15 @@ pub const INSTALL_STAGE_ROLE: &str = "skill-install";
 const BUILD_DIR: &str = "/tmp/perstack-build";
 
 /// The install stage's script for pip: a venv at [`INSTALL_PREFIX`], then `pip install "$@"`.
-/// Run with `sh -c SCRIPT perstack-install <requirement>…`: the requirements are arguments, never
-/// shell text.
+/// Run with `sh -c SCRIPT perstack-install <index or ""> <requirement>…`: the index and the
+/// requirements are arguments, never shell text. pip ignores a plain-HTTP index unless its host
+/// is trusted; configuring one is what trusts it.
 const PIP_SCRIPT: &str = r#"set -eu
+index=$1; shift
+if [ -n "$index" ]; then
+  export PIP_INDEX_URL="$index"
+  case $index in http://*) host=${index#http://}; export PIP_TRUSTED_HOST="${host%%/*}";; esac
+fi
 ca=/tmp/perstack-build/ca.pem
 if [ -s "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca" REQUESTS_CA_BUNDLE="$ca"; fi
 command -v python3 >/dev/null || { echo "perstack-sandbox: the base image has no python3; choose a Python base image ([sandbox] pythonImage)" >&2; exit 1; }
@@ -142,13 +156,14 @@ rm -rf /tmp/perstack-build
 
 /// The install stage's script for npm: `npm install -g --prefix` [`INSTALL_PREFIX`], then — when
 /// the first argument names a package — a link `entry` to the bin `npx` would run: the only
-/// one, else the one named like the package. Run with `sh -c SCRIPT perstack-install <entry or
-/// ""> <spec>…`.
+/// one, else the one named like the package. Run with `sh -c SCRIPT perstack-install <registry or
+/// ""> <entry or ""> <spec>…`.
 const NPM_SCRIPT: &str = r#"set -eu
+registry=$1 entry=$2; shift 2
+if [ -n "$registry" ]; then export npm_config_registry="$registry"; fi
 ca=/tmp/perstack-build/ca.pem
 if [ -s "$ca" ]; then export NODE_EXTRA_CA_CERTS="$ca"; fi
 command -v npm >/dev/null || { echo "perstack-sandbox: the base image has no npm; choose a Node base image ([sandbox] nodeImage)" >&2; exit 1; }
-entry=$1; shift
 npm install -g --prefix /opt/perstack-skill --cache /tmp/perstack-npm-cache --no-audit --no-fund --no-update-notifier "$@"
 if [ -n "$entry" ]; then
   bin=$(node -e '
@@ -191,6 +206,7 @@ impl InstallStage {
             Installer::Npm => run.push(NPM_SCRIPT.to_string()),
         }
         run.push("perstack-install".to_string());
+        run.push(self.index.clone().unwrap_or_default());
         if self.install.installer == Installer::Npm {
             run.push(self.install.entry_package.clone().unwrap_or_default());
         }
@@ -570,7 +586,15 @@ mod tests {
                 entry_package: (installer == Installer::Npm).then(|| packages[0].to_string()),
             },
             ca_bundle: Bytes::from_static(ca),
+            index: None,
         });
+        spec
+    }
+
+    fn with_index(mut spec: ImageSpec, index: &str) -> ImageSpec {
+        if let Some(stage) = &mut spec.install {
+            stage.index = Some(index.to_string());
+        }
         spec
     }
 
@@ -604,7 +628,8 @@ mod tests {
              COPY build/ /tmp/perstack-build/\n\
              RUN [\"/bin/sh\",\"-c\",\"set -eu\\n"
         ));
-        assert!(stage.ends_with("\",\"perstack-install\",\"mcp-server-time\"]\n"));
+        // No index configured: an empty argument, and pip's default.
+        assert!(stage.ends_with("\",\"perstack-install\",\"\",\"mcp-server-time\"]\n"));
         assert!(stage.contains("PIP_CERT"));
         // The image: the installed prefix and our files, nothing from the build context's build/.
         assert_eq!(
@@ -618,13 +643,69 @@ mod tests {
         // npm: the package whose bin becomes the entry goes first.
         let npm = with_install(Installer::Npm, &["@scope/server@1"], b"PEM").dockerfile();
         assert!(
-            npm.contains("\"perstack-install\",\"@scope/server@1\",\"@scope/server@1\"]"),
+            npm.contains("\"perstack-install\",\"\",\"@scope/server@1\",\"@scope/server@1\"]"),
             "{npm}"
         );
         let script = serde_json::to_string(NPM_SCRIPT).expect("json");
         assert!(npm.contains(&script), "{npm}");
         assert!(NPM_SCRIPT.contains("NODE_EXTRA_CA_CERTS"));
         assert!(NPM_SCRIPT.contains("ln -s \"bin/$bin\" /opt/perstack-skill/entry"));
+    }
+
+    #[test]
+    fn a_configured_index_is_an_argument_of_the_install_step_only_and_part_of_the_digest() {
+        let registry = "http://172.17.0.1:4873/";
+        let plain = with_install(Installer::Npm, &["@scope/server@1"], b"PEM");
+        let npm = with_index(plain.clone(), registry);
+        let dockerfile = npm.dockerfile();
+        let (stage, image) = dockerfile
+            .split_once("FROM perstack-sandbox/bookworm:local\n")
+            .expect("a final stage");
+        // The registry is the install step's first argument, exported for npm by its script;
+        // never an ENV or ARG, and nowhere in the final stage.
+        assert!(
+            stage.ends_with(&format!(
+                "\"perstack-install\",\"{registry}\",\"@scope/server@1\",\"@scope/server@1\"]\n"
+            )),
+            "{stage}"
+        );
+        assert!(NPM_SCRIPT.contains(
+            "registry=$1 entry=$2; shift 2\n\
+             if [ -n \"$registry\" ]; then export npm_config_registry=\"$registry\"; fi\n"
+        ));
+        assert!(
+            !stage.contains("\nENV ") && !stage.contains("\nARG "),
+            "{stage}"
+        );
+        assert!(!image.contains(registry), "{image}");
+        // Another index may serve other code under the same name: another image.
+        assert_ne!(plain.digest("sha256:base"), npm.digest("sha256:base"));
+        assert_ne!(
+            npm.digest("sha256:base"),
+            with_index(plain.clone(), "https://npm.example.com/").digest("sha256:base")
+        );
+        assert_eq!(
+            npm.digest("sha256:base"),
+            with_index(plain, registry).digest("sha256:base")
+        );
+
+        // pip: PIP_INDEX_URL, and a plain-HTTP index is trusted (pip ignores it otherwise).
+        let index = "http://10.0.0.5:3141/root/pypi/+simple/";
+        let pip = with_index(
+            with_install(Installer::Pip, &["mcp-server-time"], b""),
+            index,
+        )
+        .dockerfile();
+        assert!(
+            pip.contains(&format!(
+                "\"perstack-install\",\"{index}\",\"mcp-server-time\"]\n"
+            )),
+            "{pip}"
+        );
+        assert!(PIP_SCRIPT.contains("export PIP_INDEX_URL=\"$index\""));
+        assert!(PIP_SCRIPT.contains(
+            "case $index in http://*) host=${index#http://}; export PIP_TRUSTED_HOST=\"${host%%/*}\";; esac"
+        ));
     }
 
     #[test]

@@ -317,10 +317,15 @@ fn npx(argv: &[String]) -> Result<Prepared, PackageError> {
         if let Some(option) = matches_option(arg, &["--package", "-p"]) {
             packages.push(value_of(command, argv, &mut i, option)?);
         } else if !NPX_HARMLESS.contains(&arg) {
+            let hint = if matches_option(arg, &["--registry"]).is_some() {
+                "; set the registry for every npm install with [sandbox] npmRegistry and drop the option"
+            } else {
+                ""
+            };
             return Err(PackageError::UnsupportedOption {
                 command: command.to_string(),
                 option: arg.to_string(),
-                hint: String::new(),
+                hint: hint.to_string(),
             });
         }
         i += 1;
@@ -551,10 +556,11 @@ mod tests {
             prepare(&skill("npx", &["-y", "github:acme/tool"], None)),
             Err(PackageError::BadSpec { .. })
         ));
-        assert!(matches!(
-            prepare(&skill("npx", &["--registry", "x", "y"], None)),
-            Err(PackageError::UnsupportedOption { .. })
-        ));
+        // A registry is a [sandbox] setting, not an option of one skill.
+        let err = prepare(&skill("npx", &["--registry=http://npm.lan/", "y"], None))
+            .expect_err("refused");
+        assert!(matches!(err, PackageError::UnsupportedOption { .. }));
+        assert!(err.to_string().contains("[sandbox] npmRegistry"), "{err}");
     }
 
     #[test]

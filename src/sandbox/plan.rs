@@ -838,6 +838,10 @@ fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) ->
             entrypoint,
         },
         install: prepared.install.map(|install| InstallStage {
+            index: match install.installer {
+                packages::Installer::Npm => config.sandbox.npm_registry.clone(),
+                packages::Installer::Pip => config.sandbox.pip_index_url.clone(),
+            },
             install,
             ca_bundle: artifacts.ca_bundle.clone(),
         }),
@@ -1121,8 +1125,8 @@ description = "Helps."
             "HTTPS_PROXY".to_string(),
             "http://egress-proxy:3128".to_string()
         )));
-        // Our own binary is not Node: no NODE_OPTIONS.
-        assert!(!web.env.iter().any(|(k, _)| k == "NODE_OPTIONS"));
+        // Our own binary is not Node: no Node settings.
+        assert!(!web.env.iter().any(|(k, _)| k.starts_with("NODE_")));
         // The skill host passes the proxy settings to the server.
         let image = &plan.images[web.image];
         assert!(
@@ -1245,7 +1249,9 @@ description = "Helps."
              [experts.helper.skills.files]\ntype = \"mcpStdioSkill\"\ncommand = \"npx\"\n\
              packageName = \"@modelcontextprotocol/server-filesystem\"\n\
              [sandbox]\npythonImage = \"perstack-sandbox/bookworm:local\"\n\
-             nodeImage = \"local/node:22\"\n"
+             nodeImage = \"local/node:22\"\n\
+             npmRegistry = \"https://npm.example.com/\"\n\
+             pipIndexUrl = \"http://10.0.0.5:3141/simple/\"\n"
         );
         request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
             .expect("valid")
@@ -1267,6 +1273,8 @@ description = "Helps."
         let stage = time.install.as_ref().expect("an install stage");
         assert_eq!(stage.install.packages, ["mcp-server-time"]);
         assert_eq!(stage.ca_bundle, request.artifacts.ca_bundle);
+        // Each installer gets its own index setting, in its install stage only.
+        assert_eq!(stage.index.as_deref(), Some("http://10.0.0.5:3141/simple/"));
         let after = |image: &ImageSpec| -> Vec<String> {
             let entry = &image.config.entrypoint;
             let at = entry.iter().position(|a| a == "--").expect("--");
@@ -1283,6 +1291,8 @@ description = "Helps."
 
         let files = image_of("files");
         assert_eq!(files.base, "local/node:22");
+        let npm = files.install.as_ref().expect("an install stage");
+        assert_eq!(npm.index.as_deref(), Some("https://npm.example.com/"));
         assert_eq!(after(files), ["/opt/perstack-skill/entry"]);
 
         // The runtime still reports the commands as configured (skillStarting).

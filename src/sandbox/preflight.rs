@@ -435,7 +435,7 @@ impl Preflight<'_> {
 fn base_hint(base: SkillBase) -> &'static str {
     match base {
         SkillBase::Node => {
-            "; it needs node and npm (the package is installed with `npm install -g` when the image is built): `docker load -i` an image like node:22-bookworm-slim saved on a machine with a registry, or build one FROM perstack-sandbox/bookworm:local with Debian's nodejs and npm (README, \"Skills from PyPI and npm\")"
+            "; it needs node and npm (the package is installed with `npm install -g` when the image is built): `make test-images` builds perstack-sandbox/bookworm-node:local, which has Debian's nodejs 18 and npm 9; for another Node version `docker load -i` an image like node:22-bookworm-slim saved on a machine with a registry"
         }
         SkillBase::Python => {
             "; it needs python3 with venv (the package is pip-installed when the image is built): `make test-images` builds perstack-sandbox/bookworm:local, which has both"
@@ -517,7 +517,7 @@ pub struct BaseImageUse {
 }
 
 /// What to do about a missing base image: there is no registry to pull it from.
-pub const MISSING_BASE_IMAGE_HINT: &str = "there is no registry to pull it from: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar` saved on a machine that has it)";
+pub const MISSING_BASE_IMAGE_HINT: &str = "there is no registry to pull it from: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, and perstack-sandbox/bookworm-node:local, the same with node and npm, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar` saved on a machine that has it)";
 
 /// The missing-image problems for `uses`, given which images the engine has (`present`).
 pub fn missing_base_images(uses: &[BaseImageUse], present: impl Fn(&str) -> bool) -> Vec<Problem> {

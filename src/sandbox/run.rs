@@ -30,7 +30,7 @@ pub enum RunError {
     Docker(#[from] DockerError),
     /// A configured base image is not on this machine (and there is no registry to pull from).
     #[error(
-        "{service}: base image `{image}` is not available locally\n  hint: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change {setting} in perstack.toml (or override it with --workspace-image, --node-image, --python-image or --skill-image)"
+        "{service}: base image `{image}` is not available locally\n  hint: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, and perstack-sandbox/bookworm-node:local, the same with node and npm, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change {setting} in perstack.toml (or override it with --workspace-image, --node-image, --python-image or --skill-image)"
     )]
     BaseImageMissing {
         /// The service needing it.

@@ -66,6 +66,7 @@ const RULES: &[&str] = &[
     "sandbox-cpus",
     "sandbox-images",
     "sandbox-memory",
+    "sandbox-package-indexes",
     "sandbox-pids",
     "sandbox-skills",
     "sandbox-unknown-key",

@@ -11,6 +11,7 @@ mod gc;
 mod hardening;
 mod interactive;
 mod jobs;
+mod npx_skill;
 mod providers;
 mod pypi_skill;
 mod security;

@@ -8,48 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::support::{Finished, TestRun, finished, read_until, require_bookworm_image};
+use crate::support::{Finished, TestRun, docker, finished, read_until, require_bookworm_image};
 
 const CONFIG: &str = "e2e/pypi-skill/perstack.toml";
-
-/// `docker <args>`, stdout as text; panics with stderr on failure.
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The `dockerBuildProgress` messages of one service, but the builder's own lines.
-fn build_messages(done: &Finished, service: &str) -> Vec<String> {
-    done.of_type("dockerBuildProgress")
-        .iter()
-        .filter(|e| e["service"] == service)
-        .filter_map(|e| e["message"].as_str())
-        .filter(|m| {
-            ["Building image ", "Built image ", "Using cached image "]
-                .iter()
-                .any(|p| m.starts_with(p))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-/// The image tag a run used for `service` (from "Built image T in …" or "Using cached image T").
-fn image_tag(done: &Finished, service: &str) -> String {
-    build_messages(done, service)
-        .iter()
-        .find_map(|m| {
-            m.strip_prefix("Built image ")
-                .and_then(|r| r.split(' ').next())
-                .or_else(|| m.strip_prefix("Using cached image "))
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| panic!("no image for {service}; events:\n{}", done.stdout))
-}
 
 /// Asserts `get_current_time`'s real answer: UTC, and a datetime close to now.
 fn assert_real_time(done: &Finished) {
@@ -151,7 +112,7 @@ fn mcp_server_time_from_pypi_answers_from_a_skill_container_without_network() {
 
     // The image has the installed package and nothing of the build's CA bundle: no layer holds
     // the build folder or its file, and the history never mentions them.
-    let tag = image_tag(&done, "skill:time");
+    let tag = done.image_tag("skill:time");
     let paths = layer_paths(&tag);
     assert!(
         paths
@@ -188,6 +149,6 @@ fn mcp_server_time_from_pypi_answers_from_a_skill_container_without_network() {
             "the second run built something: {event}"
         );
     }
-    assert_eq!(image_tag(&again, "skill:time"), tag);
+    assert_eq!(again.image_tag("skill:time"), tag);
     assert_eq!(second.guard.leftovers(), Vec::<String>::new());
 }

@@ -2,9 +2,10 @@
 //! Messages, OpenAI Chat Completions and Gemini `streamGenerateContent`, answers from a per-test
 //! script of turns, and records every request.
 //!
-//! It listens on `0.0.0.0` on an ephemeral port of the host; runtime containers on Docker's
-//! default bridge reach it through the bridge gateway ([`MockLlm::url_for_containers`]). Point
-//! the runtime at it with the provider's base-URL variable (`ANTHROPIC_BASE_URL`, …).
+//! It is a handler on the tests' [`HttpServer`], listening on `0.0.0.0` on an ephemeral port of
+//! the host; runtime containers on Docker's default bridge reach it through the bridge gateway
+//! ([`MockLlm::url_for_containers`]). Point the runtime at it with the provider's base-URL
+//! variable (`ANTHROPIC_BASE_URL`, …).
 //!
 //! The format of an answer follows the request path: `…/messages` → Anthropic,
 //! `…/chat/completions` → OpenAI, `…:streamGenerateContent` → Gemini, `…/api/chat` → Ollama's
@@ -12,13 +13,15 @@
 //! with a pause between chunks.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::Command;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use super::http::HttpServer;
+pub use super::http::Recorded;
 
 /// One scripted answer.
 #[derive(Debug, Clone, Default)]
@@ -97,33 +100,6 @@ impl Turn {
     }
 }
 
-/// A request as the server received it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    /// When it arrived (all of it).
-    pub at: Instant,
-    /// `POST`, …
-    pub method: String,
-    /// The path without the query.
-    pub path: String,
-    /// The query string, without `?` (empty when none).
-    pub query: String,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The body as JSON (`Null` when it is not JSON).
-    pub body: Value,
-}
-
-impl Recorded {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// The wire format of a request, from its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
@@ -155,58 +131,43 @@ impl Wire {
 
 struct State {
     turns: VecDeque<Turn>,
-    requests: Vec<Recorded>,
     calls: u64,
 }
 
 /// The running server; stops accepting when dropped.
 pub struct MockLlm {
-    port: u16,
+    server: HttpServer,
     state: Arc<Mutex<State>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MockLlm {
     /// Starts answering with `turns`, in order (a 500 once they run out).
     pub fn start(turns: Vec<Turn>) -> MockLlm {
-        let listener = TcpListener::bind("0.0.0.0:0").expect("bind the mock LLM server");
-        let port = listener.local_addr().expect("local addr").port();
         let state = Arc::new(Mutex::new(State {
             turns: turns.into(),
-            requests: Vec::new(),
             calls: 0,
         }));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if sp.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let st = st.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &st);
-                });
-            }
+        let st = state.clone();
+        let server = HttpServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED), move |request, out| {
+            answer(request, out, &st)
         });
-        MockLlm { port, state, stop }
+        MockLlm { server, state }
     }
 
     /// `http://<docker bridge gateway>:<port>`: the address containers on the default bridge
     /// reach this server at.
     pub fn url_for_containers(&self) -> String {
-        format!("http://{}:{}", bridge_gateway(), self.port)
+        self.server.url_for_containers()
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn url_local(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url_local()
     }
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().expect("state").requests.clone()
+        self.server.requests()
     }
 
     /// Turns not used yet.
@@ -215,80 +176,14 @@ impl MockLlm {
     }
 }
 
-impl Drop for MockLlm {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-/// The gateway of Docker's default bridge network (usually 172.17.0.1).
-pub fn bridge_gateway() -> String {
-    let out = Command::new("docker")
-        .args([
-            "network",
-            "inspect",
-            "bridge",
-            "--format",
-            "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
-        ])
-        .output()
-        .expect("docker network inspect bridge");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .find(|g| g.parse::<std::net::Ipv4Addr>().is_ok())
-        .unwrap_or("172.17.0.1")
-        .to_string()
-}
-
-fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default().to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = line.split_once(':') {
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body)?;
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target.clone(), String::new()),
-    };
-    let wire = Wire::of(&path);
+/// Answers one request with the next scripted turn, in the wire format its path asks for.
+fn answer(request: &Recorded, out: &mut TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let wire = Wire::of(&request.path);
     let (turn, call) = {
         let mut st = state.lock().expect("state");
-        st.requests.push(Recorded {
-            at: Instant::now(),
-            method,
-            path,
-            query,
-            headers,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        });
         st.calls += 1;
         (st.turns.pop_front(), st.calls)
     };
-    let mut out = stream;
     let (Some(wire), Some(turn)) = (wire, turn) else {
         let body = "mock LLM: unknown path or no scripted turn left";
         write!(

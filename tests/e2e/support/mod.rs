@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod forward;
+pub mod http;
 pub mod mock_llm;
+pub mod npm_registry;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -56,25 +58,49 @@ pub fn require_docker() -> bool {
     true
 }
 
+/// `docker <args>`, stdout as text; panics with stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The local Debian image `make test-images` builds; the workspace image of the tests that need
 /// a shell in base-skill.
 pub const BOOKWORM_IMAGE: &str = "perstack-sandbox/bookworm:local";
 
+/// The same with Debian's nodejs and npm, also from `make test-images`: the Node base of the
+/// tests' `npx` skills.
+pub const BOOKWORM_NODE_IMAGE: &str = "perstack-sandbox/bookworm-node:local";
+
 /// Docker (see [`require_docker`]) and [`BOOKWORM_IMAGE`]. A missing image is a failure that says
 /// how to build it, never a skip.
 pub fn require_bookworm_image() -> bool {
+    require_test_image(BOOKWORM_IMAGE)
+}
+
+/// Docker and [`BOOKWORM_NODE_IMAGE`], like [`require_bookworm_image`].
+pub fn require_bookworm_node_image() -> bool {
+    require_test_image(BOOKWORM_NODE_IMAGE)
+}
+
+fn require_test_image(image: &str) -> bool {
     if !require_docker() {
         return false;
     }
     let found = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", BOOKWORM_IMAGE])
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
     assert!(
         found,
-        "the image {BOOKWORM_IMAGE} is missing; build it with `make test-images` (as root: it \
-         runs debootstrap), then run the tests again"
+        "the image {image} is missing; build it with `make test-images` (as root: it runs \
+         debootstrap), then run the tests again"
     );
     true
 }
@@ -325,6 +351,35 @@ impl Finished {
                     .unwrap_or_default()
             })
             .unwrap_or_else(|| panic!("no result for tool {tool}; events:\n{}", self.stdout))
+    }
+
+    /// The `dockerBuildProgress` messages of one service, but the builder's own lines.
+    pub fn build_messages(&self, service: &str) -> Vec<String> {
+        self.of_type("dockerBuildProgress")
+            .iter()
+            .filter(|e| e["service"] == service)
+            .filter_map(|e| e["message"].as_str())
+            .filter(|m| {
+                ["Building image ", "Built image ", "Using cached image "]
+                    .iter()
+                    .any(|p| m.starts_with(p))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The image tag the run used for `service` (from "Built image T in …" or "Using cached
+    /// image T").
+    pub fn image_tag(&self, service: &str) -> String {
+        self.build_messages(service)
+            .iter()
+            .find_map(|m| {
+                m.strip_prefix("Built image ")
+                    .and_then(|r| r.split(' ').next())
+                    .or_else(|| m.strip_prefix("Using cached image "))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no image for {service}; events:\n{}", self.stdout))
     }
 
     /// The result parts of every call to `tool`, in the order the results were resolved.
