@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::controller::{ControllerId, Liveness};
 use super::docker::{DockerClient, DockerError, Managed, ManagedImage, Removed};
+use super::images::INSTALL_STAGE_ROLE;
 use super::labels;
 
 /// What `gc` is asked to do.
@@ -94,6 +95,10 @@ pub fn stale_runs(
 /// newest of each repository is always kept, and so is every image with a tag outside our
 /// content-addressed `perstack-sandbox/…` repositories: a version someone named (`build --tag`,
 /// or pulled by `run --image`) is theirs to remove.
+///
+/// Untagged images of ours were superseded too: they lost their tag to a newer build. The one
+/// exception is the newest install-stage cache of each skill (labelled `cache-of`), which saves
+/// the next build of that skill its downloads.
 pub fn superseded_images(images: &[ManagedImage], in_use: &HashSet<String>) -> Vec<ManagedImage> {
     let mut newest: BTreeMap<String, i64> = BTreeMap::new();
     for image in images {
@@ -102,19 +107,40 @@ pub fn superseded_images(images: &[ManagedImage], in_use: &HashSet<String>) -> V
             *created = (*created).max(image.created);
         }
     }
+    let mut newest_cache: BTreeMap<&str, &ManagedImage> = BTreeMap::new();
+    for image in images.iter().filter(|i| i.tags.is_empty()) {
+        if let Some(skill) = cache_of(image) {
+            let kept = newest_cache.entry(skill).or_insert(image);
+            if (image.created, &image.id) > (kept.created, &kept.id) {
+                *kept = image;
+            }
+        }
+    }
     images
         .iter()
+        .filter(|image| !in_use.contains(&image.id))
         .filter(|image| {
+            if image.tags.is_empty() {
+                return cache_of(image)
+                    .and_then(|skill| newest_cache.get(skill))
+                    .is_none_or(|kept| kept.id != image.id);
+            }
             let repositories = repositories(image);
             !repositories.is_empty()
                 && repositories.iter().all(|r| r.starts_with(OUR_REPOSITORIES))
-                && !in_use.contains(&image.id)
                 && repositories
                     .iter()
                     .all(|r| newest.get(r).is_some_and(|n| *n > image.created))
         })
         .cloned()
         .collect()
+}
+
+/// The skill image repository an install-stage cache was built for.
+fn cache_of(image: &ManagedImage) -> Option<&str> {
+    (image.labels.get(labels::ROLE).map(String::as_str) == Some(INSTALL_STAGE_ROLE))
+        .then(|| image.labels.get(labels::CACHE_OF).map(String::as_str))
+        .flatten()
 }
 
 /// The prefix of the repositories our content-addressed tags live in.
@@ -246,14 +272,42 @@ mod tests {
             image("old-runtime", &["perstack-sandbox/runtime-demo:aaa"], 10),
             image("older-in-use", &["perstack-sandbox/runtime-demo:000"], 5),
             image("only-skill", &["perstack-sandbox/skill-web:ccc"], 1),
+            // Lost its tag to a newer build.
             image("untagged", &[], 0),
+            image("untagged-in-use", &[], 0),
         ];
-        let in_use = HashSet::from(["older-in-use".to_string()]);
+        let in_use = HashSet::from(["older-in-use".to_string(), "untagged-in-use".to_string()]);
         let ids: Vec<String> = superseded_images(&images, &in_use)
             .into_iter()
             .map(|i| i.id)
             .collect();
-        assert_eq!(ids, ["old-runtime"]);
+        assert_eq!(ids, ["old-runtime", "untagged"]);
+    }
+
+    #[test]
+    fn the_newest_install_cache_of_each_skill_is_kept() {
+        let cache = |id: &str, skill: Option<&str>, created: i64| {
+            let mut image = image(id, &[], created);
+            image
+                .labels
+                .insert(labels::ROLE.into(), INSTALL_STAGE_ROLE.into());
+            if let Some(skill) = skill {
+                image.labels.insert(labels::CACHE_OF.into(), skill.into());
+            }
+            image
+        };
+        let images = [
+            cache("time-new", Some("perstack-sandbox/skill-time"), 20),
+            cache("time-old", Some("perstack-sandbox/skill-time"), 10),
+            cache("web", Some("perstack-sandbox/skill-web"), 5),
+            // From before caches said whose they are.
+            cache("anonymous", None, 30),
+        ];
+        let ids: Vec<String> = superseded_images(&images, &HashSet::new())
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(ids, ["time-old", "anonymous"]);
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //! `PIP_INDEX_URL`): it is part of the Dockerfile, so of the digest, and the final stage never
 //! sees it.
 //! The classic builder (API 1.41, no BuildKit needed) supports such multi-stage Dockerfiles; the
-//! stage stays behind as an untagged image labelled `skill-install`, which is the engine's build
-//! cache: a new controller version rebuilds the skill image without downloading again.
+//! stage stays behind as an untagged image labelled `skill-install` (and, in `cache-of`, the skill
+//! image's repository), which is the engine's build cache: a new controller version rebuilds the
+//! skill image without downloading again. `gc --images` keeps the newest of each skill's.
 //!
 //! Tags are content-addressed: the digest covers the base image's id, the Dockerfile (which spells
 //! out the config), every file and the labels, so the same inputs never build twice and changed
@@ -182,17 +183,18 @@ rm -rf /tmp/perstack-build /tmp/perstack-npm-cache
 "#;
 
 impl InstallStage {
-    /// The stage's Dockerfile lines, `FROM` included.
-    fn dockerfile(&self, base: &str) -> String {
+    /// The stage's Dockerfile lines, `FROM` included; `repository` is the skill image's.
+    fn dockerfile(&self, base: &str, repository: &str) -> String {
         let mut text = format!(
             "FROM {base} AS install
 "
         );
         text.push_str(&format!(
-            "LABEL {}=true {}={INSTALL_STAGE_ROLE}
+            "LABEL {}=true {}={INSTALL_STAGE_ROLE} {}={repository}
 ",
             labels::MANAGED,
-            labels::ROLE
+            labels::ROLE,
+            labels::CACHE_OF
         ));
         if !self.ca_bundle.is_empty() {
             text.push_str(&format!(
@@ -278,7 +280,7 @@ impl ImageSpec {
     pub fn dockerfile(&self) -> String {
         let mut text = String::new();
         if let Some(stage) = &self.install {
-            text.push_str(&stage.dockerfile(&self.base));
+            text.push_str(&stage.dockerfile(&self.base, &self.repository));
         }
         text.push_str(&format!("FROM {}\n", self.base));
         if self.install.is_some() {
@@ -578,6 +580,7 @@ mod tests {
     fn with_install(installer: Installer, packages: &[&str], ca: &'static [u8]) -> ImageSpec {
         let mut spec = spec(b"one");
         spec.role = ImageRole::Skill;
+        spec.repository = "perstack-sandbox/skill-x".into();
         spec.base = "perstack-sandbox/bookworm:local".into();
         spec.install = Some(InstallStage {
             install: Install {
@@ -624,7 +627,8 @@ mod tests {
         // requirements as arguments — never as shell text.
         assert!(stage.starts_with(
             "FROM perstack-sandbox/bookworm:local AS install\n\
-             LABEL io.perstack.sandbox.managed=true io.perstack.sandbox.role=skill-install\n\
+             LABEL io.perstack.sandbox.managed=true io.perstack.sandbox.role=skill-install \
+             io.perstack.sandbox.cache-of=perstack-sandbox/skill-x\n\
              COPY build/ /tmp/perstack-build/\n\
              RUN [\"/bin/sh\",\"-c\",\"set -eu\\n"
         ));

@@ -22,6 +22,10 @@ pub const CONFIG_DIGEST: &str = "io.perstack.sandbox.config-digest";
 pub const NEEDED_IMAGES: &str = "io.perstack.sandbox.images";
 /// On a versioned runtime image: the file's settings outside its Experts, as JSON.
 pub const SETTINGS: &str = "io.perstack.sandbox.settings";
+/// On the untagged image a skill's install stage leaves (the engine's build cache): the
+/// repository of the skill image it was built for, so `gc --images` keeps only the newest
+/// cache of each skill.
+pub const CACHE_OF: &str = "io.perstack.sandbox.cache-of";
 /// The Expert an image belongs to.
 pub const EXPERT: &str = "io.perstack.expert";
 /// That Expert's version.

@@ -84,3 +84,89 @@ fn gc_leaves_a_live_run_alone() {
     assert_eq!(status.code(), Some(143));
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
+
+/// Removes, when dropped (panics included), the images a test imported.
+struct Imported(Vec<String>);
+
+impl Drop for Imported {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        }
+    }
+}
+
+/// `docker import` of a one-file image labelled as ours, tagged `tag`; its id.
+fn import_managed(tag: &str, marker: &str) -> String {
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(marker.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "marker", marker.as_bytes())
+        .expect("tar");
+    let tarball = archive.into_inner().expect("tar");
+    let mut child = Command::new("docker")
+        .args([
+            "import",
+            "--change",
+            "LABEL io.perstack.sandbox.managed=true io.perstack.sandbox.role=e2e-gc",
+            "-",
+            tag,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker import");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &tarball).expect("write");
+    let out = child.wait_with_output().expect("docker import");
+    assert!(out.status.success(), "docker import {tag} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn gc_images_picks_superseded_and_untagged_versions_and_keeps_the_newest() {
+    if !require_docker() {
+        return;
+    }
+    let repository = format!("perstack-sandbox/e2e-gc-{}", std::process::id());
+    // Creation times count in seconds: one apart each.
+    let old = import_managed(&format!("{repository}:old"), "old");
+    let mut imported = Imported(vec![old.clone()]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let lost = import_managed(&format!("{repository}:newest"), "lost its tag");
+    imported.0.push(lost.clone());
+    std::thread::sleep(Duration::from_millis(1100));
+    let newest = import_managed(&format!("{repository}:newest"), "newest");
+    imported.0.push(newest.clone());
+
+    // A dry run, so that images other tests are about to use stay where they are.
+    let out = Command::new(binary())
+        .args(["gc", "--images", "--dry-run"])
+        .output()
+        .expect("gc");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("would remove image {repository}:old ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("would remove image {lost} ")),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&format!("{repository}:newest")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&newest), "{stdout}");
+    // Nothing was removed.
+    for id in [&old, &lost, &newest] {
+        let inspected = Command::new("docker")
+            .args(["image", "inspect", id])
+            .output()
+            .expect("inspect");
+        assert!(inspected.status.success(), "{id} is gone after a dry run");
+    }
+}
