@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::support::npm_registry::{NpmPackage, NpmRegistry};
 use crate::support::{
-    BOOKWORM_NODE_IMAGE, Finished, TestRun, docker, finished, fixture, read_until,
+    BOOKWORM_NODE_IMAGE, Finished, TestRun, docker, finish_after, fixture, read_until,
     require_bookworm_node_image,
 };
 
@@ -174,10 +174,7 @@ fn an_npx_skill_is_installed_from_the_configured_registry_at_build_time_and_runs
         "none",
         "the skill container must have no network at run time"
     );
-    let out = child.wait_with_output().expect("wait");
-    let mut stdout = seen;
-    stdout.extend_from_slice(&out.stdout);
-    let done = finished(out.status.code(), stdout, out.stderr);
+    let done = finish_after(child, seen);
     done.assert_code(0);
 
     // The build fetched the packument (the scoped name encoded) and the tarball it names from

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::support::{Finished, TestRun, docker, finished, read_until, require_bookworm_image};
+use crate::support::{Finished, TestRun, docker, finish_after, read_until, require_bookworm_image};
 
 const CONFIG: &str = "e2e/pypi-skill/perstack.toml";
 
@@ -89,10 +89,7 @@ fn mcp_server_time_from_pypi_answers_from_a_skill_container_without_network() {
         "none",
         "the skill container must have no network at run time"
     );
-    let out = child.wait_with_output().expect("wait");
-    let mut stdout = seen;
-    stdout.extend_from_slice(&out.stdout);
-    let done = finished(out.status.code(), stdout, out.stderr);
+    let done = finish_after(child, seen);
     done.assert_code(0);
 
     // The real server answered, through the skill container.

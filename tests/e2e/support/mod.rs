@@ -299,6 +299,14 @@ impl TestRun {
     }
 }
 
+/// Waits for a spawned run whose first output `seen` was already read, and parses all of it.
+pub fn finish_after(child: Child, seen: Vec<u8>) -> Finished {
+    let out = child.wait_with_output().expect("wait");
+    let mut stdout = seen;
+    stdout.extend_from_slice(&out.stdout);
+    finished(out.status.code(), stdout, out.stderr)
+}
+
 pub fn finished(code: Option<i32>, stdout: Vec<u8>, stderr: Vec<u8>) -> Finished {
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
