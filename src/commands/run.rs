@@ -19,7 +19,7 @@ use crate::render::{Mode, Output};
 use crate::sandbox::docker::DockerClient;
 use crate::sandbox::plan::{Limits, Resume, RunRequest, RunSettings, delegation_closure, plan};
 use crate::sandbox::preflight::Preflight;
-use crate::sandbox::run::{RunEnd, RunError, RunIds, execute};
+use crate::sandbox::run::{RunEnd, RunError, RunIds, TimeLimit, execute};
 
 use super::artifacts;
 use super::run_image::ImageSource;
@@ -34,14 +34,14 @@ pub async fn run(mut args: RunArgs) -> Exit {
         Some(reference) => {
             let open = ImageSource::open(reference, args.verbose);
             let opened = match args.timeout {
-                Some(limit) => tokio::time::timeout(limit, open).await.map_err(|_| limit),
+                Some(limit) => TimeLimit { started, limit }.bound(open).await,
                 None => Ok(open.await),
             };
             match opened {
                 Ok(Ok(source)) => Some(source),
                 Ok(Err(exit)) => return exit,
-                Err(limit) => {
-                    eprintln!("error: {}", RunError::TimedOut(limit));
+                Err(timed_out) => {
+                    eprintln!("error: {timed_out}");
                     return Exit::TimedOut;
                 }
             }
@@ -191,9 +191,10 @@ pub async fn run(mut args: RunArgs) -> Exit {
             Job::new(&job_id, &args.expert, settings.max_steps, now)
         }
     };
-    let run_limit = run_limit(&args, &settings);
-    // What is left of it: a versioned image's pull counted.
-    let limit = run_limit.saturating_sub(started.elapsed());
+    let limit = TimeLimit {
+        started,
+        limit: run_limit(&args, &settings),
+    };
     if let Some(warning) = &base_skill_user.warning {
         eprintln!("note: {warning}");
     }
@@ -390,11 +391,6 @@ pub async fn run(mut args: RunArgs) -> Exit {
             }
         },
         Ok(Err(error)) => {
-            let error = match error {
-                // Said with the limit the user set, not what was left of it at the start.
-                RunError::TimedOut(_) => RunError::TimedOut(run_limit),
-                other => other,
-            };
             eprintln!("error: {error}");
             match error {
                 RunError::Docker(_) => Exit::Docker,

@@ -16,7 +16,7 @@ use super::JobsError;
 use super::job::{Job, JobStatus};
 use super::run_setting::{RunInput, RunSetting};
 use super::store::JobStore;
-use crate::event::{Event, EventBody, Usage};
+use crate::event::{Event, EventBody, Message, MessageKind, Part, Usage};
 
 /// Stores one run of a job. Create it with [`Recorder::start`], feed it with
 /// [`Recorder::record`], end it with [`Recorder::finish`].
@@ -200,18 +200,12 @@ impl Writer {
 
 /// The text of a `startRun`'s user message: what the run was asked.
 fn query(start_run: &Value) -> Option<String> {
-    let message = start_run
-        .get("inputMessages")?
-        .as_array()?
+    let messages: Vec<Message> =
+        serde_json::from_value(start_run.get("inputMessages")?.clone()).ok()?;
+    let asked = messages
         .iter()
         .rev()
-        .find(|m| m.get("type").and_then(Value::as_str) == Some("userMessage"))?;
-    let text: Vec<&str> = message
-        .get("contents")?
-        .as_array()?
-        .iter()
-        .filter(|part| part.get("type").and_then(Value::as_str) == Some("textPart"))
-        .filter_map(|part| part.get("text").and_then(Value::as_str))
-        .collect();
+        .find(|m| m.kind == MessageKind::UserMessage)?;
+    let text: Vec<&str> = asked.contents.iter().filter_map(Part::as_text).collect();
     (!text.is_empty()).then(|| text.join("\n"))
 }

@@ -30,7 +30,8 @@ pub enum RunError {
     Docker(#[from] DockerError),
     /// A configured base image is not on this machine (and there is no registry to pull from).
     #[error(
-        "{service}: base image `{image}` is not available locally\n  hint: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, and perstack-sandbox/bookworm-node:local, the same with node and npm, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change {setting} in perstack.toml (or override it with --workspace-image, --node-image, --python-image or --skill-image)"
+        "{service}: base image `{image}` is not available locally\n  hint: {hint}, or change {setting} in perstack.toml (or override it with --workspace-image, --node-image, --python-image or --skill-image)",
+        hint = super::preflight::MISSING_BASE_IMAGE_HINT
     )]
     BaseImageMissing {
         /// The service needing it.
@@ -114,6 +115,25 @@ impl RunIds {
 /// Sees each event line the runtime writes, as it is relayed (the job store records them).
 pub type EventTap<'a> = &'a (dyn Fn(&str, &Event) + Sync);
 
+/// The whole run's time limit (`--timeout`), counted from when the run was invoked.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeLimit {
+    /// When `run` was invoked.
+    pub started: std::time::Instant,
+    /// How long it may take from then.
+    pub limit: Duration,
+}
+
+impl TimeLimit {
+    /// Runs `work` until the limit strikes; then [`RunError::TimedOut`] with the limit set.
+    pub async fn bound<T>(self, work: impl std::future::Future<Output = T>) -> Result<T, RunError> {
+        let deadline = tokio::time::Instant::from_std(self.started + self.limit);
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| RunError::TimedOut(self.limit))
+    }
+}
+
 /// Carries out `plan`. `limit` bounds the whole of it: finding or building the images,
 /// starting the containers and the run itself, to the runtime's exit. Every event line
 /// relayed from the runtime also goes to `tap`.
@@ -123,13 +143,12 @@ pub async fn execute(
     ids: &RunIds,
     output: &Output,
     verbose: bool,
-    limit: Duration,
+    limit: TimeLimit,
     tap: EventTap<'_>,
 ) -> Result<RunReport, RunError> {
-    match tokio::time::timeout(limit, apply(docker, plan, ids, output, verbose, tap)).await {
-        Ok(result) => result,
-        Err(_) => Err(RunError::TimedOut(limit)),
-    }
+    limit
+        .bound(apply(docker, plan, ids, output, verbose, tap))
+        .await?
 }
 
 async fn apply(
