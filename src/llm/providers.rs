@@ -205,7 +205,7 @@ pub(crate) struct ProviderInfo {
     /// The client that speaks its API; `None`: this build has no client for it yet, and
     /// `validate` and `run` refuse it.
     pub wire: Option<Wire>,
-    /// Variables that must be set (non-empty): its credentials.
+    /// Variables that must be set: its credentials (a client also refuses an empty one).
     pub key_vars: &'static [&'static str],
     /// Variables it reads when they are set, in the order a run passes them on.
     pub optional_vars: &'static [OptionalVar],
