@@ -4,11 +4,13 @@
 //! rules in `validate.rs`. They serialize with Perstack's camelCase names, so the resolved config
 //! baked into a runtime image reads like the file it came from.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+
+/// `[provider]` is typed by the provider table, which `llm` owns (the clients read it too).
+pub use crate::llm::{ProviderConfig, ProviderName, ProviderSetting};
 
 /// Perstack's default model when neither the CLI nor the file names one.
 pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
@@ -87,129 +89,6 @@ pub enum ReasoningLevel {
     Medium,
     /// 10000 tokens.
     High,
-}
-
-/// `[provider]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProviderConfig {
-    /// `providerName`, the discriminator.
-    pub provider_name: ProviderName,
-    /// `[provider.setting]`. Which keys apply depends on the provider (§1); the others are ignored.
-    #[serde(default)]
-    pub setting: ProviderSetting,
-}
-
-/// Every provider Perstack knows, plus our scripted `mock`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ProviderName {
-    /// Anthropic Messages API.
-    #[serde(rename = "anthropic")]
-    Anthropic,
-    /// Google Gemini.
-    #[serde(rename = "google")]
-    Google,
-    /// OpenAI.
-    #[serde(rename = "openai")]
-    Openai,
-    /// Ollama (OpenAI-compatible, plain HTTP allowed).
-    #[serde(rename = "ollama")]
-    Ollama,
-    /// Azure OpenAI.
-    #[serde(rename = "azure-openai")]
-    AzureOpenai,
-    /// Amazon Bedrock.
-    #[serde(rename = "amazon-bedrock")]
-    AmazonBedrock,
-    /// Google Vertex AI.
-    #[serde(rename = "google-vertex")]
-    GoogleVertex,
-    /// DeepSeek.
-    #[serde(rename = "deepseek")]
-    Deepseek,
-    /// perstack-sandbox's scripted provider: replays a script file, needs no key and no network.
-    #[serde(rename = "mock")]
-    Mock,
-}
-
-impl ProviderName {
-    /// Every accepted `providerName`, in the order error messages list them.
-    pub const ALL: [ProviderName; 9] = [
-        ProviderName::Anthropic,
-        ProviderName::Google,
-        ProviderName::Openai,
-        ProviderName::Ollama,
-        ProviderName::AzureOpenai,
-        ProviderName::AmazonBedrock,
-        ProviderName::GoogleVertex,
-        ProviderName::Deepseek,
-        ProviderName::Mock,
-    ];
-
-    /// The name as written in `perstack.toml` and on the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderName::Anthropic => "anthropic",
-            ProviderName::Google => "google",
-            ProviderName::Openai => "openai",
-            ProviderName::Ollama => "ollama",
-            ProviderName::AzureOpenai => "azure-openai",
-            ProviderName::AmazonBedrock => "amazon-bedrock",
-            ProviderName::GoogleVertex => "google-vertex",
-            ProviderName::Deepseek => "deepseek",
-            ProviderName::Mock => "mock",
-        }
-    }
-
-    /// Parses a name as written in `perstack.toml` or on the CLI.
-    pub fn parse(s: &str) -> Option<ProviderName> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for ProviderName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `[provider.setting]`: the union of every provider's settings (§1).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProviderSetting {
-    /// All providers but bedrock: API base URL (`https://` except for ollama).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_url: Option<String>,
-    /// Extra HTTP headers sent with every request.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// openai: organization.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub organization: Option<String>,
-    /// openai / google-vertex: project.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    /// openai: provider name override.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// azure-openai: resource name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_name: Option<String>,
-    /// azure-openai: `api-version`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// azure-openai: use `/deployments/<model>/…` URLs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub use_deployment_based_urls: Option<bool>,
-    /// amazon-bedrock: region.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// google-vertex: location.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-    /// mock: the script file, relative to the folder of `perstack.toml`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub script: Option<String>,
 }
 
 /// `[experts."<key>"]`.

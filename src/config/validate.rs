@@ -124,13 +124,13 @@ impl Validator<'_> {
     }
 
     fn provider(&mut self, provider: &ProviderConfig) {
-        if !crate::llm::is_supported(provider.provider_name) {
-            let message = crate::llm::unsupported_message(provider.provider_name);
-            self.at_value("provider.providerName", message);
+        let info = provider.provider_name.info();
+        if !info.is_supported() {
+            self.at_value("provider.providerName", info.unsupported_message());
         }
         let setting = &provider.setting;
         if let Some(url) = &setting.base_url {
-            let schemes: &[&str] = if provider.provider_name == ProviderName::Ollama {
+            let schemes: &[&str] = if info.allows_plain_http() {
                 &["http", "https"]
             } else {
                 &["https"]

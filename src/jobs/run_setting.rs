@@ -116,7 +116,9 @@ impl RunSetting {
         let provider = source.settings.provider;
         let mut provider_config = Map::new();
         provider_config.insert("providerName".into(), Value::from(provider.as_str()));
-        if crate::llm::api_key_var(provider)
+        if provider
+            .info()
+            .key_vars
             .iter()
             .any(|var| source.env.contains_key(*var))
         {

@@ -1,8 +1,8 @@
 //! Anthropic Messages API (`POST {baseUrl}/messages`), with tool use and extended thinking.
 //!
-//! `baseUrl` follows the Vercel AI SDK that Perstack uses: it includes the version segment, so the
-//! default is `https://api.anthropic.com/v1`. `[provider.setting] baseUrl` beats
-//! `ANTHROPIC_BASE_URL`, which beats the default.
+//! `baseUrl` follows the Vercel AI SDK that Perstack uses: it includes the version segment (the
+//! default is in the provider table). `[provider.setting] baseUrl` beats the base-URL variable,
+//! which beats the default.
 //!
 //! Streamed (`stream: true`): `content_block_delta`s are reported to the delta sink as they
 //! arrive, tool arguments are assembled from `input_json_delta` pieces, and an `error` event
@@ -20,13 +20,11 @@ use super::http::{self, StreamRequest};
 use super::sse::Framing;
 use super::{
     DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
-    ProviderSetupError, StreamDelta, is_retryable_message, models, provider_http_client,
-    required_var, setting_or_env,
+    ProviderName, ProviderSetting, ProviderSetupError, StreamDelta, is_retryable_message, models,
+    provider_http_client,
 };
-use crate::config::{ProviderName, ProviderSetting};
 use crate::event::{MessageKind, Part, Usage};
 
-const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 const API_VERSION: &str = "2023-06-01";
 /// Output budget for models missing from the table.
 const DEFAULT_MAX_TOKENS: u64 = 8192;
@@ -47,13 +45,11 @@ impl AnthropicClient {
         env: &dyn Fn(&str) -> Option<String>,
         http: &HttpSettings,
     ) -> Result<AnthropicClient, ProviderSetupError> {
-        let api_key = required_var(ProviderName::Anthropic, "ANTHROPIC_API_KEY", env)?;
-        let base_url = setting_or_env(&setting.base_url, "ANTHROPIC_BASE_URL", env)
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let info = ProviderName::Anthropic.info();
         Ok(AnthropicClient {
+            api_key: info.api_key(env)?,
+            base_url: info.base_url(setting, env)?,
             http: provider_http_client(http, env)?,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            api_key,
             headers: setting.headers.clone(),
         })
     }

@@ -1,7 +1,7 @@
 //! Google Gemini (`POST {baseUrl}/models/{model}:streamGenerateContent?alt=sse`).
 //!
-//! Key in `x-goog-api-key` (`GOOGLE_GENERATIVE_AI_API_KEY`); `baseUrl` /
-//! `GOOGLE_GENERATIVE_AI_BASE_URL` / `https://generativelanguage.googleapis.com/v1beta`.
+//! The key goes in `x-goog-api-key`; key variable, base-URL variable and default base URL are
+//! the provider table's.
 //!
 //! Gemini pairs function responses with calls by name and order, not by id: calls get ids made
 //! here (or Gemini's own when it sends one), and results go back as `functionResponse` parts in
@@ -15,13 +15,10 @@ use super::http::{self, StreamRequest};
 use super::sse::Framing;
 use super::{
     DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
-    ProviderSetupError, StreamDelta, is_retryable_message, provider_http_client, required_var,
-    setting_or_env,
+    ProviderName, ProviderSetting, ProviderSetupError, StreamDelta, is_retryable_message,
+    provider_http_client,
 };
-use crate::config::{ProviderName, ProviderSetting};
 use crate::event::{MessageKind, Part, Usage};
-
-const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
 
 /// A configured client.
 #[derive(Debug)]
@@ -38,14 +35,14 @@ impl GoogleClient {
         env: &dyn Fn(&str) -> Option<String>,
         http: &HttpSettings,
     ) -> Result<GoogleClient, ProviderSetupError> {
-        let key = required_var(ProviderName::Google, "GOOGLE_GENERATIVE_AI_API_KEY", env)?;
-        let base_url = setting_or_env(&setting.base_url, "GOOGLE_GENERATIVE_AI_BASE_URL", env)
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let info = ProviderName::Google.info();
+        let key = info.api_key(env)?;
+        let base_url = info.base_url(setting, env)?;
         let mut headers = vec![("x-goog-api-key".to_string(), key)];
         headers.extend(setting.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
         Ok(GoogleClient {
             http: provider_http_client(http, env)?,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_url,
             headers,
         })
     }

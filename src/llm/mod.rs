@@ -1,7 +1,9 @@
 //! LLM providers: one request/response shape for the agent loop, one client per wire format.
 //!
 //! The agent loop speaks Perstack messages ([`crate::event::Message`]); each provider turns them
-//! into its own wire format and turns the answer back into a [`Generation`].
+//! into its own wire format and turns the answer back into a [`Generation`]. What each provider
+//! needs and where it lives is the provider table's (`providers.rs`), which `config`, the
+//! sandbox's preflight and egress plan read too; this module imports nothing from `config`.
 
 pub mod anthropic;
 pub mod google;
@@ -10,6 +12,7 @@ pub mod mock;
 pub mod models;
 pub mod ollama;
 pub mod openai;
+pub(crate) mod providers;
 mod retry;
 mod sse;
 
@@ -17,9 +20,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{ProviderConfig, ProviderName};
 use crate::event::{Message, Usage};
+use providers::Wire;
 
+pub use providers::{ProviderConfig, ProviderName, ProviderSetting};
 pub use retry::RetryPolicy;
 
 /// A tool offered to the model.
@@ -186,83 +190,6 @@ pub fn is_retryable_message(message: &str) -> bool {
     .any(|needle| m.contains(needle))
 }
 
-/// The environment variable holding a provider's API key, when it needs one (§7).
-pub fn api_key_var(provider: ProviderName) -> &'static [&'static str] {
-    match provider {
-        ProviderName::Anthropic => &["ANTHROPIC_API_KEY"],
-        ProviderName::Google => &["GOOGLE_GENERATIVE_AI_API_KEY"],
-        ProviderName::Openai => &["OPENAI_API_KEY"],
-        ProviderName::Deepseek => &["DEEPSEEK_API_KEY"],
-        ProviderName::AzureOpenai => &["AZURE_API_KEY"],
-        ProviderName::AmazonBedrock => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
-        ProviderName::Ollama | ProviderName::GoogleVertex | ProviderName::Mock => &[],
-    }
-}
-
-/// Optional variables a provider reads when they are set (§7).
-pub fn optional_vars(provider: ProviderName) -> &'static [&'static str] {
-    match provider {
-        ProviderName::Anthropic => &["ANTHROPIC_BASE_URL"],
-        ProviderName::Google => &["GOOGLE_GENERATIVE_AI_BASE_URL"],
-        ProviderName::Openai => &["OPENAI_BASE_URL", "OPENAI_ORGANIZATION", "OPENAI_PROJECT"],
-        ProviderName::Deepseek => &["DEEPSEEK_BASE_URL"],
-        ProviderName::Ollama => &["OLLAMA_BASE_URL"],
-        ProviderName::AzureOpenai => {
-            &["AZURE_RESOURCE_NAME", "AZURE_API_VERSION", "AZURE_BASE_URL"]
-        }
-        ProviderName::AmazonBedrock => &["AWS_REGION", "AWS_SESSION_TOKEN"],
-        ProviderName::GoogleVertex => &[
-            "GOOGLE_VERTEX_PROJECT",
-            "GOOGLE_VERTEX_LOCATION",
-            "GOOGLE_VERTEX_BASE_URL",
-        ],
-        ProviderName::Mock => &[],
-    }
-}
-
-/// Providers this build can talk to. `amazon-bedrock` and `google-vertex` are refused by
-/// `validate` and `run` with [`unsupported_message`].
-pub fn is_supported(provider: ProviderName) -> bool {
-    !matches!(
-        provider,
-        ProviderName::AmazonBedrock | ProviderName::GoogleVertex
-    )
-}
-
-/// Why `provider` cannot be used, for `validate` and preflight.
-pub fn unsupported_message(provider: ProviderName) -> String {
-    format!(
-        "provider `{provider}` is not supported yet by perstack-sandbox; use anthropic, openai, \
-         google, deepseek, ollama or azure-openai"
-    )
-}
-
-/// A required variable from `env`, non-empty.
-pub(crate) fn required_var(
-    provider: ProviderName,
-    var: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ProviderSetupError> {
-    env(var)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ProviderSetupError::MissingVar {
-            provider,
-            var: var.to_string(),
-        })
-}
-
-/// A `[provider.setting]` value, else the variable `var` (§7: setting beats env).
-pub(crate) fn setting_or_env(
-    setting: &Option<String>,
-    var: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Option<String> {
-    setting
-        .clone()
-        .filter(|v| !v.is_empty())
-        .or_else(|| env(var).filter(|v| !v.is_empty()))
-}
-
 /// A ready client for one provider.
 #[derive(Debug)]
 pub enum Provider {
@@ -290,7 +217,7 @@ pub enum ProviderSetupError {
         var: String,
     },
     /// This build cannot talk to the provider yet.
-    #[error("{}", unsupported_message(*.0))]
+    #[error("{}", .0.info().unsupported_message())]
     Unsupported(ProviderName),
     /// `mock` without a script.
     #[error("provider `mock` needs a script (`[provider.setting] script = \"…\"`)")]
@@ -308,37 +235,24 @@ impl Provider {
         script: Option<mock::MockScript>,
         http: &HttpSettings,
     ) -> Result<Provider, ProviderSetupError> {
-        match config.provider_name {
-            ProviderName::Anthropic => Ok(Provider::Anthropic(anthropic::AnthropicClient::new(
-                &config.setting,
-                env,
-                http,
-            )?)),
-            ProviderName::Openai | ProviderName::Deepseek | ProviderName::AzureOpenai => {
-                Ok(Provider::OpenAi(openai::OpenAiClient::new(
-                    config.provider_name,
-                    &config.setting,
-                    env,
-                    http,
-                )?))
+        let name = config.provider_name;
+        let setting = &config.setting;
+        Ok(match name.info().wire {
+            Some(Wire::AnthropicMessages) => {
+                Provider::Anthropic(anthropic::AnthropicClient::new(setting, env, http)?)
             }
-            ProviderName::Ollama => Ok(Provider::Ollama(ollama::OllamaClient::new(
-                &config.setting,
-                env,
-                http,
-            )?)),
-            ProviderName::Google => Ok(Provider::Google(google::GoogleClient::new(
-                &config.setting,
-                env,
-                http,
-            )?)),
-            ProviderName::Mock => Ok(Provider::Mock(mock::MockProvider::new(
+            Some(Wire::OpenAiChat) => {
+                Provider::OpenAi(openai::OpenAiClient::new(name, setting, env, http)?)
+            }
+            Some(Wire::OllamaChat) => {
+                Provider::Ollama(ollama::OllamaClient::new(setting, env, http)?)
+            }
+            Some(Wire::Gemini) => Provider::Google(google::GoogleClient::new(setting, env, http)?),
+            Some(Wire::Script) => Provider::Mock(mock::MockProvider::new(
                 script.ok_or(ProviderSetupError::MissingScript)?,
-            ))),
-            other @ (ProviderName::AmazonBedrock | ProviderName::GoogleVertex) => {
-                Err(ProviderSetupError::Unsupported(other))
-            }
-        }
+            )),
+            None => return Err(ProviderSetupError::Unsupported(name)),
+        })
     }
 
     /// Asks the model for its next turn, reporting text and reasoning to `on_delta` as they
@@ -418,7 +332,6 @@ pub(crate) mod test_server;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProviderSetting;
     use test_server::{Reply, TestServer};
 
     fn config(provider_name: ProviderName) -> ProviderConfig {
@@ -447,7 +360,7 @@ mod tests {
         assert_eq!(kind(ProviderName::Ollama), "ollama");
         assert_eq!(kind(ProviderName::Google), "google");
         for name in [ProviderName::AmazonBedrock, ProviderName::GoogleVertex] {
-            assert!(!is_supported(name));
+            assert!(!name.info().is_supported());
             assert_eq!(
                 kind(name),
                 format!(

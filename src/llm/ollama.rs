@@ -1,8 +1,8 @@
 //! Ollama's native chat API (`POST {baseUrl}/chat`, newline-delimited JSON stream).
 //!
 //! The native API rather than Ollama's OpenAI-compatible one, because Perstack's provider (the
-//! `ollama-ai-provider` of the AI SDK) uses it: `OLLAMA_BASE_URL` therefore means the same thing
-//! here — it includes `/api`, default `http://localhost:11434/api` — and reasoning is
+//! `ollama-ai-provider` of the AI SDK) uses it: the base URL therefore means the same thing
+//! here — it includes `/api` (variable and default in the provider table) — and reasoning is
 //! `think: true`, which only the native API takes. No key; `[provider.setting] headers` are sent
 //! as they are (for a gateway in front of Ollama).
 
@@ -13,12 +13,9 @@ use super::openai::joined_text;
 use super::sse::Framing;
 use super::{
     DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
-    ProviderSetupError, StreamDelta, provider_http_client, setting_or_env,
+    ProviderName, ProviderSetting, ProviderSetupError, StreamDelta, provider_http_client,
 };
-use crate::config::ProviderSetting;
 use crate::event::{MessageKind, Part, Usage};
-
-const DEFAULT_BASE_URL: &str = "http://localhost:11434/api";
 
 /// A configured client.
 #[derive(Debug)]
@@ -29,17 +26,16 @@ pub struct OllamaClient {
 }
 
 impl OllamaClient {
-    /// Reads the base URL (setting > `OLLAMA_BASE_URL` > default).
+    /// Reads the base URL (setting > variable > default).
     pub fn new(
         setting: &ProviderSetting,
         env: &dyn Fn(&str) -> Option<String>,
         http: &HttpSettings,
     ) -> Result<OllamaClient, ProviderSetupError> {
-        let base_url = setting_or_env(&setting.base_url, "OLLAMA_BASE_URL", env)
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let base_url = ProviderName::Ollama.info().base_url(setting, env)?;
         Ok(OllamaClient {
             http: provider_http_client(http, env)?,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_url,
             headers: setting
                 .headers
                 .iter()

@@ -1,15 +1,13 @@
 //! OpenAI Chat Completions (`POST …/chat/completions`, streamed), and the OpenAI-compatible
 //! endpoints that speak it: `openai`, `deepseek` and `azure-openai`.
 //!
-//! Where each one lives (setting > env > default, PERSTACK-COMPAT.md §7):
-//! - openai: `baseUrl` / `OPENAI_BASE_URL` / `https://api.openai.com/v1`; `Authorization:
-//!   Bearer $OPENAI_API_KEY`, `OpenAI-Organization` and `OpenAI-Project` from `organization` /
-//!   `OPENAI_ORGANIZATION` and `project` / `OPENAI_PROJECT`.
-//! - deepseek: `baseUrl` / `DEEPSEEK_BASE_URL` / `https://api.deepseek.com/v1`; Bearer
-//!   `$DEEPSEEK_API_KEY`; no reasoning parameter (`deepseek-reasoner` always reasons, and its
+//! Where each one lives and which variables hold its key and settings is the provider table's
+//! (setting > env > default, PERSTACK-COMPAT.md §7); what differs is how they are spoken to:
+//! - openai: `Authorization: Bearer <key>`, `OpenAI-Organization` and `OpenAI-Project` from
+//!   `organization` and `project` (or their variables).
+//! - deepseek: Bearer key; no reasoning parameter (`deepseek-reasoner` always reasons, and its
 //!   `reasoning_content` is streamed as reasoning).
-//! - azure-openai: `baseUrl` / `AZURE_BASE_URL`, else `https://{resourceName}.openai.azure.com/openai`
-//!   (`resourceName` / `AZURE_RESOURCE_NAME`); `api-key: $AZURE_API_KEY`. Like the AI SDK:
+//! - azure-openai: `api-key: <key>` at the resource's endpoint (or the base URL). Like the AI SDK:
 //!   `{base}/v1/chat/completions?api-version={apiVersion}` (default `v1`), or with
 //!   `useDeploymentBasedUrls` `{base}/deployments/{model}/chat/completions?api-version=…`
 //!   (default `2024-10-21`, the latest GA version of that API). No reasoning parameter.
@@ -17,17 +15,15 @@
 use serde_json::{Value, json};
 
 use super::http::{self, StreamRequest};
+use super::providers::SettingKey;
 use super::sse::Framing;
 use super::{
     DeltaSink, FinishReason, GenerateRequest, GeneratedPart, Generation, HttpSettings, LlmError,
-    ProviderSetupError, StreamDelta, is_retryable_message, provider_http_client, required_var,
-    setting_or_env,
+    ProviderName, ProviderSetting, ProviderSetupError, StreamDelta, is_retryable_message,
+    provider_http_client,
 };
-use crate::config::{ProviderName, ProviderSetting};
 use crate::event::{MessageKind, Part, Usage};
 
-const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-const DEEPSEEK_BASE_URL: &str = "https://api.deepseek.com/v1";
 const AZURE_V1_API_VERSION: &str = "v1";
 const AZURE_DEPLOYMENT_API_VERSION: &str = "2024-10-21";
 
@@ -60,25 +56,19 @@ impl OpenAiClient {
         env: &dyn Fn(&str) -> Option<String>,
         http: &HttpSettings,
     ) -> Result<OpenAiClient, ProviderSetupError> {
+        // Anything but deepseek and azure-openai is spoken to as openai.
+        let provider = match provider {
+            ProviderName::AzureOpenai | ProviderName::Deepseek => provider,
+            _ => ProviderName::Openai,
+        };
+        let info = provider.info();
+        let key = info.api_key(env)?;
         let mut headers = Vec::new();
-        let (base_url, route) = match provider {
+        let route = match provider {
             ProviderName::AzureOpenai => {
-                let key = required_var(provider, "AZURE_API_KEY", env)?;
                 headers.push(("api-key".to_string(), key));
-                let base = match setting_or_env(&setting.base_url, "AZURE_BASE_URL", env) {
-                    Some(base) => base,
-                    None => {
-                        let resource =
-                            setting_or_env(&setting.resource_name, "AZURE_RESOURCE_NAME", env)
-                                .ok_or_else(|| ProviderSetupError::MissingVar {
-                                    provider,
-                                    var: "AZURE_RESOURCE_NAME".into(),
-                                })?;
-                        format!("https://{resource}.openai.azure.com/openai")
-                    }
-                };
-                let version = setting_or_env(&setting.api_version, "AZURE_API_VERSION", env);
-                let route = if setting.use_deployment_based_urls == Some(true) {
+                let version = info.setting_or_env(SettingKey::ApiVersion, setting, env);
+                if setting.use_deployment_based_urls == Some(true) {
                     Route::AzureDeployment {
                         api_version: version
                             .unwrap_or_else(|| AZURE_DEPLOYMENT_API_VERSION.to_string()),
@@ -87,36 +77,29 @@ impl OpenAiClient {
                     Route::AzureV1 {
                         api_version: version.unwrap_or_else(|| AZURE_V1_API_VERSION.to_string()),
                     }
-                };
-                (base, route)
+                }
             }
             ProviderName::Deepseek => {
-                let key = required_var(provider, "DEEPSEEK_API_KEY", env)?;
                 headers.push(("authorization".to_string(), format!("Bearer {key}")));
-                let base = setting_or_env(&setting.base_url, "DEEPSEEK_BASE_URL", env)
-                    .unwrap_or_else(|| DEEPSEEK_BASE_URL.to_string());
-                (base, Route::Plain)
+                Route::Plain
             }
             _ => {
-                let key = required_var(ProviderName::Openai, "OPENAI_API_KEY", env)?;
                 headers.push(("authorization".to_string(), format!("Bearer {key}")));
-                if let Some(org) = setting_or_env(&setting.organization, "OPENAI_ORGANIZATION", env)
-                {
+                if let Some(org) = info.setting_or_env(SettingKey::Organization, setting, env) {
                     headers.push(("openai-organization".to_string(), org));
                 }
-                if let Some(project) = setting_or_env(&setting.project, "OPENAI_PROJECT", env) {
+                if let Some(project) = info.setting_or_env(SettingKey::Project, setting, env) {
                     headers.push(("openai-project".to_string(), project));
                 }
-                let base = setting_or_env(&setting.base_url, "OPENAI_BASE_URL", env)
-                    .unwrap_or_else(|| OPENAI_BASE_URL.to_string());
-                (base, Route::Plain)
+                Route::Plain
             }
         };
+        let base_url = info.base_url(setting, env)?;
         headers.extend(setting.headers.iter().map(|(n, v)| (n.clone(), v.clone())));
         Ok(OpenAiClient {
             http: provider_http_client(http, env)?,
             provider,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_url,
             route,
             headers,
         })

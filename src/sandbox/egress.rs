@@ -11,6 +11,7 @@
 use url::Url;
 
 use crate::config::{Config, ProviderName, ProviderSetting, Skill};
+use crate::llm::providers::Endpoint;
 use crate::proxy::TrustedEndpoint;
 use crate::proxy::rules::DomainRule;
 
@@ -30,20 +31,6 @@ pub struct PrincipalPlan {
     pub trusted: Vec<TrustedEndpoint>,
 }
 
-/// The environment variable that overrides a provider's base URL (§7).
-pub fn base_url_var(provider: ProviderName) -> Option<&'static str> {
-    match provider {
-        ProviderName::Anthropic => Some("ANTHROPIC_BASE_URL"),
-        ProviderName::Google => Some("GOOGLE_GENERATIVE_AI_BASE_URL"),
-        ProviderName::Openai => Some("OPENAI_BASE_URL"),
-        ProviderName::Deepseek => Some("DEEPSEEK_BASE_URL"),
-        ProviderName::Ollama => Some("OLLAMA_BASE_URL"),
-        ProviderName::AzureOpenai => Some("AZURE_BASE_URL"),
-        ProviderName::GoogleVertex => Some("GOOGLE_VERTEX_BASE_URL"),
-        ProviderName::AmazonBedrock | ProviderName::Mock => None,
-    }
-}
-
 /// What the runtime needs to reach its provider: the vendor's host when no base URL is
 /// configured, else exactly the configured endpoint (trusted: it may be on the host or the LAN,
 /// and plain HTTP when its URL says so). `setting` applies only when it is the file's provider.
@@ -52,10 +39,10 @@ pub fn provider_egress(
     setting: Option<&ProviderSetting>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> (Vec<DomainRule>, Vec<TrustedEndpoint>) {
-    let explicit = setting
-        .and_then(|s| s.base_url.clone())
-        .or_else(|| base_url_var(provider).and_then(env))
-        .filter(|u| !u.is_empty());
+    let info = provider.info();
+    let no_setting = ProviderSetting::default();
+    let setting = setting.unwrap_or(&no_setting);
+    let explicit = info.configured_base_url(setting, env);
     if let Some(url) = explicit.as_deref().and_then(|u| Url::parse(u).ok())
         && let Some(host) = url.host_str()
     {
@@ -66,23 +53,14 @@ pub fn provider_egress(
         };
         return (vec![], vec![endpoint]);
     }
-    let resource = setting
-        .and_then(|s| s.resource_name.clone())
-        .or_else(|| env("AZURE_RESOURCE_NAME"));
-    let domains: Vec<String> = match provider {
-        ProviderName::Anthropic => vec!["api.anthropic.com".into()],
-        ProviderName::Google => vec!["generativelanguage.googleapis.com".into()],
-        ProviderName::Openai => vec!["api.openai.com".into()],
-        ProviderName::Deepseek => vec!["api.deepseek.com".into()],
-        ProviderName::AzureOpenai => vec![match resource {
-            Some(resource) => format!("{resource}.openai.azure.com"),
-            None => "*.openai.azure.com".into(),
+    let domains: Vec<String> = match info.endpoint {
+        Endpoint::Vendor { host, .. } => vec![host.to_string()],
+        Endpoint::PerResource { domain, .. } => vec![match info.resource(setting, env) {
+            Some(resource) => format!("{resource}.{domain}"),
+            None => format!("*.{domain}"),
         }],
         // Ollama's default is the runtime's own localhost: nothing to let out.
-        ProviderName::Ollama
-        | ProviderName::Mock
-        | ProviderName::AmazonBedrock
-        | ProviderName::GoogleVertex => vec![],
+        Endpoint::Local { .. } | Endpoint::None => vec![],
     };
     (
         domains

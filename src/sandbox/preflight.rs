@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName, Skill, dotted_path};
 use crate::llm::mock::MockScript;
-use crate::llm::{api_key_var, is_supported, optional_vars, unsupported_message};
+use crate::llm::providers::Endpoint;
 
 use super::docker::{DockerClient, DockerError};
 use super::packages;
@@ -50,29 +50,33 @@ impl std::fmt::Display for Problems {
     }
 }
 
-/// azure-openai needs to know where the resource is: `resourceName` or `baseUrl` in the file, or
-/// `AZURE_RESOURCE_NAME` / `AZURE_BASE_URL`.
+/// A provider that lives at a per-account resource (azure-openai) needs to know which: the
+/// resource name or a base URL, in `[provider.setting]` or their variables.
 fn missing_endpoint(
     config: &crate::config::Config,
     provider: ProviderName,
     env: &BTreeMap<String, String>,
 ) -> Option<String> {
-    if provider != ProviderName::AzureOpenai {
+    let info = provider.info();
+    if !matches!(info.endpoint, Endpoint::PerResource { .. }) {
         return None;
     }
+    let no_setting = Default::default();
     let setting = config
         .provider
         .as_ref()
         .filter(|p| p.provider_name == provider)
-        .map(|p| &p.setting);
-    let in_file = setting.is_some_and(|s| s.resource_name.is_some() || s.base_url.is_some());
-    let in_env = ["AZURE_RESOURCE_NAME", "AZURE_BASE_URL"]
-        .iter()
-        .any(|v| env.get(*v).is_some_and(|value| !value.is_empty()));
-    (!in_file && !in_env).then(|| {
-        "AZURE_RESOURCE_NAME is not set; provider `azure-openai` needs the resource name \
-         (or a base URL: AZURE_BASE_URL, or resourceName / baseUrl in [provider.setting])"
-            .to_string()
+        .map_or(&no_setting, |p| &p.setting);
+    let env = |var: &str| env.get(var).cloned();
+    let known =
+        info.resource(setting, &env).is_some() || info.configured_base_url(setting, &env).is_some();
+    (!known).then(|| {
+        format!(
+            "{} is not set; provider `{provider}` needs the resource name (or a base URL: {}, \
+             or resourceName / baseUrl in [provider.setting])",
+            info.resource_var(),
+            info.base_url_var().unwrap_or("baseUrl"),
+        )
     })
 }
 
@@ -223,7 +227,7 @@ impl Preflight<'_> {
             });
         }
 
-        if !is_supported(self.provider) {
+        if !self.provider.info().is_supported() {
             let from_file =
                 config.provider.as_ref().map(|p| p.provider_name) == Some(self.provider);
             problems.push(Problem {
@@ -232,7 +236,7 @@ impl Preflight<'_> {
                 } else {
                     None
                 },
-                message: unsupported_message(self.provider),
+                message: self.provider.info().unsupported_message(),
             });
         }
         if let Some(message) = missing_endpoint(config, self.provider, self.env) {
@@ -242,7 +246,7 @@ impl Preflight<'_> {
             });
         }
         let mut runtime_env = Vec::new();
-        for var in api_key_var(self.provider) {
+        for var in self.provider.info().key_vars {
             match self.env.get(*var) {
                 Some(value) => runtime_env.push((var.to_string(), value.clone())),
                 None => problems.push(Problem {
@@ -254,8 +258,8 @@ impl Preflight<'_> {
                 }),
             }
         }
-        for var in optional_vars(self.provider) {
-            if let Some(value) = self.env.get(*var) {
+        for var in self.provider.info().optional_var_names() {
+            if let Some(value) = self.env.get(var) {
                 runtime_env.push((var.to_string(), value.clone()));
             }
         }
