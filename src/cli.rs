@@ -231,7 +231,7 @@ fn provider_help() -> String {
     };
     let mut help = format!("Provider: {}", names(&supported));
     if !unsupported.is_empty() {
-        help.push_str(&format!("; {} not supported yet", names(&unsupported)));
+        help.push_str(&format!("; not supported yet: {}", names(&unsupported)));
     }
     help.push_str(&format!(
         " (default: `[provider] providerName` in perstack.toml, else {DEFAULT_PROVIDER})"
@@ -299,9 +299,10 @@ impl BaseImageArgs {
 /// `gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Also remove our images that newer builds superseded: older versions of an image, images
-    /// that lost their tag to a newer build, and all but the newest install-stage cache of each
-    /// skill. Never an image a container uses, nor a version someone tagged (`build --tag`).
+    /// Also remove our images that newer builds superseded: older versions of an image,
+    /// untagged images (they lost their tag to a newer build) and all but the newest
+    /// install-stage cache of each skill. Never an image a container uses, nor a version someone
+    /// tagged (`build --tag`).
     #[arg(long)]
     pub images: bool,
     /// Only report what would be removed.
@@ -570,9 +571,9 @@ mod tests {
     fn the_provider_help_lists_what_works_what_does_not_yet_and_the_default() {
         assert_eq!(
             provider_help(),
-            "Provider: anthropic, google, openai, ollama, azure-openai, deepseek, mock; \
-             amazon-bedrock, google-vertex not supported yet (default: `[provider] providerName` \
-             in perstack.toml, else anthropic)"
+            "Provider: anthropic, google, openai, ollama, azure-openai, deepseek, mock; not \
+             supported yet: amazon-bedrock, google-vertex (default: `[provider] providerName` in \
+             perstack.toml, else anthropic)"
         );
     }
 
