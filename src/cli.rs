@@ -4,6 +4,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::ProviderName;
+use crate::config::settings::{
+    DEFAULT_CPUS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MEMORY, DEFAULT_MODEL,
+    DEFAULT_PIDS, DEFAULT_PROVIDER, DEFAULT_REASONING_BUDGET, DEFAULT_TIMEOUT_MS, SettingFlags,
+    memory_spelling,
+};
+use crate::runtime::RuntimeArgs;
+use crate::skill::host::HostOptions;
+
 /// Run Perstack Experts in Docker: the agent runtime, each MCP skill and the workspace tools in
 /// their own hardened containers.
 #[derive(Debug, Parser)]
@@ -73,39 +82,87 @@ pub struct RunArgs {
     /// Folder the base skill works in, mounted read-write (default: the current folder).
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
-    /// Provider (anthropic, google, openai, ollama, azure-openai, amazon-bedrock, google-vertex,
-    /// deepseek, mock).
-    #[arg(long)]
+    /// Provider (the help text lists them: [`provider_help`]).
+    #[arg(long, help = provider_help())]
     pub provider: Option<String>,
     /// Model id.
-    #[arg(long)]
+    #[arg(long, help = format!("Model id (default: `model` in perstack.toml, else {DEFAULT_MODEL})"))]
     pub model: Option<String>,
     /// Reasoning budget: none, minimal, low, medium, high, or a token count.
-    #[arg(long, value_name = "BUDGET")]
+    #[arg(
+        long,
+        value_name = "BUDGET",
+        help = format!(
+            "Reasoning budget: none, minimal, low, medium, high, or a token count (default: \
+             `reasoningBudget` in perstack.toml, else {DEFAULT_REASONING_BUDGET})"
+        )
+    )]
     pub reasoning_budget: Option<String>,
     /// Stop after this many steps.
-    #[arg(long, value_name = "N")]
+    #[arg(
+        long,
+        value_name = "N",
+        help = format!(
+            "Stop after this many steps (default: `maxSteps` in perstack.toml, else \
+             {DEFAULT_MAX_STEPS})"
+        )
+    )]
     pub max_steps: Option<u32>,
     /// Retries per generation.
-    #[arg(long, value_name = "N")]
+    #[arg(
+        long,
+        value_name = "N",
+        help = format!(
+            "Retries per generation (default: `maxRetries` in perstack.toml, else \
+             {DEFAULT_MAX_RETRIES})"
+        )
+    )]
     pub max_retries: Option<u32>,
     /// Time limit for the whole run, from the first image lookup to the runtime's exit: a
     /// number of milliseconds (`60000`) or `90s`, `30m`, `2h`. No generation may take longer
     /// either (default: the generation timeout × max-steps).
     #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
     pub timeout: Option<std::time::Duration>,
-    /// Time limit per generation, milliseconds or `90s`, `5m` (default: `timeout` in
-    /// perstack.toml, else 300000).
-    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    /// Time limit per generation, milliseconds or `90s`, `5m`.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = crate::config::parse_duration,
+        help = format!(
+            "Time limit per generation, milliseconds or `90s`, `5m` (default: `timeout` in \
+             perstack.toml, else {DEFAULT_TIMEOUT_MS})"
+        )
+    )]
     pub generation_timeout: Option<std::time::Duration>,
-    /// Memory limit per container: `512m`, `2g`, or bytes (default: `[sandbox] memory`, else 2g).
-    #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_memory_limit)]
+    /// Memory limit per container: `512m`, `2g`, or bytes.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        value_parser = crate::config::parse_memory_limit,
+        help = format!(
+            "Memory limit per container: `512m`, `2g`, or bytes (default: `[sandbox] memory`, \
+             else {})",
+            memory_spelling(DEFAULT_MEMORY)
+        )
+    )]
     pub memory: Option<i64>,
-    /// CPU limit per container, like 2 or 0.5 (default: `[sandbox] cpus`, else 2).
-    #[arg(long, value_name = "N", value_parser = crate::config::parse_cpus)]
+    /// CPU limit per container, like 2 or 0.5.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = crate::config::parse_cpus,
+        help = format!(
+            "CPU limit per container, like 2 or 0.5 (default: `[sandbox] cpus`, else {DEFAULT_CPUS})"
+        )
+    )]
     pub cpus: Option<f64>,
-    /// Process limit per container (default: `[sandbox] pids`, else 256).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    /// Process limit per container.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(i64).range(1..),
+        help = format!("Process limit per container (default: `[sandbox] pids`, else {DEFAULT_PIDS})")
+    )]
     pub pids: Option<i64>,
     /// Job id to use (default: a new one).
     #[arg(long, value_name = "ID")]
@@ -139,6 +196,47 @@ pub struct RunArgs {
     /// Base images.
     #[command(flatten)]
     pub base_images: BaseImageArgs,
+}
+
+impl RunArgs {
+    /// What the command line says about the run's settings, for
+    /// [`Settings::resolve`](crate::config::Settings::resolve).
+    pub fn setting_flags(&self) -> SettingFlags {
+        SettingFlags {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            reasoning_budget: self.reasoning_budget.clone(),
+            max_steps: self.max_steps,
+            max_retries: self.max_retries,
+            timeout: self.timeout,
+            generation_timeout: self.generation_timeout,
+            memory: self.memory,
+            cpus: self.cpus,
+            pids: self.pids,
+        }
+    }
+}
+
+/// `run --provider`'s help: every provider, which ones cannot be used yet, and the default.
+fn provider_help() -> String {
+    let (supported, unsupported): (Vec<ProviderName>, Vec<ProviderName>) = ProviderName::ALL
+        .into_iter()
+        .partition(|p| p.info().is_supported());
+    let names = |providers: &[ProviderName]| {
+        providers
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut help = format!("Provider: {}", names(&supported));
+    if !unsupported.is_empty() {
+        help.push_str(&format!("; not supported yet: {}", names(&unsupported)));
+    }
+    help.push_str(&format!(
+        " (default: `[provider] providerName` in perstack.toml, else {DEFAULT_PROVIDER})"
+    ));
+    help
 }
 
 /// `build`.
@@ -201,8 +299,10 @@ impl BaseImageArgs {
 /// `gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Also remove image versions that a newer build of the same image superseded (never one a
-    /// container uses).
+    /// Also remove our images that newer builds superseded: older versions of an image,
+    /// untagged images (they lost their tag to a newer build) and all but the newest
+    /// install-stage cache of each skill. Never an image a container uses, nor a version someone
+    /// tagged (`build --tag`).
     #[arg(long)]
     pub images: bool,
     /// Only report what would be removed.
@@ -266,6 +366,61 @@ pub struct RuntimeRoleArgs {
     pub query: String,
 }
 
+/// Why the `runtime` role's command line cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeArgsError {
+    /// A versioned image's runtime was asked for another Expert than its own.
+    #[error("this image runs Expert `{only}` only, not `{expert}`")]
+    OtherExpert {
+        /// The image's Expert (`--only-expert`).
+        only: String,
+        /// The Expert asked for.
+        expert: String,
+    },
+    /// `--provider` names no provider.
+    #[error("--provider {0}: unknown provider")]
+    UnknownProvider(String),
+    /// `-i` is not the JSON of an answer.
+    #[error("--interactive-tool-call-result: {0}")]
+    Answer(#[source] serde_json::Error),
+}
+
+impl TryFrom<RuntimeRoleArgs> for RuntimeArgs {
+    type Error = RuntimeArgsError;
+
+    fn try_from(args: RuntimeRoleArgs) -> Result<RuntimeArgs, RuntimeArgsError> {
+        if let Some(only) = args.only_expert.filter(|only| *only != args.expert) {
+            return Err(RuntimeArgsError::OtherExpert {
+                only,
+                expert: args.expert,
+            });
+        }
+        let provider = args
+            .provider
+            .map(|name| ProviderName::parse(&name).ok_or(RuntimeArgsError::UnknownProvider(name)))
+            .transpose()?;
+        let interactive_tool_call_result = args
+            .interactive_tool_call_result
+            .map(|json| serde_json::from_str(&json).map_err(RuntimeArgsError::Answer))
+            .transpose()?;
+        Ok(RuntimeArgs {
+            spec: args.spec,
+            checkpoint_stdin: args.checkpoint_stdin,
+            interactive_tool_call_result,
+            job_id: args.job_id,
+            run_id: args.run_id,
+            provider,
+            model: args.model,
+            max_steps: args.max_steps,
+            max_retries: args.max_retries,
+            timeout_ms: args.timeout,
+            reasoning_budget: args.reasoning_budget,
+            expert_key: args.expert,
+            query: args.query,
+        })
+    }
+}
+
 /// The hidden `skill-host` role.
 #[derive(Debug, Args)]
 pub struct SkillHostArgs {
@@ -280,6 +435,26 @@ pub struct SkillHostArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
+/// `skill-host` was given no server to run.
+#[derive(Debug, thiserror::Error)]
+#[error("no command given after --")]
+pub struct NoServerCommand;
+
+impl TryFrom<SkillHostArgs> for HostOptions {
+    type Error = NoServerCommand;
+
+    fn try_from(args: SkillHostArgs) -> Result<HostOptions, NoServerCommand> {
+        let mut command = args.command.into_iter();
+        let program = command.next().ok_or(NoServerCommand)?;
+        Ok(HostOptions {
+            socket: args.socket,
+            pass_env: args.pass_env,
+            command: program,
+            args: command.collect(),
+        })
+    }
+}
+
 /// The hidden `base-skill` role.
 #[derive(Debug, Args)]
 pub struct BaseSkillArgs {
@@ -292,6 +467,162 @@ pub struct BaseSkillArgs {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::time::Duration;
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["perstack-sandbox", "run"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["expert", "query"]);
+        match Cli::parse_from(argv).command {
+            Command::Run(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_setting_flag_reaches_the_settings_and_silence_stays_silent() {
+        assert_eq!(run_args(&[]).setting_flags(), SettingFlags::default());
+        let flags = run_args(&[
+            "--provider",
+            "mock",
+            "--model",
+            "m",
+            "--reasoning-budget",
+            "high",
+            "--max-steps",
+            "3",
+            "--max-retries",
+            "0",
+            "--timeout",
+            "30m",
+            "--generation-timeout",
+            "60000",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids",
+            "32",
+        ])
+        .setting_flags();
+        assert_eq!(
+            flags,
+            SettingFlags {
+                provider: Some("mock".into()),
+                model: Some("m".into()),
+                reasoning_budget: Some("high".into()),
+                max_steps: Some(3),
+                max_retries: Some(0),
+                // Perstack's milliseconds, or with a unit.
+                timeout: Some(Duration::from_secs(1800)),
+                generation_timeout: Some(Duration::from_secs(60)),
+                memory: Some(64 << 20),
+                cpus: Some(0.5),
+                pids: Some(32),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_limit_flags_are_refused_by_the_parser() {
+        for bad in [
+            &["--memory", "1m"][..],
+            &["--cpus", "0"],
+            &["--pids", "0"],
+            &["--timeout", "0"],
+            &["--timeout", "soon"],
+            &["--generation-timeout", "0s"],
+        ] {
+            let mut argv = vec!["perstack-sandbox", "run"];
+            argv.extend_from_slice(bad);
+            argv.extend_from_slice(&["expert", "query"]);
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn with_an_image_only_the_query_is_given() {
+        let parse = |argv: &[&str]| {
+            let mut full = vec!["perstack-sandbox", "run"];
+            full.extend_from_slice(argv);
+            Cli::try_parse_from(full).map(|cli| match cli.command {
+                Command::Run(args) => (args.image, args.expert, args.query),
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(
+            parse(&["--image", "127.0.0.1:5000/demo:1.0", "Say hi"]).expect("parses"),
+            (
+                Some("127.0.0.1:5000/demo:1.0".to_string()),
+                String::new(),
+                "Say hi".to_string()
+            )
+        );
+        assert_eq!(
+            parse(&["demo", "Say hi"]).expect("parses"),
+            (None, "demo".to_string(), "Say hi".to_string())
+        );
+        // Without an image the Expert is required; an image replaces perstack.toml.
+        assert!(parse(&["Say hi"]).is_err());
+        assert!(parse(&["--image", "demo:1", "--config", "p.toml", "q"]).is_err());
+    }
+
+    #[test]
+    fn the_provider_help_lists_what_works_what_does_not_yet_and_the_default() {
+        assert_eq!(
+            provider_help(),
+            "Provider: anthropic, google, openai, ollama, azure-openai, deepseek, mock; not \
+             supported yet: amazon-bedrock, google-vertex (default: `[provider] providerName` in \
+             perstack.toml, else anthropic)"
+        );
+    }
+
+    fn runtime_args(extra: &[&str]) -> Result<RuntimeArgs, RuntimeArgsError> {
+        let mut argv = vec![
+            "perstack-sandbox",
+            "runtime",
+            "--job-id",
+            "j",
+            "--run-id",
+            "r",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::parse_from(argv).command {
+            Command::Runtime(args) => RuntimeArgs::try_from(args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_runtime_role_takes_typed_arguments_and_refuses_what_does_not_parse() {
+        let args = runtime_args(&[
+            "--provider",
+            "mock",
+            "--checkpoint-stdin",
+            "-i",
+            r#"{"toolCallId":"t","toolName":"ask","skillName":"s","text":"yes"}"#,
+            "main",
+            "q",
+        ])
+        .expect("usable");
+        assert_eq!(args.provider, Some(ProviderName::Mock));
+        assert_eq!(args.expert_key, "main");
+        assert!(args.interactive_tool_call_result.is_some());
+        let refused = |extra: &[&str]| runtime_args(extra).expect_err("refused").to_string();
+        assert_eq!(
+            refused(&["--provider", "openia", "main", "q"]),
+            "--provider openia: unknown provider"
+        );
+        assert!(
+            refused(&["--checkpoint-stdin", "-i", "{", "main", "q"])
+                .starts_with("--interactive-tool-call-result: ")
+        );
+        assert_eq!(
+            refused(&["--only-expert", "main", "helper", "q"]),
+            "this image runs Expert `main` only, not `helper`"
+        );
+        assert!(runtime_args(&["--only-expert", "main", "main", "q"]).is_ok());
+    }
 
     #[test]
     fn base_image_flags_beat_the_sandbox_table_and_leave_the_rest() {

@@ -1,12 +1,13 @@
 //! The `perstack-sandbox` executable: every role, host and in-container, in one static binary.
+//! `main` only dispatches: each command gives its exit code or its error, printed here once.
+
+use std::fmt::Display;
 
 use clap::Parser;
 
 use perstack_sandbox::cli::{Cli, Command};
-use perstack_sandbox::commands;
+use perstack_sandbox::commands::{self, roles};
 use perstack_sandbox::exit::Exit;
-use perstack_sandbox::runtime::{self, RuntimeArgs};
-use perstack_sandbox::skill::{base, fixture, host};
 
 fn main() {
     let cli = Cli::parse();
@@ -28,110 +29,43 @@ fn main() {
 
 async fn dispatch(command: Command) -> i32 {
     match command {
-        Command::Run(args) => commands::run::run(args).await.code(),
-        Command::Build(args) => commands::build::run(args).await.code(),
-        Command::Validate(args) => commands::validate::run(args).code(),
+        Command::Run(args) => host(commands::run::run(args).await),
+        Command::Build(args) => host(commands::build::run(args).await),
+        Command::Validate(args) => host(commands::validate::run(args)),
         Command::Doctor(args) => commands::doctor::run(args).await.code(),
-        Command::Images => commands::images::run().await.code(),
-        Command::Gc(args) => commands::gc::run(args).await.code(),
-        Command::Runtime(args) => {
-            if let Some(only) = args.only_expert.as_deref().filter(|o| *o != args.expert) {
-                eprintln!(
-                    "error: this image runs Expert `{only}` only, not `{}`",
-                    args.expert
-                );
-                return Exit::Usage.code();
-            }
-            let provider = match args.provider.as_deref() {
-                None => None,
-                Some(name) => match perstack_sandbox::config::ProviderName::parse(name) {
-                    Some(p) => Some(p),
-                    None => {
-                        eprintln!("error: --provider {name}: unknown provider");
-                        return Exit::Usage.code();
-                    }
-                },
-            };
-            let interactive_tool_call_result = match args.interactive_tool_call_result.as_deref() {
-                None => None,
-                Some(json) => match serde_json::from_str(json) {
-                    Ok(result) => Some(result),
-                    Err(e) => {
-                        eprintln!("error: --interactive-tool-call-result: {e}");
-                        return Exit::Usage.code();
-                    }
-                },
-            };
-            let args = RuntimeArgs {
-                spec: args.spec,
-                checkpoint_stdin: args.checkpoint_stdin,
-                interactive_tool_call_result,
-                job_id: args.job_id,
-                run_id: args.run_id,
-                provider,
-                model: args.model,
-                max_steps: args.max_steps,
-                max_retries: args.max_retries,
-                timeout_ms: args.timeout,
-                reasoning_budget: args.reasoning_budget,
-                expert_key: args.expert,
-                query: args.query,
-            };
-            // As PID 1 of its container the runtime must handle SIGTERM itself, or `docker stop`
-            // waits out its grace period.
-            let Ok(mut sigterm) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            else {
-                return runtime::run(args).await;
-            };
-            tokio::select! {
-                code = runtime::run(args) => code,
-                _ = sigterm.recv() => Exit::Terminated.code(),
-            }
+        Command::Images => host(commands::images::run().await),
+        Command::Gc(args) => host(commands::gc::run(args).await),
+        Command::Runtime(args) => role(roles::runtime(args).await),
+        Command::SkillHost(args) => role(roles::skill_host(args).await),
+        Command::BaseSkill(args) => role(roles::base_skill(args).await),
+        Command::EgressProxy => role(roles::egress_proxy().await),
+        Command::FixtureMcp => role(roles::fixture_mcp().await),
+    }
+}
+
+/// A host command's exit code; its error, if any, printed once with its hints.
+fn host<E>(result: Result<Exit, E>) -> i32
+where
+    E: Display,
+    for<'a> &'a E: Into<Exit>,
+{
+    match result {
+        Ok(exit) => exit.code(),
+        Err(error) => {
+            eprintln!("error: {error}");
+            (&error).into().code()
         }
-        Command::SkillHost(args) => {
-            let mut command = args.command.into_iter();
-            let Some(program) = command.next() else {
-                eprintln!("skill-host: no command given after --");
-                return Exit::Usage.code();
-            };
-            let options = host::HostOptions {
-                socket: args.socket,
-                pass_env: args.pass_env,
-                command: program,
-                args: command.collect(),
-            };
-            match host::run(options).await {
-                Ok(code) => code,
-                Err(error) => {
-                    eprintln!("skill-host: {error}");
-                    Exit::RunFailed.code()
-                }
-            }
+    }
+}
+
+/// A role's exit code; its error printed as is (it names the role).
+fn role(result: Result<i32, roles::RoleError>) -> i32 {
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{error}");
+            Exit::from(&error).code()
         }
-        Command::BaseSkill(args) => match base::serve_stdio(args.workspace).await {
-            Ok(()) => 0,
-            Err(error) => {
-                eprintln!("base-skill: {error}");
-                Exit::RunFailed.code()
-            }
-        },
-        Command::EgressProxy => {
-            match perstack_sandbox::proxy::run(std::env::var("PERSTACK_PROXY_CONFIG").ok()).await {
-                Ok(()) => 0,
-                Err(error) => {
-                    eprintln!("egress-proxy: {error}");
-                    Exit::RunFailed.code()
-                }
-            }
-        }
-        Command::FixtureMcp => match fixture::serve_stdio().await {
-            Ok(()) => 0,
-            Err(error) => {
-                eprintln!("fixture-mcp: {error}");
-                Exit::RunFailed.code()
-            }
-        },
     }
 }
 

@@ -7,188 +7,129 @@
 //! runtime image, which additionally carries the version's labels.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
 use crate::cli::BuildArgs;
-use crate::config::{
-    DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, LoadedConfig,
-    ProviderName,
-};
+use crate::config::{LoadedConfig, ProviderName, SettingFlags, Settings, SettingsError};
 use crate::exit::Exit;
-use crate::llm::mock::MockScript;
-use crate::sandbox::docker::DockerClient;
+use crate::llm::mock::{MockScript, MockScriptError};
+use crate::sandbox::docker::{DockerClient, DockerError};
 use crate::sandbox::images::{ImageSpec, slug};
-use crate::sandbox::plan::{Limits, RunRequest, RunSettings, plan};
-use crate::sandbox::run::{RunError, content_tag};
-use crate::sandbox::versioned::{self, ImageRef, Manifest};
+use crate::sandbox::plan::{Artifacts, RunPlan, RunRequest, plan};
+use crate::sandbox::run::{RunError as ExecuteError, content_tag};
+use crate::sandbox::versioned::{self, ImageRef, Manifest, VersionedError};
 
-use super::artifacts;
+use super::LoadError;
+use super::artifacts::{self, ArtifactError};
+
+/// Why the version could not be built, tagged or pushed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// perstack.toml is missing, unreadable or invalid.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The Expert is not in it.
+    #[error("unknown expert `{expert}`; Experts in {}: {}", path.display(), known.join(", "))]
+    UnknownExpert {
+        /// The key given.
+        expert: String,
+        /// The config.
+        path: PathBuf,
+        /// The Experts it has.
+        known: Vec<String>,
+    },
+    /// A `--tag` is not an image reference.
+    #[error("--tag {0}")]
+    Tag(#[source] VersionedError),
+    /// The config's mock script.
+    #[error(transparent)]
+    MockScript(#[from] MockScriptError),
+    /// The config could not be read for its digest.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadConfig {
+        /// The config.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Our executable or the CA bundle.
+    #[error(transparent)]
+    Artifacts(#[from] ArtifactError),
+    /// The file's settings (never, without flags; kept for the types' sake).
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The runtime spec could not be serialized.
+    #[error("cannot write the runtime spec: {0}")]
+    Spec(#[source] serde_json::Error),
+    /// The version's labels could not be serialized.
+    #[error("cannot write the image labels: {0}")]
+    Labels(#[source] serde_json::Error),
+    /// The plan has no runtime image (a bug).
+    #[error("the plan has no runtime image")]
+    NoRuntimeImage,
+    /// An image could not be made.
+    #[error(transparent)]
+    Image(#[from] ExecuteError),
+    /// An image was built yet the engine does not know it.
+    #[error("image {0} was built but the engine does not know it")]
+    BuiltButUnknown(String),
+    /// The engine did not answer, or tagging or pushing failed.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+impl From<&BuildError> for Exit {
+    fn from(error: &BuildError) -> Exit {
+        match error {
+            BuildError::Docker(_)
+            | BuildError::BuiltButUnknown(_)
+            | BuildError::Image(ExecuteError::Docker(_)) => Exit::Docker,
+            BuildError::NoRuntimeImage => Exit::RunFailed,
+            BuildError::Load(_)
+            | BuildError::UnknownExpert { .. }
+            | BuildError::Tag(_)
+            | BuildError::MockScript(_)
+            | BuildError::ReadConfig { .. }
+            | BuildError::Artifacts(_)
+            | BuildError::Settings(_)
+            | BuildError::Spec(_)
+            | BuildError::Labels(_)
+            | BuildError::Image(_) => Exit::Usage,
+        }
+    }
+}
+
+/// What a build is made from, read and checked before the engine is asked anything.
+struct Inputs {
+    loaded: LoadedConfig,
+    refs: Vec<ImageRef>,
+    mock_script: Option<MockScript>,
+    /// `sha256:<hex>` of perstack.toml.
+    digest: String,
+    artifacts: Artifacts,
+}
+
+/// The images made, by content tag, before they are tagged as the version.
+struct Built {
+    runtime_tag: String,
+    /// Every other image's content tag with the suffix of its version tag.
+    others: Vec<(String, String)>,
+    manifest: Manifest,
+}
 
 /// Runs the command: prints each reference it tagged (and pushed) on stdout, progress on
 /// stderr.
-pub async fn run(args: BuildArgs) -> Exit {
-    let (_, mut loaded) = match super::load_config(args.config.as_deref()) {
-        Ok(found) => found,
-        Err(exit) => return exit,
-    };
-    args.base_images.apply(&mut loaded.config.sandbox);
-    let config = &loaded.config;
-    let Some(expert) = config.experts.get(&args.expert) else {
-        let known: Vec<&str> = config.experts.keys().map(String::as_str).collect();
-        eprintln!(
-            "error: unknown expert `{}`; Experts in {}: {}",
-            args.expert,
-            loaded.path.display(),
-            known.join(", ")
-        );
-        return Exit::Usage;
-    };
-    let default_tag = format!("{}:{}", slug(&args.expert), expert.version);
-    let given = if args.tags.is_empty() {
-        vec![default_tag]
-    } else {
-        args.tags.clone()
-    };
-    let mut refs = Vec::new();
-    for reference in &given {
-        match ImageRef::parse(reference) {
-            Ok(image) => refs.push(image),
-            Err(error) => {
-                eprintln!("error: --tag {error}");
-                return Exit::Usage;
-            }
-        }
-    }
-    let (mock_script, digest) = match read_inputs(&loaded) {
-        Ok(inputs) => inputs,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Exit::Usage;
-        }
-    };
-    let artifacts = match artifacts::load() {
-        Ok(artifacts) => artifacts,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Usage;
-        }
-    };
-    let request = RunRequest {
-        run_id: "build".into(),
-        job_id: "build".into(),
-        expert_key: args.expert.clone(),
-        query: String::new(),
-        config: config.clone(),
-        // Only the images matter here, and they do not depend on the run's settings. A provider
-        // that needs the network puts the egress proxy into the plan, so the version can run
-        // with any provider.
-        settings: RunSettings {
-            provider: ProviderName::Anthropic,
-            model: DEFAULT_MODEL.to_string(),
-            max_steps: DEFAULT_MAX_STEPS,
-            max_retries: DEFAULT_MAX_RETRIES,
-            timeout_ms: DEFAULT_TIMEOUT_MS,
-            reasoning_budget: None,
-        },
-        workspace: std::path::PathBuf::from("/"),
-        user: (0, 0),
-        runtime_env: vec![],
-        env: BTreeMap::new(),
-        mock_script,
-        artifacts,
-        limits: Limits::default(),
-        controller: String::new(),
-        resume: None,
-    };
-    let mut run_plan = match plan(&request) {
-        Ok(plan) => plan,
-        Err(error) => {
-            eprintln!("error: cannot write the runtime spec: {error}");
-            return Exit::Usage;
-        }
-    };
-    let docker = match DockerClient::connect().await {
-        Ok(docker) => docker,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Docker;
-        }
-    };
-
-    // Every image but the runtime's first: the runtime's labels record their ids.
-    let suffixes = versioned::suffixes(&run_plan);
-    let mut tags = BTreeMap::new();
-    let mut ids = BTreeMap::new();
-    for index in suffixes.keys() {
-        match ensure(&docker, &run_plan.images[*index], args.verbose).await {
-            Ok((tag, id)) => {
-                tags.insert(*index, tag);
-                ids.insert(*index, id);
-            }
-            Err(exit) => return exit,
-        }
-    }
-    let manifest = Manifest::new(
-        config,
-        &args.expert,
-        digest,
-        versioned::needed_images(&run_plan, &suffixes, &ids),
-    );
-    let labels = match manifest.labels() {
-        Ok(labels) => labels,
-        Err(error) => {
-            eprintln!("error: cannot write the image labels: {error}");
-            return Exit::Usage;
-        }
-    };
-    let runtime_index = run_plan.runtime.image;
-    let Some(runtime) = run_plan.images.get_mut(runtime_index) else {
-        eprintln!("error: the plan has no runtime image");
-        return Exit::RunFailed;
-    };
-    runtime.labels.extend(labels);
-    // The ENTRYPOINT fixes the Expert: the runtime refuses any other.
-    runtime
-        .config
-        .entrypoint
-        .extend(["--only-expert".to_string(), args.expert.clone()]);
-    let runtime_tag = match ensure(&docker, runtime, args.verbose).await {
-        Ok((tag, _)) => tag,
-        Err(exit) => return exit,
-    };
-
-    let mut made = Vec::new();
-    for image in &refs {
-        let mut pairs = vec![(runtime_tag.clone(), image.to_string())];
-        for (index, suffix) in &suffixes {
-            if let Some(tag) = tags.get(index) {
-                pairs.push((tag.clone(), image.derived(suffix)));
-            }
-        }
-        for (source, target) in pairs {
-            if let Err(error) = docker.tag_image(&source, &target).await {
-                eprintln!("error: {error}");
-                return Exit::Docker;
-            }
-            made.push(target);
-        }
-    }
+pub async fn run(args: BuildArgs) -> Result<Exit, BuildError> {
+    let inputs = load(&args)?;
+    let run_plan = plan_images(&args, &inputs)?;
+    let docker = DockerClient::connect().await?;
+    let built = build(&docker, run_plan, &args, &inputs).await?;
+    let made = tag(&docker, &built, &inputs.refs).await?;
     if args.push {
-        for reference in &made {
-            eprintln!("pushing {reference}");
-            let pushed = docker
-                .push_image(reference, |line| {
-                    if args.verbose {
-                        eprintln!("  {line}");
-                    }
-                })
-                .await;
-            if let Err(error) = pushed {
-                eprintln!("error: {error}");
-                return Exit::Docker;
-            }
-        }
+        push(&docker, &made, args.verbose).await?;
     }
     for reference in &made {
         println!("{reference}");
@@ -202,14 +143,32 @@ pub async fn run(args: BuildArgs) -> Exit {
         },
         made.len(),
         args.expert,
-        manifest.version,
-        refs[0]
+        built.manifest.version,
+        inputs.refs[0]
     );
-    Exit::Success
+    Ok(Exit::Success)
 }
 
-/// The mock script (when the file's provider is `mock`) and the config digest.
-fn read_inputs(loaded: &LoadedConfig) -> Result<(Option<MockScript>, String), String> {
+/// The config, the references to tag (`--tag`, else `<expert>:<version>`), the mock script (when
+/// the file's provider is `mock`), the config's digest and our artifacts.
+fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
+    let (_, mut loaded) = super::load_config(args.config.as_deref())?;
+    args.base_images.apply(&mut loaded.config.sandbox);
+    let Some(expert) = loaded.config.experts.get(&args.expert) else {
+        return Err(BuildError::UnknownExpert {
+            expert: args.expert.clone(),
+            path: loaded.path.clone(),
+            known: loaded.config.experts.keys().cloned().collect(),
+        });
+    };
+    let refs = if args.tags.is_empty() {
+        vec![format!("{}:{}", slug(&args.expert), expert.version)]
+    } else {
+        args.tags.clone()
+    }
+    .iter()
+    .map(|reference| ImageRef::parse(reference).map_err(BuildError::Tag))
+    .collect::<Result<Vec<_>, _>>()?;
     let script = loaded
         .config
         .provider
@@ -217,17 +176,125 @@ fn read_inputs(loaded: &LoadedConfig) -> Result<(Option<MockScript>, String), St
         .filter(|p| p.provider_name == ProviderName::Mock)
         .and_then(|p| p.setting.script.as_ref());
     let mock_script = match script {
-        Some(script) => {
-            Some(MockScript::load(&loaded.dir().join(script)).map_err(|e| e.to_string())?)
-        }
+        Some(script) => Some(MockScript::load(&loaded.dir().join(script))?),
         None => None,
     };
-    let bytes = std::fs::read(&loaded.path)
-        .map_err(|e| format!("cannot read {}: {e}", loaded.path.display()))?;
-    Ok((
+    let bytes = std::fs::read(&loaded.path).map_err(|source| BuildError::ReadConfig {
+        path: loaded.path.clone(),
+        source,
+    })?;
+    Ok(Inputs {
+        digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+        artifacts: artifacts::load()?,
+        loaded,
+        refs,
         mock_script,
-        format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
-    ))
+    })
+}
+
+/// The images `run` would build for the Expert (same content, same cache).
+fn plan_images(args: &BuildArgs, inputs: &Inputs) -> Result<RunPlan, BuildError> {
+    let config = &inputs.loaded.config;
+    let settings = Settings::resolve(&SettingFlags::default(), config)?;
+    let request = RunRequest {
+        run_id: "build".into(),
+        job_id: "build".into(),
+        expert_key: args.expert.clone(),
+        query: String::new(),
+        config: config.clone(),
+        // The images do not depend on the run's settings, only on whether the runtime needs the
+        // network: with a provider that does, the egress proxy is in the plan, so the version
+        // runs with any provider.
+        settings: crate::config::RunSettings {
+            provider: ProviderName::Anthropic,
+            ..settings.run
+        },
+        workspace: PathBuf::from("/"),
+        user: (0, 0),
+        runtime_env: vec![],
+        env: BTreeMap::new(),
+        mock_script: inputs.mock_script.clone(),
+        artifacts: inputs.artifacts.clone(),
+        limits: settings.limits,
+        controller: String::new(),
+        resume: None,
+    };
+    plan(&request).map_err(BuildError::Spec)
+}
+
+/// Finds or builds every image; the runtime's last, as its labels record the others' ids.
+async fn build(
+    docker: &DockerClient,
+    mut run_plan: RunPlan,
+    args: &BuildArgs,
+    inputs: &Inputs,
+) -> Result<Built, BuildError> {
+    let suffixes = versioned::suffixes(&run_plan);
+    let mut others = Vec::new();
+    let mut ids = BTreeMap::new();
+    for (index, suffix) in &suffixes {
+        let (tag, id) = ensure(docker, &run_plan.images[*index], args.verbose).await?;
+        others.push((tag, suffix.clone()));
+        ids.insert(*index, id);
+    }
+    let manifest = Manifest::new(
+        &inputs.loaded.config,
+        &args.expert,
+        inputs.digest.clone(),
+        versioned::needed_images(&run_plan, &suffixes, &ids),
+    );
+    let labels = manifest.labels().map_err(BuildError::Labels)?;
+    let runtime_index = run_plan.runtime.image;
+    let runtime = run_plan
+        .images
+        .get_mut(runtime_index)
+        .ok_or(BuildError::NoRuntimeImage)?;
+    runtime.labels.extend(labels);
+    // The ENTRYPOINT fixes the Expert: the runtime refuses any other.
+    runtime
+        .config
+        .entrypoint
+        .extend(["--only-expert".to_string(), args.expert.clone()]);
+    let (runtime_tag, _) = ensure(docker, runtime, args.verbose).await?;
+    Ok(Built {
+        runtime_tag,
+        others,
+        manifest,
+    })
+}
+
+/// Tags every image as each reference; gives the references made.
+async fn tag(
+    docker: &DockerClient,
+    built: &Built,
+    refs: &[ImageRef],
+) -> Result<Vec<String>, BuildError> {
+    let mut made = Vec::new();
+    for image in refs {
+        let mut pairs = vec![(built.runtime_tag.clone(), image.to_string())];
+        for (tag, suffix) in &built.others {
+            pairs.push((tag.clone(), image.derived(suffix)));
+        }
+        for (source, target) in pairs {
+            docker.tag_image(&source, &target).await?;
+            made.push(target);
+        }
+    }
+    Ok(made)
+}
+
+async fn push(docker: &DockerClient, made: &[String], verbose: bool) -> Result<(), BuildError> {
+    for reference in made {
+        eprintln!("pushing {reference}");
+        docker
+            .push_image(reference, |line| {
+                if verbose {
+                    eprintln!("  {line}");
+                }
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// Finds or makes `spec` under its content-addressed tag; gives the tag and the image id.
@@ -235,17 +302,9 @@ async fn ensure(
     docker: &DockerClient,
     spec: &ImageSpec,
     verbose: bool,
-) -> Result<(String, String), Exit> {
-    let failed = |error: RunError| {
-        eprintln!("error: {error}");
-        match error {
-            RunError::Docker(_) => Exit::Docker,
-            _ => Exit::Usage,
-        }
-    };
-    let tag = content_tag(docker, spec).await.map_err(failed)?;
-    let found = docker.image_id(&tag).await.map_err(|e| failed(e.into()))?;
-    if let Some(id) = found {
+) -> Result<(String, String), BuildError> {
+    let tag = content_tag(docker, spec).await?;
+    if let Some(id) = docker.image_id(&tag).await? {
         eprintln!("{}: using cached image {tag}", spec.service);
         return Ok((tag, id));
     }
@@ -256,13 +315,9 @@ async fn ensure(
                 eprintln!("  {line}");
             }
         })
-        .await
-        .map_err(|e| failed(e.into()))?;
-    match docker.image_id(&tag).await.map_err(|e| failed(e.into()))? {
+        .await?;
+    match docker.image_id(&tag).await? {
         Some(id) => Ok((tag, id)),
-        None => {
-            eprintln!("error: image {tag} was built but the engine does not know it");
-            Err(Exit::Docker)
-        }
+        None => Err(BuildError::BuiltButUnknown(tag)),
     }
 }

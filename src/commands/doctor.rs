@@ -33,11 +33,28 @@ impl Report {
     }
 }
 
-/// Runs the command.
+/// Runs the command. Its findings are its output (on stdout), each failed one with its fix;
+/// like `uv pip check` it has no error of its own, only an exit code saying whether the machine
+/// is ready: [`Exit::Docker`] when no engine answered, [`Exit::RunFailed`] when a check failed.
 pub async fn run(args: ValidateArgs) -> Exit {
     let mut report = Report { failed: false };
     println!("perstack-sandbox {} doctor", env!("CARGO_PKG_VERSION"));
+    check_executable(&mut report);
+    let Some(docker) = connect(&mut report).await else {
+        return Exit::Docker;
+    };
+    check_engine(&mut report, &docker).await;
+    check_image_build(&mut report, &docker).await;
+    check_base_images(&mut report, &docker, &args).await;
+    if report.failed {
+        Exit::RunFailed
+    } else {
+        println!("ready.");
+        Exit::Success
+    }
+}
 
+fn check_executable(report: &mut Report) {
     match super::artifacts::load() {
         Ok(artifacts) => report.ok(
             "executable",
@@ -52,8 +69,11 @@ pub async fn run(args: ValidateArgs) -> Exit {
             "build with `make build` (static target from .cargo/config.toml)",
         ),
     }
+}
 
-    let docker = match DockerClient::connect().await {
+/// The engine, with the endpoint and why it is that one; `None` when none answered.
+async fn connect(report: &mut Report) -> Option<DockerClient> {
+    match DockerClient::connect().await {
         Ok(docker) => {
             let endpoint = docker.endpoint();
             report.ok(
@@ -63,7 +83,7 @@ pub async fn run(args: ValidateArgs) -> Exit {
             for looked in &endpoint.passed_over {
                 println!("    passed over: {looked}");
             }
-            docker
+            Some(docker)
         }
         Err(DockerError::Unreachable(none)) => {
             report.fail(
@@ -71,13 +91,16 @@ pub async fn run(args: ValidateArgs) -> Exit {
                 none.places().replace('\n', "\n    "),
                 none.hint(),
             );
-            return Exit::Docker;
+            None
         }
         Err(error) => {
             report.fail("docker endpoint", error.to_string(), "check the engine");
-            return Exit::Docker;
+            None
         }
-    };
+    }
+}
+
+async fn check_engine(report: &mut Report, docker: &DockerClient) {
     match docker.info().await {
         Ok(info) => {
             let v = &info.version;
@@ -100,9 +123,11 @@ pub async fn run(args: ValidateArgs) -> Exit {
             "check that the engine is healthy: `docker version`",
         ),
     }
+}
 
-    // Both ways images reach the engine: a classic build (images on a real base) and an import
-    // (scratch images).
+/// Both ways images reach the engine: a classic build (images on a real base) and an import
+/// (scratch images).
+async fn check_image_build(report: &mut Report, docker: &DockerClient) {
     let probe = probe_image();
     let tag = probe.tag("scratch");
     let started = Instant::now();
@@ -128,47 +153,45 @@ pub async fn run(args: ValidateArgs) -> Exit {
             "the engine must be able to build and import `FROM scratch` images; check `docker build` and `docker import` work and the disk is not full",
         ),
     }
+}
 
+async fn check_base_images(report: &mut Report, docker: &DockerClient, args: &ValidateArgs) {
     println!("  base images:");
     let cwd = std::env::current_dir().unwrap_or_default();
-    match config::discover(args.config.as_deref(), &cwd).and_then(|p| config::load(&p)) {
-        Ok(loaded) => {
-            for (image, users) in base_images(&loaded.config) {
-                if image == "scratch" {
-                    report.ok("  scratch", format!("built in · {users}"));
-                    continue;
-                }
-                match docker.image_id(&image).await {
-                    Ok(Some(id)) => report.ok(
-                        &format!("  {image}"),
-                        format!("{} · {users}", &id[..id.len().min(19)]),
-                    ),
-                    Ok(None) => report.fail(
-                        &format!("  {image}"),
-                        format!("not found locally · {users}"),
-                        "there is no registry to pull from: build or load it (`make test-images` builds perstack-sandbox/bookworm:local; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change the setting in [sandbox]",
-                    ),
-                    Err(error) => report.fail(&format!("  {image}"), error.to_string(), "check the engine"),
-                }
-            }
-        }
+    let loaded = match config::discover(args.config.as_deref(), &cwd).and_then(|p| config::load(&p))
+    {
+        Ok(loaded) => loaded,
         Err(config::ConfigError::NotFound { .. }) => {
             println!(
                 "    (no perstack.toml here; only scratch-based images are needed by default)"
             );
+            return;
         }
-        Err(error) => report.fail(
-            "perstack.toml",
-            error.to_string(),
-            "fix the file (`perstack-sandbox validate` lists every problem)",
-        ),
-    }
-
-    if report.failed {
-        Exit::RunFailed
-    } else {
-        println!("ready.");
-        Exit::Success
+        Err(error) => {
+            return report.fail(
+                "perstack.toml",
+                error.to_string(),
+                "fix the file (`perstack-sandbox validate` lists every problem)",
+            );
+        }
+    };
+    for (image, users) in base_images(&loaded.config) {
+        if image == "scratch" {
+            report.ok("  scratch", format!("built in · {users}"));
+            continue;
+        }
+        match docker.image_id(&image).await {
+            Ok(Some(id)) => report.ok(
+                &format!("  {image}"),
+                format!("{} · {users}", &id[..id.len().min(19)]),
+            ),
+            Ok(None) => report.fail(
+                &format!("  {image}"),
+                format!("not found locally · {users}"),
+                "there is no registry to pull from: build or load it (`make test-images` builds perstack-sandbox/bookworm:local; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar`), or change the setting in [sandbox]",
+            ),
+            Err(error) => report.fail(&format!("  {image}"), error.to_string(), "check the engine"),
+        }
     }
 }
 

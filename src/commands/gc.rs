@@ -2,29 +2,33 @@
 
 use crate::cli::GcArgs;
 use crate::exit::Exit;
-use crate::sandbox::docker::DockerClient;
+use crate::sandbox::docker::{DockerClient, DockerError};
 use crate::sandbox::gc::{GcOptions, sweep};
 
-/// Runs the command; prints what it found and removed.
-pub async fn run(args: GcArgs) -> Exit {
-    let docker = match DockerClient::connect().await {
-        Ok(docker) => docker,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Docker;
+/// Why nothing could be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    /// The engine did not answer or failed.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+impl From<&GcError> for Exit {
+    fn from(error: &GcError) -> Exit {
+        match error {
+            GcError::Docker(_) => Exit::Docker,
         }
-    };
+    }
+}
+
+/// Runs the command; prints what it found and removed.
+pub async fn run(args: GcArgs) -> Result<Exit, GcError> {
+    let docker = DockerClient::connect().await?;
     let options = GcOptions {
         images: args.images,
         dry_run: args.dry_run,
     };
-    let report = match sweep(&docker, options).await {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Docker;
-        }
-    };
+    let report = sweep(&docker, options).await?;
     let verb = if args.dry_run {
         "would remove"
     } else {
@@ -65,5 +69,5 @@ pub async fn run(args: GcArgs) -> Exit {
             report.images.len()
         );
     }
-    Exit::Success
+    Ok(Exit::Success)
 }

@@ -1,28 +1,32 @@
 //! `perstack-sandbox images`: our images with their Expert, version, size and age.
 
 use crate::exit::Exit;
-use crate::sandbox::docker::{DockerClient, ManagedImage};
+use crate::sandbox::docker::{DockerClient, DockerError, ManagedImage};
 use crate::sandbox::labels;
 
+/// Why the images could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    /// The engine did not answer or failed.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+impl From<&ImagesError> for Exit {
+    fn from(error: &ImagesError) -> Exit {
+        match error {
+            ImagesError::Docker(_) => Exit::Docker,
+        }
+    }
+}
+
 /// Runs the command: one line per image, newest first.
-pub async fn run() -> Exit {
-    let docker = match DockerClient::connect().await {
-        Ok(docker) => docker,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Docker;
-        }
-    };
-    let images = match docker.managed_images().await {
-        Ok(images) => images,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return Exit::Docker;
-        }
-    };
+pub async fn run() -> Result<Exit, ImagesError> {
+    let docker = DockerClient::connect().await?;
+    let images = docker.managed_images().await?;
     let now = crate::ids::now_ms() as i64 / 1000;
     print!("{}", table(&images, now));
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 /// The listing, aligned in columns.

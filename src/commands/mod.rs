@@ -1,32 +1,37 @@
-//! The work behind each subcommand. Each returns an [`crate::exit::Exit`] and prints its own
-//! errors, so `main` stays a dispatcher.
+//! The work behind each subcommand. A host command returns the [`Exit`](crate::exit::Exit) it
+//! ends with, or its own error type (`RunError`, `BuildError`, …); each error converts to its
+//! exit code in one `impl From<&Error> for Exit`, and `main` prints it once, as
+//! `error: {message}` with its hints. A command prints its own output (listings, progress), never
+//! its error.
 
 mod artifacts;
 pub mod build;
 pub mod doctor;
 pub mod gc;
 pub mod images;
+pub mod roles;
 pub mod run;
-mod run_image;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, LoadedConfig};
-use crate::exit::Exit;
+use crate::config::{self, ConfigError, LoadedConfig};
+
+/// Why perstack.toml could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The folder to search from is unreadable.
+    #[error("cannot read the current folder: {0}")]
+    CurrentDir(#[source] std::io::Error),
+    /// Not found, unreadable or invalid (every problem of the file).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
 
 /// Finds (`--config`, else upward from the current folder) and loads perstack.toml. Gives the
-/// current folder with it, or prints every problem and gives the exit code.
-fn load_config(explicit: Option<&Path>) -> Result<(PathBuf, LoadedConfig), Exit> {
-    let cwd = std::env::current_dir().map_err(|e| {
-        eprintln!("error: cannot read the current folder: {e}");
-        Exit::Usage
-    })?;
-    config::discover(explicit, &cwd)
-        .and_then(|path| config::load(&path))
-        .map(|loaded| (cwd, loaded))
-        .map_err(|error| {
-            eprintln!("error: {error}");
-            Exit::Usage
-        })
+/// current folder with it.
+fn load_config(explicit: Option<&Path>) -> Result<(PathBuf, LoadedConfig), LoadError> {
+    let cwd = std::env::current_dir().map_err(LoadError::CurrentDir)?;
+    let loaded = config::discover(explicit, &cwd).and_then(|path| config::load(&path))?;
+    Ok((cwd, loaded))
 }

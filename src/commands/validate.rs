@@ -4,24 +4,37 @@
 use std::fmt::Write as _;
 
 use crate::cli::ValidateArgs;
-use crate::config::{LoadedConfig, ProviderName, Skill};
+use crate::config::{DEFAULT_PROVIDER, LoadedConfig, ProviderName, Skill};
 use crate::exit::Exit;
-use crate::llm::mock::MockScript;
+use crate::llm::mock::{MockScript, MockScriptError};
 
-/// Runs the command.
-pub fn run(args: ValidateArgs) -> Exit {
-    let (cwd, loaded) = match super::load_config(args.config.as_deref()) {
-        Ok(found) => found,
-        Err(exit) => return exit,
-    };
-    if let Some(script) = mock_script_path(&loaded)
-        && let Err(error) = MockScript::load(&script)
-    {
-        eprintln!("error: {error}");
-        return Exit::Usage;
+use super::LoadError;
+
+/// Why the config is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// perstack.toml is missing, unreadable or invalid (every problem of the file).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The mock script it names is.
+    #[error(transparent)]
+    MockScript(#[from] MockScriptError),
+}
+
+impl From<&ValidateError> for Exit {
+    fn from(_: &ValidateError) -> Exit {
+        Exit::Usage
+    }
+}
+
+/// Runs the command: prints the listing.
+pub fn run(args: ValidateArgs) -> Result<Exit, ValidateError> {
+    let (cwd, loaded) = super::load_config(args.config.as_deref())?;
+    if let Some(script) = mock_script_path(&loaded) {
+        MockScript::load(&script)?;
     }
     print!("{}", describe(&loaded, &cwd));
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 fn mock_script_path(loaded: &LoadedConfig) -> Option<std::path::PathBuf> {
@@ -55,8 +68,7 @@ pub fn describe(loaded: &LoadedConfig, cwd: &std::path::Path) -> String {
         config
             .provider
             .as_ref()
-            .map(|p| p.provider_name)
-            .unwrap_or(ProviderName::Anthropic)
+            .map_or(DEFAULT_PROVIDER, |p| p.provider_name)
     );
     for expert in config.experts.values() {
         let _ = writeln!(out, "\n{} {}", expert.key, expert.version);

@@ -7,8 +7,8 @@
 //! let cwd = Path::new(".");
 //! let path = config::discover(None, cwd)?;
 //! let loaded = config::load(&path)?;
-//! for expert in loaded.config.delegation_closure("reviewer") {
-//!     println!("{} {}", expert.key, expert.version);
+//! for key in loaded.config.delegation_closure("reviewer") {
+//!     println!("{key} {}", loaded.config.experts[&key].version);
 //! }
 //! # Ok::<(), config::ConfigError>(())
 //! ```
@@ -17,6 +17,7 @@ pub mod discover;
 pub mod env;
 pub mod limits;
 pub mod schema;
+pub mod settings;
 
 mod diagnostic;
 mod dotted;
@@ -34,6 +35,10 @@ pub use dotted::dotted_path;
 pub use limits::{parse_cpus, parse_duration, parse_memory_limit};
 pub use patterns::parse_memory_size;
 pub use schema::*;
+pub use settings::{
+    DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_PROVIDER, DEFAULT_TIMEOUT_MS,
+    Limits, RunSettings, SettingFlags, Settings, SettingsError,
+};
 
 /// A validated config and where it came from.
 #[derive(Debug, Clone)]
@@ -103,10 +108,10 @@ pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
 }
 
 impl Config {
-    /// The Expert `key` and every Expert it can reach through `delegates`, each once, breadth
-    /// first (the Expert itself first). Empty when `key` is not defined; delegates that are not
-    /// defined are skipped (validation has rejected them already).
-    pub fn delegation_closure(&self, key: &str) -> Vec<&Expert> {
+    /// The keys of the Expert `key` and of every Expert it can reach through `delegates`, each
+    /// once, breadth first (the Expert itself first). Empty when `key` is not defined; delegates
+    /// that are not defined are skipped (validation has rejected them already).
+    pub fn delegation_closure(&self, key: &str) -> Vec<String> {
         let mut seen = BTreeSet::new();
         let mut queue = VecDeque::from([key]);
         let mut out = Vec::new();
@@ -115,7 +120,7 @@ impl Config {
                 continue;
             }
             if let Some(expert) = self.experts.get(key) {
-                out.push(expert);
+                out.push(key.to_string());
                 queue.extend(expert.delegates.iter().map(String::as_str));
             }
         }
@@ -166,14 +171,7 @@ mod tests {
             instruction = "alone"
         "#;
         let loaded = load_str(Path::new("/p/perstack.toml"), text).unwrap();
-        let keys = |key| -> Vec<&str> {
-            loaded
-                .config
-                .delegation_closure(key)
-                .iter()
-                .map(|e| e.key.as_str())
-                .collect()
-        };
+        let keys = |key| loaded.config.delegation_closure(key);
         assert_eq!(keys("lead"), ["lead", "writer", "checker", "researcher"]);
         assert_eq!(keys("checker"), ["checker", "researcher"]);
         assert_eq!(keys("loner"), ["loner"]);

@@ -337,17 +337,10 @@ impl<'i> Walker<'_, '_> {
         let (path, pos, value) = self.get(t, "reasoningBudget")?;
         match value.get_ref() {
             DeValue::String(s) => {
-                let level = match s.as_ref() {
-                    "none" => ReasoningLevel::None,
-                    "minimal" => ReasoningLevel::Minimal,
-                    "low" => ReasoningLevel::Low,
-                    "medium" => ReasoningLevel::Medium,
-                    "high" => ReasoningLevel::High,
-                    other => {
-                        let message = format!("expected {EXPECTED}, found \"{other}\"");
-                        self.report.push(&path, pos, message);
-                        return None;
-                    }
+                let Some(level) = ReasoningLevel::parse(s) else {
+                    let message = format!("expected {EXPECTED}, found \"{s}\"");
+                    self.report.push(&path, pos, message);
+                    return None;
                 };
                 Some(ReasoningBudget::Level(level))
             }

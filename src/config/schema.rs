@@ -12,14 +12,6 @@ use serde::{Deserialize, Serialize};
 /// `[provider]` is typed by the provider table, which `llm` owns (the clients read it too).
 pub use crate::llm::{ProviderConfig, ProviderName, ProviderSetting};
 
-/// Perstack's default model when neither the CLI nor the file names one.
-pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
-/// Perstack's effective default step limit.
-pub const DEFAULT_MAX_STEPS: u32 = 100;
-/// Perstack's default retry budget per generation.
-pub const DEFAULT_MAX_RETRIES: u32 = 5;
-/// Perstack's code default for the per-generation timeout, in milliseconds.
-pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 /// The skill every Expert gets when it declares no `skills` table.
 pub const BASE_SKILL_NAME: &str = "@perstack/base";
 

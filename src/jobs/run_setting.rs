@@ -12,9 +12,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config::RunSettings;
 use crate::config::{Config, Expert, Skill};
 use crate::event::InteractiveToolCallResult;
-use crate::sandbox::plan::RunSettings;
 
 /// What replaces every secret value.
 pub const REDACTED: &str = "[redacted]";

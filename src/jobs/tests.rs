@@ -72,7 +72,7 @@ fn setting(job: &str, run: &str, expert: &str, now: u64) -> RunSetting {
     .config;
     RunSetting::new(RunSettingSource {
         config: &config,
-        settings: &crate::sandbox::plan::RunSettings {
+        settings: &crate::config::RunSettings {
             provider: crate::config::ProviderName::Mock,
             model: "mock-model".into(),
             max_steps: 10,

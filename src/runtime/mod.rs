@@ -299,18 +299,8 @@ pub fn reasoning_tokens(budget: Option<&str>) -> Result<Option<u64>, RuntimeErro
     let Some(budget) = budget else {
         return Ok(None);
     };
-    let parsed = match budget {
-        "none" => ReasoningBudget::Level(ReasoningLevel::None),
-        "minimal" => ReasoningBudget::Level(ReasoningLevel::Minimal),
-        "low" => ReasoningBudget::Level(ReasoningLevel::Low),
-        "medium" => ReasoningBudget::Level(ReasoningLevel::Medium),
-        "high" => ReasoningBudget::Level(ReasoningLevel::High),
-        other => ReasoningBudget::Tokens(
-            other
-                .parse()
-                .map_err(|_| RuntimeError::ReasoningBudget(other.to_string()))?,
-        ),
-    };
+    let parsed = ReasoningBudget::parse(budget)
+        .ok_or_else(|| RuntimeError::ReasoningBudget(budget.to_string()))?;
     Ok(match parsed {
         ReasoningBudget::Level(ReasoningLevel::None) | ReasoningBudget::Tokens(0) => None,
         ReasoningBudget::Level(ReasoningLevel::Minimal) => Some(1024),

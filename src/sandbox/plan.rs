@@ -25,7 +25,7 @@ use super::images::{
 };
 use super::labels;
 use super::packages;
-use crate::config::{Config, McpStdioSkill, ProviderName, Skill};
+use crate::config::{Config, Limits, McpStdioSkill, ProviderName, RunSettings, Skill};
 use crate::llm::mock::MockScript;
 use crate::runtime::spec::{RuntimeSpec, SkillEndpoint};
 
@@ -47,51 +47,6 @@ pub const WORKSPACE_MOUNT: &str = "/workspace";
 /// Base-skill sees an empty read-only tmpfs there, so neither the tools nor `exec`'d programs
 /// can read or change it.
 pub const RESERVED_DIR: &str = "perstack";
-
-/// Default limits per container (DESIGN.md, "Hardening defaults").
-pub const DEFAULT_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
-/// Default process limit per container.
-pub const DEFAULT_PIDS: i64 = 256;
-/// Default CPU limit per container.
-pub const DEFAULT_CPUS: f64 = 2.0;
-
-/// The run's settings after CLI > file > default.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunSettings {
-    /// The provider.
-    pub provider: ProviderName,
-    /// The model.
-    pub model: String,
-    /// Step limit.
-    pub max_steps: u32,
-    /// Retry limit.
-    pub max_retries: u32,
-    /// Per-generation timeout in ms.
-    pub timeout_ms: u64,
-    /// Reasoning budget as given (`low`, `2048`, …), if any.
-    pub reasoning_budget: Option<String>,
-}
-
-/// Resource limits for every container of the run.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Limits {
-    /// Memory in bytes.
-    pub memory: i64,
-    /// CPUs.
-    pub cpus: f64,
-    /// Processes.
-    pub pids: i64,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            memory: DEFAULT_MEMORY,
-            cpus: DEFAULT_CPUS,
-            pids: DEFAULT_PIDS,
-        }
-    }
-}
 
 /// Files the images are made of, read once per run.
 #[derive(Debug, Clone)]
@@ -324,7 +279,7 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         ])
     };
 
-    let closure = delegation_closure(config, &request.expert_key);
+    let closure = config.delegation_closure(&request.expert_key);
     let several = closure.len() > 1;
     let mut images: Vec<ImageSpec> = Vec::new();
     let mut image_index = |spec: ImageSpec| -> usize {
@@ -625,23 +580,6 @@ fn reaches_remote_skills(config: &Config, closure: &[String]) -> bool {
                 .values()
                 .any(|s| matches!(s, Skill::McpSse(_)))
         })
-}
-
-/// The Expert and every Expert it can reach through `delegates`, each once, in BFS order.
-pub fn delegation_closure(config: &Config, key: &str) -> Vec<String> {
-    let mut order = vec![key.to_string()];
-    let mut i = 0;
-    while i < order.len() {
-        if let Some(expert) = config.experts.get(&order[i]) {
-            for delegate in &expert.delegates {
-                if !order.contains(delegate) {
-                    order.push(delegate.clone());
-                }
-            }
-        }
-        i += 1;
-    }
-    order
 }
 
 fn binary_file(artifacts: &Artifacts) -> ContextFile {
@@ -1317,7 +1255,7 @@ description = "Helps."
                     [experts.b]\ninstruction = \"x\"\ndelegates = [\"c\", \"a\"]\n\
                     [experts.c]\ninstruction = \"x\"\n";
         let loaded = load_str(std::path::Path::new("/p.toml"), text).expect("valid");
-        assert_eq!(delegation_closure(&loaded.config, "a"), ["a", "b", "c"]);
-        assert_eq!(delegation_closure(&loaded.config, "c"), ["c"]);
+        assert_eq!(loaded.config.delegation_closure("a"), ["a", "b", "c"]);
+        assert_eq!(loaded.config.delegation_closure("c"), ["c"]);
     }
 }

@@ -11,7 +11,7 @@ use crate::llm::providers::Endpoint;
 
 use super::docker::{DockerClient, DockerError};
 use super::packages;
-use super::plan::{SkillBase, delegation_closure, skill_base_image};
+use super::plan::{SkillBase, skill_base_image};
 
 /// One problem found before the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,8 +275,8 @@ impl Preflight<'_> {
             }
         }
 
-        // An unknown Expert was reported above; its "closure" is just its key, which `get` skips.
-        for key in delegation_closure(config, self.expert_key) {
+        // An unknown Expert was reported above; its closure is empty.
+        for key in config.delegation_closure(self.expert_key) {
             let Some(expert) = config.experts.get(&key) else {
                 continue;
             };
@@ -452,7 +452,7 @@ fn base_hint(base: SkillBase) -> &'static str {
 /// setting that chose it; `scratch` (built in) is left out.
 pub fn base_images(config: &crate::config::Config, expert_key: &str) -> Vec<BaseImageUse> {
     let mut uses: Vec<BaseImageUse> = Vec::new();
-    for key in delegation_closure(config, expert_key) {
+    for key in config.delegation_closure(expert_key) {
         let Some(expert) = config.experts.get(&key) else {
             continue;
         };

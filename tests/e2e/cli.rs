@@ -149,11 +149,14 @@ fn doctor_reports_endpoint_engine_api_and_build() {
 }
 
 #[test]
-fn help_lists_the_commands_and_run_flags() {
+fn help_lists_the_commands_and_the_run_and_gc_flags() {
     let (code, top, _) = perstack(&["--help"]);
     assert_eq!(code, Some(0));
     insta::assert_snapshot!("help", top);
     let (code, run, _) = perstack(&["run", "--help"]);
     assert_eq!(code, Some(0));
     insta::assert_snapshot!("run_help", run);
+    let (code, gc, _) = perstack(&["gc", "--help"]);
+    assert_eq!(code, Some(0));
+    insta::assert_snapshot!("gc_help", gc);
 }

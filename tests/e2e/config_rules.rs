@@ -305,12 +305,10 @@ fn a_perstack_style_file_loads_with_every_setting() {
         Some("ghcr.io/acme/ruff-mcp:1")
     );
 
-    let closure: Vec<&str> = c
-        .delegation_closure("@acme/coordinator")
-        .iter()
-        .map(|e| e.key.as_str())
-        .collect();
-    assert_eq!(closure, ["@acme/coordinator", "researcher", "reviewer"]);
+    assert_eq!(
+        c.delegation_closure("@acme/coordinator"),
+        ["@acme/coordinator", "researcher", "reviewer"]
+    );
 
     let endpoint = config::dotted_path(&[
         "experts",

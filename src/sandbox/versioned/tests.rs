@@ -4,7 +4,8 @@ use bytes::Bytes;
 
 use super::*;
 use crate::config::load_str;
-use crate::sandbox::plan::{Artifacts, Limits, RunRequest, RunSettings, plan};
+use crate::config::{Limits, RunSettings};
+use crate::sandbox::plan::{Artifacts, RunRequest, plan};
 
 const CONFIG: &str = r#"
 model = "file-model"

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::LoadedConfig;
-use crate::exit::Exit;
 use crate::llm::mock::MockScript;
 use crate::runtime::spec::RuntimeSpec;
 use crate::sandbox::controller::ControllerId;
@@ -14,6 +13,9 @@ use crate::sandbox::images::SPEC_PATH;
 use crate::sandbox::labels;
 use crate::sandbox::plan::RunPlan;
 use crate::sandbox::versioned::{self, ImageRef, Manifest, VersionedError};
+
+use super::notice::Notice;
+use super::{Notify, RunError};
 
 /// A versioned runtime image, read: what a run needs in place of perstack.toml.
 pub struct ImageSource {
@@ -30,43 +32,36 @@ pub struct ImageSource {
 }
 
 impl ImageSource {
-    /// Finds the image (pulling it when it is not here), reads its labels and its baked
-    /// runtime spec. Errors are printed here; gives the exit code.
-    pub async fn open(reference: &str, verbose: bool) -> Result<ImageSource, Exit> {
-        let usage = |error: VersionedError| {
-            eprintln!("error: {error}");
-            Exit::Usage
-        };
-        let docker_error = |error: crate::sandbox::docker::DockerError| {
-            eprintln!("error: {error}");
-            Exit::Docker
-        };
-        let image = ImageRef::parse(reference).map_err(usage)?;
+    /// Finds the image (pulling it when it is not here, which `notify` hears of), reads its
+    /// labels and its baked runtime spec.
+    pub async fn open(
+        reference: &str,
+        verbose: bool,
+        notify: Notify<'_>,
+    ) -> Result<ImageSource, RunError> {
+        let image = ImageRef::parse(reference)?;
         let name = image.to_string();
-        let docker = DockerClient::connect().await.map_err(docker_error)?;
-        let found = match docker.image_labels(&name).await.map_err(docker_error)? {
+        let docker = DockerClient::connect().await?;
+        let (runtime_id, image_labels) = match docker.image_labels(&name).await? {
             Some(found) => found,
             None => {
-                eprintln!("note: {name} is not here; pulling it");
+                notify(Notice::Pulling {
+                    image: name.clone(),
+                });
                 docker
                     .pull_image(&name, |line| {
                         if verbose {
-                            eprintln!("  {line}");
+                            notify(Notice::PullProgress(line.to_string()));
                         }
                     })
-                    .await
-                    .map_err(docker_error)?;
-                match docker.image_labels(&name).await.map_err(docker_error)? {
-                    Some(found) => found,
-                    None => {
-                        eprintln!("error: {name} was pulled but the engine does not know it");
-                        return Err(Exit::Docker);
-                    }
-                }
+                    .await?;
+                docker
+                    .image_labels(&name)
+                    .await?
+                    .ok_or_else(|| RunError::PulledButUnknown(name.clone()))?
             }
         };
-        let (runtime_id, image_labels) = found;
-        let manifest = Manifest::from_labels(&name, &image_labels).map_err(usage)?;
+        let manifest = Manifest::from_labels(&name, &image_labels)?;
         // The container that reads the spec never starts; it is labelled like a run's so that
         // `gc` removes it if we die before we do.
         let reader_labels = BTreeMap::from([
@@ -80,15 +75,13 @@ impl ImageSource {
         ]);
         let bytes = docker
             .read_image_file(&name, SPEC_PATH, &reader_labels)
-            .await
-            .map_err(docker_error)?;
-        let spec: RuntimeSpec = serde_json::from_slice(&bytes)
-            .map_err(|e| VersionedError::BadSpec {
+            .await?;
+        let spec: RuntimeSpec =
+            serde_json::from_slice(&bytes).map_err(|e| VersionedError::BadSpec {
                 reference: name.clone(),
                 message: e.to_string(),
-            })
-            .map_err(usage)?;
-        let config = manifest.config(&name, &spec).map_err(usage)?;
+            })?;
+        let config = manifest.config(&name, &spec)?;
         Ok(ImageSource {
             runtime_id,
             manifest,

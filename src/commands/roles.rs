@@ -1,0 +1,90 @@
+//! The hidden roles the same binary plays inside containers: the agent runtime, the skill host,
+//! base-skill, the egress proxy and the test fixture server. Each gives the process's exit code
+//! or a [`RoleError`], which `main` prints as is.
+
+use crate::cli::{
+    BaseSkillArgs, NoServerCommand, RuntimeArgsError, RuntimeRoleArgs, SkillHostArgs,
+};
+use crate::exit::Exit;
+use crate::proxy::ProxyError;
+use crate::runtime::{self, RuntimeArgs};
+use crate::skill::host::{self, HostError, HostOptions};
+use crate::skill::server::ServeError;
+use crate::skill::{base, fixture};
+
+/// Why a role could not do its work. Each message starts with who says it: the role's name
+/// (its stderr ends up in a container's log), or `error` for a refused runtime command line.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    /// The runtime's command line cannot be used.
+    #[error("error: {0}")]
+    RuntimeArgs(#[from] RuntimeArgsError),
+    /// `skill-host` was given no server.
+    #[error("skill-host: {0}")]
+    NoServerCommand(#[from] NoServerCommand),
+    /// The skill host failed.
+    #[error("skill-host: {0}")]
+    SkillHost(#[from] HostError),
+    /// base-skill failed.
+    #[error("base-skill: {0}")]
+    BaseSkill(#[source] ServeError),
+    /// The egress proxy failed.
+    #[error("egress-proxy: {0}")]
+    EgressProxy(#[from] ProxyError),
+    /// The fixture MCP server failed.
+    #[error("fixture-mcp: {0}")]
+    FixtureMcp(#[source] ServeError),
+}
+
+impl From<&RoleError> for Exit {
+    fn from(error: &RoleError) -> Exit {
+        match error {
+            RoleError::RuntimeArgs(_) | RoleError::NoServerCommand(_) => Exit::Usage,
+            RoleError::SkillHost(_)
+            | RoleError::BaseSkill(_)
+            | RoleError::EgressProxy(_)
+            | RoleError::FixtureMcp(_) => Exit::RunFailed,
+        }
+    }
+}
+
+/// `runtime`: the agent loop. As PID 1 of its container it handles SIGTERM itself, or
+/// `docker stop` would wait out its grace period.
+pub async fn runtime(args: RuntimeRoleArgs) -> Result<i32, RoleError> {
+    let args = RuntimeArgs::try_from(args)?;
+    let Ok(mut sigterm) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return Ok(runtime::run(args).await);
+    };
+    Ok(tokio::select! {
+        code = runtime::run(args) => code,
+        _ = sigterm.recv() => Exit::Terminated.code(),
+    })
+}
+
+/// `skill-host`: relays a unix socket to an MCP server's stdio; gives the server's exit code.
+pub async fn skill_host(args: SkillHostArgs) -> Result<i32, RoleError> {
+    Ok(host::run(HostOptions::try_from(args)?).await?)
+}
+
+/// `base-skill`: the workspace tools over stdio.
+pub async fn base_skill(args: BaseSkillArgs) -> Result<i32, RoleError> {
+    base::serve_stdio(args.workspace)
+        .await
+        .map_err(RoleError::BaseSkill)?;
+    Ok(Exit::Success.code())
+}
+
+/// `egress-proxy`: carries allowlisted traffic out of a run's internal networks.
+pub async fn egress_proxy() -> Result<i32, RoleError> {
+    crate::proxy::run(std::env::var("PERSTACK_PROXY_CONFIG").ok()).await?;
+    Ok(Exit::Success.code())
+}
+
+/// `fixture-mcp`: the tests' MCP server over stdio.
+pub async fn fixture_mcp() -> Result<i32, RoleError> {
+    fixture::serve_stdio()
+        .await
+        .map_err(RoleError::FixtureMcp)?;
+    Ok(Exit::Success.code())
+}

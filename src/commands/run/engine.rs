@@ -1,0 +1,37 @@
+//! Stage 5: the Docker engine. Connects, runs the one check only the engine can answer (every
+//! base image must be here already: there is no registry), and sweeps what earlier runs left.
+
+use crate::config::Config;
+use crate::sandbox::docker::DockerClient;
+use crate::sandbox::gc::{GcOptions, sweep};
+use crate::sandbox::preflight::check_base_images;
+
+use super::RunError;
+use super::notice::Notice;
+
+/// An engine the run can use.
+pub struct Engine {
+    /// The client.
+    pub docker: DockerClient,
+    /// What to tell the user.
+    pub notices: Vec<Notice>,
+}
+
+/// Connects and checks; nothing has been created or recorded yet when this fails.
+pub async fn connect(config: &Config, expert: &str) -> Result<Engine, RunError> {
+    let docker = DockerClient::connect().await?;
+    check_base_images(&docker, config, expert)
+        .await?
+        .map_err(RunError::Preflight)?;
+    // Whatever earlier runs left behind (their controller was killed) goes first, so stale
+    // containers never pile up even when nobody runs `gc`.
+    let notices = match sweep(&docker, GcOptions::default()).await {
+        Ok(report) if !report.stale.is_empty() => vec![Notice::SweptLeftovers {
+            resources: report.removed.containers + report.removed.volumes + report.removed.networks,
+            runs: report.stale.len(),
+        }],
+        Ok(_) => Vec::new(),
+        Err(error) => vec![Notice::SweepFailed(error)],
+    };
+    Ok(Engine { docker, notices })
+}

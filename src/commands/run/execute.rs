@@ -1,0 +1,162 @@
+//! Stage 6: the run itself. Records the job, carries out the plan while relaying the runtime's
+//! events, answers Ctrl-C and SIGTERM, and removes every resource of the run however it ended.
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::cli::RunArgs;
+use crate::event::Event;
+use crate::exit::Exit;
+use crate::jobs::Recorder;
+use crate::render::{Mode, Output};
+use crate::sandbox::docker::DockerClient;
+use crate::sandbox::plan::RunPlan;
+use crate::sandbox::run::{
+    EventTap, RunError as ExecuteError, RunIds, RunReport, TimeLimit, execute as carry_out,
+};
+
+use super::notice::Notice;
+use super::plan::Planned;
+use super::{Notify, RunError};
+
+/// How the run went.
+pub struct Outcome {
+    /// How it ended.
+    pub ended: Ended,
+    /// The run.
+    pub run_id: String,
+    /// The memory limit per container, for an out-of-memory runtime's message.
+    pub memory: i64,
+}
+
+/// How a run ended.
+pub enum Ended {
+    /// It went its course, or failed on the way; `interrupted` when Ctrl-C asked it to stop.
+    Ran {
+        /// What the sandbox reported.
+        result: Result<RunReport, ExecuteError>,
+        /// Whether the user asked it to stop.
+        interrupted: bool,
+    },
+    /// A signal stopped it at once: [`Exit::Interrupted`] or [`Exit::Terminated`].
+    Signal(Exit),
+}
+
+/// SIGINT and SIGTERM, handled from before the job is recorded until the run ends.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+/// Runs the plan to its end. `notify` hears of interruptions and of a failed cleanup as they
+/// happen.
+pub async fn execute(
+    docker: &DockerClient,
+    planned: Planned,
+    args: &RunArgs,
+    notify: Notify<'_>,
+) -> Result<Outcome, RunError> {
+    let mut signals = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(interrupt), Ok(terminate)) => Signals {
+            interrupt,
+            terminate,
+        },
+        _ => return Err(RunError::Signals),
+    };
+    let Planned {
+        plan,
+        ids,
+        run_setting,
+        job,
+        store,
+        limit,
+    } = planned;
+    // Recording starts before any container exists: `perstack/` is then the user's own folder
+    // before the workspace is mounted anywhere.
+    let recorder = Recorder::start(store, job, &run_setting).map_err(RunError::Record)?;
+    let (output, writer) =
+        Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
+    let record = |line: &str, event: &Event| recorder.record(line, event);
+    let run = Run {
+        docker,
+        plan: &plan,
+        ids: &ids,
+        limit,
+        output: &output,
+        verbose: args.verbose,
+        tap: &record,
+    };
+    let ended = run.relay(&mut signals, notify).await;
+
+    // The one cleanup path: whatever happened above, remove everything labelled with this run.
+    let run_id = ids.run_id;
+    if let Err(error) = docker.remove_run(&run_id).await {
+        notify(Notice::CleanupFailed {
+            run_id: run_id.clone(),
+            error,
+        });
+    }
+    drop(output);
+    let _ = writer.await;
+    recorder.finish().await;
+    Ok(Outcome {
+        ended,
+        run_id,
+        memory: plan.runtime.limits.memory,
+    })
+}
+
+/// What carrying out the plan takes.
+struct Run<'a> {
+    docker: &'a DockerClient,
+    plan: &'a RunPlan,
+    ids: &'a RunIds,
+    limit: TimeLimit,
+    output: &'a Output,
+    verbose: bool,
+    tap: EventTap<'a>,
+}
+
+impl Run<'_> {
+    /// Carries out the plan until it ends or a signal stops it. First Ctrl-C: the runtime gets
+    /// SIGINT and stops after the step under way, whose checkpoint is relayed and stored like
+    /// any other; we go on relaying until it ends. Second Ctrl-C, SIGTERM, or a Ctrl-C before
+    /// the runtime runs: stop at once (the run future is dropped and the caller removes
+    /// everything).
+    async fn relay(&self, signals: &mut Signals, notify: Notify<'_>) -> Ended {
+        let run = carry_out(
+            self.docker,
+            self.plan,
+            self.ids,
+            self.output,
+            self.verbose,
+            self.limit,
+            self.tap,
+        );
+        tokio::pin!(run);
+        let mut interrupted = false;
+        loop {
+            tokio::select! {
+                result = &mut run => break Ended::Ran { result, interrupted },
+                _ = signals.interrupt.recv() => {
+                    if interrupted {
+                        notify(Notice::StoppingAtOnce);
+                        break Ended::Signal(Exit::Interrupted);
+                    }
+                    interrupted = true;
+                    match self.docker.signal(&self.plan.runtime.name, "SIGINT").await {
+                        Ok(true) => notify(Notice::StoppingAfterStep),
+                        Ok(false) => break Ended::Signal(Exit::Interrupted),
+                        Err(error) => {
+                            notify(Notice::StopRequestFailed(error));
+                            break Ended::Signal(Exit::Interrupted);
+                        }
+                    }
+                }
+                _ = signals.terminate.recv() => break Ended::Signal(Exit::Terminated),
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Stage 1: what to run. The Expert and its config (from perstack.toml, or from a versioned
+//! image with `--image`), the env map, and which stored run it continues.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::cli::RunArgs;
+use crate::config::{self, LoadedConfig};
+use crate::jobs::ContinueFrom;
+use crate::sandbox::run::TimeLimit;
+
+use super::image::ImageSource;
+use super::{Notify, RunError};
+
+/// What the run is about, read.
+pub struct Loaded {
+    /// The current folder: the default workspace, and where dotenv files are found.
+    pub cwd: PathBuf,
+    /// The Expert to run (with `--image`, the image's).
+    pub expert: String,
+    /// The validated config, the command line's base images applied.
+    pub config: LoadedConfig,
+    /// The env map: the process's variables and the dotenv files'.
+    pub env: BTreeMap<String, String>,
+    /// The versioned image, with `--image`.
+    pub image: Option<ImageSource>,
+    /// The stored run to continue, if any.
+    pub continue_from: Option<ContinueFrom>,
+}
+
+/// Reads it all. With `--image` the image may be pulled first: `--timeout`, counted from
+/// `started`, bounds that too.
+pub async fn load(
+    args: &RunArgs,
+    started: Instant,
+    notify: Notify<'_>,
+) -> Result<Loaded, RunError> {
+    let image = match &args.image {
+        Some(reference) => Some(open_image(reference, args, started, notify).await?),
+        None => None,
+    };
+    let expert = match &image {
+        Some(source) => source.expert(&args.expert)?,
+        None => args.expert.clone(),
+    };
+    let continue_from = continue_from(args)?;
+    let (cwd, config) = match &image {
+        Some(source) => (
+            std::env::current_dir().map_err(super::super::LoadError::CurrentDir)?,
+            source.loaded.clone(),
+        ),
+        None => {
+            let (cwd, mut loaded) = super::super::load_config(args.config.as_deref())?;
+            // A versioned image pins its own images; only a run from perstack.toml takes
+            // other bases.
+            args.base_images.apply(&mut loaded.config.sandbox);
+            (cwd, loaded)
+        }
+    };
+    let env = config::env::load(
+        &cwd,
+        &args.env_path,
+        config.config.env_path.as_deref(),
+        std::env::vars(),
+    )?
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Ok(Loaded {
+        cwd,
+        expert,
+        config,
+        env,
+        image,
+        continue_from,
+    })
+}
+
+async fn open_image(
+    reference: &str,
+    args: &RunArgs,
+    started: Instant,
+    notify: Notify<'_>,
+) -> Result<ImageSource, RunError> {
+    let open = ImageSource::open(reference, args.verbose, notify);
+    match args.timeout {
+        Some(limit) => TimeLimit { started, limit }.bound(open).await?,
+        None => open.await,
+    }
+}
+
+/// What `--continue`, `--continue-job` and `--resume-from` ask for; usage errors for the
+/// combinations that make no sense.
+fn continue_from(args: &RunArgs) -> Result<Option<ContinueFrom>, RunError> {
+    if args.resume_from.is_some() && args.continue_job.is_none() {
+        return Err(RunError::ResumeFromWithoutJob);
+    }
+    let from = match (&args.continue_job, args.continue_latest) {
+        (Some(job_id), _) => Some(ContinueFrom::Job {
+            job_id: job_id.clone(),
+            checkpoint_id: args.resume_from.clone(),
+        }),
+        (None, true) => Some(ContinueFrom::LatestJob),
+        (None, false) => None,
+    };
+    if args.interactive_tool_call_result && from.is_none() {
+        return Err(RunError::AnswerWithoutContinue);
+    }
+    Ok(from)
+}

@@ -1,0 +1,60 @@
+//! `perstack-sandbox run <expert> <query>`, a pipeline of stages that reads top-down:
+//!
+//! 1. [`load`]: the Expert, its config (perstack.toml, or a versioned image with `--image`),
+//!    the env map, and which stored run it continues;
+//! 2. settings: command line > file > default, resolved in one place
+//!    ([`Settings::resolve`]);
+//! 3. [`preflight`]: every problem of the config, the env and the workspace, the stored run to
+//!    continue and the job, before anything touches Docker;
+//! 4. [`plan`]: the run as data;
+//! 5. [`engine`]: Docker, its one check (the base images) and the sweep of earlier runs;
+//! 6. [`execute`]: the job recorded, the plan carried out, every resource removed;
+//! 7. [`finish`]: the exit code.
+//!
+//! Each stage gives the next one a value or fails with a [`RunError`]; none prints or exits.
+//! What they have to tell the user comes back as [`Notice`]s, printed here, by [`show`].
+
+mod engine;
+mod error;
+mod execute;
+mod finish;
+mod image;
+mod load;
+mod notice;
+mod plan;
+mod preflight;
+
+use std::time::Instant;
+
+use crate::cli::RunArgs;
+use crate::config::Settings;
+use crate::exit::Exit;
+
+pub use error::RunError;
+pub use notice::Notice;
+
+/// Hears what a stage has to say while it waits on Docker (a pull, the run itself), so the user
+/// hears it at once.
+pub type Notify<'a> = &'a (dyn Fn(Notice) + Sync);
+
+/// Runs the command; gives the exit code the run ended with.
+pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
+    // `--timeout` counts from here: pulling a versioned image is part of the run.
+    let started = Instant::now();
+    let loaded = load::load(&args, started, &show).await?;
+    let settings = Settings::resolve(&args.setting_flags(), &loaded.config.config)?;
+    let mut checked = preflight::check(&args, &loaded, &settings)?;
+    checked.notices.drain(..).for_each(show);
+    let planned = plan::plan(&args, &loaded, settings, checked, started)?;
+    let engine = engine::connect(&loaded.config.config, &loaded.expert).await?;
+    engine.notices.into_iter().for_each(show);
+    let outcome = execute::execute(&engine.docker, planned, &args, &show).await?;
+    let ending = finish::finish(outcome)?;
+    ending.notice.into_iter().for_each(show);
+    Ok(ending.exit)
+}
+
+/// The one place a run's notes, warnings and stops reach the user: stderr, a line each.
+fn show(notice: Notice) {
+    eprintln!("{notice}");
+}

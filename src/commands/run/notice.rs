@@ -1,0 +1,108 @@
+//! What a run tells its user on stderr besides its error: notes, warnings and how it stopped.
+//! Stages return these as values (or, while they wait on Docker, hand them to a callback); the
+//! command prints each in one place, `run::show`.
+
+use std::fmt;
+
+use crate::jobs::JobsError;
+use crate::sandbox::docker::DockerError;
+use crate::sandbox::labels;
+use crate::sandbox::run::RunError as ExecuteError;
+
+/// One message for the user.
+#[derive(Debug)]
+pub enum Notice {
+    /// `--image`: the image is not on this machine, so it is pulled.
+    Pulling {
+        /// The image.
+        image: String,
+    },
+    /// A line of the pull's progress (`--verbose`).
+    PullProgress(String),
+    /// `--job-id` named another job than the one the run continues.
+    JobIdIgnored {
+        /// The id given.
+        given: String,
+        /// The continued checkpoint's job.
+        continued: String,
+    },
+    /// The job's `job.json` could not be read; the run starts a new one.
+    JobStartsAfresh(JobsError),
+    /// Base-skill runs as root: what to do about it.
+    BaseSkillUser(String),
+    /// Leftovers of earlier runs whose controller is gone were removed.
+    SweptLeftovers {
+        /// Containers, volumes and networks.
+        resources: usize,
+        /// Runs they belonged to.
+        runs: usize,
+    },
+    /// The sweep of earlier runs' leftovers failed; the run goes on.
+    SweepFailed(DockerError),
+    /// First Ctrl-C: the runtime was asked to stop after the step under way.
+    StoppingAfterStep,
+    /// Ctrl-C again: the run stops at once.
+    StoppingAtOnce,
+    /// Asking the runtime to stop failed; the run stops at once.
+    StopRequestFailed(DockerError),
+    /// Something of the run could not be removed.
+    CleanupFailed {
+        /// The run.
+        run_id: String,
+        /// Why.
+        error: DockerError,
+    },
+    /// A signal stopped the run at once; everything of it is removed.
+    Stopped {
+        /// The run.
+        run_id: String,
+    },
+    /// The run stopped on request after a step, keeping its checkpoint.
+    StoppedOnRequest,
+    /// The run stopped on request, failing on its way out.
+    StoppedOnRequestWith(ExecuteError),
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Pulling { image } => write!(f, "note: {image} is not here; pulling it"),
+            Notice::PullProgress(line) => write!(f, "  {line}"),
+            Notice::JobIdIgnored { given, continued } => write!(
+                f,
+                "warning: --job-id {given} ignored: the run continues job {continued}"
+            ),
+            Notice::JobStartsAfresh(error) => {
+                write!(f, "warning: {error}; job.json starts afresh")
+            }
+            Notice::BaseSkillUser(warning) => write!(f, "note: {warning}"),
+            Notice::SweptLeftovers { resources, runs } => write!(
+                f,
+                "note: removed {resources} leftover resource(s) of {runs} earlier run(s) whose controller is gone"
+            ),
+            Notice::SweepFailed(error) => write!(
+                f,
+                "warning: could not sweep leftovers of earlier runs: {error}"
+            ),
+            Notice::StoppingAfterStep => f.write_str(
+                "interrupted: the run stops after the step under way and keeps its checkpoint (continue with --continue); press Ctrl-C again to stop at once",
+            ),
+            Notice::StoppingAtOnce => f.write_str("interrupted again: stopping at once"),
+            Notice::StopRequestFailed(error) => {
+                write!(f, "warning: could not ask the runtime to stop: {error}")
+            }
+            Notice::CleanupFailed { run_id, error } => write!(
+                f,
+                "warning: could not remove every resource of run {run_id}: {error}\n  hint: `docker ps -a --filter label={}` shows what is left",
+                labels::run_filter(run_id)
+            ),
+            Notice::Stopped { run_id } => {
+                write!(f, "stopped; containers of run {run_id} removed")
+            }
+            Notice::StoppedOnRequest => f.write_str(
+                "stopped on request; the job keeps its last checkpoint: continue with --continue",
+            ),
+            Notice::StoppedOnRequestWith(error) => write!(f, "stopped on request: {error}"),
+        }
+    }
+}
