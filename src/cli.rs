@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::contract::runtime_args::RuntimeArgs;
+
 /// Run Perstack Experts in Docker: the agent runtime, each MCP skill and the workspace tools in
 /// their own hardened containers.
 #[derive(Debug, Parser)]
@@ -35,7 +37,7 @@ pub enum Command {
     Gc(GcArgs),
     /// (inside the runtime container) Run the agent loop.
     #[command(hide = true)]
-    Runtime(RuntimeRoleArgs),
+    Runtime(RuntimeArgs),
     /// (PID 1 of a skill container) Relay a unix socket to an MCP server's stdio.
     #[command(hide = true)]
     SkillHost(SkillHostArgs),
@@ -216,54 +218,6 @@ pub struct ValidateArgs {
     /// perstack.toml to use (default: the nearest one in this folder or a parent).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-}
-
-/// The hidden `runtime` role.
-#[derive(Debug, Args)]
-pub struct RuntimeRoleArgs {
-    /// The runtime spec.
-    #[arg(long, default_value = crate::sandbox::images::SPEC_PATH)]
-    pub spec: PathBuf,
-    /// Job id.
-    #[arg(long)]
-    pub job_id: String,
-    /// Run id.
-    #[arg(long)]
-    pub run_id: String,
-    /// Provider.
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// Model.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Step limit.
-    #[arg(long)]
-    pub max_steps: Option<u32>,
-    /// Retries.
-    #[arg(long)]
-    pub max_retries: Option<u32>,
-    /// Per-generation timeout, ms.
-    #[arg(long)]
-    pub timeout: Option<u64>,
-    /// Reasoning budget.
-    #[arg(long)]
-    pub reasoning_budget: Option<String>,
-    /// Continue from the checkpoint JSON the controller writes to stdin (then closes it),
-    /// instead of starting a fresh run.
-    #[arg(long)]
-    pub checkpoint_stdin: bool,
-    /// Resume a stopped run with this answer to its pending tool call:
-    /// `{"toolCallId","toolName","skillName","text"}`. Needs `--checkpoint-stdin`.
-    #[arg(long, short = 'i', value_name = "JSON", requires = "checkpoint_stdin")]
-    pub interactive_tool_call_result: Option<String>,
-    /// The one Expert this image runs: a versioned image's ENTRYPOINT sets it, and any other
-    /// Expert (a delegate of its closure included) is refused.
-    #[arg(long, value_name = "KEY")]
-    pub only_expert: Option<String>,
-    /// The Expert.
-    pub expert: String,
-    /// The query.
-    pub query: String,
 }
 
 /// The hidden `skill-host` role.

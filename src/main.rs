@@ -5,7 +5,7 @@ use clap::Parser;
 use perstack_sandbox::cli::{Cli, Command};
 use perstack_sandbox::commands;
 use perstack_sandbox::exit::Exit;
-use perstack_sandbox::runtime::{self, RuntimeArgs};
+use perstack_sandbox::runtime;
 use perstack_sandbox::skill::{base, fixture, host};
 
 fn main() {
@@ -35,48 +35,17 @@ async fn dispatch(command: Command) -> i32 {
         Command::Images => commands::images::run().await.code(),
         Command::Gc(args) => commands::gc::run(args).await.code(),
         Command::Runtime(args) => {
-            if let Some(only) = args.only_expert.as_deref().filter(|o| *o != args.expert) {
+            if let Some(only) = args
+                .only_expert
+                .as_deref()
+                .filter(|o| *o != args.expert_key)
+            {
                 eprintln!(
                     "error: this image runs Expert `{only}` only, not `{}`",
-                    args.expert
+                    args.expert_key
                 );
                 return Exit::Usage.code();
             }
-            let provider = match args.provider.as_deref() {
-                None => None,
-                Some(name) => match perstack_sandbox::config::ProviderName::parse(name) {
-                    Some(p) => Some(p),
-                    None => {
-                        eprintln!("error: --provider {name}: unknown provider");
-                        return Exit::Usage.code();
-                    }
-                },
-            };
-            let interactive_tool_call_result = match args.interactive_tool_call_result.as_deref() {
-                None => None,
-                Some(json) => match serde_json::from_str(json) {
-                    Ok(result) => Some(result),
-                    Err(e) => {
-                        eprintln!("error: --interactive-tool-call-result: {e}");
-                        return Exit::Usage.code();
-                    }
-                },
-            };
-            let args = RuntimeArgs {
-                spec: args.spec,
-                checkpoint_stdin: args.checkpoint_stdin,
-                interactive_tool_call_result,
-                job_id: args.job_id,
-                run_id: args.run_id,
-                provider,
-                model: args.model,
-                max_steps: args.max_steps,
-                max_retries: args.max_retries,
-                timeout_ms: args.timeout,
-                reasoning_budget: args.reasoning_budget,
-                expert_key: args.expert,
-                query: args.query,
-            };
             // As PID 1 of its container the runtime must handle SIGTERM itself, or `docker stop`
             // waits out its grace period.
             let Ok(mut sigterm) =

@@ -17,10 +17,10 @@ use crate::config::{
 };
 use crate::exit::Exit;
 use crate::llm::mock::MockScript;
-use crate::sandbox::docker::DockerClient;
+use crate::sandbox::engine::docker::DockerClient;
+use crate::sandbox::engine::run::{RunError, content_tag};
 use crate::sandbox::images::{ImageSpec, slug};
 use crate::sandbox::plan::{Limits, RunRequest, RunSettings, plan};
-use crate::sandbox::run::{RunError, content_tag};
 use crate::sandbox::versioned::{self, ImageRef, Manifest};
 
 use super::artifacts;

@@ -2,8 +2,8 @@
 
 use crate::cli::GcArgs;
 use crate::exit::Exit;
-use crate::sandbox::docker::DockerClient;
-use crate::sandbox::gc::{GcOptions, sweep};
+use crate::sandbox::engine::docker::DockerClient;
+use crate::sandbox::engine::gc::{GcOptions, sweep};
 
 /// Runs the command; prints what it found and removed.
 pub async fn run(args: GcArgs) -> Exit {

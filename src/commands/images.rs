@@ -1,7 +1,7 @@
 //! `perstack-sandbox images`: our images with their Expert, version, size and age.
 
 use crate::exit::Exit;
-use crate::sandbox::docker::{DockerClient, ManagedImage};
+use crate::sandbox::engine::docker::{DockerClient, ManagedImage};
 use crate::sandbox::labels;
 
 /// Runs the command: one line per image, newest first.

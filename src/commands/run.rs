@@ -16,10 +16,10 @@ use crate::jobs::{
     interactive_answer, select_checkpoint,
 };
 use crate::render::{Mode, Output};
-use crate::sandbox::docker::DockerClient;
+use crate::sandbox::engine::docker::DockerClient;
+use crate::sandbox::engine::run::{RunEnd, RunError, RunIds, TimeLimit, execute};
 use crate::sandbox::plan::{Limits, Resume, RunRequest, RunSettings, delegation_closure, plan};
 use crate::sandbox::preflight::Preflight;
-use crate::sandbox::run::{RunEnd, RunError, RunIds, TimeLimit, execute};
 
 use super::artifacts;
 use super::run_image::ImageSource;
@@ -125,7 +125,7 @@ pub async fn run(mut args: RunArgs) -> Exit {
     };
     // A versioned run builds nothing: its images carry their own binary.
     let artifacts = match &image {
-        Some(_) => crate::sandbox::plan::Artifacts {
+        Some(_) => crate::sandbox::images::recipes::Artifacts {
             binary: bytes::Bytes::new(),
             ca_bundle: bytes::Bytes::new(),
         },
@@ -139,11 +139,12 @@ pub async fn run(mut args: RunArgs) -> Exit {
     };
 
     // base-skill and the job store write into the workspace as the same user.
-    let base_skill_user = crate::sandbox::workspace_user::workspace_user(&checked.workspace);
+    let base_skill_user =
+        crate::sandbox::engine::workspace_user::workspace_user(&checked.workspace);
     let store = if nix::unistd::getuid().is_root() && base_skill_user.user.0 != 0 {
         let (uid, gid) = base_skill_user.user;
         JobStore::at(
-            checked.workspace.join(crate::jobs::store::JOBS_DIR),
+            checked.workspace.join(crate::jobs::store::jobs_dir()),
             crate::jobs::fs::Owner::user(uid, gid),
         )
     } else {
@@ -212,7 +213,7 @@ pub async fn run(mut args: RunArgs) -> Exit {
         mock_script: checked.mock_script,
         artifacts,
         limits: limits(&args, &loaded.config),
-        controller: crate::sandbox::controller::ControllerId::current().to_string(),
+        controller: crate::sandbox::engine::controller::ControllerId::current().to_string(),
         resume,
     };
     let mut run_plan = match plan(&request) {
@@ -236,7 +237,12 @@ pub async fn run(mut args: RunArgs) -> Exit {
     };
     // The last preflight check needs the engine: every base image must be here already (there
     // is no registry), said before anything is created or recorded.
-    match crate::sandbox::preflight::check_base_images(&docker, &loaded.config, &args.expert).await
+    match crate::sandbox::engine::base_images::check_base_images(
+        &docker,
+        &loaded.config,
+        &args.expert,
+    )
+    .await
     {
         Ok(Ok(())) => {}
         Ok(Err(problems)) => {
@@ -250,7 +256,7 @@ pub async fn run(mut args: RunArgs) -> Exit {
     }
     // Whatever earlier runs left behind (their controller was killed) goes first, so stale
     // containers never pile up even when nobody runs `gc`.
-    match crate::sandbox::gc::sweep(&docker, Default::default()).await {
+    match crate::sandbox::engine::gc::sweep(&docker, Default::default()).await {
         Ok(report) if !report.stale.is_empty() => eprintln!(
             "note: removed {} leftover resource(s) of {} earlier run(s) whose controller is gone",
             report.removed.containers + report.removed.volumes + report.removed.networks,

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::LoadedConfig;
+use crate::contract::paths::SPEC_PATH;
+use crate::contract::spec::RuntimeSpec;
 use crate::exit::Exit;
 use crate::llm::mock::MockScript;
-use crate::runtime::spec::RuntimeSpec;
-use crate::sandbox::controller::ControllerId;
-use crate::sandbox::docker::DockerClient;
-use crate::sandbox::images::SPEC_PATH;
+use crate::sandbox::engine::controller::ControllerId;
+use crate::sandbox::engine::docker::DockerClient;
 use crate::sandbox::labels;
 use crate::sandbox::plan::RunPlan;
 use crate::sandbox::versioned::{self, ImageRef, Manifest, VersionedError};
@@ -37,7 +37,7 @@ impl ImageSource {
             eprintln!("error: {error}");
             Exit::Usage
         };
-        let docker_error = |error: crate::sandbox::docker::DockerError| {
+        let docker_error = |error: crate::sandbox::engine::docker::DockerError| {
             eprintln!("error: {error}");
             Exit::Docker
         };

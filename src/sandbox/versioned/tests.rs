@@ -4,7 +4,8 @@ use bytes::Bytes;
 
 use super::*;
 use crate::config::load_str;
-use crate::sandbox::plan::{Artifacts, Limits, RunRequest, RunSettings, plan};
+use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::plan::{Limits, RunRequest, RunSettings, plan};
 
 const CONFIG: &str = r#"
 model = "file-model"

@@ -20,9 +20,10 @@ use bollard::query_parameters::{
 use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
-use super::images::ImageSpec;
-use super::labels;
-use super::plan::{ContainerPlan, InternalNetworkPlan, MountSource, VolumePlan};
+use crate::sandbox::images::{ImageSpec, proxy_build_args};
+use crate::sandbox::labels;
+use crate::sandbox::plan::{ContainerPlan, InternalNetworkPlan, MountSource, VolumePlan};
+use crate::sandbox::versioned::split_reference;
 
 /// Engine failures, each naming what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -344,7 +345,7 @@ impl DockerClient {
             // Installing a skill's packages needs the network (the default bridge) and, behind
             // a proxy, the controller's proxy settings.
             buildargs: spec.install.as_ref().map(|_| {
-                super::images::proxy_build_args(|name| std::env::var(name).ok())
+                proxy_build_args(|name| std::env::var(name).ok())
                     .into_iter()
                     .collect()
             }),
@@ -1029,14 +1030,5 @@ impl DockerClient {
             path: path.to_string(),
             message: "the archive holds no file".to_string(),
         })
-    }
-}
-
-/// `repo:tag` split at the tag's colon (a registry's port has a `/` after it); `latest` when
-/// there is no tag.
-pub fn split_reference(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
     }
 }

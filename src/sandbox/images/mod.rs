@@ -29,23 +29,21 @@
 //! Tags are content-addressed: the digest covers the base image's id, the Dockerfile (which spells
 //! out the config), every file and the labels, so the same inputs never build twice and changed
 //! inputs always do.
+//!
+//! What each of our images holds — the runtime's, a skill's, base-skill's, the egress proxy's —
+//! is in [`recipes`]; which base a skill's image starts from, in [`base`]. Where things are
+//! inside them is the [contract](crate::contract::paths) with the roles that run there.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+pub mod base;
+pub mod recipes;
+
 use super::labels;
 use super::packages::{INSTALL_PREFIX, Install, Installer};
-
-/// Where our binary lives in every image.
-pub const BINARY_PATH: &str = "/usr/local/bin/perstack-sandbox";
-/// Where the runtime reads its spec.
-pub const SPEC_PATH: &str = "/etc/perstack-sandbox/runtime.json";
-/// Where the CA bundle goes in `scratch` images.
-pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// `PATH` for `scratch` images (which have none).
-pub const SCRATCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// The kinds of image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -444,23 +442,6 @@ pub fn slug(name: &str) -> String {
     let out: String = out.chars().take(40).collect();
     let out = out.trim_end_matches('-').to_string();
     if out.is_empty() { "x".to_string() } else { out }
-}
-
-/// `/etc/passwd` and `/etc/group` for `scratch` images: the runtime and skill users
-/// (images/passwd, images/group).
-pub fn passwd_files() -> Vec<ContextFile> {
-    vec![
-        ContextFile {
-            path: "/etc/passwd".into(),
-            mode: 0o644,
-            contents: Bytes::from_static(include_bytes!("../../images/passwd")),
-        },
-        ContextFile {
-            path: "/etc/group".into(),
-            mode: 0o644,
-            contents: Bytes::from_static(include_bytes!("../../images/group")),
-        },
-    ]
 }
 
 /// Labels every image carries.

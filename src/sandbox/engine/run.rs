@@ -12,12 +12,14 @@ use bollard::container::LogOutput;
 use futures::StreamExt;
 
 use super::docker::{DockerClient, DockerError};
-use super::images::ImageSpec;
-use super::plan::{ContainerPlan, ProxyPlan, RunPlan};
 use super::relay::{Line, LineSplitter, classify};
-use super::versioned::{PrebuiltImage, VersionedError};
 use crate::event::{BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload};
 use crate::render::Output;
+use crate::sandbox::egress::PROXY_ALIAS;
+use crate::sandbox::images::{ImageRole, ImageSpec};
+use crate::sandbox::plan::{ContainerPlan, PrebuiltImage, ProxyPlan, RunPlan};
+use crate::sandbox::preflight::MISSING_BASE_IMAGE_HINT;
+use crate::sandbox::versioned::VersionedError;
 
 /// How many lines of runtime stderr to keep for error messages.
 const STDERR_TAIL: usize = 40;
@@ -31,7 +33,7 @@ pub enum RunError {
     /// A configured base image is not on this machine (and there is no registry to pull from).
     #[error(
         "{service}: base image `{image}` is not available locally\n  hint: {hint}, or change {setting} in perstack.toml (or override it with --workspace-image, --node-image, --python-image or --skill-image)",
-        hint = super::preflight::MISSING_BASE_IMAGE_HINT
+        hint = MISSING_BASE_IMAGE_HINT
     )]
     BaseImageMissing {
         /// The service needing it.
@@ -58,7 +60,7 @@ pub enum RunError {
     ProxyConfig(String),
     /// A versioned image is missing something or is not the one it should be.
     #[error(transparent)]
-    Versioned(#[from] super::versioned::VersionedError),
+    Versioned(#[from] VersionedError),
     /// The whole run took longer than allowed.
     #[error(
         "the run did not finish within {0:?}; it was stopped (the job keeps its last checkpoint: continue with --continue, or allow more with --timeout)"
@@ -435,7 +437,7 @@ fn strip_ansi(line: &str) -> String {
 
 fn base_image_setting(spec: &ImageSpec) -> String {
     match spec.role {
-        super::images::ImageRole::BaseSkill => "[sandbox] workspaceImage".to_string(),
+        ImageRole::BaseSkill => "[sandbox] workspaceImage".to_string(),
         _ => format!(
             "[sandbox] nodeImage/pythonImage/skillImage or [sandbox.skills.\"{}\"] image",
             spec.service.trim_start_matches("skill:")
@@ -571,7 +573,7 @@ async fn start_proxy(
     let id = docker.create_container(&plan, image).await?;
     for principal in &proxy.principals {
         docker
-            .connect_network(&id, &principal.network, super::egress::PROXY_ALIAS)
+            .connect_network(&id, &principal.network, PROXY_ALIAS)
             .await?;
     }
     let mut stream = docker.attach(&id).await?;
