@@ -13,7 +13,7 @@
 //!
 //! A skill whose command fetches packages (`uvx`, `npx`, see `packages.rs`) gets them at build
 //! time, in a first build stage (`FROM <base> AS install`) that creates
-//! [`INSTALL_PREFIX`](super::packages::INSTALL_PREFIX) with the network of the engine's default
+//! [`INSTALL_PREFIX`] with the network of the engine's default
 //! bridge. The host's CA bundle is in that stage only (`build/ca.pem` in the context, for
 //! TLS-intercepting proxies); the image itself starts again `FROM <base>` and copies just the
 //! installed prefix, so neither the CA file nor the installers' caches reach any of its layers.
