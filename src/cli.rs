@@ -10,7 +10,7 @@ use crate::config::settings::{
     DEFAULT_PIDS, DEFAULT_PROVIDER, DEFAULT_REASONING_BUDGET, DEFAULT_TIMEOUT_MS, SettingFlags,
     memory_spelling,
 };
-use crate::runtime::RuntimeArgs;
+use crate::contract::runtime_args::RuntimeArgs;
 use crate::skill::host::HostOptions;
 
 /// Run Perstack Experts in Docker: the agent runtime, each MCP skill and the workspace tools in
@@ -44,7 +44,7 @@ pub enum Command {
     Gc(GcArgs),
     /// (inside the runtime container) Run the agent loop.
     #[command(hide = true)]
-    Runtime(RuntimeRoleArgs),
+    Runtime(RuntimeArgs),
     /// (PID 1 of a skill container) Relay a unix socket to an MCP server's stdio.
     #[command(hide = true)]
     SkillHost(SkillHostArgs),
@@ -318,54 +318,6 @@ pub struct ValidateArgs {
     pub config: Option<PathBuf>,
 }
 
-/// The hidden `runtime` role.
-#[derive(Debug, Args)]
-pub struct RuntimeRoleArgs {
-    /// The runtime spec.
-    #[arg(long, default_value = crate::sandbox::images::SPEC_PATH)]
-    pub spec: PathBuf,
-    /// Job id.
-    #[arg(long)]
-    pub job_id: String,
-    /// Run id.
-    #[arg(long)]
-    pub run_id: String,
-    /// Provider.
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// Model.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Step limit.
-    #[arg(long)]
-    pub max_steps: Option<u32>,
-    /// Retries.
-    #[arg(long)]
-    pub max_retries: Option<u32>,
-    /// Per-generation timeout, ms.
-    #[arg(long)]
-    pub timeout: Option<u64>,
-    /// Reasoning budget.
-    #[arg(long)]
-    pub reasoning_budget: Option<String>,
-    /// Continue from the checkpoint JSON the controller writes to stdin (then closes it),
-    /// instead of starting a fresh run.
-    #[arg(long)]
-    pub checkpoint_stdin: bool,
-    /// Resume a stopped run with this answer to its pending tool call:
-    /// `{"toolCallId","toolName","skillName","text"}`. Needs `--checkpoint-stdin`.
-    #[arg(long, short = 'i', value_name = "JSON", requires = "checkpoint_stdin")]
-    pub interactive_tool_call_result: Option<String>,
-    /// The one Expert this image runs: a versioned image's ENTRYPOINT sets it, and any other
-    /// Expert (a delegate of its closure included) is refused.
-    #[arg(long, value_name = "KEY")]
-    pub only_expert: Option<String>,
-    /// The Expert.
-    pub expert: String,
-    /// The query.
-    pub query: String,
-}
-
 /// Why the `runtime` role's command line cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeArgsError {
@@ -377,47 +329,18 @@ pub enum RuntimeArgsError {
         /// The Expert asked for.
         expert: String,
     },
-    /// `--provider` names no provider.
-    #[error("--provider {0}: unknown provider")]
-    UnknownProvider(String),
-    /// `-i` is not the JSON of an answer.
-    #[error("--interactive-tool-call-result: {0}")]
-    Answer(#[source] serde_json::Error),
 }
 
-impl TryFrom<RuntimeRoleArgs> for RuntimeArgs {
-    type Error = RuntimeArgsError;
-
-    fn try_from(args: RuntimeRoleArgs) -> Result<RuntimeArgs, RuntimeArgsError> {
-        if let Some(only) = args.only_expert.filter(|only| *only != args.expert) {
-            return Err(RuntimeArgsError::OtherExpert {
-                only,
-                expert: args.expert,
-            });
+impl RuntimeArgs {
+    /// Refuses an Expert other than the one a versioned image's `--only-expert` fixes.
+    pub fn check_only_expert(&self) -> Result<(), RuntimeArgsError> {
+        match &self.only_expert {
+            Some(only) if *only != self.expert_key => Err(RuntimeArgsError::OtherExpert {
+                only: only.clone(),
+                expert: self.expert_key.clone(),
+            }),
+            _ => Ok(()),
         }
-        let provider = args
-            .provider
-            .map(|name| ProviderName::parse(&name).ok_or(RuntimeArgsError::UnknownProvider(name)))
-            .transpose()?;
-        let interactive_tool_call_result = args
-            .interactive_tool_call_result
-            .map(|json| serde_json::from_str(&json).map_err(RuntimeArgsError::Answer))
-            .transpose()?;
-        Ok(RuntimeArgs {
-            spec: args.spec,
-            checkpoint_stdin: args.checkpoint_stdin,
-            interactive_tool_call_result,
-            job_id: args.job_id,
-            run_id: args.run_id,
-            provider,
-            model: args.model,
-            max_steps: args.max_steps,
-            max_retries: args.max_retries,
-            timeout_ms: args.timeout,
-            reasoning_budget: args.reasoning_budget,
-            expert_key: args.expert,
-            query: args.query,
-        })
     }
 }
 
@@ -588,40 +511,21 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         match Cli::parse_from(argv).command {
-            Command::Runtime(args) => RuntimeArgs::try_from(args),
+            Command::Runtime(args) => args.check_only_expert().map(|()| args),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn the_runtime_role_takes_typed_arguments_and_refuses_what_does_not_parse() {
-        let args = runtime_args(&[
-            "--provider",
-            "mock",
-            "--checkpoint-stdin",
-            "-i",
-            r#"{"toolCallId":"t","toolName":"ask","skillName":"s","text":"yes"}"#,
-            "main",
-            "q",
-        ])
-        .expect("usable");
-        assert_eq!(args.provider, Some(ProviderName::Mock));
-        assert_eq!(args.expert_key, "main");
-        assert!(args.interactive_tool_call_result.is_some());
-        let refused = |extra: &[&str]| runtime_args(extra).expect_err("refused").to_string();
+    fn a_versioned_image_runtime_refuses_other_experts() {
         assert_eq!(
-            refused(&["--provider", "openia", "main", "q"]),
-            "--provider openia: unknown provider"
-        );
-        assert!(
-            refused(&["--checkpoint-stdin", "-i", "{", "main", "q"])
-                .starts_with("--interactive-tool-call-result: ")
-        );
-        assert_eq!(
-            refused(&["--only-expert", "main", "helper", "q"]),
+            runtime_args(&["--only-expert", "main", "helper", "q"])
+                .expect_err("refused")
+                .to_string(),
             "this image runs Expert `main` only, not `helper`"
         );
         assert!(runtime_args(&["--only-expert", "main", "main", "q"]).is_ok());
+        assert!(runtime_args(&["helper", "q"]).is_ok());
     }
 
     #[test]

@@ -2,9 +2,7 @@
 //! (PERSTACK-COMPAT.md §5, "System prompt").
 
 use crate::config::Expert;
-
-/// Where the base skill's tools see the workspace.
-pub const WORKSPACE_DIR: &str = "/workspace";
+use crate::contract::paths::WORKSPACE_MOUNT;
 
 /// Builds the system prompt for `expert` at time `now_iso`.
 pub fn system_prompt(expert: &Expert, delegates: &[&Expert], now_iso: &str) -> String {
@@ -16,7 +14,7 @@ pub fn system_prompt(expert: &Expert, delegates: &[&Expert], now_iso: &str) -> S
          - A reply without any tool call ends your run, and its text becomes your final answer.\n\
          - When the task is done, call attemptCompletion, alone, with no other tool in the same reply.\n\
          - The current time is {now_iso}.\n\
-         - The working directory of the file tools is {WORKSPACE_DIR}; use paths relative to it.\n\
+         - The working directory of the file tools is {WORKSPACE_MOUNT}; use paths relative to it.\n\
          \n\
          # Instruction\n\
          {instruction}\n",

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use crate::sandbox::plan::Artifacts;
+use crate::contract::paths::CA_BUNDLE_PATH;
+use crate::sandbox::images::recipes::Artifacts;
 
 /// Why the artifacts could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +45,10 @@ pub fn load() -> Result<Artifacts, ArtifactError> {
             path: path.display().to_string(),
         });
     }
+    // The host's bundle is where our images keep theirs: the conventional place (Debian's).
     let ca_path = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+        .unwrap_or_else(|| PathBuf::from(CA_BUNDLE_PATH));
     let ca_bundle = std::fs::read(&ca_path).unwrap_or_default();
     Ok(Artifacts {
         binary: Bytes::from(binary),

@@ -15,10 +15,11 @@ use crate::cli::BuildArgs;
 use crate::config::{LoadedConfig, ProviderName, SettingFlags, Settings, SettingsError};
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
-use crate::sandbox::docker::{DockerClient, DockerError};
+use crate::sandbox::engine::docker::{DockerClient, DockerError};
 use crate::sandbox::images::{ImageSpec, slug};
-use crate::sandbox::plan::{Artifacts, RunPlan, RunRequest, plan};
-use crate::sandbox::run::{RunError as ExecuteError, content_tag};
+use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::plan::{RunPlan, RunRequest, plan};
+use crate::sandbox::engine::run::{RunError as ExecuteError, content_tag};
 use crate::sandbox::versioned::{self, ImageRef, Manifest, VersionedError};
 
 use super::LoadError;

@@ -12,10 +12,10 @@ use bytes::Bytes;
 use crate::cli::ValidateArgs;
 use crate::config::{self, Config, Skill};
 use crate::exit::Exit;
-use crate::sandbox::docker::{DockerClient, DockerError};
-use crate::sandbox::endpoint::Why;
+use crate::sandbox::engine::docker::{DockerClient, DockerError};
+use crate::sandbox::engine::endpoint::Why;
+use crate::sandbox::images::base::skill_base_image;
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
-use crate::sandbox::plan::skill_base_image;
 
 struct Report {
     failed: bool,

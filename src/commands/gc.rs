@@ -2,8 +2,8 @@
 
 use crate::cli::GcArgs;
 use crate::exit::Exit;
-use crate::sandbox::docker::{DockerClient, DockerError};
-use crate::sandbox::gc::{GcOptions, sweep};
+use crate::sandbox::engine::docker::{DockerClient, DockerError};
+use crate::sandbox::engine::gc::{GcOptions, sweep};
 
 /// Why nothing could be collected.
 #[derive(Debug, thiserror::Error)]

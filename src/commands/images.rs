@@ -1,7 +1,7 @@
 //! `perstack-sandbox images`: our images with their Expert, version, size and age.
 
 use crate::exit::Exit;
-use crate::sandbox::docker::{DockerClient, DockerError, ManagedImage};
+use crate::sandbox::engine::docker::{DockerClient, DockerError, ManagedImage};
 use crate::sandbox::labels;
 
 /// Why the images could not be listed.

@@ -2,12 +2,11 @@
 //! base-skill, the egress proxy and the test fixture server. Each gives the process's exit code
 //! or a [`RoleError`], which `main` prints as is.
 
-use crate::cli::{
-    BaseSkillArgs, NoServerCommand, RuntimeArgsError, RuntimeRoleArgs, SkillHostArgs,
-};
+use crate::cli::{BaseSkillArgs, NoServerCommand, RuntimeArgsError, SkillHostArgs};
+use crate::contract::runtime_args::RuntimeArgs;
 use crate::exit::Exit;
 use crate::proxy::ProxyError;
-use crate::runtime::{self, RuntimeArgs};
+use crate::runtime;
 use crate::skill::host::{self, HostError, HostOptions};
 use crate::skill::server::ServeError;
 use crate::skill::{base, fixture};
@@ -50,8 +49,8 @@ impl From<&RoleError> for Exit {
 
 /// `runtime`: the agent loop. As PID 1 of its container it handles SIGTERM itself, or
 /// `docker stop` would wait out its grace period.
-pub async fn runtime(args: RuntimeRoleArgs) -> Result<i32, RoleError> {
-    let args = RuntimeArgs::try_from(args)?;
+pub async fn runtime(args: RuntimeArgs) -> Result<i32, RoleError> {
+    args.check_only_expert()?;
     let Ok(mut sigterm) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     else {
         return Ok(runtime::run(args).await);

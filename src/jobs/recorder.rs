@@ -61,7 +61,7 @@ impl Recorder {
             })
             .map_err(|source| JobsError::Io {
                 action: "start the recorder for",
-                path: std::path::PathBuf::from("perstack/jobs"),
+                path: super::store::jobs_dir(),
                 source,
             })?;
         Ok(Recorder { lines, writer })

@@ -20,10 +20,16 @@ use super::JobsError;
 use super::fs::{Owner, create_dir_all, write_atomic};
 use super::job::Job;
 use super::run_setting::RunSetting;
+use crate::contract::paths::RESERVED_DIR;
 use crate::event::Checkpoint;
 
-/// The store's folder inside a workspace.
-pub const JOBS_DIR: &str = "perstack/jobs";
+/// The store's folder inside the workspace's reserved folder.
+const JOBS_SUBDIR: &str = "jobs";
+
+/// The store's folder relative to a workspace: `perstack/jobs`.
+pub fn jobs_dir() -> PathBuf {
+    Path::new(RESERVED_DIR).join(JOBS_SUBDIR)
+}
 
 /// Whether `id` can be used as a file or folder name as it is.
 pub fn is_safe_id(id: &str) -> bool {
@@ -81,7 +87,7 @@ impl JobStore {
     /// The store in `<workspace>/perstack/jobs`, writing as the invoking user.
     pub fn in_workspace(workspace: &Path) -> JobStore {
         JobStore {
-            root: workspace.join(JOBS_DIR),
+            root: workspace.join(jobs_dir()),
             owner: Owner::detect(),
         }
     }

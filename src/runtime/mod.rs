@@ -5,9 +5,7 @@
 //! thing it writes there. Diagnostics go to stderr, which the controller keeps apart.
 
 pub mod skills;
-pub mod spec;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -22,40 +20,11 @@ use crate::config::{
     DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_TIMEOUT_MS, ProviderConfig,
     ProviderName, ReasoningBudget, ReasoningLevel,
 };
+use crate::contract::paths::CA_BUNDLE_PATH;
+use crate::contract::runtime_args::RuntimeArgs;
+use crate::contract::spec::RuntimeSpec;
 use crate::event::{Checkpoint, EventSink, MessageKind, Usage};
 use crate::llm::{HttpSettings, Provider};
-use spec::RuntimeSpec;
-
-/// Arguments of the runtime role (set by the controller).
-#[derive(Debug, Clone)]
-pub struct RuntimeArgs {
-    /// The spec file.
-    pub spec: PathBuf,
-    /// The job.
-    pub job_id: String,
-    /// This run segment.
-    pub run_id: String,
-    /// Provider override.
-    pub provider: Option<ProviderName>,
-    /// Model override.
-    pub model: Option<String>,
-    /// Step limit.
-    pub max_steps: Option<u32>,
-    /// Retry limit.
-    pub max_retries: Option<u32>,
-    /// Per-generation timeout, ms.
-    pub timeout_ms: Option<u64>,
-    /// Reasoning budget.
-    pub reasoning_budget: Option<String>,
-    /// Continue from a checkpoint read from stdin (JSON, until EOF) instead of starting fresh.
-    pub checkpoint_stdin: bool,
-    /// The answer to the checkpoint's pending tool call (with `checkpoint_stdin`).
-    pub interactive_tool_call_result: Option<crate::event::InteractiveToolCallResult>,
-    /// The Expert.
-    pub expert_key: String,
-    /// The query.
-    pub query: String,
-}
 
 /// Why the runtime could not run the Expert at all.
 #[derive(Debug, thiserror::Error)]
@@ -217,9 +186,7 @@ async fn run_inner(
         &|name| std::env::var(name).ok(),
         spec.mock_script.clone(),
         &HttpSettings {
-            ca_bundle: std::fs::read(crate::sandbox::images::CA_BUNDLE_PATH)
-                .ok()
-                .filter(|b| !b.is_empty()),
+            ca_bundle: std::fs::read(CA_BUNDLE_PATH).ok().filter(|b| !b.is_empty()),
             timeout: None,
         },
     )?;

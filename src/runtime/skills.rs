@@ -16,10 +16,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::spec::{RuntimeSpec, SkillEndpoint};
-use super::{RuntimeArgs, RuntimeError};
+use super::RuntimeError;
 use crate::agent::tools::ToolSet;
 use crate::config::{Expert, McpSseSkill, Skill};
+use crate::contract::paths::CA_BUNDLE_PATH;
+use crate::contract::runtime_args::RuntimeArgs;
+use crate::contract::spec::{RuntimeSpec, SkillEndpoint};
 use crate::event::{Event, EventSink, RuntimePayload};
 use crate::skill::client::{ConnectTimings, McpSkill, SkillConnectError};
 use crate::skill::lazy::LazySkill;
@@ -153,9 +155,7 @@ fn is_lazy(skill: &Skill) -> bool {
 /// The HTTP client for remote skills: it trusts the CA bundle baked into the runtime image.
 fn remote_http_client(first: &McpSseSkill) -> Result<reqwest::Client, SkillConnectError> {
     let settings = crate::llm::HttpSettings {
-        ca_bundle: std::fs::read(crate::sandbox::images::CA_BUNDLE_PATH)
-            .ok()
-            .filter(|b| !b.is_empty()),
+        ca_bundle: std::fs::read(CA_BUNDLE_PATH).ok().filter(|b| !b.is_empty()),
         // Event streams stay open for the whole run; the handshake has its own deadline.
         timeout: None,
     };
@@ -301,6 +301,7 @@ mod tests {
             reasoning_budget: None,
             checkpoint_stdin: false,
             interactive_tool_call_result: None,
+            only_expert: None,
             expert_key: "main".into(),
             query: "go".into(),
         }

@@ -11,7 +11,7 @@ pub const ROLE: &str = "io.perstack.sandbox.role";
 /// The service name used in events (`runtime`, `skill:<name>`, `base-skill`).
 pub const SERVICE: &str = "io.perstack.sandbox.service";
 /// The controller that owns a container or volume (`host/boot-id/pid/start`, see
-/// [`super::controller::ControllerId`]), so `gc` can tell live runs from orphans.
+/// [`super::engine::controller::ControllerId`]), so `gc` can tell live runs from orphans.
 pub const CONTROLLER: &str = "io.perstack.sandbox.controller";
 /// The content digest an image tag was derived from.
 pub const DIGEST: &str = "io.perstack.sandbox.digest";

@@ -1,28 +1,31 @@
-//! The host controller: plans a run, builds images, starts containers, relays events, cleans up.
+//! The host controller: checks a run, plans it, builds images, starts containers, relays
+//! events, cleans up.
 //!
-//! - [`plan`]: which images, volumes and containers a run needs (pure data).
-//! - [`images`]: what goes into an image, its content digest and build context.
-//! - [`packages`]: what a skill's `uvx`/`npx`/`python3` command installs at build time, and what then runs.
-//! - [`docker`]: the only file that talks to the engine.
-//! - [`endpoint`]: where the engine is (`DOCKER_HOST`, contexts, rootless Docker, Podman).
-//! - [`run`]: applying a plan and relaying the runtime's events.
-//! - [`relay`]: reassembling and classifying the runtime's stdout lines.
-//! - [`preflight`]: the checks made before anything starts.
+//! Decided without the engine — pure data and checks, unit-tested:
+//! - [`preflight`]: the checks made before anything starts, one function per check (they read
+//!   the config, the env map, the workspace's path and the mock script).
+//! - [`plan`]: which images, volumes, networks and containers a run needs.
+//! - [`egress`]: who in a run may reach what outside it (the egress proxy's principals).
+//! - [`images`]: what goes into each image (`recipes`), on which base (`base`), its content
+//!   digest and build context.
+//! - [`packages`]: what a skill's `uvx`/`npx`/`python3` command installs at build time, and
+//!   what then runs.
+//! - [`versioned`]: image references, the manifest of a versioned image, pinning a plan's
+//!   images to a version.
 //! - [`labels`]: the labels that let a run find everything it made.
-//! - [`workspace_user`]: who base-skill runs as.
-//! - [`versioned`]: images built once under a version tag, and runs from them alone.
+//!
+//! Done with the engine and the live host — [`engine`]: the Docker client, finding the engine,
+//! applying a plan and relaying, the base-image check, who owns a run, sweeping what dead runs
+//! left, who base-skill runs as.
+//!
+//! What the containers' roles must agree on with the controller — paths, users, the runtime
+//! spec and command line — is [`crate::contract`].
 
-pub mod controller;
-pub mod docker;
 pub mod egress;
-pub mod endpoint;
-pub mod gc;
+pub mod engine;
 pub mod images;
 pub mod labels;
 pub mod packages;
 pub mod plan;
 pub mod preflight;
-pub mod relay;
-pub mod run;
 pub mod versioned;
-pub mod workspace_user;

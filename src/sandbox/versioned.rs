@@ -23,10 +23,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::images::{ImageRole, slug};
 use super::labels;
-use super::plan::RunPlan;
+use super::plan::{PrebuiltImage, RunPlan};
 use crate::config::{Config, ProviderConfig, ProviderName};
-use crate::runtime::spec::RuntimeSpec;
+use crate::contract::spec::RuntimeSpec;
 
 /// Why a versioned image cannot be built or used.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +130,7 @@ impl ImageRef {
         if reference.contains('@') {
             return Err(bad("a digest cannot be a tag"));
         }
-        let (repository, tag) = super::docker::split_reference(reference);
+        let (repository, tag) = split_reference(reference);
         if repository.is_empty()
             || repository.starts_with('/')
             || repository.ends_with('/')
@@ -170,6 +171,15 @@ impl ImageRef {
     /// The reference of an image of the same version: `<repository>:<tag>-<suffix>`.
     pub fn derived(&self, suffix: &str) -> String {
         format!("{}:{}-{suffix}", self.repository, self.tag)
+    }
+}
+
+/// `repo:tag` split at the tag's colon (a registry's port has a `/` after it); `latest` when
+/// there is no tag.
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
     }
 }
 
@@ -339,9 +349,9 @@ pub fn suffixes(plan: &RunPlan) -> BTreeMap<usize, String> {
         }
         let spec = &plan.images[container.image];
         let base = match spec.role {
-            super::images::ImageRole::Skill => format!(
+            ImageRole::Skill => format!(
                 "skill-{}",
-                super::images::slug(container.skill.as_deref().unwrap_or(&container.service))
+                slug(container.skill.as_deref().unwrap_or(&container.service))
             ),
             role => role.as_str().to_string(),
         };
@@ -355,15 +365,6 @@ pub fn suffixes(plan: &RunPlan) -> BTreeMap<usize, String> {
         suffixes.insert(container.image, suffix);
     }
     suffixes
-}
-
-/// What a versioned run uses in place of building an image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrebuiltImage {
-    /// The reference to use (and pull when it is missing).
-    pub reference: String,
-    /// The image id it must have.
-    pub id: String,
 }
 
 /// The prebuilt image for each image of `plan`, in plan order: the runtime is `runtime`, every

@@ -3,9 +3,9 @@
 use crate::config::{ConfigError, SettingsError};
 use crate::exit::Exit;
 use crate::jobs::JobsError;
-use crate::sandbox::docker::DockerError;
+use crate::sandbox::engine::docker::DockerError;
 use crate::sandbox::preflight::Problems;
-use crate::sandbox::run::RunError as ExecuteError;
+use crate::sandbox::engine::run::RunError as ExecuteError;
 use crate::sandbox::versioned::VersionedError;
 
 use super::super::LoadError;

@@ -8,9 +8,9 @@ use crate::event::Event;
 use crate::exit::Exit;
 use crate::jobs::Recorder;
 use crate::render::{Mode, Output};
-use crate::sandbox::docker::DockerClient;
+use crate::sandbox::engine::docker::DockerClient;
 use crate::sandbox::plan::RunPlan;
-use crate::sandbox::run::{
+use crate::sandbox::engine::run::{
     EventTap, RunError as ExecuteError, RunIds, RunReport, TimeLimit, execute as carry_out,
 };
 

@@ -1,7 +1,7 @@
 //! Stage 7: the exit code, from how the run ended (README, "Exit codes").
 
 use crate::exit::Exit;
-use crate::sandbox::run::RunEnd;
+use crate::sandbox::engine::run::RunEnd;
 
 use super::RunError;
 use super::execute::{Ended, Outcome};
@@ -77,7 +77,7 @@ fn exit(end: RunEnd, memory: i64) -> Result<Exit, RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::run::RunReport;
+    use crate::sandbox::engine::run::RunReport;
 
     fn ended(end: RunEnd, interrupted: bool) -> Outcome {
         Outcome {

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::LoadedConfig;
+use crate::contract::paths::SPEC_PATH;
+use crate::contract::spec::RuntimeSpec;
 use crate::llm::mock::MockScript;
-use crate::runtime::spec::RuntimeSpec;
-use crate::sandbox::controller::ControllerId;
-use crate::sandbox::docker::DockerClient;
-use crate::sandbox::images::SPEC_PATH;
+use crate::sandbox::engine::controller::ControllerId;
+use crate::sandbox::engine::docker::DockerClient;
 use crate::sandbox::labels;
 use crate::sandbox::plan::RunPlan;
 use crate::sandbox::versioned::{self, ImageRef, Manifest, VersionedError};

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::cli::RunArgs;
 use crate::config::{self, LoadedConfig};
 use crate::jobs::ContinueFrom;
-use crate::sandbox::run::TimeLimit;
+use crate::sandbox::engine::run::TimeLimit;
 
 use super::image::ImageSource;
 use super::{Notify, RunError};

@@ -5,9 +5,9 @@
 use std::fmt;
 
 use crate::jobs::JobsError;
-use crate::sandbox::docker::DockerError;
+use crate::sandbox::engine::docker::DockerError;
 use crate::sandbox::labels;
-use crate::sandbox::run::RunError as ExecuteError;
+use crate::sandbox::engine::run::RunError as ExecuteError;
 
 /// One message for the user.
 #[derive(Debug)]

@@ -6,9 +6,9 @@ use std::time::Instant;
 use crate::cli::RunArgs;
 use crate::config::Settings;
 use crate::jobs::{Job, JobStore, RunInput, RunSetting, RunSettingSource};
-use crate::sandbox::controller::ControllerId;
+use crate::sandbox::engine::controller::ControllerId;
 use crate::sandbox::plan::{Resume, RunPlan, RunRequest};
-use crate::sandbox::run::{RunIds, TimeLimit};
+use crate::sandbox::engine::run::{RunIds, TimeLimit};
 
 use super::RunError;
 use super::load::Loaded;

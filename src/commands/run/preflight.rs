@@ -8,13 +8,14 @@ use crate::cli::RunArgs;
 use crate::config::Settings;
 use crate::ids::now_ms;
 use crate::jobs::fs::Owner;
-use crate::jobs::store::{JOBS_DIR, is_safe_id};
+use crate::jobs::store::{is_safe_id, jobs_dir};
 use crate::jobs::{
     ContinueFrom, Job, JobStore, check_input, interactive_answer, select_checkpoint,
 };
-use crate::sandbox::plan::{Artifacts, Resume};
+use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::plan::Resume;
 use crate::sandbox::preflight::{self, Preflight};
-use crate::sandbox::workspace_user::{UidGid, workspace_user};
+use crate::sandbox::engine::workspace_user::{UidGid, workspace_user};
 
 use super::super::artifacts;
 use super::RunError;
@@ -102,7 +103,7 @@ pub fn check(args: &RunArgs, loaded: &Loaded, settings: &Settings) -> Result<Che
 fn job_store(checked: &preflight::Checked, user: UidGid) -> JobStore {
     if nix::unistd::getuid().is_root() && user.0 != 0 {
         let (uid, gid) = user;
-        JobStore::at(checked.workspace.join(JOBS_DIR), Owner::user(uid, gid))
+        JobStore::at(checked.workspace.join(jobs_dir()), Owner::user(uid, gid))
     } else {
         JobStore::in_workspace(&checked.workspace)
     }

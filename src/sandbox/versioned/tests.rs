@@ -5,7 +5,8 @@ use bytes::Bytes;
 use super::*;
 use crate::config::load_str;
 use crate::config::{Limits, RunSettings};
-use crate::sandbox::plan::{Artifacts, RunRequest, plan};
+use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::plan::{RunRequest, plan};
 
 const CONFIG: &str = r#"
 model = "file-model"

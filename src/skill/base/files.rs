@@ -14,19 +14,12 @@ use serde_json::{Number, Value, json};
 
 use super::error::ToolError;
 use super::info::iso_time;
-use super::paths::{Resolved, Workspace, lossy};
+use super::paths::{PathArgs, Resolved, Workspace, lossy};
 
 /// Largest image `readImageFile` accepts.
 pub const MAX_IMAGE_SIZE: u64 = 15 * 1024 * 1024;
 /// Largest PDF `readPdfFile` accepts.
 pub const MAX_PDF_SIZE: u64 = 30 * 1024 * 1024;
-
-/// Arguments of the tools that take only a path.
-#[derive(Debug, Deserialize)]
-pub struct PathArgs {
-    /// File or directory, relative to the workspace or absolute.
-    pub path: String,
-}
 
 /// Arguments of `readTextFile`.
 #[derive(Debug, Deserialize)]

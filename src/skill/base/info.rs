@@ -9,8 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::error::ToolError;
-use super::files::PathArgs;
-use super::paths::{Workspace, lossy};
+use super::paths::{PathArgs, Workspace, lossy};
 
 /// `getFileInfo`: metadata of a file or directory.
 pub fn get_file_info(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {

@@ -32,10 +32,17 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::error::ToolError;
+use serde::Deserialize;
 
-/// The name of the reserved run-data directory at the workspace root.
-const RESERVED_DIR: &str = "perstack";
+use super::error::ToolError;
+use crate::contract::paths::RESERVED_DIR;
+
+/// Arguments of the tools that take only a path.
+#[derive(Debug, Deserialize)]
+pub struct PathArgs {
+    /// File or directory, relative to the workspace or absolute.
+    pub path: String,
+}
 
 /// The base skill's `--workspace` could not be used.
 #[derive(Debug, thiserror::Error)]

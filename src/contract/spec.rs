@@ -1,9 +1,10 @@
 //! The runtime spec: what the controller bakes into a runtime image for the runtime role to read
-//! (`/etc/perstack-sandbox/runtime.json`).
+//! (at [`SPEC_PATH`](super::paths::SPEC_PATH)).
 //!
 //! It holds only what is fixed for an Expert — its delegation closure, the provider settings
 //! from the file, where each skill's socket is, the mock script — so one image serves every run
-//! of that Expert. What changes per run (query, ids, model, limits) comes as arguments.
+//! of that Expert. What changes per run (query, ids, model, limits) comes as arguments
+//! ([`RuntimeArgs`](super::runtime_args::RuntimeArgs)).
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,7 @@
 //!
 //! A skill whose command fetches packages (`uvx`, `npx`, see `packages.rs`) gets them at build
 //! time, in a first build stage (`FROM <base> AS install`) that creates
-//! [`INSTALL_PREFIX`](super::packages::INSTALL_PREFIX) with the network of the engine's default
+//! [`INSTALL_PREFIX`] with the network of the engine's default
 //! bridge. The host's CA bundle is in that stage only (`build/ca.pem` in the context, for
 //! TLS-intercepting proxies); the image itself starts again `FROM <base>` and copies just the
 //! installed prefix, so neither the CA file nor the installers' caches reach any of its layers.
@@ -29,23 +29,21 @@
 //! Tags are content-addressed: the digest covers the base image's id, the Dockerfile (which spells
 //! out the config), every file and the labels, so the same inputs never build twice and changed
 //! inputs always do.
+//!
+//! What each of our images holds — the runtime's, a skill's, base-skill's, the egress proxy's —
+//! is in [`recipes`]; which base a skill's image starts from, in [`base`]. Where things are
+//! inside them is the [contract](crate::contract::paths) with the roles that run there.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+pub mod base;
+pub mod recipes;
+
 use super::labels;
 use super::packages::{INSTALL_PREFIX, Install, Installer};
-
-/// Where our binary lives in every image.
-pub const BINARY_PATH: &str = "/usr/local/bin/perstack-sandbox";
-/// Where the runtime reads its spec.
-pub const SPEC_PATH: &str = "/etc/perstack-sandbox/runtime.json";
-/// Where the CA bundle goes in `scratch` images.
-pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
-/// `PATH` for `scratch` images (which have none).
-pub const SCRATCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// The kinds of image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -444,23 +442,6 @@ pub fn slug(name: &str) -> String {
     let out: String = out.chars().take(40).collect();
     let out = out.trim_end_matches('-').to_string();
     if out.is_empty() { "x".to_string() } else { out }
-}
-
-/// `/etc/passwd` and `/etc/group` for `scratch` images: the runtime and skill users
-/// (images/passwd, images/group).
-pub fn passwd_files() -> Vec<ContextFile> {
-    vec![
-        ContextFile {
-            path: "/etc/passwd".into(),
-            mode: 0o644,
-            contents: Bytes::from_static(include_bytes!("../../images/passwd")),
-        },
-        ContextFile {
-            path: "/etc/group".into(),
-            mode: 0o644,
-            contents: Bytes::from_static(include_bytes!("../../images/group")),
-        },
-    ]
 }
 
 /// Labels every image carries.

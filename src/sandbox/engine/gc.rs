@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::controller::{ControllerId, Liveness};
 use super::docker::{DockerClient, DockerError, Managed, ManagedImage, Removed};
-use super::images::INSTALL_STAGE_ROLE;
-use super::labels;
+use crate::sandbox::images::INSTALL_STAGE_ROLE;
+use crate::sandbox::labels;
 
 /// What `gc` is asked to do.
 #[derive(Debug, Clone, Copy, Default)]
@@ -198,7 +198,7 @@ pub async fn sweep(client: &DockerClient, options: GcOptions) -> Result<GcReport
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::docker::Labelled;
+    use crate::sandbox::engine::docker::Labelled;
     use std::collections::HashMap;
 
     fn resource(run: &str, controller: Option<&str>) -> Labelled {

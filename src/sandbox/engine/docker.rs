@@ -20,9 +20,12 @@ use bollard::query_parameters::{
 use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
-use super::images::ImageSpec;
-use super::labels;
-use super::plan::{ContainerPlan, InternalNetworkPlan, MountSource, VolumePlan};
+use crate::sandbox::images::{ImageSpec, proxy_build_args};
+use crate::sandbox::labels;
+use crate::sandbox::plan::{
+    ContainerPlan, InternalNetworkPlan, MountPlan, MountSource, VolumePlan,
+};
+use crate::sandbox::versioned::split_reference;
 
 /// Engine failures, each naming what we were doing.
 #[derive(Debug, thiserror::Error)]
@@ -344,7 +347,7 @@ impl DockerClient {
             // Installing a skill's packages needs the network (the default bridge) and, behind
             // a proxy, the controller's proxy settings.
             buildargs: spec.install.as_ref().map(|_| {
-                super::images::proxy_build_args(|name| std::env::var(name).ok())
+                proxy_build_args(|name| std::env::var(name).ok())
                     .into_iter()
                     .collect()
             }),
@@ -470,35 +473,8 @@ impl DockerClient {
         plan: &ContainerPlan,
         image: &str,
     ) -> Result<String, DockerError> {
-        let mounts = plan
-            .mounts
-            .iter()
-            .map(|m| {
-                let (typ, source, tmpfs_options) = match &m.source {
-                    MountSource::Volume { name } => (MountType::VOLUME, Some(name.clone()), None),
-                    MountSource::Bind { host } => (MountType::BIND, Some(host.clone()), None),
-                    MountSource::EmptyTmpfs => (
-                        MountType::TMPFS,
-                        None,
-                        Some(MountTmpfsOptions {
-                            size_bytes: Some(4096),
-                            mode: Some(0o555),
-                            ..Default::default()
-                        }),
-                    ),
-                };
-                Mount {
-                    target: Some(m.target.clone()),
-                    source,
-                    typ: Some(typ),
-                    read_only: Some(m.read_only),
-                    tmpfs_options,
-                    ..Default::default()
-                }
-            })
-            .collect();
         let host_config = HostConfig {
-            mounts: Some(mounts),
+            mounts: Some(plan.mounts.iter().map(mount).collect()),
             network_mode: Some(plan.network.mode().to_string()),
             cap_drop: Some(vec!["ALL".to_string()]),
             security_opt: Some(vec!["no-new-privileges:true".to_string()]),
@@ -1000,43 +976,93 @@ impl DockerClient {
             return Err(error);
         }
         removed.map_err(call(format!("remove container {}", created.id)))?;
-        let mut tar = tar::Archive::new(&archive[..]);
-        let entries = tar.entries().map_err(|e| DockerError::Archive {
-            image: image.to_string(),
-            path: path.to_string(),
-            message: e.to_string(),
-        })?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| DockerError::Archive {
-                image: image.to_string(),
-                path: path.to_string(),
-                message: e.to_string(),
-            })?;
-            if entry.header().entry_type().is_file() {
-                let mut contents = Vec::new();
-                std::io::Read::read_to_end(&mut entry, &mut contents).map_err(|e| {
-                    DockerError::Archive {
-                        image: image.to_string(),
-                        path: path.to_string(),
-                        message: e.to_string(),
-                    }
-                })?;
-                return Ok(contents);
-            }
-        }
-        Err(DockerError::Archive {
-            image: image.to_string(),
-            path: path.to_string(),
-            message: "the archive holds no file".to_string(),
-        })
+        first_file(&archive, image, path)
     }
 }
 
-/// `repo:tag` split at the tag's colon (a registry's port has a `/` after it); `latest` when
-/// there is no tag.
-pub fn split_reference(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
+/// A planned mount as the engine takes it; the empty tmpfs is 4 KiB and read-only to all.
+fn mount(m: &MountPlan) -> Mount {
+    let (typ, source, tmpfs_options) = match &m.source {
+        MountSource::Volume { name } => (MountType::VOLUME, Some(name.clone()), None),
+        MountSource::Bind { host } => (MountType::BIND, Some(host.clone()), None),
+        MountSource::EmptyTmpfs => (
+            MountType::TMPFS,
+            None,
+            Some(MountTmpfsOptions {
+                size_bytes: Some(4096),
+                mode: Some(0o555),
+                ..Default::default()
+            }),
+        ),
+    };
+    Mount {
+        target: Some(m.target.clone()),
+        source,
+        typ: Some(typ),
+        read_only: Some(m.read_only),
+        tmpfs_options,
+        ..Default::default()
+    }
+}
+
+/// The contents of the first regular file of the tar `archive`: what the archive endpoint
+/// returned for `path` of `image`.
+fn first_file(archive: &[u8], image: &str, path: &str) -> Result<Vec<u8>, DockerError> {
+    let unreadable = |message: String| DockerError::Archive {
+        image: image.to_string(),
+        path: path.to_string(),
+        message,
+    };
+    let mut tar = tar::Archive::new(archive);
+    let entries = tar.entries().map_err(|e| unreadable(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| unreadable(e.to_string()))?;
+        if entry.header().entry_type().is_file() {
+            let mut contents = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut contents)
+                .map_err(|e| unreadable(e.to_string()))?;
+            return Ok(contents);
+        }
+    }
+    Err(unreadable("the archive holds no file".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_read_out_of_an_image_is_the_archives_first_regular_file() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_size(0);
+        dir.set_cksum();
+        builder
+            .append_data(&mut dir, "etc/", std::io::empty())
+            .expect("dir");
+        let mut file = tar::Header::new_gnu();
+        file.set_size(4);
+        file.set_cksum();
+        builder
+            .append_data(&mut file, "etc/spec.json", &b"{}\n\n"[..])
+            .expect("file");
+        let archive = builder.into_inner().expect("tar");
+        assert_eq!(
+            first_file(&archive, "img", "/etc/spec.json").expect("read"),
+            b"{}\n\n"
+        );
+
+        let empty = tar::Builder::new(Vec::new()).into_inner().expect("tar");
+        let error = first_file(&empty, "img", "/etc/spec.json").expect_err("no file");
+        assert_eq!(
+            error.to_string(),
+            DockerError::Archive {
+                image: "img".into(),
+                path: "/etc/spec.json".into(),
+                message: "the archive holds no file".into(),
+            }
+            .to_string()
+        );
     }
 }

@@ -10,14 +10,17 @@ use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use futures::StreamExt;
+use tokio::task::JoinHandle;
 
 use super::docker::{DockerClient, DockerError};
-use super::images::ImageSpec;
-use super::plan::{ContainerPlan, ProxyPlan, RunPlan};
 use super::relay::{Line, LineSplitter, classify};
-use super::versioned::{PrebuiltImage, VersionedError};
 use crate::event::{BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload};
 use crate::render::Output;
+use crate::sandbox::egress::PROXY_ALIAS;
+use crate::sandbox::images::{ImageRole, ImageSpec};
+use crate::sandbox::plan::{ContainerPlan, PrebuiltImage, ProxyPlan, RunPlan};
+use crate::sandbox::preflight::MISSING_BASE_IMAGE_HINT;
+use crate::sandbox::versioned::VersionedError;
 
 /// How many lines of runtime stderr to keep for error messages.
 const STDERR_TAIL: usize = 40;
@@ -31,7 +34,7 @@ pub enum RunError {
     /// A configured base image is not on this machine (and there is no registry to pull from).
     #[error(
         "{service}: base image `{image}` is not available locally\n  hint: {hint}, or change {setting} in perstack.toml (or override it with --workspace-image, --node-image, --python-image or --skill-image)",
-        hint = super::preflight::MISSING_BASE_IMAGE_HINT
+        hint = MISSING_BASE_IMAGE_HINT
     )]
     BaseImageMissing {
         /// The service needing it.
@@ -58,7 +61,7 @@ pub enum RunError {
     ProxyConfig(String),
     /// A versioned image is missing something or is not the one it should be.
     #[error(transparent)]
-    Versioned(#[from] super::versioned::VersionedError),
+    Versioned(#[from] VersionedError),
     /// The whole run took longer than allowed.
     #[error(
         "the run did not finish within {0:?}; it was stopped (the job keeps its last checkpoint: continue with --continue, or allow more with --timeout)"
@@ -167,30 +170,7 @@ async fn apply(
     };
 
     futures::future::try_join_all(plan.volumes.iter().map(|v| docker.create_volume(v))).await?;
-    // Internal networks first, then the proxy on them: it must be listening before anything
-    // that talks through it starts.
-    let subnets: std::collections::HashMap<String, String> =
-        futures::future::try_join_all(plan.networks.iter().map(|network| async move {
-            let subnet = docker.create_internal_network(network).await?;
-            Ok::<_, DockerError>((network.name.clone(), subnet))
-        }))
-        .await?
-        .into_iter()
-        .collect();
-    let proxy_task = match &plan.proxy {
-        Some(proxy) => Some(
-            start_proxy(
-                docker,
-                proxy,
-                &subnets,
-                &tags[proxy.container.image],
-                ids,
-                output,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let proxy_task = start_egress(docker, plan, &tags, ids, output).await?;
 
     // Every skill container and the runtime start at once: the runtime connects to the skill
     // sockets as they appear (it waits for them), so nothing here waits for another container.
@@ -224,6 +204,57 @@ async fn apply(
         service: runtime.service.clone(),
         message: Some(format!("Runtime container exited with code {code}")),
     }));
+    wind_down(skill_tasks, proxy_task, feeding).await;
+    let end = match end_event {
+        Some(end) => end,
+        None => RunEnd::RuntimeFailed {
+            code,
+            stderr: stderr_tail.into_iter().collect::<Vec<_>>().join("\n"),
+            oom_killed: docker.oom_killed(&id).await.unwrap_or(false),
+        },
+    };
+    Ok(RunReport { end })
+}
+
+/// The run's internal networks, then the egress proxy on them: it must be listening before
+/// anything that talks through it starts. Returns the task relaying the proxy's access records.
+async fn start_egress(
+    docker: &DockerClient,
+    plan: &RunPlan,
+    tags: &[String],
+    ids: &RunIds,
+    output: &Output,
+) -> Result<Option<JoinHandle<()>>, RunError> {
+    let subnets: std::collections::HashMap<String, String> =
+        futures::future::try_join_all(plan.networks.iter().map(|network| async move {
+            let subnet = docker.create_internal_network(network).await?;
+            Ok::<_, DockerError>((network.name.clone(), subnet))
+        }))
+        .await?
+        .into_iter()
+        .collect();
+    let Some(proxy) = &plan.proxy else {
+        return Ok(None);
+    };
+    let task = start_proxy(
+        docker,
+        proxy,
+        &subnets,
+        &tags[proxy.container.image],
+        ids,
+        output,
+    )
+    .await?;
+    Ok(Some(task))
+}
+
+/// After the runtime's exit: stops relaying the skills' stderr, gives the proxy's last access
+/// records a moment to arrive, and reports a checkpoint that could not be handed over.
+async fn wind_down(
+    skill_tasks: Vec<JoinHandle<()>>,
+    proxy_task: Option<JoinHandle<()>>,
+    feeding: Option<JoinHandle<std::io::Result<()>>>,
+) {
     for task in skill_tasks {
         task.abort();
     }
@@ -242,15 +273,6 @@ async fn apply(
     } {
         eprintln!("warning: could not hand the checkpoint to the runtime: {error}");
     }
-    let end = match end_event {
-        Some(end) => end,
-        None => RunEnd::RuntimeFailed {
-            code,
-            stderr: stderr_tail.into_iter().collect::<Vec<_>>().join("\n"),
-            oom_killed: docker.oom_killed(&id).await.unwrap_or(false),
-        },
-    };
-    Ok(RunReport { end })
 }
 
 /// Finds or builds every image, all at once; returns their tags in plan order. Whether each was
@@ -435,7 +457,7 @@ fn strip_ansi(line: &str) -> String {
 
 fn base_image_setting(spec: &ImageSpec) -> String {
     match spec.role {
-        super::images::ImageRole::BaseSkill => "[sandbox] workspaceImage".to_string(),
+        ImageRole::BaseSkill => "[sandbox] workspaceImage".to_string(),
         _ => format!(
             "[sandbox] nodeImage/pythonImage/skillImage or [sandbox.skills.\"{}\"] image",
             spec.service.trim_start_matches("skill:")
@@ -487,7 +509,7 @@ async fn start_skill(
     image: &str,
     ids: &RunIds,
     output: &Output,
-) -> Result<tokio::task::JoinHandle<()>, RunError> {
+) -> Result<JoinHandle<()>, RunError> {
     output.event(ids.event(RuntimePayload::DockerContainerStatus {
         status: ContainerStatus::Starting,
         service: plan.service.clone(),
@@ -542,7 +564,7 @@ async fn start_proxy(
     image: &str,
     ids: &RunIds,
     output: &Output,
-) -> Result<tokio::task::JoinHandle<()>, RunError> {
+) -> Result<JoinHandle<()>, RunError> {
     let mut principals = Vec::new();
     for principal in &proxy.principals {
         let subnet = subnets
@@ -571,7 +593,7 @@ async fn start_proxy(
     let id = docker.create_container(&plan, image).await?;
     for principal in &proxy.principals {
         docker
-            .connect_network(&id, &principal.network, super::egress::PROXY_ALIAS)
+            .connect_network(&id, &principal.network, PROXY_ALIAS)
             .await?;
     }
     let mut stream = docker.attach(&id).await?;

@@ -1,0 +1,20 @@
+//! The contract between the host controller and the roles it starts inside containers.
+//!
+//! Both sides of the container boundary import this module, and neither defines these facts
+//! itself: the controller builds images and containers to it, and the `runtime`, `skill-host`,
+//! `base-skill` and `egress-proxy` roles rely on it inside them. It holds data and names only,
+//! no behaviour (as codex-rs keeps its `protocol` crate).
+//!
+//! - [`paths`]: where things are inside our images and containers — our binary, the CA bundle,
+//!   the runtime spec, the socket folders, the workspace — and the workspace's reserved
+//!   `perstack/` folder.
+//! - [`users`]: the uids and gids the containers run as, which images/passwd and images/group
+//!   name too.
+//! - [`spec`]: the runtime spec the controller bakes into a runtime image.
+//! - [`runtime_args`]: the runtime role's command line, built by the controller's plan and
+//!   parsed by the role.
+
+pub mod paths;
+pub mod runtime_args;
+pub mod spec;
+pub mod users;

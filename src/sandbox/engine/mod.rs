@@ -1,0 +1,23 @@
+//! The controller's side that talks to the Docker engine or reads the live host. Everything it
+//! does was decided beforehand by the pure parts of `sandbox` (the plan, the images' recipes,
+//! preflight's checks).
+//!
+//! - [`docker`]: the only file that talks to the engine (bollard), with the hardening defaults.
+//! - [`endpoint`]: where the engine is (`DOCKER_HOST`, contexts, rootless Docker, Podman).
+//! - [`base_images`]: preflight's engine check — every base image the run builds on is there.
+//! - [`run`]: applying a plan — images, volumes, networks, the proxy, the containers — and
+//!   relaying the runtime's events until it ends; then removing everything.
+//! - [`relay`]: reassembling and classifying the runtime's stdout lines.
+//! - [`controller`]: who owns a run (host, boot id, pid and its start time), and whether it lives.
+//! - [`gc`]: sweeping what runs of dead controllers left, and superseded images.
+//! - [`workspace_user`]: who base-skill runs as (the invoking user, or under sudo the workspace's
+//!   owner).
+
+pub mod base_images;
+pub mod controller;
+pub mod docker;
+pub mod endpoint;
+pub mod gc;
+pub mod relay;
+pub mod run;
+pub mod workspace_user;

@@ -1,0 +1,253 @@
+//! What each of our images holds: our binary (the ENTRYPOINT of every role) and, on `scratch`,
+//! `passwd`/`group`, `PATH` and `HOME`; the runtime's spec and CA bundle; a skill's installed
+//! packages; the user each runs as. Images are deduplicated by value, so two containers with
+//! the same recipe share one image.
+
+use bytes::Bytes;
+
+use super::base::{SkillBase, skill_base_image};
+use super::{ContextFile, ImageConfig, ImageRole, ImageSpec, InstallStage, base_labels, slug};
+use crate::config::{Config, McpStdioSkill};
+use crate::contract::paths::{
+    BINARY_PATH, CA_BUNDLE_PATH, SCRATCH_PATH, SKILL_SOCKET_DIR, SOCKET_FILE, SPEC_PATH,
+    WORKSPACE_MOUNT,
+};
+use crate::contract::spec::RuntimeSpec;
+use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID, SKILL_UID};
+use crate::sandbox::{egress, labels, packages};
+
+/// Files the images are made of, read once per run.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// Our own static executable.
+    pub binary: Bytes,
+    /// The host's CA bundle (PEM), for the runtime's TLS.
+    pub ca_bundle: Bytes,
+}
+
+/// `/etc/passwd` and `/etc/group` for `scratch` images: the runtime and skill users
+/// (images/passwd, images/group).
+pub fn passwd_files() -> Vec<ContextFile> {
+    vec![
+        ContextFile {
+            path: "/etc/passwd".into(),
+            mode: 0o644,
+            contents: Bytes::from_static(include_bytes!("../../../images/passwd")),
+        },
+        ContextFile {
+            path: "/etc/group".into(),
+            mode: 0o644,
+            contents: Bytes::from_static(include_bytes!("../../../images/group")),
+        },
+    ]
+}
+
+/// Our binary.
+fn binary_file(artifacts: &Artifacts) -> ContextFile {
+    ContextFile {
+        path: BINARY_PATH.into(),
+        mode: 0o755,
+        contents: artifacts.binary.clone(),
+    }
+}
+
+/// `PATH` and `HOME` for images on `scratch`, which has neither; a real base keeps its own.
+fn scratch_env(base: &str) -> Vec<(String, String)> {
+    if base == "scratch" {
+        vec![
+            ("PATH".to_string(), SCRATCH_PATH.to_string()),
+            ("HOME".to_string(), "/tmp".to_string()),
+        ]
+    } else {
+        vec![]
+    }
+}
+
+/// Our binary, plus `passwd`/`group` when the base has none.
+fn binary_files(base: &str, artifacts: &Artifacts) -> Vec<ContextFile> {
+    let mut files = vec![binary_file(artifacts)];
+    if base == "scratch" {
+        files.extend(passwd_files());
+    }
+    files
+}
+
+/// The runtime: our binary, the CA bundle and the Expert's spec on `scratch`, as the runtime
+/// user; labelled with the Expert and its version.
+pub fn runtime_image(
+    config: &Config,
+    expert_key: &str,
+    spec: &RuntimeSpec,
+    artifacts: &Artifacts,
+) -> Result<ImageSpec, serde_json::Error> {
+    let mut files = binary_files("scratch", artifacts);
+    files.push(ContextFile {
+        path: CA_BUNDLE_PATH.into(),
+        mode: 0o644,
+        contents: artifacts.ca_bundle.clone(),
+    });
+    files.push(ContextFile {
+        path: SPEC_PATH.into(),
+        mode: 0o644,
+        contents: Bytes::from(serde_json::to_vec_pretty(spec)?),
+    });
+    let mut env = scratch_env("scratch");
+    env.push(("SSL_CERT_FILE".to_string(), CA_BUNDLE_PATH.to_string()));
+    let mut labels = base_labels(ImageRole::Runtime);
+    if let Some(expert) = config.experts.get(expert_key) {
+        labels.insert(labels::EXPERT.to_string(), expert.key.clone());
+        labels.insert(labels::EXPERT_VERSION.to_string(), expert.version.clone());
+    }
+    Ok(ImageSpec {
+        role: ImageRole::Runtime,
+        service: "runtime".into(),
+        repository: format!("perstack-sandbox/runtime-{}", slug(expert_key)),
+        base: "scratch".into(),
+        files,
+        config: ImageConfig {
+            env,
+            user: Some(format!("{RUNTIME_UID}:{RUNTIME_GID}")),
+            workdir: None,
+            entrypoint: vec![BINARY_PATH.to_string(), "runtime".to_string()],
+        },
+        labels,
+        install: None,
+    })
+}
+
+/// The egress proxy: our binary on `scratch`, nothing else (it needs no CA bundle: it never
+/// looks inside TLS).
+pub fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
+    ImageSpec {
+        role: ImageRole::EgressProxy,
+        service: "egress-proxy".into(),
+        repository: "perstack-sandbox/egress-proxy".into(),
+        base: "scratch".into(),
+        files: binary_files("scratch", artifacts),
+        config: ImageConfig {
+            env: scratch_env("scratch"),
+            user: Some(format!("{PROXY_UID}:{PROXY_UID}")),
+            workdir: None,
+            entrypoint: vec![BINARY_PATH.to_string(), "egress-proxy".to_string()],
+        },
+        labels: base_labels(ImageRole::EgressProxy),
+        install: None,
+    }
+}
+
+/// The skill host, PID 1 of every skill container, listening on the skill's socket: the start
+/// of a skill image's ENTRYPOINT, before its `--pass-env` options and `-- <server command>`.
+fn skill_host() -> Vec<String> {
+    vec![
+        BINARY_PATH.to_string(),
+        "skill-host".to_string(),
+        "--socket".to_string(),
+        format!("{SKILL_SOCKET_DIR}/{SOCKET_FILE}"),
+    ]
+}
+
+/// The base-skill server's command and arguments: what the skill host starts in base-skill's
+/// image, and what the runtime reports it runs (`skillStarting`).
+pub fn base_skill_command() -> (String, Vec<String>) {
+    (
+        BINARY_PATH.to_string(),
+        vec![
+            "base-skill".to_string(),
+            "--workspace".to_string(),
+            WORKSPACE_MOUNT.to_string(),
+        ],
+    )
+}
+
+/// A stdio skill's image: its base, our binary as the skill host (ENTRYPOINT), and — for commands
+/// that fetch packages (`uvx`, `npx`, …) — those packages, installed while the image is built,
+/// with the skill host starting the installed program instead (`packages.rs`).
+pub fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) -> ImageSpec {
+    let base = skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string());
+    // Preflight refuses a command that cannot be prepared, before any plan is made; a caller
+    // that skipped it gets the command as written, which fails at start with its own error.
+    let prepared = packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
+        install: None,
+        command: skill.command.clone(),
+        args: skill.argv(),
+    });
+    let mut entrypoint = skill_host();
+    for name in &skill.required_env {
+        entrypoint.extend(["--pass-env".to_string(), name.clone()]);
+    }
+    // The proxy settings reach the server only where the plan sets them (skills with
+    // `allowedDomains`); elsewhere these names are unset and pass nothing.
+    if !skill.allowed_domains.is_empty() {
+        for (name, _) in egress::proxy_env(SkillBase::of(&skill.command) == SkillBase::Node) {
+            entrypoint.extend(["--pass-env".to_string(), name]);
+        }
+    }
+    entrypoint.push("--".to_string());
+    entrypoint.push(prepared.command);
+    entrypoint.extend(prepared.args);
+    let mut env = scratch_env(&base);
+    if base != "scratch" {
+        // The skill's user has no home in a real base and the root is read-only: interpreters
+        // and their caches get the writable /tmp tmpfs.
+        env.push(("HOME".to_string(), "/tmp".to_string()));
+    }
+    ImageSpec {
+        role: ImageRole::Skill,
+        service: format!("skill:{}", skill.name),
+        repository: format!("perstack-sandbox/skill-{}", slug(&skill.name)),
+        files: binary_files(&base, artifacts),
+        config: ImageConfig {
+            env,
+            user: Some(format!("{SKILL_UID}:{SKILL_UID}")),
+            workdir: None,
+            entrypoint,
+        },
+        install: prepared.install.map(|install| InstallStage {
+            index: match install.installer {
+                packages::Installer::Npm => config.sandbox.npm_registry.clone(),
+                packages::Installer::Pip => config.sandbox.pip_index_url.clone(),
+            },
+            install,
+            ca_bundle: artifacts.ca_bundle.clone(),
+        }),
+        base,
+        labels: base_labels(ImageRole::Skill),
+    }
+}
+
+/// Base-skill: our binary on `[sandbox] workspaceImage` (else `scratch`), working in the
+/// workspace; the user is set per container.
+pub fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
+    let base = config
+        .sandbox
+        .workspace_image
+        .clone()
+        .unwrap_or_else(|| "scratch".to_string());
+    let mut env = scratch_env(&base);
+    if base != "scratch" {
+        // The root file system is read-only and the invoking user has no home in the image:
+        // programs `exec` runs (git, pip, …) get the writable tmpfs as their home.
+        env.push(("HOME".to_string(), "/tmp".to_string()));
+    }
+    let (command, args) = base_skill_command();
+    let mut entrypoint = skill_host();
+    entrypoint.push("--".to_string());
+    entrypoint.push(command);
+    entrypoint.extend(args);
+    ImageSpec {
+        role: ImageRole::BaseSkill,
+        service: "base-skill".into(),
+        repository: "perstack-sandbox/base-skill".into(),
+        files: binary_files(&base, artifacts),
+        config: ImageConfig {
+            env,
+            // The user is the invoking user's, set when the container is created.
+            user: None,
+            workdir: Some(WORKSPACE_MOUNT.to_string()),
+            entrypoint,
+        },
+        base,
+        labels: base_labels(ImageRole::BaseSkill),
+        install: None,
+    }
+}

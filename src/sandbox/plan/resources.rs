@@ -1,0 +1,161 @@
+//! The shapes of what a run creates — containers, their mounts and networks, socket volumes,
+//! internal networks, the egress proxy — as `plan` decides them and `engine/docker.rs` creates
+//! them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::Limits;
+use crate::sandbox::egress::PrincipalPlan;
+
+/// Where a mount comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum MountSource {
+    /// A named volume of this run.
+    Volume {
+        /// Its name.
+        name: String,
+    },
+    /// A host folder.
+    Bind {
+        /// The host path.
+        host: String,
+    },
+    /// A small empty tmpfs, mounted read-only to hide what is below the mount point.
+    EmptyTmpfs,
+}
+
+/// One mount of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountPlan {
+    /// What is mounted.
+    pub source: MountSource,
+    /// Where.
+    pub target: String,
+    /// Read-only?
+    pub read_only: bool,
+}
+
+/// A per-run volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumePlan {
+    /// Its name.
+    pub name: String,
+    /// `local` driver options (a tmpfs owned by the skill's user, group = the runtime's).
+    pub driver_opts: BTreeMap<String, String>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The network a container joins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NetworkPlan {
+    /// No network at all.
+    None,
+    /// Docker's default bridge: only the egress proxy joins it.
+    Bridge,
+    /// One of the run's internal networks (no route out), shared only with the egress proxy.
+    Internal(String),
+}
+
+impl NetworkPlan {
+    /// Docker's `NetworkMode` value.
+    pub fn mode(&self) -> &str {
+        match self {
+            NetworkPlan::None => "none",
+            NetworkPlan::Bridge => "bridge",
+            NetworkPlan::Internal(name) => name,
+        }
+    }
+}
+
+/// An internal network of the run (`internal: true`: no gateway out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalNetworkPlan {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The egress proxy of a run: its container (on the default bridge; the controller connects it
+/// to every internal network) and the principals it serves.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyPlan {
+    /// The proxy container.
+    pub container: ContainerPlan,
+    /// Who may use it, and for what.
+    pub principals: Vec<PrincipalPlan>,
+}
+
+/// One container to create.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPlan {
+    /// Container name.
+    pub name: String,
+    /// `runtime`, `skill:<name>` or `base-skill` (+ `:<expert>` when several Experts have one).
+    pub service: String,
+    /// Skill name, for `skillStderr` events.
+    pub skill: Option<String>,
+    /// Index into [`RunPlan::images`](super::RunPlan::images).
+    pub image: usize,
+    /// `uid:gid`.
+    pub user: String,
+    /// Environment, exactly.
+    pub env: Vec<(String, String)>,
+    /// Arguments after the image's ENTRYPOINT.
+    pub cmd: Vec<String>,
+    /// Mounts.
+    pub mounts: Vec<MountPlan>,
+    /// Network.
+    pub network: NetworkPlan,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Limits.
+    pub limits: Limits,
+    /// What to write to the container's stdin (then close it); `None`: no stdin at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+impl ContainerPlan {
+    /// Host folders that must exist before the container is created: mount points inside a
+    /// bind-mounted host folder (the workspace's `perstack/`). Created by the controller, as the
+    /// invoking user; Docker would otherwise create them as root.
+    pub fn host_mount_points(&self) -> Vec<PathBuf> {
+        let mut points = Vec::new();
+        for inner in self
+            .mounts
+            .iter()
+            .filter(|m| m.source == MountSource::EmptyTmpfs)
+        {
+            for outer in &self.mounts {
+                let MountSource::Bind { host } = &outer.source else {
+                    continue;
+                };
+                if let Ok(rel) = std::path::Path::new(&inner.target).strip_prefix(&outer.target) {
+                    points.push(PathBuf::from(host).join(rel));
+                }
+            }
+        }
+        points
+    }
+}
+
+/// What a versioned run uses in place of building an image (`run --image`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrebuiltImage {
+    /// The reference to use (and pull when it is missing).
+    pub reference: String,
+    /// The image id it must have.
+    pub id: String,
+}

@@ -1,0 +1,438 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::{Limits, ProviderName, RunSettings, Skill, load_str};
+use crate::contract::paths::BINARY_PATH;
+use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::images::{ImageRole, ImageSpec};
+
+const CONFIG: &str = r#"
+[provider]
+providerName = "mock"
+setting = { script = "s.toml" }
+
+[experts.main]
+instruction = "Lead."
+delegates = ["helper"]
+
+[experts.main.skills.web]
+type = "mcpStdioSkill"
+command = "perstack-sandbox"
+args = ["fixture-mcp"]
+requiredEnv = ["WEB_KEY"]
+
+[experts.helper]
+instruction = "Help."
+description = "Helps."
+"#;
+
+fn request() -> RunRequest {
+    let loaded = load_str(std::path::Path::new("/cfg/perstack.toml"), CONFIG).expect("valid");
+    RunRequest {
+        run_id: "runid0000000abcdef".into(),
+        job_id: "job1".into(),
+        expert_key: "main".into(),
+        query: "hello".into(),
+        config: loaded.config,
+        settings: RunSettings {
+            provider: ProviderName::Mock,
+            model: "mock-model".into(),
+            max_steps: 7,
+            max_retries: 1,
+            timeout_ms: 1000,
+            reasoning_budget: Some("low".into()),
+        },
+        workspace: PathBuf::from("/home/me/project"),
+        user: (1000, 1000),
+        runtime_env: vec![("EXTRA".into(), "extra-value".into())],
+        env: BTreeMap::from([
+            ("WEB_KEY".to_string(), "web-secret".to_string()),
+            ("ANTHROPIC_API_KEY".to_string(), "sk-ant".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ]),
+        mock_script: None,
+        artifacts: Artifacts {
+            binary: Bytes::from_static(b"\x7fELF fake"),
+            ca_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----"),
+        },
+        limits: Limits::default(),
+        controller: "host/boot/42/7".into(),
+        resume: None,
+    }
+}
+
+#[test]
+fn the_plan_gives_each_container_only_what_it_declared() {
+    let plan = plan(&request()).expect("plan");
+    // main: base + web; helper (delegate): base.
+    let names: Vec<&str> = plan.skills.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(
+        names,
+        ["base-skill:main", "skill:web:main", "base-skill:helper"]
+    );
+
+    let web = &plan.skills[1];
+    assert_eq!(web.env, [("WEB_KEY".to_string(), "web-secret".to_string())]);
+    assert_eq!(web.user, "10002:10002");
+    assert_eq!(web.network, NetworkPlan::None);
+    assert!(
+        web.mounts
+            .iter()
+            .all(|m| matches!(m.source, MountSource::Volume { .. }))
+    );
+
+    for base in [&plan.skills[0], &plan.skills[2]] {
+        assert!(base.env.is_empty(), "base-skill gets no variables");
+        assert_eq!(base.user, "1000:1000");
+        assert_eq!(base.network, NetworkPlan::None);
+        assert!(base.mounts.contains(&MountPlan {
+            source: MountSource::Bind {
+                host: "/home/me/project".into()
+            },
+            target: "/workspace".into(),
+            read_only: false,
+        }));
+        // The run data below the workspace is hidden by an empty read-only tmpfs, and its
+        // mount point is created on the host beforehand.
+        assert!(base.mounts.contains(&MountPlan {
+            source: MountSource::EmptyTmpfs,
+            target: "/workspace/perstack".into(),
+            read_only: true,
+        }));
+        assert_eq!(
+            base.host_mount_points(),
+            [PathBuf::from("/home/me/project/perstack")]
+        );
+    }
+    assert!(web.host_mount_points().is_empty());
+
+    let runtime = &plan.runtime;
+    assert_eq!(
+        runtime.env,
+        [("EXTRA".to_string(), "extra-value".to_string())]
+    );
+    assert!(
+        runtime
+            .mounts
+            .iter()
+            .all(|m| matches!(m.source, MountSource::Volume { .. })),
+        "the runtime never sees the workspace"
+    );
+    assert_eq!(runtime.mounts.len(), 3, "one socket volume per skill");
+    assert_eq!(runtime.network, NetworkPlan::None, "mock needs no network");
+
+    // Each socket volume is a tmpfs owned by its skill's user, readable by the runtime's group.
+    assert_eq!(
+        plan.volumes[1].driver_opts["o"],
+        "uid=10002,gid=10001,mode=0750,size=1m"
+    );
+    assert_eq!(
+        plan.volumes[0].driver_opts["o"],
+        "uid=1000,gid=10001,mode=0750,size=1m"
+    );
+
+    insta::assert_json_snapshot!("containers", (&plan.skills, &plan.runtime));
+    insta::assert_json_snapshot!("volumes", &plan.volumes);
+    insta::assert_json_snapshot!("spec_skills", &plan.spec.skills);
+    let dockerfiles: Vec<(String, String)> = plan
+        .images
+        .iter()
+        .map(|i| (i.repository.clone(), i.dockerfile()))
+        .collect();
+    insta::assert_debug_snapshot!("dockerfiles", dockerfiles);
+}
+
+#[test]
+fn base_skill_on_a_workspace_image_keeps_its_path_and_gets_a_writable_home() {
+    let mut request = request();
+    request.config.sandbox.workspace_image = Some("perstack-sandbox/bookworm:local".into());
+    let plan = plan(&request).expect("plan");
+    let image = &plan.images[plan.skills[0].image];
+    assert_eq!(image.role, ImageRole::BaseSkill);
+    assert_eq!(image.base, "perstack-sandbox/bookworm:local");
+    // The image's own PATH stays; HOME is the /tmp tmpfs (the root is read-only).
+    assert_eq!(image.config.env, [("HOME".to_string(), "/tmp".to_string())]);
+    // No passwd of ours on a real base, and the user is set per container: the invoker's.
+    assert!(image.files.iter().all(|f| f.path == BINARY_PATH));
+    assert_eq!(image.config.user, None);
+    assert_eq!(plan.skills[0].user, "1000:1000");
+    assert_eq!(plan.skills[0].env, []);
+}
+
+#[test]
+fn real_providers_reach_their_host_through_the_proxy_and_images_dedupe() {
+    let mut request = request();
+    request.settings.provider = ProviderName::Anthropic;
+    let plan = plan(&request).expect("plan");
+    // The runtime sits on a network of its own, shared only with the proxy.
+    let runtime_net = "psbx-runid0000000-net-runtime";
+    assert_eq!(
+        plan.runtime.network,
+        NetworkPlan::Internal(runtime_net.into())
+    );
+    assert_eq!(
+        plan.networks
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>(),
+        [runtime_net]
+    );
+    assert!(plan.runtime.env.contains(&(
+        "HTTPS_PROXY".to_string(),
+        "http://egress-proxy:3128".to_string()
+    )));
+    let proxy = plan.proxy.as_ref().expect("a proxy");
+    assert_eq!(proxy.container.network, NetworkPlan::Bridge);
+    assert_eq!(proxy.container.user, "65534:65534");
+    assert_eq!(
+        plan.images[proxy.container.image].role,
+        ImageRole::EgressProxy
+    );
+    assert_eq!(proxy.principals.len(), 1);
+    assert_eq!(proxy.principals[0].name, "runtime");
+    assert_eq!(proxy.principals[0].network, runtime_net);
+    let allow: Vec<String> = proxy.principals[0]
+        .allow
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(allow, ["api.anthropic.com"]);
+    // Skills without allowedDomains stay off every network.
+    assert!(plan.skills.iter().all(|s| s.network == NetworkPlan::None));
+    // Both Experts' base skills share one image; web has its own; the runtime; the proxy.
+    assert_eq!(plan.images.len(), 4);
+    assert_eq!(plan.skills[0].image, plan.skills[2].image);
+}
+
+#[test]
+fn a_mock_run_without_remote_skills_starts_no_proxy_and_no_network() {
+    let plan = plan(&request()).expect("plan");
+    assert!(plan.proxy.is_none());
+    assert!(plan.networks.is_empty());
+    assert_eq!(plan.runtime.network, NetworkPlan::None);
+    assert!(!plan.runtime.env.iter().any(|(k, _)| k == "HTTPS_PROXY"));
+}
+
+#[test]
+fn a_skill_with_allowed_domains_gets_its_own_network_and_exactly_its_domains() {
+    let mut request = request();
+    let text = CONFIG.replace(
+        "requiredEnv = [\"WEB_KEY\"]",
+        "requiredEnv = [\"WEB_KEY\"]\nallowedDomains = [\"api.github.com\", \"*.github.com\"]",
+    );
+    request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+        .expect("valid")
+        .config;
+    let plan = plan(&request).expect("plan");
+    let web = plan
+        .skills
+        .iter()
+        .find(|s| s.skill.as_deref() == Some("web"))
+        .expect("web");
+    let NetworkPlan::Internal(net) = &web.network else {
+        panic!("web has no network of its own: {:?}", web.network);
+    };
+    assert!(web.env.contains(&(
+        "HTTPS_PROXY".to_string(),
+        "http://egress-proxy:3128".to_string()
+    )));
+    // Our own binary is not Node: no Node settings.
+    assert!(!web.env.iter().any(|(k, _)| k.starts_with("NODE_")));
+    // The skill host passes the proxy settings to the server.
+    let image = &plan.images[web.image];
+    assert!(
+        image
+            .config
+            .entrypoint
+            .windows(2)
+            .any(|w| w == ["--pass-env", "HTTPS_PROXY"])
+    );
+    // Base skills stay offline; the mock runtime needs no network.
+    assert!(
+        plan.skills
+            .iter()
+            .filter(|s| s.skill.as_deref() != Some("web"))
+            .all(|s| s.network == NetworkPlan::None)
+    );
+    assert_eq!(plan.runtime.network, NetworkPlan::None);
+    let proxy = plan.proxy.as_ref().expect("a proxy");
+    assert_eq!(proxy.principals.len(), 1);
+    assert_eq!(proxy.principals[0].name, "skill:web:main");
+    assert_eq!(&proxy.principals[0].network, net);
+    let allow: Vec<String> = proxy.principals[0]
+        .allow
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(allow, ["api.github.com", "*.github.com"]);
+}
+
+#[test]
+fn a_remote_skill_in_the_closure_gives_the_runtime_a_network_and_no_container() {
+    let mut request = request();
+    let remote = "[experts.helper.skills.remote]\ntype = \"mcpSseSkill\"\n\
+                  endpoint = \"https://mcp.example.com/mcp\"\n";
+    let text = format!("{CONFIG}{remote}");
+    request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+        .expect("valid")
+        .config;
+    let plan = plan(&request).expect("plan");
+    // Even with the mock provider: the helper's remote skill is reached from the runtime,
+    // through the proxy, which lets it reach exactly that endpoint.
+    assert_eq!(
+        plan.runtime.network,
+        NetworkPlan::Internal("psbx-runid0000000-net-runtime".into())
+    );
+    let proxy = plan.proxy.as_ref().expect("a proxy");
+    assert_eq!(proxy.principals[0].allow[0].to_string(), "mcp.example.com");
+    assert!(
+        plan.skills
+            .iter()
+            .all(|s| s.skill.as_deref() != Some("remote"))
+    );
+    assert!(plan.spec.skills.iter().all(|e| e.skill != "remote"));
+    // The runtime finds its endpoint in the Expert it carries.
+    let helper = &plan.spec.experts["helper"];
+    assert!(matches!(
+        &helper.skills["remote"],
+        Skill::McpSse(sse) if sse.endpoint == "https://mcp.example.com/mcp"
+    ));
+}
+
+#[test]
+fn a_continued_run_gets_the_checkpoint_on_stdin_and_the_answer_as_an_argument() {
+    let fresh = plan(&request()).expect("plan");
+    assert_eq!(fresh.runtime.stdin, None, "a fresh run has no stdin");
+    assert!(
+        !fresh
+            .runtime
+            .cmd
+            .contains(&"--checkpoint-stdin".to_string())
+    );
+
+    let mut request = request();
+    request.resume = Some(Resume {
+        checkpoint_json: r#"{"id":"cp1"}"#.into(),
+        interactive_tool_call_result: Some(crate::event::InteractiveToolCallResult {
+            tool_call_id: "call-1".into(),
+            tool_name: "askUser".into(),
+            skill_name: "ask".into(),
+            text: "blue".into(),
+        }),
+    });
+    let plan = plan(&request).expect("plan");
+    assert_eq!(plan.runtime.stdin.as_deref(), Some(r#"{"id":"cp1"}"#));
+    assert!(plan.skills.iter().all(|s| s.stdin.is_none()));
+    // The flags go before `--`; the query stays the last positional.
+    let cmd = &plan.runtime.cmd;
+    let tail: Vec<&str> = cmd[cmd.len() - 6..].iter().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "--checkpoint-stdin",
+            "--interactive-tool-call-result",
+            r#"{"toolCallId":"call-1","toolName":"askUser","skillName":"ask","text":"blue"}"#,
+            "--",
+            "main",
+            "hello"
+        ]
+    );
+    // The runtime's own parser reads them back.
+    let args = crate::contract::runtime_args::parse(cmd).expect("the runtime parses it");
+    assert!(args.checkpoint_stdin);
+    assert_eq!(args.query, "hello");
+    assert_eq!(
+        args.interactive_tool_call_result,
+        request
+            .resume
+            .as_ref()
+            .and_then(|r| r.interactive_tool_call_result.clone())
+    );
+    assert_eq!(args.provider, Some(ProviderName::Mock));
+    assert_eq!(args.timeout_ms, Some(1000));
+}
+
+#[test]
+fn uvx_and_npx_skills_get_their_packages_at_build_time_and_start_the_installed_program() {
+    let mut request = request();
+    let text = format!(
+        "{CONFIG}\
+         [experts.helper.skills.time]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+         args = [\"mcp-server-time\", \"--local-timezone=UTC\"]\n\
+         [experts.helper.skills.files]\ntype = \"mcpStdioSkill\"\ncommand = \"npx\"\n\
+         packageName = \"@modelcontextprotocol/server-filesystem\"\n\
+         [sandbox]\npythonImage = \"perstack-sandbox/bookworm:local\"\n\
+         nodeImage = \"local/node:22\"\n\
+         npmRegistry = \"https://npm.example.com/\"\n\
+         pipIndexUrl = \"http://10.0.0.5:3141/simple/\"\n"
+    );
+    request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+        .expect("valid")
+        .config;
+    let plan = plan(&request).expect("plan");
+    let image_of = |name: &str| {
+        let container = plan
+            .skills
+            .iter()
+            .find(|s| s.skill.as_deref() == Some(name))
+            .expect("skill container");
+        // Installed at build time: nothing may be fetched at run time, and nothing can.
+        assert_eq!(container.network, NetworkPlan::None, "{name}");
+        &plan.images[container.image]
+    };
+
+    let time = image_of("time");
+    assert_eq!(time.base, "perstack-sandbox/bookworm:local");
+    let stage = time.install.as_ref().expect("an install stage");
+    assert_eq!(stage.install.packages, ["mcp-server-time"]);
+    assert_eq!(stage.ca_bundle, request.artifacts.ca_bundle);
+    // Each installer gets its own index setting, in its install stage only.
+    assert_eq!(stage.index.as_deref(), Some("http://10.0.0.5:3141/simple/"));
+    let after = |image: &ImageSpec| -> Vec<String> {
+        let entry = &image.config.entrypoint;
+        let at = entry.iter().position(|a| a == "--").expect("--");
+        entry[at + 1..].to_vec()
+    };
+    assert_eq!(
+        after(time),
+        [
+            "/opt/perstack-skill/bin/mcp-server-time",
+            "--local-timezone=UTC"
+        ]
+    );
+    assert_eq!(time.config.env, [("HOME".to_string(), "/tmp".to_string())]);
+
+    let files = image_of("files");
+    assert_eq!(files.base, "local/node:22");
+    let npm = files.install.as_ref().expect("an install stage");
+    assert_eq!(npm.index.as_deref(), Some("https://npm.example.com/"));
+    assert_eq!(after(files), ["/opt/perstack-skill/entry"]);
+
+    // The runtime still reports the commands as configured (skillStarting).
+    let endpoint = plan
+        .spec
+        .skills
+        .iter()
+        .find(|e| e.skill == "time")
+        .expect("endpoint");
+    assert_eq!(endpoint.command, "uvx");
+    assert_eq!(endpoint.args, ["mcp-server-time", "--local-timezone=UTC"]);
+
+    // The skill without packages is unchanged: no stage.
+    assert!(plan.images.iter().filter(|i| i.install.is_some()).count() == 2);
+    insta::assert_snapshot!("uvx_dockerfile", time.dockerfile());
+    insta::assert_snapshot!("npx_dockerfile", files.dockerfile());
+}
+
+#[test]
+fn the_closure_follows_delegates_once_each() {
+    let text = "[experts.a]\ninstruction = \"x\"\ndelegates = [\"b\", \"c\"]\n\
+                [experts.b]\ninstruction = \"x\"\ndelegates = [\"c\", \"a\"]\n\
+                [experts.c]\ninstruction = \"x\"\n";
+    let loaded = load_str(std::path::Path::new("/p.toml"), text).expect("valid");
+    assert_eq!(loaded.config.delegation_closure("a"), ["a", "b", "c"]);
+    assert_eq!(loaded.config.delegation_closure("c"), ["c"]);
+}

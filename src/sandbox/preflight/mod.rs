@@ -1,0 +1,164 @@
+//! Everything checked before a run starts anything: the Expert exists, every variable the
+//! provider and the skills need is set, the skills can be built, the workspace is a safe folder,
+//! the mock script is valid. All problems are reported together, and nothing has touched Docker
+//! yet. The checks read the config, the env map and the host's file system (the workspace's
+//! path, the mock script), never the engine; the one check that needs the engine — every base
+//! image is there — is `engine/base_images.rs`, over [`base_images()`].
+//!
+//! One function per check, each in the file named for what it checks:
+//! `expert.rs`, `provider.rs` (supported, endpoint, key), `extra_env.rs` (`--env`), `skills.rs`
+//! (`requiredEnv`, package commands, base image), `workspace.rs`, `mock_script.rs`, and
+//! `base_images.rs` (which images, and the problems for the missing ones).
+
+mod base_images;
+mod expert;
+mod extra_env;
+mod mock_script;
+mod provider;
+mod skills;
+#[cfg(test)]
+mod tests;
+mod workspace;
+
+pub use base_images::{BaseImageUse, MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
+pub use workspace::check_workspace;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::{LoadedConfig, ProviderName};
+use crate::llm::mock::MockScript;
+
+/// One problem found before the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `file:line:col` when the problem has a place in the config.
+    pub location: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "{location}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The problems found; `Display` lists them all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "cannot start the run ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the checks need to know.
+pub struct Preflight<'a> {
+    /// The loaded config.
+    pub config: &'a LoadedConfig,
+    /// The Expert to run.
+    pub expert_key: &'a str,
+    /// The provider the run will use.
+    pub provider: ProviderName,
+    /// The env map (process + dotenv files).
+    pub env: &'a BTreeMap<String, String>,
+    /// `--env` names.
+    pub extra_env: &'a [String],
+    /// `--workspace`, or the current folder.
+    pub workspace: &'a Path,
+}
+
+/// What the checks produce for the plan.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Canonical workspace path.
+    pub workspace: PathBuf,
+    /// Variables for the runtime container (provider variables and `--env` extras).
+    pub runtime_env: Vec<(String, String)>,
+    /// The mock script, when the provider is `mock`.
+    pub mock_script: Option<MockScript>,
+}
+
+impl Preflight<'_> {
+    /// Runs every check; returns what the plan needs, or every problem found.
+    pub fn check(&self) -> Result<Checked, Problems> {
+        self.check_all(None)
+    }
+
+    /// [`Preflight::check`] for an Expert whose mock script is loaded already (`run --image`:
+    /// it is baked into the image, and there is no file to read it from).
+    pub fn check_with_mock_script(&self, script: Option<MockScript>) -> Result<Checked, Problems> {
+        self.check_all(Some(script))
+    }
+
+    /// Every check in turn, each adding its problems in this order; the runtime's variables
+    /// are the provider's, then the `--env` extras.
+    fn check_all(&self, baked_script: Option<Option<MockScript>>) -> Result<Checked, Problems> {
+        let loaded = self.config;
+        let mut found = Found::default();
+        found
+            .0
+            .extend(expert::check_expert(loaded, self.expert_key).err());
+        let provider_env = found.add(provider::check_provider(loaded, self.provider, self.env));
+        let extra_env = found.add(extra_env::check_extra_env(self.extra_env, self.env));
+        found
+            .0
+            .extend(skills::check_skills(loaded, self.expert_key, self.env));
+        let workspace = found.add(
+            workspace::check_workspace(self.workspace).map_err(|message| {
+                vec![Problem {
+                    location: None,
+                    message,
+                }]
+            }),
+        );
+        let mock_script = found.add(mock_script::check_mock_script(
+            loaded,
+            self.provider,
+            baked_script,
+        ));
+        match (provider_env, extra_env, workspace, mock_script) {
+            (Some(mut runtime_env), Some(extra_env), Some(workspace), Some(mock_script))
+                if found.0.is_empty() =>
+            {
+                runtime_env.extend(extra_env);
+                Ok(Checked {
+                    workspace,
+                    runtime_env,
+                    mock_script,
+                })
+            }
+            _ => Err(Problems(found.0)),
+        }
+    }
+}
+
+/// The problems found so far, in the order found.
+#[derive(Default)]
+struct Found(Vec<Problem>);
+
+impl Found {
+    /// A check's value, or `None` after keeping its problems.
+    fn add<T>(&mut self, checked: Result<T, Vec<Problem>>) -> Option<T> {
+        checked.map_err(|problems| self.0.extend(problems)).ok()
+    }
+}
+
+/// `file:line:col` of a dotted path of the config, when the file has it.
+fn location(loaded: &LoadedConfig, dotted: &str) -> Option<String> {
+    loaded.location(dotted).map(|l| l.to_string())
+}
