@@ -16,10 +16,10 @@ use crate::config::{LoadedConfig, ProviderName, SettingFlags, Settings, Settings
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
 use crate::sandbox::engine::docker::{DockerClient, DockerError};
-use crate::sandbox::images::{ImageSpec, slug};
-use crate::sandbox::images::recipes::Artifacts;
-use crate::sandbox::plan::{RunPlan, RunRequest, plan};
 use crate::sandbox::engine::run::{RunError as ExecuteError, content_tag};
+use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::images::{ImageSpec, slug};
+use crate::sandbox::plan::{RunPlan, RunRequest, plan};
 use crate::sandbox::versioned::{self, ImageRef, Manifest, VersionedError};
 
 use super::LoadError;

@@ -2,9 +2,9 @@
 //! base image must be here already: there is no registry), and sweeps what earlier runs left.
 
 use crate::config::Config;
+use crate::sandbox::engine::base_images::check_base_images;
 use crate::sandbox::engine::docker::DockerClient;
 use crate::sandbox::engine::gc::{GcOptions, sweep};
-use crate::sandbox::engine::base_images::check_base_images;
 
 use super::RunError;
 use super::notice::Notice;

@@ -4,8 +4,8 @@ use crate::config::{ConfigError, SettingsError};
 use crate::exit::Exit;
 use crate::jobs::JobsError;
 use crate::sandbox::engine::docker::DockerError;
-use crate::sandbox::preflight::Problems;
 use crate::sandbox::engine::run::RunError as ExecuteError;
+use crate::sandbox::preflight::Problems;
 use crate::sandbox::versioned::VersionedError;
 
 use super::super::LoadError;

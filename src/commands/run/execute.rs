@@ -9,10 +9,10 @@ use crate::exit::Exit;
 use crate::jobs::Recorder;
 use crate::render::{Mode, Output};
 use crate::sandbox::engine::docker::DockerClient;
-use crate::sandbox::plan::RunPlan;
 use crate::sandbox::engine::run::{
     EventTap, RunError as ExecuteError, RunIds, RunReport, TimeLimit, execute as carry_out,
 };
+use crate::sandbox::plan::RunPlan;
 
 use super::notice::Notice;
 use super::plan::Planned;

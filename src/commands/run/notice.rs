@@ -6,8 +6,8 @@ use std::fmt;
 
 use crate::jobs::JobsError;
 use crate::sandbox::engine::docker::DockerError;
-use crate::sandbox::labels;
 use crate::sandbox::engine::run::RunError as ExecuteError;
+use crate::sandbox::labels;
 
 /// One message for the user.
 #[derive(Debug)]

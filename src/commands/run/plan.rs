@@ -7,8 +7,8 @@ use crate::cli::RunArgs;
 use crate::config::Settings;
 use crate::jobs::{Job, JobStore, RunInput, RunSetting, RunSettingSource};
 use crate::sandbox::engine::controller::ControllerId;
-use crate::sandbox::plan::{Resume, RunPlan, RunRequest};
 use crate::sandbox::engine::run::{RunIds, TimeLimit};
+use crate::sandbox::plan::{Resume, RunPlan, RunRequest};
 
 use super::RunError;
 use super::load::Loaded;

@@ -12,10 +12,10 @@ use crate::jobs::store::{is_safe_id, jobs_dir};
 use crate::jobs::{
     ContinueFrom, Job, JobStore, check_input, interactive_answer, select_checkpoint,
 };
+use crate::sandbox::engine::workspace_user::{UidGid, workspace_user};
 use crate::sandbox::images::recipes::Artifacts;
 use crate::sandbox::plan::Resume;
 use crate::sandbox::preflight::{self, Preflight};
-use crate::sandbox::engine::workspace_user::{UidGid, workspace_user};
 
 use super::super::artifacts;
 use super::RunError;

@@ -136,4 +136,3 @@ impl ImageList {
         self.0.len() - 1
     }
 }
-
