@@ -93,6 +93,10 @@ impl StopRequest {
 /// The `error.name` of the `stopRunByError` a stop request ends a run with.
 pub const INTERRUPTED: &str = "Interrupted";
 
+/// The `error.name` of the `stopRunByError` that ends a run whose model kept calling tools its
+/// Expert lacks (docs/agent-loop.md).
+pub const TOOL_NOT_FOUND: &str = "ToolNotFound";
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
@@ -206,15 +210,29 @@ pub fn initialize_runtime(
         } => (Some(query.clone()), None),
         Start::Resume {
             input: ResumeInput::Answer(answer),
-            ..
-        } => (
-            None,
-            Some(InteractiveToolCall {
-                tool_name: answer.tool_name.clone(),
-                tool_call_id: answer.tool_call_id.clone(),
-                text: answer.text.clone(),
-            }),
-        ),
+            checkpoint,
+        } => {
+            // An answer given as plain text has no skill name; the pending call it answers has.
+            let skill_name = match answer.skill_name.as_str() {
+                "" => checkpoint
+                    .pending_tool_calls
+                    .iter()
+                    .flatten()
+                    .find(|c| c.id == answer.tool_call_id)
+                    .map(|c| c.skill_name.clone())
+                    .unwrap_or_default(),
+                named => named.to_string(),
+            };
+            (
+                None,
+                Some(InteractiveToolCall {
+                    tool_name: answer.tool_name.clone(),
+                    tool_call_id: answer.tool_call_id.clone(),
+                    skill_name: Some(skill_name),
+                    text: answer.text.clone(),
+                }),
+            )
+        }
         Start::Resume {
             input: ResumeInput::Continue,
             ..
@@ -433,6 +451,8 @@ impl<'a> Job<'a> {
             new_messages: vec![],
             tool_calls: None,
             tool_results: None,
+            pending_tool_calls: None,
+            partial_tool_results: None,
             usage: Usage::default(),
             started_at: now_ms(),
             finished_at: Some(now_ms()),

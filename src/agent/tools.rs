@@ -10,6 +10,10 @@ use crate::skill::client::{McpSkill, SkillConnectError};
 use crate::skill::lazy::LazySkill;
 use crate::skill::result::{ToolOutput, map_call_result};
 
+/// The `skillName` of a call to a tool the Expert lacks (and of its error result): no skill
+/// offers it. The parentheses keep it apart from any skill's name in perstack.toml.
+pub const NO_SKILL: &str = "(none)";
+
 /// Two skills offer a tool of the same name; the model could not tell them apart.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

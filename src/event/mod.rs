@@ -248,7 +248,11 @@ pub enum RuntimePayload {
         stage: BuildStage,
         service: String,
         message: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "types::js_number::option"
+        )]
         progress: Option<f64>,
     },
     #[serde(rename_all = "camelCase")]
@@ -272,6 +276,10 @@ pub enum RuntimePayload {
 }
 
 /// The answer a continued run starts with (`initializeRuntime.interactiveToolCall`).
+///
+/// Perstack's schema declares `{toolName, toolCallId, text}`, but its runtime emits the run's
+/// whole `interactiveToolCallResult` there, `skillName` included; so do we, and a line without
+/// it reads back without it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InteractiveToolCall {
@@ -279,6 +287,9 @@ pub struct InteractiveToolCall {
     pub tool_name: String,
     /// The call answered.
     pub tool_call_id: String,
+    /// The skill of the tool answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill_name: Option<String>,
     /// The answer.
     pub text: String,
 }
@@ -498,6 +509,9 @@ impl Event {
         }
     }
 }
+
+#[cfg(test)]
+mod upstream_tests;
 
 #[cfg(test)]
 mod tests {

@@ -396,6 +396,8 @@ mod tests {
             new_messages: vec![],
             tool_calls: None,
             tool_results: None,
+            pending_tool_calls: None,
+            partial_tool_results: None,
             usage: Usage::default(),
             started_at: 0,
             finished_at: None,
