@@ -44,11 +44,36 @@ fn interactive_expert() -> Expert {
     expert
 }
 
+/// The segments' begins and ends, as `begin <expert> <run>` / `end <expert> <run>`.
+#[derive(Default)]
+struct Segments(std::sync::Mutex<Vec<String>>);
+
+impl SegmentSkills for Segments {
+    fn begin(&self, expert_key: &str, run_id: &str) {
+        self.log(format!("begin {expert_key} {run_id}"));
+    }
+
+    fn end(&self, expert_key: &str, run_id: &str) {
+        self.log(format!("end {expert_key} {run_id}"));
+    }
+}
+
+impl Segments {
+    fn log(&self, entry: String) {
+        self.0.lock().expect("log").push(entry);
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.0.lock().expect("log").clone()
+    }
+}
+
 /// A job over `experts` (the first is the coordinator), each with its interactive tools and
 /// delegates as the runtime builds them.
 struct TestJob {
     experts: IndexMap<String, Expert>,
     tools: HashMap<String, ToolSet>,
+    segments: Segments,
     provider: Provider,
     settings: RunSettings,
     stop: StopRequest,
@@ -75,6 +100,7 @@ impl TestJob {
         TestJob {
             experts,
             tools,
+            segments: Segments::default(),
             provider: Provider::Mock(MockProvider::new(script)),
             settings: RunSettings {
                 model: "mock".into(),
@@ -101,6 +127,7 @@ impl TestJob {
             provider: &self.provider,
             experts: &self.experts,
             tools: &self.tools,
+            skills: &self.segments,
             sink: &sink,
             settings: &self.settings,
             job_id: "j",
@@ -562,6 +589,40 @@ async fn one_delegate_runs_as_a_child_and_the_parent_resumes_with_its_answer() {
         })
         .collect();
     assert_eq!(done.usage.total_tokens, per_turn.iter().sum::<u64>());
+}
+
+#[tokio::test]
+async fn every_segment_begins_and_ends_its_skills_under_its_own_run_id() {
+    let job = TestJob::new(
+        vec![expert_with("main", &["helper"]), expert_with("helper", &[])],
+        ONE_DELEGATE,
+        10,
+    );
+    let (_, events) = job.query("What is X?").await;
+    let later: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Runtime(RuntimePayload::InitializeRuntime { expert_name, .. }) => {
+                Some((expert_name.clone(), e.run_id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let [(child, child_run), (parent, parent_run)] = &later[..] else {
+        panic!("two later segments, got {later:?}");
+    };
+    assert_eq!((child.as_str(), parent.as_str()), ("helper", "main"));
+    // The first segment was begun by the caller (the runtime, before its skills connect).
+    assert_eq!(
+        job.segments.entries(),
+        [
+            "end main r".to_string(),
+            format!("begin helper {child_run}"),
+            format!("end helper {child_run}"),
+            format!("begin main {parent_run}"),
+            format!("end main {parent_run}"),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -47,6 +47,11 @@ pub use types::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// How a `skillStderr` line the runtime writes itself begins: a warning about the skill found
+/// when connecting it (a `pick` or `omit` naming a tool it does not offer), not its server's
+/// output.
+pub const RUNTIME_WARNING_PREFIX: &str = "perstack-sandbox: warning: ";
+
 /// One event: the common header and a payload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
