@@ -3,8 +3,8 @@
 //! interactive tools and continuation from a checkpoint.
 //!
 //! A *job* runs one coordinator Expert; each *run segment* (one `runId`) is announced by
-//! `initializeRuntime` ([`initialize_runtime`]), emits `startRun` and ends with a stop or a
-//! completion. Each state of the loop emits exactly one event, in
+//! `initializeRuntime` ([`initialize_runtime`]) and its skills' events ([`SegmentSkills`]),
+//! emits `startRun` and ends with a stop or a completion. Each state of the loop emits exactly one event, in
 //! Perstack's order:
 //!
 //! ```text
@@ -94,7 +94,7 @@ impl StopRequest {
 pub const INTERRUPTED: &str = "Interrupted";
 
 /// The `error.name` of the `stopRunByError` that ends a run whose model kept calling tools its
-/// Expert lacks (docs/agent-loop.md).
+/// Expert lacks (docs/skills.md, "Calls to a tool the Expert lacks").
 pub const TOOL_NOT_FOUND: &str = "ToolNotFound";
 
 /// How a run ended.

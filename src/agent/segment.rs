@@ -260,9 +260,10 @@ impl<'a> Segment<'a> {
     }
 
     /// Calls to tools the Expert lacks are answered with an error, so the model can correct
-    /// itself (docs/agent-loop.md). A generation whose every call is to such a tool is unusable
-    /// like an empty one and spends a retry; past `maxRetries` the run stops with
-    /// `Tool X not found`, as Perstack's does at once. Returns that stop's error.
+    /// itself (docs/skills.md, "Calls to a tool the Expert lacks"). A generation whose every
+    /// call is to such a tool is unusable like an empty one and spends a retry; past
+    /// `maxRetries` the run stops with `Tool X not found`, as Perstack's does at once. Returns
+    /// that stop's error.
     fn count_unknown_calls(&mut self, calls: &[ToolCall]) -> Option<LlmError> {
         let unknown: Vec<&ToolCall> = calls.iter().filter(|c| self.kind(c).is_none()).collect();
         if unknown.len() < calls.len() {

@@ -11,7 +11,8 @@ use crate::skill::lazy::LazySkill;
 use crate::skill::result::{ToolOutput, map_call_result};
 
 /// The `skillName` of a call to a tool the Expert lacks (and of its error result): no skill
-/// offers it. The parentheses keep it apart from any skill's name in perstack.toml.
+/// offers it (docs/skills.md, "Calls to a tool the Expert lacks"). Perstack's schema wants a
+/// non-empty name there; the parentheses keep it apart from the names skills are given.
 pub const NO_SKILL: &str = "(none)";
 
 /// Two skills offer a tool of the same name; the model could not tell them apart.
