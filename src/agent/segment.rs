@@ -1037,10 +1037,49 @@ fn tool_message(results: &[ToolResult], errors: &[String]) -> Message {
                 id: new_id(),
                 tool_call_id: r.id.clone(),
                 tool_name: r.tool_name.clone(),
-                contents: r.result.clone(),
+                contents: r.result.iter().filter_map(result_content).collect(),
                 is_error: errors.contains(&r.id).then_some(true),
             })
             .collect(),
         cache: None,
     }
+}
+
+/// A tool result's part as a `toolResultPart` may hold it: Perstack's schema allows text, inline
+/// images and inline files there. A binary part (only ever read from a Perstack checkpoint) is
+/// the same base64 data, so it becomes the inline one; a URL part becomes its URL as text
+/// (Perstack drops both); anything else — a result has no calls or thinking — is left out.
+fn result_content(part: &Part) -> Option<Part> {
+    Some(match part {
+        Part::TextPart { .. } | Part::ImageInlinePart { .. } | Part::FileInlinePart { .. } => {
+            part.clone()
+        }
+        Part::ImageBinaryPart {
+            id,
+            data,
+            mime_type,
+        } => Part::ImageInlinePart {
+            id: id.clone(),
+            encoded_data: data.clone(),
+            mime_type: mime_type.clone(),
+        },
+        Part::FileBinaryPart {
+            id,
+            data,
+            mime_type,
+        } => Part::FileInlinePart {
+            id: id.clone(),
+            encoded_data: data.clone(),
+            mime_type: mime_type.clone(),
+        },
+        Part::ImageUrlPart { id, url, mime_type } | Part::FileUrlPart { id, url, mime_type } => {
+            Part::TextPart {
+                id: id.clone(),
+                text: format!("{url} ({mime_type})"),
+            }
+        }
+        Part::ToolCallPart { .. } | Part::ThinkingPart { .. } | Part::ToolResultPart { .. } => {
+            return None;
+        }
+    })
 }

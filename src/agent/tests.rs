@@ -1417,3 +1417,82 @@ text = "We met."
         .expect("results");
     assert_eq!(results, ["met", "met"]);
 }
+
+#[tokio::test]
+async fn a_perstack_checkpoint_with_binary_results_continues_and_stays_in_its_schema() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/upstream/checkpoints/cp02interactive.json");
+    let checkpoint: Checkpoint =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let mut coordinator = interactive_expert();
+    coordinator.key = "coordinator".into();
+    coordinator.name = "coordinator".into();
+    let Some(Skill::Interactive(ask)) = coordinator.skills.shift_remove("ask") else {
+        panic!("the interactive skill");
+    };
+    coordinator.skills.insert(
+        "user".into(),
+        Skill::Interactive(InteractiveSkill {
+            name: "user".into(),
+            ..ask
+        }),
+    );
+    let job = TestJob::new(
+        vec![coordinator],
+        "[[turn]]\nexpert = \"coordinator\"\ntext = \"PDF it is.\"\n",
+        10,
+    );
+    let (outcome, events) = job
+        .start(Start::Resume {
+            checkpoint,
+            input: ResumeInput::Answer(InteractiveToolCallResult {
+                tool_call_id: "toolu_ask".into(),
+                tool_name: "askUser".into(),
+                skill_name: String::new(),
+                text: "PDF".into(),
+            }),
+        })
+        .await;
+    assert_eq!(
+        outcome,
+        Ok(RunOutcome::Completed {
+            text: "PDF it is.".into()
+        })
+    );
+    let Some(RunPayload::FinishAllToolCalls { new_messages }) = events
+        .iter()
+        .find(|e| e.type_name() == "finishAllToolCalls")
+        .and_then(Event::run_payload)
+    else {
+        panic!("finishAllToolCalls");
+    };
+    // Perstack's toolResultPart holds text, inline images and inline files only: the binary
+    // parts of a stored result go to the model as the inline ones they are.
+    let mut kinds = vec![];
+    for part in &new_messages[0].contents {
+        let Part::ToolResultPart { contents, .. } = part else {
+            panic!("a tool result part: {part:?}");
+        };
+        for inner in contents {
+            kinds.push(match inner {
+                Part::TextPart { .. } => "text",
+                Part::ImageInlinePart { .. } => "imageInline",
+                Part::FileInlinePart { .. } => "fileInline",
+                other => panic!("not allowed in a toolResultPart: {other:?}"),
+            });
+        }
+    }
+    // In call order (readImageFile, the delegate, the answer), then the result of no call of
+    // that message (the binary ones).
+    assert_eq!(
+        kinds,
+        [
+            "imageInline",
+            "text",
+            "text",
+            "text",
+            "fileInline",
+            "imageInline"
+        ]
+    );
+}
