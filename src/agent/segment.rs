@@ -394,30 +394,17 @@ impl<'a> Segment<'a> {
         usage: Usage,
         fresh: bool,
     ) -> StepEnd {
-        let (delegates, interactive, mcp, unknown) = {
-            let mut delegates = vec![];
-            let mut interactive = vec![];
-            let mut mcp = vec![];
-            let mut unknown = vec![];
-            for call in calls {
-                match self.kind(&call) {
-                    Some(ToolKind::Delegate(_)) => delegates.push(call),
-                    Some(ToolKind::Interactive) => interactive.push(call),
-                    Some(ToolKind::Mcp(_)) => mcp.push(call),
-                    None => unknown.push(call),
-                }
+        let (mut delegates, mut interactive, mut mcp, mut unknown) =
+            (vec![], vec![], vec![], vec![]);
+        for call in calls {
+            match self.kind(&call) {
+                Some(ToolKind::Delegate(_)) => delegates.push(call),
+                Some(ToolKind::Interactive) => interactive.push(call),
+                Some(ToolKind::Mcp(_)) => mcp.push(call),
+                None => unknown.push(call),
             }
-            (delegates, interactive, mcp, unknown)
-        };
-        let outputs =
-            futures::future::join_all(mcp.iter().map(|c| self.tools.call(&c.tool_name, &c.args)))
-                .await;
-        let not_found: Vec<ToolOutput> = unknown.iter().map(|c| self.not_found(c)).collect();
-        let results: Vec<(ToolCall, ToolOutput)> = mcp
-            .into_iter()
-            .zip(outputs)
-            .chain(unknown.into_iter().zip(not_found))
-            .collect();
+        }
+        let results = self.run_calls(mcp, unknown).await;
         let errors = self.output_errors(&results);
         let new_results: Vec<ToolResult> = results.iter().map(tool_result).collect();
         let mut partial = self
@@ -433,29 +420,14 @@ impl<'a> Segment<'a> {
                 tool_calls: delegates.clone(),
                 usage,
             });
-            let delegate_to = delegates
-                .iter()
-                .filter_map(|call| {
-                    let Some(ToolKind::Delegate(key)) = self.kind(call) else {
-                        return None;
-                    };
-                    let expert = self.job.experts.get(key)?;
-                    Some(DelegateTo {
-                        expert: expert_ref(expert),
-                        tool_call_id: call.id.clone(),
-                        tool_name: call.tool_name.clone(),
-                        query: query_of(call),
-                    })
-                })
-                .collect();
-            let pending: Vec<ToolCall> = delegates.into_iter().chain(interactive).collect();
-            self.checkpoint.status = CheckpointStatus::StoppedByDelegate;
-            self.checkpoint.delegate_to = Some(delegate_to);
-            self.checkpoint.pending_tool_calls = Some(pending.clone());
-            self.checkpoint.partial_tool_results = Some(partial.clone());
-            step.pending_tool_calls = Some(pending);
-            step.partial_tool_results = Some(partial);
-            step.finished_at = Some(now_ms());
+            self.checkpoint.delegate_to = Some(self.delegations(&delegates));
+            let pending = delegates.into_iter().chain(interactive).collect();
+            self.wait(
+                &mut step,
+                CheckpointStatus::StoppedByDelegate,
+                pending,
+                partial,
+            );
             self.emit(RunPayload::StopRunByDelegate {
                 checkpoint: self.checkpoint.clone(),
                 step,
@@ -468,12 +440,12 @@ impl<'a> Segment<'a> {
                 tool_call: first.clone(),
                 usage,
             });
-            self.checkpoint.status = CheckpointStatus::StoppedByInteractiveTool;
-            self.checkpoint.pending_tool_calls = Some(interactive.clone());
-            self.checkpoint.partial_tool_results = Some(partial.clone());
-            step.pending_tool_calls = Some(interactive);
-            step.partial_tool_results = Some(partial);
-            step.finished_at = Some(now_ms());
+            self.wait(
+                &mut step,
+                CheckpointStatus::StoppedByInteractiveTool,
+                interactive,
+                partial,
+            );
             self.emit(RunPayload::StopRunByInteractiveTool {
                 checkpoint: self.checkpoint.clone(),
                 step,
@@ -500,6 +472,58 @@ impl<'a> Segment<'a> {
         self.push(&mut step, message);
         step.tool_results = Some(ordered);
         StepEnd::Continue(step)
+    }
+
+    /// Runs the MCP calls, concurrently, and answers the calls to tools the Expert lacks.
+    async fn run_calls(
+        &self,
+        mcp: Vec<ToolCall>,
+        unknown: Vec<ToolCall>,
+    ) -> Vec<(ToolCall, ToolOutput)> {
+        let outputs =
+            futures::future::join_all(mcp.iter().map(|c| self.tools.call(&c.tool_name, &c.args)))
+                .await;
+        let not_found: Vec<ToolOutput> = unknown.iter().map(|c| self.not_found(c)).collect();
+        mcp.into_iter()
+            .zip(outputs)
+            .chain(unknown.into_iter().zip(not_found))
+            .collect()
+    }
+
+    /// What the parent waits on: one delegation per delegate call.
+    fn delegations(&self, delegates: &[ToolCall]) -> Vec<DelegateTo> {
+        delegates
+            .iter()
+            .filter_map(|call| {
+                let Some(ToolKind::Delegate(key)) = self.kind(call) else {
+                    return None;
+                };
+                let expert = self.job.experts.get(key)?;
+                Some(DelegateTo {
+                    expert: expert_ref(expert),
+                    tool_call_id: call.id.clone(),
+                    tool_name: call.tool_name.clone(),
+                    query: query_of(call),
+                })
+            })
+            .collect()
+    }
+
+    /// Ends the step waiting (for delegates or the user) with `pending` calls and the `partial`
+    /// results gathered, kept on the checkpoint and on the step alike, as Perstack keeps them.
+    fn wait(
+        &mut self,
+        step: &mut Step,
+        status: CheckpointStatus,
+        pending: Vec<ToolCall>,
+        partial: Vec<ToolResult>,
+    ) {
+        self.checkpoint.status = status;
+        self.checkpoint.pending_tool_calls = Some(pending.clone());
+        self.checkpoint.partial_tool_results = Some(partial.clone());
+        step.pending_tool_calls = Some(pending);
+        step.partial_tool_results = Some(partial);
+        step.finished_at = Some(now_ms());
     }
 
     /// The answer to a call of a tool the Expert lacks: what it can call instead.

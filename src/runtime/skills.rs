@@ -95,32 +95,7 @@ pub async fn connect_skills(
     };
 
     // Lazy skills first, so they get going while the others connect.
-    let mut lazy = Vec::new();
-    for skill in expert.skills.values() {
-        let Skill::McpStdio(stdio) = skill else {
-            continue;
-        };
-        let Some(endpoint) = socket_of(&stdio.name).filter(|_| is_lazy(skill)) else {
-            continue;
-        };
-        let (events, name, socket, filters) = (
-            events.clone(),
-            endpoint.skill.clone(),
-            PathBuf::from(&endpoint.socket),
-            (stdio.pick.clone(), stdio.omit.clone()),
-        );
-        lazy.push(LazySkill::spawn(
-            &stdio.name,
-            &stdio.pick,
-            &stdio.omit,
-            async move {
-                let (skill, timings) =
-                    McpSkill::connect_unix(&name, &socket, SKILL_CONNECT_WAIT).await?;
-                events.connected(&skill, timings, Some(0), &filters.0, &filters.1);
-                Ok(skill)
-            },
-        ));
-    }
+    let lazy = spawn_lazy(spec, expert, &events);
 
     let stdio = expert.skills.values().filter_map(|skill| match skill {
         Skill::McpStdio(stdio) if !is_lazy(skill) => Some((stdio, socket_of(&stdio.name)?)),
@@ -176,6 +151,38 @@ pub async fn connect_skills(
         tools.add_lazy(pending);
     }
     Ok(tools)
+}
+
+/// Starts connecting the `lazyInit` skills of `expert`, each on its own task.
+fn spawn_lazy(spec: &RuntimeSpec, expert: &Expert, events: &SkillEvents) -> Vec<LazySkill> {
+    let mut lazy = Vec::new();
+    for skill in expert.skills.values() {
+        let Skill::McpStdio(stdio) = skill else {
+            continue;
+        };
+        let Some(endpoint) = endpoint_of(spec, expert, &stdio.name).filter(|_| is_lazy(skill))
+        else {
+            continue;
+        };
+        let (events, name, socket, filters) = (
+            events.clone(),
+            endpoint.skill.clone(),
+            PathBuf::from(&endpoint.socket),
+            (stdio.pick.clone(), stdio.omit.clone()),
+        );
+        lazy.push(LazySkill::spawn(
+            &stdio.name,
+            &stdio.pick,
+            &stdio.omit,
+            async move {
+                let (skill, timings) =
+                    McpSkill::connect_unix(&name, &socket, SKILL_CONNECT_WAIT).await?;
+                events.connected(&skill, timings, Some(0), &filters.0, &filters.1);
+                Ok(skill)
+            },
+        ));
+    }
+    lazy
 }
 
 /// `lazyInit = true` on a stdio skill other than `@perstack/base`, which is never lazy (§5).
