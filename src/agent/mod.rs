@@ -3,8 +3,8 @@
 //! interactive tools and continuation from a checkpoint.
 //!
 //! A *job* runs one coordinator Expert; each *run segment* (one `runId`) is announced by
-//! `initializeRuntime` ([`initialize_runtime`]), emits `startRun` and ends with a stop or a
-//! completion. Each state of the loop emits exactly one event, in
+//! `initializeRuntime` ([`initialize_runtime`]) and its skills' events ([`SegmentSkills`]),
+//! emits `startRun` and ends with a stop or a completion. Each state of the loop emits exactly one event, in
 //! Perstack's order:
 //!
 //! ```text
@@ -92,6 +92,10 @@ impl StopRequest {
 
 /// The `error.name` of the `stopRunByError` a stop request ends a run with.
 pub const INTERRUPTED: &str = "Interrupted";
+
+/// The `error.name` of the `stopRunByError` that ends a run whose model kept calling tools its
+/// Expert lacks (docs/skills.md, "Calls to a tool the Expert lacks").
+pub const TOOL_NOT_FOUND: &str = "ToolNotFound";
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,15 +210,29 @@ pub fn initialize_runtime(
         } => (Some(query.clone()), None),
         Start::Resume {
             input: ResumeInput::Answer(answer),
-            ..
-        } => (
-            None,
-            Some(InteractiveToolCall {
-                tool_name: answer.tool_name.clone(),
-                tool_call_id: answer.tool_call_id.clone(),
-                text: answer.text.clone(),
-            }),
-        ),
+            checkpoint,
+        } => {
+            // An answer given as plain text has no skill name; the pending call it answers has.
+            let skill_name = match answer.skill_name.as_str() {
+                "" => checkpoint
+                    .pending_tool_calls
+                    .iter()
+                    .flatten()
+                    .find(|c| c.id == answer.tool_call_id)
+                    .map(|c| c.skill_name.clone())
+                    .unwrap_or_default(),
+                named => named.to_string(),
+            };
+            (
+                None,
+                Some(InteractiveToolCall {
+                    tool_name: answer.tool_name.clone(),
+                    tool_call_id: answer.tool_call_id.clone(),
+                    skill_name: Some(skill_name),
+                    text: answer.text.clone(),
+                }),
+            )
+        }
         Start::Resume {
             input: ResumeInput::Continue,
             ..
@@ -238,6 +256,17 @@ pub fn initialize_runtime(
     )
 }
 
+/// Tells which skills a run segment holds: the `skillStarting`, `skillConnected` and
+/// `skillDisconnected` events under its `runId` (docs/skills.md, "Events"), so a consumer knows
+/// whose skill connected. The runtime's `SkillRoster` implements it over connections that live
+/// for the whole job.
+pub trait SegmentSkills: Send + Sync {
+    /// Segment `run_id` of `expert_key` begins: right after its `initializeRuntime`.
+    fn begin(&self, expert_key: &str, run_id: &str);
+    /// Segment `run_id` of `expert_key` has ended: right after its last event.
+    fn end(&self, expert_key: &str, run_id: &str);
+}
+
 /// One job: the coordinator's runs and its delegates', sharing a provider, the tools of every
 /// Expert of the closure, the event sink and the settings.
 pub struct Job<'a> {
@@ -247,6 +276,8 @@ pub struct Job<'a> {
     pub experts: &'a IndexMap<String, Expert>,
     /// Each Expert's tools (its skills, interactive tools and delegates), by key.
     pub tools: &'a HashMap<String, ToolSet>,
+    /// Told when each segment begins and ends, for its skill events.
+    pub skills: &'a dyn SegmentSkills,
     /// Where events go.
     pub sink: &'a EventSink,
     /// Limits and model.
@@ -262,7 +293,8 @@ use crate::event::EventSink;
 impl<'a> Job<'a> {
     /// Runs `expert_key` from `start` in run segment `run_id` (and, with delegation, the
     /// segments after it) until it completes or stops. The first segment's `initializeRuntime`
-    /// is the caller's (it comes before the skills connect); every later one's is emitted here.
+    /// and [`SegmentSkills::begin`] are the caller's (they come before the skills connect);
+    /// every later segment's are done here, and every segment's end.
     pub async fn run(
         &'a self,
         expert_key: &str,
@@ -288,12 +320,19 @@ impl<'a> Job<'a> {
                 (Some(expert), Some(tools)) => (expert, tools),
                 _ => return Err(ResumeError::UnknownExpert(expert_key)),
             };
+            let mut run_id = run_id;
             if announce {
                 self.announce(expert, &run_id, &start);
             }
-            let (mut segment, mut input) = Segment::start(self, expert, tools, run_id, start)?;
+            let (mut segment, mut input) = self.started(
+                expert,
+                &run_id,
+                Segment::start(self, expert, tools, run_id.clone(), start),
+            )?;
             loop {
-                let checkpoint = match segment.drive(input.take()).await {
+                let end = segment.drive(input.take()).await;
+                self.skills.end(&expert.key, &run_id);
+                let checkpoint = match end {
                     SegmentEnd::Finished(outcome, checkpoint) => return Ok((outcome, checkpoint)),
                     SegmentEnd::Delegated(checkpoint) => checkpoint,
                 };
@@ -301,20 +340,22 @@ impl<'a> Job<'a> {
                     Ok(resumed) => resumed,
                     Err(stopped) => return Ok(stopped),
                 };
-                let (run_id, start) = (
-                    new_id(),
-                    Start::Resume {
-                        checkpoint: resumed,
-                        input: ResumeInput::Continue,
-                    },
-                );
+                run_id = new_id();
+                let start = Start::Resume {
+                    checkpoint: resumed,
+                    input: ResumeInput::Continue,
+                };
                 self.announce(expert, &run_id, &start);
-                (segment, input) = Segment::start(self, expert, tools, run_id, start)?;
+                (segment, input) = self.started(
+                    expert,
+                    &run_id,
+                    Segment::start(self, expert, tools, run_id.clone(), start),
+                )?;
             }
         })
     }
 
-    /// Emits the `initializeRuntime` of a segment.
+    /// Emits the `initializeRuntime` of a segment and begins its skills.
     fn announce(&self, expert: &Expert, run_id: &str, start: &Start) {
         self.sink.emit(initialize_runtime(
             self.job_id,
@@ -324,6 +365,20 @@ impl<'a> Job<'a> {
             self.settings,
             start,
         ));
+        self.skills.begin(&expert.key, run_id);
+    }
+
+    /// A segment that could not start has ended before its first event.
+    fn started<T>(
+        &self,
+        expert: &Expert,
+        run_id: &str,
+        started: Result<T, ResumeError>,
+    ) -> Result<T, ResumeError> {
+        if started.is_err() {
+            self.skills.end(&expert.key, run_id);
+        }
+        started
     }
 
     /// Runs the children a `stopRunByDelegate` checkpoint waits on. Returns the checkpoint to
@@ -433,6 +488,8 @@ impl<'a> Job<'a> {
             new_messages: vec![],
             tool_calls: None,
             tool_results: None,
+            pending_tool_calls: None,
+            partial_tool_results: None,
             usage: Usage::default(),
             started_at: now_ms(),
             finished_at: Some(now_ms()),

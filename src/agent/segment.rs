@@ -7,8 +7,8 @@
 use serde_json::{Value, json};
 
 use super::stream::StreamRelay;
-use super::tools::{ToolKind, ToolSet};
-use super::{Job, ResumeError, ResumeInput, RunOutcome, Start, prompt};
+use super::tools::{NO_SKILL, ToolKind, ToolSet};
+use super::{Job, ResumeError, ResumeInput, RunOutcome, Start, TOOL_NOT_FOUND, prompt};
 use crate::config::{BASE_SKILL_NAME, Expert};
 use crate::event::{
     Checkpoint, CheckpointStatus, DelegateTo, Event, ExpertRef, Message, MessageKind, Part,
@@ -86,7 +86,7 @@ impl<'a> Segment<'a> {
                     partial_tool_results: None,
                     metadata: Some(json!({"runtime": "docker"})),
                     error: None,
-                    retry_count: None,
+                    retry_count: Some(0),
                 };
                 let input = vec![instruction_message(job, expert), user_message(&query)];
                 (checkpoint, input)
@@ -182,6 +182,8 @@ impl<'a> Segment<'a> {
             new_messages: vec![],
             tool_calls: None,
             tool_results: None,
+            pending_tool_calls: None,
+            partial_tool_results: None,
             usage: Usage::default(),
             started_at: now_ms(),
             finished_at: None,
@@ -225,14 +227,14 @@ impl<'a> Segment<'a> {
             if text.trim().is_empty() || generation.finish_reason == FinishReason::Length {
                 return self.retry(step, &generation);
             }
-            self.retry_count = 0;
-            self.checkpoint.retry_count = None;
+            self.generated();
             self.push(&mut step, expert_message(&generation, &calls));
             return StepEnd::Finished(self.complete(step, text, generation.usage));
         }
 
-        self.retry_count = 0;
-        self.checkpoint.retry_count = None;
+        if let Some(outcome) = self.count_unknown_calls(&calls) {
+            return StepEnd::Finished(self.stop_by_error(step, (outcome, 0)));
+        }
         let message = expert_message(&generation, &calls);
         self.push(&mut step, message.clone());
         step.tool_calls = Some(calls.clone());
@@ -251,7 +253,42 @@ impl<'a> Segment<'a> {
             .await
     }
 
+    /// A generation the run can use: the count of failed ones in a row starts again.
+    fn generated(&mut self) {
+        self.retry_count = 0;
+        self.checkpoint.retry_count = Some(0);
+    }
+
+    /// Calls to tools the Expert lacks are answered with an error, so the model can correct
+    /// itself (docs/skills.md, "Calls to a tool the Expert lacks"). A generation whose every
+    /// call is to such a tool is unusable like an empty one and spends a retry; past
+    /// `maxRetries` the run stops with `Tool X not found`, as Perstack's does at once. Returns
+    /// that stop's error.
+    fn count_unknown_calls(&mut self, calls: &[ToolCall]) -> Option<LlmError> {
+        let unknown: Vec<&ToolCall> = calls.iter().filter(|c| self.kind(c).is_none()).collect();
+        if unknown.len() < calls.len() {
+            self.generated();
+            return None;
+        }
+        self.retry_count += 1;
+        self.checkpoint.retry_count = Some(self.retry_count);
+        let max_retries = self.job.settings.max_retries;
+        if self.retry_count <= max_retries {
+            return None;
+        }
+        let names: Vec<&str> = unknown.iter().map(|c| c.tool_name.as_str()).collect();
+        let mut message = format!("Tool {} not found", names.join(", "));
+        if max_retries > 0 {
+            message.push_str(&format!(
+                " (the model called only tools the Expert lacks {} times in a row)",
+                self.retry_count
+            ));
+        }
+        Some(LlmError::fatal(TOOL_NOT_FOUND, message))
+    }
+
     /// The model's calls, in Perstack's order: MCP tools, then delegates, then interactive tools.
+    /// A call to a tool the Expert lacks names [`NO_SKILL`] as its skill.
     fn sorted_calls(&self, generation: &Generation) -> Vec<ToolCall> {
         let mut calls: Vec<ToolCall> = generation
             .parts
@@ -259,11 +296,17 @@ impl<'a> Segment<'a> {
             .filter_map(|p| match p {
                 GeneratedPart::ToolCall { id, name, args } => Some(ToolCall {
                     id: id.clone(),
-                    skill_name: self.tools.skill_of(name).unwrap_or("").to_string(),
+                    skill_name: self.tools.skill_of(name).unwrap_or(NO_SKILL).to_string(),
                     tool_name: name.clone(),
                     args: args.clone(),
                 }),
                 _ => None,
+            })
+            .map(|mut call| {
+                if self.kind(&call).is_none() {
+                    call.skill_name = NO_SKILL.to_string();
+                }
+                call
             })
             .collect();
         calls.sort_by_key(|c| match self.kind(c) {
@@ -351,23 +394,17 @@ impl<'a> Segment<'a> {
         usage: Usage,
         fresh: bool,
     ) -> StepEnd {
-        let (delegates, interactive, mcp) = {
-            let mut delegates = vec![];
-            let mut interactive = vec![];
-            let mut mcp = vec![];
-            for call in calls {
-                match self.kind(&call) {
-                    Some(ToolKind::Delegate(_)) => delegates.push(call),
-                    Some(ToolKind::Interactive) => interactive.push(call),
-                    _ => mcp.push(call),
-                }
+        let (mut delegates, mut interactive, mut mcp, mut unknown) =
+            (vec![], vec![], vec![], vec![]);
+        for call in calls {
+            match self.kind(&call) {
+                Some(ToolKind::Delegate(_)) => delegates.push(call),
+                Some(ToolKind::Interactive) => interactive.push(call),
+                Some(ToolKind::Mcp(_)) => mcp.push(call),
+                None => unknown.push(call),
             }
-            (delegates, interactive, mcp)
-        };
-        let outputs =
-            futures::future::join_all(mcp.iter().map(|c| self.tools.call(&c.tool_name, &c.args)))
-                .await;
-        let results: Vec<(ToolCall, ToolOutput)> = mcp.into_iter().zip(outputs).collect();
+        }
+        let results = self.run_calls(mcp, unknown).await;
         let errors = self.output_errors(&results);
         let new_results: Vec<ToolResult> = results.iter().map(tool_result).collect();
         let mut partial = self
@@ -383,27 +420,14 @@ impl<'a> Segment<'a> {
                 tool_calls: delegates.clone(),
                 usage,
             });
-            let delegate_to = delegates
-                .iter()
-                .filter_map(|call| {
-                    let Some(ToolKind::Delegate(key)) = self.kind(call) else {
-                        return None;
-                    };
-                    let expert = self.job.experts.get(key)?;
-                    Some(DelegateTo {
-                        expert: expert_ref(expert),
-                        tool_call_id: call.id.clone(),
-                        tool_name: call.tool_name.clone(),
-                        query: query_of(call),
-                    })
-                })
-                .collect();
-            self.checkpoint.status = CheckpointStatus::StoppedByDelegate;
-            self.checkpoint.delegate_to = Some(delegate_to);
-            self.checkpoint.pending_tool_calls =
-                Some(delegates.into_iter().chain(interactive).collect());
-            self.checkpoint.partial_tool_results = Some(partial);
-            step.finished_at = Some(now_ms());
+            self.checkpoint.delegate_to = Some(self.delegations(&delegates));
+            let pending = delegates.into_iter().chain(interactive).collect();
+            self.wait(
+                &mut step,
+                CheckpointStatus::StoppedByDelegate,
+                pending,
+                partial,
+            );
             self.emit(RunPayload::StopRunByDelegate {
                 checkpoint: self.checkpoint.clone(),
                 step,
@@ -416,10 +440,12 @@ impl<'a> Segment<'a> {
                 tool_call: first.clone(),
                 usage,
             });
-            self.checkpoint.status = CheckpointStatus::StoppedByInteractiveTool;
-            self.checkpoint.pending_tool_calls = Some(interactive);
-            self.checkpoint.partial_tool_results = Some(partial);
-            step.finished_at = Some(now_ms());
+            self.wait(
+                &mut step,
+                CheckpointStatus::StoppedByInteractiveTool,
+                interactive,
+                partial,
+            );
             self.emit(RunPayload::StopRunByInteractiveTool {
                 checkpoint: self.checkpoint.clone(),
                 step,
@@ -446,6 +472,77 @@ impl<'a> Segment<'a> {
         self.push(&mut step, message);
         step.tool_results = Some(ordered);
         StepEnd::Continue(step)
+    }
+
+    /// Runs the MCP calls, concurrently, and answers the calls to tools the Expert lacks.
+    async fn run_calls(
+        &self,
+        mcp: Vec<ToolCall>,
+        unknown: Vec<ToolCall>,
+    ) -> Vec<(ToolCall, ToolOutput)> {
+        let outputs =
+            futures::future::join_all(mcp.iter().map(|c| self.tools.call(&c.tool_name, &c.args)))
+                .await;
+        let not_found: Vec<ToolOutput> = unknown.iter().map(|c| self.not_found(c)).collect();
+        mcp.into_iter()
+            .zip(outputs)
+            .chain(unknown.into_iter().zip(not_found))
+            .collect()
+    }
+
+    /// What the parent waits on: one delegation per delegate call.
+    fn delegations(&self, delegates: &[ToolCall]) -> Vec<DelegateTo> {
+        delegates
+            .iter()
+            .filter_map(|call| {
+                let Some(ToolKind::Delegate(key)) = self.kind(call) else {
+                    return None;
+                };
+                let expert = self.job.experts.get(key)?;
+                Some(DelegateTo {
+                    expert: expert_ref(expert),
+                    tool_call_id: call.id.clone(),
+                    tool_name: call.tool_name.clone(),
+                    query: query_of(call),
+                })
+            })
+            .collect()
+    }
+
+    /// Ends the step waiting (for delegates or the user) with `pending` calls and the `partial`
+    /// results gathered, kept on the checkpoint and on the step alike, as Perstack keeps them.
+    fn wait(
+        &mut self,
+        step: &mut Step,
+        status: CheckpointStatus,
+        pending: Vec<ToolCall>,
+        partial: Vec<ToolResult>,
+    ) {
+        self.checkpoint.status = status;
+        self.checkpoint.pending_tool_calls = Some(pending.clone());
+        self.checkpoint.partial_tool_results = Some(partial.clone());
+        step.pending_tool_calls = Some(pending);
+        step.partial_tool_results = Some(partial);
+        step.finished_at = Some(now_ms());
+    }
+
+    /// The answer to a call of a tool the Expert lacks: what it can call instead.
+    fn not_found(&self, call: &ToolCall) -> ToolOutput {
+        let offered: Vec<String> = self
+            .tools
+            .specs(self.interactive)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        ToolOutput::error(format!(
+            "Error calling tool {0}: Tool {0} not found. The tools you have: {1}.",
+            call.tool_name,
+            if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            }
+        ))
     }
 
     /// `PreparingForStep` with pending calls: `resumeToolCalls`, then call them.
@@ -579,10 +676,13 @@ impl<'a> Segment<'a> {
             );
             return StepEnd::Finished(self.stop_by_error(step, (error, 0)));
         }
-        let notice = user_message(&json!({"error": error, "message": message}).to_string());
+        // Perstack's form: the reason is the JSON `{"error","message"}`, and the model is told
+        // the same text.
+        let reason = retry_reason(error, message);
+        let notice = user_message(&reason);
         self.checkpoint.retry_count = Some(self.retry_count);
         self.emit(RunPayload::Retry {
-            reason: message.to_string(),
+            reason,
             new_messages: vec![notice.clone()],
             tool_calls: None,
             tool_results: None,
@@ -727,10 +827,14 @@ impl<'a> Segment<'a> {
                     // The model saw nothing of the failed attempt, so the conversation is
                     // unchanged and no step is spent; the event tells the watcher why it waits.
                     self.emit(RunPayload::Retry {
-                        reason: format!(
-                            "{error} (retry {retry} of {}, in {} ms)",
-                            settings.max_retries,
-                            delay.as_millis()
+                        reason: retry_reason(
+                            &error.name,
+                            &format!(
+                                "{} (retry {retry} of {}, in {} ms)",
+                                error.message,
+                                settings.max_retries,
+                                delay.as_millis()
+                            ),
                         ),
                         new_messages: vec![],
                         tool_calls: None,
@@ -755,6 +859,9 @@ fn resume_input(
         checkpoint.status,
         CheckpointStatus::StoppedByInteractiveTool | CheckpointStatus::StoppedByDelegate
     );
+    if checkpoint.status == CheckpointStatus::StoppedByDelegate {
+        pend_delegations(checkpoint);
+    }
     match input {
         ResumeInput::Answer(answer) if waiting => {
             let pending = checkpoint.pending_tool_calls.get_or_insert_with(Vec::new);
@@ -810,6 +917,40 @@ fn resume_input(
             Ok(vec![user_message(&query)])
         }
     }
+}
+
+/// Perstack's `stoppedByDelegate` checkpoint keeps the delegations in `delegateTo` only and lists
+/// the other waiting calls as pending; ours lists both. Puts each delegation not yet answered back
+/// in front of the pending calls, so a checkpoint of either kind continues the same way: its
+/// delegates run again, or `-i` answers one of them.
+fn pend_delegations(checkpoint: &mut Checkpoint) {
+    let Some(delegations) = &checkpoint.delegate_to else {
+        return;
+    };
+    let answered = |id: &str| {
+        checkpoint
+            .partial_tool_results
+            .iter()
+            .flatten()
+            .any(|r| r.id == id)
+    };
+    let pending = checkpoint.pending_tool_calls.get_or_insert_with(Vec::new);
+    let missing: Vec<ToolCall> = delegations
+        .iter()
+        .filter(|d| !answered(&d.tool_call_id) && !pending.iter().any(|c| c.id == d.tool_call_id))
+        .map(|d| ToolCall {
+            id: d.tool_call_id.clone(),
+            skill_name: d.expert.name.clone(),
+            tool_name: d.tool_name.clone(),
+            args: json!({"query": d.query}),
+        })
+        .collect();
+    pending.splice(0..0, missing);
+}
+
+/// `retry.reason` as Perstack writes it: the JSON string `{"error": name, "message": …}`.
+fn retry_reason(error: &str, message: &str) -> String {
+    json!({"error": error, "message": message}).to_string()
 }
 
 fn expert_ref(expert: &Expert) -> ExpertRef {
@@ -920,10 +1061,49 @@ fn tool_message(results: &[ToolResult], errors: &[String]) -> Message {
                 id: new_id(),
                 tool_call_id: r.id.clone(),
                 tool_name: r.tool_name.clone(),
-                contents: r.result.clone(),
+                contents: r.result.iter().filter_map(result_content).collect(),
                 is_error: errors.contains(&r.id).then_some(true),
             })
             .collect(),
         cache: None,
     }
+}
+
+/// A tool result's part as a `toolResultPart` may hold it: Perstack's schema allows text, inline
+/// images and inline files there. A binary part (only ever read from a Perstack checkpoint) is
+/// the same base64 data, so it becomes the inline one; a URL part becomes its URL as text
+/// (Perstack drops both); anything else — a result has no calls or thinking — is left out.
+fn result_content(part: &Part) -> Option<Part> {
+    Some(match part {
+        Part::TextPart { .. } | Part::ImageInlinePart { .. } | Part::FileInlinePart { .. } => {
+            part.clone()
+        }
+        Part::ImageBinaryPart {
+            id,
+            data,
+            mime_type,
+        } => Part::ImageInlinePart {
+            id: id.clone(),
+            encoded_data: data.clone(),
+            mime_type: mime_type.clone(),
+        },
+        Part::FileBinaryPart {
+            id,
+            data,
+            mime_type,
+        } => Part::FileInlinePart {
+            id: id.clone(),
+            encoded_data: data.clone(),
+            mime_type: mime_type.clone(),
+        },
+        Part::ImageUrlPart { id, url, mime_type } | Part::FileUrlPart { id, url, mime_type } => {
+            Part::TextPart {
+                id: id.clone(),
+                text: format!("{url} ({mime_type})"),
+            }
+        }
+        Part::ToolCallPart { .. } | Part::ThinkingPart { .. } | Part::ToolResultPart { .. } => {
+            return None;
+        }
+    })
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::{InteractiveSkill, InteractiveTool, Skill};
-use crate::event::{EventBody, Message, RuntimePayload};
+use crate::event::{EventBody, Message, RuntimePayload, ToolCall};
 use crate::llm::mock::{MockProvider, MockScript};
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -44,11 +44,36 @@ fn interactive_expert() -> Expert {
     expert
 }
 
+/// The segments' begins and ends, as `begin <expert> <run>` / `end <expert> <run>`.
+#[derive(Default)]
+struct Segments(std::sync::Mutex<Vec<String>>);
+
+impl SegmentSkills for Segments {
+    fn begin(&self, expert_key: &str, run_id: &str) {
+        self.log(format!("begin {expert_key} {run_id}"));
+    }
+
+    fn end(&self, expert_key: &str, run_id: &str) {
+        self.log(format!("end {expert_key} {run_id}"));
+    }
+}
+
+impl Segments {
+    fn log(&self, entry: String) {
+        self.0.lock().expect("log").push(entry);
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.0.lock().expect("log").clone()
+    }
+}
+
 /// A job over `experts` (the first is the coordinator), each with its interactive tools and
 /// delegates as the runtime builds them.
 struct TestJob {
     experts: IndexMap<String, Expert>,
     tools: HashMap<String, ToolSet>,
+    segments: Segments,
     provider: Provider,
     settings: RunSettings,
     stop: StopRequest,
@@ -75,6 +100,7 @@ impl TestJob {
         TestJob {
             experts,
             tools,
+            segments: Segments::default(),
             provider: Provider::Mock(MockProvider::new(script)),
             settings: RunSettings {
                 model: "mock".into(),
@@ -101,6 +127,7 @@ impl TestJob {
             provider: &self.provider,
             experts: &self.experts,
             tools: &self.tools,
+            skills: &self.segments,
             sink: &sink,
             settings: &self.settings,
             job_id: "j",
@@ -278,13 +305,18 @@ async fn unknown_tools_become_error_results_and_steps_continue() {
             "completeRun@2"
         ]
     );
+    let Some(RunPayload::CallTools { tool_calls, .. }) = events[2].run_payload() else {
+        panic!("expected callTools");
+    };
+    // No skill offers it, and the call says so rather than leaving the name empty.
+    assert_eq!(tool_calls[0].skill_name, tools::NO_SKILL);
     let Some(RunPayload::ResolveToolResults { tool_results }) = events[3].run_payload() else {
         panic!("expected resolveToolResults");
     };
-    assert!(
-        tool_results[0].result[0]
-            .as_text()
-            .is_some_and(|t| t.starts_with("Error calling tool nope: no such tool"))
+    assert_eq!(tool_results[0].skill_name, tools::NO_SKILL);
+    assert_eq!(
+        tool_results[0].result[0].as_text(),
+        Some("Error calling tool nope: Tool nope not found. The tools you have: none.")
     );
     // The completed checkpoint holds the whole conversation.
     let Some(RunPayload::CompleteRun { checkpoint, .. }) = events[7].run_payload() else {
@@ -303,6 +335,46 @@ async fn unknown_tools_become_error_results_and_steps_continue() {
     );
     assert_eq!(checkpoint.status, CheckpointStatus::Completed);
     assert_eq!(checkpoint.step_number, 2);
+}
+
+#[tokio::test]
+async fn a_model_calling_only_tools_it_lacks_is_stopped_after_max_retries() {
+    let script = "[[turn]]\n[[turn.toolCalls]]\nname = \"nope\"\n\n\
+                  [[turn]]\n[[turn.toolCalls]]\nname = \"nada\"\n\n[[turn]]\ntext = \"never\"\n";
+    // maxRetries is 1: one step answered with "not found", the second in a row stops the run.
+    let (outcome, events) = run(script, 10).await;
+    let RunOutcome::StoppedByError(error) = outcome else {
+        panic!("expected a stop by error, got {outcome:?}");
+    };
+    assert_eq!(error.name, TOOL_NOT_FOUND);
+    assert_eq!(
+        error.message,
+        "Tool nada not found (the model called only tools the Expert lacks 2 times in a row)"
+    );
+    assert_eq!(
+        types(&events),
+        [
+            "startRun@1",
+            "startGeneration@1",
+            "callTools@1",
+            "resolveToolResults@1",
+            "finishToolCall@1",
+            "continueToNextStep@1",
+            "startGeneration@2",
+            "stopRunByError@2"
+        ]
+    );
+    let stopped = last_checkpoint(&events, "main");
+    assert_eq!(stopped.retry_count, Some(2));
+
+    // With maxRetries 0 the first such call stops the run, as Perstack's does.
+    let mut job = TestJob::new(vec![expert()], script, 10);
+    job.settings.max_retries = 0;
+    let (outcome, _) = job.query("go").await;
+    assert!(
+        matches!(&outcome, RunOutcome::StoppedByError(e) if e.message == "Tool nope not found"),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -353,6 +425,25 @@ async fn truncated_output_is_retried_in_the_next_step() {
             "completeRun@2"
         ]
     );
+    // The reason is Perstack's JSON string, and the model is told the same text.
+    let Some(RunPayload::Retry {
+        reason,
+        new_messages,
+        ..
+    }) = events[2].run_payload()
+    else {
+        panic!("retry");
+    };
+    let parsed: Value = serde_json::from_str(reason).expect("a JSON reason");
+    assert_eq!(parsed["error"], "OutputLengthExceeded");
+    assert!(parsed["message"].is_string());
+    assert_eq!(new_messages[0].contents[0].as_text(), Some(reason.as_str()));
+    // The checkpoint counts the failed generation, and a good one sets it back to 0.
+    let Some(RunPayload::ContinueToNextStep { checkpoint, .. }) = events[3].run_payload() else {
+        panic!("continueToNextStep");
+    };
+    assert_eq!(checkpoint.retry_count, Some(1));
+    assert_eq!(last_checkpoint(&events, "main").retry_count, Some(0));
 }
 
 const ONE_DELEGATE: &str = r#"
@@ -498,6 +589,40 @@ async fn one_delegate_runs_as_a_child_and_the_parent_resumes_with_its_answer() {
         })
         .collect();
     assert_eq!(done.usage.total_tokens, per_turn.iter().sum::<u64>());
+}
+
+#[tokio::test]
+async fn every_segment_begins_and_ends_its_skills_under_its_own_run_id() {
+    let job = TestJob::new(
+        vec![expert_with("main", &["helper"]), expert_with("helper", &[])],
+        ONE_DELEGATE,
+        10,
+    );
+    let (_, events) = job.query("What is X?").await;
+    let later: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Runtime(RuntimePayload::InitializeRuntime { expert_name, .. }) => {
+                Some((expert_name.clone(), e.run_id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let [(child, child_run), (parent, parent_run)] = &later[..] else {
+        panic!("two later segments, got {later:?}");
+    };
+    assert_eq!((child.as_str(), parent.as_str()), ("helper", "main"));
+    // The first segment was begun by the caller (the runtime, before its skills connect).
+    assert_eq!(
+        job.segments.entries(),
+        [
+            "end main r".to_string(),
+            format!("begin helper {child_run}"),
+            format!("end helper {child_run}"),
+            format!("begin main {parent_run}"),
+            format!("end main {parent_run}"),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -823,6 +948,36 @@ async fn an_interactive_tool_stops_the_run_and_an_answer_resumes_it() {
 }
 
 #[tokio::test]
+async fn a_continued_runs_initialize_runtime_names_the_answered_calls_skill() {
+    let job = TestJob::new(vec![interactive_expert()], ASK, 10);
+    let (_, events) = job.query("Paint it").await;
+    let stopped = last_checkpoint(&events, "main");
+    // The answer came as plain text: its skill is the pending call's.
+    let start = Start::Resume {
+        checkpoint: stopped,
+        input: ResumeInput::Answer(InteractiveToolCallResult {
+            tool_call_id: "ask-1".into(),
+            tool_name: "askUser".into(),
+            skill_name: String::new(),
+            text: "blue".into(),
+        }),
+    };
+    let event = initialize_runtime(
+        "j",
+        "r2",
+        &job.experts["main"],
+        &job.experts,
+        &job.settings,
+        &start,
+    );
+    let line: Value = serde_json::from_str(&event.to_line()).expect("json");
+    assert_eq!(
+        line["interactiveToolCall"],
+        serde_json::json!({"toolName": "askUser", "toolCallId": "ask-1", "skillName": "ask", "text": "blue"})
+    );
+}
+
+#[tokio::test]
 async fn calls_are_ordered_mcp_then_delegates_then_interactive() {
     let script = r#"
 [[turn]]
@@ -895,7 +1050,105 @@ text = "helped"
         .flatten()
         .map(|r| (r.id.as_str(), r.skill_name.as_str()))
         .collect();
-    assert_eq!(partial, [("c-mcp", ""), ("c-help", "delegate/helper")]);
+    assert_eq!(
+        partial,
+        [("c-mcp", tools::NO_SKILL), ("c-help", "delegate/helper")]
+    );
+    // Each stop's step keeps what was waiting and what was gathered, as Perstack's does.
+    let ids = |calls: &Option<Vec<ToolCall>>| -> Vec<String> {
+        calls.iter().flatten().map(|c| c.id.clone()).collect()
+    };
+    let result_ids = |results: &Option<Vec<ToolResult>>| -> Vec<String> {
+        results.iter().flatten().map(|r| r.id.clone()).collect()
+    };
+    let steps: Vec<&Step> = events
+        .iter()
+        .filter_map(|e| match e.run_payload() {
+            Some(
+                RunPayload::StopRunByDelegate { step, .. }
+                | RunPayload::StopRunByInteractiveTool { step, .. },
+            ) => Some(step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(ids(&steps[0].pending_tool_calls), ["c-help", "c-ask"]);
+    assert_eq!(result_ids(&steps[0].partial_tool_results), ["c-mcp"]);
+    assert_eq!(ids(&steps[1].pending_tool_calls), ["c-ask"]);
+    assert_eq!(
+        result_ids(&steps[1].partial_tool_results),
+        ["c-mcp", "c-help"]
+    );
+    // …and reads them back from the event line.
+    let stop = events
+        .iter()
+        .find(|e| e.type_name() == "stopRunByDelegate")
+        .expect("stopRunByDelegate");
+    assert_eq!(Event::from_line(&stop.to_line()).ok().as_ref(), Some(stop));
+}
+
+#[tokio::test]
+async fn a_perstack_delegating_checkpoint_continues_its_delegation() {
+    // Perstack keeps the delegations of a `stoppedByDelegate` checkpoint in `delegateTo` only
+    // and lists the other waiting calls as pending; the answer to the delegation resumes it.
+    let script = r#"
+[[turn]]
+expert = "main"
+[[turn.toolCalls]]
+name = "askUser"
+id = "c-ask"
+[[turn.toolCalls]]
+name = "helper"
+id = "c-help"
+args = { query = "q" }
+"#;
+    let mut main = interactive_expert();
+    main.delegates = vec!["helper".into()];
+    let experts = || vec![main.clone(), expert_with("helper", &[])];
+    let job = TestJob::new(experts(), script, 10);
+    let (_, events) = job.query("go").await;
+    let mut upstream = events
+        .iter()
+        .find_map(|e| match e.run_payload() {
+            Some(RunPayload::StopRunByDelegate { checkpoint, .. }) => Some(checkpoint.clone()),
+            _ => None,
+        })
+        .expect("stopRunByDelegate");
+    upstream
+        .pending_tool_calls
+        .as_mut()
+        .expect("pending")
+        .retain(|c| c.id == "c-ask");
+
+    let resumed = TestJob::new(experts(), script, 10);
+    resumed.mock().skip_played("main", 1);
+    let (outcome, events) = resumed
+        .start(Start::Resume {
+            checkpoint: upstream,
+            input: ResumeInput::Answer(InteractiveToolCallResult {
+                tool_call_id: "c-help".into(),
+                tool_name: "helper".into(),
+                skill_name: "delegate/helper".into(),
+                text: "helped".into(),
+            }),
+        })
+        .await;
+    assert_eq!(outcome, Ok(RunOutcome::StoppedByInteractiveTool));
+    let stopped = last_checkpoint(&events, "main");
+    let partial: Vec<(&str, &str)> = stopped
+        .partial_tool_results
+        .iter()
+        .flatten()
+        .map(|r| (r.id.as_str(), r.skill_name.as_str()))
+        .collect();
+    assert_eq!(partial, [("c-help", "delegate/helper")]);
+    let pending: Vec<&str> = stopped
+        .pending_tool_calls
+        .iter()
+        .flatten()
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(pending, ["c-ask"]);
 }
 
 #[tokio::test]
@@ -984,9 +1237,13 @@ async fn a_retryable_api_error_is_retried_with_a_retry_event_and_no_step_spent()
         panic!("retry");
     };
     assert!(new_messages.is_empty());
+    // Perstack's form: the JSON string `{"error","message"}`.
+    let reason: Value = serde_json::from_str(reason).expect("a JSON reason");
+    assert_eq!(reason["error"], "AI_APICallError");
+    let message = reason["message"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("rate limited") && reason.contains("retry 1 of 1"),
-        "{reason}"
+        message.contains("rate limited") && message.contains("retry 1 of 1"),
+        "{message}"
     );
 }
 
@@ -1159,4 +1416,83 @@ text = "We met."
         })
         .expect("results");
     assert_eq!(results, ["met", "met"]);
+}
+
+#[tokio::test]
+async fn a_perstack_checkpoint_with_binary_results_continues_and_stays_in_its_schema() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/upstream/checkpoints/cp02interactive.json");
+    let checkpoint: Checkpoint =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let mut coordinator = interactive_expert();
+    coordinator.key = "coordinator".into();
+    coordinator.name = "coordinator".into();
+    let Some(Skill::Interactive(ask)) = coordinator.skills.shift_remove("ask") else {
+        panic!("the interactive skill");
+    };
+    coordinator.skills.insert(
+        "user".into(),
+        Skill::Interactive(InteractiveSkill {
+            name: "user".into(),
+            ..ask
+        }),
+    );
+    let job = TestJob::new(
+        vec![coordinator],
+        "[[turn]]\nexpert = \"coordinator\"\ntext = \"PDF it is.\"\n",
+        10,
+    );
+    let (outcome, events) = job
+        .start(Start::Resume {
+            checkpoint,
+            input: ResumeInput::Answer(InteractiveToolCallResult {
+                tool_call_id: "toolu_ask".into(),
+                tool_name: "askUser".into(),
+                skill_name: String::new(),
+                text: "PDF".into(),
+            }),
+        })
+        .await;
+    assert_eq!(
+        outcome,
+        Ok(RunOutcome::Completed {
+            text: "PDF it is.".into()
+        })
+    );
+    let Some(RunPayload::FinishAllToolCalls { new_messages }) = events
+        .iter()
+        .find(|e| e.type_name() == "finishAllToolCalls")
+        .and_then(Event::run_payload)
+    else {
+        panic!("finishAllToolCalls");
+    };
+    // Perstack's toolResultPart holds text, inline images and inline files only: the binary
+    // parts of a stored result go to the model as the inline ones they are.
+    let mut kinds = vec![];
+    for part in &new_messages[0].contents {
+        let Part::ToolResultPart { contents, .. } = part else {
+            panic!("a tool result part: {part:?}");
+        };
+        for inner in contents {
+            kinds.push(match inner {
+                Part::TextPart { .. } => "text",
+                Part::ImageInlinePart { .. } => "imageInline",
+                Part::FileInlinePart { .. } => "fileInline",
+                other => panic!("not allowed in a toolResultPart: {other:?}"),
+            });
+        }
+    }
+    // In call order (readImageFile, the delegate, the answer), then the result of no call of
+    // that message (the binary ones).
+    assert_eq!(
+        kinds,
+        [
+            "imageInline",
+            "text",
+            "text",
+            "text",
+            "fileInline",
+            "imageInline"
+        ]
+    );
 }

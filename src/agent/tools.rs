@@ -10,6 +10,11 @@ use crate::skill::client::{McpSkill, SkillConnectError};
 use crate::skill::lazy::LazySkill;
 use crate::skill::result::{ToolOutput, map_call_result};
 
+/// The `skillName` of a call to a tool the Expert lacks (and of its error result): no skill
+/// offers it (docs/skills.md, "Calls to a tool the Expert lacks"). Perstack's schema wants a
+/// non-empty name there; the parentheses keep it apart from the names skills are given.
+pub const NO_SKILL: &str = "(none)";
+
 /// Two skills offer a tool of the same name; the model could not tell them apart.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -258,6 +263,21 @@ impl ToolSet {
     }
 }
 
+/// The names in a skill's `pick` and `omit` that none of its `tools` has, each with its list
+/// (`"pick"` or `"omit"`), in list order.
+pub fn unmatched_filters<'a>(
+    tools: &[ToolSpec],
+    pick: &'a [String],
+    omit: &'a [String],
+) -> Vec<(&'static str, &'a str)> {
+    let offered = |name: &str| tools.iter().any(|t| t.name == name);
+    let pick = pick.iter().map(|name| ("pick", name.as_str()));
+    let omit = omit.iter().map(|name| ("omit", name.as_str()));
+    pick.chain(omit)
+        .filter(|(_, name)| !offered(name))
+        .collect()
+}
+
 /// The tool name of a delegate: the last `/` segment of its name (`@acme/writer` → `writer`).
 pub fn delegate_tool_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
@@ -333,6 +353,18 @@ mod tests {
         let all = names(&omitted);
         assert!(all.contains(&"echo".to_string()) && all.contains(&"get_env".to_string()));
         assert!(!all.contains(&"crash".to_string()) && !all.contains(&"sleep".to_string()));
+    }
+
+    #[tokio::test]
+    async fn pick_and_omit_names_the_skill_lacks_are_found() {
+        let fixture = connect("fixture", FixtureServer).await;
+        let pick = ["echo".to_string(), "think".to_string()];
+        let omit = ["crash".to_string(), "crahs".to_string()];
+        assert_eq!(
+            unmatched_filters(&fixture.tools, &pick, &omit),
+            [("pick", "think"), ("omit", "crahs")]
+        );
+        assert!(unmatched_filters(&fixture.tools, &[], &[]).is_empty());
     }
 
     #[tokio::test]

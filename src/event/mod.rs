@@ -21,19 +21,49 @@
 //! Who writes what: the runtime container emits the run events, `initializeRuntime` and the
 //! `skill*` connection events on its stdout; the host controller relays each line as it arrives
 //! and adds its own `dockerBuildProgress`, `dockerContainerStatus` and `skillStderr` (read from
-//! the skill containers' stderr), with the same `jobId` and `runId`.
+//! the skill containers' stderr), with the job's `jobId` and its first `runId`.
+//!
+//! Run segments: every segment of a job — the coordinator's first, each delegate's run, each
+//! segment a parent resumes in after its delegates — has its own `runId`, announced by its own
+//! `initializeRuntime` (whose `expertName` says whose run it is), then `skillStarting` and
+//! `skillConnected` for the MCP skills of that Expert, and ends with `skillDisconnected` for
+//! them after its last run event. Connections live for the whole job: the first segment told of
+//! one gets its durations, a later one a `skillConnected` without them (docs/skills.md,
+//! "Events"). A `skillStderr` whose `message` begins with [`RUNTIME_WARNING_PREFIX`] is the
+//! runtime's own warning about that skill (a `pick` or `omit` naming a tool it lacks), under
+//! the segment's `runId`.
+//!
+//! Values as Perstack writes them (its zod schemas in `packages/core/src/schemas/`; fixtures in
+//! `tests/fixtures/upstream/` read back unchanged):
+//! * `retry.reason` is the JSON text `{"error": name, "message": …}`.
+//! * Message parts include `imageBinaryPart` / `fileBinaryPart` (`{id, data, mimeType}`, the
+//!   data base64 in JSON); we never make them but read, keep and send them like inline parts.
+//! * The `step` of `stopRunByDelegate` and `stopRunByInteractiveTool` carries
+//!   `pendingToolCalls` (the delegate and interactive calls waiting) and `partialToolResults`
+//!   (what the step's MCP calls returned), as does the checkpoint.
+//! * Checkpoints carry `retryCount`: unusable generations in a row, 0 after a usable one.
+//! * `initializeRuntime.interactiveToolCall` carries `skillName` too, as Perstack's runtime
+//!   emits it (its schema leaves it out).
+//! * A number with no fractional part is written as an integer (`contextWindowUsage: 0`).
 //!
 //! Where we differ from Perstack, on purpose:
 //! * `retry` is also emitted before each backoff after a retryable API error (429, 5xx,
-//!   overloaded…): `reason` names the error, the retry's number and the wait; `newMessages` is
-//!   empty and no step is spent, because the model saw nothing of the failed attempt. The
-//!   `retry` that costs a step (Perstack's) is kept for generations with nothing usable in them.
+//!   overloaded…): its `reason`'s `error` is the error's name, its `message` the error's message
+//!   with the retry's number and the wait; `newMessages` is empty and no step is spent, because
+//!   the model saw nothing of the failed attempt. The `retry` that costs a step (Perstack's) is
+//!   kept for generations with nothing usable in them (`error` `NoToolCallOrText` or
+//!   `OutputLengthExceeded`; the model is told the same JSON text).
 //! * A parent whose sequential delegate fails or runs out of steps emits its own
 //!   `stopRunByError` / `stopRunByExceededMaxSteps` after the child's, so the coordinator's
 //!   terminal event always says how the job ended.
 //! * A run stopped by the user's first Ctrl-C ends, after the step under way, with
 //!   `stopRunByError` whose `error.name` is `"Interrupted"`, in place of that step's
 //!   `continueToNextStep`: its checkpoint is the finished step's, which `--continue` resumes.
+//! * A call to a tool the Expert lacks does not stop the run (Perstack's throws `Tool X not
+//!   found`): its `ToolCall` and `ToolResult` have `skillName` `"(none)"` and the result is an
+//!   error naming the tools there are. Only when every call of `maxRetries + 1` generations in a
+//!   row is such a call does the run stop, with `stopRunByError` `error.name` `"ToolNotFound"`
+//!   (docs/skills.md, "Calls to a tool the Expert lacks").
 //!
 //! Timestamps are milliseconds since the Unix epoch. Ids are opaque strings.
 
@@ -46,6 +76,11 @@ pub use types::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// How a `skillStderr` line the runtime writes itself begins: a warning about the skill found
+/// when connecting it (a `pick` or `omit` naming a tool it does not offer), not its server's
+/// output.
+pub const RUNTIME_WARNING_PREFIX: &str = "perstack-sandbox: warning: ";
 
 /// One event: the common header and a payload.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,7 +283,11 @@ pub enum RuntimePayload {
         stage: BuildStage,
         service: String,
         message: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "types::js_number::option"
+        )]
         progress: Option<f64>,
     },
     #[serde(rename_all = "camelCase")]
@@ -272,6 +311,10 @@ pub enum RuntimePayload {
 }
 
 /// The answer a continued run starts with (`initializeRuntime.interactiveToolCall`).
+///
+/// Perstack's schema declares `{toolName, toolCallId, text}`, but its runtime emits the run's
+/// whole `interactiveToolCallResult` there, `skillName` included; so do we, and a line without
+/// it reads back without it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InteractiveToolCall {
@@ -279,6 +322,9 @@ pub struct InteractiveToolCall {
     pub tool_name: String,
     /// The call answered.
     pub tool_call_id: String,
+    /// The skill of the tool answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skill_name: Option<String>,
     /// The answer.
     pub text: String,
 }
@@ -498,6 +544,9 @@ impl Event {
         }
     }
 }
+
+#[cfg(test)]
+mod upstream_tests;
 
 #[cfg(test)]
 mod tests {

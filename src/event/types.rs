@@ -124,6 +124,17 @@ pub enum Part {
         /// Its MIME type.
         mime_type: String,
     },
+    /// An image as a string of data (Perstack's "binary" part: in JSON its `data` is base64,
+    /// which is how the providers are sent it).
+    #[serde(rename_all = "camelCase")]
+    ImageBinaryPart {
+        /// Unique id.
+        id: String,
+        /// The data, base64.
+        data: String,
+        /// Its MIME type.
+        mime_type: String,
+    },
     /// A file by URL.
     #[serde(rename_all = "camelCase")]
     FileUrlPart {
@@ -141,6 +152,16 @@ pub enum Part {
         id: String,
         /// Base64 data.
         encoded_data: String,
+        /// Its MIME type.
+        mime_type: String,
+    },
+    /// A file as a string of data (Perstack's "binary" part: in JSON its `data` is base64).
+    #[serde(rename_all = "camelCase")]
+    FileBinaryPart {
+        /// Unique id.
+        id: String,
+        /// The data, base64.
+        data: String,
         /// Its MIME type.
         mime_type: String,
     },
@@ -278,7 +299,11 @@ pub struct Checkpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
     /// Fraction of the context window used, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "js_number::option"
+    )]
     pub context_window_usage: Option<f64>,
     /// Calls still to run when resuming.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,6 +370,13 @@ pub struct Step {
     /// Their results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_results: Option<Vec<ToolResult>>,
+    /// Calls still waiting when the step stopped for delegates or the user: the delegate and
+    /// interactive calls (on `stopRunByDelegate` / `stopRunByInteractiveTool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_tool_calls: Option<Vec<ToolCall>>,
+    /// Results the step had gathered when it stopped (the MCP calls run before it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_tool_results: Option<Vec<ToolResult>>,
     /// Usage of the step.
     pub usage: Usage,
     /// Start, ms since the epoch.
@@ -369,4 +401,31 @@ pub struct InteractiveToolCallResult {
     pub skill_name: String,
     /// The answer.
     pub text: String,
+}
+
+/// Numbers written as JavaScript writes them: a float with no fractional part is an integer
+/// (`0`, not `0.0`), so a value Perstack wrote reads back and writes out unchanged.
+pub mod js_number {
+    use serde::Serializer;
+
+    /// The largest integer a JavaScript number holds exactly (2^53).
+    const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
+
+    /// Serializes `value` as an integer when it is one, else as a float.
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() && value.fract() == 0.0 && value.abs() <= MAX_SAFE {
+            // Exact: the value is an integer within ±2^53.
+            serializer.serialize_i64(*value as i64)
+        } else {
+            serializer.serialize_f64(*value)
+        }
+    }
+
+    /// [`serialize`] for an optional field (used with `skip_serializing_if = "Option::is_none"`).
+    pub fn option<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => serialize(value, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
 }

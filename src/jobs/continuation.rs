@@ -120,8 +120,13 @@ pub fn check_input(
     if waits_for_user && !interactive {
         return Err(JobsError::AnswerNeeded {
             checkpoint_id: checkpoint.id.clone(),
-            tool: first_tool_call(checkpoint)
-                .map(|(_, name)| name)
+            tool: checkpoint
+                .pending_tool_calls
+                .iter()
+                .flatten()
+                .next()
+                .map(|c| c.tool_name.clone())
+                .or_else(|| first_tool_call(checkpoint).map(|(_, name)| name))
                 .unwrap_or_else(|| "a tool".to_string()),
         });
     }
@@ -144,7 +149,9 @@ pub fn check_input(
 
 /// The `-i` answer: the query itself when it is the JSON object
 /// `{toolCallId, toolName, skillName, text}`; otherwise the query is the text, answering the
-/// first tool call of the checkpoint's last expert message.
+/// checkpoint's first pending call — or, on a checkpoint that lists none, the first tool call of
+/// its last expert message. (Perstack takes that first tool call even when it is an MCP call
+/// answered already, which happens whenever one step mixes MCP and interactive calls.)
 pub fn interactive_answer(
     checkpoint: &Checkpoint,
     query: &str,
@@ -154,17 +161,19 @@ pub fn interactive_answer(
     {
         return Ok(answer);
     }
+    if let Some(call) = checkpoint.pending_tool_calls.iter().flatten().next() {
+        return Ok(InteractiveToolCallResult {
+            tool_call_id: call.id.clone(),
+            tool_name: call.tool_name.clone(),
+            skill_name: call.skill_name.clone(),
+            text: query.to_string(),
+        });
+    }
     let (tool_call_id, tool_name) =
         first_tool_call(checkpoint).ok_or_else(|| JobsError::NoPendingCall {
             checkpoint_id: checkpoint.id.clone(),
         })?;
-    let skill_name = checkpoint
-        .pending_tool_calls
-        .iter()
-        .flatten()
-        .find(|call| call.id == tool_call_id)
-        .map(|call| call.skill_name.clone())
-        .unwrap_or_default();
+    let skill_name = String::new();
     Ok(InteractiveToolCallResult {
         tool_call_id,
         tool_name,

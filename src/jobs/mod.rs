@@ -4,7 +4,8 @@
 //! `-i`).
 //!
 //! - [`store`]: the files and their layout; listing; atomic writes ([`fs`]).
-//! - [`job`]: `job.json`. [`run_setting`]: `run-setting.json`, secrets redacted.
+//! - [`job`]: `job.json`. [`run_setting`]: `run-setting.json`, secrets redacted, its Experts
+//!   in the shape Perstack's runtime holds them ([`setting_expert`]).
 //! - [`recorder`]: storing a run while its events are relayed.
 //! - [`continuation`]: which checkpoint a continued run starts from, and its input.
 
@@ -13,6 +14,7 @@ pub mod fs;
 pub mod job;
 pub mod recorder;
 pub mod run_setting;
+pub mod setting_expert;
 pub mod store;
 
 #[cfg(test)]

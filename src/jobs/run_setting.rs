@@ -3,8 +3,11 @@
 //!
 //! Perstack stores the provider's API key, the Perstack API key and the whole environment in this
 //! file. We keep the shape, so tools that read it still find every field, but never a value that
-//! could be a secret: the provider key, header values, `perstackApiKey` and every variable's value
-//! become `"[redacted]"`. Only the variable names a run passed into its containers are listed.
+//! could be a secret: the provider key (`apiKey`, which Perstack's schema requires of every keyed
+//! provider; Bedrock's `accessKeyId`, `secretAccessKey` and `sessionToken`), header values,
+//! `perstackApiKey` and every variable's value become `"[redacted]"`. Only the variable names a
+//! run passed into its containers are listed. The Experts are written as Perstack's runtime
+//! holds them ([`SettingExpert`]).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +15,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::setting_expert::SettingExpert;
 use crate::config::RunSettings;
-use crate::config::{Config, Expert, Skill};
+use crate::config::{Config, ProviderName, Skill};
 use crate::event::InteractiveToolCallResult;
 
 /// What replaces every secret value.
@@ -43,7 +47,8 @@ pub struct RunInput {
 pub struct RunSetting {
     /// The model.
     pub model: String,
-    /// `providerName`, the `[provider.setting]` fields, and `apiKey` — redacted — when set.
+    /// `providerName`, the credentials Perstack's schema requires of the provider (redacted),
+    /// and the `[provider.setting]` fields (header values redacted).
     pub provider_config: Value,
     /// The job.
     pub job_id: String,
@@ -54,7 +59,7 @@ pub struct RunSetting {
     /// What the run was asked.
     pub input: RunInput,
     /// The Experts the run can reach (the coordinator and its delegation closure).
-    pub experts: IndexMap<String, Expert>,
+    pub experts: IndexMap<String, SettingExpert>,
     /// `none`…`high` or a token count, as given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_budget: Option<Value>,
@@ -113,42 +118,15 @@ impl RunSetting {
     /// The redacted run setting of a run about to start.
     pub fn new(source: RunSettingSource<'_>) -> RunSetting {
         let config = source.config;
-        let provider = source.settings.provider;
-        let mut provider_config = Map::new();
-        provider_config.insert("providerName".into(), Value::from(provider.as_str()));
-        if provider
-            .info()
-            .key_vars
-            .iter()
-            .any(|var| source.env.contains_key(*var))
-        {
-            provider_config.insert("apiKey".into(), Value::from(REDACTED));
-        }
-        let setting = config
-            .provider
-            .as_ref()
-            .filter(|p| p.provider_name == provider)
-            .and_then(|p| serde_json::to_value(&p.setting).ok());
-        if let Some(Value::Object(setting)) = setting {
-            for (key, value) in setting {
-                let value = match (key.as_str(), value) {
-                    // Header values are where `Authorization: Bearer …` goes.
-                    ("headers", Value::Object(headers)) => Value::Object(
-                        headers
-                            .into_iter()
-                            .map(|(name, _)| (name, Value::from(REDACTED)))
-                            .collect(),
-                    ),
-                    (_, value) => value,
-                };
-                provider_config.insert(key, value);
-            }
-        }
-
-        let experts: IndexMap<String, Expert> = source
+        let experts: IndexMap<String, SettingExpert> = source
             .closure
             .iter()
-            .filter_map(|key| config.experts.get(key).map(|e| (key.clone(), e.clone())))
+            .filter_map(|key| {
+                config
+                    .experts
+                    .get(key)
+                    .map(|e| (key.clone(), SettingExpert::from(e)))
+            })
             .collect();
         // The names of what entered the containers: the runtime's variables and every skill's
         // requiredEnv that was set. Never a value.
@@ -156,7 +134,7 @@ impl RunSetting {
         for (name, _) in source.runtime_env {
             env.insert(name.clone(), REDACTED.to_string());
         }
-        for expert in experts.values() {
+        for expert in source.closure.iter().filter_map(|k| config.experts.get(k)) {
             for skill in expert.skills.values() {
                 if let Skill::McpStdio(stdio) = skill {
                     for name in &stdio.required_env {
@@ -174,7 +152,7 @@ impl RunSetting {
 
         RunSetting {
             model: source.settings.model.clone(),
-            provider_config: Value::Object(provider_config),
+            provider_config: provider_config(config, source.settings.provider, source.env),
             job_id: source.job_id.to_string(),
             run_id: source.run_id.to_string(),
             expert_key: source.expert_key.to_string(),
@@ -203,10 +181,62 @@ impl RunSetting {
     }
 }
 
+/// `providerConfig` (Perstack's `ProviderConfig`): the provider's name, the credentials its
+/// schema requires — always present, always [`REDACTED`]: the run only starts when they are set
+/// (preflight), and the value says nothing either way — then the file's `[provider.setting]`
+/// when it is this provider's, header values redacted.
+fn provider_config(
+    config: &Config,
+    provider: ProviderName,
+    env: &BTreeMap<String, String>,
+) -> Value {
+    let mut out = Map::new();
+    out.insert("providerName".into(), Value::from(provider.as_str()));
+    let redacted = || Value::from(REDACTED);
+    match provider {
+        ProviderName::AmazonBedrock => {
+            out.insert("accessKeyId".into(), redacted());
+            out.insert("secretAccessKey".into(), redacted());
+            // Not a secret, and required: the file's setting, else the variable (§7).
+            if let Some(region) = env.get("AWS_REGION") {
+                out.insert("region".into(), Value::from(region.clone()));
+            }
+            if env.contains_key("AWS_SESSION_TOKEN") {
+                out.insert("sessionToken".into(), redacted());
+            }
+        }
+        // A provider reached with an API key has `apiKey`.
+        _ if !provider.info().key_vars.is_empty() => {
+            out.insert("apiKey".into(), redacted());
+        }
+        _ => {}
+    }
+    let setting = config
+        .provider
+        .as_ref()
+        .filter(|p| p.provider_name == provider)
+        .and_then(|p| serde_json::to_value(&p.setting).ok());
+    if let Some(Value::Object(setting)) = setting {
+        for (key, value) in setting {
+            let value = match (key.as_str(), value) {
+                // Header values are where `Authorization: Bearer …` goes.
+                ("headers", Value::Object(headers)) => Value::Object(
+                    headers
+                        .into_iter()
+                        .map(|(name, _)| (name, Value::from(REDACTED)))
+                        .collect(),
+                ),
+                (_, value) => value,
+            };
+            out.insert(key, value);
+        }
+    }
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProviderName;
 
     const CONFIG: &str = r#"
 model = "claude-sonnet-4-5"
@@ -230,6 +260,10 @@ type = "mcpStdioSkill"
 command = "npx"
 packageName = "web-mcp"
 requiredEnv = ["WEB_KEY", "UNSET_KEY"]
+
+[experts.main.skills.user]
+type = "interactiveSkill"
+tools.askColour = { description = "Ask for a colour.", inputJsonSchema = '{"type":"object","properties":{"colour":{"type":"string"}}}' }
 
 [experts.helper]
 instruction = "Help."
@@ -295,6 +329,60 @@ instruction = "Not reachable."
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn an_interactive_tools_schema_is_the_json_string_perstack_requires() {
+        let setting = serde_json::to_value(setting(false)).expect("json");
+        let tool = &setting["experts"]["main"]["skills"]["user"]["tools"]["askColour"];
+        assert_eq!(tool["name"], "askColour");
+        let schema = tool["inputJsonSchema"].as_str().expect("a string");
+        let parsed: Value = serde_json::from_str(schema).expect("JSON text");
+        assert_eq!(parsed["properties"]["colour"]["type"], "string");
+        // The defaults Perstack's parse fills in are written out.
+        let web = &setting["experts"]["main"]["skills"]["web"];
+        assert_eq!(web["pick"], serde_json::json!([]));
+        assert_eq!(web["args"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn every_keyed_provider_has_its_credentials_redacted_and_the_others_none() {
+        let config = crate::config::load_str(
+            std::path::Path::new("/p/perstack.toml"),
+            "[experts.main]\ninstruction = \"Work.\"\n",
+        )
+        .expect("valid")
+        .config;
+        let env = BTreeMap::from([
+            ("AWS_REGION".to_string(), "eu-west-1".to_string()),
+            (
+                "AWS_SESSION_TOKEN".to_string(),
+                "session-secret".to_string(),
+            ),
+        ]);
+        let of = |provider| provider_config(&config, provider, &env);
+        for keyed in [
+            ProviderName::Anthropic,
+            ProviderName::Google,
+            ProviderName::Openai,
+            ProviderName::Deepseek,
+            ProviderName::AzureOpenai,
+        ] {
+            assert_eq!(of(keyed)["apiKey"], REDACTED, "{keyed:?}");
+        }
+        assert_eq!(
+            of(ProviderName::AmazonBedrock),
+            serde_json::json!({
+                "providerName": "amazon-bedrock",
+                "accessKeyId": REDACTED,
+                "secretAccessKey": REDACTED,
+                "region": "eu-west-1",
+                "sessionToken": REDACTED,
+            })
+        );
+        for keyless in [ProviderName::Ollama, ProviderName::GoogleVertex] {
+            assert!(of(keyless).get("apiKey").is_none(), "{keyless:?}");
+        }
     }
 
     #[test]

@@ -576,7 +576,7 @@ fn stopped_by_interactive_tool() -> crate::event::Checkpoint {
 }
 
 #[test]
-fn a_plain_answer_answers_the_first_tool_call_of_the_last_expert_message() {
+fn a_plain_answer_answers_the_first_pending_call() {
     let answer = interactive_answer(&stopped_by_interactive_tool(), "blue").expect("answer");
     assert_eq!(
         answer,
@@ -586,6 +586,14 @@ fn a_plain_answer_answers_the_first_tool_call_of_the_last_expert_message() {
             skill_name: "ask".into(),
             text: "blue".into(),
         }
+    );
+    // A checkpoint that lists no pending calls: the first call of its last expert message.
+    let mut unlisted = stopped_by_interactive_tool();
+    unlisted.pending_tool_calls = None;
+    let answer = interactive_answer(&unlisted, "blue").expect("answer");
+    assert_eq!(
+        (answer.tool_call_id.as_str(), answer.skill_name.as_str()),
+        ("call-7", "")
     );
 }
 
@@ -639,8 +647,65 @@ fn the_input_must_fit_the_checkpoints_status() {
 
     let mut no_calls = waiting;
     no_calls.messages.clear();
+    no_calls.pending_tool_calls = None;
     assert!(matches!(
         interactive_answer(&no_calls, "blue"),
         Err(JobsError::NoPendingCall { .. })
     ));
+}
+
+#[test]
+fn a_job_perstack_stored_is_listed_and_continued_from_its_own_files() {
+    // Perstack's files, byte for byte as its filesystem storage writes them (compact JSON),
+    // copied into a workspace's store.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/upstream");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let job_dir = store.job_dir("k3m9x2p7q1w8e5r4t6y0u2i9");
+    std::fs::create_dir_all(job_dir.join("checkpoints")).expect("mkdir");
+    std::fs::copy(fixtures.join("job.json"), job_dir.join("job.json")).expect("job.json");
+    for entry in std::fs::read_dir(fixtures.join("checkpoints")).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("a name");
+        std::fs::copy(&path, job_dir.join("checkpoints").join(name)).expect("copy");
+    }
+
+    let stored = store.checkpoints("k3m9x2p7q1w8e5r4t6y0u2i9");
+    let mut listed: Vec<(u32, &str)> = stored
+        .iter()
+        .map(|c| (c.checkpoint.step_number, c.checkpoint.id.as_str()))
+        .collect();
+    assert!(listed.is_sorted_by_key(|(step, _)| *step), "{listed:?}");
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            (1, "cp01init"),
+            (1, "cp03delegate"),
+            (2, "cp04child"),
+            (3, "cp02interactive"),
+            (4, "cp05error")
+        ]
+    );
+    let from = ContinueFrom::Job {
+        job_id: "k3m9x2p7q1w8e5r4t6y0u2i9".into(),
+        checkpoint_id: Some("cp02interactive".into()),
+    };
+    let chosen = select_checkpoint(&store, &from, "coordinator").expect("found");
+    // The runtime is handed the file as it is.
+    assert_eq!(
+        chosen.json,
+        std::fs::read_to_string(fixtures.join("checkpoints/cp02interactive.json")).expect("read")
+    );
+    check_input(&chosen.checkpoint, true, "PDF").expect("waits for an answer");
+    let answer = interactive_answer(&chosen.checkpoint, "PDF").expect("an answer");
+    // The call waiting for it, not the first call of the step (an MCP call, answered already).
+    assert_eq!(
+        (
+            answer.tool_call_id.as_str(),
+            answer.tool_name.as_str(),
+            answer.skill_name.as_str()
+        ),
+        ("toolu_ask", "askUser", "user")
+    );
 }

@@ -176,6 +176,11 @@ fn content_block(part: &Part) -> Option<Value> {
             encoded_data,
             mime_type,
             ..
+        }
+        | Part::ImageBinaryPart {
+            data: encoded_data,
+            mime_type,
+            ..
         } => Some(json!({
             "type": "image",
             "source": {"type": "base64", "media_type": mime_type, "data": encoded_data},
@@ -185,6 +190,11 @@ fn content_block(part: &Part) -> Option<Value> {
         }
         Part::FileInlinePart {
             encoded_data,
+            mime_type,
+            ..
+        }
+        | Part::FileBinaryPart {
+            data: encoded_data,
             mime_type,
             ..
         } => Some(json!({

@@ -184,6 +184,16 @@ fn user_parts(parts: &[Part]) -> Vec<Value> {
                 encoded_data,
                 mime_type,
                 ..
+            }
+            | Part::ImageBinaryPart {
+                data: encoded_data,
+                mime_type,
+                ..
+            }
+            | Part::FileBinaryPart {
+                data: encoded_data,
+                mime_type,
+                ..
             } => Some(json!({"inlineData": {"mimeType": mime_type, "data": encoded_data}})),
             Part::ImageUrlPart { url, mime_type, .. }
             | Part::FileUrlPart { url, mime_type, .. } => {

@@ -161,7 +161,10 @@ fn user_turn(parts: &[Part]) -> Value {
     let images: Vec<&str> = parts
         .iter()
         .filter_map(|p| match p {
-            Part::ImageInlinePart { encoded_data, .. } => Some(encoded_data.as_str()),
+            Part::ImageInlinePart { encoded_data, .. }
+            | Part::ImageBinaryPart {
+                data: encoded_data, ..
+            } => Some(encoded_data.as_str()),
             _ => None,
         })
         .collect();

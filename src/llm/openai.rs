@@ -317,6 +317,11 @@ fn user_content(parts: &[Part]) -> Value {
                 encoded_data,
                 mime_type,
                 ..
+            }
+            | Part::ImageBinaryPart {
+                data: encoded_data,
+                mime_type,
+                ..
             } => Some(json!({
                 "type": "image_url",
                 "image_url": {"url": format!("data:{mime_type};base64,{encoded_data}")},
@@ -326,6 +331,11 @@ fn user_content(parts: &[Part]) -> Value {
             }
             Part::FileInlinePart {
                 encoded_data,
+                mime_type,
+                ..
+            }
+            | Part::FileBinaryPart {
+                data: encoded_data,
                 mime_type,
                 ..
             } => Some(json!({

@@ -3,7 +3,12 @@
 //! One writer task owns stdout. With `--json` (the default when stdout is not a terminal) it
 //! writes each event as one JSON line — relayed runtime lines byte for byte. Otherwise it renders
 //! a compact human view; `--verbose` adds build output, skill stderr and generation starts.
+//!
+//! The human view remembers whose run each `runId` is (from its `initializeRuntime`), so in a
+//! job of several Experts a skill's line names the Expert it belongs to; each skill is shown
+//! connected once, though every segment of its Expert reports it (docs/skills.md).
 
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 
 use serde_json::Value;
@@ -11,7 +16,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::event::{
-    BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload, ToolResult,
+    BuildStage, ContainerStatus, Event, EventBody, RUNTIME_WARNING_PREFIX, RunPayload,
+    RuntimePayload, ToolResult,
 };
 
 /// How events are shown.
@@ -65,21 +71,14 @@ impl Output {
         let (tx, mut rx) = mpsc::unbounded_channel::<Item>();
         let task = tokio::spawn(async move {
             let mut out = out;
-            let mut initialized = false;
+            let mut human = HumanView::default();
             while let Some(item) = rx.recv().await {
                 let text = match (&item, mode) {
                     (Item::Event(e), Mode::Json) => Some(e.to_line() + "\n"),
                     (Item::Relayed(line, _), Mode::Json) => Some(format!("{line}\n")),
                     (Item::Event(e), Mode::Human { verbose, color })
                     | (Item::Relayed(_, Some(e)), Mode::Human { verbose, color }) => {
-                        // Every run segment has its `initializeRuntime`; the first says what
-                        // runs, a child's `startRun` line says the rest.
-                        let again = is_initialize(e) && std::mem::replace(&mut initialized, true);
-                        if again {
-                            None
-                        } else {
-                            render(e, verbose).map(|t| style(&t, color) + "\n")
-                        }
+                        human.line(e, verbose).map(|t| style(&t, color) + "\n")
                     }
                     (Item::Relayed(_, None), Mode::Human { .. }) => None,
                 };
@@ -110,11 +109,72 @@ impl Output {
 
 const MAX_INLINE: usize = 160;
 
-fn is_initialize(event: &Event) -> bool {
-    matches!(
-        event.body,
-        EventBody::Runtime(RuntimePayload::InitializeRuntime { .. })
-    )
+/// What the human view remembers of the job so far.
+#[derive(Debug, Default)]
+struct HumanView {
+    /// Whose run each segment is: `runId` → the Expert's name.
+    runs: HashMap<String, String>,
+    /// The job has more than one Expert, so skill lines name theirs.
+    several: bool,
+    /// `(Expert, skill)` already shown connected.
+    shown: HashSet<(String, String)>,
+}
+
+impl HumanView {
+    /// The line for `event`, if it has one now.
+    fn line(&mut self, event: &Event, verbose: bool) -> Option<String> {
+        let EventBody::Runtime(payload) = &event.body else {
+            return render(event, verbose);
+        };
+        let expert = self.runs.get(&event.run_id).cloned();
+        match payload {
+            // Every run segment has its `initializeRuntime`; the first says what runs, a
+            // child's `startRun` line says the rest.
+            RuntimePayload::InitializeRuntime {
+                expert_name,
+                experts,
+                ..
+            } => {
+                let first = self.runs.is_empty();
+                self.runs.insert(event.run_id.clone(), expert_name.clone());
+                self.several |= experts.len() > 1;
+                first.then(|| render(event, verbose)).flatten()
+            }
+            RuntimePayload::SkillConnected { skill_name, .. } => {
+                let key = (expert.clone().unwrap_or_default(), skill_name.clone());
+                if !self.shown.insert(key) {
+                    return None;
+                }
+                let line = render(event, verbose)?;
+                Some(match self.whose(expert) {
+                    Some(of) => line.replacen(
+                        &format!("skill {skill_name} connected"),
+                        &format!("skill {skill_name} of {of} connected"),
+                        1,
+                    ),
+                    None => line,
+                })
+            }
+            RuntimePayload::SkillStderr {
+                skill_name,
+                message,
+            } => match message.strip_prefix(RUNTIME_WARNING_PREFIX) {
+                Some(warning) => Some(format!(
+                    "! skill {skill_name}{}: {warning}",
+                    self.whose(expert)
+                        .map(|of| format!(" of {of}"))
+                        .unwrap_or_default()
+                )),
+                None => render(event, verbose),
+            },
+            _ => render(event, verbose),
+        }
+    }
+
+    /// The Expert to name beside a skill: only when the job has several.
+    fn whose(&self, expert: Option<String>) -> Option<String> {
+        expert.filter(|_| self.several)
+    }
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -332,7 +392,7 @@ pub fn style(text: &str, color: bool) -> String {
             let code = match line.chars().next() {
                 Some('✔') => "1;32",
                 Some('✘') => "1;31",
-                Some('■') => "1;33",
+                Some('■') | Some('!') => "1;33",
                 Some('●') => "1;36",
                 Some('?') => "1;35",
                 Some('▸') => "2",
@@ -396,6 +456,8 @@ mod tests {
             new_messages: vec![],
             tool_calls: None,
             tool_results: None,
+            pending_tool_calls: None,
+            partial_tool_results: None,
             usage: Usage::default(),
             started_at: 0,
             finished_at: None,
@@ -503,6 +565,89 @@ mod tests {
         })
         .await;
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[tokio::test]
+    async fn skill_lines_name_their_expert_when_the_job_has_several() {
+        let initialize = |run: &str, name: &str, experts: &[&str]| {
+            Event::runtime(
+                "j",
+                run,
+                RuntimePayload::InitializeRuntime {
+                    runtime_version: "0".into(),
+                    runtime: None,
+                    expert_name: name.into(),
+                    experts: experts.iter().map(|e| e.to_string()).collect(),
+                    model: "m".into(),
+                    max_steps: Some(5),
+                    max_retries: 1,
+                    timeout: 1,
+                    query: None,
+                    interactive_tool_call: None,
+                },
+            )
+        };
+        let connected = |run: &str, skill: &str, total: Option<u64>| {
+            Event::runtime(
+                "j",
+                run,
+                RuntimePayload::SkillConnected {
+                    skill_name: skill.into(),
+                    server_info: None,
+                    spawn_duration_ms: None,
+                    handshake_duration_ms: None,
+                    tool_discovery_duration_ms: None,
+                    connect_duration_ms: None,
+                    total_duration_ms: total,
+                },
+            )
+        };
+        let warning = |run: &str, skill: &str| {
+            Event::runtime(
+                "j",
+                run,
+                RuntimePayload::SkillStderr {
+                    skill_name: skill.into(),
+                    message: format!("{RUNTIME_WARNING_PREFIX}`pick` names `thnik`"),
+                },
+            )
+        };
+        let human = Mode::Human {
+            verbose: false,
+            color: false,
+        };
+        let both = ["lead", "writer"];
+        let text = written(human, |output| {
+            output.event(initialize("r1", "lead", &both));
+            output.event(connected("r1", "@perstack/base", Some(4)));
+            output.event(initialize("r2", "writer", &both));
+            output.event(connected("r2", "@perstack/base", Some(5)));
+            output.event(warning("r2", "web"));
+            // The lead resumes: its reused connection is not shown again.
+            output.event(initialize("r3", "lead", &both));
+            output.event(connected("r3", "@perstack/base", None));
+        })
+        .await;
+        assert_eq!(
+            text,
+            "▸ running lead · model m · up to 5 steps\n\
+             ▸ skill @perstack/base of lead connected in 4 ms\n\
+             ▸ skill @perstack/base of writer connected in 5 ms\n\
+             ! skill web of writer: `pick` names `thnik`\n"
+        );
+        // One Expert: nothing to tell apart.
+        let text = written(human, |output| {
+            output.event(initialize("r1", "solo", &["solo"]));
+            output.event(connected("r1", "@perstack/base", Some(4)));
+            output.event(warning("r1", "web"));
+        })
+        .await;
+        assert_eq!(
+            text,
+            "▸ running solo · model m · up to 5 steps\n\
+             ▸ skill @perstack/base connected in 4 ms\n\
+             ! skill web: `pick` names `thnik`\n"
+        );
     }
 
     #[test]

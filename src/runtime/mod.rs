@@ -4,6 +4,7 @@
 //! sockets, runs the agent loop, and writes every event as one JSON line on stdout — the only
 //! thing it writes there. Diagnostics go to stderr, which the controller keeps apart.
 
+pub mod skill_events;
 pub mod skills;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use crate::contract::runtime_args::RuntimeArgs;
 use crate::contract::spec::RuntimeSpec;
 use crate::event::{Checkpoint, EventSink, MessageKind, Usage};
 use crate::llm::{HttpSettings, Provider};
+use skill_events::SkillRoster;
 
 /// Why the runtime could not run the Expert at all.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +43,14 @@ pub enum RuntimeError {
     #[error("expert `{0}` is not in this image's runtime spec")]
     UnknownExpert(String),
     /// A skill could not be connected.
-    #[error(transparent)]
-    Skill(#[from] crate::skill::client::SkillConnectError),
+    #[error("Expert `{expert}`: {source}")]
+    Skill {
+        /// Whose skill.
+        expert: String,
+        /// Why.
+        #[source]
+        source: crate::skill::client::SkillConnectError,
+    },
     /// Two skills offer the same tool.
     #[error(transparent)]
     DuplicateTool(#[from] crate::agent::tools::DuplicateTool),
@@ -164,8 +172,20 @@ async fn run_inner(
         &settings,
         &start,
     ));
-
-    let tools = connect_closure(args, &spec, sink).await?;
+    // Every Expert's skills connect now, in parallel; the first segment's are told at once,
+    // the others' when a segment of their Expert begins.
+    let roster = SkillRoster::new(sink.clone(), &args.job_id);
+    for expert in spec.experts.values() {
+        skills::register(&roster, &spec, expert);
+    }
+    roster.begin(&args.expert_key, &args.run_id);
+    let tools = match connect_closure(&spec, &roster).await {
+        Ok(tools) => tools,
+        Err(error) => {
+            roster.end(&args.expert_key, &args.run_id);
+            return Err(error);
+        }
+    };
 
     let provider_name = args
         .provider
@@ -204,13 +224,15 @@ async fn run_inner(
         provider: &provider,
         experts: &spec.experts,
         tools: &tools,
+        skills: &roster,
         sink,
         settings: &settings,
         job_id: &args.job_id,
         stop,
     };
     let outcome = job.run(&args.expert_key, &args.run_id, start).await;
-    // Skills are closed when the job ends (`skillDisconnected`), whatever happened.
+    // Skills are closed when the job ends, whatever happened; each segment already said its
+    // `skillDisconnected` when it ended.
     futures::future::join_all(tools.values().map(ToolSet::close)).await;
     Ok(outcome?)
 }
@@ -235,14 +257,13 @@ async fn read_checkpoint(
 /// tool set: its MCP skills (file order), its interactive skills, then its delegates. A tool
 /// name offered twice to one Expert is refused before anything runs.
 async fn connect_closure(
-    args: &RuntimeArgs,
     spec: &RuntimeSpec,
-    sink: &EventSink,
+    roster: &SkillRoster,
 ) -> Result<HashMap<String, ToolSet>, RuntimeError> {
     let connected = futures::future::join_all(
         spec.experts
             .values()
-            .map(|expert| skills::connect_skills(args, spec, expert, sink)),
+            .map(|expert| skills::connect_skills(spec, expert, roster)),
     )
     .await;
     let mut tools = HashMap::new();

@@ -1,5 +1,6 @@
-//! Connecting an Expert's skills, with the `skillStarting` / `skillConnected` events of
-//! PERSTACK-COMPAT.md §3.
+//! Connecting an Expert's skills. Their `skillStarting` / `skillConnected` / `skillDisconnected`
+//! events are told per run segment by the [`SkillRoster`]; this module tells it when each
+//! connection is made or ends, and what `pick`/`omit` named that the skill does not offer.
 //!
 //! - `mcpStdioSkill`: one skill container each, reached over its unix socket. All of them connect
 //!   in parallel before the run starts — except `lazyInit` ones (never `@perstack/base`), which
@@ -17,12 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::RuntimeError;
-use crate::agent::tools::ToolSet;
+use super::skill_events::{Connected, SkillRoster};
+use crate::agent::tools::{ToolSet, unmatched_filters};
 use crate::config::{Expert, McpSseSkill, Skill};
 use crate::contract::paths::CA_BUNDLE_PATH;
-use crate::contract::runtime_args::RuntimeArgs;
 use crate::contract::spec::{RuntimeSpec, SkillEndpoint};
-use crate::event::{Event, EventSink, RuntimePayload};
 use crate::skill::client::{ConnectTimings, McpSkill, SkillConnectError};
 use crate::skill::lazy::LazySkill;
 
@@ -30,25 +30,51 @@ use crate::skill::lazy::LazySkill;
 /// to complete its handshake.
 const SKILL_CONNECT_WAIT: Duration = Duration::from_secs(60);
 
-/// Connects every MCP skill of `expert_key`, emitting `skillStarting` and `skillConnected`, and
-/// builds its tool set with `pick`/`omit` applied. `lazyInit` skills are still connecting when
-/// this returns.
+/// Puts the MCP skills of `expert` on the roster, in file order, with what their
+/// `skillStarting` reports: a stdio skill's command and args as configured, a remote skill's
+/// endpoint URL and no args (there is no process to start).
+pub fn register(roster: &SkillRoster, spec: &RuntimeSpec, expert: &Expert) {
+    for skill in expert.skills.values() {
+        match skill {
+            Skill::McpStdio(stdio) => {
+                if let Some(endpoint) = endpoint_of(spec, expert, &stdio.name) {
+                    roster.add(
+                        &expert.key,
+                        &endpoint.skill,
+                        &endpoint.command,
+                        &endpoint.args,
+                    );
+                }
+            }
+            Skill::McpSse(sse) => roster.add(&expert.key, &sse.name, &sse.endpoint, &[]),
+            Skill::Interactive(_) => {}
+        }
+    }
+}
+
+fn endpoint_of<'a>(
+    spec: &'a RuntimeSpec,
+    expert: &Expert,
+    skill: &str,
+) -> Option<&'a SkillEndpoint> {
+    spec.skills
+        .iter()
+        .find(|e| e.expert == expert.key && e.skill == skill)
+}
+
+/// Connects every MCP skill of `expert` (put on `roster` by [`register`]), telling the roster
+/// as each connects, and builds its tool set with `pick`/`omit` applied. `lazyInit` skills are
+/// still connecting when this returns.
 pub async fn connect_skills(
-    args: &RuntimeArgs,
     spec: &RuntimeSpec,
     expert: &Expert,
-    sink: &EventSink,
+    roster: &SkillRoster,
 ) -> Result<ToolSet, RuntimeError> {
     let events = SkillEvents {
-        sink: sink.clone(),
-        job_id: args.job_id.clone(),
-        run_id: args.run_id.clone(),
+        roster: roster.clone(),
+        expert: expert.key.clone(),
     };
-    let socket_of = |name: &str| -> Option<&SkillEndpoint> {
-        spec.skills
-            .iter()
-            .find(|e| e.expert == expert.key && e.skill == name)
-    };
+    let socket_of = |name: &str| endpoint_of(spec, expert, name);
     let remote: Vec<&McpSseSkill> = expert
         .skills
         .values()
@@ -61,47 +87,24 @@ pub async fn connect_skills(
     let remote: Vec<(&McpSseSkill, reqwest::Client)> = match remote.first() {
         None => vec![],
         Some(first) => {
-            let http = remote_http_client(first)?;
+            let http = remote_http_client(first).map_err(|source| RuntimeError::Skill {
+                expert: expert.key.clone(),
+                source,
+            })?;
             remote.iter().map(|sse| (*sse, http.clone())).collect()
         }
     };
 
     // Lazy skills first, so they get going while the others connect.
-    let mut lazy = Vec::new();
-    for skill in expert.skills.values() {
-        let Skill::McpStdio(stdio) = skill else {
-            continue;
-        };
-        let Some(endpoint) = socket_of(&stdio.name).filter(|_| is_lazy(skill)) else {
-            continue;
-        };
-        events.starting(&endpoint.skill, &endpoint.command, &endpoint.args);
-        let (events, name, socket) = (
-            events.clone(),
-            endpoint.skill.clone(),
-            PathBuf::from(&endpoint.socket),
-        );
-        lazy.push(LazySkill::spawn(
-            &stdio.name,
-            &stdio.pick,
-            &stdio.omit,
-            async move {
-                let (skill, timings) =
-                    McpSkill::connect_unix(&name, &socket, SKILL_CONNECT_WAIT).await?;
-                events.connected(&skill, &timings, Some(0));
-                Ok(skill)
-            },
-        ));
-    }
+    let lazy = spawn_lazy(spec, expert, &events);
 
     let stdio = expert.skills.values().filter_map(|skill| match skill {
-        Skill::McpStdio(stdio) if !is_lazy(skill) => socket_of(&stdio.name),
+        Skill::McpStdio(stdio) if !is_lazy(skill) => Some((stdio, socket_of(&stdio.name)?)),
         _ => None,
     });
-    let local = futures::future::join_all(stdio.map(|endpoint| {
+    let local = futures::future::join_all(stdio.map(|(stdio, endpoint)| {
         let events = &events;
         async move {
-            events.starting(&endpoint.skill, &endpoint.command, &endpoint.args);
             let (skill, timings) = McpSkill::connect_unix(
                 &endpoint.skill,
                 std::path::Path::new(&endpoint.socket),
@@ -109,24 +112,28 @@ pub async fn connect_skills(
             )
             .await?;
             // The server process is started by its container, before we connect.
-            events.connected(&skill, &timings, Some(0));
+            events.connected(&skill, timings, Some(0), &stdio.pick, &stdio.omit);
             Ok::<_, SkillConnectError>(skill)
         }
     }));
     let remote = futures::future::join_all(remote.iter().map(|(sse, http)| {
         let events = &events;
         async move {
-            events.starting(&sse.name, &sse.endpoint, &[]);
             let (skill, timings, _transport) =
                 McpSkill::connect_http(&sse.name, &sse.endpoint, http, SKILL_CONNECT_WAIT).await?;
-            events.connected(&skill, &timings, None);
+            events.connected(&skill, timings, None, &sse.pick, &sse.omit);
             Ok(skill)
         }
     }));
     let (local, remote) = futures::future::join(local, remote).await;
     let mut connected = Vec::new();
     for connection in local.into_iter().chain(remote) {
-        connected.push(Arc::new(connection?));
+        connected.push(Arc::new(connection.map_err(|source| {
+            RuntimeError::Skill {
+                expert: expert.key.clone(),
+                source,
+            }
+        })?));
     }
 
     // Skill order in the file decides routing order (§5).
@@ -145,6 +152,38 @@ pub async fn connect_skills(
         tools.add_lazy(pending);
     }
     Ok(tools)
+}
+
+/// Starts connecting the `lazyInit` skills of `expert`, each on its own task.
+fn spawn_lazy(spec: &RuntimeSpec, expert: &Expert, events: &SkillEvents) -> Vec<LazySkill> {
+    let mut lazy = Vec::new();
+    for skill in expert.skills.values() {
+        let Skill::McpStdio(stdio) = skill else {
+            continue;
+        };
+        let Some(endpoint) = endpoint_of(spec, expert, &stdio.name).filter(|_| is_lazy(skill))
+        else {
+            continue;
+        };
+        let (events, name, socket, filters) = (
+            events.clone(),
+            endpoint.skill.clone(),
+            PathBuf::from(&endpoint.socket),
+            (stdio.pick.clone(), stdio.omit.clone()),
+        );
+        lazy.push(LazySkill::spawn(
+            &stdio.name,
+            &stdio.pick,
+            &stdio.omit,
+            async move {
+                let (skill, timings) =
+                    McpSkill::connect_unix(&name, &socket, SKILL_CONNECT_WAIT).await?;
+                events.connected(&skill, timings, Some(0), &filters.0, &filters.1);
+                Ok(skill)
+            },
+        ));
+    }
+    lazy
 }
 
 /// `lazyInit = true` on a stdio skill other than `@perstack/base`, which is never lazy (§5).
@@ -166,62 +205,81 @@ fn remote_http_client(first: &McpSseSkill) -> Result<reqwest::Client, SkillConne
     })
 }
 
-/// Emits a run segment's skill events.
+/// Tells the roster about one Expert's connections.
 #[derive(Clone)]
 struct SkillEvents {
-    sink: EventSink,
-    job_id: String,
-    run_id: String,
+    roster: SkillRoster,
+    expert: String,
 }
 
 impl SkillEvents {
-    fn starting(&self, skill: &str, command: &str, args: &[String]) {
-        self.sink.emit(Event::runtime(
-            &self.job_id,
-            &self.run_id,
-            RuntimePayload::SkillStarting {
-                skill_name: skill.to_string(),
-                command: command.to_string(),
-                args: args.to_vec(),
-            },
-        ));
-    }
-
-    /// `skillConnected` now, and `skillDisconnected` when the connection ends: closed at the
-    /// end of the run segment, or the server went away.
-    fn connected(&self, skill: &McpSkill, timings: &ConnectTimings, spawn_ms: Option<u64>) {
+    /// `skill` has connected; its end — closed when the job ends, or the server went away — is
+    /// told when it comes.
+    fn connected(
+        &self,
+        skill: &McpSkill,
+        timings: ConnectTimings,
+        spawn_ms: Option<u64>,
+        pick: &[String],
+        omit: &[String],
+    ) {
         let ended = skill.ended();
         let (events, name) = (self.clone(), skill.name.clone());
         tokio::spawn(async move {
             ended.await;
-            events.sink.emit(Event::runtime(
-                &events.job_id,
-                &events.run_id,
-                RuntimePayload::SkillDisconnected { skill_name: name },
-            ));
+            events.roster.ended(&events.expert, &name);
         });
-        self.sink.emit(Event::runtime(
-            &self.job_id,
-            &self.run_id,
-            RuntimePayload::SkillConnected {
-                skill_name: skill.name.clone(),
+        self.roster.connected(
+            &self.expert,
+            &skill.name,
+            Connected {
                 server_info: skill.server_info.clone(),
-                spawn_duration_ms: spawn_ms,
-                handshake_duration_ms: Some(timings.handshake_ms),
-                tool_discovery_duration_ms: Some(timings.discovery_ms),
-                connect_duration_ms: Some(timings.connect_ms + timings.handshake_ms),
-                total_duration_ms: Some(timings.total_ms),
+                timings,
+                spawn_ms,
+                warnings: filter_warnings(skill, pick, omit),
             },
+        );
+    }
+}
+
+/// What `pick` and `omit` named that the skill does not offer. Perstack ignores such names
+/// silently; a typo there hides a tool, or — in `pick` — every tool.
+fn filter_warnings(skill: &McpSkill, pick: &[String], omit: &[String]) -> Vec<String> {
+    let unmatched = unmatched_filters(&skill.tools, pick, omit);
+    if unmatched.is_empty() {
+        return vec![];
+    }
+    let offered: Vec<&str> = skill.tools.iter().map(|t| t.name.as_str()).collect();
+    let offered = if offered.is_empty() {
+        "none".to_string()
+    } else {
+        offered.join(", ")
+    };
+    let mut warnings: Vec<String> = unmatched
+        .iter()
+        .map(|(list, name)| {
+            format!(
+                "`{list}` names `{name}`, which skill `{}` does not offer (its tools: {offered})",
+                skill.name
+            )
+        })
+        .collect();
+    if !pick.is_empty() && pick.iter().all(|p| unmatched.iter().any(|(_, n)| n == p)) {
+        warnings.push(format!(
+            "`pick` matches none of the tools of skill `{}`, so the Expert gets none of them",
+            skill.name
         ));
     }
+    warnings
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::run_inner;
+    use super::super::{RuntimeArgs, run_inner};
     use super::*;
     use crate::agent::RunOutcome;
     use crate::config::{McpStdioSkill, ProviderName};
+    use crate::event::{Event, EventSink};
     use crate::llm::mock::MockScript;
     use crate::skill::fixture::FixtureServer;
     use crate::skill::http_fixture::{Mode, serve};
@@ -449,7 +507,8 @@ text = "done"
                 "initializeRuntime",
                 "skillStarting",
                 "startRun",
-                "stopRunByError"
+                "stopRunByError",
+                "skillDisconnected"
             ]
         );
     }
@@ -489,7 +548,8 @@ text = "done"
             description: None,
             rule: None,
             endpoint: server.url.clone(),
-            pick: vec!["echo".into(), "fail".into()],
+            // `ehco` is a typo: warned about when the skill connects.
+            pick: vec!["echo".into(), "fail".into(), "ehco".into()],
             omit: vec!["fail".into()],
             allowed_domains: vec![],
         });
@@ -501,10 +561,13 @@ text = "done"
         let spec: RuntimeSpec =
             serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
         let (sink, mut rx) = EventSink::channel();
-        let tools = connect_skills(&args, &spec, &spec.experts["main"], &sink)
+        let roster = SkillRoster::new(sink, "j");
+        register(&roster, &spec, &spec.experts["main"]);
+        roster.begin("main", "r");
+        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
             .await
             .expect("connects");
-        drop(sink);
+        drop(roster);
         let names: Vec<String> = tools.specs(true).into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["echo"]);
         assert_eq!(tools.skill_of("echo"), Some("remote"));
@@ -528,9 +591,23 @@ text = "done"
             events[1]
         );
         assert!(events[1]["totalDurationMs"].is_u64());
-        assert_eq!(events[2]["type"], "skillDisconnected");
-        assert_eq!(events[2]["skillName"], "remote");
-        assert_eq!(events.len(), 3);
+        assert_eq!(events[2]["type"], "skillStderr");
+        assert_eq!(
+            events[2]["message"],
+            format!(
+                "{}`pick` names `ehco`, which skill `remote` does not offer (its tools: {})",
+                crate::event::RUNTIME_WARNING_PREFIX,
+                <FixtureServer as crate::skill::server::ToolServer>::TOOLS
+                    .iter()
+                    .map(|t| t.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        assert_eq!(events[3]["type"], "skillDisconnected");
+        assert_eq!(events[3]["skillName"], "remote");
+        assert!(events.iter().all(|e| e["runId"] == "r"), "{events:#?}");
+        assert_eq!(events.len(), 4);
     }
 
     #[tokio::test]
@@ -553,7 +630,10 @@ text = "done"
             }
         });
         let (sink, mut rx) = EventSink::channel();
-        let tools = connect_skills(&args, &spec, &spec.experts["main"], &sink)
+        let roster = SkillRoster::new(sink, "j");
+        register(&roster, &spec, &spec.experts["main"]);
+        roster.begin("main", "r");
+        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
             .await
             .expect("connects");
         let mut types = Vec::new();
@@ -569,8 +649,10 @@ text = "done"
         // A call now is an error result for the model, not a crash of the run.
         let out = tools.call("echo", &json!({"text": "anyone?"})).await;
         assert!(out.is_error);
+        // The segment's end has nothing more to say about it.
+        roster.end("main", "r");
         drop(tools);
-        drop(sink);
+        drop(roster);
         assert!(
             rx.recv().await.is_none(),
             "nothing more, and no second disconnect"

@@ -28,13 +28,45 @@ fn delegates_run_in_parallel_nest_and_use_their_own_skills() {
     done.assert_code(0);
     let events = &done.events;
 
-    // Every Expert of the closure had its skills connected before the first step.
-    let connected: Vec<&str> = done
+    // Skill events are told per run segment, under its own run id, for its own Expert's
+    // skills: whose skill connected is the Expert of that run id's initializeRuntime.
+    let expert_of_run = |run: &Value| -> String {
+        done.of_type("initializeRuntime")
+            .iter()
+            .find(|e| e["runId"] == *run)
+            .and_then(|e| e["expertName"].as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut connected: Vec<(String, String)> = done
         .of_type("skillConnected")
         .iter()
-        .filter_map(|e| e["skillName"].as_str())
+        .map(|e| {
+            let skill = e["skillName"].as_str().unwrap_or("").to_string();
+            (expert_of_run(&e["runId"]), skill)
+        })
         .collect();
-    assert!(connected.contains(&"checker"), "{connected:?}");
+    connected.sort();
+    let base = "@perstack/base".to_string();
+    assert_eq!(
+        connected,
+        [
+            ("fact-checker".to_string(), base.clone()),
+            ("fact-checker".to_string(), "checker".to_string()),
+            ("lead".to_string(), base.clone()),
+            ("lead".to_string(), base.clone()),
+            ("researcher".to_string(), base.clone()),
+            ("researcher".to_string(), base.clone()),
+            ("writer".to_string(), base),
+        ]
+    );
+    // Each segment's skills are disconnected when it ends: as many as were connected.
+    assert_eq!(
+        done.of_type("skillDisconnected").len(),
+        connected.len(),
+        "{:?}",
+        done.of_type("skillDisconnected")
+    );
 
     // The lead hands out two delegations in one step and resumes once both are back.
     assert_eq!(

@@ -26,9 +26,15 @@ fn an_interactive_tool_stops_the_run_waiting_for_the_user() {
     assert_eq!(call["toolName"], "askColour");
     assert_eq!(call["skillName"], "user");
     assert_eq!(call["args"]["question"], "Which colour?");
-    let stop = &done.of_type("stopRunByInteractiveTool")[0]["checkpoint"];
-    assert_eq!(stop["status"], "stoppedByInteractiveTool");
-    assert_eq!(stop["pendingToolCalls"][0]["id"], "ask-colour-1");
+    let stop = &done.of_type("stopRunByInteractiveTool")[0];
+    assert_eq!(stop["checkpoint"]["status"], "stoppedByInteractiveTool");
+    assert_eq!(
+        stop["checkpoint"]["pendingToolCalls"][0]["id"],
+        "ask-colour-1"
+    );
+    // The stop's step keeps what waits too, as Perstack's does.
+    assert_eq!(stop["step"]["pendingToolCalls"][0]["id"], "ask-colour-1");
+    assert_eq!(stop["step"]["partialToolResults"], serde_json::json!([]));
     // The skill's rule is part of the system prompt the model saw.
     let prompt = done.of_type("startRun")[0]["inputMessages"][0]["contents"][0]["text"]
         .as_str()

@@ -399,6 +399,19 @@ fn a_run_stopped_by_an_interactive_tool_is_answered_with_i() {
             "toolCallId": "ask-colour-1", "toolName": "askColour", "skillName": "user", "text": "blue"
         }})
     );
+    // The segment says what it starts with, the answered call's skill included.
+    assert_eq!(
+        answered.of_type("initializeRuntime")[0]["interactiveToolCall"],
+        serde_json::json!({
+            "toolName": "askColour", "toolCallId": "ask-colour-1", "skillName": "user", "text": "blue"
+        })
+    );
+    // An interactive tool's schema is stored as the JSON text Perstack's RunSetting requires.
+    let schema =
+        &setting["experts"]["painter"]["skills"]["user"]["tools"]["askColour"]["inputJsonSchema"];
+    let parsed: serde_json::Value =
+        serde_json::from_str(schema.as_str().expect("a JSON string")).expect("JSON text");
+    assert_eq!(parsed["required"], serde_json::json!(["question"]));
     let job = read_json(&job_dir(&run).join("job.json"));
     assert_eq!(job["status"], "completed");
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
