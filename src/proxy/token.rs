@@ -138,7 +138,12 @@ pub fn issue(principal: &str, proxy_host: &str, proxy_port: u16) -> Result<Issue
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let user = utf8_percent_encode(principal, USERINFO).to_string();
     let start = "http://".len() + user.len() + 1;
-    let url = format!("http://{user}:{token}@{proxy_host}:{proxy_port}");
+    let host = if proxy_host.contains(':') && !proxy_host.starts_with('[') {
+        format!("[{proxy_host}]")
+    } else {
+        proxy_host.to_string()
+    };
+    let url = format!("http://{user}:{token}@{host}:{proxy_port}");
     Ok(Issued {
         digest: TokenDigest::of(&token),
         url: ProxyUrl {
@@ -247,6 +252,8 @@ pub(crate) mod tests {
         assert_eq!(url.password(), Some(token_of(&issued).as_str()));
         assert_eq!(url.host_str(), Some("127.0.0.1"));
         assert_eq!(url.port(), Some(3128));
+        let v6 = issue("runtime", "fd00::2", 3128).expect("issue");
+        assert!(v6.url.expose().ends_with("@[fd00::2]:3128"));
         // What a client sends: the decoded name (curl, urllib), or the raw one.
         let token = token_of(&issued);
         for user in ["skill:web:@org/x", "skill%3Aweb%3A%40org%2Fx"] {

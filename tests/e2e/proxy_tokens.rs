@@ -60,7 +60,7 @@ impl Pod {
 /// The options every client container of the pod runs with: joined to the pause container's
 /// network namespace, hardened as a run's containers are, as uid `uid`.
 fn client_options(pause: &str, uid: u32) -> Vec<String> {
-    [
+    let mut options: Vec<String> = [
         "--network",
         &format!("container:{pause}"),
         "--user",
@@ -70,15 +70,20 @@ fn client_options(pause: &str, uid: u32) -> Vec<String> {
         "--security-opt",
         "no-new-privileges",
         "--read-only",
-        // The host's bundle, so TLS through the tunnel is verified for real (also behind a
-        // TLS-intercepting gateway).
-        "-v",
-        "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro",
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    // The host's bundle, so TLS through the tunnel is verified for real (also behind a
+    // TLS-intercepting gateway); the image's own otherwise.
+    if std::path::Path::new(HOST_CA_BUNDLE).is_file() {
+        options.extend(["-v".into(), format!("{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro")]);
+    }
+    options
 }
+
+/// Where Debian keeps the CA bundle, on the host and in the bookworm image.
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The environment a principal's container gets: its proxy URL, nothing else of the proxy's.
 fn proxy_env(url: &str) -> Vec<String> {
