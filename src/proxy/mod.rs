@@ -2,10 +2,16 @@
 //!
 //! It carries HTTP `CONNECT` tunnels to allowlisted `host:port`s, and forwards plain HTTP only
 //! to a provider endpoint the user configured explicitly (Ollama on `http://host:11434`).
-//! A client is identified by the network its connection arrived on: every principal (the
-//! runtime, each skill with `allowedDomains`) has an internal network of its own, shared only
-//! with the proxy, so the proxy's own address on that network says who is asking — nothing the
-//! client sends can claim another identity.
+//! Each principal (the runtime, each skill with `allowedDomains`) is identified in one of two
+//! ways, which the configuration says per principal ([`Identity`]):
+//! - **by network**: it has an internal network of its own, shared only with the proxy, so the
+//!   proxy's own address on that network says who is asking — nothing the client sends can claim
+//!   another identity;
+//! - **by token**, where principals share a network (a Kubernetes pod, a standalone image, Docker
+//!   containers joined to one "pause" network namespace): its proxy URL carries its name and a
+//!   token of its own, which clients send as `Proxy-Authorization`. The proxy knows only the
+//!   token's SHA-256, compares in constant time ([`token`]), answers anything else with `407`
+//!   (`auth.rs`), and never forwards the header.
 //!
 //! Names are resolved by the proxy itself, every address is checked ([`address`]) and the
 //! connection goes to an address that was checked, so DNS rebinding gets nowhere. The one
@@ -16,8 +22,10 @@
 //! them into `proxyAccess` events.
 
 pub mod address;
+mod auth;
 pub mod rules;
 mod server;
+pub mod token;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -34,26 +42,99 @@ pub const PROXY_PORT: u16 = 3128;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyConfig {
-    /// Who may use the proxy, each by the network it comes from.
+    /// Who may use the proxy, each by the network it comes from or by its token.
     pub principals: Vec<Principal>,
 }
 
 /// One client of the proxy and what it may reach.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "PrincipalWire", into = "PrincipalWire")]
 pub struct Principal {
-    /// `runtime`, or the skill's name: reported in every access record.
+    /// `runtime`, or the skill's name: reported in every access record, and the user part of
+    /// the proxy URL of a principal identified by token.
     pub name: String,
-    /// The principal's internal network (CIDR, e.g. `172.30.4.0/24`). A connection whose local
-    /// address — the proxy's own address on that network — lies in it is this principal's.
-    pub subnet: Subnet,
+    /// How the proxy knows a connection is this principal's.
+    pub identity: Identity,
     /// The domains it may reach over `CONNECT`.
-    #[serde(default)]
     pub allow: Allowlist,
     /// Provider endpoints configured explicitly: reachable whatever they resolve to, and — when
     /// `plainHttp` — over plain HTTP.
-    #[serde(default)]
     pub trusted: Vec<TrustedEndpoint>,
+}
+
+/// How the proxy tells a principal's connections from everyone else's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// By network (`subnet` in the configuration): the principal has an internal network of its
+    /// own (CIDR, e.g. `172.30.4.0/24`), shared only with the proxy, and a connection whose local
+    /// address — the proxy's own address on that network — lies in it is this principal's,
+    /// whatever it sends.
+    Network(Subnet),
+    /// By token (`tokenSha256`): for principals that share a network (a Kubernetes pod, a
+    /// standalone image, containers joined to one network namespace). A connection is this
+    /// principal's when its `Proxy-Authorization` names it with the token whose SHA-256 this is
+    /// ([`token`]).
+    Token(token::TokenDigest),
+}
+
+/// A [`Principal`] as JSON: exactly one of `subnet` and `tokenSha256`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PrincipalWire {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subnet: Option<Subnet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_sha256: Option<token::TokenDigest>,
+    #[serde(default)]
+    allow: Allowlist,
+    #[serde(default)]
+    trusted: Vec<TrustedEndpoint>,
+}
+
+impl TryFrom<PrincipalWire> for Principal {
+    type Error = String;
+    fn try_from(wire: PrincipalWire) -> Result<Principal, String> {
+        let identity = match (wire.subnet, wire.token_sha256) {
+            (Some(subnet), None) => Identity::Network(subnet),
+            (None, Some(digest)) => Identity::Token(digest),
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "principal `{}` has both `subnet` and `tokenSha256`; it is identified by one",
+                    wire.name
+                ));
+            }
+            (None, None) => {
+                return Err(format!(
+                    "principal `{}` needs `subnet` (identified by network) or `tokenSha256` \
+                     (identified by token)",
+                    wire.name
+                ));
+            }
+        };
+        Ok(Principal {
+            name: wire.name,
+            identity,
+            allow: wire.allow,
+            trusted: wire.trusted,
+        })
+    }
+}
+
+impl From<Principal> for PrincipalWire {
+    fn from(principal: Principal) -> PrincipalWire {
+        let (subnet, token_sha256) = match principal.identity {
+            Identity::Network(subnet) => (Some(subnet), None),
+            Identity::Token(digest) => (None, Some(digest)),
+        };
+        PrincipalWire {
+            name: principal.name,
+            subnet,
+            token_sha256,
+            allow: principal.allow,
+            trusted: principal.trusted,
+        }
+    }
 }
 
 /// A provider endpoint the user configured explicitly.
@@ -122,8 +203,23 @@ impl From<Subnet> for String {
 }
 
 impl ProxyConfig {
-    /// The principal whose network `local` (the proxy's address the connection arrived at)
-    /// belongs to.
+    /// Reads the configuration the controller wrote, and checks what serde cannot: every
+    /// principal's name is its own (a token names its principal, and access records say who).
+    pub fn parse(text: &str) -> Result<ProxyConfig, String> {
+        let config: ProxyConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        for (i, principal) in config.principals.iter().enumerate() {
+            if config.principals[..i]
+                .iter()
+                .any(|p| p.name == principal.name)
+            {
+                return Err(format!("principal `{}` is listed twice", principal.name));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The principal identified by network whose network `local` (the proxy's address the
+    /// connection arrived at) belongs to.
     pub fn principal_at(&self, local: SocketAddr) -> Option<&Principal> {
         let ip = match local.ip() {
             IpAddr::V6(v6) => v6
@@ -132,7 +228,16 @@ impl ProxyConfig {
                 .unwrap_or(IpAddr::V6(v6)),
             v4 => v4,
         };
-        self.principals.iter().find(|p| p.subnet.contains(ip))
+        self.principals
+            .iter()
+            .find(|p| matches!(p.identity, Identity::Network(subnet) if subnet.contains(ip)))
+    }
+
+    /// Whether any principal is identified by token.
+    pub fn has_token_principals(&self) -> bool {
+        self.principals
+            .iter()
+            .any(|p| matches!(p.identity, Identity::Token(_)))
     }
 }
 
@@ -173,8 +278,7 @@ pub enum ProxyError {
 /// Access records go to stdout, one JSON line each.
 pub async fn run(config_json: Option<String>) -> Result<(), ProxyError> {
     let text = config_json.ok_or_else(|| ProxyError::Config("not set".into()))?;
-    let config: ProxyConfig =
-        serde_json::from_str(&text).map_err(|e| ProxyError::Config(e.to_string()))?;
+    let config = ProxyConfig::parse(&text).map_err(ProxyError::Config)?;
     let addr = SocketAddr::from(([0, 0, 0, 0], PROXY_PORT));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -226,6 +330,68 @@ mod tests {
         assert_eq!(at("::ffff:172.30.2.3"), Some("web"));
         assert_eq!(at("172.30.3.2"), None);
         assert_eq!(at("10.0.0.1"), None);
+    }
+
+    #[test]
+    fn the_configuration_carries_a_tokens_digest_never_the_token() {
+        let issued = token::issue("skill:web", "egress-proxy", PROXY_PORT).expect("issue");
+        let secret = token::tests::token_of(&issued);
+        let config = ProxyConfig {
+            principals: vec![
+                Principal {
+                    name: "runtime".into(),
+                    identity: Identity::Network(
+                        Subnet::try_from("172.30.1.0/24".to_string()).expect("subnet"),
+                    ),
+                    allow: Allowlist::default(),
+                    trusted: vec![],
+                },
+                Principal {
+                    name: "skill:web".into(),
+                    identity: Identity::Token(issued.digest),
+                    allow: Allowlist::default(),
+                    trusted: vec![],
+                },
+            ],
+        };
+        let json = serde_json::to_string(&config).expect("json");
+        assert!(!json.contains(&secret), "{json}");
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).expect("json"),
+            serde_json::json!({"principals": [
+                {"name": "runtime", "subnet": "172.30.1.0/24", "allow": {"rules": []}, "trusted": []},
+                {"name": "skill:web", "tokenSha256": digest, "allow": {"rules": []}, "trusted": []}
+            ]})
+        );
+        assert_eq!(ProxyConfig::parse(&json).expect("parse"), config);
+    }
+
+    #[test]
+    fn a_principal_is_identified_one_way_and_named_once() {
+        let digest = "0".repeat(64);
+        for (principals, why) in [
+            (
+                serde_json::json!([{"name": "a", "subnet": "10.0.0.0/24", "tokenSha256": digest}]),
+                "has both `subnet` and `tokenSha256`",
+            ),
+            (serde_json::json!([{"name": "a"}]), "needs `subnet`"),
+            (
+                serde_json::json!([{"name": "a", "tokenSha256": "secret-token"}]),
+                "64 hexadecimal digits",
+            ),
+            (
+                serde_json::json!([
+                    {"name": "a", "subnet": "10.0.0.0/24"},
+                    {"name": "a", "tokenSha256": digest}
+                ]),
+                "listed twice",
+            ),
+        ] {
+            let text = serde_json::json!({ "principals": principals }).to_string();
+            let error = ProxyConfig::parse(&text).expect_err(why);
+            assert!(error.contains(why), "{error}");
+        }
     }
 
     #[test]

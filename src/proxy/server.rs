@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::auth::{self, Refusal};
 use super::rules::normalize_host;
 use super::{Access, Principal, ProxyConfig, address};
 use crate::event::ProxyAction;
@@ -81,10 +82,6 @@ async fn handle(
     log: &mpsc::UnboundedSender<Access>,
     resolver: &Resolver,
 ) {
-    let principal = client
-        .local_addr()
-        .ok()
-        .and_then(|local| config.principal_at(local));
     let (head, rest) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await {
         Ok(Ok(read)) => read,
         _ => {
@@ -104,19 +101,27 @@ async fn handle(
             (host.clone(), *port)
         }
     };
-    let record = |action, reason: Option<String>| Access {
+    let record = |action, reason: Option<String>, client: &str| Access {
         action,
         domain: host.clone(),
         port,
         reason,
-        client: principal.map_or_else(|| "unknown".to_string(), |p| p.name.clone()),
+        client: client.to_string(),
     };
-    let Some(principal) = principal else {
-        let why = "connection from a network the proxy does not serve";
-        let _ = log.send(record(ProxyAction::Blocked, Some(why.into())));
-        let _ = respond(&mut client, 403, "Forbidden", why).await;
-        return;
+    let authorization = header_values(&head, "proxy-authorization");
+    let principal = match auth::identify(config, client.local_addr().ok(), &authorization) {
+        Ok(principal) => principal,
+        Err(refusal) => {
+            let why = refusal.reason();
+            let _ = log.send(record(ProxyAction::Blocked, Some(why.into()), "unknown"));
+            let _ = match refusal {
+                Refusal::Unserved => respond(&mut client, 403, "Forbidden", why).await,
+                Refusal::Unauthenticated(_) => challenge(&mut client, why).await,
+            };
+            return;
+        }
     };
+    let record = |action, reason| record(action, reason, &principal.name);
     let plain = matches!(request, Request::Forward { .. });
     let targets = match decide(principal, &host, port, plain, resolver).await {
         Ok(targets) => targets,
@@ -142,6 +147,7 @@ async fn handle(
                 .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                 .await
         }
+        // The rewritten head, without Proxy-Authorization (see `parse_head`).
         Request::Forward { head, .. } => upstream.write_all(head).await,
     };
     if ready.is_err() || upstream.write_all(&rest).await.is_err() {
@@ -319,15 +325,45 @@ fn split_host_port(target: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port))
 }
 
+/// The values of every header called `name` (any case) in a request head.
+fn header_values<'h>(head: &'h [u8], name: &str) -> Vec<&'h str> {
+    let Ok(text) = std::str::from_utf8(head) else {
+        return vec![];
+    };
+    text.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.trim())
+        .collect()
+}
+
 async fn respond(
     client: &mut TcpStream,
     status: u16,
     reason: &str,
     body: &str,
 ) -> std::io::Result<()> {
+    respond_with(client, status, reason, "", body).await
+}
+
+/// `407` with a Basic challenge, so a client knows to send its proxy URL's credentials.
+async fn challenge(client: &mut TcpStream, body: &str) -> std::io::Result<()> {
+    let header = format!("Proxy-Authenticate: Basic realm=\"{}\"\r\n", auth::REALM);
+    respond_with(client, 407, "Proxy Authentication Required", &header, body).await
+}
+
+/// Answers and closes; `headers` are complete lines (`Name: value\r\n`).
+async fn respond_with(
+    client: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let body = format!("perstack-sandbox egress proxy: {body}\n");
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\n{headers}Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     client.write_all(response.as_bytes()).await?;
@@ -337,13 +373,13 @@ async fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::TrustedEndpoint;
     use crate::proxy::rules::{Allowlist, DomainRule};
+    use crate::proxy::{Identity, TrustedEndpoint};
 
     fn principal(rules: &[&str], trusted: Vec<TrustedEndpoint>) -> Principal {
         Principal {
             name: "runtime".into(),
-            subnet: "127.0.0.0/8".to_string().try_into().expect("subnet"),
+            identity: Identity::Network("127.0.0.0/8".to_string().try_into().expect("subnet")),
             allow: Allowlist {
                 rules: rules
                     .iter()
@@ -557,5 +593,228 @@ mod tests {
                 client: "runtime".into(),
             }
         );
+    }
+}
+
+/// Principals that share one network and say who they are with their token.
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+    use crate::proxy::rules::{Allowlist, DomainRule};
+    use crate::proxy::token::{self, Issued};
+    use crate::proxy::{Identity, TrustedEndpoint};
+
+    /// A proxy serving `principals` on loopback, which is no principal's network.
+    async fn proxy(
+        principals: Vec<Principal>,
+        resolver: Resolver,
+    ) -> (SocketAddr, mpsc::UnboundedReceiver<Access>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (log, records) = mpsc::unbounded_channel();
+        let config = Arc::new(ProxyConfig { principals });
+        tokio::spawn(serve(listener, config, log, resolver));
+        (addr, records)
+    }
+
+    fn by_token(name: &str, issued: &Issued, rules: &[&str]) -> Principal {
+        Principal {
+            name: name.into(),
+            identity: Identity::Token(issued.digest),
+            allow: Allowlist {
+                rules: rules
+                    .iter()
+                    .map(|r| DomainRule::parse(r).expect("rule"))
+                    .collect(),
+            },
+            trusted: vec![],
+        }
+    }
+
+    /// `Proxy-Authorization` as curl makes it from a proxy URL.
+    fn authorization(user: &str, token: &str) -> String {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+        format!("Proxy-Authorization: Basic {pair}\r\n")
+    }
+
+    /// Sends one request head and reads the answer up to the end of its head.
+    async fn ask(proxy: SocketAddr, request: &str) -> (TcpStream, String) {
+        let mut client = TcpStream::connect(proxy).await.expect("connect");
+        client.write_all(request.as_bytes()).await.expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if client.read(&mut byte).await.expect("read") == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        (client, String::from_utf8(head).expect("utf8"))
+    }
+
+    fn connect(host: &str, credentials: &str) -> String {
+        format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n{credentials}\r\n")
+    }
+
+    /// A public address for every name: the tests here are refused before any connection.
+    fn public() -> Resolver {
+        Arc::new(|_, port| {
+            Box::pin(async move { Ok(vec![SocketAddr::from(([192, 0, 2, 1], port))]) })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_good_token_gets_its_own_allowlist_and_only_that() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let upstream_port = upstream.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (mut s, _) = upstream.accept().await.expect("accept");
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.expect("read");
+            s.write_all(&buf.map(|b| b.to_ascii_uppercase()))
+                .await
+                .expect("write");
+        });
+        let web = token::issue("skill:web", "egress-proxy", 3128).expect("issue");
+        let git = token::issue("skill:git", "egress-proxy", 3128).expect("issue");
+        // web may reach the upstream (as a configured endpoint: loopback passes no address
+        // check otherwise) and *.exa.ai; git only api.github.com.
+        let mut web_principal = by_token("skill:web", &web, &["*.exa.ai"]);
+        web_principal.trusted = vec![TrustedEndpoint {
+            host: "127.0.0.1".into(),
+            port: upstream_port,
+            plain_http: false,
+        }];
+        let (proxy, mut records) = proxy(
+            vec![
+                web_principal,
+                by_token("skill:git", &git, &["api.github.com"]),
+            ],
+            public(),
+        )
+        .await;
+        let web_auth = authorization("skill:web", &token::tests::token_of(&web));
+        let git_auth = authorization("skill:git", &token::tests::token_of(&git));
+        let target = format!("127.0.0.1:{upstream_port}");
+
+        let (mut tunnel, answer) = ask(proxy, &connect(&target, &web_auth)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tunnel.write_all(b"ping").await.expect("write");
+        let mut pong = [0u8; 4];
+        tunnel.read_exact(&mut pong).await.expect("read");
+        assert_eq!(&pong, b"PING");
+        let allowed = records.recv().await.expect("record");
+        assert_eq!(
+            (allowed.action, allowed.client.as_str()),
+            (ProxyAction::Allowed, "skill:web")
+        );
+
+        // Each token grants its own principal's allowlist, never the other's.
+        for (auth, host, client) in [
+            (&web_auth, "api.github.com:443", "skill:web"),
+            (&git_auth, "api.exa.ai:443", "skill:git"),
+            (&git_auth, target.as_str(), "skill:git"),
+        ] {
+            let (_, answer) = ask(proxy, &connect(host, auth)).await;
+            assert!(answer.starts_with("HTTP/1.1 403"), "{host}: {answer}");
+            let blocked = records.recv().await.expect("record");
+            assert_eq!(
+                (blocked.action, blocked.client.as_str()),
+                (ProxyAction::Blocked, client),
+                "{host}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn without_the_right_token_a_client_gets_407_a_challenge_and_a_blocked_record() {
+        let web = token::issue("skill:web", "egress-proxy", 3128).expect("issue");
+        let git = token::issue("skill:git", "egress-proxy", 3128).expect("issue");
+        let (web_token, git_token) = (token::tests::token_of(&web), token::tests::token_of(&git));
+        let (proxy, mut records) = proxy(
+            vec![
+                by_token("skill:web", &web, &["*.exa.ai"]),
+                by_token("skill:git", &git, &["api.github.com"]),
+            ],
+            public(),
+        )
+        .await;
+        for (credentials, why) in [
+            (String::new(), "no proxy credentials"),
+            (authorization("skill:web", "not-the-token"), "wrong token"),
+            // Another principal's token with one's own name.
+            (authorization("skill:web", &git_token), "wrong token"),
+            (
+                authorization("skill:nobody", &web_token),
+                "unknown principal",
+            ),
+            // The token where the name goes, as a confused client might send it.
+            (authorization(&web_token, "x"), "unknown principal"),
+        ] {
+            let (_, answer) = ask(proxy, &connect("api.exa.ai:443", &credentials)).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 407 Proxy Authentication Required\r\n"),
+                "{why}: {answer}"
+            );
+            assert!(
+                answer.contains("\r\nProxy-Authenticate: Basic realm=\"perstack-sandbox\"\r\n"),
+                "{answer}"
+            );
+            let record = records.recv().await.expect("record");
+            assert_eq!(record.action, ProxyAction::Blocked, "{why}");
+            assert_eq!(record.client, "unknown", "{why}");
+            assert_eq!((record.domain.as_str(), record.port), ("api.exa.ai", 443));
+            let line = serde_json::to_string(&record).expect("json");
+            assert!(line.contains(why), "{line}");
+            assert!(
+                !line.contains(&web_token) && !line.contains(&git_token),
+                "{line}"
+            );
+        }
+    }
+
+    /// Plain HTTP to a configured endpoint: the origin server sees the request without the
+    /// principal's credentials.
+    #[tokio::test]
+    async fn the_credentials_are_stripped_before_anything_is_forwarded() {
+        let origin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let origin_port = origin.local_addr().expect("addr").port();
+        let seen = tokio::spawn(async move {
+            let (mut s, _) = origin.accept().await.expect("accept");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).await.expect("read");
+                head.push(byte[0]);
+            }
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .expect("write");
+            String::from_utf8(head).expect("utf8")
+        });
+        let runtime = token::issue("runtime", "egress-proxy", 3128).expect("issue");
+        let mut principal = by_token("runtime", &runtime, &[]);
+        principal.trusted = vec![TrustedEndpoint {
+            host: "127.0.0.1".into(),
+            port: origin_port,
+            plain_http: true,
+        }];
+        let (proxy, _records) = proxy(vec![principal], public()).await;
+        let token = token::tests::token_of(&runtime);
+        let request = format!(
+            "POST http://127.0.0.1:{origin_port}/api/chat HTTP/1.1\r\nHost: 127.0.0.1:{origin_port}\r\n{}Content-Length: 0\r\n\r\n",
+            // Header names are case-insensitive: so is the stripping.
+            authorization("runtime", &token).replace("Proxy-Authorization", "proxy-AUTHORIZATION")
+        );
+        let (_, answer) = ask(proxy, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+        let head = seen.await.expect("origin");
+        assert!(head.starts_with("POST /api/chat HTTP/1.1\r\n"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("proxy-authorization"),
+            "{head}"
+        );
+        assert!(!head.contains(&token), "{head}");
     }
 }

@@ -13,6 +13,7 @@ mod interactive;
 mod jobs;
 mod npx_skill;
 mod providers;
+mod proxy_tokens;
 mod pypi_skill;
 mod security;
 mod streaming;

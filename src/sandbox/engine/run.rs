@@ -574,7 +574,7 @@ async fn start_proxy(
             .ok_or_else(|| DockerError::NoSubnet(principal.network.clone()))?;
         principals.push(crate::proxy::Principal {
             name: principal.name.clone(),
-            subnet,
+            identity: crate::proxy::Identity::Network(subnet),
             allow: crate::proxy::rules::Allowlist {
                 rules: principal.allow.clone(),
             },
