@@ -37,7 +37,8 @@ pub use patterns::parse_memory_size;
 pub use schema::*;
 pub use settings::{
     DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_PROVIDER, DEFAULT_TIMEOUT_MS,
-    Limits, RunSettings, SettingFlags, Settings, SettingsError,
+    CaCertificates, CaSetting, Limits, RunSettings, SettingFlags, SettingSource, Settings,
+    SettingsError, parse_ca_certificates,
 };
 
 /// A validated config and where it came from.
