@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::ProviderName;
 use crate::config::settings::{
-    DEFAULT_CPUS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MEMORY, DEFAULT_MODEL,
-    CaCertificates, DEFAULT_PIDS, DEFAULT_PROVIDER, DEFAULT_REASONING_BUDGET, DEFAULT_TIMEOUT_MS,
+    CaCertificates, DEFAULT_CPUS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MEMORY,
+    DEFAULT_MODEL, DEFAULT_PIDS, DEFAULT_PROVIDER, DEFAULT_REASONING_BUDGET, DEFAULT_TIMEOUT_MS,
     SettingFlags, memory_spelling, parse_ca_certificates,
 };
 use crate::contract::runtime_args::RuntimeArgs;
@@ -486,8 +486,14 @@ mod tests {
 
     #[test]
     fn build_takes_the_ca_bundle_and_a_versioned_run_refuses_one() {
-        let Command::Build(build) =
-            Cli::parse_from(["perstack-sandbox", "build", "e", "--ca-certificates", "host"]).command
+        let Command::Build(build) = Cli::parse_from([
+            "perstack-sandbox",
+            "build",
+            "e",
+            "--ca-certificates",
+            "host",
+        ])
+        .command
         else {
             panic!("not build");
         };

@@ -110,19 +110,17 @@ pub fn ca_bundle(ca: &CaSetting) -> Result<LoadedBundle, ArtifactError> {
     let chosen = chosen_by(ca);
     let path = match &ca.bundle {
         CaCertificates::File(path) => path.clone(),
-        CaCertificates::Host => {
-            match host_bundle_path(|k| std::env::var_os(k), |p| p.is_file()) {
-                Some(path) => path,
-                None if ca.source == SettingSource::Default => {
-                    return Ok(LoadedBundle {
-                        path: None,
-                        pem: Bytes::new(),
-                        certificates: vec![],
-                    });
-                }
-                None => return Err(ArtifactError::NoHostBundle { chosen }),
+        CaCertificates::Host => match host_bundle_path(|k| std::env::var_os(k), |p| p.is_file()) {
+            Some(path) => path,
+            None if ca.source == SettingSource::Default => {
+                return Ok(LoadedBundle {
+                    path: None,
+                    pem: Bytes::new(),
+                    certificates: vec![],
+                });
             }
-        }
+            None => return Err(ArtifactError::NoHostBundle { chosen }),
+        },
     };
     let refuse = |why: String, hint: &str| ArtifactError::CaBundle {
         path: path.display().to_string(),
@@ -172,10 +170,7 @@ pub fn host_bundle_path(
     if let Some(path) = env("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    SYSTEM_BUNDLES
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| exists(p))
+    SYSTEM_BUNDLES.iter().map(PathBuf::from).find(|p| exists(p))
 }
 
 /// True when a 64-bit little-endian ELF image has a `PT_INTERP` program header, i.e. needs a
@@ -262,7 +257,9 @@ mod tests {
             .expect_err("missing")
             .to_string();
         assert!(
-            error.contains("([sandbox] caCertificates at /p/perstack.toml:4:18) cannot be used: No such file"),
+            error.contains(
+                "([sandbox] caCertificates at /p/perstack.toml:4:18) cannot be used: No such file"
+            ),
             "{error}"
         );
     }

@@ -188,7 +188,9 @@ async fn check_base_images(
 ) {
     println!("  base images:");
     let Some(loaded) = loaded else {
-        println!("    (no usable perstack.toml here; only scratch-based images are needed by default)");
+        println!(
+            "    (no usable perstack.toml here; only scratch-based images are needed by default)"
+        );
         return;
     };
     for (image, users) in base_images(&loaded.config) {
@@ -213,7 +215,11 @@ async fn check_base_images(
 
 /// Which CA bundle the containers that talk TLS would trust (`[sandbox] caCertificates`, else
 /// the host's), and what it has that each base image's own bundle lacks.
-async fn check_ca_bundle(report: &mut Report, docker: &DockerClient, loaded: Option<&LoadedConfig>) {
+async fn check_ca_bundle(
+    report: &mut Report,
+    docker: &DockerClient,
+    loaded: Option<&LoadedConfig>,
+) {
     // Without a usable perstack.toml: what an empty one would choose.
     let Some(config) = loaded
         .cloned()
@@ -256,12 +262,16 @@ async fn check_ca_bundle(report: &mut Report, docker: &DockerClient, loaded: Opt
     );
     for (image, users) in base_images(&config.config) {
         if image == "scratch" {
-            println!("    scratch ({users}): no bundle of its own; trusts exactly this one");
+            println!(
+                "    scratch ({users}): no bundle of its own; those of its containers that talk TLS trust this one alone"
+            );
             continue;
         }
         match image_bundle(docker, &image).await {
             Some(own) => println!("    {image} ({users}): {}", compare(&bundle, &own)),
-            None => println!("    {image} ({users}): no CA bundle found in it (or it is not here); trusts exactly this one"),
+            None => println!(
+                "    {image} ({users}): no CA bundle found in it (or it is not here); those of its containers that talk TLS trust this one alone"
+            ),
         }
     }
 }

@@ -237,9 +237,7 @@ fn ca_certificates(flags: &SettingFlags, loaded: &LoadedConfig) -> CaSetting {
     match &loaded.config.sandbox.ca_certificates {
         Some(value) => CaSetting {
             bundle: CaCertificates::parse(value, loaded.dir()),
-            source: SettingSource::File(
-                loaded.location(&child("sandbox", "caCertificates")),
-            ),
+            source: SettingSource::File(loaded.location(&child("sandbox", "caCertificates"))),
         },
         None => CaSetting {
             bundle: DEFAULT_CA_CERTIFICATES,

@@ -192,8 +192,8 @@ mod tests {
         let (first, _) = TEST_BUNDLE
             .split_once("-----END CERTIFICATE-----\n")
             .expect("two");
-        let one = certificates(format!("{first}-----END CERTIFICATE-----\n").as_bytes())
-            .expect("one");
+        let one =
+            certificates(format!("{first}-----END CERTIFICATE-----\n").as_bytes()).expect("one");
         let missing = missing_from(&both, &one);
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].name.as_deref(), Some("Only An Organization"));

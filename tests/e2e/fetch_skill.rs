@@ -30,7 +30,10 @@ fn mcp_server_fetch_reads_a_page_of_its_allowed_domain_through_the_proxy_and_no_
     let served = host_page(&format!("https://{host}/"));
     let start: String = served.trim().chars().take(200).collect();
     assert!(!start.is_empty(), "the host is served an empty page");
-    assert!(body.trim().starts_with(&start), "{page}\n--- the host is served:\n{served}");
+    assert!(
+        body.trim().starts_with(&start),
+        "{page}\n--- the host is served:\n{served}"
+    );
     let allowed = done
         .of_type("proxyAccess")
         .into_iter()
@@ -43,7 +46,10 @@ fn mcp_server_fetch_reads_a_page_of_its_allowed_domain_through_the_proxy_and_no_
 
     // Any other domain: the proxy refuses the tunnel, and the server reports the failure.
     let other = done.tool_text("other");
-    assert!(!other.contains("Contents of https://example.com/"), "{other}");
+    assert!(
+        !other.contains("Contents of https://example.com/"),
+        "{other}"
+    );
     let blocked = done
         .of_type("proxyAccess")
         .into_iter()

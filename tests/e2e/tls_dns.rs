@@ -47,7 +47,9 @@ fn host_bundle() -> String {
 }
 
 fn sha256_of(path: &str) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).expect("read the bundle")))
+    hex::encode(Sha256::digest(
+        std::fs::read(path).expect("read the bundle"),
+    ))
 }
 
 fn probe_run(expert: &str, args: &[&str]) -> (TestRun, Finished) {
@@ -87,7 +89,11 @@ fn a_name_lookup_without_a_resolver_fails_at_once_and_the_proxy_still_resolves()
     let addresses = proxy["addresses"].as_array().expect("addresses");
     assert_eq!(addresses.len(), 1, "{proxy}");
     assert!(proxy["error"].is_null(), "{proxy}");
-    assert!(done.of_type("proxyAccess").iter().all(|a| a["action"] == "allowed"));
+    assert!(
+        done.of_type("proxyAccess")
+            .iter()
+            .all(|a| a["action"] == "allowed")
+    );
     assert_eq!(online.guard.leftovers(), Vec::<String>::new());
 
     // Network none.
@@ -120,7 +126,11 @@ fn a_skill_that_reaches_out_trusts_the_chosen_bundle_and_another_bundle_is_anoth
     let urllib = done.tool_json("urllib");
     assert_eq!(urllib["status"], 200, "{urllib}");
     let curl = done.tool_json("curl");
-    assert_eq!((&curl["exit"], &curl["status"]), (&0.into(), &"200".into()), "{curl}");
+    assert_eq!(
+        (&curl["exit"], &curl["status"]),
+        (&0.into(), &"200".into()),
+        "{curl}"
+    );
     let allowed = done
         .of_type("proxyAccess")
         .into_iter()
@@ -149,7 +159,11 @@ fn a_skill_that_reaches_out_trusts_the_chosen_bundle_and_another_bundle_is_anoth
     // The bundle is part of the digest of the images that carry it, and only of those: the
     // mock runtime has no network and no bundle.
     for service in ["skill:python", "skill:fixture"] {
-        assert_ne!(done.image_tag(service), again.image_tag(service), "{service}");
+        assert_ne!(
+            done.image_tag(service),
+            again.image_tag(service),
+            "{service}"
+        );
     }
     assert_eq!(done.image_tag("runtime"), again.image_tag("runtime"));
     assert_eq!(second.guard.leftovers(), Vec::<String>::new());
@@ -185,7 +199,13 @@ fn run_container(guard: &JobGuard, args: &[&str], stdin: &str) -> String {
     use std::io::Write;
     let label = format!("io.perstack.sandbox.job-id={}", guard.job_id);
     let mut child = Command::new("docker")
-        .args(["run", "--rm", "-i", "--label", "io.perstack.sandbox.managed=true"])
+        .args([
+            "run",
+            "--rm",
+            "-i",
+            "--label",
+            "io.perstack.sandbox.managed=true",
+        ])
         .args(["--label", &label, "--read-only", "--cap-drop", "ALL"])
         .args(args)
         .stdin(std::process::Stdio::piped())
@@ -222,7 +242,9 @@ fn fixture_ms(stdout: &str) -> u64 {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|m| m["id"] == 2)
         .unwrap_or_else(|| panic!("no answer to resolve: {stdout}"));
-    let text = answer["result"]["content"][0]["text"].as_str().expect("text");
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text");
     let result: Value = serde_json::from_str(text).expect("JSON");
     assert_eq!(result["addresses"], serde_json::json!([]), "{result}");
     result["ms"].as_u64().expect("ms")
@@ -242,7 +264,14 @@ fn lookups_fail_at_once_under_runc_and_runsc_too() {
     let guard = &run.guard;
     let network = format!("psbx-{}-internal", guard.job_id);
     let label = format!("io.perstack.sandbox.job-id={}", guard.job_id);
-    docker(&["network", "create", "--internal", "--label", &label, &network]);
+    docker(&[
+        "network",
+        "create",
+        "--internal",
+        "--label",
+        &label,
+        &network,
+    ]);
     let host = registry_host();
     let getent = format!(
         "s=$(date +%s%N); getent hosts {host}; echo \"exit=$?\"; e=$(date +%s%N); \
@@ -291,9 +320,113 @@ fn lookups_fail_at_once_under_runc_and_runsc_too() {
                 "{runtime} {net}: static {static_ms} ms"
             );
             let kind = if net == "none" { "none" } else { "internal" };
-            measured.push(format!("{runtime}/{kind}: glibc {ms} ms, static {static_ms} ms"));
+            measured.push(format!(
+                "{runtime}/{kind}: glibc {ms} ms, static {static_ms} ms"
+            ));
         }
     }
     eprintln!("failed lookups: {}", measured.join("; "));
     assert!(!measured.is_empty());
+}
+
+/// The certificates of a PEM bundle, as their base64 bodies (equal bodies: equal DER).
+fn pem_bodies(pem: &str) -> Vec<String> {
+    pem.split("-----BEGIN CERTIFICATE-----")
+        .skip(1)
+        .filter_map(|block| block.split("-----END CERTIFICATE-----").next())
+        .map(|body| body.split_whitespace().collect())
+        .collect()
+}
+
+#[test]
+fn doctor_names_the_bundle_and_what_a_base_images_own_lacks() {
+    if !require_bookworm_image() {
+        return;
+    }
+    let guard = JobGuard::new();
+    let own = pem_bodies(&run_container(
+        &guard,
+        &[
+            "--network",
+            "none",
+            "--entrypoint",
+            "cat",
+            crate::support::BOOKWORM_IMAGE,
+            "/etc/ssl/certs/ca-certificates.crt",
+        ],
+        "",
+    ));
+    assert!(!own.is_empty(), "the Debian image has a bundle");
+    let doctor = |config: &Path| {
+        let out = Command::new(crate::support::binary())
+            .args(["doctor", "--config"])
+            .arg(config)
+            .env("SSL_CERT_FILE", host_bundle())
+            .output()
+            .expect("doctor");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // The host's bundle, by default: its count, and how many of its certificates the Debian
+    // image's own bundle lacks (here, the TLS-intercepting proxy's CA).
+    let report = doctor(&fixture("e2e/pypi-skill/perstack.toml"));
+    let host = pem_bodies(&std::fs::read_to_string(host_bundle()).expect("host bundle"));
+    assert!(
+        report.contains(&format!(
+            "✔ CA bundle        {} (the host's bundle, from SSL_CERT_FILE), {} certificates",
+            host_bundle(),
+            host.len()
+        )),
+        "{report}"
+    );
+    let lacking = host.iter().filter(|c| !own.contains(c)).count();
+    let line = report
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("perstack-sandbox/bookworm:local (skill time): ")
+        })
+        .unwrap_or_else(|| panic!("no line for the Debian image:\n{report}"));
+    if lacking == 0 {
+        assert!(line.contains("already holds all of these"), "{line}");
+    } else {
+        assert!(
+            line.contains(&format!(
+                "({} certificates) lacks {lacking} of these",
+                own.len()
+            )),
+            "{line}"
+        );
+    }
+
+    // A bundle of the file's choosing: named with the setting's place, and what the image lacks
+    // named by the certificates' own names.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("perstack.toml");
+    let text = std::fs::read_to_string(fixture("e2e/pypi-skill/perstack.toml"))
+        .expect("config")
+        .replace(
+            "[sandbox]\n",
+            &format!(
+                "[sandbox]\ncaCertificates = \"{}\"\n",
+                fixture("ca/test-ca.pem").display()
+            ),
+        );
+    std::fs::write(&config, text).expect("write");
+    let report = doctor(&config);
+    assert!(
+        report.contains(&format!(
+            "✔ CA bundle        {} ([sandbox] caCertificates at {}:",
+            fixture("ca/test-ca.pem").display(),
+            config.display()
+        )),
+        "{report}"
+    );
+    assert!(report.contains("), 2 certificates:"), "{report}");
+    assert!(
+        report.contains("lacks 2 of these: \"perstack-sandbox test CA\", \"Only An Organization\""),
+        "{report}"
+    );
+    assert_eq!(guard.leftovers(), Vec::<String>::new());
 }

@@ -79,12 +79,9 @@ fn exec_on_the_bookworm_image_has_a_shell_but_no_secrets_no_network_and_no_run_d
     let connect = exec[2]["output"].as_str().expect("python output");
     assert!(connect.starts_with("refused:"), "{connect}");
     assert!(
-        exec[3]["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with(&format!(
-                "Command failed: getent hosts {}",
-                registry_host()
-            ))),
+        exec[3]["error"].as_str().is_some_and(
+            |e| e.starts_with(&format!("Command failed: getent hosts {}", registry_host()))
+        ),
         "{}",
         exec[3]
     );

@@ -609,7 +609,10 @@ impl DockerClient {
     }
 
     /// A running container's IPv4 address on each of its networks, by network name.
-    pub async fn network_addresses(&self, id: &str) -> Result<HashMap<String, String>, DockerError> {
+    pub async fn network_addresses(
+        &self,
+        id: &str,
+    ) -> Result<HashMap<String, String>, DockerError> {
         let inspected = self
             .docker
             .inspect_container(id, None)

@@ -46,7 +46,11 @@ fn nsswitch_file() -> ContextFile {
 
 /// For an image whose containers talk TLS at run time: the CA bundle at [`CA_BUNDLE_PATH`] and
 /// every variable of [`CA_BUNDLE_VARIABLES`] pointing at it. Nothing when there is no bundle.
-fn trusted_ca(artifacts: &Artifacts, files: &mut Vec<ContextFile>, env: &mut Vec<(String, String)>) {
+fn trusted_ca(
+    artifacts: &Artifacts,
+    files: &mut Vec<ContextFile>,
+    env: &mut Vec<(String, String)>,
+) {
     if artifacts.ca_bundle.is_empty() {
         return;
     }

@@ -349,7 +349,11 @@ fn only_containers_that_talk_tls_carry_the_ca_bundle_and_it_is_part_of_their_dig
         ("egress-proxy", false),
     ] {
         let (a, b) = (by_service(&networked, service), by_service(&other, service));
-        assert_eq!(a.digest("scratch") != b.digest("scratch"), changes, "{service}");
+        assert_eq!(
+            a.digest("scratch") != b.digest("scratch"),
+            changes,
+            "{service}"
+        );
     }
 
     // No bundle on the host: nothing is added anywhere.
@@ -370,12 +374,13 @@ fn every_image_but_the_proxys_takes_names_from_etc_hosts_alone() {
             _ => {
                 let text = String::from_utf8_lossy(&nsswitch.expect("nsswitch.conf").contents)
                     .into_owned();
-                let hosts: Vec<&str> = text
-                    .lines()
-                    .filter(|l| l.starts_with("hosts:"))
-                    .collect();
+                let hosts: Vec<&str> = text.lines().filter(|l| l.starts_with("hosts:")).collect();
                 assert_eq!(hosts, ["hosts:      files"], "{}", image.repository);
-                assert!(!text.lines().any(|l| !l.starts_with('#') && l.contains("dns")));
+                assert!(
+                    !text
+                        .lines()
+                        .any(|l| !l.starts_with('#') && l.contains("dns"))
+                );
             }
         }
     }

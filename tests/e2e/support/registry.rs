@@ -81,11 +81,13 @@ fn configured_index() -> Option<String> {
         .args(["-m", "pip", "config", "list"])
         .output()
         .ok()?;
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
-        let (key, value) = line.split_once('=')?;
-        key.ends_with(".index-url")
-            .then(|| value.trim().trim_matches(['\'', '"']).to_string())
-    })
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            key.ends_with(".index-url")
+                .then(|| value.trim().trim_matches(['\'', '"']).to_string())
+        })
 }
 
 /// The index pip uses when nothing is configured, from pip's own module.
