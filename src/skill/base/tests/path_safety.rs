@@ -1,7 +1,7 @@
 //! Path safety of every base tool that takes a path, over MCP: each rule of
-//! [`crate::skill::base::paths`] against each tool it applies to, asserting the concrete outcome (the error, and that nothing
-//! outside the workspace or under `perstack/` changed; or, for the rules that allow a path, the
-//! effect on the right file).
+//! [`crate::skill::base::paths`] against each tool it applies to, asserting the concrete outcome
+//! (the error, and that nothing outside the workspace or under `perstack/` changed; or, for the
+//! rules that allow a path, the effect on the right file).
 //!
 //! Each case runs against a fresh workspace:
 //!
