@@ -1,4 +1,4 @@
-//! A mock LLM HTTP server for end-to-end runs: it speaks the streamed wire formats of Anthropic
+//! A mock LLM for end-to-end runs: it speaks the streamed wire formats of Anthropic
 //! Messages, OpenAI Chat Completions and Gemini `streamGenerateContent`, answers from a per-test
 //! script of turns, and records every request.
 //!

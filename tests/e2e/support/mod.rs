@@ -99,8 +99,8 @@ fn require_test_image(image: &str) -> bool {
         .unwrap_or(false);
     assert!(
         found,
-        "the image {image} is missing; build it with `make test-images` (as root: it runs \
-         debootstrap), then run the tests again"
+        "the image {image} is missing; `make test` builds it before the tests (`make \
+         test-images`: debootstrap, as root or with passwordless sudo), then run the tests again"
     );
     true
 }
