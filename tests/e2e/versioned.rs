@@ -2,7 +2,7 @@
 //! then `run --image REF "query"` from a folder without perstack.toml pulls and runs them.
 //!
 //! Needs the registry of `make test-registry` on 127.0.0.1:5000 (Debian's `docker-registry`,
-//! started by `.ci/run`); a missing registry is a failure that says how to start it.
+//! started by `make test`); a missing registry is a failure that says how to start it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
