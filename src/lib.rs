@@ -17,3 +17,5 @@ pub mod render;
 pub mod runtime;
 pub mod sandbox;
 pub mod skill;
+#[cfg(feature = "test-support")]
+pub mod test_support;
