@@ -10,6 +10,10 @@ use perstack_sandbox::skill::{base, fixture, host};
 
 fn main() {
     let cli = Cli::parse();
+    // Before any thread exists: Landlock and seccomp bind the calling thread (confine/role.rs).
+    if let Command::Confine(args) = cli.command {
+        std::process::exit(perstack_sandbox::confine::role::main(args));
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -125,6 +129,7 @@ async fn dispatch(command: Command) -> i32 {
                 }
             }
         }
+        Command::Confine(args) => perstack_sandbox::confine::role::main(args),
         Command::FixtureMcp => match fixture::serve_stdio().await {
             Ok(()) => 0,
             Err(error) => {
