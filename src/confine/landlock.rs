@@ -64,20 +64,13 @@ fn rights(access: FsAccess) -> BitFlags<AccessFs> {
     }
 }
 
-/// The features this policy asks of Landlock.
+/// The features this policy asks of Landlock: all of them, scopes only when it scopes anything.
 fn requested(policy: &Policy) -> Vec<LandlockFeature> {
-    let mut features = vec![
-        LandlockFeature::Filesystem,
-        LandlockFeature::Refer,
-        LandlockFeature::Truncate,
-        LandlockFeature::IoctlDev,
-    ];
-    features.push(LandlockFeature::TcpPorts);
-    if policy.scopes.abstract_unix_sockets || policy.scopes.signals {
-        features.push(LandlockFeature::Scopes);
-    }
-    features.sort_by_key(|f| f.since());
-    features
+    let scoped = policy.scopes.abstract_unix_sockets || policy.scopes.signals;
+    LandlockFeature::ALL
+        .into_iter()
+        .filter(|&f| scoped || f != LandlockFeature::Scopes)
+        .collect()
 }
 
 impl Prepared {

@@ -171,7 +171,7 @@ fn read_report(report: OwnedFd, principal: &str) -> Result<Enforcement, ConfineE
     let mut enforced = None;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<Message>(line) {
-            Ok(Message::Enforced(e)) => enforced = Some(e),
+            Ok(Message::Enforced(e)) => enforced = Some(*e),
             Ok(Message::Failed(message)) => return Err(role_error(message)),
             Err(e) => return Err(role_error(format!("unreadable report line ({e}): {line}"))),
         }

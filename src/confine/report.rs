@@ -37,7 +37,7 @@ pub struct Enforcement {
 #[serde(rename_all = "kebab-case")]
 pub enum Message {
     /// Everything is in place; `execve` comes next.
-    Enforced(Enforcement),
+    Enforced(Box<Enforcement>),
     /// Confinement or `execve` failed; the process exits.
     Failed(String),
 }
@@ -131,8 +131,9 @@ mod tests {
              Landlock ABI 5 (filesystem rules, TCP port rules) without signal and abstract-socket \
              scopes, seccomp, non-dumpable"
         );
-        let line = serde_json::to_string(&Message::Enforced(enforcement.clone())).expect("json");
+        let line =
+            serde_json::to_string(&Message::Enforced(Box::new(enforcement.clone()))).expect("json");
         let back: Message = serde_json::from_str(&line).expect("parse");
-        assert_eq!(back, Message::Enforced(enforcement));
+        assert_eq!(back, Message::Enforced(Box::new(enforcement)));
     }
 }

@@ -158,7 +158,7 @@ fn run_exec(args: ExecArgs) -> i32 {
             return 126;
         }
     };
-    send(&Message::Enforced(enforcement));
+    send(&Message::Enforced(Box::new(enforcement)));
     let error = apply::exec(&target);
     eprintln!("confine: {}: {error}", spec.policy.principal);
     send(&Message::Failed(error.to_string()));

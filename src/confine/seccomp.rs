@@ -36,12 +36,8 @@ pub struct Denied {
     pub reason: &'static str,
 }
 
-const fn deny(name: &'static str, nr: libc::c_long, reason: &'static str) -> Denied {
-    Denied {
-        name,
-        nr: nr as i64,
-        reason,
-    }
+const fn deny(name: &'static str, nr: i64, reason: &'static str) -> Denied {
+    Denied { name, nr, reason }
 }
 
 const CROSS_PROCESS: &str = "reads or changes another process's memory or descriptors; Landlock \
@@ -314,8 +310,8 @@ fn deny_filter(net: &NetRules) -> Result<BpfProgram, FilterError> {
     rules.insert(
         libc::SYS_ioctl,
         vec![
-            rule(&[(1, Op::Eq, libc::TIOCSTI as u64)])?,
-            rule(&[(1, Op::Eq, libc::TIOCLINUX as u64)])?,
+            rule(&[(1, Op::Eq, libc::TIOCSTI)])?,
+            rule(&[(1, Op::Eq, libc::TIOCLINUX)])?,
         ],
     );
     for nr in [libc::SYS_move_pages, libc::SYS_migrate_pages] {
@@ -405,9 +401,13 @@ fn rule(conditions: &[(u8, Op, u64)]) -> Result<SeccompRule, FilterError> {
 }
 
 // Classic BPF, as `linux/filter.h` and `linux/seccomp.h` define it.
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
-const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
+/// BPF_LD | BPF_W | BPF_ABS.
+const BPF_LD_W_ABS: u16 = 0x20;
+/// BPF_JMP | BPF_JEQ | BPF_K.
+const BPF_JMP_JEQ_K: u16 = 0x15;
+/// BPF_JMP | BPF_JGE | BPF_K.
+const BPF_JMP_JGE_K: u16 = 0x35;
+/// BPF_RET | BPF_K.
 const BPF_RET_K: u16 = 0x06;
 const SECCOMP_DATA_NR: u32 = 0;
 const SECCOMP_DATA_ARCH: u32 = 4;

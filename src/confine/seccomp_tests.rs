@@ -274,11 +274,11 @@ fn personality_ioctl_and_page_moves_are_refused_only_for_their_dangerous_argumen
     assert_eq!(decide(&f, &personality(0x0400000)), EPERM); // READ_IMPLIES_EXEC
 
     let ioctl = |request: u64| call(libc::SYS_ioctl, &[0, request]);
-    assert_eq!(decide(&f, &ioctl(libc::TIOCGWINSZ as u64)), Ok(()));
-    assert_eq!(decide(&f, &ioctl(libc::TIOCSTI as u64)), EPERM);
+    assert_eq!(decide(&f, &ioctl(libc::TIOCGWINSZ)), Ok(()));
+    assert_eq!(decide(&f, &ioctl(libc::TIOCSTI)), EPERM);
     // The kernel reads the request as unsigned int; so does the filter.
-    assert_eq!(decide(&f, &ioctl(libc::TIOCSTI as u64 | (1 << 32))), EPERM);
-    assert_eq!(decide(&f, &ioctl(libc::TIOCLINUX as u64)), EPERM);
+    assert_eq!(decide(&f, &ioctl(libc::TIOCSTI | (1 << 32))), EPERM);
+    assert_eq!(decide(&f, &ioctl(libc::TIOCLINUX)), EPERM);
 
     for nr in [libc::SYS_move_pages, libc::SYS_migrate_pages] {
         assert_eq!(decide(&f, &call(nr, &[0])), Ok(()));
@@ -296,4 +296,28 @@ fn x32_calls_are_not_implemented_and_foreign_architectures_are_killed() {
     let mut i386 = call(26, &[]); // i386's ptrace
     i386.arch = 0x4000_0003;
     assert_eq!(decide(&f, &i386), Err(-1));
+}
+
+#[test]
+fn security_md_lists_every_refused_call() {
+    let doc = include_str!("../../SECURITY.md");
+    let section = doc
+        .split("## Confinement inside one container")
+        .nth(1)
+        .expect("SECURITY.md has the confinement section");
+    for denied in DENIED.iter().chain(NOT_IMPLEMENTED) {
+        assert!(
+            section.contains(&format!("`{}`", denied.name)),
+            "SECURITY.md does not list `{}`",
+            denied.name
+        );
+    }
+    for (name, _) in CONDITIONAL {
+        for call in name.split(", ") {
+            assert!(
+                section.contains(&format!("`{call}`")),
+                "SECURITY.md lacks `{call}`"
+            );
+        }
+    }
 }

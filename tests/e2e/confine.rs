@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use perstack_sandbox::confine::policy::STANDARD_DEVICES;
 use perstack_sandbox::confine::probe::{LandlockFeature, LandlockSupport, SeccompSupport};
 use perstack_sandbox::confine::program::AfterExec;
-use perstack_sandbox::confine::{Identity, Launch, NetRules, Policy, Protections, role};
+use perstack_sandbox::confine::{FsRules, Identity, Launch, NetRules, Policy, Protections, role};
 use serde_json::Value;
 
 use crate::support::{BOOKWORM_IMAGE, JobGuard, binary, docker, require_bookworm_image};
@@ -440,6 +440,20 @@ fn files(m: &dyn Machine, scratch: &Scratch) {
         &unconfined(m, ATTACKER, &["exec", "/bin/true"]),
         "the same program, unconfined",
     );
+
+    // The system grants are enough for a dynamically linked program (its loader and libraries).
+    let mut system = policy.clone();
+    system
+        .filesystem
+        .executable
+        .extend(FsRules::system().executable);
+    system
+        .filesystem
+        .read_only
+        .extend(FsRules::system().read_only);
+    let ran = confined(m, &system, &["exec", "/bin/true"]);
+    assert_ok(&ran, "a dynamically linked program under the system grants");
+    assert_eq!(ran["value"], 0, "{ran}");
 }
 
 fn tcp(m: &dyn Machine, scratch: &Scratch) {
