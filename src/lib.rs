@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod confine;
 pub mod contract;
 pub mod event;
 pub mod exit;

@@ -8,6 +8,7 @@
 
 mod cli;
 mod config_rules;
+mod confine;
 mod delegation;
 mod docker_run;
 mod endpoints;
