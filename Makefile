@@ -10,15 +10,19 @@ DEMO_WORKSPACE ?= demo-workspace
 build:
 	$(CARGO) build --release --locked
 
-## test: unit and integration tests; the Docker tests run against the local engine
-## (some need the image of `make test-images`, and fail saying so when it is missing)
-test:
+## test: unit, doc, snapshot and Docker end-to-end tests against the local engine, after
+## bringing up what they need: the test images and the test registry (each skipped when it is
+## there already). On a fresh machine the images need root once (debootstrap): as root, with
+## passwordless sudo, or after `sudo make test-images`. A missing package is named with its
+## apt-get line.
+test: test-images test-registry
 	$(CARGO) test --locked
 
 ## test-images: the local Debian images perstack-sandbox/bookworm:local and
-## perstack-sandbox/bookworm-node:local (debootstrap + docker import, no registry; root needed;
-## skipped when up to date). Base-skill's workspace image and the Python and Node skill bases in
-## the tests; bases with a shell and python3 (+ node and npm) for your own [sandbox] settings.
+## perstack-sandbox/bookworm-node:local (debootstrap + docker import, no registry; skipped when
+## up to date, else root or passwordless sudo). Base-skill's workspace image and the Python and
+## Node skill bases in the tests; bases with a shell and python3 (+ node and npm) for your own
+## [sandbox] settings.
 test-images:
 	scripts/build-bookworm-image.sh
 
@@ -55,8 +59,12 @@ bench: build
 	$(CARGO) bench --locked --bench startup -- --binary $(BIN) --out BENCHMARKS.md \
 		--runs $(BENCH_RUNS) --cold-runs $(BENCH_COLD_RUNS)
 
-## clean-docker: remove every container, volume and image perstack-sandbox made
+## clean-docker: remove every container, network, volume and image perstack-sandbox made (also
+## those of runs still going, on this machine or any other sharing the engine; `perstack-sandbox
+## gc` removes only what dead controllers left)
+MANAGED := label=io.perstack.sandbox.managed=true
 clean-docker:
-	-docker ps -aq --filter label=io.perstack.sandbox.managed=true | xargs -r docker rm -f -v
-	-docker volume ls -q --filter label=io.perstack.sandbox.managed=true | xargs -r docker volume rm -f
-	-docker images -q --filter label=io.perstack.sandbox.managed=true | sort -u | xargs -r docker rmi -f
+	-docker ps -aq --filter $(MANAGED) | xargs -r docker rm -f -v
+	-docker network ls -q --filter $(MANAGED) | xargs -r docker network rm
+	-docker volume ls -q --filter $(MANAGED) | xargs -r docker volume rm -f
+	-docker images -q --filter $(MANAGED) | sort -u | xargs -r docker rmi -f

@@ -14,7 +14,10 @@
 # 0.8 s on a `scratch`-based one. Workspace and Python images should not pay for Node.
 #
 # Cached: when both images exist and their io.perstack.sandbox.recipe label equals the digest of
-# this script and its settings, nothing is done. Needs root (debootstrap chroots).
+# the recipe (the steps below the line that says so, and the settings), nothing is done (and
+# nothing needs root); the checks above that line can change without a rebuild. Otherwise it needs
+# debootstrap and root, since debootstrap chroots: run as a user with passwordless sudo, it
+# starts itself again through `sudo -n`; without, it says how to get root. `make test` runs it.
 #
 #   scripts/build-bookworm-image.sh                  # both images
 #   IMAGE=my/bookworm:1 NODE_IMAGE=my/bookworm-node:1 MIRROR=http://… scripts/build-bookworm-image.sh
@@ -31,7 +34,24 @@ PACKAGES=bash,coreutils,findutils,grep,sed,gawk,curl,ca-certificates,git,python3
 NODE_PACKAGES="nodejs npm"
 
 here=$(cd "$(dirname "$0")" && pwd)
-recipe=$( { cat "$here/$(basename "$0")"; echo "$IMAGE $NODE_IMAGE $MIRROR $SUITE $PACKAGES $NODE_PACKAGES"; } | sha256sum | cut -c1-16)
+self="$here/$(basename "$0")"
+recipe_marker='^# ---- the recipe'
+recipe=$( { sed -n "/$recipe_marker/,\$p" "$self"; echo "$IMAGE $NODE_IMAGE $MIRROR $SUITE $PACKAGES $NODE_PACKAGES"; } | sha256sum | cut -c1-16)
+
+# fail MESSAGE [MORE-LINES…]
+fail() {
+    printf 'error: %s\n' "$1" >&2
+    shift
+    if [ $# -gt 0 ]; then printf '%s\n' "$@" >&2; fi
+    exit 1
+}
+
+if ! command -v docker >/dev/null; then
+    fail "the docker CLI is not installed; install Docker (Debian: \`sudo apt-get install docker.io\`)"
+fi
+if ! docker version >/dev/null 2>&1; then
+    fail "no Docker engine answers (\`docker version\` failed); start one (\`sudo systemctl start docker\`, or \`sudo dockerd\`) and try again"
+fi
 
 recipe_of() {
     docker image inspect --format '{{ index .Config.Labels "io.perstack.sandbox.recipe" }}' "$1" 2>/dev/null || true
@@ -42,13 +62,27 @@ if [ "$(recipe_of "$IMAGE")" = "$recipe" ] && [ "$(recipe_of "$NODE_IMAGE")" = "
 fi
 
 if ! command -v debootstrap >/dev/null; then
-    echo "error: debootstrap is not installed (apt-get install debootstrap)" >&2
-    exit 1
+    fail "building $IMAGE and $NODE_IMAGE needs debootstrap, which is not installed:" \
+        "    sudo apt-get install debootstrap"
 fi
 if [ "$(id -u)" -ne 0 ]; then
-    echo "error: debootstrap needs root; run this script as root (or with sudo)" >&2
-    exit 1
+    if [ -z "${PERSTACK_IMAGES_VIA_SUDO:-}" ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        echo "==> building $IMAGE and $NODE_IMAGE needs root (debootstrap chroots): sudo -n"
+        # sudo resets the environment: pass on the settings and the proxy variables by hand.
+        settings=(PERSTACK_IMAGES_VIA_SUDO=1 "IMAGE=$IMAGE" "NODE_IMAGE=$NODE_IMAGE" "MIRROR=$MIRROR")
+        for name in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY DOCKER_HOST; do
+            if [ -n "${!name:-}" ]; then
+                settings+=("$name=${!name}")
+            fi
+        done
+        exec sudo -n env "${settings[@]}" "$self"
+    fi
+    fail "building $IMAGE and $NODE_IMAGE needs root (debootstrap chroots), and sudo without a" \
+        "password is not available here. Build them once as root, then run this again:" \
+        "    sudo make test-images"
 fi
+
+# ---- the recipe: everything from this line on is hashed into the images' recipe label ----
 
 started=$(date +%s)
 phase=$started

@@ -2,15 +2,24 @@
 # Starts the registry the versioned-image tests push to: Debian's `docker-registry` on
 # 127.0.0.1:5000 with scripts/test-registry.yml (no auth, storage in /tmp). Does nothing when a
 # registry answers there already. Docker allows plain HTTP to registries on localhost.
+#
+# Run by `make test`; a missing package is named with its apt-get line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 url=http://127.0.0.1:5000/v2/
+if ! command -v curl >/dev/null; then
+    printf 'error: %s\n    %s\n' "starting the test registry needs curl, which is not installed:" \
+        "sudo apt-get install curl" >&2
+    exit 1
+fi
 if curl -fsS -m 2 "$url" >/dev/null 2>&1; then
     echo "a registry answers on 127.0.0.1:5000"
     exit 0
 fi
 if ! command -v docker-registry >/dev/null; then
-    echo "error: docker-registry is not installed; \`apt-get install docker-registry\` (Debian)" >&2
+    printf 'error: %s\n    %s\n' \
+        "the versioned-image tests need a registry on 127.0.0.1:5000, and docker-registry is not installed:" \
+        "sudo apt-get install docker-registry" >&2
     exit 1
 fi
 # Debian's service uses /etc/docker/registry/config.yml, which asks for htpasswd auth; ours

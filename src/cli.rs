@@ -58,6 +58,10 @@ pub enum Command {
     /// networks; configured by PERSTACK_PROXY_CONFIG.
     #[command(hide = true)]
     EgressProxy,
+    /// (standalone image) Confine this process by a policy and execute a program; report the
+    /// kernel's protections; make a breakout attempt.
+    #[command(hide = true)]
+    Confine(crate::confine::role::ConfineArgs),
 }
 
 /// `run`.

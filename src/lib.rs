@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod confine;
 pub mod contract;
 pub mod event;
 pub mod exit;
@@ -17,3 +18,5 @@ pub mod render;
 pub mod runtime;
 pub mod sandbox;
 pub mod skill;
+#[cfg(feature = "test-support")]
+pub mod test_support;

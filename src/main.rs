@@ -11,6 +11,10 @@ use perstack_sandbox::exit::Exit;
 
 fn main() {
     let cli = Cli::parse();
+    // Before any thread exists: Landlock and seccomp bind the calling thread (confine/role.rs).
+    if let Command::Confine(args) = cli.command {
+        std::process::exit(perstack_sandbox::confine::role::main(args));
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,6 +44,8 @@ async fn dispatch(command: Command) -> i32 {
         Command::BaseSkill(args) => role(roles::base_skill(args).await),
         Command::EgressProxy => role(roles::egress_proxy().await),
         Command::FixtureMcp => role(roles::fixture_mcp().await),
+        // Dispatched in `main` before the async runtime starts; here only for completeness.
+        Command::Confine(args) => perstack_sandbox::confine::role::main(args),
     }
 }
 

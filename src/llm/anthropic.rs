@@ -501,7 +501,8 @@ mod tests {
     use super::*;
     use crate::event::Message;
     use crate::llm::ToolSpec;
-    use crate::llm::test_server::{Reply, TestServer, pieces};
+    use crate::test_support::http::TestServer;
+    use crate::test_support::replies::{Reply, pieces};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -640,7 +641,7 @@ mod tests {
 
     #[tokio::test]
     async fn streams_thinking_text_and_a_tool_call_split_across_reads() {
-        let server = TestServer::start(vec![Reply::stream(pieces(&tool_use_stream(), 7))]).await;
+        let server = TestServer::replying(vec![Reply::stream(pieces(&tool_use_stream(), 7))]);
         let deltas = Mutex::new(Vec::new());
         let messages = conversation();
         let generation = client(&server)
@@ -683,11 +684,11 @@ mod tests {
                 },
             }
         );
-        let requests = server.requests().await;
+        let requests = server.requests();
         assert_eq!(requests.len(), 1);
         let r = &requests[0];
         assert_eq!(r.method, "POST");
-        assert_eq!(r.path, "/v1/messages");
+        assert_eq!(r.target, "/v1/messages");
         assert_eq!(r.header("x-api-key"), Some("sk-test"));
         assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
         assert_eq!(r.header("x-team"), Some("core"));
@@ -716,10 +717,9 @@ mod tests {
         let sse = |events: &[Value]| -> String {
             events.iter().map(|e| format!("data: {e}\n\n")).collect()
         };
-        let server = TestServer::start(vec![
+        let server = TestServer::replying(vec![
             Reply::stream(vec![sse(&first), sse(&rest)]).gated(gate.clone()),
-        ])
-        .await;
+        ]);
         let deltas = Mutex::new(Vec::new());
         let on_delta = |d: StreamDelta| {
             deltas.lock().unwrap().push(d);
@@ -751,7 +751,7 @@ mod tests {
             json!({"type": "message_start", "message": {"usage": {"input_tokens": 1}}}),
             json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         );
-        let server = TestServer::start(vec![Reply::stream(vec![body])]).await;
+        let server = TestServer::replying(vec![Reply::stream(vec![body])]);
         let err = client(&server)
             .generate(&request(&[], &[]), &|_| {})
             .await
@@ -767,7 +767,7 @@ mod tests {
             "data: {}\n\n",
             json!({"type": "message_start", "message": {"usage": {"input_tokens": 1}}})
         );
-        let server = TestServer::start(vec![Reply::stream(vec![body])]).await;
+        let server = TestServer::replying(vec![Reply::stream(vec![body])]);
         let err = client(&server)
             .generate(&request(&[], &[]), &|_| {})
             .await
@@ -777,12 +777,11 @@ mod tests {
 
     #[tokio::test]
     async fn api_errors_keep_status_message_and_retry_after() {
-        let server = TestServer::start(vec![Reply::raw(
+        let server = TestServer::replying(vec![Reply::raw(
             529,
             vec![("retry-after", "2")],
             r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        )])
-        .await;
+        )]);
         let err = client(&server)
             .generate(&request(&[], &[]), &|_| {})
             .await
@@ -795,7 +794,7 @@ mod tests {
 
     #[tokio::test]
     async fn base_url_from_the_environment_unless_the_setting_has_one() {
-        let server = TestServer::start(vec![Reply::stream(vec![tool_use_stream()])]).await;
+        let server = TestServer::replying(vec![Reply::stream(vec![tool_use_stream()])]);
         let url = format!("{}/gateway", server.url());
         let env = |k: &str| match k {
             "ANTHROPIC_API_KEY" => Some("sk".to_string()),
@@ -809,7 +808,7 @@ mod tests {
             .generate(&request(&[], &[]), &|_| {})
             .await
             .expect("generation");
-        assert_eq!(server.requests().await[0].path, "/gateway/messages");
+        assert_eq!(server.requests()[0].target, "/gateway/messages");
 
         let setting = ProviderSetting {
             base_url: Some("https://setting.example/v1".into()),
@@ -822,7 +821,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_gateway_answering_with_one_json_message_still_works() {
-        let server = TestServer::start(vec![Reply::raw(
+        let server = TestServer::replying(vec![Reply::raw(
             200,
             vec![("content-type", "application/json")],
             json!({
@@ -836,8 +835,7 @@ mod tests {
                 "usage": {"input_tokens": 10, "output_tokens": 5}
             })
             .to_string(),
-        )])
-        .await;
+        )]);
         let deltas = Mutex::new(Vec::new());
         let generation = client(&server)
             .generate(&request(&[], &[]), &|d| deltas.lock().unwrap().push(d))

@@ -512,7 +512,9 @@ mod tests {
     use super::*;
     use crate::event::Message;
     use crate::llm::ToolSpec;
-    use crate::llm::test_server::{Reply, TestServer, message, pieces};
+    use crate::llm::test_message as message;
+    use crate::test_support::http::TestServer;
+    use crate::test_support::replies::{Reply, pieces};
     use std::sync::Mutex;
 
     fn call(id: &str, name: &str, args: Value) -> Part {
@@ -660,7 +662,7 @@ mod tests {
             .iter()
             .map(|c| format!("data: {c}\r\n\r\n"))
             .collect();
-        let server = TestServer::start(vec![Reply::stream(pieces(&body, 13))]).await;
+        let server = TestServer::replying(vec![Reply::stream(pieces(&body, 13))]);
         let setting = ProviderSetting {
             base_url: Some(format!("{}/v1beta", server.url())),
             headers: [("x-team".to_string(), "core".to_string())].into(),
@@ -729,9 +731,9 @@ mod tests {
                 cached_input_tokens: 5
             }
         );
-        let r = &server.requests().await[0];
+        let r = &server.requests()[0];
         assert_eq!(
-            r.path,
+            r.target,
             "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         );
         assert_eq!(r.header("x-goog-api-key"), Some("g-key"));
@@ -740,11 +742,17 @@ mod tests {
 
     #[tokio::test]
     async fn http_errors_keep_status_and_a_stream_without_finish_reason_is_retryable() {
-        let server = TestServer::start(vec![
-            Reply::raw(503, vec![("retry-after", "1")], r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#),
-            Reply::sse(&[("", json!({"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]}))]),
-        ])
-        .await;
+        let server = TestServer::replying(vec![
+            Reply::raw(
+                503,
+                vec![("retry-after", "1")],
+                r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
+            ),
+            Reply::sse(&[(
+                "",
+                json!({"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]}),
+            )]),
+        ]);
         let setting = ProviderSetting {
             base_url: Some(server.url()),
             ..Default::default()

@@ -326,13 +326,25 @@ fn client_builder(settings: &HttpSettings) -> Result<reqwest::ClientBuilder, Pro
     Ok(builder)
 }
 
+/// A message with a fixed id, for the conversations of the provider tests.
 #[cfg(test)]
-pub(crate) mod test_server;
+pub(crate) fn test_message(
+    kind: crate::event::MessageKind,
+    contents: Vec<crate::event::Part>,
+) -> Message {
+    Message {
+        kind,
+        id: "m".into(),
+        contents,
+        cache: None,
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use test_server::{Reply, TestServer};
+    use crate::test_support::http::TestServer;
+    use crate::test_support::replies::Reply;
 
     fn config(provider_name: ProviderName) -> ProviderConfig {
         ProviderConfig {
@@ -374,7 +386,7 @@ mod tests {
     #[tokio::test]
     async fn perstack_proxy_url_routes_requests_through_the_proxy() {
         // The test server plays the proxy: a proxied plain-HTTP request names the whole URL.
-        let proxy = TestServer::start(vec![Reply::raw(503, vec![], "{}")]).await;
+        let proxy = TestServer::replying(vec![Reply::raw(503, vec![], "{}")]);
         let proxy_url = proxy.url();
         let env = |k: &str| match k {
             "ANTHROPIC_API_KEY" => Some("sk".to_string()),
@@ -398,7 +410,7 @@ mod tests {
         };
         let err = provider.generate(&request, &|_| {}).await.expect_err("503");
         assert_eq!(err.status_code, Some(503));
-        let requests = proxy.requests().await;
-        assert_eq!(requests[0].path, "http://llm.example.invalid/v1/messages");
+        let requests = proxy.requests();
+        assert_eq!(requests[0].target, "http://llm.example.invalid/v1/messages");
     }
 }

@@ -291,7 +291,8 @@ mod tests {
     use super::*;
     use crate::event::Message;
     use crate::llm::ToolSpec;
-    use crate::llm::test_server::{Reply, TestServer, pieces};
+    use crate::test_support::http::TestServer;
+    use crate::test_support::replies::{Reply, pieces};
     use std::sync::Mutex;
 
     #[tokio::test]
@@ -303,7 +304,7 @@ mod tests {
             json!({"model": "gpt-oss:20b", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 6}),
         ];
         let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let server = TestServer::start(vec![Reply::stream(pieces(&body, 9))]).await;
+        let server = TestServer::replying(vec![Reply::stream(pieces(&body, 9))]);
         let url = format!("{}/api", server.url());
         let env = |k: &str| (k == "OLLAMA_BASE_URL").then(|| url.clone());
         let client = OllamaClient::new(&ProviderSetting::default(), &env, &HttpSettings::default())
@@ -354,8 +355,8 @@ mod tests {
             GeneratedPart::ToolCall { name, args, id } if name == "readTextFile" && args == &json!({"path": "a"}) && !id.is_empty()
         ));
         assert_eq!(generation.usage.total_tokens, 17);
-        let r = &server.requests().await[0];
-        assert_eq!(r.path, "/api/chat");
+        let r = &server.requests()[0];
+        assert_eq!(r.target, "/api/chat");
         assert_eq!(
             r.json(),
             json!({
@@ -374,15 +375,14 @@ mod tests {
     #[tokio::test]
     async fn a_model_that_cannot_think_is_asked_again_without_think() {
         let done = json!({"message": {"role": "assistant", "content": "Hi"}, "done": true, "done_reason": "stop"});
-        let server = TestServer::start(vec![
+        let server = TestServer::replying(vec![
             Reply::raw(
                 400,
                 vec![],
                 r#"{"error":"\"gemma3:1b\" does not support thinking"}"#,
             ),
             Reply::stream(vec![format!("{done}\n")]),
-        ])
-        .await;
+        ]);
         let setting = ProviderSetting {
             base_url: Some(format!("{}/api", server.url())),
             ..Default::default()
@@ -403,7 +403,7 @@ mod tests {
             .await
             .expect("second try");
         assert_eq!(generation.text(), "Hi");
-        let requests = server.requests().await;
+        let requests = server.requests();
         assert_eq!(requests.len(), 2);
         assert_eq!(requests[0].json()["think"], true);
         assert!(requests[1].json().get("think").is_none());

@@ -552,7 +552,9 @@ mod tests {
     use super::*;
     use crate::event::Message;
     use crate::llm::ToolSpec;
-    use crate::llm::test_server::{Reply, TestServer, message, pieces};
+    use crate::llm::test_message as message;
+    use crate::test_support::http::TestServer;
+    use crate::test_support::replies::{Reply, pieces};
     use std::sync::Mutex;
 
     fn conversation() -> Vec<Message> {
@@ -713,7 +715,7 @@ mod tests {
 
     #[tokio::test]
     async fn openai_streams_text_and_assembles_tool_calls_by_index() {
-        let server = TestServer::start(vec![Reply::stream(pieces(&tool_call_stream(), 11))]).await;
+        let server = TestServer::replying(vec![Reply::stream(pieces(&tool_call_stream(), 11))]);
         let setting = ProviderSetting {
             base_url: Some(format!("{}/v1", server.url())),
             organization: Some("org-setting".into()),
@@ -782,8 +784,8 @@ mod tests {
                 cached_input_tokens: 4
             }
         );
-        let r = &server.requests().await[0];
-        assert_eq!(r.path, "/v1/chat/completions");
+        let r = &server.requests()[0];
+        assert_eq!(r.target, "/v1/chat/completions");
         assert_eq!(r.header("authorization"), Some("Bearer sk-openai"));
         assert_eq!(
             r.header("openai-organization"),
@@ -797,7 +799,7 @@ mod tests {
 
     #[tokio::test]
     async fn deepseek_uses_its_key_and_base_url() {
-        let server = TestServer::start(vec![Reply::stream(vec![tool_call_stream()])]).await;
+        let server = TestServer::replying(vec![Reply::stream(vec![tool_call_stream()])]);
         let url = server.url();
         let env = |k: &str| match k {
             "DEEPSEEK_API_KEY" => Some("sk-ds".to_string()),
@@ -815,19 +817,18 @@ mod tests {
             .generate(&request(&[], &[], Some(10_000)), &|_| {})
             .await
             .expect("generation");
-        let r = &server.requests().await[0];
-        assert_eq!(r.path, "/chat/completions");
+        let r = &server.requests()[0];
+        assert_eq!(r.target, "/chat/completions");
         assert_eq!(r.header("authorization"), Some("Bearer sk-ds"));
         assert!(r.json().get("reasoning_effort").is_none());
     }
 
     #[tokio::test]
     async fn azure_v1_and_deployment_urls_with_api_key_header() {
-        let server = TestServer::start(vec![
+        let server = TestServer::replying(vec![
             Reply::stream(vec![tool_call_stream()]),
             Reply::stream(vec![tool_call_stream()]),
-        ])
-        .await;
+        ]);
         let url = format!("{}/openai", server.url());
         let env = |k: &str| match k {
             "AZURE_API_KEY" => Some("az-key".to_string()),
@@ -860,13 +861,13 @@ mod tests {
             .generate(&request(&[], &[], None), &|_| {})
             .await
             .expect("deployment");
-        let requests = server.requests().await;
+        let requests = server.requests();
         assert_eq!(
-            requests[0].path,
+            requests[0].target,
             "/openai/v1/chat/completions?api-version=v1"
         );
         assert_eq!(
-            requests[1].path,
+            requests[1].target,
             "/openai/deployments/gpt-5/chat/completions?api-version=2025-01-01-preview"
         );
         for r in &requests {
@@ -913,7 +914,7 @@ mod tests {
 
     #[tokio::test]
     async fn http_errors_and_error_chunks_map_to_llm_errors() {
-        let server = TestServer::start(vec![
+        let server = TestServer::replying(vec![
             Reply::raw(
                 429,
                 vec![("retry-after-ms", "250")],
@@ -928,8 +929,7 @@ mod tests {
                 vec![],
                 r#"{"error":{"message":"Incorrect API key provided"}}"#,
             ),
-        ])
-        .await;
+        ]);
         let env = |k: &str| (k == "OPENAI_API_KEY").then(|| "k".to_string());
         let setting = ProviderSetting {
             base_url: Some(server.url()),
@@ -969,7 +969,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_gateway_answering_with_one_chat_completion_still_works() {
-        let server = TestServer::start(vec![Reply::raw(
+        let server = TestServer::replying(vec![Reply::raw(
             200,
             vec![("content-type", "application/json; charset=utf-8")],
             json!({
@@ -983,8 +983,7 @@ mod tests {
                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
             })
             .to_string(),
-        )])
-        .await;
+        )]);
         let env = |k: &str| (k == "OPENAI_API_KEY").then(|| "k".to_string());
         let setting = ProviderSetting {
             base_url: Some(server.url()),

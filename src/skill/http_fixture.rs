@@ -1,6 +1,7 @@
-//! Test support: an in-process HTTP/1.1 server that serves a [`ToolServer`] (the fixture, the
-//! base skill) at `http://127.0.0.1:<port>/mcp` over one of the two MCP HTTP transports, so the
-//! runtime's remote-skill client can be tested against both without a network.
+//! Test support: serves a [`ToolServer`] (the fixture, the base skill) at
+//! `http://127.0.0.1:<port>/mcp` over one of the two MCP HTTP transports, so the runtime's
+//! remote-skill client can be tested against both without a network. It is a handler on the
+//! tests' one HTTP server ([`crate::test_support::http::TestServer`]).
 //!
 //! - [`Mode::StreamableHttp`]: `POST /mcp` carries one JSON-RPC message; a request is answered
 //!   with its JSON-RPC response as `application/json`, anything else with `202`. The first answer
@@ -17,13 +18,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, WriteHalf};
-use tokio::net::TcpListener;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 use super::server::{Handler, ToolServer};
+use crate::test_support::http::{Recorded, Response, TestServer};
 use rmcp::ServiceExt;
 
 /// Which transport the server speaks.
@@ -41,14 +42,18 @@ pub enum Mode {
 pub struct McpHttpServer {
     /// The endpoint to give the client.
     pub url: String,
-    requests: Arc<Mutex<Vec<String>>>,
+    http: TestServer,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl McpHttpServer {
-    /// Every request so far, as `"METHOD /path"`.
+    /// Every request so far, as `"METHOD /path?query"`.
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.http
+            .requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect()
     }
 }
 
@@ -66,8 +71,7 @@ struct State {
     /// Streamable: requests waiting for their response, by JSON id.
     pending: Mutex<HashMap<String, oneshot::Sender<String>>>,
     /// Legacy: the server's messages, taken by the one event stream.
-    events: tokio::sync::Mutex<Option<mpsc::UnboundedReceiver<String>>>,
-    requests: Arc<Mutex<Vec<String>>>,
+    events: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
 
 /// Serves `server` over `mode` on a free loopback port.
@@ -80,13 +84,11 @@ pub async fn serve<T: ToolServer>(server: T, mode: Mode) -> McpHttpServer {
     });
     let (from_server, to_server) = tokio::io::split(ours);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let requests = Arc::new(Mutex::new(Vec::new()));
     let state = Arc::new(State {
         mode,
         to_server: tokio::sync::Mutex::new(to_server),
         pending: Mutex::new(HashMap::new()),
-        events: tokio::sync::Mutex::new(Some(events_rx)),
-        requests: requests.clone(),
+        events: Mutex::new(Some(events_rx)),
     });
     let reader_state = state.clone();
     let reader = tokio::spawn(async move {
@@ -112,76 +114,31 @@ pub async fn serve<T: ToolServer>(server: T, mode: Mode) -> McpHttpServer {
             }
         }
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let accept = tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(connection(socket, state.clone()));
-        }
-    });
+    let http = TestServer::start(move |request| answer(state.clone(), request));
     McpHttpServer {
-        url: format!("http://127.0.0.1:{port}/mcp"),
-        requests,
-        tasks: vec![mcp, reader, accept],
+        url: format!("{}/mcp", http.url()),
+        http,
+        tasks: vec![mcp, reader],
     }
 }
 
-/// Serves requests on one connection until the client closes it.
-async fn connection(socket: tokio::net::TcpStream, state: Arc<State>) {
-    let (read, mut write) = socket.into_split();
-    let mut read = BufReader::new(read);
-    loop {
-        let mut request_line = String::new();
-        if read.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-            return;
+/// Answers one request as the mode's transport does.
+async fn answer(state: Arc<State>, request: Recorded) -> Response {
+    let streamable = matches!(
+        state.mode,
+        Mode::StreamableHttp | Mode::StreamableHttpEvents
+    );
+    let legacy = state.mode == Mode::LegacySse;
+    match (request.method.as_str(), request.path.as_str()) {
+        ("POST", "/mcp") if streamable => streamable_post(&state, &request.text()).await,
+        ("DELETE", "/mcp") if streamable => Response::new(200),
+        ("GET", "/mcp") if legacy => event_stream(&state),
+        ("POST", "/messages") if legacy && request.query == "sessionId=1" => {
+            forward(&state, &request.text()).await;
+            Response::new(202)
         }
-        let mut words = request_line.split_whitespace();
-        let method = words.next().unwrap_or("").to_string();
-        let path = words.next().unwrap_or("").to_string();
-        let mut length = 0;
-        loop {
-            let mut header = String::new();
-            if read.read_line(&mut header).await.unwrap_or(0) == 0 {
-                return;
-            }
-            if header.trim().is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; length];
-        if read.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let body = String::from_utf8_lossy(&body).to_string();
-        if let Ok(mut log) = state.requests.lock() {
-            log.push(format!("{method} {path}"));
-        }
-        let keep_open = match (state.mode, method.as_str(), path.as_str()) {
-            (Mode::StreamableHttp | Mode::StreamableHttpEvents, "POST", "/mcp") => {
-                streamable_post(&state, &body, &mut write).await
-            }
-            (Mode::StreamableHttp | Mode::StreamableHttpEvents, "DELETE", "/mcp") => {
-                respond(&mut write, 200, "", &[]).await
-            }
-            (Mode::LegacySse, "GET", "/mcp") => {
-                event_stream(&state, &mut write).await;
-                return;
-            }
-            (Mode::LegacySse, "POST", p) if p.starts_with("/messages?sessionId=1") => {
-                forward(&state, &body).await;
-                respond(&mut write, 202, "", &[]).await
-            }
-            (_, _, "/mcp") => respond(&mut write, 405, "Method Not Allowed", &[]).await,
-            _ => respond(&mut write, 404, "Not Found", &[]).await,
-        };
-        if !keep_open {
-            return;
-        }
+        (_, "/mcp") => Response::text(405, "Method Not Allowed"),
+        _ => Response::text(404, "Not Found"),
     }
 }
 
@@ -190,12 +147,12 @@ async fn forward(state: &State, body: &str) {
     let _ = to_server.write_all(format!("{body}\n").as_bytes()).await;
 }
 
-async fn streamable_post(state: &State, body: &str, write: &mut OwnedWriteHalf) -> bool {
+async fn streamable_post(state: &State, body: &str) -> Response {
     let message: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let session = [("mcp-session-id", "s1")];
+    let session = ("mcp-session-id", "s1");
     if message.get("method").is_none() || message.get("id").is_none() {
         forward(state, body).await;
-        return respond(write, 202, "", &session).await;
+        return Response::new(202).header(session.0, session.1);
     }
     let (tx, rx) = oneshot::channel();
     if let Ok(mut pending) = state.pending.lock() {
@@ -203,81 +160,40 @@ async fn streamable_post(state: &State, body: &str, write: &mut OwnedWriteHalf) 
     }
     forward(state, body).await;
     let Ok(response) = rx.await else {
-        return respond(write, 500, "server gone", &[]).await;
+        return Response::text(500, "server gone");
     };
     if state.mode == Mode::StreamableHttpEvents {
-        return respond(
-            write,
-            200,
-            &format!("event: message\ndata: {response}\n\n"),
-            &[("content-type", "text/event-stream"), session[0]],
-        )
-        .await;
+        return Response::new(200)
+            .header("content-type", "text/event-stream")
+            .header(session.0, session.1)
+            .body(format!("event: message\ndata: {response}\n\n"));
     }
-    respond(
-        write,
-        200,
-        &response,
-        &[("content-type", "application/json"), session[0]],
-    )
-    .await
+    Response::new(200)
+        .header("content-type", "application/json")
+        .header(session.0, session.1)
+        .body(response)
 }
 
 /// The legacy event stream: the `endpoint` event, then every server message, until the end.
-async fn event_stream(state: &State, write: &mut OwnedWriteHalf) {
-    let Some(mut events) = state.events.lock().await.take() else {
-        let _ = respond(write, 409, "one event stream per server", &[]).await;
-        return;
+fn event_stream(state: &State) -> Response {
+    let Some(events) = state.events.lock().ok().and_then(|mut e| e.take()) else {
+        return Response::text(409, "one event stream per server");
     };
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
-    let first = ": a comment first, as real servers send keep-alives\n\nevent: endpoint\ndata: /messages?sessionId=1\n\n";
-    if write
-        .write_all(format!("{head}{first}").as_bytes())
-        .await
-        .is_err()
-    {
-        return;
-    }
-    while let Some(line) = events.recv().await {
-        let event = format!("event: message\ndata: {line}\n\n");
-        if write.write_all(event.as_bytes()).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Writes one response; false when the connection is gone.
-async fn respond(
-    write: &mut OwnedWriteHalf,
-    status: u16,
-    body: &str,
-    headers: &[(&str, &str)],
-) -> bool {
-    let mut head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\n",
-        reason(status),
-        body.len()
+    let first = Bytes::from_static(
+        b": a comment first, as real servers send keep-alives\n\nevent: endpoint\ndata: /messages?sessionId=1\n\n",
     );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !headers.iter().any(|(n, _)| *n == "content-type") && !body.is_empty() {
-        head.push_str("content-type: text/plain\r\n");
-    }
-    head.push_str("\r\n");
-    write
-        .write_all(format!("{head}{body}").as_bytes())
-        .await
-        .is_ok()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        202 => "Accepted",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        _ => "Error",
-    }
+    let messages = futures::stream::unfold(events, |mut events| async move {
+        let line = events.recv().await?;
+        Some((
+            Bytes::from(format!("event: message\ndata: {line}\n\n")),
+            events,
+        ))
+    });
+    Response::new(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .stream(futures::StreamExt::chain(
+            futures::stream::once(async { first }),
+            messages,
+        ))
 }

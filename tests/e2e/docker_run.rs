@@ -4,6 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use perstack_sandbox::test_support::docker::DockerGuard;
 use serde_json::Value;
 
 use crate::support::{Finished, TestRun, read_until, require_docker};
@@ -328,7 +329,7 @@ fn a_run_that_fails_midway_exits_1_and_leaves_nothing() {
 /// built on it (and only those: other tests run in parallel).
 struct LocalBase {
     tag: String,
-    derived: Vec<String>,
+    images: DockerGuard,
 }
 
 impl LocalBase {
@@ -337,6 +338,8 @@ impl LocalBase {
             "perstack-sandbox-test/base:{}",
             perstack_sandbox::ids::new_id()
         );
+        let mut images = DockerGuard::new();
+        images.image(&tag);
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("etc")).expect("etc");
         std::fs::write(dir.path().join("etc/base-marker"), marker).expect("marker");
@@ -350,20 +353,7 @@ impl LocalBase {
             .status()
             .expect("docker import");
         assert!(status.success());
-        LocalBase {
-            tag,
-            derived: Vec::new(),
-        }
-    }
-}
-
-impl Drop for LocalBase {
-    fn drop(&mut self) {
-        for tag in self.derived.iter().chain(std::iter::once(&self.tag)) {
-            let _ = std::process::Command::new("docker")
-                .args(["rmi", "-f", tag])
-                .output();
-        }
+        LocalBase { tag, images }
     }
 }
 
@@ -403,7 +393,7 @@ fn a_configured_base_image_is_built_upon() {
         .map(str::to_string)
         .next()
         .expect("the skill image's tag");
-    base.derived.push(tag.clone());
+    base.images.image(&tag);
     let created = std::process::Command::new("docker")
         .args(["create", "--label"])
         .arg(format!("io.perstack.sandbox.job-id={}", run.guard.job_id))

@@ -4,6 +4,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use perstack_sandbox::test_support::docker::DockerGuard;
+
 use crate::support::{TestRun, binary, read_until, require_docker};
 
 /// Starts the slow Expert, waits until its containers run, and SIGKILLs the controller.
@@ -85,17 +87,6 @@ fn gc_leaves_a_live_run_alone() {
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
 
-/// Removes, when dropped (panics included), the images a test imported.
-struct Imported(Vec<String>);
-
-impl Drop for Imported {
-    fn drop(&mut self) {
-        for id in &self.0 {
-            let _ = Command::new("docker").args(["rmi", "-f", id]).output();
-        }
-    }
-}
-
 /// `docker import` of a one-file image labelled as ours, tagged `tag`; its id.
 fn import_managed(tag: &str, marker: &str) -> String {
     let mut archive = tar::Builder::new(Vec::new());
@@ -132,14 +123,16 @@ fn gc_images_picks_superseded_and_untagged_versions_and_keeps_the_newest() {
     }
     let repository = format!("perstack-sandbox/e2e-gc-{}", std::process::id());
     // Creation times count in seconds: one apart each.
+    // The images this test imports go when it ends, panics included.
+    let mut imported = DockerGuard::new();
     let old = import_managed(&format!("{repository}:old"), "old");
-    let mut imported = Imported(vec![old.clone()]);
+    imported.image(&old);
     std::thread::sleep(Duration::from_millis(1100));
     let lost = import_managed(&format!("{repository}:newest"), "lost its tag");
-    imported.0.push(lost.clone());
+    imported.image(&lost);
     std::thread::sleep(Duration::from_millis(1100));
     let newest = import_managed(&format!("{repository}:newest"), "newest");
-    imported.0.push(newest.clone());
+    imported.image(&newest);
 
     // A dry run, so that images other tests are about to use stay where they are.
     let out = Command::new(binary())

@@ -2,8 +2,13 @@
 //!
 //! Docker-dependent tests run against the real engine; see `support::require_docker`.
 
+// A panic is how a test fails: the whole test crate may unwrap and expect (Cargo.toml denies
+// both in the library and the binary).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod config_rules;
+mod confine;
 mod delegation;
 mod docker_run;
 mod endpoints;

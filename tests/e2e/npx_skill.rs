@@ -9,9 +9,9 @@
 //! proxy are told to use it, and must still start on a Node that predates the proxy support.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use perstack_sandbox::test_support::docker::{DockerGuard, lines};
 use serde_json::Value;
 
 use crate::support::npm_registry::{NpmPackage, NpmRegistry};
@@ -24,60 +24,40 @@ use crate::support::{
 const PLAIN: &str = "npx-node-info";
 const PROXIED: &str = "npx-node-info-proxied";
 
-/// Removes, when dropped (panics included), the images this test's builds made: the skill images
-/// (every tag of their repositories: their tags are digests over this run's registry URL) and
-/// the install stages left as build cache, found by the registry URL in their install step.
-struct BuiltImages {
-    registry: String,
-}
-
-impl Drop for BuiltImages {
-    fn drop(&mut self) {
-        let lines = |args: &[&str]| -> Vec<String> {
-            Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .map(str::to_string)
-                        .filter(|l| !l.trim().is_empty())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut doomed = Vec::new();
-        for skill in [PLAIN, PROXIED] {
-            let repository = format!("perstack-sandbox/skill-{skill}");
-            doomed.extend(lines(&[
-                "images",
-                "--format",
-                "{{.Repository}}:{{.Tag}}",
-                &repository,
-            ]));
-        }
-        for id in lines(&[
+/// A guard over the images this test's builds make, removed when it ends (panics included):
+/// the skill images (every tag of their repositories: their tags are digests over this run's
+/// registry URL) and the install stages left as build cache, found by the registry URL in their
+/// install step.
+fn built_images(registry: &str) -> DockerGuard {
+    let mut images = DockerGuard::new();
+    for skill in [PLAIN, PROXIED] {
+        images.repository(&format!("perstack-sandbox/skill-{skill}"));
+    }
+    let registry = registry.to_string();
+    images.images_found_by(move || {
+        let stages = lines(&[
             "images",
             "-a",
             "-q",
             "--filter",
             "label=io.perstack.sandbox.role=skill-install",
-        ]) {
-            let step = lines(&[
-                "image",
-                "inspect",
-                "--format",
-                "{{json .ContainerConfig.Cmd}}",
-                &id,
-            ]);
-            if step.iter().any(|s| s.contains(&self.registry)) {
-                doomed.push(id);
-            }
-        }
-        for image in doomed {
-            let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
-        }
-    }
+        ]);
+        stages
+            .into_iter()
+            .filter(|id| {
+                lines(&[
+                    "image",
+                    "inspect",
+                    "--format",
+                    "{{json .ContainerConfig.Cmd}}",
+                    id,
+                ])
+                .iter()
+                .any(|step| step.contains(&registry))
+            })
+            .collect()
+    });
+    images
 }
 
 /// perstack.toml: both skills in one Expert, their base image and registry set in `[sandbox]`.
@@ -154,9 +134,7 @@ fn an_npx_skill_is_installed_from_the_configured_registry_at_build_time_and_runs
     }
     let package = NpmPackage::pack(&fixture("npm/node-info"));
     let registry = NpmRegistry::start(vec![package.clone()]);
-    let _images = BuiltImages {
-        registry: registry.url(),
-    };
+    let _images = built_images(&registry.url());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), &registry.url());
     let run = TestRun::with_config(&config, "node");

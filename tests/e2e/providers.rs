@@ -175,8 +175,8 @@ fn tool_step_then_answer(case: &Case) -> (Vec<Recorded>, Finished, tempfile::Tem
         assert_common(case, r);
     }
     // The system prompt carries the instruction; the second request carries the tool result.
-    assert!(all_text(&requests[0].body).contains(INSTRUCTION));
-    assert!(all_text(&requests[1].body).contains("milk, eggs"));
+    assert!(all_text(&requests[0].json()).contains(INSTRUCTION));
+    assert!(all_text(&requests[1].json()).contains("milk, eggs"));
     assert!(
         run.guard.leftovers().is_empty(),
         "{:?}",
@@ -214,7 +214,7 @@ fn anthropic_tool_call_then_answer_over_the_messages_api() {
     let first = &requests[0];
     assert_eq!(first.header("x-api-key"), Some("sk-e2e-key"));
     assert_eq!(first.header("anthropic-version"), Some("2023-06-01"));
-    let body = &first.body;
+    let body = &first.json();
     assert_eq!(body["model"], "claude-sonnet-4-5");
     assert_eq!(body["stream"], true);
     assert_eq!(body["max_tokens"], 64000);
@@ -233,7 +233,8 @@ fn anthropic_tool_call_then_answer_over_the_messages_api() {
     assert!(write["input_schema"]["properties"]["path"].is_object());
     assert!(write["description"].as_str().is_some_and(|d| !d.is_empty()));
     // Turn two sends the signed thinking back, then the call and its result.
-    let messages = requests[1].body["messages"].as_array().expect("messages");
+    let second = requests[1].json();
+    let messages = second["messages"].as_array().expect("messages");
     let assistant = &messages[messages.len() - 2];
     assert_eq!(assistant["role"], "assistant");
     assert_eq!(
@@ -255,7 +256,7 @@ fn openai_tool_call_then_answer_over_chat_completions() {
     let (requests, _done, _dir) = tool_step_then_answer(&OPENAI);
     let first = &requests[0];
     assert_eq!(first.header("authorization"), Some("Bearer sk-e2e-key"));
-    let body = &first.body;
+    let body = &first.json();
     assert_eq!(body["model"], "gpt-5");
     assert_eq!(body["stream"], true);
     assert_eq!(body["stream_options"], json!({"include_usage": true}));
@@ -272,7 +273,8 @@ fn openai_tool_call_then_answer_over_chat_completions() {
     assert_eq!(write["function"]["parameters"]["type"], "object");
     assert!(write["function"]["parameters"]["properties"]["text"].is_object());
     // Turn two: the assistant's call with its arguments as a JSON string, then the result.
-    let messages = requests[1].body["messages"].as_array().expect("messages");
+    let second = requests[1].json();
+    let messages = second["messages"].as_array().expect("messages");
     let assistant = &messages[messages.len() - 2];
     assert_eq!(assistant["tool_calls"][0]["id"], "call_1_0");
     let args: Value = serde_json::from_str(
@@ -295,7 +297,7 @@ fn google_tool_call_then_answer_over_stream_generate_content() {
     let first = &requests[0];
     assert_eq!(first.query, "alt=sse");
     assert_eq!(first.header("x-goog-api-key"), Some("sk-e2e-key"));
-    let body = &first.body;
+    let body = &first.json();
     assert_eq!(
         body["generationConfig"]["thinkingConfig"],
         json!({"thinkingBudget": 5000, "includeThoughts": true})
@@ -314,7 +316,8 @@ fn google_tool_call_then_answer_over_stream_generate_content() {
     assert_eq!(write["parameters"]["type"], "object");
     assert!(write["parameters"]["properties"]["path"].is_object());
     // Turn two: the model's functionCall, then the functionResponse paired by name.
-    let contents = requests[1].body["contents"].as_array().expect("contents");
+    let second = requests[1].json();
+    let contents = second["contents"].as_array().expect("contents");
     let model = &contents[contents.len() - 2];
     assert_eq!(model["role"], "model");
     let call = model["parts"]
@@ -412,10 +415,11 @@ fn deepseek_speaks_chat_completions_with_its_key_and_no_reasoning_parameter() {
     let (requests, _done, _dir) = tool_step_then_answer(&DEEPSEEK);
     let first = &requests[0];
     assert_eq!(first.header("authorization"), Some("Bearer sk-e2e-key"));
-    assert_eq!(first.body["model"], "deepseek-chat");
-    assert!(first.body.get("reasoning_effort").is_none());
+    assert_eq!(first.json()["model"], "deepseek-chat");
+    assert!(first.json().get("reasoning_effort").is_none());
     // Its streamed reasoning_content goes back with the assistant turn of the tool-call loop.
-    let messages = requests[1].body["messages"].as_array().expect("messages");
+    let second = requests[1].json();
+    let messages = second["messages"].as_array().expect("messages");
     let assistant = &messages[messages.len() - 2];
     assert_eq!(assistant["reasoning_content"], "The user wants a note.");
 }
@@ -430,7 +434,7 @@ fn azure_openai_deployment_urls_carry_the_api_version_and_the_api_key_header() {
         assert_eq!(r.query, "api-version=2024-10-21");
         assert_eq!(r.header("api-key"), Some("sk-e2e-key"));
         assert_eq!(r.header("authorization"), None);
-        assert!(r.body.get("reasoning_effort").is_none());
+        assert!(r.json().get("reasoning_effort").is_none());
     }
 }
 
@@ -441,17 +445,15 @@ fn ollama_native_chat_with_think_and_no_key() {
     }
     let (requests, _done, _dir) = tool_step_then_answer(&OLLAMA);
     let first = &requests[0];
+    let body = first.json();
     assert_eq!(first.header("authorization"), None);
-    assert_eq!(first.body["think"], true);
-    assert_eq!(first.body["stream"], true);
-    assert_eq!(first.body["messages"][0]["role"], "system");
-    let write = tool(
-        &first.body["tools"],
-        |t| &t["function"]["name"],
-        "writeTextFile",
-    );
+    assert_eq!(body["think"], true);
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["messages"][0]["role"], "system");
+    let write = tool(&body["tools"], |t| &t["function"]["name"], "writeTextFile");
     assert_eq!(write["function"]["parameters"]["type"], "object");
-    let messages = requests[1].body["messages"].as_array().expect("messages");
+    let second = requests[1].json();
+    let messages = second["messages"].as_array().expect("messages");
     let assistant = &messages[messages.len() - 2];
     assert_eq!(assistant["thinking"], "The user wants a note.");
     assert_eq!(

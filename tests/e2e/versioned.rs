@@ -2,10 +2,12 @@
 //! then `run --image REF "query"` from a folder without perstack.toml pulls and runs them.
 //!
 //! Needs the registry of `make test-registry` on 127.0.0.1:5000 (Debian's `docker-registry`,
-//! started by `.ci/run`); a missing registry is a failure that says how to start it.
+//! started by `make test`); a missing registry is a failure that says how to start it.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+use perstack_sandbox::test_support::docker::DockerGuard;
 
 use crate::support::{JobGuard, binary, finished, require_docker};
 
@@ -26,22 +28,6 @@ fn require_registry() -> bool {
          docker-registry package, no auth, storage in /tmp), then run the tests again"
     );
     true
-}
-
-/// Removes, when dropped (panics included), every local image a test tagged or pulled.
-struct ImageGuard {
-    references: Vec<String>,
-    ids: Vec<String>,
-}
-
-impl Drop for ImageGuard {
-    fn drop(&mut self) {
-        for reference in self.references.iter().chain(&self.ids) {
-            let _ = Command::new("docker")
-                .args(["rmi", "-f", reference])
-                .output();
-        }
-    }
 }
 
 fn image_id(reference: &str) -> Option<String> {
@@ -107,9 +93,13 @@ fn a_pushed_version_is_pulled_and_run_from_its_tag_alone() {
     }
     let id = perstack_sandbox::ids::new_id();
     let var = format!("VERSIONED_{}", id.to_uppercase());
-    let reference = format!("{REGISTRY}/psbx-e2e-{id}:1.0");
+    let repository = format!("{REGISTRY}/psbx-e2e-{id}");
+    let reference = format!("{repository}:1.0");
     let project = tempfile::tempdir().expect("tempdir");
     write_config(project.path(), &var);
+    // Every local image this test tags or pulls goes when it ends, panics included.
+    let mut images = DockerGuard::new();
+    images.repository(&repository);
 
     let built = Command::new(binary())
         .args(["build", "versioned", "--tag", &reference, "--push"])
@@ -135,10 +125,7 @@ fn a_pushed_version_is_pulled_and_run_from_its_tag_alone() {
     // The runtime image records the version, and every image it needs by id.
     let runtime_id = image_id(&reference).expect("the runtime image is tagged");
     let skill_id = image_id(&format!("{reference}-skill-probe")).expect("the skill is tagged");
-    let _guard = ImageGuard {
-        references: tagged.clone(),
-        ids: vec![runtime_id.clone(), skill_id.clone()],
-    };
+    images.image(&runtime_id).image(&skill_id);
     let labels = Command::new("docker")
         .args([
             "image",
@@ -246,9 +233,13 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
     let id = perstack_sandbox::ids::new_id();
     let var = format!("VERSIONED_{}", id.to_uppercase());
     // Built locally, never pushed: `run --image` uses a local image as it is.
-    let reference = format!("psbx-e2e-{id}:1.0");
+    let repository = format!("psbx-e2e-{id}");
+    let reference = format!("{repository}:1.0");
     let project = tempfile::tempdir().expect("tempdir");
     write_config(project.path(), &var);
+    // Every image this test tags goes when it ends, panics included.
+    let mut images = DockerGuard::new();
+    images.repository(&repository);
     let built = Command::new(binary())
         .args(["build", "versioned", "--tag", &reference])
         .current_dir(project.path())
@@ -260,22 +251,15 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let tagged: Vec<String> = String::from_utf8_lossy(&built.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    let _guard = ImageGuard {
-        ids: vec![
-            image_id(&reference).expect("tagged"),
-            image_id(&format!("{reference}-skill-probe")).expect("tagged"),
-        ],
-        references: tagged,
-    };
+    images
+        .image(&image_id(&reference).expect("tagged"))
+        .image(&image_id(&format!("{reference}-skill-probe")).expect("tagged"));
 
     let elsewhere = tempfile::tempdir().expect("tempdir");
+    let job = JobGuard::new();
     let run = |args: &[&str]| {
         Command::new(binary())
-            .arg("run")
+            .args(["run", "--job-id", &job.job_id])
             .args(args)
             .current_dir(elsewhere.path())
             .env_remove(&var)
@@ -314,7 +298,10 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
     );
     let by_hand = Command::new("docker")
         .args(["run", "--rm", "--network", "none"])
-        .args(["--label", "io.perstack.sandbox.managed=true", &reference])
+        .args(["--label", "io.perstack.sandbox.managed=true"])
+        .arg("--label")
+        .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
+        .arg(&reference)
         .args(["--job-id", "j", "--run-id", "r", "--", "someone-else", "q"])
         .output()
         .expect("docker run");
@@ -348,8 +335,10 @@ fn timeout_bounds_the_pull_of_a_versioned_image_too() {
     });
     let reference = format!("127.0.0.1:{port}/perstack-sandbox-e2e/silent:1");
     let elsewhere = tempfile::tempdir().expect("tempdir");
+    let job = JobGuard::new();
     let out = Command::new(binary())
         .args(["run", "--image", &reference, "--timeout", "3s", "--json"])
+        .args(["--job-id", &job.job_id])
         .arg("Anyone there?")
         .current_dir(elsewhere.path())
         .stdin(Stdio::null())

@@ -293,11 +293,11 @@ impl ImageSpec {
         }
         // One LABEL instruction: the builder's `labels` option would commit one layer per label
         // (seconds each on fuse-overlayfs). Imports set them with `import_changes`.
-        if !self.is_scratch() {
-            if let Some(line) = self.label_instruction() {
-                text.push_str(&line);
-                text.push('\n');
-            }
+        if !self.is_scratch()
+            && let Some(line) = self.label_instruction()
+        {
+            text.push_str(&line);
+            text.push('\n');
         }
         text
     }

@@ -413,6 +413,3 @@ pub const TOOLS: &[ToolDef] = &[
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod path_safety_tests;

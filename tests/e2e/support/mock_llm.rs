@@ -1,27 +1,28 @@
-//! A mock LLM HTTP server for end-to-end runs: it speaks the streamed wire formats of Anthropic
+//! A mock LLM for end-to-end runs: it speaks the streamed wire formats of Anthropic
 //! Messages, OpenAI Chat Completions and Gemini `streamGenerateContent`, answers from a per-test
 //! script of turns, and records every request.
 //!
-//! It is a handler on the tests' [`HttpServer`], listening on `0.0.0.0` on an ephemeral port of
-//! the host; runtime containers on Docker's default bridge reach it through the bridge gateway
-//! ([`MockLlm::url_for_containers`]). Point the runtime at it with the provider's base-URL
-//! variable (`ANTHROPIC_BASE_URL`, …).
+//! It is a handler on the tests' one HTTP server ([`TestServer`]), listening on `0.0.0.0` on an
+//! ephemeral port of the host; runtime containers on Docker's default bridge reach it through
+//! the bridge gateway ([`MockLlm::url_for_containers`]). Point the runtime at it with the
+//! provider's base-URL variable (`ANTHROPIC_BASE_URL`, …).
 //!
 //! The format of an answer follows the request path: `…/messages` → Anthropic,
 //! `…/chat/completions` → OpenAI, `…:streamGenerateContent` → Gemini, `…/api/chat` → Ollama's
-//! JSON lines. Bodies go out with `transfer-encoding: chunked`, one event per chunk, optionally
-//! with a pause between chunks.
+//! JSON lines. Bodies go out chunked, one event per chunk, optionally with a pause between
+//! chunks.
 
 use std::collections::VecDeque;
-use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::StreamExt;
+use perstack_sandbox::test_support::http::{Response, TestServer};
 use serde_json::{Value, json};
 
-use super::http::HttpServer;
-pub use super::http::Recorded;
+pub use perstack_sandbox::test_support::http::Recorded;
 
 /// One scripted answer.
 #[derive(Debug, Clone, Default)]
@@ -136,7 +137,7 @@ struct State {
 
 /// The running server; stops accepting when dropped.
 pub struct MockLlm {
-    server: HttpServer,
+    server: TestServer,
     state: Arc<Mutex<State>>,
 }
 
@@ -148,8 +149,9 @@ impl MockLlm {
             calls: 0,
         }));
         let st = state.clone();
-        let server = HttpServer::start(IpAddr::V4(Ipv4Addr::UNSPECIFIED), move |request, out| {
-            answer(request, out, &st)
+        let server = TestServer::start_on(IpAddr::V4(Ipv4Addr::UNSPECIFIED), move |request| {
+            let response = answer(&request, &st);
+            async move { response }
         });
         MockLlm { server, state }
     }
@@ -162,7 +164,7 @@ impl MockLlm {
 
     /// `http://127.0.0.1:<port>`.
     pub fn url_local(&self) -> String {
-        self.server.url_local()
+        self.server.url()
     }
 
     /// Every request received so far.
@@ -177,7 +179,7 @@ impl MockLlm {
 }
 
 /// Answers one request with the next scripted turn, in the wire format its path asks for.
-fn answer(request: &Recorded, out: &mut TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+fn answer(request: &Recorded, state: &Mutex<State>) -> Response {
     let wire = Wire::of(&request.path);
     let (turn, call) = {
         let mut st = state.lock().expect("state");
@@ -185,47 +187,32 @@ fn answer(request: &Recorded, out: &mut TcpStream, state: &Mutex<State>) -> std:
         (st.turns.pop_front(), st.calls)
     };
     let (Some(wire), Some(turn)) = (wire, turn) else {
-        let body = "mock LLM: unknown path or no scripted turn left";
-        write!(
-            out,
-            "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )?;
-        return out.flush();
+        return Response::text(500, "mock LLM: unknown path or no scripted turn left");
     };
     if let Some(error) = &turn.error {
-        let body = error_body(wire, error).to_string();
-        let mut head = format!(
-            "HTTP/1.1 {} Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-            error.status,
-            body.len()
-        );
-        for (n, v) in &error.headers {
-            head.push_str(&format!("{n}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        out.write_all(head.as_bytes())?;
-        out.write_all(body.as_bytes())?;
-        return out.flush();
+        let response = Response::json(error.status, &error_body(wire, error));
+        return error
+            .headers
+            .iter()
+            .fold(response, |r, (n, v)| r.header(n, v));
     }
     let content_type = if wire == Wire::Ollama {
         "application/x-ndjson"
     } else {
         "text/event-stream"
     };
-    write!(
-        out,
-        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
-    )?;
-    for (i, event) in events(wire, &turn, call).iter().enumerate() {
-        if i > 0 && !turn.chunk_delay.is_zero() {
-            std::thread::sleep(turn.chunk_delay);
+    let delay = turn.chunk_delay;
+    let chunks = events(wire, &turn, call).into_iter().enumerate();
+    let chunks = futures::stream::iter(chunks).then(move |(i, event)| async move {
+        if i > 0 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
-        write!(out, "{:x}\r\n{event}\r\n", event.len())?;
-        out.flush()?;
-    }
-    out.write_all(b"0\r\n\r\n")?;
-    out.flush()
+        Bytes::from(event)
+    });
+    Response::new(200)
+        .header("content-type", content_type)
+        .header("cache-control", "no-cache")
+        .stream(chunks)
 }
 
 fn error_body(wire: Wire, error: &HttpError) -> Value {

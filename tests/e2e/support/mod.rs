@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 pub mod forward;
-pub mod http;
 pub mod mock_llm;
 pub mod npm_registry;
 pub mod registry;
@@ -15,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use perstack_sandbox::test_support::docker::DockerGuard;
 use serde_json::Value;
 
 /// The binary under test.
@@ -130,88 +130,44 @@ fn require_test_image(image: &str) -> bool {
         .unwrap_or(false);
     assert!(
         found,
-        "the image {image} is missing; build it with `make test-images` (as root: it runs \
-         debootstrap), then run the tests again"
+        "the image {image} is missing; `make test` builds it before the tests (`make \
+         test-images`: debootstrap, as root or with passwordless sudo), then run the tests again"
     );
     true
 }
 
-/// Removes every container and volume labelled with a job id when dropped, panics included.
+/// The variable `.ci/run` sets to a token of its own (a plain name): every job id a test makes
+/// then starts with `test-<token>-`, so its leftover check counts only the resources of the runs
+/// its own tests started, not those of another job sharing the engine.
+pub const SESSION_VARIABLE: &str = "PERSTACK_SANDBOX_TEST_SESSION";
+
+/// A job id for a test's run, and the guard that removes every container, volume and network
+/// labelled with it when dropped, panics included.
 pub struct JobGuard {
     pub job_id: String,
+    resources: DockerGuard,
 }
 
 impl JobGuard {
     pub fn new() -> JobGuard {
+        let id = perstack_sandbox::ids::new_id();
+        let job_id = match std::env::var(SESSION_VARIABLE) {
+            Ok(session) => format!("test-{session}-{id}"),
+            Err(_) => format!("test-{id}"),
+        };
+        assert!(
+            perstack_sandbox::jobs::store::is_safe_id(&job_id),
+            "{SESSION_VARIABLE} must be a plain name ([A-Za-z0-9_.-]): job id {job_id:?}"
+        );
         JobGuard {
-            job_id: format!("test-{}", perstack_sandbox::ids::new_id()),
+            resources: DockerGuard::for_job(&job_id),
+            job_id,
         }
-    }
-
-    fn filter(&self) -> String {
-        format!("label=io.perstack.sandbox.job-id={}", self.job_id)
     }
 
     /// Containers, volumes and networks of this job still in Docker.
     pub fn leftovers(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        for (kind, args) in [
-            ("container", vec!["ps", "-aq", "--filter"]),
-            ("volume", vec!["volume", "ls", "-q", "--filter"]),
-            ("network", vec!["network", "ls", "-q", "--filter"]),
-        ] {
-            let out = Command::new("docker")
-                .args(&args)
-                .arg(self.filter())
-                .output()
-                .expect("docker");
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                if !line.trim().is_empty() {
-                    left.push(format!("{kind} {line}"));
-                }
-            }
-        }
-        left
-    }
-}
-
-impl Drop for JobGuard {
-    fn drop(&mut self) {
-        let ids = |args: &[&str]| -> Vec<String> {
-            Command::new("docker")
-                .args(args)
-                .arg(self.filter())
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .map(str::to_string)
-                        .filter(|l| !l.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let containers = ids(&["ps", "-aq", "--filter"]);
-        if !containers.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&containers)
-                .output();
-        }
-        let volumes = ids(&["volume", "ls", "-q", "--filter"]);
-        if !volumes.is_empty() {
-            let _ = Command::new("docker")
-                .args(["volume", "rm", "-f"])
-                .args(&volumes)
-                .output();
-        }
-        let networks = ids(&["network", "ls", "-q", "--filter"]);
-        if !networks.is_empty() {
-            let _ = Command::new("docker")
-                .args(["network", "rm"])
-                .args(&networks)
-                .output();
-        }
+        self.resources.leftovers()
     }
 }
 

@@ -3,7 +3,8 @@
 //! (`package/…`), and serves what `npm install` asks for — the packument at `GET /<name>`, where
 //! scoped names arrive encoded (`/@scope%2fname`), and the tarball its `dist.tarball` names.
 //!
-//! It is a handler on the tests' [`HttpServer`], listening on the Docker bridge's gateway only:
+//! It is a handler on the tests' one HTTP server ([`TestServer`]), listening on the Docker
+//! bridge's gateway only:
 //! image builds (the classic builder's `RUN` steps are on the default bridge) reach it there,
 //! and nothing outside this machine does. Every request is recorded.
 //!
@@ -13,16 +14,14 @@
 //! the older `dist.shasum`, else not at all; we give the sha512 integrity, so a tarball that is
 //! not what the packument promised fails the install.
 
-use std::io::Write;
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
+use perstack_sandbox::test_support::http::{Recorded, Response, TestServer, bridge_gateway};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
-
-use super::http::{HttpServer, Recorded, bridge_gateway};
 
 /// `npm pack` dates every entry 1985-10-26T08:15:00Z, so the same files give the same tarball.
 const NPM_PACK_MTIME: u64 = 499_162_500;
@@ -134,7 +133,7 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
 
 /// The running registry; stops when dropped.
 pub struct NpmRegistry {
-    server: HttpServer,
+    server: TestServer,
 }
 
 impl NpmRegistry {
@@ -144,8 +143,10 @@ impl NpmRegistry {
             .parse()
             .expect("the bridge gateway is an IP");
         let packages = Arc::new(packages);
-        let server =
-            HttpServer::start(gateway, move |request, out| answer(request, out, &packages));
+        let server = TestServer::start_on(gateway, move |request| {
+            let response = answer(&request, &packages);
+            async move { response }
+        });
         NpmRegistry { server }
     }
 
@@ -160,7 +161,7 @@ impl NpmRegistry {
     }
 }
 
-fn answer(request: &Recorded, out: &mut TcpStream, packages: &[NpmPackage]) -> std::io::Result<()> {
+fn answer(request: &Recorded, packages: &[NpmPackage]) -> Response {
     // The host npm reached us at, so the tarball URL works from where it asked.
     let base = format!("http://{}", request.header("host").unwrap_or("localhost"));
     let path = request.path.replace("%2f", "/").replace("%2F", "/");
@@ -176,19 +177,10 @@ fn answer(request: &Recorded, out: &mut TcpStream, packages: &[NpmPackage]) -> s
             None
         }
     });
-    let (status, content_type, body) = match found {
-        Some((content_type, body)) => ("200 OK", content_type, body),
-        None => (
-            "404 Not Found",
-            "application/json",
-            br#"{"error":"not_found"}"#.to_vec(),
-        ),
-    };
-    write!(
-        out,
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    )?;
-    out.write_all(&body)?;
-    out.flush()
+    match found {
+        Some((content_type, body)) => Response::new(200)
+            .header("content-type", content_type)
+            .body(body),
+        None => Response::json(404, &json!({"error": "not_found"})),
+    }
 }

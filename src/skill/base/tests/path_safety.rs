@@ -1,7 +1,7 @@
-//! Path safety of every base tool that takes a path, over MCP: each rule of [`super::paths`]
-//! against each tool it applies to, asserting the concrete outcome (the error, and that nothing
-//! outside the workspace or under `perstack/` changed; or, for the rules that allow a path, the
-//! effect on the right file).
+//! Path safety of every base tool that takes a path, over MCP: each rule of
+//! [`crate::skill::base::paths`] against each tool it applies to, asserting the concrete outcome
+//! (the error, and that nothing outside the workspace or under `perstack/` changed; or, for the
+//! rules that allow a path, the effect on the right file).
 //!
 //! Each case runs against a fresh workspace:
 //!
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::BaseSkill;
+use crate::skill::base::BaseSkill;
 use crate::skill::server::testing::{Client, connect};
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";

@@ -1,5 +1,7 @@
 //! MCP round trips: the base skill on one end of an in-memory pipe, an rmcp client on the other.
 
+mod path_safety;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 

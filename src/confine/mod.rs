@@ -1,0 +1,124 @@
+//! Walls between processes of one container: each principal (the runtime, the base tools, the
+//! egress proxy, each skill) confined by its own uid, no capabilities, `no_new_privs`, a
+//! non-dumpable process, a Landlock domain and a seccomp filter.
+//!
+//! This is the groundwork of the standalone image (one container, no Docker socket, a supervisor
+//! as PID 1). The pieces, in the order a supervisor uses them:
+//!
+//! - [`probe`]: what this kernel and our privileges offer, what is missing and whether that must
+//!   stop a start ([`Protections`]);
+//! - [`policy`]: what one principal may do, as pure data ([`Policy`]);
+//! - [`launch`]: starting a principal's program confined by its policy ([`Launch`]), through
+//!   [`role`], the hidden `confine exec` role of our binary, which applies [`apply`]'s steps —
+//!   [`identity`], [`landlock`], [`seccomp`], the program's dumpability ([`program`]) — and
+//!   reports what held ([`report::Enforcement`]);
+//! - [`attempt`]: the moves of a hostile principal, which the tests make against these walls.
+//!
+//! SECURITY.md ("Confinement inside one container") lists each protection and its residual risk.
+
+pub mod apply;
+pub mod attempt;
+pub mod identity;
+pub mod landlock;
+pub mod launch;
+pub mod policy;
+pub mod probe;
+pub mod program;
+pub mod report;
+pub mod role;
+pub mod seccomp;
+mod sys;
+
+use std::path::PathBuf;
+
+pub use launch::{Confined, Launch};
+pub use policy::{FsRules, Identity, NetRules, Policy, Scopes, TcpConnect};
+pub use probe::{Protections, Shortfall};
+pub use report::Enforcement;
+
+/// Confining a principal failed; nothing of its program ran.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    /// The policy cannot be applied as written.
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    /// The launcher did not pass a variable the policy names.
+    #[error("the variable {0} of the policy is not in the environment the launcher passed")]
+    MissingVariable(String),
+    /// No program was given.
+    #[error("no program to run was given after --")]
+    NoCommand,
+    /// A string `execve` cannot carry.
+    #[error("`{0}` contains a NUL byte")]
+    NulByte(String),
+    /// The program is not in the principal's PATH.
+    #[error(transparent)]
+    NotFound(#[from] program::NotFound),
+    /// Landlock could not be applied.
+    #[error(transparent)]
+    Landlock(#[from] landlock::LandlockError),
+    /// The seccomp filter could not be built.
+    #[error(transparent)]
+    SeccompFilter(#[from] seccomp::FilterError),
+    /// The seccomp filter could not be installed.
+    #[error(transparent)]
+    SeccompInstall(#[from] seccomp::InstallError),
+    /// The identity could not be switched or the capabilities dropped.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The policy asks for a non-dumpable process, but the kernel would make it dumpable again.
+    #[error(
+        "the policy requires a non-dumpable process, but {file} is readable by uid {uid}, so \
+         execve would make it dumpable again; install it exec-only (root-owned, mode 0711)"
+    )]
+    WouldBeDumpable {
+        /// The program file.
+        file: PathBuf,
+        /// The principal's uid, which can read it.
+        uid: u32,
+    },
+    /// A descriptor the policy keeps is not open.
+    #[error("descriptor {fd}, which the policy keeps, is not open: {source}")]
+    KeepFd {
+        /// The descriptor.
+        fd: i32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A system call of the confinement failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// The call that failed.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The program could not be executed once confined.
+    #[error("cannot execute {program}: {source}")]
+    Exec {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The confinement role could not be started.
+    #[error("cannot start the confinement of {principal}: {source}")]
+    Spawn {
+        /// The principal whose policy it is.
+        principal: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The confinement role reported a failure (or none).
+    #[error("confining {principal} failed: {message}")]
+    Role {
+        /// The principal whose policy it is.
+        principal: String,
+        /// What the role said.
+        message: String,
+    },
+}
