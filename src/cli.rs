@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::ProviderName;
 use crate::config::settings::{
-    DEFAULT_CPUS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MEMORY, DEFAULT_MODEL,
-    DEFAULT_PIDS, DEFAULT_PROVIDER, DEFAULT_REASONING_BUDGET, DEFAULT_TIMEOUT_MS, SettingFlags,
-    memory_spelling,
+    CaCertificates, DEFAULT_CPUS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MEMORY,
+    DEFAULT_MODEL, DEFAULT_PIDS, DEFAULT_PROVIDER, DEFAULT_REASONING_BUDGET, DEFAULT_TIMEOUT_MS,
+    SettingFlags, memory_spelling, parse_ca_certificates,
 };
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::skill::host::HostOptions;
@@ -168,6 +168,15 @@ pub struct RunArgs {
         help = format!("Process limit per container (default: `[sandbox] pids`, else {DEFAULT_PIDS})")
     )]
     pub pids: Option<i64>,
+    /// The CA bundle that containers talking TLS trust.
+    #[arg(
+        long,
+        value_name = "host|PATH",
+        value_parser = parse_ca_certificates,
+        conflicts_with = "image",
+        help = CA_CERTIFICATES_HELP
+    )]
+    pub ca_certificates: Option<CaCertificates>,
     /// Job id to use (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
@@ -217,9 +226,16 @@ impl RunArgs {
             memory: self.memory,
             cpus: self.cpus,
             pids: self.pids,
+            ca_certificates: self.ca_certificates.clone(),
         }
     }
 }
+
+/// `--ca-certificates`' help, the same for `run` and `build`.
+const CA_CERTIFICATES_HELP: &str = "CA bundle trusted by the containers that talk TLS (skills \
+    with allowedDomains; the runtime with a networked provider or an mcpSseSkill) and by package \
+    installs at build time: `host` (the host's system bundle) or a PEM file (default: `[sandbox] \
+    caCertificates`, else host)";
 
 /// `run --provider`'s help: every provider, which ones cannot be used yet, and the default.
 fn provider_help() -> String {
@@ -261,9 +277,28 @@ pub struct BuildArgs {
     /// Show build and push output.
     #[arg(long, short)]
     pub verbose: bool,
+    /// The CA bundle the version's images carry.
+    #[arg(
+        long,
+        value_name = "host|PATH",
+        value_parser = parse_ca_certificates,
+        help = CA_CERTIFICATES_HELP
+    )]
+    pub ca_certificates: Option<CaCertificates>,
     /// Base images.
     #[command(flatten)]
     pub base_images: BaseImageArgs,
+}
+
+impl BuildArgs {
+    /// What the command line says about the settings: only the CA bundle (the images do not
+    /// depend on the run's other settings).
+    pub fn setting_flags(&self) -> SettingFlags {
+        SettingFlags {
+            ca_certificates: self.ca_certificates.clone(),
+            ..SettingFlags::default()
+        }
+    }
 }
 
 /// Base images chosen on the command line; each beats its `[sandbox]` setting in perstack.toml.
@@ -430,6 +465,8 @@ mod tests {
             "0.5",
             "--pids",
             "32",
+            "--ca-certificates",
+            "/etc/corp/ca.pem",
         ])
         .setting_flags();
         assert_eq!(
@@ -446,8 +483,42 @@ mod tests {
                 memory: Some(64 << 20),
                 cpus: Some(0.5),
                 pids: Some(32),
+                ca_certificates: Some(CaCertificates::File("/etc/corp/ca.pem".into())),
             }
         );
+    }
+
+    #[test]
+    fn build_takes_the_ca_bundle_and_a_versioned_run_refuses_one() {
+        let Command::Build(build) = Cli::parse_from([
+            "perstack-sandbox",
+            "build",
+            "e",
+            "--ca-certificates",
+            "host",
+        ])
+        .command
+        else {
+            panic!("not build");
+        };
+        assert_eq!(
+            build.setting_flags(),
+            SettingFlags {
+                ca_certificates: Some(CaCertificates::Host),
+                ..SettingFlags::default()
+            }
+        );
+        // A versioned image's images carry the bundle they were built with.
+        let versioned = [
+            "perstack-sandbox",
+            "run",
+            "--image",
+            "demo:1",
+            "--ca-certificates",
+            "host",
+            "q",
+        ];
+        assert!(Cli::try_parse_from(versioned).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use crate::cli::BuildArgs;
-use crate::config::{LoadedConfig, ProviderName, SettingFlags, Settings, SettingsError};
+use crate::config::{LoadedConfig, ProviderName, Settings, SettingsError};
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
 use crate::sandbox::engine::docker::{DockerClient, DockerError};
@@ -111,6 +111,8 @@ struct Inputs {
     /// `sha256:<hex>` of perstack.toml.
     digest: String,
     artifacts: Artifacts,
+    /// Command line > file > default; the images depend on the CA bundle only.
+    settings: Settings,
 }
 
 /// The images made, by content tag, before they are tagged as the version.
@@ -184,9 +186,11 @@ fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
         path: loaded.path.clone(),
         source,
     })?;
+    let settings = Settings::resolve(&args.setting_flags(), &loaded)?;
     Ok(Inputs {
         digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
-        artifacts: artifacts::load()?,
+        artifacts: artifacts::load(&settings.ca_certificates)?,
+        settings,
         loaded,
         refs,
         mock_script,
@@ -196,7 +200,7 @@ fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
 /// The images `run` would build for the Expert (same content, same cache).
 fn plan_images(args: &BuildArgs, inputs: &Inputs) -> Result<RunPlan, BuildError> {
     let config = &inputs.loaded.config;
-    let settings = Settings::resolve(&SettingFlags::default(), config)?;
+    let settings = inputs.settings.clone();
     let request = RunRequest {
         run_id: "build".into(),
         job_id: "build".into(),

@@ -2,20 +2,27 @@
 //!
 //! Reports the Docker endpoint and why it is that one (and the places passed over on the way),
 //! the engine and negotiated API versions, whether an image can be built (by building and
-//! removing a tiny one), whether our executable can go into images, and
-//! which base images the config asks for exist locally. Every failed finding says how to fix it.
+//! removing a tiny one), whether our executable can go into images, which base images the
+//! config asks for exist locally, and which CA bundle the containers that talk TLS trust —
+//! with the certificates it has that the base images' own bundles lack (behind a
+//! TLS-intercepting proxy, the proxy's CA). Every failed finding says how to fix it.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::artifacts::{self, LoadedBundle, SYSTEM_BUNDLES};
 use crate::cli::ValidateArgs;
-use crate::config::{self, Config, Skill};
+use crate::config::{self, Config, LoadedConfig, SettingFlags, Settings, Skill};
 use crate::exit::Exit;
+use crate::sandbox::ca_bundle::{self, Certificate};
+use crate::sandbox::engine::controller::ControllerId;
 use crate::sandbox::engine::docker::{DockerClient, DockerError};
 use crate::sandbox::engine::endpoint::Why;
 use crate::sandbox::images::base::skill_base_image;
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
+use crate::sandbox::labels;
 
 struct Report {
     failed: bool,
@@ -45,7 +52,9 @@ pub async fn run(args: ValidateArgs) -> Exit {
     };
     check_engine(&mut report, &docker).await;
     check_image_build(&mut report, &docker).await;
-    check_base_images(&mut report, &docker, &args).await;
+    let loaded = load_config(&mut report, &args);
+    check_base_images(&mut report, &docker, loaded.as_ref()).await;
+    check_ca_bundle(&mut report, &docker, loaded.as_ref()).await;
     if report.failed {
         Exit::RunFailed
     } else {
@@ -55,12 +64,12 @@ pub async fn run(args: ValidateArgs) -> Exit {
 }
 
 fn check_executable(report: &mut Report) {
-    match super::artifacts::load() {
-        Ok(artifacts) => report.ok(
+    match super::artifacts::executable() {
+        Ok(binary) => report.ok(
             "executable",
             format!(
                 "static, {:.1} MB: copied into every image as is",
-                artifacts.binary.len() as f64 / 1e6
+                binary.len() as f64 / 1e6
             ),
         ),
         Err(error) => report.fail(
@@ -155,25 +164,34 @@ async fn check_image_build(report: &mut Report, docker: &DockerClient) {
     }
 }
 
-async fn check_base_images(report: &mut Report, docker: &DockerClient, args: &ValidateArgs) {
-    println!("  base images:");
+/// perstack.toml, when there is one; `None` (and a finding) when it is missing or invalid.
+fn load_config(report: &mut Report, args: &ValidateArgs) -> Option<LoadedConfig> {
     let cwd = std::env::current_dir().unwrap_or_default();
-    let loaded = match config::discover(args.config.as_deref(), &cwd).and_then(|p| config::load(&p))
-    {
-        Ok(loaded) => loaded,
-        Err(config::ConfigError::NotFound { .. }) => {
-            println!(
-                "    (no perstack.toml here; only scratch-based images are needed by default)"
-            );
-            return;
-        }
+    match config::discover(args.config.as_deref(), &cwd).and_then(|p| config::load(&p)) {
+        Ok(loaded) => Some(loaded),
+        Err(config::ConfigError::NotFound { .. }) => None,
         Err(error) => {
-            return report.fail(
+            report.fail(
                 "perstack.toml",
                 error.to_string(),
                 "fix the file (`perstack-sandbox validate` lists every problem)",
             );
+            None
         }
+    }
+}
+
+async fn check_base_images(
+    report: &mut Report,
+    docker: &DockerClient,
+    loaded: Option<&LoadedConfig>,
+) {
+    println!("  base images:");
+    let Some(loaded) = loaded else {
+        println!(
+            "    (no usable perstack.toml here; only scratch-based images are needed by default)"
+        );
+        return;
     };
     for (image, users) in base_images(&loaded.config) {
         if image == "scratch" {
@@ -193,6 +211,113 @@ async fn check_base_images(report: &mut Report, docker: &DockerClient, args: &Va
             Err(error) => report.fail(&format!("  {image}"), error.to_string(), "check the engine"),
         }
     }
+}
+
+/// Which CA bundle the containers that talk TLS would trust (`[sandbox] caCertificates`, else
+/// the host's), and what it has that each base image's own bundle lacks.
+async fn check_ca_bundle(
+    report: &mut Report,
+    docker: &DockerClient,
+    loaded: Option<&LoadedConfig>,
+) {
+    // Without a usable perstack.toml: what an empty one would choose.
+    let Some(config) = loaded
+        .cloned()
+        .or_else(|| config::load_str(std::path::Path::new("perstack.toml"), "").ok())
+    else {
+        return;
+    };
+    let setting = match Settings::resolve(&SettingFlags::default(), &config) {
+        Ok(settings) => settings.ca_certificates,
+        Err(error) => return report.fail("CA bundle", error.to_string(), "fix perstack.toml"),
+    };
+    let bundle = match artifacts::ca_bundle(&setting) {
+        Ok(bundle) => bundle,
+        Err(error) => {
+            return report.fail(
+                "CA bundle",
+                error.to_string(),
+                "set [sandbox] caCertificates (or --ca-certificates) to a PEM bundle",
+            );
+        }
+    };
+    let Some(path) = &bundle.path else {
+        return report.fail(
+            "CA bundle",
+            format!(
+                "the host has no system bundle (SSL_CERT_FILE is unset and none of {} exists): skills with allowedDomains and a runtime with a networked provider would trust nothing",
+                SYSTEM_BUNDLES.join(", ")
+            ),
+            "install your distribution's ca-certificates, or set [sandbox] caCertificates to a PEM bundle",
+        );
+    };
+    report.ok(
+        "CA bundle",
+        format!(
+            "{} ({}), {} certificates: trusted by skills with allowedDomains, by the runtime when it reaches a provider or an mcpSseSkill, and by package installs",
+            path.display(),
+            artifacts::chosen_by(&setting),
+            bundle.certificates.len()
+        ),
+    );
+    for (image, users) in base_images(&config.config) {
+        if image == "scratch" {
+            println!(
+                "    scratch ({users}): no bundle of its own; those of its containers that talk TLS trust this one alone"
+            );
+            continue;
+        }
+        match image_bundle(docker, &image).await {
+            Some(own) => println!("    {image} ({users}): {}", compare(&bundle, &own)),
+            None => println!(
+                "    {image} ({users}): no CA bundle found in it (or it is not here); those of its containers that talk TLS trust this one alone"
+            ),
+        }
+    }
+}
+
+/// How the chosen bundle compares with an image's own, in words.
+fn compare(chosen: &LoadedBundle, own: &[Certificate]) -> String {
+    let extra = ca_bundle::missing_from(&chosen.certificates, own);
+    if extra.is_empty() {
+        return format!(
+            "its own bundle ({} certificates) already holds all of these",
+            own.len()
+        );
+    }
+    const SHOWN: usize = 3;
+    let mut names: Vec<String> = extra.iter().take(SHOWN).map(|c| c.label()).collect();
+    if extra.len() > SHOWN {
+        names.push(format!("and {} more", extra.len() - SHOWN));
+    }
+    format!(
+        "differs: its own bundle ({} certificates) lacks {} of these: {}",
+        own.len(),
+        extra.len(),
+        names.join(", ")
+    )
+}
+
+/// The certificates of an image's own system bundle, from the first of the usual places it has;
+/// `None` when it has none or is not here.
+async fn image_bundle(docker: &DockerClient, image: &str) -> Option<Vec<Certificate>> {
+    // The containers that read it never start; they are labelled like a run's, so `gc` removes
+    // them if we die before we do.
+    let reader_labels = BTreeMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        (labels::RUN_ID.to_string(), crate::ids::new_id()),
+        (labels::ROLE.to_string(), "doctor".to_string()),
+        (
+            labels::CONTROLLER.to_string(),
+            ControllerId::current().to_string(),
+        ),
+    ]);
+    for path in SYSTEM_BUNDLES {
+        if let Ok(pem) = docker.read_image_file(image, path, &reader_labels).await {
+            return ca_bundle::certificates(&pem).ok();
+        }
+    }
+    None
 }
 
 /// Why this endpoint, in the words of the doctor's report.

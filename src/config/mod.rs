@@ -36,8 +36,9 @@ pub use limits::{parse_cpus, parse_duration, parse_memory_limit};
 pub use patterns::parse_memory_size;
 pub use schema::*;
 pub use settings::{
-    DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL, DEFAULT_PROVIDER, DEFAULT_TIMEOUT_MS,
-    Limits, RunSettings, SettingFlags, Settings, SettingsError,
+    CaCertificates, CaSetting, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL,
+    DEFAULT_PROVIDER, DEFAULT_TIMEOUT_MS, Limits, RunSettings, SettingFlags, SettingSource,
+    Settings, SettingsError, parse_ca_certificates,
 };
 
 /// A validated config and where it came from.

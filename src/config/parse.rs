@@ -23,13 +23,14 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// The skill types Perstack knows, as listed in messages.
 pub(crate) const SKILL_TYPES: [&str; 3] = ["mcpStdioSkill", "mcpSseSkill", "interactiveSkill"];
 
-const SANDBOX_KEYS: [&str; 10] = [
+const SANDBOX_KEYS: [&str; 11] = [
     "workspaceImage",
     "nodeImage",
     "pythonImage",
     "skillImage",
     "npmRegistry",
     "pipIndexUrl",
+    "caCertificates",
     "memory",
     "cpus",
     "pids",
@@ -568,6 +569,7 @@ impl<'i> Walker<'_, '_> {
             skill_image: self.string(t, "skillImage"),
             npm_registry: self.string(t, "npmRegistry"),
             pip_index_url: self.string(t, "pipIndexUrl"),
+            ca_certificates: self.string(t, "caCertificates"),
             memory: self.string(t, "memory"),
             cpus: self.number(t, "cpus"),
             pids: self.i64(t, "pids"),
@@ -693,7 +695,7 @@ mod tests {
             problems("[sandbox]\nmemory = \"2g\"\nimages = {}\n"),
             [
                 "3:1 sandbox.images: unknown key \"images\" in [sandbox]; expected one of \
-                 workspaceImage, nodeImage, pythonImage, skillImage, npmRegistry, pipIndexUrl, memory, \
+                 workspaceImage, nodeImage, pythonImage, skillImage, npmRegistry, pipIndexUrl, caCertificates, memory, \
                  cpus, pids, skills"
             ]
         );

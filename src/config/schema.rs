@@ -282,6 +282,11 @@ pub struct SandboxConfig {
     /// their image is built (`PIP_INDEX_URL` of the install step only). Unset: pip's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pip_index_url: Option<String>,
+    /// The CA bundle that containers talking TLS at run time trust, and package installs at
+    /// build time: `"host"` (the host's system bundle) or the path of a PEM file, relative to
+    /// this file's folder. Unset: `"host"` (see `settings.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
     /// Memory limit per container (`512m`, `2g`, or bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,

@@ -7,12 +7,15 @@
 //! go through it; nothing else decides a default.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::LoadedConfig;
+use super::dotted::child;
 use super::patterns::parse_memory_size;
-use super::schema::{Config, ProviderName, ReasoningBudget, ReasoningLevel};
+use super::schema::{Config, Location, ProviderName, ReasoningBudget, ReasoningLevel};
 
 /// The provider when neither the command line nor the file names one.
 pub const DEFAULT_PROVIDER: ProviderName = ProviderName::Anthropic;
@@ -33,6 +36,55 @@ pub const DEFAULT_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
 pub const DEFAULT_PIDS: i64 = 256;
 /// Default CPU limit per container.
 pub const DEFAULT_CPUS: f64 = 2.0;
+
+/// The CA bundle when neither `--ca-certificates` nor `[sandbox] caCertificates` names one:
+/// the host's. It is what the user's own tools already trust — behind a TLS-intercepting proxy,
+/// the proxy's CA is installed there — so it extends no trust the host has not given; without
+/// it, every HTTPS request of a skill behind such a proxy fails.
+pub const DEFAULT_CA_CERTIFICATES: CaCertificates = CaCertificates::Host;
+
+/// Which CA bundle the containers that talk TLS at run time trust (skills with
+/// `allowedDomains`; the runtime when it reaches a provider or an `mcpSseSkill`), and package
+/// installs at build time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaCertificates {
+    /// The host's system bundle: `SSL_CERT_FILE`, else the distribution's usual place
+    /// (`commands/artifacts.rs` looks).
+    Host,
+    /// A PEM file, absolute: `--ca-certificates` relative to the current folder,
+    /// `[sandbox] caCertificates` relative to perstack.toml's folder.
+    File(PathBuf),
+}
+
+impl CaCertificates {
+    /// `"host"`, else a path, made absolute from `base`.
+    pub fn parse(value: &str, base: &std::path::Path) -> CaCertificates {
+        match value {
+            "host" => CaCertificates::Host,
+            path => CaCertificates::File(base.join(path)),
+        }
+    }
+}
+
+/// Where a setting's value came from, for messages about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingSource {
+    /// Its flag.
+    CommandLine,
+    /// perstack.toml, at this place when known.
+    File(Option<Location>),
+    /// Nobody set it.
+    Default,
+}
+
+/// The CA bundle and who chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaSetting {
+    /// The bundle.
+    pub bundle: CaCertificates,
+    /// Who chose it.
+    pub source: SettingSource,
+}
 
 /// What the runtime is told: the run's settings after CLI > file > default.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +148,8 @@ pub struct SettingFlags {
     pub cpus: Option<f64>,
     /// `--pids`.
     pub pids: Option<i64>,
+    /// `--ca-certificates`, its path made absolute ([`parse_ca_certificates`]).
+    pub ca_certificates: Option<CaCertificates>,
 }
 
 /// Everything a run is set to.
@@ -108,6 +162,8 @@ pub struct Settings {
     /// How long the whole run may take, from its start to the runtime's exit: `--timeout`, else
     /// Perstack's docker bound of generation timeout × max-steps (PERSTACK-COMPAT.md §8).
     pub time_limit: Duration,
+    /// The CA bundle the images of containers that talk TLS carry.
+    pub ca_certificates: CaSetting,
 }
 
 /// A setting on the command line that cannot be used.
@@ -132,8 +188,10 @@ fn known_providers() -> String {
 }
 
 impl Settings {
-    /// Command line > `perstack.toml` > the defaults above.
-    pub fn resolve(flags: &SettingFlags, config: &Config) -> Result<Settings, SettingsError> {
+    /// Command line > `perstack.toml` > the defaults above. Paths in the file are relative to
+    /// its folder.
+    pub fn resolve(flags: &SettingFlags, loaded: &LoadedConfig) -> Result<Settings, SettingsError> {
+        let config = &loaded.config;
         let provider = provider(flags, config)?;
         let reasoning_budget = reasoning_budget(flags, config)?;
         if flags.max_steps == Some(0) {
@@ -163,8 +221,39 @@ impl Settings {
                 Duration::from_millis(run.timeout_ms.saturating_mul(u64::from(run.max_steps)))
             }),
             run,
+            ca_certificates: ca_certificates(flags, loaded),
         })
     }
+}
+
+/// `--ca-certificates` > `[sandbox] caCertificates` > [`DEFAULT_CA_CERTIFICATES`].
+fn ca_certificates(flags: &SettingFlags, loaded: &LoadedConfig) -> CaSetting {
+    if let Some(bundle) = &flags.ca_certificates {
+        return CaSetting {
+            bundle: bundle.clone(),
+            source: SettingSource::CommandLine,
+        };
+    }
+    match &loaded.config.sandbox.ca_certificates {
+        Some(value) => CaSetting {
+            bundle: CaCertificates::parse(value, loaded.dir()),
+            source: SettingSource::File(loaded.location(&child("sandbox", "caCertificates"))),
+        },
+        None => CaSetting {
+            bundle: DEFAULT_CA_CERTIFICATES,
+            source: SettingSource::Default,
+        },
+    }
+}
+
+/// `--ca-certificates`: `host`, or a PEM file's path, made absolute from the current folder.
+pub fn parse_ca_certificates(value: &str) -> Result<CaCertificates, String> {
+    if value.trim().is_empty() {
+        return Err("expected `host` or the path of a PEM bundle".to_string());
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| format!("cannot tell the current folder to resolve \"{value}\": {e}"))?;
+    Ok(CaCertificates::parse(value, &cwd))
 }
 
 fn provider(flags: &SettingFlags, config: &Config) -> Result<ProviderName, SettingsError> {
@@ -292,14 +381,59 @@ pub fn memory_spelling(bytes: i64) -> String {
 mod tests {
     use super::*;
 
-    fn config(text: &str) -> Config {
-        super::super::load_str(std::path::Path::new("/p/perstack.toml"), text)
-            .expect("valid")
-            .config
+    fn config(text: &str) -> LoadedConfig {
+        super::super::load_str(std::path::Path::new("/p/perstack.toml"), text).expect("valid")
     }
 
-    fn resolve(flags: SettingFlags, file: &Config) -> Settings {
+    fn resolve(flags: SettingFlags, file: &LoadedConfig) -> Settings {
         Settings::resolve(&flags, file).expect("settings")
+    }
+
+    #[test]
+    fn the_ca_bundle_is_the_flag_else_the_file_relative_to_its_folder_else_the_host() {
+        let file = config("[sandbox]\ncaCertificates = \"certs/corp.pem\"\n");
+        let from_file = resolve(SettingFlags::default(), &file).ca_certificates;
+        assert_eq!(
+            from_file.bundle,
+            CaCertificates::File("/p/certs/corp.pem".into())
+        );
+        let SettingSource::File(Some(at)) = from_file.source else {
+            panic!("{from_file:?}");
+        };
+        assert_eq!((at.line, at.col), (2, 18));
+        let flags = SettingFlags {
+            ca_certificates: Some(CaCertificates::Host),
+            ..SettingFlags::default()
+        };
+        assert_eq!(
+            resolve(flags, &file).ca_certificates,
+            CaSetting {
+                bundle: CaCertificates::Host,
+                source: SettingSource::CommandLine
+            }
+        );
+        assert_eq!(
+            resolve(SettingFlags::default(), &config("")).ca_certificates,
+            CaSetting {
+                bundle: CaCertificates::Host,
+                source: SettingSource::Default
+            }
+        );
+        let absolute = config("[sandbox]\ncaCertificates = \"/etc/pki/bundle.pem\"\n");
+        assert_eq!(
+            resolve(SettingFlags::default(), &absolute)
+                .ca_certificates
+                .bundle,
+            CaCertificates::File("/etc/pki/bundle.pem".into())
+        );
+        // The flag is relative to the current folder, `host` is the host's.
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(
+            parse_ca_certificates("corp.pem"),
+            Ok(CaCertificates::File(cwd.join("corp.pem")))
+        );
+        assert_eq!(parse_ca_certificates("host"), Ok(CaCertificates::Host));
+        assert!(parse_ca_certificates("").is_err());
     }
 
     #[test]

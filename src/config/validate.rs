@@ -321,6 +321,9 @@ impl Validator<'_> {
                 self.package_index(&child("sandbox", key), url);
             }
         }
+        if let Some(ca) = &sandbox.ca_certificates {
+            self.ca_certificates(ca);
+        }
         if let Some(memory) = &sandbox.memory {
             match parse_memory_size(memory) {
                 None => {
@@ -379,6 +382,24 @@ impl Validator<'_> {
             }
             Ok(_) => {}
             Err(_) => self.https_url(path, value, &["http", "https"]),
+        }
+    }
+
+    /// `"host"` or a file's path; reading the file is for the run (`commands/artifacts.rs`).
+    fn ca_certificates(&mut self, value: &str) {
+        const PATH: &str = "sandbox.caCertificates";
+        if value.trim().is_empty() {
+            self.at_value(
+                PATH,
+                "must be \"host\" (the host's system bundle) or the path of a PEM bundle, like \
+                 \"certs/corporate-ca.pem\"",
+            );
+        } else if value.contains("://") {
+            let message = format!(
+                "\"{value}\" is a URL; caCertificates takes \"host\" or the path of a PEM file \
+                 (download the bundle and name the file)"
+            );
+            self.at_value(PATH, message);
         }
     }
 
@@ -511,9 +532,9 @@ mod tests {
             assert!(sandbox(ok).is_empty(), "{ok}");
         }
         assert_eq!(
-            sandbox("npmRegistry = \"registry.npmjs.org\""),
+            sandbox("npmRegistry = \"npm.example.com\""),
             [
-                "2:15 sandbox.npmRegistry: \"registry.npmjs.org\" is not a valid URL (relative URL \
+                "2:15 sandbox.npmRegistry: \"npm.example.com\" is not a valid URL (relative URL \
                  without a base); expected an http:// or https:// URL"
             ]
         );
@@ -539,6 +560,37 @@ mod tests {
         assert_eq!(
             sandbox("pids = 99999999999999999999"),
             ["2:8 sandbox.pids: 99999999999999999999 is out of range for a 64-bit integer"]
+        );
+    }
+
+    #[test]
+    fn ca_certificates_is_host_or_a_path() {
+        let sandbox = |body: &str| problems(&format!("[sandbox]\n{body}\n"));
+        for ok in [
+            "caCertificates = \"host\"",
+            "caCertificates = \"certs/corporate-ca.pem\"",
+            "caCertificates = \"/etc/pki/tls/certs/ca-bundle.crt\"",
+        ] {
+            assert!(sandbox(ok).is_empty(), "{ok}");
+        }
+        assert_eq!(
+            sandbox("caCertificates = \" \""),
+            [
+                "2:18 sandbox.caCertificates: must be \"host\" (the host's system bundle) or the \
+                 path of a PEM bundle, like \"certs/corporate-ca.pem\""
+            ]
+        );
+        assert_eq!(
+            sandbox("caCertificates = \"https://ca.example.com/bundle.pem\""),
+            [
+                "2:18 sandbox.caCertificates: \"https://ca.example.com/bundle.pem\" is a URL; \
+                 caCertificates takes \"host\" or the path of a PEM file (download the bundle \
+                 and name the file)"
+            ]
+        );
+        assert_eq!(
+            sandbox("caCertificates = true"),
+            ["2:18 sandbox.caCertificates: expected a string, found a boolean"]
         );
     }
 

@@ -5,8 +5,24 @@
 pub const BINARY_PATH: &str = "/usr/local/bin/perstack-sandbox";
 /// Where the runtime image holds its spec, and where the runtime reads it.
 pub const SPEC_PATH: &str = "/etc/perstack-sandbox/runtime.json";
-/// Where the CA bundle goes in `scratch` images, and where the runtime looks for it.
-pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Where the trusted CA bundle (`[sandbox] caCertificates`) goes in the image of every
+/// container that talks TLS at run time, and where the runtime reads it. A folder of ours, so a
+/// base image's own trust store stays as its packages left it.
+pub const CA_BUNDLE_PATH: &str = "/etc/perstack-sandbox/ca-certificates.crt";
+/// The variables through which common TLS stacks find a CA bundle: OpenSSL (Python's `ssl`,
+/// httpx, Ruby, curl's OpenSSL builds), Go and rustls-native-certs read `SSL_CERT_FILE`;
+/// requests reads `REQUESTS_CA_BUNDLE`; Node adds `NODE_EXTRA_CA_CERTS` to its own roots; curl
+/// reads `CURL_CA_BUNDLE`, pip `PIP_CERT`, git `GIT_SSL_CAINFO`. Images with the bundle set each
+/// to [`CA_BUNDLE_PATH`], and the skill host passes them to the server (they are trust settings,
+/// never secrets).
+pub const CA_BUNDLE_VARIABLES: [&str; 6] = [
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "GIT_SSL_CAINFO",
+];
 /// `PATH` for `scratch` images (which have none).
 pub const SCRATCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 

@@ -13,6 +13,8 @@
 //! - [`versioned`]: image references, the manifest of a versioned image, pinning a plan's
 //!   images to a version.
 //! - [`labels`]: the labels that let a run find everything it made.
+//! - [`ca_bundle`]: what a CA bundle holds (certificates, fingerprints, names) and what one
+//!   bundle has that another lacks.
 //!
 //! Done with the engine and the live host — [`engine`]: the Docker client, finding the engine,
 //! applying a plan and relaying, the base-image check, who owns a run, sweeping what dead runs
@@ -21,6 +23,7 @@
 //! What the containers' roles must agree on with the controller — paths, users, the runtime
 //! spec and command line — is [`crate::contract`].
 
+pub mod ca_bundle;
 pub mod egress;
 pub mod engine;
 pub mod images;

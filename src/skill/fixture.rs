@@ -263,7 +263,7 @@ pub const TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "resolve",
         title: "Resolve",
-        description: "Resolve a host name; report its addresses or the error.",
+        description: "Resolve a host name; report its addresses or the error, and how long it took (ms).",
         input_schema: || {
             object_schema(
                 json!({ "host": { "type": "string", "description": "Name to resolve." } }),

@@ -4,8 +4,8 @@
 //! perstack-sandbox skill-host --socket /run/perstack/skill/mcp.sock [--pass-env NAME]… -- <command> [args…]
 //! ```
 //!
-//! It starts the MCP server with a cleared environment (`PATH`, `HOME` and exactly the
-//! `--pass-env` variables), listens on the unix socket in the volume it shares with the runtime
+//! It starts the MCP server with a cleared environment (`PATH`, `HOME`, the CA bundle
+//! variables of the contract and exactly the `--pass-env` variables), listens on the unix socket in the volume it shares with the runtime
 //! container, and relays newline-delimited JSON-RPC (the MCP stdio framing) between one runtime
 //! connection and the server's stdin/stdout. The server's stderr goes to the container's stderr,
 //! where the controller turns each line into a `skillStderr` event.
@@ -33,6 +33,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::net::unix::pipe;
 use tokio::signal::unix::{SignalKind, signal};
+
+use crate::contract::paths::CA_BUNDLE_VARIABLES;
 
 /// Used when the container's image sets no `PATH`.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -78,7 +80,9 @@ pub enum HostError {
     Setup(#[source] std::io::Error),
 }
 
-/// The server's environment: `PATH`, `HOME`, and the passed-through variables that are set.
+/// The server's environment: `PATH`, `HOME`, the CA bundle variables
+/// ([`CA_BUNDLE_VARIABLES`]: trust settings an image sets, never secrets) and the
+/// passed-through variables, those that are set.
 pub fn server_env(
     pass_env: &[String],
     own: impl Fn(&str) -> Option<String>,
@@ -93,10 +97,11 @@ pub fn server_env(
             own("HOME").unwrap_or_else(|| "/tmp".to_string()),
         ),
     ];
-    for name in pass_env {
-        if let Some(value) = own(name) {
-            env.retain(|(n, _)| n != name);
-            env.push((name.clone(), value));
+    let trust = CA_BUNDLE_VARIABLES.iter().map(|name| name.to_string());
+    for name in trust.chain(pass_env.iter().cloned()) {
+        if let Some(value) = own(&name) {
+            env.retain(|(n, _)| *n != name);
+            env.push((name, value));
         }
     }
     env
@@ -342,6 +347,7 @@ mod tests {
             "PATH" => Some("/bin".to_string()),
             "EXA_API_KEY" => Some("exa".to_string()),
             "ANTHROPIC_API_KEY" => Some("sk".to_string()),
+            "SSL_CERT_FILE" | "NODE_EXTRA_CA_CERTS" => Some("/etc/ca.crt".to_string()),
             _ => None,
         };
         let env = server_env(&["EXA_API_KEY".into(), "UNSET".into()], own);
@@ -350,6 +356,8 @@ mod tests {
             [
                 ("PATH".to_string(), "/bin".to_string()),
                 ("HOME".to_string(), "/tmp".to_string()),
+                ("SSL_CERT_FILE".to_string(), "/etc/ca.crt".to_string()),
+                ("NODE_EXTRA_CA_CERTS".to_string(), "/etc/ca.crt".to_string()),
                 ("EXA_API_KEY".to_string(), "exa".to_string()),
             ]
         );

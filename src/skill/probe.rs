@@ -24,15 +24,19 @@ pub async fn tcp_connect(host: &str, port: u16) -> Value {
     }
 }
 
-/// Resolves `host` with the system resolver.
+/// Resolves `host` with the system resolver; reports the addresses (or the error) and how long
+/// the lookup took, in milliseconds (`ms`).
 pub async fn resolve(host: &str) -> Value {
-    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::lookup_host((host, 0))).await {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::lookup_host((host, 0))).await;
+    let ms = started.elapsed().as_millis();
+    match outcome {
         Ok(Ok(addresses)) => {
             let addresses: Vec<String> = addresses.map(|a| a.ip().to_string()).collect();
-            json!({"addresses": addresses})
+            json!({"addresses": addresses, "ms": ms})
         }
-        Ok(Err(error)) => json!({"addresses": [], "error": error.to_string()}),
-        Err(_) => json!({"addresses": [], "error": "timed out"}),
+        Ok(Err(error)) => json!({"addresses": [], "error": error.to_string(), "ms": ms}),
+        Err(_) => json!({"addresses": [], "error": "timed out", "ms": ms}),
     }
 }
 

@@ -141,6 +141,7 @@ fn doctor_reports_endpoint_engine_api_and_build() {
         "✔ negotiated API",
         "✔ image build",
         "✔ executable",
+        "✔ CA bundle",
         "scratch",
         "ready.",
     ] {

@@ -63,6 +63,7 @@ const RULES: &[&str] = &[
     "reasoning-budget",
     "required-env",
     "runtime",
+    "sandbox-ca-certificates",
     "sandbox-cpus",
     "sandbox-images",
     "sandbox-memory",
@@ -297,6 +298,16 @@ fn a_perstack_style_file_loads_with_every_setting() {
     assert_eq!(sandbox.node_image.as_deref(), Some("node:22-bookworm-slim"));
     assert_eq!(sandbox.python_image.as_deref(), Some("python:3.12-slim"));
     assert_eq!(sandbox.skill_image.as_deref(), Some("debian:bookworm-slim"));
+    assert_eq!(
+        sandbox.ca_certificates.as_deref(),
+        Some("certs/corporate-ca.pem")
+    );
+    // Relative to the file's folder once resolved.
+    let settings = config::Settings::resolve(&config::SettingFlags::default(), &loaded).unwrap();
+    assert_eq!(
+        settings.ca_certificates.bundle,
+        config::CaCertificates::File(fixtures("valid").join("certs/corporate-ca.pem"))
+    );
     assert_eq!(sandbox.memory.as_deref(), Some("1.5g"));
     assert_eq!(sandbox.cpus, Some(1.5));
     assert_eq!(sandbox.pids, Some(128));

@@ -29,6 +29,10 @@ fn machine_filters() -> Vec<(&'static str, &'static str)> {
         (r"negotiated API   \S+", "negotiated API   [API]"),
         (r"\d+\.\d\d s", "[SECONDS] s"),
         (
+            r"CA bundle        \S+ \([^)]*\), \d+ certificates",
+            "CA bundle        [BUNDLE] ([CHOSEN BY]), [N] certificates",
+        ),
+        (
             r"sockets on this machine: .*",
             "sockets on this machine: [SOCKETS]",
         ),

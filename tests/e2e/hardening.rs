@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+use crate::support::registry::registry_vars;
 use crate::support::{
     Finished, TestRun, finished, read_stderr_until, read_until, require_bookworm_image,
     require_docker,
@@ -65,7 +66,7 @@ fn every_container_of_a_run_is_hardened_with_the_limits_asked_for() {
     if !require_docker() {
         return;
     }
-    let run = TestRun::new("e2e/hardening/perstack.toml", "hardened")
+    let run = TestRun::templated("e2e/hardening", "hardened", &registry_vars())
         .arg("--memory")
         .arg("256m")
         .arg("--cpus")

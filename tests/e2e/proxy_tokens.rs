@@ -16,14 +16,13 @@ use perstack_sandbox::proxy::token::{self, Issued};
 use perstack_sandbox::proxy::{Identity, PROXY_PORT, Principal, ProxyConfig, TrustedEndpoint};
 use serde_json::Value;
 
+use crate::support::registry::registry_host;
 use crate::support::{BOOKWORM_IMAGE, JobGuard, binary, docker, require_bookworm_image};
 
 /// The proxy's name on the pod's network, as in a run.
 const PROXY_HOST: &str = "egress-proxy";
 /// The port of the origin server the runtime may reach over plain HTTP (like Ollama's).
 const ORIGIN_PORT: u16 = 8080;
-/// The allowed destination of the skill: the public host the security suite reaches too.
-const SKILL_DOMAIN: &str = "pypi.org";
 
 /// One test's Docker resources, all labelled with its job id (removed by the guard, panics
 /// included).
@@ -189,7 +188,7 @@ struct Up {
 impl Up {
     /// The skill's allowed destination.
     fn https(&self) -> String {
-        format!("https://{SKILL_DOMAIN}/simple/")
+        format!("https://{}/simple/", registry_host())
     }
 
     /// The runtime's origin, over plain HTTP.
@@ -220,7 +219,7 @@ impl Pod {
         let config = ProxyConfig {
             principals: vec![
                 runtime_principal,
-                principal("skill:web", &web, &[SKILL_DOMAIN]),
+                principal("skill:web", &web, &[registry_host()]),
             ],
         };
 
@@ -351,7 +350,7 @@ fn without_a_token_a_client_gets_407_and_no_way_around_the_proxy(up: &Up) {
     // A name that resolves anywhere resolves in milliseconds; here the lookup times out.
     let (code, addresses, _) = exec(
         &up.offline_box,
-        &format!("timeout 3 getent hosts {SKILL_DOMAIN}"),
+        &format!("timeout 3 getent hosts {}", registry_host()),
     );
     assert!(code != 0 && addresses.is_empty(), "resolved: {addresses}");
     let (code, _, _) = exec(
@@ -415,10 +414,10 @@ fn the_proxy_holds_digests_and_records_who_asked_without_tokens(up: &Up) {
             .filter(|r| r["action"] == action && r["client"] == client && r["domain"] == domain)
             .count()
     };
-    assert_eq!(count("allowed", "skill:web", SKILL_DOMAIN), 2, "{log}");
+    assert_eq!(count("allowed", "skill:web", registry_host()), 2, "{log}");
     assert_eq!(count("blocked", "skill:web", &up.origin_ip), 1, "{log}");
     assert_eq!(count("allowed", "runtime", &up.origin_ip), 1, "{log}");
-    assert_eq!(count("blocked", "runtime", SKILL_DOMAIN), 1, "{log}");
+    assert_eq!(count("blocked", "runtime", registry_host()), 1, "{log}");
     // The offline skill's request and the three claims (twice each), refused before any
     // principal was known.
     let unknown: Vec<&Value> = records

@@ -5,13 +5,17 @@
 
 use serde_json::Value;
 
+use crate::support::registry::{registry_host, registry_lookalike, registry_vars};
 use crate::support::{Finished, TestRun, require_docker};
+
+/// The suite's config: a template holding the registry host it may reach.
+const CONFIG: &str = "e2e/security";
 
 const PROVIDER_KEY: &str = "sk-ant-security-suite-must-not-leak";
 const EGRESS_TOKEN: &str = "egress-token-for-the-skill-only";
 
 fn probe_run(expert: &str) -> (TestRun, Finished) {
-    let run = TestRun::new("e2e/security/perstack.toml", expert)
+    let run = TestRun::templated(CONFIG, expert, &registry_vars())
         .host_env("EGRESS_TOKEN", EGRESS_TOKEN)
         .host_env("ANTHROPIC_API_KEY", PROVIDER_KEY)
         .host_env("AWS_SECRET_ACCESS_KEY", "aws-secret-must-not-leak");
@@ -22,13 +26,7 @@ fn probe_run(expert: &str) -> (TestRun, Finished) {
 
 /// The JSON a probe answered with, by the call's id.
 fn probe(done: &Finished, id: &str) -> Value {
-    done.of_type("resolveToolResults")
-        .iter()
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .find(|r| r["id"] == id)
-        .and_then(|r| r["result"][0]["text"].as_str().map(str::to_string))
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| panic!("no JSON result for {id}; events:\n{}", done.stdout))
+    done.tool_json(id)
 }
 
 fn access(done: &Finished, domain: &str, port: u16) -> Value {
@@ -51,16 +49,19 @@ fn a_skill_reaches_exactly_its_allowed_domains_through_the_proxy() {
     let tunnel = probe(&done, "allowed");
     assert_eq!(tunnel["status"], 200, "{tunnel}");
     assert_eq!(tunnel["tlsServerHello"], true, "{tunnel}");
-    let allowed = access(&done, "pypi.org", 443);
+    let host = registry_host();
+    let lookalike = format!("{host}.evil.example");
+    let (_, punycode) = registry_lookalike();
+    let allowed = access(&done, host, 443);
     assert_eq!(allowed["action"], "allowed");
     assert_eq!(allowed["client"], "skill:egress");
 
     // Everything else is refused by the proxy, and each refusal is reported with its reason.
     for (id, domain, port) in [
         ("not-listed", "example.com", 443),
-        ("other-port", "pypi.org", 8443),
-        ("lookalike", "pypi.org.evil.example", 443),
-        ("punycode", "xn--pyp-ona.org", 443),
+        ("other-port", host, 8443),
+        ("lookalike", lookalike.as_str(), 443),
+        ("punycode", punycode.as_str(), 443),
         ("metadata-ip", "169.254.169.254", 80),
         ("metadata-name", "metadata.google.internal", 80),
         ("docker-host", "host.docker.internal", 2375),
@@ -90,7 +91,7 @@ fn a_skill_reaches_exactly_its_allowed_domains_through_the_proxy() {
     // Plain HTTP is never forwarded to a skill's domains, allowed name or not.
     for (id, domain) in [
         ("plain-http", "example.com"),
-        ("plain-http-allowed-name", "pypi.org"),
+        ("plain-http-allowed-name", host),
     ] {
         assert_eq!(
             probe(&done, id)["status"],
@@ -211,7 +212,7 @@ fn the_live_topology_gives_each_principal_an_internal_network_shared_only_with_t
     if !require_docker() {
         return;
     }
-    let run = TestRun::new("e2e/security/perstack.toml", "inspected")
+    let run = TestRun::templated(CONFIG, "inspected", &registry_vars())
         .host_env("EGRESS_TOKEN", EGRESS_TOKEN);
     let mut child = run.spawn();
     crate::support::read_until(

@@ -9,6 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::support::registry::{registry_host, registry_vars};
 use crate::support::{TestRun, require_bookworm_image, require_docker};
 
 const FIXTURE_SECRET: &str = "fixture-secret-value-7f3a";
@@ -38,7 +39,7 @@ fn exec_on_the_bookworm_image_has_a_shell_but_no_secrets_no_network_and_no_run_d
     if !require_bookworm_image() {
         return;
     }
-    let run = TestRun::new("e2e/workspace-image/perstack.toml", "shell")
+    let run = TestRun::templated("e2e/workspace-image", "shell", &registry_vars())
         .host_env("FIXTURE_TOKEN", FIXTURE_SECRET)
         // The runtime container gets this one (`--env`); base-skill must not.
         .host_env("ANTHROPIC_API_KEY", PROVIDER_SECRET)
@@ -78,9 +79,9 @@ fn exec_on_the_bookworm_image_has_a_shell_but_no_secrets_no_network_and_no_run_d
     let connect = exec[2]["output"].as_str().expect("python output");
     assert!(connect.starts_with("refused:"), "{connect}");
     assert!(
-        exec[3]["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("Command failed: getent hosts deb.debian.org")),
+        exec[3]["error"].as_str().is_some_and(
+            |e| e.starts_with(&format!("Command failed: getent hosts {}", registry_host()))
+        ),
         "{}",
         exec[3]
     );

@@ -42,7 +42,7 @@ pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
     // `--timeout` counts from here: pulling a versioned image is part of the run.
     let started = Instant::now();
     let loaded = load::load(&args, started, &show).await?;
-    let settings = Settings::resolve(&args.setting_flags(), &loaded.config.config)?;
+    let settings = Settings::resolve(&args.setting_flags(), &loaded.config)?;
     let mut checked = preflight::check(&args, &loaded, &settings)?;
     checked.notices.drain(..).for_each(show);
     let planned = plan::plan(&args, &loaded, settings, checked, started)?;

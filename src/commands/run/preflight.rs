@@ -26,7 +26,8 @@ use super::notice::Notice;
 pub struct Checked {
     /// The canonical workspace, the runtime's variables and the mock script.
     pub sandbox: preflight::Checked,
-    /// Our executable and the CA bundle (empty for a versioned image: its images carry them).
+    /// Our executable and the chosen CA bundle (empty for a versioned image: its images carry
+    /// them).
     pub artifacts: Artifacts,
     /// Who base-skill runs as, so that what it writes belongs to the workspace's user.
     pub user: UidGid,
@@ -65,7 +66,7 @@ pub fn check(args: &RunArgs, loaded: &Loaded, settings: &Settings) -> Result<Che
             binary: Bytes::new(),
             ca_bundle: Bytes::new(),
         },
-        None => artifacts::load()?,
+        None => artifacts::load(&settings.ca_certificates)?,
     };
     let base_skill_user = workspace_user(&checked.workspace);
     let store = job_store(&checked, base_skill_user.user);

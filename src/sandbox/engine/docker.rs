@@ -467,15 +467,24 @@ impl DockerClient {
         Ok(())
     }
 
-    /// Creates a container from its plan, hardened (DESIGN.md, "Hardening defaults").
+    /// Creates a container from its plan, hardened (DESIGN.md, "Hardening defaults"). `hosts`
+    /// are `/etc/hosts` entries (name, address): the egress proxy's address on the container's
+    /// network, which exists only once the proxy is connected.
     pub async fn create_container(
         &self,
         plan: &ContainerPlan,
         image: &str,
+        hosts: &[(String, String)],
     ) -> Result<String, DockerError> {
         let host_config = HostConfig {
             mounts: Some(plan.mounts.iter().map(mount).collect()),
             network_mode: Some(plan.network.mode().to_string()),
+            extra_hosts: (!hosts.is_empty()).then(|| {
+                hosts
+                    .iter()
+                    .map(|(name, address)| format!("{name}:{address}"))
+                    .collect()
+            }),
             cap_drop: Some(vec!["ALL".to_string()]),
             security_opt: Some(vec!["no-new-privileges:true".to_string()]),
             readonly_rootfs: Some(true),
@@ -597,6 +606,30 @@ impl DockerClient {
             Some(Err(e)) => Err(call(format!("wait for container {id}"))(e)),
             None => Ok(0),
         }
+    }
+
+    /// A running container's IPv4 address on each of its networks, by network name.
+    pub async fn network_addresses(
+        &self,
+        id: &str,
+    ) -> Result<HashMap<String, String>, DockerError> {
+        let inspected = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(call(format!("inspect container {id}")))?;
+        Ok(inspected
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, endpoint)| {
+                endpoint
+                    .ip_address
+                    .filter(|ip| !ip.is_empty())
+                    .map(|ip| (name, ip))
+            })
+            .collect())
     }
 
     /// Whether the kernel killed a container for exceeding its memory limit.

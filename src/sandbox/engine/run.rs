@@ -18,7 +18,7 @@ use crate::event::{BuildStage, ContainerStatus, Event, EventBody, RunPayload, Ru
 use crate::render::Output;
 use crate::sandbox::egress::PROXY_ALIAS;
 use crate::sandbox::images::{ImageRole, ImageSpec};
-use crate::sandbox::plan::{ContainerPlan, PrebuiltImage, ProxyPlan, RunPlan};
+use crate::sandbox::plan::{ContainerPlan, NetworkPlan, PrebuiltImage, ProxyPlan, RunPlan};
 use crate::sandbox::preflight::MISSING_BASE_IMAGE_HINT;
 use crate::sandbox::versioned::VersionedError;
 
@@ -170,20 +170,27 @@ async fn apply(
     };
 
     futures::future::try_join_all(plan.volumes.iter().map(|v| docker.create_volume(v))).await?;
-    let proxy_task = start_egress(docker, plan, &tags, ids, output).await?;
+    let egress = start_egress(docker, plan, &tags, ids, output).await?;
 
     // Every skill container and the runtime start at once: the runtime connects to the skill
     // sockets as they appear (it waits for them), so nothing here waits for another container.
     // Each skill's stderr becomes skillStderr events.
-    let skills = futures::future::try_join_all(
-        plan.skills
-            .iter()
-            .map(|skill| start_skill(docker, skill, &tags[skill.image], ids, output)),
-    );
+    let tags = &tags;
+    let skills = futures::future::try_join_all(plan.skills.iter().map(|skill| {
+        let hosts = egress.hosts(skill);
+        async move { start_skill(docker, skill, &tags[skill.image], &hosts, ids, output).await }
+    }));
     let runtime = &plan.runtime;
     let (skill_tasks, (id, stream, stdin)) = futures::future::try_join(
         skills,
-        start_runtime(docker, runtime, &tags[runtime.image], ids, output),
+        start_runtime(
+            docker,
+            runtime,
+            &tags[runtime.image],
+            &egress.hosts(runtime),
+            ids,
+            output,
+        ),
     )
     .await?;
     // The checkpoint goes in while the output is relayed, so neither side waits on the other.
@@ -204,7 +211,7 @@ async fn apply(
         service: runtime.service.clone(),
         message: Some(format!("Runtime container exited with code {code}")),
     }));
-    wind_down(skill_tasks, proxy_task, feeding).await;
+    wind_down(skill_tasks, egress.task, feeding).await;
     let end = match end_event {
         Some(end) => end,
         None => RunEnd::RuntimeFailed {
@@ -216,15 +223,40 @@ async fn apply(
     Ok(RunReport { end })
 }
 
+/// The egress proxy of a run, once it listens.
+#[derive(Default)]
+struct Egress {
+    /// The task relaying its access records.
+    task: Option<JoinHandle<()>>,
+    /// Its address on each internal network, by network name.
+    addresses: std::collections::HashMap<String, String>,
+}
+
+impl Egress {
+    /// `/etc/hosts` entries for a container: the proxy's name and its address on the
+    /// container's internal network. The containers of a run resolve names from `/etc/hosts`
+    /// alone (`images/nsswitch.conf`), so this is how they find the proxy.
+    fn hosts(&self, container: &ContainerPlan) -> Vec<(String, String)> {
+        match &container.network {
+            NetworkPlan::Internal(network) => self
+                .addresses
+                .get(network)
+                .map(|address| vec![(PROXY_ALIAS.to_string(), address.clone())])
+                .unwrap_or_default(),
+            NetworkPlan::None | NetworkPlan::Bridge => vec![],
+        }
+    }
+}
+
 /// The run's internal networks, then the egress proxy on them: it must be listening before
-/// anything that talks through it starts. Returns the task relaying the proxy's access records.
+/// anything that talks through it starts.
 async fn start_egress(
     docker: &DockerClient,
     plan: &RunPlan,
     tags: &[String],
     ids: &RunIds,
     output: &Output,
-) -> Result<Option<JoinHandle<()>>, RunError> {
+) -> Result<Egress, RunError> {
     let subnets: std::collections::HashMap<String, String> =
         futures::future::try_join_all(plan.networks.iter().map(|network| async move {
             let subnet = docker.create_internal_network(network).await?;
@@ -234,9 +266,9 @@ async fn start_egress(
         .into_iter()
         .collect();
     let Some(proxy) = &plan.proxy else {
-        return Ok(None);
+        return Ok(Egress::default());
     };
-    let task = start_proxy(
+    start_proxy(
         docker,
         proxy,
         &subnets,
@@ -244,8 +276,7 @@ async fn start_egress(
         ids,
         output,
     )
-    .await?;
-    Ok(Some(task))
+    .await
 }
 
 /// After the runtime's exit: stops relaying the skills' stderr, gives the proxy's last access
@@ -471,6 +502,7 @@ async fn start_runtime(
     docker: &DockerClient,
     runtime: &ContainerPlan,
     image: &str,
+    hosts: &[(String, String)],
     ids: &RunIds,
     output: &Output,
 ) -> Result<(String, RuntimeOutput, Option<RuntimeInput>), RunError> {
@@ -479,7 +511,7 @@ async fn start_runtime(
         service: runtime.service.clone(),
         message: Some(format!("Creating {}", runtime.name)),
     }));
-    let id = docker.create_container(runtime, image).await?;
+    let id = docker.create_container(runtime, image, hosts).await?;
     let (stream, stdin) = match &runtime.stdin {
         Some(_) => {
             let (stream, input) = docker.attach_with_stdin(&id).await?;
@@ -507,6 +539,7 @@ async fn start_skill(
     docker: &DockerClient,
     plan: &ContainerPlan,
     image: &str,
+    hosts: &[(String, String)],
     ids: &RunIds,
     output: &Output,
 ) -> Result<JoinHandle<()>, RunError> {
@@ -518,7 +551,7 @@ async fn start_skill(
     for path in plan.host_mount_points() {
         std::fs::create_dir_all(&path).map_err(|source| RunError::MountPoint { path, source })?;
     }
-    let id = docker.create_container(plan, image).await?;
+    let id = docker.create_container(plan, image, hosts).await?;
     let mut stream = docker.attach(&id).await?;
     docker.start(&id, &plan.name).await?;
     output.event(ids.event(RuntimePayload::DockerContainerStatus {
@@ -555,8 +588,8 @@ async fn start_skill(
 }
 
 /// Creates the egress proxy with its principals' subnets, connects it to each of their
-/// networks (as `egress-proxy`), starts it, and turns its access records into `proxyAccess`
-/// events.
+/// networks (as `egress-proxy`), starts it, reads its address on each, and turns its access
+/// records into `proxyAccess` events.
 async fn start_proxy(
     docker: &DockerClient,
     proxy: &ProxyPlan,
@@ -564,7 +597,7 @@ async fn start_proxy(
     image: &str,
     ids: &RunIds,
     output: &Output,
-) -> Result<JoinHandle<()>, RunError> {
+) -> Result<Egress, RunError> {
     let mut principals = Vec::new();
     for principal in &proxy.principals {
         let subnet = subnets
@@ -590,22 +623,40 @@ async fn start_proxy(
         service: plan.service.clone(),
         message: Some(format!("Creating {}", plan.name)),
     }));
-    let id = docker.create_container(&plan, image).await?;
+    let id = docker.create_container(&plan, image, &[]).await?;
     for principal in &proxy.principals {
         docker
             .connect_network(&id, &principal.network, PROXY_ALIAS)
             .await?;
     }
-    let mut stream = docker.attach(&id).await?;
+    let stream = docker.attach(&id).await?;
     docker.start(&id, &plan.name).await?;
+    // Addresses are given out when it starts.
+    let addresses = docker.network_addresses(&id).await?;
     output.event(ids.event(RuntimePayload::DockerContainerStatus {
         status: ContainerStatus::Running,
         service: plan.service.clone(),
         message: Some(format!("Egress proxy {} started", plan.name)),
     }));
+    Ok(Egress {
+        task: Some(relay_access_records(stream, ids, output)),
+        addresses,
+    })
+}
+
+/// Turns the proxy's access records into `proxyAccess` events, and copies what else it says to
+/// our stderr, until it ends.
+fn relay_access_records(
+    mut stream: impl futures::Stream<Item = Result<LogOutput, bollard::errors::Error>>
+    + Unpin
+    + Send
+    + 'static,
+    ids: &RunIds,
+    output: &Output,
+) -> JoinHandle<()> {
     let ids = ids.clone();
     let output = output.clone();
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         let mut out = LineSplitter::default();
         let mut err = LineSplitter::default();
         while let Some(Ok(chunk)) = stream.next().await {
@@ -632,7 +683,7 @@ async fn start_proxy(
                 _ => {}
             }
         }
-    }))
+    })
 }
 
 /// Writes `bytes` to a container's stdin, then closes it: the runtime reads to EOF.

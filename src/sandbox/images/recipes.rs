@@ -1,7 +1,10 @@
 //! What each of our images holds: our binary (the ENTRYPOINT of every role) and, on `scratch`,
-//! `passwd`/`group`, `PATH` and `HOME`; the runtime's spec and CA bundle; a skill's installed
-//! packages; the user each runs as. Images are deduplicated by value, so two containers with
-//! the same recipe share one image.
+//! `passwd`/`group`, `PATH` and `HOME`; the runtime's spec; a skill's installed packages; the
+//! user each runs as. Images of containers that talk TLS at run time — the runtime when it
+//! reaches out, skills with `allowedDomains` — carry the chosen CA bundle and the variables
+//! that point common TLS stacks at it. Every image but the egress proxy's has an
+//! `nsswitch.conf` that takes names from `/etc/hosts` alone (their containers have no resolver).
+//! Images are deduplicated by value, so two containers with the same recipe share one image.
 
 use bytes::Bytes;
 
@@ -9,8 +12,8 @@ use super::base::{SkillBase, skill_base_image};
 use super::{ContextFile, ImageConfig, ImageRole, ImageSpec, InstallStage, base_labels, slug};
 use crate::config::{Config, McpStdioSkill};
 use crate::contract::paths::{
-    BINARY_PATH, CA_BUNDLE_PATH, SCRATCH_PATH, SKILL_SOCKET_DIR, SOCKET_FILE, SPEC_PATH,
-    WORKSPACE_MOUNT,
+    BINARY_PATH, CA_BUNDLE_PATH, CA_BUNDLE_VARIABLES, SCRATCH_PATH, SKILL_SOCKET_DIR, SOCKET_FILE,
+    SPEC_PATH, WORKSPACE_MOUNT,
 };
 use crate::contract::spec::RuntimeSpec;
 use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID, SKILL_UID};
@@ -21,8 +24,46 @@ use crate::sandbox::{egress, labels, packages};
 pub struct Artifacts {
     /// Our own static executable.
     pub binary: Bytes,
-    /// The host's CA bundle (PEM), for the runtime's TLS.
+    /// The chosen CA bundle (PEM; `[sandbox] caCertificates`, the host's by default): what
+    /// containers that talk TLS trust, and package installs at build time. Empty: none.
     pub ca_bundle: Bytes,
+}
+
+/// Where an image's name-service configuration is.
+const NSSWITCH_PATH: &str = "/etc/nsswitch.conf";
+
+/// `hosts: files` and nothing else that could ask a name server (images/nsswitch.conf): in a
+/// container without a resolver a lookup then fails in microseconds instead of waiting out the
+/// resolver's timeouts (~10 s on an internal network). Read by glibc and Go; musl (Alpine)
+/// ignores it.
+fn nsswitch_file() -> ContextFile {
+    ContextFile {
+        path: NSSWITCH_PATH.into(),
+        mode: 0o644,
+        contents: Bytes::from_static(include_bytes!("../../../images/nsswitch.conf")),
+    }
+}
+
+/// For an image whose containers talk TLS at run time: the CA bundle at [`CA_BUNDLE_PATH`] and
+/// every variable of [`CA_BUNDLE_VARIABLES`] pointing at it. Nothing when there is no bundle.
+fn trusted_ca(
+    artifacts: &Artifacts,
+    files: &mut Vec<ContextFile>,
+    env: &mut Vec<(String, String)>,
+) {
+    if artifacts.ca_bundle.is_empty() {
+        return;
+    }
+    files.push(ContextFile {
+        path: CA_BUNDLE_PATH.into(),
+        mode: 0o644,
+        contents: artifacts.ca_bundle.clone(),
+    });
+    env.extend(
+        CA_BUNDLE_VARIABLES
+            .iter()
+            .map(|name| (name.to_string(), CA_BUNDLE_PATH.to_string())),
+    );
 }
 
 /// `/etc/passwd` and `/etc/group` for `scratch` images: the runtime and skill users
@@ -63,36 +104,35 @@ fn scratch_env(base: &str) -> Vec<(String, String)> {
     }
 }
 
-/// Our binary, plus `passwd`/`group` when the base has none.
+/// Our binary and `nsswitch.conf`, plus `passwd`/`group` when the base has none.
 fn binary_files(base: &str, artifacts: &Artifacts) -> Vec<ContextFile> {
-    let mut files = vec![binary_file(artifacts)];
+    let mut files = vec![binary_file(artifacts), nsswitch_file()];
     if base == "scratch" {
         files.extend(passwd_files());
     }
     files
 }
 
-/// The runtime: our binary, the CA bundle and the Expert's spec on `scratch`, as the runtime
-/// user; labelled with the Expert and its version.
+/// The runtime: our binary and the Expert's spec on `scratch`, as the runtime user, with the CA
+/// bundle when it talks TLS (`reaches_out`: a networked provider or an `mcpSseSkill`);
+/// labelled with the Expert and its version.
 pub fn runtime_image(
     config: &Config,
     expert_key: &str,
     spec: &RuntimeSpec,
     artifacts: &Artifacts,
+    reaches_out: bool,
 ) -> Result<ImageSpec, serde_json::Error> {
     let mut files = binary_files("scratch", artifacts);
-    files.push(ContextFile {
-        path: CA_BUNDLE_PATH.into(),
-        mode: 0o644,
-        contents: artifacts.ca_bundle.clone(),
-    });
     files.push(ContextFile {
         path: SPEC_PATH.into(),
         mode: 0o644,
         contents: Bytes::from(serde_json::to_vec_pretty(spec)?),
     });
     let mut env = scratch_env("scratch");
-    env.push(("SSL_CERT_FILE".to_string(), CA_BUNDLE_PATH.to_string()));
+    if reaches_out {
+        trusted_ca(artifacts, &mut files, &mut env);
+    }
     let mut labels = base_labels(ImageRole::Runtime);
     if let Some(expert) = config.experts.get(expert_key) {
         labels.insert(labels::EXPERT.to_string(), expert.key.clone());
@@ -115,15 +155,18 @@ pub fn runtime_image(
     })
 }
 
-/// The egress proxy: our binary on `scratch`, nothing else (it needs no CA bundle: it never
-/// looks inside TLS).
+/// The egress proxy: our binary on `scratch`, nothing else. It needs no CA bundle (it never
+/// looks inside TLS) and keeps the default name service: it is the one container of a run that
+/// resolves names, through the default bridge's resolver.
 pub fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
+    let mut files = vec![binary_file(artifacts)];
+    files.extend(passwd_files());
     ImageSpec {
         role: ImageRole::EgressProxy,
         service: "egress-proxy".into(),
         repository: "perstack-sandbox/egress-proxy".into(),
         base: "scratch".into(),
-        files: binary_files("scratch", artifacts),
+        files,
         config: ImageConfig {
             env: scratch_env("scratch"),
             user: Some(format!("{PROXY_UID}:{PROXY_UID}")),
@@ -161,7 +204,8 @@ pub fn base_skill_command() -> (String, Vec<String>) {
 
 /// A stdio skill's image: its base, our binary as the skill host (ENTRYPOINT), and — for commands
 /// that fetch packages (`uvx`, `npx`, …) — those packages, installed while the image is built,
-/// with the skill host starting the installed program instead (`packages.rs`).
+/// with the skill host starting the installed program instead (`packages.rs`). A skill with
+/// `allowedDomains` talks TLS through the proxy: its image carries the CA bundle too.
 pub fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) -> ImageSpec {
     let base = skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string());
     // Preflight refuses a command that cannot be prepared, before any plan is made; a caller
@@ -191,11 +235,15 @@ pub fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts
         // and their caches get the writable /tmp tmpfs.
         env.push(("HOME".to_string(), "/tmp".to_string()));
     }
+    let mut files = binary_files(&base, artifacts);
+    if !skill.allowed_domains.is_empty() {
+        trusted_ca(artifacts, &mut files, &mut env);
+    }
     ImageSpec {
         role: ImageRole::Skill,
         service: format!("skill:{}", skill.name),
         repository: format!("perstack-sandbox/skill-{}", slug(&skill.name)),
-        files: binary_files(&base, artifacts),
+        files,
         config: ImageConfig {
             env,
             user: Some(format!("{SKILL_UID}:{SKILL_UID}")),

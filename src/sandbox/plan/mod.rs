@@ -77,17 +77,20 @@ pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
     let mut images = ImageList::default();
     let skills = skills::plan_skills(request, &names, &closure, &mut images);
     let spec = runtime::runtime_spec(request, &closure, skills.endpoints);
+    let way_out = proxy::runtime_egress(request, &names, &closure);
+    // Only a runtime that reaches out talks TLS, and only its image carries the CA bundle.
     let runtime_image = runtime_image(
         &request.config,
         &request.expert_key,
         &spec,
         &request.artifacts,
+        way_out.is_some(),
     )?;
 
     let mut networks = skills.networks;
     let mut principals = skills.principals;
     let mut runtime_env = request.runtime_env.clone();
-    let runtime_network = match proxy::runtime_egress(request, &names, &closure) {
+    let runtime_network = match way_out {
         None => NetworkPlan::None,
         Some(way_out) => {
             let network = NetworkPlan::Internal(way_out.network.name.clone());

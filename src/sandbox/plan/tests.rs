@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::config::{Limits, ProviderName, RunSettings, Skill, load_str};
-use crate::contract::paths::BINARY_PATH;
+use crate::contract::paths::{BINARY_PATH, CA_BUNDLE_PATH, CA_BUNDLE_VARIABLES};
 use crate::sandbox::images::recipes::Artifacts;
 use crate::sandbox::images::{ImageRole, ImageSpec};
 
@@ -155,8 +155,10 @@ fn base_skill_on_a_workspace_image_keeps_its_path_and_gets_a_writable_home() {
     assert_eq!(image.base, "perstack-sandbox/bookworm:local");
     // The image's own PATH stays; HOME is the /tmp tmpfs (the root is read-only).
     assert_eq!(image.config.env, [("HOME".to_string(), "/tmp".to_string())]);
-    // No passwd of ours on a real base, and the user is set per container: the invoker's.
-    assert!(image.files.iter().all(|f| f.path == BINARY_PATH));
+    // No passwd of ours on a real base (only our binary and the name-service switch), and the
+    // user is set per container: the invoker's.
+    let paths: Vec<&str> = image.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, [BINARY_PATH, "/etc/nsswitch.conf"]);
     assert_eq!(image.config.user, None);
     assert_eq!(plan.skills[0].user, "1000:1000");
     assert_eq!(plan.skills[0].env, []);
@@ -268,6 +270,120 @@ fn a_skill_with_allowed_domains_gets_its_own_network_and_exactly_its_domains() {
         .map(ToString::to_string)
         .collect();
     assert_eq!(allow, ["api.github.com", "*.github.com"]);
+}
+
+/// Whether an image carries the CA bundle, checked both ways: the file and all six variables,
+/// or neither.
+fn carries_ca(image: &ImageSpec) -> bool {
+    let file = image.files.iter().find(|f| f.path == CA_BUNDLE_PATH);
+    let vars: Vec<&String> = image
+        .config
+        .env
+        .iter()
+        .filter(|(k, _)| CA_BUNDLE_VARIABLES.contains(&k.as_str()))
+        .map(|(_, v)| v)
+        .collect();
+    match file {
+        Some(file) => {
+            assert_eq!(file.mode, 0o644);
+            assert_eq!(vars.len(), CA_BUNDLE_VARIABLES.len(), "{image:?}");
+            assert!(vars.iter().all(|v| *v == CA_BUNDLE_PATH));
+            true
+        }
+        None => {
+            assert!(vars.is_empty(), "variables without a bundle: {image:?}");
+            false
+        }
+    }
+}
+
+#[test]
+fn only_containers_that_talk_tls_carry_the_ca_bundle_and_it_is_part_of_their_digest() {
+    let with_domains = |provider, bundle: &'static [u8]| {
+        let mut request = request();
+        let text = CONFIG.replace(
+            "requiredEnv = [\"WEB_KEY\"]",
+            "requiredEnv = [\"WEB_KEY\"]\nallowedDomains = [\"api.github.com\"]",
+        );
+        request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), &text)
+            .expect("valid")
+            .config;
+        request.settings.provider = provider;
+        request.artifacts.ca_bundle = Bytes::from_static(bundle);
+        plan(&request).expect("plan")
+    };
+    let by_service = |plan: &RunPlan, service: &str| -> ImageSpec {
+        let container = plan
+            .skills
+            .iter()
+            .chain([&plan.runtime])
+            .chain(plan.proxy.as_ref().map(|p| &p.container))
+            .find(|c| c.service == service)
+            .unwrap_or_else(|| panic!("no {service}"));
+        plan.images[container.image].clone()
+    };
+
+    // The mock runtime needs no network: no bundle; nor base-skill (no network), nor the proxy
+    // (it never looks inside TLS); the skill with allowedDomains has it.
+    let mock = with_domains(ProviderName::Mock, b"PEM one");
+    assert!(!carries_ca(&by_service(&mock, "runtime")));
+    assert!(!carries_ca(&by_service(&mock, "base-skill:main")));
+    assert!(!carries_ca(&by_service(&mock, "egress-proxy")));
+    let web = by_service(&mock, "skill:web:main");
+    assert!(carries_ca(&web));
+    let file = web.files.iter().find(|f| f.path == CA_BUNDLE_PATH);
+    assert_eq!(file.map(|f| &f.contents[..]), Some(&b"PEM one"[..]));
+    // Without allowedDomains a skill has no network and no bundle.
+    assert!(!carries_ca(&plan(&request()).expect("plan").images[1]));
+
+    // A networked provider: the runtime has it.
+    let networked = with_domains(ProviderName::Anthropic, b"PEM one");
+    assert!(carries_ca(&by_service(&networked, "runtime")));
+
+    // Another bundle is another image for exactly those that carry it.
+    let other = with_domains(ProviderName::Anthropic, b"PEM two");
+    for (service, changes) in [
+        ("runtime", true),
+        ("skill:web:main", true),
+        ("base-skill:main", false),
+        ("egress-proxy", false),
+    ] {
+        let (a, b) = (by_service(&networked, service), by_service(&other, service));
+        assert_eq!(
+            a.digest("scratch") != b.digest("scratch"),
+            changes,
+            "{service}"
+        );
+    }
+
+    // No bundle on the host: nothing is added anywhere.
+    let bare = with_domains(ProviderName::Anthropic, b"");
+    assert!(bare.images.iter().all(|i| !carries_ca(i)));
+}
+
+#[test]
+fn every_image_but_the_proxys_takes_names_from_etc_hosts_alone() {
+    let mut request = request();
+    request.settings.provider = ProviderName::Anthropic;
+    let plan = plan(&request).expect("plan");
+    for image in &plan.images {
+        let nsswitch = image.files.iter().find(|f| f.path == "/etc/nsswitch.conf");
+        match image.role {
+            // The proxy is the one container that resolves names.
+            ImageRole::EgressProxy => assert!(nsswitch.is_none()),
+            _ => {
+                let text = String::from_utf8_lossy(&nsswitch.expect("nsswitch.conf").contents)
+                    .into_owned();
+                let hosts: Vec<&str> = text.lines().filter(|l| l.starts_with("hosts:")).collect();
+                assert_eq!(hosts, ["hosts:      files"], "{}", image.repository);
+                assert!(
+                    !text
+                        .lines()
+                        .any(|l| !l.starts_with('#') && l.contains("dns"))
+                );
+            }
+        }
+    }
 }
 
 #[test]

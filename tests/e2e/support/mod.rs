@@ -6,6 +6,7 @@
 pub mod forward;
 pub mod mock_llm;
 pub mod npm_registry;
+pub mod registry;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,36 @@ pub fn fixture(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(path)
+}
+
+/// A fixture folder (under tests/fixtures) copied into a temporary folder, with every `{{NAME}}`
+/// in its files replaced by the value of `NAME`: for fixtures that need what is only known when
+/// the tests run, like a registry's host name ([`registry`]). Panics when a placeholder is left.
+pub fn template(folder: &str, vars: &[(&str, String)]) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path, vars: &[(&str, String)]) {
+        for entry in std::fs::read_dir(from).expect("read the fixture folder") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.file_type().expect("type").is_dir() {
+                std::fs::create_dir(&target).expect("mkdir");
+                copy(&entry.path(), &target, vars);
+                continue;
+            }
+            let mut text = std::fs::read_to_string(entry.path()).expect("a text fixture");
+            for (name, value) in vars {
+                text = text.replace(&format!("{{{{{name}}}}}"), value);
+            }
+            assert!(
+                !text.contains("{{"),
+                "{} keeps a placeholder: {text}",
+                entry.path().display()
+            );
+            std::fs::write(&target, text).expect("write");
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy(&fixture(folder), dir.path(), vars);
+    dir
 }
 
 /// Docker must answer: in CI a missing engine is a failure, never a skip. Locally too — set
@@ -151,6 +182,8 @@ pub struct TestRun {
     /// `--workspace` value; the temporary workspace when `None`.
     pub workspace_arg: Option<PathBuf>,
     pub guard: JobGuard,
+    /// The filled-in copy of a templated fixture, kept as long as the run.
+    pub templated: Option<tempfile::TempDir>,
 }
 
 /// What a finished run left.
@@ -172,6 +205,17 @@ impl TestRun {
             args: Vec::new(),
             workspace_arg: None,
             guard: JobGuard::new(),
+            templated: None,
+        }
+    }
+
+    /// A run of `folder`'s perstack.toml after [`template`] filled in `vars`.
+    pub fn templated(folder: &str, expert: &str, vars: &[(&str, String)]) -> TestRun {
+        let dir = template(folder, vars);
+        TestRun {
+            config: dir.path().join("perstack.toml"),
+            templated: Some(dir),
+            ..TestRun::new("unused", expert)
         }
     }
 
@@ -354,6 +398,30 @@ impl Finished {
             .filter(|r| r["toolName"] == tool)
             .map(|r| r["result"].as_array().cloned().unwrap_or_default())
             .collect()
+    }
+
+    /// The text a tool answered with (its text parts, joined), by the call's id.
+    pub fn tool_text(&self, id: &str) -> String {
+        self.of_type("resolveToolResults")
+            .iter()
+            .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["id"] == id)
+            .and_then(|r| {
+                r["result"].as_array().map(|parts| {
+                    parts
+                        .iter()
+                        .filter_map(|p| p["text"].as_str())
+                        .collect::<String>()
+                })
+            })
+            .unwrap_or_else(|| panic!("no result for {id}; events:\n{}", self.stdout))
+    }
+
+    /// The JSON a tool answered with, by the call's id.
+    pub fn tool_json(&self, id: &str) -> Value {
+        let text = self.tool_text(id);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("the result of {id} is not JSON ({e}): {text}"))
     }
 
     /// The keys of a JSON object.
