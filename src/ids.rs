@@ -43,7 +43,7 @@ fn fallback_bytes(bytes: &mut [u8; 24]) {
 }
 
 /// Milliseconds since the Unix epoch, as events and checkpoints carry them.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

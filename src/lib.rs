@@ -1,22 +1,36 @@
 //! perstack-sandbox: run Perstack Experts in Docker.
 //!
 //! See ARCHITECTURE.md for the parts and the path of one run.
+//!
+//! The library's public surface is what the executable needs — the command line ([`cli`]), the
+//! commands and roles it dispatches to ([`commands`]) and the exit codes ([`exit`]) — and, with the
+//! `test-support` feature, the helpers and internals the end-to-end tests use
+//! ([`test_support`]). Everything else is `pub(crate)`: Cargo.toml's `unreachable_pub` lint keeps
+//! it so.
 
-pub mod agent;
+// Without `test-support` the items only `test_support::internals` re-exports look unreachable;
+// the lint holds in every build that has the feature (tests, `make lint`), and only there.
+#![cfg_attr(not(feature = "test-support"), allow(unreachable_pub))]
+
+pub(crate) mod agent;
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod confine;
-pub mod contract;
-pub mod event;
+pub(crate) mod config;
+// The supervisor of the standalone image will launch principals through `confine` and issue
+// them proxy tokens; until it lands, only the tests (with `test-support`) do.
+#[cfg_attr(not(feature = "test-support"), allow(dead_code))]
+pub(crate) mod confine;
+pub(crate) mod contract;
+pub(crate) mod event;
 pub mod exit;
-pub mod ids;
-pub mod jobs;
-pub mod llm;
-pub mod proxy;
-pub mod render;
-pub mod runtime;
-pub mod sandbox;
-pub mod skill;
+pub(crate) mod ids;
+pub(crate) mod jobs;
+pub(crate) mod llm;
+#[cfg_attr(not(feature = "test-support"), allow(dead_code))]
+pub(crate) mod proxy;
+pub(crate) mod render;
+pub(crate) mod runtime;
+pub(crate) mod sandbox;
+pub(crate) mod skill;
 #[cfg(feature = "test-support")]
 pub mod test_support;

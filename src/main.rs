@@ -13,7 +13,7 @@ fn main() {
     let cli = Cli::parse();
     // Before any thread exists: Landlock and seccomp bind the calling thread (confine/role.rs).
     if let Command::Confine(args) = cli.command {
-        std::process::exit(perstack_sandbox::confine::role::main(args));
+        std::process::exit(roles::confine(args));
     }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -45,7 +45,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::EgressProxy => role(roles::egress_proxy().await),
         Command::FixtureMcp => role(roles::fixture_mcp().await),
         // Dispatched in `main` before the async runtime starts; here only for completeness.
-        Command::Confine(args) => perstack_sandbox::confine::role::main(args),
+        Command::Confine(args) => roles::confine(args),
     }
 }
 

@@ -35,10 +35,10 @@
 //! resumes after the highest step a child reached. A sequential child that fails or runs out of
 //! steps stops the parent the same way; a parallel child's failure becomes its tool result.
 
-pub mod prompt;
+pub(crate) mod prompt;
 mod segment;
 mod stream;
-pub mod tools;
+pub(crate) mod tools;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -59,7 +59,7 @@ use tools::ToolSet;
 
 /// The knobs of one run.
 #[derive(Debug, Clone)]
-pub struct RunSettings {
+pub(crate) struct RunSettings {
     /// Model id.
     pub model: String,
     /// Stop after this step (job-global).
@@ -76,30 +76,30 @@ pub struct RunSettings {
 /// Ctrl-C. The step under way finishes and its checkpoint is emitted, so a continuation starts
 /// from a complete step; no new step begins.
 #[derive(Debug, Clone, Default)]
-pub struct StopRequest(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub(crate) struct StopRequest(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
 impl StopRequest {
     /// Asks every run of the job to stop after its step under way.
-    pub fn request(&self) {
+    pub(crate) fn request(&self) {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether a stop was asked for.
-    pub fn requested(&self) -> bool {
+    pub(crate) fn requested(&self) -> bool {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 /// The `error.name` of the `stopRunByError` a stop request ends a run with.
-pub const INTERRUPTED: &str = "Interrupted";
+pub(crate) const INTERRUPTED: &str = "Interrupted";
 
 /// The `error.name` of the `stopRunByError` that ends a run whose model kept calling tools its
 /// Expert lacks (docs/skills.md, "Calls to a tool the Expert lacks").
-pub const TOOL_NOT_FOUND: &str = "ToolNotFound";
+pub(crate) const TOOL_NOT_FOUND: &str = "ToolNotFound";
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RunOutcome {
+pub(crate) enum RunOutcome {
     /// `completeRun`, with the final text.
     Completed {
         /// The answer.
@@ -117,7 +117,7 @@ pub enum RunOutcome {
 // Built once per run segment and moved straight in; boxing the checkpoint would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub enum Start {
+pub(crate) enum Start {
     /// A new run on a query: a new job's coordinator, or a delegate's child run.
     Fresh {
         /// What the Expert is asked.
@@ -141,7 +141,7 @@ pub enum Start {
 
 /// What a continued run brings (§5 `Init`).
 #[derive(Debug, Clone)]
-pub enum ResumeInput {
+pub(crate) enum ResumeInput {
     /// A new user message (for a completed or stopped run), or nothing new for a run that was
     /// interrupted while its delegates worked (they run again).
     Query(String),
@@ -153,7 +153,7 @@ pub enum ResumeInput {
 
 /// Why a checkpoint cannot be continued the way it was asked to.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ResumeError {
+pub(crate) enum ResumeError {
     /// The checkpoint belongs to another Expert.
     #[error(
         "the checkpoint is `{checkpoint}`'s, not `{expert}`'s; continue it with `{checkpoint}`"
@@ -194,7 +194,7 @@ pub enum ResumeError {
 /// The `initializeRuntime` that announces run segment `run_id` of `expert`: Perstack emits one
 /// per segment (PERSTACK-COMPAT.md §3), carrying what the segment starts with — a query, or the
 /// answer to an interactive tool call; a parent resuming with its delegates' results has neither.
-pub fn initialize_runtime(
+pub(crate) fn initialize_runtime(
     job_id: &str,
     run_id: &str,
     expert: &Expert,
@@ -260,7 +260,7 @@ pub fn initialize_runtime(
 /// `skillDisconnected` events under its `runId` (docs/skills.md, "Events"), so a consumer knows
 /// whose skill connected. The runtime's `SkillRoster` implements it over connections that live
 /// for the whole job.
-pub trait SegmentSkills: Send + Sync {
+pub(crate) trait SegmentSkills: Send + Sync {
     /// Segment `run_id` of `expert_key` begins: right after its `initializeRuntime`.
     fn begin(&self, expert_key: &str, run_id: &str);
     /// Segment `run_id` of `expert_key` has ended: right after its last event.
@@ -269,7 +269,7 @@ pub trait SegmentSkills: Send + Sync {
 
 /// One job: the coordinator's runs and its delegates', sharing a provider, the tools of every
 /// Expert of the closure, the event sink and the settings.
-pub struct Job<'a> {
+pub(crate) struct Job<'a> {
     /// The model client.
     pub provider: &'a Provider,
     /// Every Expert of the delegation closure, by key.
@@ -295,7 +295,7 @@ impl<'a> Job<'a> {
     /// segments after it) until it completes or stops. The first segment's `initializeRuntime`
     /// and [`SegmentSkills::begin`] are the caller's (they come before the skills connect);
     /// every later segment's are done here, and every segment's end.
-    pub async fn run(
+    pub(crate) async fn run(
         &'a self,
         expert_key: &str,
         run_id: &str,

@@ -5,7 +5,7 @@ use crate::config::Expert;
 use crate::contract::paths::WORKSPACE_MOUNT;
 
 /// Builds the system prompt for `expert` at time `now_iso`.
-pub fn system_prompt(expert: &Expert, delegates: &[&Expert], now_iso: &str) -> String {
+pub(crate) fn system_prompt(expert: &Expert, delegates: &[&Expert], now_iso: &str) -> String {
     let mut prompt = format!(
         "You are \"{name}\", an Expert.\n\
          \n\

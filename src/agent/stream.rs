@@ -12,7 +12,7 @@ use crate::event::{Event, EventSink, RunPayload};
 use crate::llm::StreamDelta;
 
 /// Where the streaming events of one generation attempt go, and what has streamed so far.
-pub struct StreamRelay<'a> {
+pub(super) struct StreamRelay<'a> {
     sink: &'a EventSink,
     job_id: &'a str,
     run_id: &'a str,
@@ -33,7 +33,7 @@ struct Streams {
 
 impl<'a> StreamRelay<'a> {
     /// A relay for one generation attempt of `expert_key` at `step_number`.
-    pub fn new(
+    pub(super) fn new(
         sink: &'a EventSink,
         (job_id, run_id, expert_key): (&'a str, &'a str, &'a str),
         step_number: u32,
@@ -62,7 +62,7 @@ impl<'a> StreamRelay<'a> {
 
     /// Reports one delta: opens its stream on the first chunk, closes the reasoning stream
     /// when text starts.
-    pub fn delta(&self, delta: StreamDelta) {
+    pub(super) fn delta(&self, delta: StreamDelta) {
         // A poisoned lock means a panic mid-emit elsewhere; streaming events are best effort.
         let Ok(mut streams) = self.state.lock() else {
             return;
@@ -98,7 +98,7 @@ impl<'a> StreamRelay<'a> {
     }
 
     /// Closes whatever stream is still open (the generation ended, or failed).
-    pub fn finish(&self) {
+    pub(super) fn finish(&self) {
         let Ok(mut streams) = self.state.lock() else {
             return;
         };

@@ -13,14 +13,14 @@ use crate::skill::result::{ToolOutput, map_call_result};
 /// The `skillName` of a call to a tool the Expert lacks (and of its error result): no skill
 /// offers it (docs/skills.md, "Calls to a tool the Expert lacks"). Perstack's schema wants a
 /// non-empty name there; the parentheses keep it apart from the names skills are given.
-pub const NO_SKILL: &str = "(none)";
+pub(crate) const NO_SKILL: &str = "(none)";
 
 /// Two skills offer a tool of the same name; the model could not tell them apart.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "tool `{tool}` is offered by both skill `{first}` and skill `{second}`; hide one with `pick` or `omit` in perstack.toml"
 )]
-pub struct DuplicateTool {
+pub(crate) struct DuplicateTool {
     /// The tool name.
     pub tool: String,
     /// The skill that offered it first.
@@ -31,7 +31,7 @@ pub struct DuplicateTool {
 
 /// A skill connecting in the background (`lazyInit`) could not be added at the first listing.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum LazySkillError {
+pub(crate) enum LazySkillError {
     /// It failed to connect.
     #[error(transparent)]
     Connect(std::sync::Arc<SkillConnectError>),
@@ -42,7 +42,7 @@ pub enum LazySkillError {
 
 /// What answers calls to a tool.
 #[derive(Clone)]
-pub enum ToolKind {
+pub(crate) enum ToolKind {
     /// An MCP skill's tool, run by its server.
     Mcp(Arc<McpSkill>),
     /// A tool of an `interactiveSkill`: the run stops and the user answers it.
@@ -59,7 +59,7 @@ struct Entry {
 
 /// Every tool of an Expert's skills, by name.
 #[derive(Default)]
-pub struct ToolSet {
+pub(crate) struct ToolSet {
     entries: Vec<Entry>,
     /// `lazyInit` skills, still connecting.
     lazy: Vec<LazySkill>,
@@ -85,13 +85,13 @@ impl std::fmt::Debug for ToolSet {
 
 impl ToolSet {
     /// An empty set.
-    pub fn new() -> ToolSet {
+    pub(crate) fn new() -> ToolSet {
         ToolSet::default()
     }
 
     /// Adds a skill's tools, filtered by `pick` (a whitelist when non-empty; unknown names are
     /// ignored, as in Perstack) and `omit`.
-    pub fn add_mcp(
+    pub(crate) fn add_mcp(
         &mut self,
         skill: Arc<McpSkill>,
         pick: &[String],
@@ -102,13 +102,13 @@ impl ToolSet {
 
     /// Adds a skill that is still connecting (`lazyInit`). Its tools join the set — after the
     /// others, `pick`/`omit` applied — when [`ToolSet::ready`] has seen it connect.
-    pub fn add_lazy(&mut self, skill: LazySkill) {
+    pub(crate) fn add_lazy(&mut self, skill: LazySkill) {
         self.lazy.push(skill);
     }
 
     /// Waits for the `lazyInit` skills and adds their tools. Call it before listing tools for a
     /// generation; after the first success it returns at once.
-    pub async fn ready(&self) -> Result<(), LazySkillError> {
+    pub(crate) async fn ready(&self) -> Result<(), LazySkillError> {
         if self.lazy.is_empty() {
             return Ok(());
         }
@@ -134,7 +134,7 @@ impl ToolSet {
 
     /// Closes every skill's connection (the end of a run segment) and waits until each has
     /// ended. Skills still connecting are abandoned when the set is dropped.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         let mut skills: Vec<Arc<McpSkill>> = Vec::new();
         let connected = self.all().filter_map(|e| match &e.kind {
             ToolKind::Mcp(skill) => Some(skill.clone()),
@@ -160,7 +160,7 @@ impl ToolSet {
     }
 
     /// Adds the tools of an `interactiveSkill`.
-    pub fn add_interactive(
+    pub(crate) fn add_interactive(
         &mut self,
         skill: &crate::config::InteractiveSkill,
     ) -> Result<(), DuplicateTool> {
@@ -178,7 +178,10 @@ impl ToolSet {
     /// Adds a delegate: a tool named after the last `/` segment of its name, described by its
     /// description, taking `{query}` (§5 "Delegation"). Calls carry the delegate's name as
     /// their skill name.
-    pub fn add_delegate(&mut self, delegate: &crate::config::Expert) -> Result<(), DuplicateTool> {
+    pub(crate) fn add_delegate(
+        &mut self,
+        delegate: &crate::config::Expert,
+    ) -> Result<(), DuplicateTool> {
         let spec = ToolSpec {
             name: delegate_tool_name(&delegate.name).to_string(),
             description: delegate.description.clone().unwrap_or_default(),
@@ -220,7 +223,7 @@ impl ToolSet {
 
     /// The tools to offer the model, in skill order; interactive tools only when `interactive`
     /// (delegated runs get none, §5).
-    pub fn specs(&self, interactive: bool) -> Vec<ToolSpec> {
+    pub(crate) fn specs(&self, interactive: bool) -> Vec<ToolSpec> {
         self.all()
             .filter(|e| interactive || !matches!(e.kind, ToolKind::Interactive))
             .map(|e| e.spec.clone())
@@ -228,12 +231,12 @@ impl ToolSet {
     }
 
     /// What answers `tool`; `None` for a tool nobody offers.
-    pub fn kind_of(&self, tool: &str) -> Option<&ToolKind> {
+    pub(crate) fn kind_of(&self, tool: &str) -> Option<&ToolKind> {
         self.all().find(|e| e.spec.name == tool).map(|e| &e.kind)
     }
 
     /// The skill that owns `tool`.
-    pub fn skill_of(&self, tool: &str) -> Option<&str> {
+    pub(crate) fn skill_of(&self, tool: &str) -> Option<&str> {
         self.all()
             .find(|e| e.spec.name == tool)
             .map(|e| e.skill_name.as_str())
@@ -241,7 +244,7 @@ impl ToolSet {
 
     /// Runs one call. Unknown tools, MCP errors and dead skills all come back as error output,
     /// so the model can react and the run goes on.
-    pub async fn call(&self, tool: &str, args: &Value) -> ToolOutput {
+    pub(crate) async fn call(&self, tool: &str, args: &Value) -> ToolOutput {
         match self.kind_of(tool) {
             Some(ToolKind::Mcp(skill)) => match skill.call(tool, args).await {
                 Ok(result) => map_call_result(tool, args, &result),
@@ -265,7 +268,7 @@ impl ToolSet {
 
 /// The names in a skill's `pick` and `omit` that none of its `tools` has, each with its list
 /// (`"pick"` or `"omit"`), in list order.
-pub fn unmatched_filters<'a>(
+pub(crate) fn unmatched_filters<'a>(
     tools: &[ToolSpec],
     pick: &'a [String],
     omit: &'a [String],
@@ -279,7 +282,7 @@ pub fn unmatched_filters<'a>(
 }
 
 /// The tool name of a delegate: the last `/` segment of its name (`@acme/writer` → `writer`).
-pub fn delegate_tool_name(name: &str) -> &str {
+pub(crate) fn delegate_tool_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
 }
 

@@ -13,7 +13,7 @@ use crate::sandbox::images::recipes::Artifacts;
 /// Where distributions keep their system bundle, in the order they are tried when
 /// `SSL_CERT_FILE` is not set: Debian/Ubuntu/Arch/Gentoo, Fedora/RHEL, openSUSE, OpenELEC,
 /// CentOS/RHEL 7, Alpine/macOS/FreeBSD (the list Go's `crypto/x509` looks through).
-pub const SYSTEM_BUNDLES: [&str; 6] = [
+pub(super) const SYSTEM_BUNDLES: [&str; 6] = [
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/ca-bundle.pem",
@@ -66,7 +66,7 @@ pub enum ArtifactError {
 }
 
 /// Reads our executable (checking it is static) and the chosen CA bundle.
-pub fn load(ca: &CaSetting) -> Result<Artifacts, ArtifactError> {
+pub(super) fn load(ca: &CaSetting) -> Result<Artifacts, ArtifactError> {
     let binary = executable()?;
     Ok(Artifacts {
         binary,
@@ -75,7 +75,7 @@ pub fn load(ca: &CaSetting) -> Result<Artifacts, ArtifactError> {
 }
 
 /// Our own executable, checked to be static.
-pub fn executable() -> Result<Bytes, ArtifactError> {
+pub(super) fn executable() -> Result<Bytes, ArtifactError> {
     let path = std::env::current_exe().map_err(|source| ArtifactError::Executable {
         path: "(current executable)".into(),
         source,
@@ -94,7 +94,7 @@ pub fn executable() -> Result<Bytes, ArtifactError> {
 
 /// A CA bundle as read for a run.
 #[derive(Debug, Clone)]
-pub struct LoadedBundle {
+pub(super) struct LoadedBundle {
     /// The file it came from; `None` when the host has none (then it is empty).
     pub path: Option<PathBuf>,
     /// Its PEM text, as read.
@@ -106,7 +106,7 @@ pub struct LoadedBundle {
 /// Reads the chosen bundle and checks it holds certificates. The host's bundle is optional when
 /// nobody chose it (a host without one can still run Experts that need no TLS), required when
 /// `host` was asked for.
-pub fn ca_bundle(ca: &CaSetting) -> Result<LoadedBundle, ArtifactError> {
+pub(super) fn ca_bundle(ca: &CaSetting) -> Result<LoadedBundle, ArtifactError> {
     let chosen = chosen_by(ca);
     let path = match &ca.bundle {
         CaCertificates::File(path) => path.clone(),
@@ -149,7 +149,7 @@ pub fn ca_bundle(ca: &CaSetting) -> Result<LoadedBundle, ArtifactError> {
 }
 
 /// Who chose the bundle, in words.
-pub fn chosen_by(ca: &CaSetting) -> String {
+pub(super) fn chosen_by(ca: &CaSetting) -> String {
     match &ca.source {
         SettingSource::CommandLine => "--ca-certificates".to_string(),
         SettingSource::File(Some(at)) => format!("[sandbox] caCertificates at {at}"),
@@ -163,7 +163,7 @@ pub fn chosen_by(ca: &CaSetting) -> String {
 
 /// The host's system bundle: `SSL_CERT_FILE` when it is set, else the first of
 /// [`SYSTEM_BUNDLES`] that exists.
-pub fn host_bundle_path(
+pub(super) fn host_bundle_path(
     env: impl Fn(&str) -> Option<OsString>,
     exists: impl Fn(&Path) -> bool,
 ) -> Option<PathBuf> {
@@ -176,7 +176,7 @@ pub fn host_bundle_path(
 /// True when a 64-bit little-endian ELF image has a `PT_INTERP` program header, i.e. needs a
 /// dynamic loader. Anything that is not such an ELF is treated as static (and will fail loudly
 /// at container start if it is not).
-pub fn has_interpreter(elf: &[u8]) -> bool {
+pub(super) fn has_interpreter(elf: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
     if elf.len() < 64 || &elf[..4] != b"\x7fELF" || elf[4] != 2 || elf[5] != 1 {
         return false;

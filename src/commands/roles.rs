@@ -87,3 +87,10 @@ pub async fn fixture_mcp() -> Result<i32, RoleError> {
         .map_err(RoleError::FixtureMcp)?;
     Ok(Exit::Success.code())
 }
+
+/// `confine`: confines this process by a policy and executes a program (the standalone image's
+/// walls between principals). It must run before any other thread exists, so `main` calls it
+/// before the async runtime starts.
+pub fn confine(args: crate::confine::role::ConfineArgs) -> i32 {
+    crate::confine::role::main(args)
+}

@@ -22,7 +22,7 @@ pub struct Diagnostic {
 }
 
 /// The dotted path given to TOML syntax errors, which belong to no field.
-pub const SYNTAX_PATH: &str = "(syntax)";
+pub(crate) const SYNTAX_PATH: &str = "(syntax)";
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -118,14 +118,14 @@ pub(crate) struct LineIndex<'a> {
 }
 
 impl<'a> LineIndex<'a> {
-    pub fn new(text: &'a str) -> Self {
+    pub(super) fn new(text: &'a str) -> Self {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
         LineIndex { text, line_starts }
     }
 
-    pub fn pos(&self, offset: usize) -> Pos {
+    pub(super) fn pos(&self, offset: usize) -> Pos {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset);
         let start = self.line_starts[line.saturating_sub(1)];
@@ -137,7 +137,7 @@ impl<'a> LineIndex<'a> {
         Pos { line, col: col + 1 }
     }
 
-    pub fn span_pos(&self, span: &Range<usize>) -> Pos {
+    pub(super) fn span_pos(&self, span: &Range<usize>) -> Pos {
         self.pos(span.start)
     }
 }
@@ -151,7 +151,7 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    pub fn new(file: &Path) -> Self {
+    pub(super) fn new(file: &Path) -> Self {
         Report {
             file: file.to_path_buf(),
             diagnostics: Vec::new(),
@@ -159,7 +159,7 @@ impl Report {
         }
     }
 
-    pub fn push(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: &str, pos: Pos, message: impl Into<String>) {
         if !self.reported.insert(path.to_string()) {
             return;
         }
@@ -174,7 +174,7 @@ impl Report {
     }
 
     /// Syntax errors bypass the one-per-path rule: they all share [`SYNTAX_PATH`].
-    pub fn push_syntax(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(super) fn push_syntax(&mut self, pos: Pos, message: impl Into<String>) {
         let diagnostic = Diagnostic {
             file: self.file.clone(),
             line: pos.line,
@@ -185,12 +185,12 @@ impl Report {
         self.diagnostics.push((pos, diagnostic));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.diagnostics.is_empty()
     }
 
     /// The diagnostics in file order (stable, so rules on one spot keep the order they ran in).
-    pub fn into_error(mut self) -> ConfigError {
+    pub(super) fn into_error(mut self) -> ConfigError {
         self.diagnostics.sort_by_key(|(pos, _)| *pos);
         ConfigError::Invalid {
             file: self.file,

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use super::diagnostic::ConfigError;
 
 /// The file name searched for.
-pub const CONFIG_FILE_NAME: &str = "perstack.toml";
+pub(crate) const CONFIG_FILE_NAME: &str = "perstack.toml";
 
 /// The absolute path of the config to load: `explicit` (the `--config` value) resolved against
 /// `cwd`, else the nearest `perstack.toml` in `cwd` or a parent.
@@ -19,7 +19,7 @@ pub const CONFIG_FILE_NAME: &str = "perstack.toml";
 /// Paths are made absolute lexically (`..` removes the previous component, symlinks are kept),
 /// as Perstack's `path.resolve` does, so relative paths in the config are taken from the folder
 /// the user sees it in.
-pub fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigError> {
+pub(crate) fn discover(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, ConfigError> {
     let cwd = absolute(cwd)?;
     if let Some(given) = explicit {
         let text = given.to_string_lossy();

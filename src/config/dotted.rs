@@ -6,13 +6,8 @@
 
 /// Builds the dotted path of a field from its keys, quoting the keys that need it.
 ///
-/// ```
-/// use perstack_sandbox::config::dotted_path;
-/// assert_eq!(
-///     dotted_path(&["experts", "@org/x", "skills", "web", "command"]),
-///     r#"experts."@org/x".skills.web.command"#,
-/// );
-/// ```
+/// `dotted_path(&["experts", "@org/x", "skills", "web", "command"])` is
+/// `experts."@org/x".skills.web.command`.
 pub fn dotted_path(keys: &[&str]) -> String {
     keys.iter()
         .fold(String::new(), |path, key| child(&path, key))

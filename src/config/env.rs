@@ -13,7 +13,7 @@ use indexmap::IndexMap;
 use super::diagnostic::ConfigError;
 
 /// The files read when neither `--env-path` nor `envPath` names any.
-pub const DEFAULT_ENV_FILES: [&str; 2] = [".env", ".env.local"];
+pub(crate) const DEFAULT_ENV_FILES: [&str; 2] = [".env", ".env.local"];
 
 /// Variable name → value, in the order they were first defined (process first, then files).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl FromIterator<(String, String)> for EnvMap {
 }
 
 /// The dotenv files to read, absolute, in precedence order.
-pub fn env_files(
+pub(crate) fn env_files(
     cwd: &Path,
     cli_env_paths: &[PathBuf],
     config_env_path: Option<&[String]>,
@@ -93,7 +93,7 @@ pub fn env_files(
 ///
 /// An unreadable file (other than a missing one) or a line that does not parse is an error
 /// naming the file and line; the line itself is not shown, as it may hold a secret.
-pub fn load(
+pub(crate) fn load(
     cwd: &Path,
     cli_env_paths: &[PathBuf],
     config_env_path: Option<&[String]>,

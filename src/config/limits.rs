@@ -7,10 +7,10 @@ use std::time::Duration;
 use super::patterns::parse_memory_size;
 
 /// Docker refuses a memory limit below 6 MiB; better to say so before anything starts.
-pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
+pub(crate) const MIN_MEMORY_BYTES: u64 = 6 << 20;
 
 /// `--memory`: a size like `512m`, `2g` or a number of bytes, at least 6m.
-pub fn parse_memory_limit(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_memory_limit(s: &str) -> Result<i64, String> {
     let bytes = parse_memory_size(s).ok_or_else(|| {
         format!("\"{s}\" is not a memory size; expected a number of bytes or a number with k, m, g or t, like 512m or 2g")
     })?;
@@ -23,7 +23,7 @@ pub fn parse_memory_limit(s: &str) -> Result<i64, String> {
 }
 
 /// `--cpus`: a number of CPUs greater than 0, like `2` or `0.5`.
-pub fn parse_cpus(s: &str) -> Result<f64, String> {
+pub(crate) fn parse_cpus(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(cpus) if cpus.is_finite() && cpus > 0.0 => Ok(cpus),
         _ => Err(format!(
@@ -34,7 +34,7 @@ pub fn parse_cpus(s: &str) -> Result<f64, String> {
 
 /// `--timeout` and `--generation-timeout`: `500ms`, `90s`, `30m`, `2h`, or a bare number of
 /// milliseconds (Perstack's spelling, `--timeout 60000`); more than zero.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let trimmed = s.trim();
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())

@@ -1,8 +1,8 @@
 //! `perstack.toml`: the model, its validation with file:line:col errors, discovery, env files.
 //!
-//! ```no_run
+//! ```text
 //! use std::path::Path;
-//! use perstack_sandbox::config;
+//! use crate::config;
 //!
 //! let cwd = Path::new(".");
 //! let path = config::discover(None, cwd)?;
@@ -10,14 +10,13 @@
 //! for key in loaded.config.delegation_closure("reviewer") {
 //!     println!("{key} {}", loaded.config.experts[&key].version);
 //! }
-//! # Ok::<(), config::ConfigError>(())
 //! ```
 
-pub mod discover;
-pub mod env;
-pub mod limits;
-pub mod schema;
-pub mod settings;
+pub(crate) mod discover;
+pub(crate) mod env;
+pub(crate) mod limits;
+pub(crate) mod schema;
+pub(crate) mod settings;
 
 mod diagnostic;
 mod dotted;
@@ -29,16 +28,15 @@ mod validate;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-pub use diagnostic::{ConfigError, Diagnostic, SYNTAX_PATH};
-pub use discover::discover;
+pub use diagnostic::ConfigError;
+pub(crate) use discover::discover;
 pub use dotted::dotted_path;
-pub use limits::{parse_cpus, parse_duration, parse_memory_limit};
-pub use patterns::parse_memory_size;
-pub use schema::*;
-pub use settings::{
+pub(crate) use limits::{parse_cpus, parse_duration, parse_memory_limit};
+pub(crate) use schema::*;
+pub(crate) use settings::{
     CaCertificates, CaSetting, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL,
     DEFAULT_PROVIDER, DEFAULT_TIMEOUT_MS, Limits, RunSettings, SettingFlags, SettingSource,
-    Settings, SettingsError, parse_ca_certificates,
+    Settings, SettingsError,
 };
 
 /// A validated config and where it came from.
@@ -91,7 +89,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 
 /// Validates `text` as if read from `path`. Every problem in the file is reported at once, in
 /// [`ConfigError::Invalid`].
-pub fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
+pub(crate) fn load_str(path: &Path, text: &str) -> Result<LoadedConfig, ConfigError> {
     let path = discover::absolute(path)?;
     let mut report = diagnostic::Report::new(&path);
     let parsed = parse::parse(text, &mut report);
@@ -138,7 +136,7 @@ pub(crate) mod testing {
     use super::{ConfigError, load_str};
 
     /// `line:col path: message` of every diagnostic of `text` (empty when it is valid).
-    pub fn problems(text: &str) -> Vec<String> {
+    pub(crate) fn problems(text: &str) -> Vec<String> {
         match load_str(Path::new("/p/perstack.toml"), text) {
             Ok(_) => Vec::new(),
             Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics

@@ -9,7 +9,7 @@ use url::{Host, Url};
 
 /// Why a URL is rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UrlProblem {
+pub(super) enum UrlProblem {
     /// Not a URL at all.
     Malformed(String),
     /// A scheme other than the ones allowed.
@@ -19,7 +19,7 @@ pub enum UrlProblem {
 }
 
 /// A URL with one of `schemes` (written without `:`).
-pub fn check_url(s: &str, schemes: &[&str]) -> Result<Url, UrlProblem> {
+pub(super) fn check_url(s: &str, schemes: &[&str]) -> Result<Url, UrlProblem> {
     let url = Url::parse(s).map_err(|e| UrlProblem::Malformed(e.to_string()))?;
     if !schemes.contains(&url.scheme()) {
         return Err(UrlProblem::Scheme(url.scheme().to_string()));
@@ -31,7 +31,7 @@ pub fn check_url(s: &str, schemes: &[&str]) -> Result<Url, UrlProblem> {
 }
 
 /// An `https:` URL whose host is not loopback, private, link-local or unspecified.
-pub fn check_public_https_url(s: &str) -> Result<Url, UrlProblem> {
+pub(super) fn check_public_https_url(s: &str) -> Result<Url, UrlProblem> {
     let url = check_url(s, &["https"])?;
     if let Some(host) = url.host()
         && let Some(why) = private_host(&host)

@@ -48,12 +48,12 @@ pub(crate) struct Locations {
 
 impl Locations {
     /// The position of the value at `path`.
-    pub fn value(&self, path: &str) -> Option<Pos> {
+    pub(super) fn value(&self, path: &str) -> Option<Pos> {
         self.values.get(path).copied()
     }
 
     /// The position of the key of `path`, else of its value.
-    pub fn key(&self, path: &str) -> Option<Pos> {
+    pub(super) fn key(&self, path: &str) -> Option<Pos> {
         self.keys.get(path).copied().or_else(|| self.value(path))
     }
 }

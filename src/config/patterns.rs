@@ -4,13 +4,13 @@
 //! can fail; the doc comment of each gives the regex it implements, which error messages quote.
 
 /// The regex of an Expert name, as quoted in messages.
-pub const EXPERT_NAME_PATTERN: &str = "^(@[a-z0-9][a-z0-9_-]*/)?[a-z0-9][a-z0-9_-]*$";
+pub(crate) const EXPERT_NAME_PATTERN: &str = "^(@[a-z0-9][a-z0-9_-]*/)?[a-z0-9][a-z0-9_-]*$";
 /// The regex of a tag, as quoted in messages.
-pub const TAG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
+pub(crate) const TAG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
 /// The regex of an environment variable name, as quoted in messages.
-pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+pub(crate) const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 /// Longest Expert name Perstack accepts.
-pub const MAX_EXPERT_NAME_LEN: usize = 255;
+pub(crate) const MAX_EXPERT_NAME_LEN: usize = 255;
 
 /// `[a-z0-9]` followed by `[a-z0-9]` or any of `extra`.
 fn is_slug(s: &str, extra: &[char]) -> bool {
@@ -32,7 +32,7 @@ fn split_scope(s: &str) -> Option<(Option<&str>, &str)> {
 }
 
 /// `^(@[a-z0-9][a-z0-9_-]*/)?[a-z0-9][a-z0-9_-]*$`
-pub fn is_expert_name(s: &str) -> bool {
+pub(crate) fn is_expert_name(s: &str) -> bool {
     const EXTRA: &[char] = &['_', '-'];
     split_scope(s).is_some_and(|(scope, name)| {
         scope.is_none_or(|scope| is_slug(scope, EXTRA)) && is_slug(name, EXTRA)
@@ -41,7 +41,7 @@ pub fn is_expert_name(s: &str) -> bool {
 
 /// `^((?:@[a-z0-9][a-z0-9_.-]*/)?[a-z0-9][a-z0-9_.-]*)(?:@semver|@[a-z0-9][a-z0-9_.-]*)?$`,
 /// where `@semver` is `@` and a semver version.
-pub fn is_expert_key(s: &str) -> bool {
+pub(crate) fn is_expert_key(s: &str) -> bool {
     const EXTRA: &[char] = &['_', '.', '-'];
     let Some((scope, rest)) = split_scope(s) else {
         return false;
@@ -57,12 +57,12 @@ pub fn is_expert_key(s: &str) -> bool {
 }
 
 /// `^[a-z0-9][a-z0-9_-]*$`
-pub fn is_tag(s: &str) -> bool {
+pub(crate) fn is_tag(s: &str) -> bool {
     is_slug(s, &['_', '-'])
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_]*$`
-pub fn is_env_name(s: &str) -> bool {
+pub(crate) fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
@@ -72,7 +72,7 @@ pub fn is_env_name(s: &str) -> bool {
 
 /// Why an `allowedDomains` entry is rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DomainProblem {
+pub(crate) enum DomainProblem {
     /// Does not match `^(\*\.)?L(\.L)*$`.
     Shape,
     /// A label starts with `xn--`.
@@ -81,7 +81,7 @@ pub enum DomainProblem {
 
 /// `^(\*\.)?L(\.L)*$` with `L = [a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?`, and no `xn--` label:
 /// the proxy allowlist matches names as written, so a punycode label could spoof a lookalike.
-pub fn check_allowed_domain(s: &str) -> Result<(), DomainProblem> {
+pub(crate) fn check_allowed_domain(s: &str) -> Result<(), DomainProblem> {
     let name = s.strip_prefix("*.").unwrap_or(s);
     let labels_ok = name.split('.').all(|label| {
         let bytes = label.as_bytes();
@@ -111,7 +111,7 @@ pub fn check_allowed_domain(s: &str) -> Result<(), DomainProblem> {
 
 /// Parses a container memory size the way Docker does (`512m`, `2g`, `1.5g`, `1024`, `2GiB`,
 /// `512mb`): a number, an optional `k|m|g|t` (powers of 1024) and an optional `b`/`ib`.
-pub fn parse_memory_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_memory_size(s: &str) -> Option<u64> {
     let lower = s.trim().to_ascii_lowercase();
     let unit_start = lower
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

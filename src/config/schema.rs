@@ -10,10 +10,10 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 /// `[provider]` is typed by the provider table, which `llm` owns (the clients read it too).
-pub use crate::llm::{ProviderConfig, ProviderName, ProviderSetting};
+pub(crate) use crate::llm::{ProviderConfig, ProviderName, ProviderSetting};
 
 /// The skill every Expert gets when it declares no `skills` table.
-pub const BASE_SKILL_NAME: &str = "@perstack/base";
+pub(crate) const BASE_SKILL_NAME: &str = "@perstack/base";
 
 /// A whole `perstack.toml`, validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,30 +18,31 @@ use super::patterns::parse_memory_size;
 use super::schema::{Config, Location, ProviderName, ReasoningBudget, ReasoningLevel};
 
 /// The provider when neither the command line nor the file names one.
-pub const DEFAULT_PROVIDER: ProviderName = ProviderName::Anthropic;
+pub(crate) const DEFAULT_PROVIDER: ProviderName = ProviderName::Anthropic;
 /// Perstack's default model when neither the CLI nor the file names one.
-pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+pub(crate) const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
 /// Perstack's effective default step limit.
-pub const DEFAULT_MAX_STEPS: u32 = 100;
+pub(crate) const DEFAULT_MAX_STEPS: u32 = 100;
 /// Perstack's default retry budget per generation.
-pub const DEFAULT_MAX_RETRIES: u32 = 5;
+pub(crate) const DEFAULT_MAX_RETRIES: u32 = 5;
 /// Perstack's code default for the per-generation timeout, in milliseconds.
-pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 300_000;
 /// Perstack's default reasoning budget.
-pub const DEFAULT_REASONING_BUDGET: ReasoningBudget = ReasoningBudget::Level(ReasoningLevel::Low);
+pub(crate) const DEFAULT_REASONING_BUDGET: ReasoningBudget =
+    ReasoningBudget::Level(ReasoningLevel::Low);
 
 /// Default memory limit per container (DESIGN.md, "Hardening defaults").
-pub const DEFAULT_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
+pub(crate) const DEFAULT_MEMORY: i64 = 2 * 1024 * 1024 * 1024;
 /// Default process limit per container.
-pub const DEFAULT_PIDS: i64 = 256;
+pub(crate) const DEFAULT_PIDS: i64 = 256;
 /// Default CPU limit per container.
-pub const DEFAULT_CPUS: f64 = 2.0;
+pub(crate) const DEFAULT_CPUS: f64 = 2.0;
 
 /// The CA bundle when neither `--ca-certificates` nor `[sandbox] caCertificates` names one:
 /// the host's. It is what the user's own tools already trust — behind a TLS-intercepting proxy,
 /// the proxy's CA is installed there — so it extends no trust the host has not given; without
 /// it, every HTTPS request of a skill behind such a proxy fails.
-pub const DEFAULT_CA_CERTIFICATES: CaCertificates = CaCertificates::Host;
+pub(crate) const DEFAULT_CA_CERTIFICATES: CaCertificates = CaCertificates::Host;
 
 /// Which CA bundle the containers that talk TLS at run time trust (skills with
 /// `allowedDomains`; the runtime when it reaches a provider or an `mcpSseSkill`), and package
@@ -68,7 +69,7 @@ impl CaCertificates {
 
 /// Where a setting's value came from, for messages about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SettingSource {
+pub(crate) enum SettingSource {
     /// Its flag.
     CommandLine,
     /// perstack.toml, at this place when known.
@@ -79,7 +80,7 @@ pub enum SettingSource {
 
 /// The CA bundle and who chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaSetting {
+pub(crate) struct CaSetting {
     /// The bundle.
     pub bundle: CaCertificates,
     /// Who chose it.
@@ -88,7 +89,7 @@ pub struct CaSetting {
 
 /// What the runtime is told: the run's settings after CLI > file > default.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunSettings {
+pub(crate) struct RunSettings {
     /// The provider.
     pub provider: ProviderName,
     /// The model.
@@ -105,7 +106,7 @@ pub struct RunSettings {
 
 /// Resource limits for every container of the run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Memory in bytes.
     pub memory: i64,
     /// CPUs.
@@ -154,7 +155,7 @@ pub struct SettingFlags {
 
 /// Everything a run is set to.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// What the runtime is told.
     pub run: RunSettings,
     /// What each container may use.
@@ -190,7 +191,10 @@ fn known_providers() -> String {
 impl Settings {
     /// Command line > `perstack.toml` > the defaults above. Paths in the file are relative to
     /// its folder.
-    pub fn resolve(flags: &SettingFlags, loaded: &LoadedConfig) -> Result<Settings, SettingsError> {
+    pub(crate) fn resolve(
+        flags: &SettingFlags,
+        loaded: &LoadedConfig,
+    ) -> Result<Settings, SettingsError> {
         let config = &loaded.config;
         let provider = provider(flags, config)?;
         let reasoning_budget = reasoning_budget(flags, config)?;
@@ -247,7 +251,7 @@ fn ca_certificates(flags: &SettingFlags, loaded: &LoadedConfig) -> CaSetting {
 }
 
 /// `--ca-certificates`: `host`, or a PEM file's path, made absolute from the current folder.
-pub fn parse_ca_certificates(value: &str) -> Result<CaCertificates, String> {
+pub(crate) fn parse_ca_certificates(value: &str) -> Result<CaCertificates, String> {
     if value.trim().is_empty() {
         return Err("expected `host` or the path of a PEM bundle".to_string());
     }
@@ -367,7 +371,7 @@ impl fmt::Display for ReasoningBudget {
 
 /// A byte count as `--memory` spells it when it is a whole number of GiB or MiB (`2g`, `512m`),
 /// else in bytes: for help texts that show a default.
-pub fn memory_spelling(bytes: i64) -> String {
+pub(crate) fn memory_spelling(bytes: i64) -> String {
     const MIB: i64 = 1 << 20;
     const GIB: i64 = 1 << 30;
     match bytes {

@@ -30,7 +30,7 @@ use super::sys;
 
 /// What to `execve` once confined.
 #[derive(Debug)]
-pub struct Target {
+pub(crate) struct Target {
     /// The resolved program.
     pub program: CString,
     /// Its arguments, the program name first.
@@ -41,7 +41,7 @@ pub struct Target {
 
 /// Confines this process by `policy`, taking the values of `env_names` from its own environment,
 /// and says what holds and what to execute. The caller reports, then executes [`Target`].
-pub fn confine(
+pub(crate) fn confine(
     policy: &Policy,
     env_names: &[String],
     command: &[OsString],
@@ -135,7 +135,7 @@ fn io(what: &'static str, source: std::io::Error) -> ConfineError {
 }
 
 /// `execve`s the target; returns only on failure.
-pub fn exec(target: &Target) -> ConfineError {
+pub(crate) fn exec(target: &Target) -> ConfineError {
     let Err(error) = nix::unistd::execve(&target.program, &target.argv, &target.envp);
     ConfineError::Exec {
         program: PathBuf::from(OsString::from_vec(target.program.as_bytes().to_vec())),

@@ -109,7 +109,7 @@ pub enum AttemptArgs {
 }
 
 /// Makes the attempt and prints its outcome; the exit code is 0 whatever the outcome.
-pub fn run(args: AttemptArgs) -> i32 {
+pub(crate) fn run(args: AttemptArgs) -> i32 {
     let outcome = match args {
         AttemptArgs::Hold => return hold(),
         AttemptArgs::ListenTcp { addr } => return listen_tcp(addr),

@@ -64,7 +64,7 @@ fn call<T>(what: &'static str, result: io::Result<T>) -> Result<T, IdentityError
 }
 
 /// Applies the identity and drops every capability.
-pub fn apply(identity: &Identity) -> Result<IdentityOutcome, IdentityError> {
+pub(crate) fn apply(identity: &Identity) -> Result<IdentityOutcome, IdentityError> {
     call(
         "clearing the ambient capabilities",
         sys::clear_ambient_capabilities(),

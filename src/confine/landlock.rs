@@ -17,7 +17,7 @@ use super::policy::{FsAccess, Policy, TcpConnect};
 use super::probe::LandlockFeature;
 
 /// The newest ABI whose rights we request and test. ABI 7 adds only audit logging to 6.
-pub const TARGET_ABI: ABI = ABI::V7;
+pub(crate) const TARGET_ABI: ABI = ABI::V7;
 
 /// Why Landlock could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ pub struct LandlockOutcome {
 }
 
 /// A ruleset with its rules, ready to enforce.
-pub struct Prepared {
+pub(crate) struct Prepared {
     ruleset: RulesetCreated,
     requested: Vec<LandlockFeature>,
     skipped: Vec<SkippedPath>,
@@ -75,7 +75,7 @@ fn requested(policy: &Policy) -> Vec<LandlockFeature> {
 
 impl Prepared {
     /// Creates the ruleset and adds the policy's rules. Opens each granted path.
-    pub fn new(policy: &Policy) -> Result<Prepared, LandlockError> {
+    pub(crate) fn new(policy: &Policy) -> Result<Prepared, LandlockError> {
         let mut net = BitFlags::<AccessNet>::from(AccessNet::BindTcp);
         if policy.network.connect != TcpConnect::Any {
             net |= AccessNet::ConnectTcp;
@@ -119,7 +119,7 @@ impl Prepared {
     }
 
     /// Enforces the ruleset on this thread and what it executes. `no_new_privs` must be set.
-    pub fn restrict_self(self, kernel_abi: u32) -> Result<LandlockOutcome, LandlockError> {
+    pub(crate) fn restrict_self(self, kernel_abi: u32) -> Result<LandlockOutcome, LandlockError> {
         let status = self.ruleset.restrict_self()?;
         let (enforced, missing) = if status.ruleset == RulesetStatus::NotEnforced {
             (Vec::new(), self.requested)

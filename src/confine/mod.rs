@@ -16,25 +16,20 @@
 //!
 //! SECURITY.md ("Confinement inside one container") lists each protection and its residual risk.
 
-pub mod apply;
-pub mod attempt;
-pub mod identity;
-pub mod landlock;
-pub mod launch;
-pub mod policy;
-pub mod probe;
-pub mod program;
-pub mod report;
+pub(crate) mod apply;
+pub(crate) mod attempt;
+pub(crate) mod identity;
+pub(crate) mod landlock;
+pub(crate) mod launch;
+pub(crate) mod policy;
+pub(crate) mod probe;
+pub(crate) mod program;
+pub(crate) mod report;
 pub mod role;
-pub mod seccomp;
+pub(crate) mod seccomp;
 mod sys;
 
 use std::path::PathBuf;
-
-pub use launch::{Confined, Launch};
-pub use policy::{FsRules, Identity, NetRules, Policy, Scopes, TcpConnect};
-pub use probe::{Protections, Shortfall};
-pub use report::Enforcement;
 
 /// Confining a principal failed; nothing of its program ran.
 #[derive(Debug, thiserror::Error)]

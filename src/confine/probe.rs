@@ -201,7 +201,7 @@ impl fmt::Display for Shortfall {
 }
 
 /// The Landlock ABI that brings every feature we use.
-pub const FULL_LANDLOCK_ABI: u32 = 6;
+pub(crate) const FULL_LANDLOCK_ABI: u32 = 6;
 
 impl Protections {
     /// Asks the kernel. Cheap: three system calls and a capability read.

@@ -34,7 +34,7 @@ pub struct NotFound {
 
 /// Where a program name leads: itself when it holds a `/`, else the first executable file of
 /// that name in `path_var` (the principal's own PATH, as `execvp` would search it).
-pub fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, NotFound> {
+pub(crate) fn resolve(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, NotFound> {
     if program.as_bytes().contains(&b'/') {
         return Ok(PathBuf::from(program));
     }
@@ -64,7 +64,7 @@ pub enum AfterExec {
 
 /// Follows `#!` lines (and `#!/usr/bin/env NAME`) from `program` to the program that finally
 /// runs, and says whether that process stays non-dumpable for the caller's current ids.
-pub fn after_exec(program: &Path, path_var: Option<&OsStr>) -> AfterExec {
+pub(crate) fn after_exec(program: &Path, path_var: Option<&OsStr>) -> AfterExec {
     let mut file = program.to_path_buf();
     for _ in 0..MAX_INTERPRETERS {
         if nix::unistd::access(&file, AccessFlags::R_OK).is_err() {

@@ -35,7 +35,7 @@ pub struct Enforcement {
 /// One message on the report pipe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Message {
+pub(crate) enum Message {
     /// Everything is in place; `execve` comes next.
     Enforced(Box<Enforcement>),
     /// Confinement or `execve` failed; the process exits.

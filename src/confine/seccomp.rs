@@ -27,7 +27,7 @@ use super::policy::NetRules;
 
 /// A system call the filters refuse, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Denied {
+pub(crate) struct Denied {
     /// Its name.
     pub name: &'static str,
     /// Its number on this architecture.
@@ -56,7 +56,7 @@ const POSIX_MQUEUE: &str = "POSIX message queues live outside every path Landloc
 const PRIVILEGED: &str = "host administration; capabilities are already dropped, refused twice";
 
 /// Refused whatever the arguments, with `EPERM`.
-pub const DENIED: &[Denied] = &[
+pub(crate) const DENIED: &[Denied] = &[
     deny("ptrace", libc::SYS_ptrace, CROSS_PROCESS),
     deny(
         "process_vm_readv",
@@ -204,7 +204,7 @@ pub const DENIED: &[Denied] = &[
 ];
 
 /// Refused with `ENOSYS`, so callers fall back to what the deny filter can inspect.
-pub const NOT_IMPLEMENTED: &[Denied] = &[
+pub(crate) const NOT_IMPLEMENTED: &[Denied] = &[
     deny(
         "clone3",
         libc::SYS_clone3,
@@ -229,8 +229,10 @@ pub const NOT_IMPLEMENTED: &[Denied] = &[
     ),
 ];
 
-/// The argument-dependent rules of the deny filter, for reports and SECURITY.md.
-pub const CONDITIONAL: &[(&str, &str)] = &[
+/// The argument-dependent rules of the deny filter, as SECURITY.md lists them (a test keeps the
+/// two in step).
+#[cfg(test)]
+pub(crate) const CONDITIONAL: &[(&str, &str)] = &[
     (
         "socket",
         "only AF_UNIX; AF_INET/AF_INET6 stream sockets with protocol 0 or TCP (Landlock governs \
@@ -281,13 +283,13 @@ const AUDIT_ARCH: u32 = 0xc000_003e;
 const AUDIT_ARCH: u32 = 0xc000_00b7;
 
 /// Both filters for a principal with these network rules: the deny filter, then the guard.
-pub fn programs(net: &NetRules) -> Result<[BpfProgram; 2], FilterError> {
+pub(crate) fn programs(net: &NetRules) -> Result<[BpfProgram; 2], FilterError> {
     Ok([deny_filter(net)?, guard()])
 }
 
 /// Installs the programs of [`programs`] on the calling thread (and what it `execve`s).
 /// `PR_SET_NO_NEW_PRIVS` must be set, or the caller must hold CAP_SYS_ADMIN.
-pub fn install(programs: &[BpfProgram]) -> Result<(), InstallError> {
+pub(crate) fn install(programs: &[BpfProgram]) -> Result<(), InstallError> {
     for program in programs {
         seccompiler::apply_filter(program)?;
     }

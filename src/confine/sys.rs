@@ -9,19 +9,19 @@ use nix::errno::Errno;
 use super::probe::{LandlockSupport, SeccompSupport};
 
 /// Capability numbers (linux/capability.h).
-pub const CAP_SETGID: u32 = 6;
+pub(super) const CAP_SETGID: u32 = 6;
 /// See [`CAP_SETGID`].
-pub const CAP_SETUID: u32 = 7;
+pub(super) const CAP_SETUID: u32 = 7;
 /// See [`CAP_SETGID`].
-pub const CAP_SETPCAP: u32 = 8;
+pub(super) const CAP_SETPCAP: u32 = 8;
 
 /// `errno` as its symbolic name ("EPERM"), for messages.
-pub fn errno_name(errno: i32) -> String {
+pub(super) fn errno_name(errno: i32) -> String {
     format!("{:?}", Errno::from_raw(errno))
 }
 
 /// Landlock's ABI version, or why there is none.
-pub fn landlock_abi() -> LandlockSupport {
+pub(super) fn landlock_abi() -> LandlockSupport {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
     // SAFETY: with a null attribute pointer and size 0, the version query reads no memory.
     let version = unsafe {
@@ -43,7 +43,7 @@ pub fn landlock_abi() -> LandlockSupport {
 }
 
 /// Whether seccomp filters that return an errno can be installed.
-pub fn seccomp_errno_filters() -> SeccompSupport {
+pub(super) fn seccomp_errno_filters() -> SeccompSupport {
     const SECCOMP_GET_ACTION_AVAIL: libc::c_uint = 2;
     let action: u32 = libc::SECCOMP_RET_ERRNO;
     // SAFETY: the kernel reads one u32 from a live stack variable.
@@ -90,7 +90,7 @@ pub struct CapSets {
 }
 
 /// This thread's capability sets.
-pub fn capabilities() -> io::Result<CapSets> {
+pub(super) fn capabilities() -> io::Result<CapSets> {
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,
@@ -110,12 +110,12 @@ pub fn capabilities() -> io::Result<CapSets> {
 }
 
 /// This thread's effective capabilities, `None` if they cannot be read.
-pub fn effective_capabilities() -> Option<u64> {
+pub(super) fn effective_capabilities() -> Option<u64> {
     capabilities().ok().map(|c| c.effective)
 }
 
 /// Empties the effective, permitted and inheritable sets (always allowed: only lowers).
-pub fn clear_capabilities() -> io::Result<()> {
+pub(super) fn clear_capabilities() -> io::Result<()> {
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,
@@ -130,7 +130,7 @@ pub fn clear_capabilities() -> io::Result<()> {
 }
 
 /// Empties the ambient set (always allowed).
-pub fn clear_ambient_capabilities() -> io::Result<()> {
+pub(super) fn clear_ambient_capabilities() -> io::Result<()> {
     prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
@@ -147,7 +147,7 @@ fn known_capabilities() -> impl Iterator<Item = libc::c_ulong> {
 }
 
 /// Removes every capability from the bounding set (needs CAP_SETPCAP).
-pub fn drop_bounding_set() -> io::Result<()> {
+pub(super) fn drop_bounding_set() -> io::Result<()> {
     for cap in known_capabilities().collect::<Vec<_>>() {
         prctl(libc::PR_CAPBSET_DROP, cap)?;
     }
@@ -155,7 +155,7 @@ pub fn drop_bounding_set() -> io::Result<()> {
 }
 
 /// Whether the bounding set is empty.
-pub fn bounding_set_is_empty() -> bool {
+pub(super) fn bounding_set_is_empty() -> bool {
     known_capabilities().all(|cap| {
         // SAFETY: as in `known_capabilities`.
         unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) == 0 }
@@ -173,12 +173,12 @@ fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
 
 /// Sets `PR_SET_NO_NEW_PRIVS`: no `execve` can grant privileges again (setuid bits and file
 /// capabilities are ignored), and unprivileged processes may install Landlock and seccomp.
-pub fn set_no_new_privs() -> io::Result<()> {
+pub(super) fn set_no_new_privs() -> io::Result<()> {
     nix::sys::prctl::set_no_new_privs().map_err(io::Error::from)
 }
 
 /// Marks every descriptor from `first` on close-on-exec.
-pub fn cloexec_from(first: u32) -> io::Result<()> {
+pub(super) fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range takes integers; CLOEXEC only sets flags, it closes nothing now.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
@@ -189,7 +189,7 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
 }
 
 /// Clears close-on-exec on `fd`, so it survives `execve`. Async-signal-safe: one `fcntl`.
-pub fn clear_cloexec(fd: i32) -> io::Result<()> {
+pub(super) fn clear_cloexec(fd: i32) -> io::Result<()> {
     // SAFETY: F_SETFD takes an integer.
     let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     if rc != 0 {
@@ -199,7 +199,7 @@ pub fn clear_cloexec(fd: i32) -> io::Result<()> {
 }
 
 /// Whether `fd` is an open descriptor of this process.
-pub fn check_open(fd: i32) -> io::Result<()> {
+pub(super) fn check_open(fd: i32) -> io::Result<()> {
     // SAFETY: F_GETFD takes an integer and only reads the descriptor table.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         return Err(io::Error::last_os_error());

@@ -14,7 +14,7 @@
 //! - [`runtime_args`]: the runtime role's command line, built by the controller's plan and
 //!   parsed by the role.
 
-pub mod paths;
-pub mod runtime_args;
-pub mod spec;
-pub mod users;
+pub(crate) mod paths;
+pub(crate) mod runtime_args;
+pub(crate) mod spec;
+pub(crate) mod users;

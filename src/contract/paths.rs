@@ -2,20 +2,20 @@
 //! belongs to us.
 
 /// Where our binary lives in every image; every role's ENTRYPOINT starts it.
-pub const BINARY_PATH: &str = "/usr/local/bin/perstack-sandbox";
+pub(crate) const BINARY_PATH: &str = "/usr/local/bin/perstack-sandbox";
 /// Where the runtime image holds its spec, and where the runtime reads it.
-pub const SPEC_PATH: &str = "/etc/perstack-sandbox/runtime.json";
+pub(crate) const SPEC_PATH: &str = "/etc/perstack-sandbox/runtime.json";
 /// Where the trusted CA bundle (`[sandbox] caCertificates`) goes in the image of every
 /// container that talks TLS at run time, and where the runtime reads it. A folder of ours, so a
 /// base image's own trust store stays as its packages left it.
-pub const CA_BUNDLE_PATH: &str = "/etc/perstack-sandbox/ca-certificates.crt";
+pub(crate) const CA_BUNDLE_PATH: &str = "/etc/perstack-sandbox/ca-certificates.crt";
 /// The variables through which common TLS stacks find a CA bundle: OpenSSL (Python's `ssl`,
 /// httpx, Ruby, curl's OpenSSL builds), Go and rustls-native-certs read `SSL_CERT_FILE`;
 /// requests reads `REQUESTS_CA_BUNDLE`; Node adds `NODE_EXTRA_CA_CERTS` to its own roots; curl
 /// reads `CURL_CA_BUNDLE`, pip `PIP_CERT`, git `GIT_SSL_CAINFO`. Images with the bundle set each
 /// to [`CA_BUNDLE_PATH`], and the skill host passes them to the server (they are trust settings,
 /// never secrets).
-pub const CA_BUNDLE_VARIABLES: [&str; 6] = [
+pub(crate) const CA_BUNDLE_VARIABLES: [&str; 6] = [
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",
     "NODE_EXTRA_CA_CERTS",
@@ -24,18 +24,18 @@ pub const CA_BUNDLE_VARIABLES: [&str; 6] = [
     "GIT_SSL_CAINFO",
 ];
 /// `PATH` for `scratch` images (which have none).
-pub const SCRATCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(crate) const SCRATCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Where a skill container sees its socket volume.
-pub const SKILL_SOCKET_DIR: &str = "/run/perstack/skill";
+pub(crate) const SKILL_SOCKET_DIR: &str = "/run/perstack/skill";
 /// Where the runtime sees the socket volumes, one folder per skill.
-pub const RUNTIME_SOCKETS_DIR: &str = "/run/perstack/skills";
+pub(crate) const RUNTIME_SOCKETS_DIR: &str = "/run/perstack/skills";
 /// The socket a skill host listens on, in its socket volume.
-pub const SOCKET_FILE: &str = "mcp.sock";
+pub(crate) const SOCKET_FILE: &str = "mcp.sock";
 
 /// Where base-skill sees the workspace, and where the model is told its files are.
-pub const WORKSPACE_MOUNT: &str = "/workspace";
+pub(crate) const WORKSPACE_MOUNT: &str = "/workspace";
 /// The workspace's run-data folder (jobs, checkpoints), which the controller alone writes:
 /// base-skill sees an empty read-only tmpfs there, and its path rules refuse it, so neither the
 /// tools nor `exec`'d programs can read or change it.
-pub const RESERVED_DIR: &str = "perstack";
+pub(crate) const RESERVED_DIR: &str = "perstack";

@@ -15,7 +15,7 @@ use crate::llm::mock::MockScript;
 /// Everything fixed about an Expert's runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RuntimeSpec {
+pub(crate) struct RuntimeSpec {
     /// The Expert this image runs.
     pub expert_key: String,
     /// That Expert and every Expert it can delegate to, by key.
@@ -35,7 +35,7 @@ pub struct RuntimeSpec {
 /// Where one Expert's skill listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SkillEndpoint {
+pub(crate) struct SkillEndpoint {
     /// The Expert it belongs to.
     pub expert: String,
     /// The skill's name.

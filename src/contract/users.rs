@@ -2,13 +2,13 @@
 //! (images/passwd, images/group) name the same ids; base-skill runs as the invoking user instead.
 
 /// The runtime's user inside its container.
-pub const RUNTIME_UID: u32 = 10001;
+pub(crate) const RUNTIME_UID: u32 = 10001;
 /// The group of the runtime's user; owns every socket volume so the runtime can connect.
-pub const RUNTIME_GID: u32 = 10001;
+pub(crate) const RUNTIME_GID: u32 = 10001;
 /// The user MCP skills run as.
-pub const SKILL_UID: u32 = 10002;
+pub(crate) const SKILL_UID: u32 = 10002;
 /// The egress proxy's uid and gid (`nobody`): it owns nothing and needs nothing.
-pub const PROXY_UID: u32 = 65534;
+pub(crate) const PROXY_UID: u32 = 65534;
 
 #[cfg(test)]
 mod tests {

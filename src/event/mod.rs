@@ -70,9 +70,9 @@
 mod sink;
 mod types;
 
-pub use sink::EventSink;
+pub(crate) use sink::EventSink;
 
-pub use types::*;
+pub(crate) use types::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -80,11 +80,11 @@ use serde_json::{Map, Value};
 /// How a `skillStderr` line the runtime writes itself begins: a warning about the skill found
 /// when connecting it (a `pick` or `omit` naming a tool it does not offer), not its server's
 /// output.
-pub const RUNTIME_WARNING_PREFIX: &str = "perstack-sandbox: warning: ";
+pub(crate) const RUNTIME_WARNING_PREFIX: &str = "perstack-sandbox: warning: ";
 
 /// One event: the common header and a payload.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
+pub(crate) struct Event {
     /// Unique id.
     pub id: String,
     /// Milliseconds since the epoch.
@@ -102,7 +102,7 @@ pub struct Event {
 // allocations.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
-pub enum EventBody {
+pub(crate) enum EventBody {
     /// An event of the agent loop, tied to an Expert and a step.
     Run {
         /// Which Expert's run.
@@ -121,7 +121,7 @@ pub enum EventBody {
 #[serde(tag = "type", rename_all = "camelCase")]
 #[allow(missing_docs)] // Field names are Perstack's; §3 documents them.
 #[allow(clippy::large_enum_variant)] // See `EventBody`.
-pub enum RunPayload {
+pub(crate) enum RunPayload {
     #[serde(rename_all = "camelCase")]
     StartRun {
         initial_checkpoint: Checkpoint,
@@ -234,7 +234,7 @@ pub enum RunPayload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 #[allow(missing_docs)] // Field names are Perstack's; §3 documents them.
-pub enum RuntimePayload {
+pub(crate) enum RuntimePayload {
     #[serde(rename_all = "camelCase")]
     InitializeRuntime {
         runtime_version: String,
@@ -317,7 +317,7 @@ pub enum RuntimePayload {
 /// it reads back without it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InteractiveToolCall {
+pub(crate) struct InteractiveToolCall {
     /// The tool answered.
     pub tool_name: String,
     /// The call answered.
@@ -331,7 +331,7 @@ pub struct InteractiveToolCall {
 
 /// An MCP server's self-description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerInfo {
+pub(crate) struct ServerInfo {
     /// Server name.
     pub name: String,
     /// Server version.
@@ -341,7 +341,7 @@ pub struct ServerInfo {
 /// Stages of `dockerBuildProgress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum BuildStage {
+pub(crate) enum BuildStage {
     /// Fetching a base image.
     Pulling,
     /// Building.
@@ -355,7 +355,7 @@ pub enum BuildStage {
 /// States of `dockerContainerStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ContainerStatus {
+pub(crate) enum ContainerStatus {
     /// Being created.
     Starting,
     /// Started.
@@ -373,7 +373,7 @@ pub enum ContainerStatus {
 /// Decisions of `proxyAccess`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ProxyAction {
+pub(crate) enum ProxyAction {
     /// Let through.
     Allowed,
     /// Refused.
@@ -382,7 +382,7 @@ pub enum ProxyAction {
 
 /// Why a line could not be read as an event.
 #[derive(Debug, thiserror::Error)]
-pub enum EventParseError {
+pub(crate) enum EventParseError {
     /// Not JSON at all.
     #[error("not valid JSON: {0}")]
     NotJson(#[source] serde_json::Error),
@@ -393,7 +393,7 @@ pub enum EventParseError {
 
 impl Event {
     /// A run event stamped now, with a fresh id.
-    pub fn run(
+    pub(crate) fn run(
         job_id: &str,
         run_id: &str,
         expert_key: &str,
@@ -414,7 +414,7 @@ impl Event {
     }
 
     /// A runtime event stamped now, with a fresh id.
-    pub fn runtime(job_id: &str, run_id: &str, payload: RuntimePayload) -> Event {
+    pub(crate) fn runtime(job_id: &str, run_id: &str, payload: RuntimePayload) -> Event {
         Event {
             id: crate::ids::new_id(),
             timestamp: crate::ids::now_ms(),
@@ -425,7 +425,8 @@ impl Event {
     }
 
     /// The event's `type`, e.g. `completeRun`.
-    pub fn type_name(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn type_name(&self) -> String {
         let value = match &self.body {
             EventBody::Run { payload, .. } => serde_json::to_value(payload),
             EventBody::Runtime(payload) => serde_json::to_value(payload),
@@ -437,7 +438,7 @@ impl Event {
     }
 
     /// The event as a JSON object with Perstack's key order: `type`, the header, the payload.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         let (payload, run_header) = match &self.body {
             EventBody::Run {
                 expert_key,
@@ -475,18 +476,18 @@ impl Event {
     }
 
     /// The event as one JSON Lines record, without the trailing newline.
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         self.to_value().to_string()
     }
 
     /// Reads one JSON Lines record.
-    pub fn from_line(line: &str) -> Result<Event, EventParseError> {
+    pub(crate) fn from_line(line: &str) -> Result<Event, EventParseError> {
         let value: Value = serde_json::from_str(line).map_err(EventParseError::NotJson)?;
         Event::from_value(value)
     }
 
     /// Reads an event from a JSON object.
-    pub fn from_value(value: Value) -> Result<Event, EventParseError> {
+    pub(crate) fn from_value(value: Value) -> Result<Event, EventParseError> {
         let Value::Object(map) = &value else {
             return Err(EventParseError::NotEvent("expected a JSON object".into()));
         };
@@ -537,7 +538,8 @@ impl Event {
     }
 
     /// The run payload, if this is a run event.
-    pub fn run_payload(&self) -> Option<&RunPayload> {
+    #[cfg(test)]
+    pub(crate) fn run_payload(&self) -> Option<&RunPayload> {
         match &self.body {
             EventBody::Run { payload, .. } => Some(payload),
             EventBody::Runtime(_) => None,

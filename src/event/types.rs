@@ -7,7 +7,7 @@ use serde_json::Value;
 /// Token usage. Always cumulative on checkpoints, per generation elsewhere.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Prompt tokens.
     pub input_tokens: u64,
     /// Completion tokens.
@@ -38,7 +38,7 @@ impl std::ops::Add for Usage {
 /// A call the model asked for, routed to a skill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ToolCall {
+pub(crate) struct ToolCall {
     /// The provider's call id.
     pub id: String,
     /// The skill that exposes the tool.
@@ -52,7 +52,7 @@ pub struct ToolCall {
 /// The result of one tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ToolResult {
+pub(crate) struct ToolResult {
     /// The id of the call this answers.
     pub id: String,
     /// The skill that ran it.
@@ -66,7 +66,9 @@ pub struct ToolResult {
 /// The kinds of message in a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum MessageKind {
+// The variants are Perstack's wire type names (`rename_all`), suffix included.
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum MessageKind {
     /// The system prompt (text parts).
     InstructionMessage,
     /// The user's query, or a retry notice.
@@ -79,7 +81,7 @@ pub enum MessageKind {
 
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
+pub(crate) struct Message {
     /// The kind of message.
     #[serde(rename = "type")]
     pub kind: MessageKind,
@@ -95,7 +97,9 @@ pub struct Message {
 /// A piece of a message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
-pub enum Part {
+// The variants are Perstack's wire type names (`rename_all`), suffix included.
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum Part {
     /// Plain text.
     #[serde(rename_all = "camelCase")]
     TextPart {
@@ -207,7 +211,7 @@ pub enum Part {
 
 impl Part {
     /// A text part with a fresh id.
-    pub fn text(text: impl Into<String>) -> Part {
+    pub(crate) fn text(text: impl Into<String>) -> Part {
         Part::TextPart {
             id: crate::ids::new_id(),
             text: text.into(),
@@ -215,7 +219,7 @@ impl Part {
     }
 
     /// The text of a text part.
-    pub fn as_text(&self) -> Option<&str> {
+    pub(crate) fn as_text(&self) -> Option<&str> {
         match self {
             Part::TextPart { text, .. } => Some(text),
             _ => None,
@@ -226,7 +230,7 @@ impl Part {
 /// The state of a checkpoint (§4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum CheckpointStatus {
+pub(crate) enum CheckpointStatus {
     /// Before the first step.
     Init,
     /// Mid-run.
@@ -245,7 +249,7 @@ pub enum CheckpointStatus {
 
 /// An Expert's identity on a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExpertRef {
+pub(crate) struct ExpertRef {
     /// Its key in `perstack.toml`.
     pub key: String,
     /// Its name.
@@ -257,7 +261,7 @@ pub struct ExpertRef {
 /// The error carried by `stopRunByError`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RunError {
+pub(crate) struct RunError {
     /// Error class, e.g. `AI_APICallError`.
     pub name: String,
     /// Human-readable message.
@@ -272,7 +276,7 @@ pub struct RunError {
 /// A resumable snapshot of a run (§4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// Unique id.
     pub id: String,
     /// The job.
@@ -326,7 +330,7 @@ pub struct Checkpoint {
 /// A delegate a run waits on (§4 `delegateTo`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DelegateTo {
+pub(crate) struct DelegateTo {
     /// The delegate.
     pub expert: ExpertRef,
     /// The parent's tool call that asked for it.
@@ -340,7 +344,7 @@ pub struct DelegateTo {
 /// The parent of a delegated run (§4 `delegatedBy`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DelegatedBy {
+pub(crate) struct DelegatedBy {
     /// The parent Expert.
     pub expert: ExpertRef,
     /// The parent's tool call.
@@ -356,7 +360,7 @@ pub struct DelegatedBy {
 /// One step of a run (§3 "Step").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Step {
+pub(crate) struct Step {
     /// Job-global step number.
     pub step_number: u32,
     /// Messages that went into the step's generation.
@@ -405,14 +409,14 @@ pub struct InteractiveToolCallResult {
 
 /// Numbers written as JavaScript writes them: a float with no fractional part is an integer
 /// (`0`, not `0.0`), so a value Perstack wrote reads back and writes out unchanged.
-pub mod js_number {
+pub(crate) mod js_number {
     use serde::Serializer;
 
     /// The largest integer a JavaScript number holds exactly (2^53).
     const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
 
     /// Serializes `value` as an integer when it is one, else as a float.
-    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
         if value.is_finite() && value.fract() == 0.0 && value.abs() <= MAX_SAFE {
             // Exact: the value is an integer within ±2^53.
             serializer.serialize_i64(*value as i64)
@@ -422,7 +426,10 @@ pub mod js_number {
     }
 
     /// [`serialize`] for an optional field (used with `skip_serializing_if = "Option::is_none"`).
-    pub fn option<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn option<S: Serializer>(
+        value: &Option<f64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(value) => serialize(value, serializer),
             None => serializer.serialize_none(),

@@ -18,7 +18,7 @@ use crate::event::{Checkpoint, CheckpointStatus, InteractiveToolCallResult, Mess
 
 /// What the user asked to continue.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContinueFrom {
+pub(crate) enum ContinueFrom {
     /// `--continue`.
     LatestJob,
     /// `--continue-job <job>` with an optional `--resume-from <checkpoint>`.
@@ -31,7 +31,7 @@ pub enum ContinueFrom {
 }
 
 /// Finds the checkpoint to continue from and checks it belongs to `expert_key`.
-pub fn select_checkpoint(
+pub(crate) fn select_checkpoint(
     store: &JobStore,
     from: &ContinueFrom,
     expert_key: &str,
@@ -109,7 +109,7 @@ fn latest_of_coordinator(
 ///   while its delegates worked);
 /// - otherwise the query becomes a new message, so it must not be blank — except for a run
 ///   interrupted while its delegates worked, whose delegates simply run again.
-pub fn check_input(
+pub(crate) fn check_input(
     checkpoint: &Checkpoint,
     interactive: bool,
     query: &str,
@@ -152,7 +152,7 @@ pub fn check_input(
 /// checkpoint's first pending call — or, on a checkpoint that lists none, the first tool call of
 /// its last expert message. (Perstack takes that first tool call even when it is an MCP call
 /// answered already, which happens whenever one step mixes MCP and interactive calls.)
-pub fn interactive_answer(
+pub(crate) fn interactive_answer(
     checkpoint: &Checkpoint,
     query: &str,
 ) -> Result<InteractiveToolCallResult, JobsError> {

@@ -11,21 +11,22 @@ use std::path::{Path, PathBuf};
 /// root through `sudo`, it hands them back to `SUDO_UID`/`SUDO_GID`, so the workspace does not
 /// fill up with root-owned files the user cannot change.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Owner(Option<(u32, u32)>);
+pub(crate) struct Owner(Option<(u32, u32)>);
 
 impl Owner {
     /// Keep whatever the process creates as it is.
-    pub fn process() -> Owner {
+    #[cfg(test)]
+    pub(crate) fn process() -> Owner {
         Owner(None)
     }
 
     /// This user and group.
-    pub fn user(uid: u32, gid: u32) -> Owner {
+    pub(crate) fn user(uid: u32, gid: u32) -> Owner {
         Owner(Some((uid, gid)))
     }
 
     /// The sudo invoker when we are root through `sudo`, else the process itself.
-    pub fn detect() -> Owner {
+    pub(crate) fn detect() -> Owner {
         Owner::from_sudo(
             nix::unistd::geteuid().is_root(),
             std::env::var("SUDO_UID").ok().as_deref(),
@@ -55,7 +56,7 @@ impl Owner {
 }
 
 /// Creates `dir` and its missing parents, giving each folder it creates to `owner`.
-pub fn create_dir_all(dir: &Path, owner: Owner) -> std::io::Result<()> {
+pub(crate) fn create_dir_all(dir: &Path, owner: Owner) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -77,7 +78,7 @@ pub fn create_dir_all(dir: &Path, owner: Owner) -> std::io::Result<()> {
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename. The folder
 /// must exist. On failure the temporary file is removed and `path` is untouched.
-pub fn write_atomic(path: &Path, bytes: &[u8], owner: Owner) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], owner: Owner) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()

@@ -8,7 +8,7 @@ use crate::event::Usage;
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum JobStatus {
+pub(crate) enum JobStatus {
     /// A run of the job is under way.
     Running,
     /// The coordinator completed.
@@ -24,7 +24,7 @@ pub enum JobStatus {
 impl JobStatus {
     /// The status a coordinator's terminal event puts the job in; `None` for every other type
     /// (`stopRunByDelegate` included: the runtime goes on with the delegates).
-    pub fn after_event(event_type: &str) -> Option<JobStatus> {
+    pub(crate) fn after_event(event_type: &str) -> Option<JobStatus> {
         match event_type {
             "completeRun" => Some(JobStatus::Completed),
             "stopRunByExceededMaxSteps" => Some(JobStatus::StoppedByMaxSteps),
@@ -38,7 +38,7 @@ impl JobStatus {
 /// The contents of `job.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Job {
+pub(crate) struct Job {
     /// The job id.
     pub id: String,
     /// Where it stands.
@@ -61,7 +61,7 @@ pub struct Job {
 
 impl Job {
     /// A new job, running.
-    pub fn new(id: &str, coordinator_expert_key: &str, max_steps: u32, now: u64) -> Job {
+    pub(crate) fn new(id: &str, coordinator_expert_key: &str, max_steps: u32, now: u64) -> Job {
         Job {
             id: id.to_string(),
             status: JobStatus::Running,
@@ -76,7 +76,7 @@ impl Job {
 
     /// The job as a new run of it begins: running again, with that run's coordinator and step
     /// limit; steps, usage and the start time carry on.
-    pub fn resumed(mut self, coordinator_expert_key: &str, max_steps: u32) -> Job {
+    pub(crate) fn resumed(mut self, coordinator_expert_key: &str, max_steps: u32) -> Job {
         self.status = JobStatus::Running;
         self.coordinator_expert_key = coordinator_expert_key.to_string();
         self.max_steps = Some(max_steps);

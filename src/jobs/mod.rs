@@ -9,24 +9,24 @@
 //! - [`recorder`]: storing a run while its events are relayed.
 //! - [`continuation`]: which checkpoint a continued run starts from, and its input.
 
-pub mod continuation;
-pub mod fs;
-pub mod job;
-pub mod recorder;
-pub mod run_setting;
-pub mod setting_expert;
-pub mod store;
+pub(crate) mod continuation;
+pub(crate) mod fs;
+pub(crate) mod job;
+pub(crate) mod recorder;
+pub(crate) mod run_setting;
+pub(crate) mod setting_expert;
+pub(crate) mod store;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
 
-pub use continuation::{ContinueFrom, check_input, interactive_answer, select_checkpoint};
-pub use job::{Job, JobStatus};
-pub use recorder::Recorder;
-pub use run_setting::{REDACTED, RunInput, RunSetting, RunSettingSource};
-pub use store::{JobStore, RunSummary, StoredCheckpoint};
+pub(crate) use continuation::{ContinueFrom, check_input, interactive_answer, select_checkpoint};
+pub(crate) use job::Job;
+pub(crate) use recorder::Recorder;
+pub(crate) use run_setting::{RunInput, RunSetting, RunSettingSource};
+pub(crate) use store::JobStore;
 
 /// What can go wrong storing or finding jobs and checkpoints.
 #[derive(Debug, thiserror::Error)]

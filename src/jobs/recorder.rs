@@ -20,7 +20,7 @@ use crate::event::{Event, EventBody, Message, MessageKind, Part, Usage};
 
 /// Stores one run of a job. Create it with [`Recorder::start`], feed it with
 /// [`Recorder::record`], end it with [`Recorder::finish`].
-pub struct Recorder {
+pub(crate) struct Recorder {
     lines: mpsc::Sender<String>,
     writer: std::thread::JoinHandle<Writer>,
 }
@@ -38,7 +38,11 @@ struct Writer {
 impl Recorder {
     /// Writes `job.json` and the run's `run-setting.json`, then starts recording. `job` is the
     /// job as this run begins (new, or [`Job::resumed`]).
-    pub fn start(store: JobStore, job: Job, setting: &RunSetting) -> Result<Recorder, JobsError> {
+    pub(crate) fn start(
+        store: JobStore,
+        job: Job,
+        setting: &RunSetting,
+    ) -> Result<Recorder, JobsError> {
         store.write_job(&job)?;
         store.store_run_setting(setting)?;
         let mut writer = Writer {
@@ -68,7 +72,7 @@ impl Recorder {
     }
 
     /// Records one relayed line. Only run events are stored (§4); runtime events are not.
-    pub fn record(&self, line: &str, event: &Event) {
+    pub(crate) fn record(&self, line: &str, event: &Event) {
         if matches!(event.body, EventBody::Run { .. }) {
             // The writer thread only ends when `lines` is dropped, so sending cannot fail.
             let _ = self.lines.send(line.to_string());
@@ -79,7 +83,7 @@ impl Recorder {
     /// coordinator's terminal event decided it; a run that ended without one (killed,
     /// interrupted, failed) leaves the job `stoppedByError`. Returns that job (`None` if the
     /// recorder's thread died, which is reported).
-    pub async fn finish(self) -> Option<Job> {
+    pub(crate) async fn finish(self) -> Option<Job> {
         let Recorder { lines, writer } = self;
         drop(lines);
         let joined = tokio::task::spawn_blocking(move || writer.join()).await;

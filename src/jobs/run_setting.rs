@@ -21,10 +21,10 @@ use crate::config::{Config, ProviderName, Skill};
 use crate::event::InteractiveToolCallResult;
 
 /// What replaces every secret value.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Perstack's default API base URL (§1).
-pub const DEFAULT_PERSTACK_API_BASE_URL: &str = "https://api.perstack.ai";
+pub(crate) const DEFAULT_PERSTACK_API_BASE_URL: &str = "https://api.perstack.ai";
 
 /// The variable holding the Perstack API key.
 const PERSTACK_API_KEY: &str = "PERSTACK_API_KEY";
@@ -32,7 +32,7 @@ const PERSTACK_API_KEY: &str = "PERSTACK_API_KEY";
 /// What the run was asked: a query, or the answer to a pending interactive tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RunInput {
+pub(crate) struct RunInput {
     /// The query (a new user message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -44,7 +44,7 @@ pub struct RunInput {
 /// The contents of `run-setting.json`, redacted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RunSetting {
+pub(crate) struct RunSetting {
     /// The model.
     pub model: String,
     /// `providerName`, the credentials Perstack's schema requires of the provider (redacted),
@@ -89,7 +89,7 @@ pub struct RunSetting {
 }
 
 /// Everything a run setting is made from.
-pub struct RunSettingSource<'a> {
+pub(crate) struct RunSettingSource<'a> {
     /// The loaded perstack.toml.
     pub config: &'a Config,
     /// Settings after CLI > file > defaults.
@@ -116,7 +116,7 @@ pub struct RunSettingSource<'a> {
 
 impl RunSetting {
     /// The redacted run setting of a run about to start.
-    pub fn new(source: RunSettingSource<'_>) -> RunSetting {
+    pub(crate) fn new(source: RunSettingSource<'_>) -> RunSetting {
         let config = source.config;
         let experts: IndexMap<String, SettingExpert> = source
             .closure

@@ -19,7 +19,7 @@ use crate::config::{Expert, InteractiveSkill, McpSseSkill, McpStdioSkill, Skill}
 /// One Expert of a run setting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SettingExpert {
+pub(crate) struct SettingExpert {
     /// Its key.
     pub key: String,
     /// Its name.
@@ -42,8 +42,11 @@ pub struct SettingExpert {
 /// One skill of a [`SettingExpert`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
-#[allow(missing_docs)] // Field names are Perstack's; the module comment says what differs.
-pub enum SettingSkill {
+#[allow(missing_docs)]
+// Field names are Perstack's; the module comment says what differs.
+// The variants are Perstack's wire type names (`rename_all`), suffix included.
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum SettingSkill {
     #[serde(rename_all = "camelCase")]
     McpStdioSkill {
         name: String,
@@ -89,7 +92,7 @@ pub enum SettingSkill {
 /// One tool of an interactive skill.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SettingInteractiveTool {
+pub(crate) struct SettingInteractiveTool {
     /// The tool's name (its key).
     pub name: String,
     /// Its description, when it has one.

@@ -27,7 +27,7 @@ use crate::event::Checkpoint;
 const JOBS_SUBDIR: &str = "jobs";
 
 /// The store's folder relative to a workspace: `perstack/jobs`.
-pub fn jobs_dir() -> PathBuf {
+pub(crate) fn jobs_dir() -> PathBuf {
     Path::new(RESERVED_DIR).join(JOBS_SUBDIR)
 }
 
@@ -54,7 +54,7 @@ fn check_id(kind: &'static str, id: &str) -> Result<(), JobsError> {
 
 /// A checkpoint read from the store: the file's text (handed to the runtime as is) and its parse.
 #[derive(Debug, Clone)]
-pub struct StoredCheckpoint {
+pub(crate) struct StoredCheckpoint {
     /// The file's contents.
     pub json: String,
     /// The parsed checkpoint.
@@ -65,7 +65,7 @@ pub struct StoredCheckpoint {
 
 /// The fields of a run setting that listing needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunSummary {
+pub(crate) struct RunSummary {
     /// The job.
     pub job_id: String,
     /// The run.
@@ -78,14 +78,14 @@ pub struct RunSummary {
 
 /// The job store of one workspace.
 #[derive(Debug, Clone)]
-pub struct JobStore {
+pub(crate) struct JobStore {
     root: PathBuf,
     owner: Owner,
 }
 
 impl JobStore {
     /// The store in `<workspace>/perstack/jobs`, writing as the invoking user.
-    pub fn in_workspace(workspace: &Path) -> JobStore {
+    pub(crate) fn in_workspace(workspace: &Path) -> JobStore {
         JobStore {
             root: workspace.join(jobs_dir()),
             owner: Owner::detect(),
@@ -93,17 +93,17 @@ impl JobStore {
     }
 
     /// The store in `root`, giving what it creates to `owner`.
-    pub fn at(root: PathBuf, owner: Owner) -> JobStore {
+    pub(crate) fn at(root: PathBuf, owner: Owner) -> JobStore {
         JobStore { root, owner }
     }
 
     /// `perstack/jobs`.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// A job's folder.
-    pub fn job_dir(&self, job_id: &str) -> PathBuf {
+    pub(crate) fn job_dir(&self, job_id: &str) -> PathBuf {
         self.root.join(job_id)
     }
 
@@ -112,7 +112,7 @@ impl JobStore {
     }
 
     /// A run's folder.
-    pub fn run_dir(&self, job_id: &str, run_id: &str) -> PathBuf {
+    pub(crate) fn run_dir(&self, job_id: &str, run_id: &str) -> PathBuf {
         self.job_dir(job_id).join("runs").join(run_id)
     }
 
@@ -139,13 +139,13 @@ impl JobStore {
     }
 
     /// Writes `job.json`.
-    pub fn write_job(&self, job: &Job) -> Result<(), JobsError> {
+    pub(crate) fn write_job(&self, job: &Job) -> Result<(), JobsError> {
         check_id("job", &job.id)?;
         self.write_json(&self.job_dir(&job.id).join("job.json"), job)
     }
 
     /// Reads `job.json`; `None` when the job has none.
-    pub fn read_job(&self, job_id: &str) -> Result<Option<Job>, JobsError> {
+    pub(crate) fn read_job(&self, job_id: &str) -> Result<Option<Job>, JobsError> {
         check_id("job", job_id)?;
         let path = self.job_dir(job_id).join("job.json");
         match std::fs::read_to_string(&path) {
@@ -165,7 +165,11 @@ impl JobStore {
     }
 
     /// Stores a checkpoint (a JSON object with an `id`) of `job_id`, as given.
-    pub fn write_checkpoint(&self, job_id: &str, checkpoint: &Value) -> Result<(), JobsError> {
+    pub(crate) fn write_checkpoint(
+        &self,
+        job_id: &str,
+        checkpoint: &Value,
+    ) -> Result<(), JobsError> {
         check_id("job", job_id)?;
         let id = checkpoint.get("id").and_then(Value::as_str).unwrap_or("");
         check_id("checkpoint", id)?;
@@ -174,7 +178,7 @@ impl JobStore {
     }
 
     /// Reads one checkpoint.
-    pub fn read_checkpoint(
+    pub(crate) fn read_checkpoint(
         &self,
         job_id: &str,
         checkpoint_id: &str,
@@ -200,7 +204,7 @@ impl JobStore {
 
     /// Every readable checkpoint of a job, by step number (then by when it was written).
     /// Unreadable files are skipped with a warning.
-    pub fn checkpoints(&self, job_id: &str) -> Vec<StoredCheckpoint> {
+    pub(crate) fn checkpoints(&self, job_id: &str) -> Vec<StoredCheckpoint> {
         if !is_safe_id(job_id) {
             return Vec::new();
         }
@@ -218,7 +222,7 @@ impl JobStore {
     }
 
     /// Stores a run's setting. When the run already has one, only its `updatedAt` changes.
-    pub fn store_run_setting(&self, setting: &RunSetting) -> Result<(), JobsError> {
+    pub(crate) fn store_run_setting(&self, setting: &RunSetting) -> Result<(), JobsError> {
         check_id("job", &setting.job_id)?;
         check_id("run", &setting.run_id)?;
         let path = self
@@ -231,7 +235,12 @@ impl JobStore {
     }
 
     /// Sets a stored run setting's `updatedAt`, keeping everything else as it is.
-    pub fn touch_run_setting(&self, job_id: &str, run_id: &str, now: u64) -> Result<(), JobsError> {
+    pub(crate) fn touch_run_setting(
+        &self,
+        job_id: &str,
+        run_id: &str,
+        now: u64,
+    ) -> Result<(), JobsError> {
         check_id("job", job_id)?;
         check_id("run", run_id)?;
         let path = self.run_dir(job_id, run_id).join("run-setting.json");
@@ -244,7 +253,8 @@ impl JobStore {
 
     /// Every readable job, most recently started first. Unreadable files are skipped with a
     /// warning.
-    pub fn jobs(&self) -> Vec<Job> {
+    #[cfg(test)]
+    pub(crate) fn jobs(&self) -> Vec<Job> {
         let mut jobs: Vec<Job> = subdirs(&self.root)
             .into_iter()
             .filter_map(|dir| {
@@ -268,7 +278,8 @@ impl JobStore {
     }
 
     /// The runs of one job, most recently updated first.
-    pub fn runs(&self, job_id: &str) -> Vec<RunSummary> {
+    #[cfg(test)]
+    pub(crate) fn runs(&self, job_id: &str) -> Vec<RunSummary> {
         if !is_safe_id(job_id) {
             return Vec::new();
         }
@@ -278,7 +289,7 @@ impl JobStore {
     }
 
     /// The runs of every job, most recently updated first.
-    pub fn all_runs(&self) -> Vec<RunSummary> {
+    pub(crate) fn all_runs(&self) -> Vec<RunSummary> {
         let mut runs: Vec<RunSummary> = subdirs(&self.root)
             .iter()
             .flat_map(|dir| runs_in(dir))
@@ -293,7 +304,7 @@ impl JobStore {
     /// Two events of one type can share a millisecond (streamed deltas do); the later one then
     /// takes the next free millisecond in its file name, so none overwrites another and the
     /// names still sort in arrival order. The event inside keeps its own timestamp.
-    pub fn write_event(
+    pub(crate) fn write_event(
         &self,
         job_id: &str,
         run_id: &str,

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::fs::Owner;
 use super::*;
 use crate::event::Event;
+use crate::jobs::job::JobStatus;
 
 const USAGE: &str = r#"{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}"#;
 

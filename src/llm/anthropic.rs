@@ -31,7 +31,7 @@ const DEFAULT_MAX_TOKENS: u64 = 8192;
 
 /// A configured client.
 #[derive(Debug)]
-pub struct AnthropicClient {
+pub(crate) struct AnthropicClient {
     http: reqwest::Client,
     base_url: String,
     api_key: String,
@@ -40,7 +40,7 @@ pub struct AnthropicClient {
 
 impl AnthropicClient {
     /// Reads the key and base URL (setting > env > default).
-    pub fn new(
+    pub(crate) fn new(
         setting: &ProviderSetting,
         env: &dyn Fn(&str) -> Option<String>,
         http: &HttpSettings,
@@ -55,7 +55,7 @@ impl AnthropicClient {
     }
 
     /// One streamed generation: text and thinking go to `on_delta` chunk by chunk.
-    pub async fn generate(
+    pub(crate) async fn generate(
         &self,
         request: &GenerateRequest<'_>,
         on_delta: DeltaSink<'_>,
@@ -84,7 +84,7 @@ impl AnthropicClient {
 }
 
 /// The JSON body of a Messages API request.
-pub fn request_body(request: &GenerateRequest<'_>) -> Value {
+pub(crate) fn request_body(request: &GenerateRequest<'_>) -> Value {
     let max_output = models::lookup(request.model)
         .map(|m| m.max_output)
         .unwrap_or(DEFAULT_MAX_TOKENS);
@@ -162,7 +162,7 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
 /// Whether the model takes `thinking`: every Claude from 3.7 Sonnet on. The older Claude 3 and
 /// 3.5 models answer 400 to it, so with the default budget (`low`) they would never work.
 /// Unknown names (a gateway's aliases) get what the config asks for.
-pub fn supports_thinking(model: &str) -> bool {
+pub(crate) fn supports_thinking(model: &str) -> bool {
     !model.starts_with("claude-3-") || model.starts_with("claude-3-7")
 }
 

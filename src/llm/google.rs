@@ -22,7 +22,7 @@ use crate::event::{MessageKind, Part, Usage};
 
 /// A configured client.
 #[derive(Debug)]
-pub struct GoogleClient {
+pub(crate) struct GoogleClient {
     http: reqwest::Client,
     base_url: String,
     headers: Vec<(String, String)>,
@@ -30,7 +30,7 @@ pub struct GoogleClient {
 
 impl GoogleClient {
     /// Reads the key and base URL (setting > env > default).
-    pub fn new(
+    pub(crate) fn new(
         setting: &ProviderSetting,
         env: &dyn Fn(&str) -> Option<String>,
         http: &HttpSettings,
@@ -48,7 +48,7 @@ impl GoogleClient {
     }
 
     /// One streamed generation.
-    pub async fn generate(
+    pub(crate) async fn generate(
         &self,
         request: &GenerateRequest<'_>,
         on_delta: DeltaSink<'_>,
@@ -75,7 +75,7 @@ impl GoogleClient {
 }
 
 /// The JSON body of a `streamGenerateContent` request.
-pub fn request_body(request: &GenerateRequest<'_>) -> Value {
+pub(crate) fn request_body(request: &GenerateRequest<'_>) -> Value {
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
     for message in request.messages {
@@ -165,7 +165,7 @@ pub fn request_body(request: &GenerateRequest<'_>) -> Value {
 
 /// Whether the model takes `thinkingConfig`: Gemini 2.5 and later. Gemini 1.x and 2.0 answer
 /// 400 to it, so with the default budget (`low`) they would never work.
-pub fn supports_thinking(model: &str) -> bool {
+pub(crate) fn supports_thinking(model: &str) -> bool {
     let model = model.trim_start_matches("models/");
     !(model.starts_with("gemini-1") || model.starts_with("gemini-2.0"))
 }
@@ -269,7 +269,7 @@ const SCHEMA_KEYS: &[&str] = &[
 
 /// A tool's JSON Schema as Gemini `parameters`; `None` for an object without properties,
 /// which Gemini refuses and the AI SDK leaves out too.
-pub fn gemini_schema(schema: &Value) -> Option<Value> {
+pub(crate) fn gemini_schema(schema: &Value) -> Option<Value> {
     let is_empty_object = schema["type"] == "object"
         && schema["properties"]
             .as_object()

@@ -11,11 +11,11 @@ use super::LlmError;
 use super::sse::{Decoder, Framing, SseEvent};
 
 /// `name` of errors from the provider's HTTP API, as the Vercel AI SDK names them.
-pub const API_CALL_ERROR: &str = "AI_APICallError";
+pub(super) const API_CALL_ERROR: &str = "AI_APICallError";
 
 /// One streamed request.
 #[derive(Debug)]
-pub struct StreamRequest<'a> {
+pub(super) struct StreamRequest<'a> {
     /// Full URL, query included.
     pub url: String,
     /// Headers, the provider's own first, then the user's `[provider.setting] headers`.
@@ -30,7 +30,7 @@ pub struct StreamRequest<'a> {
 ///
 /// A non-2xx status becomes an [`LlmError`] with the API's message, the status and the
 /// server's `retry-after-ms` / `Retry-After`. A connection that breaks mid-stream is retryable.
-pub async fn post_streaming(
+pub(super) async fn post_streaming(
     http: &reqwest::Client,
     request: StreamRequest<'_>,
     mut on_event: impl FnMut(SseEvent) -> Result<(), LlmError>,
@@ -80,7 +80,7 @@ pub async fn post_streaming(
 }
 
 /// A request that never got a complete answer.
-pub fn transport_error(error: reqwest::Error) -> LlmError {
+pub(super) fn transport_error(error: reqwest::Error) -> LlmError {
     LlmError {
         name: API_CALL_ERROR.into(),
         message: format!("request failed: {error}"),
@@ -95,7 +95,7 @@ pub fn transport_error(error: reqwest::Error) -> LlmError {
 }
 
 /// A chunk that is not the JSON the API documents.
-pub fn bad_chunk(provider: &str, data: &str, error: serde_json::Error) -> LlmError {
+pub(super) fn bad_chunk(provider: &str, data: &str, error: serde_json::Error) -> LlmError {
     LlmError::fatal(
         "AI_JSONParseError",
         format!(
@@ -107,7 +107,7 @@ pub fn bad_chunk(provider: &str, data: &str, error: serde_json::Error) -> LlmErr
 
 /// The human part of an error body: `error.message` (Anthropic, OpenAI, Gemini), a string
 /// `error` (Ollama), else the body itself, shortened.
-pub fn error_message(body: &str) -> String {
+pub(super) fn error_message(body: &str) -> String {
     let from_json = serde_json::from_str::<Value>(body).ok().and_then(|v| {
         let error = if v.is_array() {
             &v[0]["error"]
@@ -129,7 +129,7 @@ pub fn error_message(body: &str) -> String {
 
 /// How long the server asked us to wait: `retry-after-ms` (OpenAI, Anthropic), else
 /// `Retry-After` as seconds or as an HTTP date.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(super) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let get = |name: &str| {
         headers
             .get(name)
@@ -149,7 +149,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 /// `s` cut to at most `max` characters.
-pub fn truncate(s: &str, max: usize) -> String {
+pub(super) fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),

@@ -58,7 +58,7 @@ use crate::event::{Message, Part, Usage};
 /// A parsed script.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MockScript {
+pub(crate) struct MockScript {
     /// The turns, in play order.
     #[serde(default, rename = "turn")]
     pub turns: Vec<MockTurn>,
@@ -67,7 +67,7 @@ pub struct MockScript {
 /// One scripted assistant reply.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct MockTurn {
+pub(crate) struct MockTurn {
     /// Only this Expert consumes the turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expert: Option<String>,
@@ -97,7 +97,7 @@ pub struct MockTurn {
 /// A scripted tool call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MockToolCall {
+pub(crate) struct MockToolCall {
     /// The tool's name.
     pub name: String,
     /// Its arguments.
@@ -115,7 +115,7 @@ fn empty_object() -> Value {
 /// A scripted API failure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MockError {
+pub(crate) struct MockError {
     /// HTTP status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -129,7 +129,7 @@ pub struct MockError {
 /// Scripted token counts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct MockUsage {
+pub(crate) struct MockUsage {
     /// Prompt tokens.
     #[serde(default)]
     pub input_tokens: Option<u64>,
@@ -166,7 +166,7 @@ pub enum MockScriptError {
 
 impl MockScript {
     /// Reads and checks a script file.
-    pub fn load(path: &Path) -> Result<MockScript, MockScriptError> {
+    pub(crate) fn load(path: &Path) -> Result<MockScript, MockScriptError> {
         let text = std::fs::read_to_string(path).map_err(|source| MockScriptError::Io {
             path: path.display().to_string(),
             source,
@@ -175,7 +175,7 @@ impl MockScript {
     }
 
     /// Parses and checks script text; `path` is only used in messages.
-    pub fn parse(path: &Path, text: &str) -> Result<MockScript, MockScriptError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<MockScript, MockScriptError> {
         let invalid = |offset: usize, message: String| {
             let (line, col) = line_col(text, offset);
             MockScriptError::Invalid {
@@ -225,7 +225,7 @@ impl MockScript {
     }
 
     /// The Experts named by `expert` fields, for checking them against the config.
-    pub fn named_experts(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn named_experts(&self) -> impl Iterator<Item = &str> {
         self.turns.iter().filter_map(|t| t.expert.as_deref())
     }
 }
@@ -248,14 +248,14 @@ fn nth_turn_offset(text: &str, n: usize) -> Option<usize> {
 
 /// The provider: a queue of turns shared by every Expert of the run.
 #[derive(Debug)]
-pub struct MockProvider {
+pub(crate) struct MockProvider {
     turns: Mutex<VecDeque<MockTurn>>,
     total: usize,
 }
 
 impl MockProvider {
     /// A provider that will play `script`.
-    pub fn new(script: MockScript) -> MockProvider {
+    pub(crate) fn new(script: MockScript) -> MockProvider {
         MockProvider {
             total: script.turns.len(),
             turns: Mutex::new(script.turns.into()),
@@ -265,7 +265,7 @@ impl MockProvider {
     /// Drops the first `played` turns `expert_key` would take: a continued run has already
     /// played them (they are its checkpoint's expert messages), so one script serves a run and
     /// its continuations.
-    pub fn skip_played(&self, expert_key: &str, played: usize) {
+    pub(crate) fn skip_played(&self, expert_key: &str, played: usize) {
         let Ok(mut turns) = self.turns.lock() else {
             return;
         };
@@ -284,7 +284,7 @@ impl MockProvider {
 
     /// Plays the next turn meant for `request.expert_key`, streaming its thinking and text to
     /// `on_delta` word by word (spread over `delayMs` when the turn has one).
-    pub async fn generate(
+    pub(crate) async fn generate(
         &self,
         request: &GenerateRequest<'_>,
         on_delta: DeltaSink<'_>,

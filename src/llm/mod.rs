@@ -5,13 +5,13 @@
 //! needs and where it lives is the provider table's (`providers.rs`), which `config`, the
 //! sandbox's preflight and egress plan read too; this module imports nothing from `config`.
 
-pub mod anthropic;
-pub mod google;
+pub(crate) mod anthropic;
+pub(crate) mod google;
 mod http;
-pub mod mock;
-pub mod models;
-pub mod ollama;
-pub mod openai;
+pub(crate) mod mock;
+pub(crate) mod models;
+pub(crate) mod ollama;
+pub(crate) mod openai;
 pub(crate) mod providers;
 mod retry;
 mod sse;
@@ -23,12 +23,12 @@ use serde_json::Value;
 use crate::event::{Message, Usage};
 use providers::Wire;
 
-pub use providers::{ProviderConfig, ProviderName, ProviderSetting};
-pub use retry::RetryPolicy;
+pub(crate) use providers::{ProviderConfig, ProviderName, ProviderSetting};
+pub(crate) use retry::RetryPolicy;
 
 /// A tool offered to the model.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolSpec {
+pub(crate) struct ToolSpec {
     /// The name the model calls it by.
     pub name: String,
     /// What it does.
@@ -39,7 +39,7 @@ pub struct ToolSpec {
 
 /// One generation request.
 #[derive(Debug, Clone)]
-pub struct GenerateRequest<'a> {
+pub(crate) struct GenerateRequest<'a> {
     /// The Expert generating (the mock provider picks its turns by it).
     pub expert_key: &'a str,
     /// The model id.
@@ -54,7 +54,7 @@ pub struct GenerateRequest<'a> {
 
 /// A piece of the model's answer.
 #[derive(Debug, Clone, PartialEq)]
-pub enum GeneratedPart {
+pub(crate) enum GeneratedPart {
     /// Reasoning, with the provider's signature when it has one.
     Thinking {
         /// The reasoning text.
@@ -80,7 +80,7 @@ pub enum GeneratedPart {
 /// Providers call the delta callback for every chunk they receive, in order; the agent turns
 /// the chunks into `streamReasoning` / `streamRunResult` events (§3).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamDelta {
+pub(crate) enum StreamDelta {
     /// A chunk of reasoning ("thinking") text.
     Reasoning(String),
     /// A chunk of answer text.
@@ -88,11 +88,11 @@ pub enum StreamDelta {
 }
 
 /// Where a provider reports [`StreamDelta`]s.
-pub type DeltaSink<'a> = &'a (dyn Fn(StreamDelta) + Send + Sync);
+pub(crate) type DeltaSink<'a> = &'a (dyn Fn(StreamDelta) + Send + Sync);
 
 /// Why the model stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FinishReason {
+pub(crate) enum FinishReason {
     /// It finished its answer.
     Stop,
     /// It wants tools to run.
@@ -105,7 +105,7 @@ pub enum FinishReason {
 
 /// The model's answer to one request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Generation {
+pub(crate) struct Generation {
     /// Thinking, text and tool calls, in the order the model produced them.
     pub parts: Vec<GeneratedPart>,
     /// Why it stopped.
@@ -116,7 +116,7 @@ pub struct Generation {
 
 impl Generation {
     /// All text parts, joined.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         self.parts
             .iter()
             .filter_map(|p| match p {
@@ -130,7 +130,7 @@ impl Generation {
 /// A failed generation, in the shape `stopRunByError` reports.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{name}: {message}")]
-pub struct LlmError {
+pub(crate) struct LlmError {
     /// Error class, e.g. `AI_APICallError`.
     pub name: String,
     /// What went wrong.
@@ -145,7 +145,7 @@ pub struct LlmError {
 
 impl LlmError {
     /// An error that retrying will not fix.
-    pub fn fatal(name: &str, message: impl Into<String>) -> LlmError {
+    pub(crate) fn fatal(name: &str, message: impl Into<String>) -> LlmError {
         LlmError {
             name: name.to_string(),
             message: message.into(),
@@ -156,7 +156,11 @@ impl LlmError {
     }
 
     /// An HTTP API error, retryable per PERSTACK-COMPAT.md §7.
-    pub fn api(status: u16, message: impl Into<String>, retry_after: Option<Duration>) -> LlmError {
+    pub(crate) fn api(
+        status: u16,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> LlmError {
         let message = message.into();
         LlmError {
             name: "AI_APICallError".to_string(),
@@ -169,12 +173,12 @@ impl LlmError {
 }
 
 /// HTTP statuses worth retrying (§7), plus Anthropic's 529 "overloaded".
-pub fn is_retryable_status(status: u16) -> bool {
+pub(crate) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 409 | 429 | 500 | 502 | 503 | 504 | 529)
 }
 
 /// Error messages worth retrying whatever the status (§7).
-pub fn is_retryable_message(message: &str) -> bool {
+pub(crate) fn is_retryable_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     [
         "rate limit",
@@ -192,7 +196,7 @@ pub fn is_retryable_message(message: &str) -> bool {
 
 /// A ready client for one provider.
 #[derive(Debug)]
-pub enum Provider {
+pub(crate) enum Provider {
     /// Anthropic Messages API.
     Anthropic(anthropic::AnthropicClient),
     /// OpenAI Chat Completions: openai, deepseek, azure-openai.
@@ -207,7 +211,7 @@ pub enum Provider {
 
 /// Why a provider could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum ProviderSetupError {
+pub(crate) enum ProviderSetupError {
     /// A required variable is missing.
     #[error("{var} is not set (provider `{provider}` needs it)")]
     MissingVar {
@@ -229,7 +233,7 @@ pub enum ProviderSetupError {
 
 impl Provider {
     /// Builds the client for `config`, reading keys from `env`.
-    pub fn new(
+    pub(crate) fn new(
         config: &ProviderConfig,
         env: &dyn Fn(&str) -> Option<String>,
         script: Option<mock::MockScript>,
@@ -257,7 +261,7 @@ impl Provider {
 
     /// Asks the model for its next turn, reporting text and reasoning to `on_delta` as they
     /// stream in. The returned [`Generation`] holds everything that was streamed.
-    pub async fn generate(
+    pub(crate) async fn generate(
         &self,
         request: &GenerateRequest<'_>,
         on_delta: DeltaSink<'_>,
@@ -274,7 +278,7 @@ impl Provider {
 
 /// HTTP settings shared by the real providers.
 #[derive(Debug, Clone, Default)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     /// PEM bundle of trusted roots. `None`: the platform's trust store.
     pub ca_bundle: Option<Vec<u8>>,
     /// Abort a request after this long.

@@ -2,7 +2,7 @@
 
 /// What we know about a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModelInfo {
+pub(crate) struct ModelInfo {
     /// Context window in tokens.
     pub context_window: u64,
     /// Maximum output tokens per generation.
@@ -41,7 +41,7 @@ const TABLE: &[(&str, u64, u64)] = &[
 ];
 
 /// The model's limits, if it is in Perstack's table.
-pub fn lookup(model: &str) -> Option<ModelInfo> {
+pub(crate) fn lookup(model: &str) -> Option<ModelInfo> {
     TABLE
         .iter()
         .find(|(name, _, _)| *name == model)

@@ -19,7 +19,7 @@ use crate::event::{MessageKind, Part, Usage};
 
 /// A configured client.
 #[derive(Debug)]
-pub struct OllamaClient {
+pub(crate) struct OllamaClient {
     http: reqwest::Client,
     base_url: String,
     headers: Vec<(String, String)>,
@@ -27,7 +27,7 @@ pub struct OllamaClient {
 
 impl OllamaClient {
     /// Reads the base URL (setting > variable > default).
-    pub fn new(
+    pub(crate) fn new(
         setting: &ProviderSetting,
         env: &dyn Fn(&str) -> Option<String>,
         http: &HttpSettings,
@@ -47,7 +47,7 @@ impl OllamaClient {
     /// One streamed generation. A model that cannot think (Ollama answers 400 "… does not
     /// support thinking") is asked again without `think`: the default budget turns reasoning
     /// on, and most local models have none.
-    pub async fn generate(
+    pub(crate) async fn generate(
         &self,
         request: &GenerateRequest<'_>,
         on_delta: DeltaSink<'_>,
@@ -85,7 +85,7 @@ impl OllamaClient {
 }
 
 /// The JSON body of a streamed `/api/chat` request.
-pub fn request_body(request: &GenerateRequest<'_>) -> Value {
+pub(crate) fn request_body(request: &GenerateRequest<'_>) -> Value {
     let mut messages = Vec::new();
     for message in request.messages {
         match message.kind {

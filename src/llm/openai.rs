@@ -40,7 +40,7 @@ enum Route {
 
 /// A configured client for one OpenAI-compatible provider.
 #[derive(Debug)]
-pub struct OpenAiClient {
+pub(crate) struct OpenAiClient {
     http: reqwest::Client,
     provider: ProviderName,
     base_url: String,
@@ -50,7 +50,7 @@ pub struct OpenAiClient {
 
 impl OpenAiClient {
     /// Reads keys, base URL and headers for `provider` (openai, deepseek or azure-openai).
-    pub fn new(
+    pub(crate) fn new(
         provider: ProviderName,
         setting: &ProviderSetting,
         env: &dyn Fn(&str) -> Option<String>,
@@ -121,7 +121,7 @@ impl OpenAiClient {
     }
 
     /// One streamed generation.
-    pub async fn generate(
+    pub(crate) async fn generate(
         &self,
         request: &GenerateRequest<'_>,
         on_delta: DeltaSink<'_>,
@@ -144,7 +144,7 @@ impl OpenAiClient {
 }
 
 /// `reasoning_effort` for a budget in tokens (§7): ≤2048 low, ≤5000 medium, else high.
-pub fn reasoning_effort(budget: u64) -> &'static str {
+pub(crate) fn reasoning_effort(budget: u64) -> &'static str {
     match budget {
         0..=2048 => "low",
         2049..=5000 => "medium",
@@ -155,13 +155,13 @@ pub fn reasoning_effort(budget: u64) -> &'static str {
 /// Whether an OpenAI model takes `reasoning_effort`: the o-series and GPT-5 (not
 /// `gpt-5-chat-*`). Others (gpt-4.1, gpt-4o) answer 400 "Unsupported parameter", so with the
 /// default budget (`low`) they would never work.
-pub fn is_reasoning_model(model: &str) -> bool {
+pub(crate) fn is_reasoning_model(model: &str) -> bool {
     let o_series = model.starts_with('o') && model[1..].starts_with(|c: char| c.is_ascii_digit());
     o_series || (model.starts_with("gpt-5") && !model.starts_with("gpt-5-chat"))
 }
 
 /// Tools in the function-calling shape that Chat Completions and Ollama share.
-pub fn function_tools(tools: &[super::ToolSpec]) -> Value {
+pub(crate) fn function_tools(tools: &[super::ToolSpec]) -> Value {
     tools
         .iter()
         .map(|t| {
@@ -178,7 +178,7 @@ pub fn function_tools(tools: &[super::ToolSpec]) -> Value {
 }
 
 /// The JSON body of a streamed Chat Completions request.
-pub fn request_body(provider: ProviderName, request: &GenerateRequest<'_>) -> Value {
+pub(crate) fn request_body(provider: ProviderName, request: &GenerateRequest<'_>) -> Value {
     let mut body = json!({
         "model": request.model,
         "messages": chat_messages(request, provider == ProviderName::Deepseek),

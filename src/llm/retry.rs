@@ -7,7 +7,7 @@ use super::LlmError;
 
 /// How often and how patiently to retry a generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first attempt.
     pub max_retries: u32,
     /// Delay before the first retry; doubles each time.
@@ -18,7 +18,7 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Perstack's defaults: `maxRetries` tries after the first, starting at 1 s, at most 60 s apart.
-    pub fn new(max_retries: u32) -> RetryPolicy {
+    pub(crate) fn new(max_retries: u32) -> RetryPolicy {
         RetryPolicy {
             max_retries,
             base_delay: Duration::from_secs(1),
@@ -29,7 +29,7 @@ impl RetryPolicy {
     /// The delay before retry number `retry` (1-based): the server's `Retry-After` when it sent
     /// one, else `base · 2^(retry-1)` with ±25 % jitter so clients that failed together do not
     /// come back together.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(after) = retry_after {
             return after.min(self.max_delay);
         }
@@ -42,7 +42,8 @@ impl RetryPolicy {
 
     /// Runs `attempt` until it succeeds, fails with a non-retryable error, or the retries are
     /// spent. The error of the last attempt is returned with the number of retries made.
-    pub async fn run<T, F, Fut>(&self, attempt: F) -> Result<T, (LlmError, u32)>
+    #[cfg(test)]
+    pub(crate) async fn run<T, F, Fut>(&self, attempt: F) -> Result<T, (LlmError, u32)>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, LlmError>>,
@@ -52,7 +53,7 @@ impl RetryPolicy {
 
     /// [`RetryPolicy::run`], telling `on_retry` about each failed attempt that will be retried:
     /// its error, the retry's number (1-based) and the wait before it.
-    pub async fn run_notifying<T, F, Fut>(
+    pub(crate) async fn run_notifying<T, F, Fut>(
         &self,
         mut attempt: F,
         mut on_retry: impl FnMut(&LlmError, u32, Duration),

@@ -7,7 +7,7 @@
 
 /// One Server-Sent Event (or one NDJSON line, as `data`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SseEvent {
+pub(super) struct SseEvent {
     /// The `event:` field; empty when the server sent none.
     pub event: String,
     /// The `data:` lines, joined with `\n`.
@@ -16,7 +16,7 @@ pub struct SseEvent {
 
 /// How a response body is cut into events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub(super) enum Framing {
     /// `text/event-stream`: `field: value` lines, events end at a blank line.
     Sse,
     /// One JSON document per line.
@@ -25,7 +25,7 @@ pub enum Framing {
 
 /// An incremental decoder.
 #[derive(Debug)]
-pub struct Decoder {
+pub(super) struct Decoder {
     framing: Framing,
     buffer: Vec<u8>,
     event: String,
@@ -34,7 +34,7 @@ pub struct Decoder {
 
 impl Decoder {
     /// A decoder for `framing`.
-    pub fn new(framing: Framing) -> Decoder {
+    pub(super) fn new(framing: Framing) -> Decoder {
         Decoder {
             framing,
             buffer: Vec::new(),
@@ -44,7 +44,7 @@ impl Decoder {
     }
 
     /// Feeds the next piece of the body; returns the events it completed, in order.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+    pub(super) fn feed(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
         while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
@@ -63,7 +63,7 @@ impl Decoder {
 
     /// The body ended: whatever is still pending (a last line without newline, an event
     /// without its blank line).
-    pub fn finish(&mut self) -> Vec<SseEvent> {
+    pub(super) fn finish(&mut self) -> Vec<SseEvent> {
         let mut events = Vec::new();
         if !self.buffer.is_empty() {
             let rest = std::mem::take(&mut self.buffer);

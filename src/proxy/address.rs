@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why an address is not public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// 127.0.0.0/8, ::1.
     Loopback,
     /// 10/8, 172.16/12, 192.168/16 (Docker's bridges and gateways live here).
@@ -25,7 +25,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Short reason for `proxyAccess` events.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Refusal::Loopback => "resolves to a loopback address",
             Refusal::Private => "resolves to a private address",
@@ -39,7 +39,7 @@ impl Refusal {
 }
 
 /// `Ok` for a public unicast address, else why not.
-pub fn check(ip: IpAddr) -> Result<(), Refusal> {
+pub(crate) fn check(ip: IpAddr) -> Result<(), Refusal> {
     match ip {
         IpAddr::V4(v4) => check_v4(v4),
         IpAddr::V6(v6) => check_v6(v6),

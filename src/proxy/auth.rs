@@ -6,11 +6,11 @@ use super::token::Presented;
 use super::{Identity, Principal, ProxyConfig};
 
 /// The realm of the `Proxy-Authenticate` challenge.
-pub const REALM: &str = "perstack-sandbox";
+pub(super) const REALM: &str = "perstack-sandbox";
 
 /// Why a connection belongs to no principal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(super) enum Refusal {
     /// From a network no principal has, and no principal can say who it is with a token: `403`.
     Unserved,
     /// A principal identified by token did not prove it: `407`. The reason never holds what the
@@ -20,7 +20,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The reason, for the access record and the response body.
-    pub fn reason(&self) -> &str {
+    pub(super) fn reason(&self) -> &str {
         match self {
             Refusal::Unserved => "connection from a network the proxy does not serve",
             Refusal::Unauthenticated(why) => why,
@@ -31,7 +31,7 @@ impl Refusal {
 /// The principal a connection is: the one whose network its local address is on (whatever the
 /// client sends), else the principal identified by token that its one `Proxy-Authorization`
 /// header names, with that principal's token.
-pub fn identify<'c>(
+pub(super) fn identify<'c>(
     config: &'c ProxyConfig,
     local: Option<SocketAddr>,
     authorization: &[&str],

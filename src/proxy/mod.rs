@@ -21,9 +21,9 @@
 //! Every decision is written to stdout as one JSON line (an [`Access`]); the controller turns
 //! them into `proxyAccess` events.
 
-pub mod address;
+pub(crate) mod address;
 mod auth;
-pub mod rules;
+pub(crate) mod rules;
 mod server;
 pub mod token;
 
@@ -31,7 +31,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-pub use server::{Resolver, serve, system_resolver};
+pub(crate) use server::{serve, system_resolver};
 
 use rules::Allowlist;
 
@@ -244,7 +244,7 @@ impl ProxyConfig {
 /// One decision of the proxy: a line of its stdout, a `proxyAccess` event for the controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Access {
+pub(crate) struct Access {
     /// `allowed` or `blocked`.
     pub action: crate::event::ProxyAction,
     /// The host asked for, as asked.
@@ -276,7 +276,7 @@ pub enum ProxyError {
 
 /// Runs the role: listens on every interface on [`PROXY_PORT`] and serves until killed.
 /// Access records go to stdout, one JSON line each.
-pub async fn run(config_json: Option<String>) -> Result<(), ProxyError> {
+pub(crate) async fn run(config_json: Option<String>) -> Result<(), ProxyError> {
     let text = config_json.ok_or_else(|| ProxyError::Config("not set".into()))?;
     let config = ProxyConfig::parse(&text).map_err(ProxyError::Config)?;
     let addr = SocketAddr::from(([0, 0, 0, 0], PROXY_PORT));

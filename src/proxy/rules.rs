@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::patterns::{DomainProblem, check_allowed_domain};
 
 /// The port a rule allows when it names none.
-pub const DEFAULT_PORT: u16 = 443;
+pub(crate) const DEFAULT_PORT: u16 = 443;
 
 /// One allowlist entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +114,7 @@ impl std::fmt::Display for DomainRule {
 
 /// Why a requested host is refused before any rule is consulted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HostError {
+pub(crate) enum HostError {
     /// Not a DNS name.
     #[error("not a valid host name")]
     Shape,
@@ -125,7 +125,7 @@ pub enum HostError {
 
 /// Lowercases `host`, drops one trailing dot, and refuses what is not a plain ASCII DNS name —
 /// punycode included, so a lookalike of an allowed name can never match it.
-pub fn normalize_host(host: &str) -> Result<String, HostError> {
+pub(crate) fn normalize_host(host: &str) -> Result<String, HostError> {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > 253 || host.starts_with("*.") {
         return Err(HostError::Shape);

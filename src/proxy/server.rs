@@ -24,18 +24,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 512;
 
 /// Resolves `host:port` to addresses (injectable so tests can play DNS rebinding).
-pub type Resolver =
+pub(crate) type Resolver =
     Arc<dyn Fn(String, u16) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> + Send + Sync>;
 
 /// The system resolver (getaddrinfo).
-pub fn system_resolver() -> Resolver {
+pub(crate) fn system_resolver() -> Resolver {
     Arc::new(|host, port| {
         Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
     })
 }
 
 /// Serves `listener` until the process ends.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     config: Arc<ProxyConfig>,
     log: mpsc::UnboundedSender<Access>,

@@ -22,7 +22,7 @@ use crate::event::{
 
 /// How events are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// JSON Lines.
     Json,
     /// The human view.
@@ -36,7 +36,7 @@ pub enum Mode {
 
 impl Mode {
     /// `--json` if asked for or stdout is not a terminal; the human view otherwise.
-    pub fn detect(json: bool, verbose: bool) -> Mode {
+    pub(crate) fn detect(json: bool, verbose: bool) -> Mode {
         let stdout = std::io::stdout();
         if json || !stdout.is_terminal() {
             Mode::Json
@@ -58,13 +58,13 @@ enum Item {
 
 /// A handle to the output writer; cheap to clone.
 #[derive(Clone)]
-pub struct Output {
+pub(crate) struct Output {
     tx: mpsc::UnboundedSender<Item>,
 }
 
 impl Output {
     /// Starts the writer on `out`; await the handle after dropping every `Output` to flush.
-    pub fn spawn<W>(mode: Mode, out: W) -> (Output, tokio::task::JoinHandle<()>)
+    pub(crate) fn spawn<W>(mode: Mode, out: W) -> (Output, tokio::task::JoinHandle<()>)
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
@@ -97,12 +97,12 @@ impl Output {
     }
 
     /// Emits an event made by the controller.
-    pub fn event(&self, event: Event) {
+    pub(crate) fn event(&self, event: Event) {
         let _ = self.tx.send(Item::Event(event));
     }
 
     /// Relays a line from the runtime, with its parse when it is one of our events.
-    pub fn relayed(&self, line: String, event: Option<Event>) {
+    pub(crate) fn relayed(&self, line: String, event: Option<Event>) {
         let _ = self.tx.send(Item::Relayed(line, event));
     }
 }
@@ -199,7 +199,7 @@ fn result_text(result: &ToolResult) -> String {
 
 /// The human view of one event, or `None` if it has none at this verbosity. Lines start with a
 /// marker (`▸` machinery, `●` tool call, `↳` result, `✔`/`✘`/`■` the end) that [`style`] colors.
-pub fn render(event: &Event, verbose: bool) -> Option<String> {
+pub(crate) fn render(event: &Event, verbose: bool) -> Option<String> {
     match &event.body {
         EventBody::Runtime(payload) => match payload {
             RuntimePayload::InitializeRuntime {
@@ -383,7 +383,7 @@ pub fn render(event: &Event, verbose: bool) -> Option<String> {
 }
 
 /// Colors the line markers when `color` is on.
-pub fn style(text: &str, color: bool) -> String {
+pub(crate) fn style(text: &str, color: bool) -> String {
     if !color {
         return text.to_string();
     }

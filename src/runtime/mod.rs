@@ -4,8 +4,8 @@
 //! sockets, runs the agent loop, and writes every event as one JSON line on stdout — the only
 //! thing it writes there. Diagnostics go to stderr, which the controller keeps apart.
 
-pub mod skill_events;
-pub mod skills;
+pub(crate) mod skill_events;
+pub(crate) mod skills;
 
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ use skill_events::SkillRoster;
 
 /// Why the runtime could not run the Expert at all.
 #[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
+pub(crate) enum RuntimeError {
     /// The spec could not be read.
     #[error("cannot read runtime spec {path}: {message}")]
     Spec {
@@ -74,7 +74,7 @@ pub enum RuntimeError {
 }
 
 /// Runs the role; returns the process exit code. Events go to stdout as they happen.
-pub async fn run(args: RuntimeArgs) -> i32 {
+pub(crate) async fn run(args: RuntimeArgs) -> i32 {
     // SIGINT (the controller's first Ctrl-C) asks the job to stop after the step under way;
     // SIGTERM (`docker stop`, a second Ctrl-C) ends the process at once (`main.rs`). As PID 1 a
     // signal without a handler would be ignored, so the handler goes in first.
@@ -283,7 +283,7 @@ async fn connect_closure(
 }
 
 /// Token budget of `--reasoning-budget` (§7): minimal 1024, low 2048, medium 5000, high 10000.
-pub fn reasoning_tokens(budget: Option<&str>) -> Result<Option<u64>, RuntimeError> {
+pub(crate) fn reasoning_tokens(budget: Option<&str>) -> Result<Option<u64>, RuntimeError> {
     let Some(budget) = budget else {
         return Ok(None);
     };

@@ -25,7 +25,7 @@ use crate::skill::client::ConnectTimings;
 
 /// What a skill's first `skillConnected` reports about the connection.
 #[derive(Debug, Clone, Default)]
-pub struct Connected {
+pub(crate) struct Connected {
     /// What the server says it is.
     pub server_info: Option<ServerInfo>,
     /// How long connecting took.
@@ -63,7 +63,7 @@ struct Skill {
 /// The MCP skills of every Expert of a job and the segments holding them; emits their events.
 /// Cheap to clone: clones share the roster.
 #[derive(Clone)]
-pub struct SkillRoster {
+pub(crate) struct SkillRoster {
     sink: EventSink,
     job_id: String,
     skills: Arc<Mutex<Vec<Skill>>>,
@@ -71,7 +71,7 @@ pub struct SkillRoster {
 
 impl SkillRoster {
     /// An empty roster emitting into `sink`.
-    pub fn new(sink: EventSink, job_id: &str) -> SkillRoster {
+    pub(crate) fn new(sink: EventSink, job_id: &str) -> SkillRoster {
         SkillRoster {
             sink,
             job_id: job_id.to_string(),
@@ -81,7 +81,7 @@ impl SkillRoster {
 
     /// Adds a skill of `expert`; `command` and `args` are what its `skillStarting` reports.
     /// Skills are reported in the order they are added.
-    pub fn add(&self, expert: &str, skill: &str, command: &str, args: &[String]) {
+    pub(crate) fn add(&self, expert: &str, skill: &str, command: &str, args: &[String]) {
         self.with(|skills| {
             skills.push(Skill {
                 expert: expert.to_string(),
@@ -95,7 +95,7 @@ impl SkillRoster {
     }
 
     /// Segment `run_id` of `expert` begins.
-    pub fn begin(&self, expert: &str, run_id: &str) {
+    pub(crate) fn begin(&self, expert: &str, run_id: &str) {
         self.with(|skills| {
             for skill in skills.iter_mut().filter(|s| s.expert == expert) {
                 if matches!(skill.state, State::Ended) {
@@ -119,7 +119,7 @@ impl SkillRoster {
     }
 
     /// Segment `run_id` of `expert` ended.
-    pub fn end(&self, expert: &str, run_id: &str) {
+    pub(crate) fn end(&self, expert: &str, run_id: &str) {
         self.with(|skills| {
             for skill in skills.iter_mut().filter(|s| s.expert == expert) {
                 if let Some(at) = skill.holders.iter().position(|h| h == run_id) {
@@ -131,7 +131,7 @@ impl SkillRoster {
     }
 
     /// `skill` of `expert` has connected.
-    pub fn connected(&self, expert: &str, skill: &str, connected: Connected) {
+    pub(crate) fn connected(&self, expert: &str, skill: &str, connected: Connected) {
         self.with(|skills| {
             let Some(skill) = find(skills, expert, skill) else {
                 return;
@@ -147,7 +147,7 @@ impl SkillRoster {
     }
 
     /// The connection of `skill` of `expert` has ended: closed, or the server went away.
-    pub fn ended(&self, expert: &str, skill: &str) {
+    pub(crate) fn ended(&self, expert: &str, skill: &str) {
         self.with(|skills| {
             let Some(skill) = find(skills, expert, skill) else {
                 return;

@@ -33,7 +33,7 @@ const SKILL_CONNECT_WAIT: Duration = Duration::from_secs(60);
 /// Puts the MCP skills of `expert` on the roster, in file order, with what their
 /// `skillStarting` reports: a stdio skill's command and args as configured, a remote skill's
 /// endpoint URL and no args (there is no process to start).
-pub fn register(roster: &SkillRoster, spec: &RuntimeSpec, expert: &Expert) {
+pub(crate) fn register(roster: &SkillRoster, spec: &RuntimeSpec, expert: &Expert) {
     for skill in expert.skills.values() {
         match skill {
             Skill::McpStdio(stdio) => {
@@ -65,7 +65,7 @@ fn endpoint_of<'a>(
 /// Connects every MCP skill of `expert` (put on `roster` by [`register`]), telling the roster
 /// as each connects, and builds its tool set with `pick`/`omit` applied. `lazyInit` skills are
 /// still connecting when this returns.
-pub async fn connect_skills(
+pub(crate) async fn connect_skills(
     spec: &RuntimeSpec,
     expert: &Expert,
     roster: &SkillRoster,

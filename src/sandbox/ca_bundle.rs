@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 /// One certificate of a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Certificate {
+pub(crate) struct Certificate {
     /// Its DER bytes: two bundles hold the same certificate when these are equal.
     pub der: Vec<u8>,
     /// SHA-256 of the DER, lowercase hex (what `openssl x509 -fingerprint -sha256` shows).
@@ -20,7 +20,7 @@ pub struct Certificate {
 
 impl Certificate {
     /// Its name, else the start of its fingerprint: for messages.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match &self.name {
             Some(name) => format!("\"{name}\""),
             None => format!("sha256 {}…", &self.fingerprint[..16]),
@@ -30,7 +30,7 @@ impl Certificate {
 
 /// Why a bundle cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BundleError {
+pub(crate) enum BundleError {
     /// A `CERTIFICATE` section does not decode.
     #[error("it is not a PEM bundle ({0})")]
     Pem(String),
@@ -40,7 +40,7 @@ pub enum BundleError {
 }
 
 /// The certificates of a PEM bundle, in order; sections of other kinds (keys, CRLs) are skipped.
-pub fn certificates(pem: &[u8]) -> Result<Vec<Certificate>, BundleError> {
+pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<Certificate>, BundleError> {
     let certificates = CertificateDer::pem_slice_iter(pem)
         .map(|der| {
             let der = der.map_err(|e| BundleError::Pem(e.to_string()))?;
@@ -58,7 +58,10 @@ pub fn certificates(pem: &[u8]) -> Result<Vec<Certificate>, BundleError> {
 }
 
 /// The certificates of `these` that `other` does not hold.
-pub fn missing_from<'a>(these: &'a [Certificate], other: &[Certificate]) -> Vec<&'a Certificate> {
+pub(crate) fn missing_from<'a>(
+    these: &'a [Certificate],
+    other: &[Certificate],
+) -> Vec<&'a Certificate> {
     these
         .iter()
         .filter(|c| !other.iter().any(|o| o.der == c.der))

@@ -16,11 +16,11 @@ use crate::proxy::TrustedEndpoint;
 use crate::proxy::rules::DomainRule;
 
 /// The principal name of the runtime.
-pub const RUNTIME: &str = "runtime";
+pub(crate) const RUNTIME: &str = "runtime";
 
 /// One client of the proxy, before its network exists.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PrincipalPlan {
+pub(crate) struct PrincipalPlan {
     /// `runtime`, or the skill's service name.
     pub name: String,
     /// Its internal network, shared only with the proxy.
@@ -34,7 +34,7 @@ pub struct PrincipalPlan {
 /// What the runtime needs to reach its provider: the vendor's host when no base URL is
 /// configured, else exactly the configured endpoint (trusted: it may be on the host or the LAN,
 /// and plain HTTP when its URL says so). `setting` applies only when it is the file's provider.
-pub fn provider_egress(
+pub(crate) fn provider_egress(
     provider: ProviderName,
     setting: Option<&ProviderSetting>,
     env: &dyn Fn(&str) -> Option<String>,
@@ -73,7 +73,7 @@ pub fn provider_egress(
 
 /// The runtime's allowlist beyond its provider: every `mcpSseSkill` endpoint in the closure
 /// (`host:port`) and those skills' `allowedDomains`.
-pub fn remote_skill_rules(config: &Config, closure: &[String]) -> Vec<DomainRule> {
+pub(crate) fn remote_skill_rules(config: &Config, closure: &[String]) -> Vec<DomainRule> {
     let mut rules = Vec::new();
     for skill in closure
         .iter()
@@ -101,7 +101,7 @@ pub fn remote_skill_rules(config: &Config, closure: &[String]) -> Vec<DomainRule
 }
 
 /// Rules for a stdio skill's `allowedDomains`.
-pub fn skill_rules(allowed_domains: &[String]) -> Vec<DomainRule> {
+pub(crate) fn skill_rules(allowed_domains: &[String]) -> Vec<DomainRule> {
     dedup(
         allowed_domains
             .iter()
@@ -130,7 +130,7 @@ fn dedup(rules: Vec<DomainRule>) -> Vec<DomainRule> {
 /// NODE_OPTIONS", exit 9 — measured with Debian bookworm's Node 18), while an unknown variable is
 /// ignored. On an older Node the server starts, and only libraries that read the proxy variables
 /// themselves use the proxy.
-pub fn proxy_env(node: bool) -> Vec<(String, String)> {
+pub(crate) fn proxy_env(node: bool) -> Vec<(String, String)> {
     let url = format!("http://{}:{}", PROXY_ALIAS, crate::proxy::PROXY_PORT);
     let mut env = vec![
         ("HTTPS_PROXY".to_string(), url.clone()),
@@ -147,10 +147,10 @@ pub fn proxy_env(node: bool) -> Vec<(String, String)> {
 }
 
 /// The variable that makes Node's own HTTP clients use `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`.
-pub const NODE_USE_ENV_PROXY: &str = "NODE_USE_ENV_PROXY";
+pub(crate) const NODE_USE_ENV_PROXY: &str = "NODE_USE_ENV_PROXY";
 
 /// The proxy's name on every internal network.
-pub const PROXY_ALIAS: &str = "egress-proxy";
+pub(crate) const PROXY_ALIAS: &str = "egress-proxy";
 
 #[cfg(test)]
 mod tests {

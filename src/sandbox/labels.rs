@@ -1,37 +1,35 @@
 //! The labels on everything we create, so a run (or `gc`) can find and remove its resources.
 
 /// Present (`true`) on every image, container and volume perstack-sandbox makes.
-pub const MANAGED: &str = "io.perstack.sandbox.managed";
+pub(crate) const MANAGED: &str = "io.perstack.sandbox.managed";
 /// The run that created a container or volume.
-pub const RUN_ID: &str = "io.perstack.sandbox.run-id";
+pub(crate) const RUN_ID: &str = "io.perstack.sandbox.run-id";
 /// The job of that run.
-pub const JOB_ID: &str = "io.perstack.sandbox.job-id";
+pub(crate) const JOB_ID: &str = "io.perstack.sandbox.job-id";
 /// `runtime`, `skill` or `base-skill`.
-pub const ROLE: &str = "io.perstack.sandbox.role";
+pub(crate) const ROLE: &str = "io.perstack.sandbox.role";
 /// The service name used in events (`runtime`, `skill:<name>`, `base-skill`).
-pub const SERVICE: &str = "io.perstack.sandbox.service";
+pub(crate) const SERVICE: &str = "io.perstack.sandbox.service";
 /// The controller that owns a container or volume (`host/boot-id/pid/start`, see
 /// [`super::engine::controller::ControllerId`]), so `gc` can tell live runs from orphans.
-pub const CONTROLLER: &str = "io.perstack.sandbox.controller";
-/// The content digest an image tag was derived from.
-pub const DIGEST: &str = "io.perstack.sandbox.digest";
+pub(crate) const CONTROLLER: &str = "io.perstack.sandbox.controller";
 /// On a versioned runtime image: `sha256:<hex>` of the perstack.toml it was built from.
-pub const CONFIG_DIGEST: &str = "io.perstack.sandbox.config-digest";
+pub(crate) const CONFIG_DIGEST: &str = "io.perstack.sandbox.config-digest";
 /// On a versioned runtime image: the images its run needs, as JSON (see
 /// [`super::versioned::Manifest`]).
-pub const NEEDED_IMAGES: &str = "io.perstack.sandbox.images";
+pub(crate) const NEEDED_IMAGES: &str = "io.perstack.sandbox.images";
 /// On a versioned runtime image: the file's settings outside its Experts, as JSON.
-pub const SETTINGS: &str = "io.perstack.sandbox.settings";
+pub(crate) const SETTINGS: &str = "io.perstack.sandbox.settings";
 /// On the untagged image a skill's install stage leaves (the engine's build cache): the
 /// repository of the skill image it was built for, so `gc --images` keeps only the newest
 /// cache of each skill.
-pub const CACHE_OF: &str = "io.perstack.sandbox.cache-of";
+pub(crate) const CACHE_OF: &str = "io.perstack.sandbox.cache-of";
 /// The Expert an image belongs to.
-pub const EXPERT: &str = "io.perstack.expert";
+pub(crate) const EXPERT: &str = "io.perstack.expert";
 /// That Expert's version.
-pub const EXPERT_VERSION: &str = "io.perstack.expert.version";
+pub(crate) const EXPERT_VERSION: &str = "io.perstack.expert.version";
 
 /// The label filter matching every resource of `run_id`.
-pub fn run_filter(run_id: &str) -> String {
+pub(crate) fn run_filter(run_id: &str) -> String {
     format!("{RUN_ID}={run_id}")
 }

@@ -23,12 +23,12 @@
 //! What the containers' roles must agree on with the controller — paths, users, the runtime
 //! spec and command line — is [`crate::contract`].
 
-pub mod ca_bundle;
-pub mod egress;
-pub mod engine;
-pub mod images;
-pub mod labels;
-pub mod packages;
-pub mod plan;
-pub mod preflight;
-pub mod versioned;
+pub(crate) mod ca_bundle;
+pub(crate) mod egress;
+pub(crate) mod engine;
+pub(crate) mod images;
+pub(crate) mod labels;
+pub(crate) mod packages;
+pub(crate) mod plan;
+pub(crate) mod preflight;
+pub(crate) mod versioned;

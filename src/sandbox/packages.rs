@@ -21,15 +21,15 @@ use crate::config::McpStdioSkill;
 
 /// Where the packages of a skill are installed inside its image (a venv for Python, an npm
 /// prefix for Node).
-pub const INSTALL_PREFIX: &str = "/opt/perstack-skill";
+pub(crate) const INSTALL_PREFIX: &str = "/opt/perstack-skill";
 /// For Node packages: a link to the bin `npx` would have started, made at build time (the
 /// package's `package.json` says which, and it is only known once it is installed).
-pub const NODE_ENTRY: &str = "/opt/perstack-skill/entry";
+pub(crate) const NODE_ENTRY: &str = "/opt/perstack-skill/entry";
 
 /// Which package manager installs a skill's packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Installer {
+pub(crate) enum Installer {
     /// `python3 -m venv` + `pip install` (needs `python3` with `venv` in the base image).
     Pip,
     /// `npm install -g --prefix` (needs `node` and `npm` in the base image).
@@ -38,7 +38,7 @@ pub enum Installer {
 
 /// What to install while the image is built.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Install {
+pub(crate) struct Install {
     /// The package manager.
     pub installer: Installer,
     /// Requirement specs as the installer takes them (`mcp-server-time==1.0`, `@scope/pkg@2`).
@@ -50,7 +50,7 @@ pub struct Install {
 
 /// A skill's command, ready for an image with nothing to fetch at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// What to install at build time; `None`: the command runs as written.
     pub install: Option<Install>,
     /// The program the skill host starts.
@@ -61,7 +61,7 @@ pub struct Prepared {
 
 /// Why a skill's command cannot be prepared.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PackageError {
+pub(crate) enum PackageError {
     /// An option of `uvx`/`npx` we cannot honour at build time.
     #[error(
         "`{command}` option `{option}` is not supported here: the package is installed when the image is built, into the base image's own interpreter{hint}"
@@ -103,7 +103,7 @@ pub enum PackageError {
 }
 
 /// What `skill`'s command installs at build time and runs at run time (module docs).
-pub fn prepare(skill: &McpStdioSkill) -> Result<Prepared, PackageError> {
+pub(crate) fn prepare(skill: &McpStdioSkill) -> Result<Prepared, PackageError> {
     let program = skill.command.rsplit('/').next().unwrap_or(&skill.command);
     let argv = skill.argv();
     match program {

@@ -112,7 +112,7 @@ pub enum VersionedError {
 
 /// A `[registry[:port]/]repository[:tag]` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
+pub(crate) struct ImageRef {
     /// Everything before the tag.
     pub repository: String,
     /// The tag (`latest` when none was given).
@@ -122,7 +122,7 @@ pub struct ImageRef {
 impl ImageRef {
     /// Parses and checks a reference. Digests (`@sha256:…`) are refused: we tag, and a digest
     /// cannot be a tag.
-    pub fn parse(reference: &str) -> Result<ImageRef, VersionedError> {
+    pub(crate) fn parse(reference: &str) -> Result<ImageRef, VersionedError> {
         let bad = |reason: &str| VersionedError::BadReference {
             reference: reference.to_string(),
             reason: reason.to_string(),
@@ -169,14 +169,14 @@ impl ImageRef {
     }
 
     /// The reference of an image of the same version: `<repository>:<tag>-<suffix>`.
-    pub fn derived(&self, suffix: &str) -> String {
+    pub(crate) fn derived(&self, suffix: &str) -> String {
         format!("{}:{}-{suffix}", self.repository, self.tag)
     }
 }
 
 /// `repo:tag` split at the tag's colon (a registry's port has a `/` after it); `latest` when
 /// there is no tag.
-pub fn split_reference(reference: &str) -> (&str, &str) {
+pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
     match reference.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),
@@ -192,7 +192,7 @@ impl std::fmt::Display for ImageRef {
 /// One image a versioned runtime needs besides itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NeededImage {
+pub(crate) struct NeededImage {
     /// Appended to the runtime's tag: `REF-<suffix>`.
     pub suffix: String,
     /// Its image id (`sha256:…`), which survives push and pull.
@@ -201,7 +201,7 @@ pub struct NeededImage {
 
 /// What the labels of a versioned runtime image record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// The Expert the image runs.
     pub expert: String,
     /// Its version.
@@ -219,7 +219,7 @@ pub struct Manifest {
 impl Manifest {
     /// The manifest of `config`'s Expert `expert`: `settings` is `config` without Experts,
     /// provider and `envPath` (dotenv files belong to where it runs).
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         expert: &str,
         config_digest: String,
@@ -243,7 +243,7 @@ impl Manifest {
     }
 
     /// The labels that carry it.
-    pub fn labels(&self) -> Result<BTreeMap<String, String>, serde_json::Error> {
+    pub(crate) fn labels(&self) -> Result<BTreeMap<String, String>, serde_json::Error> {
         Ok(BTreeMap::from([
             (labels::EXPERT.to_string(), self.expert.clone()),
             (labels::EXPERT_VERSION.to_string(), self.version.clone()),
@@ -263,7 +263,7 @@ impl Manifest {
     }
 
     /// Reads it back from an image's labels.
-    pub fn from_labels(
+    pub(crate) fn from_labels(
         reference: &str,
         image_labels: &HashMap<String, String>,
     ) -> Result<Manifest, VersionedError> {
@@ -295,7 +295,11 @@ impl Manifest {
 
     /// The config the image was built from, as far as a run needs it: the settings from the
     /// labels, the Experts and the provider from the baked spec.
-    pub fn config(&self, reference: &str, spec: &RuntimeSpec) -> Result<Config, VersionedError> {
+    pub(crate) fn config(
+        &self,
+        reference: &str,
+        spec: &RuntimeSpec,
+    ) -> Result<Config, VersionedError> {
         let mut config = self.settings.clone();
         config.experts = spec.experts.clone();
         config.provider = match spec.provider_name.as_deref() {
@@ -336,7 +340,7 @@ fn containers(plan: &RunPlan) -> Vec<(&str, usize)> {
 /// The tag suffix of each image of a plan but the runtime's, by image index: `skill-<name>`
 /// (the first skill using it; `-2`, `-3`, … when two different images would share a name),
 /// `base-skill`, `egress-proxy`.
-pub fn suffixes(plan: &RunPlan) -> BTreeMap<usize, String> {
+pub(crate) fn suffixes(plan: &RunPlan) -> BTreeMap<usize, String> {
     let mut suffixes: BTreeMap<usize, String> = BTreeMap::new();
     let mut used: Vec<String> = Vec::new();
     for container in plan
@@ -369,7 +373,7 @@ pub fn suffixes(plan: &RunPlan) -> BTreeMap<usize, String> {
 
 /// The prebuilt image for each image of `plan`, in plan order: the runtime is `runtime`, every
 /// other image is found through the manifest by the services of the containers using it.
-pub fn pin(
+pub(crate) fn pin(
     plan: &RunPlan,
     manifest: &Manifest,
     runtime: &ImageRef,
@@ -411,7 +415,7 @@ pub fn pin(
 
 /// The manifest's `images`: for each container but the runtime, its image's suffix and id.
 /// `ids` are the built images' ids by image index.
-pub fn needed_images(
+pub(crate) fn needed_images(
     plan: &RunPlan,
     suffixes: &BTreeMap<usize, String>,
     ids: &BTreeMap<usize, String>,

@@ -32,7 +32,7 @@ use crate::llm::ToolSpec;
 
 /// Why a skill could not be reached.
 #[derive(Debug, thiserror::Error)]
-pub enum SkillConnectError {
+pub(crate) enum SkillConnectError {
     /// Nothing listened on the socket in time.
     #[error(
         "skill `{skill}` did not open {socket} within {waited:?}: {source} (its container may have failed to start; see `skillStderr` events)"
@@ -100,7 +100,7 @@ pub enum SkillConnectError {
 
 /// How long each phase of connecting took, for `skillConnected`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ConnectTimings {
+pub(crate) struct ConnectTimings {
     /// Waiting for the socket to accept.
     pub connect_ms: u64,
     /// MCP `initialize`.
@@ -113,7 +113,7 @@ pub struct ConnectTimings {
 
 /// Which MCP transport a remote skill answered on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoteTransport {
+pub(crate) enum RemoteTransport {
     /// Streamable HTTP (MCP 2025-03-26 and later).
     StreamableHttp,
     /// The older HTTP+SSE transport (MCP 2024-11-05).
@@ -121,7 +121,7 @@ pub enum RemoteTransport {
 }
 
 /// A connected MCP skill.
-pub struct McpSkill {
+pub(crate) struct McpSkill {
     /// The skill's name in `perstack.toml`.
     pub name: String,
     /// What the server says it is.
@@ -148,11 +148,11 @@ impl std::fmt::Debug for McpSkill {
 
 /// A failed call, as text for the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallFailure(pub String);
+pub(crate) struct CallFailure(pub String);
 
 impl McpSkill {
     /// Connects to the server behind `socket`, retrying until `wait` has passed.
-    pub async fn connect_unix(
+    pub(crate) async fn connect_unix(
         name: &str,
         socket: &Path,
         wait: Duration,
@@ -180,7 +180,7 @@ impl McpSkill {
     }
 
     /// Speaks MCP over an already-connected stream (a socket, or one end of a duplex in tests).
-    pub async fn handshake<S>(
+    pub(crate) async fn handshake<S>(
         name: &str,
         stream: S,
     ) -> Result<(McpSkill, ConnectTimings), SkillConnectError>
@@ -204,7 +204,7 @@ impl McpSkill {
 
     /// Connects to a remote skill at `endpoint`: streamable HTTP, else (on a 4xx answer to the
     /// first `POST`) the older HTTP+SSE transport. Gives up after `wait`.
-    pub async fn connect_http(
+    pub(crate) async fn connect_http(
         name: &str,
         endpoint: &str,
         http: &reqwest::Client,
@@ -290,7 +290,7 @@ impl McpSkill {
 
     /// Calls a tool. `Ok` holds the MCP `CallToolResult` as JSON; `Err` is an MCP error or a
     /// broken connection (a crashed server), as text for the model.
-    pub async fn call(&self, tool: &str, args: &Value) -> Result<Value, CallFailure> {
+    pub(crate) async fn call(&self, tool: &str, args: &Value) -> Result<Value, CallFailure> {
         let mut params = CallToolRequestParams::new(tool.to_string());
         if let Value::Object(map) = args {
             params.arguments = Some(map.clone());
@@ -414,14 +414,14 @@ fn refused_with_client_error(error: &ClientInitializeError) -> Option<u16> {
 
 impl McpSkill {
     /// Ends the connection (a server that outlives it sees its transport close).
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         if let Some(cancel) = self.cancel.lock().ok().and_then(|mut c| c.take()) {
             cancel.cancel();
         }
     }
 
     /// Resolves once the connection has ended: closed by us, or the server went away.
-    pub fn ended(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn ended(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut ended = self.ended.clone();
         async move {
             let _ = ended.wait_for(|ended| *ended).await;

@@ -38,17 +38,17 @@ use crate::skill::server::{
 };
 
 /// The fixture's MCP server name.
-pub const SERVER_NAME: &str = "perstack-sandbox-fixture";
+pub(crate) const SERVER_NAME: &str = "perstack-sandbox-fixture";
 
 /// Message of `fail` when none is given.
-pub const DEFAULT_FAIL_MESSAGE: &str = "fixture failure requested";
+pub(crate) const DEFAULT_FAIL_MESSAGE: &str = "fixture failure requested";
 
 /// What `crash` writes to stderr before exiting.
-pub const CRASH_MESSAGE: &str = "fixture-mcp: crashing on request";
+pub(crate) const CRASH_MESSAGE: &str = "fixture-mcp: crashing on request";
 
 /// The fixture MCP server. Stateless.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FixtureServer;
+pub(crate) struct FixtureServer;
 
 #[derive(Deserialize)]
 struct TextArgs {
@@ -183,7 +183,7 @@ impl ToolServer for FixtureServer {
 }
 
 /// Serves the fixture on stdin/stdout until the client hangs up (or `crash` is called).
-pub async fn serve_stdio() -> Result<(), ServeError> {
+pub(crate) async fn serve_stdio() -> Result<(), ServeError> {
     server::serve_stdio(FixtureServer).await
 }
 
@@ -195,7 +195,7 @@ fn text_schema(description: &'static str) -> JsonObject {
 }
 
 /// The fixture's tools, in the order `tools/list` shows them.
-pub const TOOLS: &[ToolDef] = &[
+pub(crate) const TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "echo",
         title: "Echo",

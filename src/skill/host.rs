@@ -43,7 +43,7 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// What to run and where to listen.
 #[derive(Debug, Clone)]
-pub struct HostOptions {
+pub(crate) struct HostOptions {
     /// The unix socket to create.
     pub socket: PathBuf,
     /// Variables passed through to the server (the skill's `requiredEnv`).
@@ -83,7 +83,7 @@ pub enum HostError {
 /// The server's environment: `PATH`, `HOME`, the CA bundle variables
 /// ([`CA_BUNDLE_VARIABLES`]: trust settings an image sets, never secrets) and the
 /// passed-through variables, those that are set.
-pub fn server_env(
+pub(crate) fn server_env(
     pass_env: &[String],
     own: impl Fn(&str) -> Option<String>,
 ) -> Vec<(String, String)> {
@@ -108,7 +108,7 @@ pub fn server_env(
 }
 
 /// Runs the skill host; returns the exit code for the process.
-pub async fn run(options: HostOptions) -> Result<i32, HostError> {
+pub(crate) async fn run(options: HostOptions) -> Result<i32, HostError> {
     // Signal streams first, so a server that dies at once still wakes the reaper.
     let mut sigchld = signal(SignalKind::child()).map_err(HostError::Setup)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(HostError::Setup)?;

@@ -29,7 +29,7 @@ use rmcp::ServiceExt;
 
 /// Which transport the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Streamable HTTP only, responses as JSON.
     StreamableHttp,
     /// Streamable HTTP only, responses as an event stream.
@@ -39,7 +39,7 @@ pub enum Mode {
 }
 
 /// A running server; stops when dropped.
-pub struct McpHttpServer {
+pub(crate) struct McpHttpServer {
     /// The endpoint to give the client.
     pub url: String,
     http: TestServer,
@@ -48,7 +48,7 @@ pub struct McpHttpServer {
 
 impl McpHttpServer {
     /// Every request so far, as `"METHOD /path?query"`.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.http
             .requests()
             .iter()
@@ -75,7 +75,7 @@ struct State {
 }
 
 /// Serves `server` over `mode` on a free loopback port.
-pub async fn serve<T: ToolServer>(server: T, mode: Mode) -> McpHttpServer {
+pub(crate) async fn serve<T: ToolServer>(server: T, mode: Mode) -> McpHttpServer {
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let mcp = tokio::spawn(async move {
         if let Ok(service) = Handler(server).serve(theirs).await {

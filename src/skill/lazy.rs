@@ -10,10 +10,10 @@ use futures::future::{BoxFuture, Shared};
 use super::client::{McpSkill, SkillConnectError};
 
 /// The outcome of a background connection, shareable by everyone who awaits it.
-pub type Connection = Result<Arc<McpSkill>, Arc<SkillConnectError>>;
+pub(crate) type Connection = Result<Arc<McpSkill>, Arc<SkillConnectError>>;
 
 /// A skill whose connection is under way. Dropping it abandons a connection still under way.
-pub struct LazySkill {
+pub(crate) struct LazySkill {
     /// The skill's name in `perstack.toml`.
     pub name: String,
     /// Its `pick` list.
@@ -34,7 +34,7 @@ impl std::fmt::Debug for LazySkill {
 
 impl LazySkill {
     /// Starts `connect` on its own task now; it makes progress whether or not anyone awaits it.
-    pub fn spawn<F>(name: &str, pick: &[String], omit: &[String], connect: F) -> LazySkill
+    pub(crate) fn spawn<F>(name: &str, pick: &[String], omit: &[String], connect: F) -> LazySkill
     where
         F: Future<Output = Result<McpSkill, SkillConnectError>> + Send + 'static,
     {
@@ -63,12 +63,12 @@ impl LazySkill {
     }
 
     /// Waits until the skill is connected (or has failed to).
-    pub async fn connected(&self) -> Connection {
+    pub(crate) async fn connected(&self) -> Connection {
         self.connection.clone().await
     }
 
     /// The skill, if it has connected by now and someone has awaited it.
-    pub fn peek(&self) -> Option<Arc<McpSkill>> {
+    pub(crate) fn peek(&self) -> Option<Arc<McpSkill>> {
         self.connection
             .peek()
             .and_then(|c| c.as_ref().ok().cloned())

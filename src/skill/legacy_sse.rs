@@ -25,7 +25,7 @@ const INCOMING_BUFFER: usize = 64;
 
 /// Why the legacy transport failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LegacySseError {
+pub(crate) enum LegacySseError {
     /// The request could not be sent or its answer not read.
     #[error("{method} {url}: {source}")]
     Request {
@@ -76,7 +76,7 @@ pub enum LegacySseError {
 }
 
 /// A connected legacy HTTP+SSE session.
-pub struct LegacySseTransport {
+pub(crate) struct LegacySseTransport {
     http: reqwest::Client,
     post_url: Url,
     incoming: mpsc::Receiver<ServerJsonRpcMessage>,
@@ -93,7 +93,7 @@ impl std::fmt::Debug for LegacySseTransport {
 
 impl LegacySseTransport {
     /// Opens the event stream at `url` and waits for its `endpoint` event.
-    pub async fn connect(
+    pub(crate) async fn connect(
         http: &reqwest::Client,
         url: &Url,
     ) -> Result<LegacySseTransport, LegacySseError> {
@@ -185,11 +185,6 @@ impl LegacySseTransport {
             incoming,
             reader,
         })
-    }
-
-    /// Where messages are posted (from the `endpoint` event).
-    pub fn post_url(&self) -> &Url {
-        &self.post_url
     }
 }
 

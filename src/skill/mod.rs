@@ -7,19 +7,19 @@
 //! - [`fixture`]: a small server for isolation tests.
 //! - [`server`]: what our servers share (tools as data, stdio serving).
 
-pub mod base;
-pub mod client;
+pub(crate) mod base;
+pub(crate) mod client;
 
 /// The largest JSON-RPC message (one line) our MCP clients accept from a skill. rmcp's default,
 /// 16 MiB, is too small for what the base skill returns at its limits: a 30 MiB PDF is 40 MiB of
 /// base64. The runtime relays events up to 64 MiB a line (`sandbox/relay.rs`).
-pub const MAX_MESSAGE_BYTES: usize = 48 * 1024 * 1024;
-pub mod fixture;
-pub mod host;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 48 * 1024 * 1024;
+pub(crate) mod fixture;
+pub(crate) mod host;
 #[cfg(test)]
-pub mod http_fixture;
-pub mod lazy;
-pub mod legacy_sse;
-pub mod probe;
-pub mod result;
-pub mod server;
+pub(crate) mod http_fixture;
+pub(crate) mod lazy;
+pub(crate) mod legacy_sse;
+pub(crate) mod probe;
+pub(crate) mod result;
+pub(crate) mod server;

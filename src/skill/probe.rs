@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a TCP connection to `host:port` directly, ignoring any proxy settings.
-pub async fn tcp_connect(host: &str, port: u16) -> Value {
+pub(crate) async fn tcp_connect(host: &str, port: u16) -> Value {
     match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await {
         Ok(Ok(stream)) => json!({
             "connected": true,
@@ -26,7 +26,7 @@ pub async fn tcp_connect(host: &str, port: u16) -> Value {
 
 /// Resolves `host` with the system resolver; reports the addresses (or the error) and how long
 /// the lookup took, in milliseconds (`ms`).
-pub async fn resolve(host: &str) -> Value {
+pub(crate) async fn resolve(host: &str) -> Value {
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(PROBE_TIMEOUT, tokio::net::lookup_host((host, 0))).await;
     let ms = started.elapsed().as_millis();
@@ -44,14 +44,14 @@ pub async fn resolve(host: &str) -> Value {
 /// reports its answer: `status` 200 means the tunnel is open. Through an open tunnel it then
 /// sends a TLS ClientHello for `host` and reports whether a TLS server answered
 /// (`tlsServerHello`): bytes really flow both ways to the destination.
-pub async fn proxy_connect(host: &str, port: u16) -> Value {
+pub(crate) async fn proxy_connect(host: &str, port: u16) -> Value {
     let request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
     ask_proxy(&["HTTPS_PROXY", "https_proxy"], &request, Some(host)).await
 }
 
 /// Sends a plain-HTTP `GET url` (absolute form) to the proxy named by `HTTP_PROXY` (or
 /// `http_proxy`) and reports the status it answered with.
-pub async fn proxy_get(url: &str) -> Value {
+pub(crate) async fn proxy_get(url: &str) -> Value {
     let host = url::Url::parse(url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
@@ -132,7 +132,7 @@ async fn tls_server_hello(stream: &mut TcpStream, host: &str) -> bool {
 }
 
 /// Reads up to 64 KiB of `path`.
-pub fn read_file(path: &str) -> Value {
+pub(crate) fn read_file(path: &str) -> Value {
     use std::io::Read;
     let mut content = Vec::new();
     match std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_end(&mut content)) {
@@ -142,7 +142,7 @@ pub fn read_file(path: &str) -> Value {
 }
 
 /// Makes a symlink to `target` in the temporary folder and reads through it.
-pub fn symlink_read(target: &str) -> Value {
+pub(crate) fn symlink_read(target: &str) -> Value {
     let link = std::env::temp_dir().join(format!("probe-{}", crate::ids::new_id()));
     if let Err(error) = std::os::unix::fs::symlink(target, &link) {
         return json!({"error": format!("cannot make a symlink: {error}")});

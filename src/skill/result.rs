@@ -10,7 +10,7 @@ use crate::event::Part;
 
 /// What a tool call produced, ready for a `toolResultPart`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolOutput {
+pub(crate) struct ToolOutput {
     /// Text, inline images and inline files.
     pub parts: Vec<Part>,
     /// True when the call failed.
@@ -19,7 +19,7 @@ pub struct ToolOutput {
 
 impl ToolOutput {
     /// A failure explained in one text part.
-    pub fn error(text: impl Into<String>) -> ToolOutput {
+    pub(crate) fn error(text: impl Into<String>) -> ToolOutput {
         ToolOutput {
             parts: vec![Part::text(text)],
             is_error: true,
@@ -33,7 +33,7 @@ impl ToolOutput {
 /// - image → `imageInlinePart`; embedded resource text → text, blob → `fileInlinePart`;
 /// - audio and resource links are dropped (no provider takes them back);
 /// - `isError: true` is kept as the error flag.
-pub fn map_call_result(tool: &str, args: &Value, result: &Value) -> ToolOutput {
+pub(crate) fn map_call_result(tool: &str, args: &Value, result: &Value) -> ToolOutput {
     let is_error = result["isError"].as_bool().unwrap_or(false);
     let content = result["content"].as_array().cloned().unwrap_or_default();
     if content.is_empty() {

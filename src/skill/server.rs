@@ -42,7 +42,7 @@ impl From<ServerInitializeError> for ServeError {
 
 /// One tool as data: what `tools/list` shows the model.
 #[derive(Debug, Clone, Copy)]
-pub struct ToolDef {
+pub(crate) struct ToolDef {
     /// Tool name the model calls (flat namespace, unique per server).
     pub name: &'static str,
     /// Short human-readable title.
@@ -56,14 +56,14 @@ pub struct ToolDef {
 
 impl ToolDef {
     /// The rmcp [`Tool`] that `tools/list` returns for this definition.
-    pub fn to_tool(&self) -> Tool {
+    pub(crate) fn to_tool(self) -> Tool {
         Tool::new(self.name, self.description, Arc::new((self.input_schema)()))
             .with_title(self.title)
     }
 }
 
 /// An MCP server whose tools are a [`ToolDef`] table and a dispatch on the tool's name.
-pub trait ToolServer: Send + Sync + 'static {
+pub(crate) trait ToolServer: Send + Sync + 'static {
     /// The server name `initialize` reports.
     const NAME: &'static str;
     /// The tools, in the order `tools/list` shows them.
@@ -80,7 +80,7 @@ pub trait ToolServer: Send + Sync + 'static {
 
 /// Serves a [`ToolServer`] as an rmcp [`ServerHandler`] with the tools capability only.
 #[derive(Debug)]
-pub struct Handler<T>(pub T);
+pub(crate) struct Handler<T>(pub T);
 
 impl<T: ToolServer> ServerHandler for Handler<T> {
     fn get_info(&self) -> ServerConfig {
@@ -110,15 +110,15 @@ impl<T: ToolServer> ServerHandler for Handler<T> {
 }
 
 /// All tools of a table, in table order.
-pub fn tools(defs: &[ToolDef]) -> Vec<Tool> {
-    defs.iter().map(ToolDef::to_tool).collect()
+pub(crate) fn tools(defs: &[ToolDef]) -> Vec<Tool> {
+    defs.iter().copied().map(ToolDef::to_tool).collect()
 }
 
 /// An object schema: `properties` (a JSON object of property schemas) and the required names.
 ///
 /// Non-object `properties` are ignored (an empty object is used), which only a typo in a tool
 /// table could cause; the table tests catch that.
-pub fn object_schema(properties: Value, required: &[&str]) -> JsonObject {
+pub(crate) fn object_schema(properties: Value, required: &[&str]) -> JsonObject {
     let properties = match properties {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -136,7 +136,7 @@ pub fn object_schema(properties: Value, required: &[&str]) -> JsonObject {
 ///
 /// A mismatch is a protocol error (`-32602`), like the TypeScript SDK's schema validation: the
 /// runtime shows the model `Error calling tool <n>: <message>`, and the message names the field.
-pub fn parse_args<T: DeserializeOwned>(
+pub(crate) fn parse_args<T: DeserializeOwned>(
     tool: &str,
     arguments: Option<JsonObject>,
 ) -> Result<T, ErrorData> {
@@ -147,17 +147,17 @@ pub fn parse_args<T: DeserializeOwned>(
 }
 
 /// The error for a tool name the server does not have.
-pub fn unknown_tool(name: &str) -> ErrorData {
+pub(crate) fn unknown_tool(name: &str) -> ErrorData {
     ErrorData::invalid_params(format!("Tool {name} not found"), None)
 }
 
 /// A result with one text content item.
-pub fn text_result(text: impl Into<String>) -> CallToolResult {
+pub(crate) fn text_result(text: impl Into<String>) -> CallToolResult {
     CallToolResult::success(vec![ContentBlock::text(text)])
 }
 
 /// A result with one text content item holding `value` as compact JSON (`JSON.stringify`).
-pub fn json_result(value: &Value) -> CallToolResult {
+pub(crate) fn json_result(value: &Value) -> CallToolResult {
     text_result(value.to_string())
 }
 
@@ -165,7 +165,7 @@ pub fn json_result(value: &Value) -> CallToolResult {
 ///
 /// stdout carries only newline-delimited JSON-RPC; anything else the process prints must go to
 /// stderr.
-pub async fn serve_stdio<T: ToolServer>(server: T) -> Result<(), ServeError> {
+pub(crate) async fn serve_stdio<T: ToolServer>(server: T) -> Result<(), ServeError> {
     let handler = Handler(server);
     // `stdio_pipes` drives pipes through the reactor when both ends are FIFOs (how the skill host
     // starts us), so a pending stdin read does not hold up shutdown; otherwise it falls back to
@@ -194,12 +194,12 @@ pub(crate) mod testing {
     use super::{Handler, ToolServer};
 
     /// A connected client; the server task runs until the client is dropped.
-    pub struct Client {
+    pub(crate) struct Client {
         pub service: RunningService<RoleClient, ()>,
     }
 
     /// Starts `server` on an in-memory pipe and connects a client to it.
-    pub async fn connect<T: ToolServer>(server: T) -> Client {
+    pub(crate) async fn connect<T: ToolServer>(server: T) -> Client {
         let handler = Handler(server);
         let (server_io, client_io) = tokio::io::duplex(1 << 20);
         let server = tokio::spawn(async move {
@@ -222,7 +222,7 @@ pub(crate) mod testing {
 
     /// Starts `server` on an in-memory pipe and connects our own MCP client (the runtime's) to
     /// it as skill `name`.
-    pub async fn skill<T: ToolServer>(
+    pub(crate) async fn skill<T: ToolServer>(
         name: &str,
         server: T,
     ) -> std::sync::Arc<crate::skill::client::McpSkill> {
@@ -241,7 +241,7 @@ pub(crate) mod testing {
 
     impl Client {
         /// Calls `name` with `args` (a JSON object) and returns the raw result or error.
-        pub async fn call_raw(
+        pub(crate) async fn call_raw(
             &self,
             name: &str,
             args: Value,
@@ -254,7 +254,7 @@ pub(crate) mod testing {
         }
 
         /// Calls `name` and returns the text of its single text content item.
-        pub async fn call_text(&self, name: &str, args: Value) -> String {
+        pub(crate) async fn call_text(&self, name: &str, args: Value) -> String {
             let result = self.call_raw(name, args).await.expect("tool call");
             assert_eq!(result.content.len(), 1, "one content item: {result:?}");
             assert_ne!(
@@ -270,14 +270,14 @@ pub(crate) mod testing {
         }
 
         /// Calls `name` and parses its single text content item as JSON.
-        pub async fn call_json(&self, name: &str, args: Value) -> Value {
+        pub(crate) async fn call_json(&self, name: &str, args: Value) -> Value {
             let text = self.call_text(name, args).await;
             serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{name} returned non-JSON {text:?}: {e}"))
         }
 
         /// The tools the server lists, in order.
-        pub async fn tool_names(&self) -> Vec<String> {
+        pub(crate) async fn tool_names(&self) -> Vec<String> {
             let tools = self.service.list_all_tools().await.expect("tools/list");
             tools.iter().map(|t| t.name.to_string()).collect()
         }

@@ -10,9 +10,13 @@
 //! contain it. Handlers that only one side uses stay with it: the mock LLM and the npm registry
 //! in `tests/e2e/support/`, the MCP-over-HTTP server in `src/skill/http_fixture.rs`.
 //!
+//! The end-to-end tests reach the crate's own modules only through [`internals`], which
+//! re-exports exactly what they use: the crate keeps everything else `pub(crate)`.
+//!
 //! A failure here is the calling test's failure, so these helpers panic with a message rather
 //! than return errors.
 
 pub mod docker;
 pub mod http;
+pub mod internals;
 pub mod replies;

@@ -16,10 +16,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use perstack_sandbox::confine::policy::STANDARD_DEVICES;
-use perstack_sandbox::confine::probe::{LandlockFeature, LandlockSupport, SeccompSupport};
-use perstack_sandbox::confine::program::AfterExec;
-use perstack_sandbox::confine::{FsRules, Identity, Launch, NetRules, Policy, Protections, role};
+use perstack_sandbox::test_support::internals::confine::{
+    AfterExec, FsRules, Identity, LandlockFeature, LandlockSupport, Launch, NetRules, Policy,
+    Protections, STANDARD_DEVICES, SeccompSupport, role,
+};
 use serde_json::Value;
 
 use crate::support::{BOOKWORM_IMAGE, JobGuard, binary, docker, require_bookworm_image};

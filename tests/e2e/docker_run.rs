@@ -336,7 +336,7 @@ impl LocalBase {
     fn new(marker: &str) -> LocalBase {
         let tag = format!(
             "perstack-sandbox-test/base:{}",
-            perstack_sandbox::ids::new_id()
+            perstack_sandbox::test_support::internals::new_id()
         );
         let mut images = DockerGuard::new();
         images.image(&tag);

@@ -11,9 +11,10 @@
 
 use std::process::Command;
 
-use perstack_sandbox::proxy::rules::{Allowlist, DomainRule};
-use perstack_sandbox::proxy::token::{self, Issued};
-use perstack_sandbox::proxy::{Identity, PROXY_PORT, Principal, ProxyConfig, TrustedEndpoint};
+use perstack_sandbox::test_support::internals::proxy::{Allowlist, DomainRule, Issued, token};
+use perstack_sandbox::test_support::internals::proxy::{
+    Identity, PROXY_PORT, Principal, ProxyConfig, TrustedEndpoint,
+};
 use serde_json::Value;
 
 use crate::support::registry::registry_host;

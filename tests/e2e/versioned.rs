@@ -91,7 +91,7 @@ fn a_pushed_version_is_pulled_and_run_from_its_tag_alone() {
     if !require_registry() {
         return;
     }
-    let id = perstack_sandbox::ids::new_id();
+    let id = perstack_sandbox::test_support::internals::new_id();
     let var = format!("VERSIONED_{}", id.to_uppercase());
     let repository = format!("{REGISTRY}/psbx-e2e-{id}");
     let reference = format!("{repository}:1.0");
@@ -230,7 +230,7 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
     if !require_docker() {
         return;
     }
-    let id = perstack_sandbox::ids::new_id();
+    let id = perstack_sandbox::test_support::internals::new_id();
     let var = format!("VERSIONED_{}", id.to_uppercase());
     // Built locally, never pushed: `run --image` uses a local image as it is.
     let repository = format!("psbx-e2e-{id}");

@@ -10,7 +10,7 @@ use super::RunError;
 use super::notice::Notice;
 
 /// An engine the run can use.
-pub struct Engine {
+pub(super) struct Engine {
     /// The client.
     pub docker: DockerClient,
     /// What to tell the user.
@@ -18,7 +18,7 @@ pub struct Engine {
 }
 
 /// Connects and checks; nothing has been created or recorded yet when this fails.
-pub async fn connect(config: &Config, expert: &str) -> Result<Engine, RunError> {
+pub(super) async fn connect(config: &Config, expert: &str) -> Result<Engine, RunError> {
     let docker = DockerClient::connect().await?;
     check_base_images(&docker, config, expert)
         .await?

@@ -19,7 +19,7 @@ use super::plan::Planned;
 use super::{Notify, RunError};
 
 /// How the run went.
-pub struct Outcome {
+pub(super) struct Outcome {
     /// How it ended.
     pub ended: Ended,
     /// The run.
@@ -29,7 +29,7 @@ pub struct Outcome {
 }
 
 /// How a run ended.
-pub enum Ended {
+pub(super) enum Ended {
     /// It went its course, or failed on the way; `interrupted` when Ctrl-C asked it to stop.
     Ran {
         /// What the sandbox reported.
@@ -49,7 +49,7 @@ struct Signals {
 
 /// Runs the plan to its end. `notify` hears of interruptions and of a failed cleanup as they
 /// happen.
-pub async fn execute(
+pub(super) async fn execute(
     docker: &DockerClient,
     planned: Planned,
     args: &RunArgs,

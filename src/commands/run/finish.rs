@@ -9,7 +9,7 @@ use super::notice::Notice;
 
 /// How the command ends.
 #[derive(Debug)]
-pub struct Ending {
+pub(super) struct Ending {
     /// Its exit code.
     pub exit: Exit,
     /// What to tell the user about it, when the events do not.
@@ -18,7 +18,7 @@ pub struct Ending {
 
 /// The terminal event decides, unless the user stopped the run; a runtime that exited without
 /// one, or a failure of the sandbox, is an error.
-pub fn finish(outcome: Outcome) -> Result<Ending, RunError> {
+pub(super) fn finish(outcome: Outcome) -> Result<Ending, RunError> {
     let stopped = |notice| Ending {
         exit: Exit::Interrupted,
         notice: Some(notice),

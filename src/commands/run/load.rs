@@ -14,7 +14,7 @@ use super::image::ImageSource;
 use super::{Notify, RunError};
 
 /// What the run is about, read.
-pub struct Loaded {
+pub(super) struct Loaded {
     /// The current folder: the default workspace, and where dotenv files are found.
     pub cwd: PathBuf,
     /// The Expert to run (with `--image`, the image's).
@@ -31,7 +31,7 @@ pub struct Loaded {
 
 /// Reads it all. With `--image` the image may be pulled first: `--timeout`, counted from
 /// `started`, bounds that too.
-pub async fn load(
+pub(super) async fn load(
     args: &RunArgs,
     started: Instant,
     notify: Notify<'_>,

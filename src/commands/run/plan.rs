@@ -15,7 +15,7 @@ use super::load::Loaded;
 use super::preflight::Checked;
 
 /// A run ready to execute.
-pub struct Planned {
+pub(super) struct Planned {
     /// Its containers, networks, volumes and images.
     pub plan: RunPlan,
     /// Its job, run and Expert.
@@ -31,7 +31,7 @@ pub struct Planned {
 }
 
 /// Plans the run. `started` is when the command started: the time limit counts from there.
-pub fn plan(
+pub(super) fn plan(
     args: &RunArgs,
     loaded: &Loaded,
     settings: Settings,

@@ -23,7 +23,7 @@ use super::load::Loaded;
 use super::notice::Notice;
 
 /// A run that may start.
-pub struct Checked {
+pub(super) struct Checked {
     /// The canonical workspace, the runtime's variables and the mock script.
     pub sandbox: preflight::Checked,
     /// Our executable and the chosen CA bundle (empty for a versioned image: its images carry
@@ -46,7 +46,11 @@ pub struct Checked {
 }
 
 /// Checks it all; every problem of the config, the env and the workspace at once.
-pub fn check(args: &RunArgs, loaded: &Loaded, settings: &Settings) -> Result<Checked, RunError> {
+pub(super) fn check(
+    args: &RunArgs,
+    loaded: &Loaded,
+    settings: &Settings,
+) -> Result<Checked, RunError> {
     let workspace = args.workspace.clone().unwrap_or_else(|| loaded.cwd.clone());
     let preflight = Preflight {
         config: &loaded.config,

@@ -11,7 +11,7 @@ use crate::sandbox::preflight::{Problems, base_images, missing_base_images};
 /// Every base image `expert_key`'s run builds on is on this engine. Runs right after connecting,
 /// before anything is created or recorded. The outer error is the engine's; the inner one, the
 /// missing images.
-pub async fn check_base_images(
+pub(crate) async fn check_base_images(
     docker: &DockerClient,
     config: &Config,
     expert_key: &str,

@@ -6,7 +6,7 @@ use std::fmt;
 /// A controller process: host name, kernel boot id, pid and the pid's start time (clock
 /// ticks since boot, from `/proc/<pid>/stat`), so a recycled pid is not mistaken for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControllerId {
+pub(crate) struct ControllerId {
     /// `gethostname`.
     pub host: String,
     /// `/proc/sys/kernel/random/boot_id`.
@@ -19,7 +19,7 @@ pub struct ControllerId {
 
 /// What became of the controller named on a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
+pub(crate) enum Liveness {
     /// Still running: its resources are in use.
     Alive,
     /// Gone (exited, killed, or the machine rebooted): its resources are orphans.
@@ -30,7 +30,7 @@ pub enum Liveness {
 
 impl ControllerId {
     /// This process.
-    pub fn current() -> ControllerId {
+    pub(crate) fn current() -> ControllerId {
         let pid = std::process::id();
         ControllerId {
             host: host_name(),
@@ -41,7 +41,7 @@ impl ControllerId {
     }
 
     /// Reads a label value written by [`fmt::Display`]; `None` if it is not one.
-    pub fn parse(label: &str) -> Option<ControllerId> {
+    pub(crate) fn parse(label: &str) -> Option<ControllerId> {
         let mut parts = label.rsplitn(4, '/');
         let start_ticks = parts.next()?.parse().ok()?;
         let pid = parts.next()?.parse().ok()?;
@@ -56,7 +56,7 @@ impl ControllerId {
     }
 
     /// Whether that controller still runs, seen from this machine.
-    pub fn liveness(&self) -> Liveness {
+    pub(crate) fn liveness(&self) -> Liveness {
         let here = ControllerId::current();
         if self.host != here.host {
             return Liveness::Elsewhere;

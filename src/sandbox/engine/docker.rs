@@ -15,7 +15,7 @@ use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
     KillContainerOptions, ListContainersOptions, ListImagesOptions, ListNetworksOptions,
     ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
-    StopContainerOptions, WaitContainerOptions,
+    WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
@@ -130,9 +130,7 @@ fn is_not_found(error: &bollard::errors::Error) -> bool {
 
 /// The engine version and the API version we settled on.
 #[derive(Debug, Clone)]
-pub struct EngineInfo {
-    /// Where we connected.
-    pub endpoint: String,
+pub(crate) struct EngineInfo {
     /// The engine's `/version`.
     pub version: SystemVersion,
     /// The API version negotiated with it.
@@ -141,7 +139,7 @@ pub struct EngineInfo {
 
 /// What removing a run's resources found and removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Removed {
+pub(crate) struct Removed {
     /// Containers removed.
     pub containers: usize,
     /// Volumes removed.
@@ -152,7 +150,7 @@ pub struct Removed {
 
 /// A container, volume or network of ours, with its labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Labelled {
+pub(crate) struct Labelled {
     /// Id (volumes: name).
     pub id: String,
     /// Its labels.
@@ -161,7 +159,7 @@ pub struct Labelled {
 
 /// Everything of ours the engine holds, by kind.
 #[derive(Debug, Clone, Default)]
-pub struct Managed {
+pub(crate) struct Managed {
     /// Containers, running or not.
     pub containers: Vec<Labelled>,
     /// Volumes.
@@ -187,7 +185,7 @@ pub struct ManagedImage {
 
 /// A connected, version-negotiated engine client.
 #[derive(Debug, Clone)]
-pub struct DockerClient {
+pub(crate) struct DockerClient {
     docker: Docker,
     endpoint: Endpoint,
 }
@@ -245,7 +243,7 @@ impl DockerClient {
     /// Finds the engine (`DOCKER_HOST`, a Docker context, rootless Docker or Podman, the
     /// default socket: [`super::endpoint`] has the order), connects and negotiates the API
     /// version (the engines we meet speak older APIs than bollard's default, e.g. 1.41).
-    pub async fn connect() -> Result<DockerClient, DockerError> {
+    pub(crate) async fn connect() -> Result<DockerClient, DockerError> {
         let host = RealHost;
         let (docker, endpoint) =
             endpoint::first_answering(&host, endpoint::candidates(&host), connect_to).await?;
@@ -253,22 +251,21 @@ impl DockerClient {
     }
 
     /// Where we connected, and why there.
-    pub fn endpoint(&self) -> &Endpoint {
+    pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
     /// Engine and API versions.
-    pub async fn info(&self) -> Result<EngineInfo, DockerError> {
+    pub(crate) async fn info(&self) -> Result<EngineInfo, DockerError> {
         let version = self.docker.version().await.map_err(call("version"))?;
         Ok(EngineInfo {
-            endpoint: self.endpoint.to_string(),
             version,
             api_version: self.docker.client_version().to_string(),
         })
     }
 
     /// The id of a local image, or `None` if there is none by that reference.
-    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, DockerError> {
+    pub(crate) async fn image_id(&self, reference: &str) -> Result<Option<String>, DockerError> {
         match self.docker.inspect_image(reference).await {
             Ok(image) => Ok(image.id),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -278,7 +275,7 @@ impl DockerClient {
 
     /// Makes the image for `spec` as `tag`: imported when it is based on `scratch`, built
     /// otherwise (see `images.rs`). Builder output lines go to `on_line`.
-    pub async fn create_image(
+    pub(crate) async fn create_image(
         &self,
         spec: &ImageSpec,
         tag: &str,
@@ -292,7 +289,11 @@ impl DockerClient {
     }
 
     /// Imports `spec`'s root filesystem as a one-layer image with its config as `changes`.
-    pub async fn import_image(&self, spec: &ImageSpec, tag: &str) -> Result<(), DockerError> {
+    pub(crate) async fn import_image(
+        &self,
+        spec: &ImageSpec,
+        tag: &str,
+    ) -> Result<(), DockerError> {
         let build_error = |message: String| DockerError::Build {
             tag: tag.to_string(),
             message,
@@ -324,7 +325,7 @@ impl DockerClient {
 
     /// Builds `spec` as `tag` from its in-memory context with the classic builder (no registry,
     /// no BuildKit session, never pulls). Each line of builder output goes to `on_line`.
-    pub async fn build_image(
+    pub(crate) async fn build_image(
         &self,
         spec: &ImageSpec,
         tag: &str,
@@ -379,7 +380,7 @@ impl DockerClient {
     }
 
     /// Removes an image (tests and `gc`).
-    pub async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
+    pub(crate) async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
         match self
             .docker
             .remove_image(
@@ -400,7 +401,7 @@ impl DockerClient {
 
     /// Creates one of the run's internal networks (no route out) and returns its subnet, which
     /// tells the egress proxy who a connection comes from.
-    pub async fn create_internal_network(
+    pub(crate) async fn create_internal_network(
         &self,
         plan: &InternalNetworkPlan,
     ) -> Result<String, DockerError> {
@@ -431,7 +432,7 @@ impl DockerClient {
     }
 
     /// Connects a created container to a network, reachable there as `alias`.
-    pub async fn connect_network(
+    pub(crate) async fn connect_network(
         &self,
         container: &str,
         network: &str,
@@ -453,7 +454,7 @@ impl DockerClient {
     }
 
     /// Creates a per-run volume.
-    pub async fn create_volume(&self, plan: &VolumePlan) -> Result<(), DockerError> {
+    pub(crate) async fn create_volume(&self, plan: &VolumePlan) -> Result<(), DockerError> {
         self.docker
             .create_volume(VolumeCreateRequest {
                 name: Some(plan.name.clone()),
@@ -470,7 +471,7 @@ impl DockerClient {
     /// Creates a container from its plan, hardened (DESIGN.md, "Hardening defaults"). `hosts`
     /// are `/etc/hosts` entries (name, address): the egress proxy's address on the container's
     /// network, which exists only once the proxy is connected.
-    pub async fn create_container(
+    pub(crate) async fn create_container(
         &self,
         plan: &ContainerPlan,
         image: &str,
@@ -536,7 +537,7 @@ impl DockerClient {
     }
 
     /// Attaches to a container's stdout and stderr (before it starts, so nothing is missed).
-    pub async fn attach(
+    pub(crate) async fn attach(
         &self,
         id: &str,
     ) -> Result<impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + use<>, DockerError>
@@ -560,7 +561,7 @@ impl DockerClient {
 
     /// Attaches to a container's stdin, stdout and stderr (before it starts); gives the output
     /// stream and the stdin writer. Shutting the writer down closes the container's stdin.
-    pub async fn attach_with_stdin(
+    pub(crate) async fn attach_with_stdin(
         &self,
         id: &str,
     ) -> Result<
@@ -589,7 +590,7 @@ impl DockerClient {
     }
 
     /// Starts a container.
-    pub async fn start(&self, id: &str, name: &str) -> Result<(), DockerError> {
+    pub(crate) async fn start(&self, id: &str, name: &str) -> Result<(), DockerError> {
         self.docker
             .start_container(id, None)
             .await
@@ -597,7 +598,7 @@ impl DockerClient {
     }
 
     /// Waits for a container to exit; returns its exit code.
-    pub async fn wait(&self, id: &str) -> Result<i64, DockerError> {
+    pub(crate) async fn wait(&self, id: &str) -> Result<i64, DockerError> {
         let mut stream = self.docker.wait_container(id, None::<WaitContainerOptions>);
         match stream.next().await {
             Some(Ok(response)) => Ok(response.status_code),
@@ -609,7 +610,7 @@ impl DockerClient {
     }
 
     /// A running container's IPv4 address on each of its networks, by network name.
-    pub async fn network_addresses(
+    pub(crate) async fn network_addresses(
         &self,
         id: &str,
     ) -> Result<HashMap<String, String>, DockerError> {
@@ -633,7 +634,7 @@ impl DockerClient {
     }
 
     /// Whether the kernel killed a container for exceeding its memory limit.
-    pub async fn oom_killed(&self, id: &str) -> Result<bool, DockerError> {
+    pub(crate) async fn oom_killed(&self, id: &str) -> Result<bool, DockerError> {
         let inspected = self
             .docker
             .inspect_container(id, None)
@@ -647,7 +648,7 @@ impl DockerClient {
 
     /// Sends `signal` (e.g. `SIGINT`) to a container's PID 1. `Ok(false)`: there is no such
     /// container, or it is not running, so nobody got it.
-    pub async fn signal(&self, container: &str, signal: &str) -> Result<bool, DockerError> {
+    pub(crate) async fn signal(&self, container: &str, signal: &str) -> Result<bool, DockerError> {
         match self
             .docker
             .kill_container(
@@ -668,37 +669,14 @@ impl DockerClient {
         }
     }
 
-    /// Stops a container, giving it `grace` seconds before SIGKILL.
-    pub async fn stop(&self, id: &str, grace: i32) -> Result<(), DockerError> {
-        match self
-            .docker
-            .stop_container(
-                id,
-                Some(StopContainerOptions {
-                    t: Some(grace),
-                    ..Default::default()
-                }),
-            )
-            .await
-        {
-            Ok(()) => Ok(()),
-            // 304: already stopped. 404: already gone. Both are what we wanted.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304 | 404,
-                ..
-            }) => Ok(()),
-            Err(e) => Err(call(format!("stop container {id}"))(e)),
-        }
-    }
-
     /// Every container, volume and network carrying our `managed` label.
-    pub async fn managed(&self) -> Result<Managed, DockerError> {
+    pub(crate) async fn managed(&self) -> Result<Managed, DockerError> {
         self.labelled(&format!("{}=true", labels::MANAGED)).await
     }
 
     /// The containers, volumes and networks that match a label filter, with their labels. Every
     /// run sweeps first, so the three lists are asked for at once.
-    pub async fn labelled(&self, filter: &str) -> Result<Managed, DockerError> {
+    pub(crate) async fn labelled(&self, filter: &str) -> Result<Managed, DockerError> {
         let filters = HashMap::from([("label".to_string(), vec![filter.to_string()])]);
         let containers = async {
             let listed = self
@@ -767,7 +745,7 @@ impl DockerClient {
     }
 
     /// Our images (label `managed`), newest first.
-    pub async fn managed_images(&self) -> Result<Vec<ManagedImage>, DockerError> {
+    pub(crate) async fn managed_images(&self) -> Result<Vec<ManagedImage>, DockerError> {
         let filters = HashMap::from([(
             "label".to_string(),
             vec![format!("{}=true", labels::MANAGED)],
@@ -799,7 +777,9 @@ impl DockerClient {
     }
 
     /// Ids of the images any container (running or not) was created from.
-    pub async fn images_in_use(&self) -> Result<std::collections::HashSet<String>, DockerError> {
+    pub(crate) async fn images_in_use(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, DockerError> {
         Ok(self
             .docker
             .list_containers(Some(ListContainersOptions {
@@ -815,7 +795,7 @@ impl DockerClient {
 
     /// Removes every container, volume and network labelled with `run_id`: containers first
     /// (force, so running ones are killed), then what they used.
-    pub async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
+    pub(crate) async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
         let found = self.labelled(&labels::run_filter(run_id)).await?;
         let ids = |list: Vec<Labelled>| list.into_iter().map(|l| l.id).collect::<Vec<_>>();
         let (containers, volumes, networks) = (
@@ -869,7 +849,7 @@ impl DockerClient {
     }
 
     /// The id and labels of a local image, or `None` if there is none by that reference.
-    pub async fn image_labels(
+    pub(crate) async fn image_labels(
         &self,
         reference: &str,
     ) -> Result<Option<(String, HashMap<String, String>)>, DockerError> {
@@ -884,7 +864,7 @@ impl DockerClient {
     }
 
     /// Gives the local image `source` the reference `target` (`repo:tag`).
-    pub async fn tag_image(&self, source: &str, target: &str) -> Result<(), DockerError> {
+    pub(crate) async fn tag_image(&self, source: &str, target: &str) -> Result<(), DockerError> {
         let (repo, tag) = split_reference(target);
         self.docker
             .tag_image(
@@ -900,7 +880,7 @@ impl DockerClient {
 
     /// Pushes `reference` (`registry/repo:tag`) to its registry, anonymously. Progress lines go
     /// to `on_line`.
-    pub async fn push_image(
+    pub(crate) async fn push_image(
         &self,
         reference: &str,
         mut on_line: impl FnMut(&str),
@@ -924,7 +904,7 @@ impl DockerClient {
     }
 
     /// Pulls `reference` from its registry, anonymously. Progress lines go to `on_line`.
-    pub async fn pull_image(
+    pub(crate) async fn pull_image(
         &self,
         reference: &str,
         mut on_line: impl FnMut(&str),
@@ -951,7 +931,7 @@ impl DockerClient {
     /// Reads one file out of an image without running it: creates a container that never
     /// starts (labelled like a run's, so the run's cleanup and `gc` find it), copies the file
     /// out through the archive endpoint, and removes the container.
-    pub async fn read_image_file(
+    pub(crate) async fn read_image_file(
         &self,
         image: &str,
         path: &str,

@@ -27,14 +27,14 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 /// The default Docker socket.
-pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+pub(crate) const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// The system Podman socket.
-pub const SYSTEM_PODMAN_SOCKET: &str = "/run/podman/podman.sock";
+pub(crate) const SYSTEM_PODMAN_SOCKET: &str = "/run/podman/podman.sock";
 /// The port of plain `tcp://` endpoints without one.
-pub const DEFAULT_TCP_PORT: u16 = 2375;
+pub(crate) const DEFAULT_TCP_PORT: u16 = 2375;
 
 /// What the discovery reads from the machine: variables, the uid, files.
-pub trait Host {
+pub(crate) trait Host {
     /// An environment variable (empty counts as unset).
     fn var(&self, name: &str) -> Option<String>;
     /// The real uid of this process.
@@ -47,7 +47,7 @@ pub trait Host {
 
 /// The real machine.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RealHost;
+pub(crate) struct RealHost;
 
 impl Host for RealHost {
     fn var(&self, name: &str) -> Option<String> {
@@ -182,7 +182,7 @@ impl fmt::Display for Looked {
 
 /// The endpoint we connected to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     /// Where.
     pub address: Address,
     /// Why this one.
@@ -285,7 +285,7 @@ fn join(addresses: &[Address]) -> String {
 }
 
 /// Parses a `DOCKER_HOST`-style address. `tls` says whether `DOCKER_TLS_VERIFY` is set.
-pub fn parse_host(host: &str, tls: bool) -> Result<Address, String> {
+pub(crate) fn parse_host(host: &str, tls: bool) -> Result<Address, String> {
     if let Some(path) = host.strip_prefix("unix://") {
         if !path.starts_with('/') {
             return Err(format!(
@@ -417,7 +417,7 @@ fn sockets(host: &impl Host) -> Vec<Candidate> {
 
 /// Every place to look, in order. An explicit choice (`DOCKER_HOST`, a Docker context) is the
 /// only place.
-pub fn candidates(host: &impl Host) -> Vec<Candidate> {
+pub(crate) fn candidates(host: &impl Host) -> Vec<Candidate> {
     if let Some(docker_host) = host.var("DOCKER_HOST") {
         let tls = host.var("DOCKER_TLS_VERIFY").is_some();
         return vec![Candidate {
@@ -432,7 +432,7 @@ pub fn candidates(host: &impl Host) -> Vec<Candidate> {
 }
 
 /// The well-known sockets that exist on this machine (said when an explicit choice failed).
-pub fn existing_sockets(host: &impl Host) -> Vec<Address> {
+pub(crate) fn existing_sockets(host: &impl Host) -> Vec<Address> {
     sockets(host)
         .into_iter()
         .filter_map(|c| c.target.ok())
@@ -445,7 +445,7 @@ pub fn existing_sockets(host: &impl Host) -> Vec<Address> {
 
 /// Tries the places in order and returns what `connect` made of the first that answered.
 /// Unix sockets that do not exist are not tried.
-pub async fn first_answering<T, F, Fut>(
+pub(crate) async fn first_answering<T, F, Fut>(
     host: &impl Host,
     candidates: Vec<Candidate>,
     mut connect: F,

@@ -13,7 +13,7 @@ use crate::sandbox::labels;
 
 /// What `gc` is asked to do.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct GcOptions {
+pub(crate) struct GcOptions {
     /// Also remove superseded image versions.
     pub images: bool,
     /// Report, remove nothing.
@@ -22,7 +22,7 @@ pub struct GcOptions {
 
 /// A run whose resources are orphans.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleRun {
+pub(crate) struct StaleRun {
     /// The run.
     pub run_id: String,
     /// Its job, when labelled.
@@ -33,7 +33,7 @@ pub struct StaleRun {
 
 /// What a sweep found and did.
 #[derive(Debug, Clone, Default)]
-pub struct GcReport {
+pub(crate) struct GcReport {
     /// Runs whose controller is gone.
     pub stale: Vec<StaleRun>,
     /// Resources of controllers on other machines sharing this engine, left alone.
@@ -49,7 +49,7 @@ pub struct GcReport {
 
 /// Runs whose resources no live controller owns, and how many resources belong to
 /// controllers elsewhere. `liveness` judges a controller label (injected for tests).
-pub fn stale_runs(
+pub(crate) fn stale_runs(
     managed: &Managed,
     liveness: impl Fn(&str) -> Liveness,
 ) -> (Vec<StaleRun>, usize) {
@@ -99,7 +99,10 @@ pub fn stale_runs(
 /// Untagged images of ours were superseded too: they lost their tag to a newer build. The one
 /// exception is the newest install-stage cache of each skill (labelled `cache-of`), which saves
 /// the next build of that skill its downloads.
-pub fn superseded_images(images: &[ManagedImage], in_use: &HashSet<String>) -> Vec<ManagedImage> {
+pub(crate) fn superseded_images(
+    images: &[ManagedImage],
+    in_use: &HashSet<String>,
+) -> Vec<ManagedImage> {
     let mut newest: BTreeMap<String, i64> = BTreeMap::new();
     for image in images {
         for repository in repositories(image) {
@@ -155,12 +158,15 @@ fn repositories(image: &ManagedImage) -> BTreeSet<String> {
 }
 
 /// The liveness of a controller label as seen from this machine.
-pub fn label_liveness(label: &str) -> Liveness {
+pub(crate) fn label_liveness(label: &str) -> Liveness {
     ControllerId::parse(label).map_or(Liveness::Gone, |id| id.liveness())
 }
 
 /// Finds, and unless `dry_run` removes, what dead controllers left behind.
-pub async fn sweep(client: &DockerClient, options: GcOptions) -> Result<GcReport, DockerError> {
+pub(crate) async fn sweep(
+    client: &DockerClient,
+    options: GcOptions,
+) -> Result<GcReport, DockerError> {
     let managed = client.managed().await?;
     let (stale, elsewhere) = stale_runs(&managed, label_liveness);
     let mut report = GcReport {

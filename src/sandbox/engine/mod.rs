@@ -13,11 +13,11 @@
 //! - [`workspace_user`]: who base-skill runs as (the invoking user, or under sudo the workspace's
 //!   owner).
 
-pub mod base_images;
-pub mod controller;
-pub mod docker;
-pub mod endpoint;
-pub mod gc;
-pub mod relay;
-pub mod run;
-pub mod workspace_user;
+pub(crate) mod base_images;
+pub(crate) mod controller;
+pub(crate) mod docker;
+pub(crate) mod endpoint;
+pub(crate) mod gc;
+pub(crate) mod relay;
+pub(crate) mod run;
+pub(crate) mod workspace_user;

@@ -8,7 +8,7 @@ use crate::event::{Event, EventParseError};
 
 /// Reassembles `\n`-terminated lines from arbitrary chunks.
 #[derive(Debug, Default)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     pending: Vec<u8>,
 }
 
@@ -17,7 +17,7 @@ const MAX_LINE: usize = 64 * 1024 * 1024;
 
 impl LineSplitter {
     /// Feeds a chunk; returns the lines it completed (without `\n` or a trailing `\r`).
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
         let mut rest = chunk;
         while let Some(i) = rest.iter().position(|b| *b == b'\n') {
@@ -33,7 +33,7 @@ impl LineSplitter {
     }
 
     /// The unterminated last line, if any.
-    pub fn finish(mut self) -> Option<String> {
+    pub(crate) fn finish(mut self) -> Option<String> {
         (!self.pending.is_empty()).then(|| self.take())
     }
 
@@ -48,7 +48,7 @@ impl LineSplitter {
 
 /// What a stdout line turned out to be.
 #[derive(Debug)]
-pub enum Line {
+pub(crate) enum Line {
     /// One of our events (the original text is kept for byte-exact relaying).
     Event(String, Box<Event>),
     /// Valid JSON that is not an event we know: relayed as is.
@@ -60,7 +60,7 @@ pub enum Line {
 }
 
 /// Classifies one stdout line.
-pub fn classify(line: String) -> Line {
+pub(crate) fn classify(line: String) -> Line {
     if line.trim().is_empty() {
         return Line::Blank;
     }

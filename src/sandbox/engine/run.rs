@@ -71,7 +71,7 @@ pub enum RunError {
 
 /// How the coordinator's run ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RunEnd {
+pub(crate) enum RunEnd {
     /// `completeRun`.
     Completed,
     /// `stopRunByError`, with its message.
@@ -93,14 +93,14 @@ pub enum RunEnd {
 
 /// What a run did.
 #[derive(Debug, Clone)]
-pub struct RunReport {
+pub(crate) struct RunReport {
     /// How it ended.
     pub end: RunEnd,
 }
 
 /// Ids and names of the run, for the events the controller emits itself.
 #[derive(Debug, Clone)]
-pub struct RunIds {
+pub(crate) struct RunIds {
     /// The job.
     pub job_id: String,
     /// The run.
@@ -116,11 +116,11 @@ impl RunIds {
 }
 
 /// Sees each event line the runtime writes, as it is relayed (the job store records them).
-pub type EventTap<'a> = &'a (dyn Fn(&str, &Event) + Sync);
+pub(crate) type EventTap<'a> = &'a (dyn Fn(&str, &Event) + Sync);
 
 /// The whole run's time limit (`--timeout`), counted from when the run was invoked.
 #[derive(Debug, Clone, Copy)]
-pub struct TimeLimit {
+pub(crate) struct TimeLimit {
     /// When `run` was invoked.
     pub started: std::time::Instant,
     /// How long it may take from then.
@@ -129,7 +129,10 @@ pub struct TimeLimit {
 
 impl TimeLimit {
     /// Runs `work` until the limit strikes; then [`RunError::TimedOut`] with the limit set.
-    pub async fn bound<T>(self, work: impl std::future::Future<Output = T>) -> Result<T, RunError> {
+    pub(crate) async fn bound<T>(
+        self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, RunError> {
         let deadline = tokio::time::Instant::from_std(self.started + self.limit);
         tokio::time::timeout_at(deadline, work)
             .await
@@ -140,7 +143,7 @@ impl TimeLimit {
 /// Carries out `plan`. `limit` bounds the whole of it: finding or building the images,
 /// starting the containers and the run itself, to the runtime's exit. Every event line
 /// relayed from the runtime also goes to `tap`.
-pub async fn execute(
+pub(crate) async fn execute(
     docker: &DockerClient,
     plan: &RunPlan,
     ids: &RunIds,
@@ -376,7 +379,10 @@ async fn ensure_image(
 }
 
 /// The content-addressed tag of `spec` on this engine (it covers the base image's id).
-pub async fn content_tag(docker: &DockerClient, spec: &ImageSpec) -> Result<String, RunError> {
+pub(crate) async fn content_tag(
+    docker: &DockerClient,
+    spec: &ImageSpec,
+) -> Result<String, RunError> {
     let base_id = if spec.base == "scratch" {
         "scratch".to_string()
     } else {

@@ -11,11 +11,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// A uid and gid.
-pub type UidGid = (u32, u32);
+pub(crate) type UidGid = (u32, u32);
 
 /// The decision and, when base-skill stays root, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkspaceUser {
+pub(crate) struct WorkspaceUser {
     /// `uid:gid` for base-skill.
     pub user: UidGid,
     /// Set when base-skill runs as root: what to do about it.
@@ -23,7 +23,7 @@ pub struct WorkspaceUser {
 }
 
 /// Decides for the process's real user, `SUDO_UID`/`SUDO_GID` and the workspace's owner.
-pub fn workspace_user(workspace: &Path) -> WorkspaceUser {
+pub(crate) fn workspace_user(workspace: &Path) -> WorkspaceUser {
     let owner = std::fs::metadata(workspace)
         .ok()
         .map(|m| (m.uid(), m.gid()));

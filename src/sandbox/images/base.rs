@@ -6,7 +6,7 @@ use crate::config::{Config, McpStdioSkill, SandboxConfig};
 
 /// Which base a skill's command needs, by the program's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkillBase {
+pub(crate) enum SkillBase {
     /// `perstack-sandbox`: our own binary is in every image already and is static, so `scratch`.
     Own,
     /// `npx`, `node`: `[sandbox] nodeImage`.
@@ -19,7 +19,7 @@ pub enum SkillBase {
 
 impl SkillBase {
     /// Classifies a command (a path's last segment counts).
-    pub fn of(command: &str) -> SkillBase {
+    pub(crate) fn of(command: &str) -> SkillBase {
         match command.rsplit('/').next().unwrap_or(command) {
             "perstack-sandbox" => SkillBase::Own,
             "npx" | "node" => SkillBase::Node,
@@ -29,7 +29,7 @@ impl SkillBase {
     }
 
     /// The `[sandbox]` setting that chooses this base (`None` for our own binary).
-    pub fn setting(self) -> Option<&'static str> {
+    pub(crate) fn setting(self) -> Option<&'static str> {
         match self {
             SkillBase::Own => None,
             SkillBase::Node => Some("[sandbox] nodeImage"),
@@ -49,7 +49,7 @@ impl SkillBase {
 }
 
 /// The base image for a stdio skill: `[sandbox.skills.<name>] image`, else by command.
-pub fn skill_base_image(config: &Config, skill: &McpStdioSkill) -> Option<String> {
+pub(crate) fn skill_base_image(config: &Config, skill: &McpStdioSkill) -> Option<String> {
     let sandbox = &config.sandbox;
     sandbox
         .skills

@@ -39,8 +39,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-pub mod base;
-pub mod recipes;
+pub(crate) mod base;
+pub(crate) mod recipes;
 
 use super::labels;
 use super::packages::{INSTALL_PREFIX, Install, Installer};
@@ -48,7 +48,7 @@ use super::packages::{INSTALL_PREFIX, Install, Installer};
 /// The kinds of image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum ImageRole {
+pub(crate) enum ImageRole {
     /// The agent runtime.
     Runtime,
     /// An MCP skill behind the skill host.
@@ -61,7 +61,7 @@ pub enum ImageRole {
 
 impl ImageRole {
     /// The name used in tags and labels.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ImageRole::Runtime => "runtime",
             ImageRole::Skill => "skill",
@@ -73,7 +73,7 @@ impl ImageRole {
 
 /// One file of an image's root filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContextFile {
+pub(crate) struct ContextFile {
     /// Absolute path inside the image.
     pub path: String,
     /// Unix mode.
@@ -84,7 +84,7 @@ pub struct ContextFile {
 
 /// The image config our images set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageConfig {
+pub(crate) struct ImageConfig {
     /// Environment, in order.
     pub env: Vec<(String, String)>,
     /// `uid:gid`, when the image fixes one.
@@ -97,7 +97,7 @@ pub struct ImageConfig {
 
 /// Everything needed to build (or find) one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageSpec {
+pub(crate) struct ImageSpec {
     /// What it is for.
     pub role: ImageRole,
     /// The name events use (`runtime`, `skill:<name>`, `base-skill`).
@@ -118,7 +118,7 @@ pub struct ImageSpec {
 
 /// A build stage that installs a skill's packages; only [`INSTALL_PREFIX`] is copied from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstallStage {
+pub(crate) struct InstallStage {
     /// What to install, and how.
     pub install: Install,
     /// The host's CA bundle (PEM), trusted by the installers during the build only (empty: none).
@@ -131,7 +131,7 @@ pub struct InstallStage {
 }
 
 /// The label role of the untagged image the install stage leaves (the engine's build cache).
-pub const INSTALL_STAGE_ROLE: &str = "skill-install";
+pub(crate) const INSTALL_STAGE_ROLE: &str = "skill-install";
 /// Where the install stage sees the build-only files (the CA bundle).
 const BUILD_DIR: &str = "/tmp/perstack-build";
 
@@ -222,7 +222,9 @@ impl InstallStage {
 
 /// The build args that give the install stage the controller's proxy settings. Docker predefines
 /// these names, so they need no `ARG` and stay out of the image's history.
-pub fn proxy_build_args(lookup: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
+pub(crate) fn proxy_build_args(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, String> {
     [
         "HTTP_PROXY",
         "HTTPS_PROXY",
@@ -246,12 +248,12 @@ pub fn proxy_build_args(lookup: impl Fn(&str) -> Option<String>) -> BTreeMap<Str
 
 impl ImageSpec {
     /// True when the image is imported rather than built (see the module docs).
-    pub fn is_scratch(&self) -> bool {
+    pub(crate) fn is_scratch(&self) -> bool {
         self.base == "scratch"
     }
 
     /// The config as Dockerfile instructions (also the `changes` of an import).
-    pub fn instructions(&self) -> Vec<String> {
+    pub(crate) fn instructions(&self) -> Vec<String> {
         let mut lines = Vec::new();
         if !self.config.env.is_empty() {
             let env: Vec<String> = self
@@ -275,7 +277,7 @@ impl ImageSpec {
     }
 
     /// The Dockerfile that describes this image (and builds it when it has a real base).
-    pub fn dockerfile(&self) -> String {
+    pub(crate) fn dockerfile(&self) -> String {
         let mut text = String::new();
         if let Some(stage) = &self.install {
             text.push_str(&stage.dockerfile(&self.base, &self.repository));
@@ -314,7 +316,7 @@ impl ImageSpec {
     }
 
     /// `changes` for an import: the instructions plus the labels.
-    pub fn import_changes(&self) -> Vec<String> {
+    pub(crate) fn import_changes(&self) -> Vec<String> {
         let mut changes = self.instructions();
         changes.extend(self.label_instruction());
         changes
@@ -323,7 +325,7 @@ impl ImageSpec {
     /// The content digest: sha256 over the base image id, the Dockerfile (which names the
     /// packages installed), every file (path, mode, contents) and the labels, each
     /// length-prefixed so no two inputs hash alike. The build-only CA bundle is left out.
-    pub fn digest(&self, base_id: &str) -> String {
+    pub(crate) fn digest(&self, base_id: &str) -> String {
         let mut hasher = Sha256::new();
         let mut feed = |bytes: &[u8]| {
             hasher.update((bytes.len() as u64).to_le_bytes());
@@ -345,18 +347,18 @@ impl ImageSpec {
     }
 
     /// The full tag for a given base image id: `<repository>:<first 16 hex digits>`.
-    pub fn tag(&self, base_id: &str) -> String {
+    pub(crate) fn tag(&self, base_id: &str) -> String {
         format!("{}:{}", self.repository, &self.digest(base_id)[..16])
     }
 
     /// The root filesystem as a tar (for an import): the files and their parent folders.
-    pub fn rootfs_tar(&self) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn rootfs_tar(&self) -> std::io::Result<Vec<u8>> {
         self.tar("")
     }
 
     /// The build context (for a build on a real base): the Dockerfile, `rootfs/`, and the
     /// install stage's `build/ca.pem` when there is one.
-    pub fn context_tar(&self) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn context_tar(&self) -> std::io::Result<Vec<u8>> {
         self.tar("rootfs/")
     }
 
@@ -429,7 +431,7 @@ fn quote_env(value: &str) -> String {
 }
 
 /// A slug safe for image repositories and container names: lowercase `[a-z0-9-]`, at most 40.
-pub fn slug(name: &str) -> String {
+pub(crate) fn slug(name: &str) -> String {
     let mut out = String::new();
     for c in name.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
@@ -445,7 +447,7 @@ pub fn slug(name: &str) -> String {
 }
 
 /// Labels every image carries.
-pub fn base_labels(role: ImageRole) -> BTreeMap<String, String> {
+pub(crate) fn base_labels(role: ImageRole) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::MANAGED.to_string(), "true".to_string()),
         (labels::ROLE.to_string(), role.as_str().to_string()),
@@ -461,7 +463,7 @@ pub fn base_labels(role: ImageRole) -> BTreeMap<String, String> {
 }
 
 /// A JSON array for Dockerfile exec-form instructions.
-pub fn exec_form(args: &[String]) -> String {
+pub(crate) fn exec_form(args: &[String]) -> String {
     serde_json::to_string(args).unwrap_or_else(|_| "[]".to_string())
 }
 

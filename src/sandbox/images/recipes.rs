@@ -21,7 +21,7 @@ use crate::sandbox::{egress, labels, packages};
 
 /// Files the images are made of, read once per run.
 #[derive(Debug, Clone)]
-pub struct Artifacts {
+pub(crate) struct Artifacts {
     /// Our own static executable.
     pub binary: Bytes,
     /// The chosen CA bundle (PEM; `[sandbox] caCertificates`, the host's by default): what
@@ -68,7 +68,7 @@ fn trusted_ca(
 
 /// `/etc/passwd` and `/etc/group` for `scratch` images: the runtime and skill users
 /// (images/passwd, images/group).
-pub fn passwd_files() -> Vec<ContextFile> {
+pub(crate) fn passwd_files() -> Vec<ContextFile> {
     vec![
         ContextFile {
             path: "/etc/passwd".into(),
@@ -116,7 +116,7 @@ fn binary_files(base: &str, artifacts: &Artifacts) -> Vec<ContextFile> {
 /// The runtime: our binary and the Expert's spec on `scratch`, as the runtime user, with the CA
 /// bundle when it talks TLS (`reaches_out`: a networked provider or an `mcpSseSkill`);
 /// labelled with the Expert and its version.
-pub fn runtime_image(
+pub(crate) fn runtime_image(
     config: &Config,
     expert_key: &str,
     spec: &RuntimeSpec,
@@ -158,7 +158,7 @@ pub fn runtime_image(
 /// The egress proxy: our binary on `scratch`, nothing else. It needs no CA bundle (it never
 /// looks inside TLS) and keeps the default name service: it is the one container of a run that
 /// resolves names, through the default bridge's resolver.
-pub fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
+pub(crate) fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
     let mut files = vec![binary_file(artifacts)];
     files.extend(passwd_files());
     ImageSpec {
@@ -191,7 +191,7 @@ fn skill_host() -> Vec<String> {
 
 /// The base-skill server's command and arguments: what the skill host starts in base-skill's
 /// image, and what the runtime reports it runs (`skillStarting`).
-pub fn base_skill_command() -> (String, Vec<String>) {
+pub(crate) fn base_skill_command() -> (String, Vec<String>) {
     (
         BINARY_PATH.to_string(),
         vec![
@@ -206,7 +206,11 @@ pub fn base_skill_command() -> (String, Vec<String>) {
 /// that fetch packages (`uvx`, `npx`, …) — those packages, installed while the image is built,
 /// with the skill host starting the installed program instead (`packages.rs`). A skill with
 /// `allowedDomains` talks TLS through the proxy: its image carries the CA bundle too.
-pub fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts) -> ImageSpec {
+pub(crate) fn skill_image(
+    config: &Config,
+    skill: &McpStdioSkill,
+    artifacts: &Artifacts,
+) -> ImageSpec {
     let base = skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string());
     // Preflight refuses a command that cannot be prepared, before any plan is made; a caller
     // that skipped it gets the command as written, which fails at start with its own error.
@@ -265,7 +269,7 @@ pub fn skill_image(config: &Config, skill: &McpStdioSkill, artifacts: &Artifacts
 
 /// Base-skill: our binary on `[sandbox] workspaceImage` (else `scratch`), working in the
 /// workspace; the user is set per container.
-pub fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
+pub(crate) fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageSpec {
     let base = config
         .sandbox
         .workspace_image

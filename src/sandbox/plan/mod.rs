@@ -33,8 +33,8 @@ mod skills;
 #[cfg(test)]
 mod tests;
 
-pub use request::{Resume, RunRequest};
-pub use resources::{
+pub(crate) use request::{Resume, RunRequest};
+pub(crate) use resources::{
     ContainerPlan, InternalNetworkPlan, MountPlan, MountSource, NetworkPlan, PrebuiltImage,
     ProxyPlan, VolumePlan,
 };
@@ -48,7 +48,7 @@ use naming::RunNames;
 
 /// Everything one run creates.
 #[derive(Debug, Clone)]
-pub struct RunPlan {
+pub(crate) struct RunPlan {
     /// Images to find or build.
     pub images: Vec<ImageSpec>,
     /// Socket volumes.
@@ -57,7 +57,9 @@ pub struct RunPlan {
     pub skills: Vec<ContainerPlan>,
     /// The runtime container.
     pub runtime: ContainerPlan,
-    /// The spec baked into the runtime image.
+    /// The spec baked into the runtime image (also in its build context); the plan's tests read
+    /// it here.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub spec: RuntimeSpec,
     /// Internal networks, one per principal of the egress proxy.
     pub networks: Vec<InternalNetworkPlan>,
@@ -71,7 +73,7 @@ pub struct RunPlan {
 /// Plans one run: the skills' containers, then the runtime's spec, image and way out, then the
 /// egress proxy and the runtime container. Images are listed once each, in the order first
 /// needed: the skills', the proxy's, the runtime's.
-pub fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
+pub(crate) fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
     let names = RunNames::new(request);
     let closure = request.config.delegation_closure(&request.expert_key);
     let mut images = ImageList::default();

@@ -10,7 +10,7 @@ use crate::sandbox::images::recipes::Artifacts;
 
 /// Everything `plan` needs.
 #[derive(Debug, Clone)]
-pub struct RunRequest {
+pub(crate) struct RunRequest {
     /// This run.
     pub run_id: String,
     /// Its job.
@@ -45,7 +45,7 @@ pub struct RunRequest {
 
 /// What a continued run starts from (`--continue`, `--continue-job`, `--resume-from`, `-i`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Resume {
+pub(crate) struct Resume {
     /// The stored checkpoint, exactly as stored: written to the runtime's stdin.
     pub checkpoint_json: String,
     /// The answer to the checkpoint's pending tool call (`-i`).

@@ -13,7 +13,7 @@ use crate::sandbox::egress::PrincipalPlan;
 /// Where a mount comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
-pub enum MountSource {
+pub(crate) enum MountSource {
     /// A named volume of this run.
     Volume {
         /// Its name.
@@ -31,7 +31,7 @@ pub enum MountSource {
 /// One mount of a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MountPlan {
+pub(crate) struct MountPlan {
     /// What is mounted.
     pub source: MountSource,
     /// Where.
@@ -43,7 +43,7 @@ pub struct MountPlan {
 /// A per-run volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct VolumePlan {
+pub(crate) struct VolumePlan {
     /// Its name.
     pub name: String,
     /// `local` driver options (a tmpfs owned by the skill's user, group = the runtime's).
@@ -55,7 +55,7 @@ pub struct VolumePlan {
 /// The network a container joins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum NetworkPlan {
+pub(crate) enum NetworkPlan {
     /// No network at all.
     None,
     /// Docker's default bridge: only the egress proxy joins it.
@@ -66,7 +66,7 @@ pub enum NetworkPlan {
 
 impl NetworkPlan {
     /// Docker's `NetworkMode` value.
-    pub fn mode(&self) -> &str {
+    pub(crate) fn mode(&self) -> &str {
         match self {
             NetworkPlan::None => "none",
             NetworkPlan::Bridge => "bridge",
@@ -78,7 +78,7 @@ impl NetworkPlan {
 /// An internal network of the run (`internal: true`: no gateway out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InternalNetworkPlan {
+pub(crate) struct InternalNetworkPlan {
     /// Its name.
     pub name: String,
     /// Its labels.
@@ -89,7 +89,7 @@ pub struct InternalNetworkPlan {
 /// to every internal network) and the principals it serves.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ProxyPlan {
+pub(crate) struct ProxyPlan {
     /// The proxy container.
     pub container: ContainerPlan,
     /// Who may use it, and for what.
@@ -99,7 +99,7 @@ pub struct ProxyPlan {
 /// One container to create.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerPlan {
+pub(crate) struct ContainerPlan {
     /// Container name.
     pub name: String,
     /// `runtime`, `skill:<name>` or `base-skill` (+ `:<expert>` when several Experts have one).
@@ -131,7 +131,7 @@ impl ContainerPlan {
     /// Host folders that must exist before the container is created: mount points inside a
     /// bind-mounted host folder (the workspace's `perstack/`). Created by the controller, as the
     /// invoking user; Docker would otherwise create them as root.
-    pub fn host_mount_points(&self) -> Vec<PathBuf> {
+    pub(crate) fn host_mount_points(&self) -> Vec<PathBuf> {
         let mut points = Vec::new();
         for inner in self
             .mounts
@@ -153,7 +153,7 @@ impl ContainerPlan {
 
 /// What a versioned run uses in place of building an image (`run --image`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PrebuiltImage {
+pub(crate) struct PrebuiltImage {
     /// The reference to use (and pull when it is missing).
     pub reference: String,
     /// The image id it must have.

@@ -8,7 +8,7 @@ use crate::sandbox::images::base::{SkillBase, skill_base_image};
 
 /// The base images the run's skill containers are built on, with who needs each and the
 /// setting that chose it; `scratch` (built in) is left out.
-pub fn base_images(config: &Config, expert_key: &str) -> Vec<BaseImageUse> {
+pub(crate) fn base_images(config: &Config, expert_key: &str) -> Vec<BaseImageUse> {
     let mut uses: Vec<BaseImageUse> = Vec::new();
     for key in config.delegation_closure(expert_key) {
         let Some(expert) = config.experts.get(&key) else {
@@ -69,7 +69,7 @@ pub fn base_images(config: &Config, expert_key: &str) -> Vec<BaseImageUse> {
 
 /// A base image, who needs it, and which settings chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseImageUse {
+pub(crate) struct BaseImageUse {
     /// The image reference.
     pub image: String,
     /// `base-skill`, ``skill `x` ``.
@@ -79,10 +79,13 @@ pub struct BaseImageUse {
 }
 
 /// What to do about a missing base image: there is no registry to pull it from.
-pub const MISSING_BASE_IMAGE_HINT: &str = "there is no registry to pull it from: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, and perstack-sandbox/bookworm-node:local, the same with node and npm, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar` saved on a machine that has it)";
+pub(crate) const MISSING_BASE_IMAGE_HINT: &str = "there is no registry to pull it from: build or load it first (`make test-images` builds perstack-sandbox/bookworm:local, a Debian image with a shell and python3, and perstack-sandbox/bookworm-node:local, the same with node and npm, without a registry; or `docker import` a debootstrapped rootfs, or `docker load -i image.tar` saved on a machine that has it)";
 
 /// The missing-image problems for `uses`, given which images the engine has (`present`).
-pub fn missing_base_images(uses: &[BaseImageUse], present: impl Fn(&str) -> bool) -> Vec<Problem> {
+pub(crate) fn missing_base_images(
+    uses: &[BaseImageUse],
+    present: impl Fn(&str) -> bool,
+) -> Vec<Problem> {
     uses.iter()
         .filter(|u| !present(&u.image))
         .map(|u| Problem {

@@ -20,8 +20,7 @@ mod skills;
 mod tests;
 mod workspace;
 
-pub use base_images::{BaseImageUse, MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
-pub use workspace::check_workspace;
+pub(crate) use base_images::{MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,7 +66,7 @@ impl std::fmt::Display for Problems {
 }
 
 /// What the checks need to know.
-pub struct Preflight<'a> {
+pub(crate) struct Preflight<'a> {
     /// The loaded config.
     pub config: &'a LoadedConfig,
     /// The Expert to run.
@@ -84,7 +83,7 @@ pub struct Preflight<'a> {
 
 /// What the checks produce for the plan.
 #[derive(Debug, Clone)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// Canonical workspace path.
     pub workspace: PathBuf,
     /// Variables for the runtime container (provider variables and `--env` extras).
@@ -95,13 +94,16 @@ pub struct Checked {
 
 impl Preflight<'_> {
     /// Runs every check; returns what the plan needs, or every problem found.
-    pub fn check(&self) -> Result<Checked, Problems> {
+    pub(crate) fn check(&self) -> Result<Checked, Problems> {
         self.check_all(None)
     }
 
     /// [`Preflight::check`] for an Expert whose mock script is loaded already (`run --image`:
     /// it is baked into the image, and there is no file to read it from).
-    pub fn check_with_mock_script(&self, script: Option<MockScript>) -> Result<Checked, Problems> {
+    pub(crate) fn check_with_mock_script(
+        &self,
+        script: Option<MockScript>,
+    ) -> Result<Checked, Problems> {
         self.check_all(Some(script))
     }
 

@@ -34,7 +34,7 @@ const SHARED_ROOTS: &[&str] = &[
 /// (`/`, `/home`, `/tmp`, …, or the user's home itself) nor anything inside the system's trees
 /// (`/etc`, `/proc`, `/var/run`, …). base-skill mounts it read-write: a workspace that is a
 /// symlink to `/` would hand the host to every `exec`.
-pub fn check_workspace(given: &Path) -> Result<PathBuf, String> {
+pub(crate) fn check_workspace(given: &Path) -> Result<PathBuf, String> {
     let shown = given.display().to_string();
     if shown.chars().any(char::is_control) {
         return Err(format!(

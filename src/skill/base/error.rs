@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 /// (not `isError`) result, the shape `@perstack/base` produces from a thrown JavaScript `Error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
-pub struct ToolError {
+pub(crate) struct ToolError {
     /// The JavaScript error class name; Perstack's tools only ever throw plain `Error`s.
     pub name: &'static str,
     /// What went wrong, for the model to read.
@@ -18,7 +18,7 @@ pub struct ToolError {
 
 impl ToolError {
     /// A plain `Error` with `message`.
-    pub fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             name: "Error",
             message: message.into(),
@@ -27,7 +27,7 @@ impl ToolError {
 
     /// An I/O failure in the style of Node's fs errors, e.g.
     /// `ENOENT: no such file or directory, open '/workspace/a.txt'`, so the model sees the errno.
-    pub fn io(err: &io::Error, syscall: &str, path: &Path) -> Self {
+    pub(crate) fn io(err: &io::Error, syscall: &str, path: &Path) -> Self {
         let code = err
             .raw_os_error()
             .map(|raw| format!("{:?}", nix::errno::Errno::from_raw(raw)))
@@ -43,7 +43,7 @@ impl ToolError {
     }
 
     /// The JSON the model sees.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({ "error": self.name, "message": self.message })
     }
 }

@@ -23,7 +23,7 @@ use tokio::process::Command;
 use super::paths::Workspace;
 
 /// Variables passed on from this process's environment when set and non-empty.
-pub const SAFE_ENV_VARS: [&str; 14] = [
+pub(crate) const SAFE_ENV_VARS: [&str; 14] = [
     "PATH",
     "HOME",
     "SHELL",
@@ -41,7 +41,7 @@ pub const SAFE_ENV_VARS: [&str; 14] = [
 ];
 
 /// Variables the caller may not set (compared in upper case): they would change what runs.
-pub const PROTECTED_ENV_VARS: [&str; 12] = [
+pub(crate) const PROTECTED_ENV_VARS: [&str; 12] = [
     "PATH",
     "HOME",
     "SHELL",
@@ -57,16 +57,16 @@ pub const PROTECTED_ENV_VARS: [&str; 12] = [
 ];
 
 /// Most bytes kept per output stream; more fails the command (Node's `maxBuffer`).
-pub const MAX_OUTPUT: usize = 10 * 1024 * 1024;
+pub(crate) const MAX_OUTPUT: usize = 10 * 1024 * 1024;
 
 /// Timeout when the caller gives none.
-pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 
 const NO_OUTPUT: &str = "Command executed successfully, but produced no output.";
 
 /// Arguments of `exec`.
 #[derive(Debug, Deserialize)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     /// Program name (looked up on `PATH`) or path.
     pub command: String,
     /// Arguments, passed as they are.
@@ -85,7 +85,7 @@ pub struct ExecArgs {
 }
 
 /// Runs the command and returns `{output}` or `{error, stdout?, stderr?}`.
-pub async fn exec(ws: &Workspace, args: ExecArgs) -> Value {
+pub(crate) async fn exec(ws: &Workspace, args: ExecArgs) -> Value {
     let inherited = |name: &str| std::env::var_os(name);
     match run(ws, &args, inherited).await {
         Ok((stdout, stderr)) => {
@@ -116,7 +116,7 @@ pub async fn exec(ws: &Workspace, args: ExecArgs) -> Value {
 
 /// The environment of the child: safe inherited variables, then the caller's minus protected
 /// names. Fails on a name the OS cannot carry.
-pub fn child_env(
+pub(crate) fn child_env(
     inherited: impl Fn(&str) -> Option<OsString>,
     given: &IndexMap<String, String>,
 ) -> Result<IndexMap<OsString, OsString>, String> {

@@ -17,13 +17,13 @@ use super::info::iso_time;
 use super::paths::{PathArgs, Resolved, Workspace, lossy};
 
 /// Largest image `readImageFile` accepts.
-pub const MAX_IMAGE_SIZE: u64 = 15 * 1024 * 1024;
+pub(crate) const MAX_IMAGE_SIZE: u64 = 15 * 1024 * 1024;
 /// Largest PDF `readPdfFile` accepts.
-pub const MAX_PDF_SIZE: u64 = 30 * 1024 * 1024;
+pub(crate) const MAX_PDF_SIZE: u64 = 30 * 1024 * 1024;
 
 /// Arguments of `readTextFile`.
 #[derive(Debug, Deserialize)]
-pub struct ReadTextArgs {
+pub(crate) struct ReadTextArgs {
     /// File to read.
     pub path: String,
     /// First line (0-based, inclusive); negative counts from the end, like `Array.slice`.
@@ -36,7 +36,7 @@ pub struct ReadTextArgs {
 
 /// Arguments of `writeTextFile` and `appendTextFile`.
 #[derive(Debug, Deserialize)]
-pub struct WriteTextArgs {
+pub(crate) struct WriteTextArgs {
     /// File to write.
     pub path: String,
     /// UTF-8 text.
@@ -46,7 +46,7 @@ pub struct WriteTextArgs {
 /// Arguments of `editTextFile`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EditTextArgs {
+pub(crate) struct EditTextArgs {
     /// File to edit.
     pub path: String,
     /// Replacement text.
@@ -57,7 +57,7 @@ pub struct EditTextArgs {
 
 /// Arguments of `moveFile`.
 #[derive(Debug, Deserialize)]
-pub struct MoveArgs {
+pub(crate) struct MoveArgs {
     /// What to move.
     pub source: String,
     /// Where to; must not exist.
@@ -66,7 +66,7 @@ pub struct MoveArgs {
 
 /// Arguments of `deleteDirectory`.
 #[derive(Debug, Deserialize)]
-pub struct DeleteDirArgs {
+pub(crate) struct DeleteDirArgs {
     /// Directory to delete.
     pub path: String,
     /// Delete contents too; needed for a non-empty directory.
@@ -75,7 +75,7 @@ pub struct DeleteDirArgs {
 }
 
 /// `readTextFile`: lines `[from, to)` of a UTF-8 file, split on `\n`.
-pub fn read_text_file(ws: &Workspace, args: ReadTextArgs) -> Result<Value, ToolError> {
+pub(crate) fn read_text_file(ws: &Workspace, args: ReadTextArgs) -> Result<Value, ToolError> {
     let r = ws.resolve(&args.path)?;
     if !r.exists {
         return Err(ToolError::new(format!(
@@ -107,7 +107,7 @@ pub fn read_text_file(ws: &Workspace, args: ReadTextArgs) -> Result<Value, ToolE
 /// `image` item, or an embedded `resource` with a `blob`), and the runtime maps those to
 /// `imageInlinePart` / `fileInlinePart` (PERSTACK-COMPAT.md §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InlineFile {
+pub(crate) struct InlineFile {
     /// The resolved path.
     pub path: std::path::PathBuf,
     /// The type found from the file's first bytes.
@@ -118,19 +118,19 @@ pub struct InlineFile {
 
 impl InlineFile {
     /// `{path, mimeType, size}`, the JSON text Perstack's tool returns.
-    pub fn info(&self) -> Value {
+    pub(crate) fn info(&self) -> Value {
         json!({ "path": lossy(&self.path), "mimeType": self.mime_type, "size": self.bytes.len() })
     }
 
     /// Whether the model takes it as an image (else as a document).
-    pub fn is_image(&self) -> bool {
+    pub(crate) fn is_image(&self) -> bool {
         self.mime_type.starts_with("image/")
     }
 }
 
 /// `readImageFile`: a PNG, JPEG, GIF or WebP image of at most 15 MiB, recognized by its first
 /// bytes (the extension is not trusted: a provider rejects data that is not what it claims).
-pub fn read_image_file(ws: &Workspace, args: PathArgs) -> Result<InlineFile, ToolError> {
+pub(crate) fn read_image_file(ws: &Workspace, args: PathArgs) -> Result<InlineFile, ToolError> {
     let r = existing_file(ws, &args.path)?;
     let bytes = read_capped(&r, MAX_IMAGE_SIZE, "Image", "image")?;
     let Some(mime_type) = sniff_image(&bytes) else {
@@ -147,7 +147,7 @@ pub fn read_image_file(ws: &Workspace, args: PathArgs) -> Result<InlineFile, Too
 }
 
 /// `readPdfFile`: a PDF of at most 30 MiB, recognized by its `%PDF-` header.
-pub fn read_pdf_file(ws: &Workspace, args: PathArgs) -> Result<InlineFile, ToolError> {
+pub(crate) fn read_pdf_file(ws: &Workspace, args: PathArgs) -> Result<InlineFile, ToolError> {
     let r = existing_file(ws, &args.path)?;
     let bytes = read_capped(&r, MAX_PDF_SIZE, "PDF", "PDF")?;
     if !bytes.starts_with(b"%PDF-") {
@@ -205,7 +205,7 @@ fn read_capped(r: &Resolved, max: u64, kind: &str, noun: &str) -> Result<Vec<u8>
 }
 
 /// `writeTextFile`: creates (mode 0644, missing parents too) or overwrites a file.
-pub fn write_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, ToolError> {
+pub(crate) fn write_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, ToolError> {
     ws.create_parents(&args.path)?;
     let r = ws.resolve(&args.path)?;
     refuse_symlink(&r)?;
@@ -231,14 +231,14 @@ fn existing_writable_file(ws: &Workspace, path: &str) -> Result<Resolved, ToolEr
 }
 
 /// `appendTextFile`: appends to an existing file.
-pub fn append_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, ToolError> {
+pub(crate) fn append_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, ToolError> {
     let r = existing_writable_file(ws, &args.path)?;
     write_file(&r.target, args.text.as_bytes(), WriteMode::Append)?;
     Ok(json!({ "path": lossy(&r.target), "text": args.text }))
 }
 
 /// `editTextFile`: replaces the first occurrence of `oldText`, after CRLF → LF on file and texts.
-pub fn edit_text_file(ws: &Workspace, args: EditTextArgs) -> Result<Value, ToolError> {
+pub(crate) fn edit_text_file(ws: &Workspace, args: EditTextArgs) -> Result<Value, ToolError> {
     let r = existing_writable_file(ws, &args.path)?;
     let content = read_to_string(&r)?.replace("\r\n", "\n");
     let (old, new) = (
@@ -261,7 +261,7 @@ pub fn edit_text_file(ws: &Workspace, args: EditTextArgs) -> Result<Value, ToolE
 /// the destination are created once the source has been checked.
 ///
 /// A symlink is moved as the link itself (Perstack would move its target).
-pub fn move_file(ws: &Workspace, args: MoveArgs) -> Result<Value, ToolError> {
+pub(crate) fn move_file(ws: &Workspace, args: MoveArgs) -> Result<Value, ToolError> {
     let source = ws.resolve(&args.source)?;
     if !source.exists {
         return Err(ToolError::new(format!(
@@ -291,7 +291,7 @@ pub fn move_file(ws: &Workspace, args: MoveArgs) -> Result<Value, ToolError> {
 }
 
 /// `deleteFile`: removes a file (a symlink is removed as the link itself).
-pub fn delete_file(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
+pub(crate) fn delete_file(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
     let r = ws.resolve(&args.path)?;
     if !r.exists {
         return Err(ToolError::new(format!(
@@ -317,7 +317,7 @@ pub fn delete_file(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
 ///
 /// Entries the path rules deny (the reserved directory, symlinks leading outside) are left out;
 /// Perstack fails the whole listing on a symlink to outside, which leaves the model stuck.
-pub fn list_directory(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
+pub(crate) fn list_directory(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
     let r = ws.resolve(&args.path)?;
     if !r.exists {
         return Err(ToolError::new(format!(
@@ -359,7 +359,7 @@ pub fn list_directory(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError
 }
 
 /// `createDirectory`: makes one directory; it must not exist yet.
-pub fn create_directory(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
+pub(crate) fn create_directory(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
     let r = ws.resolve(&args.path)?;
     if r.exists {
         return Err(ToolError::new(format!(
@@ -381,7 +381,7 @@ pub fn create_directory(ws: &Workspace, args: PathArgs) -> Result<Value, ToolErr
 }
 
 /// `deleteDirectory`: removes a directory, with its contents when `recursive`.
-pub fn delete_directory(ws: &Workspace, args: DeleteDirArgs) -> Result<Value, ToolError> {
+pub(crate) fn delete_directory(ws: &Workspace, args: DeleteDirArgs) -> Result<Value, ToolError> {
     let r = ws.resolve(&args.path)?;
     if !r.exists {
         return Err(ToolError::new(format!(

@@ -12,7 +12,7 @@ use super::error::ToolError;
 use super::paths::{PathArgs, Workspace, lossy};
 
 /// `getFileInfo`: metadata of a file or directory.
-pub fn get_file_info(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
+pub(crate) fn get_file_info(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
     let r = ws.resolve(&args.path)?;
     if !r.exists {
         return Err(ToolError::new(format!(
@@ -56,7 +56,7 @@ pub fn get_file_info(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError>
 /// There is no JavaScript heap here; the memory figures come from `/proc/self/statm`:
 /// `heapUsed` = resident anonymous memory (resident − shared), the closest thing to a heap,
 /// and `heapTotal` = the whole resident set. Both are formatted like Perstack's, e.g. `"3MB"`.
-pub fn health_check(ws: &Workspace, started: Instant) -> Value {
+pub(crate) fn health_check(ws: &Workspace, started: Instant) -> Value {
     let (anonymous, resident) = resident_memory().unwrap_or((0, 0));
     json!({
         "status": "ok",
@@ -89,7 +89,7 @@ fn mebibytes(bytes: u64) -> u64 {
 
 /// The MIME type for a file name's extension (case-insensitive), for the common types a
 /// workspace holds; `None` when unknown.
-pub fn mime_type(path: &Path) -> Option<&'static str> {
+pub(crate) fn mime_type(path: &Path) -> Option<&'static str> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     Some(match ext.as_str() {
         "png" => "image/png",
@@ -144,7 +144,7 @@ fn extension(path: &Path) -> String {
 }
 
 /// Perstack's size format: `0 B`, `5.00 B`, `1.50 KB`, … up to TB.
-pub fn format_size(bytes: u64) -> String {
+pub(crate) fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     if bytes == 0 {
         return "0 B".to_owned();
@@ -159,7 +159,7 @@ pub fn format_size(bytes: u64) -> String {
 }
 
 /// `Date.toISOString()`: `2024-05-01T12:00:00.000Z`. Times before 1970 show as the epoch.
-pub fn iso_time(time: SystemTime) -> String {
+pub(crate) fn iso_time(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time.max(UNIX_EPOCH)).to_string()
 }
 

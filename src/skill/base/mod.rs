@@ -9,12 +9,12 @@
 //! runtime container cannot read the workspace. Arguments that do not match a tool's schema are a
 //! JSON-RPC `invalid params` error. Path rules: [`paths`]; user docs: docs/base-skill.md.
 
-pub mod error;
-pub mod exec;
-pub mod files;
-pub mod info;
-pub mod paths;
-pub mod todo;
+pub(crate) mod error;
+pub(crate) mod exec;
+pub(crate) mod files;
+pub(crate) mod info;
+pub(crate) mod paths;
+pub(crate) mod todo;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,11 +36,11 @@ use crate::skill::server::{
 };
 
 /// The server name Perstack knows the base skill by.
-pub const SERVER_NAME: &str = "@perstack/base";
+pub(crate) const SERVER_NAME: &str = "@perstack/base";
 
 /// The `@perstack/base` MCP server for one workspace.
 #[derive(Debug)]
-pub struct BaseSkill {
+pub(crate) struct BaseSkill {
     workspace: Arc<Workspace>,
     /// Per process, like Perstack's module-level todo list.
     todos: Mutex<Todos>,
@@ -50,17 +50,12 @@ pub struct BaseSkill {
 impl BaseSkill {
     /// A server for `workspace`, which must be an existing directory (it is resolved to its
     /// realpath).
-    pub fn new(workspace: impl Into<PathBuf>) -> Result<Self, WorkspaceError> {
+    pub(crate) fn new(workspace: impl Into<PathBuf>) -> Result<Self, WorkspaceError> {
         Ok(Self {
             workspace: Arc::new(Workspace::new(workspace.into())?),
             todos: Mutex::new(Todos::default()),
             started: Instant::now(),
         })
-    }
-
-    /// The workspace root this server serves (a realpath).
-    pub fn workspace(&self) -> &std::path::Path {
-        self.workspace.root()
     }
 
     /// Runs `f` on the todo list. The guard stays in this (synchronous) frame, so it is never
@@ -179,7 +174,7 @@ impl ToolServer for BaseSkill {
 }
 
 /// Serves the base skill for `workspace` on stdin/stdout until the client hangs up.
-pub async fn serve_stdio(workspace: PathBuf) -> Result<(), ServeError> {
+pub(crate) async fn serve_stdio(workspace: PathBuf) -> Result<(), ServeError> {
     server::serve_stdio(BaseSkill::new(workspace)?).await
 }
 
@@ -195,7 +190,7 @@ fn no_args() -> JsonObject {
 }
 
 /// The tools, in the order `tools/list` shows them.
-pub const TOOLS: &[ToolDef] = &[
+pub(crate) const TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "attemptCompletion",
         title: "Attempt completion",

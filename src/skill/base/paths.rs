@@ -39,7 +39,7 @@ use crate::contract::paths::RESERVED_DIR;
 
 /// Arguments of the tools that take only a path.
 #[derive(Debug, Deserialize)]
-pub struct PathArgs {
+pub(crate) struct PathArgs {
     /// File or directory, relative to the workspace or absolute.
     pub path: String,
 }
@@ -69,7 +69,7 @@ pub enum WorkspaceError {
 
 /// The workspace root and the path rules relative to it.
 #[derive(Debug, Clone)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     root: PathBuf,
     /// `<root>/perstack`, ASCII-lowercased, as bytes.
     reserved_lower: Vec<u8>,
@@ -77,7 +77,7 @@ pub struct Workspace {
 
 /// What a requested path resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// The path with its parent directory resolved but its last component kept as is: what
     /// `unlink` and `rename` act on (the link itself when the last component is a symlink).
     pub entry: PathBuf,
@@ -91,7 +91,7 @@ pub struct Resolved {
 
 impl Workspace {
     /// Resolves `root` with `realpath` and checks it is a directory.
-    pub fn new(root: impl AsRef<Path>) -> Result<Self, WorkspaceError> {
+    pub(crate) fn new(root: impl AsRef<Path>) -> Result<Self, WorkspaceError> {
         let given = root.as_ref();
         let root = fs::canonicalize(given).map_err(|source| WorkspaceError::Unresolvable {
             path: given.to_path_buf(),
@@ -112,17 +112,17 @@ impl Workspace {
     }
 
     /// The workspace root (a realpath).
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// Applies the path rules to a path as the model gave it.
-    pub fn resolve(&self, requested: &str) -> Result<Resolved, ToolError> {
+    pub(crate) fn resolve(&self, requested: &str) -> Result<Resolved, ToolError> {
         self.resolve_path(Path::new(requested))
     }
 
     /// [`Self::resolve`] for a path that need not be UTF-8 (directory entries).
-    pub fn resolve_path(&self, requested: &Path) -> Result<Resolved, ToolError> {
+    pub(crate) fn resolve_path(&self, requested: &Path) -> Result<Resolved, ToolError> {
         let expanded = self.expand_home(requested);
         let lexical = normalize(&self.root.join(expanded));
         if self.is_reserved(&lexical) {
@@ -148,7 +148,7 @@ impl Workspace {
     /// out is never created through) and outside the reserved directory, and so must every
     /// directory created below it. Each one is made with `mkdir` (mode 0755 before the umask),
     /// which never follows a symlink at the created name. Does nothing when the parent exists.
-    pub fn create_parents(&self, requested: &str) -> Result<(), ToolError> {
+    pub(crate) fn create_parents(&self, requested: &str) -> Result<(), ToolError> {
         let expanded = self.expand_home(Path::new(requested));
         let lexical = normalize(&self.root.join(expanded));
         if self.is_reserved(&lexical) {
@@ -219,12 +219,12 @@ impl Workspace {
     }
 
     /// Whether `path` is the workspace or below it (component-wise, so `/ws2` is not in `/ws`).
-    pub fn contains(&self, path: &Path) -> bool {
+    pub(crate) fn contains(&self, path: &Path) -> bool {
         path.starts_with(&self.root)
     }
 
     /// Whether `path` is the reserved directory or below it, ignoring ASCII case.
-    pub fn is_reserved(&self, path: &Path) -> bool {
+    pub(crate) fn is_reserved(&self, path: &Path) -> bool {
         let lower = path.as_os_str().as_bytes().to_ascii_lowercase();
         let reserved = &self.reserved_lower;
         lower == *reserved
@@ -328,7 +328,7 @@ impl Workspace {
 
 /// A path as a JSON string. Paths the model sees are built from UTF-8 input, but a symlink can
 /// resolve to a non-UTF-8 name, and serializing a `Path` would fail on that.
-pub fn lossy(path: &Path) -> String {
+pub(crate) fn lossy(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 /// One todo as the model sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TodoItem {
+pub(crate) struct TodoItem {
     /// Assigned in creation order from 0; `clearTodo` starts again at 0.
     pub id: u64,
     /// The text the model gave.
@@ -17,7 +17,7 @@ pub struct TodoItem {
 /// Arguments of `todo`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TodoArgs {
+pub(crate) struct TodoArgs {
     /// Titles of todos to add.
     #[serde(default)]
     pub new_todos: Option<Vec<String>>,
@@ -28,14 +28,14 @@ pub struct TodoArgs {
 
 /// The todo list of one server process.
 #[derive(Debug, Default)]
-pub struct Todos {
+pub(crate) struct Todos {
     next_id: u64,
     items: Vec<TodoItem>,
 }
 
 impl Todos {
     /// `todo`: adds the new todos, then marks the completed ones; returns `{todos}`.
-    pub fn update(&mut self, args: TodoArgs) -> Value {
+    pub(crate) fn update(&mut self, args: TodoArgs) -> Value {
         for title in args.new_todos.unwrap_or_default() {
             self.items.push(TodoItem {
                 id: self.next_id,
@@ -56,13 +56,13 @@ impl Todos {
     }
 
     /// `clearTodo`: empties the list and restarts ids at 0; returns `{todos: []}`.
-    pub fn clear(&mut self) -> Value {
+    pub(crate) fn clear(&mut self) -> Value {
         *self = Self::default();
         json!({ "todos": [] })
     }
 
     /// `attemptCompletion`: `{}` when nothing is left, else `{remainingTodos}`.
-    pub fn attempt_completion(&self) -> Value {
+    pub(crate) fn attempt_completion(&self) -> Value {
         let remaining: Vec<&TodoItem> = self.items.iter().filter(|t| !t.completed).collect();
         if remaining.is_empty() {
             json!({})

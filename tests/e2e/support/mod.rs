@@ -150,13 +150,13 @@ pub struct JobGuard {
 
 impl JobGuard {
     pub fn new() -> JobGuard {
-        let id = perstack_sandbox::ids::new_id();
+        let id = perstack_sandbox::test_support::internals::new_id();
         let job_id = match std::env::var(SESSION_VARIABLE) {
             Ok(session) => format!("test-{session}-{id}"),
             Err(_) => format!("test-{id}"),
         };
         assert!(
-            perstack_sandbox::jobs::store::is_safe_id(&job_id),
+            perstack_sandbox::test_support::internals::is_safe_id(&job_id),
             "{SESSION_VARIABLE} must be a plain name ([A-Za-z0-9_.-]): job id {job_id:?}"
         );
         JobGuard {
