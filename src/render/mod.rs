@@ -6,15 +6,20 @@
 //!
 //! The human view remembers whose run each `runId` is (from its `initializeRuntime`), so in a
 //! job of several Experts a skill's line names the Expert it belongs to; each skill is shown
-//! connected once, though every segment of its Expert reports it (docs/skills.md).
+//! connected once, though every segment of its Expert reports it (docs/skills.md), and again
+//! after its server was restarted. A skill's stderr shows with `--verbose`; without it the
+//! view keeps each skill's last lines and shows them when its skill host speaks — the server
+//! exited, was restarted, could not start (with a hint) or is down — so a skill that fails says
+//! why without `--verbose`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::IsTerminal;
 
 use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::contract::supervision::HOST_LINE_PREFIX;
 use crate::event::{
     BuildStage, ContainerStatus, Event, EventBody, RUNTIME_WARNING_PREFIX, RunPayload,
     RuntimePayload, ToolResult,
@@ -109,6 +114,12 @@ impl Output {
 
 const MAX_INLINE: usize = 160;
 
+/// How many of a skill's last stderr lines the human view keeps to show when it fails.
+const KEPT_STDERR_LINES: usize = 10;
+
+/// How long a kept stderr line may be.
+const MAX_STDERR_LINE: usize = 300;
+
 /// What the human view remembers of the job so far.
 #[derive(Debug, Default)]
 struct HumanView {
@@ -118,6 +129,8 @@ struct HumanView {
     several: bool,
     /// `(Expert, skill)` already shown connected.
     shown: HashSet<(String, String)>,
+    /// Each skill's last stderr lines not shown yet (without `--verbose`), by skill name.
+    stderr: HashMap<String, VecDeque<String>>,
 }
 
 impl HumanView {
@@ -158,17 +171,52 @@ impl HumanView {
             RuntimePayload::SkillStderr {
                 skill_name,
                 message,
-            } => match message.strip_prefix(RUNTIME_WARNING_PREFIX) {
-                Some(warning) => Some(format!(
-                    "! skill {skill_name}{}: {warning}",
-                    self.whose(expert)
-                        .map(|of| format!(" of {of}"))
-                        .unwrap_or_default()
-                )),
-                None => render(event, verbose),
-            },
+            } => {
+                if let Some(warning) = message.strip_prefix(RUNTIME_WARNING_PREFIX) {
+                    return Some(format!(
+                        "! skill {skill_name}{}: {warning}",
+                        self.whose(expert)
+                            .map(|of| format!(" of {of}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                match message.strip_prefix(HOST_LINE_PREFIX) {
+                    Some(said) => Some(self.host_said(skill_name, said)),
+                    None if verbose => render(event, verbose),
+                    None => {
+                        self.keep(skill_name, message);
+                        None
+                    }
+                }
+            }
             _ => render(event, verbose),
         }
+    }
+
+    /// A line of `skill`'s host: the server's last lines kept so far, then what the host said.
+    /// A restart also lets the next `skillConnected` show.
+    fn host_said(&mut self, skill: &str, said: &str) -> String {
+        let mut lines: Vec<String> = self
+            .stderr
+            .remove(skill)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|line| format!("  [{skill}] {line}"))
+            .collect();
+        lines.push(format!("! skill {skill}: {said}"));
+        if said.contains("restarting it") {
+            self.shown.retain(|(_, shown)| shown != skill);
+        }
+        lines.join("\n")
+    }
+
+    /// Keeps one of `skill`'s stderr lines, dropping the oldest past [`KEPT_STDERR_LINES`].
+    fn keep(&mut self, skill: &str, line: &str) {
+        let kept = self.stderr.entry(skill.to_string()).or_default();
+        if kept.len() == KEPT_STDERR_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(clip(line, MAX_STDERR_LINE));
     }
 
     /// The Expert to name beside a skill: only when the job has several.
@@ -647,6 +695,82 @@ mod tests {
             "▸ running solo · model m · up to 5 steps\n\
              ▸ skill @perstack/base connected in 4 ms\n\
              ! skill web: `pick` names `thnik`\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_skills_last_stderr_lines_show_when_its_host_speaks() {
+        let stderr = |skill: &str, message: &str| {
+            Event::runtime(
+                "j",
+                "r",
+                RuntimePayload::SkillStderr {
+                    skill_name: skill.into(),
+                    message: message.into(),
+                },
+            )
+        };
+        let connected = || {
+            Event::runtime(
+                "j",
+                "r",
+                RuntimePayload::SkillConnected {
+                    skill_name: "py".into(),
+                    server_info: None,
+                    spawn_duration_ms: Some(0),
+                    handshake_duration_ms: None,
+                    tool_discovery_duration_ms: None,
+                    connect_duration_ms: None,
+                    total_duration_ms: Some(9),
+                },
+            )
+        };
+        let events = |output: &Output| {
+            output.event(connected());
+            for n in 0..12 {
+                output.event(stderr("py", &format!("line {n}")));
+            }
+            output.event(stderr("other", "not py's"));
+            output.event(stderr(
+                "py",
+                "skill-host: the server exited with code 3; restarting it in 0.25 s (restart 1 of 5 this run)",
+            ));
+            // Shown again once restarted.
+            output.event(connected());
+            output.event(stderr("py", "skill-host: hint: look here"));
+        };
+        let text = written(
+            Mode::Human {
+                verbose: false,
+                color: false,
+            },
+            events,
+        )
+        .await;
+        let last_ten: String = (2..12).map(|n| format!("  [py] line {n}\n")).collect();
+        assert_eq!(
+            text,
+            format!(
+                "▸ skill py connected in 9 ms\n\
+                 {last_ten}\
+                 ! skill py: the server exited with code 3; restarting it in 0.25 s (restart 1 of 5 this run)\n\
+                 ▸ skill py connected in 9 ms\n\
+                 ! skill py: hint: look here\n"
+            )
+        );
+        // With --verbose every line showed as it came; the host's words come without a replay.
+        let text = written(
+            Mode::Human {
+                verbose: true,
+                color: false,
+            },
+            events,
+        )
+        .await;
+        assert_eq!(text.matches("[py] line 0").count(), 1, "{text}");
+        assert!(
+            text.contains("  [py] line 11\n  [other] not py's\n! skill py: the server exited"),
+            "{text}"
         );
     }
 

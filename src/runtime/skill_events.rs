@@ -14,7 +14,11 @@
 //!   durations, since nothing was connected for it;
 //! - when a segment ends, each skill it held gets a `skillDisconnected` under its `runId`; a
 //!   server that goes away mid-run gets one under every segment holding it then, and a segment
-//!   beginning after that gets only the `skillDisconnected`.
+//!   beginning after that gets only the `skillDisconnected`;
+//! - a stdio skill whose server the skill host restarted is connected again: the segments
+//!   holding it get a `skillDisconnected` when the connection ends and a `skillConnected` (with
+//!   the new connection's durations for the first told) when the new one is made; a segment
+//!   ending in between gets nothing more, one beginning gets its `skillStarting` and waits.
 //!
 //! Several segments can hold a skill at once: concurrent delegates of the same Expert.
 
@@ -56,8 +60,15 @@ struct Skill {
     command: String,
     args: Vec<String>,
     state: State,
-    /// The segments holding it now, by run id.
-    holders: Vec<String>,
+    /// The segments holding it now.
+    holders: Vec<Holder>,
+}
+
+/// A segment holding a skill.
+struct Holder {
+    run_id: String,
+    /// It was told the skill is starting or connected, and not yet that it disconnected.
+    open: bool,
 }
 
 /// The MCP skills of every Expert of a job and the segments holding them; emits their events.
@@ -102,7 +113,10 @@ impl SkillRoster {
                     self.emit(run_id, disconnected(skill));
                     continue;
                 }
-                skill.holders.push(run_id.to_string());
+                skill.holders.push(Holder {
+                    run_id: run_id.to_string(),
+                    open: true,
+                });
                 self.emit(
                     run_id,
                     RuntimePayload::SkillStarting {
@@ -122,9 +136,10 @@ impl SkillRoster {
     pub(crate) fn end(&self, expert: &str, run_id: &str) {
         self.with(|skills| {
             for skill in skills.iter_mut().filter(|s| s.expert == expert) {
-                if let Some(at) = skill.holders.iter().position(|h| h == run_id) {
-                    skill.holders.remove(at);
-                    self.emit(run_id, disconnected(skill));
+                if let Some(at) = skill.holders.iter().position(|h| h.run_id == run_id) {
+                    if skill.holders.remove(at).open {
+                        self.emit(run_id, disconnected(skill));
+                    }
                 }
             }
         });
@@ -140,8 +155,28 @@ impl SkillRoster {
                 server_info: connected.server_info.clone(),
                 first: Some(connected),
             };
-            for run_id in skill.holders.clone() {
+            let run_ids: Vec<String> = skill.holders.iter().map(|h| h.run_id.clone()).collect();
+            for run_id in run_ids {
                 self.tell_connected(skill, &run_id);
+            }
+            for holder in &mut skill.holders {
+                holder.open = true;
+            }
+        });
+    }
+
+    /// The connection of `skill` of `expert` has ended and is being made again (its server was
+    /// restarted): the segments holding it are told it disconnected, and keep holding it.
+    pub(crate) fn reconnecting(&self, expert: &str, skill: &str) {
+        self.with(|skills| {
+            let Some(skill) = find(skills, expert, skill) else {
+                return;
+            };
+            skill.state = State::Connecting;
+            let payload = disconnected(skill);
+            for holder in skill.holders.iter_mut().filter(|h| h.open) {
+                holder.open = false;
+                self.emit(&holder.run_id, payload.clone());
             }
         });
     }
@@ -153,8 +188,10 @@ impl SkillRoster {
                 return;
             };
             skill.state = State::Ended;
-            for run_id in std::mem::take(&mut skill.holders) {
-                self.emit(&run_id, disconnected(skill));
+            for holder in std::mem::take(&mut skill.holders) {
+                if holder.open {
+                    self.emit(&holder.run_id, disconnected(skill));
+                }
             }
         });
     }
@@ -373,6 +410,37 @@ mod tests {
         assert_eq!(
             warnings,
             [format!("{RUNTIME_WARNING_PREFIX}`omit` names `gone`")]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_server_is_disconnected_then_connected_again_for_its_holders() {
+        let (sink, mut rx) = EventSink::channel();
+        let roster = SkillRoster::new(sink, "j");
+        roster.add("main", "fixture", "perstack-sandbox", &[]);
+        roster.begin("main", "r1");
+        roster.connected("main", "fixture", Connected::default());
+        roster.reconnecting("main", "fixture");
+        // A segment beginning meanwhile is told the skill is starting, and waits.
+        roster.begin("main", "r2");
+        roster.connected("main", "fixture", Connected::default());
+        // Restarted again, and this time it stays down: nobody is told twice.
+        roster.reconnecting("main", "fixture");
+        roster.end("main", "r1");
+        roster.ended("main", "fixture");
+        roster.end("main", "r2");
+        assert_eq!(
+            drain(&mut rx),
+            [
+                triple("r1", "skillStarting", "fixture"),
+                triple("r1", "skillConnected+durations", "fixture"),
+                triple("r1", "skillDisconnected", "fixture"),
+                triple("r2", "skillStarting", "fixture"),
+                triple("r1", "skillConnected+durations", "fixture"),
+                triple("r2", "skillConnected", "fixture"),
+                triple("r1", "skillDisconnected", "fixture"),
+                triple("r2", "skillDisconnected", "fixture"),
+            ]
         );
     }
 }

@@ -12,10 +12,15 @@
 //!
 //! Tools join the set in the file's skill order (which decides routing), `lazyInit` skills' after
 //! the rest.
+//!
+//! Each connected skill is watched ([`SkillEvents::watch`]): when a stdio skill's connection
+//! ends without us closing it, its skill host is restarting the server (or says the skill is
+//! down), so the runtime connects again on the same socket and puts the new session under the
+//! skill's calls (`skill/link.rs`, docs/skills.md "Supervision").
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::RuntimeError;
 use super::skill_events::{Connected, SkillRoster};
@@ -23,12 +28,17 @@ use crate::agent::tools::{ToolSet, unmatched_filters};
 use crate::config::{Expert, McpSseSkill, Skill};
 use crate::contract::paths::CA_BUNDLE_PATH;
 use crate::contract::spec::{RuntimeSpec, SkillEndpoint};
-use crate::skill::client::{ConnectTimings, McpSkill, SkillConnectError};
+use crate::skill::client::{ConnectTimings, Connection, McpSkill, SkillConnectError};
 use crate::skill::lazy::LazySkill;
+use crate::skill::link::{Link, RECONNECT_WAIT};
 
 /// How long the runtime waits for a skill container to open its socket, or for a remote skill
 /// to complete its handshake.
 const SKILL_CONNECT_WAIT: Duration = Duration::from_secs(60);
+
+/// How long connecting again waits for the socket: the skill host keeps listening while it
+/// restarts the server, so a socket that does not answer means the skill container has ended.
+const REDIAL_WAIT: Duration = Duration::from_secs(2);
 
 /// Puts the MCP skills of `expert` on the roster, in file order, with what their
 /// `skillStarting` reports: a stdio skill's command and args as configured, a remote skill's
@@ -112,7 +122,8 @@ pub(crate) async fn connect_skills(
             )
             .await?;
             // The server process is started by its container, before we connect.
-            events.connected(&skill, timings, Some(0), &stdio.pick, &stdio.omit);
+            let socket = Path::new(&endpoint.socket);
+            events.connected(&skill, timings, Some(0), &stdio.pick, &stdio.omit, Some(socket));
             Ok::<_, SkillConnectError>(skill)
         }
     }));
@@ -121,7 +132,7 @@ pub(crate) async fn connect_skills(
         async move {
             let (skill, timings, _transport) =
                 McpSkill::connect_http(&sse.name, &sse.endpoint, http, SKILL_CONNECT_WAIT).await?;
-            events.connected(&skill, timings, None, &sse.pick, &sse.omit);
+            events.connected(&skill, timings, None, &sse.pick, &sse.omit, None);
             Ok(skill)
         }
     }));
@@ -178,7 +189,7 @@ fn spawn_lazy(spec: &RuntimeSpec, expert: &Expert, events: &SkillEvents) -> Vec<
             async move {
                 let (skill, timings) =
                     McpSkill::connect_unix(&name, &socket, SKILL_CONNECT_WAIT).await?;
-                events.connected(&skill, timings, Some(0), &filters.0, &filters.1);
+                events.connected(&skill, timings, Some(0), &filters.0, &filters.1, Some(&socket));
                 Ok(skill)
             },
         ));
@@ -213,8 +224,8 @@ struct SkillEvents {
 }
 
 impl SkillEvents {
-    /// `skill` has connected; its end — closed when the job ends, or the server went away — is
-    /// told when it comes.
+    /// `skill` has connected; it is watched from now on ([`SkillEvents::watch`]), and connected
+    /// again on `socket` (a stdio skill's) when its server is restarted.
     fn connected(
         &self,
         skill: &McpSkill,
@@ -222,13 +233,8 @@ impl SkillEvents {
         spawn_ms: Option<u64>,
         pick: &[String],
         omit: &[String],
+        socket: Option<&Path>,
     ) {
-        let ended = skill.ended();
-        let (events, name) = (self.clone(), skill.name.clone());
-        tokio::spawn(async move {
-            ended.await;
-            events.roster.ended(&events.expert, &name);
-        });
         self.roster.connected(
             &self.expert,
             &skill.name,
@@ -239,6 +245,67 @@ impl SkillEvents {
                 warnings: filter_warnings(skill, pick, omit),
             },
         );
+        let (events, link, name) = (self.clone(), skill.link(), skill.name.clone());
+        let socket = socket.map(Path::to_path_buf);
+        tokio::spawn(async move { events.watch(link, &name, socket.as_deref()).await });
+    }
+
+    /// Follows a skill's connections until it is finished: closed when the job ends, or gone for
+    /// good. Each time a stdio skill's connection ends without us closing it, connects again on
+    /// `socket` and tells the roster; a remote skill's end is final.
+    async fn watch(&self, link: Arc<Link>, name: &str, socket: Option<&Path>) {
+        while let Some(session) = link.current() {
+            session.ended().await;
+            drop(session);
+            let Some(socket) = socket else {
+                link.down("its connection closed".to_string());
+                break;
+            };
+            if !link.reconnecting() {
+                break;
+            }
+            self.roster.reconnecting(&self.expert, name);
+            match reconnect(name, socket).await {
+                Ok((connection, timings)) => {
+                    let server_info = connection.server_info.clone();
+                    if !link.reconnected(connection.session) {
+                        break;
+                    }
+                    let connected = Connected {
+                        server_info,
+                        timings,
+                        spawn_ms: Some(0),
+                        warnings: vec![],
+                    };
+                    self.roster.connected(&self.expert, name, connected);
+                }
+                Err(reason) => link.down(reason),
+            }
+        }
+        self.roster.ended(&self.expert, name);
+    }
+}
+
+/// Connects again to a stdio skill whose connection ended: its skill host is starting the
+/// server again, or answers with the reason the skill is down. A restarted server that dies
+/// during the handshake is restarted again by the host, so that is tried again, until
+/// [`RECONNECT_WAIT`].
+async fn reconnect(name: &str, socket: &Path) -> Result<(Connection, ConnectTimings), String> {
+    let deadline = Instant::now() + RECONNECT_WAIT;
+    loop {
+        match McpSkill::session_unix(name, socket, REDIAL_WAIT).await {
+            Ok(connected) => return Ok(connected),
+            Err(SkillConnectError::Refused {
+                down: true,
+                message,
+                ..
+            }) => return Err(message),
+            Err(SkillConnectError::NotListening { .. }) => {
+                return Err("its skill host no longer answers (its container has ended)".into());
+            }
+            Err(error) if Instant::now() >= deadline => return Err(error.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }
 
@@ -281,6 +348,7 @@ mod tests {
     use crate::config::{McpStdioSkill, ProviderName};
     use crate::event::{Event, EventSink};
     use crate::llm::mock::MockScript;
+    use crate::contract::supervision::{SERVER_EXITED, SKILL_DOWN};
     use crate::skill::fixture::FixtureServer;
     use crate::skill::http_fixture::{Mode, serve};
     use crate::skill::server::Handler;
@@ -656,6 +724,158 @@ text = "done"
         assert!(
             rx.recv().await.is_none(),
             "nothing more, and no second disconnect"
+        );
+    }
+
+    /// A skill host in miniature on `socket`: the first server answers the handshake, then
+    /// "dies" on the first tool call — answered with `code` and `reason`, then a hang-up. With
+    /// [`SERVER_EXITED`] the next connections are served by the fixture (a restarted server);
+    /// with [`SKILL_DOWN`] each next handshake is refused with the reason.
+    fn dying_host(socket: &std::path::Path, code: i32, reason: &str) -> tokio::task::JoinHandle<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = UnixListener::bind(socket).expect("bind");
+        let reason = reason.to_string();
+        let answer = move |id: &Value| {
+            format!(
+                "{}\n",
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": reason}})
+            )
+        };
+        tokio::spawn(async move {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let message: Value = serde_json::from_str(&line).expect("JSON-RPC");
+                let Some(id) = message.get("id") else {
+                    continue;
+                };
+                let reply = match message["method"].as_str() {
+                    Some("initialize") => json!({"jsonrpc": "2.0", "id": id, "result": {
+                        "protocolVersion": message["params"]["protocolVersion"],
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "first", "version": "1"}}}),
+                    Some("tools/list") => json!({"jsonrpc": "2.0", "id": id, "result": {
+                        "tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}}),
+                    _ => {
+                        let _ = write.write_all(answer(id).as_bytes()).await;
+                        break;
+                    }
+                };
+                let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
+            }
+            drop(write);
+            while let Ok((stream, _)) = listener.accept().await {
+                if code == SKILL_DOWN {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    if let Ok(Some(line)) = lines.next_line().await {
+                        let message: Value = serde_json::from_str(&line).expect("JSON-RPC");
+                        let _ = write.write_all(answer(&message["id"]).as_bytes()).await;
+                    }
+                    continue;
+                }
+                tokio::spawn(async move {
+                    if let Ok(service) = Handler(FixtureServer).serve(stream).await {
+                        let _ = service.waiting().await;
+                    }
+                });
+            }
+        })
+    }
+
+    /// Connects `skill` of a one-skill Expert under `dir`, with its roster's events.
+    async fn connect_one(
+        dir: &std::path::Path,
+        skill: &str,
+    ) -> (ToolSet, SkillRoster, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+        let args = runtime(dir, vec![stdio_skill(skill, false, &[])], ECHO_THEN_DONE);
+        let spec: RuntimeSpec =
+            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
+        let (sink, rx) = EventSink::channel();
+        let roster = SkillRoster::new(sink, "j");
+        register(&roster, &spec, &spec.experts["main"]);
+        roster.begin("main", "r");
+        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
+            .await
+            .expect("connects");
+        (tools, roster, rx)
+    }
+
+    #[tokio::test]
+    async fn a_restarted_server_is_connected_again_and_answers_the_next_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reason = "the server exited with code 3; restarting it in 0.25 s (restart 1 of 5 this run)";
+        let _host = dying_host(&dir.path().join("flaky"), SERVER_EXITED, reason);
+        let (tools, roster, mut rx) = connect_one(dir.path(), "flaky").await;
+
+        let failed = tools.call("echo", &json!({"text": "first"})).await;
+        assert!(failed.is_error);
+        assert_eq!(
+            failed.parts[0].as_text(),
+            Some(format!("Error calling tool echo: {reason}").as_str())
+        );
+        // At once, before the runtime may even have noticed the hang-up: the call waits for the
+        // new connection.
+        let answered = tools.call("echo", &json!({"text": "second"})).await;
+        assert!(!answered.is_error, "{answered:?}");
+        assert_eq!(answered.parts[0].as_text(), Some("second"));
+
+        roster.end("main", "r");
+        tools.close().await;
+        drop((tools, roster));
+        let mut events = Vec::new();
+        while let Some(event) = rx.recv().await {
+            events.push(json_of(&event));
+        }
+        let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "skillStarting",
+                "skillConnected",
+                "skillDisconnected",
+                "skillConnected",
+                "skillDisconnected"
+            ]
+        );
+        assert_eq!(events[1]["serverInfo"]["name"], "first");
+        assert_eq!(events[3]["serverInfo"]["name"], "perstack-sandbox-fixture");
+        assert!(events[3]["totalDurationMs"].is_u64());
+    }
+
+    #[tokio::test]
+    async fn a_skill_the_host_gave_up_on_stays_down_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reason = "its server exited with code 4 after 5 restarts, the most one run allows; the skill stays down";
+        let _host = dying_host(&dir.path().join("doomed"), SKILL_DOWN, reason);
+        let (tools, roster, mut rx) = connect_one(dir.path(), "doomed").await;
+
+        let failed = tools.call("echo", &json!({"text": "first"})).await;
+        assert_eq!(
+            failed.parts[0].as_text(),
+            Some(format!("Error calling tool echo: {reason}").as_str())
+        );
+        for _ in 0..2 {
+            let refused = tools.call("echo", &json!({"text": "again"})).await;
+            assert!(refused.is_error);
+            assert_eq!(
+                refused.parts[0].as_text(),
+                Some(format!("Error calling tool echo: skill `doomed` is down: {reason}").as_str())
+            );
+        }
+        roster.end("main", "r");
+        tools.close().await;
+        drop((tools, roster));
+        let mut types = Vec::new();
+        while let Some(event) = rx.recv().await {
+            types.push(json_of(&event)["type"].as_str().unwrap_or("").to_string());
+        }
+        assert_eq!(
+            types,
+            ["skillStarting", "skillConnected", "skillDisconnected"]
         );
     }
 }

@@ -12,6 +12,7 @@
 
 use std::error::Error as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
@@ -27,6 +28,8 @@ use serde_json::Value;
 use tokio::net::UnixStream;
 
 use super::legacy_sse::LegacySseTransport;
+use super::link::{Link, RECONNECT_WAIT, Session, Unavailable};
+use crate::contract::supervision::{SERVER_EXITED, SKILL_DOWN};
 use crate::event::ServerInfo;
 use crate::llm::ToolSpec;
 
@@ -55,6 +58,17 @@ pub(crate) enum SkillConnectError {
         skill: String,
         /// What failed.
         message: String,
+    },
+    /// The skill host answered for a server that is not there: it could not start, or exited
+    /// after its last restart (`down`), or exited and is being started again.
+    #[error("skill `{skill}`: {message}")]
+    Refused {
+        /// The skill.
+        skill: String,
+        /// The skill host's reason.
+        message: String,
+        /// No server will come this run.
+        down: bool,
     },
     /// A remote skill's endpoint is not a URL.
     #[error("skill `{skill}`: endpoint `{endpoint}` is not a valid URL: {message}")]
@@ -128,12 +142,8 @@ pub(crate) struct McpSkill {
     pub server_info: Option<ServerInfo>,
     /// The tools it offers (before `pick`/`omit`).
     pub tools: Vec<ToolSpec>,
-    /// Sends requests; the connection itself runs on a task that owns the rmcp service.
-    peer: rmcp::service::Peer<RoleClient>,
-    /// Cancels that task (taken by the first close).
-    cancel: std::sync::Mutex<Option<rmcp::service::RunningServiceCancellationToken>>,
-    /// Becomes true when the connection has ended, for whatever reason.
-    ended: tokio::sync::watch::Receiver<bool>,
+    /// The session calls go through, made again when a stdio skill's server is restarted.
+    link: Arc<Link>,
 }
 
 impl std::fmt::Debug for McpSkill {
@@ -146,17 +156,39 @@ impl std::fmt::Debug for McpSkill {
     }
 }
 
+/// One handshake's outcome: what the server said and the session to talk to it.
+pub(crate) struct Connection {
+    /// What the server says it is.
+    pub server_info: Option<ServerInfo>,
+    /// The tools it offers.
+    pub tools: Vec<ToolSpec>,
+    /// The session.
+    pub session: Arc<Session>,
+}
+
 /// A failed call, as text for the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CallFailure(pub String);
 
 impl McpSkill {
-    /// Connects to the server behind `socket`, retrying until `wait` has passed.
+    /// Connects to the server behind `socket`, retrying until `wait` has passed. The skill is
+    /// supervised: when its session ends, something (the runtime's supervisor) connects again.
     pub(crate) async fn connect_unix(
         name: &str,
         socket: &Path,
         wait: Duration,
     ) -> Result<(McpSkill, ConnectTimings), SkillConnectError> {
+        let (connection, timings) = Self::session_unix(name, socket, wait).await?;
+        Ok((McpSkill::new(name, connection, true), timings))
+    }
+
+    /// A new session with the server behind `socket`, retrying to connect until `wait` has
+    /// passed.
+    pub(crate) async fn session_unix(
+        name: &str,
+        socket: &Path,
+        wait: Duration,
+    ) -> Result<(Connection, ConnectTimings), SkillConnectError> {
         let started = Instant::now();
         let stream = loop {
             match UnixStream::connect(socket).await {
@@ -173,13 +205,15 @@ impl McpSkill {
             }
         };
         let connected = Instant::now();
-        let (skill, mut timings) = McpSkill::handshake(name, stream).await?;
+        let (connection, mut timings) = McpSkill::open(name, stream).await?;
         timings.connect_ms = ms(connected - started);
         timings.total_ms = ms(started.elapsed());
-        Ok((skill, timings))
+        Ok((connection, timings))
     }
 
-    /// Speaks MCP over an already-connected stream (a socket, or one end of a duplex in tests).
+    /// Speaks MCP over an already-connected stream (one end of a duplex in tests). Nothing
+    /// reconnects the skill.
+    #[cfg(test)]
     pub(crate) async fn handshake<S>(
         name: &str,
         stream: S,
@@ -187,18 +221,32 @@ impl McpSkill {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {
+        let (connection, timings) = McpSkill::open(name, stream).await?;
+        Ok((McpSkill::new(name, connection, false), timings))
+    }
+
+    fn new(name: &str, connection: Connection, supervised: bool) -> McpSkill {
+        McpSkill {
+            name: name.to_string(),
+            server_info: connection.server_info,
+            tools: connection.tools,
+            link: Link::new(connection.session, supervised),
+        }
+    }
+
+    /// The MCP handshake and tool listing over `stream`.
+    async fn open<S>(name: &str, stream: S) -> Result<(Connection, ConnectTimings), SkillConnectError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let started = Instant::now();
         let (read, write) = tokio::io::split(stream);
         let transport = rmcp::transport::async_rw::AsyncRwTransport::new_client(read, write)
             .with_max_line_length(super::MAX_MESSAGE_BYTES);
-        let service =
-            client_config()
-                .serve(transport)
-                .await
-                .map_err(|e| SkillConnectError::Handshake {
-                    skill: name.to_string(),
-                    message: e.to_string(),
-                })?;
+        let service = client_config()
+            .serve(transport)
+            .await
+            .map_err(|e| handshake_error(name, e))?;
         McpSkill::discover(name, service, started).await
     }
 
@@ -224,11 +272,12 @@ impl McpSkill {
                     endpoint: endpoint.to_string(),
                     waited: wait,
                 })??;
-        let (skill, mut timings) = McpSkill::discover(name, service, handshake_started).await?;
+        let (connection, mut timings) =
+            McpSkill::discover(name, service, handshake_started).await?;
         // Connecting includes a refused streamable attempt before a legacy fallback.
         timings.connect_ms = ms(handshake_started - started);
         timings.total_ms = ms(started.elapsed());
-        Ok((skill, timings, transport))
+        Ok((McpSkill::new(name, connection, false), timings, transport))
     }
 
     /// Reads what the server said about itself and lists its tools. `started` is when the
@@ -237,7 +286,7 @@ impl McpSkill {
         name: &str,
         service: RunningService<RoleClient, ClientConfig>,
         started: Instant,
-    ) -> Result<(McpSkill, ConnectTimings), SkillConnectError> {
+    ) -> Result<(Connection, ConnectTimings), SkillConnectError> {
         let handshake_ms = ms(started.elapsed());
         let server_info = service.peer_info().and_then(|info| {
             serde_json::to_value(&*info).ok().and_then(|v| {
@@ -268,44 +317,60 @@ impl McpSkill {
             discovery_ms: ms(discovery_started.elapsed()),
             total_ms: ms(started.elapsed()),
         };
-        let peer = service.peer().clone();
-        let cancel = std::sync::Mutex::new(Some(service.cancellation_token()));
-        let (ended_tx, ended) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let _ = service.waiting().await;
-            let _ = ended_tx.send(true);
-        });
         Ok((
-            McpSkill {
-                name: name.to_string(),
+            Connection {
                 server_info,
                 tools,
-                peer,
-                cancel,
-                ended,
+                session: Session::start(service),
             },
             timings,
         ))
     }
 
-    /// Calls a tool. `Ok` holds the MCP `CallToolResult` as JSON; `Err` is an MCP error or a
-    /// broken connection (a crashed server), as text for the model.
+    /// Calls a tool. `Ok` holds the MCP `CallToolResult` as JSON; `Err` is an MCP error (with
+    /// a dead server's cause, from its skill host) or an unavailable skill, as text for the
+    /// model. While the skill reconnects the call waits; one that lost its session before a
+    /// server read it is sent again on the next session.
     pub(crate) async fn call(&self, tool: &str, args: &Value) -> Result<Value, CallFailure> {
         let mut params = CallToolRequestParams::new(tool.to_string());
         if let Value::Object(map) = args {
             params.arguments = Some(map.clone());
         }
-        match self.peer.call_tool(params).await {
-            Ok(result) => serde_json::to_value(&result)
-                .map_err(|e| CallFailure(format!("Error calling tool {tool}: {e}"))),
-            Err(rmcp::service::ServiceError::McpError(error)) => Err(CallFailure(format!(
-                "Error calling tool {tool}: {}",
-                error.message
-            ))),
-            Err(error) => Err(CallFailure(format!(
-                "Error calling tool {tool}: skill `{}` is unavailable ({error})",
+        let unavailable = |why: String| {
+            CallFailure(format!(
+                "Error calling tool {tool}: skill `{}` is {why}",
                 self.name
-            ))),
+            ))
+        };
+        let mut resent = false;
+        loop {
+            let session = self.link.session().await.map_err(|why| {
+                unavailable(match why {
+                    Unavailable::Down(reason) => format!("down: {reason}"),
+                    Unavailable::Closed => "unavailable (its connection is closed)".to_string(),
+                    Unavailable::StillReconnecting => format!(
+                        "unavailable (it did not reconnect within {}s)",
+                        RECONNECT_WAIT.as_secs()
+                    ),
+                })
+            })?;
+            match session.peer.call_tool(params.clone()).await {
+                Ok(result) => {
+                    return serde_json::to_value(&result)
+                        .map_err(|e| CallFailure(format!("Error calling tool {tool}: {e}")));
+                }
+                Err(rmcp::service::ServiceError::McpError(error)) => {
+                    return Err(CallFailure(format!(
+                        "Error calling tool {tool}: {}",
+                        error.message
+                    )));
+                }
+                Err(_) if !resent && self.link.is_supervised() => {
+                    resent = true;
+                    self.link.replaced(&session).await;
+                }
+                Err(error) => return Err(unavailable(format!("unavailable ({error})"))),
+            }
         }
     }
 }
@@ -415,23 +480,42 @@ fn refused_with_client_error(error: &ClientInitializeError) -> Option<u16> {
 impl McpSkill {
     /// Ends the connection (a server that outlives it sees its transport close).
     pub(crate) fn close(&self) {
-        if let Some(cancel) = self.cancel.lock().ok().and_then(|mut c| c.take()) {
-            cancel.cancel();
-        }
+        self.link.close();
     }
 
-    /// Resolves once the connection has ended: closed by us, or the server went away.
+    /// The link its calls go through, for whoever supervises it.
+    pub(crate) fn link(&self) -> Arc<Link> {
+        self.link.clone()
+    }
+
+    /// Resolves once the skill is finished: its connection closed by us, or the server went
+    /// away and no new connection will follow.
     pub(crate) fn ended(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut ended = self.ended.clone();
-        async move {
-            let _ = ended.wait_for(|ended| *ended).await;
-        }
+        self.link.ended()
     }
 }
 
 impl Drop for McpSkill {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// A failed handshake; the skill host's answer for a server that is not there is its own
+/// error, with the host's reason.
+fn handshake_error(name: &str, error: ClientInitializeError) -> SkillConnectError {
+    if let ClientInitializeError::JsonRpcError(data) = &error
+        && (data.code.0 == SKILL_DOWN || data.code.0 == SERVER_EXITED)
+    {
+        return SkillConnectError::Refused {
+            skill: name.to_string(),
+            message: data.message.to_string(),
+            down: data.code.0 == SKILL_DOWN,
+        };
+    }
+    SkillConnectError::Handshake {
+        skill: name.to_string(),
+        message: error.to_string(),
     }
 }
 

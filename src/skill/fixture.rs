@@ -13,6 +13,8 @@
 //!   (default 1) at once, without answering
 //! - `stderr {text}` → the text as one line on stderr; result `{}`
 //! - `sleep {ms}` → waits, then `{"slept": ms}`
+//! - `allocate {mb}` → allocates and touches `mb` MiB, then `{"allocated": mb}`: past the
+//!   container's memory limit the kernel kills the server instead
 //!
 //! And the probes of the security tests (`skill/probe.rs`), each answering with the concrete
 //! outcome as JSON:
@@ -70,6 +72,11 @@ struct CrashArgs {
 #[derive(Deserialize)]
 struct SleepArgs {
     ms: u64,
+}
+
+#[derive(Deserialize)]
+struct AllocateArgs {
+    mb: usize,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +159,13 @@ impl ToolServer for FixtureServer {
                 let SleepArgs { ms } = parse_args(name, args)?;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(json_result(&json!({ "slept": ms })))
+            }
+            "allocate" => {
+                let AllocateArgs { mb } = parse_args(name, args)?;
+                // Every byte written, so the pages are really the process's.
+                let memory = vec![1u8; mb << 20];
+                let touched = memory.iter().step_by(4096).map(|b| *b as usize).sum::<usize>();
+                Ok(json_result(&json!({ "allocated": mb, "pages": touched })))
             }
             "tcp_connect" => {
                 let HostPortArgs { host, port } = parse_args(name, args)?;
@@ -255,6 +269,17 @@ pub(crate) const TOOLS: &[ToolDef] = &[
         },
     },
     ToolDef {
+        name: "allocate",
+        title: "Allocate",
+        description: "Allocate and touch the given number of MiB, then return {\"allocated\": mb}.",
+        input_schema: || {
+            object_schema(
+                json!({ "mb": { "type": "integer", "minimum": 0, "description": "Mebibytes to allocate." } }),
+                &["mb"],
+            )
+        },
+    },
+    ToolDef {
         name: "tcp_connect",
         title: "TCP connect",
         description: "Open a TCP connection to host:port directly (no proxy); report whether it connected.",
@@ -345,6 +370,7 @@ mod tests {
                 "crash",
                 "stderr",
                 "sleep",
+                "allocate",
                 "tcp_connect",
                 "resolve",
                 "proxy_connect",
@@ -353,6 +379,16 @@ mod tests {
                 "symlink_read"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn allocate_keeps_nothing_after_answering() {
+        let client = connect(FixtureServer).await;
+        let out = client
+            .call_json("allocate", serde_json::json!({"mb": 2}))
+            .await;
+        assert_eq!(out["allocated"], 2);
+        assert_eq!(out["pages"], 512);
     }
 
     #[tokio::test]

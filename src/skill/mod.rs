@@ -1,6 +1,7 @@
 //! MCP skills.
 //!
 //! - [`client`]: the runtime's side, an rmcp client over a skill's unix socket.
+//! - [`link`]: the session a skill's calls go through, made again when its server restarts.
 //! - [`result`]: MCP tool results turned into the parts the model sees.
 //! - [`host`]: the skill host, PID 1 of every skill container (socket ↔ stdio relay).
 //! - [`base`]: `@perstack/base`, the workspace tools, served in the base-skill container.
@@ -19,6 +20,7 @@ pub(crate) mod host;
 #[cfg(test)]
 pub(crate) mod http_fixture;
 pub(crate) mod lazy;
+pub(crate) mod link;
 pub(crate) mod legacy_sse;
 pub(crate) mod probe;
 pub(crate) mod result;

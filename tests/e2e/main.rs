@@ -25,6 +25,7 @@ mod proxy_tokens;
 mod pypi_skill;
 mod security;
 mod streaming;
+mod supervision;
 mod support;
 mod tls_dns;
 mod versioned;

@@ -1,0 +1,157 @@
+//! Hints for a server that could not start, from what the skill host can see inside the skill
+//! container: the server's command line, the end of its stderr, and whether `/workspace` is
+//! mounted (docs/skills.md, "When a skill fails").
+
+use std::ffi::OsString;
+
+use crate::contract::paths::WORKSPACE_MOUNT;
+
+/// What servers print when a file they were told to open is not there: Python, Node, libuv,
+/// libc's `strerror`, and shells.
+const MISSING_FILE: [&str; 6] = [
+    "can't open file",
+    "Cannot find module",
+    "ENOENT",
+    "No such file or directory",
+    "does not exist",
+    "command not found",
+];
+
+/// What a write to a read-only place prints.
+const READ_ONLY: [&str; 2] = ["Read-only file system", "EROFS"];
+
+/// The hints for a server that exited before it answered (each one line, without `hint: `).
+/// `workspace_mounted` says whether `/workspace` exists in this container.
+pub(super) fn hints(
+    command: &OsString,
+    args: &[OsString],
+    stderr: &[String],
+    workspace_mounted: bool,
+) -> Vec<String> {
+    let said = |needles: &[&str]| {
+        stderr
+            .iter()
+            .any(|line| needles.iter().any(|n| line.contains(n)))
+    };
+    let names_workspace = std::iter::once(command)
+        .chain(args)
+        .any(|a| a.to_string_lossy().contains(WORKSPACE_MOUNT))
+        || said(&[WORKSPACE_MOUNT]);
+    let mut hints = Vec::new();
+    if names_workspace && !workspace_mounted {
+        hints.push(format!(
+            "{WORKSPACE_MOUNT} is not mounted for this skill: a skill sees the workspace only when \
+             perstack.toml grants it, with workspace = \"read-only\" or \"read-write\" in the \
+             skill's [sandbox.skills.\"<name>\"] table (docs/skills.md, \"What a skill can see and reach\")"
+        ));
+    } else if said(&READ_ONLY) {
+        hints.push(format!(
+            "the server wrote where its container is read-only: the root file system always is, \
+             /tmp is writable, and {WORKSPACE_MOUNT} only with workspace = \"read-write\" \
+             (docs/skills.md, \"What a skill can see and reach\")"
+        ));
+    } else if said(&MISSING_FILE) {
+        hints.push(
+            "a file the server needs is not in its container, which holds the skill's image and \
+             nothing else of this machine (docs/skills.md, \"What a skill can see and reach\")"
+                .to_string(),
+        );
+    }
+    hints
+}
+
+/// The hint for a server program that could not be started at all.
+pub(super) fn cannot_spawn(command: &OsString, error: &std::io::Error) -> Option<String> {
+    (error.kind() == std::io::ErrorKind::NotFound).then(|| {
+        format!(
+            "`{}` is not a program in the skill's image: install it there ([sandbox] skillImage, \
+             or a uvx/npx command the image build installs), or give its full path (docs/skills.md)",
+            command.to_string_lossy()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_missing_file_gets_its_hint() {
+        for said in [
+            "python3: can't open file '//server.py': [Errno 2] No such file or directory",
+            "Error: Cannot find module '/server.js'",
+            "Error: ENOENT: no such file or directory, open 'config.json'",
+            "sh: 1: my-server: command not found",
+        ] {
+            let hints = hints(
+                &"python3".into(),
+                &os(&["server.py"]),
+                &lines(said),
+                false,
+            );
+            assert_eq!(hints.len(), 1, "{said}");
+            assert!(hints[0].starts_with("a file the server needs"), "{hints:?}");
+        }
+    }
+
+    #[test]
+    fn args_naming_an_unmounted_workspace_get_the_grant_hint() {
+        let hints = hints(
+            &"mcp-server-git".into(),
+            &os(&["--repository", "/workspace"]),
+            &lines("/workspace does not exist"),
+            false,
+        );
+        assert_eq!(hints.len(), 1);
+        assert!(
+            hints[0].starts_with("/workspace is not mounted for this skill"),
+            "{hints:?}"
+        );
+        assert!(hints[0].contains("workspace = \"read-only\""), "{hints:?}");
+    }
+
+    #[test]
+    fn a_mounted_workspace_is_no_grant_problem() {
+        let hints = hints(
+            &"mcp-server-sqlite".into(),
+            &os(&["--db-path", "/workspace/x.db"]),
+            &lines("sqlite3.OperationalError: attempt to write: Read-only file system"),
+            true,
+        );
+        assert_eq!(hints.len(), 1);
+        assert!(hints[0].contains("workspace = \"read-write\""), "{hints:?}");
+    }
+
+    #[test]
+    fn other_failures_get_no_hint() {
+        assert!(
+            hints(
+                &"server".into(),
+                &os(&[]),
+                &lines("Traceback…\nValueError: bad port"),
+                false
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_program_missing_from_the_image_is_named() {
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let hint = cannot_spawn(&"no-such-mcp-server".into(), &missing).expect("a hint");
+        assert!(
+            hint.starts_with("`no-such-mcp-server` is not a program in the skill's image"),
+            "{hint}"
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(cannot_spawn(&"x".into(), &denied), None);
+    }
+}

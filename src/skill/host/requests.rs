@@ -1,0 +1,146 @@
+//! The runtime's requests the server has not answered yet, read from the JSON-RPC lines the
+//! skill host relays, so that when the server dies each one still gets an answer: an error
+//! naming the cause, instead of a wait that never ends.
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+/// What the relay needs of one JSON-RPC message; the rest is skipped unparsed.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    result: Option<IgnoredAny>,
+}
+
+/// The messages of one line: JSON-RPC allows a batch (an array).
+fn envelopes(line: &str) -> Vec<Envelope> {
+    if line.trim_start().starts_with('[') {
+        serde_json::from_str(line).unwrap_or_default()
+    } else {
+        serde_json::from_str(line).map(|e| vec![e]).unwrap_or_default()
+    }
+}
+
+/// The requests in flight on one connection.
+#[derive(Debug, Default)]
+pub(super) struct Requests {
+    /// Ids of the runtime's requests the server has not answered, in the order they were sent.
+    pending: Vec<Value>,
+    /// The id of the runtime's `initialize`, while it waits for its answer.
+    initialize: Option<Value>,
+    /// The server answered `initialize` with a result.
+    answered_handshake: bool,
+}
+
+impl Requests {
+    /// A line from the runtime, on its way to the server.
+    pub(super) fn sent(&mut self, line: &str) {
+        for message in envelopes(line) {
+            // A message from the runtime with an id but no method answers a server's request.
+            let (Some(id), Some(method)) = (message.id, message.method) else {
+                continue;
+            };
+            if method == "initialize" {
+                self.initialize = Some(id.clone());
+            }
+            self.pending.push(id);
+        }
+    }
+
+    /// A line from the server, on its way to the runtime.
+    pub(super) fn received(&mut self, line: &str) {
+        for message in envelopes(line) {
+            let (Some(id), None) = (message.id, message.method) else {
+                continue;
+            };
+            if self.initialize.as_ref() == Some(&id) {
+                self.initialize = None;
+                self.answered_handshake |= message.result.is_some();
+            }
+            self.pending.retain(|p| *p != id);
+        }
+    }
+
+    /// The server has answered an `initialize` with a result on this connection.
+    pub(super) fn answered_handshake(&self) -> bool {
+        self.answered_handshake
+    }
+
+    /// The unanswered requests' ids, emptying the list.
+    pub(super) fn take_pending(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// The JSON-RPC error answer to request `id`, as one line.
+pub(super) fn error_line(id: &Value, code: i32, message: &str) -> String {
+    let answer = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": code, "message": message},
+    });
+    format!("{answer}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn requests_are_pending_until_answered() {
+        let mut requests = Requests::default();
+        requests.sent(
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
+        );
+        assert!(!requests.answered_handshake());
+        requests.received(r#"{"jsonrpc":"2.0","id":0,"result":{"serverInfo":{"name":"x"}}}"#);
+        assert!(requests.answered_handshake());
+        requests.sent(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        requests.sent(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#);
+        requests.sent(r#"{"jsonrpc":"2.0","id":"two","method":"tools/call","params":{}}"#);
+        // The server's own request and the runtime's answer to it are not the runtime's requests.
+        requests.received(r#"{"jsonrpc":"2.0","id":1,"method":"roots/list"}"#);
+        requests.sent(r#"{"jsonrpc":"2.0","id":1,"result":{"roots":[]}}"#);
+        requests.received(r#"{"jsonrpc":"2.0","id":"two","error":{"code":-1,"message":"no"}}"#);
+        // Not JSON at all is relayed, and ignored here.
+        requests.received("Listening on stdio");
+        assert_eq!(requests.take_pending(), [json!(1)]);
+        assert!(requests.take_pending().is_empty());
+    }
+
+    #[test]
+    fn an_initialize_answered_with_an_error_is_no_handshake() {
+        let mut requests = Requests::default();
+        requests.sent(r#"{"jsonrpc":"2.0","id":0,"method":"initialize"}"#);
+        requests.received(r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32602,"message":"v"}}"#);
+        assert!(!requests.answered_handshake());
+        assert!(requests.take_pending().is_empty());
+    }
+
+    #[test]
+    fn batches_are_read_message_by_message() {
+        let mut requests = Requests::default();
+        requests.sent(
+            r#"[{"jsonrpc":"2.0","id":5,"method":"ping"},{"jsonrpc":"2.0","id":6,"method":"ping"}]"#,
+        );
+        requests.received(r#"[{"jsonrpc":"2.0","id":6,"result":{}}]"#);
+        assert_eq!(requests.take_pending(), [json!(5)]);
+    }
+
+    #[test]
+    fn error_answers_are_json_rpc_lines() {
+        let line = error_line(&json!(7), -32090, "the server exited with code 3");
+        let answer: Value = serde_json::from_str(line.trim_end()).expect("JSON");
+        assert_eq!(
+            answer,
+            json!({"jsonrpc": "2.0", "id": 7, "error": {"code": -32090, "message": "the server exited with code 3"}})
+        );
+        assert!(line.ends_with('\n'));
+    }
+}
