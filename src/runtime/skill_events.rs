@@ -136,10 +136,10 @@ impl SkillRoster {
     pub(crate) fn end(&self, expert: &str, run_id: &str) {
         self.with(|skills| {
             for skill in skills.iter_mut().filter(|s| s.expert == expert) {
-                if let Some(at) = skill.holders.iter().position(|h| h.run_id == run_id) {
-                    if skill.holders.remove(at).open {
-                        self.emit(run_id, disconnected(skill));
-                    }
+                if let Some(at) = skill.holders.iter().position(|h| h.run_id == run_id)
+                    && skill.holders.remove(at).open
+                {
+                    self.emit(run_id, disconnected(skill));
                 }
             }
         });

@@ -123,7 +123,14 @@ pub(crate) async fn connect_skills(
             .await?;
             // The server process is started by its container, before we connect.
             let socket = Path::new(&endpoint.socket);
-            events.connected(&skill, timings, Some(0), &stdio.pick, &stdio.omit, Some(socket));
+            events.connected(
+                &skill,
+                timings,
+                Some(0),
+                &stdio.pick,
+                &stdio.omit,
+                Some(socket),
+            );
             Ok::<_, SkillConnectError>(skill)
         }
     }));
@@ -189,7 +196,14 @@ fn spawn_lazy(spec: &RuntimeSpec, expert: &Expert, events: &SkillEvents) -> Vec<
             async move {
                 let (skill, timings) =
                     McpSkill::connect_unix(&name, &socket, SKILL_CONNECT_WAIT).await?;
-                events.connected(&skill, timings, Some(0), &filters.0, &filters.1, Some(&socket));
+                events.connected(
+                    &skill,
+                    timings,
+                    Some(0),
+                    &filters.0,
+                    &filters.1,
+                    Some(&socket),
+                );
                 Ok(skill)
             },
         ));
@@ -346,9 +360,9 @@ mod tests {
     use super::*;
     use crate::agent::RunOutcome;
     use crate::config::{McpStdioSkill, ProviderName};
+    use crate::contract::supervision::{SERVER_EXITED, SKILL_DOWN};
     use crate::event::{Event, EventSink};
     use crate::llm::mock::MockScript;
-    use crate::contract::supervision::{SERVER_EXITED, SKILL_DOWN};
     use crate::skill::fixture::FixtureServer;
     use crate::skill::http_fixture::{Mode, serve};
     use crate::skill::server::Handler;
@@ -731,7 +745,11 @@ text = "done"
     /// "dies" on the first tool call — answered with `code` and `reason`, then a hang-up. With
     /// [`SERVER_EXITED`] the next connections are served by the fixture (a restarted server);
     /// with [`SKILL_DOWN`] each next handshake is refused with the reason.
-    fn dying_host(socket: &std::path::Path, code: i32, reason: &str) -> tokio::task::JoinHandle<()> {
+    fn dying_host(
+        socket: &std::path::Path,
+        code: i32,
+        reason: &str,
+    ) -> tokio::task::JoinHandle<()> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let listener = UnixListener::bind(socket).expect("bind");
         let reason = reason.to_string();
@@ -790,7 +808,11 @@ text = "done"
     async fn connect_one(
         dir: &std::path::Path,
         skill: &str,
-    ) -> (ToolSet, SkillRoster, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    ) -> (
+        ToolSet,
+        SkillRoster,
+        tokio::sync::mpsc::UnboundedReceiver<Event>,
+    ) {
         let args = runtime(dir, vec![stdio_skill(skill, false, &[])], ECHO_THEN_DONE);
         let spec: RuntimeSpec =
             serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
@@ -807,7 +829,8 @@ text = "done"
     #[tokio::test]
     async fn a_restarted_server_is_connected_again_and_answers_the_next_call() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let reason = "the server exited with code 3; restarting it in 0.25 s (restart 1 of 5 this run)";
+        let reason =
+            "the server exited with code 3; restarting it in 0.25 s (restart 1 of 5 this run)";
         let _host = dying_host(&dir.path().join("flaky"), SERVER_EXITED, reason);
         let (tools, roster, mut rx) = connect_one(dir.path(), "flaky").await;
 

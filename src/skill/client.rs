@@ -235,7 +235,10 @@ impl McpSkill {
     }
 
     /// The MCP handshake and tool listing over `stream`.
-    async fn open<S>(name: &str, stream: S) -> Result<(Connection, ConnectTimings), SkillConnectError>
+    async fn open<S>(
+        name: &str,
+        stream: S,
+    ) -> Result<(Connection, ConnectTimings), SkillConnectError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
     {

@@ -164,7 +164,11 @@ impl ToolServer for FixtureServer {
                 let AllocateArgs { mb } = parse_args(name, args)?;
                 // Every byte written, so the pages are really the process's.
                 let memory = vec![1u8; mb << 20];
-                let touched = memory.iter().step_by(4096).map(|b| *b as usize).sum::<usize>();
+                let touched = memory
+                    .iter()
+                    .step_by(4096)
+                    .map(|b| *b as usize)
+                    .sum::<usize>();
                 Ok(json_result(&json!({ "allocated": mb, "pages": touched })))
             }
             "tcp_connect" => {

@@ -20,8 +20,8 @@ pub(crate) mod host;
 #[cfg(test)]
 pub(crate) mod http_fixture;
 pub(crate) mod lazy;
-pub(crate) mod link;
 pub(crate) mod legacy_sse;
+pub(crate) mod link;
 pub(crate) mod probe;
 pub(crate) mod result;
 pub(crate) mod server;

@@ -426,9 +426,9 @@ fn a_skill_that_cannot_start_fails_the_run_at_once_with_the_cause() {
     assert!(
         done.stderr.contains(
             "skill `ghost`: its server could not start: cannot start `no-such-mcp-server`"
-        ) && done.stderr.contains(
-            "hint: `no-such-mcp-server` is not a program in the skill's image"
-        ),
+        ) && done
+            .stderr
+            .contains("hint: `no-such-mcp-server` is not a program in the skill's image"),
         "{}",
         done.stderr
     );

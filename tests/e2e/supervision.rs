@@ -128,8 +128,9 @@ fn a_skill_that_keeps_dying_is_down_after_the_bound_with_the_reason() {
     assert_eq!(crashes.len(), 6, "{crashes:?}");
     for (n, text) in crashes[..5].iter().enumerate() {
         assert!(
-            text.starts_with("Error calling tool crash: the server exited with code 4; restarting it in ")
-                && text.ends_with(&format!("(restart {} of 5 this run)", n + 1)),
+            text.starts_with(
+                "Error calling tool crash: the server exited with code 4; restarting it in "
+            ) && text.ends_with(&format!("(restart {} of 5 this run)", n + 1)),
             "{text}"
         );
     }
@@ -247,7 +248,9 @@ fn a_skill_that_cannot_start_shows_its_stderr_and_a_hint_in_the_human_view() {
     );
     // The run's error says the same, not only that the handshake failed.
     assert!(
-        view.contains("skill `server`: its server exited with code 2 before it answered the MCP handshake"),
+        view.contains(
+            "skill `server`: its server exited with code 2 before it answered the MCP handshake"
+        ),
         "{view}"
     );
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());

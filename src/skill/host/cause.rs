@@ -134,7 +134,7 @@ pub(super) fn size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "g"), (1 << 20, "m"), (1 << 10, "k")];
     UNITS
         .iter()
-        .find(|(unit, _)| bytes >= *unit && bytes % unit == 0)
+        .find(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit))
         .map(|(unit, suffix)| format!("{}{suffix}", bytes / unit))
         .unwrap_or_else(|| format!("{bytes} bytes"))
 }
@@ -154,7 +154,10 @@ mod tests {
 
     #[test]
     fn causes_say_how_the_server_ended() {
-        assert_eq!(cause(Exit::Code(3), false, Some(1 << 29)), "exited with code 3");
+        assert_eq!(
+            cause(Exit::Code(3), false, Some(1 << 29)),
+            "exited with code 3"
+        );
         assert_eq!(cause(Exit::Code(0), false, None), "exited with code 0");
         assert_eq!(
             cause(Exit::Signal(Signal::SIGKILL), true, Some(512 << 20)),

@@ -91,12 +91,7 @@ mod tests {
             "Error: ENOENT: no such file or directory, open 'config.json'",
             "sh: 1: my-server: command not found",
         ] {
-            let hints = hints(
-                &"python3".into(),
-                &os(&["server.py"]),
-                &lines(said),
-                false,
-            );
+            let hints = hints(&"python3".into(), &os(&["server.py"]), &lines(said), false);
             assert_eq!(hints.len(), 1, "{said}");
             assert!(hints[0].starts_with("a file the server needs"), "{hints:?}");
         }

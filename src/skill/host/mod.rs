@@ -140,7 +140,10 @@ pub(crate) async fn run(options: HostOptions) -> Result<i32, HostError> {
             Ended::Died { exit, runtime } => (exit, runtime),
         };
         let last_words = server.last_words().await;
-        if runtime.as_ref().is_some_and(relay::Runtime::answered_handshake) {
+        if runtime
+            .as_ref()
+            .is_some_and(relay::Runtime::answered_handshake)
+        {
             restarts.started();
         }
         let cause = cgroup.cause(exit, server.oom_kills_at_start).to_string();

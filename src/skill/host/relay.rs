@@ -95,7 +95,11 @@ enum Inbound {
     ServerGone,
 }
 
-async fn relay(stream: tokio::net::UnixStream, server: &mut Server, signals: &mut Signals) -> Ended {
+async fn relay(
+    stream: tokio::net::UnixStream,
+    server: &mut Server,
+    signals: &mut Signals,
+) -> Ended {
     let (Some(server_in), Some(server_out)) = (server.stdin.take(), server.stdout.take()) else {
         return Ended::Over(server.stop(Signal::SIGTERM, signals).await);
     };
@@ -110,8 +114,15 @@ async fn relay(stream: tokio::net::UnixStream, server: &mut Server, signals: &mu
             let mut server_in = server_in;
             let mut lines = BufReader::new(socket_read).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                requests.lock().unwrap_or_else(PoisonError::into_inner).sent(&line);
-                if server_in.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                requests
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .sent(&line);
+                if server_in
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
                     return Inbound::ServerGone;
                 }
             }
@@ -123,9 +134,16 @@ async fn relay(stream: tokio::net::UnixStream, server: &mut Server, signals: &mu
         async move {
             let mut lines = BufReader::new(server_out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                requests.lock().unwrap_or_else(PoisonError::into_inner).received(&line);
+                requests
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .received(&line);
                 let mut writer = writer.lock().await;
-                if writer.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                if writer
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

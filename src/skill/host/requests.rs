@@ -22,7 +22,9 @@ fn envelopes(line: &str) -> Vec<Envelope> {
     if line.trim_start().starts_with('[') {
         serde_json::from_str(line).unwrap_or_default()
     } else {
-        serde_json::from_str(line).map(|e| vec![e]).unwrap_or_default()
+        serde_json::from_str(line)
+            .map(|e| vec![e])
+            .unwrap_or_default()
     }
 }
 
