@@ -100,6 +100,8 @@ impl From<&RunError> for Exit {
     fn from(error: &RunError) -> Exit {
         match error {
             RunError::Docker(_) | RunError::PulledButUnknown(_) => Exit::Docker,
+            // Perstack exits 1 here, and its CLI tests check for it.
+            RunError::ResumeFromWithoutJob => Exit::RunFailed,
             RunError::Signals | RunError::RuntimeFailed { .. } => Exit::RunFailed,
             RunError::Execute(error) => match error {
                 ExecuteError::Docker(_) => Exit::Docker,
@@ -109,8 +111,7 @@ impl From<&RunError> for Exit {
                 ExecuteError::TimedOut(_) => Exit::TimedOut,
                 ExecuteError::ProxyConfig(_) => Exit::RunFailed,
             },
-            RunError::ResumeFromWithoutJob
-            | RunError::AnswerWithoutContinue
+            RunError::AnswerWithoutContinue
             | RunError::Versioned(_)
             | RunError::Load(_)
             | RunError::Env(_)
