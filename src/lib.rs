@@ -31,6 +31,9 @@ pub(crate) mod proxy;
 pub(crate) mod render;
 pub(crate) mod runtime;
 pub(crate) mod sandbox;
+// The run's protections and the detection of changed inputs are being built on this list.
 pub(crate) mod skill;
 #[cfg(feature = "test-support")]
 pub mod test_support;
+#[allow(dead_code)]
+pub(crate) mod trust;
