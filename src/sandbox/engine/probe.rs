@@ -102,7 +102,7 @@ impl Probe {
             mounts: Vec::new(),
             network: NetworkPlan::None,
             labels: self.labels(suffix),
-            limits: self.limits.clone(),
+            limits: self.limits,
             stdin: None,
         }
     }
@@ -451,5 +451,89 @@ async fn remove(docker: &DockerClient, probe: &Probe, tag: &str) -> Step {
     Step {
         name: "removal",
         outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(who: &str) -> ProbeReport {
+        let limits = Limits::default();
+        ProbeReport {
+            who: who.to_string(),
+            uid: 1000,
+            gid: 1000,
+            root_read_only: true,
+            tmp_writable: true,
+            cap_eff: Some(0),
+            no_new_privs: true,
+            memory_limit: Some(limits.memory as u64),
+            pids_limit: Some(limits.pids as u64),
+            workspace_write: Some(Ok(())),
+        }
+    }
+
+    #[test]
+    fn hardening_holds_only_when_every_container_saw_all_of_it() {
+        let limits = Limits::default();
+        let (listener, connector) = (report("listener"), report("connector"));
+        assert!(hardening(&limits, &[&listener, &connector]).is_ok());
+
+        // What rootless Podman on cgroup v1 does: accepts the limits and ignores them.
+        let mut unlimited = report("connector");
+        unlimited.memory_limit = None;
+        unlimited.pids_limit = None;
+        let failure = hardening(&limits, &[&listener, &unlimited]).expect_err("ignored limits");
+        assert_eq!(
+            failure.problem,
+            "connector: the memory limit does not hold; connector: the process limit does not hold"
+        );
+        assert!(failure.fix.contains("cgroup v2"), "{}", failure.fix);
+
+        let mut loose = report("listener");
+        loose.root_read_only = false;
+        loose.cap_eff = Some(0x20);
+        loose.no_new_privs = false;
+        let failure = hardening(&limits, &[&loose]).expect_err("loose");
+        assert_eq!(
+            failure.problem,
+            "listener: the root file system is writable; listener: capabilities remain; listener: no-new-privileges is not set"
+        );
+    }
+
+    #[test]
+    fn the_workspace_file_must_belong_to_the_user_base_skill_runs_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(PROBE_FILE), b"x").expect("write");
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let listener = report("listener");
+        assert!(owner(dir.path(), me, &listener).is_ok());
+        let someone_else = (me.0 + 1, me.1);
+        let failure = owner(dir.path(), someone_else, &listener).expect_err("not theirs");
+        assert!(
+            failure
+                .problem
+                .contains(&format!("belongs to uid {}", me.0)),
+            "{}",
+            failure.problem
+        );
+        assert!(
+            failure.fix.contains("rootless or userns-remap"),
+            "{}",
+            failure.fix
+        );
+
+        let mut refused = report("listener");
+        refused.workspace_write = Some(Err("Permission denied (os error 13)".into()));
+        let failure = owner(dir.path(), me, &refused).expect_err("cannot write");
+        assert!(
+            failure.problem.contains("cannot write the workspace"),
+            "{}",
+            failure.problem
+        );
     }
 }
