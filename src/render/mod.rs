@@ -933,6 +933,8 @@ mod tests {
             Mode::Human {
                 verbose: false,
                 color: false,
+                width: 200,
+                live: false,
             },
             events,
         )
@@ -953,6 +955,8 @@ mod tests {
             Mode::Human {
                 verbose: true,
                 color: false,
+                width: 200,
+                live: false,
             },
             events,
         )

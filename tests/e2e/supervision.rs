@@ -214,9 +214,12 @@ fn human_view(run: &TestRun) -> (Option<i32>, String) {
         run.query.clone(),
     ];
     let line = words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ");
+    // A wide terminal, without live build lines.
+    let line = format!("stty cols 250 rows 50; exec {line}");
     let out = Command::new("script")
         .args(["--quiet", "--return", "--command", &line, "/dev/null"])
         .env("NO_COLOR", "1")
+        .env("TERM", "dumb")
         .env_remove("ANTHROPIC_API_KEY")
         .current_dir(run.workspace.path())
         .output()
