@@ -23,6 +23,7 @@ pub(crate) mod confine;
 pub(crate) mod contract;
 pub(crate) mod event;
 pub mod exit;
+pub(crate) mod files;
 pub(crate) mod ids;
 pub(crate) mod jobs;
 pub(crate) mod llm;

@@ -61,6 +61,10 @@ pub enum RunError {
     /// Ctrl-C and SIGTERM cannot be handled.
     #[error("cannot install signal handlers")]
     Signals,
+    /// The workspace's reserved folder holds a link (or the wrong kind of file) on the way to the
+    /// job store: refused before anything starts.
+    #[error(transparent)]
+    ReservedFolder(JobsError),
     /// The job store in the workspace cannot be written.
     #[error(
         "cannot store the job: {0}\n  hint: the workspace must be writable; choose another with --workspace"
@@ -122,6 +126,7 @@ impl From<&RunError> for Exit {
             | RunError::Continue(_)
             | RunError::JobId(_)
             | RunError::Spec(_)
+            | RunError::ReservedFolder(_)
             | RunError::Record(_) => Exit::Usage,
         }
     }
