@@ -10,7 +10,7 @@ use super::{Placeholder, RunRequest, VolumePlan, workspace};
 use crate::config::{McpStdioSkill, Skill, WorkspaceGrant};
 use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SKILL_SOCKET_DIR, SOCKET_FILE};
 use crate::contract::spec::SkillEndpoint;
-use crate::contract::users::{RUNTIME_GID, SKILL_UID};
+use crate::contract::users::SKILL_UID;
 use crate::sandbox::egress::{self, PrincipalPlan};
 use crate::sandbox::images::base::SkillBase;
 use crate::sandbox::images::recipes::{base_skill_command, base_skill_image, skill_image};
@@ -228,18 +228,7 @@ impl SkillsPlan {
                 placeholders.clone(),
             );
         }
-        self.volumes.push(VolumePlan {
-            name: name.clone(),
-            driver_opts: BTreeMap::from([
-                ("type".to_string(), "tmpfs".to_string()),
-                ("device".to_string(), "tmpfs".to_string()),
-                (
-                    "o".to_string(),
-                    format!("uid={owner},gid={RUNTIME_GID},mode=0750,size=1m"),
-                ),
-            ]),
-            labels,
-        });
+        self.volumes.push(VolumePlan::socket(&name, owner, labels));
         self.runtime_mounts.push(MountPlan {
             source: MountSource::Volume { name: name.clone() },
             target: format!("{RUNTIME_SOCKETS_DIR}/{dir}"),
