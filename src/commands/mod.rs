@@ -9,6 +9,7 @@ pub mod build;
 pub mod doctor;
 pub mod gc;
 pub mod images;
+pub mod log;
 pub mod roles;
 pub mod run;
 pub mod validate;
