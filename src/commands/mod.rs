@@ -7,9 +7,11 @@
 mod artifacts;
 pub mod build;
 pub mod doctor;
+mod engine_probe;
 pub mod gc;
 pub mod images;
 pub mod log;
+mod registry;
 pub mod roles;
 pub mod run;
 pub mod validate;
