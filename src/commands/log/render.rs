@@ -153,9 +153,10 @@ fn checkpoint_block(out: &mut String, checkpoint: &Value, messages: bool) {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find_map(|p| match p["text"].as_str() {
-                    Some(t) => Some(quoted(t, 100)),
-                    None => Some(format!("({})", text(p, "type"))),
+                .next()
+                .map(|p| match p["text"].as_str() {
+                    Some(t) => quoted(t, 100),
+                    None => format!("({})", text(p, "type")),
                 })
                 .unwrap_or_default();
             let _ = writeln!(out, "  [{}] {first}", text(message, "type"));
