@@ -189,8 +189,11 @@ pub(crate) struct DockerClient {
     engine: EngineInfo,
 }
 
-/// How long one place may take to answer `/version` before we look further.
-const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one place may take to answer `/version` before we look further. A refused or
+/// missing socket fails at once; this is for an engine that accepts and is slow to answer, as a
+/// busy Podman service is (measured: over 10 s while it builds and removes images for others),
+/// which should be waited for rather than passed over.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 /// The per-request timeout bollard applies (its default).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 
