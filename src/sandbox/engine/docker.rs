@@ -283,15 +283,15 @@ impl DockerClient {
         }
     }
 
-    /// Makes the image for `spec` as `tag`: imported when it is based on `scratch`, built
-    /// otherwise (see `images.rs`). Builder output lines go to `on_line`.
+    /// Makes the image for `spec` as `tag`: imported when it is based on `scratch` and the
+    /// engine imports faithfully (`info.rs`), built otherwise (see `images.rs`). Builder output lines go to `on_line`.
     pub(crate) async fn create_image(
         &self,
         spec: &ImageSpec,
         tag: &str,
         on_line: impl FnMut(&str),
     ) -> Result<(), DockerError> {
-        if spec.is_scratch() {
+        if spec.is_scratch() && self.engine.imports_scratch_images() {
             self.import_image(spec, tag).await
         } else {
             self.build_image(spec, tag, on_line).await

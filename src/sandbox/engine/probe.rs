@@ -162,15 +162,10 @@ async fn make(
         .map_err(|e| fail(e.to_string(), "the engine must create internal bridge networks with an IPv4 subnet (check its network backend; rootless engines need slirp4netns and /dev/net/tun)"));
     push(steps, "internal network", outcome)?;
     let outcome = docker
-        .import_image(image, tag)
+        .create_image(image, tag, |_| {})
         .await
-        .map(|()| "imported a scratch image with this executable".to_string())
-        .map_err(|e| {
-            fail(
-                e.to_string(),
-                "the engine must import images (`docker import`); check the disk is not full",
-            )
-        });
+        .map(|()| "made a scratch image with this executable, as a run makes its images".to_string())
+        .map_err(|e| fail(e.to_string(), "the engine must import or build images (`docker import`, `docker build`); check the disk is not full"));
     push(steps, "probe image", outcome)?;
     Ok(())
 }
