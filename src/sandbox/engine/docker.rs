@@ -817,6 +817,9 @@ impl DockerClient {
             ids(found.networks),
         );
         let mut removed = Removed::default();
+        // Killed first: a forced removal is a kill on Docker, but Podman stops the container
+        // (SIGTERM, then the stop timeout) before it removes it. Not running: nothing to do.
+        futures::future::join_all(containers.iter().map(|id| self.signal(id, "SIGKILL"))).await;
         let results = futures::future::join_all(containers.iter().map(|id| {
             self.docker.remove_container(
                 id,
