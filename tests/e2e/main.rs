@@ -24,6 +24,7 @@ mod providers;
 mod proxy_tokens;
 mod pypi_skill;
 mod security;
+mod session;
 mod streaming;
 mod support;
 mod tls_dns;
