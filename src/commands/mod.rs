@@ -7,8 +7,10 @@
 mod artifacts;
 pub mod build;
 pub mod doctor;
+mod engine_probe;
 pub mod gc;
 pub mod images;
+mod registry;
 pub mod roles;
 pub mod run;
 pub mod start;
