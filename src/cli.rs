@@ -45,6 +45,9 @@ pub enum Command {
     Doctor(ValidateArgs),
     /// List perstack-sandbox's images: Expert, version, size and age.
     Images,
+    /// View execution history: with no flags, what each Expert of the latest job did; with
+    /// event flags, the events asked for.
+    Log(LogArgs),
     /// Remove containers, volumes and networks whose controller is gone (and, with --images,
     /// superseded image versions).
     Gc(GcArgs),
@@ -466,6 +469,79 @@ impl BaseImageArgs {
                 *setting = Some(image.clone());
             }
         }
+    }
+}
+
+/// `log`: upstream's flags and filter grammar.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Workspace whose jobs to read (default: the current folder).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The job (default: the latest in the workspace).
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+    /// Only this run's events.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// This checkpoint, and the events of its run.
+    #[arg(long, value_name = "ID")]
+    pub checkpoint: Option<String>,
+    /// Only these steps: N, >N, >=N, <N, <=N or A-B.
+    #[arg(long, value_name = "STEPS", allow_hyphen_values = true)]
+    pub step: Option<String>,
+    /// Only events of this type (e.g. callTools, completeRun, streamRunResult).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_type: Option<String>,
+    /// Only errors and retries (stopRunByError, retry).
+    #[arg(long)]
+    pub errors: bool,
+    /// Only tool calls and results (callTools, resolveToolResults, callInteractiveTool).
+    #[arg(long)]
+    pub tools: bool,
+    /// Only delegations (callDelegate, stopRunByDelegate).
+    #[arg(long)]
+    pub delegations: bool,
+    /// Only events matching `.path OP value` (OP: == != > >= < <=; `[]` over arrays), e.g.
+    /// `.toolCalls[].toolName == "askUser"`.
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Indent the JSON.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
+    /// Show at most N events (default 100; 0: all).
+    #[arg(long, value_name = "N")]
+    pub take: Option<usize>,
+    /// Skip the first N matching events.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub offset: usize,
+    /// Also show N events before and after each one shown.
+    #[arg(long, value_name = "N")]
+    pub context: Option<usize>,
+    /// With --checkpoint: its messages.
+    #[arg(long, requires = "checkpoint")]
+    pub messages: bool,
+    /// Add counts of events, errors, tool calls and delegations.
+    #[arg(long)]
+    pub summary: bool,
+}
+
+impl LogArgs {
+    /// Whether any flag asks for events rather than the job's overview alone.
+    pub fn wants_events(&self) -> bool {
+        self.run.is_some()
+            || self.step.is_some()
+            || self.event_type.is_some()
+            || self.errors
+            || self.tools
+            || self.delegations
+            || self.filter.is_some()
+            || self.take.is_some()
+            || self.offset > 0
+            || self.context.is_some()
     }
 }
 

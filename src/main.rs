@@ -39,6 +39,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::Validate(args) => host(commands::validate::run(args)),
         Command::Doctor(args) => commands::doctor::run(args).await.code(),
         Command::Images => host(commands::images::run().await),
+        Command::Log(args) => host(commands::log::run(args)),
         Command::Gc(args) => host(commands::gc::run(args).await),
         Command::Runtime(args) => role(roles::runtime(args).await),
         Command::SkillHost(args) => role(roles::skill_host(args).await),
