@@ -33,3 +33,4 @@ mod tls_dns;
 mod trust;
 mod versioned;
 mod workspace_image;
+mod workspace_skills;
