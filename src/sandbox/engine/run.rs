@@ -219,7 +219,10 @@ async fn apply(
         service: runtime.service.clone(),
         message: Some(format!("Runtime container exited with code {code}")),
     }));
-    wind_down(skill_tasks, egress.task, feeding).await;
+    // A run that failed may have failed for a skill: its last stderr lines, which say why, may
+    // still be on their way.
+    let failed = end_event.is_none() || code != 0;
+    wind_down(skill_tasks, egress.task, feeding, failed).await;
     let end = match end_event {
         Some(end) => end,
         None => RunEnd::RuntimeFailed {
@@ -287,13 +290,23 @@ async fn start_egress(
     .await
 }
 
-/// After the runtime's exit: stops relaying the skills' stderr, gives the proxy's last access
+/// How long the skills' stderr is still relayed after a failed run's runtime exited: the lines
+/// saying why a skill failed were written before, but may still be on their way through the
+/// engine's attach stream.
+const SKILL_STDERR_GRACE: Duration = Duration::from_millis(300);
+
+/// After the runtime's exit: stops relaying the skills' stderr (after [`SKILL_STDERR_GRACE`]
+/// when the run failed), gives the proxy's last access
 /// records a moment to arrive, and reports a checkpoint that could not be handed over.
 async fn wind_down(
     skill_tasks: Vec<JoinHandle<()>>,
     proxy_task: Option<JoinHandle<()>>,
     feeding: Option<JoinHandle<std::io::Result<()>>>,
+    failed: bool,
 ) {
+    if failed {
+        tokio::time::sleep(SKILL_STDERR_GRACE).await;
+    }
     for task in skill_tasks {
         task.abort();
     }
