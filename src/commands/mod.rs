@@ -11,6 +11,7 @@ pub mod gc;
 pub mod images;
 pub mod roles;
 pub mod run;
+pub mod trust;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

@@ -228,7 +228,10 @@ pub(crate) fn render(event: &Event, verbose: bool) -> Option<String> {
                     .map(|ms| format!(" in {ms} ms"))
                     .unwrap_or_default()
             )),
-            RuntimePayload::SkillStarting { .. } | RuntimePayload::SkillDisconnected { .. } => None,
+            // The controller says it on stderr, in either mode (`Notice::TrustedInputChanged`).
+            RuntimePayload::SkillStarting { .. }
+            | RuntimePayload::SkillDisconnected { .. }
+            | RuntimePayload::TrustedInputChanged { .. } => None,
             RuntimePayload::SkillStderr {
                 skill_name,
                 message,

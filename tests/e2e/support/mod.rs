@@ -184,6 +184,8 @@ pub struct TestRun {
     pub guard: JobGuard,
     /// The filled-in copy of a templated fixture, kept as long as the run.
     pub templated: Option<tempfile::TempDir>,
+    /// The state folder (`PERSTACK_SANDBOX_STATE_DIR`: the trust record), outside the workspace.
+    pub state: tempfile::TempDir,
 }
 
 /// What a finished run left.
@@ -206,6 +208,7 @@ impl TestRun {
             workspace_arg: None,
             guard: JobGuard::new(),
             templated: None,
+            state: tempfile::tempdir().expect("tempdir"),
         }
     }
 
@@ -271,6 +274,7 @@ impl TestRun {
             // The test process's own dotenv lookups must not depend on where tests run from.
             .current_dir(self.workspace.path())
             .env_remove("ANTHROPIC_API_KEY")
+            .env("PERSTACK_SANDBOX_STATE_DIR", self.state.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
