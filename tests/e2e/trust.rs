@@ -239,3 +239,13 @@ fn a_dotenv_file_that_links_out_of_the_workspace_is_refused_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn trust_accept_explains_itself() {
+    let out = Command::new(binary())
+        .args(["trust", "accept", "--help"])
+        .output()
+        .expect("help");
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
