@@ -69,6 +69,35 @@ pub enum Command {
     /// kernel's protections; make a breakout attempt.
     #[command(hide = true)]
     Confine(crate::confine::role::ConfineArgs),
+    /// (doctor's probe containers) Serve this container's findings on a unix socket, or fetch
+    /// them and print them with this one's.
+    #[command(hide = true)]
+    EngineProbe(EngineProbeArgs),
+}
+
+/// `engine-probe`.
+#[derive(Debug, Args)]
+pub struct EngineProbeArgs {
+    /// `listen` or `connect`.
+    #[command(subcommand)]
+    pub action: EngineProbeAction,
+}
+
+/// What an `engine-probe` container does.
+#[derive(Debug, Subcommand)]
+pub enum EngineProbeAction {
+    /// Measure, write a file into the workspace, serve the findings on the socket once.
+    Listen {
+        /// The socket to listen on.
+        socket: std::path::PathBuf,
+        /// The workspace mount to write the probe file into.
+        workspace: std::path::PathBuf,
+    },
+    /// Connect to the socket, print the listener's findings, then this container's.
+    Connect {
+        /// The socket to connect to.
+        socket: std::path::PathBuf,
+    },
 }
 
 /// `run`.

@@ -129,7 +129,7 @@ fn a_workspace_that_is_not_a_folder_is_refused() {
 }
 
 #[test]
-fn doctor_reports_endpoint_engine_api_and_build() {
+fn doctor_reports_endpoint_engine_api_build_and_the_run_probe() {
     if !crate::support::require_docker() {
         return;
     }
@@ -140,6 +140,14 @@ fn doctor_reports_endpoint_engine_api_and_build() {
         "✔ engine",
         "✔ negotiated API",
         "✔ image build",
+        // The run probe: what a run makes, made for real on this engine and removed.
+        "✔   socket volume",
+        "✔   internal network",
+        "✔   hardened start",
+        "✔   unix socket",
+        "✔   hardening",
+        "✔   workspace owner",
+        "✔   removal",
         "✔ executable",
         "✔ CA bundle",
         "scratch",

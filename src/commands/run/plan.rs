@@ -1,4 +1,4 @@
-//! Stage 4: the run as data. The plan of its containers (`sandbox::plan`, pure and
+//! Stage 5: the run as data. The plan of its containers (`sandbox::plan`, pure and
 //! snapshot-tested), what the job store records about it, and its time limit.
 
 use std::time::Instant;
