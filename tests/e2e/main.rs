@@ -20,6 +20,7 @@ mod hardening;
 mod interactive;
 mod jobs;
 mod npx_skill;
+mod protected;
 mod providers;
 mod proxy_tokens;
 mod pypi_skill;

@@ -8,13 +8,15 @@
 //! One function per check, each in the file named for what it checks:
 //! `expert.rs`, `provider.rs` (supported, endpoint, key), `extra_env.rs` (`--env`), `skills.rs`
 //! (`requiredEnv`, package commands, base image), `registry.rs` (no container reaches the
-//! Perstack Registry or gets its token), `workspace.rs`, `mock_script.rs`, and
+//! Perstack Registry or gets its token), `workspace.rs`, `protected.rs` (the workspace's
+//! protected paths as found on disk), `mock_script.rs`, and
 //! `base_images.rs` (which images, and the problems for the missing ones).
 
 mod base_images;
 mod expert;
 mod extra_env;
 mod mock_script;
+mod protected;
 mod provider;
 mod registry;
 mod skills;
@@ -23,12 +25,14 @@ mod tests;
 mod workspace;
 
 pub(crate) use base_images::{MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
+pub(crate) use protected::{ProtectedEntry, ProtectedLayout};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName};
 use crate::llm::mock::MockScript;
+use crate::trust::inputs::TrustedInput;
 
 /// One problem found before the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,8 @@ pub(crate) struct Preflight<'a> {
     pub extra_env: &'a [String],
     /// `--workspace`, or the current folder.
     pub workspace: &'a Path,
+    /// The files the run reads and trusts (`trust::inputs::of_run`).
+    pub trusted: &'a [TrustedInput],
 }
 
 /// What the checks produce for the plan.
@@ -92,6 +98,8 @@ pub(crate) struct Checked {
     pub runtime_env: Vec<(String, String)>,
     /// The mock script, when the provider is `mock`.
     pub mock_script: Option<MockScript>,
+    /// The workspace's protected paths, found.
+    pub protected: ProtectedLayout,
 }
 
 impl Preflight<'_> {
@@ -135,20 +143,32 @@ impl Preflight<'_> {
                 }]
             }),
         );
+        let protected = workspace.as_deref().and_then(|workspace| {
+            found.add(protected::check_protected(
+                self.trusted,
+                workspace,
+                &loaded.config.sandbox.writable,
+            ))
+        });
         let mock_script = found.add(mock_script::check_mock_script(
             loaded,
             self.provider,
             baked_script,
         ));
-        match (provider_env, extra_env, workspace, mock_script) {
-            (Some(mut runtime_env), Some(extra_env), Some(workspace), Some(mock_script))
-                if found.0.is_empty() =>
-            {
+        match (provider_env, extra_env, workspace, mock_script, protected) {
+            (
+                Some(mut runtime_env),
+                Some(extra_env),
+                Some(workspace),
+                Some(mock_script),
+                Some(protected),
+            ) if found.0.is_empty() => {
                 runtime_env.extend(extra_env);
                 Ok(Checked {
                     workspace,
                     runtime_env,
                     mock_script,
+                    protected,
                 })
             }
             _ => Err(Problems(found.0)),

@@ -186,6 +186,8 @@ pub struct TestRun {
     pub templated: Option<tempfile::TempDir>,
     /// The state folder (`PERSTACK_SANDBOX_STATE_DIR`: the trust record), outside the workspace.
     pub state: tempfile::TempDir,
+    /// The folder the command runs in (where dotenv files are read); the workspace when `None`.
+    pub current_dir: Option<PathBuf>,
 }
 
 /// What a finished run left.
@@ -209,6 +211,7 @@ impl TestRun {
             guard: JobGuard::new(),
             templated: None,
             state: tempfile::tempdir().expect("tempdir"),
+            current_dir: None,
         }
     }
 
@@ -272,7 +275,7 @@ impl TestRun {
             .arg(&self.expert)
             .arg(&self.query)
             // The test process's own dotenv lookups must not depend on where tests run from.
-            .current_dir(self.workspace.path())
+            .current_dir(self.current_dir.as_deref().unwrap_or(self.workspace.path()))
             .env_remove("ANTHROPIC_API_KEY")
             .env("PERSTACK_SANDBOX_STATE_DIR", self.state.path())
             .stdin(Stdio::null())
