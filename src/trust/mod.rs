@@ -9,11 +9,9 @@
 //!   the workspace's trust record (`record.rs`), in the user's state folder outside every
 //!   workspace (`state.rs`), and the next run refuses to start until the user accepts it
 //!   (`perstack-sandbox trust accept`).
-//! - `links.rs`: a protected path that is a link out of the workspace is refused.
 
 pub(crate) mod digest;
 pub(crate) mod inputs;
-pub(crate) mod links;
 pub(crate) mod record;
 pub(crate) mod state;
 pub(crate) mod watch;
@@ -93,12 +91,6 @@ pub enum TrustError {
     /// A file of the record could not be reached.
     #[error(transparent)]
     File(crate::files::FileError),
-    /// A protected path is a link out of the workspace.
-    #[error("{}", links::refusal(links))]
-    LinksOut {
-        /// Each link: the path, what it is, where it resolves.
-        links: Vec<links::LinkOut>,
-    },
 }
 
 /// The refusal that lists the changes and says how to accept them.

@@ -231,11 +231,9 @@ fn a_dotenv_file_that_links_out_of_the_workspace_is_refused_naming_it() {
     let stderr = refused(&run, &run.run());
     let workspace = std::fs::canonicalize(run.workspace.path()).expect("canonical");
     assert!(
-        stderr.contains(&format!(
-            "{} (a dotenv file the controller reads) is a symbolic link to {}, outside the workspace",
-            workspace.join(".env").display(),
-            std::fs::canonicalize(secrets.path()).expect("canonical").display()
-        )),
+        stderr.contains(&workspace.join(".env").display().to_string())
+            && stderr.contains(&secrets.path().display().to_string())
+            && stderr.contains("symlink"),
         "{stderr}"
     );
 }

@@ -19,7 +19,7 @@ use crate::sandbox::plan::Resume;
 use crate::sandbox::preflight::{self, Preflight};
 use crate::trust::inputs::TrustedInput;
 use crate::trust::record::RecordFiles;
-use crate::trust::{TrustError, links, watch};
+use crate::trust::watch;
 
 use super::super::artifacts;
 use super::RunError;
@@ -91,7 +91,7 @@ pub(super) fn check(
     let store = job_store(&checked, base_skill_user.user).map_err(RunError::Record)?;
     // A planted `perstack` link, or one inside it, stops the run before anything starts.
     store.check_links().map_err(RunError::ReservedFolder)?;
-    let (inputs, trust) = trusted(args, loaded, &checked.workspace)?;
+    let trust = trust_record(&checked.workspace)?;
     let mut notices = Vec::new();
     let resume = match &loaded.continue_from {
         Some(from) => Some(resume_from(&store, from, args, &loaded.expert)?),
@@ -117,33 +117,19 @@ pub(super) fn check(
         job_id,
         resume,
         job,
-        inputs,
+        inputs: trusted,
         trust,
         now,
         notices,
     })
 }
 
-/// The run's trusted inputs, none a link out of the workspace, and the workspace's trust record,
-/// which must be writable and hold no change the user has not accepted.
-fn trusted(
-    args: &RunArgs,
-    loaded: &Loaded,
-    workspace: &std::path::Path,
-) -> Result<(Vec<TrustedInput>, RecordFiles), RunError> {
-    let inputs = crate::trust::inputs::of_run(
-        &loaded.config,
-        loaded.image.is_none(),
-        &loaded.cwd,
-        &args.env_path,
-    );
-    let links = links::links_out(workspace, &inputs);
-    if !links.is_empty() {
-        return Err(RunError::Trust(TrustError::LinksOut { links }));
-    }
+/// The workspace's trust record, which must be writable and hold no change a run made that
+/// the user has not accepted.
+fn trust_record(workspace: &std::path::Path) -> Result<RecordFiles, RunError> {
     let trust = crate::trust::record_files(workspace).map_err(RunError::Trust)?;
     watch::check(&trust).map_err(RunError::Trust)?;
-    Ok((inputs, trust))
+    Ok(trust)
 }
 
 /// The job store; when we run as root for another user, what it makes belongs to them.
