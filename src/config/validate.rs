@@ -241,21 +241,12 @@ impl Validator<'_> {
         if skill.command.is_empty() {
             self.at_value(&child(path, "command"), "must name a program, e.g. \"npx\"");
         }
-        match (&skill.package_name, skill.args.is_empty()) {
-            (None, true) => {
-                let message = format!(
-                    "skill \"{name}\" has no packageName or args; set one of them \
-                     (packageName = \"<npm package>\" or args = [...])"
-                );
-                self.at_value(path, message);
-            }
-            (Some(_), false) => {
-                let message = format!(
-                    "skill \"{name}\" has both packageName and args; keep only one of them"
-                );
-                self.at_value(path, message);
-            }
-            _ => {}
+        // Neither packageName nor args: Perstack loads the file and fails when the skill
+        // starts; preflight refuses the run that needs it (`preflight/skills.rs`).
+        if skill.package_name.is_some() && !skill.args.is_empty() {
+            let message =
+                format!("skill \"{name}\" has both packageName and args; keep only one of them");
+            self.at_value(path, message);
         }
         let required_env = child(path, "requiredEnv");
         for (i, var) in skill.required_env.iter().enumerate() {

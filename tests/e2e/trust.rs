@@ -34,16 +34,10 @@ fn a_planted_perstack_link_is_refused_before_anything_starts_naming_where_it_poi
     let link = run.workspace.path().join("perstack");
     symlink(elsewhere.path(), &link).expect("symlink");
     let stderr = refused(&run, &run.run());
+    // Preflight's protected paths (or, past them, the job store) name the link and its target.
     assert!(
-        stderr.contains(&format!(
-            "error: {} is a symbolic link to {}",
-            link.display(),
-            elsewhere.path().display()
-        )),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains(&format!("rm {}", link.display())),
+        stderr.contains(&link.display().to_string())
+            && stderr.contains(&elsewhere.path().display().to_string()),
         "{stderr}"
     );
     let written: Vec<_> = std::fs::read_dir(elsewhere.path()).expect("list").collect();
