@@ -467,7 +467,10 @@ fn render_clipped(event: &Event, verbose: bool, inline: usize) -> Option<String>
             } => Some(format!(
                 "▸ skill {skill_name} has the workspace ({grant}) at /workspace"
             )),
-            RuntimePayload::SkillStarting { .. } | RuntimePayload::SkillDisconnected { .. } => None,
+            // The controller says it on stderr, in either mode (`Notice::TrustedInputChanged`).
+            RuntimePayload::SkillStarting { .. }
+            | RuntimePayload::SkillDisconnected { .. }
+            | RuntimePayload::TrustedInputChanged { .. } => None,
             RuntimePayload::SkillStderr {
                 skill_name,
                 message,
