@@ -1,5 +1,5 @@
-//! `perstack-sandbox validate`: check perstack.toml (and the mock script it names) and list
-//! what it defines.
+//! `perstack-sandbox validate`: check perstack.toml (the mock script and the skills' files it
+//! names too) and list what it defines.
 
 use std::fmt::Write as _;
 
@@ -7,6 +7,8 @@ use crate::cli::ValidateArgs;
 use crate::config::{DEFAULT_PROVIDER, LoadedConfig, ProviderName, Skill};
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
+use crate::sandbox::preflight::{Problems, file_problem};
+use crate::sandbox::skill_files;
 
 use super::LoadError;
 
@@ -19,6 +21,9 @@ pub enum ValidateError {
     /// The mock script it names is.
     #[error(transparent)]
     MockScript(#[from] MockScriptError),
+    /// Files its skills name beside it are missing, outside its folder or too big.
+    #[error(transparent)]
+    SkillFiles(Problems),
 }
 
 impl From<&ValidateError> for Exit {
@@ -32,6 +37,14 @@ pub fn run(args: ValidateArgs) -> Result<Exit, ValidateError> {
     let (cwd, loaded) = super::load_config(args.config.as_deref())?;
     if let Some(script) = mock_script_path(&loaded) {
         MockScript::load(&script)?;
+    }
+    let experts: Vec<String> = loaded.config.experts.keys().cloned().collect();
+    if let Err(problems) = skill_files::collect_all(&loaded, &experts) {
+        let problems = problems
+            .into_iter()
+            .map(|p| file_problem(&loaded, p))
+            .collect();
+        return Err(ValidateError::SkillFiles(Problems(problems)));
     }
     print!("{}", describe(&loaded, &cwd));
     Ok(Exit::Success)

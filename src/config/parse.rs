@@ -583,9 +583,18 @@ impl<'i> Walker<'_, '_> {
     fn sandbox_skills(&mut self, t: &Table<'_, 'i>) -> IndexMap<String, SandboxSkill> {
         let mut skills = IndexMap::new();
         for (name, s) in self.sub_tables(t, "a table (a skill's container settings)") {
-            self.reject_unknown_keys(&s, &["image"]);
+            self.reject_unknown_keys(&s, &["image", "files", "dockerfile"]);
             let image = self.string(&s, "image");
-            skills.insert(name, SandboxSkill { image });
+            let files = self.string_array(&s, "files").unwrap_or_default();
+            let dockerfile = self.string(&s, "dockerfile");
+            skills.insert(
+                name,
+                SandboxSkill {
+                    image,
+                    files,
+                    dockerfile,
+                },
+            );
         }
         skills
     }

@@ -308,6 +308,14 @@ pub struct SandboxSkill {
     /// Base image for this skill's container, whatever its command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Files and folders, relative to this file's folder, copied into the skill's image besides
+    /// those its command and args name (`sandbox::skill_files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// A Dockerfile, relative to this file's folder, that builds the skill's base image with
+    /// its folder as the context; the skill host and our hardening go on top.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
 }
 
 /// Where a value came from in the file: for errors that are found after loading (a missing

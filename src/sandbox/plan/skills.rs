@@ -81,10 +81,13 @@ struct Part {
     args: Vec<String>,
 }
 
-/// A skill's part: its image, the skill user, exactly its `requiredEnv`.
-fn skill_part(request: &RunRequest, stdio: &McpStdioSkill) -> Part {
+/// A skill's part: its image (with its local files), the skill user, exactly its `requiredEnv`.
+fn skill_part(request: &RunRequest, expert_key: &str, stdio: &McpStdioSkill) -> Part {
+    let local = request
+        .skill_files
+        .get(&(expert_key.to_string(), stdio.name.clone()));
     Part {
-        image: skill_image(&request.config, stdio, &request.artifacts),
+        image: skill_image(&request.config, stdio, local, &request.artifacts),
         user: (SKILL_UID, SKILL_UID),
         mounts: vec![],
         env: stdio
@@ -127,7 +130,7 @@ impl SkillsPlan {
         let mut part = if stdio.is_base() {
             base_skill_part(request)
         } else {
-            skill_part(request, stdio)
+            skill_part(request, expert_key, stdio)
         };
         let socket = self.socket_volume(names, &dir, service, part.user.0);
         let mut mounts = vec![socket];

@@ -7,7 +7,7 @@
 //!
 //! One function per check, each in the file named for what it checks:
 //! `expert.rs`, `provider.rs` (supported, endpoint, key), `extra_env.rs` (`--env`), `skills.rs`
-//! (`requiredEnv`, package commands, base image), `workspace.rs`, `mock_script.rs`, and
+//! (`requiredEnv`, package commands, base image, local files), `workspace.rs`, `mock_script.rs`, and
 //! `base_images.rs` (which images, and the problems for the missing ones).
 
 mod base_images;
@@ -21,12 +21,14 @@ mod tests;
 mod workspace;
 
 pub(crate) use base_images::{MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
+pub(crate) use skills::file_problem;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName};
 use crate::llm::mock::MockScript;
+use crate::sandbox::skill_files::FilesBySkill;
 
 /// One problem found before the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +92,8 @@ pub(crate) struct Checked {
     pub runtime_env: Vec<(String, String)>,
     /// The mock script, when the provider is `mock`.
     pub mock_script: Option<MockScript>,
+    /// The stdio skills' own files from the config's folder (none for a versioned image).
+    pub skill_files: FilesBySkill,
 }
 
 impl Preflight<'_> {
@@ -120,6 +124,11 @@ impl Preflight<'_> {
         found
             .0
             .extend(skills::check_skills(loaded, self.expert_key, self.env));
+        // A versioned image's skill images hold their files already; there is no folder to read.
+        let skill_files = match baked_script {
+            Some(_) => Some(FilesBySkill::new()),
+            None => found.add(skills::check_skill_files(loaded, self.expert_key)),
+        };
         let workspace = found.add(
             workspace::check_workspace(self.workspace).map_err(|message| {
                 vec![Problem {
@@ -133,15 +142,20 @@ impl Preflight<'_> {
             self.provider,
             baked_script,
         ));
-        match (provider_env, extra_env, workspace, mock_script) {
-            (Some(mut runtime_env), Some(extra_env), Some(workspace), Some(mock_script))
-                if found.0.is_empty() =>
-            {
+        match (provider_env, extra_env, workspace, mock_script, skill_files) {
+            (
+                Some(mut runtime_env),
+                Some(extra_env),
+                Some(workspace),
+                Some(mock_script),
+                Some(skill_files),
+            ) if found.0.is_empty() => {
                 runtime_env.extend(extra_env);
                 Ok(Checked {
                     workspace,
                     runtime_env,
                     mock_script,
+                    skill_files,
                 })
             }
             _ => Err(Problems(found.0)),
