@@ -38,14 +38,20 @@ fn assert_local_answers(done: &Finished) {
     assert_eq!(js["file"], "/opt/skill/tools/js/server.js");
     assert_eq!(js["cwd"], "/opt/skill/tools/js");
     assert_eq!(js["greeting"], "hello from node");
+    // The recipe's image, with its ENV, its WORKDIR, and our user rather than its root.
+    let recipe = answer(done, "echo_where");
+    assert_eq!(recipe["text"], "echo:recipe");
+    assert_eq!(recipe["cwd"], "/srv/echo");
+    assert_eq!(recipe["file"], "/srv/echo/server.py");
+    assert_eq!(recipe["uid"], 10002, "the skill user, not the recipe's root");
     assert_eq!(
         done.of_type("completeRun")[0]["text"],
-        "Both local servers answered."
+        "The local servers answered."
     );
 }
 
 #[test]
-fn python_and_node_servers_from_files_beside_perstack_toml_answer_and_an_edit_rebuilds_only_its_skill()
+fn servers_from_files_beside_perstack_toml_and_from_a_dockerfile_answer_and_an_edit_rebuilds_only_its_skill()
  {
     if !require_bookworm_image() || !require_bookworm_node_image() {
         return;
@@ -87,7 +93,7 @@ fn python_and_node_servers_from_files_beside_perstack_toml_answer_and_an_edit_re
         built.iter().any(|m| m.starts_with("Built image ")),
         "{built:?}"
     );
-    for service in ["skill:local-js", "runtime"] {
+    for service in ["skill:local-js", "skill:local-recipe", "runtime"] {
         let messages = again.build_messages(service);
         assert!(
             messages
