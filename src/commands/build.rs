@@ -330,7 +330,11 @@ async fn ensure(
     if let Some(recipe) = &spec.recipe
         && docker.image_id(&recipe.tag()).await?.is_none()
     {
-        eprintln!("{}: building its Dockerfile as {}", spec.service, recipe.tag());
+        eprintln!(
+            "{}: building its Dockerfile as {}",
+            spec.service,
+            recipe.tag()
+        );
         docker
             .build_recipe(recipe, |line| {
                 if verbose {

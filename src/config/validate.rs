@@ -377,7 +377,10 @@ impl Validator<'_> {
         for (i, file) in skill.files.iter().enumerate() {
             let at = item(&child(path, "files"), i);
             if file.trim().is_empty() {
-                self.at_value(&at, "must name a file or folder, relative to this file's folder");
+                self.at_value(
+                    &at,
+                    "must name a file or folder, relative to this file's folder",
+                );
             } else if file.starts_with('/') {
                 let message = format!(
                     "\"{file}\" is absolute; name files relative to this file's folder (they are copied from there into the skill's image)"

@@ -34,7 +34,10 @@ fn assert_local_answers(done: &Finished) {
     // A file the command does not name, listed in `files`, read relative to the folder.
     assert_eq!(py["greeting"], "hello from a data file");
     let js = answer(done, "js_where");
-    assert_eq!(js["text"], "SANDBOX", "the helper module listed in `files` ran");
+    assert_eq!(
+        js["text"], "SANDBOX",
+        "the helper module listed in `files` ran"
+    );
     assert_eq!(js["file"], "/opt/skill/tools/js/server.js");
     assert_eq!(js["cwd"], "/opt/skill/tools/js");
     assert_eq!(js["greeting"], "hello from node");
@@ -43,7 +46,10 @@ fn assert_local_answers(done: &Finished) {
     assert_eq!(recipe["text"], "echo:recipe");
     assert_eq!(recipe["cwd"], "/srv/echo");
     assert_eq!(recipe["file"], "/srv/echo/server.py");
-    assert_eq!(recipe["uid"], 10002, "the skill user, not the recipe's root");
+    assert_eq!(
+        recipe["uid"], 10002,
+        "the skill user, not the recipe's root"
+    );
     assert_eq!(
         done.of_type("completeRun")[0]["text"],
         "The local servers answered."
@@ -70,7 +76,14 @@ fn servers_from_files_beside_perstack_toml_and_from_a_dockerfile_answer_and_an_e
     // The images say where their skills work; the containers had no network.
     let py_tag = done.image_tag("skill:local-py");
     assert_eq!(
-        docker(&["image", "inspect", "--format", "{{.Config.WorkingDir}}", &py_tag]).trim(),
+        docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.WorkingDir}}",
+            &py_tag
+        ])
+        .trim(),
         "/opt/skill/py"
     );
     assert_eq!(first.guard.leftovers(), Vec::<String>::new());
@@ -143,7 +156,10 @@ fn validate_points_at_each_missing_or_escaping_skill_file() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("{}skill `up`: `../x/server.js` resolves to", at(10, 9))),
+        stderr.contains(&format!(
+            "{}skill `up`: `../x/server.js` resolves to",
+            at(10, 9)
+        )),
         "{stderr}"
     );
     assert!(

@@ -345,7 +345,10 @@ async fn ensure_image(
     if let Some(recipe) = &spec.recipe {
         let tag = recipe.tag();
         if docker.image_id(&tag).await?.is_none() {
-            progress(BuildStage::Building, format!("Building the skill's Dockerfile as {tag}"));
+            progress(
+                BuildStage::Building,
+                format!("Building the skill's Dockerfile as {tag}"),
+            );
             let mut tail: VecDeque<String> = VecDeque::new();
             let built = docker
                 .build_recipe(recipe, |line| {

@@ -707,20 +707,22 @@ mod tests {
             "COPY --from=install /opt/skill/srv/node_modules /opt/skill/srv/node_modules\n"
         ));
         // pip reads a requirements file the same way, and keeps its venv.
-        let mut pip = with_install(
-            Installer::Pip,
-            &["-r", "/opt/skill/requirements.txt"],
-            b"",
-        );
+        let mut pip = with_install(Installer::Pip, &["-r", "/opt/skill/requirements.txt"], b"");
         if let Some(stage) = &mut pip.install {
             stage.local_files = vec!["/opt/skill/requirements.txt".into()];
         }
         let dockerfile = pip.dockerfile();
-        assert!(dockerfile.contains(
-            "COPY rootfs/opt/skill/requirements.txt /opt/skill/requirements.txt\n"
-        ));
-        assert!(dockerfile.contains("\"perstack-install\",\"\",\"-r\",\"/opt/skill/requirements.txt\"]"));
-        assert!(dockerfile.contains("COPY --from=install /opt/perstack-skill /opt/perstack-skill\n"));
+        assert!(
+            dockerfile
+                .contains("COPY rootfs/opt/skill/requirements.txt /opt/skill/requirements.txt\n")
+        );
+        assert!(
+            dockerfile
+                .contains("\"perstack-install\",\"\",\"-r\",\"/opt/skill/requirements.txt\"]")
+        );
+        assert!(
+            dockerfile.contains("COPY --from=install /opt/perstack-skill /opt/perstack-skill\n")
+        );
     }
 
     #[test]

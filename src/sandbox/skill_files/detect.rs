@@ -129,7 +129,11 @@ mod tests {
             [(Some(0), "server.py".into())]
         );
         assert_eq!(
-            named("node", &["--require", "x.js", "./tools/server.js", "--port", "1"], &[]),
+            named(
+                "node",
+                &["--require", "x.js", "./tools/server.js", "--port", "1"],
+                &[]
+            ),
             [(Some(2), "./tools/server.js".into())]
         );
         assert_eq!(
@@ -158,7 +162,11 @@ mod tests {
     fn other_words_are_paths_only_when_written_as_one_or_found_in_the_folder() {
         // `uv run --directory tools/x`: found.
         assert_eq!(
-            named("uv", &["run", "--directory", "tools/x", "server.py"], &["tools/x"]),
+            named(
+                "uv",
+                &["run", "--directory", "tools/x", "server.py"],
+                &["tools/x"]
+            ),
             [(Some(2), "tools/x".into())]
         );
         // `--opt=value` keeps its flag.
@@ -179,7 +187,13 @@ mod tests {
         assert!(
             named(
                 "/opt/perstack-skill/entry",
-                &["@scope/pkg", "--db-path", "/workspace/x.db", "data", "https://a.b/c"],
+                &[
+                    "@scope/pkg",
+                    "--db-path",
+                    "/workspace/x.db",
+                    "data",
+                    "https://a.b/c"
+                ],
                 &["data"]
             )
             .is_empty()

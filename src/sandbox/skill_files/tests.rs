@@ -101,8 +101,14 @@ fn files_in_folders_keep_their_place_and_the_skill_works_in_their_folder() {
     // A named folder is copied whole and is the working directory; `main.py` is not a path of
     // the config's folder (it exists only inside tools/x), so it stays as written.
     let uv = folder.skill(&toml, "uv");
-    assert_eq!(relatives(&uv), ["tools/x/main.py", "tools/x/pyproject.toml"]);
-    assert_eq!(uv.args, ["run", "--directory", "/opt/skill/tools/x", "main.py"]);
+    assert_eq!(
+        relatives(&uv),
+        ["tools/x/main.py", "tools/x/pyproject.toml"]
+    );
+    assert_eq!(
+        uv.args,
+        ["run", "--directory", "/opt/skill/tools/x", "main.py"]
+    );
     assert_eq!(uv.workdir.as_deref(), Some("/opt/skill/tools/x"));
 }
 
@@ -110,8 +116,16 @@ fn files_in_folders_keep_their_place_and_the_skill_works_in_their_folder() {
 fn skills_without_local_files_are_left_alone() {
     let folder = Folder::new(&[("data", "")]);
     let toml = [
-        stdio("time", "uvx", &["mcp-server-time", "--local-timezone", "America/New_York"]),
-        stdio("db", "uvx", &["mcp-server-sqlite", "--db-path", "/workspace/x.db"]),
+        stdio(
+            "time",
+            "uvx",
+            &["mcp-server-time", "--local-timezone", "America/New_York"],
+        ),
+        stdio(
+            "db",
+            "uvx",
+            &["mcp-server-sqlite", "--db-path", "/workspace/x.db"],
+        ),
         stdio("bare", "my-server", &["data"]),
     ]
     .concat();
@@ -192,17 +206,29 @@ fn missing_escaping_and_listed_paths_are_problems_at_the_word_that_named_them() 
     assert!(problems[0].contains("skill `gone`: `missing.py` does not exist in"));
     assert!(problems[1].starts_with(&at(14, 9)), "{}", problems[1]);
     assert!(problems[1].contains("outside"), "{}", problems[1]);
-    assert!(problems[2].contains("skill `link`: `link.py` resolves to"), "{}", problems[2]);
+    assert!(
+        problems[2].contains("skill `link`: `link.py` resolves to"),
+        "{}",
+        problems[2]
+    );
     assert!(problems[2].contains("outside"), "{}", problems[2]);
     assert!(problems[3].starts_with(&at(24, 19)), "{}", problems[3]);
-    assert!(problems[3].contains("`nope/` does not exist"), "{}", problems[3]);
+    assert!(
+        problems[3].contains("`nope/` does not exist"),
+        "{}",
+        problems[3]
+    );
 }
 
 #[test]
 fn only_a_skills_own_files_change_its_image() {
     use crate::sandbox::images::recipes::{Artifacts, skill_image};
     let folder = Folder::new(&[("a.py", "one"), ("b.py", "two")]);
-    let toml = [stdio("a", "python3", &["a.py"]), stdio("b", "python3", &["b.py"])].concat();
+    let toml = [
+        stdio("a", "python3", &["a.py"]),
+        stdio("b", "python3", &["b.py"]),
+    ]
+    .concat();
     let digests = |folder: &Folder| {
         let loaded = folder.loaded(&toml);
         let files = collect_all(&loaded, &["e".to_string()]).expect("files");
@@ -244,4 +270,17 @@ fn trusted_inputs_list_the_host_files_of_a_skills_image() {
         ]
     );
     let _ = Path::new("");
+}
+
+#[test]
+fn a_missing_file_or_module_in_a_servers_stderr_gets_a_hint() {
+    let file = missing_file_hint(
+        "python3: can't open file '//server.py': [Errno 2] No such file or directory",
+    )
+    .expect("a hint");
+    assert!(file.contains("[sandbox.skills"), "{file}");
+    assert!(missing_file_hint("Error: Cannot find module '/server.js'").is_some());
+    let module = missing_file_hint("ModuleNotFoundError: No module named 'httpx'").expect("hint");
+    assert!(module.contains("requirements.txt"), "{module}");
+    assert_eq!(missing_file_hint("listening on stdio"), None);
 }

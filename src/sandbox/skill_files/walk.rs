@@ -246,7 +246,12 @@ impl Root {
         Ok(())
     }
 
-    fn read_file(&self, path: &Path, relative: &str, into: &mut Collected) -> Result<(), PathError> {
+    fn read_file(
+        &self,
+        path: &Path,
+        relative: &str,
+        into: &mut Collected,
+    ) -> Result<(), PathError> {
         if into.files.contains_key(relative) {
             return Ok(());
         }
@@ -315,7 +320,10 @@ mod tests {
 
     #[test]
     fn paths_are_normalized_inside_the_folder() {
-        assert_eq!(normalize("./tools/../server.py").as_deref(), Some("server.py"));
+        assert_eq!(
+            normalize("./tools/../server.py").as_deref(),
+            Some("server.py")
+        );
         assert_eq!(normalize("tools/x/").as_deref(), Some("tools/x"));
         assert_eq!(normalize("."), Some(String::new()));
         assert_eq!(normalize("../x"), None);
@@ -340,11 +348,26 @@ mod tests {
                 is_dir: false
             })
         );
-        assert!(matches!(root.resolve("missing.py"), Err(PathError::Missing { .. })));
-        assert!(matches!(root.resolve("../x"), Err(PathError::Outside { .. })));
-        assert!(matches!(root.resolve("link"), Err(PathError::Outside { .. })));
-        assert!(matches!(root.resolve("out/secret"), Err(PathError::Outside { .. })));
-        assert!(matches!(root.resolve("."), Err(PathError::ConfigFolder { .. })));
+        assert!(matches!(
+            root.resolve("missing.py"),
+            Err(PathError::Missing { .. })
+        ));
+        assert!(matches!(
+            root.resolve("../x"),
+            Err(PathError::Outside { .. })
+        ));
+        assert!(matches!(
+            root.resolve("link"),
+            Err(PathError::Outside { .. })
+        ));
+        assert!(matches!(
+            root.resolve("out/secret"),
+            Err(PathError::Outside { .. })
+        ));
+        assert!(matches!(
+            root.resolve("."),
+            Err(PathError::ConfigFolder { .. })
+        ));
         let message = root.resolve("link").expect_err("outside").to_string();
         assert!(message.contains("outside"), "{message}");
     }
