@@ -2,7 +2,10 @@
 //!
 //! Reports the Docker endpoint and why it is that one (and the places passed over on the way),
 //! the engine and negotiated API versions, whether an image can be built (by building and
-//! removing a tiny one), whether our executable can go into images, which base images the
+//! removing a tiny one), what a run makes — a socket volume, an internal network, a hardened
+//! container on it reaching another's unix socket through the volume, files written into a
+//! workspace as the user — made for real and removed (`sandbox/engine/probe.rs`), whether our
+//! executable can go into images, which base images the
 //! config asks for exist locally, and which CA bundle the containers that talk TLS trust —
 //! with the certificates it has that the base images' own bundles lack (behind a
 //! TLS-intercepting proxy, the proxy's CA). Every failed finding says how to fix it.
@@ -20,6 +23,7 @@ use crate::sandbox::ca_bundle::{self, Certificate};
 use crate::sandbox::engine::controller::ControllerId;
 use crate::sandbox::engine::docker::{DockerClient, DockerError};
 use crate::sandbox::engine::endpoint::Why;
+use crate::sandbox::engine::probe;
 use crate::sandbox::images::base::skill_base_image;
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
 use crate::sandbox::labels;
@@ -52,6 +56,7 @@ pub async fn run(args: ValidateArgs) -> Exit {
     };
     check_engine(&mut report, &docker).await;
     check_image_build(&mut report, &docker).await;
+    check_run_probe(&mut report, &docker).await;
     let loaded = load_config(&mut report, &args);
     check_base_images(&mut report, &docker, loaded.as_ref()).await;
     check_ca_bundle(&mut report, &docker, loaded.as_ref()).await;
@@ -110,27 +115,25 @@ async fn connect(report: &mut Report) -> Option<DockerClient> {
 }
 
 async fn check_engine(report: &mut Report, docker: &DockerClient) {
-    match docker.info().await {
-        Ok(info) => {
-            let v = &info.version;
-            report.ok(
-                "engine",
-                format!(
-                    "Docker {} on {}/{}, API {} (minimum {})",
-                    v.version.as_deref().unwrap_or("?"),
-                    v.os.as_deref().unwrap_or("?"),
-                    v.arch.as_deref().unwrap_or("?"),
-                    v.api_version.as_deref().unwrap_or("?"),
-                    v.min_api_version.as_deref().unwrap_or("?")
-                ),
-            );
-            report.ok("negotiated API", info.api_version.clone());
-        }
-        Err(error) => report.fail(
-            "engine",
-            error.to_string(),
-            "check that the engine is healthy: `docker version`",
+    let info = docker.engine();
+    let v = &info.version;
+    report.ok(
+        "engine",
+        format!(
+            "{} on {}/{}, API {} (minimum {}), cgroup v{}",
+            info.describe(),
+            v.os.as_deref().unwrap_or("?"),
+            v.arch.as_deref().unwrap_or("?"),
+            v.api_version.as_deref().unwrap_or("?"),
+            v.min_api_version.as_deref().unwrap_or("?"),
+            info.cgroup_version
+                .map_or_else(|| "?".to_string(), |c| c.to_string())
         ),
+    );
+    report.ok("negotiated API", info.api_version.clone());
+    if let Some(refusal) = info.refusal() {
+        let (what, fix) = refusal.split_once("\n  hint: ").unwrap_or((&refusal, ""));
+        report.fail("limits", what, fix);
     }
 }
 
@@ -161,6 +164,26 @@ async fn check_image_build(report: &mut Report, docker: &DockerClient) {
             error.to_string(),
             "the engine must be able to build and import `FROM scratch` images; check `docker build` and `docker import` work and the disk is not full",
         ),
+    }
+}
+
+/// What a run makes, made for real and removed (`sandbox/engine/probe.rs`): every step a line.
+async fn check_run_probe(report: &mut Report, docker: &DockerClient) {
+    let Ok(binary) = super::artifacts::executable() else {
+        report.fail(
+            "run probe",
+            "skipped: this executable cannot be read",
+            "see `executable` above",
+        );
+        return;
+    };
+    println!("  run probe (what a run makes, made and removed):");
+    for step in probe::probe(docker, binary).await {
+        let name = format!("  {}", step.name);
+        match step.outcome {
+            Ok(detail) => report.ok(&name, detail),
+            Err(failure) => report.fail(&name, failure.problem, failure.fix),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Stage 5: the Docker engine. Connects, runs the one check only the engine can answer (every
-//! base image must be here already: there is no registry), and sweeps what earlier runs left.
+//! Stage 4: the Docker engine. Connects, refuses an engine that cannot run the containers as a
+//! run requires (`engine/info.rs`), runs the one check only the engine can answer (every base
+//! image must be here already: there is no registry), and sweeps what earlier runs left.
 
 use crate::config::Config;
 use crate::sandbox::engine::base_images::check_base_images;
@@ -17,9 +18,13 @@ pub(super) struct Engine {
     pub notices: Vec<Notice>,
 }
 
-/// Connects and checks; nothing has been created or recorded yet when this fails.
+/// Connects and checks; nothing has been created or recorded yet when this fails. An engine
+/// that cannot give the containers what a run requires is refused here, before anything starts.
 pub(super) async fn connect(config: &Config, expert: &str) -> Result<Engine, RunError> {
     let docker = DockerClient::connect().await?;
+    if let Some(refusal) = docker.engine().refusal() {
+        return Err(RunError::EngineUnfit(refusal));
+    }
     check_base_images(&docker, config, expert)
         .await?
         .map_err(RunError::Preflight)?;
