@@ -775,6 +775,8 @@ mod tests {
         let human = Mode::Human {
             verbose: false,
             color: false,
+            width: 100,
+            live: false,
         };
         let text = written(human, |output| {
             output.event(stderr("starting"));
