@@ -10,6 +10,7 @@ pub mod doctor;
 mod engine_probe;
 pub mod gc;
 pub mod images;
+mod registry;
 pub mod roles;
 pub mod run;
 pub mod validate;

@@ -183,9 +183,14 @@ impl Validator<'_> {
         }
         let delegates = child(&path, "delegates");
         for (i, delegate) in expert.delegates.iter().enumerate() {
-            if !config.experts.contains_key(delegate) {
+            // A key the file does not define is a published Expert's, resolved from the
+            // Registry when a run needs it.
+            if !config.experts.contains_key(delegate)
+                && let Err(why) = crate::registry::key::parse(delegate)
+            {
                 let message = format!(
-                    "delegate \"{delegate}\" is not an Expert defined in this file (defined: {})",
+                    "delegate \"{delegate}\" is not an Expert defined in this file (defined: {}) \
+                     nor a Registry key: {why}",
                     quoted_list(config.experts.keys().map(String::as_str))
                 );
                 self.at_value(&item(&delegates, i), message);

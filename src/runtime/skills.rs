@@ -360,6 +360,7 @@ mod tests {
             checkpoint_stdin: false,
             interactive_tool_call_result: None,
             only_expert: None,
+            mock_played: Vec::new(),
             expert_key: "main".into(),
             query: "go".into(),
         }

@@ -24,6 +24,7 @@ mod npx_skill;
 mod providers;
 mod proxy_tokens;
 mod pypi_skill;
+mod registry;
 mod security;
 mod streaming;
 mod support;

@@ -28,6 +28,8 @@ pub enum Notice {
     },
     /// The job's `job.json` could not be read; the run starts a new one.
     JobStartsAfresh(JobsError),
+    /// A registry Expert of the run is deprecated (or another note of resolution).
+    Registry(String),
     /// Base-skill runs as root: what to do about it.
     BaseSkillUser(String),
     /// Leftovers of earlier runs whose controller is gone were removed.
@@ -76,6 +78,7 @@ impl fmt::Display for Notice {
                 write!(f, "warning: {error}; job.json starts afresh")
             }
             Notice::BaseSkillUser(warning) => write!(f, "note: {warning}"),
+            Notice::Registry(warning) => write!(f, "warning: {warning}"),
             Notice::SweptLeftovers { resources, runs } => write!(
                 f,
                 "note: removed {resources} leftover resource(s) of {runs} earlier run(s) whose controller is gone"

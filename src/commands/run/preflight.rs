@@ -10,7 +10,8 @@ use crate::files::Owner;
 use crate::ids::now_ms;
 use crate::jobs::store::is_safe_id;
 use crate::jobs::{
-    ContinueFrom, Job, JobStore, check_input, interactive_answer, select_checkpoint,
+    ContinueFrom, Job, JobStore, check_input, delegate_turns_played, interactive_answer,
+    select_checkpoint,
 };
 use crate::sandbox::engine::workspace_user::{UidGid, workspace_user};
 use crate::sandbox::images::recipes::Artifacts;
@@ -139,6 +140,12 @@ fn resume_from(
     Ok((
         stored.checkpoint.job_id.clone(),
         Resume {
+            delegate_turns: delegate_turns_played(
+                &store
+                    .checkpoints(&stored.checkpoint.job_id)
+                    .map_err(RunError::Continue)?,
+                &stored.checkpoint,
+            ),
             checkpoint_json: stored.json,
             interactive_tool_call_result: answer,
         },

@@ -55,4 +55,8 @@ pub(crate) struct Resume {
     pub checkpoint_json: String,
     /// The answer to the checkpoint's pending tool call (`-i`).
     pub interactive_tool_call_result: Option<crate::event::InteractiveToolCallResult>,
+    /// The turns each delegate already played in the job
+    /// ([`delegate_turns_played`](crate::jobs::delegate_turns_played)); the runtime's `mock`
+    /// provider skips them.
+    pub delegate_turns: std::collections::BTreeMap<String, usize>,
 }

@@ -432,6 +432,7 @@ fn a_continued_run_gets_the_checkpoint_on_stdin_and_the_answer_as_an_argument() 
 
     let mut request = request();
     request.resume = Some(Resume {
+        delegate_turns: Default::default(),
         checkpoint_json: r#"{"id":"cp1"}"#.into(),
         interactive_tool_call_result: Some(crate::event::InteractiveToolCallResult {
             tool_call_id: "call-1".into(),
@@ -470,6 +471,25 @@ fn a_continued_run_gets_the_checkpoint_on_stdin_and_the_answer_as_an_argument() 
     );
     assert_eq!(args.provider, Some(ProviderName::Mock));
     assert_eq!(args.timeout_ms, Some(1000));
+}
+
+#[test]
+fn the_mock_provider_learns_which_turns_the_delegates_played_and_no_other_provider_does() {
+    let mut request = request();
+    request.resume = Some(Resume {
+        delegate_turns: [("helper".to_string(), 3), ("leaf".to_string(), 1)].into(),
+        checkpoint_json: r#"{"id":"cp1"}"#.into(),
+        interactive_tool_call_result: None,
+    });
+    let mock = plan(&request).expect("plan");
+    let args = crate::contract::runtime_args::parse(&mock.runtime.cmd).expect("parses");
+    assert_eq!(
+        args.mock_played,
+        [("helper".to_string(), 3), ("leaf".to_string(), 1)]
+    );
+    request.settings.provider = ProviderName::Anthropic;
+    let real = plan(&request).expect("plan");
+    assert!(!real.runtime.cmd.iter().any(|a| a == "--mock-played"));
 }
 
 #[test]

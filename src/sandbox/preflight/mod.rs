@@ -7,7 +7,8 @@
 //!
 //! One function per check, each in the file named for what it checks:
 //! `expert.rs`, `provider.rs` (supported, endpoint, key), `extra_env.rs` (`--env`), `skills.rs`
-//! (`requiredEnv`, package commands, base image, local files), `workspace.rs`, `mock_script.rs`, and
+//! (`requiredEnv`, package commands, base image, local files), `registry.rs` (no container
+//! reaches the Perstack Registry or gets its token), `workspace.rs`, `mock_script.rs`, and
 //! `base_images.rs` (which images, and the problems for the missing ones).
 
 mod base_images;
@@ -15,6 +16,7 @@ mod expert;
 mod extra_env;
 mod mock_script;
 mod provider;
+mod registry;
 mod skills;
 #[cfg(test)]
 mod tests;
@@ -124,6 +126,11 @@ impl Preflight<'_> {
         found
             .0
             .extend(skills::check_skills(loaded, self.expert_key, self.env));
+        found.0.extend(registry::check_registry_reach(
+            loaded,
+            self.expert_key,
+            self.env,
+        ));
         // A versioned image's skill images hold their files already; there is no folder to read.
         let skill_files = match baked_script {
             Some(_) => Some(FilesBySkill::new()),
