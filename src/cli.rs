@@ -513,6 +513,10 @@ pub struct BaseSkillArgs {
     /// The workspace folder.
     #[arg(long)]
     pub workspace: PathBuf,
+    /// A protected path its tools refuse to change, `<rule>:<path relative to the workspace>`
+    /// (repeated; the controller passes them).
+    #[arg(long, value_name = "RULE:PATH")]
+    pub protected: Vec<String>,
 }
 
 #[cfg(test)]

@@ -258,6 +258,7 @@ fn plan_images(args: &BuildArgs, inputs: &Inputs) -> Result<RunPlan, BuildError>
         },
         workspace: PathBuf::from("/"),
         user: (0, 0),
+        protected: Default::default(),
         runtime_env: vec![],
         env: BTreeMap::new(),
         mock_script: inputs.mock_script.clone(),

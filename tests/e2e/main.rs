@@ -21,6 +21,7 @@ mod interactive;
 mod jobs;
 mod local_skills;
 mod npx_skill;
+mod protected;
 mod providers;
 mod proxy_tokens;
 mod pypi_skill;

@@ -120,6 +120,7 @@ impl From<&RunError> for Exit {
                 ExecuteError::Docker(_) => Exit::Docker,
                 ExecuteError::BaseImageMissing { .. }
                 | ExecuteError::MountPoint { .. }
+                | ExecuteError::Placeholder(_)
                 | ExecuteError::Versioned(_) => Exit::Usage,
                 ExecuteError::TimedOut(_) => Exit::TimedOut,
                 ExecuteError::ProxyConfig(_) => Exit::RunFailed,

@@ -54,6 +54,13 @@ pub enum Notice {
         /// Why.
         error: DockerError,
     },
+    /// A placeholder of a missing protected path could not be removed after the run.
+    PlaceholderLeft {
+        /// The host path.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
     /// A signal stopped the run at once; everything of it is removed.
     Stopped {
         /// The run.
@@ -98,6 +105,11 @@ impl fmt::Display for Notice {
                 f,
                 "warning: could not remove every resource of run {run_id}: {error}\n  hint: `docker ps -a --filter label={}` shows what is left",
                 labels::run_filter(run_id)
+            ),
+            Notice::PlaceholderLeft { path, error } => write!(
+                f,
+                "warning: could not remove {}, which the run made empty to protect it: {error}\n  hint: remove it if you do not want it",
+                path.display()
             ),
             Notice::Stopped { run_id } => {
                 write!(f, "stopped; containers of run {run_id} removed")

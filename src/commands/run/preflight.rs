@@ -53,6 +53,12 @@ pub(super) fn check(
     settings: &Settings,
 ) -> Result<Checked, RunError> {
     let workspace = args.workspace.clone().unwrap_or_else(|| loaded.cwd.clone());
+    let trusted = crate::trust::inputs::of_run(
+        &loaded.config,
+        loaded.image.is_none(),
+        &loaded.cwd,
+        &args.env_path,
+    );
     let preflight = Preflight {
         config: &loaded.config,
         expert_key: &loaded.expert,
@@ -60,6 +66,7 @@ pub(super) fn check(
         env: &loaded.env,
         extra_env: &args.env,
         workspace: &workspace,
+        trusted: &trusted,
     };
     let checked = match &loaded.image {
         Some(source) => preflight.check_with_mock_script(source.mock_script.clone()),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::config::{Config, Limits, RunSettings};
 use crate::llm::mock::MockScript;
 use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::preflight::ProtectedLayout;
 use crate::sandbox::skill_files::FilesBySkill;
 
 /// Everything `plan` needs.
@@ -29,6 +30,8 @@ pub(crate) struct RunRequest {
     pub workspace: PathBuf,
     /// The invoking user (base-skill runs as them).
     pub user: (u32, u32),
+    /// The workspace's protected paths, as found before the run.
+    pub protected: ProtectedLayout,
     /// Environment for the runtime container: provider variables and `--env` extras.
     pub runtime_env: Vec<(String, String)>,
     /// The env map, where skills' `requiredEnv` values come from.

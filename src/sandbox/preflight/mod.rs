@@ -8,13 +8,15 @@
 //! One function per check, each in the file named for what it checks:
 //! `expert.rs`, `provider.rs` (supported, endpoint, key), `extra_env.rs` (`--env`), `skills.rs`
 //! (`requiredEnv`, package commands, base image, local files), `registry.rs` (no container
-//! reaches the Perstack Registry or gets its token), `workspace.rs`, `mock_script.rs`, and
+//! reaches the Perstack Registry or gets its token), `workspace.rs`, `protected.rs` (the
+//! workspace's protected paths as found on disk), `mock_script.rs`, and
 //! `base_images.rs` (which images, and the problems for the missing ones).
 
 mod base_images;
 mod expert;
 mod extra_env;
 mod mock_script;
+mod protected;
 mod provider;
 mod registry;
 mod skills;
@@ -23,6 +25,7 @@ mod tests;
 mod workspace;
 
 pub(crate) use base_images::{MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
+pub(crate) use protected::{ProtectedEntry, ProtectedLayout};
 pub(crate) use skills::file_problem;
 
 use std::collections::BTreeMap;
@@ -30,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName};
 use crate::llm::mock::MockScript;
+use crate::trust::inputs::TrustedInput;
 use crate::sandbox::skill_files::FilesBySkill;
 
 /// One problem found before the run.
@@ -83,6 +87,8 @@ pub(crate) struct Preflight<'a> {
     pub extra_env: &'a [String],
     /// `--workspace`, or the current folder.
     pub workspace: &'a Path,
+    /// The files the run reads and trusts (`trust::inputs::of_run`).
+    pub trusted: &'a [TrustedInput],
 }
 
 /// What the checks produce for the plan.
@@ -94,6 +100,8 @@ pub(crate) struct Checked {
     pub runtime_env: Vec<(String, String)>,
     /// The mock script, when the provider is `mock`.
     pub mock_script: Option<MockScript>,
+    /// The workspace's protected paths, found.
+    pub protected: ProtectedLayout,
     /// The stdio skills' own files from the config's folder (none for a versioned image).
     pub skill_files: FilesBySkill,
 }
@@ -144,17 +152,32 @@ impl Preflight<'_> {
                 }]
             }),
         );
+        let protected = workspace.as_deref().and_then(|workspace| {
+            found.add(protected::check_protected(
+                self.trusted,
+                workspace,
+                &loaded.config.sandbox.writable,
+            ))
+        });
         let mock_script = found.add(mock_script::check_mock_script(
             loaded,
             self.provider,
             baked_script,
         ));
-        match (provider_env, extra_env, workspace, mock_script, skill_files) {
+        match (
+            provider_env,
+            extra_env,
+            workspace,
+            mock_script,
+            protected,
+            skill_files,
+        ) {
             (
                 Some(mut runtime_env),
                 Some(extra_env),
                 Some(workspace),
                 Some(mock_script),
+                Some(protected),
                 Some(skill_files),
             ) if found.0.is_empty() => {
                 runtime_env.extend(extra_env);
@@ -162,6 +185,7 @@ impl Preflight<'_> {
                     workspace,
                     runtime_env,
                     mock_script,
+                    protected,
                     skill_files,
                 })
             }
