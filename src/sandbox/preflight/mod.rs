@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName};
 use crate::llm::mock::MockScript;
-use crate::trust::inputs::TrustedInput;
 use crate::sandbox::skill_files::FilesBySkill;
+use crate::trust::inputs::TrustedInput;
 
 /// One problem found before the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
