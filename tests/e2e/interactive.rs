@@ -90,4 +90,23 @@ fn one_script_drives_an_interview_over_sessions_with_a_delegate_called_in_each()
         .collect();
     assert_eq!(done, ["Here is your plan."]);
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+    // `log` reads the three sessions back: who did what, the delegate named.
+    let log = std::process::Command::new(crate::support::binary())
+        .arg("log")
+        .arg("--workspace")
+        .arg(run.workspace.path())
+        .output()
+        .expect("log");
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert_eq!(log.status.code(), Some(0), "{text}");
+    for line in [
+        "(completed), coordinator coach",
+        "answer: \"go\"",
+        "delegated to planner: \"Draft from both answers.\"",
+        "planner (for coach)",
+        "completed: \"Plan v2.\"",
+        "waits for the user (askUser: \"How many days a week?\")",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
 }
