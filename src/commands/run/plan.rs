@@ -71,6 +71,7 @@ pub(super) fn plan(
         env: loaded.env.clone(),
         mock_script: checked.sandbox.mock_script,
         artifacts: checked.artifacts,
+        skill_files: checked.sandbox.skill_files,
         limits: settings.limits,
         controller: ControllerId::current().to_string(),
         resume: checked.resume,
