@@ -241,10 +241,17 @@ fn a_skill_that_cannot_start_shows_its_stderr_and_a_hint_in_the_human_view() {
     assert_eq!(code, Some(1), "{view}");
     // Not restarted: a server that never answered fails the run at once (images built or not).
     assert!(started.elapsed() < Duration::from_secs(120), "{view}");
+    // The server's last line (shown at once, with the local-files hint, or kept until the skill
+    // host speaks), then the skill host's words and hint.
     assert!(
         view.contains(
-            "  [server] python3: can't open file '/opt/tools/server.py': [Errno 2] No such file or directory\n\
-             ! skill server: its server exited with code 2 before it answered the MCP handshake, so it is not restarted\n\
+            "python3: can't open file '/opt/tools/server.py': [Errno 2] No such file or directory\n"
+        ),
+        "{view}"
+    );
+    assert!(
+        view.contains(
+            "! skill server: its server exited with code 2 before it answered the MCP handshake, so it is not restarted\n\
              ! skill server: hint: a file the server needs is not in its container"
         ),
         "{view}"
@@ -266,7 +273,9 @@ fn a_skill_that_cannot_start_shows_its_stderr_and_a_hint_in_the_human_view() {
         "{view}"
     );
     assert!(
-        view.contains("  [notes] FileNotFoundError: [Errno 2] No such file or directory: '/workspace/notes.txt'\n"),
+        view.contains(
+            "FileNotFoundError: [Errno 2] No such file or directory: '/workspace/notes.txt'\n"
+        ),
         "{view}"
     );
     assert!(
