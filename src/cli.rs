@@ -8,7 +8,7 @@ use crate::config::ProviderName;
 use crate::config::settings::{
     CaCertificates, DEFAULT_CPUS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MEMORY,
     DEFAULT_MODEL, DEFAULT_PIDS, DEFAULT_PROVIDER, DEFAULT_REASONING_BUDGET, DEFAULT_TIMEOUT_MS,
-    SettingFlags, memory_spelling, parse_ca_certificates,
+    GVISOR_RUNTIME, SettingFlags, memory_spelling, parse_ca_certificates, parse_runtime_engine,
 };
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::skill::host::HostOptions;
@@ -177,6 +177,18 @@ pub struct RunArgs {
         help = CA_CERTIFICATES_HELP
     )]
     pub ca_certificates: Option<CaCertificates>,
+    /// The OCI runtime every container of the run starts under.
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_parser = parse_runtime_engine,
+        help = format!(
+            "OCI runtime every container of the run starts under, by the name the engine has it \
+             registered as: `{GVISOR_RUNTIME}` for gVisor (README: \"gVisor\") (default: \
+             `[sandbox] runtime`, else the engine's default, runc)"
+        )
+    )]
+    pub runtime_engine: Option<String>,
     /// Job id to use (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
@@ -227,6 +239,7 @@ impl RunArgs {
             cpus: self.cpus,
             pids: self.pids,
             ca_certificates: self.ca_certificates.clone(),
+            runtime_engine: self.runtime_engine.clone(),
         }
     }
 }
@@ -467,6 +480,8 @@ mod tests {
             "32",
             "--ca-certificates",
             "/etc/corp/ca.pem",
+            "--runtime-engine",
+            "runsc",
         ])
         .setting_flags();
         assert_eq!(
@@ -484,6 +499,7 @@ mod tests {
                 cpus: Some(0.5),
                 pids: Some(32),
                 ca_certificates: Some(CaCertificates::File("/etc/corp/ca.pem".into())),
+                runtime_engine: Some("runsc".into()),
             }
         );
     }
@@ -530,6 +546,8 @@ mod tests {
             &["--timeout", "0"],
             &["--timeout", "soon"],
             &["--generation-timeout", "0s"],
+            &["--runtime-engine", "run sc"],
+            &["--runtime-engine", ""],
         ] {
             let mut argv = vec!["perstack-sandbox", "run"];
             argv.extend_from_slice(bad);

@@ -221,6 +221,8 @@ fn plan_images(args: &BuildArgs, inputs: &Inputs) -> Result<RunPlan, BuildError>
         mock_script: inputs.mock_script.clone(),
         artifacts: inputs.artifacts.clone(),
         limits: settings.limits,
+        // Images are built, not run: no container of this plan starts.
+        oci_runtime: None,
         controller: String::new(),
         resume: None,
     };

@@ -34,7 +34,7 @@ pub use dotted::dotted_path;
 pub(crate) use limits::{parse_cpus, parse_duration, parse_memory_limit};
 pub(crate) use schema::*;
 pub(crate) use settings::{
-    CaCertificates, CaSetting, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL,
+    CaCertificates, CaSetting, DEFAULT_MAX_RETRIES, GVISOR_RUNTIME, RuntimeEngineSetting, DEFAULT_MAX_STEPS, DEFAULT_MODEL,
     DEFAULT_PROVIDER, DEFAULT_TIMEOUT_MS, Limits, RunSettings, SettingFlags, SettingSource,
     Settings, SettingsError,
 };

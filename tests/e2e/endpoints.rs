@@ -36,6 +36,11 @@ fn machine_filters() -> Vec<(&'static str, &'static str)> {
             r"sockets on this machine: .*",
             "sockets on this machine: [SOCKETS]",
         ),
+        // Which runtimes the engine has, and the probes of those it has
+        // (`runtime_engine.rs` checks them).
+        (r"runtimes         .*", "runtimes         [RUNTIMES]"),
+        (r"(?m)^  [✔✘]   \S+ +a container on .*\n", ""),
+        (r"(?m)^    gVisor \(runsc\) is not registered.*\n", ""),
     ]
 }
 

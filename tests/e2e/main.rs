@@ -23,6 +23,7 @@ mod npx_skill;
 mod providers;
 mod proxy_tokens;
 mod pypi_skill;
+mod runtime_engine;
 mod security;
 mod streaming;
 mod support;

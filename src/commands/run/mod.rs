@@ -45,8 +45,9 @@ pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
     let settings = Settings::resolve(&args.setting_flags(), &loaded.config)?;
     let mut checked = preflight::check(&args, &loaded, &settings)?;
     checked.notices.drain(..).for_each(show);
+    let runtime_engine = settings.runtime_engine.clone();
     let planned = plan::plan(&args, &loaded, settings, checked, started)?;
-    let engine = engine::connect(&loaded.config.config, &loaded.expert).await?;
+    let engine = engine::connect(&loaded.config.config, &loaded.expert, &runtime_engine).await?;
     engine.notices.into_iter().for_each(show);
     let outcome = execute::execute(&engine.docker, planned, &args, &show).await?;
     let ending = finish::finish(outcome)?;

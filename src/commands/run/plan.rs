@@ -67,6 +67,7 @@ pub(super) fn plan(
         mock_script: checked.sandbox.mock_script,
         artifacts: checked.artifacts,
         limits: settings.limits,
+        oci_runtime: settings.runtime_engine.name.clone(),
         controller: ControllerId::current().to_string(),
         resume: checked.resume,
     };

@@ -22,6 +22,7 @@ use futures::{Stream, StreamExt};
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 use crate::sandbox::images::{ImageSpec, proxy_build_args};
 use crate::sandbox::labels;
+use crate::sandbox::preflight::RegisteredRuntime;
 use crate::sandbox::plan::{
     ContainerPlan, InternalNetworkPlan, MountPlan, MountSource, VolumePlan,
 };
@@ -264,6 +265,25 @@ impl DockerClient {
         })
     }
 
+    /// The OCI runtimes the engine has registered, sorted by name, and the name of its default.
+    pub(crate) async fn runtimes(
+        &self,
+    ) -> Result<(Vec<RegisteredRuntime>, Option<String>), DockerError> {
+        let info = self.docker.info().await.map_err(call("info"))?;
+        let mut runtimes: Vec<RegisteredRuntime> = info
+            .runtimes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, runtime)| RegisteredRuntime {
+                path: runtime.path.unwrap_or_else(|| name.clone()),
+                args: runtime.runtime_args.unwrap_or_default(),
+                name,
+            })
+            .collect();
+        runtimes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((runtimes, info.default_runtime))
+    }
+
     /// The id of a local image, or `None` if there is none by that reference.
     pub(crate) async fn image_id(&self, reference: &str) -> Result<Option<String>, DockerError> {
         match self.docker.inspect_image(reference).await {
@@ -502,6 +522,7 @@ impl DockerClient {
             pids_limit: Some(plan.limits.pids),
             // Our binary is PID 1 and reaps; Docker's init would only add a process.
             init: Some(false),
+            runtime: plan.oci_runtime.clone(),
             ..Default::default()
         };
         let body = ContainerCreateBody {

@@ -5,6 +5,10 @@
 //! - [`docker`]: the only file that talks to the engine (bollard), with the hardening defaults.
 //! - [`endpoint`]: where the engine is (`DOCKER_HOST`, contexts, rootless Docker, Podman).
 //! - [`base_images`]: preflight's engine check — every base image the run builds on is there.
+//! - [`runtime_engine`]: preflight's other engine check — the OCI runtime the run asks for is
+//!   registered.
+//! - [`runtime_probe`]: `doctor`'s probe of a runtime — a container with no network and one on
+//!   a network start under it.
 //! - [`run`]: applying a plan — images, volumes, networks, the proxy, the containers — and
 //!   relaying the runtime's events until it ends; then removing everything.
 //! - [`relay`]: reassembling and classifying the runtime's stdout lines.
@@ -20,4 +24,6 @@ pub(crate) mod endpoint;
 pub(crate) mod gc;
 pub(crate) mod relay;
 pub(crate) mod run;
+pub(crate) mod runtime_engine;
+pub(crate) mod runtime_probe;
 pub(crate) mod workspace_user;

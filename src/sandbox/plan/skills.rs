@@ -153,6 +153,7 @@ impl SkillsPlan {
             network,
             labels: names.labels(part.role, service),
             limits: request.limits,
+            oci_runtime: request.oci_runtime.clone(),
             stdin: None,
         });
     }

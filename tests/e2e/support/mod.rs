@@ -136,6 +136,34 @@ fn require_test_image(image: &str) -> bool {
     true
 }
 
+/// The variable that runs the tests' containers under another OCI runtime than the engine's
+/// default: `.ci/run` runs the security suite a second time with `runsc` (gVisor). Every run a
+/// test starts gets `--runtime-engine <it>`, and the containers tests start themselves
+/// `--runtime <it>` ([`runtime_args`]).
+pub const RUNTIME_VARIABLE: &str = "PERSTACK_SANDBOX_TEST_RUNTIME";
+
+/// The OCI runtime the tests' containers start under ([`RUNTIME_VARIABLE`]); `None`: the
+/// engine's default.
+pub fn test_runtime() -> Option<String> {
+    std::env::var(RUNTIME_VARIABLE)
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+}
+
+/// Whether the tests run under gVisor.
+pub fn under_gvisor() -> bool {
+    test_runtime().as_deref() == Some("runsc")
+}
+
+/// `docker run` arguments that start a container under the tests' runtime (none for the
+/// engine's default).
+pub fn runtime_args() -> Vec<String> {
+    match test_runtime() {
+        Some(runtime) => vec!["--runtime".to_string(), runtime],
+        None => vec![],
+    }
+}
+
 /// The variable `.ci/run` sets to a token of its own (a plain name): every job id a test makes
 /// then starts with `test-<token>-`, so its leftover check counts only the resources of the runs
 /// its own tests started, not those of another job sharing the engine.
@@ -264,6 +292,11 @@ impl TestRun {
             .arg("--job-id")
             .arg(&self.guard.job_id)
             .arg("--json")
+            .args(
+                test_runtime()
+                    .map(|r| vec!["--runtime-engine".to_string(), r])
+                    .unwrap_or_default(),
+            )
             .args(&self.args)
             .args(extra)
             .arg(&self.expert)
