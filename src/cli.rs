@@ -218,9 +218,45 @@ pub struct RunArgs {
     /// Show build output, skill stderr and container states.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Perstack's `--runtime`: only `docker`, which is what perstack-sandbox is.
+    #[arg(
+        long,
+        value_name = "RUNTIME",
+        value_parser = parse_runtime,
+        help = "Perstack's --runtime: only `docker` (the default), which is what perstack-sandbox \
+                is; local, cursor, claude-code and gemini are refused"
+    )]
+    pub runtime: Option<UpstreamRuntime>,
     /// Base images.
     #[command(flatten)]
     pub base_images: BaseImageArgs,
+}
+
+/// The runtimes Perstack's `--runtime` names that we accept: only Docker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamRuntime {
+    /// Every part of the run in its own container: what perstack-sandbox always does.
+    Docker,
+}
+
+/// `--runtime`: `docker` is what we are; Perstack's other runtimes are refused, each with the
+/// reason (none of them would be sandboxed).
+fn parse_runtime(value: &str) -> Result<UpstreamRuntime, String> {
+    let why = match value {
+        "docker" => return Ok(UpstreamRuntime::Docker),
+        "local" => {
+            "`local` runs the Expert and its skills as processes on this host, with your files, \
+             variables and network; perstack-sandbox exists to run them in containers instead"
+        }
+        "cursor" | "claude-code" | "gemini" => {
+            "it hands the Expert to another agent's CLI running on this host, outside any \
+             container; perstack-sandbox runs only its own runtime, in Docker"
+        }
+        _ => "Perstack's runtimes are docker, local, cursor, claude-code and gemini",
+    };
+    Err(format!(
+        "perstack-sandbox runs Experts only in Docker (`--runtime docker`, the default): {why}"
+    ))
 }
 
 impl RunArgs {

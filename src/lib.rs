@@ -23,6 +23,7 @@ pub(crate) mod confine;
 pub(crate) mod contract;
 pub(crate) mod event;
 pub mod exit;
+pub(crate) mod files;
 pub(crate) mod ids;
 pub(crate) mod jobs;
 pub(crate) mod llm;
@@ -31,6 +32,9 @@ pub(crate) mod proxy;
 pub(crate) mod render;
 pub(crate) mod runtime;
 pub(crate) mod sandbox;
+// The run's protections and the detection of changed inputs are being built on this list.
 pub(crate) mod skill;
 #[cfg(feature = "test-support")]
 pub mod test_support;
+#[allow(dead_code)]
+pub(crate) mod trust;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::cli::ValidateArgs;
-use crate::config::{DEFAULT_PROVIDER, LoadedConfig, ProviderName, Skill};
+use crate::config::{DEFAULT_PROVIDER, LoadedConfig, Skill};
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
 
@@ -30,23 +30,11 @@ impl From<&ValidateError> for Exit {
 /// Runs the command: prints the listing.
 pub fn run(args: ValidateArgs) -> Result<Exit, ValidateError> {
     let (cwd, loaded) = super::load_config(args.config.as_deref())?;
-    if let Some(script) = mock_script_path(&loaded) {
+    if let Some(script) = loaded.mock_script_path() {
         MockScript::load(&script)?;
     }
     print!("{}", describe(&loaded, &cwd));
     Ok(Exit::Success)
-}
-
-fn mock_script_path(loaded: &LoadedConfig) -> Option<std::path::PathBuf> {
-    let provider = loaded.config.provider.as_ref()?;
-    if provider.provider_name != ProviderName::Mock {
-        return None;
-    }
-    provider
-        .setting
-        .script
-        .as_ref()
-        .map(|s| loaded.dir().join(s))
 }
 
 /// The listing `validate` prints: every Expert with its delegates and skills. Paths are shown

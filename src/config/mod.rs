@@ -65,6 +65,16 @@ impl LoadedConfig {
         self.path.parent().unwrap_or(Path::new("/"))
     }
 
+    /// The mock provider's script, when the provider is `mock` and names one: relative to the
+    /// file's folder.
+    pub(crate) fn mock_script_path(&self) -> Option<PathBuf> {
+        let provider = self.config.provider.as_ref()?;
+        if provider.provider_name != ProviderName::Mock {
+            return None;
+        }
+        provider.setting.script.as_ref().map(|s| self.dir().join(s))
+    }
+
     /// Where the value at `dotted` is in the file, for errors found after loading. `dotted` uses
     /// the syntax of diagnostics; build it with [`dotted_path`]. A table's location is its
     /// `[header]`; an implicit `@perstack/base` is located at the Expert (or its `skills` table).

@@ -53,7 +53,7 @@ pub(crate) fn select_checkpoint(
             }
         })?,
         ContinueFrom::LatestJob => {
-            let Some(run) = store.all_runs().into_iter().next() else {
+            let Some(run) = store.all_runs()?.into_iter().next() else {
                 return Err(JobsError::NoCheckpoint {
                     hint: format!(
                         "no run has been stored in {} yet; start one without --continue",
@@ -98,7 +98,7 @@ fn latest_of_coordinator(
         }
     };
     Ok(store
-        .checkpoints(job_id)
+        .checkpoints(job_id)?
         .into_iter()
         .rfind(|c| c.checkpoint.expert.key == coordinator))
 }

@@ -3,14 +3,14 @@
 //! checkpoint to a fresh runtime container (`--continue`, `--continue-job`, `--resume-from`,
 //! `-i`).
 //!
-//! - [`store`]: the files and their layout; listing; atomic writes ([`fs`]).
+//! - [`store`]: the files and their layout; listing; reached without following links, written
+//!   atomically (`files::beneath`).
 //! - [`job`]: `job.json`. [`run_setting`]: `run-setting.json`, secrets redacted, its Experts
 //!   in the shape Perstack's runtime holds them ([`setting_expert`]).
 //! - [`recorder`]: storing a run while its events are relayed.
 //! - [`continuation`]: which checkpoint a continued run starts from, and its input.
 
 pub(crate) mod continuation;
-pub(crate) mod fs;
 pub(crate) mod job;
 pub(crate) mod recorder;
 pub(crate) mod run_setting;
@@ -31,6 +31,10 @@ pub(crate) use store::JobStore;
 /// What can go wrong storing or finding jobs and checkpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
+    /// A file or folder could not be reached beneath the workspace: a link on the way, the wrong
+    /// kind of file, or the system refused.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     /// A file could not be read or written.
     #[error("cannot {action} {}: {source}", path.display())]
     Io {

@@ -10,18 +10,22 @@
 //! Every file is written to a temporary file in its folder and renamed into place. Ids become
 //! path components, and some come from the runtime container's output, so an id that is not a
 //! plain name (`[A-Za-z0-9_.-]`, not starting with `.`) is refused rather than joined to a path.
+//! Every path is reached from the workspace without following a link on any component
+//! (`files::beneath`): a planted `perstack` link, or one inside it, is an error naming where it
+//! points, for writes and for the reads of `--continue` alike.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::Value;
 
 use super::JobsError;
-use super::fs::{Owner, create_dir_all, write_atomic};
 use super::job::Job;
 use super::run_setting::RunSetting;
 use crate::contract::paths::RESERVED_DIR;
 use crate::event::Checkpoint;
+use crate::files::{Beneath, Kind, Owner};
 
 /// The store's folder inside the workspace's reserved folder.
 const JOBS_SUBDIR: &str = "jobs";
@@ -79,59 +83,111 @@ pub(crate) struct RunSummary {
 /// The job store of one workspace.
 #[derive(Debug, Clone)]
 pub(crate) struct JobStore {
-    root: PathBuf,
+    /// The workspace, open: every path below is relative to it.
+    workspace: Arc<Beneath>,
     owner: Owner,
 }
 
 impl JobStore {
-    /// The store in `<workspace>/perstack/jobs`, writing as the invoking user.
-    pub(crate) fn in_workspace(workspace: &Path) -> JobStore {
-        JobStore {
-            root: workspace.join(jobs_dir()),
-            owner: Owner::detect(),
-        }
+    /// The store in `<workspace>/perstack/jobs` (the workspace canonical), giving what it
+    /// creates to `owner`.
+    pub(crate) fn open(workspace: &Path, owner: Owner) -> Result<JobStore, JobsError> {
+        Ok(JobStore {
+            workspace: Arc::new(Beneath::open(workspace)?),
+            owner,
+        })
     }
 
-    /// The store in `root`, giving what it creates to `owner`.
-    pub(crate) fn at(root: PathBuf, owner: Owner) -> JobStore {
-        JobStore { root, owner }
+    /// `<workspace>/perstack/jobs`, for messages.
+    pub(crate) fn root(&self) -> PathBuf {
+        self.workspace.path(&jobs_dir())
     }
 
-    /// `perstack/jobs`.
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
+    /// A job's folder, relative to the workspace.
+    fn job_rel(job_id: &str) -> PathBuf {
+        jobs_dir().join(job_id)
+    }
+
+    fn checkpoints_rel(job_id: &str) -> PathBuf {
+        Self::job_rel(job_id).join("checkpoints")
+    }
+
+    fn run_rel(job_id: &str, run_id: &str) -> PathBuf {
+        Self::job_rel(job_id).join("runs").join(run_id)
     }
 
     /// A job's folder.
+    #[cfg(test)]
     pub(crate) fn job_dir(&self, job_id: &str) -> PathBuf {
-        self.root.join(job_id)
-    }
-
-    fn checkpoints_dir(&self, job_id: &str) -> PathBuf {
-        self.job_dir(job_id).join("checkpoints")
+        self.workspace.path(&Self::job_rel(job_id))
     }
 
     /// A run's folder.
+    #[cfg(test)]
     pub(crate) fn run_dir(&self, job_id: &str, run_id: &str) -> PathBuf {
-        self.job_dir(job_id).join("runs").join(run_id)
+        self.workspace.path(&Self::run_rel(job_id, run_id))
     }
 
-    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), JobsError> {
-        let io = |source| JobsError::Io {
-            action: "write",
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(dir) = path.parent() {
-            create_dir_all(dir, self.owner).map_err(io)?;
+    /// Checks that the reserved folder and everything in it can be reached without following a
+    /// link: refuses the first link found, naming where it points. A run does this before it
+    /// starts anything.
+    pub(crate) fn check_links(&self) -> Result<(), JobsError> {
+        let reserved = Path::new(RESERVED_DIR);
+        match self.workspace.kind(reserved)? {
+            Some(Kind::Link(target)) => Err(crate::files::FileError::Link {
+                path: self.workspace.path(reserved),
+                target,
+            }
+            .into()),
+            Some(Kind::Folder) => self.check_links_in(reserved.to_path_buf()),
+            Some(Kind::File | Kind::Other) => Err(crate::files::FileError::NotAFolder {
+                path: self.workspace.path(reserved),
+            }
+            .into()),
+            None => Ok(()),
         }
-        write_atomic(path, bytes, self.owner).map_err(io)
+    }
+
+    fn check_links_in(&self, dir: PathBuf) -> Result<(), JobsError> {
+        let mut pending = vec![dir];
+        while let Some(dir) = pending.pop() {
+            for (name, kind) in self.workspace.entries(&dir)? {
+                match kind {
+                    Kind::Folder => pending.push(dir.join(name)),
+                    Kind::Link(target) => {
+                        return Err(crate::files::FileError::Link {
+                            path: self.workspace.path(&dir.join(name)),
+                            target,
+                        }
+                        .into());
+                    }
+                    Kind::File | Kind::Other => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, rel: &Path, bytes: &[u8]) -> Result<(), JobsError> {
+        Ok(self.workspace.write_atomic(rel, bytes, self.owner)?)
+    }
+
+    /// Reads a file's text; `None` when it does not exist.
+    fn read_text(&self, rel: &Path) -> Result<Option<(String, SystemTime)>, JobsError> {
+        let Some(read) = self.workspace.read(rel)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(read.bytes).map_err(|e| JobsError::Unreadable {
+            path: self.workspace.path(rel),
+            message: e.to_string(),
+        })?;
+        Ok(Some((text, read.modified)))
     }
 
     fn write_json(&self, path: &Path, value: &impl serde::Serialize) -> Result<(), JobsError> {
         let mut text = serde_json::to_string_pretty(value).map_err(|e| JobsError::Io {
             action: "serialize",
-            path: path.to_path_buf(),
+            path: self.workspace.path(path),
             source: e.into(),
         })?;
         text.push('\n');
@@ -141,27 +197,22 @@ impl JobStore {
     /// Writes `job.json`.
     pub(crate) fn write_job(&self, job: &Job) -> Result<(), JobsError> {
         check_id("job", &job.id)?;
-        self.write_json(&self.job_dir(&job.id).join("job.json"), job)
+        self.write_json(&Self::job_rel(&job.id).join("job.json"), job)
     }
 
     /// Reads `job.json`; `None` when the job has none.
     pub(crate) fn read_job(&self, job_id: &str) -> Result<Option<Job>, JobsError> {
         check_id("job", job_id)?;
-        let path = self.job_dir(job_id).join("job.json");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| JobsError::Unreadable {
-                    path,
-                    message: e.to_string(),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(JobsError::Io {
-                action: "read",
-                path,
-                source,
-            }),
-        }
+        let rel = Self::job_rel(job_id).join("job.json");
+        let Some((text, _)) = self.read_text(&rel)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| JobsError::Unreadable {
+                path: self.workspace.path(&rel),
+                message: e.to_string(),
+            })
     }
 
     /// Stores a checkpoint (a JSON object with an `id`) of `job_id`, as given.
@@ -173,8 +224,8 @@ impl JobStore {
         check_id("job", job_id)?;
         let id = checkpoint.get("id").and_then(Value::as_str).unwrap_or("");
         check_id("checkpoint", id)?;
-        let path = self.checkpoints_dir(job_id).join(format!("{id}.json"));
-        self.write(&path, checkpoint.to_string().as_bytes())
+        let rel = Self::checkpoints_rel(job_id).join(format!("{id}.json"));
+        self.write(&rel, checkpoint.to_string().as_bytes())
     }
 
     /// Reads one checkpoint.
@@ -185,50 +236,54 @@ impl JobStore {
     ) -> Result<StoredCheckpoint, JobsError> {
         check_id("job", job_id)?;
         check_id("checkpoint", checkpoint_id)?;
-        let path = self
-            .checkpoints_dir(job_id)
-            .join(format!("{checkpoint_id}.json"));
-        if !path.exists() {
+        let rel = Self::checkpoints_rel(job_id).join(format!("{checkpoint_id}.json"));
+        let Some(stored) = self.read_checkpoint_file(&rel)? else {
             return Err(JobsError::CheckpointNotFound {
                 job_id: job_id.to_string(),
                 checkpoint_id: checkpoint_id.to_string(),
                 known: self
-                    .checkpoints(job_id)
+                    .checkpoints(job_id)?
                     .iter()
                     .map(|c| c.checkpoint.id.clone())
                     .collect(),
             });
-        }
-        read_checkpoint_file(&path)
+        };
+        Ok(stored)
     }
 
     /// Every readable checkpoint of a job, by step number (then by when it was written).
-    /// Unreadable files are skipped with a warning.
-    pub(crate) fn checkpoints(&self, job_id: &str) -> Vec<StoredCheckpoint> {
+    /// Unreadable files are skipped with a warning; a link is an error.
+    pub(crate) fn checkpoints(&self, job_id: &str) -> Result<Vec<StoredCheckpoint>, JobsError> {
         if !is_safe_id(job_id) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let mut found: Vec<StoredCheckpoint> = json_files(&self.checkpoints_dir(job_id))
-            .into_iter()
-            .filter_map(|path| read_checkpoint_file(&path).map_err(warn_skipped).ok())
-            .collect();
+        let dir = Self::checkpoints_rel(job_id);
+        let mut found = Vec::new();
+        for rel in self.json_files(&dir)? {
+            match self.read_checkpoint_file(&rel) {
+                Ok(Some(stored)) => found.push(stored),
+                Ok(None) => {}
+                Err(error @ JobsError::File(crate::files::FileError::Link { .. })) => {
+                    return Err(error);
+                }
+                Err(error) => warn_skipped(error),
+            }
+        }
         found.sort_by(|a, b| {
             a.checkpoint
                 .step_number
                 .cmp(&b.checkpoint.step_number)
                 .then(a.modified.cmp(&b.modified))
         });
-        found
+        Ok(found)
     }
 
     /// Stores a run's setting. When the run already has one, only its `updatedAt` changes.
     pub(crate) fn store_run_setting(&self, setting: &RunSetting) -> Result<(), JobsError> {
         check_id("job", &setting.job_id)?;
         check_id("run", &setting.run_id)?;
-        let path = self
-            .run_dir(&setting.job_id, &setting.run_id)
-            .join("run-setting.json");
-        if path.exists() {
+        let path = Self::run_rel(&setting.job_id, &setting.run_id).join("run-setting.json");
+        if self.workspace.kind(&path)?.is_some() {
             return self.touch_run_setting(&setting.job_id, &setting.run_id, setting.updated_at);
         }
         self.write_json(&path, setting)
@@ -243,8 +298,8 @@ impl JobStore {
     ) -> Result<(), JobsError> {
         check_id("job", job_id)?;
         check_id("run", run_id)?;
-        let path = self.run_dir(job_id, run_id).join("run-setting.json");
-        let mut value = read_json(&path)?;
+        let path = Self::run_rel(job_id, run_id).join("run-setting.json");
+        let mut value = self.read_json(&path)?;
         if let Some(map) = value.as_object_mut() {
             map.insert("updatedAt".into(), Value::from(now));
         }
@@ -255,17 +310,17 @@ impl JobStore {
     /// warning.
     #[cfg(test)]
     pub(crate) fn jobs(&self) -> Vec<Job> {
-        let mut jobs: Vec<Job> = subdirs(&self.root)
+        let mut jobs: Vec<Job> = self
+            .subdirs(&jobs_dir())
+            .unwrap_or_default()
             .into_iter()
             .filter_map(|dir| {
                 let path = dir.join("job.json");
-                if !path.exists() {
-                    return None;
-                }
-                read_json(&path)
+                self.workspace.kind(&path).ok()??;
+                self.read_json(&path)
                     .and_then(|value| {
                         serde_json::from_value(value).map_err(|e| JobsError::Unreadable {
-                            path: path.clone(),
+                            path: self.workspace.path(&path),
                             message: e.to_string(),
                         })
                     })
@@ -283,19 +338,19 @@ impl JobStore {
         if !is_safe_id(job_id) {
             return Vec::new();
         }
-        let mut runs = runs_in(&self.job_dir(job_id));
+        let mut runs = self.runs_in(&Self::job_rel(job_id)).unwrap_or_default();
         runs.sort_by_key(|run| std::cmp::Reverse(run.updated_at));
         runs
     }
 
-    /// The runs of every job, most recently updated first.
-    pub(crate) fn all_runs(&self) -> Vec<RunSummary> {
-        let mut runs: Vec<RunSummary> = subdirs(&self.root)
-            .iter()
-            .flat_map(|dir| runs_in(dir))
-            .collect();
+    /// The runs of every job, most recently updated first. A link is an error.
+    pub(crate) fn all_runs(&self) -> Result<Vec<RunSummary>, JobsError> {
+        let mut runs = Vec::new();
+        for dir in self.subdirs(&jobs_dir())? {
+            runs.extend(self.runs_in(&dir)?);
+        }
         runs.sort_by_key(|run| std::cmp::Reverse(run.updated_at));
-        runs
+        Ok(runs)
     }
 
     /// Stores one run event (the line as the runtime wrote it) as
@@ -321,117 +376,120 @@ impl JobStore {
                 id: event_type.to_string(),
             });
         }
-        let dir = self.run_dir(job_id, run_id);
+        let dir = Self::run_rel(job_id, run_id);
         let mut stamp = timestamp;
         let mut path;
         loop {
             path = dir.join(format!("event-{stamp}-{step_number}-{event_type}.json"));
-            if !path.exists() {
+            if self.workspace.kind(&path)?.is_none() {
                 break;
             }
             stamp += 1;
         }
         self.write(&path, line.as_bytes())?;
-        Ok(path)
+        Ok(self.workspace.path(&path))
     }
-}
 
-fn warn_skipped(error: JobsError) {
-    eprintln!("warning: skipped {error}");
-}
-
-fn read_json(path: &Path) -> Result<Value, JobsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JobsError::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| JobsError::Unreadable {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
-fn read_checkpoint_file(path: &Path) -> Result<StoredCheckpoint, JobsError> {
-    let io = |source| JobsError::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-    };
-    let json = std::fs::read_to_string(path).map_err(io)?;
-    let modified = std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .map_err(io)?;
-    let checkpoint = serde_json::from_str(&json).map_err(|e| JobsError::Unreadable {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    Ok(StoredCheckpoint {
-        json,
-        checkpoint,
-        modified,
-    })
-}
-
-/// The folders directly in `dir` (none if it does not exist).
-fn subdirs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect()
-}
-
-/// The `*.json` files directly in `dir`, temporary files excluded.
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "json")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    fn read_json(&self, rel: &Path) -> Result<Value, JobsError> {
+        let Some((text, _)) = self.read_text(rel)? else {
+            return Err(JobsError::Io {
+                action: "read",
+                path: self.workspace.path(rel),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        };
+        serde_json::from_str(&text).map_err(|e| JobsError::Unreadable {
+            path: self.workspace.path(rel),
+            message: e.to_string(),
         })
-        .collect()
-}
+    }
 
-/// The readable run settings of one job folder.
-fn runs_in(job_dir: &Path) -> Vec<RunSummary> {
-    subdirs(&job_dir.join("runs"))
-        .into_iter()
-        .filter_map(|dir| {
-            let path = dir.join("run-setting.json");
-            if !path.exists() {
-                return None;
+    /// A stored checkpoint; `None` when the file does not exist.
+    fn read_checkpoint_file(&self, rel: &Path) -> Result<Option<StoredCheckpoint>, JobsError> {
+        let Some((json, modified)) = self.read_text(rel)? else {
+            return Ok(None);
+        };
+        let checkpoint = serde_json::from_str(&json).map_err(|e| JobsError::Unreadable {
+            path: self.workspace.path(rel),
+            message: e.to_string(),
+        })?;
+        Ok(Some(StoredCheckpoint {
+            json,
+            checkpoint,
+            modified,
+        }))
+    }
+
+    /// The folders directly in `dir` (none if it does not exist); a link is an error.
+    fn subdirs(&self, dir: &Path) -> Result<Vec<PathBuf>, JobsError> {
+        let mut found = Vec::new();
+        for (name, kind) in self.workspace.entries(dir)? {
+            match kind {
+                Kind::Folder => found.push(dir.join(name)),
+                Kind::Link(target) => {
+                    return Err(crate::files::FileError::Link {
+                        path: self.workspace.path(&dir.join(name)),
+                        target,
+                    }
+                    .into());
+                }
+                Kind::File | Kind::Other => {}
             }
-            let value = read_json(&path).map_err(warn_skipped).ok()?;
+        }
+        Ok(found)
+    }
+
+    /// The `*.json` names directly in `dir`, temporary files excluded.
+    fn json_files(&self, dir: &Path) -> Result<Vec<PathBuf>, JobsError> {
+        Ok(self
+            .workspace
+            .entries(dir)?
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(".json") && !name.starts_with('.'))
+            .map(|(name, _)| dir.join(name))
+            .collect())
+    }
+
+    /// The readable run settings of one job folder.
+    fn runs_in(&self, job_dir: &Path) -> Result<Vec<RunSummary>, JobsError> {
+        let mut found = Vec::new();
+        for dir in self.subdirs(&job_dir.join("runs"))? {
+            let path = dir.join("run-setting.json");
+            if self.workspace.kind(&path)?.is_none() {
+                continue;
+            }
+            let value = match self.read_json(&path) {
+                Ok(value) => value,
+                Err(error @ JobsError::File(crate::files::FileError::Link { .. })) => {
+                    return Err(error);
+                }
+                Err(error) => {
+                    warn_skipped(error);
+                    continue;
+                }
+            };
             let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
             match (
                 field("jobId"),
                 field("runId"),
                 value.get("updatedAt").and_then(Value::as_u64),
             ) {
-                (Some(job_id), Some(run_id), Some(updated_at)) => Some(RunSummary {
+                (Some(job_id), Some(run_id), Some(updated_at)) => found.push(RunSummary {
                     job_id,
                     run_id,
                     expert_key: field("expertKey").unwrap_or_default(),
                     updated_at,
                 }),
-                _ => {
-                    warn_skipped(JobsError::Unreadable {
-                        path,
-                        message: "missing jobId, runId or updatedAt".to_string(),
-                    });
-                    None
-                }
+                _ => warn_skipped(JobsError::Unreadable {
+                    path: self.workspace.path(&path),
+                    message: "missing jobId, runId or updatedAt".to_string(),
+                }),
             }
-        })
-        .collect()
+        }
+        Ok(found)
+    }
+}
+
+fn warn_skipped(error: JobsError) {
+    eprintln!("warning: skipped {error}");
 }

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::fs::Owner;
 use super::*;
 use crate::event::Event;
+use crate::files::Owner;
 use crate::jobs::job::JobStatus;
 
 const USAGE: &str = r#"{"inputTokens":0,"outputTokens":0,"reasoningTokens":0,"totalTokens":0,"cachedInputTokens":0}"#;
@@ -26,7 +26,7 @@ fn checkpoint(id: &str, job: &str, run: &str, expert: &str, step: u32, status: &
 }
 
 fn store(dir: &Path) -> JobStore {
-    JobStore::at(dir.join("perstack/jobs"), Owner::process())
+    JobStore::open(dir, Owner::process()).expect("open the store")
 }
 
 fn step(n: u32) -> Value {
@@ -115,6 +115,7 @@ fn checkpoints_are_listed_by_step_number_and_unreadable_files_are_skipped() {
     .expect("write");
     let ids: Vec<String> = store
         .checkpoints("j1")
+        .expect("list")
         .into_iter()
         .map(|c| c.checkpoint.id)
         .collect();
@@ -146,6 +147,7 @@ fn jobs_are_listed_newest_first_and_runs_by_their_last_update() {
         .expect("c");
     let runs: Vec<(String, String)> = store
         .all_runs()
+        .expect("list")
         .into_iter()
         .map(|r| (r.job_id, r.run_id))
         .collect();
@@ -671,7 +673,7 @@ fn a_job_perstack_stored_is_listed_and_continued_from_its_own_files() {
         std::fs::copy(&path, job_dir.join("checkpoints").join(name)).expect("copy");
     }
 
-    let stored = store.checkpoints("k3m9x2p7q1w8e5r4t6y0u2i9");
+    let stored = store.checkpoints("k3m9x2p7q1w8e5r4t6y0u2i9").expect("list");
     let mut listed: Vec<(u32, &str)> = stored
         .iter()
         .map(|c| (c.checkpoint.step_number, c.checkpoint.id.as_str()))

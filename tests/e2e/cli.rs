@@ -161,3 +161,39 @@ fn help_lists_the_commands_and_the_run_and_gc_flags() {
     assert_eq!(code, Some(0));
     insta::assert_snapshot!("gc_help", gc);
 }
+
+#[test]
+fn runtime_docker_is_accepted_and_perstacks_other_runtimes_are_refused_with_why() {
+    let config = "examples/demo/perstack.toml";
+    for (runtime, why) in [
+        ("local", "as processes on this host"),
+        ("cursor", "another agent's CLI"),
+        ("claude-code", "another agent's CLI"),
+        ("gemini", "another agent's CLI"),
+        ("invalid-runtime", "Perstack's runtimes are docker, local"),
+    ] {
+        let (code, stdout, stderr) =
+            perstack(&["run", "--runtime", runtime, "--config", config, "demo", "q"]);
+        assert_eq!(code, Some(2), "{runtime}: {stderr}");
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.contains("runs Experts only in Docker") && stderr.contains(why),
+            "{runtime}: {stderr}"
+        );
+    }
+    // Accepted: the run goes on to its own checks (here: the Expert is unknown).
+    let (code, _, stderr) = perstack(&[
+        "run",
+        "--runtime",
+        "docker",
+        "--config",
+        config,
+        "no-such-expert",
+        "q",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown expert `no-such-expert`"),
+        "{stderr}"
+    );
+}

@@ -512,12 +512,23 @@ fn usage_error(run: &TestRun, extra: &[&str]) -> String {
 }
 
 #[test]
-fn resume_from_needs_continue_job() {
+fn resume_from_needs_continue_job_and_exits_1_as_in_perstack() {
     let run = jobs_run();
-    insta::assert_snapshot!(usage_error(&run, &["--resume-from", "cp1"]));
+    let refused = |extra: &[&str]| {
+        let done = run.run_with(extra);
+        // Perstack's CLI tests expect 1 here; every other usage error is 2.
+        done.assert_code(1);
+        assert!(done.stdout.is_empty(), "nothing may be emitted");
+        assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+        done.stderr
+    };
+    insta::assert_snapshot!(
+        "resume_from_needs_continue_job",
+        refused(&["--resume-from", "cp1"])
+    );
     insta::assert_snapshot!(
         "resume_from_with_continue",
-        usage_error(&run, &["--continue", "--resume-from", "cp1"])
+        refused(&["--continue", "--resume-from", "cp1"])
     );
 }
 

@@ -28,5 +28,6 @@ mod security;
 mod streaming;
 mod support;
 mod tls_dns;
+mod trust;
 mod versioned;
 mod workspace_image;

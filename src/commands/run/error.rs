@@ -61,6 +61,10 @@ pub enum RunError {
     /// Ctrl-C and SIGTERM cannot be handled.
     #[error("cannot install signal handlers")]
     Signals,
+    /// The workspace's reserved folder holds a link (or the wrong kind of file) on the way to the
+    /// job store: refused before anything starts.
+    #[error(transparent)]
+    ReservedFolder(JobsError),
     /// The job store in the workspace cannot be written.
     #[error(
         "cannot store the job: {0}\n  hint: the workspace must be writable; choose another with --workspace"
@@ -100,6 +104,8 @@ impl From<&RunError> for Exit {
     fn from(error: &RunError) -> Exit {
         match error {
             RunError::Docker(_) | RunError::PulledButUnknown(_) => Exit::Docker,
+            // Perstack exits 1 here, and its CLI tests check for it.
+            RunError::ResumeFromWithoutJob => Exit::RunFailed,
             RunError::Signals | RunError::RuntimeFailed { .. } => Exit::RunFailed,
             RunError::Execute(error) => match error {
                 ExecuteError::Docker(_) => Exit::Docker,
@@ -109,8 +115,7 @@ impl From<&RunError> for Exit {
                 ExecuteError::TimedOut(_) => Exit::TimedOut,
                 ExecuteError::ProxyConfig(_) => Exit::RunFailed,
             },
-            RunError::ResumeFromWithoutJob
-            | RunError::AnswerWithoutContinue
+            RunError::AnswerWithoutContinue
             | RunError::Versioned(_)
             | RunError::Load(_)
             | RunError::Env(_)
@@ -120,6 +125,7 @@ impl From<&RunError> for Exit {
             | RunError::Continue(_)
             | RunError::JobId(_)
             | RunError::Spec(_)
+            | RunError::ReservedFolder(_)
             | RunError::Record(_) => Exit::Usage,
         }
     }

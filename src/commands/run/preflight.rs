@@ -6,9 +6,9 @@ use bytes::Bytes;
 
 use crate::cli::RunArgs;
 use crate::config::Settings;
+use crate::files::Owner;
 use crate::ids::now_ms;
-use crate::jobs::fs::Owner;
-use crate::jobs::store::{is_safe_id, jobs_dir};
+use crate::jobs::store::is_safe_id;
 use crate::jobs::{
     ContinueFrom, Job, JobStore, check_input, interactive_answer, select_checkpoint,
 };
@@ -73,7 +73,9 @@ pub(super) fn check(
         None => artifacts::load(&settings.ca_certificates)?,
     };
     let base_skill_user = workspace_user(&checked.workspace);
-    let store = job_store(&checked, base_skill_user.user);
+    let store = job_store(&checked, base_skill_user.user).map_err(RunError::Record)?;
+    // A planted `perstack` link, or one inside it, stops the run before anything starts.
+    store.check_links().map_err(RunError::ReservedFolder)?;
     let mut notices = Vec::new();
     let resume = match &loaded.continue_from {
         Some(from) => Some(resume_from(&store, from, args, &loaded.expert)?),
@@ -105,13 +107,17 @@ pub(super) fn check(
 }
 
 /// The job store; when we run as root for another user, what it makes belongs to them.
-fn job_store(checked: &preflight::Checked, user: UidGid) -> JobStore {
-    if nix::unistd::getuid().is_root() && user.0 != 0 {
+fn job_store(
+    checked: &preflight::Checked,
+    user: UidGid,
+) -> Result<JobStore, crate::jobs::JobsError> {
+    let owner = if nix::unistd::getuid().is_root() && user.0 != 0 {
         let (uid, gid) = user;
-        JobStore::at(checked.workspace.join(jobs_dir()), Owner::user(uid, gid))
+        Owner::user(uid, gid)
     } else {
-        JobStore::in_workspace(&checked.workspace)
-    }
+        Owner::detect()
+    };
+    JobStore::open(&checked.workspace, owner)
 }
 
 /// The stored checkpoint to continue from (with its job) and the runtime's input.

@@ -29,19 +29,12 @@ pub(super) fn check_mock_script(
 
 /// Reads the file's mock script, relative to the file's folder.
 fn load_mock_script(loaded: &LoadedConfig) -> Result<MockScript, Vec<Problem>> {
-    let setting = loaded
-        .config
-        .provider
-        .as_ref()
-        .filter(|p| p.provider_name == ProviderName::Mock)
-        .and_then(|p| p.setting.script.as_ref());
-    let Some(script) = setting else {
+    let Some(path) = loaded.mock_script_path() else {
         return Err(vec![Problem {
             location: location(loaded, "provider"),
             message: "provider `mock` needs a script: add `[provider] providerName = \"mock\"` with `setting = { script = \"<file>\" }` to perstack.toml".to_string(),
         }]);
     };
-    let path = loaded.dir().join(script);
     let script = MockScript::load(&path).map_err(|error| {
         vec![Problem {
             location: location(loaded, "provider.setting.script"),
