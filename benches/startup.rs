@@ -205,7 +205,11 @@ impl Bench<'_> {
             .arg(&self.config)
             .arg("--workspace")
             .arg(&self.workspace)
-            .args(runtime.map(|r| vec!["--runtime-engine", r]).unwrap_or_default())
+            .args(
+                runtime
+                    .map(|r| vec!["--runtime-engine", r])
+                    .unwrap_or_default(),
+            )
             .args(["--job-id", &job, expert, "Call one tool of each skill."])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -645,8 +649,12 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
         tool_calls.push(need(timed.tool_calls, "tool calls")?);
         if gvisor {
             let timed = bench.run_under("bench", false, Some("runsc"))?;
-            runsc.warm.push(need(timed.first_event, "first event under runsc")?);
-            runsc.teardown.push(need(timed.teardown, "teardown under runsc")?);
+            runsc
+                .warm
+                .push(need(timed.first_event, "first event under runsc")?);
+            runsc
+                .teardown
+                .push(need(timed.teardown, "teardown under runsc")?);
             runsc
                 .tool_calls
                 .push(need(timed.tool_calls, "tool calls under runsc")?);
@@ -770,7 +778,11 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
                 &tool_calls,
                 &runsc.tool_calls,
             ),
-            ("teardown, `completeRun` to exit", &teardown, &runsc.teardown),
+            (
+                "teardown, `completeRun` to exit",
+                &teardown,
+                &runsc.teardown,
+            ),
         ],
     ));
     std::fs::write(&options.out, doc).map_err(|e| format!("{}: {e}", options.out.display()))

@@ -78,7 +78,7 @@ fn a_runtime_the_engine_lacks_stops_the_run_with_exit_2_before_anything_starts()
     text.push_str(&format!("\n[sandbox]\nruntime = \"{missing}\"\n"));
     std::fs::write(&config, &text).expect("write");
     let line = text.lines().count();
-    let run = TestRun::with_config(&config, "streamer");
+    let run = TestRun::with_config(&config, "streamer").without_test_runtime();
     let done = run.run();
     done.assert_code(2);
     assert!(
@@ -118,7 +118,9 @@ fn doctor_lists_the_registered_runtimes_and_probes_gvisor_on_no_network_and_on_o
         for network in ["none", "an internal network"] {
             let probed = format!("a container on {network} started and ran in ");
             assert!(
-                stdout.lines().any(|l| l.starts_with("  ✔   runsc ") && l.contains(&probed)),
+                stdout
+                    .lines()
+                    .any(|l| l.starts_with("  ✔   runsc ") && l.contains(&probed)),
                 "{probed}: {stdout}"
             );
         }

@@ -22,10 +22,10 @@ use futures::{Stream, StreamExt};
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 use crate::sandbox::images::{ImageSpec, proxy_build_args};
 use crate::sandbox::labels;
-use crate::sandbox::preflight::RegisteredRuntime;
 use crate::sandbox::plan::{
     ContainerPlan, InternalNetworkPlan, MountPlan, MountSource, VolumePlan,
 };
+use crate::sandbox::preflight::RegisteredRuntime;
 use crate::sandbox::versioned::split_reference;
 
 /// Engine failures, each naming what we were doing.

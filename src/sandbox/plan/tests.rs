@@ -592,7 +592,10 @@ fn a_chosen_runtime_starts_every_container_of_the_run_and_none_names_none() {
     );
     insta::assert_json_snapshot!(
         "containers_under_runsc",
-        (&gvisor.skills[1], &gvisor.proxy.as_ref().map(|p| &p.container))
+        (
+            &gvisor.skills[1],
+            &gvisor.proxy.as_ref().map(|p| &p.container)
+        )
     );
     // Only the runtime option differs from the default plan.
     let mut unchosen = gvisor.runtime.clone();

@@ -63,7 +63,11 @@ pub(crate) fn check_runtime_engine(
             format!(
                 "{chosen_by} asks for the runtime \"{name}\", which the Docker engine has not \
                  registered (it has: {}). {}",
-                if names.is_empty() { "none".to_string() } else { names.join(", ") },
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                },
                 register_hint(name, None)
             )
         }
@@ -151,11 +155,9 @@ mod tests {
 
     #[test]
     fn runsc_requested_but_not_registered_names_the_daemon_json_lines_that_register_it() {
-        let problem = check_runtime_engine(
-            &asked(Some("runsc"), SettingSource::CommandLine),
-            &[runc()],
-        )
-        .expect_err("refused");
+        let problem =
+            check_runtime_engine(&asked(Some("runsc"), SettingSource::CommandLine), &[runc()])
+                .expect_err("refused");
         assert_eq!(problem.location, None);
         assert_eq!(
             problem.message,
@@ -173,7 +175,10 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(&format!("{{{}}}", &problem.message[start..=end]))
                 .expect("the lines parse");
-        assert_eq!(json["runtimes"]["runsc"]["runtimeArgs"][2], "--host-uds=all");
+        assert_eq!(
+            json["runtimes"]["runsc"]["runtimeArgs"][2],
+            "--host-uds=all"
+        );
     }
 
     #[test]
@@ -183,11 +188,9 @@ mod tests {
             line: 2,
             col: 11,
         };
-        let problem = check_runtime_engine(
-            &asked(Some("kata"), SettingSource::File(Some(at))),
-            &[],
-        )
-        .expect_err("refused");
+        let problem =
+            check_runtime_engine(&asked(Some("kata"), SettingSource::File(Some(at))), &[])
+                .expect_err("refused");
         assert_eq!(problem.location.as_deref(), Some("/p/perstack.toml:2:11"));
         assert!(problem.message.starts_with(
             "[sandbox] runtime asks for the runtime \"kata\", which the Docker engine has not \

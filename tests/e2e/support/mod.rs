@@ -209,6 +209,8 @@ pub struct TestRun {
     pub args: Vec<String>,
     /// `--workspace` value; the temporary workspace when `None`.
     pub workspace_arg: Option<PathBuf>,
+    /// `--runtime-engine` value: [`test_runtime`] unless the test says otherwise.
+    pub runtime: Option<String>,
     pub guard: JobGuard,
     /// The filled-in copy of a templated fixture, kept as long as the run.
     pub templated: Option<tempfile::TempDir>,
@@ -232,6 +234,7 @@ impl TestRun {
             env: Vec::new(),
             args: Vec::new(),
             workspace_arg: None,
+            runtime: test_runtime(),
             guard: JobGuard::new(),
             templated: None,
         }
@@ -267,6 +270,13 @@ impl TestRun {
         self
     }
 
+    /// No `--runtime-engine` from [`RUNTIME_VARIABLE`]: the run's runtime is what its config
+    /// (or its own arguments) say.
+    pub fn without_test_runtime(mut self) -> TestRun {
+        self.runtime = None;
+        self
+    }
+
     /// An extra CLI argument.
     pub fn arg(mut self, arg: &str) -> TestRun {
         self.args.push(arg.to_string());
@@ -293,9 +303,10 @@ impl TestRun {
             .arg(&self.guard.job_id)
             .arg("--json")
             .args(
-                test_runtime()
-                    .map(|r| vec!["--runtime-engine".to_string(), r])
-                    .unwrap_or_default(),
+                self.runtime
+                    .iter()
+                    .filter(|_| !self.args.iter().any(|a| a == "--runtime-engine"))
+                    .flat_map(|r| ["--runtime-engine", r.as_str()]),
             )
             .args(&self.args)
             .args(extra)
