@@ -29,7 +29,10 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run an Expert on a query, in containers (with --image, a versioned image's Expert).
-    #[command(allow_missing_positional = true)]
+    #[command(
+        override_usage = "perstack-sandbox run [OPTIONS] <EXPERT> <QUERY>\n       \
+                                perstack-sandbox run [OPTIONS] --image <REF> <QUERY>"
+    )]
     Run(RunArgs),
     /// Build an Expert's images and tag them as a version (--tag); --push pushes them.
     Build(BuildArgs),
@@ -62,20 +65,54 @@ pub enum Command {
     /// kernel's protections; make a breakout attempt.
     #[command(hide = true)]
     Confine(crate::confine::role::ConfineArgs),
+    /// (doctor's probe containers) Serve this container's findings on a unix socket, or fetch
+    /// them and print them with this one's.
+    #[command(hide = true)]
+    EngineProbe(EngineProbeArgs),
+}
+
+/// `engine-probe`.
+#[derive(Debug, Args)]
+pub struct EngineProbeArgs {
+    /// `listen` or `connect`.
+    #[command(subcommand)]
+    pub action: EngineProbeAction,
+}
+
+/// What an `engine-probe` container does.
+#[derive(Debug, Subcommand)]
+pub enum EngineProbeAction {
+    /// Measure, write a file into the workspace, serve the findings on the socket once.
+    Listen {
+        /// The socket to listen on.
+        socket: std::path::PathBuf,
+        /// The workspace mount to write the probe file into.
+        workspace: std::path::PathBuf,
+    },
+    /// Connect to the socket, print the listener's findings, then this container's.
+    Connect {
+        /// The socket to connect to.
+        socket: std::path::PathBuf,
+    },
 }
 
 /// `run`.
+///
+/// The Expert and the query are two optional positionals, each required unless `--image` is
+/// given, and at least one is always needed: flags may then stand before, between or after them
+/// (`run e --continue q`). An optional positional before a required one
+/// (`allow_missing_positional`) cannot do that: clap takes the Expert for the query as soon as a
+/// flag follows it. With `--image` and one positional, that one is the query
+/// ([`RunArgs::expert`], [`RunArgs::query`]).
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("positionals").args(["expert", "query"]).required(true).multiple(true)))]
 pub struct RunArgs {
     /// The Expert's key in perstack.toml (with --image, leave it out: the image fixes it).
-    #[arg(
-        required_unless_present = "image",
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub expert: String,
+    #[arg(required_unless_present = "image")]
+    expert: Option<String>,
     /// What to ask it.
-    pub query: String,
+    #[arg(required_unless_present = "image")]
+    query: Option<String>,
     /// Run the Expert of this versioned image (`perstack-sandbox build --tag REF`) instead of
     /// one from perstack.toml; images that are not here are pulled.
     #[arg(long, value_name = "REF", conflicts_with = "config")]
@@ -260,6 +297,23 @@ fn parse_runtime(value: &str) -> Result<UpstreamRuntime, String> {
 }
 
 impl RunArgs {
+    /// The Expert given on the command line; empty when only `--image` names it.
+    pub fn expert(&self) -> &str {
+        match (&self.expert, &self.query) {
+            (Some(expert), Some(_)) => expert,
+            // `run --image REF QUERY`: the one positional is the query.
+            _ => "",
+        }
+    }
+
+    /// The query (the only positional when `--image` names the Expert).
+    pub fn query(&self) -> &str {
+        self.query
+            .as_deref()
+            .or(self.expert.as_deref())
+            .unwrap_or_default()
+    }
+
     /// What the command line says about the run's settings, for
     /// [`Settings::resolve`](crate::config::Settings::resolve).
     pub fn setting_flags(&self) -> SettingFlags {
@@ -598,7 +652,11 @@ mod tests {
             let mut full = vec!["perstack-sandbox", "run"];
             full.extend_from_slice(argv);
             Cli::try_parse_from(full).map(|cli| match cli.command {
-                Command::Run(args) => (args.image, args.expert, args.query),
+                Command::Run(args) => (
+                    args.image.clone(),
+                    args.expert().to_string(),
+                    args.query().to_string(),
+                ),
                 other => panic!("{other:?}"),
             })
         };
@@ -617,6 +675,77 @@ mod tests {
         // Without an image the Expert is required; an image replaces perstack.toml.
         assert!(parse(&["Say hi"]).is_err());
         assert!(parse(&["--image", "demo:1", "--config", "p.toml", "q"]).is_err());
+    }
+
+    /// `run`'s positionals, flags and `-i` parsed from `argv`.
+    fn parsed_run(argv: &[&str]) -> Result<(String, String, bool, bool), clap::Error> {
+        let full = ["perstack-sandbox", "run"].iter().chain(argv);
+        Cli::try_parse_from(full).map(|cli| match cli.command {
+            Command::Run(args) => (
+                args.expert().to_string(),
+                args.query().to_string(),
+                args.continue_latest,
+                args.interactive_tool_call_result,
+            ),
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn flags_may_stand_before_between_or_after_the_expert_and_the_query() {
+        let want = (
+            "fitness-assistant".to_string(),
+            "next".to_string(),
+            true,
+            true,
+        );
+        for argv in [
+            &["--continue", "-i", "fitness-assistant", "next"][..],
+            &["fitness-assistant", "--continue", "-i", "next"],
+            &["fitness-assistant", "next", "--continue", "-i"],
+            &["--continue", "fitness-assistant", "-i", "next"],
+            &["-i", "fitness-assistant", "next", "--continue"],
+            &["fitness-assistant", "--continue", "next", "-i"],
+            &["fitness-assistant", "-i", "--continue", "--", "next"],
+        ] {
+            assert_eq!(parsed_run(argv).expect("parses"), want, "{argv:?}");
+        }
+        // Options with values too, and a query that looks like a flag after `--`.
+        assert_eq!(
+            parsed_run(&["e", "--max-steps", "3", "--", "-q"]).expect("parses"),
+            ("e".to_string(), "-q".to_string(), false, false)
+        );
+        assert_eq!(
+            parsed_run(&["e", "--continue-job", "j1", "q", "--model", "m"]).expect("parses"),
+            ("e".to_string(), "q".to_string(), false, false)
+        );
+        // With --image in any place the one positional is the query.
+        for argv in [
+            &["--image", "demo:1", "q"][..],
+            &["q", "--image", "demo:1"],
+            &["q", "--continue", "--image", "demo:1"],
+        ] {
+            assert_eq!(
+                parsed_run(argv).expect("parses"),
+                (
+                    String::new(),
+                    "q".to_string(),
+                    argv.contains(&"--continue"),
+                    false
+                ),
+                "{argv:?}"
+            );
+        }
+        // Still refused: a missing query, a missing Expert, a third positional.
+        for argv in [
+            &["fitness-assistant", "--continue"][..],
+            &["--continue", "next"],
+            &["e", "q", "extra"],
+            &["--image", "demo:1"],
+            &[],
+        ] {
+            assert!(parsed_run(argv).is_err(), "{argv:?}");
+        }
     }
 
     #[test]

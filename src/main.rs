@@ -44,6 +44,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::BaseSkill(args) => role(roles::base_skill(args).await),
         Command::EgressProxy => role(roles::egress_proxy().await),
         Command::FixtureMcp => role(roles::fixture_mcp().await),
+        Command::EngineProbe(args) => roles::engine_probe(args),
         // Dispatched in `main` before the async runtime starts; here only for completeness.
         Command::Confine(args) => roles::confine(args),
     }

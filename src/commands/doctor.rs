@@ -2,7 +2,10 @@
 //!
 //! Reports the Docker endpoint and why it is that one (and the places passed over on the way),
 //! the engine and negotiated API versions, whether an image can be built (by building and
-//! removing a tiny one), whether our executable can go into images, which base images the
+//! removing a tiny one), what a run makes — a socket volume, an internal network, a hardened
+//! container on it reaching another's unix socket through the volume, files written into a
+//! workspace as the user — made for real and removed (`sandbox/engine/probe.rs`), whether our
+//! executable can go into images, which base images the
 //! config asks for exist locally, and which CA bundle the containers that talk TLS trust —
 //! with the certificates it has that the base images' own bundles lack (behind a
 //! TLS-intercepting proxy, the proxy's CA), the OCI runtimes the engine has registered, with
@@ -24,7 +27,7 @@ use crate::sandbox::ca_bundle::{self, Certificate};
 use crate::sandbox::engine::controller::ControllerId;
 use crate::sandbox::engine::docker::{DockerClient, DockerError};
 use crate::sandbox::engine::endpoint::Why;
-use crate::sandbox::engine::runtime_probe::probe_runtime;
+use crate::sandbox::engine::probe;
 use crate::sandbox::images::base::skill_base_image;
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
 use crate::sandbox::labels;
@@ -58,6 +61,7 @@ pub async fn run(args: ValidateArgs) -> Exit {
     };
     check_engine(&mut report, &docker).await;
     check_image_build(&mut report, &docker).await;
+    check_run_probe(&mut report, &docker).await;
     let loaded = load_config(&mut report, &args);
     check_runtimes(&mut report, &docker, loaded.as_ref()).await;
     check_base_images(&mut report, &docker, loaded.as_ref()).await;
@@ -117,27 +121,25 @@ async fn connect(report: &mut Report) -> Option<DockerClient> {
 }
 
 async fn check_engine(report: &mut Report, docker: &DockerClient) {
-    match docker.info().await {
-        Ok(info) => {
-            let v = &info.version;
-            report.ok(
-                "engine",
-                format!(
-                    "Docker {} on {}/{}, API {} (minimum {})",
-                    v.version.as_deref().unwrap_or("?"),
-                    v.os.as_deref().unwrap_or("?"),
-                    v.arch.as_deref().unwrap_or("?"),
-                    v.api_version.as_deref().unwrap_or("?"),
-                    v.min_api_version.as_deref().unwrap_or("?")
-                ),
-            );
-            report.ok("negotiated API", info.api_version.clone());
-        }
-        Err(error) => report.fail(
-            "engine",
-            error.to_string(),
-            "check that the engine is healthy: `docker version`",
+    let info = docker.engine();
+    let v = &info.version;
+    report.ok(
+        "engine",
+        format!(
+            "{} on {}/{}, API {} (minimum {}), cgroup v{}",
+            info.describe(),
+            v.os.as_deref().unwrap_or("?"),
+            v.arch.as_deref().unwrap_or("?"),
+            v.api_version.as_deref().unwrap_or("?"),
+            v.min_api_version.as_deref().unwrap_or("?"),
+            info.cgroup_version
+                .map_or_else(|| "?".to_string(), |c| c.to_string())
         ),
+    );
+    report.ok("negotiated API", info.api_version.clone());
+    if let Some(refusal) = info.refusal() {
+        let (what, fix) = refusal.split_once("\n  hint: ").unwrap_or((&refusal, ""));
+        report.fail("limits", what, fix);
     }
 }
 
@@ -220,45 +222,70 @@ async fn check_runtimes(report: &mut Report, docker: &DockerClient, loaded: Opti
     }
 }
 
-/// One runtime: registered as a run needs it, and a container starts under it without a network
-/// and on one.
+/// One runtime: registered as a run needs it, and the run probe (`sandbox/engine/probe.rs`)
+/// under it: a base-skill-like container with no network serving a socket in a volume, and a
+/// runtime-like one on an internal network reaching it, each in its own sandbox.
 async fn probe_one(report: &mut Report, docker: &DockerClient, runtime: &RegisteredRuntime) {
-    let what = format!("  {}", runtime.name);
     if !runtime.shares_unix_sockets() {
         let asked = RuntimeEngineSetting {
             name: Some(runtime.name.clone()),
             source: config::SettingSource::Default,
         };
         if let Err(problem) = check_runtime_engine(&asked, std::slice::from_ref(runtime)) {
-            report.fail(&what, problem.message, "register it as above");
+            report.fail(
+                &format!("  {}", runtime.name),
+                problem.message,
+                "register it as above",
+            );
         }
         return;
     }
-    let binary = match artifacts::executable() {
-        Ok(binary) => binary,
-        Err(error) => return report.fail(&what, error.to_string(), "build with `make build`"),
+    let Ok(binary) = artifacts::executable() else {
+        return report.fail(
+            &format!("  {}", runtime.name),
+            "skipped: this executable cannot be read",
+            "see `executable` above",
+        );
     };
-    match probe_runtime(docker, &runtime.name, binary).await {
-        Ok(probed) => {
-            for p in probed {
-                let took = p.took.as_secs_f64();
-                match p.result {
-                    Ok(()) => report.ok(
-                        &what,
-                        format!("a container on {} started and ran in {took:.2} s", p.network),
-                    ),
-                    Err(error) => report.fail(
-                        &what,
-                        format!("a container on {} failed: {error}", p.network),
-                        format!(
-                            "check the registration in /etc/docker/daemon.json (gVisor here needs {}) and the engine's log",
-                            GVISOR_ARGS.join(" ")
-                        ),
-                    ),
-                }
-            }
+    println!(
+        "  run probe under {} (one container on no network, one on an internal network):",
+        runtime.name
+    );
+    for step in probe::probe(docker, binary, Some(&runtime.name)).await {
+        let name = format!("  {}", step.name);
+        match step.outcome {
+            Ok(detail) => report.ok(&name, detail),
+            Err(failure) => report.fail(
+                &name,
+                failure.problem,
+                format!(
+                    "{} (under {}: check its registration in /etc/docker/daemon.json — gVisor here needs {} — and the engine's log)",
+                    failure.fix,
+                    runtime.name,
+                    GVISOR_ARGS.join(" ")
+                ),
+            ),
         }
-        Err(error) => report.fail(&what, error.to_string(), "check the engine"),
+    }
+}
+
+/// What a run makes, made for real and removed (`sandbox/engine/probe.rs`): every step a line.
+async fn check_run_probe(report: &mut Report, docker: &DockerClient) {
+    let Ok(binary) = super::artifacts::executable() else {
+        report.fail(
+            "run probe",
+            "skipped: this executable cannot be read",
+            "see `executable` above",
+        );
+        return;
+    };
+    println!("  run probe (what a run makes, made and removed):");
+    for step in probe::probe(docker, binary, None).await {
+        let name = format!("  {}", step.name);
+        match step.outcome {
+            Ok(detail) => report.ok(&name, detail),
+            Err(failure) => report.fail(&name, failure.problem, failure.fix),
+        }
     }
 }
 

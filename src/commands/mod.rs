@@ -7,6 +7,7 @@
 mod artifacts;
 pub mod build;
 pub mod doctor;
+mod engine_probe;
 pub mod gc;
 pub mod images;
 pub mod roles;

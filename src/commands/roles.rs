@@ -88,6 +88,27 @@ pub async fn fixture_mcp() -> Result<i32, RoleError> {
     Ok(Exit::Success.code())
 }
 
+/// `engine-probe`: one of `doctor`'s probe containers (`engine_probe.rs`). Exit 0 when it did
+/// its part; otherwise the error on stderr, which `doctor` shows.
+pub fn engine_probe(args: crate::cli::EngineProbeArgs) -> i32 {
+    use crate::cli::EngineProbeAction;
+    let done = match &args.action {
+        EngineProbeAction::Listen { socket, workspace } => {
+            super::engine_probe::listen(socket, workspace)
+        }
+        EngineProbeAction::Connect { socket } => {
+            super::engine_probe::connect(socket, std::time::Duration::from_secs(30))
+        }
+    };
+    match done {
+        Ok(()) => Exit::Success.code(),
+        Err(error) => {
+            eprintln!("engine-probe: {error}");
+            Exit::RunFailed.code()
+        }
+    }
+}
+
 /// `confine`: confines this process by a policy and executes a program (the standalone image's
 /// walls between principals). It must run before any other thread exists, so `main` calls it
 /// before the async runtime starts.

@@ -13,8 +13,10 @@
 //! - [`spec`]: the runtime spec the controller bakes into a runtime image.
 //! - [`runtime_args`]: the runtime role's command line, built by the controller's plan and
 //!   parsed by the role.
+//! - [`probe`]: what `doctor`'s probe containers report about themselves.
 
 pub(crate) mod paths;
+pub(crate) mod probe;
 pub(crate) mod runtime_args;
 pub(crate) mod spec;
 pub(crate) mod users;

@@ -5,8 +5,17 @@
 //! a compact human view; `--verbose` adds build output, skill stderr and generation starts.
 //!
 //! The human view remembers whose run each `runId` is (from its `initializeRuntime`), so in a
-//! job of several Experts a skill's line names the Expert it belongs to; each skill is shown
-//! connected once, though every segment of its Expert reports it (docs/skills.md).
+//! job of several Experts a skill's or a step's line names the Expert it belongs to; each skill
+//! is shown connected once, though every segment of its Expert reports it (docs/skills.md). It
+//! prints the job id first and last, the last time with the command that continues the job, and
+//! ends with this run's steps, tokens and time apart from the job's ([`totals`]). On a terminal,
+//! image builds show as one live line each ([`progress`]); lines are clipped to its width and
+//! `NO_COLOR` turns styling off.
+
+mod progress;
+mod totals;
+
+pub(crate) use progress::build_phase;
 
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
@@ -16,9 +25,12 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::event::{
-    BuildStage, ContainerStatus, Event, EventBody, RUNTIME_WARNING_PREFIX, RunPayload,
+    BuildStage, Checkpoint, ContainerStatus, Event, EventBody, RUNTIME_WARNING_PREFIX, RunPayload,
     RuntimePayload, ToolResult,
 };
+
+use progress::BuildBars;
+use totals::RunStart;
 
 /// How events are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,20 +43,32 @@ pub(crate) enum Mode {
         verbose: bool,
         /// Use ANSI styling.
         color: bool,
+        /// Columns of the terminal: one-line items are clipped to it.
+        width: usize,
+        /// Draw live progress lines (a terminal that can redraw).
+        live: bool,
     },
 }
+
+/// Columns assumed when the terminal does not say.
+const DEFAULT_WIDTH: usize = 100;
 
 impl Mode {
     /// `--json` if asked for or stdout is not a terminal; the human view otherwise.
     pub(crate) fn detect(json: bool, verbose: bool) -> Mode {
         let stdout = std::io::stdout();
         if json || !stdout.is_terminal() {
-            Mode::Json
-        } else {
-            Mode::Human {
-                verbose,
-                color: std::env::var_os("NO_COLOR").is_none(),
-            }
+            return Mode::Json;
+        }
+        let term = console::Term::stdout();
+        Mode::Human {
+            verbose,
+            // https://no-color.org: set and not empty.
+            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            width: term
+                .size_checked()
+                .map_or(DEFAULT_WIDTH, |(_, cols)| usize::from(cols)),
+            live: term.features().is_attended() && std::env::var("TERM").as_deref() != Ok("dumb"),
         }
     }
 }
@@ -71,18 +95,25 @@ impl Output {
         let (tx, mut rx) = mpsc::unbounded_channel::<Item>();
         let task = tokio::spawn(async move {
             let mut out = out;
-            let mut human = HumanView::default();
+            let mut human = HumanView::new(mode);
             while let Some(item) = rx.recv().await {
                 let text = match (&item, mode) {
                     (Item::Event(e), Mode::Json) => Some(e.to_line() + "\n"),
                     (Item::Relayed(line, _), Mode::Json) => Some(format!("{line}\n")),
-                    (Item::Event(e), Mode::Human { verbose, color })
-                    | (Item::Relayed(_, Some(e)), Mode::Human { verbose, color }) => {
-                        human.line(e, verbose).map(|t| style(&t, color) + "\n")
+                    (Item::Event(e), Mode::Human { color, .. })
+                    | (Item::Relayed(_, Some(e)), Mode::Human { color, .. }) => {
+                        human.line(e).map(|t| style(&t, color) + "\n")
                     }
                     (Item::Relayed(_, None), Mode::Human { .. }) => None,
                 };
                 if let Some(text) = text {
+                    if let Some(bars) = &human.bars {
+                        // Above the live lines, on the terminal they draw on.
+                        if bars.print(&text).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                     if out.write_all(text.as_bytes()).await.is_err() {
                         break;
                     }
@@ -107,24 +138,58 @@ impl Output {
     }
 }
 
+/// The most columns a clipped item takes, however wide the terminal.
 const MAX_INLINE: usize = 160;
 
 /// What the human view remembers of the job so far.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct HumanView {
+    /// Show everything.
+    verbose: bool,
+    /// Columns of the terminal.
+    width: usize,
+    /// Columns a one-line item may take.
+    inline: usize,
+    /// Live build lines, on a terminal.
+    bars: Option<BuildBars>,
     /// Whose run each segment is: `runId` → the Expert's name.
     runs: HashMap<String, String>,
-    /// The job has more than one Expert, so skill lines name theirs.
+    /// The job has more than one Expert, so skill and step lines name theirs.
     several: bool,
     /// `(Expert, skill)` already shown connected.
     shown: HashSet<(String, String)>,
+    /// When the first event of this run came (ms since the epoch).
+    first_ms: Option<u64>,
+    /// Where the coordinator's first segment of this run started.
+    start: Option<RunStart>,
 }
 
 impl HumanView {
+    fn new(mode: Mode) -> HumanView {
+        match mode {
+            Mode::Json => HumanView::default(),
+            Mode::Human {
+                verbose,
+                width,
+                live,
+                ..
+            } => HumanView {
+                verbose,
+                width,
+                // Room for the marker and `step N · ` before an item.
+                inline: width.saturating_sub(24).clamp(40, MAX_INLINE),
+                bars: live.then(|| BuildBars::stdout(width)),
+                ..HumanView::default()
+            },
+        }
+    }
+
     /// The line for `event`, if it has one now.
-    fn line(&mut self, event: &Event, verbose: bool) -> Option<String> {
+    fn line(&mut self, event: &Event) -> Option<String> {
+        let verbose = self.verbose;
+        let first_ms = *self.first_ms.get_or_insert(event.timestamp);
         let EventBody::Runtime(payload) = &event.body else {
-            return render(event, verbose);
+            return self.run_line(event, first_ms);
         };
         let expert = self.runs.get(&event.run_id).cloned();
         match payload {
@@ -138,8 +203,15 @@ impl HumanView {
                 let first = self.runs.is_empty();
                 self.runs.insert(event.run_id.clone(), expert_name.clone());
                 self.several |= experts.len() > 1;
-                first.then(|| render(event, verbose)).flatten()
+                let line = first.then(|| render(event, verbose)).flatten()?;
+                Some(format!("▸ job {}\n{line}", event.job_id))
             }
+            RuntimePayload::DockerBuildProgress {
+                stage,
+                service,
+                message,
+                ..
+            } if self.bars.is_some() => self.build_line(event, *stage, service, message),
             RuntimePayload::SkillConnected { skill_name, .. } => {
                 let key = (expert.clone().unwrap_or_default(), skill_name.clone());
                 if !self.shown.insert(key) {
@@ -175,6 +247,113 @@ impl HumanView {
     fn whose(&self, expert: Option<String>) -> Option<String> {
         expert.filter(|_| self.several)
     }
+
+    /// A build or pull on a terminal: its live line shows the phase; the end prints a line.
+    fn build_line(
+        &mut self,
+        event: &Event,
+        stage: BuildStage,
+        service: &str,
+        message: &str,
+    ) -> Option<String> {
+        let bars = self.bars.as_mut()?;
+        match stage {
+            BuildStage::Building | BuildStage::Pulling => {
+                let phase = build_phase(message).map(|(phase, _)| phase);
+                if let Some(phase) = phase.as_deref().or_else(|| {
+                    (message.starts_with("Building image") || message.starts_with("Pulling image"))
+                        .then_some(message)
+                }) {
+                    bars.phase(service, phase);
+                }
+                // The builder's every line, under the live one, with --verbose only.
+                self.verbose.then(|| format!("  {service}: {message}"))
+            }
+            BuildStage::Complete | BuildStage::Error => {
+                bars.finish(service);
+                render(event, self.verbose)
+            }
+        }
+    }
+
+    /// The line of an agent-loop event: steps name their Expert in a job of several, the
+    /// coordinator's end gives this run's totals apart from the job's and how to continue.
+    fn run_line(&mut self, event: &Event, first_ms: u64) -> Option<String> {
+        let EventBody::Run {
+            expert_key,
+            step_number,
+            payload,
+        } = &event.body
+        else {
+            return None;
+        };
+        if let RunPayload::StartRun {
+            initial_checkpoint, ..
+        } = payload
+            && initial_checkpoint.delegated_by.is_none()
+            && self.start.is_none()
+        {
+            self.start = Some(RunStart {
+                step: initial_checkpoint.step_number,
+                tokens: initial_checkpoint.usage.total_tokens,
+                at_ms: first_ms,
+            });
+        }
+        let line = render_clipped(event, self.verbose, self.inline)?;
+        let whose = |line: String| match self.several {
+            true => line.replace(
+                &format!("● step {step_number} · "),
+                &format!("● {expert_key} · step {step_number} · "),
+            ),
+            false => line,
+        };
+        let ending = |checkpoint: &Checkpoint| checkpoint.delegated_by.is_none();
+        Some(match payload {
+            RunPayload::CompleteRun {
+                text, checkpoint, ..
+            } if ending(checkpoint) => format!(
+                "✔ {expert_key} completed in {}\n\n{text}\n\n{}",
+                totals::summary(self.start, checkpoint, event.timestamp),
+                continue_hint(&event.job_id, expert_key, false)
+            ),
+            RunPayload::StopRunByInteractiveTool { checkpoint, .. } if ending(checkpoint) => {
+                format!(
+                    "■ {expert_key} is waiting for your answer\n{}",
+                    continue_hint(&event.job_id, expert_key, true)
+                )
+            }
+            RunPayload::StopRunByError { checkpoint, .. }
+            | RunPayload::StopRunByExceededMaxSteps { checkpoint, .. }
+                if ending(checkpoint) =>
+            {
+                format!(
+                    "{line}\n{}",
+                    continue_hint(&event.job_id, expert_key, false)
+                )
+            }
+            // Tool calls and results: one terminal line each.
+            RunPayload::CallTools { .. } | RunPayload::ResolveToolResults { .. } => whose(line)
+                .lines()
+                .map(|l| clip(l, self.width.saturating_sub(1)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => whose(line),
+        })
+    }
+}
+
+/// The job's id and the command that continues it: with a new message, or with the answer to
+/// the pending interactive tool call.
+fn continue_hint(job_id: &str, expert_key: &str, answer: bool) -> String {
+    if answer {
+        format!(
+            "▸ job {job_id} · answer with: perstack-sandbox run --continue-job {job_id} -i {expert_key} \"<answer>\""
+        )
+    } else {
+        format!(
+            "▸ job {job_id} · continue with: perstack-sandbox run --continue-job {job_id} {expert_key} \"<message>\""
+        )
+    }
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -200,6 +379,11 @@ fn result_text(result: &ToolResult) -> String {
 /// The human view of one event, or `None` if it has none at this verbosity. Lines start with a
 /// marker (`▸` machinery, `●` tool call, `↳` result, `✔`/`✘`/`■` the end) that [`style`] colors.
 pub(crate) fn render(event: &Event, verbose: bool) -> Option<String> {
+    render_clipped(event, verbose, MAX_INLINE)
+}
+
+/// [`render`], with one-line items (texts, arguments, results) clipped to `inline` characters.
+fn render_clipped(event: &Event, verbose: bool, inline: usize) -> Option<String> {
     match &event.body {
         EventBody::Runtime(payload) => match payload {
             RuntimePayload::InitializeRuntime {
@@ -305,12 +489,12 @@ pub(crate) fn render(event: &Event, verbose: bool) -> Option<String> {
                     .iter()
                     .filter_map(|p| p.as_text())
                     .filter(|t| !t.trim().is_empty())
-                    .map(|t| format!("  {}", clip(t, MAX_INLINE)))
+                    .map(|t| format!("  {}", clip(t, inline)))
                     .collect();
                 for call in tool_calls {
                     let args = match &call.args {
                         Value::Object(map) if map.is_empty() => String::new(),
-                        other => format!(" {}", clip(&other.to_string(), MAX_INLINE)),
+                        other => format!(" {}", clip(&other.to_string(), inline)),
                     };
                     lines.push(format!("● step {step_number} · {}{args}", call.tool_name));
                 }
@@ -319,7 +503,7 @@ pub(crate) fn render(event: &Event, verbose: bool) -> Option<String> {
             RunPayload::ResolveToolResults { tool_results } => Some(
                 tool_results
                     .iter()
-                    .map(|r| format!("  ↳ {}", clip(&result_text(r), MAX_INLINE)))
+                    .map(|r| format!("  ↳ {}", clip(&result_text(r), inline)))
                     .collect::<Vec<_>>()
                     .join("\n"),
             ),
@@ -337,23 +521,23 @@ pub(crate) fn render(event: &Event, verbose: bool) -> Option<String> {
                 Some(format!(
                     "▸ {expert_key} (delegated by {}): {}",
                     by.expert.key,
-                    clip(query, MAX_INLINE)
+                    clip(query, inline)
                 ))
             }),
             RunPayload::CompleteRun {
                 text, checkpoint, ..
             } if checkpoint.delegated_by.is_some() => Some(format!(
                 "  ↳ {expert_key} answered in step {step_number}: {}",
-                clip(text, MAX_INLINE)
+                clip(text, inline)
             )),
             RunPayload::CompleteStreamingReasoning { text } => {
-                verbose.then(|| format!("  {expert_key} thought: {}", clip(text, MAX_INLINE)))
+                verbose.then(|| format!("  {expert_key} thought: {}", clip(text, inline)))
             }
             RunPayload::CallInteractiveTool { tool_call, .. } => Some(format!(
                 "? {} asks via {}: {}",
                 expert_key,
                 tool_call.tool_name,
-                clip(&tool_call.args.to_string(), MAX_INLINE)
+                clip(&tool_call.args.to_string(), inline)
             )),
             RunPayload::CompleteRun {
                 text, checkpoint, ..
@@ -373,9 +557,9 @@ pub(crate) fn render(event: &Event, verbose: bool) -> Option<String> {
             RunPayload::StopRunByExceededMaxSteps { .. } => Some(format!(
                 "■ {expert_key} stopped: reached the step limit ({step_number})"
             )),
-            RunPayload::StopRunByInteractiveTool { .. } => Some(format!(
-                "■ {expert_key} is waiting for your answer; reply with\n  perstack-sandbox run {expert_key} --continue -i \"<answer>\""
-            )),
+            RunPayload::StopRunByInteractiveTool { .. } => {
+                Some(format!("■ {expert_key} is waiting for your answer"))
+            }
             // Streaming deltas and the other state events have no line of their own.
             _ => None,
         },
@@ -550,6 +734,8 @@ mod tests {
         let human = Mode::Human {
             verbose: false,
             color: false,
+            width: 100,
+            live: false,
         };
         let text = written(human, |output| {
             output.event(initialize("r1", "lead"));
@@ -557,7 +743,7 @@ mod tests {
             output.relayed(String::new(), Some(initialize("r3", "lead")));
         })
         .await;
-        assert_eq!(text, "▸ running lead · model m · up to 5 steps\n");
+        assert_eq!(text, "▸ job j\n▸ running lead · model m · up to 5 steps\n");
         // JSON keeps every one of them.
         let text = written(Mode::Json, |output| {
             output.event(initialize("r1", "lead"));
@@ -615,6 +801,8 @@ mod tests {
         let human = Mode::Human {
             verbose: false,
             color: false,
+            width: 100,
+            live: false,
         };
         let both = ["lead", "writer"];
         let text = written(human, |output| {
@@ -630,7 +818,8 @@ mod tests {
         .await;
         assert_eq!(
             text,
-            "▸ running lead · model m · up to 5 steps\n\
+            "▸ job j\n\
+             ▸ running lead · model m · up to 5 steps\n\
              ▸ skill @perstack/base of lead connected in 4 ms\n\
              ▸ skill @perstack/base of writer connected in 5 ms\n\
              ! skill web of writer: `pick` names `thnik`\n"
@@ -644,7 +833,8 @@ mod tests {
         .await;
         assert_eq!(
             text,
-            "▸ running solo · model m · up to 5 steps\n\
+            "▸ job j\n\
+             ▸ running solo · model m · up to 5 steps\n\
              ▸ skill @perstack/base connected in 4 ms\n\
              ! skill web: `pick` names `thnik`\n"
         );
@@ -695,17 +885,160 @@ mod tests {
             .as_deref(),
             Some("? painter asks via askColour: {\"question\":\"Which colour?\"}")
         );
-        let stop = line(
-            "painter",
-            RunPayload::StopRunByInteractiveTool {
-                checkpoint: checkpoint("painter", None),
-                step: step(),
+    }
+
+    fn human(width: usize) -> Mode {
+        Mode::Human {
+            verbose: false,
+            color: false,
+            width,
+            live: false,
+        }
+    }
+
+    fn initialize(run: &str, name: &str, experts: &[&str]) -> Event {
+        let mut event = Event::runtime(
+            "job-1",
+            run,
+            RuntimePayload::InitializeRuntime {
+                runtime_version: "0".into(),
+                runtime: None,
+                expert_name: name.into(),
+                experts: experts.iter().map(|e| e.to_string()).collect(),
+                model: "m".into(),
+                max_steps: Some(20),
+                max_retries: 1,
+                timeout: 1,
+                query: Some("q".into()),
+                interactive_tool_call: None,
             },
-        )
-        .expect("a line");
+        );
+        event.timestamp = 0;
+        event
+    }
+
+    /// An event of `key`'s run at `step`, `ms` after the epoch.
+    fn at(ms: u64, key: &str, step: u32, payload: RunPayload) -> Event {
+        let mut event = Event::run("job-1", "r1", key, step, payload);
+        event.timestamp = ms;
+        event
+    }
+
+    fn started_at(key: &str, step: u32, tokens: u64) -> RunPayload {
+        let mut initial = checkpoint(key, None);
+        initial.step_number = step;
+        initial.usage.total_tokens = tokens;
+        RunPayload::StartRun {
+            initial_checkpoint: initial,
+            input_messages: vec![],
+        }
+    }
+
+    fn completed(key: &str, at_step: u32, tokens: u64) -> RunPayload {
+        let mut done = checkpoint(key, None);
+        done.step_number = at_step;
+        done.usage.total_tokens = tokens;
+        RunPayload::CompleteRun {
+            checkpoint: done,
+            step: step(),
+            text: "All done.".into(),
+            usage: Usage::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_job_id_opens_and_closes_a_run_with_the_command_that_continues_it() {
+        let text = written(human(100), |output| {
+            output.event(initialize("r1", "coach", &["coach"]));
+            output.event(at(1_000, "coach", 1, started_at("coach", 1, 0)));
+            output.event(at(3_500, "coach", 2, completed("coach", 2, 300)));
+        })
+        .await;
+        assert_eq!(
+            text,
+            "▸ job job-1\n\
+             ▸ running coach · model m · up to 20 steps\n\
+             ✔ coach completed in 2 steps (300 tokens) in 3.5 s\n\n\
+             All done.\n\n\
+             ▸ job job-1 · continue with: perstack-sandbox run --continue-job job-1 coach \"<message>\"\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_continued_run_gives_its_own_totals_apart_from_the_jobs() {
+        let text = written(human(100), |output| {
+            output.event(initialize("r1", "coach", &["coach"]));
+            output.event(at(10_000, "coach", 7, started_at("coach", 7, 8_000)));
+            output.event(at(13_000, "coach", 9, completed("coach", 9, 8_875)));
+        })
+        .await;
         assert!(
-            stop.contains("perstack-sandbox run painter --continue -i"),
-            "{stop}"
+            text.contains(
+                "✔ coach completed in 3 steps (875 tokens) in 13.0 s; \
+                 the job so far: 9 steps (8875 tokens)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn steps_name_their_expert_when_the_job_has_several_and_fit_the_width() {
+        let call = |expert: &str| RunPayload::CallTools {
+            new_message: Message {
+                kind: MessageKind::ExpertMessage,
+                id: "m".into(),
+                contents: vec![],
+                cache: None,
+            },
+            tool_calls: vec![ToolCall {
+                id: "t".into(),
+                skill_name: "@perstack/base".into(),
+                tool_name: "readTextFile".into(),
+                args: serde_json::json!({"path": "x".repeat(300), "by": expert}),
+            }],
+            usage: Usage::default(),
+        };
+        let text = written(human(80), |output| {
+            output.event(initialize("r1", "lead", &["lead", "writer"]));
+            output.event(at(0, "writer", 4, call("writer")));
+        })
+        .await;
+        let line = text.lines().last().expect("a line");
+        assert!(
+            line.starts_with("● writer · step 4 · readTextFile {"),
+            "{text}"
+        );
+        assert!(line.chars().count() <= 80, "{line}");
+        // One Expert: the step alone.
+        let text = written(human(80), |output| {
+            output.event(initialize("r1", "solo", &["solo"]));
+            output.event(at(0, "solo", 4, call("solo")));
+        })
+        .await;
+        assert!(text.contains("\n● step 4 · readTextFile"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_interactive_stop_says_how_to_answer_in_the_same_job() {
+        let text = written(human(100), |output| {
+            output.event(initialize("r1", "painter", &["painter"]));
+            output.event(at(
+                0,
+                "painter",
+                3,
+                RunPayload::StopRunByInteractiveTool {
+                    checkpoint: checkpoint("painter", None),
+                    step: step(),
+                },
+            ));
+        })
+        .await;
+        assert!(
+            text.ends_with(
+                "■ painter is waiting for your answer\n\
+                 ▸ job job-1 · answer with: perstack-sandbox run --continue-job job-1 -i painter \"<answer>\"\n"
+            ),
+            "{text}"
         );
     }
 }

@@ -129,7 +129,7 @@ fn a_workspace_that_is_not_a_folder_is_refused() {
 }
 
 #[test]
-fn doctor_reports_endpoint_engine_api_and_build() {
+fn doctor_reports_endpoint_engine_api_build_and_the_run_probe() {
     if !crate::support::require_docker() {
         return;
     }
@@ -140,6 +140,14 @@ fn doctor_reports_endpoint_engine_api_and_build() {
         "✔ engine",
         "✔ negotiated API",
         "✔ image build",
+        // The run probe: what a run makes, made for real on this engine and removed.
+        "✔   socket volume",
+        "✔   internal network",
+        "✔   hardened start",
+        "✔   unix socket",
+        "✔   hardening",
+        "✔   workspace owner",
+        "✔   removal",
         "✔ executable",
         "✔ CA bundle",
         "scratch",
@@ -160,6 +168,47 @@ fn help_lists_the_commands_and_the_run_and_gc_flags() {
     let (code, gc, _) = perstack(&["gc", "--help"]);
     assert_eq!(code, Some(0));
     insta::assert_snapshot!("gc_help", gc);
+}
+
+/// `run` with the flags in every place a person puts them: each order gets as far as looking for
+/// the job to continue (none in an empty workspace), never to a parse error.
+#[test]
+fn run_takes_flags_before_between_and_after_the_expert_and_the_query() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo/perstack.toml");
+    for order in [
+        &["--continue", "demo", "next"][..],
+        &["demo", "--continue", "next"],
+        &["demo", "next", "--continue"],
+        &["demo", "--continue", "--", "next"],
+    ] {
+        let out = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .args(order)
+            .current_dir(workspace.path())
+            .env("DEMO_TOKEN", "t")
+            .output()
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{order:?}: {stderr}");
+        assert!(
+            stderr.contains("No checkpoint found"),
+            "{order:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{order:?}");
+    }
+    // The parser still says what is missing.
+    let out = Command::new(binary())
+        .args(["run", "demo", "--continue"])
+        .output()
+        .expect("run the binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("<QUERY>"), "{stderr}");
+    assert!(!workspace.path().join("perstack").exists());
 }
 
 #[test]

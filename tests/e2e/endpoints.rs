@@ -23,8 +23,22 @@ fn machine_filters() -> Vec<(&'static str, &'static str)> {
         (r"static, \d+\.\d MB", "static, [SIZE] MB"),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
         (
-            r"Docker \S+ on \S+, API \S+ \(minimum \S+\)",
-            "Docker [VERSION] on [PLATFORM], API [API] (minimum [API])",
+            r"(?:Docker|Podman) \S+(?: \(rootless\))? on \S+, API \S+ \(minimum \S+\), cgroup v\d",
+            "[ENGINE] [VERSION] on [PLATFORM], API [API] (minimum [API]), cgroup v[N]",
+        ),
+        (
+            r"perstack-sandbox-doctor-\w+",
+            "perstack-sandbox-doctor-[ID]",
+        ),
+        (
+            r"psbx-doctor-\w+-net, subnet \S+,",
+            "psbx-doctor-[ID]-net, subnet [SUBNET],",
+        ),
+        (r"owned by uid \d+", "owned by uid [YOU]"),
+        (r"reached uid \d+'s", "reached uid [YOU]'s"),
+        (
+            r"\(uid \d+ inside\) belongs to uid \d+",
+            "(uid [YOU INSIDE]) belongs to uid [YOU]",
         ),
         (r"negotiated API   \S+", "negotiated API   [API]"),
         (r"\d+\.\d\d s", "[SECONDS] s"),
@@ -39,7 +53,7 @@ fn machine_filters() -> Vec<(&'static str, &'static str)> {
         // Which runtimes the engine has, and the probes of those it has
         // (`runtime_engine.rs` checks them).
         (r"runtimes         .*", "runtimes         [RUNTIMES]"),
-        (r"(?m)^  [✔✘]   \S+ +a container on .*\n", ""),
+        (r"(?ms)^  run probe under .*?(^  base images:)", "$1"),
         (r"(?m)^    gVisor \(runsc\) is not registered.*\n", ""),
     ]
 }

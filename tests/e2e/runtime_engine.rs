@@ -115,15 +115,32 @@ fn doctor_lists_the_registered_runtimes_and_probes_gvisor_on_no_network_and_on_o
             runtimes.contains("runsc = gVisor: /usr/bin/runsc --platform=ptrace"),
             "{runtimes}"
         );
-        for network in ["none", "an internal network"] {
-            let probed = format!("a container on {network} started and ran in ");
+        // The run probe under gVisor: a container with no network serving a socket in a volume,
+        // one on an internal network reaching it, every step passed, everything removed.
+        let header =
+            "  run probe under runsc (one container on no network, one on an internal network):\n";
+        let under = stdout
+            .split(header)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no probe under runsc: {stdout}"));
+        let steps: Vec<&str> = under
+            .lines()
+            .take_while(|l| !l.starts_with("  base images:"))
+            .collect();
+        for step in [
+            "internal network",
+            "hardened start",
+            "unix socket",
+            "removal",
+        ] {
             assert!(
-                stdout
-                    .lines()
-                    .any(|l| l.starts_with("  ✔   runsc ") && l.contains(&probed)),
-                "{probed}: {stdout}"
+                steps
+                    .iter()
+                    .any(|l| l.starts_with(&format!("  ✔   {step}"))),
+                "{step}: {stdout}"
             );
         }
+        assert!(!steps.iter().any(|l| l.contains('✘')), "{stdout}");
     } else {
         assert!(
             stdout.contains("gVisor (runsc) is not registered"),

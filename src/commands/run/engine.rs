@@ -1,6 +1,7 @@
-//! Stage 5: the Docker engine. Connects, runs the checks only the engine can answer (the OCI
-//! runtime asked for is registered; every base image is here already: there is no registry),
-//! and sweeps what earlier runs left.
+//! Stage 4: the Docker engine. Connects, refuses an engine that cannot run the containers as a
+//! run requires (`engine/info.rs`), runs the checks only the engine can answer (the OCI runtime
+//! asked for is registered; every base image is here already: there is no registry), and sweeps
+//! what earlier runs left.
 
 use crate::config::{Config, RuntimeEngineSetting, SettingSource};
 use crate::sandbox::engine::base_images::check_base_images;
@@ -19,13 +20,17 @@ pub(super) struct Engine {
     pub notices: Vec<Notice>,
 }
 
-/// Connects and checks; nothing has been created or recorded yet when this fails.
+/// Connects and checks; nothing has been created or recorded yet when this fails. An engine
+/// that cannot give the containers what a run requires is refused here, before anything starts.
 pub(super) async fn connect(
     config: &Config,
     expert: &str,
     runtime: &RuntimeEngineSetting,
 ) -> Result<Engine, RunError> {
     let docker = DockerClient::connect().await?;
+    if let Some(refusal) = docker.engine().refusal() {
+        return Err(RunError::EngineUnfit(refusal));
+    }
     check_registered(&docker, runtime)
         .await?
         .map_err(RunError::Preflight)?;

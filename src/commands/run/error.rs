@@ -58,6 +58,10 @@ pub enum RunError {
     /// The engine did not answer or failed before the run started.
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// The engine answers but cannot give the containers what a run requires (e.g. limits on a
+    /// rootless engine on cgroup v1); nothing was started.
+    #[error("{0}")]
+    EngineUnfit(String),
     /// Ctrl-C and SIGTERM cannot be handled.
     #[error("cannot install signal handlers")]
     Signals,
@@ -103,7 +107,9 @@ fn runtime_failed(code: i64, stderr: &str, out_of_memory: Option<i64>) -> String
 impl From<&RunError> for Exit {
     fn from(error: &RunError) -> Exit {
         match error {
-            RunError::Docker(_) | RunError::PulledButUnknown(_) => Exit::Docker,
+            RunError::Docker(_) | RunError::EngineUnfit(_) | RunError::PulledButUnknown(_) => {
+                Exit::Docker
+            }
             // Perstack exits 1 here, and its CLI tests check for it.
             RunError::ResumeFromWithoutJob => Exit::RunFailed,
             RunError::Signals | RunError::RuntimeFailed { .. } => Exit::RunFailed,

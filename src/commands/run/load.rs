@@ -41,8 +41,8 @@ pub(super) async fn load(
         None => None,
     };
     let expert = match &image {
-        Some(source) => source.expert(&args.expert)?,
-        None => args.expert.clone(),
+        Some(source) => source.expert(args.expert())?,
+        None => args.expert().to_string(),
     };
     let continue_from = continue_from(args)?;
     let (cwd, config) = match &image {

@@ -6,8 +6,9 @@
 //!    ([`Settings::resolve`]);
 //! 3. [`preflight`]: every problem of the config, the env and the workspace, the stored run to
 //!    continue and the job, before anything touches Docker;
-//! 4. [`plan`]: the run as data;
-//! 5. [`engine`]: Docker, its one check (the base images) and the sweep of earlier runs;
+//! 4. [`engine`]: Docker, whether it can run the containers as required, its one check (the
+//!    base images) and the sweep of earlier runs;
+//! 5. [`plan`]: the run as data, base-skill's user as the engine maps it;
 //! 6. [`execute`]: the job recorded, the plan carried out, every resource removed;
 //! 7. [`finish`]: the exit code.
 //!
@@ -45,10 +46,16 @@ pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
     let settings = Settings::resolve(&args.setting_flags(), &loaded.config)?;
     let mut checked = preflight::check(&args, &loaded, &settings)?;
     checked.notices.drain(..).for_each(show);
-    let runtime_engine = settings.runtime_engine.clone();
-    let planned = plan::plan(&args, &loaded, settings, checked, started)?;
-    let engine = engine::connect(&loaded.config.config, &loaded.expert, &runtime_engine).await?;
+    let engine = engine::connect(
+        &loaded.config.config,
+        &loaded.expert,
+        &settings.runtime_engine,
+    )
+    .await?;
     engine.notices.into_iter().for_each(show);
+    // Who base-skill is inside its container for its files to be the user's outside.
+    checked.user = engine.docker.engine().workspace_user(checked.user);
+    let planned = plan::plan(&args, &loaded, settings, checked, started)?;
     let outcome = execute::execute(&engine.docker, planned, &args, &show).await?;
     let ending = finish::finish(outcome)?;
     ending.notice.into_iter().for_each(show);

@@ -1,4 +1,4 @@
-//! Stage 4: the run as data. The plan of its containers (`sandbox::plan`, pure and
+//! Stage 5: the run as data. The plan of its containers (`sandbox::plan`, pure and
 //! snapshot-tested), what the job store records about it, and its time limit.
 
 use std::time::Instant;
@@ -47,7 +47,7 @@ pub(super) fn plan(
         run_id: &run_id,
         expert_key: &loaded.expert,
         closure: &config.delegation_closure(&loaded.expert),
-        input: run_input(checked.resume.as_ref(), &args.query),
+        input: run_input(checked.resume.as_ref(), args.query()),
         env: &loaded.env,
         runtime_env: &checked.sandbox.runtime_env,
         verbose: args.verbose,
@@ -57,7 +57,7 @@ pub(super) fn plan(
         run_id: run_id.clone(),
         job_id: checked.job_id.clone(),
         expert_key: loaded.expert.clone(),
-        query: args.query.clone(),
+        query: args.query().to_string(),
         config: config.clone(),
         settings: settings.run,
         workspace: checked.sandbox.workspace,

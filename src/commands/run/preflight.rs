@@ -129,10 +129,10 @@ fn resume_from(
 ) -> Result<(String, Resume), RunError> {
     let stored = select_checkpoint(store, from, expert).map_err(RunError::Continue)?;
     let interactive = args.interactive_tool_call_result;
-    check_input(&stored.checkpoint, interactive, &args.query).map_err(RunError::Continue)?;
+    check_input(&stored.checkpoint, interactive, args.query()).map_err(RunError::Continue)?;
     let answer = match interactive {
         true => {
-            Some(interactive_answer(&stored.checkpoint, &args.query).map_err(RunError::Continue)?)
+            Some(interactive_answer(&stored.checkpoint, args.query()).map_err(RunError::Continue)?)
         }
         false => None,
     };

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::Docker;
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountTmpfsOptions, MountType, SystemVersion,
+    ContainerCreateBody, HostConfig, Mount, MountTmpfsOptions, MountType, ResourcesUlimits,
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -20,6 +20,9 @@ use bollard::query_parameters::{
 use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
+pub(crate) use super::info::EngineInfo;
+use super::info::NetworkDns;
+use super::raw::{RawClient, RawError};
 use crate::sandbox::images::{ImageSpec, proxy_build_args};
 use crate::sandbox::labels;
 use crate::sandbox::plan::{
@@ -34,6 +37,9 @@ pub enum DockerError {
     /// No engine answered at any place we looked; says each place and what to do.
     #[error(transparent)]
     Unreachable(#[from] NoEngine),
+    /// A call bollard cannot make failed (`raw.rs`).
+    #[error(transparent)]
+    Raw(#[from] RawError),
     /// A call failed.
     #[error("Docker {action} failed: {source}")]
     Call {
@@ -129,15 +135,6 @@ fn is_not_found(error: &bollard::errors::Error) -> bool {
     )
 }
 
-/// The engine version and the API version we settled on.
-#[derive(Debug, Clone)]
-pub(crate) struct EngineInfo {
-    /// The engine's `/version`.
-    pub version: SystemVersion,
-    /// The API version negotiated with it.
-    pub api_version: String,
-}
-
 /// What removing a run's resources found and removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Removed {
@@ -189,6 +186,8 @@ pub struct ManagedImage {
 pub(crate) struct DockerClient {
     docker: Docker,
     endpoint: Endpoint,
+    raw: RawClient,
+    engine: EngineInfo,
 }
 
 /// How long one place may take to answer `/version` before we look further.
@@ -248,7 +247,19 @@ impl DockerClient {
         let host = RealHost;
         let (docker, endpoint) =
             endpoint::first_answering(&host, endpoint::candidates(&host), connect_to).await?;
-        Ok(DockerClient { docker, endpoint })
+        let raw = RawClient::new(&endpoint.address)?;
+        let version = docker.version().await.map_err(call("version"))?;
+        let engine = EngineInfo::new(
+            version,
+            docker.client_version().to_string(),
+            &raw.info().await?,
+        );
+        Ok(DockerClient {
+            docker,
+            endpoint,
+            raw,
+            engine,
+        })
     }
 
     /// Where we connected, and why there.
@@ -256,13 +267,9 @@ impl DockerClient {
         &self.endpoint
     }
 
-    /// Engine and API versions.
-    pub(crate) async fn info(&self) -> Result<EngineInfo, DockerError> {
-        let version = self.docker.version().await.map_err(call("version"))?;
-        Ok(EngineInfo {
-            version,
-            api_version: self.docker.client_version().to_string(),
-        })
+    /// What the engine is (read once, when connecting): versions, make, rootless or not.
+    pub(crate) fn engine(&self) -> &EngineInfo {
+        &self.engine
     }
 
     /// The OCI runtimes the engine has registered, sorted by name, and the name of its default.
@@ -308,7 +315,8 @@ impl DockerClient {
         }
     }
 
-    /// Imports `spec`'s root filesystem as a one-layer image with its config as `changes`.
+    /// Imports `spec`'s root filesystem as a one-layer image with its config as `changes`
+    /// (through `raw.rs`: see there why not bollard).
     pub(crate) async fn import_image(
         &self,
         spec: &ImageSpec,
@@ -321,26 +329,10 @@ impl DockerClient {
         let rootfs = spec
             .rootfs_tar()
             .map_err(|e| build_error(format!("cannot assemble the root filesystem: {e}")))?;
-        let (repo, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
-        let options = CreateImageOptions {
-            from_src: Some("-".to_string()),
-            repo: Some(repo.to_string()),
-            tag: Some(version.to_string()),
-            changes: spec.import_changes(),
-            ..Default::default()
-        };
-        let mut stream = self.docker.create_image(
-            Some(options),
-            Some(bollard::body_full(bytes::Bytes::from(rootfs))),
-            None,
-        );
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| build_error(e.to_string()))?;
-            if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                return Err(build_error(error));
-            }
-        }
-        Ok(())
+        self.raw
+            .import(tag, &spec.import_changes(), rootfs)
+            .await
+            .map_err(|e| build_error(e.message))
     }
 
     /// Builds `spec` as `tag` from its in-memory context with the classic builder (no registry,
@@ -425,6 +417,13 @@ impl DockerClient {
         &self,
         plan: &InternalNetworkPlan,
     ) -> Result<String, DockerError> {
+        if self.engine.network_dns() == NetworkDns::SwitchOff {
+            return self
+                .raw
+                .create_podman_internal_network(&plan.name, &plan.labels)
+                .await?
+                .ok_or_else(|| DockerError::NoSubnet(plan.name.clone()));
+        }
         let action = || format!("create network {}", plan.name);
         let created = self
             .docker
@@ -497,8 +496,21 @@ impl DockerClient {
         image: &str,
         hosts: &[(String, String)],
     ) -> Result<String, DockerError> {
+        let mut tmpfs = HashMap::from([(
+            "/tmp".to_string(),
+            "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
+        )]);
+        let mut mounts = Vec::new();
+        for m in &plan.mounts {
+            match (&m.source, self.engine.empty_tmpfs_option()) {
+                (MountSource::EmptyTmpfs, Some(options)) => {
+                    tmpfs.insert(m.target.clone(), options.to_string());
+                }
+                _ => mounts.push(mount(m)),
+            }
+        }
         let host_config = HostConfig {
-            mounts: Some(plan.mounts.iter().map(mount).collect()),
+            mounts: Some(mounts),
             network_mode: Some(plan.network.mode().to_string()),
             extra_hosts: (!hosts.is_empty()).then(|| {
                 hosts
@@ -509,10 +521,7 @@ impl DockerClient {
             cap_drop: Some(vec!["ALL".to_string()]),
             security_opt: Some(vec!["no-new-privileges:true".to_string()]),
             readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_string(),
-                "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
-            )])),
+            tmpfs: Some(tmpfs),
             memory: Some(plan.limits.memory),
             // Swap equal to the limit means no swap at all: a process over the limit is
             // OOM-killed at once instead of thrashing the host's swap (Docker's default allows
@@ -523,6 +532,7 @@ impl DockerClient {
             // Our binary is PID 1 and reaps; Docker's init would only add a process.
             init: Some(false),
             runtime: plan.oci_runtime.clone(),
+            ulimits: ulimits(self.engine.ulimits()),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -1012,6 +1022,20 @@ impl DockerClient {
         removed.map_err(call(format!("remove container {}", created.id)))?;
         first_file(&archive, image, path)
     }
+}
+
+/// The `ulimits` of a container (soft = hard); `None` leaves the engine's own.
+fn ulimits(limits: &[(&str, i64)]) -> Option<Vec<ResourcesUlimits>> {
+    (!limits.is_empty()).then(|| {
+        limits
+            .iter()
+            .map(|(name, value)| ResourcesUlimits {
+                name: Some(name.to_string()),
+                soft: Some(*value),
+                hard: Some(*value),
+            })
+            .collect()
+    })
 }
 
 /// A planned mount as the engine takes it; the empty tmpfs is 4 KiB and read-only to all.

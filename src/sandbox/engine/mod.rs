@@ -4,13 +4,15 @@
 //!
 //! - [`docker`]: the only file that talks to the engine (bollard), with the hardening defaults.
 //! - [`endpoint`]: where the engine is (`DOCKER_HOST`, contexts, rootless Docker, Podman).
+//! - [`info`]: which engine it is (Docker or Podman, rootless or not) and what differs for a
+//!   run; [`raw`]: the calls bollard cannot make (Podman's `Rootless`, its network endpoint).
 //! - [`base_images`]: preflight's engine check — every base image the run builds on is there.
 //! - [`runtime_engine`]: preflight's other engine check — the OCI runtime the run asks for is
 //!   registered.
-//! - [`runtime_probe`]: `doctor`'s probe of a runtime — a container with no network and one on
-//!   a network start under it.
 //! - [`run`]: applying a plan — images, volumes, networks, the proxy, the containers — and
 //!   relaying the runtime's events until it ends; then removing everything.
+//! - [`probe`]: `doctor`'s proof that a run will start: what a run makes, made, checked and
+//!   removed.
 //! - [`relay`]: reassembling and classifying the runtime's stdout lines.
 //! - [`controller`]: who owns a run (host, boot id, pid and its start time), and whether it lives.
 //! - [`gc`]: sweeping what runs of dead controllers left, and superseded images.
@@ -22,8 +24,10 @@ pub(crate) mod controller;
 pub(crate) mod docker;
 pub(crate) mod endpoint;
 pub(crate) mod gc;
+pub(crate) mod info;
+pub(crate) mod probe;
+pub(crate) mod raw;
 pub(crate) mod relay;
 pub(crate) mod run;
 pub(crate) mod runtime_engine;
-pub(crate) mod runtime_probe;
 pub(crate) mod workspace_user;

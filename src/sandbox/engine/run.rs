@@ -335,14 +335,15 @@ async fn ensure_image(
     verbose: bool,
 ) -> Result<String, RunError> {
     let tag = content_tag(docker, spec).await?;
-    let progress = |stage, message: String| {
+    let event = |stage, message: String, fraction: Option<f64>| {
         output.event(ids.event(RuntimePayload::DockerBuildProgress {
             stage,
             service: spec.service.clone(),
             message,
-            progress: None,
+            progress: fraction,
         }))
     };
+    let progress = |stage, message: String| event(stage, message, None);
     if docker.image_id(&tag).await?.is_some() {
         progress(BuildStage::Complete, format!("Using cached image {tag}"));
     } else {
@@ -351,8 +352,11 @@ async fn ensure_image(
         let mut tail: VecDeque<String> = VecDeque::new();
         let result = docker
             .create_image(spec, &tag, |line| {
-                if verbose {
-                    progress(BuildStage::Building, line.to_string());
+                // The builder's steps always (the human view's live line shows them), its
+                // other output with --verbose.
+                let phase = crate::render::build_phase(line).map(|(_, done)| done);
+                if verbose || phase.is_some() {
+                    event(BuildStage::Building, line.to_string(), phase);
                 }
                 if tail.len() == BUILD_TAIL {
                     tail.pop_front();

@@ -155,6 +155,32 @@ pub(crate) fn runtime_image(
     })
 }
 
+/// `doctor`'s probe containers: our binary on `scratch` with the `engine-probe` role, the user
+/// set per container.
+pub(crate) fn doctor_probe_image(binary: Bytes) -> ImageSpec {
+    let mut files = vec![ContextFile {
+        path: BINARY_PATH.into(),
+        mode: 0o755,
+        contents: binary,
+    }];
+    files.extend(passwd_files());
+    ImageSpec {
+        role: ImageRole::Runtime,
+        service: "doctor".into(),
+        repository: "perstack-sandbox/doctor-probe".into(),
+        base: "scratch".into(),
+        files,
+        config: ImageConfig {
+            env: scratch_env("scratch"),
+            user: None,
+            workdir: None,
+            entrypoint: vec![BINARY_PATH.to_string(), "engine-probe".to_string()],
+        },
+        labels: base_labels(ImageRole::Runtime),
+        install: None,
+    }
+}
+
 /// The egress proxy: our binary on `scratch`, nothing else. It needs no CA bundle (it never
 /// looks inside TLS) and keeps the default name service: it is the one container of a run that
 /// resolves names, through the default bridge's resolver.

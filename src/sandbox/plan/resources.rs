@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::Limits;
+use crate::contract::users::RUNTIME_GID;
 use crate::sandbox::egress::PrincipalPlan;
 
 /// Where a mount comes from.
@@ -50,6 +51,27 @@ pub(crate) struct VolumePlan {
     pub driver_opts: BTreeMap<String, String>,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
+}
+
+impl VolumePlan {
+    /// A skill's socket volume: a 1 MiB tmpfs owned by `owner` with group = the runtime's and
+    /// mode 0750, so those two alone can use the socket in it.
+    pub(crate) fn socket(name: &str, owner: u32, labels: BTreeMap<String, String>) -> VolumePlan {
+        VolumePlan {
+            name: name.to_string(),
+            driver_opts: BTreeMap::from([
+                ("type".to_string(), "tmpfs".to_string()),
+                ("device".to_string(), "tmpfs".to_string()),
+                // 1 MiB as 256 pages: Podman's local driver reads `size` as a quota option
+                // and refuses it; `nr_blocks` reaches the tmpfs on Docker and Podman alike.
+                (
+                    "o".to_string(),
+                    format!("uid={owner},gid={RUNTIME_GID},mode=0750,nr_blocks=256"),
+                ),
+            ]),
+            labels,
+        }
+    }
 }
 
 /// The network a container joins.

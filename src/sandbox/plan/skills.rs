@@ -2,15 +2,13 @@
 //! the runtime alone, the endpoint the runtime spec records, and — for a skill with
 //! `allowedDomains` — an internal network of its own and a principal of the egress proxy.
 
-use std::collections::BTreeMap;
-
 use super::naming::RunNames;
 use super::{ContainerPlan, ImageList, InternalNetworkPlan, MountPlan, MountSource, NetworkPlan};
 use super::{RunRequest, VolumePlan, base_skill};
 use crate::config::{McpStdioSkill, Skill};
 use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SKILL_SOCKET_DIR, SOCKET_FILE};
 use crate::contract::spec::SkillEndpoint;
-use crate::contract::users::{RUNTIME_GID, SKILL_UID};
+use crate::contract::users::SKILL_UID;
 use crate::sandbox::egress::{self, PrincipalPlan};
 use crate::sandbox::images::base::SkillBase;
 use crate::sandbox::images::recipes::{base_skill_command, base_skill_image, skill_image};
@@ -169,18 +167,11 @@ impl SkillsPlan {
         owner: u32,
     ) -> MountPlan {
         let name = names.name(dir);
-        self.volumes.push(VolumePlan {
-            name: name.clone(),
-            driver_opts: BTreeMap::from([
-                ("type".to_string(), "tmpfs".to_string()),
-                ("device".to_string(), "tmpfs".to_string()),
-                (
-                    "o".to_string(),
-                    format!("uid={owner},gid={RUNTIME_GID},mode=0750,size=1m"),
-                ),
-            ]),
-            labels: names.labels("socket-volume", service),
-        });
+        self.volumes.push(VolumePlan::socket(
+            &name,
+            owner,
+            names.labels("socket-volume", service),
+        ));
         self.runtime_mounts.push(MountPlan {
             source: MountSource::Volume { name: name.clone() },
             target: format!("{RUNTIME_SOCKETS_DIR}/{dir}"),

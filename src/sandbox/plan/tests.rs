@@ -128,11 +128,11 @@ fn the_plan_gives_each_container_only_what_it_declared() {
     // Each socket volume is a tmpfs owned by its skill's user, readable by the runtime's group.
     assert_eq!(
         plan.volumes[1].driver_opts["o"],
-        "uid=10002,gid=10001,mode=0750,size=1m"
+        "uid=10002,gid=10001,mode=0750,nr_blocks=256"
     );
     assert_eq!(
         plan.volumes[0].driver_opts["o"],
-        "uid=1000,gid=10001,mode=0750,size=1m"
+        "uid=1000,gid=10001,mode=0750,nr_blocks=256"
     );
 
     insta::assert_json_snapshot!("containers", (&plan.skills, &plan.runtime));

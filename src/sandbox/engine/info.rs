@@ -1,0 +1,287 @@
+//! Which engine answers and what that means for a run: Docker or Podman, rootful or rootless,
+//! which cgroup version. The one place engine differences are decided; `docker.rs` and the
+//! run's stages ask [`EngineInfo`] instead of guessing.
+//!
+//! What differs, measured against Debian's Podman 4.3.1 (netavark) and Docker 20.10:
+//!
+//! - **Internal networks.** Podman's Docker-compatible endpoint creates every bridge network with
+//!   its DNS server (aardvark-dns) on, and that server forwards any name to the host's
+//!   resolvers: a skill on an "internal" network could look up (and leak through) any name.
+//!   On Podman the run's networks are created through Podman's own endpoint with DNS off
+//!   ([`NetworkDns`]).
+//! - **Open-file and process limits.** Rootful Podman raises `RLIMIT_NOFILE` and
+//!   `RLIMIT_NPROC` of every container to 1048576 unless told otherwise; an engine without
+//!   `CAP_SYS_RESOURCE` (nested and confined hosts) then fails to start any container. Docker
+//!   passes on its own limits. On rootful Podman the containers get [`PODMAN_ULIMITS`].
+//! - **Tmpfs mounts.** Podman fills a tmpfs with what the image or a mount has below its mount
+//!   point ("tmpcopyup"), so an empty tmpfs hiding a folder needs `notmpcopyup`
+//!   ([`EngineInfo::empty_tmpfs_option`]).
+//! - **Image import.** Podman's import ignores the `tag` parameter and reads each of `changes`
+//!   as one instruction (bollard joins them with newlines): `raw.rs` imports on both engines as
+//!   the docker CLI does.
+//! - **Rootless engines** (Podman or Docker) map the container's uid 0 to the user who runs the
+//!   engine and every other uid into that user's subordinate range: base-skill must run as
+//!   uid 0 inside for the files it writes to be the invoking user's outside
+//!   ([`EngineInfo::workspace_user`]).
+//! - **Rootless on cgroup v1** cannot limit memory, CPU or processes (Podman says "Resource
+//!   limits are not supported and ignored" and starts the container anyway): a run refuses
+//!   before it starts ([`EngineInfo::refusal`]).
+
+use bollard::models::SystemVersion;
+
+use super::workspace_user::UidGid;
+
+/// The engine's make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EngineKind {
+    /// Docker (Moby), the reference.
+    Docker,
+    /// Podman's Docker-compatible service (`podman system service`).
+    Podman,
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EngineKind::Docker => "Docker",
+            EngineKind::Podman => "Podman",
+        })
+    }
+}
+
+/// How the run's internal networks must be created on this engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NetworkDns {
+    /// Docker: an internal network has no DNS for outside names; the ordinary endpoint will do.
+    NoneByDefault,
+    /// Podman: DNS must be switched off explicitly, which only Podman's own endpoint can do.
+    SwitchOff,
+}
+
+/// Open-file and process limits (soft = hard) given to every container on rootful Podman.
+/// Below what any host allows root, and far above what a skill needs (process counts are held
+/// by the pids limit).
+pub(crate) const PODMAN_ULIMITS: [(&str, i64); 2] = [("nofile", 8192), ("nproc", 32768)];
+
+/// What the engine is, as `/version` and `/info` tell.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineInfo {
+    /// The engine's `/version`.
+    pub version: SystemVersion,
+    /// The API version negotiated with it.
+    pub api_version: String,
+    /// Docker or Podman.
+    pub kind: EngineKind,
+    /// The engine runs as an ordinary user, in a user namespace.
+    pub rootless: bool,
+    /// `1` or `2`; `None` when the engine does not say.
+    pub cgroup_version: Option<u32>,
+}
+
+impl EngineInfo {
+    /// Reads the make from `/version` (Podman lists a component named `Podman Engine`) and the
+    /// rest from the raw `/info` (Podman's `Rootless`, Docker's `name=rootless` security
+    /// option, `CgroupVersion`).
+    pub(crate) fn new(
+        version: SystemVersion,
+        api_version: String,
+        info: &serde_json::Value,
+    ) -> Self {
+        let kind = kind_of(&version);
+        let security_rootless = info["SecurityOptions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.as_str())
+            .any(|o| o.split(',').any(|part| part == "name=rootless"));
+        let rootless = info["Rootless"].as_bool().unwrap_or(false) || security_rootless;
+        let cgroup_version = info["CgroupVersion"].as_str().and_then(|v| v.parse().ok());
+        EngineInfo {
+            version,
+            api_version,
+            kind,
+            rootless,
+            cgroup_version,
+        }
+    }
+
+    /// `Podman 4.3.1 (rootless)`, `Docker 20.10.24`.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} {}{}",
+            self.kind,
+            self.version.version.as_deref().unwrap_or("?"),
+            if self.rootless { " (rootless)" } else { "" }
+        )
+    }
+
+    /// Why a run cannot start on this engine, with what to do; `None` when it can.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        if self.rootless && self.cgroup_version == Some(1) {
+            return Some(format!(
+                "{} cannot limit memory, CPU or processes on this host: it runs rootless on cgroup v1, where {} ignores container limits, and perstack-sandbox starts no container without them.\n  hint: use a rootful engine (e.g. `sudo podman system service` and DOCKER_HOST=unix:///run/podman/podman.sock, or Docker), or boot the host with cgroup v2 (systemd.unified_cgroup_hierarchy=1) and delegate the memory, cpu and pids controllers to your user",
+                self.describe(),
+                self.kind
+            ));
+        }
+        None
+    }
+
+    /// Who base-skill runs as inside its container for its files to belong to `host_user` on
+    /// the host: on a rootless engine uid 0 inside is the engine's user outside (and every other
+    /// uid is one of that user's subordinate ids), so `0:0`; elsewhere `host_user` itself.
+    pub(crate) fn workspace_user(&self, host_user: UidGid) -> UidGid {
+        if self.rootless { (0, 0) } else { host_user }
+    }
+
+    /// The `Tmpfs` options of an empty read-only tmpfs, when the engine needs them instead of a
+    /// tmpfs mount: Podman copies what lies under a tmpfs mount point into it unless told
+    /// `notmpcopyup`, which only its `Tmpfs` options can say (base-skill's tmpfs over the
+    /// workspace's `perstack/` would otherwise hold the very jobs it hides). `None`: a mount
+    /// (Docker mounts it empty).
+    pub(crate) fn empty_tmpfs_option(&self) -> Option<&'static str> {
+        match self.kind {
+            EngineKind::Docker => None,
+            EngineKind::Podman => Some("ro,nosuid,nodev,noexec,size=4k,mode=0555,notmpcopyup"),
+        }
+    }
+
+    /// How the run's internal networks are created.
+    pub(crate) fn network_dns(&self) -> NetworkDns {
+        match self.kind {
+            EngineKind::Docker => NetworkDns::NoneByDefault,
+            EngineKind::Podman => NetworkDns::SwitchOff,
+        }
+    }
+
+    /// The `ulimits` every container gets (empty: the engine's own).
+    pub(crate) fn ulimits(&self) -> &'static [(&'static str, i64)] {
+        match (self.kind, self.rootless) {
+            (EngineKind::Podman, false) => &PODMAN_ULIMITS,
+            _ => &[],
+        }
+    }
+}
+
+/// Docker or Podman, from `/version`'s components (Podman: `Podman Engine`) or platform name.
+pub(crate) fn kind_of(version: &SystemVersion) -> EngineKind {
+    let podman_component = version
+        .components
+        .iter()
+        .flatten()
+        .any(|c| c.name.to_ascii_lowercase().contains("podman"));
+    let podman_platform = version
+        .platform
+        .as_ref()
+        .is_some_and(|p| p.name.to_ascii_lowercase().contains("podman"));
+    if podman_component || podman_platform {
+        EngineKind::Podman
+    } else {
+        EngineKind::Docker
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{SystemVersionComponents, SystemVersionPlatform};
+
+    fn version(component: &str, platform: &str) -> SystemVersion {
+        SystemVersion {
+            platform: Some(SystemVersionPlatform {
+                name: platform.to_string(),
+            }),
+            components: Some(vec![SystemVersionComponents {
+                name: component.to_string(),
+                version: "4.3.1".to_string(),
+                details: None,
+            }]),
+            version: Some("4.3.1".to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn info(kind: (&str, &str), raw: serde_json::Value) -> EngineInfo {
+        EngineInfo::new(version(kind.0, kind.1), "1.41".into(), &raw)
+    }
+
+    const PODMAN: (&str, &str) = ("Podman Engine", "linux/amd64/debian-12");
+    const DOCKER: (&str, &str) = ("Engine", "Docker Engine - Community");
+
+    #[test]
+    fn podman_is_told_by_its_component_and_docker_is_the_rest() {
+        assert_eq!(kind_of(&version(PODMAN.0, PODMAN.1)), EngineKind::Podman);
+        assert_eq!(kind_of(&version("Engine", "")), EngineKind::Docker);
+        assert_eq!(kind_of(&version(DOCKER.0, DOCKER.1)), EngineKind::Docker);
+        assert_eq!(kind_of(&SystemVersion::default()), EngineKind::Docker);
+    }
+
+    #[test]
+    fn rootless_is_podmans_field_or_dockers_security_option() {
+        let podman = info(
+            PODMAN,
+            serde_json::json!({"Rootless": true, "CgroupVersion": "2"}),
+        );
+        assert!(podman.rootless);
+        assert_eq!(podman.cgroup_version, Some(2));
+        let docker = info(
+            DOCKER,
+            serde_json::json!({"SecurityOptions": ["name=seccomp,profile=default", "name=rootless"]}),
+        );
+        assert!(docker.rootless);
+        let rootful = info(
+            DOCKER,
+            serde_json::json!({"SecurityOptions": ["name=seccomp,profile=default"], "CgroupVersion": "1"}),
+        );
+        assert!(!rootful.rootless);
+        assert_eq!(rootful.describe(), "Docker 4.3.1");
+        assert_eq!(podman.describe(), "Podman 4.3.1 (rootless)");
+    }
+
+    #[test]
+    fn rootless_on_cgroup_v1_is_refused_because_limits_would_be_ignored() {
+        let v1 = info(
+            PODMAN,
+            serde_json::json!({"Rootless": true, "CgroupVersion": "1"}),
+        );
+        let refusal = v1.refusal().expect("refused");
+        assert!(refusal.contains("rootless on cgroup v1"), "{refusal}");
+        assert!(refusal.contains("hint: use a rootful engine"), "{refusal}");
+        assert!(
+            info(
+                PODMAN,
+                serde_json::json!({"Rootless": true, "CgroupVersion": "2"})
+            )
+            .refusal()
+            .is_none()
+        );
+        assert!(
+            info(
+                PODMAN,
+                serde_json::json!({"Rootless": false, "CgroupVersion": "1"})
+            )
+            .refusal()
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn rootless_engines_run_base_skill_as_uid_0_inside_which_is_the_user_outside() {
+        let rootless = info(PODMAN, serde_json::json!({"Rootless": true}));
+        assert_eq!(rootless.workspace_user((1000, 1000)), (0, 0));
+        let rootful = info(PODMAN, serde_json::json!({"Rootless": false}));
+        assert_eq!(rootful.workspace_user((1000, 1000)), (1000, 1000));
+    }
+
+    #[test]
+    fn only_podman_needs_dns_switched_off_and_only_rootful_podman_needs_ulimits() {
+        let podman = info(PODMAN, serde_json::json!({}));
+        assert_eq!(podman.network_dns(), NetworkDns::SwitchOff);
+        assert_eq!(podman.ulimits(), &PODMAN_ULIMITS);
+        let rootless = info(PODMAN, serde_json::json!({"Rootless": true}));
+        assert!(rootless.ulimits().is_empty());
+        let docker = info(DOCKER, serde_json::json!({}));
+        assert_eq!(docker.network_dns(), NetworkDns::NoneByDefault);
+        assert!(docker.ulimits().is_empty());
+    }
+}
