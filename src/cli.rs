@@ -34,6 +34,9 @@ pub enum Command {
                                 perstack-sandbox run [OPTIONS] --image <REF> <QUERY>"
     )]
     Run(RunArgs),
+    /// An interactive session on a terminal: run an Expert, answer its questions and follow up
+    /// in the same job, in the same containers and with the same guarantees as `run`.
+    Start(StartArgs),
     /// Build an Expert's images and tag them as a version (--tag); --push pushes them.
     Build(BuildArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
@@ -42,6 +45,9 @@ pub enum Command {
     Doctor(ValidateArgs),
     /// List perstack-sandbox's images: Expert, version, size and age.
     Images,
+    /// View execution history: with no flags, what each Expert of the latest job did; with
+    /// event flags, the events asked for.
+    Log(LogArgs),
     /// Remove containers, volumes and networks whose controller is gone (and, with --images,
     /// superseded image versions).
     Gc(GcArgs),
@@ -113,6 +119,29 @@ pub struct RunArgs {
     /// What to ask it.
     #[arg(required_unless_present = "image")]
     query: Option<String>,
+    /// Everything but the positionals (shared with `start`); read through `Deref`.
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+/// `start`: both positionals are optional — without an Expert the session offers the file's,
+/// without a query it asks for one.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The Expert's key in perstack.toml (default: pick one from a list).
+    pub expert: Option<String>,
+    /// The first message (default: asked for).
+    pub query: Option<String>,
+    /// The same options as `run`; `--continue` and `--continue-job` re-enter a past job and
+    /// show its history first.
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// `run`'s options, which `start` takes too: what runs, where, with which settings, and which
+/// job it continues.
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
     /// Run the Expert of this versioned image (`perstack-sandbox build --tag REF`) instead of
     /// one from perstack.toml; images that are not here are pulled.
     #[arg(long, value_name = "REF", conflicts_with = "config")]
@@ -296,7 +325,25 @@ fn parse_runtime(value: &str) -> Result<UpstreamRuntime, String> {
     ))
 }
 
+impl std::ops::Deref for RunArgs {
+    type Target = RunFlags;
+
+    fn deref(&self) -> &RunFlags {
+        &self.flags
+    }
+}
+
 impl RunArgs {
+    /// The arguments of one turn of a `start` session: `expert` (none with `--image`) asked
+    /// `query` with `flags`.
+    pub fn session_turn(expert: Option<String>, query: String, flags: RunFlags) -> RunArgs {
+        RunArgs {
+            expert,
+            query: Some(query),
+            flags,
+        }
+    }
+
     /// The Expert given on the command line; empty when only `--image` names it.
     pub fn expert(&self) -> &str {
         match (&self.expert, &self.query) {
@@ -438,6 +485,79 @@ impl BaseImageArgs {
     }
 }
 
+/// `log`: upstream's flags and filter grammar.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Workspace whose jobs to read (default: the current folder).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The job (default: the latest in the workspace).
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+    /// Only this run's events.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// This checkpoint, and the events of its run.
+    #[arg(long, value_name = "ID")]
+    pub checkpoint: Option<String>,
+    /// Only these steps: N, >N, >=N, <N, <=N or A-B.
+    #[arg(long, value_name = "STEPS", allow_hyphen_values = true)]
+    pub step: Option<String>,
+    /// Only events of this type (e.g. callTools, completeRun, streamRunResult).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_type: Option<String>,
+    /// Only errors and retries (stopRunByError, retry).
+    #[arg(long)]
+    pub errors: bool,
+    /// Only tool calls and results (callTools, resolveToolResults, callInteractiveTool).
+    #[arg(long)]
+    pub tools: bool,
+    /// Only delegations (callDelegate, stopRunByDelegate).
+    #[arg(long)]
+    pub delegations: bool,
+    /// Only events matching `.path OP value` (OP: == != > >= < <=; `[]` over arrays), e.g.
+    /// `.toolCalls[].toolName == "askUser"`.
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Indent the JSON.
+    #[arg(long, requires = "json")]
+    pub pretty: bool,
+    /// Show at most N events (default 100; 0: all).
+    #[arg(long, value_name = "N")]
+    pub take: Option<usize>,
+    /// Skip the first N matching events.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub offset: usize,
+    /// Also show N events before and after each one shown.
+    #[arg(long, value_name = "N")]
+    pub context: Option<usize>,
+    /// With --checkpoint: its messages.
+    #[arg(long, requires = "checkpoint")]
+    pub messages: bool,
+    /// Add counts of events, errors, tool calls and delegations.
+    #[arg(long)]
+    pub summary: bool,
+}
+
+impl LogArgs {
+    /// Whether any flag asks for events rather than the job's overview alone.
+    pub fn wants_events(&self) -> bool {
+        self.run.is_some()
+            || self.step.is_some()
+            || self.event_type.is_some()
+            || self.errors
+            || self.tools
+            || self.delegations
+            || self.filter.is_some()
+            || self.take.is_some()
+            || self.offset > 0
+            || self.context.is_some()
+    }
+}
+
 /// `gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -526,6 +646,10 @@ pub struct BaseSkillArgs {
     /// The workspace folder.
     #[arg(long)]
     pub workspace: PathBuf,
+    /// A protected path its tools refuse to change, `<rule>:<path relative to the workspace>`
+    /// (repeated; the controller passes them).
+    #[arg(long, value_name = "RULE:PATH")]
+    pub protected: Vec<String>,
 }
 
 #[cfg(test)]

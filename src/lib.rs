@@ -29,6 +29,7 @@ pub(crate) mod jobs;
 pub(crate) mod llm;
 #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
 pub(crate) mod proxy;
+pub(crate) mod registry;
 pub(crate) mod render;
 pub(crate) mod runtime;
 pub(crate) mod sandbox;

@@ -34,10 +34,12 @@ fn main() {
 async fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => host(commands::run::run(args).await),
+        Command::Start(args) => host(commands::start::start(args).await),
         Command::Build(args) => host(commands::build::run(args).await),
         Command::Validate(args) => host(commands::validate::run(args)),
         Command::Doctor(args) => commands::doctor::run(args).await.code(),
         Command::Images => host(commands::images::run().await),
+        Command::Log(args) => host(commands::log::run(args)),
         Command::Gc(args) => host(commands::gc::run(args).await),
         Command::Runtime(args) => role(roles::runtime(args).await),
         Command::SkillHost(args) => role(roles::skill_host(args).await),

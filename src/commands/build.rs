@@ -31,6 +31,12 @@ pub enum BuildError {
     /// perstack.toml is missing, unreadable or invalid.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A published Expert of the closure could not be resolved.
+    #[error(transparent)]
+    Registry(#[from] super::registry::RegistryLoadError),
+    /// A dotenv file could not be read.
+    #[error(transparent)]
+    Env(#[from] crate::config::ConfigError),
     /// The Expert is not in it.
     #[error("unknown expert `{expert}`; Experts in {}: {}", path.display(), known.join(", "))]
     UnknownExpert {
@@ -90,6 +96,8 @@ impl From<&BuildError> for Exit {
             | BuildError::Image(ExecuteError::Docker(_)) => Exit::Docker,
             BuildError::NoRuntimeImage => Exit::RunFailed,
             BuildError::Load(_)
+            | BuildError::Registry(_)
+            | BuildError::Env(_)
             | BuildError::UnknownExpert { .. }
             | BuildError::Tag(_)
             | BuildError::MockScript(_)
@@ -126,7 +134,7 @@ struct Built {
 /// Runs the command: prints each reference it tagged (and pushed) on stdout, progress on
 /// stderr.
 pub async fn run(args: BuildArgs) -> Result<Exit, BuildError> {
-    let inputs = load(&args)?;
+    let inputs = load(&args).await?;
     let run_plan = plan_images(&args, &inputs)?;
     let docker = DockerClient::connect().await?;
     let built = build(&docker, run_plan, &args, &inputs).await?;
@@ -153,10 +161,26 @@ pub async fn run(args: BuildArgs) -> Result<Exit, BuildError> {
 }
 
 /// The config, the references to tag (`--tag`, else `<expert>:<version>`), the mock script (when
-/// the file's provider is `mock`), the config's digest and our artifacts.
-fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
-    let (_, mut loaded) = super::load_config(args.config.as_deref())?;
+/// the file's provider is `mock`), the config's digest and our artifacts. Published Experts of
+/// the closure are resolved (from perstack.lock first) and baked into the runtime's spec, so the
+/// version never needs the Registry.
+async fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
+    let (cwd, mut loaded) = super::load_config(args.config.as_deref())?;
     args.base_images.apply(&mut loaded.config.sandbox);
+    let env: BTreeMap<String, String> = crate::config::env::load(
+        &cwd,
+        &[],
+        loaded.config.env_path.as_deref(),
+        std::env::vars(),
+    )?
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let resolved = super::registry::resolve_for(&mut loaded, &args.expert, &env).await?;
+    resolved
+        .warnings
+        .iter()
+        .for_each(|w| eprintln!("warning: {w}"));
     let Some(expert) = loaded.config.experts.get(&args.expert) else {
         return Err(BuildError::UnknownExpert {
             expert: args.expert.clone(),
@@ -216,6 +240,7 @@ fn plan_images(args: &BuildArgs, inputs: &Inputs) -> Result<RunPlan, BuildError>
         },
         workspace: PathBuf::from("/"),
         user: (0, 0),
+        protected: Default::default(),
         runtime_env: vec![],
         env: BTreeMap::new(),
         mock_script: inputs.mock_script.clone(),

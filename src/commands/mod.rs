@@ -10,8 +10,11 @@ pub mod doctor;
 mod engine_probe;
 pub mod gc;
 pub mod images;
+pub mod log;
+mod registry;
 pub mod roles;
 pub mod run;
+pub mod start;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

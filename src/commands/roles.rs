@@ -10,6 +10,7 @@ use crate::runtime;
 use crate::skill::host::{self, HostError, HostOptions};
 use crate::skill::server::ServeError;
 use crate::skill::{base, fixture};
+use crate::trust::inputs::ProtectedPath;
 
 /// Why a role could not do its work. Each message starts with who says it: the role's name
 /// (its stderr ends up in a container's log), or `error` for a refused runtime command line.
@@ -68,7 +69,12 @@ pub async fn skill_host(args: SkillHostArgs) -> Result<i32, RoleError> {
 
 /// `base-skill`: the workspace tools over stdio.
 pub async fn base_skill(args: BaseSkillArgs) -> Result<i32, RoleError> {
-    base::serve_stdio(args.workspace)
+    let protected = args
+        .protected
+        .iter()
+        .filter_map(|arg| ProtectedPath::from_arg(arg))
+        .collect();
+    base::serve_stdio(args.workspace, protected)
         .await
         .map_err(RoleError::BaseSkill)?;
     Ok(Exit::Success.code())

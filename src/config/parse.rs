@@ -23,7 +23,7 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// The skill types Perstack knows, as listed in messages.
 pub(crate) const SKILL_TYPES: [&str; 3] = ["mcpStdioSkill", "mcpSseSkill", "interactiveSkill"];
 
-const SANDBOX_KEYS: [&str; 12] = [
+const SANDBOX_KEYS: [&str; 13] = [
     "workspaceImage",
     "nodeImage",
     "pythonImage",
@@ -35,6 +35,7 @@ const SANDBOX_KEYS: [&str; 12] = [
     "memory",
     "cpus",
     "pids",
+    "writable",
     "skills",
 ];
 
@@ -575,6 +576,7 @@ impl<'i> Walker<'_, '_> {
             memory: self.string(t, "memory"),
             cpus: self.number(t, "cpus"),
             pids: self.i64(t, "pids"),
+            writable: self.string_array(t, "writable").unwrap_or_default(),
             skills: self
                 .table(t, "skills")
                 .map(|s| self.sandbox_skills(&s))
@@ -585,11 +587,30 @@ impl<'i> Walker<'_, '_> {
     fn sandbox_skills(&mut self, t: &Table<'_, 'i>) -> IndexMap<String, SandboxSkill> {
         let mut skills = IndexMap::new();
         for (name, s) in self.sub_tables(t, "a table (a skill's container settings)") {
-            self.reject_unknown_keys(&s, &["image"]);
+            self.reject_unknown_keys(&s, &["image", "workspace"]);
             let image = self.string(&s, "image");
-            skills.insert(name, SandboxSkill { image });
+            let workspace = self.workspace_grant(&s);
+            skills.insert(name, SandboxSkill { image, workspace });
         }
         skills
+    }
+
+    /// `workspace = "read-only" | "read-write"`.
+    fn workspace_grant(&mut self, t: &Table<'_, 'i>) -> Option<WorkspaceGrant> {
+        let (path, pos, value) = self.get(t, "workspace")?;
+        let DeValue::String(text) = value.get_ref() else {
+            self.mismatch(&path, pos, "a string", value.get_ref());
+            return None;
+        };
+        let grant = WorkspaceGrant::parse(text);
+        if grant.is_none() {
+            let message = format!(
+                "\"{text}\" is not a workspace grant; expected \"read-only\" or \"read-write\" \
+                 (leave it out for no workspace)"
+            );
+            self.report.push(&path, pos, message);
+        }
+        grant
     }
 
     /// An integer or a float.
@@ -698,7 +719,7 @@ mod tests {
             [
                 "3:1 sandbox.images: unknown key \"images\" in [sandbox]; expected one of \
                  workspaceImage, nodeImage, pythonImage, skillImage, npmRegistry, pipIndexUrl, caCertificates, runtime, memory, \
-                 cpus, pids, skills"
+                 cpus, pids, writable, skills"
             ]
         );
     }

@@ -301,6 +301,10 @@ pub struct SandboxConfig {
     /// Process limit per container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids: Option<i64>,
+    /// Protected workspace paths that the containers mounting the workspace may write anyway
+    /// (`[".git"]`), relative to the workspace (`trust::inputs`). Unset: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writable: Vec<String>,
     /// Per-skill overrides, by skill name: `[sandbox.skills."<name>"]`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub skills: IndexMap<String, SandboxSkill>,
@@ -313,6 +317,40 @@ pub struct SandboxSkill {
     /// Base image for this skill's container, whatever its command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Whether the skill sees the workspace at `/workspace`, and how. Unset: it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceGrant>,
+}
+
+/// `[sandbox.skills."<name>"] workspace`: the workspace mounted at `/workspace`, with the
+/// protected paths read-only whatever the grant. The skill runs as the invoking user, so it
+/// reads what the user can and what it writes is the user's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkspaceGrant {
+    /// `"read-only"`.
+    ReadOnly,
+    /// `"read-write"`.
+    ReadWrite,
+}
+
+impl WorkspaceGrant {
+    /// The value as written in perstack.toml.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceGrant::ReadOnly => "read-only",
+            WorkspaceGrant::ReadWrite => "read-write",
+        }
+    }
+
+    /// The grant `value` names.
+    pub(crate) fn parse(value: &str) -> Option<WorkspaceGrant> {
+        match value {
+            "read-only" => Some(WorkspaceGrant::ReadOnly),
+            "read-write" => Some(WorkspaceGrant::ReadWrite),
+            _ => None,
+        }
+    }
 }
 
 /// Where a value came from in the file: for errors that are found after loading (a missing

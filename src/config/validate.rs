@@ -2,6 +2,10 @@
 //! `[sandbox]`. Each problem becomes a diagnostic at the offending value, or at the key when the
 //! key itself is wrong.
 
+use std::path::{Component, Path};
+
+use crate::contract::paths::RESERVED_DIR;
+
 use super::diagnostic::{Pos, Report};
 use super::dotted::{child, item};
 use super::limits::MIN_MEMORY_BYTES;
@@ -184,9 +188,14 @@ impl Validator<'_> {
         }
         let delegates = child(&path, "delegates");
         for (i, delegate) in expert.delegates.iter().enumerate() {
-            if !config.experts.contains_key(delegate) {
+            // A key the file does not define is a published Expert's, resolved from the
+            // Registry when a run needs it.
+            if !config.experts.contains_key(delegate)
+                && let Err(why) = crate::registry::key::parse(delegate)
+            {
                 let message = format!(
-                    "delegate \"{delegate}\" is not an Expert defined in this file (defined: {})",
+                    "delegate \"{delegate}\" is not an Expert defined in this file (defined: {}) \
+                     nor a Registry key: {why}",
                     quoted_list(config.experts.keys().map(String::as_str))
                 );
                 self.at_value(&item(&delegates, i), message);
@@ -233,21 +242,12 @@ impl Validator<'_> {
         if skill.command.is_empty() {
             self.at_value(&child(path, "command"), "must name a program, e.g. \"npx\"");
         }
-        match (&skill.package_name, skill.args.is_empty()) {
-            (None, true) => {
-                let message = format!(
-                    "skill \"{name}\" has no packageName or args; set one of them \
-                     (packageName = \"<npm package>\" or args = [...])"
-                );
-                self.at_value(path, message);
-            }
-            (Some(_), false) => {
-                let message = format!(
-                    "skill \"{name}\" has both packageName and args; keep only one of them"
-                );
-                self.at_value(path, message);
-            }
-            _ => {}
+        // Neither packageName nor args: Perstack loads the file and fails when the skill
+        // starts; preflight refuses the run that needs it (`preflight/skills.rs`).
+        if skill.package_name.is_some() && !skill.args.is_empty() {
+            let message =
+                format!("skill \"{name}\" has both packageName and args; keep only one of them");
+            self.at_value(path, message);
         }
         let required_env = child(path, "requiredEnv");
         for (i, var) in skill.required_env.iter().enumerate() {
@@ -359,6 +359,9 @@ impl Validator<'_> {
         {
             self.at_value("sandbox.pids", format!("must be at least 1, found {pids}"));
         }
+        for (i, entry) in sandbox.writable.iter().enumerate() {
+            self.writable(&item("sandbox.writable", i), entry);
+        }
         for (name, skill) in &sandbox.skills {
             let path = child("sandbox.skills", name);
             let exists = config.experts.values().any(|e| e.skills.contains_key(name));
@@ -373,6 +376,37 @@ impl Validator<'_> {
                 self.image(&child(&path, "image"), image);
             }
         }
+    }
+
+    /// A protected path made writable: a plain path inside the workspace, and never the
+    /// controller's run data.
+    fn writable(&mut self, path: &str, value: &str) {
+        let plain = Path::new(value);
+        let components: Vec<Component<'_>> = plain
+            .components()
+            .filter(|c| *c != Component::CurDir)
+            .collect();
+        let reserved = components.first().is_some_and(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .eq_ignore_ascii_case(RESERVED_DIR)
+        });
+        let message = if components.is_empty() {
+            "must name a path in the workspace, like \".git\"".to_string()
+        } else if !components.iter().all(|c| matches!(c, Component::Normal(_))) {
+            format!(
+                "\"{value}\" must be relative to the workspace and stay inside it (no `/` at the \
+                 start, no `..`), like \".git\""
+            )
+        } else if reserved {
+            format!(
+                "\"{value}\" is the controller's run data ({RESERVED_DIR}/), which runs can never \
+                 write"
+            )
+        } else {
+            return;
+        };
+        self.at_value(path, message);
     }
 
     /// A registry or index URL for image builds: http(s), any host (mirrors are often on the
@@ -566,6 +600,52 @@ mod tests {
         assert_eq!(
             sandbox("pids = 99999999999999999999"),
             ["2:8 sandbox.pids: 99999999999999999999 is out of range for a 64-bit integer"]
+        );
+    }
+
+    #[test]
+    fn writable_names_plain_workspace_paths_but_never_the_run_data() {
+        let sandbox = |body: &str| problems(&format!("[sandbox]\n{body}\n"));
+        assert!(sandbox("writable = [\".git\", \"./.env\", \"conf/dev.env\"]").is_empty());
+        assert_eq!(
+            sandbox("writable = [\"\", \"/etc\", \"../x\", \"Perstack/jobs\", 3]"),
+            ["2:50 sandbox.writable[4]: expected a string, found an integer"]
+        );
+        assert_eq!(
+            sandbox("writable = [\"\", \"/etc\", \"a/../../x\", \"Perstack/jobs\"]"),
+            [
+                "2:13 sandbox.writable[0]: must name a path in the workspace, like \".git\"",
+                "2:17 sandbox.writable[1]: \"/etc\" must be relative to the workspace and stay \
+                 inside it (no `/` at the start, no `..`), like \".git\"",
+                "2:25 sandbox.writable[2]: \"a/../../x\" must be relative to the workspace and \
+                 stay inside it (no `/` at the start, no `..`), like \".git\"",
+                "2:38 sandbox.writable[3]: \"Perstack/jobs\" is the controller's run data \
+                 (perstack/), which runs can never write"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_workspace_grant_is_read_only_or_read_write() {
+        let skill = |value: &str| {
+            problems(&format!(
+                "[experts.\"a\"]\ninstruction = \"x\"\n[experts.\"a\".skills.\"git\"]\n\
+                 type = \"mcpStdioSkill\"\ncommand = \"uvx\"\nargs = [\"mcp-server-git\"]\n\
+                 [sandbox.skills.\"git\"]\nworkspace = {value}\n"
+            ))
+        };
+        assert!(skill("\"read-only\"").is_empty());
+        assert!(skill("\"read-write\"").is_empty());
+        assert_eq!(
+            skill("\"rw\""),
+            [
+                "8:13 sandbox.skills.git.workspace: \"rw\" is not a workspace grant; \
+                 expected \"read-only\" or \"read-write\" (leave it out for no workspace)"
+            ]
+        );
+        assert_eq!(
+            skill("true"),
+            ["8:13 sandbox.skills.git.workspace: expected a string, found a boolean"]
         );
     }
 

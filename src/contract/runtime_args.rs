@@ -59,6 +59,10 @@ pub struct RuntimeArgs {
     /// Expert (a delegate of its closure included) is refused.
     #[arg(long, value_name = "KEY")]
     pub only_expert: Option<String>,
+    /// With the `mock` provider and `--checkpoint-stdin`: this delegate already played N turns
+    /// of the script in the job, which it skips (repeatable).
+    #[arg(long, value_name = "EXPERT=N", value_parser = parse_played)]
+    pub mock_played: Vec<(String, usize)>,
     /// The Expert.
     #[arg(value_name = "EXPERT")]
     pub expert_key: String,
@@ -68,6 +72,16 @@ pub struct RuntimeArgs {
 
 fn parse_provider(name: &str) -> Result<ProviderName, String> {
     ProviderName::parse(name).ok_or_else(|| format!("unknown provider `{name}`"))
+}
+
+fn parse_played(value: &str) -> Result<(String, usize), String> {
+    let (expert, turns) = value
+        .rsplit_once('=')
+        .ok_or_else(|| format!("`{value}` is not EXPERT=N"))?;
+    let turns = turns
+        .parse()
+        .map_err(|_| format!("`{turns}` is not a number of turns"))?;
+    Ok((expert.to_string(), turns))
 }
 
 fn parse_answer(json: &str) -> Result<InteractiveToolCallResult, serde_json::Error> {
@@ -106,6 +120,9 @@ impl RuntimeArgs {
         }
         if let Some(only) = &self.only_expert {
             args.extend(["--only-expert".to_string(), only.clone()]);
+        }
+        for (expert, turns) in &self.mock_played {
+            args.extend(["--mock-played".to_string(), format!("{expert}={turns}")]);
         }
         args.extend([
             "--".to_string(),
@@ -147,6 +164,7 @@ mod tests {
             checkpoint_stdin: false,
             interactive_tool_call_result: None,
             only_expert: None,
+            mock_played: Vec::new(),
             expert_key: "main".into(),
             query: "hello".into(),
         }
@@ -170,6 +188,7 @@ mod tests {
                 text: "a \"quoted\" answer\nwith a newline".into(),
             }),
             only_expert: Some("main".into()),
+            mock_played: vec![("helper".into(), 2), ("@scope/a=b".into(), 0)],
             query: "--looks like a flag".into(),
             ..minimal()
         };

@@ -9,7 +9,7 @@
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Expert, ProviderSetting};
+use crate::config::{Expert, ProviderSetting, WorkspaceGrant};
 use crate::llm::mock::MockScript;
 
 /// Everything fixed about an Expert's runtime.
@@ -46,4 +46,7 @@ pub(crate) struct SkillEndpoint {
     pub command: String,
     /// Its arguments.
     pub args: Vec<String>,
+    /// How it sees the workspace, when granted (for `skillStarting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceGrant>,
 }

@@ -64,6 +64,8 @@
 //!   error naming the tools there are. Only when every call of `maxRetries + 1` generations in a
 //!   row is such a call does the run stop, with `stopRunByError` `error.name` `"ToolNotFound"`
 //!   (docs/skills.md, "Calls to a tool the Expert lacks").
+//! * `skillStarting` of a skill granted the workspace (`[sandbox.skills."x"] workspace`)
+//!   carries `workspace`: `"read-only"` or `"read-write"`, the grant (docs/skills.md).
 //!
 //! Timestamps are milliseconds since the Unix epoch. Ids are opaque strings.
 
@@ -257,6 +259,10 @@ pub(crate) enum RuntimePayload {
         skill_name: String,
         command: String,
         args: Vec<String>,
+        /// Ours: `"read-only"` or `"read-write"` when the skill mounts the workspace
+        /// (`[sandbox.skills."x"] workspace`); absent for base-skill and every other skill.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     SkillConnected {

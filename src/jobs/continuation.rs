@@ -10,6 +10,8 @@
 //! stopped by an interactive tool needs the answer (`-i`); a run interrupted while its delegates
 //! worked runs them again; any other needs a query, which becomes a new user message.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::JobsError;
@@ -198,4 +200,38 @@ fn first_tool_call(checkpoint: &Checkpoint) -> Option<(String, String)> {
             } => Some((tool_call_id.clone(), tool_name.clone())),
             _ => None,
         })
+}
+
+/// The turns each delegate had played in the job by the time of `from` (a coordinator's
+/// checkpoint), for the scripted `mock` provider: a delegate called again in a continued job
+/// plays its next turn, not its first. A delegate run counts when it completed at or before
+/// `from`'s step (its steps follow its parent's); a run the continuation does again — one cut
+/// off, or one after `from` — is not counted, so it replays. The coordinator's own turns are the
+/// expert messages of `from` itself, which the runtime counts.
+pub(crate) fn delegate_turns_played(
+    checkpoints: &[StoredCheckpoint],
+    from: &Checkpoint,
+) -> BTreeMap<String, usize> {
+    let mut runs: BTreeMap<&str, (&str, usize)> = BTreeMap::new();
+    for stored in checkpoints {
+        let c = &stored.checkpoint;
+        if c.expert.key == from.expert.key
+            || c.status != CheckpointStatus::Completed
+            || c.step_number > from.step_number
+        {
+            continue;
+        }
+        let played = c
+            .messages
+            .iter()
+            .filter(|m| m.kind == MessageKind::ExpertMessage)
+            .count();
+        let run = runs.entry(&c.run_id).or_insert((&c.expert.key, 0));
+        run.1 = run.1.max(played);
+    }
+    let mut played: BTreeMap<String, usize> = BTreeMap::new();
+    for (expert, turns) in runs.into_values() {
+        *played.entry(expert.to_string()).or_default() += turns;
+    }
+    played
 }

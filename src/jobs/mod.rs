@@ -22,7 +22,9 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub(crate) use continuation::{ContinueFrom, check_input, interactive_answer, select_checkpoint};
+pub(crate) use continuation::{
+    ContinueFrom, check_input, delegate_turns_played, interactive_answer, select_checkpoint,
+};
 pub(crate) use job::Job;
 pub(crate) use recorder::Recorder;
 pub(crate) use run_setting::{RunInput, RunSetting, RunSettingSource};

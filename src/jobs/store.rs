@@ -493,3 +493,58 @@ impl JobStore {
 fn warn_skipped(error: JobsError) {
     eprintln!("warning: skipped {error}");
 }
+
+/// Reading jobs back (`perstack-sandbox log`), through the same reads that follow no link.
+impl JobStore {
+    /// The ids of the stored jobs (the folders in `perstack/jobs`); a link is an error.
+    pub(crate) fn job_ids(&self) -> Result<Vec<String>, JobsError> {
+        Ok(self
+            .subdirs(&jobs_dir())?
+            .iter()
+            .filter_map(|dir| dir.file_name()?.to_str().map(str::to_string))
+            .filter(|id| is_safe_id(id))
+            .collect())
+    }
+
+    /// The ids of a job's runs (the folders in its `runs/`); a link is an error.
+    pub(crate) fn run_ids(&self, job_id: &str) -> Result<Vec<String>, JobsError> {
+        check_id("job", job_id)?;
+        Ok(self
+            .subdirs(&Self::job_rel(job_id).join("runs"))?
+            .iter()
+            .filter_map(|dir| dir.file_name()?.to_str().map(str::to_string))
+            .filter(|id| is_safe_id(id))
+            .collect())
+    }
+
+    /// A run's stored events, in the order of their file names' timestamps (arrival order).
+    /// Unreadable files are skipped with a warning; a link is an error.
+    pub(crate) fn events(&self, job_id: &str, run_id: &str) -> Result<Vec<Value>, JobsError> {
+        check_id("job", job_id)?;
+        check_id("run", run_id)?;
+        let mut files: Vec<(u64, PathBuf)> = self
+            .json_files(&Self::run_rel(job_id, run_id))?
+            .into_iter()
+            .filter_map(|path| {
+                let name = path.file_name()?.to_str()?;
+                let stamp = name
+                    .strip_prefix("event-")?
+                    .split('-')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((stamp, path))
+            })
+            .collect();
+        files.sort();
+        let mut events = Vec::new();
+        for (_, path) in files {
+            match self.read_json(&path) {
+                Ok(event) => events.push(event),
+                Err(error @ JobsError::File(_)) => return Err(error),
+                Err(error) => warn_skipped(error),
+            }
+        }
+        Ok(events)
+    }
+}

@@ -712,3 +712,69 @@ fn a_job_perstack_stored_is_listed_and_continued_from_its_own_files() {
         ("toolu_ask", "askUser", "user")
     );
 }
+
+/// A checkpoint whose conversation holds `turns` expert messages (and a user message).
+fn checkpoint_with_turns(
+    id: &str,
+    run: &str,
+    expert: &str,
+    step: u32,
+    status: &str,
+    turns: usize,
+) -> Value {
+    let mut value = checkpoint(id, "j1", run, expert, step, status);
+    let mut messages =
+        vec![json!({"type": "userMessage", "id": format!("{id}-u"), "contents": []})];
+    messages.extend(
+        (0..turns)
+            .map(|n| json!({"type": "expertMessage", "id": format!("{id}-e{n}"), "contents": []})),
+    );
+    value["messages"] = Value::Array(messages);
+    value
+}
+
+#[test]
+fn delegate_turns_count_the_delegations_that_completed_before_the_continued_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    for value in [
+        // Session 1: boss (steps 1, 3) delegated to helper (step 2, two turns), to leaf through
+        // helper (one turn), then asked the user.
+        checkpoint_with_turns("b1", "boss1", "boss", 1, "stoppedByDelegate", 1),
+        checkpoint_with_turns("h1", "help1", "helper", 2, "proceeding", 1),
+        checkpoint_with_turns("h2", "help1", "helper", 2, "completed", 2),
+        checkpoint_with_turns("l1", "leaf1", "leaf", 2, "completed", 1),
+        checkpoint_with_turns("b2", "boss1", "boss", 3, "stoppedByInteractiveTool", 2),
+        // Session 2 delegated to helper again (one turn) and was cut off in a second delegation.
+        checkpoint_with_turns("b3", "boss2", "boss", 4, "stoppedByDelegate", 3),
+        checkpoint_with_turns("h3", "help2", "helper", 5, "completed", 1),
+        checkpoint_with_turns("b4", "boss2", "boss", 5, "stoppedByDelegate", 4),
+        checkpoint_with_turns("h4", "help3", "helper", 6, "proceeding", 1),
+    ] {
+        write_checkpoint(&store, &value);
+    }
+    let checkpoints = store.checkpoints("j1").expect("list");
+    let at = |id: &str| {
+        let from = checkpoints
+            .iter()
+            .find(|c| c.checkpoint.id == id)
+            .expect("checkpoint")
+            .checkpoint
+            .clone();
+        delegate_turns_played(&checkpoints, &from)
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    let played = |pairs: &[(&str, usize)]| {
+        pairs
+            .iter()
+            .map(|(e, n)| (e.to_string(), *n))
+            .collect::<Vec<_>>()
+    };
+    // Continuing after session 1: helper's and leaf's completed runs are played.
+    assert_eq!(at("b2"), played(&[("helper", 2), ("leaf", 1)]));
+    // Continuing the cut-off session 2: its finished delegation counts, the cut-off one replays.
+    assert_eq!(at("b4"), played(&[("helper", 3), ("leaf", 1)]));
+    // Resuming session 1's delegation: helper and leaf run again from their first turns.
+    assert_eq!(at("b1"), played(&[]));
+}

@@ -38,7 +38,10 @@
 //!   concurrency). Text and thinking then stream in word by word over the same time.
 //!
 //! A continued run (`--continue`, `-i`) replays the same script: before it starts, the turns
-//! its Expert already played — as many as the checkpoint has expert messages — are dropped.
+//! its Expert already played — as many as the checkpoint has expert messages — are dropped, and
+//! so are the turns of each delegate's delegations that completed before that checkpoint
+//! (`jobs::delegate_turns_played`, passed as `--mock-played`), so a delegate called again in a
+//! later session plays its next turn.
 //!
 //! When an Expert asks for a turn and none is left for it, the generation fails with
 //! `MockScriptExhausted` and the run stops with an error naming the turn count.

@@ -412,6 +412,13 @@ fn render_clipped(event: &Event, verbose: bool, inline: usize) -> Option<String>
                     .map(|ms| format!(" in {ms} ms"))
                     .unwrap_or_default()
             )),
+            RuntimePayload::SkillStarting {
+                skill_name,
+                workspace: Some(grant),
+                ..
+            } => Some(format!(
+                "▸ skill {skill_name} has the workspace ({grant}) at /workspace"
+            )),
             RuntimePayload::SkillStarting { .. } | RuntimePayload::SkillDisconnected { .. } => None,
             RuntimePayload::SkillStderr {
                 skill_name,

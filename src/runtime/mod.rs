@@ -212,13 +212,17 @@ async fn run_inner(
     )?;
     if let (Provider::Mock(mock), Start::Resume { checkpoint, .. }) = (&provider, &start) {
         // One script serves the first run and its continuations: the turns the Expert already
-        // played are in the checkpoint as its expert messages.
+        // played are in the checkpoint as its expert messages; the delegates' the controller
+        // counted in the job's checkpoints.
         let played = checkpoint
             .messages
             .iter()
             .filter(|m| m.kind == MessageKind::ExpertMessage)
             .count();
         mock.skip_played(&checkpoint.expert.key, played);
+        for (delegate, played) in &args.mock_played {
+            mock.skip_played(delegate, *played);
+        }
     }
     let job = Job {
         provider: &provider,

@@ -20,6 +20,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::config::WorkspaceGrant;
 use crate::event::{Event, EventSink, RUNTIME_WARNING_PREFIX, RuntimePayload, ServerInfo};
 use crate::skill::client::ConnectTimings;
 
@@ -55,6 +56,8 @@ struct Skill {
     name: String,
     command: String,
     args: Vec<String>,
+    /// The workspace grant `skillStarting` reports.
+    workspace: Option<WorkspaceGrant>,
     state: State,
     /// The segments holding it now, by run id.
     holders: Vec<String>,
@@ -88,9 +91,22 @@ impl SkillRoster {
                 name: skill.to_string(),
                 command: command.to_string(),
                 args: args.to_vec(),
+                workspace: None,
                 state: State::Connecting,
                 holders: vec![],
             });
+        });
+    }
+
+    /// Records that `skill` of `expert` mounts the workspace, for its `skillStarting`.
+    pub(crate) fn grant_workspace(&self, expert: &str, skill: &str, grant: WorkspaceGrant) {
+        self.with(|skills| {
+            for known in skills
+                .iter_mut()
+                .filter(|s| s.expert == expert && s.name == skill)
+            {
+                known.workspace = Some(grant);
+            }
         });
     }
 
@@ -109,6 +125,7 @@ impl SkillRoster {
                         skill_name: skill.name.clone(),
                         command: skill.command.clone(),
                         args: skill.args.clone(),
+                        workspace: skill.workspace.map(|g| g.as_str().to_string()),
                     },
                 );
                 if matches!(skill.state, State::Connected { .. }) {

@@ -44,6 +44,9 @@ pub(crate) fn register(roster: &SkillRoster, spec: &RuntimeSpec, expert: &Expert
                         &endpoint.command,
                         &endpoint.args,
                     );
+                    if let Some(grant) = endpoint.workspace {
+                        roster.grant_workspace(&expert.key, &endpoint.skill, grant);
+                    }
                 }
             }
             Skill::McpSse(sse) => roster.add(&expert.key, &sse.name, &sse.endpoint, &[]),
@@ -317,6 +320,7 @@ mod tests {
                     socket: dir.join(&stdio.name).display().to_string(),
                     command: stdio.command.clone(),
                     args: stdio.argv(),
+                    workspace: None,
                 }),
                 _ => None,
             })
@@ -360,6 +364,7 @@ mod tests {
             checkpoint_stdin: false,
             interactive_tool_call_result: None,
             only_expert: None,
+            mock_played: Vec::new(),
             expert_key: "main".into(),
             query: "go".into(),
         }

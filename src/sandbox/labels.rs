@@ -24,6 +24,10 @@ pub(crate) const SETTINGS: &str = "io.perstack.sandbox.settings";
 /// repository of the skill image it was built for, so `gc --images` keeps only the newest
 /// cache of each skill.
 pub(crate) const CACHE_OF: &str = "io.perstack.sandbox.cache-of";
+/// On the containers and socket volumes that mount the workspace: the placeholders the run
+/// made there (JSON, see [`super::plan::Placeholder`]), so `gc` removes them after a controller
+/// that died.
+pub(crate) const PLACEHOLDERS: &str = "io.perstack.sandbox.placeholders";
 /// The Expert an image belongs to.
 pub(crate) const EXPERT: &str = "io.perstack.expert";
 /// That Expert's version.

@@ -503,6 +503,7 @@ args = ["fixture-mcp", "--other"]
             },
             workspace: PathBuf::from("/home/me/project"),
             user: (1000, 1000),
+            protected: Default::default(),
             runtime_env: vec![],
             env: BTreeMap::from([("WEB_KEY".to_string(), "secret".to_string())]),
             mock_script: None,

@@ -17,6 +17,7 @@
 //! than return errors.
 
 pub mod docker;
+pub mod fake_registry;
 pub mod http;
 pub mod internals;
 pub mod replies;

@@ -192,6 +192,24 @@ pub(crate) struct ProtectedPath {
     pub rule: Rule,
 }
 
+impl ProtectedPath {
+    /// `<rule>:<path>`, as base-skill's `--protected` takes it.
+    pub(crate) fn to_arg(&self) -> String {
+        format!("{}:{}", self.rule.name(), self.relative.display())
+    }
+
+    /// The path [`ProtectedPath::to_arg`] wrote; `None` for anything else (an unknown rule, a
+    /// path that is not plain and relative).
+    pub(crate) fn from_arg(arg: &str) -> Option<ProtectedPath> {
+        let (rule, path) = arg.split_once(':')?;
+        let relative = PathBuf::from(path);
+        is_plain_relative(&relative).then_some(ProtectedPath {
+            relative,
+            rule: Rule::from_name(rule)?,
+        })
+    }
+}
+
 /// The protected paths of a workspace, sorted by path: every trusted input inside `workspace`
 /// (both canonical, see [`resolve_lenient`]), `.git` and the run-data folder — less those the
 /// user lists in `writable` (relative to the workspace; `./` and a trailing `/` ignored). The
@@ -453,6 +471,22 @@ mod tests {
         assert_eq!(rule(".env.local"), None);
         assert_eq!(rule(".gitignore"), None);
         assert_eq!(rule("src/.env"), None);
+    }
+
+    #[test]
+    fn protected_paths_round_trip_through_base_skills_arguments() {
+        let protected = protected_paths(
+            &[input(InputKind::MockScript, "/p/mock/s.json")],
+            Path::new("/p"),
+            &[],
+        );
+        for path in &protected {
+            assert_eq!(ProtectedPath::from_arg(&path.to_arg()).as_ref(), Some(path));
+        }
+        assert_eq!(ProtectedPath::from_arg("dotenv:/etc/x"), None);
+        assert_eq!(ProtectedPath::from_arg("dotenv:../x"), None);
+        assert_eq!(ProtectedPath::from_arg("nope:x"), None);
+        assert_eq!(ProtectedPath::from_arg("x"), None);
     }
 
     #[test]

@@ -237,12 +237,12 @@ fn runtime_docker_is_accepted_and_perstacks_other_runtimes_are_refused_with_why(
         "docker",
         "--config",
         config,
-        "no-such-expert",
+        "No-Such-Expert",
         "q",
     ]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("unknown expert `no-such-expert`"),
+        stderr.contains("unknown expert `No-Such-Expert`"),
         "{stderr}"
     );
 }

@@ -50,3 +50,63 @@ fn an_interactive_tool_stops_the_run_waiting_for_the_user() {
         run.guard.leftovers()
     );
 }
+
+/// One mock script drives a whole interview: each continued session plays the next turns,
+/// and a delegate called again plays its next turn rather than its first.
+#[test]
+fn one_script_drives_an_interview_over_sessions_with_a_delegate_called_in_each() {
+    if !require_docker() {
+        return;
+    }
+    let run = TestRun::new("e2e/interview/perstack.toml", "coach");
+    let first = run.run();
+    first.assert_code(4);
+    let asked = |done: &crate::support::Finished| {
+        done.of_type("callInteractiveTool")
+            .iter()
+            .map(|e| e["toolCall"]["args"]["question"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(asked(&first), ["What is your goal?"]);
+    let planned = |done: &crate::support::Finished| {
+        done.of_type("completeRun")
+            .iter()
+            .filter(|e| e["expertKey"] == "planner")
+            .map(|e| e["text"].clone())
+            .collect::<Vec<_>>()
+    };
+    let second = run.run_with(&["--continue", "-i"]);
+    second.assert_code(4);
+    assert_eq!(planned(&second), ["Plan v1."]);
+    assert_eq!(asked(&second), ["How many days a week?"]);
+    let third = run.run_with(&["--continue", "-i"]);
+    third.assert_code(0);
+    assert_eq!(planned(&third), ["Plan v2."]);
+    let done: Vec<_> = third
+        .of_type("completeRun")
+        .iter()
+        .filter(|e| e["expertKey"] == "coach")
+        .map(|e| e["text"].clone())
+        .collect();
+    assert_eq!(done, ["Here is your plan."]);
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+    // `log` reads the three sessions back: who did what, the delegate named.
+    let log = std::process::Command::new(crate::support::binary())
+        .arg("log")
+        .arg("--workspace")
+        .arg(run.workspace.path())
+        .output()
+        .expect("log");
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert_eq!(log.status.code(), Some(0), "{text}");
+    for line in [
+        "(completed), coordinator coach",
+        "answer: \"go\"",
+        "delegated to planner: \"Draft from both answers.\"",
+        "planner (for coach)",
+        "completed: \"Plan v2.\"",
+        "waits for the user (askUser: \"How many days a week?\")",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+}

@@ -32,6 +32,9 @@ pub enum RunError {
     /// perstack.toml (or the current folder) could not be read.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// An Expert of the closure could not be resolved from perstack.lock or the Registry.
+    #[error(transparent)]
+    Registry(#[from] crate::commands::registry::RegistryLoadError),
     /// A dotenv file could not be read.
     #[error(transparent)]
     Env(#[from] ConfigError),
@@ -117,6 +120,7 @@ impl From<&RunError> for Exit {
                 ExecuteError::Docker(_) => Exit::Docker,
                 ExecuteError::BaseImageMissing { .. }
                 | ExecuteError::MountPoint { .. }
+                | ExecuteError::Placeholder(_)
                 | ExecuteError::Versioned(_) => Exit::Usage,
                 ExecuteError::TimedOut(_) => Exit::TimedOut,
                 ExecuteError::ProxyConfig(_) => Exit::RunFailed,
@@ -124,6 +128,7 @@ impl From<&RunError> for Exit {
             RunError::AnswerWithoutContinue
             | RunError::Versioned(_)
             | RunError::Load(_)
+            | RunError::Registry(_)
             | RunError::Env(_)
             | RunError::Settings(_)
             | RunError::Preflight(_)

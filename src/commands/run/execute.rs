@@ -9,6 +9,7 @@ use crate::exit::Exit;
 use crate::jobs::Recorder;
 use crate::render::{Mode, Output};
 use crate::sandbox::engine::docker::DockerClient;
+use crate::sandbox::engine::placeholders;
 use crate::sandbox::engine::run::{
     EventTap, RunError as ExecuteError, RunIds, RunReport, TimeLimit, execute as carry_out,
 };
@@ -92,11 +93,17 @@ pub(super) async fn execute(
 
     // The one cleanup path: whatever happened above, remove everything labelled with this run.
     let run_id = ids.run_id;
-    if let Err(error) = docker.remove_run(&run_id).await {
-        notify(Notice::CleanupFailed {
+    match docker.remove_run(&run_id).await {
+        // Only once no container mounts them; else `gc` removes them with the containers.
+        Ok(_) => {
+            for (path, error) in placeholders::remove(&plan.placeholders) {
+                notify(Notice::PlaceholderLeft { path, error });
+            }
+        }
+        Err(error) => notify(Notice::CleanupFailed {
             run_id: run_id.clone(),
             error,
-        });
+        }),
     }
     drop(output);
     let _ = writer.await;

@@ -11,7 +11,7 @@ use crate::jobs::ContinueFrom;
 use crate::sandbox::engine::run::TimeLimit;
 
 use super::image::ImageSource;
-use super::{Notify, RunError};
+use super::{Notice, Notify, RunError};
 
 /// What the run is about, read.
 pub(super) struct Loaded {
@@ -45,7 +45,7 @@ pub(super) async fn load(
         None => args.expert().to_string(),
     };
     let continue_from = continue_from(args)?;
-    let (cwd, config) = match &image {
+    let (cwd, mut config) = match &image {
         Some(source) => (
             std::env::current_dir().map_err(super::super::LoadError::CurrentDir)?,
             source.loaded.clone(),
@@ -67,6 +67,15 @@ pub(super) async fn load(
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    // A versioned image carries every Expert it needs; a run from perstack.toml resolves the
+    // published ones it names.
+    if image.is_none() {
+        let resolved = super::super::registry::resolve_for(&mut config, &expert, &env).await?;
+        resolved
+            .warnings
+            .into_iter()
+            .for_each(|w| notify(Notice::Registry(w)));
+    }
     Ok(Loaded {
         cwd,
         expert,

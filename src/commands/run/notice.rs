@@ -36,6 +36,8 @@ pub enum Notice {
         /// `--runtime-engine` or `[sandbox] runtime`.
         chosen_by: &'static str,
     },
+    /// A registry Expert of the run is deprecated (or another note of resolution).
+    Registry(String),
     /// Base-skill runs as root: what to do about it.
     BaseSkillUser(String),
     /// Leftovers of earlier runs whose controller is gone were removed.
@@ -59,6 +61,13 @@ pub enum Notice {
         run_id: String,
         /// Why.
         error: DockerError,
+    },
+    /// A placeholder of a missing protected path could not be removed after the run.
+    PlaceholderLeft {
+        /// The host path.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
     },
     /// A signal stopped the run at once; everything of it is removed.
     Stopped {
@@ -89,6 +98,7 @@ impl fmt::Display for Notice {
                 if name == GVISOR_RUNTIME { ", gVisor" } else { "" }
             ),
             Notice::BaseSkillUser(warning) => write!(f, "note: {warning}"),
+            Notice::Registry(warning) => write!(f, "warning: {warning}"),
             Notice::SweptLeftovers { resources, runs } => write!(
                 f,
                 "note: removed {resources} leftover resource(s) of {runs} earlier run(s) whose controller is gone"
@@ -108,6 +118,11 @@ impl fmt::Display for Notice {
                 f,
                 "warning: could not remove every resource of run {run_id}: {error}\n  hint: `docker ps -a --filter label={}` shows what is left",
                 labels::run_filter(run_id)
+            ),
+            Notice::PlaceholderLeft { path, error } => write!(
+                f,
+                "warning: could not remove {}, which the run made empty to protect it: {error}\n  hint: remove it if you do not want it",
+                path.display()
             ),
             Notice::Stopped { run_id } => {
                 write!(f, "stopped; containers of run {run_id} removed")

@@ -62,6 +62,7 @@ pub(super) fn plan(
         settings: settings.run,
         workspace: checked.sandbox.workspace,
         user: checked.user,
+        protected: checked.sandbox.protected,
         runtime_env: checked.sandbox.runtime_env,
         env: loaded.env.clone(),
         mock_script: checked.sandbox.mock_script,

@@ -10,7 +10,8 @@ use crate::files::Owner;
 use crate::ids::now_ms;
 use crate::jobs::store::is_safe_id;
 use crate::jobs::{
-    ContinueFrom, Job, JobStore, check_input, interactive_answer, select_checkpoint,
+    ContinueFrom, Job, JobStore, check_input, delegate_turns_played, interactive_answer,
+    select_checkpoint,
 };
 use crate::sandbox::engine::workspace_user::{UidGid, workspace_user};
 use crate::sandbox::images::recipes::Artifacts;
@@ -52,6 +53,12 @@ pub(super) fn check(
     settings: &Settings,
 ) -> Result<Checked, RunError> {
     let workspace = args.workspace.clone().unwrap_or_else(|| loaded.cwd.clone());
+    let trusted = crate::trust::inputs::of_run(
+        &loaded.config,
+        loaded.image.is_none(),
+        &loaded.cwd,
+        &args.env_path,
+    );
     let preflight = Preflight {
         config: &loaded.config,
         expert_key: &loaded.expert,
@@ -59,6 +66,7 @@ pub(super) fn check(
         env: &loaded.env,
         extra_env: &args.env,
         workspace: &workspace,
+        trusted: &trusted,
     };
     let checked = match &loaded.image {
         Some(source) => preflight.check_with_mock_script(source.mock_script.clone()),
@@ -139,6 +147,12 @@ fn resume_from(
     Ok((
         stored.checkpoint.job_id.clone(),
         Resume {
+            delegate_turns: delegate_turns_played(
+                &store
+                    .checkpoints(&stored.checkpoint.job_id)
+                    .map_err(RunError::Continue)?,
+                &stored.checkpoint,
+            ),
             checkpoint_json: stored.json,
             interactive_tool_call_result: answer,
         },

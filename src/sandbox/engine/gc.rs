@@ -10,6 +10,7 @@ use super::controller::{ControllerId, Liveness};
 use super::docker::{DockerClient, DockerError, Managed, ManagedImage, Removed};
 use crate::sandbox::images::INSTALL_STAGE_ROLE;
 use crate::sandbox::labels;
+use crate::sandbox::plan::Placeholder;
 
 /// What `gc` is asked to do.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,6 +30,8 @@ pub(crate) struct StaleRun {
     pub job_id: Option<String>,
     /// How many containers, volumes and networks it left.
     pub resources: usize,
+    /// The placeholders it made in its workspace (from its resources' labels).
+    pub placeholders: Vec<Placeholder>,
 }
 
 /// What a sweep found and did.
@@ -54,6 +57,7 @@ pub(crate) fn stale_runs(
     liveness: impl Fn(&str) -> Liveness,
 ) -> (Vec<StaleRun>, usize) {
     let mut runs: BTreeMap<&str, (Option<&str>, Option<&str>, usize)> = BTreeMap::new();
+    let mut placeholders: BTreeMap<&str, Vec<Placeholder>> = BTreeMap::new();
     for resource in managed
         .containers
         .iter()
@@ -71,6 +75,14 @@ pub(crate) fn stale_runs(
         if let Some(controller) = resource.labels.get(labels::CONTROLLER) {
             entry.1 = Some(controller);
         }
+        if let Some(made) = resource.labels.get(labels::PLACEHOLDERS) {
+            let known = placeholders.entry(run_id).or_default();
+            for placeholder in Placeholder::from_label(made) {
+                if !known.contains(&placeholder) {
+                    known.push(placeholder);
+                }
+            }
+        }
     }
     let mut stale = Vec::new();
     let mut elsewhere = 0;
@@ -85,6 +97,7 @@ pub(crate) fn stale_runs(
                 run_id: run_id.to_string(),
                 job_id: job_id.map(str::to_string),
                 resources,
+                placeholders: placeholders.remove(run_id).unwrap_or_default(),
             }),
         }
     }
@@ -178,6 +191,11 @@ pub(crate) async fn sweep(
         for run in &report.stale {
             match client.remove_run(&run.run_id).await {
                 Ok(removed) => {
+                    // No container mounts them any more.
+                    for (path, error) in super::placeholders::remove(&run.placeholders) {
+                        let path = path.display();
+                        report.failures.push(format!("placeholder {path}: {error}"));
+                    }
                     report.removed.containers += removed.containers;
                     report.removed.volumes += removed.volumes;
                     report.removed.networks += removed.networks;
@@ -224,10 +242,18 @@ mod tests {
 
     #[test]
     fn runs_of_dead_controllers_are_stale_live_and_remote_ones_are_not() {
+        let made = vec![Placeholder {
+            path: "/ws/.env".into(),
+            dir: false,
+        }];
+        let mut dead_base_skill = resource("dead", Some("gone"));
+        dead_base_skill
+            .labels
+            .insert(labels::PLACEHOLDERS.to_string(), Placeholder::label(&made));
         let managed = Managed {
             containers: vec![
                 resource("live", Some("alive")),
-                resource("dead", Some("gone")),
+                dead_base_skill,
                 resource("remote", Some("elsewhere")),
             ],
             volumes: vec![
@@ -249,12 +275,14 @@ mod tests {
                 StaleRun {
                     run_id: "dead".into(),
                     job_id: Some("job-of-dead".into()),
-                    resources: 2
+                    resources: 2,
+                    placeholders: made,
                 },
                 StaleRun {
                     run_id: "ownerless".into(),
                     job_id: Some("job-of-ownerless".into()),
-                    resources: 1
+                    resources: 1,
+                    placeholders: vec![],
                 },
             ]
         );

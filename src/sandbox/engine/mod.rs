@@ -15,6 +15,8 @@
 //!   removed.
 //! - [`relay`]: reassembling and classifying the runtime's stdout lines.
 //! - [`controller`]: who owns a run (host, boot id, pid and its start time), and whether it lives.
+//! - [`placeholders`]: making and removing the empty files and folders that hold the place of
+//!   missing protected paths while the run's containers mount the workspace.
 //! - [`gc`]: sweeping what runs of dead controllers left, and superseded images.
 //! - [`workspace_user`]: who base-skill runs as (the invoking user, or under sudo the workspace's
 //!   owner).
@@ -25,6 +27,7 @@ pub(crate) mod docker;
 pub(crate) mod endpoint;
 pub(crate) mod gc;
 pub(crate) mod info;
+pub(crate) mod placeholders;
 pub(crate) mod probe;
 pub(crate) mod raw;
 pub(crate) mod relay;

@@ -56,6 +56,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// A missing protected path's placeholder could not be made.
+    #[error(transparent)]
+    Placeholder(#[from] super::placeholders::PlaceholderError),
     /// The egress proxy's configuration could not be written.
     #[error("cannot write the egress proxy's configuration: {0}")]
     ProxyConfig(String),
@@ -173,6 +176,8 @@ async fn apply(
     };
 
     futures::future::try_join_all(plan.volumes.iter().map(|v| docker.create_volume(v))).await?;
+    // After the volumes, whose labels name them for `gc` should the controller die from here.
+    super::placeholders::create(&plan.placeholders)?;
     let egress = start_egress(docker, plan, &tags, ids, output).await?;
 
     // Every skill container and the runtime start at once: the runtime connects to the skill

@@ -16,14 +16,14 @@
 //! - `request`: what `plan` is given;
 //! - `naming`: the names and labels of the run's resources;
 //! - `skills`: a container, a socket volume and an endpoint per stdio skill, and a network for
-//!   those with `allowedDomains` (`base_skill`: what base-skill's container gets instead);
+//!   those with `allowedDomains` (`workspace`: what base-skill's container, and a skill granted
+//!   the workspace, mount — the protected paths read-only, placeholders for missing ones);
 //! - `runtime`: the runtime spec, the runtime's command line and its container;
 //! - `proxy`: the runtime's way out, and the egress proxy when anything may reach out;
 //! - `resources`: the shapes all of them produce.
 //!
 //! The images' recipes are in `sandbox/images/recipes.rs`.
 
-mod base_skill;
 mod naming;
 mod proxy;
 mod request;
@@ -32,11 +32,12 @@ mod runtime;
 mod skills;
 #[cfg(test)]
 mod tests;
+mod workspace;
 
 pub(crate) use request::{Resume, RunRequest};
 pub(crate) use resources::{
-    ContainerPlan, InternalNetworkPlan, MountPlan, MountSource, NetworkPlan, PrebuiltImage,
-    ProxyPlan, VolumePlan,
+    ContainerPlan, InternalNetworkPlan, MountPlan, MountSource, NetworkPlan, Placeholder,
+    PrebuiltImage, ProxyPlan, VolumePlan,
 };
 
 use crate::contract::spec::RuntimeSpec;
@@ -68,6 +69,9 @@ pub(crate) struct RunPlan {
     /// `run --image`: the images exist already (or are pulled), one per entry of `images`;
     /// nothing is built.
     pub prebuilt: Option<Vec<PrebuiltImage>>,
+    /// What the controller makes in the workspace before the containers (outermost first)
+    /// and removes after them.
+    pub placeholders: Vec<Placeholder>,
 }
 
 /// Plans one run: the skills' containers, then the runtime's spec, image and way out, then the
@@ -124,6 +128,7 @@ pub(crate) fn plan(request: &RunRequest) -> Result<RunPlan, serde_json::Error> {
         networks,
         proxy,
         prebuilt: None,
+        placeholders: skills.placeholders,
     })
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::config::{Config, Limits, RunSettings};
 use crate::llm::mock::MockScript;
 use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::preflight::ProtectedLayout;
 
 /// Everything `plan` needs.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub(crate) struct RunRequest {
     pub workspace: PathBuf,
     /// The invoking user (base-skill runs as them).
     pub user: (u32, u32),
+    /// The workspace's protected paths, as found before the run.
+    pub protected: ProtectedLayout,
     /// Environment for the runtime container: provider variables and `--env` extras.
     pub runtime_env: Vec<(String, String)>,
     /// The env map, where skills' `requiredEnv` values come from.
@@ -53,4 +56,8 @@ pub(crate) struct Resume {
     pub checkpoint_json: String,
     /// The answer to the checkpoint's pending tool call (`-i`).
     pub interactive_tool_call_result: Option<crate::event::InteractiveToolCallResult>,
+    /// The turns each delegate already played in the job
+    /// ([`delegate_turns_played`](crate::jobs::delegate_turns_played)); the runtime's `mock`
+    /// provider skips them.
+    pub delegate_turns: std::collections::BTreeMap<String, usize>,
 }

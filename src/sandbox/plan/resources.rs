@@ -177,6 +177,29 @@ impl ContainerPlan {
     }
 }
 
+/// An empty file or folder the controller makes in the workspace to hold the place of a
+/// protected path that does not exist, so a run cannot create it there (`plan/workspace.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Placeholder {
+    /// The host path.
+    pub path: PathBuf,
+    /// A folder (else a file).
+    pub dir: bool,
+}
+
+impl Placeholder {
+    /// `placeholders` as the value of [`crate::sandbox::labels::PLACEHOLDERS`].
+    pub(crate) fn label(placeholders: &[Placeholder]) -> String {
+        serde_json::to_string(placeholders).unwrap_or_default()
+    }
+
+    /// The placeholders a label value names; nothing when it does not parse.
+    pub(crate) fn from_label(value: &str) -> Vec<Placeholder> {
+        serde_json::from_str(value).unwrap_or_default()
+    }
+}
+
 /// What a versioned run uses in place of building an image (`run --image`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PrebuiltImage {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::naming::RunNames;
 use super::{ContainerPlan, MountPlan, NetworkPlan, RunRequest};
+use crate::config::ProviderName;
 use crate::contract::paths::SPEC_PATH;
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::contract::spec::{RuntimeSpec, SkillEndpoint};
@@ -59,6 +60,15 @@ fn runtime_args(request: &RunRequest) -> RuntimeArgs {
             .as_ref()
             .and_then(|r| r.interactive_tool_call_result.clone()),
         only_expert: None,
+        // Only the scripted provider replays turns; no other needs to know.
+        mock_played: match (&request.resume, settings.provider) {
+            (Some(resume), ProviderName::Mock) => resume
+                .delegate_turns
+                .iter()
+                .map(|(expert, turns)| (expert.clone(), *turns))
+                .collect(),
+            _ => Vec::new(),
+        },
         expert_key: request.expert_key.clone(),
         query: request.query.clone(),
     }

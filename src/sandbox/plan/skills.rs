@@ -2,10 +2,12 @@
 //! the runtime alone, the endpoint the runtime spec records, and — for a skill with
 //! `allowedDomains` — an internal network of its own and a principal of the egress proxy.
 
+use std::collections::BTreeMap;
+
 use super::naming::RunNames;
 use super::{ContainerPlan, ImageList, InternalNetworkPlan, MountPlan, MountSource, NetworkPlan};
-use super::{RunRequest, VolumePlan, base_skill};
-use crate::config::{McpStdioSkill, Skill};
+use super::{Placeholder, RunRequest, VolumePlan, workspace};
+use crate::config::{McpStdioSkill, Skill, WorkspaceGrant};
 use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SKILL_SOCKET_DIR, SOCKET_FILE};
 use crate::contract::spec::SkillEndpoint;
 use crate::contract::users::SKILL_UID;
@@ -29,6 +31,8 @@ pub(super) struct SkillsPlan {
     pub networks: Vec<InternalNetworkPlan>,
     /// Those skills as principals of the egress proxy.
     pub principals: Vec<PrincipalPlan>,
+    /// What the controller makes in the workspace for the run (`workspace::placeholders`).
+    pub placeholders: Vec<Placeholder>,
 }
 
 /// Plans every stdio skill of every Expert in `closure`.
@@ -39,19 +43,41 @@ pub(super) fn plan_skills(
     images: &mut ImageList,
 ) -> SkillsPlan {
     let several = closure.len() > 1;
-    let mut plan = SkillsPlan::default();
-    for expert_key in closure {
-        let Some(expert) = request.config.experts.get(expert_key) else {
-            continue;
-        };
-        for skill in expert.skills.values() {
-            if let Skill::McpStdio(stdio) = skill {
-                let service = service(stdio, expert_key, several);
-                plan.add(request, names, images, expert_key, &service, stdio);
-            }
-        }
+    let stdio: Vec<(&String, &McpStdioSkill)> = closure
+        .iter()
+        .filter_map(|key| request.config.experts.get(key).map(|e| (key, e)))
+        .flat_map(|(key, expert)| {
+            expert.skills.values().filter_map(move |skill| match skill {
+                Skill::McpStdio(stdio) => Some((key, stdio)),
+                _ => None,
+            })
+        })
+        .collect();
+    let any_writer = stdio
+        .iter()
+        .any(|(_, s)| workspace_access(request, s) == Some(WorkspaceGrant::ReadWrite));
+    let mut plan = SkillsPlan {
+        placeholders: workspace::placeholders(request, any_writer),
+        ..SkillsPlan::default()
+    };
+    for (expert_key, skill) in stdio {
+        let service = service(skill, expert_key, several);
+        plan.add(request, names, images, expert_key, &service, skill);
     }
     plan
+}
+
+/// How `stdio` sees the workspace: base-skill read-write; a skill as granted; else not at all.
+fn workspace_access(request: &RunRequest, stdio: &McpStdioSkill) -> Option<WorkspaceGrant> {
+    if stdio.is_base() {
+        return Some(WorkspaceGrant::ReadWrite);
+    }
+    request
+        .config
+        .sandbox
+        .skills
+        .get(&stdio.name)
+        .and_then(|s| s.workspace)
 }
 
 /// `skill:<name>` or `base-skill`, plus `:<expert>` when the closure has several Experts.
@@ -77,14 +103,26 @@ struct Part {
     /// The command and arguments as configured (for `skillStarting`).
     command: String,
     args: Vec<String>,
+    /// Arguments after the image's ENTRYPOINT.
+    cmd: Vec<String>,
+    /// The workspace, when it mounts it.
+    workspace: Option<WorkspaceGrant>,
 }
 
-/// A skill's part: its image, the skill user, exactly its `requiredEnv`.
-fn skill_part(request: &RunRequest, stdio: &McpStdioSkill) -> Part {
+/// A skill's part: its image, the skill user, exactly its `requiredEnv`. Granted the
+/// workspace, it mounts it as base-skill does and runs as the invoking user, so it reads what
+/// the user can and what it writes is theirs.
+fn skill_part(request: &RunRequest, stdio: &McpStdioSkill, placeholders: bool) -> Part {
+    let grant = workspace_access(request, stdio);
     Part {
         image: skill_image(&request.config, stdio, &request.artifacts),
-        user: (SKILL_UID, SKILL_UID),
-        mounts: vec![],
+        user: match grant {
+            Some(_) => request.user,
+            None => (SKILL_UID, SKILL_UID),
+        },
+        mounts: grant
+            .map(|access| workspace::mounts(request, access, placeholders))
+            .unwrap_or_default(),
         env: stdio
             .required_env
             .iter()
@@ -93,20 +131,25 @@ fn skill_part(request: &RunRequest, stdio: &McpStdioSkill) -> Part {
         role: "skill",
         command: stdio.command.clone(),
         args: stdio.argv(),
+        cmd: vec![],
+        workspace: grant,
     }
 }
 
-/// Base-skill's part: its image, the invoking user, the workspace, no variables.
-fn base_skill_part(request: &RunRequest) -> Part {
+/// Base-skill's part: its image, the invoking user, the workspace, no variables; the
+/// protected paths on its command line.
+fn base_skill_part(request: &RunRequest, placeholders: bool) -> Part {
     let (command, args) = base_skill_command();
     Part {
         image: base_skill_image(&request.config, &request.artifacts),
         user: request.user,
-        mounts: base_skill::mounts(request).to_vec(),
+        mounts: workspace::mounts(request, WorkspaceGrant::ReadWrite, placeholders),
         env: vec![],
         role: "base-skill",
         command,
         args,
+        cmd: workspace::protected_args(request),
+        workspace: None,
     }
 }
 
@@ -122,12 +165,21 @@ impl SkillsPlan {
         stdio: &McpStdioSkill,
     ) {
         let dir = format!("{}-{}", self.containers.len(), slug(&stdio.name));
+        let placeholders = !self.placeholders.is_empty();
         let mut part = if stdio.is_base() {
-            base_skill_part(request)
+            base_skill_part(request, placeholders)
         } else {
-            skill_part(request, stdio)
+            skill_part(request, stdio, placeholders)
         };
-        let socket = self.socket_volume(names, &dir, service, part.user.0);
+        let mut labels = names.labels(part.role, service);
+        if placeholders && !part.mounts.is_empty() {
+            // `gc` removes the placeholders of a run whose controller died, from this label.
+            labels.insert(
+                crate::sandbox::labels::PLACEHOLDERS.to_string(),
+                Placeholder::label(&self.placeholders),
+            );
+        }
+        let socket = self.socket_volume(names, &dir, service, part.user.0, &labels);
         let mut mounts = vec![socket];
         mounts.append(&mut part.mounts);
         self.endpoints.push(SkillEndpoint {
@@ -136,6 +188,7 @@ impl SkillsPlan {
             socket: format!("{RUNTIME_SOCKETS_DIR}/{dir}/{SOCKET_FILE}"),
             command: part.command,
             args: part.args,
+            workspace: part.workspace,
         });
         let network = self.network(names, &dir, service, stdio, &mut part.env);
         let (uid, gid) = part.user;
@@ -146,10 +199,10 @@ impl SkillsPlan {
             image: images.add(part.image),
             user: format!("{uid}:{gid}"),
             env: part.env,
-            cmd: vec![],
+            cmd: part.cmd,
             mounts,
             network,
-            labels: names.labels(part.role, service),
+            labels,
             limits: request.limits,
             oci_runtime: request.oci_runtime.clone(),
             stdin: None,
@@ -165,13 +218,18 @@ impl SkillsPlan {
         dir: &str,
         service: &str,
         owner: u32,
+        container_labels: &BTreeMap<String, String>,
     ) -> MountPlan {
         let name = names.name(dir);
-        self.volumes.push(VolumePlan::socket(
-            &name,
-            owner,
-            names.labels("socket-volume", service),
-        ));
+        let mut labels = names.labels("socket-volume", service);
+        // Volumes are made before anything else: a controller that dies later leaves this.
+        if let Some(placeholders) = container_labels.get(crate::sandbox::labels::PLACEHOLDERS) {
+            labels.insert(
+                crate::sandbox::labels::PLACEHOLDERS.to_string(),
+                placeholders.clone(),
+            );
+        }
+        self.volumes.push(VolumePlan::socket(&name, owner, labels));
         self.runtime_mounts.push(MountPlan {
             source: MountSource::Volume { name: name.clone() },
             target: format!("{RUNTIME_SOCKETS_DIR}/{dir}"),

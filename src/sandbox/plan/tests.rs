@@ -47,6 +47,7 @@ fn request() -> RunRequest {
         },
         workspace: PathBuf::from("/home/me/project"),
         user: (1000, 1000),
+        protected: Default::default(),
         runtime_env: vec![("EXTRA".into(), "extra-value".into())],
         env: BTreeMap::from([
             ("WEB_KEY".to_string(), "web-secret".to_string()),
@@ -432,6 +433,7 @@ fn a_continued_run_gets_the_checkpoint_on_stdin_and_the_answer_as_an_argument() 
 
     let mut request = request();
     request.resume = Some(Resume {
+        delegate_turns: Default::default(),
         checkpoint_json: r#"{"id":"cp1"}"#.into(),
         interactive_tool_call_result: Some(crate::event::InteractiveToolCallResult {
             tool_call_id: "call-1".into(),
@@ -470,6 +472,25 @@ fn a_continued_run_gets_the_checkpoint_on_stdin_and_the_answer_as_an_argument() 
     );
     assert_eq!(args.provider, Some(ProviderName::Mock));
     assert_eq!(args.timeout_ms, Some(1000));
+}
+
+#[test]
+fn the_mock_provider_learns_which_turns_the_delegates_played_and_no_other_provider_does() {
+    let mut request = request();
+    request.resume = Some(Resume {
+        delegate_turns: [("helper".to_string(), 3), ("leaf".to_string(), 1)].into(),
+        checkpoint_json: r#"{"id":"cp1"}"#.into(),
+        interactive_tool_call_result: None,
+    });
+    let mock = plan(&request).expect("plan");
+    let args = crate::contract::runtime_args::parse(&mock.runtime.cmd).expect("parses");
+    assert_eq!(
+        args.mock_played,
+        [("helper".to_string(), 3), ("leaf".to_string(), 1)]
+    );
+    request.settings.provider = ProviderName::Anthropic;
+    let real = plan(&request).expect("plan");
+    assert!(!real.runtime.cmd.iter().any(|a| a == "--mock-played"));
 }
 
 #[test]
@@ -601,4 +622,210 @@ fn a_chosen_runtime_starts_every_container_of_the_run_and_none_names_none() {
     let mut unchosen = gvisor.runtime.clone();
     unchosen.oci_runtime = None;
     assert_eq!(unchosen, default.runtime);
+}
+
+/// The request with a workspace whose `.git` and perstack.toml exist, and whose `.env` and
+/// `conf/dev.env` (an `envPath` entry, in a folder that is missing too) do not.
+fn protected_request(config: &str) -> RunRequest {
+    use crate::sandbox::preflight::{ProtectedEntry, ProtectedLayout};
+    use crate::trust::inputs::{InputKind, ProtectedPath, Rule};
+    let entry = |relative: &str, rule: Rule, exists: bool| ProtectedEntry {
+        path: ProtectedPath {
+            relative: relative.into(),
+            rule,
+        },
+        exists,
+    };
+    let mut request = request();
+    request.config = load_str(std::path::Path::new("/cfg/perstack.toml"), config)
+        .expect("valid")
+        .config;
+    request.protected = ProtectedLayout {
+        entries: vec![
+            entry(".env", Rule::Input(InputKind::Dotenv), false),
+            entry(".git", Rule::GitDir, true),
+            entry("conf/dev.env", Rule::Input(InputKind::Dotenv), false),
+            entry("perstack", Rule::RunData, true),
+            entry("perstack.toml", Rule::Input(InputKind::Config), true),
+        ],
+        missing_dirs: vec!["conf".into()],
+    };
+    request
+}
+
+fn bind(host: &str, target: &str, read_only: bool) -> MountPlan {
+    MountPlan {
+        source: MountSource::Bind { host: host.into() },
+        target: target.into(),
+        read_only,
+    }
+}
+
+#[test]
+fn protected_paths_are_read_only_for_base_skill_and_missing_ones_get_placeholders() {
+    let plan = plan(&protected_request(CONFIG)).expect("plan");
+    let base = &plan.skills[0];
+    let workspace_mounts: Vec<&MountPlan> = base
+        .mounts
+        .iter()
+        .filter(|m| m.target.starts_with("/workspace"))
+        .collect();
+    let ws = "/home/me/project";
+    assert_eq!(
+        workspace_mounts,
+        [
+            &bind(ws, "/workspace", false),
+            // A folder above a protected path is bound onto itself: it cannot be renamed away.
+            &bind(&format!("{ws}/conf"), "/workspace/conf", false),
+            &bind(&format!("{ws}/.env"), "/workspace/.env", true),
+            &bind(&format!("{ws}/.git"), "/workspace/.git", true),
+            &bind(
+                &format!("{ws}/conf/dev.env"),
+                "/workspace/conf/dev.env",
+                true
+            ),
+            &bind(
+                &format!("{ws}/perstack.toml"),
+                "/workspace/perstack.toml",
+                true
+            ),
+            &MountPlan {
+                source: MountSource::EmptyTmpfs,
+                target: "/workspace/perstack".into(),
+                read_only: true,
+            },
+        ]
+    );
+    assert_eq!(
+        plan.placeholders,
+        [
+            Placeholder {
+                path: format!("{ws}/conf").into(),
+                dir: true
+            },
+            Placeholder {
+                path: format!("{ws}/.env").into(),
+                dir: false
+            },
+            Placeholder {
+                path: format!("{ws}/conf/dev.env").into(),
+                dir: false
+            },
+        ]
+    );
+    // What gc needs should the controller die: on the container and on its socket volume,
+    // which is made first.
+    let label = Placeholder::label(&plan.placeholders);
+    assert_eq!(
+        base.labels.get(crate::sandbox::labels::PLACEHOLDERS),
+        Some(&label)
+    );
+    assert!(
+        plan.volumes
+            .iter()
+            .any(|v| v.labels.get(crate::sandbox::labels::PLACEHOLDERS) == Some(&label))
+    );
+    let web = &plan.skills[1];
+    assert!(
+        !web.labels
+            .contains_key(crate::sandbox::labels::PLACEHOLDERS)
+    );
+    // base-skill's tools are told the rules, to name them in their answers.
+    assert_eq!(
+        base.cmd,
+        [
+            "--protected",
+            "dotenv:.env",
+            "--protected",
+            "git:.git",
+            "--protected",
+            "dotenv:conf/dev.env",
+            "--protected",
+            "run-data:perstack",
+            "--protected",
+            "config:perstack.toml",
+        ]
+    );
+}
+
+#[test]
+fn a_skill_without_a_grant_sees_no_workspace_and_a_granted_one_sees_it_as_granted() {
+    let granted = |grant: &str| {
+        let config = format!("{CONFIG}\n[sandbox.skills.\"web\"]\nworkspace = \"{grant}\"\n");
+        plan(&protected_request(&config)).expect("plan")
+    };
+    let none = plan(&protected_request(CONFIG)).expect("plan");
+    let web = &none.skills[1];
+    assert!(
+        web.mounts
+            .iter()
+            .all(|m| matches!(m.source, MountSource::Volume { .. }))
+    );
+    assert_eq!(web.user, "10002:10002");
+    assert_eq!(none.spec.skills[1].workspace, None);
+
+    let ws = "/home/me/project";
+    let read_only = granted("read-only");
+    let web = &read_only.skills[1];
+    assert_eq!(web.user, "1000:1000", "it reads what the invoking user can");
+    assert!(web.cmd.is_empty(), "its own server, not base-skill");
+    assert!(web.mounts.contains(&bind(ws, "/workspace", true)));
+    assert!(
+        web.mounts
+            .iter()
+            .filter(|m| m.target.starts_with("/workspace"))
+            .all(|m| m.read_only),
+        "{:?}",
+        web.mounts
+    );
+    assert!(
+        web.mounts
+            .contains(&bind(&format!("{ws}/.git"), "/workspace/.git", true))
+    );
+    assert!(web.env.iter().all(|(k, _)| k == "WEB_KEY"));
+    assert_eq!(
+        read_only.spec.skills[1].workspace,
+        Some(crate::config::WorkspaceGrant::ReadOnly)
+    );
+
+    let read_write = granted("read-write");
+    let web = &read_write.skills[1];
+    assert_eq!(
+        web.user, "1000:1000",
+        "what it writes is the invoking user's"
+    );
+    assert!(web.mounts.contains(&bind(ws, "/workspace", false)));
+    // Protected paths stay protected, placeholders and all, as in base-skill.
+    for protected in [".env", ".git", "conf/dev.env", "perstack.toml"] {
+        assert!(
+            web.mounts.contains(&bind(
+                &format!("{ws}/{protected}"),
+                &format!("/workspace/{protected}"),
+                true
+            )),
+            "{protected}: {:?}",
+            web.mounts
+        );
+    }
+    assert!(web.mounts.contains(&MountPlan {
+        source: MountSource::EmptyTmpfs,
+        target: "/workspace/perstack".into(),
+        read_only: true,
+    }));
+    assert_eq!(
+        web.labels,
+        read_write.skills[0]
+            .labels
+            .clone()
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match k.as_str() {
+                    crate::sandbox::labels::ROLE => "skill".to_string(),
+                    crate::sandbox::labels::SERVICE => web.service.clone(),
+                    _ => v,
+                };
+                (k, v)
+            })
+            .collect()
+    );
 }

@@ -10,16 +10,22 @@ pub(super) fn check_expert(loaded: &LoadedConfig, key: &str) -> Result<(), Probl
         return Ok(());
     }
     let known: Vec<&str> = config.experts.keys().map(String::as_str).collect();
+    // A valid key was resolved from the Registry before preflight; this one is not a key.
+    let why = crate::registry::key::parse(key)
+        .err()
+        .map_or(String::new(), |e| {
+            format!("; nor is it a Registry key: {e}")
+        });
     Err(Problem {
         location: None,
         message: if known.is_empty() {
             format!(
-                "unknown expert `{key}`: {} defines no Experts",
+                "unknown expert `{key}`: {} defines no Experts{why}",
                 loaded.path.display()
             )
         } else {
             format!(
-                "unknown expert `{key}`; Experts in {}: {}",
+                "unknown expert `{key}`; Experts in {}: {}{why}",
                 loaded.path.display(),
                 known.join(", ")
             )

@@ -8,7 +8,9 @@
 //!
 //! One function per check, each in the file named for what it checks:
 //! `expert.rs`, `provider.rs` (supported, endpoint, key), `extra_env.rs` (`--env`), `skills.rs`
-//! (`requiredEnv`, package commands, base image), `workspace.rs`, `mock_script.rs`,
+//! (`requiredEnv`, package commands, base image), `registry.rs` (no container reaches the
+//! Perstack Registry or gets its token), `workspace.rs`, `protected.rs` (the workspace's
+//! protected paths as found on disk), `mock_script.rs`,
 //! `base_images.rs` (which images, and the problems for the missing ones), and
 //! `runtime_engine.rs` (the OCI runtime asked for, against those the engine has).
 
@@ -16,7 +18,9 @@ mod base_images;
 mod expert;
 mod extra_env;
 mod mock_script;
+mod protected;
 mod provider;
+mod registry;
 mod runtime_engine;
 mod skills;
 #[cfg(test)]
@@ -24,6 +28,7 @@ mod tests;
 mod workspace;
 
 pub(crate) use base_images::{MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
+pub(crate) use protected::{ProtectedEntry, ProtectedLayout};
 pub(crate) use runtime_engine::{GVISOR_ARGS, RegisteredRuntime, check_runtime_engine};
 
 use std::collections::BTreeMap;
@@ -31,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName};
 use crate::llm::mock::MockScript;
+use crate::trust::inputs::TrustedInput;
 
 /// One problem found before the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +89,8 @@ pub(crate) struct Preflight<'a> {
     pub extra_env: &'a [String],
     /// `--workspace`, or the current folder.
     pub workspace: &'a Path,
+    /// The files the run reads and trusts (`trust::inputs::of_run`).
+    pub trusted: &'a [TrustedInput],
 }
 
 /// What the checks produce for the plan.
@@ -94,6 +102,8 @@ pub(crate) struct Checked {
     pub runtime_env: Vec<(String, String)>,
     /// The mock script, when the provider is `mock`.
     pub mock_script: Option<MockScript>,
+    /// The workspace's protected paths, found.
+    pub protected: ProtectedLayout,
 }
 
 impl Preflight<'_> {
@@ -124,6 +134,11 @@ impl Preflight<'_> {
         found
             .0
             .extend(skills::check_skills(loaded, self.expert_key, self.env));
+        found.0.extend(registry::check_registry_reach(
+            loaded,
+            self.expert_key,
+            self.env,
+        ));
         let workspace = found.add(
             workspace::check_workspace(self.workspace).map_err(|message| {
                 vec![Problem {
@@ -132,20 +147,32 @@ impl Preflight<'_> {
                 }]
             }),
         );
+        let protected = workspace.as_deref().and_then(|workspace| {
+            found.add(protected::check_protected(
+                self.trusted,
+                workspace,
+                &loaded.config.sandbox.writable,
+            ))
+        });
         let mock_script = found.add(mock_script::check_mock_script(
             loaded,
             self.provider,
             baked_script,
         ));
-        match (provider_env, extra_env, workspace, mock_script) {
-            (Some(mut runtime_env), Some(extra_env), Some(workspace), Some(mock_script))
-                if found.0.is_empty() =>
-            {
+        match (provider_env, extra_env, workspace, mock_script, protected) {
+            (
+                Some(mut runtime_env),
+                Some(extra_env),
+                Some(workspace),
+                Some(mock_script),
+                Some(protected),
+            ) if found.0.is_empty() => {
                 runtime_env.extend(extra_env);
                 Ok(Checked {
                     workspace,
                     runtime_env,
                     mock_script,
+                    protected,
                 })
             }
             _ => Err(Problems(found.0)),

@@ -41,6 +41,10 @@ pub(super) fn check_skills(
                 path: dotted_path(&["experts", &key, "skills", &stdio.name]),
             };
             problems.extend(check_required_env(loaded, &skill, env));
+            if let Some(problem) = check_package_or_args(loaded, &skill) {
+                problems.push(problem);
+                continue;
+            }
             let prepared = match check_package_command(loaded, &skill) {
                 Ok(prepared) => prepared,
                 Err(problem) => {
@@ -52,6 +56,21 @@ pub(super) fn check_skills(
         }
     }
     problems
+}
+
+/// The skill says what to run: a `packageName` or non-empty `args`. Perstack loads a file
+/// without either and fails when the skill starts (its own e2e `errors.toml` relies on that), so
+/// the file loads here too and the run that needs the skill is refused before anything starts.
+fn check_package_or_args(loaded: &LoadedConfig, at: &StdioSkill) -> Option<Problem> {
+    let stdio = at.skill;
+    (stdio.package_name.is_none() && stdio.args.is_empty()).then(|| Problem {
+        location: location(loaded, &at.path),
+        message: format!(
+            "skill `{}` of expert `{}` has no packageName or args; set one of them \
+             (packageName = \"<npm package>\" or args = [...])",
+            stdio.name, at.expert
+        ),
+    })
 }
 
 /// Each variable of the skill's `requiredEnv` is set; a problem points at the entry that asks
@@ -240,5 +259,32 @@ mod tests {
         );
         assert!(base_hint(SkillBase::Node).contains("npm install -g"));
         assert!(problems.iter().all(|p| p.location.is_some()));
+    }
+}
+
+#[cfg(test)]
+mod package_or_args_tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::load_str;
+
+    #[test]
+    fn a_skill_with_neither_package_nor_args_loads_but_its_run_is_refused() {
+        // Perstack's own e2e errors.toml: the file loads, the skill fails when it would start.
+        let text = "[experts.a]\ninstruction = \"x\"\n[experts.a.skills.broken]\ntype = \"mcpStdioSkill\"\ncommand = \"nonexistent-command\"\nargs = []\n[experts.b]\ninstruction = \"y\"\n";
+        let loaded = load_str(Path::new("/p/perstack.toml"), text).expect("loads");
+        let problems: Vec<String> = check_skills(&loaded, "a", &BTreeMap::new())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                "/p/perstack.toml:3:1: skill `broken` of expert `a` has no packageName or args; set \
+              one of them (packageName = \"<npm package>\" or args = [...])"
+            ]
+        );
+        assert!(check_skills(&loaded, "b", &BTreeMap::new()).is_empty());
     }
 }

@@ -65,6 +65,7 @@ fn check(
         env: &env,
         extra_env: &extra,
         workspace: f.dir.path(),
+        trusted: &[],
     }
     .check()
     .map_err(|p| p.0.iter().map(|p| p.message.clone()).collect())
@@ -87,6 +88,7 @@ fn a_versioned_image_brings_its_own_mock_script() {
         env: &env,
         extra_env: &[],
         workspace: f.dir.path(),
+        trusted: &[],
     };
     assert!(preflight.check().is_err(), "the file's script is missing");
     let baked = MockScript::parse(Path::new("baked"), "[[turn]]\ntext = \"hi\"\n").expect("script");
@@ -170,6 +172,7 @@ fn a_ready_run_gets_exactly_its_runtime_env_the_script_and_the_workspace() {
             env: &env,
             extra_env: &extra,
             workspace: dir.path(),
+            trusted: &[],
         }
         .check()
     };

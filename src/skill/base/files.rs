@@ -206,8 +206,9 @@ fn read_capped(r: &Resolved, max: u64, kind: &str, noun: &str) -> Result<Vec<u8>
 
 /// `writeTextFile`: creates (mode 0644, missing parents too) or overwrites a file.
 pub(crate) fn write_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Value, ToolError> {
+    ws.refuse_protected(&args.path, false)?;
     ws.create_parents(&args.path)?;
-    let r = ws.resolve(&args.path)?;
+    let r = ws.resolve_for_change(&args.path, false)?;
     refuse_symlink(&r)?;
     if r.exists && !owner_writable(&r.target)? {
         return Err(not_writable("File", &args.path));
@@ -219,7 +220,7 @@ pub(crate) fn write_text_file(ws: &Workspace, args: WriteTextArgs) -> Result<Val
 /// The checks of every tool that changes an existing file: it exists, is not a symlink, and is
 /// owner-writable.
 fn existing_writable_file(ws: &Workspace, path: &str) -> Result<Resolved, ToolError> {
-    let r = ws.resolve(path)?;
+    let r = ws.resolve_for_change(path, false)?;
     if !r.exists {
         return Err(ToolError::new(format!("File {path} does not exist.")));
     }
@@ -262,15 +263,16 @@ pub(crate) fn edit_text_file(ws: &Workspace, args: EditTextArgs) -> Result<Value
 ///
 /// A symlink is moved as the link itself (Perstack would move its target).
 pub(crate) fn move_file(ws: &Workspace, args: MoveArgs) -> Result<Value, ToolError> {
-    let source = ws.resolve(&args.source)?;
+    let source = ws.resolve_for_change(&args.source, true)?;
     if !source.exists {
         return Err(ToolError::new(format!(
             "Source file {} does not exist.",
             args.source
         )));
     }
+    ws.refuse_protected(&args.destination, false)?;
     ws.create_parents(&args.destination)?;
-    let destination = ws.resolve(&args.destination)?;
+    let destination = ws.resolve_for_change(&args.destination, false)?;
     if !owner_writable(&source.target)? {
         return Err(not_writable("Source file", &args.source));
     }
@@ -292,7 +294,7 @@ pub(crate) fn move_file(ws: &Workspace, args: MoveArgs) -> Result<Value, ToolErr
 
 /// `deleteFile`: removes a file (a symlink is removed as the link itself).
 pub(crate) fn delete_file(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
-    let r = ws.resolve(&args.path)?;
+    let r = ws.resolve_for_change(&args.path, false)?;
     if !r.exists {
         return Err(ToolError::new(format!(
             "File {} does not exist.",
@@ -360,7 +362,7 @@ pub(crate) fn list_directory(ws: &Workspace, args: PathArgs) -> Result<Value, To
 
 /// `createDirectory`: makes one directory; it must not exist yet.
 pub(crate) fn create_directory(ws: &Workspace, args: PathArgs) -> Result<Value, ToolError> {
-    let r = ws.resolve(&args.path)?;
+    let r = ws.resolve_for_change(&args.path, false)?;
     if r.exists {
         return Err(ToolError::new(format!(
             "Directory {} already exists",
@@ -382,7 +384,7 @@ pub(crate) fn create_directory(ws: &Workspace, args: PathArgs) -> Result<Value, 
 
 /// `deleteDirectory`: removes a directory, with its contents when `recursive`.
 pub(crate) fn delete_directory(ws: &Workspace, args: DeleteDirArgs) -> Result<Value, ToolError> {
-    let r = ws.resolve(&args.path)?;
+    let r = ws.resolve_for_change(&args.path, true)?;
     if !r.exists {
         return Err(ToolError::new(format!(
             "Directory {} does not exist.",

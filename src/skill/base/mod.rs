@@ -34,6 +34,7 @@ use self::todo::Todos;
 use crate::skill::server::{
     self, ServeError, ToolDef, ToolServer, json_result, object_schema, parse_args,
 };
+use crate::trust::inputs::ProtectedPath;
 
 /// The server name Perstack knows the base skill by.
 pub(crate) const SERVER_NAME: &str = "@perstack/base";
@@ -56,6 +57,15 @@ impl BaseSkill {
             todos: Mutex::new(Todos::default()),
             started: Instant::now(),
         })
+    }
+
+    /// The same server, refusing to change `protected` paths (`trust::inputs`).
+    pub(crate) fn with_protected(self, protected: Vec<ProtectedPath>) -> Self {
+        let workspace = Workspace::clone(&self.workspace).with_protected(protected);
+        Self {
+            workspace: Arc::new(workspace),
+            ..self
+        }
     }
 
     /// Runs `f` on the todo list. The guard stays in this (synchronous) frame, so it is never
@@ -174,8 +184,11 @@ impl ToolServer for BaseSkill {
 }
 
 /// Serves the base skill for `workspace` on stdin/stdout until the client hangs up.
-pub(crate) async fn serve_stdio(workspace: PathBuf) -> Result<(), ServeError> {
-    server::serve_stdio(BaseSkill::new(workspace)?).await
+pub(crate) async fn serve_stdio(
+    workspace: PathBuf,
+    protected: Vec<ProtectedPath>,
+) -> Result<(), ServeError> {
+    server::serve_stdio(BaseSkill::new(workspace)?.with_protected(protected)).await
 }
 
 fn path_only(description: &'static str) -> JsonObject {

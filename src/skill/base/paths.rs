@@ -36,6 +36,7 @@ use serde::Deserialize;
 
 use super::error::ToolError;
 use crate::contract::paths::RESERVED_DIR;
+use crate::trust::inputs::{self, ProtectedPath, Rule};
 
 /// Arguments of the tools that take only a path.
 #[derive(Debug, Deserialize)]
@@ -73,6 +74,10 @@ pub(crate) struct Workspace {
     root: PathBuf,
     /// `<root>/perstack`, ASCII-lowercased, as bytes.
     reserved_lower: Vec<u8>,
+    /// The protected paths (`trust::inputs`), which the tools read but never change: the
+    /// controller passes them on base-skill's command line. The read-only mounts over them are
+    /// the wall (they hold `exec` too); this is for the model to be told which rule it hit.
+    protected: Vec<ProtectedPath>,
 }
 
 /// What a requested path resolved to.
@@ -108,7 +113,55 @@ impl Workspace {
         Ok(Self {
             root,
             reserved_lower,
+            protected: Vec::new(),
         })
+    }
+
+    /// The same workspace, with `protected` paths the tools refuse to change.
+    pub(crate) fn with_protected(mut self, protected: Vec<ProtectedPath>) -> Self {
+        self.protected = protected;
+        self
+    }
+
+    /// Refuses, before anything is touched, a change at `requested` as written when it is a
+    /// protected path or lies below one — or, with `tree` (a move or a delete of a folder),
+    /// holds one below it.
+    pub(crate) fn refuse_protected(&self, requested: &str, tree: bool) -> Result<(), ToolError> {
+        let lexical = normalize(&self.root.join(self.expand_home(Path::new(requested))));
+        self.refuse_protected_at(&lexical, tree)
+    }
+
+    /// [`Self::resolve`] for a tool that changes the path: refused when the path as written, or
+    /// as it resolves (a symlinked folder leading into `.git`), is protected (see
+    /// [`Self::refuse_protected`]).
+    pub(crate) fn resolve_for_change(
+        &self,
+        requested: &str,
+        tree: bool,
+    ) -> Result<Resolved, ToolError> {
+        self.refuse_protected(requested, tree)?;
+        let resolved = self.resolve(requested)?;
+        self.refuse_protected_at(&resolved.entry, tree)?;
+        self.refuse_protected_at(&resolved.target, tree)?;
+        Ok(resolved)
+    }
+
+    fn refuse_protected_at(&self, path: &Path, tree: bool) -> Result<(), ToolError> {
+        let Ok(relative) = path.strip_prefix(&self.root) else {
+            return Ok(());
+        };
+        let hit = inputs::protecting(&self.protected, relative).or_else(|| {
+            tree.then(|| {
+                self.protected
+                    .iter()
+                    .find(|p| relative.as_os_str().is_empty() || p.relative.starts_with(relative))
+            })
+            .flatten()
+        });
+        match hit {
+            Some(protected) => Err(protected_denied(protected)),
+            None => Ok(()),
+        }
     }
 
     /// The workspace root (a realpath).
@@ -330,6 +383,20 @@ impl Workspace {
 /// resolve to a non-UTF-8 name, and serializing a `Path` would fail on that.
 pub(crate) fn lossy(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// The answer to a change of a protected path: which path, which rule, and who can lift it.
+fn protected_denied(protected: &ProtectedPath) -> ToolError {
+    if protected.rule == Rule::RunData {
+        return reserved_denied();
+    }
+    let path = protected.relative.display();
+    ToolError::new(format!(
+        "Access denied - {path} is a protected path ({}): runs may read it but not change, \
+         create, move or delete it. Only the user can allow it, with `writable = [\"{path}\"]` \
+         under [sandbox] in perstack.toml",
+        protected.rule.describe()
+    ))
 }
 
 fn reserved_denied() -> ToolError {

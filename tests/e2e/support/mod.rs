@@ -214,6 +214,8 @@ pub struct TestRun {
     pub guard: JobGuard,
     /// The filled-in copy of a templated fixture, kept as long as the run.
     pub templated: Option<tempfile::TempDir>,
+    /// The folder the command runs in (where dotenv files are read); the workspace when `None`.
+    pub current_dir: Option<PathBuf>,
 }
 
 /// What a finished run left.
@@ -237,6 +239,7 @@ impl TestRun {
             runtime: test_runtime(),
             guard: JobGuard::new(),
             templated: None,
+            current_dir: None,
         }
     }
 
@@ -313,7 +316,7 @@ impl TestRun {
             .arg(&self.expert)
             .arg(&self.query)
             // The test process's own dotenv lookups must not depend on where tests run from.
-            .current_dir(self.workspace.path())
+            .current_dir(self.current_dir.as_deref().unwrap_or(self.workspace.path()))
             .env_remove("ANTHROPIC_API_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,6 +1,7 @@
 //! MCP round trips: the base skill on one end of an in-memory pipe, an rmcp client on the other.
 
 mod path_safety;
+mod protected;
 
 use std::fs;
 use std::os::unix::fs::symlink;

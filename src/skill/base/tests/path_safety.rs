@@ -171,7 +171,7 @@ fn failure(tool: Tool, out: &Value) -> String {
 
 /// Every entry below `dir` (symlinks not followed) with a file's contents, a link's target, or
 /// `<dir>`: what must not change.
-fn tree(dir: &Path) -> BTreeMap<String, String> {
+pub(super) fn tree(dir: &Path) -> BTreeMap<String, String> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         for entry in fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

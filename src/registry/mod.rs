@@ -1,0 +1,15 @@
+//! Perstack's Registry of published Experts: the key grammar (`key.rs`), the HTTP API
+//! (`client.rs`), a definition checked against its schema and perstack.toml's rules
+//! (`definition.rs`), the host cache of fetched versions (`cache.rs`), and resolving the
+//! Experts of a run's delegation closure that perstack.toml lacks (`resolve.rs`).
+
+pub(crate) mod cache;
+pub(crate) mod client;
+pub(crate) mod definition;
+pub(crate) mod key;
+pub(crate) mod resolve;
+
+#[cfg(test)]
+mod tests;
+
+pub(crate) use resolve::{ResolveError, Resolved, Sources, resolve};

@@ -1,0 +1,209 @@
+//! Published Experts from a fake Perstack Registry (`test_support::fake_registry`): run by key
+//! with their published delegates, on the mock provider, through Docker; the cache that makes a
+//! second run of a pinned version work offline; and every bad answer refused with exit 2 before
+//! anything starts.
+
+use serde_json::{Value, json};
+
+use perstack_sandbox::test_support::fake_registry::{FakeRegistry, published};
+
+use crate::support::{Finished, TestRun, require_docker};
+
+const REVIEWER: &str = "@acme/reviewer@1.2.0";
+
+fn base() -> Value {
+    json!({"type": "mcpStdioSkill", "description": "workspace tools", "command": "npx", "packageName": "@perstack/base"})
+}
+
+/// The reviewer: a base skill, an interactive skill, and a published delegate.
+fn reviewer() -> Value {
+    published(
+        "@acme/reviewer",
+        "1.2.0",
+        json!({
+            "@perstack/base": {"type": "mcpStdioSkill", "description": "base", "command": "npx", "packageName": "@perstack/base", "pick": ["attemptCompletion"]},
+            "ask": {"type": "interactiveSkill", "description": "ask the user", "tools": {"confirm": {"description": "Confirm", "inputJsonSchema": "{\"type\":\"object\"}"}}}
+        }),
+        &["@acme/helper@2.0.0"],
+    )
+}
+
+fn helper() -> Value {
+    published(
+        "@acme/helper",
+        "2.0.0",
+        json!({"@perstack/base": base()}),
+        &[],
+    )
+}
+
+/// A run of `key` against `registry`, with its own cache folder.
+fn registry_run(key: &str, registry: &str, cache: &tempfile::TempDir) -> TestRun {
+    TestRun::new("e2e/registry/perstack.toml", key)
+        .host_env("PERSTACK_API_BASE_URL", registry)
+        .host_env("PERSTACK_SANDBOX_TEST_REGISTRY", "1")
+        .host_env(
+            "PERSTACK_SANDBOX_CACHE_DIR",
+            &cache.path().display().to_string(),
+        )
+}
+
+#[test]
+fn a_published_expert_runs_with_its_published_delegate_and_again_offline() {
+    if !require_docker() {
+        return;
+    }
+    let fake = FakeRegistry::start(vec![reviewer(), helper()], None);
+    let cache = tempfile::tempdir().expect("cache");
+    let run = registry_run(REVIEWER, &fake.url(), &cache);
+    let done = run.run();
+    done.assert_code(0);
+    let keys_of = |kind: &str, done: &Finished| -> Vec<String> {
+        done.of_type(kind)
+            .iter()
+            .map(|e| e["expertKey"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    assert_eq!(keys_of("startRun", &done)[0], REVIEWER);
+    assert_eq!(keys_of("callDelegate", &done), [REVIEWER]);
+    let completed = done.of_type("completeRun");
+    assert_eq!(completed.last().unwrap()["text"], "reviewed, with notes");
+    assert_eq!(
+        std::fs::read_to_string(run.workspace.path().join("notes.md")).unwrap(),
+        "helped\n"
+    );
+    let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/registry/v1/experts/%40acme%2Freviewer%401.2.0",
+            "/api/registry/v1/experts/%40acme%2Fhelper%402.0.0",
+        ]
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+
+    // Both are pinned versions, now in the cache: the Registry is not needed any more.
+    drop(fake);
+    let again = run.run();
+    again.assert_code(0);
+    assert_eq!(
+        again.of_type("completeRun").last().unwrap()["text"],
+        "reviewed, with notes"
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+/// Runs `key` against `registry` and expects a refusal before anything starts.
+fn refused(key: &str, registry: &str, env: &[(&str, &str)]) -> String {
+    let cache = tempfile::tempdir().expect("cache");
+    let mut run = registry_run(key, registry, &cache);
+    for (k, v) in env {
+        run = run.host_env(k, v);
+    }
+    let done = run.run();
+    done.assert_code(2);
+    assert!(
+        done.stdout.is_empty(),
+        "nothing may be emitted: {}",
+        done.stdout
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+    done.stderr
+}
+
+#[test]
+fn bad_keys_and_bad_answers_exit_2_before_anything_starts() {
+    let mut unknown_type = published(
+        "typed",
+        "1.0.0",
+        json!({"x": {"type": "containerSkill"}}),
+        &[],
+    );
+    unknown_type["skills"]["@perstack/base"] = base();
+    let mut broken = published("broken", "1.0.0", json!({}), &[]);
+    broken.as_object_mut().unwrap().remove("instruction");
+    let needs_env = published(
+        "needs-env",
+        "1.0.0",
+        json!({"search": {"type": "mcpStdioSkill", "description": "d", "command": "uvx", "packageName": "mcp-search", "requiredEnv": ["E2E_SEARCH_KEY"]}}),
+        &[],
+    );
+    let leads = published(
+        "leads",
+        "1.0.0",
+        json!({"@perstack/base": base()}),
+        &["needs-env@1.0.0"],
+    );
+    let fake = FakeRegistry::start(
+        vec![reviewer(), helper(), unknown_type, broken, needs_env, leads],
+        None,
+    );
+    let url = fake.url();
+
+    let grammar = refused("@invalid", &url, &[]);
+    assert!(
+        grammar.contains("unknown expert `@invalid`")
+            && grammar.contains("invalid expert key format"),
+        "{grammar}"
+    );
+    let range = refused("@acme/reviewer@^1", &url, &[]);
+    assert!(range.contains("version range"), "{range}");
+    let missing = refused("@acme/nothing@1.0.0", &url, &[]);
+    assert!(
+        missing.contains("failed to resolve expert \"@acme/nothing@1.0.0\"")
+            && missing.contains("404 Not Found"),
+        "{missing}"
+    );
+    let schema = refused("broken", &url, &[]);
+    assert!(
+        schema.contains("not an Expert definition") && schema.contains("instruction"),
+        "{schema}"
+    );
+    let skill_type = refused("typed", &url, &[]);
+    assert!(
+        skill_type.contains("unknown skill type \"containerSkill\""),
+        "{skill_type}"
+    );
+    // Preflight covers the whole closure: a published delegate's requiredEnv too.
+    let env = refused("leads", &url, &[]);
+    assert!(env.contains("E2E_SEARCH_KEY"), "{env}");
+
+    // A Registry that wants a token, one that fails, and one that is not there.
+    let guarded = FakeRegistry::start(vec![helper()], Some("right"));
+    let unauthorized = refused(
+        "@acme/helper",
+        &guarded.url(),
+        &[("PERSTACK_API_KEY", "wrong")],
+    );
+    assert!(unauthorized.contains("401 Unauthorized"), "{unauthorized}");
+    let failing = perstack_sandbox::test_support::http::TestServer::start(|_| async {
+        perstack_sandbox::test_support::http::Response::json(
+            422,
+            &json!({"code": 422, "error": "Validation Failed", "reason": "bad key"}),
+        )
+    });
+    let invalid = refused("@acme/helper", &failing.url(), &[]);
+    assert!(
+        invalid.contains("422 Validation Failed (bad key)"),
+        "{invalid}"
+    );
+    let gone = failing.url();
+    drop(failing);
+    let down = refused("@acme/helper", &gone, &[]);
+    assert!(down.contains("did not answer"), "{down}");
+    // Plain HTTP is for tests only.
+    let cache = tempfile::tempdir().expect("cache");
+    let run = TestRun::new("e2e/registry/perstack.toml", "@acme/helper")
+        .host_env("PERSTACK_API_BASE_URL", &url)
+        .host_env(
+            "PERSTACK_SANDBOX_CACHE_DIR",
+            &cache.path().display().to_string(),
+        );
+    let done = run.run();
+    done.assert_code(2);
+    assert!(
+        done.stderr.contains("must be an https:// URL"),
+        "{}",
+        done.stderr
+    );
+}
