@@ -88,17 +88,21 @@ pub struct EngineProbeArgs {
 /// What an `engine-probe` container does.
 #[derive(Debug, Subcommand)]
 pub enum EngineProbeAction {
-    /// Measure, write a file into the workspace, serve the findings on the socket once.
+    /// Measure, write a file into the workspace, greet on TCP and serve the findings on the
+    /// socket, once each.
     Listen {
         /// The socket to listen on.
         socket: std::path::PathBuf,
         /// The workspace mount to write the probe file into.
         workspace: std::path::PathBuf,
     },
-    /// Connect to the socket, print the listener's findings, then this container's.
+    /// Reach the listener over TCP, connect to the socket, print the listener's findings, then
+    /// this container's.
     Connect {
         /// The socket to connect to.
         socket: std::path::PathBuf,
+        /// The listener's address on the internal network, `ip:port`.
+        tcp: std::net::SocketAddr,
     },
 }
 

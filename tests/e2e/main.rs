@@ -34,3 +34,4 @@ mod tls_dns;
 mod trust;
 mod versioned;
 mod workspace_image;
+mod workspace_skills;
