@@ -70,6 +70,7 @@ const RULES: &[&str] = &[
     "sandbox-package-indexes",
     "sandbox-pids",
     "sandbox-runtime",
+    "sandbox-skill-files",
     "sandbox-skills",
     "sandbox-unknown-key",
     "skill-type",

@@ -214,6 +214,8 @@ pub struct TestRun {
     pub guard: JobGuard,
     /// The filled-in copy of a templated fixture, kept as long as the run.
     pub templated: Option<tempfile::TempDir>,
+    /// The state folder (`PERSTACK_SANDBOX_STATE_DIR`: the trust record), outside the workspace.
+    pub state: tempfile::TempDir,
     /// The folder the command runs in (where dotenv files are read); the workspace when `None`.
     pub current_dir: Option<PathBuf>,
 }
@@ -239,6 +241,7 @@ impl TestRun {
             runtime: test_runtime(),
             guard: JobGuard::new(),
             templated: None,
+            state: tempfile::tempdir().expect("tempdir"),
             current_dir: None,
         }
     }
@@ -318,6 +321,7 @@ impl TestRun {
             // The test process's own dotenv lookups must not depend on where tests run from.
             .current_dir(self.current_dir.as_deref().unwrap_or(self.workspace.path()))
             .env_remove("ANTHROPIC_API_KEY")
+            .env("PERSTACK_SANDBOX_STATE_DIR", self.state.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
