@@ -499,7 +499,9 @@ fn assert_live_containers_are_isolated(run: &TestRun) {
             // The workspace, and its protected paths (read-only) inside it: nothing else.
             assert!(binds.contains(&workspace.display().to_string()), "{role}");
             assert!(
-                binds.iter().all(|b| std::path::Path::new(b).starts_with(&workspace)),
+                binds
+                    .iter()
+                    .all(|b| std::path::Path::new(b).starts_with(&workspace)),
                 "{role}: {binds:?}"
             );
             assert_eq!(

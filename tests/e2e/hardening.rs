@@ -149,9 +149,14 @@ fn every_container_of_a_run_is_hardened_with_the_limits_asked_for() {
         match role {
             "base-skill" => {
                 // The workspace, and its protected paths (read-only) inside it: nothing else.
-                assert!(binds.contains(&workspace.display().to_string().as_str()), "{name}");
                 assert!(
-                    binds.iter().all(|b| std::path::Path::new(b).starts_with(&workspace)),
+                    binds.contains(&workspace.display().to_string().as_str()),
+                    "{name}"
+                );
+                assert!(
+                    binds
+                        .iter()
+                        .all(|b| std::path::Path::new(b).starts_with(&workspace)),
                     "{name}: {binds:?}"
                 );
                 assert_eq!(user, base_skill_user, "{name}");
