@@ -34,6 +34,9 @@ pub enum Command {
                                 perstack-sandbox run [OPTIONS] --image <REF> <QUERY>"
     )]
     Run(RunArgs),
+    /// An interactive session on a terminal: run an Expert, answer its questions and follow up
+    /// in the same job, in the same containers and with the same guarantees as `run`.
+    Start(StartArgs),
     /// Build an Expert's images and tag them as a version (--tag); --push pushes them.
     Build(BuildArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
@@ -87,17 +90,21 @@ pub struct EngineProbeArgs {
 /// What an `engine-probe` container does.
 #[derive(Debug, Subcommand)]
 pub enum EngineProbeAction {
-    /// Measure, write a file into the workspace, serve the findings on the socket once.
+    /// Measure, write a file into the workspace, greet on TCP and serve the findings on the
+    /// socket, once each.
     Listen {
         /// The socket to listen on.
         socket: std::path::PathBuf,
         /// The workspace mount to write the probe file into.
         workspace: std::path::PathBuf,
     },
-    /// Connect to the socket, print the listener's findings, then this container's.
+    /// Reach the listener over TCP, connect to the socket, print the listener's findings, then
+    /// this container's.
     Connect {
         /// The socket to connect to.
         socket: std::path::PathBuf,
+        /// The listener's address on the internal network, `ip:port`.
+        tcp: std::net::SocketAddr,
     },
 }
 
@@ -118,6 +125,29 @@ pub struct RunArgs {
     /// What to ask it.
     #[arg(required_unless_present = "image")]
     query: Option<String>,
+    /// Everything but the positionals (shared with `start`); read through `Deref`.
+    #[command(flatten)]
+    flags: RunFlags,
+}
+
+/// `start`: both positionals are optional — without an Expert the session offers the file's,
+/// without a query it asks for one.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The Expert's key in perstack.toml (default: pick one from a list).
+    pub expert: Option<String>,
+    /// The first message (default: asked for).
+    pub query: Option<String>,
+    /// The same options as `run`; `--continue` and `--continue-job` re-enter a past job and
+    /// show its history first.
+    #[command(flatten)]
+    pub flags: RunFlags,
+}
+
+/// `run`'s options, which `start` takes too: what runs, where, with which settings, and which
+/// job it continues.
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
     /// Run the Expert of this versioned image (`perstack-sandbox build --tag REF`) instead of
     /// one from perstack.toml; images that are not here are pulled.
     #[arg(long, value_name = "REF", conflicts_with = "config")]
@@ -289,7 +319,25 @@ fn parse_runtime(value: &str) -> Result<UpstreamRuntime, String> {
     ))
 }
 
+impl std::ops::Deref for RunArgs {
+    type Target = RunFlags;
+
+    fn deref(&self) -> &RunFlags {
+        &self.flags
+    }
+}
+
 impl RunArgs {
+    /// The arguments of one turn of a `start` session: `expert` (none with `--image`) asked
+    /// `query` with `flags`.
+    pub fn session_turn(expert: Option<String>, query: String, flags: RunFlags) -> RunArgs {
+        RunArgs {
+            expert,
+            query: Some(query),
+            flags,
+        }
+    }
+
     /// The Expert given on the command line; empty when only `--image` names it.
     pub fn expert(&self) -> &str {
         match (&self.expert, &self.query) {

@@ -34,6 +34,7 @@ fn main() {
 async fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => host(commands::run::run(args).await),
+        Command::Start(args) => host(commands::start::start(args).await),
         Command::Build(args) => host(commands::build::run(args).await),
         Command::Validate(args) => host(commands::validate::run(args)),
         Command::Init(args) => host(commands::init::run(args)),

@@ -4,12 +4,13 @@
 //! own (`connect`). The report is `contract::probe::ProbeReport`.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::contract::probe::{PROBE_FILE, ProbeReport};
+use crate::contract::probe::{PROBE_FILE, PROBE_PORT, ProbeReport, TCP_GREETING};
 
 /// Measures this process's container.
 pub(crate) fn measure(who: &str) -> ProbeReport {
@@ -41,6 +42,7 @@ pub(crate) fn measure(who: &str) -> ProbeReport {
         ]),
         pids_limit: cgroup_limit(&["/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"]),
         workspace_write: None,
+        tcp: None,
     }
 }
 
@@ -54,39 +56,70 @@ fn cgroup_limit(paths: &[&str]) -> Option<u64> {
         .filter(|v| *v < 1 << 60)
 }
 
-/// The listener: measures itself, writes the probe file into `workspace`, then serves its
-/// report to one connection on `socket` (mode 0666 like the skill host's: the volume's 0750
-/// keeps others out) and exits.
+/// The listener: measures itself, writes the probe file into `workspace`, greets one TCP
+/// connection on [`PROBE_PORT`] (as the egress proxy is reached on an internal network), then
+/// serves its report to one connection on `socket` (mode 0666 like the skill host's: the
+/// volume's 0750 keeps others out) and exits once both were served.
 pub(crate) fn listen(socket: &Path, workspace: &Path) -> std::io::Result<()> {
     let mut report = measure("listener");
     report.workspace_write = Some(
         std::fs::write(workspace.join(PROBE_FILE), b"perstack-sandbox doctor\n")
             .map_err(|e| e.to_string()),
     );
+    let tcp = TcpListener::bind(("0.0.0.0", PROBE_PORT))?;
+    let greeting = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut stream, _) = tcp.accept()?;
+        writeln!(stream, "{TCP_GREETING}")
+    });
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))?;
     let (mut stream, _) = listener.accept()?;
     writeln!(stream, "{}", serde_json::to_string(&report)?)?;
+    // The connector greets first; a listener it could not reach waits to be removed.
+    let _ = greeting.join();
     Ok(())
 }
 
-/// The connector: connects to `socket` (retrying while the listener comes up, up to `within`),
-/// prints the listener's report line, then its own.
-pub(crate) fn connect(socket: &Path, within: Duration) -> std::io::Result<()> {
+/// Keeps trying `attempt` until it succeeds or `within` has passed.
+fn retrying<T>(
+    within: Duration,
+    mut attempt: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
     let started = Instant::now();
-    let stream = loop {
-        match UnixStream::connect(socket) {
-            Ok(stream) => break stream,
+    loop {
+        match attempt() {
+            Ok(done) => return Ok(done),
             Err(e) if started.elapsed() >= within => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
+    }
+}
+
+/// The connector: reaches the listener at `tcp` (its address on the internal network), then
+/// connects to `socket` (retrying while the listener comes up, up to `within`), prints the
+/// listener's report line, then its own.
+pub(crate) fn connect(socket: &Path, tcp: SocketAddr, within: Duration) -> std::io::Result<()> {
+    let reached = retrying(within.min(Duration::from_secs(10)), || {
+        let stream = TcpStream::connect_timeout(&tcp, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line)?;
+        Ok(line)
+    });
+    let tcp_outcome = match reached {
+        Ok(line) if line.trim_end() == TCP_GREETING => Ok(()),
+        Ok(line) => Err(format!("{tcp} answered {:?}", line.trim_end())),
+        Err(e) => Err(format!("cannot reach {tcp}: {e}")),
     };
+    let stream = retrying(within, || UnixStream::connect(socket))?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
+    let mut mine = measure("connector");
+    mine.tcp = Some(tcp_outcome);
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", line.trim_end())?;
-    writeln!(out, "{}", serde_json::to_string(&measure("connector"))?)?;
+    writeln!(out, "{}", serde_json::to_string(&mine)?)?;
     Ok(())
 }
 
@@ -104,6 +137,14 @@ mod tests {
             std::thread::spawn(move || listen(&socket, &workspace))
         };
         let started = Instant::now();
+        let greeting = retrying(Duration::from_secs(5), || {
+            let stream = TcpStream::connect(("127.0.0.1", PROBE_PORT))?;
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line)?;
+            Ok(line)
+        })
+        .expect("tcp");
+        assert_eq!(greeting.trim_end(), TCP_GREETING);
         let stream = loop {
             if let Ok(s) = UnixStream::connect(&socket) {
                 break s;

@@ -15,6 +15,7 @@ pub mod log;
 mod registry;
 pub mod roles;
 pub mod run;
+pub mod start;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

@@ -102,8 +102,8 @@ pub fn engine_probe(args: crate::cli::EngineProbeArgs) -> i32 {
         EngineProbeAction::Listen { socket, workspace } => {
             super::engine_probe::listen(socket, workspace)
         }
-        EngineProbeAction::Connect { socket } => {
-            super::engine_probe::connect(socket, std::time::Duration::from_secs(30))
+        EngineProbeAction::Connect { socket, tcp } => {
+            super::engine_probe::connect(socket, *tcp, std::time::Duration::from_secs(30))
         }
     };
     match done {

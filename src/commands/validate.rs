@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::cli::ValidateArgs;
 use crate::config::{DEFAULT_PROVIDER, LoadedConfig, Skill};
+use crate::contract::paths::WORKSPACE_MOUNT;
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
 
@@ -94,6 +95,11 @@ pub fn describe(loaded: &LoadedConfig, cwd: &std::path::Path) -> String {
                     if !s.allowed_domains.is_empty() {
                         let _ = write!(d, " · domains {}", s.allowed_domains.join(", "));
                     }
+                    if let Some(grant) =
+                        config.sandbox.skills.get(&s.name).and_then(|x| x.workspace)
+                    {
+                        let _ = write!(d, " · workspace {}", grant.as_str());
+                    }
                     d
                 }
                 Skill::McpSse(s) => format!("sse: {}", s.endpoint),
@@ -105,5 +111,84 @@ pub fn describe(loaded: &LoadedConfig, cwd: &std::path::Path) -> String {
             let _ = writeln!(out, "    {:width$}  {detail}", skill.name());
         }
     }
+    for warning in missing_workspace_grants(loaded) {
+        let _ = writeln!(out, "\nwarning: {warning}");
+    }
     out
+}
+
+/// Skills whose arguments name `/workspace` (the path base-skill and granted skills see the
+/// workspace at) without a `workspace` grant: they would find no such folder.
+fn missing_workspace_grants(loaded: &LoadedConfig) -> Vec<String> {
+    let config = &loaded.config;
+    let mut warnings = Vec::new();
+    for expert in config.experts.values() {
+        for skill in expert.skills.values() {
+            let Skill::McpStdio(s) = skill else { continue };
+            let granted = config.sandbox.skills.get(&s.name).and_then(|x| x.workspace);
+            let names_it = s.argv().iter().any(|arg| {
+                arg.split(['=', ':']).any(|part| {
+                    part == WORKSPACE_MOUNT || part.starts_with(&format!("{WORKSPACE_MOUNT}/"))
+                })
+            });
+            if s.is_base() || granted.is_some() || !names_it {
+                continue;
+            }
+            let place = loaded
+                .location(&crate::config::dotted_path(&[
+                    "experts",
+                    &expert.key,
+                    "skills",
+                    &s.name,
+                    "args",
+                ]))
+                .map(|l| format!("{l}: "))
+                .unwrap_or_default();
+            warnings.push(format!(
+                "{place}skill `{}` of `{}` names {WORKSPACE_MOUNT} in its args, but it has no \
+                 workspace grant, so it will not find it; add `[sandbox.skills.\"{}\"] workspace \
+                 = \"read-only\"` (or \"read-write\") to perstack.toml",
+                s.name, expert.key, s.name
+            ));
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skill_naming_the_workspace_without_a_grant_is_warned_about() {
+        let text = r#"
+[experts."a"]
+instruction = "x"
+[experts."a".skills."db"]
+type = "mcpStdioSkill"
+command = "uvx"
+args = ["mcp-server-sqlite", "--db-path", "/workspace/x.db"]
+[experts."a".skills."git"]
+type = "mcpStdioSkill"
+command = "uvx"
+args = ["mcp-server-git", "--repository=/workspace"]
+[sandbox.skills."git"]
+workspace = "read-only"
+"#;
+        let loaded =
+            crate::config::load_str(std::path::Path::new("/p/perstack.toml"), text).unwrap();
+        let listing = describe(&loaded, std::path::Path::new("/p"));
+        assert!(listing.contains("· workspace read-only"), "{listing}");
+        let warnings: Vec<&str> = listing
+            .lines()
+            .filter(|l| l.starts_with("warning:"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{listing}");
+        assert!(
+            warnings[0].contains("/p/perstack.toml:7:")
+                && warnings[0].contains("skill `db` of `a` names /workspace")
+                && warnings[0].contains("[sandbox.skills.\"db\"] workspace"),
+            "{listing}"
+        );
+    }
 }

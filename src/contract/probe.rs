@@ -5,6 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The TCP port the listener also serves on, on the internal network (the egress proxy's).
+pub(crate) const PROBE_PORT: u16 = 3128;
+
+/// What the listener answers on TCP.
+pub(crate) const TCP_GREETING: &str = "perstack-sandbox probe";
+
 /// The file the listener writes into the workspace mount, whose owner the controller checks.
 pub(crate) const PROBE_FILE: &str = ".perstack-sandbox-doctor-probe";
 
@@ -32,4 +38,6 @@ pub(crate) struct ProbeReport {
     pub pids_limit: Option<u64>,
     /// What writing the workspace probe file gave (listener only): `None` when not tried.
     pub workspace_write: Option<Result<(), String>>,
+    /// What reaching the listener over TCP on the internal network gave (connector only).
+    pub tcp: Option<Result<(), String>>,
 }

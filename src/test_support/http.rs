@@ -177,10 +177,19 @@ impl TestServer {
         F: Fn(Recorded) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response> + Send + 'static,
     {
-        let listener = std::net::TcpListener::bind((ip, 0))
-            .unwrap_or_else(|e| panic!("test server: bind {ip}:0: {e}"));
+        // Podman's default bridge exists only while a container is on it: until then its
+        // gateway is nobody's address. Then listen on every address, at the port the gateway
+        // will be reached on.
+        let listener = match std::net::TcpListener::bind((ip, 0)) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))
+            }
+            bound => bound,
+        }
+        .unwrap_or_else(|e| panic!("test server: bind {ip}:0: {e}"));
         let addr = listener
             .local_addr()
+            .map(|a| std::net::SocketAddr::new(ip, a.port()))
             .unwrap_or_else(|e| panic!("test server: local address: {e}"));
         listener
             .set_nonblocking(true)
@@ -311,13 +320,14 @@ async fn answer(
     Ok(handler(recorded).await.into_hyper())
 }
 
-/// The gateway of Docker's default bridge network (usually 172.17.0.1).
+/// The gateway of the engine's default bridge network (Docker's `bridge`, usually 172.17.0.1;
+/// Podman's `podman`, 10.88.0.1).
 pub fn bridge_gateway() -> String {
     let out = Command::new("docker")
         .args([
             "network",
             "inspect",
-            "bridge",
+            default_bridge(),
             "--format",
             "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
         ])
@@ -328,6 +338,18 @@ pub fn bridge_gateway() -> String {
         .find(|g| g.parse::<Ipv4Addr>().is_ok())
         .unwrap_or("172.17.0.1")
         .to_string()
+}
+
+/// The name of the engine's default bridge network: `podman` on Podman, else `bridge`.
+pub fn default_bridge() -> &'static str {
+    static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let podman = Command::new("docker")
+            .args(["network", "inspect", "podman", "--format", "{{.Name}}"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if podman { "podman" } else { "bridge" }
+    })
 }
 
 #[cfg(test)]

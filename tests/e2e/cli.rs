@@ -145,6 +145,7 @@ fn doctor_reports_endpoint_engine_api_build_and_the_run_probe() {
         "✔   internal network",
         "✔   hardened start",
         "✔   unix socket",
+        "✔   network reach",
         "✔   hardening",
         "✔   workspace owner",
         "✔   removal",

@@ -101,8 +101,11 @@ fn import_managed(tag: &str, marker: &str) -> String {
     let mut child = Command::new("docker")
         .args([
             "import",
+            // A label an instruction: Podman's import reads `LABEL a=1 b=2` as one label.
             "--change",
-            "LABEL io.perstack.sandbox.managed=true io.perstack.sandbox.role=e2e-gc",
+            "LABEL io.perstack.sandbox.managed=true",
+            "--change",
+            "LABEL io.perstack.sandbox.role=e2e-gc",
             "-",
             tag,
         ])

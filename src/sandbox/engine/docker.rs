@@ -189,8 +189,11 @@ pub(crate) struct DockerClient {
     engine: EngineInfo,
 }
 
-/// How long one place may take to answer `/version` before we look further.
-const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one place may take to answer `/version` before we look further. A refused or
+/// missing socket fails at once; this is for an engine that accepts and is slow to answer, as a
+/// busy Podman service is (measured: over 10 s while it builds and removes images for others),
+/// which should be waited for rather than passed over.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 /// The per-request timeout bollard applies (its default).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 
@@ -280,15 +283,15 @@ impl DockerClient {
         }
     }
 
-    /// Makes the image for `spec` as `tag`: imported when it is based on `scratch`, built
-    /// otherwise (see `images.rs`). Builder output lines go to `on_line`.
+    /// Makes the image for `spec` as `tag`: imported when it is based on `scratch` and the
+    /// engine imports faithfully (`info.rs`), built otherwise (see `images.rs`). Builder output lines go to `on_line`.
     pub(crate) async fn create_image(
         &self,
         spec: &ImageSpec,
         tag: &str,
         on_line: impl FnMut(&str),
     ) -> Result<(), DockerError> {
-        if spec.is_scratch() {
+        if spec.is_scratch() && self.engine.imports_scratch_images() {
             self.import_image(spec, tag).await
         } else {
             self.build_image(spec, tag, on_line).await
@@ -814,6 +817,9 @@ impl DockerClient {
             ids(found.networks),
         );
         let mut removed = Removed::default();
+        // Killed first: a forced removal is a kill on Docker, but Podman stops the container
+        // (SIGTERM, then the stop timeout) before it removes it. Not running: nothing to do.
+        futures::future::join_all(containers.iter().map(|id| self.signal(id, "SIGKILL"))).await;
         let results = futures::future::join_all(containers.iter().map(|id| {
             self.docker.remove_container(
                 id,

@@ -18,7 +18,9 @@
 //!   ([`EngineInfo::empty_tmpfs_option`]).
 //! - **Image import.** Podman's import ignores the `tag` parameter and reads each of `changes`
 //!   as one instruction (bollard joins them with newlines): `raw.rs` imports on both engines as
-//!   the docker CLI does.
+//!   the docker CLI does. Even so Podman reads `LABEL a=1 b=2` as one label `a` and keeps the
+//!   backslashes of a quoted value (our labels hold JSON), so on Podman `scratch` images are
+//!   built, not imported ([`EngineInfo::imports_scratch_images`]).
 //! - **Rootless engines** (Podman or Docker) map the container's uid 0 to the user who runs the
 //!   engine and every other uid into that user's subordinate range: base-skill must run as
 //!   uid 0 inside for the files it writes to be the invoking user's outside
@@ -144,6 +146,12 @@ impl EngineInfo {
             EngineKind::Docker => None,
             EngineKind::Podman => Some("ro,nosuid,nodev,noexec,size=4k,mode=0555,notmpcopyup"),
         }
+    }
+
+    /// Whether `scratch` images are imported (one call, Docker) or built from a context
+    /// (Podman, whose import mangles labels: see above).
+    pub(crate) fn imports_scratch_images(&self) -> bool {
+        self.kind == EngineKind::Docker
     }
 
     /// How the run's internal networks are created.
@@ -277,11 +285,13 @@ mod tests {
     fn only_podman_needs_dns_switched_off_and_only_rootful_podman_needs_ulimits() {
         let podman = info(PODMAN, serde_json::json!({}));
         assert_eq!(podman.network_dns(), NetworkDns::SwitchOff);
+        assert!(!podman.imports_scratch_images());
         assert_eq!(podman.ulimits(), &PODMAN_ULIMITS);
         let rootless = info(PODMAN, serde_json::json!({"Rootless": true}));
         assert!(rootless.ulimits().is_empty());
         let docker = info(DOCKER, serde_json::json!({}));
         assert_eq!(docker.network_dns(), NetworkDns::NoneByDefault);
+        assert!(docker.imports_scratch_images());
         assert!(docker.ulimits().is_empty());
     }
 }

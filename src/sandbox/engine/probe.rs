@@ -1,7 +1,8 @@
 //! `doctor`'s proof that a run will start on this engine: it makes, for real and with the same
 //! calls, what a run makes — a socket volume, an internal network, a base-skill-like container
-//! that writes into a workspace and serves a unix socket in the volume, and a hardened
-//! runtime-like container on the internal network that connects to it — checks what each
+//! that writes into a workspace, serves a unix socket in the volume and answers on TCP on the
+//! internal network as the egress proxy does, and a hardened runtime-like container on that
+//! network that reaches it both ways — checks what each
 //! container found about itself (`contract/probe.rs`), and removes all of it. Every step has a
 //! name, and a failed one the fix.
 
@@ -18,7 +19,7 @@ use super::docker::{DockerClient, DockerError};
 use super::workspace_user::workspace_user;
 use crate::config::Limits;
 use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
-use crate::contract::probe::{PROBE_FILE, ProbeReport};
+use crate::contract::probe::{PROBE_FILE, PROBE_PORT, ProbeReport};
 use crate::contract::users::{RUNTIME_GID, RUNTIME_UID};
 use crate::sandbox::images::recipes::doctor_probe_image;
 use crate::sandbox::labels;
@@ -161,15 +162,10 @@ async fn make(
         .map_err(|e| fail(e.to_string(), "the engine must create internal bridge networks with an IPv4 subnet (check its network backend; rootless engines need slirp4netns and /dev/net/tun)"));
     push(steps, "internal network", outcome)?;
     let outcome = docker
-        .import_image(image, tag)
+        .create_image(image, tag, |_| {})
         .await
-        .map(|()| "imported a scratch image with this executable".to_string())
-        .map_err(|e| {
-            fail(
-                e.to_string(),
-                "the engine must import images (`docker import`); check the disk is not full",
-            )
-        });
+        .map(|()| "made a scratch image with this executable, as a run makes its images".to_string())
+        .map_err(|e| fail(e.to_string(), "the engine must import or build images (`docker import`, `docker build`); check the disk is not full"));
     push(steps, "probe image", outcome)?;
     Ok(())
 }
@@ -208,20 +204,9 @@ async fn exchange(docker: &DockerClient, probe: &Probe, tag: &str, steps: &mut V
             read_only: false,
         },
     ];
-    let mut connector = probe.container(
-        "connector",
-        format!("{RUNTIME_UID}:{RUNTIME_GID}"),
-        vec![
-            "connect".into(),
-            format!("{RUNTIME_SOCKETS_DIR}/probe/{SOCKET_FILE}"),
-        ],
-    );
-    connector.mounts = vec![volume_mount(
-        &probe.name("socket"),
-        &format!("{RUNTIME_SOCKETS_DIR}/probe"),
-    )];
-    connector.network = NetworkPlan::Internal(probe.name("net"));
-    let output = match converse(docker, tag, &listener, &connector).await {
+    // On the internal network as the egress proxy is, so the connector reaches it over TCP.
+    listener.network = NetworkPlan::Internal(probe.name("net"));
+    let output = match converse(docker, probe, tag, &listener).await {
         Ok(output) => output,
         Err(failure) => {
             steps.push(Step {
@@ -248,18 +233,44 @@ fn volume_mount(name: &str, target: &str) -> MountPlan {
     }
 }
 
-/// What the connector printed (stdout), once both exited; a failure names the engine's error.
+/// The runtime-like container: on the internal network, the socket volume mounted where the
+/// runtime has it, reaching the listener at `listener_ip`.
+fn connector(probe: &Probe, listener_ip: &str) -> ContainerPlan {
+    let mut connector = probe.container(
+        "connector",
+        format!("{RUNTIME_UID}:{RUNTIME_GID}"),
+        vec![
+            "connect".into(),
+            format!("{RUNTIME_SOCKETS_DIR}/probe/{SOCKET_FILE}"),
+            format!("{listener_ip}:{PROBE_PORT}"),
+        ],
+    );
+    connector.mounts = vec![volume_mount(
+        &probe.name("socket"),
+        &format!("{RUNTIME_SOCKETS_DIR}/probe"),
+    )];
+    connector.network = NetworkPlan::Internal(probe.name("net"));
+    connector
+}
+
+/// Starts the listener, then the connector with the listener's address on the internal network
+/// (read as a run reads the proxy's); what the connector printed (stdout), once it exited. A
+/// failure names the engine's error.
 async fn converse(
     docker: &DockerClient,
+    probe: &Probe,
     tag: &str,
     listener: &ContainerPlan,
-    connector: &ContainerPlan,
 ) -> Result<(String, String, i64), Failure> {
+    let network = probe.name("net");
     let started = async {
         let listener_id = docker.create_container(listener, tag, &[]).await?;
-        let connector_id = docker.create_container(connector, tag, &[]).await?;
-        let output = docker.attach(&connector_id).await?;
         docker.start(&listener_id, &listener.name).await?;
+        let addresses = docker.network_addresses(&listener_id).await?;
+        let ip = addresses.get(&network).cloned().unwrap_or_default();
+        let connector = connector(probe, &ip);
+        let connector_id = docker.create_container(&connector, tag, &[]).await?;
+        let output = docker.attach(&connector_id).await?;
         docker.start(&connector_id, &connector.name).await?;
         Ok::<_, DockerError>((connector_id, output))
     };
@@ -332,6 +343,10 @@ fn judge(
         )),
     });
     steps.push(Step {
+        name: "network reach",
+        outcome: reach(connector),
+    });
+    steps.push(Step {
         name: "hardening",
         outcome: hardening(&probe.limits, &[listener, connector]),
     });
@@ -339,6 +354,19 @@ fn judge(
         name: "workspace owner",
         outcome: owner(&probe.workspace, host_user, listener),
     });
+}
+
+/// Whether the connector reached the listener over TCP on their internal network, as a run's
+/// containers reach the egress proxy.
+fn reach(connector: &ProbeReport) -> Result<String, Failure> {
+    match &connector.tcp {
+        Some(Ok(())) => Ok("a container reached another over TCP on their internal network, as clients reach the egress proxy".into()),
+        Some(Err(error)) => Err(fail(
+            format!("containers on one internal network cannot reach each other: {error}"),
+            "the host's firewall drops traffic between containers on one bridge; with Docker on the same host (its FORWARD policy DROP and br_netfilter), let Podman's bridged traffic through: `sudo iptables -I DOCKER-USER -i podman+ -m physdev --physdev-is-bridged -j ACCEPT`",
+        )),
+        None => Err(fail("the connector did not try to reach the listener over TCP", "this is a bug; report it")),
+    }
 }
 
 /// What did not hold of the hardening, per container.
@@ -471,6 +499,7 @@ mod tests {
             memory_limit: Some(limits.memory as u64),
             pids_limit: Some(limits.pids as u64),
             workspace_write: Some(Ok(())),
+            tcp: Some(Ok(())),
         }
     }
 

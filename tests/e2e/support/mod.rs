@@ -483,3 +483,54 @@ fn read_stream_until(
         String::from_utf8_lossy(&seen)
     );
 }
+
+/// Podman's default capability set, which its inspect lists as `CapDrop` for `--cap-drop ALL`
+/// (Docker keeps `["ALL"]`).
+const PODMAN_DEFAULT_CAPABILITIES: [&str; 14] = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// An inspected container's `HostConfig` drops every capability, adds none and sets
+/// no-new-privileges, as Docker (`CapDrop: ["ALL"]`, `no-new-privileges:true`) or Podman (every
+/// default capability listed, `no-new-privileges`) reports it.
+pub fn assert_no_capabilities_and_no_new_privileges(host: &serde_json::Value, what: &str) {
+    let dropped: Vec<&str> = host["CapDrop"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str())
+        .map(|c| c.trim_start_matches("CAP_"))
+        .collect();
+    assert!(
+        dropped == ["ALL"]
+            || PODMAN_DEFAULT_CAPABILITIES
+                .iter()
+                .all(|c| dropped.contains(c)),
+        "{what}: CapDrop {}",
+        host["CapDrop"]
+    );
+    assert!(
+        host["CapAdd"].is_null() || host["CapAdd"] == serde_json::json!([]),
+        "{what}: CapAdd {}",
+        host["CapAdd"]
+    );
+    let options = &host["SecurityOpt"];
+    assert!(
+        *options == serde_json::json!(["no-new-privileges:true"])
+            || *options == serde_json::json!(["no-new-privileges"]),
+        "{what}: SecurityOpt {options}"
+    );
+}

@@ -1,0 +1,161 @@
+//! `start` on a real pseudo-terminal running the real binary: keys are sent and the screen read
+//! back, as a person at a terminal would use it.
+
+use std::process::Command;
+
+use rexpect::session::PtySession;
+
+use crate::support::{JobGuard, binary, fixture, require_docker};
+
+/// Time for one exchange, image builds of the first run included.
+const TURN_MS: u64 = 300_000;
+
+/// A pty session that keeps everything the terminal was sent, for the screen at the end.
+struct Terminal {
+    pty: PtySession,
+    seen: String,
+}
+
+impl Terminal {
+    /// Waits for `text`; fails the test with what the screen showed if it never comes.
+    fn expect(&mut self, text: &str) {
+        match self.pty.exp_string(text) {
+            Ok(before) => {
+                self.seen.push_str(&before);
+                self.seen.push_str(text);
+            }
+            Err(error) => panic!(
+                "waited for {text:?}: {error}\n--- screen so far ---\n{}",
+                screen(&self.seen)
+            ),
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.pty.send_line(line).expect("type a line");
+    }
+}
+
+/// What a 120×300 terminal shows after `seen`: escape sequences applied, spinners redrawn.
+fn screen(seen: &str) -> String {
+    // rexpect hands the terminal's bytes over one char per byte (Latin-1): undo that first.
+    let bytes: Vec<u8> = seen
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect();
+    let mut parser = vt100::Parser::new(300, 120, 0);
+    parser.process(&bytes);
+    parser
+        .screen()
+        .contents()
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}
+
+/// The screen without what changes from run to run: ids, times, token counts, image builds.
+fn stable(screen: &str, job_id: &str) -> String {
+    let times = regex::Regex::new(r"in \d+(\.\d+)? (ms|s)\b").expect("regex");
+    let fixtures = fixture("e2e/session");
+    let tokens = regex::Regex::new(r"\d+ tokens").expect("regex");
+    screen
+        .lines()
+        // Notes about the invoking user (root in CI) are the run's, not the session's.
+        .filter(|l| !l.starts_with("note: "))
+        // Whether an image was built or found depends on what ran before.
+        .filter(|l| {
+            !l.contains(" image ")
+                && !l
+                    .trim_start()
+                    .starts_with(['⠁', '⠂', '⠄', '⡀', '⢀', '⠠', '⠐', '⠈'])
+        })
+        .map(|l| {
+            let l = l
+                .replace(job_id, "<job>")
+                .replace(&fixtures.display().to_string(), "<fixture>");
+            let l = times.replace_all(&l, "in <t>");
+            tokens.replace_all(&l, "<n> tokens").into_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session() {
+    if !require_docker() {
+        return;
+    }
+    let guard = JobGuard::new();
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(binary());
+    cmd.arg("start")
+        .arg("--config")
+        .arg(fixture("e2e/session/perstack.toml"))
+        .arg("--workspace")
+        .arg(workspace.path())
+        .arg("--job-id")
+        .arg(&guard.job_id)
+        .current_dir(workspace.path())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .env_remove("ANTHROPIC_API_KEY");
+    let pty = rexpect::session::spawn_command(cmd, Some(TURN_MS)).expect("spawn on a pty");
+    let mut term = Terminal {
+        pty,
+        seen: String::new(),
+    };
+
+    // No Expert given: the file's are offered with their descriptions.
+    term.expect("Interviews you, then has a plan made.");
+    term.expect("expert (number or name)> ");
+    term.type_line("coach");
+    // No query given: asked for.
+    term.expect("you> ");
+    term.type_line("Help me train for a 10k");
+    term.expect("How many days a week can you train?");
+    term.expect("answer> ");
+    term.type_line("three");
+    term.expect("Any injuries I should know about?");
+    term.expect("answer> ");
+    term.type_line("a sore knee");
+    // The delegation shows who asked whom, and the planner's answer.
+    term.expect("planner (delegated by coach): Three days a week, mind the knee.");
+    term.expect("planner answered");
+    term.expect("Your plan: Mon run, Wed swim, Fri bike.");
+    term.expect("you> ");
+    // A follow-up continues the same job.
+    term.type_line("What about rest days?");
+    term.expect("Rest on Sunday, and stretch the knee.");
+    term.expect("you> ");
+    // Ctrl-D leaves.
+    term.pty.send_control('d').expect("Ctrl-D");
+    term.pty.exp_eof().expect("the session ends");
+
+    let shown = screen(&term.seen);
+    // The follow-up's line gives its own totals apart from the job's.
+    assert!(shown.contains("the job so far:"), "{shown}");
+    insta::assert_snapshot!("start_interview_screen", stable(&shown, &guard.job_id));
+    // Everything ran in one job: its checkpoints are in the workspace.
+    let job = workspace
+        .path()
+        .join("perstack/jobs")
+        .join(&guard.job_id)
+        .join("job.json");
+    assert!(job.is_file(), "no {}", job.display());
+    assert!(guard.leftovers().is_empty(), "{:?}", guard.leftovers());
+}
+
+#[test]
+fn start_without_a_terminal_points_to_run_json() {
+    let out = Command::new(binary())
+        .args(["start", "coach", "hello"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the binary");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("perstack-sandbox run --json"), "{stderr}");
+}
