@@ -53,6 +53,10 @@ pub enum Command {
     /// Remove containers, volumes and networks whose controller is gone (and, with --images,
     /// superseded image versions).
     Gc(GcArgs),
+    /// See and accept what runs changed in the files runs trust (perstack.toml, dotenv files,
+    /// the mock script); a workspace with such a change refuses to run until it is accepted.
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// (inside the runtime container) Run the agent loop.
     #[command(hide = true)]
     Runtime(RuntimeArgs),
@@ -595,6 +599,27 @@ pub struct GcArgs {
     /// Only report what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `trust`.
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Accept the changes runs made to the workspace's trusted inputs, after looking at them
+    /// (e.g. `git diff`): runs in the workspace start again. Prints what it accepted.
+    #[command(
+        after_help = "A run that changes perstack.toml, a dotenv file (.env, .env.local, envPath) or the mock script — through a path the read-only mounts cannot cover — is reported at its end, and every later run in the workspace refuses to start (exit 2) until the change is accepted here. Look first: a prompt-injected run may have planted a base URL, an Expert, a skill or a variable name. The record is kept outside the workspace, in $PERSTACK_SANDBOX_STATE_DIR, else $XDG_STATE_HOME/perstack-sandbox, else ~/.local/state/perstack-sandbox."
+    )]
+    Accept(TrustArgs),
+    /// Show the changes waiting to be accepted, and the runs under way, in the workspace.
+    Status(TrustArgs),
+}
+
+/// `trust accept` and `trust status`.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The workspace (default: the current folder), as given to `run --workspace`.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
 }
 
 /// `validate` and `doctor`.

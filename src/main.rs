@@ -42,6 +42,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::Images => host(commands::images::run().await),
         Command::Log(args) => host(commands::log::run(args)),
         Command::Gc(args) => host(commands::gc::run(args).await),
+        Command::Trust(command) => host(commands::trust::run(command)),
         Command::Runtime(args) => role(roles::runtime(args).await),
         Command::SkillHost(args) => role(roles::skill_host(args).await),
         Command::BaseSkill(args) => role(roles::base_skill(args).await),

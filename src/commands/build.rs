@@ -20,6 +20,8 @@ use crate::sandbox::engine::run::{RunError as ExecuteError, content_tag};
 use crate::sandbox::images::recipes::Artifacts;
 use crate::sandbox::images::{ImageSpec, slug};
 use crate::sandbox::plan::{RunPlan, RunRequest, plan};
+use crate::sandbox::preflight::{Problems, file_problem};
+use crate::sandbox::skill_files::{self, FilesBySkill};
 use crate::sandbox::versioned::{self, ImageRef, Manifest, VersionedError};
 
 use super::LoadError;
@@ -65,6 +67,9 @@ pub enum BuildError {
     /// Our executable or the CA bundle.
     #[error(transparent)]
     Artifacts(#[from] ArtifactError),
+    /// Files the skills name in the config's folder (missing, outside it, too big).
+    #[error(transparent)]
+    SkillFiles(Problems),
     /// The file's settings (never, without flags; kept for the types' sake).
     #[error(transparent)]
     Settings(#[from] SettingsError),
@@ -103,6 +108,7 @@ impl From<&BuildError> for Exit {
             | BuildError::MockScript(_)
             | BuildError::ReadConfig { .. }
             | BuildError::Artifacts(_)
+            | BuildError::SkillFiles(_)
             | BuildError::Settings(_)
             | BuildError::Spec(_)
             | BuildError::Labels(_)
@@ -119,6 +125,8 @@ struct Inputs {
     /// `sha256:<hex>` of perstack.toml.
     digest: String,
     artifacts: Artifacts,
+    /// The closure's skills' own files from the config's folder.
+    skill_files: FilesBySkill,
     /// Command line > file > default; the images depend on the CA bundle only.
     settings: Settings,
 }
@@ -211,7 +219,17 @@ async fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
         source,
     })?;
     let settings = Settings::resolve(&args.setting_flags(), &loaded)?;
+    let closure = loaded.config.delegation_closure(&args.expert);
+    let skill_files = skill_files::collect_all(&loaded, &closure).map_err(|problems| {
+        BuildError::SkillFiles(Problems(
+            problems
+                .into_iter()
+                .map(|p| file_problem(&loaded, p))
+                .collect(),
+        ))
+    })?;
     Ok(Inputs {
+        skill_files,
         digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
         artifacts: artifacts::load(&settings.ca_certificates)?,
         settings,
@@ -245,6 +263,7 @@ fn plan_images(args: &BuildArgs, inputs: &Inputs) -> Result<RunPlan, BuildError>
         env: BTreeMap::new(),
         mock_script: inputs.mock_script.clone(),
         artifacts: inputs.artifacts.clone(),
+        skill_files: inputs.skill_files.clone(),
         limits: settings.limits,
         controller: String::new(),
         resume: None,
@@ -333,6 +352,22 @@ async fn ensure(
     spec: &ImageSpec,
     verbose: bool,
 ) -> Result<(String, String), BuildError> {
+    if let Some(recipe) = &spec.recipe
+        && docker.image_id(&recipe.tag()).await?.is_none()
+    {
+        eprintln!(
+            "{}: building its Dockerfile as {}",
+            spec.service,
+            recipe.tag()
+        );
+        docker
+            .build_recipe(recipe, |line| {
+                if verbose {
+                    eprintln!("  {line}");
+                }
+            })
+            .await?;
+    }
     let tag = content_tag(docker, spec).await?;
     if let Some(id) = docker.image_id(&tag).await? {
         eprintln!("{}: using cached image {tag}", spec.service);

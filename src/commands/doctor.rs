@@ -418,5 +418,6 @@ fn probe_image() -> ImageSpec {
         config: ImageConfig::default(),
         labels: base_labels(ImageRole::Runtime),
         install: None,
+        recipe: None,
     }
 }

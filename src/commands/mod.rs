@@ -16,6 +16,7 @@ mod registry;
 pub mod roles;
 pub mod run;
 pub mod start;
+pub mod trust;
 pub mod validate;
 
 use std::path::{Path, PathBuf};

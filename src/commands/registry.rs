@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use indexmap::IndexMap;
-
 use crate::config::LoadedConfig;
 use crate::registry::{self, ResolveError, Resolved, Sources};
 
@@ -15,6 +13,9 @@ pub enum RegistryLoadError {
     /// An Expert could not be resolved.
     #[error(transparent)]
     Resolve(Box<ResolveError>),
+    /// perstack.lock is there but cannot be used.
+    #[error(transparent)]
+    Lock(#[from] crate::registry::lock::LockError),
     /// The run's Expert is not in the file, and the Registry did not give it either: perhaps a
     /// typo, so the file's Experts are listed first.
     #[error("unknown expert `{key}`; Experts in {}: {}; as a Registry key: {source}", path.display(), known.join(", "))]
@@ -41,7 +42,8 @@ pub(crate) async fn resolve_for(
     if !loaded.config.experts.contains_key(expert) && registry::key::parse(expert).is_err() {
         return Ok(Resolved::default());
     }
-    let locked = IndexMap::new();
+    // perstack.lock pins the published Experts it holds to their locked version and content.
+    let locked = crate::registry::lock::read_locked(loaded.dir(), &loaded.config)?;
     let sources = Sources {
         env,
         locked: &locked,

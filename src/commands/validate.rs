@@ -1,5 +1,5 @@
-//! `perstack-sandbox validate`: check perstack.toml (and the mock script it names) and list
-//! what it defines.
+//! `perstack-sandbox validate`: check perstack.toml (the mock script and the skills' files it
+//! names too) and list what it defines.
 
 use std::fmt::Write as _;
 
@@ -8,6 +8,8 @@ use crate::config::{DEFAULT_PROVIDER, LoadedConfig, Skill};
 use crate::contract::paths::WORKSPACE_MOUNT;
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
+use crate::sandbox::preflight::{Problems, file_problem};
+use crate::sandbox::skill_files;
 
 use super::LoadError;
 
@@ -20,6 +22,9 @@ pub enum ValidateError {
     /// The mock script it names is.
     #[error(transparent)]
     MockScript(#[from] MockScriptError),
+    /// Files its skills name beside it are missing, outside its folder or too big.
+    #[error(transparent)]
+    SkillFiles(Problems),
 }
 
 impl From<&ValidateError> for Exit {
@@ -33,6 +38,14 @@ pub fn run(args: ValidateArgs) -> Result<Exit, ValidateError> {
     let (cwd, loaded) = super::load_config(args.config.as_deref())?;
     if let Some(script) = loaded.mock_script_path() {
         MockScript::load(&script)?;
+    }
+    let experts: Vec<String> = loaded.config.experts.keys().cloned().collect();
+    if let Err(problems) = skill_files::collect_all(&loaded, &experts) {
+        let problems = problems
+            .into_iter()
+            .map(|p| file_problem(&loaded, p))
+            .collect();
+        return Err(ValidateError::SkillFiles(Problems(problems)));
     }
     print!("{}", describe(&loaded, &cwd));
     Ok(Exit::Success)

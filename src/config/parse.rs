@@ -585,10 +585,20 @@ impl<'i> Walker<'_, '_> {
     fn sandbox_skills(&mut self, t: &Table<'_, 'i>) -> IndexMap<String, SandboxSkill> {
         let mut skills = IndexMap::new();
         for (name, s) in self.sub_tables(t, "a table (a skill's container settings)") {
-            self.reject_unknown_keys(&s, &["image", "workspace"]);
+            self.reject_unknown_keys(&s, &["image", "workspace", "files", "dockerfile"]);
             let image = self.string(&s, "image");
             let workspace = self.workspace_grant(&s);
-            skills.insert(name, SandboxSkill { image, workspace });
+            let files = self.string_array(&s, "files").unwrap_or_default();
+            let dockerfile = self.string(&s, "dockerfile");
+            skills.insert(
+                name,
+                SandboxSkill {
+                    image,
+                    workspace,
+                    files,
+                    dockerfile,
+                },
+            );
         }
         skills
     }

@@ -315,6 +315,14 @@ pub struct SandboxSkill {
     /// Whether the skill sees the workspace at `/workspace`, and how. Unset: it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<WorkspaceGrant>,
+    /// Files and folders, relative to this file's folder, copied into the skill's image besides
+    /// those its command and args name (`sandbox::skill_files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// A Dockerfile, relative to this file's folder, that builds the skill's base image with
+    /// its folder as the context; the skill host and our hardening go on top.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
 }
 
 /// `[sandbox.skills."<name>"] workspace`: the workspace mounted at `/workspace`, with the

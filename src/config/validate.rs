@@ -369,6 +369,41 @@ impl Validator<'_> {
             if let Some(image) = &skill.image {
                 self.image(&child(&path, "image"), image);
             }
+            self.skill_files(&path, skill);
+        }
+    }
+
+    /// `files` and `dockerfile` name paths relative to this file's folder (whether they exist
+    /// is checked before a run, `sandbox::skill_files`); a Dockerfile makes the base image, so
+    /// `image` cannot be set beside it.
+    fn skill_files(&mut self, path: &str, skill: &SandboxSkill) {
+        for (i, file) in skill.files.iter().enumerate() {
+            let at = item(&child(path, "files"), i);
+            if file.trim().is_empty() {
+                self.at_value(
+                    &at,
+                    "must name a file or folder, relative to this file's folder",
+                );
+            } else if file.starts_with('/') {
+                let message = format!(
+                    "\"{file}\" is absolute; name files relative to this file's folder (they are copied from there into the skill's image)"
+                );
+                self.at_value(&at, message);
+            }
+        }
+        if let Some(dockerfile) = &skill.dockerfile {
+            let at = child(path, "dockerfile");
+            if dockerfile.trim().is_empty() || dockerfile.starts_with('/') {
+                self.at_value(
+                    &at,
+                    "must name a Dockerfile relative to this file's folder, like \"skills/x/Dockerfile\"",
+                );
+            } else if skill.image.is_some() {
+                self.at_key(
+                    &at,
+                    "`dockerfile` builds this skill's base image, so `image` cannot be set as well; keep one",
+                );
+            }
         }
     }
 

@@ -23,6 +23,10 @@ pub(crate) const CA_BUNDLE_VARIABLES: [&str; 6] = [
     "PIP_CERT",
     "GIT_SSL_CAINFO",
 ];
+/// Where a skill's local files go in its image: the config's folder, mirrored with only the
+/// files the skill names (`sandbox::skill_files`); `tools/server.py` beside perstack.toml is
+/// `/opt/skill/tools/server.py` here.
+pub(crate) const SKILL_FILES_DIR: &str = "/opt/skill";
 /// `PATH` for `scratch` images (which have none).
 pub(crate) const SCRATCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 

@@ -16,12 +16,20 @@
 //!   `streamRunResult`, `completeStreamingRunResult`.
 //! * **Runtime events** — keys `type, id, timestamp, jobId, runId`, then the payload. They describe
 //!   the machinery: `initializeRuntime`, `skillStarting`, `skillConnected`, `skillStderr`,
-//!   `skillDisconnected`, `dockerBuildProgress`, `dockerContainerStatus`, `proxyAccess`.
+//!   `skillDisconnected`, `dockerBuildProgress`, `dockerContainerStatus`, `proxyAccess`, and
+//!   `trustedInputChanged`.
 //!
 //! Who writes what: the runtime container emits the run events, `initializeRuntime` and the
 //! `skill*` connection events on its stdout; the host controller relays each line as it arrives
 //! and adds its own `dockerBuildProgress`, `dockerContainerStatus` and `skillStderr` (read from
 //! the skill containers' stderr), with the job's `jobId` and its first `runId`.
+//!
+//! `trustedInputChanged` is ours alone: after a run's containers are gone, one per trusted input
+//! (the config, a dotenv file, the mock script) whose digest is not what it was when the run
+//! started — `path`, `kind` (`config`, `dotenv`, `mock-script`), `change` (`created`,
+//! `changed`, `removed`), `before` and `after` (`absent`, `sha256:<hex>`, `link:<target> -> …`)
+//! and `acceptCommand`, the command that accepts it. The next run in that workspace refuses to
+//! start until it is accepted (README, "When a run changed what runs trust").
 //!
 //! Run segments: every segment of a job — the coordinator's first, each delegate's run, each
 //! segment a parent resumes in after its delegates — has its own `runId`, announced by its own
@@ -302,6 +310,16 @@ pub(crate) enum RuntimePayload {
         service: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+    },
+    /// Ours: a run changed (or created, or removed) a file the controller trusts.
+    #[serde(rename_all = "camelCase")]
+    TrustedInputChanged {
+        path: String,
+        kind: String,
+        change: String,
+        before: String,
+        after: String,
+        accept_command: String,
     },
     #[serde(rename_all = "camelCase")]
     ProxyAccess {

@@ -40,6 +40,11 @@ impl Owner {
         }
     }
 
+    /// The uid things are handed to, when not the process's own (the `sudo` invoker's).
+    pub(crate) fn uid(self) -> Option<u32> {
+        self.0.map(|(uid, _)| uid)
+    }
+
     /// Gives the open file or folder `fd` to the owner.
     pub(crate) fn apply(self, fd: impl AsFd) -> std::io::Result<()> {
         let Some((uid, gid)) = self.0 else {

@@ -7,6 +7,7 @@ pub(crate) mod cache;
 pub(crate) mod client;
 pub(crate) mod definition;
 pub(crate) mod key;
+pub(crate) mod lock;
 pub(crate) mod resolve;
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::cache::CACHE_DIR_VAR;
 use super::client::{API_KEY_VAR, BASE_URL_VAR, TEST_REGISTRY_VAR};
+use super::definition::RegistryExpert;
 use super::*;
 use crate::config::{Config, Skill, load_str};
 use crate::test_support::fake_registry::{FakeRegistry, published};
@@ -240,4 +241,51 @@ async fn a_changed_definition_under_a_cached_version_is_an_error() {
         .expect_err("changed")
         .to_string();
     assert!(error.contains("differs"), "{error}");
+}
+
+#[tokio::test]
+async fn a_locked_expert_is_taken_as_locked_and_a_changed_cached_version_is_an_error() {
+    let fake = registry();
+    let env = env(&fake.url(), &[]);
+    let mut locked_def = published("leaf", "1.0.0", skills(), &[]);
+    locked_def["instruction"] = json!("The locked instruction.");
+    let locked = IndexMap::from([(
+        "leaf".to_string(),
+        RegistryExpert::from_value(locked_def).expect("valid"),
+    )]);
+    let sources = Sources {
+        env: &env.vars,
+        locked: &locked,
+        refresh: false,
+    };
+    let mut config = config();
+    let resolved = resolve(&mut config, "leaf", &sources)
+        .await
+        .expect("from the lock");
+    assert_eq!(
+        config.experts["leaf"].instruction,
+        "The locked instruction."
+    );
+    assert!(resolved.from_lock.contains("leaf"));
+    assert!(
+        fake.requests().is_empty(),
+        "a locked Expert needs no Registry"
+    );
+    // The Registry's leaf@1.0.0, once cached, differs from the locked one: an error.
+    run(&mut super::tests::config(), "leaf@1.0.0", &env)
+        .await
+        .expect("cached");
+    let error = resolve(&mut config_fresh(), "leaf", &sources)
+        .await
+        .expect_err("changed");
+    assert!(
+        error
+            .to_string()
+            .contains("differs from the one in perstack.lock"),
+        "{error}"
+    );
+}
+
+fn config_fresh() -> Config {
+    config()
 }

@@ -2,7 +2,8 @@
 //!
 //! One writer task owns stdout. With `--json` (the default when stdout is not a terminal) it
 //! writes each event as one JSON line — relayed runtime lines byte for byte. Otherwise it renders
-//! a compact human view; `--verbose` adds build output, skill stderr and generation starts.
+//! a compact human view; `--verbose` adds build output, skill stderr and generation starts (a
+//! skill's stderr line that says a file or module is missing shows always, with a hint).
 //!
 //! The human view remembers whose run each `runId` is (from its `initializeRuntime`), so in a
 //! job of several Experts a skill's or a step's line names the Expert it belongs to; each skill
@@ -28,6 +29,7 @@ use crate::event::{
     BuildStage, Checkpoint, ContainerStatus, Event, EventBody, RUNTIME_WARNING_PREFIX, RunPayload,
     RuntimePayload, ToolResult,
 };
+use crate::sandbox::skill_files::missing_file_hint;
 
 use progress::BuildBars;
 use totals::RunStart;
@@ -237,7 +239,12 @@ impl HumanView {
                         .map(|of| format!(" of {of}"))
                         .unwrap_or_default()
                 )),
-                None => render(event, verbose),
+                // A missing file or module is why many local skills fail to start: say what to
+                // do, with or without --verbose.
+                None => match missing_file_hint(message) {
+                    Some(hint) => Some(format!("! skill {skill_name}: {message}\n  hint: {hint}")),
+                    None => render(event, verbose),
+                },
             },
             _ => render(event, verbose),
         }
@@ -419,7 +426,10 @@ fn render_clipped(event: &Event, verbose: bool, inline: usize) -> Option<String>
             } => Some(format!(
                 "▸ skill {skill_name} has the workspace ({grant}) at /workspace"
             )),
-            RuntimePayload::SkillStarting { .. } | RuntimePayload::SkillDisconnected { .. } => None,
+            // The controller says it on stderr, in either mode (`Notice::TrustedInputChanged`).
+            RuntimePayload::SkillStarting { .. }
+            | RuntimePayload::SkillDisconnected { .. }
+            | RuntimePayload::TrustedInputChanged { .. } => None,
             RuntimePayload::SkillStderr {
                 skill_name,
                 message,
@@ -758,6 +768,46 @@ mod tests {
         })
         .await;
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_skill_missing_a_file_is_shown_with_what_to_do_even_without_verbose() {
+        let stderr = |message: &str| {
+            Event::runtime(
+                "j",
+                "r",
+                RuntimePayload::SkillStderr {
+                    skill_name: "py".into(),
+                    message: message.into(),
+                },
+            )
+        };
+        let human = Mode::Human {
+            verbose: false,
+            color: false,
+            width: 100,
+            live: false,
+        };
+        let text = written(human, |output| {
+            output.event(stderr("starting"));
+            output.event(stderr(
+                "python3: can't open file '//server.py': [Errno 2] No such file or directory",
+            ));
+        })
+        .await;
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some(
+                "! skill py: python3: can't open file '//server.py': [Errno 2] No such file or directory"
+            )
+        );
+        let hint = lines.next().unwrap_or_default();
+        assert!(
+            hint.starts_with("  hint: a file the server needs is not in its image"),
+            "{text}"
+        );
+        assert_eq!(lines.next(), None, "other stderr lines stay --verbose's");
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@
 //!   digest and build context.
 //! - [`packages`]: what a skill's `uvx`/`npx`/`python3` command installs at build time, and
 //!   what then runs.
+//! - [`skill_files`]: the files a skill's command names beside perstack.toml (and its
+//!   `files`), read safely and bounded, and the command rewritten to their place in its image.
 //! - [`versioned`]: image references, the manifest of a versioned image, pinning a plan's
 //!   images to a version.
 //! - [`labels`]: the labels that let a run find everything it made.
@@ -31,4 +33,5 @@ pub(crate) mod labels;
 pub(crate) mod packages;
 pub(crate) mod plan;
 pub(crate) mod preflight;
+pub(crate) mod skill_files;
 pub(crate) mod versioned;

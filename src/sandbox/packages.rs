@@ -34,6 +34,10 @@ pub(crate) enum Installer {
     Pip,
     /// `npm install -g --prefix` (needs `node` and `npm` in the base image).
     Npm,
+    /// `npm ci` (with a lockfile) or `npm install` in a skill's own folder, whose `package.json`
+    /// is among its local files (`sandbox::skill_files`); the one package is that folder's path in
+    /// the image, and its `node_modules` is what the image keeps.
+    NpmProject,
 }
 
 /// What to install while the image is built.

@@ -507,6 +507,7 @@ args = ["fixture-mcp", "--other"]
             runtime_env: vec![],
             env: BTreeMap::from([("WEB_KEY".to_string(), "secret".to_string())]),
             mock_script: None,
+            skill_files: Default::default(),
             artifacts: Artifacts {
                 binary: Bytes::from_static(b"\x7fELF fake"),
                 ca_bundle: Bytes::new(),

@@ -69,6 +69,7 @@ const RULES: &[&str] = &[
     "sandbox-memory",
     "sandbox-package-indexes",
     "sandbox-pids",
+    "sandbox-skill-files",
     "sandbox-skills",
     "sandbox-unknown-key",
     "skill-type",

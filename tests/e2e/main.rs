@@ -19,6 +19,7 @@ mod gc;
 mod hardening;
 mod interactive;
 mod jobs;
+mod local_skills;
 mod npx_skill;
 mod protected;
 mod providers;

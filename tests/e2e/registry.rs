@@ -191,6 +191,31 @@ fn bad_keys_and_bad_answers_exit_2_before_anything_starts() {
     drop(failing);
     let down = refused("@acme/helper", &gone, &[]);
     assert!(down.contains("did not answer"), "{down}");
+    // A perstack.lock that does not parse stops the run too.
+    let dir = tempfile::tempdir().expect("dir");
+    for file in ["perstack.toml", "script.toml"] {
+        std::fs::copy(
+            crate::support::fixture(&format!("e2e/registry/{file}")),
+            dir.path().join(file),
+        )
+        .expect("copy");
+    }
+    std::fs::write(
+        dir.path().join("perstack.lock"),
+        "version = \"1\"\nexperts = [",
+    )
+    .expect("lock");
+    let run = TestRun::with_config(&dir.path().join("perstack.toml"), "@acme/helper@2.0.0")
+        .host_env("PERSTACK_API_BASE_URL", &url)
+        .host_env("PERSTACK_SANDBOX_TEST_REGISTRY", "1");
+    let done = run.run();
+    done.assert_code(2);
+    assert!(done.stdout.is_empty());
+    assert!(
+        done.stderr.contains("perstack.lock: does not parse"),
+        "{}",
+        done.stderr
+    );
     // Plain HTTP is for tests only.
     let cache = tempfile::tempdir().expect("cache");
     let run = TestRun::new("e2e/registry/perstack.toml", "@acme/helper")

@@ -72,6 +72,10 @@ pub enum RunError {
     /// job store: refused before anything starts.
     #[error(transparent)]
     ReservedFolder(JobsError),
+    /// The trust record refuses the run: a change not accepted, a protected path linking out
+    /// of the workspace, a state folder that cannot be written.
+    #[error(transparent)]
+    Trust(crate::trust::TrustError),
     /// The job store in the workspace cannot be written.
     #[error(
         "cannot store the job: {0}\n  hint: the workspace must be writable; choose another with --workspace"
@@ -137,6 +141,7 @@ impl From<&RunError> for Exit {
             | RunError::JobId(_)
             | RunError::Spec(_)
             | RunError::ReservedFolder(_)
+            | RunError::Trust(_)
             | RunError::Record(_) => Exit::Usage,
         }
     }

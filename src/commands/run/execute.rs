@@ -72,8 +72,13 @@ pub(super) async fn execute(
         run_setting,
         job,
         store,
+        inputs,
+        trust,
         limit,
     } = planned;
+    // The digests of the trusted inputs, before any container exists.
+    let watch = crate::trust::watch::begin(trust, &inputs, &ids.job_id, &ids.run_id)
+        .map_err(RunError::Trust)?;
     // Recording starts before any container exists: `perstack/` is then the user's own folder
     // before the workspace is mounted anywhere.
     let recorder = Recorder::start(store, job, &run_setting).map_err(RunError::Record)?;
@@ -92,7 +97,7 @@ pub(super) async fn execute(
     let ended = run.relay(&mut signals, notify).await;
 
     // The one cleanup path: whatever happened above, remove everything labelled with this run.
-    let run_id = ids.run_id;
+    let run_id = ids.run_id.clone();
     match docker.remove_run(&run_id).await {
         // Only once no container mounts them; else `gc` removes them with the containers.
         Ok(_) => {
@@ -105,6 +110,12 @@ pub(super) async fn execute(
             error,
         }),
     }
+    // Every container is gone: compare what the run could have changed.
+    let accept_command = crate::trust::accept_command(watch.workspace());
+    match watch.end() {
+        Ok(changes) => report_changes(changes, &accept_command, &ids, &output, notify),
+        Err(error) => notify(Notice::TrustRecordFailed(error)),
+    }
     drop(output);
     let _ = writer.await;
     recorder.finish().await;
@@ -113,6 +124,35 @@ pub(super) async fn execute(
         run_id,
         memory: plan.runtime.limits.memory,
     })
+}
+
+/// Tells of each trusted input the run changed: an event, and a line on stderr.
+fn report_changes(
+    changes: Vec<crate::trust::record::Change>,
+    accept_command: &str,
+    ids: &RunIds,
+    output: &Output,
+    notify: Notify<'_>,
+) {
+    for change in changes {
+        let accept_command = accept_command.to_string();
+        output.event(Event::runtime(
+            &ids.job_id,
+            &ids.run_id,
+            crate::event::RuntimePayload::TrustedInputChanged {
+                path: change.path.display().to_string(),
+                kind: change.kind.clone(),
+                change: change.verb().to_string(),
+                before: change.before.clone(),
+                after: change.after.clone(),
+                accept_command: accept_command.clone(),
+            },
+        ));
+        notify(Notice::TrustedInputChanged {
+            change,
+            accept_command,
+        });
+    }
 }
 
 /// What carrying out the plan takes.

@@ -70,6 +70,15 @@ pub enum Notice {
     StoppedOnRequest,
     /// The run stopped on request, failing on its way out.
     StoppedOnRequestWith(ExecuteError),
+    /// The run changed a file the controller trusts; the next run will refuse to start.
+    TrustedInputChanged {
+        /// What changed.
+        change: crate::trust::record::Change,
+        /// The command that accepts it.
+        accept_command: String,
+    },
+    /// The trust record could not be updated at the end of the run.
+    TrustRecordFailed(crate::trust::TrustError),
 }
 
 impl fmt::Display for Notice {
@@ -118,6 +127,22 @@ impl fmt::Display for Notice {
                 "stopped on request; the job keeps its last checkpoint: continue with --continue",
             ),
             Notice::StoppedOnRequestWith(error) => write!(f, "stopped on request: {error}"),
+            Notice::TrustedInputChanged {
+                change,
+                accept_command,
+            } => write!(
+                f,
+                "warning: this run {} {} ({}); the next run in this workspace will not start until you look at it and accept it: {accept_command}",
+                change.verb(),
+                change.path.display(),
+                crate::trust::inputs::Rule::from_name(&change.kind)
+                    .map(|rule| rule.describe())
+                    .unwrap_or("a trusted input"),
+            ),
+            Notice::TrustRecordFailed(error) => write!(
+                f,
+                "warning: could not compare the trusted inputs at the end of the run: {error}\n  the next run compares them for this one"
+            ),
         }
     }
 }

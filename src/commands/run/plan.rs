@@ -26,6 +26,10 @@ pub(super) struct Planned {
     pub job: Job,
     /// Where it is recorded.
     pub store: JobStore,
+    /// The files it reads and trusts, watched from its start to its end.
+    pub inputs: Vec<crate::trust::inputs::TrustedInput>,
+    /// The workspace's trust record.
+    pub trust: crate::trust::record::RecordFiles,
     /// The whole run's deadline.
     pub limit: TimeLimit,
 }
@@ -67,6 +71,7 @@ pub(super) fn plan(
         env: loaded.env.clone(),
         mock_script: checked.sandbox.mock_script,
         artifacts: checked.artifacts,
+        skill_files: checked.sandbox.skill_files,
         limits: settings.limits,
         controller: ControllerId::current().to_string(),
         resume: checked.resume,
@@ -85,6 +90,8 @@ pub(super) fn plan(
         run_setting,
         job: checked.job,
         store: checked.store,
+        inputs: checked.inputs,
+        trust: checked.trust,
         limit: TimeLimit {
             started,
             limit: settings.time_limit,

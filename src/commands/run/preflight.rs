@@ -17,6 +17,9 @@ use crate::sandbox::engine::workspace_user::{UidGid, workspace_user};
 use crate::sandbox::images::recipes::Artifacts;
 use crate::sandbox::plan::Resume;
 use crate::sandbox::preflight::{self, Preflight};
+use crate::trust::inputs::TrustedInput;
+use crate::trust::record::RecordFiles;
+use crate::trust::watch;
 
 use super::super::artifacts;
 use super::RunError;
@@ -40,6 +43,10 @@ pub(super) struct Checked {
     pub resume: Option<Resume>,
     /// The job as it will be recorded.
     pub job: Job,
+    /// The files the run reads and trusts, watched from its start to its end.
+    pub inputs: Vec<TrustedInput>,
+    /// The workspace's trust record.
+    pub trust: RecordFiles,
     /// When the run was checked, ms since the epoch: the job's and the run setting's time.
     pub now: u64,
     /// What to tell the user.
@@ -84,6 +91,7 @@ pub(super) fn check(
     let store = job_store(&checked, base_skill_user.user).map_err(RunError::Record)?;
     // A planted `perstack` link, or one inside it, stops the run before anything starts.
     store.check_links().map_err(RunError::ReservedFolder)?;
+    let trust = trust_record(&checked.workspace)?;
     let mut notices = Vec::new();
     let resume = match &loaded.continue_from {
         Some(from) => Some(resume_from(&store, from, args, &loaded.expert)?),
@@ -109,9 +117,19 @@ pub(super) fn check(
         job_id,
         resume,
         job,
+        inputs: trusted,
+        trust,
         now,
         notices,
     })
+}
+
+/// The workspace's trust record, which must be writable and hold no change a run made that
+/// the user has not accepted.
+fn trust_record(workspace: &std::path::Path) -> Result<RecordFiles, RunError> {
+    let trust = crate::trust::record_files(workspace).map_err(RunError::Trust)?;
+    watch::check(&trust).map_err(RunError::Trust)?;
+    Ok(trust)
 }
 
 /// The job store; when we run as root for another user, what it makes belongs to them.

@@ -23,6 +23,7 @@ use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 pub(crate) use super::info::EngineInfo;
 use super::info::NetworkDns;
 use super::raw::{RawClient, RawError};
+use crate::sandbox::images::user_recipe::UserRecipe;
 use crate::sandbox::images::{ImageSpec, proxy_build_args};
 use crate::sandbox::labels;
 use crate::sandbox::plan::{
@@ -324,7 +325,7 @@ impl DockerClient {
         &self,
         spec: &ImageSpec,
         tag: &str,
-        mut on_line: impl FnMut(&str),
+        on_line: impl FnMut(&str),
     ) -> Result<(), DockerError> {
         let context = spec.context_tar().map_err(|e| DockerError::Build {
             tag: tag.to_string(),
@@ -349,6 +350,46 @@ impl DockerClient {
             }),
             ..Default::default()
         };
+        self.build_context(options, context, on_line).await
+    }
+
+    /// Builds a skill's own recipe (`images/user_recipe.rs`) as its tag: the user's Dockerfile
+    /// with its folder as the context, the controller's proxy settings as build args (its
+    /// steps may install things), never pulling.
+    pub(crate) async fn build_recipe(
+        &self,
+        recipe: &UserRecipe,
+        on_line: impl FnMut(&str),
+    ) -> Result<(), DockerError> {
+        let tag = recipe.tag();
+        let context = recipe.context_tar().map_err(|e| DockerError::Build {
+            tag: tag.clone(),
+            message: format!("cannot assemble build context: {e}"),
+        })?;
+        let options = BuildImageOptions {
+            dockerfile: recipe.dockerfile.clone(),
+            t: Some(tag),
+            rm: true,
+            forcerm: true,
+            buildargs: Some(
+                proxy_build_args(|name| std::env::var(name).ok())
+                    .into_iter()
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        self.build_context(options, context, on_line).await
+    }
+
+    /// Runs one classic build of `context` with `options`, each line of builder output to
+    /// `on_line`.
+    async fn build_context(
+        &self,
+        options: BuildImageOptions,
+        context: Vec<u8>,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), DockerError> {
+        let tag = options.t.clone().unwrap_or_default();
         let mut stream = self.docker.build_image(
             options,
             None,

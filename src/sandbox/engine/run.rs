@@ -339,7 +339,6 @@ async fn ensure_image(
     output: &Output,
     verbose: bool,
 ) -> Result<String, RunError> {
-    let tag = content_tag(docker, spec).await?;
     let event = |stage, message: String, fraction: Option<f64>| {
         output.event(ids.event(RuntimePayload::DockerBuildProgress {
             stage,
@@ -349,6 +348,33 @@ async fn ensure_image(
         }))
     };
     let progress = |stage, message: String| event(stage, message, None);
+    if let Some(recipe) = &spec.recipe {
+        let tag = recipe.tag();
+        if docker.image_id(&tag).await?.is_none() {
+            progress(
+                BuildStage::Building,
+                format!("Building the skill's Dockerfile as {tag}"),
+            );
+            let mut tail: VecDeque<String> = VecDeque::new();
+            let built = docker
+                .build_recipe(recipe, |line| {
+                    if verbose {
+                        progress(BuildStage::Building, line.to_string());
+                    }
+                    if tail.len() == BUILD_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.to_string());
+                })
+                .await;
+            if let Err(error) = built {
+                let error = explain_recipe_failure(error, &tail);
+                progress(BuildStage::Error, error.to_string());
+                return Err(error.into());
+            }
+        }
+    }
+    let tag = content_tag(docker, spec).await?;
     if docker.image_id(&tag).await?.is_some() {
         progress(BuildStage::Complete, format!("Using cached image {tag}"));
     } else {
@@ -481,6 +507,23 @@ fn explain_install_failure(error: &mut DockerError, tail: &VecDeque<String>) {
             output.join("\n    ")
         ));
     }
+}
+
+/// A failed build of a skill's own Dockerfile says what the builder said last, and what the
+/// usual causes are.
+fn explain_recipe_failure(mut error: DockerError, tail: &VecDeque<String>) -> DockerError {
+    if let DockerError::Build { message, .. } = &mut error {
+        let output: Vec<String> = tail
+            .iter()
+            .map(|l| strip_ansi(l))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        message.push_str(&format!(
+            "\n  the skill's image starts from its own Dockerfile ([sandbox.skills] dockerfile), built with its folder as the context; the builder's last lines:\n    {}\n  hint: its FROM must name an image this engine has (nothing is pulled: `docker images`), and what it COPYs must be in the Dockerfile's folder",
+            output.join("\n    ")
+        ));
+    }
+    error
 }
 
 /// The builder colours what a RUN writes to stderr; error messages want plain text.

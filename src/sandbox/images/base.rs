@@ -1,4 +1,5 @@
-//! Which base image a stdio skill's image starts from: `[sandbox.skills.<name>] image`, else
+//! Which base image a stdio skill's image starts from: its own Dockerfile's image
+//! (`[sandbox.skills.<name>] dockerfile`), else `[sandbox.skills.<name>] image`, else
 //! the `[sandbox]` setting for its kind of command (Node, Python, anything else), else none;
 //! our own binary needs none (`scratch`).
 
@@ -46,6 +47,16 @@ impl SkillBase {
             SkillBase::Other => sandbox.skill_image.clone(),
         }
     }
+}
+
+/// True when the skill's base is built from its own Dockerfile (`[sandbox.skills.<name>]
+/// dockerfile`, `user_recipe.rs`) rather than chosen by a setting.
+pub(crate) fn builds_own_base(config: &Config, skill: &McpStdioSkill) -> bool {
+    config
+        .sandbox
+        .skills
+        .get(&skill.name)
+        .is_some_and(|s| s.dockerfile.is_some())
 }
 
 /// The base image for a stdio skill: `[sandbox.skills.<name>] image`, else by command.

@@ -31,7 +31,8 @@
 //! inputs always do.
 //!
 //! What each of our images holds — the runtime's, a skill's, base-skill's, the egress proxy's —
-//! is in [`recipes`]; which base a skill's image starts from, in [`base`]. Where things are
+//! is in [`recipes`]; which base a skill's image starts from, in [`base`]; a skill's own
+//! Dockerfile, built into its base, in [`user_recipe`]. Where things are
 //! inside them is the [contract](crate::contract::paths) with the roles that run there.
 
 use std::collections::BTreeMap;
@@ -41,9 +42,11 @@ use sha2::{Digest, Sha256};
 
 pub(crate) mod base;
 pub(crate) mod recipes;
+pub(crate) mod user_recipe;
 
 use super::labels;
 use super::packages::{INSTALL_PREFIX, Install, Installer};
+use user_recipe::UserRecipe;
 
 /// The kinds of image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -114,6 +117,9 @@ pub(crate) struct ImageSpec {
     pub labels: BTreeMap<String, String>,
     /// Packages installed in a build stage of their own (skills run with `uvx`, `npx`, …).
     pub install: Option<InstallStage>,
+    /// The user's recipe that makes `base` (`[sandbox.skills."<name>"] dockerfile`), built
+    /// before this image when its tag is missing.
+    pub recipe: Option<UserRecipe>,
 }
 
 /// A build stage that installs a skill's packages; only [`INSTALL_PREFIX`] is copied from it.
@@ -128,6 +134,10 @@ pub(crate) struct InstallStage {
     /// installer); `None`: the installer's default. Set for the install step only, and part of
     /// the digest: another index may serve other code under the same name.
     pub index: Option<String>,
+    /// The skill's local files the install reads (a manifest in its folder), by path in the
+    /// image: the stage gets these alone, from the context's `rootfs/`, so a change to another
+    /// file finds the stage in the builder's cache.
+    pub local_files: Vec<String>,
 }
 
 /// The label role of the untagged image the install stage leaves (the engine's build cache).
@@ -180,7 +190,33 @@ fi
 rm -rf /tmp/perstack-build /tmp/perstack-npm-cache
 "#;
 
+/// The install stage's script for a Node skill's own folder (`package.json` among its local
+/// files): `npm ci` with a lockfile, else `npm install`, without dev dependencies, leaving
+/// `node_modules` in the folder (where `node` looks for it, ESM imports included). Run with
+/// `sh -c SCRIPT perstack-install <registry or ""> <folder>`.
+const NPM_PROJECT_SCRIPT: &str = r#"set -eu
+registry=$1 dir=$2
+if [ -n "$registry" ]; then export npm_config_registry="$registry"; fi
+ca=/tmp/perstack-build/ca.pem
+if [ -s "$ca" ]; then export NODE_EXTRA_CA_CERTS="$ca"; fi
+command -v npm >/dev/null || { echo "perstack-sandbox: the base image has no npm; choose a Node base image ([sandbox] nodeImage)" >&2; exit 1; }
+cd "$dir"
+flags="--omit=dev --cache /tmp/perstack-npm-cache --no-audit --no-fund --no-update-notifier"
+if [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; then npm ci $flags; else npm install --no-package-lock $flags; fi
+mkdir -p node_modules
+rm -rf /tmp/perstack-build /tmp/perstack-npm-cache
+"#;
+
 impl InstallStage {
+    /// What the image copies from the stage: the install prefix, or a Node folder's
+    /// `node_modules`.
+    fn installed(&self) -> String {
+        match (self.install.installer, self.install.packages.first()) {
+            (Installer::NpmProject, Some(dir)) => format!("{dir}/node_modules"),
+            _ => INSTALL_PREFIX.to_string(),
+        }
+    }
+
     /// The stage's Dockerfile lines, `FROM` included; `repository` is the skill image's.
     fn dockerfile(&self, base: &str, repository: &str) -> String {
         let mut text = format!(
@@ -200,10 +236,14 @@ impl InstallStage {
 "
             ));
         }
+        for file in &self.local_files {
+            text.push_str(&format!("COPY rootfs{file} {file}\n"));
+        }
         let mut run = vec!["/bin/sh".to_string(), "-c".to_string()];
         match self.install.installer {
             Installer::Pip => run.push(PIP_SCRIPT.to_string()),
             Installer::Npm => run.push(NPM_SCRIPT.to_string()),
+            Installer::NpmProject => run.push(NPM_PROJECT_SCRIPT.to_string()),
         }
         run.push("perstack-install".to_string());
         run.push(self.index.clone().unwrap_or_default());
@@ -283,10 +323,9 @@ impl ImageSpec {
             text.push_str(&stage.dockerfile(&self.base, &self.repository));
         }
         text.push_str(&format!("FROM {}\n", self.base));
-        if self.install.is_some() {
-            text.push_str(&format!(
-                "COPY --from=install {INSTALL_PREFIX} {INSTALL_PREFIX}\n"
-            ));
+        if let Some(stage) = &self.install {
+            let installed = stage.installed();
+            text.push_str(&format!("COPY --from=install {installed} {installed}\n"));
         }
         text.push_str("COPY rootfs/ /\n");
         for line in self.instructions() {
@@ -490,6 +529,7 @@ mod tests {
             },
             labels: BTreeMap::from([("k".to_string(), "v w".to_string())]),
             install: None,
+            recipe: None,
         }
     }
 
@@ -573,6 +613,7 @@ mod tests {
             },
             ca_bundle: Bytes::from_static(ca),
             index: None,
+            local_files: vec![],
         });
         spec
     }
@@ -637,6 +678,51 @@ mod tests {
         assert!(npm.contains(&script), "{npm}");
         assert!(NPM_SCRIPT.contains("NODE_EXTRA_CA_CERTS"));
         assert!(NPM_SCRIPT.contains("ln -s \"bin/$bin\" /opt/perstack-skill/entry"));
+    }
+
+    #[test]
+    fn a_skills_own_manifest_is_installed_from_its_files_and_only_what_it_installed_is_kept() {
+        let mut npm = with_install(Installer::NpmProject, &["/opt/skill/srv"], b"PEM");
+        if let Some(stage) = &mut npm.install {
+            stage.install.entry_package = None;
+            stage.local_files = vec!["/opt/skill/srv/package.json".into()];
+        }
+        let dockerfile = npm.dockerfile();
+        let (stage, image) = dockerfile
+            .split_once("FROM perstack-sandbox/bookworm:local\n")
+            .expect("a final stage");
+        // The stage sees the skill's files (from the context's rootfs) and runs npm in its
+        // folder; the image keeps that folder's node_modules and nothing else of the stage.
+        assert!(
+            stage.contains("COPY rootfs/opt/skill/srv/package.json /opt/skill/srv/package.json\n"),
+            "{stage}"
+        );
+        assert!(
+            stage.ends_with("\"perstack-install\",\"\",\"/opt/skill/srv\"]\n"),
+            "{stage}"
+        );
+        assert!(stage.contains(&serde_json::to_string(NPM_PROJECT_SCRIPT).expect("json")));
+        assert!(NPM_PROJECT_SCRIPT.contains("npm ci $flags"));
+        assert!(image.starts_with(
+            "COPY --from=install /opt/skill/srv/node_modules /opt/skill/srv/node_modules\n"
+        ));
+        // pip reads a requirements file the same way, and keeps its venv.
+        let mut pip = with_install(Installer::Pip, &["-r", "/opt/skill/requirements.txt"], b"");
+        if let Some(stage) = &mut pip.install {
+            stage.local_files = vec!["/opt/skill/requirements.txt".into()];
+        }
+        let dockerfile = pip.dockerfile();
+        assert!(
+            dockerfile
+                .contains("COPY rootfs/opt/skill/requirements.txt /opt/skill/requirements.txt\n")
+        );
+        assert!(
+            dockerfile
+                .contains("\"perstack-install\",\"\",\"-r\",\"/opt/skill/requirements.txt\"]")
+        );
+        assert!(
+            dockerfile.contains("COPY --from=install /opt/perstack-skill /opt/perstack-skill\n")
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What each of our images holds: our binary (the ENTRYPOINT of every role) and, on `scratch`,
 //! `passwd`/`group`, `PATH` and `HOME`; the runtime's spec; a skill's installed packages; the
-//! user each runs as. Images of containers that talk TLS at run time — the runtime when it
+//! user each runs as; a skill's own files from the config's folder. Images of containers that talk TLS at run time — the runtime when it
 //! reaches out, skills with `allowedDomains` — carry the chosen CA bundle and the variables
 //! that point common TLS stacks at it. Every image but the egress proxy's has an
 //! `nsswitch.conf` that takes names from `/etc/hosts` alone (their containers have no resolver).
@@ -9,6 +9,7 @@
 use bytes::Bytes;
 
 use super::base::{SkillBase, skill_base_image};
+use super::user_recipe::UserRecipe;
 use super::{ContextFile, ImageConfig, ImageRole, ImageSpec, InstallStage, base_labels, slug};
 use crate::config::{Config, McpStdioSkill};
 use crate::contract::paths::{
@@ -17,6 +18,7 @@ use crate::contract::paths::{
 };
 use crate::contract::spec::RuntimeSpec;
 use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID, SKILL_UID};
+use crate::sandbox::skill_files::{SkillFiles, image_path};
 use crate::sandbox::{egress, labels, packages};
 
 /// Files the images are made of, read once per run.
@@ -152,6 +154,7 @@ pub(crate) fn runtime_image(
         },
         labels,
         install: None,
+        recipe: None,
     })
 }
 
@@ -178,6 +181,7 @@ pub(crate) fn doctor_probe_image(binary: Bytes) -> ImageSpec {
         },
         labels: base_labels(ImageRole::Runtime),
         install: None,
+        recipe: None,
     }
 }
 
@@ -201,6 +205,7 @@ pub(crate) fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
         },
         labels: base_labels(ImageRole::EgressProxy),
         install: None,
+        recipe: None,
     }
 }
 
@@ -231,23 +236,40 @@ pub(crate) fn base_skill_command() -> (String, Vec<String>) {
 /// A stdio skill's image: its base, our binary as the skill host (ENTRYPOINT), and — for commands
 /// that fetch packages (`uvx`, `npx`, …) — those packages, installed while the image is built,
 /// with the skill host starting the installed program instead (`packages.rs`). A skill with
-/// `allowedDomains` talks TLS through the proxy: its image carries the CA bundle too.
+/// local files (`files`, from `sandbox::skill_files`) has them under [`SKILL_FILES_DIR`], works in
+/// their folder and runs the command rewritten to them, with its folder's manifest installed. A
+/// skill with `allowedDomains` talks TLS through the proxy: its image carries the CA bundle too.
 pub(crate) fn skill_image(
     config: &Config,
     skill: &McpStdioSkill,
+    local: Option<&SkillFiles>,
     artifacts: &Artifacts,
 ) -> ImageSpec {
-    let base = skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string());
+    let recipe = local.and_then(|l| user_recipe(skill, l));
+    let base = match &recipe {
+        Some(recipe) => recipe.tag(),
+        None => skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string()),
+    };
     // Preflight refuses a command that cannot be prepared, before any plan is made; a caller
     // that skipped it gets the command as written, which fails at start with its own error.
-    let prepared = packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
-        install: None,
-        command: skill.command.clone(),
-        args: skill.argv(),
-    });
+    let prepared = match local {
+        Some(local) => packages::Prepared {
+            install: local.install.clone(),
+            command: local.command.clone(),
+            args: local.args.clone(),
+        },
+        None => packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
+            install: None,
+            command: skill.command.clone(),
+            args: skill.argv(),
+        }),
+    };
     let mut entrypoint = skill_host();
     for name in &skill.required_env {
         entrypoint.extend(["--pass-env".to_string(), name.clone()]);
+    }
+    for name in recipe.iter().flat_map(UserRecipe::env_names) {
+        entrypoint.extend(["--pass-env".to_string(), name]);
     }
     // The proxy settings reach the server only where the plan sets them (skills with
     // `allowedDomains`); elsewhere these names are unset and pass nothing.
@@ -269,6 +291,13 @@ pub(crate) fn skill_image(
     if !skill.allowed_domains.is_empty() {
         trusted_ca(artifacts, &mut files, &mut env);
     }
+    if recipe.is_none() {
+        files.extend(local.iter().flat_map(|l| &l.files).map(|file| ContextFile {
+            path: image_path(&file.relative),
+            mode: file.mode,
+            contents: file.contents.clone(),
+        }));
+    }
     ImageSpec {
         role: ImageRole::Skill,
         service: format!("skill:{}", skill.name),
@@ -277,20 +306,53 @@ pub(crate) fn skill_image(
         config: ImageConfig {
             env,
             user: Some(format!("{SKILL_UID}:{SKILL_UID}")),
-            workdir: None,
+            workdir: local.and_then(|l| l.workdir.clone()),
             entrypoint,
         },
         install: prepared.install.map(|install| InstallStage {
             index: match install.installer {
-                packages::Installer::Npm => config.sandbox.npm_registry.clone(),
+                packages::Installer::Npm | packages::Installer::NpmProject => {
+                    config.sandbox.npm_registry.clone()
+                }
                 packages::Installer::Pip => config.sandbox.pip_index_url.clone(),
             },
             install,
             ca_bundle: artifacts.ca_bundle.clone(),
+            local_files: local
+                .iter()
+                .flat_map(|l| &l.install_files)
+                .map(|f| image_path(f))
+                .collect(),
         }),
         base,
         labels: base_labels(ImageRole::Skill),
+        recipe,
     }
+}
+
+/// The user's recipe of a skill with a `dockerfile`: its folder's files, by path inside it.
+fn user_recipe(skill: &McpStdioSkill, local: &SkillFiles) -> Option<UserRecipe> {
+    let recipe = local.recipe.as_ref()?;
+    let inside = |relative: &str| match recipe.context.as_str() {
+        "" => relative.to_string(),
+        context => relative
+            .strip_prefix(context)
+            .map_or(relative, |r| r.trim_start_matches('/'))
+            .to_string(),
+    };
+    Some(UserRecipe {
+        skill: skill.name.clone(),
+        dockerfile: recipe.dockerfile.clone(),
+        files: local
+            .files
+            .iter()
+            .map(|file| ContextFile {
+                path: inside(&file.relative),
+                mode: file.mode,
+                contents: file.contents.clone(),
+            })
+            .collect(),
+    })
 }
 
 /// Base-skill: our binary on `[sandbox] workspaceImage` (else `scratch`), working in the
@@ -327,5 +389,6 @@ pub(crate) fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageS
         base,
         labels: base_labels(ImageRole::BaseSkill),
         install: None,
+        recipe: None,
     }
 }

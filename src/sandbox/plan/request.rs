@@ -1,5 +1,6 @@
 //! What `plan` is given: the run's ids, the validated config, the settings after CLI > file >
-//! default, the workspace and the invoking user, the variables, the image files and the limits.
+//! default, the workspace and the invoking user, the variables, the image files (ours and the skills'
+//! own) and the limits.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use crate::config::{Config, Limits, RunSettings};
 use crate::llm::mock::MockScript;
 use crate::sandbox::images::recipes::Artifacts;
 use crate::sandbox::preflight::ProtectedLayout;
+use crate::sandbox::skill_files::FilesBySkill;
 
 /// Everything `plan` needs.
 #[derive(Debug, Clone)]
@@ -38,6 +40,9 @@ pub(crate) struct RunRequest {
     pub mock_script: Option<MockScript>,
     /// Binary and CA bundle.
     pub artifacts: Artifacts,
+    /// The stdio skills' own files from the config's folder, read by preflight (none for a
+    /// versioned image: its skill images hold them).
+    pub skill_files: FilesBySkill,
     /// Container limits.
     pub limits: Limits,
     /// The controller (`ControllerId` as a label value), recorded on containers for `gc`.

@@ -109,13 +109,21 @@ struct Part {
     workspace: Option<WorkspaceGrant>,
 }
 
-/// A skill's part: its image, the skill user, exactly its `requiredEnv`. Granted the
-/// workspace, it mounts it as base-skill does and runs as the invoking user, so it reads what
-/// the user can and what it writes is theirs.
-fn skill_part(request: &RunRequest, stdio: &McpStdioSkill, placeholders: bool) -> Part {
+/// A skill's part: its image (with its local files), the skill user, exactly its
+/// `requiredEnv`. Granted the workspace, it mounts it as base-skill does and runs as the
+/// invoking user, so it reads what the user can and what it writes is theirs.
+fn skill_part(
+    request: &RunRequest,
+    expert_key: &str,
+    stdio: &McpStdioSkill,
+    placeholders: bool,
+) -> Part {
     let grant = workspace_access(request, stdio);
+    let local = request
+        .skill_files
+        .get(&(expert_key.to_string(), stdio.name.clone()));
     Part {
-        image: skill_image(&request.config, stdio, &request.artifacts),
+        image: skill_image(&request.config, stdio, local, &request.artifacts),
         user: match grant {
             Some(_) => request.user,
             None => (SKILL_UID, SKILL_UID),
@@ -169,7 +177,7 @@ impl SkillsPlan {
         let mut part = if stdio.is_base() {
             base_skill_part(request, placeholders)
         } else {
-            skill_part(request, stdio, placeholders)
+            skill_part(request, expert_key, stdio, placeholders)
         };
         let mut labels = names.labels(part.role, service);
         if placeholders && !part.mounts.is_empty() {

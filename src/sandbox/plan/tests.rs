@@ -55,6 +55,7 @@ fn request() -> RunRequest {
             ("UNRELATED".to_string(), "x".to_string()),
         ]),
         mock_script: None,
+        skill_files: Default::default(),
         artifacts: Artifacts {
             binary: Bytes::from_static(b"\x7fELF fake"),
             ca_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----"),

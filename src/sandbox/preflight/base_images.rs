@@ -4,7 +4,7 @@
 
 use super::Problem;
 use crate::config::{Config, Skill};
-use crate::sandbox::images::base::{SkillBase, skill_base_image};
+use crate::sandbox::images::base::{SkillBase, builds_own_base, skill_base_image};
 
 /// The base images the run's skill containers are built on, with who needs each and the
 /// setting that chose it; `scratch` (built in) is left out.
@@ -18,6 +18,10 @@ pub(crate) fn base_images(config: &Config, expert_key: &str) -> Vec<BaseImageUse
             let Skill::McpStdio(stdio) = skill else {
                 continue;
             };
+            // Its base is built from its own Dockerfile, whose FROM the build itself checks.
+            if builds_own_base(config, stdio) {
+                continue;
+            }
             let (image, user, setting) = if stdio.is_base() {
                 (
                     config.sandbox.workspace_image.clone(),

@@ -7,9 +7,9 @@
 //!
 //! One function per check, each in the file named for what it checks:
 //! `expert.rs`, `provider.rs` (supported, endpoint, key), `extra_env.rs` (`--env`), `skills.rs`
-//! (`requiredEnv`, package commands, base image), `registry.rs` (no container reaches the
-//! Perstack Registry or gets its token), `workspace.rs`, `protected.rs` (the workspace's
-//! protected paths as found on disk), `mock_script.rs`, and
+//! (`requiredEnv`, package commands, base image, local files), `registry.rs` (no container
+//! reaches the Perstack Registry or gets its token), `workspace.rs`, `protected.rs` (the
+//! workspace's protected paths as found on disk), `mock_script.rs`, and
 //! `base_images.rs` (which images, and the problems for the missing ones).
 
 mod base_images;
@@ -26,12 +26,14 @@ mod workspace;
 
 pub(crate) use base_images::{MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
 pub(crate) use protected::{ProtectedEntry, ProtectedLayout};
+pub(crate) use skills::file_problem;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{LoadedConfig, ProviderName};
 use crate::llm::mock::MockScript;
+use crate::sandbox::skill_files::FilesBySkill;
 use crate::trust::inputs::TrustedInput;
 
 /// One problem found before the run.
@@ -100,6 +102,8 @@ pub(crate) struct Checked {
     pub mock_script: Option<MockScript>,
     /// The workspace's protected paths, found.
     pub protected: ProtectedLayout,
+    /// The stdio skills' own files from the config's folder (none for a versioned image).
+    pub skill_files: FilesBySkill,
 }
 
 impl Preflight<'_> {
@@ -135,6 +139,11 @@ impl Preflight<'_> {
             self.expert_key,
             self.env,
         ));
+        // A versioned image's skill images hold their files already; there is no folder to read.
+        let skill_files = match baked_script {
+            Some(_) => Some(FilesBySkill::new()),
+            None => found.add(skills::check_skill_files(loaded, self.expert_key)),
+        };
         let workspace = found.add(
             workspace::check_workspace(self.workspace).map_err(|message| {
                 vec![Problem {
@@ -155,13 +164,21 @@ impl Preflight<'_> {
             self.provider,
             baked_script,
         ));
-        match (provider_env, extra_env, workspace, mock_script, protected) {
+        match (
+            provider_env,
+            extra_env,
+            workspace,
+            mock_script,
+            protected,
+            skill_files,
+        ) {
             (
                 Some(mut runtime_env),
                 Some(extra_env),
                 Some(workspace),
                 Some(mock_script),
                 Some(protected),
+                Some(skill_files),
             ) if found.0.is_empty() => {
                 runtime_env.extend(extra_env);
                 Ok(Checked {
@@ -169,6 +186,7 @@ impl Preflight<'_> {
                     runtime_env,
                     mock_script,
                     protected,
+                    skill_files,
                 })
             }
             _ => Err(Problems(found.0)),

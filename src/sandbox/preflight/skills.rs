@@ -1,5 +1,6 @@
 //! The stdio skills of every Expert in the closure: their `requiredEnv` is set, their package
-//! command can be installed at build time, and they have a base image that can run it.
+//! command can be installed at build time, they have a base image that can run it, and the
+//! files they name beside perstack.toml can be copied into it.
 //! Interactive skills (answered through `-i`) and `mcpSseSkill`s (reached over HTTP; config
 //! validation checked the URL) start nothing, so nothing is checked for them here.
 
@@ -7,8 +8,9 @@ use std::collections::BTreeMap;
 
 use super::{Problem, location};
 use crate::config::{LoadedConfig, McpStdioSkill, Skill, dotted_path};
-use crate::sandbox::images::base::{SkillBase, skill_base_image};
+use crate::sandbox::images::base::{SkillBase, builds_own_base, skill_base_image};
 use crate::sandbox::packages::{self, Prepared};
+use crate::sandbox::skill_files::{self, FileProblem, FilesBySkill};
 
 /// One stdio skill of the closure, and where the file defines it.
 struct StdioSkill<'a> {
@@ -56,6 +58,34 @@ pub(super) fn check_skills(
         }
     }
     problems
+}
+
+/// The files the closure's stdio skills name in the config's folder exist, stay inside it and
+/// are not too big (`sandbox::skill_files`); gives them, read. Each problem points at the word
+/// or the `files` entry that named the path.
+pub(super) fn check_skill_files(
+    loaded: &LoadedConfig,
+    expert_key: &str,
+) -> Result<FilesBySkill, Vec<Problem>> {
+    let closure = loaded.config.delegation_closure(expert_key);
+    skill_files::collect_all(loaded, &closure).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|p| file_problem(loaded, p))
+            .collect()
+    })
+}
+
+/// A problem of a skill's files as preflight reports it.
+pub(crate) fn file_problem(loaded: &LoadedConfig, problem: FileProblem) -> Problem {
+    Problem {
+        location: location(loaded, &problem.at).or_else(|| {
+            // `args` as a whole when the word's own place is unknown.
+            let parent = problem.at.rsplit_once('.').map(|(p, _)| p)?;
+            location(loaded, parent)
+        }),
+        message: problem.message,
+    }
 }
 
 /// The skill says what to run: a `packageName` or non-empty `args`. Perstack loads a file
@@ -122,6 +152,9 @@ fn check_skill_base(
     prepared: Option<&Prepared>,
 ) -> Option<Problem> {
     let stdio = at.skill;
+    if builds_own_base(&loaded.config, stdio) {
+        return None;
+    }
     let here = location(loaded, &format!("{}.command", at.path));
     let kind = SkillBase::of(&stdio.command);
     match skill_base_image(&loaded.config, stdio).as_deref() {

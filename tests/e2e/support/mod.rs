@@ -184,6 +184,8 @@ pub struct TestRun {
     pub guard: JobGuard,
     /// The filled-in copy of a templated fixture, kept as long as the run.
     pub templated: Option<tempfile::TempDir>,
+    /// The state folder (`PERSTACK_SANDBOX_STATE_DIR`: the trust record), outside the workspace.
+    pub state: tempfile::TempDir,
     /// The folder the command runs in (where dotenv files are read); the workspace when `None`.
     pub current_dir: Option<PathBuf>,
 }
@@ -208,6 +210,7 @@ impl TestRun {
             workspace_arg: None,
             guard: JobGuard::new(),
             templated: None,
+            state: tempfile::tempdir().expect("tempdir"),
             current_dir: None,
         }
     }
@@ -274,6 +277,7 @@ impl TestRun {
             // The test process's own dotenv lookups must not depend on where tests run from.
             .current_dir(self.current_dir.as_deref().unwrap_or(self.workspace.path()))
             .env_remove("ANTHROPIC_API_KEY")
+            .env("PERSTACK_SANDBOX_STATE_DIR", self.state.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

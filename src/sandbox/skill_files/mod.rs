@@ -1,0 +1,422 @@
+//! A stdio skill's own files from the config's folder: which its command line names
+//! (`detect.rs`), reading them safely (`walk.rs`), and the command the skill host then starts.
+//!
+//! `python3 server.py`, `node ./tools/server.js`, `./bin/my-server` or
+//! `uv run --directory tools/x` name files beside perstack.toml. They — and what
+//! `[sandbox.skills."<name>"] files` lists — are copied into the skill's image under
+//! [`SKILL_FILES_DIR`] at the same relative path, and each word that named one is rewritten to
+//! its path there. The skill's working directory is the folder of the first of them (a named
+//! folder itself). In that folder, a dependency manifest is installed when the image is built, in
+//! the install stage, with the CA bundle and the configured index:
+//! `requirements.txt` (else `pyproject.toml`) for `python`/`python3` — into a venv, whose python
+//! then runs the script — and `package.json` (with `package-lock.json` or
+//! `npm-shrinkwrap.json`, `npm ci`) for `node`.
+//!
+//! The files are part of the image's content, so of its digest: editing `server.py` rebuilds
+//! that skill's image and no other. [`trusted_inputs`] lists them for whoever records what a run
+//! trusted.
+
+mod detect;
+mod walk;
+
+pub(crate) use walk::LocalFile;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, LoadedConfig, McpStdioSkill, Skill, dotted_path};
+use crate::contract::paths::SKILL_FILES_DIR;
+use crate::sandbox::packages::{self, INSTALL_PREFIX, Install, Installer};
+
+use walk::{Collected, PathError, Resolved, Root};
+
+/// A skill's local files and the command that runs with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SkillFiles {
+    /// The files, by relative path.
+    pub files: Vec<LocalFile>,
+    /// The program the skill host starts (a named file rewritten to its place in the image).
+    pub command: String,
+    /// Its arguments, rewritten likewise.
+    pub args: Vec<String>,
+    /// The working directory in the image: the folder the files came from (`None` for a
+    /// recipe, whose image says its own).
+    pub workdir: Option<String>,
+    /// What the install stage installs: the command's packages (`packages.rs`), with the
+    /// folder's manifest.
+    pub install: Option<Install>,
+    /// The files the install stage reads (the manifest and its lockfile; a `pyproject.toml`
+    /// project's every file), by relative path: only these are copied into it, so editing
+    /// `server.py` reuses the installed dependencies.
+    pub install_files: Vec<String>,
+    /// `[sandbox.skills."<name>"] dockerfile`: the skill's image starts from the user's recipe,
+    /// built with `files` (its folder) as the context; the command runs as written.
+    pub recipe: Option<Recipe>,
+}
+
+/// Where a skill's own Dockerfile is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Recipe {
+    /// Its folder, the build context, relative to the config's folder (`skills/x`).
+    pub context: String,
+    /// The Dockerfile's path inside it.
+    pub dockerfile: String,
+}
+
+/// The local files of every stdio skill of a run, by Expert and skill name.
+pub(crate) type FilesBySkill = BTreeMap<(String, String), SkillFiles>;
+
+/// A problem with a skill's files, at a dotted path of the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileProblem {
+    /// Where the path was written (`experts.e.skills.x.args[0]`).
+    pub at: String,
+    /// What is wrong, and what to do.
+    pub message: String,
+}
+
+/// Where `relative` (a path of the config's folder) is in a skill's image.
+pub(crate) fn image_path(relative: &str) -> String {
+    if relative.is_empty() {
+        SKILL_FILES_DIR.to_string()
+    } else {
+        format!("{SKILL_FILES_DIR}/{relative}")
+    }
+}
+
+/// What to do when a skill server's stderr line says a file or module it needs is missing from
+/// its image (`python3: can't open file`, node's `Cannot find module`, `No such file or
+/// directory`, `ModuleNotFoundError`): for the human view, beside the line.
+pub(crate) fn missing_file_hint(stderr_line: &str) -> Option<&'static str> {
+    if stderr_line.contains("ModuleNotFoundError") || stderr_line.contains("ERR_MODULE_NOT_FOUND") {
+        return Some(
+            "a module the server imports is not in its image: list it in requirements.txt (python3) or package.json (node) in the server's folder, which is installed when the image is built, or add the module's file with [sandbox.skills.\"<name>\"] files (docs/skills.md, \"Local files\")",
+        );
+    }
+    let missing = [
+        "can't open file",
+        "Cannot find module",
+        "No such file or directory",
+    ];
+    missing.iter().any(|m| stderr_line.contains(m)).then_some(
+        "a file the server needs is not in its image: files beside perstack.toml are copied only when the command line names them (`python3 server.py`, `./bin/x`) or [sandbox.skills.\"<name>\"] files lists them; paths inside the container are absolute (docs/skills.md, \"Local files\")",
+    )
+}
+
+/// The local files of every stdio skill of the Experts `keys`; every problem of them all.
+pub(crate) fn collect_all(
+    loaded: &LoadedConfig,
+    keys: &[String],
+) -> Result<FilesBySkill, Vec<FileProblem>> {
+    let mut found = FilesBySkill::new();
+    let mut problems = Vec::new();
+    for key in keys {
+        let Some(expert) = loaded.config.experts.get(key) else {
+            continue;
+        };
+        for skill in expert.skills.values() {
+            let Skill::McpStdio(stdio) = skill else {
+                continue;
+            };
+            let at = dotted_path(&["experts", key, "skills", &stdio.name]);
+            match collect(loaded.dir(), &loaded.config, stdio, &at) {
+                Ok(Some(files)) => {
+                    found.insert((key.clone(), stdio.name.clone()), files);
+                }
+                Ok(None) => {}
+                Err(mut more) => problems.append(&mut more),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every file of the config's folder that goes into `skill`'s image (its host path, symlinks
+/// resolved): the inputs of the image a run trusts besides the config itself.
+// For the record of what a run trusted, which reads it; nothing else needs the list alone.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn trusted_inputs(
+    loaded: &LoadedConfig,
+    skill: &McpStdioSkill,
+) -> Result<Vec<PathBuf>, Vec<FileProblem>> {
+    let at = dotted_path(&["skills", &skill.name]);
+    let files = collect(loaded.dir(), &loaded.config, skill, &at)?;
+    Ok(files
+        .map(|f| f.files.into_iter().map(|f| f.host).collect())
+        .unwrap_or_default())
+}
+
+/// `skill`'s local files (module docs), `None` when it has none; `at` is the skill's dotted
+/// path, where problems point.
+pub(crate) fn collect(
+    dir: &Path,
+    config: &Config,
+    skill: &McpStdioSkill,
+    at: &str,
+) -> Result<Option<SkillFiles>, Vec<FileProblem>> {
+    if skill.is_base() {
+        return Ok(None);
+    }
+    if let Some(dockerfile) = config
+        .sandbox
+        .skills
+        .get(&skill.name)
+        .and_then(|s| s.dockerfile.as_deref())
+    {
+        let at = dotted_path(&["sandbox", "skills", &skill.name, "dockerfile"]);
+        return recipe(dir, skill, dockerfile).map(Some).map_err(|error| {
+            vec![FileProblem {
+                at,
+                message: format!("skill `{}`: {error}", skill.name),
+            }]
+        });
+    }
+    // A command that cannot be prepared is preflight's own problem (`packages.rs`).
+    let Ok(prepared) = packages::prepare(skill) else {
+        return Ok(None);
+    };
+    let root = Root::new(dir);
+    let named = detect::named_paths(&prepared.command, &prepared.args, |p| root.exists(p));
+    // Where a word of the prepared args was written: they are the tail of `args`.
+    let offset = skill
+        .args
+        .ends_with(&prepared.args)
+        .then(|| skill.args.len() - prepared.args.len());
+    let word_at = |arg: Option<usize>| match (arg, offset) {
+        (None, _) => format!("{at}.command"),
+        (Some(i), Some(offset)) => format!("{at}.args[{}]", offset + i),
+        (Some(_), None) => format!("{at}.args"),
+    };
+    let mut collected = Collected::default();
+    let mut problems = Vec::new();
+    let mut folders = Vec::new();
+    let mut command = prepared.command.clone();
+    let mut args = prepared.args.clone();
+    for word in &named {
+        match read(&root, &word.path, &mut collected) {
+            Ok(resolved) => {
+                let rewritten = format!("{}{}", word.prefix, rewritten(&word.path, &resolved));
+                match word.arg {
+                    None => command = rewritten,
+                    Some(i) => args[i] = rewritten,
+                }
+                folders.push(folder_of(&resolved));
+            }
+            Err(error) => problems.push(FileProblem {
+                at: word_at(word.arg),
+                message: format!("skill `{}`: {error}", skill.name),
+            }),
+        }
+    }
+    let listed = config.sandbox.skills.get(&skill.name);
+    let files_at = dotted_path(&["sandbox", "skills", &skill.name, "files"]);
+    for (i, file) in listed
+        .map(|s| s.files.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        match read(&root, file, &mut collected) {
+            Ok(resolved) => folders.push(folder_of(&resolved)),
+            Err(error) => problems.push(FileProblem {
+                at: format!("{files_at}[{i}]"),
+                message: format!("skill `{}`: {error}", skill.name),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let Some(folder) = folders.into_iter().next() else {
+        return Ok(None);
+    };
+    let manifest = manifest(
+        &root,
+        &folder,
+        &command,
+        prepared.install.is_some(),
+        &mut collected,
+    )
+    .map_err(|error| {
+        vec![FileProblem {
+            at: word_at(named.first().and_then(|w| w.arg)),
+            message: format!("skill `{}`: {error}", skill.name),
+        }]
+    })?;
+    let (install, command, install_files) = match manifest {
+        Some(Manifest {
+            install,
+            python,
+            files,
+        }) => {
+            let command = match python {
+                true => format!("{INSTALL_PREFIX}/bin/{}", program(&command)),
+                false => command,
+            };
+            let files = match files {
+                Some(files) => files,
+                None => collected.files.keys().cloned().collect(),
+            };
+            (Some(install), command, files)
+        }
+        None => (prepared.install, command, Vec::new()),
+    };
+    Ok(Some(SkillFiles {
+        files: collected.files.into_values().collect(),
+        command,
+        args,
+        workdir: Some(image_path(&folder)),
+        install,
+        install_files,
+        recipe: None,
+    }))
+}
+
+/// A skill built from the user's Dockerfile: its folder is read whole as the context (less what
+/// a named folder always leaves out: `walk.rs`), and the command runs as written — its paths
+/// name places in the recipe's image.
+fn recipe(dir: &Path, skill: &McpStdioSkill, dockerfile: &str) -> Result<SkillFiles, PathError> {
+    let root = Root::new(dir);
+    let resolved = root.resolve(dockerfile)?;
+    let (context, name) = match resolved.relative.rsplit_once('/') {
+        Some((context, name)) => (context.to_string(), name.to_string()),
+        None => (String::new(), resolved.relative.clone()),
+    };
+    let mut collected = Collected::default();
+    if context.is_empty() {
+        // The config's own folder is never copied whole: the Dockerfile alone is the context.
+        root.read(&resolved, &mut collected)?;
+    } else {
+        root.read(&root.resolve(&context)?, &mut collected)?;
+    }
+    let prepared = packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
+        install: None,
+        command: skill.command.clone(),
+        args: skill.argv(),
+    });
+    Ok(SkillFiles {
+        files: collected.files.into_values().collect(),
+        command: prepared.command,
+        args: prepared.args,
+        workdir: None,
+        install: prepared.install,
+        install_files: Vec::new(),
+        recipe: Some(Recipe {
+            context,
+            dockerfile: name,
+        }),
+    })
+}
+
+/// Resolves a written path and reads what it names.
+fn read(root: &Root, written: &str, into: &mut Collected) -> Result<Resolved, PathError> {
+    let resolved = root.resolve(written)?;
+    root.read(&resolved, into)?;
+    Ok(resolved)
+}
+
+/// A path's place in the image, keeping a trailing `/` as written.
+fn rewritten(written: &str, resolved: &Resolved) -> String {
+    let path = image_path(&resolved.relative);
+    if written.ends_with('/') {
+        format!("{path}/")
+    } else {
+        path
+    }
+}
+
+/// The folder a named path's files came from: a folder itself, else the file's.
+fn folder_of(resolved: &Resolved) -> String {
+    if resolved.is_dir {
+        return resolved.relative.clone();
+    }
+    match resolved.relative.rsplit_once('/') {
+        Some((folder, _)) => folder.to_string(),
+        None => String::new(),
+    }
+}
+
+/// The last segment of a command.
+fn program(command: &str) -> &str {
+    command.rsplit('/').next().unwrap_or(command)
+}
+
+/// A dependency manifest found in a skill's folder, as the install stage runs it.
+struct Manifest {
+    install: Install,
+    /// True when the command becomes the venv's interpreter.
+    python: bool,
+    /// What the install reads; `None`: every file (a project).
+    files: Option<Vec<String>>,
+}
+
+/// The manifest in `folder` that the command's interpreter would use, read into `into`:
+/// `requirements.txt` (else `pyproject.toml`) for `python`/`python3`, `package.json` (and its
+/// lockfile) for `node`. None for other commands, and for commands that install packages of
+/// their own (`uvx`, `npx`).
+fn manifest(
+    root: &Root,
+    folder: &str,
+    command: &str,
+    installs: bool,
+    into: &mut Collected,
+) -> Result<Option<Manifest>, PathError> {
+    if installs {
+        return Ok(None);
+    }
+    let in_folder = |name: &str| match folder {
+        "" => name.to_string(),
+        folder => format!("{folder}/{name}"),
+    };
+    let found = |name: &str| root.dir_has_file(&in_folder(name));
+    match program(command) {
+        "python" | "python3" => {
+            let requirements = in_folder("requirements.txt");
+            let (packages, files) = if found("requirements.txt") {
+                read(root, &requirements, into)?;
+                let packages = vec!["-r".to_string(), image_path(&requirements)];
+                (packages, Some(vec![requirements]))
+            } else if found("pyproject.toml") {
+                read(root, &in_folder("pyproject.toml"), into)?;
+                (vec![image_path(folder)], None)
+            } else {
+                return Ok(None);
+            };
+            Ok(Some(Manifest {
+                install: Install {
+                    installer: Installer::Pip,
+                    packages,
+                    entry_package: None,
+                },
+                python: true,
+                files,
+            }))
+        }
+        "node" if found("package.json") => {
+            let mut files = Vec::new();
+            for name in ["package.json", "package-lock.json", "npm-shrinkwrap.json"] {
+                if found(name) {
+                    read(root, &in_folder(name), into)?;
+                    files.push(in_folder(name));
+                }
+            }
+            Ok(Some(Manifest {
+                files: Some(files),
+                install: Install {
+                    installer: Installer::NpmProject,
+                    packages: vec![image_path(folder)],
+                    entry_package: None,
+                },
+                python: false,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,286 @@
+//! The files of whole skills as a config names them: what is copied, how the command is
+//! rewritten, the working directory, the manifests, and the problems with their places.
+
+use std::path::Path;
+
+use super::*;
+use crate::config::load_str;
+use crate::sandbox::preflight::file_problem;
+
+/// A config folder with `files` (path, contents) and `perstack.toml` holding `skills` (TOML of
+/// `[experts.e.skills.*]` tables) after a fixed Expert.
+struct Folder {
+    dir: tempfile::TempDir,
+}
+
+impl Folder {
+    fn new(files: &[(&str, &str)]) -> Folder {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, contents) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, contents).expect("write");
+        }
+        Folder { dir }
+    }
+
+    fn loaded(&self, toml: &str) -> LoadedConfig {
+        let text = format!(
+            "[sandbox]\npythonImage = \"py\"\nnodeImage = \"node\"\nskillImage = \"any\"\n\
+             [experts.e]\ninstruction = \"x\"\n{toml}"
+        );
+        load_str(&self.dir.path().join("perstack.toml"), &text).expect("valid")
+    }
+
+    fn collect(&self, toml: &str) -> Result<FilesBySkill, Vec<String>> {
+        let loaded = self.loaded(toml);
+        collect_all(&loaded, &["e".to_string()]).map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|p| file_problem(&loaded, p).to_string())
+                .collect()
+        })
+    }
+
+    fn skill(&self, toml: &str, name: &str) -> SkillFiles {
+        let mut all = self.collect(toml).expect("no problems");
+        all.remove(&("e".to_string(), name.to_string()))
+            .unwrap_or_else(|| panic!("{name} has no files"))
+    }
+}
+
+fn stdio(name: &str, command: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[experts.e.skills.{name}]\ntype = \"mcpStdioSkill\"\ncommand = \"{command}\"\nargs = [{}]\n",
+        args.join(", ")
+    )
+}
+
+fn relatives(files: &SkillFiles) -> Vec<&str> {
+    files.files.iter().map(|f| f.relative.as_str()).collect()
+}
+
+#[test]
+fn a_script_beside_perstack_toml_is_copied_and_the_command_points_at_it() {
+    let folder = Folder::new(&[("server.py", "print()"), (".env", "KEY=secret")]);
+    let files = folder.skill(&stdio("py", "python3", &["server.py", "--port", "1"]), "py");
+    assert_eq!(relatives(&files), ["server.py"]);
+    assert_eq!(files.command, "python3");
+    assert_eq!(files.args, ["/opt/skill/server.py", "--port", "1"]);
+    assert_eq!(files.workdir.as_deref(), Some("/opt/skill"));
+    assert_eq!(files.install, None);
+    assert!(files.install_files.is_empty());
+    assert_eq!(files.files[0].contents, "print()".as_bytes());
+}
+
+#[test]
+fn files_in_folders_keep_their_place_and_the_skill_works_in_their_folder() {
+    let folder = Folder::new(&[
+        ("tools/server.js", "1"),
+        ("tools/prompts.json", "{}"),
+        ("bin/my-server", "#!/bin/sh"),
+        ("tools/x/pyproject.toml", "[project]"),
+        ("tools/x/main.py", ""),
+    ]);
+    let toml = [
+        stdio("js", "node", &["./tools/server.js"]),
+        stdio("bin", "./bin/my-server", &["--stdio"]),
+        stdio("uv", "uv", &["run", "--directory", "tools/x", "main.py"]),
+        "[sandbox.skills.js]\nfiles = [\"tools/prompts.json\"]\n".to_string(),
+    ]
+    .concat();
+    let js = folder.skill(&toml, "js");
+    assert_eq!(relatives(&js), ["tools/prompts.json", "tools/server.js"]);
+    assert_eq!(js.args, ["/opt/skill/tools/server.js"]);
+    assert_eq!(js.workdir.as_deref(), Some("/opt/skill/tools"));
+    let bin = folder.skill(&toml, "bin");
+    assert_eq!(bin.command, "/opt/skill/bin/my-server");
+    assert_eq!(bin.args, ["--stdio"]);
+    assert_eq!(bin.workdir.as_deref(), Some("/opt/skill/bin"));
+    // A named folder is copied whole and is the working directory; `main.py` is not a path of
+    // the config's folder (it exists only inside tools/x), so it stays as written.
+    let uv = folder.skill(&toml, "uv");
+    assert_eq!(
+        relatives(&uv),
+        ["tools/x/main.py", "tools/x/pyproject.toml"]
+    );
+    assert_eq!(
+        uv.args,
+        ["run", "--directory", "/opt/skill/tools/x", "main.py"]
+    );
+    assert_eq!(uv.workdir.as_deref(), Some("/opt/skill/tools/x"));
+}
+
+#[test]
+fn skills_without_local_files_are_left_alone() {
+    let folder = Folder::new(&[("data", "")]);
+    let toml = [
+        stdio(
+            "time",
+            "uvx",
+            &["mcp-server-time", "--local-timezone", "America/New_York"],
+        ),
+        stdio(
+            "db",
+            "uvx",
+            &["mcp-server-sqlite", "--db-path", "/workspace/x.db"],
+        ),
+        stdio("bare", "my-server", &["data"]),
+    ]
+    .concat();
+    assert_eq!(folder.collect(&toml), Ok(FilesBySkill::new()));
+}
+
+#[test]
+fn a_python_folders_requirements_are_installed_into_a_venv_that_runs_the_script() {
+    let folder = Folder::new(&[
+        ("tools/w/server.py", ""),
+        ("tools/w/requirements.txt", "mcp\n"),
+    ]);
+    let files = folder.skill(&stdio("w", "python3", &["tools/w/server.py"]), "w");
+    assert_eq!(
+        relatives(&files),
+        ["tools/w/requirements.txt", "tools/w/server.py"]
+    );
+    assert_eq!(files.command, "/opt/perstack-skill/bin/python3");
+    assert_eq!(
+        files.install,
+        Some(Install {
+            installer: Installer::Pip,
+            packages: vec!["-r".into(), "/opt/skill/tools/w/requirements.txt".into()],
+            entry_package: None,
+        })
+    );
+    // Only the manifest goes into the install stage: editing server.py keeps its packages.
+    assert_eq!(files.install_files, ["tools/w/requirements.txt"]);
+}
+
+#[test]
+fn a_node_folders_package_json_and_lockfile_are_installed_in_place() {
+    let folder = Folder::new(&[
+        ("srv/server.js", ""),
+        ("srv/package.json", "{}"),
+        ("srv/package-lock.json", "{}"),
+    ]);
+    let files = folder.skill(&stdio("n", "node", &["srv/server.js"]), "n");
+    assert_eq!(
+        relatives(&files),
+        ["srv/package-lock.json", "srv/package.json", "srv/server.js"]
+    );
+    assert_eq!(files.command, "node");
+    assert_eq!(
+        files.install,
+        Some(Install {
+            installer: Installer::NpmProject,
+            packages: vec!["/opt/skill/srv".into()],
+            entry_package: None,
+        })
+    );
+}
+
+#[test]
+fn missing_escaping_and_listed_paths_are_problems_at_the_word_that_named_them() {
+    let folder = Folder::new(&[("ok.py", "")]);
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("secret.py"), "").expect("write");
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.py"),
+        folder.dir.path().join("link.py"),
+    )
+    .expect("symlink");
+    let toml = [
+        stdio("gone", "python3", &["-u", "missing.py"]),
+        stdio("up", "node", &["../elsewhere/server.js"]),
+        stdio("link", "python3", &["link.py"]),
+        stdio("listed", "python3", &["ok.py"]),
+        "[sandbox.skills.listed]\nfiles = [\"ok.py\", \"nope/\"]\n".to_string(),
+    ]
+    .concat();
+    let problems = folder.collect(&toml).expect_err("problems");
+    let path = folder.dir.path().join("perstack.toml");
+    let at = |line: usize, col: usize| format!("{}:{line}:{col}: ", path.display());
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    // Lines: 6 sandbox/expert header lines, then 4 per skill.
+    assert!(problems[0].starts_with(&at(10, 15)), "{}", problems[0]);
+    assert!(problems[0].contains("skill `gone`: `missing.py` does not exist in"));
+    assert!(problems[1].starts_with(&at(14, 9)), "{}", problems[1]);
+    assert!(problems[1].contains("outside"), "{}", problems[1]);
+    assert!(
+        problems[2].contains("skill `link`: `link.py` resolves to"),
+        "{}",
+        problems[2]
+    );
+    assert!(problems[2].contains("outside"), "{}", problems[2]);
+    assert!(problems[3].starts_with(&at(24, 19)), "{}", problems[3]);
+    assert!(
+        problems[3].contains("`nope/` does not exist"),
+        "{}",
+        problems[3]
+    );
+}
+
+#[test]
+fn only_a_skills_own_files_change_its_image() {
+    use crate::sandbox::images::recipes::{Artifacts, skill_image};
+    let folder = Folder::new(&[("a.py", "one"), ("b.py", "two")]);
+    let toml = [
+        stdio("a", "python3", &["a.py"]),
+        stdio("b", "python3", &["b.py"]),
+    ]
+    .concat();
+    let digests = |folder: &Folder| {
+        let loaded = folder.loaded(&toml);
+        let files = collect_all(&loaded, &["e".to_string()]).expect("files");
+        let artifacts = Artifacts {
+            binary: bytes::Bytes::from_static(b"bin"),
+            ca_bundle: bytes::Bytes::new(),
+        };
+        ["a", "b"].map(|name| {
+            let Some(Skill::McpStdio(skill)) = loaded.config.experts["e"].skills.get(name) else {
+                panic!("no skill {name}");
+            };
+            let local = files.get(&("e".to_string(), name.to_string()));
+            skill_image(&loaded.config, skill, local, &artifacts).digest("sha256:base")
+        })
+    };
+    let before = digests(&folder);
+    std::fs::write(folder.dir.path().join("a.py"), "changed").expect("write");
+    let after = digests(&folder);
+    assert_ne!(before[0], after[0], "editing a.py rebuilds skill a");
+    assert_eq!(before[1], after[1], "and nothing else");
+    // The same files make the same image.
+    assert_eq!(after, digests(&folder));
+}
+
+#[test]
+fn trusted_inputs_list_the_host_files_of_a_skills_image() {
+    let folder = Folder::new(&[("tools/s.py", ""), ("tools/requirements.txt", "")]);
+    let loaded = folder.loaded(&stdio("s", "python3", &["tools/s.py"]));
+    let Some(Skill::McpStdio(skill)) = loaded.config.experts["e"].skills.get("s") else {
+        panic!("no skill");
+    };
+    let inputs = trusted_inputs(&loaded, skill).expect("inputs");
+    let canonical = folder.dir.path().canonicalize().expect("canonical");
+    assert_eq!(
+        inputs,
+        [
+            canonical.join("tools/requirements.txt"),
+            canonical.join("tools/s.py")
+        ]
+    );
+    let _ = Path::new("");
+}
+
+#[test]
+fn a_missing_file_or_module_in_a_servers_stderr_gets_a_hint() {
+    let file = missing_file_hint(
+        "python3: can't open file '//server.py': [Errno 2] No such file or directory",
+    )
+    .expect("a hint");
+    assert!(file.contains("[sandbox.skills"), "{file}");
+    assert!(missing_file_hint("Error: Cannot find module '/server.js'").is_some());
+    let module = missing_file_hint("ModuleNotFoundError: No module named 'httpx'").expect("hint");
+    assert!(module.contains("requirements.txt"), "{module}");
+    assert_eq!(missing_file_hint("listening on stdio"), None);
+}

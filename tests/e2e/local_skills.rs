@@ -1,0 +1,172 @@
+//! Local skills end to end: MCP servers from files beside perstack.toml
+//! (tests/fixtures/e2e/local-skills), as people write them — `python3 py/server.py` on the
+//! official MCP SDK, which its requirements.txt asks for and the image build installs from PyPI,
+//! and `node ./tools/js/server.js` in plain Node. Their files are copied into their images, the
+//! command lines point at them there, and each works in the folder its files came from. Editing
+//! one server rebuilds that skill's image and nothing else.
+
+use std::process::Command;
+
+use perstack_sandbox::test_support::docker::DockerGuard;
+use serde_json::Value;
+
+use crate::support::{
+    Finished, TestRun, binary, docker, require_bookworm_image, require_bookworm_node_image,
+};
+
+const FOLDER: &str = "e2e/local-skills";
+
+/// The JSON a tool answered with.
+fn answer(done: &Finished, tool: &str) -> Value {
+    let text = done.tool_result(tool);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Both servers answered from their files in the image, in their folders.
+fn assert_local_answers(done: &Finished) {
+    done.assert_code(0);
+    let py = answer(done, "py_where");
+    assert_eq!(py["text"], "perstack");
+    assert_eq!(py["file"], "/opt/skill/py/server.py");
+    assert_eq!(py["cwd"], "/opt/skill/py");
+    // requirements.txt was installed into a venv, whose python runs the script.
+    assert_eq!(py["python"], "/opt/perstack-skill/bin/python3");
+    // A file the command does not name, listed in `files`, read relative to the folder.
+    assert_eq!(py["greeting"], "hello from a data file");
+    let js = answer(done, "js_where");
+    assert_eq!(
+        js["text"], "SANDBOX",
+        "the helper module listed in `files` ran"
+    );
+    assert_eq!(js["file"], "/opt/skill/tools/js/server.js");
+    assert_eq!(js["cwd"], "/opt/skill/tools/js");
+    assert_eq!(js["greeting"], "hello from node");
+    // The recipe's image, with its ENV, its WORKDIR, and our user rather than its root.
+    let recipe = answer(done, "echo_where");
+    assert_eq!(recipe["text"], "echo:recipe");
+    assert_eq!(recipe["cwd"], "/srv/echo");
+    assert_eq!(recipe["file"], "/srv/echo/server.py");
+    assert_eq!(
+        recipe["uid"], 10002,
+        "the skill user, not the recipe's root"
+    );
+    assert_eq!(
+        done.of_type("completeRun")[0]["text"],
+        "The local servers answered."
+    );
+}
+
+#[test]
+fn servers_from_files_beside_perstack_toml_and_from_a_dockerfile_answer_and_an_edit_rebuilds_only_its_skill()
+ {
+    if !require_bookworm_image() || !require_bookworm_node_image() {
+        return;
+    }
+    let first = TestRun::templated(FOLDER, "local", &[]);
+    let done = first.run();
+    assert_local_answers(&done);
+    // Events show the commands as configured.
+    let starting: Vec<&Value> = done.of_type("skillStarting");
+    let py = starting
+        .iter()
+        .find(|e| e["skillName"] == "local-py")
+        .expect("skillStarting local-py");
+    assert_eq!(py["command"], "python3");
+    assert_eq!(py["args"], serde_json::json!(["py/server.py"]));
+    // The images say where their skills work; the containers had no network.
+    let py_tag = done.image_tag("skill:local-py");
+    assert_eq!(
+        docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.WorkingDir}}",
+            &py_tag
+        ])
+        .trim(),
+        "/opt/skill/py"
+    );
+    assert_eq!(first.guard.leftovers(), Vec::<String>::new());
+
+    // Edit the Python server (uniquely, so this run builds whatever ran before it).
+    let dir = first.templated.as_ref().expect("a templated folder").path();
+    let server = dir.join("py/server.py");
+    let mut text = std::fs::read_to_string(&server).expect("read");
+    text.push_str(&format!("# edited by {}\n", first.guard.job_id));
+    std::fs::write(&server, text).expect("write");
+    let second = TestRun::with_config(&dir.join("perstack.toml"), "local");
+    let again = second.run();
+    let mut edited = DockerGuard::new();
+    let edited_tag = again.image_tag("skill:local-py");
+    edited.image(&edited_tag);
+    assert_local_answers(&again);
+    assert_ne!(edited_tag, py_tag);
+    let built = again.build_messages("skill:local-py");
+    assert!(
+        built.iter().any(|m| m.starts_with("Built image ")),
+        "{built:?}"
+    );
+    for service in ["skill:local-js", "skill:local-recipe", "runtime"] {
+        let messages = again.build_messages(service);
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.starts_with("Using cached image ")),
+            "{service} was rebuilt: {messages:?}"
+        );
+    }
+    assert_eq!(
+        again.image_tag("skill:local-js"),
+        done.image_tag("skill:local-js")
+    );
+    assert_eq!(second.guard.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn validate_points_at_each_missing_or_escaping_skill_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("secret.py"), "").expect("write");
+    std::os::unix::fs::symlink(outside.path().join("secret.py"), dir.path().join("link.py"))
+        .expect("symlink");
+    let config = dir.path().join("perstack.toml");
+    std::fs::write(
+        &config,
+        "[experts.e]\ninstruction = \"x\"\n\
+         [experts.e.skills.gone]\ntype = \"mcpStdioSkill\"\ncommand = \"python3\"\nargs = [\"server.py\"]\n\
+         [experts.e.skills.up]\ntype = \"mcpStdioSkill\"\ncommand = \"node\"\nargs = [\"../x/server.js\"]\n\
+         [experts.e.skills.link]\ntype = \"mcpStdioSkill\"\ncommand = \"python3\"\nargs = [\"link.py\"]\n\
+         [experts.e.skills.db]\ntype = \"mcpStdioSkill\"\ncommand = \"uvx\"\n\
+         args = [\"mcp-server-sqlite\", \"--db-path\", \"/workspace/x.db\"]\n",
+    )
+    .expect("write");
+    let out = Command::new(binary())
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let at = |line: usize, col: usize| format!("{}:{line}:{col}: ", config.display());
+    assert!(
+        stderr.contains(&format!(
+            "{}skill `gone`: `server.py` does not exist in",
+            at(6, 9)
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}skill `up`: `../x/server.js` resolves to",
+            at(10, 9)
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}skill `link`: `link.py` resolves to", at(14, 9))),
+        "{stderr}"
+    );
+    // The absolute path names a place in the container: no problem.
+    assert!(!stderr.contains("skill `db`"), "{stderr}");
+    assert_eq!(stderr.matches("outside").count(), 2, "{stderr}");
+}
