@@ -41,6 +41,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
     Validate(ValidateArgs),
+    /// Write a commented perstack.toml for a first Expert here, and .env.example.
+    Init(InitArgs),
     /// Check the Docker engine and the images a run needs.
     Doctor(ValidateArgs),
     /// List perstack-sandbox's images: Expert, version, size and age.
@@ -491,6 +493,38 @@ impl BaseImageArgs {
             }
         }
     }
+}
+
+/// `init`: each question's answer as a flag (the defaults without a terminal).
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The Expert's name (default: my-expert).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// What it does (its description and the start of its instruction).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Provider (default: anthropic; mock needs no key).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Add a delegate Expert of this name.
+    #[arg(long, value_name = "NAME")]
+    pub delegate: Option<String>,
+    /// Add an MCP server from PyPI (run with uvx).
+    #[arg(long, value_name = "PACKAGE")]
+    pub pypi: Option<String>,
+    /// Add an MCP server from npm (run with npx).
+    #[arg(long, value_name = "PACKAGE")]
+    pub npm: Option<String>,
+    /// Add an interactive skill, so the Expert can ask you questions.
+    #[arg(long)]
+    pub ask_user: bool,
+    /// Ask nothing: the flags, else the defaults.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Replace an existing perstack.toml (and .env.example).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `log`: upstream's flags and filter grammar.
