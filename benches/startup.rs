@@ -16,6 +16,11 @@
 //! - cold start: the same with the Expert's images removed first; and the image phase of those
 //!   runs, from the first to the last `dockerBuildProgress` line;
 //! - image sizes: runtime, skill, base-skill and the egress proxy (built by the `egress` Expert);
+//! - tool calls: from reading `callTools` (one call to each skill, at once) to reading
+//!   `resolveToolResults`;
+//! - gVisor: when the engine has `runsc` registered, each round also runs the Expert with
+//!   `--runtime-engine runsc`, so warm start, tool calls and teardown under gVisor stand next to
+//!   runc's;
 //! - baseline: the containers of one of our runs — inspected while it ran — started again with
 //!   `docker volume create` and `docker run` (same images, command, user, environment, mounts,
 //!   network and hardening flags), to the runtime's first output line; once as a shell script
@@ -169,6 +174,8 @@ struct Timed {
     images: Option<(Duration, Duration)>,
     /// `completeRun` read → exit.
     teardown: Option<Duration>,
+    /// `callTools` read → `resolveToolResults` read.
+    tool_calls: Option<Duration>,
     /// Image tags by service.
     tags: BTreeMap<String, String>,
     /// Containers running at `initializeRuntime`, as `docker inspect` shows them (when asked).
@@ -185,6 +192,11 @@ struct Bench<'a> {
 
 impl Bench<'_> {
     fn run(&mut self, expert: &str, inspect: bool) -> Result<Timed> {
+        self.run_under(expert, inspect, None)
+    }
+
+    /// A run with `--runtime-engine runtime` when one is given.
+    fn run_under(&mut self, expert: &str, inspect: bool, runtime: Option<&str>) -> Result<Timed> {
         self.runs += 1;
         let job = format!("{JOB_PREFIX}{}-{}", self.nonce, self.runs);
         let started = Instant::now();
@@ -193,6 +205,11 @@ impl Bench<'_> {
             .arg(&self.config)
             .arg("--workspace")
             .arg(&self.workspace)
+            .args(
+                runtime
+                    .map(|r| vec!["--runtime-engine", r])
+                    .unwrap_or_default(),
+            )
             .args(["--job-id", &job, expert, "Call one tool of each skill."])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -201,6 +218,7 @@ impl Bench<'_> {
             .map_err(|e| format!("cannot start {}: {e}", self.options.binary.display()))?;
         let mut timed = Timed::default();
         let mut completed_at = None;
+        let mut called_at = None;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         for line in BufReader::new(stdout).lines() {
             let line = line.map_err(|e| format!("reading the run's output: {e}"))?;
@@ -225,6 +243,12 @@ impl Bench<'_> {
                     timed.first_event = Some(now);
                     if inspect {
                         timed.inspected = Some(inspect_job(&job)?);
+                    }
+                }
+                "callTools" => called_at = Some(now),
+                "resolveToolResults" => {
+                    if let Some(called) = called_at.take() {
+                        timed.tool_calls = Some(now - called);
                     }
                 }
                 "completeRun" => completed_at = Some(Instant::now()),
@@ -608,14 +632,33 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
         "{} rounds of: a warm run, the docker CLI sequential, the docker CLI parallel…",
         options.runs
     );
+    let gvisor = gvisor_registered()?;
+    if gvisor {
+        eprintln!("runsc is registered: each round also runs under gVisor");
+    }
     let mut warm = Vec::new();
     let mut teardown = Vec::new();
+    let mut tool_calls = Vec::new();
     let mut sequential = Vec::new();
     let mut parallel = Vec::new();
+    let mut runsc = UnderRunsc::default();
     for round in 0..options.runs {
         let timed = bench.run("bench", false)?;
         warm.push(need(timed.first_event, "first event")?);
         teardown.push(need(timed.teardown, "teardown")?);
+        tool_calls.push(need(timed.tool_calls, "tool calls")?);
+        if gvisor {
+            let timed = bench.run_under("bench", false, Some("runsc"))?;
+            runsc
+                .warm
+                .push(need(timed.first_event, "first event under runsc")?);
+            runsc
+                .teardown
+                .push(need(timed.teardown, "teardown under runsc")?);
+            runsc
+                .tool_calls
+                .push(need(timed.tool_calls, "tool calls under runsc")?);
+        }
         sequential.push(baseline(
             &inspected,
             &format!("{}s{round}", bench.nonce),
@@ -707,6 +750,10 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
     );
     doc.push_str(&row("warm start, to `initializeRuntime`", &warm));
     doc.push_str(&row("teardown, `completeRun` to exit", &teardown));
+    doc.push_str(&row(
+        "tool calls, `callTools` to `resolveToolResults`",
+        &tool_calls,
+    ));
     doc.push_str(&row("cold start, to `initializeRuntime`", &cold));
     doc.push_str(&row("cold start: image phase", &image_phase));
     doc.push_str(&row("baseline: docker CLI, sequential", &sequential));
@@ -722,7 +769,73 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
         ratio(&warm, &sequential),
         ratio(&warm, &parallel),
     );
+    doc.push_str(&gvisor_section(
+        gvisor,
+        &[
+            ("warm start, to `initializeRuntime`", &warm, &runsc.warm),
+            (
+                "tool calls, `callTools` to `resolveToolResults`",
+                &tool_calls,
+                &runsc.tool_calls,
+            ),
+            (
+                "teardown, `completeRun` to exit",
+                &teardown,
+                &runsc.teardown,
+            ),
+        ],
+    ));
     std::fs::write(&options.out, doc).map_err(|e| format!("{}: {e}", options.out.display()))
+}
+
+/// The same runs under gVisor (`--runtime-engine runsc`), one per round.
+#[derive(Default)]
+struct UnderRunsc {
+    warm: Vec<Duration>,
+    tool_calls: Vec<Duration>,
+    teardown: Vec<Duration>,
+}
+
+/// Whether the engine has gVisor registered as `runsc`, and how.
+fn gvisor_registered() -> Result<bool> {
+    let runtimes = docker(&["info", "--format", "{{json .Runtimes}}"])?;
+    let runtimes: Value =
+        serde_json::from_str(runtimes.trim()).map_err(|e| format!("docker info: {e}"))?;
+    Ok(runtimes.get("runsc").is_some())
+}
+
+/// runc's medians next to runsc's, measured in the same rounds; or why there are none.
+fn gvisor_section(measured: bool, rows: &[(&str, &[Duration], &[Duration])]) -> String {
+    let mut doc = String::from("\n## gVisor (runsc) next to runc\n\n");
+    if !measured {
+        doc.push_str(
+            "Not measured: the engine has no `runsc` registered (README, \"gVisor\", says how).\n",
+        );
+        return doc;
+    }
+    let registered = docker(&["info", "--format", "{{json .Runtimes.runsc}}"]).unwrap_or_default();
+    let _ = write!(
+        doc,
+        "Each round above also ran the Expert with `--runtime-engine runsc`: every container of \
+         the run (runtime, skill, base-skill) under gVisor, registered as `{}`. Medians over \
+         the same rounds; the runc column is the warm runs above.\n\n\
+         | measure | runc | runsc | runsc − runc | runsc / runc | runs |\n\
+         |---|---|---|---|---|---|\n",
+        registered.trim()
+    );
+    for (what, runc, runsc) in rows {
+        let (a, b) = (median(runc), median(runsc));
+        let _ = writeln!(
+            doc,
+            "| {what} | {} | **{}** | {:+.0} ms | {:.2} | {} |",
+            ms(a),
+            ms(b),
+            (b.as_secs_f64() - a.as_secs_f64()) * 1000.0,
+            b.as_secs_f64() / a.as_secs_f64(),
+            runsc.len()
+        );
+    }
+    doc
 }
 
 /// CPU, cores, memory, kernel, Docker: the machine the numbers belong to.

@@ -8,7 +8,7 @@ use crate::config::ProviderName;
 use crate::config::settings::{
     CaCertificates, DEFAULT_CPUS, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MEMORY,
     DEFAULT_MODEL, DEFAULT_PIDS, DEFAULT_PROVIDER, DEFAULT_REASONING_BUDGET, DEFAULT_TIMEOUT_MS,
-    SettingFlags, memory_spelling, parse_ca_certificates,
+    GVISOR_RUNTIME, SettingFlags, memory_spelling, parse_ca_certificates, parse_runtime_engine,
 };
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::skill::host::HostOptions;
@@ -41,6 +41,8 @@ pub enum Command {
     Build(BuildArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
     Validate(ValidateArgs),
+    /// Write a commented perstack.toml for a first Expert here, and .env.example.
+    Init(InitArgs),
     /// Check the Docker engine and the images a run needs.
     Doctor(ValidateArgs),
     /// List perstack-sandbox's images: Expert, version, size and age.
@@ -251,6 +253,18 @@ pub struct RunFlags {
         help = CA_CERTIFICATES_HELP
     )]
     pub ca_certificates: Option<CaCertificates>,
+    /// The OCI runtime every container of the run starts under.
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_parser = parse_runtime_engine,
+        help = format!(
+            "OCI runtime every container of the run starts under, by the name the engine has it \
+             registered as: `{GVISOR_RUNTIME}` for gVisor (README: \"gVisor\") (default: \
+             `[sandbox] runtime`, else the engine's default, runc)"
+        )
+    )]
+    pub runtime_engine: Option<String>,
     /// Job id to use (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
@@ -372,6 +386,7 @@ impl RunArgs {
             cpus: self.cpus,
             pids: self.pids,
             ca_certificates: self.ca_certificates.clone(),
+            runtime_engine: self.runtime_engine.clone(),
         }
     }
 }
@@ -478,6 +493,38 @@ impl BaseImageArgs {
             }
         }
     }
+}
+
+/// `init`: each question's answer as a flag (the defaults without a terminal).
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The Expert's name (default: my-expert).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// What it does (its description and the start of its instruction).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Provider (default: anthropic; mock needs no key).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Add a delegate Expert of this name.
+    #[arg(long, value_name = "NAME")]
+    pub delegate: Option<String>,
+    /// Add an MCP server from PyPI (run with uvx).
+    #[arg(long, value_name = "PACKAGE")]
+    pub pypi: Option<String>,
+    /// Add an MCP server from npm (run with npx).
+    #[arg(long, value_name = "PACKAGE")]
+    pub npm: Option<String>,
+    /// Add an interactive skill, so the Expert can ask you questions.
+    #[arg(long)]
+    pub ask_user: bool,
+    /// Ask nothing: the flags, else the defaults.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Replace an existing perstack.toml (and .env.example).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `log`: upstream's flags and filter grammar.
@@ -710,6 +757,8 @@ mod tests {
             "32",
             "--ca-certificates",
             "/etc/corp/ca.pem",
+            "--runtime-engine",
+            "runsc",
         ])
         .setting_flags();
         assert_eq!(
@@ -727,6 +776,7 @@ mod tests {
                 cpus: Some(0.5),
                 pids: Some(32),
                 ca_certificates: Some(CaCertificates::File("/etc/corp/ca.pem".into())),
+                runtime_engine: Some("runsc".into()),
             }
         );
     }
@@ -773,6 +823,8 @@ mod tests {
             &["--timeout", "0"],
             &["--timeout", "soon"],
             &["--generation-timeout", "0s"],
+            &["--runtime-engine", "run sc"],
+            &["--runtime-engine", ""],
         ] {
             let mut argv = vec!["perstack-sandbox", "run"];
             argv.extend_from_slice(bad);

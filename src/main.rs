@@ -37,6 +37,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::Start(args) => host(commands::start::start(args).await),
         Command::Build(args) => host(commands::build::run(args).await),
         Command::Validate(args) => host(commands::validate::run(args)),
+        Command::Init(args) => host(commands::init::run(args)),
         Command::Doctor(args) => commands::doctor::run(args).await.code(),
         Command::Images => host(commands::images::run().await),
         Command::Log(args) => host(commands::log::run(args)),

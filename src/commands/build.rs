@@ -265,6 +265,8 @@ fn plan_images(args: &BuildArgs, inputs: &Inputs) -> Result<RunPlan, BuildError>
         artifacts: inputs.artifacts.clone(),
         skill_files: inputs.skill_files.clone(),
         limits: settings.limits,
+        // Images are built, not run: no container of this plan starts.
+        oci_runtime: None,
         controller: String::new(),
         resume: None,
     };

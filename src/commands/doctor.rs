@@ -8,7 +8,9 @@
 //! executable can go into images, which base images the
 //! config asks for exist locally, and which CA bundle the containers that talk TLS trust —
 //! with the certificates it has that the base images' own bundles lack (behind a
-//! TLS-intercepting proxy, the proxy's CA). Every failed finding says how to fix it.
+//! TLS-intercepting proxy, the proxy's CA), the OCI runtimes the engine has registered, with
+//! gVisor's (and the one `[sandbox] runtime` asks for) probed by starting a container on no
+//! network and one on a network. Every failed finding says how to fix it.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -17,7 +19,9 @@ use bytes::Bytes;
 
 use super::artifacts::{self, LoadedBundle, SYSTEM_BUNDLES};
 use crate::cli::ValidateArgs;
-use crate::config::{self, Config, LoadedConfig, SettingFlags, Settings, Skill};
+use crate::config::{
+    self, Config, LoadedConfig, RuntimeEngineSetting, SettingFlags, Settings, Skill,
+};
 use crate::exit::Exit;
 use crate::sandbox::ca_bundle::{self, Certificate};
 use crate::sandbox::engine::controller::ControllerId;
@@ -27,6 +31,7 @@ use crate::sandbox::engine::probe;
 use crate::sandbox::images::base::skill_base_image;
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
 use crate::sandbox::labels;
+use crate::sandbox::preflight::{GVISOR_ARGS, RegisteredRuntime, check_runtime_engine};
 
 struct Report {
     failed: bool,
@@ -58,6 +63,7 @@ pub async fn run(args: ValidateArgs) -> Exit {
     check_image_build(&mut report, &docker).await;
     check_run_probe(&mut report, &docker).await;
     let loaded = load_config(&mut report, &args);
+    check_runtimes(&mut report, &docker, loaded.as_ref()).await;
     check_base_images(&mut report, &docker, loaded.as_ref()).await;
     check_ca_bundle(&mut report, &docker, loaded.as_ref()).await;
     if report.failed {
@@ -167,6 +173,102 @@ async fn check_image_build(report: &mut Report, docker: &DockerClient) {
     }
 }
 
+/// The OCI runtimes the engine has registered; each gVisor among them, and the one
+/// `[sandbox] runtime` asks for, probed with a container on no network and one on a network.
+async fn check_runtimes(report: &mut Report, docker: &DockerClient, loaded: Option<&LoadedConfig>) {
+    let (registered, default) = match docker.runtimes().await {
+        Ok(found) => found,
+        Err(error) => return report.fail("runtimes", error.to_string(), "check the engine"),
+    };
+    let listed: Vec<String> = registered
+        .iter()
+        .map(|r| {
+            let mut line = r.name.clone();
+            if default.as_deref() == Some(r.name.as_str()) {
+                line.push_str(" (default)");
+            }
+            if r.is_gvisor() {
+                line.push_str(&format!(" = gVisor: {} {}", r.path, r.args.join(" ")));
+            }
+            line
+        })
+        .collect();
+    report.ok("runtimes", listed.join(", "));
+    let asked = loaded.and_then(|l| {
+        Settings::resolve(&SettingFlags::default(), l)
+            .ok()
+            .map(|s| s.runtime_engine)
+    });
+    if let Some(asked) = asked.as_ref().filter(|a| a.name.is_some())
+        && let Err(problem) = check_runtime_engine(asked, &registered)
+    {
+        report.fail("runtime", problem.to_string(), "register it as above");
+    }
+    let mut probe: Vec<&RegisteredRuntime> = registered.iter().filter(|r| r.is_gvisor()).collect();
+    if let Some(name) = asked.and_then(|a| a.name)
+        && let Some(found) = registered.iter().find(|r| r.name == name)
+        && !probe.contains(&found)
+        && default.as_deref() != Some(name.as_str())
+    {
+        probe.push(found);
+    }
+    if !registered.iter().any(RegisteredRuntime::is_gvisor) {
+        println!(
+            "    gVisor (runsc) is not registered: optional; README \"gVisor\" says how to add it"
+        );
+    }
+    for runtime in probe {
+        probe_one(report, docker, runtime).await;
+    }
+}
+
+/// One runtime: registered as a run needs it, and the run probe (`sandbox/engine/probe.rs`)
+/// under it: a base-skill-like container with no network serving a socket in a volume, and a
+/// runtime-like one on an internal network reaching it, each in its own sandbox.
+async fn probe_one(report: &mut Report, docker: &DockerClient, runtime: &RegisteredRuntime) {
+    if !runtime.shares_unix_sockets() {
+        let asked = RuntimeEngineSetting {
+            name: Some(runtime.name.clone()),
+            source: config::SettingSource::Default,
+        };
+        if let Err(problem) = check_runtime_engine(&asked, std::slice::from_ref(runtime)) {
+            report.fail(
+                &format!("  {}", runtime.name),
+                problem.message,
+                "register it as above",
+            );
+        }
+        return;
+    }
+    let Ok(binary) = artifacts::executable() else {
+        return report.fail(
+            &format!("  {}", runtime.name),
+            "skipped: this executable cannot be read",
+            "see `executable` above",
+        );
+    };
+    println!(
+        "  run probe under {} (one container on no network, one on an internal network):",
+        runtime.name
+    );
+    for step in probe::probe(docker, binary, Some(&runtime.name)).await {
+        let name = format!("  {}", step.name);
+        match step.outcome {
+            Ok(detail) => report.ok(&name, detail),
+            Err(failure) => report.fail(
+                &name,
+                failure.problem,
+                format!(
+                    "{} (under {}: check its registration in /etc/docker/daemon.json — gVisor here needs {} — and the engine's log)",
+                    failure.fix,
+                    runtime.name,
+                    GVISOR_ARGS.join(" ")
+                ),
+            ),
+        }
+    }
+}
+
 /// What a run makes, made for real and removed (`sandbox/engine/probe.rs`): every step a line.
 async fn check_run_probe(report: &mut Report, docker: &DockerClient) {
     let Ok(binary) = super::artifacts::executable() else {
@@ -178,7 +280,7 @@ async fn check_run_probe(report: &mut Report, docker: &DockerClient) {
         return;
     };
     println!("  run probe (what a run makes, made and removed):");
-    for step in probe::probe(docker, binary).await {
+    for step in probe::probe(docker, binary, None).await {
         let name = format!("  {}", step.name);
         match step.outcome {
             Ok(detail) => report.ok(&name, detail),

@@ -21,10 +21,22 @@ pub(crate) fn measure(who: &str) -> ProbeReport {
             .find_map(|l| l.strip_prefix(name))
             .map(|v| v.trim().to_string())
     };
-    let root_read_only = matches!(
-        std::fs::write("/.perstack-probe", b"x"),
-        Err(e) if e.raw_os_error() == Some(libc::EROFS)
-    );
+    // The root mount's own options, else a write refused as on a read-only file system: gVisor
+    // checks permissions first, so a non-root uid there gets EACCES from a read-only root.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let root_mounted_ro = mounts
+        .lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.get(1) == Some(&"/")).then(|| fields.get(3).copied().unwrap_or(""))
+        })
+        .next_back()
+        .is_some_and(|options| options.split(',').any(|o| o == "ro"));
+    let root_read_only = root_mounted_ro
+        || matches!(
+            std::fs::write("/.perstack-probe", b"x"),
+            Err(e) if e.raw_os_error() == Some(libc::EROFS)
+        );
     let tmp = format!("/tmp/perstack-probe-{}", std::process::id());
     let tmp_writable = std::fs::write(&tmp, b"x").is_ok();
     let _ = std::fs::remove_file(&tmp);

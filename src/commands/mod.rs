@@ -10,6 +10,7 @@ pub mod doctor;
 mod engine_probe;
 pub mod gc;
 pub mod images;
+pub mod init;
 pub mod log;
 mod registry;
 pub mod roles;

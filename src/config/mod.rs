@@ -35,8 +35,8 @@ pub(crate) use limits::{parse_cpus, parse_duration, parse_memory_limit};
 pub(crate) use schema::*;
 pub(crate) use settings::{
     CaCertificates, CaSetting, DEFAULT_MAX_RETRIES, DEFAULT_MAX_STEPS, DEFAULT_MODEL,
-    DEFAULT_PROVIDER, DEFAULT_TIMEOUT_MS, Limits, RunSettings, SettingFlags, SettingSource,
-    Settings, SettingsError,
+    DEFAULT_PROVIDER, DEFAULT_TIMEOUT_MS, GVISOR_RUNTIME, Limits, RunSettings,
+    RuntimeEngineSetting, SettingFlags, SettingSource, Settings, SettingsError,
 };
 
 /// A validated config and where it came from.

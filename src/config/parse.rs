@@ -23,7 +23,7 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// The skill types Perstack knows, as listed in messages.
 pub(crate) const SKILL_TYPES: [&str; 3] = ["mcpStdioSkill", "mcpSseSkill", "interactiveSkill"];
 
-const SANDBOX_KEYS: [&str; 12] = [
+const SANDBOX_KEYS: [&str; 13] = [
     "workspaceImage",
     "nodeImage",
     "pythonImage",
@@ -31,6 +31,7 @@ const SANDBOX_KEYS: [&str; 12] = [
     "npmRegistry",
     "pipIndexUrl",
     "caCertificates",
+    "runtime",
     "memory",
     "cpus",
     "pids",
@@ -571,6 +572,7 @@ impl<'i> Walker<'_, '_> {
             npm_registry: self.string(t, "npmRegistry"),
             pip_index_url: self.string(t, "pipIndexUrl"),
             ca_certificates: self.string(t, "caCertificates"),
+            runtime: self.string(t, "runtime"),
             memory: self.string(t, "memory"),
             cpus: self.number(t, "cpus"),
             pids: self.i64(t, "pids"),
@@ -726,7 +728,7 @@ mod tests {
             problems("[sandbox]\nmemory = \"2g\"\nimages = {}\n"),
             [
                 "3:1 sandbox.images: unknown key \"images\" in [sandbox]; expected one of \
-                 workspaceImage, nodeImage, pythonImage, skillImage, npmRegistry, pipIndexUrl, caCertificates, memory, \
+                 workspaceImage, nodeImage, pythonImage, skillImage, npmRegistry, pipIndexUrl, caCertificates, runtime, memory, \
                  cpus, pids, writable, skills"
             ]
         );

@@ -287,6 +287,11 @@ pub struct SandboxConfig {
     /// this file's folder. Unset: `"host"` (see `settings.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificates: Option<String>,
+    /// The OCI runtime every container of a run starts under, by the name the engine has it
+    /// registered as (`runsc` for gVisor). Unset: the engine's default runtime (see
+    /// `settings.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
     /// Memory limit per container (`512m`, `2g`, or bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,

@@ -44,6 +44,46 @@ pub(crate) const DEFAULT_CPUS: f64 = 2.0;
 /// it, every HTTPS request of a skill behind such a proxy fails.
 pub(crate) const DEFAULT_CA_CERTIFICATES: CaCertificates = CaCertificates::Host;
 
+/// The OCI runtime gVisor is registered as in the setup the README describes: what
+/// `--runtime-engine`'s help and preflight's registration lines name.
+pub(crate) const GVISOR_RUNTIME: &str = "runsc";
+
+/// The OCI runtime every container of a run starts under (the engine's `HostConfig.Runtime`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RuntimeEngineSetting {
+    /// The name the engine has it registered as; `None` when nobody chose one: the engine's
+    /// default runtime (runc on a stock Docker), and no runtime is named to the engine.
+    pub name: Option<String>,
+    /// Who chose it.
+    pub source: SettingSource,
+}
+
+/// The default when neither `--runtime-engine` nor `[sandbox] runtime` names one: whatever the
+/// engine runs containers under by default.
+pub(crate) const DEFAULT_RUNTIME_ENGINE: Option<&str> = None;
+
+/// A runtime's name as the engine registers it (`runsc`, `runc`, `kata-runtime`,
+/// `io.containerd.runsc.v1`): a letter or digit, then letters, digits, `.`, `_` or `-`, at most 64.
+pub(crate) fn check_runtime_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let shaped = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name.len() <= 64;
+    if shaped {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{name}\" is not a runtime's name; expected the name the engine has it registered \
+             as, like \"{GVISOR_RUNTIME}\" (letters, digits, `.`, `_`, `-`)"
+        ))
+    }
+}
+
+/// `--runtime-engine`: a runtime's name ([`check_runtime_name`]).
+pub(crate) fn parse_runtime_engine(value: &str) -> Result<String, String> {
+    check_runtime_name(value).map(|()| value.to_string())
+}
+
 /// Which CA bundle the containers that talk TLS at run time trust (skills with
 /// `allowedDomains`; the runtime when it reaches a provider or an `mcpSseSkill`), and package
 /// installs at build time.
@@ -151,6 +191,8 @@ pub struct SettingFlags {
     pub pids: Option<i64>,
     /// `--ca-certificates`, its path made absolute ([`parse_ca_certificates`]).
     pub ca_certificates: Option<CaCertificates>,
+    /// `--runtime-engine`, a checked name ([`parse_runtime_engine`]).
+    pub runtime_engine: Option<String>,
 }
 
 /// Everything a run is set to.
@@ -165,6 +207,8 @@ pub(crate) struct Settings {
     pub time_limit: Duration,
     /// The CA bundle the images of containers that talk TLS carry.
     pub ca_certificates: CaSetting,
+    /// The OCI runtime every container of the run starts under.
+    pub runtime_engine: RuntimeEngineSetting,
 }
 
 /// A setting on the command line that cannot be used.
@@ -226,6 +270,7 @@ impl Settings {
             }),
             run,
             ca_certificates: ca_certificates(flags, loaded),
+            runtime_engine: runtime_engine(flags, loaded),
         })
     }
 }
@@ -245,6 +290,26 @@ fn ca_certificates(flags: &SettingFlags, loaded: &LoadedConfig) -> CaSetting {
         },
         None => CaSetting {
             bundle: DEFAULT_CA_CERTIFICATES,
+            source: SettingSource::Default,
+        },
+    }
+}
+
+/// `--runtime-engine` > `[sandbox] runtime` > [`DEFAULT_RUNTIME_ENGINE`].
+fn runtime_engine(flags: &SettingFlags, loaded: &LoadedConfig) -> RuntimeEngineSetting {
+    if let Some(name) = &flags.runtime_engine {
+        return RuntimeEngineSetting {
+            name: Some(name.clone()),
+            source: SettingSource::CommandLine,
+        };
+    }
+    match &loaded.config.sandbox.runtime {
+        Some(name) => RuntimeEngineSetting {
+            name: Some(name.clone()),
+            source: SettingSource::File(loaded.location(&child("sandbox", "runtime"))),
+        },
+        None => RuntimeEngineSetting {
+            name: DEFAULT_RUNTIME_ENGINE.map(str::to_string),
             source: SettingSource::Default,
         },
     }
@@ -438,6 +503,43 @@ mod tests {
         );
         assert_eq!(parse_ca_certificates("host"), Ok(CaCertificates::Host));
         assert!(parse_ca_certificates("").is_err());
+    }
+
+    #[test]
+    fn the_runtime_engine_is_the_flag_else_the_file_else_the_engines_default() {
+        let file = config("[sandbox]\nruntime = \"runsc\"\n");
+        let from_file = resolve(SettingFlags::default(), &file).runtime_engine;
+        assert_eq!(from_file.name.as_deref(), Some("runsc"));
+        let SettingSource::File(Some(at)) = from_file.source else {
+            panic!("{from_file:?}");
+        };
+        assert_eq!((at.line, at.col), (2, 11));
+        let flags = SettingFlags {
+            runtime_engine: Some("runc".into()),
+            ..SettingFlags::default()
+        };
+        assert_eq!(
+            resolve(flags, &file).runtime_engine,
+            RuntimeEngineSetting {
+                name: Some("runc".into()),
+                source: SettingSource::CommandLine
+            }
+        );
+        assert_eq!(
+            resolve(SettingFlags::default(), &config("")).runtime_engine,
+            RuntimeEngineSetting {
+                name: None,
+                source: SettingSource::Default
+            }
+        );
+        assert_eq!(parse_runtime_engine("runsc"), Ok("runsc".to_string()));
+        assert_eq!(
+            parse_runtime_engine("io.containerd.runsc.v1"),
+            Ok("io.containerd.runsc.v1".to_string())
+        );
+        for bad in ["", "-runsc", "run sc", "runsc;rm", &"r".repeat(65)] {
+            assert!(parse_runtime_engine(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::net::{UrlProblem, check_public_https_url, check_url};
 use super::parse::Locations;
 use super::patterns::*;
 use super::schema::*;
+use super::settings::check_runtime_name;
 
 /// The values of `runtime` Perstack accepts.
 const RUNTIMES: [&str; 5] = ["local", "cursor", "claude-code", "gemini", "docker"];
@@ -323,6 +324,11 @@ impl Validator<'_> {
         }
         if let Some(ca) = &sandbox.ca_certificates {
             self.ca_certificates(ca);
+        }
+        if let Some(runtime) = &sandbox.runtime
+            && let Err(message) = check_runtime_name(runtime)
+        {
+            self.at_value("sandbox.runtime", message);
         }
         if let Some(memory) = &sandbox.memory {
             match parse_memory_size(memory) {

@@ -513,6 +513,7 @@ args = ["fixture-mcp", "--other"]
                 ca_bundle: Bytes::new(),
             },
             limits: Limits::default(),
+            oci_runtime: None,
             controller: "host/boot/1/2".into(),
             resume: None,
         }

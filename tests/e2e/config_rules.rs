@@ -69,6 +69,7 @@ const RULES: &[&str] = &[
     "sandbox-memory",
     "sandbox-package-indexes",
     "sandbox-pids",
+    "sandbox-runtime",
     "sandbox-skill-files",
     "sandbox-skills",
     "sandbox-unknown-key",
@@ -303,6 +304,7 @@ fn a_perstack_style_file_loads_with_every_setting() {
         sandbox.ca_certificates.as_deref(),
         Some("certs/corporate-ca.pem")
     );
+    assert_eq!(sandbox.runtime.as_deref(), Some("runsc"));
     assert_eq!(sandbox.memory.as_deref(), Some("1.5g"));
     assert_eq!(sandbox.cpus, Some(1.5));
     assert_eq!(sandbox.pids, Some(128));

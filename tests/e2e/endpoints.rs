@@ -50,6 +50,11 @@ fn machine_filters() -> Vec<(&'static str, &'static str)> {
             r"sockets on this machine: .*",
             "sockets on this machine: [SOCKETS]",
         ),
+        // Which runtimes the engine has, and the probes of those it has
+        // (`runtime_engine.rs` checks them).
+        (r"runtimes         .*", "runtimes         [RUNTIMES]"),
+        (r"(?ms)^  run probe under .*?(^  base images:)", "$1"),
+        (r"(?m)^    gVisor \(runsc\) is not registered.*\n", ""),
     ]
 }
 

@@ -26,6 +26,7 @@ mod providers;
 mod proxy_tokens;
 mod pypi_skill;
 mod registry;
+mod runtime_engine;
 mod security;
 mod session;
 mod streaming;

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::support::registry::{registry_host, registry_lookalike, registry_vars};
-use crate::support::{Finished, TestRun, require_docker};
+use crate::support::{Finished, TestRun, require_docker, test_runtime, under_gvisor};
 
 /// The suite's config: a template holding the registry host it may reach.
 const CONFIG: &str = "e2e/security";
@@ -171,6 +171,18 @@ fn a_skill_without_allowed_domains_has_no_network_at_all() {
         "{env}"
     );
     assert!(done.of_type("proxyAccess").is_empty());
+    // The kernel the skill sees: the host's under runc; gVisor's own (its Sentry answers every
+    // system call) under runsc.
+    let kernel = probe(&done, "kernel")["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", probe(&done, "kernel")))
+        .to_string();
+    let host_kernel = std::fs::read_to_string("/proc/version").expect("the host's /proc/version");
+    if under_gvisor() {
+        assert_ne!(kernel, host_kernel, "the skill saw the host's kernel");
+    } else if test_runtime().is_none() {
+        assert_eq!(kernel, host_kernel);
+    }
     assert!(
         run.guard.leftovers().is_empty(),
         "{:?}",
@@ -271,6 +283,20 @@ fn the_live_topology_gives_each_principal_an_internal_network_shared_only_with_t
             other => assert_eq!(
                 container["HostConfig"]["NetworkMode"], "none",
                 "{other}: {nets:?}"
+            ),
+        }
+    }
+    // Every container, the proxy's included, under the runtime the run was given (none named:
+    // the engine's default).
+    for container in &containers {
+        let runtime = container["HostConfig"]["Runtime"].as_str().unwrap_or("");
+        match test_runtime() {
+            Some(expected) => assert_eq!(runtime, expected, "{}", service(container)),
+            None => assert_eq!(
+                runtime,
+                crate::support::docker(&["info", "--format", "{{.DefaultRuntime}}"]).trim(),
+                "{}",
+                service(container)
             ),
         }
     }

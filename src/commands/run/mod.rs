@@ -46,7 +46,12 @@ pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
     let settings = Settings::resolve(&args.setting_flags(), &loaded.config)?;
     let mut checked = preflight::check(&args, &loaded, &settings)?;
     checked.notices.drain(..).for_each(show);
-    let engine = engine::connect(&loaded.config.config, &loaded.expert).await?;
+    let engine = engine::connect(
+        &loaded.config.config,
+        &loaded.expert,
+        &settings.runtime_engine,
+    )
+    .await?;
     engine.notices.into_iter().for_each(show);
     // Who base-skill is inside its container for its files to be the user's outside.
     checked.user = engine.docker.engine().workspace_user(checked.user);

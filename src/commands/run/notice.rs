@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::config::GVISOR_RUNTIME;
 use crate::jobs::JobsError;
 use crate::sandbox::engine::docker::DockerError;
 use crate::sandbox::engine::run::RunError as ExecuteError;
@@ -28,6 +29,13 @@ pub enum Notice {
     },
     /// The job's `job.json` could not be read; the run starts a new one.
     JobStartsAfresh(JobsError),
+    /// Every container of the run starts under this OCI runtime, not the engine's default.
+    RuntimeEngine {
+        /// The runtime's name (`runsc`).
+        name: String,
+        /// `--runtime-engine` or `[sandbox] runtime`.
+        chosen_by: &'static str,
+    },
     /// A registry Expert of the run is deprecated (or another note of resolution).
     Registry(String),
     /// Base-skill runs as root: what to do about it.
@@ -93,6 +101,11 @@ impl fmt::Display for Notice {
             Notice::JobStartsAfresh(error) => {
                 write!(f, "warning: {error}; job.json starts afresh")
             }
+            Notice::RuntimeEngine { name, chosen_by } => write!(
+                f,
+                "note: every container of this run starts under the OCI runtime {name}{} ({chosen_by})",
+                if name == GVISOR_RUNTIME { ", gVisor" } else { "" }
+            ),
             Notice::BaseSkillUser(warning) => write!(f, "note: {warning}"),
             Notice::Registry(warning) => write!(f, "warning: {warning}"),
             Notice::SweptLeftovers { resources, runs } => write!(

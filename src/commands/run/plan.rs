@@ -73,6 +73,7 @@ pub(super) fn plan(
         artifacts: checked.artifacts,
         skill_files: checked.sandbox.skill_files,
         limits: settings.limits,
+        oci_runtime: settings.runtime_engine.name.clone(),
         controller: ControllerId::current().to_string(),
         resume: checked.resume,
     };

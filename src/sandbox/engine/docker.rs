@@ -29,6 +29,7 @@ use crate::sandbox::labels;
 use crate::sandbox::plan::{
     ContainerPlan, InternalNetworkPlan, MountPlan, MountSource, VolumePlan,
 };
+use crate::sandbox::preflight::RegisteredRuntime;
 use crate::sandbox::versioned::split_reference;
 
 /// Engine failures, each naming what we were doing.
@@ -273,6 +274,25 @@ impl DockerClient {
     /// What the engine is (read once, when connecting): versions, make, rootless or not.
     pub(crate) fn engine(&self) -> &EngineInfo {
         &self.engine
+    }
+
+    /// The OCI runtimes the engine has registered, sorted by name, and the name of its default.
+    pub(crate) async fn runtimes(
+        &self,
+    ) -> Result<(Vec<RegisteredRuntime>, Option<String>), DockerError> {
+        let info = self.docker.info().await.map_err(call("info"))?;
+        let mut runtimes: Vec<RegisteredRuntime> = info
+            .runtimes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, runtime)| RegisteredRuntime {
+                path: runtime.path.unwrap_or_else(|| name.clone()),
+                args: runtime.runtime_args.unwrap_or_default(),
+                name,
+            })
+            .collect();
+        runtimes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((runtimes, info.default_runtime))
     }
 
     /// The id of a local image, or `None` if there is none by that reference.
@@ -555,6 +575,7 @@ impl DockerClient {
             pids_limit: Some(plan.limits.pids),
             // Our binary is PID 1 and reaps; Docker's init would only add a process.
             init: Some(false),
+            runtime: plan.oci_runtime.clone(),
             ulimits: ulimits(self.engine.ulimits()),
             ..Default::default()
         };

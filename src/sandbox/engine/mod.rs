@@ -7,6 +7,8 @@
 //! - [`info`]: which engine it is (Docker or Podman, rootless or not) and what differs for a
 //!   run; [`raw`]: the calls bollard cannot make (Podman's `Rootless`, its network endpoint).
 //! - [`base_images`]: preflight's engine check — every base image the run builds on is there.
+//! - [`runtime_engine`]: preflight's other engine check — the OCI runtime the run asks for is
+//!   registered.
 //! - [`run`]: applying a plan — images, volumes, networks, the proxy, the containers — and
 //!   relaying the runtime's events until it ends; then removing everything.
 //! - [`probe`]: `doctor`'s proof that a run will start: what a run makes, made, checked and
@@ -30,4 +32,5 @@ pub(crate) mod probe;
 pub(crate) mod raw;
 pub(crate) mod relay;
 pub(crate) mod run;
+pub(crate) mod runtime_engine;
 pub(crate) mod workspace_user;

@@ -4,7 +4,8 @@
 //! internal network as the egress proxy does, and a hardened runtime-like container on that
 //! network that reaches it both ways — checks what each
 //! container found about itself (`contract/probe.rs`), and removes all of it. Every step has a
-//! name, and a failed one the fix.
+//! name, and a failed one the fix. The same probe, under another OCI runtime (gVisor's
+//! `runsc`), is `doctor`'s proof that runtime can carry a run.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -59,10 +60,12 @@ struct Probe {
     short: String,
     workspace: PathBuf,
     limits: Limits,
+    /// The OCI runtime both containers start under (`runsc`: gVisor); `None`: the engine's.
+    oci_runtime: Option<String>,
 }
 
 impl Probe {
-    fn new() -> Probe {
+    fn new(oci_runtime: Option<&str>) -> Probe {
         let run_id = format!("doctor-{}", crate::ids::new_id());
         let short = run_id.chars().skip(7).take(12).collect();
         let workspace = std::env::temp_dir().join(format!("perstack-sandbox-{run_id}"));
@@ -71,7 +74,13 @@ impl Probe {
             short,
             workspace,
             limits: Limits::default(),
+            oci_runtime: oci_runtime.map(str::to_string),
         }
+    }
+
+    /// Whether the containers run under gVisor (`runsc`).
+    fn gvisor(&self) -> bool {
+        self.oci_runtime.as_deref() == Some(crate::config::GVISOR_RUNTIME)
     }
 
     fn name(&self, suffix: &str) -> String {
@@ -104,15 +113,22 @@ impl Probe {
             network: NetworkPlan::None,
             labels: self.labels(suffix),
             limits: self.limits,
+            oci_runtime: self.oci_runtime.clone(),
             stdin: None,
         }
     }
 }
 
 /// Runs every step and removes what it made, also when a step failed. `binary` is this
-/// executable, which the probe containers run.
-pub(crate) async fn probe(docker: &DockerClient, binary: Bytes) -> Vec<Step> {
-    let probe = Probe::new();
+/// executable, which the probe containers run; `oci_runtime` the runtime they start under
+/// (`doctor` probes gVisor so: the no-network container and the one on a network each in a
+/// sandbox of its own, talking over the socket volume), `None` the engine's default.
+pub(crate) async fn probe(
+    docker: &DockerClient,
+    binary: Bytes,
+    oci_runtime: Option<&str>,
+) -> Vec<Step> {
+    let probe = Probe::new(oci_runtime);
     let mut steps = Vec::new();
     let image = doctor_probe_image(binary);
     let tag = image.tag("scratch");
@@ -348,7 +364,7 @@ fn judge(
     });
     steps.push(Step {
         name: "hardening",
-        outcome: hardening(&probe.limits, &[listener, connector]),
+        outcome: hardening(&probe.limits, &[listener, connector], probe.gvisor()),
     });
     steps.push(Step {
         name: "workspace owner",
@@ -369,29 +385,49 @@ fn reach(connector: &ProbeReport) -> Result<String, Failure> {
     }
 }
 
-/// What did not hold of the hardening, per container.
-fn hardening(limits: &Limits, reports: &[&ProbeReport]) -> Result<String, Failure> {
+/// What did not hold of the hardening, per container. Under gVisor (`gvisor`) the sandbox's
+/// kernel shows no cgroup limits and no no-new-privileges flag to the process: the memory and
+/// process limits bound the sandbox as a whole on the host, and no-new-privileges is the host
+/// side's; those are said, not failed.
+fn hardening(limits: &Limits, reports: &[&ProbeReport], gvisor: bool) -> Result<String, Failure> {
     let mut missing = Vec::new();
+    let mut unseen = std::collections::BTreeSet::new();
     for r in reports {
-        let mut lacks = |holds: bool, what: &str| {
-            if !holds {
-                missing.push(format!("{}: {what}", r.who));
+        // `unseen`: its name when gVisor's kernel does not show it to the process.
+        let mut lacks = |holds: bool, what: &str, unseen_as: Option<&str>| match unseen_as {
+            _ if holds => {}
+            Some(name) if gvisor => {
+                unseen.insert(name.to_string());
             }
+            _ => missing.push(format!("{}: {what}", r.who)),
         };
-        lacks(r.root_read_only, "the root file system is writable");
-        lacks(r.tmp_writable, "/tmp is not writable");
-        lacks(r.cap_eff == Some(0), "capabilities remain");
-        lacks(r.no_new_privs, "no-new-privileges is not set");
+        lacks(r.root_read_only, "the root file system is writable", None);
+        lacks(r.tmp_writable, "/tmp is not writable", None);
+        lacks(r.cap_eff == Some(0), "capabilities remain", None);
+        lacks(
+            r.no_new_privs,
+            "no-new-privileges is not set",
+            Some("no-new-privileges"),
+        );
         lacks(
             r.memory_limit == Some(limits.memory as u64),
             "the memory limit does not hold",
+            Some("the memory limit"),
         );
         lacks(
             r.pids_limit == Some(limits.pids as u64),
             "the process limit does not hold",
+            Some("the process limit"),
         );
     }
-    if missing.is_empty() {
+    if missing.is_empty() && !unseen.is_empty() {
+        let unseen: Vec<String> = unseen.into_iter().collect();
+        Ok(format!(
+            "held in both: read-only root, tmpfs /tmp, no capabilities; not visible inside gVisor: \
+             {} (the limits bound each sandbox as a whole on the host, not each process in it)",
+            unseen.join(", ")
+        ))
+    } else if missing.is_empty() {
         Ok(format!(
             "held in both: read-only root, tmpfs /tmp, no capabilities, no-new-privileges, {} MiB memory, {} processes",
             limits.memory >> 20,
@@ -507,13 +543,14 @@ mod tests {
     fn hardening_holds_only_when_every_container_saw_all_of_it() {
         let limits = Limits::default();
         let (listener, connector) = (report("listener"), report("connector"));
-        assert!(hardening(&limits, &[&listener, &connector]).is_ok());
+        assert!(hardening(&limits, &[&listener, &connector], false).is_ok());
 
         // What rootless Podman on cgroup v1 does: accepts the limits and ignores them.
         let mut unlimited = report("connector");
         unlimited.memory_limit = None;
         unlimited.pids_limit = None;
-        let failure = hardening(&limits, &[&listener, &unlimited]).expect_err("ignored limits");
+        let failure =
+            hardening(&limits, &[&listener, &unlimited], false).expect_err("ignored limits");
         assert_eq!(
             failure.problem,
             "connector: the memory limit does not hold; connector: the process limit does not hold"
@@ -524,10 +561,33 @@ mod tests {
         loose.root_read_only = false;
         loose.cap_eff = Some(0x20);
         loose.no_new_privs = false;
-        let failure = hardening(&limits, &[&loose]).expect_err("loose");
+        let failure = hardening(&limits, &[&loose], false).expect_err("loose");
         assert_eq!(
             failure.problem,
             "listener: the root file system is writable; listener: capabilities remain; listener: no-new-privileges is not set"
+        );
+    }
+
+    #[test]
+    fn under_gvisor_what_its_kernel_does_not_show_is_said_and_the_rest_still_fails() {
+        let limits = Limits::default();
+        let mut inside = report("connector");
+        inside.memory_limit = None;
+        inside.pids_limit = None;
+        inside.no_new_privs = false;
+        let held = hardening(&limits, &[&report("listener"), &inside], true).expect("held");
+        assert_eq!(
+            held,
+            "held in both: read-only root, tmpfs /tmp, no capabilities; not visible inside \
+             gVisor: no-new-privileges, the memory limit, the process limit (the limits bound \
+             each sandbox as a whole on the host, not each process in it)"
+        );
+        // What gVisor does show must hold there too.
+        inside.root_read_only = false;
+        let failure = hardening(&limits, &[&inside], true).expect_err("writable root");
+        assert_eq!(
+            failure.problem,
+            "connector: the root file system is writable"
         );
     }
 

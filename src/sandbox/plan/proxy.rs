@@ -95,6 +95,7 @@ pub(super) fn proxy_plan(
             network: NetworkPlan::Bridge,
             labels: names.labels("egress-proxy", "egress-proxy"),
             limits: request.limits,
+            oci_runtime: request.oci_runtime.clone(),
             stdin: None,
         },
         principals,

@@ -45,6 +45,9 @@ pub(crate) struct RunRequest {
     pub skill_files: FilesBySkill,
     /// Container limits.
     pub limits: Limits,
+    /// The OCI runtime every container starts under (`runsc` for gVisor); `None`: the engine's
+    /// default.
+    pub oci_runtime: Option<String>,
     /// The controller (`ControllerId` as a label value), recorded on containers for `gc`.
     pub controller: String,
     /// Continue from a stored checkpoint instead of starting afresh.

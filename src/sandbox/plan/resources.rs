@@ -144,6 +144,10 @@ pub(crate) struct ContainerPlan {
     pub labels: BTreeMap<String, String>,
     /// Limits.
     pub limits: Limits,
+    /// The OCI runtime it starts under (`runsc`: gVisor), the same for every container of a
+    /// run; `None`: the engine's default, and the engine is told no name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci_runtime: Option<String>,
     /// What to write to the container's stdin (then close it); `None`: no stdin at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,

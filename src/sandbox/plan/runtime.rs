@@ -97,6 +97,7 @@ pub(super) fn runtime_container(
         network,
         labels: names.labels("runtime", "runtime"),
         limits: request.limits,
+        oci_runtime: request.oci_runtime.clone(),
         stdin: request.resume.as_ref().map(|r| r.checkpoint_json.clone()),
     })
 }

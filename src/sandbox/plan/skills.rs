@@ -212,6 +212,7 @@ impl SkillsPlan {
             network,
             labels,
             limits: request.limits,
+            oci_runtime: request.oci_runtime.clone(),
             stdin: None,
         });
     }

@@ -61,6 +61,7 @@ fn request() -> RunRequest {
             ca_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----"),
         },
         limits: Limits::default(),
+        oci_runtime: None,
         controller: "host/boot/42/7".into(),
         resume: None,
     }
@@ -573,6 +574,55 @@ fn the_closure_follows_delegates_once_each() {
     let loaded = load_str(std::path::Path::new("/p.toml"), text).expect("valid");
     assert_eq!(loaded.config.delegation_closure("a"), ["a", "b", "c"]);
     assert_eq!(loaded.config.delegation_closure("c"), ["c"]);
+}
+
+#[test]
+fn a_chosen_runtime_starts_every_container_of_the_run_and_none_names_none() {
+    let mut request = request();
+    request.settings.provider = ProviderName::Anthropic;
+    let every = |plan: &RunPlan| -> Vec<(String, Option<String>)> {
+        plan.skills
+            .iter()
+            .chain([&plan.runtime])
+            .chain(plan.proxy.as_ref().map(|p| &p.container))
+            .map(|c| (c.service.clone(), c.oci_runtime.clone()))
+            .collect()
+    };
+    // The engine's default: no runtime named to the engine, and nothing in the plan's JSON.
+    let default = plan(&request).expect("plan");
+    assert!(every(&default).iter().all(|(_, r)| r.is_none()));
+    let json = serde_json::to_value(&default.runtime).expect("json");
+    assert!(json.get("ociRuntime").is_none(), "{json}");
+
+    // gVisor: skills, base-skill, the runtime and the egress proxy alike.
+    request.oci_runtime = Some("runsc".into());
+    let gvisor = plan(&request).expect("plan");
+    let runtimes = every(&gvisor);
+    assert_eq!(
+        runtimes.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        [
+            "base-skill:main",
+            "skill:web:main",
+            "base-skill:helper",
+            "runtime",
+            "egress-proxy"
+        ]
+    );
+    assert!(
+        runtimes.iter().all(|(_, r)| r.as_deref() == Some("runsc")),
+        "{runtimes:?}"
+    );
+    insta::assert_json_snapshot!(
+        "containers_under_runsc",
+        (
+            &gvisor.skills[1],
+            &gvisor.proxy.as_ref().map(|p| &p.container)
+        )
+    );
+    // Only the runtime option differs from the default plan.
+    let mut unchosen = gvisor.runtime.clone();
+    unchosen.oci_runtime = None;
+    assert_eq!(unchosen, default.runtime);
 }
 
 /// The request with a workspace whose `.git` and perstack.toml exist, and whose `.env` and

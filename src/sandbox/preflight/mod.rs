@@ -2,15 +2,17 @@
 //! provider and the skills need is set, the skills can be built, the workspace is a safe folder,
 //! the mock script is valid. All problems are reported together, and nothing has touched Docker
 //! yet. The checks read the config, the env map and the host's file system (the workspace's
-//! path, the mock script), never the engine; the one check that needs the engine — every base
-//! image is there — is `engine/base_images.rs`, over [`base_images()`].
+//! path, the mock script), never the engine; the two checks that need the engine — every base
+//! image is there, the runtime asked for is registered — are `engine/base_images.rs`, over
+//! [`base_images()`], and `engine/runtime_engine.rs`, over [`check_runtime_engine()`].
 //!
 //! One function per check, each in the file named for what it checks:
 //! `expert.rs`, `provider.rs` (supported, endpoint, key), `extra_env.rs` (`--env`), `skills.rs`
 //! (`requiredEnv`, package commands, base image, local files), `registry.rs` (no container
 //! reaches the Perstack Registry or gets its token), `workspace.rs`, `protected.rs` (the
-//! workspace's protected paths as found on disk), `mock_script.rs`, and
-//! `base_images.rs` (which images, and the problems for the missing ones).
+//! workspace's protected paths as found on disk), `mock_script.rs`,
+//! `base_images.rs` (which images, and the problems for the missing ones), and
+//! `runtime_engine.rs` (the OCI runtime asked for, against those the engine has).
 
 mod base_images;
 mod expert;
@@ -19,6 +21,7 @@ mod mock_script;
 mod protected;
 mod provider;
 mod registry;
+mod runtime_engine;
 mod skills;
 #[cfg(test)]
 mod tests;
@@ -26,6 +29,7 @@ mod workspace;
 
 pub(crate) use base_images::{MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
 pub(crate) use protected::{ProtectedEntry, ProtectedLayout};
+pub(crate) use runtime_engine::{GVISOR_ARGS, RegisteredRuntime, check_runtime_engine};
 pub(crate) use skills::file_problem;
 
 use std::collections::BTreeMap;

@@ -136,6 +136,34 @@ fn require_test_image(image: &str) -> bool {
     true
 }
 
+/// The variable that runs the tests' containers under another OCI runtime than the engine's
+/// default: `.ci/run` runs the security suite a second time with `runsc` (gVisor). Every run a
+/// test starts gets `--runtime-engine <it>`, and the containers tests start themselves
+/// `--runtime <it>` ([`runtime_args`]).
+pub const RUNTIME_VARIABLE: &str = "PERSTACK_SANDBOX_TEST_RUNTIME";
+
+/// The OCI runtime the tests' containers start under ([`RUNTIME_VARIABLE`]); `None`: the
+/// engine's default.
+pub fn test_runtime() -> Option<String> {
+    std::env::var(RUNTIME_VARIABLE)
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+}
+
+/// Whether the tests run under gVisor.
+pub fn under_gvisor() -> bool {
+    test_runtime().as_deref() == Some("runsc")
+}
+
+/// `docker run` arguments that start a container under the tests' runtime (none for the
+/// engine's default).
+pub fn runtime_args() -> Vec<String> {
+    match test_runtime() {
+        Some(runtime) => vec!["--runtime".to_string(), runtime],
+        None => vec![],
+    }
+}
+
 /// The variable `.ci/run` sets to a token of its own (a plain name): every job id a test makes
 /// then starts with `test-<token>-`, so its leftover check counts only the resources of the runs
 /// its own tests started, not those of another job sharing the engine.
@@ -181,6 +209,8 @@ pub struct TestRun {
     pub args: Vec<String>,
     /// `--workspace` value; the temporary workspace when `None`.
     pub workspace_arg: Option<PathBuf>,
+    /// `--runtime-engine` value: [`test_runtime`] unless the test says otherwise.
+    pub runtime: Option<String>,
     pub guard: JobGuard,
     /// The filled-in copy of a templated fixture, kept as long as the run.
     pub templated: Option<tempfile::TempDir>,
@@ -208,6 +238,7 @@ impl TestRun {
             env: Vec::new(),
             args: Vec::new(),
             workspace_arg: None,
+            runtime: test_runtime(),
             guard: JobGuard::new(),
             templated: None,
             state: tempfile::tempdir().expect("tempdir"),
@@ -245,6 +276,13 @@ impl TestRun {
         self
     }
 
+    /// No `--runtime-engine` from [`RUNTIME_VARIABLE`]: the run's runtime is what its config
+    /// (or its own arguments) say.
+    pub fn without_test_runtime(mut self) -> TestRun {
+        self.runtime = None;
+        self
+    }
+
     /// An extra CLI argument.
     pub fn arg(mut self, arg: &str) -> TestRun {
         self.args.push(arg.to_string());
@@ -270,6 +308,12 @@ impl TestRun {
             .arg("--job-id")
             .arg(&self.guard.job_id)
             .arg("--json")
+            .args(
+                self.runtime
+                    .iter()
+                    .filter(|_| !self.args.iter().any(|a| a == "--runtime-engine"))
+                    .flat_map(|r| ["--runtime-engine", r.as_str()]),
+            )
             .args(&self.args)
             .args(extra)
             .arg(&self.expert)
