@@ -131,7 +131,9 @@ pub(crate) async fn probe(
     let probe = Probe::new(oci_runtime);
     let mut steps = Vec::new();
     let image = doctor_probe_image(binary);
-    let tag = image.tag("scratch");
+    // Per probe, not per content: two doctors at once (or doctor's runc and runsc probes) must
+    // never remove each other's image.
+    let tag = format!("{}-{}", image.tag("scratch"), probe.short);
     let made = make(docker, &probe, &image, &tag, &mut steps).await;
     if made.is_ok() {
         exchange(docker, &probe, &tag, &mut steps).await;
