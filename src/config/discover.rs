@@ -62,7 +62,7 @@ pub(crate) fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
 }
 
 /// Drops `.` and resolves `..` without touching the file system.
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

@@ -16,6 +16,7 @@
 //! Everything here is pure but [`resolve_lenient`], which the caller applies to the paths first
 //! so that they compare with the canonical workspace.
 
+use crate::config::discover::normalize;
 use std::path::{Component, Path, PathBuf};
 
 use crate::config::LoadedConfig;
@@ -281,21 +282,6 @@ pub(crate) fn protecting<'a>(
 fn is_plain_relative(path: &Path) -> bool {
     path.components().next().is_some()
         && path.components().all(|c| matches!(c, Component::Normal(_)))
-}
-
-/// Drops `.` and resolves `..` lexically.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
