@@ -151,19 +151,8 @@ impl JobStore {
     fn check_links_in(&self, dir: PathBuf) -> Result<(), JobsError> {
         let mut pending = vec![dir];
         while let Some(dir) = pending.pop() {
-            for (name, kind) in self.workspace.entries(&dir)? {
-                match kind {
-                    Kind::Folder => pending.push(dir.join(name)),
-                    Kind::Link(target) => {
-                        return Err(crate::files::FileError::Link {
-                            path: self.workspace.path(&dir.join(name)),
-                            target,
-                        }
-                        .into());
-                    }
-                    Kind::File | Kind::Other => {}
-                }
-            }
+            // `subdirs` refuses the first link it meets.
+            pending.extend(self.subdirs(&dir)?);
         }
         Ok(())
     }
