@@ -510,30 +510,29 @@ fn explain_install_failure(error: &mut DockerError, tail: &VecDeque<String>) {
         if let Some(at) = message.rfind("' returned a non-zero code") {
             *message = format!("the package install{}", &message[at + 1..]);
         }
-        let output: Vec<String> = tail
-            .iter()
-            .map(|l| strip_ansi(l))
-            .filter(|l| !l.trim().is_empty())
-            .collect();
         message.push_str(&format!(
             "\n  the skill's packages are installed while its image is built; the builder's last lines:\n    {}\n  hint: the build needs the package index (PyPI or npm) from the engine's default bridge network; behind a proxy, export HTTP_PROXY/HTTPS_PROXY for the controller (they are passed as build args), and a TLS-intercepting proxy's CA must be in the bundle at SSL_CERT_FILE (or /etc/ssl/certs/ca-certificates.crt), which the build trusts",
-            output.join("\n    ")
+            last_lines(tail)
         ));
     }
+}
+
+/// The builder's last non-blank lines, without styling, one per indented line.
+fn last_lines(tail: &VecDeque<String>) -> String {
+    tail.iter()
+        .map(|l| strip_ansi(l))
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n    ")
 }
 
 /// A failed build of a skill's own Dockerfile says what the builder said last, and what the
 /// usual causes are.
 fn explain_recipe_failure(mut error: DockerError, tail: &VecDeque<String>) -> DockerError {
     if let DockerError::Build { message, .. } = &mut error {
-        let output: Vec<String> = tail
-            .iter()
-            .map(|l| strip_ansi(l))
-            .filter(|l| !l.trim().is_empty())
-            .collect();
         message.push_str(&format!(
             "\n  the skill's image starts from its own Dockerfile ([sandbox.skills] dockerfile), built with its folder as the context; the builder's last lines:\n    {}\n  hint: its FROM must name an image this engine has (nothing is pulled: `docker images`), and what it COPYs must be in the Dockerfile's folder",
-            output.join("\n    ")
+            last_lines(tail)
         ));
     }
     error
