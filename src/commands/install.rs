@@ -29,9 +29,6 @@ pub enum InstallError {
     /// An Expert could not be resolved.
     #[error(transparent)]
     Resolve(Box<ResolveError>),
-    /// The existing lock does not parse.
-    #[error(transparent)]
-    Lock(#[from] crate::registry::lock::LockError),
     /// The Registry now answers another definition for a version the lock holds.
     #[error(
         "expert \"{key}\": the Perstack Registry's definition of {name}@{version} differs from \
@@ -81,8 +78,19 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    // An old lock that does not parse is replaced, but one that does is compared with.
-    let old = LockFile::read(loaded.dir())?;
+    // The published versions the old lock holds, to refuse one whose content changed since.
+    // A lock that cannot be read is replaced.
+    let old = LockFile::read(loaded.dir()).and_then(|old| {
+        let before = match &old {
+            Some(old) => old.published(&loaded.config)?,
+            None => Default::default(),
+        };
+        Ok((old, before))
+    });
+    let (old, before) = old.unwrap_or_else(|error| {
+        eprintln!("warning: {error}; install replaces it");
+        (None, Default::default())
+    });
     println!("Resolving experts...");
     let mut roots: Vec<String> = loaded.config.experts.keys().cloned().collect();
     roots.extend(args.experts.iter().cloned());
@@ -100,7 +108,7 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
         .iter()
         .for_each(|w| eprintln!("warning: {w}"));
     if let Some(old) = &old {
-        unchanged(old, &loaded.config, &resolved.experts)?;
+        unchanged(old, &before, &resolved.experts)?;
     }
     println!("Found {} expert(s)", loaded.config.experts.len());
     let mut entries = serde_json::Map::new();
@@ -134,10 +142,9 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
 /// Refuses a published version whose definition differs from the one the old lock holds.
 fn unchanged(
     old: &LockFile,
-    config: &config::Config,
+    before: &indexmap::IndexMap<String, RegistryExpert>,
     resolved: &indexmap::IndexMap<String, RegistryExpert>,
 ) -> Result<(), InstallError> {
-    let before = old.published(config)?;
     for (key, now) in resolved {
         let Some(was) = before.get(key) else {
             continue;

@@ -2,9 +2,8 @@
 //! (`LockfileExpert`: `key`, `name`, `version`, `description`, `instruction`, `skills`,
 //! `delegates`, `tags`, `toolDefinitions`):
 //!
-//! - a perstack.toml Expert's skills as Perstack's parsed skills, with their defaults
-//!   (`pick`/`omit`/`args`/`requiredEnv` = `[]`, `lazyInit`), an interactive tool's
-//!   `inputJsonSchema` as the JSON string and its `name`;
+//! - a perstack.toml Expert as run-setting.json holds it ([`SettingExpert`]: Perstack's parsed
+//!   skills, with their defaults, an interactive tool's `inputJsonSchema` as the JSON string);
 //! - a published Expert's skills as the Registry sent them, with their `name`;
 //! - the tool definitions `{skillName, name, description, inputSchema}` after `pick`/`omit`:
 //!   `@perstack/base` (our own workspace tools, listed in-process) and interactive skills.
@@ -13,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::definition::RegistryExpert;
 use crate::config::{Expert, Skill};
+use crate::jobs::setting_expert::SettingExpert;
 
 /// One Expert of the lock, and the skills whose tools it could not list here.
 pub(crate) struct LockEntry {
@@ -27,27 +27,16 @@ pub(crate) struct LockEntry {
 /// The entry of an Expert: `published` when it came from the Registry (its skills are written as
 /// received).
 pub(crate) fn entry(expert: &Expert, published: Option<&RegistryExpert>) -> LockEntry {
-    let skills: Map<String, Value> = match published {
-        Some(found) => published_skills(found),
-        None => expert
-            .skills
-            .iter()
-            .map(|(name, skill)| (name.clone(), skill_value(skill)))
-            .collect(),
+    // The file's skills as run-setting.json writes them: Perstack's parsed skills.
+    let mut table = match serde_json::to_value(SettingExpert::from(expert)) {
+        Ok(Value::Object(table)) => table,
+        _ => Map::new(),
     };
+    if let Some(found) = published {
+        table.insert("skills".into(), Value::Object(published_skills(found)));
+    }
     let (definitions, uncollected) = tool_definitions(expert);
     let tools = definitions.len();
-    let mut table = Map::new();
-    table.insert("key".into(), json!(expert.key));
-    table.insert("name".into(), json!(expert.name));
-    table.insert("version".into(), json!(expert.version));
-    if let Some(description) = &expert.description {
-        table.insert("description".into(), json!(description));
-    }
-    table.insert("instruction".into(), json!(expert.instruction));
-    table.insert("skills".into(), Value::Object(skills));
-    table.insert("delegates".into(), json!(expert.delegates));
-    table.insert("tags".into(), json!(expert.tags));
     table.insert("toolDefinitions".into(), Value::Array(definitions));
     LockEntry {
         table: Value::Object(table),
@@ -70,74 +59,6 @@ fn published_skills(found: &RegistryExpert) -> Map<String, Value> {
             (name.clone(), skill)
         })
         .collect()
-}
-
-/// A perstack.toml skill as Perstack's parsed skill. `allowedDomains` (which Perstack's lock
-/// schema lacks and its parser drops) is kept when set, so the lock tells a changed grant.
-pub(crate) fn skill_value(skill: &Skill) -> Value {
-    let mut out = Map::new();
-    let kind = match skill {
-        Skill::McpStdio(_) => "mcpStdioSkill",
-        Skill::McpSse(_) => "mcpSseSkill",
-        Skill::Interactive(_) => "interactiveSkill",
-    };
-    out.insert("type".into(), json!(kind));
-    out.insert("name".into(), json!(skill.name()));
-    let (description, rule) = match skill {
-        Skill::McpStdio(s) => (&s.description, &s.rule),
-        Skill::McpSse(s) => (&s.description, &s.rule),
-        Skill::Interactive(s) => (&s.description, &s.rule),
-    };
-    if let Some(description) = description {
-        out.insert("description".into(), json!(description));
-    }
-    if let Some(rule) = rule {
-        out.insert("rule".into(), json!(rule));
-    }
-    match skill {
-        Skill::McpStdio(s) => {
-            out.insert("pick".into(), json!(s.pick));
-            out.insert("omit".into(), json!(s.omit));
-            out.insert("command".into(), json!(s.command));
-            if let Some(package) = &s.package_name {
-                out.insert("packageName".into(), json!(package));
-            }
-            out.insert("args".into(), json!(s.args));
-            out.insert("requiredEnv".into(), json!(s.required_env));
-            out.insert("lazyInit".into(), json!(s.lazy_init));
-            if !s.allowed_domains.is_empty() {
-                out.insert("allowedDomains".into(), json!(s.allowed_domains));
-            }
-        }
-        Skill::McpSse(s) => {
-            out.insert("pick".into(), json!(s.pick));
-            out.insert("omit".into(), json!(s.omit));
-            out.insert("endpoint".into(), json!(s.endpoint));
-            if !s.allowed_domains.is_empty() {
-                out.insert("allowedDomains".into(), json!(s.allowed_domains));
-            }
-        }
-        Skill::Interactive(s) => {
-            let tools: Map<String, Value> = s
-                .tools
-                .iter()
-                .map(|(name, tool)| {
-                    let mut t = Map::new();
-                    if let Some(description) = &tool.description {
-                        t.insert("description".into(), json!(description));
-                    }
-                    t.insert(
-                        "inputJsonSchema".into(),
-                        json!(tool.input_json_schema.to_string()),
-                    );
-                    t.insert("name".into(), json!(name));
-                    (name.clone(), Value::Object(t))
-                })
-                .collect();
-            out.insert("tools".into(), Value::Object(tools));
-        }
-    }
-    Value::Object(out)
 }
 
 /// The tools the Expert is offered by its skills, in skill order, `pick`/`omit` applied; and the
@@ -240,7 +161,7 @@ inputJsonSchema = '{"type":"object"}'
         );
         assert_eq!(
             table["skills"]["ask"]["tools"]["confirm"],
-            json!({"description": "Confirm", "inputJsonSchema": "{\"type\":\"object\"}", "name": "confirm"})
+            json!({"name": "confirm", "description": "Confirm", "inputJsonSchema": "{\"type\":\"object\"}"})
         );
         let names: Vec<(&str, &str)> = table["toolDefinitions"]
             .as_array()
