@@ -2,10 +2,11 @@
 //!
 //! The controller reads a few files and acts on what they say: perstack.toml (or `--config`)
 //! decides which skills run with which secrets and domains; the dotenv files hold the
-//! provider's key and base URL; the mock script decides what the mock provider answers. A run
-//! that could change one of them would decide what the next run does. [`of_run`] lists them —
-//! the one list the protections (read-only mounts) and the detection (digests at start and end)
-//! both take.
+//! provider's key and base URL; the mock script decides what the mock provider answers; the
+//! skills' own files (`server.py` beside perstack.toml) are the code their images run. A run
+//! that could change one of them would decide what the next run does. [`of_run`] and
+//! [`of_skill_files`] list them — the one list the protections (read-only mounts) and the
+//! detection (digests at start and end) both take.
 //!
 //! [`protected_paths`] turns that list into the workspace paths that every container mounting
 //! the workspace sees read-only: the trusted inputs that lie inside the workspace, `.git` (git
@@ -21,6 +22,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::config::LoadedConfig;
 use crate::contract::paths::RESERVED_DIR;
+use crate::sandbox::skill_files::FilesBySkill;
 
 /// Why the controller reads a trusted input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +33,12 @@ pub(crate) enum InputKind {
     Dotenv,
     /// The mock provider's script (`[provider] setting.script`).
     MockScript,
+    /// A file of the config's folder that the controller copies into a skill's image
+    /// (`sandbox::skill_files`): the code the skill runs.
+    SkillFile,
+    /// A folder of the config's folder copied whole into a skill's image: a file added to it
+    /// would be copied too.
+    SkillFolder,
 }
 
 impl InputKind {
@@ -40,6 +48,8 @@ impl InputKind {
             InputKind::Config => "the config the controller reads",
             InputKind::Dotenv => "a dotenv file the controller reads",
             InputKind::MockScript => "the mock provider's script the controller reads",
+            InputKind::SkillFile => "a file the controller copies into a skill's image",
+            InputKind::SkillFolder => "a folder the controller copies into a skill's image",
         }
     }
 }
@@ -87,6 +97,31 @@ pub(crate) fn of_run(
             inputs.push(input);
         }
     }
+    inputs
+}
+
+/// The skills' own files (`sandbox::skill_files`) as trusted inputs, as the controller reads
+/// them from the config's folder `dir`: each file copied into an image, and each folder copied
+/// whole (a file added to it would be copied by the next run). Sorted, each once.
+pub(crate) fn of_skill_files(dir: &Path, skills: &FilesBySkill) -> Vec<TrustedInput> {
+    let mut inputs: Vec<TrustedInput> = Vec::new();
+    for skill in skills.values() {
+        let folders = skill
+            .named
+            .iter()
+            .filter(|named| named.is_dir)
+            .map(|named| TrustedInput {
+                kind: InputKind::SkillFolder,
+                path: dir.join(&named.relative),
+            });
+        let files = skill.files.iter().map(|file| TrustedInput {
+            kind: InputKind::SkillFile,
+            path: dir.join(&file.relative),
+        });
+        inputs.extend(folders.chain(files));
+    }
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    inputs.dedup_by(|a, b| a.path == b.path);
     inputs
 }
 
@@ -141,7 +176,10 @@ pub(crate) enum Rule {
 impl Rule {
     /// Whether the path is a folder (else a file).
     pub(crate) fn is_dir(self) -> bool {
-        matches!(self, Rule::GitDir | Rule::GitHooks | Rule::RunData)
+        matches!(
+            self,
+            Rule::GitDir | Rule::GitHooks | Rule::RunData | Rule::Input(InputKind::SkillFolder)
+        )
     }
 
     /// Why it is protected, for messages: "a dotenv file the controller reads".
@@ -161,6 +199,8 @@ impl Rule {
             Rule::Input(InputKind::Config) => "config",
             Rule::Input(InputKind::Dotenv) => "dotenv",
             Rule::Input(InputKind::MockScript) => "mock-script",
+            Rule::Input(InputKind::SkillFile) => "skill-file",
+            Rule::Input(InputKind::SkillFolder) => "skill-folder",
             Rule::GitDir => "git",
             Rule::GitHooks => "git-hooks",
             Rule::GitConfig => "git-config",
@@ -174,10 +214,12 @@ impl Rule {
     }
 }
 
-const ALL_RULES: [Rule; 7] = [
+const ALL_RULES: [Rule; 9] = [
     Rule::Input(InputKind::Config),
     Rule::Input(InputKind::Dotenv),
     Rule::Input(InputKind::MockScript),
+    Rule::Input(InputKind::SkillFile),
+    Rule::Input(InputKind::SkillFolder),
     Rule::GitDir,
     Rule::GitHooks,
     Rule::GitConfig,
@@ -251,6 +293,17 @@ pub(crate) fn protected_paths(
             protected.push(candidate);
         }
     }
+    let folders: Vec<PathBuf> = protected
+        .iter()
+        .filter(|p| matches!(p.rule, Rule::Input(InputKind::SkillFolder)))
+        .map(|p| p.relative.clone())
+        .collect();
+    // A skill folder's files need no mounts of their own: the folder's covers them.
+    protected.retain(|p| {
+        !folders
+            .iter()
+            .any(|folder| p.relative != *folder && p.relative.starts_with(folder))
+    });
     protected.push(ProtectedPath {
         relative: PathBuf::from(RESERVED_DIR),
         rule: Rule::RunData,
@@ -443,6 +496,35 @@ mod tests {
             paths(&protected_paths(&[], Path::new("/p"), &all)),
             vec![("perstack".to_string(), "run-data")]
         );
+    }
+
+    #[test]
+    fn a_skill_folder_is_protected_as_one_path_and_its_files_with_it() {
+        let inputs = [
+            input(InputKind::Config, "/p/perstack.toml"),
+            input(InputKind::SkillFolder, "/p/tools"),
+            input(InputKind::SkillFile, "/p/tools/server.py"),
+            input(InputKind::SkillFile, "/p/tools/lib/x.py"),
+            input(InputKind::SkillFile, "/p/server.py"),
+            input(InputKind::SkillFile, "/outside/other.py"),
+        ];
+        assert_eq!(
+            paths(&protected_paths(&inputs, Path::new("/p"), &[])),
+            vec![
+                (".git".to_string(), "git"),
+                ("perstack".to_string(), "run-data"),
+                ("perstack.toml".to_string(), "config"),
+                ("server.py".to_string(), "skill-file"),
+                ("tools".to_string(), "skill-folder"),
+            ]
+        );
+        // Made writable, the folder no longer covers the files named on their own.
+        let writable = ["tools".to_string()];
+        let protected = protected_paths(&inputs, Path::new("/p"), &writable);
+        let rule = |p: &str| protecting(&protected, Path::new(p)).map(|p| p.rule.name());
+        assert_eq!(rule("tools/server.py"), Some("skill-file"));
+        assert_eq!(rule("tools/new.py"), None);
+        assert!(Rule::Input(InputKind::SkillFolder).is_dir());
     }
 
     #[test]

@@ -241,3 +241,137 @@ fn trust_accept_explains_itself() {
     assert!(out.status.success());
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
 }
+
+// ---- a local skill's files in the workspace: the code the next run's skill image runs ----
+
+/// A run of the `tamperer` in a workspace that is the config's folder, holding a local skill
+/// (tests/fixtures/e2e/trust-skill) with the mock script `script` and `writable` paths.
+fn skill_run(script: &str, writable: &str) -> TestRun {
+    let mut run = TestRun::templated(
+        "e2e/trust-skill",
+        "tamperer",
+        &[
+            ("SCRIPT", script.to_string()),
+            ("WRITABLE", writable.to_string()),
+        ],
+    );
+    run.workspace = run.templated.take().expect("the templated folder");
+    run
+}
+
+/// The skill answered from the files of the workspace copied into its image.
+fn assert_skill_answered(done: &Finished) {
+    let answer: serde_json::Value =
+        serde_json::from_str(&done.tool_text("where")).expect("the skill's JSON");
+    assert_eq!(answer["file"], "/opt/skill/skill/server.py");
+    assert_eq!(answer["greeting"], "hello from the skill's folder");
+}
+
+#[test]
+fn a_run_cannot_change_the_files_of_a_local_skill_in_the_workspace() {
+    if !crate::support::require_bookworm_image() {
+        return;
+    }
+    let run = skill_run("attack.toml", "");
+    let skill = run.workspace.path().join("skill");
+    let server = std::fs::read_to_string(skill.join("server.py")).expect("read");
+    let done = run.run();
+    done.assert_code(0);
+    assert_skill_answered(&done);
+    for (id, rule) in [
+        (
+            "edit-server",
+            "a file the controller copies into a skill's image",
+        ),
+        (
+            "add-module",
+            "a folder the controller copies into a skill's image",
+        ),
+    ] {
+        let text = done.tool_text(id);
+        assert!(
+            text.contains("is a protected path (") && text.contains(rule),
+            "{id}: {text}"
+        );
+    }
+    let shell: serde_json::Value = serde_json::from_str(&done.tool_text("shell")).expect("json");
+    let shell = shell["output"].as_str().unwrap_or_default().to_string();
+    let results: Vec<(&str, &str)> = shell.lines().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(results.len(), 8, "{shell}");
+    for (name, result) in &results {
+        let expected = if *name == "notes" { "ok" } else { "fail" };
+        assert_eq!(*result, expected, "{name}:\n{shell}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(skill.join("server.py")).expect("read"),
+        server
+    );
+    let mut lib: Vec<_> = std::fs::read_dir(skill.join("lib"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    lib.sort();
+    assert_eq!(lib, ["greeting.txt"]);
+    assert!(
+        done.of_type("trustedInputChanged").is_empty(),
+        "{}",
+        done.stdout
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_run_that_edits_a_local_skills_server_is_reported_and_the_next_run_refuses_until_accepted() {
+    if !crate::support::require_bookworm_image() {
+        return;
+    }
+    // Made writable on purpose, the mounts let the edit through: detection is what is left.
+    let run = skill_run("edit.toml", "\"skill/server.py\"");
+    let done = run.run();
+    done.assert_code(0);
+    assert_skill_answered(&done);
+    let workspace = std::fs::canonicalize(run.workspace.path()).expect("canonical");
+    let server = workspace.join("skill/server.py");
+    assert!(
+        std::fs::read_to_string(&server)
+            .expect("read")
+            .contains("# planted"),
+        "the edit went through: {}",
+        done.tool_text("edit-server")
+    );
+    let accept = format!(
+        "perstack-sandbox trust accept --workspace {}",
+        workspace.display()
+    );
+    assert!(
+        done.stderr.contains(&format!(
+            "warning: this run changed {} (a file the controller copies into a skill's image)",
+            server.display()
+        )),
+        "{}",
+        done.stderr
+    );
+    let events = done.of_type("trustedInputChanged");
+    assert_eq!(events.len(), 1, "{}", done.stdout);
+    assert_eq!(events[0]["path"], server.display().to_string());
+    assert_eq!(events[0]["kind"], "skill-file");
+    assert_eq!(events[0]["change"], "changed");
+    assert_eq!(events[0]["acceptCommand"], accept);
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+
+    let stderr = refused(&run, &run.run());
+    assert!(
+        stderr.contains(&format!(
+            "{} (a file the controller copies into a skill's image) was changed while job {} ran",
+            server.display(),
+            run.guard.job_id
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&accept), "{stderr}");
+    let accepted = trust(&run, "accept");
+    assert!(
+        accepted.contains(&format!("accepted: {} changed", server.display())),
+        "{accepted}"
+    );
+}

@@ -43,7 +43,8 @@ pub(super) struct Checked {
     pub resume: Option<Resume>,
     /// The job as it will be recorded.
     pub job: Job,
-    /// The files the run reads and trusts, watched from its start to its end.
+    /// The files the run reads and trusts (its skills' files too), watched from its start to its
+    /// end.
     pub inputs: Vec<TrustedInput>,
     /// The workspace's trust record.
     pub trust: RecordFiles,
@@ -87,6 +88,7 @@ pub(super) fn check(
         },
         None => artifacts::load(&settings.ca_certificates)?,
     };
+    let inputs = checked.trusted.clone();
     let base_skill_user = workspace_user(&checked.workspace);
     let store = job_store(&checked, base_skill_user.user).map_err(RunError::Record)?;
     // A planted `perstack` link, or one inside it, stops the run before anything starts.
@@ -117,7 +119,7 @@ pub(super) fn check(
         job_id,
         resume,
         job,
-        inputs: trusted,
+        inputs,
         trust,
         now,
         notices,

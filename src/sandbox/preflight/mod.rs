@@ -108,6 +108,9 @@ pub(crate) struct Checked {
     pub protected: ProtectedLayout,
     /// The stdio skills' own files from the config's folder (none for a versioned image).
     pub skill_files: FilesBySkill,
+    /// The files the run reads and trusts: [`Preflight::trusted`] and the skills' own files
+    /// (`trust::inputs::of_skill_files`).
+    pub trusted: Vec<TrustedInput>,
 }
 
 impl Preflight<'_> {
@@ -156,9 +159,16 @@ impl Preflight<'_> {
                 }]
             }),
         );
+        let mut trusted = self.trusted.to_vec();
+        if let Some(skill_files) = &skill_files {
+            trusted.extend(crate::trust::inputs::of_skill_files(
+                loaded.dir(),
+                skill_files,
+            ));
+        }
         let protected = workspace.as_deref().and_then(|workspace| {
             found.add(protected::check_protected(
-                self.trusted,
+                &trusted,
                 workspace,
                 &loaded.config.sandbox.writable,
             ))
@@ -191,6 +201,7 @@ impl Preflight<'_> {
                     mock_script,
                     protected,
                     skill_files,
+                    trusted,
                 })
             }
             _ => Err(Problems(found.0)),

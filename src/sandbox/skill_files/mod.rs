@@ -13,16 +13,17 @@
 //! `npm-shrinkwrap.json`, `npm ci`) for `node`.
 //!
 //! The files are part of the image's content, so of its digest: editing `server.py` rebuilds
-//! that skill's image and no other. [`trusted_inputs`] lists them for whoever records what a run
-//! trusted.
+//! that skill's image and no other. They are trusted inputs of the run as well
+//! (`trust::inputs::of_skill_files`): watched from its start to its end, and read-only to the
+//! containers when they lie in the workspace.
 
 mod detect;
 mod walk;
 
-pub(crate) use walk::LocalFile;
+pub(crate) use walk::{LocalFile, SKIPPED_FOLDERS};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{Config, LoadedConfig, McpStdioSkill, Skill, dotted_path};
 use crate::contract::paths::SKILL_FILES_DIR;
@@ -35,6 +36,10 @@ use walk::{Collected, PathError, Resolved, Root};
 pub(crate) struct SkillFiles {
     /// The files, by relative path.
     pub files: Vec<LocalFile>,
+    /// The paths the config named and the manifests found beside them, relative to the config's
+    /// folder, sorted: a folder stands for every file it holds (`trust::inputs` watches and
+    /// protects these).
+    pub named: Vec<NamedPath>,
     /// The program the skill host starts (a named file rewritten to its place in the image).
     pub command: String,
     /// Its arguments, rewritten likewise.
@@ -61,6 +66,24 @@ pub(crate) struct Recipe {
     pub context: String,
     /// The Dockerfile's path inside it.
     pub dockerfile: String,
+}
+
+/// A path of the config's folder that went into a skill's image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NamedPath {
+    /// Relative to the config's folder, normalized (`tools/x`).
+    pub relative: String,
+    /// A folder, copied whole (less [`SKIPPED_FOLDERS`]).
+    pub is_dir: bool,
+}
+
+impl From<Resolved> for NamedPath {
+    fn from(resolved: Resolved) -> NamedPath {
+        NamedPath {
+            relative: resolved.relative,
+            is_dir: resolved.is_dir,
+        }
+    }
 }
 
 /// The local files of every stdio skill of a run, by Expert and skill name.
@@ -133,21 +156,6 @@ pub(crate) fn collect_all(
     } else {
         Err(problems)
     }
-}
-
-/// Every file of the config's folder that goes into `skill`'s image (its host path, symlinks
-/// resolved): the inputs of the image a run trusts besides the config itself.
-// For the record of what a run trusted, which reads it; nothing else needs the list alone.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn trusted_inputs(
-    loaded: &LoadedConfig,
-    skill: &McpStdioSkill,
-) -> Result<Vec<PathBuf>, Vec<FileProblem>> {
-    let at = dotted_path(&["skills", &skill.name]);
-    let files = collect(loaded.dir(), &loaded.config, skill, &at)?;
-    Ok(files
-        .map(|f| f.files.into_iter().map(|f| f.host).collect())
-        .unwrap_or_default())
 }
 
 /// `skill`'s local files (module docs), `None` when it has none; `at` is the skill's dotted
@@ -266,6 +274,7 @@ pub(crate) fn collect(
         None => (prepared.install, command, Vec::new()),
     };
     Ok(Some(SkillFiles {
+        named: collected.named.into_iter().map(NamedPath::from).collect(),
         files: collected.files.into_values().collect(),
         command,
         args,
@@ -299,6 +308,7 @@ fn recipe(dir: &Path, skill: &McpStdioSkill, dockerfile: &str) -> Result<SkillFi
         args: skill.argv(),
     });
     Ok(SkillFiles {
+        named: collected.named.into_iter().map(NamedPath::from).collect(),
         files: collected.files.into_values().collect(),
         command: prepared.command,
         args: prepared.args,

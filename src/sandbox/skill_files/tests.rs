@@ -1,8 +1,6 @@
 //! The files of whole skills as a config names them: what is copied, how the command is
 //! rewritten, the working directory, the manifests, and the problems with their places.
 
-use std::path::Path;
-
 use super::*;
 use crate::config::load_str;
 use crate::sandbox::preflight::file_problem;
@@ -254,22 +252,54 @@ fn only_a_skills_own_files_change_its_image() {
 }
 
 #[test]
-fn trusted_inputs_list_the_host_files_of_a_skills_image() {
-    let folder = Folder::new(&[("tools/s.py", ""), ("tools/requirements.txt", "")]);
-    let loaded = folder.loaded(&stdio("s", "python3", &["tools/s.py"]));
-    let Some(Skill::McpStdio(skill)) = loaded.config.experts["e"].skills.get("s") else {
-        panic!("no skill");
-    };
-    let inputs = trusted_inputs(&loaded, skill).expect("inputs");
-    let canonical = folder.dir.path().canonicalize().expect("canonical");
+fn the_trusted_inputs_are_every_file_of_an_image_and_every_folder_copied_whole() {
+    use crate::trust::inputs::{InputKind, of_skill_files};
+    let folder = Folder::new(&[
+        ("tools/s.py", ""),
+        ("tools/requirements.txt", ""),
+        ("data/a.txt", "a"),
+        ("data/deep/b.txt", "b"),
+        ("skills/echo/Dockerfile", "FROM x"),
+        ("skills/echo/server.py", ""),
+    ]);
+    let toml = format!(
+        "[sandbox.skills.s]\nfiles = [\"data/\"]\n\
+         [sandbox.skills.r]\ndockerfile = \"skills/echo/Dockerfile\"\n{}{}",
+        stdio("s", "python3", &["tools/s.py"]),
+        stdio("r", "python3", &["/srv/server.py"])
+    );
+    let files = folder.collect(&toml).expect("no problems");
+    let named: Vec<(&str, bool)> = files[&("e".to_string(), "s".to_string())]
+        .named
+        .iter()
+        .map(|n| (n.relative.as_str(), n.is_dir))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("data", true),
+            ("tools/requirements.txt", false),
+            ("tools/s.py", false)
+        ]
+    );
+    let dir = folder.dir.path();
+    let inputs: Vec<(InputKind, std::path::PathBuf)> = of_skill_files(dir, &files)
+        .into_iter()
+        .map(|i| (i.kind, i.path))
+        .collect();
     assert_eq!(
         inputs,
         [
-            canonical.join("tools/requirements.txt"),
-            canonical.join("tools/s.py")
+            (InputKind::SkillFolder, dir.join("data")),
+            (InputKind::SkillFile, dir.join("data/a.txt")),
+            (InputKind::SkillFile, dir.join("data/deep/b.txt")),
+            (InputKind::SkillFolder, dir.join("skills/echo")),
+            (InputKind::SkillFile, dir.join("skills/echo/Dockerfile")),
+            (InputKind::SkillFile, dir.join("skills/echo/server.py")),
+            (InputKind::SkillFile, dir.join("tools/requirements.txt")),
+            (InputKind::SkillFile, dir.join("tools/s.py")),
         ]
     );
-    let _ = Path::new("");
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub(crate) const MAX_FILES: usize = 10_000;
 
 /// Folders left out when a named folder is copied: version control, caches, installed
 /// dependencies (the image installs its own from the folder's manifests).
-const SKIPPED_FOLDERS: &[&str] = &[
+pub(crate) const SKIPPED_FOLDERS: &[&str] = &[
     ".git",
     "node_modules",
     "__pycache__",
@@ -115,7 +115,7 @@ pub(crate) struct Root {
 }
 
 /// A named path, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Resolved {
     /// Relative to the config's folder, normalized (`tools/x`, never `.` or `..`).
     pub relative: String,
@@ -128,6 +128,8 @@ pub(crate) struct Resolved {
 pub(crate) struct Collected {
     /// The files.
     pub files: BTreeMap<String, LocalFile>,
+    /// The paths read, as named (a folder stands for everything in it, now and later).
+    pub named: BTreeSet<Resolved>,
     total: u64,
 }
 
@@ -191,6 +193,7 @@ impl Root {
 
     /// Reads a resolved path (a file, or a folder's files) into `into`.
     pub(crate) fn read(&self, resolved: &Resolved, into: &mut Collected) -> Result<(), PathError> {
+        into.named.insert(resolved.clone());
         let path = self.dir.join(&resolved.relative);
         if resolved.is_dir {
             let mut seen = BTreeSet::new();
