@@ -81,10 +81,50 @@ pub enum Command {
     /// kernel's protections; make a breakout attempt.
     #[command(hide = true)]
     Confine(crate::confine::role::ConfineArgs),
+    /// (ENTRYPOINT of a standalone image) Run the image's Expert: start the runtime, the
+    /// workspace tools, the egress proxy and each skill as processes walled off from each other.
+    #[command(hide = true)]
+    Standalone(StandaloneArgs),
     /// (doctor's probe containers) Serve this container's findings on a unix socket, or fetch
     /// them and print them with this one's.
     #[command(hide = true)]
     EngineProbe(EngineProbeArgs),
+}
+
+/// What a caller of a standalone image passes after `docker run … IMAGE` (the ENTRYPOINT fixes
+/// the Expert).
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    /// What to ask the Expert (with `-i`, the answer to its pending question).
+    pub query: String,
+    /// Continue the job of the latest run stored in /workspace/perstack.
+    #[arg(long = "continue", short = 'c')]
+    pub continue_latest: bool,
+    /// Continue this job.
+    #[arg(long, value_name = "JOB_ID", conflicts_with = "continue_latest")]
+    pub continue_job: Option<String>,
+    /// With --continue-job: continue from this checkpoint instead of the latest.
+    #[arg(long, value_name = "CHECKPOINT_ID", requires = "continue_job")]
+    pub resume_from: Option<String>,
+    /// The query is the answer to the pending interactive tool call of the continued run.
+    #[arg(short = 'i', long = "interactive-tool-call-result")]
+    pub interactive_tool_call_result: bool,
+    /// Model (default: the image's).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Step limit (default: the image's).
+    #[arg(long)]
+    pub max_steps: Option<u32>,
+    /// Start even when this kernel lacks a protection (Landlock, its scopes, seccomp); the
+    /// report says exactly which.
+    #[arg(long)]
+    pub allow_weaker_isolation: bool,
+    /// JSON events even on a terminal.
+    #[arg(long)]
+    pub json: bool,
+    /// Show everything in the human view.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// `engine-probe`.
@@ -435,6 +475,11 @@ pub struct BuildArgs {
     /// Push every tagged image to its registry.
     #[arg(long)]
     pub push: bool,
+    /// Build one image holding the runtime, the workspace tools, the egress proxy and every
+    /// skill, which plain `docker run IMAGE "query"` runs (tagged with each --tag).
+    #[arg(long)]
+    pub standalone: bool,
+
     /// perstack.toml to use (default: the nearest one in this folder or a parent).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -709,6 +754,42 @@ pub enum RuntimeArgsError {
         /// The Expert asked for.
         expert: String,
     },
+}
+
+/// The message for a versioned image's runtime started by hand (`docker run IMAGE "query"`):
+/// its ENTRYPOINT is `runtime --only-expert KEY`, and the controller adds `--job-id`, `--run-id`,
+/// the Expert and the query. `argv` is the whole command line; `None` unless it is the runtime
+/// role of a versioned image without the controller's `--job-id`, so every other mistake keeps
+/// clap's own message.
+pub fn direct_run_message<S: AsRef<std::ffi::OsStr>>(argv: &[S]) -> Option<String> {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    if words.get(1).map(String::as_str) != Some("runtime") {
+        return None;
+    }
+    let options = words.iter().take_while(|w| *w != "--");
+    if options
+        .clone()
+        .any(|w| w == "--job-id" || w.starts_with("--job-id="))
+    {
+        return None;
+    }
+    let expert = words
+        .windows(2)
+        .find(|pair| pair[0] == "--only-expert")
+        .map(|pair| pair[1].clone())?;
+    Some(format!(
+        "this is the runtime image of Expert `{expert}`, one of the images of a \
+         perstack-sandbox version: its skills and workspace tools are in images of their own, so \
+         it does not run by itself.\n\
+         \x20 Run the version with perstack-sandbox (it starts every image, each walled off):\n\
+         \x20     perstack-sandbox run --image <this image's reference> \"<query>\"\n\
+         \x20 Or build one image that `docker run` can start on its own:\n\
+         \x20     perstack-sandbox build {expert} --standalone --tag <reference>\n\
+         \x20     docker run --rm -e <provider key> -v \"$PWD/workspace:/workspace\" <reference> \"<query>\""
+    ))
 }
 
 impl RuntimeArgs {
@@ -1026,6 +1107,54 @@ mod tests {
         );
         assert!(runtime_args(&["--only-expert", "main", "main", "q"]).is_ok());
         assert!(runtime_args(&["helper", "q"]).is_ok());
+    }
+
+    #[test]
+    fn a_versioned_runtime_started_by_hand_says_how_to_run_it() {
+        let by_hand = [
+            "perstack-sandbox",
+            "runtime",
+            "--only-expert",
+            "demo",
+            "Say hello",
+        ];
+        let message = direct_run_message(&by_hand).expect("a message");
+        assert!(
+            message.contains("runtime image of Expert `demo`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("perstack-sandbox run --image"),
+            "{message}"
+        );
+        assert!(
+            message.contains("build demo --standalone --tag"),
+            "{message}"
+        );
+        assert!(Cli::try_parse_from(by_hand).is_err());
+        // The controller's own command line, other roles and a runtime without a fixed Expert
+        // keep clap's handling.
+        for argv in [
+            &[
+                "perstack-sandbox",
+                "runtime",
+                "--only-expert",
+                "demo",
+                "--job-id",
+                "j",
+            ][..],
+            &[
+                "perstack-sandbox",
+                "runtime",
+                "--job-id=j",
+                "--only-expert",
+                "demo",
+            ],
+            &["perstack-sandbox", "runtime", "q"],
+            &["perstack-sandbox", "run", "--only-expert", "demo"],
+        ] {
+            assert_eq!(direct_run_message(argv), None, "{argv:?}");
+        }
     }
 
     #[test]

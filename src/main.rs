@@ -10,7 +10,19 @@ use perstack_sandbox::commands::{self, roles};
 use perstack_sandbox::exit::Exit;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let argv: Vec<_> = std::env::args_os().collect();
+            match perstack_sandbox::cli::direct_run_message(&argv) {
+                Some(message) => {
+                    eprintln!("error: {message}");
+                    std::process::exit(Exit::Usage.code());
+                }
+                None => error.exit(),
+            }
+        }
+    };
     // Before any thread exists: Landlock and seccomp bind the calling thread (confine/role.rs).
     if let Command::Confine(args) = cli.command {
         std::process::exit(roles::confine(args));
@@ -50,6 +62,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::EgressProxy => role(roles::egress_proxy().await),
         Command::FixtureMcp => role(roles::fixture_mcp().await),
         Command::EngineProbe(args) => roles::engine_probe(args),
+        Command::Standalone(args) => perstack_sandbox::standalone::main(args).await,
         // Dispatched in `main` before the async runtime starts; here only for completeness.
         Command::Confine(args) => roles::confine(args),
     }

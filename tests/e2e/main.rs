@@ -29,6 +29,7 @@ mod registry;
 mod runtime_engine;
 mod security;
 mod session;
+mod standalone;
 mod streaming;
 mod supervision;
 mod support;
