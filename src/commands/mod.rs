@@ -12,6 +12,7 @@ pub mod export;
 pub mod gc;
 pub mod images;
 pub mod init;
+pub mod install;
 pub mod log;
 mod registry;
 pub mod roles;
