@@ -229,3 +229,94 @@ fn a_standalone_image_says_what_is_missing_before_anything_starts() {
         String::from_utf8_lossy(&nothing.stderr)
     );
 }
+
+/// The outcome of each `attempt` the attacker made, by label.
+fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
+    of_type(events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["toolName"] == "attempt")
+        .map(|r| {
+            let text = r["result"][0]["text"].as_str().expect("text").to_string();
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            (value["label"].as_str().expect("label").to_string(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone-hostile"), "hostile");
+    let ws = workspace();
+    std::fs::write(ws.path().join("secret.txt"), "the user's secret").expect("write");
+    let job = JobGuard::new();
+    let out = docker_run(
+        &image,
+        &job,
+        &[
+            ("ATTACKER_TOKEN", "attacker-token"),
+            ("VICTIM_TOKEN", "victim-token"),
+        ],
+        ws.path(),
+        &["Break out"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = json_lines(&out);
+    let outcomes = attempts(&events);
+    // Controls: the attempts work where the policy grants.
+    assert_eq!(
+        outcomes["own-status"]["outcome"]["ok"], true,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes["system-file"]["outcome"]["ok"], true);
+    const EPERM: i64 = 1;
+    const EACCES: i64 = 13;
+    let expected = [
+        // Another process's environment and memory: non-dumpable, another uid, another domain.
+        ("runtime-environ", EACCES),
+        ("runtime-mem", EACCES),
+        ("victim-environ", EACCES),
+        ("victim-mem", EACCES),
+        ("base-tools-environ", EACCES),
+        // ptrace: seccomp.
+        ("runtime-ptrace", EPERM),
+        // Signals to the runtime, another skill and the supervisor: Landlock's signal scope.
+        ("runtime-signal", EPERM),
+        ("victim-signal", EPERM),
+        ("supervisor-signal", EPERM),
+        // The workspace without a grant, the run data, another principal's home: Landlock.
+        ("workspace-read", EACCES),
+        ("workspace-write", EACCES),
+        ("jobs-read", EACCES),
+        ("other-home", EACCES),
+        // Direct TCP, anywhere: Landlock refuses the connect itself (not a refused connection).
+        ("tcp-direct", EACCES),
+        ("tcp-loopback", EACCES),
+        // UDP, raw and packet sockets, user namespaces: seccomp.
+        ("udp-socket", EPERM),
+        ("raw-socket", EPERM),
+        ("packet-socket", EPERM),
+        ("user-namespace", EPERM),
+    ];
+    for (label, errno) in expected {
+        let attempt = &outcomes[label];
+        assert!(attempt["error"].is_null(), "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
+    }
+    // DNS: no UDP, so no lookup, although the container's network has a resolver.
+    let resolved = of_type(&events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["toolName"] == "resolve")
+        .expect("resolve");
+    let resolved: Value =
+        serde_json::from_str(resolved["result"][0]["text"].as_str().expect("text")).expect("JSON");
+    assert_eq!(resolved["addresses"], serde_json::json!([]), "{resolved}");
+    assert!(!ws.path().join("planted.txt").exists());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("victim-token"));
+}
