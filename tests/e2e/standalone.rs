@@ -57,9 +57,22 @@ pub fn docker_run(
     workspace: &Path,
     args: &[&str],
 ) -> Output {
+    docker_run_with(image, job, &[], env, workspace, args)
+}
+
+/// [`docker_run`] with options of `docker run` itself (`--security-opt …`).
+pub fn docker_run_with(
+    image: &Image,
+    job: &JobGuard,
+    options: &[&str],
+    env: &[(&str, &str)],
+    workspace: &Path,
+    args: &[&str],
+) -> Output {
     let mut command = Command::new("docker");
     command
         .args(["run", "--rm", "--label", "io.perstack.sandbox.managed=true"])
+        .args(options)
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id));
     for (name, value) in env {
@@ -319,4 +332,69 @@ fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
     assert_eq!(resolved["addresses"], serde_json::json!([]), "{resolved}");
     assert!(!ws.path().join("planted.txt").exists());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("victim-token"));
+}
+
+#[test]
+fn without_landlock_it_refuses_to_start_unless_told_and_then_says_what_is_missing() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone"), "demo");
+    // A kernel without Landlock, as gVisor is one: a seccomp profile that refuses its calls.
+    let profile = tempfile::tempdir().expect("tempdir");
+    let profile_path = profile.path().join("no-landlock.json");
+    std::fs::write(
+        &profile_path,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["landlock_create_ruleset",
+        "landlock_add_rule","landlock_restrict_self"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .expect("write");
+    let option = format!("seccomp={}", profile_path.display());
+    let options = ["--security-opt", option.as_str()];
+    let ws = workspace();
+    let job = JobGuard::new();
+    let token = [("DEMO_TOKEN", "x")];
+    let refused = docker_run_with(&image, &job, &options, &token, ws.path(), &["Say hello"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot wall the Expert's processes off"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Landlock: its system call is refused (EPERM)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-weaker-isolation"), "{stderr}");
+    assert!(refused.stdout.is_empty());
+    assert!(!ws.path().join("perstack").exists(), "nothing may start");
+
+    let weaker = docker_run_with(
+        &image,
+        &job,
+        &options,
+        &token,
+        ws.path(),
+        &["--allow-weaker-isolation", "Say hello"],
+    );
+    let stderr = String::from_utf8_lossy(&weaker.stderr);
+    assert_eq!(weaker.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: weaker isolation: Landlock"),
+        "{stderr}"
+    );
+    let events = json_lines(&weaker);
+    assert_eq!(events[0]["type"], "isolationReport");
+    assert!(
+        events[0]["missing"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Landlock")),
+        "{}",
+        events[0]
+    );
+    for principal in events[0]["principals"].as_array().expect("principals") {
+        assert_eq!(principal["landlock"]["enforced"], serde_json::json!([]));
+        assert_eq!(principal["seccomp"], true);
+    }
+    assert_eq!(of_type(&events, "completeRun").len(), 1);
 }
