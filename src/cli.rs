@@ -39,6 +39,9 @@ pub enum Command {
     Start(StartArgs),
     /// Build an Expert's images and tag them as a version (--tag); --push pushes them.
     Build(BuildArgs),
+    /// Resolve every Expert of perstack.toml and the published Experts they delegate to, and
+    /// write perstack.lock (Perstack's format) with their definitions and tool definitions.
+    Install(InstallArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
     Validate(ValidateArgs),
     /// Write a commented perstack.toml for a first Expert here, and .env.example.
@@ -334,6 +337,15 @@ pub struct RunFlags {
     /// Show build output, skill stderr and container states.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Refuse to run when perstack.lock is missing or stale (for CI).
+    #[arg(
+        long,
+        visible_alias = "locked",
+        help = "Refuse to run when perstack.lock is missing or stale — an Expert of the run not \
+                in it, or a skill or delegate changed since `install` (for CI; without it a \
+                stale lock is a warning)"
+    )]
+    pub frozen_lockfile: bool,
     /// Perstack's `--runtime`: only `docker`, which is what perstack-sandbox is.
     #[arg(
         long,
@@ -482,6 +494,9 @@ pub struct BuildArgs {
     /// Show build and push output.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Refuse to build when perstack.lock is missing or stale (for CI).
+    #[arg(long, visible_alias = "locked")]
+    pub frozen_lockfile: bool,
     /// The CA bundle the version's images carry.
     #[arg(
         long,
@@ -678,6 +693,21 @@ pub struct TrustArgs {
     /// The workspace (default: the current folder), as given to `run --workspace`.
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+}
+
+/// `install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// perstack.toml to use (default: the nearest one in this folder or a parent).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Dotenv file to read (repeatable; default: envPath, else .env and .env.local).
+    #[arg(long, value_name = "PATH")]
+    pub env_path: Vec<PathBuf>,
+    /// Published Experts to lock as well, to run them by key (`run @acme/reviewer@1.2.0 …`);
+    /// the file's Experts and their delegates are always locked.
+    #[arg(value_name = "EXPERT")]
+    pub experts: Vec<String>,
 }
 
 /// `validate` and `doctor`.

@@ -191,7 +191,8 @@ async fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let resolved = super::registry::resolve_for(&mut loaded, &args.expert, &env).await?;
+    let resolved =
+        super::registry::resolve_for(&mut loaded, &args.expert, &env, args.frozen_lockfile).await?;
     resolved
         .warnings
         .iter()

@@ -11,6 +11,7 @@ mod engine_probe;
 pub mod gc;
 pub mod images;
 pub mod init;
+pub mod install;
 pub mod log;
 mod registry;
 pub mod roles;

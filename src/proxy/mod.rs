@@ -38,7 +38,8 @@ use rules::Allowlist;
 /// The port the proxy listens on.
 pub const PROXY_PORT: u16 = 3128;
 
-/// What the controller tells the proxy (JSON, passed in the `PERSTACK_PROXY_CONFIG` variable).
+/// What the controller tells the proxy (JSON, passed in the variable
+/// `contract::proxy::PROXY_CONFIG_VAR`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyConfig {
@@ -262,7 +263,7 @@ pub(crate) struct Access {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// No or a bad configuration.
-    #[error("bad egress proxy configuration in PERSTACK_PROXY_CONFIG: {0}")]
+    #[error("bad egress proxy configuration in {var}: {0}", var = crate::contract::proxy::PROXY_CONFIG_VAR)]
     Config(String),
     /// The port could not be bound.
     #[error("cannot listen on {addr}: {source}")]

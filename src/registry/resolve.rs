@@ -132,6 +132,16 @@ pub(crate) async fn resolve(
     root: &str,
     sources: &Sources<'_>,
 ) -> Result<Resolved, ResolveError> {
+    resolve_all(config, &[root.to_string()], sources).await
+}
+
+/// [`resolve`] from several roots at once (`install`: every Expert of the file), each key asked
+/// once.
+pub(crate) async fn resolve_all(
+    config: &mut Config,
+    roots: &[String],
+    sources: &Sources<'_>,
+) -> Result<Resolved, ResolveError> {
     let mut resolver = Resolver {
         base: config.perstack_api_base_url.clone(),
         sources,
@@ -139,7 +149,8 @@ pub(crate) async fn resolve(
         resolved: Resolved::default(),
     };
     let mut seen = BTreeSet::new();
-    let mut queue = VecDeque::from([(root.to_string(), None::<String>)]);
+    let mut queue: VecDeque<(String, Option<String>)> =
+        roots.iter().map(|root| (root.clone(), None)).collect();
     while let Some((key, asked_by)) = queue.pop_front() {
         if !seen.insert(key.clone()) {
             continue;

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use perstack_sandbox::test_support::internals::proxy::{Allowlist, DomainRule, Issued, token};
 use perstack_sandbox::test_support::internals::proxy::{
-    Identity, PROXY_PORT, Principal, ProxyConfig, TrustedEndpoint,
+    Identity, PROXY_CONFIG_VAR, PROXY_PORT, Principal, ProxyConfig, TrustedEndpoint,
 };
 use serde_json::Value;
 
@@ -278,7 +278,7 @@ impl Pod {
                 "-v",
                 &bin,
                 "-e",
-                &format!("PERSTACK_PROXY_CONFIG={config}"),
+                &format!("{PROXY_CONFIG_VAR}={config}"),
                 BOOKWORM_IMAGE,
                 "/usr/local/bin/perstack-sandbox",
                 "egress-proxy",

@@ -296,8 +296,11 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         entrypoint[entrypoint.len() - 2..],
         ["--only-expert".to_string(), "versioned".to_string()]
     );
+    // Removed by name afterwards, not with `--rm`: Podman's `docker run --rm` exits 0 whatever
+    // the container's status (the job guard removes it if this test fails first).
+    let by_hand_name = format!("psbx-e2e-by-hand-{id}");
     let by_hand = Command::new("docker")
-        .args(["run", "--rm", "--network", "none"])
+        .args(["run", "--name", &by_hand_name, "--network", "none"])
         .args(["--label", "io.perstack.sandbox.managed=true"])
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
@@ -305,6 +308,7 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         .args(["--job-id", "j", "--run-id", "r", "--", "someone-else", "q"])
         .output()
         .expect("docker run");
+    crate::support::docker(&["rm", "-f", &by_hand_name]);
     assert_eq!(by_hand.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&by_hand.stderr)

@@ -712,7 +712,8 @@ async fn start_proxy(
     let config = serde_json::to_string(&crate::proxy::ProxyConfig { principals })
         .map_err(|e| RunError::ProxyConfig(e.to_string()))?;
     let mut plan = proxy.container.clone();
-    plan.env.push(("PERSTACK_PROXY_CONFIG".to_string(), config));
+    plan.env
+        .push((crate::contract::proxy::PROXY_CONFIG_VAR.to_string(), config));
     output.event(ids.event(RuntimePayload::DockerContainerStatus {
         status: ContainerStatus::Starting,
         service: plan.service.clone(),
