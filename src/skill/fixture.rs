@@ -408,6 +408,7 @@ mod tests {
                 "proxy_connect",
                 "proxy_get",
                 "read_file",
+                "attempt",
                 "symlink_read"
             ]
         );
