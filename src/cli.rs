@@ -692,10 +692,26 @@ pub enum ExportCommand {
 /// `export kubernetes`.
 #[derive(Debug, Args)]
 pub struct ExportKubernetesArgs {
+    /// With --push-to: the Expert of perstack.toml to build, tag and push first.
+    #[arg(requires = "push_to")]
+    pub expert: Option<String>,
     /// The versioned image (`perstack-sandbox build <expert> --tag REF --push`) whose Expert the
     /// Job runs; the cluster pulls it and its `REF-…` images.
-    #[arg(long, value_name = "REF")]
-    pub image: String,
+    #[arg(
+        long,
+        value_name = "REF",
+        required_unless_present = "push_to",
+        conflicts_with = "push_to"
+    )]
+    pub image: Option<String>,
+    /// Build EXPERT's version from perstack.toml, tag it REF and push it (as `build EXPERT --tag
+    /// REF --push`), then export it.
+    #[arg(long, value_name = "REF", requires = "expert")]
+    pub push_to: Option<String>,
+    /// perstack.toml to build from with --push-to (default: the nearest one in this folder or a
+    /// parent).
+    #[arg(long, value_name = "PATH", requires = "push_to")]
+    pub config: Option<PathBuf>,
     /// The objects' namespace (default: the one `kubectl apply` uses).
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,

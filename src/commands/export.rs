@@ -30,6 +30,9 @@ pub enum ExportError {
     /// The image could not be found or read.
     #[error(transparent)]
     Image(#[from] RunError),
+    /// `--push-to`: the version could not be built or pushed.
+    #[error(transparent)]
+    Build(#[from] super::build::BuildError),
     /// The image's settings cannot be used.
     #[error(transparent)]
     Settings(#[from] SettingsError),
@@ -45,6 +48,7 @@ impl From<&ExportError> for Exit {
     fn from(error: &ExportError) -> Exit {
         match error {
             ExportError::Image(error) => error.into(),
+            ExportError::Build(error) => error.into(),
             ExportError::Plan(_) => Exit::RunFailed,
             ExportError::Usage(_) | ExportError::Settings(_) | ExportError::Manifest(_) => {
                 Exit::Usage
@@ -58,8 +62,9 @@ pub async fn run(command: ExportCommand) -> Result<Exit, ExportError> {
     let ExportCommand::Kubernetes(args) = command;
     let user = workspace_user(&args.workspace_user)?;
     let secrets = secret_keys(&args.secrets)?;
+    let image = image(&args).await?;
     let show = |notice: super::run::Notice| eprintln!("{notice}");
-    let source = ImageSource::open(&args.image, false, &show).await?;
+    let source = ImageSource::open(&image, false, &show).await?;
     let name = match &args.name {
         Some(name) => checked_name(name)?,
         None => dns_label(
@@ -87,9 +92,34 @@ pub async fn run(command: ExportCommand) -> Result<Exit, ExportError> {
     };
     let objects = manifest::objects(&plan, &export)
         .map_err(|e: ManifestError| ExportError::Manifest(e.to_string()))?;
-    let header = header(&args, &plan, &export);
+    let header = header(&image, &plan, &export);
     print!("{}", crate::sandbox::k8s::yaml::stream(&header, &objects));
     Ok(Exit::Success)
+}
+
+/// The versioned image to export: `--image`, or the one `--push-to` builds and pushes first.
+async fn image(args: &ExportKubernetesArgs) -> Result<String, ExportError> {
+    match (&args.image, &args.push_to, &args.expert) {
+        (Some(image), _, _) => Ok(image.clone()),
+        (None, Some(push_to), Some(expert)) => {
+            let build = crate::cli::BuildArgs {
+                expert: expert.clone(),
+                tags: vec![push_to.clone()],
+                push: true,
+                standalone: false,
+                config: args.config.clone(),
+                verbose: false,
+                frozen_lockfile: false,
+                ca_certificates: None,
+                base_images: Default::default(),
+            };
+            super::build::version(&build).await?;
+            Ok(push_to.clone())
+        }
+        _ => Err(ExportError::Usage(
+            "give --image REF, or an Expert and --push-to REF".to_string(),
+        )),
+    }
 }
 
 /// The run as `run --image` would plan it, with no value of any variable: each one the plan
@@ -203,7 +233,7 @@ fn checked_name(name: &str) -> Result<String, ExportError> {
 }
 
 /// The YAML's comment lines: what made it, and the Secret keys to create before applying it.
-fn header(args: &ExportKubernetesArgs, plan: &RunPlan, export: &Export) -> Vec<String> {
+fn header(image: &str, plan: &RunPlan, export: &Export) -> Vec<String> {
     let mut needed: BTreeMap<String, SecretKey> = BTreeMap::new();
     needed.insert(QUERY_KEY.to_string(), export.secret_key(QUERY_KEY));
     for container in plan.skills.iter().chain([&plan.runtime]) {
@@ -221,8 +251,7 @@ fn header(args: &ExportKubernetesArgs, plan: &RunPlan, export: &Export) -> Vec<S
     }
     let mut lines = vec![
         format!(
-            "Made by `perstack-sandbox export kubernetes --image {}` (experimental: not yet run on a real cluster).",
-            args.image
+            "Made by `perstack-sandbox export kubernetes --image {image}` (experimental: not yet run on a real cluster)."
         ),
         "Before `kubectl apply -f`, create these Secret keys (no value is in this file):"
             .to_string(),

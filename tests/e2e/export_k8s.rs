@@ -84,10 +84,10 @@ fn a_versioned_image_exports_as_objects_that_reference_its_images_and_secrets_on
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    for tagged in String::from_utf8_lossy(&built.stdout).lines() {
-        if let Some(image) = image_id(tagged) {
-            images.image(&image);
-        }
+    // This test's own images by id; the base-skill and proxy images are shared with every
+    // test (their tags go with the repository).
+    for own in [reference.clone(), format!("{reference}-skill-probe")] {
+        images.image(&image_id(&own).expect("tagged"));
     }
 
     let secret_ref = format!("{var}=app-keys/probe");
@@ -156,6 +156,75 @@ fn a_versioned_image_exports_as_objects_that_reference_its_images_and_secrets_on
 }
 
 #[test]
+fn push_to_builds_tags_and_pushes_the_version_then_exports_it() {
+    if !require_docker() {
+        return;
+    }
+    let registry = "127.0.0.1:5000";
+    assert!(
+        std::net::TcpStream::connect_timeout(
+            &registry.parse().expect("address"),
+            std::time::Duration::from_secs(2)
+        )
+        .is_ok(),
+        "no registry answers on {registry}; start one with `make test-registry`"
+    );
+    let id = perstack_sandbox::test_support::internals::new_id();
+    let var = format!("EXPORTED_{}", id.to_uppercase());
+    let repository = format!("{registry}/psbx-e2e-{id}");
+    let reference = format!("{repository}:1.0");
+    let project = tempfile::tempdir().expect("tempdir");
+    write_config(project.path(), &var);
+    let mut images = DockerGuard::new();
+    images.repository(&repository);
+    let config = project.path().join("perstack.toml");
+    let (code, yaml, stderr) = export(
+        &[
+            "exported",
+            "--push-to",
+            &reference,
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+        &var,
+    );
+    for suffix in ["", "-skill-probe"] {
+        if let Some(image) = image_id(&format!("{reference}{suffix}")) {
+            images.image(&image);
+        }
+    }
+    assert_eq!(code, Some(0), "{stderr}");
+    // Only YAML on stdout; the build's progress and summary on stderr.
+    assert!(
+        yaml.starts_with("# Made by `perstack-sandbox export kubernetes --image "),
+        "{yaml}"
+    );
+    assert!(
+        stderr.contains("built, tagged and pushed 4 image(s)"),
+        "{stderr}"
+    );
+    assert!(
+        yaml.contains(&format!("image: \"{reference}-skill-probe\"")),
+        "{yaml}"
+    );
+    // The registry has every image of the version.
+    let tags = Command::new("curl")
+        .args(["-sS", "-m", "10"])
+        .arg(format!("http://{registry}/v2/psbx-e2e-{id}/tags/list"))
+        .output()
+        .expect("curl");
+    let tags = String::from_utf8_lossy(&tags.stdout);
+    for tag in [
+        "\"1.0\"",
+        "\"1.0-skill-probe\"",
+        "\"1.0-base-skill\"",
+        "\"1.0-egress-proxy\"",
+    ] {
+        assert!(tags.contains(tag), "{tag}: {tags}");
+    }
+}
+
+#[test]
 fn bad_flags_are_refused_before_any_image_is_read() {
     for (args, why) in [
         (
@@ -166,6 +235,9 @@ fn bad_flags_are_refused_before_any_image_is_read() {
             vec!["--image", "nowhere.invalid/x:1", "--secret", "KEY"],
             "--secret KEY: expected VAR=SECRET/KEY",
         ),
+        (vec!["--push-to", "reg.example/x:1"], "<EXPERT>"),
+        (vec!["exported"], "--push-to"),
+        (vec![], "--image"),
     ] {
         let (code, yaml, stderr) = export(&args, "UNUSED");
         assert_eq!(code, Some(2), "{stderr}");
