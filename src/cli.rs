@@ -199,6 +199,9 @@ pub struct StartArgs {
 /// job it continues.
 #[derive(Debug, Clone, Args)]
 pub struct RunFlags {
+    /// Set by `start` for each turn: what the session has shown already (no flag).
+    #[arg(skip)]
+    pub session: Option<crate::render::SessionLines>,
     /// Run the Expert of this versioned image (`perstack-sandbox build --tag REF`) instead of
     /// one from perstack.toml; images that are not here are pulled.
     #[arg(long, value_name = "REF", conflicts_with = "config")]

@@ -24,6 +24,7 @@ pub(crate) use progress::build_phase;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -86,6 +87,42 @@ enum Item {
     Relayed(String, Option<Event>),
 }
 
+/// What a `start` session has shown so far, shared by its turns (each a run of its own): the
+/// job's id, what runs, which skills connected, each way to continue, and the run's notes are
+/// said once a session, not again every turn.
+#[derive(Debug, Clone, Default)]
+pub struct SessionLines(Arc<Mutex<HashSet<String>>>);
+
+impl SessionLines {
+    /// Whether `key` is new to the session (and now seen).
+    pub(crate) fn first_time(&self, key: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_string())
+    }
+
+    /// `text` without the lines the session showed already; `None` when nothing is left.
+    fn new_lines(&self, text: &str) -> Option<String> {
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|line| session_key(line).is_none_or(|key| self.first_time(&key)))
+            .collect();
+        (!kept.is_empty()).then(|| kept.join("\n"))
+    }
+}
+
+/// What makes a line one a session shows once: the job's id and how to continue it, what
+/// runs, and a skill's connection (its time left out). Other lines have none.
+fn session_key(line: &str) -> Option<String> {
+    if line.starts_with("▸ job ") || line.starts_with("▸ running ") {
+        return Some(line.to_string());
+    }
+    let skill = line.strip_prefix("▸ skill ")?;
+    let (who, _) = skill.split_once(" connected")?;
+    Some(format!("skill {who}"))
+}
+
 /// A handle to the output writer; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Output {
@@ -98,6 +135,19 @@ impl Output {
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        Output::spawn_in(mode, out, None)
+    }
+
+    /// [`Output::spawn`] for one turn of a `start` session: the human view leaves out the
+    /// session's lines that earlier turns showed ([`SessionLines`]).
+    pub(crate) fn spawn_in<W>(
+        mode: Mode,
+        out: W,
+        session: Option<SessionLines>,
+    ) -> (Output, tokio::task::JoinHandle<()>)
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<Item>();
         let task = tokio::spawn(async move {
             let mut out = out;
@@ -107,9 +157,13 @@ impl Output {
                     (Item::Event(e), Mode::Json) => Some(e.to_line() + "\n"),
                     (Item::Relayed(line, _), Mode::Json) => Some(format!("{line}\n")),
                     (Item::Event(e), Mode::Human { color, .. })
-                    | (Item::Relayed(_, Some(e)), Mode::Human { color, .. }) => {
-                        human.line(e).map(|t| style(&t, color) + "\n")
-                    }
+                    | (Item::Relayed(_, Some(e)), Mode::Human { color, .. }) => human
+                        .line(e)
+                        .and_then(|t| match &session {
+                            Some(session) => session.new_lines(&t),
+                            None => Some(t),
+                        })
+                        .map(|t| style(&t, color) + "\n"),
                     (Item::Relayed(_, None), Mode::Human { .. }) => None,
                 };
                 if let Some(text) = text {
@@ -849,6 +903,26 @@ mod tests {
             "  [py] python3: can't open file '//server.py': [Errno 2] No such file or directory\n\
              ! skill py: its server exited with code 2 before it answered\n\
              ! skill py: hint: a file the server needs is not in its container\n"
+        );
+    }
+
+    #[test]
+    fn a_session_shows_its_job_what_runs_and_each_skill_once() {
+        let session = SessionLines::default();
+        let turn = "▸ job j\n▸ running coach · model m · up to 5 steps\n\
+                    ▸ skill @perstack/base of coach connected (@perstack/base 0.1.0) in 5 ms\n\
+                    ▸ planner (delegated by coach): go";
+        assert_eq!(session.new_lines(turn).as_deref(), Some(turn));
+        // The next turn: its own skill time, the same delegation said again.
+        let next = turn.replace("in 5 ms", "in 7 ms");
+        assert_eq!(
+            session.new_lines(&next).as_deref(),
+            Some("▸ planner (delegated by coach): go")
+        );
+        assert_eq!(session.new_lines("▸ job j"), None);
+        assert_eq!(
+            session.new_lines("✔ coach completed in 1 step").as_deref(),
+            Some("✔ coach completed in 1 step")
         );
     }
 

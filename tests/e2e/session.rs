@@ -132,11 +132,27 @@ fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session()
     term.expect("you> ");
     // Ctrl-D leaves.
     term.pty.send_control('d').expect("Ctrl-D");
-    term.pty.exp_eof().expect("the session ends");
+    let rest = term.pty.exp_eof().expect("the session ends");
+    term.seen.push_str(&rest);
 
     let shown = screen(&term.seen);
     // The follow-up's line gives its own totals apart from the job's.
     assert!(shown.contains("the job so far:"), "{shown}");
+    // Each turn is a run, but the session says the job, what runs and each skill once.
+    assert_eq!(shown.matches("▸ running coach").count(), 1, "{shown}");
+    assert_eq!(
+        shown.matches("▸ skill @perstack/base of coach").count(),
+        1,
+        "{shown}"
+    );
+    // Leaving says how to come back.
+    assert!(
+        shown.ends_with(&format!(
+            "▸ job {0} · back to it with: perstack-sandbox start --continue-job {0}",
+            guard.job_id
+        )),
+        "{shown}"
+    );
     insta::assert_snapshot!("start_interview_screen", stable(&shown, &guard.job_id));
     // Everything ran in one job: its checkpoints are in the workspace.
     let job = workspace

@@ -82,8 +82,11 @@ pub(super) async fn execute(
     // Recording starts before any container exists: `perstack/` is then the user's own folder
     // before the workspace is mounted anywhere.
     let recorder = Recorder::start(store, job, &run_setting).map_err(RunError::Record)?;
-    let (output, writer) =
-        Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
+    let (output, writer) = Output::spawn_in(
+        Mode::detect(args.json, args.verbose),
+        tokio::io::stdout(),
+        args.session.clone(),
+    );
     let record = |line: &str, event: &Event| recorder.record(line, event);
     let run = Run {
         backend,

@@ -42,27 +42,34 @@ pub type Notify<'a> = &'a (dyn Fn(Notice) + Sync);
 pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
     // `--timeout` counts from here: pulling a versioned image is part of the run.
     let started = Instant::now();
+    let session = args.session.clone();
+    let show = move |notice: Notice| show(session.as_ref(), notice);
     let loaded = load::load(&args, started, &show).await?;
     let settings = Settings::resolve(&args.setting_flags(), &loaded.config)?;
     let mut checked = preflight::check(&args, &loaded, &settings)?;
-    checked.notices.drain(..).for_each(show);
+    checked.notices.drain(..).for_each(&show);
     let engine = engine::connect(
         &loaded.config.config,
         &loaded.expert,
         &settings.runtime_engine,
     )
     .await?;
-    engine.notices.into_iter().for_each(show);
+    engine.notices.into_iter().for_each(&show);
     // Who base-skill is inside its container for its files to be the user's outside.
     checked.user = engine.docker.engine().workspace_user(checked.user);
     let planned = plan::plan(&args, &loaded, settings, checked, started)?;
     let outcome = execute::execute(&engine.docker, planned, &args, &show).await?;
     let ending = finish::finish(outcome)?;
-    ending.notice.into_iter().for_each(show);
+    ending.notice.into_iter().for_each(&show);
     Ok(ending.exit)
 }
 
-/// The one place a run's notes, warnings and stops reach the user: stderr, a line each.
-fn show(notice: Notice) {
-    eprintln!("{notice}");
+/// The one place a run's notes, warnings and stops reach the user: stderr, a line each. In a
+/// `start` session, a note about the session's setting is said at its first turn only.
+fn show(session: Option<&crate::render::SessionLines>, notice: Notice) {
+    let text = notice.to_string();
+    if notice.is_about_the_setting() && session.is_some_and(|s| !s.first_time(&text)) {
+        return;
+    }
+    eprintln!("{text}");
 }

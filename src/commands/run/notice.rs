@@ -89,6 +89,17 @@ pub enum Notice {
     TrustRecordFailed(crate::trust::TrustError),
 }
 
+impl Notice {
+    /// A note about what every run of the job runs with (the OCI runtime, base-skill's user, a
+    /// registry Expert's deprecation), not about this run's events: a session says it once.
+    pub(crate) fn is_about_the_setting(&self) -> bool {
+        matches!(
+            self,
+            Notice::RuntimeEngine { .. } | Notice::BaseSkillUser(_) | Notice::Registry(_)
+        )
+    }
+}
+
 impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -25,6 +25,7 @@ use crate::exit::Exit;
 use crate::files::Owner;
 use crate::jobs::JobsError;
 use crate::jobs::store::JobStore;
+use crate::render::SessionLines;
 
 use prompt::{Input, LineReader};
 
@@ -91,6 +92,8 @@ struct Session {
     pending: Pending,
     /// The user's options, for every turn.
     flags: RunFlags,
+    /// What the turns have shown, so that each says only what is new.
+    shown: SessionLines,
 }
 
 /// Runs the session; gives the exit code of the last turn, or success when the user left.
@@ -106,7 +109,10 @@ pub async fn start(args: StartArgs) -> Result<Exit, StartError> {
             Some(text) => text,
             None => match reader.read(session.pending).await? {
                 Input::Line(text) => text,
-                Input::Leave => return Ok(Exit::Success),
+                Input::Leave => {
+                    session.leave();
+                    return Ok(Exit::Success);
+                }
             },
         };
         match run::run(session.turn(text)).await {
@@ -148,6 +154,7 @@ async fn open(
                 stored: true,
                 pending,
                 flags,
+                shown: SessionLines::default(),
             }
         }
         None => {
@@ -158,6 +165,7 @@ async fn open(
                 stored: false,
                 pending: Pending::Message,
                 flags,
+                shown: SessionLines::default(),
             }
         }
     };
@@ -212,8 +220,23 @@ impl Session {
             flags.job_id = Some(self.job_id.clone());
         }
         flags.interactive_tool_call_result = self.pending == Pending::Answer;
+        flags.session = Some(self.shown.clone());
         let expert = (!self.expert.is_empty()).then(|| self.expert.clone());
         RunArgs::session_turn(expert, text, flags)
+    }
+
+    /// Says, on leaving a job that was stored, how to come back to it.
+    fn leave(&self) {
+        if self.stored {
+            println!("{}", self.resume_hint());
+        }
+    }
+
+    fn resume_hint(&self) -> String {
+        format!(
+            "▸ job {} · back to it with: perstack-sandbox start --continue-job {}",
+            self.job_id, self.job_id
+        )
     }
 
     /// What the turn's exit means for the next one. `--resume-from` only applies to the first.
@@ -249,6 +272,7 @@ mod tests {
             stored,
             pending,
             flags: flags(&["--provider", "mock", "--resume-from", "cp1"]),
+            shown: SessionLines::default(),
         }
     }
 
@@ -277,6 +301,19 @@ mod tests {
         );
         session.after(Exit::Success);
         assert!(!session.turn("next".into()).interactive_tool_call_result);
+    }
+
+    #[test]
+    fn every_turn_shares_what_the_session_has_shown() {
+        let session = session(true, Pending::Message);
+        let first = session.turn("a".into()).session.clone().expect("a session");
+        assert!(first.first_time("▸ job job1"));
+        let second = session.turn("b".into()).session.clone().expect("a session");
+        assert!(!second.first_time("▸ job job1"), "seen in the first turn");
+        assert_eq!(
+            session.resume_hint(),
+            "▸ job job1 · back to it with: perstack-sandbox start --continue-job job1"
+        );
     }
 
     #[test]
