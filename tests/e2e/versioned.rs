@@ -296,8 +296,11 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         entrypoint[entrypoint.len() - 2..],
         ["--only-expert".to_string(), "versioned".to_string()]
     );
+    // Removed by name afterwards, not with `--rm`: Podman's `docker run --rm` exits 0 whatever
+    // the container's status (the job guard removes it if this test fails first).
+    let by_hand_name = format!("psbx-e2e-by-hand-{id}");
     let by_hand = Command::new("docker")
-        .args(["run", "--rm", "--network", "none"])
+        .args(["run", "--name", &by_hand_name, "--network", "none"])
         .args(["--label", "io.perstack.sandbox.managed=true"])
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
@@ -305,10 +308,32 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         .args(["--job-id", "j", "--run-id", "r", "--", "someone-else", "q"])
         .output()
         .expect("docker run");
+    crate::support::docker(&["rm", "-f", &by_hand_name]);
     assert_eq!(by_hand.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&by_hand.stderr)
             .contains("this image runs Expert `versioned` only, not `someone-else`")
+    );
+    // Started as a new user would start it, it says how to run it, not a usage error.
+    let plain = Command::new("docker")
+        .args(["run", "--rm", "--network", "none"])
+        .args(["--label", "io.perstack.sandbox.managed=true"])
+        .arg("--label")
+        .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
+        .args(["-e", "DEMO_TOKEN=x", &reference, "Say hello"])
+        .output()
+        .expect("docker run");
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert_eq!(plain.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("runtime image of Expert `versioned`")
+            && said.contains("perstack-sandbox run --image")
+            && said.contains("build versioned --standalone --tag"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("Usage:") && !said.contains("--job-id"),
+        "{said}"
     );
     // Nothing was started; the container that read the spec is gone too.
     let left = Command::new("docker")

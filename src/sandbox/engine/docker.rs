@@ -847,6 +847,7 @@ impl DockerClient {
                     .repo_tags
                     .into_iter()
                     .filter(|t| t != "<none>:<none>")
+                    .map(|t| self.engine.local_reference(t))
                     .collect(),
                 labels: i.labels,
                 size: i.size,

@@ -154,6 +154,25 @@ impl EngineInfo {
         self.kind == EngineKind::Docker
     }
 
+    /// An image reference as the docker CLI and our own tags spell it. Podman lists an image
+    /// with its registry in full: one tagged through its Docker endpoint with none
+    /// (`perstack-sandbox/x:1`) as `docker.io/perstack-sandbox/x:1`, one it loaded as
+    /// `localhost/…`; both resolve by the short name. Docker leaves `docker.io/` (and
+    /// `library/`) out already, and `localhost/` is a registry of its own there.
+    pub(crate) fn local_reference(&self, reference: String) -> String {
+        if self.kind != EngineKind::Podman {
+            return reference;
+        }
+        let short = reference
+            .strip_prefix("docker.io/library/")
+            .or_else(|| reference.strip_prefix("docker.io/"))
+            .or_else(|| reference.strip_prefix("localhost/"));
+        match short {
+            Some(short) => short.to_string(),
+            None => reference,
+        }
+    }
+
     /// How the run's internal networks are created.
     pub(crate) fn network_dns(&self) -> NetworkDns {
         match self.kind {
@@ -215,6 +234,28 @@ mod tests {
 
     const PODMAN: (&str, &str) = ("Podman Engine", "linux/amd64/debian-12");
     const DOCKER: (&str, &str) = ("Engine", "Docker Engine - Community");
+
+    #[test]
+    fn podmans_registry_prefixes_are_left_out_of_its_references_and_dockers_kept() {
+        let podman = info(PODMAN, serde_json::json!({}));
+        let docker = info(DOCKER, serde_json::json!({}));
+        for listed in [
+            "docker.io/perstack-sandbox/skill-x:1",
+            "localhost/perstack-sandbox/skill-x:1",
+        ] {
+            assert_eq!(
+                podman.local_reference(listed.to_string()),
+                "perstack-sandbox/skill-x:1"
+            );
+            assert_eq!(docker.local_reference(listed.to_string()), listed);
+        }
+        assert_eq!(
+            podman.local_reference("docker.io/library/busybox:1".to_string()),
+            "busybox:1"
+        );
+        let pushed = "127.0.0.1:5000/demo:1.0".to_string();
+        assert_eq!(podman.local_reference(pushed.clone()), pushed);
+    }
 
     #[test]
     fn podman_is_told_by_its_component_and_docker_is_the_rest() {

@@ -17,6 +17,9 @@ const MISSING_FILE: [&str; 6] = [
     "command not found",
 ];
 
+/// What Python and Node print when a module the server imports is not installed.
+const MISSING_MODULE: [&str; 2] = ["ModuleNotFoundError", "ERR_MODULE_NOT_FOUND"];
+
 /// What a write to a read-only place prints.
 const READ_ONLY: [&str; 2] = ["Read-only file system", "EROFS"];
 
@@ -50,10 +53,21 @@ pub(super) fn hints(
              /tmp is writable, and {WORKSPACE_MOUNT} only with workspace = \"read-write\" \
              (docs/skills.md, \"What a skill can see and reach\")"
         ));
+    } else if said(&MISSING_MODULE) {
+        hints.push(
+            "a module the server imports is not in its image: list it in requirements.txt or \
+             pyproject.toml (python) or package.json (node) in the server's folder, which is \
+             installed when the image is built, or add the module's file with \
+             [sandbox.skills.\"<name>\"] files (docs/skills.md, \"Local files\")"
+                .to_string(),
+        );
     } else if said(&MISSING_FILE) {
         hints.push(
             "a file the server needs is not in its container, which holds the skill's image and \
-             nothing else of this machine (docs/skills.md, \"What a skill can see and reach\")"
+             nothing else of this machine: files beside perstack.toml are copied only when the \
+             command line names them (`python3 server.py`, `./bin/x`) or \
+             [sandbox.skills.\"<name>\"] files lists them, and paths inside the container are \
+             absolute (docs/skills.md, \"Local files\")"
                 .to_string(),
         );
     }
@@ -95,6 +109,32 @@ mod tests {
             assert_eq!(hints.len(), 1, "{said}");
             assert!(hints[0].starts_with("a file the server needs"), "{hints:?}");
         }
+    }
+
+    #[test]
+    fn a_missing_module_gets_the_manifest_hint_not_the_file_one() {
+        for said in [
+            "ModuleNotFoundError: No module named 'httpx'",
+            "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'zod'",
+        ] {
+            let hints = hints(&"python3".into(), &os(&["server.py"]), &lines(said), false);
+            assert_eq!(hints.len(), 1, "{said}");
+            assert!(hints[0].contains("requirements.txt"), "{hints:?}");
+        }
+    }
+
+    #[test]
+    fn the_missing_file_hint_says_how_local_files_get_in() {
+        let hints = hints(
+            &"python3".into(),
+            &os(&["server.py"]),
+            &lines("python3: can't open file '//server.py': [Errno 2] No such file or directory"),
+            false,
+        );
+        assert!(
+            hints[0].contains("[sandbox.skills.\"<name>\"] files"),
+            "{hints:?}"
+        );
     }
 
     #[test]
