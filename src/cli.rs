@@ -39,6 +39,10 @@ pub enum Command {
     Start(StartArgs),
     /// Build an Expert's images and tag them as a version (--tag); --push pushes them.
     Build(BuildArgs),
+    /// Write the objects that run a versioned image's Expert on another engine (kubernetes:
+    /// a Job, the egress proxy, NetworkPolicies; no secret values).
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Resolve every Expert of perstack.toml and the published Experts they delegate to, and
     /// write perstack.lock (Perstack's format) with their definitions and tool definitions.
     Install(InstallArgs),
@@ -672,6 +676,73 @@ pub struct GcArgs {
     /// Only report what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `export`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// YAML for `kubectl apply`: a Job running the Expert of a versioned image (skills and
+    /// base-skill as native sidecars, Kubernetes >= 1.29), the egress proxy's Deployment and
+    /// Service, and NetworkPolicies. Every variable, the query and each proxy token come from
+    /// Secrets you create (the YAML's header lists the keys); no value is written. Experimental:
+    /// checked against Kubernetes' schemas, not yet run on a cluster.
+    Kubernetes(ExportKubernetesArgs),
+}
+
+/// `export kubernetes`.
+#[derive(Debug, Args)]
+pub struct ExportKubernetesArgs {
+    /// With --push-to: the Expert of perstack.toml to build, tag and push first.
+    #[arg(requires = "push_to")]
+    pub expert: Option<String>,
+    /// The versioned image (`perstack-sandbox build <expert> --tag REF --push`) whose Expert the
+    /// Job runs; the cluster pulls it and its `REF-…` images.
+    #[arg(
+        long,
+        value_name = "REF",
+        required_unless_present = "push_to",
+        conflicts_with = "push_to"
+    )]
+    pub image: Option<String>,
+    /// Build EXPERT's version from perstack.toml, tag it REF and push it (as `build EXPERT --tag
+    /// REF --push`), then export it.
+    #[arg(long, value_name = "REF", requires = "expert")]
+    pub push_to: Option<String>,
+    /// perstack.toml to build from with --push-to (default: the nearest one in this folder or a
+    /// parent).
+    #[arg(long, value_name = "PATH", requires = "push_to")]
+    pub config: Option<PathBuf>,
+    /// The objects' namespace (default: the one `kubectl apply` uses).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The objects' name and prefix (default: the image's repository name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The Secret the query, the variables and the proxy tokens come from (default: NAME).
+    #[arg(long, value_name = "SECRET")]
+    pub secret_name: Option<String>,
+    /// Take variable VAR (or `query`, or `proxy-token-<principal>`) from key KEY of Secret
+    /// SECRET instead; repeatable.
+    #[arg(long = "secret", value_name = "VAR=SECRET/KEY")]
+    pub secrets: Vec<String>,
+    /// Mount this PersistentVolumeClaim as the workspace (default: an emptyDir, gone with the
+    /// pod).
+    #[arg(long, value_name = "CLAIM")]
+    pub workspace_pvc: Option<String>,
+    /// The emptyDir workspace's size limit.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "10Gi",
+        conflicts_with = "workspace_pvc"
+    )]
+    pub workspace_size: String,
+    /// Who base-skill runs as, so its files belong to the workspace's owner (not root).
+    #[arg(long, value_name = "UID:GID", default_value = "1000:1000")]
+    pub workspace_user: String,
+    /// The Job's time limit (activeDeadlineSeconds), e.g. `30m`.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// `trust`.

@@ -48,6 +48,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::Run(args) => host(commands::run::run(args).await),
         Command::Start(args) => host(commands::start::start(args).await),
         Command::Build(args) => host(commands::build::run(args).await),
+        Command::Export(command) => host(commands::export::run(command).await),
         Command::Install(args) => host(commands::install::run(args).await),
         Command::Validate(args) => host(commands::validate::run(args)),
         Command::Init(args) => host(commands::init::run(args)),

@@ -146,19 +146,28 @@ struct Built {
 /// Runs the command: prints each reference it tagged (and pushed) on stdout, progress on
 /// stderr.
 pub async fn run(args: BuildArgs) -> Result<Exit, BuildError> {
-    let inputs = load(&args).await?;
-    let run_plan = plan_images(&args, &inputs)?;
     if args.standalone {
+        let inputs = load(&args).await?;
+        let run_plan = plan_images(&args, &inputs)?;
         return standalone(&args, &inputs, &run_plan).await;
     }
+    for reference in &version(&args).await? {
+        println!("{reference}");
+    }
+    Ok(Exit::Success)
+}
+
+/// Builds, tags (and with `--push` pushes) the version's images; gives every reference it
+/// tagged. Progress and the summary go to stderr, nothing to stdout (`export kubernetes
+/// --push-to` writes its YAML there).
+pub(crate) async fn version(args: &BuildArgs) -> Result<Vec<String>, BuildError> {
+    let inputs = load(args).await?;
+    let run_plan = plan_images(args, &inputs)?;
     let docker = DockerClient::connect().await?;
-    let built = build(&docker, run_plan, &args, &inputs).await?;
+    let built = build(&docker, run_plan, args, &inputs).await?;
     let made = tag(&docker, &built, &inputs.refs).await?;
     if args.push {
         push(&docker, &made, args.verbose).await?;
-    }
-    for reference in &made {
-        println!("{reference}");
     }
     eprintln!(
         "{} {} image(s) of Expert `{}` {}; run it with `perstack-sandbox run --image {} \"<query>\"`",
@@ -172,7 +181,7 @@ pub async fn run(args: BuildArgs) -> Result<Exit, BuildError> {
         built.manifest.version,
         inputs.refs[0]
     );
-    Ok(Exit::Success)
+    Ok(made)
 }
 
 /// The config, the references to tag (`--tag`, else `<expert>:<version>`), the mock script (when

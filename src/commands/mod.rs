@@ -8,6 +8,7 @@ mod artifacts;
 pub mod build;
 pub mod doctor;
 mod engine_probe;
+pub mod export;
 pub mod gc;
 pub mod images;
 pub mod init;

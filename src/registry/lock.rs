@@ -383,4 +383,75 @@ instruction = "Helps."
         let unrelated = format!("{INSTALLED}[experts.unrelated]\ninstruction = \"U.\"\n");
         assert_eq!(stale_reasons(dir.path(), &unrelated), Vec::<String>::new());
     }
+
+    /// Perstack's `install` output for its e2e lockfile Expert (PERSTACK-REGISTRY §2.1's
+    /// example, abridged), with an interactive skill as Perstack writes it (tool `name` inside).
+    const PERSTACK_WRITTEN: &str = r#"version = "1"
+generatedAt = 1735300000000
+configPath = "lockfile.toml"
+
+[experts]
+[experts.e2e-lockfile]
+key = "e2e-lockfile"
+name = "e2e-lockfile"
+version = "1.0.0"
+instruction = "Test."
+delegates = []
+tags = []
+
+[experts.e2e-lockfile.skills]
+[experts.e2e-lockfile.skills."@perstack/base"]
+type = "mcpStdioSkill"
+name = "@perstack/base"
+pick = [ "attemptCompletion", "healthCheck" ]
+omit = []
+command = "npx"
+packageName = "@perstack/base"
+args = []
+requiredEnv = []
+lazyInit = false
+
+[experts.e2e-lockfile.skills.ask]
+type = "interactiveSkill"
+name = "ask"
+
+[experts.e2e-lockfile.skills.ask.tools]
+[experts.e2e-lockfile.skills.ask.tools.askUser]
+description = "Ask"
+inputJsonSchema = "{\"type\":\"object\"}"
+name = "askUser"
+
+[[experts.e2e-lockfile.toolDefinitions]]
+skillName = "@perstack/base"
+name = "attemptCompletion"
+description = "Done."
+
+[experts.e2e-lockfile.toolDefinitions.inputSchema]
+type = "object""#;
+
+    #[test]
+    fn a_lock_perstack_wrote_for_the_same_file_is_not_stale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(LOCK_FILE), PERSTACK_WRITTEN).expect("write");
+        let text = r#"
+[experts.e2e-lockfile]
+instruction = "Test."
+[experts.e2e-lockfile.skills."@perstack/base"]
+type = "mcpStdioSkill"
+command = "npx"
+packageName = "@perstack/base"
+pick = ["attemptCompletion", "healthCheck"]
+[experts.e2e-lockfile.skills.ask]
+type = "interactiveSkill"
+[experts.e2e-lockfile.skills.ask.tools.askUser]
+description = "Ask"
+inputJsonSchema = '{"type":"object"}'
+"#;
+        let lock = LockFile::read(dir.path()).expect("parses").expect("there");
+        let config = config_of(dir.path(), text);
+        assert_eq!(
+            lock.stale(&config, "e2e-lockfile", &Default::default()),
+            Vec::<String>::new()
+        );
+    }
 }

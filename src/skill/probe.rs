@@ -40,6 +40,65 @@ pub(crate) async fn resolve(host: &str) -> Value {
     }
 }
 
+/// Makes one `confine attempt` move in a child of ours (it inherits our confinement), with
+/// every `{pid:TEXT}` argument replaced by the pid of the first other process whose command line
+/// holds `TEXT`. Reports `{"label", "args", "outcome"}`, or `{"label", "error"}` when a target
+/// or the attempt itself cannot be found.
+pub(crate) async fn attempt(label: &str, args: &[String]) -> Value {
+    let mut resolved = Vec::new();
+    for arg in args {
+        match arg.strip_prefix("{pid:").and_then(|a| a.strip_suffix('}')) {
+            Some(text) => match pid_of(text) {
+                Some(pid) => resolved.push(pid.to_string()),
+                None => {
+                    return json!({"label": label, "error": format!("no process holds `{text}`")});
+                }
+            },
+            None => resolved.push(arg.clone()),
+        }
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return json!({"label": label, "error": format!("current_exe: {e}")}),
+    };
+    let run = tokio::process::Command::new(exe)
+        .args(["confine", "attempt"])
+        .args(&resolved)
+        .stdin(std::process::Stdio::null())
+        .output();
+    match tokio::time::timeout(PROBE_TIMEOUT, run).await {
+        Ok(Ok(out)) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let outcome = serde_json::from_str::<Value>(text.trim()).unwrap_or_else(
+                |_| json!({"unparsed": text, "stderr": String::from_utf8_lossy(&out.stderr)}),
+            );
+            json!({"label": label, "args": resolved, "outcome": outcome})
+        }
+        Ok(Err(e)) => json!({"label": label, "error": e.to_string()}),
+        Err(_) => json!({"label": label, "error": "timed out"}),
+    }
+}
+
+/// The lowest pid other than ours whose command line (arguments joined by spaces) holds `text`.
+fn pid_of(text: &str) -> Option<u32> {
+    let own = std::process::id();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| pid != own)
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter().find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .contains(text)
+            })
+            .unwrap_or(false)
+    })
+}
+
 /// Asks the proxy named by `HTTPS_PROXY` (or `https_proxy`) for a tunnel to `host:port` and
 /// reports its answer: `status` 200 means the tunnel is open. Through an open tunnel it then
 /// sends a TLS ClientHello for `host` and reports whether a TLS server answered

@@ -14,6 +14,7 @@ mod confine;
 mod delegation;
 mod docker_run;
 mod endpoints;
+mod export_k8s;
 mod fetch_skill;
 mod gc;
 mod hardening;

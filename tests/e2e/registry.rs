@@ -435,3 +435,78 @@ fn the_lock_workflow_install_change_stale_frozen() {
     let text = std::fs::read_to_string(&lock_path).expect("lock");
     assert!(text.contains("[experts.lead.skills.ask]"), "{text}");
 }
+
+#[test]
+fn a_version_built_from_the_lock_runs_with_no_registry_at_all() {
+    if !require_docker() {
+        return;
+    }
+    let project = lock_project();
+    let fake = FakeRegistry::start(vec![reviewer(), helper()], None);
+    let url = fake.url();
+    let (code, stdout, stderr) = install(project.path(), &url, &tempfile::tempdir().expect("c"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // From here on the Registry is gone and no cache holds the published Experts: only the lock.
+    drop(fake);
+    let id = perstack_sandbox::test_support::internals::new_id();
+    let repository = format!("psbx-e2e-lock-{id}");
+    let reference = format!("{repository}:1.0");
+    let mut images = perstack_sandbox::test_support::docker::DockerGuard::new();
+    images.repository(&repository);
+    let empty_cache = tempfile::tempdir().expect("cache");
+    let built = std::process::Command::new(crate::support::binary())
+        .args(["build", "lead", "--frozen-lockfile", "--tag", &reference])
+        .current_dir(project.path())
+        .env("PERSTACK_API_BASE_URL", &url)
+        .env("PERSTACK_SANDBOX_TEST_REGISTRY", "1")
+        .env("PERSTACK_SANDBOX_CACHE_DIR", empty_cache.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("build");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let runtime_id =
+        crate::support::docker(&["image", "inspect", "--format", "{{.Id}}", &reference]);
+    images.image(runtime_id.trim());
+
+    // Elsewhere, with only the image: no perstack.toml, no lock, no Registry, no cache.
+    let elsewhere = tempfile::tempdir().expect("dir");
+    let job = crate::support::JobGuard::new();
+    let out = std::process::Command::new(crate::support::binary())
+        .args([
+            "run",
+            "--json",
+            "--job-id",
+            &job.job_id,
+            "--image",
+            &reference,
+            "q",
+        ])
+        .current_dir(elsewhere.path())
+        .env("PERSTACK_SANDBOX_CACHE_DIR", empty_cache.path())
+        .env_remove("PERSTACK_API_BASE_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    let done = crate::support::finished(out.status.code(), out.stdout, out.stderr);
+    done.assert_code(0);
+    let started: Vec<&str> = done
+        .of_type("startRun")
+        .iter()
+        .map(|e| e["expertKey"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(started[0], "lead");
+    assert!(started.contains(&"@acme/helper@2.0.0"), "{started:?}");
+    assert_eq!(
+        done.of_type("completeRun").last().unwrap()["text"],
+        "the reviewer reviewed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(elsewhere.path().join("notes.md")).expect("notes"),
+        "helped\n"
+    );
+    assert_eq!(job.leftovers(), Vec::<String>::new());
+}

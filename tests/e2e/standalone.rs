@@ -57,9 +57,22 @@ pub fn docker_run(
     workspace: &Path,
     args: &[&str],
 ) -> Output {
+    docker_run_with(image, job, &[], env, workspace, args)
+}
+
+/// [`docker_run`] with options of `docker run` itself (`--security-opt …`).
+pub fn docker_run_with(
+    image: &Image,
+    job: &JobGuard,
+    options: &[&str],
+    env: &[(&str, &str)],
+    workspace: &Path,
+    args: &[&str],
+) -> Output {
     let mut command = Command::new("docker");
     command
         .args(["run", "--rm", "--label", "io.perstack.sandbox.managed=true"])
+        .args(options)
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id));
     for (name, value) in env {
@@ -228,4 +241,160 @@ fn a_standalone_image_says_what_is_missing_before_anything_starts() {
         "{}",
         String::from_utf8_lossy(&nothing.stderr)
     );
+}
+
+/// The outcome of each `attempt` the attacker made, by label.
+fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
+    of_type(events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["toolName"] == "attempt")
+        .map(|r| {
+            let text = r["result"][0]["text"].as_str().expect("text").to_string();
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            (value["label"].as_str().expect("label").to_string(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone-hostile"), "hostile");
+    let ws = workspace();
+    std::fs::write(ws.path().join("secret.txt"), "the user's secret").expect("write");
+    let job = JobGuard::new();
+    let out = docker_run(
+        &image,
+        &job,
+        &[
+            ("ATTACKER_TOKEN", "attacker-token"),
+            ("VICTIM_TOKEN", "victim-token"),
+        ],
+        ws.path(),
+        &["Break out"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = json_lines(&out);
+    let outcomes = attempts(&events);
+    // Controls: the attempts work where the policy grants.
+    assert_eq!(
+        outcomes["own-status"]["outcome"]["ok"], true,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes["system-file"]["outcome"]["ok"], true);
+    const EPERM: i64 = 1;
+    const EACCES: i64 = 13;
+    let expected = [
+        // Another process's environment and memory: non-dumpable, another uid, another domain.
+        ("runtime-environ", EACCES),
+        ("runtime-mem", EACCES),
+        ("victim-environ", EACCES),
+        ("victim-mem", EACCES),
+        ("base-tools-environ", EACCES),
+        // ptrace: seccomp.
+        ("runtime-ptrace", EPERM),
+        // Signals to the runtime, another skill and the supervisor: Landlock's signal scope.
+        ("runtime-signal", EPERM),
+        ("victim-signal", EPERM),
+        ("supervisor-signal", EPERM),
+        // The workspace without a grant, the run data, another principal's home: Landlock.
+        ("workspace-read", EACCES),
+        ("workspace-write", EACCES),
+        ("jobs-read", EACCES),
+        ("other-home", EACCES),
+        // Direct TCP, anywhere: Landlock refuses the connect itself (not a refused connection).
+        ("tcp-direct", EACCES),
+        ("tcp-loopback", EACCES),
+        // UDP, raw and packet sockets, user namespaces: seccomp.
+        ("udp-socket", EPERM),
+        ("raw-socket", EPERM),
+        ("packet-socket", EPERM),
+        ("user-namespace", EPERM),
+    ];
+    for (label, errno) in expected {
+        let attempt = &outcomes[label];
+        assert!(attempt["error"].is_null(), "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
+    }
+    // DNS: no UDP, so no lookup, although the container's network has a resolver.
+    let resolved = of_type(&events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["toolName"] == "resolve")
+        .expect("resolve");
+    let resolved: Value =
+        serde_json::from_str(resolved["result"][0]["text"].as_str().expect("text")).expect("JSON");
+    assert_eq!(resolved["addresses"], serde_json::json!([]), "{resolved}");
+    assert!(!ws.path().join("planted.txt").exists());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("victim-token"));
+}
+
+#[test]
+fn without_landlock_it_refuses_to_start_unless_told_and_then_says_what_is_missing() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone"), "demo");
+    // A kernel without Landlock, as gVisor is one: a seccomp profile that refuses its calls.
+    let profile = tempfile::tempdir().expect("tempdir");
+    let profile_path = profile.path().join("no-landlock.json");
+    std::fs::write(
+        &profile_path,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["landlock_create_ruleset",
+        "landlock_add_rule","landlock_restrict_self"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .expect("write");
+    let option = format!("seccomp={}", profile_path.display());
+    let options = ["--security-opt", option.as_str()];
+    let ws = workspace();
+    let job = JobGuard::new();
+    let token = [("DEMO_TOKEN", "x")];
+    let refused = docker_run_with(&image, &job, &options, &token, ws.path(), &["Say hello"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot wall the Expert's processes off"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Landlock: its system call is refused (EPERM)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-weaker-isolation"), "{stderr}");
+    assert!(refused.stdout.is_empty());
+    assert!(!ws.path().join("perstack").exists(), "nothing may start");
+
+    let weaker = docker_run_with(
+        &image,
+        &job,
+        &options,
+        &token,
+        ws.path(),
+        &["--allow-weaker-isolation", "Say hello"],
+    );
+    let stderr = String::from_utf8_lossy(&weaker.stderr);
+    assert_eq!(weaker.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: weaker isolation: Landlock"),
+        "{stderr}"
+    );
+    let events = json_lines(&weaker);
+    assert_eq!(events[0]["type"], "isolationReport");
+    assert!(
+        events[0]["missing"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Landlock")),
+        "{}",
+        events[0]
+    );
+    for principal in events[0]["principals"].as_array().expect("principals") {
+        assert_eq!(principal["landlock"]["enforced"], serde_json::json!([]));
+        assert_eq!(principal["seccomp"], true);
+    }
+    assert_eq!(of_type(&events, "completeRun").len(), 1);
 }
