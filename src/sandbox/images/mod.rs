@@ -54,8 +54,8 @@ pub(crate) mod recipes;
 pub(crate) mod user_recipe;
 
 use super::labels;
-use crate::contract::paths::BINARY_PATH;
 use super::packages::{INSTALL_PREFIX, Install, Installer};
+use crate::contract::paths::BINARY_PATH;
 use user_recipe::UserRecipe;
 
 /// The kinds of image.
@@ -400,12 +400,18 @@ impl ImageSpec {
 
     /// The files every image of this controller has alike: the executable.
     fn shared_files(&self) -> Vec<&ContextFile> {
-        self.files.iter().filter(|f| f.path == BINARY_PATH).collect()
+        self.files
+            .iter()
+            .filter(|f| f.path == BINARY_PATH)
+            .collect()
     }
 
     /// The files of this image alone.
     fn own_files(&self) -> Vec<&ContextFile> {
-        self.files.iter().filter(|f| f.path != BINARY_PATH).collect()
+        self.files
+            .iter()
+            .filter(|f| f.path != BINARY_PATH)
+            .collect()
     }
 
     /// The layers of a `scratch` image, bottom first: the executable's, then the image's own
@@ -754,8 +760,16 @@ mod tests {
         assert!(entries(&a[1]).iter().all(|e| e.0 != BINARY_PATH[1..]));
         // On a real base: the executable is copied from `shared/`, the rest from `rootfs/`.
         let context = entries(&runtime.context_tar().expect("tar"));
-        assert!(context.iter().any(|e| e.0 == format!("shared{BINARY_PATH}")));
-        assert!(context.iter().all(|e| e.0 != format!("rootfs{BINARY_PATH}")));
+        assert!(
+            context
+                .iter()
+                .any(|e| e.0 == format!("shared{BINARY_PATH}"))
+        );
+        assert!(
+            context
+                .iter()
+                .all(|e| e.0 != format!("rootfs{BINARY_PATH}"))
+        );
     }
 
     #[test]
