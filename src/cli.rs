@@ -39,6 +39,13 @@ pub enum Command {
     Start(StartArgs),
     /// Build an Expert's images and tag them as a version (--tag); --push pushes them.
     Build(BuildArgs),
+    /// Write the objects that run a versioned image's Expert on another engine (kubernetes:
+    /// a Job, the egress proxy, NetworkPolicies; no secret values).
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Resolve every Expert of perstack.toml and the published Experts they delegate to, and
+    /// write perstack.lock (Perstack's format) with their definitions and tool definitions.
+    Install(InstallArgs),
     /// Check perstack.toml and list its Experts, delegates and skills.
     Validate(ValidateArgs),
     /// Write a commented perstack.toml for a first Expert here, and .env.example.
@@ -77,10 +84,50 @@ pub enum Command {
     /// kernel's protections; make a breakout attempt.
     #[command(hide = true)]
     Confine(crate::confine::role::ConfineArgs),
+    /// (ENTRYPOINT of a standalone image) Run the image's Expert: start the runtime, the
+    /// workspace tools, the egress proxy and each skill as processes walled off from each other.
+    #[command(hide = true)]
+    Standalone(StandaloneArgs),
     /// (doctor's probe containers) Serve this container's findings on a unix socket, or fetch
     /// them and print them with this one's.
     #[command(hide = true)]
     EngineProbe(EngineProbeArgs),
+}
+
+/// What a caller of a standalone image passes after `docker run … IMAGE` (the ENTRYPOINT fixes
+/// the Expert).
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    /// What to ask the Expert (with `-i`, the answer to its pending question).
+    pub query: String,
+    /// Continue the job of the latest run stored in /workspace/perstack.
+    #[arg(long = "continue", short = 'c')]
+    pub continue_latest: bool,
+    /// Continue this job.
+    #[arg(long, value_name = "JOB_ID", conflicts_with = "continue_latest")]
+    pub continue_job: Option<String>,
+    /// With --continue-job: continue from this checkpoint instead of the latest.
+    #[arg(long, value_name = "CHECKPOINT_ID", requires = "continue_job")]
+    pub resume_from: Option<String>,
+    /// The query is the answer to the pending interactive tool call of the continued run.
+    #[arg(short = 'i', long = "interactive-tool-call-result")]
+    pub interactive_tool_call_result: bool,
+    /// Model (default: the image's).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Step limit (default: the image's).
+    #[arg(long)]
+    pub max_steps: Option<u32>,
+    /// Start even when this kernel lacks a protection (Landlock, its scopes, seccomp); the
+    /// report says exactly which.
+    #[arg(long)]
+    pub allow_weaker_isolation: bool,
+    /// JSON events even on a terminal.
+    #[arg(long)]
+    pub json: bool,
+    /// Show everything in the human view.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// `engine-probe`.
@@ -294,6 +341,15 @@ pub struct RunFlags {
     /// Show build output, skill stderr and container states.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Refuse to run when perstack.lock is missing or stale (for CI).
+    #[arg(
+        long,
+        visible_alias = "locked",
+        help = "Refuse to run when perstack.lock is missing or stale — an Expert of the run not \
+                in it, or a skill or delegate changed since `install` (for CI; without it a \
+                stale lock is a warning)"
+    )]
+    pub frozen_lockfile: bool,
     /// Perstack's `--runtime`: only `docker`, which is what perstack-sandbox is.
     #[arg(
         long,
@@ -431,12 +487,20 @@ pub struct BuildArgs {
     /// Push every tagged image to its registry.
     #[arg(long)]
     pub push: bool,
+    /// Build one image holding the runtime, the workspace tools, the egress proxy and every
+    /// skill, which plain `docker run IMAGE "query"` runs (tagged with each --tag).
+    #[arg(long)]
+    pub standalone: bool,
+
     /// perstack.toml to use (default: the nearest one in this folder or a parent).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Show build and push output.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Refuse to build when perstack.lock is missing or stale (for CI).
+    #[arg(long, visible_alias = "locked")]
+    pub frozen_lockfile: bool,
     /// The CA bundle the version's images carry.
     #[arg(
         long,
@@ -614,6 +678,73 @@ pub struct GcArgs {
     pub dry_run: bool,
 }
 
+/// `export`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// YAML for `kubectl apply`: a Job running the Expert of a versioned image (skills and
+    /// base-skill as native sidecars, Kubernetes >= 1.29), the egress proxy's Deployment and
+    /// Service, and NetworkPolicies. Every variable, the query and each proxy token come from
+    /// Secrets you create (the YAML's header lists the keys); no value is written. Experimental:
+    /// checked against Kubernetes' schemas, not yet run on a cluster.
+    Kubernetes(ExportKubernetesArgs),
+}
+
+/// `export kubernetes`.
+#[derive(Debug, Args)]
+pub struct ExportKubernetesArgs {
+    /// With --push-to: the Expert of perstack.toml to build, tag and push first.
+    #[arg(requires = "push_to")]
+    pub expert: Option<String>,
+    /// The versioned image (`perstack-sandbox build <expert> --tag REF --push`) whose Expert the
+    /// Job runs; the cluster pulls it and its `REF-…` images.
+    #[arg(
+        long,
+        value_name = "REF",
+        required_unless_present = "push_to",
+        conflicts_with = "push_to"
+    )]
+    pub image: Option<String>,
+    /// Build EXPERT's version from perstack.toml, tag it REF and push it (as `build EXPERT --tag
+    /// REF --push`), then export it.
+    #[arg(long, value_name = "REF", requires = "expert")]
+    pub push_to: Option<String>,
+    /// perstack.toml to build from with --push-to (default: the nearest one in this folder or a
+    /// parent).
+    #[arg(long, value_name = "PATH", requires = "push_to")]
+    pub config: Option<PathBuf>,
+    /// The objects' namespace (default: the one `kubectl apply` uses).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The objects' name and prefix (default: the image's repository name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The Secret the query, the variables and the proxy tokens come from (default: NAME).
+    #[arg(long, value_name = "SECRET")]
+    pub secret_name: Option<String>,
+    /// Take variable VAR (or `query`, or `proxy-token-<principal>`) from key KEY of Secret
+    /// SECRET instead; repeatable.
+    #[arg(long = "secret", value_name = "VAR=SECRET/KEY")]
+    pub secrets: Vec<String>,
+    /// Mount this PersistentVolumeClaim as the workspace (default: an emptyDir, gone with the
+    /// pod).
+    #[arg(long, value_name = "CLAIM")]
+    pub workspace_pvc: Option<String>,
+    /// The emptyDir workspace's size limit.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "10Gi",
+        conflicts_with = "workspace_pvc"
+    )]
+    pub workspace_size: String,
+    /// Who base-skill runs as, so its files belong to the workspace's owner (not root).
+    #[arg(long, value_name = "UID:GID", default_value = "1000:1000")]
+    pub workspace_user: String,
+    /// The Job's time limit (activeDeadlineSeconds), e.g. `30m`.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
+}
+
 /// `trust`.
 #[derive(Debug, Subcommand)]
 pub enum TrustCommand {
@@ -635,6 +766,21 @@ pub struct TrustArgs {
     pub workspace: Option<PathBuf>,
 }
 
+/// `install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// perstack.toml to use (default: the nearest one in this folder or a parent).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Dotenv file to read (repeatable; default: envPath, else .env and .env.local).
+    #[arg(long, value_name = "PATH")]
+    pub env_path: Vec<PathBuf>,
+    /// Published Experts to lock as well, to run them by key (`run @acme/reviewer@1.2.0 …`);
+    /// the file's Experts and their delegates are always locked.
+    #[arg(value_name = "EXPERT")]
+    pub experts: Vec<String>,
+}
+
 /// `validate` and `doctor`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -654,6 +800,42 @@ pub enum RuntimeArgsError {
         /// The Expert asked for.
         expert: String,
     },
+}
+
+/// The message for a versioned image's runtime started by hand (`docker run IMAGE "query"`):
+/// its ENTRYPOINT is `runtime --only-expert KEY`, and the controller adds `--job-id`, `--run-id`,
+/// the Expert and the query. `argv` is the whole command line; `None` unless it is the runtime
+/// role of a versioned image without the controller's `--job-id`, so every other mistake keeps
+/// clap's own message.
+pub fn direct_run_message<S: AsRef<std::ffi::OsStr>>(argv: &[S]) -> Option<String> {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    if words.get(1).map(String::as_str) != Some("runtime") {
+        return None;
+    }
+    let options = words.iter().take_while(|w| *w != "--");
+    if options
+        .clone()
+        .any(|w| w == "--job-id" || w.starts_with("--job-id="))
+    {
+        return None;
+    }
+    let expert = words
+        .windows(2)
+        .find(|pair| pair[0] == "--only-expert")
+        .map(|pair| pair[1].clone())?;
+    Some(format!(
+        "this is the runtime image of Expert `{expert}`, one of the images of a \
+         perstack-sandbox version: its skills and workspace tools are in images of their own, so \
+         it does not run by itself.\n\
+         \x20 Run the version with perstack-sandbox (it starts every image, each walled off):\n\
+         \x20     perstack-sandbox run --image <this image's reference> \"<query>\"\n\
+         \x20 Or build one image that `docker run` can start on its own:\n\
+         \x20     perstack-sandbox build {expert} --standalone --tag <reference>\n\
+         \x20     docker run --rm -e <provider key> -v \"$PWD/workspace:/workspace\" <reference> \"<query>\""
+    ))
 }
 
 impl RuntimeArgs {
@@ -971,6 +1153,54 @@ mod tests {
         );
         assert!(runtime_args(&["--only-expert", "main", "main", "q"]).is_ok());
         assert!(runtime_args(&["helper", "q"]).is_ok());
+    }
+
+    #[test]
+    fn a_versioned_runtime_started_by_hand_says_how_to_run_it() {
+        let by_hand = [
+            "perstack-sandbox",
+            "runtime",
+            "--only-expert",
+            "demo",
+            "Say hello",
+        ];
+        let message = direct_run_message(&by_hand).expect("a message");
+        assert!(
+            message.contains("runtime image of Expert `demo`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("perstack-sandbox run --image"),
+            "{message}"
+        );
+        assert!(
+            message.contains("build demo --standalone --tag"),
+            "{message}"
+        );
+        assert!(Cli::try_parse_from(by_hand).is_err());
+        // The controller's own command line, other roles and a runtime without a fixed Expert
+        // keep clap's handling.
+        for argv in [
+            &[
+                "perstack-sandbox",
+                "runtime",
+                "--only-expert",
+                "demo",
+                "--job-id",
+                "j",
+            ][..],
+            &[
+                "perstack-sandbox",
+                "runtime",
+                "--job-id=j",
+                "--only-expert",
+                "demo",
+            ],
+            &["perstack-sandbox", "runtime", "q"],
+            &["perstack-sandbox", "run", "--only-expert", "demo"],
+        ] {
+            assert_eq!(direct_run_message(argv), None, "{argv:?}");
+        }
     }
 
     #[test]

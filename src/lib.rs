@@ -16,8 +16,7 @@ pub(crate) mod agent;
 pub mod cli;
 pub mod commands;
 pub(crate) mod config;
-// The supervisor of the standalone image will launch principals through `confine` and issue
-// them proxy tokens; until it lands, only the tests (with `test-support`) do.
+// Parts of `confine` (breakout attempts, some reports) only the tests use.
 #[cfg_attr(not(feature = "test-support"), allow(dead_code))]
 pub(crate) mod confine;
 pub(crate) mod contract;
@@ -35,6 +34,7 @@ pub(crate) mod runtime;
 pub(crate) mod sandbox;
 // The run's protections and the detection of changed inputs are being built on this list.
 pub(crate) mod skill;
+pub mod standalone;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 #[allow(dead_code)]

@@ -10,7 +10,19 @@ use perstack_sandbox::commands::{self, roles};
 use perstack_sandbox::exit::Exit;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let argv: Vec<_> = std::env::args_os().collect();
+            match perstack_sandbox::cli::direct_run_message(&argv) {
+                Some(message) => {
+                    eprintln!("error: {message}");
+                    std::process::exit(Exit::Usage.code());
+                }
+                None => error.exit(),
+            }
+        }
+    };
     // Before any thread exists: Landlock and seccomp bind the calling thread (confine/role.rs).
     if let Command::Confine(args) = cli.command {
         std::process::exit(roles::confine(args));
@@ -36,6 +48,8 @@ async fn dispatch(command: Command) -> i32 {
         Command::Run(args) => host(commands::run::run(args).await),
         Command::Start(args) => host(commands::start::start(args).await),
         Command::Build(args) => host(commands::build::run(args).await),
+        Command::Export(command) => host(commands::export::run(command).await),
+        Command::Install(args) => host(commands::install::run(args).await),
         Command::Validate(args) => host(commands::validate::run(args)),
         Command::Init(args) => host(commands::init::run(args)),
         Command::Doctor(args) => commands::doctor::run(args).await.code(),
@@ -49,6 +63,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::EgressProxy => role(roles::egress_proxy().await),
         Command::FixtureMcp => role(roles::fixture_mcp().await),
         Command::EngineProbe(args) => roles::engine_probe(args),
+        Command::Standalone(args) => perstack_sandbox::standalone::main(args).await,
         // Dispatched in `main` before the async runtime starts; here only for completeness.
         Command::Confine(args) => roles::confine(args),
     }

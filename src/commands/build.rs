@@ -88,6 +88,9 @@ pub enum BuildError {
     /// An image was built yet the engine does not know it.
     #[error("image {0} was built but the engine does not know it")]
     BuiltButUnknown(String),
+    /// The Expert cannot be one standalone image.
+    #[error(transparent)]
+    Standalone(#[from] crate::standalone::image::StandaloneImageError),
     /// The engine did not answer, or tagging or pushing failed.
     #[error(transparent)]
     Docker(#[from] DockerError),
@@ -112,7 +115,8 @@ impl From<&BuildError> for Exit {
             | BuildError::Settings(_)
             | BuildError::Spec(_)
             | BuildError::Labels(_)
-            | BuildError::Image(_) => Exit::Usage,
+            | BuildError::Image(_)
+            | BuildError::Standalone(_) => Exit::Usage,
         }
     }
 }
@@ -142,16 +146,28 @@ struct Built {
 /// Runs the command: prints each reference it tagged (and pushed) on stdout, progress on
 /// stderr.
 pub async fn run(args: BuildArgs) -> Result<Exit, BuildError> {
-    let inputs = load(&args).await?;
-    let run_plan = plan_images(&args, &inputs)?;
+    if args.standalone {
+        let inputs = load(&args).await?;
+        let run_plan = plan_images(&args, &inputs)?;
+        return standalone(&args, &inputs, &run_plan).await;
+    }
+    for reference in &version(&args).await? {
+        println!("{reference}");
+    }
+    Ok(Exit::Success)
+}
+
+/// Builds, tags (and with `--push` pushes) the version's images; gives every reference it
+/// tagged. Progress and the summary go to stderr, nothing to stdout (`export kubernetes
+/// --push-to` writes its YAML there).
+pub(crate) async fn version(args: &BuildArgs) -> Result<Vec<String>, BuildError> {
+    let inputs = load(args).await?;
+    let run_plan = plan_images(args, &inputs)?;
     let docker = DockerClient::connect().await?;
-    let built = build(&docker, run_plan, &args, &inputs).await?;
+    let built = build(&docker, run_plan, args, &inputs).await?;
     let made = tag(&docker, &built, &inputs.refs).await?;
     if args.push {
         push(&docker, &made, args.verbose).await?;
-    }
-    for reference in &made {
-        println!("{reference}");
     }
     eprintln!(
         "{} {} image(s) of Expert `{}` {}; run it with `perstack-sandbox run --image {} \"<query>\"`",
@@ -165,7 +181,7 @@ pub async fn run(args: BuildArgs) -> Result<Exit, BuildError> {
         built.manifest.version,
         inputs.refs[0]
     );
-    Ok(Exit::Success)
+    Ok(made)
 }
 
 /// The config, the references to tag (`--tag`, else `<expert>:<version>`), the mock script (when
@@ -184,7 +200,8 @@ async fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let resolved = super::registry::resolve_for(&mut loaded, &args.expert, &env).await?;
+    let resolved =
+        super::registry::resolve_for(&mut loaded, &args.expert, &env, args.frozen_lockfile).await?;
     resolved
         .warnings
         .iter()
@@ -312,6 +329,40 @@ async fn build(
         others,
         manifest,
     })
+}
+
+/// `--standalone`: one image holding every image of the plan, tagged as each reference.
+async fn standalone(
+    args: &BuildArgs,
+    inputs: &Inputs,
+    run_plan: &RunPlan,
+) -> Result<Exit, BuildError> {
+    let manifest = Manifest::new(
+        &inputs.loaded.config,
+        &args.expert,
+        inputs.digest.clone(),
+        BTreeMap::new(),
+    );
+    let spec = crate::standalone::image::standalone_image(run_plan, &manifest)?;
+    let docker = DockerClient::connect().await?;
+    let (tag, _) = ensure(&docker, &spec, args.verbose).await?;
+    let mut made = Vec::new();
+    for reference in &inputs.refs {
+        docker.tag_image(&tag, &reference.to_string()).await?;
+        made.push(reference.to_string());
+    }
+    if args.push {
+        push(&docker, &made, args.verbose).await?;
+    }
+    for reference in &made {
+        println!("{reference}");
+    }
+    eprintln!(
+        "built the standalone image of Expert `{}` {}; run it with `docker run --rm -v \
+         \"$PWD/workspace:/workspace\" {} \"<query>\"` (add -e for the variables it needs)",
+        args.expert, manifest.version, inputs.refs[0]
+    );
+    Ok(Exit::Success)
 }
 
 /// Tags every image as each reference; gives the references made.

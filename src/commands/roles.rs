@@ -27,7 +27,7 @@ pub enum RoleError {
     SkillHost(#[from] HostError),
     /// base-skill failed.
     #[error("base-skill: {0}")]
-    BaseSkill(#[source] ServeError),
+    BaseSkill(#[source] base::BaseServeError),
     /// The egress proxy failed.
     #[error("egress-proxy: {0}")]
     EgressProxy(#[from] ProxyError),
@@ -82,7 +82,7 @@ pub async fn base_skill(args: BaseSkillArgs) -> Result<i32, RoleError> {
 
 /// `egress-proxy`: carries allowlisted traffic out of a run's internal networks.
 pub async fn egress_proxy() -> Result<i32, RoleError> {
-    crate::proxy::run(std::env::var("PERSTACK_PROXY_CONFIG").ok()).await?;
+    crate::proxy::run(std::env::var(crate::contract::proxy::PROXY_CONFIG_VAR).ok()).await?;
     Ok(Exit::Success.code())
 }
 

@@ -25,6 +25,9 @@ mod parse;
 pub(crate) mod patterns;
 mod validate;
 
+#[cfg(test)]
+mod upstream_tests;
+
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 

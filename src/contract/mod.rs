@@ -14,11 +14,13 @@
 //! - [`runtime_args`]: the runtime role's command line, built by the controller's plan and
 //!   parsed by the role.
 //! - [`probe`]: what `doctor`'s probe containers report about themselves.
+//! - [`proxy`]: the variable that carries the egress proxy's configuration.
 //! - [`supervision`]: how the skill host tells the runtime that a skill's server went away, and
 //!   how its own stderr lines begin.
 
 pub(crate) mod paths;
 pub(crate) mod probe;
+pub(crate) mod proxy;
 pub(crate) mod runtime_args;
 pub(crate) mod spec;
 pub(crate) mod supervision;

@@ -10,7 +10,8 @@
 //! - **by token**, where principals share a network (a Kubernetes pod, a standalone image, Docker
 //!   containers joined to one "pause" network namespace): its proxy URL carries its name and a
 //!   token of its own, which clients send as `Proxy-Authorization`. The proxy knows only the
-//!   token's SHA-256, compares in constant time ([`token`]), answers anything else with `407`
+//!   token's SHA-256 (given as `tokenSha256`, or as `tokenEnv`: a variable holding the token,
+//!   hashed when the configuration is read, as a Kubernetes Secret delivers it), compares in constant time ([`token`]), answers anything else with `407`
 //!   (`auth.rs`), and never forwards the header.
 //!
 //! Names are resolved by the proxy itself, every address is checked ([`address`]) and the
@@ -38,7 +39,8 @@ use rules::Allowlist;
 /// The port the proxy listens on.
 pub const PROXY_PORT: u16 = 3128;
 
-/// What the controller tells the proxy (JSON, passed in the `PERSTACK_PROXY_CONFIG` variable).
+/// What the controller tells the proxy (JSON, passed in the variable
+/// `contract::proxy::PROXY_CONFIG_VAR`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyConfig {
@@ -106,8 +108,8 @@ impl TryFrom<PrincipalWire> for Principal {
             }
             (None, None) => {
                 return Err(format!(
-                    "principal `{}` needs `subnet` (identified by network) or `tokenSha256` \
-                     (identified by token)",
+                    "principal `{}` needs `subnet` (identified by network), or `tokenSha256` \
+                     or `tokenEnv` (identified by token)",
                     wire.name
                 ));
             }
@@ -206,7 +208,26 @@ impl ProxyConfig {
     /// Reads the configuration the controller wrote, and checks what serde cannot: every
     /// principal's name is its own (a token names its principal, and access records say who).
     pub fn parse(text: &str) -> Result<ProxyConfig, String> {
-        let config: ProxyConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        ProxyConfig::parse_with(text, |name| std::env::var(name).ok())
+    }
+
+    /// [`ProxyConfig::parse`], with a principal's `tokenEnv` (the name of a variable holding its
+    /// token, as a Kubernetes `secretKeyRef` sets it) read through `env` and replaced by the
+    /// token's digest at once: the configuration keeps only digests, whichever way they came.
+    pub(crate) fn parse_with(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ProxyConfig, String> {
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(principals) = value
+            .get_mut("principals")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            for principal in principals.iter_mut().filter_map(|p| p.as_object_mut()) {
+                resolve_token_env(principal, &env)?;
+            }
+        }
+        let config: ProxyConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
         for (i, principal) in config.principals.iter().enumerate() {
             if config.principals[..i]
                 .iter()
@@ -241,6 +262,43 @@ impl ProxyConfig {
     }
 }
 
+/// Replaces a principal's `tokenEnv` by the `tokenSha256` of that variable's value.
+fn resolve_token_env(
+    principal: &mut serde_json::Map<String, serde_json::Value>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let Some(variable) = principal.remove("tokenEnv") else {
+        return Ok(());
+    };
+    let name = principal
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("?")
+        .to_string();
+    let Some(variable) = variable.as_str() else {
+        return Err(format!(
+            "principal `{name}`: `tokenEnv` must be a variable's name"
+        ));
+    };
+    if principal.contains_key("tokenSha256") {
+        return Err(format!(
+            "principal `{name}` has both `tokenEnv` and `tokenSha256`; it is identified by one"
+        ));
+    }
+    let token = env(variable)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| {
+            format!(
+                "principal `{name}`: its token variable {variable} is not set or empty (its \
+             secretKeyRef names a missing Secret key?)"
+            )
+        })?;
+    let digest =
+        serde_json::to_value(token::TokenDigest::of(token.trim())).map_err(|e| e.to_string())?;
+    principal.insert("tokenSha256".to_string(), digest);
+    Ok(())
+}
+
 /// One decision of the proxy: a line of its stdout, a `proxyAccess` event for the controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -262,7 +320,7 @@ pub(crate) struct Access {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// No or a bad configuration.
-    #[error("bad egress proxy configuration in PERSTACK_PROXY_CONFIG: {0}")]
+    #[error("bad egress proxy configuration in {var}: {0}", var = crate::contract::proxy::PROXY_CONFIG_VAR)]
     Config(String),
     /// The port could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -392,6 +450,46 @@ mod tests {
             let error = ProxyConfig::parse(&text).expect_err(why);
             assert!(error.contains(why), "{error}");
         }
+    }
+
+    #[test]
+    fn a_token_from_a_variable_becomes_its_digest_and_a_missing_one_is_an_error() {
+        let text = serde_json::json!({"principals": [
+            {"name": "runtime", "tokenEnv": "PSB_TOKEN_RUNTIME", "allow": {"rules": ["api.anthropic.com"]}}
+        ]})
+        .to_string();
+        let config = ProxyConfig::parse_with(&text, |name| {
+            (name == "PSB_TOKEN_RUNTIME").then(|| "s3cret\n".to_string())
+        })
+        .expect("parse");
+        let Identity::Token(digest) = config.principals[0].identity else {
+            panic!("{config:?}");
+        };
+        assert!(digest.verifies("s3cret"));
+        assert!(
+            !serde_json::to_string(&config)
+                .expect("json")
+                .contains("s3cret")
+        );
+        for (env, why) in [
+            (None, "is not set or empty"),
+            (Some(" "), "is not set or empty"),
+        ] {
+            let error = ProxyConfig::parse_with(&text, |_| env.map(str::to_string)).expect_err(why);
+            assert!(
+                error.contains(why) && error.contains("PSB_TOKEN_RUNTIME"),
+                "{error}"
+            );
+        }
+        let both = serde_json::json!({"principals": [
+            {"name": "a", "tokenEnv": "T", "tokenSha256": "0".repeat(64)}
+        ]})
+        .to_string();
+        let error = ProxyConfig::parse_with(&both, |_| Some("t".into())).expect_err("both");
+        assert!(
+            error.contains("both `tokenEnv` and `tokenSha256`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -131,15 +131,7 @@ impl RegistryExpert {
     /// through perstack.toml's parser and rules; a stdio skill's command must be `npx` or `uvx`,
     /// as Perstack publishes them (its package is installed when its image is built).
     pub(crate) fn to_expert(&self, key: &str) -> Result<Expert, DefinitionError> {
-        let text = self.as_toml()?;
-        let origin = PathBuf::from(format!("/perstack-registry/{key}"));
-        let loaded = config::load_str(&origin, &text).map_err(|e| rules_error(key, e))?;
-        let mut expert = loaded
-            .config
-            .experts
-            .get(&self.name)
-            .cloned()
-            .ok_or_else(|| DefinitionError::Rules(format!("{key}: no Expert in the definition")))?;
+        let expert = self.parse_as(key)?;
         for skill in expert.skills.values() {
             if let Skill::McpStdio(stdio) = skill
                 && !stdio.is_base()
@@ -151,6 +143,22 @@ impl RegistryExpert {
                 )));
             }
         }
+        Ok(expert)
+    }
+
+    /// The definition through perstack.toml's parser and rules, under `key`, without the rules
+    /// only published skills follow (perstack.lock's entries of the file's own Experts are read
+    /// this way to compare them with the file).
+    pub(crate) fn parse_as(&self, key: &str) -> Result<Expert, DefinitionError> {
+        let text = self.as_toml()?;
+        let origin = PathBuf::from(format!("/perstack-registry/{key}"));
+        let loaded = config::load_str(&origin, &text).map_err(|e| rules_error(key, e))?;
+        let mut expert = loaded
+            .config
+            .experts
+            .get(&self.name)
+            .cloned()
+            .ok_or_else(|| DefinitionError::Rules(format!("{key}: no Expert in the definition")))?;
         expert.key = key.to_string();
         Ok(expert)
     }
@@ -172,10 +180,18 @@ impl RegistryExpert {
             }
         }
         if let Some(toml::Value::Table(skills)) = table.get_mut("skills") {
-            // A skill's name is its key; Perstack's conversion sets it so.
+            // A skill's name is its key, and so is an interactive tool's; Perstack's conversion
+            // (and its lock) sets them so.
             for (_, skill) in skills.iter_mut() {
                 if let toml::Value::Table(skill) = skill {
                     skill.remove("name");
+                    if let Some(toml::Value::Table(tools)) = skill.get_mut("tools") {
+                        for (_, tool) in tools.iter_mut() {
+                            if let toml::Value::Table(tool) = tool {
+                                tool.remove("name");
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -73,13 +73,17 @@ pub enum ResolveError {
         /// Its version.
         version: String,
     },
-    /// The Registry's (or the cache's) definition of a locked version is not the locked one.
+    /// Two definitions of one published version differ: the cache's and the lock's, or the
+    /// Registry's and the cache's.
     #[error(
-        "expert \"{key}\": the definition of {name}@{version} differs from the one in \
-         perstack.lock, under the same version; a published version must not change\n  hint: if \
-         you trust the new definition, run `perstack-sandbox install` to lock it"
+        "expert \"{key}\": the definition of {name}@{version} {what}, under the same version; a \
+         published version must not change\n  hint: {hint}"
     )]
     Changed {
+        /// Which two differ.
+        what: &'static str,
+        /// What to do about it.
+        hint: &'static str,
         /// The key.
         key: String,
         /// Its name.
@@ -132,6 +136,16 @@ pub(crate) async fn resolve(
     root: &str,
     sources: &Sources<'_>,
 ) -> Result<Resolved, ResolveError> {
+    resolve_all(config, &[root.to_string()], sources).await
+}
+
+/// [`resolve`] from several roots at once (`install`: every Expert of the file), each key asked
+/// once.
+pub(crate) async fn resolve_all(
+    config: &mut Config,
+    roots: &[String],
+    sources: &Sources<'_>,
+) -> Result<Resolved, ResolveError> {
     let mut resolver = Resolver {
         base: config.perstack_api_base_url.clone(),
         sources,
@@ -139,7 +153,8 @@ pub(crate) async fn resolve(
         resolved: Resolved::default(),
     };
     let mut seen = BTreeSet::new();
-    let mut queue = VecDeque::from([(root.to_string(), None::<String>)]);
+    let mut queue: VecDeque<(String, Option<String>)> =
+        roots.iter().map(|root| (root.clone(), None)).collect();
     while let Some((key, asked_by)) = queue.pop_front() {
         if !seen.insert(key.clone()) {
             continue;
@@ -185,6 +200,9 @@ impl Resolver<'_> {
                 && cached.to_expert(key).ok().as_ref() != Some(&expert)
             {
                 return Err(ResolveError::Changed {
+                    what: "in the host cache differs from the one in perstack.lock",
+                    hint: "if you trust the new definition, run `perstack-sandbox install` to \
+                           lock it",
                     key: key.to_string(),
                     name: locked.name.clone(),
                     version: locked.version.clone(),
@@ -222,6 +240,11 @@ impl Resolver<'_> {
                     && earlier.to_expert(key).ok() != found.to_expert(key).ok()
                 {
                     return Err(ResolveError::Changed {
+                        what: "the Perstack Registry answers differs from the one it answered \
+                               before (kept in the host cache)",
+                        hint: "if you trust the new definition, delete the cached copy (under \
+                               $PERSTACK_SANDBOX_CACHE_DIR, else ~/.cache/perstack-sandbox, \
+                               registry/) and ask again",
                         key: key.to_string(),
                         name: found.name.clone(),
                         version: found.version.clone(),

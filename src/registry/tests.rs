@@ -240,7 +240,10 @@ async fn a_changed_definition_under_a_cached_version_is_an_error() {
         .await
         .expect_err("changed")
         .to_string();
-    assert!(error.contains("differs"), "{error}");
+    assert!(
+        error.contains("differs from the one it answered before (kept in the host cache)"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -281,7 +284,7 @@ async fn a_locked_expert_is_taken_as_locked_and_a_changed_cached_version_is_an_e
     assert!(
         error
             .to_string()
-            .contains("differs from the one in perstack.lock"),
+            .contains("in the host cache differs from the one in perstack.lock"),
         "{error}"
     );
 }

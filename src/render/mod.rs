@@ -34,7 +34,6 @@ use crate::event::{
     BuildStage, Checkpoint, ContainerStatus, Event, EventBody, RUNTIME_WARNING_PREFIX, RunPayload,
     RuntimePayload, ToolResult,
 };
-use crate::sandbox::skill_files::missing_file_hint;
 
 use progress::BuildBars;
 use totals::RunStart;
@@ -256,11 +255,6 @@ impl HumanView {
                 }
                 if let Some(said) = message.strip_prefix(HOST_LINE_PREFIX) {
                     return Some(self.host_said(skill_name, said));
-                }
-                // A missing file or module is why many local skills fail to start: say what to
-                // do, with or without --verbose.
-                if let Some(hint) = missing_file_hint(message) {
-                    return Some(format!("! skill {skill_name}: {message}\n  hint: {hint}"));
                 }
                 if verbose {
                     return render(event, verbose);
@@ -819,7 +813,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_skill_missing_a_file_is_shown_with_what_to_do_even_without_verbose() {
+    async fn a_skill_missing_a_file_shows_its_last_lines_then_the_hosts_hint_once() {
         let stderr = |message: &str| {
             Event::runtime(
                 "j",
@@ -837,25 +831,25 @@ mod tests {
             live: false,
         };
         let text = written(human, |output| {
-            output.event(stderr("starting"));
             output.event(stderr(
                 "python3: can't open file '//server.py': [Errno 2] No such file or directory",
             ));
+            output.event(stderr(&format!(
+                "{HOST_LINE_PREFIX}its server exited with code 2 before it answered"
+            )));
+            output.event(stderr(&format!(
+                "{HOST_LINE_PREFIX}hint: a file the server needs is not in its container"
+            )));
         })
         .await;
-        let mut lines = text.lines();
+        // The skill host alone says what to do (skill::host::diagnosis), after the server's
+        // own lines, and the hint is not said twice.
         assert_eq!(
-            lines.next(),
-            Some(
-                "! skill py: python3: can't open file '//server.py': [Errno 2] No such file or directory"
-            )
+            text,
+            "  [py] python3: can't open file '//server.py': [Errno 2] No such file or directory\n\
+             ! skill py: its server exited with code 2 before it answered\n\
+             ! skill py: hint: a file the server needs is not in its container\n"
         );
-        let hint = lines.next().unwrap_or_default();
-        assert!(
-            hint.starts_with("  hint: a file the server needs is not in its image"),
-            "{text}"
-        );
-        assert_eq!(lines.next(), None, "other stderr lines stay --verbose's");
     }
 
     #[tokio::test]

@@ -297,10 +297,10 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn drain(
-        rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
-    ) -> Vec<(String, String, String)> {
-        let mut out = vec![];
+    /// The events sent so far, one `run type skill` line each (`type+durations` when the event
+    /// carries its durations).
+    fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> String {
+        let mut out = String::new();
         while let Ok(event) = rx.try_recv() {
             let line: Value = serde_json::from_str(&event.to_line()).expect("json");
             let durations = if line.get("totalDurationMs").is_some() {
@@ -308,17 +308,14 @@ mod tests {
             } else {
                 ""
             };
-            out.push((
-                line["runId"].as_str().unwrap_or("").to_string(),
-                format!("{}{durations}", line["type"].as_str().unwrap_or("")),
-                line["skillName"].as_str().unwrap_or("").to_string(),
+            out.push_str(&format!(
+                "{} {}{durations} {}\n",
+                line["runId"].as_str().unwrap_or(""),
+                line["type"].as_str().unwrap_or(""),
+                line["skillName"].as_str().unwrap_or(""),
             ));
         }
         out
-    }
-
-    fn triple(run: &str, kind: &str, skill: &str) -> (String, String, String) {
-        (run.into(), kind.into(), skill.into())
     }
 
     #[tokio::test]
@@ -344,10 +341,8 @@ mod tests {
         );
         assert_eq!(
             drain(&mut rx),
-            [
-                triple("r-lead", "skillStarting", "@perstack/base"),
-                triple("r-lead", "skillConnected+durations", "@perstack/base"),
-            ]
+            "r-lead skillStarting @perstack/base\n\
+             r-lead skillConnected+durations @perstack/base\n"
         );
         roster.end("lead", "r-lead");
         roster.begin("writer", "r-writer");
@@ -356,18 +351,16 @@ mod tests {
         roster.begin("lead", "r-lead-2");
         assert_eq!(
             drain(&mut rx),
-            [
-                triple("r-lead", "skillDisconnected", "@perstack/base"),
-                triple("r-writer", "skillStarting", "@perstack/base"),
-                triple("r-writer", "skillConnected+durations", "@perstack/base"),
-                triple("r-writer", "skillStarting", "web"),
-                triple("r-writer", "skillConnected+durations", "web"),
-                triple("r-writer", "skillStderr", "web"),
-                triple("r-writer", "skillDisconnected", "@perstack/base"),
-                triple("r-writer", "skillDisconnected", "web"),
-                triple("r-lead-2", "skillStarting", "@perstack/base"),
-                triple("r-lead-2", "skillConnected", "@perstack/base"),
-            ]
+            "r-lead skillDisconnected @perstack/base\n\
+             r-writer skillStarting @perstack/base\n\
+             r-writer skillConnected+durations @perstack/base\n\
+             r-writer skillStarting web\n\
+             r-writer skillConnected+durations web\n\
+             r-writer skillStderr web\n\
+             r-writer skillDisconnected @perstack/base\n\
+             r-writer skillDisconnected web\n\
+             r-lead-2 skillStarting @perstack/base\n\
+             r-lead-2 skillConnected @perstack/base\n"
         );
     }
 
@@ -387,11 +380,9 @@ mod tests {
         roster.begin("helper", "r3");
         assert_eq!(
             drain(&mut rx),
-            [
-                triple("r1", "skillDisconnected", "web"),
-                triple("r2", "skillDisconnected", "web"),
-                triple("r3", "skillDisconnected", "web"),
-            ]
+            "r1 skillDisconnected web\n\
+             r2 skillDisconnected web\n\
+             r3 skillDisconnected web\n"
         );
     }
 
@@ -448,16 +439,14 @@ mod tests {
         roster.end("main", "r2");
         assert_eq!(
             drain(&mut rx),
-            [
-                triple("r1", "skillStarting", "fixture"),
-                triple("r1", "skillConnected+durations", "fixture"),
-                triple("r1", "skillDisconnected", "fixture"),
-                triple("r2", "skillStarting", "fixture"),
-                triple("r1", "skillConnected+durations", "fixture"),
-                triple("r2", "skillConnected", "fixture"),
-                triple("r1", "skillDisconnected", "fixture"),
-                triple("r2", "skillDisconnected", "fixture"),
-            ]
+            "r1 skillStarting fixture\n\
+             r1 skillConnected+durations fixture\n\
+             r1 skillDisconnected fixture\n\
+             r2 skillStarting fixture\n\
+             r1 skillConnected+durations fixture\n\
+             r2 skillConnected fixture\n\
+             r1 skillDisconnected fixture\n\
+             r2 skillDisconnected fixture\n"
         );
     }
 }

@@ -40,6 +40,12 @@ const SKILL_CONNECT_WAIT: Duration = Duration::from_secs(60);
 /// restarts the server, so a socket that does not answer means the skill container has ended.
 const REDIAL_WAIT: Duration = Duration::from_secs(2);
 
+/// Why a remote skill whose connection ended is down for the rest of the run: nothing restarts
+/// a remote server, and a call it may have read is not safe to send again.
+pub(crate) const REMOTE_CLOSED: &str = "its connection to the remote server closed, and a remote \
+     (mcpSseSkill) skill is not reconnected during a run: once the server answers again, continue \
+     the job with --continue (docs/skills.md, \"Supervision\")";
+
 /// Puts the MCP skills of `expert` on the roster, in file order, with what their
 /// `skillStarting` reports: a stdio skill's command and args as configured, a remote skill's
 /// endpoint URL and no args (there is no process to start).
@@ -275,7 +281,7 @@ impl SkillEvents {
             session.ended().await;
             drop(session);
             let Some(socket) = socket else {
-                link.down("its connection closed".to_string());
+                link.down(REMOTE_CLOSED.to_string());
                 break;
             };
             if !link.reconnecting() {
@@ -695,6 +701,50 @@ text = "done"
         assert_eq!(events[3]["skillName"], "remote");
         assert!(events.iter().all(|e| e["runId"] == "r"), "{events:#?}");
         assert_eq!(events.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_remote_skill_whose_server_went_away_is_down_saying_it_is_not_reconnected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = serve(FixtureServer, Mode::LegacySse).await;
+        let remote = Skill::McpSse(McpSseSkill {
+            name: "remote".into(),
+            description: None,
+            rule: None,
+            endpoint: server.url.clone(),
+            pick: vec![],
+            omit: vec![],
+            allowed_domains: vec![],
+        });
+        let args = runtime(dir.path(), vec![remote], ECHO_THEN_DONE);
+        let spec: RuntimeSpec =
+            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
+        let (sink, mut rx) = EventSink::channel();
+        let roster = SkillRoster::new(sink, "j");
+        register(&roster, &spec, &spec.experts["main"]);
+        roster.begin("main", "r");
+        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
+            .await
+            .expect("connects");
+        drop(server);
+        // The supervisor tells the segment the skill went away once it has marked it down.
+        let gone = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(event) = rx.recv().await {
+                if json_of(&event)["type"] == "skillDisconnected" {
+                    return true;
+                }
+            }
+            false
+        });
+        assert!(gone.await.expect("noticed within 10 s"));
+        let out = tools.call("echo", &json!({"text": "anyone?"})).await;
+        let text = out.parts[0].as_text().unwrap_or_default().to_string();
+        assert!(
+            text.contains("skill `remote` is down: ")
+                && text.contains("is not reconnected during a run"),
+            "{text}"
+        );
+        tools.close().await;
     }
 
     #[tokio::test]

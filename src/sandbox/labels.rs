@@ -28,6 +28,8 @@ pub(crate) const CACHE_OF: &str = "io.perstack.sandbox.cache-of";
 /// made there (JSON, see [`super::plan::Placeholder`]), so `gc` removes them after a controller
 /// that died.
 pub(crate) const PLACEHOLDERS: &str = "io.perstack.sandbox.placeholders";
+/// On a standalone image (`build --standalone`): `true`; its ENTRYPOINT runs the Expert.
+pub(crate) const STANDALONE: &str = "io.perstack.sandbox.standalone";
 /// The Expert an image belongs to.
 pub(crate) const EXPERT: &str = "io.perstack.expert";
 /// That Expert's version.

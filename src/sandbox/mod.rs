@@ -18,6 +18,8 @@
 //! - [`ca_bundle`]: what a CA bundle holds (certificates, fingerprints, names) and what one
 //!   bundle has that another lacks.
 //!
+//! [`backend`]: the seam between the controller and what carries out a plan (Docker today).
+//!
 //! Done with the engine and the live host — [`engine`]: the Docker client, finding the engine,
 //! applying a plan and relaying, the base-image check, who owns a run, sweeping what dead runs
 //! left, who base-skill runs as.
@@ -25,10 +27,12 @@
 //! What the containers' roles must agree on with the controller — paths, users, the runtime
 //! spec and command line — is [`crate::contract`].
 
+pub(crate) mod backend;
 pub(crate) mod ca_bundle;
 pub(crate) mod egress;
 pub(crate) mod engine;
 pub(crate) mod images;
+pub(crate) mod k8s;
 pub(crate) mod labels;
 pub(crate) mod packages;
 pub(crate) mod plan;

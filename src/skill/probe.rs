@@ -40,6 +40,65 @@ pub(crate) async fn resolve(host: &str) -> Value {
     }
 }
 
+/// Makes one `confine attempt` move in a child of ours (it inherits our confinement), with
+/// every `{pid:TEXT}` argument replaced by the pid of the first other process whose command line
+/// holds `TEXT`. Reports `{"label", "args", "outcome"}`, or `{"label", "error"}` when a target
+/// or the attempt itself cannot be found.
+pub(crate) async fn attempt(label: &str, args: &[String]) -> Value {
+    let mut resolved = Vec::new();
+    for arg in args {
+        match arg.strip_prefix("{pid:").and_then(|a| a.strip_suffix('}')) {
+            Some(text) => match pid_of(text) {
+                Some(pid) => resolved.push(pid.to_string()),
+                None => {
+                    return json!({"label": label, "error": format!("no process holds `{text}`")});
+                }
+            },
+            None => resolved.push(arg.clone()),
+        }
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return json!({"label": label, "error": format!("current_exe: {e}")}),
+    };
+    let run = tokio::process::Command::new(exe)
+        .args(["confine", "attempt"])
+        .args(&resolved)
+        .stdin(std::process::Stdio::null())
+        .output();
+    match tokio::time::timeout(PROBE_TIMEOUT, run).await {
+        Ok(Ok(out)) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let outcome = serde_json::from_str::<Value>(text.trim()).unwrap_or_else(
+                |_| json!({"unparsed": text, "stderr": String::from_utf8_lossy(&out.stderr)}),
+            );
+            json!({"label": label, "args": resolved, "outcome": outcome})
+        }
+        Ok(Err(e)) => json!({"label": label, "error": e.to_string()}),
+        Err(_) => json!({"label": label, "error": "timed out"}),
+    }
+}
+
+/// The lowest pid other than ours whose command line (arguments joined by spaces) holds `text`.
+fn pid_of(text: &str) -> Option<u32> {
+    let own = std::process::id();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| pid != own)
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter().find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .contains(text)
+            })
+            .unwrap_or(false)
+    })
+}
+
 /// Asks the proxy named by `HTTPS_PROXY` (or `https_proxy`) for a tunnel to `host:port` and
 /// reports its answer: `status` 200 means the tunnel is open. Through an open tunnel it then
 /// sends a TLS ClientHello for `host` and reports whether a TLS server answered
@@ -58,6 +117,60 @@ pub(crate) async fn proxy_get(url: &str) -> Value {
         .unwrap_or_default();
     let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     ask_proxy(&["HTTP_PROXY", "http_proxy"], &request, None).await
+}
+
+/// Asks the `HTTPS_PROXY` (a URL with a principal's name and token, as a standalone image or a
+/// pod gives them) for a tunnel to `host:port`, presenting `claim`: `self` its own name and
+/// token, `none` no credentials, any other name that name with its own token (a stolen name).
+/// Reports `{"status", "body"}` or `{"error"}`.
+pub(crate) async fn proxy_connect_as(host: &str, port: u16, claim: &str) -> Value {
+    use base64::Engine as _;
+    let Some(proxy) = ["HTTPS_PROXY", "https_proxy"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    else {
+        return json!({"error": "no HTTPS_PROXY in this environment"});
+    };
+    let Ok(url) = url::Url::parse(&proxy) else {
+        return json!({"error": "HTTPS_PROXY is not a URL"});
+    };
+    let address = format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port().unwrap_or(80)
+    );
+    let own = percent_encoding::percent_decode_str(url.username())
+        .decode_utf8_lossy()
+        .into_owned();
+    let token = url.password().unwrap_or_default();
+    let credentials = match claim {
+        "none" => None,
+        "self" => Some(format!("{own}:{token}")),
+        other => Some(format!("{other}:{token}")),
+    };
+    let mut request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n");
+    if let Some(credentials) = credentials {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        request.push_str(&format!("Proxy-Authorization: Basic {encoded}\r\n"));
+    }
+    request.push_str("\r\n");
+    let attempt = async {
+        let mut stream = TcpStream::connect(address.as_str()).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = vec![0u8; 1024];
+        let n = stream.read(&mut answer).await?;
+        answer.truncate(n);
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+        Ok(Ok(answer)) => {
+            let status = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+            let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+            json!({"claim": claim, "status": status, "body": body})
+        }
+        Ok(Err(error)) => json!({"claim": claim, "error": error.to_string()}),
+        Err(_) => json!({"claim": claim, "error": "timed out"}),
+    }
 }
 
 /// Sends `request` to the proxy the first of `vars` names, and reads its answer:

@@ -17,14 +17,9 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::skill::base::paths::WorkspaceError;
-
 /// Why an MCP server could not be started or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The base skill was pointed at a workspace it cannot use.
-    #[error(transparent)]
-    Workspace(#[from] WorkspaceError),
     /// The client closed the connection or sent something other than `initialize` first.
     /// (Boxed: rmcp's error is large and would bloat every `Result` carrying this.)
     #[error("MCP handshake on stdio failed: {0}")]

@@ -13,6 +13,7 @@ pub mod config {
 
 /// The egress proxy's configuration and per-principal tokens (`tests/e2e/proxy_tokens.rs`).
 pub mod proxy {
+    pub use crate::contract::proxy::PROXY_CONFIG_VAR;
     pub use crate::proxy::rules::{Allowlist, DomainRule};
     pub use crate::proxy::token::{self, Issued};
     pub use crate::proxy::{Identity, PROXY_PORT, Principal, ProxyConfig, TrustedEndpoint};

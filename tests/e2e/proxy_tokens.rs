@@ -13,7 +13,7 @@ use std::process::Command;
 
 use perstack_sandbox::test_support::internals::proxy::{Allowlist, DomainRule, Issued, token};
 use perstack_sandbox::test_support::internals::proxy::{
-    Identity, PROXY_PORT, Principal, ProxyConfig, TrustedEndpoint,
+    Identity, PROXY_CONFIG_VAR, PROXY_PORT, Principal, ProxyConfig, TrustedEndpoint,
 };
 use serde_json::Value;
 
@@ -22,6 +22,8 @@ use crate::support::{BOOKWORM_IMAGE, JobGuard, binary, docker, require_bookworm_
 
 /// The proxy's name on the pod's network, as in a run.
 const PROXY_HOST: &str = "egress-proxy";
+/// The variable the proxy finds the web skill's token in.
+const WEB_TOKEN_VARIABLE: &str = "PSB_TOKEN_WEB";
 /// The port of the origin server the runtime may reach over plain HTTP (like Ollama's).
 const ORIGIN_PORT: u16 = 8080;
 
@@ -229,7 +231,7 @@ impl Pod {
         // proxy by its name.
         let network = self.name("pod");
         self.create_internal_network(&network);
-        let proxy = self.start_proxy(&network, &config);
+        let proxy = self.start_proxy(&network, &config, &token_of(&web));
         let proxy_ip = docker(&[
             "inspect",
             "-f",
@@ -319,10 +321,25 @@ impl Pod {
 
     /// The egress proxy (our binary's role, hardened as in a run) on the default bridge, and on
     /// the pod's network as `egress-proxy`, as the proxy Service is for a run pod.
-    fn start_proxy(&self, network: &str, config: &ProxyConfig) -> String {
+    fn start_proxy(&self, network: &str, config: &ProxyConfig, web_token: &str) -> String {
         let proxy = self.name("egress-proxy");
         let bin = format!("{}:/usr/local/bin/perstack-sandbox:ro", binary());
-        let config = serde_json::to_string(config).expect("config");
+        // The web skill's token as the exported Kubernetes proxy gets it (`export kubernetes`):
+        // the configuration names the variable (`tokenEnv`), which holds the token (there from
+        // a secretKeyRef); the runtime's as a digest, as a controller writes it.
+        let mut config = serde_json::to_value(config).expect("config");
+        let web = config["principals"]
+            .as_array_mut()
+            .expect("principals")
+            .iter_mut()
+            .find(|p| p["name"] == "skill:web")
+            .expect("web")
+            .as_object_mut()
+            .expect("object");
+        web.remove("tokenSha256");
+        web.insert("tokenEnv".into(), WEB_TOKEN_VARIABLE.into());
+        let config = config.to_string();
+        let web_token = format!("{WEB_TOKEN_VARIABLE}={web_token}");
         let mut create: Vec<String> = vec!["create".into(), "--name".into(), proxy.clone()];
         create.extend(self.labels());
         create.extend(
@@ -337,7 +354,9 @@ impl Pod {
                 "-v",
                 &bin,
                 "-e",
-                &format!("PERSTACK_PROXY_CONFIG={config}"),
+                &format!("{PROXY_CONFIG_VAR}={config}"),
+                "-e",
+                &web_token,
                 BOOKWORM_IMAGE,
                 "/usr/local/bin/perstack-sandbox",
                 "egress-proxy",
@@ -454,15 +473,21 @@ fn another_principals_token_is_out_of_reach(up: &Up) {
     assert!(!env.contains(&token_of(&up.web)), "{env}");
 }
 
-/// The proxy's configuration holds digests, and its records say who asked without any token.
+/// The proxy's configuration holds the runtime's digest (never its token) and names the
+/// variable that holds the web skill's token; its records say who asked without any token.
 fn the_proxy_holds_digests_and_records_who_asked_without_tokens(up: &Up) {
-    let tokens = [token_of(&up.runtime), token_of(&up.web)];
     let env = docker(&["inspect", "-f", "{{json .Config.Env}}", &up.proxy]);
-    let digest = serde_json::to_value(up.web.digest).expect("digest");
+    let digest = serde_json::to_value(up.runtime.digest).expect("digest");
     assert!(env.contains(digest.as_str().expect("hex")), "{env}");
+    assert!(!env.contains(&token_of(&up.runtime)), "{env}");
+    assert!(
+        env.contains(&format!("{WEB_TOKEN_VARIABLE}={}", token_of(&up.web)))
+            && env.contains(&format!(r#"\"tokenEnv\":\"{WEB_TOKEN_VARIABLE}\""#)),
+        "{env}"
+    );
     let log = docker(&["logs", &up.proxy]);
-    for token in &tokens {
-        assert!(!env.contains(token) && !log.contains(token), "{env}\n{log}");
+    for token in [token_of(&up.runtime), token_of(&up.web)] {
+        assert!(!log.contains(&token), "{log}");
     }
     let records: Vec<Value> = log
         .lines()

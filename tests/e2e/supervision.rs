@@ -241,8 +241,8 @@ fn a_skill_that_cannot_start_shows_its_stderr_and_a_hint_in_the_human_view() {
     assert_eq!(code, Some(1), "{view}");
     // Not restarted: a server that never answered fails the run at once (images built or not).
     assert!(started.elapsed() < Duration::from_secs(120), "{view}");
-    // The server's last line (shown at once, with the local-files hint, or kept until the skill
-    // host speaks), then the skill host's words and hint.
+    // The server's last line (kept until the skill host speaks), then the skill host's words and
+    // its hint, the only one.
     assert!(
         view.contains(
             "python3: can't open file '/opt/tools/server.py': [Errno 2] No such file or directory\n"
@@ -256,6 +256,8 @@ fn a_skill_that_cannot_start_shows_its_stderr_and_a_hint_in_the_human_view() {
         ),
         "{view}"
     );
+    assert_eq!(view.matches("! skill server: hint: ").count(), 1, "{view}");
+    assert!(!view.contains("not in its image"), "{view}");
     // The run's error says the same, not only that the handshake failed.
     assert!(
         view.contains(

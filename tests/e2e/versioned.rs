@@ -314,6 +314,27 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         String::from_utf8_lossy(&by_hand.stderr)
             .contains("this image runs Expert `versioned` only, not `someone-else`")
     );
+    // Started as a new user would start it, it says how to run it, not a usage error.
+    let plain = Command::new("docker")
+        .args(["run", "--rm", "--network", "none"])
+        .args(["--label", "io.perstack.sandbox.managed=true"])
+        .arg("--label")
+        .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
+        .args(["-e", "DEMO_TOKEN=x", &reference, "Say hello"])
+        .output()
+        .expect("docker run");
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert_eq!(plain.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("runtime image of Expert `versioned`")
+            && said.contains("perstack-sandbox run --image")
+            && said.contains("build versioned --standalone --tag"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("Usage:") && !said.contains("--job-id"),
+        "{said}"
+    );
     // Nothing was started; the container that read the spec is gone too.
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("ancestor={reference}")])

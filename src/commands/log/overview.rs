@@ -82,12 +82,21 @@ fn overview(
     depth: usize,
     delegate_of_call: &IndexMap<String, String>,
 ) -> RunOverview {
-    let mut o = RunOverview {
+    let mut o = skeleton(run, events, depth);
+    for event in events {
+        record(&mut o, event, delegate_of_call);
+    }
+    o.tokens = tokens_used(events);
+    o
+}
+
+/// A run's overview before its events are read: who, how deep, its steps and its span.
+fn skeleton(run: &str, events: &[&Value], depth: usize) -> RunOverview {
+    let first = events.first();
+    let last = events.last();
+    RunOverview {
         run_id: run.to_string(),
-        expert_key: events
-            .first()
-            .map(|e| text(e, "expertKey"))
-            .unwrap_or_default(),
+        expert_key: first.map(|e| text(e, "expertKey")).unwrap_or_default(),
         delegated_by: None,
         depth,
         input: String::new(),
@@ -96,79 +105,77 @@ fn overview(
         errors: Vec::new(),
         outcome: "cut off (no final event)".to_string(),
         steps: (
-            events.first().map_or(0, |e| number(e, "stepNumber")),
-            events.last().map_or(0, |e| number(e, "stepNumber")),
+            first.map_or(0, |e| number(e, "stepNumber")),
+            last.map_or(0, |e| number(e, "stepNumber")),
         ),
         tokens: 0,
         span: (
-            events.first().map_or(0, |e| number(e, "timestamp")),
-            events.last().map_or(0, |e| number(e, "timestamp")),
+            first.map_or(0, |e| number(e, "timestamp")),
+            last.map_or(0, |e| number(e, "timestamp")),
         ),
-    };
-    let mut first_usage = None;
-    let mut last_usage = None;
-    for event in events {
-        if let Some(total) = event["checkpoint"]["usage"]["totalTokens"].as_u64() {
-            last_usage = Some(total);
-        }
-        match text(event, "type").as_str() {
-            "startRun" => {
-                let initial = &event["initialCheckpoint"];
-                first_usage = initial["usage"]["totalTokens"].as_u64();
-                o.delegated_by = initial["delegatedBy"]["expert"]["key"]
-                    .as_str()
-                    .map(str::to_string);
-                o.input = input(event);
-            }
-            "callTools" => {
-                for call in event["toolCalls"].as_array().into_iter().flatten() {
-                    let name = text(call, "toolName");
-                    if !delegate_of_call.contains_key(&text(call, "id")) {
-                        *o.tools.entry(name).or_default() += 1;
-                    }
-                }
-            }
-            "callDelegate" => {
-                for call in event["toolCalls"].as_array().into_iter().flatten() {
-                    let id = text(call, "id");
-                    let delegate = delegate_of_call
-                        .get(&id)
-                        .cloned()
-                        .unwrap_or_else(|| text(call, "toolName"));
-                    o.tools.shift_remove(&text(call, "toolName"));
-                    o.delegations.push((delegate, text(&call["args"], "query")));
-                }
-            }
-            "retry" => o.errors.push(format!("retry: {}", retry_reason(event))),
-            "stopRunByError" => {
-                let error = &event["error"];
-                o.errors.push(format!(
-                    "{}: {}",
-                    text(error, "name"),
-                    text(error, "message")
-                ));
-                o.outcome = format!("stopped by error ({})", text(error, "name"));
-            }
-            "completeRun" => {
-                o.outcome = format!("completed: {}", quoted(&text(event, "text"), 100))
-            }
-            "stopRunByInteractiveTool" => o.outcome = asked(event),
-            "stopRunByDelegate" => o.outcome = "waited for its delegates".to_string(),
-            "stopRunByExceededMaxSteps" => o.outcome = "stopped at maxSteps".to_string(),
-            _ => {}
-        }
     }
-    o.tokens = last_usage
-        .unwrap_or(0)
-        .saturating_sub(first_usage.unwrap_or(0));
-    o
 }
 
-/// What started a run: its query, the user's answer, or its delegates' results.
-fn input(start: &Value) -> String {
-    let initial = &start["initialCheckpoint"];
-    let status = text(initial, "status");
-    let user_text = start["inputMessages"]
+/// What one event adds to its run's overview.
+fn record(o: &mut RunOverview, event: &Value, delegate_of_call: &IndexMap<String, String>) {
+    match text(event, "type").as_str() {
+        "startRun" => {
+            o.delegated_by = event["initialCheckpoint"]["delegatedBy"]["expert"]["key"]
+                .as_str()
+                .map(str::to_string);
+            o.input = input(event);
+        }
+        "callTools" => {
+            for call in event["toolCalls"].as_array().into_iter().flatten() {
+                if !delegate_of_call.contains_key(&text(call, "id")) {
+                    *o.tools.entry(text(call, "toolName")).or_default() += 1;
+                }
+            }
+        }
+        "callDelegate" => {
+            for call in event["toolCalls"].as_array().into_iter().flatten() {
+                let delegate = delegate_of_call
+                    .get(&text(call, "id"))
+                    .cloned()
+                    .unwrap_or_else(|| text(call, "toolName"));
+                o.tools.shift_remove(&text(call, "toolName"));
+                o.delegations.push((delegate, text(&call["args"], "query")));
+            }
+        }
+        "retry" => o.errors.push(format!("retry: {}", retry_reason(event))),
+        "stopRunByError" => {
+            let error = &event["error"];
+            o.errors.push(format!(
+                "{}: {}",
+                text(error, "name"),
+                text(error, "message")
+            ));
+            o.outcome = format!("stopped by error ({})", text(error, "name"));
+        }
+        "completeRun" => o.outcome = format!("completed: {}", quoted(&text(event, "text"), 100)),
+        "stopRunByInteractiveTool" => o.outcome = asked(event),
+        "stopRunByDelegate" => o.outcome = "waited for its delegates".to_string(),
+        "stopRunByExceededMaxSteps" => o.outcome = "stopped at maxSteps".to_string(),
+        _ => {}
+    }
+}
+
+/// The tokens a run used: its last checkpoint's total less the total it started from.
+fn tokens_used(events: &[&Value]) -> u64 {
+    let first = events
+        .iter()
+        .find(|e| text(e, "type") == "startRun")
+        .and_then(|e| e["initialCheckpoint"]["usage"]["totalTokens"].as_u64());
+    let last = events
+        .iter()
+        .filter_map(|e| e["checkpoint"]["usage"]["totalTokens"].as_u64())
+        .next_back();
+    last.unwrap_or(0).saturating_sub(first.unwrap_or(0))
+}
+
+/// The texts of a `startRun` event's user messages, in order.
+pub(crate) fn user_texts(start: &Value) -> Vec<&str> {
+    start["inputMessages"]
         .as_array()
         .into_iter()
         .flatten()
@@ -179,8 +186,14 @@ fn input(start: &Value) -> String {
                 .iter()
                 .find_map(|p| p["text"].as_str())
         })
-        .next_back()
-        .map(str::to_string);
+        .collect()
+}
+
+/// What started a run: its query, the user's answer, or its delegates' results.
+fn input(start: &Value) -> String {
+    let initial = &start["initialCheckpoint"];
+    let status = text(initial, "status");
+    let user_text = user_texts(start).last().map(|t| t.to_string());
     match (status.as_str(), user_text) {
         ("stoppedByInteractiveTool", _) => {
             let answer = initial["partialToolResults"]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::filter::{DELEGATION_TYPES, ERROR_TYPES, TOOL_TYPES};
 use super::history::{History, number};
-use super::overview::{RunOverview, quoted, text};
+use super::overview::{RunOverview, quoted, text, user_texts};
 
 /// What one `log` command shows.
 pub(crate) struct View<'a> {
@@ -212,17 +212,8 @@ fn events_block(out: &mut String, events: &[&Value], matched: usize) {
 fn details(event: &Value) -> Vec<String> {
     let calls = || event["toolCalls"].as_array().cloned().unwrap_or_default();
     match text(event, "type").as_str() {
-        "startRun" => event["inputMessages"]
-            .as_array()
+        "startRun" => user_texts(event)
             .into_iter()
-            .flatten()
-            .filter(|m| text(m, "type") == "userMessage")
-            .filter_map(|m| {
-                m["contents"]
-                    .as_array()?
-                    .iter()
-                    .find_map(|p| p["text"].as_str())
-            })
             .map(|q| format!("Query: {}", quoted(q, 60)))
             .collect(),
         "callInteractiveTool" => vec![format!(

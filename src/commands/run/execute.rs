@@ -8,10 +8,10 @@ use crate::event::Event;
 use crate::exit::Exit;
 use crate::jobs::Recorder;
 use crate::render::{Mode, Output};
-use crate::sandbox::engine::docker::DockerClient;
+use crate::sandbox::backend::Backend;
 use crate::sandbox::engine::placeholders;
 use crate::sandbox::engine::run::{
-    EventTap, RunError as ExecuteError, RunIds, RunReport, TimeLimit, execute as carry_out,
+    EventTap, RunError as ExecuteError, RunIds, RunReport, TimeLimit,
 };
 use crate::sandbox::plan::RunPlan;
 
@@ -51,7 +51,7 @@ struct Signals {
 /// Runs the plan to its end. `notify` hears of interruptions and of a failed cleanup as they
 /// happen.
 pub(super) async fn execute(
-    docker: &DockerClient,
+    backend: &impl Backend,
     planned: Planned,
     args: &RunArgs,
     notify: Notify<'_>,
@@ -86,7 +86,7 @@ pub(super) async fn execute(
         Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
     let record = |line: &str, event: &Event| recorder.record(line, event);
     let run = Run {
-        docker,
+        backend,
         plan: &plan,
         ids: &ids,
         limit,
@@ -98,7 +98,7 @@ pub(super) async fn execute(
 
     // The one cleanup path: whatever happened above, remove everything labelled with this run.
     let run_id = ids.run_id.clone();
-    match docker.remove_run(&run_id).await {
+    match backend.remove_run(&run_id).await {
         // Only once no container mounts them; else `gc` removes them with the containers.
         Ok(_) => {
             for (path, error) in placeholders::remove(&plan.placeholders) {
@@ -156,8 +156,8 @@ fn report_changes(
 }
 
 /// What carrying out the plan takes.
-struct Run<'a> {
-    docker: &'a DockerClient,
+struct Run<'a, B> {
+    backend: &'a B,
     plan: &'a RunPlan,
     ids: &'a RunIds,
     limit: TimeLimit,
@@ -166,15 +166,14 @@ struct Run<'a> {
     tap: EventTap<'a>,
 }
 
-impl Run<'_> {
+impl<B: Backend> Run<'_, B> {
     /// Carries out the plan until it ends or a signal stops it. First Ctrl-C: the runtime gets
     /// SIGINT and stops after the step under way, whose checkpoint is relayed and stored like
     /// any other; we go on relaying until it ends. Second Ctrl-C, SIGTERM, or a Ctrl-C before
     /// the runtime runs: stop at once (the run future is dropped and the caller removes
     /// everything).
     async fn relay(&self, signals: &mut Signals, notify: Notify<'_>) -> Ended {
-        let run = carry_out(
-            self.docker,
+        let run = self.backend.execute(
             self.plan,
             self.ids,
             self.output,
@@ -193,7 +192,7 @@ impl Run<'_> {
                         break Ended::Signal(Exit::Interrupted);
                     }
                     interrupted = true;
-                    match self.docker.signal(&self.plan.runtime.name, "SIGINT").await {
+                    match self.backend.interrupt(self.plan).await {
                         Ok(true) => notify(Notice::StoppingAfterStep),
                         Ok(false) => break Ended::Signal(Exit::Interrupted),
                         Err(error) => {

@@ -18,7 +18,7 @@ use super::notice::Notice;
 use super::{Notify, RunError};
 
 /// A versioned runtime image, read: what a run needs in place of perstack.toml.
-pub(super) struct ImageSource {
+pub(crate) struct ImageSource {
     /// The runtime image.
     pub reference: ImageRef,
     /// Its image id.
@@ -34,7 +34,7 @@ pub(super) struct ImageSource {
 impl ImageSource {
     /// Finds the image (pulling it when it is not here, which `notify` hears of), reads its
     /// labels and its baked runtime spec.
-    pub(super) async fn open(
+    pub(crate) async fn open(
         reference: &str,
         verbose: bool,
         notify: Notify<'_>,
@@ -92,7 +92,7 @@ impl ImageSource {
     }
 
     /// The Expert to run: the image's. Naming another one is a usage error.
-    pub(super) fn expert(&self, given: &str) -> Result<String, VersionedError> {
+    pub(crate) fn expert(&self, given: &str) -> Result<String, VersionedError> {
         if given.is_empty() || given == self.manifest.expert {
             Ok(self.manifest.expert.clone())
         } else {
@@ -105,7 +105,7 @@ impl ImageSource {
     }
 
     /// Points the plan at the versioned images instead of building any.
-    pub(super) fn pin(&self, plan: &mut RunPlan) -> Result<(), VersionedError> {
+    pub(crate) fn pin(&self, plan: &mut RunPlan) -> Result<(), VersionedError> {
         plan.prebuilt = Some(versioned::pin(
             plan,
             &self.manifest,

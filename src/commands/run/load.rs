@@ -70,7 +70,9 @@ pub(super) async fn load(
     // A versioned image carries every Expert it needs; a run from perstack.toml resolves the
     // published ones it names.
     if image.is_none() {
-        let resolved = super::super::registry::resolve_for(&mut config, &expert, &env).await?;
+        let resolved =
+            super::super::registry::resolve_for(&mut config, &expert, &env, args.frozen_lockfile)
+                .await?;
         resolved
             .warnings
             .into_iter()

@@ -19,7 +19,7 @@ mod engine;
 mod error;
 mod execute;
 mod finish;
-mod image;
+pub(crate) mod image;
 mod load;
 mod notice;
 mod plan;

@@ -22,6 +22,7 @@ use futures::{Stream, StreamExt};
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 pub(crate) use super::info::EngineInfo;
 use super::info::{EngineKind, NetworkDns};
+use super::process_limit;
 use super::raw::{RawClient, RawError};
 use crate::sandbox::images::user_recipe::UserRecipe;
 use crate::sandbox::images::{ImageSpec, proxy_build_args};
@@ -579,6 +580,8 @@ impl DockerClient {
                 _ => mounts.push(mount(m)),
             }
         }
+        let process_limit =
+            process_limit::process_limit(plan.limits.pids, plan.oci_runtime.as_deref());
         let host_config = HostConfig {
             mounts: Some(mounts),
             network_mode: Some(plan.network.mode().to_string()),
@@ -598,11 +601,14 @@ impl DockerClient {
             // as much swap again).
             memory_swap: Some(plan.limits.memory),
             nano_cpus: Some((plan.limits.cpus * 1e9) as i64),
-            pids_limit: Some(plan.limits.pids),
+            pids_limit: Some(process_limit.host_pids),
             // Our binary is PID 1 and reaps; Docker's init would only add a process.
             init: Some(false),
             runtime: plan.oci_runtime.clone(),
-            ulimits: ulimits(self.engine.ulimits()),
+            ulimits: ulimits(&process_limit::ulimits(
+                self.engine.ulimits(),
+                process_limit,
+            )),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -1115,12 +1121,12 @@ impl DockerClient {
 }
 
 /// The `ulimits` of a container (soft = hard); `None` leaves the engine's own.
-fn ulimits(limits: &[(&str, i64)]) -> Option<Vec<ResourcesUlimits>> {
+fn ulimits(limits: &[(String, i64)]) -> Option<Vec<ResourcesUlimits>> {
     (!limits.is_empty()).then(|| {
         limits
             .iter()
             .map(|(name, value)| ResourcesUlimits {
-                name: Some(name.to_string()),
+                name: Some(name.clone()),
                 soft: Some(*value),
                 hard: Some(*value),
             })

@@ -94,6 +94,31 @@ pub(crate) enum RunEnd {
     },
 }
 
+/// How the run ends when `event` is a terminal event of the coordinator `expert_key` (a
+/// delegate's end is not the run's).
+pub(crate) fn run_end(event: &Event, expert_key: &str) -> Option<RunEnd> {
+    let EventBody::Run {
+        expert_key: key,
+        payload,
+        ..
+    } = &event.body
+    else {
+        return None;
+    };
+    if key != expert_key {
+        return None;
+    }
+    match payload {
+        RunPayload::CompleteRun { .. } => Some(RunEnd::Completed),
+        RunPayload::StopRunByError { error, .. } => {
+            Some(RunEnd::StoppedByError(error.message.clone()))
+        }
+        RunPayload::StopRunByExceededMaxSteps { .. } => Some(RunEnd::StoppedByMaxSteps),
+        RunPayload::StopRunByInteractiveTool { .. } => Some(RunEnd::WaitingForInteractiveTool),
+        _ => None,
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Clone)]
 pub(crate) struct RunReport {
@@ -687,7 +712,8 @@ async fn start_proxy(
     let config = serde_json::to_string(&crate::proxy::ProxyConfig { principals })
         .map_err(|e| RunError::ProxyConfig(e.to_string()))?;
     let mut plan = proxy.container.clone();
-    plan.env.push(("PERSTACK_PROXY_CONFIG".to_string(), config));
+    plan.env
+        .push((crate::contract::proxy::PROXY_CONFIG_VAR.to_string(), config));
     output.event(ids.event(RuntimePayload::DockerContainerStatus {
         status: ContainerStatus::Starting,
         service: plan.service.clone(),
@@ -783,27 +809,8 @@ async fn relay_runtime(
     let mut end = None;
     let handle = |line: String, end: &mut Option<RunEnd>| match classify(line) {
         Line::Event(raw, event) => {
-            if let EventBody::Run {
-                expert_key,
-                payload,
-                ..
-            } = &event.body
-                && *expert_key == ids.expert_key
-            {
-                let this_end = match payload {
-                    RunPayload::CompleteRun { .. } => Some(RunEnd::Completed),
-                    RunPayload::StopRunByError { error, .. } => {
-                        Some(RunEnd::StoppedByError(error.message.clone()))
-                    }
-                    RunPayload::StopRunByExceededMaxSteps { .. } => Some(RunEnd::StoppedByMaxSteps),
-                    RunPayload::StopRunByInteractiveTool { .. } => {
-                        Some(RunEnd::WaitingForInteractiveTool)
-                    }
-                    _ => None,
-                };
-                if this_end.is_some() {
-                    *end = this_end;
-                }
+            if let Some(this_end) = run_end(&event, &ids.expert_key) {
+                *end = Some(this_end);
             }
             tap(&raw, &event);
             output.relayed(raw, Some(*event));

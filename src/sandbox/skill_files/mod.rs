@@ -107,25 +107,6 @@ pub(crate) fn image_path(relative: &str) -> String {
     }
 }
 
-/// What to do when a skill server's stderr line says a file or module it needs is missing from
-/// its image (`python3: can't open file`, node's `Cannot find module`, `No such file or
-/// directory`, `ModuleNotFoundError`): for the human view, beside the line.
-pub(crate) fn missing_file_hint(stderr_line: &str) -> Option<&'static str> {
-    if stderr_line.contains("ModuleNotFoundError") || stderr_line.contains("ERR_MODULE_NOT_FOUND") {
-        return Some(
-            "a module the server imports is not in its image: list it in requirements.txt (python3) or package.json (node) in the server's folder, which is installed when the image is built, or add the module's file with [sandbox.skills.\"<name>\"] files (docs/skills.md, \"Local files\")",
-        );
-    }
-    let missing = [
-        "can't open file",
-        "Cannot find module",
-        "No such file or directory",
-    ];
-    missing.iter().any(|m| stderr_line.contains(m)).then_some(
-        "a file the server needs is not in its image: files beside perstack.toml are copied only when the command line names them (`python3 server.py`, `./bin/x`) or [sandbox.skills.\"<name>\"] files lists them; paths inside the container are absolute (docs/skills.md, \"Local files\")",
-    )
-}
-
 /// The local files of every stdio skill of the Experts `keys`; every problem of them all.
 pub(crate) fn collect_all(
     loaded: &LoadedConfig,

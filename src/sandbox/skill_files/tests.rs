@@ -301,16 +301,3 @@ fn the_trusted_inputs_are_every_file_of_an_image_and_every_folder_copied_whole()
         ]
     );
 }
-
-#[test]
-fn a_missing_file_or_module_in_a_servers_stderr_gets_a_hint() {
-    let file = missing_file_hint(
-        "python3: can't open file '//server.py': [Errno 2] No such file or directory",
-    )
-    .expect("a hint");
-    assert!(file.contains("[sandbox.skills"), "{file}");
-    assert!(missing_file_hint("Error: Cannot find module '/server.js'").is_some());
-    let module = missing_file_hint("ModuleNotFoundError: No module named 'httpx'").expect("hint");
-    assert!(module.contains("requirements.txt"), "{module}");
-    assert_eq!(missing_file_hint("listening on stdio"), None);
-}

@@ -183,12 +183,23 @@ impl ToolServer for BaseSkill {
     }
 }
 
+/// Why the base skill could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseServeError {
+    /// It was pointed at a workspace it cannot use.
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    /// Serving it failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
 /// Serves the base skill for `workspace` on stdin/stdout until the client hangs up.
 pub(crate) async fn serve_stdio(
     workspace: PathBuf,
     protected: Vec<ProtectedPath>,
-) -> Result<(), ServeError> {
-    server::serve_stdio(BaseSkill::new(workspace)?.with_protected(protected)).await
+) -> Result<(), BaseServeError> {
+    Ok(server::serve_stdio(BaseSkill::new(workspace)?.with_protected(protected)).await?)
 }
 
 fn path_only(description: &'static str) -> JsonObject {

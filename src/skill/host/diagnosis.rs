@@ -17,6 +17,9 @@ const MISSING_FILE: [&str; 6] = [
     "command not found",
 ];
 
+/// What Python and Node print when a module the server imports is not installed.
+const MISSING_MODULE: [&str; 2] = ["ModuleNotFoundError", "ERR_MODULE_NOT_FOUND"];
+
 /// What a write to a read-only place prints.
 const READ_ONLY: [&str; 2] = ["Read-only file system", "EROFS"];
 
@@ -50,10 +53,21 @@ pub(super) fn hints(
              /tmp is writable, and {WORKSPACE_MOUNT} only with workspace = \"read-write\" \
              (docs/skills.md, \"What a skill can see and reach\")"
         ));
+    } else if said(&MISSING_MODULE) {
+        hints.push(
+            "a module the server imports is not in its image: list it in requirements.txt or \
+             pyproject.toml (python) or package.json (node) in the server's folder, which is \
+             installed when the image is built, or add the module's file with \
+             [sandbox.skills.\"<name>\"] files (docs/skills.md, \"Local files\")"
+                .to_string(),
+        );
     } else if said(&MISSING_FILE) {
         hints.push(
             "a file the server needs is not in its container, which holds the skill's image and \
-             nothing else of this machine (docs/skills.md, \"What a skill can see and reach\")"
+             nothing else of this machine: files beside perstack.toml are copied only when the \
+             command line names them (`python3 server.py`, `./bin/x`) or \
+             [sandbox.skills.\"<name>\"] files lists them, and paths inside the container are \
+             absolute (docs/skills.md, \"Local files\")"
                 .to_string(),
         );
     }
@@ -62,13 +76,27 @@ pub(super) fn hints(
 
 /// The hint for a server program that could not be started at all.
 pub(super) fn cannot_spawn(command: &OsString, error: &std::io::Error) -> Option<String> {
-    (error.kind() == std::io::ErrorKind::NotFound).then(|| {
-        format!(
-            "`{}` is not a program in the skill's image: install it there ([sandbox] skillImage, \
+    if error.kind() != std::io::ErrorKind::NotFound {
+        return None;
+    }
+    // `uv run --directory x` is how many projects start their server, but our images hold no
+    // uv: `uvx` commands and a folder's requirements.txt or pyproject.toml are installed with
+    // pip when the image is built.
+    if std::path::Path::new(command).file_name() == Some(std::ffi::OsStr::new("uv")) {
+        return Some(
+            "`uv` is not in the skill's image (its image build installs with pip and npm, never uv): run \
+             the server with `python3 <folder>/server.py`, whose folder's requirements.txt or \
+             pyproject.toml is installed when the image is built, or with `uvx <package>`; or \
+             build the skill from a Dockerfile that installs uv ([sandbox.skills.\"<name>\"] \
+             dockerfile) (docs/skills.md, \"Local files\")"
+                .to_string(),
+        );
+    }
+    Some(format!(
+        "`{}` is not a program in the skill's image: install it there ([sandbox] skillImage, \
              or a uvx/npx command the image build installs), or give its full path (docs/skills.md)",
-            command.to_string_lossy()
-        )
-    })
+        command.to_string_lossy()
+    ))
 }
 
 #[cfg(test)]
@@ -95,6 +123,32 @@ mod tests {
             assert_eq!(hints.len(), 1, "{said}");
             assert!(hints[0].starts_with("a file the server needs"), "{hints:?}");
         }
+    }
+
+    #[test]
+    fn a_missing_module_gets_the_manifest_hint_not_the_file_one() {
+        for said in [
+            "ModuleNotFoundError: No module named 'httpx'",
+            "Error [ERR_MODULE_NOT_FOUND]: Cannot find package 'zod'",
+        ] {
+            let hints = hints(&"python3".into(), &os(&["server.py"]), &lines(said), false);
+            assert_eq!(hints.len(), 1, "{said}");
+            assert!(hints[0].contains("requirements.txt"), "{hints:?}");
+        }
+    }
+
+    #[test]
+    fn the_missing_file_hint_says_how_local_files_get_in() {
+        let hints = hints(
+            &"python3".into(),
+            &os(&["server.py"]),
+            &lines("python3: can't open file '//server.py': [Errno 2] No such file or directory"),
+            false,
+        );
+        assert!(
+            hints[0].contains("[sandbox.skills.\"<name>\"] files"),
+            "{hints:?}"
+        );
     }
 
     #[test]
@@ -148,5 +202,8 @@ mod tests {
         );
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert_eq!(cannot_spawn(&"x".into(), &denied), None);
+        let uv = cannot_spawn(&"uv".into(), &missing).expect("a hint");
+        assert!(uv.starts_with("`uv` is not in the skill's image"), "{uv}");
+        assert!(uv.contains("pyproject.toml"), "{uv}");
     }
 }

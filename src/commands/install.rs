@@ -1,0 +1,165 @@
+//! `perstack-sandbox install`: every Expert of perstack.toml, the published Experts they delegate
+//! to (recursively, always asking the Registry), and any published Expert named on the command
+//! line, written to perstack.lock next to the config in Perstack's format with their tool
+//! definitions. `run` and `build` then pin the published ones to it and check that it still
+//! matches the file (`--frozen-lockfile` for CI).
+//!
+//! Output as Perstack's `install`: `Resolving experts...`, `Found N expert(s)`, per Expert
+//! `Collecting tool definitions for <key>...` and `  Found N tool(s)`, then `Generated <path>`.
+
+use std::collections::BTreeMap;
+
+use crate::cli::InstallArgs;
+use crate::config;
+use crate::exit::Exit;
+use crate::registry::definition::RegistryExpert;
+use crate::registry::lock::LockFile;
+use crate::registry::lock_entry::entry;
+use crate::registry::{ResolveError, Sources, resolve_all};
+
+/// Why the lock could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// perstack.toml could not be found or loaded.
+    #[error(transparent)]
+    Load(#[from] super::LoadError),
+    /// A dotenv file could not be read.
+    #[error(transparent)]
+    Env(#[from] config::ConfigError),
+    /// An Expert could not be resolved.
+    #[error(transparent)]
+    Resolve(Box<ResolveError>),
+    /// The Registry now answers another definition for a version the lock holds.
+    #[error(
+        "expert \"{key}\": the Perstack Registry's definition of {name}@{version} differs from \
+         the one in {}, under the same version; a published version must not change\n  hint: if \
+         you trust the new definition, delete its entry (or the whole lock) and run `install` \
+         again",
+        path.display()
+    )]
+    Changed {
+        /// The key.
+        key: String,
+        /// Its name.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The lock.
+        path: std::path::PathBuf,
+    },
+    /// The lock could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// Where.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl From<&InstallError> for Exit {
+    fn from(error: &InstallError) -> Exit {
+        match error {
+            InstallError::Write { .. } => Exit::RunFailed,
+            _ => Exit::Usage,
+        }
+    }
+}
+
+/// Runs the command.
+pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
+    let (cwd, mut loaded) = super::load_config(args.config.as_deref())?;
+    let env: BTreeMap<String, String> = config::env::load(
+        &cwd,
+        &args.env_path,
+        loaded.config.env_path.as_deref(),
+        std::env::vars(),
+    )?
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // The published versions the old lock holds, to refuse one whose content changed since.
+    // A lock that cannot be read is replaced.
+    let old = LockFile::read(loaded.dir()).and_then(|old| {
+        let before = match &old {
+            Some(old) => old.published(&loaded.config)?,
+            None => Default::default(),
+        };
+        Ok((old, before))
+    });
+    let (old, before) = old.unwrap_or_else(|error| {
+        eprintln!("warning: {error}; install replaces it");
+        (None, Default::default())
+    });
+    println!("Resolving experts...");
+    let mut roots: Vec<String> = loaded.config.experts.keys().cloned().collect();
+    roots.extend(args.experts.iter().cloned());
+    let no_lock = Default::default();
+    let sources = Sources {
+        env: &env,
+        locked: &no_lock,
+        refresh: true,
+    };
+    let resolved = resolve_all(&mut loaded.config, &roots, &sources)
+        .await
+        .map_err(|e| InstallError::Resolve(Box::new(e)))?;
+    resolved
+        .warnings
+        .iter()
+        .for_each(|w| eprintln!("warning: {w}"));
+    if let Some(old) = &old {
+        unchanged(old, &before, &resolved.experts)?;
+    }
+    println!("Found {} expert(s)", loaded.config.experts.len());
+    let mut entries = serde_json::Map::new();
+    for (key, expert) in &loaded.config.experts {
+        println!("Collecting tool definitions for {key}...");
+        let locked = entry(expert, resolved.experts.get(key));
+        println!("  Found {} tool(s)", locked.tools);
+        for skill in &locked.uncollected {
+            println!(
+                "  skill \"{skill}\": its tools are listed when it starts in its container at \
+                 run time"
+            );
+        }
+        entries.insert(key.clone(), locked.table);
+    }
+    let generated_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let path =
+        crate::registry::lock::write(&loaded.path, entries, generated_at).map_err(|source| {
+            InstallError::Write {
+                path: loaded.dir().join(crate::registry::lock::LOCK_FILE),
+                source,
+            }
+        })?;
+    println!("Generated {}", path.display());
+    Ok(Exit::Success)
+}
+
+/// Refuses a published version whose definition differs from the one the old lock holds.
+fn unchanged(
+    old: &LockFile,
+    before: &indexmap::IndexMap<String, RegistryExpert>,
+    resolved: &indexmap::IndexMap<String, RegistryExpert>,
+) -> Result<(), InstallError> {
+    for (key, now) in resolved {
+        let Some(was) = before.get(key) else {
+            continue;
+        };
+        if was.name == now.name
+            && was.version == now.version
+            && was.to_expert(key).ok() != now.to_expert(key).ok()
+        {
+            return Err(InstallError::Changed {
+                key: key.clone(),
+                name: now.name.clone(),
+                version: now.version.clone(),
+                path: old.path.clone(),
+            });
+        }
+    }
+    Ok(())
+}

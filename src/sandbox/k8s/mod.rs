@@ -1,0 +1,34 @@
+//! Kubernetes: a run's [`RunPlan`](crate::sandbox::plan::RunPlan) as Kubernetes objects.
+//!
+//! - [`manifest`]: the plan as a Job (skills and base-skill as native sidecars of the runtime),
+//!   the egress proxy's Deployment and Service, and the NetworkPolicies that fence them — pure,
+//!   snapshot- and invariant-tested; what `export kubernetes` writes.
+//! - `yaml`: those objects as one YAML stream.
+//!
+//! The mapping of each Docker guarantee onto Kubernetes, and what is lost, is in ARCHITECTURE.md
+//! ("Kubernetes") and SECURITY.md.
+
+pub(crate) mod manifest;
+#[cfg(test)]
+mod tests;
+pub(crate) mod yaml;
+
+use std::path::Path;
+
+use crate::contract::paths::WORKSPACE_MOUNT;
+use crate::sandbox::preflight::{ProtectedEntry, ProtectedLayout};
+
+/// The protected paths of a workspace the controller never sees (a claim, or an emptyDir that
+/// starts empty): `.git` and the run-data folder, as on Docker, less `writable`. Each is mounted
+/// read-only (a `subPath` of the workspace), so each counts as present: the kubelet makes a
+/// missing one as an empty folder, which holds its place as the placeholder does on Docker.
+pub(crate) fn protected_layout(writable: &[String]) -> ProtectedLayout {
+    let entries = crate::trust::inputs::protected_paths(&[], Path::new(WORKSPACE_MOUNT), writable)
+        .into_iter()
+        .map(|path| ProtectedEntry { path, exists: true })
+        .collect();
+    ProtectedLayout {
+        entries,
+        missing_dirs: Vec::new(),
+    }
+}

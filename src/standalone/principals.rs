@@ -1,0 +1,284 @@
+//! The plan's containers as processes of one container: for each, the command line (its image's
+//! ENTRYPOINT and its arguments), exactly its environment, its uid, its private folders and its
+//! confinement policy. Pure: the supervisor creates the folders and starts the processes.
+//!
+//! What a container boundary gave, and what stands in for it here:
+//! - its own root file system → a Landlock domain granting the system's programs and libraries,
+//!   its own folders, and `/workspace` only where the plan mounts it;
+//! - a socket volume shared with the runtime alone → a folder owned by the skill's uid with the
+//!   runtime's group, mode 0750 (`RUNTIME_SOCKETS_DIR/<n>`), the path the runtime's spec names;
+//! - its own `/tmp` tmpfs → a private folder, its `HOME` and `TMPDIR`;
+//! - network `none` → no TCP connect at all (Landlock) and no UDP or raw sockets (seccomp);
+//! - its own user → its own uid when the supervisor runs as root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::egress::{Tokens, with_proxy_url};
+use crate::confine::policy::{FsRules, Identity, NetRules, Policy, TcpConnect};
+use crate::contract::paths::{SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
+use crate::contract::proxy::PROXY_CONFIG_VAR;
+use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID};
+use crate::proxy::PROXY_PORT;
+use crate::sandbox::plan::{ContainerPlan, MountSource, RunPlan};
+
+/// The first uid of the skills when the supervisor runs as root: skill `n` of the plan gets
+/// `SKILL_UIDS + n`, each its own.
+pub(crate) const SKILL_UIDS: u32 = 20000;
+
+/// The uid base tools run as when the workspace belongs to root (never uid 0 itself).
+pub(crate) const WORKSPACE_FALLBACK_UID: u32 = 10003;
+
+/// One process of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Principal {
+    /// The plan's service name: `runtime`, `skill:web`, `base-skill`, `egress-proxy`.
+    pub service: String,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Where it starts.
+    pub workdir: Option<PathBuf>,
+    /// Its confinement, its environment included.
+    pub policy: Policy,
+    /// Its uid and gid (ours when we cannot switch).
+    pub uid_gid: (u32, u32),
+    /// The folder it listens in, shared with the runtime's group (skills).
+    pub socket_dir: Option<PathBuf>,
+    /// Its private `HOME` and `TMPDIR`.
+    pub home: PathBuf,
+    /// What to write to its stdin, then close it (the runtime of a continued run).
+    pub stdin: Option<String>,
+}
+
+/// How the principals' identities are chosen.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identities {
+    /// We run as root and may switch uids.
+    pub switch: bool,
+    /// Our own uid and gid, which every principal shares otherwise.
+    pub own: (u32, u32),
+}
+
+/// Every process of the plan: the egress proxy (when the plan has one), the skills (base tools
+/// among them) in the plan's order, then the runtime. `state` is the supervisor's folder for
+/// sockets and homes; `tokens` the proxy principals' URLs (when the plan has a proxy).
+pub(crate) fn principals(
+    plan: &RunPlan,
+    identities: Identities,
+    state: &Path,
+    tokens: Option<&Tokens>,
+) -> Result<Vec<Principal>, String> {
+    let socket_dirs = runtime_socket_dirs(&plan.runtime);
+    let mut all = Vec::new();
+    if let (Some(proxy), Some(tokens)) = (&plan.proxy, tokens) {
+        let n = plan.skills.len() + 1;
+        let mut principal = principal(
+            plan,
+            &proxy.container,
+            identities,
+            (PROXY_UID, PROXY_UID),
+            state,
+            n,
+        )?;
+        principal
+            .policy
+            .env
+            .insert(PROXY_CONFIG_VAR.to_string(), tokens.config.clone());
+        // It resolves names and connects anywhere its allowlists allow; it listens on its port.
+        principal.policy.network = NetRules {
+            connect: TcpConnect::Any,
+            bind: vec![PROXY_PORT],
+            udp: true,
+        };
+        all.push(principal);
+    }
+    for (n, container) in plan.skills.iter().enumerate() {
+        let own = (SKILL_UIDS + n as u32, SKILL_UIDS + n as u32);
+        let uid_gid = match workspace_user(container) {
+            Some(user) => user,
+            None => own,
+        };
+        let socket_dir = skill_socket_dir(container, &socket_dirs).ok_or_else(|| {
+            format!(
+                "{}: the plan gives it no socket the runtime mounts",
+                container.service
+            )
+        })?;
+        let mut principal = principal(plan, container, identities, uid_gid, state, n)?;
+        route_through_proxy(&mut principal, tokens);
+        principal.argv = with_socket(&principal.argv, &socket_dir.join(SOCKET_FILE));
+        principal
+            .policy
+            .filesystem
+            .read_write
+            .push(socket_dir.clone());
+        principal.socket_dir = Some(socket_dir);
+        all.push(principal);
+    }
+    let mut runtime = principal(
+        plan,
+        &plan.runtime,
+        identities,
+        (RUNTIME_UID, RUNTIME_GID),
+        state,
+        plan.skills.len(),
+    )?;
+    route_through_proxy(&mut runtime, tokens);
+    all.push(runtime);
+    Ok(all)
+}
+
+/// A principal of the proxy gets its own URL (with its token) and TCP to the proxy's port only.
+fn route_through_proxy(principal: &mut Principal, tokens: Option<&Tokens>) {
+    let Some(url) = tokens.and_then(|t| t.urls.get(&principal.service)) else {
+        return;
+    };
+    with_proxy_url(&mut principal.policy.env, url);
+    principal.policy.network = NetRules::proxy_only(PROXY_PORT);
+}
+
+/// One container as a process: its image's ENTRYPOINT and env, the plan's arguments and env.
+fn principal(
+    plan: &RunPlan,
+    container: &ContainerPlan,
+    identities: Identities,
+    uid_gid: (u32, u32),
+    state: &Path,
+    n: usize,
+) -> Result<Principal, String> {
+    let image = plan
+        .images
+        .get(container.image)
+        .ok_or_else(|| format!("{}: the plan has no image for it", container.service))?;
+    let mut argv = image.config.entrypoint.clone();
+    argv.extend(container.cmd.iter().cloned());
+    let home = state.join("home").join(format!("{n}"));
+    let mut env: BTreeMap<String, String> = image.config.env.iter().cloned().collect();
+    env.extend(container.env.iter().cloned());
+    for name in ["HOME", "TMPDIR"] {
+        env.insert(name.to_string(), home.display().to_string());
+    }
+    let (identity, uid_gid) = match identities.switch {
+        true => (
+            Identity::Switch {
+                uid: uid_gid.0,
+                gid: uid_gid.1,
+                groups: vec![],
+            },
+            uid_gid,
+        ),
+        false => (Identity::Inherit, identities.own),
+    };
+    let mut policy = Policy::deny_all(principal_name(container));
+    policy.identity = identity;
+    policy.env = env;
+    policy.filesystem = FsRules::system();
+    policy.filesystem.read_write.push(home.clone());
+    if mounts_workspace(container) {
+        policy.filesystem.read_write.push(WORKSPACE_MOUNT.into());
+        // Programs the base tools' `exec` runs may live in the workspace.
+        policy.filesystem.executable.push(WORKSPACE_MOUNT.into());
+    }
+    policy.network = NetRules::none();
+    Ok(Principal {
+        service: container.service.clone(),
+        argv,
+        workdir: image.config.workdir.as_ref().map(PathBuf::from),
+        policy,
+        uid_gid,
+        socket_dir: None,
+        home,
+        stdin: container.stdin.clone(),
+    })
+}
+
+/// How reports and errors name a container's process.
+fn principal_name(container: &ContainerPlan) -> String {
+    match (&container.skill, container.service.as_str()) {
+        (_, "runtime") => "runtime".to_string(),
+        (_, "egress-proxy") => "egress proxy".to_string(),
+        (_, service) if service.starts_with("base-skill") => "base tools".to_string(),
+        (Some(skill), _) => format!("skill `{skill}`"),
+        (None, service) => service.to_string(),
+    }
+}
+
+/// The workspace is bind-mounted into it (base tools, a skill granted it).
+fn mounts_workspace(container: &ContainerPlan) -> bool {
+    container
+        .mounts
+        .iter()
+        .any(|m| m.target == WORKSPACE_MOUNT && matches!(m.source, MountSource::Bind { .. }))
+}
+
+/// Who a container that mounts the workspace runs as in the plan (the workspace's owner), so
+/// what it writes belongs to them; never root.
+fn workspace_user(container: &ContainerPlan) -> Option<(u32, u32)> {
+    if !mounts_workspace(container) {
+        return None;
+    }
+    let (uid, gid) = container.user.split_once(':')?;
+    let (uid, gid): (u32, u32) = (uid.parse().ok()?, gid.parse().ok()?);
+    Some(match uid {
+        0 => (WORKSPACE_FALLBACK_UID, WORKSPACE_FALLBACK_UID),
+        _ => (uid, gid),
+    })
+}
+
+/// Where the runtime sees each socket volume, by volume name.
+fn runtime_socket_dirs(runtime: &ContainerPlan) -> BTreeMap<String, PathBuf> {
+    runtime
+        .mounts
+        .iter()
+        .filter_map(|m| match &m.source {
+            MountSource::Volume { name } => Some((name.clone(), PathBuf::from(&m.target))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The folder a skill listens in: where the runtime sees the volume the skill mounts at
+/// [`SKILL_SOCKET_DIR`].
+fn skill_socket_dir(
+    container: &ContainerPlan,
+    runtime_dirs: &BTreeMap<String, PathBuf>,
+) -> Option<PathBuf> {
+    container.mounts.iter().find_map(|m| match &m.source {
+        MountSource::Volume { name } if m.target == SKILL_SOCKET_DIR => {
+            runtime_dirs.get(name).cloned()
+        }
+        _ => None,
+    })
+}
+
+/// The skill host's `--socket` pointed at `socket` instead of the container's path.
+fn with_socket(argv: &[String], socket: &Path) -> Vec<String> {
+    let mut out = argv.to_vec();
+    if let Some(i) = out.iter().position(|a| a == "--socket")
+        && let Some(value) = out.get_mut(i + 1)
+    {
+        *value = socket.display().to_string();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_skill_host_listens_where_the_runtime_looks() {
+        let argv: Vec<String> = [
+            "/bin/x",
+            "skill-host",
+            "--socket",
+            "/run/perstack/skill/mcp.sock",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            with_socket(&argv, Path::new("/run/perstack/skills/1-web/mcp.sock"))[3],
+            "/run/perstack/skills/1-web/mcp.sock"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! Which protections hold: the kernel's, checked before anything starts (a weak kernel stops the
+//! start unless `--allow-weaker-isolation`), and each principal's, as its confinement reported
+//! it — one human line each on stderr and one `isolationReport` event on stdout.
+
+use serde_json::{Value, json};
+
+use super::StandaloneError;
+use crate::confine::probe::{Protections, Shortfall};
+use crate::confine::report::Enforcement;
+
+/// The event type that reports the protections of a standalone run (README, "Standalone
+/// images"). Not a run event: it is not stored with the job.
+pub(crate) const EVENT_TYPE: &str = "isolationReport";
+
+/// Probes the kernel; refuses a kernel with a blocking shortfall unless `allow_weaker`. Says on
+/// stderr what it found, and each missing protection with what it costs.
+pub(crate) fn check_kernel(allow_weaker: bool) -> Result<Protections, StandaloneError> {
+    let protections = Protections::probe();
+    eprintln!("perstack-sandbox: kernel: {}", protections.summary());
+    let shortfalls = protections.shortfalls();
+    let blocking: Vec<&Shortfall> = shortfalls.iter().filter(|s| s.is_blocking()).collect();
+    if !blocking.is_empty() && !allow_weaker {
+        let list: Vec<String> = blocking.iter().map(|s| format!("  - {s}")).collect();
+        return Err(StandaloneError::WeakKernel(list.join("\n")));
+    }
+    for shortfall in &shortfalls {
+        eprintln!("perstack-sandbox: warning: weaker isolation: {shortfall}");
+    }
+    Ok(protections)
+}
+
+/// The `isolationReport` event: what the kernel offers, what is missing, and what holds for
+/// each principal.
+pub(crate) fn event_line(
+    job_id: &str,
+    run_id: &str,
+    protections: &Protections,
+    enforced: &[Enforcement],
+) -> String {
+    let missing: Vec<String> = protections
+        .shortfalls()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let event: Value = json!({
+        "type": EVENT_TYPE,
+        "id": crate::ids::new_id(),
+        "timestamp": crate::ids::now_ms(),
+        "jobId": job_id,
+        "runId": run_id,
+        "kernel": protections,
+        "missing": missing,
+        "principals": enforced,
+    });
+    event.to_string()
+}
+
+/// One line per principal for stderr.
+pub(crate) fn human_lines(enforced: &[Enforcement]) -> Vec<String> {
+    enforced
+        .iter()
+        .map(|e| format!("perstack-sandbox: {}", e.summary()))
+        .collect()
+}

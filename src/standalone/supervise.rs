@@ -1,0 +1,352 @@
+//! Carrying the plan out as confined processes, as PID 1 of the one container: private folders
+//! made, every skill started through `confine exec` and then the runtime, the protections
+//! reported, the runtime's events relayed to stdout and stored in `/workspace/perstack`, signals
+//! passed on, and every process ended with the runtime.
+
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Child;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::prepare::Prepared;
+use super::principals::{Identities, Principal, principals};
+use super::{STATE_DIR, StandaloneError};
+use super::{egress, report};
+use crate::cli::StandaloneArgs;
+use crate::confine::launch::Launch;
+use crate::confine::probe::Protections;
+use crate::confine::report::Enforcement;
+use crate::contract::paths::RUNTIME_SOCKETS_DIR;
+use crate::contract::users::RUNTIME_GID;
+use crate::event::Event;
+use crate::exit::Exit;
+use crate::jobs::Recorder;
+use crate::render::{Mode, Output};
+use crate::sandbox::engine::run::{RunEnd, run_end};
+
+/// Runs the prepared plan to its end; gives the exit code (the runtime's, or the signal's).
+pub(crate) async fn supervise(
+    prepared: Prepared,
+    protections: &Protections,
+    args: &StandaloneArgs,
+) -> Result<i32, StandaloneError> {
+    let Prepared {
+        plan,
+        job_id,
+        run_id,
+        job,
+        store,
+        run_setting,
+    } = prepared;
+    let identities = Identities {
+        switch: protections.can_switch_uid,
+        own: (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        ),
+    };
+    let tokens = match &plan.proxy {
+        Some(proxy) => Some(egress::issue(proxy).map_err(StandaloneError::Start)?),
+        None => None,
+    };
+    let all = principals(&plan, identities, Path::new(STATE_DIR), tokens.as_ref())
+        .map_err(StandaloneError::Start)?;
+    make_folders(&all, identities)?;
+    let confiner = std::env::current_exe()
+        .map_err(|e| StandaloneError::Start(format!("cannot find our own executable: {e}")))?;
+    let recorder = Recorder::start(store, job, &run_setting)
+        .map_err(|e| StandaloneError::Run(e.to_string()))?;
+    let (output, writer) =
+        Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
+
+    let started = start_all(&confiner, &all, &job_id, &run_id, &output).await;
+    let code = match started {
+        Ok((mut skills, runtime, enforced)) => {
+            for line in report::human_lines(&enforced) {
+                eprintln!("{line}");
+            }
+            output.relayed(
+                report::event_line(&job_id, &run_id, protections, &enforced),
+                None,
+            );
+            let code = relay(runtime, &output, &recorder, &plan.spec.expert_key).await;
+            for skill in &mut skills {
+                let _ = skill.kill().await;
+            }
+            Ok(code)
+        }
+        Err(error) => Err(error),
+    };
+    drop(output);
+    let _ = writer.await;
+    recorder.finish().await;
+    code
+}
+
+/// The private folders: a home for each principal, a socket folder for each skill, owned by
+/// them (the socket folder's group is the runtime's, which alone may enter it besides).
+fn make_folders(all: &[Principal], identities: Identities) -> Result<(), StandaloneError> {
+    let state = Path::new(STATE_DIR);
+    for dir in [
+        state.to_path_buf(),
+        state.join("home"),
+        PathBuf::from(RUNTIME_SOCKETS_DIR),
+    ] {
+        make_folder(&dir, None, 0o711)?;
+    }
+    for principal in all {
+        let (uid, gid) = principal.uid_gid;
+        make_folder(
+            &principal.home,
+            identities.switch.then_some((uid, gid)),
+            0o700,
+        )?;
+        if let Some(dir) = &principal.socket_dir {
+            let (owner, mode) = match identities.switch {
+                true => (Some((uid, RUNTIME_GID)), 0o750),
+                false => (None, 0o700),
+            };
+            make_folder(dir, owner, mode)?;
+        }
+    }
+    Ok(())
+}
+
+fn make_folder(dir: &Path, owner: Option<(u32, u32)>, mode: u32) -> Result<(), StandaloneError> {
+    let fail = |e: std::io::Error| {
+        StandaloneError::Start(format!(
+            "cannot make {} ({e}); the container's root must be writable, or mount a tmpfs \
+             there (docker run --tmpfs {STATE_DIR})",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    if let Some((uid, gid)) = owner {
+        chown(dir, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(fail)
+}
+
+/// Starts every skill, then the runtime (the last principal), each confined; gives the skills,
+/// the runtime and what holds for each. A principal that cannot start stops everything.
+async fn start_all(
+    confiner: &Path,
+    all: &[Principal],
+    job_id: &str,
+    run_id: &str,
+    output: &Output,
+) -> Result<(Vec<Child>, Child, Vec<Enforcement>), StandaloneError> {
+    let (runtime, skills) = all
+        .split_last()
+        .ok_or_else(|| StandaloneError::Start("the plan has no runtime".into()))?;
+    let mut children = Vec::new();
+    let mut enforced = Vec::new();
+    for principal in skills {
+        let proxy = principal.service == PROXY_SERVICE;
+        let (mut child, enforcement) = start(confiner, principal, proxy).await?;
+        if proxy {
+            if let Some(stdout) = child.stdout.take() {
+                relay_access_records(stdout, job_id, run_id, output);
+            }
+            wait_for_proxy(&mut child).await?;
+        }
+        children.push(child);
+        enforced.push(enforcement);
+    }
+    let (mut child, enforcement) = start(confiner, runtime, true).await?;
+    enforced.push(enforcement);
+    if let (Some(text), Some(mut stdin)) = (&runtime.stdin, child.stdin.take()) {
+        let text = text.clone();
+        tokio::spawn(async move {
+            let _ = stdin.write_all(text.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
+    Ok((children, child, enforced))
+}
+
+/// The egress proxy's service name in the plan.
+const PROXY_SERVICE: &str = "egress-proxy";
+
+/// Waits until the proxy listens (at most 10 s), or says it ended.
+async fn wait_for_proxy(proxy: &mut Child) -> Result<(), StandaloneError> {
+    let address = (egress::PROXY_HOST, crate::proxy::PROXY_PORT);
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = proxy.try_wait() {
+            return Err(StandaloneError::Start(format!(
+                "the egress proxy ended at start ({status}); its stderr says why"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(StandaloneError::Start(format!(
+        "the egress proxy does not listen on {}:{} after 10 s",
+        address.0, address.1
+    )))
+}
+
+/// Turns the proxy's access records into `proxyAccess` events, as `run` does.
+fn relay_access_records(
+    stdout: tokio::process::ChildStdout,
+    job_id: &str,
+    run_id: &str,
+    output: &Output,
+) {
+    let (job_id, run_id, output) = (job_id.to_string(), run_id.to_string(), output.clone());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<crate::proxy::Access>(&line) {
+                Ok(access) => output.event(Event::runtime(
+                    &job_id,
+                    &run_id,
+                    crate::event::RuntimePayload::ProxyAccess {
+                        action: access.action,
+                        domain: access.domain,
+                        port: access.port,
+                        reason: access.reason,
+                        client: Some(access.client),
+                    },
+                )),
+                Err(_) => eprintln!("egress-proxy: {line}"),
+            }
+        }
+    });
+}
+
+/// One principal through `confine exec`; the stdout of the runtime (and the proxy's access
+/// records) is piped to us.
+async fn start(
+    confiner: &Path,
+    principal: &Principal,
+    runtime: bool,
+) -> Result<(Child, Enforcement), StandaloneError> {
+    let fail = |e: crate::confine::ConfineError| StandaloneError::Start(e.to_string());
+    let (program, args) = principal
+        .argv
+        .split_first()
+        .ok_or_else(|| StandaloneError::Start(format!("{}: no command", principal.service)))?;
+    let mut launch = Launch::new(confiner, &principal.policy, program, args).map_err(fail)?;
+    let command = launch.command_mut();
+    if let Some(dir) = &principal.workdir {
+        command.current_dir(dir);
+    }
+    command.stdin(match (runtime, &principal.stdin) {
+        _ if principal.service == PROXY_SERVICE => Stdio::null(),
+        (true, Some(_)) => Stdio::piped(),
+        _ => Stdio::null(),
+    });
+    command.stdout(match runtime {
+        true => Stdio::piped(),
+        false => Stdio::null(),
+    });
+    command.stderr(Stdio::inherit());
+    let confined = launch.spawn_async().await.map_err(fail)?;
+    Ok((confined.child, confined.enforcement))
+}
+
+/// Relays the runtime's events until it exits, passing SIGINT on (it stops at the next step
+/// boundary) and ending it on SIGTERM; gives the exit code, which the coordinator's terminal
+/// event decides (README, "Exit codes"), as for `run`.
+async fn relay(mut runtime: Child, output: &Output, recorder: &Recorder, expert: &str) -> i32 {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        let _ = runtime.kill().await;
+        return Exit::RunFailed.code();
+    };
+    let Some(stdout) = runtime.stdout.take() else {
+        let _ = runtime.kill().await;
+        return Exit::RunFailed.code();
+    };
+    let mut lines = BufReader::new(stdout).lines();
+    let mut open = true;
+    let mut end = None;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if open => match line {
+                Ok(Some(line)) => {
+                    if let Some(this_end) = relay_line(line, output, recorder, expert) {
+                        end = Some(this_end);
+                    }
+                }
+                _ => open = false,
+            },
+            status = runtime.wait(), if !open => {
+                let code = status.ok().and_then(|s| s.code());
+                return exit_code(end, code);
+            }
+            _ = interrupt.recv() => {
+                if let Some(pid) = runtime.id() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGINT,
+                    );
+                }
+            }
+            _ = terminate.recv() => {
+                let _ = runtime.kill().await;
+                return Exit::Terminated.code();
+            }
+        }
+    }
+}
+
+/// One line of the runtime's stdout: to our stdout as is, and into the job when it is an event;
+/// gives how the run ends when it is the coordinator's terminal event.
+fn relay_line(line: String, output: &Output, recorder: &Recorder, expert: &str) -> Option<RunEnd> {
+    match Event::from_line(&line) {
+        Ok(event) => {
+            let end = run_end(&event, expert);
+            recorder.record(&line, &event);
+            output.relayed(line, Some(event));
+            end
+        }
+        Err(_) => {
+            eprintln!("perstack-sandbox: not an event from the runtime: {line}");
+            None
+        }
+    }
+}
+
+/// The exit code: the terminal event's, else the runtime's own failure.
+fn exit_code(end: Option<RunEnd>, runtime_code: Option<i32>) -> i32 {
+    match end {
+        Some(RunEnd::Completed) => Exit::Success.code(),
+        Some(RunEnd::StoppedByMaxSteps) => Exit::MaxSteps.code(),
+        Some(RunEnd::WaitingForInteractiveTool) => Exit::Interactive.code(),
+        Some(RunEnd::StoppedByError(_) | RunEnd::RuntimeFailed { .. }) => Exit::RunFailed.code(),
+        None => match runtime_code {
+            Some(code) if code != 0 => code,
+            _ => Exit::RunFailed.code(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_terminal_event_decides_the_exit_code_as_for_run() {
+        assert_eq!(exit_code(Some(RunEnd::Completed), Some(0)), 0);
+        assert_eq!(
+            exit_code(Some(RunEnd::StoppedByError("x".into())), Some(0)),
+            1
+        );
+        assert_eq!(
+            exit_code(Some(RunEnd::WaitingForInteractiveTool), Some(0)),
+            4
+        );
+        // A runtime that ended without a terminal event failed, whatever it exited with.
+        assert_eq!(exit_code(None, Some(0)), Exit::RunFailed.code());
+        assert_eq!(exit_code(None, Some(137)), 137);
+    }
+}

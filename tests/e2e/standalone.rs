@@ -1,0 +1,442 @@
+//! Standalone images (`build --standalone --tag REF`), run the way the seed runs them: plain
+//! `docker run --rm -e KEY -v DIR:/workspace IMAGE "query"`, no controller, no Docker socket.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use perstack_sandbox::test_support::docker::DockerGuard;
+use serde_json::Value;
+
+use crate::support::{JobGuard, binary, fixture, require_docker};
+
+/// A standalone image of `folder`'s Expert `expert`, removed when the guard drops.
+pub struct Image {
+    pub reference: String,
+    _guard: DockerGuard,
+}
+
+/// Builds the standalone image of a fixture folder's Expert.
+pub fn build(folder: &Path, expert: &str) -> Image {
+    let id = perstack_sandbox::test_support::internals::new_id();
+    let repository = format!("psbx-e2e-standalone-{id}");
+    let reference = format!("{repository}:1.0");
+    let mut guard = DockerGuard::new();
+    guard.repository(&repository);
+    let built = Command::new(binary())
+        .args(["build", expert, "--standalone", "--tag", &reference])
+        .current_dir(folder)
+        .stdin(Stdio::null())
+        .output()
+        .expect("build");
+    assert!(
+        built.status.success(),
+        "build failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&built.stdout).trim(), reference);
+    Image {
+        reference,
+        _guard: guard,
+    }
+}
+
+/// A workspace owned by a user other than root, as a user's folder is.
+pub fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::chown(dir.path(), Some(1000), Some(1000)).expect("chown");
+    dir
+}
+
+/// `docker run --rm [-e NAME=VALUE…] -v WORKSPACE:/workspace IMAGE ARGS…`, labelled with the
+/// job guard's id so that nothing outlives the test.
+pub fn docker_run(
+    image: &Image,
+    job: &JobGuard,
+    env: &[(&str, &str)],
+    workspace: &Path,
+    args: &[&str],
+) -> Output {
+    docker_run_with(image, job, &[], env, workspace, args)
+}
+
+/// [`docker_run`] with options of `docker run` itself (`--security-opt …`).
+pub fn docker_run_with(
+    image: &Image,
+    job: &JobGuard,
+    options: &[&str],
+    env: &[(&str, &str)],
+    workspace: &Path,
+    args: &[&str],
+) -> Output {
+    let mut command = Command::new("docker");
+    command
+        .args(["run", "--rm", "--label", "io.perstack.sandbox.managed=true"])
+        .args(options)
+        .arg("--label")
+        .arg(format!("io.perstack.sandbox.job-id={}", job.job_id));
+    for (name, value) in env {
+        command.arg("-e").arg(format!("{name}={value}"));
+    }
+    command
+        .arg("-v")
+        .arg(format!("{}:/workspace", workspace.display()))
+        .arg(&image.reference)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker run")
+}
+
+/// Every stdout line as JSON; panics naming a line that is not.
+pub fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+#[test]
+fn the_demo_runs_with_plain_docker_run_and_continues_in_a_second_container() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone"), "demo");
+    let labels: Value = serde_json::from_str(&crate::support::docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        &image.reference,
+    ]))
+    .expect("labels");
+    assert_eq!(labels["io.perstack.expert"], "demo");
+    assert_eq!(labels["io.perstack.expert.version"], "1.0.0");
+    assert_eq!(labels["io.perstack.sandbox.standalone"], "true");
+    assert!(
+        labels["io.perstack.sandbox.config-digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:"))
+    );
+
+    let ws = workspace();
+    let job = JobGuard::new();
+    let token = ("DEMO_TOKEN", "demo-token-for-the-inspector");
+    let first = docker_run(&image, &job, &[token], ws.path(), &["Say hello"]);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(0), "{stderr}");
+    let events = json_lines(&first);
+    // The protections come first, as an event and as lines on stderr.
+    assert_eq!(events[0]["type"], "isolationReport", "{:?}", events[0]);
+    let principals = events[0]["principals"].as_array().expect("principals");
+    let names: Vec<&str> = principals
+        .iter()
+        .map(|p| p["principal"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["base tools", "skill `inspector`", "runtime"]);
+    for principal in principals {
+        assert_eq!(principal["seccomp"], true, "{principal}");
+        assert_eq!(principal["no_new_privs"], true, "{principal}");
+        assert_eq!(principal["identity"]["capabilities_empty"], true);
+        assert_eq!(principal["dumpable"]["after_exec"], "non-dumpable");
+        assert!(
+            principal["landlock"]["enforced"]
+                .as_array()
+                .expect("enforced")
+                .contains(&Value::from("scopes"))
+        );
+    }
+    // Each its own uid; base tools as the workspace's owner, so its files are theirs.
+    let uids: Vec<u64> = principals
+        .iter()
+        .map(|p| p["identity"]["uid"].as_u64().expect("uid"))
+        .collect();
+    assert_eq!(uids[0], 1000);
+    assert!(
+        uids[1] != uids[2] && uids[1] != 1000 && uids[2] != 1000,
+        "{uids:?}"
+    );
+    assert!(
+        stderr.contains("runtime: /usr/local/bin/perstack-sandbox"),
+        "{stderr}"
+    );
+    // Only its requiredEnv (and PATH, HOME, TMPDIR) reached the skill.
+    assert_eq!(
+        principals[1]["env"],
+        serde_json::json!(["DEMO_TOKEN", "HOME", "PATH", "TMPDIR"])
+    );
+    assert_eq!(of_type(&events, "completeRun").len(), 1);
+    let hello = ws.path().join("hello.md");
+    assert!(
+        std::fs::read_to_string(&hello)
+            .expect("hello.md")
+            .contains("Hello from perstack-sandbox")
+    );
+    assert_eq!(std::fs::metadata(&hello).expect("meta").uid(), 1000);
+    let job_id = events[1]["jobId"].as_str().expect("job").to_string();
+    let stored = ws.path().join("perstack/jobs").join(&job_id);
+    let job_json: Value =
+        serde_json::from_slice(&std::fs::read(stored.join("job.json")).expect("job.json"))
+            .expect("JSON");
+    assert_eq!(job_json["status"], "completed", "{job_json}");
+    assert_eq!(std::fs::metadata(&stored).expect("meta").uid(), 1000);
+
+    // A second container continues the same job from what the first stored.
+    let second = docker_run(
+        &image,
+        &job,
+        &[token],
+        ws.path(),
+        &["--continue", "Is it still there?"],
+    );
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let events = json_lines(&second);
+    let completed = of_type(&events, "completeRun");
+    assert_eq!(completed.len(), 1);
+    assert_eq!(completed[0]["jobId"], job_id.as_str());
+    assert!(
+        completed[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Continued in a second container")),
+        "{}",
+        completed[0]
+    );
+    assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
+}
+
+#[test]
+fn a_standalone_image_says_what_is_missing_before_anything_starts() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone"), "demo");
+    let ws = workspace();
+    let job = JobGuard::new();
+    // The skill's requiredEnv is not given: preflight names it, and nothing runs.
+    let missing = docker_run(&image, &job, &[], ws.path(), &["Say hello"]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DEMO_TOKEN"), "{stderr}");
+    assert!(missing.stdout.is_empty());
+    // Nothing to continue in an empty workspace.
+    let nothing = docker_run(
+        &image,
+        &job,
+        &[("DEMO_TOKEN", "x")],
+        ws.path(),
+        &["--continue", "more"],
+    );
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&nothing.stderr).contains("no run has been stored"),
+        "{}",
+        String::from_utf8_lossy(&nothing.stderr)
+    );
+}
+
+/// The outcome of each `attempt` the attacker made, by label.
+fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
+    of_type(events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["toolName"] == "attempt")
+        .map(|r| {
+            let text = r["result"][0]["text"].as_str().expect("text").to_string();
+            let value: Value = serde_json::from_str(&text).expect("JSON");
+            (value["label"].as_str().expect("label").to_string(), value)
+        })
+        .collect()
+}
+
+#[test]
+fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone-hostile"), "hostile");
+    let ws = workspace();
+    std::fs::write(ws.path().join("secret.txt"), "the user's secret").expect("write");
+    let job = JobGuard::new();
+    let out = docker_run(
+        &image,
+        &job,
+        &[
+            ("ATTACKER_TOKEN", "attacker-token"),
+            ("VICTIM_TOKEN", "victim-token"),
+        ],
+        ws.path(),
+        &["Break out"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = json_lines(&out);
+    let outcomes = attempts(&events);
+    // Controls: the attempts work where the policy grants.
+    assert_eq!(
+        outcomes["own-status"]["outcome"]["ok"], true,
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes["system-file"]["outcome"]["ok"], true);
+    const EPERM: i64 = 1;
+    const EACCES: i64 = 13;
+    let expected = [
+        // Another process's environment and memory: non-dumpable, another uid, another domain.
+        ("runtime-environ", EACCES),
+        ("runtime-mem", EACCES),
+        ("victim-environ", EACCES),
+        ("victim-mem", EACCES),
+        ("base-tools-environ", EACCES),
+        // ptrace: seccomp.
+        ("runtime-ptrace", EPERM),
+        // Signals to the runtime, another skill and the supervisor: Landlock's signal scope.
+        ("runtime-signal", EPERM),
+        ("victim-signal", EPERM),
+        ("supervisor-signal", EPERM),
+        // The workspace without a grant, the run data, another principal's home: Landlock.
+        ("workspace-read", EACCES),
+        ("workspace-write", EACCES),
+        ("jobs-read", EACCES),
+        ("other-home", EACCES),
+        // Direct TCP, anywhere: Landlock refuses the connect itself (not a refused connection).
+        ("tcp-direct", EACCES),
+        ("tcp-loopback", EACCES),
+        // UDP, raw and packet sockets, user namespaces: seccomp.
+        ("udp-socket", EPERM),
+        ("raw-socket", EPERM),
+        ("packet-socket", EPERM),
+        ("user-namespace", EPERM),
+    ];
+    for (label, errno) in expected {
+        let attempt = &outcomes[label];
+        assert!(attempt["error"].is_null(), "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
+    }
+    // The in-container proxy knows each principal by its own token: the attacker's token under
+    // the victim's name, or no credentials, get 407; its own token does not open the victim's
+    // domain (403).
+    let claims: std::collections::BTreeMap<String, Value> = of_type(&events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["toolName"] == "proxy_connect_as")
+        .map(|r| {
+            let value: Value =
+                serde_json::from_str(r["result"][0]["text"].as_str().expect("text")).expect("JSON");
+            (value["claim"].as_str().expect("claim").to_string(), value)
+        })
+        .collect();
+    assert_eq!(claims["skill:victim"]["status"], 407, "{claims:?}");
+    assert_eq!(claims["none"]["status"], 407, "{claims:?}");
+    assert_eq!(claims["self"]["status"], 403, "{claims:?}");
+    let blocked: Vec<&str> = of_type(&events, "proxyAccess")
+        .iter()
+        .filter(|a| a["action"] == "blocked")
+        .filter_map(|a| a["reason"].as_str())
+        .collect();
+    assert!(
+        blocked
+            .iter()
+            .any(|r| r.contains("wrong token for principal `skill:victim`")),
+        "{blocked:?}"
+    );
+    let principals = events[0]["principals"].as_array().expect("principals");
+    let proxy = principals
+        .iter()
+        .find(|p| p["principal"] == "egress proxy")
+        .expect("the proxy is a principal");
+    assert_eq!(proxy["identity"]["uid"], 65534);
+    // The victim's proxy URL (its token) reached nobody else: the attacker printed its own
+    // environment (`own-status`), and no report carries a token.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("skill%3Aattacker:"),
+        "the control shows its own URL"
+    );
+    assert!(!stdout.contains("skill%3Avictim:"));
+    assert!(!events[0].to_string().contains("@127.0.0.1"));
+    // DNS: no UDP, so no lookup, although the container's network has a resolver.
+    let resolved = of_type(&events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["toolName"] == "resolve")
+        .expect("resolve");
+    let resolved: Value =
+        serde_json::from_str(resolved["result"][0]["text"].as_str().expect("text")).expect("JSON");
+    assert_eq!(resolved["addresses"], serde_json::json!([]), "{resolved}");
+    assert!(!ws.path().join("planted.txt").exists());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("victim-token"));
+}
+
+#[test]
+fn without_landlock_it_refuses_to_start_unless_told_and_then_says_what_is_missing() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone"), "demo");
+    // A kernel without Landlock, as gVisor is one: a seccomp profile that refuses its calls.
+    let profile = tempfile::tempdir().expect("tempdir");
+    let profile_path = profile.path().join("no-landlock.json");
+    std::fs::write(
+        &profile_path,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["landlock_create_ruleset",
+        "landlock_add_rule","landlock_restrict_self"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .expect("write");
+    let option = format!("seccomp={}", profile_path.display());
+    let options = ["--security-opt", option.as_str()];
+    let ws = workspace();
+    let job = JobGuard::new();
+    let token = [("DEMO_TOKEN", "x")];
+    let refused = docker_run_with(&image, &job, &options, &token, ws.path(), &["Say hello"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot wall the Expert's processes off"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Landlock: its system call is refused (EPERM)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-weaker-isolation"), "{stderr}");
+    assert!(refused.stdout.is_empty());
+    assert!(!ws.path().join("perstack").exists(), "nothing may start");
+
+    let weaker = docker_run_with(
+        &image,
+        &job,
+        &options,
+        &token,
+        ws.path(),
+        &["--allow-weaker-isolation", "Say hello"],
+    );
+    let stderr = String::from_utf8_lossy(&weaker.stderr);
+    assert_eq!(weaker.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: weaker isolation: Landlock"),
+        "{stderr}"
+    );
+    let events = json_lines(&weaker);
+    assert_eq!(events[0]["type"], "isolationReport");
+    assert!(
+        events[0]["missing"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Landlock")),
+        "{}",
+        events[0]
+    );
+    for principal in events[0]["principals"].as_array().expect("principals") {
+        assert_eq!(principal["landlock"]["enforced"], serde_json::json!([]));
+        assert_eq!(principal["seccomp"], true);
+    }
+    assert_eq!(of_type(&events, "completeRun").len(), 1);
+}
