@@ -903,14 +903,16 @@ impl DockerClient {
 
     /// Removes every container, volume and network labelled with `run_id`: containers first
     /// (force, so running ones are killed), then what they used. Looked for again afterwards,
-    /// and removed once more when any is left: a busy Podman has been seen to keep a run's
-    /// containers and volumes after a removal that reported no error.
+    /// and removed once more when any is left, whether the first pass failed or not: a busy
+    /// Podman has been seen to keep a run's containers and volumes after its removal. The
+    /// error is the second pass's; none when nothing is left.
     pub(crate) async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
-        let mut removed = self.remove_run_once(run_id).await?;
+        let first = self.remove_run_once(run_id).await;
         let left = self.labelled(&labels::run_filter(run_id)).await?;
         if left.containers.is_empty() && left.volumes.is_empty() && left.networks.is_empty() {
-            return Ok(removed);
+            return Ok(first.unwrap_or_default());
         }
+        let mut removed = first.unwrap_or_default();
         let again = self.remove_run_once(run_id).await?;
         removed.containers += again.containers;
         removed.volumes += again.volumes;
