@@ -13,15 +13,15 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
-    KillContainerOptions, ListContainersOptions, ListImagesOptions, ListNetworksOptions,
-    ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
-    WaitContainerOptions,
+    ImportImageOptionsBuilder, KillContainerOptions, ListContainersOptions, ListImagesOptions,
+    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions,
+    RemoveVolumeOptions, WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 pub(crate) use super::info::EngineInfo;
-use super::info::NetworkDns;
+use super::info::{EngineKind, NetworkDns};
 use super::process_limit;
 use super::raw::{RawClient, RawError};
 use crate::sandbox::images::user_recipe::UserRecipe;
@@ -183,6 +183,10 @@ pub struct ManagedImage {
     pub created: i64,
 }
 
+/// What Podman's builder says when an image it looked at for its cache was removed while it
+/// looked (seen with builds and removals at once, e.g. `gc --images` or tests).
+const LOST_LAYER: &str = "layer not known";
+
 /// A connected, version-negotiated engine client.
 #[derive(Debug, Clone)]
 pub(crate) struct DockerClient {
@@ -305,39 +309,43 @@ impl DockerClient {
         }
     }
 
-    /// Makes the image for `spec` as `tag`: imported when it is based on `scratch` and the
-    /// engine imports faithfully (`info.rs`), built otherwise (see `images.rs`). Builder output lines go to `on_line`.
+    /// Makes the image for `spec` as `tag`: loaded when it is based on `scratch` and the
+    /// engine loads faithfully (`info.rs`), built otherwise (see `images.rs`). Builder output
+    /// lines go to `on_line`.
     pub(crate) async fn create_image(
         &self,
         spec: &ImageSpec,
         tag: &str,
         on_line: impl FnMut(&str),
     ) -> Result<(), DockerError> {
-        if spec.is_scratch() && self.engine.imports_scratch_images() {
-            self.import_image(spec, tag).await
+        if spec.is_scratch() && self.engine.loads_scratch_images() {
+            self.load_image(spec, tag).await
         } else {
             self.build_image(spec, tag, on_line).await
         }
     }
 
-    /// Imports `spec`'s root filesystem as a one-layer image with its config as `changes`
-    /// (through `raw.rs`: see there why not bollard).
-    pub(crate) async fn import_image(
-        &self,
-        spec: &ImageSpec,
-        tag: &str,
-    ) -> Result<(), DockerError> {
+    /// Loads `spec` as `tag` from an image archive of its layers and config (`images.rs`):
+    /// one call, and a layer the engine has already (the executable's) is not stored again.
+    pub(crate) async fn load_image(&self, spec: &ImageSpec, tag: &str) -> Result<(), DockerError> {
         let build_error = |message: String| DockerError::Build {
             tag: tag.to_string(),
             message,
         };
-        let rootfs = spec
-            .rootfs_tar()
-            .map_err(|e| build_error(format!("cannot assemble the root filesystem: {e}")))?;
-        self.raw
-            .import(tag, &spec.import_changes(), rootfs)
-            .await
-            .map_err(|e| build_error(e.message))
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let archive = spec
+            .image_archive(tag, &created)
+            .map_err(|e| build_error(format!("cannot assemble the image archive: {e}")))?;
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut stream = self.docker.import_image(
+            options,
+            bollard::body_full(bytes::Bytes::from(archive)),
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| build_error(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Builds `spec` as `tag` from its in-memory context with the classic builder (no registry,
@@ -403,19 +411,41 @@ impl DockerClient {
     }
 
     /// Runs one classic build of `context` with `options`, each line of builder output to
-    /// `on_line`.
+    /// `on_line`. On Podman a build that lost its cache's layer to an image another client
+    /// removed meanwhile ([`LOST_LAYER`]) is run once more.
     async fn build_context(
         &self,
         options: BuildImageOptions,
         context: Vec<u8>,
         mut on_line: impl FnMut(&str),
     ) -> Result<(), DockerError> {
+        // Shared, not copied, by a second attempt: a context holds our executable.
+        let context = bytes::Bytes::from(context);
+        match self
+            .build_context_once(options.clone(), context.clone(), &mut on_line)
+            .await
+        {
+            Err(DockerError::Build { message, .. })
+                if self.engine.kind == EngineKind::Podman && message.contains(LOST_LAYER) =>
+            {
+                self.build_context_once(options, context, &mut on_line)
+                    .await
+            }
+            built => built,
+        }
+    }
+
+    /// One build of `context` with `options`.
+    async fn build_context_once(
+        &self,
+        options: BuildImageOptions,
+        context: bytes::Bytes,
+        on_line: &mut impl FnMut(&str),
+    ) -> Result<(), DockerError> {
         let tag = options.t.clone().unwrap_or_default();
-        let mut stream = self.docker.build_image(
-            options,
-            None,
-            Some(bollard::body_full(bytes::Bytes::from(context))),
-        );
+        let mut stream = self
+            .docker
+            .build_image(options, None, Some(bollard::body_full(context)));
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| DockerError::Build {
                 tag: tag.to_string(),
@@ -876,8 +906,26 @@ impl DockerClient {
     }
 
     /// Removes every container, volume and network labelled with `run_id`: containers first
-    /// (force, so running ones are killed), then what they used.
+    /// (force, so running ones are killed), then what they used. Looked for again afterwards,
+    /// and removed once more when any is left, whether the first pass failed or not: a busy
+    /// Podman has been seen to keep a run's containers and volumes after its removal. The
+    /// error is the second pass's; none when nothing is left.
     pub(crate) async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
+        let first = self.remove_run_once(run_id).await;
+        let left = self.labelled(&labels::run_filter(run_id)).await?;
+        if left.containers.is_empty() && left.volumes.is_empty() && left.networks.is_empty() {
+            return Ok(first.unwrap_or_default());
+        }
+        let mut removed = first.unwrap_or_default();
+        let again = self.remove_run_once(run_id).await?;
+        removed.containers += again.containers;
+        removed.volumes += again.volumes;
+        removed.networks += again.networks;
+        Ok(removed)
+    }
+
+    /// One pass of [`DockerClient::remove_run`] over what is labelled with `run_id` now.
+    async fn remove_run_once(&self, run_id: &str) -> Result<Removed, DockerError> {
         let found = self.labelled(&labels::run_filter(run_id)).await?;
         let ids = |list: Vec<Labelled>| list.into_iter().map(|l| l.id).collect::<Vec<_>>();
         let (containers, volumes, networks) = (
