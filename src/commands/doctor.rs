@@ -29,7 +29,7 @@ use crate::sandbox::engine::probe;
 use crate::sandbox::images::base::skill_base_image;
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
 use crate::sandbox::labels;
-use crate::sandbox::preflight::{GVISOR_ARGS, RegisteredRuntime, check_runtime_engine};
+use crate::sandbox::preflight::{GVISOR_ARGS, RegisteredRuntime, check_runtime_engine_on};
 
 struct Report {
     failed: bool,
@@ -198,9 +198,9 @@ async fn check_runtimes(report: &mut Report, docker: &DockerClient, loaded: Opti
             .map(|s| s.runtime_engine)
     });
     if let Some(asked) = asked.as_ref().filter(|a| a.name.is_some())
-        && let Err(problem) = check_runtime_engine(asked, &registered)
+        && let Err(problem) = check_runtime_engine_on(docker.engine().kind, asked, &registered)
     {
-        report.fail("runtime", problem.to_string(), "register it as above");
+        report.fail("runtime", problem.to_string(), "as the line above says");
     }
     let mut probe: Vec<&RegisteredRuntime> = registered.iter().filter(|r| r.is_gvisor()).collect();
     if let Some(name) = asked.and_then(|a| a.name)

@@ -129,13 +129,36 @@ pub(crate) struct Output {
     tx: mpsc::UnboundedSender<Item>,
 }
 
+/// Which command the human view tells to continue a job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Continuing {
+    /// `perstack-sandbox run --continue-job …`.
+    #[default]
+    Run,
+    /// `docker run … IMAGE --continue-job …` (a standalone image fixes the Expert).
+    Standalone,
+}
+
 impl Output {
     /// Starts the writer on `out`; await the handle after dropping every `Output` to flush.
+    #[cfg(test)]
     pub(crate) fn spawn<W>(mode: Mode, out: W) -> (Output, tokio::task::JoinHandle<()>)
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        Output::spawn_in(mode, out, None)
+        Output::spawn_with(mode, out, Continuing::Run, None)
+    }
+
+    /// [`Output::spawn`], the human view naming `continuing`'s command to continue a job.
+    pub(crate) fn spawn_for<W>(
+        mode: Mode,
+        out: W,
+        continuing: Continuing,
+    ) -> (Output, tokio::task::JoinHandle<()>)
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        Output::spawn_with(mode, out, continuing, None)
     }
 
     /// [`Output::spawn`] for one turn of a `start` session: the human view leaves out the
@@ -148,10 +171,25 @@ impl Output {
     where
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        Output::spawn_with(mode, out, Continuing::Run, session)
+    }
+
+    /// Starts the writer on `out` (await the handle after dropping every `Output` to flush):
+    /// the human view names `continuing`'s command and leaves out what `session` has shown.
+    fn spawn_with<W>(
+        mode: Mode,
+        out: W,
+        continuing: Continuing,
+        session: Option<SessionLines>,
+    ) -> (Output, tokio::task::JoinHandle<()>)
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::unbounded_channel::<Item>();
         let task = tokio::spawn(async move {
             let mut out = out;
             let mut human = HumanView::new(mode);
+            human.continuing = continuing;
             while let Some(item) = rx.recv().await {
                 let text = match (&item, mode) {
                     (Item::Event(e), Mode::Json) => Some(e.to_line() + "\n"),
@@ -212,6 +250,8 @@ const MAX_STDERR_LINE: usize = 300;
 struct HumanView {
     /// Show everything.
     verbose: bool,
+    /// The command that continues a job.
+    continuing: Continuing,
     /// Columns of the terminal.
     width: usize,
     /// Columns a one-line item may take.
@@ -417,12 +457,12 @@ impl HumanView {
             } if ending(checkpoint) => format!(
                 "✔ {expert_key} completed in {}\n\n{text}\n\n{}",
                 totals::summary(self.start, checkpoint, event.timestamp),
-                continue_hint(&event.job_id, expert_key, false)
+                continue_hint(&event.job_id, expert_key, false, self.continuing)
             ),
             RunPayload::StopRunByInteractiveTool { checkpoint, .. } if ending(checkpoint) => {
                 format!(
                     "■ {expert_key} is waiting for your answer\n{}",
-                    continue_hint(&event.job_id, expert_key, true)
+                    continue_hint(&event.job_id, expert_key, true, self.continuing)
                 )
             }
             RunPayload::StopRunByError { checkpoint, .. }
@@ -431,7 +471,7 @@ impl HumanView {
             {
                 format!(
                     "{line}\n{}",
-                    continue_hint(&event.job_id, expert_key, false)
+                    continue_hint(&event.job_id, expert_key, false, self.continuing)
                 )
             }
             // Tool calls and results: one terminal line each.
@@ -447,7 +487,18 @@ impl HumanView {
 
 /// The job's id and the command that continues it: with a new message, or with the answer to
 /// the pending interactive tool call.
-fn continue_hint(job_id: &str, expert_key: &str, answer: bool) -> String {
+fn continue_hint(job_id: &str, expert_key: &str, answer: bool, continuing: Continuing) -> String {
+    if continuing == Continuing::Standalone {
+        let (flag, what) = if answer {
+            (" -i", "answer")
+        } else {
+            ("", "message")
+        };
+        let verb = if answer { "answer" } else { "continue" };
+        return format!(
+            "▸ job {job_id} · {verb} with: docker run … <image> --continue-job {job_id}{flag} \"<{what}>\""
+        );
+    }
     if answer {
         format!(
             "▸ job {job_id} · answer with: perstack-sandbox run --continue-job {job_id} -i {expert_key} \"<answer>\""
@@ -1292,6 +1343,21 @@ mod tests {
                  ▸ job job-1 · answer with: perstack-sandbox run --continue-job job-1 -i painter \"<answer>\"\n"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_standalone_job_is_continued_with_docker_run() {
+        assert_eq!(
+            continue_hint("j1", "demo", false, Continuing::Standalone),
+            "▸ job j1 · continue with: docker run … <image> --continue-job j1 \"<message>\""
+        );
+        assert_eq!(
+            continue_hint("j1", "demo", true, Continuing::Standalone),
+            "▸ job j1 · answer with: docker run … <image> --continue-job j1 -i \"<answer>\""
+        );
+        assert!(
+            continue_hint("j1", "demo", false, Continuing::Run).contains("perstack-sandbox run")
         );
     }
 }

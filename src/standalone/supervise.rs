@@ -24,7 +24,7 @@ use crate::contract::users::RUNTIME_GID;
 use crate::event::Event;
 use crate::exit::Exit;
 use crate::jobs::Recorder;
-use crate::render::{Mode, Output};
+use crate::render::{Continuing, Mode, Output};
 use crate::sandbox::engine::run::{RunEnd, run_end};
 
 /// Runs the prepared plan to its end; gives the exit code (the runtime's, or the signal's).
@@ -59,8 +59,11 @@ pub(crate) async fn supervise(
         .map_err(|e| StandaloneError::Start(format!("cannot find our own executable: {e}")))?;
     let recorder = Recorder::start(store, job, &run_setting)
         .map_err(|e| StandaloneError::Run(e.to_string()))?;
-    let (output, writer) =
-        Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
+    let (output, writer) = Output::spawn_for(
+        Mode::detect(args.json, args.verbose),
+        tokio::io::stdout(),
+        Continuing::Standalone,
+    );
 
     let started = start_all(&confiner, &all, &job_id, &run_id, &output).await;
     let code = match started {

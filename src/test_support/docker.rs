@@ -88,8 +88,17 @@ impl DockerGuard {
 
 impl Drop for DockerGuard {
     fn drop(&mut self) {
-        // Containers first: they hold the volumes, networks and images.
-        for kind in Kind::ALL {
+        // Containers first: they hold the volumes, networks and images. Containers again while
+        // any are left: Podman refuses to remove one whose network namespace others join until
+        // they are gone, and the docker CLI removes the ones named all at once.
+        for _ in 0..3 {
+            let ids: Vec<String> = self.labelled_ids(Kind::Container).collect();
+            if ids.is_empty() {
+                break;
+            }
+            remove(Kind::Container.remove(), &ids);
+        }
+        for kind in [Kind::Volume, Kind::Network] {
             let ids: Vec<String> = self.labelled_ids(kind).collect();
             remove(kind.remove(), &ids);
         }

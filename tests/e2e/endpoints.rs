@@ -55,6 +55,11 @@ fn machine_filters() -> Vec<(&'static str, &'static str)> {
         (r"runtimes         .*", "runtimes         [RUNTIMES]"),
         (r"(?ms)^  run probe under .*?(^  base images:)", "$1"),
         (r"(?m)^    gVisor \(runsc\) is not registered.*\n", ""),
+        // Podman lists runsc with no arguments whenever it is installed: a note, no probe.
+        (
+            r"(?m)^    gVisor \(\w+\) is registered without --host-uds=all.*\n",
+            "",
+        ),
     ]
 }
 

@@ -226,19 +226,32 @@ impl Pod {
             ],
         };
 
-        // The pod: an internal network (no route out, no DNS beyond container names) and a
-        // pause container holding the namespace the principals join.
+        // The pod: an internal network (no route out, no DNS for outside names), the proxy on
+        // it, and a pause container holding the namespace the principals join, which knows the
+        // proxy by its name.
         let network = self.name("pod");
-        let labels = self.labels();
-        let mut create = vec!["network", "create", "--internal"];
-        create.extend(labels.iter().map(String::as_str));
-        create.push(&network);
-        docker(&create);
+        self.create_internal_network(&network);
+        let proxy = self.start_proxy(&network, &config, &token_of(&web));
+        let proxy_ip = docker(&[
+            "inspect",
+            "-f",
+            &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+            &proxy,
+        ])
+        .trim()
+        .to_string();
         let pause = self.start(
             "pause",
-            &["--network", &network, BOOKWORM_IMAGE, "sleep", "infinity"],
+            &[
+                "--network",
+                &network,
+                "--add-host",
+                &format!("{PROXY_HOST}:{proxy_ip}"),
+                BOOKWORM_IMAGE,
+                "sleep",
+                "infinity",
+            ],
         );
-        let proxy = self.start_proxy(&network, &config, &token_of(&web));
         let client = |what: &str, uid: u32, url: Option<&str>| {
             let mut args = client_options(&pause, uid);
             if let Some(url) = url {
@@ -258,6 +271,52 @@ impl Pod {
         };
         wait_for_proxy(&up.offline_box);
         up
+    }
+
+    /// An internal network labelled as ours. Podman's Docker endpoint would switch its DNS
+    /// server on, which answers outside names too: there it is made as a run makes it, through
+    /// Podman's own endpoint with DNS off.
+    fn create_internal_network(&self, network: &str) {
+        if perstack_sandbox::test_support::http::default_bridge() != "podman" {
+            let labels = self.labels();
+            let mut create = vec!["network", "create", "--internal"];
+            create.extend(labels.iter().map(String::as_str));
+            create.push(network);
+            docker(&create);
+            return;
+        }
+        let body = serde_json::json!({
+            "name": network,
+            "driver": "bridge",
+            "internal": true,
+            "dns_enabled": false,
+            "labels": {
+                "io.perstack.sandbox.managed": "true",
+                "io.perstack.sandbox.job-id": self.guard.job_id,
+            },
+        });
+        let host = std::env::var("DOCKER_HOST").expect("DOCKER_HOST names the Podman service");
+        let (socket, base) = match host.strip_prefix("unix://") {
+            Some(path) => (
+                vec!["--unix-socket".to_string(), path.to_string()],
+                "http://d".into(),
+            ),
+            None => (vec![], host.replacen("tcp://", "http://", 1)),
+        };
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--fail-with-body", "-X", "POST"])
+            .args(&socket)
+            .args(["-H", "Content-Type: application/json", "--data"])
+            .arg(body.to_string())
+            .arg(format!("{base}/v4.0.0/libpod/networks/create"))
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "create {network}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The egress proxy (our binary's role, hardened as in a run) on the default bridge, and on

@@ -42,7 +42,9 @@ fn layer_paths(tag: &str) -> Vec<String> {
     for entry in image.entries().expect("image tar") {
         let mut entry = entry.expect("entry");
         let name = entry.path().expect("path").display().to_string();
-        if !name.ends_with("layer.tar") {
+        // Docker's archive holds `<id>/layer.tar`, Podman's `<digest>.tar` beside the manifest.
+        let podman_layer = name.ends_with(".tar") && !name.contains('/');
+        if !name.ends_with("layer.tar") && !podman_layer {
             continue;
         }
         let mut layer = Vec::new();

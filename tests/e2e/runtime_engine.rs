@@ -110,7 +110,9 @@ fn doctor_lists_the_registered_runtimes_and_probes_gvisor_on_no_network_and_on_o
     for name in registered() {
         assert!(runtimes.contains(&name), "{name}: {runtimes}");
     }
-    if gvisor_registered() {
+    if on_podman() {
+        gvisor_on_podman_is_a_note_and_a_run_asking_for_it_is_refused(&stdout);
+    } else if gvisor_registered() {
         assert!(
             runtimes.contains("runsc = gVisor: /usr/bin/runsc --platform=ptrace"),
             "{runtimes}"
@@ -150,4 +152,36 @@ fn doctor_lists_the_registered_runtimes_and_probes_gvisor_on_no_network_and_on_o
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     // What the probes made is removed by doctor itself; `.ci/run`'s leftover check counts what
     // any controller of this machine left (doctor runs in parallel with other tests here).
+}
+
+fn on_podman() -> bool {
+    perstack_sandbox::test_support::http::default_bridge() == "podman"
+}
+
+/// Podman lists runsc (when installed) with no arguments, and can pass it none: doctor notes it
+/// without probing, and a run that asks for it stops with exit 2 before anything starts.
+fn gvisor_on_podman_is_a_note_and_a_run_asking_for_it_is_refused(doctor: &str) {
+    if !registered().iter().any(|r| r == "runsc") {
+        return;
+    }
+    assert!(
+        doctor.contains("    gVisor (runsc) is registered without --host-uds=all: a run that asks for it refuses"),
+        "{doctor}"
+    );
+    assert!(!doctor.contains("run probe under runsc"), "{doctor}");
+    let run = TestRun::new("e2e/streaming/perstack.toml", "streamer")
+        .without_test_runtime()
+        .arg("--runtime-engine")
+        .arg("runsc");
+    let done = run.run();
+    done.assert_code(2);
+    assert!(
+        done.stderr.contains(
+            "--runtime-engine asks for gVisor (\"runsc\"), which Podman cannot run our skills under"
+        ),
+        "{}",
+        done.stderr
+    );
+    assert!(done.events.is_empty(), "{}", done.stdout);
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }

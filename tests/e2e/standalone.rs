@@ -440,3 +440,33 @@ fn without_landlock_it_refuses_to_start_unless_told_and_then_says_what_is_missin
     }
     assert_eq!(of_type(&events, "completeRun").len(), 1);
 }
+
+#[test]
+fn with_docker_run_t_it_shows_the_human_view_and_the_docker_run_that_continues() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone"), "demo");
+    let ws = workspace();
+    let job = JobGuard::new();
+    let out = docker_run_with(
+        &image,
+        &job,
+        &["-t"],
+        &[("DEMO_TOKEN", "x"), ("NO_COLOR", "1")],
+        ws.path(),
+        &["Say hello"],
+    );
+    // With a terminal, stdout and stderr arrive together on it.
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("demo completed in 4 steps"), "{shown}");
+    assert!(
+        !shown.contains("\"type\":"),
+        "no JSON on a terminal: {shown}"
+    );
+    assert!(
+        shown.contains("continue with: docker run … <image> --continue-job"),
+        "{shown}"
+    );
+}

@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 pub(crate) use super::info::EngineInfo;
-use super::info::NetworkDns;
+use super::info::{EngineKind, NetworkDns};
 use super::process_limit;
 use super::raw::{RawClient, RawError};
 use crate::sandbox::images::user_recipe::UserRecipe;
@@ -182,6 +182,10 @@ pub struct ManagedImage {
     /// Creation time, seconds since the epoch.
     pub created: i64,
 }
+
+/// What Podman's builder says when an image it looked at for its cache was removed while it
+/// looked (seen with builds and removals at once, e.g. `gc --images` or tests).
+const LOST_LAYER: &str = "layer not known";
 
 /// A connected, version-negotiated engine client.
 #[derive(Debug, Clone)]
@@ -407,19 +411,41 @@ impl DockerClient {
     }
 
     /// Runs one classic build of `context` with `options`, each line of builder output to
-    /// `on_line`.
+    /// `on_line`. On Podman a build that lost its cache's layer to an image another client
+    /// removed meanwhile ([`LOST_LAYER`]) is run once more.
     async fn build_context(
         &self,
         options: BuildImageOptions,
         context: Vec<u8>,
         mut on_line: impl FnMut(&str),
     ) -> Result<(), DockerError> {
+        // Shared, not copied, by a second attempt: a context holds our executable.
+        let context = bytes::Bytes::from(context);
+        match self
+            .build_context_once(options.clone(), context.clone(), &mut on_line)
+            .await
+        {
+            Err(DockerError::Build { message, .. })
+                if self.engine.kind == EngineKind::Podman && message.contains(LOST_LAYER) =>
+            {
+                self.build_context_once(options, context, &mut on_line)
+                    .await
+            }
+            built => built,
+        }
+    }
+
+    /// One build of `context` with `options`.
+    async fn build_context_once(
+        &self,
+        options: BuildImageOptions,
+        context: bytes::Bytes,
+        on_line: &mut impl FnMut(&str),
+    ) -> Result<(), DockerError> {
         let tag = options.t.clone().unwrap_or_default();
-        let mut stream = self.docker.build_image(
-            options,
-            None,
-            Some(bollard::body_full(bytes::Bytes::from(context))),
-        );
+        let mut stream = self
+            .docker
+            .build_image(options, None, Some(bollard::body_full(context)));
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| DockerError::Build {
                 tag: tag.to_string(),
@@ -880,8 +906,26 @@ impl DockerClient {
     }
 
     /// Removes every container, volume and network labelled with `run_id`: containers first
-    /// (force, so running ones are killed), then what they used.
+    /// (force, so running ones are killed), then what they used. Looked for again afterwards,
+    /// and removed once more when any is left, whether the first pass failed or not: a busy
+    /// Podman has been seen to keep a run's containers and volumes after its removal. The
+    /// error is the second pass's; none when nothing is left.
     pub(crate) async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
+        let first = self.remove_run_once(run_id).await;
+        let left = self.labelled(&labels::run_filter(run_id)).await?;
+        if left.containers.is_empty() && left.volumes.is_empty() && left.networks.is_empty() {
+            return Ok(first.unwrap_or_default());
+        }
+        let mut removed = first.unwrap_or_default();
+        let again = self.remove_run_once(run_id).await?;
+        removed.containers += again.containers;
+        removed.volumes += again.volumes;
+        removed.networks += again.networks;
+        Ok(removed)
+    }
+
+    /// One pass of [`DockerClient::remove_run`] over what is labelled with `run_id` now.
+    async fn remove_run_once(&self, run_id: &str) -> Result<Removed, DockerError> {
         let found = self.labelled(&labels::run_filter(run_id)).await?;
         let ids = |list: Vec<Labelled>| list.into_iter().map(|l| l.id).collect::<Vec<_>>();
         let (containers, volumes, networks) = (

@@ -4,7 +4,7 @@
 
 use super::docker::{DockerClient, DockerError};
 use crate::config::RuntimeEngineSetting;
-use crate::sandbox::preflight::{Problems, check_runtime_engine};
+use crate::sandbox::preflight::{Problems, check_runtime_engine_on};
 
 /// The runtime `requested` is registered with this engine (asks nothing when no runtime is
 /// named). Runs right after connecting, before anything is created or recorded. The outer
@@ -17,5 +17,8 @@ pub(crate) async fn check_registered(
         return Ok(Ok(()));
     }
     let (registered, _default) = docker.runtimes().await?;
-    Ok(check_runtime_engine(requested, &registered).map_err(|problem| Problems(vec![problem])))
+    Ok(
+        check_runtime_engine_on(docker.engine().kind, requested, &registered)
+            .map_err(|problem| Problems(vec![problem])),
+    )
 }

@@ -29,7 +29,7 @@ mod workspace;
 
 pub(crate) use base_images::{MISSING_BASE_IMAGE_HINT, base_images, missing_base_images};
 pub(crate) use protected::{ProtectedEntry, ProtectedLayout};
-pub(crate) use runtime_engine::{GVISOR_ARGS, RegisteredRuntime, check_runtime_engine};
+pub(crate) use runtime_engine::{GVISOR_ARGS, RegisteredRuntime, check_runtime_engine_on};
 pub(crate) use skills::file_problem;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@
 
 use super::Problem;
 use crate::config::{GVISOR_RUNTIME, RuntimeEngineSetting, SettingSource};
+use crate::sandbox::engine::info::EngineKind;
 
 /// A runtime the engine has registered (`docker info`'s `Runtimes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +53,11 @@ pub(crate) fn check_runtime_engine(
     let Some(name) = &requested.name else {
         return Ok(());
     };
-    let (location, chosen_by) = match &requested.source {
-        SettingSource::CommandLine => (None, "--runtime-engine"),
-        SettingSource::File(at) => (at.as_ref().map(|l| l.to_string()), "[sandbox] runtime"),
-        SettingSource::Default => (None, "the default"),
+    let location = match &requested.source {
+        SettingSource::File(at) => at.as_ref().map(|l| l.to_string()),
+        SettingSource::CommandLine | SettingSource::Default => None,
     };
+    let chosen_by = chosen_by(&requested.source);
     let message = match registered.iter().find(|r| &r.name == name) {
         None => {
             let names: Vec<&str> = registered.iter().map(|r| r.name.as_str()).collect();
@@ -80,6 +81,44 @@ pub(crate) fn check_runtime_engine(
         Some(_) => return Ok(()),
     };
     Err(Problem { location, message })
+}
+
+/// [`check_runtime_engine`] on an engine of `kind`. Podman passes a runtime no arguments of
+/// ours (its runtime table holds paths only), so gVisor there can never share the skills' unix
+/// sockets: a run asking for it is refused with that, not with daemon.json lines.
+pub(crate) fn check_runtime_engine_on(
+    kind: EngineKind,
+    requested: &RuntimeEngineSetting,
+    registered: &[RegisteredRuntime],
+) -> Result<(), Problem> {
+    let checked = check_runtime_engine(requested, registered);
+    let gvisor_on_podman = kind == EngineKind::Podman
+        && registered
+            .iter()
+            .any(|r| requested.name.as_ref() == Some(&r.name) && r.is_gvisor());
+    match checked {
+        Err(problem) if gvisor_on_podman => Err(Problem {
+            message: format!(
+                "{} asks for gVisor (\"{}\"), which Podman cannot run our skills under: Podman \
+                 starts a runtime with none of the arguments gVisor needs here \
+                 (--host-uds=all), so each skill's socket would stay inside its own sandbox. \
+                 Use gVisor on Docker (README \"gVisor\"), or run without it on Podman",
+                chosen_by(&requested.source),
+                requested.name.as_deref().unwrap_or_default()
+            ),
+            ..problem
+        }),
+        other => other,
+    }
+}
+
+/// The setting that asked for a runtime, as a message names it.
+fn chosen_by(source: &SettingSource) -> &'static str {
+    match source {
+        SettingSource::CommandLine => "--runtime-engine",
+        SettingSource::File(_) => "[sandbox] runtime",
+        SettingSource::Default => "the default",
+    }
 }
 
 /// What to add to `/etc/docker/daemon.json` (keeping its other keys) and how to reload it:
@@ -227,6 +266,36 @@ mod tests {
                 .contains("[\"--platform=kvm\", \"--debug\", \"--host-uds=all\"]"),
             "{}",
             problem.message
+        );
+    }
+
+    #[test]
+    fn gvisor_on_podman_is_refused_for_what_podman_cannot_pass_it() {
+        let asked_for = asked(Some("runsc"), SettingSource::CommandLine);
+        let registered = [runc(), runsc(&[])];
+        let problem = check_runtime_engine_on(EngineKind::Podman, &asked_for, &registered)
+            .expect_err("refused");
+        assert!(
+            problem.message.starts_with(
+                "--runtime-engine asks for gVisor (\"runsc\"), which Podman cannot run our \
+                 skills under"
+            ),
+            "{}",
+            problem.message
+        );
+        assert!(
+            !problem.message.contains("daemon.json"),
+            "{}",
+            problem.message
+        );
+        // Docker gets the lines that register it; a runtime Podman has is fine there.
+        let on_docker = check_runtime_engine_on(EngineKind::Docker, &asked_for, &registered)
+            .expect_err("refused");
+        assert!(on_docker.message.contains("daemon.json"));
+        let runc_asked = asked(Some("runc"), SettingSource::CommandLine);
+        assert_eq!(
+            check_runtime_engine_on(EngineKind::Podman, &runc_asked, &registered),
+            Ok(())
         );
     }
 

@@ -6,7 +6,9 @@
 //! It is a handler on the tests' one HTTP server ([`TestServer`]), listening on the Docker
 //! bridge's gateway only:
 //! image builds (the classic builder's `RUN` steps are on the default bridge) reach it there,
-//! and nothing outside this machine does. Every request is recorded.
+//! and nothing outside this machine does. Podman 4.3's service runs a build's `RUN` steps in the
+//! host's network namespace instead (whatever network the build asks for): there it listens on
+//! loopback, where those steps reach it. Every request is recorded.
 //!
 //! What npm 9 (Debian bookworm's) reads of a packument: `dist-tags.latest` to pick the version,
 //! that version's manifest (`name`, `version`, `bin`, `dependencies`), and its `dist.tarball`. It
@@ -19,7 +21,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
-use perstack_sandbox::test_support::http::{Recorded, Response, TestServer, bridge_gateway};
+use perstack_sandbox::test_support::http::{
+    Recorded, Response, TestServer, bridge_gateway, default_bridge,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
@@ -139,19 +143,27 @@ pub struct NpmRegistry {
 impl NpmRegistry {
     /// Serves `packages` on the Docker bridge's gateway, at an ephemeral port.
     pub fn start(packages: Vec<NpmPackage>) -> NpmRegistry {
-        let gateway: IpAddr = bridge_gateway()
-            .parse()
-            .expect("the bridge gateway is an IP");
+        let listen: IpAddr = if default_bridge() == "podman" {
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        } else {
+            bridge_gateway()
+                .parse()
+                .expect("the bridge gateway is an IP")
+        };
         let packages = Arc::new(packages);
-        let server = TestServer::start_on(gateway, move |request| {
+        let server = TestServer::start_on(listen, move |request| {
             let response = answer(&request, &packages);
             async move { response }
         });
         NpmRegistry { server }
     }
 
-    /// The registry URL for `npmRegistry`: `http://<bridge gateway>:<port>/`.
+    /// The registry URL for `npmRegistry`: `http://<bridge gateway>:<port>/` (on Podman
+    /// `http://127.0.0.1:<port>/`, see above).
     pub fn url(&self) -> String {
+        if default_bridge() == "podman" {
+            return format!("{}/", self.server.url());
+        }
         format!("{}/", self.server.url_for_containers())
     }
 
