@@ -604,7 +604,11 @@ fn bench(options: &Options) -> Result<()> {
         cold_runs: options.cold_runs,
     };
     let workspace = std::env::temp_dir().join(format!("perstack-bench-{}", nonce()));
-    std::fs::create_dir_all(&workspace).map_err(|e| format!("{}: {e}", workspace.display()))?;
+    // With a `.git` of its own the workspace needs no placeholder for it (a protected path the
+    // controller makes for the run and removes after it), which the baseline's `docker run`,
+    // started after the run, would miss as a mount source.
+    std::fs::create_dir_all(workspace.join(".git"))
+        .map_err(|e| format!("{}: {e}", workspace.display()))?;
     let mut bench = Bench {
         options,
         config: root.join("benches/fixture/perstack.toml"),
@@ -619,6 +623,7 @@ fn bench(options: &Options) -> Result<()> {
 
 fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
     let options = bench.options;
+    let load_at_start = load_average();
     eprintln!("building or finding the images…");
     let proxy = bench.run("egress", false)?;
     let prepared = bench.run("bench", true)?;
@@ -698,7 +703,7 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
         let _ = writeln!(sizes, "| {service} | `{tag}` | {:.1} MB |", size(tag)?);
     }
 
-    let machine = machine(&options.binary)?;
+    let machine = machine(&options.binary, &load_at_start)?;
     let ratio = |ours: &[Duration], theirs: &[Duration]| {
         median(ours).as_secs_f64() / median(theirs).as_secs_f64()
     };
@@ -742,9 +747,13 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
          limits; timed to the runtime's first output line (its `initializeRuntime`). \
          *Sequential* runs one command after the other, like a shell script; *parallel* starts \
          the volume commands at once, then every `docker run` at once.\n\n\
-         The machine may be shared with other work (its load average is in the table above): \
-         absolute times move with it, the ratios less so: each round is one warm run of ours, \
-         then the sequential and the parallel baseline, so load changes hit all three.\n\n\
+         The machine may be shared with other work (its load average at the start and the end \
+         is in the table above; with a load above its cores, other processes were waiting for \
+         them): absolute times move with it, the ratios less so: each round is one warm run of \
+         ours (and one under runsc, below), then the sequential and the parallel baseline, so \
+         load changes hit all of them. The minimum and maximum show how much one run moved; \
+         compare medians, and only across runs of the bench on a quiet machine for absolute \
+         numbers.\n\n\
          ## Results\n\n\
          | measure | median | min | max | runs |\n|---|---|---|---|---|\n"
     );
@@ -818,28 +827,44 @@ fn gvisor_section(measured: bool, rows: &[(&str, &[Duration], &[Duration])]) -> 
         doc,
         "Each round above also ran the Expert with `--runtime-engine runsc`: every container of \
          the run (runtime, skill, base-skill) under gVisor, registered as `{}`. Medians over \
-         the same rounds; the runc column is the warm runs above.\n\n\
-         | measure | runc | runsc | runsc − runc | runsc / runc | runs |\n\
-         |---|---|---|---|---|---|\n",
+         the same rounds; the runc column is the warm runs above, each run just before its \
+         runsc twin, so both met the same load.\n\n\
+         | measure | runc | runsc | runsc − runc | runsc / runc | runsc min–max | runs |\n\
+         |---|---|---|---|---|---|---|\n",
         registered.trim()
     );
     for (what, runc, runsc) in rows {
         let (a, b) = (median(runc), median(runsc));
+        let min = runsc.iter().min().copied().unwrap_or_default();
+        let max = runsc.iter().max().copied().unwrap_or_default();
         let _ = writeln!(
             doc,
-            "| {what} | {} | **{}** | {:+.0} ms | {:.2} | {} |",
+            "| {what} | {} | **{}** | {:+.0} ms | {:.2} | {}–{} | {} |",
             ms(a),
             ms(b),
             (b.as_secs_f64() - a.as_secs_f64()) * 1000.0,
             b.as_secs_f64() / a.as_secs_f64(),
+            ms(min),
+            ms(max),
             runsc.len()
         );
     }
     doc
 }
 
-/// CPU, cores, memory, kernel, Docker: the machine the numbers belong to.
-fn machine(binary: &Path) -> Result<String> {
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` has them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU, cores, memory, kernel, Docker: the machine the numbers belong to; `load_at_start` is
+/// the load average when the measuring began.
+fn machine(binary: &Path, load_at_start: &str) -> Result<String> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
         .lines()
@@ -869,12 +894,7 @@ fn machine(binary: &Path) -> Result<String> {
     ])?;
     let driver = docker(&["info", "--format", "{{.Driver}}"])?;
     let date = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let load = load_average();
     let ours = run(&binary.to_string_lossy(), &["--version"]);
     let size = std::fs::metadata(binary).map_or(0, |m| m.len());
     Ok(format!(
@@ -884,6 +904,7 @@ fn machine(binary: &Path) -> Result<String> {
          | cores | {cores} |\n\
          | RAM | {:.1} GiB |\n\
          | kernel | {kernel} |\n\
+         | load average (1, 5, 15 min) at the start | {load_at_start} |\n\
          | load average (1, 5, 15 min) at the end | {load} |\n\
          | Docker | {}, storage driver {} |\n\
          | perstack-sandbox | {ours}, release binary {:.1} MB |\n",
