@@ -311,6 +311,14 @@ pub(crate) enum RuntimePayload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+    /// Ours: what `install`'s listing run (`runtime --list-tools`) found for one Expert: its
+    /// MCP skills' tools after `pick`/`omit`, as perstack.lock's `toolDefinitions` entries
+    /// (`{skillName, name, description?, inputSchema}`).
+    #[serde(rename_all = "camelCase")]
+    ToolDefinitions {
+        expert_key: String,
+        tool_definitions: Vec<serde_json::Value>,
+    },
     /// Ours: a run changed (or created, or removed) a file the controller trusts.
     #[serde(rename_all = "camelCase")]
     TrustedInputChanged {
