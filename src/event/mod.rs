@@ -313,10 +313,11 @@ pub(crate) enum RuntimePayload {
     },
     /// Ours: what `install`'s listing run (`runtime --list-tools`) found for one Expert: its
     /// MCP skills' tools after `pick`/`omit`, as perstack.lock's `toolDefinitions` entries
-    /// (`{skillName, name, description?, inputSchema}`).
+    /// (`{skillName, name, description?, inputSchema}`). `expert`, not `expertKey`, which marks
+    /// a run event.
     #[serde(rename_all = "camelCase")]
     ToolDefinitions {
-        expert_key: String,
+        expert: String,
         tool_definitions: Vec<serde_json::Value>,
     },
     /// Ours: a run changed (or created, or removed) a file the controller trusts.

@@ -173,7 +173,7 @@ async fn list_tools(args: &RuntimeArgs, sink: &EventSink) -> Result<(), RuntimeE
             &args.job_id,
             &args.run_id,
             crate::event::RuntimePayload::ToolDefinitions {
-                expert_key: expert_key.clone(),
+                expert: expert_key.clone(),
                 tool_definitions,
             },
         ));

@@ -98,8 +98,8 @@ fn install_starts_each_mcp_skill_and_locks_its_tools_then_removes_everything() {
     }
     // Each definition is Perstack's `{skillName, name, description, inputSchema}`, the schema
     // a table as the server gave it.
-    let echo: &Value = &serde_json::to_value(&lock["experts"]["lister"]["toolDefinitions"][1])
-        .expect("json");
+    let echo: &Value =
+        &serde_json::to_value(&lock["experts"]["lister"]["toolDefinitions"][1]).expect("json");
     let keys: Vec<&str> = echo
         .as_object()
         .expect("table")

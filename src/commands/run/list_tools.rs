@@ -47,7 +47,10 @@ pub(crate) struct Listing<'a> {
 
 /// Lists the tools of every MCP skill in `listing.expert`'s closure. `notify` hears the
 /// engine's notes and a failed cleanup.
-pub(crate) async fn list_tools(listing: &Listing<'_>, notify: Notify<'_>) -> Result<Listed, RunError> {
+pub(crate) async fn list_tools(
+    listing: &Listing<'_>,
+    notify: Notify<'_>,
+) -> Result<Listed, RunError> {
     let settings = Settings::resolve(&SettingFlags::default(), listing.config)?;
     let workspace = tempfile::Builder::new()
         .prefix("perstack-install-")
@@ -116,12 +119,18 @@ pub(crate) async fn list_tools(listing: &Listing<'_>, notify: Notify<'_>) -> Res
 
 /// Runs the listing plan to the runtime's exit and gathers its `toolDefinitions` events; Ctrl-C
 /// or SIGTERM stops it at once (the caller removes everything).
-async fn carry_out(docker: &DockerClient, plan: &RunPlan, ids: &RunIds) -> Result<Listed, RunError> {
-    let (mut interrupt, mut terminate) =
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(i), Ok(t)) => (i, t),
-            _ => return Err(RunError::Signals),
-        };
+async fn carry_out(
+    docker: &DockerClient,
+    plan: &RunPlan,
+    ids: &RunIds,
+) -> Result<Listed, RunError> {
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        _ => return Err(RunError::Signals),
+    };
     let found: Mutex<Listed> = Mutex::new(IndexMap::new());
     let tap = |_: &str, event: &Event| {
         if let Some((expert, tools)) = tool_definitions(event) {
@@ -167,7 +176,7 @@ async fn carry_out(docker: &DockerClient, plan: &RunPlan, ids: &RunIds) -> Resul
 /// A `toolDefinitions` event's Expert and its tools, grouped by skill in the order listed.
 fn tool_definitions(event: &Event) -> Option<(String, IndexMap<String, Vec<Value>>)> {
     let EventBody::Runtime(RuntimePayload::ToolDefinitions {
-        expert_key,
+        expert,
         tool_definitions,
     }) = &event.body
     else {
@@ -181,7 +190,7 @@ fn tool_definitions(event: &Event) -> Option<(String, IndexMap<String, Vec<Value
             .or_default()
             .push(definition.clone());
     }
-    Some((expert_key.clone(), by_skill))
+    Some((expert.clone(), by_skill))
 }
 
 fn workspace_problem(error: std::io::Error) -> crate::sandbox::preflight::Problems {
@@ -192,4 +201,35 @@ fn workspace_problem(error: std::io::Error) -> crate::sandbox::preflight::Proble
             std::env::temp_dir().display()
         ),
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_relayed_tool_definitions_line_is_read_back_grouped_by_skill() {
+        let event = Event::runtime(
+            "j",
+            "r",
+            RuntimePayload::ToolDefinitions {
+                expert: "lister".into(),
+                tool_definitions: vec![
+                    json!({"skillName": "a", "name": "x", "inputSchema": {"type": "object"}}),
+                    json!({"skillName": "b", "name": "y", "inputSchema": {"type": "object"}}),
+                    json!({"skillName": "a", "name": "z", "inputSchema": {"type": "object"}}),
+                ],
+            },
+        );
+        // As the relay reads it: a runtime event, not a run event.
+        let read = Event::from_line(&event.to_line()).expect("an event");
+        let (expert, by_skill) = tool_definitions(&read).expect("toolDefinitions");
+        assert_eq!(expert, "lister");
+        let names: Vec<(&str, usize)> = by_skill
+            .iter()
+            .map(|(s, t)| (s.as_str(), t.len()))
+            .collect();
+        assert_eq!(names, [("a", 2), ("b", 1)]);
+    }
 }
