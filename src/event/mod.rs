@@ -16,8 +16,9 @@
 //!   `streamRunResult`, `completeStreamingRunResult`.
 //! * **Runtime events** — keys `type, id, timestamp, jobId, runId`, then the payload. They describe
 //!   the machinery: `initializeRuntime`, `skillStarting`, `skillConnected`, `skillStderr`,
-//!   `skillDisconnected`, `dockerBuildProgress`, `dockerContainerStatus`, `proxyAccess`, and
-//!   `trustedInputChanged`.
+//!   `skillDisconnected`, `dockerBuildProgress`, `dockerContainerStatus`, `proxyAccess`,
+//!   `trustedInputChanged`, and `toolDefinitions` (ours: only `install`'s listing run emits it,
+//!   and `install` reads it; no job records it).
 //!
 //! Who writes what: the runtime container emits the run events, `initializeRuntime` and the
 //! `skill*` connection events on its stdout; the host controller relays each line as it arrives
