@@ -161,10 +161,13 @@ async fn carry_out(
     drop(output);
     let _ = writer.await;
     let report = result.ok_or(RunError::ListingInterrupted)??;
+    let found = found.into_inner().unwrap_or_else(PoisonError::into_inner);
     match report.end {
-        RunEnd::RuntimeFailed { code: 0, .. } => {
-            Ok(found.into_inner().unwrap_or_else(PoisonError::into_inner))
-        }
+        RunEnd::RuntimeFailed { code: 0, .. } if found.contains_key(&ids.expert_key) => Ok(found),
+        RunEnd::RuntimeFailed { code: 0, .. } => Err(RunError::ListingFailed {
+            code: 0,
+            stderr: format!("it listed no tools for expert \"{}\"", ids.expert_key),
+        }),
         RunEnd::RuntimeFailed { code, stderr, .. } => Err(RunError::ListingFailed { code, stderr }),
         _ => Err(RunError::ListingFailed {
             code: 0,
