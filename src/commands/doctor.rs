@@ -151,22 +151,22 @@ async fn check_image_build(report: &mut Report, docker: &DockerClient) {
     let build_time = started.elapsed();
     let _ = docker.remove_image(&tag).await;
     let started = Instant::now();
-    let imported = docker.import_image(&probe, &tag).await;
-    let import_time = started.elapsed();
+    let loaded = docker.load_image(&probe, &tag).await;
+    let load_time = started.elapsed();
     let _ = docker.remove_image(&tag).await;
-    match (built, imported) {
+    match (built, loaded) {
         (Ok(()), Ok(())) => report.ok(
             "image build",
             format!(
-                "built a test image in {:.2} s and imported one in {:.2} s, then removed them (no registry needed)",
+                "built a test image in {:.2} s and loaded one in {:.2} s, then removed them (no registry needed)",
                 build_time.as_secs_f64(),
-                import_time.as_secs_f64()
+                load_time.as_secs_f64()
             ),
         ),
         (Err(error), _) | (_, Err(error)) => report.fail(
             "image build",
             error.to_string(),
-            "the engine must be able to build and import `FROM scratch` images; check `docker build` and `docker import` work and the disk is not full",
+            "the engine must be able to build and load `FROM scratch` images; check `docker build` and `docker load` work and the disk is not full",
         ),
     }
 }

@@ -24,6 +24,8 @@
 //! - `proxy_get {url}` → the `HTTP_PROXY`'s answer to a plain-HTTP `GET url`: `{"status"}`
 //! - `read_file {path}` → `{"content"}` or `{"error", "kind"}`
 //! - `symlink_read {target}` → the same, read through a fresh symlink to `target`
+//! - `proxy_connect_as {host, port, claim}` → the same `CONNECT` with the proxy URL's token
+//!   presented as `claim`: `self`, `none` (no credentials) or another principal's name
 //! - `attempt {label, args}` → one move of `perstack-sandbox confine attempt ARGS…` made by a
 //!   child of this server (so under its confinement): `{"label", "args", "outcome"}`. An
 //!   argument `{pid:TEXT}` becomes the pid of the first other process whose command line holds
@@ -93,6 +95,13 @@ struct HostPortArgs {
 #[derive(Deserialize)]
 struct UrlArgs {
     url: String,
+}
+
+#[derive(Deserialize)]
+struct ClaimArgs {
+    host: String,
+    port: u16,
+    claim: String,
 }
 
 #[derive(Deserialize)]
@@ -204,6 +213,12 @@ impl ToolServer for FixtureServer {
             "symlink_read" => {
                 let PathArgs { path } = parse_args(name, args)?;
                 Ok(json_result(&probe::symlink_read(&path)))
+            }
+            "proxy_connect_as" => {
+                let ClaimArgs { host, port, claim } = parse_args(name, args)?;
+                Ok(json_result(
+                    &probe::proxy_connect_as(&host, port, &claim).await,
+                ))
             }
             "attempt" => {
                 let AttemptToolArgs { label, args } = parse_args(name, args)?;
@@ -338,6 +353,21 @@ pub(crate) const TOOLS: &[ToolDef] = &[
         input_schema: || path_schema("File to read."),
     },
     ToolDef {
+        name: "proxy_connect_as",
+        title: "Proxy CONNECT under a claimed name",
+        description: "Ask the HTTPS_PROXY for a tunnel, presenting its token as `self`, `none` or another principal's name; report its status.",
+        input_schema: || {
+            object_schema(
+                json!({
+                    "host": { "type": "string" },
+                    "port": { "type": "integer", "minimum": 1, "maximum": 65535 },
+                    "claim": { "type": "string", "description": "self, none, or a principal's name." }
+                }),
+                &["host", "port", "claim"],
+            )
+        },
+    },
+    ToolDef {
         name: "attempt",
         title: "Breakout attempt",
         description: "Make one `confine attempt` move from a child process; {pid:TEXT} names another process by its command line.",
@@ -408,6 +438,7 @@ mod tests {
                 "proxy_connect",
                 "proxy_get",
                 "read_file",
+                "proxy_connect_as",
                 "attempt",
                 "symlink_read"
             ]

@@ -119,6 +119,60 @@ pub(crate) async fn proxy_get(url: &str) -> Value {
     ask_proxy(&["HTTP_PROXY", "http_proxy"], &request, None).await
 }
 
+/// Asks the `HTTPS_PROXY` (a URL with a principal's name and token, as a standalone image or a
+/// pod gives them) for a tunnel to `host:port`, presenting `claim`: `self` its own name and
+/// token, `none` no credentials, any other name that name with its own token (a stolen name).
+/// Reports `{"status", "body"}` or `{"error"}`.
+pub(crate) async fn proxy_connect_as(host: &str, port: u16, claim: &str) -> Value {
+    use base64::Engine as _;
+    let Some(proxy) = ["HTTPS_PROXY", "https_proxy"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    else {
+        return json!({"error": "no HTTPS_PROXY in this environment"});
+    };
+    let Ok(url) = url::Url::parse(&proxy) else {
+        return json!({"error": "HTTPS_PROXY is not a URL"});
+    };
+    let address = format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port().unwrap_or(80)
+    );
+    let own = percent_encoding::percent_decode_str(url.username())
+        .decode_utf8_lossy()
+        .into_owned();
+    let token = url.password().unwrap_or_default();
+    let credentials = match claim {
+        "none" => None,
+        "self" => Some(format!("{own}:{token}")),
+        other => Some(format!("{other}:{token}")),
+    };
+    let mut request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n");
+    if let Some(credentials) = credentials {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        request.push_str(&format!("Proxy-Authorization: Basic {encoded}\r\n"));
+    }
+    request.push_str("\r\n");
+    let attempt = async {
+        let mut stream = TcpStream::connect(address.as_str()).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = vec![0u8; 1024];
+        let n = stream.read(&mut answer).await?;
+        answer.truncate(n);
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+        Ok(Ok(answer)) => {
+            let status = answer.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+            let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+            json!({"claim": claim, "status": status, "body": body})
+        }
+        Ok(Err(error)) => json!({"claim": claim, "error": error.to_string()}),
+        Err(_) => json!({"claim": claim, "error": "timed out"}),
+    }
+}
+
 /// Sends `request` to the proxy the first of `vars` names, and reads its answer:
 /// `{"proxy", "status", "body"}`, or `{"error"}`.
 async fn ask_proxy(vars: &[&str], request: &str, tls_host: Option<&str>) -> Value {

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::MANIFEST_PATH;
+
+/// The name-service configuration of our other images (`images/nsswitch.conf`).
+const NSSWITCH_PATH: &str = "/etc/nsswitch.conf";
 use crate::contract::paths::{BINARY_PATH, SCRATCH_PATH};
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels, slug};
 use crate::sandbox::labels;
@@ -83,6 +86,9 @@ pub(crate) fn standalone_image(
             }
         }
     }
+    // The images' `hosts: files` would keep the proxy, the one principal that resolves names,
+    // from asking the container's resolver; the others cannot (no UDP socket) and fail at once.
+    files.remove(NSSWITCH_PATH);
     let mut files: Vec<ContextFile> = files.into_values().map(|(_, f)| f).collect();
     for file in &mut files {
         if file.path == BINARY_PATH {

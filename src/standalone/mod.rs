@@ -12,6 +12,7 @@
 //!
 //! [`image`] is the build side (`build --standalone`).
 
+pub(crate) mod egress;
 pub(crate) mod image;
 pub(crate) mod prepare;
 pub(crate) mod principals;

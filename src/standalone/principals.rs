@@ -14,9 +14,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::confine::policy::{FsRules, Identity, NetRules, Policy};
+use super::egress::{Tokens, with_proxy_url};
+use crate::confine::policy::{FsRules, Identity, NetRules, Policy, TcpConnect};
 use crate::contract::paths::{SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
-use crate::contract::users::{RUNTIME_GID, RUNTIME_UID};
+use crate::contract::proxy::PROXY_CONFIG_VAR;
+use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID};
+use crate::proxy::PROXY_PORT;
 use crate::sandbox::plan::{ContainerPlan, MountSource, RunPlan};
 
 /// The first uid of the skills when the supervisor runs as root: skill `n` of the plan gets
@@ -56,15 +59,39 @@ pub(crate) struct Identities {
     pub own: (u32, u32),
 }
 
-/// Every process of the plan: the skills (base tools among them) in the plan's order, then the
-/// runtime. `state` is the supervisor's folder for sockets and homes.
+/// Every process of the plan: the egress proxy (when the plan has one), the skills (base tools
+/// among them) in the plan's order, then the runtime. `state` is the supervisor's folder for
+/// sockets and homes; `tokens` the proxy principals' URLs (when the plan has a proxy).
 pub(crate) fn principals(
     plan: &RunPlan,
     identities: Identities,
     state: &Path,
+    tokens: Option<&Tokens>,
 ) -> Result<Vec<Principal>, String> {
     let socket_dirs = runtime_socket_dirs(&plan.runtime);
     let mut all = Vec::new();
+    if let (Some(proxy), Some(tokens)) = (&plan.proxy, tokens) {
+        let n = plan.skills.len() + 1;
+        let mut principal = principal(
+            plan,
+            &proxy.container,
+            identities,
+            (PROXY_UID, PROXY_UID),
+            state,
+            n,
+        )?;
+        principal
+            .policy
+            .env
+            .insert(PROXY_CONFIG_VAR.to_string(), tokens.config.clone());
+        // It resolves names and connects anywhere its allowlists allow; it listens on its port.
+        principal.policy.network = NetRules {
+            connect: TcpConnect::Any,
+            bind: vec![PROXY_PORT],
+            udp: true,
+        };
+        all.push(principal);
+    }
     for (n, container) in plan.skills.iter().enumerate() {
         let own = (SKILL_UIDS + n as u32, SKILL_UIDS + n as u32);
         let uid_gid = match workspace_user(container) {
@@ -78,6 +105,7 @@ pub(crate) fn principals(
             )
         })?;
         let mut principal = principal(plan, container, identities, uid_gid, state, n)?;
+        route_through_proxy(&mut principal, tokens);
         principal.argv = with_socket(&principal.argv, &socket_dir.join(SOCKET_FILE));
         principal
             .policy
@@ -87,7 +115,7 @@ pub(crate) fn principals(
         principal.socket_dir = Some(socket_dir);
         all.push(principal);
     }
-    let runtime = principal(
+    let mut runtime = principal(
         plan,
         &plan.runtime,
         identities,
@@ -95,8 +123,18 @@ pub(crate) fn principals(
         state,
         plan.skills.len(),
     )?;
+    route_through_proxy(&mut runtime, tokens);
     all.push(runtime);
     Ok(all)
+}
+
+/// A principal of the proxy gets its own URL (with its token) and TCP to the proxy's port only.
+fn route_through_proxy(principal: &mut Principal, tokens: Option<&Tokens>) {
+    let Some(url) = tokens.and_then(|t| t.urls.get(&principal.service)) else {
+        return;
+    };
+    with_proxy_url(&mut principal.policy.env, url);
+    principal.policy.network = NetRules::proxy_only(PROXY_PORT);
 }
 
 /// One container as a process: its image's ENTRYPOINT and env, the plan's arguments and env.

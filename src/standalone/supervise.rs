@@ -13,8 +13,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::prepare::Prepared;
 use super::principals::{Identities, Principal, principals};
-use super::report;
 use super::{STATE_DIR, StandaloneError};
+use super::{egress, report};
 use crate::cli::StandaloneArgs;
 use crate::confine::launch::Launch;
 use crate::confine::probe::Protections;
@@ -41,14 +41,6 @@ pub(crate) async fn supervise(
         store,
         run_setting,
     } = prepared;
-    if plan.proxy.is_some() {
-        return Err(StandaloneError::Start(
-            "this run reaches out (a networked provider, a skill with allowedDomains or a remote \
-             skill), and this standalone image has no egress proxy yet; use the mock provider \
-             or the multi-container mode (`perstack-sandbox run --image`)"
-                .into(),
-        ));
-    }
     let identities = Identities {
         switch: protections.can_switch_uid,
         own: (
@@ -56,8 +48,12 @@ pub(crate) async fn supervise(
             nix::unistd::getgid().as_raw(),
         ),
     };
-    let all =
-        principals(&plan, identities, Path::new(STATE_DIR)).map_err(StandaloneError::Start)?;
+    let tokens = match &plan.proxy {
+        Some(proxy) => Some(egress::issue(proxy).map_err(StandaloneError::Start)?),
+        None => None,
+    };
+    let all = principals(&plan, identities, Path::new(STATE_DIR), tokens.as_ref())
+        .map_err(StandaloneError::Start)?;
     make_folders(&all, identities)?;
     let confiner = std::env::current_exe()
         .map_err(|e| StandaloneError::Start(format!("cannot find our own executable: {e}")))?;
@@ -66,7 +62,7 @@ pub(crate) async fn supervise(
     let (output, writer) =
         Output::spawn(Mode::detect(args.json, args.verbose), tokio::io::stdout());
 
-    let started = start_all(&confiner, &all).await;
+    let started = start_all(&confiner, &all, &job_id, &run_id, &output).await;
     let code = match started {
         Ok((mut skills, runtime, enforced)) => {
             for line in report::human_lines(&enforced) {
@@ -139,6 +135,9 @@ fn make_folder(dir: &Path, owner: Option<(u32, u32)>, mode: u32) -> Result<(), S
 async fn start_all(
     confiner: &Path,
     all: &[Principal],
+    job_id: &str,
+    run_id: &str,
+    output: &Output,
 ) -> Result<(Vec<Child>, Child, Vec<Enforcement>), StandaloneError> {
     let (runtime, skills) = all
         .split_last()
@@ -146,7 +145,14 @@ async fn start_all(
     let mut children = Vec::new();
     let mut enforced = Vec::new();
     for principal in skills {
-        let (child, enforcement) = start(confiner, principal, false).await?;
+        let proxy = principal.service == PROXY_SERVICE;
+        let (mut child, enforcement) = start(confiner, principal, proxy).await?;
+        if proxy {
+            if let Some(stdout) = child.stdout.take() {
+                relay_access_records(stdout, job_id, run_id, output);
+            }
+            wait_for_proxy(&mut child).await?;
+        }
         children.push(child);
         enforced.push(enforcement);
     }
@@ -162,7 +168,60 @@ async fn start_all(
     Ok((children, child, enforced))
 }
 
-/// One principal through `confine exec`; the runtime's stdout is piped to us.
+/// The egress proxy's service name in the plan.
+const PROXY_SERVICE: &str = "egress-proxy";
+
+/// Waits until the proxy listens (at most 10 s), or says it ended.
+async fn wait_for_proxy(proxy: &mut Child) -> Result<(), StandaloneError> {
+    let address = (egress::PROXY_HOST, crate::proxy::PROXY_PORT);
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = proxy.try_wait() {
+            return Err(StandaloneError::Start(format!(
+                "the egress proxy ended at start ({status}); its stderr says why"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Err(StandaloneError::Start(format!(
+        "the egress proxy does not listen on {}:{} after 10 s",
+        address.0, address.1
+    )))
+}
+
+/// Turns the proxy's access records into `proxyAccess` events, as `run` does.
+fn relay_access_records(
+    stdout: tokio::process::ChildStdout,
+    job_id: &str,
+    run_id: &str,
+    output: &Output,
+) {
+    let (job_id, run_id, output) = (job_id.to_string(), run_id.to_string(), output.clone());
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<crate::proxy::Access>(&line) {
+                Ok(access) => output.event(Event::runtime(
+                    &job_id,
+                    &run_id,
+                    crate::event::RuntimePayload::ProxyAccess {
+                        action: access.action,
+                        domain: access.domain,
+                        port: access.port,
+                        reason: access.reason,
+                        client: Some(access.client),
+                    },
+                )),
+                Err(_) => eprintln!("egress-proxy: {line}"),
+            }
+        }
+    });
+}
+
+/// One principal through `confine exec`; the stdout of the runtime (and the proxy's access
+/// records) is piped to us.
 async fn start(
     confiner: &Path,
     principal: &Principal,
@@ -179,6 +238,7 @@ async fn start(
         command.current_dir(dir);
     }
     command.stdin(match (runtime, &principal.stdin) {
+        _ if principal.service == PROXY_SERVICE => Stdio::null(),
         (true, Some(_)) => Stdio::piped(),
         _ => Stdio::null(),
     });

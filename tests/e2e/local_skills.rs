@@ -170,3 +170,52 @@ fn validate_points_at_each_missing_or_escaping_skill_file() {
     assert!(!stderr.contains("skill `db`"), "{stderr}");
     assert_eq!(stderr.matches("outside").count(), 2, "{stderr}");
 }
+
+const MANIFESTS: &str = "e2e/local-manifests/perstack.toml";
+
+#[test]
+fn a_pyproject_and_a_package_json_beside_the_servers_are_installed_into_their_images() {
+    if !require_bookworm_image() || !require_bookworm_node_image() {
+        return;
+    }
+    let run = TestRun::new(MANIFESTS, "manifests");
+    let done = run.run();
+    done.assert_code(0);
+    // pip installed the project and its dependency (the MCP SDK the server imports) into the
+    // venv whose python runs the server.
+    let py = answer(&done, "pyproject_where");
+    assert_eq!(py["text"], "project");
+    assert_eq!(py["cwd"], "/opt/skill/pyproj");
+    assert_eq!(py["python"], "/opt/perstack-skill/bin/python3");
+    assert_eq!(py["project"], "0.1.0");
+    // package.json came along ("type": "module" made server.js an ES module) and npm ran in
+    // the server's folder, with no registry to ask: there are no dependencies.
+    let js = answer(&done, "esm_where");
+    assert_eq!(js["text"], "module");
+    assert_eq!(js["cwd"], "/opt/skill/esm");
+    assert_eq!(js["file"], "/opt/skill/esm/server.js");
+    assert_eq!(js["installed"], true);
+    assert_eq!(done.of_type("completeRun")[0]["text"], "Both answered.");
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn uv_run_fails_at_once_saying_the_image_has_no_uv_and_what_to_run_instead() {
+    if !require_bookworm_image() {
+        return;
+    }
+    let run = TestRun::new(MANIFESTS, "uv-run");
+    let done = run.run();
+    done.assert_code(1);
+    assert!(
+        done.stderr
+            .contains("skill `uv-project`: its server could not start: cannot start `uv`")
+            && done.stderr.contains(
+                "hint: `uv` is not in the skill's image (its image build installs with pip and \
+                 npm, never uv): run the server with `python3 <folder>/server.py`"
+            ),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}

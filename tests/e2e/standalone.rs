@@ -321,6 +321,48 @@ fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
         assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
         assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
     }
+    // The in-container proxy knows each principal by its own token: the attacker's token under
+    // the victim's name, or no credentials, get 407; its own token does not open the victim's
+    // domain (403).
+    let claims: std::collections::BTreeMap<String, Value> = of_type(&events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["toolName"] == "proxy_connect_as")
+        .map(|r| {
+            let value: Value =
+                serde_json::from_str(r["result"][0]["text"].as_str().expect("text")).expect("JSON");
+            (value["claim"].as_str().expect("claim").to_string(), value)
+        })
+        .collect();
+    assert_eq!(claims["skill:victim"]["status"], 407, "{claims:?}");
+    assert_eq!(claims["none"]["status"], 407, "{claims:?}");
+    assert_eq!(claims["self"]["status"], 403, "{claims:?}");
+    let blocked: Vec<&str> = of_type(&events, "proxyAccess")
+        .iter()
+        .filter(|a| a["action"] == "blocked")
+        .filter_map(|a| a["reason"].as_str())
+        .collect();
+    assert!(
+        blocked
+            .iter()
+            .any(|r| r.contains("wrong token for principal `skill:victim`")),
+        "{blocked:?}"
+    );
+    let principals = events[0]["principals"].as_array().expect("principals");
+    let proxy = principals
+        .iter()
+        .find(|p| p["principal"] == "egress proxy")
+        .expect("the proxy is a principal");
+    assert_eq!(proxy["identity"]["uid"], 65534);
+    // The victim's proxy URL (its token) reached nobody else: the attacker printed its own
+    // environment (`own-status`), and no report carries a token.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("skill%3Aattacker:"),
+        "the control shows its own URL"
+    );
+    assert!(!stdout.contains("skill%3Avictim:"));
+    assert!(!events[0].to_string().contains("@127.0.0.1"));
     // DNS: no UDP, so no lookup, although the container's network has a resolver.
     let resolved = of_type(&events, "resolveToolResults")
         .iter()

@@ -13,15 +13,16 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
-    KillContainerOptions, ListContainersOptions, ListImagesOptions, ListNetworksOptions,
-    ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
-    WaitContainerOptions,
+    ImportImageOptionsBuilder, KillContainerOptions, ListContainersOptions, ListImagesOptions,
+    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions,
+    RemoveVolumeOptions, WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 pub(crate) use super::info::EngineInfo;
 use super::info::NetworkDns;
+use super::process_limit;
 use super::raw::{RawClient, RawError};
 use crate::sandbox::images::user_recipe::UserRecipe;
 use crate::sandbox::images::{ImageSpec, proxy_build_args};
@@ -304,39 +305,43 @@ impl DockerClient {
         }
     }
 
-    /// Makes the image for `spec` as `tag`: imported when it is based on `scratch` and the
-    /// engine imports faithfully (`info.rs`), built otherwise (see `images.rs`). Builder output lines go to `on_line`.
+    /// Makes the image for `spec` as `tag`: loaded when it is based on `scratch` and the
+    /// engine loads faithfully (`info.rs`), built otherwise (see `images.rs`). Builder output
+    /// lines go to `on_line`.
     pub(crate) async fn create_image(
         &self,
         spec: &ImageSpec,
         tag: &str,
         on_line: impl FnMut(&str),
     ) -> Result<(), DockerError> {
-        if spec.is_scratch() && self.engine.imports_scratch_images() {
-            self.import_image(spec, tag).await
+        if spec.is_scratch() && self.engine.loads_scratch_images() {
+            self.load_image(spec, tag).await
         } else {
             self.build_image(spec, tag, on_line).await
         }
     }
 
-    /// Imports `spec`'s root filesystem as a one-layer image with its config as `changes`
-    /// (through `raw.rs`: see there why not bollard).
-    pub(crate) async fn import_image(
-        &self,
-        spec: &ImageSpec,
-        tag: &str,
-    ) -> Result<(), DockerError> {
+    /// Loads `spec` as `tag` from an image archive of its layers and config (`images.rs`):
+    /// one call, and a layer the engine has already (the executable's) is not stored again.
+    pub(crate) async fn load_image(&self, spec: &ImageSpec, tag: &str) -> Result<(), DockerError> {
         let build_error = |message: String| DockerError::Build {
             tag: tag.to_string(),
             message,
         };
-        let rootfs = spec
-            .rootfs_tar()
-            .map_err(|e| build_error(format!("cannot assemble the root filesystem: {e}")))?;
-        self.raw
-            .import(tag, &spec.import_changes(), rootfs)
-            .await
-            .map_err(|e| build_error(e.message))
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let archive = spec
+            .image_archive(tag, &created)
+            .map_err(|e| build_error(format!("cannot assemble the image archive: {e}")))?;
+        let options = ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut stream = self.docker.import_image(
+            options,
+            bollard::body_full(bytes::Bytes::from(archive)),
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| build_error(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Builds `spec` as `tag` from its in-memory context with the classic builder (no registry,
@@ -553,6 +558,8 @@ impl DockerClient {
                 _ => mounts.push(mount(m)),
             }
         }
+        let process_limit =
+            process_limit::process_limit(plan.limits.pids, plan.oci_runtime.as_deref());
         let host_config = HostConfig {
             mounts: Some(mounts),
             network_mode: Some(plan.network.mode().to_string()),
@@ -572,11 +579,14 @@ impl DockerClient {
             // as much swap again).
             memory_swap: Some(plan.limits.memory),
             nano_cpus: Some((plan.limits.cpus * 1e9) as i64),
-            pids_limit: Some(plan.limits.pids),
+            pids_limit: Some(process_limit.host_pids),
             // Our binary is PID 1 and reaps; Docker's init would only add a process.
             init: Some(false),
             runtime: plan.oci_runtime.clone(),
-            ulimits: ulimits(self.engine.ulimits()),
+            ulimits: ulimits(&process_limit::ulimits(
+                self.engine.ulimits(),
+                process_limit,
+            )),
             ..Default::default()
         };
         let body = ContainerCreateBody {
@@ -1073,12 +1083,12 @@ impl DockerClient {
 }
 
 /// The `ulimits` of a container (soft = hard); `None` leaves the engine's own.
-fn ulimits(limits: &[(&str, i64)]) -> Option<Vec<ResourcesUlimits>> {
+fn ulimits(limits: &[(String, i64)]) -> Option<Vec<ResourcesUlimits>> {
     (!limits.is_empty()).then(|| {
         limits
             .iter()
             .map(|(name, value)| ResourcesUlimits {
-                name: Some(name.to_string()),
+                name: Some(name.clone()),
                 soft: Some(*value),
                 hard: Some(*value),
             })

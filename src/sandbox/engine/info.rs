@@ -16,11 +16,11 @@
 //! - **Tmpfs mounts.** Podman fills a tmpfs with what the image or a mount has below its mount
 //!   point ("tmpcopyup"), so an empty tmpfs hiding a folder needs `notmpcopyup`
 //!   ([`EngineInfo::empty_tmpfs_option`]).
-//! - **Image import.** Podman's import ignores the `tag` parameter and reads each of `changes`
-//!   as one instruction (bollard joins them with newlines): `raw.rs` imports on both engines as
-//!   the docker CLI does. Even so Podman reads `LABEL a=1 b=2` as one label `a` and keeps the
-//!   backslashes of a quoted value (our labels hold JSON), so on Podman `scratch` images are
-//!   built, not imported ([`EngineInfo::imports_scratch_images`]).
+//! - **Scratch images.** Docker loads ours from an image archive (`images.rs`). Podman's
+//!   import read each of `changes` as one instruction, `LABEL a=1 b=2` as one label `a`, and
+//!   kept the backslashes of a quoted value (our labels hold JSON); its load of such an
+//!   archive is unverified, so on Podman `scratch` images are built, not loaded
+//!   ([`EngineInfo::loads_scratch_images`]).
 //! - **Rootless engines** (Podman or Docker) map the container's uid 0 to the user who runs the
 //!   engine and every other uid into that user's subordinate range: base-skill must run as
 //!   uid 0 inside for the files it writes to be the invoking user's outside
@@ -148,9 +148,9 @@ impl EngineInfo {
         }
     }
 
-    /// Whether `scratch` images are imported (one call, Docker) or built from a context
-    /// (Podman, whose import mangles labels: see above).
-    pub(crate) fn imports_scratch_images(&self) -> bool {
+    /// Whether `scratch` images are loaded from an archive (one call, Docker) or built from a
+    /// context (Podman, whose import mangled labels: see above; its load is not checked).
+    pub(crate) fn loads_scratch_images(&self) -> bool {
         self.kind == EngineKind::Docker
     }
 
@@ -326,13 +326,13 @@ mod tests {
     fn only_podman_needs_dns_switched_off_and_only_rootful_podman_needs_ulimits() {
         let podman = info(PODMAN, serde_json::json!({}));
         assert_eq!(podman.network_dns(), NetworkDns::SwitchOff);
-        assert!(!podman.imports_scratch_images());
+        assert!(!podman.loads_scratch_images());
         assert_eq!(podman.ulimits(), &PODMAN_ULIMITS);
         let rootless = info(PODMAN, serde_json::json!({"Rootless": true}));
         assert!(rootless.ulimits().is_empty());
         let docker = info(DOCKER, serde_json::json!({}));
         assert_eq!(docker.network_dns(), NetworkDns::NoneByDefault);
-        assert!(docker.imports_scratch_images());
+        assert!(docker.loads_scratch_images());
         assert!(docker.ulimits().is_empty());
     }
 }

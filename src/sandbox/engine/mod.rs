@@ -3,6 +3,7 @@
 //! preflight's checks).
 //!
 //! - [`docker`]: the only file that talks to the engine (bollard), with the hardening defaults.
+//! - [`process_limit`]: the process limit as the engine takes it, under runc and under gVisor.
 //! - [`endpoint`]: where the engine is (`DOCKER_HOST`, contexts, rootless Docker, Podman).
 //! - [`info`]: which engine it is (Docker or Podman, rootless or not) and what differs for a
 //!   run; [`raw`]: the calls bollard cannot make (Podman's `Rootless`, its network endpoint).
@@ -29,6 +30,7 @@ pub(crate) mod gc;
 pub(crate) mod info;
 pub(crate) mod placeholders;
 pub(crate) mod probe;
+pub(crate) mod process_limit;
 pub(crate) mod raw;
 pub(crate) mod relay;
 pub(crate) mod run;

@@ -83,53 +83,6 @@ impl RawClient {
             .map(str::to_string))
     }
 
-    /// Imports `rootfs` (a tar) as the image `reference`, each of `changes` (Dockerfile
-    /// instructions) a `changes` parameter of its own, as the docker CLI sends them: bollard
-    /// joins them with newlines, which Docker parses and Podman takes as one instruction.
-    pub(crate) async fn import(
-        &self,
-        reference: &str,
-        changes: &[String],
-        rootfs: Vec<u8>,
-    ) -> Result<(), RawError> {
-        let action = format!("import {reference}");
-        let failed = |message: String| RawError {
-            action: action.clone(),
-            message,
-        };
-        let mut url = url::Url::parse(&format!("{}/v1.41/images/create", self.base))
-            .map_err(|e| failed(e.to_string()))?;
-        url.query_pairs_mut()
-            .append_pair("fromSrc", "-")
-            .append_pair("repo", reference)
-            .extend_pairs(changes.iter().map(|c| ("changes", c)));
-        let response = self
-            .http
-            .post(url)
-            .header("Content-Type", "application/x-tar")
-            .body(rootfs)
-            .send()
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| failed(e.to_string()))?;
-        // A stream of JSON messages; an error is one with `error` (or a failed status).
-        let error = serde_json::Deserializer::from_str(&text)
-            .into_iter::<serde_json::Value>()
-            .filter_map(Result::ok)
-            .find_map(|m| {
-                m["error"]
-                    .as_str()
-                    .or(m["message"].as_str().filter(|_| !status.is_success()))
-                    .map(str::to_string)
-            });
-        match error {
-            Some(message) => Err(failed(message)),
-            None if !status.is_success() => Err(failed(format!("{status}: {text}"))),
-            None => Ok(()),
-        }
-    }
-
     async fn send(
         &self,
         action: &str,
