@@ -782,6 +782,10 @@ pub struct InstallArgs {
     /// the file's Experts and their delegates are always locked.
     #[arg(value_name = "EXPERT")]
     pub experts: Vec<String>,
+    /// The job id the containers, networks and volumes that list the skills' tools are
+    /// labelled with (default: a new one).
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<String>,
 }
 
 /// `validate` and `doctor`.

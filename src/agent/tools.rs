@@ -230,6 +230,14 @@ impl ToolSet {
             .collect()
     }
 
+    /// The MCP skills' tools, in skill order, each with its skill's name (`install` locks them).
+    pub(crate) fn mcp_tools(&self) -> Vec<(&str, &ToolSpec)> {
+        self.all()
+            .filter(|e| matches!(e.kind, ToolKind::Mcp(_)))
+            .map(|e| (e.skill_name.as_str(), &e.spec))
+            .collect()
+    }
+
     /// What answers `tool`; `None` for a tool nobody offers.
     pub(crate) fn kind_of(&self, tool: &str) -> Option<&ToolKind> {
         self.all().find(|e| e.spec.name == tool).map(|e| &e.kind)

@@ -286,6 +286,7 @@ fn plan_images(args: &BuildArgs, inputs: &Inputs) -> Result<RunPlan, BuildError>
         oci_runtime: None,
         controller: String::new(),
         resume: None,
+        list_tools: false,
     };
     plan(&request).map_err(BuildError::Spec)
 }

@@ -172,6 +172,7 @@ fn plan(source: &ImageSource, user: (u32, u32)) -> Result<RunPlan, ExportError> 
         oci_runtime: None,
         controller: "kubernetes".to_string(),
         resume: None,
+        list_tools: false,
     };
     let mut plan = crate::sandbox::plan::plan(&request).map_err(ExportError::Plan)?;
     source

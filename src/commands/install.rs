@@ -4,11 +4,17 @@
 //! definitions. `run` and `build` then pin the published ones to it and check that it still
 //! matches the file (`--frozen-lockfile` for CI).
 //!
+//! Tool definitions: `@perstack/base`'s are listed in-process and interactive skills' read from
+//! their definition; every other MCP skill's are listed by a listing run
+//! (`run::list_tools`: the run's own stages, images and skill containers, all removed after),
+//! one per Expert whose own skills need one, covering its delegation closure.
+//!
 //! Output as Perstack's `install`: `Resolving experts...`, `Found N expert(s)`, per Expert
 //! `Collecting tool definitions for <key>...` and `  Found N tool(s)`, then `Generated <path>`.
 
 use std::collections::BTreeMap;
 
+use super::run::list_tools::{Listed, Listing, list_tools};
 use crate::cli::InstallArgs;
 use crate::config;
 use crate::exit::Exit;
@@ -47,6 +53,19 @@ pub enum InstallError {
         /// The lock.
         path: std::path::PathBuf,
     },
+    /// The tools of an Expert's skills could not be listed (nothing is written).
+    #[error("cannot list the tools of the skills of expert \"{expert}\": {source}")]
+    Listing {
+        /// The Expert whose closure was being listed.
+        expert: String,
+        /// Why.
+        source: Box<super::run::RunError>,
+    },
+    /// `--job-id` is not a plain name.
+    #[error(
+        "--job-id {0}: a job id is a folder name: letters, digits, `_`, `-` and `.`, not starting with `.`"
+    )]
+    JobId(String),
     /// The lock could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -61,6 +80,7 @@ impl From<&InstallError> for Exit {
     fn from(error: &InstallError) -> Exit {
         match error {
             InstallError::Write { .. } => Exit::RunFailed,
+            InstallError::Listing { source, .. } => Exit::from(source.as_ref()),
             _ => Exit::Usage,
         }
     }
@@ -111,10 +131,15 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
         unchanged(old, &before, &resolved.experts)?;
     }
     println!("Found {} expert(s)", loaded.config.experts.len());
+    let job_id = args.job_id.clone().unwrap_or_else(crate::ids::new_id);
+    if !crate::jobs::store::is_safe_id(&job_id) {
+        return Err(InstallError::JobId(job_id));
+    }
+    let listed = list_all(&loaded, &env, &job_id).await?;
     let mut entries = serde_json::Map::new();
     for (key, expert) in &loaded.config.experts {
         println!("Collecting tool definitions for {key}...");
-        let locked = entry(expert, resolved.experts.get(key));
+        let locked = entry(expert, resolved.experts.get(key), listed.get(key));
         println!("  Found {} tool(s)", locked.tools);
         for skill in &locked.uncollected {
             println!(
@@ -137,6 +162,45 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
         })?;
     println!("Generated {}", path.display());
     Ok(Exit::Success)
+}
+
+/// Lists the MCP tools of every Expert with a skill that must start to say them (any MCP skill
+/// but `@perstack/base`): one listing run per such Expert not yet covered by an earlier one's
+/// delegation closure.
+async fn list_all(
+    loaded: &config::LoadedConfig,
+    env: &BTreeMap<String, String>,
+    job_id: &str,
+) -> Result<Listed, InstallError> {
+    let mut listed = Listed::new();
+    for (key, expert) in &loaded.config.experts {
+        if listed.contains_key(key) || !needs_listing(expert) {
+            continue;
+        }
+        let listing = Listing {
+            config: loaded,
+            env,
+            expert: key,
+            job_id,
+        };
+        let found = list_tools(&listing, &|notice| eprintln!("{notice}"))
+            .await
+            .map_err(|source| InstallError::Listing {
+                expert: key.clone(),
+                source: Box::new(source),
+            })?;
+        listed.extend(found);
+    }
+    Ok(listed)
+}
+
+/// Whether an Expert has a skill whose tools only its server can say.
+fn needs_listing(expert: &config::Expert) -> bool {
+    expert.skills.values().any(|skill| match skill {
+        config::Skill::McpStdio(stdio) => !stdio.is_base(),
+        config::Skill::McpSse(_) => true,
+        config::Skill::Interactive(_) => false,
+    })
 }
 
 /// Refuses a published version whose definition differs from the one the old lock holds.

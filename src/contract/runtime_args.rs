@@ -63,6 +63,10 @@ pub struct RuntimeArgs {
     /// of the script in the job, which it skips (repeatable).
     #[arg(long, value_name = "EXPERT=N", value_parser = parse_played)]
     pub mock_played: Vec<(String, usize)>,
+    /// List the tools of every Expert's MCP skills (one `toolDefinitions` event each, after
+    /// `pick`/`omit`) and exit, with no model asked: `install`'s listing run.
+    #[arg(long)]
+    pub list_tools: bool,
     /// The Expert.
     #[arg(value_name = "EXPERT")]
     pub expert_key: String,
@@ -124,6 +128,9 @@ impl RuntimeArgs {
         for (expert, turns) in &self.mock_played {
             args.extend(["--mock-played".to_string(), format!("{expert}={turns}")]);
         }
+        if self.list_tools {
+            args.push("--list-tools".to_string());
+        }
         args.extend([
             "--".to_string(),
             self.expert_key.clone(),
@@ -165,6 +172,7 @@ mod tests {
             interactive_tool_call_result: None,
             only_expert: None,
             mock_played: Vec::new(),
+            list_tools: false,
             expert_key: "main".into(),
             query: "hello".into(),
         }
@@ -189,6 +197,7 @@ mod tests {
             }),
             only_expert: Some("main".into()),
             mock_played: vec![("helper".into(), 2), ("@scope/a=b".into(), 0)],
+            list_tools: true,
             query: "--looks like a flag".into(),
             ..minimal()
         };

@@ -16,8 +16,9 @@
 //!   `streamRunResult`, `completeStreamingRunResult`.
 //! * **Runtime events** — keys `type, id, timestamp, jobId, runId`, then the payload. They describe
 //!   the machinery: `initializeRuntime`, `skillStarting`, `skillConnected`, `skillStderr`,
-//!   `skillDisconnected`, `dockerBuildProgress`, `dockerContainerStatus`, `proxyAccess`, and
-//!   `trustedInputChanged`.
+//!   `skillDisconnected`, `dockerBuildProgress`, `dockerContainerStatus`, `proxyAccess`,
+//!   `trustedInputChanged`, and `toolDefinitions` (ours: only `install`'s listing run emits it,
+//!   and `install` reads it; no job records it).
 //!
 //! Who writes what: the runtime container emits the run events, `initializeRuntime` and the
 //! `skill*` connection events on its stdout; the host controller relays each line as it arrives
@@ -310,6 +311,15 @@ pub(crate) enum RuntimePayload {
         service: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+    },
+    /// Ours: what `install`'s listing run (`runtime --list-tools`) found for one Expert: its
+    /// MCP skills' tools after `pick`/`omit`, as perstack.lock's `toolDefinitions` entries
+    /// (`{skillName, name, description?, inputSchema}`). `expert`, not `expertKey`, which marks
+    /// a run event.
+    #[serde(rename_all = "camelCase")]
+    ToolDefinitions {
+        expert: String,
+        tool_definitions: Vec<serde_json::Value>,
     },
     /// Ours: a run changed (or created, or removed) a file the controller trusts.
     #[serde(rename_all = "camelCase")]

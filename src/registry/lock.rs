@@ -331,7 +331,7 @@ instruction = "Helps."
             .map(|(key, expert)| {
                 (
                     key.clone(),
-                    super::super::lock_entry::entry(expert, None).table,
+                    super::super::lock_entry::entry(expert, None, None).table,
                 )
             })
             .collect();

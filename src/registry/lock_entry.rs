@@ -8,6 +8,7 @@
 //! - the tool definitions `{skillName, name, description, inputSchema}` after `pick`/`omit`:
 //!   `@perstack/base` (our own workspace tools, listed in-process) and interactive skills.
 
+use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 
 use super::definition::RegistryExpert;
@@ -26,7 +27,12 @@ pub(crate) struct LockEntry {
 
 /// The entry of an Expert: `published` when it came from the Registry (its skills are written as
 /// received).
-pub(crate) fn entry(expert: &Expert, published: Option<&RegistryExpert>) -> LockEntry {
+/// `listed`: the tools its MCP skills offered a listing run, by skill (`None`: not listed).
+pub(crate) fn entry(
+    expert: &Expert,
+    published: Option<&RegistryExpert>,
+    listed: Option<&IndexMap<String, Vec<Value>>>,
+) -> LockEntry {
     // The file's skills as run-setting.json writes them: Perstack's parsed skills.
     let mut table = match serde_json::to_value(SettingExpert::from(expert)) {
         Ok(Value::Object(table)) => table,
@@ -35,7 +41,7 @@ pub(crate) fn entry(expert: &Expert, published: Option<&RegistryExpert>) -> Lock
     if let Some(found) = published {
         table.insert("skills".into(), Value::Object(published_skills(found)));
     }
-    let (definitions, uncollected) = tool_definitions(expert);
+    let (definitions, uncollected) = tool_definitions(expert, listed);
     let tools = definitions.len();
     table.insert("toolDefinitions".into(), Value::Array(definitions));
     LockEntry {
@@ -62,8 +68,11 @@ fn published_skills(found: &RegistryExpert) -> Map<String, Value> {
 }
 
 /// The tools the Expert is offered by its skills, in skill order, `pick`/`omit` applied; and the
-/// MCP skills whose tools need their server started (they are listed at run time only).
-fn tool_definitions(expert: &Expert) -> (Vec<Value>, Vec<String>) {
+/// MCP skills whose tools need their server started and were not `listed`.
+fn tool_definitions(
+    expert: &Expert,
+    listed: Option<&IndexMap<String, Vec<Value>>>,
+) -> (Vec<Value>, Vec<String>) {
     let mut definitions = Vec::new();
     let mut uncollected = Vec::new();
     for skill in expert.skills.values() {
@@ -94,7 +103,13 @@ fn tool_definitions(expert: &Expert) -> (Vec<Value>, Vec<String>) {
                     definitions.push(Value::Object(d));
                 }
             }
-            other => uncollected.push(other.name().to_string()),
+            // A listed Expert's skill missing from the listing offered no tool after pick/omit.
+            other => match listed {
+                Some(listed) => {
+                    definitions.extend(listed.get(other.name()).into_iter().flatten().cloned())
+                }
+                None => uncollected.push(other.name().to_string()),
+            },
         }
     }
     (definitions, uncollected)
@@ -132,7 +147,7 @@ inputJsonSchema = '{"type":"object"}'
         let config = load_str(&dir.path().join("perstack.toml"), TOML)
             .expect("valid")
             .config;
-        let locked = entry(&config.experts["main"], None);
+        let locked = entry(&config.experts["main"], None, None);
         let table = &locked.table;
         let keys: Vec<&str> = table
             .as_object()

@@ -576,7 +576,8 @@ fn render_clipped(event: &Event, verbose: bool, inline: usize) -> Option<String>
             // The controller says it on stderr, in either mode (`Notice::TrustedInputChanged`).
             RuntimePayload::SkillStarting { .. }
             | RuntimePayload::SkillDisconnected { .. }
-            | RuntimePayload::TrustedInputChanged { .. } => None,
+            | RuntimePayload::TrustedInputChanged { .. }
+            | RuntimePayload::ToolDefinitions { .. } => None,
             RuntimePayload::SkillStderr {
                 skill_name,
                 message,

@@ -51,6 +51,14 @@ pub(crate) enum RuntimeError {
         #[source]
         source: crate::skill::client::SkillConnectError,
     },
+    /// A `lazyInit` skill could not be listed.
+    #[error("Expert `{expert}`: {message}")]
+    Lazy {
+        /// Whose skill.
+        expert: String,
+        /// Why.
+        message: String,
+    },
     /// Two skills offer the same tool.
     #[error(transparent)]
     DuplicateTool(#[from] crate::agent::tools::DuplicateTool),
@@ -103,7 +111,11 @@ pub(crate) async fn run(args: RuntimeArgs) -> i32 {
             }
         }
     });
-    let code = match run_inner(&args, &sink, &stop).await {
+    let ran = match args.list_tools {
+        true => list_tools(&args, &sink).await,
+        false => run_inner(&args, &sink, &stop).await.map(|_| ()),
+    };
+    let code = match ran {
         Ok(_) => 0,
         Err(error) => {
             eprintln!("perstack-sandbox runtime: {error}");
@@ -115,19 +127,79 @@ pub(crate) async fn run(args: RuntimeArgs) -> i32 {
     code
 }
 
+/// The spec baked into the image (`--spec`).
+fn read_spec(args: &RuntimeArgs) -> Result<RuntimeSpec, RuntimeError> {
+    let text = std::fs::read_to_string(&args.spec).map_err(|e| RuntimeError::Spec {
+        path: args.spec.display().to_string(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| RuntimeError::Spec {
+        path: args.spec.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// `--list-tools` (`install`'s listing run): connects every Expert's MCP skills as a run does,
+/// `lazyInit` ones too, and emits one `toolDefinitions` event per Expert with their tools after
+/// `pick`/`omit`; asks no model. Their skill events are not told: no run segment begins.
+async fn list_tools(args: &RuntimeArgs, sink: &EventSink) -> Result<(), RuntimeError> {
+    let spec = read_spec(args)?;
+    let roster = SkillRoster::new(sink.clone(), &args.job_id);
+    for expert in spec.experts.values() {
+        skills::register(&roster, &spec, expert);
+    }
+    let connected = futures::future::join_all(
+        spec.experts
+            .values()
+            .map(|expert| skills::connect_skills(&spec, expert, &roster)),
+    )
+    .await;
+    let mut sets = Vec::new();
+    for (expert, set) in spec.experts.values().zip(connected) {
+        let set = set?;
+        set.ready().await.map_err(|e| RuntimeError::Lazy {
+            expert: expert.key.clone(),
+            message: e.to_string(),
+        })?;
+        sets.push((expert.key.clone(), set));
+    }
+    for (expert_key, set) in &sets {
+        let tool_definitions = set
+            .mcp_tools()
+            .into_iter()
+            .map(|(skill, tool)| tool_definition(skill, tool))
+            .collect();
+        sink.emit(crate::event::Event::runtime(
+            &args.job_id,
+            &args.run_id,
+            crate::event::RuntimePayload::ToolDefinitions {
+                expert: expert_key.clone(),
+                tool_definitions,
+            },
+        ));
+    }
+    futures::future::join_all(sets.iter().map(|(_, set)| set.close())).await;
+    Ok(())
+}
+
+/// One tool as perstack.lock's `toolDefinitions` holds it; no `description` when it has none.
+fn tool_definition(skill: &str, tool: &crate::llm::ToolSpec) -> serde_json::Value {
+    let mut definition = serde_json::Map::new();
+    definition.insert("skillName".into(), skill.into());
+    definition.insert("name".into(), tool.name.clone().into());
+    if !tool.description.is_empty() {
+        definition.insert("description".into(), tool.description.clone().into());
+    }
+    definition.insert("inputSchema".into(), tool.input_schema.clone());
+    serde_json::Value::Object(definition)
+}
+
 async fn run_inner(
     args: &RuntimeArgs,
     sink: &EventSink,
     stop: &StopRequest,
 ) -> Result<RunOutcome, RuntimeError> {
-    let text = std::fs::read_to_string(&args.spec).map_err(|e| RuntimeError::Spec {
-        path: args.spec.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let spec: RuntimeSpec = serde_json::from_str(&text).map_err(|e| RuntimeError::Spec {
-        path: args.spec.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let spec = read_spec(args)?;
     let expert = spec
         .experts
         .get(&args.expert_key)

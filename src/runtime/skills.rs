@@ -453,6 +453,7 @@ mod tests {
             interactive_tool_call_result: None,
             only_expert: None,
             mock_played: Vec::new(),
+            list_tools: false,
             expert_key: "main".into(),
             query: "go".into(),
         }

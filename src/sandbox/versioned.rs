@@ -516,6 +516,7 @@ args = ["fixture-mcp", "--other"]
             oci_runtime: None,
             controller: "host/boot/1/2".into(),
             resume: None,
+            list_tools: false,
         }
     }
 

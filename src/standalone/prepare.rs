@@ -147,6 +147,7 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         oci_runtime: None,
         controller: String::new(),
         resume,
+        list_tools: false,
     };
     let plan = crate::sandbox::plan::plan(&request).map_err(run_error)?;
     Ok(Prepared {

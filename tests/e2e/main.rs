@@ -18,6 +18,7 @@ mod export_k8s;
 mod fetch_skill;
 mod gc;
 mod hardening;
+mod install;
 mod interactive;
 mod jobs;
 mod local_skills;

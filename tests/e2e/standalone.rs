@@ -22,7 +22,10 @@ pub fn build(folder: &Path, expert: &str) -> Image {
     let repository = format!("psbx-e2e-standalone-{id}");
     let reference = format!("{repository}:1.0");
     let mut guard = DockerGuard::new();
-    guard.repository(&repository);
+    // The reference, and the content-addressed tag the build made it from.
+    guard
+        .repository(&repository)
+        .repository(&format!("perstack-sandbox/standalone-{expert}"));
     let built = Command::new(binary())
         .args(["build", expert, "--standalone", "--tag", &reference])
         .current_dir(folder)

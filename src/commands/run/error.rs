@@ -84,6 +84,20 @@ pub enum RunError {
     /// Carrying out the plan failed (or the run's time limit struck).
     #[error(transparent)]
     Execute(#[from] ExecuteError),
+    /// `install`'s listing run was stopped by Ctrl-C or SIGTERM.
+    #[error("install was interrupted while listing the skills' tools; nothing was written")]
+    ListingInterrupted,
+    /// `install`'s listing run ended without listing the tools.
+    #[error(
+        "the skills' tools could not be listed: the runtime container exited with code {code}{}",
+        if stderr.is_empty() { String::new() } else { format!(":\n{stderr}") }
+    )]
+    ListingFailed {
+        /// Its exit code.
+        code: i64,
+        /// The end of its stderr: which skill failed and why.
+        stderr: String,
+    },
     /// The runtime exited without ending the run.
     #[error("{}", runtime_failed(*code, stderr, *out_of_memory))]
     RuntimeFailed {
@@ -119,7 +133,10 @@ impl From<&RunError> for Exit {
             }
             // Perstack exits 1 here, and its CLI tests check for it.
             RunError::ResumeFromWithoutJob => Exit::RunFailed,
-            RunError::Signals | RunError::RuntimeFailed { .. } => Exit::RunFailed,
+            RunError::Signals | RunError::RuntimeFailed { .. } | RunError::ListingFailed { .. } => {
+                Exit::RunFailed
+            }
+            RunError::ListingInterrupted => Exit::Interrupted,
             RunError::Execute(error) => match error {
                 ExecuteError::Docker(_) => Exit::Docker,
                 ExecuteError::BaseImageMissing { .. }

@@ -12,6 +12,9 @@
 //! 6. [`execute`]: the job recorded, the plan carried out, every resource removed;
 //! 7. [`finish`]: the exit code.
 //!
+//! [`list_tools`] is `install`'s listing run: the same stages with a runtime that lists the
+//! skills' tools and exits.
+//!
 //! Each stage gives the next one a value or fails with a [`RunError`]; none prints or exits.
 //! What they have to tell the user comes back as [`Notice`]s, printed here, by [`show`].
 
@@ -20,6 +23,7 @@ mod error;
 mod execute;
 mod finish;
 pub(crate) mod image;
+pub(crate) mod list_tools;
 mod load;
 mod notice;
 mod plan;

@@ -76,6 +76,7 @@ pub(super) fn plan(
         oci_runtime: settings.runtime_engine.name.clone(),
         controller: ControllerId::current().to_string(),
         resume: checked.resume,
+        list_tools: false,
     };
     let mut plan = crate::sandbox::plan::plan(&request).map_err(RunError::Spec)?;
     if let Some(source) = &loaded.image {

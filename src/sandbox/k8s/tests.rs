@@ -85,6 +85,7 @@ fn request() -> RunRequest {
         oci_runtime: None,
         controller: "host/boot/42/7".into(),
         resume: None,
+        list_tools: false,
     }
 }
 

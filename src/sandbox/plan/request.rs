@@ -52,6 +52,9 @@ pub(crate) struct RunRequest {
     pub controller: String,
     /// Continue from a stored checkpoint instead of starting afresh.
     pub resume: Option<Resume>,
+    /// `install`'s listing run: the runtime lists every Expert's MCP tools and exits, asking no
+    /// model (`runtime --list-tools`).
+    pub list_tools: bool,
 }
 
 /// What a continued run starts from (`--continue`, `--continue-job`, `--resume-from`, `-i`).

@@ -69,6 +69,7 @@ fn runtime_args(request: &RunRequest) -> RuntimeArgs {
                 .collect(),
             _ => Vec::new(),
         },
+        list_tools: request.list_tools,
         expert_key: request.expert_key.clone(),
         query: request.query.clone(),
     }

@@ -116,7 +116,13 @@ pub(crate) struct Checked {
 impl Preflight<'_> {
     /// Runs every check; returns what the plan needs, or every problem found.
     pub(crate) fn check(&self) -> Result<Checked, Problems> {
-        self.check_all(None)
+        self.check_all(None, true)
+    }
+
+    /// [`Preflight::check`] for `install`'s listing run, which asks no model: everything but the
+    /// provider, its key and the mock script (the runtime gets no provider variables).
+    pub(crate) fn check_for_listing(&self) -> Result<Checked, Problems> {
+        self.check_all(None, false)
     }
 
     /// [`Preflight::check`] for an Expert whose mock script is loaded already (`run --image`:
@@ -125,18 +131,26 @@ impl Preflight<'_> {
         &self,
         script: Option<MockScript>,
     ) -> Result<Checked, Problems> {
-        self.check_all(Some(script))
+        self.check_all(Some(script), true)
     }
 
     /// Every check in turn, each adding its problems in this order; the runtime's variables
-    /// are the provider's, then the `--env` extras.
-    fn check_all(&self, baked_script: Option<Option<MockScript>>) -> Result<Checked, Problems> {
+    /// are the provider's, then the `--env` extras. `model`: the run asks the provider (not a
+    /// listing run).
+    fn check_all(
+        &self,
+        baked_script: Option<Option<MockScript>>,
+        model: bool,
+    ) -> Result<Checked, Problems> {
         let loaded = self.config;
         let mut found = Found::default();
         found
             .0
             .extend(expert::check_expert(loaded, self.expert_key).err());
-        let provider_env = found.add(provider::check_provider(loaded, self.provider, self.env));
+        let provider_env = match model {
+            true => found.add(provider::check_provider(loaded, self.provider, self.env)),
+            false => Some(Vec::new()),
+        };
         let extra_env = found.add(extra_env::check_extra_env(self.extra_env, self.env));
         found
             .0
@@ -173,11 +187,14 @@ impl Preflight<'_> {
                 &loaded.config.sandbox.writable,
             ))
         });
-        let mock_script = found.add(mock_script::check_mock_script(
-            loaded,
-            self.provider,
-            baked_script,
-        ));
+        let mock_script = match model {
+            true => found.add(mock_script::check_mock_script(
+                loaded,
+                self.provider,
+                baked_script,
+            )),
+            false => Some(None),
+        };
         match (
             provider_env,
             extra_env,
