@@ -141,7 +141,6 @@ pub(crate) enum Continuing {
 
 impl Output {
     /// Starts the writer on `out`; await the handle after dropping every `Output` to flush.
-    #[cfg(test)]
     pub(crate) fn spawn<W>(mode: Mode, out: W) -> (Output, tokio::task::JoinHandle<()>)
     where
         W: AsyncWrite + Unpin + Send + 'static,
