@@ -184,6 +184,32 @@ pub(crate) fn files(a: &Answers) -> Vec<(&'static str, String)> {
 
 fn config(a: &Answers) -> String {
     let mut t = String::new();
+    header(&mut t, a);
+    expert(&mut t, a);
+    if let Some(package) = &a.pypi {
+        package_skill(
+            &mut t,
+            a,
+            package,
+            "PyPI",
+            "uvx",
+            "# Hosts it may reach, and variables it gets, if it needs any:\n",
+        );
+    }
+    if let Some(package) = &a.npm {
+        package_skill(&mut t, a, package, "npm", "npx", "");
+    }
+    if a.ask_user {
+        ask_user(&mut t, a);
+    }
+    if let Some(delegate) = &a.delegate {
+        delegate_expert(&mut t, a, delegate);
+    }
+    t
+}
+
+/// The file's opening comment, the provider and the step limit.
+fn header(t: &mut String, a: &Answers) {
     t.push_str("# perstack.toml: the Experts this folder runs with `perstack-sandbox run <expert> \"<query>\"`.\n");
     t.push_str(
         "# Each Expert runs in containers: the agent loop in one, each skill in its own, and the\n",
@@ -196,6 +222,10 @@ fn config(a: &Answers) -> String {
         t.push_str("setting = { script = \"mock-script.toml\" }\n");
     }
     t.push_str("\n# Stop a run after this many steps.\nmaxSteps = 50\n\n");
+}
+
+/// The Expert's table: its version, description, instruction and delegates.
+fn expert(t: &mut String, a: &Answers) {
     let _ = writeln!(t, "[experts.{}]", toml_key(&a.name));
     t.push_str("version = \"1.0.0\"\n");
     let _ = writeln!(
@@ -216,70 +246,68 @@ fn config(a: &Answers) -> String {
             toml_string(delegate)
         );
     }
-    if let Some(package) = &a.pypi {
-        let _ = writeln!(
-            t,
-            "\n# An MCP server from PyPI, installed at build time into its own image (uvx).\n[experts.{}.skills.{}]",
-            toml_key(&a.name),
-            toml_key(&skill_name(package))
-        );
-        let _ = writeln!(
-            t,
-            "type = \"mcpStdioSkill\"\ncommand = \"uvx\"\npackageName = {}",
-            toml_string(package)
-        );
-        t.push_str("# Hosts it may reach, and variables it gets, if it needs any:\n# allowedDomains = [\"api.example.com\"]\n# requiredEnv = [\"EXAMPLE_API_KEY\"]\n");
-    }
-    if let Some(package) = &a.npm {
-        let _ = writeln!(
-            t,
-            "\n# An MCP server from npm, installed at build time into its own image (npx).\n[experts.{}.skills.{}]",
-            toml_key(&a.name),
-            toml_key(&skill_name(package))
-        );
-        let _ = writeln!(
-            t,
-            "type = \"mcpStdioSkill\"\ncommand = \"npx\"\npackageName = {}",
-            toml_string(package)
-        );
-        t.push_str(
-            "# allowedDomains = [\"api.example.com\"]\n# requiredEnv = [\"EXAMPLE_API_KEY\"]\n",
-        );
-    }
-    if a.ask_user {
-        let _ = writeln!(
-            t,
-            "\n# Questions for you: the run stops (exit 4) until you answer with\n# `perstack-sandbox run --continue -i {} \"<answer>\"`.\n[experts.{}.skills.user]",
-            a.name,
-            toml_key(&a.name)
-        );
-        t.push_str("type = \"interactiveSkill\"\ndescription = \"Questions for the user.\"\n\n");
-        let _ = writeln!(
-            t,
-            "[experts.{}.skills.user.tools.askUser]",
-            toml_key(&a.name)
-        );
-        t.push_str("description = \"Ask the user a question and wait for the answer.\"\n");
-        t.push_str("inputJsonSchema = '{\"type\":\"object\",\"properties\":{\"question\":{\"type\":\"string\"}},\"required\":[\"question\"]}'\n");
-    }
-    if let Some(delegate) = &a.delegate {
-        let _ = writeln!(
-            t,
-            "\n# The delegate: an Expert of its own, called by {}.\n[experts.{}]",
-            a.name,
-            toml_key(delegate)
-        );
-        t.push_str("version = \"1.0.0\"\n");
-        let _ = writeln!(
-            t,
-            "description = {}",
-            toml_string(&format!("Helps {} with part of its work.", a.name))
-        );
-        t.push_str(
-            "instruction = \"Do the part of the work you are asked, then report what you did.\"\n",
-        );
-    }
-    t
+}
+
+/// A skill installed from `registry` when its image is built, run by `command` (`uvx`, `npx`);
+/// `more` comments its settings first.
+fn package_skill(
+    t: &mut String,
+    a: &Answers,
+    package: &str,
+    registry: &str,
+    command: &str,
+    more: &str,
+) {
+    let _ = writeln!(
+        t,
+        "\n# An MCP server from {registry}, installed at build time into its own image ({command}).\n[experts.{}.skills.{}]",
+        toml_key(&a.name),
+        toml_key(&skill_name(package))
+    );
+    let _ = writeln!(
+        t,
+        "type = \"mcpStdioSkill\"\ncommand = \"{command}\"\npackageName = {}",
+        toml_string(package)
+    );
+    t.push_str(more);
+    t.push_str("# allowedDomains = [\"api.example.com\"]\n# requiredEnv = [\"EXAMPLE_API_KEY\"]\n");
+}
+
+/// An interactive skill through which the Expert asks the user.
+fn ask_user(t: &mut String, a: &Answers) {
+    let _ = writeln!(
+        t,
+        "\n# Questions for you: the run stops (exit 4) until you answer with\n# `perstack-sandbox run --continue -i {} \"<answer>\"`.\n[experts.{}.skills.user]",
+        a.name,
+        toml_key(&a.name)
+    );
+    t.push_str("type = \"interactiveSkill\"\ndescription = \"Questions for the user.\"\n\n");
+    let _ = writeln!(
+        t,
+        "[experts.{}.skills.user.tools.askUser]",
+        toml_key(&a.name)
+    );
+    t.push_str("description = \"Ask the user a question and wait for the answer.\"\n");
+    t.push_str("inputJsonSchema = '{\"type\":\"object\",\"properties\":{\"question\":{\"type\":\"string\"}},\"required\":[\"question\"]}'\n");
+}
+
+/// The delegate, an Expert of its own.
+fn delegate_expert(t: &mut String, a: &Answers, delegate: &str) {
+    let _ = writeln!(
+        t,
+        "\n# The delegate: an Expert of its own, called by {}.\n[experts.{}]",
+        a.name,
+        toml_key(delegate)
+    );
+    t.push_str("version = \"1.0.0\"\n");
+    let _ = writeln!(
+        t,
+        "description = {}",
+        toml_string(&format!("Helps {} with part of its work.", a.name))
+    );
+    t.push_str(
+        "instruction = \"Do the part of the work you are asked, then report what you did.\"\n",
+    );
 }
 
 fn env_example(a: &Answers) -> String {
