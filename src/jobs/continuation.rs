@@ -32,6 +32,42 @@ pub(crate) enum ContinueFrom {
     },
 }
 
+/// A combination of continuation flags that makes no sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContinueFlagsError {
+    /// `--resume-from` without `--continue-job`.
+    ResumeFromWithoutJob,
+    /// `-i` without a run to continue.
+    AnswerWithoutContinue,
+}
+
+impl ContinueFrom {
+    /// What `--continue` (`latest`), `--continue-job`, `--resume-from` and `-i` (`answer`) ask
+    /// for, the same for `run`, `start` and a standalone image's entrypoint.
+    pub(crate) fn from_flags(
+        continue_job: Option<&str>,
+        latest: bool,
+        resume_from: Option<&str>,
+        answer: bool,
+    ) -> Result<Option<ContinueFrom>, ContinueFlagsError> {
+        if resume_from.is_some() && continue_job.is_none() {
+            return Err(ContinueFlagsError::ResumeFromWithoutJob);
+        }
+        let from = match (continue_job, latest) {
+            (Some(job_id), _) => Some(ContinueFrom::Job {
+                job_id: job_id.to_string(),
+                checkpoint_id: resume_from.map(str::to_string),
+            }),
+            (None, true) => Some(ContinueFrom::LatestJob),
+            (None, false) => None,
+        };
+        if answer && from.is_none() {
+            return Err(ContinueFlagsError::AnswerWithoutContinue);
+        }
+        Ok(from)
+    }
+}
+
 /// Finds the checkpoint to continue from and checks it belongs to `expert_key`.
 pub(crate) fn select_checkpoint(
     store: &JobStore,
@@ -234,4 +270,33 @@ pub(crate) fn delegate_turns_played(
         *played.entry(expert.to_string()).or_default() += turns;
     }
     played
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuation_flags_name_one_run_or_are_refused() {
+        assert_eq!(ContinueFrom::from_flags(None, false, None, false), Ok(None));
+        assert_eq!(
+            ContinueFrom::from_flags(None, true, None, true),
+            Ok(Some(ContinueFrom::LatestJob))
+        );
+        assert_eq!(
+            ContinueFrom::from_flags(Some("j"), true, Some("c"), false),
+            Ok(Some(ContinueFrom::Job {
+                job_id: "j".into(),
+                checkpoint_id: Some("c".into()),
+            }))
+        );
+        assert_eq!(
+            ContinueFrom::from_flags(None, true, Some("c"), false),
+            Err(ContinueFlagsError::ResumeFromWithoutJob)
+        );
+        assert_eq!(
+            ContinueFrom::from_flags(None, false, None, true),
+            Err(ContinueFlagsError::AnswerWithoutContinue)
+        );
+    }
 }

@@ -23,7 +23,8 @@ mod tests;
 use std::path::PathBuf;
 
 pub(crate) use continuation::{
-    ContinueFrom, check_input, delegate_turns_played, interactive_answer, select_checkpoint,
+    ContinueFlagsError, ContinueFrom, check_input, delegate_turns_played, interactive_answer,
+    select_checkpoint,
 };
 pub(crate) use job::Job;
 pub(crate) use recorder::Recorder;

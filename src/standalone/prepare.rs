@@ -16,8 +16,8 @@ use crate::contract::spec::RuntimeSpec;
 use crate::files::Owner;
 use crate::jobs::store::is_safe_id;
 use crate::jobs::{
-    ContinueFrom, Job, JobStore, RunInput, RunSetting, RunSettingSource, check_input,
-    delegate_turns_played, interactive_answer, select_checkpoint,
+    ContinueFlagsError, ContinueFrom, Job, JobStore, RunInput, RunSetting, RunSettingSource,
+    check_input, delegate_turns_played, interactive_answer, select_checkpoint,
 };
 use crate::sandbox::engine::workspace_user::workspace_user;
 use crate::sandbox::images::recipes::Artifacts;
@@ -192,20 +192,25 @@ fn image_error(error: impl std::fmt::Display) -> StandaloneError {
 
 /// `--continue`, `--continue-job`, `--resume-from`: which stored run to continue.
 fn continue_from(args: &StandaloneArgs) -> Result<Option<ContinueFrom>, StandaloneError> {
-    let from = match (&args.continue_job, args.continue_latest) {
-        (Some(job_id), _) => Some(ContinueFrom::Job {
-            job_id: job_id.clone(),
-            checkpoint_id: args.resume_from.clone(),
-        }),
-        (None, true) => Some(ContinueFrom::LatestJob),
-        (None, false) => None,
-    };
-    if args.interactive_tool_call_result && from.is_none() {
-        return Err(StandaloneError::Run(
-            "-i answers a stopped run's question: add --continue (or --continue-job)".into(),
-        ));
-    }
-    Ok(from)
+    ContinueFrom::from_flags(
+        args.continue_job.as_deref(),
+        args.continue_latest,
+        args.resume_from.as_deref(),
+        args.interactive_tool_call_result,
+    )
+    .map_err(|e| {
+        StandaloneError::Run(
+            match e {
+                ContinueFlagsError::ResumeFromWithoutJob => {
+                    "--resume-from names a checkpoint of one job: add --continue-job"
+                }
+                ContinueFlagsError::AnswerWithoutContinue => {
+                    "-i answers a stopped run's question: add --continue (or --continue-job)"
+                }
+            }
+            .into(),
+        )
+    })
 }
 
 /// The stored checkpoint to continue from (with its job) and the runtime's input.

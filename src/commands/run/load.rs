@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::cli::RunArgs;
 use crate::config::{self, LoadedConfig};
-use crate::jobs::ContinueFrom;
+use crate::jobs::{ContinueFlagsError, ContinueFrom};
 use crate::sandbox::engine::run::TimeLimit;
 
 use super::image::ImageSource;
@@ -104,19 +104,14 @@ async fn open_image(
 /// What `--continue`, `--continue-job` and `--resume-from` ask for; usage errors for the
 /// combinations that make no sense.
 fn continue_from(args: &RunArgs) -> Result<Option<ContinueFrom>, RunError> {
-    if args.resume_from.is_some() && args.continue_job.is_none() {
-        return Err(RunError::ResumeFromWithoutJob);
-    }
-    let from = match (&args.continue_job, args.continue_latest) {
-        (Some(job_id), _) => Some(ContinueFrom::Job {
-            job_id: job_id.clone(),
-            checkpoint_id: args.resume_from.clone(),
-        }),
-        (None, true) => Some(ContinueFrom::LatestJob),
-        (None, false) => None,
-    };
-    if args.interactive_tool_call_result && from.is_none() {
-        return Err(RunError::AnswerWithoutContinue);
-    }
-    Ok(from)
+    ContinueFrom::from_flags(
+        args.continue_job.as_deref(),
+        args.continue_latest,
+        args.resume_from.as_deref(),
+        args.interactive_tool_call_result,
+    )
+    .map_err(|e| match e {
+        ContinueFlagsError::ResumeFromWithoutJob => RunError::ResumeFromWithoutJob,
+        ContinueFlagsError::AnswerWithoutContinue => RunError::AnswerWithoutContinue,
+    })
 }
