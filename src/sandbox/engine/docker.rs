@@ -226,6 +226,15 @@ async fn connect_to(address: Address) -> Result<Docker, String> {
     }
 }
 
+/// How many removal passes [`DockerClient::remove_run`] makes at most, [`REMOVAL_RETRY`]
+/// apart, until nothing of the run is listed: Podman answers "being removed" for a container
+/// its own cleanup is removing and lists it (and the volumes it holds) for a while after, so
+/// one pass can return before the run's resources are gone. Docker needs one pass.
+const REMOVAL_PASSES: u32 = 50;
+
+/// The pause between two removal passes (at most ~10 s in all).
+const REMOVAL_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The cause of a failed connection, in words (bollard's own are `error trying to connect`).
 fn describe_connect_error(error: &bollard::errors::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = Some(error);
@@ -906,22 +915,34 @@ impl DockerClient {
     }
 
     /// Removes every container, volume and network labelled with `run_id`: containers first
-    /// (force, so running ones are killed), then what they used. Looked for again afterwards,
-    /// and removed once more when any is left, whether the first pass failed or not: a busy
-    /// Podman has been seen to keep a run's containers and volumes after its removal. The
-    /// error is the second pass's; none when nothing is left.
+    /// (force, so running ones are killed), then what they used. Passes repeat until nothing
+    /// of the run is listed (at most [`REMOVAL_PASSES`]): Podman keeps listing a container it
+    /// is removing, and the volumes it holds, after answering "being removed". The error is
+    /// the last failed pass's when something is still left; none when nothing is.
     pub(crate) async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
-        let first = self.remove_run_once(run_id).await;
-        let left = self.labelled(&labels::run_filter(run_id)).await?;
-        if left.containers.is_empty() && left.volumes.is_empty() && left.networks.is_empty() {
-            return Ok(first.unwrap_or_default());
+        let mut removed = Removed::default();
+        let mut last_error = None;
+        for attempt in 0..REMOVAL_PASSES {
+            if attempt > 0 {
+                tokio::time::sleep(REMOVAL_RETRY).await;
+            }
+            match self.remove_run_once(run_id).await {
+                Ok(pass) => {
+                    removed.containers += pass.containers;
+                    removed.volumes += pass.volumes;
+                    removed.networks += pass.networks;
+                }
+                Err(e) => last_error = Some(e),
+            }
+            let left = self.labelled(&labels::run_filter(run_id)).await?;
+            if left.containers.is_empty() && left.volumes.is_empty() && left.networks.is_empty() {
+                return Ok(removed);
+            }
         }
-        let mut removed = first.unwrap_or_default();
-        let again = self.remove_run_once(run_id).await?;
-        removed.containers += again.containers;
-        removed.volumes += again.volumes;
-        removed.networks += again.networks;
-        Ok(removed)
+        match last_error {
+            Some(e) => Err(e),
+            None => Ok(removed),
+        }
     }
 
     /// One pass of [`DockerClient::remove_run`] over what is labelled with `run_id` now.
