@@ -10,14 +10,15 @@ use bytes::Bytes;
 
 use super::{MANIFEST_PATH, StandaloneError};
 use crate::cli::StandaloneArgs;
+use crate::commands::run::RunError;
 use crate::config::{LoadedConfig, SettingFlags, Settings};
 use crate::contract::paths::{SPEC_PATH, WORKSPACE_MOUNT};
 use crate::contract::spec::RuntimeSpec;
 use crate::files::Owner;
 use crate::jobs::store::is_safe_id;
 use crate::jobs::{
-    ContinueFlagsError, ContinueFrom, Job, JobStore, RunInput, RunSetting, RunSettingSource,
-    check_input, delegate_turns_played, interactive_answer, select_checkpoint,
+    ContinueFrom, Job, JobStore, RunInput, RunSetting, RunSettingSource, check_input,
+    delegate_turns_played, interactive_answer, select_checkpoint,
 };
 use crate::sandbox::engine::workspace_user::workspace_user;
 use crate::sandbox::images::recipes::Artifacts;
@@ -198,19 +199,8 @@ fn continue_from(args: &StandaloneArgs) -> Result<Option<ContinueFrom>, Standalo
         args.resume_from.as_deref(),
         args.interactive_tool_call_result,
     )
-    .map_err(|e| {
-        StandaloneError::Run(
-            match e {
-                ContinueFlagsError::ResumeFromWithoutJob => {
-                    "--resume-from names a checkpoint of one job: add --continue-job"
-                }
-                ContinueFlagsError::AnswerWithoutContinue => {
-                    "-i answers a stopped run's question: add --continue (or --continue-job)"
-                }
-            }
-            .into(),
-        )
-    })
+    // The same words as `run`'s: the entrypoint takes the same flags.
+    .map_err(|e| StandaloneError::Run(RunError::from(e).to_string()))
 }
 
 /// The stored checkpoint to continue from (with its job) and the runtime's input.

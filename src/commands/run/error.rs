@@ -10,6 +10,16 @@ use crate::sandbox::versioned::VersionedError;
 
 use super::super::LoadError;
 use super::super::artifacts::ArtifactError;
+use crate::jobs::ContinueFlagsError;
+
+impl From<ContinueFlagsError> for RunError {
+    fn from(error: ContinueFlagsError) -> RunError {
+        match error {
+            ContinueFlagsError::ResumeFromWithoutJob => RunError::ResumeFromWithoutJob,
+            ContinueFlagsError::AnswerWithoutContinue => RunError::AnswerWithoutContinue,
+        }
+    }
+}
 
 /// Why `run` failed. `main` prints it once, after `error: `.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::cli::RunArgs;
 use crate::config::{self, LoadedConfig};
-use crate::jobs::{ContinueFlagsError, ContinueFrom};
+use crate::jobs::ContinueFrom;
 use crate::sandbox::engine::run::TimeLimit;
 
 use super::image::ImageSource;
@@ -110,8 +110,5 @@ fn continue_from(args: &RunArgs) -> Result<Option<ContinueFrom>, RunError> {
         args.resume_from.as_deref(),
         args.interactive_tool_call_result,
     )
-    .map_err(|e| match e {
-        ContinueFlagsError::ResumeFromWithoutJob => RunError::ResumeFromWithoutJob,
-        ContinueFlagsError::AnswerWithoutContinue => RunError::AnswerWithoutContinue,
-    })
+    .map_err(RunError::from)
 }
