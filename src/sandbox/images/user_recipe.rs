@@ -117,27 +117,16 @@ impl UserRecipe {
                 parent.push('/');
                 if !dirs.contains(&parent) {
                     dirs.push(parent.clone());
-                    let mut header = header(tar::EntryType::Directory, 0o755, 0);
+                    let mut header = super::tar_header(tar::EntryType::Directory, 0o755, 0);
                     builder.append_data(&mut header, &parent, std::io::empty())?;
                 }
             }
-            let mut header = header(tar::EntryType::Regular, file.mode, contents.len() as u64);
+            let mut header =
+                super::tar_header(tar::EntryType::Regular, file.mode, contents.len() as u64);
             builder.append_data(&mut header, &file.path, &contents[..])?;
         }
         builder.into_inner()
     }
-}
-
-/// A reproducible tar header (no times, no owners).
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_size(size);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header
 }
 
 #[cfg(test)]
