@@ -18,6 +18,7 @@ mod export_k8s;
 mod fetch_skill;
 mod gc;
 mod hardening;
+mod human_view;
 mod install;
 mod interactive;
 mod jobs;
