@@ -19,6 +19,7 @@ mod fetch_skill;
 mod gc;
 mod hardening;
 mod human_view;
+mod init;
 mod install;
 mod interactive;
 mod jobs;
