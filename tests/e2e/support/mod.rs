@@ -8,6 +8,7 @@ pub mod mock_llm;
 pub mod npm_registry;
 pub mod registry;
 pub mod terminal;
+pub mod versioned;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
