@@ -110,14 +110,28 @@ fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session()
     assert!(guard.leftovers().is_empty(), "{:?}", guard.leftovers());
 }
 
+/// Without a terminal `start` refuses, whatever order its arguments came in: each order parses
+/// (a misparse would be clap's `unexpected argument` instead).
 #[test]
 fn start_without_a_terminal_points_to_run_json() {
-    let out = Command::new(binary())
-        .args(["start", "coach", "hello"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the binary");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("perstack-sandbox run --json"), "{stderr}");
+    for order in [
+        &["coach", "hello"][..],
+        &["--continue", "coach", "next"],
+        &["coach", "--continue", "next"],
+        &["coach", "next", "--continue"],
+        &["coach", "--continue", "--", "next"],
+    ] {
+        let out = Command::new(binary())
+            .arg("start")
+            .args(order)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the binary");
+        assert_eq!(out.status.code(), Some(2), "{order:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("perstack-sandbox run --json"),
+            "{order:?}: {stderr}"
+        );
+    }
 }
