@@ -434,7 +434,7 @@ async fn ensure_image(
             })
             .await;
         if let Err(mut error) = result {
-            if spec.install.is_some() {
+            if !spec.install.is_empty() {
                 explain_install_failure(&mut error, &tail);
             }
             progress(BuildStage::Error, error.to_string());

@@ -153,7 +153,7 @@ pub(crate) fn runtime_image(
             entrypoint: vec![BINARY_PATH.to_string(), "runtime".to_string()],
         },
         labels,
-        install: None,
+        install: vec![],
         recipe: None,
     })
 }
@@ -180,7 +180,7 @@ pub(crate) fn doctor_probe_image(binary: Bytes) -> ImageSpec {
             entrypoint: vec![BINARY_PATH.to_string(), "engine-probe".to_string()],
         },
         labels: base_labels(ImageRole::Runtime),
-        install: None,
+        install: vec![],
         recipe: None,
     }
 }
@@ -204,7 +204,7 @@ pub(crate) fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
             entrypoint: vec![BINARY_PATH.to_string(), "egress-proxy".to_string()],
         },
         labels: base_labels(ImageRole::EgressProxy),
-        install: None,
+        install: vec![],
         recipe: None,
     }
 }
@@ -309,21 +309,24 @@ pub(crate) fn skill_image(
             workdir: local.and_then(|l| l.workdir.clone()),
             entrypoint,
         },
-        install: prepared.install.map(|install| InstallStage {
-            index: match install.installer {
-                packages::Installer::Npm | packages::Installer::NpmProject => {
-                    config.sandbox.npm_registry.clone()
-                }
-                packages::Installer::Pip => config.sandbox.pip_index_url.clone(),
-            },
-            install,
-            ca_bundle: artifacts.ca_bundle.clone(),
-            local_files: local
-                .iter()
-                .flat_map(|l| &l.install_files)
-                .map(|f| image_path(f))
-                .collect(),
-        }),
+        install: Vec::from_iter(prepared.install.map(|install| {
+            InstallStage {
+                index: match install.installer {
+                    packages::Installer::Npm | packages::Installer::NpmProject => {
+                        config.sandbox.npm_registry.clone()
+                    }
+                    packages::Installer::Pip => config.sandbox.pip_index_url.clone(),
+                },
+                install,
+                ca_bundle: artifacts.ca_bundle.clone(),
+                local_files: local
+                    .iter()
+                    .flat_map(|l| &l.install_files)
+                    .map(|f| image_path(f))
+                    .collect(),
+                prefix: packages::INSTALL_PREFIX.to_string(),
+            }
+        })),
         base,
         labels: base_labels(ImageRole::Skill),
         recipe,
@@ -388,7 +391,7 @@ pub(crate) fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageS
         },
         base,
         labels: base_labels(ImageRole::BaseSkill),
-        install: None,
+        install: vec![],
         recipe: None,
     }
 }
