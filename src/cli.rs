@@ -1130,6 +1130,53 @@ mod tests {
     }
 
     #[test]
+    fn start_takes_its_flags_before_between_or_after_the_expert_and_the_query_too() {
+        let parsed = |argv: &[&str]| {
+            let full = ["perstack-sandbox", "start"].iter().chain(argv);
+            Cli::try_parse_from(full).map(|cli| match cli.command {
+                Command::Start(args) => (
+                    args.expert,
+                    args.query,
+                    args.flags.continue_latest,
+                    args.flags.interactive_tool_call_result,
+                ),
+                other => panic!("{other:?}"),
+            })
+        };
+        let both = (
+            Some("fitness-assistant".to_string()),
+            Some("next".to_string()),
+            true,
+            true,
+        );
+        for argv in [
+            &["--continue", "-i", "fitness-assistant", "next"][..],
+            &["fitness-assistant", "--continue", "-i", "next"],
+            &["fitness-assistant", "next", "--continue", "-i"],
+            &["--continue", "fitness-assistant", "-i", "next"],
+            &["fitness-assistant", "-i", "--continue", "--", "next"],
+        ] {
+            assert_eq!(parsed(argv).expect("parses"), both, "{argv:?}");
+        }
+        // Both positionals are optional: one is the Expert, none asks for both.
+        for argv in [
+            &["--continue", "fitness-assistant"][..],
+            &["fitness-assistant", "--continue"],
+        ] {
+            assert_eq!(
+                parsed(argv).expect("parses"),
+                (Some("fitness-assistant".to_string()), None, true, false),
+                "{argv:?}"
+            );
+        }
+        assert_eq!(
+            parsed(&["--continue"]).expect("parses"),
+            (None, None, true, false)
+        );
+        assert!(parsed(&["e", "q", "extra"]).is_err());
+    }
+
+    #[test]
     fn the_provider_help_lists_what_works_what_does_not_yet_and_the_default() {
         assert_eq!(
             provider_help(),

@@ -21,7 +21,7 @@ use crate::exit::Exit;
 use crate::registry::definition::RegistryExpert;
 use crate::registry::lock::LockFile;
 use crate::registry::lock_entry::entry;
-use crate::registry::{ResolveError, Sources, resolve_all};
+use crate::registry::{ResolveError, Resolved, Sources, resolve_all};
 
 /// Why the lock could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,8 @@ impl From<&InstallError> for Exit {
     }
 }
 
-/// Runs the command.
+/// Runs the command: the environment, the old lock, the Experts resolved, their tools listed,
+/// the new lock written.
 pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
     let (cwd, mut loaded) = super::load_config(args.config.as_deref())?;
     let env: BTreeMap<String, String> = config::env::load(
@@ -98,35 +99,9 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    // The published versions the old lock holds, to refuse one whose content changed since.
-    // A lock that cannot be read is replaced.
-    let old = LockFile::read(loaded.dir()).and_then(|old| {
-        let before = match &old {
-            Some(old) => old.published(&loaded.config)?,
-            None => Default::default(),
-        };
-        Ok((old, before))
-    });
-    let (old, before) = old.unwrap_or_else(|error| {
-        eprintln!("warning: {error}; install replaces it");
-        (None, Default::default())
-    });
+    let (old, before) = old_lock(&loaded);
     println!("Resolving experts...");
-    let mut roots: Vec<String> = loaded.config.experts.keys().cloned().collect();
-    roots.extend(args.experts.iter().cloned());
-    let no_lock = Default::default();
-    let sources = Sources {
-        env: &env,
-        locked: &no_lock,
-        refresh: true,
-    };
-    let resolved = resolve_all(&mut loaded.config, &roots, &sources)
-        .await
-        .map_err(|e| InstallError::Resolve(Box::new(e)))?;
-    resolved
-        .warnings
-        .iter()
-        .for_each(|w| eprintln!("warning: {w}"));
+    let resolved = resolve(&mut loaded.config, &args.experts, &env).await?;
     if let Some(old) = &old {
         unchanged(old, &before, &resolved.experts)?;
     }
@@ -136,8 +111,63 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
         return Err(InstallError::JobId(job_id));
     }
     let listed = list_all(&loaded, &env, &job_id).await?;
+    let entries = lock_entries(&loaded.config, &resolved, &listed);
+    let path = write_lock(&loaded, entries)?;
+    println!("Generated {}", path.display());
+    Ok(Exit::Success)
+}
+
+/// The old lock, with the published versions it holds, to refuse one whose content changed
+/// since. A lock that cannot be read is replaced.
+fn old_lock(
+    loaded: &config::LoadedConfig,
+) -> (Option<LockFile>, indexmap::IndexMap<String, RegistryExpert>) {
+    let old = LockFile::read(loaded.dir()).and_then(|old| {
+        let before = match &old {
+            Some(old) => old.published(&loaded.config)?,
+            None => Default::default(),
+        };
+        Ok((old, before))
+    });
+    old.unwrap_or_else(|error| {
+        eprintln!("warning: {error}; install replaces it");
+        (None, Default::default())
+    })
+}
+
+/// Every Expert of the file and those named on the command line, resolved afresh from the
+/// Registry (never from the lock), the published ones added to `config`.
+async fn resolve(
+    config: &mut config::Config,
+    named: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<Resolved, InstallError> {
+    let mut roots: Vec<String> = config.experts.keys().cloned().collect();
+    roots.extend(named.iter().cloned());
+    let no_lock = Default::default();
+    let sources = Sources {
+        env,
+        locked: &no_lock,
+        refresh: true,
+    };
+    let resolved = resolve_all(config, &roots, &sources)
+        .await
+        .map_err(|e| InstallError::Resolve(Box::new(e)))?;
+    resolved
+        .warnings
+        .iter()
+        .for_each(|w| eprintln!("warning: {w}"));
+    Ok(resolved)
+}
+
+/// Each Expert's lock entry, by key, saying how many tools it has.
+fn lock_entries(
+    config: &config::Config,
+    resolved: &Resolved,
+    listed: &Listed,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut entries = serde_json::Map::new();
-    for (key, expert) in &loaded.config.experts {
+    for (key, expert) in &config.experts {
         println!("Collecting tool definitions for {key}...");
         let locked = entry(expert, resolved.experts.get(key), listed.get(key));
         println!("  Found {} tool(s)", locked.tools);
@@ -149,19 +179,24 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
         }
         entries.insert(key.clone(), locked.table);
     }
+    entries
+}
+
+/// Writes perstack.lock beside the config, stamped with the time; its path.
+fn write_lock(
+    loaded: &config::LoadedConfig,
+    entries: serde_json::Map<String, serde_json::Value>,
+) -> Result<std::path::PathBuf, InstallError> {
     let generated_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let path =
-        crate::registry::lock::write(&loaded.path, entries, generated_at).map_err(|source| {
-            InstallError::Write {
-                path: loaded.dir().join(crate::registry::lock::LOCK_FILE),
-                source,
-            }
-        })?;
-    println!("Generated {}", path.display());
-    Ok(Exit::Success)
+    crate::registry::lock::write(&loaded.path, entries, generated_at).map_err(|source| {
+        InstallError::Write {
+            path: loaded.dir().join(crate::registry::lock::LOCK_FILE),
+            source,
+        }
+    })
 }
 
 /// Lists the MCP tools of every Expert with a skill that must start to say them (any MCP skill

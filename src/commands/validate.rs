@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::cli::ValidateArgs;
-use crate::config::{DEFAULT_PROVIDER, LoadedConfig, Skill};
+use crate::config::{Config, DEFAULT_PROVIDER, Expert, LoadedConfig, Skill};
 use crate::contract::paths::WORKSPACE_MOUNT;
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
@@ -73,61 +73,67 @@ pub fn describe(loaded: &LoadedConfig, cwd: &std::path::Path) -> String {
             .map_or(DEFAULT_PROVIDER, |p| p.provider_name)
     );
     for expert in config.experts.values() {
-        let _ = writeln!(out, "\n{} {}", expert.key, expert.version);
-        if let Some(description) = &expert.description {
-            let _ = writeln!(out, "  {}", description.lines().next().unwrap_or_default());
-        }
-        if expert.delegates.is_empty() {
-            let _ = writeln!(out, "  delegates: none");
-        } else {
-            let _ = writeln!(out, "  delegates: {}", expert.delegates.join(", "));
-        }
-        let _ = writeln!(out, "  skills:");
-        let width = expert
-            .skills
-            .keys()
-            .map(|k| k.chars().count())
-            .max()
-            .unwrap_or(0);
-        for skill in expert.skills.values() {
-            let detail = match skill {
-                Skill::McpStdio(s) if s.is_base() => {
-                    "workspace tools (perstack-sandbox base-skill container)".to_string()
-                }
-                Skill::McpStdio(s) => {
-                    let mut d = format!("stdio: {} {}", s.command, s.argv().join(" "));
-                    if !s.required_env.is_empty() {
-                        let _ = write!(d, " · env {}", s.required_env.join(", "));
-                    }
-                    if !s.pick.is_empty() {
-                        let _ = write!(d, " · pick {}", s.pick.join(", "));
-                    }
-                    if !s.omit.is_empty() {
-                        let _ = write!(d, " · omit {}", s.omit.join(", "));
-                    }
-                    if !s.allowed_domains.is_empty() {
-                        let _ = write!(d, " · domains {}", s.allowed_domains.join(", "));
-                    }
-                    if let Some(grant) =
-                        config.sandbox.skills.get(&s.name).and_then(|x| x.workspace)
-                    {
-                        let _ = write!(d, " · workspace {}", grant.as_str());
-                    }
-                    d
-                }
-                Skill::McpSse(s) => format!("sse: {}", s.endpoint),
-                Skill::Interactive(s) => format!(
-                    "interactive: {}",
-                    s.tools.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            };
-            let _ = writeln!(out, "    {:width$}  {detail}", skill.name());
-        }
+        describe_expert(&mut out, config, expert);
     }
     for warning in missing_workspace_grants(loaded) {
         let _ = writeln!(out, "\nwarning: {warning}");
     }
     out
+}
+
+/// An Expert's lines: its key and version, description, delegates, and one line per skill.
+fn describe_expert(out: &mut String, config: &Config, expert: &Expert) {
+    let _ = writeln!(out, "\n{} {}", expert.key, expert.version);
+    if let Some(description) = &expert.description {
+        let _ = writeln!(out, "  {}", description.lines().next().unwrap_or_default());
+    }
+    if expert.delegates.is_empty() {
+        let _ = writeln!(out, "  delegates: none");
+    } else {
+        let _ = writeln!(out, "  delegates: {}", expert.delegates.join(", "));
+    }
+    let _ = writeln!(out, "  skills:");
+    let width = expert
+        .skills
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    for skill in expert.skills.values() {
+        let detail = skill_detail(config, skill);
+        let _ = writeln!(out, "    {:width$}  {detail}", skill.name());
+    }
+}
+
+/// What a skill is, in one line: how it runs and what it is granted.
+fn skill_detail(config: &Config, skill: &Skill) -> String {
+    match skill {
+        Skill::McpStdio(s) if s.is_base() => {
+            "workspace tools (perstack-sandbox base-skill container)".to_string()
+        }
+        Skill::McpStdio(s) => {
+            let mut d = format!("stdio: {} {}", s.command, s.argv().join(" "));
+            for (what, values) in [
+                ("env", &s.required_env),
+                ("pick", &s.pick),
+                ("omit", &s.omit),
+                ("domains", &s.allowed_domains),
+            ] {
+                if !values.is_empty() {
+                    let _ = write!(d, " · {what} {}", values.join(", "));
+                }
+            }
+            if let Some(grant) = config.sandbox.skills.get(&s.name).and_then(|x| x.workspace) {
+                let _ = write!(d, " · workspace {}", grant.as_str());
+            }
+            d
+        }
+        Skill::McpSse(s) => format!("sse: {}", s.endpoint),
+        Skill::Interactive(s) => format!(
+            "interactive: {}",
+            s.tools.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// Skills whose arguments name `/workspace` (the path base-skill and granted skills see the

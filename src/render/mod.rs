@@ -402,9 +402,12 @@ impl HumanView {
         match stage {
             BuildStage::Building | BuildStage::Pulling => {
                 let phase = build_phase(message).map(|(phase, _)| phase);
+                // The controller's own start lines: an image's, and a skill's own Dockerfile's.
                 if let Some(phase) = phase.as_deref().or_else(|| {
-                    (message.starts_with("Building image") || message.starts_with("Pulling image"))
-                        .then_some(message)
+                    (message.starts_with("Building image")
+                        || message.starts_with("Building the skill's Dockerfile")
+                        || message.starts_with("Pulling image"))
+                    .then_some(message)
                 }) {
                     bars.phase(service, phase);
                 }

@@ -647,20 +647,8 @@ text = "done"
             omit: vec!["fail".into()],
             allowed_domains: vec![],
         });
-        let args = runtime(
-            dir.path(),
-            vec![remote],
-            &ECHO_THEN_DONE.replace("late but here", "from afar"),
-        );
-        let spec: RuntimeSpec =
-            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
-        let (sink, mut rx) = EventSink::channel();
-        let roster = SkillRoster::new(sink, "j");
-        register(&roster, &spec, &spec.experts["main"]);
-        roster.begin("main", "r");
-        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
-            .await
-            .expect("connects");
+        let script = ECHO_THEN_DONE.replace("late but here", "from afar");
+        let (tools, roster, mut rx) = connect(dir.path(), vec![remote], &script).await;
         drop(roster);
         let names: Vec<String> = tools.specs(true).into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["echo"]);
@@ -717,16 +705,7 @@ text = "done"
             omit: vec![],
             allowed_domains: vec![],
         });
-        let args = runtime(dir.path(), vec![remote], ECHO_THEN_DONE);
-        let spec: RuntimeSpec =
-            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
-        let (sink, mut rx) = EventSink::channel();
-        let roster = SkillRoster::new(sink, "j");
-        register(&roster, &spec, &spec.experts["main"]);
-        roster.begin("main", "r");
-        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
-            .await
-            .expect("connects");
+        let (tools, _roster, mut rx) = connect(dir.path(), vec![remote], ECHO_THEN_DONE).await;
         drop(server);
         // The supervisor tells the segment the skill went away once it has marked it down.
         let gone = tokio::time::timeout(Duration::from_secs(10), async {
@@ -751,13 +730,6 @@ text = "done"
     #[tokio::test]
     async fn a_skill_whose_server_goes_away_is_reported_disconnected() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let args = runtime(
-            dir.path(),
-            vec![stdio_skill("flaky", false, &[])],
-            ECHO_THEN_DONE,
-        );
-        let spec: RuntimeSpec =
-            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
         // One connection, served on this one task.
         let listener = UnixListener::bind(dir.path().join("flaky")).expect("bind");
         let server = tokio::spawn(async move {
@@ -767,13 +739,7 @@ text = "done"
                 let _ = service.waiting().await;
             }
         });
-        let (sink, mut rx) = EventSink::channel();
-        let roster = SkillRoster::new(sink, "j");
-        register(&roster, &spec, &spec.experts["main"]);
-        roster.begin("main", "r");
-        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
-            .await
-            .expect("connects");
+        let (tools, roster, mut rx) = connect_one(dir.path(), "flaky").await;
         let mut types = Vec::new();
         while types.last().map(String::as_str) != Some("skillConnected") {
             let event = json_of(&rx.recv().await.expect("event"));
@@ -795,6 +761,30 @@ text = "done"
             rx.recv().await.is_none(),
             "nothing more, and no second disconnect"
         );
+    }
+
+    /// Connects `skills`, those of the Expert `main` of a runtime under `dir` (run `r` of job
+    /// `j`), as a run segment does at its start; with its roster's events.
+    async fn connect(
+        dir: &std::path::Path,
+        skills: Vec<Skill>,
+        script: &str,
+    ) -> (
+        ToolSet,
+        SkillRoster,
+        tokio::sync::mpsc::UnboundedReceiver<Event>,
+    ) {
+        let args = runtime(dir, skills, script);
+        let spec: RuntimeSpec =
+            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
+        let (sink, rx) = EventSink::channel();
+        let roster = SkillRoster::new(sink, "j");
+        register(&roster, &spec, &spec.experts["main"]);
+        roster.begin("main", "r");
+        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
+            .await
+            .expect("connects");
+        (tools, roster, rx)
     }
 
     /// A skill host in miniature on `socket`: the first server answers the handshake, then
@@ -869,17 +859,7 @@ text = "done"
         SkillRoster,
         tokio::sync::mpsc::UnboundedReceiver<Event>,
     ) {
-        let args = runtime(dir, vec![stdio_skill(skill, false, &[])], ECHO_THEN_DONE);
-        let spec: RuntimeSpec =
-            serde_json::from_slice(&std::fs::read(&args.spec).expect("spec")).expect("spec");
-        let (sink, rx) = EventSink::channel();
-        let roster = SkillRoster::new(sink, "j");
-        register(&roster, &spec, &spec.experts["main"]);
-        roster.begin("main", "r");
-        let tools = connect_skills(&spec, &spec.experts["main"], &roster)
-            .await
-            .expect("connects");
-        (tools, roster, rx)
+        connect(dir, vec![stdio_skill(skill, false, &[])], ECHO_THEN_DONE).await
     }
 
     #[tokio::test]

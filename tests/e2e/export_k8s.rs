@@ -9,8 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use perstack_sandbox::test_support::docker::DockerGuard;
-
+use crate::support::versioned::{REGISTRY, VersionedProject, image_id, require_registry};
 use crate::support::{binary, require_docker};
 
 /// An Expert whose one skill needs `var` and may reach example.com, so it is a principal of
@@ -65,30 +64,14 @@ fn a_versioned_image_exports_as_objects_that_reference_its_images_and_secrets_on
     if !require_docker() {
         return;
     }
-    let id = perstack_sandbox::test_support::internals::new_id();
-    let var = format!("EXPORTED_{}", id.to_uppercase());
-    let repository = format!("psbx-e2e-{id}");
-    let reference = format!("{repository}:1.0");
-    let project = tempfile::tempdir().expect("tempdir");
-    write_config(project.path(), &var);
-    let mut images = DockerGuard::new();
-    images.repository(&repository);
-    let built = Command::new(binary())
-        .args(["build", "exported", "--tag", &reference])
-        .current_dir(project.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("build");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
+    let mut project = VersionedProject::new("EXPORTED", None, write_config);
+    let (reference, var, repository) = (
+        project.reference.clone(),
+        project.var.clone(),
+        project.repository.clone(),
     );
-    // This test's own images by id; the base-skill and proxy images are shared with every
-    // test (their tags go with the repository).
-    for own in [reference.clone(), format!("{reference}-skill-probe")] {
-        images.image(&image_id(&own).expect("tagged"));
-    }
+    project.build("exported", &[]);
+    project.own_images();
 
     let secret_ref = format!("{var}=app-keys/probe");
     let (code, yaml, stderr) = export(
@@ -157,27 +140,16 @@ fn a_versioned_image_exports_as_objects_that_reference_its_images_and_secrets_on
 
 #[test]
 fn push_to_builds_tags_and_pushes_the_version_then_exports_it() {
-    if !require_docker() {
+    if !require_registry() {
         return;
     }
-    let registry = "127.0.0.1:5000";
-    assert!(
-        std::net::TcpStream::connect_timeout(
-            &registry.parse().expect("address"),
-            std::time::Duration::from_secs(2)
-        )
-        .is_ok(),
-        "no registry answers on {registry}; start one with `make test-registry`"
+    let mut project = VersionedProject::new("EXPORTED", Some(REGISTRY), write_config);
+    let (reference, var, id) = (
+        project.reference.clone(),
+        project.var.clone(),
+        project.id.clone(),
     );
-    let id = perstack_sandbox::test_support::internals::new_id();
-    let var = format!("EXPORTED_{}", id.to_uppercase());
-    let repository = format!("{registry}/psbx-e2e-{id}");
-    let reference = format!("{repository}:1.0");
-    let project = tempfile::tempdir().expect("tempdir");
-    write_config(project.path(), &var);
-    let mut images = DockerGuard::new();
-    images.repository(&repository);
-    let config = project.path().join("perstack.toml");
+    let config = project.dir.path().join("perstack.toml");
     let (code, yaml, stderr) = export(
         &[
             "exported",
@@ -190,7 +162,7 @@ fn push_to_builds_tags_and_pushes_the_version_then_exports_it() {
     );
     for suffix in ["", "-skill-probe"] {
         if let Some(image) = image_id(&format!("{reference}{suffix}")) {
-            images.image(&image);
+            project.images.image(&image);
         }
     }
     assert_eq!(code, Some(0), "{stderr}");
@@ -210,7 +182,7 @@ fn push_to_builds_tags_and_pushes_the_version_then_exports_it() {
     // The registry has every image of the version.
     let tags = Command::new("curl")
         .args(["-sS", "-m", "10"])
-        .arg(format!("http://{registry}/v2/psbx-e2e-{id}/tags/list"))
+        .arg(format!("http://{REGISTRY}/v2/psbx-e2e-{id}/tags/list"))
         .output()
         .expect("curl");
     let tags = String::from_utf8_lossy(&tags.stdout);
@@ -244,14 +216,4 @@ fn bad_flags_are_refused_before_any_image_is_read() {
         assert!(stderr.contains(why), "{stderr}");
         assert!(yaml.is_empty(), "{yaml}");
     }
-}
-
-fn image_id(reference: &str) -> Option<String> {
-    let out = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
-        .output()
-        .expect("docker");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -18,6 +18,8 @@ mod export_k8s;
 mod fetch_skill;
 mod gc;
 mod hardening;
+mod human_view;
+mod init;
 mod install;
 mod interactive;
 mod jobs;

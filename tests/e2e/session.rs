@@ -3,58 +3,11 @@
 
 use std::process::Command;
 
-use rexpect::session::PtySession;
-
+use crate::support::terminal::Terminal;
 use crate::support::{JobGuard, binary, fixture, require_docker};
 
 /// Time for one exchange, image builds of the first run included.
 const TURN_MS: u64 = 300_000;
-
-/// A pty session that keeps everything the terminal was sent, for the screen at the end.
-struct Terminal {
-    pty: PtySession,
-    seen: String,
-}
-
-impl Terminal {
-    /// Waits for `text`; fails the test with what the screen showed if it never comes.
-    fn expect(&mut self, text: &str) {
-        match self.pty.exp_string(text) {
-            Ok(before) => {
-                self.seen.push_str(&before);
-                self.seen.push_str(text);
-            }
-            Err(error) => panic!(
-                "waited for {text:?}: {error}\n--- screen so far ---\n{}",
-                screen(&self.seen)
-            ),
-        }
-    }
-
-    fn type_line(&mut self, line: &str) {
-        self.pty.send_line(line).expect("type a line");
-    }
-}
-
-/// What a 120×300 terminal shows after `seen`: escape sequences applied, spinners redrawn.
-fn screen(seen: &str) -> String {
-    // rexpect hands the terminal's bytes over one char per byte (Latin-1): undo that first.
-    let bytes: Vec<u8> = seen
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-        .collect();
-    let mut parser = vt100::Parser::new(300, 120, 0);
-    parser.process(&bytes);
-    parser
-        .screen()
-        .contents()
-        .lines()
-        .map(str::trim_end)
-        .collect::<Vec<_>>()
-        .join("\n")
-        .trim()
-        .to_string()
-}
 
 /// The screen without what changes from run to run: ids, times, token counts, image builds.
 fn stable(screen: &str, job_id: &str) -> String {
@@ -102,11 +55,7 @@ fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session()
         .env("TERM", "xterm")
         .env("NO_COLOR", "1")
         .env_remove("ANTHROPIC_API_KEY");
-    let pty = rexpect::session::spawn_command(cmd, Some(TURN_MS)).expect("spawn on a pty");
-    let mut term = Terminal {
-        pty,
-        seen: String::new(),
-    };
+    let mut term = Terminal::spawn(cmd, TURN_MS);
 
     // No Expert given: the file's are offered with their descriptions.
     term.expect("Interviews you, then has a plan made.");
@@ -132,10 +81,7 @@ fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session()
     term.expect("you> ");
     // Ctrl-D leaves.
     term.pty.send_control('d').expect("Ctrl-D");
-    let rest = term.pty.exp_eof().expect("the session ends");
-    term.seen.push_str(&rest);
-
-    let shown = screen(&term.seen);
+    let shown = term.finish();
     // The follow-up's line gives its own totals apart from the job's.
     assert!(shown.contains("the job so far:"), "{shown}");
     // Each turn is a run, but the session says the job, what runs and each skill once.
@@ -164,14 +110,28 @@ fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session()
     assert!(guard.leftovers().is_empty(), "{:?}", guard.leftovers());
 }
 
+/// Without a terminal `start` refuses, whatever order its arguments came in: each order parses
+/// (a misparse would be clap's `unexpected argument` instead).
 #[test]
 fn start_without_a_terminal_points_to_run_json() {
-    let out = Command::new(binary())
-        .args(["start", "coach", "hello"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the binary");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("perstack-sandbox run --json"), "{stderr}");
+    for order in [
+        &["coach", "hello"][..],
+        &["--continue", "coach", "next"],
+        &["coach", "--continue", "next"],
+        &["coach", "next", "--continue"],
+        &["coach", "--continue", "--", "next"],
+    ] {
+        let out = Command::new(binary())
+            .arg("start")
+            .args(order)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the binary");
+        assert_eq!(out.status.code(), Some(2), "{order:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("perstack-sandbox run --json"),
+            "{order:?}: {stderr}"
+        );
+    }
 }

@@ -7,38 +7,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use perstack_sandbox::test_support::docker::DockerGuard;
-
+use crate::support::versioned::{REGISTRY, VersionedProject, image_id, require_registry};
 use crate::support::{JobGuard, binary, finished, require_docker};
-
-const REGISTRY: &str = "127.0.0.1:5000";
-
-fn require_registry() -> bool {
-    if !require_docker() {
-        return false;
-    }
-    let answers = std::net::TcpStream::connect_timeout(
-        &REGISTRY.parse().expect("address"),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
-    assert!(
-        answers,
-        "no registry answers on {REGISTRY}; start one with `make test-registry` (Debian's \
-         docker-registry package, no auth, storage in /tmp), then run the tests again"
-    );
-    true
-}
-
-fn image_id(reference: &str) -> Option<String> {
-    let out = Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", reference])
-        .output()
-        .expect("docker");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 /// An Expert whose skill needs a variable named after the test run, so its skill and runtime
 /// images are this test's own (the base-skill and proxy images are shared with every test).
@@ -91,25 +61,10 @@ fn a_pushed_version_is_pulled_and_run_from_its_tag_alone() {
     if !require_registry() {
         return;
     }
-    let id = perstack_sandbox::test_support::internals::new_id();
-    let var = format!("VERSIONED_{}", id.to_uppercase());
-    let repository = format!("{REGISTRY}/psbx-e2e-{id}");
-    let reference = format!("{repository}:1.0");
-    let project = tempfile::tempdir().expect("tempdir");
-    write_config(project.path(), &var);
     // Every local image this test tags or pulls goes when it ends, panics included.
-    let mut images = DockerGuard::new();
-    images.repository(&repository);
-
-    let built = Command::new(binary())
-        .args(["build", "versioned", "--tag", &reference, "--push"])
-        .current_dir(project.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("build");
-    let stdout = String::from_utf8_lossy(&built.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&built.stderr).into_owned();
-    assert!(built.status.success(), "build failed:\n{stderr}");
+    let mut project = VersionedProject::new("VERSIONED", Some(REGISTRY), write_config);
+    let (reference, var) = (project.reference.clone(), project.var.clone());
+    let (stdout, stderr) = project.build("versioned", &["--push"]);
     let tagged: Vec<String> = stdout.lines().map(str::to_string).collect();
     let mut expected = vec![
         reference.clone(),
@@ -123,9 +78,7 @@ fn a_pushed_version_is_pulled_and_run_from_its_tag_alone() {
     assert_eq!(sorted, expected, "build printed:\n{stdout}\n{stderr}");
 
     // The runtime image records the version, and every image it needs by id.
-    let runtime_id = image_id(&reference).expect("the runtime image is tagged");
-    let skill_id = image_id(&format!("{reference}-skill-probe")).expect("the skill is tagged");
-    images.image(&runtime_id).image(&skill_id);
+    let (runtime_id, skill_id) = project.own_images();
     let labels = Command::new("docker")
         .args([
             "image",
@@ -230,30 +183,16 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
     if !require_docker() {
         return;
     }
-    let id = perstack_sandbox::test_support::internals::new_id();
-    let var = format!("VERSIONED_{}", id.to_uppercase());
-    // Built locally, never pushed: `run --image` uses a local image as it is.
-    let repository = format!("psbx-e2e-{id}");
-    let reference = format!("{repository}:1.0");
-    let project = tempfile::tempdir().expect("tempdir");
-    write_config(project.path(), &var);
-    // Every image this test tags goes when it ends, panics included.
-    let mut images = DockerGuard::new();
-    images.repository(&repository);
-    let built = Command::new(binary())
-        .args(["build", "versioned", "--tag", &reference])
-        .current_dir(project.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("build");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
+    // Built locally, never pushed: `run --image` uses a local image as it is. Every image this
+    // test tags goes when it ends, panics included.
+    let mut project = VersionedProject::new("VERSIONED", None, write_config);
+    let (reference, var, id) = (
+        project.reference.clone(),
+        project.var.clone(),
+        project.id.clone(),
     );
-    images
-        .image(&image_id(&reference).expect("tagged"))
-        .image(&image_id(&format!("{reference}-skill-probe")).expect("tagged"));
+    project.build("versioned", &[]);
+    project.own_images();
 
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let job = JobGuard::new();

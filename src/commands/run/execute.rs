@@ -56,16 +56,7 @@ pub(super) async fn execute(
     args: &RunArgs,
     notify: Notify<'_>,
 ) -> Result<Outcome, RunError> {
-    let mut signals = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(interrupt), Ok(terminate)) => Signals {
-            interrupt,
-            terminate,
-        },
-        _ => return Err(RunError::Signals),
-    };
+    let mut signals = Signals::handle()?;
     let Planned {
         plan,
         ids,
@@ -98,35 +89,64 @@ pub(super) async fn execute(
         tap: &record,
     };
     let ended = run.relay(&mut signals, notify).await;
-
     // The one cleanup path: whatever happened above, remove everything labelled with this run.
-    let run_id = ids.run_id.clone();
-    match backend.remove_run(&run_id).await {
-        // Only once no container mounts them; else `gc` removes them with the containers.
+    remove_run(backend, &plan, &ids.run_id, notify).await;
+    // Every container is gone: compare what the run could have changed.
+    compare_trusted_inputs(watch, &ids, &output, notify);
+    drop(output);
+    let _ = writer.await;
+    recorder.finish().await;
+    Ok(Outcome {
+        ended,
+        run_id: ids.run_id.clone(),
+        memory: plan.runtime.limits.memory,
+    })
+}
+
+impl Signals {
+    /// SIGINT and SIGTERM handled from now on.
+    fn handle() -> Result<Signals, RunError> {
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(interrupt), Ok(terminate)) => Ok(Signals {
+                interrupt,
+                terminate,
+            }),
+            _ => Err(RunError::Signals),
+        }
+    }
+}
+
+/// Removes everything labelled with the run, then (only once no container mounts them; else
+/// `gc` removes them with the containers) the placeholders the plan made.
+async fn remove_run(backend: &impl Backend, plan: &RunPlan, run_id: &str, notify: Notify<'_>) {
+    match backend.remove_run(run_id).await {
         Ok(_) => {
             for (path, error) in placeholders::remove(&plan.placeholders) {
                 notify(Notice::PlaceholderLeft { path, error });
             }
         }
         Err(error) => notify(Notice::CleanupFailed {
-            run_id: run_id.clone(),
+            run_id: run_id.to_string(),
             error,
         }),
     }
-    // Every container is gone: compare what the run could have changed.
+}
+
+/// Ends the watch on the trusted inputs and tells of each the run changed.
+fn compare_trusted_inputs(
+    watch: crate::trust::watch::Watch,
+    ids: &RunIds,
+    output: &Output,
+    notify: Notify<'_>,
+) {
     let accept_command = crate::trust::accept_command(watch.workspace());
     match watch.end() {
-        Ok(changes) => report_changes(changes, &accept_command, &ids, &output, notify),
+        Ok(changes) => report_changes(changes, &accept_command, ids, output, notify),
         Err(error) => notify(Notice::TrustRecordFailed(error)),
     }
-    drop(output);
-    let _ = writer.await;
-    recorder.finish().await;
-    Ok(Outcome {
-        ended,
-        run_id,
-        memory: plan.runtime.limits.memory,
-    })
 }
 
 /// Tells of each trusted input the run changed: an event, and a line on stderr.

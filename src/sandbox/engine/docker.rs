@@ -580,22 +580,27 @@ impl DockerClient {
         image: &str,
         hosts: &[(String, String)],
     ) -> Result<String, DockerError> {
-        let mut tmpfs = HashMap::from([(
-            "/tmp".to_string(),
-            "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
-        )]);
-        let mut mounts = Vec::new();
-        for m in &plan.mounts {
-            match (&m.source, self.engine.empty_tmpfs_option()) {
-                (MountSource::EmptyTmpfs, Some(options)) => {
-                    tmpfs.insert(m.target.clone(), options.to_string());
-                }
-                _ => mounts.push(mount(m)),
-            }
-        }
+        let body = container_body(plan, image, self.host_config(plan, hosts));
+        let response = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(plan.name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(call(format!("create container {}", plan.name)))?;
+        Ok(response.id)
+    }
+
+    /// The hardened host side of a container: its filesystems, network, capabilities and limits.
+    fn host_config(&self, plan: &ContainerPlan, hosts: &[(String, String)]) -> HostConfig {
+        let (mounts, tmpfs) = self.filesystems(plan);
         let process_limit =
             process_limit::process_limit(plan.limits.pids, plan.oci_runtime.as_deref());
-        let host_config = HostConfig {
+        HostConfig {
             mounts: Some(mounts),
             network_mode: Some(plan.network.mode().to_string()),
             extra_hosts: (!hosts.is_empty()).then(|| {
@@ -623,37 +628,26 @@ impl DockerClient {
                 process_limit,
             )),
             ..Default::default()
-        };
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            user: Some(plan.user.clone()),
-            env: Some(plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            cmd: (!plan.cmd.is_empty()).then(|| plan.cmd.clone()),
-            labels: Some(plan.labels.clone().into_iter().collect()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            // A container fed on stdin (a continued runtime gets its checkpoint there) sees EOF
-            // when we close our end: StdinOnce.
-            attach_stdin: Some(plan.stdin.is_some()),
-            open_stdin: Some(plan.stdin.is_some()),
-            stdin_once: Some(plan.stdin.is_some()),
-            stop_timeout: Some(5),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
-        let response = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(plan.name.clone()),
-                    ..Default::default()
-                }),
-                body,
-            )
-            .await
-            .map_err(call(format!("create container {}", plan.name)))?;
-        Ok(response.id)
+        }
+    }
+
+    /// The plan's mounts, and the tmpfs filesystems: a writable `/tmp`, and each empty tmpfs
+    /// mount where the engine takes options for one.
+    fn filesystems(&self, plan: &ContainerPlan) -> (Vec<Mount>, HashMap<String, String>) {
+        let mut tmpfs = HashMap::from([(
+            "/tmp".to_string(),
+            "rw,nosuid,nodev,size=256m,mode=1777".to_string(),
+        )]);
+        let mut mounts = Vec::new();
+        for m in &plan.mounts {
+            match (&m.source, self.engine.empty_tmpfs_option()) {
+                (MountSource::EmptyTmpfs, Some(options)) => {
+                    tmpfs.insert(m.target.clone(), options.to_string());
+                }
+                _ => mounts.push(mount(m)),
+            }
+        }
+        (mounts, tmpfs)
     }
 
     /// Attaches to a container's stdout and stderr (before it starts, so nothing is missed).
@@ -1162,6 +1156,32 @@ fn ulimits(limits: &[(String, i64)]) -> Option<Vec<ResourcesUlimits>> {
 }
 
 /// A planned mount as the engine takes it; the empty tmpfs is 4 KiB and read-only to all.
+/// The container's own side: its image, user, environment, command, labels and stdio.
+fn container_body(
+    plan: &ContainerPlan,
+    image: &str,
+    host_config: HostConfig,
+) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        user: Some(plan.user.clone()),
+        env: Some(plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        cmd: (!plan.cmd.is_empty()).then(|| plan.cmd.clone()),
+        labels: Some(plan.labels.clone().into_iter().collect()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        // A container fed on stdin (a continued runtime gets its checkpoint there) sees EOF
+        // when we close our end: StdinOnce.
+        attach_stdin: Some(plan.stdin.is_some()),
+        open_stdin: Some(plan.stdin.is_some()),
+        stdin_once: Some(plan.stdin.is_some()),
+        stop_timeout: Some(5),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
 fn mount(m: &MountPlan) -> Mount {
     let (typ, source, tmpfs_options) = match &m.source {
         MountSource::Volume { name } => (MountType::VOLUME, Some(name.clone()), None),

@@ -17,6 +17,7 @@ use super::relay::{Line, LineSplitter, classify};
 use crate::event::{BuildStage, ContainerStatus, Event, EventBody, RunPayload, RuntimePayload};
 use crate::render::Output;
 use crate::sandbox::egress::PROXY_ALIAS;
+use crate::sandbox::images::user_recipe::UserRecipe;
 use crate::sandbox::images::{ImageRole, ImageSpec};
 use crate::sandbox::plan::{ContainerPlan, NetworkPlan, PrebuiltImage, ProxyPlan, RunPlan};
 use crate::sandbox::preflight::MISSING_BASE_IMAGE_HINT;
@@ -369,7 +370,8 @@ async fn ensure_images(
     .await
 }
 
-/// Finds or builds one image; returns its tag.
+/// Finds or builds one image; returns its tag. A skill's own Dockerfile is built first, as the
+/// base of its image.
 async fn ensure_image(
     docker: &DockerClient,
     spec: &ImageSpec,
@@ -377,78 +379,131 @@ async fn ensure_image(
     output: &Output,
     verbose: bool,
 ) -> Result<String, RunError> {
-    let event = |stage, message: String, fraction: Option<f64>| {
-        output.event(ids.event(RuntimePayload::DockerBuildProgress {
-            stage,
-            service: spec.service.clone(),
-            message,
-            progress: fraction,
-        }))
+    let report = BuildReport {
+        service: &spec.service,
+        ids,
+        output,
+        verbose,
     };
-    let progress = |stage, message: String| event(stage, message, None);
     if let Some(recipe) = &spec.recipe {
-        let tag = recipe.tag();
-        if docker.image_id(&tag).await?.is_none() {
-            progress(
-                BuildStage::Building,
-                format!("Building the skill's Dockerfile as {tag}"),
-            );
-            let mut tail: VecDeque<String> = VecDeque::new();
-            let built = docker
-                .build_recipe(recipe, |line| {
-                    if verbose {
-                        progress(BuildStage::Building, line.to_string());
-                    }
-                    if tail.len() == BUILD_TAIL {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line.to_string());
-                })
-                .await;
-            if let Err(error) = built {
-                let error = explain_recipe_failure(error, &tail);
-                progress(BuildStage::Error, error.to_string());
-                return Err(error.into());
-            }
-        }
+        ensure_recipe(docker, recipe, &report).await?;
     }
     let tag = content_tag(docker, spec).await?;
     if docker.image_id(&tag).await?.is_some() {
-        progress(BuildStage::Complete, format!("Using cached image {tag}"));
+        report.stage(BuildStage::Complete, format!("Using cached image {tag}"));
     } else {
-        progress(BuildStage::Building, format!("Building image {tag}"));
-        let started = Instant::now();
-        let mut tail: VecDeque<String> = VecDeque::new();
-        let result = docker
-            .create_image(spec, &tag, |line| {
-                // The builder's steps always (the human view's live line shows them), its
-                // other output with --verbose.
-                let phase = crate::render::build_phase(line).map(|(_, done)| done);
-                if verbose || phase.is_some() {
-                    event(BuildStage::Building, line.to_string(), phase);
-                }
-                if tail.len() == BUILD_TAIL {
-                    tail.pop_front();
-                }
-                tail.push_back(line.to_string());
-            })
-            .await;
-        if let Err(mut error) = result {
-            if !spec.install.is_empty() {
-                explain_install_failure(&mut error, &tail);
-            }
-            progress(BuildStage::Error, error.to_string());
-            return Err(error.into());
-        }
-        progress(
-            BuildStage::Complete,
-            format!(
-                "Built image {tag} in {:.1} s",
-                started.elapsed().as_secs_f64()
-            ),
-        );
+        build_image(docker, spec, &tag, &report).await?;
     }
     Ok(tag)
+}
+
+/// Builds the skill's own Dockerfile unless its image is there already.
+async fn ensure_recipe(
+    docker: &DockerClient,
+    recipe: &UserRecipe,
+    report: &BuildReport<'_>,
+) -> Result<(), RunError> {
+    let tag = recipe.tag();
+    if docker.image_id(&tag).await?.is_some() {
+        return Ok(());
+    }
+    report.stage(
+        BuildStage::Building,
+        format!("Building the skill's Dockerfile as {tag}"),
+    );
+    let mut tail = BuildTail::default();
+    let built = docker
+        .build_recipe(recipe, |line| {
+            report.builder_line(line);
+            tail.keep(line);
+        })
+        .await;
+    if let Err(error) = built {
+        let error = explain_recipe_failure(error, &tail.0);
+        report.stage(BuildStage::Error, error.to_string());
+        return Err(error.into());
+    }
+    Ok(())
+}
+
+/// Builds `spec` as `tag`, saying how long it took.
+async fn build_image(
+    docker: &DockerClient,
+    spec: &ImageSpec,
+    tag: &str,
+    report: &BuildReport<'_>,
+) -> Result<(), RunError> {
+    report.stage(BuildStage::Building, format!("Building image {tag}"));
+    let started = Instant::now();
+    let mut tail = BuildTail::default();
+    let result = docker
+        .create_image(spec, tag, |line| {
+            report.builder_line(line);
+            tail.keep(line);
+        })
+        .await;
+    if let Err(mut error) = result {
+        if !spec.install.is_empty() {
+            explain_install_failure(&mut error, &tail.0);
+        }
+        report.stage(BuildStage::Error, error.to_string());
+        return Err(error.into());
+    }
+    report.stage(
+        BuildStage::Complete,
+        format!(
+            "Built image {tag} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// Where one image's `dockerBuildProgress` events go.
+struct BuildReport<'a> {
+    service: &'a str,
+    ids: &'a RunIds,
+    output: &'a Output,
+    verbose: bool,
+}
+
+impl BuildReport<'_> {
+    fn event(&self, stage: BuildStage, message: String, progress: Option<f64>) {
+        self.output
+            .event(self.ids.event(RuntimePayload::DockerBuildProgress {
+                stage,
+                service: self.service.to_string(),
+                message,
+                progress,
+            }));
+    }
+
+    /// A stage of the build, in the controller's words.
+    fn stage(&self, stage: BuildStage, message: String) {
+        self.event(stage, message, None);
+    }
+
+    /// A line of the builder's output: its steps always (the human view's live line shows
+    /// them), its other output with --verbose.
+    fn builder_line(&self, line: &str) {
+        let phase = crate::render::build_phase(line).map(|(_, done)| done);
+        if self.verbose || phase.is_some() {
+            self.event(BuildStage::Building, line.to_string(), phase);
+        }
+    }
+}
+
+/// The builder's last [`BUILD_TAIL`] lines, for the error when a build fails.
+#[derive(Default)]
+struct BuildTail(VecDeque<String>);
+
+impl BuildTail {
+    fn keep(&mut self, line: &str) {
+        if self.0.len() == BUILD_TAIL {
+            self.0.pop_front();
+        }
+        self.0.push_back(line.to_string());
+    }
 }
 
 /// The content-addressed tag of `spec` on this engine (it covers the base image's id).

@@ -250,54 +250,9 @@ pub(crate) fn skill_image(
         Some(recipe) => recipe.tag(),
         None => skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string()),
     };
-    // Preflight refuses a command that cannot be prepared, before any plan is made; a caller
-    // that skipped it gets the command as written, which fails at start with its own error.
-    let prepared = match local {
-        Some(local) => packages::Prepared {
-            install: local.install.clone(),
-            command: local.command.clone(),
-            args: local.args.clone(),
-        },
-        None => packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
-            install: None,
-            command: skill.command.clone(),
-            args: skill.argv(),
-        }),
-    };
-    let mut entrypoint = skill_host();
-    for name in &skill.required_env {
-        entrypoint.extend(["--pass-env".to_string(), name.clone()]);
-    }
-    for name in recipe.iter().flat_map(UserRecipe::env_names) {
-        entrypoint.extend(["--pass-env".to_string(), name]);
-    }
-    // The proxy settings reach the server only where the plan sets them (skills with
-    // `allowedDomains`); elsewhere these names are unset and pass nothing.
-    if !skill.allowed_domains.is_empty() {
-        for (name, _) in egress::proxy_env(SkillBase::of(&skill.command) == SkillBase::Node) {
-            entrypoint.extend(["--pass-env".to_string(), name]);
-        }
-    }
-    entrypoint.push("--".to_string());
-    entrypoint.push(prepared.command);
-    entrypoint.extend(prepared.args);
-    let mut env = scratch_env(&base);
-    if base != "scratch" {
-        // The skill's user has no home in a real base and the root is read-only: interpreters
-        // and their caches get the writable /tmp tmpfs.
-        env.push(("HOME".to_string(), "/tmp".to_string()));
-    }
-    let mut files = binary_files(&base, artifacts);
-    if !skill.allowed_domains.is_empty() {
-        trusted_ca(artifacts, &mut files, &mut env);
-    }
-    if recipe.is_none() {
-        files.extend(local.iter().flat_map(|l| &l.files).map(|file| ContextFile {
-            path: image_path(&file.relative),
-            mode: file.mode,
-            contents: file.contents.clone(),
-        }));
-    }
+    let prepared = prepared_command(skill, local);
+    let entrypoint = skill_entrypoint(skill, recipe.as_ref(), &prepared);
+    let (env, files) = skill_contents(skill, &base, local, recipe.is_none(), artifacts);
     ImageSpec {
         role: ImageRole::Skill,
         service: format!("skill:{}", skill.name),
@@ -309,27 +264,116 @@ pub(crate) fn skill_image(
             workdir: local.and_then(|l| l.workdir.clone()),
             entrypoint,
         },
-        install: Vec::from_iter(prepared.install.map(|install| {
-            InstallStage {
-                index: match install.installer {
-                    packages::Installer::Npm | packages::Installer::NpmProject => {
-                        config.sandbox.npm_registry.clone()
-                    }
-                    packages::Installer::Pip => config.sandbox.pip_index_url.clone(),
-                },
-                install,
-                ca_bundle: artifacts.ca_bundle.clone(),
-                local_files: local
-                    .iter()
-                    .flat_map(|l| &l.install_files)
-                    .map(|f| image_path(f))
-                    .collect(),
-                prefix: packages::INSTALL_PREFIX.to_string(),
-            }
-        })),
+        install: Vec::from_iter(
+            prepared
+                .install
+                .map(|install| install_stage(config, install, local, artifacts)),
+        ),
         base,
         labels: base_labels(ImageRole::Skill),
         recipe,
+    }
+}
+
+/// What the skill host starts, and what is installed for it: the local files' command, else
+/// the skill's own, prepared (`packages.rs`).
+fn prepared_command(skill: &McpStdioSkill, local: Option<&SkillFiles>) -> packages::Prepared {
+    match local {
+        Some(local) => packages::Prepared {
+            install: local.install.clone(),
+            command: local.command.clone(),
+            args: local.args.clone(),
+        },
+        // Preflight refuses a command that cannot be prepared, before any plan is made; a
+        // caller that skipped it gets the command as written, which fails at start with its
+        // own error.
+        None => packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
+            install: None,
+            command: skill.command.clone(),
+            args: skill.argv(),
+        }),
+    }
+}
+
+/// The skill host, the variables it passes on to the server (the skill's, the recipe's own, the
+/// proxy's for a skill with `allowedDomains`), then `--` and the server's command line.
+fn skill_entrypoint(
+    skill: &McpStdioSkill,
+    recipe: Option<&UserRecipe>,
+    prepared: &packages::Prepared,
+) -> Vec<String> {
+    let mut entrypoint = skill_host();
+    for name in &skill.required_env {
+        entrypoint.extend(["--pass-env".to_string(), name.clone()]);
+    }
+    for name in recipe.iter().flat_map(|r| r.env_names()) {
+        entrypoint.extend(["--pass-env".to_string(), name]);
+    }
+    // The proxy settings reach the server only where the plan sets them (skills with
+    // `allowedDomains`); elsewhere these names are unset and pass nothing.
+    if !skill.allowed_domains.is_empty() {
+        for (name, _) in egress::proxy_env(SkillBase::of(&skill.command) == SkillBase::Node) {
+            entrypoint.extend(["--pass-env".to_string(), name]);
+        }
+    }
+    entrypoint.push("--".to_string());
+    entrypoint.push(prepared.command.clone());
+    entrypoint.extend(prepared.args.iter().cloned());
+    entrypoint
+}
+
+/// A skill image's environment and files on `base`: our binary, the CA bundle for a skill with
+/// `allowedDomains`, and (`copy_local`: unless a recipe's context holds them) its local files.
+fn skill_contents(
+    skill: &McpStdioSkill,
+    base: &str,
+    local: Option<&SkillFiles>,
+    copy_local: bool,
+    artifacts: &Artifacts,
+) -> (Vec<(String, String)>, Vec<ContextFile>) {
+    let mut env = scratch_env(base);
+    if base != "scratch" {
+        // The skill's user has no home in a real base and the root is read-only: interpreters
+        // and their caches get the writable /tmp tmpfs.
+        env.push(("HOME".to_string(), "/tmp".to_string()));
+    }
+    let mut files = binary_files(base, artifacts);
+    if !skill.allowed_domains.is_empty() {
+        trusted_ca(artifacts, &mut files, &mut env);
+    }
+    if copy_local {
+        files.extend(local.iter().flat_map(|l| &l.files).map(|file| ContextFile {
+            path: image_path(&file.relative),
+            mode: file.mode,
+            contents: file.contents.clone(),
+        }));
+    }
+    (env, files)
+}
+
+/// The install stage of `install`: from the configured index, with the CA bundle and the
+/// local files the install reads.
+fn install_stage(
+    config: &Config,
+    install: packages::Install,
+    local: Option<&SkillFiles>,
+    artifacts: &Artifacts,
+) -> InstallStage {
+    InstallStage {
+        index: match install.installer {
+            packages::Installer::Npm | packages::Installer::NpmProject => {
+                config.sandbox.npm_registry.clone()
+            }
+            packages::Installer::Pip => config.sandbox.pip_index_url.clone(),
+        },
+        install,
+        ca_bundle: artifacts.ca_bundle.clone(),
+        local_files: local
+            .iter()
+            .flat_map(|l| &l.install_files)
+            .map(|f| image_path(f))
+            .collect(),
+        prefix: packages::INSTALL_PREFIX.to_string(),
     }
 }
 

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use crate::config::{Config, LoadedConfig, McpStdioSkill, Skill, dotted_path};
 use crate::contract::paths::SKILL_FILES_DIR;
-use crate::sandbox::packages::{self, INSTALL_PREFIX, Install, Installer};
+use crate::sandbox::packages::{self, INSTALL_PREFIX, Install, Installer, Prepared};
 
 use walk::{Collected, PathError, Resolved, Root};
 
@@ -140,7 +140,9 @@ pub(crate) fn collect_all(
 }
 
 /// `skill`'s local files (module docs), `None` when it has none; `at` is the skill's dotted
-/// path, where problems point.
+/// path, where problems point. Stages: the skill's own Dockerfile, if it has one, stands for
+/// everything; else the paths its command line names are read and rewritten, then the files
+/// `[sandbox.skills]` lists, then the manifest in the first one's folder.
 pub(crate) fn collect(
     dir: &Path,
     config: &Config,
@@ -157,85 +159,163 @@ pub(crate) fn collect(
         .and_then(|s| s.dockerfile.as_deref())
     {
         let at = dotted_path(&["sandbox", "skills", &skill.name, "dockerfile"]);
-        return recipe(dir, skill, dockerfile).map(Some).map_err(|error| {
-            vec![FileProblem {
-                at,
-                message: format!("skill `{}`: {error}", skill.name),
-            }]
-        });
+        return recipe(dir, skill, dockerfile)
+            .map(Some)
+            .map_err(|error| vec![problem(skill, at, error)]);
     }
     // A command that cannot be prepared is preflight's own problem (`packages.rs`).
     let Ok(prepared) = packages::prepare(skill) else {
         return Ok(None);
     };
-    let root = Root::new(dir);
-    let named = detect::named_paths(&prepared.command, &prepared.args, |p| root.exists(p));
-    // Where a word of the prepared args was written: they are the tail of `args`.
-    let offset = skill
-        .args
-        .ends_with(&prepared.args)
-        .then(|| skill.args.len() - prepared.args.len());
-    let word_at = |arg: Option<usize>| match (arg, offset) {
-        (None, _) => format!("{at}.command"),
-        (Some(i), Some(offset)) => format!("{at}.args[{}]", offset + i),
-        (Some(_), None) => format!("{at}.args"),
+    let mut reading = Reading {
+        root: Root::new(dir),
+        skill,
+        collected: Collected::default(),
+        folders: Vec::new(),
+        problems: Vec::new(),
     };
-    let mut collected = Collected::default();
-    let mut problems = Vec::new();
-    let mut folders = Vec::new();
-    let mut command = prepared.command.clone();
-    let mut args = prepared.args.clone();
-    for word in &named {
-        match read(&root, &word.path, &mut collected) {
-            Ok(resolved) => {
-                let rewritten = format!("{}{}", word.prefix, rewritten(&word.path, &resolved));
-                match word.arg {
-                    None => command = rewritten,
-                    Some(i) => args[i] = rewritten,
-                }
-                folders.push(folder_of(&resolved));
-            }
-            Err(error) => problems.push(FileProblem {
-                at: word_at(word.arg),
-                message: format!("skill `{}`: {error}", skill.name),
-            }),
-        }
+    let places = WordPlaces::new(skill, &prepared, at);
+    let named = detect::named_paths(&prepared.command, &prepared.args, |p| {
+        reading.root.exists(p)
+    });
+    let (command, args) = reading.named(&named, &prepared, &places);
+    reading.listed(config);
+    if !reading.problems.is_empty() {
+        return Err(reading.problems);
     }
-    let listed = config.sandbox.skills.get(&skill.name);
-    let files_at = dotted_path(&["sandbox", "skills", &skill.name, "files"]);
-    for (i, file) in listed
-        .map(|s| s.files.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        match read(&root, file, &mut collected) {
-            Ok(resolved) => folders.push(folder_of(&resolved)),
-            Err(error) => problems.push(FileProblem {
-                at: format!("{files_at}[{i}]"),
-                message: format!("skill `{}`: {error}", skill.name),
-            }),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let Some(folder) = folders.into_iter().next() else {
+    let Some(folder) = reading.folders.first().cloned() else {
         return Ok(None);
     };
+    let installs = prepared.install.is_some();
     let manifest = manifest(
-        &root,
+        &reading.root,
         &folder,
         &command,
-        prepared.install.is_some(),
-        &mut collected,
+        installs,
+        &mut reading.collected,
     )
     .map_err(|error| {
-        vec![FileProblem {
-            at: word_at(named.first().and_then(|w| w.arg)),
-            message: format!("skill `{}`: {error}", skill.name),
-        }]
+        let at = places.of(named.first().and_then(|w| w.arg));
+        vec![problem(skill, at, error)]
     })?;
+    Ok(Some(with_manifest(
+        reading.collected,
+        Prepared {
+            command,
+            args,
+            ..prepared
+        },
+        &folder,
+        manifest,
+    )))
+}
+
+/// A problem of `skill`'s at `at`.
+fn problem(skill: &McpStdioSkill, at: String, error: PathError) -> FileProblem {
+    FileProblem {
+        at,
+        message: format!("skill `{}`: {error}", skill.name),
+    }
+}
+
+/// Where each word of a skill's prepared command line was written in the config.
+struct WordPlaces<'a> {
+    /// The skill's dotted path.
+    at: &'a str,
+    /// The index in `args` of the prepared args' first word (they are its tail), if they are.
+    offset: Option<usize>,
+}
+
+impl WordPlaces<'_> {
+    fn new<'a>(skill: &McpStdioSkill, prepared: &Prepared, at: &'a str) -> WordPlaces<'a> {
+        WordPlaces {
+            at,
+            offset: skill
+                .args
+                .ends_with(&prepared.args)
+                .then(|| skill.args.len() - prepared.args.len()),
+        }
+    }
+
+    /// The dotted path of the command (`None`) or of the prepared arg `arg`.
+    fn of(&self, arg: Option<usize>) -> String {
+        let at = self.at;
+        match (arg, self.offset) {
+            (None, _) => format!("{at}.command"),
+            (Some(i), Some(offset)) => format!("{at}.args[{}]", offset + i),
+            (Some(_), None) => format!("{at}.args"),
+        }
+    }
+}
+
+/// A skill's files being read: what was read, the folder of each path, and every problem.
+struct Reading<'a> {
+    root: Root,
+    skill: &'a McpStdioSkill,
+    collected: Collected,
+    folders: Vec<String>,
+    problems: Vec<FileProblem>,
+}
+
+impl Reading<'_> {
+    /// Reads each path the command line names; the command and args rewritten to their places
+    /// in the image.
+    fn named(
+        &mut self,
+        named: &[detect::Named],
+        prepared: &Prepared,
+        places: &WordPlaces<'_>,
+    ) -> (String, Vec<String>) {
+        let mut command = prepared.command.clone();
+        let mut args = prepared.args.clone();
+        for word in named {
+            let Some(resolved) = self.read(&word.path, || places.of(word.arg)) else {
+                continue;
+            };
+            let rewritten = format!("{}{}", word.prefix, rewritten(&word.path, &resolved));
+            match word.arg {
+                None => command = rewritten,
+                Some(i) => args[i] = rewritten,
+            }
+        }
+        (command, args)
+    }
+
+    /// Reads what `[sandbox.skills."<name>"] files` lists.
+    fn listed(&mut self, config: &Config) {
+        let name = &self.skill.name;
+        let Some(listed) = config.sandbox.skills.get(name) else {
+            return;
+        };
+        let files_at = dotted_path(&["sandbox", "skills", name, "files"]);
+        for (i, file) in listed.files.iter().enumerate() {
+            self.read(file, || format!("{files_at}[{i}]"));
+        }
+    }
+
+    /// Reads `written`, keeping its folder; a problem at `at()` when it cannot be.
+    fn read(&mut self, written: &str, at: impl FnOnce() -> String) -> Option<Resolved> {
+        match read(&self.root, written, &mut self.collected) {
+            Ok(resolved) => {
+                self.folders.push(folder_of(&resolved));
+                Some(resolved)
+            }
+            Err(error) => {
+                self.problems.push(problem(self.skill, at(), error));
+                None
+            }
+        }
+    }
+}
+
+/// The skill's files working in `folder`, with the manifest found there installed (and the
+/// command become the venv's interpreter for a Python one), else the command's own install.
+fn with_manifest(
+    collected: Collected,
+    prepared: Prepared,
+    folder: &str,
+    manifest: Option<Manifest>,
+) -> SkillFiles {
     let (install, command, install_files) = match manifest {
         Some(Manifest {
             install,
@@ -243,8 +323,8 @@ pub(crate) fn collect(
             files,
         }) => {
             let command = match python {
-                true => format!("{INSTALL_PREFIX}/bin/{}", program(&command)),
-                false => command,
+                true => format!("{INSTALL_PREFIX}/bin/{}", program(&prepared.command)),
+                false => prepared.command,
             };
             let files = match files {
                 Some(files) => files,
@@ -252,18 +332,18 @@ pub(crate) fn collect(
             };
             (Some(install), command, files)
         }
-        None => (prepared.install, command, Vec::new()),
+        None => (prepared.install, prepared.command, Vec::new()),
     };
-    Ok(Some(SkillFiles {
+    SkillFiles {
         named: collected.named.into_iter().map(NamedPath::from).collect(),
         files: collected.files.into_values().collect(),
         command,
-        args,
-        workdir: Some(image_path(&folder)),
+        args: prepared.args,
+        workdir: Some(image_path(folder)),
         install,
         install_files,
         recipe: None,
-    }))
+    }
 }
 
 /// A skill built from the user's Dockerfile: its folder is read whole as the context (less what

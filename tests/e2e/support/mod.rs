@@ -7,6 +7,8 @@ pub mod forward;
 pub mod mock_llm;
 pub mod npm_registry;
 pub mod registry;
+pub mod terminal;
+pub mod versioned;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
