@@ -50,8 +50,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Write a commented perstack.toml for a first Expert here, and .env.example.
     Init(InitArgs),
-    /// Check the Docker engine and the images a run needs.
-    Doctor(ValidateArgs),
+    /// Check the Docker engine and the images a run needs (with --backend kubernetes: the
+    /// cluster's permissions, Pod Security level and what is unknown about NetworkPolicy).
+    Doctor(DoctorArgs),
     /// List perstack-sandbox's images: Expert, version, size and age.
     Images,
     /// View execution history: with no flags, what each Expert of the latest job did; with
@@ -684,6 +685,9 @@ pub struct GcArgs {
     /// Only report what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// The engine to collect on (kubernetes: the runs whose Lease expired).
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// `export`.
@@ -791,6 +795,47 @@ pub struct InstallArgs {
     /// labelled with (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
+}
+
+/// The engine a command works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendName {
+    /// The Docker (or Podman) engine on this machine.
+    #[default]
+    Docker,
+    /// A Kubernetes namespace. EXPERIMENTAL: tested against a mocked API server only, never
+    /// run on a real cluster (README "Running on Kubernetes" says what is unverified).
+    Kubernetes,
+}
+
+/// `--backend`, and where the cluster is for `--backend kubernetes`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackendArgs {
+    /// The engine to work on. `kubernetes` is EXPERIMENTAL: tested against a mocked API server
+    /// only, never against a real cluster.
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: BackendName,
+    /// With --backend kubernetes: the kubeconfig to use (default: as kubectl finds it —
+    /// KUBECONFIG, else ~/.kube/config, else the pod's service account).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --backend kubernetes: the kubeconfig's context (default: its current one).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// With --backend kubernetes: the namespace (default: the context's, else `default`).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+/// `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// perstack.toml and the rest of what `validate` takes.
+    #[command(flatten)]
+    pub validate: ValidateArgs,
+    /// The engine to check.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// `validate` and `doctor`.
