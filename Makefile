@@ -43,6 +43,8 @@ demo: build
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	# The executable without the Kubernetes backend (`kubernetes` feature off) must build clean too.
+	$(CARGO) clippy --locked --no-default-features --bin perstack-sandbox -- -D warnings
 
 fmt:
 	$(CARGO) fmt

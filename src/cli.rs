@@ -50,8 +50,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Write a commented perstack.toml for a first Expert here, and .env.example.
     Init(InitArgs),
-    /// Check the Docker engine and the images a run needs.
-    Doctor(ValidateArgs),
+    /// Check the Docker engine and the images a run needs (with --backend kubernetes: the
+    /// cluster's permissions, Pod Security level and what is unknown about NetworkPolicy).
+    Doctor(DoctorArgs),
     /// List perstack-sandbox's images: Expert, version, size and age.
     Images,
     /// View execution history: with no flags, what each Expert of the latest job did; with
@@ -494,6 +495,11 @@ pub struct BuildArgs {
     /// skill, which plain `docker run IMAGE "query"` runs (tagged with each --tag).
     #[arg(long)]
     pub standalone: bool,
+    /// The base of the standalone image (default: the one base its skills' images share, e.g.
+    /// `[sandbox] pythonImage` for `uvx` skills; `scratch` when none needs one). Needed when
+    /// skills need different bases: name one image with every runtime they need.
+    #[arg(long, value_name = "IMAGE", requires = "standalone")]
+    pub standalone_base: Option<String>,
 
     /// perstack.toml to use (default: the nearest one in this folder or a parent).
     #[arg(long, value_name = "PATH")]
@@ -679,6 +685,9 @@ pub struct GcArgs {
     /// Only report what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+    /// The engine to collect on (kubernetes: the runs whose Lease expired).
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// `export`.
@@ -786,6 +795,47 @@ pub struct InstallArgs {
     /// labelled with (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
+}
+
+/// The engine a command works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendName {
+    /// The Docker (or Podman) engine on this machine.
+    #[default]
+    Docker,
+    /// A Kubernetes namespace. EXPERIMENTAL: tested against a mocked API server only, never
+    /// run on a real cluster (README "Running on Kubernetes" says what is unverified).
+    Kubernetes,
+}
+
+/// `--backend`, and where the cluster is for `--backend kubernetes`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackendArgs {
+    /// The engine to work on. `kubernetes` is EXPERIMENTAL: tested against a mocked API server
+    /// only, never against a real cluster.
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: BackendName,
+    /// With --backend kubernetes: the kubeconfig to use (default: as kubectl finds it —
+    /// KUBECONFIG, else ~/.kube/config, else the pod's service account).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --backend kubernetes: the kubeconfig's context (default: its current one).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// With --backend kubernetes: the namespace (default: the context's, else `default`).
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+/// `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// perstack.toml and the rest of what `validate` takes.
+    #[command(flatten)]
+    pub validate: ValidateArgs,
+    /// The engine to check.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// `validate` and `doctor`.

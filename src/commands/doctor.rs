@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::artifacts::{self, LoadedBundle, SYSTEM_BUNDLES};
-use crate::cli::ValidateArgs;
+use crate::cli::{BackendName, DoctorArgs, ValidateArgs};
 use crate::config::{self, Config, LoadedConfig, SettingFlags, Settings, Skill};
 use crate::exit::Exit;
 use crate::sandbox::ca_bundle::{self, Certificate};
@@ -50,7 +50,11 @@ impl Report {
 /// Runs the command. Its findings are its output (on stdout), each failed one with its fix;
 /// like `uv pip check` it has no error of its own, only an exit code saying whether the machine
 /// is ready: [`Exit::Docker`] when no engine answered, [`Exit::RunFailed`] when a check failed.
-pub async fn run(args: ValidateArgs) -> Exit {
+pub async fn run(args: DoctorArgs) -> Exit {
+    if args.backend.backend == BackendName::Kubernetes {
+        return super::kubernetes::doctor(&args.backend).await;
+    }
+    let args = args.validate;
     let mut report = Report { failed: false };
     println!("perstack-sandbox {} doctor", env!("CARGO_PKG_VERSION"));
     check_executable(&mut report);
@@ -514,7 +518,7 @@ fn probe_image() -> ImageSpec {
         }],
         config: ImageConfig::default(),
         labels: base_labels(ImageRole::Runtime),
-        install: None,
+        install: vec![],
         recipe: None,
     }
 }

@@ -1,6 +1,6 @@
 //! `perstack-sandbox gc`: remove what runs whose controller is gone left behind.
 
-use crate::cli::GcArgs;
+use crate::cli::{BackendName, GcArgs};
 use crate::exit::Exit;
 use crate::sandbox::engine::docker::{DockerClient, DockerError};
 use crate::sandbox::engine::gc::{GcOptions, sweep};
@@ -23,6 +23,9 @@ impl From<&GcError> for Exit {
 
 /// Runs the command; prints what it found and removed.
 pub async fn run(args: GcArgs) -> Result<Exit, GcError> {
+    if args.backend.backend == BackendName::Kubernetes {
+        return Ok(super::kubernetes::gc(&args.backend, args.dry_run).await);
+    }
     let docker = DockerClient::connect().await?;
     let options = GcOptions {
         images: args.images,

@@ -13,6 +13,7 @@ pub mod gc;
 pub mod images;
 pub mod init;
 pub mod install;
+mod kubernetes;
 pub mod log;
 mod registry;
 pub mod roles;

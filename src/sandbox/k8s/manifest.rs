@@ -127,7 +127,17 @@ pub(crate) enum ManifestError {
     },
 }
 
-/// The labels every object carries; `role` is `run` or `egress-proxy`.
+/// The label every object this program makes carries, as a selector.
+#[cfg(feature = "kubernetes")]
+pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=perstack-sandbox";
+
+/// The selector that finds every object of the run (or export) named `name`.
+#[cfg(feature = "kubernetes")]
+pub(crate) fn instance_selector(name: &str) -> String {
+    format!("{MANAGED_SELECTOR},app.kubernetes.io/instance={name}")
+}
+
+/// The labels every object carries; `role` is `run`, `egress-proxy` or `lease`.
 fn labels(export: &Export, role: &str) -> Value {
     json!({
         "app.kubernetes.io/managed-by": "perstack-sandbox",
@@ -182,6 +192,44 @@ pub(crate) fn objects(plan: &RunPlan, export: &Export) -> Result<Vec<Value>, Man
     }
     objects.push(job(plan, export)?);
     Ok(objects)
+}
+
+/// The name of the run pod's container that runs the runtime (whose log carries the events).
+#[cfg_attr(not(test), allow(dead_code))] // used by `session` (see `k8s/mod.rs`)
+pub(crate) fn runtime_container(plan: &RunPlan) -> String {
+    ContainerNames::of(plan).get(&plan.runtime.service)
+}
+
+/// The Lease that owns a controlled run's other objects (`run --backend kubernetes`; an export
+/// has none): `holder` renews it every few seconds while the run is watched; `gc` deletes the
+/// run of a Lease not renewed for `seconds`. `now` is an RFC 3339 time with microseconds.
+#[cfg_attr(not(test), allow(dead_code))] // used by `session` (see `k8s/mod.rs`)
+pub(crate) fn lease(export: &Export, holder: &str, seconds: u32, now: &str) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": metadata(export, &export.name, "lease"),
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": seconds,
+            "acquireTime": now,
+            "renewTime": now
+        }
+    })
+}
+
+/// The Secret a controlled run makes for itself (an export leaves it to the user): the query,
+/// every variable the plan hands a container and each proxy token, under the keys the objects'
+/// `secretKeyRef`s name ([`Export::secret_key`] with no `secrets` overrides).
+#[cfg_attr(not(test), allow(dead_code))] // used by `session` (see `k8s/mod.rs`)
+pub(crate) fn secret(export: &Export, data: &BTreeMap<String, String>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(export, &export.secret, "run"),
+        "type": "Opaque",
+        "stringData": data
+    })
 }
 
 /// The run pod's NetworkPolicy: no ingress; egress to the proxy's port and to the cluster's DNS

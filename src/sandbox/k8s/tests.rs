@@ -48,7 +48,7 @@ const SECRETS: [&str; 4] = [
     "the query",
 ];
 
-fn request() -> RunRequest {
+pub(super) fn request() -> RunRequest {
     let loaded = load_str(std::path::Path::new("/cfg/perstack.toml"), CONFIG).expect("valid");
     RunRequest {
         run_id: "runid0000000abcdef".into(),
@@ -89,7 +89,7 @@ fn request() -> RunRequest {
     }
 }
 
-fn export(plan: &RunPlan, workspace: Workspace) -> Export {
+pub(super) fn export(plan: &RunPlan, workspace: Workspace) -> Export {
     Export {
         name: "fitness".into(),
         namespace: Some("ci-agents".into()),

@@ -1,0 +1,431 @@
+//! The one caller of the Kubernetes API (`kube`): finding the cluster as kubectl does, and the
+//! few calls a run, `gc` and `doctor` make. Everything else in `sandbox/k8s/` works on
+//! `serde_json::Value` objects (what `manifest` builds) and on this module's small answers.
+
+use std::path::PathBuf;
+
+use futures::{AsyncBufReadExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ContainerState, Namespace, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+
+/// Where the cluster is, as kubectl finds it: `--kubeconfig`, else `KUBECONFIG`, else
+/// `~/.kube/config`, else the pod's service account (in-cluster); `--context` picks a context.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KubeTarget {
+    /// `--kubeconfig`.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`.
+    pub context: Option<String>,
+    /// `-n`; `None`: the context's namespace, else `default`.
+    pub namespace: Option<String>,
+}
+
+/// Why the cluster did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum KubeError {
+    /// No kubeconfig and not in a pod, or a broken kubeconfig.
+    #[error(
+        "cannot find the Kubernetes cluster: {0}\n  hint: pass --kubeconfig PATH or --context NAME, set KUBECONFIG, or write ~/.kube/config (what `kubectl config view` shows)"
+    )]
+    Config(String),
+    /// The API refused: RBAC.
+    #[error(
+        "the cluster refused to {verb} {resource} in namespace {namespace} (403 Forbidden: {message})\n  hint: bind the Role of README \"Running on Kubernetes\" to your user in {namespace}; `perstack-sandbox doctor --backend kubernetes -n {namespace}` lists every permission a run needs"
+    )]
+    Forbidden {
+        /// `create`, `delete`, …
+        verb: String,
+        /// `pods`, `leases`, …
+        resource: String,
+        /// The namespace.
+        namespace: String,
+        /// The API's message.
+        message: String,
+    },
+    /// Any other failure of a call.
+    #[error("Kubernetes API: cannot {verb} {resource} in namespace {namespace}: {message}")]
+    Api {
+        /// `create`, `delete`, …
+        verb: String,
+        /// `pods`, `leases`, …
+        resource: String,
+        /// The namespace.
+        namespace: String,
+        /// What the API or the connection said.
+        message: String,
+    },
+    /// The run pod could not start or failed before its runtime ran.
+    #[error("the run pod {pod} did not start: {reason}")]
+    PodFailed {
+        /// The pod.
+        pod: String,
+        /// Its status' reason and message.
+        reason: String,
+    },
+    /// The runtime's log could not be read back after several attempts.
+    #[error(
+        "lost the runtime's log of pod {pod} after {attempts} reconnects: {last}\n  hint: the events so far are stored; the pod keeps running until its deadline or `perstack-sandbox gc --backend kubernetes`"
+    )]
+    LogLost {
+        /// The pod.
+        pod: String,
+        /// Reconnects tried.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// A kind of object this program makes, with what its API path needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kind {
+    /// `group/version`, or `v1`.
+    pub api_version: &'static str,
+    /// `Pod`, …
+    pub kind: &'static str,
+    /// The resource (`pods`).
+    pub plural: &'static str,
+}
+
+/// Every kind a run makes, in the order a run's cleanup deletes them: what runs code first
+/// (the Job and its pod, the proxy), then the fences and the Secret, the Lease last.
+pub(crate) const KINDS: [Kind; 7] = [
+    Kind::new("batch/v1", "Job", "jobs"),
+    Kind::new("v1", "Pod", "pods"),
+    Kind::new("apps/v1", "Deployment", "deployments"),
+    Kind::new("v1", "Service", "services"),
+    Kind::new("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Kind::new("v1", "Secret", "secrets"),
+    Kind::new("coordination.k8s.io/v1", "Lease", "leases"),
+];
+
+impl Kind {
+    const fn new(api_version: &'static str, kind: &'static str, plural: &'static str) -> Kind {
+        Kind {
+            api_version,
+            kind,
+            plural,
+        }
+    }
+
+    /// The kind of `object` (by `apiVersion` and `kind`), if it is one of [`KINDS`].
+    pub(crate) fn of(object: &Value) -> Option<Kind> {
+        let version = object["apiVersion"].as_str()?;
+        let kind = object["kind"].as_str()?;
+        KINDS
+            .into_iter()
+            .find(|k| k.api_version == version && k.kind == kind)
+    }
+
+    fn resource(self) -> ApiResource {
+        let (group, version) = self.api_version.split_once('/').unwrap_or(("", "v1"));
+        let gvk = GroupVersionKind::gvk(group, version, self.kind);
+        ApiResource::from_gvk_with_plural(&gvk, self.plural)
+    }
+}
+
+/// The state of one container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ContainerPhase {
+    /// Not started; the reason (`ContainerCreating`, `ErrImagePull`, …) if any.
+    Waiting(Option<String>),
+    /// Running.
+    Running,
+    /// Ended with this exit code (and reason, e.g. `OOMKilled`).
+    Terminated(i32, Option<String>),
+}
+
+/// A pod as the run watches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PodView {
+    /// Its name.
+    pub name: String,
+    /// `Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`.
+    pub phase: String,
+    /// The pod's reason and message, when it failed as a whole (e.g. `DeadlineExceeded`).
+    pub reason: Option<String>,
+    /// The watched container; `None`: no status for it yet.
+    pub container: Option<ContainerPhase>,
+}
+
+/// A connection to one namespace of a cluster.
+#[derive(Clone)]
+pub(crate) struct KubeApi {
+    client: kube::Client,
+    namespace: String,
+}
+
+impl KubeApi {
+    /// Finds the cluster as [`KubeTarget`] says and connects (no request is made yet).
+    pub(crate) async fn connect(target: &KubeTarget) -> Result<KubeApi, KubeError> {
+        let options = KubeConfigOptions {
+            context: target.context.clone(),
+            ..Default::default()
+        };
+        let config = match &target.kubeconfig {
+            Some(path) => {
+                let file =
+                    Kubeconfig::read_from(path).map_err(|e| KubeError::Config(e.to_string()))?;
+                kube::Config::from_custom_kubeconfig(file, &options).await
+            }
+            None if target.context.is_some() => kube::Config::from_kubeconfig(&options).await,
+            None => return Self::inferred(target).await,
+        }
+        .map_err(|e| KubeError::Config(e.to_string()))?;
+        Self::from_config(config, target)
+    }
+
+    async fn inferred(target: &KubeTarget) -> Result<KubeApi, KubeError> {
+        let config = kube::Config::infer()
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?;
+        Self::from_config(config, target)
+    }
+
+    fn from_config(config: kube::Config, target: &KubeTarget) -> Result<KubeApi, KubeError> {
+        let namespace = target
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client =
+            kube::Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
+        Ok(KubeApi { client, namespace })
+    }
+
+    /// A connection over `client` (the tests' mocked API server).
+    #[cfg(test)]
+    pub(crate) fn with_client(client: kube::Client, namespace: &str) -> KubeApi {
+        KubeApi {
+            client,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    /// The namespace every call is in.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn api(&self, kind: Kind) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &kind.resource())
+    }
+
+    /// Classifies a failed call: 403 becomes [`KubeError::Forbidden`].
+    pub(crate) fn error(&self, verb: &str, resource: &str, error: kube::Error) -> KubeError {
+        let (verb, resource, namespace) = (verb.into(), resource.into(), self.namespace.clone());
+        match error {
+            kube::Error::Api(status) if status.code == 403 => KubeError::Forbidden {
+                verb,
+                resource,
+                namespace,
+                message: status.message,
+            },
+            other => KubeError::Api {
+                verb,
+                resource,
+                namespace,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Creates `object` (one of [`KINDS`]); the created object (with its `uid`) comes back.
+    pub(crate) async fn create(&self, object: &Value) -> Result<Value, KubeError> {
+        let kind = Kind::of(object).ok_or_else(|| KubeError::Api {
+            verb: "create".into(),
+            resource: object["kind"].to_string(),
+            namespace: self.namespace.clone(),
+            message: "not a kind this program makes".into(),
+        })?;
+        let typed: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|e| self.error("create", kind.plural, kube::Error::SerdeError(e)))?;
+        let created = self
+            .api(kind)
+            .create(&PostParams::default(), &typed)
+            .await
+            .map_err(|e| self.error("create", kind.plural, e))?;
+        serde_json::to_value(created)
+            .map_err(|e| self.error("create", kind.plural, kube::Error::SerdeError(e)))
+    }
+
+    /// Replaces `object` (by name): the Lease's renewal.
+    pub(crate) async fn replace(&self, object: &Value) -> Result<(), KubeError> {
+        let kind = Kind::of(object).unwrap_or(KINDS[6]);
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let typed: DynamicObject = serde_json::from_value(object.clone())
+            .map_err(|e| self.error("update", kind.plural, kube::Error::SerdeError(e)))?;
+        self.api(kind)
+            .replace(name, &PostParams::default(), &typed)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("update", kind.plural, e))
+    }
+
+    /// The objects of `kind` matching `selector`.
+    pub(crate) async fn list(&self, kind: Kind, selector: &str) -> Result<Vec<Value>, KubeError> {
+        let list = self
+            .api(kind)
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| self.error("list", kind.plural, e))?;
+        list.items
+            .into_iter()
+            .map(|o| {
+                serde_json::to_value(o)
+                    .map_err(|e| self.error("list", kind.plural, kube::Error::SerdeError(e)))
+            })
+            .collect()
+    }
+
+    /// Deletes `kind` `name`, its dependents in the background; gone already is no error.
+    pub(crate) async fn delete(&self, kind: Kind, name: &str) -> Result<(), KubeError> {
+        match self
+            .api(kind)
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(self.error("delete", kind.plural, e)),
+        }
+    }
+
+    /// The pods matching `selector`, with `container`'s state.
+    pub(crate) async fn pods(
+        &self,
+        selector: &str,
+        container: &str,
+    ) -> Result<Vec<PodView>, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pods = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| self.error("list", "pods", e))?;
+        Ok(pods.items.iter().map(|p| pod_view(p, container)).collect())
+    }
+
+    /// Pod `name`, with `container`'s state.
+    pub(crate) async fn pod(&self, name: &str, container: &str) -> Result<PodView, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pod = api
+            .get(name)
+            .await
+            .map_err(|e| self.error("get", "pods", e))?;
+        Ok(pod_view(&pod, container))
+    }
+
+    /// `container`'s log lines of `pod`, each with its timestamp (`timestamps=true`), from
+    /// `since` on (whole seconds: the API may repeat lines of that second); `follow`: until the
+    /// container ends or the connection drops.
+    pub(crate) async fn log_lines(
+        &self,
+        pod: &str,
+        container: &str,
+        since: Option<Timestamp>,
+        follow: bool,
+    ) -> Result<impl Stream<Item = Result<String, std::io::Error>> + use<>, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = LogParams {
+            container: Some(container.to_string()),
+            follow,
+            timestamps: true,
+            since_time: since,
+            ..Default::default()
+        };
+        let reader = api
+            .log_stream(pod, &params)
+            .await
+            .map_err(|e| self.error("get", "pods/log", e))?;
+        Ok(reader.lines().boxed())
+    }
+
+    /// Whether the caller may `verb` `resource` (`group`: `""` for the core API) in the
+    /// namespace (`resource/subresource` for a subresource): a SelfSubjectAccessReview. `Err`:
+    /// the review itself failed.
+    pub(crate) async fn may(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+    ) -> Result<bool, KubeError> {
+        let (resource, subresource) = match resource.split_once('/') {
+            Some((r, s)) => (r, Some(s.to_string())),
+            None => (resource, None),
+        };
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(self.namespace.clone()),
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    subresource,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| self.error("create", "selfsubjectaccessreviews", e))?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+
+    /// The namespace's labels (the Pod Security levels are among them).
+    pub(crate) async fn namespace_labels(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>, KubeError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let namespace = api
+            .get(&self.namespace)
+            .await
+            .map_err(|e| self.error("get", "namespaces", e))?;
+        Ok(namespace.metadata.labels.unwrap_or_default())
+    }
+}
+
+/// `pod` as the run watches it, with `container`'s state.
+fn pod_view(pod: &Pod, container: &str) -> PodView {
+    let status = pod.status.clone().unwrap_or_default();
+    let reason = match (&status.reason, &status.message) {
+        (None, None) => None,
+        (r, m) => Some(format!(
+            "{}{}",
+            r.as_deref().unwrap_or(""),
+            m.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+        )),
+    };
+    let container = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == container)
+        .and_then(|c| c.state)
+        .map(container_phase);
+    PodView {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        phase: status.phase.unwrap_or_default(),
+        reason,
+        container,
+    }
+}
+
+fn container_phase(state: ContainerState) -> ContainerPhase {
+    if let Some(t) = state.terminated {
+        ContainerPhase::Terminated(t.exit_code, t.reason)
+    } else if state.running.is_some() {
+        ContainerPhase::Running
+    } else {
+        ContainerPhase::Waiting(state.waiting.and_then(|w| w.reason))
+    }
+}

@@ -1,0 +1,244 @@
+//! One controlled run on a cluster, as a pipeline of stages: [`RunObjects`] (what to create,
+//! from `manifest`'s builders, the same ones `export kubernetes` uses), [`launch`] (create them
+//! in order under a Lease), watch (wait for the run pod, [`follow`](super::logs::follow) the
+//! runtime's log while the Lease is renewed), and [`remove`] (delete everything of the run by
+//! label). [`run`] composes them so that `remove` follows every ending: success, error,
+//! interruption (`cancel`) and the time limit.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::client::{ContainerPhase, KINDS, KubeApi, KubeError};
+use super::logs::{Pacing, follow};
+use super::manifest::{self, Export, ManifestError};
+use crate::sandbox::plan::RunPlan;
+
+/// What a controlled run creates: the Lease first, then the objects it owns in the order they
+/// are created (the Secret, the fences, the proxy, the Job).
+#[derive(Debug, Clone)]
+pub(crate) struct RunObjects {
+    /// The run's name: every object's `app.kubernetes.io/instance` and the Lease's name.
+    pub name: String,
+    /// The Lease.
+    pub lease: Value,
+    /// The rest, in creation order.
+    pub owned: Vec<Value>,
+    /// The runtime's container in the run pod.
+    pub runtime_container: String,
+}
+
+impl RunObjects {
+    /// The objects of `plan` as `export` names them, with a Secret holding `secrets` (query,
+    /// variables, tokens) and a Lease held by `holder` for `lease_seconds`.
+    pub(crate) fn new(
+        plan: &RunPlan,
+        export: &Export,
+        secrets: &std::collections::BTreeMap<String, String>,
+        holder: &str,
+        lease_seconds: u32,
+    ) -> Result<RunObjects, ManifestError> {
+        let mut owned = vec![manifest::secret(export, secrets)];
+        owned.extend(manifest::objects(plan, export)?);
+        Ok(RunObjects {
+            name: export.name.clone(),
+            lease: manifest::lease(export, holder, lease_seconds, &now()),
+            owned,
+            runtime_container: manifest::runtime_container(plan),
+        })
+    }
+}
+
+/// The current time as the Lease's fields write it (RFC 3339, microseconds).
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// How a watched run went, besides the cluster's own failures.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    /// The cluster failed or refused.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// `--timeout` struck.
+    #[error(
+        "the run did not finish within {0:?}; its objects were deleted (allow more with --timeout)"
+    )]
+    TimedOut(Duration),
+    /// Ctrl-C.
+    #[error("interrupted; the run's objects were deleted")]
+    Interrupted,
+}
+
+/// How the run ended and what its removal left behind.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    /// The runtime's exit code and reason (`OOMKilled`, …), or why there is none.
+    pub result: Result<(i32, Option<String>), SessionError>,
+    /// Deletions that failed (`gc --backend kubernetes` collects the rest once the Lease
+    /// expires).
+    pub leftovers: Vec<KubeError>,
+}
+
+/// How a run is paced: pod and log polling, and the Lease's renewal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// Log following.
+    pub pacing: Pacing,
+    /// Between two renewals of the Lease.
+    pub renew: Duration,
+    /// The whole run's limit.
+    pub limit: Duration,
+}
+
+/// Creates `objects`, relays the runtime's log lines to `on_line` until it ends, and removes
+/// everything of the run however that went: also on an error, on `cancel` and on the limit.
+pub(crate) async fn run(
+    api: &KubeApi,
+    objects: &RunObjects,
+    timing: Timing,
+    cancel: impl Future<Output = ()>,
+    on_line: &mut (dyn FnMut(String) + Send),
+) -> Finished {
+    let watched = tokio::time::timeout(
+        timing.limit,
+        launch_and_watch(api, objects, timing, on_line),
+    );
+    let result = tokio::select! {
+        done = watched => done.unwrap_or(Err(SessionError::TimedOut(timing.limit))),
+        () = cancel => Err(SessionError::Interrupted),
+    };
+    Finished {
+        result,
+        leftovers: remove(api, &objects.name).await,
+    }
+}
+
+async fn launch_and_watch(
+    api: &KubeApi,
+    objects: &RunObjects,
+    timing: Timing,
+    on_line: &mut (dyn FnMut(String) + Send),
+) -> Result<(i32, Option<String>), SessionError> {
+    let lease = launch(api, objects).await?;
+    let watch = async {
+        let pod = started_pod(api, objects, timing.pacing.poll).await?;
+        follow(
+            api,
+            &pod,
+            &objects.runtime_container,
+            timing.pacing,
+            on_line,
+        )
+        .await
+    };
+    tokio::select! {
+        ended = watch => Ok(ended?),
+        failed = renew(api, lease, timing.renew) => Err(failed.into()),
+    }
+}
+
+/// Creates the Lease, then each owned object with the Lease as its owner (so the cluster
+/// deletes them with it); the created Lease comes back.
+pub(crate) async fn launch(api: &KubeApi, objects: &RunObjects) -> Result<Value, KubeError> {
+    let lease = api.create(&objects.lease).await?;
+    let owner = json!([{
+        "apiVersion": lease["apiVersion"],
+        "kind": "Lease",
+        "name": lease["metadata"]["name"],
+        "uid": lease["metadata"]["uid"],
+    }]);
+    for object in &objects.owned {
+        let mut object = object.clone();
+        object["metadata"]["ownerReferences"] = owner.clone();
+        api.create(&object).await?;
+    }
+    Ok(lease)
+}
+
+/// Renews `lease` every `every` until a renewal fails (a refusal, or the Lease is gone: gc
+/// took the run); never ends otherwise.
+async fn renew(api: &KubeApi, mut lease: Value, every: Duration) -> KubeError {
+    loop {
+        tokio::time::sleep(every).await;
+        lease["spec"]["renewTime"] = json!(now());
+        if let Some(metadata) = lease["metadata"].as_object_mut() {
+            metadata.remove("resourceVersion");
+        }
+        if let Err(e) = api.replace(&lease).await {
+            return e;
+        }
+    }
+}
+
+/// Image pull and configuration failures a pod does not recover from by itself.
+const FATAL_WAITING: [&str; 5] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Waits until the Job's pod has started the runtime (or it has ended already); its name.
+async fn started_pod(
+    api: &KubeApi,
+    objects: &RunObjects,
+    poll: Duration,
+) -> Result<String, KubeError> {
+    let selector = format!(
+        "{},sandbox.perstack.io/role=run",
+        manifest::instance_selector(&objects.name)
+    );
+    loop {
+        for pod in api.pods(&selector, &objects.runtime_container).await? {
+            let failed = |reason: String| KubeError::PodFailed {
+                pod: pod.name.clone(),
+                reason,
+            };
+            match &pod.container {
+                Some(ContainerPhase::Running | ContainerPhase::Terminated(..)) => {
+                    return Ok(pod.name);
+                }
+                Some(ContainerPhase::Waiting(Some(reason)))
+                    if FATAL_WAITING.contains(&reason.as_str()) =>
+                {
+                    return Err(failed(reason.clone()));
+                }
+                _ if pod.phase == "Failed" => {
+                    return Err(failed(
+                        pod.reason.clone().unwrap_or_else(|| "Failed".into()),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Deletes every object of run `name`, kind by kind ([`KINDS`]' order: what runs code first,
+/// the Lease last); what failed comes back (what is gone already is no failure).
+pub(crate) async fn remove(api: &KubeApi, name: &str) -> Vec<KubeError> {
+    let selector = manifest::instance_selector(name);
+    let mut failures = Vec::new();
+    for kind in KINDS {
+        let found = match api.list(kind, &selector).await {
+            Ok(found) => found,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        for object in found {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            if let Err(e) = api.delete(kind, name).await {
+                failures.push(e);
+            }
+        }
+    }
+    failures
+}
