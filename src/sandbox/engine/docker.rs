@@ -420,7 +420,7 @@ impl DockerClient {
                 .then(|| spec.labels.clone().into_iter().collect()),
             // Installing a skill's packages needs the network (the default bridge) and, behind
             // a proxy, the controller's proxy settings.
-            buildargs: spec.install.as_ref().map(|_| {
+            buildargs: (!spec.install.is_empty()).then(|| {
                 proxy_build_args(|name| std::env::var(name).ok())
                     .into_iter()
                     .collect()
