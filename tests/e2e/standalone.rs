@@ -64,8 +64,8 @@ pub fn workspace() -> tempfile::TempDir {
     dir
 }
 
-/// `docker run --rm [-e NAME=VALUE…] -v WORKSPACE:/workspace IMAGE ARGS…`, labelled with the
-/// job guard's id so that nothing outlives the test.
+/// `docker run [-e NAME=VALUE…] -v WORKSPACE:/workspace IMAGE ARGS…`, labelled with the job
+/// guard's id, the container removed when it ends, so that nothing outlives the test.
 pub fn docker_run(
     image: &Image,
     job: &JobGuard,
@@ -85,9 +85,12 @@ pub fn docker_run_with(
     workspace: &Path,
     args: &[&str],
 ) -> Output {
-    let mut command = Command::new("docker");
+    // Not `--rm`: the exit status is read (see `NamedRun`).
+    let cli = cli_for(options);
+    let cli: Vec<&str> = cli.iter().map(String::as_str).collect();
+    let (mut command, _removed) = crate::support::NamedRun::command_of(&cli);
     command
-        .args(["run", "--rm", "--label", "io.perstack.sandbox.managed=true"])
+        .args(["--label", "io.perstack.sandbox.managed=true"])
         .args(options)
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id));
@@ -102,6 +105,19 @@ pub fn docker_run_with(
         .stdin(Stdio::null())
         .output()
         .expect("docker run")
+}
+
+/// The client that runs a container with `options`: the docker CLI, except for a seccomp
+/// profile on Podman. The docker CLI sends a profile file's content, which Podman 4.3's Docker
+/// endpoint reads as the path of a file; Podman's own client sends the path, which its service
+/// (on this machine) reads.
+fn cli_for(options: &[&str]) -> Vec<String> {
+    let seccomp = options.iter().any(|o| o.starts_with("seccomp="));
+    if !seccomp || perstack_sandbox::test_support::http::default_bridge() != "podman" {
+        return vec!["docker".into()];
+    }
+    let host = std::env::var("DOCKER_HOST").expect("DOCKER_HOST names the Podman service");
+    vec!["podman".into(), "--url".into(), host]
 }
 
 /// Every stdout line as JSON; panics naming a line that is not.
