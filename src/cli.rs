@@ -500,6 +500,11 @@ pub struct BuildArgs {
     /// skill, which plain `docker run IMAGE "query"` runs (tagged with each --tag).
     #[arg(long)]
     pub standalone: bool,
+    /// The base of the standalone image (default: the one base its skills' images share, e.g.
+    /// `[sandbox] pythonImage` for `uvx` skills; `scratch` when none needs one). Needed when
+    /// skills need different bases: name one image with every runtime they need.
+    #[arg(long, value_name = "IMAGE", requires = "standalone")]
+    pub standalone_base: Option<String>,
 
     /// perstack.toml to use (default: the nearest one in this folder or a parent).
     #[arg(long, value_name = "PATH")]

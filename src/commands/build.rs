@@ -344,7 +344,8 @@ async fn standalone(
         inputs.digest.clone(),
         BTreeMap::new(),
     );
-    let spec = crate::standalone::image::standalone_image(run_plan, &manifest)?;
+    let base = crate::standalone::image::choose_base(run_plan, args.standalone_base.as_deref())?;
+    let spec = crate::standalone::image::standalone_image(run_plan, &manifest, &base)?;
     let docker = DockerClient::connect().await?;
     let (tag, _) = ensure(&docker, &spec, args.verbose).await?;
     let mut made = Vec::new();

@@ -518,7 +518,7 @@ fn probe_image() -> ImageSpec {
         }],
         config: ImageConfig::default(),
         labels: base_labels(ImageRole::Runtime),
-        install: None,
+        install: vec![],
         recipe: None,
     }
 }

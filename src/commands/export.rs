@@ -107,6 +107,7 @@ async fn image(args: &ExportKubernetesArgs) -> Result<String, ExportError> {
                 tags: vec![push_to.clone()],
                 push: true,
                 standalone: false,
+                standalone_base: None,
                 config: args.config.clone(),
                 verbose: false,
                 frozen_lockfile: false,

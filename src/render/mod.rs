@@ -32,8 +32,8 @@ use tokio::sync::mpsc;
 
 use crate::contract::supervision::HOST_LINE_PREFIX;
 use crate::event::{
-    BuildStage, Checkpoint, ContainerStatus, Event, EventBody, RUNTIME_WARNING_PREFIX, RunPayload,
-    RuntimePayload, ToolResult,
+    BuildStage, Checkpoint, ContainerStatus, Event, EventBody, Message, RUNTIME_WARNING_PREFIX,
+    RunPayload, RuntimePayload, ToolCall, ToolResult,
 };
 
 use progress::BuildBars;
@@ -541,196 +541,262 @@ pub(crate) fn render(event: &Event, verbose: bool) -> Option<String> {
 /// [`render`], with one-line items (texts, arguments, results) clipped to `inline` characters.
 fn render_clipped(event: &Event, verbose: bool, inline: usize) -> Option<String> {
     match &event.body {
-        EventBody::Runtime(payload) => match payload {
-            RuntimePayload::InitializeRuntime {
-                expert_name,
-                model,
-                max_steps,
-                ..
-            } => Some(format!(
-                "▸ running {expert_name} · model {model} · up to {} steps",
-                max_steps
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| "∞".into())
-            )),
-            RuntimePayload::SkillConnected {
-                skill_name,
-                server_info,
-                total_duration_ms,
-                ..
-            } => Some(format!(
-                "▸ skill {skill_name} connected{}{}",
-                server_info
-                    .as_ref()
-                    .map(|s| format!(" ({} {})", s.name, s.version))
-                    .unwrap_or_default(),
-                total_duration_ms
-                    .map(|ms| format!(" in {ms} ms"))
-                    .unwrap_or_default()
-            )),
-            RuntimePayload::SkillStarting {
-                skill_name,
-                workspace: Some(grant),
-                ..
-            } => Some(format!(
-                "▸ skill {skill_name} has the workspace ({grant}) at /workspace"
-            )),
-            // The controller says it on stderr, in either mode (`Notice::TrustedInputChanged`).
-            RuntimePayload::SkillStarting { .. }
-            | RuntimePayload::SkillDisconnected { .. }
-            | RuntimePayload::TrustedInputChanged { .. }
-            | RuntimePayload::ToolDefinitions { .. } => None,
-            RuntimePayload::SkillStderr {
-                skill_name,
-                message,
-            } => verbose.then(|| format!("  [{skill_name}] {message}")),
-            RuntimePayload::DockerBuildProgress {
-                stage,
-                service,
-                message,
-                ..
-            } => match stage {
-                BuildStage::Complete | BuildStage::Error => Some(format!("▸ {service}: {message}")),
-                // Without --verbose only the controller's own "Building image …" line shows;
-                // builder output lines are only emitted with --verbose.
-                BuildStage::Building | BuildStage::Pulling
-                    if verbose || message.starts_with("Building image") =>
-                {
-                    Some(format!("  {service}: {message}"))
-                }
-                _ => None,
-            },
-            RuntimePayload::DockerContainerStatus {
-                status,
-                service,
-                message,
-            } => match status {
-                ContainerStatus::Error | ContainerStatus::Unhealthy => Some(format!(
-                    "✘ {service}: {}",
-                    message.as_deref().unwrap_or("container failed")
-                )),
-                _ if verbose => Some(format!(
-                    "  {service}: {}",
-                    message
-                        .clone()
-                        .unwrap_or_else(|| format!("{status:?}").to_lowercase())
-                )),
-                _ => None,
-            },
-            RuntimePayload::ProxyAccess {
-                action,
-                domain,
-                port,
-                reason,
-                client,
-            } => verbose.then(|| {
-                format!(
-                    "  proxy: {} {domain}:{port}{}{}",
-                    format!("{action:?}").to_lowercase(),
-                    client
-                        .as_ref()
-                        .map(|c| format!(" for {c}"))
-                        .unwrap_or_default(),
-                    reason
-                        .as_ref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                )
-            }),
-        },
+        EventBody::Runtime(payload) => runtime_event_line(payload, verbose),
         EventBody::Run {
             expert_key,
             step_number,
             payload,
-        } => match payload {
-            RunPayload::StartGeneration { .. } => {
-                verbose.then(|| format!("  {expert_key} · step {step_number} · thinking…"))
-            }
-            RunPayload::CallTools {
-                tool_calls,
-                new_message,
-                ..
-            } => {
-                let mut lines: Vec<String> = new_message
-                    .contents
-                    .iter()
-                    .filter_map(|p| p.as_text())
-                    .filter(|t| !t.trim().is_empty())
-                    .map(|t| format!("  {}", clip(t, inline)))
-                    .collect();
-                for call in tool_calls {
-                    let args = match &call.args {
-                        Value::Object(map) if map.is_empty() => String::new(),
-                        other => format!(" {}", clip(&other.to_string(), inline)),
-                    };
-                    lines.push(format!("● step {step_number} · {}{args}", call.tool_name));
-                }
-                Some(lines.join("\n"))
-            }
-            RunPayload::ResolveToolResults { tool_results } => Some(
-                tool_results
-                    .iter()
-                    .map(|r| format!("  ↳ {}", clip(&result_text(r), inline)))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
-            RunPayload::Retry { reason, .. } => Some(format!("  ↻ retry: {reason}")),
-            RunPayload::StartRun {
-                initial_checkpoint,
-                input_messages,
-            } => initial_checkpoint.delegated_by.as_ref().and_then(|by| {
-                // A child run: say who asked what. (A resumed parent has no new input.)
-                let query = input_messages
-                    .last()?
-                    .contents
-                    .iter()
-                    .find_map(|p| p.as_text())?;
-                Some(format!(
-                    "▸ {expert_key} (delegated by {}): {}",
-                    by.expert.key,
-                    clip(query, inline)
-                ))
-            }),
-            RunPayload::CompleteRun {
-                text, checkpoint, ..
-            } if checkpoint.delegated_by.is_some() => Some(format!(
-                "  ↳ {expert_key} answered in step {step_number}: {}",
-                clip(text, inline)
-            )),
-            RunPayload::CompleteStreamingReasoning { text } => {
-                verbose.then(|| format!("  {expert_key} thought: {}", clip(text, inline)))
-            }
-            RunPayload::CallInteractiveTool { tool_call, .. } => Some(format!(
-                "? {} asks via {}: {}",
-                expert_key,
-                tool_call.tool_name,
-                clip(&tool_call.args.to_string(), inline)
-            )),
-            RunPayload::CompleteRun {
-                text, checkpoint, ..
-            } => Some(format!(
-                "✔ {expert_key} completed in {step_number} step{} ({} tokens)\n\n{text}",
-                if *step_number == 1 { "" } else { "s" },
-                checkpoint.usage.total_tokens
-            )),
-            RunPayload::StopRunByError { error, .. } => Some(format!(
-                "✘ {expert_key} stopped by error: {}{}",
-                error.message,
-                error
-                    .status_code
-                    .map(|s| format!(" (HTTP {s})"))
-                    .unwrap_or_default()
-            )),
-            RunPayload::StopRunByExceededMaxSteps { .. } => Some(format!(
-                "■ {expert_key} stopped: reached the step limit ({step_number})"
-            )),
-            RunPayload::StopRunByInteractiveTool { .. } => {
-                Some(format!("■ {expert_key} is waiting for your answer"))
-            }
-            // Streaming deltas and the other state events have no line of their own.
-            _ => None,
-        },
+        } => run_event_line(expert_key, *step_number, payload, verbose, inline),
     }
+}
+
+/// The line of an event of the machinery: what runs, skills, image builds, containers and the
+/// proxy.
+fn runtime_event_line(payload: &RuntimePayload, verbose: bool) -> Option<String> {
+    match payload {
+        RuntimePayload::InitializeRuntime {
+            expert_name,
+            model,
+            max_steps,
+            ..
+        } => Some(format!(
+            "▸ running {expert_name} · model {model} · up to {} steps",
+            max_steps
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "∞".into())
+        )),
+        RuntimePayload::SkillConnected {
+            skill_name,
+            server_info,
+            total_duration_ms,
+            ..
+        } => Some(format!(
+            "▸ skill {skill_name} connected{}{}",
+            server_info
+                .as_ref()
+                .map(|s| format!(" ({} {})", s.name, s.version))
+                .unwrap_or_default(),
+            total_duration_ms
+                .map(|ms| format!(" in {ms} ms"))
+                .unwrap_or_default()
+        )),
+        RuntimePayload::SkillStarting {
+            skill_name,
+            workspace: Some(grant),
+            ..
+        } => Some(format!(
+            "▸ skill {skill_name} has the workspace ({grant}) at /workspace"
+        )),
+        // The controller says it on stderr, in either mode (`Notice::TrustedInputChanged`).
+        RuntimePayload::SkillStarting { .. }
+        | RuntimePayload::SkillDisconnected { .. }
+        | RuntimePayload::TrustedInputChanged { .. }
+        | RuntimePayload::ToolDefinitions { .. } => None,
+        RuntimePayload::SkillStderr {
+            skill_name,
+            message,
+        } => verbose.then(|| format!("  [{skill_name}] {message}")),
+        RuntimePayload::DockerBuildProgress {
+            stage,
+            service,
+            message,
+            ..
+        } => build_line(*stage, service, message, verbose),
+        RuntimePayload::DockerContainerStatus {
+            status,
+            service,
+            message,
+        } => container_line(status, service, message.as_deref(), verbose),
+        RuntimePayload::ProxyAccess { .. } => verbose.then(|| proxy_line(payload)).flatten(),
+    }
+}
+
+/// An image build's line: its end always; its start, and with `verbose` the builder's lines.
+fn build_line(stage: BuildStage, service: &str, message: &str, verbose: bool) -> Option<String> {
+    match stage {
+        BuildStage::Complete | BuildStage::Error => Some(format!("▸ {service}: {message}")),
+        // Without --verbose only the controller's own "Building image …" line shows;
+        // builder output lines are only emitted with --verbose.
+        BuildStage::Building | BuildStage::Pulling
+            if verbose || message.starts_with("Building image") =>
+        {
+            Some(format!("  {service}: {message}"))
+        }
+        _ => None,
+    }
+}
+
+/// A container's line: a failure always, any other status with `verbose`.
+fn container_line(
+    status: &ContainerStatus,
+    service: &str,
+    message: Option<&str>,
+    verbose: bool,
+) -> Option<String> {
+    match status {
+        ContainerStatus::Error | ContainerStatus::Unhealthy => Some(format!(
+            "✘ {service}: {}",
+            message.unwrap_or("container failed")
+        )),
+        _ if verbose => Some(format!(
+            "  {service}: {}",
+            message.map_or_else(|| format!("{status:?}").to_lowercase(), str::to_string)
+        )),
+        _ => None,
+    }
+}
+
+/// What the proxy allowed or denied, for whom and why.
+fn proxy_line(payload: &RuntimePayload) -> Option<String> {
+    let RuntimePayload::ProxyAccess {
+        action,
+        domain,
+        port,
+        reason,
+        client,
+    } = payload
+    else {
+        return None;
+    };
+    Some(format!(
+        "  proxy: {} {domain}:{port}{}{}",
+        format!("{action:?}").to_lowercase(),
+        client
+            .as_ref()
+            .map(|c| format!(" for {c}"))
+            .unwrap_or_default(),
+        reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    ))
+}
+
+/// The line of an event of the agent loop of `expert_key`'s run, at `step_number`.
+fn run_event_line(
+    expert_key: &str,
+    step_number: u32,
+    payload: &RunPayload,
+    verbose: bool,
+    inline: usize,
+) -> Option<String> {
+    match payload {
+        RunPayload::StartGeneration { .. } => {
+            verbose.then(|| format!("  {expert_key} · step {step_number} · thinking…"))
+        }
+        RunPayload::CallTools {
+            tool_calls,
+            new_message,
+            ..
+        } => Some(tool_call_lines(
+            new_message,
+            tool_calls,
+            step_number,
+            inline,
+        )),
+        RunPayload::ResolveToolResults { tool_results } => Some(
+            tool_results
+                .iter()
+                .map(|r| format!("  ↳ {}", clip(&result_text(r), inline)))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        RunPayload::Retry { reason, .. } => Some(format!("  ↻ retry: {reason}")),
+        RunPayload::StartRun {
+            initial_checkpoint,
+            input_messages,
+        } => delegated_start_line(expert_key, initial_checkpoint, input_messages, inline),
+        RunPayload::CompleteRun {
+            text, checkpoint, ..
+        } if checkpoint.delegated_by.is_some() => Some(format!(
+            "  ↳ {expert_key} answered in step {step_number}: {}",
+            clip(text, inline)
+        )),
+        RunPayload::CompleteStreamingReasoning { text } => {
+            verbose.then(|| format!("  {expert_key} thought: {}", clip(text, inline)))
+        }
+        RunPayload::CallInteractiveTool { tool_call, .. } => Some(format!(
+            "? {} asks via {}: {}",
+            expert_key,
+            tool_call.tool_name,
+            clip(&tool_call.args.to_string(), inline)
+        )),
+        // Streaming deltas and the other state events have no line of their own.
+        _ => end_line(expert_key, step_number, payload),
+    }
+}
+
+/// The line of a run's end: completed (with its answer), stopped by an error, by the step
+/// limit, or waiting for an answer; `None` for any other event.
+fn end_line(expert_key: &str, step_number: u32, payload: &RunPayload) -> Option<String> {
+    match payload {
+        RunPayload::CompleteRun {
+            text, checkpoint, ..
+        } => Some(format!(
+            "✔ {expert_key} completed in {step_number} step{} ({} tokens)\n\n{text}",
+            if step_number == 1 { "" } else { "s" },
+            checkpoint.usage.total_tokens
+        )),
+        RunPayload::StopRunByError { error, .. } => Some(format!(
+            "✘ {expert_key} stopped by error: {}{}",
+            error.message,
+            error
+                .status_code
+                .map(|s| format!(" (HTTP {s})"))
+                .unwrap_or_default()
+        )),
+        RunPayload::StopRunByExceededMaxSteps { .. } => Some(format!(
+            "■ {expert_key} stopped: reached the step limit ({step_number})"
+        )),
+        RunPayload::StopRunByInteractiveTool { .. } => {
+            Some(format!("■ {expert_key} is waiting for your answer"))
+        }
+        _ => None,
+    }
+}
+
+/// The text the model wrote with its tool calls, then one line per call.
+fn tool_call_lines(
+    new_message: &Message,
+    tool_calls: &[ToolCall],
+    step_number: u32,
+    inline: usize,
+) -> String {
+    let mut lines: Vec<String> = new_message
+        .contents
+        .iter()
+        .filter_map(|p| p.as_text())
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| format!("  {}", clip(t, inline)))
+        .collect();
+    for call in tool_calls {
+        let args = match &call.args {
+            Value::Object(map) if map.is_empty() => String::new(),
+            other => format!(" {}", clip(&other.to_string(), inline)),
+        };
+        lines.push(format!("● step {step_number} · {}{args}", call.tool_name));
+    }
+    lines.join("\n")
+}
+
+/// A child run's start: who asked what. (A resumed parent, or a run of no one's, has none.)
+fn delegated_start_line(
+    expert_key: &str,
+    initial_checkpoint: &Checkpoint,
+    input_messages: &[Message],
+    inline: usize,
+) -> Option<String> {
+    let by = initial_checkpoint.delegated_by.as_ref()?;
+    let query = input_messages
+        .last()?
+        .contents
+        .iter()
+        .find_map(|p| p.as_text())?;
+    Some(format!(
+        "▸ {expert_key} (delegated by {}): {}",
+        by.expert.key,
+        clip(query, inline)
+    ))
 }
 
 /// Colors the line markers when `color` is on.

@@ -30,6 +30,9 @@ pub(crate) const CACHE_OF: &str = "io.perstack.sandbox.cache-of";
 pub(crate) const PLACEHOLDERS: &str = "io.perstack.sandbox.placeholders";
 /// On a standalone image (`build --standalone`): `true`; its ENTRYPOINT runs the Expert.
 pub(crate) const STANDALONE: &str = "io.perstack.sandbox.standalone";
+/// A standalone image's base: the image its skills' runtimes (Python, Node) come from, or
+/// `scratch`.
+pub(crate) const STANDALONE_BASE: &str = "io.perstack.sandbox.standalone-base";
 /// The Expert an image belongs to.
 pub(crate) const EXPERT: &str = "io.perstack.expert";
 /// That Expert's version.

@@ -1,18 +1,27 @@
 //! The standalone image (`build --standalone`): every file of every image of the plan on one
-//! `scratch` root — our binary (root-owned, mode 0711, so the processes it becomes stay
-//! non-dumpable), the runtime spec, the CA bundle, the version's manifest at
-//! [`MANIFEST_PATH`] — with the supervisor as ENTRYPOINT and the version's labels.
+//! base — our binary (root-owned, mode 0711, so the processes it becomes stay non-dumpable), the
+//! runtime spec, the CA bundle, the version's manifest at [`MANIFEST_PATH`] — with the
+//! supervisor as ENTRYPOINT and the version's labels.
+//!
+//! Skills whose commands fetch packages (`uvx`, `npx`) get them at build time as in their own
+//! images, one install stage per skill, each installing into the skill's own folder
+//! ([`skill_root`]) so that no two skills share a file. The base is the one their images would
+//! have had ([`choose_base`]): `scratch` when no image of the plan needs one.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::MANIFEST_PATH;
+use super::{MANIFEST_PATH, skill_root};
 
 /// The name-service configuration of our other images (`images/nsswitch.conf`).
 const NSSWITCH_PATH: &str = "/etc/nsswitch.conf";
-use crate::contract::paths::{BINARY_PATH, SCRATCH_PATH};
-use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels, slug};
+/// Our users and groups for `scratch` images; a real base keeps its own.
+const PASSWD_PATHS: [&str; 2] = ["/etc/passwd", "/etc/group"];
+use crate::contract::paths::{BINARY_PATH, SCRATCH_PATH, SKILL_FILES_DIR};
+use crate::sandbox::images::{
+    ContextFile, ImageConfig, ImageRole, ImageSpec, InstallStage, base_labels, slug,
+};
 use crate::sandbox::labels;
 use crate::sandbox::plan::RunPlan;
 use crate::sandbox::versioned::Manifest;
@@ -20,21 +29,37 @@ use crate::sandbox::versioned::Manifest;
 /// Why a plan cannot become one standalone image.
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneImageError {
-    /// An image of the plan is not on `scratch` (a `uvx`/`npx` skill, a base image, a
-    /// Dockerfile).
+    /// A skill's image is built from the user's own Dockerfile.
     #[error(
-        "{service} needs the base image `{base}`{install}; a standalone image holds only skills \
-         that run on perstack-sandbox's own `scratch` root so far. Run this Expert in the \
+        "{service} is built from its own Dockerfile ([sandbox.skills] dockerfile), which a \
+         standalone image cannot hold beside the other skills. Run this Expert in the \
          multi-container mode instead: perstack-sandbox build --tag REF, then perstack-sandbox \
          run --image REF \"<query>\""
     )]
-    NotScratch {
+    OwnRecipe {
         /// The service of the image.
         service: String,
-        /// Its base.
-        base: String,
-        /// What it installs, if anything.
-        install: String,
+    },
+    /// A skill runs files from the config's folder.
+    #[error(
+        "{service} runs files from perstack.toml's folder, which a standalone image does not \
+         hold yet (its supervisor plans the run without that folder). Run this Expert in the \
+         multi-container mode instead: perstack-sandbox build --tag REF, then perstack-sandbox \
+         run --image REF \"<query>\""
+    )]
+    LocalFiles {
+        /// The service of the image.
+        service: String,
+    },
+    /// The plan's images need different bases and none was chosen.
+    #[error(
+        "the skills need different base images: {bases}. A standalone image has one base: pass \
+         --standalone-base IMAGE naming an image that has every runtime they need (e.g. Node \
+         with python3 and python3-venv)"
+    )]
+    SeveralBases {
+        /// Each base with the services that need it.
+        bases: String,
     },
     /// Two images put different contents at one path.
     #[error("{path} differs between the images of {first} and {second}")]
@@ -46,49 +71,60 @@ pub enum StandaloneImageError {
         /// The other.
         second: String,
     },
+    /// Two skills' own folders would be one.
+    #[error(
+        "{first} and {second} would share the folder {root} in the standalone image; rename one \
+         of the skills"
+    )]
+    SharedRoot {
+        /// The folder.
+        root: String,
+        /// The services of the two images.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// The manifest could not be serialized.
     #[error("cannot write the version's manifest: {0}")]
     Manifest(#[from] serde_json::Error),
 }
 
-/// The one image holding the plan's images, tagged `perstack-sandbox/standalone-<expert>`.
+/// The base of the standalone image: `chosen` (`--standalone-base`), else the one base the plan's
+/// images other than `scratch` share, else `scratch`.
+pub(crate) fn choose_base(
+    plan: &RunPlan,
+    chosen: Option<&str>,
+) -> Result<String, StandaloneImageError> {
+    if let Some(chosen) = chosen {
+        return Ok(chosen.to_string());
+    }
+    let mut bases: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for image in plan.images.iter().filter(|i| !i.is_scratch()) {
+        bases.entry(&image.base).or_default().push(&image.service);
+    }
+    match bases.len() {
+        0 => Ok("scratch".to_string()),
+        1 => Ok(bases.keys().map(|b| b.to_string()).collect()),
+        _ => Err(StandaloneImageError::SeveralBases {
+            bases: bases
+                .iter()
+                .map(|(base, services)| format!("`{base}` ({})", services.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// The one image holding the plan's images on `base` ([`choose_base`]), tagged
+/// `perstack-sandbox/standalone-<expert>`.
 pub(crate) fn standalone_image(
     plan: &RunPlan,
     manifest: &Manifest,
+    base: &str,
 ) -> Result<ImageSpec, StandaloneImageError> {
-    let labels_map = manifest.labels()?;
-    let mut files: BTreeMap<String, (String, ContextFile)> = BTreeMap::new();
-    for image in &plan.images {
-        if image.base != "scratch" || image.install.is_some() || image.recipe.is_some() {
-            return Err(StandaloneImageError::NotScratch {
-                service: image.service.clone(),
-                base: image.base.clone(),
-                install: image
-                    .install
-                    .as_ref()
-                    .map(|_| " and installs packages".to_string())
-                    .unwrap_or_default(),
-            });
-        }
-        for file in &image.files {
-            match files.get(&file.path) {
-                Some((first, kept)) if kept.contents != file.contents => {
-                    return Err(StandaloneImageError::Conflict {
-                        path: file.path.clone(),
-                        first: first.clone(),
-                        second: image.service.clone(),
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    files.insert(file.path.clone(), (image.service.clone(), file.clone()));
-                }
-            }
-        }
-    }
-    // The images' `hosts: files` would keep the proxy, the one principal that resolves names,
-    // from asking the container's resolver; the others cannot (no UDP socket) and fail at once.
-    files.remove(NSSWITCH_PATH);
+    let mut labels_map = manifest.labels()?;
+    labels_map.insert(labels::STANDALONE_BASE.to_string(), base.to_string());
+    let Merged { files, install } = merge(plan, base)?;
     let mut files: Vec<ContextFile> = files.into_values().map(|(_, f)| f).collect();
     for file in &mut files {
         if file.path == BINARY_PATH {
@@ -105,17 +141,19 @@ pub(crate) fn standalone_image(
     let mut image_labels = base_labels(ImageRole::Runtime);
     image_labels.extend(labels_map);
     image_labels.insert(labels::STANDALONE.to_string(), "true".to_string());
+    let mut env = vec![("HOME".to_string(), "/tmp".to_string())];
+    if base == "scratch" {
+        // A real base keeps its own PATH (its interpreters' folders).
+        env.insert(0, ("PATH".to_string(), SCRATCH_PATH.to_string()));
+    }
     Ok(ImageSpec {
         role: ImageRole::Runtime,
         service: "standalone".into(),
         repository: format!("perstack-sandbox/standalone-{}", slug(&manifest.expert)),
-        base: "scratch".into(),
+        base: base.to_string(),
         files,
         config: ImageConfig {
-            env: vec![
-                ("PATH".to_string(), SCRATCH_PATH.to_string()),
-                ("HOME".to_string(), "/tmp".to_string()),
-            ],
+            env,
             // Root, so that the supervisor can give each principal a uid of its own; it drops
             // every capability for each of them.
             user: None,
@@ -123,7 +161,103 @@ pub(crate) fn standalone_image(
             entrypoint: vec![BINARY_PATH.to_string(), "standalone".to_string()],
         },
         labels: image_labels,
-        install: None,
+        install,
         recipe: None,
     })
+}
+
+/// The plan's images as one: their files by path (with the service they came from), each
+/// skill's under its own folder, and their install stages, installing there.
+struct Merged {
+    files: BTreeMap<String, (String, ContextFile)>,
+    install: Vec<InstallStage>,
+}
+
+fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
+    let mut merged = Merged {
+        files: BTreeMap::new(),
+        install: Vec::new(),
+    };
+    let mut roots: BTreeMap<String, &str> = BTreeMap::new();
+    for image in &plan.images {
+        if image.recipe.is_some() {
+            return Err(StandaloneImageError::OwnRecipe {
+                service: image.service.clone(),
+            });
+        }
+        if image.files.iter().any(|f| is_local_file(&f.path)) {
+            return Err(StandaloneImageError::LocalFiles {
+                service: image.service.clone(),
+            });
+        }
+        let root = skill_root::own_folder(image);
+        if let Some(root) = &root
+            && let Some(first) = roots.insert(root.clone(), &image.service)
+        {
+            return Err(StandaloneImageError::SharedRoot {
+                root: root.clone(),
+                first: first.to_string(),
+                second: image.service.clone(),
+            });
+        }
+        let moved = |path: &str| match &root {
+            Some(root) => skill_root::relocate(path, root),
+            None => path.to_string(),
+        };
+        for file in &image.files {
+            let file = ContextFile {
+                path: moved(&file.path),
+                ..file.clone()
+            };
+            add_file(&mut merged.files, &image.service, file)?;
+        }
+        merged
+            .install
+            .extend(image.install.iter().map(|stage| InstallStage {
+                install: crate::sandbox::packages::Install {
+                    packages: stage.install.packages.iter().map(|p| moved(p)).collect(),
+                    ..stage.install.clone()
+                },
+                local_files: stage.local_files.iter().map(|p| moved(p)).collect(),
+                prefix: moved(&stage.prefix),
+                ..stage.clone()
+            }));
+    }
+    // The images' `hosts: files` would keep the proxy, the one principal that resolves names,
+    // from asking the container's resolver; the others cannot (no UDP socket) and fail at once.
+    merged.files.remove(NSSWITCH_PATH);
+    if base != "scratch" {
+        for path in PASSWD_PATHS {
+            merged.files.remove(path);
+        }
+    }
+    Ok(merged)
+}
+
+/// Adds `file` of `service`'s image, unless another image has the same file there already.
+fn add_file(
+    files: &mut BTreeMap<String, (String, ContextFile)>,
+    service: &str,
+    file: ContextFile,
+) -> Result<(), StandaloneImageError> {
+    match files.get(&file.path) {
+        Some((first, kept)) if kept.contents != file.contents => {
+            Err(StandaloneImageError::Conflict {
+                path: file.path.clone(),
+                first: first.clone(),
+                second: service.to_string(),
+            })
+        }
+        Some(_) => Ok(()),
+        None => {
+            files.insert(file.path.clone(), (service.to_string(), file));
+            Ok(())
+        }
+    }
+}
+
+/// A path where a skill's image keeps its files from the config's folder.
+fn is_local_file(path: &str) -> bool {
+    path.strip_prefix(SKILL_FILES_DIR)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }

@@ -17,6 +17,7 @@ pub(crate) mod image;
 pub(crate) mod prepare;
 pub(crate) mod principals;
 pub(crate) mod report;
+pub(crate) mod skill_root;
 pub(crate) mod supervise;
 
 use crate::cli::StandaloneArgs;

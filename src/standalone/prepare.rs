@@ -22,6 +22,7 @@ use crate::jobs::{
 };
 use crate::sandbox::engine::workspace_user::workspace_user;
 use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::labels::STANDALONE_BASE;
 use crate::sandbox::plan::{Resume, RunPlan, RunRequest};
 use crate::sandbox::preflight::Preflight;
 use crate::sandbox::versioned::Manifest;
@@ -43,11 +44,13 @@ pub(crate) struct Prepared {
     pub store: JobStore,
     /// Its redacted run setting.
     pub run_setting: RunSetting,
+    /// The image's base (where the skills' interpreters come from), as its labels say.
+    pub base: String,
 }
 
 /// Reads the image, checks the run and plans it.
 pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError> {
-    let (loaded, spec) = load_image()?;
+    let (loaded, spec, base) = load_image()?;
     let expert = spec.expert_key.clone();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let flags = SettingFlags {
@@ -158,6 +161,7 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         job,
         store,
         run_setting,
+        base,
     })
 }
 
@@ -165,8 +169,8 @@ fn run_error(error: impl std::fmt::Display) -> StandaloneError {
     StandaloneError::Run(error.to_string())
 }
 
-/// The config and spec baked into the image at build time.
-fn load_image() -> Result<(LoadedConfig, RuntimeSpec), StandaloneError> {
+/// The config, spec and base baked into the image at build time.
+fn load_image() -> Result<(LoadedConfig, RuntimeSpec, String), StandaloneError> {
     let read = |path: &str| {
         std::fs::read(path).map_err(|e| {
             StandaloneError::Image(format!(
@@ -181,9 +185,14 @@ fn load_image() -> Result<(LoadedConfig, RuntimeSpec), StandaloneError> {
         .map_err(|e| StandaloneError::Image(format!("{MANIFEST_PATH}: {e}")))?;
     let manifest = Manifest::from_labels(ORIGIN, &labels).map_err(image_error)?;
     let config = manifest.config(ORIGIN, &spec).map_err(image_error)?;
+    let base = labels
+        .get(STANDALONE_BASE)
+        .cloned()
+        .unwrap_or_else(|| "scratch".to_string());
     Ok((
         LoadedConfig::from_config(PathBuf::from(ORIGIN), config),
         spec,
+        base,
     ))
 }
 

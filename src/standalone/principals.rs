@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::egress::{Tokens, with_proxy_url};
+use super::skill_root;
 use crate::confine::policy::{FsRules, Identity, NetRules, Policy, TcpConnect};
-use crate::contract::paths::{SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
+use crate::contract::paths::{SCRATCH_PATH, SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
 use crate::contract::proxy::PROXY_CONFIG_VAR;
 use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID};
 use crate::proxy::PROXY_PORT;
@@ -48,6 +49,9 @@ pub(crate) struct Principal {
     pub home: PathBuf,
     /// What to write to its stdin, then close it (the runtime of a continued run).
     pub stdin: Option<String>,
+    /// A skill's own folder in the image (its packages and files, [`skill_root`]), which it
+    /// alone may read.
+    pub own_files: Option<PathBuf>,
 }
 
 /// How the principals' identities are chosen.
@@ -150,14 +154,34 @@ fn principal(
         .images
         .get(container.image)
         .ok_or_else(|| format!("{}: the plan has no image for it", container.service))?;
-    let mut argv = image.config.entrypoint.clone();
-    argv.extend(container.cmd.iter().cloned());
+    // A skill's packages and files are in its own folder here, not where its image has them.
+    let root = skill_root::own_folder(image);
+    let moved = |text: &String| match &root {
+        Some(root) => skill_root::relocate(text, root),
+        None => text.clone(),
+    };
+    let argv: Vec<String> = image
+        .config
+        .entrypoint
+        .iter()
+        .chain(&container.cmd)
+        .map(moved)
+        .collect();
     let home = state.join("home").join(format!("{n}"));
-    let mut env: BTreeMap<String, String> = image.config.env.iter().cloned().collect();
-    env.extend(container.env.iter().cloned());
+    let mut env: BTreeMap<String, String> = image
+        .config
+        .env
+        .iter()
+        .chain(&container.env)
+        .map(|(name, value)| (name.clone(), moved(value)))
+        .collect();
     for name in ["HOME", "TMPDIR"] {
         env.insert(name.to_string(), home.display().to_string());
     }
+    // An image on a real base has its base's PATH, which the principal's exact environment
+    // would not carry.
+    env.entry("PATH".to_string())
+        .or_insert_with(|| SCRATCH_PATH.to_string());
     let (identity, uid_gid) = match identities.switch {
         true => (
             Identity::Switch {
@@ -174,6 +198,10 @@ fn principal(
     policy.env = env;
     policy.filesystem = FsRules::system();
     policy.filesystem.read_write.push(home.clone());
+    if let Some(root) = &root {
+        // Its interpreters' packages and its scripts: read and execute, never write.
+        policy.filesystem.executable.push(root.into());
+    }
     if mounts_workspace(container) {
         policy.filesystem.read_write.push(WORKSPACE_MOUNT.into());
         // Programs the base tools' `exec` runs may live in the workspace.
@@ -183,12 +211,17 @@ fn principal(
     Ok(Principal {
         service: container.service.clone(),
         argv,
-        workdir: image.config.workdir.as_ref().map(PathBuf::from),
+        workdir: image
+            .config
+            .workdir
+            .as_ref()
+            .map(|w| PathBuf::from(moved(w))),
         policy,
         uid_gid,
         socket_dir: None,
         home,
         stdin: container.stdin.clone(),
+        own_files: root.map(PathBuf::from),
     })
 }
 

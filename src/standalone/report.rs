@@ -29,11 +29,12 @@ pub(crate) fn check_kernel(allow_weaker: bool) -> Result<Protections, Standalone
     Ok(protections)
 }
 
-/// The `isolationReport` event: what the kernel offers, what is missing, and what holds for
-/// each principal.
+/// The `isolationReport` event: the image's base (whose programs every principal may run), what
+/// the kernel offers, what is missing, and what holds for each principal.
 pub(crate) fn event_line(
     job_id: &str,
     run_id: &str,
+    base: &str,
     protections: &Protections,
     enforced: &[Enforcement],
 ) -> String {
@@ -48,6 +49,7 @@ pub(crate) fn event_line(
         "timestamp": crate::ids::now_ms(),
         "jobId": job_id,
         "runId": run_id,
+        "base": base,
         "kernel": protections,
         "missing": missing,
         "principals": enforced,

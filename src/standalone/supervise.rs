@@ -40,6 +40,7 @@ pub(crate) async fn supervise(
         job,
         store,
         run_setting,
+        base,
     } = prepared;
     let identities = Identities {
         switch: protections.can_switch_uid,
@@ -68,11 +69,12 @@ pub(crate) async fn supervise(
     let started = start_all(&confiner, &all, &job_id, &run_id, &output).await;
     let code = match started {
         Ok((mut skills, runtime, enforced)) => {
+            eprintln!("perstack-sandbox: base image: {base}");
             for line in report::human_lines(&enforced) {
                 eprintln!("{line}");
             }
             output.relayed(
-                report::event_line(&job_id, &run_id, protections, &enforced),
+                report::event_line(&job_id, &run_id, &base, protections, &enforced),
                 None,
             );
             let code = relay(runtime, &output, &recorder, &plan.spec.expert_key).await;
@@ -107,6 +109,11 @@ fn make_folders(all: &[Principal], identities: Identities) -> Result<(), Standal
             identities.switch.then_some((uid, gid)),
             0o700,
         )?;
+        if let (Some(dir), true) = (&principal.own_files, identities.switch) {
+            // Its packages and files: its group may read them, nobody else (Landlock walls them
+            // off from the other principals besides; without a uid of its own, that alone does).
+            own_folder(dir, gid)?;
+        }
         if let Some(dir) = &principal.socket_dir {
             let (owner, mode) = match identities.switch {
                 true => (Some((uid, RUNTIME_GID)), 0o750),
@@ -116,6 +123,18 @@ fn make_folders(all: &[Principal], identities: Identities) -> Result<(), Standal
         }
     }
     Ok(())
+}
+
+/// A skill's own folder in the image: root's, the skill's group, mode 0750.
+fn own_folder(dir: &Path, gid: u32) -> Result<(), StandaloneError> {
+    let fail = |e: std::io::Error| {
+        StandaloneError::Start(format!(
+            "cannot make {} its skill's alone ({e}); the container's root must be writable",
+            dir.display()
+        ))
+    };
+    chown(dir, Some(0), Some(gid)).map_err(fail)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(fail)
 }
 
 fn make_folder(dir: &Path, owner: Option<(u32, u32)>, mode: u32) -> Result<(), StandaloneError> {

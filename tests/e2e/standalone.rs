@@ -5,10 +5,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use perstack_sandbox::test_support::docker::DockerGuard;
+use perstack_sandbox::test_support::docker::{DockerGuard, lines};
 use serde_json::Value;
 
-use crate::support::{JobGuard, binary, fixture, require_docker};
+use crate::support::npm_registry::{NpmPackage, NpmRegistry};
+use crate::support::{
+    BOOKWORM_NODE_IMAGE, JobGuard, binary, fixture, require_bookworm_image,
+    require_bookworm_node_image, require_docker,
+};
 
 /// A standalone image of `folder`'s Expert `expert`, removed when the guard drops.
 pub struct Image {
@@ -18,6 +22,11 @@ pub struct Image {
 
 /// Builds the standalone image of a fixture folder's Expert.
 pub fn build(folder: &Path, expert: &str) -> Image {
+    build_with(folder, expert, &[])
+}
+
+/// [`build`] with more options of `build` (`--standalone-base …`).
+pub fn build_with(folder: &Path, expert: &str, options: &[&str]) -> Image {
     let id = perstack_sandbox::test_support::internals::new_id();
     let repository = format!("psbx-e2e-standalone-{id}");
     let reference = format!("{repository}:1.0");
@@ -26,8 +35,12 @@ pub fn build(folder: &Path, expert: &str) -> Image {
     guard
         .repository(&repository)
         .repository(&format!("perstack-sandbox/standalone-{expert}"));
+    // The install stages of its skills' packages, which the engine keeps as build cache.
+    let stages = format!("label=io.perstack.sandbox.cache-of=perstack-sandbox/standalone-{expert}");
+    guard.images_found_by(move || lines(&["images", "-a", "-q", "--filter", &stages]));
     let built = Command::new(binary())
         .args(["build", expert, "--standalone", "--tag", &reference])
+        .args(options)
         .current_dir(folder)
         .stdin(Stdio::null())
         .output()
@@ -51,8 +64,8 @@ pub fn workspace() -> tempfile::TempDir {
     dir
 }
 
-/// `docker run --rm [-e NAME=VALUE…] -v WORKSPACE:/workspace IMAGE ARGS…`, labelled with the
-/// job guard's id so that nothing outlives the test.
+/// `docker run [-e NAME=VALUE…] -v WORKSPACE:/workspace IMAGE ARGS…`, labelled with the job
+/// guard's id, the container removed when it ends, so that nothing outlives the test.
 pub fn docker_run(
     image: &Image,
     job: &JobGuard,
@@ -72,9 +85,12 @@ pub fn docker_run_with(
     workspace: &Path,
     args: &[&str],
 ) -> Output {
-    let mut command = Command::new("docker");
+    // Not `--rm`: the exit status is read (see `NamedRun`).
+    let cli = cli_for(options);
+    let cli: Vec<&str> = cli.iter().map(String::as_str).collect();
+    let (mut command, _removed) = crate::support::NamedRun::command_of(&cli);
     command
-        .args(["run", "--rm", "--label", "io.perstack.sandbox.managed=true"])
+        .args(["--label", "io.perstack.sandbox.managed=true"])
         .args(options)
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id));
@@ -89,6 +105,19 @@ pub fn docker_run_with(
         .stdin(Stdio::null())
         .output()
         .expect("docker run")
+}
+
+/// The client that runs a container with `options`: the docker CLI, except for a seccomp
+/// profile on Podman. The docker CLI sends a profile file's content, which Podman 4.3's Docker
+/// endpoint reads as the path of a file; Podman's own client sends the path, which its service
+/// (on this machine) reads.
+fn cli_for(options: &[&str]) -> Vec<String> {
+    let seccomp = options.iter().any(|o| o.starts_with("seccomp="));
+    if !seccomp || perstack_sandbox::test_support::http::default_bridge() != "podman" {
+        return vec!["docker".into()];
+    }
+    let host = std::env::var("DOCKER_HOST").expect("DOCKER_HOST names the Podman service");
+    vec!["podman".into(), "--url".into(), host]
 }
 
 /// Every stdout line as JSON; panics naming a line that is not.
@@ -472,4 +501,141 @@ fn with_docker_run_t_it_shows_the_human_view_and_the_docker_run_that_continues()
         shown.contains("continue with: docker run … <image> --continue-job"),
         "{shown}"
     );
+}
+
+/// perstack.toml of an Expert with a `uvx` skill from PyPI, an `npx` skill from the test's npm
+/// registry, and an attacker that tries to read their installed files.
+fn write_packages_config(dir: &Path, registry: &str) {
+    let script = fixture("e2e/standalone-packages/script.toml");
+    let text = format!(
+        r#"model = "mock-model"
+
+[provider]
+providerName = "mock"
+setting = {{ script = "{script}" }}
+
+[sandbox]
+pythonImage = "perstack-sandbox/bookworm:local"
+nodeImage = "{BOOKWORM_NODE_IMAGE}"
+npmRegistry = "{registry}"
+
+[experts."packages"]
+version = "1.0.0"
+instruction = "Ask the clock and node."
+
+[experts."packages".skills."time"]
+type = "mcpStdioSkill"
+command = "uvx"
+args = ["mcp-server-time"]
+
+[experts."packages".skills."node"]
+type = "mcpStdioSkill"
+command = "npx"
+args = ["-y", "@perstack-e2e/node-info"]
+
+[experts."packages".skills."attacker"]
+type = "mcpStdioSkill"
+command = "perstack-sandbox"
+args = ["fixture-mcp"]
+pick = ["attempt"]
+"#,
+        script = script.display()
+    );
+    std::fs::write(dir.join("perstack.toml"), text).expect("write perstack.toml");
+}
+
+#[test]
+fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_folder() {
+    if !require_bookworm_image() || !require_bookworm_node_image() {
+        return;
+    }
+    let registry = NpmRegistry::start(vec![NpmPackage::pack(&fixture("npm/node-info"))]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_packages_config(dir.path(), &registry.url());
+
+    // The skills' images have different bases (Python, Node): one has to be chosen.
+    let refused = Command::new(binary())
+        .args([
+            "build",
+            "packages",
+            "--standalone",
+            "--tag",
+            "psbx-e2e-refused:1",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("build");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("--standalone-base IMAGE"), "{stderr}");
+    assert!(
+        stderr.contains("skill:time") && stderr.contains("skill:node"),
+        "{stderr}"
+    );
+
+    let image = build_with(
+        dir.path(),
+        "packages",
+        &["--standalone-base", BOOKWORM_NODE_IMAGE],
+    );
+    let base = crate::support::docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"io.perstack.sandbox.standalone-base\"}}",
+        &image.reference,
+    ]);
+    assert_eq!(base.trim(), BOOKWORM_NODE_IMAGE);
+    let requests_after_build = registry.requests().len();
+
+    let ws = workspace();
+    let job = JobGuard::new();
+    let out = docker_run(&image, &job, &[], ws.path(), &["What time is it?"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        registry.requests().len(),
+        requests_after_build,
+        "fetched at run time"
+    );
+    let events = json_lines(&out);
+    assert_eq!(events[0]["base"], BOOKWORM_NODE_IMAGE, "{}", events[0]);
+    assert!(
+        stderr.contains(&format!("base image: {BOOKWORM_NODE_IMAGE}")),
+        "{stderr}"
+    );
+
+    // The packages installed at build time answer, each skill under its own uid.
+    let results: Vec<Value> = of_type(&events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let text_of = |tool: &str| -> Value {
+        let result = results
+            .iter()
+            .find(|r| r["toolName"] == tool)
+            .unwrap_or_else(|| panic!("no {tool} result: {results:?}"));
+        let text = result["result"][0]["text"].as_str().expect("text");
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{tool}: {e}: {text}"))
+    };
+    assert_eq!(text_of("get_current_time")["timezone"], "UTC");
+    let node = text_of("node_info");
+    assert_eq!(node["reversed"], "kcatsrep", "{node}");
+    assert_eq!(node["execPath"], "/usr/bin/node", "{node}");
+
+    // Another skill cannot read them: neither the Python venv nor the Node package, nor list
+    // their folders. A system file stays readable (the control).
+    let outcomes = attempts(&events);
+    assert_eq!(
+        outcomes["system-file"]["outcome"]["ok"], true,
+        "{outcomes:?}"
+    );
+    const EACCES: i64 = 13;
+    for label in ["time-venv", "time-folder", "node-package", "node-folder"] {
+        let attempt = &outcomes[label];
+        assert!(attempt["error"].is_null(), "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["errno"], EACCES, "{label}: {attempt}");
+    }
 }

@@ -186,11 +186,7 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
     // Built locally, never pushed: `run --image` uses a local image as it is. Every image this
     // test tags goes when it ends, panics included.
     let mut project = VersionedProject::new("VERSIONED", None, write_config);
-    let (reference, var, id) = (
-        project.reference.clone(),
-        project.var.clone(),
-        project.id.clone(),
-    );
+    let (reference, var) = (project.reference.clone(), project.var.clone());
     project.build("versioned", &[]);
     project.own_images();
 
@@ -235,11 +231,10 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         entrypoint[entrypoint.len() - 2..],
         ["--only-expert".to_string(), "versioned".to_string()]
     );
-    // Removed by name afterwards, not with `--rm`: Podman's `docker run --rm` exits 0 whatever
-    // the container's status (the job guard removes it if this test fails first).
-    let by_hand_name = format!("psbx-e2e-by-hand-{id}");
-    let by_hand = Command::new("docker")
-        .args(["run", "--name", &by_hand_name, "--network", "none"])
+    // Not `--rm`: the exit status is read (see `NamedRun`).
+    let (mut by_hand, removed) = crate::support::NamedRun::command();
+    let by_hand = by_hand
+        .args(["--network", "none"])
         .args(["--label", "io.perstack.sandbox.managed=true"])
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
@@ -247,21 +242,23 @@ fn a_version_knows_the_variables_its_skills_need_and_the_expert_it_runs() {
         .args(["--job-id", "j", "--run-id", "r", "--", "someone-else", "q"])
         .output()
         .expect("docker run");
-    crate::support::docker(&["rm", "-f", &by_hand_name]);
+    drop(removed);
     assert_eq!(by_hand.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&by_hand.stderr)
             .contains("this image runs Expert `versioned` only, not `someone-else`")
     );
     // Started as a new user would start it, it says how to run it, not a usage error.
-    let plain = Command::new("docker")
-        .args(["run", "--rm", "--network", "none"])
+    let (mut plain, removed) = crate::support::NamedRun::command();
+    let plain = plain
+        .args(["--network", "none"])
         .args(["--label", "io.perstack.sandbox.managed=true"])
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
         .args(["-e", "DEMO_TOKEN=x", &reference, "Say hello"])
         .output()
         .expect("docker run");
+    drop(removed);
     let said = String::from_utf8_lossy(&plain.stderr);
     assert_eq!(plain.status.code(), Some(2), "{said}");
     assert!(

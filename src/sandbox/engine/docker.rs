@@ -13,9 +13,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, BuildImageOptions, CreateContainerOptions, CreateImageOptions,
-    ImportImageOptionsBuilder, KillContainerOptions, ListContainersOptions, ListImagesOptions,
-    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions,
-    RemoveVolumeOptions, WaitContainerOptions,
+    ImportImageOptionsBuilder, KillContainerOptions, ListImagesOptions, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
+    WaitContainerOptions,
 };
 use futures::{Stream, StreamExt};
 
@@ -50,6 +50,17 @@ pub enum DockerError {
         /// The engine's answer.
         #[source]
         source: bollard::errors::Error,
+    },
+    /// A run's removal ended with some of it still listed by the engine.
+    #[error(
+        "the engine still lists {left} of run {run_id} after {} s of removal; `perstack-sandbox gc` removes them once the engine lets go",
+        REMOVAL_WITHIN.as_secs()
+    )]
+    Left {
+        /// The run.
+        run_id: String,
+        /// What is left, in words ([`Managed::describe`]).
+        left: String,
     },
     /// A network came without an IPv4 subnet, so the egress proxy could not tell its clients
     /// apart.
@@ -168,6 +179,33 @@ pub(crate) struct Managed {
     pub networks: Vec<Labelled>,
 }
 
+impl Managed {
+    /// Nothing of ours is listed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.volumes.is_empty() && self.networks.is_empty()
+    }
+
+    /// What is listed, in words: `container 0123456789ab, volume psbx-…-fixture`.
+    pub(crate) fn describe(&self) -> String {
+        let kinds = [
+            ("container", &self.containers),
+            ("volume", &self.volumes),
+            ("network", &self.networks),
+        ];
+        kinds
+            .iter()
+            .flat_map(|(kind, list)| {
+                // Container and network ids are 64 hex digits: the 12 `docker ps` shows.
+                let width = if *kind == "volume" { usize::MAX } else { 12 };
+                list.iter().map(move |l| {
+                    format!("{kind} {}", l.id.chars().take(width).collect::<String>())
+                })
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// One of our images.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagedImage {
@@ -226,13 +264,14 @@ async fn connect_to(address: Address) -> Result<Docker, String> {
     }
 }
 
-/// How many removal passes [`DockerClient::remove_run`] makes at most, [`REMOVAL_RETRY`]
-/// apart, until nothing of the run is listed: Podman answers "being removed" for a container
-/// its own cleanup is removing and lists it (and the volumes it holds) for a while after, so
-/// one pass can return before the run's resources are gone. Docker needs one pass.
-const REMOVAL_PASSES: u32 = 50;
+/// How long [`DockerClient::remove_run`] repeats its removal passes, [`REMOVAL_RETRY`] apart,
+/// until nothing of the run is listed: Podman answers "being removed" for a container its own
+/// cleanup is removing and lists it (and the volumes it holds) for a while after, so one pass
+/// can end before the run's resources are gone; a busy machine stretches that to seconds.
+/// Docker needs one pass.
+const REMOVAL_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The pause between two removal passes (at most ~10 s in all).
+/// The pause between two removal passes.
 const REMOVAL_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The cause of a failed connection, in words (bollard's own are `error trying to connect`).
@@ -381,7 +420,7 @@ impl DockerClient {
                 .then(|| spec.labels.clone().into_iter().collect()),
             // Installing a skill's packages needs the network (the default bridge) and, behind
             // a proxy, the controller's proxy settings.
-            buildargs: spec.install.as_ref().map(|_| {
+            buildargs: (!spec.install.is_empty()).then(|| {
                 proxy_build_args(|name| std::env::var(name).ok())
                     .into_iter()
                     .collect()
@@ -749,15 +788,8 @@ impl DockerClient {
 
     /// Whether the kernel killed a container for exceeding its memory limit.
     pub(crate) async fn oom_killed(&self, id: &str) -> Result<bool, DockerError> {
-        let inspected = self
-            .docker
-            .inspect_container(id, None)
-            .await
-            .map_err(call(format!("inspect container {id}")))?;
-        Ok(inspected
-            .state
-            .and_then(|state| state.oom_killed)
-            .unwrap_or(false))
+        // Not through bollard: see `RawClient::list_containers`.
+        Ok(self.raw.oom_killed(id).await?)
     }
 
     /// Sends `signal` (e.g. `SIGINT`) to a container's PID 1. `Ok(false)`: there is no such
@@ -792,28 +824,8 @@ impl DockerClient {
     /// run sweeps first, so the three lists are asked for at once.
     pub(crate) async fn labelled(&self, filter: &str) -> Result<Managed, DockerError> {
         let filters = HashMap::from([("label".to_string(), vec![filter.to_string()])]);
-        let containers = async {
-            let listed = self
-                .docker
-                .list_containers(Some(ListContainersOptions {
-                    all: true,
-                    filters: Some(filters.clone()),
-                    ..Default::default()
-                }))
-                .await
-                .map_err(call("list containers"))?;
-            Ok::<_, DockerError>(
-                listed
-                    .into_iter()
-                    .filter_map(|c| {
-                        Some(Labelled {
-                            id: c.id?,
-                            labels: c.labels.unwrap_or_default(),
-                        })
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        };
+        // Not through bollard: see `RawClient::list_containers`.
+        let containers = async { Ok::<_, DockerError>(self.raw.containers(filter).await?) };
         let volumes = async {
             let listed = self
                 .docker
@@ -895,47 +907,41 @@ impl DockerClient {
     pub(crate) async fn images_in_use(
         &self,
     ) -> Result<std::collections::HashSet<String>, DockerError> {
-        Ok(self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                ..Default::default()
-            }))
-            .await
-            .map_err(call("list containers"))?
-            .into_iter()
-            .filter_map(|c| c.image_id)
-            .collect())
+        // Not through bollard: see `RawClient::list_containers`.
+        Ok(self.raw.container_images().await?)
     }
 
     /// Removes every container, volume and network labelled with `run_id`: containers first
     /// (force, so running ones are killed), then what they used. Passes repeat until nothing
-    /// of the run is listed (at most [`REMOVAL_PASSES`]): Podman keeps listing a container it
-    /// is removing, and the volumes it holds, after answering "being removed". The error is
-    /// the last failed pass's when something is still left; none when nothing is.
+    /// of the run is listed, for at most [`REMOVAL_WITHIN`]: Podman keeps listing a container
+    /// it is removing, and the volumes it holds, after answering "being removed". Returns only
+    /// once nothing is listed; else the error says what is left (or the last engine error).
     pub(crate) async fn remove_run(&self, run_id: &str) -> Result<Removed, DockerError> {
+        let deadline = tokio::time::Instant::now() + REMOVAL_WITHIN;
         let mut removed = Removed::default();
-        let mut last_error = None;
-        for attempt in 0..REMOVAL_PASSES {
-            if attempt > 0 {
-                tokio::time::sleep(REMOVAL_RETRY).await;
+        loop {
+            let pass = self.remove_run_once(run_id).await;
+            if let Ok(pass) = &pass {
+                removed.containers += pass.containers;
+                removed.volumes += pass.volumes;
+                removed.networks += pass.networks;
             }
-            match self.remove_run_once(run_id).await {
-                Ok(pass) => {
-                    removed.containers += pass.containers;
-                    removed.volumes += pass.volumes;
-                    removed.networks += pass.networks;
-                }
-                Err(e) => last_error = Some(e),
-            }
-            let left = self.labelled(&labels::run_filter(run_id)).await?;
-            if left.containers.is_empty() && left.volumes.is_empty() && left.networks.is_empty() {
+            let left = self.labelled(&labels::run_filter(run_id)).await;
+            if let Ok(left) = &left
+                && left.is_empty()
+            {
                 return Ok(removed);
             }
-        }
-        match last_error {
-            Some(e) => Err(e),
-            None => Ok(removed),
+            if tokio::time::Instant::now() >= deadline {
+                return Err(match (pass, left) {
+                    (Err(e), _) | (_, Err(e)) => e,
+                    (Ok(_), Ok(left)) => DockerError::Left {
+                        run_id: run_id.to_string(),
+                        left: left.describe(),
+                    },
+                });
+            }
+            tokio::time::sleep(REMOVAL_RETRY).await;
         }
     }
 
@@ -1231,6 +1237,35 @@ fn first_file(archive: &[u8], image: &str, path: &str) -> Result<Vec<u8>, Docker
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_run_left_is_named_by_kind_with_short_container_ids_and_whole_volume_names() {
+        let labelled = |id: &str| Labelled {
+            id: id.to_string(),
+            labels: HashMap::new(),
+        };
+        let left = Managed {
+            containers: vec![labelled(&"a".repeat(64))],
+            volumes: vec![labelled("psbx-r1-0-perstack-base")],
+            networks: vec![],
+        };
+        assert!(!left.is_empty());
+        assert!(Managed::default().is_empty());
+        assert_eq!(
+            left.describe(),
+            "container aaaaaaaaaaaa, volume psbx-r1-0-perstack-base"
+        );
+        let error = DockerError::Left {
+            run_id: "r1".into(),
+            left: left.describe(),
+        };
+        assert!(
+            error
+                .to_string()
+                .contains("volume psbx-r1-0-perstack-base of run r1 after 30 s"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn a_file_read_out_of_an_image_is_the_archives_first_regular_file() {

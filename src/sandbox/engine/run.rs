@@ -447,7 +447,7 @@ async fn build_image(
         })
         .await;
     if let Err(mut error) = result {
-        if spec.install.is_some() {
+        if !spec.install.is_empty() {
             explain_install_failure(&mut error, &tail.0);
         }
         report.stage(BuildStage::Error, error.to_string());

@@ -125,8 +125,9 @@ pub(crate) struct ImageSpec {
     pub config: ImageConfig,
     /// Image labels.
     pub labels: BTreeMap<String, String>,
-    /// Packages installed in a build stage of their own (skills run with `uvx`, `npx`, …).
-    pub install: Option<InstallStage>,
+    /// Packages installed in build stages of their own (skills run with `uvx`, `npx`, …): one
+    /// for a skill's image, one per such skill for a standalone image.
+    pub install: Vec<InstallStage>,
     /// The user's recipe that makes `base` (`[sandbox.skills."<name>"] dockerfile`), built
     /// before this image when its tag is missing.
     pub recipe: Option<UserRecipe>,
@@ -148,6 +149,9 @@ pub(crate) struct InstallStage {
     /// image: the stage gets these alone, from the context's `rootfs/`, so a change to another
     /// file finds the stage in the builder's cache.
     pub local_files: Vec<String>,
+    /// Where the packages are installed: [`INSTALL_PREFIX`] in a skill's own image, the skill's
+    /// own folder in a standalone image (which holds several skills' packages).
+    pub prefix: String,
 }
 
 /// The label role of the untagged image the install stage leaves (the engine's build cache).
@@ -223,16 +227,32 @@ impl InstallStage {
     fn installed(&self) -> String {
         match (self.install.installer, self.install.packages.first()) {
             (Installer::NpmProject, Some(dir)) => format!("{dir}/node_modules"),
-            _ => INSTALL_PREFIX.to_string(),
+            _ => self.prefix.clone(),
         }
     }
 
-    /// The stage's Dockerfile lines, `FROM` included; `repository` is the skill image's.
-    fn dockerfile(&self, base: &str, repository: &str) -> String {
-        let mut text = format!(
-            "FROM {base} AS install
-"
-        );
+    /// The name of the `n`th install stage of an image: `install`, then `install-1`, ….
+    fn name(n: usize) -> String {
+        match n {
+            0 => "install".to_string(),
+            n => format!("install-{n}"),
+        }
+    }
+
+    /// The installer's script, installing at [`Self::prefix`] (the scripts name
+    /// [`INSTALL_PREFIX`]).
+    fn script(&self) -> String {
+        let script = match self.install.installer {
+            Installer::Pip => PIP_SCRIPT,
+            Installer::Npm => NPM_SCRIPT,
+            Installer::NpmProject => NPM_PROJECT_SCRIPT,
+        };
+        script.replace(INSTALL_PREFIX, &self.prefix)
+    }
+
+    /// The `n`th stage's Dockerfile lines, `FROM` included; `repository` is the image's.
+    fn dockerfile(&self, n: usize, base: &str, repository: &str) -> String {
+        let mut text = format!("FROM {base} AS {}\n", Self::name(n));
         text.push_str(&format!(
             "LABEL {}=true {}={INSTALL_STAGE_ROLE} {}={repository}
 ",
@@ -249,12 +269,7 @@ impl InstallStage {
         for file in &self.local_files {
             text.push_str(&format!("COPY rootfs{file} {file}\n"));
         }
-        let mut run = vec!["/bin/sh".to_string(), "-c".to_string()];
-        match self.install.installer {
-            Installer::Pip => run.push(PIP_SCRIPT.to_string()),
-            Installer::Npm => run.push(NPM_SCRIPT.to_string()),
-            Installer::NpmProject => run.push(NPM_PROJECT_SCRIPT.to_string()),
-        }
+        let mut run = vec!["/bin/sh".to_string(), "-c".to_string(), self.script()];
         run.push("perstack-install".to_string());
         run.push(self.index.clone().unwrap_or_default());
         if self.install.installer == Installer::Npm {
@@ -329,16 +344,17 @@ impl ImageSpec {
     /// The Dockerfile that describes this image (and builds it when it has a real base).
     pub(crate) fn dockerfile(&self) -> String {
         let mut text = String::new();
-        if let Some(stage) = &self.install {
-            text.push_str(&stage.dockerfile(&self.base, &self.repository));
+        for (n, stage) in self.install.iter().enumerate() {
+            text.push_str(&stage.dockerfile(n, &self.base, &self.repository));
         }
         text.push_str(&format!("FROM {}\n", self.base));
         if !self.shared_files().is_empty() {
             text.push_str("COPY shared/ /\n");
         }
-        if let Some(stage) = &self.install {
+        for (n, stage) in self.install.iter().enumerate() {
             let installed = stage.installed();
-            text.push_str(&format!("COPY --from=install {installed} {installed}\n"));
+            let name = InstallStage::name(n);
+            text.push_str(&format!("COPY --from={name} {installed} {installed}\n"));
         }
         if !self.own_files().is_empty() {
             text.push_str("COPY rootfs/ /\n");
@@ -497,7 +513,7 @@ impl ImageSpec {
         let mut builder = tar::Builder::new(Vec::new());
         let dockerfile = self.dockerfile();
         append_entry(&mut builder, "Dockerfile", dockerfile.as_bytes())?;
-        if let Some(stage) = self.install.as_ref().filter(|s| !s.ca_bundle.is_empty()) {
+        if let Some(stage) = self.install.iter().find(|s| !s.ca_bundle.is_empty()) {
             let mut h = tar_header(tar::EntryType::Directory, 0o755, 0);
             builder.append_data(&mut h, "build/", std::io::empty())?;
             append_entry(&mut builder, "build/ca.pem", &stage.ca_bundle)?;
@@ -641,7 +657,7 @@ mod tests {
                 entrypoint: vec!["/usr/local/bin/a".into()],
             },
             labels: BTreeMap::from([("k".to_string(), "v w".to_string())]),
-            install: None,
+            install: vec![],
             recipe: None,
         }
     }
@@ -807,7 +823,7 @@ mod tests {
         spec.role = ImageRole::Skill;
         spec.repository = "perstack-sandbox/skill-x".into();
         spec.base = "perstack-sandbox/bookworm:local".into();
-        spec.install = Some(InstallStage {
+        spec.install = vec![InstallStage {
             install: Install {
                 installer,
                 packages: packages.iter().map(|p| p.to_string()).collect(),
@@ -816,12 +832,13 @@ mod tests {
             ca_bundle: Bytes::from_static(ca),
             index: None,
             local_files: vec![],
-        });
+            prefix: INSTALL_PREFIX.to_string(),
+        }];
         spec
     }
 
     fn with_index(mut spec: ImageSpec, index: &str) -> ImageSpec {
-        if let Some(stage) = &mut spec.install {
+        if let Some(stage) = spec.install.first_mut() {
             stage.index = Some(index.to_string());
         }
         spec
@@ -885,7 +902,7 @@ mod tests {
     #[test]
     fn a_skills_own_manifest_is_installed_from_its_files_and_only_what_it_installed_is_kept() {
         let mut npm = with_install(Installer::NpmProject, &["/opt/skill/srv"], b"PEM");
-        if let Some(stage) = &mut npm.install {
+        if let Some(stage) = npm.install.first_mut() {
             stage.install.entry_package = None;
             stage.local_files = vec!["/opt/skill/srv/package.json".into()];
         }
@@ -910,7 +927,7 @@ mod tests {
         ));
         // pip reads a requirements file the same way, and keeps its venv.
         let mut pip = with_install(Installer::Pip, &["-r", "/opt/skill/requirements.txt"], b"");
-        if let Some(stage) = &mut pip.install {
+        if let Some(stage) = pip.install.first_mut() {
             stage.local_files = vec!["/opt/skill/requirements.txt".into()];
         }
         let dockerfile = pip.dockerfile();

@@ -153,7 +153,7 @@ pub(crate) fn runtime_image(
             entrypoint: vec![BINARY_PATH.to_string(), "runtime".to_string()],
         },
         labels,
-        install: None,
+        install: vec![],
         recipe: None,
     })
 }
@@ -180,7 +180,7 @@ pub(crate) fn doctor_probe_image(binary: Bytes) -> ImageSpec {
             entrypoint: vec![BINARY_PATH.to_string(), "engine-probe".to_string()],
         },
         labels: base_labels(ImageRole::Runtime),
-        install: None,
+        install: vec![],
         recipe: None,
     }
 }
@@ -204,7 +204,7 @@ pub(crate) fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
             entrypoint: vec![BINARY_PATH.to_string(), "egress-proxy".to_string()],
         },
         labels: base_labels(ImageRole::EgressProxy),
-        install: None,
+        install: vec![],
         recipe: None,
     }
 }
@@ -264,9 +264,11 @@ pub(crate) fn skill_image(
             workdir: local.and_then(|l| l.workdir.clone()),
             entrypoint,
         },
-        install: prepared
-            .install
-            .map(|install| install_stage(config, install, local, artifacts)),
+        install: Vec::from_iter(
+            prepared
+                .install
+                .map(|install| install_stage(config, install, local, artifacts)),
+        ),
         base,
         labels: base_labels(ImageRole::Skill),
         recipe,
@@ -371,6 +373,7 @@ fn install_stage(
             .flat_map(|l| &l.install_files)
             .map(|f| image_path(f))
             .collect(),
+        prefix: packages::INSTALL_PREFIX.to_string(),
     }
 }
 
@@ -432,7 +435,7 @@ pub(crate) fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageS
         },
         base,
         labels: base_labels(ImageRole::BaseSkill),
-        install: None,
+        install: vec![],
         recipe: None,
     }
 }

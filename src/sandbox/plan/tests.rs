@@ -526,7 +526,7 @@ fn uvx_and_npx_skills_get_their_packages_at_build_time_and_start_the_installed_p
 
     let time = image_of("time");
     assert_eq!(time.base, "perstack-sandbox/bookworm:local");
-    let stage = time.install.as_ref().expect("an install stage");
+    let stage = time.install.first().expect("an install stage");
     assert_eq!(stage.install.packages, ["mcp-server-time"]);
     assert_eq!(stage.ca_bundle, request.artifacts.ca_bundle);
     // Each installer gets its own index setting, in its install stage only.
@@ -547,7 +547,7 @@ fn uvx_and_npx_skills_get_their_packages_at_build_time_and_start_the_installed_p
 
     let files = image_of("files");
     assert_eq!(files.base, "local/node:22");
-    let npm = files.install.as_ref().expect("an install stage");
+    let npm = files.install.first().expect("an install stage");
     assert_eq!(npm.index.as_deref(), Some("https://npm.example.com/"));
     assert_eq!(after(files), ["/opt/perstack-skill/entry"]);
 
@@ -562,7 +562,7 @@ fn uvx_and_npx_skills_get_their_packages_at_build_time_and_start_the_installed_p
     assert_eq!(endpoint.args, ["mcp-server-time", "--local-timezone=UTC"]);
 
     // The skill without packages is unchanged: no stage.
-    assert!(plan.images.iter().filter(|i| i.install.is_some()).count() == 2);
+    assert!(plan.images.iter().filter(|i| !i.install.is_empty()).count() == 2);
     insta::assert_snapshot!("uvx_dockerfile", time.dockerfile());
     insta::assert_snapshot!("npx_dockerfile", files.dockerfile());
 }

@@ -102,6 +102,41 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A container a test runs with `docker run` and whose exit status it reads: named, and removed
+/// when this is dropped, instead of `--rm`. The docker CLI's `run --rm` waits for the container's
+/// removal, and against Podman 4.3 that wait answers 0 whatever the container's exit status.
+pub struct NamedRun {
+    /// The container's name.
+    pub name: String,
+}
+
+impl NamedRun {
+    /// `docker run --name <fresh name>`, for the caller's options, image and arguments.
+    pub fn command() -> (Command, NamedRun) {
+        NamedRun::command_of(&["docker"])
+    }
+
+    /// [`NamedRun::command`] through another client of the same engine: `cli` is its program
+    /// and leading arguments (e.g. `podman --url …`).
+    pub fn command_of(cli: &[&str]) -> (Command, NamedRun) {
+        let name = format!(
+            "psbx-e2e-run-{}",
+            perstack_sandbox::test_support::internals::new_id()
+        );
+        let mut command = Command::new(cli[0]);
+        command.args(&cli[1..]).args(["run", "--name", &name]);
+        (command, NamedRun { name })
+    }
+}
+
+impl Drop for NamedRun {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
+
 /// The local Debian image `make test-images` builds; the workspace image of the tests that need
 /// a shell in base-skill.
 pub const BOOKWORM_IMAGE: &str = "perstack-sandbox/bookworm:local";

@@ -1,0 +1,254 @@
+//! Where each skill's own files live in a standalone image, which holds several skills: a skill's
+//! image puts its installed packages at [`INSTALL_PREFIX`] and its local files at
+//! [`SKILL_FILES_DIR`], the same paths for every skill; the standalone image moves them under
+//! a folder of the skill's own, [`root`] (`/opt/perstack-skills/<name>`), which only that
+//! skill's process may read (its Landlock domain, and — when the supervisor runs as root — the
+//! folder's owner and mode 0700). The build ([`super::image`]) and the supervisor
+//! ([`super::principals`]) relocate the same paths with [`relocate`].
+
+use crate::contract::paths::SKILL_FILES_DIR;
+use crate::sandbox::images::{ImageSpec, slug};
+use crate::sandbox::packages::INSTALL_PREFIX;
+
+/// The folder of every skill's own folder.
+pub(crate) const SKILLS_DIR: &str = "/opt/perstack-skills";
+
+/// The own folder of the skill whose image's service is `service` (`skill:<name>`); `None` for
+/// other images (the runtime's, base tools', the proxy's), which have no files of their own.
+pub(crate) fn root(service: &str) -> Option<String> {
+    let name = service.strip_prefix("skill:")?;
+    Some(format!("{SKILLS_DIR}/{}", slug(name)))
+}
+
+/// The own folder of `image`'s skill when it has files of its own there: installed packages or
+/// local files.
+pub(crate) fn own_folder(image: &ImageSpec) -> Option<String> {
+    let local = |path: &str| relocate(path, "") != path;
+    let own = !image.install.is_empty() || image.files.iter().any(|f| local(&f.path));
+    root(&image.service).filter(|_| own)
+}
+
+/// `text` with every path under a skill image's [`INSTALL_PREFIX`] or [`SKILL_FILES_DIR`] moved
+/// under `root` (`<root>/packages`, `<root>/files`). A path counts where it starts the text or
+/// follows `=` (`--db-path=/opt/skill/x.db`) and ends there or at a `/`.
+pub(crate) fn relocate(text: &str, root: &str) -> String {
+    let mut out = text.to_string();
+    for (from, to) in [
+        (INSTALL_PREFIX, format!("{root}/packages")),
+        (SKILL_FILES_DIR, format!("{root}/files")),
+    ] {
+        out = relocate_one(&out, from, &to);
+    }
+    out
+}
+
+fn relocate_one(text: &str, from: &str, to: &str) -> String {
+    let starts = std::iter::once(0).chain(text.match_indices('=').map(|(i, _)| i + 1));
+    let Some(at) = starts.into_iter().find(|&i| {
+        text[i..]
+            .strip_prefix(from)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }) else {
+        return text.to_string();
+    };
+    format!("{}{to}{}", &text[..at], &text[at + from.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skills_paths_move_under_its_own_folder_and_nothing_else_does() {
+        let root = root("skill:Time Zone").expect("a skill");
+        assert_eq!(root, "/opt/perstack-skills/time-zone");
+        assert_eq!(root_of_other_images(), [None, None, None]);
+        let moved = |text: &str| relocate(text, &root);
+        assert_eq!(
+            moved("/opt/perstack-skill/bin/mcp-server-time"),
+            "/opt/perstack-skills/time-zone/packages/bin/mcp-server-time"
+        );
+        assert_eq!(moved("/opt/perstack-skill"), format!("{root}/packages"));
+        assert_eq!(moved("/opt/skill/srv"), format!("{root}/files/srv"));
+        assert_eq!(
+            moved("--db-path=/opt/skill/x.db"),
+            format!("--db-path={root}/files/x.db")
+        );
+        // Paths that only look alike, and paths elsewhere, stay.
+        for same in [
+            "/opt/skills/x",
+            "/opt/perstack-skill-x",
+            "/workspace/opt/skill",
+            "x/opt/skill",
+            "mcp-server-time",
+        ] {
+            assert_eq!(moved(same), same);
+        }
+    }
+
+    fn root_of_other_images() -> [Option<String>; 3] {
+        ["runtime", "base-skill", "egress-proxy"].map(root)
+    }
+}
+
+/// The build ([`super::image`]) and the supervisor ([`super::principals`]) put a packaged
+/// skill's files in the same place.
+#[cfg(test)]
+mod agreement {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use bytes::Bytes;
+
+    use crate::config::{Limits, ProviderName, RunSettings, load_str};
+    use crate::sandbox::images::recipes::Artifacts;
+    use crate::sandbox::plan::{RunPlan, RunRequest, plan};
+    use crate::sandbox::versioned::Manifest;
+    use crate::standalone::image::{StandaloneImageError, choose_base, standalone_image};
+    use crate::standalone::principals::{Identities, principals};
+
+    const CONFIG: &str = r#"model = "mock-model"
+[sandbox]
+pythonImage = "local/python:1"
+nodeImage = "local/node:1"
+[experts.e]
+instruction = "x"
+[experts.e.skills.time]
+type = "mcpStdioSkill"
+command = "uvx"
+args = ["mcp-server-time", "--local-timezone=UTC"]
+[experts.e.skills.web]
+type = "mcpStdioSkill"
+command = "npx"
+args = ["-y", "@scope/web"]
+[experts.e.skills.own]
+type = "mcpStdioSkill"
+command = "perstack-sandbox"
+args = ["fixture-mcp"]
+"#;
+
+    fn the_plan(text: &str) -> (RunPlan, Manifest) {
+        let config = load_str(Path::new("/cfg/perstack.toml"), text)
+            .expect("valid")
+            .config;
+        let request = RunRequest {
+            run_id: "r".into(),
+            job_id: "j".into(),
+            expert_key: "e".into(),
+            query: "q".into(),
+            config: config.clone(),
+            settings: RunSettings {
+                provider: ProviderName::Mock,
+                model: "mock-model".into(),
+                max_steps: 3,
+                max_retries: 1,
+                timeout_ms: 1000,
+                reasoning_budget: None,
+            },
+            workspace: PathBuf::from("/workspace"),
+            user: (1000, 1000),
+            protected: Default::default(),
+            runtime_env: vec![],
+            env: BTreeMap::new(),
+            mock_script: None,
+            skill_files: Default::default(),
+            artifacts: Artifacts {
+                binary: Bytes::from_static(b"\x7fELF fake"),
+                ca_bundle: Bytes::from_static(b"PEM"),
+            },
+            limits: Limits::default(),
+            oci_runtime: None,
+            controller: String::new(),
+            resume: None,
+            list_tools: false,
+        };
+        let manifest = Manifest::new(&config, "e", "sha256:0".into(), BTreeMap::new());
+        (plan(&request).expect("plan"), manifest)
+    }
+
+    #[test]
+    fn each_packaged_skill_is_installed_into_and_run_from_its_own_folder() {
+        let (plan, manifest) = the_plan(CONFIG);
+        // Python and Node: two bases, so one must be named.
+        let Err(StandaloneImageError::SeveralBases { bases }) = choose_base(&plan, None) else {
+            panic!("two bases need a choice");
+        };
+        assert!(bases.contains("`local/node:1` (skill:web)"), "{bases}");
+        assert!(bases.contains("`local/python:1` (skill:time)"), "{bases}");
+        let base = choose_base(&plan, Some("local/both:1")).expect("chosen");
+        let image = standalone_image(&plan, &manifest, &base).expect("image");
+        assert_eq!(
+            image.labels["io.perstack.sandbox.standalone-base"],
+            "local/both:1"
+        );
+        // Every install stage runs on the chosen base, into the skill's own folder.
+        let dockerfile = image.dockerfile();
+        for stage in ["install", "install-1"] {
+            assert!(dockerfile.contains(&format!("FROM local/both:1 AS {stage}\n")));
+        }
+        for skill in ["time", "web"] {
+            let own = format!("/opt/perstack-skills/{skill}/packages");
+            assert!(
+                dockerfile.contains(&format!("{own} {own}\n")),
+                "{dockerfile}"
+            );
+        }
+        assert!(!dockerfile.contains("/opt/perstack-skill/"), "{dockerfile}");
+        // A real base keeps its own users.
+        assert!(image.files.iter().all(|f| f.path != "/etc/passwd"));
+
+        let identities = Identities {
+            switch: true,
+            own: (0, 0),
+        };
+        let all = principals(&plan, identities, Path::new("/run/perstack"), None).expect("all");
+        let of = |service: &str| {
+            all.iter()
+                .find(|p| p.service == service)
+                .unwrap_or_else(|| panic!("no {service}"))
+        };
+        let time = of("skill:time");
+        let own = PathBuf::from("/opt/perstack-skills/time");
+        assert!(
+            time.argv
+                .iter()
+                .any(|a| a == "/opt/perstack-skills/time/packages/bin/mcp-server-time"),
+            "{:?}",
+            time.argv
+        );
+        assert_eq!(time.own_files.as_ref(), Some(&own));
+        assert!(time.policy.filesystem.executable.contains(&own));
+        assert!(!time.policy.filesystem.read_write.contains(&own));
+        let web = of("skill:web");
+        assert!(
+            web.argv
+                .iter()
+                .any(|a| a == "/opt/perstack-skills/web/packages/entry")
+        );
+        // No principal but the skill itself is granted a skill's folder.
+        for principal in &all {
+            let granted = principal.policy.grants().any(|(p, _)| p.starts_with(&own));
+            assert_eq!(
+                granted,
+                principal.service == "skill:time",
+                "{}",
+                principal.service
+            );
+        }
+        // Our own server has no files of its own.
+        assert_eq!(of("skill:own").own_files, None);
+        assert!(of("skill:own").policy.env.contains_key("PATH"));
+    }
+
+    #[test]
+    fn skills_on_our_own_root_alone_keep_scratch() {
+        let text = CONFIG
+            .split("[experts.e.skills.time]")
+            .next()
+            .expect("head");
+        let (plan, _) = the_plan(&format!(
+            "{text}[experts.e.skills.own]\ntype = \"mcpStdioSkill\"\ncommand = \"perstack-sandbox\"\nargs = [\"fixture-mcp\"]\n"
+        ));
+        assert_eq!(choose_base(&plan, None).expect("base"), "scratch");
+    }
+}
