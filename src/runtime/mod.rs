@@ -25,6 +25,7 @@ use crate::contract::paths::CA_BUNDLE_PATH;
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::contract::spec::RuntimeSpec;
 use crate::event::{Checkpoint, EventSink, MessageKind, Usage};
+use crate::llm::mock::MockProvider;
 use crate::llm::{HttpSettings, Provider};
 use skill_events::SkillRoster;
 
@@ -194,6 +195,8 @@ fn tool_definition(skill: &str, tool: &crate::llm::ToolSpec) -> serde_json::Valu
     serde_json::Value::Object(definition)
 }
 
+/// The runtime's stages: the spec and the Expert, where the run starts (fresh or from the
+/// checkpoint on stdin), its settings, every skill connected, the provider, then the job.
 async fn run_inner(
     args: &RuntimeArgs,
     sink: &EventSink,
@@ -204,38 +207,8 @@ async fn run_inner(
         .experts
         .get(&args.expert_key)
         .ok_or_else(|| RuntimeError::UnknownExpert(args.expert_key.clone()))?;
-    let checkpoint = if args.checkpoint_stdin {
-        Some(read_checkpoint(tokio::io::stdin()).await?)
-    } else if args.interactive_tool_call_result.is_some() {
-        return Err(RuntimeError::AnswerWithoutCheckpoint);
-    } else {
-        None
-    };
-    let settings = RunSettings {
-        model: args
-            .model
-            .clone()
-            .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
-        max_steps: args.max_steps.unwrap_or(DEFAULT_MAX_STEPS),
-        max_retries: args.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
-        timeout: Duration::from_millis(args.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
-        reasoning_budget: reasoning_tokens(args.reasoning_budget.as_deref())?,
-    };
-    let start = match checkpoint {
-        None => Start::Fresh {
-            query: args.query.clone(),
-            step_number: 1,
-            usage: Usage::default(),
-            delegated_by: None,
-        },
-        Some(checkpoint) => Start::Resume {
-            checkpoint,
-            input: match args.interactive_tool_call_result.clone() {
-                Some(answer) => ResumeInput::Answer(answer),
-                None => ResumeInput::Query(args.query.clone()),
-            },
-        },
-    };
+    let start = start_of(args).await?;
+    let settings = settings_of(args)?;
     sink.emit(initialize_runtime(
         &args.job_id,
         &args.run_id,
@@ -244,57 +217,10 @@ async fn run_inner(
         &settings,
         &start,
     ));
-    // Every Expert's skills connect now, in parallel; the first segment's are told at once,
-    // the others' when a segment of their Expert begins.
-    let roster = SkillRoster::new(sink.clone(), &args.job_id);
-    for expert in spec.experts.values() {
-        skills::register(&roster, &spec, expert);
-    }
-    roster.begin(&args.expert_key, &args.run_id);
-    let tools = match connect_closure(&spec, &roster).await {
-        Ok(tools) => tools,
-        Err(error) => {
-            roster.end(&args.expert_key, &args.run_id);
-            return Err(error);
-        }
-    };
-
-    let provider_name = args
-        .provider
-        .or_else(|| spec.provider_name.as_deref().and_then(ProviderName::parse))
-        .unwrap_or(ProviderName::Anthropic);
-    // The file's settings apply only to the file's provider; `--provider` to another one starts
-    // from that provider's defaults.
-    let setting = if spec.provider_name.as_deref() == Some(provider_name.as_str()) {
-        spec.provider_setting.clone()
-    } else {
-        Default::default()
-    };
-    let provider = Provider::new(
-        &ProviderConfig {
-            provider_name,
-            setting,
-        },
-        &|name| std::env::var(name).ok(),
-        spec.mock_script.clone(),
-        &HttpSettings {
-            ca_bundle: std::fs::read(CA_BUNDLE_PATH).ok().filter(|b| !b.is_empty()),
-            timeout: None,
-        },
-    )?;
+    let (roster, tools) = connect_skills_of_all(&spec, sink, args).await?;
+    let provider = provider_of(&spec, args)?;
     if let (Provider::Mock(mock), Start::Resume { checkpoint, .. }) = (&provider, &start) {
-        // One script serves the first run and its continuations: the turns the Expert already
-        // played are in the checkpoint as its expert messages; the delegates' the controller
-        // counted in the job's checkpoints.
-        let played = checkpoint
-            .messages
-            .iter()
-            .filter(|m| m.kind == MessageKind::ExpertMessage)
-            .count();
-        mock.skip_played(&checkpoint.expert.key, played);
-        for (delegate, played) in &args.mock_played {
-            mock.skip_played(delegate, *played);
-        }
+        skip_played_turns(mock, checkpoint, args);
     }
     let job = Job {
         provider: &provider,
@@ -311,6 +237,106 @@ async fn run_inner(
     // `skillDisconnected` when it ended.
     futures::future::join_all(tools.values().map(ToolSet::close)).await;
     Ok(outcome?)
+}
+
+/// Where the run starts: fresh with the query, or from the checkpoint the controller writes to
+/// stdin with the query or the answer to its pending interactive tool call.
+async fn start_of(args: &RuntimeArgs) -> Result<Start, RuntimeError> {
+    if !args.checkpoint_stdin {
+        if args.interactive_tool_call_result.is_some() {
+            return Err(RuntimeError::AnswerWithoutCheckpoint);
+        }
+        return Ok(Start::Fresh {
+            query: args.query.clone(),
+            step_number: 1,
+            usage: Usage::default(),
+            delegated_by: None,
+        });
+    }
+    Ok(Start::Resume {
+        checkpoint: read_checkpoint(tokio::io::stdin()).await?,
+        input: match args.interactive_tool_call_result.clone() {
+            Some(answer) => ResumeInput::Answer(answer),
+            None => ResumeInput::Query(args.query.clone()),
+        },
+    })
+}
+
+/// The run's settings: the controller's arguments, else the defaults.
+fn settings_of(args: &RuntimeArgs) -> Result<RunSettings, RuntimeError> {
+    Ok(RunSettings {
+        model: args
+            .model
+            .clone()
+            .unwrap_or_else(|| DEFAULT_MODEL.to_string()),
+        max_steps: args.max_steps.unwrap_or(DEFAULT_MAX_STEPS),
+        max_retries: args.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+        timeout: Duration::from_millis(args.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
+        reasoning_budget: reasoning_tokens(args.reasoning_budget.as_deref())?,
+    })
+}
+
+/// Every Expert's skills, connected now in parallel; the first segment's are told at once, the
+/// others' when a segment of their Expert begins.
+async fn connect_skills_of_all(
+    spec: &RuntimeSpec,
+    sink: &EventSink,
+    args: &RuntimeArgs,
+) -> Result<(SkillRoster, HashMap<String, ToolSet>), RuntimeError> {
+    let roster = SkillRoster::new(sink.clone(), &args.job_id);
+    for expert in spec.experts.values() {
+        skills::register(&roster, spec, expert);
+    }
+    roster.begin(&args.expert_key, &args.run_id);
+    match connect_closure(spec, &roster).await {
+        Ok(tools) => Ok((roster, tools)),
+        Err(error) => {
+            roster.end(&args.expert_key, &args.run_id);
+            Err(error)
+        }
+    }
+}
+
+/// The run's provider: `--provider`, else the file's, else Anthropic. The file's settings
+/// apply only to the file's provider; `--provider` to another one starts from that provider's
+/// defaults.
+fn provider_of(spec: &RuntimeSpec, args: &RuntimeArgs) -> Result<Provider, RuntimeError> {
+    let provider_name = args
+        .provider
+        .or_else(|| spec.provider_name.as_deref().and_then(ProviderName::parse))
+        .unwrap_or(ProviderName::Anthropic);
+    let setting = if spec.provider_name.as_deref() == Some(provider_name.as_str()) {
+        spec.provider_setting.clone()
+    } else {
+        Default::default()
+    };
+    Ok(Provider::new(
+        &ProviderConfig {
+            provider_name,
+            setting,
+        },
+        &|name| std::env::var(name).ok(),
+        spec.mock_script.clone(),
+        &HttpSettings {
+            ca_bundle: std::fs::read(CA_BUNDLE_PATH).ok().filter(|b| !b.is_empty()),
+            timeout: None,
+        },
+    )?)
+}
+
+/// One script serves the first run and its continuations: the turns the Expert already played
+/// are in the checkpoint as its expert messages; the delegates' the controller counted in the
+/// job's checkpoints.
+fn skip_played_turns(mock: &MockProvider, checkpoint: &Checkpoint, args: &RuntimeArgs) {
+    let played = checkpoint
+        .messages
+        .iter()
+        .filter(|m| m.kind == MessageKind::ExpertMessage)
+        .count();
+    mock.skip_played(&checkpoint.expert.key, played);
+    for (delegate, played) in &args.mock_played {
+        mock.skip_played(delegate, *played);
+    }
 }
 
 /// Reads the checkpoint the controller writes to stdin (one JSON object, until EOF).
