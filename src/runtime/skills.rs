@@ -93,7 +93,34 @@ pub(crate) async fn connect_skills(
         roster: roster.clone(),
         expert: expert.key.clone(),
     };
-    let socket_of = |name: &str| endpoint_of(spec, expert, name);
+    let skill_error = |source| RuntimeError::Skill {
+        expert: expert.key.clone(),
+        source,
+    };
+    let remote = remote_skills(expert).map_err(skill_error)?;
+    // Lazy skills first, so they get going while the others connect.
+    let lazy = spawn_lazy(spec, expert, &events);
+    let (local, remote) = futures::future::join(
+        connect_local(spec, expert, &events),
+        connect_remote(&remote, &events),
+    )
+    .await;
+    let mut connected = Vec::new();
+    for connection in local.into_iter().chain(remote) {
+        connected.push(Arc::new(connection.map_err(skill_error)?));
+    }
+    let mut tools = tool_set(expert, &connected)?;
+    for pending in lazy {
+        tools.add_lazy(pending);
+    }
+    Ok(tools)
+}
+
+/// The remote (SSE) skills of `expert`, each with the one HTTP client (a cheap handle) they
+/// share, built only when there are some.
+fn remote_skills(
+    expert: &Expert,
+) -> Result<Vec<(&McpSseSkill, reqwest::Client)>, SkillConnectError> {
     let remote: Vec<&McpSseSkill> = expert
         .skills
         .values()
@@ -102,68 +129,60 @@ pub(crate) async fn connect_skills(
             _ => None,
         })
         .collect();
-    // One HTTP client (a cheap handle) for all remote skills, built only when there are some.
-    let remote: Vec<(&McpSseSkill, reqwest::Client)> = match remote.first() {
-        None => vec![],
-        Some(first) => {
-            let http = remote_http_client(first).map_err(|source| RuntimeError::Skill {
-                expert: expert.key.clone(),
-                source,
-            })?;
-            remote.iter().map(|sse| (*sse, http.clone())).collect()
-        }
+    let Some(first) = remote.first() else {
+        return Ok(vec![]);
     };
+    let http = remote_http_client(first)?;
+    Ok(remote.iter().map(|sse| (*sse, http.clone())).collect())
+}
 
-    // Lazy skills first, so they get going while the others connect.
-    let lazy = spawn_lazy(spec, expert, &events);
-
+/// Connects the stdio skills of `expert` that are not lazy, on their sockets, all at once.
+async fn connect_local(
+    spec: &RuntimeSpec,
+    expert: &Expert,
+    events: &SkillEvents,
+) -> Vec<Result<McpSkill, SkillConnectError>> {
     let stdio = expert.skills.values().filter_map(|skill| match skill {
-        Skill::McpStdio(stdio) if !is_lazy(skill) => Some((stdio, socket_of(&stdio.name)?)),
+        Skill::McpStdio(stdio) if !is_lazy(skill) => {
+            Some((stdio, endpoint_of(spec, expert, &stdio.name)?))
+        }
         _ => None,
     });
-    let local = futures::future::join_all(stdio.map(|(stdio, endpoint)| {
-        let events = &events;
-        async move {
-            let (skill, timings) = McpSkill::connect_unix(
-                &endpoint.skill,
-                std::path::Path::new(&endpoint.socket),
-                SKILL_CONNECT_WAIT,
-            )
-            .await?;
-            // The server process is started by its container, before we connect.
-            let socket = Path::new(&endpoint.socket);
-            events.connected(
-                &skill,
-                timings,
-                Some(0),
-                &stdio.pick,
-                &stdio.omit,
-                Some(socket),
-            );
-            Ok::<_, SkillConnectError>(skill)
-        }
-    }));
-    let remote = futures::future::join_all(remote.iter().map(|(sse, http)| {
-        let events = &events;
-        async move {
-            let (skill, timings, _transport) =
-                McpSkill::connect_http(&sse.name, &sse.endpoint, http, SKILL_CONNECT_WAIT).await?;
-            events.connected(&skill, timings, None, &sse.pick, &sse.omit, None);
-            Ok(skill)
-        }
-    }));
-    let (local, remote) = futures::future::join(local, remote).await;
-    let mut connected = Vec::new();
-    for connection in local.into_iter().chain(remote) {
-        connected.push(Arc::new(connection.map_err(|source| {
-            RuntimeError::Skill {
-                expert: expert.key.clone(),
-                source,
-            }
-        })?));
-    }
+    futures::future::join_all(stdio.map(|(stdio, endpoint)| async move {
+        let socket = Path::new(&endpoint.socket);
+        let (skill, timings) =
+            McpSkill::connect_unix(&endpoint.skill, socket, SKILL_CONNECT_WAIT).await?;
+        // The server process is started by its container, before we connect.
+        events.connected(
+            &skill,
+            timings,
+            Some(0),
+            &stdio.pick,
+            &stdio.omit,
+            Some(socket),
+        );
+        Ok(skill)
+    }))
+    .await
+}
 
-    // Skill order in the file decides routing order (§5).
+/// Connects the remote skills, all at once.
+async fn connect_remote(
+    remote: &[(&McpSseSkill, reqwest::Client)],
+    events: &SkillEvents,
+) -> Vec<Result<McpSkill, SkillConnectError>> {
+    futures::future::join_all(remote.iter().map(|(sse, http)| async move {
+        let (skill, timings, _transport) =
+            McpSkill::connect_http(&sse.name, &sse.endpoint, http, SKILL_CONNECT_WAIT).await?;
+        events.connected(&skill, timings, None, &sse.pick, &sse.omit, None);
+        Ok(skill)
+    }))
+    .await
+}
+
+/// The tools of the `connected` skills, with `pick`/`omit` applied; skill order in the file
+/// decides routing order (§5).
+fn tool_set(expert: &Expert, connected: &[Arc<McpSkill>]) -> Result<ToolSet, RuntimeError> {
     let mut tools = ToolSet::new();
     for skill in expert.skills.values() {
         let (pick, omit) = match skill {
@@ -174,9 +193,6 @@ pub(crate) async fn connect_skills(
         if let Some(client) = connected.iter().find(|c| c.name == skill.name()) {
             tools.add_mcp(client.clone(), pick, omit)?;
         }
-    }
-    for pending in lazy {
-        tools.add_lazy(pending);
     }
     Ok(tools)
 }
