@@ -180,6 +180,10 @@ pub struct RunArgs {
     /// Everything but the positionals (shared with `start`); read through `Deref`.
     #[command(flatten)]
     flags: RunFlags,
+    /// Where the run runs: this machine's engine, or (experimental) a Kubernetes namespace,
+    /// which needs --image.
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// `start`: both positionals are optional — without an Expert the session offers the file's,
@@ -411,6 +415,7 @@ impl RunArgs {
             expert,
             query: Some(query),
             flags,
+            backend: BackendArgs::default(),
         }
     }
 

@@ -1,4 +1,4 @@
-//! The `--backend kubernetes` side of `gc` and `doctor` (experimental; `sandbox/k8s/` does the
+//! The `--backend kubernetes` side of `run`, `gc` and `doctor` (experimental; `sandbox/k8s/` does the
 //! work). Without the `kubernetes` feature each says that this build has no such backend.
 
 use crate::cli::BackendArgs;
@@ -76,6 +76,17 @@ pub(crate) async fn doctor(backend: &BackendArgs) -> Exit {
     }
 }
 
+/// The backend of `run --backend kubernetes`, connected.
+#[cfg(feature = "kubernetes")]
+pub(crate) async fn backend(
+    backend: &BackendArgs,
+) -> Result<crate::sandbox::k8s::backend::KubernetesBackend, super::run::RunError> {
+    let api = connect(backend)
+        .await
+        .map_err(crate::sandbox::engine::run::RunError::from)?;
+    Ok(crate::sandbox::k8s::backend::KubernetesBackend::new(api))
+}
+
 #[cfg(feature = "kubernetes")]
 async fn connect(
     backend: &BackendArgs,
@@ -92,6 +103,14 @@ async fn connect(
 fn failed(error: &crate::sandbox::k8s::client::KubeError) -> Exit {
     eprintln!("error: {error}");
     Exit::RunFailed
+}
+
+/// `run --backend kubernetes` in a build without the backend.
+#[cfg(not(feature = "kubernetes"))]
+pub(crate) async fn backend(
+    _backend: &BackendArgs,
+) -> Result<crate::sandbox::engine::docker::DockerClient, super::run::RunError> {
+    Err(super::run::RunError::NotBuilt(NOT_BUILT))
 }
 
 /// `gc --backend kubernetes` in a build without the backend.

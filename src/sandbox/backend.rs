@@ -14,7 +14,16 @@ use crate::sandbox::engine::run::{EventTap, RunError, RunIds, RunReport, TimeLim
 use crate::sandbox::plan::RunPlan;
 
 /// Why a backend could not do what the controller asked, besides running the plan.
-pub(crate) type BackendError = DockerError;
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The Docker engine's.
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// The Kubernetes API's.
+    #[cfg(feature = "kubernetes")]
+    #[error(transparent)]
+    Kubernetes(#[from] crate::sandbox::k8s::client::KubeError),
+}
 
 /// What the controller needs from whatever carries out a [`RunPlan`].
 pub(crate) trait Backend {
@@ -53,10 +62,10 @@ impl Backend for DockerClient {
     }
 
     async fn interrupt(&self, plan: &RunPlan) -> Result<bool, BackendError> {
-        self.signal(&plan.runtime.name, "SIGINT").await
+        Ok(self.signal(&plan.runtime.name, "SIGINT").await?)
     }
 
     async fn remove_run(&self, run_id: &str) -> Result<(), BackendError> {
-        DockerClient::remove_run(self, run_id).await.map(|_| ())
+        Ok(DockerClient::remove_run(self, run_id).await.map(|_| ())?)
     }
 }

@@ -94,6 +94,10 @@ pub enum RunError {
     /// Carrying out the plan failed (or the run's time limit struck).
     #[error(transparent)]
     Execute(#[from] ExecuteError),
+    /// `--backend kubernetes` in a build without the `kubernetes` feature.
+    #[cfg(not(feature = "kubernetes"))]
+    #[error("{0}")]
+    NotBuilt(&'static str),
     /// `install`'s listing run was stopped by Ctrl-C or SIGTERM.
     #[error("install was interrupted while listing the skills' tools; nothing was written")]
     ListingInterrupted,
@@ -147,6 +151,8 @@ impl From<&RunError> for Exit {
                 Exit::RunFailed
             }
             RunError::ListingInterrupted => Exit::Interrupted,
+            #[cfg(not(feature = "kubernetes"))]
+            RunError::NotBuilt(_) => Exit::Usage,
             RunError::Execute(error) => match error {
                 ExecuteError::Docker(_) => Exit::Docker,
                 ExecuteError::BaseImageMissing { .. }
@@ -155,6 +161,8 @@ impl From<&RunError> for Exit {
                 | ExecuteError::Versioned(_) => Exit::Usage,
                 ExecuteError::TimedOut(_) => Exit::TimedOut,
                 ExecuteError::ProxyConfig(_) => Exit::RunFailed,
+                #[cfg(feature = "kubernetes")]
+                ExecuteError::Kubernetes(_) => Exit::RunFailed,
             },
             RunError::AnswerWithoutContinue
             | RunError::Versioned(_)

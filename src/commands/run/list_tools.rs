@@ -111,7 +111,7 @@ pub(crate) async fn list_tools(
     if let Err(error) = engine.docker.remove_run(&ids.run_id).await {
         notify(super::Notice::CleanupFailed {
             run_id: ids.run_id.clone(),
-            error,
+            error: error.into(),
         });
     }
     listed

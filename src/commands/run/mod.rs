@@ -52,6 +52,14 @@ pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
     let settings = Settings::resolve(&args.setting_flags(), &loaded.config)?;
     let mut checked = preflight::check(&args, &loaded, &settings)?;
     checked.notices.drain(..).for_each(&show);
+    if args.backend.backend == crate::cli::BackendName::Kubernetes {
+        let backend = super::kubernetes::backend(&args.backend).await?;
+        let planned = plan::plan(&args, &loaded, settings, checked, started)?;
+        let outcome = execute::execute(&backend, planned, &args, &show).await?;
+        let ending = finish::finish(outcome)?;
+        ending.notice.into_iter().for_each(&show);
+        return Ok(ending.exit);
+    }
     let engine = engine::connect(
         &loaded.config.config,
         &loaded.expert,

@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::config::GVISOR_RUNTIME;
 use crate::jobs::JobsError;
+use crate::sandbox::backend::BackendError;
 use crate::sandbox::engine::docker::DockerError;
 use crate::sandbox::engine::run::RunError as ExecuteError;
 use crate::sandbox::labels;
@@ -54,13 +55,13 @@ pub enum Notice {
     /// Ctrl-C again: the run stops at once.
     StoppingAtOnce,
     /// Asking the runtime to stop failed; the run stops at once.
-    StopRequestFailed(DockerError),
+    StopRequestFailed(BackendError),
     /// Something of the run could not be removed.
     CleanupFailed {
         /// The run.
         run_id: String,
         /// Why.
-        error: DockerError,
+        error: BackendError,
     },
     /// A placeholder of a missing protected path could not be removed after the run.
     PlaceholderLeft {
@@ -134,11 +135,24 @@ impl fmt::Display for Notice {
             Notice::StopRequestFailed(error) => {
                 write!(f, "warning: could not ask the runtime to stop: {error}")
             }
-            Notice::CleanupFailed { run_id, error } => write!(
-                f,
-                "warning: could not remove every resource of run {run_id}: {error}\n  hint: `docker ps -a --filter label={}` shows what is left",
-                labels::run_filter(run_id)
-            ),
+            Notice::CleanupFailed { run_id, error } => {
+                write!(
+                    f,
+                    "warning: could not remove every resource of run {run_id}: {error}\n  hint: "
+                )?;
+                match error {
+                    BackendError::Docker(_) => write!(
+                        f,
+                        "`docker ps -a --filter label={}` shows what is left",
+                        labels::run_filter(run_id)
+                    ),
+                    #[cfg(feature = "kubernetes")]
+                    BackendError::Kubernetes(_) => write!(
+                        f,
+                        "`perstack-sandbox gc --backend kubernetes` removes it once its Lease expires"
+                    ),
+                }
+            }
             Notice::PlaceholderLeft { path, error } => write!(
                 f,
                 "warning: could not remove {}, which the run made empty to protect it: {error}\n  hint: remove it if you do not want it",

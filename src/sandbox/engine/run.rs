@@ -66,6 +66,10 @@ pub enum RunError {
     /// A versioned image is missing something or is not the one it should be.
     #[error(transparent)]
     Versioned(#[from] VersionedError),
+    /// The Kubernetes backend failed (`--backend kubernetes`).
+    #[cfg(feature = "kubernetes")]
+    #[error(transparent)]
+    Kubernetes(#[from] crate::sandbox::k8s::client::KubeError),
     /// The whole run took longer than allowed.
     #[error(
         "the run did not finish within {0:?}; it was stopped (the job keeps its last checkpoint: continue with --continue, or allow more with --timeout)"
@@ -848,21 +852,17 @@ async fn feed_stdin(
     input.shutdown().await
 }
 
-/// Relays the runtime's stdout until it closes. Returns how the coordinator's run ended (if it
-/// did) and the tail of the runtime's stderr. Stderr never enters the event stream: with
-/// `--verbose` it is copied to our stderr.
-async fn relay_runtime(
-    mut stream: impl futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
+/// Relays one line of the runtime's stdout (whatever carries it: a Docker attach, a pod's
+/// log): an event goes to `tap` and `output` (and sets `end` when it ends the coordinator's
+/// run), other JSON to `output`, anything else is reported and skipped.
+pub(crate) fn relay_line(
+    line: String,
     ids: &RunIds,
     output: &Output,
-    verbose: bool,
     tap: EventTap<'_>,
-) -> (Option<RunEnd>, VecDeque<String>) {
-    let mut stdout = LineSplitter::default();
-    let mut stderr = LineSplitter::default();
-    let mut tail = VecDeque::new();
-    let mut end = None;
-    let handle = |line: String, end: &mut Option<RunEnd>| match classify(line) {
+    end: &mut Option<RunEnd>,
+) {
+    match classify(line) {
         Line::Event(raw, event) => {
             if let Some(this_end) = run_end(&event, &ids.expert_key) {
                 *end = Some(this_end);
@@ -878,7 +878,24 @@ async fn relay_runtime(
             );
         }
         Line::Blank => {}
-    };
+    }
+}
+
+/// Relays the runtime's stdout until it closes. Returns how the coordinator's run ended (if it
+/// did) and the tail of the runtime's stderr. Stderr never enters the event stream: with
+/// `--verbose` it is copied to our stderr.
+async fn relay_runtime(
+    mut stream: impl futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin,
+    ids: &RunIds,
+    output: &Output,
+    verbose: bool,
+    tap: EventTap<'_>,
+) -> (Option<RunEnd>, VecDeque<String>) {
+    let mut stdout = LineSplitter::default();
+    let mut stderr = LineSplitter::default();
+    let mut tail = VecDeque::new();
+    let mut end = None;
+    let handle = |line: String, end: &mut Option<RunEnd>| relay_line(line, ids, output, tap, end);
     let mut keep_stderr = |line: String| {
         if verbose {
             eprintln!("[runtime] {line}");

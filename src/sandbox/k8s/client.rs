@@ -26,7 +26,7 @@ pub(crate) struct KubeTarget {
 
 /// Why the cluster did not do what was asked.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum KubeError {
+pub enum KubeError {
     /// No kubeconfig and not in a pod, or a broken kubeconfig.
     #[error(
         "cannot find the Kubernetes cluster: {0}\n  hint: pass --kubeconfig PATH or --context NAME, set KUBECONFIG, or write ~/.kube/config (what `kubectl config view` shows)"
@@ -58,6 +58,9 @@ pub(crate) enum KubeError {
         /// What the API or the connection said.
         message: String,
     },
+    /// The plan cannot run on Kubernetes (as this backend stands).
+    #[error("cannot run this on Kubernetes: {0}")]
+    Plan(String),
     /// The run pod could not start or failed before its runtime ran.
     #[error("the run pod {pod} did not start: {reason}")]
     PodFailed {

@@ -20,6 +20,8 @@ pub(super) struct Script {
     pub log_chunks: Vec<Vec<String>>,
     /// The runtime's exit code once every chunk was served.
     pub exit_code: i32,
+    /// The runtime's termination reason (`OOMKilled`).
+    pub terminated_reason: Option<String>,
     /// `METHOD resource` pairs answered with 403.
     pub forbid: BTreeSet<(String, String)>,
     /// The runtime container waits with this reason forever (an image pull failure).
@@ -288,7 +290,8 @@ impl State {
         let state = match (&self.script.waiting, self.chunks.is_empty()) {
             (Some(reason), _) => json!({"waiting": {"reason": reason}}),
             (None, false) => json!({"running": {}}),
-            (None, true) => json!({"terminated": {"exitCode": self.script.exit_code}}),
+            (None, true) => json!({"terminated": {"exitCode": self.script.exit_code,
+                "reason": self.script.terminated_reason}}),
         };
         pod["status"] = json!({"phase": "Running",
             "containerStatuses": [{"name": container, "state": state, "ready": true,

@@ -3,40 +3,66 @@
 //! ending, the log's reconnects and de-duplication, and the messages of refusals.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::backend::KubernetesBackend;
 use super::client::KubeError;
 use super::doctor::{self, Finding};
 use super::fake::{FakeCluster, Script};
 use super::logs::{LogCursor, Pacing};
-use super::manifest::Workspace;
-use super::session::{self, Finished, RunObjects, SessionError, Timing};
-use super::tests::{export, request};
-use crate::sandbox::plan::plan;
+use super::session;
+use super::tests::request;
+use crate::event::Event;
+use crate::render::{Mode, Output};
+use crate::sandbox::backend::{Backend, BackendError};
+use crate::sandbox::engine::run::{RunEnd, RunError, RunIds, RunReport, TimeLimit};
+use crate::sandbox::plan::{PrebuiltImage, RunPlan, plan};
 
 const RUN: &str = "psb-run1";
 
-fn run_objects() -> RunObjects {
-    let plan = plan(&request()).expect("plan");
-    let mut export = export(&plan, Workspace::EmptyDir("1Gi".into()));
-    export.name = RUN.into();
-    export.secret = RUN.into();
-    export.secrets.clear();
-    let secrets = BTreeMap::from([("query".to_string(), "the query".to_string())]);
-    RunObjects::new(&plan, &export, &secrets, "host:42", 15).expect("objects")
+/// The test config's plan as `run --image` makes it: every image a pushed version.
+fn pinned_plan() -> RunPlan {
+    let mut plan = plan(&request()).expect("plan");
+    plan.prebuilt = Some(
+        (0..plan.images.len())
+            .map(|i| PrebuiltImage {
+                reference: format!("reg.example/fitness:1.2-{i}"),
+                id: format!("sha256:{i}"),
+            })
+            .collect(),
+    );
+    plan
 }
 
-fn timing(limit: Duration) -> Timing {
-    Timing {
+fn ids() -> RunIds {
+    RunIds {
+        job_id: "j".into(),
+        run_id: "run1".into(),
+        expert_key: "main".into(),
+    }
+}
+
+fn backend(api: super::client::KubeApi) -> KubernetesBackend {
+    KubernetesBackend {
+        api,
+        holder: "host:42".into(),
+        lease_seconds: 15,
+        workspace_size: "1Gi".into(),
         pacing: Pacing {
             poll: Duration::from_millis(1),
             max_reconnects: 3,
         },
-        renew: Duration::from_secs(3600),
-        limit,
     }
+}
+
+/// An event line of the coordinator (`startGeneration`), told apart by `id`.
+fn event(id: &str) -> String {
+    format!(
+        r#"{{"type":"startGeneration","id":"{id}","expertKey":"main","timestamp":1,"jobId":"j","runId":"run1","stepNumber":1,"messages":[]}}"#
+    )
 }
 
 /// A log line at second `s`.
@@ -44,24 +70,48 @@ fn at(s: u32, text: &str) -> String {
     format!("2026-12-05T20:00:{s:02}.000000000Z {text}")
 }
 
-async fn drive(
-    script: Script,
-    limit: Duration,
-    cancel_after: Option<Duration>,
-) -> (Finished, Vec<String>, FakeCluster) {
+/// What the controller sees of one run: `execute`'s result (`None`: Ctrl-C dropped it), the
+/// event lines it recorded, and `remove_run`'s result, which the controller calls after every
+/// ending (`commands/run/execute.rs`).
+struct Drive {
+    result: Option<Result<RunReport, RunError>>,
+    recorded: Vec<String>,
+    removal: Result<(), BackendError>,
+    fake: FakeCluster,
+}
+
+/// Runs the pinned plan on a fake cluster as the controller does: `execute` under the time
+/// limit, dropped on Ctrl-C (`ctrl_c_after`), then `remove_run` whatever happened.
+async fn drive(script: Script, limit: Duration, ctrl_c_after: Option<Duration>) -> Drive {
     let (api, fake) = FakeCluster::start(script);
-    let mut lines = Vec::new();
-    let cancel = async move {
-        match cancel_after {
+    let backend = backend(api);
+    let plan = pinned_plan();
+    let ids = ids();
+    let (output, _writer) = Output::spawn(Mode::Json, tokio::io::sink());
+    let recorded = Mutex::new(Vec::new());
+    let tap = |raw: &str, _: &Event| recorded.lock().expect("lock").push(raw.to_string());
+    let limit = TimeLimit {
+        started: Instant::now(),
+        limit,
+    };
+    let ctrl_c = async move {
+        match ctrl_c_after {
             Some(after) => tokio::time::sleep(after).await,
             None => std::future::pending().await,
         }
     };
-    let finished = session::run(&api, &run_objects(), timing(limit), cancel, &mut |l| {
-        lines.push(l)
-    })
-    .await;
-    (finished, lines, fake)
+    let result = tokio::select! {
+        result = backend.execute(&plan, &ids, &output, false, limit, &tap) => Some(result),
+        () = ctrl_c => None,
+    };
+    let removal = backend.remove_run(&ids.run_id).await;
+    let recorded = recorded.into_inner().expect("lock");
+    Drive {
+        result,
+        recorded,
+        removal,
+        fake,
+    }
 }
 
 fn created(fake: &FakeCluster) -> Vec<String> {
@@ -79,20 +129,36 @@ fn deleted(fake: &FakeCluster) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_run_creates_its_objects_in_order_under_its_lease_relays_the_log_and_removes_everything()
-{
+async fn a_run_creates_its_objects_in_order_under_its_lease_records_its_events_and_is_removed() {
     let script = Script {
-        log_chunks: vec![vec![at(1, "{\"a\":1}"), at(2, "{\"b\":2}")]],
+        log_chunks: vec![vec![
+            at(1, &event("e1")),
+            at(2, "{\"not\":\"an event\"}"),
+            at(3, &event("e2")),
+        ]],
         exit_code: 0,
         ..Script::default()
     };
-    let (finished, lines, fake) = drive(script, Duration::from_secs(10), None).await;
-    assert_eq!(finished.result.expect("ran"), (0, None));
-    assert!(finished.leftovers.is_empty(), "{:?}", finished.leftovers);
-    assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}"]);
+    let d = drive(script, Duration::from_secs(10), None).await;
+    // No terminal event came: the runtime's exit is the run's end, as on Docker.
+    let report = d.result.expect("not interrupted").expect("ran");
+    assert!(
+        matches!(
+            report.end,
+            RunEnd::RuntimeFailed {
+                code: 0,
+                oom_killed: false,
+                ..
+            }
+        ),
+        "{:?}",
+        report.end
+    );
+    assert!(d.removal.is_ok(), "{:?}", d.removal);
+    assert_eq!(d.recorded, [event("e1"), event("e2")]);
     // The Lease first, the fences before the proxy, the proxy before the Job that runs code.
     assert_eq!(
-        created(&fake),
+        created(&d.fake),
         [
             "POST leases",
             "POST secrets",
@@ -104,9 +170,9 @@ async fn a_run_creates_its_objects_in_order_under_its_lease_relays_the_log_and_r
         ]
     );
     // Everything is gone, the Job and its pod first, the Lease last.
-    assert_eq!(fake.existing(), Vec::<String>::new());
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
     assert_eq!(
-        deleted(&fake),
+        deleted(&d.fake),
         [
             "DELETE jobs/psb-run1",
             "DELETE pods/psb-run1-pod",
@@ -121,9 +187,38 @@ async fn a_run_creates_its_objects_in_order_under_its_lease_relays_the_log_and_r
 }
 
 #[tokio::test]
-async fn every_object_a_run_creates_is_owned_by_its_lease_and_the_secret_holds_the_query() {
+async fn an_out_of_memory_runtime_is_reported_as_such() {
+    let d = drive(
+        Script {
+            log_chunks: vec![vec![at(1, &event("e1"))]],
+            exit_code: 137,
+            terminated_reason: Some("OOMKilled".into()),
+            ..Script::default()
+        },
+        Duration::from_secs(10),
+        None,
+    )
+    .await;
+    let report = d.result.expect("not interrupted").expect("ran");
+    assert!(
+        matches!(
+            report.end,
+            RunEnd::RuntimeFailed {
+                code: 137,
+                oom_killed: true,
+                ..
+            }
+        ),
+        "{:?}",
+        report.end
+    );
+}
+
+#[tokio::test]
+async fn every_object_a_run_creates_is_owned_by_its_lease_and_its_secret_holds_this_runs_values() {
     let (api, fake) = FakeCluster::start(Script::default());
-    let objects = run_objects();
+    let backend = backend(api.clone());
+    let objects = backend.objects(&pinned_plan(), &ids()).expect("objects");
     let lease = session::launch(&api, &objects).await.expect("launch");
     let uid = lease["metadata"]["uid"].clone();
     assert_eq!(lease["spec"]["holderIdentity"], "host:42");
@@ -144,25 +239,71 @@ async fn every_object_a_run_creates_is_owned_by_its_lease_and_the_secret_holds_t
             "{key}"
         );
     }
-    let secret = fake.object("secrets", RUN).expect("secret");
-    assert_eq!(secret["stringData"]["query"], "the query");
+    let data = fake.object("secrets", RUN).expect("secret")["stringData"].clone();
+    assert_eq!(data["query"], "the query");
+    assert_eq!(data["ANTHROPIC_API_KEY"], "sk-ant-value");
+    assert_eq!(data["WEB_KEY"], "web-secret-value");
+    assert_eq!(data["OFFLINE_KEY"], "offline-secret-value");
+    let tokens: Vec<&str> = data
+        .as_object()
+        .expect("map")
+        .iter()
+        .filter(|(k, _)| k.starts_with("proxy-token-"))
+        .map(|(_, v)| v.as_str().expect("token"))
+        .collect();
+    // The runtime and `web` (allowedDomains) are principals; `offline` is not.
+    assert_eq!(tokens.len(), 2, "{data}");
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit()))
+    );
+    assert_ne!(tokens[0], tokens[1]);
+    // The values are in the Secret only: the Job refers to them.
+    let job = fake.object("jobs", RUN).expect("job").to_string();
+    for value in ["the query", "sk-ant-value", "web-secret-value", tokens[0]] {
+        assert!(!job.contains(value), "{value} in the Job");
+    }
+}
+
+#[test]
+fn a_plan_without_pushed_images_or_with_a_checkpoint_to_feed_is_refused_with_what_to_do() {
+    let (api, _) = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async { FakeCluster::start(Script::default()) });
+    let backend = backend(api);
+    let unpinned = plan(&request()).expect("plan");
+    let message = backend
+        .objects(&unpinned, &ids())
+        .expect_err("refused")
+        .to_string();
+    assert!(message.contains("needs --image REF"), "{message}");
+    let mut continued = pinned_plan();
+    continued.runtime.stdin = Some("{}".into());
+    let message = backend
+        .objects(&continued, &ids())
+        .expect_err("refused")
+        .to_string();
+    assert!(message.contains("continuing a job"), "{message}");
 }
 
 #[tokio::test]
-async fn a_dropped_log_is_reconnected_from_the_last_lines_second_and_each_line_is_passed_on_once() {
+async fn a_dropped_log_is_reconnected_from_the_last_lines_second_and_each_line_is_recorded_once() {
     let script = Script {
         log_chunks: vec![
-            vec![at(1, "a"), at(2, "b")],
+            vec![at(1, &event("a")), at(2, &event("b"))],
             // The API repeats the whole second 2 after a reconnect; `c` is new in it.
-            vec![at(2, "b"), at(2, "c"), at(3, "d")],
+            vec![at(2, &event("b")), at(2, &event("c")), at(3, &event("d"))],
         ],
         exit_code: 3,
         ..Script::default()
     };
-    let (finished, lines, fake) = drive(script, Duration::from_secs(10), None).await;
-    assert_eq!(finished.result.expect("ran"), (3, None));
-    assert_eq!(lines, ["a", "b", "c", "d"]);
-    let logs: Vec<String> = fake
+    let d = drive(script, Duration::from_secs(10), None).await;
+    let report = d.result.expect("not interrupted").expect("ran");
+    assert!(matches!(report.end, RunEnd::RuntimeFailed { code: 3, .. }));
+    assert_eq!(d.recorded, [event("a"), event("b"), event("c"), event("d")]);
+    let logs: Vec<String> = d
+        .fake
         .calls()
         .into_iter()
         .filter(|c| c.contains("pods/log"))
@@ -176,7 +317,7 @@ async fn a_dropped_log_is_reconnected_from_the_last_lines_second_and_each_line_i
             "GET pods/log/psb-run1-pod?since=2026-12-05T20:00:03Z",
         ]
     );
-    assert_eq!(fake.existing(), Vec::<String>::new());
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
 }
 
 #[test]
@@ -201,10 +342,10 @@ fn the_cursor_skips_replayed_lines_of_the_same_time_but_not_new_ones() {
 }
 
 #[tokio::test]
-async fn a_log_that_never_comes_back_gives_up_after_the_reconnects_and_removes_the_run() {
+async fn a_log_that_never_comes_back_gives_up_after_the_reconnects_and_the_run_is_removed() {
     let script = Script {
         log_chunks: vec![
-            vec![at(1, "a")],
+            vec![at(1, &event("a"))],
             vec![],
             vec![],
             vec![],
@@ -214,27 +355,31 @@ async fn a_log_that_never_comes_back_gives_up_after_the_reconnects_and_removes_t
         ],
         ..Script::default()
     };
-    let (finished, lines, fake) = drive(script, Duration::from_secs(10), None).await;
-    let error = finished.result.expect_err("lost");
+    let d = drive(script, Duration::from_secs(10), None).await;
+    let error = d.result.expect("not interrupted").expect_err("lost");
     assert!(
         matches!(
             error,
-            SessionError::Kube(KubeError::LogLost { attempts: 3, .. })
+            RunError::Kubernetes(KubeError::LogLost { attempts: 3, .. })
         ),
         "{error}"
     );
-    assert_eq!(lines, ["a"]);
-    assert_eq!(fake.existing(), Vec::<String>::new());
+    assert_eq!(d.recorded, [event("a")]);
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
 }
 
 #[tokio::test]
-async fn a_refused_creation_stops_the_launch_says_which_permission_and_removes_what_was_made() {
+async fn a_refused_creation_stops_the_launch_says_which_permission_and_what_was_made_is_removed() {
     let script = Script {
         forbid: BTreeSet::from([("POST".to_string(), "deployments".to_string())]),
         ..Script::default()
     };
-    let (finished, _, fake) = drive(script, Duration::from_secs(10), None).await;
-    let message = finished.result.expect_err("refused").to_string();
+    let d = drive(script, Duration::from_secs(10), None).await;
+    let message = d
+        .result
+        .expect("not interrupted")
+        .expect_err("refused")
+        .to_string();
     assert!(
         message.starts_with(
             "the cluster refused to create deployments in namespace ci-agents (403 Forbidden"
@@ -246,10 +391,11 @@ async fn a_refused_creation_stops_the_launch_says_which_permission_and_removes_w
         "{message}"
     );
     assert!(
-        !created(&fake).contains(&"POST jobs".to_string()),
+        !created(&d.fake).contains(&"POST jobs".to_string()),
         "nothing runs after a refusal"
     );
-    assert_eq!(fake.existing(), Vec::<String>::new());
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
+    assert!(d.removal.is_ok());
 }
 
 #[tokio::test]
@@ -259,76 +405,95 @@ async fn a_refused_log_is_an_actionable_error_not_a_reconnect_loop() {
         forbid: BTreeSet::from([("GET".to_string(), "pods/log".to_string())]),
         ..Script::default()
     };
-    let (finished, _, fake) = drive(script, Duration::from_secs(10), None).await;
-    let message = finished.result.expect_err("refused").to_string();
+    let d = drive(script, Duration::from_secs(10), None).await;
+    let message = d
+        .result
+        .expect("not interrupted")
+        .expect_err("refused")
+        .to_string();
     assert!(message.contains("refused to get pods/log"), "{message}");
-    let logs = fake
+    let logs = d
+        .fake
         .calls()
         .into_iter()
         .filter(|c| c.contains("pods/log"))
         .count();
     assert_eq!(logs, 1);
-    assert_eq!(fake.existing(), Vec::<String>::new());
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
 }
 
 #[tokio::test]
-async fn an_image_that_cannot_be_pulled_ends_the_run_with_the_reason_and_removes_it() {
+async fn a_refused_removal_is_reported_to_the_controller() {
+    let script = Script {
+        log_chunks: vec![vec![at(1, &event("a"))]],
+        forbid: BTreeSet::from([("DELETE".to_string(), "secrets".to_string())]),
+        ..Script::default()
+    };
+    let d = drive(script, Duration::from_secs(10), None).await;
+    let error = d.removal.expect_err("refused");
+    assert!(
+        error.to_string().contains("refused to delete secrets"),
+        "{error}"
+    );
+    // The rest is removed all the same, the Lease too: the cluster collects what it owns.
+    assert_eq!(d.fake.existing(), ["secrets/psb-run1"]);
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_ends_the_run_with_the_reason_and_it_is_removed() {
     let script = Script {
         waiting: Some("ImagePullBackOff".into()),
         log_chunks: vec![vec![at(1, "never")]],
         ..Script::default()
     };
-    let (finished, lines, fake) = drive(script, Duration::from_secs(10), None).await;
-    let message = finished.result.expect_err("failed").to_string();
+    let d = drive(script, Duration::from_secs(10), None).await;
+    let message = d
+        .result
+        .expect("not interrupted")
+        .expect_err("failed")
+        .to_string();
     assert_eq!(
         message,
         "the run pod psb-run1-pod did not start: ImagePullBackOff"
     );
-    assert!(lines.is_empty());
-    assert_eq!(fake.existing(), Vec::<String>::new());
+    assert!(d.recorded.is_empty());
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
 }
 
 #[tokio::test]
-async fn ctrl_c_while_the_run_is_watched_removes_everything() {
+async fn ctrl_c_while_the_run_is_watched_leaves_nothing() {
     let script = Script {
         log_chunks: vec![vec![at(1, "a")]],
         hang_logs: true,
         ..Script::default()
     };
-    let (finished, _, fake) = drive(
+    let d = drive(
         script,
         Duration::from_secs(30),
         Some(Duration::from_millis(300)),
     )
     .await;
+    assert!(d.result.is_none(), "interrupted");
     assert!(
-        matches!(finished.result, Err(SessionError::Interrupted)),
-        "{:?}",
-        finished.result
+        d.fake.calls().iter().any(|c| c.contains("pods/log")),
+        "interrupted while following"
     );
-    assert!(
-        fake.calls().iter().any(|c| c.contains("pods/log")),
-        "cancelled while following"
-    );
-    assert!(fake.existing().is_empty(), "{:?}", fake.existing());
-    assert!(finished.leftovers.is_empty());
+    assert!(d.fake.existing().is_empty(), "{:?}", d.fake.existing());
+    assert!(d.removal.is_ok());
 }
 
 #[tokio::test]
-async fn the_time_limit_while_the_run_is_watched_removes_everything() {
+async fn the_time_limit_while_the_run_is_watched_leaves_nothing() {
     let script = Script {
         log_chunks: vec![vec![at(1, "a")]],
         hang_logs: true,
         ..Script::default()
     };
-    let (finished, _, fake) = drive(script, Duration::from_millis(300), None).await;
-    assert!(
-        matches!(finished.result, Err(SessionError::TimedOut(_))),
-        "{:?}",
-        finished.result
-    );
-    assert!(fake.calls().iter().any(|c| c.contains("pods/log")));
-    assert!(fake.existing().is_empty(), "{:?}", fake.existing());
+    let d = drive(script, Duration::from_millis(300), None).await;
+    let error = d.result.expect("not interrupted").expect_err("timed out");
+    assert!(matches!(error, RunError::TimedOut(_)), "{error}");
+    assert!(d.fake.calls().iter().any(|c| c.contains("pods/log")));
+    assert!(d.fake.existing().is_empty(), "{:?}", d.fake.existing());
 }
 
 fn lease(name: &str, renewed: &str) -> serde_json::Value {

@@ -195,7 +195,7 @@ pub(crate) fn objects(plan: &RunPlan, export: &Export) -> Result<Vec<Value>, Man
 }
 
 /// The name of the run pod's container that runs the runtime (whose log carries the events).
-#[cfg_attr(not(test), allow(dead_code))] // used by `session` (see `k8s/mod.rs`)
+#[cfg(feature = "kubernetes")]
 pub(crate) fn runtime_container(plan: &RunPlan) -> String {
     ContainerNames::of(plan).get(&plan.runtime.service)
 }
@@ -203,7 +203,7 @@ pub(crate) fn runtime_container(plan: &RunPlan) -> String {
 /// The Lease that owns a controlled run's other objects (`run --backend kubernetes`; an export
 /// has none): `holder` renews it every few seconds while the run is watched; `gc` deletes the
 /// run of a Lease not renewed for `seconds`. `now` is an RFC 3339 time with microseconds.
-#[cfg_attr(not(test), allow(dead_code))] // used by `session` (see `k8s/mod.rs`)
+#[cfg(feature = "kubernetes")]
 pub(crate) fn lease(export: &Export, holder: &str, seconds: u32, now: &str) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1",
@@ -221,7 +221,7 @@ pub(crate) fn lease(export: &Export, holder: &str, seconds: u32, now: &str) -> V
 /// The Secret a controlled run makes for itself (an export leaves it to the user): the query,
 /// every variable the plan hands a container and each proxy token, under the keys the objects'
 /// `secretKeyRef`s name ([`Export::secret_key`] with no `secrets` overrides).
-#[cfg_attr(not(test), allow(dead_code))] // used by `session` (see `k8s/mod.rs`)
+#[cfg(feature = "kubernetes")]
 pub(crate) fn secret(export: &Export, data: &BTreeMap<String, String>) -> Value {
     json!({
         "apiVersion": "v1",

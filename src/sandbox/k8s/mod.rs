@@ -7,6 +7,7 @@
 //!
 //! With the `kubernetes` feature (on by default), a controlled run on a cluster
 //! (`run`/`gc`/`doctor --backend kubernetes`, experimental):
+//! - `backend`: the `Backend` of `run --backend kubernetes`.
 //! - `client`: the one caller of the API (`kube`); kubeconfig found as kubectl finds it.
 //! - `session`: a run as stages — its objects (from `manifest`, under a Lease), launch, watch,
 //!   removal on every ending.
@@ -16,11 +17,9 @@
 //! The mapping of each Docker guarantee onto Kubernetes, and what is lost, is in ARCHITECTURE.md
 //! ("Kubernetes") and SECURITY.md.
 
-// `run --backend kubernetes` — the controller driving `session` — is not wired yet: until it is,
-// the run's stages (`session`, `logs` and the calls only they make) are used by their tests
-// against the fake API server (`lifecycle_tests`) and by `gc`/`doctor` only.
 #[cfg(feature = "kubernetes")]
-#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod backend;
+#[cfg(feature = "kubernetes")]
 pub(crate) mod client;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod doctor;
@@ -33,11 +32,9 @@ pub(crate) mod gc;
 #[cfg(feature = "kubernetes")]
 mod lifecycle_tests;
 #[cfg(feature = "kubernetes")]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod logs;
 pub(crate) mod manifest;
 #[cfg(feature = "kubernetes")]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod session;
 #[cfg(test)]
 mod tests;

@@ -2,10 +2,8 @@
 //! from `manifest`'s builders, the same ones `export kubernetes` uses), [`launch`] (create them
 //! in order under a Lease), watch (wait for the run pod, [`follow`](super::logs::follow) the
 //! runtime's log while the Lease is renewed), and [`remove`] (delete everything of the run by
-//! label). [`run`] composes them so that `remove` follows every ending: success, error,
-//! interruption (`cancel`) and the time limit.
+//! label), which the controller calls after every ending (`k8s/backend.rs`).
 
-use std::future::Future;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -57,87 +55,25 @@ fn now() -> String {
         .to_string()
 }
 
-/// How a watched run went, besides the cluster's own failures.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SessionError {
-    /// The cluster failed or refused.
-    #[error(transparent)]
-    Kube(#[from] KubeError),
-    /// `--timeout` struck.
-    #[error(
-        "the run did not finish within {0:?}; its objects were deleted (allow more with --timeout)"
-    )]
-    TimedOut(Duration),
-    /// Ctrl-C.
-    #[error("interrupted; the run's objects were deleted")]
-    Interrupted,
-}
-
-/// How the run ended and what its removal left behind.
-#[derive(Debug)]
-pub(crate) struct Finished {
-    /// The runtime's exit code and reason (`OOMKilled`, …), or why there is none.
-    pub result: Result<(i32, Option<String>), SessionError>,
-    /// Deletions that failed (`gc --backend kubernetes` collects the rest once the Lease
-    /// expires).
-    pub leftovers: Vec<KubeError>,
-}
-
-/// How a run is paced: pod and log polling, and the Lease's renewal.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timing {
-    /// Log following.
-    pub pacing: Pacing,
-    /// Between two renewals of the Lease.
-    pub renew: Duration,
-    /// The whole run's limit.
-    pub limit: Duration,
-}
-
-/// Creates `objects`, relays the runtime's log lines to `on_line` until it ends, and removes
-/// everything of the run however that went: also on an error, on `cancel` and on the limit.
-pub(crate) async fn run(
+/// Launches `objects` and watches the run to the runtime's end: its log lines go to `on_line`,
+/// its exit code and reason come back. The Lease is renewed every `renew` meanwhile. Never
+/// removes anything, also when dropped midway (Ctrl-C, the time limit): the controller calls
+/// [`remove`] after every ending (`Backend::remove_run`).
+pub(crate) async fn launch_and_watch(
     api: &KubeApi,
     objects: &RunObjects,
-    timing: Timing,
-    cancel: impl Future<Output = ()>,
+    pacing: Pacing,
+    renew_every: Duration,
     on_line: &mut (dyn FnMut(String) + Send),
-) -> Finished {
-    let watched = tokio::time::timeout(
-        timing.limit,
-        launch_and_watch(api, objects, timing, on_line),
-    );
-    let result = tokio::select! {
-        done = watched => done.unwrap_or(Err(SessionError::TimedOut(timing.limit))),
-        () = cancel => Err(SessionError::Interrupted),
-    };
-    Finished {
-        result,
-        leftovers: remove(api, &objects.name).await,
-    }
-}
-
-async fn launch_and_watch(
-    api: &KubeApi,
-    objects: &RunObjects,
-    timing: Timing,
-    on_line: &mut (dyn FnMut(String) + Send),
-) -> Result<(i32, Option<String>), SessionError> {
+) -> Result<(i32, Option<String>), KubeError> {
     let lease = launch(api, objects).await?;
     let watch = async {
-        let pod = started_pod(api, objects, timing.pacing.poll).await?;
-        follow(
-            api,
-            &pod,
-            &objects.runtime_container,
-            timing.pacing,
-            on_line,
-        )
-        .await
+        let pod = started_pod(api, objects, pacing.poll).await?;
+        follow(api, &pod, &objects.runtime_container, pacing, on_line).await
     };
     tokio::select! {
-        ended = watch => Ok(ended?),
-        failed = renew(api, lease, timing.renew) => Err(failed.into()),
+        ended = watch => ended,
+        failed = renew(api, lease, renew_every) => Err(failed),
     }
 }
 

@@ -1,0 +1,168 @@
+//! `run --backend kubernetes` (experimental): the [`Backend`] that carries out a plan in a
+//! namespace. The controller (`commands/run/execute.rs`) is the same as for Docker: it records
+//! the job, answers Ctrl-C and calls [`Backend::remove_run`] after every ending.
+//!
+//! - **execute**: the plan's objects ([`RunObjects`], from `manifest`'s builders, the ones
+//!   `export kubernetes` writes) with a Secret of this run's values, launched under a Lease;
+//!   the runtime's log relayed line by line as the Docker backend relays its stdout
+//!   (`relay_line`), so the job store records the events and checkpoints on this machine.
+//! - **interrupt**: Kubernetes has no signal API and the runtime's stdin is not attached, so
+//!   there is nothing to ask: the controller stops at once and `remove_run` deletes the pod.
+//! - **remove_run**: every object of the run, by label.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::client::{KubeApi, KubeError};
+use super::logs::Pacing;
+use super::manifest::{self, Export, Workspace};
+use super::session::{self, RunObjects};
+use crate::render::Output;
+use crate::sandbox::backend::{Backend, BackendError};
+use crate::sandbox::engine::run::{
+    EventTap, RunEnd, RunError, RunIds, RunReport, TimeLimit, relay_line,
+};
+use crate::sandbox::plan::RunPlan;
+
+/// A namespace that runs plans.
+pub(crate) struct KubernetesBackend {
+    /// The connection.
+    pub api: KubeApi,
+    /// Who holds the runs' Leases (host and process).
+    pub holder: String,
+    /// The Lease's duration; it is renewed every third of it.
+    pub lease_seconds: u32,
+    /// The workspace emptyDir's size limit.
+    pub workspace_size: String,
+    /// Log following.
+    pub pacing: Pacing,
+}
+
+/// The name of run `run_id`'s objects: a DNS label.
+pub(crate) fn run_name(run_id: &str) -> String {
+    manifest::dns_label(&format!("psb-{run_id}"), 40)
+}
+
+impl KubernetesBackend {
+    /// A backend on `api` with the usual pacing: a 30 s Lease, the log polled each second.
+    pub(crate) fn new(api: KubeApi) -> KubernetesBackend {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown".into());
+        KubernetesBackend {
+            api,
+            holder: format!("{host}:{}", std::process::id()),
+            lease_seconds: 30,
+            workspace_size: "10Gi".into(),
+            pacing: Pacing {
+                poll: Duration::from_secs(1),
+                max_reconnects: 10,
+            },
+        }
+    }
+
+    /// The plan as this run's objects: its images must be a pushed version (`--image`).
+    pub(crate) fn objects(&self, plan: &RunPlan, ids: &RunIds) -> Result<RunObjects, KubeError> {
+        let unusable = |why: String| KubeError::Plan(why);
+        if plan.runtime.stdin.is_some() {
+            return Err(unusable(
+                "continuing a job (--continue, --continue-job, -i) is not supported on Kubernetes yet: the runtime's stdin is not attached".into(),
+            ));
+        }
+        let images = plan
+            .prebuilt
+            .as_ref()
+            .map(|p| p.iter().map(|i| i.reference.clone()).collect())
+            .ok_or_else(|| unusable("a Kubernetes run needs --image REF: a version pushed with `perstack-sandbox build EXPERT --tag REF --push`, which the cluster pulls".into()))?;
+        let name = run_name(&ids.run_id);
+        let export = Export {
+            secret: name.clone(),
+            name,
+            namespace: None,
+            images,
+            secrets: BTreeMap::new(),
+            workspace: Workspace::EmptyDir(self.workspace_size.clone()),
+            deadline_seconds: None,
+        };
+        let secrets = secret_values(plan)?;
+        RunObjects::new(plan, &export, &secrets, &self.holder, self.lease_seconds)
+            .map_err(|e| unusable(e.to_string()))
+    }
+
+    async fn watch(
+        &self,
+        plan: &RunPlan,
+        ids: &RunIds,
+        output: &Output,
+        tap: EventTap<'_>,
+    ) -> Result<RunReport, RunError> {
+        let objects = self.objects(plan, ids)?;
+        let mut end = None;
+        let mut on_line = |line: String| relay_line(line, ids, output, tap, &mut end);
+        let renew = Duration::from_secs(u64::from(self.lease_seconds / 3).max(1));
+        let (code, reason) =
+            session::launch_and_watch(&self.api, &objects, self.pacing, renew, &mut on_line)
+                .await?;
+        let end = end.unwrap_or(RunEnd::RuntimeFailed {
+            code: i64::from(code),
+            stderr: String::new(),
+            oom_killed: reason.as_deref() == Some("OOMKilled"),
+        });
+        Ok(RunReport { end })
+    }
+}
+
+/// This run's values under the keys the objects' `secretKeyRef`s name: the query (the
+/// runtime's last argument), every variable the plan hands a container (not the literal ones
+/// the objects carry) and a fresh token for each proxy principal.
+fn secret_values(plan: &RunPlan) -> Result<BTreeMap<String, String>, KubeError> {
+    let mut values = BTreeMap::new();
+    if let Some(query) = plan.runtime.cmd.last() {
+        values.insert(manifest::QUERY_KEY.to_string(), query.clone());
+    }
+    for container in plan.skills.iter().chain([&plan.runtime]) {
+        for (name, value) in container
+            .env
+            .iter()
+            .filter(|(n, _)| !manifest::is_literal(n))
+        {
+            values.insert(name.clone(), value.clone());
+        }
+    }
+    for principal in plan.proxy.iter().flat_map(|p| &p.principals) {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| KubeError::Plan(format!("no randomness for a proxy token: {e}")))?;
+        values.insert(manifest::token_key(&principal.name), hex::encode(bytes));
+    }
+    Ok(values)
+}
+
+impl Backend for KubernetesBackend {
+    async fn execute(
+        &self,
+        plan: &RunPlan,
+        ids: &RunIds,
+        output: &Output,
+        _verbose: bool,
+        limit: TimeLimit,
+        tap: EventTap<'_>,
+    ) -> Result<RunReport, RunError> {
+        limit.bound(self.watch(plan, ids, output, tap)).await?
+    }
+
+    async fn interrupt(&self, _plan: &RunPlan) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
+    async fn remove_run(&self, run_id: &str) -> Result<(), BackendError> {
+        match session::remove(&self.api, &run_name(run_id))
+            .await
+            .into_iter()
+            .next()
+        {
+            Some(failure) => Err(failure.into()),
+            None => Ok(()),
+        }
+    }
+}
