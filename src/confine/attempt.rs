@@ -106,6 +106,14 @@ pub enum AttemptArgs {
     /// Our ids, capabilities, no_new_privs, seccomp mode, dumpability, environment and open
     /// descriptors.
     Status,
+    /// Leave an orphan: fork a child that exits after `ms` milliseconds, and return (its pid) at
+    /// once, so that it ends as a child of PID 1.
+    Orphan {
+        /// How long the child lives.
+        ms: u64,
+    },
+    /// The zombie processes this process can see in `/proc` (pid and parent), a list.
+    Zombies,
 }
 
 /// Makes the attempt and prints its outcome; the exit code is 0 whatever the outcome.
@@ -158,6 +166,8 @@ pub(crate) fn run(args: AttemptArgs) -> i32 {
             }
         },
         AttemptArgs::Status => Ok(status()),
+        AttemptArgs::Orphan { ms } => orphan(ms),
+        AttemptArgs::Zombies => Ok(zombies()),
     };
     print(&match outcome {
         Ok(value) => json!({"ok": true, "value": value}),
@@ -174,6 +184,44 @@ fn print(value: &Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();
+}
+
+fn orphan(ms: u64) -> std::io::Result<Value> {
+    // SAFETY: the child calls only async-signal-safe functions (close, nanosleep, _exit).
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            let pause = libc::timespec {
+                tv_sec: (ms / 1000) as libc::time_t,
+                tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+            };
+            // SAFETY: closing our copies of stdout and stderr (the caller reads them to their
+            // end), sleeping and exiting without running the parent's destructors.
+            unsafe {
+                libc::close(1);
+                libc::close(2);
+                libc::nanosleep(&pause, std::ptr::null_mut());
+                libc::_exit(0)
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(json!(child.as_raw())),
+    }
+}
+
+fn zombies() -> Value {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return json!([]);
+    };
+    let zombies: Vec<Value> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+            let (state, ppid) = (fields.next()?, fields.next()?);
+            (state == "Z").then(|| json!({"pid": pid, "ppid": ppid.parse::<i32>().ok()}))
+        })
+        .collect();
+    Value::from(zombies)
 }
 
 fn hold() -> i32 {

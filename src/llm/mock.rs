@@ -292,42 +292,8 @@ impl MockProvider {
         request: &GenerateRequest<'_>,
         on_delta: DeltaSink<'_>,
     ) -> Result<Generation, LlmError> {
-        let turn = {
-            let mut turns = self
-                .turns
-                .lock()
-                .map_err(|_| LlmError::fatal("MockProviderError", "mock script state poisoned"))?;
-            let index = turns
-                .iter()
-                .position(|t| t.expert.as_deref().is_none_or(|e| e == request.expert_key));
-            index.and_then(|i| turns.remove(i))
-        };
-        let Some(turn) = turn else {
-            return Err(LlmError::fatal(
-                "MockScriptExhausted",
-                format!(
-                    "the mock script has no turn left for expert `{}` ({} turns in the script)",
-                    request.expert_key, self.total
-                ),
-            ));
-        };
-        let chunks: Vec<StreamDelta> = turn
-            .thinking
-            .iter()
-            .flat_map(|t| words(t).map(|w| StreamDelta::Reasoning(w.to_string())))
-            .chain(
-                turn.text
-                    .iter()
-                    .flat_map(|t| words(t).map(|w| StreamDelta::Text(w.to_string()))),
-            )
-            .collect();
-        let delay = std::time::Duration::from_millis(turn.delay_ms.unwrap_or(0));
-        let pause = delay / (chunks.len() as u32 + 1);
-        tokio::time::sleep(pause).await;
-        for chunk in chunks {
-            on_delta(chunk);
-            tokio::time::sleep(pause).await;
-        }
+        let turn = self.next_turn(request.expert_key)?;
+        stream(&turn, on_delta).await;
         if let Some(error) = turn.error {
             let mut err = LlmError::api(error.status.unwrap_or(500), error.message, None);
             if let Some(retryable) = error.retryable {
@@ -335,44 +301,14 @@ impl MockProvider {
             }
             return Err(err);
         }
-        let mut parts = Vec::new();
-        if let Some(thinking) = turn.thinking {
-            parts.push(GeneratedPart::Thinking {
-                text: thinking,
-                signature: None,
-            });
-        }
-        if let Some(text) = turn.text {
-            parts.push(GeneratedPart::Text(text));
-        }
-        for call in turn.tool_calls {
-            parts.push(GeneratedPart::ToolCall {
-                id: call
-                    .id
-                    .unwrap_or_else(|| format!("toolu_mock_{}", crate::ids::new_id())),
-                name: call.name,
-                args: call.args,
-            });
-        }
-        let finish_reason = match turn.finish_reason.as_deref() {
-            Some("stop") => FinishReason::Stop,
-            Some("toolCalls") | Some("tool-calls") => FinishReason::ToolCalls,
-            Some("length") => FinishReason::Length,
-            Some(other) => FinishReason::Other(other.to_string()),
-            None if parts
-                .iter()
-                .any(|p| matches!(p, GeneratedPart::ToolCall { .. })) =>
-            {
-                FinishReason::ToolCalls
-            }
-            None => FinishReason::Stop,
-        };
-        let input_tokens = turn
-            .usage
+        let finish = turn.finish_reason.clone();
+        let usage = turn.usage;
+        let parts = parts_of(turn);
+        let finish_reason = finish_reason(finish.as_deref(), &parts);
+        let input_tokens = usage
             .and_then(|u| u.input_tokens)
             .unwrap_or_else(|| estimate_tokens(request.messages));
-        let output_tokens = turn
-            .usage
+        let output_tokens = usage
             .and_then(|u| u.output_tokens)
             .unwrap_or_else(|| parts.iter().map(part_chars).sum::<u64>().div_ceil(4));
         Ok(Generation {
@@ -386,6 +322,92 @@ impl MockProvider {
                 cached_input_tokens: 0,
             },
         })
+    }
+
+    /// Takes the first turn left that is meant for `expert_key` (or for any Expert).
+    fn next_turn(&self, expert_key: &str) -> Result<MockTurn, LlmError> {
+        let turn = {
+            let mut turns = self
+                .turns
+                .lock()
+                .map_err(|_| LlmError::fatal("MockProviderError", "mock script state poisoned"))?;
+            let index = turns
+                .iter()
+                .position(|t| t.expert.as_deref().is_none_or(|e| e == expert_key));
+            index.and_then(|i| turns.remove(i))
+        };
+        turn.ok_or_else(|| {
+            LlmError::fatal(
+                "MockScriptExhausted",
+                format!(
+                    "the mock script has no turn left for expert `{expert_key}` ({} turns in the \
+                     script)",
+                    self.total
+                ),
+            )
+        })
+    }
+}
+
+/// Streams the turn's thinking, then its text, word by word, spread over its `delayMs`.
+async fn stream(turn: &MockTurn, on_delta: DeltaSink<'_>) {
+    let chunks: Vec<StreamDelta> = turn
+        .thinking
+        .iter()
+        .flat_map(|t| words(t).map(|w| StreamDelta::Reasoning(w.to_string())))
+        .chain(
+            turn.text
+                .iter()
+                .flat_map(|t| words(t).map(|w| StreamDelta::Text(w.to_string()))),
+        )
+        .collect();
+    let delay = std::time::Duration::from_millis(turn.delay_ms.unwrap_or(0));
+    let pause = delay / (chunks.len() as u32 + 1);
+    tokio::time::sleep(pause).await;
+    for chunk in chunks {
+        on_delta(chunk);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// The turn's thinking, text and tool calls as generated parts; a call without an id gets one.
+fn parts_of(turn: MockTurn) -> Vec<GeneratedPart> {
+    let mut parts = Vec::new();
+    if let Some(thinking) = turn.thinking {
+        parts.push(GeneratedPart::Thinking {
+            text: thinking,
+            signature: None,
+        });
+    }
+    if let Some(text) = turn.text {
+        parts.push(GeneratedPart::Text(text));
+    }
+    for call in turn.tool_calls {
+        parts.push(GeneratedPart::ToolCall {
+            id: call
+                .id
+                .unwrap_or_else(|| format!("toolu_mock_{}", crate::ids::new_id())),
+            name: call.name,
+            args: call.args,
+        });
+    }
+    parts
+}
+
+/// The finish reason the turn names; else tool calls when it has any, else stop.
+fn finish_reason(named: Option<&str>, parts: &[GeneratedPart]) -> FinishReason {
+    match named {
+        Some("stop") => FinishReason::Stop,
+        Some("toolCalls") | Some("tool-calls") => FinishReason::ToolCalls,
+        Some("length") => FinishReason::Length,
+        Some(other) => FinishReason::Other(other.to_string()),
+        None if parts
+            .iter()
+            .any(|p| matches!(p, GeneratedPart::ToolCall { .. })) =>
+        {
+            FinishReason::ToolCalls
+        }
+        None => FinishReason::Stop,
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) mod egress;
 pub(crate) mod image;
 pub(crate) mod prepare;
 pub(crate) mod principals;
+pub(crate) mod reap;
 pub(crate) mod report;
 pub(crate) mod skill_root;
 pub(crate) mod supervise;

@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::prepare::Prepared;
 use super::principals::{Identities, Principal, principals};
 use super::{STATE_DIR, StandaloneError};
-use super::{egress, report};
+use super::{egress, reap, report};
 use crate::cli::StandaloneArgs;
 use crate::confine::launch::Launch;
 use crate::confine::probe::Protections;
@@ -66,7 +66,9 @@ pub(crate) async fn supervise(
         Continuing::Standalone,
     );
 
-    let started = start_all(&confiner, &all, &job_id, &run_id, &output).await;
+    let known = reap::Started::default();
+    let reaper = reap::spawn(known.clone());
+    let started = start_all(&confiner, &all, &job_id, &run_id, &output, &known).await;
     let code = match started {
         Ok((mut skills, runtime, enforced)) => {
             eprintln!("perstack-sandbox: base image: {base}");
@@ -85,6 +87,9 @@ pub(crate) async fn supervise(
         }
         Err(error) => Err(error),
     };
+    if let Some(reaper) = reaper {
+        reaper.abort();
+    }
     drop(output);
     let _ = writer.await;
     recorder.finish().await;
@@ -160,7 +165,9 @@ async fn start_all(
     job_id: &str,
     run_id: &str,
     output: &Output,
+    known: &reap::Started,
 ) -> Result<(Vec<Child>, Child, Vec<Enforcement>), StandaloneError> {
+    let mut known = known.0.lock().await;
     let (runtime, skills) = all
         .split_last()
         .ok_or_else(|| StandaloneError::Start("the plan has no runtime".into()))?;
@@ -169,6 +176,7 @@ async fn start_all(
     for principal in skills {
         let proxy = principal.service == PROXY_SERVICE;
         let (mut child, enforcement) = start(confiner, principal, proxy).await?;
+        known.extend(child.id().map(|pid| pid as i32));
         if proxy {
             if let Some(stdout) = child.stdout.take() {
                 relay_access_records(stdout, job_id, run_id, output);
@@ -179,6 +187,7 @@ async fn start_all(
         enforced.push(enforcement);
     }
     let (mut child, enforcement) = start(confiner, runtime, true).await?;
+    known.extend(child.id().map(|pid| pid as i32));
     enforced.push(enforcement);
     if let (Some(text), Some(mut stdin)) = (&runtime.stdin, child.stdin.take()) {
         let text = text.clone();

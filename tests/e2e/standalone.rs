@@ -353,6 +353,13 @@ fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
         assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
         assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
     }
+    // PID 1 waits for orphans: the attacker's orphan ended and left no zombie behind.
+    assert_eq!(outcomes["orphan"]["outcome"]["ok"], true, "{outcomes:?}");
+    assert_eq!(
+        outcomes["zombies"]["outcome"],
+        serde_json::json!({"ok": true, "value": []}),
+        "{outcomes:?}"
+    );
     // The in-container proxy knows each principal by its own token: the attacker's token under
     // the victim's name, or no credentials, get 407; its own token does not open the victim's
     // domain (403).
