@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use futures::{AsyncBufReadExt, Stream, StreamExt};
+use futures::AsyncBufRead;
 use k8s_openapi::api::core::v1::{ContainerState, Namespace, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, PostParams};
@@ -321,16 +321,16 @@ impl KubeApi {
         Ok(pod_view(&pod, container))
     }
 
-    /// `container`'s log lines of `pod`, each with its timestamp (`timestamps=true`), from
+    /// `container`'s log of `pod`, each line with its timestamp (`timestamps=true`), from
     /// `since` on (whole seconds: the API may repeat lines of that second); `follow`: until the
     /// container ends or the connection drops.
-    pub(crate) async fn log_lines(
+    pub(crate) async fn log(
         &self,
         pod: &str,
         container: &str,
         since: Option<Timestamp>,
         follow: bool,
-    ) -> Result<impl Stream<Item = Result<String, std::io::Error>> + use<>, KubeError> {
+    ) -> Result<impl AsyncBufRead + Unpin + use<>, KubeError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let params = LogParams {
             container: Some(container.to_string()),
@@ -343,7 +343,7 @@ impl KubeApi {
             .log_stream(pod, &params)
             .await
             .map_err(|e| self.error("get", "pods/log", e))?;
-        Ok(reader.lines().boxed())
+        Ok(Box::pin(reader))
     }
 
     /// Whether the caller may `verb` `resource` (`group`: `""` for the core API) in the

@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::AsyncReadExt;
 use k8s_openapi::jiff::Timestamp;
 
 use super::client::{ContainerPhase, KubeApi, KubeError};
+use crate::sandbox::engine::relay::LineSplitter;
 
 /// Where the relay is in a container's log: the time of the last line passed on, how many
 /// lines of that very time were passed on, and how many of those the current read has seen.
@@ -113,22 +114,33 @@ async fn read(
     follow: bool,
     on_line: &mut (dyn FnMut(String) + Send),
 ) -> Result<usize, KubeError> {
-    let mut lines = api
-        .log_lines(pod, container, cursor.restart(), follow)
-        .await?;
+    let mut log = api.log(pod, container, cursor.restart(), follow).await?;
+    // The one line splitter of runtime output (with its cap on a line's length), as on Docker.
+    let mut lines = LineSplitter::default();
+    let mut chunk = vec![0u8; 64 * 1024];
     let mut new = 0;
-    while let Some(line) = lines.next().await {
-        let line = line.map_err(|e| KubeError::Api {
+    let mut pass_on = |line: String| {
+        if let Some(text) = cursor.accept(&line) {
+            new += 1;
+            on_line(text);
+        }
+    };
+    loop {
+        let read = log.read(&mut chunk).await.map_err(|e| KubeError::Api {
             verb: "get".into(),
             resource: "pods/log".into(),
             namespace: api.namespace().to_string(),
             message: e.to_string(),
         })?;
-        if let Some(text) = cursor.accept(&line) {
-            new += 1;
-            on_line(text);
+        if read == 0 {
+            break;
         }
+        lines
+            .push(&chunk[..read])
+            .into_iter()
+            .for_each(&mut pass_on);
     }
+    lines.finish().into_iter().for_each(&mut pass_on);
     Ok(new)
 }
 
