@@ -21,6 +21,9 @@
 //! - gVisor: when the engine has `runsc` registered, each round also runs the Expert with
 //!   `--runtime-engine runsc`, so warm start, tool calls and teardown under gVisor stand next to
 //!   runc's;
+//! - the standalone mode: the Expert built into one image (`build --standalone`) and run with
+//!   plain `docker run --rm`, each round, to `initializeRuntime` and to exit, next to the
+//!   multi-container runs' same times; and its image size next to the sum of theirs;
 //! - baseline: the containers of one of our runs — inspected while it ran — started again with
 //!   `docker volume create` and `docker run` (same images, command, user, environment, mounts,
 //!   network and hardening flags), to the runtime's first output line; once as a shell script
@@ -37,6 +40,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod standalone;
 
 /// Marks what the baseline creates (our own runs carry our usual labels and job ids).
 const BENCH_LABEL: &str = "io.perstack.sandbox.bench";
@@ -174,6 +179,8 @@ struct Timed {
     images: Option<(Duration, Duration)>,
     /// `completeRun` read → exit.
     teardown: Option<Duration>,
+    /// Spawn → exit: the whole run to completion.
+    total: Option<Duration>,
     /// `callTools` read → `resolveToolResults` read.
     tool_calls: Option<Duration>,
     /// Image tags by service.
@@ -186,6 +193,8 @@ struct Bench<'a> {
     options: &'a Options,
     config: PathBuf,
     workspace: PathBuf,
+    /// The standalone runs' workspace, apart from the multi-container runs' one.
+    standalone_workspace: PathBuf,
     nonce: String,
     runs: usize,
 }
@@ -210,7 +219,7 @@ impl Bench<'_> {
                     .map(|r| vec!["--runtime-engine", r])
                     .unwrap_or_default(),
             )
-            .args(["--job-id", &job, expert, "Call one tool of each skill."])
+            .args(["--job-id", &job, expert, standalone::QUERY])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -259,6 +268,7 @@ impl Bench<'_> {
             .wait()
             .map_err(|e| format!("waiting for the run: {e}"))?;
         timed.teardown = completed_at.map(|at| at.elapsed());
+        timed.total = Some(started.elapsed());
         if !status.success() || timed.first_event.is_none() || timed.teardown.is_none() {
             let mut stderr = String::new();
             if let Some(mut err) = child.stderr.take() {
@@ -609,15 +619,20 @@ fn bench(options: &Options) -> Result<()> {
     // started after the run, would miss as a mount source.
     std::fs::create_dir_all(workspace.join(".git"))
         .map_err(|e| format!("{}: {e}", workspace.display()))?;
+    let standalone_workspace = workspace.with_extension("standalone");
+    std::fs::create_dir_all(&standalone_workspace)
+        .map_err(|e| format!("{}: {e}", standalone_workspace.display()))?;
     let mut bench = Bench {
         options,
         config: root.join("benches/fixture/perstack.toml"),
         workspace: workspace.clone(),
+        standalone_workspace: standalone_workspace.clone(),
         nonce: nonce(),
         runs: 0,
     };
     let result = measure(&mut bench, root);
     let _ = std::fs::remove_dir_all(&workspace);
+    let _ = std::fs::remove_dir_all(&standalone_workspace);
     result
 }
 
@@ -631,6 +646,14 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
         .inspected
         .ok_or("the containers were not inspected")?;
     let tags = prepared.tags;
+    let image = standalone::build(
+        &options.binary,
+        &root.join("benches/fixture"),
+        "bench",
+        &bench.nonce,
+    )?;
+    // Unmeasured, as the multi-container run above: the image read once.
+    standalone::run(&image, &bench.standalone_workspace, &bench.nonce)?;
 
     // Ours and the two baselines take turns, so a change in the machine's load hits all three.
     eprintln!(
@@ -647,11 +670,20 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
     let mut sequential = Vec::new();
     let mut parallel = Vec::new();
     let mut runsc = UnderRunsc::default();
+    let mut multi = standalone::Mode::default();
+    let mut one = standalone::Mode::default();
     for round in 0..options.runs {
         let timed = bench.run("bench", false)?;
         warm.push(need(timed.first_event, "first event")?);
         teardown.push(need(timed.teardown, "teardown")?);
         tool_calls.push(need(timed.tool_calls, "tool calls")?);
+        multi
+            .first_event
+            .push(need(timed.first_event, "first event")?);
+        multi.total.push(need(timed.total, "run to exit")?);
+        let timed = standalone::run(&image, &bench.standalone_workspace, &bench.nonce)?;
+        one.first_event.push(timed.first_event);
+        one.total.push(timed.total);
         if gvisor {
             let timed = bench.run_under("bench", false, Some("runsc"))?;
             runsc
@@ -702,6 +734,11 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
     ) {
         let _ = writeln!(sizes, "| {service} | `{tag}` | {:.1} MB |", size(tag)?);
     }
+    for tag in tags.values() {
+        multi.image_mb += size(tag)?;
+    }
+    one.image_mb = size(&image.reference)?;
+    let images: Vec<String> = tags.keys().cloned().collect();
 
     let machine = machine(&options.binary, &load_at_start)?;
     let ratio = |ours: &[Duration], theirs: &[Duration]| {
@@ -721,7 +758,7 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
     let _ = write!(
         doc,
         "# Benchmarks\n\n\
-         Written by `make bench` (`benches/startup.rs`); every number below comes from one run of \
+         Written by `make bench` (`benches/startup/main.rs`); every number below comes from one run of \
          it on the machine described, and is replaced when it runs again.\n\n\
          ```\n{command}\n```\n\n\
          ## Machine\n\n{machine}\n\
@@ -793,6 +830,12 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
                 &runsc.teardown,
             ),
         ],
+    ));
+    doc.push_str(&standalone::section(
+        &multi,
+        &one,
+        &format!("{}: {}", tags.len(), images.join(", ")),
+        &image.reference,
     ));
     std::fs::write(&options.out, doc).map_err(|e| format!("{}: {e}", options.out.display()))
 }
