@@ -106,8 +106,7 @@ impl Drop for DockerGuard {
         // images named, the last named first.
         let mut images = Vec::new();
         for repository in &self.repositories {
-            let format = "{{.Repository}}:{{.Tag}}";
-            images.extend(lines(&["images", "--format", format, repository]));
+            images.extend(tags_of(repository));
         }
         for find in &self.finders {
             images.extend(find());
@@ -155,6 +154,32 @@ impl Kind {
     }
 }
 
+/// Every `repository:tag` of `repository`, read from the whole list and matched here: Podman's
+/// answer to `docker images REPOSITORY` is every image when none matches, and each matching
+/// image with all its other tags (a version tag shares base-skill's image), so a guard that
+/// removed what the engine listed removed images other tests were using, and Podman's forced
+/// removal took their containers with them.
+fn tags_of(repository: &str) -> Vec<String> {
+    lines(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .into_iter()
+        .filter(|reference| in_repository(reference, repository))
+        .collect()
+}
+
+/// Whether `reference` (`repository:tag` as listed) is a tag of `repository`; Podman lists
+/// local names with `localhost/` or `docker.io/` in front.
+fn in_repository(reference: &str, repository: &str) -> bool {
+    let Some((listed, tag)) = reference.rsplit_once(':') else {
+        return false;
+    };
+    if tag.contains('/') || tag == "<none>" {
+        return false;
+    }
+    ["", "localhost/", "docker.io/", "docker.io/library/"]
+        .iter()
+        .any(|prefix| listed.strip_prefix(prefix) == Some(repository))
+}
+
 /// `docker <command> <ids>`, when there are any; failures are ignored (the resource may be
 /// gone already).
 fn remove(command: &[&str], ids: &[String]) {
@@ -176,4 +201,35 @@ pub fn lines(args: &[&str]) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_repository;
+
+    #[test]
+    fn a_repository_holds_only_its_own_tags_whatever_the_engine_lists() {
+        let repo = "psbx-e2e-abc";
+        assert!(in_repository("psbx-e2e-abc:1.0", repo));
+        assert!(in_repository("psbx-e2e-abc:1.0-base-skill", repo));
+        assert!(in_repository("localhost/psbx-e2e-abc:1.0", repo));
+        assert!(in_repository("docker.io/psbx-e2e-abc:1.0", repo));
+        // The other tags of a shared image, and everything else Podman lists.
+        assert!(!in_repository(
+            "perstack-sandbox/base-skill:8734e4d19c9e49d2",
+            repo
+        ));
+        assert!(!in_repository(
+            "localhost/perstack-sandbox/bookworm:local",
+            repo
+        ));
+        assert!(!in_repository("psbx-e2e-abcd:1.0", repo));
+        assert!(!in_repository("<none>:<none>", repo));
+        let registry = "127.0.0.1:5000/psbx-e2e-abc";
+        assert!(in_repository(
+            "127.0.0.1:5000/psbx-e2e-abc:1.0-skill-probe",
+            registry
+        ));
+        assert!(!in_repository("127.0.0.1:5000/psbx-e2e-abc", registry));
+    }
 }
