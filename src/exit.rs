@@ -23,9 +23,18 @@ pub enum Exit {
     Interrupted,
     /// Stopped at once by SIGTERM.
     Terminated,
+    /// Stopped at once by SIGHUP: the terminal went away (an ssh connection dropped, a tmux
+    /// pane or terminal window closed). 129 as 128 + SIGHUP.
+    HungUp,
 }
 
 impl Exit {
+    /// Whether the process was told to go (SIGTERM, SIGHUP): a `start` session ends with the
+    /// turn instead of asking for the next message.
+    pub fn ends_the_session(self) -> bool {
+        matches!(self, Exit::Terminated | Exit::HungUp)
+    }
+
     /// The numeric code.
     pub fn code(self) -> i32 {
         match self {
@@ -38,6 +47,7 @@ impl Exit {
             Exit::TimedOut => 124,
             Exit::Interrupted => 130,
             Exit::Terminated => 143,
+            Exit::HungUp => 129,
         }
     }
 }
@@ -46,7 +56,7 @@ impl Exit {
 mod tests {
     use super::*;
 
-    const ALL: [Exit; 9] = [
+    const ALL: [Exit; 10] = [
         Exit::Success,
         Exit::RunFailed,
         Exit::Usage,
@@ -56,6 +66,7 @@ mod tests {
         Exit::TimedOut,
         Exit::Interrupted,
         Exit::Terminated,
+        Exit::HungUp,
     ];
 
     #[test]

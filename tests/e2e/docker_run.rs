@@ -287,6 +287,16 @@ fn ctrl_c_twice_stops_the_containers_and_exits_130() {
     interrupt(nix::sys::signal::Signal::SIGINT, 130);
 }
 
+/// A closed terminal (ssh dropped, window closed) is SIGHUP, whose default would kill the
+/// controller on the spot and leave the run's containers running.
+#[test]
+fn sighup_stops_the_containers_and_exits_129() {
+    if !require_docker() {
+        return;
+    }
+    interrupt(nix::sys::signal::Signal::SIGHUP, 129);
+}
+
 #[test]
 fn sigterm_stops_the_containers_and_exits_143() {
     if !require_docker() {

@@ -75,7 +75,7 @@ pub enum RunError {
     /// rootless engine on cgroup v1); nothing was started.
     #[error("{0}")]
     EngineUnfit(String),
-    /// Ctrl-C and SIGTERM cannot be handled.
+    /// Ctrl-C, SIGTERM and SIGHUP cannot be handled.
     #[error("cannot install signal handlers")]
     Signals,
     /// The workspace's reserved folder holds a link (or the wrong kind of file) on the way to the

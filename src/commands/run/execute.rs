@@ -38,14 +38,18 @@ pub(super) enum Ended {
         /// Whether the user asked it to stop.
         interrupted: bool,
     },
-    /// A signal stopped it at once: [`Exit::Interrupted`] or [`Exit::Terminated`].
+    /// A signal stopped it at once: [`Exit::Interrupted`], [`Exit::Terminated`] or
+    /// [`Exit::HungUp`].
     Signal(Exit),
 }
 
-/// SIGINT and SIGTERM, handled from before the job is recorded until the run ends.
+/// SIGINT, SIGTERM and SIGHUP, handled from before the job is recorded until the run ends.
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    /// The terminal went away: by default the process would die on the spot and leave the
+    /// run's containers to `gc`.
+    hangup: Signal,
 }
 
 /// Runs the plan to its end. `notify` hears of interruptions and of a failed cleanup as they
@@ -104,15 +108,17 @@ pub(super) async fn execute(
 }
 
 impl Signals {
-    /// SIGINT and SIGTERM handled from now on.
+    /// SIGINT, SIGTERM and SIGHUP handled from now on.
     fn handle() -> Result<Signals, RunError> {
         match (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) {
-            (Ok(interrupt), Ok(terminate)) => Ok(Signals {
+            (Ok(interrupt), Ok(terminate), Ok(hangup)) => Ok(Signals {
                 interrupt,
                 terminate,
+                hangup,
             }),
             _ => Err(RunError::Signals),
         }
@@ -225,6 +231,7 @@ impl<B: Backend> Run<'_, B> {
                     }
                 }
                 _ = signals.terminate.recv() => break Ended::Signal(Exit::Terminated),
+                _ = signals.hangup.recv() => break Ended::Signal(Exit::HungUp),
             }
         }
     }

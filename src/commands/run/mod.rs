@@ -29,6 +29,7 @@ mod notice;
 mod plan;
 mod preflight;
 
+use std::io::Write as _;
 use std::time::Instant;
 
 use crate::cli::RunArgs;
@@ -83,5 +84,7 @@ fn show(session: Option<&crate::render::SessionLines>, notice: Notice) {
     if notice.is_about_the_setting() && session.is_some_and(|s| !s.first_time(&text)) {
         return;
     }
-    eprintln!("{text}");
+    // Not `eprintln!`, which panics when stderr is gone (a hung-up terminal): the run's
+    // containers are removed after its notes are said.
+    let _ = writeln!(std::io::stderr(), "{text}");
 }

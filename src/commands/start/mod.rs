@@ -116,6 +116,8 @@ pub async fn start(args: StartArgs) -> Result<Exit, StartError> {
             },
         };
         match run::run(session.turn(text)).await {
+            // Told to go (SIGTERM, or the terminal hung up): the turn's run was removed; leave.
+            Ok(exit) if exit.ends_the_session() => return Ok(exit),
             Ok(exit) => session.after(exit),
             // Nothing of the job exists yet: the session has nothing to go on with.
             Err(error) if !session.stored => return Err(error.into()),
