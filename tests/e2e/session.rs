@@ -110,6 +110,59 @@ fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session()
     assert!(guard.leftovers().is_empty(), "{:?}", guard.leftovers());
 }
 
+/// Ctrl-C during a turn, as at `run`: the step under way finishes and its checkpoint is kept,
+/// the session goes on at the prompt, and the next message continues the same job from there.
+#[test]
+fn ctrl_c_during_a_turn_keeps_its_checkpoint_and_the_session_goes_on() {
+    if !require_docker() {
+        return;
+    }
+    let guard = JobGuard::new();
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(binary());
+    cmd.arg("start")
+        .arg("--config")
+        .arg(fixture("e2e/slow/perstack.toml"))
+        .arg("--workspace")
+        .arg(workspace.path())
+        .arg("--job-id")
+        .arg(&guard.job_id)
+        .arg("slow")
+        .arg("Wait a minute.")
+        .current_dir(workspace.path())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .env_remove("ANTHROPIC_API_KEY");
+    let mut term = Terminal::spawn(cmd, TURN_MS);
+    // The first turn's minute-long tool call is under way.
+    term.expect("sleep {\"ms\":60000}");
+    term.pty.send_control('c').expect("Ctrl-C");
+    term.expect("interrupted: the run stops after the step under way and keeps its checkpoint");
+    // Not the end of the session: the prompt comes back once the step is done.
+    term.expect("you> ");
+    let checkpoints = workspace
+        .path()
+        .join("perstack/jobs")
+        .join(&guard.job_id)
+        .join("checkpoints");
+    let kept = std::fs::read_dir(&checkpoints)
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert!(kept >= 1, "no checkpoint in {}", checkpoints.display());
+    // The next message continues the job after the interrupted step: the script's next turn.
+    term.type_line("Are you done?");
+    term.expect("Done waiting.");
+    term.expect("you> ");
+    term.pty.send_control('d').expect("Ctrl-D");
+    let shown = term.finish();
+    assert_eq!(
+        shown.matches("sleep {\"ms\":60000}").count(),
+        1,
+        "the interrupted step is not played again: {shown}"
+    );
+    assert!(guard.leftovers().is_empty(), "{:?}", guard.leftovers());
+}
+
 /// Without a terminal `start` refuses, whatever order its arguments came in: each order parses
 /// (a misparse would be clap's `unexpected argument` instead).
 #[test]
