@@ -163,6 +163,62 @@ fn ctrl_c_during_a_turn_keeps_its_checkpoint_and_the_session_goes_on() {
     assert!(guard.leftovers().is_empty(), "{:?}", guard.leftovers());
 }
 
+/// Re-entering a job: `start --continue-job` shows what was said so far and the question the
+/// job waits on, then the answer typed continues it.
+#[test]
+fn continue_job_shows_the_history_and_the_waiting_question_then_takes_the_answer() {
+    if !require_docker() {
+        return;
+    }
+    let guard = JobGuard::new();
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let config = fixture("e2e/session/perstack.toml");
+    let common = |cmd: &mut Command| {
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--workspace")
+            .arg(workspace.path())
+            .current_dir(workspace.path())
+            .env("TERM", "xterm")
+            .env("NO_COLOR", "1")
+            .env_remove("ANTHROPIC_API_KEY");
+    };
+    // Yesterday's session, by script: the coach asks its first question and the run stops.
+    let mut first = Command::new(binary());
+    first.arg("run").arg("--job-id").arg(&guard.job_id);
+    common(&mut first);
+    let out = first
+        .args(["coach", "Help me train for a 10k"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut cmd = Command::new(binary());
+    cmd.arg("start").arg("--continue-job").arg(&guard.job_id);
+    common(&mut cmd);
+    cmd.arg("coach");
+    let mut term = Terminal::spawn(cmd, TURN_MS);
+    // (rexpect reads bytes as Latin-1: only ASCII is waited for.)
+    term.expect(&format!("job {}", guard.job_id));
+    term.expect("tokens so far");
+    term.expect("you> Help me train for a 10k");
+    term.expect("? coach asks via");
+    term.expect("How many days a week can you train?");
+    term.expect("answer> ");
+    term.type_line("three");
+    term.expect("Any injuries I should know about?");
+    term.expect("answer> ");
+    term.pty.send_control('d').expect("Ctrl-D");
+    term.finish();
+    assert!(guard.leftovers().is_empty(), "{:?}", guard.leftovers());
+}
+
 /// Without a terminal `start` refuses, whatever order its arguments came in: each order parses
 /// (a misparse would be clap's `unexpected argument` instead).
 #[test]
