@@ -36,6 +36,22 @@ fn stable(screen: &str, job_id: &str) -> String {
         .join("\n")
 }
 
+/// `perstack-sandbox <command>` on `config` in `workspace`, as the session tests run it: a
+/// plain xterm without colours, and no provider key.
+fn command(command: &str, config: &str, workspace: &std::path::Path) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.arg(command)
+        .arg("--config")
+        .arg(fixture(config))
+        .arg("--workspace")
+        .arg(workspace)
+        .current_dir(workspace)
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1")
+        .env_remove("ANTHROPIC_API_KEY");
+    cmd
+}
+
 #[test]
 fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session() {
     if !require_docker() {
@@ -43,18 +59,8 @@ fn an_interview_with_two_questions_a_delegation_and_a_follow_up_in_one_session()
     }
     let guard = JobGuard::new();
     let workspace = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(binary());
-    cmd.arg("start")
-        .arg("--config")
-        .arg(fixture("e2e/session/perstack.toml"))
-        .arg("--workspace")
-        .arg(workspace.path())
-        .arg("--job-id")
-        .arg(&guard.job_id)
-        .current_dir(workspace.path())
-        .env("TERM", "xterm")
-        .env("NO_COLOR", "1")
-        .env_remove("ANTHROPIC_API_KEY");
+    let mut cmd = command("start", "e2e/session/perstack.toml", workspace.path());
+    cmd.arg("--job-id").arg(&guard.job_id);
     let mut term = Terminal::spawn(cmd, TURN_MS);
 
     // No Expert given: the file's are offered with their descriptions.
@@ -119,20 +125,11 @@ fn ctrl_c_during_a_turn_keeps_its_checkpoint_and_the_session_goes_on() {
     }
     let guard = JobGuard::new();
     let workspace = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(binary());
-    cmd.arg("start")
-        .arg("--config")
-        .arg(fixture("e2e/slow/perstack.toml"))
-        .arg("--workspace")
-        .arg(workspace.path())
-        .arg("--job-id")
+    let mut cmd = command("start", "e2e/slow/perstack.toml", workspace.path());
+    cmd.arg("--job-id")
         .arg(&guard.job_id)
         .arg("slow")
-        .arg("Wait a minute.")
-        .current_dir(workspace.path())
-        .env("TERM", "xterm")
-        .env("NO_COLOR", "1")
-        .env_remove("ANTHROPIC_API_KEY");
+        .arg("Wait a minute.");
     let mut term = Terminal::spawn(cmd, TURN_MS);
     // The first turn's minute-long tool call is under way.
     term.expect("sleep {\"ms\":60000}");
@@ -172,22 +169,11 @@ fn continue_job_shows_the_history_and_the_waiting_question_then_takes_the_answer
     }
     let guard = JobGuard::new();
     let workspace = tempfile::tempdir().expect("tempdir");
-    let config = fixture("e2e/session/perstack.toml");
-    let common = |cmd: &mut Command| {
-        cmd.arg("--config")
-            .arg(&config)
-            .arg("--workspace")
-            .arg(workspace.path())
-            .current_dir(workspace.path())
-            .env("TERM", "xterm")
-            .env("NO_COLOR", "1")
-            .env_remove("ANTHROPIC_API_KEY");
-    };
     // Yesterday's session, by script: the coach asks its first question and the run stops.
-    let mut first = Command::new(binary());
-    first.arg("run").arg("--job-id").arg(&guard.job_id);
-    common(&mut first);
-    let out = first
+    let config = "e2e/session/perstack.toml";
+    let out = command("run", config, workspace.path())
+        .arg("--job-id")
+        .arg(&guard.job_id)
         .args(["coach", "Help me train for a 10k"])
         .stdin(std::process::Stdio::null())
         .output()
@@ -199,10 +185,8 @@ fn continue_job_shows_the_history_and_the_waiting_question_then_takes_the_answer
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut cmd = Command::new(binary());
-    cmd.arg("start").arg("--continue-job").arg(&guard.job_id);
-    common(&mut cmd);
-    cmd.arg("coach");
+    let mut cmd = command("start", config, workspace.path());
+    cmd.arg("--continue-job").arg(&guard.job_id).arg("coach");
     let mut term = Terminal::spawn(cmd, TURN_MS);
     // (rexpect reads bytes as Latin-1: only ASCII is waited for.)
     term.expect(&format!("job {}", guard.job_id));
