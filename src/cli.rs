@@ -1122,6 +1122,18 @@ mod tests {
         })
     }
 
+    /// `--continue -i fitness-assistant next` in every order a person types, for `run` and
+    /// `start` alike.
+    const ORDERS: [&[&str]; 7] = [
+        &["--continue", "-i", "fitness-assistant", "next"],
+        &["fitness-assistant", "--continue", "-i", "next"],
+        &["fitness-assistant", "next", "--continue", "-i"],
+        &["--continue", "fitness-assistant", "-i", "next"],
+        &["-i", "fitness-assistant", "next", "--continue"],
+        &["fitness-assistant", "--continue", "next", "-i"],
+        &["fitness-assistant", "-i", "--continue", "--", "next"],
+    ];
+
     #[test]
     fn flags_may_stand_before_between_or_after_the_expert_and_the_query() {
         let want = (
@@ -1130,15 +1142,7 @@ mod tests {
             true,
             true,
         );
-        for argv in [
-            &["--continue", "-i", "fitness-assistant", "next"][..],
-            &["fitness-assistant", "--continue", "-i", "next"],
-            &["fitness-assistant", "next", "--continue", "-i"],
-            &["--continue", "fitness-assistant", "-i", "next"],
-            &["-i", "fitness-assistant", "next", "--continue"],
-            &["fitness-assistant", "--continue", "next", "-i"],
-            &["fitness-assistant", "-i", "--continue", "--", "next"],
-        ] {
+        for argv in ORDERS {
             assert_eq!(parsed_run(argv).expect("parses"), want, "{argv:?}");
         }
         // Options with values too, and a query that looks like a flag after `--`.
@@ -1199,13 +1203,7 @@ mod tests {
             true,
             true,
         );
-        for argv in [
-            &["--continue", "-i", "fitness-assistant", "next"][..],
-            &["fitness-assistant", "--continue", "-i", "next"],
-            &["fitness-assistant", "next", "--continue", "-i"],
-            &["--continue", "fitness-assistant", "-i", "next"],
-            &["fitness-assistant", "-i", "--continue", "--", "next"],
-        ] {
+        for argv in ORDERS {
             assert_eq!(parsed(argv).expect("parses"), both, "{argv:?}");
         }
         // Both positionals are optional: one is the Expert, none asks for both.
