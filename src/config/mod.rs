@@ -17,6 +17,7 @@ pub(crate) mod env;
 pub(crate) mod limits;
 pub(crate) mod schema;
 pub(crate) mod settings;
+pub(crate) mod workspace;
 
 mod diagnostic;
 mod dotted;

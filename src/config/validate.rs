@@ -4,8 +4,6 @@
 
 use std::path::{Component, Path};
 
-use crate::contract::paths::RESERVED_DIR;
-
 use super::diagnostic::{Pos, Report};
 use super::dotted::{child, item};
 use super::limits::MIN_MEMORY_BYTES;
@@ -14,6 +12,7 @@ use super::parse::Locations;
 use super::patterns::*;
 use super::schema::*;
 use super::settings::check_runtime_name;
+use super::workspace::RESERVED_DIR;
 
 /// The values of `runtime` Perstack accepts.
 const RUNTIMES: [&str; 5] = ["local", "cursor", "claude-code", "gemini", "docker"];

@@ -21,7 +21,7 @@ use crate::config::discover::normalize;
 use std::path::{Component, Path, PathBuf};
 
 use crate::config::LoadedConfig;
-use crate::contract::paths::RESERVED_DIR;
+use crate::config::workspace::RESERVED_DIR;
 use crate::sandbox::skill_files::FilesBySkill;
 
 /// Why the controller reads a trusted input.
