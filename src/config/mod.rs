@@ -14,6 +14,7 @@
 
 pub(crate) mod discover;
 pub(crate) mod env;
+pub(crate) mod key;
 pub(crate) mod limits;
 pub(crate) mod schema;
 pub(crate) mod settings;

@@ -190,7 +190,7 @@ impl Validator<'_> {
             // A key the file does not define is a published Expert's, resolved from the
             // Registry when a run needs it.
             if !config.experts.contains_key(delegate)
-                && let Err(why) = crate::registry::key::parse(delegate)
+                && let Err(why) = super::key::parse(delegate)
             {
                 let message = format!(
                     "delegate \"{delegate}\" is not an Expert defined in this file (defined: {}) \
