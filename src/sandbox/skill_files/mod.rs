@@ -389,11 +389,20 @@ fn recipe(dir: &Path, skill: &McpStdioSkill, dockerfile: &str) -> Result<SkillFi
     } else {
         root.read(&root.resolve(&context)?, &mut collected)?;
     }
-    let prepared = packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
-        install: None,
-        command: skill.command.clone(),
-        args: skill.argv(),
-    });
+    // `uv` in a recipe is the recipe's own, with the project environment it made: ours would
+    // replace it.
+    let prepared = packages::prepare(skill)
+        .ok()
+        .filter(|p| {
+            p.install
+                .as_ref()
+                .is_none_or(|i| i.installer != Installer::Uv)
+        })
+        .unwrap_or_else(|| packages::Prepared {
+            install: None,
+            command: skill.command.clone(),
+            args: skill.argv(),
+        });
     Ok(SkillFiles {
         named: collected.named.into_iter().map(NamedPath::from).collect(),
         files: collected.files.into_values().collect(),
@@ -453,8 +462,10 @@ struct Manifest {
 
 /// The manifest in `folder` that the command's interpreter would use, read into `into`:
 /// `requirements.txt` (else `pyproject.toml`) for `python`/`python3`, `package.json` (and its
-/// lockfile) for `node`. None for other commands, and for commands that install packages of
-/// their own (`uvx`, `npx`).
+/// lockfile) for `node`, `pyproject.toml` (with `uv.lock` and `.python-version`) for `uv`,
+/// whose project is synced with every file of the skill (it may be a package that installs
+/// itself). None for other commands, and for commands that install packages of their own
+/// (`uvx`, `npx`).
 fn manifest(
     root: &Root,
     folder: &str,
@@ -462,15 +473,30 @@ fn manifest(
     installs: bool,
     into: &mut Collected,
 ) -> Result<Option<Manifest>, PathError> {
-    if installs {
-        return Ok(None);
-    }
     let in_folder = |name: &str| match folder {
         "" => name.to_string(),
         folder => format!("{folder}/{name}"),
     };
     let found = |name: &str| root.dir_has_file(&in_folder(name));
     match program(command) {
+        // `uv` installs itself (`packages.rs`); its project's dependencies come with it.
+        "uv" if found("pyproject.toml") => {
+            for name in ["pyproject.toml", "uv.lock", ".python-version"] {
+                if found(name) {
+                    read(root, &in_folder(name), into)?;
+                }
+            }
+            Ok(Some(Manifest {
+                install: Install {
+                    installer: Installer::Uv,
+                    packages: vec![image_path(folder)],
+                    entry_package: None,
+                },
+                python: false,
+                files: None,
+            }))
+        }
+        _ if installs => Ok(None),
         "python" | "python3" => {
             let requirements = in_folder("requirements.txt");
             let (packages, files) = if found("requirements.txt") {
