@@ -128,6 +128,10 @@ args = ["fixture-mcp"]
 "#;
 
     fn the_plan(text: &str) -> (RunPlan, Manifest) {
+        the_plan_with(text, Limits::default())
+    }
+
+    fn the_plan_with(text: &str, limits: Limits) -> (RunPlan, Manifest) {
         let config = load_str(Path::new("/cfg/perstack.toml"), text)
             .expect("valid")
             .config;
@@ -156,7 +160,7 @@ args = ["fixture-mcp"]
                 binary: Bytes::from_static(b"\x7fELF fake"),
                 ca_bundle: Bytes::from_static(b"PEM"),
             },
-            limits: Limits::default(),
+            limits,
             oci_runtime: None,
             controller: String::new(),
             resume: None,
@@ -238,6 +242,62 @@ args = ["fixture-mcp"]
         // Our own server has no files of its own.
         assert_eq!(of("skill:own").own_files, None);
         assert!(of("skill:own").policy.env.contains_key("PATH"));
+    }
+
+    #[test]
+    fn each_principal_is_bounded_by_the_run_limits_and_a_skill_by_its_own_uid_s_count() {
+        let text = format!(
+            "{CONFIG}[experts.e.skills.writer]\ntype = \"mcpStdioSkill\"\ncommand = \
+             \"perstack-sandbox\"\nargs = [\"fixture-mcp\"]\n[sandbox.skills.writer]\n\
+             workspace = \"read-write\"\n"
+        );
+        let limits = Limits {
+            memory: 512 << 20,
+            pids: 64,
+            ..Limits::default()
+        };
+        let (plan, _) = the_plan_with(&text, limits);
+        let of = |all: &[crate::standalone::principals::Principal], service: &str| {
+            all.iter()
+                .find(|p| p.service == service)
+                .unwrap_or_else(|| panic!("no {service}"))
+                .policy
+                .limits
+        };
+        let root = Identities {
+            switch: true,
+            own: (0, 0),
+        };
+        let all = principals(&plan, root, Path::new("/run/perstack"), None).expect("all");
+        let mib512 = Some(512 << 20);
+        let time = of(&all, "skill:time");
+        assert_eq!(
+            (time.processes, time.data_bytes, time.oom_score_adj),
+            (Some(64), mib512, Some(500))
+        );
+        // Uids shared with the workspace's owner get no count of their own; every process still
+        // gets the memory bound. The runtime is not first in line for the OOM killer.
+        for shared in ["skill:writer", "base-skill"] {
+            let limits = of(&all, shared);
+            assert_eq!(limits.processes, None, "{shared}");
+            assert_eq!(limits.data_bytes, mib512, "{shared}");
+        }
+        let runtime = of(&all, "runtime");
+        assert_eq!(
+            (runtime.processes, runtime.data_bytes, runtime.oom_score_adj),
+            (None, mib512, None)
+        );
+        // Without root every principal shares one uid: no count, no oom_score_adj.
+        let user = Identities {
+            switch: false,
+            own: (1000, 1000),
+        };
+        let all = principals(&plan, user, Path::new("/run/perstack"), None).expect("all");
+        let time = of(&all, "skill:time");
+        assert_eq!(
+            (time.processes, time.data_bytes, time.oom_score_adj),
+            (None, mib512, None)
+        );
     }
 
     #[test]
