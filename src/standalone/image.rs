@@ -91,6 +91,7 @@ pub(crate) fn choose_base(
     plan: &RunPlan,
     chosen: Option<&str>,
 ) -> Result<String, StandaloneImageError> {
+    refuse_own_recipes(plan)?;
     if let Some(chosen) = chosen {
         return Ok(chosen.to_string());
     }
@@ -174,13 +175,9 @@ fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
         files: BTreeMap::new(),
         install: Vec::new(),
     };
+    refuse_own_recipes(plan)?;
     let mut roots: BTreeMap<String, &str> = BTreeMap::new();
     for image in &plan.images {
-        if image.recipe.is_some() {
-            return Err(StandaloneImageError::OwnRecipe {
-                service: image.service.clone(),
-            });
-        }
         let root = skill_root::own_folder(image);
         if let Some(root) = &root
             && let Some(first) = roots.insert(root.clone(), &image.service)
@@ -223,6 +220,17 @@ fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
         }
     }
     Ok(merged)
+}
+
+/// A skill built from its own Dockerfile cannot be part of a standalone image (the error says
+/// why); its recipe's image is no base to choose either.
+fn refuse_own_recipes(plan: &RunPlan) -> Result<(), StandaloneImageError> {
+    match plan.images.iter().find(|image| image.recipe.is_some()) {
+        Some(image) => Err(StandaloneImageError::OwnRecipe {
+            service: image.service.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Adds `file` of `service`'s image, unless another image has the same file there already.
