@@ -145,7 +145,13 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
             binary: Bytes::new(),
             ca_bundle: Bytes::new(),
         },
-        skill_files: checked.skill_files,
+        // Preflight reads no folder for an image's config; the skills' files are in the image.
+        skill_files: super::skill_root::baked_files(
+            &loaded,
+            &expert,
+            Path::new(super::skill_root::SKILLS_DIR),
+        )
+        .map_err(StandaloneError::Image)?,
         limits: settings.limits,
         oci_runtime: None,
         controller: String::new(),
