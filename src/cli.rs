@@ -320,6 +320,16 @@ pub struct RunFlags {
         )
     )]
     pub runtime_engine: Option<String>,
+    /// Start on an engine that cannot hold part of a run's isolation instead of refusing:
+    /// today a rootless engine on cgroup v1, which ignores memory, CPU and process limits.
+    #[arg(
+        long,
+        help = "Start on an engine that cannot hold part of a run's isolation instead of \
+                refusing: today a rootless engine on cgroup v1, which ignores memory, CPU and \
+                process limits; the run then asks for none, and says what is missing on stderr \
+                and in its isolationReport event (`doctor` says whether this is needed)"
+    )]
+    pub allow_weaker_isolation: bool,
     /// Job id to use (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
@@ -800,6 +810,16 @@ pub struct InstallArgs {
     /// labelled with (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
+    /// Start on an engine that cannot hold part of the listing runs' isolation instead of refusing:
+    /// today a rootless engine on cgroup v1, which ignores memory, CPU and process limits.
+    #[arg(
+        long,
+        help = "Start on an engine that cannot hold part of the listing runs' isolation instead of \
+                refusing: today a rootless engine on cgroup v1, which ignores memory, CPU and \
+                process limits; they then ask for none, and say what is missing on stderr \
+                and in their isolationReport events (`doctor` says whether this is needed)"
+    )]
+    pub allow_weaker_isolation: bool,
 }
 
 /// The engine a command works on.

@@ -39,6 +39,9 @@ pub enum Notice {
     },
     /// A registry Expert of the run is deprecated (or another note of resolution).
     Registry(String),
+    /// `--allow-weaker-isolation` on an engine that lacks part of the isolation: what is missing
+    /// and why ([`crate::sandbox::engine::info::WeakerIsolation::summary`]).
+    WeakerIsolation(String),
     /// Base-skill runs as root: what to do about it.
     BaseSkillUser(String),
     /// Leftovers of earlier runs whose controller is gone were removed.
@@ -96,7 +99,10 @@ impl Notice {
     pub(crate) fn is_about_the_setting(&self) -> bool {
         matches!(
             self,
-            Notice::RuntimeEngine { .. } | Notice::BaseSkillUser(_) | Notice::Registry(_)
+            Notice::RuntimeEngine { .. }
+                | Notice::BaseSkillUser(_)
+                | Notice::Registry(_)
+                | Notice::WeakerIsolation(_)
         )
     }
 }
@@ -119,6 +125,10 @@ impl fmt::Display for Notice {
                 if name == GVISOR_RUNTIME { ", gVisor" } else { "" }
             ),
             Notice::BaseSkillUser(warning) => write!(f, "note: {warning}"),
+            Notice::WeakerIsolation(missing) => write!(
+                f,
+                "warning: weaker isolation (--allow-weaker-isolation): {missing}; its containers can use all the memory, CPU and processes the host gives your user"
+            ),
             Notice::Registry(warning) => write!(f, "warning: {warning}"),
             Notice::SweptLeftovers { resources, runs } => write!(
                 f,
