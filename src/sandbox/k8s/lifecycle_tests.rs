@@ -1,9 +1,12 @@
 //! A controlled run's whole lifecycle, `gc` and `doctor` against the fake API server
 //! (`fake.rs`): what is created in which order and owned by what, that removal follows every
-//! ending, the log's reconnects and de-duplication, and the messages of refusals.
+//! ending, the log's reconnects and de-duplication, the workspace's copy in and back (through
+//! the fake's streams: the websocket upgrade of `attach`/`exec` cannot be mocked), and the
+//! messages of refusals.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -23,9 +26,12 @@ use crate::sandbox::plan::{PrebuiltImage, RunPlan, plan};
 
 const RUN: &str = "psb-run1";
 
-/// The test config's plan as `run --image` makes it: every image a pushed version.
-fn pinned_plan() -> RunPlan {
-    let mut plan = plan(&request()).expect("plan");
+/// The test config's plan as `run --image` makes it: every image a pushed version, the
+/// workspace `workspace`.
+fn pinned_plan(workspace: &Path) -> RunPlan {
+    let mut request = request();
+    request.workspace = workspace.to_path_buf();
+    let mut plan = plan(&request).expect("plan");
     plan.prebuilt = Some(
         (0..plan.images.len())
             .map(|i| PrebuiltImage {
@@ -45,12 +51,13 @@ fn ids() -> RunIds {
     }
 }
 
-fn backend(api: super::client::KubeApi) -> KubernetesBackend {
+fn backend(api: super::client::KubeApi, fake: &FakeCluster) -> KubernetesBackend {
     KubernetesBackend {
         api,
+        streams: Arc::new(fake.clone()),
         holder: "host:42".into(),
         lease_seconds: 15,
-        workspace_size: "1Gi".into(),
+        workspace_bytes: 1 << 20,
         pacing: Pacing {
             poll: Duration::from_millis(1),
             max_reconnects: 3,
@@ -78,14 +85,48 @@ struct Drive {
     recorded: Vec<String>,
     removal: Result<(), BackendError>,
     fake: FakeCluster,
+    /// The workspace on this machine.
+    workspace: tempfile::TempDir,
+}
+
+/// A workspace with a note, a file the run removes, git's folder and the run data.
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let put = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    put("notes.md", "before");
+    put("old.txt", "old");
+    put(".git/HEAD", "ref: refs/heads/main");
+    put("perstack/jobs/j/job.json", "{}");
+    dir
+}
+
+/// Reads `rel` of `root`; `None` when it is missing.
+fn read(root: &Path, rel: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(rel)).ok()
 }
 
 /// Runs the pinned plan on a fake cluster as the controller does: `execute` under the time
 /// limit, dropped on Ctrl-C (`ctrl_c_after`), then `remove_run` whatever happened.
 async fn drive(script: Script, limit: Duration, ctrl_c_after: Option<Duration>) -> Drive {
+    drive_with(script, limit, ctrl_c_after, 1 << 20).await
+}
+
+/// [`drive`] with a workspace size limit of `workspace_bytes`.
+async fn drive_with(
+    script: Script,
+    limit: Duration,
+    ctrl_c_after: Option<Duration>,
+    workspace_bytes: u64,
+) -> Drive {
     let (api, fake) = FakeCluster::start(script);
-    let backend = backend(api);
-    let plan = pinned_plan();
+    let mut backend = backend(api, &fake);
+    backend.workspace_bytes = workspace_bytes;
+    let workspace = workspace();
+    let plan = pinned_plan(workspace.path());
     let ids = ids();
     let (output, _writer) = Output::spawn(Mode::Json, tokio::io::sink());
     let recorded = Mutex::new(Vec::new());
@@ -111,6 +152,7 @@ async fn drive(script: Script, limit: Duration, ctrl_c_after: Option<Duration>) 
         recorded,
         removal,
         fake,
+        workspace,
     }
 }
 
@@ -217,8 +259,10 @@ async fn an_out_of_memory_runtime_is_reported_as_such() {
 #[tokio::test]
 async fn every_object_a_run_creates_is_owned_by_its_lease_and_its_secret_holds_this_runs_values() {
     let (api, fake) = FakeCluster::start(Script::default());
-    let backend = backend(api.clone());
-    let objects = backend.objects(&pinned_plan(), &ids()).expect("objects");
+    let backend = backend(api.clone(), &fake);
+    let objects = backend
+        .objects(&pinned_plan(Path::new("/ws")), &ids(), None, 60)
+        .expect("objects");
     let lease = session::launch(&api, &objects).await.expect("launch");
     let uid = lease["metadata"]["uid"].clone();
     assert_eq!(lease["spec"]["holderIdentity"], "host:42");
@@ -268,20 +312,20 @@ async fn every_object_a_run_creates_is_owned_by_its_lease_and_its_secret_holds_t
 
 #[test]
 fn a_plan_without_pushed_images_or_with_a_checkpoint_to_feed_is_refused_with_what_to_do() {
-    let (api, _) = tokio::runtime::Runtime::new()
+    let (api, fake) = tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(async { FakeCluster::start(Script::default()) });
-    let backend = backend(api);
+    let backend = backend(api, &fake);
     let unpinned = plan(&request()).expect("plan");
     let message = backend
-        .objects(&unpinned, &ids())
+        .objects(&unpinned, &ids(), None, 60)
         .expect_err("refused")
         .to_string();
     assert!(message.contains("needs --image REF"), "{message}");
-    let mut continued = pinned_plan();
+    let mut continued = pinned_plan(Path::new("/ws"));
     continued.runtime.stdin = Some("{}".into());
     let message = backend
-        .objects(&continued, &ids())
+        .objects(&continued, &ids(), None, 60)
         .expect_err("refused")
         .to_string();
     assert!(message.contains("continuing a job"), "{message}");
