@@ -9,13 +9,13 @@ use crate::cli::{
 };
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::exit::Exit;
+use crate::files::Owner;
+use crate::files::archive::{self, ArchiveError, Caps};
 use crate::proxy::ProxyError;
 use crate::runtime;
 use crate::skill::host::{self, HostError, HostOptions};
 use crate::skill::server::ServeError;
 use crate::skill::{base, fixture};
-use crate::files::Owner;
-use crate::files::archive::{self, ArchiveError, Caps};
 use crate::trust::inputs::ProtectedPath;
 
 /// Why a role could not do its work. Each message starts with who says it: the role's name
@@ -172,11 +172,15 @@ pub async fn workspace_in(args: WorkspaceInArgs) -> Result<i32, RoleError> {
         error,
     };
     let unpacked = tokio::task::spawn_blocking(move || copy_in(&args, std::io::stdin().lock()))
-    .await
-    .map_err(|e| failed(ArchiveError::Read(std::io::Error::other(e))))?
-    .map_err(failed)?;
+        .await
+        .map_err(|e| failed(ArchiveError::Read(std::io::Error::other(e))))?
+        .map_err(failed)?;
     for left in &unpacked.left_out {
-        eprintln!("workspace-in: left out {}: {}", left.path.display(), left.why);
+        eprintln!(
+            "workspace-in: left out {}: {}",
+            left.path.display(),
+            left.why
+        );
     }
     Ok(Exit::Success.code())
 }
@@ -195,7 +199,11 @@ pub async fn workspace_out(args: WorkspaceOutArgs) -> Result<i32, RoleError> {
     .map_err(|e| failed(ArchiveError::Write(std::io::Error::other(e))))?
     .map_err(failed)?;
     for left in &tree.left_out {
-        eprintln!("workspace-out: left out {}: {}", left.path.display(), left.why);
+        eprintln!(
+            "workspace-out: left out {}: {}",
+            left.path.display(),
+            left.why
+        );
     }
     Ok(Exit::Success.code())
 }

@@ -217,7 +217,11 @@ fn walk_folder(
             })?;
             tree.items.push(Item::Link { path, target });
         } else {
-            let why = if kind.is_fifo() { "a FIFO" } else { "a socket or device" };
+            let why = if kind.is_fifo() {
+                "a FIFO"
+            } else {
+                "a socket or device"
+            };
             tree.left_out.push(LeftOut {
                 path,
                 why: format!("{why}, which a workspace copy does not carry"),
@@ -418,8 +422,7 @@ impl Rules {
 
     /// Whether `rel` is the reserved folder or below it (ignoring case, as base-skill does).
     fn reserved(&self, rel: &Path) -> bool {
-        self.workspace
-            .is_reserved(&self.workspace.root().join(rel))
+        self.workspace.is_reserved(&self.workspace.root().join(rel))
     }
 
     fn protected(&self, rel: &Path) -> bool {
@@ -569,12 +572,10 @@ impl Admitted {
                 target,
             }
             .into()),
-            Some(super::Kind::File | super::Kind::Other) if folder => {
-                Err(FileError::NotAFolder {
-                    path: beneath.path(&path),
-                }
-                .into())
+            Some(super::Kind::File | super::Kind::Other) if folder => Err(FileError::NotAFolder {
+                path: beneath.path(&path),
             }
+            .into()),
             _ => Ok(()),
         }
     }

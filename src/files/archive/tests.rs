@@ -92,8 +92,7 @@ fn a_tree_goes_round_trip_with_its_folders_files_modes_and_inner_links_less_the_
 
     let bytes = archive_of(root, &[]);
     let to = tempfile::tempdir().expect("tempdir");
-    let unpacked =
-        unpack(&bytes[..], to.path(), &[], CAPS, Owner::process()).expect("unpack");
+    let unpacked = unpack(&bytes[..], to.path(), &[], CAPS, Owner::process()).expect("unpack");
 
     let mut expected = tree_of(root);
     expected.retain(|line| !line.starts_with("PerStack"));
@@ -101,7 +100,13 @@ fn a_tree_goes_round_trip_with_its_folders_files_modes_and_inner_links_less_the_
     assert!(!to.path().join("PerStack").exists(), "the run data stays");
     assert_eq!(unpacked.bytes, 5 + 9 + 9);
     assert!(unpacked.paths.contains(Path::new("empty")));
-    let mode = |p: &str| fs::metadata(to.path().join(p)).expect("meta").permissions().mode() & 0o777;
+    let mode = |p: &str| {
+        fs::metadata(to.path().join(p))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777
+    };
     assert_eq!(mode("run.sh"), 0o755);
     assert_eq!(mode("src/deep/a.txt") & 0o111, 0);
 }
@@ -184,7 +189,9 @@ fn hostile_archives_are_refused_naming_the_entry_and_the_rule() {
         ),
         (
             "device",
-            Raw::new().entry("dev", tar::EntryType::Char, b"", "").bytes(),
+            Raw::new()
+                .entry("dev", tar::EntryType::Char, b"", "")
+                .bytes(),
             "neither a folder",
         ),
         (
@@ -216,10 +223,7 @@ fn hostile_archives_are_refused_naming_the_entry_and_the_rule() {
 #[test]
 fn too_big_and_too_many_say_the_cap() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let big = Raw::new()
-        .file("a", &[1; 600])
-        .file("b", &[2; 600])
-        .bytes();
+    let big = Raw::new().file("a", &[1; 600]).file("b", &[2; 600]).bytes();
     let caps = Caps {
         bytes: 1000,
         entries: 10,
@@ -249,7 +253,12 @@ fn too_big_and_too_many_say_the_cap() {
 fn a_link_leaving_the_workspace_is_left_out_and_one_inside_is_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bytes = Raw::new()
-        .entry("venv/bin/python", tar::EntryType::Symlink, b"", "/usr/bin/python3")
+        .entry(
+            "venv/bin/python",
+            tar::EntryType::Symlink,
+            b"",
+            "/usr/bin/python3",
+        )
         .entry("up", tar::EntryType::Symlink, b"", "../../etc")
         .entry("data", tar::EntryType::Symlink, b"", "perstack/jobs")
         .entry("ok", tar::EntryType::Symlink, b"", "venv/../README")
@@ -305,7 +314,11 @@ fn what_went_in_and_did_not_come_back_is_removed_but_never_a_protected_path() {
     let paths: Vec<&Path> = gone.iter().map(Item::path).collect();
     assert_eq!(
         paths,
-        [Path::new("gone/deep/f"), Path::new("gone/deep"), Path::new("gone")]
+        [
+            Path::new("gone/deep/f"),
+            Path::new("gone/deep"),
+            Path::new("gone")
+        ]
     );
     assert_eq!(remove(dir.path(), &gone).expect("remove"), 3);
     assert!(!dir.path().join("gone").exists());

@@ -418,7 +418,10 @@ impl PodStreams for FakeCluster {
                 tar.extend_from_slice(&chunk);
             }
             let crate::cli::Command::WorkspaceIn(mut args) = parse(&command) else {
-                return Err(refused("pods/attach", format!("{container} runs {command:?}")));
+                return Err(refused(
+                    "pods/attach",
+                    format!("{container} runs {command:?}"),
+                ));
             };
             let dir = tempfile::tempdir().expect("tempdir");
             args.workspace = dir.path().to_path_buf();
@@ -440,9 +443,15 @@ impl PodStreams for FakeCluster {
             let (scripted, changes, dir) = {
                 let mut state = self.state.lock().expect("lock");
                 let role = command.get(1).cloned().unwrap_or_default();
-                state.calls.push(format!("EXEC pods/{pod}/{container} {role}"));
+                state
+                    .calls
+                    .push(format!("EXEC pods/{pod}/{container} {role}"));
                 let dir = state.pod_workspace.as_ref().map(|d| d.path().to_path_buf());
-                (state.script.copy_back.clone(), state.script.run_changes, dir)
+                (
+                    state.script.copy_back.clone(),
+                    state.script.run_changes,
+                    dir,
+                )
             };
             let dir = dir.ok_or_else(|| refused("pods/exec", "no workspace went in".into()))?;
             let bytes = match scripted {
@@ -462,7 +471,11 @@ impl PodStreams for FakeCluster {
                 }
             };
             for chunk in bytes.chunks(4096) {
-                if output.send(bytes::Bytes::copy_from_slice(chunk)).await.is_err() {
+                if output
+                    .send(bytes::Bytes::copy_from_slice(chunk))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

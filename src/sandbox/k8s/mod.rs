@@ -38,10 +38,10 @@ pub(crate) mod logs;
 pub(crate) mod manifest;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod session;
-#[cfg(feature = "kubernetes")]
-pub(crate) mod workspace;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "kubernetes")]
+pub(crate) mod workspace;
 pub(crate) mod yaml;
 
 use std::path::Path;

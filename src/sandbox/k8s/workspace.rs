@@ -194,9 +194,7 @@ impl WorkspaceCopy {
             archive::write(&host, &sent, ChannelWriter::new(sender))
         });
         let attached = streams.attach_stdin(pod, COPY_IN, receiver).await;
-        let written = writer
-            .await
-            .map_err(|e| KubeError::CopyIn(e.to_string()))?;
+        let written = writer.await.map_err(|e| KubeError::CopyIn(e.to_string()))?;
         attached?;
         written.map_err(|e| KubeError::CopyIn(e.to_string()))
     }
@@ -259,7 +257,10 @@ fn stream_cap(caps: Caps) -> u64 {
 
 /// What `receiver` carries, in an anonymous temporary file (gone when closed), rewound; an
 /// error past `cap` bytes.
-async fn spool(mut receiver: mpsc::Receiver<Bytes>, cap: u64) -> Result<std::fs::File, ArchiveError> {
+async fn spool(
+    mut receiver: mpsc::Receiver<Bytes>,
+    cap: u64,
+) -> Result<std::fs::File, ArchiveError> {
     let mut file = tempfile::tempfile().map_err(ArchiveError::Write)?;
     let mut total = 0u64;
     while let Some(chunk) = receiver.recv().await {
@@ -294,10 +295,13 @@ impl ChannelWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
-        self.sender
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the pod stopped reading"))
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        self.sender.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the pod stopped reading")
+        })
     }
 }
 
