@@ -213,6 +213,10 @@ pub async fn workspace_hold(args: WorkspaceHoldArgs) -> Result<i32, RoleError> {
     let limit = tokio::time::sleep(std::time::Duration::from_secs(args.seconds));
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut sigterm) => {
+            eprintln!(
+                "workspace-hold: holding the pod until SIGTERM or {} s",
+                args.seconds
+            );
             tokio::select! {
                 _ = sigterm.recv() => {}
                 () = limit => {}
