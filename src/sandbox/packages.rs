@@ -12,6 +12,7 @@
 //! | `npx [-y] [--package S] P[@V] args…` | `npm install -g S-or-P[@V]` under the same prefix | the package's bin (linked as `/opt/perstack-skill/entry`), or the named one with `--package` |
 //! | `python`/`python3` with `packageName` | `pip install <packageName>` into a venv | the venv's `python3 -m <packageName, - as _>` |
 //! | `node` with `packageName` | `npm install -g <packageName>` | the package's bin |
+//! | `uv …` | `pip install uv` into a venv; a project's dependencies with `uv sync` (`skill_files`) | `/opt/perstack-skill/bin/uv …`, offline, without syncing ([`Install::run_env`]) |
 //! | anything else | nothing | the command as written |
 //!
 //! Perstack would run `python3 <packageName>` (a file by that name), which cannot work; running
@@ -38,7 +39,16 @@ pub(crate) enum Installer {
     /// is among its local files (`sandbox::skill_files`); the one package is that folder's path in
     /// the image, and its `node_modules` is what the image keeps.
     NpmProject,
+    /// `pip install uv` into a venv (as [`Installer::Pip`] installs), then — when the one package
+    /// is a folder with a `pyproject.toml` among a skill's local files — `uv sync` there into
+    /// [`UV_PROJECT_DIR`] under the prefix, so that `uv run` finds the project's dependencies at
+    /// run time without fetching anything.
+    Uv,
 }
+
+/// Under the install prefix: the environment `uv sync` makes for a skill's uv project, which
+/// `uv run` uses at run time (`UV_PROJECT_ENVIRONMENT`).
+pub(crate) const UV_PROJECT_DIR: &str = "uv-project";
 
 /// What to install while the image is built.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,6 +60,27 @@ pub(crate) struct Install {
     /// npm only: the package whose bin is linked as [`NODE_ENTRY`] (`None` when the command
     /// names the bin itself).
     pub entry_package: Option<String>,
+}
+
+impl Install {
+    /// The variables the installed program needs at run time, for packages installed at
+    /// `prefix`: for `uv`, the project environment the build synced, and no syncing, no
+    /// network and no Python downloads — `uv run` uses what the build installed as it is.
+    /// Nothing for the other installers.
+    pub(crate) fn run_env(&self, prefix: &str) -> Vec<(String, String)> {
+        match self.installer {
+            Installer::Uv => vec![
+                (
+                    "UV_PROJECT_ENVIRONMENT".to_string(),
+                    format!("{prefix}/{UV_PROJECT_DIR}"),
+                ),
+                ("UV_NO_SYNC".to_string(), "1".to_string()),
+                ("UV_OFFLINE".to_string(), "1".to_string()),
+                ("UV_PYTHON_DOWNLOADS".to_string(), "never".to_string()),
+            ],
+            Installer::Pip | Installer::Npm | Installer::NpmProject => Vec::new(),
+        }
+    }
 }
 
 /// A skill's command, ready for an image with nothing to fetch at run time.
@@ -113,6 +144,7 @@ pub(crate) fn prepare(skill: &McpStdioSkill) -> Result<Prepared, PackageError> {
     match program {
         "uvx" => uvx(&argv),
         "npx" => npx(&argv),
+        "uv" => Ok(uv(argv)),
         "python" | "python3" if skill.args.is_empty() => match &skill.package_name {
             Some(package) => python_module(package),
             None => Ok(as_written(skill)),
@@ -161,6 +193,20 @@ fn matches_option(arg: &str, names: &[&'static str]) -> Option<&'static str> {
                 .strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('='))
     })
+}
+
+/// `uv …`: `uv` itself installed into a venv, and started from there with the args as written
+/// (a project folder they name is synced at build time: `skill_files`).
+fn uv(argv: Vec<String>) -> Prepared {
+    Prepared {
+        install: Some(Install {
+            installer: Installer::Uv,
+            packages: Vec::new(),
+            entry_package: None,
+        }),
+        command: format!("{INSTALL_PREFIX}/bin/uv"),
+        args: argv,
+    }
 }
 
 /// `uvx` flags that change nothing about what gets installed or run.
@@ -462,6 +508,26 @@ mod tests {
             prepared("/usr/local/bin/uvx", &["mcp-server-time"]).command,
             "/opt/perstack-skill/bin/mcp-server-time"
         );
+    }
+
+    #[test]
+    fn uv_is_installed_and_runs_its_args_as_written_offline_and_without_syncing() {
+        let p = prepared("uv", &["run", "--directory", "tools/x", "server.py"]);
+        assert_eq!(p.command, "/opt/perstack-skill/bin/uv");
+        assert_eq!(p.args, ["run", "--directory", "tools/x", "server.py"]);
+        let install = p.install.expect("uv is installed");
+        assert_eq!(install.installer, Installer::Uv);
+        assert!(
+            install.packages.is_empty(),
+            "the project comes from skill_files"
+        );
+        let env: std::collections::BTreeMap<String, String> =
+            install.run_env("/p").into_iter().collect();
+        assert_eq!(env["UV_PROJECT_ENVIRONMENT"], "/p/uv-project");
+        assert_eq!(env["UV_NO_SYNC"], "1");
+        assert_eq!(env["UV_OFFLINE"], "1");
+        assert_eq!(env["UV_PYTHON_DOWNLOADS"], "never");
+        assert!(pip(&["x"]).expect("pip").run_env("/p").is_empty());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! official MCP SDK, which its requirements.txt asks for and the image build installs from PyPI,
 //! and `node ./tools/js/server.js` in plain Node. Their files are copied into their images, the
 //! command lines point at them there, and each works in the folder its files came from. Editing
-//! one server rebuilds that skill's image and nothing else.
+//! one server rebuilds that skill's image and nothing else. `uv run --directory tools/x
+//! server.py` runs a uv project whose dependencies the image build synced.
 
 use std::process::Command;
 
@@ -199,23 +200,49 @@ fn a_pyproject_and_a_package_json_beside_the_servers_are_installed_into_their_im
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
 
+/// `uv run --directory tools/x server.py` on a uv project (tests/fixtures/e2e/local-uv): the
+/// image build installs uv and syncs the project's dependencies (the MCP SDK, from PyPI); the
+/// skill, with no network, runs on that environment.
 #[test]
-fn uv_run_fails_at_once_saying_the_image_has_no_uv_and_what_to_run_instead() {
+fn uv_run_on_a_local_project_runs_the_environment_synced_at_build_time() {
     if !require_bookworm_image() {
         return;
     }
-    let run = TestRun::new(MANIFESTS, "uv-run");
+    let run = TestRun::new("e2e/local-uv/perstack.toml", "uv");
     let done = run.run();
-    done.assert_code(1);
+    done.assert_code(0);
+    let uv = answer(&done, "uv_where");
+    assert_eq!(uv["text"], "synced");
+    assert_eq!(uv["cwd"], "/opt/skill/tools/x");
+    assert_eq!(uv["file"], "/opt/skill/tools/x/server.py");
+    // The environment `uv sync` made in the install stage, with the SDK from pyproject.toml.
+    assert_eq!(uv["prefix"], "/opt/perstack-skill/uv-project");
     assert!(
-        done.stderr
-            .contains("skill `uv-project`: its server could not start: cannot start `uv`")
-            && done.stderr.contains(
-                "hint: `uv` is not in the skill's image (its image build installs with pip and \
-                 npm, never uv): run the server with `python3 <folder>/server.py`"
-            ),
-        "{}",
-        done.stderr
+        uv["mcp"].as_str().is_some_and(|v| v.starts_with("1.")),
+        "{uv}"
+    );
+    let starting = done.of_type("skillStarting");
+    let skill = starting
+        .iter()
+        .find(|e| e["skillName"] == "uv-project")
+        .expect("skillStarting uv-project");
+    assert_eq!(skill["command"], "uv");
+    // The skill host started the uv the build installed (the base image has none).
+    let tag = done.image_tag("skill:uv-project");
+    let entrypoint = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Entrypoint}}",
+        &tag,
+    ]);
+    assert!(
+        entrypoint.contains("\"/opt/perstack-skill/bin/uv\",\"run\""),
+        "{entrypoint}"
+    );
+    assert_eq!(
+        done.of_type("completeRun")[0]["text"],
+        "The uv project answered."
     );
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }

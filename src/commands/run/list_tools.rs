@@ -16,9 +16,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{LoadedConfig, SettingFlags, Settings};
 use crate::event::{Event, EventBody, RuntimePayload};
+use crate::ids::controller::ControllerId;
 use crate::render::{Mode, Output};
 use crate::sandbox::backend::Backend;
-use crate::sandbox::engine::controller::ControllerId;
 use crate::sandbox::engine::docker::DockerClient;
 use crate::sandbox::engine::run::{RunEnd, RunIds, TimeLimit};
 use crate::sandbox::engine::workspace_user::workspace_user;

@@ -15,13 +15,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::controller::ControllerId;
 use super::docker::{DockerClient, DockerError};
 use super::workspace_user::workspace_user;
 use crate::config::Limits;
 use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
 use crate::contract::probe::{PROBE_FILE, PROBE_PORT, ProbeReport};
 use crate::contract::users::{RUNTIME_GID, RUNTIME_UID};
+use crate::ids::controller::ControllerId;
 use crate::sandbox::images::recipes::doctor_probe_image;
 use crate::sandbox::labels;
 use crate::sandbox::plan::{

@@ -12,7 +12,7 @@ pub(crate) enum SkillBase {
     Own,
     /// `npx`, `node`: `[sandbox] nodeImage`.
     Node,
-    /// `uvx`, `python`, `python3`: `[sandbox] pythonImage`.
+    /// `uvx`, `uv`, `python`, `python3`: `[sandbox] pythonImage` (`uv` is pip-installed).
     Python,
     /// Anything else: `[sandbox] skillImage`.
     Other,
@@ -24,7 +24,7 @@ impl SkillBase {
         match command.rsplit('/').next().unwrap_or(command) {
             "perstack-sandbox" => SkillBase::Own,
             "npx" | "node" => SkillBase::Node,
-            "uvx" | "python" | "python3" => SkillBase::Python,
+            "uvx" | "uv" | "python" | "python3" => SkillBase::Python,
             _ => SkillBase::Other,
         }
     }

@@ -54,7 +54,7 @@ pub(crate) mod recipes;
 pub(crate) mod user_recipe;
 
 use super::labels;
-use super::packages::{INSTALL_PREFIX, Install, Installer};
+use super::packages::{INSTALL_PREFIX, Install, Installer, UV_PROJECT_DIR};
 use crate::contract::paths::BINARY_PATH;
 use user_recipe::UserRecipe;
 
@@ -159,22 +159,43 @@ pub(crate) const INSTALL_STAGE_ROLE: &str = "skill-install";
 /// Where the install stage sees the build-only files (the CA bundle).
 const BUILD_DIR: &str = "/tmp/perstack-build";
 
-/// The install stage's script for pip: a venv at [`INSTALL_PREFIX`], then `pip install "$@"`.
-/// Run with `sh -c SCRIPT perstack-install <index or ""> <requirement>…`: the index and the
-/// requirements are arguments, never shell text. pip ignores a plain-HTTP index unless its host
-/// is trusted; configuring one is what trusts it.
-const PIP_SCRIPT: &str = r#"set -eu
+/// The start of the install stage's script for pip and uv: the index and the CA bundle for both
+/// installers (uv reads `SSL_CERT_FILE`), then a venv at [`INSTALL_PREFIX`]. The first argument
+/// is the index (or ""), shifted off. pip and uv ignore a plain-HTTP index unless its host is
+/// trusted; configuring one is what trusts it.
+const VENV_SCRIPT: &str = r#"set -eu
 index=$1; shift
 if [ -n "$index" ]; then
-  export PIP_INDEX_URL="$index"
-  case $index in http://*) host=${index#http://}; export PIP_TRUSTED_HOST="${host%%/*}";; esac
+  export PIP_INDEX_URL="$index" UV_DEFAULT_INDEX="$index"
+  case $index in http://*) host=${index#http://}; export PIP_TRUSTED_HOST="${host%%/*}" UV_INSECURE_HOST="${host%%/*}";; esac
 fi
 ca=/tmp/perstack-build/ca.pem
 if [ -s "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca" REQUESTS_CA_BUNDLE="$ca"; fi
 command -v python3 >/dev/null || { echo "perstack-sandbox: the base image has no python3; choose a Python base image ([sandbox] pythonImage)" >&2; exit 1; }
 python3 -m venv /opt/perstack-skill || { echo "perstack-sandbox: python3 -m venv failed; the base image needs the venv module (Debian: python3-venv)" >&2; exit 1; }
-/opt/perstack-skill/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --progress-bar off "$@"
+pip_install() { /opt/perstack-skill/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --progress-bar off "$@"; }
+"#;
+
+/// The rest of the install stage's script for pip (after [`VENV_SCRIPT`]): `pip install "$@"`.
+/// Run with `sh -c SCRIPT perstack-install <index or ""> <requirement>…`: the index and the
+/// requirements are arguments, never shell text.
+const PIP_SCRIPT: &str = r#"pip_install "$@"
 rm -rf /tmp/perstack-build
+"#;
+
+/// The rest of the install stage's script for uv (after [`VENV_SCRIPT`]): `pip install uv`, then,
+/// given a project folder, `uv sync` there into the project environment `uv run` uses at run time
+/// (`packages::Install::run_env`), with the base's python (uv never downloads one here). Run
+/// with `sh -c SCRIPT perstack-install <index or ""> <project environment> [<project folder>]`.
+const UV_SCRIPT: &str = r#"project_env=$1; shift
+pip_install uv
+if [ $# -gt 0 ]; then
+  cd "$1"
+  UV_PROJECT_ENVIRONMENT="$project_env" UV_PYTHON_DOWNLOADS=never \
+    UV_CACHE_DIR=/tmp/perstack-uv-cache UV_LINK_MODE=copy \
+    /opt/perstack-skill/bin/uv sync --no-progress
+fi
+rm -rf /tmp/perstack-build /tmp/perstack-uv-cache
 "#;
 
 /// The install stage's script for npm: `npm install -g --prefix` [`INSTALL_PREFIX`], then — when
@@ -243,9 +264,10 @@ impl InstallStage {
     /// [`INSTALL_PREFIX`]).
     fn script(&self) -> String {
         let script = match self.install.installer {
-            Installer::Pip => PIP_SCRIPT,
-            Installer::Npm => NPM_SCRIPT,
-            Installer::NpmProject => NPM_PROJECT_SCRIPT,
+            Installer::Pip => format!("{VENV_SCRIPT}{PIP_SCRIPT}"),
+            Installer::Uv => format!("{VENV_SCRIPT}{UV_SCRIPT}"),
+            Installer::Npm => NPM_SCRIPT.to_string(),
+            Installer::NpmProject => NPM_PROJECT_SCRIPT.to_string(),
         };
         script.replace(INSTALL_PREFIX, &self.prefix)
     }
@@ -272,8 +294,10 @@ impl InstallStage {
         let mut run = vec!["/bin/sh".to_string(), "-c".to_string(), self.script()];
         run.push("perstack-install".to_string());
         run.push(self.index.clone().unwrap_or_default());
-        if self.install.installer == Installer::Npm {
-            run.push(self.install.entry_package.clone().unwrap_or_default());
+        match self.install.installer {
+            Installer::Npm => run.push(self.install.entry_package.clone().unwrap_or_default()),
+            Installer::Uv => run.push(format!("{}/{UV_PROJECT_DIR}", self.prefix)),
+            Installer::Pip | Installer::NpmProject => {}
         }
         run.extend(self.install.packages.iter().cloned());
         text.push_str(&format!(
@@ -900,6 +924,46 @@ mod tests {
     }
 
     #[test]
+    fn uv_is_pip_installed_and_its_project_synced_into_the_environment_uv_run_uses() {
+        let uv = with_index(
+            with_install(Installer::Uv, &["/opt/skill/tools/x"], b"PEM"),
+            "https://mirror.invalid/simple",
+        );
+        let dockerfile = uv.dockerfile();
+        // The index, then where the project environment goes, then the project folder.
+        assert!(
+            dockerfile.contains(
+                "\"perstack-install\",\"https://mirror.invalid/simple\",\
+                 \"/opt/perstack-skill/uv-project\",\"/opt/skill/tools/x\"]"
+            ),
+            "{dockerfile}"
+        );
+        let script = uv.install[0].script();
+        assert!(script.starts_with(VENV_SCRIPT), "{script}");
+        // pip and uv both get the index and the CA; uv never downloads a Python.
+        for name in [
+            "UV_DEFAULT_INDEX",
+            "PIP_INDEX_URL",
+            "SSL_CERT_FILE",
+            "PIP_CERT",
+        ] {
+            assert!(script.contains(name), "{name}: {script}");
+        }
+        assert!(script.contains("pip_install uv\n"), "{script}");
+        assert!(script.contains("UV_PYTHON_DOWNLOADS=never"), "{script}");
+        assert!(script.contains("uv sync"), "{script}");
+        // The same environment as run time's.
+        let run_env = uv.install[0].install.run_env(INSTALL_PREFIX);
+        assert!(run_env.contains(&(
+            "UV_PROJECT_ENVIRONMENT".to_string(),
+            "/opt/perstack-skill/uv-project".to_string()
+        )));
+        assert!(
+            dockerfile.contains("COPY --from=install /opt/perstack-skill /opt/perstack-skill\n")
+        );
+    }
+
+    #[test]
     fn a_skills_own_manifest_is_installed_from_its_files_and_only_what_it_installed_is_kept() {
         let mut npm = with_install(Installer::NpmProject, &["/opt/skill/srv"], b"PEM");
         if let Some(stage) = npm.install.first_mut() {
@@ -994,9 +1058,9 @@ mod tests {
             )),
             "{pip}"
         );
-        assert!(PIP_SCRIPT.contains("export PIP_INDEX_URL=\"$index\""));
-        assert!(PIP_SCRIPT.contains(
-            "case $index in http://*) host=${index#http://}; export PIP_TRUSTED_HOST=\"${host%%/*}\";; esac"
+        assert!(VENV_SCRIPT.contains("export PIP_INDEX_URL=\"$index\""));
+        assert!(VENV_SCRIPT.contains(
+            "case $index in http://*) host=${index#http://}; export PIP_TRUSTED_HOST=\"${host%%/*}\" UV_INSECURE_HOST=\"${host%%/*}\";; esac"
         ));
     }
 

@@ -251,8 +251,14 @@ pub(crate) fn skill_image(
         None => skill_base_image(config, skill).unwrap_or_else(|| "scratch".to_string()),
     };
     let prepared = prepared_command(skill, local);
-    let entrypoint = skill_entrypoint(skill, recipe.as_ref(), &prepared);
-    let (env, files) = skill_contents(skill, &base, local, recipe.is_none(), artifacts);
+    let run_env = prepared
+        .install
+        .as_ref()
+        .map(|install| install.run_env(packages::INSTALL_PREFIX))
+        .unwrap_or_default();
+    let entrypoint = skill_entrypoint(skill, recipe.as_ref(), &prepared, &run_env);
+    let (mut env, files) = skill_contents(skill, &base, local, recipe.is_none(), artifacts);
+    env.extend(run_env);
     ImageSpec {
         role: ImageRole::Skill,
         service: format!("skill:{}", skill.name),
@@ -296,14 +302,20 @@ fn prepared_command(skill: &McpStdioSkill, local: Option<&SkillFiles>) -> packag
 }
 
 /// The skill host, the variables it passes on to the server (the skill's, the recipe's own, the
-/// proxy's for a skill with `allowedDomains`), then `--` and the server's command line.
+/// installed program's `run_env`, the proxy's for a skill with `allowedDomains`), then `--` and
+/// the server's command line.
 fn skill_entrypoint(
     skill: &McpStdioSkill,
     recipe: Option<&UserRecipe>,
     prepared: &packages::Prepared,
+    run_env: &[(String, String)],
 ) -> Vec<String> {
     let mut entrypoint = skill_host();
-    for name in &skill.required_env {
+    for name in skill
+        .required_env
+        .iter()
+        .chain(run_env.iter().map(|(n, _)| n))
+    {
         entrypoint.extend(["--pass-env".to_string(), name.clone()]);
     }
     for name in recipe.iter().flat_map(|r| r.env_names()) {
@@ -364,7 +376,9 @@ fn install_stage(
             packages::Installer::Npm | packages::Installer::NpmProject => {
                 config.sandbox.npm_registry.clone()
             }
-            packages::Installer::Pip => config.sandbox.pip_index_url.clone(),
+            packages::Installer::Pip | packages::Installer::Uv => {
+                config.sandbox.pip_index_url.clone()
+            }
         },
         install,
         ca_bundle: artifacts.ca_bundle.clone(),

@@ -180,18 +180,10 @@ fn check_skill_base(
                 kind.setting().unwrap_or("[sandbox] skillImage"),
                 stdio.name,
                 base_hint(kind),
-            ) + uv_hint(&stdio.command),
+            ),
         }),
         _ => None,
     }
-}
-
-/// For a skill that runs `uv`: our image builds never install it, so its image must have it.
-fn uv_hint(command: &str) -> &'static str {
-    if std::path::Path::new(command).file_name() != Some(std::ffi::OsStr::new("uv")) {
-        return "";
-    }
-    "; that image must have `uv` (image builds install with pip and npm, never uv), or run the server as `python3 <folder>/server.py` with pythonImage set: its folder's requirements.txt or pyproject.toml is installed when the image is built"
 }
 
 /// What a base image for each kind of command must hold, and where to get one offline.
@@ -303,23 +295,28 @@ mod tests {
     }
 
     #[test]
-    fn a_uv_skill_without_a_base_image_is_told_its_image_needs_uv_or_to_run_python3() {
+    fn a_uv_skill_needs_a_python_base_which_installs_uv() {
         let problems = problems_of(
             "[experts.main]\ninstruction = \"x\"\n\
              [experts.main.skills.proj]\ntype = \"mcpStdioSkill\"\ncommand = \"uv\"\n\
-             args = [\"run\", \"--directory\", \"/srv/x\", \"server.py\"]\n",
+             args = [\"run\", \"--directory\", \"/srv/x\", \"server.py\"]\n\
+             [experts.main.skills.bare]\ntype = \"mcpStdioSkill\"\ncommand = \"uv\"\n\
+             args = [\"run\", \"server.py\"]\n\
+             [sandbox.skills.bare]\nimage = \"scratch\"\n",
             &[],
         );
-        assert_eq!(problems.len(), 1);
-        assert!(
-            problems[0]
-                .message
-                .ends_with(&format!("pull a default from){}", uv_hint("uv"))),
-            "{}",
-            problems[0].message
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                format!(
+                    "skill `proj` runs `uv`, and no base image is configured for it; set [sandbox] pythonImage or [sandbox.skills.\"proj\"] image (there is no registry to pull a default from){}",
+                    base_hint(SkillBase::Python)
+                )
+                .as_str(),
+                "skill `bare` runs `uv`, whose packages are installed when its image is built, but its base image is `scratch`, which has no python3; choose a base with one",
+            ]
         );
-        assert!(uv_hint("/usr/local/bin/uv").contains("must have `uv`"));
-        assert_eq!(uv_hint("uvx"), "");
     }
 }
 

@@ -14,13 +14,13 @@
 //!
 //! The files are part of the image's content, so of its digest: editing `server.py` rebuilds
 //! that skill's image and no other. They are trusted inputs of the run as well
-//! (`trust::inputs::of_skill_files`): watched from its start to its end, and read-only to the
+//! ([`trusted_inputs`]): watched from its start to its end, and read-only to the
 //! containers when they lie in the workspace.
 
 mod detect;
 mod walk;
 
-pub(crate) use walk::{LocalFile, SKIPPED_FOLDERS};
+pub(crate) use walk::LocalFile;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,6 +28,7 @@ use std::path::Path;
 use crate::config::{Config, LoadedConfig, McpStdioSkill, Skill, dotted_path};
 use crate::contract::paths::SKILL_FILES_DIR;
 use crate::sandbox::packages::{self, INSTALL_PREFIX, Install, Installer, Prepared};
+use crate::trust::inputs::{InputKind, TrustedInput};
 
 use walk::{Collected, PathError, Resolved, Root};
 
@@ -73,7 +74,7 @@ pub(crate) struct Recipe {
 pub(crate) struct NamedPath {
     /// Relative to the config's folder, normalized (`tools/x`).
     pub relative: String,
-    /// A folder, copied whole (less [`SKIPPED_FOLDERS`]).
+    /// A folder, copied whole (less [`SKIPPED_FOLDERS`](crate::trust::inputs::SKIPPED_FOLDERS)).
     pub is_dir: bool,
 }
 
@@ -88,6 +89,31 @@ impl From<Resolved> for NamedPath {
 
 /// The local files of every stdio skill of a run, by Expert and skill name.
 pub(crate) type FilesBySkill = BTreeMap<(String, String), SkillFiles>;
+
+/// The skills' own files as trusted inputs (`trust::inputs`), as the controller reads
+/// them from the config's folder `dir`: each file copied into an image, and each folder copied
+/// whole (a file added to it would be copied by the next run). Sorted, each once.
+pub(crate) fn trusted_inputs(dir: &Path, skills: &FilesBySkill) -> Vec<TrustedInput> {
+    let mut inputs: Vec<TrustedInput> = Vec::new();
+    for skill in skills.values() {
+        let folders = skill
+            .named
+            .iter()
+            .filter(|named| named.is_dir)
+            .map(|named| TrustedInput {
+                kind: InputKind::SkillFolder,
+                path: dir.join(&named.relative),
+            });
+        let files = skill.files.iter().map(|file| TrustedInput {
+            kind: InputKind::SkillFile,
+            path: dir.join(&file.relative),
+        });
+        inputs.extend(folders.chain(files));
+    }
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    inputs.dedup_by(|a, b| a.path == b.path);
+    inputs
+}
 
 /// A problem with a skill's files, at a dotted path of the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,11 +389,20 @@ fn recipe(dir: &Path, skill: &McpStdioSkill, dockerfile: &str) -> Result<SkillFi
     } else {
         root.read(&root.resolve(&context)?, &mut collected)?;
     }
-    let prepared = packages::prepare(skill).unwrap_or_else(|_| packages::Prepared {
-        install: None,
-        command: skill.command.clone(),
-        args: skill.argv(),
-    });
+    // `uv` in a recipe is the recipe's own, with the project environment it made: ours would
+    // replace it.
+    let prepared = packages::prepare(skill)
+        .ok()
+        .filter(|p| {
+            p.install
+                .as_ref()
+                .is_none_or(|i| i.installer != Installer::Uv)
+        })
+        .unwrap_or_else(|| packages::Prepared {
+            install: None,
+            command: skill.command.clone(),
+            args: skill.argv(),
+        });
     Ok(SkillFiles {
         named: collected.named.into_iter().map(NamedPath::from).collect(),
         files: collected.files.into_values().collect(),
@@ -427,8 +462,10 @@ struct Manifest {
 
 /// The manifest in `folder` that the command's interpreter would use, read into `into`:
 /// `requirements.txt` (else `pyproject.toml`) for `python`/`python3`, `package.json` (and its
-/// lockfile) for `node`. None for other commands, and for commands that install packages of
-/// their own (`uvx`, `npx`).
+/// lockfile) for `node`, `pyproject.toml` (with `uv.lock` and `.python-version`) for `uv`,
+/// whose project is synced with every file of the skill (it may be a package that installs
+/// itself). None for other commands, and for commands that install packages of their own
+/// (`uvx`, `npx`).
 fn manifest(
     root: &Root,
     folder: &str,
@@ -436,15 +473,30 @@ fn manifest(
     installs: bool,
     into: &mut Collected,
 ) -> Result<Option<Manifest>, PathError> {
-    if installs {
-        return Ok(None);
-    }
     let in_folder = |name: &str| match folder {
         "" => name.to_string(),
         folder => format!("{folder}/{name}"),
     };
     let found = |name: &str| root.dir_has_file(&in_folder(name));
     match program(command) {
+        // `uv` installs itself (`packages.rs`); its project's dependencies come with it.
+        "uv" if found("pyproject.toml") => {
+            for name in ["pyproject.toml", "uv.lock", ".python-version"] {
+                if found(name) {
+                    read(root, &in_folder(name), into)?;
+                }
+            }
+            Ok(Some(Manifest {
+                install: Install {
+                    installer: Installer::Uv,
+                    packages: vec![image_path(folder)],
+                    entry_package: None,
+                },
+                python: false,
+                files: None,
+            }))
+        }
+        _ if installs => Ok(None),
         "python" | "python3" => {
             let requirements = in_folder("requirements.txt");
             let (packages, files) = if found("requirements.txt") {

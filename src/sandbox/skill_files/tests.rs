@@ -108,6 +108,66 @@ fn files_in_folders_keep_their_place_and_the_skill_works_in_their_folder() {
         ["run", "--directory", "/opt/skill/tools/x", "main.py"]
     );
     assert_eq!(uv.workdir.as_deref(), Some("/opt/skill/tools/x"));
+    // uv is installed into a venv and started from there; the folder's project is synced with
+    // all of the skill's files (it may be a package that installs itself).
+    assert_eq!(uv.command, "/opt/perstack-skill/bin/uv");
+    assert_eq!(
+        uv.install,
+        Some(Install {
+            installer: Installer::Uv,
+            packages: vec!["/opt/skill/tools/x".into()],
+            entry_package: None,
+        })
+    );
+    assert_eq!(
+        uv.install_files,
+        ["tools/x/main.py", "tools/x/pyproject.toml"]
+    );
+}
+
+#[test]
+fn uv_with_a_file_names_its_projects_manifests_too_and_without_a_project_installs_uv_alone() {
+    let folder = Folder::new(&[
+        ("tools/x/pyproject.toml", "[project]"),
+        ("tools/x/uv.lock", "version = 1"),
+        ("tools/x/.python-version", "3.11"),
+        ("tools/x/server.py", ""),
+        ("tools/x/other.py", ""),
+        ("plain/server.py", ""),
+    ]);
+    let toml = [
+        stdio("file", "uv", &["run", "tools/x/server.py"]),
+        stdio("plain", "uv", &["run", "plain/server.py"]),
+    ]
+    .concat();
+    let file = folder.skill(&toml, "file");
+    // The file, and the manifests beside it; not the project's other modules (`files` lists
+    // those).
+    assert_eq!(
+        relatives(&file),
+        [
+            "tools/x/.python-version",
+            "tools/x/pyproject.toml",
+            "tools/x/server.py",
+            "tools/x/uv.lock"
+        ]
+    );
+    assert_eq!(file.args, ["run", "/opt/skill/tools/x/server.py"]);
+    assert_eq!(
+        file.install.as_ref().map(|i| i.packages.clone()),
+        Some(vec!["/opt/skill/tools/x".to_string()])
+    );
+    let plain = folder.skill(&toml, "plain");
+    assert_eq!(plain.command, "/opt/perstack-skill/bin/uv");
+    assert_eq!(
+        plain.install,
+        Some(Install {
+            installer: Installer::Uv,
+            packages: vec![],
+            entry_package: None,
+        })
+    );
+    assert!(plain.install_files.is_empty());
 }
 
 #[test]
@@ -253,7 +313,8 @@ fn only_a_skills_own_files_change_its_image() {
 
 #[test]
 fn the_trusted_inputs_are_every_file_of_an_image_and_every_folder_copied_whole() {
-    use crate::trust::inputs::{InputKind, of_skill_files};
+    use super::trusted_inputs;
+    use crate::trust::inputs::InputKind;
     let folder = Folder::new(&[
         ("tools/s.py", ""),
         ("tools/requirements.txt", ""),
@@ -283,7 +344,7 @@ fn the_trusted_inputs_are_every_file_of_an_image_and_every_folder_copied_whole()
         ]
     );
     let dir = folder.dir.path();
-    let inputs: Vec<(InputKind, std::path::PathBuf)> = of_skill_files(dir, &files)
+    let inputs: Vec<(InputKind, std::path::PathBuf)> = trusted_inputs(dir, &files)
         .into_iter()
         .map(|i| (i.kind, i.path))
         .collect();
@@ -298,6 +359,73 @@ fn the_trusted_inputs_are_every_file_of_an_image_and_every_folder_copied_whole()
             (InputKind::SkillFile, dir.join("skills/echo/server.py")),
             (InputKind::SkillFile, dir.join("tools/requirements.txt")),
             (InputKind::SkillFile, dir.join("tools/s.py")),
+        ]
+    );
+}
+
+#[test]
+fn a_uv_skills_image_runs_uv_offline_on_the_synced_environment() {
+    use crate::sandbox::images::recipes::{Artifacts, skill_image};
+    let folder = Folder::new(&[
+        ("tools/x/pyproject.toml", "[project]"),
+        ("tools/x/s.py", ""),
+    ]);
+    let toml = stdio("uv", "uv", &["run", "--directory", "tools/x", "s.py"]);
+    let loaded = folder.loaded(&toml);
+    let files = collect_all(&loaded, &["e".to_string()]).expect("files");
+    let Some(Skill::McpStdio(skill)) = loaded.config.experts["e"].skills.get("uv") else {
+        panic!("no skill uv");
+    };
+    let artifacts = Artifacts {
+        binary: bytes::Bytes::from_static(b"bin"),
+        ca_bundle: bytes::Bytes::new(),
+    };
+    let local = files.get(&("e".to_string(), "uv".to_string()));
+    let image = skill_image(&loaded.config, skill, local, &artifacts);
+    // The image sets the variables and the skill host passes them on (it clears every other).
+    for (name, value) in [
+        ("UV_PROJECT_ENVIRONMENT", "/opt/perstack-skill/uv-project"),
+        ("UV_NO_SYNC", "1"),
+        ("UV_OFFLINE", "1"),
+    ] {
+        assert!(
+            image
+                .config
+                .env
+                .contains(&(name.to_string(), value.to_string())),
+            "{name}: {:?}",
+            image.config.env
+        );
+        let at = image
+            .config
+            .entrypoint
+            .iter()
+            .position(|w| w == name)
+            .unwrap_or_else(|| panic!("{name} not passed: {:?}", image.config.entrypoint));
+        assert_eq!(image.config.entrypoint[at - 1], "--pass-env");
+    }
+    let server = image
+        .config
+        .entrypoint
+        .iter()
+        .position(|w| w == "--")
+        .expect("--");
+    assert_eq!(
+        image.config.entrypoint[server + 1..],
+        [
+            "/opt/perstack-skill/bin/uv",
+            "run",
+            "--directory",
+            "/opt/skill/tools/x",
+            "s.py"
+        ]
+    );
+    assert_eq!(image.install.len(), 1);
+    assert_eq!(
+        image.install[0].local_files,
+        [
+            "/opt/skill/tools/x/pyproject.toml",
+            "/opt/skill/tools/x/s.py"
         ]
     );
 }

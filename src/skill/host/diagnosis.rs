@@ -79,22 +79,9 @@ pub(super) fn cannot_spawn(command: &OsString, error: &std::io::Error) -> Option
     if error.kind() != std::io::ErrorKind::NotFound {
         return None;
     }
-    // `uv run --directory x` is how many projects start their server, but our images hold no
-    // uv: `uvx` commands and a folder's requirements.txt or pyproject.toml are installed with
-    // pip when the image is built.
-    if std::path::Path::new(command).file_name() == Some(std::ffi::OsStr::new("uv")) {
-        return Some(
-            "`uv` is not in the skill's image (its image build installs with pip and npm, never uv): run \
-             the server with `python3 <folder>/server.py`, whose folder's requirements.txt or \
-             pyproject.toml is installed when the image is built, or with `uvx <package>`; or \
-             build the skill from a Dockerfile that installs uv ([sandbox.skills.\"<name>\"] \
-             dockerfile) (docs/skills.md, \"Local files\")"
-                .to_string(),
-        );
-    }
     Some(format!(
         "`{}` is not a program in the skill's image: install it there ([sandbox] skillImage, \
-             or a uvx/npx command the image build installs), or give its full path (docs/skills.md)",
+             or a uvx/npx/uv command the image build installs), or give its full path (docs/skills.md)",
         command.to_string_lossy()
     ))
 }
@@ -202,8 +189,5 @@ mod tests {
         );
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
         assert_eq!(cannot_spawn(&"x".into(), &denied), None);
-        let uv = cannot_spawn(&"uv".into(), &missing).expect("a hint");
-        assert!(uv.starts_with("`uv` is not in the skill's image"), "{uv}");
-        assert!(uv.contains("pyproject.toml"), "{uv}");
     }
 }
