@@ -17,6 +17,9 @@
 //!   so the host can refuse a whole archive before it changes anything.
 //! - [`removed`] is what a copy back takes away: what went in and did not come back.
 //!
+//! The host's side (`check`, `removed`, `remove`) is the controller's, with the `kubernetes`
+//! feature; the in-container roles use the rest.
+//!
 //! Times and owners do not travel: what is unpacked is new, owned by whom the caller says, and
 //! a file's mode is `0755` when any execute bit was set, else `0644`.
 
@@ -67,6 +70,7 @@ pub(crate) enum Item {
 
 impl Item {
     /// Its path, relative to the root.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
     pub(crate) fn path(&self) -> &Path {
         match self {
             Item::Folder(path) | Item::File { path, .. } | Item::Link { path, .. } => path,
@@ -94,6 +98,7 @@ pub(crate) struct Tree {
 
 impl Tree {
     /// The bytes of its files, as walked.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
     pub(crate) fn bytes(&self) -> u64 {
         self.items
             .iter()
@@ -287,6 +292,7 @@ pub(crate) fn unpack(
 
 /// [`unpack`] without writing anything: the same refusals, and also a link or a file of `root`
 /// in the way of an entry.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 pub(crate) fn check(
     input: impl Read,
     root: &Path,
@@ -323,6 +329,7 @@ fn read(
 /// What `sent` (a walk of what went in) held that `back` (what came back) does not: what the
 /// run removed, the deepest first. The `protected` paths never travel back, so they are never
 /// among them.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 pub(crate) fn removed(sent: &Tree, back: &Unpacked, protected: &[ProtectedPath]) -> Vec<Item> {
     let mut gone: Vec<Item> = sent
         .items
@@ -337,6 +344,7 @@ pub(crate) fn removed(sent: &Tree, back: &Unpacked, protected: &[ProtectedPath])
 
 /// Removes `items` (from [`removed`]) beneath `root`: files and links, and folders left empty.
 /// Nothing is followed; what is gone already is no error.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 pub(crate) fn remove(root: &Path, items: &[Item]) -> Result<usize, ArchiveError> {
     let beneath = Beneath::open(root)?;
     let mut count = 0;

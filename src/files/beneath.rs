@@ -309,6 +309,7 @@ impl Beneath {
 
     /// Removes the file or link `rel` (`folder`: the empty folder `rel`), never following a
     /// link; whether it was there. A folder that is not empty stays, and is no error.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
     pub(crate) fn remove(&self, rel: &Path, folder: bool) -> Result<bool, FileError> {
         let (parent, name) = split(rel, &self.root)?;
         let Some(dir) = self.dir(parent)? else {

@@ -650,14 +650,14 @@ async fn doctor_reads_the_namespaces_pod_security_level_and_says_when_it_cannot(
 /// Where `prefix` is first (or, `last`, last) among the fake's calls.
 fn call_index(fake: &FakeCluster, prefix: &str, last: bool) -> usize {
     let calls = fake.calls();
-    let found = calls
+    let mut found = calls
         .iter()
         .enumerate()
         .filter(|(_, c)| c.starts_with(prefix));
     let found = if last {
-        found.last()
+        found.next_back()
     } else {
-        found.into_iter().next()
+        found.next()
     };
     found
         .unwrap_or_else(|| panic!("no {prefix} in {calls:#?}"))
