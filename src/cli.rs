@@ -93,6 +93,18 @@ pub enum Command {
     /// them and print them with this one's.
     #[command(hide = true)]
     EngineProbe(EngineProbeArgs),
+    /// (init container of a Kubernetes run pod) Read the workspace as a tar on stdin into the
+    /// workspace folder.
+    #[command(hide = true)]
+    WorkspaceIn(WorkspaceInArgs),
+    /// (exec'd in base-skill of a Kubernetes run pod) Write the workspace folder as a tar to
+    /// stdout.
+    #[command(hide = true)]
+    WorkspaceOut(WorkspaceOutArgs),
+    /// (a Kubernetes run pod) Keep the pod, and so base-skill, running after the runtime ends
+    /// until the controller has copied the workspace back and deletes the pod.
+    #[command(hide = true)]
+    WorkspaceHold(WorkspaceHoldArgs),
 }
 
 /// What a caller of a standalone image passes after `docker run … IMAGE` (the ENTRYPOINT fixes
@@ -320,6 +332,16 @@ pub struct RunFlags {
         )
     )]
     pub runtime_engine: Option<String>,
+    /// Start on an engine that cannot hold part of a run's isolation instead of refusing:
+    /// today a rootless engine on cgroup v1, which ignores memory, CPU and process limits.
+    #[arg(
+        long,
+        help = "Start on an engine that cannot hold part of a run's isolation instead of \
+                refusing: today a rootless engine on cgroup v1, which ignores memory, CPU and \
+                process limits; the run then asks for none, and says what is missing on stderr \
+                and in its isolationReport event (`doctor` says whether this is needed)"
+    )]
+    pub allow_weaker_isolation: bool,
     /// Job id to use (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
@@ -800,6 +822,16 @@ pub struct InstallArgs {
     /// labelled with (default: a new one).
     #[arg(long, value_name = "ID")]
     pub job_id: Option<String>,
+    /// Start on an engine that cannot hold part of the listing runs' isolation instead of refusing:
+    /// today a rootless engine on cgroup v1, which ignores memory, CPU and process limits.
+    #[arg(
+        long,
+        help = "Start on an engine that cannot hold part of the listing runs' isolation instead of \
+                refusing: today a rootless engine on cgroup v1, which ignores memory, CPU and \
+                process limits; they then ask for none, and say what is missing on stderr \
+                and in their isolationReport events (`doctor` says whether this is needed)"
+    )]
+    pub allow_weaker_isolation: bool,
 }
 
 /// The engine a command works on.
@@ -957,6 +989,40 @@ pub struct BaseSkillArgs {
     /// (repeated; the controller passes them).
     #[arg(long, value_name = "RULE:PATH")]
     pub protected: Vec<String>,
+}
+
+/// The hidden `workspace-in` role.
+#[derive(Debug, Args)]
+pub struct WorkspaceInArgs {
+    /// The workspace folder (empty).
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// The most bytes of file contents the archive may hold.
+    #[arg(long)]
+    pub max_bytes: u64,
+    /// The most entries the archive may hold.
+    #[arg(long)]
+    pub max_entries: u64,
+}
+
+/// The hidden `workspace-out` role.
+#[derive(Debug, Args)]
+pub struct WorkspaceOutArgs {
+    /// The workspace folder.
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// A protected path left out, as base-skill's `--protected` (repeated).
+    #[arg(long, value_name = "RULE:PATH")]
+    pub protected: Vec<String>,
+}
+
+/// The hidden `workspace-hold` role.
+#[derive(Debug, Args)]
+pub struct WorkspaceHoldArgs {
+    /// Ends by itself after this many seconds (a controller that died does not keep the pod
+    /// forever).
+    #[arg(long)]
+    pub seconds: u64,
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! Identifiers and clocks shared by events, checkpoints and Docker resource names.
+//! Identifiers and clocks shared by events, checkpoints and Docker resource names, and who owns a
+//! run ([`controller`]), which resource labels and the workspace's trust record both name.
+
+pub(crate) mod controller;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -21,8 +21,8 @@ use super::artifacts::{self, LoadedBundle, SYSTEM_BUNDLES};
 use crate::cli::{BackendName, DoctorArgs, ValidateArgs};
 use crate::config::{self, Config, LoadedConfig, SettingFlags, Settings, Skill};
 use crate::exit::Exit;
+use crate::ids::controller::ControllerId;
 use crate::sandbox::ca_bundle::{self, Certificate};
-use crate::sandbox::engine::controller::ControllerId;
 use crate::sandbox::engine::docker::{DockerClient, DockerError};
 use crate::sandbox::engine::endpoint::Why;
 use crate::sandbox::engine::probe;
@@ -33,11 +33,26 @@ use crate::sandbox::preflight::{GVISOR_ARGS, RegisteredRuntime, check_runtime_en
 
 struct Report {
     failed: bool,
+    /// The verdict in place of `ready.` when a run starts only with `--allow-weaker-isolation`.
+    weaker: Option<String>,
 }
 
 impl Report {
     fn ok(&mut self, what: &str, detail: impl AsRef<str>) {
         println!("  ✔ {what:<16} {}", detail.as_ref());
+    }
+
+    /// A finding that holds back a plain run but not one with `--allow-weaker-isolation`.
+    fn weaker(
+        &mut self,
+        what: &str,
+        detail: impl AsRef<str>,
+        fix: impl AsRef<str>,
+        verdict: String,
+    ) {
+        self.weaker = Some(verdict);
+        println!("  ! {what:<16} {}", detail.as_ref());
+        println!("    fix: {}", fix.as_ref());
     }
 
     fn fail(&mut self, what: &str, detail: impl AsRef<str>, fix: impl AsRef<str>) {
@@ -55,7 +70,10 @@ pub async fn run(args: DoctorArgs) -> Exit {
         return super::kubernetes::doctor(&args.backend).await;
     }
     let args = args.validate;
-    let mut report = Report { failed: false };
+    let mut report = Report {
+        failed: false,
+        weaker: None,
+    };
     println!("perstack-sandbox {} doctor", env!("CARGO_PKG_VERSION"));
     check_executable(&mut report);
     let Some(docker) = connect(&mut report).await else {
@@ -69,6 +87,10 @@ pub async fn run(args: DoctorArgs) -> Exit {
     check_base_images(&mut report, &docker, loaded.as_ref()).await;
     check_ca_bundle(&mut report, &docker, loaded.as_ref()).await;
     if report.failed {
+        Exit::RunFailed
+    } else if let Some(verdict) = report.weaker {
+        // A plain `run` refuses: not ready. (exit 1), but the line says what would start.
+        println!("{verdict}");
         Exit::RunFailed
     } else {
         println!("ready.");
@@ -139,9 +161,17 @@ async fn check_engine(report: &mut Report, docker: &DockerClient) {
         ),
     );
     report.ok("negotiated API", info.api_version.clone());
-    if let Some(refusal) = info.refusal() {
-        let (what, fix) = refusal.split_once("\n  hint: ").unwrap_or((&refusal, ""));
-        report.fail("limits", what, fix);
+    if let (Some(weaker), Some(refusal)) = (info.weaker_isolation(), info.refusal(false)) {
+        let fix = refusal.split_once("\n  hint: ").map_or("", |(_, fix)| fix);
+        report.weaker(
+            "limits",
+            format!(
+                "{}; `run` refuses unless given --allow-weaker-isolation",
+                weaker.summary()
+            ),
+            fix,
+            weaker.verdict(),
+        );
     }
 }
 

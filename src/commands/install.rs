@@ -110,7 +110,7 @@ pub async fn run(args: InstallArgs) -> Result<Exit, InstallError> {
     if !crate::jobs::store::is_safe_id(&job_id) {
         return Err(InstallError::JobId(job_id));
     }
-    let listed = list_all(&loaded, &env, &job_id).await?;
+    let listed = list_all(&loaded, &env, &job_id, args.allow_weaker_isolation).await?;
     let entries = lock_entries(&loaded.config, &resolved, &listed);
     let path = write_lock(&loaded, entries)?;
     println!("Generated {}", path.display());
@@ -206,6 +206,7 @@ async fn list_all(
     loaded: &config::LoadedConfig,
     env: &BTreeMap<String, String>,
     job_id: &str,
+    allow_weaker_isolation: bool,
 ) -> Result<Listed, InstallError> {
     let mut listed = Listed::new();
     for (key, expert) in &loaded.config.experts {
@@ -217,6 +218,7 @@ async fn list_all(
             env,
             expert: key,
             job_id,
+            allow_weaker_isolation,
         };
         let found = list_tools(&listing, &|notice| eprintln!("{notice}"))
             .await

@@ -73,7 +73,7 @@ pub(crate) async fn resolve_for(
             path: loaded.dir().join(crate::registry::lock::LOCK_FILE),
         });
     }
-    if !loaded.config.experts.contains_key(expert) && registry::key::parse(expert).is_err() {
+    if !loaded.config.experts.contains_key(expert) && crate::config::key::parse(expert).is_err() {
         return Ok(Resolved::default());
     }
     let locked = match &lock {

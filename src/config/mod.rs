@@ -14,9 +14,11 @@
 
 pub(crate) mod discover;
 pub(crate) mod env;
+pub(crate) mod key;
 pub(crate) mod limits;
 pub(crate) mod schema;
 pub(crate) mod settings;
+pub(crate) mod workspace;
 
 mod diagnostic;
 mod dotted;

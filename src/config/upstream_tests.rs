@@ -47,7 +47,7 @@ fn perstack_shaped_files_load_with_their_registry_delegates_and_upstream_keys() 
     let delegate = &handling.config.experts["invalid-delegate"];
     assert_eq!(delegate.delegates, ["nonexistent-expert"]);
     assert!(!handling.config.experts.contains_key("nonexistent-expert"));
-    assert!(crate::registry::key::parse("nonexistent-expert").is_ok());
+    assert!(crate::config::key::parse("nonexistent-expert").is_ok());
 
     let resume = load(&fixtures().join("continue-resume.toml")).expect("loads");
     let Skill::Interactive(input) = &resume.config.experts["continue"].skills["user-input"] else {

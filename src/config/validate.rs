@@ -4,8 +4,6 @@
 
 use std::path::{Component, Path};
 
-use crate::contract::paths::RESERVED_DIR;
-
 use super::diagnostic::{Pos, Report};
 use super::dotted::{child, item};
 use super::limits::MIN_MEMORY_BYTES;
@@ -14,6 +12,7 @@ use super::parse::Locations;
 use super::patterns::*;
 use super::schema::*;
 use super::settings::check_runtime_name;
+use super::workspace::RESERVED_DIR;
 
 /// The values of `runtime` Perstack accepts.
 const RUNTIMES: [&str; 5] = ["local", "cursor", "claude-code", "gemini", "docker"];
@@ -191,7 +190,7 @@ impl Validator<'_> {
             // A key the file does not define is a published Expert's, resolved from the
             // Registry when a run needs it.
             if !config.experts.contains_key(delegate)
-                && let Err(why) = crate::registry::key::parse(delegate)
+                && let Err(why) = super::key::parse(delegate)
             {
                 let message = format!(
                     "delegate \"{delegate}\" is not an Expert defined in this file (defined: {}) \

@@ -6,8 +6,8 @@
 //! no behaviour (as codex-rs keeps its `protocol` crate).
 //!
 //! - [`paths`]: where things are inside our images and containers — our binary, the CA bundle,
-//!   the runtime spec, the socket folders, the workspace — and the workspace's reserved
-//!   `perstack/` folder.
+//!   the runtime spec, the socket folders, the workspace. (The workspace's reserved `perstack/`
+//!   folder is `config::workspace`'s: config's rules need it, and config is below this module.)
 //! - [`users`]: the uids and gids the containers run as, which images/passwd and images/group
 //!   name too.
 //! - [`spec`]: the runtime spec the controller bakes into a runtime image.

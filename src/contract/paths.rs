@@ -1,5 +1,6 @@
-//! Where things are inside our images and containers, and the one folder of the workspace that
-//! belongs to us.
+//! Where things are inside our images and containers. (The one folder of the workspace that
+//! belongs to us, `perstack/`, is `config::workspace::RESERVED_DIR`: perstack.toml's rules
+//! refuse it, and `config` is the layer below this one.)
 
 /// Where our binary lives in every image; every role's ENTRYPOINT starts it.
 pub(crate) const BINARY_PATH: &str = "/usr/local/bin/perstack-sandbox";
@@ -39,7 +40,3 @@ pub(crate) const SOCKET_FILE: &str = "mcp.sock";
 
 /// Where base-skill sees the workspace, and where the model is told its files are.
 pub(crate) const WORKSPACE_MOUNT: &str = "/workspace";
-/// The workspace's run-data folder (jobs, checkpoints), which the controller alone writes:
-/// base-skill sees an empty read-only tmpfs there, and its path rules refuse it, so neither the
-/// tools nor `exec`'d programs can read or change it.
-pub(crate) const RESERVED_DIR: &str = "perstack";

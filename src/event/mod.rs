@@ -17,8 +17,10 @@
 //! * **Runtime events** — keys `type, id, timestamp, jobId, runId`, then the payload. They describe
 //!   the machinery: `initializeRuntime`, `skillStarting`, `skillConnected`, `skillStderr`,
 //!   `skillDisconnected`, `dockerBuildProgress`, `dockerContainerStatus`, `proxyAccess`,
-//!   `trustedInputChanged`, and `toolDefinitions` (ours: only `install`'s listing run emits it,
-//!   and `install` reads it; no job records it).
+//!   `trustedInputChanged`, `isolationReport` (ours: a run with `--allow-weaker-isolation` on an
+//!   engine that lacks part of the isolation, first, saying what is missing), and
+//!   `toolDefinitions` (ours: only `install`'s listing run emits it, and `install` reads it; no
+//!   job records it).
 //!
 //! Who writes what: the runtime container emits the run events, `initializeRuntime` and the
 //! `skill*` connection events on its stdout; the host controller relays each line as it arrives
@@ -330,6 +332,19 @@ pub(crate) enum RuntimePayload {
         before: String,
         after: String,
         accept_command: String,
+    },
+    /// Ours: the run goes on without part of its isolation (`run --allow-weaker-isolation` on
+    /// an engine that cannot hold it): the engine, what is `missing` (`memory limit`,
+    /// `process limit`, `CPU limit`) and why. The first event of such a run. A standalone
+    /// image's `isolationReport` (`standalone/report.rs`) has the same `type` and `missing`,
+    /// with the kernel's protections instead of an engine.
+    #[serde(rename_all = "camelCase")]
+    IsolationReport {
+        #[serde(default)]
+        engine: String,
+        missing: Vec<String>,
+        #[serde(default)]
+        reason: String,
     },
     #[serde(rename_all = "camelCase")]
     ProxyAccess {

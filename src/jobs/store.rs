@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::JobsError;
 use super::job::Job;
 use super::run_setting::RunSetting;
-use crate::contract::paths::RESERVED_DIR;
+use crate::config::workspace::RESERVED_DIR;
 use crate::event::Checkpoint;
 use crate::files::{Beneath, Kind, Owner};
 

@@ -1,5 +1,5 @@
-//! Perstack's Registry of published Experts: the key grammar (`key.rs`), the HTTP API
-//! (`client.rs`), a definition checked against its schema and perstack.toml's rules
+//! Perstack's Registry of published Experts (the key grammar, which perstack.toml's delegates
+//! use too, is `config::key`): the HTTP API (`client.rs`), a definition checked against its schema and perstack.toml's rules
 //! (`definition.rs`), the host cache of fetched versions (`cache.rs`), resolving the
 //! Experts of a run's delegation closure that perstack.toml lacks (`resolve.rs`), and
 //! perstack.lock: read and checked (`lock.rs`), built (`lock_entry.rs`) and written in
@@ -8,7 +8,6 @@
 pub(crate) mod cache;
 pub(crate) mod client;
 pub(crate) mod definition;
-pub(crate) mod key;
 pub(crate) mod lock;
 pub(crate) mod lock_entry;
 pub(crate) mod lock_toml;

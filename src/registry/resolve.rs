@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use super::cache::Cache;
 use super::client::{Registry, RegistryError};
 use super::definition::{DefinitionError, RegistryExpert, Status};
-use super::key::{self, KeyError};
+use crate::config::key::{self, KeyError};
 use crate::config::{Config, Expert};
 
 /// Why an Expert of the closure could not be resolved.

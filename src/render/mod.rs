@@ -587,10 +587,12 @@ fn runtime_event_line(payload: &RuntimePayload, verbose: bool) -> Option<String>
         } => Some(format!(
             "▸ skill {skill_name} has the workspace ({grant}) at /workspace"
         )),
-        // The controller says it on stderr, in either mode (`Notice::TrustedInputChanged`).
+        // The controller says these on stderr, in either mode (`Notice::TrustedInputChanged`,
+        // `Notice::WeakerIsolation`).
         RuntimePayload::SkillStarting { .. }
         | RuntimePayload::SkillDisconnected { .. }
         | RuntimePayload::TrustedInputChanged { .. }
+        | RuntimePayload::IsolationReport { .. }
         | RuntimePayload::ToolDefinitions { .. } => None,
         RuntimePayload::SkillStderr {
             skill_name,

@@ -11,7 +11,7 @@ pub(crate) const ROLE: &str = "io.perstack.sandbox.role";
 /// The service name used in events (`runtime`, `skill:<name>`, `base-skill`).
 pub(crate) const SERVICE: &str = "io.perstack.sandbox.service";
 /// The controller that owns a container or volume (`host/boot-id/pid/start`, see
-/// [`super::engine::controller::ControllerId`]), so `gc` can tell live runs from orphans.
+/// [`crate::ids::controller::ControllerId`]), so `gc` can tell live runs from orphans.
 pub(crate) const CONTROLLER: &str = "io.perstack.sandbox.controller";
 /// On a versioned runtime image: `sha256:<hex>` of the perstack.toml it was built from.
 pub(crate) const CONFIG_DIGEST: &str = "io.perstack.sandbox.config-digest";

@@ -32,3 +32,18 @@ pub mod confine {
 
 pub use crate::ids::new_id;
 pub use crate::jobs::store::is_safe_id;
+
+/// Who base-skill runs as inside its container on the engine the tests talk to, for files
+/// that must be `host_user`'s on the host (`sandbox/engine/info.rs`): `(0, 0)` on a rootless
+/// engine, whose uid 0 is the engine's user outside, else `host_user` itself. `None` when no
+/// engine answers.
+pub fn base_skill_user(host_user: (u32, u32)) -> Option<(u32, u32)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let docker = runtime
+        .block_on(crate::sandbox::engine::docker::DockerClient::connect())
+        .ok()?;
+    Some(docker.engine().workspace_user(host_user))
+}

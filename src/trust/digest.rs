@@ -99,7 +99,7 @@ fn listing(folder: &Path) -> String {
                 continue; // gone while listed: the next listing tells
             };
             let name = entry.file_name();
-            let skipped = crate::sandbox::skill_files::SKIPPED_FOLDERS
+            let skipped = super::inputs::SKIPPED_FOLDERS
                 .iter()
                 .any(|s| name == std::ffi::OsStr::new(s));
             if meta.file_type().is_symlink() {

@@ -5,7 +5,7 @@
 //! provider's key and base URL; the mock script decides what the mock provider answers; the
 //! skills' own files (`server.py` beside perstack.toml) are the code their images run. A run
 //! that could change one of them would decide what the next run does. [`of_run`] and
-//! [`of_skill_files`] list them — the one list the protections (read-only mounts) and the
+//! `sandbox::skill_files::trusted_inputs` list them — the one list the protections (read-only mounts) and the
 //! detection (digests at start and end) both take.
 //!
 //! [`protected_paths`] turns that list into the workspace paths that every container mounting
@@ -21,8 +21,7 @@ use crate::config::discover::normalize;
 use std::path::{Component, Path, PathBuf};
 
 use crate::config::LoadedConfig;
-use crate::contract::paths::RESERVED_DIR;
-use crate::sandbox::skill_files::FilesBySkill;
+use crate::config::workspace::RESERVED_DIR;
 
 /// Why the controller reads a trusted input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +39,19 @@ pub(crate) enum InputKind {
     /// would be copied too.
     SkillFolder,
 }
+
+/// What a [`InputKind::SkillFolder`] holds: everything but these folders — version control,
+/// caches, installed dependencies (the image installs its own from the folder's manifests). The
+/// copy into the image (`sandbox::skill_files`) leaves them out, so a folder's digest
+/// (`digest.rs`) does not list them. Defined here, the lower layer of the two.
+pub(crate) const SKIPPED_FOLDERS: &[&str] = &[
+    ".git",
+    "node_modules",
+    "__pycache__",
+    ".venv",
+    ".mypy_cache",
+    ".pytest_cache",
+];
 
 impl InputKind {
     /// What the file is to the controller, for messages: "the config the controller reads".
@@ -97,31 +109,6 @@ pub(crate) fn of_run(
             inputs.push(input);
         }
     }
-    inputs
-}
-
-/// The skills' own files (`sandbox::skill_files`) as trusted inputs, as the controller reads
-/// them from the config's folder `dir`: each file copied into an image, and each folder copied
-/// whole (a file added to it would be copied by the next run). Sorted, each once.
-pub(crate) fn of_skill_files(dir: &Path, skills: &FilesBySkill) -> Vec<TrustedInput> {
-    let mut inputs: Vec<TrustedInput> = Vec::new();
-    for skill in skills.values() {
-        let folders = skill
-            .named
-            .iter()
-            .filter(|named| named.is_dir)
-            .map(|named| TrustedInput {
-                kind: InputKind::SkillFolder,
-                path: dir.join(&named.relative),
-            });
-        let files = skill.files.iter().map(|file| TrustedInput {
-            kind: InputKind::SkillFile,
-            path: dir.join(&file.relative),
-        });
-        inputs.extend(folders.chain(files));
-    }
-    inputs.sort_by(|a, b| a.path.cmp(&b.path));
-    inputs.dedup_by(|a, b| a.path == b.path);
     inputs
 }
 

@@ -33,7 +33,7 @@ pub(crate) struct InFlight {
     pub job_id: String,
     /// Its run.
     pub run_id: String,
-    /// The controller running it ([`crate::sandbox::engine::controller::ControllerId`]), so the
+    /// The controller running it ([`crate::ids::controller::ControllerId`]), so the
     /// next run can tell one that was killed from one still going.
     pub controller: String,
     /// Its trusted inputs as it started.

@@ -7,7 +7,7 @@ use super::TrustError;
 use super::digest::digest;
 use super::inputs::{Rule, TrustedInput};
 use super::record::{Change, InFlight, Record, RecordFiles, Watched};
-use crate::sandbox::engine::controller::{ControllerId, Liveness};
+use crate::ids::controller::{ControllerId, Liveness};
 
 /// A run being watched; [`Watch::end`] compares.
 #[derive(Debug)]

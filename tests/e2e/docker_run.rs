@@ -505,14 +505,12 @@ fn assert_live_containers_are_isolated(run: &TestRun) {
                     .all(|b| std::path::Path::new(b).starts_with(&workspace)),
                 "{role}: {binds:?}"
             );
-            assert_eq!(
-                c["Config"]["User"],
-                format!(
-                    "{}:{}",
-                    nix::unistd::getuid().as_raw(),
-                    nix::unistd::getgid().as_raw()
-                )
-            );
+            // The invoking user, as the engine maps it (0:0 inside a rootless engine).
+            let (uid, gid) = crate::support::base_skill_user_inside((
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw(),
+            ));
+            assert_eq!(c["Config"]["User"], format!("{uid}:{gid}"));
         } else {
             assert!(binds.is_empty(), "{role} must see no host path: {binds:?}");
         }

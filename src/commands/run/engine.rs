@@ -21,20 +21,26 @@ pub(super) struct Engine {
 }
 
 /// Connects and checks; nothing has been created or recorded yet when this fails. An engine
-/// that cannot give the containers what a run requires is refused here, before anything starts.
+/// that cannot give the containers what a run requires is refused here, before anything starts,
+/// unless `allow_weaker` (`--allow-weaker-isolation`) accepts what it lacks: then the first
+/// notice says what is missing.
 pub(super) async fn connect(
     config: &Config,
     expert: &str,
     runtime: &RuntimeEngineSetting,
+    allow_weaker: bool,
 ) -> Result<Engine, RunError> {
     let docker = DockerClient::connect().await?;
-    if let Some(refusal) = docker.engine().refusal() {
+    if let Some(refusal) = docker.engine().refusal(allow_weaker) {
         return Err(RunError::EngineUnfit(refusal));
+    }
+    let mut notices = Vec::new();
+    if let Some(weaker) = docker.engine().weaker_isolation() {
+        notices.push(Notice::WeakerIsolation(weaker.summary()));
     }
     check_registered(&docker, runtime)
         .await?
         .map_err(RunError::Preflight)?;
-    let mut notices = Vec::new();
     if let Some(name) = &runtime.name {
         let chosen_by = match runtime.source {
             SettingSource::CommandLine => "--runtime-engine",

@@ -16,9 +16,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{LoadedConfig, SettingFlags, Settings};
 use crate::event::{Event, EventBody, RuntimePayload};
+use crate::ids::controller::ControllerId;
 use crate::render::{Mode, Output};
 use crate::sandbox::backend::Backend;
-use crate::sandbox::engine::controller::ControllerId;
 use crate::sandbox::engine::docker::DockerClient;
 use crate::sandbox::engine::run::{RunEnd, RunIds, TimeLimit};
 use crate::sandbox::engine::workspace_user::workspace_user;
@@ -43,6 +43,8 @@ pub(crate) struct Listing<'a> {
     pub expert: &'a str,
     /// The job id the listing run's containers, networks and volumes are labelled with.
     pub job_id: &'a str,
+    /// `--allow-weaker-isolation`: list on an engine that cannot hold every limit.
+    pub allow_weaker_isolation: bool,
 }
 
 /// Lists the tools of every MCP skill in `listing.expert`'s closure. `notify` hears the
@@ -72,6 +74,7 @@ pub(crate) async fn list_tools(
         &listing.config.config,
         listing.expert,
         &settings.runtime_engine,
+        listing.allow_weaker_isolation,
     )
     .await?;
     engine.notices.into_iter().for_each(notify);

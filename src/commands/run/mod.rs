@@ -65,6 +65,7 @@ pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
         &loaded.config.config,
         &loaded.expert,
         &settings.runtime_engine,
+        args.allow_weaker_isolation,
     )
     .await?;
     engine.notices.into_iter().for_each(&show);

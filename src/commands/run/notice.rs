@@ -39,6 +39,9 @@ pub enum Notice {
     },
     /// A registry Expert of the run is deprecated (or another note of resolution).
     Registry(String),
+    /// `--allow-weaker-isolation` on an engine that lacks part of the isolation: what is missing
+    /// and why ([`crate::sandbox::engine::info::WeakerIsolation::summary`]).
+    WeakerIsolation(String),
     /// Base-skill runs as root: what to do about it.
     BaseSkillUser(String),
     /// Leftovers of earlier runs whose controller is gone were removed.
@@ -96,7 +99,10 @@ impl Notice {
     pub(crate) fn is_about_the_setting(&self) -> bool {
         matches!(
             self,
-            Notice::RuntimeEngine { .. } | Notice::BaseSkillUser(_) | Notice::Registry(_)
+            Notice::RuntimeEngine { .. }
+                | Notice::BaseSkillUser(_)
+                | Notice::Registry(_)
+                | Notice::WeakerIsolation(_)
         )
     }
 }
@@ -119,6 +125,10 @@ impl fmt::Display for Notice {
                 if name == GVISOR_RUNTIME { ", gVisor" } else { "" }
             ),
             Notice::BaseSkillUser(warning) => write!(f, "note: {warning}"),
+            Notice::WeakerIsolation(missing) => write!(
+                f,
+                "warning: weaker isolation (--allow-weaker-isolation): {missing}; its containers can use all the memory, CPU and processes the host gives your user"
+            ),
             Notice::Registry(warning) => write!(f, "warning: {warning}"),
             Notice::SweptLeftovers { resources, runs } => write!(
                 f,
@@ -135,24 +145,7 @@ impl fmt::Display for Notice {
             Notice::StopRequestFailed(error) => {
                 write!(f, "warning: could not ask the runtime to stop: {error}")
             }
-            Notice::CleanupFailed { run_id, error } => {
-                write!(
-                    f,
-                    "warning: could not remove every resource of run {run_id}: {error}\n  hint: "
-                )?;
-                match error {
-                    BackendError::Docker(_) => write!(
-                        f,
-                        "`docker ps -a --filter label={}` shows what is left",
-                        labels::run_filter(run_id)
-                    ),
-                    #[cfg(feature = "kubernetes")]
-                    BackendError::Kubernetes(_) => write!(
-                        f,
-                        "`perstack-sandbox gc --backend kubernetes` removes it once its Lease expires"
-                    ),
-                }
-            }
+            Notice::CleanupFailed { run_id, error } => cleanup_failed(f, run_id, error),
             Notice::PlaceholderLeft { path, error } => write!(
                 f,
                 "warning: could not remove {}, which the run made empty to protect it: {error}\n  hint: remove it if you do not want it",
@@ -168,19 +161,48 @@ impl fmt::Display for Notice {
             Notice::TrustedInputChanged {
                 change,
                 accept_command,
-            } => write!(
-                f,
-                "warning: this run {} {} ({}); the next run in this workspace will not start until you look at it and accept it: {accept_command}",
-                change.verb(),
-                change.path.display(),
-                crate::trust::inputs::Rule::from_name(&change.kind)
-                    .map(|rule| rule.describe())
-                    .unwrap_or("a trusted input"),
-            ),
+            } => trusted_input_changed(f, change, accept_command),
             Notice::TrustRecordFailed(error) => write!(
                 f,
                 "warning: could not compare the trusted inputs at the end of the run: {error}\n  the next run compares them for this one"
             ),
         }
     }
+}
+
+/// [`Notice::CleanupFailed`]: what was left, and where the backend shows it.
+fn cleanup_failed(f: &mut fmt::Formatter<'_>, run_id: &str, error: &BackendError) -> fmt::Result {
+    write!(
+        f,
+        "warning: could not remove every resource of run {run_id}: {error}\n  hint: "
+    )?;
+    match error {
+        BackendError::Docker(_) => write!(
+            f,
+            "`docker ps -a --filter label={}` shows what is left",
+            labels::run_filter(run_id)
+        ),
+        #[cfg(feature = "kubernetes")]
+        BackendError::Kubernetes(_) => write!(
+            f,
+            "`perstack-sandbox gc --backend kubernetes` removes it once its Lease expires"
+        ),
+    }
+}
+
+/// [`Notice::TrustedInputChanged`]: what the run changed, and the command that accepts it.
+fn trusted_input_changed(
+    f: &mut fmt::Formatter<'_>,
+    change: &crate::trust::record::Change,
+    accept_command: &str,
+) -> fmt::Result {
+    write!(
+        f,
+        "warning: this run {} {} ({}); the next run in this workspace will not start until you look at it and accept it: {accept_command}",
+        change.verb(),
+        change.path.display(),
+        crate::trust::inputs::Rule::from_name(&change.kind)
+            .map(|rule| rule.describe())
+            .unwrap_or("a trusted input"),
+    )
 }

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use crate::cli::RunArgs;
 use crate::config::Settings;
+use crate::ids::controller::ControllerId;
 use crate::jobs::{Job, JobStore, RunInput, RunSetting, RunSettingSource};
-use crate::sandbox::engine::controller::ControllerId;
 use crate::sandbox::engine::run::{RunIds, TimeLimit};
 use crate::sandbox::plan::{Resume, RunPlan, RunRequest};
 

@@ -639,6 +639,7 @@ impl DockerClient {
         let (mounts, tmpfs) = self.filesystems(plan);
         let process_limit =
             process_limit::process_limit(plan.limits.pids, plan.oci_runtime.as_deref());
+        let limited = self.engine.enforces_limits();
         HostConfig {
             mounts: Some(mounts),
             network_mode: Some(plan.network.mode().to_string()),
@@ -652,13 +653,15 @@ impl DockerClient {
             security_opt: Some(vec!["no-new-privileges:true".to_string()]),
             readonly_rootfs: Some(true),
             tmpfs: Some(tmpfs),
-            memory: Some(plan.limits.memory),
+            // None on an engine that would ignore them (`--allow-weaker-isolation` on rootless
+            // cgroup v1): the container then claims no limit that does not hold.
+            memory: limited.then_some(plan.limits.memory),
             // Swap equal to the limit means no swap at all: a process over the limit is
             // OOM-killed at once instead of thrashing the host's swap (Docker's default allows
             // as much swap again).
-            memory_swap: Some(plan.limits.memory),
-            nano_cpus: Some((plan.limits.cpus * 1e9) as i64),
-            pids_limit: Some(process_limit.host_pids),
+            memory_swap: limited.then_some(plan.limits.memory),
+            nano_cpus: limited.then_some((plan.limits.cpus * 1e9) as i64),
+            pids_limit: limited.then_some(process_limit.host_pids),
             // Our binary is PID 1 and reaps; Docker's init would only add a process.
             init: Some(false),
             runtime: plan.oci_runtime.clone(),

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::controller::{ControllerId, Liveness};
 use super::docker::{DockerClient, DockerError, Managed, ManagedImage, Removed};
+use crate::ids::controller::{ControllerId, Liveness};
 use crate::sandbox::images::INSTALL_STAGE_ROLE;
 use crate::sandbox::labels;
 use crate::sandbox::plan::Placeholder;

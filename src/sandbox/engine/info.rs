@@ -27,7 +27,9 @@
 //!   ([`EngineInfo::workspace_user`]).
 //! - **Rootless on cgroup v1** cannot limit memory, CPU or processes (Podman says "Resource
 //!   limits are not supported and ignored" and starts the container anyway): a run refuses
-//!   before it starts ([`EngineInfo::refusal`]).
+//!   before it starts ([`EngineInfo::refusal`]), unless `--allow-weaker-isolation` accepts
+//!   running without them ([`EngineInfo::weaker_isolation`]); then no limit is asked for
+//!   ([`EngineInfo::enforces_limits`]) and the run says what is missing.
 
 use bollard::models::SystemVersion;
 
@@ -64,6 +66,44 @@ pub(crate) enum NetworkDns {
 /// Below what any host allows root, and far above what a skill needs (process counts are held
 /// by the pids limit).
 pub(crate) const PODMAN_ULIMITS: [(&str, i64); 2] = [("nofile", 8192), ("nproc", 32768)];
+
+/// What a rootless engine on cgroup v1 cannot give a container, as the `isolationReport`
+/// event's `missing` says it.
+pub(crate) const MISSING_ON_ROOTLESS_CGROUP_V1: [&str; 3] =
+    ["memory limit", "process limit", "CPU limit"];
+
+/// Part of a run's isolation this engine cannot hold: the run goes on only with
+/// `--allow-weaker-isolation`, and says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WeakerIsolation {
+    /// What is missing, one name each (the event's `missing`), e.g. `memory limit`.
+    pub missing: Vec<&'static str>,
+    /// The same in words: `memory, process or CPU limits`.
+    pub what: &'static str,
+    /// What about the engine takes it away: `rootless on cgroup v1`.
+    pub cause: &'static str,
+    /// The engine (`Podman 4.3.1 (rootless)`).
+    pub engine: String,
+}
+
+impl WeakerIsolation {
+    /// The warning a run gives: `no memory, process or CPU limits: Podman … runs rootless on
+    /// cgroup v1, where it ignores container limits`.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "no {}: {} runs {}, where it ignores container limits",
+            self.what, self.engine, self.cause
+        )
+    }
+
+    /// `doctor`'s verdict on such an engine, in place of `ready.`.
+    pub(crate) fn verdict(&self) -> String {
+        format!(
+            "ready with --allow-weaker-isolation: no {} ({})",
+            self.what, self.cause
+        )
+    }
+}
 
 /// What the engine is, as `/version` and `/info` tell.
 #[derive(Debug, Clone)]
@@ -117,16 +157,34 @@ impl EngineInfo {
         )
     }
 
-    /// Why a run cannot start on this engine, with what to do; `None` when it can.
-    pub(crate) fn refusal(&self) -> Option<String> {
-        if self.rootless && self.cgroup_version == Some(1) {
-            return Some(format!(
-                "{} cannot limit memory, CPU or processes on this host: it runs rootless on cgroup v1, where {} ignores container limits, and perstack-sandbox starts no container without them.\n  hint: use a rootful engine (e.g. `sudo podman system service` and DOCKER_HOST=unix:///run/podman/podman.sock, or Docker), or boot the host with cgroup v2 (systemd.unified_cgroup_hierarchy=1) and delegate the memory, cpu and pids controllers to your user",
-                self.describe(),
-                self.kind
-            ));
-        }
-        None
+    /// What this engine cannot hold of a run's isolation; `None` when it holds all of it.
+    /// Rootless on cgroup v1 cannot limit memory, CPU or processes: Podman accepts the limits
+    /// and ignores them, so a run on it has none unless it is refused.
+    pub(crate) fn weaker_isolation(&self) -> Option<WeakerIsolation> {
+        (self.rootless && self.cgroup_version == Some(1)).then(|| WeakerIsolation {
+            missing: MISSING_ON_ROOTLESS_CGROUP_V1.to_vec(),
+            what: "memory, process or CPU limits",
+            cause: "rootless on cgroup v1",
+            engine: self.describe(),
+        })
+    }
+
+    /// Whether the containers get memory, CPU and process limits: `false` on an engine that
+    /// would ignore them ([`EngineInfo::weaker_isolation`]), where a run goes on only with
+    /// `--allow-weaker-isolation` and none are asked for, so that nothing claims a limit that
+    /// does not hold.
+    pub(crate) fn enforces_limits(&self) -> bool {
+        self.weaker_isolation().is_none()
+    }
+
+    /// Why a run cannot start on this engine, with what to do; `None` when it can:
+    /// `allow_weaker` (`--allow-weaker-isolation`) accepts [`EngineInfo::weaker_isolation`].
+    pub(crate) fn refusal(&self, allow_weaker: bool) -> Option<String> {
+        let weaker = self.weaker_isolation().filter(|_| !allow_weaker)?;
+        Some(format!(
+            "{} cannot limit memory, CPU or processes on this host: it runs {}, where {} ignores container limits, and perstack-sandbox starts no container without them.\n  hint: use a rootful engine (e.g. `sudo podman system service` and DOCKER_HOST=unix:///run/podman/podman.sock, or Docker), or boot the host with cgroup v2 (systemd.unified_cgroup_hierarchy=1) and delegate the memory, cpu and pids controllers to your user; or pass --allow-weaker-isolation to run without {} (the run says so on stderr and in its isolationReport event)",
+            weaker.engine, weaker.cause, self.kind, weaker.what
+        ))
     }
 
     /// Who base-skill runs as inside its container for its files to belong to `host_user` on
@@ -288,30 +346,39 @@ mod tests {
     }
 
     #[test]
-    fn rootless_on_cgroup_v1_is_refused_because_limits_would_be_ignored() {
+    fn rootless_on_cgroup_v1_is_refused_unless_weaker_isolation_is_allowed() {
         let v1 = info(
             PODMAN,
             serde_json::json!({"Rootless": true, "CgroupVersion": "1"}),
         );
-        let refusal = v1.refusal().expect("refused");
+        let refusal = v1.refusal(false).expect("refused");
         assert!(refusal.contains("rootless on cgroup v1"), "{refusal}");
         assert!(refusal.contains("hint: use a rootful engine"), "{refusal}");
-        assert!(
-            info(
-                PODMAN,
-                serde_json::json!({"Rootless": true, "CgroupVersion": "2"})
-            )
-            .refusal()
-            .is_none()
+        assert!(refusal.contains("--allow-weaker-isolation"), "{refusal}");
+        assert!(v1.refusal(true).is_none());
+        assert!(!v1.enforces_limits());
+        let weaker = v1.weaker_isolation().expect("weaker");
+        assert_eq!(
+            weaker.missing,
+            ["memory limit", "process limit", "CPU limit"]
         );
-        assert!(
-            info(
-                PODMAN,
-                serde_json::json!({"Rootless": false, "CgroupVersion": "1"})
-            )
-            .refusal()
-            .is_none()
+        assert_eq!(
+            weaker.summary(),
+            "no memory, process or CPU limits: Podman 4.3.1 (rootless) runs rootless on cgroup v1, where it ignores container limits"
         );
+        assert_eq!(
+            weaker.verdict(),
+            "ready with --allow-weaker-isolation: no memory, process or CPU limits (rootless on cgroup v1)"
+        );
+        for holds in [
+            serde_json::json!({"Rootless": true, "CgroupVersion": "2"}),
+            serde_json::json!({"Rootless": false, "CgroupVersion": "1"}),
+        ] {
+            let engine = info(PODMAN, holds);
+            assert!(engine.refusal(false).is_none());
+            assert!(engine.weaker_isolation().is_none());
+            assert!(engine.enforces_limits());
+        }
     }
 
     #[test]

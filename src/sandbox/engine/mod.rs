@@ -15,7 +15,6 @@
 //! - [`probe`]: `doctor`'s proof that a run will start: what a run makes, made, checked and
 //!   removed.
 //! - [`relay`]: reassembling and classifying the runtime's stdout lines.
-//! - [`controller`]: who owns a run (host, boot id, pid and its start time), and whether it lives.
 //! - [`placeholders`]: making and removing the empty files and folders that hold the place of
 //!   missing protected paths while the run's containers mount the workspace.
 //! - [`gc`]: sweeping what runs of dead controllers left, and superseded images.
@@ -23,7 +22,6 @@
 //!   owner).
 
 pub(crate) mod base_images;
-pub(crate) mod controller;
 pub(crate) mod docker;
 pub(crate) mod endpoint;
 pub(crate) mod gc;

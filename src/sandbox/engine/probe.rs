@@ -15,13 +15,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::controller::ControllerId;
 use super::docker::{DockerClient, DockerError};
 use super::workspace_user::workspace_user;
 use crate::config::Limits;
 use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
 use crate::contract::probe::{PROBE_FILE, PROBE_PORT, ProbeReport};
 use crate::contract::users::{RUNTIME_GID, RUNTIME_UID};
+use crate::ids::controller::ControllerId;
 use crate::sandbox::images::recipes::doctor_probe_image;
 use crate::sandbox::labels;
 use crate::sandbox::plan::{
@@ -59,13 +59,15 @@ struct Probe {
     run_id: String,
     short: String,
     workspace: PathBuf,
-    limits: Limits,
+    /// The limits the containers get; `None` on an engine that ignores them
+    /// ([`super::info::EngineInfo::enforces_limits`]), where none are asked for.
+    limits: Option<Limits>,
     /// The OCI runtime both containers start under (`runsc`: gVisor); `None`: the engine's.
     oci_runtime: Option<String>,
 }
 
 impl Probe {
-    fn new(oci_runtime: Option<&str>) -> Probe {
+    fn new(oci_runtime: Option<&str>, enforces_limits: bool) -> Probe {
         let run_id = format!("doctor-{}", crate::ids::new_id());
         let short = run_id.chars().skip(7).take(12).collect();
         let workspace = std::env::temp_dir().join(format!("perstack-sandbox-{run_id}"));
@@ -73,7 +75,7 @@ impl Probe {
             run_id,
             short,
             workspace,
-            limits: Limits::default(),
+            limits: enforces_limits.then(Limits::default),
             oci_runtime: oci_runtime.map(str::to_string),
         }
     }
@@ -112,7 +114,7 @@ impl Probe {
             mounts: Vec::new(),
             network: NetworkPlan::None,
             labels: self.labels(suffix),
-            limits: self.limits,
+            limits: self.limits.unwrap_or_default(),
             oci_runtime: self.oci_runtime.clone(),
             stdin: None,
         }
@@ -128,7 +130,7 @@ pub(crate) async fn probe(
     binary: Bytes,
     oci_runtime: Option<&str>,
 ) -> Vec<Step> {
-    let probe = Probe::new(oci_runtime);
+    let probe = Probe::new(oci_runtime, docker.engine().enforces_limits());
     let mut steps = Vec::new();
     let image = doctor_probe_image(binary);
     // Per probe, not per content: two doctors at once (or doctor's runc and runsc probes) must
@@ -234,9 +236,13 @@ async fn exchange(docker: &DockerClient, probe: &Probe, tag: &str, steps: &mut V
             return;
         }
     };
+    let limits = match probe.limits {
+        Some(_) => "memory, CPU and process limits",
+        None => "no limits (this engine ignores them: see `limits` above)",
+    };
     steps.push(Step {
         name: "hardened start",
-        outcome: Ok("both containers started hardened: read-only root, tmpfs /tmp, all capabilities dropped, no-new-privileges, memory, CPU and process limits".into()),
+        outcome: Ok(format!("both containers started hardened: read-only root, tmpfs /tmp, all capabilities dropped, no-new-privileges, {limits}")),
     });
     judge(probe, host_user, &output, steps);
 }
@@ -366,7 +372,11 @@ fn judge(
     });
     steps.push(Step {
         name: "hardening",
-        outcome: hardening(&probe.limits, &[listener, connector], probe.gvisor()),
+        outcome: hardening(
+            probe.limits.as_ref(),
+            &[listener, connector],
+            probe.gvisor(),
+        ),
     });
     steps.push(Step {
         name: "workspace owner",
@@ -390,8 +400,13 @@ fn reach(connector: &ProbeReport) -> Result<String, Failure> {
 /// What did not hold of the hardening, per container. Under gVisor (`gvisor`) the sandbox's
 /// kernel shows no cgroup limits and no no-new-privileges flag to the process: the memory and
 /// process limits bound the sandbox as a whole on the host, and no-new-privileges is the host
-/// side's; those are said, not failed.
-fn hardening(limits: &Limits, reports: &[&ProbeReport], gvisor: bool) -> Result<String, Failure> {
+/// side's; those are said, not failed. `limits` `None`: the engine ignores them and none were
+/// asked for, which `doctor`'s `limits` line says; the rest must hold all the same.
+fn hardening(
+    limits: Option<&Limits>,
+    reports: &[&ProbeReport],
+    gvisor: bool,
+) -> Result<String, Failure> {
     let mut missing = Vec::new();
     let mut unseen = std::collections::BTreeSet::new();
     for r in reports {
@@ -411,16 +426,18 @@ fn hardening(limits: &Limits, reports: &[&ProbeReport], gvisor: bool) -> Result<
             "no-new-privileges is not set",
             Some("no-new-privileges"),
         );
-        lacks(
-            r.memory_limit == Some(limits.memory as u64),
-            "the memory limit does not hold",
-            Some("the memory limit"),
-        );
-        lacks(
-            r.pids_limit == Some(limits.pids as u64),
-            "the process limit does not hold",
-            Some("the process limit"),
-        );
+        if let Some(limits) = limits {
+            lacks(
+                r.memory_limit == Some(limits.memory as u64),
+                "the memory limit does not hold",
+                Some("the memory limit"),
+            );
+            lacks(
+                r.pids_limit == Some(limits.pids as u64),
+                "the process limit does not hold",
+                Some("the process limit"),
+            );
+        }
     }
     if missing.is_empty() && !unseen.is_empty() {
         let unseen: Vec<String> = unseen.into_iter().collect();
@@ -429,12 +446,18 @@ fn hardening(limits: &Limits, reports: &[&ProbeReport], gvisor: bool) -> Result<
              {} (the limits bound each sandbox as a whole on the host, not each process in it)",
             unseen.join(", ")
         ))
-    } else if missing.is_empty() {
+    } else if let (true, Some(limits)) = (missing.is_empty(), limits) {
         Ok(format!(
             "held in both: read-only root, tmpfs /tmp, no capabilities, no-new-privileges, {} MiB memory, {} processes",
             limits.memory >> 20,
             limits.pids
         ))
+    } else if missing.is_empty() {
+        Ok(
+            "held in both: read-only root, tmpfs /tmp, no capabilities, no-new-privileges; \
+            no memory or process limit (this engine ignores them: see `limits` above)"
+                .to_string(),
+        )
     } else {
         Err(fail(
             missing.join("; "),
@@ -545,25 +568,38 @@ mod tests {
     fn hardening_holds_only_when_every_container_saw_all_of_it() {
         let limits = Limits::default();
         let (listener, connector) = (report("listener"), report("connector"));
-        assert!(hardening(&limits, &[&listener, &connector], false).is_ok());
+        assert!(hardening(Some(&limits), &[&listener, &connector], false).is_ok());
 
         // What rootless Podman on cgroup v1 does: accepts the limits and ignores them.
         let mut unlimited = report("connector");
         unlimited.memory_limit = None;
         unlimited.pids_limit = None;
         let failure =
-            hardening(&limits, &[&listener, &unlimited], false).expect_err("ignored limits");
+            hardening(Some(&limits), &[&listener, &unlimited], false).expect_err("ignored limits");
         assert_eq!(
             failure.problem,
             "connector: the memory limit does not hold; connector: the process limit does not hold"
         );
         assert!(failure.fix.contains("cgroup v2"), "{}", failure.fix);
+        // The same engine with `--allow-weaker-isolation`: none were asked for, so none are
+        // checked, but the rest must hold all the same.
+        let held = hardening(None, &[&listener, &unlimited], false).expect("no limits asked");
+        assert!(
+            held.ends_with(
+                "no memory or process limit (this engine ignores them: see `limits` above)"
+            ),
+            "{held}"
+        );
+        let mut loose = report("listener");
+        loose.no_new_privs = false;
+        let failure = hardening(None, &[&loose, &unlimited], false).expect_err("loose");
+        assert_eq!(failure.problem, "listener: no-new-privileges is not set");
 
         let mut loose = report("listener");
         loose.root_read_only = false;
         loose.cap_eff = Some(0x20);
         loose.no_new_privs = false;
-        let failure = hardening(&limits, &[&loose], false).expect_err("loose");
+        let failure = hardening(Some(&limits), &[&loose], false).expect_err("loose");
         assert_eq!(
             failure.problem,
             "listener: the root file system is writable; listener: capabilities remain; listener: no-new-privileges is not set"
@@ -577,7 +613,7 @@ mod tests {
         inside.memory_limit = None;
         inside.pids_limit = None;
         inside.no_new_privs = false;
-        let held = hardening(&limits, &[&report("listener"), &inside], true).expect("held");
+        let held = hardening(Some(&limits), &[&report("listener"), &inside], true).expect("held");
         assert_eq!(
             held,
             "held in both: read-only root, tmpfs /tmp, no capabilities; not visible inside \
@@ -586,7 +622,7 @@ mod tests {
         );
         // What gVisor does show must hold there too.
         inside.root_read_only = false;
-        let failure = hardening(&limits, &[&inside], true).expect_err("writable root");
+        let failure = hardening(Some(&limits), &[&inside], true).expect_err("writable root");
         assert_eq!(
             failure.problem,
             "connector: the root file system is writable"

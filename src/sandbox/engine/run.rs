@@ -198,6 +198,15 @@ async fn apply(
     verbose: bool,
     tap: EventTap<'_>,
 ) -> Result<RunReport, RunError> {
+    // Only a run given --allow-weaker-isolation gets this far on such an engine
+    // (`commands/run/engine.rs`); its first event says what it runs without.
+    if let Some(weaker) = docker.engine().weaker_isolation() {
+        output.event(ids.event(RuntimePayload::IsolationReport {
+            engine: weaker.engine.clone(),
+            missing: weaker.missing.iter().map(ToString::to_string).collect(),
+            reason: weaker.summary(),
+        }));
+    }
     let tags = match &plan.prebuilt {
         Some(prebuilt) => {
             use_prebuilt(docker, &plan.images, prebuilt, ids, output, verbose).await?

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use super::{MountPlan, MountSource, Placeholder, RunRequest};
 use crate::config::WorkspaceGrant;
-use crate::contract::paths::{RESERVED_DIR, WORKSPACE_MOUNT};
+use crate::config::workspace::RESERVED_DIR;
+use crate::contract::paths::WORKSPACE_MOUNT;
 use crate::sandbox::preflight::ProtectedEntry;
 use crate::trust::inputs::Rule;
 

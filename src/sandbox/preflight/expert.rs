@@ -11,7 +11,7 @@ pub(super) fn check_expert(loaded: &LoadedConfig, key: &str) -> Result<(), Probl
     }
     let known: Vec<&str> = config.experts.keys().map(String::as_str).collect();
     // A valid key was resolved from the Registry before preflight; this one is not a key.
-    let why = crate::registry::key::parse(key)
+    let why = crate::config::key::parse(key)
         .err()
         .map_or(String::new(), |e| {
             format!("; nor is it a Registry key: {e}")

@@ -109,7 +109,7 @@ pub(crate) struct Checked {
     /// The stdio skills' own files from the config's folder (none for a versioned image).
     pub skill_files: FilesBySkill,
     /// The files the run reads and trusts: [`Preflight::trusted`] and the skills' own files
-    /// (`trust::inputs::of_skill_files`).
+    /// (`sandbox::skill_files::trusted_inputs`).
     pub trusted: Vec<TrustedInput>,
 }
 
@@ -175,7 +175,7 @@ impl Preflight<'_> {
         );
         let mut trusted = self.trusted.to_vec();
         if let Some(skill_files) = &skill_files {
-            trusted.extend(crate::trust::inputs::of_skill_files(
+            trusted.extend(crate::sandbox::skill_files::trusted_inputs(
                 loaded.dir(),
                 skill_files,
             ));

@@ -14,13 +14,13 @@
 //!
 //! The files are part of the image's content, so of its digest: editing `server.py` rebuilds
 //! that skill's image and no other. They are trusted inputs of the run as well
-//! (`trust::inputs::of_skill_files`): watched from its start to its end, and read-only to the
+//! ([`trusted_inputs`]): watched from its start to its end, and read-only to the
 //! containers when they lie in the workspace.
 
 mod detect;
 mod walk;
 
-pub(crate) use walk::{LocalFile, SKIPPED_FOLDERS};
+pub(crate) use walk::LocalFile;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,6 +28,7 @@ use std::path::Path;
 use crate::config::{Config, LoadedConfig, McpStdioSkill, Skill, dotted_path};
 use crate::contract::paths::SKILL_FILES_DIR;
 use crate::sandbox::packages::{self, INSTALL_PREFIX, Install, Installer, Prepared};
+use crate::trust::inputs::{InputKind, TrustedInput};
 
 use walk::{Collected, PathError, Resolved, Root};
 
@@ -73,7 +74,7 @@ pub(crate) struct Recipe {
 pub(crate) struct NamedPath {
     /// Relative to the config's folder, normalized (`tools/x`).
     pub relative: String,
-    /// A folder, copied whole (less [`SKIPPED_FOLDERS`]).
+    /// A folder, copied whole (less [`SKIPPED_FOLDERS`](crate::trust::inputs::SKIPPED_FOLDERS)).
     pub is_dir: bool,
 }
 
@@ -88,6 +89,31 @@ impl From<Resolved> for NamedPath {
 
 /// The local files of every stdio skill of a run, by Expert and skill name.
 pub(crate) type FilesBySkill = BTreeMap<(String, String), SkillFiles>;
+
+/// The skills' own files as trusted inputs (`trust::inputs`), as the controller reads
+/// them from the config's folder `dir`: each file copied into an image, and each folder copied
+/// whole (a file added to it would be copied by the next run). Sorted, each once.
+pub(crate) fn trusted_inputs(dir: &Path, skills: &FilesBySkill) -> Vec<TrustedInput> {
+    let mut inputs: Vec<TrustedInput> = Vec::new();
+    for skill in skills.values() {
+        let folders = skill
+            .named
+            .iter()
+            .filter(|named| named.is_dir)
+            .map(|named| TrustedInput {
+                kind: InputKind::SkillFolder,
+                path: dir.join(&named.relative),
+            });
+        let files = skill.files.iter().map(|file| TrustedInput {
+            kind: InputKind::SkillFile,
+            path: dir.join(&file.relative),
+        });
+        inputs.extend(folders.chain(files));
+    }
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    inputs.dedup_by(|a, b| a.path == b.path);
+    inputs
+}
 
 /// A problem with a skill's files, at a dotted path of the config.
 #[derive(Debug, Clone, PartialEq, Eq)]

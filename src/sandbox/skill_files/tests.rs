@@ -313,7 +313,8 @@ fn only_a_skills_own_files_change_its_image() {
 
 #[test]
 fn the_trusted_inputs_are_every_file_of_an_image_and_every_folder_copied_whole() {
-    use crate::trust::inputs::{InputKind, of_skill_files};
+    use super::trusted_inputs;
+    use crate::trust::inputs::InputKind;
     let folder = Folder::new(&[
         ("tools/s.py", ""),
         ("tools/requirements.txt", ""),
@@ -343,7 +344,7 @@ fn the_trusted_inputs_are_every_file_of_an_image_and_every_folder_copied_whole()
         ]
     );
     let dir = folder.dir.path();
-    let inputs: Vec<(InputKind, std::path::PathBuf)> = of_skill_files(dir, &files)
+    let inputs: Vec<(InputKind, std::path::PathBuf)> = trusted_inputs(dir, &files)
         .into_iter()
         .map(|i| (i.kind, i.path))
         .collect();

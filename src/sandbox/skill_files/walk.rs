@@ -7,23 +7,14 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::trust::inputs::SKIPPED_FOLDERS;
+
 /// The largest single file copied into a skill's image.
 pub(crate) const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// The most a skill's files may hold together.
 pub(crate) const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
 /// The most files a skill may have copied.
 pub(crate) const MAX_FILES: usize = 10_000;
-
-/// Folders left out when a named folder is copied: version control, caches, installed
-/// dependencies (the image installs its own from the folder's manifests).
-pub(crate) const SKIPPED_FOLDERS: &[&str] = &[
-    ".git",
-    "node_modules",
-    "__pycache__",
-    ".venv",
-    ".mypy_cache",
-    ".pytest_cache",
-];
 
 /// Files left out when a named folder is copied: dotenv files hold secrets, which must not be
 /// baked into an image (a skill gets its variables through `requiredEnv`). Named one by one,

@@ -35,7 +35,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::ToolError;
-use crate::contract::paths::RESERVED_DIR;
+use crate::config::workspace::RESERVED_DIR;
 use crate::trust::inputs::{self, ProtectedPath, Rule};
 
 /// Arguments of the tools that take only a path.

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::files::Owner;
-use crate::sandbox::engine::controller::ControllerId;
+use crate::ids::controller::ControllerId;
 use crate::trust::inputs::InputKind;
 
 struct Setup {

@@ -201,6 +201,44 @@ pub fn runtime_args() -> Vec<String> {
     }
 }
 
+/// The variable that gives every run a test starts `--allow-weaker-isolation`: `.ci/podman`
+/// runs a subset of the tests so on rootless Podman on cgroup v1, which cannot hold the
+/// containers' limits (the tests of those limits are left out there).
+pub const WEAKER_ISOLATION_VARIABLE: &str = "PERSTACK_SANDBOX_TEST_ALLOW_WEAKER_ISOLATION";
+
+/// Whether the tests' runs are given `--allow-weaker-isolation` ([`WEAKER_ISOLATION_VARIABLE`]).
+pub fn allow_weaker_isolation() -> bool {
+    std::env::var_os(WEAKER_ISOLATION_VARIABLE).is_some_and(|v| v == "1")
+}
+
+/// Asserts `doctor`'s verdict says a run will start on the engine the tests use: `ready.` and
+/// exit 0; or, where the tests' runs get `--allow-weaker-isolation`
+/// ([`allow_weaker_isolation`]: rootless on cgroup v1), `ready with --allow-weaker-isolation: …`
+/// and exit 1, since a plain run refuses there — never `ready.`.
+pub fn assert_doctor_ready(code: Option<i32>, stdout: &str) {
+    let last = stdout.lines().last().unwrap_or_default();
+    if allow_weaker_isolation() {
+        assert_eq!(code, Some(1), "{stdout}");
+        assert_eq!(
+            last,
+            "ready with --allow-weaker-isolation: no memory, process or CPU limits (rootless on cgroup v1)",
+            "{stdout}"
+        );
+        assert!(stdout.contains("\n  ! limits "), "{stdout}");
+    } else {
+        assert_eq!(code, Some(0), "{stdout}");
+        assert_eq!(last, "ready.", "{stdout}");
+    }
+}
+
+/// `uid:gid` base-skill runs as inside its container for the files it writes to be `host_user`'s
+/// on the host: `host_user` itself, or `0:0` on a rootless engine (Podman's or Docker's), whose
+/// uid 0 is the engine's user outside.
+pub fn base_skill_user_inside(host_user: (u32, u32)) -> (u32, u32) {
+    perstack_sandbox::test_support::internals::base_skill_user(host_user)
+        .expect("the engine answers")
+}
+
 /// The variable `.ci/run` sets to a token of its own (a plain name): every job id a test makes
 /// then starts with `test-<token>-`, so its leftover check counts only the resources of the runs
 /// its own tests started, not those of another job sharing the engine.
@@ -351,6 +389,7 @@ impl TestRun {
                     .filter(|_| !self.args.iter().any(|a| a == "--runtime-engine"))
                     .flat_map(|r| ["--runtime-engine", r.as_str()]),
             )
+            .args(allow_weaker_isolation().then_some("--allow-weaker-isolation"))
             .args(&self.args)
             .args(extra)
             .arg(&self.expert)

@@ -3,7 +3,7 @@
 //! version and `a@1.2` a tag, as upstream reads them. Ranges (`@^1`, `@~1.2`) are not in the
 //! grammar: the Registry resolves only versions and tags, so they are refused with that reason.
 
-use crate::config::patterns::is_expert_key;
+use super::patterns::is_expert_key;
 
 /// Longest key Perstack accepts.
 const MAX_KEY_LEN: usize = 511;
