@@ -1,5 +1,6 @@
 # perstack-sandbox — see README.md.
 CARGO ?= cargo
+RUSTC ?= rustc
 TARGET := x86_64-unknown-linux-gnu
 BIN := target/$(TARGET)/release/perstack-sandbox
 DEMO_WORKSPACE ?= demo-workspace
@@ -39,12 +40,17 @@ demo: build
 		demo "Show me what runs where, and leave a note in the workspace."
 	@printf '\n--- %s/hello.md ---\n' "$(DEMO_WORKSPACE)"; cat $(DEMO_WORKSPACE)/hello.md
 
-## lint: formatting and clippy, warnings are errors
+## lint: formatting and clippy, warnings are errors; no import cycle between top-level modules
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	# The executable without the Kubernetes backend (`kubernetes` feature off) must build clean too.
 	$(CARGO) clippy --locked --no-default-features --bin perstack-sandbox -- -D warnings
+	# No import cycle between src/'s top-level modules (ARCHITECTURE.md, "Layers"). The check
+	# uses std alone, so rustc builds it in seconds without the crate; `cargo test` runs it too.
+	mkdir -p target
+	CARGO_MANIFEST_DIR=$(CURDIR) $(RUSTC) --edition 2024 --test src/tests/layering.rs -o target/layering-check
+	target/layering-check --quiet
 
 fmt:
 	$(CARGO) fmt

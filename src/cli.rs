@@ -93,6 +93,18 @@ pub enum Command {
     /// them and print them with this one's.
     #[command(hide = true)]
     EngineProbe(EngineProbeArgs),
+    /// (init container of a Kubernetes run pod) Read the workspace as a tar on stdin into the
+    /// workspace folder.
+    #[command(hide = true)]
+    WorkspaceIn(WorkspaceInArgs),
+    /// (exec'd in base-skill of a Kubernetes run pod) Write the workspace folder as a tar to
+    /// stdout.
+    #[command(hide = true)]
+    WorkspaceOut(WorkspaceOutArgs),
+    /// (a Kubernetes run pod) Keep the pod, and so base-skill, running after the runtime ends
+    /// until the controller has copied the workspace back and deletes the pod.
+    #[command(hide = true)]
+    WorkspaceHold(WorkspaceHoldArgs),
 }
 
 /// What a caller of a standalone image passes after `docker run … IMAGE` (the ENTRYPOINT fixes
@@ -977,6 +989,40 @@ pub struct BaseSkillArgs {
     /// (repeated; the controller passes them).
     #[arg(long, value_name = "RULE:PATH")]
     pub protected: Vec<String>,
+}
+
+/// The hidden `workspace-in` role.
+#[derive(Debug, Args)]
+pub struct WorkspaceInArgs {
+    /// The workspace folder (empty).
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// The most bytes of file contents the archive may hold.
+    #[arg(long)]
+    pub max_bytes: u64,
+    /// The most entries the archive may hold.
+    #[arg(long)]
+    pub max_entries: u64,
+}
+
+/// The hidden `workspace-out` role.
+#[derive(Debug, Args)]
+pub struct WorkspaceOutArgs {
+    /// The workspace folder.
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// A protected path left out, as base-skill's `--protected` (repeated).
+    #[arg(long, value_name = "RULE:PATH")]
+    pub protected: Vec<String>,
+}
+
+/// The hidden `workspace-hold` role.
+#[derive(Debug, Args)]
+pub struct WorkspaceHoldArgs {
+    /// Ends by itself after this many seconds (a controller that died does not keep the pod
+    /// forever).
+    #[arg(long)]
+    pub seconds: u64,
 }
 
 #[cfg(test)]

@@ -37,5 +37,7 @@ pub(crate) mod skill;
 pub mod standalone;
 #[cfg(feature = "test-support")]
 pub mod test_support;
+#[cfg(test)]
+mod tests;
 #[allow(dead_code)]
 pub(crate) mod trust;

@@ -63,6 +63,9 @@ async fn dispatch(command: Command) -> i32 {
         Command::EgressProxy => role(roles::egress_proxy().await),
         Command::FixtureMcp => role(roles::fixture_mcp().await),
         Command::EngineProbe(args) => roles::engine_probe(args),
+        Command::WorkspaceIn(args) => role(roles::workspace_in(args).await),
+        Command::WorkspaceOut(args) => role(roles::workspace_out(args).await),
+        Command::WorkspaceHold(args) => role(roles::workspace_hold(args).await),
         Command::Standalone(args) => perstack_sandbox::standalone::main(args).await,
         // Dispatched in `main` before the async runtime starts; here only for completeness.
         Command::Confine(args) => roles::confine(args),

@@ -89,6 +89,7 @@ pub async fn run(command: ExportCommand) -> Result<Exit, ExportError> {
             None => Workspace::EmptyDir(args.workspace_size.clone()),
         },
         deadline_seconds: args.timeout.map(|t| t.as_secs().max(1)),
+        copy: None,
     };
     let objects = manifest::objects(&plan, &export)
         .map_err(|e: ManifestError| ExportError::Manifest(e.to_string()))?;

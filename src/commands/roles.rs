@@ -1,10 +1,16 @@
 //! The hidden roles the same binary plays inside containers: the agent runtime, the skill host,
-//! base-skill, the egress proxy and the test fixture server. Each gives the process's exit code
+//! base-skill, the egress proxy, the test fixture server, and a Kubernetes run pod's workspace
+//! copy (`workspace-in`, `workspace-out`, `workspace-hold`; `sandbox/k8s/workspace.rs`). Each gives the process's exit code
 //! or a [`RoleError`], which `main` prints as is.
 
-use crate::cli::{BaseSkillArgs, NoServerCommand, RuntimeArgsError, SkillHostArgs};
+use crate::cli::{
+    BaseSkillArgs, NoServerCommand, RuntimeArgsError, SkillHostArgs, WorkspaceHoldArgs,
+    WorkspaceInArgs, WorkspaceOutArgs,
+};
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::exit::Exit;
+use crate::files::Owner;
+use crate::files::archive::{self, ArchiveError, Caps};
 use crate::proxy::ProxyError;
 use crate::runtime;
 use crate::skill::host::{self, HostError, HostOptions};
@@ -34,6 +40,15 @@ pub enum RoleError {
     /// The fixture MCP server failed.
     #[error("fixture-mcp: {0}")]
     FixtureMcp(#[source] ServeError),
+    /// The workspace could not be copied in or out.
+    #[error("{role}: {error}")]
+    Workspace {
+        /// `workspace-in` or `workspace-out`.
+        role: &'static str,
+        /// Why.
+        #[source]
+        error: ArchiveError,
+    },
 }
 
 impl From<&RoleError> for Exit {
@@ -43,7 +58,8 @@ impl From<&RoleError> for Exit {
             RoleError::SkillHost(_)
             | RoleError::BaseSkill(_)
             | RoleError::EgressProxy(_)
-            | RoleError::FixtureMcp(_) => Exit::RunFailed,
+            | RoleError::FixtureMcp(_)
+            | RoleError::Workspace { .. } => Exit::RunFailed,
         }
     }
 }
@@ -69,11 +85,7 @@ pub async fn skill_host(args: SkillHostArgs) -> Result<i32, RoleError> {
 
 /// `base-skill`: the workspace tools over stdio.
 pub async fn base_skill(args: BaseSkillArgs) -> Result<i32, RoleError> {
-    let protected = args
-        .protected
-        .iter()
-        .filter_map(|arg| ProtectedPath::from_arg(arg))
-        .collect();
+    let protected = protected_paths(&args.protected);
     base::serve_stdio(args.workspace, protected)
         .await
         .map_err(RoleError::BaseSkill)?;
@@ -120,4 +132,97 @@ pub fn engine_probe(args: crate::cli::EngineProbeArgs) -> i32 {
 /// before the async runtime starts.
 pub fn confine(args: crate::confine::role::ConfineArgs) -> i32 {
     crate::confine::role::main(args)
+}
+
+/// The protected paths of `--protected` arguments (`<rule>:<path>`); anything else is ignored.
+fn protected_paths(args: &[String]) -> Vec<ProtectedPath> {
+    args.iter()
+        .filter_map(|arg| ProtectedPath::from_arg(arg))
+        .collect()
+}
+
+/// What `workspace-in` does with its stdin, `input`.
+pub(crate) fn copy_in(
+    args: &WorkspaceInArgs,
+    input: impl std::io::Read,
+) -> Result<archive::Unpacked, ArchiveError> {
+    let caps = Caps {
+        bytes: args.max_bytes,
+        entries: args.max_entries,
+    };
+    archive::unpack(input, &args.workspace, &[], caps, Owner::process())
+}
+
+/// What `workspace-out` writes to its stdout, `out`.
+pub(crate) fn copy_out(
+    args: &WorkspaceOutArgs,
+    out: impl std::io::Write,
+) -> Result<archive::Tree, ArchiveError> {
+    let protected = protected_paths(&args.protected);
+    let tree = archive::walk(&args.workspace, &protected)?;
+    archive::write(&args.workspace, &tree, out)?;
+    Ok(tree)
+}
+
+/// `workspace-in`: the tar on stdin unpacked into the (empty) workspace folder, under the
+/// archive's rules and caps (`files::archive`); what it left out is said on stderr.
+pub async fn workspace_in(args: WorkspaceInArgs) -> Result<i32, RoleError> {
+    let failed = |error| RoleError::Workspace {
+        role: "workspace-in",
+        error,
+    };
+    let unpacked = tokio::task::spawn_blocking(move || copy_in(&args, std::io::stdin().lock()))
+        .await
+        .map_err(|e| failed(ArchiveError::Read(std::io::Error::other(e))))?
+        .map_err(failed)?;
+    for left in &unpacked.left_out {
+        eprintln!(
+            "workspace-in: left out {}: {}",
+            left.path.display(),
+            left.why
+        );
+    }
+    Ok(Exit::Success.code())
+}
+
+/// `workspace-out`: the workspace folder as a tar on stdout, less the run data and the
+/// protected paths; what cannot travel is said on stderr.
+pub async fn workspace_out(args: WorkspaceOutArgs) -> Result<i32, RoleError> {
+    let failed = |error| RoleError::Workspace {
+        role: "workspace-out",
+        error,
+    };
+    let tree = tokio::task::spawn_blocking(move || {
+        copy_out(&args, std::io::BufWriter::new(std::io::stdout().lock()))
+    })
+    .await
+    .map_err(|e| failed(ArchiveError::Write(std::io::Error::other(e))))?
+    .map_err(failed)?;
+    for left in &tree.left_out {
+        eprintln!(
+            "workspace-out: left out {}: {}",
+            left.path.display(),
+            left.why
+        );
+    }
+    Ok(Exit::Success.code())
+}
+
+/// `workspace-hold`: waits for SIGTERM (the pod's deletion), or `--seconds` at most.
+pub async fn workspace_hold(args: WorkspaceHoldArgs) -> Result<i32, RoleError> {
+    let limit = tokio::time::sleep(std::time::Duration::from_secs(args.seconds));
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut sigterm) => {
+            eprintln!(
+                "workspace-hold: holding the pod until SIGTERM or {} s",
+                args.seconds
+            );
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                () = limit => {}
+            }
+        }
+        Err(_) => limit.await,
+    }
+    Ok(Exit::Success.code())
 }

@@ -7,12 +7,13 @@
 //! 1. non-dumpable at once: this process holds the principal's secrets from its first instruction;
 //! 2. everything that needs files or may fail for the policy's reasons, while errors can still be
 //!    attributed: the environment, the program, the Landlock rules, the seccomp programs;
-//! 3. identity: bounding set (needs CAP_SETPCAP, so before the switch), groups, gid, uid, then no
+//! 3. resource bounds ([`super::limits`]), while `/proc/self` is still ours to write;
+//! 4. identity: bounding set (needs CAP_SETPCAP, so before the switch), groups, gid, uid, then no
 //!    capabilities at all;
-//! 4. `no_new_privs`, required by Landlock and seccomp for unprivileged callers;
-//! 5. Landlock, then seccomp (seccomp last: the filter refuses nothing the steps before need, but
+//! 5. `no_new_privs`, required by Landlock and seccomp for unprivileged callers;
+//! 6. Landlock, then seccomp (seccomp last: the filter refuses nothing the steps before need, but
 //!    nothing after it should need more than `execve`);
-//! 6. every descriptor above 2 close-on-exec except those the policy keeps.
+//! 7. every descriptor above 2 close-on-exec except those the policy keeps.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use super::ConfineError;
 use super::identity;
 use super::landlock::Prepared;
+use super::limits;
 use super::policy::Policy;
 use super::probe::{LandlockSupport, SeccompSupport};
 use super::program::{self, AfterExec};
@@ -61,6 +63,7 @@ pub(crate) fn confine(
     let seccomp_available = sys::seccomp_errno_filters() == SeccompSupport::Filters;
     let filters = seccomp::programs(&policy.network)?;
 
+    let limits = limits::apply(&policy.limits)?;
     let identity = identity::apply(&policy.identity)?;
     let dumpable = program::after_exec(&program, path_var.as_deref());
     if let (true, AfterExec::Dumpable(file)) = (policy.non_dumpable, &dumpable) {
@@ -96,6 +99,7 @@ pub(crate) fn confine(
         landlock,
         seccomp: seccomp_available,
         dumpable,
+        limits,
     };
     Ok((enforcement, target))
 }

@@ -114,6 +114,19 @@ pub enum AttemptArgs {
     },
     /// The zombie processes this process can see in `/proc` (pid and parent), a list.
     Zombies,
+    /// Fork `count` children that wait, all alive at once (a fork bomb that stops): the number
+    /// made, or why the first fork that failed did (`EAGAIN` past `RLIMIT_NPROC` or a pids
+    /// cgroup). The children are killed and waited for either way.
+    Fork {
+        /// How many.
+        count: u32,
+    },
+    /// Map `mib` MiB of private writable memory, untouched, and unmap it (`ENOMEM` past
+    /// `RLIMIT_DATA`).
+    Allocate {
+        /// How much.
+        mib: u64,
+    },
 }
 
 /// Makes the attempt and prints its outcome; the exit code is 0 whatever the outcome.
@@ -168,6 +181,8 @@ pub(crate) fn run(args: AttemptArgs) -> i32 {
         AttemptArgs::Status => Ok(status()),
         AttemptArgs::Orphan { ms } => orphan(ms),
         AttemptArgs::Zombies => Ok(zombies()),
+        AttemptArgs::Fork { count } => fork_many(count),
+        AttemptArgs::Allocate { mib } => allocate(mib),
     };
     print(&match outcome {
         Ok(value) => json!({"ok": true, "value": value}),
@@ -205,6 +220,56 @@ fn orphan(ms: u64) -> std::io::Result<Value> {
         }
         nix::unistd::ForkResult::Parent { child } => Ok(json!(child.as_raw())),
     }
+}
+
+fn fork_many(count: u32) -> std::io::Result<Value> {
+    let mut children = Vec::new();
+    let mut failed = None;
+    for _ in 0..count {
+        // SAFETY: the child calls only async-signal-safe functions (close, pause) until killed.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => unsafe {
+                libc::close(1);
+                libc::close(2);
+                loop {
+                    libc::pause();
+                }
+            },
+            Ok(nix::unistd::ForkResult::Parent { child }) => children.push(child),
+            Err(errno) => {
+                failed = Some(errno);
+                break;
+            }
+        }
+    }
+    for child in &children {
+        let _ = nix::sys::signal::kill(*child, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(*child, None);
+    }
+    match failed {
+        Some(errno) => Err(std::io::Error::from(errno)),
+        None => Ok(json!(children.len())),
+    }
+}
+
+fn allocate(mib: u64) -> std::io::Result<Value> {
+    let bytes = usize::try_from(mib << 20).map_err(|_| std::io::Error::other("too large"))?;
+    // SAFETY: a fresh anonymous private mapping, never touched, unmapped at once.
+    unsafe {
+        let at = libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if at == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::munmap(at, bytes);
+    }
+    Ok(json!(mib))
 }
 
 fn zombies() -> Value {

@@ -10,7 +10,8 @@
 //! - [`policy`]: what one principal may do, as pure data ([`Policy`]);
 //! - [`launch`]: starting a principal's program confined by its policy ([`Launch`]), through
 //!   [`role`], the hidden `confine exec` role of our binary, which applies [`apply`]'s steps —
-//!   [`identity`], [`landlock`], [`seccomp`], the program's dumpability ([`program`]) — and
+//!   [`limits`], [`identity`], [`landlock`], [`seccomp`], the program's dumpability
+//!   ([`program`]) — and
 //!   reports what held ([`report::Enforcement`]);
 //! - [`attempt`]: the moves of a hostile principal, which the tests make against these walls.
 //!
@@ -21,6 +22,7 @@ pub(crate) mod attempt;
 pub(crate) mod identity;
 pub(crate) mod landlock;
 pub(crate) mod launch;
+pub(crate) mod limits;
 pub(crate) mod policy;
 pub(crate) mod probe;
 pub(crate) mod program;

@@ -37,6 +37,27 @@ pub struct Policy {
     /// File descriptors above 2 the program keeps (a socketpair end to the runtime, say); every
     /// other inherited descriptor is closed at `execve`.
     pub keep_fds: Vec<i32>,
+    /// Resource bounds of its processes (none by default).
+    #[serde(default)]
+    pub limits: ResourceLimits,
+}
+
+/// Resource bounds set on a principal's process before it executes its program, inherited by
+/// every process it starts. All principals of one container share its memory and pids cgroup;
+/// these bound each one within it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    /// `RLIMIT_NPROC`: how many processes (threads included) its uid may have. The kernel counts
+    /// every task of the uid in the user namespace — beyond this container when the engine maps
+    /// no user namespace — so it bounds a principal only where the uid is its alone.
+    pub processes: Option<u64>,
+    /// `RLIMIT_DATA`, bytes: the private writable memory (heap, anonymous mappings, thread
+    /// stacks) of each of its processes. Not `RLIMIT_AS`, which counts the large inaccessible
+    /// areas V8's WebAssembly, Go and the JVM reserve and so breaks them.
+    pub data_bytes: Option<u64>,
+    /// `/proc/self/oom_score_adj` (raised only: lowering needs CAP_SYS_RESOURCE): when the
+    /// container runs out of memory, the kernel kills a principal with a higher value first.
+    pub oom_score_adj: Option<i32>,
 }
 
 /// The user a principal runs as.
@@ -211,6 +232,7 @@ impl Policy {
             scopes: Scopes::ALL,
             non_dumpable: true,
             keep_fds: Vec::new(),
+            limits: ResourceLimits::default(),
         }
     }
 
@@ -318,6 +340,7 @@ mod tests {
         assert_eq!(policy.scopes, Scopes::ALL);
         assert!(policy.non_dumpable);
         assert!(policy.keep_fds.is_empty());
+        assert_eq!(policy.limits, ResourceLimits::default());
         policy.validate().expect("valid");
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::IdentityOutcome;
 use super::landlock::LandlockOutcome;
+use super::limits::LimitsOutcome;
 use super::probe::LandlockFeature;
 use super::program::AfterExec;
 
@@ -30,6 +31,9 @@ pub struct Enforcement {
     pub seccomp: bool,
     /// Whether it stays non-dumpable once the program runs.
     pub dumpable: AfterExec,
+    /// Its resource bounds in force.
+    #[serde(default)]
+    pub limits: LimitsOutcome,
 }
 
 /// One message on the report pipe.
@@ -87,6 +91,7 @@ impl Enforcement {
             AfterExec::NonDumpable(_) => "non-dumpable".to_string(),
             AfterExec::Dumpable(_) => "dumpable".to_string(),
         });
+        parts.extend(self.limits.summary());
         format!(
             "{}: {} ({} variables): {}",
             self.principal,
@@ -124,12 +129,18 @@ mod tests {
             },
             seccomp: true,
             dumpable: AfterExec::NonDumpable("/usr/bin/node".into()),
+            limits: LimitsOutcome {
+                processes: Some(256),
+                data_bytes: Some(2 << 30),
+                oom_score_adj: Some(500),
+            },
         };
         assert_eq!(
             enforcement.summary(),
             "skill `exa`: /usr/bin/node (2 variables): uid 10001, no capabilities, no_new_privs, \
              Landlock ABI 5 (filesystem rules, TCP port rules) without signal and abstract-socket \
-             scopes, seccomp, non-dumpable"
+             scopes, seccomp, non-dumpable, at most 256 processes, 2048 MiB of data per process, \
+             oom_score_adj 500"
         );
         let line =
             serde_json::to_string(&Message::Enforced(Box::new(enforcement.clone()))).expect("json");

@@ -17,7 +17,7 @@
 //! reader never sees half a file.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
@@ -230,10 +230,22 @@ impl Beneath {
         bytes: &[u8],
         owner: Owner,
     ) -> Result<(), FileError> {
+        self.write_atomic_from(rel, &mut &bytes[..], 0o644, owner)
+            .map(|_| ())
+    }
+
+    /// [`Beneath::write_atomic`] of what `contents` reads to its end, with permissions `mode`
+    /// (before the umask); the bytes written come back.
+    pub(crate) fn write_atomic_from(
+        &self,
+        rel: &Path,
+        contents: &mut dyn Read,
+        mode: u32,
+        owner: Owner,
+    ) -> Result<u64, FileError> {
         let (parent, name) = split(rel, &self.root)?;
         let dir = self.create_dir_all(parent, owner)?;
-        // A dot name nobody lists, unique so concurrent writers never share a temporary file.
-        let temp = format!(".{}.{}.tmp", name.to_string_lossy(), crate::ids::new_id());
+        let temp = temp_name(name);
         let fail = |source| FileError::Io {
             action: "write",
             path: self.path(rel),
@@ -241,27 +253,79 @@ impl Beneath {
         };
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = openat(&dir, temp.as_str(), flags, Mode::from_bits_truncate(0o644))
+        let fd = openat(&dir, temp.as_str(), flags, Mode::from_bits_truncate(mode))
             .map_err(|errno| fail(errno.into()))?;
-        let result = (|| {
+        let result = (|| -> std::io::Result<u64> {
             let mut file = std::fs::File::from(fd);
-            file.write_all(bytes)?;
+            let written = std::io::copy(contents, &mut file)?;
             owner.apply(file.as_fd())?;
             // No fsync: the rename is what keeps readers from seeing a partial file, and a power
             // cut mid-run loses the run anyway. An fsync per event would slow every run down.
             drop(file);
-            renameat(&dir, temp.as_str(), &dir, name).map_err(std::io::Error::from)
+            renameat(&dir, temp.as_str(), &dir, name).map_err(std::io::Error::from)?;
+            Ok(written)
         })();
-        if let Err(source) = result {
-            let _ = unlinkat(&dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
-            if source.raw_os_error() == Some(libc::EISDIR) {
-                return Err(FileError::NotAFile {
-                    path: self.path(rel),
-                });
+        match result {
+            Ok(written) => Ok(written),
+            Err(source) => {
+                let _ = unlinkat(&dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+                if source.raw_os_error() == Some(libc::EISDIR) {
+                    return Err(FileError::NotAFile {
+                        path: self.path(rel),
+                    });
+                }
+                Err(fail(source))
             }
-            return Err(fail(source));
         }
-        Ok(())
+    }
+
+    /// Makes `rel` a symbolic link to `target` (never followed here), replacing a file or link
+    /// of that name atomically; its folder is created for `owner`.
+    pub(crate) fn symlink(&self, rel: &Path, target: &Path, owner: Owner) -> Result<(), FileError> {
+        let (parent, name) = split(rel, &self.root)?;
+        let dir = self.create_dir_all(parent, owner)?;
+        let temp = temp_name(name);
+        let fail = |errno: Errno| io("link", self.path(rel), errno);
+        nix::unistd::symlinkat(target, &dir, temp.as_str()).map_err(fail)?;
+        if let Err(source) = owner.apply_link(&dir, temp.as_str()) {
+            let _ = unlinkat(&dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(FileError::Io {
+                action: "give away",
+                path: self.path(rel),
+                source,
+            });
+        }
+        renameat(&dir, temp.as_str(), &dir, name).map_err(|errno| {
+            let _ = unlinkat(&dir, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+            if errno == Errno::EISDIR {
+                FileError::NotAFile {
+                    path: self.path(rel),
+                }
+            } else {
+                fail(errno)
+            }
+        })
+    }
+
+    /// Removes the file or link `rel` (`folder`: the empty folder `rel`), never following a
+    /// link; whether it was there. A folder that is not empty stays, and is no error.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    pub(crate) fn remove(&self, rel: &Path, folder: bool) -> Result<bool, FileError> {
+        let (parent, name) = split(rel, &self.root)?;
+        let Some(dir) = self.dir(parent)? else {
+            return Ok(false);
+        };
+        let how = if folder {
+            UnlinkatFlags::RemoveDir
+        } else {
+            UnlinkatFlags::NoRemoveDir
+        };
+        match unlinkat(&dir, name, how) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(Errno::ENOTEMPTY | Errno::EEXIST) if folder => Ok(false),
+            Err(errno) => Err(io("remove", self.path(rel), errno)),
+        }
     }
 
     /// Opens the folder `rel` one component at a time, never following a link; creates what is
@@ -339,6 +403,12 @@ impl Beneath {
             Err(errno) => io(action, path, errno),
         }
     }
+}
+
+/// A temporary name beside `name`: a dot name nobody lists, unique so concurrent writers never
+/// share one.
+fn temp_name(name: &OsStr) -> String {
+    format!(".{}.{}.tmp", name.to_string_lossy(), crate::ids::new_id())
 }
 
 fn kind_of(dir: &impl AsFd, name: &OsStr, mode: libc::mode_t) -> Kind {

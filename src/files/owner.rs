@@ -13,7 +13,6 @@ pub(crate) struct Owner(Option<(u32, u32)>);
 
 impl Owner {
     /// Keep whatever the process creates as it is.
-    #[cfg(test)]
     pub(crate) fn process() -> Owner {
         Owner(None)
     }
@@ -54,6 +53,21 @@ impl Owner {
             fd,
             Some(nix::unistd::Uid::from_raw(uid)),
             Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(std::io::Error::from)
+    }
+
+    /// Gives the link `name` in the folder `dir` to the owner (the link, not what it names).
+    pub(crate) fn apply_link(self, dir: impl AsFd, name: &str) -> std::io::Result<()> {
+        let Some((uid, gid)) = self.0 else {
+            return Ok(());
+        };
+        nix::unistd::fchownat(
+            dir.as_fd(),
+            name,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
         .map_err(std::io::Error::from)
     }

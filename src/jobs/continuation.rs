@@ -32,12 +32,17 @@ pub(crate) enum ContinueFrom {
     },
 }
 
-/// A combination of continuation flags that makes no sense.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ContinueFlagsError {
+/// A combination of continuation flags that makes no sense, in the words `run`, `start` and a
+/// standalone image's entrypoint all print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ContinueFlagsError {
     /// `--resume-from` without `--continue-job`.
+    #[error("--resume-from requires --continue-job")]
     ResumeFromWithoutJob,
     /// `-i` without a run to continue.
+    #[error(
+        "-i/--interactive-tool-call-result requires --continue or --continue-job\n  hint: -i answers the pending tool call of a stopped run; say which run to continue"
+    )]
     AnswerWithoutContinue,
 }
 

@@ -5,7 +5,9 @@
 //!
 //! Skills whose commands fetch packages (`uvx`, `npx`) get them at build time as in their own
 //! images, one install stage per skill, each installing into the skill's own folder
-//! ([`skill_root`]) so that no two skills share a file. The base is the one their images would
+//! ([`skill_root`]) so that no two skills share a file. A skill's local files (and the
+//! dependencies their manifest names, installed the same way) go into that folder too. A skill
+//! built from its own Dockerfile is refused ([`StandaloneImageError::OwnRecipe`] says why). The base is the one their images would
 //! have had ([`choose_base`]): `scratch` when no image of the plan needs one.
 
 use std::collections::BTreeMap;
@@ -18,7 +20,7 @@ use super::{MANIFEST_PATH, skill_root};
 const NSSWITCH_PATH: &str = "/etc/nsswitch.conf";
 /// Our users and groups for `scratch` images; a real base keeps its own.
 const PASSWD_PATHS: [&str; 2] = ["/etc/passwd", "/etc/group"];
-use crate::contract::paths::{BINARY_PATH, SCRATCH_PATH, SKILL_FILES_DIR};
+use crate::contract::paths::{BINARY_PATH, SCRATCH_PATH};
 use crate::sandbox::images::{
     ContextFile, ImageConfig, ImageRole, ImageSpec, InstallStage, base_labels, slug,
 };
@@ -32,22 +34,16 @@ pub enum StandaloneImageError {
     /// A skill's image is built from the user's own Dockerfile.
     #[error(
         "{service} is built from its own Dockerfile ([sandbox.skills] dockerfile), which a \
-         standalone image cannot hold beside the other skills. Run this Expert in the \
-         multi-container mode instead: perstack-sandbox build --tag REF, then perstack-sandbox \
-         run --image REF \"<query>\""
+         standalone image cannot run: a recipe makes a whole root filesystem (its own libraries \
+         and interpreters at their absolute paths), and running a program on another root needs \
+         chroot or a mount namespace, privileges every principal of a standalone image is \
+         denied. Either run this Expert in the multi-container mode (perstack-sandbox build \
+         --tag REF, then perstack-sandbox run --image REF \"<query>\"), or give the skill as \
+         local files (python3 server.py beside a requirements.txt or pyproject.toml, node \
+         server.js beside a package.json) with --standalone-base IMAGE naming a base that has \
+         the system packages it needs"
     )]
     OwnRecipe {
-        /// The service of the image.
-        service: String,
-    },
-    /// A skill runs files from the config's folder.
-    #[error(
-        "{service} runs files from perstack.toml's folder, which a standalone image does not \
-         hold yet (its supervisor plans the run without that folder). Run this Expert in the \
-         multi-container mode instead: perstack-sandbox build --tag REF, then perstack-sandbox \
-         run --image REF \"<query>\""
-    )]
-    LocalFiles {
         /// The service of the image.
         service: String,
     },
@@ -95,6 +91,7 @@ pub(crate) fn choose_base(
     plan: &RunPlan,
     chosen: Option<&str>,
 ) -> Result<String, StandaloneImageError> {
+    refuse_own_recipes(plan)?;
     if let Some(chosen) = chosen {
         return Ok(chosen.to_string());
     }
@@ -178,18 +175,9 @@ fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
         files: BTreeMap::new(),
         install: Vec::new(),
     };
+    refuse_own_recipes(plan)?;
     let mut roots: BTreeMap<String, &str> = BTreeMap::new();
     for image in &plan.images {
-        if image.recipe.is_some() {
-            return Err(StandaloneImageError::OwnRecipe {
-                service: image.service.clone(),
-            });
-        }
-        if image.files.iter().any(|f| is_local_file(&f.path)) {
-            return Err(StandaloneImageError::LocalFiles {
-                service: image.service.clone(),
-            });
-        }
         let root = skill_root::own_folder(image);
         if let Some(root) = &root
             && let Some(first) = roots.insert(root.clone(), &image.service)
@@ -234,6 +222,17 @@ fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
     Ok(merged)
 }
 
+/// A skill built from its own Dockerfile cannot be part of a standalone image (the error says
+/// why); its recipe's image is no base to choose either.
+fn refuse_own_recipes(plan: &RunPlan) -> Result<(), StandaloneImageError> {
+    match plan.images.iter().find(|image| image.recipe.is_some()) {
+        Some(image) => Err(StandaloneImageError::OwnRecipe {
+            service: image.service.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Adds `file` of `service`'s image, unless another image has the same file there already.
 fn add_file(
     files: &mut BTreeMap<String, (String, ContextFile)>,
@@ -254,10 +253,4 @@ fn add_file(
             Ok(())
         }
     }
-}
-
-/// A path where a skill's image keeps its files from the config's folder.
-fn is_local_file(path: &str) -> bool {
-    path.strip_prefix(SKILL_FILES_DIR)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }

@@ -10,7 +10,6 @@ use bytes::Bytes;
 
 use super::{MANIFEST_PATH, StandaloneError};
 use crate::cli::StandaloneArgs;
-use crate::commands::run::RunError;
 use crate::config::{LoadedConfig, SettingFlags, Settings};
 use crate::contract::paths::{SPEC_PATH, WORKSPACE_MOUNT};
 use crate::contract::spec::RuntimeSpec;
@@ -146,7 +145,13 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
             binary: Bytes::new(),
             ca_bundle: Bytes::new(),
         },
-        skill_files: checked.skill_files,
+        // Preflight reads no folder for an image's config; the skills' files are in the image.
+        skill_files: super::skill_root::baked_files(
+            &loaded,
+            &expert,
+            Path::new(super::skill_root::SKILLS_DIR),
+        )
+        .map_err(StandaloneError::Image)?,
         limits: settings.limits,
         oci_runtime: None,
         controller: String::new(),
@@ -209,7 +214,7 @@ fn continue_from(args: &StandaloneArgs) -> Result<Option<ContinueFrom>, Standalo
         args.interactive_tool_call_result,
     )
     // The same words as `run`'s: the entrypoint takes the same flags.
-    .map_err(|e| StandaloneError::Run(RunError::from(e).to_string()))
+    .map_err(|e| StandaloneError::Run(e.to_string()))
 }
 
 /// The stored checkpoint to continue from (with its job) and the runtime's input.

@@ -9,14 +9,17 @@
 //!   runtime's group, mode 0750 (`RUNTIME_SOCKETS_DIR/<n>`), the path the runtime's spec names;
 //! - its own `/tmp` tmpfs → a private folder, its `HOME` and `TMPDIR`;
 //! - network `none` → no TCP connect at all (Landlock) and no UDP or raw sockets (seccomp);
-//! - its own user → its own uid when the supervisor runs as root.
+//! - its own user → its own uid when the supervisor runs as root;
+//! - its memory and pids limits → per-process and per-uid bounds ([`ResourceLimits`]): the
+//!   memory limit as each process's `RLIMIT_DATA`, the pids limit as the `RLIMIT_NPROC` of a
+//!   skill's own uid, and skills first in line for the OOM killer.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::egress::{Tokens, with_proxy_url};
 use super::skill_root;
-use crate::confine::policy::{FsRules, Identity, NetRules, Policy, TcpConnect};
+use crate::confine::policy::{FsRules, Identity, NetRules, Policy, ResourceLimits, TcpConnect};
 use crate::contract::paths::{SCRATCH_PATH, SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
 use crate::contract::proxy::PROXY_CONFIG_VAR;
 use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID};
@@ -29,6 +32,11 @@ pub(crate) const SKILL_UIDS: u32 = 20000;
 
 /// The uid base tools run as when the workspace belongs to root (never uid 0 itself).
 pub(crate) const WORKSPACE_FALLBACK_UID: u32 = 10003;
+
+/// The `oom_score_adj` of skills and base tools (what the model and third-party code run in):
+/// when the container's memory runs out, the kernel kills one of them before the runtime, the
+/// proxy or the supervisor (0).
+pub(crate) const UNTRUSTED_OOM_SCORE_ADJ: i32 = 500;
 
 /// One process of the run.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +117,7 @@ pub(crate) fn principals(
             )
         })?;
         let mut principal = principal(plan, container, identities, uid_gid, state, n)?;
+        principal.policy.limits = untrusted_limits(container, identities, uid_gid == own);
         route_through_proxy(&mut principal, tokens);
         principal.argv = with_socket(&principal.argv, &socket_dir.join(SOCKET_FILE));
         principal
@@ -130,6 +139,37 @@ pub(crate) fn principals(
     route_through_proxy(&mut runtime, tokens);
     all.push(runtime);
     Ok(all)
+}
+
+/// The bounds of a skill (or the base tools): the container's memory limit per process, raised
+/// `oom_score_adj`, and — for a uid of its own — the container's pids limit as `RLIMIT_NPROC`.
+/// A uid it shares (the workspace owner's, which the base tools and a skill granted the
+/// workspace run as, or everyone's when we cannot switch) gets no `RLIMIT_NPROC`: the kernel
+/// would count the other holders' processes too (the host user's, under Docker without user
+/// namespaces), and one principal could use up another's bound. Raising `oom_score_adj` needs a
+/// process of our own uid to write its `/proc/self`, so only when we switch.
+fn untrusted_limits(
+    container: &ContainerPlan,
+    identities: Identities,
+    own_uid: bool,
+) -> ResourceLimits {
+    ResourceLimits {
+        processes: (identities.switch && own_uid)
+            .then(|| u64::try_from(container.limits.pids).ok())
+            .flatten(),
+        oom_score_adj: identities.switch.then_some(UNTRUSTED_OOM_SCORE_ADJ),
+        ..memory_bound(container)
+    }
+}
+
+/// The container's memory limit as each process's `RLIMIT_DATA` (every principal).
+fn memory_bound(container: &ContainerPlan) -> ResourceLimits {
+    ResourceLimits {
+        data_bytes: u64::try_from(container.limits.memory)
+            .ok()
+            .filter(|&b| b > 0),
+        ..ResourceLimits::default()
+    }
 }
 
 /// A principal of the proxy gets its own URL (with its token) and TCP to the proxy's port only.
@@ -208,6 +248,7 @@ fn principal(
         policy.filesystem.executable.push(WORKSPACE_MOUNT.into());
     }
     policy.network = NetRules::none();
+    policy.limits = memory_bound(container);
     Ok(Principal {
         service: container.service.clone(),
         argv,

@@ -5,10 +5,20 @@
 //! skill's process may read (its Landlock domain, and — when the supervisor runs as root — the
 //! folder's owner and mode 0700). The build ([`super::image`]) and the supervisor
 //! ([`super::principals`]) relocate the same paths with [`relocate`].
+//!
+//! A skill's local files (`python3 server.py`, `[sandbox.skills."x"] files`, the manifest beside
+//! them) are in `<root>/files` at the paths they had beside perstack.toml. The supervisor has no
+//! perstack.toml folder: [`baked_files`] reads them back from there with the same owner of
+//! local files the build used (`sandbox::skill_files`), so the plan gets the same command,
+//! working directory and install as the build did.
 
+use std::path::Path;
+
+use crate::config::{LoadedConfig, Skill, dotted_path};
 use crate::contract::paths::SKILL_FILES_DIR;
 use crate::sandbox::images::{ImageSpec, slug};
 use crate::sandbox::packages::INSTALL_PREFIX;
+use crate::sandbox::skill_files::{self, FilesBySkill};
 
 /// The folder of every skill's own folder.
 pub(crate) const SKILLS_DIR: &str = "/opt/perstack-skills";
@@ -26,6 +36,52 @@ pub(crate) fn own_folder(image: &ImageSpec) -> Option<String> {
     let local = |path: &str| relocate(path, "") != path;
     let own = !image.install.is_empty() || image.files.iter().any(|f| local(&f.path));
     root(&image.service).filter(|_| own)
+}
+
+/// The local files of the stdio skills of `expert`'s closure as this image holds them, read from
+/// each skill's `<root>/files` (skills without that folder have none), with `skills_dir` in
+/// place of [`SKILLS_DIR`] (tests); the problems of them all, when the image's files do not
+/// match its config.
+pub(crate) fn baked_files(
+    loaded: &LoadedConfig,
+    expert: &str,
+    skills_dir: &Path,
+) -> Result<FilesBySkill, String> {
+    let mut found = FilesBySkill::new();
+    let mut problems = Vec::new();
+    for key in loaded.config.delegation_closure(expert) {
+        let Some(skills) = loaded.config.experts.get(&key).map(|e| &e.skills) else {
+            continue;
+        };
+        for stdio in skills.values().filter_map(|skill| match skill {
+            Skill::McpStdio(stdio) => Some(stdio),
+            _ => None,
+        }) {
+            let dir = skills_dir.join(slug(&stdio.name)).join("files");
+            if !dir.is_dir() {
+                continue;
+            }
+            let at = dotted_path(&["experts", &key, "skills", &stdio.name]);
+            match skill_files::collect(&dir, &loaded.config, stdio, &at) {
+                Ok(Some(files)) => {
+                    found.insert((key.clone(), stdio.name.clone()), files);
+                }
+                Ok(None) => {}
+                Err(more) => problems.extend(
+                    more.into_iter()
+                        .map(|p| format!("{} ({}): {}", p.at, dir.display(), p.message)),
+                ),
+            }
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(found),
+        false => Err(format!(
+            "this image's skill files do not match its config; rebuild it with `perstack-sandbox \
+             build --standalone`:\n  {}",
+            problems.join("\n  ")
+        )),
+    }
 }
 
 /// `text` with every path under a skill image's [`INSTALL_PREFIX`] or [`SKILL_FILES_DIR`] moved
@@ -100,12 +156,14 @@ mod agreement {
 
     use bytes::Bytes;
 
-    use crate::config::{Limits, ProviderName, RunSettings, load_str};
+    use crate::config::{Config, Limits, ProviderName, RunSettings, load, load_str};
     use crate::sandbox::images::recipes::Artifacts;
     use crate::sandbox::plan::{RunPlan, RunRequest, plan};
+    use crate::sandbox::skill_files::{FilesBySkill, collect_all};
     use crate::sandbox::versioned::Manifest;
     use crate::standalone::image::{StandaloneImageError, choose_base, standalone_image};
     use crate::standalone::principals::{Identities, principals};
+    use crate::standalone::skill_root::baked_files;
 
     const CONFIG: &str = r#"model = "mock-model"
 [sandbox]
@@ -128,9 +186,17 @@ args = ["fixture-mcp"]
 "#;
 
     fn the_plan(text: &str) -> (RunPlan, Manifest) {
+        the_plan_with(text, Limits::default())
+    }
+
+    fn the_plan_with(text: &str, limits: Limits) -> (RunPlan, Manifest) {
         let config = load_str(Path::new("/cfg/perstack.toml"), text)
             .expect("valid")
             .config;
+        planned(config, limits, FilesBySkill::new())
+    }
+
+    fn planned(config: Config, limits: Limits, skill_files: FilesBySkill) -> (RunPlan, Manifest) {
         let request = RunRequest {
             run_id: "r".into(),
             job_id: "j".into(),
@@ -151,12 +217,12 @@ args = ["fixture-mcp"]
             runtime_env: vec![],
             env: BTreeMap::new(),
             mock_script: None,
-            skill_files: Default::default(),
+            skill_files,
             artifacts: Artifacts {
                 binary: Bytes::from_static(b"\x7fELF fake"),
                 ca_bundle: Bytes::from_static(b"PEM"),
             },
-            limits: Limits::default(),
+            limits,
             oci_runtime: None,
             controller: String::new(),
             resume: None,
@@ -238,6 +304,196 @@ args = ["fixture-mcp"]
         // Our own server has no files of its own.
         assert_eq!(of("skill:own").own_files, None);
         assert!(of("skill:own").policy.env.contains_key("PATH"));
+    }
+
+    #[test]
+    fn each_principal_is_bounded_by_the_run_limits_and_a_skill_by_its_own_uid_s_count() {
+        let text = format!(
+            "{CONFIG}[experts.e.skills.writer]\ntype = \"mcpStdioSkill\"\ncommand = \
+             \"perstack-sandbox\"\nargs = [\"fixture-mcp\"]\n[sandbox.skills.writer]\n\
+             workspace = \"read-write\"\n"
+        );
+        let limits = Limits {
+            memory: 512 << 20,
+            pids: 64,
+            ..Limits::default()
+        };
+        let (plan, _) = the_plan_with(&text, limits);
+        let of = |all: &[crate::standalone::principals::Principal], service: &str| {
+            all.iter()
+                .find(|p| p.service == service)
+                .unwrap_or_else(|| panic!("no {service}"))
+                .policy
+                .limits
+        };
+        let root = Identities {
+            switch: true,
+            own: (0, 0),
+        };
+        let all = principals(&plan, root, Path::new("/run/perstack"), None).expect("all");
+        let mib512 = Some(512 << 20);
+        let time = of(&all, "skill:time");
+        assert_eq!(
+            (time.processes, time.data_bytes, time.oom_score_adj),
+            (Some(64), mib512, Some(500))
+        );
+        // Uids shared with the workspace's owner get no count of their own; every process still
+        // gets the memory bound. The runtime is not first in line for the OOM killer.
+        for shared in ["skill:writer", "base-skill"] {
+            let limits = of(&all, shared);
+            assert_eq!(limits.processes, None, "{shared}");
+            assert_eq!(limits.data_bytes, mib512, "{shared}");
+        }
+        let runtime = of(&all, "runtime");
+        assert_eq!(
+            (runtime.processes, runtime.data_bytes, runtime.oom_score_adj),
+            (None, mib512, None)
+        );
+        // Without root every principal shares one uid: no count, no oom_score_adj.
+        let user = Identities {
+            switch: false,
+            own: (1000, 1000),
+        };
+        let all = principals(&plan, user, Path::new("/run/perstack"), None).expect("all");
+        let time = of(&all, "skill:time");
+        assert_eq!(
+            (time.processes, time.data_bytes, time.oom_score_adj),
+            (None, mib512, None)
+        );
+    }
+
+    const LOCAL: &str = r#"model = "mock-model"
+[sandbox]
+pythonImage = "local/python:1"
+[sandbox.skills."local-py"]
+files = ["py/data/"]
+[experts.e]
+instruction = "x"
+[experts.e.skills."local-py"]
+type = "mcpStdioSkill"
+command = "python3"
+args = ["py/server.py", "--greeting=py/data/greeting.txt"]
+"#;
+
+    /// A local skill: the build puts its files and the venv of its requirements.txt in its own
+    /// folder; the supervisor reads the files back from there and runs what the build prepared,
+    /// in the folder the files came from.
+    #[test]
+    fn a_local_skill_s_files_and_dependencies_live_in_its_own_folder_and_run_from_there() {
+        let project = tempfile::tempdir().expect("tempdir");
+        let write = |dir: &Path, path: &str, text: &str| {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write(project.path(), "perstack.toml", LOCAL);
+        write(project.path(), "py/server.py", "print('hi')\n");
+        write(project.path(), "py/requirements.txt", "mcp>=1.2,<2\n");
+        write(project.path(), "py/data/greeting.txt", "hello\n");
+        let loaded = load(&project.path().join("perstack.toml")).expect("config");
+        let files = collect_all(&loaded, &["e".to_string()]).expect("files");
+        let (plan, manifest) = planned(loaded.config.clone(), Limits::default(), files);
+        let image = standalone_image(&plan, &manifest, "local/python:1").expect("image");
+        let own = "/opt/perstack-skills/local-py";
+        let paths: Vec<&str> = image.files.iter().map(|f| f.path.as_str()).collect();
+        for file in [
+            "py/server.py",
+            "py/requirements.txt",
+            "py/data/greeting.txt",
+        ] {
+            assert!(
+                paths.contains(&format!("{own}/files/{file}").as_str()),
+                "{paths:?}"
+            );
+        }
+        assert!(
+            !paths.iter().any(|p| p.starts_with("/opt/skill/")),
+            "{paths:?}"
+        );
+        let dockerfile = image.dockerfile();
+        assert!(
+            dockerfile.contains(&format!(
+                "COPY rootfs{own}/files/py/requirements.txt {own}/files/py/requirements.txt\n"
+            )),
+            "{dockerfile}"
+        );
+        assert!(
+            dockerfile.contains(&format!("\"-r\",\"{own}/files/py/requirements.txt\"")),
+            "{dockerfile}"
+        );
+        assert!(
+            dockerfile.contains(&format!(
+                "COPY --from=install {own}/packages {own}/packages\n"
+            )),
+            "{dockerfile}"
+        );
+
+        // The image's skills folder, as the build laid it out, and its config as baked.
+        let skills = tempfile::tempdir().expect("tempdir");
+        for file in image.files.iter().filter(|f| f.path.starts_with(own)) {
+            let inside = file.path.trim_start_matches("/opt/perstack-skills/");
+            let text = String::from_utf8_lossy(&file.contents);
+            write(skills.path(), inside, &text);
+        }
+        let baked = crate::config::LoadedConfig::from_config("this image".into(), loaded.config);
+        let files = baked_files(&baked, "e", skills.path()).expect("baked");
+        let (plan, _) = planned(baked.config, Limits::default(), files);
+        let identities = Identities {
+            switch: true,
+            own: (0, 0),
+        };
+        let all = principals(&plan, identities, Path::new("/run/perstack"), None).expect("all");
+        let skill = all
+            .iter()
+            .find(|p| p.service == "skill:local-py")
+            .expect("the skill");
+        let tail: Vec<&str> = skill.argv.iter().map(String::as_str).collect();
+        let tail = &tail[tail.iter().position(|a| *a == "--").expect("--") + 1..];
+        assert_eq!(
+            tail,
+            [
+                format!("{own}/packages/bin/python3"),
+                format!("{own}/files/py/server.py"),
+                format!("--greeting={own}/files/py/data/greeting.txt"),
+            ]
+        );
+        assert_eq!(
+            skill.workdir.as_deref(),
+            Some(Path::new(&format!("{own}/files/py")))
+        );
+        assert_eq!(skill.own_files.as_deref(), Some(Path::new(own)));
+        // Nobody else is granted its folder.
+        for principal in &all {
+            let granted = principal.policy.grants().any(|(p, _)| p.starts_with(own));
+            assert_eq!(granted, principal.service == "skill:local-py");
+        }
+    }
+
+    #[test]
+    fn a_skill_built_from_its_own_dockerfile_is_refused_saying_why_and_what_to_do() {
+        let project = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(project.path().join("echo")).expect("mkdir");
+        std::fs::write(
+            project.path().join("echo/Dockerfile"),
+            "FROM local/python:1\n",
+        )
+        .expect("write");
+        let text = LOCAL.replace("files = [\"py/data/\"]", "dockerfile = \"echo/Dockerfile\"");
+        std::fs::write(project.path().join("perstack.toml"), text).expect("write");
+        let loaded = load(&project.path().join("perstack.toml")).expect("config");
+        let files = collect_all(&loaded, &["e".to_string()]).expect("files");
+        let (plan, manifest) = planned(loaded.config, Limits::default(), files);
+        let error = standalone_image(&plan, &manifest, "local/python:1")
+            .expect_err("refused")
+            .to_string();
+        for words in [
+            "whole root filesystem",
+            "chroot",
+            "run --image",
+            "requirements.txt",
+        ] {
+            assert!(error.contains(words), "{error}");
+        }
     }
 
     #[test]

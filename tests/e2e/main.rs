@@ -40,5 +40,6 @@ mod support;
 mod tls_dns;
 mod trust;
 mod versioned;
+mod workspace_copy;
 mod workspace_image;
 mod workspace_skills;

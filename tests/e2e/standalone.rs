@@ -646,3 +646,130 @@ fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_fol
         assert_eq!(attempt["outcome"]["errno"], EACCES, "{label}: {attempt}");
     }
 }
+
+/// Every result of `tool`, in the order the runtime resolved them, as JSON.
+fn results_of(events: &[Value], tool: &str) -> Vec<Value> {
+    of_type(events, "resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .filter(|r| r["toolName"] == tool)
+        .map(|r| {
+            let text = r["result"][0]["text"].as_str().expect("text");
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{tool}: {e}: {text}"))
+        })
+        .collect()
+}
+
+#[test]
+fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_limits() {
+    if !require_bookworm_image() || !require_bookworm_node_image() {
+        return;
+    }
+    // Threads count against a skill's process bound (perstack.toml: pids = 128); the skill
+    // host starts one async worker per CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cpus < 96, "{cpus} CPUs: raise the fixture's pids");
+    let image = build_with(
+        &fixture("e2e/standalone-local"),
+        "local",
+        &["--standalone-base", BOOKWORM_NODE_IMAGE],
+    );
+    let ws = workspace();
+    let job = JobGuard::new();
+    let out = docker_run(&image, &job, &[], ws.path(), &["Where do you run?"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = json_lines(&out);
+    assert_eq!(of_type(&events, "completeRun").len(), 1, "{stderr}");
+
+    // The Python server runs on what its requirements.txt installed, from the folder its files
+    // came from, in the skill's own folder; so does the Node one.
+    let own = "/opt/perstack-skills/local-py";
+    let py = results_of(&events, "py_where");
+    assert_eq!(py.len(), 2, "{py:?}");
+    assert_eq!(py[0]["cwd"], format!("{own}/files/py"), "{}", py[0]);
+    assert_eq!(py[0]["file"], format!("{own}/files/py/server.py"));
+    assert_eq!(py[0]["python"], format!("{own}/packages/bin/python3"));
+    assert_eq!(py[0]["greeting"], "hello from the image");
+    let js = results_of(&events, "js_where");
+    assert_eq!(js[0]["cwd"], "/opt/perstack-skills/local-js/files/tools/js");
+    assert_eq!(js[0]["text"], "SANDBOX");
+    assert_eq!(js[0]["greeting"], "hello from node");
+
+    // Each skill's bounds are reported: the pids limit for its own uid, the memory limit per
+    // process, first in line for the OOM killer; the runtime gets the memory bound only (its
+    // process count is what the container started with).
+    let principals = events[0]["principals"].as_array().expect("principals");
+    let limits = |name: &str| {
+        principals
+            .iter()
+            .find(|p| p["principal"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))["limits"]
+            .clone()
+    };
+    assert_eq!(
+        limits("skill `attacker`"),
+        serde_json::json!({"processes": 128, "data_bytes": 512u64 << 20, "oom_score_adj": 500})
+    );
+    assert_ne!(limits("runtime")["processes"], 128);
+    assert_eq!(limits("runtime")["data_bytes"], 512u64 << 20);
+    assert!(
+        stderr.contains("skill `attacker`")
+            && stderr.contains("at most 128 processes, 512 MiB of data per process"),
+        "{stderr}"
+    );
+
+    // The attacker can fork and allocate a little; past its bounds the kernel refuses.
+    let outcomes = attempts(&events);
+    assert_eq!(
+        outcomes["fork-few"]["outcome"],
+        serde_json::json!({"ok": true, "value": 8})
+    );
+    assert_eq!(outcomes["allocate-little"]["outcome"]["ok"], true);
+    const EAGAIN: i64 = 11;
+    const ENOMEM: i64 = 12;
+    assert_eq!(
+        outcomes["fork-bomb"]["outcome"]["errno"], EAGAIN,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes["allocate-much"]["outcome"]["errno"], ENOMEM,
+        "{outcomes:?}"
+    );
+    // So does the Python skill's own allocation, and it keeps answering.
+    let hog = results_of(&events, "hog");
+    assert_eq!(hog[0]["memoryError"], true, "{hog:?}");
+    // Once the bomb is over, everything still answers: the skills, the attacker's next forks, the
+    // runtime (which completed the run).
+    assert_eq!(py[1]["text"], "after");
+    assert_eq!(js.len(), 2);
+    assert_eq!(
+        outcomes["fork-after"]["outcome"],
+        serde_json::json!({"ok": true, "value": 8})
+    );
+    // Another principal's files stay closed: the Python skill runs under a uid of its own.
+    let uid = py[0]["uid"].as_u64().expect("uid");
+    assert!(uid >= 20000, "{uid}");
+}
+
+#[test]
+fn a_skill_built_from_its_own_dockerfile_is_refused_by_build_standalone_saying_why() {
+    // Refused from the plan, before the engine is asked anything.
+    let refused = Command::new(binary())
+        .args([
+            "build",
+            "local",
+            "--standalone",
+            "--tag",
+            "psbx-e2e-refused-recipe:1",
+        ])
+        .current_dir(fixture("e2e/local-skills"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("build");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("skill:local-recipe"), "{stderr}");
+    assert!(stderr.contains("chroot or a mount namespace"), "{stderr}");
+    assert!(stderr.contains("run --image REF"), "{stderr}");
+}

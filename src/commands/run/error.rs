@@ -12,26 +12,12 @@ use super::super::LoadError;
 use super::super::artifacts::ArtifactError;
 use crate::jobs::ContinueFlagsError;
 
-impl From<ContinueFlagsError> for RunError {
-    fn from(error: ContinueFlagsError) -> RunError {
-        match error {
-            ContinueFlagsError::ResumeFromWithoutJob => RunError::ResumeFromWithoutJob,
-            ContinueFlagsError::AnswerWithoutContinue => RunError::AnswerWithoutContinue,
-        }
-    }
-}
-
 /// Why `run` failed. `main` prints it once, after `error: `.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// `--resume-from` without the job it belongs to.
-    #[error("--resume-from requires --continue-job")]
-    ResumeFromWithoutJob,
-    /// `-i` without a run to continue.
-    #[error(
-        "-i/--interactive-tool-call-result requires --continue or --continue-job\n  hint: -i answers the pending tool call of a stopped run; say which run to continue"
-    )]
-    AnswerWithoutContinue,
+    /// `--resume-from` without the job it belongs to, or `-i` without a run to continue.
+    #[error(transparent)]
+    ContinueFlags(#[from] ContinueFlagsError),
     /// `--image`: the reference, its labels or its spec are not a version we can run, or it is
     /// not the Expert asked for.
     #[error(transparent)]
@@ -146,7 +132,8 @@ impl From<&RunError> for Exit {
                 Exit::Docker
             }
             // Perstack exits 1 here, and its CLI tests check for it.
-            RunError::ResumeFromWithoutJob => Exit::RunFailed,
+            RunError::ContinueFlags(ContinueFlagsError::ResumeFromWithoutJob) => Exit::RunFailed,
+            RunError::ContinueFlags(ContinueFlagsError::AnswerWithoutContinue) => Exit::Usage,
             RunError::Signals | RunError::RuntimeFailed { .. } | RunError::ListingFailed { .. } => {
                 Exit::RunFailed
             }
@@ -164,8 +151,7 @@ impl From<&RunError> for Exit {
                 #[cfg(feature = "kubernetes")]
                 ExecuteError::Kubernetes(_) => Exit::RunFailed,
             },
-            RunError::AnswerWithoutContinue
-            | RunError::Versioned(_)
+            RunError::Versioned(_)
             | RunError::Load(_)
             | RunError::Registry(_)
             | RunError::Env(_)

@@ -145,24 +145,7 @@ impl fmt::Display for Notice {
             Notice::StopRequestFailed(error) => {
                 write!(f, "warning: could not ask the runtime to stop: {error}")
             }
-            Notice::CleanupFailed { run_id, error } => {
-                write!(
-                    f,
-                    "warning: could not remove every resource of run {run_id}: {error}\n  hint: "
-                )?;
-                match error {
-                    BackendError::Docker(_) => write!(
-                        f,
-                        "`docker ps -a --filter label={}` shows what is left",
-                        labels::run_filter(run_id)
-                    ),
-                    #[cfg(feature = "kubernetes")]
-                    BackendError::Kubernetes(_) => write!(
-                        f,
-                        "`perstack-sandbox gc --backend kubernetes` removes it once its Lease expires"
-                    ),
-                }
-            }
+            Notice::CleanupFailed { run_id, error } => cleanup_failed(f, run_id, error),
             Notice::PlaceholderLeft { path, error } => write!(
                 f,
                 "warning: could not remove {}, which the run made empty to protect it: {error}\n  hint: remove it if you do not want it",
@@ -178,19 +161,48 @@ impl fmt::Display for Notice {
             Notice::TrustedInputChanged {
                 change,
                 accept_command,
-            } => write!(
-                f,
-                "warning: this run {} {} ({}); the next run in this workspace will not start until you look at it and accept it: {accept_command}",
-                change.verb(),
-                change.path.display(),
-                crate::trust::inputs::Rule::from_name(&change.kind)
-                    .map(|rule| rule.describe())
-                    .unwrap_or("a trusted input"),
-            ),
+            } => trusted_input_changed(f, change, accept_command),
             Notice::TrustRecordFailed(error) => write!(
                 f,
                 "warning: could not compare the trusted inputs at the end of the run: {error}\n  the next run compares them for this one"
             ),
         }
     }
+}
+
+/// [`Notice::CleanupFailed`]: what was left, and where the backend shows it.
+fn cleanup_failed(f: &mut fmt::Formatter<'_>, run_id: &str, error: &BackendError) -> fmt::Result {
+    write!(
+        f,
+        "warning: could not remove every resource of run {run_id}: {error}\n  hint: "
+    )?;
+    match error {
+        BackendError::Docker(_) => write!(
+            f,
+            "`docker ps -a --filter label={}` shows what is left",
+            labels::run_filter(run_id)
+        ),
+        #[cfg(feature = "kubernetes")]
+        BackendError::Kubernetes(_) => write!(
+            f,
+            "`perstack-sandbox gc --backend kubernetes` removes it once its Lease expires"
+        ),
+    }
+}
+
+/// [`Notice::TrustedInputChanged`]: what the run changed, and the command that accepts it.
+fn trusted_input_changed(
+    f: &mut fmt::Formatter<'_>,
+    change: &crate::trust::record::Change,
+    accept_command: &str,
+) -> fmt::Result {
+    write!(
+        f,
+        "warning: this run {} {} ({}); the next run in this workspace will not start until you look at it and accept it: {accept_command}",
+        change.verb(),
+        change.path.display(),
+        crate::trust::inputs::Rule::from_name(&change.kind)
+            .map(|rule| rule.describe())
+            .unwrap_or("a trusted input"),
+    )
 }

@@ -267,7 +267,7 @@ pub(crate) fn skill_image(
         config: ImageConfig {
             env,
             user: Some(format!("{SKILL_UID}:{SKILL_UID}")),
-            workdir: local.and_then(|l| l.workdir.clone()),
+            workdir: skill_workdir(config, skill, local),
             entrypoint,
         },
         install: Vec::from_iter(
@@ -279,6 +279,26 @@ pub(crate) fn skill_image(
         labels: base_labels(ImageRole::Skill),
         recipe,
     }
+}
+
+/// Where a skill's server starts: the folder of its local files (a recipe's own `WORKDIR` when
+/// it has one); else, when it is granted the workspace, `/workspace` — where Perstack's would
+/// start, in the folder it runs in, so `--db-path notes.db` lands in the workspace rather than
+/// on the read-only root; else the base image's.
+fn skill_workdir(
+    config: &Config,
+    skill: &McpStdioSkill,
+    local: Option<&SkillFiles>,
+) -> Option<String> {
+    if let Some(local) = local {
+        return local.workdir.clone();
+    }
+    config
+        .sandbox
+        .skills
+        .get(&skill.name)
+        .and_then(|s| s.workspace)
+        .map(|_| WORKSPACE_MOUNT.to_string())
 }
 
 /// What the skill host starts, and what is installed for it: the local files' command, else

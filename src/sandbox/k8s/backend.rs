@@ -2,21 +2,27 @@
 //! namespace. The controller (`commands/run/execute.rs`) is the same as for Docker: it records
 //! the job, answers Ctrl-C and calls [`Backend::remove_run`] after every ending.
 //!
-//! - **execute**: the plan's objects ([`RunObjects`], from `manifest`'s builders, the ones
-//!   `export kubernetes` writes) with a Secret of this run's values, launched under a Lease;
-//!   the runtime's log relayed line by line as the Docker backend relays its stdout
-//!   (`relay_line`), so the job store records the events and checkpoints on this machine.
+//! - **execute**: the workspace walked (refused before anything is created when it is bigger
+//!   than the pod's workspace takes); the plan's objects ([`RunObjects`], from `manifest`'s
+//!   builders, the ones `export kubernetes` writes) with a Secret of this run's values, launched
+//!   under a Lease; the workspace copied in; the runtime's log relayed line by line as the
+//!   Docker backend relays its stdout (`relay_line`), so the job store records the events and
+//!   checkpoints on this machine; the workspace copied back (`workspace.rs`).
 //! - **interrupt**: Kubernetes has no signal API and the runtime's stdin is not attached, so
 //!   there is nothing to ask: the controller stops at once and `remove_run` deletes the pod.
 //! - **remove_run**: every object of the run, by label.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::client::{KubeApi, KubeError};
 use super::logs::Pacing;
-use super::manifest::{self, Export, Workspace};
+use super::manifest::{self, CopyContainers, Export, Workspace};
 use super::session::{self, RunObjects};
+use super::workspace::{COPY_IN, CopiedBack, HOLD, MAX_ENTRIES, PodStreams, WorkspaceCopy};
+use crate::contract::paths::BINARY_PATH;
+use crate::files::archive::Caps;
 use crate::render::Output;
 use crate::sandbox::backend::{Backend, BackendError};
 use crate::sandbox::engine::run::{
@@ -32,8 +38,10 @@ pub(crate) struct KubernetesBackend {
     pub holder: String,
     /// The Lease's duration; it is renewed every third of it.
     pub lease_seconds: u32,
-    /// The workspace emptyDir's size limit.
-    pub workspace_size: String,
+    /// The workspace emptyDir's size limit, in bytes: also the most the copy either way takes.
+    pub workspace_bytes: u64,
+    /// The pod's streams the workspace copy takes (the API's websockets; the tests' fake).
+    pub streams: Arc<dyn PodStreams>,
     /// Log following.
     pub pacing: Pacing,
 }
@@ -50,10 +58,11 @@ impl KubernetesBackend {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "unknown".into());
         KubernetesBackend {
+            streams: Arc::new(api.clone()),
             api,
             holder: format!("{host}:{}", std::process::id()),
             lease_seconds: 30,
-            workspace_size: "10Gi".into(),
+            workspace_bytes: 10 << 30,
             pacing: Pacing {
                 poll: Duration::from_secs(1),
                 max_reconnects: 10,
@@ -61,8 +70,24 @@ impl KubernetesBackend {
         }
     }
 
-    /// The plan as this run's objects: its images must be a pushed version (`--image`).
-    pub(crate) fn objects(&self, plan: &RunPlan, ids: &RunIds) -> Result<RunObjects, KubeError> {
+    /// The caps of the workspace copy, either way.
+    pub(crate) fn caps(&self) -> Caps {
+        Caps {
+            bytes: self.workspace_bytes,
+            entries: MAX_ENTRIES,
+        }
+    }
+
+    /// The plan as this run's objects: its images must be a pushed version (`--image`). With
+    /// `copy`, the pod has the copy's containers, the holding one ending by itself after
+    /// `hold_seconds`.
+    pub(crate) fn objects(
+        &self,
+        plan: &RunPlan,
+        ids: &RunIds,
+        copy: Option<&WorkspaceCopy>,
+        hold_seconds: u64,
+    ) -> Result<RunObjects, KubeError> {
         let unusable = |why: String| KubeError::Plan(why);
         if plan.runtime.stdin.is_some() {
             return Err(unusable(
@@ -81,8 +106,21 @@ impl KubernetesBackend {
             namespace: None,
             images,
             secrets: BTreeMap::new(),
-            workspace: Workspace::EmptyDir(self.workspace_size.clone()),
+            workspace: Workspace::EmptyDir(self.workspace_bytes.to_string()),
             deadline_seconds: None,
+            copy: copy.map(|copy| CopyContainers {
+                from: copy.base_skill.clone(),
+                copy_in: (COPY_IN.into(), copy.copy_in_command()),
+                hold: (
+                    HOLD.into(),
+                    vec![
+                        BINARY_PATH.into(),
+                        "workspace-hold".into(),
+                        "--seconds".into(),
+                        hold_seconds.to_string(),
+                    ],
+                ),
+            }),
         };
         let secrets = secret_values(plan)?;
         RunObjects::new(plan, &export, &secrets, &self.holder, self.lease_seconds)
@@ -95,20 +133,56 @@ impl KubernetesBackend {
         ids: &RunIds,
         output: &Output,
         tap: EventTap<'_>,
+        limit: Duration,
     ) -> Result<RunReport, RunError> {
-        let objects = self.objects(plan, ids)?;
+        let copy = WorkspaceCopy::prepare(plan, self.caps(), |service| {
+            manifest::container_name(plan, service)
+        })?;
+        // The pod outlives the run's time limit by the copy back's own time, at most.
+        let hold = limit.as_secs().saturating_add(HOLD_MARGIN_SECONDS);
+        let objects = self.objects(plan, ids, copy.as_ref(), hold)?;
         let mut end = None;
         let mut on_line = |line: String| relay_line(line, ids, output, tap, &mut end);
         let renew = Duration::from_secs(u64::from(self.lease_seconds / 3).max(1));
-        let (code, reason) =
-            session::launch_and_watch(&self.api, &objects, self.pacing, renew, &mut on_line)
-                .await?;
+        let streams: &dyn PodStreams = self.streams.as_ref();
+        let ((code, reason), copied) = session::launch_and_watch(
+            &self.api,
+            &objects,
+            copy.as_ref().map(|c| (c, streams)),
+            self.pacing,
+            renew,
+            &mut on_line,
+        )
+        .await?;
+        if let Some(copied) = copied {
+            tell_copied_back(&copied);
+        }
         let end = end.unwrap_or(RunEnd::RuntimeFailed {
             code: i64::from(code),
             stderr: String::new(),
             oom_killed: reason.as_deref() == Some("OOMKilled"),
         });
         Ok(RunReport { end })
+    }
+}
+
+/// How much longer than the run's time limit the holding container keeps the pod.
+const HOLD_MARGIN_SECONDS: u64 = 600;
+
+/// What the copy back left out, on stderr: the rest of it is as on Docker, where the run wrote
+/// the workspace itself.
+fn tell_copied_back(copied: &CopiedBack) {
+    tracing::info!(
+        written = copied.written,
+        removed = copied.removed,
+        "workspace copied back"
+    );
+    for left in &copied.left_out {
+        tracing::warn!(
+            "the workspace's copy back left out {}: {}",
+            left.path.display(),
+            left.why
+        );
     }
 }
 
@@ -148,7 +222,9 @@ impl Backend for KubernetesBackend {
         limit: TimeLimit,
         tap: EventTap<'_>,
     ) -> Result<RunReport, RunError> {
-        limit.bound(self.watch(plan, ids, output, tap)).await?
+        limit
+            .bound(self.watch(plan, ids, output, tap, limit.limit))
+            .await?
     }
 
     async fn interrupt(&self, _plan: &RunPlan) -> Result<bool, BackendError> {

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use futures::AsyncBufRead;
 use k8s_openapi::api::core::v1::{ContainerState, Namespace, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, PostParams};
+use kube::api::{
+    Api, AttachParams, DeleteParams, DynamicObject, ListParams, LogParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
@@ -68,6 +70,39 @@ pub enum KubeError {
         pod: String,
         /// Its status' reason and message.
         reason: String,
+    },
+    /// The workspace is bigger than the pod's workspace can hold.
+    #[error(
+        "the workspace {} holds {bytes} bytes in {entries} entries; a Kubernetes run's workspace (an emptyDir) takes at most {max_bytes} bytes and {max_entries} entries\n  hint: run in a smaller folder (--workspace), or move build outputs and caches out of it; nothing was created in the cluster",
+        workspace.display()
+    )]
+    WorkspaceTooBig {
+        /// The workspace.
+        workspace: PathBuf,
+        /// Bytes of its files.
+        bytes: u64,
+        /// Its files, folders and links.
+        entries: u64,
+        /// The emptyDir's size limit.
+        max_bytes: u64,
+        /// The most entries a copy takes.
+        max_entries: u64,
+    },
+    /// The workspace could not be copied into the run pod.
+    #[error("cannot copy the workspace into the run pod: {0}")]
+    CopyIn(String),
+    /// The workspace could not be copied back (or was refused).
+    #[error(
+        "the workspace was not copied back from pod {pod}: {why}\n  hint: when the archive is refused, nothing of it is written to {}; the run's events and checkpoints are stored as usual",
+        workspace.display()
+    )]
+    CopyBack {
+        /// The pod.
+        pod: String,
+        /// The host's workspace.
+        workspace: PathBuf,
+        /// Why.
+        why: String,
     },
     /// The runtime's log could not be read back after several attempts.
     #[error(
@@ -236,6 +271,16 @@ impl KubeApi {
         }
     }
 
+    /// A failure of a stream of `resource` (`pods/attach`, `pods/exec`) once it was opened.
+    fn stream_error(&self, resource: &str, error: std::io::Error) -> KubeError {
+        KubeError::Api {
+            verb: "create".into(),
+            resource: resource.into(),
+            namespace: self.namespace.clone(),
+            message: error.to_string(),
+        }
+    }
+
     /// Creates `object` (one of [`KINDS`]); the created object (with its `uid`) comes back.
     pub(crate) async fn create(&self, object: &Value) -> Result<Value, KubeError> {
         let kind = Kind::of(object).ok_or_else(|| KubeError::Api {
@@ -297,7 +342,8 @@ impl KubeApi {
         }
     }
 
-    /// The pods matching `selector`, with `container`'s state.
+    /// The pods matching `selector`, with `container`'s state (a container or an init
+    /// container).
     pub(crate) async fn pods(
         &self,
         selector: &str,
@@ -408,10 +454,12 @@ fn pod_view(pod: &Pod, container: &str) -> PodView {
             m.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
         )),
     };
+    // Init containers (sidecars, the workspace's copy) are looked at too.
     let container = status
         .container_statuses
         .unwrap_or_default()
         .into_iter()
+        .chain(status.init_container_statuses.unwrap_or_default())
         .find(|c| c.name == container)
         .and_then(|c| c.state)
         .map(container_phase);
@@ -430,5 +478,100 @@ fn container_phase(state: ContainerState) -> ContainerPhase {
         ContainerPhase::Running
     } else {
         ContainerPhase::Waiting(state.waiting.and_then(|w| w.reason))
+    }
+}
+
+/// The pod's byte streams over the API's websockets (`attach`, `exec`): bytes in, bytes out,
+/// nothing else. Never exercised by the tests: the mocked API server cannot answer the
+/// websocket upgrade (`sandbox/k8s/workspace.rs`).
+impl super::workspace::PodStreams for KubeApi {
+    fn attach_stdin<'a>(
+        &'a self,
+        pod: &'a str,
+        container: &'a str,
+        mut input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> futures::future::BoxFuture<'a, Result<(), KubeError>> {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            let failed = |e: std::io::Error| self.stream_error("pods/attach", e);
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+            let params = AttachParams::default()
+                .container(container)
+                .stdin(true)
+                .stdout(false)
+                .stderr(false);
+            let mut attached = api
+                .attach(pod, &params)
+                .await
+                .map_err(|e| self.error("create", "pods/attach", e))?;
+            let mut stdin = attached
+                .stdin()
+                .ok_or_else(|| failed(std::io::Error::other("no stdin")))?;
+            while let Some(chunk) = input.recv().await {
+                stdin.write_all(&chunk).await.map_err(failed)?;
+            }
+            stdin.shutdown().await.map_err(failed)?;
+            drop(stdin);
+            attached
+                .join()
+                .await
+                .map_err(|e| failed(std::io::Error::other(e)))
+        })
+    }
+
+    fn exec_stdout<'a>(
+        &'a self,
+        pod: &'a str,
+        container: &'a str,
+        command: Vec<String>,
+        output: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> futures::future::BoxFuture<'a, Result<(), KubeError>> {
+        Box::pin(async move {
+            use tokio::io::AsyncReadExt;
+            let failed = |e: std::io::Error| self.stream_error("pods/exec", e);
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+            let params = AttachParams::default()
+                .container(container)
+                .stdin(false)
+                .stdout(true)
+                .stderr(true);
+            let mut process = api
+                .exec(pod, command, &params)
+                .await
+                .map_err(|e| self.error("create", "pods/exec", e))?;
+            let (Some(mut stdout), Some(mut stderr), Some(status)) =
+                (process.stdout(), process.stderr(), process.take_status())
+            else {
+                return Err(failed(std::io::Error::other("no stdout")));
+            };
+            let relay = async {
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let read = stdout.read(&mut buffer).await?;
+                    if read == 0 {
+                        return Ok::<(), std::io::Error>(());
+                    }
+                    let chunk = bytes::Bytes::copy_from_slice(&buffer[..read]);
+                    if output.send(chunk).await.is_err() {
+                        // The reader gave up (over its cap): stop reading.
+                        return Ok(());
+                    }
+                }
+            };
+            let mut said = Vec::new();
+            let (relayed, _) = tokio::join!(relay, stderr.read_to_end(&mut said));
+            relayed.map_err(failed)?;
+            drop(output);
+            match status.await {
+                Some(status) if status.status.as_deref() != Some("Success") => {
+                    Err(failed(std::io::Error::other(format!(
+                        "{} ({})",
+                        status.message.unwrap_or_default(),
+                        String::from_utf8_lossy(&said).trim()
+                    ))))
+                }
+                _ => Ok(()),
+            }
+        })
     }
 }

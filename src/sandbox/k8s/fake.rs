@@ -3,6 +3,14 @@
 //! log in chunks, one per log request; the container ends when the last chunk is served),
 //! answers SelfSubjectAccessReviews and refuses what the script forbids with a real 403 Status.
 //! Every request is recorded (`METHOD resource[/name][?since=…]`) for the tests to assert on.
+//!
+//! The pod's streams (`attach`, `exec`) need a websocket upgrade that `tower-test`'s mocked
+//! service cannot give (hyper's upgrade handle cannot be made outside hyper), so the fake is
+//! also the [`PodStreams`] of the tests: `ATTACH pods/<pod>/<container>` runs the init
+//! container's command line as the pod spec has it (`workspace-in`, parsed by the real CLI, its
+//! work done by the same function as the role's) into a folder that is the pod's workspace, and
+//! until then the runtime waits (`PodInitializing`); `EXEC pods/<pod>/<container> …` does the
+//! same with `workspace-out`, or answers the script's archive.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -11,7 +19,8 @@ use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
 
-use super::client::KubeApi;
+use super::client::{KubeApi, KubeError};
+use super::workspace::{COPY_IN, PodStreams};
 
 /// What the fake cluster does.
 #[derive(Debug, Default, Clone)]
@@ -32,6 +41,10 @@ pub(super) struct Script {
     pub denied: BTreeSet<String>,
     /// The namespace's labels.
     pub namespace_labels: BTreeMap<String, String>,
+    /// What the run does to the pod's workspace before `workspace-out` reads it.
+    pub run_changes: Option<fn(&std::path::Path)>,
+    /// `exec` answers these bytes on stdout instead of running `workspace-out`.
+    pub copy_back: Option<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -42,6 +55,8 @@ struct State {
     chunks: VecDeque<Vec<String>>,
     uid: u64,
     hung: Vec<tower_test::mock::SendResponse<Response<Body>>>,
+    /// The pod's workspace, once `workspace-in` has run.
+    pod_workspace: Option<tempfile::TempDir>,
 }
 
 /// A running fake; cloned handles see the same state.
@@ -91,6 +106,12 @@ impl FakeCluster {
     pub(super) fn object(&self, resource: &str, name: &str) -> Option<Value> {
         let state = self.state.lock().expect("lock");
         state.objects.get(&(resource.into(), name.into())).cloned()
+    }
+
+    /// The pod's workspace, once the workspace went in.
+    pub(super) fn pod_workspace(&self) -> Option<std::path::PathBuf> {
+        let state = self.state.lock().expect("lock");
+        state.pod_workspace.as_ref().map(|d| d.path().to_path_buf())
     }
 
     /// Puts `object` into the cluster as if someone had created it.
@@ -284,19 +305,50 @@ impl State {
             .collect()
     }
 
-    /// A pod with the scripted state of its first container (the runtime).
+    /// A pod with the scripted state of its first container (the runtime), which waits while
+    /// the workspace has not gone into its first init container (`workspace-in`).
     fn with_status(&self, mut pod: Value) -> Value {
         let container = pod["spec"]["containers"][0]["name"].clone();
+        let copies = pod["spec"]["initContainers"][0]["name"] == COPY_IN;
+        let fed = self.pod_workspace.is_some();
         let state = match (&self.script.waiting, self.chunks.is_empty()) {
+            (_, _) if copies && !fed => json!({"waiting": {"reason": "PodInitializing"}}),
             (Some(reason), _) => json!({"waiting": {"reason": reason}}),
             (None, false) => json!({"running": {}}),
             (None, true) => json!({"terminated": {"exitCode": self.script.exit_code,
                 "reason": self.script.terminated_reason}}),
         };
+        let status = |name: &Value, state: Value| {
+            json!({"name": name, "state": state, "ready": true, "restartCount": 0,
+                "image": "i", "imageID": ""})
+        };
         pod["status"] = json!({"phase": "Running",
-            "containerStatuses": [{"name": container, "state": state, "ready": true,
-                "restartCount": 0, "image": "i", "imageID": ""}]});
+            "containerStatuses": [status(&container, state)]});
+        if copies {
+            let copy_in = if fed {
+                json!({"terminated": {"exitCode": 0}})
+            } else {
+                json!({"running": {}})
+            };
+            pod["status"]["initContainerStatuses"] = json!([status(&json!(COPY_IN), copy_in)]);
+        }
         pod
+    }
+
+    /// The command line of `container` in pod `pod`, as its spec has it.
+    fn command_of(&self, pod: &str, container: &str) -> Vec<String> {
+        let spec = self
+            .objects
+            .get(&("pods".to_string(), pod.to_string()))
+            .map(|p| p["spec"].clone())
+            .unwrap_or_default();
+        ["initContainers", "containers"]
+            .iter()
+            .filter_map(|k| spec[k].as_array())
+            .flatten()
+            .find(|c| c["name"] == container)
+            .and_then(|c| serde_json::from_value(c["command"].clone()).ok())
+            .unwrap_or_default()
     }
 
     fn review(&self, mut review: Value) -> Value {
@@ -329,4 +381,105 @@ fn response(code: StatusCode, value: &Value) -> Response<Body> {
         .header("content-type", "application/json")
         .body(Body::from(serde_json::to_vec(value).expect("json")))
         .expect("response")
+}
+
+/// Parses `command` (our binary's command line, as a pod has it) with the real CLI.
+fn parse(command: &[String]) -> crate::cli::Command {
+    use clap::Parser;
+    crate::cli::Cli::try_parse_from(command)
+        .unwrap_or_else(|e| panic!("{command:?} does not parse: {e}"))
+        .command
+}
+
+fn refused(what: &str, message: String) -> KubeError {
+    KubeError::Api {
+        verb: "create".into(),
+        resource: what.into(),
+        namespace: "ci-agents".into(),
+        message,
+    }
+}
+
+impl PodStreams for FakeCluster {
+    fn attach_stdin<'a>(
+        &'a self,
+        pod: &'a str,
+        container: &'a str,
+        mut input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    ) -> futures::future::BoxFuture<'a, Result<(), KubeError>> {
+        Box::pin(async move {
+            let command = {
+                let mut state = self.state.lock().expect("lock");
+                state.calls.push(format!("ATTACH pods/{pod}/{container}"));
+                state.command_of(pod, container)
+            };
+            let mut tar = Vec::new();
+            while let Some(chunk) = input.recv().await {
+                tar.extend_from_slice(&chunk);
+            }
+            let crate::cli::Command::WorkspaceIn(mut args) = parse(&command) else {
+                return Err(refused(
+                    "pods/attach",
+                    format!("{container} runs {command:?}"),
+                ));
+            };
+            let dir = tempfile::tempdir().expect("tempdir");
+            args.workspace = dir.path().to_path_buf();
+            crate::commands::roles::copy_in(&args, &tar[..])
+                .map_err(|e| refused("pods/attach", e.to_string()))?;
+            self.state.lock().expect("lock").pod_workspace = Some(dir);
+            Ok(())
+        })
+    }
+
+    fn exec_stdout<'a>(
+        &'a self,
+        pod: &'a str,
+        container: &'a str,
+        command: Vec<String>,
+        output: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> futures::future::BoxFuture<'a, Result<(), KubeError>> {
+        Box::pin(async move {
+            let (scripted, changes, dir) = {
+                let mut state = self.state.lock().expect("lock");
+                let role = command.get(1).cloned().unwrap_or_default();
+                state
+                    .calls
+                    .push(format!("EXEC pods/{pod}/{container} {role}"));
+                let dir = state.pod_workspace.as_ref().map(|d| d.path().to_path_buf());
+                (
+                    state.script.copy_back.clone(),
+                    state.script.run_changes,
+                    dir,
+                )
+            };
+            let dir = dir.ok_or_else(|| refused("pods/exec", "no workspace went in".into()))?;
+            let bytes = match scripted {
+                Some(bytes) => bytes,
+                None => {
+                    if let Some(change) = changes {
+                        change(&dir);
+                    }
+                    let crate::cli::Command::WorkspaceOut(mut args) = parse(&command) else {
+                        return Err(refused("pods/exec", format!("{command:?}")));
+                    };
+                    args.workspace = dir;
+                    let mut out = Vec::new();
+                    crate::commands::roles::copy_out(&args, &mut out)
+                        .map_err(|e| refused("pods/exec", e.to_string()))?;
+                    out
+                }
+            };
+            for chunk in bytes.chunks(4096) {
+                if output
+                    .send(bytes::Bytes::copy_from_slice(chunk))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
 }

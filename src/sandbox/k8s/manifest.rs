@@ -84,6 +84,24 @@ pub(crate) struct Export {
     pub workspace: Workspace,
     /// `activeDeadlineSeconds` of the Job.
     pub deadline_seconds: Option<u64>,
+    /// A controlled run's workspace copy; `None` for an export (no controller streams the
+    /// workspace in).
+    pub copy: Option<CopyContainers>,
+}
+
+/// The containers a controlled run's workspace copy adds to the run pod
+/// (`sandbox/k8s/workspace.rs`), both from base-skill's image and as its user: the first init
+/// container, which unpacks the tar streamed to its stdin into the workspace before any
+/// sidecar starts, and a container after the runtime that keeps the pod — base-skill with it —
+/// running until the controller has read the workspace back and deletes the pod.
+#[derive(Debug, Clone)]
+pub(crate) struct CopyContainers {
+    /// base-skill's plan: image, user, limits.
+    pub from: ContainerPlan,
+    /// The init container's name and command.
+    pub copy_in: (String, Vec<String>),
+    /// The holding container's name and command.
+    pub hold: (String, Vec<String>),
 }
 
 impl Export {
@@ -197,7 +215,13 @@ pub(crate) fn objects(plan: &RunPlan, export: &Export) -> Result<Vec<Value>, Man
 /// The name of the run pod's container that runs the runtime (whose log carries the events).
 #[cfg(feature = "kubernetes")]
 pub(crate) fn runtime_container(plan: &RunPlan) -> String {
-    ContainerNames::of(plan).get(&plan.runtime.service)
+    container_name(plan, &plan.runtime.service)
+}
+
+/// The name of the run pod's container of `service`.
+#[cfg(feature = "kubernetes")]
+pub(crate) fn container_name(plan: &RunPlan, service: &str) -> String {
+    ContainerNames::of(plan).get(service)
 }
 
 /// The Lease that owns a controlled run's other objects (`run --backend kubernetes`; an export
@@ -354,7 +378,13 @@ fn job(plan: &RunPlan, export: &Export) -> Result<Value, ManifestError> {
     main["env"] = Value::Array(runtime_env);
     main["args"] = json!(runtime_args(&runtime.cmd));
     main["volumeMounts"] = Value::Array(volumes.mounts(runtime, &name)?);
-    let mut spec = pod_spec(sidecars, vec![main], volumes.into_list(), "Never");
+    let mut containers = vec![main];
+    if let Some(copy) = &export.copy {
+        let (copy_in, hold) = copy_containers(copy, export, &mut volumes)?;
+        sidecars.insert(0, copy_in);
+        containers.push(hold);
+    }
+    let mut spec = pod_spec(sidecars, containers, volumes.into_list(), "Never");
     // One try: a second would start the Expert over with the same query.
     let mut job_spec = json!({
         "backoffLimit": 0,
@@ -372,6 +402,37 @@ fn job(plan: &RunPlan, export: &Export) -> Result<Value, ManifestError> {
         "metadata": metadata(export, &export.name, "run"),
         "spec": job_spec
     }))
+}
+
+/// The workspace copy's init container (the workspace read-write, stdin open once) and holding
+/// container (no workspace): hardened as every container, their `/tmp` volumes added.
+fn copy_containers(
+    copy: &CopyContainers,
+    export: &Export,
+    volumes: &mut VolumeSet,
+) -> Result<(Value, Value), ManifestError> {
+    let (in_name, in_command) = &copy.copy_in;
+    let mut copy_in = container(&copy.from, in_name, export)?;
+    if let Some(fields) = copy_in.as_object_mut() {
+        fields.remove("args");
+    }
+    copy_in["command"] = json!(in_command);
+    copy_in["stdin"] = json!(true);
+    copy_in["stdinOnce"] = json!(true);
+    copy_in["volumeMounts"] = json!([
+        {"name": tmp_name(in_name), "mountPath": "/tmp"},
+        {"name": "workspace", "mountPath": WORKSPACE_MOUNT, "readOnly": false}
+    ]);
+    volumes.list.push(tmp_volume(in_name));
+    volumes.workspace_used = true;
+    let (hold_name, hold_command) = &copy.hold;
+    let mut hold = container(&copy.from, hold_name, export)?;
+    if let Some(fields) = hold.as_object_mut() {
+        fields.remove("args");
+    }
+    hold["command"] = json!(hold_command);
+    volumes.list.push(tmp_volume(hold_name));
+    Ok((copy_in, hold))
 }
 
 /// The runtime's arguments with the query (the last one) replaced by a reference to its

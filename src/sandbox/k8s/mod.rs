@@ -12,6 +12,8 @@
 //! - `session`: a run as stages — its objects (from `manifest`, under a Lease), launch, watch,
 //!   removal on every ending.
 //! - `logs`: the runtime's log followed with reconnects, each line passed on once.
+//! - `workspace`: the workspace copied into the pod (attach) and back (exec), the copy back
+//!   checked whole under base-skill's path rules before it is applied.
 //! - `gc`: the runs of expired Leases; `doctor`: RBAC, Pod Security, NetworkPolicy.
 //!
 //! The mapping of each Docker guarantee onto Kubernetes, and what is lost, is in ARCHITECTURE.md
@@ -38,6 +40,8 @@ pub(crate) mod manifest;
 pub(crate) mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "kubernetes")]
+pub(crate) mod workspace;
 pub(crate) mod yaml;
 
 use std::path::Path;

@@ -1,8 +1,10 @@
 //! One controlled run on a cluster, as a pipeline of stages: [`RunObjects`] (what to create,
 //! from `manifest`'s builders, the same ones `export kubernetes` uses), [`launch`] (create them
-//! in order under a Lease), watch (wait for the run pod, [`follow`](super::logs::follow) the
-//! runtime's log while the Lease is renewed), and [`remove`] (delete everything of the run by
-//! label), which the controller calls after every ending (`k8s/backend.rs`).
+//! in order under a Lease), the workspace copied in (to the init container `workspace-in`,
+//! before any other container starts), watch (wait for the runtime,
+//! [`follow`](super::logs::follow) its log while the Lease is renewed), the workspace copied
+//! back (after the runtime's end, from base-skill), and [`remove`] (delete everything of the
+//! run by label), which the controller calls after every ending (`k8s/backend.rs`).
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use serde_json::{Value, json};
 use super::client::{ContainerPhase, KINDS, KubeApi, KubeError};
 use super::logs::{Pacing, follow};
 use super::manifest::{self, Export, ManifestError};
+use super::workspace::{COPY_IN, CopiedBack, PodStreams, WorkspaceCopy};
 use crate::sandbox::plan::RunPlan;
 
 /// What a controlled run creates: the Lease first, then the objects it owns in the order they
@@ -55,21 +58,36 @@ fn now() -> String {
         .to_string()
 }
 
-/// Launches `objects` and watches the run to the runtime's end: its log lines go to `on_line`,
-/// its exit code and reason come back. The Lease is renewed every `renew` meanwhile. Never
-/// removes anything, also when dropped midway (Ctrl-C, the time limit): the controller calls
-/// [`remove`] after every ending (`Backend::remove_run`).
+/// How the runtime ended (exit code, reason), and what the workspace's copy back did (`None`:
+/// the run has no workspace copy).
+pub(crate) type Ended = ((i32, Option<String>), Option<CopiedBack>);
+
+/// Launches `objects` and watches the run to the runtime's end: the workspace goes in first
+/// (`copy`, over `streams`), the runtime's log lines go to `on_line`, and after its end the
+/// workspace comes back; its exit code and reason come back. The Lease is renewed every
+/// `renew` meanwhile. Never removes anything, also when dropped midway (Ctrl-C, the time
+/// limit): the controller calls [`remove`] after every ending (`Backend::remove_run`).
 pub(crate) async fn launch_and_watch(
     api: &KubeApi,
     objects: &RunObjects,
+    copy: Option<(&WorkspaceCopy, &dyn PodStreams)>,
     pacing: Pacing,
     renew_every: Duration,
     on_line: &mut (dyn FnMut(String) + Send),
-) -> Result<(i32, Option<String>), KubeError> {
+) -> Result<Ended, KubeError> {
     let lease = launch(api, objects).await?;
     let watch = async {
-        let pod = started_pod(api, objects, pacing.poll).await?;
-        follow(api, &pod, &objects.runtime_container, pacing, on_line).await
+        if let Some((copy, streams)) = copy {
+            let pod = started_pod(api, objects, COPY_IN, pacing.poll).await?;
+            copy.copy_in(streams, &pod).await?;
+        }
+        let pod = started_pod(api, objects, &objects.runtime_container, pacing.poll).await?;
+        let ended = follow(api, &pod, &objects.runtime_container, pacing, on_line).await?;
+        let copied = match copy {
+            Some((copy, streams)) => Some(copy.copy_back(streams, &pod).await?),
+            None => None,
+        };
+        Ok((ended, copied))
     };
     tokio::select! {
         ended = watch => ended,
@@ -119,10 +137,11 @@ const FATAL_WAITING: [&str; 5] = [
     "CreateContainerError",
 ];
 
-/// Waits until the Job's pod has started the runtime (or it has ended already); its name.
+/// Waits until the Job's pod has started `container` (or it has ended already); its name.
 async fn started_pod(
     api: &KubeApi,
     objects: &RunObjects,
+    container: &str,
     poll: Duration,
 ) -> Result<String, KubeError> {
     let selector = format!(
@@ -130,7 +149,7 @@ async fn started_pod(
         manifest::instance_selector(&objects.name)
     );
     loop {
-        for pod in api.pods(&selector, &objects.runtime_container).await? {
+        for pod in api.pods(&selector, container).await? {
             let failed = |reason: String| KubeError::PodFailed {
                 pod: pod.name.clone(),
                 reason,

@@ -109,6 +109,7 @@ pub(super) fn export(plan: &RunPlan, workspace: Workspace) -> Export {
         )]),
         workspace,
         deadline_seconds: Some(3600),
+        copy: None,
     }
 }
 

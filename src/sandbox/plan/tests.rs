@@ -830,4 +830,16 @@ fn a_skill_without_a_grant_sees_no_workspace_and_a_granted_one_sees_it_as_grante
             })
             .collect()
     );
+    // A granted skill starts in the workspace, as Perstack's starts in the folder it runs in:
+    // relative paths in its args land there, not on the read-only root.
+    let workdir = |plan: &RunPlan| {
+        plan.images
+            .iter()
+            .find(|i| i.service == "skill:web")
+            .map(|i| i.config.workdir.clone())
+            .expect("the skill's image")
+    };
+    assert_eq!(workdir(&none), None);
+    assert_eq!(workdir(&read_only).as_deref(), Some("/workspace"));
+    assert_eq!(workdir(&read_write).as_deref(), Some("/workspace"));
 }
