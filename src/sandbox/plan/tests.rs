@@ -832,18 +832,12 @@ fn a_skill_without_a_grant_sees_no_workspace_and_a_granted_one_sees_it_as_grante
     );
 }
 
+/// A granted skill starts in the workspace, as Perstack's starts in the folder it runs in:
+/// relative paths in its args land there, not on the read-only root.
 #[test]
 fn a_granted_skill_starts_in_the_workspace() {
-    // As Perstack's starts in the folder it runs in: relative paths in its args land there, not
-    // on the read-only root.
-    let workdir = |grant: Option<&str>| {
-        let config = match grant {
-            Some(grant) => {
-                format!("{CONFIG}\n[sandbox.skills.\"web\"]\nworkspace = \"{grant}\"\n")
-            }
-            None => CONFIG.to_string(),
-        };
-        plan(&protected_request(&config))
+    let workdir = |config: &str| {
+        plan(&protected_request(config))
             .expect("plan")
             .images
             .iter()
@@ -851,7 +845,9 @@ fn a_granted_skill_starts_in_the_workspace() {
             .map(|i| i.config.workdir.clone())
             .expect("the skill's image")
     };
-    assert_eq!(workdir(None), None);
-    assert_eq!(workdir(Some("read-only")).as_deref(), Some("/workspace"));
-    assert_eq!(workdir(Some("read-write")).as_deref(), Some("/workspace"));
+    assert_eq!(workdir(CONFIG), None);
+    for grant in ["read-only", "read-write"] {
+        let config = format!("{CONFIG}\n[sandbox.skills.\"web\"]\nworkspace = \"{grant}\"\n");
+        assert_eq!(workdir(&config).as_deref(), Some("/workspace"), "{grant}");
+    }
 }
