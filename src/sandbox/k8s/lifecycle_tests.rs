@@ -848,6 +848,11 @@ async fn a_hostile_copy_back_is_refused_whole_changes_nothing_here_and_the_run_i
             tar_of(&[("notes.md", "evil"), ("big", &"x".repeat(2 << 20))], None),
             "more than 1048576 bytes",
         ),
+        (
+            // Cut after its first entry: old.txt would look removed by the run.
+            tar_of(&[("notes.md", "evil"), ("old.txt", "old")], None)[..1024].to_vec(),
+            "it ends before its end-of-archive marker (the stream was cut)",
+        ),
     ];
     for (tar, why) in cases {
         let script = Script {

@@ -228,6 +228,11 @@ impl WorkspaceCopy {
 
     /// Checks the spooled archive whole, then unpacks it and removes what the run removed.
     fn apply(&self, mut spooled: std::fs::File) -> Result<CopiedBack, ArchiveError> {
+        if !archive::ends_whole(&mut spooled).map_err(ArchiveError::Read)? {
+            return Err(ArchiveError::Read(std::io::Error::other(
+                "it ends before its end-of-archive marker (the stream was cut)",
+            )));
+        }
         let checked = archive::check(&spooled, &self.host, &self.protected, self.caps)?;
         spooled.rewind().map_err(ArchiveError::Read)?;
         let unpacked = archive::unpack(

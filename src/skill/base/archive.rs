@@ -326,6 +326,25 @@ fn read(
     Ok(admission.done)
 }
 
+/// Whether the archive in `file` ends with tar's end-of-archive marker (two zero blocks, which
+/// [`write`] always writes): a stream cut between two entries reads as a shorter archive, whose
+/// missing files [`removed`] would take for files the run removed. Leaves `file` rewound.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+pub(crate) fn ends_whole(file: &mut fs::File) -> io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let length = file.seek(SeekFrom::End(0))?;
+    let whole = if length < 1024 || length % 512 != 0 {
+        false
+    } else {
+        file.seek(SeekFrom::End(-1024))?;
+        let mut end = [1u8; 1024];
+        file.read_exact(&mut end)?;
+        end.iter().all(|b| *b == 0)
+    };
+    file.rewind()?;
+    Ok(whole)
+}
+
 /// What `sent` (a walk of what went in) held that `back` (what came back) does not: what the
 /// run removed, the deepest first. The `protected` paths never travel back, so they are never
 /// among them.
