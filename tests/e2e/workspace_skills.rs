@@ -119,3 +119,59 @@ fn mcp_server_git_reads_a_granted_workspace_and_mcp_server_sqlite_writes_it_as_t
         run.guard.leftovers()
     );
 }
+
+const TRIED: &str = "e2e/pypi-tried/perstack.toml";
+
+/// A skill granted the workspace starts in it, as Perstack's starts in the folder it runs in:
+/// `mcp-server-sqlite --db-path notes.db` keeps its database in the workspace, not on the
+/// read-only root (where it could not even start).
+#[test]
+fn a_granted_skill_starts_in_the_workspace_so_relative_paths_land_there() {
+    if !require_bookworm_image() {
+        return;
+    }
+    let run = TestRun::new(TRIED, "relative");
+    let done = run.run();
+    done.assert_code(0);
+    let insert = done.tool_text("insert");
+    assert!(!insert.to_lowercase().contains("error"), "{insert}");
+    let db = run.workspace.path().join("notes.db");
+    let meta = std::fs::metadata(&db).expect("notes.db in the workspace");
+    let me = std::fs::metadata("/proc/self").unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (me.uid(), me.gid()));
+    let text = String::from_utf8_lossy(&std::fs::read(&db).unwrap()).to_string();
+    assert!(
+        text.contains("relative to the workspace"),
+        "no row in notes.db"
+    );
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
+}
+
+/// `uvx mcp-server-sqlite` unpinned gets the newest MCP SDK, 2.x, which dropped the API the
+/// server uses: it cannot start, and the hint says to pin the SDK rather than (as a
+/// `ModuleNotFoundError` would suggest) to install a module.
+#[test]
+fn a_server_written_for_the_sdk_1_is_told_to_pin_it() {
+    if !require_bookworm_image() {
+        return;
+    }
+    let run = TestRun::new(TRIED, "unpinned");
+    let done = run.run();
+    done.assert_code(1);
+    assert!(
+        done.stderr
+            .contains("hint: the server was written for the MCP Python SDK 1.x")
+            && done.stderr.contains("uvx --with \"mcp<2\" <package>"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        run.guard.leftovers().is_empty(),
+        "{:?}",
+        run.guard.leftovers()
+    );
+}

@@ -254,7 +254,7 @@ pub(crate) fn skill_image(
     let run_env = prepared
         .install
         .as_ref()
-        .map(|install| install.run_env(packages::INSTALL_PREFIX))
+        .map(|install| install.run_env(crate::contract::paths::INSTALL_PREFIX))
         .unwrap_or_default();
     let entrypoint = skill_entrypoint(skill, recipe.as_ref(), &prepared, &run_env);
     let (mut env, files) = skill_contents(skill, &base, local, recipe.is_none(), artifacts);
@@ -267,7 +267,7 @@ pub(crate) fn skill_image(
         config: ImageConfig {
             env,
             user: Some(format!("{SKILL_UID}:{SKILL_UID}")),
-            workdir: local.and_then(|l| l.workdir.clone()),
+            workdir: skill_workdir(config, skill, local),
             entrypoint,
         },
         install: Vec::from_iter(
@@ -279,6 +279,26 @@ pub(crate) fn skill_image(
         labels: base_labels(ImageRole::Skill),
         recipe,
     }
+}
+
+/// Where a skill's server starts: the folder of its local files (a recipe's own `WORKDIR` when
+/// it has one); else, when it is granted the workspace, `/workspace` — where Perstack's would
+/// start, in the folder it runs in, so `--db-path notes.db` lands in the workspace rather than
+/// on the read-only root; else the base image's.
+fn skill_workdir(
+    config: &Config,
+    skill: &McpStdioSkill,
+    local: Option<&SkillFiles>,
+) -> Option<String> {
+    if let Some(local) = local {
+        return local.workdir.clone();
+    }
+    config
+        .sandbox
+        .skills
+        .get(&skill.name)
+        .and_then(|s| s.workspace)
+        .map(|_| WORKSPACE_MOUNT.to_string())
 }
 
 /// What the skill host starts, and what is installed for it: the local files' command, else
@@ -387,7 +407,7 @@ fn install_stage(
             .flat_map(|l| &l.install_files)
             .map(|f| image_path(f))
             .collect(),
-        prefix: packages::INSTALL_PREFIX.to_string(),
+        prefix: crate::contract::paths::INSTALL_PREFIX.to_string(),
     }
 }
 

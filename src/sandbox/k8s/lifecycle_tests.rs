@@ -811,7 +811,7 @@ async fn the_run_pod_has_the_copy_containers_hardened_the_copy_in_first_and_the_
 }
 
 /// A tar of `entries` (path, contents), written by `tar::Builder` (which refuses `..` and
-/// absolute paths; `files::archive`'s tests cover those with raw headers).
+/// absolute paths; `skill::base::archive`'s tests cover those with raw headers).
 fn tar_of(entries: &[(&str, &str)], hard_link: Option<(&str, &str)>) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, text) in entries {

@@ -4,7 +4,7 @@
 //! controller streams to its stdin over `attach`, and after the runtime has ended the controller
 //! `exec`s `workspace-out` in base-skill and unpacks the tar it writes, on this machine.
 //!
-//! The tar's format and rules belong to `files::archive`, for both directions. What comes back
+//! The tar's format and rules belong to `skill::base::archive`, for both directions. What comes back
 //! is attacker-made (the run's tools ran what a model wrote), so it is spooled to a temporary
 //! file within the caps, [`archive::check`]ed whole — base-skill's path rules, the protected
 //! paths, no link followed or beneath a link, no hard link or device — and only then unpacked;
@@ -25,9 +25,9 @@ use tokio::sync::mpsc;
 use super::client::KubeError;
 use crate::contract::paths::{BINARY_PATH, WORKSPACE_MOUNT};
 use crate::files::Owner;
-use crate::files::archive::{self, ArchiveError, Caps, Tree};
 use crate::sandbox::labels;
 use crate::sandbox::plan::{ContainerPlan, MountSource, RunPlan};
+use crate::skill::base::archive::{self, ArchiveError, Caps, Tree};
 use crate::trust::inputs::ProtectedPath;
 
 /// The init container that unpacks the workspace.

@@ -831,3 +831,23 @@ fn a_skill_without_a_grant_sees_no_workspace_and_a_granted_one_sees_it_as_grante
             .collect()
     );
 }
+
+/// A granted skill starts in the workspace, as Perstack's starts in the folder it runs in:
+/// relative paths in its args land there, not on the read-only root.
+#[test]
+fn a_granted_skill_starts_in_the_workspace() {
+    let workdir = |config: &str| {
+        plan(&protected_request(config))
+            .expect("plan")
+            .images
+            .iter()
+            .find(|i| i.service == "skill:web")
+            .map(|i| i.config.workdir.clone())
+            .expect("the skill's image")
+    };
+    assert_eq!(workdir(CONFIG), None);
+    for grant in ["read-only", "read-write"] {
+        let config = format!("{CONFIG}\n[sandbox.skills.\"web\"]\nworkspace = \"{grant}\"\n");
+        assert_eq!(workdir(&config).as_deref(), Some("/workspace"), "{grant}");
+    }
+}

@@ -20,6 +20,18 @@ const MISSING_FILE: [&str; 6] = [
 /// What Python and Node print when a module the server imports is not installed.
 const MISSING_MODULE: [&str; 2] = ["ModuleNotFoundError", "ERR_MODULE_NOT_FOUND"];
 
+/// What a server written for the MCP Python SDK 1.x prints under mcp 2, which renamed
+/// `FastMCP` (importing `mcp.server.fastmcp` raises a `ModuleNotFoundError` saying "This is mcp
+/// 2.x") and dropped the low-level `Server`'s decorators. Checked before [`MISSING_MODULE`]:
+/// installing more would not help.
+const SDK_MAJOR: [&str; 5] = [
+    "This is mcp 2.x",
+    "object has no attribute 'list_tools'",
+    "object has no attribute 'call_tool'",
+    "object has no attribute 'list_resources'",
+    "object has no attribute 'list_prompts'",
+];
+
 /// What a write to a read-only place prints.
 const READ_ONLY: [&str; 2] = ["Read-only file system", "EROFS"];
 
@@ -53,6 +65,14 @@ pub(super) fn hints(
              /tmp is writable, and {WORKSPACE_MOUNT} only with workspace = \"read-write\" \
              (docs/skills.md, \"What a skill can see and reach\")"
         ));
+    } else if said(&SDK_MAJOR) {
+        hints.push(
+            "the server was written for the MCP Python SDK 1.x, and the image build installed \
+             mcp 2 (the newest), which removed that API: pin the SDK — `uvx --with \"mcp<2\" \
+             <package>`, or `mcp<2` in the requirements.txt or pyproject.toml beside the server \
+             (docs/skills.md, \"When a skill cannot start\")"
+                .to_string(),
+        );
     } else if said(&MISSING_MODULE) {
         hints.push(
             "a module the server imports is not in its image: list it in requirements.txt or \
@@ -121,6 +141,22 @@ mod tests {
             let hints = hints(&"python3".into(), &os(&["server.py"]), &lines(said), false);
             assert_eq!(hints.len(), 1, "{said}");
             assert!(hints[0].contains("requirements.txt"), "{hints:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_for_the_sdk_1_under_mcp_2_is_told_to_pin_it_not_to_install_a_module() {
+        let renamed = lines(
+            "ModuleNotFoundError: No module named 'mcp.server.fastmcp'. This is mcp 2.x, where \
+             FastMCP was renamed to MCPServer",
+        );
+        let decorators = lines(
+            "    @app.list_tools()\nAttributeError: 'Server' object has no attribute 'list_tools'",
+        );
+        for stderr in [renamed, decorators] {
+            let hints = hints(&"/opt/perstack-skill/bin/x".into(), &[], &stderr, false);
+            assert_eq!(hints.len(), 1, "{hints:?}");
+            assert!(hints[0].contains("uvx --with \"mcp<2\""), "{hints:?}");
         }
     }
 

@@ -31,9 +31,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::{Beneath, FileError, Owner};
+use super::paths::Workspace;
 use crate::config::discover::normalize;
-use crate::skill::base::paths::Workspace;
+use crate::files::{Beneath, FileError, Kind, Owner};
 use crate::trust::inputs::{self, ProtectedPath};
 
 /// The most an archive may hold: bytes of file contents and entries.
@@ -590,16 +590,16 @@ impl Admitted {
         let parent = path.parent().unwrap_or(Path::new(""));
         beneath.dir(parent)?;
         match beneath.kind(&path)? {
-            Some(super::Kind::Folder) if !folder => Err(FileError::NotAFile {
+            Some(Kind::Folder) if !folder => Err(FileError::NotAFile {
                 path: beneath.path(&path),
             }
             .into()),
-            Some(super::Kind::Link(target)) if folder => Err(FileError::Link {
+            Some(Kind::Link(target)) if folder => Err(FileError::Link {
                 path: beneath.path(&path),
                 target,
             }
             .into()),
-            Some(super::Kind::File | super::Kind::Other) if folder => Err(FileError::NotAFolder {
+            Some(Kind::File | Kind::Other) if folder => Err(FileError::NotAFolder {
                 path: beneath.path(&path),
             }
             .into()),
