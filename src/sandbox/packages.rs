@@ -19,13 +19,12 @@
 //! the installed module is what such a config means.
 
 use crate::config::McpStdioSkill;
+use crate::contract::paths::INSTALL_PREFIX;
 
-/// Where the packages of a skill are installed inside its image (a venv for Python, an npm
-/// prefix for Node).
-pub(crate) const INSTALL_PREFIX: &str = "/opt/perstack-skill";
-/// For Node packages: a link to the bin `npx` would have started, made at build time (the
-/// package's `package.json` says which, and it is only known once it is installed).
-pub(crate) const NODE_ENTRY: &str = "/opt/perstack-skill/entry";
+/// For Node packages: a link to the bin `npx` would have started, made at build time under
+/// [`INSTALL_PREFIX`] (the package's `package.json` says which, and it is only known once it is
+/// installed).
+pub(crate) const NODE_ENTRY: &str = "entry";
 
 /// Which package manager installs a skill's packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -420,7 +419,7 @@ fn npx(argv: &[String]) -> Result<Prepared, PackageError> {
             packages: vec![target.clone()],
             entry_package: Some(name),
         }),
-        command: NODE_ENTRY.to_string(),
+        command: format!("{INSTALL_PREFIX}/{NODE_ENTRY}"),
         args,
     })
 }

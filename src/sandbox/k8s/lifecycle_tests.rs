@@ -801,7 +801,7 @@ async fn the_run_pod_has_the_copy_containers_hardened_the_copy_in_first_and_the_
 }
 
 /// A tar of `entries` (path, contents), written by `tar::Builder` (which refuses `..` and
-/// absolute paths; `files::archive`'s tests cover those with raw headers).
+/// absolute paths; `skill::base::archive`'s tests cover those with raw headers).
 fn tar_of(entries: &[(&str, &str)], hard_link: Option<(&str, &str)>) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, text) in entries {
@@ -847,6 +847,11 @@ async fn a_hostile_copy_back_is_refused_whole_changes_nothing_here_and_the_run_i
         (
             tar_of(&[("notes.md", "evil"), ("big", &"x".repeat(2 << 20))], None),
             "more than 1048576 bytes",
+        ),
+        (
+            // Cut after its first entry: old.txt would look removed by the run.
+            tar_of(&[("notes.md", "evil"), ("old.txt", "old")], None)[..1024].to_vec(),
+            "it ends before its end-of-archive marker (the stream was cut)",
         ),
     ];
     for (tar, why) in cases {
