@@ -24,7 +24,8 @@ use super::policy::ResourceLimits;
 
 const OOM_SCORE_ADJ: &str = "/proc/self/oom_score_adj";
 
-/// The bounds in force, as the kernel reports them once they are set (`None`: unlimited).
+/// The bounds the policy set, as the kernel reports them once set (`None`: not set by the
+/// policy; what the process inherited then holds, and is not reported).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitsOutcome {
     /// `RLIMIT_NPROC`.
@@ -54,10 +55,17 @@ pub(crate) fn apply(limits: &ResourceLimits) -> Result<LimitsOutcome, ConfineErr
                 source,
             })?;
     }
-    Ok(in_force())
+    let kernel = in_force();
+    Ok(LimitsOutcome {
+        processes: kernel.processes.filter(|_| limits.processes.is_some()),
+        data_bytes: kernel.data_bytes.filter(|_| limits.data_bytes.is_some()),
+        oom_score_adj: kernel
+            .oom_score_adj
+            .filter(|_| limits.oom_score_adj.is_some()),
+    })
 }
 
-/// What the kernel says holds for this process.
+/// What the kernel says holds for this process (`None`: unlimited, or unreadable).
 pub(crate) fn in_force() -> LimitsOutcome {
     let soft = |resource| match getrlimit(resource) {
         Ok((soft, _)) if soft != libc::RLIM_INFINITY => Some(soft),
