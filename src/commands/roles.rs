@@ -10,9 +10,9 @@ use crate::cli::{
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::exit::Exit;
 use crate::files::Owner;
-use crate::files::archive::{self, ArchiveError, Caps};
 use crate::proxy::ProxyError;
 use crate::runtime;
+use crate::skill::base::archive::{self, ArchiveError, Caps};
 use crate::skill::host::{self, HostError, HostOptions};
 use crate::skill::server::ServeError;
 use crate::skill::{base, fixture};
@@ -165,7 +165,7 @@ pub(crate) fn copy_out(
 }
 
 /// `workspace-in`: the tar on stdin unpacked into the (empty) workspace folder, under the
-/// archive's rules and caps (`files::archive`); what it left out is said on stderr.
+/// archive's rules and caps (`skill::base::archive`); what it left out is said on stderr.
 pub async fn workspace_in(args: WorkspaceInArgs) -> Result<i32, RoleError> {
     let failed = |error| RoleError::Workspace {
         role: "workspace-in",

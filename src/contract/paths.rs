@@ -28,6 +28,9 @@ pub(crate) const CA_BUNDLE_VARIABLES: [&str; 6] = [
 /// files the skill names (`sandbox::skill_files`); `tools/server.py` beside perstack.toml is
 /// `/opt/skill/tools/server.py` here.
 pub(crate) const SKILL_FILES_DIR: &str = "/opt/skill";
+/// Where a skill's packages are installed in its image (a venv for Python, an npm prefix for
+/// Node; `sandbox::packages`), and so where its command starts them from.
+pub(crate) const INSTALL_PREFIX: &str = "/opt/perstack-skill";
 /// `PATH` for `scratch` images (which have none).
 pub(crate) const SCRATCH_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 

@@ -19,13 +19,12 @@
 //! the installed module is what such a config means.
 
 use crate::config::McpStdioSkill;
+use crate::contract::paths::INSTALL_PREFIX;
 
-/// Where the packages of a skill are installed inside its image (a venv for Python, an npm
-/// prefix for Node).
-pub(crate) const INSTALL_PREFIX: &str = "/opt/perstack-skill";
-/// For Node packages: a link to the bin `npx` would have started, made at build time (the
-/// package's `package.json` says which, and it is only known once it is installed).
-pub(crate) const NODE_ENTRY: &str = "/opt/perstack-skill/entry";
+/// For Node packages: a link to the bin `npx` would have started, made at build time under
+/// [`INSTALL_PREFIX`] (the package's `package.json` says which, and it is only known once it is
+/// installed).
+pub(crate) const NODE_ENTRY: &str = "entry";
 
 /// Which package manager installs a skill's packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -77,6 +76,8 @@ impl Install {
                 ("UV_NO_SYNC".to_string(), "1".to_string()),
                 ("UV_OFFLINE".to_string(), "1".to_string()),
                 ("UV_PYTHON_DOWNLOADS".to_string(), "never".to_string()),
+                // The base's, which made the environment, whatever `.python-version` says.
+                ("UV_PYTHON".to_string(), "python3".to_string()),
             ],
             Installer::Pip | Installer::Npm | Installer::NpmProject => Vec::new(),
         }
@@ -418,7 +419,7 @@ fn npx(argv: &[String]) -> Result<Prepared, PackageError> {
             packages: vec![target.clone()],
             entry_package: Some(name),
         }),
-        command: NODE_ENTRY.to_string(),
+        command: format!("{INSTALL_PREFIX}/{NODE_ENTRY}"),
         args,
     })
 }
@@ -527,6 +528,7 @@ mod tests {
         assert_eq!(env["UV_NO_SYNC"], "1");
         assert_eq!(env["UV_OFFLINE"], "1");
         assert_eq!(env["UV_PYTHON_DOWNLOADS"], "never");
+        assert_eq!(env["UV_PYTHON"], "python3");
         assert!(pip(&["x"]).expect("pip").run_env("/p").is_empty());
     }
 

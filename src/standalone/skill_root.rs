@@ -15,9 +15,8 @@
 use std::path::Path;
 
 use crate::config::{LoadedConfig, Skill, dotted_path};
-use crate::contract::paths::SKILL_FILES_DIR;
+use crate::contract::paths::{INSTALL_PREFIX, SKILL_FILES_DIR};
 use crate::sandbox::images::{ImageSpec, slug};
-use crate::sandbox::packages::INSTALL_PREFIX;
 use crate::sandbox::skill_files::{self, FilesBySkill};
 
 /// The folder of every skill's own folder.

@@ -21,9 +21,8 @@
 //!   `COPY rootfs/ /`.
 //!
 //! A skill whose command fetches packages (`uvx`, `npx`, see `packages.rs`) gets them at build
-//! time, in a first build stage (`FROM <base> AS install`) that creates
-//! [`INSTALL_PREFIX`] with the network of the engine's default
-//! bridge. The host's CA bundle is in that stage only (`build/ca.pem` in the context, for
+//! time, in a first build stage (`FROM <base> AS install`) that creates `INSTALL_PREFIX`
+//! (`contract::paths`) with the network of the engine's default bridge. The host's CA bundle is in that stage only (`build/ca.pem` in the context, for
 //! TLS-intercepting proxies); the image itself starts again `FROM <base>` and copies just the
 //! installed prefix, so neither the CA file nor the installers' caches reach any of its layers.
 //! A configured package index (`[sandbox] npmRegistry`, `pipIndexUrl`) is an argument of that
@@ -54,7 +53,7 @@ pub(crate) mod recipes;
 pub(crate) mod user_recipe;
 
 use super::labels;
-use super::packages::{INSTALL_PREFIX, Install, Installer, UV_PROJECT_DIR};
+use super::packages::{Install, Installer, NODE_ENTRY, UV_PROJECT_DIR};
 use crate::contract::paths::BINARY_PATH;
 use user_recipe::UserRecipe;
 
@@ -133,7 +132,7 @@ pub(crate) struct ImageSpec {
     pub recipe: Option<UserRecipe>,
 }
 
-/// A build stage that installs a skill's packages; only [`INSTALL_PREFIX`] is copied from it.
+/// A build stage that installs a skill's packages; only `INSTALL_PREFIX` is copied from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InstallStage {
     /// What to install, and how.
@@ -149,7 +148,7 @@ pub(crate) struct InstallStage {
     /// image: the stage gets these alone, from the context's `rootfs/`, so a change to another
     /// file finds the stage in the builder's cache.
     pub local_files: Vec<String>,
-    /// Where the packages are installed: [`INSTALL_PREFIX`] in a skill's own image, the skill's
+    /// Where the packages are installed: `INSTALL_PREFIX` in a skill's own image, the skill's
     /// own folder in a standalone image (which holds several skills' packages).
     pub prefix: String,
 }
@@ -160,7 +159,7 @@ pub(crate) const INSTALL_STAGE_ROLE: &str = "skill-install";
 const BUILD_DIR: &str = "/tmp/perstack-build";
 
 /// The start of the install stage's script for pip and uv: the index and the CA bundle for both
-/// installers (uv reads `SSL_CERT_FILE`), then a venv at [`INSTALL_PREFIX`]. The first argument
+/// installers (uv reads `SSL_CERT_FILE`), then a venv at `INSTALL_PREFIX`. The first argument
 /// is the index (or ""), shifted off. pip and uv ignore a plain-HTTP index unless its host is
 /// trusted; configuring one is what trusts it.
 const VENV_SCRIPT: &str = r#"set -eu
@@ -169,46 +168,47 @@ if [ -n "$index" ]; then
   export PIP_INDEX_URL="$index" UV_DEFAULT_INDEX="$index"
   case $index in http://*) host=${index#http://}; export PIP_TRUSTED_HOST="${host%%/*}" UV_INSECURE_HOST="${host%%/*}";; esac
 fi
-ca=/tmp/perstack-build/ca.pem
+ca=@BUILD_DIR@/ca.pem
 if [ -s "$ca" ]; then export PIP_CERT="$ca" SSL_CERT_FILE="$ca" REQUESTS_CA_BUNDLE="$ca"; fi
 command -v python3 >/dev/null || { echo "perstack-sandbox: the base image has no python3; choose a Python base image ([sandbox] pythonImage)" >&2; exit 1; }
-python3 -m venv /opt/perstack-skill || { echo "perstack-sandbox: python3 -m venv failed; the base image needs the venv module (Debian: python3-venv)" >&2; exit 1; }
-pip_install() { /opt/perstack-skill/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --progress-bar off "$@"; }
+python3 -m venv @PREFIX@ || { echo "perstack-sandbox: python3 -m venv failed; the base image needs the venv module (Debian: python3-venv)" >&2; exit 1; }
+pip_install() { @PREFIX@/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --progress-bar off "$@"; }
 "#;
 
 /// The rest of the install stage's script for pip (after [`VENV_SCRIPT`]): `pip install "$@"`.
 /// Run with `sh -c SCRIPT perstack-install <index or ""> <requirement>…`: the index and the
 /// requirements are arguments, never shell text.
 const PIP_SCRIPT: &str = r#"pip_install "$@"
-rm -rf /tmp/perstack-build
+rm -rf @BUILD_DIR@
 "#;
 
 /// The rest of the install stage's script for uv (after [`VENV_SCRIPT`]): `pip install uv`, then,
 /// given a project folder, `uv sync` there into the project environment `uv run` uses at run time
-/// (`packages::Install::run_env`), with the base's python (uv never downloads one here). Run
+/// (`packages::Install::run_env`), with the base's python whatever `.python-version` asks for
+/// (uv never downloads one here: the image chooses the version, as for `uvx`). Run
 /// with `sh -c SCRIPT perstack-install <index or ""> <project environment> [<project folder>]`.
 const UV_SCRIPT: &str = r#"project_env=$1; shift
 pip_install uv
 if [ $# -gt 0 ]; then
   cd "$1"
-  UV_PROJECT_ENVIRONMENT="$project_env" UV_PYTHON_DOWNLOADS=never \
+  UV_PROJECT_ENVIRONMENT="$project_env" UV_PYTHON=python3 UV_PYTHON_DOWNLOADS=never \
     UV_CACHE_DIR=/tmp/perstack-uv-cache UV_LINK_MODE=copy \
-    /opt/perstack-skill/bin/uv sync --no-progress
+    @PREFIX@/bin/uv sync --no-progress
 fi
-rm -rf /tmp/perstack-build /tmp/perstack-uv-cache
+rm -rf @BUILD_DIR@ /tmp/perstack-uv-cache
 "#;
 
-/// The install stage's script for npm: `npm install -g --prefix` [`INSTALL_PREFIX`], then — when
+/// The install stage's script for npm: `npm install -g --prefix` `INSTALL_PREFIX`, then — when
 /// the first argument names a package — a link `entry` to the bin `npx` would run: the only
 /// one, else the one named like the package. Run with `sh -c SCRIPT perstack-install <registry or
 /// ""> <entry or ""> <spec>…`.
 const NPM_SCRIPT: &str = r#"set -eu
 registry=$1 entry=$2; shift 2
 if [ -n "$registry" ]; then export npm_config_registry="$registry"; fi
-ca=/tmp/perstack-build/ca.pem
+ca=@BUILD_DIR@/ca.pem
 if [ -s "$ca" ]; then export NODE_EXTRA_CA_CERTS="$ca"; fi
 command -v npm >/dev/null || { echo "perstack-sandbox: the base image has no npm; choose a Node base image ([sandbox] nodeImage)" >&2; exit 1; }
-npm install -g --prefix /opt/perstack-skill --cache /tmp/perstack-npm-cache --no-audit --no-fund --no-update-notifier "$@"
+npm install -g --prefix @PREFIX@ --cache /tmp/perstack-npm-cache --no-audit --no-fund --no-update-notifier "$@"
 if [ -n "$entry" ]; then
   bin=$(node -e '
 const p = require(process.argv[1] + "/package.json");
@@ -219,10 +219,10 @@ const names = Object.keys(bin || {});
 const pick = names.length === 1 ? names[0] : names.includes(own) ? own : null;
 if (!pick) { console.error(`perstack-sandbox: ${p.name} has ${names.length ? "several bins (" + names.join(", ") + ") and none named " + own : "no bin"}; name the one to run: npx --package ${p.name} <bin>`); process.exit(1); }
 console.log(pick);
-' "/opt/perstack-skill/lib/node_modules/$entry")
-  ln -s "bin/$bin" /opt/perstack-skill/entry
+' "@PREFIX@/lib/node_modules/$entry")
+  ln -s "bin/$bin" @PREFIX@/@NODE_ENTRY@
 fi
-rm -rf /tmp/perstack-build /tmp/perstack-npm-cache
+rm -rf @BUILD_DIR@ /tmp/perstack-npm-cache
 "#;
 
 /// The install stage's script for a Node skill's own folder (`package.json` among its local
@@ -232,15 +232,24 @@ rm -rf /tmp/perstack-build /tmp/perstack-npm-cache
 const NPM_PROJECT_SCRIPT: &str = r#"set -eu
 registry=$1 dir=$2
 if [ -n "$registry" ]; then export npm_config_registry="$registry"; fi
-ca=/tmp/perstack-build/ca.pem
+ca=@BUILD_DIR@/ca.pem
 if [ -s "$ca" ]; then export NODE_EXTRA_CA_CERTS="$ca"; fi
 command -v npm >/dev/null || { echo "perstack-sandbox: the base image has no npm; choose a Node base image ([sandbox] nodeImage)" >&2; exit 1; }
 cd "$dir"
 flags="--omit=dev --cache /tmp/perstack-npm-cache --no-audit --no-fund --no-update-notifier"
 if [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; then npm ci $flags; else npm install --no-package-lock $flags; fi
 mkdir -p node_modules
-rm -rf /tmp/perstack-build /tmp/perstack-npm-cache
+rm -rf @BUILD_DIR@ /tmp/perstack-npm-cache
 "#;
+
+/// An install script with its paths in place: `prefix` for `@PREFIX@`, [`BUILD_DIR`] and
+/// [`NODE_ENTRY`] for theirs.
+fn fill(script: &str, prefix: &str) -> String {
+    script
+        .replace("@PREFIX@", prefix)
+        .replace("@BUILD_DIR@", BUILD_DIR)
+        .replace("@NODE_ENTRY@", NODE_ENTRY)
+}
 
 impl InstallStage {
     /// What the image copies from the stage: the install prefix, or a Node folder's
@@ -260,8 +269,9 @@ impl InstallStage {
         }
     }
 
-    /// The installer's script, installing at [`Self::prefix`] (the scripts name
-    /// [`INSTALL_PREFIX`]).
+    /// The installer's script, installing at [`Self::prefix`]: the scripts above write it
+    /// `@PREFIX@`, [`BUILD_DIR`] `@BUILD_DIR@` and [`NODE_ENTRY`] `@NODE_ENTRY@`, so each
+    /// path has one definition.
     fn script(&self) -> String {
         let script = match self.install.installer {
             Installer::Pip => format!("{VENV_SCRIPT}{PIP_SCRIPT}"),
@@ -269,7 +279,7 @@ impl InstallStage {
             Installer::Npm => NPM_SCRIPT.to_string(),
             Installer::NpmProject => NPM_PROJECT_SCRIPT.to_string(),
         };
-        script.replace(INSTALL_PREFIX, &self.prefix)
+        fill(&script, &self.prefix)
     }
 
     /// The `n`th stage's Dockerfile lines, `FROM` included; `repository` is the image's.
@@ -662,6 +672,7 @@ pub(crate) fn exec_form(args: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::paths::INSTALL_PREFIX;
 
     fn spec(file: &'static [u8]) -> ImageSpec {
         ImageSpec {
@@ -917,10 +928,30 @@ mod tests {
             npm.contains("\"perstack-install\",\"\",\"@scope/server@1\",\"@scope/server@1\"]"),
             "{npm}"
         );
-        let script = serde_json::to_string(NPM_SCRIPT).expect("json");
+        let filled = fill(NPM_SCRIPT, INSTALL_PREFIX);
+        let script = serde_json::to_string(&filled).expect("json");
         assert!(npm.contains(&script), "{npm}");
-        assert!(NPM_SCRIPT.contains("NODE_EXTRA_CA_CERTS"));
-        assert!(NPM_SCRIPT.contains("ln -s \"bin/$bin\" /opt/perstack-skill/entry"));
+        assert!(filled.contains("NODE_EXTRA_CA_CERTS"));
+        assert!(filled.contains("ln -s \"bin/$bin\" /opt/perstack-skill/entry"));
+    }
+
+    #[test]
+    fn every_install_script_has_its_paths_filled_in() {
+        let placeholder = regex::Regex::new("@[A-Z_]+@").expect("regex");
+        for script in [
+            VENV_SCRIPT,
+            PIP_SCRIPT,
+            UV_SCRIPT,
+            NPM_SCRIPT,
+            NPM_PROJECT_SCRIPT,
+        ] {
+            let filled = fill(script, "/p");
+            assert!(!placeholder.is_match(&filled), "{filled}");
+            assert!(!filled.contains(INSTALL_PREFIX), "{filled}");
+        }
+        assert!(fill(VENV_SCRIPT, "/p").contains("python3 -m venv /p ||"));
+        assert!(fill(NPM_SCRIPT, "/p").contains("ln -s \"bin/$bin\" /p/entry\n"));
+        assert!(fill(NPM_SCRIPT, "/p").contains("ca=/tmp/perstack-build/ca.pem\n"));
     }
 
     #[test]
@@ -939,7 +970,10 @@ mod tests {
             "{dockerfile}"
         );
         let script = uv.install[0].script();
-        assert!(script.starts_with(VENV_SCRIPT), "{script}");
+        assert!(
+            script.starts_with(&fill(VENV_SCRIPT, INSTALL_PREFIX)),
+            "{script}"
+        );
         // pip and uv both get the index and the CA; uv never downloads a Python.
         for name in [
             "UV_DEFAULT_INDEX",
@@ -950,7 +984,10 @@ mod tests {
             assert!(script.contains(name), "{name}: {script}");
         }
         assert!(script.contains("pip_install uv\n"), "{script}");
-        assert!(script.contains("UV_PYTHON_DOWNLOADS=never"), "{script}");
+        assert!(
+            script.contains("UV_PYTHON=python3 UV_PYTHON_DOWNLOADS=never"),
+            "{script}"
+        );
         assert!(script.contains("uv sync"), "{script}");
         // The same environment as run time's.
         let run_env = uv.install[0].install.run_env(INSTALL_PREFIX);
@@ -984,7 +1021,8 @@ mod tests {
             stage.ends_with("\"perstack-install\",\"\",\"/opt/skill/srv\"]\n"),
             "{stage}"
         );
-        assert!(stage.contains(&serde_json::to_string(NPM_PROJECT_SCRIPT).expect("json")));
+        let filled = fill(NPM_PROJECT_SCRIPT, INSTALL_PREFIX);
+        assert!(stage.contains(&serde_json::to_string(&filled).expect("json")));
         assert!(NPM_PROJECT_SCRIPT.contains("npm ci $flags"));
         assert!(image.starts_with(
             "COPY --from=install /opt/skill/srv/node_modules /opt/skill/srv/node_modules\n"

@@ -254,7 +254,7 @@ pub(crate) fn skill_image(
     let run_env = prepared
         .install
         .as_ref()
-        .map(|install| install.run_env(packages::INSTALL_PREFIX))
+        .map(|install| install.run_env(crate::contract::paths::INSTALL_PREFIX))
         .unwrap_or_default();
     let entrypoint = skill_entrypoint(skill, recipe.as_ref(), &prepared, &run_env);
     let (mut env, files) = skill_contents(skill, &base, local, recipe.is_none(), artifacts);
@@ -407,7 +407,7 @@ fn install_stage(
             .flat_map(|l| &l.install_files)
             .map(|f| image_path(f))
             .collect(),
-        prefix: packages::INSTALL_PREFIX.to_string(),
+        prefix: crate::contract::paths::INSTALL_PREFIX.to_string(),
     }
 }
 

@@ -22,13 +22,13 @@ use super::manifest::{self, CopyContainers, Export, Workspace};
 use super::session::{self, RunObjects};
 use super::workspace::{COPY_IN, CopiedBack, HOLD, MAX_ENTRIES, PodStreams, WorkspaceCopy};
 use crate::contract::paths::BINARY_PATH;
-use crate::files::archive::Caps;
 use crate::render::Output;
 use crate::sandbox::backend::{Backend, BackendError};
 use crate::sandbox::engine::run::{
     EventTap, RunEnd, RunError, RunIds, RunReport, TimeLimit, relay_line,
 };
 use crate::sandbox::plan::RunPlan;
+use crate::skill::base::archive::Caps;
 
 /// A namespace that runs plans.
 pub(crate) struct KubernetesBackend {

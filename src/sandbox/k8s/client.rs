@@ -562,15 +562,19 @@ impl super::workspace::PodStreams for KubeApi {
             let (relayed, _) = tokio::join!(relay, stderr.read_to_end(&mut said));
             relayed.map_err(failed)?;
             drop(output);
+            // The API server's Status on the error channel is the only word that the command
+            // ran to its end; a connection that drops without one is a failure.
             match status.await {
-                Some(status) if status.status.as_deref() != Some("Success") => {
-                    Err(failed(std::io::Error::other(format!(
-                        "{} ({})",
-                        status.message.unwrap_or_default(),
-                        String::from_utf8_lossy(&said).trim()
-                    ))))
-                }
-                _ => Ok(()),
+                Some(status) if status.status.as_deref() == Some("Success") => Ok(()),
+                Some(status) => Err(failed(std::io::Error::other(format!(
+                    "{} ({})",
+                    status.message.unwrap_or_default(),
+                    String::from_utf8_lossy(&said).trim()
+                )))),
+                None => Err(failed(std::io::Error::other(format!(
+                    "the exec ended without its status ({})",
+                    String::from_utf8_lossy(&said).trim()
+                )))),
             }
         })
     }

@@ -5,7 +5,7 @@ use super::client::{KubeApi, KubeError};
 
 /// Every permission a run, its cleanup and `gc` need in the namespace: (verb, API group,
 /// resource). README "Running on Kubernetes" shows them as a Role.
-pub(crate) const PERMISSIONS: [(&str, &str, &str); 22] = [
+pub(crate) const PERMISSIONS: [(&str, &str, &str); 24] = [
     ("create", "coordination.k8s.io", "leases"),
     ("update", "coordination.k8s.io", "leases"),
     ("list", "coordination.k8s.io", "leases"),
@@ -28,6 +28,10 @@ pub(crate) const PERMISSIONS: [(&str, &str, &str); 22] = [
     ("list", "", "pods"),
     ("delete", "", "pods"),
     ("get", "", "pods/log"),
+    // The workspace's copy: in over attach, back over exec (websocket upgrades, authorized as
+    // `create` by current API servers).
+    ("create", "", "pods/attach"),
+    ("create", "", "pods/exec"),
 ];
 
 /// The namespace label that holds the enforced Pod Security level.

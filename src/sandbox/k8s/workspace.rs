@@ -4,7 +4,7 @@
 //! controller streams to its stdin over `attach`, and after the runtime has ended the controller
 //! `exec`s `workspace-out` in base-skill and unpacks the tar it writes, on this machine.
 //!
-//! The tar's format and rules belong to `files::archive`, for both directions. What comes back
+//! The tar's format and rules belong to `skill::base::archive`, for both directions. What comes back
 //! is attacker-made (the run's tools ran what a model wrote), so it is spooled to a temporary
 //! file within the caps, [`archive::check`]ed whole — base-skill's path rules, the protected
 //! paths, no link followed or beneath a link, no hard link or device — and only then unpacked;
@@ -25,9 +25,9 @@ use tokio::sync::mpsc;
 use super::client::KubeError;
 use crate::contract::paths::{BINARY_PATH, WORKSPACE_MOUNT};
 use crate::files::Owner;
-use crate::files::archive::{self, ArchiveError, Caps, Tree};
 use crate::sandbox::labels;
 use crate::sandbox::plan::{ContainerPlan, MountSource, RunPlan};
+use crate::skill::base::archive::{self, ArchiveError, Caps, Tree};
 use crate::trust::inputs::ProtectedPath;
 
 /// The init container that unpacks the workspace.
@@ -228,6 +228,11 @@ impl WorkspaceCopy {
 
     /// Checks the spooled archive whole, then unpacks it and removes what the run removed.
     fn apply(&self, mut spooled: std::fs::File) -> Result<CopiedBack, ArchiveError> {
+        if !archive::ends_whole(&mut spooled).map_err(ArchiveError::Read)? {
+            return Err(ArchiveError::Read(std::io::Error::other(
+                "it ends before its end-of-archive marker (the stream was cut)",
+            )));
+        }
         let checked = archive::check(&spooled, &self.host, &self.protected, self.caps)?;
         spooled.rewind().map_err(ArchiveError::Read)?;
         let unpacked = archive::unpack(

@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::{Config, LoadedConfig, McpStdioSkill, Skill, dotted_path};
-use crate::contract::paths::SKILL_FILES_DIR;
-use crate::sandbox::packages::{self, INSTALL_PREFIX, Install, Installer, Prepared};
+use crate::contract::paths::{INSTALL_PREFIX, SKILL_FILES_DIR};
+use crate::sandbox::packages::{self, Install, Installer, Prepared};
 use crate::trust::inputs::{InputKind, TrustedInput};
 
 use walk::{Collected, PathError, Resolved, Root};

@@ -9,6 +9,7 @@
 //! runtime container cannot read the workspace. Arguments that do not match a tool's schema are a
 //! JSON-RPC `invalid params` error. Path rules: [`paths`]; user docs: docs/base-skill.md.
 
+pub(crate) mod archive;
 pub(crate) mod error;
 pub(crate) mod exec;
 pub(crate) mod files;

@@ -325,3 +325,22 @@ fn what_went_in_and_did_not_come_back_is_removed_but_never_a_protected_path() {
     assert!(dir.path().join(".git/HEAD").exists());
     assert!(dir.path().join("kept").exists());
 }
+
+#[test]
+fn an_archive_cut_between_two_entries_does_not_end_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("a"), "alpha").expect("write");
+    fs::write(dir.path().join("b"), "beta").expect("write");
+    let bytes = archive_of(dir.path(), &[]);
+    let spool = |bytes: &[u8]| {
+        let mut file = tempfile::tempfile().expect("tempfile");
+        file.write_all(bytes).expect("write");
+        file
+    };
+    assert!(ends_whole(&mut spool(&bytes)).expect("read"));
+    // Header and one block of `a`: a valid, shorter archive to `check`, but not a whole one.
+    let cut = &bytes[..1024];
+    check(cut, dir.path(), &[], CAPS).expect("reads as an archive of one file");
+    assert!(!ends_whole(&mut spool(cut)).expect("read"));
+    assert!(!ends_whole(&mut spool(b"")).expect("read"));
+}

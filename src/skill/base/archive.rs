@@ -31,9 +31,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::{Beneath, FileError, Owner};
+use super::paths::Workspace;
 use crate::config::discover::normalize;
-use crate::skill::base::paths::Workspace;
+use crate::files::{Beneath, FileError, Kind, Owner};
 use crate::trust::inputs::{self, ProtectedPath};
 
 /// The most an archive may hold: bytes of file contents and entries.
@@ -326,6 +326,25 @@ fn read(
     Ok(admission.done)
 }
 
+/// Whether the archive in `file` ends with tar's end-of-archive marker (two zero blocks, which
+/// [`write`] always writes): a stream cut between two entries reads as a shorter archive, whose
+/// missing files [`removed`] would take for files the run removed. Leaves `file` rewound.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+pub(crate) fn ends_whole(file: &mut fs::File) -> io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let length = file.seek(SeekFrom::End(0))?;
+    let whole = if length < 1024 || length % 512 != 0 {
+        false
+    } else {
+        file.seek(SeekFrom::End(-1024))?;
+        let mut end = [1u8; 1024];
+        file.read_exact(&mut end)?;
+        end.iter().all(|b| *b == 0)
+    };
+    file.rewind()?;
+    Ok(whole)
+}
+
 /// What `sent` (a walk of what went in) held that `back` (what came back) does not: what the
 /// run removed, the deepest first. The `protected` paths never travel back, so they are never
 /// among them.
@@ -571,16 +590,16 @@ impl Admitted {
         let parent = path.parent().unwrap_or(Path::new(""));
         beneath.dir(parent)?;
         match beneath.kind(&path)? {
-            Some(super::Kind::Folder) if !folder => Err(FileError::NotAFile {
+            Some(Kind::Folder) if !folder => Err(FileError::NotAFile {
                 path: beneath.path(&path),
             }
             .into()),
-            Some(super::Kind::Link(target)) if folder => Err(FileError::Link {
+            Some(Kind::Link(target)) if folder => Err(FileError::Link {
                 path: beneath.path(&path),
                 target,
             }
             .into()),
-            Some(super::Kind::File | super::Kind::Other) if folder => Err(FileError::NotAFolder {
+            Some(Kind::File | Kind::Other) if folder => Err(FileError::NotAFolder {
                 path: beneath.path(&path),
             }
             .into()),
