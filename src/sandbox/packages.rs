@@ -76,6 +76,8 @@ impl Install {
                 ("UV_NO_SYNC".to_string(), "1".to_string()),
                 ("UV_OFFLINE".to_string(), "1".to_string()),
                 ("UV_PYTHON_DOWNLOADS".to_string(), "never".to_string()),
+                // The base's, which made the environment, whatever `.python-version` says.
+                ("UV_PYTHON".to_string(), "python3".to_string()),
             ],
             Installer::Pip | Installer::Npm | Installer::NpmProject => Vec::new(),
         }
@@ -526,6 +528,7 @@ mod tests {
         assert_eq!(env["UV_NO_SYNC"], "1");
         assert_eq!(env["UV_OFFLINE"], "1");
         assert_eq!(env["UV_PYTHON_DOWNLOADS"], "never");
+        assert_eq!(env["UV_PYTHON"], "python3");
         assert!(pip(&["x"]).expect("pip").run_env("/p").is_empty());
     }
 

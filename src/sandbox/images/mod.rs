@@ -184,13 +184,14 @@ rm -rf @BUILD_DIR@
 
 /// The rest of the install stage's script for uv (after [`VENV_SCRIPT`]): `pip install uv`, then,
 /// given a project folder, `uv sync` there into the project environment `uv run` uses at run time
-/// (`packages::Install::run_env`), with the base's python (uv never downloads one here). Run
+/// (`packages::Install::run_env`), with the base's python whatever `.python-version` asks for
+/// (uv never downloads one here: the image chooses the version, as for `uvx`). Run
 /// with `sh -c SCRIPT perstack-install <index or ""> <project environment> [<project folder>]`.
 const UV_SCRIPT: &str = r#"project_env=$1; shift
 pip_install uv
 if [ $# -gt 0 ]; then
   cd "$1"
-  UV_PROJECT_ENVIRONMENT="$project_env" UV_PYTHON_DOWNLOADS=never \
+  UV_PROJECT_ENVIRONMENT="$project_env" UV_PYTHON=python3 UV_PYTHON_DOWNLOADS=never \
     UV_CACHE_DIR=/tmp/perstack-uv-cache UV_LINK_MODE=copy \
     @PREFIX@/bin/uv sync --no-progress
 fi
@@ -983,7 +984,10 @@ mod tests {
             assert!(script.contains(name), "{name}: {script}");
         }
         assert!(script.contains("pip_install uv\n"), "{script}");
-        assert!(script.contains("UV_PYTHON_DOWNLOADS=never"), "{script}");
+        assert!(
+            script.contains("UV_PYTHON=python3 UV_PYTHON_DOWNLOADS=never"),
+            "{script}"
+        );
         assert!(script.contains("uv sync"), "{script}");
         // The same environment as run time's.
         let run_env = uv.install[0].install.run_env(INSTALL_PREFIX);
