@@ -92,33 +92,7 @@ pub(crate) fn request_body(request: &GenerateRequest<'_>) -> Value {
             }
             MessageKind::UserMessage => ("user", user_parts(&message.contents)),
             MessageKind::ExpertMessage => ("model", model_parts(&message.contents)),
-            MessageKind::ToolMessage => {
-                let mut parts = Vec::new();
-                let mut media = Vec::new();
-                for part in &message.contents {
-                    if let Part::ToolResultPart {
-                        tool_name,
-                        contents,
-                        ..
-                    } = part
-                    {
-                        let text = super::openai::joined_text(contents);
-                        parts.push(json!({
-                            "functionResponse": {
-                                "name": tool_name,
-                                "response": {"name": tool_name, "content": text},
-                            }
-                        }));
-                        media.extend(
-                            user_parts(contents)
-                                .into_iter()
-                                .filter(|p| p.get("text").is_none()),
-                        );
-                    }
-                }
-                parts.extend(media);
-                ("user", parts)
-            }
+            MessageKind::ToolMessage => ("user", tool_result_parts(&message.contents)),
         };
         if parts.is_empty() {
             continue;
@@ -138,18 +112,7 @@ pub(crate) fn request_body(request: &GenerateRequest<'_>) -> Value {
         body["systemInstruction"] = json!({ "parts": system });
     }
     if !request.tools.is_empty() {
-        let declarations: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                let mut declaration = json!({"name": t.name, "description": t.description});
-                if let Some(parameters) = gemini_schema(&t.input_schema) {
-                    declaration["parameters"] = parameters;
-                }
-                declaration
-            })
-            .collect();
-        body["tools"] = json!([{ "functionDeclarations": declarations }]);
+        body["tools"] = json!([{ "functionDeclarations": function_declarations(request) }]);
         body["toolConfig"] = json!({"functionCallingConfig": {"mode": "AUTO"}});
     }
     if let Some(budget) = request
@@ -161,6 +124,51 @@ pub(crate) fn request_body(request: &GenerateRequest<'_>) -> Value {
         });
     }
     body
+}
+
+/// A tool message's results as Gemini parts: one `functionResponse` each with its text, then the
+/// images and files the tools returned, which only a user turn can carry.
+fn tool_result_parts(results: &[Part]) -> Vec<Value> {
+    let mut parts = Vec::new();
+    let mut media = Vec::new();
+    for part in results {
+        if let Part::ToolResultPart {
+            tool_name,
+            contents,
+            ..
+        } = part
+        {
+            let text = super::openai::joined_text(contents);
+            parts.push(json!({
+                "functionResponse": {
+                    "name": tool_name,
+                    "response": {"name": tool_name, "content": text},
+                }
+            }));
+            media.extend(
+                user_parts(contents)
+                    .into_iter()
+                    .filter(|p| p.get("text").is_none()),
+            );
+        }
+    }
+    parts.extend(media);
+    parts
+}
+
+/// The request's tools as Gemini function declarations, their schemas in Gemini's subset.
+fn function_declarations(request: &GenerateRequest<'_>) -> Vec<Value> {
+    request
+        .tools
+        .iter()
+        .map(|t| {
+            let mut declaration = json!({"name": t.name, "description": t.description});
+            if let Some(parameters) = gemini_schema(&t.input_schema) {
+                declaration["parameters"] = parameters;
+            }
+            declaration
+        })
+        .collect()
 }
 
 /// Whether the model takes `thinkingConfig`: Gemini 2.5 and later. Gemini 1.x and 2.0 answer

@@ -217,46 +217,7 @@ pub(crate) fn chat_messages(request: &GenerateRequest<'_>, with_reasoning: bool)
                 }
             }
             MessageKind::ExpertMessage => {
-                let text = joined_text(&message.contents);
-                let calls: Vec<Value> = message
-                    .contents
-                    .iter()
-                    .filter_map(|p| match p {
-                        Part::ToolCallPart {
-                            tool_call_id,
-                            tool_name,
-                            args,
-                            ..
-                        } => Some(json!({
-                            "id": tool_call_id,
-                            "type": "function",
-                            "function": {"name": tool_name, "arguments": args.to_string()},
-                        })),
-                        _ => None,
-                    })
-                    .collect();
-                let mut turn = json!({
-                    "role": "assistant",
-                    "content": if text.is_empty() { Value::Null } else { json!(text) },
-                });
-                if !calls.is_empty() {
-                    turn["tool_calls"] = Value::Array(calls);
-                }
-                let reasoning: String = message
-                    .contents
-                    .iter()
-                    .filter_map(|p| match p {
-                        Part::ThinkingPart { thinking, .. } => Some(thinking.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                if with_reasoning && !reasoning.is_empty() {
-                    turn["reasoning_content"] = json!(reasoning);
-                }
-                if turn["content"].is_null() && turn.get("tool_calls").is_none() {
-                    continue;
-                }
-                out.push(turn);
+                out.extend(assistant_turn(&message.contents, with_reasoning));
             }
             MessageKind::ToolMessage => {
                 // Tool messages carry text only; images and files a tool returned follow in a
@@ -285,6 +246,49 @@ pub(crate) fn chat_messages(request: &GenerateRequest<'_>, with_reasoning: bool)
         }
     }
     out
+}
+
+/// An Expert message as an assistant turn: its text, its tool calls and (`with_reasoning`) its
+/// reasoning; `None` when it has neither text nor tool calls.
+fn assistant_turn(contents: &[Part], with_reasoning: bool) -> Option<Value> {
+    let text = joined_text(contents);
+    let calls: Vec<Value> = contents
+        .iter()
+        .filter_map(|p| match p {
+            Part::ToolCallPart {
+                tool_call_id,
+                tool_name,
+                args,
+                ..
+            } => Some(json!({
+                "id": tool_call_id,
+                "type": "function",
+                "function": {"name": tool_name, "arguments": args.to_string()},
+            })),
+            _ => None,
+        })
+        .collect();
+    let mut turn = json!({
+        "role": "assistant",
+        "content": if text.is_empty() { Value::Null } else { json!(text) },
+    });
+    if !calls.is_empty() {
+        turn["tool_calls"] = Value::Array(calls);
+    }
+    let reasoning: String = contents
+        .iter()
+        .filter_map(|p| match p {
+            Part::ThinkingPart { thinking, .. } => Some(thinking.as_str()),
+            _ => None,
+        })
+        .collect();
+    if with_reasoning && !reasoning.is_empty() {
+        turn["reasoning_content"] = json!(reasoning);
+    }
+    if turn["content"].is_null() && turn.get("tool_calls").is_none() {
+        return None;
+    }
+    Some(turn)
 }
 
 /// The text parts of `parts`, joined with newlines.

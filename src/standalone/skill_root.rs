@@ -162,7 +162,7 @@ mod agreement {
     use crate::sandbox::versioned::Manifest;
     use crate::standalone::image::{StandaloneImageError, choose_base, standalone_image};
     use crate::standalone::principals::{Identities, principals};
-    use crate::standalone::skill_root::baked_files;
+    use crate::standalone::skill_root::{SKILLS_DIR, baked_files};
 
     const CONFIG: &str = r#"model = "mock-model"
 [sandbox]
@@ -372,6 +372,10 @@ instruction = "x"
 type = "mcpStdioSkill"
 command = "python3"
 args = ["py/server.py", "--greeting=py/data/greeting.txt"]
+[experts.e.skills."local-js"]
+type = "mcpStdioSkill"
+command = "node"
+args = ["./js/server.js"]
 "#;
 
     /// A local skill: the build puts its files and the venv of its requirements.txt in its own
@@ -389,10 +393,16 @@ args = ["py/server.py", "--greeting=py/data/greeting.txt"]
         write(project.path(), "py/server.py", "print('hi')\n");
         write(project.path(), "py/requirements.txt", "mcp>=1.2,<2\n");
         write(project.path(), "py/data/greeting.txt", "hello\n");
+        write(project.path(), "js/server.js", "console.log(1)\n");
+        write(
+            project.path(),
+            "js/package.json",
+            "{\"type\": \"module\"}\n",
+        );
         let loaded = load(&project.path().join("perstack.toml")).expect("config");
         let files = collect_all(&loaded, &["e".to_string()]).expect("files");
         let (plan, manifest) = planned(loaded.config.clone(), Limits::default(), files);
-        let image = standalone_image(&plan, &manifest, "local/python:1").expect("image");
+        let image = standalone_image(&plan, &manifest, "local/both:1").expect("image");
         let own = "/opt/perstack-skills/local-py";
         let paths: Vec<&str> = image.files.iter().map(|f| f.path.as_str()).collect();
         for file in [
@@ -427,9 +437,26 @@ args = ["py/server.py", "--greeting=py/data/greeting.txt"]
             "{dockerfile}"
         );
 
+        // A Node folder's package.json is installed in place, its node_modules kept there.
+        let js = "/opt/perstack-skills/local-js/files/js";
+        assert!(
+            dockerfile.contains(&format!(
+                "COPY --from=install-1 {js}/node_modules {js}/node_modules\n"
+            )),
+            "{dockerfile}"
+        );
+        assert!(
+            dockerfile.contains(&format!("COPY rootfs{js}/package.json {js}/package.json\n")),
+            "{dockerfile}"
+        );
+
         // The image's skills folder, as the build laid it out, and its config as baked.
         let skills = tempfile::tempdir().expect("tempdir");
-        for file in image.files.iter().filter(|f| f.path.starts_with(own)) {
+        for file in image
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with(SKILLS_DIR))
+        {
             let inside = file.path.trim_start_matches("/opt/perstack-skills/");
             let text = String::from_utf8_lossy(&file.contents);
             write(skills.path(), inside, &text);
@@ -461,6 +488,15 @@ args = ["py/server.py", "--greeting=py/data/greeting.txt"]
             Some(Path::new(&format!("{own}/files/py")))
         );
         assert_eq!(skill.own_files.as_deref(), Some(Path::new(own)));
+        let node = all
+            .iter()
+            .find(|p| p.service == "skill:local-js")
+            .expect("the node skill");
+        assert_eq!(
+            node.argv.last().map(String::as_str),
+            Some(&*format!("{js}/server.js"))
+        );
+        assert_eq!(node.workdir.as_deref(), Some(Path::new(js)));
         // Nobody else is granted its folder.
         for principal in &all {
             let granted = principal.policy.grants().any(|(p, _)| p.starts_with(own));
@@ -477,6 +513,8 @@ args = ["py/server.py", "--greeting=py/data/greeting.txt"]
             "FROM local/python:1\n",
         )
         .expect("write");
+        std::fs::create_dir_all(project.path().join("js")).expect("mkdir");
+        std::fs::write(project.path().join("js/server.js"), "\n").expect("write");
         let text = LOCAL.replace("files = [\"py/data/\"]", "dockerfile = \"echo/Dockerfile\"");
         std::fs::write(project.path().join("perstack.toml"), text).expect("write");
         let loaded = load(&project.path().join("perstack.toml")).expect("config");

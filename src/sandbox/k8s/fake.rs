@@ -411,6 +411,10 @@ impl PodStreams for FakeCluster {
             let command = {
                 let mut state = self.state.lock().expect("lock");
                 state.calls.push(format!("ATTACH pods/{pod}/{container}"));
+                let forbidden = ("POST".to_string(), "pods/attach".to_string());
+                if state.script.forbid.contains(&forbidden) {
+                    return Err(refused("pods/attach", "403 Forbidden".into()));
+                }
                 state.command_of(pod, container)
             };
             let mut tar = Vec::new();

@@ -135,9 +135,17 @@ async fn drive_with(
         started: Instant::now(),
         limit,
     };
+    // Ctrl-C `after` the start, once the runtime's log is followed (the workspace's copy in
+    // comes first, and takes its time on a loaded machine).
+    let watched = fake.clone();
     let ctrl_c = async move {
         match ctrl_c_after {
-            Some(after) => tokio::time::sleep(after).await,
+            Some(after) => {
+                tokio::time::sleep(after).await;
+                while !watched.calls().iter().any(|c| c.contains("pods/log")) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
             None => std::future::pending().await,
         }
     };
@@ -533,7 +541,9 @@ async fn the_time_limit_while_the_run_is_watched_leaves_nothing() {
         hang_logs: true,
         ..Script::default()
     };
-    let d = drive(script, Duration::from_millis(300), None).await;
+    // Long enough for the copy in on a loaded machine: the limit strikes while the log is
+    // followed.
+    let d = drive(script, Duration::from_secs(3), None).await;
     let error = d.result.expect("not interrupted").expect_err("timed out");
     assert!(matches!(error, RunError::TimedOut(_)), "{error}");
     assert!(d.fake.calls().iter().any(|c| c.contains("pods/log")));
@@ -915,9 +925,9 @@ async fn a_workspace_bigger_than_the_pods_is_refused_before_anything_is_created(
 }
 
 #[tokio::test]
-async fn ctrl_c_while_the_workspace_goes_in_leaves_nothing_and_brings_nothing_back() {
-    // The runtime never starts: the log hangs, so Ctrl-C comes while the run is watched, after
-    // the copy in; nothing is exec'd and the host's workspace is as it was.
+async fn ctrl_c_after_the_copy_in_leaves_nothing_and_brings_nothing_back() {
+    // The runtime's log hangs, so Ctrl-C comes while the run is watched, after the copy in:
+    // nothing is exec'd and the host's workspace is as it was.
     let script = Script {
         log_chunks: vec![vec![at(1, "a")]],
         hang_logs: true,
@@ -938,4 +948,35 @@ async fn ctrl_c_while_the_workspace_goes_in_leaves_nothing_and_brings_nothing_ba
         Some("before")
     );
     assert_eq!(d.fake.existing(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_refused_copy_in_ends_the_run_before_the_runtime_and_leaves_nothing() {
+    let script = Script {
+        log_chunks: vec![vec![at(1, &event("e1"))]],
+        forbid: BTreeSet::from([("POST".to_string(), "pods/attach".to_string())]),
+        ..Script::default()
+    };
+    let d = drive(script, Duration::from_secs(10), None).await;
+    let message = d
+        .result
+        .expect("not interrupted")
+        .expect_err("refused")
+        .to_string();
+    assert!(message.contains("cannot create pods/attach"), "{message}");
+    let calls = d.fake.calls();
+    assert!(calls.iter().any(|c| c.starts_with("ATTACH ")));
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("pods/log") || c.starts_with("EXEC ")),
+        "{calls:#?}"
+    );
+    assert!(d.recorded.is_empty());
+    assert_eq!(
+        read(d.workspace.path(), "notes.md").as_deref(),
+        Some("before")
+    );
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
+    assert!(d.removal.is_ok());
 }
