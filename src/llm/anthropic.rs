@@ -308,68 +308,8 @@ impl<'a> MessageStream<'a> {
             // A whole, non-streamed message (a gateway ignoring `stream`): replay it as events.
             "message" => return self.whole_message(&value),
             "message_start" => self.usage(&value["message"]["usage"]),
-            "content_block_start" => {
-                let block = &value["content_block"];
-                let new = match block["type"].as_str() {
-                    Some("text") => {
-                        let text = block["text"].as_str().unwrap_or_default().to_string();
-                        if !text.is_empty() {
-                            (self.on_delta)(StreamDelta::Text(text.clone()));
-                        }
-                        Block::Text(text)
-                    }
-                    Some("thinking") => Block::Thinking {
-                        text: block["thinking"].as_str().unwrap_or_default().to_string(),
-                        signature: block["signature"]
-                            .as_str()
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string),
-                    },
-                    Some("tool_use") => Block::ToolUse {
-                        id: block["id"].as_str().unwrap_or_default().to_string(),
-                        name: block["name"].as_str().unwrap_or_default().to_string(),
-                        json: String::new(),
-                    },
-                    _ => Block::Ignored,
-                };
-                let index = value["index"].as_u64().unwrap_or(self.blocks.len() as u64);
-                let index = usize::try_from(index).unwrap_or(usize::MAX);
-                while self.blocks.len() < index {
-                    self.blocks.push(Block::Ignored);
-                }
-                if index < self.blocks.len() {
-                    self.blocks[index] = new;
-                } else {
-                    self.blocks.push(new);
-                }
-            }
-            "content_block_delta" => {
-                let delta = &value["delta"];
-                let on_delta = self.on_delta;
-                let Some(block) = self.block(&value["index"]) else {
-                    return Ok(());
-                };
-                match (delta["type"].as_str().unwrap_or_default(), block) {
-                    ("text_delta", Block::Text(text)) => {
-                        let chunk = delta["text"].as_str().unwrap_or_default();
-                        text.push_str(chunk);
-                        on_delta(StreamDelta::Text(chunk.to_string()));
-                    }
-                    ("thinking_delta", Block::Thinking { text, .. }) => {
-                        let chunk = delta["thinking"].as_str().unwrap_or_default();
-                        text.push_str(chunk);
-                        on_delta(StreamDelta::Reasoning(chunk.to_string()));
-                    }
-                    ("signature_delta", Block::Thinking { signature, .. }) => {
-                        let chunk = delta["signature"].as_str().unwrap_or_default();
-                        signature.get_or_insert_with(String::new).push_str(chunk);
-                    }
-                    ("input_json_delta", Block::ToolUse { json, .. }) => {
-                        json.push_str(delta["partial_json"].as_str().unwrap_or_default());
-                    }
-                    _ => {}
-                }
-            }
+            "content_block_start" => self.block_start(&value),
+            "content_block_delta" => self.block_delta(&value),
             "message_delta" => {
                 if let Some(reason) = value["delta"]["stop_reason"].as_str() {
                     self.stop_reason = Some(reason.to_string());
@@ -382,6 +322,73 @@ impl<'a> MessageStream<'a> {
             _ => {}
         }
         Ok(())
+    }
+
+    /// `content_block_start`: a text, thinking or tool-use block begins at its index (a text
+    /// block's first text is a delta already).
+    fn block_start(&mut self, value: &Value) {
+        let block = &value["content_block"];
+        let new = match block["type"].as_str() {
+            Some("text") => {
+                let text = block["text"].as_str().unwrap_or_default().to_string();
+                if !text.is_empty() {
+                    (self.on_delta)(StreamDelta::Text(text.clone()));
+                }
+                Block::Text(text)
+            }
+            Some("thinking") => Block::Thinking {
+                text: block["thinking"].as_str().unwrap_or_default().to_string(),
+                signature: block["signature"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            },
+            Some("tool_use") => Block::ToolUse {
+                id: block["id"].as_str().unwrap_or_default().to_string(),
+                name: block["name"].as_str().unwrap_or_default().to_string(),
+                json: String::new(),
+            },
+            _ => Block::Ignored,
+        };
+        let index = value["index"].as_u64().unwrap_or(self.blocks.len() as u64);
+        let index = usize::try_from(index).unwrap_or(usize::MAX);
+        while self.blocks.len() < index {
+            self.blocks.push(Block::Ignored);
+        }
+        if index < self.blocks.len() {
+            self.blocks[index] = new;
+        } else {
+            self.blocks.push(new);
+        }
+    }
+
+    /// `content_block_delta`: more of the block at its index, passed on as it arrives.
+    fn block_delta(&mut self, value: &Value) {
+        let delta = &value["delta"];
+        let on_delta = self.on_delta;
+        let Some(block) = self.block(&value["index"]) else {
+            return;
+        };
+        match (delta["type"].as_str().unwrap_or_default(), block) {
+            ("text_delta", Block::Text(text)) => {
+                let chunk = delta["text"].as_str().unwrap_or_default();
+                text.push_str(chunk);
+                on_delta(StreamDelta::Text(chunk.to_string()));
+            }
+            ("thinking_delta", Block::Thinking { text, .. }) => {
+                let chunk = delta["thinking"].as_str().unwrap_or_default();
+                text.push_str(chunk);
+                on_delta(StreamDelta::Reasoning(chunk.to_string()));
+            }
+            ("signature_delta", Block::Thinking { signature, .. }) => {
+                let chunk = delta["signature"].as_str().unwrap_or_default();
+                signature.get_or_insert_with(String::new).push_str(chunk);
+            }
+            ("input_json_delta", Block::ToolUse { json, .. }) => {
+                json.push_str(delta["partial_json"].as_str().unwrap_or_default());
+            }
+            _ => {}
+        }
     }
 
     fn whole_message(&mut self, message: &Value) -> Result<(), LlmError> {

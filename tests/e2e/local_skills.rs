@@ -246,3 +246,26 @@ fn uv_run_on_a_local_project_runs_the_environment_synced_at_build_time() {
     );
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
+
+/// A uv project asking for a Python the image lacks fails to build with uv's own words, and the
+/// hint says the installer stopped for a reason of its own rather than sending the user after
+/// the network.
+#[test]
+fn a_uv_project_for_a_python_the_image_lacks_fails_to_build_saying_so() {
+    if !require_bookworm_image() {
+        return;
+    }
+    let run = TestRun::new("e2e/local-uv/perstack.toml", "too-new");
+    let done = run.run();
+    assert_ne!(done.code, Some(0), "{}", done.stderr);
+    assert!(
+        done.stderr.contains(">=3.99")
+            && done
+                .stderr
+                .contains("hint: the installer stopped for a reason of its own")
+            && !done.stderr.contains("the build needs the package index"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}

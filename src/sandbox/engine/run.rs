@@ -596,16 +596,54 @@ async fn use_prebuilt(
 /// How many lines of builder output a failed package install shows.
 const BUILD_TAIL: usize = 15;
 
-/// A failed package install says what the installer said and what the build needed.
+/// What installers (pip, uv, npm) print when they could not reach or use the package index,
+/// lowercased: a package the index lacks reads the same as an index out of reach.
+const INDEX_TROUBLE: [&str; 16] = [
+    "could not find a version",
+    "no matching distribution",
+    "connection",
+    "ssl",
+    "certificate",
+    "timed out",
+    "timeout",
+    "name resolution",
+    "name or service not known",
+    "enotfound",
+    "eai_again",
+    "econnre",
+    "etimedout",
+    "proxy",
+    "failed to fetch",
+    "error sending request",
+];
+
+/// A failed package install says what the installer said and, when that was about the package
+/// index, what the build needed; else that the installer's own lines say why.
 fn explain_install_failure(error: &mut DockerError, tail: &VecDeque<String>) {
     if let DockerError::Build { message, .. } = error {
         // The builder quotes the whole install script; its exit code is what matters.
         if let Some(at) = message.rfind("' returned a non-zero code") {
             *message = format!("the package install{}", &message[at + 1..]);
         }
+        let lines = last_lines(tail);
+        // The installer's own lines: after the builder's `Running in`, whose step line before
+        // it quotes the whole script (proxy and CA variables included).
+        let said = tail
+            .iter()
+            .rev()
+            .take_while(|l| !l.contains("---> Running in"))
+            .map(|l| l.to_lowercase())
+            .collect::<Vec<_>>();
+        let hint = if said
+            .iter()
+            .any(|l| INDEX_TROUBLE.iter().any(|m| l.contains(m)))
+        {
+            "the build needs the package index (PyPI or npm) from the engine's default bridge network; behind a proxy, export HTTP_PROXY/HTTPS_PROXY for the controller (they are passed as build args), and a TLS-intercepting proxy's CA must be in the bundle at SSL_CERT_FILE (or /etc/ssl/certs/ca-certificates.crt), which the build trusts"
+        } else {
+            "the installer stopped for a reason of its own, in its lines above: often a Python or Node version, a system library or a compiler that the package or project asks for and the base image lacks (choose another base: [sandbox] pythonImage, nodeImage or [sandbox.skills.\"<name>\"] image), or a requirement that cannot be met"
+        };
         message.push_str(&format!(
-            "\n  the skill's packages are installed while its image is built; the builder's last lines:\n    {}\n  hint: the build needs the package index (PyPI or npm) from the engine's default bridge network; behind a proxy, export HTTP_PROXY/HTTPS_PROXY for the controller (they are passed as build args), and a TLS-intercepting proxy's CA must be in the bundle at SSL_CERT_FILE (or /etc/ssl/certs/ca-certificates.crt), which the build trusts",
-            last_lines(tail)
+            "\n  the skill's packages are installed while its image is built; the builder's last lines:\n    {lines}\n  hint: {hint}"
         ));
     }
 }
@@ -1027,6 +1065,26 @@ mod tests {
         );
         assert!(text.contains("HTTPS_PROXY"), "{text}");
         assert!(text.contains("SSL_CERT_FILE"), "{text}");
+
+        // A failure that has nothing to do with the index is not blamed on it.
+        let mut error = DockerError::Build {
+            tag: "perstack-sandbox/skill-uv:0123".into(),
+            message: "x' returned a non-zero code: 2".into(),
+        };
+        let tail = VecDeque::from([
+            "Step 6/15 : RUN [\"/bin/sh\",\"-c\",\"… SSL_CERT_FILE=\\\"$ca\\\" …\"]".to_string(),
+            " ---> Running in 9cca528eeb77".to_string(),
+            "error: No interpreter found for Python >=3.99 in managed installations or search path"
+                .to_string(),
+        ]);
+        explain_install_failure(&mut error, &tail);
+        let text = error.to_string();
+        assert!(text.contains("No interpreter found"), "{text}");
+        assert!(!text.contains("HTTPS_PROXY"), "{text}");
+        assert!(
+            text.contains("hint: the installer stopped for a reason of its own"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
