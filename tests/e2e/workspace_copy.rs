@@ -24,7 +24,7 @@ fn run_pod_side(job: &JobGuard, script: &str, stdin: &[u8]) -> Output {
         .args(["--label", "io.perstack.sandbox.managed=true"])
         .arg("--label")
         .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
-        .args(["--tmpfs", "/pod:uid=1000,gid=1000,mode=0755,size=64m"])
+        .args(["--tmpfs", "/pod:mode=1777,size=64m"])
         .arg("-v")
         .arg(format!("{}:/usr/local/bin/perstack-sandbox:ro", binary()))
         .args([BOOKWORM_IMAGE, "sh", "-c", script])

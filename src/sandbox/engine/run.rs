@@ -626,12 +626,12 @@ fn explain_install_failure(error: &mut DockerError, tail: &VecDeque<String>) {
             *message = format!("the package install{}", &message[at + 1..]);
         }
         let lines = last_lines(tail);
-        // The installer's own lines: after the builder's `Running in`, whose step line before
-        // it quotes the whole script (proxy and CA variables included).
+        // The installer's own lines: after the step that runs it, whose line quotes the whole
+        // script (proxy and CA variables included).
         let said = tail
             .iter()
             .rev()
-            .take_while(|l| !l.contains("---> Running in"))
+            .take_while(|l| !starts_the_install(l))
             .map(|l| l.to_lowercase())
             .collect::<Vec<_>>();
         let hint = if said
@@ -646,6 +646,13 @@ fn explain_install_failure(error: &mut DockerError, tail: &VecDeque<String>) {
             "\n  the skill's packages are installed while its image is built; the builder's last lines:\n    {lines}\n  hint: {hint}"
         ));
     }
+}
+
+/// Whether a builder line starts the install step's own output: Docker's classic builder
+/// prints `---> Running in <id>` after its `Step n/m : RUN …` line; Podman's (buildah) has no
+/// such line, and its `[1/2] STEP n/m: RUN …` is followed by the installer's output at once.
+fn starts_the_install(line: &str) -> bool {
+    line.contains("---> Running in") || (line.contains("STEP ") && line.contains(": RUN "))
 }
 
 /// The builder's last non-blank lines, without styling, one per indented line.
@@ -1080,6 +1087,27 @@ mod tests {
         explain_install_failure(&mut error, &tail);
         let text = error.to_string();
         assert!(text.contains("No interpreter found"), "{text}");
+        assert!(!text.contains("HTTPS_PROXY"), "{text}");
+        assert!(
+            text.contains("hint: the installer stopped for a reason of its own"),
+            "{text}"
+        );
+
+        // Podman's builder (buildah) quotes the script on its step line and prints no
+        // `Running in`: the script's proxy and CA words are not the installer's.
+        let mut error = DockerError::Build {
+            tag: "perstack-sandbox/skill-uv:0123".into(),
+            message: "building at STEP \"RUN …\": while running runtime: exit status 2".into(),
+        };
+        let tail = VecDeque::from([
+            "[1/2] STEP 5/6: COPY rootfs/opt/skill/tools/new/server.py /opt/skill/tools/new/server.py".to_string(),
+            "[1/2] STEP 6/6: RUN [\"/bin/sh\",\"-c\",\"… export PIP_CERT=\\\"$ca\\\" SSL_CERT_FILE=\\\"$ca\\\" …\"]".to_string(),
+            "Successfully installed uv-0.13.9".to_string(),
+            "error: The requested interpreter resolved to Python 3.11.2, which is incompatible with the project's Python requirement: `>=3.99`".to_string(),
+        ]);
+        explain_install_failure(&mut error, &tail);
+        let text = error.to_string();
+        assert!(text.contains("incompatible"), "{text}");
         assert!(!text.contains("HTTPS_PROXY"), "{text}");
         assert!(
             text.contains("hint: the installer stopped for a reason of its own"),
