@@ -231,26 +231,26 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 
 /// The modules `mod name;` declares in this (cleaned) file, outside any inline module.
 fn declared_modules(code: &[u8]) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut i = 0;
-    while let Some(n) = find(code, b"mod ", i) {
-        i = n + 4;
-        if ident_before(code, n) {
-            continue;
-        }
-        let name_at = skip_space(code, i);
-        let name = ident_at(code, name_at);
-        let after = skip_space(code, name_at + name.len());
-        if !name.is_empty() && code.get(after) == Some(&b';') {
-            names.push(name.to_string());
-        }
-    }
-    names
+    mod_items(code)
+        .into_iter()
+        .filter(|&(_, after)| code.get(after) == Some(&b';'))
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 /// The ranges of inline `mod name { … }` blocks, each adding one level that `super` climbs.
 fn inline_modules(code: &[u8]) -> Vec<(usize, usize)> {
-    let mut ranges = Vec::new();
+    mod_items(code)
+        .into_iter()
+        .filter(|&(_, after)| code.get(after) == Some(&b'{'))
+        .map(|(_, after)| (after, matching(code, after)))
+        .collect()
+}
+
+/// Each `mod name` item in this (cleaned) file: its name and where the code after the name
+/// starts (`;` for a declared module, `{` for an inline one).
+fn mod_items(code: &[u8]) -> Vec<(&str, usize)> {
+    let mut items = Vec::new();
     let mut i = 0;
     while let Some(n) = find(code, b"mod ", i) {
         i = n + 4;
@@ -259,12 +259,11 @@ fn inline_modules(code: &[u8]) -> Vec<(usize, usize)> {
         }
         let name_at = skip_space(code, i);
         let name = ident_at(code, name_at);
-        let after = skip_space(code, name_at + name.len());
-        if !name.is_empty() && code.get(after) == Some(&b'{') {
-            ranges.push((after, matching(code, after)));
+        if !name.is_empty() {
+            items.push((name, skip_space(code, name_at + name.len())));
         }
     }
-    ranges
+    items
 }
 
 /// The first name of each path in a `{ a::b, c, d::{e, f} }` group starting at `open`.
