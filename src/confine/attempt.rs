@@ -452,115 +452,92 @@ fn process_vm_readv() -> std::io::Result<Value> {
 
 /// The calls of [`AttemptArgs::Syscall`]; `None` for an unknown name.
 fn syscall(name: &str) -> Option<std::io::Result<Value>> {
-    let call: fn() -> libc::c_long = match name {
-        "unshare-user" => unshare_user,
-        "clone-newuser" => clone_newuser,
-        "clone3" => clone3,
-        "io-uring" => io_uring_setup,
-        "keyctl" => keyctl_session_keyring,
-        "bpf" => bpf_map_create,
-        "perf-event" => perf_event_open,
-        "userfaultfd" => userfaultfd,
-        "personality" => personality_no_randomize,
-        "tiocsti" => tiocsti,
-        "mount" => mount_tmpfs,
+    let rc: libc::c_long = match name {
+        // SAFETY (all arms): integers or pointers to live, correctly sized locals; a child made
+        // by a clone exits at once without touching the parent's state.
+        "unshare-user" => unsafe { libc::unshare(libc::CLONE_NEWUSER) as libc::c_long },
+        "clone-newuser" => reap(unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_NEWUSER | libc::SIGCHLD,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        }),
+        "clone3" => {
+            // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, …
+            let mut args = [0u64; 11];
+            args[4] = libc::SIGCHLD as u64;
+            reap(unsafe {
+                libc::syscall(
+                    libc::SYS_clone3,
+                    args.as_mut_ptr(),
+                    std::mem::size_of_val(&args),
+                )
+            })
+        }
+        "io-uring" => {
+            let mut params = [0u8; 120];
+            close(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) })
+        }
+        "keyctl" => {
+            const KEYCTL_GET_KEYRING_ID: libc::c_int = 0;
+            const KEY_SPEC_SESSION_KEYRING: libc::c_int = -3;
+            unsafe {
+                libc::syscall(
+                    libc::SYS_keyctl,
+                    KEYCTL_GET_KEYRING_ID,
+                    KEY_SPEC_SESSION_KEYRING,
+                    0,
+                )
+            }
+        }
+        "bpf" => {
+            let mut attr = [0u8; 128];
+            const BPF_MAP_CREATE: libc::c_int = 0;
+            close(unsafe {
+                libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, attr.as_mut_ptr(), 128u32)
+            })
+        }
+        "perf-event" => {
+            // struct perf_event_attr: type u32, size u32, config u64, …, flags u64 at 40.
+            let mut attr = [0u8; 128];
+            attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
+            attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
+            let flags: u64 = (1 << 0) | (1 << 5) | (1 << 6); // disabled, exclude_kernel, exclude_hv
+            attr[40..48].copy_from_slice(&flags.to_ne_bytes());
+            close(unsafe {
+                libc::syscall(libc::SYS_perf_event_open, attr.as_mut_ptr(), 0, -1, -1, 0)
+            })
+        }
+        "userfaultfd" => {
+            const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+            close(unsafe {
+                libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | UFFD_USER_MODE_ONLY)
+            })
+        }
+        "personality" => {
+            const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
+            unsafe { libc::personality(ADDR_NO_RANDOMIZE) as libc::c_long }
+        }
+        "tiocsti" => {
+            let byte = b'x';
+            unsafe { libc::ioctl(0, libc::TIOCSTI, &byte) as libc::c_long }
+        }
+        "mount" => unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                c"/tmp".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) as libc::c_long
+        },
         _ => return None,
     };
-    Some(check(call()))
-}
-
-// SAFETY (all the calls below): integers or pointers to live, correctly sized locals; a child
-// made by a clone exits at once without touching the parent's state.
-
-fn unshare_user() -> libc::c_long {
-    unsafe { libc::unshare(libc::CLONE_NEWUSER) as libc::c_long }
-}
-
-fn clone_newuser() -> libc::c_long {
-    reap(unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::CLONE_NEWUSER | libc::SIGCHLD,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    })
-}
-
-fn clone3() -> libc::c_long {
-    // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, …
-    let mut args = [0u64; 11];
-    args[4] = libc::SIGCHLD as u64;
-    reap(unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            args.as_mut_ptr(),
-            std::mem::size_of_val(&args),
-        )
-    })
-}
-
-fn io_uring_setup() -> libc::c_long {
-    let mut params = [0u8; 120];
-    close(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) })
-}
-
-fn keyctl_session_keyring() -> libc::c_long {
-    const KEYCTL_GET_KEYRING_ID: libc::c_int = 0;
-    const KEY_SPEC_SESSION_KEYRING: libc::c_int = -3;
-    unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            KEYCTL_GET_KEYRING_ID,
-            KEY_SPEC_SESSION_KEYRING,
-            0,
-        )
-    }
-}
-
-fn bpf_map_create() -> libc::c_long {
-    let mut attr = [0u8; 128];
-    const BPF_MAP_CREATE: libc::c_int = 0;
-    close(unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_CREATE, attr.as_mut_ptr(), 128u32) })
-}
-
-fn perf_event_open() -> libc::c_long {
-    // struct perf_event_attr: type u32, size u32, config u64, …, flags u64 at 40.
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
-    attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
-    let flags: u64 = (1 << 0) | (1 << 5) | (1 << 6); // disabled, exclude_kernel, exclude_hv
-    attr[40..48].copy_from_slice(&flags.to_ne_bytes());
-    close(unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_mut_ptr(), 0, -1, -1, 0) })
-}
-
-fn userfaultfd() -> libc::c_long {
-    const UFFD_USER_MODE_ONLY: libc::c_int = 1;
-    close(unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | UFFD_USER_MODE_ONLY) })
-}
-
-fn personality_no_randomize() -> libc::c_long {
-    const ADDR_NO_RANDOMIZE: libc::c_ulong = 0x0040000;
-    unsafe { libc::personality(ADDR_NO_RANDOMIZE) as libc::c_long }
-}
-
-fn tiocsti() -> libc::c_long {
-    let byte = b'x';
-    unsafe { libc::ioctl(0, libc::TIOCSTI, &byte) as libc::c_long }
-}
-
-fn mount_tmpfs() -> libc::c_long {
-    unsafe {
-        libc::mount(
-            c"none".as_ptr(),
-            c"/tmp".as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            std::ptr::null(),
-        ) as libc::c_long
-    }
+    Some(check(rc))
 }
 
 /// A clone's result: the child exits at once; the parent reaps it.
