@@ -35,6 +35,7 @@ pub(crate) enum Stopping {
     AfterStep,
     /// The runtime is stopped at once, then the workspace is copied back (Kubernetes, where
     /// the workspace is a copy in the pod).
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
     CopyingBack,
 }
 
