@@ -69,6 +69,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::WorkspaceIn(args) => role(roles::workspace_in(args).await),
         Command::WorkspaceOut(args) => role(roles::workspace_out(args).await),
         Command::WorkspaceHold(args) => role(roles::workspace_hold(args).await),
+        Command::RuntimeStop => roles::runtime_stop(),
         Command::Standalone(args) => perstack_sandbox::standalone::main(args).await,
         // Dispatched in `main` before the async runtime starts; here only for completeness.
         Command::Confine(args) => roles::confine(args),
