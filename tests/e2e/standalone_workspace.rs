@@ -6,19 +6,14 @@ use std::os::unix::fs::MetadataExt;
 
 use serde_json::Value;
 
-use crate::standalone::{build, docker_run, json_lines};
+use crate::standalone::{build, docker_run, json_lines, results_of};
 use crate::support::{JobGuard, fixture, require_docker};
 
 /// The outcome of each `exec` the script made, in order: the JSON our binary's attempt printed.
 fn exec_outcomes(events: &[Value]) -> Vec<Value> {
-    events
-        .iter()
-        .filter(|e| e["type"] == "resolveToolResults")
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["toolName"] == "exec")
-        .map(|r| {
-            let text = r["result"][0]["text"].as_str().expect("text");
-            let result: Value = serde_json::from_str(text).expect("JSON");
+    results_of(events, "exec")
+        .into_iter()
+        .map(|result| {
             let output = result["output"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{result}"));
