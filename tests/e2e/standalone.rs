@@ -670,9 +670,14 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(cpus < 96, "{cpus} CPUs: raise the fixture's pids");
     let image = build_with(
-        &fixture("e2e/standalone-local"),
+        &fixture("e2e/local-skills"),
         "local",
-        &["--standalone-base", BOOKWORM_NODE_IMAGE],
+        &[
+            "--config",
+            "standalone.toml",
+            "--standalone-base",
+            BOOKWORM_NODE_IMAGE,
+        ],
     );
     let ws = workspace();
     let job = JobGuard::new();
@@ -690,7 +695,7 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
     assert_eq!(py[0]["cwd"], format!("{own}/files/py"), "{}", py[0]);
     assert_eq!(py[0]["file"], format!("{own}/files/py/server.py"));
     assert_eq!(py[0]["python"], format!("{own}/packages/bin/python3"));
-    assert_eq!(py[0]["greeting"], "hello from the image");
+    assert_eq!(py[0]["greeting"], "hello from a data file");
     let js = results_of(&events, "js_where");
     assert_eq!(js[0]["cwd"], "/opt/perstack-skills/local-js/files/tools/js");
     assert_eq!(js[0]["text"], "SANDBOX");
