@@ -105,6 +105,10 @@ pub enum Command {
     /// until the controller has copied the workspace back and deletes the pod.
     #[command(hide = true)]
     WorkspaceHold(WorkspaceHoldArgs),
+    /// (exec'd in the runtime's container of a Kubernetes run pod) End the runtime at once: a
+    /// run stopped by Ctrl-C or its time limit, before its workspace is copied back.
+    #[command(hide = true)]
+    RuntimeStop,
 }
 
 /// What a caller of a standalone image passes after `docker run … IMAGE` (the ENTRYPOINT fixes
@@ -989,6 +993,10 @@ pub struct BaseSkillArgs {
     /// (repeated; the controller passes them).
     #[arg(long, value_name = "RULE:PATH")]
     pub protected: Vec<String>,
+    /// Run `exec`'s programs in a Landlock domain that keeps the protected paths as they are
+    /// (the standalone image, where no read-only mount does).
+    #[arg(long)]
+    pub confine_exec: bool,
 }
 
 /// The hidden `workspace-in` role.
