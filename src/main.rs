@@ -1,6 +1,9 @@
 //! The `perstack-sandbox` executable: every role, host and in-container, in one static binary.
 //! `main` only dispatches: each command gives its exit code or its error, printed here once.
 
+// As in the library (lib.rs): no function over clippy.toml's `too-many-lines-threshold`.
+#![warn(clippy::too_many_lines)]
+
 use std::fmt::Display;
 
 use clap::Parser;

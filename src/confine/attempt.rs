@@ -450,6 +450,8 @@ fn process_vm_readv() -> std::io::Result<Value> {
     check(rc as libc::c_long).map(|_| json!(target[0]))
 }
 
+// Over the threshold (lib.rs); left whole while the standalone-recipe work adds a call to it.
+#[allow(clippy::too_many_lines)]
 /// The calls of [`AttemptArgs::Syscall`]; `None` for an unknown name.
 fn syscall(name: &str) -> Option<std::io::Result<Value>> {
     let rc: libc::c_long = match name {

@@ -277,15 +277,9 @@ fn a_standalone_image_says_what_is_missing_before_anything_starts() {
 
 /// The outcome of each `attempt` the attacker made, by label.
 fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
-    of_type(events, "resolveToolResults")
-        .iter()
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["toolName"] == "attempt")
-        .map(|r| {
-            let text = r["result"][0]["text"].as_str().expect("text").to_string();
-            let value: Value = serde_json::from_str(&text).expect("JSON");
-            (value["label"].as_str().expect("label").to_string(), value)
-        })
+    results_of(events, "attempt")
+        .into_iter()
+        .map(|value| (value["label"].as_str().expect("label").to_string(), value))
         .collect()
 }
 
@@ -648,7 +642,7 @@ fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_fol
 }
 
 /// Every result of `tool`, in the order the runtime resolved them, as JSON.
-fn results_of(events: &[Value], tool: &str) -> Vec<Value> {
+pub fn results_of(events: &[Value], tool: &str) -> Vec<Value> {
     of_type(events, "resolveToolResults")
         .iter()
         .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
@@ -670,9 +664,14 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(cpus < 96, "{cpus} CPUs: raise the fixture's pids");
     let image = build_with(
-        &fixture("e2e/standalone-local"),
+        &fixture("e2e/local-skills"),
         "local",
-        &["--standalone-base", BOOKWORM_NODE_IMAGE],
+        &[
+            "--config",
+            "standalone.toml",
+            "--standalone-base",
+            BOOKWORM_NODE_IMAGE,
+        ],
     );
     let ws = workspace();
     let job = JobGuard::new();
@@ -690,7 +689,7 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
     assert_eq!(py[0]["cwd"], format!("{own}/files/py"), "{}", py[0]);
     assert_eq!(py[0]["file"], format!("{own}/files/py/server.py"));
     assert_eq!(py[0]["python"], format!("{own}/packages/bin/python3"));
-    assert_eq!(py[0]["greeting"], "hello from the image");
+    assert_eq!(py[0]["greeting"], "hello from a data file");
     let js = results_of(&events, "js_where");
     assert_eq!(js[0]["cwd"], "/opt/perstack-skills/local-js/files/tools/js");
     assert_eq!(js[0]["text"], "SANDBOX");

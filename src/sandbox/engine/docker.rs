@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 pub(crate) use super::info::EngineInfo;
-use super::info::{EngineKind, NetworkDns};
+use super::info::{BUILD_ATTEMPTS, NetworkDns};
 use super::process_limit;
 use super::raw::{RawClient, RawError};
 use crate::sandbox::images::user_recipe::UserRecipe;
@@ -220,10 +220,6 @@ pub struct ManagedImage {
     /// Creation time, seconds since the epoch.
     pub created: i64,
 }
-
-/// What Podman's builder says when an image it looked at for its cache was removed while it
-/// looked (seen with builds and removals at once, e.g. `gc --images` or tests).
-const LOST_LAYER: &str = "layer not known";
 
 /// A connected, version-negotiated engine client.
 #[derive(Debug, Clone)]
@@ -459,8 +455,9 @@ impl DockerClient {
     }
 
     /// Runs one classic build of `context` with `options`, each line of builder output to
-    /// `on_line`. On Podman a build that lost its cache's layer to an image another client
-    /// removed meanwhile ([`LOST_LAYER`]) is run once more.
+    /// `on_line`. A build that lost a race with another client of the engine (Podman: a build
+    /// container or a cached layer removed meanwhile, `info::BuildRace`) is run again, at most
+    /// `BUILD_ATTEMPTS` times in all, saying so on stderr.
     async fn build_context(
         &self,
         options: BuildImageOptions,
@@ -469,17 +466,29 @@ impl DockerClient {
     ) -> Result<(), DockerError> {
         // Shared, not copied, by a second attempt: a context holds our executable.
         let context = bytes::Bytes::from(context);
-        match self
-            .build_context_once(options.clone(), context.clone(), &mut on_line)
-            .await
-        {
-            Err(DockerError::Build { message, .. })
-                if self.engine.kind == EngineKind::Podman && message.contains(LOST_LAYER) =>
-            {
-                self.build_context_once(options, context, &mut on_line)
-                    .await
-            }
-            built => built,
+        let mut attempt = 1;
+        loop {
+            let built = self
+                .build_context_once(options.clone(), context.clone(), &mut on_line)
+                .await;
+            let race = match &built {
+                Err(DockerError::Build { message, .. }) => {
+                    self.engine.retry_build(attempt, message)
+                }
+                _ => None,
+            };
+            let (Some(race), Err(error)) = (race, &built) else {
+                return built;
+            };
+            attempt += 1;
+            let line = format!(
+                "warning: {error} — {}; building it again (attempt {attempt} of {BUILD_ATTEMPTS})",
+                race.describe()
+            );
+            eprintln!("{line}");
+            on_line(&line);
+            // Let the other build finish what it holds; its steps are then in the cache.
+            tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
         }
     }
 

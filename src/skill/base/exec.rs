@@ -7,8 +7,12 @@
 //! that exits on its own may leave background processes running (as with Node); only a timeout, an
 //! output overflow or a cancelled call kills the group. As with Node, the call ends when both
 //! output pipes close, so a background process that keeps them open holds it until the timeout.
+//! In the standalone image (`base-skill --confine-exec`) the child also enters a narrower
+//! Landlock domain before it executes the command, which keeps the protected paths as they are
+//! (`confine::workspace`; SECURITY.md, "Run data and protected paths").
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use super::paths::Workspace;
+use crate::confine::policy::STANDARD_DEVICES;
+use crate::confine::workspace::{self, ExecDomain};
 
 /// Variables passed on from this process's environment when set and non-empty.
 pub(crate) const SAFE_ENV_VARS: [&str; 14] = [
@@ -140,6 +146,24 @@ pub(crate) fn child_env(
     Ok(env)
 }
 
+/// The narrower Landlock domain of the program when the workspace asks for one
+/// ([`Workspace::confined_exec`]): the workspace's unprotected entries, its home and the devices
+/// every program writes are all it may change.
+fn exec_domain(ws: &Workspace) -> Result<Option<ExecDomain>, String> {
+    let Some(protected) = ws.confined_exec() else {
+        return Ok(None);
+    };
+    let private: Vec<PathBuf> = ["HOME", "TMPDIR"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .chain(STANDARD_DEVICES.iter().map(PathBuf::from))
+        .collect();
+    ExecDomain::prepare(ws.root(), &protected, &private)
+        .map(Some)
+        .map_err(|e| format!("cannot confine the command to the workspace's rules: {e}"))
+}
+
 /// A failed run, with whatever output was captured.
 #[derive(Debug, Default)]
 struct Failure {
@@ -171,9 +195,39 @@ async fn run(
     inherited: impl Fn(&str) -> Option<OsString>,
 ) -> Result<(String, String), Failure> {
     let timeout = timeout_of(args.timeout.as_ref())?;
+    let (mut child, mut group) = spawn(ws, args, inherited)?;
+    let (ending, stdout, stderr) = wait_capped(&mut child, timeout).await;
+    if let Ending::Exited(_) = ending {
+        // Exited on its own: leave anything it started in the background alone, as Node does.
+        group.0 = None;
+    } else {
+        group.kill();
+        // Reap it; the SIGKILL to its group already ended it, so this returns at once.
+        let _ = child.wait().await;
+    }
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    match failure_message(args, ending, &stderr) {
+        None => Ok((stdout, stderr)),
+        Some(error) => Err(Failure {
+            error,
+            stdout,
+            stderr,
+        }),
+    }
+}
+
+/// Starts the command in the workspace folder it names, in a process group of its own, with only
+/// the variables it may see; the guard kills the group if the call is dropped mid-run (the
+/// client cancelled it).
+fn spawn(
+    ws: &Workspace,
+    args: &ExecArgs,
+    inherited: impl Fn(&str) -> Option<OsString>,
+) -> Result<(tokio::process::Child, GroupGuard), Failure> {
     let cwd = ws.resolve(&args.cwd).map_err(|e| Failure::new(e.message))?;
     let env = child_env(inherited, &args.env).map_err(Failure::new)?;
-
+    let domain = exec_domain(ws).map_err(Failure::new)?;
     let mut command = Command::new(&args.command);
     command
         .args(&args.args)
@@ -185,49 +239,55 @@ async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
-    let mut child = command
+    if let Some(fd) = domain.as_ref().and_then(ExecDomain::raw_fd) {
+        // SAFETY: `restrict` makes two system calls on an integer and allocates nothing.
+        unsafe {
+            command.pre_exec(move || workspace::restrict(fd));
+        }
+    }
+    let child = command
         .spawn()
         .map_err(|e| Failure::new(spawn_error(&args.command, &e)))?;
-    // Kills the group if this future is dropped mid-run (the client cancelled the call).
-    let mut group = GroupGuard(child.id());
+    let group = GroupGuard(child.id());
+    Ok((child, group))
+}
 
+/// Reads the child's stdout and stderr, each up to its cap, and waits for it to exit, all within
+/// `timeout` (`None`: forever); gives how that ended and what was read.
+async fn wait_capped(
+    child: &mut tokio::process::Child,
+    timeout: Option<Duration>,
+) -> (Ending, Vec<u8>, Vec<u8>) {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let ending = {
-        let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
-        let wait = async {
-            let read_both = async {
-                tokio::try_join!(
-                    read_capped(out_pipe, &mut stdout, "stdout"),
-                    read_capped(err_pipe, &mut stderr, "stderr"),
-                )
-            };
-            if let Err(ending) = read_both.await {
-                return ending;
-            }
-            match child.wait().await {
-                Ok(status) => Ending::Exited(status),
-                Err(e) => Ending::Io(e),
-            }
+    let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+    let wait = async {
+        let read_both = async {
+            tokio::try_join!(
+                read_capped(out_pipe, &mut stdout, "stdout"),
+                read_capped(err_pipe, &mut stderr, "stderr"),
+            )
         };
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, wait)
-                .await
-                .unwrap_or(Ending::TimedOut),
-            None => wait.await,
+        if let Err(ending) = read_both.await {
+            return ending;
+        }
+        match child.wait().await {
+            Ok(status) => Ending::Exited(status),
+            Err(e) => Ending::Io(e),
         }
     };
-    if let Ending::Exited(_) = ending {
-        // Exited on its own: leave anything it started in the background alone, as Node does.
-        group.0 = None;
-    } else {
-        group.kill();
-        // Reap it; the SIGKILL to its group already ended it, so this returns at once.
-        let _ = child.wait().await;
-    }
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    let error = match ending {
-        Ending::Exited(status) if status.success() => return Ok((stdout, stderr)),
+    let ending = match timeout {
+        Some(limit) => tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or(Ending::TimedOut),
+        None => wait.await,
+    };
+    (ending, stdout, stderr)
+}
+
+/// The error of a run that did not succeed, as Node words it; `None` for a success.
+fn failure_message(args: &ExecArgs, ending: Ending, stderr: &str) -> Option<String> {
+    Some(match ending {
+        Ending::Exited(status) if status.success() => return None,
         // Node puts stderr into the message too (and again in the `stderr` field).
         Ending::Exited(status) => format!(
             "Command failed: {}\n{}{stderr}",
@@ -243,11 +303,6 @@ async fn run(
         }
         Ending::Overflow(stream) => format!("{stream} maxBuffer length exceeded"),
         Ending::Io(e) => format!("Command failed: {}\n{e}", command_line(args)),
-    };
-    Err(Failure {
-        error,
-        stdout,
-        stderr,
     })
 }
 
