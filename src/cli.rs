@@ -105,6 +105,10 @@ pub enum Command {
     /// until the controller has copied the workspace back and deletes the pod.
     #[command(hide = true)]
     WorkspaceHold(WorkspaceHoldArgs),
+    /// (exec'd in the runtime's container of a Kubernetes run pod) End the runtime at once: a
+    /// run stopped by Ctrl-C or its time limit, before its workspace is copied back.
+    #[command(hide = true)]
+    RuntimeStop,
 }
 
 /// What a caller of a standalone image passes after `docker run … IMAGE` (the ENTRYPOINT fixes

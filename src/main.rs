@@ -1,6 +1,9 @@
 //! The `perstack-sandbox` executable: every role, host and in-container, in one static binary.
 //! `main` only dispatches: each command gives its exit code or its error, printed here once.
 
+// As in the library (lib.rs): no function over clippy.toml's `too-many-lines-threshold`.
+#![warn(clippy::too_many_lines)]
+
 use std::fmt::Display;
 
 use clap::Parser;
@@ -66,6 +69,7 @@ async fn dispatch(command: Command) -> i32 {
         Command::WorkspaceIn(args) => role(roles::workspace_in(args).await),
         Command::WorkspaceOut(args) => role(roles::workspace_out(args).await),
         Command::WorkspaceHold(args) => role(roles::workspace_hold(args).await),
+        Command::RuntimeStop => roles::runtime_stop(),
         Command::Standalone(args) => perstack_sandbox::standalone::main(args).await,
         // Dispatched in `main` before the async runtime starts; here only for completeness.
         Command::Confine(args) => roles::confine(args),

@@ -226,3 +226,17 @@ pub async fn workspace_hold(args: WorkspaceHoldArgs) -> Result<i32, RoleError> {
     }
     Ok(Exit::Success.code())
 }
+
+/// `runtime-stop`: SIGTERM to PID 1 of this container, the runtime, which handles it by ending
+/// at once (`runtime`); a process of the container cannot send PID 1 a signal it does not
+/// handle. Exit 0 when the signal went.
+pub fn runtime_stop() -> i32 {
+    use nix::sys::signal::{Signal, kill};
+    match kill(nix::unistd::Pid::from_raw(1), Signal::SIGTERM) {
+        Ok(()) => Exit::Success.code(),
+        Err(error) => {
+            eprintln!("runtime-stop: cannot signal the runtime (PID 1): {error}");
+            Exit::RunFailed.code()
+        }
+    }
+}

@@ -41,7 +41,7 @@ use crate::sandbox::versioned::Manifest;
 pub enum StandaloneImageError {
     /// A skill built from its own Dockerfile whose command installs packages at build time.
     #[error(
-        "{service} is built from its own Dockerfile and its command fetches packages (npx, uvx, \
+        "{service} is built from its own Dockerfile and its command fetches packages (npx, \
          packageName), which a standalone image installs on its own base, not in the recipe's \
          root: install them in the Dockerfile (RUN npm install -g …, RUN pip install …) and \
          name the installed program as the command, or run this Expert in the multi-container \

@@ -34,6 +34,7 @@ mod runtime_engine;
 mod security;
 mod session;
 mod standalone;
+mod standalone_workspace;
 mod streaming;
 mod supervision;
 mod support;
