@@ -1007,6 +1007,10 @@ pub struct BaseSkillArgs {
     /// (repeated; the controller passes them).
     #[arg(long, value_name = "RULE:PATH")]
     pub protected: Vec<String>,
+    /// Run `exec`'s programs in a Landlock domain that keeps the protected paths as they are
+    /// (the standalone image, where no read-only mount does).
+    #[arg(long)]
+    pub confine_exec: bool,
 }
 
 /// The hidden `workspace-in` role.

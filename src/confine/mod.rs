@@ -13,6 +13,8 @@
 //!   [`limits`], [`identity`], [`landlock`], [`seccomp`], the program's dumpability
 //!   ([`program`]) — and
 //!   reports what held ([`report::Enforcement`]);
+//! - [`workspace`]: the narrower domain of the programs the base tools' `exec` runs, which keeps
+//!   the workspace's protected paths as they are;
 //! - [`attempt`]: the moves of a hostile principal, which the tests make against these walls.
 //!
 //! SECURITY.md ("Confinement inside one container") lists each protection and its residual risk.
@@ -30,6 +32,7 @@ pub(crate) mod report;
 pub mod role;
 pub(crate) mod seccomp;
 mod sys;
+pub(crate) mod workspace;
 
 use std::path::PathBuf;
 

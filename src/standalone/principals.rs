@@ -137,6 +137,11 @@ pub(crate) fn principals(
         principal.policy.limits = untrusted_limits(container, identities, uid_gid == own);
         route_through_proxy(&mut principal, tokens);
         principal.argv = with_socket(&principal.argv, &socket_dir.join(SOCKET_FILE));
+        if is_base_tools(container) {
+            // No read-only mount holds the protected paths here: `exec` keeps them from its
+            // programs by a Landlock domain of their own (`confine::workspace`).
+            principal.argv.push("--confine-exec".to_string());
+        }
         if !principal.inherits_socket {
             principal
                 .policy
@@ -335,10 +340,15 @@ fn principal_name(container: &ContainerPlan) -> String {
     match (&container.skill, container.service.as_str()) {
         (_, "runtime") => "runtime".to_string(),
         (_, "egress-proxy") => "egress proxy".to_string(),
-        (_, service) if service.starts_with("base-skill") => "base tools".to_string(),
+        _ if is_base_tools(container) => "base tools".to_string(),
         (Some(skill), _) => format!("skill `{skill}`"),
         (None, service) => service.to_string(),
     }
+}
+
+/// The base tools' container (`base-skill`).
+fn is_base_tools(container: &ContainerPlan) -> bool {
+    container.service.starts_with("base-skill")
 }
 
 /// The workspace is bind-mounted into it (base tools, a skill granted it).

@@ -277,15 +277,9 @@ fn a_standalone_image_says_what_is_missing_before_anything_starts() {
 
 /// The outcome of each `attempt` the attacker made, by label.
 fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
-    of_type(events, "resolveToolResults")
-        .iter()
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["toolName"] == "attempt")
-        .map(|r| {
-            let text = r["result"][0]["text"].as_str().expect("text").to_string();
-            let value: Value = serde_json::from_str(&text).expect("JSON");
-            (value["label"].as_str().expect("label").to_string(), value)
-        })
+    results_of(events, "attempt")
+        .into_iter()
+        .map(|value| (value["label"].as_str().expect("label").to_string(), value))
         .collect()
 }
 
@@ -648,7 +642,7 @@ fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_fol
 }
 
 /// Every result of `tool`, in the order the runtime resolved them, as JSON.
-fn results_of(events: &[Value], tool: &str) -> Vec<Value> {
+pub fn results_of(events: &[Value], tool: &str) -> Vec<Value> {
     of_type(events, "resolveToolResults")
         .iter()
         .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
