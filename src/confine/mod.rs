@@ -86,6 +86,24 @@ pub enum ConfineError {
         #[source]
         source: std::io::Error,
     },
+    /// A principal's own root could not be entered.
+    #[error(
+        "{principal} runs in a root of its own ({root}, a skill built from its own Dockerfile), \
+         and entering it failed: {source}. That takes root with CAP_SYS_CHROOT, which Docker and \
+         Kubernetes give a container by default: start the container as root without dropping \
+         it (no --user, no --cap-drop SYS_CHROOT or ALL), or run this Expert in the \
+         multi-container mode (perstack-sandbox build --tag REF, then perstack-sandbox run \
+         --image REF \"<query>\")"
+    )]
+    Root {
+        /// The principal whose policy it is.
+        principal: String,
+        /// Its root.
+        root: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A system call of the confinement failed.
     #[error("{what}: {source}")]
     Io {

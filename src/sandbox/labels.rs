@@ -33,6 +33,9 @@ pub(crate) const STANDALONE: &str = "io.perstack.sandbox.standalone";
 /// A standalone image's base: the image its skills' runtimes (Python, Node) come from, or
 /// `scratch`.
 pub(crate) const STANDALONE_BASE: &str = "io.perstack.sandbox.standalone-base";
+/// A standalone image's skills built from their own Dockerfile: JSON, for each (`skill:<name>`)
+/// its root and how the supervisor starts it there (`standalone::image::RecipeRoot`).
+pub(crate) const STANDALONE_ROOTS: &str = "io.perstack.sandbox.standalone-roots";
 /// The Expert an image belongs to.
 pub(crate) const EXPERT: &str = "io.perstack.expert";
 /// That Expert's version.

@@ -292,6 +292,15 @@ fn describe_connect_error(error: &bollard::errors::Error) -> String {
     deepest
 }
 
+/// A local image's variables and working directory, as its config has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ImageEnv {
+    /// `Env`, in order.
+    pub env: Vec<(String, String)>,
+    /// `WorkingDir`, when set.
+    pub workdir: Option<String>,
+}
+
 impl DockerClient {
     /// Finds the engine (`DOCKER_HOST`, a Docker context, rootless Docker or Podman, the
     /// default socket: [`super::endpoint`] has the order), connects and negotiates the API
@@ -1024,6 +1033,30 @@ impl DockerClient {
                 image.id.unwrap_or_default(),
                 image.config.and_then(|c| c.labels).unwrap_or_default(),
             ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(call(format!("inspect image {reference}"))(e)),
+        }
+    }
+
+    /// A local image's variables (its config's `Env`, each split at its first `=`) and working
+    /// directory (`None` when unset), or `None` if there is no image by that reference.
+    pub(crate) async fn image_env_and_workdir(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ImageEnv>, DockerError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => {
+                let config = image.config.unwrap_or_default();
+                let env = config
+                    .env
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect();
+                let workdir = config.working_dir.filter(|w| !w.is_empty());
+                Ok(Some(ImageEnv { env, workdir }))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(call(format!("inspect image {reference}"))(e)),
         }

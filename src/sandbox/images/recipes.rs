@@ -155,6 +155,7 @@ pub(crate) fn runtime_image(
         labels,
         install: vec![],
         recipe: None,
+        roots: vec![],
     })
 }
 
@@ -182,6 +183,7 @@ pub(crate) fn doctor_probe_image(binary: Bytes) -> ImageSpec {
         labels: base_labels(ImageRole::Runtime),
         install: vec![],
         recipe: None,
+        roots: vec![],
     }
 }
 
@@ -206,6 +208,7 @@ pub(crate) fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
         labels: base_labels(ImageRole::EgressProxy),
         install: vec![],
         recipe: None,
+        roots: vec![],
     }
 }
 
@@ -278,6 +281,7 @@ pub(crate) fn skill_image(
         base,
         labels: base_labels(ImageRole::Skill),
         recipe,
+        roots: vec![],
     }
 }
 
@@ -471,5 +475,6 @@ pub(crate) fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageS
         labels: base_labels(ImageRole::BaseSkill),
         install: vec![],
         recipe: None,
+        roots: vec![],
     }
 }
