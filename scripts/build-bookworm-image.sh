@@ -25,7 +25,24 @@ set -euo pipefail
 
 IMAGE=${IMAGE:-perstack-sandbox/bookworm:local}
 NODE_IMAGE=${NODE_IMAGE:-perstack-sandbox/bookworm-node:local}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# The mirror: MIRROR when set, else the one this host's apt already uses for Debian's main
+# archive (deb822 `URIs:` in sources.list.d/*.sources, or a `deb` line in sources.list*), so no
+# mirror's name is written here.
+host_mirror() {
+    local f u
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        u=$(awk '
+            /^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }
+            $1 == "deb" { u = ($2 ~ /^\[/) ? $3 : $2; if (u !~ /security/) { print u; exit } }
+        ' "$f")
+        if [ -n "$u" ]; then
+            echo "$u"
+            return
+        fi
+    done
+}
+MIRROR=${MIRROR:-$(host_mirror)}
 SUITE=bookworm
 # bash/coreutils/findutils/grep/sed come with minbase; listed so the recipe says what it promises.
 PACKAGES=bash,coreutils,findutils,grep,sed,gawk,curl,ca-certificates,git,python3,python3-venv,procps,less
@@ -61,6 +78,10 @@ if [ "$(recipe_of "$IMAGE")" = "$recipe" ] && [ "$(recipe_of "$NODE_IMAGE")" = "
     exit 0
 fi
 
+if [ -z "$MIRROR" ]; then
+    fail "no Debian mirror: MIRROR is not set and this host's apt sources name none" \
+        "    MIRROR=http://<your Debian mirror>/debian make test-images"
+fi
 if ! command -v debootstrap >/dev/null; then
     fail "building $IMAGE and $NODE_IMAGE needs debootstrap, which is not installed:" \
         "    sudo apt-get install debootstrap"

@@ -114,6 +114,10 @@ pub enum RoleCommand {
     /// until the controller has copied the workspace back and deletes the pod.
     #[command(hide = true)]
     WorkspaceHold(WorkspaceHoldArgs),
+    /// (exec'd in the runtime's container of a Kubernetes run pod) End the runtime at once: a
+    /// run stopped by Ctrl-C or its time limit, before its workspace is copied back.
+    #[command(hide = true)]
+    RuntimeStop,
 }
 
 /// The command line of `perstack-sandbox-roles`, the executable our images carry at
@@ -1375,6 +1379,7 @@ mod tests {
             "workspace-in",
             "workspace-out",
             "workspace-hold",
+            "runtime-stop",
         ] {
             assert!(roles.iter().any(|r| r == role), "{role} in {roles:?}");
         }

@@ -12,6 +12,10 @@
 // Without `test-support` the items only `test_support::internals` re-exports look unreachable;
 // the lint holds in every build that has the feature (tests, `make lint`), and only there.
 #![cfg_attr(not(feature = "test-support"), allow(unreachable_pub))]
+// No function of the product over clippy.toml's `too-many-lines-threshold`: a longer one is a
+// pipeline of named steps waiting to be written. Tests are exempt (a scenario may read long),
+// except in `commands/` and `sandbox/plan/`, which hold their tests to it as well.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub(crate) mod agent;
 pub mod cli;

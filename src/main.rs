@@ -3,6 +3,9 @@
 //! `src/bin/perstack-sandbox-roles.rs`). `main` only dispatches: each command gives its exit code
 //! or its error, printed here once.
 
+// As in the library (lib.rs): no function over clippy.toml's `too-many-lines-threshold`.
+#![warn(clippy::too_many_lines)]
+
 use std::fmt::Display;
 
 use perstack_sandbox::cli::{self, Cli, Command};

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod events;
 mod standalone;
 
 /// Marks what the baseline creates (our own runs carry our usual labels and job ids).
@@ -228,13 +229,7 @@ impl Bench<'_> {
         let mut timed = Timed::default();
         let mut completed_at = None;
         let mut called_at = None;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.map_err(|e| format!("reading the run's output: {e}"))?;
-            let now = started.elapsed();
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
+        events::each(&mut child, started, "the run", |event, now| {
             match event["type"].as_str().unwrap_or_default() {
                 "dockerBuildProgress" => {
                     let first = timed.images.map_or(now, |(first, _)| first);
@@ -263,7 +258,8 @@ impl Bench<'_> {
                 "completeRun" => completed_at = Some(Instant::now()),
                 _ => {}
             }
-        }
+            Ok(())
+        })?;
         let status = child
             .wait()
             .map_err(|e| format!("waiting for the run: {e}"))?;

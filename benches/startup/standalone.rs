@@ -2,14 +2,11 @@
 //! (`build --standalone --tag REF`) and run as the seed runs it, with plain `docker run --rm -v
 //! WORKSPACE:/workspace REF "query"`, no controller and no Docker socket.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::{BENCH_LABEL, Result, docker};
+use super::{BENCH_LABEL, Result, docker, events};
 
 /// The query every run of the bench Expert gets.
 pub(crate) const QUERY: &str = "Call one tool of each skill.";
@@ -72,19 +69,14 @@ pub(crate) fn run(image: &Image, workspace: &Path, nonce: &str) -> Result<Timed>
         .map_err(|e| format!("cannot run docker: {e}"))?;
     let mut first_event = None;
     let mut completed = false;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| format!("reading the standalone run's output: {e}"))?;
-        let now = started.elapsed();
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
+    events::each(&mut child, started, "the standalone run", |event, now| {
         match event["type"].as_str().unwrap_or_default() {
             "initializeRuntime" if first_event.is_none() => first_event = Some(now),
             "completeRun" => completed = true,
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     let out = child
         .wait_with_output()
         .map_err(|e| format!("waiting for docker run: {e}"))?;

@@ -48,7 +48,7 @@ use indexmap::IndexMap;
 
 use crate::config::Expert;
 use crate::event::{
-    Checkpoint, CheckpointStatus, DelegatedBy, Event, InteractiveToolCall,
+    Checkpoint, CheckpointStatus, DelegateTo, DelegatedBy, Event, InteractiveToolCall,
     InteractiveToolCallResult, MessageKind, Part, RunError, RunPayload, RuntimePayload, Step,
     ToolResult, Usage,
 };
@@ -389,6 +389,48 @@ impl<'a> Job<'a> {
         parent: Checkpoint,
     ) -> Result<Result<Checkpoint, (RunOutcome, Checkpoint)>, ResumeError> {
         let delegations = parent.delegate_to.clone().unwrap_or_default();
+        let sequential = delegations.len() == 1;
+        let finished = self.run_children(&parent, &delegations).await;
+        let mut last_step = parent.step_number;
+        // A single child continued the parent's usage; parallel ones are summed onto it.
+        let mut usage = if sequential {
+            Usage::default()
+        } else {
+            parent.usage
+        };
+        let mut results = Vec::new();
+        for (delegation, child) in delegations.iter().zip(finished) {
+            let (outcome, checkpoint) = child?;
+            last_step = last_step.max(checkpoint.step_number);
+            usage = usage + checkpoint.usage;
+            if sequential && !matches!(outcome, RunOutcome::Completed { .. }) {
+                let mut stopped = parent.clone();
+                stopped.step_number = checkpoint.step_number;
+                stopped.usage = checkpoint.usage;
+                return Ok(Err(self.stop_parent(
+                    stopped,
+                    &delegation.expert.key,
+                    outcome,
+                )));
+            }
+            results.push(delegate_result(delegation, &outcome, &checkpoint));
+        }
+        Ok(Ok(resume_after_delegates(
+            parent,
+            &delegations,
+            results,
+            last_step,
+            usage,
+        )))
+    }
+
+    /// Runs a child run for each of `delegations` at once, each delegated by `parent`, to their
+    /// ends.
+    async fn run_children(
+        &'a self,
+        parent: &Checkpoint,
+        delegations: &[DelegateTo],
+    ) -> Vec<Result<(RunOutcome, Checkpoint), ResumeError>> {
         let children = delegations.iter().map(|d| {
             let delegated_by = DelegatedBy {
                 expert: parent.expert.clone(),
@@ -416,62 +458,7 @@ impl<'a> Job<'a> {
                 true,
             )
         });
-        let finished = futures::future::join_all(children).await;
-
-        let mut resumed = parent.clone();
-        let mut last_step = parent.step_number;
-        let mut usage = if delegations.len() == 1 {
-            Usage::default()
-        } else {
-            parent.usage
-        };
-        let mut results = Vec::new();
-        for (delegation, child) in delegations.iter().zip(finished) {
-            let (outcome, checkpoint) = child?;
-            last_step = last_step.max(checkpoint.step_number);
-            usage = usage + checkpoint.usage;
-            let text = match &outcome {
-                RunOutcome::Completed { text } => text.clone(),
-                _ if delegations.len() == 1 => {
-                    let mut stopped = parent.clone();
-                    stopped.step_number = checkpoint.step_number;
-                    stopped.usage = checkpoint.usage;
-                    return Ok(Err(self.stop_parent(
-                        stopped,
-                        &delegation.expert.key,
-                        outcome,
-                    )));
-                }
-                RunOutcome::StoppedByError(error) => last_text(&checkpoint).unwrap_or_else(|| {
-                    format!(
-                        "Error: delegate `{}` failed: {}",
-                        delegation.expert.key, error.message
-                    )
-                }),
-                _ => last_text(&checkpoint).unwrap_or_default(),
-            };
-            results.push(ToolResult {
-                id: delegation.tool_call_id.clone(),
-                skill_name: format!("delegate/{}", delegation.expert.key),
-                tool_name: delegation.tool_name.clone(),
-                result: vec![Part::text(text)],
-            });
-        }
-        let done: Vec<&str> = delegations
-            .iter()
-            .map(|d| d.tool_call_id.as_str())
-            .collect();
-        if let Some(pending) = resumed.pending_tool_calls.as_mut() {
-            pending.retain(|c| !done.contains(&c.id.as_str()));
-        }
-        resumed
-            .partial_tool_results
-            .get_or_insert_with(Vec::new)
-            .extend(results);
-        resumed.step_number = last_step;
-        resumed.usage = usage;
-        resumed.delegate_to = None;
-        Ok(Ok(resumed))
+        futures::future::join_all(children).await
     }
 
     /// A sequential child ended without an answer: the parent stops the same way, so the
@@ -552,6 +539,57 @@ fn last_text(checkpoint: &Checkpoint) -> Option<String> {
         .find(|m| m.kind == MessageKind::ExpertMessage)
         .and_then(|m| m.contents.iter().find_map(Part::as_text))
         .map(str::to_string)
+}
+
+/// The tool result a delegate's run gives its parent: its answer; when it stopped without
+/// one, its last text or (failed) what went wrong.
+fn delegate_result(
+    delegation: &DelegateTo,
+    outcome: &RunOutcome,
+    checkpoint: &Checkpoint,
+) -> ToolResult {
+    let text = match outcome {
+        RunOutcome::Completed { text } => text.clone(),
+        RunOutcome::StoppedByError(error) => last_text(checkpoint).unwrap_or_else(|| {
+            format!(
+                "Error: delegate `{}` failed: {}",
+                delegation.expert.key, error.message
+            )
+        }),
+        _ => last_text(checkpoint).unwrap_or_default(),
+    };
+    ToolResult {
+        id: delegation.tool_call_id.clone(),
+        skill_name: format!("delegate/{}", delegation.expert.key),
+        tool_name: delegation.tool_name.clone(),
+        result: vec![Part::text(text)],
+    }
+}
+
+/// The checkpoint the parent resumes from: the delegates' `results` added, their calls no
+/// longer pending, at the children's last step and with their usage.
+fn resume_after_delegates(
+    mut resumed: Checkpoint,
+    delegations: &[DelegateTo],
+    results: Vec<ToolResult>,
+    last_step: u32,
+    usage: Usage,
+) -> Checkpoint {
+    let done: Vec<&str> = delegations
+        .iter()
+        .map(|d| d.tool_call_id.as_str())
+        .collect();
+    if let Some(pending) = resumed.pending_tool_calls.as_mut() {
+        pending.retain(|c| !done.contains(&c.id.as_str()));
+    }
+    resumed
+        .partial_tool_results
+        .get_or_insert_with(Vec::new)
+        .extend(results);
+    resumed.step_number = last_step;
+    resumed.usage = usage;
+    resumed.delegate_to = None;
+    resumed
 }
 
 #[cfg(test)]

@@ -415,51 +415,94 @@ impl<'a> Segment<'a> {
         partial.extend(new_results.iter().cloned());
 
         if !delegates.is_empty() {
-            self.emit(RunPayload::CallDelegate {
-                new_message: message,
-                tool_calls: delegates.clone(),
-                usage,
-            });
-            self.checkpoint.delegate_to = Some(self.delegations(&delegates));
-            let pending = delegates.into_iter().chain(interactive).collect();
-            self.wait(
-                &mut step,
-                CheckpointStatus::StoppedByDelegate,
-                pending,
-                partial,
-            );
-            self.emit(RunPayload::StopRunByDelegate {
-                checkpoint: self.checkpoint.clone(),
-                step,
-            });
+            self.stop_for_delegates(step, message, usage, delegates, interactive, partial);
             return StepEnd::Delegated;
         }
+        if !interactive.is_empty() {
+            self.stop_for_interactive(step, message, usage, interactive, partial);
+            return StepEnd::Finished(RunOutcome::StoppedByInteractiveTool);
+        }
+        self.finish_tool_calls(&mut step, new_results, partial, &errors, fresh);
+        StepEnd::Continue(step)
+    }
+
+    /// `callDelegate` and `stopRunByDelegate`: the run waits on its children, then on the
+    /// `interactive` calls of the same step.
+    fn stop_for_delegates(
+        &mut self,
+        mut step: Step,
+        message: Message,
+        usage: Usage,
+        delegates: Vec<ToolCall>,
+        interactive: Vec<ToolCall>,
+        partial: Vec<ToolResult>,
+    ) {
+        self.emit(RunPayload::CallDelegate {
+            new_message: message,
+            tool_calls: delegates.clone(),
+            usage,
+        });
+        self.checkpoint.delegate_to = Some(self.delegations(&delegates));
+        let pending = delegates.into_iter().chain(interactive).collect();
+        self.wait(
+            &mut step,
+            CheckpointStatus::StoppedByDelegate,
+            pending,
+            partial,
+        );
+        self.emit(RunPayload::StopRunByDelegate {
+            checkpoint: self.checkpoint.clone(),
+            step,
+        });
+    }
+
+    /// `callInteractiveTool` (the first of `interactive`) and `stopRunByInteractiveTool`: the
+    /// run waits on the user.
+    fn stop_for_interactive(
+        &mut self,
+        mut step: Step,
+        message: Message,
+        usage: Usage,
+        interactive: Vec<ToolCall>,
+        partial: Vec<ToolResult>,
+    ) {
         if let Some(first) = interactive.first() {
             self.emit(RunPayload::CallInteractiveTool {
                 new_message: message,
                 tool_call: first.clone(),
                 usage,
             });
-            self.wait(
-                &mut step,
-                CheckpointStatus::StoppedByInteractiveTool,
-                interactive,
-                partial,
-            );
-            self.emit(RunPayload::StopRunByInteractiveTool {
-                checkpoint: self.checkpoint.clone(),
-                step,
-            });
-            return StepEnd::Finished(RunOutcome::StoppedByInteractiveTool);
         }
+        self.wait(
+            &mut step,
+            CheckpointStatus::StoppedByInteractiveTool,
+            interactive,
+            partial,
+        );
+        self.emit(RunPayload::StopRunByInteractiveTool {
+            checkpoint: self.checkpoint.clone(),
+            step,
+        });
+    }
 
+    /// The results go back to the model: `resolveToolResults` of the calls just made, then the
+    /// tool message of every result of the step, in call order (`finishToolCall`, or
+    /// `finishAllToolCalls` for calls resumed from a checkpoint).
+    fn finish_tool_calls(
+        &mut self,
+        step: &mut Step,
+        new_results: Vec<ToolResult>,
+        partial: Vec<ToolResult>,
+        errors: &[String],
+        fresh: bool,
+    ) {
         if !new_results.is_empty() {
             self.emit(RunPayload::ResolveToolResults {
-                tool_results: new_results.clone(),
+                tool_results: new_results,
             });
         }
         let ordered = self.in_call_order(partial);
-        let message = tool_message(&ordered, &errors);
+        let message = tool_message(&ordered, errors);
         if fresh {
             self.emit(RunPayload::FinishToolCall {
                 new_messages: vec![message.clone()],
@@ -469,9 +512,8 @@ impl<'a> Segment<'a> {
                 new_messages: vec![message.clone()],
             });
         }
-        self.push(&mut step, message);
+        self.push(step, message);
         step.tool_results = Some(ordered);
-        StepEnd::Continue(step)
     }
 
     /// Runs the MCP calls, concurrently, and answers the calls to tools the Expert lacks.

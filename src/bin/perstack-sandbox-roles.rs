@@ -5,6 +5,9 @@
 //! linker leaves them out, and the Kubernetes client with them (BENCHMARKS.md, "The two
 //! executables").
 
+// As in the library (lib.rs): no function over clippy.toml's `too-many-lines-threshold`.
+#![warn(clippy::too_many_lines)]
+
 use perstack_sandbox::cli::{self, RolesCli};
 use perstack_sandbox::commands::roles;
 

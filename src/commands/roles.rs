@@ -88,6 +88,7 @@ pub async fn dispatch(role: RoleCommand) -> i32 {
         RoleCommand::WorkspaceIn(args) => printed(workspace_in(args).await),
         RoleCommand::WorkspaceOut(args) => printed(workspace_out(args).await),
         RoleCommand::WorkspaceHold(args) => printed(workspace_hold(args).await),
+        RoleCommand::RuntimeStop => runtime_stop(),
         RoleCommand::Standalone(args) => crate::standalone::main(args).await,
         // Started in `run_and_exit` before the async runtime; here only for completeness.
         RoleCommand::Confine(args) => confine(args),
@@ -266,4 +267,18 @@ pub async fn workspace_hold(args: WorkspaceHoldArgs) -> Result<i32, RoleError> {
         Err(_) => limit.await,
     }
     Ok(Exit::Success.code())
+}
+
+/// `runtime-stop`: SIGTERM to PID 1 of this container, the runtime, which handles it by ending
+/// at once (`runtime`); a process of the container cannot send PID 1 a signal it does not
+/// handle. Exit 0 when the signal went.
+pub fn runtime_stop() -> i32 {
+    use nix::sys::signal::{Signal, kill};
+    match kill(nix::unistd::Pid::from_raw(1), Signal::SIGTERM) {
+        Ok(()) => Exit::Success.code(),
+        Err(error) => {
+            eprintln!("runtime-stop: cannot signal the runtime (PID 1): {error}");
+            Exit::RunFailed.code()
+        }
+    }
 }

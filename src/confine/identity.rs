@@ -45,6 +45,13 @@ pub enum IdentityError {
         /// The uid this process runs as.
         current: u32,
     },
+    /// uid 0 without capabilities needs an empty bounding set.
+    #[error(
+        "staying uid 0 without capabilities needs CAP_SETPCAP to empty the bounding set, which \
+         this container lacks; do not drop CAP_SETPCAP (docker run --cap-drop), or give the \
+         workspace to a user other than root"
+    )]
+    BoundingSet,
     /// A system call failed.
     #[error("{what}: {source}")]
     Call {
@@ -63,6 +70,15 @@ fn call<T>(what: &'static str, result: io::Result<T>) -> Result<T, IdentityError
     result.map_err(|source| IdentityError::Call { what, source })
 }
 
+/// Fails unless this process runs as root, which switching to `uid` needs.
+fn as_root(uid: u32) -> Result<(), IdentityError> {
+    let current = nix::unistd::geteuid().as_raw();
+    match current {
+        0 => Ok(()),
+        _ => Err(IdentityError::NotRoot { uid, current }),
+    }
+}
+
 /// Applies the identity and drops every capability.
 pub(crate) fn apply(identity: &Identity) -> Result<IdentityOutcome, IdentityError> {
     call(
@@ -76,11 +92,21 @@ pub(crate) fn apply(identity: &Identity) -> Result<IdentityOutcome, IdentityErro
     }
     let switched = match identity {
         Identity::Inherit => false,
-        Identity::Switch { uid, gid, groups } => {
-            let current = nix::unistd::geteuid().as_raw();
-            if current != 0 {
-                return Err(IdentityError::NotRoot { uid: *uid, current });
+        Identity::Root => {
+            as_root(0)?;
+            call(
+                "setgroups",
+                nix::unistd::setgroups(&[]).map_err(io::Error::from),
+            )?;
+            // uid 0 gets the bounding set back as permitted capabilities at every execve: it
+            // must be empty.
+            if !sys::bounding_set_is_empty() {
+                return Err(IdentityError::BoundingSet);
             }
+            false
+        }
+        Identity::Switch { uid, gid, groups } => {
+            as_root(*uid)?;
             let groups: Vec<Gid> = groups.iter().map(|&g| Gid::from_raw(g)).collect();
             let gid = Gid::from_raw(*gid);
             let uid = Uid::from_raw(*uid);

@@ -67,9 +67,15 @@ pub enum Identity {
     /// Keep the current user (the supervisor was not started as root, so it cannot switch).
     /// Capabilities are dropped either way.
     Inherit,
+    /// Stay uid 0 and gid 0 with no supplementary groups, every capability dropped and the
+    /// bounding set emptied (refused when it cannot be): a principal that must write a folder
+    /// only root may write (a root-owned workspace), as the multi-container mode runs base-skill
+    /// for a root invoker. Root's files stay writable to it where its Landlock domain reaches
+    /// (SECURITY.md, "Confinement inside one container").
+    Root,
     /// Switch to this uid and gid, with exactly these supplementary groups (root only).
     Switch {
-        /// The user id; never 0.
+        /// The user id; never 0 (that is [`Identity::Root`]).
         uid: u32,
         /// The primary group id.
         gid: u32,
@@ -189,7 +195,8 @@ pub enum PolicyError {
     },
     /// uid 0 keeps root's files writable even without capabilities.
     #[error(
-        "{principal}: switching to uid 0 would leave root's files writable; give it a uid of its own"
+        "{principal}: switching to uid 0 would leave root's files writable; give it a uid of its \
+         own, or `Identity::Root` where root's files are meant to be writable"
     )]
     RootUid {
         /// The principal whose policy it is.

@@ -25,6 +25,20 @@ pub enum BackendError {
     Kubernetes(#[from] crate::sandbox::k8s::client::KubeError),
 }
 
+/// What the first Ctrl-C set going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopping {
+    /// Nothing: the runtime is not running (any more), or the backend has nothing to ask;
+    /// the controller stops at once.
+    Nothing,
+    /// The runtime stops after the step under way (Docker: SIGINT).
+    AfterStep,
+    /// The runtime is stopped at once, then the workspace is copied back (Kubernetes, where
+    /// the workspace is a copy in the pod).
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    CopyingBack,
+}
+
 /// What the controller needs from whatever carries out a [`RunPlan`].
 pub(crate) trait Backend {
     /// Carries out `plan` until the runtime ends, relaying its events to `output` and `tap`;
@@ -40,9 +54,9 @@ pub(crate) trait Backend {
         tap: EventTap<'a>,
     ) -> impl Future<Output = Result<RunReport, RunError>> + 'a;
 
-    /// Asks the run's runtime to stop after the step under way (the first Ctrl-C). `false`:
-    /// the runtime is not running (any more), so there is nothing to ask.
-    fn interrupt(&self, plan: &RunPlan) -> impl Future<Output = Result<bool, BackendError>>;
+    /// The first Ctrl-C: asks the run to stop in the backend's own way, which `execute` then
+    /// carries out before it returns.
+    fn interrupt(&self, plan: &RunPlan) -> impl Future<Output = Result<Stopping, BackendError>>;
 
     /// Removes everything the run made; what is gone already is no error.
     fn remove_run(&self, run_id: &str) -> impl Future<Output = Result<(), BackendError>>;
@@ -61,8 +75,11 @@ impl Backend for DockerClient {
         crate::sandbox::engine::run::execute(self, plan, ids, output, verbose, limit, tap)
     }
 
-    async fn interrupt(&self, plan: &RunPlan) -> Result<bool, BackendError> {
-        Ok(self.signal(&plan.runtime.name, "SIGINT").await?)
+    async fn interrupt(&self, plan: &RunPlan) -> Result<Stopping, BackendError> {
+        Ok(match self.signal(&plan.runtime.name, "SIGINT").await? {
+            true => Stopping::AfterStep,
+            false => Stopping::Nothing,
+        })
     }
 
     async fn remove_run(&self, run_id: &str) -> Result<(), BackendError> {

@@ -129,30 +129,8 @@ impl ToolServer for FixtureServer {
                 let TextArgs { text } = parse_args(name, args)?;
                 Ok(text_result(text))
             }
-            "get_env" => {
-                // Sorted, so a test failure diff is readable; lossy so odd bytes cannot fail it.
-                let env: BTreeMap<String, String> = std::env::vars_os()
-                    .map(|(k, v)| {
-                        (
-                            k.to_string_lossy().into_owned(),
-                            v.to_string_lossy().into_owned(),
-                        )
-                    })
-                    .collect();
-                Ok(json_result(&json!(env)))
-            }
-            "whoami" => {
-                let hostname = nix::unistd::gethostname()
-                    .map(|h| h.to_string_lossy().into_owned())
-                    .map_err(|e| {
-                        ErrorData::internal_error(format!("gethostname failed: {e}"), None)
-                    })?;
-                Ok(json_result(&json!({
-                    "uid": nix::unistd::getuid().as_raw(),
-                    "gid": nix::unistd::getgid().as_raw(),
-                    "hostname": hostname,
-                })))
-            }
+            "get_env" => Ok(json_result(&environment())),
+            "whoami" => Ok(json_result(&whoami()?)),
             "fail" => {
                 let FailArgs { message } = parse_args(name, args)?;
                 Err(ErrorData::internal_error(
@@ -162,12 +140,7 @@ impl ToolServer for FixtureServer {
             }
             "crash" => {
                 let CrashArgs { code } = parse_args(name, args)?;
-                let mut stderr = std::io::stderr().lock();
-                // Nothing useful can be done if stderr is gone; exit anyway.
-                let _ = writeln!(stderr, "{CRASH_MESSAGE}");
-                let _ = stderr.flush();
-                // Deliberately abrupt: no reply, no shutdown, like a skill that dies mid-call.
-                std::process::exit(code.unwrap_or(1));
+                crash(code.unwrap_or(1))
             }
             "stderr" => {
                 let TextArgs { text } = parse_args(name, args)?;
@@ -181,51 +154,98 @@ impl ToolServer for FixtureServer {
             }
             "allocate" => {
                 let AllocateArgs { mb } = parse_args(name, args)?;
-                // Every byte written, so the pages are really the process's.
-                let memory = vec![1u8; mb << 20];
-                let touched = memory
-                    .iter()
-                    .step_by(4096)
-                    .map(|b| *b as usize)
-                    .sum::<usize>();
-                Ok(json_result(&json!({ "allocated": mb, "pages": touched })))
+                Ok(json_result(&allocate(mb)))
             }
-            "tcp_connect" => {
-                let HostPortArgs { host, port } = parse_args(name, args)?;
-                Ok(json_result(&probe::tcp_connect(&host, port).await))
-            }
-            "resolve" => {
-                let HostPortArgs { host, .. } = parse_args(name, args)?;
-                Ok(json_result(&probe::resolve(&host).await))
-            }
-            "proxy_connect" => {
-                let HostPortArgs { host, port } = parse_args(name, args)?;
-                Ok(json_result(&probe::proxy_connect(&host, port).await))
-            }
-            "proxy_get" => {
-                let UrlArgs { url } = parse_args(name, args)?;
-                Ok(json_result(&probe::proxy_get(&url).await))
-            }
-            "read_file" => {
-                let PathArgs { path } = parse_args(name, args)?;
-                Ok(json_result(&probe::read_file(&path)))
-            }
-            "symlink_read" => {
-                let PathArgs { path } = parse_args(name, args)?;
-                Ok(json_result(&probe::symlink_read(&path)))
-            }
-            "proxy_connect_as" => {
-                let ClaimArgs { host, port, claim } = parse_args(name, args)?;
-                Ok(json_result(
-                    &probe::proxy_connect_as(&host, port, &claim).await,
-                ))
-            }
-            "attempt" => {
-                let AttemptToolArgs { label, args } = parse_args(name, args)?;
-                Ok(json_result(&probe::attempt(&label, &args).await))
-            }
-            _ => Err(server::unknown_tool(name)),
+            _ => call_probe(name, args).await,
         }
+    }
+}
+
+/// The whole process environment: sorted, so a test failure diff is readable; lossy so odd
+/// bytes cannot fail it.
+fn environment() -> serde_json::Value {
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    json!(env)
+}
+
+/// Who and where this process is: `{"uid","gid","hostname"}`.
+fn whoami() -> Result<serde_json::Value, ErrorData> {
+    let hostname = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .map_err(|e| ErrorData::internal_error(format!("gethostname failed: {e}"), None))?;
+    Ok(json!({
+        "uid": nix::unistd::getuid().as_raw(),
+        "gid": nix::unistd::getgid().as_raw(),
+        "hostname": hostname,
+    }))
+}
+
+/// Says so on stderr and exits with `code` at once.
+fn crash(code: i32) -> ! {
+    let mut stderr = std::io::stderr().lock();
+    // Nothing useful can be done if stderr is gone; exit anyway.
+    let _ = writeln!(stderr, "{CRASH_MESSAGE}");
+    let _ = stderr.flush();
+    // Deliberately abrupt: no reply, no shutdown, like a skill that dies mid-call.
+    std::process::exit(code);
+}
+
+/// Allocates `mb` MiB and writes every byte, so the pages are really the process's.
+fn allocate(mb: usize) -> serde_json::Value {
+    let memory = vec![1u8; mb << 20];
+    let touched = memory
+        .iter()
+        .step_by(4096)
+        .map(|b| *b as usize)
+        .sum::<usize>();
+    json!({ "allocated": mb, "pages": touched })
+}
+
+/// The probes of the security tests (`skill/probe.rs`), and the error of an unknown tool.
+async fn call_probe(name: &str, args: Option<JsonObject>) -> Result<CallToolResult, ErrorData> {
+    match name {
+        "tcp_connect" => {
+            let HostPortArgs { host, port } = parse_args(name, args)?;
+            Ok(json_result(&probe::tcp_connect(&host, port).await))
+        }
+        "resolve" => {
+            let HostPortArgs { host, .. } = parse_args(name, args)?;
+            Ok(json_result(&probe::resolve(&host).await))
+        }
+        "proxy_connect" => {
+            let HostPortArgs { host, port } = parse_args(name, args)?;
+            Ok(json_result(&probe::proxy_connect(&host, port).await))
+        }
+        "proxy_get" => {
+            let UrlArgs { url } = parse_args(name, args)?;
+            Ok(json_result(&probe::proxy_get(&url).await))
+        }
+        "read_file" => {
+            let PathArgs { path } = parse_args(name, args)?;
+            Ok(json_result(&probe::read_file(&path)))
+        }
+        "symlink_read" => {
+            let PathArgs { path } = parse_args(name, args)?;
+            Ok(json_result(&probe::symlink_read(&path)))
+        }
+        "proxy_connect_as" => {
+            let ClaimArgs { host, port, claim } = parse_args(name, args)?;
+            Ok(json_result(
+                &probe::proxy_connect_as(&host, port, &claim).await,
+            ))
+        }
+        "attempt" => {
+            let AttemptToolArgs { label, args } = parse_args(name, args)?;
+            Ok(json_result(&probe::attempt(&label, &args).await))
+        }
+        _ => Err(server::unknown_tool(name)),
     }
 }
 

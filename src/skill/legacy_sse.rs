@@ -12,12 +12,12 @@
 
 use std::borrow::Cow;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use reqwest::Url;
 use rmcp::RoleClient;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::Transport;
-use sse_stream::SseStream;
+use sse_stream::{Sse, SseStream};
 use tokio::sync::mpsc;
 
 /// How many server messages may wait for the client to read them.
@@ -97,88 +97,11 @@ impl LegacySseTransport {
         http: &reqwest::Client,
         url: &Url,
     ) -> Result<LegacySseTransport, LegacySseError> {
-        let response = http
-            .get(url.clone())
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send()
-            .await
-            .map_err(|source| LegacySseError::Request {
-                method: "GET",
-                url: url.to_string(),
-                source,
-            })?;
-        if !response.status().is_success() {
-            return Err(LegacySseError::Status {
-                method: "GET",
-                url: url.to_string(),
-                status: response.status().as_u16(),
-            });
-        }
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if !content_type
-            .as_deref()
-            .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"))
-        {
-            return Err(LegacySseError::NotEventStream {
-                url: url.to_string(),
-                content_type,
-            });
-        }
+        let response = open_stream(http, url).await?;
         let mut events = SseStream::from_bytes_stream(response.bytes_stream());
-        let post_url = loop {
-            match events.next().await {
-                Some(Ok(event)) if event.event.as_deref() == Some("endpoint") => {
-                    let target = event.data.unwrap_or_default();
-                    break same_origin_join(url, target.trim())?;
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(error)) => {
-                    return Err(LegacySseError::NoEndpoint {
-                        url: url.to_string(),
-                        how: format!("broke: {error}"),
-                    });
-                }
-                None => {
-                    return Err(LegacySseError::NoEndpoint {
-                        url: url.to_string(),
-                        how: "ended".to_string(),
-                    });
-                }
-            }
-        };
+        let post_url = endpoint(&mut events, url).await?;
         let (tx, incoming) = mpsc::channel(INCOMING_BUFFER);
-        let stream_url = url.to_string();
-        let reader = tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(error) => {
-                        tracing::warn!("event stream of {stream_url} broke: {error}");
-                        break;
-                    }
-                };
-                // Messages come as `message` events; an event without a name is one too.
-                if !matches!(event.event.as_deref(), None | Some("message")) {
-                    continue;
-                }
-                let Some(data) = event.data else { continue };
-                match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
-                    Ok(message) => {
-                        if tx.send(message).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!("{stream_url} sent a message that is not JSON-RPC: {error}")
-                    }
-                }
-            }
-            // Dropping `tx` ends `receive`, which rmcp reads as the connection closing.
-        });
+        let reader = tokio::spawn(relay(events, tx, url.to_string()));
         Ok(LegacySseTransport {
             http: http.clone(),
             post_url,
@@ -186,6 +109,119 @@ impl LegacySseTransport {
             reader,
         })
     }
+}
+
+/// `GET url` as an event stream: an answer with a success status and the event stream's content
+/// type.
+async fn open_stream(
+    http: &reqwest::Client,
+    url: &Url,
+) -> Result<reqwest::Response, LegacySseError> {
+    let request = http
+        .get(url.clone())
+        .header(reqwest::header::ACCEPT, "text/event-stream");
+    let response = answered("GET", url, request).await?;
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if !content_type
+        .as_deref()
+        .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"))
+    {
+        return Err(LegacySseError::NotEventStream {
+            url: url.to_string(),
+            content_type,
+        });
+    }
+    Ok(response)
+}
+
+/// Sends `request` (`method` to `url`); its answer, when it came with a success status.
+async fn answered(
+    method: &'static str,
+    url: &Url,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, LegacySseError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|source| LegacySseError::Request {
+            method,
+            url: url.to_string(),
+            source,
+        })?;
+    if !response.status().is_success() {
+        return Err(LegacySseError::Status {
+            method,
+            url: url.to_string(),
+            status: response.status().as_u16(),
+        });
+    }
+    Ok(response)
+}
+
+/// Reads `events` up to the `endpoint` event and gives the URL it names, which must be on `url`'s
+/// origin.
+async fn endpoint<S>(events: &mut S, url: &Url) -> Result<Url, LegacySseError>
+where
+    S: Stream<Item = Result<Sse, sse_stream::Error>> + Unpin,
+{
+    loop {
+        match events.next().await {
+            Some(Ok(event)) if event.event.as_deref() == Some("endpoint") => {
+                let target = event.data.unwrap_or_default();
+                return same_origin_join(url, target.trim());
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => {
+                return Err(LegacySseError::NoEndpoint {
+                    url: url.to_string(),
+                    how: format!("broke: {error}"),
+                });
+            }
+            None => {
+                return Err(LegacySseError::NoEndpoint {
+                    url: url.to_string(),
+                    how: "ended".to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Hands the server's JSON-RPC messages on the rest of `events` to `tx` until the stream ends or
+/// breaks, or the client stops reading; what is not JSON-RPC is logged and passed over.
+async fn relay<S>(mut events: S, tx: mpsc::Sender<ServerJsonRpcMessage>, stream_url: String)
+where
+    S: Stream<Item = Result<Sse, sse_stream::Error>> + Unpin,
+{
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!("event stream of {stream_url} broke: {error}");
+                break;
+            }
+        };
+        // Messages come as `message` events; an event without a name is one too.
+        if !matches!(event.event.as_deref(), None | Some("message")) {
+            continue;
+        }
+        let Some(data) = event.data else { continue };
+        match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+            Ok(message) => {
+                if tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!("{stream_url} sent a message that is not JSON-RPC: {error}")
+            }
+        }
+    }
+    // Dropping `tx` ends `receive`, which rmcp reads as the connection closing.
 }
 
 impl Drop for LegacySseTransport {
@@ -208,23 +244,7 @@ impl Transport<RoleClient> for LegacySseTransport {
         let http = self.http.clone();
         let url = self.post_url.clone();
         async move {
-            let response = http
-                .post(url.clone())
-                .json(&item)
-                .send()
-                .await
-                .map_err(|source| LegacySseError::Request {
-                    method: "POST",
-                    url: url.to_string(),
-                    source,
-                })?;
-            if !response.status().is_success() {
-                return Err(LegacySseError::Status {
-                    method: "POST",
-                    url: url.to_string(),
-                    status: response.status().as_u16(),
-                });
-            }
+            answered("POST", &url, http.post(url.clone()).json(&item)).await?;
             Ok(())
         }
     }

@@ -73,6 +73,11 @@ pub async fn main(args: StandaloneArgs) -> i32 {
 }
 
 async fn run(args: StandaloneArgs) -> Result<i32, StandaloneError> {
+    // Our environment holds every principal's secret: closed to `/proc/1/environ` and ptrace
+    // even for a principal left at uid 0 (base tools in a root-owned workspace) on a kernel
+    // without Landlock, whose ptrace rule closes them otherwise.
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| StandaloneError::Start(format!("PR_SET_DUMPABLE: {e}")))?;
     let protections = report::check_kernel(args.allow_weaker_isolation)?;
     let prepared = prepare::prepare(&args)?;
     supervise::supervise(prepared, &protections, &args).await

@@ -45,6 +45,8 @@ pub(crate) struct Prepared {
     pub base: String,
 }
 
+// Over the threshold (lib.rs); left whole while the standalone-recipe work changes it.
+#[allow(clippy::too_many_lines)]
 /// Reads the image, checks the run and plans it.
 pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError> {
     let (loaded, spec, base) = load_image()?;

@@ -30,8 +30,11 @@ use crate::sandbox::plan::{ContainerPlan, MountSource, RunPlan};
 /// `SKILL_UIDS + n`, each its own.
 pub(crate) const SKILL_UIDS: u32 = 20000;
 
-/// The uid base tools run as when the workspace belongs to root (never uid 0 itself).
-pub(crate) const WORKSPACE_FALLBACK_UID: u32 = 10003;
+/// The uid that owns what a principal running as uid 0 (base tools in a root-owned workspace)
+/// must not `chmod` — our binary, each skill's folder, the supervisor's folders — and that no
+/// principal runs as. Without capabilities uid 0 is an ordinary user to the kernel: it may
+/// change only what uid 0 owns, and Landlock does not govern `chmod`.
+pub(crate) const FILES_UID: u32 = 10009;
 
 /// The `oom_score_adj` of skills and base tools (what the model and third-party code run in):
 /// when the container's memory runs out, the kernel kills one of them before the runtime, the
@@ -222,16 +225,17 @@ fn principal(
     // would not carry.
     env.entry("PATH".to_string())
         .or_insert_with(|| SCRATCH_PATH.to_string());
-    let (identity, uid_gid) = match identities.switch {
-        true => (
+    let (identity, uid_gid) = match (identities.switch, uid_gid) {
+        (true, (0, _)) => (Identity::Root, (0, 0)),
+        (true, (uid, gid)) => (
             Identity::Switch {
-                uid: uid_gid.0,
-                gid: uid_gid.1,
+                uid,
+                gid,
                 groups: vec![],
             },
             uid_gid,
         ),
-        false => (Identity::Inherit, identities.own),
+        (false, _) => (Identity::Inherit, identities.own),
     };
     let mut policy = Policy::deny_all(principal_name(container));
     policy.identity = identity;
@@ -286,17 +290,20 @@ fn mounts_workspace(container: &ContainerPlan) -> bool {
 }
 
 /// Who a container that mounts the workspace runs as in the plan (the workspace's owner), so
-/// what it writes belongs to them; never root.
+/// that it may write there and what it writes belongs to them. Root for a root-owned workspace,
+/// as the multi-container mode runs base-skill: [`Identity::Root`], every capability dropped.
 fn workspace_user(container: &ContainerPlan) -> Option<(u32, u32)> {
     if !mounts_workspace(container) {
         return None;
     }
     let (uid, gid) = container.user.split_once(':')?;
-    let (uid, gid): (u32, u32) = (uid.parse().ok()?, gid.parse().ok()?);
-    Some(match uid {
-        0 => (WORKSPACE_FALLBACK_UID, WORKSPACE_FALLBACK_UID),
-        _ => (uid, gid),
-    })
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// Whether a principal runs as uid 0 (base tools in a root-owned workspace): then what must not
+/// be uid 0's is re-owned to [`FILES_UID`].
+pub(crate) fn runs_as_root(principal: &Principal) -> bool {
+    principal.policy.identity == Identity::Root
 }
 
 /// Where the runtime sees each socket volume, by volume name.

@@ -12,7 +12,7 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::prepare::Prepared;
-use super::principals::{Identities, Principal, principals};
+use super::principals::{FILES_UID, Identities, Principal, principals, runs_as_root};
 use super::{STATE_DIR, StandaloneError};
 use super::{egress, reap, report};
 use crate::cli::StandaloneArgs;
@@ -97,15 +97,21 @@ pub(crate) async fn supervise(
 }
 
 /// The private folders: a home for each principal, a socket folder for each skill, owned by
-/// them (the socket folder's group is the runtime's, which alone may enter it besides).
+/// them (the socket folder's group is the runtime's, which alone may enter it besides). The
+/// folders above them, each skill's own folder and — when a principal runs as uid 0 — our
+/// binary belong to [`FILES_UID`], so that no principal may `chmod` them.
 fn make_folders(all: &[Principal], identities: Identities) -> Result<(), StandaloneError> {
     let state = Path::new(STATE_DIR);
+    let files_owner = identities.switch.then_some((FILES_UID, FILES_UID));
     for dir in [
         state.to_path_buf(),
         state.join("home"),
         PathBuf::from(RUNTIME_SOCKETS_DIR),
     ] {
-        make_folder(&dir, None, 0o711)?;
+        make_folder(&dir, files_owner, 0o711)?;
+    }
+    if all.iter().any(runs_as_root) {
+        exec_only_binary()?;
     }
     for principal in all {
         let (uid, gid) = principal.uid_gid;
@@ -130,7 +136,7 @@ fn make_folders(all: &[Principal], identities: Identities) -> Result<(), Standal
     Ok(())
 }
 
-/// A skill's own folder in the image: root's, the skill's group, mode 0750.
+/// A skill's own folder in the image: [`FILES_UID`]'s, the skill's group, mode 0750.
 fn own_folder(dir: &Path, gid: u32) -> Result<(), StandaloneError> {
     let fail = |e: std::io::Error| {
         StandaloneError::Start(format!(
@@ -138,8 +144,24 @@ fn own_folder(dir: &Path, gid: u32) -> Result<(), StandaloneError> {
             dir.display()
         ))
     };
-    chown(dir, Some(0), Some(gid)).map_err(fail)?;
+    chown(dir, Some(FILES_UID), Some(gid)).map_err(fail)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(fail)
+}
+
+/// Our binary, [`FILES_UID`]'s with mode 0711: executable but unreadable to uid 0 without
+/// capabilities too, so the processes it becomes stay non-dumpable, and not uid 0's to `chmod`.
+/// The image has it root's; only a run with a uid-0 principal pays for the copy to the
+/// container's layer that the change costs.
+fn exec_only_binary() -> Result<(), StandaloneError> {
+    let fail = |e: std::io::Error| {
+        StandaloneError::Start(format!(
+            "cannot give our binary to uid {FILES_UID} ({e}); the container's root must be \
+             writable, or give the workspace to a user other than root"
+        ))
+    };
+    let binary = std::env::current_exe().map_err(fail)?;
+    chown(&binary, Some(FILES_UID), Some(FILES_UID)).map_err(fail)?;
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o711)).map_err(fail)
 }
 
 fn make_folder(dir: &Path, owner: Option<(u32, u32)>, mode: u32) -> Result<(), StandaloneError> {

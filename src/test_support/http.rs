@@ -2,7 +2,9 @@
 //! headers, body) and hands it to the test's handler, whose [`Response`] goes back whole or
 //! streamed, each piece its own chunk. The provider tests' scripted replies
 //! ([`super::replies`]), the MCP-over-HTTP fixture (`skill::http_fixture`) and the end-to-end
-//! tests' mock LLM and npm registry are handlers on it.
+//! tests' mock LLM and npm registry are handlers on it. A handler may also take the connection
+//! over as a websocket ([`Response::websocket`]): the upgrade is answered as RFC 6455 says, with
+//! a subprotocol the client offered, as the Kubernetes API server answers `attach` and `exec`.
 //!
 //! Each server runs on a thread of its own with its own tokio runtime, so synchronous tests and
 //! `#[tokio::test]`s start it alike; dropping it stops the thread and every connection.
@@ -81,7 +83,22 @@ enum Body {
     Whole(Bytes),
     /// Sent chunked, each piece in its own write, as the stream yields it.
     Streamed(Pin<Box<dyn Stream<Item = Bytes> + Send>>),
+    /// `101 Switching Protocols`, then the session on the connection.
+    Upgrade {
+        /// The subprotocols the server speaks.
+        protocols: Vec<String>,
+        /// What it does on the websocket.
+        session: Session,
+    },
 }
+
+/// The server's side of a websocket connection.
+pub type WebSocket = tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A websocket session: given the connection and the subprotocol chosen, it runs until it has
+/// done what it does; the connection closes when it ends (dropped, unless it closed it).
+type Session =
+    Box<dyn FnOnce(WebSocket, String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 impl Response {
     /// `status` with no headers and an empty body.
@@ -127,6 +144,65 @@ impl Response {
         self
     }
 
+    /// Takes the connection over as a websocket: `101 Switching Protocols` with the first
+    /// subprotocol the client offered (`Sec-WebSocket-Protocol`, in its order) that is one of
+    /// `protocols`, then `session` on it. No subprotocol in common: `400`.
+    pub fn websocket<F, Fut>(protocols: &[&str], session: F) -> Response
+    where
+        F: FnOnce(WebSocket, String) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let session: Session =
+            Box::new(move |socket, protocol| Box::pin(session(socket, protocol)));
+        Response {
+            body: Body::Upgrade {
+                protocols: protocols.iter().map(ToString::to_string).collect(),
+                session,
+            },
+            ..Response::new(101)
+        }
+    }
+
+    /// The answer to `request`; a websocket session's answer is the handshake's, and its
+    /// session is spawned once hyper hands the connection over (`upgrade`).
+    fn answer(
+        self,
+        request: &Recorded,
+        upgrade: hyper::upgrade::OnUpgrade,
+    ) -> hyper::Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let (protocols, session) = match self.body {
+            Body::Upgrade { protocols, session } => (protocols, session),
+            _ => return self.into_hyper(),
+        };
+        let offered = request.header("sec-websocket-protocol").unwrap_or_default();
+        let chosen = offered
+            .split(',')
+            .map(str::trim)
+            .find(|p| protocols.iter().any(|ours| ours == p));
+        let (Some(chosen), Some(key)) = (chosen, request.header("sec-websocket-key")) else {
+            return Response::text(400, format!("no subprotocol in common with {offered:?}"))
+                .into_hyper();
+        };
+        let chosen = chosen.to_string();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let handshake = Response::new(101)
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-accept", &accept)
+            .header("sec-websocket-protocol", &chosen);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            session(socket, chosen).await;
+        });
+        handshake.into_hyper()
+    }
+
     fn into_hyper(self) -> hyper::Response<UnsyncBoxBody<Bytes, Infallible>> {
         let body = match self.body {
             Body::Whole(bytes) => Full::new(bytes).boxed_unsync(),
@@ -134,6 +210,7 @@ impl Response {
                 let frames = pieces.map(|piece| Ok::<_, Infallible>(Frame::data(piece)));
                 StreamBody::new(frames).boxed_unsync()
             }
+            Body::Upgrade { .. } => Full::new(Bytes::new()).boxed_unsync(),
         };
         let mut response = hyper::Response::new(body);
         *response.status_mut() = hyper::StatusCode::from_u16(self.status)
@@ -278,6 +355,7 @@ fn serve(
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -291,10 +369,12 @@ fn serve(
 
 /// Reads one request whole, records it and asks the handler for the answer.
 async fn answer(
-    request: hyper::Request<Incoming>,
+    mut request: hyper::Request<Incoming>,
     requests: Arc<Mutex<Vec<Recorded>>>,
     handler: Arc<BoxedHandler>,
 ) -> Result<hyper::Response<UnsyncBoxBody<Bytes, Infallible>>, hyper::Error> {
+    // Taken before the request is consumed; it resolves only if a `101` is sent.
+    let upgrade = hyper::upgrade::on(&mut request);
     let (head, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
     let recorded = Recorded {
@@ -317,7 +397,8 @@ async fn answer(
         Ok(mut log) => log.push(recorded.clone()),
         Err(poisoned) => poisoned.into_inner().push(recorded.clone()),
     }
-    Ok(handler(recorded).await.into_hyper())
+    let response = handler(recorded.clone()).await;
+    Ok(response.answer(&recorded, upgrade))
 }
 
 /// The gateway of the engine's default bridge network (Docker's `bridge`, usually 172.17.0.1;

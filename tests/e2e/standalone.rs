@@ -670,9 +670,14 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(cpus < 96, "{cpus} CPUs: raise the fixture's pids");
     let image = build_with(
-        &fixture("e2e/standalone-local"),
+        &fixture("e2e/local-skills"),
         "local",
-        &["--standalone-base", BOOKWORM_NODE_IMAGE],
+        &[
+            "--config",
+            "standalone.toml",
+            "--standalone-base",
+            BOOKWORM_NODE_IMAGE,
+        ],
     );
     let ws = workspace();
     let job = JobGuard::new();
@@ -690,7 +695,7 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
     assert_eq!(py[0]["cwd"], format!("{own}/files/py"), "{}", py[0]);
     assert_eq!(py[0]["file"], format!("{own}/files/py/server.py"));
     assert_eq!(py[0]["python"], format!("{own}/packages/bin/python3"));
-    assert_eq!(py[0]["greeting"], "hello from the image");
+    assert_eq!(py[0]["greeting"], "hello from a data file");
     let js = results_of(&events, "js_where");
     assert_eq!(js[0]["cwd"], "/opt/perstack-skills/local-js/files/tools/js");
     assert_eq!(js[0]["text"], "SANDBOX");
@@ -749,6 +754,92 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
     // Another principal's files stay closed: the Python skill runs under a uid of its own.
     let uid = py[0]["uid"].as_u64().expect("uid");
     assert!(uid >= 20000, "{uid}");
+}
+
+/// A uv project (`uv run --directory tools/x server.py`, the fixture the multi-container test
+/// runs) and a `uvx` package in one standalone image on `pythonImage`, run with no network at
+/// all: uv runs the environment `uv sync` made at build time from the skill's own folder, offline;
+/// the attacker can read neither skill's files.
+#[test]
+fn a_uv_project_and_a_uvx_package_run_offline_in_one_standalone_image_each_in_its_own_folder() {
+    if !require_bookworm_image() {
+        return;
+    }
+    let image = build(&fixture("e2e/local-uv"), "uv-standalone");
+    let ws = workspace();
+    let job = JobGuard::new();
+    // No network for the container: nothing can be fetched at run time.
+    let out = docker_run_with(
+        &image,
+        &job,
+        &["--network", "none"],
+        &[],
+        ws.path(),
+        &["Where do you run?"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = json_lines(&out);
+    assert_eq!(events[0]["base"], "perstack-sandbox/bookworm:local");
+    let completed = of_type(&events, "completeRun");
+    assert_eq!(
+        completed[0]["text"], "The uv project and the clock answered.",
+        "{stderr}"
+    );
+
+    // uv ran the project from the skill's own folder, on the environment synced at build time.
+    let own = "/opt/perstack-skills/uv-project";
+    let uv = results_of(&events, "uv_where");
+    assert_eq!(uv[0]["text"], "standalone", "{uv:?}");
+    assert_eq!(uv[0]["cwd"], format!("{own}/files/tools/x"));
+    assert_eq!(uv[0]["file"], format!("{own}/files/tools/x/server.py"));
+    assert_eq!(uv[0]["prefix"], format!("{own}/packages/uv-project"));
+    assert!(
+        uv[0]["mcp"].as_str().is_some_and(|v| v.starts_with("1.")),
+        "{}",
+        uv[0]
+    );
+    assert_eq!(
+        results_of(&events, "get_current_time")[0]["timezone"],
+        "UTC"
+    );
+    // The skill host got uv's offline settings besides HOME, PATH and TMPDIR, under a uid of
+    // its own.
+    let principals = events[0]["principals"].as_array().expect("principals");
+    let skill = principals
+        .iter()
+        .find(|p| p["principal"] == "skill `uv-project`")
+        .expect("the uv skill");
+    for name in [
+        "UV_OFFLINE",
+        "UV_NO_SYNC",
+        "UV_PROJECT_ENVIRONMENT",
+        "UV_PYTHON",
+    ] {
+        assert!(
+            skill["env"]
+                .as_array()
+                .expect("env")
+                .contains(&Value::from(name)),
+            "{name}: {skill}"
+        );
+    }
+    assert!(skill["identity"]["uid"].as_u64().expect("uid") >= 20000);
+
+    // Neither skill's files are another's to read: the project, its environment, uv's venv and
+    // the uvx venv. A system file stays readable (the control).
+    let outcomes = attempts(&events);
+    assert_eq!(
+        outcomes["system-file"]["outcome"]["ok"], true,
+        "{outcomes:?}"
+    );
+    const EACCES: i64 = 13;
+    for label in ["uv-environment", "uv-project", "uv-venv", "time-venv"] {
+        let attempt = &outcomes[label];
+        assert!(attempt["error"].is_null(), "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["errno"], EACCES, "{label}: {attempt}");
+    }
+    assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! root, no capabilities, no network), the workspace a tmpfs as the pod's emptyDir is a
 //! folder. What goes in comes out; the run data and protected paths do not come out; a hostile
 //! archive is refused by `workspace-in` naming the entry, and nothing lands outside the
-//! workspace.
+//! workspace. `workspace-hold` ends on SIGTERM; `runtime-stop`, exec'd in a container, ends its
+//! PID 1 (a stopped run's runtime, before the copy back).
 
 use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
@@ -240,5 +241,60 @@ fn workspace_hold_ends_on_sigterm_or_after_its_seconds() {
         .output()
         .expect("inspect");
     assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "0");
+    drop(job);
+}
+
+/// `runtime-stop`, exec'd in a container, ends its PID 1 when PID 1 handles SIGTERM (the
+/// runtime does; here `workspace-hold`, which says when its handler is in place): how a
+/// Kubernetes run stopped by Ctrl-C or its time limit ends its runtime before the copy back.
+#[test]
+fn runtime_stop_ends_the_containers_pid_1_from_inside() {
+    if !require_bookworm_image() {
+        return;
+    }
+    let job = JobGuard::new();
+    let name = format!("psbx-{}-stop", job.job_id);
+    let started = Command::new("docker")
+        .args(["run", "-d", "--name", &name, "--network", "none"])
+        .args(["--user", USER, "--cap-drop", "ALL"])
+        .args(["--security-opt", "no-new-privileges"])
+        .args(["--label", "io.perstack.sandbox.managed=true"])
+        .arg("--label")
+        .arg(format!("io.perstack.sandbox.job-id={}", job.job_id))
+        .arg("-v")
+        .arg(format!("{}:/usr/local/bin/perstack-sandbox:ro", binary()))
+        .args([BOOKWORM_IMAGE, "perstack-sandbox", "workspace-hold"])
+        .args(["--seconds", "600"])
+        .output()
+        .expect("docker run");
+    assert!(started.status.success(), "{started:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let logs = Command::new("docker")
+            .args(["logs", &name])
+            .output()
+            .expect("logs");
+        if String::from_utf8_lossy(&logs.stderr).contains("workspace-hold: holding") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never said it holds");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stopping = std::time::Instant::now();
+    let stop = Command::new("docker")
+        .args(["exec", &name, "perstack-sandbox", "runtime-stop"])
+        .output()
+        .expect("docker exec");
+    assert!(stop.status.success(), "{stop:?}");
+    let waited = Command::new("timeout")
+        .args(["20", "docker", "wait", &name])
+        .output()
+        .expect("docker wait");
+    assert_eq!(String::from_utf8_lossy(&waited.stdout).trim(), "0");
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        stopping.elapsed()
+    );
     drop(job);
 }

@@ -8,7 +8,7 @@ use crate::event::Event;
 use crate::exit::Exit;
 use crate::jobs::Recorder;
 use crate::render::{Mode, Output};
-use crate::sandbox::backend::Backend;
+use crate::sandbox::backend::{Backend, Stopping};
 use crate::sandbox::engine::placeholders;
 use crate::sandbox::engine::run::{
     EventTap, RunError as ExecuteError, RunIds, RunReport, TimeLimit,
@@ -196,9 +196,10 @@ struct Run<'a, B> {
 }
 
 impl<B: Backend> Run<'_, B> {
-    /// Carries out the plan until it ends or a signal stops it. First Ctrl-C: the runtime gets
-    /// SIGINT and stops after the step under way, whose checkpoint is relayed and stored like
-    /// any other; we go on relaying until it ends. Second Ctrl-C, SIGTERM, or a Ctrl-C before
+    /// Carries out the plan until it ends or a signal stops it. First Ctrl-C: the backend stops
+    /// the run its way — Docker: the runtime gets SIGINT and stops after the step under way,
+    /// whose checkpoint is relayed and stored like any other; Kubernetes: the runtime is
+    /// stopped and the workspace copied back — and we go on relaying until it ends. Second Ctrl-C, SIGTERM, or a Ctrl-C before
     /// the runtime runs: stop at once (the run future is dropped and the caller removes
     /// everything).
     async fn relay(&self, signals: &mut Signals, notify: Notify<'_>) -> Ended {
@@ -222,8 +223,9 @@ impl<B: Backend> Run<'_, B> {
                     }
                     interrupted = true;
                     match self.backend.interrupt(self.plan).await {
-                        Ok(true) => notify(Notice::StoppingAfterStep),
-                        Ok(false) => break Ended::Signal(Exit::Interrupted),
+                        Ok(Stopping::AfterStep) => notify(Notice::StoppingAfterStep),
+                        Ok(Stopping::CopyingBack) => notify(Notice::StoppingToCopyBack),
+                        Ok(Stopping::Nothing) => break Ended::Signal(Exit::Interrupted),
                         Err(error) => {
                             notify(Notice::StopRequestFailed(error));
                             break Ended::Signal(Exit::Interrupted);

@@ -35,6 +35,7 @@ use std::time::Instant;
 use crate::cli::RunArgs;
 use crate::config::Settings;
 use crate::exit::Exit;
+use crate::sandbox::backend::Backend;
 
 pub use error::RunError;
 pub use notice::Notice;
@@ -55,11 +56,7 @@ pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
     checked.notices.drain(..).for_each(&show);
     if args.backend.backend == crate::cli::BackendName::Kubernetes {
         let backend = super::kubernetes::backend(&args.backend).await?;
-        let planned = plan::plan(&args, &loaded, settings, checked, started)?;
-        let outcome = execute::execute(&backend, planned, &args, &show).await?;
-        let ending = finish::finish(outcome)?;
-        ending.notice.into_iter().for_each(&show);
-        return Ok(ending.exit);
+        return plan_and_run(&backend, &args, &loaded, settings, checked, started, &show).await;
     }
     let engine = engine::connect(
         &loaded.config.config,
@@ -71,10 +68,33 @@ pub async fn run(args: RunArgs) -> Result<Exit, RunError> {
     engine.notices.into_iter().for_each(&show);
     // Who base-skill is inside its container for its files to be the user's outside.
     checked.user = engine.docker.engine().workspace_user(checked.user);
-    let planned = plan::plan(&args, &loaded, settings, checked, started)?;
-    let outcome = execute::execute(&engine.docker, planned, &args, &show).await?;
+    plan_and_run(
+        &engine.docker,
+        &args,
+        &loaded,
+        settings,
+        checked,
+        started,
+        &show,
+    )
+    .await
+}
+
+/// Stages 5 to 7 on whichever backend carries out the run: the plan, its execution, the exit
+/// code.
+async fn plan_and_run(
+    backend: &impl Backend,
+    args: &RunArgs,
+    loaded: &load::Loaded,
+    settings: Settings,
+    checked: preflight::Checked,
+    started: Instant,
+    show: Notify<'_>,
+) -> Result<Exit, RunError> {
+    let planned = plan::plan(args, loaded, settings, checked, started)?;
+    let outcome = execute::execute(backend, planned, args, show).await?;
     let ending = finish::finish(outcome)?;
-    ending.notice.into_iter().for_each(&show);
+    ending.notice.into_iter().for_each(show);
     Ok(ending.exit)
 }
 

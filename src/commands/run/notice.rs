@@ -58,6 +58,8 @@ pub enum Notice {
     SweepFailed(DockerError),
     /// First Ctrl-C: the runtime was asked to stop after the step under way.
     StoppingAfterStep,
+    /// Ctrl-C on Kubernetes: the runtime is stopped, then the workspace copied back.
+    StoppingToCopyBack,
     /// Ctrl-C again: the run stops at once.
     StoppingAtOnce,
     /// Asking the runtime to stop failed; the run stops at once.
@@ -146,6 +148,9 @@ impl fmt::Display for Notice {
             ),
             Notice::StoppingAfterStep => f.write_str(
                 "interrupted: the run stops after the step under way and keeps its checkpoint (continue with --continue); press Ctrl-C again to stop at once",
+            ),
+            Notice::StoppingToCopyBack => f.write_str(
+                "interrupted: stopping the runtime, then copying the workspace back from the pod (the copy back is checked as always); press Ctrl-C again to skip the copy back and stop at once",
             ),
             Notice::StoppingAtOnce => f.write_str("interrupted again: stopping at once"),
             Notice::StopRequestFailed(error) => {

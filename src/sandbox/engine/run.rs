@@ -198,50 +198,23 @@ async fn apply(
     verbose: bool,
     tap: EventTap<'_>,
 ) -> Result<RunReport, RunError> {
-    // Only a run given --allow-weaker-isolation gets this far on such an engine
-    // (`commands/run/engine.rs`); its first event says what it runs without.
-    if let Some(weaker) = docker.engine().weaker_isolation() {
-        output.event(ids.event(RuntimePayload::IsolationReport {
-            engine: weaker.engine.clone(),
-            missing: weaker.missing.iter().map(ToString::to_string).collect(),
-            reason: weaker.summary(),
-        }));
-    }
+    report_weaker_isolation(docker, ids, output);
     let tags = match &plan.prebuilt {
         Some(prebuilt) => {
             use_prebuilt(docker, &plan.images, prebuilt, ids, output, verbose).await?
         }
         None => ensure_images(docker, &plan.images, ids, output, verbose).await?,
     };
-
     futures::future::try_join_all(plan.volumes.iter().map(|v| docker.create_volume(v))).await?;
     // After the volumes, whose labels name them for `gc` should the controller die from here.
     super::placeholders::create(&plan.placeholders)?;
     let egress = start_egress(docker, plan, &tags, ids, output).await?;
-
-    // Every skill container and the runtime start at once: the runtime connects to the skill
-    // sockets as they appear (it waits for them), so nothing here waits for another container.
-    // Each skill's stderr becomes skillStderr events.
-    let tags = &tags;
-    let skills = futures::future::try_join_all(plan.skills.iter().map(|skill| {
-        let hosts = egress.hosts(skill);
-        async move { start_skill(docker, skill, &tags[skill.image], &hosts, ids, output).await }
-    }));
-    let runtime = &plan.runtime;
-    let (skill_tasks, (id, stream, stdin)) = futures::future::try_join(
-        skills,
-        start_runtime(
-            docker,
-            runtime,
-            &tags[runtime.image],
-            &egress.hosts(runtime),
-            ids,
-            output,
-        ),
-    )
-    .await?;
+    let Started {
+        skill_tasks,
+        runtime: (id, stream, stdin),
+    } = start_containers(docker, plan, &tags, &egress, ids, output).await?;
     // The checkpoint goes in while the output is relayed, so neither side waits on the other.
-    let feeding = match (stdin, &runtime.stdin) {
+    let feeding = match (stdin, &plan.runtime.stdin) {
         (Some(input), Some(bytes)) => Some(tokio::spawn(feed_stdin(input, bytes.clone()))),
         _ => None,
     };
@@ -249,15 +222,7 @@ async fn apply(
     let relay = relay_runtime(stream, ids, output, verbose, tap);
     let (end_event, stderr_tail) = relay.await;
     let code = docker.wait(&id).await?;
-    output.event(ids.event(RuntimePayload::DockerContainerStatus {
-        status: if code == 0 {
-            ContainerStatus::Stopped
-        } else {
-            ContainerStatus::Error
-        },
-        service: runtime.service.clone(),
-        message: Some(format!("Runtime container exited with code {code}")),
-    }));
+    output.event(ids.event(runtime_exited(&plan.runtime, code)));
     // A run that failed may have failed for a skill: its last stderr lines, which say why, may
     // still be on their way.
     let failed = end_event.is_none() || code != 0;
@@ -271,6 +236,73 @@ async fn apply(
         },
     };
     Ok(RunReport { end })
+}
+
+/// Only a run given --allow-weaker-isolation gets this far on such an engine
+/// (`commands/run/engine.rs`); its first event says what it runs without.
+fn report_weaker_isolation(docker: &DockerClient, ids: &RunIds, output: &Output) {
+    if let Some(weaker) = docker.engine().weaker_isolation() {
+        output.event(ids.event(RuntimePayload::IsolationReport {
+            engine: weaker.engine.clone(),
+            missing: weaker.missing.iter().map(ToString::to_string).collect(),
+            reason: weaker.summary(),
+        }));
+    }
+}
+
+/// The run's containers, started.
+struct Started {
+    /// The tasks relaying each skill's stderr.
+    skill_tasks: Vec<JoinHandle<()>>,
+    /// The runtime's container id, output and input.
+    runtime: (String, RuntimeOutput, Option<RuntimeInput>),
+}
+
+/// Every skill container and the runtime, started at once: the runtime connects to the skill
+/// sockets as they appear (it waits for them), so nothing here waits for another container.
+/// Each skill's stderr becomes skillStderr events.
+async fn start_containers(
+    docker: &DockerClient,
+    plan: &RunPlan,
+    tags: &[String],
+    egress: &Egress,
+    ids: &RunIds,
+    output: &Output,
+) -> Result<Started, RunError> {
+    let skills = futures::future::try_join_all(plan.skills.iter().map(|skill| {
+        let hosts = egress.hosts(skill);
+        async move { start_skill(docker, skill, &tags[skill.image], &hosts, ids, output).await }
+    }));
+    let runtime = &plan.runtime;
+    let (skill_tasks, runtime) = futures::future::try_join(
+        skills,
+        start_runtime(
+            docker,
+            runtime,
+            &tags[runtime.image],
+            &egress.hosts(runtime),
+            ids,
+            output,
+        ),
+    )
+    .await?;
+    Ok(Started {
+        skill_tasks,
+        runtime,
+    })
+}
+
+/// The runtime container's status once it exited with `code`.
+fn runtime_exited(runtime: &ContainerPlan, code: i64) -> RuntimePayload {
+    RuntimePayload::DockerContainerStatus {
+        status: if code == 0 {
+            ContainerStatus::Stopped
+        } else {
+            ContainerStatus::Error
+        },
+        service: runtime.service.clone(),
+        message: Some(format!("Runtime container exited with code {code}")),
+    }
 }
 
 /// The egress proxy of a run, once it listens.

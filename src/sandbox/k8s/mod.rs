@@ -39,6 +39,9 @@ pub(crate) mod manifest;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod session;
 #[cfg(test)]
+#[cfg(feature = "kubernetes")]
+mod streams_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod workspace;

@@ -11,9 +11,10 @@
 //! what went in and did not come back is removed. A refused archive changes nothing.
 //!
 //! The transport is [`PodStreams`]: `KubeApi` over the API's websockets in a real run (thin:
-//! bytes in, bytes out), the fake API server's in-process pod in the lifecycle tests, because
-//! `tower-test`'s mocked service cannot answer the websocket upgrade `attach` and `exec` need
-//! (hyper's upgrade handle cannot be made outside hyper).
+//! bytes in, bytes out; tested against a websocket server on loopback in `streams_tests.rs`),
+//! the fake API server's in-process pod in the lifecycle tests, because `tower-test`'s mocked
+//! service cannot answer the websocket upgrade `attach` and `exec` need (hyper's upgrade handle
+//! cannot be made outside hyper).
 
 use std::io::{Seek, Write};
 use std::path::PathBuf;
@@ -206,11 +207,7 @@ impl WorkspaceCopy {
         streams: &dyn PodStreams,
         pod: &str,
     ) -> Result<CopiedBack, KubeError> {
-        let failed = |why: String| KubeError::CopyBack {
-            pod: pod.to_string(),
-            workspace: self.host.clone(),
-            why,
-        };
+        let failed = |why: String| self.failed(pod, why);
         let (sender, receiver) = mpsc::channel(8);
         let command = self.copy_out_command();
         let exec = streams.exec_stdout(pod, &self.out_container, command, sender);
@@ -224,6 +221,15 @@ impl WorkspaceCopy {
             .await
             .map_err(|e| failed(e.to_string()))?
             .map_err(|e| failed(e.to_string()))
+    }
+
+    /// The copy back from `pod` failed, `why`.
+    pub(crate) fn failed(&self, pod: &str, why: String) -> KubeError {
+        KubeError::CopyBack {
+            pod: pod.to_string(),
+            workspace: self.host.clone(),
+            why,
+        }
     }
 
     /// Checks the spooled archive whole, then unpacks it and removes what the run removed.

@@ -142,16 +142,69 @@ impl Preflight<'_> {
         baked_script: Option<Option<MockScript>>,
         model: bool,
     ) -> Result<Checked, Problems> {
-        let loaded = self.config;
         let mut found = Found::default();
+        let runtime_env = self.check_runtime_env(&mut found, model);
+        let skill_files = self.check_skills(&mut found, baked_script.is_some());
+        let mut trusted = self.trusted.to_vec();
+        if let Some(skill_files) = &skill_files {
+            trusted.extend(crate::sandbox::skill_files::trusted_inputs(
+                self.config.dir(),
+                skill_files,
+            ));
+        }
+        let (workspace, protected) = self.check_workspace(&mut found, &trusted);
+        let mock_script = match model {
+            true => found.add(mock_script::check_mock_script(
+                self.config,
+                self.provider,
+                baked_script,
+            )),
+            false => Some(None),
+        };
+        match (runtime_env, workspace, mock_script, protected, skill_files) {
+            (
+                Some(runtime_env),
+                Some(workspace),
+                Some(mock_script),
+                Some(protected),
+                Some(skill_files),
+            ) if found.0.is_empty() => Ok(Checked {
+                workspace,
+                runtime_env,
+                mock_script,
+                protected,
+                skill_files,
+                trusted,
+            }),
+            _ => Err(Problems(found.0)),
+        }
+    }
+
+    /// The Expert, then the runtime's variables: the provider's (none for a listing run, which
+    /// asks no model), then the `--env` extras.
+    fn check_runtime_env(&self, found: &mut Found, model: bool) -> Option<Vec<(String, String)>> {
         found
             .0
-            .extend(expert::check_expert(loaded, self.expert_key).err());
+            .extend(expert::check_expert(self.config, self.expert_key).err());
         let provider_env = match model {
-            true => found.add(provider::check_provider(loaded, self.provider, self.env)),
+            true => found.add(provider::check_provider(
+                self.config,
+                self.provider,
+                self.env,
+            )),
             false => Some(Vec::new()),
         };
         let extra_env = found.add(extra_env::check_extra_env(self.extra_env, self.env));
+        let mut runtime_env = provider_env?;
+        runtime_env.extend(extra_env?);
+        Some(runtime_env)
+    }
+
+    /// The skills, the registry they come from, and their own files from the config's folder;
+    /// `baked`: a versioned image's skill images hold their files already, there is no folder
+    /// to read.
+    fn check_skills(&self, found: &mut Found, baked: bool) -> Option<FilesBySkill> {
+        let loaded = self.config;
         found
             .0
             .extend(skills::check_skills(loaded, self.expert_key, self.env));
@@ -160,11 +213,18 @@ impl Preflight<'_> {
             self.expert_key,
             self.env,
         ));
-        // A versioned image's skill images hold their files already; there is no folder to read.
-        let skill_files = match baked_script {
-            Some(_) => Some(FilesBySkill::new()),
-            None => found.add(skills::check_skill_files(loaded, self.expert_key)),
-        };
+        match baked {
+            true => Some(FilesBySkill::new()),
+            false => found.add(skills::check_skill_files(loaded, self.expert_key)),
+        }
+    }
+
+    /// The workspace, and its protected paths given the `trusted` files.
+    fn check_workspace(
+        &self,
+        found: &mut Found,
+        trusted: &[TrustedInput],
+    ) -> (Option<PathBuf>, Option<ProtectedLayout>) {
         let workspace = found.add(
             workspace::check_workspace(self.workspace).map_err(|message| {
                 vec![Problem {
@@ -173,56 +233,14 @@ impl Preflight<'_> {
                 }]
             }),
         );
-        let mut trusted = self.trusted.to_vec();
-        if let Some(skill_files) = &skill_files {
-            trusted.extend(crate::sandbox::skill_files::trusted_inputs(
-                loaded.dir(),
-                skill_files,
-            ));
-        }
         let protected = workspace.as_deref().and_then(|workspace| {
             found.add(protected::check_protected(
-                &trusted,
+                trusted,
                 workspace,
-                &loaded.config.sandbox.writable,
+                &self.config.config.sandbox.writable,
             ))
         });
-        let mock_script = match model {
-            true => found.add(mock_script::check_mock_script(
-                loaded,
-                self.provider,
-                baked_script,
-            )),
-            false => Some(None),
-        };
-        match (
-            provider_env,
-            extra_env,
-            workspace,
-            mock_script,
-            protected,
-            skill_files,
-        ) {
-            (
-                Some(mut runtime_env),
-                Some(extra_env),
-                Some(workspace),
-                Some(mock_script),
-                Some(protected),
-                Some(skill_files),
-            ) if found.0.is_empty() => {
-                runtime_env.extend(extra_env);
-                Ok(Checked {
-                    workspace,
-                    runtime_env,
-                    mock_script,
-                    protected,
-                    skill_files,
-                    trusted,
-                })
-            }
-            _ => Err(Problems(found.0)),
-        }
+        (workspace, protected)
     }
 }
 

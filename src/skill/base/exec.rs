@@ -171,51 +171,8 @@ async fn run(
     inherited: impl Fn(&str) -> Option<OsString>,
 ) -> Result<(String, String), Failure> {
     let timeout = timeout_of(args.timeout.as_ref())?;
-    let cwd = ws.resolve(&args.cwd).map_err(|e| Failure::new(e.message))?;
-    let env = child_env(inherited, &args.env).map_err(Failure::new)?;
-
-    let mut command = Command::new(&args.command);
-    command
-        .args(&args.args)
-        .current_dir(&cwd.target)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
-    let mut child = command
-        .spawn()
-        .map_err(|e| Failure::new(spawn_error(&args.command, &e)))?;
-    // Kills the group if this future is dropped mid-run (the client cancelled the call).
-    let mut group = GroupGuard(child.id());
-
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let ending = {
-        let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
-        let wait = async {
-            let read_both = async {
-                tokio::try_join!(
-                    read_capped(out_pipe, &mut stdout, "stdout"),
-                    read_capped(err_pipe, &mut stderr, "stderr"),
-                )
-            };
-            if let Err(ending) = read_both.await {
-                return ending;
-            }
-            match child.wait().await {
-                Ok(status) => Ending::Exited(status),
-                Err(e) => Ending::Io(e),
-            }
-        };
-        match timeout {
-            Some(limit) => tokio::time::timeout(limit, wait)
-                .await
-                .unwrap_or(Ending::TimedOut),
-            None => wait.await,
-        }
-    };
+    let (mut child, mut group) = spawn(ws, args, inherited)?;
+    let (ending, stdout, stderr) = wait_capped(&mut child, timeout).await;
     if let Ending::Exited(_) = ending {
         // Exited on its own: leave anything it started in the background alone, as Node does.
         group.0 = None;
@@ -226,8 +183,78 @@ async fn run(
     }
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
-    let error = match ending {
-        Ending::Exited(status) if status.success() => return Ok((stdout, stderr)),
+    match failure_message(args, ending, &stderr) {
+        None => Ok((stdout, stderr)),
+        Some(error) => Err(Failure {
+            error,
+            stdout,
+            stderr,
+        }),
+    }
+}
+
+/// Starts the command in the workspace folder it names, in a process group of its own, with only
+/// the variables it may see; the guard kills the group if the call is dropped mid-run (the
+/// client cancelled it).
+fn spawn(
+    ws: &Workspace,
+    args: &ExecArgs,
+    inherited: impl Fn(&str) -> Option<OsString>,
+) -> Result<(tokio::process::Child, GroupGuard), Failure> {
+    let cwd = ws.resolve(&args.cwd).map_err(|e| Failure::new(e.message))?;
+    let env = child_env(inherited, &args.env).map_err(Failure::new)?;
+    let child = Command::new(&args.command)
+        .args(&args.args)
+        .current_dir(&cwd.target)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Failure::new(spawn_error(&args.command, &e)))?;
+    let group = GroupGuard(child.id());
+    Ok((child, group))
+}
+
+/// Reads the child's stdout and stderr, each up to its cap, and waits for it to exit, all within
+/// `timeout` (`None`: forever); gives how that ended and what was read.
+async fn wait_capped(
+    child: &mut tokio::process::Child,
+    timeout: Option<Duration>,
+) -> (Ending, Vec<u8>, Vec<u8>) {
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+    let wait = async {
+        let read_both = async {
+            tokio::try_join!(
+                read_capped(out_pipe, &mut stdout, "stdout"),
+                read_capped(err_pipe, &mut stderr, "stderr"),
+            )
+        };
+        if let Err(ending) = read_both.await {
+            return ending;
+        }
+        match child.wait().await {
+            Ok(status) => Ending::Exited(status),
+            Err(e) => Ending::Io(e),
+        }
+    };
+    let ending = match timeout {
+        Some(limit) => tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or(Ending::TimedOut),
+        None => wait.await,
+    };
+    (ending, stdout, stderr)
+}
+
+/// The error of a run that did not succeed, as Node words it; `None` for a success.
+fn failure_message(args: &ExecArgs, ending: Ending, stderr: &str) -> Option<String> {
+    Some(match ending {
+        Ending::Exited(status) if status.success() => return None,
         // Node puts stderr into the message too (and again in the `stderr` field).
         Ending::Exited(status) => format!(
             "Command failed: {}\n{}{stderr}",
@@ -243,11 +270,6 @@ async fn run(
         }
         Ending::Overflow(stream) => format!("{stream} maxBuffer length exceeded"),
         Ending::Io(e) => format!("Command failed: {}\n{e}", command_line(args)),
-    };
-    Err(Failure {
-        error,
-        stdout,
-        stderr,
     })
 }
 
