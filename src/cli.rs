@@ -73,6 +73,8 @@ pub enum Command {
 /// The roles this program plays inside containers, each hidden from `--help`: all that the
 /// executable our images carry (`perstack-sandbox-roles`, README "Building") understands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process, as `Command` is.
+#[allow(clippy::large_enum_variant)]
 pub enum RoleCommand {
     /// (inside the runtime container) Run the agent loop.
     #[command(hide = true)]
