@@ -11,7 +11,7 @@ use crate::config::settings::{
     GVISOR_RUNTIME, SettingFlags, memory_spelling, parse_ca_certificates, parse_runtime_engine,
 };
 use crate::contract::runtime_args::RuntimeArgs;
-use crate::skill::host::HostOptions;
+use crate::skill::host::{HostOptions, Listen};
 
 /// Run Perstack Experts in Docker: the agent runtime, each MCP skill and the workspace tools in
 /// their own hardened containers.
@@ -990,8 +990,16 @@ impl RuntimeArgs {
 #[derive(Debug, Args)]
 pub struct SkillHostArgs {
     /// The unix socket to listen on.
-    #[arg(long)]
-    pub socket: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "socket_fd",
+        conflicts_with = "socket_fd"
+    )]
+    pub socket: Option<PathBuf>,
+    /// An inherited descriptor of a unix socket already listening (a standalone image's skill
+    /// in a root of its own, which the socket's folder is outside of).
+    #[arg(long, value_name = "FD")]
+    pub socket_fd: Option<i32>,
     /// A variable to pass to the server (repeatable).
     #[arg(long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,
@@ -1011,8 +1019,14 @@ impl TryFrom<SkillHostArgs> for HostOptions {
     fn try_from(args: SkillHostArgs) -> Result<HostOptions, NoServerCommand> {
         let mut command = args.command.into_iter();
         let program = command.next().ok_or(NoServerCommand)?;
+        let socket = match (args.socket, args.socket_fd) {
+            (_, Some(fd)) => Listen::Inherited(fd),
+            (Some(path), None) => Listen::Path(path),
+            // clap requires one of the two.
+            (None, None) => return Err(NoServerCommand),
+        };
         Ok(HostOptions {
-            socket: args.socket,
+            socket,
             pass_env: args.pass_env,
             command: program,
             args: command.collect(),
@@ -1030,6 +1044,10 @@ pub struct BaseSkillArgs {
     /// (repeated; the controller passes them).
     #[arg(long, value_name = "RULE:PATH")]
     pub protected: Vec<String>,
+    /// Run `exec`'s programs in a Landlock domain that keeps the protected paths as they are
+    /// (the standalone image, where no read-only mount does).
+    #[arg(long)]
+    pub confine_exec: bool,
 }
 
 /// The hidden `workspace-in` role.

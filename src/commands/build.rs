@@ -15,9 +15,10 @@ use crate::cli::BuildArgs;
 use crate::config::{LoadedConfig, ProviderName, Settings, SettingsError};
 use crate::exit::Exit;
 use crate::llm::mock::{MockScript, MockScriptError};
-use crate::sandbox::engine::docker::{DockerClient, DockerError};
+use crate::sandbox::engine::docker::{DockerClient, DockerError, ImageEnv};
 use crate::sandbox::engine::run::{RunError as ExecuteError, content_tag};
 use crate::sandbox::images::recipes::Artifacts;
+use crate::sandbox::images::user_recipe::UserRecipe;
 use crate::sandbox::images::{ImageSpec, slug};
 use crate::sandbox::plan::{RunPlan, RunRequest, plan};
 use crate::sandbox::preflight::{Problems, file_problem};
@@ -349,8 +350,15 @@ async fn standalone(
         BTreeMap::new(),
     );
     let base = crate::standalone::image::choose_base(run_plan, args.standalone_base.as_deref())?;
-    let spec = crate::standalone::image::standalone_image(run_plan, &manifest, &base)?;
     let docker = DockerClient::connect().await?;
+    let mut configs = BTreeMap::new();
+    for (service, recipe) in crate::standalone::image::recipes(run_plan) {
+        configs.insert(
+            service.to_string(),
+            recipe_config(&docker, service, recipe, args.verbose).await?,
+        );
+    }
+    let spec = crate::standalone::image::standalone_image(run_plan, &manifest, &base, &configs)?;
     let (tag, _) = ensure(&docker, &spec, args.verbose).await?;
     let mut made = Vec::new();
     for reference in &inputs.refs {
@@ -391,6 +399,42 @@ async fn tag(
     Ok(made)
 }
 
+/// Builds a skill's own Dockerfile unless its image is here already.
+async fn ensure_recipe(
+    docker: &DockerClient,
+    service: &str,
+    recipe: &UserRecipe,
+    verbose: bool,
+) -> Result<(), BuildError> {
+    if docker.image_id(&recipe.tag()).await?.is_some() {
+        return Ok(());
+    }
+    eprintln!("{service}: building its Dockerfile as {}", recipe.tag());
+    docker
+        .build_recipe(recipe, |line| {
+            if verbose {
+                eprintln!("  {line}");
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+/// A standalone image's recipe skill: its recipe built, and its image's variables and working
+/// directory, which the standalone image records for the supervisor.
+async fn recipe_config(
+    docker: &DockerClient,
+    service: &str,
+    recipe: &UserRecipe,
+    verbose: bool,
+) -> Result<ImageEnv, BuildError> {
+    ensure_recipe(docker, service, recipe, verbose).await?;
+    Ok(docker
+        .image_env_and_workdir(&recipe.tag())
+        .await?
+        .unwrap_or_default())
+}
+
 async fn push(docker: &DockerClient, made: &[String], verbose: bool) -> Result<(), BuildError> {
     for reference in made {
         eprintln!("pushing {reference}");
@@ -411,21 +455,9 @@ async fn ensure(
     spec: &ImageSpec,
     verbose: bool,
 ) -> Result<(String, String), BuildError> {
-    if let Some(recipe) = &spec.recipe
-        && docker.image_id(&recipe.tag()).await?.is_none()
-    {
-        eprintln!(
-            "{}: building its Dockerfile as {}",
-            spec.service,
-            recipe.tag()
-        );
-        docker
-            .build_recipe(recipe, |line| {
-                if verbose {
-                    eprintln!("  {line}");
-                }
-            })
-            .await?;
+    let copied = spec.roots.iter().map(|root| &root.recipe);
+    for recipe in spec.recipe.iter().chain(copied) {
+        ensure_recipe(docker, &spec.service, recipe, verbose).await?;
     }
     let tag = content_tag(docker, spec).await?;
     if let Some(id) = docker.image_id(&tag).await? {

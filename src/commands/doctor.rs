@@ -556,5 +556,6 @@ fn probe_image() -> ImageSpec {
         labels: base_labels(ImageRole::Runtime),
         install: vec![],
         recipe: None,
+        roots: vec![],
     }
 }

@@ -128,7 +128,7 @@ pub async fn skill_host(args: SkillHostArgs) -> Result<i32, RoleError> {
 /// `base-skill`: the workspace tools over stdio.
 pub async fn base_skill(args: BaseSkillArgs) -> Result<i32, RoleError> {
     let protected = protected_paths(&args.protected);
-    base::serve_stdio(args.workspace, protected)
+    base::serve_stdio(args.workspace, protected, args.confine_exec)
         .await
         .map_err(RoleError::BaseSkill)?;
     Ok(Exit::Success.code())

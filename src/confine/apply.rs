@@ -5,15 +5,19 @@
 //! The order is forced by the kernel:
 //!
 //! 1. non-dumpable at once: this process holds the principal's secrets from its first instruction;
-//! 2. everything that needs files or may fail for the policy's reasons, while errors can still be
-//!    attributed: the environment, the program, the Landlock rules, the seccomp programs;
-//! 3. resource bounds ([`super::limits`]), while `/proc/self` is still ours to write;
-//! 4. identity: bounding set (needs CAP_SETPCAP, so before the switch), groups, gid, uid, then no
+//! 2. the environment, and resource bounds ([`super::limits`]) while `/proc/self` is still ours
+//!    to write and still there;
+//! 3. a root of its own, when the policy gives one ([`OwnRoot`]: `chroot`, then `chdir` inside
+//!    it, so no working directory is left outside), while CAP_SYS_CHROOT is still held;
+//! 4. everything that needs files or may fail for the policy's reasons, while errors can still be
+//!    attributed: the program, the Landlock rules (paths as the principal sees them, so inside
+//!    its own root), the seccomp programs;
+//! 5. identity: bounding set (needs CAP_SETPCAP, so before the switch), groups, gid, uid, then no
 //!    capabilities at all;
-//! 5. `no_new_privs`, required by Landlock and seccomp for unprivileged callers;
-//! 6. Landlock, then seccomp (seccomp last: the filter refuses nothing the steps before need, but
+//! 6. `no_new_privs`, required by Landlock and seccomp for unprivileged callers;
+//! 7. Landlock, then seccomp (seccomp last: the filter refuses nothing the steps before need, but
 //!    nothing after it should need more than `execve`);
-//! 7. every descriptor above 2 close-on-exec except those the policy keeps.
+//! 8. every descriptor above 2 close-on-exec except those the policy keeps.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -23,7 +27,7 @@ use super::ConfineError;
 use super::identity;
 use super::landlock::Prepared;
 use super::limits;
-use super::policy::Policy;
+use super::policy::{OwnRoot, Policy};
 use super::probe::{LandlockSupport, SeccompSupport};
 use super::program::{self, AfterExec};
 use super::report::Enforcement;
@@ -51,6 +55,10 @@ pub(crate) fn confine(
     nix::sys::prctl::set_dumpable(false).map_err(|e| io("PR_SET_DUMPABLE", e.into()))?;
     policy.validate()?;
     let envp = environment(env_names)?;
+    let limits = limits::apply(&policy.limits)?;
+    if let Some(root) = &policy.root {
+        enter(root, &policy.principal)?;
+    }
     let path_var = std::env::var_os("PATH").filter(|_| env_names.iter().any(|n| n == "PATH"));
     let (name, args) = command.split_first().ok_or(ConfineError::NoCommand)?;
     let program = program::resolve(name, path_var.as_deref())?;
@@ -63,7 +71,6 @@ pub(crate) fn confine(
     let seccomp_available = sys::seccomp_errno_filters() == SeccompSupport::Filters;
     let filters = seccomp::programs(&policy.network)?;
 
-    let limits = limits::apply(&policy.limits)?;
     let identity = identity::apply(&policy.identity)?;
     let dumpable = program::after_exec(&program, path_var.as_deref());
     if let (true, AfterExec::Dumpable(file)) = (policy.non_dumpable, &dumpable) {
@@ -100,8 +107,24 @@ pub(crate) fn confine(
         seccomp: seccomp_available,
         dumpable,
         limits,
+        root: policy.root.as_ref().map(|r| r.path.clone()),
     };
     Ok((enforcement, target))
+}
+
+/// Makes `root` this process's `/` and starts in its working directory there. `chdir("/")`
+/// right after `chroot` leaves no working directory outside the new root (the classic way out
+/// of a chroot); no descriptor of a folder is open here, and every other descriptor is closed
+/// at `execve` but those the policy keeps.
+fn enter(root: &OwnRoot, principal: &str) -> Result<(), ConfineError> {
+    let failed = |source: nix::Error| ConfineError::Root {
+        principal: principal.to_string(),
+        root: root.path.clone(),
+        source: source.into(),
+    };
+    nix::unistd::chroot(&root.path).map_err(failed)?;
+    nix::unistd::chdir("/").map_err(failed)?;
+    nix::unistd::chdir(&root.workdir).map_err(|e| io("chdir to its working directory", e.into()))
 }
 
 /// `NAME=value` for each name, from this process's environment; a missing name is an error (the

@@ -13,6 +13,8 @@
 //!   [`limits`], [`identity`], [`landlock`], [`seccomp`], the program's dumpability
 //!   ([`program`]) — and
 //!   reports what held ([`report::Enforcement`]);
+//! - [`workspace`]: the narrower domain of the programs the base tools' `exec` runs, which keeps
+//!   the workspace's protected paths as they are;
 //! - [`attempt`]: the moves of a hostile principal, which the tests make against these walls.
 //!
 //! SECURITY.md ("Confinement inside one container") lists each protection and its residual risk.
@@ -30,6 +32,7 @@ pub(crate) mod report;
 pub mod role;
 pub(crate) mod seccomp;
 mod sys;
+pub(crate) mod workspace;
 
 use std::path::PathBuf;
 
@@ -79,6 +82,24 @@ pub enum ConfineError {
     KeepFd {
         /// The descriptor.
         fd: i32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A principal's own root could not be entered.
+    #[error(
+        "{principal} runs in a root of its own ({root}, a skill built from its own Dockerfile), \
+         and entering it failed: {source}. That takes root with CAP_SYS_CHROOT, which Docker and \
+         Kubernetes give a container by default: start the container as root without dropping \
+         it (no --user, no --cap-drop SYS_CHROOT or ALL), or run this Expert in the \
+         multi-container mode (perstack-sandbox build --tag REF, then perstack-sandbox run \
+         --image REF \"<query>\")"
+    )]
+    Root {
+        /// The principal whose policy it is.
+        principal: String,
+        /// Its root.
+        root: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,

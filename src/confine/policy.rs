@@ -40,6 +40,19 @@ pub struct Policy {
     /// Resource bounds of its processes (none by default).
     #[serde(default)]
     pub limits: ResourceLimits,
+    /// A root filesystem of its own (a skill built from its own Dockerfile), entered with
+    /// `chroot` before the identity switch; its filesystem rules then name paths inside it.
+    #[serde(default)]
+    pub root: Option<OwnRoot>,
+}
+
+/// A principal's own root filesystem: the folder it becomes `/` of, and where it starts there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnRoot {
+    /// The folder, as the launcher sees it.
+    pub path: PathBuf,
+    /// The working directory inside it.
+    pub workdir: PathBuf,
 }
 
 /// Resource bounds set on a principal's process before it executes its program, inherited by
@@ -240,6 +253,7 @@ impl Policy {
             non_dumpable: true,
             keep_fds: Vec::new(),
             limits: ResourceLimits::default(),
+            root: None,
         }
     }
 
@@ -247,9 +261,11 @@ impl Policy {
     pub fn validate(&self) -> Result<(), PolicyError> {
         let principal = || self.principal.clone();
         let fs = &self.filesystem;
+        let root = self.root.iter().flat_map(|r| [&r.path, &r.workdir]);
         if let Some(path) = [&fs.read_only, &fs.read_write, &fs.executable]
             .into_iter()
             .flatten()
+            .chain(root)
             .find(|p| !p.is_absolute())
         {
             return Err(PolicyError::RelativePath {
@@ -348,6 +364,7 @@ mod tests {
         assert!(policy.non_dumpable);
         assert!(policy.keep_fds.is_empty());
         assert_eq!(policy.limits, ResourceLimits::default());
+        assert_eq!(policy.root, None);
         policy.validate().expect("valid");
     }
 
@@ -404,6 +421,16 @@ mod tests {
         assert!(matches!(
             fds.validate(),
             Err(PolicyError::KeepFd { fd: 1, .. })
+        ));
+
+        let mut root = skill();
+        root.root = Some(OwnRoot {
+            path: "/opt/perstack-skills/x/rootfs".into(),
+            workdir: "srv".into(),
+        });
+        assert!(matches!(
+            root.validate(),
+            Err(PolicyError::RelativePath { path, .. }) if path == Path::new("srv")
         ));
 
         let mut port = skill();

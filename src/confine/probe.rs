@@ -20,6 +20,10 @@ pub struct Protections {
     pub can_switch_uid: bool,
     /// We may empty the capability bounding set (CAP_SETPCAP).
     pub can_drop_bounding_set: bool,
+    /// We may give a principal a root of its own (CAP_SYS_CHROOT): skills built from their own
+    /// Dockerfile need it. Not a shortfall of the kernel: only such skills are refused without it.
+    #[serde(default)]
+    pub can_chroot: bool,
 }
 
 /// Landlock on this kernel.
@@ -215,6 +219,7 @@ impl Protections {
             uid,
             can_switch_uid: uid == 0 && has(sys::CAP_SETUID) && has(sys::CAP_SETGID),
             can_drop_bounding_set: has(sys::CAP_SETPCAP),
+            can_chroot: has(sys::CAP_SYS_CHROOT),
         }
     }
 
@@ -293,6 +298,7 @@ mod tests {
             uid: 0,
             can_switch_uid: true,
             can_drop_bounding_set: true,
+            can_chroot: true,
         }
     }
 
@@ -354,6 +360,7 @@ mod tests {
             uid: 1000,
             can_switch_uid: false,
             can_drop_bounding_set: false,
+            can_chroot: false,
             ..full()
         };
         assert!(p.is_sufficient());

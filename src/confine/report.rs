@@ -34,6 +34,10 @@ pub struct Enforcement {
     /// Its resource bounds in force.
     #[serde(default)]
     pub limits: LimitsOutcome,
+    /// The root of its own it runs in (`chroot`), when it has one; its program and filesystem
+    /// rules are paths inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
 }
 
 /// One message on the report pipe.
@@ -92,6 +96,9 @@ impl Enforcement {
             AfterExec::Dumpable(_) => "dumpable".to_string(),
         });
         parts.extend(self.limits.summary());
+        if let Some(root) = &self.root {
+            parts.push(format!("in its own root {}", root.display()));
+        }
         format!(
             "{}: {} ({} variables): {}",
             self.principal,
@@ -134,6 +141,7 @@ mod tests {
                 data_bytes: Some(2 << 30),
                 oom_score_adj: Some(500),
             },
+            root: None,
         };
         assert_eq!(
             enforcement.summary(),

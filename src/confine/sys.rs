@@ -14,6 +14,8 @@ pub(super) const CAP_SETGID: u32 = 6;
 pub(super) const CAP_SETUID: u32 = 7;
 /// See [`CAP_SETGID`].
 pub(super) const CAP_SETPCAP: u32 = 8;
+/// See [`CAP_SETGID`].
+pub(super) const CAP_SYS_CHROOT: u32 = 18;
 
 /// `errno` as its symbolic name ("EPERM"), for messages.
 pub(super) fn errno_name(errno: i32) -> String {

@@ -40,6 +40,9 @@ pub(crate) const EXECUTABLE: &str = "io.perstack.sandbox.executable";
 /// On an image that carries our binary: the id of the build it comes from
 /// (`contract::build_id`).
 pub(crate) const BUILD: &str = "io.perstack.sandbox.build";
+/// A standalone image's skills built from their own Dockerfile: JSON, for each (`skill:<name>`)
+/// its root and how the supervisor starts it there (`standalone::image::RecipeRoot`).
+pub(crate) const STANDALONE_ROOTS: &str = "io.perstack.sandbox.standalone-roots";
 /// The Expert an image belongs to.
 pub(crate) const EXPERT: &str = "io.perstack.expert";
 /// That Expert's version.

@@ -57,14 +57,16 @@ pub(crate) async fn attempt(label: &str, args: &[String]) -> Value {
             None => resolved.push(arg.clone()),
         }
     }
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return json!({"label": label, "error": format!("current_exe: {e}")}),
-    };
+    // In a root of its own there is no /proc (so no /proc/self/exe): our binary is where every
+    // image has it.
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|_| std::path::PathBuf::from(crate::contract::paths::BINARY_PATH));
+    // A pipe, closed at once, rather than /dev/null: a recipe's root on a `nodev` filesystem
+    // (fuse-overlayfs) has a /dev/null that cannot be opened.
     let run = tokio::process::Command::new(exe)
         .args(["confine", "attempt"])
         .args(&resolved)
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::piped())
         .output();
     match tokio::time::timeout(PROBE_TIMEOUT, run).await {
         Ok(Ok(out)) => {

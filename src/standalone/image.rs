@@ -7,12 +7,17 @@
 //! images, one install stage per skill, each installing into the skill's own folder
 //! ([`skill_root`]) so that no two skills share a file. A skill's local files (and the
 //! dependencies their manifest names, installed the same way) go into that folder too. A skill
-//! built from its own Dockerfile is refused ([`StandaloneImageError::OwnRecipe`] says why). The base is the one their images would
+//! built from its own Dockerfile gets the recipe image's whole root filesystem there
+//! (`<own folder>/rootfs`, copied from the recipe's image by the build) with what its own image
+//! adds on top (our binary, mode 0711; the CA bundle), and the recipe image's variables and
+//! working directory recorded in the manifest ([`RecipeRoot`]): the supervisor runs it in that
+//! root (`chroot`, see `confine::apply`). The base is the one the other skills' images would
 //! have had ([`choose_base`]): `scratch` when no image of the plan needs one.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use super::{MANIFEST_PATH, skill_root};
 
@@ -20,30 +25,43 @@ use super::{MANIFEST_PATH, skill_root};
 const NSSWITCH_PATH: &str = "/etc/nsswitch.conf";
 /// Our users and groups for `scratch` images; a real base keeps its own.
 const PASSWD_PATHS: [&str; 2] = ["/etc/passwd", "/etc/group"];
+use crate::contract::paths::WORKSPACE_MOUNT;
 use crate::contract::paths::{BINARY_PATH, SCRATCH_PATH};
+use crate::sandbox::engine::docker::ImageEnv;
+use crate::sandbox::images::user_recipe::UserRecipe;
 use crate::sandbox::images::{
-    ContextFile, ImageConfig, ImageRole, ImageSpec, InstallStage, base_labels, slug,
+    ContextFile, CopiedRoot, ImageConfig, ImageRole, ImageSpec, InstallStage, base_labels, slug,
 };
 use crate::sandbox::labels;
-use crate::sandbox::plan::RunPlan;
+use crate::sandbox::plan::{MountSource, RunPlan};
 use crate::sandbox::versioned::Manifest;
 
 /// Why a plan cannot become one standalone image.
 #[derive(Debug, thiserror::Error)]
 pub enum StandaloneImageError {
-    /// A skill's image is built from the user's own Dockerfile.
+    /// A skill built from its own Dockerfile whose command installs packages at build time.
     #[error(
-        "{service} is built from its own Dockerfile ([sandbox.skills] dockerfile), which a \
-         standalone image cannot run: a recipe makes a whole root filesystem (its own libraries \
-         and interpreters at their absolute paths), and running a program on another root needs \
-         chroot or a mount namespace, privileges every principal of a standalone image is \
-         denied. Either run this Expert in the multi-container mode (perstack-sandbox build \
-         --tag REF, then perstack-sandbox run --image REF \"<query>\"), or give the skill as \
-         local files (python3 server.py beside a requirements.txt or pyproject.toml, node \
-         server.js beside a package.json) with --standalone-base IMAGE naming a base that has \
-         the system packages it needs"
+        "{service} is built from its own Dockerfile and its command fetches packages (npx, \
+         packageName), which a standalone image installs on its own base, not in the recipe's \
+         root: install them in the Dockerfile (RUN npm install -g …, RUN pip install …) and \
+         name the installed program as the command, or run this Expert in the multi-container \
+         mode (perstack-sandbox build --tag REF, then perstack-sandbox run --image REF \
+         \"<query>\")"
     )]
-    OwnRecipe {
+    RecipeInstall {
+        /// The service of the image.
+        service: String,
+    },
+    /// A skill built from its own Dockerfile that is granted the workspace.
+    #[error(
+        "{service} is built from its own Dockerfile and granted the workspace \
+         ([sandbox.skills] workspace), which a standalone image cannot give it: it runs in its \
+         recipe's root filesystem (chroot), and the workspace could only reach it there through \
+         a bind mount, which no process of a standalone image may make. Either drop the grant, \
+         or run this Expert in the multi-container mode (perstack-sandbox build --tag REF, then \
+         perstack-sandbox run --image REF \"<query>\")"
+    )]
+    RecipeWorkspace {
         /// The service of the image.
         service: String,
     },
@@ -91,12 +109,14 @@ pub(crate) fn choose_base(
     plan: &RunPlan,
     chosen: Option<&str>,
 ) -> Result<String, StandaloneImageError> {
-    refuse_own_recipes(plan)?;
+    check_recipes(plan)?;
     if let Some(chosen) = chosen {
         return Ok(chosen.to_string());
     }
     let mut bases: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for image in plan.images.iter().filter(|i| !i.is_scratch()) {
+    // A recipe's image is the root of its own skill, no base for the others.
+    let shared = |i: &&ImageSpec| !i.is_scratch() && i.recipe.is_none();
+    for image in plan.images.iter().filter(shared) {
         bases.entry(&image.base).or_default().push(&image.service);
     }
     match bases.len() {
@@ -112,16 +132,57 @@ pub(crate) fn choose_base(
     }
 }
 
+/// What the supervisor needs to run a skill built from its own Dockerfile in its root: recorded
+/// at build time in the manifest ([`labels::STANDALONE_ROOTS`]), since it has no engine to ask.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RecipeRoot {
+    /// The root in the standalone image: `<the skill's own folder>/rootfs`.
+    pub path: String,
+    /// The skill host's command line as in the skill's own image (paths inside the root).
+    pub entrypoint: Vec<String>,
+    /// The recipe image's variables (its `ENV`, `PATH` among them), then the skill image's.
+    pub env: Vec<(String, String)>,
+    /// The recipe image's working directory (`/` when it sets none).
+    pub workdir: String,
+}
+
+/// Each recipe skill's [`RecipeRoot`], by service (`skill:<name>`).
+pub(crate) type RecipeRoots = BTreeMap<String, RecipeRoot>;
+
+/// The recipes of the plan's skills built from their own Dockerfile, by service: built (and
+/// their images' configs read) before the standalone image.
+pub(crate) fn recipes(plan: &RunPlan) -> Vec<(&str, &UserRecipe)> {
+    plan.images
+        .iter()
+        .filter_map(|image| Some((image.service.as_str(), image.recipe.as_ref()?)))
+        .collect()
+}
+
 /// The one image holding the plan's images on `base` ([`choose_base`]), tagged
-/// `perstack-sandbox/standalone-<expert>`.
+/// `perstack-sandbox/standalone-<expert>`; `configs` are the recipes' images' configs, by
+/// service ([`recipes`]). A recipe's `ENTRYPOINT`, `CMD` and `USER` are not used, as in the
+/// multi-container mode: the skill's command comes from perstack.toml and it runs as a uid of
+/// its own.
 pub(crate) fn standalone_image(
     plan: &RunPlan,
     manifest: &Manifest,
     base: &str,
+    configs: &BTreeMap<String, ImageEnv>,
 ) -> Result<ImageSpec, StandaloneImageError> {
     let mut labels_map = manifest.labels()?;
     labels_map.insert(labels::STANDALONE_BASE.to_string(), base.to_string());
-    let Merged { files, install } = merge(plan, base)?;
+    let Merged {
+        files,
+        install,
+        roots,
+    } = merge(plan, base)?;
+    let recorded = recipe_roots(plan, configs);
+    if !recorded.is_empty() {
+        labels_map.insert(
+            labels::STANDALONE_ROOTS.to_string(),
+            serde_json::to_string(&recorded)?,
+        );
+    }
     let mut files: Vec<ContextFile> = files.into_values().map(|(_, f)| f).collect();
     for file in &mut files {
         if file.path == BINARY_PATH {
@@ -172,24 +233,69 @@ pub(crate) fn standalone_image(
         labels: image_labels,
         install,
         recipe: None,
+        roots,
     })
 }
+
+/// The [`RecipeRoot`] of each recipe skill: its image's command line, the recipe image's
+/// variables before its image's own, the recipe's working directory.
+fn recipe_roots(plan: &RunPlan, configs: &BTreeMap<String, ImageEnv>) -> RecipeRoots {
+    plan.images
+        .iter()
+        .filter(|image| image.recipe.is_some())
+        .filter_map(|image| {
+            let root = skill_root::root(&image.service)?;
+            let config = configs.get(&image.service).cloned().unwrap_or_default();
+            let recorded = RecipeRoot {
+                path: format!("{root}/{ROOTFS}"),
+                entrypoint: image.config.entrypoint.clone(),
+                env: config
+                    .env
+                    .into_iter()
+                    .chain(image.config.env.clone())
+                    .collect(),
+                workdir: config
+                    .workdir
+                    .filter(|w| w.starts_with('/'))
+                    .unwrap_or_else(|| "/".to_string()),
+            };
+            Some((image.service.clone(), recorded))
+        })
+        .collect()
+}
+
+/// The folder of a recipe skill's root, inside its own folder.
+const ROOTFS: &str = "rootfs";
 
 /// The plan's images as one: their files by path (with the service they came from), each
 /// skill's under its own folder, and their install stages, installing there.
 struct Merged {
     files: BTreeMap<String, (String, ContextFile)>,
     install: Vec<InstallStage>,
+    roots: Vec<CopiedRoot>,
 }
 
 fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
     let mut merged = Merged {
         files: BTreeMap::new(),
         install: Vec::new(),
+        roots: Vec::new(),
     };
-    refuse_own_recipes(plan)?;
+    check_recipes(plan)?;
     let mut roots: BTreeMap<String, &str> = BTreeMap::new();
     for image in &plan.images {
+        if let Some(recipe) = &image.recipe {
+            let root = skill_root::root(&image.service).unwrap_or_default();
+            if let Some(first) = roots.insert(root.clone(), &image.service) {
+                return Err(StandaloneImageError::SharedRoot {
+                    root,
+                    first: first.to_string(),
+                    second: image.service.clone(),
+                });
+            }
+            merge_recipe(&mut merged, image, recipe, &format!("{root}/{ROOTFS}"))?;
+            continue;
+        }
         let root = skill_root::own_folder(image);
         if let Some(root) = &root
             && let Some(first) = roots.insert(root.clone(), &image.service)
@@ -234,12 +340,57 @@ fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
     Ok(merged)
 }
 
-/// A skill built from its own Dockerfile cannot be part of a standalone image (the error says
-/// why); its recipe's image is no base to choose either.
-fn refuse_own_recipes(plan: &RunPlan) -> Result<(), StandaloneImageError> {
-    match plan.images.iter().find(|image| image.recipe.is_some()) {
-        Some(image) => Err(StandaloneImageError::OwnRecipe {
-            service: image.service.clone(),
+/// A recipe skill's image in the standalone image: the recipe's root copied to `rootfs`, and its
+/// own image's files (our binary — mode 0711, so the skill host stays non-dumpable —, the CA
+/// bundle, `nsswitch.conf`) at their paths inside it.
+fn merge_recipe(
+    merged: &mut Merged,
+    image: &ImageSpec,
+    recipe: &UserRecipe,
+    rootfs: &str,
+) -> Result<(), StandaloneImageError> {
+    merged.roots.push(CopiedRoot {
+        recipe: recipe.clone(),
+        into: rootfs.to_string(),
+    });
+    for file in &image.files {
+        let file = ContextFile {
+            path: format!("{rootfs}{}", file.path),
+            mode: if file.path == BINARY_PATH {
+                0o711
+            } else {
+                file.mode
+            },
+            contents: file.contents.clone(),
+        };
+        add_file(&mut merged.files, &image.service, file)?;
+    }
+    Ok(())
+}
+
+/// What a standalone image cannot do for a skill built from its own Dockerfile (the errors say
+/// why): install its command's packages, or give it the workspace.
+fn check_recipes(plan: &RunPlan) -> Result<(), StandaloneImageError> {
+    for image in plan.images.iter().filter(|i| i.recipe.is_some()) {
+        if !image.install.is_empty() {
+            return Err(StandaloneImageError::RecipeInstall {
+                service: image.service.clone(),
+            });
+        }
+    }
+    let granted = plan.skills.iter().find(|container| {
+        let recipe = plan
+            .images
+            .get(container.image)
+            .is_some_and(|i| i.recipe.is_some());
+        recipe
+            && container.mounts.iter().any(|m| {
+                m.target == WORKSPACE_MOUNT && matches!(m.source, MountSource::Bind { .. })
+            })
+    });
+    match granted {
+        Some(container) => Err(StandaloneImageError::RecipeWorkspace {
+            service: container.service.clone(),
         }),
         None => Ok(()),
     }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use super::image::RecipeRoots;
 use super::{MANIFEST_PATH, StandaloneError};
 use crate::cli::StandaloneArgs;
 use crate::config::{LoadedConfig, SettingFlags, Settings};
@@ -19,7 +20,7 @@ use crate::jobs::{
 };
 use crate::sandbox::engine::workspace_user::workspace_user;
 use crate::sandbox::images::recipes::Artifacts;
-use crate::sandbox::labels::STANDALONE_BASE;
+use crate::sandbox::labels::{STANDALONE_BASE, STANDALONE_ROOTS};
 use crate::sandbox::plan::{Resume, RunPlan, RunRequest};
 use crate::sandbox::preflight::Preflight;
 use crate::sandbox::versioned::Manifest;
@@ -43,13 +44,20 @@ pub(crate) struct Prepared {
     pub run_setting: RunSetting,
     /// The image's base (where the skills' interpreters come from), as its labels say.
     pub base: String,
+    /// Its skills built from their own Dockerfile, each with its root, as its labels say.
+    pub roots: RecipeRoots,
 }
 
 // Over the threshold (lib.rs); left whole while the standalone-recipe work changes it.
 #[allow(clippy::too_many_lines)]
 /// Reads the image, checks the run and plans it.
 pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError> {
-    let (loaded, spec, base) = load_image()?;
+    let Baked {
+        loaded,
+        spec,
+        base,
+        roots,
+    } = load_image()?;
     let expert = spec.expert_key.clone();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let flags = SettingFlags {
@@ -164,6 +172,7 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         store,
         run_setting,
         base,
+        roots,
     })
 }
 
@@ -171,8 +180,20 @@ fn run_error(error: impl std::fmt::Display) -> StandaloneError {
     StandaloneError::Run(error.to_string())
 }
 
-/// The config, spec and base baked into the image at build time.
-fn load_image() -> Result<(LoadedConfig, RuntimeSpec, String), StandaloneError> {
+/// What the build baked into the image.
+struct Baked {
+    /// The config, rebuilt from the labels and the spec.
+    loaded: LoadedConfig,
+    /// The runtime spec.
+    spec: RuntimeSpec,
+    /// The image's base.
+    base: String,
+    /// Its skills built from their own Dockerfile.
+    roots: RecipeRoots,
+}
+
+/// The config, spec, base and recipe roots baked into the image at build time.
+fn load_image() -> Result<Baked, StandaloneError> {
     let read = |path: &str| {
         std::fs::read(path).map_err(|e| {
             StandaloneError::Image(format!(
@@ -191,11 +212,17 @@ fn load_image() -> Result<(LoadedConfig, RuntimeSpec, String), StandaloneError> 
         .get(STANDALONE_BASE)
         .cloned()
         .unwrap_or_else(|| "scratch".to_string());
-    Ok((
-        LoadedConfig::from_config(PathBuf::from(ORIGIN), config),
+    let roots = match labels.get(STANDALONE_ROOTS) {
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| StandaloneError::Image(format!("{MANIFEST_PATH}: {e}")))?,
+        None => RecipeRoots::new(),
+    };
+    Ok(Baked {
+        loaded: LoadedConfig::from_config(PathBuf::from(ORIGIN), config),
         spec,
         base,
-    ))
+        roots,
+    })
 }
 
 fn image_error(error: impl std::fmt::Display) -> StandaloneError {

@@ -10,6 +10,9 @@
 //! - its own `/tmp` tmpfs → a private folder, its `HOME` and `TMPDIR`;
 //! - network `none` → no TCP connect at all (Landlock) and no UDP or raw sockets (seccomp);
 //! - its own user → its own uid when the supervisor runs as root;
+//! - a skill's image built from its own Dockerfile → that recipe's whole root filesystem, copied
+//!   into the skill's own folder at build time ([`RecipeRoot`]), entered with `chroot` before
+//!   the uid switch, with its socket bound by the supervisor outside that root and inherited;
 //! - its memory and pids limits → per-process and per-uid bounds ([`ResourceLimits`]): the
 //!   memory limit as each process's `RLIMIT_DATA`, the pids limit as the `RLIMIT_NPROC` of a
 //!   skill's own uid, and skills first in line for the OOM killer.
@@ -18,8 +21,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::egress::{Tokens, with_proxy_url};
+use super::image::{RecipeRoot, RecipeRoots};
 use super::skill_root;
-use crate::confine::policy::{FsRules, Identity, NetRules, Policy, ResourceLimits, TcpConnect};
+use crate::confine::policy::{
+    FsRules, Identity, NetRules, OwnRoot, Policy, ResourceLimits, STANDARD_DEVICES, TcpConnect,
+};
 use crate::contract::paths::{SCRATCH_PATH, SKILL_SOCKET_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
 use crate::contract::proxy::PROXY_CONFIG_VAR;
 use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID};
@@ -63,6 +69,9 @@ pub(crate) struct Principal {
     /// A skill's own folder in the image (its packages and files, [`skill_root`]), which it
     /// alone may read.
     pub own_files: Option<PathBuf>,
+    /// It runs in a root of its own, which its socket folder is outside of: the supervisor
+    /// binds the socket and passes it on (`skill-host --socket-fd`).
+    pub inherits_socket: bool,
 }
 
 /// How the principals' identities are chosen.
@@ -76,12 +85,14 @@ pub(crate) struct Identities {
 
 /// Every process of the plan: the egress proxy (when the plan has one), the skills (base tools
 /// among them) in the plan's order, then the runtime. `state` is the supervisor's folder for
-/// sockets and homes; `tokens` the proxy principals' URLs (when the plan has a proxy).
+/// sockets and homes; `tokens` the proxy principals' URLs (when the plan has a proxy); `roots`
+/// the image's skills built from their own Dockerfile.
 pub(crate) fn principals(
     plan: &RunPlan,
     identities: Identities,
     state: &Path,
     tokens: Option<&Tokens>,
+    roots: &RecipeRoots,
 ) -> Result<Vec<Principal>, String> {
     let socket_dirs = runtime_socket_dirs(&plan.runtime);
     let mut all = Vec::new();
@@ -120,14 +131,24 @@ pub(crate) fn principals(
             )
         })?;
         let mut principal = principal(plan, container, identities, uid_gid, state, n)?;
+        if let Some(root) = roots.get(&container.service) {
+            in_own_root(&mut principal, container, root);
+        }
         principal.policy.limits = untrusted_limits(container, identities, uid_gid == own);
         route_through_proxy(&mut principal, tokens);
         principal.argv = with_socket(&principal.argv, &socket_dir.join(SOCKET_FILE));
-        principal
-            .policy
-            .filesystem
-            .read_write
-            .push(socket_dir.clone());
+        if is_base_tools(container) {
+            // No read-only mount holds the protected paths here: `exec` keeps them from its
+            // programs by a Landlock domain of their own (`confine::workspace`).
+            principal.argv.push("--confine-exec".to_string());
+        }
+        if !principal.inherits_socket {
+            principal
+                .policy
+                .filesystem
+                .read_write
+                .push(socket_dir.clone());
+        }
         principal.socket_dir = Some(socket_dir);
         all.push(principal);
     }
@@ -164,6 +185,49 @@ fn untrusted_limits(
         ..memory_bound(container)
     }
 }
+
+/// A skill built from its own Dockerfile: started as its own image starts it (the recorded
+/// command line, the recipe's variables and working directory), in the recipe's root. Its
+/// Landlock rules name paths inside that root, as its container's would: the whole root read and
+/// executed (its container's read-only root), `/tmp` read-write (its container's tmpfs; the
+/// supervisor makes the root's `/tmp` the skill's alone), and the standard devices the recipe
+/// has. Nothing outside the root is reachable by a path from inside it.
+fn in_own_root(principal: &mut Principal, container: &ContainerPlan, root: &RecipeRoot) {
+    principal.argv = root
+        .entrypoint
+        .iter()
+        .chain(&container.cmd)
+        .cloned()
+        .collect();
+    let mut env: BTreeMap<String, String> =
+        root.env.iter().chain(&container.env).cloned().collect();
+    for name in ["HOME", "TMPDIR"] {
+        env.insert(name.to_string(), ROOT_TMP.to_string());
+    }
+    env.entry("PATH".to_string())
+        .or_insert_with(|| SCRATCH_PATH.to_string());
+    let policy = &mut principal.policy;
+    policy.env = env;
+    policy.filesystem = FsRules {
+        read_only: vec![],
+        read_write: std::iter::once(ROOT_TMP)
+            .chain(STANDARD_DEVICES)
+            .map(PathBuf::from)
+            .collect(),
+        executable: vec![PathBuf::from("/")],
+    };
+    policy.root = Some(OwnRoot {
+        path: PathBuf::from(&root.path),
+        workdir: PathBuf::from(&root.workdir),
+    });
+    principal.workdir = None;
+    principal.home = Path::new(&root.path).join(ROOT_TMP.trim_start_matches('/'));
+    principal.own_files = skill_root::root(&principal.service).map(PathBuf::from);
+    principal.inherits_socket = true;
+}
+
+/// A skill's `HOME` and `TMPDIR` inside its own root.
+const ROOT_TMP: &str = "/tmp";
 
 /// The container's memory limit as each process's `RLIMIT_DATA` (every principal).
 fn memory_bound(container: &ContainerPlan) -> ResourceLimits {
@@ -267,6 +331,7 @@ fn principal(
         home,
         stdin: container.stdin.clone(),
         own_files: root.map(PathBuf::from),
+        inherits_socket: false,
     })
 }
 
@@ -275,10 +340,15 @@ fn principal_name(container: &ContainerPlan) -> String {
     match (&container.skill, container.service.as_str()) {
         (_, "runtime") => "runtime".to_string(),
         (_, "egress-proxy") => "egress proxy".to_string(),
-        (_, service) if service.starts_with("base-skill") => "base tools".to_string(),
+        _ if is_base_tools(container) => "base tools".to_string(),
         (Some(skill), _) => format!("skill `{skill}`"),
         (None, service) => service.to_string(),
     }
+}
+
+/// The base tools' container (`base-skill`).
+fn is_base_tools(container: &ContainerPlan) -> bool {
+    container.service.starts_with("base-skill")
 }
 
 /// The workspace is bind-mounted into it (base tools, a skill granted it).
@@ -332,6 +402,17 @@ fn skill_socket_dir(
     })
 }
 
+/// The skill host's `--socket PATH` replaced by `--socket-fd FD`: the socket it inherits.
+pub(crate) fn with_socket_fd(argv: &[String], fd: i32) -> Vec<String> {
+    let mut out = argv.to_vec();
+    if let Some(i) = out.iter().position(|a| a == "--socket")
+        && i + 1 < out.len()
+    {
+        out.splice(i..i + 2, ["--socket-fd".to_string(), fd.to_string()]);
+    }
+    out
+}
+
 /// The skill host's `--socket` pointed at `socket` instead of the container's path.
 fn with_socket(argv: &[String], socket: &Path) -> Vec<String> {
     let mut out = argv.to_vec();
@@ -357,9 +438,11 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
+        let moved = with_socket(&argv, Path::new("/run/perstack/skills/1-web/mcp.sock"));
+        assert_eq!(moved[3], "/run/perstack/skills/1-web/mcp.sock");
         assert_eq!(
-            with_socket(&argv, Path::new("/run/perstack/skills/1-web/mcp.sock"))[3],
-            "/run/perstack/skills/1-web/mcp.sock"
+            with_socket_fd(&moved, 7),
+            ["/bin/x", "skill-host", "--socket-fd", "7"]
         );
     }
 }

@@ -156,11 +156,17 @@ mod agreement {
     use bytes::Bytes;
 
     use crate::config::{Config, Limits, ProviderName, RunSettings, load, load_str};
+    use crate::confine::policy::OwnRoot;
+    use crate::contract::paths::BINARY_PATH;
+    use crate::sandbox::engine::docker::ImageEnv;
     use crate::sandbox::images::recipes::Artifacts;
     use crate::sandbox::plan::{RunPlan, RunRequest, plan};
     use crate::sandbox::skill_files::{FilesBySkill, collect_all};
     use crate::sandbox::versioned::Manifest;
-    use crate::standalone::image::{StandaloneImageError, choose_base, standalone_image};
+    use crate::standalone::MANIFEST_PATH;
+    use crate::standalone::image::{
+        RecipeRoots, StandaloneImageError, choose_base, standalone_image,
+    };
     use crate::standalone::principals::{Identities, principals};
     use crate::standalone::skill_root::{SKILLS_DIR, baked_files};
 
@@ -242,7 +248,7 @@ args = ["fixture-mcp"]
         assert!(bases.contains("`local/node:1` (skill:web)"), "{bases}");
         assert!(bases.contains("`local/python:1` (skill:time)"), "{bases}");
         let base = choose_base(&plan, Some("local/both:1")).expect("chosen");
-        let image = standalone_image(&plan, &manifest, &base).expect("image");
+        let image = standalone_image(&plan, &manifest, &base, &Default::default()).expect("image");
         assert_eq!(
             image.labels["io.perstack.sandbox.standalone-base"],
             "local/both:1"
@@ -267,7 +273,14 @@ args = ["fixture-mcp"]
             switch: true,
             own: (0, 0),
         };
-        let all = principals(&plan, identities, Path::new("/run/perstack"), None).expect("all");
+        let all = principals(
+            &plan,
+            identities,
+            Path::new("/run/perstack"),
+            None,
+            &Default::default(),
+        )
+        .expect("all");
         let of = |service: &str| {
             all.iter()
                 .find(|p| p.service == service)
@@ -330,7 +343,14 @@ args = ["fixture-mcp"]
             switch: true,
             own: (0, 0),
         };
-        let all = principals(&plan, root, Path::new("/run/perstack"), None).expect("all");
+        let all = principals(
+            &plan,
+            root,
+            Path::new("/run/perstack"),
+            None,
+            &Default::default(),
+        )
+        .expect("all");
         let mib512 = Some(512 << 20);
         let time = of(&all, "skill:time");
         assert_eq!(
@@ -354,7 +374,14 @@ args = ["fixture-mcp"]
             switch: false,
             own: (1000, 1000),
         };
-        let all = principals(&plan, user, Path::new("/run/perstack"), None).expect("all");
+        let all = principals(
+            &plan,
+            user,
+            Path::new("/run/perstack"),
+            None,
+            &Default::default(),
+        )
+        .expect("all");
         let time = of(&all, "skill:time");
         assert_eq!(
             (time.processes, time.data_bytes, time.oom_score_adj),
@@ -403,7 +430,8 @@ args = ["./js/server.js"]
         let loaded = load(&project.path().join("perstack.toml")).expect("config");
         let files = collect_all(&loaded, &["e".to_string()]).expect("files");
         let (plan, manifest) = planned(loaded.config.clone(), Limits::default(), files);
-        let image = standalone_image(&plan, &manifest, "local/both:1").expect("image");
+        let image =
+            standalone_image(&plan, &manifest, "local/both:1", &Default::default()).expect("image");
         let own = "/opt/perstack-skills/local-py";
         let paths: Vec<&str> = image.files.iter().map(|f| f.path.as_str()).collect();
         for file in [
@@ -469,7 +497,14 @@ args = ["./js/server.js"]
             switch: true,
             own: (0, 0),
         };
-        let all = principals(&plan, identities, Path::new("/run/perstack"), None).expect("all");
+        let all = principals(
+            &plan,
+            identities,
+            Path::new("/run/perstack"),
+            None,
+            &Default::default(),
+        )
+        .expect("all");
         let skill = all
             .iter()
             .find(|p| p.service == "skill:local-py")
@@ -505,31 +540,203 @@ args = ["./js/server.js"]
         }
     }
 
-    #[test]
-    fn a_skill_built_from_its_own_dockerfile_is_refused_saying_why_and_what_to_do() {
+    const RECIPE: &str = r#"model = "mock-model"
+[sandbox.skills.echo]
+dockerfile = "echo/Dockerfile"
+[experts.e]
+instruction = "x"
+[experts.e.skills.echo]
+type = "mcpStdioSkill"
+command = "python3"
+args = ["/srv/echo/server.py"]
+requiredEnv = ["ECHO_TOKEN"]
+[experts.e.skills.own]
+type = "mcpStdioSkill"
+command = "perstack-sandbox"
+args = ["fixture-mcp"]
+"#;
+
+    /// A project with `text` as its perstack.toml and the `echo` skill's recipe; the build's
+    /// plan of it.
+    fn recipe_project(text: &str) -> (tempfile::TempDir, RunPlan, Manifest, Config) {
         let project = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(project.path().join("echo")).expect("mkdir");
         std::fs::write(
             project.path().join("echo/Dockerfile"),
-            "FROM local/python:1\n",
+            "FROM local/python:1\nCOPY server.py /srv/echo/server.py\nENV ECHO_PREFIX=echo:\n",
         )
         .expect("write");
-        std::fs::create_dir_all(project.path().join("js")).expect("mkdir");
-        std::fs::write(project.path().join("js/server.js"), "\n").expect("write");
-        let text = LOCAL.replace("files = [\"py/data/\"]", "dockerfile = \"echo/Dockerfile\"");
+        std::fs::write(project.path().join("echo/server.py"), "print(1)\n").expect("write");
         std::fs::write(project.path().join("perstack.toml"), text).expect("write");
         let loaded = load(&project.path().join("perstack.toml")).expect("config");
         let files = collect_all(&loaded, &["e".to_string()]).expect("files");
-        let (plan, manifest) = planned(loaded.config, Limits::default(), files);
-        let error = standalone_image(&plan, &manifest, "local/python:1")
+        let (plan, manifest) = planned(loaded.config.clone(), Limits::default(), files);
+        (project, plan, manifest, loaded.config)
+    }
+
+    /// A skill built from its own Dockerfile: the build copies the recipe's image whole into the
+    /// skill's own folder, puts our binary (exec-only) inside it and records the recipe image's
+    /// variables and working directory; the supervisor, from its own plan (no files of the
+    /// skill), starts it in that root with Landlock rules inside it and its socket inherited.
+    #[test]
+    fn a_skill_built_from_its_own_dockerfile_runs_in_its_recipe_s_root() {
+        let (_project, plan, manifest, config) = recipe_project(RECIPE);
+        // The recipe's image is the skill's root, no base for the others.
+        assert_eq!(choose_base(&plan, None).expect("base"), "scratch");
+        let recipe = plan
+            .images
+            .iter()
+            .find_map(|i| i.recipe.clone())
+            .expect("a recipe");
+        let configs = BTreeMap::from([(
+            "skill:echo".to_string(),
+            ImageEnv {
+                env: vec![
+                    ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+                    ("ECHO_PREFIX".into(), "echo:".into()),
+                ],
+                workdir: Some("/srv/echo".into()),
+            },
+        )]);
+        let image = standalone_image(&plan, &manifest, "scratch", &configs).expect("image");
+        let rootfs = "/opt/perstack-skills/echo/rootfs";
+        // Built, not loaded: a load cannot copy another image's files.
+        assert!(!image.is_scratch());
+        let dockerfile = image.dockerfile();
+        assert!(
+            dockerfile.contains(&format!("COPY --from={} / {rootfs}/\n", recipe.tag())),
+            "{dockerfile}"
+        );
+        // Our binary inside the root, exec-only, after the copy (so over anything there).
+        let binary = format!("{rootfs}{BINARY_PATH}");
+        let inside = image
+            .files
+            .iter()
+            .find(|f| f.path == binary)
+            .expect("binary");
+        assert_eq!(inside.mode, 0o711);
+        assert!(dockerfile.find("COPY --from=") < dockerfile.find("COPY rootfs/ /"));
+        // The recorded root, in the labels and in the manifest file the supervisor reads.
+        let label = &image.labels["io.perstack.sandbox.standalone-roots"];
+        let roots: RecipeRoots = serde_json::from_str(label).expect("roots");
+        let echo = &roots["skill:echo"];
+        assert_eq!(echo.path, rootfs);
+        assert_eq!(echo.workdir, "/srv/echo");
+        assert_eq!(echo.env[1], ("ECHO_PREFIX".into(), "echo:".into()));
+        assert_eq!(echo.entrypoint[..2], [BINARY_PATH, "skill-host"]);
+        assert!(
+            echo.entrypoint
+                .windows(2)
+                .any(|w| w == ["--pass-env", "ECHO_PREFIX"])
+        );
+        assert!(
+            echo.entrypoint
+                .ends_with(&["python3".into(), "/srv/echo/server.py".into()])
+        );
+        let file = image
+            .files
+            .iter()
+            .find(|f| f.path == MANIFEST_PATH)
+            .expect("manifest");
+        assert!(String::from_utf8_lossy(&file.contents).contains("standalone-roots"));
+
+        // The supervisor's plan has no files of the skill; the recorded root decides.
+        let baked = crate::config::LoadedConfig::from_config("this image".into(), config);
+        let none = tempfile::tempdir().expect("tempdir");
+        let files = baked_files(&baked, "e", none.path()).expect("baked");
+        let (plan, _) = planned(baked.config, Limits::default(), files);
+        let identities = Identities {
+            switch: true,
+            own: (0, 0),
+        };
+        let state = Path::new("/run/perstack");
+        let all = principals(&plan, identities, state, None, &roots).expect("all");
+        let skill = all
+            .iter()
+            .find(|p| p.service == "skill:echo")
+            .expect("echo");
+        assert_eq!(
+            skill.policy.root,
+            Some(OwnRoot {
+                path: rootfs.into(),
+                workdir: "/srv/echo".into()
+            })
+        );
+        assert_eq!(skill.argv[..2], [BINARY_PATH, "skill-host"]);
+        assert!(
+            skill
+                .argv
+                .ends_with(&["python3".into(), "/srv/echo/server.py".into()])
+        );
+        assert!(skill.inherits_socket);
+        let env = &skill.policy.env;
+        assert_eq!(env["ECHO_PREFIX"], "echo:");
+        assert_eq!(
+            (env["HOME"].as_str(), env["TMPDIR"].as_str()),
+            ("/tmp", "/tmp")
+        );
+        assert_eq!(env["PATH"], "/usr/local/bin:/usr/bin:/bin");
+        // Its requiredEnv is passed on to its server, as in its own image.
+        assert!(
+            skill
+                .argv
+                .windows(2)
+                .any(|w| w == ["--pass-env", "ECHO_TOKEN"])
+        );
+        // Landlock, inside the root: all of it read and executed, /tmp written, nothing else;
+        // its socket folder is outside the root and not granted (the socket is inherited).
+        let fs = &skill.policy.filesystem;
+        assert_eq!(fs.executable, [PathBuf::from("/")]);
+        assert!(fs.read_only.is_empty());
+        assert!(fs.read_write.contains(&PathBuf::from("/tmp")));
+        assert!(
+            fs.read_write
+                .iter()
+                .all(|p| p == Path::new("/tmp") || p.starts_with("/dev"))
+        );
+        assert_eq!(skill.home, Path::new(rootfs).join("tmp"));
+        assert_eq!(skill.workdir, None);
+        let own = Path::new("/opt/perstack-skills/echo");
+        assert_eq!(skill.own_files.as_deref(), Some(own));
+        // The same confinement as every skill otherwise; nobody else is granted its folder.
+        assert!(skill.policy.non_dumpable);
+        assert!(skill.uid_gid.0 >= crate::standalone::principals::SKILL_UIDS);
+        for principal in all.iter().filter(|p| p.service != "skill:echo") {
+            assert!(principal.policy.root.is_none(), "{}", principal.service);
+            assert!(!principal.inherits_socket, "{}", principal.service);
+            assert!(!principal.policy.grants().any(|(p, _)| p.starts_with(own)));
+        }
+    }
+
+    #[test]
+    fn a_recipe_skill_that_installs_packages_or_is_granted_the_workspace_is_refused() {
+        let granted = RECIPE.replace(
+            "dockerfile = \"echo/Dockerfile\"\n",
+            "dockerfile = \"echo/Dockerfile\"\nworkspace = \"read-only\"\n",
+        );
+        let (_project, plan, manifest, _) = recipe_project(&granted);
+        let error = standalone_image(&plan, &manifest, "scratch", &BTreeMap::new())
             .expect_err("refused")
             .to_string();
         for words in [
-            "whole root filesystem",
-            "chroot",
-            "run --image",
-            "requirements.txt",
+            "skill:echo",
+            "granted the workspace",
+            "bind mount",
+            "run --image REF",
         ] {
+            assert!(error.contains(words), "{error}");
+        }
+        assert!(choose_base(&plan, None).is_err());
+
+        let npx = RECIPE.replace(
+            "command = \"python3\"\nargs = [\"/srv/echo/server.py\"]",
+            "command = \"npx\"\nargs = [\"-y\", \"@scope/echo\"]",
+        );
+        let (_project, plan, manifest, _) = recipe_project(&npx);
+        let error = standalone_image(&plan, &manifest, "scratch", &BTreeMap::new())
+            .expect_err("refused")
+            .to_string();
+        for words in ["skill:echo", "fetches packages", "in the Dockerfile"] {
             assert!(error.contains(words), "{error}");
         }
     }

@@ -3,7 +3,9 @@
 //! reported, the runtime's events relayed to stdout and stored in `/workspace/perstack`, signals
 //! passed on, and every process ended with the runtime.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -12,14 +14,17 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::prepare::Prepared;
-use super::principals::{FILES_UID, Identities, Principal, principals, runs_as_root};
+use super::principals::{
+    FILES_UID, Identities, Principal, principals, runs_as_root, with_socket_fd,
+};
 use super::{STATE_DIR, StandaloneError};
 use super::{egress, reap, report};
 use crate::cli::StandaloneArgs;
 use crate::confine::launch::Launch;
+use crate::confine::policy::Policy;
 use crate::confine::probe::Protections;
 use crate::confine::report::Enforcement;
-use crate::contract::paths::RUNTIME_SOCKETS_DIR;
+use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SOCKET_FILE};
 use crate::contract::users::RUNTIME_GID;
 use crate::event::Event;
 use crate::exit::Exit;
@@ -41,6 +46,7 @@ pub(crate) async fn supervise(
         store,
         run_setting,
         base,
+        roots,
     } = prepared;
     let identities = Identities {
         switch: protections.can_switch_uid,
@@ -53,8 +59,16 @@ pub(crate) async fn supervise(
         Some(proxy) => Some(egress::issue(proxy).map_err(StandaloneError::Start)?),
         None => None,
     };
-    let all = principals(&plan, identities, Path::new(STATE_DIR), tokens.as_ref())
-        .map_err(StandaloneError::Start)?;
+    let all = principals(
+        &plan,
+        identities,
+        Path::new(STATE_DIR),
+        tokens.as_ref(),
+        &roots,
+    )
+    .map_err(StandaloneError::Start)?;
+    check_roots(&all, protections)?;
+    warn_nodev_roots(&all);
     make_folders(&all, identities)?;
     let confiner = std::env::current_exe()
         .map_err(|e| StandaloneError::Start(format!("cannot find our own executable: {e}")))?;
@@ -96,10 +110,55 @@ pub(crate) async fn supervise(
     code
 }
 
+/// A skill in a root of its own needs `chroot`, so root with CAP_SYS_CHROOT and the uid switch
+/// (a principal that kept our uid could leave a chroot): refused before anything starts,
+/// naming the skill and the way out.
+fn check_roots(all: &[Principal], protections: &Protections) -> Result<(), StandaloneError> {
+    let Some(principal) = all.iter().find(|p| p.policy.root.is_some()) else {
+        return Ok(());
+    };
+    let lacking = match (protections.can_switch_uid, protections.can_chroot) {
+        (true, true) => return Ok(()),
+        (false, _) => format!("this container runs as uid {}", protections.uid),
+        (true, false) => "this container was started without CAP_SYS_CHROOT".to_string(),
+    };
+    Err(StandaloneError::Start(format!(
+        "{} is built from its own Dockerfile and runs in its recipe's root filesystem (chroot), \
+         which needs the container to start as root (the image's default user) with \
+         CAP_SYS_CHROOT, in Docker's and Kubernetes' default capabilities; {lacking}. Start it \
+         without --user and without --cap-drop SYS_CHROOT (or ALL), or run this Expert in the \
+         multi-container mode (perstack-sandbox build --tag REF, then perstack-sandbox run \
+         --image REF \"<query>\")",
+        principal.policy.principal
+    )))
+}
+
+/// A root on a filesystem mounted `nodev` (the container's own root under fuse-overlayfs, say)
+/// keeps the recipe's device files, but they cannot be opened: `/dev/null` gives EACCES there.
+fn warn_nodev_roots(all: &[Principal]) {
+    for (principal, root) in all
+        .iter()
+        .filter_map(|p| Some((p, p.policy.root.as_ref()?)))
+    {
+        let nodev = nix::sys::statvfs::statvfs(&root.path)
+            .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NODEV));
+        if nodev {
+            eprintln!(
+                "perstack-sandbox: warning: {}'s root {} is on a nodev filesystem (the \
+                 container's storage driver): its /dev/null and other device files cannot be \
+                 opened there",
+                principal.policy.principal,
+                root.path.display()
+            );
+        }
+    }
+}
+
 /// The private folders: a home for each principal, a socket folder for each skill, owned by
 /// them (the socket folder's group is the runtime's, which alone may enter it besides). The
 /// folders above them, each skill's own folder and — when a principal runs as uid 0 — our
-/// binary belong to [`FILES_UID`], so that no principal may `chmod` them.
+/// binary belong to [`FILES_UID`], so that no principal may `chmod` them. A skill in its own
+/// root gets that root's `/tmp` as its home.
 fn make_folders(all: &[Principal], identities: Identities) -> Result<(), StandaloneError> {
     let state = Path::new(STATE_DIR);
     let files_owner = identities.switch.then_some((FILES_UID, FILES_UID));
@@ -115,11 +174,15 @@ fn make_folders(all: &[Principal], identities: Identities) -> Result<(), Standal
     }
     for principal in all {
         let (uid, gid) = principal.uid_gid;
-        make_folder(
-            &principal.home,
-            identities.switch.then_some((uid, gid)),
-            0o700,
-        )?;
+        if principal.policy.root.is_some() {
+            root_tmp(&principal.home, (uid, gid))?;
+        } else {
+            make_folder(
+                &principal.home,
+                identities.switch.then_some((uid, gid)),
+                0o700,
+            )?;
+        }
         if let (Some(dir), true) = (&principal.own_files, identities.switch) {
             // Its packages and files: its group may read them, nobody else (Landlock walls them
             // off from the other principals besides; without a uid of its own, that alone does).
@@ -146,6 +209,33 @@ fn own_folder(dir: &Path, gid: u32) -> Result<(), StandaloneError> {
     };
     chown(dir, Some(FILES_UID), Some(gid)).map_err(fail)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(fail)
+}
+
+/// A recipe root's `/tmp`, made the skill's alone (mode 0700). The root came from the recipe,
+/// so its `tmp` could be a link (to `/workspace`, say) that a `chown` by path would follow as
+/// root: the folder is opened without following a link, and changed through that descriptor.
+fn root_tmp(dir: &Path, (uid, gid): (u32, u32)) -> Result<(), StandaloneError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| {
+        StandaloneError::Start(format!(
+            "cannot make {} its skill's own /tmp ({e}); the recipe's /tmp must be a folder, and \
+             the container's root writable",
+            dir.display()
+        ))
+    };
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(fail(e)),
+        _ => {}
+    }
+    let folder = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)
+        .map_err(fail)?;
+    std::os::unix::fs::fchown(&folder, Some(uid), Some(gid)).map_err(fail)?;
+    folder
+        .set_permissions(std::fs::Permissions::from_mode(0o700))
+        .map_err(fail)
 }
 
 /// Our binary, [`FILES_UID`]'s with mode 0711: executable but unreadable to uid 0 without
@@ -281,11 +371,11 @@ async fn start(
     runtime: bool,
 ) -> Result<(Child, Enforcement), StandaloneError> {
     let fail = |e: crate::confine::ConfineError| StandaloneError::Start(e.to_string());
-    let (program, args) = principal
-        .argv
+    let (argv, policy, listener) = inherited_socket(principal)?;
+    let (program, args) = argv
         .split_first()
         .ok_or_else(|| StandaloneError::Start(format!("{}: no command", principal.service)))?;
-    let mut launch = Launch::new(confiner, &principal.policy, program, args).map_err(fail)?;
+    let mut launch = Launch::new(confiner, &policy, program, args).map_err(fail)?;
     let command = launch.command_mut();
     if let Some(dir) = &principal.workdir {
         command.current_dir(dir);
@@ -301,7 +391,35 @@ async fn start(
     });
     command.stderr(Stdio::inherit());
     let confined = launch.spawn_async().await.map_err(fail)?;
+    // The child has its own copy of the listening socket now.
+    drop(listener);
     Ok((confined.child, confined.enforcement))
+}
+
+/// For a skill in its own root, whose socket folder is outside it: the socket bound where the
+/// runtime looks (the folder's mode keeps everyone else out, as for every skill), kept open
+/// across the launch, and the skill host told its descriptor. Others start as planned.
+fn inherited_socket(
+    principal: &Principal,
+) -> Result<(Vec<String>, Policy, Option<UnixListener>), StandaloneError> {
+    let (Some(dir), true) = (&principal.socket_dir, principal.inherits_socket) else {
+        return Ok((principal.argv.clone(), principal.policy.clone(), None));
+    };
+    let path = dir.join(SOCKET_FILE);
+    let fail = |e: std::io::Error| {
+        StandaloneError::Start(format!(
+            "{}: cannot listen on {} ({e})",
+            principal.service,
+            path.display()
+        ))
+    };
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(fail)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(fail)?;
+    let fd = listener.as_raw_fd();
+    let mut policy = principal.policy.clone();
+    policy.keep_fds.push(fd);
+    Ok((with_socket_fd(&principal.argv, fd), policy, Some(listener)))
 }
 
 /// Relays the runtime's events until it exits, passing SIGINT on (it stops at the next step

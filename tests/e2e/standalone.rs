@@ -277,15 +277,9 @@ fn a_standalone_image_says_what_is_missing_before_anything_starts() {
 
 /// The outcome of each `attempt` the attacker made, by label.
 fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
-    of_type(events, "resolveToolResults")
-        .iter()
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["toolName"] == "attempt")
-        .map(|r| {
-            let text = r["result"][0]["text"].as_str().expect("text").to_string();
-            let value: Value = serde_json::from_str(&text).expect("JSON");
-            (value["label"].as_str().expect("label").to_string(), value)
-        })
+    results_of(events, "attempt")
+        .into_iter()
+        .map(|value| (value["label"].as_str().expect("label").to_string(), value))
         .collect()
 }
 
@@ -648,7 +642,7 @@ fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_fol
 }
 
 /// Every result of `tool`, in the order the runtime resolved them, as JSON.
-fn results_of(events: &[Value], tool: &str) -> Vec<Value> {
+pub fn results_of(events: &[Value], tool: &str) -> Vec<Value> {
     of_type(events, "resolveToolResults")
         .iter()
         .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
@@ -842,24 +836,154 @@ fn a_uv_project_and_a_uvx_package_run_offline_in_one_standalone_image_each_in_it
     assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
 }
 
+/// The text result of the first call of `tool`, as JSON.
+fn result_of(events: &[Value], tool: &str) -> Value {
+    let results = results_of(events, tool);
+    let first = results
+        .first()
+        .unwrap_or_else(|| panic!("no result of {tool}"));
+    first.clone()
+}
+
 #[test]
-fn a_skill_built_from_its_own_dockerfile_is_refused_by_build_standalone_saying_why() {
-    // Refused from the plan, before the engine is asked anything.
-    let refused = Command::new(binary())
-        .args([
-            "build",
-            "local",
-            "--standalone",
-            "--tag",
-            "psbx-e2e-refused-recipe:1",
-        ])
-        .current_dir(fixture("e2e/local-skills"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("build");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{stderr}");
-    assert!(stderr.contains("skill:local-recipe"), "{stderr}");
-    assert!(stderr.contains("chroot or a mount namespace"), "{stderr}");
-    assert!(stderr.contains("run --image REF"), "{stderr}");
+fn a_skill_built_from_its_own_dockerfile_runs_in_its_recipe_s_root_and_cannot_leave_it() {
+    if !require_docker() || !require_bookworm_image() {
+        return;
+    }
+    // The recipe's image, which the build makes first and copies whole into the standalone one.
+    let mut recipe = DockerGuard::new();
+    recipe.repository("perstack-sandbox/recipe-prober");
+    let image = build(&fixture("e2e/standalone-recipe"), "recipe");
+    let ws = workspace();
+    std::fs::write(ws.path().join("secret.txt"), "the user's secret").expect("write");
+    let job = JobGuard::new();
+    let out = docker_run(
+        &image,
+        &job,
+        &[
+            ("PROBER_TOKEN", "prober-token"),
+            ("VICTIM_TOKEN", "victim-token"),
+        ],
+        ws.path(),
+        &["Probe"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = json_lines(&out);
+
+    // It runs confined like every skill, in its own root.
+    let principals = events[0]["principals"].as_array().expect("principals");
+    let prober = principals
+        .iter()
+        .find(|p| p["principal"] == "skill `prober`")
+        .expect("the prober is a principal");
+    assert_eq!(
+        prober["root"], "/opt/perstack-skills/prober/rootfs",
+        "{prober}"
+    );
+    assert!(
+        prober["identity"]["uid"].as_u64().expect("uid") >= 20000,
+        "{prober}"
+    );
+    assert_eq!(prober["identity"]["capabilities_empty"], true, "{prober}");
+    assert_eq!(prober["identity"]["bounding_set_empty"], true, "{prober}");
+    assert_eq!(prober["no_new_privs"], true);
+    assert_eq!(prober["seccomp"], true);
+    assert!(
+        stderr.contains("in its own root /opt/perstack-skills/prober/rootfs"),
+        "{stderr}"
+    );
+
+    // It answers from its root: the recipe's variable and working directory, its own secret,
+    // its own proxy URL; the recipe's file read relative to its WORKDIR.
+    let env = result_of(&events, "get_env");
+    assert_eq!(env["PROBER_GREETING"], "hello from the recipe", "{env}");
+    assert_eq!(env["PROBER_TOKEN"], "prober-token");
+    assert_eq!(env["HOME"], "/tmp");
+    assert!(env.get("VICTIM_TOKEN").is_none(), "{env}");
+    assert!(
+        env["HTTPS_PROXY"]
+            .as_str()
+            .expect("proxy")
+            .contains("skill%3Aprober:")
+    );
+    let marker = result_of(&events, "read_file");
+    assert_eq!(marker["content"], "inside the recipe's root\n", "{marker}");
+    // The other skill is unaffected.
+    assert!(result_of(&events, "whoami")["uid"].as_u64().expect("uid") >= 20000);
+
+    let outcomes = attempts(&events);
+    assert_eq!(outcomes["own-tmp"]["outcome"]["ok"], true, "{outcomes:?}");
+    const EPERM: i64 = 1;
+    const ENOENT: i64 = 2;
+    const EACCES: i64 = 13;
+    let expected = [
+        // Nothing outside the root has a path from inside it: no /proc (so no other process's
+        // environ, the supervisor's holding every secret), no image file of ours, no `..` above
+        // its `/`, no other principal's home, no workspace.
+        ("supervisor-environ", ENOENT),
+        ("proc", ENOENT),
+        ("outside-manifest", ENOENT),
+        ("dotdot", ENOENT),
+        ("other-home", ENOENT),
+        ("workspace-read", ENOENT),
+        // Its root is read-only but for /tmp, world-writable folders included: Landlock.
+        ("write-root", EACCES),
+        // A chroot of its own (the first step out of one), mounts, namespaces: seccomp.
+        ("chroot", EPERM),
+        ("mount", EPERM),
+        ("user-namespace", EPERM),
+        // The supervisor: Landlock's signal scope, seccomp.
+        ("supervisor-signal", EPERM),
+        ("supervisor-ptrace", EPERM),
+        // TCP only to the proxy's port; no UDP.
+        ("tcp-direct", EACCES),
+        ("tcp-loopback", EACCES),
+        ("udp-socket", EPERM),
+    ];
+    for (label, errno) in expected {
+        let attempt = &outcomes[label];
+        assert!(attempt["error"].is_null(), "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
+    }
+    // The proxy's port is reachable from the root, with its own token only.
+    let claims: std::collections::BTreeMap<String, Value> = results_of(&events, "proxy_connect_as")
+        .into_iter()
+        .map(|v| (v["claim"].as_str().expect("claim").to_string(), v))
+        .collect();
+    assert_eq!(claims["skill:victim"]["status"], 407, "{claims:?}");
+    assert_eq!(claims["self"]["status"], 403, "{claims:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("victim-token"));
+    assert!(!ws.path().join("planted.txt").exists());
+}
+
+#[test]
+fn a_skill_in_its_own_root_is_refused_at_start_without_cap_sys_chroot_naming_it() {
+    if !require_docker() || !require_bookworm_image() {
+        return;
+    }
+    let mut recipe = DockerGuard::new();
+    recipe.repository("perstack-sandbox/recipe-prober");
+    let image = build(&fixture("e2e/standalone-recipe"), "recipe");
+    let ws = workspace();
+    let job = JobGuard::new();
+    let out = docker_run_with(
+        &image,
+        &job,
+        &["--cap-drop", "SYS_CHROOT"],
+        &[("PROBER_TOKEN", "p"), ("VICTIM_TOKEN", "v")],
+        ws.path(),
+        &["Probe"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for words in [
+        "skill `prober` is built from its own Dockerfile",
+        "without CAP_SYS_CHROOT",
+        "run --image REF",
+    ] {
+        assert!(stderr.contains(words), "{words}: {stderr}");
+    }
+    assert!(json_lines(&out).is_empty(), "nothing started");
 }

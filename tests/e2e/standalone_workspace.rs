@@ -4,21 +4,18 @@
 
 use std::os::unix::fs::MetadataExt;
 
+use std::path::Path;
+
 use serde_json::Value;
 
-use crate::standalone::{build, docker_run, json_lines};
+use crate::standalone::{build, docker_run, json_lines, results_of};
 use crate::support::{JobGuard, fixture, require_docker};
 
 /// The outcome of each `exec` the script made, in order: the JSON our binary's attempt printed.
 fn exec_outcomes(events: &[Value]) -> Vec<Value> {
-    events
-        .iter()
-        .filter(|e| e["type"] == "resolveToolResults")
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["toolName"] == "exec")
-        .map(|r| {
-            let text = r["result"][0]["text"].as_str().expect("text");
-            let result: Value = serde_json::from_str(text).expect("JSON");
+    results_of(events, "exec")
+        .into_iter()
+        .map(|result| {
             let output = result["output"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{result}"));
@@ -92,6 +89,7 @@ fn a_root_owned_workspace_is_written_by_base_tools_as_root_without_capabilities(
             "supervisor-environ",
             "supervisor-signal",
             "skill-home-write",
+            "run-data-write",
             "work-write",
         ],
     );
@@ -110,10 +108,142 @@ fn a_root_owned_workspace_is_written_by_base_tools_as_root_without_capabilities(
     refused(&outcomes["supervisor-signal"], 1);
     // Another principal's files: outside the base tools' Landlock domain.
     refused(&outcomes["skill-home-write"], 13);
+    // The run data is root's, as the base tools are: Landlock keeps it from `exec`'s programs.
+    refused(&outcomes["run-data-write"], 13);
     assert_eq!(
         outcomes["work-write"]["ok"], true,
         "{}",
         outcomes["work-write"]
     );
     assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
+}
+
+/// The labels of `standalone-protected`'s script, in its order.
+const PROTECTED_PROBES: [&str; 19] = [
+    "git-config-write",
+    "git-config-rename",
+    "git-config-remove",
+    "git-rename",
+    "git-mkdir",
+    "git-file",
+    "git-symlink",
+    "run-data-write",
+    "run-data-rename",
+    "run-data-remove",
+    "config-create",
+    "config-rename",
+    "config-remove",
+    "work-write",
+    "work-mkdir",
+    "work-rename",
+    "work-remove",
+    "notes-write",
+    "root-mkdir",
+];
+
+/// A workspace of uid 1000's, with `files` (relative path, contents) in it, all theirs: what
+/// keeps `exec`'s programs from them is Landlock, not ownership.
+fn owned_workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let ws = crate::standalone::workspace();
+    for (path, text) in files {
+        let path = ws.path().join(path);
+        let parent = path.parent().expect("parent");
+        std::fs::create_dir_all(parent).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        for owned in [parent, path.as_path()] {
+            std::os::unix::fs::chown(owned, Some(1000), Some(1000)).expect("chown");
+        }
+    }
+    ws
+}
+
+fn run_probes(
+    image: &crate::standalone::Image,
+    ws: &Path,
+) -> std::collections::BTreeMap<String, Value> {
+    let job = JobGuard::new();
+    let out = docker_run(image, &job, &[("DEMO_TOKEN", "x")], ws, &["Probe"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
+    labelled(exec_outcomes(&json_lines(&out)), &PROTECTED_PROBES)
+}
+
+/// Ordinary work inside a folder of the workspace succeeds.
+fn ordinary_work_succeeds(outcomes: &std::collections::BTreeMap<String, Value>) {
+    for label in ["work-write", "work-mkdir", "work-rename", "work-remove"] {
+        assert_eq!(outcomes[label]["ok"], true, "{label}: {}", outcomes[label]);
+    }
+}
+
+#[test]
+fn programs_the_base_tools_exec_runs_cannot_change_the_protected_paths() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone-protected"), "demo");
+    let config = "[remote]\nurl = x\n";
+    let ws = owned_workspace(&[
+        (".git/config", config),
+        ("perstack.toml", "model = \"x\"\n"),
+        ("notes.txt", "notes"),
+    ]);
+    let outcomes = run_probes(&image, ws.path());
+    // `.git` and what is in it: no write, rename or removal (EACCES: Landlock).
+    for label in [
+        "git-config-write",
+        "git-config-rename",
+        "git-config-remove",
+        "git-rename",
+    ] {
+        refused(&outcomes[label], 13);
+    }
+    // It is there, so nothing can be made in its place.
+    refused(&outcomes["git-mkdir"], 17);
+    refused(&outcomes["git-file"], 21);
+    refused(&outcomes["git-symlink"], 17);
+    // The run data: the checkpoints' folder can be neither written, moved nor removed.
+    for label in ["run-data-write", "run-data-rename", "run-data-remove"] {
+        refused(&outcomes[label], 13);
+    }
+    // A file directly in the workspace: written in place, never renamed or removed.
+    for label in ["config-rename", "config-remove"] {
+        refused(&outcomes[label], 13);
+    }
+    assert_eq!(outcomes["config-create"]["ok"], true);
+    assert_eq!(outcomes["notes-write"]["ok"], true);
+    // What that costs: nothing new directly in the workspace (the file tools can).
+    refused(&outcomes["root-mkdir"], 13);
+    ordinary_work_succeeds(&outcomes);
+
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join(".git/config")).expect("config"),
+        config
+    );
+    assert!(ws.path().join("perstack.toml").is_file());
+    assert!(!ws.path().join("perstack/planted").exists());
+    assert!(ws.path().join("perstack/jobs").is_dir());
+    assert!(!ws.path().join("out").exists());
+    assert!(ws.path().join("work/sub").is_dir());
+
+    // A workspace without `.git`: none can be made, as a folder, a `gitdir:` file or a link.
+    let bare = owned_workspace(&[]);
+    let outcomes = run_probes(&image, bare.path());
+    for label in [
+        "git-mkdir",
+        "git-file",
+        "git-symlink",
+        "config-create",
+        "notes-write",
+    ] {
+        refused(&outcomes[label], 13);
+    }
+    ordinary_work_succeeds(&outcomes);
+    for absent in [".git", "perstack.toml", "notes.txt", "out"] {
+        assert!(!bare.path().join(absent).exists(), "{absent}");
+    }
 }

@@ -213,18 +213,7 @@ fn workspace_hold_ends_on_sigterm_or_after_its_seconds() {
         .expect("docker run");
     assert!(started.status.success());
     // SIGTERM before the handler is in place would be lost on PID 1: wait until it says so.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let logs = Command::new("docker")
-            .args(["logs", &name])
-            .output()
-            .expect("logs");
-        if String::from_utf8_lossy(&logs.stderr).contains("workspace-hold: holding") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never said it holds");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until_holding(&name);
     let stopping = std::time::Instant::now();
     let stop = Command::new("docker")
         .args(["stop", "-t", "30", &name])
@@ -242,6 +231,23 @@ fn workspace_hold_ends_on_sigterm_or_after_its_seconds() {
         .expect("inspect");
     assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "0");
     drop(job);
+}
+
+/// Waits (30 s at most) until `workspace-hold` in container `name` says its SIGTERM handler is in
+/// place.
+fn wait_until_holding(name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let logs = Command::new("docker")
+            .args(["logs", name])
+            .output()
+            .expect("logs");
+        if String::from_utf8_lossy(&logs.stderr).contains("workspace-hold: holding") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never said it holds");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// `runtime-stop`, exec'd in a container, ends its PID 1 when PID 1 handles SIGTERM (the
@@ -268,18 +274,7 @@ fn runtime_stop_ends_the_containers_pid_1_from_inside() {
         .output()
         .expect("docker run");
     assert!(started.status.success(), "{started:?}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let logs = Command::new("docker")
-            .args(["logs", &name])
-            .output()
-            .expect("logs");
-        if String::from_utf8_lossy(&logs.stderr).contains("workspace-hold: holding") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never said it holds");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until_holding(&name);
     let stopping = std::time::Instant::now();
     let stop = Command::new("docker")
         .args(["exec", &name, "perstack-sandbox", "runtime-stop"])

@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 pub(crate) use super::info::EngineInfo;
-use super::info::{EngineKind, NetworkDns};
+use super::info::{BUILD_ATTEMPTS, NetworkDns};
 use super::process_limit;
 use super::raw::{RawClient, RawError};
 use crate::sandbox::images::user_recipe::UserRecipe;
@@ -221,10 +221,6 @@ pub struct ManagedImage {
     pub created: i64,
 }
 
-/// What Podman's builder says when an image it looked at for its cache was removed while it
-/// looked (seen with builds and removals at once, e.g. `gc --images` or tests).
-const LOST_LAYER: &str = "layer not known";
-
 /// A connected, version-negotiated engine client.
 #[derive(Debug, Clone)]
 pub(crate) struct DockerClient {
@@ -294,6 +290,15 @@ fn describe_connect_error(error: &bollard::errors::Error) -> String {
         source = e.source();
     }
     deepest
+}
+
+/// A local image's variables and working directory, as its config has them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ImageEnv {
+    /// `Env`, in order.
+    pub env: Vec<(String, String)>,
+    /// `WorkingDir`, when set.
+    pub workdir: Option<String>,
 }
 
 impl DockerClient {
@@ -459,8 +464,9 @@ impl DockerClient {
     }
 
     /// Runs one classic build of `context` with `options`, each line of builder output to
-    /// `on_line`. On Podman a build that lost its cache's layer to an image another client
-    /// removed meanwhile ([`LOST_LAYER`]) is run once more.
+    /// `on_line`. A build that lost a race with another client of the engine (Podman: a build
+    /// container or a cached layer removed meanwhile, `info::BuildRace`) is run again, at most
+    /// `BUILD_ATTEMPTS` times in all, saying so on stderr.
     async fn build_context(
         &self,
         options: BuildImageOptions,
@@ -469,17 +475,29 @@ impl DockerClient {
     ) -> Result<(), DockerError> {
         // Shared, not copied, by a second attempt: a context holds our executable.
         let context = bytes::Bytes::from(context);
-        match self
-            .build_context_once(options.clone(), context.clone(), &mut on_line)
-            .await
-        {
-            Err(DockerError::Build { message, .. })
-                if self.engine.kind == EngineKind::Podman && message.contains(LOST_LAYER) =>
-            {
-                self.build_context_once(options, context, &mut on_line)
-                    .await
-            }
-            built => built,
+        let mut attempt = 1;
+        loop {
+            let built = self
+                .build_context_once(options.clone(), context.clone(), &mut on_line)
+                .await;
+            let race = match &built {
+                Err(DockerError::Build { message, .. }) => {
+                    self.engine.retry_build(attempt, message)
+                }
+                _ => None,
+            };
+            let (Some(race), Err(error)) = (race, &built) else {
+                return built;
+            };
+            attempt += 1;
+            let line = format!(
+                "warning: {error} — {}; building it again (attempt {attempt} of {BUILD_ATTEMPTS})",
+                race.describe()
+            );
+            eprintln!("{line}");
+            on_line(&line);
+            // Let the other build finish what it holds; its steps are then in the cache.
+            tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
         }
     }
 
@@ -1015,6 +1033,30 @@ impl DockerClient {
                 image.id.unwrap_or_default(),
                 image.config.and_then(|c| c.labels).unwrap_or_default(),
             ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(call(format!("inspect image {reference}"))(e)),
+        }
+    }
+
+    /// A local image's variables (its config's `Env`, each split at its first `=`) and working
+    /// directory (`None` when unset), or `None` if there is no image by that reference.
+    pub(crate) async fn image_env_and_workdir(
+        &self,
+        reference: &str,
+    ) -> Result<Option<ImageEnv>, DockerError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => {
+                let config = image.config.unwrap_or_default();
+                let env = config
+                    .env
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect();
+                let workdir = config.working_dir.filter(|w| !w.is_empty());
+                Ok(Some(ImageEnv { env, workdir }))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(call(format!("inspect image {reference}"))(e)),
         }

@@ -25,6 +25,12 @@
 //!   engine and every other uid into that user's subordinate range: base-skill must run as
 //!   uid 0 inside for the files it writes to be the invoking user's outside
 //!   ([`EngineInfo::workspace_user`]).
+//! - **Concurrent builds.** Two builds on one Podman storage (two runs building one image at
+//!   once; a build beside a removal) can take from each other what each is using: a build
+//!   container the other one removed ("identifier is not a container", seen on rootless Podman
+//!   with two tests building one image) or a cached layer of an image removed meanwhile ("layer
+//!   not known"). Such a build is run again, at most [`BUILD_ATTEMPTS`] times in all
+//!   ([`EngineInfo::build_race`]); Docker's builder was not seen to fail this way.
 //! - **Rootless on cgroup v1** cannot limit memory, CPU or processes (Podman says "Resource
 //!   limits are not supported and ignored" and starts the container anyway): a run refuses
 //!   before it starts ([`EngineInfo::refusal`]), unless `--allow-weaker-isolation` accepts
@@ -66,6 +72,35 @@ pub(crate) enum NetworkDns {
 /// Below what any host allows root, and far above what a skill needs (process counts are held
 /// by the pids limit).
 pub(crate) const PODMAN_ULIMITS: [(&str, i64); 2] = [("nofile", 8192), ("nproc", 32768)];
+
+/// How many times in all a build that lost a race ([`BuildRace`]) is run.
+pub(crate) const BUILD_ATTEMPTS: u32 = 3;
+
+/// A build that failed because another client of the engine took something it was using, not
+/// because of its recipe: running it again is the fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BuildRace {
+    /// Podman: one of the build's containers was removed meanwhile, by another build of the
+    /// same steps or a removal ("identifier is not a container").
+    LostContainer,
+    /// Podman: an image whose layer the build's cache used was removed meanwhile ("layer not
+    /// known").
+    LostLayer,
+}
+
+impl BuildRace {
+    /// What happened, in words.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            BuildRace::LostContainer => {
+                "another build or a removal on the same engine removed one of its build containers"
+            }
+            BuildRace::LostLayer => {
+                "an image whose layer its cache used was removed meanwhile by another client"
+            }
+        }
+    }
+}
 
 /// What a rootless engine on cgroup v1 cannot give a container, as the `isolationReport`
 /// event's `missing` says it.
@@ -228,6 +263,28 @@ impl EngineInfo {
         match short {
             Some(short) => short.to_string(),
             None => reference,
+        }
+    }
+
+    /// Whether attempt `attempt` (from 1) of a build that failed with `message` is followed by
+    /// another: it lost a race ([`Self::build_race`]) and fewer than [`BUILD_ATTEMPTS`] were made.
+    pub(crate) fn retry_build(&self, attempt: u32, message: &str) -> Option<BuildRace> {
+        self.build_race(message)
+            .filter(|_| attempt < BUILD_ATTEMPTS)
+    }
+
+    /// Whether a build that failed with `message` lost a race with another client of the
+    /// engine (module docs), and so may be run again; `None`: it failed for a reason of its own.
+    pub(crate) fn build_race(&self, message: &str) -> Option<BuildRace> {
+        if self.kind != EngineKind::Podman {
+            return None;
+        }
+        if message.contains("identifier is not a container") {
+            Some(BuildRace::LostContainer)
+        } else if message.contains("layer not known") {
+            Some(BuildRace::LostLayer)
+        } else {
+            None
         }
     }
 
@@ -401,5 +458,40 @@ mod tests {
         assert_eq!(docker.network_dns(), NetworkDns::NoneByDefault);
         assert!(docker.loads_scratch_images());
         assert!(docker.ulimits().is_empty());
+    }
+
+    /// Podman's words for a build that lost a race are run again, at most three times in all;
+    /// any other failure, and Docker's, are final.
+    #[test]
+    fn a_podman_build_that_lost_a_race_is_run_again_up_to_the_bound_and_nothing_else_is() {
+        let podman = info(PODMAN, serde_json::json!({"Rootless": true}));
+        let lost_container = "error deleting build container \"7786c68f6359\": identifier is not a \
+                              container: error preparing container for next step";
+        let lost_layer = "creating build container: layer not known";
+        assert_eq!(
+            podman.retry_build(1, lost_container),
+            Some(BuildRace::LostContainer)
+        );
+        assert_eq!(
+            podman.retry_build(2, lost_container),
+            Some(BuildRace::LostContainer)
+        );
+        assert_eq!(podman.retry_build(BUILD_ATTEMPTS, lost_container), None);
+        assert_eq!(
+            podman.retry_build(1, lost_layer),
+            Some(BuildRace::LostLayer)
+        );
+        assert_eq!(podman.retry_build(3, lost_layer), None);
+        for final_failure in [
+            "The command '/bin/sh -c pip install x' returned a non-zero code: 1",
+            "ERROR: No matching distribution found for mcp-server-nope",
+            "no such image: perstack-sandbox/bookworm:local",
+        ] {
+            assert_eq!(podman.build_race(final_failure), None, "{final_failure}");
+        }
+        let docker = info(DOCKER, serde_json::json!({}));
+        assert_eq!(docker.retry_build(1, lost_container), None);
+        assert_eq!(docker.retry_build(1, lost_layer), None);
+        assert!(BuildRace::LostContainer.describe().contains("removed"));
     }
 }

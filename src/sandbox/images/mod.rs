@@ -130,6 +130,19 @@ pub(crate) struct ImageSpec {
     /// The user's recipe that makes `base` (`[sandbox.skills."<name>"] dockerfile`), built
     /// before this image when its tag is missing.
     pub recipe: Option<UserRecipe>,
+    /// Recipes whose image's whole root filesystem goes into a folder of this image (a
+    /// standalone image's skills built from their own Dockerfile), each built before this image
+    /// when its tag is missing.
+    pub roots: Vec<CopiedRoot>,
+}
+
+/// A recipe's image copied whole into a folder of another image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CopiedRoot {
+    /// The recipe; its content-addressed tag names the image copied.
+    pub recipe: UserRecipe,
+    /// The folder it becomes.
+    pub into: String,
 }
 
 /// A build stage that installs a skill's packages; only `INSTALL_PREFIX` is copied from it.
@@ -346,9 +359,10 @@ pub(crate) fn proxy_build_args(
 }
 
 impl ImageSpec {
-    /// True when the image is imported rather than built (see the module docs).
+    /// True when the image is imported rather than built (see the module docs): on `scratch`,
+    /// with nothing copied from another image.
     pub(crate) fn is_scratch(&self) -> bool {
-        self.base == "scratch"
+        self.base == "scratch" && self.roots.is_empty()
     }
 
     /// The config as Dockerfile instructions.
@@ -389,6 +403,13 @@ impl ImageSpec {
             let installed = stage.installed();
             let name = InstallStage::name(n);
             text.push_str(&format!("COPY --from={name} {installed} {installed}\n"));
+        }
+        for root in &self.roots {
+            text.push_str(&format!(
+                "COPY --from={} / {}/\n",
+                root.recipe.tag(),
+                root.into
+            ));
         }
         if !self.own_files().is_empty() {
             text.push_str("COPY rootfs/ /\n");
@@ -694,6 +715,7 @@ mod tests {
             labels: BTreeMap::from([("k".to_string(), "v w".to_string())]),
             install: vec![],
             recipe: None,
+            roots: vec![],
         }
     }
 

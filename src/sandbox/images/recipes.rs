@@ -198,6 +198,7 @@ pub(crate) fn runtime_image(
         labels,
         install: vec![],
         recipe: None,
+        roots: vec![],
     })
 }
 
@@ -221,6 +222,7 @@ pub(crate) fn doctor_probe_image(artifacts: &Artifacts) -> ImageSpec {
         labels: binary_labels(ImageRole::Runtime, artifacts.executable),
         install: vec![],
         recipe: None,
+        roots: vec![],
     }
 }
 
@@ -245,6 +247,7 @@ pub(crate) fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
         labels: binary_labels(ImageRole::EgressProxy, artifacts.executable),
         install: vec![],
         recipe: None,
+        roots: vec![],
     }
 }
 
@@ -317,6 +320,7 @@ pub(crate) fn skill_image(
         base,
         labels: binary_labels(ImageRole::Skill, artifacts.executable),
         recipe,
+        roots: vec![],
     }
 }
 
@@ -510,5 +514,6 @@ pub(crate) fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageS
         labels: binary_labels(ImageRole::BaseSkill, artifacts.executable),
         install: vec![],
         recipe: None,
+        roots: vec![],
     }
 }

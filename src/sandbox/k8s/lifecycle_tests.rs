@@ -1006,12 +1006,38 @@ async fn a_refused_copy_back_after_ctrl_c_writes_nothing_says_why_and_removes_th
 }
 
 #[tokio::test]
-async fn ctrl_c_with_no_run_under_way_stops_at_once() {
-    let (api, fake) = FakeCluster::start(endless_run());
+async fn ctrl_c_before_the_runtime_runs_stops_at_once_with_nothing_to_bring_back() {
+    // The workspace went in, the runtime's container is still being created: nothing ran, so
+    // Ctrl-C asks for nothing and the controller stops at once.
+    let script = Script {
+        waiting: Some("ContainerCreating".into()),
+        ..endless_run()
+    };
+    let (api, fake) = FakeCluster::start(script);
     let backend = backend(api, &fake);
-    let plan = pinned_plan(Path::new("/ws"));
-    assert_eq!(
-        backend.interrupt(&plan).await.expect("asked"),
-        Stopping::Nothing
-    );
+    let workspace = workspace();
+    let plan = pinned_plan(workspace.path());
+    let (output, _writer) = Output::spawn(Mode::Json, tokio::io::sink());
+    let limit = TimeLimit {
+        started: Instant::now(),
+        limit: Duration::from_secs(30),
+    };
+    let tap = |_: &str, _: &Event| {};
+    let ids = ids();
+    // Asked while the run is under way (a dropped run is disarmed whatever it was).
+    let ctrl_c = async {
+        while !fake.calls().iter().any(|c| c.starts_with("ATTACH ")) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        backend.interrupt(&plan).await.expect("asked")
+    };
+    let stopping = tokio::select! {
+        ended = backend.execute(&plan, &ids, &output, false, limit, &tap) => {
+            panic!("the runtime never starts: {ended:?}")
+        }
+        stopping = ctrl_c => stopping,
+    };
+    assert_eq!(stopping, Stopping::Nothing);
+    assert!(!fake.calls().iter().any(|c| c.starts_with("EXEC ")));
 }

@@ -3,7 +3,8 @@
 //! in order under a Lease), the workspace copied in (to the init container `workspace-in`,
 //! before any other container starts), watch (wait for the runtime,
 //! [`follow`](super::logs::follow) its log while the Lease is renewed), the workspace copied
-//! back (after the runtime's end, from base-skill), and [`remove`] (delete everything of the
+//! back (after the runtime's end, from base-skill; or, on Ctrl-C or the time limit while the
+//! runtime runs, after `runtime-stop` has ended it), and [`remove`] (delete everything of the
 //! run by label), which the controller calls after every ending (`k8s/backend.rs`).
 
 use std::time::Duration;

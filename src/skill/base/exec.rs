@@ -7,8 +7,12 @@
 //! that exits on its own may leave background processes running (as with Node); only a timeout, an
 //! output overflow or a cancelled call kills the group. As with Node, the call ends when both
 //! output pipes close, so a background process that keeps them open holds it until the timeout.
+//! In the standalone image (`base-skill --confine-exec`) the child also enters a narrower
+//! Landlock domain before it executes the command, which keeps the protected paths as they are
+//! (`confine::workspace`; SECURITY.md, "Run data and protected paths").
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use super::paths::Workspace;
+use crate::confine::policy::STANDARD_DEVICES;
+use crate::confine::workspace::{self, ExecDomain};
 
 /// Variables passed on from this process's environment when set and non-empty.
 pub(crate) const SAFE_ENV_VARS: [&str; 14] = [
@@ -140,6 +146,24 @@ pub(crate) fn child_env(
     Ok(env)
 }
 
+/// The narrower Landlock domain of the program when the workspace asks for one
+/// ([`Workspace::confined_exec`]): the workspace's unprotected entries, its home and the devices
+/// every program writes are all it may change.
+fn exec_domain(ws: &Workspace) -> Result<Option<ExecDomain>, String> {
+    let Some(protected) = ws.confined_exec() else {
+        return Ok(None);
+    };
+    let private: Vec<PathBuf> = ["HOME", "TMPDIR"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .chain(STANDARD_DEVICES.iter().map(PathBuf::from))
+        .collect();
+    ExecDomain::prepare(ws.root(), &protected, &private)
+        .map(Some)
+        .map_err(|e| format!("cannot confine the command to the workspace's rules: {e}"))
+}
+
 /// A failed run, with whatever output was captured.
 #[derive(Debug, Default)]
 struct Failure {
@@ -203,7 +227,9 @@ fn spawn(
 ) -> Result<(tokio::process::Child, GroupGuard), Failure> {
     let cwd = ws.resolve(&args.cwd).map_err(|e| Failure::new(e.message))?;
     let env = child_env(inherited, &args.env).map_err(Failure::new)?;
-    let child = Command::new(&args.command)
+    let domain = exec_domain(ws).map_err(Failure::new)?;
+    let mut command = Command::new(&args.command);
+    command
         .args(&args.args)
         .current_dir(&cwd.target)
         .env_clear()
@@ -212,7 +238,14 @@ fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .process_group(0)
+        .process_group(0);
+    if let Some(fd) = domain.as_ref().and_then(ExecDomain::raw_fd) {
+        // SAFETY: `restrict` makes two system calls on an integer and allocates nothing.
+        unsafe {
+            command.pre_exec(move || workspace::restrict(fd));
+        }
+    }
+    let child = command
         .spawn()
         .map_err(|e| Failure::new(spawn_error(&args.command, &e)))?;
     let group = GroupGuard(child.id());

@@ -60,9 +60,12 @@ impl BaseSkill {
         })
     }
 
-    /// The same server, refusing to change `protected` paths (`trust::inputs`).
-    pub(crate) fn with_protected(self, protected: Vec<ProtectedPath>) -> Self {
-        let workspace = Workspace::clone(&self.workspace).with_protected(protected);
+    /// The same server, refusing to change `protected` paths (`trust::inputs`); with
+    /// `confine_exec`, `exec`'s programs cannot change them either.
+    pub(crate) fn with_protected(self, protected: Vec<ProtectedPath>, confine_exec: bool) -> Self {
+        let workspace = Workspace::clone(&self.workspace)
+            .with_protected(protected)
+            .with_confined_exec(confine_exec);
         Self {
             workspace: Arc::new(workspace),
             ..self
@@ -199,8 +202,10 @@ pub enum BaseServeError {
 pub(crate) async fn serve_stdio(
     workspace: PathBuf,
     protected: Vec<ProtectedPath>,
+    confine_exec: bool,
 ) -> Result<(), BaseServeError> {
-    Ok(server::serve_stdio(BaseSkill::new(workspace)?.with_protected(protected)).await?)
+    let skill = BaseSkill::new(workspace)?.with_protected(protected, confine_exec);
+    Ok(server::serve_stdio(skill).await?)
 }
 
 fn path_only(description: &'static str) -> JsonObject {

@@ -78,6 +78,9 @@ pub(crate) struct Workspace {
     /// controller passes them on base-skill's command line. The read-only mounts over them are
     /// the wall (they hold `exec` too); this is for the model to be told which rule it hit.
     protected: Vec<ProtectedPath>,
+    /// `exec` runs its programs in a narrower Landlock domain that keeps the protected paths as
+    /// they are (`confine::workspace`): the wall where no read-only mount is (standalone).
+    confine_exec: bool,
 }
 
 /// What a requested path resolved to.
@@ -114,6 +117,7 @@ impl Workspace {
             root,
             reserved_lower,
             protected: Vec::new(),
+            confine_exec: false,
         })
     }
 
@@ -121,6 +125,19 @@ impl Workspace {
     pub(crate) fn with_protected(mut self, protected: Vec<ProtectedPath>) -> Self {
         self.protected = protected;
         self
+    }
+
+    /// The same workspace, whose `exec` confines its programs (see [`Self::confined_exec`]).
+    pub(crate) fn with_confined_exec(mut self, confine: bool) -> Self {
+        self.confine_exec = confine;
+        self
+    }
+
+    /// The protected paths (relative) when `exec` must keep them from its programs; `None` when
+    /// read-only mounts do.
+    pub(crate) fn confined_exec(&self) -> Option<Vec<PathBuf>> {
+        self.confine_exec
+            .then(|| self.protected.iter().map(|p| p.relative.clone()).collect())
     }
 
     /// Refuses, before anything is touched, a change at `requested` as written when it is a

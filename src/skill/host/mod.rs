@@ -31,8 +31,9 @@ pub(crate) mod restarts;
 mod server;
 
 use std::ffi::OsString;
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -52,14 +53,24 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// What to run and where to listen.
 #[derive(Debug, Clone)]
 pub(crate) struct HostOptions {
-    /// The unix socket to create.
-    pub socket: PathBuf,
+    /// Where it listens.
+    pub socket: Listen,
     /// Variables passed through to the server (the skill's `requiredEnv`).
     pub pass_env: Vec<String>,
     /// The server's program.
     pub command: OsString,
     /// Its arguments.
     pub args: Vec<OsString>,
+}
+
+/// Where the skill host listens for the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listen {
+    /// A unix socket it creates at this path.
+    Path(PathBuf),
+    /// A listening unix socket it inherited as this descriptor (`--socket-fd`): its launcher
+    /// bound it where the runtime looks, outside the root the host runs in.
+    Inherited(i32),
 }
 
 /// Why the skill host could not do its job.
@@ -232,7 +243,11 @@ async fn refuse(stream: tokio::net::UnixStream, reason: &str) {
     let _ = write.shutdown().await;
 }
 
-fn listen(path: &Path) -> Result<UnixListener, HostError> {
+fn listen(socket: &Listen) -> Result<UnixListener, HostError> {
+    let path = match socket {
+        Listen::Path(path) => path,
+        Listen::Inherited(fd) => return inherited(*fd),
+    };
     let err = |source| HostError::Listen {
         path: path.display().to_string(),
         source,
@@ -244,6 +259,26 @@ fn listen(path: &Path) -> Result<UnixListener, HostError> {
     // the socket itself must be writable by the runtime's user to connect.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(err)?;
     Ok(listener)
+}
+
+/// The listening socket at descriptor `fd`, which must be one.
+fn inherited(fd: i32) -> Result<UnixListener, HostError> {
+    let err = |source| HostError::Listen {
+        path: format!("descriptor {fd}"),
+        source,
+    };
+    // SAFETY: only borrowed for the call; an fd that is not open makes it fail with EBADF.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let kind = nix::sys::socket::getsockopt(&borrowed, nix::sys::socket::sockopt::AcceptConn)
+        .map_err(|e| err(e.into()))?;
+    if !kind {
+        return Err(err(std::io::Error::other("not a listening socket")));
+    }
+    // SAFETY: `fd` is open (getsockopt answered for it), a listening socket, and owned by
+    // nothing else in this process: it was inherited for this alone.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    listener.set_nonblocking(true).map_err(err)?;
+    UnixListener::from_std(listener).map_err(err)
 }
 
 #[cfg(test)]

@@ -44,7 +44,9 @@ async fn world() -> World {
         path: root.join(path),
     });
     let protected = protected_paths(&trusted, &root, &[]);
-    let skill = BaseSkill::new(&root).unwrap().with_protected(protected);
+    let skill = BaseSkill::new(&root)
+        .unwrap()
+        .with_protected(protected, false);
     World {
         client: connect(skill).await,
         root,
