@@ -6,8 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
 use super::image::RecipeRoots;
 use super::{MANIFEST_PATH, StandaloneError};
 use crate::cli::StandaloneArgs;
@@ -151,10 +149,7 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         env,
         mock_script: checked.mock_script,
         // Every file is in this image already; the plan's images are never built.
-        artifacts: Artifacts {
-            binary: Bytes::new(),
-            ca_bundle: Bytes::new(),
-        },
+        artifacts: Artifacts::default(),
         // Preflight reads no folder for an image's config; the skills' files are in the image.
         skill_files: super::skill_root::baked_files(
             &loaded,
