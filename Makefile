@@ -7,7 +7,8 @@ DEMO_WORKSPACE ?= demo-workspace
 
 .PHONY: build test test-images test-registry demo lint fmt doctor bench clean-docker
 
-## build: the static release binary (target/x86_64-unknown-linux-gnu/release/perstack-sandbox)
+## build: the static release binaries in target/x86_64-unknown-linux-gnu/release/: the controller,
+## perstack-sandbox, and perstack-sandbox-roles beside it, which the images carry
 build:
 	$(CARGO) build --release --locked
 
@@ -44,8 +45,8 @@ demo: build
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	# The executable without the Kubernetes backend (`kubernetes` feature off) must build clean too.
-	$(CARGO) clippy --locked --no-default-features --bin perstack-sandbox -- -D warnings
+	# The executables without the Kubernetes backend (`kubernetes` feature off) must build clean too.
+	$(CARGO) clippy --locked --no-default-features --bins -- -D warnings
 	# No import cycle between src/'s top-level modules (ARCHITECTURE.md, "Layers"). The check
 	# uses std alone, so rustc builds it in seconds without the crate; `cargo test` runs it too.
 	mkdir -p target

@@ -65,6 +65,17 @@ pub enum Command {
     /// the mock script); a workspace with such a change refuses to run until it is accepted.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// The roles inside containers (hidden): the same as the lean executable's.
+    #[command(flatten)]
+    Role(RoleCommand),
+}
+
+/// The roles this program plays inside containers, each hidden from `--help`: all that the
+/// executable our images carry (`perstack-sandbox-roles`, README "Building") understands.
+#[derive(Debug, Subcommand)]
+// Parsed once per process, as `Command` is.
+#[allow(clippy::large_enum_variant)]
+pub enum RoleCommand {
     /// (inside the runtime container) Run the agent loop.
     #[command(hide = true)]
     Runtime(RuntimeArgs),
@@ -109,6 +120,16 @@ pub enum Command {
     /// run stopped by Ctrl-C or its time limit, before its workspace is copied back.
     #[command(hide = true)]
     RuntimeStop,
+}
+
+/// The command line of `perstack-sandbox-roles`, the executable our images carry at
+/// `contract::paths::BINARY_PATH` (so it is `perstack-sandbox` there): the roles alone.
+#[derive(Debug, Parser)]
+#[command(name = "perstack-sandbox", version = crate::contract::build_id::ROLES_VERSION)]
+pub struct RolesCli {
+    /// The role to play.
+    #[command(subcommand)]
+    pub command: RoleCommand,
 }
 
 /// What a caller of a standalone image passes after `docker run … IMAGE` (the ENTRYPOINT fixes
@@ -900,6 +921,22 @@ pub enum RuntimeArgsError {
     },
 }
 
+/// This process's command line as `P` (the controller's [`Cli`] or the roles' [`RolesCli`]). A
+/// line clap refuses exits as clap says, except a versioned runtime image run by hand, which
+/// gets [`direct_run_message`].
+pub fn parse<P: Parser>() -> P {
+    P::try_parse().unwrap_or_else(|error| {
+        let argv: Vec<_> = std::env::args_os().collect();
+        match direct_run_message(&argv) {
+            Some(message) => {
+                eprintln!("error: {message}");
+                std::process::exit(crate::exit::Exit::Usage.code());
+            }
+            None => error.exit(),
+        }
+    })
+}
+
 /// The message for a versioned image's runtime started by hand (`docker run IMAGE "query"`):
 /// its ENTRYPOINT is `runtime --only-expert KEY`, and the controller adds `--job-id`, `--run-id`,
 /// the Expert and the query. `argv` is the whole command line; `None` unless it is the runtime
@@ -1332,10 +1369,48 @@ mod tests {
             "r",
         ];
         argv.extend_from_slice(extra);
-        match Cli::parse_from(argv).command {
-            Command::Runtime(args) => args.check_only_expert().map(|()| args),
-            other => panic!("{other:?}"),
+        let RoleCommand::Runtime(args) = RolesCli::parse_from(argv).command else {
+            panic!("runtime");
+        };
+        args.check_only_expert().map(|()| args)
+    }
+
+    #[test]
+    fn the_roles_executable_has_every_hidden_command_of_the_controller_and_nothing_else() {
+        use clap::CommandFactory;
+        let names = |command: clap::Command, hidden: bool| {
+            command
+                .get_subcommands()
+                .filter(|c| c.is_hide_set() == hidden)
+                .map(|c| c.get_name().to_string())
+                .collect::<Vec<_>>()
+        };
+        let roles = names(RolesCli::command(), true);
+        assert_eq!(roles, names(Cli::command(), true));
+        assert!(names(RolesCli::command(), false).is_empty());
+        for role in [
+            "runtime",
+            "skill-host",
+            "base-skill",
+            "egress-proxy",
+            "confine",
+            "standalone",
+            "engine-probe",
+            "workspace-in",
+            "workspace-out",
+            "workspace-hold",
+            "runtime-stop",
+        ] {
+            assert!(roles.iter().any(|r| r == role), "{role} in {roles:?}");
         }
+        // The roles executable sits at BINARY_PATH, so it answers as perstack-sandbox, and its
+        // version carries the build mark the controller looks for.
+        let version = RolesCli::command().render_version();
+        assert!(version.starts_with("perstack-sandbox "), "{version}");
+        assert!(
+            version.contains(crate::contract::build_id::BUILD_MARK),
+            "{version}"
+        );
     }
 
     #[test]

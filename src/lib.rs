@@ -2,8 +2,9 @@
 //!
 //! See ARCHITECTURE.md for the parts and the path of one run.
 //!
-//! The library's public surface is what the executable needs — the command line ([`cli`]), the
-//! commands and roles it dispatches to ([`commands`]) and the exit codes ([`exit`]) — and, with the
+//! The library's public surface is what the two executables need — the command line ([`cli`]),
+//! the commands and roles they dispatch to ([`commands`]), how a process starts and exits
+//! ([`startup`]) and the exit codes ([`exit`]) — and, with the
 //! `test-support` feature, the helpers and internals the end-to-end tests use
 //! ([`test_support`]). Everything else is `pub(crate)`: Cargo.toml's `unreachable_pub` lint keeps
 //! it so.
@@ -39,6 +40,7 @@ pub(crate) mod sandbox;
 // The run's protections and the detection of changed inputs are being built on this list.
 pub(crate) mod skill;
 pub mod standalone;
+pub mod startup;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 #[cfg(test)]

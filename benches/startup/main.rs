@@ -737,6 +737,15 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
     let images: Vec<String> = tags.keys().cloned().collect();
 
     let machine = machine(&options.binary, &load_at_start)?;
+    let carried = tags.get("runtime").map_or(Ok(String::new()), |tag| {
+        docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"io.perstack.sandbox.executable\"}}",
+            tag,
+        ])
+    })?;
     let ratio = |ours: &[Duration], theirs: &[Duration]| {
         median(ours).as_secs_f64() / median(theirs).as_secs_f64()
     };
@@ -806,11 +815,12 @@ fn measure(bench: &mut Bench<'_>, root: &Path) -> Result<()> {
          | warm start / docker CLI sequential | **{:.2}** |\n\
          | warm start / docker CLI parallel | **{:.2}** |\n\n\
          ## Image sizes\n\n| image | tag | size |\n|---|---|---|\n{sizes}\n\
-         All four are `FROM scratch` with the one static binary (and, for the runtime, its spec); \
-         sizes are as `docker image inspect` reports them.\n",
+         All four are `FROM scratch` with the one static executable the images carry (and, for \
+         the runtime, its spec); sizes are as `docker image inspect` reports them.\n",
         ratio(&warm, &sequential),
         ratio(&warm, &parallel),
     );
+    doc.push_str(&executables_section(&options.binary, carried.trim()));
     doc.push_str(&gvisor_section(
         gvisor,
         &[
@@ -899,6 +909,28 @@ fn load_average() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The two release executables beside `binary` and which one the images above carry (their
+/// runtime image's `io.perstack.sandbox.executable` label, `carried`).
+fn executables_section(binary: &Path, carried: &str) -> String {
+    let mb = |path: &Path| {
+        std::fs::metadata(path).map_or("missing".to_string(), |m| {
+            format!("{:.1} MB", m.len() as f64 / 1e6)
+        })
+    };
+    format!(
+        "\n## The two executables\n\n\
+         | executable | what | release size |\n|---|---|---|\n\
+         | `perstack-sandbox` | the controller: every command and every role, the Kubernetes \
+         client with the default features | {} |\n\
+         | `perstack-sandbox-roles` | the in-container roles alone, which the images carry | {} |\n\n\
+         The images above carry `{carried}` (their `io.perstack.sandbox.executable` label); \
+         without a `perstack-sandbox-roles` of the same build beside the controller they carry \
+         the controller, and each is about its size.\n",
+        mb(binary),
+        mb(&binary.with_file_name("perstack-sandbox-roles")),
+    )
 }
 
 /// CPU, cores, memory, kernel, Docker: the machine the numbers belong to; `load_at_start` is

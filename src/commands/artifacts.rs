@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use super::image_executable::Chosen;
 use crate::config::{CaCertificates, CaSetting, SettingSource};
 use crate::sandbox::ca_bundle::{self, Certificate};
 use crate::sandbox::images::recipes::Artifacts;
@@ -65,31 +66,36 @@ pub enum ArtifactError {
     },
 }
 
-/// Reads our executable (checking it is static) and the chosen CA bundle.
-pub(super) fn load(ca: &CaSetting) -> Result<Artifacts, ArtifactError> {
-    let binary = executable()?;
-    Ok(Artifacts {
-        binary,
-        ca_bundle: ca_bundle(ca)?.pem,
+/// The artifacts, and the note to show when the images get the whole controller
+/// ([`Chosen::note`]).
+pub(super) struct Loaded {
+    /// The files.
+    pub artifacts: Artifacts,
+    /// Why the images carry this whole executable, when they do.
+    pub note: Option<String>,
+}
+
+/// Reads the executable our images carry (checking it is static) and the chosen CA bundle.
+pub(super) fn load(ca: &CaSetting) -> Result<Loaded, ArtifactError> {
+    let chosen = executable()?;
+    Ok(Loaded {
+        note: chosen.note(),
+        artifacts: Artifacts {
+            binary: chosen.bytes,
+            executable: chosen.executable,
+            ca_bundle: ca_bundle(ca)?.pem,
+        },
     })
 }
 
-/// Our own executable, checked to be static.
-pub(super) fn executable() -> Result<Bytes, ArtifactError> {
-    let path = std::env::current_exe().map_err(|source| ArtifactError::Executable {
+/// The executable our images carry: the roles executable of this build beside ours, else ours
+/// (`image_executable.rs`), checked to be static.
+pub(super) fn executable() -> Result<Chosen, ArtifactError> {
+    let own = std::env::current_exe().map_err(|source| ArtifactError::Executable {
         path: "(current executable)".into(),
         source,
     })?;
-    let binary = std::fs::read(&path).map_err(|source| ArtifactError::Executable {
-        path: path.display().to_string(),
-        source,
-    })?;
-    if has_interpreter(&binary) {
-        return Err(ArtifactError::NotStatic {
-            path: path.display().to_string(),
-        });
-    }
-    Ok(Bytes::from(binary))
+    super::image_executable::choose(&own)
 }
 
 /// A CA bundle as read for a run.

@@ -246,10 +246,14 @@ async fn load(args: &BuildArgs) -> Result<Inputs, BuildError> {
                 .collect(),
         ))
     })?;
+    let artifacts = artifacts::load(&settings.ca_certificates)?;
+    if let Some(note) = artifacts.note {
+        eprintln!("note: {note}");
+    }
     Ok(Inputs {
         skill_files,
         digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
-        artifacts: artifacts::load(&settings.ca_certificates)?,
+        artifacts: artifacts.artifacts,
         settings,
         loaded,
         refs,

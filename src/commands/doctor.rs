@@ -27,6 +27,7 @@ use crate::sandbox::engine::docker::{DockerClient, DockerError};
 use crate::sandbox::engine::endpoint::Why;
 use crate::sandbox::engine::probe;
 use crate::sandbox::images::base::skill_base_image;
+use crate::sandbox::images::recipes::Artifacts;
 use crate::sandbox::images::{ContextFile, ImageConfig, ImageRole, ImageSpec, base_labels};
 use crate::sandbox::labels;
 use crate::sandbox::preflight::{GVISOR_ARGS, RegisteredRuntime, check_runtime_engine_on};
@@ -98,21 +99,26 @@ pub async fn run(args: DoctorArgs) -> Exit {
     }
 }
 
+/// The executable the images get (`image_executable.rs`): which one, its size, and why.
 fn check_executable(report: &mut Report) {
     match super::artifacts::executable() {
-        Ok(binary) => report.ok(
-            "executable",
-            format!(
-                "static, {:.1} MB: copied into every image as is",
-                binary.len() as f64 / 1e6
-            ),
-        ),
+        Ok(chosen) => report.ok("executable", chosen.describe()),
         Err(error) => report.fail(
             "executable",
             error.to_string(),
             "build with `make build` (static target from .cargo/config.toml)",
         ),
     }
+}
+
+/// The files of doctor's probe containers: the executable the images get, no CA bundle.
+fn probe_artifacts() -> Option<Artifacts> {
+    let chosen = super::artifacts::executable().ok()?;
+    Some(Artifacts {
+        binary: chosen.bytes,
+        executable: chosen.executable,
+        ca_bundle: Bytes::new(),
+    })
 }
 
 /// The engine, with the endpoint and why it is that one; `None` when none answered.
@@ -269,7 +275,7 @@ async fn probe_one(report: &mut Report, docker: &DockerClient, runtime: &Registe
         );
         return;
     }
-    let Ok(binary) = artifacts::executable() else {
+    let Some(artifacts) = probe_artifacts() else {
         return report.fail(
             &format!("  {}", runtime.name),
             "skipped: this executable cannot be read",
@@ -280,7 +286,7 @@ async fn probe_one(report: &mut Report, docker: &DockerClient, runtime: &Registe
         "  run probe under {} (one container on no network, one on an internal network):",
         runtime.name
     );
-    for step in probe::probe(docker, binary, Some(&runtime.name)).await {
+    for step in probe::probe(docker, &artifacts, Some(&runtime.name)).await {
         let name = format!("  {}", step.name);
         match step.outcome {
             Ok(detail) => report.ok(&name, detail),
@@ -300,7 +306,7 @@ async fn probe_one(report: &mut Report, docker: &DockerClient, runtime: &Registe
 
 /// What a run makes, made for real and removed (`sandbox/engine/probe.rs`): every step a line.
 async fn check_run_probe(report: &mut Report, docker: &DockerClient) {
-    let Ok(binary) = super::artifacts::executable() else {
+    let Some(artifacts) = probe_artifacts() else {
         report.fail(
             "run probe",
             "skipped: this executable cannot be read",
@@ -309,7 +315,7 @@ async fn check_run_probe(report: &mut Report, docker: &DockerClient) {
         return;
     };
     println!("  run probe (what a run makes, made and removed):");
-    for step in probe::probe(docker, binary, None).await {
+    for step in probe::probe(docker, &artifacts, None).await {
         let name = format!("  {}", step.name);
         match step.outcome {
             Ok(detail) => report.ok(&name, detail),

@@ -165,10 +165,7 @@ fn plan(source: &ImageSource, user: (u32, u32)) -> Result<RunPlan, ExportError> 
         runtime_env,
         env,
         mock_script: source.mock_script.clone(),
-        artifacts: Artifacts {
-            binary: bytes::Bytes::new(),
-            ca_bundle: bytes::Bytes::new(),
-        },
+        artifacts: Artifacts::default(),
         skill_files: Default::default(),
         limits: settings.limits,
         oci_runtime: None,

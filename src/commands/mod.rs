@@ -13,6 +13,7 @@ pub mod doctor;
 mod engine_probe;
 pub mod export;
 pub mod gc;
+mod image_executable;
 pub mod images;
 pub mod init;
 pub mod install;

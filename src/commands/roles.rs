@@ -1,11 +1,14 @@
-//! The hidden roles the same binary plays inside containers: the agent runtime, the skill host,
-//! base-skill, the egress proxy, the test fixture server, and a Kubernetes run pod's workspace
-//! copy (`workspace-in`, `workspace-out`, `workspace-hold`; `sandbox/k8s/workspace.rs`). Each gives the process's exit code
-//! or a [`RoleError`], which `main` prints as is.
+//! The hidden roles played inside containers: the agent runtime, the skill host, base-skill, the
+//! egress proxy, the test fixture server, doctor's probes, the standalone supervisor and its
+//! confinement, and a Kubernetes run pod's workspace copy (`workspace-in`, `workspace-out`,
+//! `workspace-hold`; `sandbox/k8s/workspace.rs`). Both executables hand a [`RoleCommand`] to
+//! [`run_and_exit`]: the controller's, and `perstack-sandbox-roles`, which our images carry and
+//! which reaches nothing else. Each role gives the process's exit code or a [`RoleError`],
+//! printed as is.
 
 use crate::cli::{
-    BaseSkillArgs, NoServerCommand, RuntimeArgsError, SkillHostArgs, WorkspaceHoldArgs,
-    WorkspaceInArgs, WorkspaceOutArgs,
+    BaseSkillArgs, NoServerCommand, RoleCommand, RuntimeArgsError, SkillHostArgs,
+    WorkspaceHoldArgs, WorkspaceInArgs, WorkspaceOutArgs,
 };
 use crate::contract::runtime_args::RuntimeArgs;
 use crate::exit::Exit;
@@ -60,6 +63,45 @@ impl From<&RoleError> for Exit {
             | RoleError::EgressProxy(_)
             | RoleError::FixtureMcp(_)
             | RoleError::Workspace { .. } => Exit::RunFailed,
+        }
+    }
+}
+
+/// Plays `role` and exits with its code.
+pub fn run_and_exit(role: RoleCommand) -> ! {
+    // Before any thread exists: Landlock and seccomp bind the calling thread (confine/role.rs).
+    if let RoleCommand::Confine(args) = role {
+        std::process::exit(confine(args));
+    }
+    crate::startup::run_and_exit(dispatch(role))
+}
+
+/// Plays `role` on the async runtime: its exit code, its error printed.
+pub async fn dispatch(role: RoleCommand) -> i32 {
+    match role {
+        RoleCommand::Runtime(args) => printed(runtime(args).await),
+        RoleCommand::SkillHost(args) => printed(skill_host(args).await),
+        RoleCommand::BaseSkill(args) => printed(base_skill(args).await),
+        RoleCommand::EgressProxy => printed(egress_proxy().await),
+        RoleCommand::FixtureMcp => printed(fixture_mcp().await),
+        RoleCommand::EngineProbe(args) => engine_probe(args),
+        RoleCommand::WorkspaceIn(args) => printed(workspace_in(args).await),
+        RoleCommand::WorkspaceOut(args) => printed(workspace_out(args).await),
+        RoleCommand::WorkspaceHold(args) => printed(workspace_hold(args).await),
+        RoleCommand::RuntimeStop => runtime_stop(),
+        RoleCommand::Standalone(args) => crate::standalone::main(args).await,
+        // Started in `run_and_exit` before the async runtime; here only for completeness.
+        RoleCommand::Confine(args) => confine(args),
+    }
+}
+
+/// A role's exit code; its error printed as is (it names the role).
+fn printed(result: Result<i32, RoleError>) -> i32 {
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{error}");
+            Exit::from(&error).code()
         }
     }
 }

@@ -5,6 +5,8 @@
 //! `base-skill` and `egress-proxy` roles rely on it inside them. It holds data and names only,
 //! no behaviour (as codex-rs keeps its `protocol` crate).
 //!
+//! - [`build_id`]: the executable our images carry beside the controller's, and the build id
+//!   both carry, by which the controller knows the first is its own build's.
 //! - [`paths`]: where things are inside our images and containers — our binary, the CA bundle,
 //!   the runtime spec, the socket folders, the workspace. (The workspace's reserved `perstack/`
 //!   folder is `config::workspace`'s: config's rules need it, and config is below this module.)
@@ -18,6 +20,7 @@
 //! - [`supervision`]: how the skill host tells the runtime that a skill's server went away, and
 //!   how its own stderr lines begin.
 
+pub(crate) mod build_id;
 pub(crate) mod paths;
 pub(crate) mod probe;
 pub(crate) mod proxy;

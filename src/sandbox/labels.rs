@@ -33,6 +33,13 @@ pub(crate) const STANDALONE: &str = "io.perstack.sandbox.standalone";
 /// A standalone image's base: the image its skills' runtimes (Python, Node) come from, or
 /// `scratch`.
 pub(crate) const STANDALONE_BASE: &str = "io.perstack.sandbox.standalone-base";
+/// On an image that carries our binary: which executable it is, `perstack-sandbox-roles` (the
+/// in-container roles alone) or `perstack-sandbox` (the controller, when no roles executable
+/// of its build was beside it).
+pub(crate) const EXECUTABLE: &str = "io.perstack.sandbox.executable";
+/// On an image that carries our binary: the id of the build it comes from
+/// (`contract::build_id`).
+pub(crate) const BUILD: &str = "io.perstack.sandbox.build";
 /// A standalone image's skills built from their own Dockerfile: JSON, for each (`skill:<name>`)
 /// its root and how the supervisor starts it there (`standalone::image::RecipeRoot`).
 pub(crate) const STANDALONE_ROOTS: &str = "io.perstack.sandbox.standalone-roots";

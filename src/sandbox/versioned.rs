@@ -510,6 +510,7 @@ args = ["fixture-mcp", "--other"]
             skill_files: Default::default(),
             artifacts: Artifacts {
                 binary: Bytes::from_static(b"\x7fELF fake"),
+                executable: Default::default(),
                 ca_bundle: Bytes::new(),
             },
             limits: Limits::default(),

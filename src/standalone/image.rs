@@ -197,6 +197,18 @@ pub(crate) fn standalone_image(
         contents: Bytes::from(serde_json::to_vec_pretty(&labels_map)?),
     });
     let mut image_labels = base_labels(ImageRole::Runtime);
+    // Which executable the plan's images carry, and its build: the one copied in here.
+    let carried = [labels::EXECUTABLE, labels::BUILD].map(|key| {
+        plan.images
+            .iter()
+            .find_map(|image| image.labels.get_key_value(key))
+    });
+    image_labels.extend(
+        carried
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     image_labels.extend(labels_map);
     image_labels.insert(labels::STANDALONE.to_string(), "true".to_string());
     let mut env = vec![("HOME".to_string(), "/tmp".to_string())];

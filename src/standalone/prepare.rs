@@ -6,8 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
 use super::image::RecipeRoots;
 use super::{MANIFEST_PATH, StandaloneError};
 use crate::cli::StandaloneArgs;
@@ -98,10 +96,7 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         env,
         mock_script: checked.mock_script,
         // Every file is in this image already; the plan's images are never built.
-        artifacts: Artifacts {
-            binary: Bytes::new(),
-            ca_bundle: Bytes::new(),
-        },
+        artifacts: Artifacts::default(),
         skill_files,
         limits: settings.limits,
         oci_runtime: None,

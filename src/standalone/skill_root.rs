@@ -225,6 +225,7 @@ args = ["fixture-mcp"]
             skill_files,
             artifacts: Artifacts {
                 binary: Bytes::from_static(b"\x7fELF fake"),
+                executable: Default::default(),
                 ca_bundle: Bytes::from_static(b"PEM"),
             },
             limits,

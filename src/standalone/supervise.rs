@@ -201,14 +201,62 @@ fn make_folders(all: &[Principal], identities: Identities) -> Result<(), Standal
 
 /// A skill's own folder in the image: [`FILES_UID`]'s, the skill's group, mode 0750.
 fn own_folder(dir: &Path, gid: u32) -> Result<(), StandaloneError> {
-    let fail = |e: std::io::Error| {
-        StandaloneError::Start(format!(
-            "cannot make {} its skill's alone ({e}); the container's root must be writable",
-            dir.display()
-        ))
+    settle(dir, Some((FILES_UID, gid)), 0o750, "its skill's alone")
+}
+
+/// What of a file's owner and mode must change: `owner` (when given) and the permission bits
+/// `mode`, each only when it differs from `now` (uid, gid, mode as `stat` gives them).
+fn changes(now: (u32, u32, u32), owner: Option<(u32, u32)>, mode: u32) -> (bool, bool) {
+    let (uid, gid, bits) = now;
+    let chown = owner.is_some_and(|owner| owner != (uid, gid));
+    (chown, bits & 0o7777 != mode)
+}
+
+/// Gives `path` `owner` and `mode`, changing only what differs, so that a read-only root whose
+/// files are already right starts. `purpose` says why, for the error.
+fn settle(
+    path: &Path,
+    owner: Option<(u32, u32)>,
+    mode: u32,
+    purpose: &str,
+) -> Result<(), StandaloneError> {
+    use std::os::unix::fs::MetadataExt;
+    let fail = |e: std::io::Error| settle_error(path, owner, mode, purpose, &e);
+    let meta = std::fs::metadata(path).map_err(fail)?;
+    let (chown_it, chmod_it) = changes((meta.uid(), meta.gid(), meta.mode()), owner, mode);
+    if let (true, Some((uid, gid))) = (chown_it, owner) {
+        chown(path, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    if chmod_it {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Why `path` could not be settled, and what to do: a read-only root cannot change, so the
+/// image (or a tmpfs there) must have it right already.
+fn settle_error(
+    path: &Path,
+    owner: Option<(u32, u32)>,
+    mode: u32,
+    purpose: &str,
+    e: &std::io::Error,
+) -> StandaloneError {
+    let wanted = match owner {
+        Some((uid, gid)) => format!("owner {uid}:{gid}, mode {mode:o}"),
+        None => format!("mode {mode:o}"),
     };
-    chown(dir, Some(FILES_UID), Some(gid)).map_err(fail)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(fail)
+    let fix = match e.raw_os_error() {
+        Some(libc::EROFS) => format!(
+            "the container's root is read-only and the image does not have it so: mount a tmpfs              at {} or run without --read-only (readOnlyRootFilesystem)",
+            path.display()
+        ),
+        _ => "the container's root must be writable".to_string(),
+    };
+    StandaloneError::Start(format!(
+        "cannot make {} {purpose} ({wanted}: {e}); {fix}",
+        path.display()
+    ))
 }
 
 /// A recipe root's `/tmp`, made the skill's alone (mode 0700). The root came from the recipe,
@@ -243,30 +291,45 @@ fn root_tmp(dir: &Path, (uid, gid): (u32, u32)) -> Result<(), StandaloneError> {
 /// The image has it root's; only a run with a uid-0 principal pays for the copy to the
 /// container's layer that the change costs.
 fn exec_only_binary() -> Result<(), StandaloneError> {
-    let fail = |e: std::io::Error| {
-        StandaloneError::Start(format!(
-            "cannot give our binary to uid {FILES_UID} ({e}); the container's root must be \
-             writable, or give the workspace to a user other than root"
-        ))
-    };
-    let binary = std::env::current_exe().map_err(fail)?;
-    chown(&binary, Some(FILES_UID), Some(FILES_UID)).map_err(fail)?;
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o711)).map_err(fail)
+    let binary = std::env::current_exe().map_err(|e| {
+        StandaloneError::Start(format!("cannot find our binary ({e}); rebuild the image"))
+    })?;
+    settle(
+        &binary,
+        Some((FILES_UID, FILES_UID)),
+        0o711,
+        "exec-only and not uid 0's (a principal runs as uid 0: the workspace is root's; \
+         giving it to another user avoids this)",
+    )
 }
 
 fn make_folder(dir: &Path, owner: Option<(u32, u32)>, mode: u32) -> Result<(), StandaloneError> {
-    let fail = |e: std::io::Error| {
+    std::fs::create_dir_all(dir).map_err(|e| {
         StandaloneError::Start(format!(
-            "cannot make {} ({e}); the container's root must be writable, or mount a tmpfs \
-             there (docker run --tmpfs {STATE_DIR})",
-            dir.display()
+            "cannot make {} ({e}); {}",
+            dir.display(),
+            state_dir_hint()
         ))
-    };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    if let Some((uid, gid)) = owner {
-        chown(dir, Some(uid), Some(gid)).map_err(fail)?;
+    })?;
+    settle(dir, owner, mode, "a private folder").map_err(|e| match e {
+        StandaloneError::Start(text) => {
+            StandaloneError::Start(format!("{text}; or {}", state_dir_hint()))
+        }
+        other => other,
+    })
+}
+
+/// How to give the supervisor its folder [`STATE_DIR`] on a read-only root: a tmpfs there,
+/// which a supervisor that is not root must own to set its folders' modes (a tmpfs's `mode=`
+/// alone does not let it: only the owner may `chmod`).
+fn state_dir_hint() -> String {
+    let uid = nix::unistd::geteuid();
+    match uid.is_root() {
+        true => format!("mount a tmpfs there (docker run --tmpfs {STATE_DIR})"),
+        false => format!(
+            "mount a tmpfs there that uid {uid} owns (docker run --tmpfs {STATE_DIR}:uid={uid})"
+        ),
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(fail)
 }
 
 /// Starts every skill, then the runtime (the last principal), each confined; gives the skills,
@@ -504,6 +567,28 @@ fn exit_code(end: Option<RunEnd>, runtime_code: Option<i32>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_differs_is_changed() {
+        // Already right (a directory's type bits aside): nothing, so a read-only root starts.
+        assert_eq!(
+            changes((FILES_UID, 20001, 0o40750), Some((FILES_UID, 20001)), 0o750),
+            (false, false)
+        );
+        // As the image leaves it without the build's ownership: both.
+        assert_eq!(
+            changes((0, 0, 0o40755), Some((FILES_UID, 20001)), 0o750),
+            (true, true)
+        );
+        // Another group (a skill granted the workspace runs in its owner's): the owner alone.
+        assert_eq!(
+            changes((FILES_UID, 20001, 0o40750), Some((FILES_UID, 1000)), 0o750),
+            (true, false)
+        );
+        // No owner asked for (no uid switch): the mode alone, sticky bit counted.
+        assert_eq!(changes((1000, 1000, 0o41777), None, 0o711), (false, true));
+        assert_eq!(changes((0, 0, 0o40711), None, 0o711), (false, false));
+    }
 
     #[test]
     fn the_terminal_event_decides_the_exit_code_as_for_run() {

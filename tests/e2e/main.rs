@@ -30,6 +30,7 @@ mod providers;
 mod proxy_tokens;
 mod pypi_skill;
 mod registry;
+mod roles_executable;
 mod runtime_engine;
 mod security;
 mod session;

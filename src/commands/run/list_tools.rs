@@ -69,7 +69,11 @@ pub(crate) async fn list_tools(
     }
     .check_for_listing()
     .map_err(RunError::Preflight)?;
-    let artifacts = crate::commands::artifacts::load(&settings.ca_certificates)?;
+    let crate::commands::artifacts::Loaded { artifacts, note } =
+        crate::commands::artifacts::load(&settings.ca_certificates)?;
+    note.map(super::Notice::WholeExecutable)
+        .into_iter()
+        .for_each(notify);
     let engine = super::engine::connect(
         &listing.config.config,
         listing.expert,

@@ -42,6 +42,9 @@ pub enum Notice {
     /// `--allow-weaker-isolation` on an engine that lacks part of the isolation: what is missing
     /// and why ([`crate::sandbox::engine::info::WeakerIsolation::summary`]).
     WeakerIsolation(String),
+    /// The images carry the whole controller, not the lean roles executable: which file and
+    /// why (`commands/image_executable.rs`).
+    WholeExecutable(String),
     /// Base-skill runs as root: what to do about it.
     BaseSkillUser(String),
     /// Leftovers of earlier runs whose controller is gone were removed.
@@ -102,6 +105,7 @@ impl Notice {
         matches!(
             self,
             Notice::RuntimeEngine { .. }
+                | Notice::WholeExecutable(_)
                 | Notice::BaseSkillUser(_)
                 | Notice::Registry(_)
                 | Notice::WeakerIsolation(_)
@@ -126,7 +130,9 @@ impl fmt::Display for Notice {
                 "note: every container of this run starts under the OCI runtime {name}{} ({chosen_by})",
                 if name == GVISOR_RUNTIME { ", gVisor" } else { "" }
             ),
-            Notice::BaseSkillUser(warning) => write!(f, "note: {warning}"),
+            Notice::WholeExecutable(note) | Notice::BaseSkillUser(note) => {
+                write!(f, "note: {note}")
+            }
             Notice::WeakerIsolation(missing) => write!(
                 f,
                 "warning: weaker isolation (--allow-weaker-isolation): {missing}; its containers can use all the memory, CPU and processes the host gives your user"

@@ -2,8 +2,6 @@
 //! the workspace, every variable, the skills' commands, our executable, and the stored run it
 //! continues.
 
-use bytes::Bytes;
-
 use crate::cli::RunArgs;
 use crate::config::Settings;
 use crate::files::Owner;
@@ -81,12 +79,12 @@ pub(super) fn check(
         None => preflight.check(),
     }
     .map_err(RunError::Preflight)?;
-    let artifacts = match &loaded.image {
-        Some(_) => Artifacts {
-            binary: Bytes::new(),
-            ca_bundle: Bytes::new(),
-        },
-        None => artifacts::load(&settings.ca_certificates)?,
+    let (artifacts, executable_note) = match &loaded.image {
+        Some(_) => (Artifacts::default(), None),
+        None => {
+            let loaded = artifacts::load(&settings.ca_certificates)?;
+            (loaded.artifacts, loaded.note)
+        }
     };
     let inputs = checked.trusted.clone();
     let base_skill_user = workspace_user(&checked.workspace);
@@ -94,7 +92,10 @@ pub(super) fn check(
     // A planted `perstack` link, or one inside it, stops the run before anything starts.
     store.check_links().map_err(RunError::ReservedFolder)?;
     let trust = trust_record(&checked.workspace)?;
-    let mut notices = Vec::new();
+    let mut notices: Vec<Notice> = executable_note
+        .map(Notice::WholeExecutable)
+        .into_iter()
+        .collect();
     let resume = match &loaded.continue_from {
         Some(from) => Some(resume_from(&store, from, args, &loaded.expert)?),
         None => None,

@@ -12,7 +12,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 
 use super::docker::{DockerClient, DockerError};
@@ -22,7 +21,7 @@ use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SKILL_SOCKET_DIR, SOCKET_FILE,
 use crate::contract::probe::{PROBE_FILE, PROBE_PORT, ProbeReport};
 use crate::contract::users::{RUNTIME_GID, RUNTIME_UID};
 use crate::ids::controller::ControllerId;
-use crate::sandbox::images::recipes::doctor_probe_image;
+use crate::sandbox::images::recipes::{Artifacts, doctor_probe_image};
 use crate::sandbox::labels;
 use crate::sandbox::plan::{
     ContainerPlan, InternalNetworkPlan, MountPlan, MountSource, NetworkPlan, VolumePlan,
@@ -121,18 +120,18 @@ impl Probe {
     }
 }
 
-/// Runs every step and removes what it made, also when a step failed. `binary` is this
-/// executable, which the probe containers run; `oci_runtime` the runtime they start under
+/// Runs every step and removes what it made, also when a step failed. `artifacts` hold the
+/// executable the images get, which the probe containers run; `oci_runtime` the runtime they start under
 /// (`doctor` probes gVisor so: the no-network container and the one on a network each in a
 /// sandbox of its own, talking over the socket volume), `None` the engine's default.
 pub(crate) async fn probe(
     docker: &DockerClient,
-    binary: Bytes,
+    artifacts: &Artifacts,
     oci_runtime: Option<&str>,
 ) -> Vec<Step> {
     let probe = Probe::new(oci_runtime, docker.engine().enforces_limits());
     let mut steps = Vec::new();
-    let image = doctor_probe_image(binary);
+    let image = doctor_probe_image(artifacts);
     // Per probe, not per content: two doctors at once (or doctor's runc and runsc probes) must
     // never remove each other's image.
     let tag = format!("{}-{}", image.tag("scratch"), probe.short);
@@ -184,7 +183,7 @@ async fn make(
     let outcome = docker
         .create_image(image, tag, |_| {})
         .await
-        .map(|()| "made a scratch image with this executable, as a run makes its images".to_string())
+        .map(|()| "made a scratch image with the images' executable, as a run makes its images".to_string())
         .map_err(|e| fail(e.to_string(), "the engine must import or build images (`docker import`, `docker build`); check the disk is not full"));
     push(steps, "probe image", outcome)?;
     Ok(())

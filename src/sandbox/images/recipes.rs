@@ -21,14 +21,57 @@ use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID, SKILL_UID};
 use crate::sandbox::skill_files::{SkillFiles, image_path};
 use crate::sandbox::{egress, labels, packages};
 
-/// Files the images are made of, read once per run.
-#[derive(Debug, Clone)]
+/// Files the images are made of, read once per run. The default is none at all, for plans
+/// whose images are never built (a versioned image's, the standalone supervisor's).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Artifacts {
-    /// Our own static executable.
+    /// Our own static executable: the roles executable of this build, or the controller itself
+    /// (`commands/image_executable.rs`).
     pub binary: Bytes,
+    /// Which of the two `binary` is, recorded on every image that carries it.
+    pub executable: Executable,
     /// The chosen CA bundle (PEM; `[sandbox] caCertificates`, the host's by default): what
     /// containers that talk TLS trust, and package installs at build time. Empty: none.
     pub ca_bundle: Bytes,
+}
+
+/// Which of a build's two executables an image carries (its [`labels::EXECUTABLE`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Executable {
+    /// `perstack-sandbox-roles`: the in-container roles alone.
+    #[default]
+    Roles,
+    /// `perstack-sandbox`, the controller, which plays every role too: what images get when no
+    /// roles executable of the same build is beside it.
+    Whole,
+}
+
+impl Executable {
+    /// Its file name, the label's value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Executable::Roles => crate::contract::build_id::ROLES_EXECUTABLE,
+            Executable::Whole => "perstack-sandbox",
+        }
+    }
+}
+
+/// The labels of an image that carries our binary: [`base_labels`], which executable it is, and
+/// the build both of that build's executables carry.
+pub(crate) fn binary_labels(
+    role: ImageRole,
+    executable: Executable,
+) -> std::collections::BTreeMap<String, String> {
+    let mut map = base_labels(role);
+    map.insert(
+        labels::EXECUTABLE.to_string(),
+        executable.name().to_string(),
+    );
+    map.insert(
+        labels::BUILD.to_string(),
+        crate::contract::build_id::BUILD_ID.to_string(),
+    );
+    map
 }
 
 /// Where an image's name-service configuration is.
@@ -135,7 +178,7 @@ pub(crate) fn runtime_image(
     if reaches_out {
         trusted_ca(artifacts, &mut files, &mut env);
     }
-    let mut labels = base_labels(ImageRole::Runtime);
+    let mut labels = binary_labels(ImageRole::Runtime, artifacts.executable);
     if let Some(expert) = config.experts.get(expert_key) {
         labels.insert(labels::EXPERT.to_string(), expert.key.clone());
         labels.insert(labels::EXPERT_VERSION.to_string(), expert.version.clone());
@@ -161,12 +204,8 @@ pub(crate) fn runtime_image(
 
 /// `doctor`'s probe containers: our binary on `scratch` with the `engine-probe` role, the user
 /// set per container.
-pub(crate) fn doctor_probe_image(binary: Bytes) -> ImageSpec {
-    let mut files = vec![ContextFile {
-        path: BINARY_PATH.into(),
-        mode: 0o755,
-        contents: binary,
-    }];
+pub(crate) fn doctor_probe_image(artifacts: &Artifacts) -> ImageSpec {
+    let mut files = vec![binary_file(artifacts)];
     files.extend(passwd_files());
     ImageSpec {
         role: ImageRole::Runtime,
@@ -180,7 +219,7 @@ pub(crate) fn doctor_probe_image(binary: Bytes) -> ImageSpec {
             workdir: None,
             entrypoint: vec![BINARY_PATH.to_string(), "engine-probe".to_string()],
         },
-        labels: base_labels(ImageRole::Runtime),
+        labels: binary_labels(ImageRole::Runtime, artifacts.executable),
         install: vec![],
         recipe: None,
         roots: vec![],
@@ -205,7 +244,7 @@ pub(crate) fn proxy_image(artifacts: &Artifacts) -> ImageSpec {
             workdir: None,
             entrypoint: vec![BINARY_PATH.to_string(), "egress-proxy".to_string()],
         },
-        labels: base_labels(ImageRole::EgressProxy),
+        labels: binary_labels(ImageRole::EgressProxy, artifacts.executable),
         install: vec![],
         recipe: None,
         roots: vec![],
@@ -279,7 +318,7 @@ pub(crate) fn skill_image(
                 .map(|install| install_stage(config, install, local, artifacts)),
         ),
         base,
-        labels: base_labels(ImageRole::Skill),
+        labels: binary_labels(ImageRole::Skill, artifacts.executable),
         recipe,
         roots: vec![],
     }
@@ -472,7 +511,7 @@ pub(crate) fn base_skill_image(config: &Config, artifacts: &Artifacts) -> ImageS
             entrypoint,
         },
         base,
-        labels: base_labels(ImageRole::BaseSkill),
+        labels: binary_labels(ImageRole::BaseSkill, artifacts.executable),
         install: vec![],
         recipe: None,
         roots: vec![],

@@ -420,9 +420,10 @@ fn response(code: StatusCode, value: &Value) -> Response<Body> {
 }
 
 /// Parses `command` (our binary's command line, as a pod has it) with the real CLI.
-pub(super) fn parse(command: &[String]) -> crate::cli::Command {
+/// A container's command line as the executable our images carry reads it.
+pub(super) fn parse(command: &[String]) -> crate::cli::RoleCommand {
     use clap::Parser;
-    crate::cli::Cli::try_parse_from(command)
+    crate::cli::RolesCli::try_parse_from(command)
         .unwrap_or_else(|e| panic!("{command:?} does not parse: {e}"))
         .command
 }
@@ -457,7 +458,7 @@ impl PodStreams for FakeCluster {
             while let Some(chunk) = input.recv().await {
                 tar.extend_from_slice(&chunk);
             }
-            let crate::cli::Command::WorkspaceIn(mut args) = parse(&command) else {
+            let crate::cli::RoleCommand::WorkspaceIn(mut args) = parse(&command) else {
                 return Err(refused(
                     "pods/attach",
                     format!("{container} runs {command:?}"),
@@ -486,7 +487,7 @@ impl PodStreams for FakeCluster {
                 state
                     .calls
                     .push(format!("EXEC pods/{pod}/{container} {role}"));
-                if matches!(parse(&command), crate::cli::Command::RuntimeStop) {
+                if matches!(parse(&command), crate::cli::RoleCommand::RuntimeStop) {
                     state.runtime_stopped = container == state.runtime_of(pod);
                     return Ok(());
                 }
@@ -508,7 +509,7 @@ impl PodStreams for FakeCluster {
                     if let Some(change) = changes {
                         change(&dir);
                     }
-                    let crate::cli::Command::WorkspaceOut(mut args) = parse(&command) else {
+                    let crate::cli::RoleCommand::WorkspaceOut(mut args) = parse(&command) else {
                         return Err(refused("pods/exec", format!("{command:?}")));
                     };
                     args.workspace = dir;

@@ -344,7 +344,8 @@ fn pod_running_the_roles(copy_in: Vec<String>, dir: std::path::PathBuf) -> TestS
                 if request.path.ends_with("/attach") {
                     let mut got = Got::default();
                     take_stdin(&mut socket, &mut got).await;
-                    let crate::cli::Command::WorkspaceIn(mut args) = super::fake::parse(&copy_in)
+                    let crate::cli::RoleCommand::WorkspaceIn(mut args) =
+                        super::fake::parse(&copy_in)
                     else {
                         panic!("{copy_in:?}")
                     };
@@ -357,7 +358,8 @@ fn pod_running_the_roles(copy_in: Vec<String>, dir: std::path::PathBuf) -> TestS
                             .filter(|(k, _)| k == "command")
                             .map(|(_, v)| v.into_owned())
                             .collect();
-                    let crate::cli::Command::WorkspaceOut(mut args) = super::fake::parse(&command)
+                    let crate::cli::RoleCommand::WorkspaceOut(mut args) =
+                        super::fake::parse(&command)
                     else {
                         panic!("{command:?}")
                     };

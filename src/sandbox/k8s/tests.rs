@@ -79,6 +79,7 @@ pub(super) fn request() -> RunRequest {
         skill_files: Default::default(),
         artifacts: Artifacts {
             binary: Bytes::from_static(b"\x7fELF fake"),
+            executable: Default::default(),
             ca_bundle: Bytes::from_static(b"-----BEGIN CERTIFICATE-----"),
         },
         limits: Limits::default(),

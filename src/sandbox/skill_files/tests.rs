@@ -292,6 +292,7 @@ fn only_a_skills_own_files_change_its_image() {
         let files = collect_all(&loaded, &["e".to_string()]).expect("files");
         let artifacts = Artifacts {
             binary: bytes::Bytes::from_static(b"bin"),
+            executable: Default::default(),
             ca_bundle: bytes::Bytes::new(),
         };
         ["a", "b"].map(|name| {
@@ -378,6 +379,7 @@ fn a_uv_skills_image_runs_uv_offline_on_the_synced_environment() {
     };
     let artifacts = Artifacts {
         binary: bytes::Bytes::from_static(b"bin"),
+        executable: Default::default(),
         ca_bundle: bytes::Bytes::new(),
     };
     let local = files.get(&("e".to_string(), "uv".to_string()));
