@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::image::RecipeRoots;
 use super::{MANIFEST_PATH, StandaloneError};
 use crate::cli::StandaloneArgs;
-use crate::config::{LoadedConfig, SettingFlags, Settings};
+use crate::config::{LoadedConfig, ProviderName, SettingFlags, Settings};
 use crate::contract::paths::{SPEC_PATH, WORKSPACE_MOUNT};
 use crate::contract::spec::RuntimeSpec;
 use crate::files::Owner;
@@ -22,7 +22,8 @@ use crate::sandbox::engine::workspace_user::workspace_user;
 use crate::sandbox::images::recipes::Artifacts;
 use crate::sandbox::labels::{STANDALONE_BASE, STANDALONE_ROOTS};
 use crate::sandbox::plan::{Resume, RunPlan, RunRequest};
-use crate::sandbox::preflight::Preflight;
+use crate::sandbox::preflight::{Checked, Preflight};
+use crate::sandbox::skill_files::FilesBySkill;
 use crate::sandbox::versioned::Manifest;
 
 /// How messages name the image's config: there is no perstack.toml in the container.
@@ -48,8 +49,6 @@ pub(crate) struct Prepared {
     pub roots: RecipeRoots,
 }
 
-// Over the threshold (lib.rs); left whole while the standalone-recipe work changes it.
-#[allow(clippy::too_many_lines)]
 /// Reads the image, checks the run and plans it.
 pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError> {
     let Baked {
@@ -60,54 +59,13 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
     } = load_image()?;
     let expert = spec.expert_key.clone();
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let flags = SettingFlags {
-        model: args.model.clone(),
-        max_steps: args.max_steps,
-        ..SettingFlags::default()
-    };
-    let settings = Settings::resolve(&flags, &loaded).map_err(run_error)?;
-    let workspace = Path::new(WORKSPACE_MOUNT);
-    if !workspace.is_dir() {
-        return Err(StandaloneError::Run(format!(
-            "{WORKSPACE_MOUNT} is not a folder; mount your workspace there: docker run -v \
-             \"$PWD/workspace:{WORKSPACE_MOUNT}\" …"
-        )));
-    }
-    let checked = Preflight {
-        config: &loaded,
-        expert_key: &expert,
-        provider: settings.run.provider,
-        env: &env,
-        extra_env: &[],
-        workspace,
-        trusted: &[],
-    }
-    .check_with_mock_script(spec.mock_script.clone())
-    .map_err(run_error)?;
+    let settings = resolve_settings(args, &loaded)?;
+    let checked = preflight(&loaded, &spec, settings.run.provider, &env)?;
     let user = workspace_user(&checked.workspace);
-    let owner = match (nix::unistd::getuid().is_root(), user.user) {
-        (true, (uid, gid)) if uid != 0 => Owner::user(uid, gid),
-        _ => Owner::detect(),
-    };
-    let store = JobStore::open(&checked.workspace, owner).map_err(run_error)?;
-    store.check_links().map_err(run_error)?;
-    let resume = match continue_from(args)? {
-        Some(from) => Some(resume_from(&store, &from, args, &expert)?),
-        None => None,
-    };
-    let (job_id, resume) = match resume {
-        Some((job_id, resume)) => (job_id, Some(resume)),
-        None => (crate::ids::new_id(), None),
-    };
-    if !is_safe_id(&job_id) {
-        return Err(StandaloneError::Run(format!("`{job_id}` is not a job id")));
-    }
+    let store = open_store(&checked.workspace, user.user)?;
+    let (job_id, resume) = job_to_run(&store, args, &expert)?;
     let now = crate::ids::now_ms();
-    let max_steps = settings.run.max_steps;
-    let job = match store.read_job(&job_id) {
-        Ok(Some(job)) => job.resumed(&expert, max_steps),
-        _ => Job::new(&job_id, &expert, max_steps, now),
-    };
+    let job = job_record(&store, &job_id, &expert, settings.run.max_steps, now);
     let run_id = crate::ids::new_id();
     let config = &loaded.config;
     let run_setting = RunSetting::new(RunSettingSource {
@@ -117,28 +75,17 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         run_id: &run_id,
         expert_key: &expert,
         closure: &config.delegation_closure(&expert),
-        input: match resume
-            .as_ref()
-            .and_then(|r| r.interactive_tool_call_result.clone())
-        {
-            Some(answer) => RunInput {
-                text: None,
-                interactive_tool_call_result: Some(answer),
-            },
-            None => RunInput {
-                text: Some(args.query.clone()),
-                interactive_tool_call_result: None,
-            },
-        },
+        input: run_input(args, resume.as_ref()),
         env: &env,
         runtime_env: &checked.runtime_env,
         verbose: args.verbose,
         now,
     });
+    let skill_files = baked_skill_files(&loaded, &expert)?;
     let request = RunRequest {
         run_id: run_id.clone(),
         job_id: job_id.clone(),
-        expert_key: expert.clone(),
+        expert_key: expert,
         query: args.query.clone(),
         config: config.clone(),
         settings: settings.run,
@@ -150,13 +97,7 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         mock_script: checked.mock_script,
         // Every file is in this image already; the plan's images are never built.
         artifacts: Artifacts::default(),
-        // Preflight reads no folder for an image's config; the skills' files are in the image.
-        skill_files: super::skill_root::baked_files(
-            &loaded,
-            &expert,
-            Path::new(super::skill_root::SKILLS_DIR),
-        )
-        .map_err(StandaloneError::Image)?,
+        skill_files,
         limits: settings.limits,
         oci_runtime: None,
         controller: String::new(),
@@ -174,6 +115,104 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         base,
         roots,
     })
+}
+
+/// The settings: the image's config with `--model` and `--max-steps` over it.
+fn resolve_settings(
+    args: &StandaloneArgs,
+    loaded: &LoadedConfig,
+) -> Result<Settings, StandaloneError> {
+    let flags = SettingFlags {
+        model: args.model.clone(),
+        max_steps: args.max_steps,
+        ..SettingFlags::default()
+    };
+    Settings::resolve(&flags, loaded).map_err(run_error)
+}
+
+/// The preflight checks against this container's environment and the mounted `/workspace`.
+fn preflight(
+    loaded: &LoadedConfig,
+    spec: &RuntimeSpec,
+    provider: ProviderName,
+    env: &BTreeMap<String, String>,
+) -> Result<Checked, StandaloneError> {
+    let workspace = Path::new(WORKSPACE_MOUNT);
+    if !workspace.is_dir() {
+        return Err(StandaloneError::Run(format!(
+            "{WORKSPACE_MOUNT} is not a folder; mount your workspace there: docker run -v \
+             \"$PWD/workspace:{WORKSPACE_MOUNT}\" …"
+        )));
+    }
+    Preflight {
+        config: loaded,
+        expert_key: &spec.expert_key,
+        provider,
+        env,
+        extra_env: &[],
+        workspace,
+        trusted: &[],
+    }
+    .check_with_mock_script(spec.mock_script.clone())
+    .map_err(run_error)
+}
+
+/// The job store in the workspace, its files owned by the workspace's owner when we run as root.
+fn open_store(workspace: &Path, user: (u32, u32)) -> Result<JobStore, StandaloneError> {
+    let owner = match (nix::unistd::getuid().is_root(), user) {
+        (true, (uid, gid)) if uid != 0 => Owner::user(uid, gid),
+        _ => Owner::detect(),
+    };
+    let store = JobStore::open(workspace, owner).map_err(run_error)?;
+    store.check_links().map_err(run_error)?;
+    Ok(store)
+}
+
+/// The job this run belongs to (a new one unless it continues a stored run) and its checkpoint.
+fn job_to_run(
+    store: &JobStore,
+    args: &StandaloneArgs,
+    expert: &str,
+) -> Result<(String, Option<Resume>), StandaloneError> {
+    let (job_id, resume) = match continue_from(args)? {
+        Some(from) => {
+            let (job_id, resume) = resume_from(store, &from, args, expert)?;
+            (job_id, Some(resume))
+        }
+        None => (crate::ids::new_id(), None),
+    };
+    if !is_safe_id(&job_id) {
+        return Err(StandaloneError::Run(format!("`{job_id}` is not a job id")));
+    }
+    Ok((job_id, resume))
+}
+
+/// The job as recorded when the run begins: the stored one resumed, or a new one.
+fn job_record(store: &JobStore, job_id: &str, expert: &str, max_steps: u32, now: u64) -> Job {
+    match store.read_job(job_id) {
+        Ok(Some(job)) => job.resumed(expert, max_steps),
+        _ => Job::new(job_id, expert, max_steps, now),
+    }
+}
+
+/// The runtime's input: the answer to an interactive tool call when resuming one, else the query.
+fn run_input(args: &StandaloneArgs, resume: Option<&Resume>) -> RunInput {
+    match resume.and_then(|r| r.interactive_tool_call_result.clone()) {
+        Some(answer) => RunInput {
+            text: None,
+            interactive_tool_call_result: Some(answer),
+        },
+        None => RunInput {
+            text: Some(args.query.clone()),
+            interactive_tool_call_result: None,
+        },
+    }
+}
+
+/// The skills' files: preflight reads no folder for an image's config; they are in the image.
+fn baked_skill_files(loaded: &LoadedConfig, expert: &str) -> Result<FilesBySkill, StandaloneError> {
+    super::skill_root::baked_files(loaded, expert, Path::new(super::skill_root::SKILLS_DIR))
+        .map_err(StandaloneError::Image)
 }
 
 fn run_error(error: impl std::fmt::Display) -> StandaloneError {
