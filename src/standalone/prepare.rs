@@ -47,6 +47,8 @@ pub(crate) struct Prepared {
     pub base: String,
     /// Its skills built from their own Dockerfile, each with its root, as its labels say.
     pub roots: RecipeRoots,
+    /// The workspace's protected paths (relative), the run data among them.
+    pub protected: Vec<PathBuf>,
 }
 
 /// Reads the image, checks the run and plans it.
@@ -105,6 +107,8 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         list_tools: false,
     };
     let plan = crate::sandbox::plan::plan(&request).map_err(run_error)?;
+    let protected = request.protected.entries.iter();
+    let protected = protected.map(|e| e.path.relative.clone()).collect();
     Ok(Prepared {
         plan,
         job_id,
@@ -114,6 +118,7 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         run_setting,
         base,
         roots,
+        protected,
     })
 }
 

@@ -5,6 +5,9 @@
 //! What a container boundary gave, and what stands in for it here:
 //! - its own root file system → a Landlock domain granting the system's programs and libraries,
 //!   its own folders, and `/workspace` only where the plan mounts it;
+//! - the read-only mounts over the protected paths → for a skill granted the workspace
+//!   read-write, write rights only on the entries that are neither protected nor above one
+//!   (`confine::workspace`, computed by the supervisor at start);
 //! - a socket volume shared with the runtime alone → a folder owned by the skill's uid with the
 //!   runtime's group, mode 0750 (`RUNTIME_SOCKETS_DIR/<n>`), the path the runtime's spec names;
 //! - its own `/tmp` tmpfs → a private folder, its `HOME` and `TMPDIR`;
@@ -86,13 +89,15 @@ pub(crate) struct Identities {
 /// Every process of the plan: the egress proxy (when the plan has one), the skills (base tools
 /// among them) in the plan's order, then the runtime. `state` is the supervisor's folder for
 /// sockets and homes; `tokens` the proxy principals' URLs (when the plan has a proxy); `roots`
-/// the image's skills built from their own Dockerfile.
+/// the image's skills built from their own Dockerfile; `writable` the workspace's entries a skill
+/// granted it read-write may change ([`granted_workspace`]).
 pub(crate) fn principals(
     plan: &RunPlan,
     identities: Identities,
     state: &Path,
     tokens: Option<&Tokens>,
     roots: &RecipeRoots,
+    writable: &[PathBuf],
 ) -> Result<Vec<Principal>, String> {
     let socket_dirs = runtime_socket_dirs(&plan.runtime);
     let mut all = Vec::new();
@@ -141,6 +146,8 @@ pub(crate) fn principals(
             // No read-only mount holds the protected paths here: `exec` keeps them from its
             // programs by a Landlock domain of their own (`confine::workspace`).
             principal.argv.push("--confine-exec".to_string());
+        } else if mounts_workspace(container) {
+            granted_workspace(&mut principal, container, writable);
         }
         if !principal.inherits_socket {
             principal
@@ -163,6 +170,26 @@ pub(crate) fn principals(
     route_through_proxy(&mut runtime, tokens);
     all.push(runtime);
     Ok(all)
+}
+
+/// A skill granted the workspace: all of it read, and with a read-write grant the `writable`
+/// entries changed — each entry that is neither a protected path nor above one, as
+/// `confine::workspace` computes them for the base tools' `exec` at start. The protected paths
+/// stay as they are, as the multi-container mode's read-only mounts keep them; the price is that
+/// nothing can be created, renamed or removed directly in `/workspace` or in a folder holding a
+/// protected path. (The base tools keep the whole tree: their tools refuse the protected paths
+/// and their `exec` confines its programs.)
+fn granted_workspace(principal: &mut Principal, container: &ContainerPlan, writable: &[PathBuf]) {
+    let fs = &mut principal.policy.filesystem;
+    fs.read_write.retain(|p| p != Path::new(WORKSPACE_MOUNT));
+    fs.read_only.push(WORKSPACE_MOUNT.into());
+    let read_only = container
+        .mounts
+        .iter()
+        .any(|m| m.target == WORKSPACE_MOUNT && m.read_only);
+    if !read_only {
+        fs.read_write.extend(writable.iter().cloned());
+    }
 }
 
 /// The bounds of a skill (or the base tools): the container's memory limit per process, raised

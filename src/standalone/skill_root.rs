@@ -279,6 +279,7 @@ args = ["fixture-mcp"]
             Path::new("/run/perstack"),
             None,
             &Default::default(),
+            &[],
         )
         .expect("all");
         let of = |service: &str| {
@@ -349,6 +350,7 @@ args = ["fixture-mcp"]
             Path::new("/run/perstack"),
             None,
             &Default::default(),
+            &[],
         )
         .expect("all");
         let mib512 = Some(512 << 20);
@@ -380,6 +382,7 @@ args = ["fixture-mcp"]
             Path::new("/run/perstack"),
             None,
             &Default::default(),
+            &[],
         )
         .expect("all");
         let time = of(&all, "skill:time");
@@ -503,6 +506,7 @@ args = ["./js/server.js"]
             Path::new("/run/perstack"),
             None,
             &Default::default(),
+            &[],
         )
         .expect("all");
         let skill = all
@@ -650,7 +654,7 @@ args = ["fixture-mcp"]
             own: (0, 0),
         };
         let state = Path::new("/run/perstack");
-        let all = principals(&plan, identities, state, None, &roots).expect("all");
+        let all = principals(&plan, identities, state, None, &roots, &[]).expect("all");
         let skill = all
             .iter()
             .find(|p| p.service == "skill:echo")
@@ -706,6 +710,54 @@ args = ["fixture-mcp"]
             assert!(!principal.inherits_socket, "{}", principal.service);
             assert!(!principal.policy.grants().any(|(p, _)| p.starts_with(own)));
         }
+    }
+
+    #[test]
+    fn a_skill_granted_the_workspace_read_write_changes_only_its_unprotected_entries() {
+        let text = format!(
+            "{CONFIG}[sandbox.skills.own]\nworkspace = \"read-write\"\n\
+             [sandbox.skills.time]\nworkspace = \"read-only\"\n"
+        );
+        let (plan, _) = the_plan(&text);
+        let identities = Identities {
+            switch: true,
+            own: (0, 0),
+        };
+        // What the supervisor computed from the workspace (`confine::workspace`).
+        let writable = [
+            PathBuf::from("/workspace/src"),
+            "/workspace/notes.md".into(),
+        ];
+        let state = Path::new("/run/perstack");
+        let roots = Default::default();
+        let all = principals(&plan, identities, state, None, &roots, &writable).expect("all");
+        let of = |service: &str| {
+            let principal = all.iter().find(|p| p.service == service);
+            principal
+                .unwrap_or_else(|| panic!("no {service}"))
+                .policy
+                .filesystem
+                .clone()
+        };
+        let workspace = Path::new("/workspace");
+        let in_workspace = |fs: &crate::confine::policy::FsRules| -> Vec<PathBuf> {
+            let rw = fs.read_write.iter().filter(|p| p.starts_with(workspace));
+            rw.cloned().collect()
+        };
+        // Read-write: all of it read, the unprotected entries changed, the tree itself not
+        // (it holds `.git` and the run data).
+        let own = of("skill:own");
+        assert!(own.read_only.iter().any(|p| p == workspace), "{own:?}");
+        assert_eq!(in_workspace(&own), writable, "{own:?}");
+        // Read-only stays read-only.
+        let time = of("skill:time");
+        assert!(time.read_only.iter().any(|p| p == workspace), "{time:?}");
+        assert!(in_workspace(&time).is_empty(), "{time:?}");
+        // The base tools keep the tree: their tools refuse the protected paths and their
+        // `exec` narrows its programs' domain itself.
+        let base = all.iter().find(|p| p.service.starts_with("base-skill"));
+        let base = &base.expect("base tools").policy.filesystem;
+        assert_eq!(in_workspace(base), [workspace]);
     }
 
     #[test]

@@ -24,13 +24,25 @@ use crate::confine::launch::Launch;
 use crate::confine::policy::Policy;
 use crate::confine::probe::Protections;
 use crate::confine::report::Enforcement;
-use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SOCKET_FILE};
+use crate::confine::workspace;
+use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
 use crate::contract::users::RUNTIME_GID;
 use crate::event::Event;
 use crate::exit::Exit;
 use crate::jobs::Recorder;
 use crate::render::{Continuing, Mode, Output};
 use crate::sandbox::engine::run::{RunEnd, run_end};
+
+/// What a skill granted the workspace read-write may change: the workspace's entries as they are
+/// at start that are neither protected nor above a protected path (`confine::workspace`, the
+/// rules of the base tools' `exec`).
+fn writable_entries(protected: &[PathBuf]) -> Vec<PathBuf> {
+    let root = Path::new(WORKSPACE_MOUNT);
+    workspace::writable_entries(root, protected, workspace::list_folder)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
+}
 
 /// Runs the prepared plan to its end; gives the exit code (the runtime's, or the signal's).
 pub(crate) async fn supervise(
@@ -47,6 +59,7 @@ pub(crate) async fn supervise(
         run_setting,
         base,
         roots,
+        protected,
     } = prepared;
     let identities = Identities {
         switch: protections.can_switch_uid,
@@ -59,12 +72,14 @@ pub(crate) async fn supervise(
         Some(proxy) => Some(egress::issue(proxy).map_err(StandaloneError::Start)?),
         None => None,
     };
+    let writable = writable_entries(&protected);
     let all = principals(
         &plan,
         identities,
         Path::new(STATE_DIR),
         tokens.as_ref(),
         &roots,
+        &writable,
     )
     .map_err(StandaloneError::Start)?;
     check_roots(&all, protections)?;

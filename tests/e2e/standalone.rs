@@ -276,7 +276,7 @@ fn a_standalone_image_says_what_is_missing_before_anything_starts() {
 }
 
 /// The outcome of each `attempt` the attacker made, by label.
-fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
+pub fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
     results_of(events, "attempt")
         .into_iter()
         .map(|value| (value["label"].as_str().expect("label").to_string(), value))

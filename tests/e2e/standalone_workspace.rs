@@ -1,6 +1,6 @@
 //! The standalone image's workspace: a root-owned one (the seed's `docker run` as root, or a
 //! folder Docker made), where the base tools run as uid 0 without capabilities, and what the
-//! programs their `exec` runs may change in it.
+//! programs their `exec` runs, and a skill granted it read-write, may change in it.
 
 use std::os::unix::fs::MetadataExt;
 
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::standalone::{build, docker_run, json_lines, results_of};
+use crate::standalone::{attempts, build, docker_run, json_lines, results_of};
 use crate::support::{JobGuard, fixture, require_docker};
 
 /// The outcome of each `exec` the script made, in order: the JSON our binary's attempt printed.
@@ -246,4 +246,43 @@ fn programs_the_base_tools_exec_runs_cannot_change_the_protected_paths() {
     for absent in [".git", "perstack.toml", "notes.txt", "out"] {
         assert!(!bare.path().join(absent).exists(), "{absent}");
     }
+}
+
+#[test]
+fn a_skill_granted_the_workspace_read_write_cannot_change_the_protected_paths() {
+    if !require_docker() {
+        return;
+    }
+    let image = build(&fixture("e2e/standalone-granted"), "granted");
+    let config = "[remote]\nurl = x\n";
+    let ws = owned_workspace(&[(".git/config", config), ("work/keep", "")]);
+    let job = JobGuard::new();
+    let out = docker_run(&image, &job, &[], ws.path(), &["Probe"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let outcomes = attempts(&json_lines(&out));
+    // Its Landlock domain grants the entries that are neither protected nor above one (EACCES).
+    for label in [
+        "git-config-write",
+        "git-config-rename",
+        "git-config-remove",
+        "run-data-write",
+        "root-mkdir",
+    ] {
+        refused(&outcomes[label]["outcome"], 13);
+    }
+    // Work inside a folder of the workspace is its own.
+    assert_eq!(
+        outcomes["work-write"]["outcome"]["ok"], true,
+        "{}",
+        outcomes["work-write"]
+    );
+    assert!(ws.path().join("work/out.txt").is_file());
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join(".git/config")).expect("config"),
+        config
+    );
+    assert!(!ws.path().join("perstack/planted").exists());
+    assert!(!ws.path().join("out").exists());
+    assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
 }
