@@ -263,7 +263,8 @@ fn settle_error(
     };
     let fix = match e.raw_os_error() {
         Some(libc::EROFS) => format!(
-            "the container's root is read-only and the image does not have it so: mount a tmpfs              at {} or run without --read-only (readOnlyRootFilesystem)",
+            "the container's root is read-only and the image does not have it so: mount a tmpfs \
+             at {} or run without --read-only (readOnlyRootFilesystem)",
             path.display()
         ),
         _ => "the container's root must be writable".to_string(),
