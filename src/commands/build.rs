@@ -95,6 +95,26 @@ pub enum BuildError {
     /// The engine did not answer, or tagging or pushing failed.
     #[error(transparent)]
     Docker(#[from] DockerError),
+    /// A standalone image's install stages failed on a skill's recipe as the base.
+    #[error(
+        "the standalone image's base is the recipe of {service} ({base}): that skill is granted \
+         the workspace, so it runs in the container's own root, and the image is built FROM its \
+         recipe. The packages of {installing} are installed on that base too, and that failed; \
+         the recipe must have their runtime (python3 with venv for uvx and pip, node with npm \
+         for npx): add it to {service}'s Dockerfile, drop that skill's workspace grant, or run \
+         this Expert in the multi-container mode (perstack-sandbox build --tag REF). The \
+         build said: {source}"
+    )]
+    RecipeBaseInstall {
+        /// The skill whose recipe is the base.
+        service: String,
+        /// Its recipe's tag.
+        base: String,
+        /// The skills whose packages the base installs.
+        installing: String,
+        /// The build's own error.
+        source: Box<BuildError>,
+    },
 }
 
 impl From<&BuildError> for Exit {
@@ -117,6 +137,7 @@ impl From<&BuildError> for Exit {
             | BuildError::Spec(_)
             | BuildError::Labels(_)
             | BuildError::Image(_)
+            | BuildError::RecipeBaseInstall { .. }
             | BuildError::Standalone(_) => Exit::Usage,
         }
     }
@@ -350,6 +371,12 @@ async fn standalone(
         BTreeMap::new(),
     );
     let base = crate::standalone::image::choose_base(run_plan, args.standalone_base.as_deref())?;
+    if let Some((service, _)) = crate::standalone::image::recipe_base(run_plan)? {
+        eprintln!(
+            "{service} is built from its own Dockerfile and granted the workspace: it runs in the \
+             container's own root, so the standalone image is built FROM its recipe ({base})"
+        );
+    }
     let docker = DockerClient::connect().await?;
     let mut configs = BTreeMap::new();
     for (service, recipe) in crate::standalone::image::recipes(run_plan) {
@@ -359,7 +386,9 @@ async fn standalone(
         );
     }
     let spec = crate::standalone::image::standalone_image(run_plan, &manifest, &base, &configs)?;
-    let (tag, _) = ensure(&docker, &spec, args.verbose).await?;
+    let (tag, _) = ensure(&docker, &spec, args.verbose)
+        .await
+        .map_err(|e| on_recipe_base(run_plan, &spec, e))?;
     let mut made = Vec::new();
     for reference in &inputs.refs {
         docker.tag_image(&tag, &reference.to_string()).await?;
@@ -377,6 +406,29 @@ async fn standalone(
         args.expert, manifest.version, inputs.refs[0]
     );
     Ok(Exit::Success)
+}
+
+/// A standalone build's failure, said again when the base is a skill's recipe and the image
+/// installs other skills' packages on it: the recipe most likely lacks their runtime.
+fn on_recipe_base(run_plan: &RunPlan, spec: &ImageSpec, error: BuildError) -> BuildError {
+    let based = crate::standalone::image::recipe_base(run_plan)
+        .ok()
+        .flatten();
+    let (Some((service, recipe)), false) = (based, spec.install.is_empty()) else {
+        return error;
+    };
+    let installing: Vec<&str> = run_plan
+        .images
+        .iter()
+        .filter(|i| !i.install.is_empty())
+        .map(|i| i.service.as_str())
+        .collect();
+    BuildError::RecipeBaseInstall {
+        service: service.to_string(),
+        base: recipe.tag(),
+        installing: installing.join(", "),
+        source: Box::new(error),
+    }
 }
 
 /// Tags every image as each reference; gives the references made.

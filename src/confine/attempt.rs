@@ -86,6 +86,9 @@ pub enum AttemptArgs {
         /// Where.
         addr: SocketAddr,
     },
+    /// Listen on a TCP socket never bound: the kernel binds a port of its choosing, which
+    /// Landlock's bind rule does not see. The port, and the socket closed.
+    ListenUnbound,
     /// Connect over MPTCP, which falls back to plain TCP when the peer does not speak it.
     MptcpConnect {
         /// Where.
@@ -99,6 +102,12 @@ pub enum AttemptArgs {
         kind: i32,
         /// Protocol.
         protocol: i32,
+    },
+    /// Connect to a unix socket by its path (Landlock governs neither the folders walked nor the
+    /// connect before ABI 9; the folders' modes do).
+    UnixConnect {
+        /// The socket.
+        path: PathBuf,
     },
     /// Connect to an abstract unix socket.
     AbstractConnect {
@@ -127,6 +136,13 @@ pub enum AttemptArgs {
     },
     /// `process_vm_readv` one byte of our own memory.
     ProcessVmReadv,
+    /// Set another process's `RLIMIT_CORE` to the value it already has (the permission is the
+    /// point: with it, an `RLIMIT_CPU` of one second has the kernel kill the process, past every
+    /// signal scope).
+    Prlimit {
+        /// The target.
+        pid: i32,
+    },
     /// A system call the seccomp filter refuses, with harmless arguments: unshare-user,
     /// clone-newuser, clone3, io-uring, keyctl, bpf, perf-event, userfaultfd, personality,
     /// tiocsti, mount, chroot.
@@ -192,11 +208,13 @@ pub(crate) fn run(args: AttemptArgs) -> i32 {
             TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map(|_| Value::Null)
         }
         AttemptArgs::MptcpConnect { addr } => mptcp_connect(addr),
+        AttemptArgs::ListenUnbound => listen_unbound(),
         AttemptArgs::Socket {
             family,
             kind,
             protocol,
         } => socket(family, kind, protocol).map(|_| Value::Null),
+        AttemptArgs::UnixConnect { path } => UnixStream::connect(path).map(|_| Value::Null),
         AttemptArgs::AbstractConnect { name } => {
             std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
                 .and_then(|addr| UnixStream::connect_addr(&addr))
@@ -213,6 +231,7 @@ pub(crate) fn run(args: AttemptArgs) -> i32 {
         }
         AttemptArgs::Ptrace { pid } => ptrace_attach(pid),
         AttemptArgs::ProcessVmReadv => process_vm_readv(),
+        AttemptArgs::Prlimit { pid } => prlimit(pid),
         AttemptArgs::Syscall { name } => match syscall(&name) {
             Some(result) => result,
             None => {
@@ -397,6 +416,15 @@ fn socket(family: i32, kind: i32, protocol: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// [`AttemptArgs::ListenUnbound`].
+fn listen_unbound() -> std::io::Result<Value> {
+    let socket = socket(libc::AF_INET, libc::SOCK_STREAM, 0)?;
+    // SAFETY: a descriptor we own; a backlog of one.
+    check(unsafe { libc::listen(socket.as_raw_fd(), 1) } as libc::c_long)?;
+    let listener = TcpListener::from(socket);
+    listener.local_addr().map(|a| json!(a.port()))
+}
+
 fn mptcp_connect(addr: SocketAddr) -> std::io::Result<Value> {
     const IPPROTO_MPTCP: i32 = 262;
     let family = if addr.is_ipv4() {
@@ -448,6 +476,23 @@ fn process_vm_readv() -> std::io::Result<Value> {
     // SAFETY: both vectors describe one live byte of our own stack.
     let rc = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
     check(rc as libc::c_long).map(|_| json!(target[0]))
+}
+
+/// [`AttemptArgs::Prlimit`]: reads `pid`'s `RLIMIT_CORE`, then sets it to what was read.
+fn prlimit(pid: i32) -> std::io::Result<Value> {
+    let mut current = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `current` is a live `rlimit64` the kernel fills in, then reads.
+    check(unsafe {
+        libc::prlimit64(pid, libc::RLIMIT_CORE, std::ptr::null(), &mut current) as libc::c_long
+    })?;
+    // SAFETY: as above; nothing is read back.
+    check(unsafe {
+        libc::prlimit64(pid, libc::RLIMIT_CORE, &current, std::ptr::null_mut()) as libc::c_long
+    })
+    .map(|_| json!(current.rlim_cur))
 }
 
 /// The calls of [`AttemptArgs::Syscall`]; `None` for an unknown name.

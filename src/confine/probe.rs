@@ -149,6 +149,13 @@ pub enum Shortfall {
         /// The uid every principal then shares.
         uid: u32,
     },
+    /// The container's root is read-only, so these folders, each a skill's own, keep the
+    /// image's owner and mode instead of their skill's group alone: its Landlock domain alone
+    /// keeps the other principals out.
+    ReadOnlySkillFolders {
+        /// The folders, each a skill's.
+        folders: Vec<std::path::PathBuf>,
+    },
 }
 
 impl Shortfall {
@@ -156,7 +163,10 @@ impl Shortfall {
     /// uid is not blocking: Landlock domains, scopes and non-dumpable processes still separate
     /// principals, as in a container started with `--user`.
     pub fn is_blocking(&self) -> bool {
-        !matches!(self, Shortfall::UidSwitch { .. })
+        !matches!(
+            self,
+            Shortfall::UidSwitch { .. } | Shortfall::ReadOnlySkillFolders { .. }
+        )
     }
 }
 
@@ -200,6 +210,17 @@ impl fmt::Display for Shortfall {
                 f,
                 "uid switching: not root (uid {uid}), so every principal runs as uid {uid}"
             ),
+            Shortfall::ReadOnlySkillFolders { folders } => {
+                let list: Vec<String> = folders.iter().map(|d| d.display().to_string()).collect();
+                write!(
+                    f,
+                    "skill folders' owners: the container's root is read-only, so {} keep the \
+                     image's owner and mode (readable by every uid), and each skill's Landlock \
+                     domain alone keeps the other principals out of them; run with a writable \
+                     root to make each its skill's group's alone as well",
+                    list.join(", ")
+                )
+            }
         }
     }
 }
@@ -370,6 +391,25 @@ mod tests {
                 ". Missing: uid switching: not root (uid 1000), so every principal runs as uid 1000"
             ),
             "{summary}"
+        );
+    }
+
+    #[test]
+    fn skill_folders_left_as_the_image_has_them_are_reported_but_not_blocking() {
+        let lacking = Shortfall::ReadOnlySkillFolders {
+            folders: vec![
+                "/opt/perstack-skills/a".into(),
+                "/opt/perstack-skills/b".into(),
+            ],
+        };
+        assert!(!lacking.is_blocking());
+        assert_eq!(
+            lacking.to_string(),
+            "skill folders' owners: the container's root is read-only, so \
+             /opt/perstack-skills/a, /opt/perstack-skills/b keep the image's owner and mode \
+             (readable by every uid), and each skill's Landlock domain alone keeps the other \
+             principals out of them; run with a writable root to make each its skill's group's \
+             alone as well"
         );
     }
 

@@ -7,14 +7,16 @@
 //!
 //! - the **deny filter** (built with `seccompiler`): [`DENIED`] whatever the arguments, and the
 //!   argument-dependent rules of [`CONDITIONAL`], all with `EPERM`;
-//! - the **guard** (ten hand-written BPF instructions): any other architecture's system calls kill
+//! - the **guard** (eleven hand-written BPF instructions on x86_64, ten on aarch64): any other
+//!   architecture's system calls kill
 //!   the process, and x32 system calls (numbers with bit 30 set, which a filter matching x86_64
 //!   numbers would let through), `clone3` and io_uring return `ENOSYS`, so glibc and libuv fall
 //!   back to `clone` and to their thread pool.
 //!
 //! Arguments are compared as 32-bit values where the kernel itself truncates them to `int` or
-//! `unsigned int` (socket family, type and protocol; ioctl request; clone flags; personality), so
-//! setting high bits cannot slip past a comparison.
+//! `unsigned int` (socket family, type and protocol; ioctl request; clone flags; personality;
+//! `prlimit64`'s pid; `setpriority`'s `which` and `who`), so setting high bits cannot slip past a
+//! comparison; a pointer (`prlimit64`'s new limit) is compared whole.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +25,7 @@ use seccompiler::{
     SeccompRule, sock_filter,
 };
 
-use super::policy::NetRules;
+use super::policy::{NetRules, TcpConnect};
 
 /// A system call the filters refuse, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +169,7 @@ pub(crate) const DENIED: &[Denied] = &[
     deny("swapoff", libc::SYS_swapoff, PRIVILEGED),
     deny("acct", libc::SYS_acct, PRIVILEGED),
     deny("quotactl", libc::SYS_quotactl, PRIVILEGED),
+    deny("quotactl_fd", libc::SYS_quotactl_fd, PRIVILEGED),
     deny("sethostname", libc::SYS_sethostname, PRIVILEGED),
     deny("setdomainname", libc::SYS_setdomainname, PRIVILEGED),
     deny("settimeofday", libc::SYS_settimeofday, PRIVILEGED),
@@ -236,7 +239,8 @@ pub(crate) const CONDITIONAL: &[(&str, &str)] = &[
     (
         "socket",
         "only AF_UNIX; AF_INET/AF_INET6 stream sockets with protocol 0 or TCP (Landlock governs \
-         TCP only: MPTCP, SCTP and SMC connect past it); datagram sockets with protocol 0 or UDP \
+         TCP only: MPTCP, SCTP and SMC connect past it), and none for a principal with no TCP \
+         connect, bind or UDP at all (a listen on an unbound socket binds a port past Landlock); datagram sockets with protocol 0 or UDP \
          only for principals granted UDP (no ICMP 'ping' sockets); AF_NETLINK only \
          NETLINK_ROUTE (glibc's getaddrinfo and libuv read interfaces through it). Raw, packet, \
          vsock (host services), AF_ALG, AF_KEY, XDP and every other family are refused",
@@ -254,7 +258,20 @@ pub(crate) const CONDITIONAL: &[(&str, &str)] = &[
     (
         "ioctl",
         "TIOCSTI and TIOCLINUX refused: they type into a terminal the process shares with the \
-         supervisor",
+         supervisor; TIOCSETD too: it attaches another line discipline to that terminal, loading \
+         its kernel module on demand; and TIOCSPGRP: taking the terminal's foreground, after \
+         which (with TOSTOP set) every other process's write there stops it or fails with EIO",
+    ),
+    (
+        "prlimit64",
+        "setting the limits of any process but the caller (pid 0) refused: Landlock does not \
+         scope it, and an RLIMIT_CPU of one second on a process of the same uid has the kernel \
+         kill it (reading them stays allowed)",
+    ),
+    (
+        "setpriority",
+        "only the caller (PRIO_PROCESS, 0): Landlock does not scope it, and another process, \
+         process group or uid can be slowed to nice 19",
     ),
     (
         "move_pages, migrate_pages",
@@ -299,7 +316,7 @@ pub(crate) fn install(programs: &[BpfProgram]) -> Result<(), InstallError> {
 fn deny_filter(net: &NetRules) -> Result<BpfProgram, FilterError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|d| (d.nr, Vec::new())).collect();
-    rules.insert(libc::SYS_socket, socket_rules(net.udp)?);
+    rules.insert(libc::SYS_socket, socket_rules(net)?);
     rules.insert(
         libc::SYS_socketpair,
         vec![rule(&[(0, Op::Ne, libc::AF_UNIX as u64)])?],
@@ -311,9 +328,22 @@ fn deny_filter(net: &NetRules) -> Result<BpfProgram, FilterError> {
     );
     rules.insert(
         libc::SYS_ioctl,
+        [
+            libc::TIOCSTI,
+            libc::TIOCLINUX,
+            libc::TIOCSETD,
+            libc::TIOCSPGRP,
+        ]
+        .into_iter()
+        .map(|request| rule(&[(1, Op::Eq, request)]))
+        .collect::<Result<_, _>>()?,
+    );
+    rules.insert(libc::SYS_prlimit64, vec![others_limits_set()?]);
+    rules.insert(
+        libc::SYS_setpriority,
         vec![
-            rule(&[(1, Op::Eq, libc::TIOCSTI)])?,
-            rule(&[(1, Op::Eq, libc::TIOCLINUX)])?,
+            rule(&[(0, Op::Ne, PRIO_PROCESS)])?,
+            rule(&[(1, Op::Ne, 0)])?,
         ],
     );
     for nr in [libc::SYS_move_pages, libc::SYS_migrate_pages] {
@@ -328,44 +358,76 @@ fn deny_filter(net: &NetRules) -> Result<BpfProgram, FilterError> {
     Ok(filter.try_into()?)
 }
 
+/// Whether a principal may use IP at all: a TCP connect or bind, or UDP. One that may not gets
+/// no IP socket, so it cannot `listen` on one either — which binds a port the kernel picks,
+/// past Landlock's bind rule, and takes connections from outside the container.
+fn uses_ip(net: &NetRules) -> bool {
+    net.connect != TcpConnect::Denied || !net.bind.is_empty() || net.udp
+}
+
 /// Rules matching the `socket(family, type, protocol)` calls to refuse.
-fn socket_rules(udp: bool) -> Result<Vec<SeccompRule>, FilterError> {
+fn socket_rules(net: &NetRules) -> Result<Vec<SeccompRule>, FilterError> {
+    let mut rules = vec![
+        rule(&[
+            (0, Op::Ne, libc::AF_UNIX as u64),
+            (0, Op::Ne, libc::AF_INET as u64),
+            (0, Op::Ne, libc::AF_INET6 as u64),
+            (0, Op::Ne, libc::AF_NETLINK as u64),
+        ])?,
+        rule(&[
+            (0, Op::Eq, libc::AF_NETLINK as u64),
+            (2, Op::Ne, libc::NETLINK_ROUTE as u64),
+        ])?,
+    ];
+    for family in [libc::AF_INET as u64, libc::AF_INET6 as u64] {
+        if uses_ip(net) {
+            rules.extend(ip_socket_rules(family, net.udp)?);
+        } else {
+            rules.push(rule(&[(0, Op::Eq, family)])?);
+        }
+    }
+    Ok(rules)
+}
+
+/// The rules refusing every socket of an IP `family` but plain TCP (and plain UDP when `udp`).
+fn ip_socket_rules(family: u64, udp: bool) -> Result<Vec<SeccompRule>, FilterError> {
     const TYPE_MASK: u64 = 0xf;
     let stream = libc::SOCK_STREAM as u64;
     let dgram = libc::SOCK_DGRAM as u64;
-    let mut rules = vec![rule(&[
-        (0, Op::Ne, libc::AF_UNIX as u64),
-        (0, Op::Ne, libc::AF_INET as u64),
-        (0, Op::Ne, libc::AF_INET6 as u64),
-        (0, Op::Ne, libc::AF_NETLINK as u64),
-    ])?];
-    for family in [libc::AF_INET as u64, libc::AF_INET6 as u64] {
-        for kind in (0..=TYPE_MASK).filter(|&t| t != stream && !(udp && t == dgram)) {
-            rules.push(rule(&[
-                (0, Op::Eq, family),
-                (1, Op::MaskedEq(TYPE_MASK), kind),
-            ])?);
-        }
+    let mut rules = Vec::new();
+    for kind in (0..=TYPE_MASK).filter(|&t| t != stream && !(udp && t == dgram)) {
         rules.push(rule(&[
             (0, Op::Eq, family),
-            (1, Op::MaskedEq(TYPE_MASK), stream),
-            (2, Op::Ne, 0),
-            (2, Op::Ne, libc::IPPROTO_TCP as u64),
+            (1, Op::MaskedEq(TYPE_MASK), kind),
         ])?);
-        if udp {
-            rules.push(rule(&[
-                (0, Op::Eq, family),
-                (1, Op::MaskedEq(TYPE_MASK), dgram),
-                (2, Op::Ne, 0),
-                (2, Op::Ne, libc::IPPROTO_UDP as u64),
-            ])?);
-        }
     }
-    rules.push(rule(&[
-        (0, Op::Eq, libc::AF_NETLINK as u64),
-        (2, Op::Ne, libc::NETLINK_ROUTE as u64),
-    ])?);
+    // An allowed type only with protocol 0 or its plain protocol.
+    let plain = [(stream, libc::IPPROTO_TCP)]
+        .into_iter()
+        .chain(udp.then_some((dgram, libc::IPPROTO_UDP)));
+    for (kind, protocol) in plain {
+        rules.push(rule(&[
+            (0, Op::Eq, family),
+            (1, Op::MaskedEq(TYPE_MASK), kind),
+            (2, Op::Ne, 0),
+            (2, Op::Ne, protocol as u64),
+        ])?);
+    }
     Ok(rules)
+}
+
+/// `setpriority`'s `which` for one process (`PRIO_PROCESS`; `who` 0 is the caller).
+const PRIO_PROCESS: u64 = 0;
+
+/// `prlimit64(pid, resource, new_limit, old_limit)` that sets (`new_limit` not null, a 64-bit
+/// pointer) the limits of another process (`pid`, an `int` to the kernel, not 0: the caller).
+/// Landlock does not scope it, and the kernel allows it between processes of one uid: an
+/// `RLIMIT_CPU` of one second is a `SIGKILL` no signal scope sees. glibc's `setrlimit` passes 0.
+fn others_limits_set() -> Result<SeccompRule, FilterError> {
+    Ok(SeccompRule::new(vec![
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, Op::Ne, 0)?,
+        SeccompCondition::new(2, SeccompCmpArgLen::Qword, Op::Ne, 0)?,
+    ])?)
 }
 
 /// The namespace flags of `clone`.

@@ -83,8 +83,9 @@ fn decide(programs: &[BpfProgram], call: &Call) -> Result<(), i32> {
     }
 }
 
+/// The filters of a principal allowed the proxy's port (and UDP when `udp`).
 fn filters(udp: bool) -> [BpfProgram; 2] {
-    let mut net = NetRules::none();
+    let mut net = NetRules::proxy_only(3128);
     net.udp = udp;
     programs(&net).expect("filters build")
 }
@@ -195,6 +196,36 @@ fn udp_raw_and_non_tcp_stream_sockets_are_refused() {
 }
 
 #[test]
+fn a_principal_without_any_ip_grant_gets_no_ip_socket() {
+    let f = programs(&NetRules::none()).expect("filters build");
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        for kind in [libc::SOCK_STREAM, libc::SOCK_STREAM | libc::SOCK_CLOEXEC] {
+            assert_eq!(decide(&f, &socket(family, kind, 0)), EPERM);
+            // The family is an int to the kernel: high bits do not hide it.
+            let high = call(
+                libc::SYS_socket,
+                &[family as u64 | (1 << 32), kind as u64, 0],
+            );
+            assert_eq!(decide(&f, &high), EPERM);
+        }
+    }
+    assert_eq!(
+        decide(&f, &socket(libc::AF_UNIX, libc::SOCK_STREAM, 0)),
+        Ok(())
+    );
+    let route = socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE);
+    assert_eq!(decide(&f, &route), Ok(()));
+    // A bind grant alone (a server) keeps TCP.
+    let mut server = NetRules::none();
+    server.bind = vec![8080];
+    let f = programs(&server).expect("filters build");
+    assert_eq!(
+        decide(&f, &socket(libc::AF_INET, libc::SOCK_STREAM, 0)),
+        Ok(())
+    );
+}
+
+#[test]
 fn a_principal_granted_udp_gets_plain_udp_only() {
     let f = filters(true);
     for family in [libc::AF_INET, libc::AF_INET6] {
@@ -220,6 +251,8 @@ fn every_listed_call_is_refused_and_ordinary_ones_are_not() {
     for denied in NOT_IMPLEMENTED {
         assert_eq!(decide(&f, &call(denied.nr, &[])), ENOSYS, "{}", denied.name);
     }
+    // `quotactl` by descriptor, which the name-by-path entry alone would leave open.
+    assert_eq!(decide(&f, &call(libc::SYS_quotactl_fd, &[])), EPERM);
     for nr in [
         libc::SYS_read,
         libc::SYS_write,
@@ -279,11 +312,50 @@ fn personality_ioctl_and_page_moves_are_refused_only_for_their_dangerous_argumen
     // The kernel reads the request as unsigned int; so does the filter.
     assert_eq!(decide(&f, &ioctl(libc::TIOCSTI | (1 << 32))), EPERM);
     assert_eq!(decide(&f, &ioctl(libc::TIOCLINUX)), EPERM);
+    assert_eq!(decide(&f, &ioctl(libc::TIOCSETD)), EPERM);
+    // Taking the terminal's foreground (tcsetpgrp): with TOSTOP set, every other principal's
+    // write there then stops it (SIGTTOU) or, in PID 1's orphaned group, fails with EIO.
+    assert_eq!(decide(&f, &ioctl(libc::TIOCSPGRP)), EPERM);
+    assert_eq!(decide(&f, &ioctl(libc::TIOCGPGRP)), Ok(()));
+    assert_eq!(decide(&f, &ioctl(libc::TIOCGETD)), Ok(()));
 
     for nr in [libc::SYS_move_pages, libc::SYS_migrate_pages] {
         assert_eq!(decide(&f, &call(nr, &[0])), Ok(()));
         assert_eq!(decide(&f, &call(nr, &[1])), EPERM);
     }
+}
+
+#[test]
+fn resource_limits_and_priorities_change_only_for_the_caller() {
+    let f = filters(false);
+    let limit = 0x7ffd_0000_1000u64; // a pointer to a `struct rlimit64`
+    let prlimit = |pid: u64, new: u64, old: u64| call(libc::SYS_prlimit64, &[pid, 4, new, old]);
+    // glibc's setrlimit and getrlimit: pid 0.
+    assert_eq!(decide(&f, &prlimit(0, limit, 0)), Ok(()));
+    assert_eq!(decide(&f, &prlimit(0, 0, limit)), Ok(()));
+    // Reading another process's limits changes nothing.
+    assert_eq!(decide(&f, &prlimit(1, 0, limit)), Ok(()));
+    // Setting them is a kill past the signal scope (RLIMIT_CPU of one second: SIGKILL).
+    assert_eq!(decide(&f, &prlimit(1, limit, 0)), EPERM);
+    assert_eq!(decide(&f, &prlimit(1, limit, limit)), EPERM);
+    // pid_t is an int to the kernel; a pointer is 64 bits (high half alone still set).
+    assert_eq!(decide(&f, &prlimit(1 | (1 << 32), limit, 0)), EPERM);
+    assert_eq!(decide(&f, &prlimit(1 << 32, limit, 0)), Ok(()));
+    assert_eq!(decide(&f, &prlimit(1, 1 << 40, 0)), EPERM);
+
+    let setpriority = |which: u64, who: u64| call(libc::SYS_setpriority, &[which, who, 19]);
+    const PRIO_PROCESS: u64 = 0;
+    const PRIO_PGRP: u64 = 1;
+    const PRIO_USER: u64 = 2;
+    assert_eq!(decide(&f, &setpriority(PRIO_PROCESS, 0)), Ok(()));
+    assert_eq!(decide(&f, &setpriority(PRIO_PROCESS, 1)), EPERM);
+    // The whole process group (the supervisor's) and every process of the uid.
+    assert_eq!(decide(&f, &setpriority(PRIO_PGRP, 0)), EPERM);
+    assert_eq!(decide(&f, &setpriority(PRIO_USER, 0)), EPERM);
+    assert_eq!(
+        decide(&f, &call(libc::SYS_getpriority, &[PRIO_USER, 0])),
+        Ok(())
+    );
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -3,8 +3,11 @@
 //!
 //! The skill host answers the requests a dead server left unanswered with a JSON-RPC error of
 //! code [`SERVER_EXITED`] (a new server is on its way) or [`SKILL_DOWN`] (none is), then hangs
-//! up; the runtime connects again. While a skill is down, the skill host answers every
-//! handshake with [`SKILL_DOWN`] and the reason, which the runtime keeps for the rest of the run.
+//! up; the runtime connects again — as soon as it reads such an answer, since the hang-up itself
+//! can go unread between two gVisor sandboxes. The codes are the host's alone: a server's own
+//! error answer carrying one is relayed as an internal error. While a skill is down, the skill
+//! host answers every handshake with [`SKILL_DOWN`] and the reason, which the runtime keeps for
+//! the rest of the run.
 
 /// The error code of a request the server did not answer because it exited; the skill host is
 /// restarting it. The message names the cause (`exited with code 3`, `killed: out of memory

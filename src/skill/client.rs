@@ -363,13 +363,20 @@ impl McpSkill {
                         .map_err(|e| CallFailure(format!("Error calling tool {tool}: {e}")));
                 }
                 Err(rmcp::service::ServiceError::McpError(error)) => {
+                    if self.link.is_supervised() && hangs_up(&error) {
+                        session.retire();
+                    }
                     return Err(CallFailure(format!(
                         "Error calling tool {tool}: {}",
                         error.message
                     )));
                 }
-                Err(_) if !resent && self.link.is_supervised() => {
+                Err(
+                    rmcp::service::ServiceError::TransportSend(_)
+                    | rmcp::service::ServiceError::TransportClosed,
+                ) if !resent && self.link.is_supervised() => {
                     resent = true;
+                    session.retire();
                     self.link.replaced(&session).await;
                 }
                 Err(error) => return Err(unavailable(format!("unavailable ({error})"))),
@@ -504,11 +511,17 @@ impl Drop for McpSkill {
     }
 }
 
+/// The skill host answered for a server that is gone ([`SERVER_EXITED`], [`SKILL_DOWN`]): it
+/// hangs up after answering, so the session is over.
+fn hangs_up(error: &rmcp::model::ErrorData) -> bool {
+    error.code.0 == SERVER_EXITED || error.code.0 == SKILL_DOWN
+}
+
 /// A failed handshake; the skill host's answer for a server that is not there is its own
 /// error, with the host's reason.
 fn handshake_error(name: &str, error: ClientInitializeError) -> SkillConnectError {
     if let ClientInitializeError::JsonRpcError(data) = &error
-        && (data.code.0 == SKILL_DOWN || data.code.0 == SERVER_EXITED)
+        && hangs_up(data)
     {
         return SkillConnectError::Refused {
             skill: name.to_string(),

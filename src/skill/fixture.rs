@@ -9,8 +9,10 @@
 //! - `get_env {}` → JSON object of the whole process environment
 //! - `whoami {}` → `{"uid","gid","hostname"}`
 //! - `fail {message?}` → a JSON-RPC error (internal error) with the message
-//! - `crash {code?}` → `fixture-mcp: crashing on request` on stderr, then exit with `code`
-//!   (default 1) at once, without answering
+//! - `crash {code?, afterMs?}` → `fixture-mcp: crashing on request` on stderr, then exit with
+//!   `code` (default 1) at once, without answering; with `afterMs`, answers
+//!   `{"exitingInMs": afterMs}` first and exits that long after (a server that dies between
+//!   calls)
 //! - `stderr {text}` → the text as one line on stderr; result `{}`
 //! - `sleep {ms}` → waits, then `{"slept": ms}`
 //! - `allocate {mb}` → allocates and touches `mb` MiB, then `{"allocated": mb}`: past the
@@ -70,9 +72,13 @@ struct FailArgs {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct CrashArgs {
     #[serde(default)]
     code: Option<i32>,
+    /// Answer first and exit this long after: a server that dies between calls.
+    #[serde(default)]
+    after_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -139,8 +145,16 @@ impl ToolServer for FixtureServer {
                 ))
             }
             "crash" => {
-                let CrashArgs { code } = parse_args(name, args)?;
-                crash(code.unwrap_or(1))
+                let CrashArgs { code, after_ms } = parse_args(name, args)?;
+                let code = code.unwrap_or(1);
+                let Some(after_ms) = after_ms else {
+                    crash(code)
+                };
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(after_ms));
+                    crash(code)
+                });
+                Ok(json_result(&json!({ "exitingInMs": after_ms })))
             }
             "stderr" => {
                 let TextArgs { text } = parse_args(name, args)?;
@@ -295,11 +309,14 @@ pub(crate) const TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "crash",
         title: "Crash",
-        description: "Write a line to stderr and exit the server process at once with the code, \
-            without answering.",
+        description: "Write a line to stderr and exit the server process with the code: at \
+            once, without answering, or afterMs milliseconds after answering {\"exitingInMs\"}.",
         input_schema: || {
             object_schema(
-                json!({ "code": { "type": "integer", "description": "Exit code; default 1." } }),
+                json!({
+                    "code": { "type": "integer", "description": "Exit code; default 1." },
+                    "afterMs": { "type": "integer", "description": "Answer first, exit this long after." }
+                }),
                 &[],
             )
         },

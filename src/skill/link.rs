@@ -27,8 +27,9 @@ pub(crate) struct Session {
     pub(crate) peer: Peer<RoleClient>,
     /// Cancels the service's task (taken by the first close).
     cancel: Mutex<Option<RunningServiceCancellationToken>>,
-    /// Becomes true when the connection has ended, for whatever reason.
-    ended: watch::Receiver<bool>,
+    /// Becomes true when the connection is over: it has ended, for whatever reason, or the
+    /// session was retired ([`Session::retire`]).
+    over: Arc<watch::Sender<bool>>,
 }
 
 impl Session {
@@ -36,29 +37,36 @@ impl Session {
     pub(crate) fn start(service: RunningService<RoleClient, ClientConfig>) -> Arc<Session> {
         let peer = service.peer().clone();
         let cancel = Mutex::new(Some(service.cancellation_token()));
-        let (ended_tx, ended) = watch::channel(false);
+        let over = Arc::new(watch::Sender::new(false));
+        let ended = over.clone();
         tokio::spawn(async move {
             let _ = service.waiting().await;
-            let _ = ended_tx.send(true);
+            ended.send_replace(true);
         });
-        Arc::new(Session {
-            peer,
-            cancel,
-            ended,
-        })
+        Arc::new(Session { peer, cancel, over })
     }
 
-    /// The connection has ended.
+    /// The connection is over.
     pub(crate) fn has_ended(&self) -> bool {
-        *self.ended.borrow()
+        *self.over.borrow()
     }
 
-    /// Resolves once the connection has ended: closed by us, or the other side went away.
+    /// Resolves once the connection is over: closed by us, the other side went away, or
+    /// retired.
     pub(crate) fn ended(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut ended = self.ended.clone();
+        let mut over = self.over.subscribe();
         async move {
-            let _ = ended.wait_for(|ended| *ended).await;
+            let _ = over.wait_for(|over| *over).await;
         }
+    }
+
+    /// Retires the session: it is over for new calls and for its supervisor, which connects
+    /// again, from now on rather than when its end is read — the other side said it hangs up,
+    /// or a request could not go out on it, and a socket between two gVisor sandboxes can fail
+    /// to deliver the hang-up. Calls still waiting on it keep it open to read the answers
+    /// already sent; it closes when the last of them lets go.
+    pub(crate) fn retire(&self) {
+        self.over.send_replace(true);
     }
 
     /// Ends the connection.

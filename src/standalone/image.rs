@@ -1,5 +1,5 @@
 //! The standalone image (`build --standalone`): every file of every image of the plan on one
-//! base — our binary (root-owned, mode 0711, so the processes it becomes stay non-dumpable), the
+//! base — our binary (root-owned, mode 0111, so the processes it becomes stay non-dumpable), the
 //! runtime spec, the CA bundle, the version's manifest at [`MANIFEST_PATH`] — with the
 //! supervisor as ENTRYPOINT and the version's labels.
 //!
@@ -11,8 +11,11 @@
 //! (`<own folder>/rootfs`, copied from the recipe's image by the build) with what its own image
 //! adds on top (our binary, mode 0711; the CA bundle), and the recipe image's variables and
 //! working directory recorded in the manifest ([`RecipeRoot`]): the supervisor runs it in that
-//! root (`chroot`, see `confine::apply`). The base is the one the other skills' images would
-//! have had ([`choose_base`]): `scratch` when no image of the plan needs one.
+//! root (`chroot`, see `confine::apply`). Such a skill granted the workspace instead runs in the
+//! container's own root ([`recipe_base`]): the standalone image is built `FROM` its recipe's
+//! image, so the recipe's files are at their real paths and everything else goes on top. Else
+//! the base is the one the other skills' images would have had ([`choose_base`]): `scratch` when
+//! no image of the plan needs one.
 
 use std::collections::BTreeMap;
 
@@ -52,18 +55,33 @@ pub enum StandaloneImageError {
         /// The service of the image.
         service: String,
     },
-    /// A skill built from its own Dockerfile that is granted the workspace.
+    /// Two skills built from their own Dockerfile are granted the workspace: each would be the
+    /// image's base.
     #[error(
-        "{service} is built from its own Dockerfile and granted the workspace \
-         ([sandbox.skills] workspace), which a standalone image cannot give it: it runs in its \
-         recipe's root filesystem (chroot), and the workspace could only reach it there through \
-         a bind mount, which no process of a standalone image may make. Either drop the grant, \
-         or run this Expert in the multi-container mode (perstack-sandbox build --tag REF, then \
+        "{first} and {second} are both built from their own Dockerfile and granted the workspace \
+         ([sandbox.skills] workspace). A standalone image runs such a skill in the container's \
+         own root, built FROM its recipe, and an image has one base: drop one's grant, or run \
+         this Expert in the multi-container mode (perstack-sandbox build --tag REF, then \
          perstack-sandbox run --image REF \"<query>\")"
     )]
-    RecipeWorkspace {
-        /// The service of the image.
+    TwoRecipeBases {
+        /// The service of one.
+        first: String,
+        /// The other's.
+        second: String,
+    },
+    /// `--standalone-base` given while a recipe is the base.
+    #[error(
+        "--standalone-base {chosen} cannot be used: {service} is built from its own Dockerfile \
+         and granted the workspace, so its recipe is the standalone image's base. Leave out \
+         --standalone-base (the other skills' runtimes must then be in that recipe), or drop \
+         the skill's grant"
+    )]
+    BaseChosenTwice {
+        /// The recipe's service.
         service: String,
+        /// The base given.
+        chosen: String,
     },
     /// The plan's images need different bases and none was chosen.
     #[error(
@@ -103,13 +121,23 @@ pub enum StandaloneImageError {
     Manifest(#[from] serde_json::Error),
 }
 
-/// The base of the standalone image: `chosen` (`--standalone-base`), else the one base the plan's
-/// images other than `scratch` share, else `scratch`.
+/// The base of the standalone image: the recipe of the skill built from its own Dockerfile that
+/// is granted the workspace ([`recipe_base`]), else `chosen` (`--standalone-base`), else the one
+/// base the plan's images other than `scratch` share, else `scratch`.
 pub(crate) fn choose_base(
     plan: &RunPlan,
     chosen: Option<&str>,
 ) -> Result<String, StandaloneImageError> {
     check_recipes(plan)?;
+    if let Some((service, recipe)) = recipe_base(plan)? {
+        return match chosen {
+            Some(chosen) => Err(StandaloneImageError::BaseChosenTwice {
+                service: service.to_string(),
+                chosen: chosen.to_string(),
+            }),
+            None => Ok(recipe.tag()),
+        };
+    }
     if let Some(chosen) = chosen {
         return Ok(chosen.to_string());
     }
@@ -132,11 +160,41 @@ pub(crate) fn choose_base(
     }
 }
 
+/// The skill built from its own Dockerfile that is granted the workspace, with its recipe: it
+/// runs in the container's own root, so its recipe is the standalone image's base (a chroot
+/// could reach the workspace only through a bind mount, which no process of a standalone image
+/// may make). At most one: an image has one base.
+pub(crate) fn recipe_base(
+    plan: &RunPlan,
+) -> Result<Option<(&str, &UserRecipe)>, StandaloneImageError> {
+    let granted: Vec<(&str, &UserRecipe)> = plan
+        .skills
+        .iter()
+        .filter_map(|container| {
+            let recipe = plan.images.get(container.image)?.recipe.as_ref()?;
+            let mounted = container.mounts.iter().any(|m| {
+                m.target == WORKSPACE_MOUNT && matches!(m.source, MountSource::Bind { .. })
+            });
+            mounted.then_some((container.service.as_str(), recipe))
+        })
+        .collect();
+    match granted.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        [(first, _), (second, _), ..] => Err(StandaloneImageError::TwoRecipeBases {
+            first: first.to_string(),
+            second: second.to_string(),
+        }),
+    }
+}
+
 /// What the supervisor needs to run a skill built from its own Dockerfile in its root: recorded
 /// at build time in the manifest ([`labels::STANDALONE_ROOTS`]), since it has no engine to ask.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RecipeRoot {
-    /// The root in the standalone image: `<the skill's own folder>/rootfs`.
+    /// The root in the standalone image: `<the skill's own folder>/rootfs`, entered with
+    /// `chroot`; or [`CONTAINER_ROOT`] when the recipe is the image's base ([`recipe_base`]):
+    /// its files are at their real paths and it runs in the container's own root.
     pub path: String,
     /// The skill host's command line as in the skill's own image (paths inside the root).
     pub entrypoint: Vec<String>,
@@ -144,6 +202,16 @@ pub(crate) struct RecipeRoot {
     pub env: Vec<(String, String)>,
     /// The recipe image's working directory (`/` when it sets none).
     pub workdir: String,
+}
+
+/// The [`RecipeRoot::path`] of a skill whose recipe is the standalone image's base.
+pub(crate) const CONTAINER_ROOT: &str = "/";
+
+impl RecipeRoot {
+    /// It runs in the container's own root (its recipe is the image's base), not a chroot.
+    pub(crate) fn is_container_root(&self) -> bool {
+        self.path == CONTAINER_ROOT
+    }
 }
 
 /// Each recipe skill's [`RecipeRoot`], by service (`skill:<name>`).
@@ -169,14 +237,19 @@ pub(crate) fn standalone_image(
     base: &str,
     configs: &BTreeMap<String, ImageEnv>,
 ) -> Result<ImageSpec, StandaloneImageError> {
+    let recipe_base = recipe_base(plan)?;
+    let based = recipe_base.map(|(service, _)| service);
+    // The recipe granted the workspace is the base whatever `base` says: its skill needs it.
+    let base = recipe_base.map_or_else(|| base.to_string(), |(_, recipe)| recipe.tag());
+    let base = base.as_str();
     let mut labels_map = manifest.labels()?;
     labels_map.insert(labels::STANDALONE_BASE.to_string(), base.to_string());
     let Merged {
         files,
         install,
         roots,
-    } = merge(plan, base)?;
-    let recorded = recipe_roots(plan, configs);
+    } = merge(plan, base, based)?;
+    let recorded = recipe_roots(plan, configs, based);
     if !recorded.is_empty() {
         labels_map.insert(
             labels::STANDALONE_ROOTS.to_string(),
@@ -186,9 +259,10 @@ pub(crate) fn standalone_image(
     let mut files: Vec<ContextFile> = files.into_values().map(|(_, f)| f).collect();
     for file in &mut files {
         if file.path == BINARY_PATH {
-            // Executable but unreadable to every principal: the kernel keeps a process of an
-            // unreadable program non-dumpable across execve.
-            file.mode = 0o711;
+            // Executable but unreadable to every principal, uid 0 without capabilities (root's
+            // own bits) included: the kernel keeps a process of an unreadable program
+            // non-dumpable across execve. On a read-only root it stays so (`settle::Need`).
+            file.mode = EXEC_ONLY_MODE;
         }
     }
     files.push(ContextFile {
@@ -196,21 +270,7 @@ pub(crate) fn standalone_image(
         mode: 0o644,
         contents: Bytes::from(serde_json::to_vec_pretty(&labels_map)?),
     });
-    let mut image_labels = base_labels(ImageRole::Runtime);
-    // Which executable the plan's images carry, and its build: the one copied in here.
-    let carried = [labels::EXECUTABLE, labels::BUILD].map(|key| {
-        plan.images
-            .iter()
-            .find_map(|image| image.labels.get_key_value(key))
-    });
-    image_labels.extend(
-        carried
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone())),
-    );
-    image_labels.extend(labels_map);
-    image_labels.insert(labels::STANDALONE.to_string(), "true".to_string());
+    let image_labels = image_labels(plan, labels_map);
     let mut env = vec![("HOME".to_string(), "/tmp".to_string())];
     if base == "scratch" {
         // A real base keeps its own PATH (its interpreters' folders).
@@ -225,21 +285,47 @@ pub(crate) fn standalone_image(
         config: ImageConfig {
             env,
             // Root, so that the supervisor can give each principal a uid of its own; it drops
-            // every capability for each of them.
-            user: None,
+            // every capability for each of them. A recipe as the base may name another user.
+            user: recipe_base.map(|_| "0:0".to_string()),
             workdir: None,
             entrypoint: vec![BINARY_PATH.to_string(), "standalone".to_string()],
         },
         labels: image_labels,
         install,
-        recipe: None,
+        // Built before this image when its tag is missing.
+        recipe: recipe_base.map(|(_, recipe)| recipe.clone()),
         roots,
     })
 }
 
+/// The image's labels: a runtime image's, the executable and build the plan's images carry (the
+/// one copied in here), the version's (`manifest`), and [`labels::STANDALONE`].
+fn image_labels(plan: &RunPlan, manifest: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut image_labels = base_labels(ImageRole::Runtime);
+    let carried = [labels::EXECUTABLE, labels::BUILD].map(|key| {
+        plan.images
+            .iter()
+            .find_map(|image| image.labels.get_key_value(key))
+    });
+    image_labels.extend(
+        carried
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    image_labels.extend(manifest);
+    image_labels.insert(labels::STANDALONE.to_string(), "true".to_string());
+    image_labels
+}
+
 /// The [`RecipeRoot`] of each recipe skill: its image's command line, the recipe image's
-/// variables before its image's own, the recipe's working directory.
-fn recipe_roots(plan: &RunPlan, configs: &BTreeMap<String, ImageEnv>) -> RecipeRoots {
+/// variables before its image's own, the recipe's working directory; `based` is the service
+/// whose recipe is the image's base ([`recipe_base`]), run in the container's root.
+fn recipe_roots(
+    plan: &RunPlan,
+    configs: &BTreeMap<String, ImageEnv>,
+    based: Option<&str>,
+) -> RecipeRoots {
     plan.images
         .iter()
         .filter(|image| image.recipe.is_some())
@@ -247,7 +333,10 @@ fn recipe_roots(plan: &RunPlan, configs: &BTreeMap<String, ImageEnv>) -> RecipeR
             let root = skill_root::root(&image.service)?;
             let config = configs.get(&image.service).cloned().unwrap_or_default();
             let recorded = RecipeRoot {
-                path: format!("{root}/{ROOTFS}"),
+                path: match based == Some(image.service.as_str()) {
+                    true => CONTAINER_ROOT.to_string(),
+                    false => format!("{root}/{ROOTFS}"),
+                },
                 entrypoint: image.config.entrypoint.clone(),
                 env: config
                     .env
@@ -275,7 +364,9 @@ struct Merged {
     roots: Vec<CopiedRoot>,
 }
 
-fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
+/// `based`: the service whose recipe is the image's base ([`recipe_base`]); its image's files go
+/// to their own paths, its recipe's are there already.
+fn merge(plan: &RunPlan, base: &str, based: Option<&str>) -> Result<Merged, StandaloneImageError> {
     let mut merged = Merged {
         files: BTreeMap::new(),
         install: Vec::new(),
@@ -284,7 +375,7 @@ fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
     check_recipes(plan)?;
     let mut roots: BTreeMap<String, &str> = BTreeMap::new();
     for image in &plan.images {
-        if let Some(recipe) = &image.recipe {
+        if let (Some(recipe), false) = (&image.recipe, based == Some(image.service.as_str())) {
             let root = skill_root::root(&image.service).unwrap_or_default();
             if let Some(first) = roots.insert(root.clone(), &image.service) {
                 return Err(StandaloneImageError::SharedRoot {
@@ -340,6 +431,9 @@ fn merge(plan: &RunPlan, base: &str) -> Result<Merged, StandaloneImageError> {
     Ok(merged)
 }
 
+/// Our binary's mode in the image: execute only, for its owner (root) too.
+pub(crate) const EXEC_ONLY_MODE: u32 = 0o111;
+
 /// A recipe skill's image in the standalone image: the recipe's root copied to `rootfs`, and its
 /// own image's files (our binary — mode 0711, so the skill host stays non-dumpable —, the CA
 /// bundle, `nsswitch.conf`) at their paths inside it.
@@ -368,29 +462,16 @@ fn merge_recipe(
     Ok(())
 }
 
-/// What a standalone image cannot do for a skill built from its own Dockerfile (the errors say
-/// why): install its command's packages, or give it the workspace.
+/// What a standalone image cannot do for a skill built from its own Dockerfile (the error says
+/// why): install its command's packages.
 fn check_recipes(plan: &RunPlan) -> Result<(), StandaloneImageError> {
-    for image in plan.images.iter().filter(|i| i.recipe.is_some()) {
-        if !image.install.is_empty() {
-            return Err(StandaloneImageError::RecipeInstall {
-                service: image.service.clone(),
-            });
-        }
-    }
-    let granted = plan.skills.iter().find(|container| {
-        let recipe = plan
-            .images
-            .get(container.image)
-            .is_some_and(|i| i.recipe.is_some());
-        recipe
-            && container.mounts.iter().any(|m| {
-                m.target == WORKSPACE_MOUNT && matches!(m.source, MountSource::Bind { .. })
-            })
-    });
-    match granted {
-        Some(container) => Err(StandaloneImageError::RecipeWorkspace {
-            service: container.service.clone(),
+    match plan
+        .images
+        .iter()
+        .find(|i| i.recipe.is_some() && !i.install.is_empty())
+    {
+        Some(image) => Err(StandaloneImageError::RecipeInstall {
+            service: image.service.clone(),
         }),
         None => Ok(()),
     }

@@ -12,12 +12,14 @@
 //!
 //! [`image`] is the build side (`build --standalone`).
 
+pub(crate) mod container_root;
 pub(crate) mod egress;
 pub(crate) mod image;
 pub(crate) mod prepare;
 pub(crate) mod principals;
 pub(crate) mod reap;
 pub(crate) mod report;
+pub(crate) mod settle;
 pub(crate) mod skill_root;
 pub(crate) mod supervise;
 
@@ -50,13 +52,18 @@ pub enum StandaloneError {
     /// A principal could not be started confined.
     #[error("{0}")]
     Start(String),
+    /// The supervisor's folder is on a read-only root without a tmpfs there: nothing started.
+    #[error("{0}")]
+    ReadOnlyRoot(String),
 }
 
 impl From<&StandaloneError> for Exit {
     fn from(error: &StandaloneError) -> Exit {
         match error {
             StandaloneError::Image(_) | StandaloneError::Start(_) => Exit::RunFailed,
-            StandaloneError::WeakKernel(_) | StandaloneError::Run(_) => Exit::Usage,
+            StandaloneError::WeakKernel(_)
+            | StandaloneError::Run(_)
+            | StandaloneError::ReadOnlyRoot(_) => Exit::Usage,
         }
     }
 }
@@ -79,6 +86,7 @@ async fn run(args: StandaloneArgs) -> Result<i32, StandaloneError> {
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| StandaloneError::Start(format!("PR_SET_DUMPABLE: {e}")))?;
     let protections = report::check_kernel(args.allow_weaker_isolation)?;
+    settle::check_state_dir()?;
     let prepared = prepare::prepare(&args)?;
     supervise::supervise(prepared, &protections, &args).await
 }

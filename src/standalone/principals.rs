@@ -16,6 +16,8 @@
 //! - a skill's image built from its own Dockerfile → that recipe's whole root filesystem, copied
 //!   into the skill's own folder at build time ([`RecipeRoot`]), entered with `chroot` before
 //!   the uid switch, with its socket bound by the supervisor outside that root and inherited;
+//!   or, for such a skill granted the workspace, the container's own root, which the image was
+//!   built from: read and executed where it holds the recipe's files ([`AtStart::recipe_files`]);
 //! - its memory and pids limits → per-process and per-uid bounds ([`ResourceLimits`]): the
 //!   memory limit as each process's `RLIMIT_DATA`, the pids limit as the `RLIMIT_NPROC` of a
 //!   skill's own uid, and skills first in line for the OOM killer.
@@ -77,6 +79,17 @@ pub(crate) struct Principal {
     pub inherits_socket: bool,
 }
 
+/// What the supervisor reads from the container's files at start for the principals' domains.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AtStart {
+    /// The workspace's entries a skill granted it read-write may change
+    /// ([`granted_workspace`]).
+    pub writable: Vec<PathBuf>,
+    /// The recipe's files, for a skill whose recipe is the image's base
+    /// (`super::container_root`).
+    pub recipe_files: Vec<PathBuf>,
+}
+
 /// How the principals' identities are chosen.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Identities {
@@ -89,15 +102,14 @@ pub(crate) struct Identities {
 /// Every process of the plan: the egress proxy (when the plan has one), the skills (base tools
 /// among them) in the plan's order, then the runtime. `state` is the supervisor's folder for
 /// sockets and homes; `tokens` the proxy principals' URLs (when the plan has a proxy); `roots`
-/// the image's skills built from their own Dockerfile; `writable` the workspace's entries a skill
-/// granted it read-write may change ([`granted_workspace`]).
+/// the image's skills built from their own Dockerfile; `found` what the supervisor read at start.
 pub(crate) fn principals(
     plan: &RunPlan,
     identities: Identities,
     state: &Path,
     tokens: Option<&Tokens>,
     roots: &RecipeRoots,
-    writable: &[PathBuf],
+    found: &AtStart,
 ) -> Result<Vec<Principal>, String> {
     let socket_dirs = runtime_socket_dirs(&plan.runtime);
     let mut all = Vec::new();
@@ -126,6 +138,7 @@ pub(crate) fn principals(
     for (n, container) in plan.skills.iter().enumerate() {
         let own = (SKILL_UIDS + n as u32, SKILL_UIDS + n as u32);
         let uid_gid = match workspace_user(container) {
+            Some(user) if identities.switch => not_reserved(user, plan.skills.len())?,
             Some(user) => user,
             None => own,
         };
@@ -136,8 +149,12 @@ pub(crate) fn principals(
             )
         })?;
         let mut principal = principal(plan, container, identities, uid_gid, state, n)?;
-        if let Some(root) = roots.get(&container.service) {
-            in_own_root(&mut principal, container, root);
+        match roots.get(&container.service) {
+            Some(root) if root.is_container_root() => {
+                in_container_root(&mut principal, container, root, &found.recipe_files);
+            }
+            Some(root) => in_own_root(&mut principal, container, root),
+            None => {}
         }
         principal.policy.limits = untrusted_limits(container, identities, uid_gid == own);
         route_through_proxy(&mut principal, tokens);
@@ -147,8 +164,13 @@ pub(crate) fn principals(
             // programs by a Landlock domain of their own (`confine::workspace`).
             principal.argv.push("--confine-exec".to_string());
         } else if mounts_workspace(container) {
-            granted_workspace(&mut principal, container, writable);
+            granted_workspace(&mut principal, container, &found.writable);
         }
+        // A uid it shares (the workspace owner's, with the base tools and every skill granted
+        // the workspace) would let the others walk into its socket folder and connect: pathname
+        // sockets are not Landlock's before ABI 9. So the supervisor binds the socket in a
+        // folder only the runtime's group may enter, and the principal inherits it.
+        principal.inherits_socket |= uid_gid != own;
         if !principal.inherits_socket {
             principal
                 .policy
@@ -220,21 +242,8 @@ fn untrusted_limits(
 /// supervisor makes the root's `/tmp` the skill's alone), and the standard devices the recipe
 /// has. Nothing outside the root is reachable by a path from inside it.
 fn in_own_root(principal: &mut Principal, container: &ContainerPlan, root: &RecipeRoot) {
-    principal.argv = root
-        .entrypoint
-        .iter()
-        .chain(&container.cmd)
-        .cloned()
-        .collect();
-    let mut env: BTreeMap<String, String> =
-        root.env.iter().chain(&container.env).cloned().collect();
-    for name in ["HOME", "TMPDIR"] {
-        env.insert(name.to_string(), ROOT_TMP.to_string());
-    }
-    env.entry("PATH".to_string())
-        .or_insert_with(|| SCRATCH_PATH.to_string());
+    as_its_image_starts(principal, container, root, ROOT_TMP);
     let policy = &mut principal.policy;
-    policy.env = env;
     policy.filesystem = FsRules {
         read_only: vec![],
         read_write: std::iter::once(ROOT_TMP)
@@ -251,6 +260,62 @@ fn in_own_root(principal: &mut Principal, container: &ContainerPlan, root: &Reci
     principal.home = Path::new(&root.path).join(ROOT_TMP.trim_start_matches('/'));
     principal.own_files = skill_root::root(&principal.service).map(PathBuf::from);
     principal.inherits_socket = true;
+}
+
+/// A skill built from its own Dockerfile and granted the workspace, whose recipe is the image's
+/// base: started as its own image starts it, in the container's root, with its own private home
+/// as every principal. Its domain is every principal's (the system's programs, `/etc`, `/proc`,
+/// the standard devices, its home) and the workspace per its grant, plus the recipe's files —
+/// the container's other entries, which the supervisor lists at start (`recipe_files`): read
+/// and executed, never written, as its own container's read-only root. It runs as the
+/// workspace's owner, so its socket is bound by the supervisor and inherited (`principals`).
+fn in_container_root(
+    principal: &mut Principal,
+    container: &ContainerPlan,
+    root: &RecipeRoot,
+    recipe_files: &[PathBuf],
+) {
+    let home = principal.home.display().to_string();
+    as_its_image_starts(principal, container, root, &home);
+    let fs = &mut principal.policy.filesystem;
+    let granted: Vec<PathBuf> = fs
+        .read_only
+        .iter()
+        .chain(&fs.read_write)
+        .chain(&fs.executable)
+        .cloned()
+        .collect();
+    fs.executable.extend(
+        recipe_files
+            .iter()
+            .filter(|path| !granted.iter().any(|g| path.starts_with(g)))
+            .cloned(),
+    );
+    principal.workdir = Some(PathBuf::from(&root.workdir));
+}
+
+/// The recorded command line (paths as in its recipe's image) and the recipe's variables, then
+/// the skill's, with `home` as its `HOME` and `TMPDIR`.
+fn as_its_image_starts(
+    principal: &mut Principal,
+    container: &ContainerPlan,
+    root: &RecipeRoot,
+    home: &str,
+) {
+    principal.argv = root
+        .entrypoint
+        .iter()
+        .chain(&container.cmd)
+        .cloned()
+        .collect();
+    let mut env: BTreeMap<String, String> =
+        root.env.iter().chain(&container.env).cloned().collect();
+    for name in ["HOME", "TMPDIR"] {
+        env.insert(name.to_string(), home.to_string());
+    }
+    env.entry("PATH".to_string())
+        .or_insert_with(|| SCRATCH_PATH.to_string());
+    principal.policy.env = env;
 }
 
 /// A skill's `HOME` and `TMPDIR` inside its own root.
@@ -395,6 +460,39 @@ fn workspace_user(container: &ContainerPlan) -> Option<(u32, u32)> {
     }
     let (uid, gid) = container.user.split_once(':')?;
     Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// The workspace owner's `uid_gid`, which the base tools and every skill granted the workspace
+/// run as, unless it is one of the ids the supervisor gives its own principals and files (of a
+/// run with `skills` skills): running as the runtime's group would open every skill's socket
+/// folder, as a skill's uid that skill's processes and bound, as [`FILES_UID`] our binary's mode.
+fn not_reserved(uid_gid: (u32, u32), skills: usize) -> Result<(u32, u32), String> {
+    let skill_ids = SKILL_UIDS..SKILL_UIDS.saturating_add(skills as u32);
+    let whose = |id: u32| {
+        let owners = [
+            (RUNTIME_UID, "the runtime"),
+            (RUNTIME_GID, "the runtime"),
+            (PROXY_UID, "the egress proxy"),
+            (FILES_UID, "the supervisor's files"),
+        ];
+        let owner = owners.iter().find(|(reserved, _)| *reserved == id);
+        owner
+            .map(|(_, name)| *name)
+            .or_else(|| skill_ids.contains(&id).then_some("a skill"))
+    };
+    let (uid, gid) = uid_gid;
+    match whose(uid)
+        .map(|w| ("user", uid, w))
+        .or_else(|| whose(gid).map(|w| ("group", gid, w)))
+    {
+        None => Ok(uid_gid),
+        Some((kind, id, owner)) => Err(format!(
+            "the workspace belongs to {uid}:{gid}, and {kind} {id} is the one this image gives \
+             {owner}: the base tools run as the workspace's owner and would share it. Give the \
+             workspace another owner (chown -R), or run this Expert in the multi-container mode \
+             (perstack-sandbox build --tag REF, then perstack-sandbox run --image REF \"<query>\")"
+        )),
+    }
 }
 
 /// Whether a principal runs as uid 0 (base tools in a root-owned workspace): then what must not

@@ -23,24 +23,33 @@ pub(crate) fn check_kernel(allow_weaker: bool) -> Result<Protections, Standalone
         let list: Vec<String> = blocking.iter().map(|s| format!("  - {s}")).collect();
         return Err(StandaloneError::WeakKernel(list.join("\n")));
     }
-    for shortfall in &shortfalls {
-        eprintln!("perstack-sandbox: warning: weaker isolation: {shortfall}");
-    }
+    warn(&shortfalls);
     Ok(protections)
 }
 
-/// The `isolationReport` event: the image's base (whose programs every principal may run), what
-/// the kernel offers, what is missing, and what holds for each principal.
+/// Each missing protection on stderr, with what it costs.
+pub(crate) fn warn(shortfalls: &[Shortfall]) {
+    for shortfall in shortfalls {
+        eprintln!("perstack-sandbox: warning: weaker isolation: {shortfall}");
+    }
+}
+
+/// The `isolationReport` event: the image's base (whose programs every principal may run) and,
+/// when it is a skill's recipe, that skill (`baseRecipeOf`, which runs in the container's root),
+/// what the kernel offers, what is missing — the kernel's shortfalls, then those of the
+/// container's start (`lacking`: a read-only root's) —, and what holds for each principal.
 pub(crate) fn event_line(
     job_id: &str,
     run_id: &str,
-    base: &str,
+    (base, base_recipe_of): (&str, Option<&str>),
     protections: &Protections,
+    lacking: &[Shortfall],
     enforced: &[Enforcement],
 ) -> String {
     let missing: Vec<String> = protections
         .shortfalls()
         .iter()
+        .chain(lacking)
         .map(ToString::to_string)
         .collect();
     let event: Value = json!({
@@ -50,6 +59,7 @@ pub(crate) fn event_line(
         "jobId": job_id,
         "runId": run_id,
         "base": base,
+        "baseRecipeOf": base_recipe_of,
         "kernel": protections,
         "missing": missing,
         "principals": enforced,

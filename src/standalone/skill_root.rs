@@ -167,7 +167,7 @@ mod agreement {
     use crate::standalone::image::{
         RecipeRoots, StandaloneImageError, choose_base, standalone_image,
     };
-    use crate::standalone::principals::{Identities, principals};
+    use crate::standalone::principals::{AtStart, Identities, Principal, principals};
     use crate::standalone::skill_root::{SKILLS_DIR, baked_files};
 
     const CONFIG: &str = r#"model = "mock-model"
@@ -238,6 +238,39 @@ args = ["fixture-mcp"]
         (plan(&request).expect("plan"), manifest)
     }
 
+    /// The supervisor running as root: each principal under a uid of its own.
+    const AS_ROOT: Identities = Identities {
+        switch: true,
+        own: (0, 0),
+    };
+
+    /// The supervisor's folder for sockets and homes.
+    const STATE: &str = "/run/perstack";
+
+    /// Every process the supervisor starts for `plan` as `identities`, in an image without
+    /// recipe roots and with no workspace entry granted read-write.
+    fn started(plan: &RunPlan, identities: Identities) -> Vec<Principal> {
+        let (roots, found) = (Default::default(), AtStart::default());
+        principals(plan, identities, Path::new(STATE), None, &roots, &found).expect("all")
+    }
+
+    /// The principal of the plan's `service`.
+    fn principal<'a>(all: &'a [Principal], service: &str) -> &'a Principal {
+        let found = all.iter().find(|p| p.service == service);
+        found.unwrap_or_else(|| panic!("no {service}"))
+    }
+
+    /// Asserts that `owner` alone is granted anything in `folder`.
+    fn only_granted(all: &[Principal], folder: &Path, owner: &str) {
+        for principal in all {
+            let granted = principal
+                .policy
+                .grants()
+                .any(|(p, _)| p.starts_with(folder));
+            assert_eq!(granted, principal.service == owner, "{}", principal.service);
+        }
+    }
+
     #[test]
     fn each_packaged_skill_is_installed_into_and_run_from_its_own_folder() {
         let (plan, manifest) = the_plan(CONFIG);
@@ -269,24 +302,8 @@ args = ["fixture-mcp"]
         // A real base keeps its own users.
         assert!(image.files.iter().all(|f| f.path != "/etc/passwd"));
 
-        let identities = Identities {
-            switch: true,
-            own: (0, 0),
-        };
-        let all = principals(
-            &plan,
-            identities,
-            Path::new("/run/perstack"),
-            None,
-            &Default::default(),
-            &[],
-        )
-        .expect("all");
-        let of = |service: &str| {
-            all.iter()
-                .find(|p| p.service == service)
-                .unwrap_or_else(|| panic!("no {service}"))
-        };
+        let all = started(&plan, AS_ROOT);
+        let of = |service: &str| principal(&all, service);
         let time = of("skill:time");
         let own = PathBuf::from("/opt/perstack-skills/time");
         assert!(
@@ -306,15 +323,7 @@ args = ["fixture-mcp"]
                 .any(|a| a == "/opt/perstack-skills/web/packages/entry")
         );
         // No principal but the skill itself is granted a skill's folder.
-        for principal in &all {
-            let granted = principal.policy.grants().any(|(p, _)| p.starts_with(&own));
-            assert_eq!(
-                granted,
-                principal.service == "skill:time",
-                "{}",
-                principal.service
-            );
-        }
+        only_granted(&all, &own, "skill:time");
         // Our own server has no files of its own.
         assert_eq!(of("skill:own").own_files, None);
         assert!(of("skill:own").policy.env.contains_key("PATH"));
@@ -333,26 +342,8 @@ args = ["fixture-mcp"]
             ..Limits::default()
         };
         let (plan, _) = the_plan_with(&text, limits);
-        let of = |all: &[crate::standalone::principals::Principal], service: &str| {
-            all.iter()
-                .find(|p| p.service == service)
-                .unwrap_or_else(|| panic!("no {service}"))
-                .policy
-                .limits
-        };
-        let root = Identities {
-            switch: true,
-            own: (0, 0),
-        };
-        let all = principals(
-            &plan,
-            root,
-            Path::new("/run/perstack"),
-            None,
-            &Default::default(),
-            &[],
-        )
-        .expect("all");
+        let of = |all: &[Principal], service: &str| principal(all, service).policy.limits;
+        let all = started(&plan, AS_ROOT);
         let mib512 = Some(512 << 20);
         let time = of(&all, "skill:time");
         assert_eq!(
@@ -376,15 +367,7 @@ args = ["fixture-mcp"]
             switch: false,
             own: (1000, 1000),
         };
-        let all = principals(
-            &plan,
-            user,
-            Path::new("/run/perstack"),
-            None,
-            &Default::default(),
-            &[],
-        )
-        .expect("all");
+        let all = started(&plan, user);
         let time = of(&all, "skill:time");
         assert_eq!(
             (time.processes, time.data_bytes, time.oom_score_adj),
@@ -496,23 +479,8 @@ args = ["./js/server.js"]
         let baked = crate::config::LoadedConfig::from_config("this image".into(), loaded.config);
         let files = baked_files(&baked, "e", skills.path()).expect("baked");
         let (plan, _) = planned(baked.config, Limits::default(), files);
-        let identities = Identities {
-            switch: true,
-            own: (0, 0),
-        };
-        let all = principals(
-            &plan,
-            identities,
-            Path::new("/run/perstack"),
-            None,
-            &Default::default(),
-            &[],
-        )
-        .expect("all");
-        let skill = all
-            .iter()
-            .find(|p| p.service == "skill:local-py")
-            .expect("the skill");
+        let all = started(&plan, AS_ROOT);
+        let skill = principal(&all, "skill:local-py");
         let tail: Vec<&str> = skill.argv.iter().map(String::as_str).collect();
         let tail = &tail[tail.iter().position(|a| *a == "--").expect("--") + 1..];
         assert_eq!(
@@ -528,20 +496,14 @@ args = ["./js/server.js"]
             Some(Path::new(&format!("{own}/files/py")))
         );
         assert_eq!(skill.own_files.as_deref(), Some(Path::new(own)));
-        let node = all
-            .iter()
-            .find(|p| p.service == "skill:local-js")
-            .expect("the node skill");
+        let node = principal(&all, "skill:local-js");
         assert_eq!(
             node.argv.last().map(String::as_str),
             Some(&*format!("{js}/server.js"))
         );
         assert_eq!(node.workdir.as_deref(), Some(Path::new(js)));
         // Nobody else is granted its folder.
-        for principal in &all {
-            let granted = principal.policy.grants().any(|(p, _)| p.starts_with(own));
-            assert_eq!(granted, principal.service == "skill:local-py");
-        }
+        only_granted(&all, Path::new(own), "skill:local-py");
     }
 
     const RECIPE: &str = r#"model = "mock-model"
@@ -649,16 +611,10 @@ args = ["fixture-mcp"]
         let none = tempfile::tempdir().expect("tempdir");
         let files = baked_files(&baked, "e", none.path()).expect("baked");
         let (plan, _) = planned(baked.config, Limits::default(), files);
-        let identities = Identities {
-            switch: true,
-            own: (0, 0),
-        };
-        let state = Path::new("/run/perstack");
-        let all = principals(&plan, identities, state, None, &roots, &[]).expect("all");
-        let skill = all
-            .iter()
-            .find(|p| p.service == "skill:echo")
-            .expect("echo");
+        let state = Path::new(STATE);
+        let all =
+            principals(&plan, AS_ROOT, state, None, &roots, &Default::default()).expect("all");
+        let skill = principal(&all, "skill:echo");
         assert_eq!(
             skill.policy.root,
             Some(OwnRoot {
@@ -707,7 +663,13 @@ args = ["fixture-mcp"]
         assert!(skill.uid_gid.0 >= crate::standalone::principals::SKILL_UIDS);
         for principal in all.iter().filter(|p| p.service != "skill:echo") {
             assert!(principal.policy.root.is_none(), "{}", principal.service);
-            assert!(!principal.inherits_socket, "{}", principal.service);
+            // Only the base tools, which share the workspace owner's uid, inherit theirs too.
+            let shares_a_uid = principal.service.starts_with("base-skill");
+            assert_eq!(
+                principal.inherits_socket, shares_a_uid,
+                "{}",
+                principal.service
+            );
             assert!(!principal.policy.grants().any(|(p, _)| p.starts_with(own)));
         }
     }
@@ -719,26 +681,19 @@ args = ["fixture-mcp"]
              [sandbox.skills.time]\nworkspace = \"read-only\"\n"
         );
         let (plan, _) = the_plan(&text);
-        let identities = Identities {
-            switch: true,
-            own: (0, 0),
-        };
         // What the supervisor computed from the workspace (`confine::workspace`).
         let writable = [
             PathBuf::from("/workspace/src"),
             "/workspace/notes.md".into(),
         ];
-        let state = Path::new("/run/perstack");
+        let state = Path::new(STATE);
         let roots = Default::default();
-        let all = principals(&plan, identities, state, None, &roots, &writable).expect("all");
-        let of = |service: &str| {
-            let principal = all.iter().find(|p| p.service == service);
-            principal
-                .unwrap_or_else(|| panic!("no {service}"))
-                .policy
-                .filesystem
-                .clone()
+        let found = AtStart {
+            writable: writable.to_vec(),
+            ..AtStart::default()
         };
+        let all = principals(&plan, AS_ROOT, state, None, &roots, &found).expect("all");
+        let of = |service: &str| principal(&all, service).policy.filesystem.clone();
         let workspace = Path::new("/workspace");
         let in_workspace = |fs: &crate::confine::policy::FsRules| -> Vec<PathBuf> {
             let rw = fs.read_write.iter().filter(|p| p.starts_with(workspace));
@@ -761,25 +716,229 @@ args = ["fixture-mcp"]
     }
 
     #[test]
-    fn a_recipe_skill_that_installs_packages_or_is_granted_the_workspace_is_refused() {
+    fn principals_sharing_the_workspace_owner_s_uid_inherit_sockets_they_cannot_reach() {
+        let text = format!("{CONFIG}[sandbox.skills.own]\nworkspace = \"read-only\"\n");
+        let (plan, _) = the_plan(&text);
+        let state = Path::new("/run/perstack");
+        let found = Default::default();
+        let all =
+            principals(&plan, AS_ROOT, state, None, &Default::default(), &found).expect("all");
+        let skills = all.iter().filter(|p| p.socket_dir.is_some());
+        for principal in skills {
+            let shared = principal.uid_gid == (1000, 1000);
+            let named = ["skill:own", "base-skill"]
+                .iter()
+                .any(|s| principal.service.starts_with(s));
+            assert_eq!(shared, named, "{}", principal.service);
+            // Bound by the supervisor in a folder its uid does not own, and not granted.
+            assert_eq!(principal.inherits_socket, shared, "{}", principal.service);
+            let dir = principal.socket_dir.as_deref().expect("socket folder");
+            let granted = principal.policy.grants().any(|(p, _)| p.starts_with(dir));
+            assert_eq!(granted, !shared, "{}", principal.service);
+        }
+    }
+
+    #[test]
+    fn a_workspace_owned_by_an_id_the_image_gives_its_own_principals_is_refused() {
+        use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID};
+        use crate::standalone::principals::{FILES_UID, SKILL_UIDS};
+        let state = Path::new("/run/perstack");
+        let owned_by = |uid: u32, gid: u32| {
+            let (mut plan, _) = the_plan(CONFIG);
+            for skill in &mut plan.skills {
+                if skill.user == "1000:1000" {
+                    skill.user = format!("{uid}:{gid}");
+                }
+            }
+            principals(
+                &plan,
+                AS_ROOT,
+                state,
+                None,
+                &Default::default(),
+                &Default::default(),
+            )
+        };
+        for (uid, gid, owner) in [
+            (1000, RUNTIME_GID, "the runtime"),
+            (RUNTIME_UID, 1000, "the runtime"),
+            (PROXY_UID, PROXY_UID, "the egress proxy"),
+            (FILES_UID, 1000, "the supervisor's files"),
+            (1000, SKILL_UIDS + 1, "a skill"),
+        ] {
+            let error = owned_by(uid, gid).expect_err("refused");
+            for words in [owner, "chown", "multi-container"] {
+                assert!(error.contains(words), "{uid}:{gid}: {error}");
+            }
+        }
+        // Root (every capability dropped) and an ordinary user start.
+        for (uid, gid) in [(0, 0), (1000, 1000), (SKILL_UIDS + 50, 1000)] {
+            owned_by(uid, gid).expect("starts");
+        }
+    }
+
+    /// [`RECIPE`] with `echo` granted the workspace read-write, a second recipe skill `other`
+    /// without a grant and a `uvx` skill `time`.
+    fn granted_recipe() -> String {
         let granted = RECIPE.replace(
             "dockerfile = \"echo/Dockerfile\"\n",
-            "dockerfile = \"echo/Dockerfile\"\nworkspace = \"read-only\"\n",
+            "dockerfile = \"echo/Dockerfile\"\nworkspace = \"read-write\"\n\
+             [sandbox.skills.other]\ndockerfile = \"echo/Dockerfile\"\n",
         );
-        let (_project, plan, manifest, _) = recipe_project(&granted);
+        format!(
+            "{granted}[experts.e.skills.other]\ntype = \"mcpStdioSkill\"\ncommand = \"python3\"\n\
+             args = [\"/srv/echo/server.py\"]\n[experts.e.skills.time]\ntype = \"mcpStdioSkill\"\n\
+             command = \"uvx\"\nargs = [\"mcp-server-time\"]\n"
+        )
+    }
+
+    /// A recipe skill granted the workspace: the image is built FROM its recipe (no copy of it),
+    /// the others as before; the supervisor runs it in the container's root with the recipe's
+    /// files it listed, the workspace per its grant, its own home, as the workspace's owner.
+    #[test]
+    fn a_recipe_skill_granted_the_workspace_is_the_image_s_base_and_runs_in_its_root() {
+        let (_project, plan, manifest, config) = recipe_project(&granted_recipe());
+        let recipe = plan
+            .images
+            .iter()
+            .find(|i| i.service == "skill:echo")
+            .and_then(|i| i.recipe.clone())
+            .expect("echo's recipe");
+        assert_eq!(choose_base(&plan, None).expect("base"), recipe.tag());
+        let configs = BTreeMap::from([(
+            "skill:echo".to_string(),
+            ImageEnv {
+                env: vec![("ECHO_PREFIX".into(), "echo:".into())],
+                workdir: Some("/srv/echo".into()),
+            },
+        )]);
+        let image = standalone_image(&plan, &manifest, "ignored", &configs).expect("image");
+        let dockerfile = image.dockerfile();
+        assert!(
+            dockerfile.contains(&format!("\nFROM {}\n", recipe.tag())),
+            "{dockerfile}"
+        );
+        // The uvx skill installs on the recipe; the ungranted recipe keeps its copied root.
+        assert!(dockerfile.starts_with(&format!("FROM {} AS install\n", recipe.tag())));
+        assert!(
+            dockerfile.contains(" / /opt/perstack-skills/other/rootfs/\n"),
+            "{dockerfile}"
+        );
+        assert!(
+            !dockerfile.contains("/opt/perstack-skills/echo"),
+            "{dockerfile}"
+        );
+        assert_eq!(image.roots.len(), 1);
+        assert_eq!(image.recipe.as_ref(), Some(&recipe));
+        assert_eq!(image.config.user.as_deref(), Some("0:0"));
+        assert_eq!(
+            image.labels["io.perstack.sandbox.standalone-base"],
+            recipe.tag()
+        );
+        // Our binary at its own path, exec-only; nothing of echo's under its own folder.
+        let binary = image.files.iter().find(|f| f.path == BINARY_PATH);
+        assert_eq!(
+            binary.expect("binary").mode,
+            crate::standalone::image::EXEC_ONLY_MODE
+        );
+        assert!(image.files.iter().all(|f| !f.path.contains("/echo/")));
+        let label = &image.labels["io.perstack.sandbox.standalone-roots"];
+        let roots: RecipeRoots = serde_json::from_str(label).expect("roots");
+        assert!(roots["skill:echo"].is_container_root());
+        assert_eq!(
+            roots["skill:other"].path,
+            "/opt/perstack-skills/other/rootfs"
+        );
+
+        let baked = crate::config::LoadedConfig::from_config("this image".into(), config);
+        let (plan, _) = planned(baked.config, Limits::default(), FilesBySkill::new());
+        let found = AtStart {
+            writable: vec!["/workspace/work".into()],
+            recipe_files: ["/srv", "/usr", "/etc", "/opt/venv"]
+                .map(PathBuf::from)
+                .to_vec(),
+        };
+        let state = Path::new(STATE);
+        let all = principals(&plan, AS_ROOT, state, None, &roots, &found).expect("all");
+        let echo = principal(&all, "skill:echo");
+        assert_eq!(echo.policy.root, None);
+        // The workspace owner's uid, which the base tools share: its socket is bound by the
+        // supervisor in a folder that uid cannot enter, and inherited.
+        assert!(echo.inherits_socket);
+        assert_eq!(echo.uid_gid, (1000, 1000));
+        assert_eq!(echo.workdir.as_deref(), Some(Path::new("/srv/echo")));
+        assert_eq!(echo.policy.env["ECHO_PREFIX"], "echo:");
+        let home = echo.home.display().to_string();
+        assert!(home.starts_with("/run/perstack/home/"), "{home}");
+        assert_eq!(echo.policy.env["HOME"], home);
+        assert!(
+            echo.argv
+                .ends_with(&["python3".into(), "/srv/echo/server.py".into()])
+        );
+        let fs = &echo.policy.filesystem;
+        // The recipe's files not granted already (`/usr` executable, `/etc` read-only), once.
+        for path in ["/srv", "/opt/venv", "/usr"] {
+            let times = fs
+                .executable
+                .iter()
+                .filter(|p| *p == Path::new(path))
+                .count();
+            assert_eq!(times, 1, "{path}: {fs:?}");
+        }
+        assert!(!fs.executable.contains(&PathBuf::from("/etc")), "{fs:?}");
+        assert!(
+            fs.read_only.contains(&PathBuf::from("/workspace")),
+            "{fs:?}"
+        );
+        assert!(
+            fs.read_write.contains(&PathBuf::from("/workspace/work")),
+            "{fs:?}"
+        );
+        assert!(
+            !fs.read_write.contains(&PathBuf::from("/workspace")),
+            "{fs:?}"
+        );
+        // Nothing of the other skills' folders, nor all of /run: its home and socket folder.
+        for (path, _) in echo.policy.grants() {
+            assert!(!path.starts_with("/opt/perstack-skills"), "{path:?}");
+            assert!(
+                path != Path::new("/run") && path != Path::new("/"),
+                "{path:?}"
+            );
+        }
+        assert!(principal(&all, "skill:other").policy.root.is_some());
+    }
+
+    #[test]
+    fn two_recipe_skills_granted_the_workspace_or_a_chosen_base_beside_one_are_refused() {
+        let two = granted_recipe().replace(
+            "[sandbox.skills.other]\n",
+            "[sandbox.skills.other]\nworkspace = \"read-only\"\n",
+        );
+        let (_project, plan, manifest, _) = recipe_project(&two);
         let error = standalone_image(&plan, &manifest, "scratch", &BTreeMap::new())
             .expect_err("refused")
             .to_string();
         for words in [
             "skill:echo",
-            "granted the workspace",
-            "bind mount",
+            "skill:other",
+            "drop one's grant",
             "run --image REF",
         ] {
             assert!(error.contains(words), "{error}");
         }
         assert!(choose_base(&plan, None).is_err());
 
+        let (_project, plan, _, _) = recipe_project(&granted_recipe());
+        let error = choose_base(&plan, Some("local/both:1"))
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("--standalone-base local/both:1"), "{error}");
+        assert!(error.contains("skill:echo"), "{error}");
+    }
+
+    #[test]
+    fn a_recipe_skill_that_installs_packages_is_refused() {
         let npx = RECIPE.replace(
             "command = \"python3\"\nargs = [\"/srv/echo/server.py\"]",
             "command = \"npx\"\nargs = [\"-y\", \"@scope/echo\"]",

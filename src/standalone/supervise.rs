@@ -4,7 +4,7 @@
 //! passed on, and every process ended with the runtime.
 
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,16 +13,18 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::image::{RecipeRoot, RecipeRoots};
 use super::prepare::Prepared;
 use super::principals::{
-    FILES_UID, Identities, Principal, principals, runs_as_root, with_socket_fd,
+    AtStart, FILES_UID, Identities, Principal, principals, runs_as_root, with_socket_fd,
 };
+use super::settle::{Lacking, Need, Step, settle, state_dir_hint};
 use super::{STATE_DIR, StandaloneError};
-use super::{egress, reap, report};
+use super::{container_root, egress, reap, report};
 use crate::cli::StandaloneArgs;
 use crate::confine::launch::Launch;
 use crate::confine::policy::Policy;
-use crate::confine::probe::Protections;
+use crate::confine::probe::{Protections, Shortfall};
 use crate::confine::report::Enforcement;
 use crate::confine::workspace;
 use crate::contract::paths::{RUNTIME_SOCKETS_DIR, SOCKET_FILE, WORKSPACE_MOUNT};
@@ -33,15 +35,47 @@ use crate::jobs::Recorder;
 use crate::render::{Continuing, Mode, Output};
 use crate::sandbox::engine::run::{RunEnd, run_end};
 
-/// What a skill granted the workspace read-write may change: the workspace's entries as they are
-/// at start that are neither protected nor above a protected path (`confine::workspace`, the
-/// rules of the base tools' `exec`).
-fn writable_entries(protected: &[PathBuf]) -> Vec<PathBuf> {
+/// What the principals' domains need from the container's files at start: what a skill granted
+/// the workspace read-write may change — the workspace's entries as they are at start that are
+/// neither protected nor above a protected path (`confine::workspace`, the rules of the base
+/// tools' `exec`) — and, when a skill runs in the container's root, its recipe's files.
+fn at_start(protected: &[PathBuf], roots: &RecipeRoots) -> AtStart {
     let root = Path::new(WORKSPACE_MOUNT);
-    workspace::writable_entries(root, protected, workspace::list_folder)
+    let writable = workspace::writable_entries(root, protected, workspace::list_folder)
         .into_iter()
         .map(|(path, _)| path)
-        .collect()
+        .collect();
+    let recipe_files = match roots.values().any(RecipeRoot::is_container_root) {
+        true => container_root::recipe_files(
+            &container_root::list_folder,
+            &container_root::mount_points(),
+        ),
+        false => Vec::new(),
+    };
+    AtStart {
+        writable,
+        recipe_files,
+    }
+}
+
+/// The skill whose recipe is the image's base, which runs in the container's root.
+fn base_recipe_of(roots: &RecipeRoots) -> Option<&str> {
+    roots
+        .iter()
+        .find(|(_, root)| root.is_container_root())
+        .map(|(service, _)| service.as_str())
+}
+
+/// The stderr line naming the image's base, and — when it is a skill's recipe — which skill runs
+/// in the container's root, and why.
+fn base_line(base: &str, roots: &RecipeRoots) -> String {
+    match base_recipe_of(roots) {
+        Some(service) => format!(
+            "perstack-sandbox: base image: {base}, the recipe of {service}: it runs in the \
+             container's root, since it is granted the workspace (a chroot could not reach it)"
+        ),
+        None => format!("perstack-sandbox: base image: {base}"),
+    }
 }
 
 /// Runs the prepared plan to its end; gives the exit code (the runtime's, or the signal's).
@@ -72,19 +106,17 @@ pub(crate) async fn supervise(
         Some(proxy) => Some(egress::issue(proxy).map_err(StandaloneError::Start)?),
         None => None,
     };
-    let writable = writable_entries(&protected);
+    let found = at_start(&protected, &roots);
     let all = principals(
         &plan,
         identities,
         Path::new(STATE_DIR),
         tokens.as_ref(),
         &roots,
-        &writable,
+        &found,
     )
     .map_err(StandaloneError::Start)?;
-    check_roots(&all, protections)?;
-    warn_nodev_roots(&all);
-    make_folders(&all, identities)?;
+    let lacking = ready_to_start(&all, protections, identities)?;
     let confiner = std::env::current_exe()
         .map_err(|e| StandaloneError::Start(format!("cannot find our own executable: {e}")))?;
     let recorder = Recorder::start(store, job, &run_setting)
@@ -100,12 +132,19 @@ pub(crate) async fn supervise(
     let started = start_all(&confiner, &all, &job_id, &run_id, &output, &known).await;
     let code = match started {
         Ok((mut skills, runtime, enforced)) => {
-            eprintln!("perstack-sandbox: base image: {base}");
+            eprintln!("{}", base_line(&base, &roots));
             for line in report::human_lines(&enforced) {
                 eprintln!("{line}");
             }
             output.relayed(
-                report::event_line(&job_id, &run_id, &base, protections, &enforced),
+                report::event_line(
+                    &job_id,
+                    &run_id,
+                    (&base, base_recipe_of(&roots)),
+                    protections,
+                    &lacking,
+                    &enforced,
+                ),
                 None,
             );
             let code = relay(runtime, &output, &recorder, &plan.spec.expert_key).await;
@@ -123,6 +162,20 @@ pub(crate) async fn supervise(
     let _ = writer.await;
     recorder.finish().await;
     code
+}
+
+/// Before anything starts: the recipe roots checked (and warned of), every private folder made;
+/// gives what a read-only root left out that the run goes on without, warned of here.
+fn ready_to_start(
+    all: &[Principal],
+    protections: &Protections,
+    identities: Identities,
+) -> Result<Vec<Shortfall>, StandaloneError> {
+    check_roots(all, protections)?;
+    warn_nodev_roots(all);
+    let lacking = make_folders(all, identities)?;
+    report::warn(&lacking);
+    Ok(lacking)
 }
 
 /// A skill in a root of its own needs `chroot`, so root with CAP_SYS_CHROOT and the uid switch
@@ -169,12 +222,17 @@ fn warn_nodev_roots(all: &[Principal]) {
     }
 }
 
-/// The private folders: a home for each principal, a socket folder for each skill, owned by
-/// them (the socket folder's group is the runtime's, which alone may enter it besides). The
+/// The private folders: a home for each principal, a socket folder for each skill (the
+/// runtime's group, and the skill's uid unless it inherits its socket: [`socket_folder`]). The
 /// folders above them, each skill's own folder and — when a principal runs as uid 0 — our
 /// binary belong to [`FILES_UID`], so that no principal may `chmod` them. A skill in its own
-/// root gets that root's `/tmp` as its home.
-fn make_folders(all: &[Principal], identities: Identities) -> Result<(), StandaloneError> {
+/// root gets that root's `/tmp` as its home. Gives what a read-only root left out that the run
+/// goes on without (the skills' own folders, reported as a shortfall); warns of a recipe's
+/// `/tmp` left read-only.
+fn make_folders(
+    all: &[Principal],
+    identities: Identities,
+) -> Result<Vec<Shortfall>, StandaloneError> {
     let state = Path::new(STATE_DIR);
     let files_owner = identities.switch.then_some((FILES_UID, FILES_UID));
     for dir in [
@@ -187,10 +245,11 @@ fn make_folders(all: &[Principal], identities: Identities) -> Result<(), Standal
     if all.iter().any(runs_as_root) {
         exec_only_binary()?;
     }
+    let mut unwalled = Vec::new();
     for principal in all {
         let (uid, gid) = principal.uid_gid;
         if principal.policy.root.is_some() {
-            root_tmp(&principal.home, (uid, gid))?;
+            root_tmp(principal, (uid, gid))?;
         } else {
             make_folder(
                 &principal.home,
@@ -201,122 +260,68 @@ fn make_folders(all: &[Principal], identities: Identities) -> Result<(), Standal
         if let (Some(dir), true) = (&principal.own_files, identities.switch) {
             // Its packages and files: its group may read them, nobody else (Landlock walls them
             // off from the other principals besides; without a uid of its own, that alone does).
-            own_folder(dir, gid)?;
+            if settle(dir, Need::SkillsAlone { gid })? == Step::ReadOnly(Lacking::Wall) {
+                unwalled.push(dir.clone());
+            }
         }
         if let Some(dir) = &principal.socket_dir {
-            let (owner, mode) = match identities.switch {
-                true => (Some((uid, RUNTIME_GID)), 0o750),
-                false => (None, 0o700),
-            };
+            let (owner, mode) = socket_folder(principal, identities.switch);
             make_folder(dir, owner, mode)?;
         }
     }
-    Ok(())
+    Ok(match unwalled.is_empty() {
+        true => vec![],
+        false => vec![Shortfall::ReadOnlySkillFolders { folders: unwalled }],
+    })
 }
 
-/// A skill's own folder in the image: [`FILES_UID`]'s, the skill's group, mode 0750.
-fn own_folder(dir: &Path, gid: u32) -> Result<(), StandaloneError> {
-    settle(dir, Some((FILES_UID, gid)), 0o750, "its skill's alone")
-}
-
-/// What of a file's owner and mode must change: `owner` (when given) and the permission bits
-/// `mode`, each only when it differs from `now` (uid, gid, mode as `stat` gives them).
-fn changes(now: (u32, u32, u32), owner: Option<(u32, u32)>, mode: u32) -> (bool, bool) {
-    let (uid, gid, bits) = now;
-    let chown = owner.is_some_and(|owner| owner != (uid, gid));
-    (chown, bits & 0o7777 != mode)
-}
-
-/// Gives `path` `owner` and `mode`, changing only what differs, so that a read-only root whose
-/// files are already right starts. `purpose` says why, for the error.
-fn settle(
-    path: &Path,
-    owner: Option<(u32, u32)>,
-    mode: u32,
-    purpose: &str,
-) -> Result<(), StandaloneError> {
-    use std::os::unix::fs::MetadataExt;
-    let fail = |e: std::io::Error| settle_error(path, owner, mode, purpose, &e);
-    let meta = std::fs::metadata(path).map_err(fail)?;
-    let (chown_it, chmod_it) = changes((meta.uid(), meta.gid(), meta.mode()), owner, mode);
-    if let (true, Some((uid, gid))) = (chown_it, owner) {
-        chown(path, Some(uid), Some(gid)).map_err(fail)?;
+/// The owner and mode of a skill's socket folder: the runtime's group may enter it, and the
+/// skill's uid when it binds its socket there itself. A skill that inherits its socket (bound
+/// here by us) has no need to: the folder is then [`FILES_UID`]'s, so that no principal sharing
+/// the skill's uid (the workspace owner's) can reach the socket either.
+fn socket_folder(principal: &Principal, switch: bool) -> (Option<(u32, u32)>, u32) {
+    match (switch, principal.inherits_socket) {
+        (true, false) => (Some((principal.uid_gid.0, RUNTIME_GID)), 0o750),
+        (true, true) => (Some((FILES_UID, RUNTIME_GID)), 0o750),
+        (false, _) => (None, 0o700),
     }
-    if chmod_it {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)?;
-    }
-    Ok(())
 }
 
-/// Why `path` could not be settled, and what to do: a read-only root cannot change, so the
-/// image (or a tmpfs there) must have it right already.
-fn settle_error(
-    path: &Path,
-    owner: Option<(u32, u32)>,
-    mode: u32,
-    purpose: &str,
-    e: &std::io::Error,
-) -> StandaloneError {
-    let wanted = match owner {
-        Some((uid, gid)) => format!("owner {uid}:{gid}, mode {mode:o}"),
-        None => format!("mode {mode:o}"),
-    };
-    let fix = match e.raw_os_error() {
-        Some(libc::EROFS) => format!(
-            "the container's root is read-only and the image does not have it so: mount a tmpfs \
-             at {} or run without --read-only (readOnlyRootFilesystem)",
-            path.display()
-        ),
-        _ => "the container's root must be writable".to_string(),
-    };
-    StandaloneError::Start(format!(
-        "cannot make {} {purpose} ({wanted}: {e}); {fix}",
-        path.display()
-    ))
-}
-
-/// A recipe root's `/tmp`, made the skill's alone (mode 0700). The root came from the recipe,
-/// so its `tmp` could be a link (to `/workspace`, say) that a `chown` by path would follow as
-/// root: the folder is opened without following a link, and changed through that descriptor.
-fn root_tmp(dir: &Path, (uid, gid): (u32, u32)) -> Result<(), StandaloneError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| {
-        StandaloneError::Start(format!(
-            "cannot make {} its skill's own /tmp ({e}); the recipe's /tmp must be a folder, and \
-             the container's root writable",
-            dir.display()
-        ))
-    };
+/// A recipe root's `/tmp`, made the skill's alone (mode 0700). On a read-only root it stays
+/// the recipe's, read-only: a warning names the skill and the tmpfs that gives it one.
+fn root_tmp(principal: &Principal, owner: (u32, u32)) -> Result<(), StandaloneError> {
+    let dir = &principal.home;
     match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(fail(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(StandaloneError::Start(format!(
+                "cannot make {} ({e}); the recipe's /tmp must be a folder",
+                dir.display()
+            )));
+        }
         _ => {}
     }
-    let folder = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(dir)
-        .map_err(fail)?;
-    std::os::unix::fs::fchown(&folder, Some(uid), Some(gid)).map_err(fail)?;
-    folder
-        .set_permissions(std::fs::Permissions::from_mode(0o700))
-        .map_err(fail)
+    if settle(dir, Need::OwnTmp { owner })? == Step::ReadOnly(Lacking::NoTmp) {
+        eprintln!(
+            "perstack-sandbox: warning: {}'s /tmp ({}) is on the container's read-only root: the \
+             skill cannot write files there; give it one with docker run --tmpfs {} (Kubernetes: \
+             an emptyDir volume mounted there)",
+            principal.policy.principal,
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
-/// Our binary, [`FILES_UID`]'s with mode 0711: executable but unreadable to uid 0 without
-/// capabilities too, so the processes it becomes stay non-dumpable, and not uid 0's to `chmod`.
-/// The image has it root's; only a run with a uid-0 principal pays for the copy to the
-/// container's layer that the change costs.
+/// Our binary, [`FILES_UID`]'s and exec-only: unreadable to uid 0 without capabilities too, so
+/// the processes it becomes stay non-dumpable, and not uid 0's to `chmod`. The image has it
+/// root's; only a run with a uid-0 principal pays for the copy to the container's layer that
+/// the change costs. On a read-only root nobody can `chmod` it: it stays as the image has it.
 fn exec_only_binary() -> Result<(), StandaloneError> {
     let binary = std::env::current_exe().map_err(|e| {
         StandaloneError::Start(format!("cannot find our binary ({e}); rebuild the image"))
     })?;
-    settle(
-        &binary,
-        Some((FILES_UID, FILES_UID)),
-        0o711,
-        "exec-only and not uid 0's (a principal runs as uid 0: the workspace is root's; \
-         giving it to another user avoids this)",
-    )
+    settle(&binary, Need::ExecOnly).map(drop)
 }
 
 fn make_folder(dir: &Path, owner: Option<(u32, u32)>, mode: u32) -> Result<(), StandaloneError> {
@@ -327,25 +332,7 @@ fn make_folder(dir: &Path, owner: Option<(u32, u32)>, mode: u32) -> Result<(), S
             state_dir_hint()
         ))
     })?;
-    settle(dir, owner, mode, "a private folder").map_err(|e| match e {
-        StandaloneError::Start(text) => {
-            StandaloneError::Start(format!("{text}; or {}", state_dir_hint()))
-        }
-        other => other,
-    })
-}
-
-/// How to give the supervisor its folder [`STATE_DIR`] on a read-only root: a tmpfs there,
-/// which a supervisor that is not root must own to set its folders' modes (a tmpfs's `mode=`
-/// alone does not let it: only the owner may `chmod`).
-fn state_dir_hint() -> String {
-    let uid = nix::unistd::geteuid();
-    match uid.is_root() {
-        true => format!("mount a tmpfs there (docker run --tmpfs {STATE_DIR})"),
-        false => format!(
-            "mount a tmpfs there that uid {uid} owns (docker run --tmpfs {STATE_DIR}:uid={uid})"
-        ),
-    }
+    settle(dir, Need::Private { owner, mode }).map(drop)
 }
 
 /// Starts every skill, then the runtime (the last principal), each confined; gives the skills,
@@ -475,9 +462,10 @@ async fn start(
     Ok((confined.child, confined.enforcement))
 }
 
-/// For a skill in its own root, whose socket folder is outside it: the socket bound where the
-/// runtime looks (the folder's mode keeps everyone else out, as for every skill), kept open
-/// across the launch, and the skill host told its descriptor. Others start as planned.
+/// For a skill in its own root, whose socket folder is outside it, and one sharing a uid (the
+/// base tools, a skill granted the workspace): the socket bound where the runtime looks (in a
+/// folder only the runtime's group enters, [`socket_folder`]), kept open across the launch, and
+/// the skill host told its descriptor. Others start as planned.
 fn inherited_socket(
     principal: &Principal,
 ) -> Result<(Vec<String>, Policy, Option<UnixListener>), StandaloneError> {
@@ -583,28 +571,6 @@ fn exit_code(end: Option<RunEnd>, runtime_code: Option<i32>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_what_differs_is_changed() {
-        // Already right (a directory's type bits aside): nothing, so a read-only root starts.
-        assert_eq!(
-            changes((FILES_UID, 20001, 0o40750), Some((FILES_UID, 20001)), 0o750),
-            (false, false)
-        );
-        // As the image leaves it without the build's ownership: both.
-        assert_eq!(
-            changes((0, 0, 0o40755), Some((FILES_UID, 20001)), 0o750),
-            (true, true)
-        );
-        // Another group (a skill granted the workspace runs in its owner's): the owner alone.
-        assert_eq!(
-            changes((FILES_UID, 20001, 0o40750), Some((FILES_UID, 1000)), 0o750),
-            (true, false)
-        );
-        // No owner asked for (no uid switch): the mode alone, sticky bit counted.
-        assert_eq!(changes((1000, 1000, 0o41777), None, 0o711), (false, true));
-        assert_eq!(changes((0, 0, 0o40711), None, 0o711), (false, false));
-    }
 
     #[test]
     fn the_terminal_event_decides_the_exit_code_as_for_run() {

@@ -35,6 +35,7 @@ mod runtime_engine;
 mod security;
 mod session;
 mod standalone;
+mod standalone_read_only;
 mod standalone_workspace;
 mod streaming;
 mod supervision;

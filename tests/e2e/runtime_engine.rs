@@ -110,7 +110,7 @@ fn doctor_lists_the_registered_runtimes_and_probes_gvisor_on_no_network_and_on_o
     for name in registered() {
         assert!(runtimes.contains(&name), "{name}: {runtimes}");
     }
-    if on_podman() {
+    if crate::support::on_podman() {
         gvisor_on_podman_is_a_note_and_a_run_asking_for_it_is_refused(&stdout);
     } else if gvisor_registered() {
         assert!(
@@ -152,10 +152,6 @@ fn doctor_lists_the_registered_runtimes_and_probes_gvisor_on_no_network_and_on_o
     crate::support::assert_doctor_ready(out.status.code(), &stdout);
     // What the probes made is removed by doctor itself; `.ci/run`'s leftover check counts what
     // any controller of this machine left (doctor runs in parallel with other tests here).
-}
-
-fn on_podman() -> bool {
-    perstack_sandbox::test_support::http::default_bridge() == "podman"
 }
 
 /// Podman lists runsc (when installed) with no arguments, and can pass it none: doctor notes it

@@ -1,6 +1,7 @@
 //! Standalone images (`build --standalone --tag REF`), run the way the seed runs them: plain
 //! `docker run --rm -e KEY -v DIR:/workspace IMAGE "query"`, no controller, no Docker socket.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -132,6 +133,49 @@ fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()
 }
 
+/// A run that exited 0: its output, its stderr as text and its stdout's events.
+pub struct Ran {
+    pub out: Output,
+    pub stderr: String,
+    pub events: Vec<Value>,
+}
+
+impl Ran {
+    /// The run `out`, which has to have exited 0 (panics with its stderr otherwise) and
+    /// printed JSON lines.
+    pub fn ok(out: Output) -> Ran {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let events = json_lines(&out);
+        Ran {
+            out,
+            stderr,
+            events,
+        }
+    }
+
+    /// Asserts that the run `out` exited with `code` before anything started (nothing on
+    /// stdout), its stderr saying each of `words`.
+    pub fn refused(out: &Output, code: i32, words: &[&str]) {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        for words in words {
+            assert!(stderr.contains(words), "{words}: {stderr}");
+        }
+        assert!(out.stdout.is_empty(), "nothing started");
+    }
+}
+
+/// The isolation report's entry of principal `name` (`runtime`, ``skill `x` ``, …).
+fn principal<'a>(events: &'a [Value], name: &str) -> &'a Value {
+    events[0]["principals"]
+        .as_array()
+        .expect("principals")
+        .iter()
+        .find(|p| p["principal"] == name)
+        .unwrap_or_else(|| panic!("no principal {name}: {}", events[0]))
+}
+
 #[test]
 fn the_demo_runs_with_plain_docker_run_and_continues_in_a_second_container() {
     if !require_docker() {
@@ -158,10 +202,13 @@ fn the_demo_runs_with_plain_docker_run_and_continues_in_a_second_container() {
     let ws = workspace();
     let job = JobGuard::new();
     let token = ("DEMO_TOKEN", "demo-token-for-the-inspector");
-    let first = docker_run(&image, &job, &[token], ws.path(), &["Say hello"]);
-    let stderr = String::from_utf8_lossy(&first.stderr);
-    assert_eq!(first.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&first);
+    let Ran { stderr, events, .. } = Ran::ok(docker_run(
+        &image,
+        &job,
+        &[token],
+        ws.path(),
+        &["Say hello"],
+    ));
     // The protections come first, as an event and as lines on stderr.
     assert_eq!(events[0]["type"], "isolationReport", "{:?}", events[0]);
     let principals = events[0]["principals"].as_array().expect("principals");
@@ -276,11 +323,53 @@ fn a_standalone_image_says_what_is_missing_before_anything_starts() {
 }
 
 /// The outcome of each `attempt` the attacker made, by label.
-pub fn attempts(events: &[Value]) -> std::collections::BTreeMap<String, Value> {
+pub fn attempts(events: &[Value]) -> BTreeMap<String, Value> {
     results_of(events, "attempt")
         .into_iter()
         .map(|value| (value["label"].as_str().expect("label").to_string(), value))
         .collect()
+}
+
+/// Asserts that each attempt `label` ran and the kernel refused it with `errno`.
+fn assert_refused(outcomes: &BTreeMap<String, Value>, expected: &[(&str, i64)]) {
+    for &(label, errno) in expected {
+        let attempt = &outcomes[label];
+        assert!(attempt["error"].is_null(), "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
+        assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
+    }
+}
+
+/// What each `proxy_connect_as` call got from the in-container proxy, by the claim it made.
+fn proxy_claims(events: &[Value]) -> BTreeMap<String, Value> {
+    results_of(events, "proxy_connect_as")
+        .into_iter()
+        .map(|v| (v["claim"].as_str().expect("claim").to_string(), v))
+        .collect()
+}
+
+/// A probing Expert's run: the standalone image of `folder`'s Expert `expert`, run once on
+/// `query` with `env` in a workspace holding the user's `secret.txt` (what a hostile skill goes
+/// after), exited 0. The image and the job's containers go when it drops.
+struct ProbeRun {
+    ws: tempfile::TempDir,
+    ran: Ran,
+    _job: JobGuard,
+    _image: Image,
+}
+
+fn probe_run(folder: &str, expert: &str, env: &[(&str, &str)], query: &str) -> ProbeRun {
+    let image = build(&fixture(folder), expert);
+    let ws = workspace();
+    std::fs::write(ws.path().join("secret.txt"), "the user's secret").expect("write");
+    let job = JobGuard::new();
+    let ran = Ran::ok(docker_run(&image, &job, env, ws.path(), &[query]));
+    ProbeRun {
+        ws,
+        ran,
+        _job: job,
+        _image: image,
+    }
 }
 
 #[test]
@@ -288,24 +377,13 @@ fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
     if !require_docker() {
         return;
     }
-    let image = build(&fixture("e2e/standalone-hostile"), "hostile");
-    let ws = workspace();
-    std::fs::write(ws.path().join("secret.txt"), "the user's secret").expect("write");
-    let job = JobGuard::new();
-    let out = docker_run(
-        &image,
-        &job,
-        &[
-            ("ATTACKER_TOKEN", "attacker-token"),
-            ("VICTIM_TOKEN", "victim-token"),
-        ],
-        ws.path(),
-        &["Break out"],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&out);
-    let outcomes = attempts(&events);
+    let tokens = [
+        ("ATTACKER_TOKEN", "attacker-token"),
+        ("VICTIM_TOKEN", "victim-token"),
+    ];
+    let run = probe_run("e2e/standalone-hostile", "hostile", &tokens, "Break out");
+    let events = &run.ran.events;
+    let outcomes = attempts(events);
     // Controls: the attempts work where the policy grants.
     assert_eq!(
         outcomes["own-status"]["outcome"]["ok"], true,
@@ -341,12 +419,7 @@ fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
         ("packet-socket", EPERM),
         ("user-namespace", EPERM),
     ];
-    for (label, errno) in expected {
-        let attempt = &outcomes[label];
-        assert!(attempt["error"].is_null(), "{label}: {attempt}");
-        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
-        assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
-    }
+    assert_refused(&outcomes, &expected);
     // PID 1 waits for orphans: the attacker's orphan ended and left no zombie behind.
     assert_eq!(outcomes["orphan"]["outcome"]["ok"], true, "{outcomes:?}");
     assert_eq!(
@@ -357,20 +430,11 @@ fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
     // The in-container proxy knows each principal by its own token: the attacker's token under
     // the victim's name, or no credentials, get 407; its own token does not open the victim's
     // domain (403).
-    let claims: std::collections::BTreeMap<String, Value> = of_type(&events, "resolveToolResults")
-        .iter()
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .filter(|r| r["toolName"] == "proxy_connect_as")
-        .map(|r| {
-            let value: Value =
-                serde_json::from_str(r["result"][0]["text"].as_str().expect("text")).expect("JSON");
-            (value["claim"].as_str().expect("claim").to_string(), value)
-        })
-        .collect();
+    let claims = proxy_claims(events);
     assert_eq!(claims["skill:victim"]["status"], 407, "{claims:?}");
     assert_eq!(claims["none"]["status"], 407, "{claims:?}");
     assert_eq!(claims["self"]["status"], 403, "{claims:?}");
-    let blocked: Vec<&str> = of_type(&events, "proxyAccess")
+    let blocked: Vec<&str> = of_type(events, "proxyAccess")
         .iter()
         .filter(|a| a["action"] == "blocked")
         .filter_map(|a| a["reason"].as_str())
@@ -381,15 +445,10 @@ fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
             .any(|r| r.contains("wrong token for principal `skill:victim`")),
         "{blocked:?}"
     );
-    let principals = events[0]["principals"].as_array().expect("principals");
-    let proxy = principals
-        .iter()
-        .find(|p| p["principal"] == "egress proxy")
-        .expect("the proxy is a principal");
-    assert_eq!(proxy["identity"]["uid"], 65534);
+    assert_eq!(principal(events, "egress proxy")["identity"]["uid"], 65534);
     // The victim's proxy URL (its token) reached nobody else: the attacker printed its own
     // environment (`own-status`), and no report carries a token.
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&run.ran.out.stdout);
     assert!(
         stdout.contains("skill%3Aattacker:"),
         "the control shows its own URL"
@@ -397,16 +456,10 @@ fn a_hostile_skill_inside_one_standalone_container_is_walled_off() {
     assert!(!stdout.contains("skill%3Avictim:"));
     assert!(!events[0].to_string().contains("@127.0.0.1"));
     // DNS: no UDP, so no lookup, although the container's network has a resolver.
-    let resolved = of_type(&events, "resolveToolResults")
-        .iter()
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .find(|r| r["toolName"] == "resolve")
-        .expect("resolve");
-    let resolved: Value =
-        serde_json::from_str(resolved["result"][0]["text"].as_str().expect("text")).expect("JSON");
+    let resolved = result_of(events, "resolve");
     assert_eq!(resolved["addresses"], serde_json::json!([]), "{resolved}");
-    assert!(!ws.path().join("planted.txt").exists());
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("victim-token"));
+    assert!(!run.ws.path().join("planted.txt").exists());
+    assert!(!stdout.contains("victim-token"));
 }
 
 #[test]
@@ -444,21 +497,18 @@ fn without_landlock_it_refuses_to_start_unless_told_and_then_says_what_is_missin
     assert!(refused.stdout.is_empty());
     assert!(!ws.path().join("perstack").exists(), "nothing may start");
 
-    let weaker = docker_run_with(
+    let Ran { stderr, events, .. } = Ran::ok(docker_run_with(
         &image,
         &job,
         &options,
         &token,
         ws.path(),
         &["--allow-weaker-isolation", "Say hello"],
-    );
-    let stderr = String::from_utf8_lossy(&weaker.stderr);
-    assert_eq!(weaker.status.code(), Some(0), "{stderr}");
+    ));
     assert!(
         stderr.contains("warning: weaker isolation: Landlock"),
         "{stderr}"
     );
-    let events = json_lines(&weaker);
     assert_eq!(events[0]["type"], "isolationReport");
     assert!(
         events[0]["missing"][0]
@@ -592,15 +642,18 @@ fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_fol
 
     let ws = workspace();
     let job = JobGuard::new();
-    let out = docker_run(&image, &job, &[], ws.path(), &["What time is it?"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let Ran { stderr, events, .. } = Ran::ok(docker_run(
+        &image,
+        &job,
+        &[],
+        ws.path(),
+        &["What time is it?"],
+    ));
     assert_eq!(
         registry.requests().len(),
         requests_after_build,
         "fetched at run time"
     );
-    let events = json_lines(&out);
     assert_eq!(events[0]["base"], BOOKWORM_NODE_IMAGE, "{}", events[0]);
     assert!(
         stderr.contains(&format!("base image: {BOOKWORM_NODE_IMAGE}")),
@@ -608,20 +661,8 @@ fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_fol
     );
 
     // The packages installed at build time answer, each skill under its own uid.
-    let results: Vec<Value> = of_type(&events, "resolveToolResults")
-        .iter()
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .collect();
-    let text_of = |tool: &str| -> Value {
-        let result = results
-            .iter()
-            .find(|r| r["toolName"] == tool)
-            .unwrap_or_else(|| panic!("no {tool} result: {results:?}"));
-        let text = result["result"][0]["text"].as_str().expect("text");
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("{tool}: {e}: {text}"))
-    };
-    assert_eq!(text_of("get_current_time")["timezone"], "UTC");
-    let node = text_of("node_info");
+    assert_eq!(result_of(&events, "get_current_time")["timezone"], "UTC");
+    let node = result_of(&events, "node_info");
     assert_eq!(node["reversed"], "kcatsrep", "{node}");
     assert_eq!(node["execPath"], "/usr/bin/node", "{node}");
 
@@ -633,12 +674,8 @@ fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_fol
         "{outcomes:?}"
     );
     const EACCES: i64 = 13;
-    for label in ["time-venv", "time-folder", "node-package", "node-folder"] {
-        let attempt = &outcomes[label];
-        assert!(attempt["error"].is_null(), "{label}: {attempt}");
-        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
-        assert_eq!(attempt["outcome"]["errno"], EACCES, "{label}: {attempt}");
-    }
+    let closed = ["time-venv", "time-folder", "node-package", "node-folder"];
+    assert_refused(&outcomes, &closed.map(|label| (label, EACCES)));
 }
 
 /// Every result of `tool`, in the order the runtime resolved them, as JSON.
@@ -675,10 +712,13 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
     );
     let ws = workspace();
     let job = JobGuard::new();
-    let out = docker_run(&image, &job, &[], ws.path(), &["Where do you run?"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&out);
+    let Ran { stderr, events, .. } = Ran::ok(docker_run(
+        &image,
+        &job,
+        &[],
+        ws.path(),
+        &["Where do you run?"],
+    ));
     assert_eq!(of_type(&events, "completeRun").len(), 1, "{stderr}");
 
     // The Python server runs on what its requirements.txt installed, from the folder its files
@@ -697,14 +737,7 @@ fn local_skills_run_from_their_own_folders_and_each_skill_is_bounded_by_the_run_
 
     // Each skill's bounds are reported: the pids limit for its own uid, the memory limit per
     // process, first in line for the OOM killer; the runtime gets the memory bound only.
-    let principals = events[0]["principals"].as_array().expect("principals");
-    let limits = |name: &str| {
-        principals
-            .iter()
-            .find(|p| p["principal"] == name)
-            .unwrap_or_else(|| panic!("no {name}"))["limits"]
-            .clone()
-    };
+    let limits = |name: &str| principal(&events, name)["limits"].clone();
     assert_eq!(
         limits("skill `attacker`"),
         serde_json::json!({"processes": 128, "data_bytes": 512u64 << 20, "oom_score_adj": 500})
@@ -763,17 +796,14 @@ fn a_uv_project_and_a_uvx_package_run_offline_in_one_standalone_image_each_in_it
     let ws = workspace();
     let job = JobGuard::new();
     // No network for the container: nothing can be fetched at run time.
-    let out = docker_run_with(
+    let Ran { stderr, events, .. } = Ran::ok(docker_run_with(
         &image,
         &job,
         &["--network", "none"],
         &[],
         ws.path(),
         &["Where do you run?"],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&out);
+    ));
     assert_eq!(events[0]["base"], "perstack-sandbox/bookworm:local");
     let completed = of_type(&events, "completeRun");
     assert_eq!(
@@ -799,11 +829,7 @@ fn a_uv_project_and_a_uvx_package_run_offline_in_one_standalone_image_each_in_it
     );
     // The skill host got uv's offline settings besides HOME, PATH and TMPDIR, under a uid of
     // its own.
-    let principals = events[0]["principals"].as_array().expect("principals");
-    let skill = principals
-        .iter()
-        .find(|p| p["principal"] == "skill `uv-project`")
-        .expect("the uv skill");
+    let skill = principal(&events, "skill `uv-project`");
     for name in [
         "UV_OFFLINE",
         "UV_NO_SYNC",
@@ -828,11 +854,8 @@ fn a_uv_project_and_a_uvx_package_run_offline_in_one_standalone_image_each_in_it
         "{outcomes:?}"
     );
     const EACCES: i64 = 13;
-    for label in ["uv-environment", "uv-project", "uv-venv", "time-venv"] {
-        let attempt = &outcomes[label];
-        assert!(attempt["error"].is_null(), "{label}: {attempt}");
-        assert_eq!(attempt["outcome"]["errno"], EACCES, "{label}: {attempt}");
-    }
+    let closed = ["uv-environment", "uv-project", "uv-venv", "time-venv"];
+    assert_refused(&outcomes, &closed.map(|label| (label, EACCES)));
     assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
 }
 
@@ -853,30 +876,15 @@ fn a_skill_built_from_its_own_dockerfile_runs_in_its_recipe_s_root_and_cannot_le
     // The recipe's image, which the build makes first and copies whole into the standalone one.
     let mut recipe = DockerGuard::new();
     recipe.repository("perstack-sandbox/recipe-prober");
-    let image = build(&fixture("e2e/standalone-recipe"), "recipe");
-    let ws = workspace();
-    std::fs::write(ws.path().join("secret.txt"), "the user's secret").expect("write");
-    let job = JobGuard::new();
-    let out = docker_run(
-        &image,
-        &job,
-        &[
-            ("PROBER_TOKEN", "prober-token"),
-            ("VICTIM_TOKEN", "victim-token"),
-        ],
-        ws.path(),
-        &["Probe"],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&out);
+    let tokens = [
+        ("PROBER_TOKEN", "prober-token"),
+        ("VICTIM_TOKEN", "victim-token"),
+    ];
+    let run = probe_run("e2e/standalone-recipe", "recipe", &tokens, "Probe");
+    let (events, stderr) = (&run.ran.events, &run.ran.stderr);
 
     // It runs confined like every skill, in its own root.
-    let principals = events[0]["principals"].as_array().expect("principals");
-    let prober = principals
-        .iter()
-        .find(|p| p["principal"] == "skill `prober`")
-        .expect("the prober is a principal");
+    let prober = principal(events, "skill `prober`");
     assert_eq!(
         prober["root"], "/opt/perstack-skills/prober/rootfs",
         "{prober}"
@@ -896,7 +904,7 @@ fn a_skill_built_from_its_own_dockerfile_runs_in_its_recipe_s_root_and_cannot_le
 
     // It answers from its root: the recipe's variable and working directory, its own secret,
     // its own proxy URL; the recipe's file read relative to its WORKDIR.
-    let env = result_of(&events, "get_env");
+    let env = result_of(events, "get_env");
     assert_eq!(env["PROBER_GREETING"], "hello from the recipe", "{env}");
     assert_eq!(env["PROBER_TOKEN"], "prober-token");
     assert_eq!(env["HOME"], "/tmp");
@@ -907,12 +915,12 @@ fn a_skill_built_from_its_own_dockerfile_runs_in_its_recipe_s_root_and_cannot_le
             .expect("proxy")
             .contains("skill%3Aprober:")
     );
-    let marker = result_of(&events, "read_file");
+    let marker = result_of(events, "read_file");
     assert_eq!(marker["content"], "inside the recipe's root\n", "{marker}");
     // The other skill is unaffected.
-    assert!(result_of(&events, "whoami")["uid"].as_u64().expect("uid") >= 20000);
+    assert!(result_of(events, "whoami")["uid"].as_u64().expect("uid") >= 20000);
 
-    let outcomes = attempts(&events);
+    let outcomes = attempts(events);
     assert_eq!(outcomes["own-tmp"]["outcome"]["ok"], true, "{outcomes:?}");
     const EPERM: i64 = 1;
     const ENOENT: i64 = 2;
@@ -941,21 +949,13 @@ fn a_skill_built_from_its_own_dockerfile_runs_in_its_recipe_s_root_and_cannot_le
         ("tcp-loopback", EACCES),
         ("udp-socket", EPERM),
     ];
-    for (label, errno) in expected {
-        let attempt = &outcomes[label];
-        assert!(attempt["error"].is_null(), "{label}: {attempt}");
-        assert_eq!(attempt["outcome"]["ok"], false, "{label}: {attempt}");
-        assert_eq!(attempt["outcome"]["errno"], errno, "{label}: {attempt}");
-    }
+    assert_refused(&outcomes, &expected);
     // The proxy's port is reachable from the root, with its own token only.
-    let claims: std::collections::BTreeMap<String, Value> = results_of(&events, "proxy_connect_as")
-        .into_iter()
-        .map(|v| (v["claim"].as_str().expect("claim").to_string(), v))
-        .collect();
+    let claims = proxy_claims(events);
     assert_eq!(claims["skill:victim"]["status"], 407, "{claims:?}");
     assert_eq!(claims["self"]["status"], 403, "{claims:?}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("victim-token"));
-    assert!(!ws.path().join("planted.txt").exists());
+    assert!(!String::from_utf8_lossy(&run.ran.out.stdout).contains("victim-token"));
+    assert!(!run.ws.path().join("planted.txt").exists());
 }
 
 #[test]
@@ -976,14 +976,171 @@ fn a_skill_in_its_own_root_is_refused_at_start_without_cap_sys_chroot_naming_it(
         ws.path(),
         &["Probe"],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    Ran::refused(
+        &out,
+        1,
+        &[
+            "skill `prober` is built from its own Dockerfile",
+            "without CAP_SYS_CHROOT",
+            "run --image REF",
+        ],
+    );
+}
+
+/// A copy of `e2e/standalone-recipe-granted` whose recipe skill is named `skill` (so that its
+/// recipe's image, `perstack-sandbox/recipe-<skill>`, is the test's own) and whose perstack.toml
+/// `edit` changed.
+fn granted_recipe_project(skill: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let project = tempfile::tempdir().expect("tempdir");
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(fixture("e2e/standalone-recipe-granted").join("."))
+        .arg(project.path())
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let toml = project.path().join("perstack.toml");
+    let text = std::fs::read_to_string(&toml).expect("read");
+    let text = edit(text.replace("\"rooted\"", &format!("\"{skill}\"")));
+    std::fs::write(&toml, text).expect("write");
+    project
+}
+
+/// The skill of `e2e/standalone-recipe-granted`, named `skill` (its recipe's image
+/// `perstack-sandbox/recipe-<skill>`, so that two tests do not share it) and granted the workspace
+/// as `grant` says, run by plain `docker run` in a workspace of uid 1000's with `.git/config` and
+/// a `work` folder; gives the run's events, its stderr and the workspace.
+fn run_granted_recipe(skill: &str, grant: &str) -> (Vec<Value>, String, tempfile::TempDir) {
+    let project = granted_recipe_project(skill, |text| {
+        text.replace(
+            "workspace = \"read-write\"",
+            &format!("workspace = \"{grant}\""),
+        )
+    });
+    let mut recipe = DockerGuard::new();
+    recipe.repository(&format!("perstack-sandbox/recipe-{skill}"));
+    let image = build(project.path(), "recipe");
+    let ws = crate::standalone_workspace::owned_workspace(&[
+        (".git/config", "[remote]\n"),
+        ("work/keep", ""),
+    ]);
+    let job = JobGuard::new();
+    let Ran { events, stderr, .. } = Ran::ok(docker_run(&image, &job, &[], ws.path(), &["Work"]));
+    assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
+    (events, stderr, ws)
+}
+
+#[test]
+fn a_skill_built_from_its_own_dockerfile_and_granted_the_workspace_runs_in_the_container_s_root() {
+    if !require_docker() || !require_bookworm_image() {
+        return;
+    }
+    let (events, stderr, ws) = run_granted_recipe("rooted", "read-write");
+    // The base is its recipe; it runs in the container's root as the workspace's owner.
+    let report = &events[0];
+    let base = report["base"].as_str().expect("base");
+    assert!(
+        base.starts_with("perstack-sandbox/recipe-rooted:"),
+        "{report}"
+    );
+    assert_eq!(report["baseRecipeOf"], "skill:rooted", "{report}");
+    assert!(
+        stderr.contains("the recipe of skill:rooted: it runs in the container's root"),
+        "{stderr}"
+    );
+    let prober = principal(&events, "skill `rooted`");
+    assert!(prober["root"].is_null(), "{prober}");
+    assert_eq!(prober["identity"]["uid"], 1000, "{prober}");
+    assert_eq!(prober["identity"]["capabilities_empty"], true, "{prober}");
+    assert_eq!(prober["seccomp"], true, "{prober}");
+    // The recipe's variable, working directory and files, at their own paths.
+    let env = result_of(&events, "get_env");
+    assert_eq!(env["PROBER_GREETING"], "hello from the recipe", "{env}");
+    assert!(
+        env["HOME"]
+            .as_str()
+            .expect("home")
+            .starts_with("/run/perstack/home/")
+    );
+    let marker = result_of(&events, "read_file");
+    assert_eq!(marker["content"], "inside the recipe's root\n", "{marker}");
+
+    let outcomes = attempts(&events);
+    for label in ["work-write", "recipe-exec"] {
+        assert_eq!(
+            outcomes[label]["outcome"]["ok"], true,
+            "{label}: {outcomes:?}"
+        );
+    }
+    let written = ws.path().join("work/out.txt");
+    assert_eq!(std::fs::metadata(&written).expect("written").uid(), 1000);
+    const EACCES: i64 = 13;
+    let closed = [
+        // The protected paths, as for every skill granted the workspace read-write.
+        "git-config-write",
+        // Another skill's folder, and the folder of them all (EISDIR if it could open it).
+        "other-skill-file",
+        "skills-folder",
+        // The supervisor's folder (EISDIR if it could open it) and environment.
+        "run-perstack",
+        "supervisor-environ",
+        // Its recipe's files: read and executed, not written.
+        "recipe-write",
+    ];
+    assert_refused(&outcomes, &closed.map(|label| (label, EACCES)));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join(".git/config")).expect("config"),
+        "[remote]\n"
+    );
+}
+
+#[test]
+fn a_skill_built_from_its_own_dockerfile_granted_the_workspace_read_only_cannot_write_it() {
+    if !require_docker() || !require_bookworm_image() {
+        return;
+    }
+    let (events, _, ws) = run_granted_recipe("reader", "read-only");
+    let outcomes = attempts(&events);
+    let attempt = &outcomes["work-write"];
+    assert_eq!(attempt["outcome"]["ok"], false, "{attempt}");
+    assert_eq!(attempt["outcome"]["errno"], 13, "{attempt}");
+    assert!(!ws.path().join("work/out.txt").exists());
+    // It still reads its recipe's files.
+    let marker = result_of(&events, "read_file");
+    assert_eq!(marker["content"], "inside the recipe's root\n", "{marker}");
+}
+
+#[test]
+fn a_recipe_base_without_the_runtime_of_another_skill_s_install_says_so() {
+    if !require_docker() || !require_bookworm_image() {
+        return;
+    }
+    // The recipe (Debian with Python, no Node) is the base; an npx skill installs on it.
+    let project = granted_recipe_project("nonode", |text| {
+        text + "\n[experts.\"recipe\".skills.\"web\"]\ntype = \"mcpStdioSkill\"\n\
+                command = \"npx\"\nargs = [\"-y\", \"@scope/web\"]\n"
+    });
+    let mut guard = DockerGuard::new();
+    guard
+        .repository("perstack-sandbox/recipe-nonode")
+        .repository("perstack-sandbox/standalone-recipe");
+    let stages = "label=io.perstack.sandbox.cache-of=perstack-sandbox/standalone-recipe";
+    guard.images_found_by(move || lines(&["images", "-a", "-q", "--filter", stages]));
+    let id = perstack_sandbox::test_support::internals::new_id();
+    let built = Command::new(binary())
+        .args(["build", "recipe", "--standalone", "--tag"])
+        .arg(format!("psbx-e2e-standalone-{id}:1.0"))
+        .current_dir(project.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("build");
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(!built.status.success(), "{stderr}");
     for words in [
-        "skill `prober` is built from its own Dockerfile",
-        "without CAP_SYS_CHROOT",
-        "run --image REF",
+        "the standalone image's base is the recipe of skill:nonode",
+        "The packages of skill:web are installed on that base too",
+        "node with npm for npx",
     ] {
         assert!(stderr.contains(words), "{words}: {stderr}");
     }
-    assert!(json_lines(&out).is_empty(), "nothing started");
 }

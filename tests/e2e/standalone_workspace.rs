@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::standalone::{attempts, build, docker_run, json_lines, results_of};
+use crate::standalone::{Ran, attempts, build, docker_run, results_of};
 use crate::support::{JobGuard, fixture, require_docker};
 
 /// The outcome of each `exec` the script made, in order: the JSON our binary's attempt printed.
@@ -45,16 +45,8 @@ fn a_root_owned_workspace_is_written_by_base_tools_as_root_without_capabilities(
     let ws = tempfile::tempdir().expect("tempdir");
     assert_eq!(std::fs::metadata(ws.path()).expect("meta").uid(), 0);
     let job = JobGuard::new();
-    let out = docker_run(
-        &image,
-        &job,
-        &[("DEMO_TOKEN", "x")],
-        ws.path(),
-        &["Say hello"],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&out);
+    let env = [("DEMO_TOKEN", "x")];
+    let Ran { events, .. } = Ran::ok(docker_run(&image, &job, &env, ws.path(), &["Say hello"]));
     let principals = events[0]["principals"].as_array().expect("principals");
     let base = &principals[0];
     assert_eq!(base["principal"], "base tools");
@@ -88,6 +80,7 @@ fn a_root_owned_workspace_is_written_by_base_tools_as_root_without_capabilities(
             "state-chmod",
             "supervisor-environ",
             "supervisor-signal",
+            "supervisor-prlimit",
             "skill-home-write",
             "run-data-write",
             "work-write",
@@ -106,6 +99,9 @@ fn a_root_owned_workspace_is_written_by_base_tools_as_root_without_capabilities(
     // The supervisor (root, PID 1, every secret in its environment): not readable, no signal.
     refused(&outcomes["supervisor-environ"], 13);
     refused(&outcomes["supervisor-signal"], 1);
+    // Nor its resource limits, which uid 0 could otherwise set as the supervisor's uid (an
+    // RLIMIT_CPU of one second is a SIGKILL from the kernel, which no signal scope sees).
+    refused(&outcomes["supervisor-prlimit"], 1);
     // Another principal's files: outside the base tools' Landlock domain.
     refused(&outcomes["skill-home-write"], 13);
     // The run data is root's, as the base tools are: Landlock keeps it from `exec`'s programs.
@@ -143,7 +139,7 @@ const PROTECTED_PROBES: [&str; 19] = [
 
 /// A workspace of uid 1000's, with `files` (relative path, contents) in it, all theirs: what
 /// keeps `exec`'s programs from them is Landlock, not ownership.
-fn owned_workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub fn owned_workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
     let ws = crate::standalone::workspace();
     for (path, text) in files {
         let path = ws.path().join(path);
@@ -162,15 +158,15 @@ fn run_probes(
     ws: &Path,
 ) -> std::collections::BTreeMap<String, Value> {
     let job = JobGuard::new();
-    let out = docker_run(image, &job, &[("DEMO_TOKEN", "x")], ws, &["Probe"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let Ran { events, .. } = Ran::ok(docker_run(
+        image,
+        &job,
+        &[("DEMO_TOKEN", "x")],
+        ws,
+        &["Probe"],
+    ));
     assert!(job.leftovers().is_empty(), "{:?}", job.leftovers());
-    labelled(exec_outcomes(&json_lines(&out)), &PROTECTED_PROBES)
+    labelled(exec_outcomes(&events), &PROTECTED_PROBES)
 }
 
 /// Ordinary work inside a folder of the workspace succeeds.
@@ -257,10 +253,8 @@ fn a_skill_granted_the_workspace_read_write_cannot_change_the_protected_paths() 
     let config = "[remote]\nurl = x\n";
     let ws = owned_workspace(&[(".git/config", config), ("work/keep", "")]);
     let job = JobGuard::new();
-    let out = docker_run(&image, &job, &[], ws.path(), &["Probe"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let outcomes = attempts(&json_lines(&out));
+    let Ran { events, .. } = Ran::ok(docker_run(&image, &job, &[], ws.path(), &["Probe"]));
+    let outcomes = attempts(&events);
     // Its Landlock domain grants the entries that are neither protected nor above one (EACCES).
     for label in [
         "git-config-write",
@@ -271,6 +265,9 @@ fn a_skill_granted_the_workspace_read_write_cannot_change_the_protected_paths() 
     ] {
         refused(&outcomes[label]["outcome"], 13);
     }
+    // It runs as the workspace's owner, as the base tools do; the base tools' socket (their
+    // `exec` and file tools) is still the runtime's alone: its folder is not the owner's.
+    refused(&outcomes["base-tools-socket"]["outcome"], 13);
     // Work inside a folder of the workspace is its own.
     assert_eq!(
         outcomes["work-write"]["outcome"]["ok"], true,

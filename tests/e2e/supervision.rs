@@ -45,6 +45,16 @@ fn connection_events(done: &Finished, skill: &str) -> Vec<String> {
         .collect()
 }
 
+/// A skill's connection events when its server was restarted once: disconnected when the server
+/// died, connected again, disconnected when the run ended.
+const RESTARTED_ONCE: [&str; 5] = [
+    "skillStarting",
+    "skillConnected",
+    "skillDisconnected",
+    "skillConnected",
+    "skillDisconnected",
+];
+
 /// Where in the event list the first event of `kind` after `from` is.
 fn position_after(events: &[Value], from: usize, kind: &str) -> usize {
     from + events[from..]
@@ -72,17 +82,7 @@ fn a_crashed_skill_is_restarted_and_answers_the_next_call() {
     // The next call reached a new server.
     assert_eq!(texts(&done, "echo"), ["back again"]);
 
-    // Disconnected when the server died, connected again, disconnected when the run ended.
-    assert_eq!(
-        connection_events(&done, "fixture"),
-        [
-            "skillStarting",
-            "skillConnected",
-            "skillDisconnected",
-            "skillConnected",
-            "skillDisconnected"
-        ]
-    );
+    assert_eq!(connection_events(&done, "fixture"), RESTARTED_ONCE);
     // The new connection has durations of its own, and came before the echo was called.
     let events = &done.events;
     let crash_result = position_after(events, 0, "resolveToolResults");
@@ -103,6 +103,31 @@ fn a_crashed_skill_is_restarted_and_answers_the_next_call() {
     assert_eq!(
         stderr[last_words + 1],
         "skill-host: the server exited with code 3; restarting it in 0.25 s (restart 1 of 5 this run)"
+    );
+    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+}
+
+/// No call is waiting when the server exits, so nothing but the hang-up tells the runtime; the
+/// next call still reaches the new server at once (under gVisor too: .ci/run).
+#[test]
+fn a_server_that_exits_between_calls_is_restarted_and_answers_the_next_call() {
+    if !require_docker() {
+        return;
+    }
+    let run = TestRun::new(CONFIG, "quitter");
+    let done = run.run();
+    done.assert_code(0);
+    assert_eq!(done.of_type("completeRun")[0]["text"], "Carried on.");
+    assert_eq!(texts(&done, "crash"), [r#"{"exitingInMs":100}"#]);
+    // Not "unavailable (it did not reconnect within 120s)".
+    assert_eq!(texts(&done, "echo"), ["still here"]);
+    assert_eq!(connection_events(&done, "fixture"), RESTARTED_ONCE);
+    assert!(
+        stderr_of(&done, "fixture").contains(
+            &"skill-host: the server exited with code 5; restarting it in 0.25 s (restart 1 of 5 this run)".to_string()
+        ),
+        "{:?}",
+        stderr_of(&done, "fixture")
     );
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
@@ -184,16 +209,7 @@ fn a_skill_killed_for_memory_says_so_and_answers_the_next_call() {
         "Error calling tool hoard: the server was killed: out of memory (limit 64m); restarting it in 0.25 s (restart 1 of 5 this run)"
     );
     assert_eq!(texts(&done, "ping"), ["pong"]);
-    assert_eq!(
-        connection_events(&done, "hoarder"),
-        [
-            "skillStarting",
-            "skillConnected",
-            "skillDisconnected",
-            "skillConnected",
-            "skillDisconnected"
-        ]
-    );
+    assert_eq!(connection_events(&done, "hoarder"), RESTARTED_ONCE);
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
 

@@ -250,6 +250,9 @@ fn wait_until_holding(name: &str) {
     }
 }
 
+/// How `docker exec` reports a process the kernel killed (SIGKILL, 128 + 9).
+const KILLED_WITH_ITS_NAMESPACE: i32 = 137;
+
 /// `runtime-stop`, exec'd in a container, ends its PID 1 when PID 1 handles SIGTERM (the
 /// runtime does; here `workspace-hold`, which says when its handler is in place): how a
 /// Kubernetes run stopped by Ctrl-C or its time limit ends its runtime before the copy back.
@@ -280,7 +283,13 @@ fn runtime_stop_ends_the_containers_pid_1_from_inside() {
         .args(["exec", &name, "perstack-sandbox", "runtime-stop"])
         .output()
         .expect("docker exec");
-    assert!(stop.status.success(), "{stop:?}");
+    // Once PID 1 exits, the kernel kills every other process of its PID namespace: the exec
+    // ends 0 when it left first, 137 when the namespace ended under it (about 1 in 12 on Docker
+    // and on Podman alike). Either way the signal went; `cannot signal` would end it with 1.
+    assert!(
+        matches!(stop.status.code(), Some(0 | KILLED_WITH_ITS_NAMESPACE)),
+        "{stop:?}"
+    );
     let waited = Command::new("timeout")
         .args(["20", "docker", "wait", &name])
         .output()

@@ -464,8 +464,8 @@ impl DockerClient {
     }
 
     /// Runs one classic build of `context` with `options`, each line of builder output to
-    /// `on_line`. A build that lost a race with another client of the engine (Podman: a build
-    /// container or a cached layer removed meanwhile, `info::BuildRace`) is run again, at most
+    /// `on_line`. A build that lost a race with another client of the engine (a build container
+    /// or a cached image removed meanwhile, `info::BuildRace`) is run again, at most
     /// `BUILD_ATTEMPTS` times in all, saying so on stderr.
     async fn build_context(
         &self,

@@ -83,8 +83,9 @@ pub(crate) enum BuildRace {
     /// Podman: one of the build's containers was removed meanwhile, by another build of the
     /// same steps or a removal ("identifier is not a container").
     LostContainer,
-    /// Podman: an image whose layer the build's cache used was removed meanwhile ("layer not
-    /// known").
+    /// An image the build's cache used was removed meanwhile (`gc --images`, another build's
+    /// clean-up): Podman's "layer not known", Docker's `unable to find image "sha256:…"` (an
+    /// image by its id, so never a base the recipe names).
     LostLayer,
 }
 
@@ -276,15 +277,15 @@ impl EngineInfo {
     /// Whether a build that failed with `message` lost a race with another client of the
     /// engine (module docs), and so may be run again; `None`: it failed for a reason of its own.
     pub(crate) fn build_race(&self, message: &str) -> Option<BuildRace> {
-        if self.kind != EngineKind::Podman {
-            return None;
-        }
-        if message.contains("identifier is not a container") {
-            Some(BuildRace::LostContainer)
-        } else if message.contains("layer not known") {
-            Some(BuildRace::LostLayer)
-        } else {
-            None
+        match self.kind {
+            EngineKind::Podman if message.contains("identifier is not a container") => {
+                Some(BuildRace::LostContainer)
+            }
+            EngineKind::Podman if message.contains("layer not known") => Some(BuildRace::LostLayer),
+            EngineKind::Docker if message.contains("unable to find image \"sha256:") => {
+                Some(BuildRace::LostLayer)
+            }
+            _ => None,
         }
     }
 
@@ -460,8 +461,8 @@ mod tests {
         assert!(docker.ulimits().is_empty());
     }
 
-    /// Podman's words for a build that lost a race are run again, at most three times in all;
-    /// any other failure, and Docker's, are final.
+    /// Podman's and Docker's words for a build that lost a race are run again, at most three
+    /// times in all; any other failure, and each engine's words on the other, are final.
     #[test]
     fn a_podman_build_that_lost_a_race_is_run_again_up_to_the_bound_and_nothing_else_is() {
         let podman = info(PODMAN, serde_json::json!({"Rootless": true}));
@@ -492,6 +493,21 @@ mod tests {
         let docker = info(DOCKER, serde_json::json!({}));
         assert_eq!(docker.retry_build(1, lost_container), None);
         assert_eq!(docker.retry_build(1, lost_layer), None);
+        // Seen in CI: a cached stage image removed by a concurrent clean-up mid-build.
+        let lost_image = "Docker stream error: unable to find image \"sha256:ab37b14bbcea0b07\"";
+        assert_eq!(
+            docker.retry_build(1, lost_image),
+            Some(BuildRace::LostLayer)
+        );
+        assert_eq!(docker.retry_build(BUILD_ATTEMPTS, lost_image), None);
+        assert_eq!(podman.build_race(lost_image), None);
+        for final_failure in [
+            "pull access denied for perstack-sandbox/nope, repository does not exist",
+            "No such image: perstack-sandbox/bookworm:local",
+            "The command '/bin/sh -c npm install' returned a non-zero code: 1",
+        ] {
+            assert_eq!(docker.build_race(final_failure), None, "{final_failure}");
+        }
         assert!(BuildRace::LostContainer.describe().contains("removed"));
     }
 }

@@ -671,23 +671,7 @@ async fn the_workspace_goes_in_before_the_runtime_starts_and_comes_back_after_it
         Some("ref: refs/heads/evil")
     );
     assert!(!pod.join("perstack").exists(), "the run data never goes in");
-    // What came back: the run's changes, and nothing of git's folder or the run data.
-    let host = d.workspace.path();
-    assert_eq!(read(host, "notes.md").as_deref(), Some("after"));
-    assert_eq!(read(host, "made/new.txt").as_deref(), Some("new"));
-    assert_eq!(
-        read(host, "old.txt"),
-        None,
-        "removed in the pod, removed here"
-    );
-    assert_eq!(
-        read(host, ".git/HEAD").as_deref(),
-        Some("ref: refs/heads/main")
-    );
-    assert_eq!(
-        read(host, "perstack/jobs/j/job.json").as_deref(),
-        Some("{}")
-    );
+    assert_came_back(d.workspace.path());
     assert_eq!(d.fake.existing(), Vec::<String>::new());
 }
 
@@ -922,14 +906,25 @@ fn assert_stopped_then_copied_back_then_removed(fake: &FakeCluster) {
     assert_eq!(fake.existing(), Vec::<String>::new());
 }
 
-/// The host's workspace has the run's changes, and none to the protected paths.
-fn assert_changes_came_back(host: &Path) {
+/// What came back to the host's [`workspace`] from a pod that [`run_changes`]: the run's
+/// changes, and nothing of git's folder or the run data.
+pub(super) fn assert_came_back(host: &Path) {
     assert_eq!(read(host, "notes.md").as_deref(), Some("after"));
     assert_eq!(read(host, "made/new.txt").as_deref(), Some("new"));
-    assert_eq!(read(host, "old.txt"), None);
+    assert_eq!(
+        read(host, "old.txt"),
+        None,
+        "removed in the pod, removed here"
+    );
     assert_eq!(
         read(host, ".git/HEAD").as_deref(),
-        Some("ref: refs/heads/main")
+        Some("ref: refs/heads/main"),
+        "the protected paths never come back"
+    );
+    assert_eq!(
+        read(host, "perstack/jobs/j/job.json").as_deref(),
+        Some("{}"),
+        "the run data never comes back"
     );
 }
 
@@ -951,7 +946,7 @@ async fn ctrl_c_stops_the_runtime_brings_the_workspace_back_then_removes_the_run
         report.end
     );
     assert_stopped_then_copied_back_then_removed(&d.fake);
-    assert_changes_came_back(d.workspace.path());
+    assert_came_back(d.workspace.path());
     assert!(d.removal.is_ok());
 }
 
@@ -963,7 +958,7 @@ async fn the_time_limit_stops_the_runtime_brings_the_workspace_back_then_removes
     let error = d.result.expect("not interrupted").expect_err("timed out");
     assert!(matches!(error, RunError::TimedOut(_)), "{error}");
     assert_stopped_then_copied_back_then_removed(&d.fake);
-    assert_changes_came_back(d.workspace.path());
+    assert_came_back(d.workspace.path());
 }
 
 #[tokio::test]

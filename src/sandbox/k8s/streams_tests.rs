@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{KubeApi, KubeError};
-use super::lifecycle_tests::{pinned_plan, read, run_changes, workspace};
+use super::lifecycle_tests::{assert_came_back, pinned_plan, read, run_changes, workspace};
 use super::workspace::{PodStreams, WorkspaceCopy};
 use crate::test_support::http::{Recorded, Response, TestServer, WebSocket};
 
@@ -399,21 +399,5 @@ async fn the_workspace_goes_in_and_comes_back_through_the_real_streams() {
     assert!(!pod.join("perstack").exists(), "the run data never goes in");
     let copied = copy.copy_back(&api, "p").await.expect("back");
     assert_eq!(copied.removed, 1, "{copied:?}");
-    let host = host.path();
-    assert_eq!(read(host, "notes.md").as_deref(), Some("after"));
-    assert_eq!(read(host, "made/new.txt").as_deref(), Some("new"));
-    assert_eq!(
-        read(host, "old.txt"),
-        None,
-        "removed in the pod, removed here"
-    );
-    assert_eq!(
-        read(host, ".git/HEAD").as_deref(),
-        Some("ref: refs/heads/main"),
-        "the protected paths never come back"
-    );
-    assert_eq!(
-        read(host, "perstack/jobs/j/job.json").as_deref(),
-        Some("{}")
-    );
+    assert_came_back(host.path());
 }

@@ -11,7 +11,7 @@ use tokio::net::UnixListener;
 use tokio::net::unix::OwnedWriteHalf;
 
 use super::cause::Exit;
-use super::requests::{Requests, error_line};
+use super::requests::{Requests, error_line, host_codes_taken_back};
 use super::server::{Server, Signals};
 use crate::contract::supervision::HOST_LINE_PREFIX;
 
@@ -134,6 +134,7 @@ async fn relay(
         async move {
             let mut lines = BufReader::new(server_out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                let line = host_codes_taken_back(line);
                 requests
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

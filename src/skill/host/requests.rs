@@ -2,9 +2,13 @@
 //! skill host relays, so that when the server dies each one still gets an answer: an error
 //! naming the cause, instead of a wait that never ends.
 
+use std::sync::LazyLock;
+
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
+
+use crate::contract::supervision::{SERVER_EXITED, SKILL_DOWN};
 
 /// What the relay needs of one JSON-RPC message; the rest is skipped unparsed.
 #[derive(Deserialize)]
@@ -79,6 +83,43 @@ impl Requests {
     }
 }
 
+/// What a server's error answer with one of the host's own codes ([`SERVER_EXITED`],
+/// [`SKILL_DOWN`]) is relayed with instead: JSON-RPC's internal error.
+const INTERNAL_ERROR: i64 = -32603;
+
+/// `line` from the server, with the host's own error codes taken back: those codes tell the
+/// runtime that the server is gone and the host hangs up, so a live server's error answer
+/// carrying one — by chance or on purpose — reaches the runtime as an internal error, its
+/// message and data kept. Any other line is returned as it is, byte for byte.
+pub(super) fn host_codes_taken_back(line: String) -> String {
+    // Only a line that can hold one of the codes is parsed; the codes' text is made once, not
+    // for every line relayed.
+    static CODES: LazyLock<[String; 2]> =
+        LazyLock::new(|| [SERVER_EXITED, SKILL_DOWN].map(|code| code.to_string()));
+    if !CODES.iter().any(|code| line.contains(code.as_str())) {
+        return line;
+    }
+    let Ok(mut message) = serde_json::from_str::<Value>(&line) else {
+        return line;
+    };
+    let mut changed = false;
+    let mut take_back = |message: &mut Value| {
+        if let Some(code) = message.pointer_mut("/error/code")
+            && code
+                .as_i64()
+                .is_some_and(|c| c == i64::from(SERVER_EXITED) || c == i64::from(SKILL_DOWN))
+        {
+            *code = Value::from(INTERNAL_ERROR);
+            changed = true;
+        }
+    };
+    match &mut message {
+        Value::Array(batch) => batch.iter_mut().for_each(&mut take_back),
+        single => take_back(single),
+    }
+    if changed { message.to_string() } else { line }
+}
+
 /// The JSON-RPC error answer to request `id`, as one line.
 pub(super) fn error_line(id: &Value, code: i32, message: &str) -> String {
     let answer = serde_json::json!({
@@ -93,6 +134,31 @@ pub(super) fn error_line(id: &Value, code: i32, message: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_servers_error_with_the_hosts_codes_is_relayed_as_an_internal_error() {
+        let own =
+            r#"{"jsonrpc":"2.0","id":3,"error":{"code":-32090,"message":"mine","data":{"x":1}}}"#;
+        let relayed: Value =
+            serde_json::from_str(&host_codes_taken_back(own.into())).expect("json");
+        assert_eq!(
+            relayed,
+            json!({"jsonrpc":"2.0","id":3,"error":{"code":-32603,"message":"mine","data":{"x":1}}})
+        );
+        let batch = r#"[{"jsonrpc":"2.0","id":4,"error":{"code":-32091,"message":"m"}},{"jsonrpc":"2.0","id":5,"result":{"n":-32090}}]"#;
+        let relayed: Value =
+            serde_json::from_str(&host_codes_taken_back(batch.into())).expect("json");
+        assert_eq!(relayed[0]["error"]["code"], -32603);
+        assert_eq!(relayed[1]["result"]["n"], -32090);
+        // Everything else is relayed byte for byte, a result that merely mentions the code too.
+        for line in [
+            r#"{"jsonrpc":"2.0","id":6,"result":{"text":"-32090"}}"#,
+            r#"{"jsonrpc":"2.0", "id":7,"error":{"code":-32602,"message":"-32091"}}"#,
+            "not json -32090",
+        ] {
+            assert_eq!(host_codes_taken_back(line.into()), line);
+        }
+    }
 
     #[test]
     fn requests_are_pending_until_answered() {

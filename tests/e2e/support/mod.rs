@@ -658,3 +658,8 @@ pub fn assert_no_capabilities_and_no_new_privileges(host: &serde_json::Value, wh
         "{what}: SecurityOpt {options}"
     );
 }
+
+/// Whether the engine the tests run against is Podman (its default bridge is `podman`).
+pub(crate) fn on_podman() -> bool {
+    perstack_sandbox::test_support::http::default_bridge() == "podman"
+}
