@@ -122,7 +122,8 @@ fn a_skill_that_reaches_out_trusts_the_chosen_bundle_and_another_bundle_is_anoth
     }
     assert_eq!(trust["sha256"], sha256_of(&host_bundle()), "{trust}");
     // Python's urllib and curl reach the allowed host over HTTPS through the proxy, trusting
-    // what this machine trusts. Neither resolved the name first (it cannot resolve here).
+    // what this machine trusts. Neither resolved the name first (it cannot resolve here). A
+    // connection the outside world broke under way is tried again by the probe (`broken`).
     let urllib = done.tool_json("urllib");
     assert_eq!(urllib["status"], 200, "{urllib}");
     let curl = done.tool_json("curl");
@@ -131,13 +132,14 @@ fn a_skill_that_reaches_out_trusts_the_chosen_bundle_and_another_bundle_is_anoth
         (&0.into(), &"200".into()),
         "{curl}"
     );
+    let retried = broken_tries(&urllib) + broken_tries(&curl);
     let allowed = done
         .of_type("proxyAccess")
         .into_iter()
         .filter(|a| a["domain"] == host && a["port"] == 443 && a["action"] == "allowed")
         .filter(|a| a["client"] == "skill:python")
         .count();
-    assert_eq!(allowed, 2, "{}", done.stdout);
+    assert!((2..=2 + retried).contains(&allowed), "{}", done.stdout);
     assert_eq!(first.guard.leftovers(), Vec::<String>::new());
 
     // Another bundle: a test CA that signed nothing this machine sees.
@@ -167,6 +169,18 @@ fn a_skill_that_reaches_out_trusts_the_chosen_bundle_and_another_bundle_is_anoth
     }
     assert_eq!(done.image_tag("runtime"), again.image_tag("runtime"));
     assert_eq!(second.guard.leftovers(), Vec::<String>::new());
+}
+
+/// How many of a probe's fetches broke under way before its last (`probe.py`'s `broken`); says
+/// which on stderr, so a retried fetch shows in the test's output.
+fn broken_tries(result: &Value) -> usize {
+    let broken = result["broken"]
+        .as_array()
+        .expect("the probe lists broken tries");
+    for why in broken {
+        eprintln!("a fetch broke under way and was tried again: {why}");
+    }
+    broken.len()
 }
 
 #[test]
