@@ -226,7 +226,8 @@ pub(crate) fn recipes(plan: &RunPlan) -> Vec<(&str, &UserRecipe)> {
         .collect()
 }
 
-/// The one image holding the plan's images on `base` ([`choose_base`]), tagged
+/// The one image holding the plan's images on `base`, as [`choose_base`] gives it (the recipe
+/// of a Dockerfile skill granted the workspace, when there is one), tagged
 /// `perstack-sandbox/standalone-<expert>`; `configs` are the recipes' images' configs, by
 /// service ([`recipes`]). A recipe's `ENTRYPOINT`, `CMD` and `USER` are not used, as in the
 /// multi-container mode: the skill's command comes from perstack.toml and it runs as a uid of
@@ -239,9 +240,6 @@ pub(crate) fn standalone_image(
 ) -> Result<ImageSpec, StandaloneImageError> {
     let recipe_base = recipe_base(plan)?;
     let based = recipe_base.map(|(service, _)| service);
-    // The recipe granted the workspace is the base whatever `base` says: its skill needs it.
-    let base = recipe_base.map_or_else(|| base.to_string(), |(_, recipe)| recipe.tag());
-    let base = base.as_str();
     let mut labels_map = manifest.labels()?;
     labels_map.insert(labels::STANDALONE_BASE.to_string(), base.to_string());
     let Merged {

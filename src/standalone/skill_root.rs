@@ -719,10 +719,7 @@ args = ["fixture-mcp"]
     fn principals_sharing_the_workspace_owner_s_uid_inherit_sockets_they_cannot_reach() {
         let text = format!("{CONFIG}[sandbox.skills.own]\nworkspace = \"read-only\"\n");
         let (plan, _) = the_plan(&text);
-        let state = Path::new("/run/perstack");
-        let found = Default::default();
-        let all =
-            principals(&plan, AS_ROOT, state, None, &Default::default(), &found).expect("all");
+        let all = started(&plan, AS_ROOT);
         let skills = all.iter().filter(|p| p.socket_dir.is_some());
         for principal in skills {
             let shared = principal.uid_gid == (1000, 1000);
@@ -742,7 +739,7 @@ args = ["fixture-mcp"]
     fn a_workspace_owned_by_an_id_the_image_gives_its_own_principals_is_refused() {
         use crate::contract::users::{PROXY_UID, RUNTIME_GID, RUNTIME_UID};
         use crate::standalone::principals::{FILES_UID, SKILL_UIDS};
-        let state = Path::new("/run/perstack");
+        let state = Path::new(STATE);
         let owned_by = |uid: u32, gid: u32| {
             let (mut plan, _) = the_plan(CONFIG);
             for skill in &mut plan.skills {
@@ -804,7 +801,8 @@ args = ["fixture-mcp"]
             .find(|i| i.service == "skill:echo")
             .and_then(|i| i.recipe.clone())
             .expect("echo's recipe");
-        assert_eq!(choose_base(&plan, None).expect("base"), recipe.tag());
+        let base = choose_base(&plan, None).expect("base");
+        assert_eq!(base, recipe.tag());
         let configs = BTreeMap::from([(
             "skill:echo".to_string(),
             ImageEnv {
@@ -812,7 +810,7 @@ args = ["fixture-mcp"]
                 workdir: Some("/srv/echo".into()),
             },
         )]);
-        let image = standalone_image(&plan, &manifest, "ignored", &configs).expect("image");
+        let image = standalone_image(&plan, &manifest, &base, &configs).expect("image");
         let dockerfile = image.dockerfile();
         assert!(
             dockerfile.contains(&format!("\nFROM {}\n", recipe.tag())),
