@@ -8,10 +8,9 @@
 //! - the **deny filter** (built with `seccompiler`): [`DENIED`] whatever the arguments, and the
 //!   argument-dependent rules of [`CONDITIONAL`], all with `EPERM`;
 //! - the **guard** (eleven hand-written BPF instructions on x86_64, ten on aarch64): any other
-//!   architecture's system calls kill
-//!   the process, and x32 system calls (numbers with bit 30 set, which a filter matching x86_64
-//!   numbers would let through), `clone3` and io_uring return `ENOSYS`, so glibc and libuv fall
-//!   back to `clone` and to their thread pool.
+//!   architecture's system calls kill the process, and x32 system calls (numbers with bit 30
+//!   set, which a filter matching x86_64 numbers would let through), `clone3` and io_uring
+//!   return `ENOSYS`, so glibc and libuv fall back to `clone` and to their thread pool.
 //!
 //! Arguments are compared as 32-bit values where the kernel itself truncates them to `int` or
 //! `unsigned int` (socket family, type and protocol; ioctl request; clone flags; personality;
@@ -240,8 +239,9 @@ pub(crate) const CONDITIONAL: &[(&str, &str)] = &[
         "socket",
         "only AF_UNIX; AF_INET/AF_INET6 stream sockets with protocol 0 or TCP (Landlock governs \
          TCP only: MPTCP, SCTP and SMC connect past it), and none for a principal with no TCP \
-         connect, bind or UDP at all (a listen on an unbound socket binds a port past Landlock); datagram sockets with protocol 0 or UDP \
-         only for principals granted UDP (no ICMP 'ping' sockets); AF_NETLINK only \
+         connect, bind or UDP at all (a listen on an unbound socket binds a port past \
+         Landlock); datagram sockets with protocol 0 or UDP only for principals granted UDP (no \
+         ICMP 'ping' sockets); AF_NETLINK only \
          NETLINK_ROUTE (glibc's getaddrinfo and libuv read interfaces through it). Raw, packet, \
          vsock (host services), AF_ALG, AF_KEY, XDP and every other family are refused",
     ),
@@ -341,8 +341,9 @@ fn deny_filter(net: &NetRules) -> Result<BpfProgram, FilterError> {
     rules.insert(libc::SYS_prlimit64, vec![others_limits_set()?]);
     rules.insert(
         libc::SYS_setpriority,
+        // Refused unless `which` is one process and `who` 0, the caller.
         vec![
-            rule(&[(0, Op::Ne, PRIO_PROCESS)])?,
+            rule(&[(0, Op::Ne, libc::PRIO_PROCESS as u64)])?,
             rule(&[(1, Op::Ne, 0)])?,
         ],
     );
@@ -415,9 +416,6 @@ fn ip_socket_rules(family: u64, udp: bool) -> Result<Vec<SeccompRule>, FilterErr
     }
     Ok(rules)
 }
-
-/// `setpriority`'s `which` for one process (`PRIO_PROCESS`; `who` 0 is the caller).
-const PRIO_PROCESS: u64 = 0;
 
 /// `prlimit64(pid, resource, new_limit, old_limit)` that sets (`new_limit` not null, a 64-bit
 /// pointer) the limits of another process (`pid`, an `int` to the kernel, not 0: the caller).

@@ -344,9 +344,9 @@ fn resource_limits_and_priorities_change_only_for_the_caller() {
     assert_eq!(decide(&f, &prlimit(1, 1 << 40, 0)), EPERM);
 
     let setpriority = |which: u64, who: u64| call(libc::SYS_setpriority, &[which, who, 19]);
-    const PRIO_PROCESS: u64 = 0;
-    const PRIO_PGRP: u64 = 1;
-    const PRIO_USER: u64 = 2;
+    const PRIO_PROCESS: u64 = libc::PRIO_PROCESS as u64;
+    const PRIO_PGRP: u64 = libc::PRIO_PGRP as u64;
+    const PRIO_USER: u64 = libc::PRIO_USER as u64;
     assert_eq!(decide(&f, &setpriority(PRIO_PROCESS, 0)), Ok(()));
     assert_eq!(decide(&f, &setpriority(PRIO_PROCESS, 1)), EPERM);
     // The whole process group (the supervisor's) and every process of the uid.
