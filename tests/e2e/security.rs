@@ -272,7 +272,7 @@ fn the_live_topology_gives_each_principal_an_internal_network_shared_only_with_t
             "skill:egress" => {
                 assert_eq!(nets, std::slice::from_ref(&name));
                 // Podman's inspect says `bridge` for any bridge network; its list above holds.
-                let podman = perstack_sandbox::test_support::http::default_bridge() == "podman";
+                let podman = crate::support::on_podman();
                 let mode = &container["HostConfig"]["NetworkMode"];
                 assert!(
                     *mode == name.as_str() || (podman && *mode == "bridge"),
@@ -293,7 +293,7 @@ fn the_live_topology_gives_each_principal_an_internal_network_shared_only_with_t
         match test_runtime() {
             Some(expected) => assert_eq!(runtime, expected, "{}", service(container)),
             // Podman's inspect says `oci` for its default runtime, whatever `info` names it.
-            None if perstack_sandbox::test_support::http::default_bridge() == "podman" => {
+            None if crate::support::on_podman() => {
                 assert_eq!(runtime, "oci", "{}", service(container))
             }
             None => assert_eq!(

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::support::npm_registry::{NpmPackage, NpmRegistry};
 use crate::support::{
     BOOKWORM_NODE_IMAGE, JobGuard, binary, fixture, require_bookworm_image,
-    require_bookworm_node_image, require_docker,
+    require_bookworm_node_image, require_docker, template,
 };
 
 /// A standalone image of `folder`'s Expert `expert`, removed when the guard drops.
@@ -991,14 +991,7 @@ fn a_skill_in_its_own_root_is_refused_at_start_without_cap_sys_chroot_naming_it(
 /// recipe's image, `perstack-sandbox/recipe-<skill>`, is the test's own) and whose perstack.toml
 /// `edit` changed.
 fn granted_recipe_project(skill: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
-    let project = tempfile::tempdir().expect("tempdir");
-    let copied = Command::new("cp")
-        .arg("-r")
-        .arg(fixture("e2e/standalone-recipe-granted").join("."))
-        .arg(project.path())
-        .status()
-        .expect("cp");
-    assert!(copied.success());
+    let project = template("e2e/standalone-recipe-granted", &[]);
     let toml = project.path().join("perstack.toml");
     let text = std::fs::read_to_string(&toml).expect("read");
     let text = edit(text.replace("\"rooted\"", &format!("\"{skill}\"")));

@@ -21,9 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
-use perstack_sandbox::test_support::http::{
-    Recorded, Response, TestServer, bridge_gateway, default_bridge,
-};
+use perstack_sandbox::test_support::http::{Recorded, Response, TestServer, bridge_gateway};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha512};
 
@@ -143,7 +141,7 @@ pub struct NpmRegistry {
 impl NpmRegistry {
     /// Serves `packages` on the Docker bridge's gateway, at an ephemeral port.
     pub fn start(packages: Vec<NpmPackage>) -> NpmRegistry {
-        let listen: IpAddr = if default_bridge() == "podman" {
+        let listen: IpAddr = if super::on_podman() {
             IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
         } else {
             bridge_gateway()
@@ -161,7 +159,7 @@ impl NpmRegistry {
     /// The registry URL for `npmRegistry`: `http://<bridge gateway>:<port>/` (on Podman
     /// `http://127.0.0.1:<port>/`, see above).
     pub fn url(&self) -> String {
-        if default_bridge() == "podman" {
+        if super::on_podman() {
             return format!("{}/", self.server.url());
         }
         format!("{}/", self.server.url_for_containers())
