@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use perstack_sandbox::test_support::docker::{DockerGuard, lines};
 use serde_json::Value;
@@ -868,14 +869,36 @@ fn result_of(events: &[Value], tool: &str) -> Value {
     first.clone()
 }
 
+/// A test's turn at the standalone image of an Expert named `recipe`, with the guard of its
+/// skill's recipe image `perstack-sandbox/recipe-<skill>`. Those builds `COPY --from` the recipe
+/// image, which is one image for every test of a fixture (its tag is its content's), and every
+/// such test's guards remove it, `perstack-sandbox/standalone-recipe` and its install stages
+/// when they end: one test at a time, so that none removes them under another's build (seen on
+/// rootful Podman: `COPY --from=perstack-sandbox/recipe-prober:…: no stage or image found`).
+/// Held for the whole test: the recipe's guard goes first, then the turn.
+pub struct RecipeTurn {
+    _recipe: DockerGuard,
+    _turn: MutexGuard<'static, ()>,
+}
+
+pub fn recipe_turn(skill: &str) -> RecipeTurn {
+    static RECIPE: Mutex<()> = Mutex::new(());
+    let turn = RECIPE.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut recipe = DockerGuard::new();
+    recipe.repository(&format!("perstack-sandbox/recipe-{skill}"));
+    RecipeTurn {
+        _recipe: recipe,
+        _turn: turn,
+    }
+}
+
 #[test]
 fn a_skill_built_from_its_own_dockerfile_runs_in_its_recipe_s_root_and_cannot_leave_it() {
     if !require_docker() || !require_bookworm_image() {
         return;
     }
     // The recipe's image, which the build makes first and copies whole into the standalone one.
-    let mut recipe = DockerGuard::new();
-    recipe.repository("perstack-sandbox/recipe-prober");
+    let _recipe = recipe_turn("prober");
     let tokens = [
         ("PROBER_TOKEN", "prober-token"),
         ("VICTIM_TOKEN", "victim-token"),
@@ -963,8 +986,7 @@ fn a_skill_in_its_own_root_is_refused_at_start_without_cap_sys_chroot_naming_it(
     if !require_docker() || !require_bookworm_image() {
         return;
     }
-    let mut recipe = DockerGuard::new();
-    recipe.repository("perstack-sandbox/recipe-prober");
+    let _recipe = recipe_turn("prober");
     let image = build(&fixture("e2e/standalone-recipe"), "recipe");
     let ws = workspace();
     let job = JobGuard::new();
@@ -1004,14 +1026,13 @@ fn granted_recipe_project(skill: &str, edit: impl FnOnce(String) -> String) -> t
 /// as `grant` says, run by plain `docker run` in a workspace of uid 1000's with `.git/config` and
 /// a `work` folder; gives the run's events, its stderr and the workspace.
 fn run_granted_recipe(skill: &str, grant: &str) -> (Vec<Value>, String, tempfile::TempDir) {
+    let _recipe = recipe_turn(skill);
     let project = granted_recipe_project(skill, |text| {
         text.replace(
             "workspace = \"read-write\"",
             &format!("workspace = \"{grant}\""),
         )
     });
-    let mut recipe = DockerGuard::new();
-    recipe.repository(&format!("perstack-sandbox/recipe-{skill}"));
     let image = build(project.path(), "recipe");
     let ws = crate::standalone_workspace::owned_workspace(&[
         (".git/config", "[remote]\n"),
@@ -1109,14 +1130,13 @@ fn a_recipe_base_without_the_runtime_of_another_skill_s_install_says_so() {
         return;
     }
     // The recipe (Debian with Python, no Node) is the base; an npx skill installs on it.
+    let _recipe = recipe_turn("nonode");
     let project = granted_recipe_project("nonode", |text| {
         text + "\n[experts.\"recipe\".skills.\"web\"]\ntype = \"mcpStdioSkill\"\n\
                 command = \"npx\"\nargs = [\"-y\", \"@scope/web\"]\n"
     });
     let mut guard = DockerGuard::new();
-    guard
-        .repository("perstack-sandbox/recipe-nonode")
-        .repository("perstack-sandbox/standalone-recipe");
+    guard.repository("perstack-sandbox/standalone-recipe");
     let stages = "label=io.perstack.sandbox.cache-of=perstack-sandbox/standalone-recipe";
     guard.images_found_by(move || lines(&["images", "-a", "-q", "--filter", stages]));
     let id = perstack_sandbox::test_support::internals::new_id();

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::standalone::{Image, attempts, build, build_with, docker_run_with};
-use crate::standalone::{Ran, results_of, workspace};
+use crate::standalone::{Ran, recipe_turn, results_of, workspace};
 use crate::support::npm_registry::{NpmPackage, NpmRegistry};
 use crate::support::{
     BOOKWORM_NODE_IMAGE, JobGuard, fixture, require_bookworm_image, require_bookworm_node_image,
@@ -155,8 +155,7 @@ fn on_a_read_only_root_a_recipe_skill_s_tmp_is_read_only_until_a_tmpfs_is_mounte
     if !require_bookworm_image() {
         return;
     }
-    let mut recipe = perstack_sandbox::test_support::docker::DockerGuard::new();
-    recipe.repository("perstack-sandbox/recipe-prober");
+    let _recipe = recipe_turn("prober");
     let image = build(&fixture("e2e/standalone-recipe"), "recipe");
     let job = JobGuard::new();
     let env = [("PROBER_TOKEN", "p"), ("VICTIM_TOKEN", "v")];
