@@ -22,6 +22,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait.
 const MAX_CONNECTIONS: usize = 512;
+/// How many times in all a name is looked up before the proxy refuses with "cannot resolve".
+const LOOKUP_ATTEMPTS: u32 = 3;
+/// The pause before lookup attempt `n + 1` is `n` times this.
+const LOOKUP_PAUSE: Duration = Duration::from_millis(200);
 
 /// Resolves `host:port` to addresses (injectable so tests can play DNS rebinding).
 pub(crate) type Resolver =
@@ -32,6 +36,25 @@ pub(crate) fn system_resolver() -> Resolver {
     Arc::new(|host, port| {
         Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
     })
+}
+
+/// Looks `host:port` up with `resolver`, again after a short pause when a lookup fails, at most
+/// [`LOOKUP_ATTEMPTS`] times in all. A resolver under load (a container's DNS forwarder, the
+/// host's stub) can fail one lookup of a name that it answered a moment before; a client
+/// refused for that would see the same 403 as for a name that does not exist. An empty answer
+/// is an answer and is not asked again.
+async fn lookup(resolver: &Resolver, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let mut attempt = 1;
+    loop {
+        match resolver(host.to_string(), port).await {
+            Err(error) if attempt < LOOKUP_ATTEMPTS => {
+                tracing::debug!(%error, host, attempt, "lookup failed; asking again");
+                tokio::time::sleep(LOOKUP_PAUSE * attempt).await;
+                attempt += 1;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// Serves `listener` until the process ends.
@@ -180,7 +203,7 @@ async fn decide(
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        return resolver(bare.to_string(), port)
+        return lookup(resolver, bare, port)
             .await
             .map_err(|e| format!("cannot resolve: {e}"));
     }
@@ -206,7 +229,7 @@ async fn decide(
             },
         );
     }
-    let resolved = resolver(name, port)
+    let resolved = lookup(resolver, &name, port)
         .await
         .map_err(|e| format!("cannot resolve: {e}"))?;
     let mut refusal = None;
@@ -446,6 +469,56 @@ mod tests {
                 .await
                 .contains("punycode")
         );
+    }
+
+    /// A resolver that fails its first `failures` lookups, then answers with a public address;
+    /// and how many lookups it was asked.
+    fn failing_first(failures: u32) -> (Resolver, Arc<std::sync::atomic::AtomicU32>) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let asked = Arc::new(AtomicU32::new(0));
+        let counter = asked.clone();
+        let resolver: Resolver = Arc::new(move |_, port| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n < failures {
+                    Err(std::io::Error::other(
+                        "Temporary failure in name resolution",
+                    ))
+                } else {
+                    Ok(vec![SocketAddr::from(([160, 79, 104, 10], port))])
+                }
+            })
+        });
+        (resolver, asked)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_that_fails_is_asked_again_and_only_up_to_the_bound() {
+        use std::sync::atomic::Ordering;
+        let p = principal(&["api.anthropic.com"], vec![]);
+        let (flaky, asked) = failing_first(LOOKUP_ATTEMPTS - 1);
+        let targets = decide(&p, "api.anthropic.com", 443, false, &flaky)
+            .await
+            .expect("allowed once the resolver answers");
+        assert_eq!(targets, [SocketAddr::from(([160, 79, 104, 10], 443))]);
+        assert_eq!(asked.load(Ordering::SeqCst), LOOKUP_ATTEMPTS);
+
+        let (down, asked) = failing_first(u32::MAX);
+        let error = decide(&p, "api.anthropic.com", 443, false, &down)
+            .await
+            .expect_err("a resolver that keeps failing");
+        assert!(
+            error.starts_with("cannot resolve: Temporary failure"),
+            "{error}"
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), LOOKUP_ATTEMPTS);
+
+        // A name the allowlist refuses is never looked up.
+        let (resolver, asked) = failing_first(0);
+        decide(&p, "evil.example.com", 443, false, &resolver)
+            .await
+            .expect_err("not allowed");
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

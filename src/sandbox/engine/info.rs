@@ -30,7 +30,11 @@
 //!   container the other one removed ("identifier is not a container", seen on rootless Podman
 //!   with two tests building one image) or a cached layer of an image removed meanwhile ("layer
 //!   not known"). Such a build is run again, at most [`BUILD_ATTEMPTS`] times in all
-//!   ([`EngineInfo::build_race`]); Docker's builder was not seen to fail this way.
+//!   ([`EngineInfo::build_race`]). Docker's classic builder loses the same race when an image
+//!   a step's cache hit stands on is removed meanwhile (the removal of another build's tag
+//!   also removes the untagged step images beneath it, which two builds of the same first
+//!   steps share): "unable to find image \"sha256:…\"" or, when it commits the next step,
+//!   "failed to set parent sha256:…: unknown parent image ID".
 //! - **Rootless on cgroup v1** cannot limit memory, CPU or processes (Podman says "Resource
 //!   limits are not supported and ignored" and starts the container anyway): a run refuses
 //!   before it starts ([`EngineInfo::refusal`]), unless `--allow-weaker-isolation` accepts
@@ -84,8 +88,9 @@ pub(crate) enum BuildRace {
     /// same steps or a removal ("identifier is not a container").
     LostContainer,
     /// An image the build's cache used was removed meanwhile (`gc --images`, another build's
-    /// clean-up): Podman's "layer not known", Docker's `unable to find image "sha256:…"` (an
-    /// image by its id, so never a base the recipe names).
+    /// clean-up): Podman's "layer not known", Docker's `unable to find image "sha256:…"` or
+    /// `unknown parent image ID sha256:…` (an image by its id, so never a base the recipe
+    /// names).
     LostLayer,
 }
 
@@ -282,7 +287,10 @@ impl EngineInfo {
                 Some(BuildRace::LostContainer)
             }
             EngineKind::Podman if message.contains("layer not known") => Some(BuildRace::LostLayer),
-            EngineKind::Docker if message.contains("unable to find image \"sha256:") => {
+            EngineKind::Docker
+                if message.contains("unable to find image \"sha256:")
+                    || message.contains("unknown parent image ID sha256:") =>
+            {
                 Some(BuildRace::LostLayer)
             }
             _ => None,
@@ -501,6 +509,16 @@ mod tests {
         );
         assert_eq!(docker.retry_build(BUILD_ATTEMPTS, lost_image), None);
         assert_eq!(podman.build_race(lost_image), None);
+        // Seen in CI: the step image a build had just made (a cache hit) removed before the
+        // build committed the next step on top of it.
+        let lost_parent = "Docker stream error: failed to export image: failed to set parent \
+                           sha256:0a7cf41c7a44: unknown parent image ID sha256:0a7cf41c7a44";
+        assert_eq!(
+            docker.retry_build(1, lost_parent),
+            Some(BuildRace::LostLayer)
+        );
+        assert_eq!(docker.retry_build(BUILD_ATTEMPTS, lost_parent), None);
+        assert_eq!(podman.build_race(lost_parent), None);
         for final_failure in [
             "pull access denied for perstack-sandbox/nope, repository does not exist",
             "No such image: perstack-sandbox/bookworm:local",
