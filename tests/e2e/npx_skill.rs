@@ -8,7 +8,6 @@
 //! A second skill runs the same package with `allowedDomains`: Node skills behind the egress
 //! proxy are told to use it, and must still start on a Node that predates the proxy support.
 
-use std::path::Path;
 use std::time::Duration;
 
 use perstack_sandbox::test_support::docker::{DockerGuard, lines};
@@ -20,7 +19,8 @@ use crate::support::{
     require_bookworm_node_image,
 };
 
-/// The skills' names, which name their images: `perstack-sandbox/skill-<name>`.
+/// The skills' names (as tests/fixtures/e2e/npx-skill/perstack.toml spells them), which name
+/// their images: `perstack-sandbox/skill-<name>`.
 const PLAIN: &str = "npx-node-info";
 const PROXIED: &str = "npx-node-info-proxied";
 
@@ -60,44 +60,6 @@ fn built_images(registry: &str) -> DockerGuard {
     images
 }
 
-/// perstack.toml: both skills in one Expert, their base image and registry set in `[sandbox]`.
-fn write_config(dir: &Path, registry: &str) -> std::path::PathBuf {
-    let script = fixture("e2e/npx-skill/script.toml");
-    let config = dir.join("perstack.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"model = "mock-model"
-
-[provider]
-providerName = "mock"
-setting = {{ script = "{script}" }}
-
-[sandbox]
-nodeImage = "{BOOKWORM_NODE_IMAGE}"
-npmRegistry = "{registry}"
-
-[experts."node"]
-instruction = "Ask node."
-
-[experts."node".skills."{PLAIN}"]
-type = "mcpStdioSkill"
-command = "npx"
-args = ["-y", "@perstack-e2e/node-info"]
-
-[experts."node".skills."{PROXIED}"]
-type = "mcpStdioSkill"
-command = "npx"
-args = ["-y", "@perstack-e2e/node-info", "--tool", "proxied_node_info"]
-allowedDomains = ["registry.example.com"]
-"#,
-            script = script.display()
-        ),
-    )
-    .expect("write perstack.toml");
-    config
-}
-
 /// The JSON the server's tool answered with.
 fn node_info(done: &Finished, tool: &str) -> Value {
     let text = done.tool_result(tool);
@@ -135,9 +97,7 @@ fn an_npx_skill_is_installed_from_the_configured_registry_at_build_time_and_runs
     let package = NpmPackage::pack(&fixture("npm/node-info"));
     let registry = NpmRegistry::start(vec![package.clone()]);
     let _images = built_images(&registry.url());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &registry.url());
-    let run = TestRun::with_config(&config, "node");
+    let run = TestRun::templated("e2e/npx-skill", "node", &registry.fixture_vars());
     let mut child = run.spawn();
 
     // Both skill containers are up while the first turn takes its time: every image is built.

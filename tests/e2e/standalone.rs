@@ -555,55 +555,13 @@ fn with_docker_run_t_it_shows_the_human_view_and_the_docker_run_that_continues()
     );
 }
 
-/// perstack.toml of an Expert with a `uvx` skill from PyPI, an `npx` skill from the test's npm
-/// registry, and an attacker that tries to read their installed files.
-fn write_packages_config(dir: &Path, registry: &str) {
-    let script = fixture("e2e/standalone-packages/script.toml");
-    let text = format!(
-        r#"model = "mock-model"
-
-[provider]
-providerName = "mock"
-setting = {{ script = "{script}" }}
-
-[sandbox]
-pythonImage = "perstack-sandbox/bookworm:local"
-nodeImage = "{BOOKWORM_NODE_IMAGE}"
-npmRegistry = "{registry}"
-
-[experts."packages"]
-version = "1.0.0"
-instruction = "Ask the clock and node."
-
-[experts."packages".skills."time"]
-type = "mcpStdioSkill"
-command = "uvx"
-args = ["mcp-server-time"]
-
-[experts."packages".skills."node"]
-type = "mcpStdioSkill"
-command = "npx"
-args = ["-y", "@perstack-e2e/node-info"]
-
-[experts."packages".skills."attacker"]
-type = "mcpStdioSkill"
-command = "perstack-sandbox"
-args = ["fixture-mcp"]
-pick = ["attempt"]
-"#,
-        script = script.display()
-    );
-    std::fs::write(dir.join("perstack.toml"), text).expect("write perstack.toml");
-}
-
 #[test]
 fn uvx_and_npx_skills_run_in_one_standalone_image_each_walled_off_in_its_own_folder() {
     if !require_bookworm_image() || !require_bookworm_node_image() {
         return;
     }
     let registry = NpmRegistry::start(vec![NpmPackage::pack(&fixture("npm/node-info"))]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_packages_config(dir.path(), &registry.url());
+    let dir = template("e2e/standalone-packages", &registry.fixture_vars());
 
     // The skills' images have different bases (Python, Node): one has to be chosen.
     let refused = Command::new(binary())

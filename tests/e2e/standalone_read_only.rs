@@ -6,7 +6,6 @@
 //! uid 0 stay non-dumpable.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 use serde_json::Value;
 
@@ -14,46 +13,12 @@ use crate::standalone::{Image, attempts, build, build_with, docker_run_with};
 use crate::standalone::{Ran, recipe_turn, results_of, workspace};
 use crate::support::npm_registry::{NpmPackage, NpmRegistry};
 use crate::support::{
-    BOOKWORM_NODE_IMAGE, JobGuard, fixture, require_bookworm_image, require_bookworm_node_image,
-    require_docker,
+    JobGuard, fixture, require_bookworm_image, require_bookworm_node_image, require_docker,
+    template,
 };
 
 const EACCES: i64 = 13;
 const EROFS: i64 = 30;
-
-/// perstack.toml of an Expert with an `npx` skill from the test's npm registry and an attacker.
-fn write_config(dir: &Path, registry: &str) {
-    let script = fixture("e2e/standalone-read-only/script.toml");
-    let text = format!(
-        r#"model = "mock-model"
-
-[provider]
-providerName = "mock"
-setting = {{ script = "{script}" }}
-
-[sandbox]
-nodeImage = "{BOOKWORM_NODE_IMAGE}"
-npmRegistry = "{registry}"
-
-[experts."read-only"]
-version = "1.0.0"
-instruction = "Ask node."
-
-[experts."read-only".skills."node"]
-type = "mcpStdioSkill"
-command = "npx"
-args = ["-y", "@perstack-e2e/node-info"]
-
-[experts."read-only".skills."attacker"]
-type = "mcpStdioSkill"
-command = "perstack-sandbox"
-args = ["fixture-mcp"]
-pick = ["attempt"]
-"#,
-        script = script.display()
-    );
-    std::fs::write(dir.join("perstack.toml"), text).expect("write perstack.toml");
-}
 
 /// The `isolationReport`'s `missing` entries that name a read-only root's skill folders.
 fn folder_shortfalls(report: &Value) -> Vec<String> {
@@ -87,8 +52,7 @@ fn on_a_read_only_root_it_needs_a_tmpfs_at_run_perstack_and_landlock_alone_walls
         return;
     }
     let registry = NpmRegistry::start(vec![NpmPackage::pack(&fixture("npm/node-info"))]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_config(dir.path(), &registry.url());
+    let dir = template("e2e/standalone-read-only", &registry.fixture_vars());
     let image = build_with(dir.path(), "read-only", &[]);
     let job = JobGuard::new();
 

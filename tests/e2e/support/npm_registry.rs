@@ -169,6 +169,16 @@ impl NpmRegistry {
     pub fn requests(&self) -> Vec<Recorded> {
         self.server.requests()
     }
+
+    /// The placeholders of a fixture whose `npx` skills install from this registry, for
+    /// [`super::template`]: `NODE_IMAGE`, the local Node image of `make test-images`, and
+    /// `NPM_REGISTRY`, [`Self::url`].
+    pub fn fixture_vars(&self) -> [(&'static str, String); 2] {
+        [
+            ("NODE_IMAGE", super::BOOKWORM_NODE_IMAGE.to_string()),
+            ("NPM_REGISTRY", self.url()),
+        ]
+    }
 }
 
 fn answer(request: &Recorded, packages: &[NpmPackage]) -> Response {
