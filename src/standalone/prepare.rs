@@ -10,7 +10,7 @@ use super::image::RecipeRoots;
 use super::{MANIFEST_PATH, StandaloneError};
 use crate::cli::StandaloneArgs;
 use crate::config::{LoadedConfig, ProviderName, SettingFlags, Settings};
-use crate::contract::paths::{SPEC_PATH, WORKSPACE_MOUNT};
+use crate::contract::paths::{CA_BUNDLE_PATH, SPEC_PATH, WORKSPACE_MOUNT};
 use crate::contract::spec::RuntimeSpec;
 use crate::files::Owner;
 use crate::jobs::store::is_safe_id;
@@ -97,8 +97,7 @@ pub(crate) fn prepare(args: &StandaloneArgs) -> Result<Prepared, StandaloneError
         runtime_env: checked.runtime_env,
         env,
         mock_script: checked.mock_script,
-        // Every file is in this image already; the plan's images are never built.
-        artifacts: Artifacts::default(),
+        artifacts: baked_artifacts(Path::new(CA_BUNDLE_PATH))?,
         skill_files,
         limits: settings.limits,
         oci_runtime: None,
@@ -220,6 +219,30 @@ fn baked_skill_files(loaded: &LoadedConfig, expert: &str) -> Result<FilesBySkill
         .map_err(StandaloneError::Image)
 }
 
+/// The artifacts the plan is made with: every file is in this image already and the plan's
+/// images are never built, but the CA bundle the build chose must be known — at `bundle_path`
+/// when a principal talks TLS (a skill with `allowedDomains`, a networked runtime). With it the
+/// plan gives those principals' images, as their own images would have, the variables common
+/// TLS stacks read (`CA_BUNDLE_VARIABLES`) pointing there, and each such process gets them; a
+/// skill's Python or Node would otherwise trust only its own roots and fail behind a
+/// TLS-intercepting proxy or with a private CA. No file: no principal talks TLS.
+fn baked_artifacts(bundle_path: &Path) -> Result<Artifacts, StandaloneError> {
+    let ca_bundle = match std::fs::read(bundle_path) {
+        Ok(pem) => bytes::Bytes::from(pem),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bytes::Bytes::new(),
+        Err(e) => {
+            return Err(run_error(format!(
+                "cannot read the image's CA bundle {}: {e}",
+                bundle_path.display()
+            )));
+        }
+    };
+    Ok(Artifacts {
+        ca_bundle,
+        ..Artifacts::default()
+    })
+}
+
 fn run_error(error: impl std::fmt::Display) -> StandaloneError {
     StandaloneError::Run(error.to_string())
 }
@@ -310,4 +333,28 @@ fn resume_from(
             interactive_tool_call_result: answer,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_knows_the_ca_bundle_the_image_carries_and_none_when_it_carries_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bundle = dir.path().join("ca-certificates.crt");
+        std::fs::write(&bundle, "-----BEGIN CERTIFICATE-----\n").expect("write");
+        let carried = baked_artifacts(&bundle).expect("read");
+        assert_eq!(&carried.ca_bundle[..], b"-----BEGIN CERTIFICATE-----\n");
+        let none = baked_artifacts(&dir.path().join("absent")).expect("no bundle");
+        assert!(none.ca_bundle.is_empty());
+        // Not a file: said, not taken as no bundle.
+        let error = baked_artifacts(dir.path()).expect_err("a folder");
+        assert!(
+            error
+                .to_string()
+                .contains("cannot read the image's CA bundle"),
+            "{error}"
+        );
+    }
 }

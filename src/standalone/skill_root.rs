@@ -260,6 +260,35 @@ args = ["fixture-mcp"]
         found.unwrap_or_else(|| panic!("no {service}"))
     }
 
+    /// A skill that reaches out is told where the image's CA bundle is, in every variable common
+    /// TLS stacks read (as its own image would set them); a skill without a network and base
+    /// tools are told nothing of it. (The supervisor's plan has the bundle from
+    /// `prepare::baked_artifacts`.)
+    #[test]
+    fn only_the_principals_that_talk_tls_are_told_where_the_ca_bundle_is() {
+        use crate::contract::paths::{CA_BUNDLE_PATH, CA_BUNDLE_VARIABLES};
+        let text = CONFIG.replace(
+            "args = [\"-y\", \"@scope/web\"]",
+            "args = [\"-y\", \"@scope/web\"]\nallowedDomains = [\"api.example.com\"]",
+        );
+        let (plan, _) = the_plan(&text);
+        let all = started(&plan, AS_ROOT);
+        let web = &principal(&all, "skill:web").policy.env;
+        for name in CA_BUNDLE_VARIABLES {
+            assert_eq!(
+                web.get(name).map(String::as_str),
+                Some(CA_BUNDLE_PATH),
+                "{name}"
+            );
+        }
+        for quiet in ["skill:time", "base-skill"] {
+            let env = &principal(&all, quiet).policy.env;
+            for name in CA_BUNDLE_VARIABLES {
+                assert!(!env.contains_key(name), "{quiet} has {name}");
+            }
+        }
+    }
+
     /// Asserts that `owner` alone is granted anything in `folder`.
     fn only_granted(all: &[Principal], folder: &Path, owner: &str) {
         for principal in all {
