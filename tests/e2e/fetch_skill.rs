@@ -9,45 +9,18 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::standalone::{Ran, build, docker_run, workspace};
+use crate::standalone::{build, docker_run, workspace};
 use crate::support::registry::{registry_host, registry_vars};
-use crate::support::{JobGuard, TestRun, require_bookworm_image, template};
+use crate::support::{Finished, JobGuard, TestRun, finished, require_bookworm_image, template};
 
 #[test]
 fn mcp_server_fetch_reads_a_page_of_its_allowed_domain_through_the_proxy_and_no_other() {
     if !require_bookworm_image() {
         return;
     }
-    let host = registry_host();
     let run = TestRun::templated("e2e/fetch-skill", "reader", &registry_vars());
     let done = run.run();
-    done.assert_code(0);
-    assert_eq!(done.of_type("completeRun")[0]["text"], "Read it.");
-
-    assert_the_hosts_page(&done.tool_text("allowed"), host);
-    let allowed = done
-        .of_type("proxyAccess")
-        .into_iter()
-        .filter(|a| a["domain"] == host && a["port"] == 443 && a["client"] == "skill:fetch")
-        .map(|a| a["action"].as_str().unwrap_or_default().to_string())
-        .collect::<Vec<_>>();
-    // robots.txt, then the page.
-    assert!(allowed.len() >= 2, "{allowed:?}");
-    assert!(allowed.iter().all(|a| a == "allowed"), "{allowed:?}");
-
-    // Any other domain: the proxy refuses the tunnel, and the server reports the failure.
-    let other = done.tool_text("other");
-    assert!(
-        !other.contains("Contents of https://example.com/"),
-        "{other}"
-    );
-    let blocked = done
-        .of_type("proxyAccess")
-        .into_iter()
-        .find(|a| a["domain"] == "example.com" && a["client"] == "skill:fetch")
-        .cloned()
-        .unwrap_or_else(|| panic!("no record for example.com: {}", done.stdout));
-    assert_eq!(blocked["action"], "blocked", "{blocked}");
+    assert_read_the_page_and_no_other(&done, registry_host());
     assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
 
@@ -56,42 +29,52 @@ fn in_a_standalone_image_mcp_server_fetch_trusts_the_images_bundle_and_reads_the
     if !require_bookworm_image() {
         return;
     }
-    let host = registry_host();
     let dir = template("e2e/fetch-skill", &registry_vars());
     let image = build(dir.path(), "reader");
     let (job, ws) = (JobGuard::new(), workspace());
-    let ran = Ran::ok(docker_run(&image, &job, &[], ws.path(), &["Read it"]));
-    let text_of = |id: &str| -> String {
-        let result = ran
-            .events
-            .iter()
-            .filter(|e| e["type"] == "resolveToolResults")
-            .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-            .find(|r| r["id"] == id)
-            .unwrap_or_else(|| panic!("no result {id}: {}", ran.stderr));
-        result["result"][0]["text"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+    let out = docker_run(&image, &job, &[], ws.path(), &["Read it"]);
+    let done = finished(out.status.code(), out.stdout, out.stderr);
+    assert_read_the_page_and_no_other(&done, registry_host());
+}
+
+/// The run `done` of the fetch-skill Expert ended well, having read `host`'s page through the
+/// proxy, and was refused any other domain.
+fn assert_read_the_page_and_no_other(done: &Finished, host: &str) {
+    done.assert_code(0);
+    assert_eq!(done.of_type("completeRun")[0]["text"], "Read it.");
+
+    assert_the_hosts_page(&done.tool_text("allowed"), host);
+    let records_of = |domain: &str| -> Vec<&Value> {
+        let records = done.of_type("proxyAccess").into_iter();
+        records.filter(|a| a["domain"] == domain).collect()
     };
-    assert_the_hosts_page(&text_of("allowed"), host);
-    assert!(!text_of("other").contains("Contents of https://example.com/"));
-    let access = |domain: &str| -> Vec<Value> {
-        let records = ran.events.iter().filter(|e| e["type"] == "proxyAccess");
-        records.filter(|a| a["domain"] == domain).cloned().collect()
-    };
+    // robots.txt, then the page: each tunnel the skill's, to port 443, allowed.
+    let to_host = records_of(host);
+    assert!(to_host.len() >= 2, "{to_host:?}");
     assert!(
-        access(host)
+        to_host
             .iter()
-            .all(|a| a["action"] == "allowed" && a["client"] == "skill:fetch"),
-        "{:?}",
-        access(host)
+            .all(|a| a["action"] == "allowed" && a["port"] == 443 && a["client"] == "skill:fetch"),
+        "{to_host:?}"
     );
-    assert!(!access("example.com").is_empty());
+
+    // Any other domain: the proxy refuses the tunnel, and the server reports the failure.
+    let other = done.tool_text("other");
     assert!(
-        access("example.com")
+        !other.contains("Contents of https://example.com/"),
+        "{other}"
+    );
+    let to_other = records_of("example.com");
+    assert!(
+        !to_other.is_empty(),
+        "no record for example.com: {}",
+        done.stdout
+    );
+    assert!(
+        to_other
             .iter()
-            .all(|a| a["action"] == "blocked")
+            .all(|a| a["action"] == "blocked" && a["client"] == "skill:fetch"),
+        "{to_other:?}"
     );
 }
 
