@@ -21,7 +21,7 @@ use futures::{Stream, StreamExt};
 
 use super::endpoint::{self, Address, Endpoint, NoEngine, RealHost};
 pub(crate) use super::info::EngineInfo;
-use super::info::{BUILD_ATTEMPTS, NetworkDns};
+use super::info::{BUILD_ATTEMPTS, BuildRace, NetworkDns};
 use super::process_limit;
 use super::raw::{RawClient, RawError};
 use crate::sandbox::images::user_recipe::UserRecipe;
@@ -309,6 +309,30 @@ impl DockerClient {
         let host = RealHost;
         let (docker, endpoint) =
             endpoint::first_answering(&host, endpoint::candidates(&host), connect_to).await?;
+        DockerClient::answering(docker, endpoint).await
+    }
+
+    /// The engine at `address`, as if `DOCKER_HOST` named it: for tests against a fake engine.
+    #[cfg(test)]
+    pub(crate) async fn connect_at(address: Address) -> Result<DockerClient, DockerError> {
+        let docker = connect_to(address.clone())
+            .await
+            .map_err(|message| DockerError::Call {
+                action: format!("connect to {address}"),
+                source: bollard::errors::Error::IOError {
+                    err: std::io::Error::other(message),
+                },
+            })?;
+        let endpoint = Endpoint {
+            address,
+            why: endpoint::Why::DockerHost,
+            passed_over: Vec::new(),
+        };
+        DockerClient::answering(docker, endpoint).await
+    }
+
+    /// A client of the engine `docker` answers at `endpoint`: what it is, read once.
+    async fn answering(docker: Docker, endpoint: Endpoint) -> Result<DockerClient, DockerError> {
         let raw = RawClient::new(&endpoint.address)?;
         let version = docker.version().await.map_err(call("version"))?;
         let engine = EngineInfo::new(
@@ -464,8 +488,9 @@ impl DockerClient {
     }
 
     /// Runs one classic build of `context` with `options`, each line of builder output to
-    /// `on_line`. A build that lost a race with another client of the engine (a build container
-    /// or a cached image removed meanwhile, `info::BuildRace`) is run again, at most
+    /// `on_line`, and reads its image back by its tag. A build that lost a race with another
+    /// client of the engine (a build container or a cached image removed meanwhile, or the image
+    /// itself gone before it could be read back: `info::BuildRace`) is run again, at most
     /// `BUILD_ATTEMPTS` times in all, saying so on stderr.
     async fn build_context(
         &self,
@@ -475,12 +500,20 @@ impl DockerClient {
     ) -> Result<(), DockerError> {
         // Shared, not copied, by a second attempt: a context holds our executable.
         let context = bytes::Bytes::from(context);
+        let tag = options.t.clone().unwrap_or_default();
         let mut attempt = 1;
         loop {
-            let built = self
+            let mut built = self
                 .build_context_once(options.clone(), context.clone(), &mut on_line)
                 .await;
             let race = match &built {
+                Ok(()) => match self.read_back(&tag).await {
+                    Ok(()) => return Ok(()),
+                    Err(lost) => {
+                        built = Err(lost);
+                        (attempt < BUILD_ATTEMPTS).then_some(BuildRace::BuiltImage)
+                    }
+                },
                 Err(DockerError::Build { message, .. }) => {
                     self.engine.retry_build(attempt, message)
                 }
@@ -499,6 +532,21 @@ impl DockerClient {
             // Let the other build finish what it holds; its steps are then in the cache.
             tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
         }
+    }
+
+    /// Whether the image a build reported done is there by its tag. The engine said it made it,
+    /// so an image that cannot be read was removed in between by another client (seen on rootful
+    /// Podman: 500 "image not known" for the id the new tag named, beside tests removing their
+    /// own images): a race, not the recipe's failure.
+    async fn read_back(&self, tag: &str) -> Result<(), DockerError> {
+        self.docker
+            .inspect_image(tag)
+            .await
+            .map(drop)
+            .map_err(|e| DockerError::Build {
+                tag: tag.to_string(),
+                message: format!("the build was done but its image cannot be read: {e}"),
+            })
     }
 
     /// One build of `context` with `options`.
@@ -1281,7 +1329,11 @@ fn first_file(archive: &[u8], image: &str, path: &str) -> Result<Vec<u8>, Docker
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::test_support::http::{Recorded, Response, TestServer};
 
     #[test]
     fn what_a_run_left_is_named_by_kind_with_short_container_ids_and_whole_volume_names() {
@@ -1344,6 +1396,94 @@ mod tests {
                 message: "the archive holds no file".into(),
             }
             .to_string()
+        );
+    }
+
+    /// A fake engine whose builds all succeed and whose first `lost` reads of an image fail as
+    /// rootful Podman's read did after another client had removed the image a build had just
+    /// made; it counts the builds asked for.
+    fn engine_losing_images(lost: usize) -> (TestServer, Arc<AtomicUsize>) {
+        let (reads, builds) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let counted = builds.clone();
+        let server = TestServer::start(move |request: Recorded| {
+            let (reads, builds) = (reads.clone(), counted.clone());
+            async move {
+                let path = request.path.as_str();
+                if path.ends_with("/version") {
+                    Response::json(
+                        200,
+                        &serde_json::json!({"ApiVersion": "1.41", "Version": "4.3.1",
+                            "Components": [{"Name": "Podman Engine", "Version": "4.3.1"}]}),
+                    )
+                } else if path.ends_with("/info") {
+                    Response::json(200, &serde_json::json!({}))
+                } else if path.ends_with("/build") {
+                    builds.fetch_add(1, Ordering::SeqCst);
+                    Response::text(200, "{\"stream\":\"Successfully tagged x\\n\"}\n")
+                } else if path.contains("/images/") && reads.fetch_add(1, Ordering::SeqCst) < lost {
+                    Response::json(
+                        500,
+                        &serde_json::json!({"message": "failed to convert ImageData to \
+                            ImageInspect 'perstack-sandbox/x:1': reading image \"d08a\": \
+                            locating image with ID \"d08a\": image not known"}),
+                    )
+                } else if path.contains("/images/") {
+                    Response::json(200, &serde_json::json!({"Id": "sha256:d08a"}))
+                } else {
+                    Response::text(404, "not faked")
+                }
+            }
+        });
+        (server, builds)
+    }
+
+    fn build_options() -> BuildImageOptions {
+        BuildImageOptions {
+            t: Some("perstack-sandbox/x:1".to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// Seen on rootful Podman in CI: the build said it was done, and the read of its image
+    /// failed, another client having removed it in between. The build is run again.
+    #[tokio::test]
+    async fn an_image_gone_before_it_is_read_back_is_built_again() {
+        let (server, builds) = engine_losing_images(1);
+        let address = Address::Tcp(server.url().trim_start_matches("http://").to_string());
+        let client = DockerClient::connect_at(address).await.expect("connect");
+        let mut lines = Vec::new();
+        client
+            .build_context(build_options(), Vec::new(), |l| lines.push(l.to_string()))
+            .await
+            .expect("built the second time");
+        assert_eq!(builds.load(Ordering::SeqCst), 2);
+        assert!(
+            lines.iter().any(|l| l.contains("image not known")
+                && l.contains("removed by another client before it was read back")
+                && l.contains("attempt 2 of 3")),
+            "{lines:?}"
+        );
+    }
+
+    /// An image that is never there to read back ends the build after `BUILD_ATTEMPTS`, with
+    /// the engine's words.
+    #[tokio::test]
+    async fn an_image_never_read_back_fails_the_build_after_every_attempt() {
+        let (server, builds) = engine_losing_images(usize::MAX);
+        let address = Address::Tcp(server.url().trim_start_matches("http://").to_string());
+        let client = DockerClient::connect_at(address).await.expect("connect");
+        let error = client
+            .build_context(build_options(), Vec::new(), |_| {})
+            .await
+            .expect_err("never read back");
+        assert_eq!(builds.load(Ordering::SeqCst), BUILD_ATTEMPTS as usize);
+        let said = error.to_string();
+        assert!(
+            said.contains(
+                "building image perstack-sandbox/x:1 failed: the build was done but its \
+                           image cannot be read"
+            ) && said.contains("image not known"),
+            "{said}"
         );
     }
 }

@@ -34,7 +34,9 @@
 //!   a step's cache hit stands on is removed meanwhile (the removal of another build's tag
 //!   also removes the untagged step images beneath it, which two builds of the same first
 //!   steps share): "unable to find image \"sha256:…\"" or, when it commits the next step,
-//!   "failed to set parent sha256:…: unknown parent image ID".
+//!   "failed to set parent sha256:…: unknown parent image ID". The image a build has just
+//!   made can also go before it is read back by its tag (seen on rootful Podman: 500 "image
+//!   not known" for the id the tag names); that build is run again too, on any engine.
 //! - **Rootless on cgroup v1** cannot limit memory, CPU or processes (Podman says "Resource
 //!   limits are not supported and ignored" and starts the container anyway): a run refuses
 //!   before it starts ([`EngineInfo::refusal`]), unless `--allow-weaker-isolation` accepts
@@ -80,29 +82,35 @@ pub(crate) const PODMAN_ULIMITS: [(&str, i64); 2] = [("nofile", 8192), ("nproc",
 /// How many times in all a build that lost a race ([`BuildRace`]) is run.
 pub(crate) const BUILD_ATTEMPTS: u32 = 3;
 
-/// A build that failed because another client of the engine took something it was using, not
+/// What another client of the engine took from a build that was using it, failing the build not
 /// because of its recipe: running it again is the fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BuildRace {
     /// Podman: one of the build's containers was removed meanwhile, by another build of the
     /// same steps or a removal ("identifier is not a container").
-    LostContainer,
+    Container,
     /// An image the build's cache used was removed meanwhile (`gc --images`, another build's
     /// clean-up): Podman's "layer not known", Docker's `unable to find image "sha256:…"` or
     /// `unknown parent image ID sha256:…` (an image by its id, so never a base the recipe
     /// names).
-    LostLayer,
+    CachedImage,
+    /// The image the build had just made was gone before it could be read back by its tag,
+    /// removed meanwhile by another client (any engine: the engine had reported it made).
+    BuiltImage,
 }
 
 impl BuildRace {
     /// What happened, in words.
     pub(crate) fn describe(self) -> &'static str {
         match self {
-            BuildRace::LostContainer => {
+            BuildRace::Container => {
                 "another build or a removal on the same engine removed one of its build containers"
             }
-            BuildRace::LostLayer => {
+            BuildRace::CachedImage => {
                 "an image whose layer its cache used was removed meanwhile by another client"
+            }
+            BuildRace::BuiltImage => {
+                "the image it had just made was removed by another client before it was read back"
             }
         }
     }
@@ -284,14 +292,16 @@ impl EngineInfo {
     pub(crate) fn build_race(&self, message: &str) -> Option<BuildRace> {
         match self.kind {
             EngineKind::Podman if message.contains("identifier is not a container") => {
-                Some(BuildRace::LostContainer)
+                Some(BuildRace::Container)
             }
-            EngineKind::Podman if message.contains("layer not known") => Some(BuildRace::LostLayer),
+            EngineKind::Podman if message.contains("layer not known") => {
+                Some(BuildRace::CachedImage)
+            }
             EngineKind::Docker
                 if message.contains("unable to find image \"sha256:")
                     || message.contains("unknown parent image ID sha256:") =>
             {
-                Some(BuildRace::LostLayer)
+                Some(BuildRace::CachedImage)
             }
             _ => None,
         }
@@ -479,16 +489,16 @@ mod tests {
         let lost_layer = "creating build container: layer not known";
         assert_eq!(
             podman.retry_build(1, lost_container),
-            Some(BuildRace::LostContainer)
+            Some(BuildRace::Container)
         );
         assert_eq!(
             podman.retry_build(2, lost_container),
-            Some(BuildRace::LostContainer)
+            Some(BuildRace::Container)
         );
         assert_eq!(podman.retry_build(BUILD_ATTEMPTS, lost_container), None);
         assert_eq!(
             podman.retry_build(1, lost_layer),
-            Some(BuildRace::LostLayer)
+            Some(BuildRace::CachedImage)
         );
         assert_eq!(podman.retry_build(3, lost_layer), None);
         for final_failure in [
@@ -505,7 +515,7 @@ mod tests {
         let lost_image = "Docker stream error: unable to find image \"sha256:ab37b14bbcea0b07\"";
         assert_eq!(
             docker.retry_build(1, lost_image),
-            Some(BuildRace::LostLayer)
+            Some(BuildRace::CachedImage)
         );
         assert_eq!(docker.retry_build(BUILD_ATTEMPTS, lost_image), None);
         assert_eq!(podman.build_race(lost_image), None);
@@ -515,7 +525,7 @@ mod tests {
                            sha256:0a7cf41c7a44: unknown parent image ID sha256:0a7cf41c7a44";
         assert_eq!(
             docker.retry_build(1, lost_parent),
-            Some(BuildRace::LostLayer)
+            Some(BuildRace::CachedImage)
         );
         assert_eq!(docker.retry_build(BUILD_ATTEMPTS, lost_parent), None);
         assert_eq!(podman.build_race(lost_parent), None);
@@ -526,6 +536,6 @@ mod tests {
         ] {
             assert_eq!(docker.build_race(final_failure), None, "{final_failure}");
         }
-        assert!(BuildRace::LostContainer.describe().contains("removed"));
+        assert!(BuildRace::Container.describe().contains("removed"));
     }
 }
