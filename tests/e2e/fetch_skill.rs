@@ -18,10 +18,13 @@ fn mcp_server_fetch_reads_a_page_of_its_allowed_domain_through_the_proxy_and_no_
     if !require_bookworm_image() {
         return;
     }
-    let run = TestRun::templated("e2e/fetch-skill", "reader", &registry_vars());
-    let done = run.run();
+    let done = once_more_if_the_network_timed_out(registry_host(), || {
+        let run = TestRun::templated("e2e/fetch-skill", "reader", &registry_vars());
+        let done = run.run();
+        assert_eq!(run.guard.leftovers(), Vec::<String>::new());
+        done
+    });
     assert_read_the_page_and_no_other(&done, registry_host());
-    assert_eq!(run.guard.leftovers(), Vec::<String>::new());
 }
 
 #[test]
@@ -31,10 +34,42 @@ fn in_a_standalone_image_mcp_server_fetch_trusts_the_images_bundle_and_reads_the
     }
     let dir = template("e2e/fetch-skill", &registry_vars());
     let image = build(dir.path(), "reader");
-    let (job, ws) = (JobGuard::new(), workspace());
-    let out = docker_run(&image, &job, &[], ws.path(), &["Read it"]);
-    let done = finished(out.status.code(), out.stdout, out.stderr);
+    let done = once_more_if_the_network_timed_out(registry_host(), || {
+        let (job, ws) = (JobGuard::new(), workspace());
+        let out = docker_run(&image, &job, &[], ws.path(), &["Read it"]);
+        finished(out.status.code(), out.stdout, out.stderr)
+    });
     assert_read_the_page_and_no_other(&done, registry_host());
+}
+
+/// The run `run` makes, made once more (a new job in a new workspace) when the network beyond
+/// the proxy, not the sandbox, failed it: the proxy allowed the skill's tunnel to `host`, and
+/// the server's request then timed out (httpx's `ReadTimeout` or `ConnectTimeout`). The page is
+/// a public server's, reached over this machine's egress, whose delays are not ours: seen once,
+/// in CI's rootful Podman leg under the whole suite's load (`ReadTimeout('')` after the tunnel
+/// was allowed), while the test passed on its own three times of three on the same engine.
+/// Any other outcome, and the second run's whatever it is, is the caller's to assert.
+fn once_more_if_the_network_timed_out(host: &str, run: impl Fn() -> Finished) -> Finished {
+    let done = run();
+    let tunnelled = done
+        .of_type("proxyAccess")
+        .iter()
+        .any(|a| a["domain"] == host && a["action"] == "allowed");
+    let page = done
+        .of_type("resolveToolResults")
+        .iter()
+        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["id"] == "allowed")
+        .map(|r| r["result"].to_string())
+        .unwrap_or_default();
+    let timed_out = ["ReadTimeout(", "ConnectTimeout("]
+        .iter()
+        .any(|words| page.contains(words));
+    if !(tunnelled && timed_out) {
+        return done;
+    }
+    eprintln!("the fetch of https://{host}/ timed out beyond the proxy ({page}); once more");
+    run()
 }
 
 /// The run `done` of the fetch-skill Expert ended well, having read `host`'s page through the
