@@ -86,9 +86,6 @@ pub enum BuildError {
     /// An image could not be made.
     #[error(transparent)]
     Image(#[from] ExecuteError),
-    /// An image was built yet the engine does not know it.
-    #[error("image {0} was built but the engine does not know it")]
-    BuiltButUnknown(String),
     /// The Expert cannot be one standalone image.
     #[error(transparent)]
     Standalone(#[from] crate::standalone::image::StandaloneImageError),
@@ -120,9 +117,7 @@ pub enum BuildError {
 impl From<&BuildError> for Exit {
     fn from(error: &BuildError) -> Exit {
         match error {
-            BuildError::Docker(_)
-            | BuildError::BuiltButUnknown(_)
-            | BuildError::Image(ExecuteError::Docker(_)) => Exit::Docker,
+            BuildError::Docker(_) | BuildError::Image(ExecuteError::Docker(_)) => Exit::Docker,
             BuildError::NoRuntimeImage => Exit::RunFailed,
             BuildError::Load(_)
             | BuildError::Registry(_)
@@ -517,15 +512,12 @@ async fn ensure(
         return Ok((tag, id));
     }
     eprintln!("{}: building image {tag}", spec.service);
-    docker
+    let id = docker
         .create_image(spec, &tag, |line| {
             if verbose {
                 eprintln!("  {line}");
             }
         })
         .await?;
-    match docker.image_id(&tag).await? {
-        Some(id) => Ok((tag, id)),
-        None => Err(BuildError::BuiltButUnknown(tag)),
-    }
+    Ok((tag, id))
 }

@@ -195,7 +195,7 @@ async fn check_image_build(report: &mut Report, docker: &DockerClient) {
     let load_time = started.elapsed();
     let _ = docker.remove_image(&tag).await;
     match (built, loaded) {
-        (Ok(()), Ok(())) => report.ok(
+        (Ok(_), Ok(_)) => report.ok(
             "image build",
             format!(
                 "built a test image in {:.2} s and loaded one in {:.2} s, then removed them (no registry needed)",

@@ -55,13 +55,7 @@ fn once_more_if_the_network_timed_out(host: &str, run: impl Fn() -> Finished) ->
         .of_type("proxyAccess")
         .iter()
         .any(|a| a["domain"] == host && a["action"] == "allowed");
-    let page = done
-        .of_type("resolveToolResults")
-        .iter()
-        .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
-        .find(|r| r["id"] == "allowed")
-        .map(|r| r["result"].to_string())
-        .unwrap_or_default();
+    let page = done.try_tool_text("allowed").unwrap_or_default();
     let timed_out = ["ReadTimeout(", "ConnectTimeout("]
         .iter()
         .any(|words| page.contains(words));

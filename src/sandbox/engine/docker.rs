@@ -388,13 +388,13 @@ impl DockerClient {
 
     /// Makes the image for `spec` as `tag`: loaded when it is based on `scratch` and the
     /// engine loads faithfully (`info.rs`), built otherwise (see `images.rs`). Builder output
-    /// lines go to `on_line`.
+    /// lines go to `on_line`. Gives the id of the image the tag names once it is made.
     pub(crate) async fn create_image(
         &self,
         spec: &ImageSpec,
         tag: &str,
         on_line: impl FnMut(&str),
-    ) -> Result<(), DockerError> {
+    ) -> Result<String, DockerError> {
         if spec.is_scratch() && self.engine.loads_scratch_images() {
             self.load_image(spec, tag).await
         } else {
@@ -404,7 +404,12 @@ impl DockerClient {
 
     /// Loads `spec` as `tag` from an image archive of its layers and config (`images.rs`):
     /// one call, and a layer the engine has already (the executable's) is not stored again.
-    pub(crate) async fn load_image(&self, spec: &ImageSpec, tag: &str) -> Result<(), DockerError> {
+    /// Gives the id of the image the tag names once it is loaded.
+    pub(crate) async fn load_image(
+        &self,
+        spec: &ImageSpec,
+        tag: &str,
+    ) -> Result<String, DockerError> {
         let build_error = |message: String| DockerError::Build {
             tag: tag.to_string(),
             message,
@@ -422,17 +427,18 @@ impl DockerClient {
         while let Some(item) = stream.next().await {
             item.map_err(|e| build_error(e.to_string()))?;
         }
-        Ok(())
+        self.read_back(tag).await
     }
 
     /// Builds `spec` as `tag` from its in-memory context with the classic builder (no registry,
-    /// no BuildKit session, never pulls). Each line of builder output goes to `on_line`.
+    /// no BuildKit session, never pulls). Each line of builder output goes to `on_line`. Gives
+    /// the id of the image the tag names once it is built.
     pub(crate) async fn build_image(
         &self,
         spec: &ImageSpec,
         tag: &str,
         on_line: impl FnMut(&str),
-    ) -> Result<(), DockerError> {
+    ) -> Result<String, DockerError> {
         let context = spec.context_tar().map_err(|e| DockerError::Build {
             tag: tag.to_string(),
             message: format!("cannot assemble build context: {e}"),
@@ -484,7 +490,9 @@ impl DockerClient {
             ),
             ..Default::default()
         };
-        self.build_context(options, context, on_line).await
+        self.build_context(options, context, on_line)
+            .await
+            .map(drop)
     }
 
     /// Runs one classic build of `context` with `options`, each line of builder output to
@@ -497,30 +505,34 @@ impl DockerClient {
         options: BuildImageOptions,
         context: Vec<u8>,
         mut on_line: impl FnMut(&str),
-    ) -> Result<(), DockerError> {
+    ) -> Result<String, DockerError> {
         // Shared, not copied, by a second attempt: a context holds our executable.
         let context = bytes::Bytes::from(context);
         let tag = options.t.clone().unwrap_or_default();
         let mut attempt = 1;
         loop {
-            let mut built = self
+            let built = self
                 .build_context_once(options.clone(), context.clone(), &mut on_line)
                 .await;
-            let race = match &built {
-                Ok(()) => match self.read_back(&tag).await {
-                    Ok(()) => return Ok(()),
-                    Err(lost) => {
-                        built = Err(lost);
-                        (attempt < BUILD_ATTEMPTS).then_some(BuildRace::BuiltImage)
-                    }
-                },
-                Err(DockerError::Build { message, .. }) => {
-                    self.engine.retry_build(attempt, message)
+            let (made, race) = match built {
+                Ok(()) => {
+                    let read = self.read_back(&tag).await;
+                    let race = (read.is_err() && attempt < BUILD_ATTEMPTS)
+                        .then_some(BuildRace::BuiltImage);
+                    (read, race)
                 }
-                _ => None,
+                Err(error) => {
+                    let race = match &error {
+                        DockerError::Build { message, .. } => {
+                            self.engine.retry_build(attempt, message)
+                        }
+                        _ => None,
+                    };
+                    (Err(error), race)
+                }
             };
-            let (Some(race), Err(error)) = (race, &built) else {
-                return built;
+            let (Some(race), Err(error)) = (race, &made) else {
+                return made;
             };
             attempt += 1;
             let line = format!(
@@ -534,15 +546,15 @@ impl DockerClient {
         }
     }
 
-    /// Whether the image a build reported done is there by its tag. The engine said it made it,
-    /// so an image that cannot be read was removed in between by another client (seen on rootful
-    /// Podman: 500 "image not known" for the id the new tag named, beside tests removing their
-    /// own images): a race, not the recipe's failure.
-    async fn read_back(&self, tag: &str) -> Result<(), DockerError> {
+    /// The id of the image `tag` names, read back right after the engine reported it made.
+    /// The engine said it made it, so an image that cannot be read was removed in between by
+    /// another client (seen on rootful Podman: 500 "image not known" for the id the new tag
+    /// named, beside tests removing their own images): a race, not the recipe's failure.
+    async fn read_back(&self, tag: &str) -> Result<String, DockerError> {
         self.docker
             .inspect_image(tag)
             .await
-            .map(drop)
+            .map(|image| image.id.unwrap_or_default())
             .map_err(|e| DockerError::Build {
                 tag: tag.to_string(),
                 message: format!("the build was done but its image cannot be read: {e}"),

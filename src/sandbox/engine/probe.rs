@@ -183,7 +183,7 @@ async fn make(
     let outcome = docker
         .create_image(image, tag, |_| {})
         .await
-        .map(|()| "made a scratch image with the images' executable, as a run makes its images".to_string())
+        .map(|_| "made a scratch image with the images' executable, as a run makes its images".to_string())
         .map_err(|e| fail(e.to_string(), "the engine must import or build images (`docker import`, `docker build`); check the disk is not full"));
     push(steps, "probe image", outcome)?;
     Ok(())

@@ -529,6 +529,12 @@ impl Finished {
 
     /// The text a tool answered with (its text parts, joined), by the call's id.
     pub fn tool_text(&self, id: &str) -> String {
+        self.try_tool_text(id)
+            .unwrap_or_else(|| panic!("no result for {id}; events:\n{}", self.stdout))
+    }
+
+    /// [`Self::tool_text`], or `None` when the call `id` has no result.
+    pub fn try_tool_text(&self, id: &str) -> Option<String> {
         self.of_type("resolveToolResults")
             .iter()
             .flat_map(|e| e["toolResults"].as_array().cloned().unwrap_or_default())
@@ -541,7 +547,6 @@ impl Finished {
                         .collect::<String>()
                 })
             })
-            .unwrap_or_else(|| panic!("no result for {id}; events:\n{}", self.stdout))
     }
 
     /// The JSON a tool answered with, by the call's id.
